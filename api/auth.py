@@ -1,0 +1,31 @@
+"""Bearer API keys: resolve the caller before guards run; the matrix in `api.authz` decides."""
+
+from __future__ import annotations
+
+from litestar.datastructures import State
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from exchange import keys
+
+
+class ApiKeyMiddleware(ASGIMiddleware):
+    scopes = ("http", "websocket")  # type: ignore[assignment]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        scope["user"] = None
+        header = _bearer(scope)
+        if header:
+            state: State = scope["app"].state
+            async with state.rt.read() as conn:
+                scope["user"] = await keys.authenticate(conn, header)
+        await next_app(scope, receive, send)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+    return None

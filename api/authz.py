@@ -1,0 +1,68 @@
+"""The authorization matrix: which participant kinds may call which operation, in one place.
+
+Every route handler has a stable operationId; the app-wide guard looks it up here. An operation
+missing from the matrix is refused to everyone (default deny), so a new endpoint cannot ship open
+by accident. Object-level rules (a bank sees only its pledges, an enterprise only its accounts) are
+enforced by the services, which know the objects.
+"""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from exchange.keys import Principal
+
+PUBLIC = frozenset({"*public*"})
+ANY = frozenset({"operator", "issuer", "enterprise", "bank", "court", "auditor"})
+HOLDERS = frozenset({"operator", "issuer", "enterprise", "bank", "court"})
+OPERATOR = frozenset({"operator"})
+OVERSIGHT = frozenset({"operator", "auditor"})
+
+MATRIX: dict[str, frozenset[str]] = {
+    "health": PUBLIC,
+    "whoami": ANY,
+    "createParticipant": OPERATOR,
+    "listParticipants": ANY,
+    "getParticipant": ANY,
+    "createKey": ANY,
+    "listKeys": ANY,
+    "revokeKey": ANY,
+    "getAccount": ANY,
+    "defineInstrument": OPERATOR,
+    "listInstruments": PUBLIC,
+    "getInstrument": PUBLIC,
+    "requestIssuance": frozenset({"issuer"}),
+    "listIssuances": frozenset({"operator", "auditor", "issuer", "enterprise"}),
+    "getIssuance": frozenset({"operator", "auditor", "issuer", "enterprise"}),
+    "approveIssuance": OPERATOR,
+    "rejectIssuance": OPERATOR,
+    "createTransfer": HOLDERS,
+    "createRetirement": HOLDERS,
+    "getHoldings": ANY,
+    "listLedgerEntries": OVERSIGHT,
+    "getLedgerEntry": OVERSIGHT,
+    "getLedgerHead": PUBLIC,
+}
+
+
+def operation_of(handler: BaseRouteHandler) -> str | None:
+    op = getattr(handler, "operation_id", None)
+    return op if isinstance(op, str) else None
+
+
+async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    op = operation_of(handler)
+    if op is None and connection.scope["path"].startswith("/schema"):
+        return  # the OpenAPI document and its viewers are public
+    allowed = MATRIX.get(op or "")
+    if allowed is None:
+        raise PermissionDeniedException(f"operation {op!r} is not in the authorization matrix")
+    if allowed is PUBLIC:
+        return
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal):
+        raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")
+    if principal.kind not in allowed:
+        raise PermissionDeniedException(f"a {principal.kind} may not {op}")

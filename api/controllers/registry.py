@@ -1,0 +1,112 @@
+"""Instruments, issuance (maker-checker), transfers, retirements and holdings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.params import Parameter
+
+from api.deps import IdempotencyKey, client_id
+from api.schemas.common import ranges
+from api.schemas.registry import DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
+from exchange import instruments, issuance, transfers
+from exchange.keys import Principal
+from exchange.runtime import Runtime
+
+Limit = Annotated[int, Parameter(ge=1, le=1000)]
+After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
+
+
+class InstrumentController(Controller):
+    path = "/v1/instruments"
+    tags = ["instruments"]
+
+    @post("/", operation_id="defineInstrument", summary="Define an instrument (operator)")
+    async def define(self, rt: Runtime, principal: Principal, data: InstrumentIn,
+                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        return await instruments.define(rt, principal.actor, cid, code=data.code, name=data.name, kind=data.kind,
+                                        decimals=data.decimals, unit=data.unit, attributes=data.attributes)
+
+    @get("/", operation_id="listInstruments", summary="All instruments")
+    async def listing(self, rt: Runtime, kind: str | None = None) -> list[dict[str, Any]]:
+        return await instruments.listing(rt, kind)
+
+    @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
+    async def get_one(self, rt: Runtime, code: str) -> dict[str, Any]:
+        return await instruments.get(rt, code)
+
+
+class IssuanceController(Controller):
+    path = "/v1/issuances"
+    tags = ["issuance"]
+
+    @post("/", operation_id="requestIssuance", summary="Request issuance of a batch (issuer; maker)")
+    async def request(self, rt: Runtime, principal: Principal, data: IssuanceIn,
+                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        return await issuance.request(rt, principal, cid, instrument=data.instrument, holder_id=data.holder_id,
+                                      quantity=data.quantity, attributes=data.attributes,
+                                      origin_registry=data.origin_registry, origin_serial=data.origin_serial)
+
+    @get("/", operation_id="listIssuances", summary="Issuance requests")
+    async def listing(self, rt: Runtime, principal: Principal, status: str | None = None, limit: Limit = 100,
+                      after: After = 0) -> list[dict[str, Any]]:
+        return await issuance.listing(rt, principal, status, limit, after)
+
+    @get("/{request_id:int}", operation_id="getIssuance", summary="One issuance request")
+    async def get_one(self, rt: Runtime, principal: Principal, request_id: int) -> dict[str, Any]:
+        return await issuance.get(rt, principal, request_id)
+
+    @post("/{request_id:int}/approve", operation_id="approveIssuance", status_code=200,
+          summary="Approve (operator; checker): creates the serial range and credits the holder. Idempotent.")
+    async def approve(self, rt: Runtime, principal: Principal, request_id: int,
+                      data: DecisionIn | None = None) -> dict[str, Any]:
+        return await issuance.approve(rt, principal, request_id, data.note if data else None)
+
+    @post("/{request_id:int}/reject", operation_id="rejectIssuance", status_code=200,
+          summary="Reject (operator; checker)")
+    async def reject(self, rt: Runtime, principal: Principal, request_id: int,
+                     data: DecisionIn | None = None) -> dict[str, Any]:
+        return await issuance.reject(rt, principal, request_id, data.note if data else None)
+
+
+class TransferController(Controller):
+    path = "/v1/transfers"
+    tags = ["registry"]
+
+    @post("/", operation_id="createTransfer",
+          summary="Transfer units (from your holding account) or cash (from your cash account)")
+    async def create(self, rt: Runtime, principal: Principal, data: TransferIn,
+                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        return await transfers.transfer(rt, principal, cid, to_participant=data.to_participant,
+                                        instrument=data.instrument, quantity=data.quantity,
+                                        serials=ranges(data.serials), memo=data.memo)
+
+
+class RetirementController(Controller):
+    path = "/v1/retirements"
+    tags = ["registry"]
+
+    @post("/", operation_id="createRetirement", summary="Retire units (final)")
+    async def create(self, rt: Runtime, principal: Principal, data: RetirementIn,
+                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        return await transfers.retire(rt, principal, cid, instrument=data.instrument, quantity=data.quantity,
+                                      purpose=data.purpose, beneficiary=data.beneficiary, note=data.note,
+                                      serials=ranges(data.serials))
+
+
+class HoldingController(Controller):
+    path = "/v1/holdings"
+    tags = ["registry"]
+
+    @get("/", operation_id="getHoldings", summary="Balances and serial blocks of a participant, with their state")
+    async def holdings(self, rt: Runtime, principal: Principal, participant_id: int | None = None,
+                       instrument: str | None = None, limit: Limit = 500,
+                       after_instrument: str | None = None, after_serial: int | None = None) -> dict[str, Any]:
+        pid = participant_id or principal.participant_id
+        after = (after_instrument, after_serial) if after_instrument and after_serial else None
+        return await transfers.holdings(rt, principal, pid, instrument, limit, after)

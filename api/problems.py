@@ -1,0 +1,80 @@
+"""RFC 9457 problem details for every failure, each with a machine `code`. Never a bare 500 for input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from exchange.errors import DomainError
+
+log = logging.getLogger("envx.api")
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://envx.example/problems/"
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
+               415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
+               503: "unavailable"}
+_TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+           422: "Unprocessable request", 503: "Service unavailable", 500: "Internal error"}
+
+
+def problem(status: int, code: str, detail: str, request: Request | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": _TITLES.get(status, code.replace("_", " ").capitalize()),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def domain_error(request: Request, exc: DomainError) -> Response:
+    return problem(exc.status, exc.code, exc.message, request, **exc.extra)
+
+
+def validation_error(request: Request, exc: ValidationException) -> Response:
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    return problem(422, "validation_error", exc.detail or "the request is not valid", request,
+                   errors=[_clean(e) for e in errors][:20])
+
+
+def _clean(e: Any) -> Any:
+    if isinstance(e, dict):
+        return {k: str(v) if not isinstance(v, str | int | float | bool | None | list | dict) else v
+                for k, v in e.items()}
+    return str(e)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if status == 400:  # Litestar reports malformed bodies and parameters as 400; they are 422 here
+        status = 422
+    code = _HTTP_CODES.get(status, "http_error")
+    return problem(status, code, exc.detail or code.replace("_", " "), request,
+                   **({"errors": [_clean(e) for e in exc.extra][:20]} if isinstance(exc.extra, list) else {}))
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"type": TYPE_BASE + "internal_error", "title": "Internal error", "status": 500,
+                     "detail": "an internal error occurred; nothing was applied twice, retry with the same key",
+                     "code": "internal_error"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR, media_type=PROBLEM)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}
+__all__ = ["EXCEPTION_HANDLERS", "MediaType", "problem"]

@@ -1,0 +1,149 @@
+"""The `envx` command: migrate, serve, admin, verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from exchange import logs
+from exchange.database import resolve_url
+from exchange.settings import Settings, get_settings
+
+log = logging.getLogger("envx")
+
+
+def _url(settings: Settings) -> str:
+    return resolve_url(settings.database_url, settings.data_dir)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from exchange.migrate import upgrade
+
+    upgrade(_url(settings))
+    print("envx: database migrated to head")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from exchange.migrate import upgrade
+
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    url = _url(settings)
+    upgrade(url)
+    hooks = []
+    keys_path = settings.data_dir.resolve() / "demo-keys.json"
+    if args.demo:
+        from exchange import demo
+
+        async def load_demo(rt):  # type: ignore[no-untyped-def]
+            await demo.load(rt, keys_path)
+            print(f"envx: demo data loaded; API keys (one per demo participant) in {keys_path}", flush=True)
+
+        hooks.append(load_demo)
+    app = create_app(settings, url, on_ready=hooks)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"envx: serving on {base}\n"
+          f"envx: API docs at {base}/schema (Scalar) and {base}/schema/swagger; OpenAPI at {base}/schema/openapi.json",
+          flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                access_log=False)
+    return 0
+
+
+def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Bootstrap: create (if needed) an operator participant and print a fresh API key for it."""
+    from sqlalchemy import text
+
+    from exchange import keys, participants
+    from exchange.bootstrap import ensure_system
+    from exchange.database import asyncpg_dsn, make_engine
+    from exchange.migrate import upgrade
+    from exchange.runtime import Runtime
+    from ledger.writer import LedgerWriter
+
+    url = _url(settings)
+    upgrade(url)
+
+    async def run() -> dict:
+        engine = make_engine(url, 2)
+        writer = LedgerWriter(asyncpg_dsn(url))
+        await writer.start()
+        rt = Runtime(settings, url, engine, writer)
+        try:
+            await ensure_system(rt)
+            if args.participant:
+                p = await participants.lookup(rt, args.participant)
+            else:
+                async with rt.read() as conn:
+                    row = (await conn.execute(text(
+                        "SELECT id FROM participants WHERE kind = 'operator' AND name = :n ORDER BY id LIMIT 1"),
+                        {"n": args.name})).first()
+                if row:
+                    p = await participants.lookup(rt, row.id)
+                else:
+                    p = await participants.create(rt, "system:admin", f"admin:operator:{args.name}",
+                                                  name=args.name, kind="operator", uscc=None)
+            async with rt.tx() as conn:
+                k = await keys.create_key(conn, p["id"], args.label)
+            return {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k["token"]}
+        finally:
+            await writer.stop()
+            await engine.dispose()
+
+    try:
+        out = asyncio.run(run())
+    except Exception as exc:  # e.g. a running server holds the writer lock
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from exchange.database import asyncpg_dsn
+    from ledger.verify import verify_database
+
+    report = asyncio.run(verify_database(asyncpg_dsn(_url(settings))))
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="envx", description="envx: environmental-rights exchange and registry")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
+    s = sub.add_parser("serve", help="run the API (embedded PostgreSQL unless ENVX_DATABASE_URL is set)")
+    s.add_argument("--demo", action="store_true", help="load demo data and write demo API keys")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(fn=cmd_serve)
+    admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
+    ck = admin.add_parser("create-key", help="bootstrap an operator API key")
+    ck.add_argument("--name", default="Registry operator", help="operator participant name (created if missing)")
+    ck.add_argument("--participant", type=int, help="existing participant id instead of --name")
+    ck.add_argument("--label", default="bootstrap")
+    ck.set_defaults(fn=cmd_create_key)
+    v = sub.add_parser("verify", help="full audit of the ledger in the database")
+    v.set_defaults(fn=cmd_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logs.setup(settings.log_format, settings.log_level)
+    return int(args.fn(settings, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Where the database is: a server named by ENVX_DATABASE_URL, or an embedded PostgreSQL.
+
+The embedded server comes from the `pgserver` wheel (real PostgreSQL binaries), so a fresh machine
+needs nothing installed by hand. It lives in `<data dir>/pg` and is stopped when the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger("envx.database")
+
+DB_NAME = "envx"
+_servers: dict[str, object] = {}
+
+
+def start_embedded(data_dir: Path, database: str = DB_NAME) -> str:
+    """Start (or reuse) the embedded server; return a plain postgresql:// URL for `database`."""
+    import pgserver  # heavy import; only when embedding
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    key = str(pgdata)
+    server = _servers.get(key)
+    if server is None:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        _servers[key] = server
+    if database != "postgres":
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # type: ignore[attr-defined]
+        if "(1 row)" not in exists:
+            server.psql(f'CREATE DATABASE "{database}";')  # type: ignore[attr-defined]
+    uri = server.get_uri(database)  # type: ignore[attr-defined]
+    log.info("embedded PostgreSQL at %s", pgdata)
+    return uri
+
+
+def resolve_url(database_url: str | None, data_dir: Path) -> str:
+    return database_url or start_embedded(data_dir)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A URL asyncpg accepts (no SQLAlchemy driver suffix)."""
+    parts = urlsplit(url)
+    scheme = "postgresql" if parts.scheme.startswith("postgres") else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def sqlalchemy_url(url: str) -> str:
+    parts = urlsplit(asyncpg_dsn(url))
+    return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database), parts.query, parts.fragment))
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size,
+                               pool_pre_ping=True)
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT 1"))).scalar() == 1

@@ -1,0 +1,46 @@
+"""The running system: settings, database engine, the ledger writer, system accounts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from exchange.errors import DomainError, from_rejection
+from exchange.settings import Settings
+from ledger import commands as c
+from ledger.state import Entry, Rejection
+from ledger.writer import LedgerWriter, WriterUnavailable
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    url: str
+    engine: AsyncEngine
+    writer: LedgerWriter
+    system: dict[str, int] = field(default_factory=dict)
+
+    async def submit(self, request: c.Request) -> Entry:
+        return (await self.submit_linked([request]))[0]
+
+    async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+        try:
+            return await self.writer.submit_linked(requests)
+        except Rejection as rej:
+            raise from_rejection(rej) from None
+        except WriterUnavailable as exc:
+            raise DomainError("ledger_unavailable", str(exc), 503) from None
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the exchange tables; commits at the end of the block."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn

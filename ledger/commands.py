@@ -1,0 +1,107 @@
+"""Ledger commands: what callers ask the writer to do. Pure data, validated by `ledger.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# An inclusive serial range [start, end] inside one instrument's serial space.
+Range = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DefineInstrument:
+    code: str
+    kind: str
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAccount:
+    owner: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueBatch:
+    """Create a batch's serial range and credit it to `account`, debiting the `source` issuance account."""
+
+    source: int
+    account: int
+    instrument: str
+    quantity: int
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    debit: int
+    credit: int
+    instrument: str
+    amount: int
+    serials: tuple[Range, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateHold:
+    """A pending transfer: counts against the debit account's available balance at once."""
+
+    kind: str
+    debit: int
+    credit: int
+    instrument: str
+    amount: int
+    serials: tuple[Range, ...] = ()
+    expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostHold:
+    hold: int
+    amount: int | None = None  # None posts the full pending amount
+
+
+@dataclass(frozen=True, slots=True)
+class VoidHold:
+    hold: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireHold:
+    hold: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    account: int
+    sink: int
+    instrument: str
+    amount: int
+    purpose: str
+    beneficiary: str
+    serials: tuple[Range, ...] = ()
+
+
+Command = (
+    DefineInstrument
+    | OpenAccount
+    | IssueBatch
+    | Transfer
+    | CreateHold
+    | PostHold
+    | VoidHold
+    | ExpireHold
+    | Retire
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A command with who asked, the idempotency key and free metadata committed by hash."""
+
+    actor: str
+    command: Command
+    client_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Several requests sharing a `link` group commit or fail together (delivery-versus-payment).
+    link: int | None = None

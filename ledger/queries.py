@@ -1,0 +1,87 @@
+"""Read queries over the ledger's projections and log. Safe to run on a read replica."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.encoding import decode_entry
+
+
+async def balances(conn: AsyncConnection, accounts: list[int]) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text("""SELECT account, instrument, posted, pending_out, pending_in
+                FROM ledger_balances WHERE account = ANY(:a) ORDER BY account, instrument"""),
+        {"a": accounts},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def blocks(conn: AsyncConnection, accounts: list[int], instrument: str | None = None,
+                 limit: int = 1000, after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    sql = """SELECT b.instrument, b.start_serial, b.end_serial, b.batch, b.account, b.hold, b.retired_seq,
+                    h.kind AS hold_kind
+             FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
+             WHERE b.account = ANY(:a)"""
+    params: dict[str, Any] = {"a": accounts, "limit": limit}
+    if instrument:
+        sql += " AND b.instrument = :i"
+        params["i"] = instrument
+    if after:
+        sql += " AND (b.instrument, b.start_serial) > (:ai, :as)"
+        params["ai"], params["as"] = after
+    sql += " ORDER BY b.instrument, b.start_serial LIMIT :limit"
+    rows = await conn.execute(text(sql), params)
+    return [dict(r._mapping) for r in rows]
+
+
+async def blocks_of_hold(conn: AsyncConnection, hold: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text("""SELECT instrument, start_serial, end_serial, batch, account FROM ledger_blocks
+                WHERE hold = :h ORDER BY start_serial"""), {"h": hold})
+    return [dict(r._mapping) for r in rows]
+
+
+async def batch(conn: AsyncConnection, batch_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM ledger_batches WHERE id = :b"), {"b": batch_id})).first()
+    return dict(row._mapping) if row else None
+
+
+async def hold(conn: AsyncConnection, hold_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM ledger_holds WHERE id = :h"), {"h": hold_id})).first()
+    return dict(row._mapping) if row else None
+
+
+def _entry(row: Any) -> dict[str, Any]:
+    leaf = bytes(row.leaf)
+    return {
+        "seq": row.seq,
+        "ts": row.ts,
+        "type": row.type,
+        "actor": row.actor,
+        "client_id": row.client_id,
+        "hash": bytes(row.hash).hex(),
+        "entry": decode_entry(leaf),
+        "leaf": leaf,
+        "meta": bytes(row.meta),
+    }
+
+
+async def entries(conn: AsyncConnection, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text("SELECT * FROM ledger_entries WHERE seq > :after ORDER BY seq LIMIT :limit"),
+        {"after": after, "limit": limit},
+    )
+    return [_entry(r) for r in rows]
+
+
+async def entry(conn: AsyncConnection, seq: int) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM ledger_entries WHERE seq = :s"), {"s": seq})).first()
+    return _entry(row) if row else None
+
+
+async def head(conn: AsyncConnection) -> dict[str, Any]:
+    row = (await conn.execute(text("SELECT seq, hash, ts FROM ledger_head WHERE id = 1"))).one()
+    return {"seq": row.seq, "hash": bytes(row.hash).hex(), "ts": row.ts}

@@ -1,0 +1,46 @@
+"""Rebuild the request behind a stored entry, so the log can be replayed through `ledger.state`.
+
+Replay re-encodes every entry and must reproduce its exact bytes: any change to a stored entry, its
+metadata or the order of the log shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ledger import commands as c
+
+
+def _ranges(meta: dict[str, Any]) -> tuple[c.Range, ...]:
+    return tuple((int(s), int(e)) for s, e in meta.get("serials", []))
+
+
+def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
+    body = entry["body"]
+    meta = json.loads(meta_bytes)
+    t = entry["type"]
+    cmd: c.Command
+    if t == "instrument.define":
+        cmd = c.DefineInstrument(body["code"], body["kind"], body["decimals"])
+    elif t == "account.open":
+        cmd = c.OpenAccount(body["owner"], body["kind"])
+    elif t == "batch.issue":
+        cmd = c.IssueBatch(body["source"], body["account"], body["instrument"], body["quantity"], body["reference"])
+    elif t == "transfer":
+        cmd = c.Transfer(body["debit"], body["credit"], body["instrument"], body["amount"], _ranges(meta))
+    elif t == "retire":
+        cmd = c.Retire(body["account"], body["sink"], body["instrument"], body["amount"], body["purpose"],
+                       body["beneficiary"], _ranges(meta))
+    elif t == "hold.create":
+        cmd = c.CreateHold(body["kind"], body["debit"], body["credit"], body["instrument"], body["amount"],
+                           _ranges(meta), body["expires_at"])
+    elif t == "hold.post":
+        cmd = c.PostHold(body["hold"], body["amount"])
+    elif t == "hold.void":
+        cmd = c.VoidHold(body["hold"])
+    elif t == "hold.expire":
+        cmd = c.ExpireHold(body["hold"])
+    else:
+        raise ValueError(f"unknown entry type {t!r}")
+    return c.Request(entry["actor"], cmd, entry["client_id"], meta)

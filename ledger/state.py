@@ -1,0 +1,687 @@
+"""The ledger's state machine: pure transitions and the invariants they keep.
+
+Every rule about how value moves lives here, once: the writer applies it to a view loaded from
+PostgreSQL, the verifier replays it over the whole log, and tests drive it directly. No I/O, no
+clock (the writer passes `ts`), no randomness.
+
+Model (after TigerBeetle, with serial blocks after UNDP's registry):
+- a balance per (account, instrument): `posted`, `pending_out` (holds debiting it) and `pending_in`;
+  `available = posted - pending_out` must stay >= 0 except on issuance/settlement accounts;
+- serialised instruments also keep *blocks*: inclusive serial ranges of one batch, owned by one
+  account, optionally encumbered by one hold, or retired. The blocks of an account always sum to its
+  posted balance; ranges of one instrument are disjoint;
+- a hold (pending transfer) is resolved at most once: posted (fully or partly), voided or expired;
+- credits to the `retired` sink are final: the sink is never debited.
+
+Ids are the sequence number of the entry that created the object (account, batch, hold), so replay
+reproduces them with no counters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import commands as c
+from ledger.encoding import ZERO_HASH, canonical_json, encode_entry, entry_hash
+
+# Account kinds. Holder-like kinds can never be overdrawn.
+HOLDER_KINDS = frozenset({"holding", "cash", "escrow", "fees"})
+NEGATIVE_ALLOWED = frozenset({"issuance", "settlement"})
+SINK_KINDS = frozenset({"retired"})
+ACCOUNT_KINDS = HOLDER_KINDS | NEGATIVE_ALLOWED | SINK_KINDS
+
+INSTRUMENT_KINDS = frozenset({"currency", "cea", "ccer", "cdcer", "forest_ticket", "emission_right"})
+HOLD_KINDS = frozenset({"order", "pledge", "freeze", "retirement", "transfer", "deposit"})
+RETIREMENT_PURPOSES = frozenset({"compliance", "voluntary", "judicial_restoration", "cancellation", "expiry"})
+
+HOLD_PENDING = "pending"
+HOLD_POSTED = "posted"
+HOLD_VOIDED = "voided"
+HOLD_EXPIRED = "expired"
+
+MAX_AMOUNT = 2**53 - 1
+
+
+class Rejection(Exception):
+    """A command the ledger refuses; `code` is the machine code shown to API clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class InvariantViolation(AssertionError):
+    """The state broke one of its own invariants: a bug, never a client error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    code: str
+    kind: str
+    decimals: int
+    next_serial: int = 1
+
+    @property
+    def serialised(self) -> bool:
+        return self.kind != "currency"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    owner: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    posted: int = 0
+    pending_out: int = 0
+    pending_in: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.posted - self.pending_out
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    instrument: str
+    start: int
+    end: int
+    batch: int
+    account: int
+    hold: int | None = None
+    retired_seq: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def state(self) -> str:
+        if self.retired_seq is not None:
+            return "retired"
+        return "held" if self.hold is None else "encumbered"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: int
+    instrument: str
+    start: int
+    end: int
+    account: int
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: int
+    kind: str
+    debit: int
+    credit: int
+    instrument: str
+    amount: int
+    expires_at: int | None
+    state: str = HOLD_PENDING
+    posted_amount: int = 0
+    resolved_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One appended entry: its canonical leaf bytes plus what the store indexes it by."""
+
+    seq: int
+    ts: int
+    type: str
+    actor: str
+    client_id: str | None
+    leaf: bytes
+    hash: bytes
+    meta: bytes
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    seq: int = 0
+    hash: bytes = ZERO_HASH
+    ts: int = 0
+
+
+BalanceKey = tuple[int, str]
+_MISSING = object()
+
+
+class LedgerState:
+    """A view of the ledger: the whole of it (verifier) or the part a batch touches (writer).
+
+    Whatever is absent from the view is taken not to exist, so the writer must load every row a
+    command could touch (see `ledger.store`). Mutations are journalled so a failing request, or a
+    failing member of a linked group, leaves no trace.
+    """
+
+    def __init__(self, head: Head | None = None) -> None:
+        self.head = head or Head()
+        self.instruments: dict[str, Instrument] = {}
+        self.accounts: dict[int, Account] = {}
+        self.balances: dict[BalanceKey, Balance] = {}
+        self.blocks: dict[BalanceKey, list[Block]] = {}
+        self.holds: dict[int, Hold] = {}
+        self.batches: dict[int, Batch] = {}
+        self._journal: list[tuple[Any, Any, Any]] = []
+        # What changed since the last flush, for the store.
+        self.dirty_balances: set[BalanceKey] = set()
+        self.dirty_blocks: set[BalanceKey] = set()
+        self.dirty_holds: set[int] = set()
+        self.new_accounts: list[int] = []
+        self.new_batches: list[int] = []
+        self.dirty_instruments: set[str] = set()
+
+    # ----------------------------------------------------------------- journalled setters
+
+    def _set(self, table: Any, key: Any, value: Any) -> None:
+        # `self` as table stands for the head attribute.
+        if table is self:
+            self._journal.append((self, key, self.head))
+            self.head = value
+            return
+        self._journal.append((table, key, table.get(key, _MISSING)))
+        table[key] = value
+
+    def mark(self) -> int:
+        return len(self._journal)
+
+    def rollback(self, mark: int) -> None:
+        while len(self._journal) > mark:
+            table, key, old = self._journal.pop()
+            if table is self:
+                self.head = old
+            elif old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+
+    def forget_journal(self) -> None:
+        self._journal.clear()
+
+    def clear_dirty(self) -> None:
+        self.dirty_balances.clear()
+        self.dirty_blocks.clear()
+        self.dirty_holds.clear()
+        self.new_accounts.clear()
+        self.new_batches.clear()
+        self.dirty_instruments.clear()
+
+    # ----------------------------------------------------------------- lookups
+
+    def balance(self, account: int, instrument: str) -> Balance:
+        return self.balances.get((account, instrument)) or Balance()
+
+    def account(self, account_id: int) -> Account:
+        acc = self.accounts.get(account_id)
+        if acc is None:
+            raise Rejection("unknown_account", f"account {account_id} does not exist")
+        return acc
+
+    def instrument(self, code: str) -> Instrument:
+        inst = self.instruments.get(code)
+        if inst is None:
+            raise Rejection("unknown_instrument", f"instrument {code!r} does not exist")
+        return inst
+
+    def hold(self, hold_id: int) -> Hold:
+        h = self.holds.get(hold_id)
+        if h is None:
+            raise Rejection("unknown_hold", f"hold {hold_id} does not exist")
+        return h
+
+    def account_blocks(self, account: int, instrument: str) -> list[Block]:
+        return self.blocks.get((account, instrument), [])
+
+    # ----------------------------------------------------------------- apply
+
+    def apply(self, request: c.Request, ts: int) -> Entry:
+        """Apply one request at time `ts`; raise `Rejection` and leave no trace if it is refused."""
+        mark = self.mark()
+        try:
+            return self._apply(request, ts)
+        except Rejection:
+            self.rollback(mark)
+            raise
+        except Exception:
+            self.rollback(mark)
+            raise
+
+    def apply_linked(self, requests: list[c.Request], ts: int) -> list[Entry]:
+        """All or nothing: the first refusal undoes the whole group and is re-raised."""
+        mark = self.mark()
+        try:
+            return [self._apply(r, ts) for r in requests]
+        except BaseException:
+            self.rollback(mark)
+            raise
+
+    def _apply(self, request: c.Request, ts: int) -> Entry:
+        seq = self.head.seq + 1
+        ts = max(ts, self.head.ts)  # entry time never runs backwards
+        handler = _HANDLERS.get(type(request.command))
+        if handler is None:
+            raise Rejection("unknown_command", f"unsupported command {type(request.command).__name__}")
+        type_, body, derived = handler(self, request.command, seq, ts)
+        meta_obj = dict(request.meta)
+        meta_obj.update(derived)
+        meta = canonical_json(meta_obj)
+        leaf = encode_entry(
+            seq=seq,
+            prev=self.head.hash,
+            ts=ts,
+            type_=type_,
+            actor=request.actor,
+            client_id=request.client_id,
+            body=body,
+            meta=meta,
+        )
+        h = entry_hash(leaf)
+        self._set(self, "head", Head(seq=seq, hash=h, ts=ts))
+        return Entry(seq, ts, type_, request.actor, request.client_id, leaf, h, meta, body)
+
+    # ----------------------------------------------------------------- balance primitives
+
+    def _add_balance(self, account: int, instrument: str, d_posted: int = 0, d_out: int = 0,
+                     d_in: int = 0) -> None:
+        key = (account, instrument)
+        b = self.balance(account, instrument)
+        nb = Balance(b.posted + d_posted, b.pending_out + d_out, b.pending_in + d_in)
+        if nb.pending_out < 0 or nb.pending_in < 0:
+            raise InvariantViolation(f"negative pending on {key}")
+        kind = self.accounts[account].kind
+        if kind not in NEGATIVE_ALLOWED and nb.available < 0:
+            raise InvariantViolation(f"overdraft on {key}")
+        self._set(self.balances, key, nb)
+        self.dirty_balances.add(key)
+
+    def _require_available(self, account: Account, instrument: str, amount: int) -> None:
+        if account.kind in SINK_KINDS:
+            raise Rejection("retired_final", "retired units can never move")
+        if account.kind in NEGATIVE_ALLOWED:
+            return
+        available = self.balance(account.id, instrument).available
+        if available < amount:
+            raise Rejection(
+                "insufficient_available",
+                f"account {account.id} has {available} available of {instrument}, needs {amount}",
+            )
+
+    # ----------------------------------------------------------------- block primitives
+
+    def _set_blocks(self, account: int, instrument: str, blocks: list[Block]) -> None:
+        key = (account, instrument)
+        self._set(self.blocks, key, _merge(sorted(blocks, key=lambda b: b.start)))
+        self.dirty_blocks.add(key)
+
+    def _select_free(self, account: int, instrument: str, amount: int,
+                     serials: tuple[c.Range, ...], hold: int | None = None) -> list[c.Range]:
+        """Choose which serials move: the named ranges, or the lowest free serials first.
+
+        `hold` selects among the blocks encumbered by that hold instead of the free ones.
+        """
+        candidates = [b for b in self.account_blocks(account, instrument)
+                      if b.retired_seq is None and b.hold == hold]
+        if serials:
+            ranges = _normalise_ranges(serials)
+            if sum(e - s + 1 for s, e in ranges) != amount:
+                raise Rejection("serials_amount_mismatch", "named serial ranges do not add up to the amount")
+            for s, e in ranges:
+                if not any(b.start <= s and e <= b.end for b in candidates):
+                    raise Rejection(
+                        "serials_not_available",
+                        f"serials {s}-{e} of {instrument} are not free in account {account}",
+                    )
+            return ranges
+        picked: list[c.Range] = []
+        need = amount
+        for b in candidates:
+            if need == 0:
+                break
+            take = min(need, b.size)
+            picked.append((b.start, b.start + take - 1))
+            need -= take
+        if need:
+            raise InvariantViolation(f"blocks of {account}/{instrument} disagree with its balance")
+        return picked
+
+    def _carve(self, account: int, instrument: str, ranges: list[c.Range]) -> list[Block]:
+        """Cut `ranges` out of the account's blocks; return the cut pieces (attributes kept)."""
+        remaining: list[Block] = []
+        pieces: list[Block] = []
+        todo = list(ranges)
+        for b in self.account_blocks(account, instrument):
+            inside = [(s, e) for s, e in todo if b.start <= s and e <= b.end]
+            if not inside:
+                remaining.append(b)
+                continue
+            cursor = b.start
+            for s, e in sorted(inside):
+                if s > cursor:
+                    remaining.append(dataclasses.replace(b, start=cursor, end=s - 1))
+                pieces.append(dataclasses.replace(b, start=s, end=e))
+                cursor = e + 1
+            if cursor <= b.end:
+                remaining.append(dataclasses.replace(b, start=cursor))
+        if sum(p.size for p in pieces) != sum(e - s + 1 for s, e in ranges):
+            raise InvariantViolation("carved pieces do not match the requested ranges")
+        self._set_blocks(account, instrument, remaining)
+        return pieces
+
+    def _place(self, account: int, instrument: str, pieces: Iterable[Block]) -> None:
+        self._set_blocks(account, instrument, [*self.account_blocks(account, instrument), *pieces])
+
+    def _move_units(self, src: int, dst: int, instrument: str, ranges: list[c.Range],
+                    retired_seq: int | None) -> None:
+        pieces = self._carve(src, instrument, ranges)
+        self._place(dst, instrument, [
+            dataclasses.replace(p, account=dst, hold=None, retired_seq=retired_seq) for p in pieces
+        ])
+
+    def _encumber(self, account: int, instrument: str, ranges: list[c.Range], hold: int | None) -> None:
+        pieces = self._carve(account, instrument, ranges)
+        self._place(account, instrument, [dataclasses.replace(p, hold=hold) for p in pieces])
+
+    # ----------------------------------------------------------------- common checks
+
+    def _check_amount(self, amount: int) -> None:
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0 or amount > MAX_AMOUNT:
+            raise Rejection("invalid_amount", "amount must be a positive integer in base units")
+
+    def _check_pair(self, debit: Account, credit: Account, inst: Instrument) -> None:
+        if debit.id == credit.id:
+            raise Rejection("same_account", "debit and credit accounts must differ")
+        for acc in (debit, credit):
+            if acc.kind == "cash" and inst.serialised:
+                raise Rejection("account_instrument_mismatch", f"cash account {acc.id} cannot hold {inst.code}")
+            if acc.kind == "holding" and not inst.serialised:
+                raise Rejection(
+                    "account_instrument_mismatch", f"holding account {acc.id} cannot hold {inst.code}"
+                )
+
+    def _movement(self, debit: Account, credit: Account, inst: Instrument, amount: int,
+                  serials: tuple[c.Range, ...], seq: int) -> dict[str, Any]:
+        """Move posted value now; returns derived metadata (serial ranges moved)."""
+        self._require_available(debit, inst.code, amount)
+        retired_seq = seq if credit.kind in SINK_KINDS else None
+        derived: dict[str, Any] = {}
+        if inst.serialised:
+            ranges = self._select_free(debit.id, inst.code, amount, serials)
+            self._move_units(debit.id, credit.id, inst.code, ranges, retired_seq)
+            derived["serials"] = [list(r) for r in ranges]
+        elif serials:
+            raise Rejection("serials_not_applicable", f"{inst.code} has no serial numbers")
+        self._add_balance(debit.id, inst.code, d_posted=-amount)
+        self._add_balance(credit.id, inst.code, d_posted=amount)
+        return derived
+
+    # ----------------------------------------------------------------- handlers
+
+    def _define_instrument(self, cmd: c.DefineInstrument, seq: int, ts: int) -> tuple[str, dict, dict]:
+        if cmd.code in self.instruments:
+            raise Rejection("instrument_exists", f"instrument {cmd.code!r} already exists")
+        if not cmd.code or len(cmd.code) > 32 or not cmd.code.isascii():
+            raise Rejection("invalid_instrument_code", "instrument codes are 1-32 ASCII characters")
+        if cmd.kind not in INSTRUMENT_KINDS:
+            raise Rejection("invalid_instrument_kind", f"unknown instrument kind {cmd.kind!r}")
+        if not 0 <= cmd.decimals <= 6:
+            raise Rejection("invalid_decimals", "decimals must be between 0 and 6")
+        self._set(self.instruments, cmd.code, Instrument(cmd.code, cmd.kind, cmd.decimals))
+        self.dirty_instruments.add(cmd.code)
+        return "instrument.define", {"code": cmd.code, "kind": cmd.kind, "decimals": cmd.decimals}, {}
+
+    def _open_account(self, cmd: c.OpenAccount, seq: int, ts: int) -> tuple[str, dict, dict]:
+        if cmd.kind not in ACCOUNT_KINDS:
+            raise Rejection("invalid_account_kind", f"unknown account kind {cmd.kind!r}")
+        self._set(self.accounts, seq, Account(seq, cmd.owner, cmd.kind))
+        self.new_accounts.append(seq)
+        return "account.open", {"account": seq, "owner": cmd.owner, "kind": cmd.kind}, {}
+
+    def _issue_batch(self, cmd: c.IssueBatch, seq: int, ts: int) -> tuple[str, dict, dict]:
+        self._check_amount(cmd.quantity)
+        inst = self.instrument(cmd.instrument)
+        if not inst.serialised:
+            raise Rejection("not_issuable", f"{inst.code} is a currency: deposit it, do not issue it")
+        source = self.account(cmd.source)
+        holder = self.account(cmd.account)
+        if source.kind != "issuance":
+            raise Rejection("invalid_source", "batches are issued from the issuance account")
+        self._check_pair(source, holder, inst)
+        if holder.kind not in HOLDER_KINDS:
+            raise Rejection("invalid_holder", "a batch must be credited to a holder account")
+        start = inst.next_serial
+        end = start + cmd.quantity - 1
+        if end > MAX_AMOUNT:
+            raise Rejection("serial_space_exhausted", f"serial space of {inst.code} is exhausted")
+        self._set(self.instruments, inst.code, dataclasses.replace(inst, next_serial=end + 1))
+        self.dirty_instruments.add(inst.code)
+        self._set(self.batches, seq, Batch(seq, inst.code, start, end, holder.id, cmd.reference))
+        self.new_batches.append(seq)
+        self._place(holder.id, inst.code, [Block(inst.code, start, end, seq, holder.id)])
+        self._add_balance(source.id, inst.code, d_posted=-cmd.quantity)
+        self._add_balance(holder.id, inst.code, d_posted=cmd.quantity)
+        body = {"batch": seq, "instrument": inst.code, "source": source.id, "account": holder.id,
+                "quantity": cmd.quantity, "start": start, "end": end, "reference": cmd.reference}
+        return "batch.issue", body, {}
+
+    def _transfer(self, cmd: c.Transfer, seq: int, ts: int) -> tuple[str, dict, dict]:
+        self._check_amount(cmd.amount)
+        inst = self.instrument(cmd.instrument)
+        debit, credit = self.account(cmd.debit), self.account(cmd.credit)
+        self._check_pair(debit, credit, inst)
+        if credit.kind in SINK_KINDS:
+            raise Rejection("use_retire", "units reach the retired sink only by retirement")
+        if debit.kind == "issuance" or credit.kind == "issuance":
+            raise Rejection("invalid_account_kind", "the issuance account moves only by batch issuance")
+        derived = self._movement(debit, credit, inst, cmd.amount, cmd.serials, seq)
+        body = {"debit": debit.id, "credit": credit.id, "instrument": inst.code, "amount": cmd.amount}
+        return "transfer", body, derived
+
+    def _retire(self, cmd: c.Retire, seq: int, ts: int) -> tuple[str, dict, dict]:
+        self._check_amount(cmd.amount)
+        inst = self.instrument(cmd.instrument)
+        if not inst.serialised:
+            raise Rejection("not_retirable", f"{inst.code} cannot be retired")
+        if cmd.purpose not in RETIREMENT_PURPOSES:
+            raise Rejection("invalid_purpose", f"unknown retirement purpose {cmd.purpose!r}")
+        account, sink = self.account(cmd.account), self.account(cmd.sink)
+        if sink.kind not in SINK_KINDS:
+            raise Rejection("invalid_sink", "retirement goes to the retired sink account")
+        if account.kind not in HOLDER_KINDS:
+            raise Rejection("invalid_account_kind", "only holder accounts retire units")
+        self._check_pair(account, sink, inst)
+        derived = self._movement(account, sink, inst, cmd.amount, cmd.serials, seq)
+        body = {"account": account.id, "sink": sink.id, "instrument": inst.code, "amount": cmd.amount,
+                "purpose": cmd.purpose, "beneficiary": cmd.beneficiary}
+        return "retire", body, derived
+
+    def _create_hold(self, cmd: c.CreateHold, seq: int, ts: int) -> tuple[str, dict, dict]:
+        self._check_amount(cmd.amount)
+        if cmd.kind not in HOLD_KINDS:
+            raise Rejection("invalid_hold_kind", f"unknown hold kind {cmd.kind!r}")
+        if cmd.expires_at is not None and cmd.expires_at <= ts:
+            raise Rejection("invalid_expiry", "a hold must expire in the future")
+        inst = self.instrument(cmd.instrument)
+        debit, credit = self.account(cmd.debit), self.account(cmd.credit)
+        self._check_pair(debit, credit, inst)
+        if debit.kind == "issuance" or credit.kind == "issuance":
+            raise Rejection("invalid_account_kind", "the issuance account moves only by batch issuance")
+        self._require_available(debit, inst.code, cmd.amount)
+        derived: dict[str, Any] = {}
+        if inst.serialised:
+            ranges = self._select_free(debit.id, inst.code, cmd.amount, cmd.serials)
+            self._encumber(debit.id, inst.code, ranges, seq)
+            derived["serials"] = [list(r) for r in ranges]
+        elif cmd.serials:
+            raise Rejection("serials_not_applicable", f"{inst.code} has no serial numbers")
+        hold = Hold(seq, cmd.kind, debit.id, credit.id, inst.code, cmd.amount, cmd.expires_at)
+        self._set(self.holds, seq, hold)
+        self.dirty_holds.add(seq)
+        self._add_balance(debit.id, inst.code, d_out=cmd.amount)
+        self._add_balance(credit.id, inst.code, d_in=cmd.amount)
+        body = {"hold": seq, "kind": cmd.kind, "debit": debit.id, "credit": credit.id,
+                "instrument": inst.code, "amount": cmd.amount, "expires_at": cmd.expires_at}
+        return "hold.create", body, derived
+
+    def _pending(self, hold_id: int) -> Hold:
+        hold = self.hold(hold_id)
+        if hold.state != HOLD_PENDING:
+            raise Rejection("hold_already_resolved", f"hold {hold_id} is already {hold.state}")
+        return hold
+
+    def _release(self, hold: Hold, amount: int) -> None:
+        """Give back `amount` of a hold to its debit account's free balance."""
+        inst = self.instruments[hold.instrument]
+        if inst.serialised and amount:
+            ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
+            self._encumber(hold.debit, inst.code, ranges, None)
+
+    def _resolve(self, hold: Hold, state: str, posted: int, seq: int) -> None:
+        self._add_balance(hold.debit, hold.instrument, d_out=-hold.amount)
+        self._add_balance(hold.credit, hold.instrument, d_in=-hold.amount)
+        self._set(self.holds, hold.id, dataclasses.replace(hold, state=state, posted_amount=posted,
+                                                            resolved_seq=seq))
+        self.dirty_holds.add(hold.id)
+
+    def _post_hold(self, cmd: c.PostHold, seq: int, ts: int) -> tuple[str, dict, dict]:
+        hold = self._pending(cmd.hold)
+        amount = hold.amount if cmd.amount is None else cmd.amount
+        self._check_amount(amount)
+        if amount > hold.amount:
+            raise Rejection("amount_exceeds_hold", f"hold {hold.id} has {hold.amount} pending, not {amount}")
+        if hold.expires_at is not None and ts >= hold.expires_at:
+            raise Rejection("hold_expired", f"hold {hold.id} expired")
+        credit = self.account(hold.credit)
+        derived: dict[str, Any] = {}
+        inst = self.instrument(hold.instrument)
+        # Resolve first so the pending amount stops counting, then move the posted part.
+        self._resolve(hold, HOLD_POSTED, amount, seq)
+        if inst.serialised:
+            ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
+            self._move_units(hold.debit, credit.id, inst.code, ranges,
+                             seq if credit.kind in SINK_KINDS else None)
+            self._release(hold, hold.amount - amount)
+            derived["serials"] = [list(r) for r in ranges]
+        self._add_balance(hold.debit, inst.code, d_posted=-amount)
+        self._add_balance(credit.id, inst.code, d_posted=amount)
+        body = {"hold": hold.id, "amount": amount, "released": hold.amount - amount,
+                "debit": hold.debit, "credit": hold.credit, "instrument": inst.code}
+        return "hold.post", body, derived
+
+    def _void_hold(self, cmd: c.VoidHold, seq: int, ts: int) -> tuple[str, dict, dict]:
+        hold = self._pending(cmd.hold)
+        self._resolve(hold, HOLD_VOIDED, 0, seq)
+        self._release(hold, hold.amount)
+        return "hold.void", {"hold": hold.id, "released": hold.amount}, {}
+
+    def _expire_hold(self, cmd: c.ExpireHold, seq: int, ts: int) -> tuple[str, dict, dict]:
+        hold = self._pending(cmd.hold)
+        if hold.expires_at is None or ts < hold.expires_at:
+            raise Rejection("hold_not_expired", f"hold {hold.id} has not reached its expiry")
+        self._resolve(hold, HOLD_EXPIRED, 0, seq)
+        self._release(hold, hold.amount)
+        return "hold.expire", {"hold": hold.id, "released": hold.amount}, {}
+
+    # ----------------------------------------------------------------- invariants
+
+    def check_invariants(self) -> list[str]:
+        """Every invariant that can be checked on the view; returns the violations found."""
+        problems: list[str] = []
+        for (acc, inst), bal in self.balances.items():
+            kind = self.accounts[acc].kind if acc in self.accounts else None
+            if kind is None:
+                problems.append(f"balance of unknown account {acc}")
+                continue
+            if kind not in NEGATIVE_ALLOWED and bal.available < 0:
+                problems.append(f"overdraft on account {acc} {inst}: {bal}")
+            if bal.pending_out < 0 or bal.pending_in < 0:
+                problems.append(f"negative pending on account {acc} {inst}")
+            instrument = self.instruments.get(inst)
+            if instrument and instrument.serialised:
+                blocks = self.account_blocks(acc, inst)
+                if sum(b.size for b in blocks) != max(bal.posted, 0) and kind not in NEGATIVE_ALLOWED:
+                    problems.append(f"blocks of account {acc} {inst} do not sum to its posted balance")
+                held = sum(b.size for b in blocks if b.hold is not None)
+                if held != bal.pending_out:
+                    problems.append(f"encumbered blocks of {acc} {inst} differ from pending_out")
+        pending_out: dict[BalanceKey, int] = {}
+        pending_in: dict[BalanceKey, int] = {}
+        for h in self.holds.values():
+            if h.state == HOLD_PENDING:
+                pending_out[(h.debit, h.instrument)] = pending_out.get((h.debit, h.instrument), 0) + h.amount
+                pending_in[(h.credit, h.instrument)] = pending_in.get((h.credit, h.instrument), 0) + h.amount
+        for key, bal in self.balances.items():
+            if pending_out.get(key, 0) != bal.pending_out or pending_in.get(key, 0) != bal.pending_in:
+                problems.append(f"pending totals of {key} differ from its open holds")
+        # Serial ranges of one instrument are disjoint and exactly cover the issued batches.
+        by_inst: dict[str, list[Block]] = {}
+        for blocks in self.blocks.values():
+            for b in blocks:
+                by_inst.setdefault(b.instrument, []).append(b)
+        for inst, blocks in by_inst.items():
+            blocks.sort(key=lambda b: b.start)
+            for a, b in zip(blocks, blocks[1:], strict=False):
+                if b.start <= a.end:
+                    problems.append(f"overlapping blocks in {inst}: {a.start}-{a.end} and {b.start}-{b.end}")
+            for b in blocks:
+                batch = self.batches.get(b.batch)
+                if batch is None or not batch.start <= b.start <= b.end <= batch.end:
+                    problems.append(f"block {inst} {b.start}-{b.end} lies outside its batch {b.batch}")
+        # Conservation: per instrument, every account's posted sums to zero.
+        totals: dict[str, int] = {}
+        for (_, inst), bal in self.balances.items():
+            totals[inst] = totals.get(inst, 0) + bal.posted
+        for inst, total in totals.items():
+            if total != 0:
+                problems.append(f"instrument {inst} does not conserve: sum of posted = {total}")
+        return problems
+
+
+def _normalise_ranges(ranges: Iterable[c.Range]) -> list[c.Range]:
+    out = sorted((int(s), int(e)) for s, e in ranges)
+    for s, e in out:
+        if s <= 0 or e < s:
+            raise Rejection("invalid_serials", f"invalid serial range {s}-{e}")
+    for (_, e1), (s2, _) in zip(out, out[1:], strict=False):
+        if s2 <= e1:
+            raise Rejection("invalid_serials", "named serial ranges overlap")
+    return out
+
+
+def _merge(blocks: list[Block]) -> list[Block]:
+    """Join neighbours that differ only in their range, so holdings stay compact."""
+    out: list[Block] = []
+    for b in blocks:
+        if out:
+            p = out[-1]
+            if (p.end + 1 == b.start and p.batch == b.batch and p.hold == b.hold
+                    and p.retired_seq == b.retired_seq and p.account == b.account):
+                out[-1] = dataclasses.replace(p, end=b.end)
+                continue
+        out.append(b)
+    return out
+
+
+_HANDLERS: dict[type, Any] = {
+    c.DefineInstrument: LedgerState._define_instrument,
+    c.OpenAccount: LedgerState._open_account,
+    c.IssueBatch: LedgerState._issue_batch,
+    c.Transfer: LedgerState._transfer,
+    c.Retire: LedgerState._retire,
+    c.CreateHold: LedgerState._create_hold,
+    c.PostHold: LedgerState._post_hold,
+    c.VoidHold: LedgerState._void_hold,
+    c.ExpireHold: LedgerState._expire_hold,
+}

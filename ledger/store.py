@@ -1,0 +1,264 @@
+"""PostgreSQL side of the writer: load the view a batch touches, flush what the batch changed.
+
+Raw asyncpg on the writer's own connection: this is the hot path, and every statement works on
+whole arrays (unnest / COPY) so a batch costs a fixed number of round trips, not one per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from ledger import commands as c
+from ledger.state import (
+    HOLD_PENDING,
+    NEGATIVE_ALLOWED,
+    SINK_KINDS,
+    Account,
+    Balance,
+    Block,
+    Entry,
+    Head,
+    Hold,
+    Instrument,
+    LedgerState,
+)
+
+BalanceKey = tuple[int, str]
+
+
+@dataclass(slots=True)
+class Touched:
+    """Every row a set of requests may read or change; the view must hold all of them."""
+
+    accounts: set[int] = field(default_factory=set)
+    instruments: set[str] = field(default_factory=set)
+    holds: set[int] = field(default_factory=set)
+    pairs: set[BalanceKey] = field(default_factory=set)
+
+    def add(self, cmd: c.Command) -> None:
+        match cmd:
+            case c.DefineInstrument(code=code):
+                self.instruments.add(code)
+            case c.OpenAccount():
+                pass
+            case c.IssueBatch(source=src, account=acc, instrument=inst):
+                self._pairs(inst, src, acc)
+            case c.Transfer(debit=d, credit=cr, instrument=inst) | c.CreateHold(debit=d, credit=cr,
+                                                                               instrument=inst):
+                self._pairs(inst, d, cr)
+            case c.Retire(account=acc, sink=sink, instrument=inst):
+                self._pairs(inst, acc, sink)
+            case c.PostHold(hold=h) | c.VoidHold(hold=h) | c.ExpireHold(hold=h):
+                self.holds.add(h)
+
+    def _pairs(self, inst: str, *accounts: int) -> None:
+        self.instruments.add(inst)
+        for a in accounts:
+            self.accounts.add(a)
+            self.pairs.add((a, inst))
+
+    def add_hold_rows(self, holds: Iterable[Hold]) -> None:
+        for h in holds:
+            self._pairs(h.instrument, h.debit, h.credit)
+
+
+async def read_head(conn: asyncpg.Connection) -> Head:
+    row = await conn.fetchrow("SELECT seq, hash, ts FROM ledger_head WHERE id = 1")
+    return Head(row["seq"], bytes(row["hash"]), row["ts"])
+
+
+async def find_idempotent(
+    conn: asyncpg.Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[bytes | None, Entry]]:
+    """Entries already written under these (actor, client_id) keys, with their request fingerprints."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """SELECT e.* FROM ledger_entries e
+           JOIN unnest($1::text[], $2::text[]) AS k(actor, client_id)
+             ON e.actor = k.actor AND e.client_id = k.client_id""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["actor"], r["client_id"]): (r["fingerprint"], entry_from_row(r)) for r in rows}
+
+
+def entry_from_row(r: asyncpg.Record) -> Entry:
+    from ledger.encoding import decode_entry
+
+    leaf = bytes(r["leaf"])
+    body = decode_entry(leaf)["body"]
+    return Entry(r["seq"], r["ts"], r["type"], r["actor"], r["client_id"], leaf, bytes(r["hash"]),
+                 bytes(r["meta"]), body)
+
+
+Originals = dict[BalanceKey, dict[tuple[str, int], Block]]
+
+
+async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched) -> tuple[LedgerState, Originals]:
+    """Load (and lock, in sorted order) everything the batch touches. Returns the view and the
+    original block keys per (account, instrument), which the flush diffs against."""
+    state = LedgerState(head)
+    if touched.holds:
+        for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])",
+                                  sorted(touched.holds)):
+            state.holds[r["id"]] = Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"],
+                                        r["amount"], r["expires_at"], r["state"], r["posted_amount"],
+                                        r["resolved_seq"])
+        touched.add_hold_rows(state.holds.values())
+    if touched.instruments:
+        for r in await conn.fetch("SELECT * FROM ledger_instruments WHERE code = ANY($1::text[])",
+                                  sorted(touched.instruments)):
+            state.instruments[r["code"]] = Instrument(r["code"], r["kind"], r["decimals"], r["next_serial"])
+    if touched.accounts:
+        for r in await conn.fetch("SELECT * FROM ledger_accounts WHERE id = ANY($1::bigint[])",
+                                  sorted(touched.accounts)):
+            state.accounts[r["id"]] = Account(r["id"], r["owner"], r["kind"])
+    originals: Originals = {}
+    if touched.pairs:
+        pairs = sorted(touched.pairs)
+        # Sorted row locks: a second process (there should be none) would queue, never deadlock.
+        rows = await conn.fetch(
+            """SELECT b.* FROM ledger_balances b
+               JOIN unnest($1::bigint[], $2::text[]) AS k(account, instrument)
+                 ON b.account = k.account AND b.instrument = k.instrument
+               ORDER BY b.account, b.instrument FOR UPDATE OF b""",
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+        )
+        for r in rows:
+            state.balances[(r["account"], r["instrument"])] = Balance(r["posted"], r["pending_out"],
+                                                                      r["pending_in"])
+        # Blocks of every touched holder pair; the retired sink's blocks are never needed (they
+        # never move), so retiring stays O(1) however many retirements exist.
+        block_pairs = [p for p in pairs
+                       if p[0] in state.accounts and state.accounts[p[0]].kind not in SINK_KINDS
+                       and p[1] in state.instruments and state.instruments[p[1]].serialised]
+        if block_pairs:
+            rows = await conn.fetch(
+                """SELECT b.* FROM ledger_blocks b
+                   JOIN unnest($1::bigint[], $2::text[]) AS k(account, instrument)
+                     ON b.account = k.account AND b.instrument = k.instrument
+                   ORDER BY b.instrument, b.start_serial""",
+                [p[0] for p in block_pairs],
+                [p[1] for p in block_pairs],
+            )
+            for r in rows:
+                key = (r["account"], r["instrument"])
+                state.blocks.setdefault(key, []).append(
+                    Block(r["instrument"], r["start_serial"], r["end_serial"], r["batch"], r["account"],
+                          r["hold"], r["retired_seq"]))
+            for key, blocks in state.blocks.items():
+                originals[key] = {(b.instrument, b.start): b for b in blocks}
+    return state, originals
+
+
+async def flush(
+    conn: asyncpg.Connection,
+    state: LedgerState,
+    originals: Originals,
+    entries: list[tuple[Entry, bytes | None]],
+    old_head: Head,
+) -> None:
+    """Write one batch. Caller holds the transaction; the head moves by compare-and-swap."""
+    if not entries:
+        return
+    await conn.copy_records_to_table(
+        "ledger_entries",
+        records=[(e.seq, e.ts, e.type, e.actor, e.client_id, fp, e.leaf, e.hash, e.meta) for e, fp in entries],
+        columns=["seq", "ts", "type", "actor", "client_id", "fingerprint", "leaf", "hash", "meta"],
+    )
+    if state.dirty_instruments:
+        insts = [state.instruments[code] for code in sorted(state.dirty_instruments)]
+        await conn.execute(
+            """INSERT INTO ledger_instruments (code, kind, decimals, next_serial)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[])
+               ON CONFLICT (code) DO UPDATE SET next_serial = EXCLUDED.next_serial""",
+            [i.code for i in insts], [i.kind for i in insts], [i.decimals for i in insts],
+            [i.next_serial for i in insts],
+        )
+    new_accounts = [state.accounts[a] for a in state.new_accounts if a in state.accounts]
+    if new_accounts:
+        await conn.execute(
+            "INSERT INTO ledger_accounts (id, owner, kind) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])",
+            [a.id for a in new_accounts], [a.owner for a in new_accounts], [a.kind for a in new_accounts],
+        )
+    new_batches = [state.batches[b] for b in state.new_batches if b in state.batches]
+    if new_batches:
+        await conn.execute(
+            """INSERT INTO ledger_batches (id, instrument, start_serial, end_serial, account, reference)
+               SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[])""",
+            [b.id for b in new_batches], [b.instrument for b in new_batches], [b.start for b in new_batches],
+            [b.end for b in new_batches], [b.account for b in new_batches], [b.reference for b in new_batches],
+        )
+    if state.dirty_balances:
+        keys = sorted(state.dirty_balances)
+        bals = [state.balance(*k) for k in keys]
+        kinds = [state.accounts[k[0]].kind for k in keys]
+        await conn.execute(
+            """INSERT INTO ledger_balances (account, instrument, posted, pending_out, pending_in,
+                                            may_go_negative, is_sink)
+               SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                    $6::bool[], $7::bool[])
+               ON CONFLICT (account, instrument) DO UPDATE SET posted = EXCLUDED.posted,
+                   pending_out = EXCLUDED.pending_out, pending_in = EXCLUDED.pending_in""",
+            [k[0] for k in keys], [k[1] for k in keys], [b.posted for b in bals],
+            [b.pending_out for b in bals], [b.pending_in for b in bals],
+            [k in NEGATIVE_ALLOWED for k in kinds], [k in SINK_KINDS for k in kinds],
+        )
+    if state.dirty_blocks:
+        gone: list[tuple[str, int]] = []
+        new: list[Block] = []
+        for key in sorted(state.dirty_blocks):
+            before = originals.get(key, {})
+            after = {(b.instrument, b.start): b for b in state.blocks.get(key, [])}
+            # A block that kept its start but changed shape is rewritten (delete + insert).
+            gone.extend(k for k, b in before.items() if after.get(k) != b)
+            new.extend(b for k, b in after.items() if before.get(k) != b)
+        if gone:
+            await conn.execute(
+                """DELETE FROM ledger_blocks b USING unnest($1::text[], $2::bigint[]) AS k(instrument, s)
+                   WHERE b.instrument = k.instrument AND b.start_serial = k.s""",
+                [g[0] for g in gone], [g[1] for g in gone],
+            )
+        if new:
+            await conn.copy_records_to_table(
+                "ledger_blocks",
+                records=[(b.instrument, b.start, b.end, b.batch, b.account, b.hold, b.retired_seq) for b in new],
+                columns=["instrument", "start_serial", "end_serial", "batch", "account", "hold", "retired_seq"],
+            )
+    if state.dirty_holds:
+        holds = [state.holds[h] for h in sorted(state.dirty_holds)]
+        await conn.execute(
+            """INSERT INTO ledger_holds (id, kind, debit, credit, instrument, amount, expires_at, state,
+                                         posted_amount, resolved_seq)
+               SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                                    $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[])
+               ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, posted_amount = EXCLUDED.posted_amount,
+                   resolved_seq = EXCLUDED.resolved_seq""",
+            [h.id for h in holds], [h.kind for h in holds], [h.debit for h in holds], [h.credit for h in holds],
+            [h.instrument for h in holds], [h.amount for h in holds], [h.expires_at for h in holds],
+            [h.state for h in holds], [h.posted_amount for h in holds], [h.resolved_seq for h in holds],
+        )
+        resolved = [h for h in holds if h.state != HOLD_PENDING]
+        if resolved:
+            await conn.execute(
+                """INSERT INTO ledger_hold_resolutions (hold, seq, state, amount)
+                   SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])""",
+                [h.id for h in resolved], [h.resolved_seq for h in resolved], [h.state for h in resolved],
+                [h.posted_amount for h in resolved],
+            )
+    head = state.head
+    status = await conn.execute(
+        "UPDATE ledger_head SET seq = $1, hash = $2, ts = $3 WHERE id = 1 AND seq = $4 AND hash = $5",
+        head.seq, head.hash, head.ts, old_head.seq, old_head.hash,
+    )
+    if status != "UPDATE 1":
+        raise ChainHeadMoved(f"chain head moved under the writer (expected seq {old_head.seq})")
+
+
+class ChainHeadMoved(RuntimeError):
+    """Compare-and-swap on the chain head failed: another writer appended. Fatal for this writer."""

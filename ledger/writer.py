@@ -1,0 +1,287 @@
+"""The single ledger writer: one task appends for everyone, with group commit.
+
+Loop: wait for the first request, drain whatever else is queued (no fixed sleep), load and lock the
+rows the batch touches in sorted order, apply the requests in arrival order through the pure state
+machine (each refusal is the caller's own, with its code), write the whole batch, move the chain
+head by compare-and-swap, commit once, and only then answer the callers and run after-commit hooks.
+
+A second writer is refused by a session advisory lock held on the writer's own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from ledger import commands as c
+from ledger import store
+from ledger.encoding import canonical_json
+from ledger.state import Entry, InvariantViolation, Rejection
+
+log = logging.getLogger("envx.ledger.writer")
+
+# pg advisory lock key: "envx" in ASCII, the ledger writer's lock.
+WRITER_LOCK_KEY = 0x656E7678
+MAX_BATCH = 2048
+
+AfterCommit = Callable[[list[Entry]], Awaitable[None]]
+
+
+class WriterUnavailable(RuntimeError):
+    """The writer is not running (stopped, lost its lock, or its database)."""
+
+
+class SecondWriter(RuntimeError):
+    """Another process holds the writer lock on this database."""
+
+
+def fingerprint(request: c.Request) -> bytes:
+    """Digest of what the caller asked for, to tell a faithful retry from a reused client id."""
+    payload = {
+        "command": type(request.command).__name__,
+        "fields": _jsonable(dataclasses.asdict(request.command)),
+        "meta": request.meta,
+    }
+    return hashlib.sha256(canonical_json(payload)).digest()
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+@dataclass(slots=True)
+class _Item:
+    requests: list[c.Request]
+    future: asyncio.Future[list[Entry]]
+    fingerprints: list[bytes | None] = field(default_factory=list)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_batch: int = MAX_BATCH,
+        clock: Callable[[], int] = _now_us,
+        after_commit: Sequence[AfterCommit] = (),
+    ) -> None:
+        self._dsn = dsn
+        self._max_batch = max_batch
+        self._clock = clock
+        self._after_commit = list(after_commit)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.batches = 0
+        self.entries_written = 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self._conn = await asyncpg.connect(self._dsn)
+        if not await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
+            await self._conn.close()
+            self._conn = None
+            raise SecondWriter("another envx writer holds the ledger lock on this database")
+        self._task = asyncio.create_task(self._run(), name="envx-ledger-writer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(WriterUnavailable("ledger writer stopped"))
+        if self._conn:
+            await self._conn.close()
+            self._conn = None
+
+    def add_after_commit(self, hook: AfterCommit) -> None:
+        self._after_commit.append(hook)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ----------------------------------------------------------------- submit
+
+    async def submit(self, request: c.Request) -> Entry:
+        return (await self.submit_linked([request]))[0]
+
+    async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+        """Append `requests` all together or not at all; raises `Rejection` with the first refusal."""
+        if not self.running:
+            raise WriterUnavailable("ledger writer is not running")
+        fut: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(list(requests), fut, [
+            fingerprint(r) if r.client_id else None for r in requests
+        ]))
+        return await fut
+
+    # ----------------------------------------------------------------- loop
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            first = await self._queue.get()
+            items = [first]
+            while len(items) < self._max_batch and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            try:
+                await self._process(items)
+            except (asyncpg.PostgresConnectionError, ConnectionError, OSError) as exc:
+                log.error("ledger writer lost its database: %s", exc)
+                self._fail(items, WriterUnavailable(f"ledger database unavailable: {exc}"))
+                await self._reconnect()
+            except store.ChainHeadMoved as exc:
+                log.critical("%s; writer stops", exc)
+                self._fail(items, WriterUnavailable(str(exc)))
+                return
+            except Exception as exc:  # one bad batch must not stop the ledger: isolate the culprit
+                log.exception("batch of %d failed; retrying one by one", len(items))
+                if len(items) == 1:
+                    self._fail(items, exc)
+                    continue
+                for item in items:
+                    try:
+                        await self._process([item])
+                    except Exception as exc2:
+                        log.exception("request failed alone")
+                        self._fail([item], exc2)
+
+    def _fail(self, items: list[_Item], exc: BaseException) -> None:
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+    async def _reconnect(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception:
+                pass
+        for delay in (0.1, 0.3, 1, 2, 5):
+            await asyncio.sleep(delay)
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
+                    self._conn = conn
+                    return
+                await conn.close()
+                log.critical("writer lock taken by another process after reconnect; stopping")
+                self._stopping = True
+                return
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("reconnect failed: %s", exc)
+        self._stopping = True
+
+    async def _process(self, items: list[_Item]) -> None:
+        conn = self._conn
+        assert conn is not None
+        # Results decided before the transaction: faithful retries and reused ids.
+        results: dict[int, list[Entry] | BaseException] = {}
+        keys = [(r.actor, r.client_id) for it in items for r in it.requests if r.client_id]
+        async with conn.transaction():
+            head = await store.read_head(conn)
+            existing = await store.find_idempotent(conn, keys)  # type: ignore[arg-type]
+            live: list[int] = []
+            seen_in_batch: dict[tuple[str, str], int] = {}
+            for i, it in enumerate(items):
+                outcome = self._replay(it, existing)
+                if outcome is not None:
+                    results[i] = outcome
+                    continue
+                dup = next((seen_in_batch[(r.actor, r.client_id)] for r in it.requests
+                            if r.client_id and (r.actor, r.client_id) in seen_in_batch), None)
+                if dup is not None:
+                    results[i] = _Later(dup, it)  # type: ignore[assignment]
+                    continue
+                for r in it.requests:
+                    if r.client_id:
+                        seen_in_batch[(r.actor, r.client_id)] = i
+                live.append(i)
+
+            touched = store.Touched()
+            for i in live:
+                for r in items[i].requests:
+                    touched.add(r.command)
+            state, originals = await store.load_view(conn, head, touched)
+            written: list[tuple[Entry, bytes | None]] = []
+            for i in live:
+                it = items[i]
+                try:
+                    entries = state.apply_linked(it.requests, self._clock())
+                except Rejection as rej:
+                    results[i] = rej
+                    continue
+                except InvariantViolation as bug:
+                    log.error("invariant violation refused a request: %s", bug)
+                    results[i] = Rejection("invariant_violation", "refused: it would break a ledger invariant")
+                    continue
+                results[i] = entries
+                written.extend(zip(entries, it.fingerprints, strict=True))
+            await store.flush(conn, state, originals, written, head)
+        # Durable: answer the callers, then the side effects.
+        self.batches += 1
+        self.entries_written += len(written)
+        for i, it in enumerate(items):
+            res = results[i]
+            if isinstance(res, _Later):
+                res = res.resolve(items, results)
+            if it.future.done():
+                continue
+            if isinstance(res, BaseException):
+                it.future.set_exception(res)
+            else:
+                it.future.set_result(res)
+        if written:
+            committed = [e for e, _ in written]
+            for hook in self._after_commit:
+                try:
+                    await hook(committed)
+                except Exception:
+                    log.exception("after-commit hook failed")
+
+    @staticmethod
+    def _replay(it: _Item, existing: dict) -> list[Entry] | Rejection | None:
+        found = [existing.get((r.actor, r.client_id)) for r in it.requests if r.client_id]
+        if not found or all(f is None for f in found):
+            return None
+        fps = [fp for r, fp in zip(it.requests, it.fingerprints, strict=True) if r.client_id]
+        if any(f is None for f in found) or any(bytes(f[0] or b"") != fp for f, fp in zip(found, fps, strict=True)):
+            return Rejection("idempotency_conflict", "this client id was already used for a different request")
+        return [f[1] for f in found]
+
+
+@dataclass(slots=True)
+class _Later:
+    """A duplicate client id within one batch: a faithful copy gets what the first got."""
+
+    first: int
+    item: _Item
+
+    def resolve(self, items: list[_Item], results: dict[int, Any]) -> list[Entry] | BaseException:
+        if items[self.first].fingerprints != self.item.fingerprints:
+            return Rejection("idempotency_conflict", "this client id was already used for a different request")
+        return results[self.first]
