@@ -1,0 +1,88 @@
+"""Test fixtures: a real PostgreSQL started by the suite, the real Litestar app, real keys.
+
+The server is the embedded one envx itself uses (pgserver), in a temporary directory; set
+ENVX_TEST_DATABASE_URL to use an existing server instead. Migrations run once into a template
+database; each test that needs a database gets a fresh copy of it (CREATE DATABASE ... TEMPLATE).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from exchange.database import start_embedded, with_database
+from exchange.migrate import upgrade
+from exchange.settings import Settings
+from tests.helpers import Api, bootstrap_operator
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    url = os.environ.get("ENVX_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="envx-test-") as tmp:
+        yield start_embedded(Path(tmp), database="postgres")
+
+
+def _admin_execute(admin_url: str, sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from exchange.database import asyncpg_dsn
+
+    async def run() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> str:
+    name = f"envx_template_{os.getpid()}"
+    _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}"')
+    _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')
+    upgrade(with_database(pg_admin_url, name))
+    return name
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    name = f"envx_t{os.getpid()}_{next(_counter)}"
+    _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield with_database(pg_admin_url, name)
+    _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, database_url=None)
+
+
+@pytest.fixture
+def client(db_url: str, settings: Settings) -> Iterator[TestClient]:
+    from api.app import create_app
+
+    app = create_app(settings, db_url)
+    with TestClient(app, raise_server_exceptions=False, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def api(client: TestClient) -> Api:
+    """The HTTP API, authenticated as a bootstrapped operator."""
+    return Api(client, bootstrap_operator(client))
