@@ -33,6 +33,12 @@ WRITER_LOCK_KEY = 0x656E7678
 MAX_BATCH = 2048
 
 AfterCommit = Callable[[list[Entry]], Awaitable[None]]
+# Runs inside the batch's transaction after the entries are written and before the commit; may add
+# rows that must be durable together with the entries (Merkle tree nodes). Raising aborts the batch.
+BeforeCommit = Callable[[asyncpg.Connection, list[Entry], Head], Awaitable[None]]
+# Runs once on the writer's connection after it takes the lock, before it accepts requests
+# (fork checks: refuse a database behind the last published checkpoint).
+OnStart = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class WriterUnavailable(RuntimeError):
@@ -80,11 +86,15 @@ class LedgerWriter:
         max_batch: int = MAX_BATCH,
         clock: Callable[[], int] = _now_us,
         after_commit: Sequence[AfterCommit] = (),
+        before_commit: Sequence[BeforeCommit] = (),
+        on_start: Sequence[OnStart] = (),
     ) -> None:
         self._dsn = dsn
         self._max_batch = max_batch
         self._clock = clock
         self._after_commit = list(after_commit)
+        self._before_commit = list(before_commit)
+        self._on_start = list(on_start)
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -100,6 +110,13 @@ class LedgerWriter:
             await self._conn.close()
             self._conn = None
             raise SecondWriter("another envx writer holds the ledger lock on this database")
+        try:
+            for hook in self._on_start:
+                await hook(self._conn)
+        except BaseException:
+            await self._conn.close()
+            self._conn = None
+            raise
         self._task = asyncio.create_task(self._run(), name="envx-ledger-writer")
 
     async def stop(self) -> None:
@@ -120,6 +137,17 @@ class LedgerWriter:
 
     def add_after_commit(self, hook: AfterCommit) -> None:
         self._after_commit.append(hook)
+
+    def add_before_commit(self, hook: BeforeCommit) -> None:
+        self._before_commit.append(hook)
+
+    def add_on_start(self, hook: OnStart) -> None:
+        self._on_start.append(hook)
+
+    @property
+    def connection(self) -> asyncpg.Connection | None:
+        """The writer's own connection, for hooks only (it holds the writer lock)."""
+        return self._conn
 
     @property
     def running(self) -> bool:
@@ -242,6 +270,10 @@ class LedgerWriter:
                 results[i] = entries
                 written.extend(zip(entries, it.fingerprints, strict=True))
             await store.flush(conn, state, originals, written, head)
+            if written:
+                batch_entries = [e for e, _ in written]
+                for before in self._before_commit:
+                    await before(conn, batch_entries, head)
         # Durable: answer the callers, then the side effects.
         self.batches += 1
         self.entries_written += len(written)
