@@ -24,7 +24,7 @@ import asyncpg
 from ledger import commands as c
 from ledger import store
 from ledger.encoding import canonical_json
-from ledger.state import Entry, InvariantViolation, Rejection
+from ledger.state import Entry, Head, InvariantViolation, Rejection
 
 log = logging.getLogger("envx.ledger.writer")
 
