@@ -1,0 +1,75 @@
+"""Run `envx serve` as a real process on loopback, for crash tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, db_url: str, data_dir: Path) -> None:
+        self.db_url = db_url
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "server.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "ENVX_DATABASE_URL": self.db_url, "ENVX_DATA_DIR": str(self.data_dir),
+                "ENVX_LOG_LEVEL": "WARNING"}
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "exchange.cli", *args], env=self.env, capture_output=True,
+                             timeout=120, check=True)
+        return out.stdout.decode()
+
+    def operator_key(self) -> str:
+        return json.loads(self.cli("admin", "create-key", "--name", "crash-test operator"))["api_key"]
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exchange.cli", "serve", "--port", str(self.port)], env=self.env,
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
