@@ -13,6 +13,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from api.auth import ApiKeyMiddleware
 from api.authz import authorize
+from api.controllers.cash import CashController
 from api.controllers.health import health, whoami
 from api.controllers.ledger import LedgerController
 from api.controllers.participants import AccountController, ParticipantController
@@ -34,7 +35,7 @@ from ledger.writer import LedgerWriter
 log = logging.getLogger("envx")
 
 ROUTES = [health, whoami, ParticipantController, AccountController, InstrumentController, IssuanceController,
-          TransferController, RetirementController, HoldingController, LedgerController]
+          TransferController, RetirementController, HoldingController, LedgerController, CashController]
 
 
 OnReady = Callable[[Runtime], Awaitable[None]]

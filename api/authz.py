@@ -44,6 +44,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "listLedgerEntries": OVERSIGHT,
     "getLedgerEntry": OVERSIGHT,
     "getLedgerHead": PUBLIC,
+    "recordDeposit": OPERATOR,
+    "recordWithdrawal": OPERATOR,
 }
 
 

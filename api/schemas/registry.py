@@ -68,3 +68,11 @@ class RetirementIn(Strict):
     note: Note = None
     serials: list[SerialRange] | None = Field(default=None, max_length=100)
     client_id: ClientId = None
+
+
+class CashIn(Strict):
+    participant_id: int = Field(ge=1, le=2**53 - 1)
+    amount: Decimal = Field(description="CNY, at most 2 decimals, e.g. \"5000000.00\"")
+    bank_reference: str = Field(min_length=1, max_length=100, description="the bank's transfer confirmation")
+    note: Note = None
+    client_id: ClientId = None

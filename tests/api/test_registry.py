@@ -143,3 +143,22 @@ def test_double_issuance_across_kinds_is_flagged_and_imports_dedupe(api: Api) ->
     api.ok(issuer.post("/v1/issuances", body))
     r = issuer.post("/v1/issuances", body)
     assert r.status_code == 409 and r.json()["code"] == "duplicate_import"
+
+
+def test_cash_deposit_and_withdrawal_in_fen(api: Api) -> None:
+    bank = api.participant("兴业银行三明分行", "bank")
+    r = api.ok(api.post("/v1/cash/deposits", {"participant_id": bank["id"], "amount": "5000000.00",
+                                               "bank_reference": "CIB-2021-0001"}))
+    assert r["amount"] == "5000000.00"
+    assert api.post("/v1/cash/deposits", {"participant_id": bank["id"], "amount": "0.001",
+                                          "bank_reference": "x"}).json()["code"] == "off_grid"
+    w = bank["api"].post("/v1/cash/withdrawals", {"participant_id": bank["id"], "amount": "1.00",
+                                                   "bank_reference": "x"})
+    assert w.status_code == 403  # only operators record bank movements
+    too_much = api.post("/v1/cash/withdrawals", {"participant_id": bank["id"], "amount": "5000000.01",
+                                                 "bank_reference": "W1"})
+    assert too_much.status_code == 409 and too_much.json()["code"] == "insufficient_available"
+    api.ok(api.post("/v1/cash/withdrawals", {"participant_id": bank["id"], "amount": "1000000.50",
+                                             "bank_reference": "W2"}))
+    bal = api.ok(bank["api"].get("/v1/holdings"))["balances"]
+    assert [(b["instrument"], b["available"]) for b in bal] == [("CNY", "3999999.50")]
