@@ -119,7 +119,7 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
             "instrument": b["instrument"], "batch": b["batch"], "serial_start": b["start_serial"],
             "serial_end": b["end_serial"],
             "quantity": to_text(b["end_serial"] - b["start_serial"] + 1, decimals[b["instrument"]]),
-            "state": _block_state(b), "hold": b["hold"],
+            "state": _block_state(b), "hold": b["hold"], "frozen_by": b.get("frozen_by"),
             "serial": serial_label(b["instrument"], b["batch"], b["start_serial"], b["end_serial"]),
         } for b in blocks],
     }
@@ -129,6 +129,8 @@ def _block_state(b: dict[str, Any]) -> str:
     """CAD Trust's vocabulary where it fits, plus our encumbrances."""
     if b["retired_seq"] is not None:
         return "retired"
+    if b.get("frozen_by") is not None:
+        return "frozen"
     if b["hold"] is None:
         return "held"
     return {"order": "order_hold", "pledge": "pledged", "freeze": "frozen",

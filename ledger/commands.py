@@ -82,6 +82,13 @@ class Retire:
     serials: tuple[Range, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterSigningKey:
+    """Publish a checkpoint signing key in the log (first key and every rotation); C2SP verifier key string."""
+
+    verifier_key: str
+
+
 Command = (
     DefineInstrument
     | OpenAccount
@@ -92,6 +99,7 @@ Command = (
     | VoidHold
     | ExpireHold
     | Retire
+    | RegisterSigningKey
 )
 
 

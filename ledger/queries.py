@@ -22,7 +22,7 @@ async def balances(conn: AsyncConnection, accounts: list[int]) -> list[dict[str,
 async def blocks(conn: AsyncConnection, accounts: list[int], instrument: str | None = None,
                  limit: int = 1000, after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
     sql = """SELECT b.instrument, b.start_serial, b.end_serial, b.batch, b.account, b.hold, b.retired_seq,
-                    h.kind AS hold_kind
+                    b.frozen_by, h.kind AS hold_kind
              FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
              WHERE b.account = ANY(:a)"""
     params: dict[str, Any] = {"a": accounts, "limit": limit}

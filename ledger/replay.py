@@ -41,6 +41,8 @@ def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
         cmd = c.VoidHold(body["hold"])
     elif t == "hold.expire":
         cmd = c.ExpireHold(body["hold"])
+    elif t == "key.register":
+        cmd = c.RegisterSigningKey(body["key"])
     else:
         raise ValueError(f"unknown entry type {t!r}")
     return c.Request(entry["actor"], cmd, entry["client_id"], meta)

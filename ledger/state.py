@@ -11,6 +11,11 @@ Model (after TigerBeetle, with serial blocks after UNDP's registry):
   account, optionally encumbered by one hold, or retired. The blocks of an account always sum to its
   posted balance; ranges of one instrument are disjoint;
 - a hold (pending transfer) is resolved at most once: posted (fully or partly), voided or expired;
+- a freeze is a hold of kind "freeze" that, on serialised units, locks blocks in place (`frozen_by`)
+  instead of reserving them, so it can sit on top of a pledge; posting it deducts (扣划) the units to
+  the court's account, voiding it unfreezes. Frozen units cannot move, retire or be newly encumbered,
+  and a hold over frozen units cannot be posted. For serialised units `pending_out` is the number of
+  encumbered units (held or frozen, counted once), kept in step with the blocks;
 - credits to the `retired` sink are final: the sink is never debited.
 
 Ids are the sequence number of the entry that created the object (account, batch, hold), so replay
@@ -26,6 +31,7 @@ from typing import Any
 
 from ledger import commands as c
 from ledger.encoding import ZERO_HASH, canonical_json, encode_entry, entry_hash
+from ledger.note import NoteError, Verifier
 
 # Account kinds. Holder-like kinds can never be overdrawn.
 HOLDER_KINDS = frozenset({"holding", "cash", "escrow", "fees"})
@@ -97,15 +103,23 @@ class Block:
     account: int
     hold: int | None = None
     retired_seq: int | None = None
+    # A judicial freeze locks units in place; it may sit on top of a pledge hold on the same units.
+    frozen_by: int | None = None
 
     @property
     def size(self) -> int:
         return self.end - self.start + 1
 
     @property
+    def encumbered(self) -> bool:
+        return self.hold is not None or self.frozen_by is not None
+
+    @property
     def state(self) -> str:
         if self.retired_seq is not None:
             return "retired"
+        if self.frozen_by is not None:
+            return "frozen"
         return "held" if self.hold is None else "encumbered"
 
 
@@ -175,6 +189,8 @@ class LedgerState:
         self.blocks: dict[BalanceKey, list[Block]] = {}
         self.holds: dict[int, Hold] = {}
         self.batches: dict[int, Batch] = {}
+        # Checkpoint signing keys published in the log: verifier key string -> seq of its key.register.
+        self.signing_keys: dict[str, int] = {}
         self._journal: list[tuple[Any, Any, Any]] = []
         # What changed since the last flush, for the store.
         self.dirty_balances: set[BalanceKey] = set()
@@ -183,6 +199,7 @@ class LedgerState:
         self.new_accounts: list[int] = []
         self.new_batches: list[int] = []
         self.dirty_instruments: set[str] = set()
+        self.new_signing_keys: list[str] = []
 
     # ----------------------------------------------------------------- journalled setters
 
@@ -218,6 +235,7 @@ class LedgerState:
         self.new_accounts.clear()
         self.new_batches.clear()
         self.dirty_instruments.clear()
+        self.new_signing_keys.clear()
 
     # ----------------------------------------------------------------- lookups
 
@@ -294,9 +312,15 @@ class LedgerState:
 
     # ----------------------------------------------------------------- balance primitives
 
+    def _tracks_blocks(self, account: int, instrument: str) -> bool:
+        """Serialised holdings of holder accounts: their pending_out follows their blocks."""
+        return self.accounts[account].kind in HOLDER_KINDS and self.instruments[instrument].serialised
+
     def _add_balance(self, account: int, instrument: str, d_posted: int = 0, d_out: int = 0,
                      d_in: int = 0) -> None:
         key = (account, instrument)
+        if d_out and self._tracks_blocks(account, instrument):
+            d_out = 0  # already counted from the blocks by _set_blocks
         b = self.balance(account, instrument)
         nb = Balance(b.posted + d_posted, b.pending_out + d_out, b.pending_in + d_in)
         if nb.pending_out < 0 or nb.pending_in < 0:
@@ -323,17 +347,35 @@ class LedgerState:
 
     def _set_blocks(self, account: int, instrument: str, blocks: list[Block]) -> None:
         key = (account, instrument)
-        self._set(self.blocks, key, _merge(sorted(blocks, key=lambda b: b.start)))
+        merged = _merge(sorted(blocks, key=lambda b: b.start))
+        self._set(self.blocks, key, merged)
         self.dirty_blocks.add(key)
+        if self._tracks_blocks(account, instrument):
+            b = self.balance(account, instrument)
+            encumbered = sum(x.size for x in merged if x.encumbered)
+            if encumbered != b.pending_out:
+                self._set(self.balances, key, Balance(b.posted, encumbered, b.pending_in))
+                self.dirty_balances.add(key)
 
     def _select_free(self, account: int, instrument: str, amount: int,
-                     serials: tuple[c.Range, ...], hold: int | None = None) -> list[c.Range]:
+                     serials: tuple[c.Range, ...], hold: int | None = None,
+                     freeze: int | None = None, freezable: bool = False) -> list[c.Range]:
         """Choose which serials move: the named ranges, or the lowest free serials first.
 
-        `hold` selects among the blocks encumbered by that hold instead of the free ones.
+        `hold` selects among the blocks encumbered by that hold, `freeze` among those frozen by that
+        freeze, `freezable` among free and pledged (unfrozen) blocks, free ones first.
         """
-        candidates = [b for b in self.account_blocks(account, instrument)
-                      if b.retired_seq is None and b.hold == hold]
+        blocks = [b for b in self.account_blocks(account, instrument) if b.retired_seq is None]
+        if freeze is not None:
+            candidates = [b for b in blocks if b.frozen_by == freeze]
+        elif freezable:
+            candidates = [b for b in blocks if b.frozen_by is None and b.hold is None] + [
+                b for b in blocks if b.frozen_by is None and b.hold is not None
+                and self.holds.get(b.hold) is not None and self.holds[b.hold].kind == "pledge"]
+        elif hold is not None:
+            candidates = [b for b in blocks if b.hold == hold]
+        else:
+            candidates = [b for b in blocks if b.hold is None and b.frozen_by is None]
         if serials:
             ranges = _normalise_ranges(serials)
             if sum(e - s + 1 for s, e in ranges) != amount:
@@ -387,12 +429,16 @@ class LedgerState:
                     retired_seq: int | None) -> None:
         pieces = self._carve(src, instrument, ranges)
         self._place(dst, instrument, [
-            dataclasses.replace(p, account=dst, hold=None, retired_seq=retired_seq) for p in pieces
+            dataclasses.replace(p, account=dst, hold=None, frozen_by=None, retired_seq=retired_seq) for p in pieces
         ])
 
     def _encumber(self, account: int, instrument: str, ranges: list[c.Range], hold: int | None) -> None:
         pieces = self._carve(account, instrument, ranges)
         self._place(account, instrument, [dataclasses.replace(p, hold=hold) for p in pieces])
+
+    def _lock(self, account: int, instrument: str, ranges: list[c.Range], freeze: int | None) -> None:
+        pieces = self._carve(account, instrument, ranges)
+        self._place(account, instrument, [dataclasses.replace(p, frozen_by=freeze) for p in pieces])
 
     # ----------------------------------------------------------------- common checks
 
@@ -518,14 +564,30 @@ class LedgerState:
         self._check_pair(debit, credit, inst)
         if debit.kind == "issuance" or credit.kind == "issuance":
             raise Rejection("invalid_account_kind", "the issuance account moves only by batch issuance")
-        self._require_available(debit, inst.code, cmd.amount)
         derived: dict[str, Any] = {}
-        if inst.serialised:
+        if inst.serialised and cmd.kind == "freeze":
+            if debit.kind not in HOLDER_KINDS:
+                raise Rejection("invalid_account_kind", "only holder accounts can be frozen")
+            self._hold_in_view(debit.id, inst.code)
+            freezable = sum(b.size for b in self.account_blocks(debit.id, inst.code)
+                            if b.retired_seq is None and b.frozen_by is None
+                            and (b.hold is None or self.holds[b.hold].kind == "pledge"))
+            if freezable < cmd.amount:
+                raise Rejection("insufficient_available",
+                                f"account {debit.id} has {freezable} of {inst.code} that can be frozen, "
+                                f"needs {cmd.amount}")
+            ranges = self._select_free(debit.id, inst.code, cmd.amount, cmd.serials, freezable=True)
+            self._lock(debit.id, inst.code, ranges, seq)
+            derived["serials"] = [list(r) for r in ranges]
+        elif inst.serialised:
+            self._require_available(debit, inst.code, cmd.amount)
             ranges = self._select_free(debit.id, inst.code, cmd.amount, cmd.serials)
             self._encumber(debit.id, inst.code, ranges, seq)
             derived["serials"] = [list(r) for r in ranges]
-        elif cmd.serials:
-            raise Rejection("serials_not_applicable", f"{inst.code} has no serial numbers")
+        else:
+            if cmd.serials:
+                raise Rejection("serials_not_applicable", f"{inst.code} has no serial numbers")
+            self._require_available(debit, inst.code, cmd.amount)
         hold = Hold(seq, cmd.kind, debit.id, credit.id, inst.code, cmd.amount, cmd.expires_at)
         self._set(self.holds, seq, hold)
         self.dirty_holds.add(seq)
@@ -541,12 +603,23 @@ class LedgerState:
             raise Rejection("hold_already_resolved", f"hold {hold_id} is already {hold.state}")
         return hold
 
+    def _hold_in_view(self, account: int, instrument: str) -> None:
+        """Every hold named by a block must be in the view (the writer loads them with the blocks)."""
+        for b in self.account_blocks(account, instrument):
+            for ref in (b.hold, b.frozen_by):
+                if ref is not None and ref not in self.holds:
+                    raise InvariantViolation(f"hold {ref} of a block of {account}/{instrument} is not loaded")
+
     def _release(self, hold: Hold, amount: int) -> None:
-        """Give back `amount` of a hold to its debit account's free balance."""
+        """Give back `amount` of a hold (unencumber) or of a freeze (unfreeze)."""
         inst = self.instruments[hold.instrument]
         if inst.serialised and amount:
-            ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
-            self._encumber(hold.debit, inst.code, ranges, None)
+            if hold.kind == "freeze":
+                ranges = self._select_free(hold.debit, inst.code, amount, (), freeze=hold.id)
+                self._lock(hold.debit, inst.code, ranges, None)
+            else:
+                ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
+                self._encumber(hold.debit, inst.code, ranges, None)
 
     def _resolve(self, hold: Hold, state: str, posted: int, seq: int) -> None:
         self._add_balance(hold.debit, hold.instrument, d_out=-hold.amount)
@@ -566,10 +639,21 @@ class LedgerState:
         credit = self.account(hold.credit)
         derived: dict[str, Any] = {}
         inst = self.instrument(hold.instrument)
+        if inst.serialised:
+            mine = [b for b in self.account_blocks(hold.debit, inst.code)
+                    if (b.frozen_by if hold.kind == "freeze" else b.hold) == hold.id]
+            if hold.kind == "freeze" and any(b.hold is not None for b in mine):
+                raise Rejection("pledged", f"units frozen by {hold.id} are also pledged: release or enforce "
+                                "the pledge before deduction")
+            if hold.kind != "freeze" and any(b.frozen_by is not None for b in mine):
+                raise Rejection("frozen", f"units of hold {hold.id} are frozen by a court")
         # Resolve first so the pending amount stops counting, then move the posted part.
         self._resolve(hold, HOLD_POSTED, amount, seq)
         if inst.serialised:
-            ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
+            if hold.kind == "freeze":
+                ranges = self._select_free(hold.debit, inst.code, amount, (), freeze=hold.id)
+            else:
+                ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
             self._move_units(hold.debit, credit.id, inst.code, ranges,
                              seq if credit.kind in SINK_KINDS else None)
             self._release(hold, hold.amount - amount)
@@ -594,6 +678,22 @@ class LedgerState:
         self._release(hold, hold.amount)
         return "hold.expire", {"hold": hold.id, "released": hold.amount}, {}
 
+    def _register_signing_key(self, cmd: c.RegisterSigningKey, seq: int, ts: int) -> tuple[str, dict, dict]:
+        # Key rotation is an event of the log, so every checkpoint key ever used is provable from it.
+        try:
+            key = Verifier.from_key_string(cmd.verifier_key)
+        except NoteError as exc:
+            raise Rejection("invalid_signing_key", f"not a C2SP Ed25519 verifier key: {exc}") from None
+        if key.key_string() != cmd.verifier_key:
+            raise Rejection("invalid_signing_key", "verifier key must be given in its canonical spelling")
+        for known in self.signing_keys:
+            old = Verifier.from_key_string(known)
+            if (old.name, old.key_id) == (key.name, key.key_id):
+                raise Rejection("signing_key_exists", f"key {key.name}+{key.key_id.hex()} is already registered")
+        self._set(self.signing_keys, cmd.verifier_key, seq)
+        self.new_signing_keys.append(cmd.verifier_key)
+        return "key.register", {"key": cmd.verifier_key, "key_id": key.key_id.hex(), "name": key.name}, {}
+
     # ----------------------------------------------------------------- invariants
 
     def check_invariants(self) -> list[str]:
@@ -613,9 +713,16 @@ class LedgerState:
                 blocks = self.account_blocks(acc, inst)
                 if sum(b.size for b in blocks) != max(bal.posted, 0) and kind not in NEGATIVE_ALLOWED:
                     problems.append(f"blocks of account {acc} {inst} do not sum to its posted balance")
-                held = sum(b.size for b in blocks if b.hold is not None)
+                held = sum(b.size for b in blocks if b.encumbered)
                 if held != bal.pending_out:
                     problems.append(f"encumbered blocks of {acc} {inst} differ from pending_out")
+                for b in blocks:
+                    for ref, is_freeze in ((b.hold, False), (b.frozen_by, True)):
+                        h = self.holds.get(ref) if ref is not None else None
+                        if ref is not None and (h is None or h.state != HOLD_PENDING or h.debit != acc
+                                                or (h.kind == "freeze") != is_freeze):
+                            problems.append(f"block {inst} {b.start}-{b.end} names hold {ref} which does not "
+                                            "encumber it")
         pending_out: dict[BalanceKey, int] = {}
         pending_in: dict[BalanceKey, int] = {}
         for h in self.holds.values():
@@ -623,8 +730,24 @@ class LedgerState:
                 pending_out[(h.debit, h.instrument)] = pending_out.get((h.debit, h.instrument), 0) + h.amount
                 pending_in[(h.credit, h.instrument)] = pending_in.get((h.credit, h.instrument), 0) + h.amount
         for key, bal in self.balances.items():
-            if pending_out.get(key, 0) != bal.pending_out or pending_in.get(key, 0) != bal.pending_in:
+            inst_obj = self.instruments.get(key[1])
+            by_blocks = inst_obj is not None and inst_obj.serialised and key[0] in self.accounts and \
+                self.accounts[key[0]].kind in HOLDER_KINDS
+            if (not by_blocks and pending_out.get(key, 0) != bal.pending_out) or \
+                    pending_in.get(key, 0) != bal.pending_in:
                 problems.append(f"pending totals of {key} differ from its open holds")
+        # Every open hold on serialised units is backed by exactly its amount of blocks.
+        backing: dict[int, int] = {}
+        for bl in self.blocks.values():
+            for b in bl:
+                for ref in (b.hold, b.frozen_by):
+                    if ref is not None:
+                        backing[ref] = backing.get(ref, 0) + b.size
+        for h in self.holds.values():
+            inst_obj = self.instruments.get(h.instrument)
+            if h.state == HOLD_PENDING and inst_obj is not None and inst_obj.serialised:
+                if backing.get(h.id, 0) != h.amount:
+                    problems.append(f"hold {h.id} of {h.amount} is backed by {backing.get(h.id, 0)} units")
         # Serial ranges of one instrument are disjoint and exactly cover the issued batches.
         by_inst: dict[str, list[Block]] = {}
         for blocks in self.blocks.values():
@@ -667,7 +790,8 @@ def _merge(blocks: list[Block]) -> list[Block]:
         if out:
             p = out[-1]
             if (p.end + 1 == b.start and p.batch == b.batch and p.hold == b.hold
-                    and p.retired_seq == b.retired_seq and p.account == b.account):
+                    and p.retired_seq == b.retired_seq and p.account == b.account
+                    and p.frozen_by == b.frozen_by):
                 out[-1] = dataclasses.replace(p, end=b.end)
                 continue
         out.append(b)
@@ -684,4 +808,5 @@ _HANDLERS: dict[type, Any] = {
     c.PostHold: LedgerState._post_hold,
     c.VoidHold: LedgerState._void_hold,
     c.ExpireHold: LedgerState._expire_hold,
+    c.RegisterSigningKey: LedgerState._register_signing_key,
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from ledger import commands as c
+from ledger.note import Verifier
 from ledger.state import (
     HOLD_PENDING,
     NEGATIVE_ALLOWED,
@@ -37,6 +38,9 @@ class Touched:
     instruments: set[str] = field(default_factory=set)
     holds: set[int] = field(default_factory=set)
     pairs: set[BalanceKey] = field(default_factory=set)
+    # A freeze chooses among free and pledged blocks, so it needs the holds those blocks name.
+    block_holds: bool = False
+    signing_keys: bool = False  # key.register checks the whole (short) key list
 
     def add(self, cmd: c.Command) -> None:
         match cmd:
@@ -46,13 +50,17 @@ class Touched:
                 pass
             case c.IssueBatch(source=src, account=acc, instrument=inst):
                 self._pairs(inst, src, acc)
-            case c.Transfer(debit=d, credit=cr, instrument=inst) | c.CreateHold(debit=d, credit=cr,
-                                                                               instrument=inst):
+            case c.CreateHold(kind=kind, debit=d, credit=cr, instrument=inst):
+                self._pairs(inst, d, cr)
+                self.block_holds = self.block_holds or kind == "freeze"
+            case c.Transfer(debit=d, credit=cr, instrument=inst):
                 self._pairs(inst, d, cr)
             case c.Retire(account=acc, sink=sink, instrument=inst):
                 self._pairs(inst, acc, sink)
             case c.PostHold(hold=h) | c.VoidHold(hold=h) | c.ExpireHold(hold=h):
                 self.holds.add(h)
+            case c.RegisterSigningKey():
+                self.signing_keys = True
 
     def _pairs(self, inst: str, *accounts: int) -> None:
         self.instruments.add(inst)
@@ -117,6 +125,9 @@ async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched) -> t
         for r in await conn.fetch("SELECT * FROM ledger_accounts WHERE id = ANY($1::bigint[])",
                                   sorted(touched.accounts)):
             state.accounts[r["id"]] = Account(r["id"], r["owner"], r["kind"])
+    if touched.signing_keys:
+        for r in await conn.fetch("SELECT seq, verifier_key FROM ledger_signing_keys"):
+            state.signing_keys[r["verifier_key"]] = r["seq"]
     originals: Originals = {}
     if touched.pairs:
         pairs = sorted(touched.pairs)
@@ -150,9 +161,16 @@ async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched) -> t
                 key = (r["account"], r["instrument"])
                 state.blocks.setdefault(key, []).append(
                     Block(r["instrument"], r["start_serial"], r["end_serial"], r["batch"], r["account"],
-                          r["hold"], r["retired_seq"]))
+                          r["hold"], r["retired_seq"], r["frozen_by"]))
             for key, blocks in state.blocks.items():
                 originals[key] = {(b.instrument, b.start): b for b in blocks}
+            if touched.block_holds:
+                refs = sorted({ref for bl in state.blocks.values() for b in bl for ref in (b.hold, b.frozen_by)
+                               if ref is not None and ref not in state.holds})
+                for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])", refs):
+                    state.holds[r["id"]] = Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"],
+                                                r["amount"], r["expires_at"], r["state"], r["posted_amount"],
+                                                r["resolved_seq"])
     return state, originals
 
 
@@ -227,8 +245,10 @@ async def flush(
         if new:
             await conn.copy_records_to_table(
                 "ledger_blocks",
-                records=[(b.instrument, b.start, b.end, b.batch, b.account, b.hold, b.retired_seq) for b in new],
-                columns=["instrument", "start_serial", "end_serial", "batch", "account", "hold", "retired_seq"],
+                records=[(b.instrument, b.start, b.end, b.batch, b.account, b.hold, b.retired_seq, b.frozen_by)
+                         for b in new],
+                columns=["instrument", "start_serial", "end_serial", "batch", "account", "hold", "retired_seq",
+                         "frozen_by"],
             )
     if state.dirty_holds:
         holds = [state.holds[h] for h in sorted(state.dirty_holds)]
@@ -251,6 +271,15 @@ async def flush(
                 [h.id for h in resolved], [h.resolved_seq for h in resolved], [h.state for h in resolved],
                 [h.posted_amount for h in resolved],
             )
+    new_keys = [k for k in state.new_signing_keys if k in state.signing_keys]
+    if new_keys:
+        parsed = [Verifier.from_key_string(k) for k in new_keys]
+        await conn.execute(
+            """INSERT INTO ledger_signing_keys (seq, name, key_id, verifier_key)
+               SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])""",
+            [state.signing_keys[k] for k in new_keys], [v.name for v in parsed], [v.key_id.hex() for v in parsed],
+            new_keys,
+        )
     head = state.head
     status = await conn.execute(
         "UPDATE ledger_head SET seq = $1, hash = $2, ts = $3 WHERE id = 1 AND seq = $4 AND hash = $5",

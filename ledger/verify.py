@@ -110,7 +110,8 @@ async def compare_projections(conn: asyncpg.Connection, state: LedgerState, repo
             for r in await conn.fetch("SELECT * FROM ledger_balances")}
     _diff(report, "balances", {k: v for k, v in state.balances.items()}, bals)
     blocks = {(r["instrument"], r["start_serial"]): Block(r["instrument"], r["start_serial"], r["end_serial"],
-                                                          r["batch"], r["account"], r["hold"], r["retired_seq"])
+                                                          r["batch"], r["account"], r["hold"], r["retired_seq"],
+                                                          r["frozen_by"])
               for r in await conn.fetch("SELECT * FROM ledger_blocks")}
     _diff(report, "blocks", {(b.instrument, b.start): b for bl in state.blocks.values() for b in bl}, blocks)
     holds = {r["id"]: Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"], r["amount"],

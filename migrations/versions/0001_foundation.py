@@ -84,12 +84,14 @@ CREATE TABLE ledger_blocks (
     account bigint NOT NULL REFERENCES ledger_accounts (id),
     hold bigint,
     retired_seq bigint,
+    frozen_by bigint,
     PRIMARY KEY (instrument, start_serial),
     CHECK (start_serial <= end_serial),
-    CHECK (retired_seq IS NULL OR hold IS NULL)
+    CHECK (retired_seq IS NULL OR (hold IS NULL AND frozen_by IS NULL))
 );
 CREATE INDEX ledger_blocks_account ON ledger_blocks (account, instrument);
 CREATE INDEX ledger_blocks_hold ON ledger_blocks (hold) WHERE hold IS NOT NULL;
+CREATE INDEX ledger_blocks_frozen ON ledger_blocks (frozen_by) WHERE frozen_by IS NOT NULL;
 
 CREATE TABLE ledger_holds (
     id bigint PRIMARY KEY,
