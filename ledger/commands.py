@@ -57,8 +57,12 @@ class CreateHold:
 
 @dataclass(frozen=True, slots=True)
 class PostHold:
+    """Move `amount` of a hold (None: all that is pending). The rest is released, unless
+    `keep_remainder`: then the hold stays pending for the rest (partial fills of a resting order)."""
+
     hold: int
-    amount: int | None = None  # None posts the full pending amount
+    amount: int | None = None
+    keep_remainder: bool = False
 
 
 @dataclass(frozen=True, slots=True)

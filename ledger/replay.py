@@ -36,7 +36,7 @@ def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
         cmd = c.CreateHold(body["kind"], body["debit"], body["credit"], body["instrument"], body["amount"],
                            _ranges(meta), body["expires_at"])
     elif t == "hold.post":
-        cmd = c.PostHold(body["hold"], body["amount"])
+        cmd = c.PostHold(body["hold"], body["amount"], body.get("remaining", 0) > 0)
     elif t == "hold.void":
         cmd = c.VoidHold(body["hold"])
     elif t == "hold.expire":

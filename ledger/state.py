@@ -143,8 +143,12 @@ class Hold:
     amount: int
     expires_at: int | None
     state: str = HOLD_PENDING
-    posted_amount: int = 0
+    posted_amount: int = 0  # cumulative: a hold may be posted in parts (keep_remainder)
     resolved_seq: int | None = None
+
+    @property
+    def pending(self) -> int:
+        return self.amount - self.posted_amount if self.state == HOLD_PENDING else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -622,18 +626,19 @@ class LedgerState:
                 self._encumber(hold.debit, inst.code, ranges, None)
 
     def _resolve(self, hold: Hold, state: str, posted: int, seq: int) -> None:
-        self._add_balance(hold.debit, hold.instrument, d_out=-hold.amount)
-        self._add_balance(hold.credit, hold.instrument, d_in=-hold.amount)
+        self._add_balance(hold.debit, hold.instrument, d_out=-hold.pending)
+        self._add_balance(hold.credit, hold.instrument, d_in=-hold.pending)
         self._set(self.holds, hold.id, dataclasses.replace(hold, state=state, posted_amount=posted,
                                                             resolved_seq=seq))
         self.dirty_holds.add(hold.id)
 
     def _post_hold(self, cmd: c.PostHold, seq: int, ts: int) -> tuple[str, dict, dict]:
         hold = self._pending(cmd.hold)
-        amount = hold.amount if cmd.amount is None else cmd.amount
+        amount = hold.pending if cmd.amount is None else cmd.amount
         self._check_amount(amount)
-        if amount > hold.amount:
-            raise Rejection("amount_exceeds_hold", f"hold {hold.id} has {hold.amount} pending, not {amount}")
+        if amount > hold.pending:
+            raise Rejection("amount_exceeds_hold", f"hold {hold.id} has {hold.pending} pending, not {amount}")
+        partial = cmd.keep_remainder and amount < hold.pending
         if hold.expires_at is not None and ts >= hold.expires_at:
             raise Rejection("hold_expired", f"hold {hold.id} expired")
         credit = self.account(hold.credit)
@@ -647,8 +652,16 @@ class LedgerState:
                                 "the pledge before deduction")
             if hold.kind != "freeze" and any(b.frozen_by is not None for b in mine):
                 raise Rejection("frozen", f"units of hold {hold.id} are frozen by a court")
-        # Resolve first so the pending amount stops counting, then move the posted part.
-        self._resolve(hold, HOLD_POSTED, amount, seq)
+        remaining = hold.pending - amount
+        if partial:
+            # The hold stays pending for the rest: only the posted part stops counting.
+            self._add_balance(hold.debit, hold.instrument, d_out=-amount)
+            self._add_balance(hold.credit, hold.instrument, d_in=-amount)
+            self._set(self.holds, hold.id, dataclasses.replace(hold, posted_amount=hold.posted_amount + amount))
+            self.dirty_holds.add(hold.id)
+        else:
+            # Resolve first so the pending amount stops counting, then move the posted part.
+            self._resolve(hold, HOLD_POSTED, hold.posted_amount + amount, seq)
         if inst.serialised:
             if hold.kind == "freeze":
                 ranges = self._select_free(hold.debit, inst.code, amount, (), freeze=hold.id)
@@ -656,27 +669,31 @@ class LedgerState:
                 ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
             self._move_units(hold.debit, credit.id, inst.code, ranges,
                              seq if credit.kind in SINK_KINDS else None)
-            self._release(hold, hold.amount - amount)
+            if not partial:
+                self._release(hold, remaining)
             derived["serials"] = [list(r) for r in ranges]
         self._add_balance(hold.debit, inst.code, d_posted=-amount)
         self._add_balance(credit.id, inst.code, d_posted=amount)
-        body = {"hold": hold.id, "amount": amount, "released": hold.amount - amount,
-                "debit": hold.debit, "credit": hold.credit, "instrument": inst.code}
+        body = {"hold": hold.id, "amount": amount, "released": 0 if partial else remaining,
+                "remaining": remaining if partial else 0, "debit": hold.debit, "credit": hold.credit,
+                "instrument": inst.code}
         return "hold.post", body, derived
 
     def _void_hold(self, cmd: c.VoidHold, seq: int, ts: int) -> tuple[str, dict, dict]:
         hold = self._pending(cmd.hold)
-        self._resolve(hold, HOLD_VOIDED, 0, seq)
-        self._release(hold, hold.amount)
-        return "hold.void", {"hold": hold.id, "released": hold.amount}, {}
+        released = hold.pending
+        self._resolve(hold, HOLD_VOIDED, hold.posted_amount, seq)
+        self._release(hold, released)
+        return "hold.void", {"hold": hold.id, "released": released}, {}
 
     def _expire_hold(self, cmd: c.ExpireHold, seq: int, ts: int) -> tuple[str, dict, dict]:
         hold = self._pending(cmd.hold)
         if hold.expires_at is None or ts < hold.expires_at:
             raise Rejection("hold_not_expired", f"hold {hold.id} has not reached its expiry")
-        self._resolve(hold, HOLD_EXPIRED, 0, seq)
-        self._release(hold, hold.amount)
-        return "hold.expire", {"hold": hold.id, "released": hold.amount}, {}
+        released = hold.pending
+        self._resolve(hold, HOLD_EXPIRED, hold.posted_amount, seq)
+        self._release(hold, released)
+        return "hold.expire", {"hold": hold.id, "released": released}, {}
 
     def _register_signing_key(self, cmd: c.RegisterSigningKey, seq: int, ts: int) -> tuple[str, dict, dict]:
         # Key rotation is an event of the log, so every checkpoint key ever used is provable from it.
@@ -727,8 +744,8 @@ class LedgerState:
         pending_in: dict[BalanceKey, int] = {}
         for h in self.holds.values():
             if h.state == HOLD_PENDING:
-                pending_out[(h.debit, h.instrument)] = pending_out.get((h.debit, h.instrument), 0) + h.amount
-                pending_in[(h.credit, h.instrument)] = pending_in.get((h.credit, h.instrument), 0) + h.amount
+                pending_out[(h.debit, h.instrument)] = pending_out.get((h.debit, h.instrument), 0) + h.pending
+                pending_in[(h.credit, h.instrument)] = pending_in.get((h.credit, h.instrument), 0) + h.pending
         for key, bal in self.balances.items():
             inst_obj = self.instruments.get(key[1])
             by_blocks = inst_obj is not None and inst_obj.serialised and key[0] in self.accounts and \
@@ -746,8 +763,8 @@ class LedgerState:
         for h in self.holds.values():
             inst_obj = self.instruments.get(h.instrument)
             if h.state == HOLD_PENDING and inst_obj is not None and inst_obj.serialised:
-                if backing.get(h.id, 0) != h.amount:
-                    problems.append(f"hold {h.id} of {h.amount} is backed by {backing.get(h.id, 0)} units")
+                if backing.get(h.id, 0) != h.pending:
+                    problems.append(f"hold {h.id} pending {h.pending} is backed by {backing.get(h.id, 0)} units")
         # Serial ranges of one instrument are disjoint and exactly cover the issued batches.
         by_inst: dict[str, list[Block]] = {}
         for blocks in self.blocks.values():

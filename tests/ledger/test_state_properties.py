@@ -57,7 +57,7 @@ ops = st.lists(
                   st.integers(1, 80), st.booleans()),
         st.tuples(st.just("hold"), st.integers(0, HOLDERS - 1), st.integers(0, HOLDERS - 1), st.integers(1, 80),
                   st.booleans(), st.booleans()),
-        st.tuples(st.just("post"), st.integers(0, 30), st.one_of(st.none(), st.integers(1, 80))),
+        st.tuples(st.just("post"), st.integers(0, 30), st.one_of(st.none(), st.integers(1, 80)), st.booleans()),
         st.tuples(st.just("void"), st.integers(0, 30)),
         st.tuples(st.just("expire"), st.integers(0, 30)),
         st.tuples(st.just("retire"), st.integers(0, HOLDERS - 1), st.integers(1, 80)),
@@ -110,7 +110,7 @@ def test_state_machine_agrees_with_model_and_keeps_invariants(sequence: list[tup
             d, cr, inst, amt, exp = m.holds[h]
             expect_ok = h not in m.resolved
             if kind == "post":
-                cmd = c.PostHold(h, op[2])
+                cmd = c.PostHold(h, op[2], keep_remainder=op[3])
                 expect_ok = expect_ok and (op[2] or amt) <= amt and (exp is None or ts < exp)
             elif kind == "void":
                 cmd = c.VoidHold(h)
@@ -143,6 +143,11 @@ def test_state_machine_agrees_with_model_and_keeps_invariants(sequence: list[tup
             m.pending[(d, inst)] = m.pending.get((d, inst), 0) + op[3]
             m.holds[entry.seq] = (d, cr, inst, op[3], exp)
             hold_ids.append(entry.seq)
+        elif kind == "post" and op[3] and (op[2] or amt) < amt:
+            # Partial post that keeps the rest pending.
+            m.pending[(d, inst)] -= op[2]
+            m.holds[h] = (d, cr, inst, amt - op[2], exp)
+            m.move(d, cr, inst, op[2])
         elif kind in ("post", "void", "expire"):
             m.pending[(d, inst)] -= amt
             m.resolved.add(h)
