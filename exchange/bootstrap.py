@@ -11,8 +11,9 @@ SYSTEM_ACTOR = "system"
 # issuance: debited by every batch (goes negative by exactly the supply);
 # retired: the final sink; settlement: the exchange's bank, source and sink of cash;
 # fees: the exchange's fee income.
+# clearing: where units and cash of a trade meet during delivery-versus-payment (always empty after).
 SYSTEM_ACCOUNTS = (("issuance", "issuance"), ("retired", "retired"), ("settlement", "settlement"),
-                   ("fees", "fees"))
+                   ("fees", "fees"), ("clearing", "escrow"))
 
 
 async def ensure_system(rt: Runtime) -> dict[str, int]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.errors import DomainError, from_rejection
 from exchange.settings import Settings
+from exchange.verifiable import VerifiableLedger
 from ledger import commands as c
 from ledger.state import Entry, Rejection
 from ledger.writer import LedgerWriter, WriterUnavailable
@@ -22,6 +24,10 @@ class Runtime:
     engine: AsyncEngine
     writer: LedgerWriter
     system: dict[str, int] = field(default_factory=dict)
+    # Merkle tree, checkpoint publisher and signing key; None in tools that run a bare writer.
+    verifiable: VerifiableLedger | None = None
+    # The market sequencers (exchange.hub.MarketHub); None in tools that run a bare writer.
+    exchange: Any = None
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

@@ -49,6 +49,7 @@ def movement_view(entry: Entry, decimals: int) -> dict[str, Any]:
         "serials": [{"start": s, "end": e} for s, e in meta.get("serials", [])],
         "ts": entry.ts,
         "entry_url": f"/v1/ledger/entries/{entry.seq}",
+        "receipt_url": f"/v1/ledger/entries/{entry.seq}/receipt",
     }
 
 
@@ -133,5 +134,5 @@ def _block_state(b: dict[str, Any]) -> str:
         return "frozen"
     if b["hold"] is None:
         return "held"
-    return {"order": "order_hold", "pledge": "pledged", "freeze": "frozen",
+    return {"order": "order_hold", "pledge": "pledged", "freeze": "frozen", "t1": "t1_locked",
             "retirement": "pending_retirement"}.get(b["hold_kind"], "encumbered")

@@ -40,7 +40,7 @@ SINK_KINDS = frozenset({"retired"})
 ACCOUNT_KINDS = HOLDER_KINDS | NEGATIVE_ALLOWED | SINK_KINDS
 
 INSTRUMENT_KINDS = frozenset({"currency", "cea", "ccer", "cdcer", "forest_ticket", "emission_right"})
-HOLD_KINDS = frozenset({"order", "pledge", "freeze", "retirement", "transfer", "deposit"})
+HOLD_KINDS = frozenset({"order", "pledge", "freeze", "retirement", "transfer", "deposit", "t1"})
 RETIREMENT_PURPOSES = frozenset({"compliance", "voluntary", "judicial_restoration", "cancellation", "expiry"})
 
 HOLD_PENDING = "pending"

@@ -70,7 +70,8 @@ def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=None)
+    # No calendar jobs in tests: sessions are opened and closed explicitly.
+    return Settings(data_dir=tmp_path, database_url=None, scheduler=False)
 
 
 @pytest.fixture

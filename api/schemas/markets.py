@@ -1,0 +1,71 @@
+"""Request bodies for markets, orders and listings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from api.schemas.common import ClientId, Decimal, Note, Strict
+
+Side = Literal["buy", "sell"]
+
+
+class MarketSettings(Strict):
+    """Every number of DESIGN.md §6 is a setting; unset ones take the national CEA defaults for the mode."""
+
+    tick_fen: int | None = Field(default=None, ge=1, le=1_000_000)
+    lot_units: int | None = Field(default=None, ge=1, le=1_000_000)
+    band_bps: int | None = Field(default=None, ge=0, le=9_999)
+    min_units: int | None = Field(default=None, ge=1, le=10**12)
+    max_units: int | None = Field(default=None, ge=1, le=10**12)
+    best_n: int | None = Field(default=None, ge=1, le=50)
+    strict_best: bool | None = None
+    stp: Literal["cancel_taker", "cancel_maker", "cancel_both"] | None = None
+    sessions: list[list[str]] | None = Field(default=None, max_length=6,
+                                             description="[[\"09:30\",\"11:30\"],...] Asia/Shanghai; [] = always")
+    fee_bps: int | None = Field(default=None, ge=0, le=1000)
+    t_plus_1: bool | None = None
+    in_close: bool | None = None
+    reference_price_fen: int | None = Field(default=None, ge=1, le=10**12)
+
+
+class MarketIn(Strict):
+    instrument: str = Field(min_length=1, max_length=32)
+    mode: Literal["continuous", "listing", "block", "auction"]
+    settings: MarketSettings = Field(default_factory=MarketSettings)
+    client_id: ClientId = None
+
+
+class SessionIn(Strict):
+    action: Literal["open", "pause", "close"]
+
+
+class HaltIn(Strict):
+    reason: Note = None
+
+
+class OrderIn(Strict):
+    side: Side
+    type: Literal["limit", "market"] = "limit"
+    tif: Literal["day", "ioc", "fok"] = "day"
+    price: Decimal | None = Field(default=None, description="CNY per unit, at most 2 decimals")
+    quantity: Decimal
+    stp: Literal["cancel_taker", "cancel_maker", "cancel_both"] | None = None
+    client_id: ClientId = None
+
+
+class ReduceIn(Strict):
+    quantity: Decimal = Field(description="the new open quantity; the order keeps its place")
+
+
+class ListingIn(Strict):
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    client_id: ClientId = None
+
+
+class TakeIn(Strict):
+    quantity: Decimal
+    client_id: ClientId = None

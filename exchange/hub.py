@@ -1,0 +1,61 @@
+"""The market hub: starts (and so recovers) every market's sequencer and routes commands to them."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import text
+
+from exchange import markets
+from exchange.errors import NotFound
+from exchange.runtime import Runtime
+from exchange.sequencer import MarketSequencer
+from ledger import commands as lc
+
+log = logging.getLogger("envx.hub")
+
+
+class MarketHub:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.sequencers: dict[str, MarketSequencer] = {}
+
+    async def start(self) -> None:
+        async with self.rt.read() as conn:
+            ids = [r.id for r in await conn.execute(text("SELECT id FROM markets ORDER BY id"))]
+        for market_id in ids:
+            await self.start_market(market_id)
+        await self._void_orphan_holds()
+
+    async def start_market(self, market_id: str) -> MarketSequencer:
+        if market_id in self.sequencers:
+            return self.sequencers[market_id]
+        market = await markets.load(self.rt, market_id)
+        async with self.rt.read() as conn:
+            day = (await conn.execute(text("SELECT trading_day FROM markets WHERE id = :m"), {"m": market_id})).scalar()
+        seq = MarketSequencer(self.rt, market, day)
+        await seq.start()
+        self.sequencers[market_id] = seq
+        return seq
+
+    async def _void_orphan_holds(self) -> None:
+        """Order holds whose order never reached a journal (a crash in between) go back to their owners."""
+        async with self.rt.read() as conn:
+            rows = await conn.execute(text(
+                """SELECT h.id FROM ledger_holds h
+                   WHERE h.kind = 'order' AND h.state = 'pending'
+                     AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = h.id)"""))
+            orphans = [r.id for r in rows]
+        for hold in orphans:
+            log.warning("voiding order hold %s: its order was never journaled", hold)
+            await self.rt.submit(lc.Request("exchange", lc.VoidHold(hold), f"orphan-hold:{hold}"))
+
+    async def stop(self) -> None:
+        for seq in self.sequencers.values():
+            await seq.stop()
+
+    def get(self, market_id: str) -> MarketSequencer:
+        seq = self.sequencers.get(market_id)
+        if seq is None:
+            raise NotFound("market", market_id)
+        return seq

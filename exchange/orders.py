@@ -1,0 +1,295 @@
+"""Order entry: validate, pre-fund with a ledger hold, hand to the market's sequencer.
+
+Pre-funded only: a buy holds its cash (limit notional + fee), a sell holds its units, before the
+order reaches the engine. The hold is released by the sequencer when the order ends (filled,
+cancelled, expired, rejected). A hold whose order never reached the journal (crash in between) is
+voided when the market hub starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from exchange.errors import DomainError, Forbidden, Invalid, NotFound
+from exchange.idempotency import fingerprint
+from exchange.keys import Principal
+from exchange.pricing import buy_hold
+from exchange.runtime import Runtime
+from exchange.sequencer import MarketSequencer
+from exchange.units import to_base, to_text
+from ledger import commands as lc
+from matching import commands as mc
+from matching import events as ev
+from matching import reasons as R
+from matching.rules import NO_LIMIT
+
+TRADERS = frozenset({"enterprise", "issuer", "bank", "court", "operator"})
+# Engine refusals that mean "malformed" (422) rather than "not now / not allowed" (409).
+VALIDATION_REASONS = frozenset({R.INVALID_QUANTITY, R.INVALID_PRICE, R.OFF_TICK, R.OFF_LOT, R.INVALID_SIDE})
+_inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
+
+
+def _reason_error(code: str, message: str) -> DomainError:
+    return DomainError(code, message, 422 if code in VALIDATION_REASONS else 409)
+
+
+async def _order_row(rt: Runtime, market_id: str, order_id: int) -> dict[str, Any] | None:
+    async with rt.read() as conn:
+        row = (await conn.execute(text("SELECT * FROM orders WHERE market_id = :m AND id = :i"),
+                                  {"m": market_id, "i": order_id})).first()
+    return dict(row._mapping) if row else None
+
+
+def order_view(o: dict[str, Any], decimals: int) -> dict[str, Any]:
+    return {
+        "id": o["id"], "market_id": o["market_id"], "participant_id": o["participant_id"], "kind": o["kind"],
+        "side": o["side"], "type": o["type"], "tif": o["tif"],
+        "price": None if o["price"] is None else to_text(o["price"], 2),
+        "quantity": to_text(o["qty"], decimals), "open_quantity": to_text(o["open_qty"], decimals),
+        "filled_quantity": to_text(o["filled_qty"], decimals), "filled_amount": to_text(o["filled_notional"], 2),
+        "fees": to_text(o["fees"], 2), "status": o["status"], "reason": o["reason"], "hold_id": o["hold_id"],
+        "trading_day": o["trading_day"], "client_id": o["client_id"],
+    }
+
+
+def _events_view(events: list[ev.Event], decimals: int) -> list[dict[str, Any]]:
+    out = []
+    for e in events:
+        d = ev.as_dict(e)
+        if e[0] == ev.TRADE:
+            d["price"] = to_text(d["price"], 2)
+            d["qty"] = to_text(d["qty"], decimals)
+        out.append(d)
+    return out
+
+
+def _gate(seq: MarketSequencer, market_row: dict[str, Any]) -> None:
+    if market_row["halted"] or seq.engine.halted:
+        raise DomainError("market_halted", f"market {seq.market.id} is halted")
+    if not market_row["session_open"]:
+        raise DomainError("outside_session", f"market {seq.market.id} is not in a trading session")
+
+
+async def _market_row(rt: Runtime, market_id: str) -> dict[str, Any]:
+    async with rt.read() as conn:
+        row = (await conn.execute(text("SELECT halted, session_open FROM markets WHERE id = :m"),
+                                  {"m": market_id})).first()
+    if row is None:
+        raise NotFound("market", market_id)
+    return dict(row._mapping)
+
+
+async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
+                     price: int | None, qty: int, make: Any, type_: str = "limit", tif: str = "day",
+                     hold_price: int | None = None, purpose: dict[str, Any] | None = None,
+                     fp_payload: dict[str, Any]) -> dict[str, Any]:
+    """Shared path of orders, listings and takes: idempotency, gates, hold, sequencer, answer."""
+    if who.kind not in TRADERS:
+        raise Forbidden("this participant kind does not trade")
+    key = (who.participant_id, client_id)
+    running = _inflight.get(key)
+    if running is not None:  # the same request is already on its way: answer both with one result
+        result = await asyncio.shield(running)
+        if result.get("_fp") != fingerprint(fp_payload).hex():
+            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+        return result
+    fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    _inflight[key] = fut
+    try:
+        result = await _submit_new(rt, who, market_id, client_id, kind=kind, side=side, price=price, qty=qty,
+                                   make=make, type_=type_, tif=tif, hold_price=hold_price, purpose=purpose,
+                                   fp_payload=fp_payload)
+        fut.set_result(result)
+        return result
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+        raise
+    finally:
+        _inflight.pop(key, None)
+
+
+async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
+                      price: int | None, qty: int, make: Any, type_: str, tif: str, hold_price: int | None,
+                      purpose: dict[str, Any] | None, fp_payload: dict[str, Any]) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    fp = fingerprint(fp_payload)
+    async with rt.read() as conn:
+        existing = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
+                                       {"p": who.participant_id, "c": client_id})).first()
+    if existing is not None:
+        if bytes(existing.fingerprint) != fp:
+            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+        return {"order": order_view(dict(existing._mapping), m.decimals), "events": [], "replayed": True,
+                "_fp": fp.hex()}
+    _gate(seq, await _market_row(rt, market_id))
+    problem = m.rules.check(price, qty, seq.engine.band)
+    if problem is not None:
+        raise _reason_error(*problem)
+    if side == mc.BUY:
+        unit_price = hold_price if hold_price is not None else price
+        if unit_price is None or unit_price >= NO_LIMIT:
+            raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
+        amount, instrument, account = buy_hold(unit_price, qty, m.decimals, m.fee_bps), "CNY", who.cash_account
+    else:
+        amount, instrument, account = qty, m.instrument, who.holding_account
+    if account is None:
+        raise DomainError("no_account", "this participant has no account for that side")
+    # A fresh nonce: a retry after a crash must not reuse a hold the hub has since voided.
+    hold = await rt.submit(lc.Request(
+        who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount),
+        f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}", {"market": market_id, "client_id": client_id}))
+    ctx = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
+           "price": price, "qty": qty, "hold_id": hold.seq, "hold_amount": amount,
+           "holding_account": who.holding_account, "cash_account": who.cash_account, "client_id": client_id,
+           "fingerprint": fp.hex(), "purpose": purpose}
+    try:
+        order_id, events = await seq.submit(make, ctx)
+    except Exception as exc:
+        await rt.submit(lc.Request(who.actor, lc.VoidHold(hold.seq), f"void:{hold.seq}"))
+        raise DomainError("market_unavailable", f"market {market_id} could not take the order: {exc}", 503) from None
+    row = await _order_row(rt, market_id, order_id)
+    assert row is not None
+    return {"order": order_view(row, m.decimals), "events": _events_view(events, m.decimals), "_fp": fp.hex()}
+
+
+def _public(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, type_: str,
+                      tif: str, price: str | None, quantity: str, stp: str | None,
+                      purpose: dict[str, Any] | None = None) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    if m.mode != "continuous":
+        raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")
+    qty = to_base(quantity, m.decimals)
+    hold_price = None
+    if type_ == mc.LIMIT:
+        if price is None:
+            raise Invalid("price_required", "a limit order needs a price")
+        price_fen: int | None = to_base(price, 2, field="price")
+    else:
+        price_fen = None
+        if side == mc.BUY:  # fund up to the worst price the order may reach (best N levels, else the band)
+            asks = seq.depth(m.rules.best_n)["asks"]
+            hold_price = max((lvl[0] for lvl in asks), default=None) or seq.engine.band[1]
+    if stp is not None and stp not in mc.STP_MODES:
+        raise Invalid("invalid_stp", f"stp must be one of {', '.join(mc.STP_MODES)}")
+    pid = who.participant_id
+
+    def make(order_id: int) -> mc.NewOrder:
+        return mc.NewOrder(order_id, pid, side, price_fen or 0, qty, type_, tif, stp)
+
+    return _public(await submit_new(
+        rt, who, market_id, client_id, kind="order", side=side, price=price_fen, qty=qty, make=make, type_=type_,
+        tif=tif, hold_price=hold_price, purpose=purpose,
+        fp_payload={"op": "order", "m": market_id, "side": side, "type": type_, "tif": tif, "price": price_fen,
+                    "qty": qty, "stp": stp, "purpose": purpose}))
+
+
+async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
+                       quantity: str) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    if m.mode != "listing":
+        raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
+    qty, price_fen = to_base(quantity, m.decimals), to_base(price, 2, field="price")
+    pid = who.participant_id
+    return _public(await submit_new(
+        rt, who, market_id, client_id, kind="listing", side=side, price=price_fen, qty=qty, type_="listing",
+        make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty),
+        fp_payload={"op": "listing", "m": market_id, "side": side, "price": price_fen, "qty": qty}))
+
+
+async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,
+                       quantity: str, purpose: dict[str, Any] | None = None) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    if m.mode != "listing":
+        raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
+    listing = seq.engine.listing(listing_id)  # type: ignore[attr-defined]
+    if listing is None:
+        raise DomainError("unknown_listing", f"listing {listing_id} is not open", 404)
+    qty = to_base(quantity, m.decimals)
+    side = mc.opposite(listing["side"])
+    price_fen = int(listing["price"])
+    pid = who.participant_id
+    return _public(await submit_new(
+        rt, who, market_id, client_id, kind="take", side=side, price=price_fen, qty=qty, type_="take", tif="ioc",
+        make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose,
+        fp_payload={"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}))
+
+
+async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    row = await _order_row(rt, market_id, order_id)
+    if row is None:
+        raise NotFound("order", order_id)
+    if row["participant_id"] != who.participant_id and who.kind != "operator":
+        raise Forbidden("you may only cancel your own orders")
+    if row["status"] == "open":
+        owner = row["participant_id"]
+        _, events = await seq.submit(lambda _s: mc.Cancel(order_id, owner))
+        rejected = [e for e in events if e[0] == ev.REJECTED]
+        if rejected:
+            raise _reason_error(rejected[0][2], rejected[0][3])
+        row = await _order_row(rt, market_id, order_id)
+        assert row is not None
+    return order_view(row, seq.market.decimals)
+
+
+async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    row = await _order_row(rt, market_id, order_id)
+    if row is None:
+        raise NotFound("order", order_id)
+    if row["participant_id"] != who.participant_id:
+        raise Forbidden("you may only change your own orders")
+    if row["status"] != "open":
+        raise DomainError("order_not_open", f"order {order_id} is {row['status']}")
+    new_open = to_base(quantity, seq.market.decimals)
+    owner = row["participant_id"]
+    _, events = await seq.submit(lambda _s: mc.Reduce(order_id, new_open, owner))
+    rejected = [e for e in events if e[0] == ev.REJECTED]
+    if rejected:
+        raise _reason_error(rejected[0][2], rejected[0][3])
+    row = await _order_row(rt, market_id, order_id)
+    assert row is not None
+    return order_view(row, seq.market.decimals)
+
+
+async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    row = await _order_row(rt, market_id, order_id)
+    if row is None:
+        raise NotFound("order", order_id)
+    if row["participant_id"] != who.participant_id and who.kind not in ("operator", "auditor"):
+        raise Forbidden("you may only see your own orders")
+    return order_view(row, seq.market.decimals)
+
+
+async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None) -> list[dict[str, Any]]:
+    seq = rt.exchange.get(market_id)
+    sql = "SELECT * FROM orders WHERE market_id = :m"
+    params: dict[str, Any] = {"m": market_id}
+    if who.kind not in ("operator", "auditor"):
+        sql += " AND participant_id = :p"
+        params["p"] = who.participant_id
+    if status:
+        sql += " AND status = :s"
+        params["s"] = status
+    async with rt.read() as conn:
+        rows = await conn.execute(text(sql + " ORDER BY id DESC LIMIT 500"), params)
+        return [order_view(dict(r._mapping), seq.market.decimals) for r in rows]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,430 @@
+"""One sequencer per market: stamp, journal, match, settle, project.
+
+Each batch of commands is stamped with consecutive sequence numbers and written to `market_journal`
+in one transaction (with the rows of new orders) before the engine sees it. The pure engine then
+produces events; every trade is settled delivery-versus-payment through the ledger writer as one
+linked group (units from the seller's hold, cash from the buyer's hold, fees), holds of finished
+orders are released, and the order/trade projection moves together with `markets.applied_seq` in one
+transaction. Callers are answered after that, so an acknowledged order is journaled and its trades
+are settled.
+
+Recovery: restore the latest snapshot at or below `applied_seq`, replay the journal up to
+`applied_seq` silently (its effects are already durable), then replay the rest with effects. The
+ledger's idempotency (client ids derived from market, trade and order ids) makes re-settlement a
+no-op, so a crash at any point settles every journaled trade exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+
+from exchange.markets import Market
+from exchange.pricing import fill_fee, notional
+from exchange.runtime import Runtime
+from ledger import commands as lc
+from matching import commands as mc
+from matching import events as ev
+from matching.auction import AuctionHouse
+from matching.base import Engine
+from matching.block import BlockDesk
+from matching.book import ContinuousBook
+from matching.listing import ListingBook
+
+log = logging.getLogger("envx.sequencer")
+
+ENGINES: dict[str, type[Engine]] = {"continuous": ContinuousBook, "listing": ListingBook, "block": BlockDesk,
+                                    "auction": AuctionHouse}
+SNAPSHOT_EVERY = 10_000
+MAX_BATCH = 1024
+
+
+def encode_command(cmd: Any) -> dict[str, Any]:
+    fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)}
+    return {"t": type(cmd).__name__, "f": fields}
+
+
+def decode_command(data: dict[str, Any]) -> Any:
+    cls = getattr(mc, data["t"])
+    f = dict(data["f"])
+    if "counterparties" in f:
+        f["counterparties"] = tuple(f["counterparties"])
+    return cls(**f)
+
+
+@dataclass(slots=True)
+class OrderState:
+    """An open order (or listing, take, quote, bid) as settlement needs it."""
+
+    id: int
+    participant_id: int
+    kind: str
+    side: str
+    price: int | None
+    qty: int
+    open_qty: int
+    hold_id: int | None
+    hold_amount: int
+    holding_account: int
+    cash_account: int
+    filled_qty: int = 0
+    filled_notional: int = 0
+    fees: int = 0
+    hold_posted: int = 0
+    status: str = "open"
+    reason: str | None = None
+    purpose: dict[str, Any] | None = None
+
+    @property
+    def hold_left(self) -> int:
+        return self.hold_amount - self.hold_posted
+
+
+@dataclass(slots=True)
+class Submission:
+    """A command for the engine; `make(seq)` builds it once the id (= seq) is known."""
+
+    make: Callable[[int], Any]
+    order: dict[str, Any] | None = None  # context of a new order: participant, hold, accounts, ...
+    future: asyncio.Future[tuple[int, list[ev.Event]]] = field(default=None)  # type: ignore[assignment]
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class MarketSequencer:
+    def __init__(self, rt: Runtime, market: Market, trading_day: date | None) -> None:
+        self.rt = rt
+        self.market = market
+        self.engine: Engine = ENGINES[market.mode](market.rules)
+        self.orders: dict[int, OrderState] = {}
+        self.last_seq = 0
+        self.applied_seq = 0
+        self.trading_day = trading_day
+        self.queue: asyncio.Queue[Submission] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.actor = f"exchange:{market.id}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.recover()
+        self.task = asyncio.create_task(self._run(), name=f"sequencer-{self.market.id}")
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        while not self.queue.empty():
+            sub = self.queue.get_nowait()
+            if not sub.future.done():
+                sub.future.set_exception(RuntimeError("market sequencer stopped"))
+
+    async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None) -> tuple[int, list]:
+        if self.task is None or self.task.done():
+            raise RuntimeError(f"market {self.market.id} is not running")
+        sub = Submission(make, order, asyncio.get_running_loop().create_future())
+        self.queue.put_nowait(sub)
+        return await sub.future
+
+    # ------------------------------------------------------------------ recovery
+
+    async def recover(self) -> None:
+        mid = self.market.id
+        async with self.rt.read() as conn:
+            row = (await conn.execute(text("SELECT applied_seq, reference_price FROM markets WHERE id = :m"),
+                                      {"m": mid})).one()
+            snap = (await conn.execute(text(
+                """SELECT seq, state_hash, snapshot FROM market_snapshots WHERE market_id = :m AND seq <= :a
+                   ORDER BY seq DESC LIMIT 1"""), {"m": mid, "a": row.applied_seq})).first()
+        self.applied_seq = row.applied_seq
+        start = 0
+        if snap is not None:
+            self.engine = type(self.engine).restore(snap.snapshot)
+            if self.engine.state_hash() != bytes(snap.state_hash):
+                raise RuntimeError(f"snapshot {mid}@{snap.seq} does not reproduce its state hash")
+            start = snap.seq
+        else:
+            self.engine = ENGINES[self.market.mode](self.market.rules, row.reference_price)
+        pending: list[tuple[int, int, Any, dict | None]] = []
+        async with self.rt.read() as conn:
+            rows = await conn.execute(text(
+                "SELECT seq, ts, command FROM market_journal WHERE market_id = :m AND seq > :s ORDER BY seq"),
+                {"m": mid, "s": start})
+            for r in rows:
+                cmd = decode_command(r.command)
+                if r.seq <= self.applied_seq:
+                    self.engine.process(r.seq, r.ts, cmd)  # effects already durable
+                else:
+                    pending.append((r.seq, r.ts, cmd, r.command.get("order")))
+                self.last_seq = r.seq
+            self.last_seq = max(self.last_seq, self.applied_seq)
+            await self._load_open_orders(conn)
+        if pending:
+            log.warning("market %s: replaying %d journaled commands after a restart", mid, len(pending))
+            results = []
+            for seq, ts, cmd, order in pending:
+                if order is not None:
+                    self.orders[seq] = self._order_state(seq, order)
+                results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
+            await self._effects(results)
+
+    async def _load_open_orders(self, conn: Any) -> None:
+        rows = await conn.execute(text(
+            """SELECT o.*, p.holding_account, p.cash_account FROM orders o JOIN participants p ON p.id = o.participant_id
+               WHERE o.market_id = :m AND o.status = 'open'"""), {"m": self.market.id})
+        self.orders = {}
+        for r in rows:
+            posted = await self._hold_posted(conn, r.hold_id)
+            self.orders[r.id] = OrderState(
+                r.id, r.participant_id, r.kind, r.side, r.price, r.qty, r.open_qty, r.hold_id, r.hold_amount,
+                r.holding_account, r.cash_account, r.filled_qty, r.filled_notional, r.fees, posted, r.status,
+                r.reason, r.purpose)
+
+    @staticmethod
+    async def _hold_posted(conn: Any, hold_id: int | None) -> int:
+        if hold_id is None:
+            return 0
+        return int((await conn.execute(text("SELECT posted_amount FROM ledger_holds WHERE id = :h"),
+                                       {"h": hold_id})).scalar() or 0)
+
+    @staticmethod
+    def _order_state(seq: int, o: dict[str, Any]) -> OrderState:
+        return OrderState(seq, o["participant_id"], o["kind"], o["side"], o.get("price"), o["qty"], o["qty"],
+                          o.get("hold_id"), o.get("hold_amount", 0), o["holding_account"], o["cash_account"],
+                          purpose=o.get("purpose"))
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while True:
+            first = await self.queue.get()
+            items = [first]
+            while len(items) < MAX_BATCH and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            try:
+                await self._process(items)
+            except Exception as exc:
+                log.exception("market %s: batch failed", self.market.id)
+                for it in items:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+                # The journal may or may not have committed: rebuild from the database.
+                try:
+                    await self.recover()
+                except Exception:
+                    log.exception("market %s: recovery failed; the market stops", self.market.id)
+                    return
+
+    async def _process(self, items: list[Submission]) -> None:
+        ts = _now_us()
+        seq = self.last_seq
+        staged: list[tuple[int, Any, Submission]] = []
+        journal: list[dict[str, Any]] = []
+        new_orders: list[dict[str, Any]] = []
+        day = self.trading_day or date.today()
+        for it in items:
+            seq += 1
+            cmd = it.make(seq)
+            payload = encode_command(cmd)
+            if it.order is not None:
+                payload["order"] = it.order
+                o = it.order
+                new_orders.append({
+                    "id": seq, "m": self.market.id, "p": o["participant_id"], "kind": o["kind"], "side": o["side"],
+                    "type": o.get("type", "limit"), "tif": o.get("tif", "day"), "price": o.get("price"),
+                    "qty": o["qty"], "hold": o.get("hold_id"), "hold_amount": o.get("hold_amount", 0),
+                    "purpose": json.dumps(o.get("purpose"), ensure_ascii=False) if o.get("purpose") else None,
+                    "day": day, "cid": o["client_id"], "fp": bytes.fromhex(o["fingerprint"])})
+            journal.append({"m": self.market.id, "seq": seq, "ts": ts, "c": json.dumps(payload, ensure_ascii=False)})
+            staged.append((seq, cmd, it))
+        async with self.rt.tx() as conn:
+            await conn.execute(text(
+                "INSERT INTO market_journal (market_id, seq, ts, command) VALUES (:m, :seq, :ts, CAST(:c AS jsonb))"),
+                journal)
+            if new_orders:
+                await conn.execute(text(
+                    """INSERT INTO orders (id, market_id, participant_id, kind, side, type, tif, price, qty, open_qty,
+                                           status, hold_id, hold_amount, purpose, trading_day, client_id, fingerprint)
+                       VALUES (:id, :m, :p, :kind, :side, :type, :tif, :price, :qty, :qty, 'open', :hold,
+                               :hold_amount, CAST(:purpose AS jsonb), :day, :cid, :fp)"""), new_orders)
+        self.last_seq = seq
+        results = []
+        for seq, cmd, it in staged:
+            if it.order is not None:
+                self.orders[seq] = self._order_state(seq, it.order)
+            results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
+        await self._effects(results)
+        for (seq, _, _, events), (_, _, it) in zip(results, staged, strict=True):
+            if not it.future.done():
+                it.future.set_result((seq, events))
+
+    # ------------------------------------------------------------------ effects
+
+    async def _effects(self, results: list[tuple[int, int, Any, list[ev.Event]]]) -> None:
+        groups: list[list[lc.Request]] = []
+        trade_rows: list[dict[str, Any]] = []
+        changed: dict[int, OrderState] = {}
+        published: list[dict[str, Any]] = []
+        for seq, ts, _cmd, events in results:
+            for e in events:
+                kind = e[0]
+                if kind == ev.TRADE:
+                    group, row = self._settle(e, seq)
+                    groups.append(group)
+                    trade_rows.append(row)
+                    for oid in (e[ev.T_MAKER_ID], e[ev.T_TAKER_ID]):
+                        changed[oid] = self.orders[oid]
+                    published.append({"type": "trade", "seq": seq, "trade_id": e[ev.T_ID], "price": e[ev.T_PRICE],
+                                      "qty": e[ev.T_QTY], "taker_side": e[ev.T_TAKER_SIDE], "ts": ts})
+                elif kind in (ev.CANCELLED, ev.EXPIRED, ev.REJECTED):
+                    oid = e[1]
+                    o = self.orders.get(oid) if oid is not None else None
+                    if o is None or o.status != "open":
+                        continue
+                    o.status = {ev.CANCELLED: "cancelled", ev.EXPIRED: "expired", ev.REJECTED: "rejected"}[kind]
+                    o.reason = e[4] if kind == ev.CANCELLED else (e[2] if kind == ev.REJECTED else "end_of_day")
+                    o.open_qty = 0
+                    changed[oid] = o
+                elif kind == ev.REDUCED and e[1] in self.orders:
+                    o = self.orders[e[1]]
+                    o.open_qty = e[4] if len(e) > 4 else o.open_qty
+                    changed[o.id] = o
+                elif kind == ev.CONVERTED and e[1] in self.orders:
+                    self.orders[e[1]].price = e[2]
+                    changed[e[1]] = self.orders[e[1]]
+        # Finished orders give back what is left of their hold.
+        for o in changed.values():
+            if o.status == "open" and o.open_qty == 0 and o.filled_qty > 0:
+                o.status = "filled"
+            if o.status != "open" and o.hold_id is not None and o.hold_left > 0:
+                groups.append([lc.Request(self.actor, lc.VoidHold(o.hold_id), f"{self.market.id}:release:{o.id}")])
+        if groups:
+            outcomes = await asyncio.gather(*(self.rt.submit_linked(g) for g in groups), return_exceptions=True)
+            for g, out in zip(groups, outcomes, strict=True):
+                if isinstance(out, BaseException):
+                    # Holds are sized so that this cannot happen; if it does, it is a bug: stop loudly.
+                    log.critical("market %s: settlement %s failed: %s", self.market.id, g[0].client_id, out)
+                    raise RuntimeError(f"settlement failed: {out}")
+                for r, entry in zip(g, out, strict=True):
+                    if r.client_id and ":trade:" in r.client_id and r.client_id.endswith(":0"):
+                        for row in trade_rows:
+                            if row["cid"] == r.client_id:
+                                row["settlement_seq"] = entry.seq
+        async with self.rt.tx() as conn:
+            if trade_rows:
+                await conn.execute(text(
+                    """INSERT INTO trades (market_id, trade_id, seq, ts, mode, instrument, price, qty, notional,
+                                           buy_order, sell_order, buyer_id, seller_id, buyer_fee, seller_fee,
+                                           in_close, trading_day, settlement_seq)
+                       VALUES (:m, :tid, :seq, :ts, :mode, :inst, :price, :qty, :notional, :bo, :so, :bp, :sp,
+                               :bf, :sf, :close, :day, :settlement_seq) ON CONFLICT DO NOTHING"""),
+                    [{k: v for k, v in r.items() if k != "cid"} for r in trade_rows])
+            if changed:
+                await conn.execute(text(
+                    """UPDATE orders SET open_qty = :open, filled_qty = :filled, filled_notional = :notional,
+                                         fees = :fees, status = :status, reason = :reason, price = :price,
+                                         updated_at = now()
+                       WHERE market_id = :m AND id = :id"""),
+                    [{"open": o.open_qty, "filled": o.filled_qty, "notional": o.filled_notional, "fees": o.fees,
+                      "status": o.status, "reason": o.reason, "price": o.price, "m": self.market.id, "id": o.id}
+                     for o in changed.values()])
+            last = results[-1][0] if results else self.applied_seq
+            await conn.execute(text("UPDATE markets SET applied_seq = :s WHERE id = :m"),
+                               {"s": last, "m": self.market.id})
+        self.applied_seq = results[-1][0] if results else self.applied_seq
+        for oid in [oid for oid, o in changed.items() if o.status != "open"]:
+            self.orders.pop(oid, None)
+        if self.applied_seq // SNAPSHOT_EVERY != (self.applied_seq - len(results)) // SNAPSHOT_EVERY:
+            await self.snapshot()
+        self._publish(published)
+
+    def _settle(self, e: ev.Event, seq: int) -> tuple[list[lc.Request], dict[str, Any]]:
+        m = self.market
+        price, qty = e[ev.T_PRICE], e[ev.T_QTY]
+        taker, maker = self.orders[e[ev.T_TAKER_ID]], self.orders[e[ev.T_MAKER_ID]]
+        buyer, seller = (taker, maker) if e[ev.T_TAKER_SIDE] == mc.BUY else (maker, taker)
+        n = notional(price, qty, m.decimals)
+        fees = {}
+        for o in (buyer, seller):
+            before = o.filled_notional
+            o.filled_qty += qty
+            o.filled_notional += n
+            o.open_qty -= qty
+            fees[o.id] = fill_fee(before, o.filled_notional, m.fee_bps)
+            o.fees += fees[o.id]
+        fb, fs = fees[buyer.id], fees[seller.id]
+        system = self.rt.system
+        clearing = system["clearing"]
+        cid = f"{m.id}:trade:{e[ev.T_ID]}"
+        retire = buyer.purpose is not None and buyer.purpose.get("retire")
+        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=True)]  # type: ignore[arg-type]
+        if retire:
+            reqs.append(lc.Retire(clearing, system["retired"], m.instrument, qty, "judicial_restoration",
+                                  str(buyer.purpose.get("beneficiary", "")) if buyer.purpose else ""))
+        else:
+            reqs.append(lc.Transfer(clearing, buyer.holding_account, m.instrument, qty))
+        reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=True))  # type: ignore[arg-type]
+        if n - fs > 0:
+            reqs.append(lc.Transfer(clearing, seller.cash_account, "CNY", n - fs))
+        if fb + fs > 0:
+            reqs.append(lc.Transfer(clearing, system["fees"], "CNY", fb + fs))
+        if m.t_plus_1 and not retire:
+            # Bought today, sellable tomorrow: a lock released at the next session's open.
+            reqs.append(lc.CreateHold("t1", buyer.holding_account, clearing, m.instrument, qty))
+        seller.hold_posted += qty
+        buyer.hold_posted += n + fb
+        meta = {"market": m.id, "trade_id": e[ev.T_ID], "price": price, "qty": qty, "buyer": buyer.participant_id,
+                "seller": seller.participant_id, "buy_order": buyer.id, "sell_order": seller.id}
+        if retire and buyer.purpose:
+            meta["restoration"] = buyer.purpose
+        group = [lc.Request(self.actor, cmd, f"{cid}:{k}", meta if k == 0 else {}) for k, cmd in enumerate(reqs)]
+        row = {"m": m.id, "tid": e[ev.T_ID], "seq": seq, "ts": e[ev.T_TS], "mode": e[ev.T_MODE],
+               "inst": m.instrument, "price": price, "qty": qty, "notional": n, "bo": buyer.id, "so": seller.id,
+               "bp": buyer.participant_id, "sp": seller.participant_id, "bf": fb, "sf": fs, "close": m.in_close,
+               "day": self.trading_day or date.today(), "settlement_seq": 0, "cid": f"{cid}:0"}
+        return group, row
+
+    # ------------------------------------------------------------------ snapshots and market data
+
+    async def snapshot(self) -> None:
+        snap = self.engine.snapshot()
+        async with self.rt.tx() as conn:
+            await conn.execute(text(
+                """INSERT INTO market_snapshots (market_id, seq, state_hash, snapshot)
+                   VALUES (:m, :s, :h, CAST(:snap AS jsonb)) ON CONFLICT DO NOTHING"""),
+                {"m": self.market.id, "s": self.applied_seq, "h": self.engine.state_hash(),
+                 "snap": json.dumps(snap)})
+
+    def depth(self, levels: int = 5) -> dict[str, list[tuple[int, int, int]]]:
+        """Best levels as {"bids": [(price, qty, count)], "asks": [...]}, best first."""
+        depth = getattr(self.engine, "depth", None)
+        if depth is None:
+            return {"bids": [], "asks": []}
+        d = depth(levels)
+        return {"bids": list(d.get("bids", d.get(mc.BUY, []))), "asks": list(d.get("asks", d.get(mc.SELL, [])))}
+
+    def _publish(self, messages: list[dict[str, Any]]) -> None:
+        if not self.subscribers:
+            return
+        out = [*messages, {"type": "depth", "seq": self.applied_seq, **self.depth()}]
+        for q in list(self.subscribers):
+            for msg in out:
+                if q.qsize() > 10_000:  # a stalled client is dropped rather than grow memory
+                    self.subscribers.discard(q)
+                    break
+                q.put_nowait(msg)
