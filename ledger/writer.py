@@ -275,6 +275,19 @@ class LedgerWriter:
                     continue
                 results[i] = entries
                 written.extend(zip(entries, it.fingerprints, strict=True))
+            if not lookup:
+                # A retry of something already applied may now be refused by the state (a hold voided
+                # twice) instead of reaching the unique index: a refused request with a client id is
+                # looked up before its refusal is believed.
+                refused = [i for i in live if isinstance(results[i], Rejection)
+                           and any(r.client_id for r in items[i].requests)]
+                if refused:
+                    keys2 = [(r.actor, r.client_id) for i in refused for r in items[i].requests if r.client_id]
+                    found = await store.find_idempotent(conn, keys2)  # type: ignore[arg-type]
+                    for i in refused:
+                        replay = self._replay(items[i], found)
+                        if replay is not None:
+                            results[i] = replay
             await store.flush(conn, state, originals, written, head)
             if written:
                 batch_entries = [e for e, _ in written]

@@ -133,3 +133,21 @@ def test_race_200_transfers_on_an_account_that_affords_50(api: Api) -> None:
     assert api.ok(s.get("/v1/holdings"))["balances"][0]["posted"] == "0"
     got = sum(int(api.ok(b["api"].get("/v1/holdings"))["balances"][0]["posted"]) for b in buyers)
     assert got == 50
+
+
+def test_a_retry_the_state_would_refuse_still_gets_the_original(db_url: str) -> None:
+    """Voiding a hold twice under one client id answers with the first void, not hold_already_resolved."""
+
+    async def run() -> None:
+        w = LedgerWriter(asyncpg_dsn(db_url))
+        await w.start()
+        ids = await _world(w)
+        hold = await w.submit(c.Request("t", c.CreateHold("order", ids["a"], ids["b"], "FCT", 5), "h"))
+        first = await w.submit(c.Request("t", c.VoidHold(hold.seq), "void-once"))
+        again = await w.submit(c.Request("t", c.VoidHold(hold.seq), "void-once"))
+        assert again.seq == first.seq
+        with pytest.raises(Rejection, match="already voided"):
+            await w.submit(c.Request("t", c.VoidHold(hold.seq), "another-id"))
+        await w.stop()
+
+    asyncio.run(run())
