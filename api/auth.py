@@ -16,9 +16,12 @@ class ApiKeyMiddleware(ASGIMiddleware):
         scope["user"] = None
         header = _bearer(scope)
         if header:
-            state: State = scope["app"].state
-            async with state.rt.read() as conn:
-                scope["user"] = await keys.authenticate(conn, header)
+            principal = keys.cached(header)
+            if principal is None:
+                state: State = scope["app"].state
+                async with state.rt.read() as conn:
+                    principal = await keys.authenticate(conn, header)
+            scope["user"] = principal
         await next_app(scope, receive, send)
 
 

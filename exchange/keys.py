@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 TOKEN_PREFIX = "envx"
+# Verified keys, so a hot client costs no database round trip per request. Revocation through this
+# process clears the entry at once; other processes (read replicas) see it within CACHE_SECONDS.
+CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[Principal, float]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,33 @@ async def create_key(conn: AsyncConnection, participant_id: int, label: str,
             "expires_at": expires_at}
 
 
+def cached(token: str) -> Principal | None:
+    hit = _cache.get(token)
+    if hit is None:
+        return None
+    principal, until = hit
+    if time.monotonic() > until:
+        _cache.pop(token, None)
+        return None
+    return principal
+
+
+def forget_key(key_id: int) -> None:
+    for token, (p, _) in list(_cache.items()):
+        if p.key_id == key_id:
+            _cache.pop(token, None)
+
+
 async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
+    principal = await _authenticate(conn, token)
+    if principal is not None:
+        if len(_cache) > 100_000:
+            _cache.clear()
+        _cache[token] = (principal, time.monotonic() + CACHE_SECONDS)
+    return principal
+
+
+async def _authenticate(conn: AsyncConnection, token: str) -> Principal | None:
     parsed = parse_token(token)
     if parsed is None:
         return None
@@ -91,4 +122,5 @@ async def revoke_key(conn: AsyncConnection, participant_id: int, key_id: int) ->
     res = await conn.execute(
         text("""UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
                 WHERE id = :k AND participant_id = :p"""), {"k": key_id, "p": participant_id})
+    forget_key(key_id)
     return res.rowcount == 1

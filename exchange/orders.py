@@ -68,20 +68,11 @@ def _events_view(events: list[ev.Event], decimals: int) -> list[dict[str, Any]]:
     return out
 
 
-def _gate(seq: MarketSequencer, market_row: dict[str, Any]) -> None:
-    if market_row["halted"] or seq.engine.halted:
+def _gate(seq: MarketSequencer) -> None:
+    if seq.halted or seq.engine.halted:
         raise DomainError("market_halted", f"market {seq.market.id} is halted")
-    if not market_row["session_open"]:
+    if not seq.session_open:
         raise DomainError("outside_session", f"market {seq.market.id} is not in a trading session")
-
-
-async def _market_row(rt: Runtime, market_id: str) -> dict[str, Any]:
-    async with rt.read() as conn:
-        row = (await conn.execute(text("SELECT halted, session_open FROM markets WHERE id = :m"),
-                                  {"m": market_id})).first()
-    if row is None:
-        raise NotFound("market", market_id)
-    return dict(row._mapping)
 
 
 async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
@@ -128,7 +119,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
             raise DomainError("idempotency_conflict", "this client id was already used for a different request")
         return {"order": order_view(dict(existing._mapping), m.decimals), "events": [], "replayed": True,
                 "_fp": fp.hex()}
-    _gate(seq, await _market_row(rt, market_id))
+    _gate(seq)
     problem = m.rules.check(price, qty, seq.engine.band)
     if problem is not None:
         raise _reason_error(*problem)

@@ -28,11 +28,11 @@ from typing import Any
 
 from sqlalchemy import text
 
-from exchange.errors import DomainError
 from exchange.markets import Market
 from exchange.pricing import fill_fee, notional
 from exchange.runtime import Runtime
 from ledger import commands as lc
+from ledger.state import Rejection
 from matching import commands as mc
 from matching import events as ev
 from matching.auction import AuctionHouse
@@ -91,6 +91,21 @@ class OrderState:
 
 
 @dataclass(slots=True)
+class _Staged:
+    """A matched batch waiting for its settlement to be durable."""
+
+    groups: list[list[lc.Request]]
+    futures: list[asyncio.Future[list[Any]]]
+    trade_rows: list[dict[str, Any]]
+    order_rows: list[dict[str, Any]]
+    last: int
+    count: int
+    published: list[dict[str, Any]]
+    results: list[tuple[int, list[ev.Event]]]
+    callers: list[Any]
+
+
+@dataclass(slots=True)
 class Submission:
     """A command for the engine; `make(seq)` builds it once the id (= seq) is known."""
 
@@ -114,29 +129,37 @@ class MarketSequencer:
         self.trading_day = trading_day
         self.queue: asyncio.Queue[Submission] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        # Stage two of the pipeline: batches whose settlement is in the writer's queue, in order.
+        self.finishing: asyncio.Queue[_Staged | None] = asyncio.Queue()
+        self.finisher: asyncio.Task[None] | None = None
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.actor = f"exchange:{market.id}"
+        # Mirrors of markets.halted / session_open, kept by exchange.sessions (one process owns a market).
+        self.halted = False
+        self.session_open = False
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await self.recover()
+        self.finisher = asyncio.create_task(self._finish_loop(), name=f"settle-{self.market.id}")
         self.task = asyncio.create_task(self._run(), name=f"sequencer-{self.market.id}")
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self.task, self.finisher):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
         while not self.queue.empty():
             sub = self.queue.get_nowait()
             if not sub.future.done():
                 sub.future.set_exception(RuntimeError("market sequencer stopped"))
 
     async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None) -> tuple[int, list]:
-        if self.task is None or self.task.done():
+        if self.task is None or self.task.done() or self.finisher is None or self.finisher.done():
             raise RuntimeError(f"market {self.market.id} is not running")
         sub = Submission(make, order, asyncio.get_running_loop().create_future())
         self.queue.put_nowait(sub)
@@ -147,8 +170,10 @@ class MarketSequencer:
     async def recover(self) -> None:
         mid = self.market.id
         async with self.rt.read() as conn:
-            row = (await conn.execute(text("SELECT applied_seq, reference_price FROM markets WHERE id = :m"),
-                                      {"m": mid})).one()
+            row = (await conn.execute(text(
+                "SELECT applied_seq, reference_price, halted, session_open FROM markets WHERE id = :m"),
+                {"m": mid})).one()
+            self.halted, self.session_open = row.halted, row.session_open
             snap = (await conn.execute(text(
                 """SELECT seq, state_hash, snapshot FROM market_snapshots WHERE market_id = :m AND seq <= :a
                    ORDER BY seq DESC LIMIT 1"""), {"m": mid, "a": row.applied_seq})).first()
@@ -182,7 +207,7 @@ class MarketSequencer:
                 if order is not None:
                     self.orders[seq] = self._order_state(seq, order)
                 results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
-            await self._effects(results)
+            await self._finish(self._stage(results, []))
 
     async def _load_open_orders(self, conn: Any) -> None:
         rows = await conn.execute(text(
@@ -224,8 +249,10 @@ class MarketSequencer:
                 for it in items:
                     if not it.future.done():
                         it.future.set_exception(exc)
-                # The journal may or may not have committed: rebuild from the database.
+                # The journal may or may not have committed: rebuild from the database, once the
+                # batches already in stage two are durable.
                 try:
+                    await self._drain()
                     await self.recover()
                 except Exception:
                     log.exception("market %s: recovery failed; the market stops", self.market.id)
@@ -269,14 +296,35 @@ class MarketSequencer:
             if it.order is not None:
                 self.orders[seq] = self._order_state(seq, it.order)
             results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
-        await self._effects(results)
-        for (seq, _, _, events), (_, _, it) in zip(results, staged, strict=True):
-            if not it.future.done():
-                it.future.set_result((seq, events))
+        # Settlement goes to the writer's queue now; stage two awaits it and answers the callers, while
+        # this stage journals and matches the next batch.
+        self.finishing.put_nowait(self._stage(results, [it for _, _, it in staged]))
+
+    async def _finish_loop(self) -> None:
+        while True:
+            staged = await self.finishing.get()
+            if staged is None:
+                self.finishing.task_done()
+                continue
+            try:
+                await self._finish(staged)
+            except Exception as exc:
+                log.critical("market %s: settlement stage failed; the market stops", self.market.id, exc_info=True)
+                for it in staged.callers:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+                self.finishing.task_done()
+                if self.task:
+                    self.task.cancel()
+                return
+            self.finishing.task_done()
+
+    async def _drain(self) -> None:
+        await self.finishing.join()
 
     # ------------------------------------------------------------------ effects
 
-    async def _effects(self, results: list[tuple[int, int, Any, list[ev.Event]]]) -> None:
+    def _stage(self, results: list[tuple[int, int, Any, list[ev.Event]]], callers: list[Submission]) -> _Staged:
         groups: list[list[lc.Request]] = []
         trade_rows: list[dict[str, Any]] = []
         changed: dict[int, OrderState] = {}
@@ -316,48 +364,56 @@ class MarketSequencer:
                 o.status = "filled"
             if o.status != "open" and o.hold_id is not None:
                 groups.append([lc.Request(self.actor, lc.VoidHold(o.hold_id), f"{self.market.id}:release:{o.id}")])
-        if groups:
-            outcomes = await asyncio.gather(*(self.rt.submit_linked(g) for g in groups), return_exceptions=True)
-            for g, out in zip(groups, outcomes, strict=True):
-                if isinstance(out, DomainError) and out.code == "hold_already_resolved" and ":release:" in str(
-                        g[0].client_id):
-                    continue
-                if isinstance(out, BaseException):
-                    # Holds are sized so that this cannot happen; if it does, it is a bug: stop loudly.
-                    log.critical("market %s: settlement %s failed: %s", self.market.id, g[0].client_id, out)
-                    raise RuntimeError(f"settlement failed: {out}")
-                for r, entry in zip(g, out, strict=True):
-                    if r.client_id and ":trade:" in r.client_id and r.client_id.endswith(":0"):
-                        for row in trade_rows:
-                            if row["cid"] == r.client_id:
-                                row["settlement_seq"] = entry.seq
+        futures = [self.rt.writer.enqueue(g) for g in groups]
+        rows = [{"open": o.open_qty, "filled": o.filled_qty, "notional": o.filled_notional, "fees": o.fees,
+                 "status": o.status, "reason": o.reason, "price": o.price, "m": self.market.id, "id": o.id}
+                for o in changed.values()]
+        for oid in [oid for oid, o in changed.items() if o.status != "open"]:
+            self.orders.pop(oid, None)
+        last = results[-1][0] if results else self.applied_seq
+        return _Staged(groups, futures, trade_rows, rows, last, len(results), published,
+                       [(seq, events) for seq, _, _, events in results], callers)
+
+    async def _finish(self, st: _Staged) -> None:
+        outcomes = await asyncio.gather(*st.futures, return_exceptions=True)
+        for g, out in zip(st.groups, outcomes, strict=True):
+            if isinstance(out, Rejection) and out.code == "hold_already_resolved" and ":release:" in str(
+                    g[0].client_id):
+                continue
+            if isinstance(out, BaseException):
+                # Holds are sized so that this cannot happen; if it does, it is a bug: stop loudly.
+                log.critical("market %s: settlement %s failed: %s", self.market.id, g[0].client_id, out)
+                raise RuntimeError(f"settlement failed: {out}")
+            for r, entry in zip(g, out, strict=True):
+                if r.client_id and ":trade:" in r.client_id and r.client_id.endswith(":0"):
+                    for row in st.trade_rows:
+                        if row["cid"] == r.client_id:
+                            row["settlement_seq"] = entry.seq
         async with self.rt.tx() as conn:
-            if trade_rows:
+            if st.trade_rows:
                 await conn.execute(text(
                     """INSERT INTO trades (market_id, trade_id, seq, ts, mode, instrument, price, qty, notional,
                                            buy_order, sell_order, buyer_id, seller_id, buyer_fee, seller_fee,
                                            in_close, trading_day, settlement_seq)
                        VALUES (:m, :tid, :seq, :ts, :mode, :inst, :price, :qty, :notional, :bo, :so, :bp, :sp,
                                :bf, :sf, :close, :day, :settlement_seq) ON CONFLICT DO NOTHING"""),
-                    [{k: v for k, v in r.items() if k != "cid"} for r in trade_rows])
-            if changed:
+                    [{k: v for k, v in r.items() if k != "cid"} for r in st.trade_rows])
+            if st.order_rows:
                 await conn.execute(text(
                     """UPDATE orders SET open_qty = :open, filled_qty = :filled, filled_notional = :notional,
                                          fees = :fees, status = :status, reason = :reason, price = :price,
                                          updated_at = now()
-                       WHERE market_id = :m AND id = :id"""),
-                    [{"open": o.open_qty, "filled": o.filled_qty, "notional": o.filled_notional, "fees": o.fees,
-                      "status": o.status, "reason": o.reason, "price": o.price, "m": self.market.id, "id": o.id}
-                     for o in changed.values()])
-            last = results[-1][0] if results else self.applied_seq
+                       WHERE market_id = :m AND id = :id"""), st.order_rows)
             await conn.execute(text("UPDATE markets SET applied_seq = :s WHERE id = :m"),
-                               {"s": last, "m": self.market.id})
-        self.applied_seq = results[-1][0] if results else self.applied_seq
-        for oid in [oid for oid, o in changed.items() if o.status != "open"]:
-            self.orders.pop(oid, None)
-        if self.applied_seq // SNAPSHOT_EVERY != (self.applied_seq - len(results)) // SNAPSHOT_EVERY:
+                               {"s": st.last, "m": self.market.id})
+        before = self.applied_seq
+        self.applied_seq = st.last
+        if self.applied_seq // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
             await self.snapshot()
-        self._publish(published)
+        self._publish(st.published)
+        for it, (seq, events) in zip(st.callers, st.results, strict=False):
+            if not it.future.done():
+                it.future.set_result((seq, events))
 
     def _settle(self, e: ev.Event, seq: int) -> tuple[list[lc.Request], dict[str, Any]]:
         m = self.market

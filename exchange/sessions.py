@@ -47,6 +47,7 @@ async def open_session(rt: Runtime, market_id: str, day: date | None = None) -> 
         await conn.execute(text("UPDATE markets SET session_open = true, trading_day = :d WHERE id = :m"),
                            {"d": day, "m": market_id})
     seq.trading_day = day
+    seq.session_open = True
     if prev is None or day > prev:
         await release_t1(rt, seq.market.instrument, day)
     return {"market_id": market_id, "session_open": True, "trading_day": day}
@@ -64,9 +65,10 @@ async def release_t1(rt: Runtime, instrument: str, day: date) -> int:
 
 
 async def pause_session(rt: Runtime, market_id: str) -> dict[str, Any]:
-    rt.exchange.get(market_id)
+    seq = rt.exchange.get(market_id)
     async with rt.tx() as conn:
         await conn.execute(text("UPDATE markets SET session_open = false WHERE id = :m"), {"m": market_id})
+    seq.session_open = False
     return {"market_id": market_id, "session_open": False}
 
 
@@ -136,6 +138,7 @@ async def halt(rt: Runtime, market_id: str, reason: str, resume: bool = False) -
     await seq.submit(lambda _s: mc.Resume() if resume else mc.Halt(reason))
     async with rt.tx() as conn:
         await conn.execute(text("UPDATE markets SET halted = :h WHERE id = :m"), {"h": not resume, "m": market_id})
+    seq.halted = not resume
     return {"market_id": market_id, "halted": not resume}
 
 

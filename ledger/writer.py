@@ -156,13 +156,18 @@ class LedgerWriter:
 
     async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
         """Append `requests` all together or not at all; raises `Rejection` with the first refusal."""
+        return await self.enqueue(requests)
+
+    def enqueue(self, requests: list[c.Request]) -> asyncio.Future[list[Entry]]:
+        """Queue a linked group now and return its future: the writer applies its queue in order, so
+        callers can pipeline dependent groups (settle, then release) without waiting in between."""
         if not self.running:
             raise WriterUnavailable("ledger writer is not running")
         fut: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(list(requests), fut, [
             fingerprint(r) if r.client_id else None for r in requests
         ]))
-        return await fut
+        return fut
 
     # ----------------------------------------------------------------- loop
 

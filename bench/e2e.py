@@ -1,0 +1,189 @@
+"""End to end: limit orders over HTTP with journal, holds and settlement durable before the answer.
+
+    python -m bench.e2e [--seconds 20] [--connections 64]
+
+Starts a real `envx serve` (uvicorn, one process, embedded PostgreSQL unless ENVX_BENCH_DATABASE_URL is
+set, synchronous_commit on), sets up 64 traders with units and cash and one continuous market, then
+drives it with 64 keep-alive connections of a small asyncio HTTP/1.1 client, each sending its next
+order when the previous one is answered. The peer is an empty Litestar handler under the same uvicorn,
+driven identically in the same run. Prints requests/s and p50/p99 latency of both, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import admin_url, fresh_database, pct
+from tests.system.server import free_port
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes,
+                   headers: str) -> int:
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n{headers}"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+async def drive(port: int, seconds: float, connections: int, make: object) -> tuple[int, list[float], dict]:
+    stop = time.perf_counter() + seconds
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def conn(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = 0
+        try:
+            while time.perf_counter() < stop:
+                path, body, headers = make(k, i)  # type: ignore[operator]
+                t0 = time.perf_counter()
+                status = await _request(reader, writer, path, body, headers)
+                latencies.append(time.perf_counter() - t0)
+                statuses[status] = statuses.get(status, 0) + 1
+                i += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(conn(k) for k in range(connections)))
+    elapsed = time.perf_counter() - t0
+    return int(len(latencies) / elapsed), latencies, statuses
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(url, timeout=1).status_code in (200, 404, 405):
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("server exited")
+        time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--connections", type=int, default=64)
+    args = ap.parse_args()
+    db = fresh_database(admin_url(), "envx_bench_e2e")
+    tmp = Path(tempfile.mkdtemp(prefix="envx-e2e-"))
+    env = {**os.environ, "ENVX_DATABASE_URL": db, "ENVX_DATA_DIR": str(tmp), "ENVX_LOG_LEVEL": "WARNING",
+           "ENVX_SCHEDULER": "false"}
+    op = json.loads(subprocess.run([sys.executable, "-m", "exchange.cli", "admin", "create-key"], env=env,
+                                   capture_output=True, check=True).stdout)["api_key"]
+    port = free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))  # noqa: SIM115
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(f"{base}/health", srv)
+        tokens = setup(base, op, args.connections)
+        rng = random.Random(1)
+
+        def order(k: int, i: int) -> tuple[str, bytes, str]:
+            side = "buy" if (k + i) % 2 else "sell"
+            price = 100 + rng.randint(-3, 3) * (1 if side == "buy" else -1)
+            body = json.dumps({"side": side, "price": f"{price}.00", "quantity": str(rng.randint(1, 10))}).encode()
+            return ("/v1/markets/FCT-SM.continuous/orders", body,
+                    f"Authorization: Bearer {tokens[k]}\r\nIdempotency-Key: e{k}-{i}-{time.time_ns()}\r\n")
+
+        rate, lat, statuses = asyncio.run(drive(port, args.seconds, args.connections, order))
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait(timeout=30)
+    trades = verify_after(env)
+    port2 = free_port()
+    empty = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.empty_app:app", "--port", str(port2),
+                              "--log-level", "warning", "--no-access-log"], stdout=subprocess.DEVNULL)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port2}/", empty)
+
+        def empty_req(k: int, i: int) -> tuple[str, bytes, str]:
+            return ("/v1/markets/FCT-SM.continuous/orders", b'{"side":"buy","price":"100.00","quantity":"1"}',
+                    "Authorization: Bearer x\r\n")
+
+        erate, elat, _ = asyncio.run(drive(port2, args.seconds, args.connections, empty_req))
+    finally:
+        empty.send_signal(signal.SIGTERM)
+        empty.wait(timeout=30)
+    print(f"\n{args.connections} connections, {args.seconds:.0f} s each, one uvicorn process, 2-core machine")
+    print(f"envx orders (journal + holds + DvP settlement durable): {rate:>7,} orders/s   "
+          f"p50 {pct(lat, 50) * 1000:6.1f} ms  p99 {pct(lat, 99) * 1000:6.1f} ms   statuses {statuses}")
+    print(f"empty Litestar handler, same stack           : {erate:>7,} req/s      "
+          f"p50 {pct(elat, 50) * 1000:6.1f} ms  p99 {pct(elat, 99) * 1000:6.1f} ms")
+    print(f"ratio envx/empty = {rate / erate:.3f}; trades settled during the run: {trades}")
+    print("goal: >= 10,000 orders/s with p99 < 50 ms (reference Python engine with an HTTP front: ~900/s)")
+
+
+def setup(base: str, op: str, n: int) -> list[str]:
+    h = {"Authorization": f"Bearer {op}"}
+    with httpx.Client(base_url=base, timeout=60) as c:
+        def post(path: str, body: dict, key: str) -> dict:
+            r = c.post(path, json=body, headers={**h, "Idempotency-Key": key})
+            assert r.status_code in (200, 201), r.text
+            return r.json()
+
+        post("/v1/instruments", {"code": "FCT-SM", "name": "t", "kind": "forest_ticket", "decimals": 0}, "i")
+        issuer = post("/v1/participants", {"name": "issuer", "kind": "issuer"}, "pi")
+        itok = post(f"/v1/participants/{issuer['id']}/keys", {}, "ki")["token"]
+        tokens = []
+        for k in range(n):
+            p = post("/v1/participants", {"name": f"trader{k}", "kind": "enterprise"}, f"p{k}")
+            tokens.append(post(f"/v1/participants/{p['id']}/keys", {}, f"k{k}")["token"])
+            r = c.post("/v1/issuances", json={"instrument": "FCT-SM", "holder_id": p["id"], "quantity": "10000000",
+                                              "attributes": {"ticket_number": "0000001"}},
+                       headers={"Authorization": f"Bearer {itok}", "Idempotency-Key": f"r{k}"}).json()
+            post(f"/v1/issuances/{r['id']}/approve", {}, f"a{k}")
+            post("/v1/cash/deposits", {"participant_id": p["id"], "amount": "100000000.00", "bank_reference": f"d{k}"},
+                 f"d{k}")
+        post("/v1/markets", {"instrument": "FCT-SM", "mode": "continuous",
+                             "settings": {"sessions": [], "t_plus_1": False, "band_bps": None}}, "m")
+        post("/v1/markets/FCT-SM.continuous/session", {"action": "open"}, "s")
+    return tokens
+
+
+def verify_after(env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-m", "exchange.cli", "verify"], env=env, capture_output=True, text=True)
+    print(out.stdout.strip().splitlines()[-1] if out.stdout else out.stderr[-500:])
+    import asyncio as aio
+
+    import asyncpg
+
+    from exchange.database import asyncpg_dsn
+
+    async def count() -> int:
+        c = await asyncpg.connect(asyncpg_dsn(env["ENVX_DATABASE_URL"]))
+        try:
+            return int(await c.fetchval("SELECT count(*) FROM trades"))
+        finally:
+            await c.close()
+
+    return str(aio.run(count()))
+
+
+if __name__ == "__main__":
+    main()
