@@ -61,8 +61,9 @@ def with_database(url: str, database: str) -> str:
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size,
-                               pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout; a dead connection fails its statement,
+    # the request answers 503 and the pool replaces the connection.
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size)
 
 
 async def ping(engine: AsyncEngine) -> bool:

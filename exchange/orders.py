@@ -141,12 +141,19 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
            "holding_account": who.holding_account, "cash_account": who.cash_account, "client_id": client_id,
            "fingerprint": fp.hex(), "purpose": purpose}
     try:
-        order_id, events = await seq.submit(make, ctx)
+        order_id, events, changed = await seq.submit(make, ctx)
     except Exception as exc:
         await rt.submit(lc.Request(who.actor, lc.VoidHold(hold.seq), f"void:{hold.seq}"))
         raise DomainError("market_unavailable", f"market {market_id} could not take the order: {exc}", 503) from None
-    row = await _order_row(rt, market_id, order_id)
-    assert row is not None
+    # The projection is committed; build the answer from what the sequencer wrote, not a re-read.
+    row = {"id": order_id, "market_id": market_id, "participant_id": who.participant_id, "kind": kind,
+           "side": side, "type": type_, "tif": tif, "price": price, "qty": qty, "open_qty": qty, "filled_qty": 0,
+           "filled_notional": 0, "fees": 0, "status": "open", "reason": None, "hold_id": hold.seq,
+           "trading_day": seq.trading_day, "client_id": client_id}
+    if changed is not None:
+        row.update({"open_qty": changed["open"], "filled_qty": changed["filled"],
+                    "filled_notional": changed["notional"], "fees": changed["fees"], "status": changed["status"],
+                    "reason": changed["reason"], "price": changed["price"]})
     return {"order": order_view(row, m.decimals), "events": _events_view(events, m.decimals), "_fp": fp.hex()}
 
 
@@ -228,7 +235,7 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
         raise Forbidden("you may only cancel your own orders")
     if row["status"] == "open":
         owner = row["participant_id"]
-        _, events = await seq.submit(lambda _s: mc.Cancel(order_id, owner))
+        _, events, _row = await seq.submit(lambda _s: mc.Cancel(order_id, owner))
         rejected = [e for e in events if e[0] == ev.REJECTED]
         if rejected:
             raise _reason_error(rejected[0][2], rejected[0][3])
@@ -248,7 +255,7 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
         raise DomainError("order_not_open", f"order {order_id} is {row['status']}")
     new_open = to_base(quantity, seq.market.decimals)
     owner = row["participant_id"]
-    _, events = await seq.submit(lambda _s: mc.Reduce(order_id, new_open, owner))
+    _, events, _row = await seq.submit(lambda _s: mc.Reduce(order_id, new_open, owner))
     rejected = [e for e in events if e[0] == ev.REJECTED]
     if rejected:
         raise _reason_error(rejected[0][2], rejected[0][3])

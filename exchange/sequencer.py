@@ -111,7 +111,8 @@ class Submission:
 
     make: Callable[[int], Any]
     order: dict[str, Any] | None = None  # context of a new order: participant, hold, accounts, ...
-    future: asyncio.Future[tuple[int, list[ev.Event]]] = field(default=None)  # type: ignore[assignment]
+    # (seq, events, the new order's projected row or None if nothing about it changed)
+    future: asyncio.Future[tuple[int, list[ev.Event], dict[str, Any] | None]] = field(default=None)  # type: ignore[assignment]
 
 
 def _now_us() -> int:
@@ -158,7 +159,8 @@ class MarketSequencer:
             if not sub.future.done():
                 sub.future.set_exception(RuntimeError("market sequencer stopped"))
 
-    async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None) -> tuple[int, list]:
+    async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None,
+                     ) -> tuple[int, list[ev.Event], dict[str, Any] | None]:
         if self.task is None or self.task.done() or self.finisher is None or self.finisher.done():
             raise RuntimeError(f"market {self.market.id} is not running")
         sub = Submission(make, order, asyncio.get_running_loop().create_future())
@@ -411,9 +413,10 @@ class MarketSequencer:
         if self.applied_seq // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
             await self.snapshot()
         self._publish(st.published)
+        rows = {r["id"]: r for r in st.order_rows}
         for it, (seq, events) in zip(st.callers, st.results, strict=False):
             if not it.future.done():
-                it.future.set_result((seq, events))
+                it.future.set_result((seq, events, rows.get(seq)))
 
     def _settle(self, e: ev.Event, seq: int) -> tuple[list[lc.Request], dict[str, Any]]:
         m = self.market
