@@ -84,6 +84,7 @@ class OrderState:
     status: str = "open"
     reason: str | None = None
     purpose: dict[str, Any] | None = None
+    parent: int | None = None  # the auction a bid or deposit belongs to
 
     @property
     def hold_left(self) -> int:
@@ -125,6 +126,9 @@ class MarketSequencer:
         self.market = market
         self.engine: Engine = ENGINES[market.mode](market.rules)
         self.orders: dict[int, OrderState] = {}
+        # States each journaled command created (its own order, or the funding of a block deal): a
+        # rejection of that command finishes them, and only them.
+        self.created: dict[int, list[int]] = {}
         self.last_seq = 0
         self.applied_seq = 0
         self.trading_day = trading_day
@@ -206,8 +210,7 @@ class MarketSequencer:
             log.warning("market %s: replaying %d journaled commands after a restart", mid, len(pending))
             results = []
             for seq, ts, cmd, order in pending:
-                if order is not None:
-                    self.orders[seq] = self._order_state(seq, order)
+                self._register(seq, order)
                 results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
             await self._finish(self._stage(results, []))
 
@@ -234,7 +237,21 @@ class MarketSequencer:
     def _order_state(seq: int, o: dict[str, Any]) -> OrderState:
         return OrderState(seq, o["participant_id"], o["kind"], o["side"], o.get("price"), o["qty"], o["qty"],
                           o.get("hold_id"), o.get("hold_amount", 0), o["holding_account"], o["cash_account"],
-                          purpose=o.get("purpose"))
+                          purpose=o.get("purpose"), parent=o.get("parent"))
+
+    def _register(self, seq: int, ctx: dict[str, Any] | None) -> None:
+        """Create the states a command brings: its own order (id = seq) and transient ones (block deals)."""
+        if ctx is None:
+            return
+        ids = []
+        if ctx.get("kind"):
+            self.orders[seq] = self._order_state(seq, ctx)
+            ids.append(seq)
+        for extra in ctx.get("extra", ()):
+            self.orders[extra["id"]] = self._order_state(extra["id"], extra)
+            ids.append(extra["id"])
+        if ids:
+            self.created[seq] = ids
 
     # ------------------------------------------------------------------ the loop
 
@@ -273,6 +290,7 @@ class MarketSequencer:
             payload = encode_command(cmd)
             if it.order is not None:
                 payload["order"] = it.order
+            if it.order is not None and it.order.get("kind"):
                 o = it.order
                 new_orders.append({
                     "id": seq, "m": self.market.id, "p": o["participant_id"], "kind": o["kind"], "side": o["side"],
@@ -295,8 +313,7 @@ class MarketSequencer:
         self.last_seq = seq
         results = []
         for seq, cmd, it in staged:
-            if it.order is not None:
-                self.orders[seq] = self._order_state(seq, it.order)
+            self._register(seq, it.order)
             results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
         # Settlement goes to the writer's queue now; stage two awaits it and answers the callers, while
         # this stage journals and matches the next batch.
@@ -342,15 +359,24 @@ class MarketSequencer:
                         changed[oid] = self.orders[oid]
                     published.append({"type": "trade", "seq": seq, "trade_id": e[ev.T_ID], "price": e[ev.T_PRICE],
                                       "qty": e[ev.T_QTY], "taker_side": e[ev.T_TAKER_SIDE], "ts": ts})
-                elif kind in (ev.CANCELLED, ev.EXPIRED, ev.REJECTED):
-                    oid = e[1]
-                    o = self.orders.get(oid) if oid is not None else None
-                    if o is None or o.status != "open":
-                        continue
-                    o.status = {ev.CANCELLED: "cancelled", ev.EXPIRED: "expired", ev.REJECTED: "rejected"}[kind]
-                    o.reason = e[4] if kind == ev.CANCELLED else (e[2] if kind == ev.REJECTED else "end_of_day")
-                    o.open_qty = 0
-                    changed[oid] = o
+                elif kind == ev.REJECTED:
+                    # Only what this command brought is refused; a refused cancel or reduce names an
+                    # order that stays as it was.
+                    for oid in self.created.get(seq, ()):
+                        self._finish_state(oid, "rejected", e[2], changed)
+                elif kind in (ev.CANCELLED, ev.EXPIRED):
+                    self._finish_state(e[1], "cancelled" if kind == ev.CANCELLED else "expired",
+                                       e[4] if kind == ev.CANCELLED else "end_of_day", changed)
+                elif kind == ev.BID_WITHDRAWN:
+                    self._finish_state(e[2], "cancelled", "withdrawn", changed)
+                elif kind == ev.AUCTION_RESULT or (kind == ev.AUCTION_PHASE and e[2] == "cancelled"):
+                    # The auction is over: unsold units, losing bids and every deposit go back.
+                    aid = e[1]
+                    for oid, o in list(self.orders.items()):
+                        if oid == aid or o.parent == aid:
+                            reason = "auction_cancelled" if kind == ev.AUCTION_PHASE else (
+                                "deposit_returned" if o.kind == "deposit" else "auction_allocated")
+                            self._finish_state(oid, "filled" if o.filled_qty else "cancelled", reason, changed)
                 elif kind == ev.REDUCED and e[1] in self.orders:
                     o = self.orders[e[1]]
                     o.open_qty = e[4] if len(e) > 4 else o.open_qty
@@ -366,6 +392,8 @@ class MarketSequencer:
                 o.status = "filled"
             if o.status != "open" and o.hold_id is not None:
                 groups.append([lc.Request(self.actor, lc.VoidHold(o.hold_id), f"{self.market.id}:release:{o.id}")])
+        for seq, _ts, _cmd, _events in results:
+            self.created.pop(seq, None)
         futures = [self.rt.writer.enqueue(g) for g in groups]
         rows = [{"open": o.open_qty, "filled": o.filled_qty, "notional": o.filled_notional, "fees": o.fees,
                  "status": o.status, "reason": o.reason, "price": o.price, "m": self.market.id, "id": o.id}
@@ -417,6 +445,14 @@ class MarketSequencer:
         for it, (seq, events) in zip(st.callers, st.results, strict=False):
             if not it.future.done():
                 it.future.set_result((seq, events, rows.get(seq)))
+
+    def _finish_state(self, oid: int | None, status: str, reason: str | None,
+                      changed: dict[int, OrderState]) -> None:
+        o = self.orders.get(oid) if oid is not None else None
+        if o is None or o.status != "open":
+            return
+        o.status, o.reason, o.open_qty = status, reason, 0
+        changed[o.id] = o
 
     def _settle(self, e: ev.Event, seq: int) -> tuple[list[lc.Request], dict[str, Any]]:
         m = self.market

@@ -79,3 +79,17 @@ def test_ioc_fok_market_stp_reduce_and_halt(api: Api) -> None:
     assert bal(api, w["s"], "CNY")["available"] == "5425.57"  # 1,000 + 2,947.05 + 1,478.52
     stats = api.ok(api.client.get(f"/v1/markets/{m}/depth"))
     assert stats["asks"][0]["price"] == "296.00" and stats["asks"][0]["quantity"] == "5.000"
+
+
+def test_a_refused_reduce_leaves_the_order_and_its_hold_alone(api: Api) -> None:
+    w = world(api)
+    s, b, m = w["s"]["api"], w["b"]["api"], w["m"]
+    ask = api.ok(s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "290.00", "quantity": "100"}))
+    oid = ask["order"]["id"]
+    bad = s.post(f"/v1/markets/{m}/orders/{oid}/reduce", {"quantity": "200"})  # a reduce may not grow
+    assert bad.status_code in (409, 422)
+    assert api.ok(s.get(f"/v1/markets/{m}/orders/{oid}"))["status"] == "open"
+    assert bal(api, w["s"], "CDCER")["pending"] == "100.000"  # still funded
+    fill = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "290.00", "quantity": "100"}))
+    assert fill["order"]["status"] == "filled"  # and it still trades and settles
+    assert bal(api, w["b"], "CDCER")["posted"] == "100.000"
