@@ -92,7 +92,8 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
     unit = 10**d
     cfg = {**DEFAULTS[mode], **{k: v for k, v in settings.items() if v is not None}}
     tick = int(cfg.get("tick_fen", 1))
-    lot = int(cfg.get("lot_units", 1) * unit) if isinstance(cfg.get("lot_units", 1), int) else unit
+    # lot_base (base units, e.g. 1 kg of a t/yr emission right) overrides lot_units (whole units).
+    lot = int(cfg["lot_base"]) if cfg.get("lot_base") else int(cfg.get("lot_units", 1)) * unit
     if (tick * lot) % unit:
         raise Invalid("invalid_rules", "tick x lot must be whole fen")
     try:

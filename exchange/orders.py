@@ -78,8 +78,10 @@ def _gate(seq: MarketSequencer) -> None:
 async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
                      price: int | None, qty: int, make: Any, type_: str = "limit", tif: str = "day",
                      hold_price: int | None = None, purpose: dict[str, Any] | None = None,
-                     fp_payload: dict[str, Any]) -> dict[str, Any]:
-    """Shared path of orders, listings and takes: idempotency, gates, hold, sequencer, answer."""
+                     fp_payload: dict[str, Any], check: bool = True, parent: int | None = None,
+                     hold_amount: int | None = None) -> dict[str, Any]:
+    """Shared path of orders, listings, takes and auction lots, deposits and bids: idempotency, gates,
+    hold, sequencer, answer."""
     if who.kind not in TRADERS:
         raise Forbidden("this participant kind does not trade")
     key = (who.participant_id, client_id)
@@ -94,7 +96,7 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
     try:
         result = await _submit_new(rt, who, market_id, client_id, kind=kind, side=side, price=price, qty=qty,
                                    make=make, type_=type_, tif=tif, hold_price=hold_price, purpose=purpose,
-                                   fp_payload=fp_payload)
+                                   fp_payload=fp_payload, check=check, parent=parent, hold_amount=hold_amount)
         fut.set_result(result)
         return result
     except BaseException as exc:
@@ -107,7 +109,8 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
 
 async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
                       price: int | None, qty: int, make: Any, type_: str, tif: str, hold_price: int | None,
-                      purpose: dict[str, Any] | None, fp_payload: dict[str, Any]) -> dict[str, Any]:
+                      purpose: dict[str, Any] | None, fp_payload: dict[str, Any], check: bool = True,
+                      parent: int | None = None, hold_amount: int | None = None) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     m = seq.market
     fp = fingerprint(fp_payload)
@@ -120,10 +123,12 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         return {"order": order_view(dict(existing._mapping), m.decimals), "events": [], "replayed": True,
                 "_fp": fp.hex()}
     _gate(seq)
-    problem = m.rules.check(price, qty, seq.engine.band)
+    problem = m.rules.check(price, qty, seq.engine.band) if check else None
     if problem is not None:
         raise _reason_error(*problem)
-    if side == mc.BUY:
+    if hold_amount is not None:  # a deposit: a fixed amount of cash
+        amount, instrument, account = hold_amount, "CNY", who.cash_account
+    elif side == mc.BUY:
         unit_price = hold_price if hold_price is not None else price
         if unit_price is None or unit_price >= NO_LIMIT:
             raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
@@ -139,7 +144,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     ctx = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
            "price": price, "qty": qty, "hold_id": hold.seq, "hold_amount": amount,
            "holding_account": who.holding_account, "cash_account": who.cash_account, "client_id": client_id,
-           "fingerprint": fp.hex(), "purpose": purpose}
+           "fingerprint": fp.hex(), "purpose": purpose, "parent": parent}
     try:
         order_id, events, changed = await seq.submit(make, ctx)
     except Exception as exc:

@@ -114,6 +114,7 @@ class Submission:
     order: dict[str, Any] | None = None  # context of a new order: participant, hold, accounts, ...
     # (seq, events, the new order's projected row or None if nothing about it changed)
     future: asyncio.Future[tuple[int, list[ev.Event], dict[str, Any] | None]] = field(default=None)  # type: ignore[assignment]
+    client: dict[str, Any] | None = None  # {"p": participant, "c": client id, "fp": fingerprint} for row-less commands
 
 
 def _now_us() -> int:
@@ -164,10 +165,10 @@ class MarketSequencer:
                 sub.future.set_exception(RuntimeError("market sequencer stopped"))
 
     async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None,
-                     ) -> tuple[int, list[ev.Event], dict[str, Any] | None]:
+                     client: dict[str, Any] | None = None) -> tuple[int, list[ev.Event], dict[str, Any] | None]:
         if self.task is None or self.task.done() or self.finisher is None or self.finisher.done():
             raise RuntimeError(f"market {self.market.id} is not running")
-        sub = Submission(make, order, asyncio.get_running_loop().create_future())
+        sub = Submission(make, order, asyncio.get_running_loop().create_future(), client)
         self.queue.put_nowait(sub)
         return await sub.future
 
@@ -210,8 +211,7 @@ class MarketSequencer:
             log.warning("market %s: replaying %d journaled commands after a restart", mid, len(pending))
             results = []
             for seq, ts, cmd, order in pending:
-                self._register(seq, order)
-                results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
+                results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd), order))
             await self._finish(self._stage(results, []))
 
     async def _load_open_orders(self, conn: Any) -> None:
@@ -290,6 +290,8 @@ class MarketSequencer:
             payload = encode_command(cmd)
             if it.order is not None:
                 payload["order"] = it.order
+            if it.client is not None:
+                payload["client"] = it.client
             if it.order is not None and it.order.get("kind"):
                 o = it.order
                 new_orders.append({
@@ -313,8 +315,7 @@ class MarketSequencer:
         self.last_seq = seq
         results = []
         for seq, cmd, it in staged:
-            self._register(seq, it.order)
-            results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd)))
+            results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd), it.order))
         # Settlement goes to the writer's queue now; stage two awaits it and answers the callers, while
         # this stage journals and matches the next batch.
         self.finishing.put_nowait(self._stage(results, [it for _, _, it in staged]))
@@ -343,12 +344,16 @@ class MarketSequencer:
 
     # ------------------------------------------------------------------ effects
 
-    def _stage(self, results: list[tuple[int, int, Any, list[ev.Event]]], callers: list[Submission]) -> _Staged:
+    def _stage(self, results: list[tuple[int, int, Any, list[ev.Event], dict[str, Any] | None]],
+               callers: list[Submission]) -> _Staged:
         groups: list[list[lc.Request]] = []
         trade_rows: list[dict[str, Any]] = []
         changed: dict[int, OrderState] = {}
         published: list[dict[str, Any]] = []
-        for seq, ts, _cmd, events in results:
+        for seq, ts, _cmd, events, ctx in results:
+            # States are created command by command, right before that command's events are settled:
+            # two confirmations on one quote in one batch each settle against their own funding.
+            self._register(seq, ctx)
             for e in events:
                 kind = e[0]
                 if kind == ev.TRADE:
@@ -392,8 +397,8 @@ class MarketSequencer:
                 o.status = "filled"
             if o.status != "open" and o.hold_id is not None:
                 groups.append([lc.Request(self.actor, lc.VoidHold(o.hold_id), f"{self.market.id}:release:{o.id}")])
-        for seq, _ts, _cmd, _events in results:
-            self.created.pop(seq, None)
+        for r in results:
+            self.created.pop(r[0], None)
         futures = [self.rt.writer.enqueue(g) for g in groups]
         rows = [{"open": o.open_qty, "filled": o.filled_qty, "notional": o.filled_notional, "fees": o.fees,
                  "status": o.status, "reason": o.reason, "price": o.price, "m": self.market.id, "id": o.id}
@@ -402,7 +407,7 @@ class MarketSequencer:
             self.orders.pop(oid, None)
         last = results[-1][0] if results else self.applied_seq
         return _Staged(groups, futures, trade_rows, rows, last, len(results), published,
-                       [(seq, events) for seq, _, _, events in results], callers)
+                       [(r[0], r[3]) for r in results], callers)
 
     async def _finish(self, st: _Staged) -> None:
         outcomes = await asyncio.gather(*st.futures, return_exceptions=True)

@@ -16,6 +16,7 @@ class MarketSettings(Strict):
 
     tick_fen: int | None = Field(default=None, ge=1, le=1_000_000)
     lot_units: int | None = Field(default=None, ge=1, le=1_000_000)
+    lot_base: int | None = Field(default=None, ge=1, le=10**12, description="lot in base units (overrides lot_units)")
     band_bps: int | None = Field(default=None, ge=0, le=9_999)
     min_units: int | None = Field(default=None, ge=1, le=10**12)
     max_units: int | None = Field(default=None, ge=1, le=10**12)
@@ -68,4 +69,47 @@ class ListingIn(Strict):
 
 class TakeIn(Strict):
     quantity: Decimal
+    client_id: ClientId = None
+
+
+class BlockQuoteIn(Strict):
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    audience: Literal["public", "directed", "group"] = "public"
+    counterparties: list[int] = Field(default_factory=list, max_length=50,
+                                      description="participant ids a directed or group quote is addressed to")
+    client_id: ClientId = None
+
+
+class TermsIn(Strict):
+    price: Decimal
+    quantity: Decimal
+    client_id: ClientId = None
+
+
+class StepIn(Strict):
+    client_id: ClientId = None
+
+
+class AuctionIn(Strict):
+    quantity: Decimal
+    min_price: Decimal = Field(description="start price, CNY per unit (宁夏 2025: 21000)")
+    increment: Decimal = Field(description="bid step, CNY (宁夏 2025: 500)")
+    deposit: Decimal = "0"
+    min_bid_quantity: Decimal | None = None
+    cap_per_bidder: Decimal | None = None
+    max_bids_per_bidder: int = Field(default=1, ge=1, le=100)
+    allocation: Literal["pay_as_bid", "top_percent", "uniform_price"] = "pay_as_bid"
+    top_percent: int = Field(default=100, ge=1, le=100)
+    extension_window_seconds: int = Field(default=0, ge=0, le=3600)
+    extension_length_seconds: int = Field(default=0, ge=0, le=3600)
+    max_extensions: int = Field(default=0, ge=0, le=100)
+    irrevocable: bool = True
+    client_id: ClientId = None
+
+
+class AuctionStepIn(Strict):
+    action: Literal["registration", "bidding", "close", "allocate", "cancel"]
+    duration_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     client_id: ClientId = None

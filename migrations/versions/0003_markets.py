@@ -46,6 +46,10 @@ CREATE TABLE market_journal (
 );
 CREATE TRIGGER market_journal_append_only BEFORE UPDATE OR DELETE ON market_journal
     FOR EACH ROW EXECUTE FUNCTION envx_append_only();
+-- Commands that create no order row (block quotes, responses, counters, confirmations, auction steps)
+-- carry their client id in the journal; this index makes each one happen once.
+CREATE UNIQUE INDEX market_journal_client ON market_journal ((command->'client'->>'p'), (command->'client'->>'c'))
+    WHERE command ? 'client';
 
 CREATE TABLE market_snapshots (
     market_id text NOT NULL REFERENCES markets (id),
@@ -60,7 +64,7 @@ CREATE TABLE orders (
     id bigint NOT NULL,
     market_id text NOT NULL REFERENCES markets (id),
     participant_id bigint NOT NULL REFERENCES participants (id),
-    kind text NOT NULL CHECK (kind IN ('order', 'listing', 'take', 'quote', 'response', 'bid')),
+    kind text NOT NULL CHECK (kind IN ('order', 'listing', 'take', 'auction', 'bid', 'deposit')),
     side text NOT NULL CHECK (side IN ('buy', 'sell')),
     type text NOT NULL,
     tif text NOT NULL,

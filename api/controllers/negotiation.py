@@ -1,0 +1,112 @@
+"""Block negotiation (大宗协议) and one-way auctions (单向竞价)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, get, post
+
+from api.deps import IdempotencyKey, client_id
+from api.schemas.markets import AuctionIn, AuctionStepIn, BlockQuoteIn, StepIn, TermsIn
+from exchange import auctions, negotiation
+from exchange.keys import Principal
+from exchange.runtime import Runtime
+
+
+class BlockController(Controller):
+    path = "/v1/markets/{market_id:str}"
+    tags = ["block trades"]
+
+    @post("/block-quotes", operation_id="createBlockQuote",
+          summary="A public, directed or group block quote (not in the real-time quote)")
+    async def create(self, rt: Runtime, principal: Principal, market_id: str, data: BlockQuoteIn,
+                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await negotiation.quote(rt, principal, market_id, client_id(idempotency_key, data.client_id),
+                                       side=data.side, price=data.price, quantity=data.quantity,
+                                       audience=data.audience, counterparties=data.counterparties)
+
+    @get("/block-quotes", operation_id="listBlockQuotes", summary="Quotes you may see")
+    async def listing(self, rt: Runtime, principal: Principal, market_id: str) -> list[dict[str, Any]]:
+        return negotiation.quotes_view(rt, principal, market_id)
+
+    @post("/block-quotes/{quote_id:int}/respond", operation_id="respondBlockQuote", status_code=201,
+          summary="Open a negotiation on a quote with your terms (you stand confirmed on them)")
+    async def respond(self, rt: Runtime, principal: Principal, market_id: str, quote_id: int, data: TermsIn,
+                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await negotiation.respond(rt, principal, market_id, quote_id, client_id(idempotency_key, data.client_id),
+                                         price=data.price, quantity=data.quantity)
+
+    @post("/block-quotes/{quote_id:int}/withdraw", operation_id="withdrawBlockQuote", status_code=200)
+    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, quote_id: int, data: StepIn,
+                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await negotiation.withdraw(rt, principal, market_id, quote_id,
+                                          client_id(idempotency_key, data.client_id))
+
+    @get("/deals/{deal_id:int}", operation_id="getDeal", summary="An open negotiation (its parties only)")
+    async def deal(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int) -> dict[str, Any]:
+        return negotiation.deal_view(rt, principal, market_id, deal_id)
+
+    @post("/deals/{deal_id:int}/counter", operation_id="counterDeal", status_code=200,
+          summary="Amend the terms; only you stand confirmed")
+    async def counter(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: TermsIn,
+                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await negotiation.counter(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id),
+                                         price=data.price, quantity=data.quantity)
+
+    @post("/deals/{deal_id:int}/confirm", operation_id="confirmDeal", status_code=200,
+          summary="Confirm the current terms: both sides are funded, then it trades and settles")
+    async def confirm(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: StepIn,
+                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await negotiation.confirm(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id))
+
+    @post("/deals/{deal_id:int}/decline", operation_id="declineDeal", status_code=200)
+    async def decline(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: StepIn,
+                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await negotiation.decline(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id))
+
+
+class AuctionController(Controller):
+    path = "/v1/markets/{market_id:str}/auctions"
+    tags = ["auctions"]
+
+    @post("/", operation_id="announceAuction", summary="Announce a lot (its units are held at once)")
+    async def announce(self, rt: Runtime, principal: Principal, market_id: str, data: AuctionIn,
+                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await auctions.announce(
+            rt, principal, market_id, client_id(idempotency_key, data.client_id), quantity=data.quantity,
+            min_price=data.min_price, increment=data.increment, deposit=data.deposit,
+            min_bid_quantity=data.min_bid_quantity, cap_per_bidder=data.cap_per_bidder,
+            max_bids_per_bidder=data.max_bids_per_bidder, allocation=data.allocation, top_percent=data.top_percent,
+            extension_window_s=data.extension_window_seconds, extension_length_s=data.extension_length_seconds,
+            max_extensions=data.max_extensions, irrevocable=data.irrevocable)
+
+    @get("/{auction_id:int}", operation_id="getAuction", summary="Phase, terms and (once allocated) results")
+    async def get_one(self, rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
+        return auctions.view(rt, market_id, auction_id)
+
+    @post("/{auction_id:int}/step", operation_id="stepAuction", status_code=200,
+          summary="Seller or operator: open registration, open bidding, close, allocate, cancel")
+    async def step(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: AuctionStepIn,
+                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await auctions.step(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
+                                   data.action, data.duration_seconds)
+
+    @post("/{auction_id:int}/register", operation_id="registerForAuction",
+          summary="Register as a bidder; the deposit is held")
+    async def register(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: StepIn,
+                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await auctions.register(rt, principal, market_id, auction_id,
+                                       client_id(idempotency_key, data.client_id))
+
+    @post("/{auction_id:int}/bids", operation_id="placeBid", summary="Bid; price x quantity (+ fee) is held")
+    async def bid(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: TermsIn,
+                  idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await auctions.bid(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
+                                  price=data.price, quantity=data.quantity)
+
+    @post("/{auction_id:int}/bids/{bid_id:int}/withdraw", operation_id="withdrawBid", status_code=200,
+          summary="Withdraw a bid (only in auctions whose bids are revocable)")
+    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, bid_id: int,
+                       data: StepIn, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await auctions.withdraw_bid(rt, principal, market_id, auction_id, bid_id,
+                                           client_id(idempotency_key, data.client_id))
