@@ -66,6 +66,15 @@ class PostHold:
 
 
 @dataclass(frozen=True, slots=True)
+class AmendHold:
+    """Change a pending hold's expiry (a pledge extended) without releasing it: the units stay
+    encumbered throughout, even under a freeze that would refuse a new hold."""
+
+    hold: int
+    expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class VoidHold:
     hold: int
 
@@ -100,11 +109,17 @@ Command = (
     | Transfer
     | CreateHold
     | PostHold
+    | AmendHold
     | VoidHold
     | ExpireHold
     | Retire
     | RegisterSigningKey
 )
+
+
+# Meta keys that record how a request arrived (exchange/provenance.py), not what it asks: the writer's
+# idempotency fingerprint leaves them out, so a retry re-signed with a fresh nonce is still a retry.
+PROVENANCE_META = ("signed_instruction", "operator_action")
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
                            _ranges(meta), body["expires_at"])
     elif t == "hold.post":
         cmd = c.PostHold(body["hold"], body["amount"], body.get("remaining", 0) > 0)
+    elif t == "hold.amend":
+        cmd = c.AmendHold(body["hold"], body["expires_at"])
     elif t == "hold.void":
         cmd = c.VoidHold(body["hold"])
     elif t == "hold.expire":

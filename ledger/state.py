@@ -384,13 +384,28 @@ class LedgerState:
             ranges = _normalise_ranges(serials)
             if sum(e - s + 1 for s, e in ranges) != amount:
                 raise Rejection("serials_amount_mismatch", "named serial ranges do not add up to the amount")
+            # A named range may span neighbouring blocks (another batch, or a free/pledged edge): it is
+            # split at block edges, and every unit of it must lie in a candidate block.
+            pieces: list[c.Range] = []
+            ordered = sorted(candidates, key=lambda b: b.start)
             for s, e in ranges:
-                if not any(b.start <= s and e <= b.end for b in candidates):
+                cursor = s
+                for b in ordered:
+                    if b.end < cursor or b.start > e:
+                        continue
+                    if b.start > cursor:
+                        break
+                    top = min(e, b.end)
+                    pieces.append((cursor, top))
+                    cursor = top + 1
+                    if cursor > e:
+                        break
+                if cursor <= e:
                     raise Rejection(
                         "serials_not_available",
                         f"serials {s}-{e} of {instrument} are not free in account {account}",
                     )
-            return ranges
+            return pieces
         picked: list[c.Range] = []
         need = amount
         for b in candidates:
@@ -401,7 +416,9 @@ class LedgerState:
             need -= take
         if need:
             raise InvariantViolation(f"blocks of {account}/{instrument} disagree with its balance")
-        return picked
+        # Ascending, whatever order the candidates were tried in (free before pledged for a freeze):
+        # the entry records them this way and replay names them back in the same order.
+        return sorted(picked)
 
     def _carve(self, account: int, instrument: str, ranges: list[c.Range]) -> list[Block]:
         """Cut `ranges` out of the account's blocks; return the cut pieces (attributes kept)."""
@@ -679,6 +696,17 @@ class LedgerState:
                 "instrument": inst.code}
         return "hold.post", body, derived
 
+    def _amend_hold(self, cmd: c.AmendHold, seq: int, ts: int) -> tuple[str, dict, dict]:
+        hold = self._pending(cmd.hold)
+        if cmd.expires_at is not None and cmd.expires_at <= ts:
+            raise Rejection("invalid_expiry", "a hold must expire in the future")
+        if hold.expires_at is not None and ts >= hold.expires_at:
+            raise Rejection("hold_expired", f"hold {hold.id} expired")
+        self._set(self.holds, hold.id, dataclasses.replace(hold, expires_at=cmd.expires_at))
+        self.dirty_holds.add(hold.id)
+        return "hold.amend", {"hold": hold.id, "expires_at": cmd.expires_at,
+                              "previous_expires_at": hold.expires_at}, {}
+
     def _void_hold(self, cmd: c.VoidHold, seq: int, ts: int) -> tuple[str, dict, dict]:
         hold = self._pending(cmd.hold)
         released = hold.pending
@@ -823,6 +851,7 @@ _HANDLERS: dict[type, Any] = {
     c.Retire: LedgerState._retire,
     c.CreateHold: LedgerState._create_hold,
     c.PostHold: LedgerState._post_hold,
+    c.AmendHold: LedgerState._amend_hold,
     c.VoidHold: LedgerState._void_hold,
     c.ExpireHold: LedgerState._expire_hold,
     c.RegisterSigningKey: LedgerState._register_signing_key,
