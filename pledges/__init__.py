@@ -1,0 +1,11 @@
+"""Pledge registrations (质押登记) and judicial freezes (司法冻结): the pure rules and their tables.
+
+Pure modules (no I/O, no clock): `lifecycle` (states and the projection of a registration's events),
+`priority` (total order of registrations), `ranges` (serial-range arithmetic), `valuation` (value,
+collateral ratio, margin levels, usable deadlines), `waterfall` (payout of enforcement proceeds),
+`certificate` (signed public-inquiry certificates) and the signing half of `webhooks`.
+`repository` holds the SQL on our tables; `webhooks.deliver_due` the outbox delivery.
+
+Imports point down only: `pledges -> ledger`. Orchestration with the runtime lives in
+`exchange.pledging` and `exchange.freezing`.
+"""

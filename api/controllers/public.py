@@ -1,0 +1,51 @@
+"""公示查询: public search of pledges, freezes and retirements; no key; answers are signed certificates.
+
+Read-only, so it can run on extra workers against a read replica. Only encumbrances and retirements
+are shown, never balances or holdings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get
+from litestar.params import Parameter
+
+from exchange import pledging
+from exchange.runtime import Runtime
+
+Name = Annotated[str | None, Parameter(max_length=200, description="holder name (or part of it)")]
+Uscc = Annotated[str | None, Parameter(min_length=18, max_length=18, description="统一社会信用代码")]
+Serial = Annotated[int | None, Parameter(ge=1, le=2**53 - 1, description="a serial number inside a block")]
+Instrument = Annotated[str | None, Parameter(max_length=32)]
+Limit = Annotated[int, Parameter(ge=1, le=200)]
+
+
+class PublicController(Controller):
+    path = "/v1/public"
+    tags = ("public",)
+
+    @get("/pledges", operation_id="publicPledges", summary="Active pledge registrations (signed certificate)")
+    async def pledges(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
+                      instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
+        return await pledging.public_search(rt, "pledges", name=name, uscc=uscc, serial=serial,
+                                            instrument=instrument, limit=limit)
+
+    @get("/freezes", operation_id="publicFreezes", summary="Active judicial freezes (signed certificate)")
+    async def freezes(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
+                      instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
+        return await pledging.public_search(rt, "freezes", name=name, uscc=uscc, serial=serial,
+                                            instrument=instrument, limit=limit)
+
+    @get("/retirements", operation_id="publicRetirements", summary="Retired serial blocks (signed certificate)")
+    async def retirements(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
+                          instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
+        return await pledging.public_search(rt, "retirements", name=name, uscc=uscc, serial=serial,
+                                            instrument=instrument, limit=limit)
+
+    @get("/inquiry-key", operation_id="publicInquiryKey",
+         summary="The verifier key that signs search certificates (C2SP Ed25519 verifier key)")
+    async def key(self, rt: Runtime) -> dict[str, Any]:
+        signer = pledging.get_signer(rt)
+        return {"verifier_key": signer.verifier_key_string(), "key_name": signer.name,
+                "key_id": signer.key_id.hex()}
