@@ -51,9 +51,29 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
         await transfers.transfer(rt, _principal(people[t["from"]]), f"demo:transfer:{n}",
                                  to_participant=people[t["to"]]["id"], instrument=t["instrument"],
                                  quantity=t["quantity"], serials=None, memo=t.get("memo"))
+    await _markets(rt, data, people, op)
     if keys_path is not None:
         await _write_keys(rt, people, keys_path)
     return people
+
+
+async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, Any]], op: Principal) -> None:
+    """Markets open for trying, the two public Sanming sales done through listing and take."""
+    from exchange import cash, markets, orders, sessions
+
+    for mk in data.get("markets", []):
+        m = await markets.define(rt, op.actor, f"demo:market:{mk['instrument']}:{mk['mode']}",
+                                 instrument=mk["instrument"], mode=mk["mode"], settings=mk["settings"])
+        await sessions.open_session(rt, m["id"])
+    for n, d in enumerate(data.get("deposits", [])):
+        await cash.record(rt, op, f"demo:deposit:{n}", direction="deposit", participant_id=people[d["participant"]]["id"],
+                          amount=d["amount"], bank_reference=f"DEMO-{n}", note="demo deposit")
+    for n, t in enumerate(data.get("trades", [])):
+        listed = await orders.post_listing(rt, _principal(people[t["seller"]]), t["market"], f"demo:listing:{n}",
+                                           side="sell", price=t["price"], quantity=t["quantity"])
+        if listed["order"]["status"] == "open":
+            await orders.take_listing(rt, _principal(people[t["buyer"]]), t["market"], listed["order"]["id"],
+                                      f"demo:take:{n}", quantity=t["quantity"])
 
 
 async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path) -> None:

@@ -6,8 +6,10 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, WebSocket, get, post, websocket
+from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 
+from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import IdempotencyKey, client_id
 from api.schemas.markets import HaltIn, ListingIn, MarketIn, OrderIn, ReduceIn, SessionIn, TakeIn
 from exchange import marketdata, markets, orders, sessions
@@ -24,12 +26,17 @@ class MarketController(Controller):
     path = "/v1/markets"
     tags = ["markets"]
 
-    @post("/", operation_id="defineMarket", summary="Define a market for an instrument and mode (operator)")
+    @post("/", operation_id="defineMarket", responses=PROPOSED,
+          summary="Define a market for an instrument and mode (operator; maker-checker)")
     async def define(self, rt: Runtime, principal: Principal, data: MarketIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
-        return await markets.define(rt, principal.actor, cid, instrument=data.instrument, mode=data.mode,
-                                    settings=data.settings.model_dump(exclude_none=True))
+        settings = data.settings.model_dump(exclude_none=True)
+        return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
+            rt, principal, cid, "defineMarket", {"instrument": data.instrument, "mode": data.mode,
+                                                 "settings": settings},
+            lambda: markets.define(rt, principal.actor, cid, instrument=data.instrument, mode=data.mode,
+                                   settings=settings))
 
     @get("/", operation_id="listMarkets", summary="All markets and their rules")
     async def listing(self, rt: Runtime) -> list[dict[str, Any]]:
@@ -156,9 +163,22 @@ async def stream(socket: WebSocket, market_id: str) -> None:
         return
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     seq.subscribers.add(q)
-    try:
-        await socket.send_json({"type": "snapshot", "seq": seq.applied_seq, **marketdata.depth(rt, market_id)})
+
+    async def pump() -> None:
         while True:
             await socket.send_json(await q.get())
+
+    async def watch() -> None:  # ends when the client goes away, so the pump does not wait forever
+        while (await socket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    try:
+        await socket.send_json({"type": "snapshot", "seq": seq.applied_seq, **marketdata.depth(rt, market_id)})
+        tasks = {asyncio.create_task(pump()), asyncio.create_task(watch())}
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+    except WebSocketDisconnect:
+        pass
     finally:
         seq.subscribers.discard(q)

@@ -1,0 +1,76 @@
+"""Court restoration orders (替代性生态修复) and their certificates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+
+from api.deps import IdempotencyKey, client_id
+from api.schemas.restoration import RestorationOrderIn, RestorationPurchaseIn, RestorationTakeIn
+from exchange import certificates, restoration
+from exchange.keys import Principal
+from exchange.runtime import Runtime
+
+
+class RestorationController(Controller):
+    path = "/v1/restoration-orders"
+    tags = ["restoration"]
+
+    @post("/", operation_id="createRestorationOrder", summary="A court registers a buy-and-retire order")
+    async def create(self, rt: Runtime, principal: Principal, data: RestorationOrderIn,
+                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        body = data.model_dump(exclude={"client_id"})
+        return await restoration.create(rt, principal, client_id(idempotency_key, data.client_id), body)
+
+    @get("/", operation_id="listRestorationOrders", summary="Orders of your court (or that you pay); all for oversight")
+    async def listing(self, rt: Runtime, principal: Principal) -> list[dict[str, Any]]:
+        return await restoration.listing(rt, principal)
+
+    @get("/{order_id:int}", operation_id="getRestorationOrder", summary="Status and partial fulfilment")
+    async def get_one(self, rt: Runtime, principal: Principal, order_id: int) -> dict[str, Any]:
+        return await restoration.get(rt, principal, order_id)
+
+    @get("/{order_id:int}/reminders", operation_id="listRestorationReminders", summary="Deadline reminders")
+    async def reminders(self, rt: Runtime, principal: Principal, order_id: int) -> list[dict[str, Any]]:
+        return await restoration.reminders_of(rt, principal, order_id)
+
+    @post("/{order_id:int}/purchases", operation_id="purchaseForRestoration",
+          summary="The payer buys on the exchange; every fill is retired at once for the case")
+    async def purchase(self, rt: Runtime, principal: Principal, order_id: int, data: RestorationPurchaseIn,
+                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await restoration.purchase(rt, principal, order_id, client_id(idempotency_key, data.client_id),
+                                          market_id=data.market_id, type_=data.type, tif=data.tif,
+                                          price=data.price, quantity=data.quantity)
+
+    @post("/{order_id:int}/takes", operation_id="takeForRestoration",
+          summary="The payer takes a listing; the units are retired at once for the case")
+    async def take(self, rt: Runtime, principal: Principal, order_id: int, data: RestorationTakeIn,
+                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await restoration.take(rt, principal, order_id, client_id(idempotency_key, data.client_id),
+                                      market_id=data.market_id, listing_id=data.listing_id, quantity=data.quantity)
+
+    @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate",
+         summary="The signed JSON certificate (public): verify offline with envx verify-receipt")
+    async def certificate(self, rt: Runtime, order_id: int) -> dict[str, Any]:
+        return await certificates.issue(rt, order_id)
+
+    @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf",
+         summary="The certificate as a PDF (Chinese, with its verification code)", media_type="application/pdf")
+    async def certificate_pdf(self, rt: Runtime, request: Request, order_id: int) -> Response[bytes]:
+        doc = await certificates.issue(rt, order_id)
+        from ledger.certificate import verification_code
+
+        url = f"{request.base_url}v1/public/certificates/{verification_code(doc['note'])}"
+        return Response(certificates.render_pdf(doc, url), media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="restoration-{order_id}.pdf"'})
+
+
+class CertificateCheckController(Controller):
+    path = "/v1/public/certificates"
+    tags = ["public"]
+
+    @get("/{code:str}", operation_id="verifyCertificate",
+         summary="Anyone: check a certificate by its verification code")
+    async def verify(self, rt: Runtime, code: str) -> dict[str, Any]:
+        return await certificates.verify_code(rt, code)

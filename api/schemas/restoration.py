@@ -1,0 +1,49 @@
+"""Request bodies for court restoration orders."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import Field
+
+from api.schemas.common import ClientId, Decimal, Name, Note, Strict
+
+
+class Defendant(Strict):
+    name: Name
+    id_number: str | None = Field(default=None, max_length=40, description="kept private; not printed")
+
+
+class RestorationOrderIn(Strict):
+    case_number: str = Field(min_length=1, max_length=100, description="案号, e.g. (2022)闽0627刑初XX号")
+    case_type: str = Field(min_length=1, max_length=100, description="e.g. 刑事附带民事公益诉讼")
+    judgment_reference: str | None = Field(default=None, max_length=200)
+    defendants: list[Defendant] = Field(min_length=1, max_length=100)
+    payer_id: int = Field(ge=1, le=2**53 - 1, description="the participant whose account pays")
+    assessed_loss: Decimal | None = Field(default=None, description="assessed loss, t CO2e (up to 3 decimals)")
+    assessment_method: str | None = Field(default=None, max_length=200)
+    assessing_body: str | None = Field(default=None, max_length=200)
+    multiplier: Decimal | None = None
+    required_quantity: Decimal = Field(description="t CO2e to buy and retire (up to 3 decimals)")
+    eligible_kinds: list[Literal["ccer", "cdcer", "forest_ticket", "cea"]] = Field(min_length=1, max_length=4)
+    designated_seller_id: int | None = Field(default=None, ge=1, le=2**53 - 1)
+    deadline: date
+    note: Note = None
+    client_id: ClientId = None
+
+
+class RestorationPurchaseIn(Strict):
+    market_id: str = Field(min_length=1, max_length=64)
+    type: Literal["limit", "market"] = "limit"
+    tif: Literal["day", "ioc", "fok"] = "day"
+    price: Decimal | None = None
+    quantity: Decimal
+    client_id: ClientId = None
+
+
+class RestorationTakeIn(Strict):
+    market_id: str = Field(min_length=1, max_length=64)
+    listing_id: int = Field(ge=1, le=2**53 - 1)
+    quantity: Decimal
+    client_id: ClientId = None

@@ -1,0 +1,178 @@
+"""Court restoration orders end to end: 南靖 (47.07 t assessed x 2, 96 t retired) and 宝兴 (24,000 kg)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from ledger import certificate
+from tests.helpers import Api
+
+
+def _setup(api: Api, code: str = "CCER", kind: str = "ccer", decimals: int = 0) -> dict:
+    api.instrument(code, kind=kind, decimals=decimals)
+    court = api.participant("南靖县人民法院", "court")
+    payer = api.participant("南靖 滥伐林木案 被告人", "enterprise")
+    seller = api.participant("福建某林场 (CCER 项目业主)", "enterprise")
+    issuer = api.participant("生态环境部", "issuer")
+    api.issue(issuer["api"], seller["id"], code, "500" if decimals == 0 else "500.000", {"project": "福建林业碳汇"})
+    api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "10000.00", "bank_reference": "p"}))
+    return {"court": court, "payer": payer, "seller": seller}
+
+
+def _keys(api: Api) -> list[str]:
+    return [k["verifier_key"] for k in api.ok(api.client.get("/v1/ledger/keys"))]
+
+
+def test_nanjing_order_take_certificate_and_pdf(api: Api, tmp_path: Path) -> None:
+    w = _setup(api)
+    court, payer, seller = w["court"]["api"], w["payer"]["api"], w["seller"]["api"]
+    api.ok(api.post("/v1/markets", {"instrument": "CCER", "mode": "listing", "settings": {"sessions": []}}))
+    api.ok(api.post("/v1/markets/CCER.listing/session", {"action": "open"}))
+    listing = api.ok(seller.post("/v1/markets/CCER.listing/listings", {"side": "sell", "price": "60.00",
+                                                                        "quantity": "200"}))["order"]["id"]
+    assert payer.post("/v1/restoration-orders", {}).status_code in (403, 422)  # only courts register orders
+    order = api.ok(court.post("/v1/restoration-orders", {
+        "case_number": "(2022)闽0627刑初123号", "case_type": "刑事附带民事公益诉讼", "judgment_reference": "刑事判决书",
+        "defendants": [{"name": "被告人甲"}], "payer_id": w["payer"]["id"], "assessed_loss": "47.07",
+        "assessment_method": "林业碳汇损失评估", "assessing_body": "福建省林业调查规划院", "multiplier": "2",
+        "required_quantity": "96", "eligible_kinds": ["ccer", "forest_ticket"],
+        "deadline": (date.today() + timedelta(days=90)).isoformat()}))
+    oid = order["id"]
+    assert (order["required_quantity"], order["retired_quantity"], order["status"]) == ("96.000", "0.000", "open")
+    too_much = payer.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing",
+                                                                  "listing_id": listing, "quantity": "97"})
+    assert too_much.status_code == 409 and too_much.json()["code"] == "exceeds_requirement"
+    api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing", "listing_id": listing,
+                                                               "quantity": "96"}))
+    state = api.ok(court.get(f"/v1/restoration-orders/{oid}"))
+    assert (state["retired_quantity"], state["status"], state["paid"]) == ("96.000", "fulfilled", "5760.00")
+    # The units arrived retired: the payer holds none of them, and nothing can move them.
+    hb = api.ok(payer.get("/v1/holdings"))
+    assert [b for b in hb["balances"] if b["instrument"] == "CCER"] == []
+    doc = api.ok(api.client.get(f"/v1/restoration-orders/{oid}/certificate"))
+    body = json.loads(doc["note"][len(certificate.HEADER):].split("\n", 1)[0])
+    start, end = body["blocks"][0]["serial_start"], body["blocks"][0]["serial_end"]
+    assert end - start + 1 == 96
+    for path, payload in (("/v1/transfers", {"to_participant": w["seller"]["id"], "instrument": "CCER",
+                                             "quantity": "96", "serials": [{"start": start, "end": end}]}),):
+        r = payer.post(path, payload)
+        assert r.status_code == 409 and r.json()["code"] in ("serials_not_available", "insufficient_available")
+    sell = payer.post("/v1/markets/CCER.listing/listings", {"side": "sell", "price": "60.00", "quantity": "1"})
+    assert sell.status_code == 409 and sell.json()["code"] == "insufficient_available"
+
+    keys = _keys(api)
+    verified = certificate.verify(doc, keys)
+    assert verified.retired == 96 and verified.body["order"]["case_number"] == "(2022)闽0627刑初123号"
+    # Offline, with the CLI, after the server is gone: only Python, cryptography and the key.
+    f = tmp_path / "certificate.json"
+    f.write_text(json.dumps(doc, ensure_ascii=False))
+    pub = api.ok(api.client.get(f"/v1/public/certificates/{verified.code}"))
+    assert pub["valid"] is True
+
+    pdf = api.client.get(f"/v1/restoration-orders/{oid}/certificate.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"].startswith("application/pdf")
+    (tmp_path / "certificate.pdf").write_bytes(pdf.content)
+    # pypdf leaves the high byte of each UTF-16 code as NUL for this CID font; pdftotext reads it cleanly.
+    text = "".join(PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text().replace("\x00", "").split())
+    for needle in ("购买碳减排量用于替代性生态修复见证", "南靖县人民法院", "(2022)闽0627刑初123号", "96.000",
+                   verified.code):
+        assert needle in text, needle
+    out = subprocess.run([sys.executable, "-m", "exchange.cli", "verify-receipt", str(f), "--key", keys[0]],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK" in out.stdout
+
+
+def _tamper_cases(doc: dict, other_receipt: dict) -> list[tuple[str, dict]]:
+    out = []
+    t = copy.deepcopy(doc)
+    t["note"] = t["note"].replace('"retired_quantity":"96.000"', '"retired_quantity":"960.000"')
+    out.append(("bad_signature", t))
+    t = copy.deepcopy(doc)
+    t["receipts"][0]["inclusion_path"][0] = base64.b64encode(bytes(32)).decode()
+    out.append(("inclusion_failed", t))
+    t = copy.deepcopy(doc)
+    other = copy.deepcopy(other_receipt)
+    other["metadata"]["seq"] = t["receipts"][0]["metadata"]["seq"]
+    t["receipts"][0] = other  # a receipt of some other entry, passed off as the retirement
+    out.append(("wrong_entry", t))
+    return out
+
+
+def test_tampered_or_unretired_certificates_fail_with_a_reason(api: Api) -> None:
+    w = _setup(api)
+    court, payer, seller = w["court"]["api"], w["payer"]["api"], w["seller"]["api"]
+    api.ok(api.post("/v1/markets", {"instrument": "CCER", "mode": "listing", "settings": {"sessions": []}}))
+    api.ok(api.post("/v1/markets/CCER.listing/session", {"action": "open"}))
+    listing = api.ok(seller.post("/v1/markets/CCER.listing/listings", {"side": "sell", "price": "60.00",
+                                                                        "quantity": "200"}))["order"]["id"]
+    oid = api.ok(court.post("/v1/restoration-orders", {
+        "case_number": "(2022)闽0627刑初123号", "case_type": "刑事", "defendants": [{"name": "甲"}],
+        "payer_id": w["payer"]["id"], "required_quantity": "96", "eligible_kinds": ["ccer"],
+        "deadline": (date.today() + timedelta(days=30)).isoformat()}))["id"]
+    api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing", "listing_id": listing,
+                                                               "quantity": "96"}))
+    doc = api.ok(api.client.get(f"/v1/restoration-orders/{oid}/certificate"))
+    keys = _keys(api)
+    # A transfer: its receipt is genuine, but the entry is not a judicial retirement.
+    t = api.ok(seller.post("/v1/transfers", {"to_participant": w["payer"]["id"], "instrument": "CCER",
+                                             "quantity": "1"}))
+    transfer_receipt = api.ok(seller.get(f"/v1/ledger/entries/{t['entry_seq']}/receipt"))
+    not_retired = copy.deepcopy(doc)
+    not_retired["receipts"] = [transfer_receipt]
+    body = json.loads(doc["note"][len(certificate.HEADER):].split("\n", 1)[0])
+    body["blocks"] = [{**body["blocks"][0], "entry_seq": t["entry_seq"]}]
+    signer = api.client.app.state.rt.verifiable.signer  # even a registry-signed body cannot make a transfer count
+    not_retired["note"] = certificate.sign_body(body, signer)
+    with pytest.raises(certificate.CertificateError) as e:
+        certificate.verify(not_retired, keys)
+    assert e.value.code == "not_retired"
+    for code, bad in _tamper_cases(doc, transfer_receipt):
+        with pytest.raises(certificate.CertificateError) as e:
+            certificate.verify(bad, keys)
+        assert e.value.code == code, (code, e.value)
+
+
+def test_baoxing_24000_kg_bought_in_parts_on_the_book(api: Api) -> None:
+    """宝兴 2022: six defendants, 24,000 kg CO2e via 四川联合环境交易所, bought in two fills."""
+    api.instrument("CDCER", kind="cdcer", decimals=3)
+    court = api.participant("宝兴县人民法院", "court")
+    payer = api.participant("宝兴 盗伐林木案 被告人 (六人)", "enterprise")
+    s1, s2 = api.participant("项目业主一", "enterprise"), api.participant("项目业主二", "enterprise")
+    issuer = api.participant("成都市生态环境局", "issuer")
+    for s in (s1, s2):
+        api.issue(issuer["api"], s["id"], "CDCER", "30", {"project": "碳惠天府 林业"})
+    api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "5000.00", "bank_reference": "p"}))
+    api.ok(api.post("/v1/markets", {"instrument": "CDCER", "mode": "continuous", "settings": {"sessions": []}}))
+    m = "CDCER.continuous"
+    api.ok(api.post(f"/v1/markets/{m}/session", {"action": "open"}))
+    api.ok(s1["api"].post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "80.00", "quantity": "10"}))
+    api.ok(s2["api"].post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "82.00", "quantity": "30"}))
+    oid = api.ok(court["api"].post("/v1/restoration-orders", {
+        "case_number": "(2022)川1827刑初X号", "case_type": "刑事附带民事公益诉讼",
+        "defendants": [{"name": f"被告人{i}"} for i in range(1, 7)], "payer_id": payer["id"],
+        "required_quantity": "24", "eligible_kinds": ["cdcer", "ccer"],
+        "deadline": (date.today() + timedelta(days=5)).isoformat()}))["id"]
+    first = api.ok(payer["api"].post(f"/v1/restoration-orders/{oid}/purchases",
+                                     {"market_id": m, "price": "82.00", "quantity": "24"}))
+    assert first["order"]["status"] == "filled"  # 10 t at 80.00 and 14 t at 82.00
+    state = api.ok(court["api"].get(f"/v1/restoration-orders/{oid}"))
+    assert (state["retired_quantity"], state["status"], state["fills"]) == ("24.000", "fulfilled", 2)
+    assert state["paid"] == "1948.00"  # 10 x 80 + 14 x 82
+    doc = api.ok(api.client.get(f"/v1/restoration-orders/{oid}/certificate"))
+    assert certificate.verify(doc, _keys(api)).retired == 24_000  # kg: CDCER is kept to 3 decimals
+    rt = api.client.app.state.rt
+    from exchange import restoration
+
+    # Deadline reminders: none for a fulfilled order.
+    assert api.client.blocking_portal.call(restoration.reminders, rt) == 0
