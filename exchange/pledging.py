@@ -624,13 +624,14 @@ async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
             raise Invalid("invalid_term", f"an extension must end after the current term end {p['term_end']}")
         grace = p["grace_days"] if grace_days is None else grace_days
         expires = val.end_of_day(term_end + timedelta(days=grace))
-        await _require_unfrozen(conn, p, "extended")
-        entries = await _relock(conn, rt, who, p, serials=_ranges(p["serials"]), quantity=p["quantity"],
-                                expires_at=expires, op="extend")
+        # The same lock, a later expiry (ledger AmendHold): the units never leave the pledge, so an
+        # extension also works while a court freeze sits on them.
+        entry = await rt.submit(c.Request(who.actor, c.AmendHold(p["hold_id"], micros(expires)),
+                                          _ledger_id(p, "extend"), _meta(p, "extend")))
         await _record(conn, p, "extended", {"term_end": term_end, "grace_days": grace, "expires_at": expires,
-                                            "hold_id": entries[1].seq},
+                                            "hold_id": p["hold_id"]},
                       info={"note": note, "previous_hold": p["hold_id"]}, actor=who.actor,
-                      seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
+                      seqs=[entry.seq], client_id=client_id, fp=fp)
 
     return await _mutate(rt, who, client_id, pledge_id, fp, body)
 
