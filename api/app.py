@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -15,8 +16,15 @@ from api.auth import ApiKeyMiddleware
 from api.authz import authorize
 from api.controllers.cash import CashController
 from api.controllers.health import health, whoami
+from api.controllers.markets import InstrumentStatsController, MarketController, stream
+from api.controllers.negotiation import AuctionController, BlockController
+from api.controllers.restoration import CertificateCheckController, RestorationController
 from api.controllers.ledger import LedgerController
+from api.controllers.ledger_proofs import LedgerProofController
 from api.controllers.participants import AccountController, ParticipantController
+from api.controllers.pledges import FreezeController, PledgeController, pledge_worker
+from api.controllers.public import PublicController
+from api.controllers.security import AuditController, OperatorActionController, SigningKeyController
 from api.controllers.registry import (
     HoldingController,
     InstrumentController,
@@ -26,16 +34,27 @@ from api.controllers.registry import (
 )
 from api.deps import get_principal, get_rt
 from api.problems import EXCEPTION_HANDLERS
+from api.security.middleware import SecurityMiddleware
+from api.security.openapi import declare_problem_responses
+from api.read_only import read_only_lifespan, refuse_writes
 from exchange.bootstrap import ensure_system
+from exchange.hub import MarketHub
+from exchange.markets import SHANGHAI
+from exchange.sessions import install_jobs
 from exchange.database import asyncpg_dsn, make_engine
 from exchange.runtime import Runtime
 from exchange.settings import Settings
+from exchange.verifiable import VerifiableLedger
 from ledger.writer import LedgerWriter
 
 log = logging.getLogger("envx")
 
 ROUTES = [health, whoami, ParticipantController, AccountController, InstrumentController, IssuanceController,
-          TransferController, RetirementController, HoldingController, LedgerController, CashController]
+          TransferController, RetirementController, HoldingController, LedgerController, CashController,
+          LedgerProofController, MarketController, InstrumentStatsController, stream,
+          BlockController, AuctionController, RestorationController, CertificateCheckController]
+ROUTES += [PledgeController, FreezeController, PublicController]
+ROUTES += [SigningKeyController, OperatorActionController, AuditController]
 
 
 OnReady = Callable[[Runtime], Awaitable[None]]
@@ -45,25 +64,52 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = make_engine(url, settings.db_pool_size)
-        writer = LedgerWriter(asyncpg_dsn(url), max_batch=settings.writer_max_batch)
-        await writer.start()
-        rt = Runtime(settings, url, engine, writer)
-        app.state.rt = rt
+        writer = LedgerWriter(asyncpg_dsn(url), max_batch=settings.writer_max_batch,
+                              reconnect_seconds=settings.writer_reconnect_seconds)
+        # Merkle tiles in every batch, checkpoints after it, fork check before the first one.
+        verifiable = VerifiableLedger(settings, asyncpg_dsn(url))
+        verifiable.attach(writer)
         try:
+            await writer.start()
+        except BaseException:
+            log.critical("the ledger writer did not start", exc_info=True)
+            await engine.dispose()
+            raise
+        rt = Runtime(settings, url, engine, writer, verifiable=verifiable)
+        app.state.rt = rt
+        scheduler: AsyncIOScheduler | None = None
+        try:
+            await verifiable.start(writer)
             await ensure_system(rt)
+            rt.exchange = MarketHub(rt)
+            await rt.exchange.start()  # recovers every market: snapshot + journal replay
             for hook in on_ready:
                 await hook(rt)
+            if settings.scheduler:
+                scheduler = AsyncIOScheduler(timezone=SHANGHAI)
+                install_jobs(rt, scheduler)
+                scheduler.start()
             yield
         finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            if rt.exchange is not None:
+                await rt.exchange.stop()
             await writer.stop()
+            await verifiable.stop()  # after the writer: the last durable batch gets its checkpoint
             await engine.dispose()
 
+    # A read replica (ENVX_READ_ONLY) runs none of the above and refuses every mutation: api/read_only.py.
+    ro = settings.read_only
+    declare_problem_responses(ROUTES)  # problem+json responses in the OpenAPI of every operation
     return Litestar(
         route_handlers=ROUTES,
-        lifespan=[lifespan],
+        # the pledge worker starts after the runtime, stops before it
+        lifespan=[read_only_lifespan(settings, url)] if ro else [lifespan, pledge_worker],
         dependencies={"rt": Provide(get_rt, sync_to_thread=False),
                       "principal": Provide(get_principal, sync_to_thread=False)},
-        middleware=[ApiKeyMiddleware()],
+        middleware=[refuse_writes, ApiKeyMiddleware(), SecurityMiddleware(settings)] if ro
+        else [ApiKeyMiddleware(), SecurityMiddleware(settings)],  # security: after the key, before guards
         guards=[authorize],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(

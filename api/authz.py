@@ -4,14 +4,18 @@ Every route handler has a stable operationId; the app-wide guard looks it up her
 missing from the matrix is refused to everyone (default deny), so a new endpoint cannot ship open
 by accident. Object-level rules (a bank sees only its pledges, an enterprise only its accounts) are
 enforced by the services, which know the objects.
+
+Refusals are told apart by their problem `code`: this guard answers 401 `unauthenticated` or 403
+`role_forbidden`; object-level refusals are 403 `forbidden` (tests/security/test_authz_matrix.py checks
+every cell against the OpenAPI operations).
 """
 
 from __future__ import annotations
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from exchange.errors import DomainError
 from exchange.keys import Principal
 
 PUBLIC = frozenset({"*public*"})
@@ -86,6 +90,15 @@ MATRIX: dict[str, frozenset[str]] = {
     "registerForAuction": HOLDERS,
     "placeBid": HOLDERS,
     "withdrawBid": HOLDERS,
+    "createRestorationOrder": frozenset({"court"}),
+    "listRestorationOrders": ANY,
+    "getRestorationOrder": ANY,
+    "listRestorationReminders": ANY,
+    "purchaseForRestoration": HOLDERS,
+    "takeForRestoration": HOLDERS,
+    "getRestorationCertificate": PUBLIC,
+    "getRestorationCertificatePdf": PUBLIC,
+    "verifyCertificate": PUBLIC,
     "recordDeposit": OPERATOR,
     "recordWithdrawal": OPERATOR,
     # Pledges: banks file and enforce, pledgors consent; object-level rules (a bank sees its pledges,
@@ -126,11 +139,33 @@ MATRIX: dict[str, frozenset[str]] = {
     "publicFreezes": PUBLIC,
     "publicRetirements": PUBLIC,
     "publicInquiryKey": PUBLIC,
+    # Security: signing keys (own or operator; object-level in the controller), the signature policy,
+    # maker-checker operator actions, the audit trail.
+    "registerSigningKey": ANY,
+    "listParticipantSigningKeys": ANY,
+    "revokeSigningKey": ANY,
+    "setSignaturePolicy": OPERATOR,
+    "getSignaturePolicy": ANY,
+    "listOperatorActions": OVERSIGHT,
+    "getOperatorAction": OVERSIGHT,
+    "approveOperatorAction": OPERATOR,
+    "rejectOperatorAction": OPERATOR,
+    "listAuditEvents": OVERSIGHT,
+    "verifyAuditTrail": OVERSIGHT,
 }
+
+
+class RoleForbidden(DomainError):
+    """The matrix refuses this participant kind the operation, whatever the object."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("role_forbidden", message, 403)
 
 
 def operation_of(handler: BaseRouteHandler) -> str | None:
     op = getattr(handler, "operation_id", None)
+    if op is None:  # websocket handlers keep it in `opt` (@websocket(..., operation_id=...))
+        op = (getattr(handler, "opt", None) or {}).get("operation_id")
     return op if isinstance(op, str) else None
 
 
@@ -140,11 +175,11 @@ async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> No
         return  # the OpenAPI document and its viewers are public
     allowed = MATRIX.get(op or "")
     if allowed is None:
-        raise PermissionDeniedException(f"operation {op!r} is not in the authorization matrix")
+        raise RoleForbidden(f"operation {op!r} is not in the authorization matrix")
     if allowed is PUBLIC:
         return
     principal = connection.scope.get("user")
     if not isinstance(principal, Principal):
-        raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")
+        raise DomainError("unauthenticated", "send an API key as 'Authorization: Bearer <key>'", 401)
     if principal.kind not in allowed:
-        raise PermissionDeniedException(f"a {principal.kind} may not {op}")
+        raise RoleForbidden(f"a {principal.kind} may not {op}")

@@ -39,7 +39,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.port:
         settings.port = args.port
     url = _url(settings)
-    upgrade(url)
+    if not settings.read_only:  # a read replica (hot standby) cannot migrate: the primary does
+        upgrade(url)
     hooks = []
     keys_path = settings.data_dir.resolve() / "demo-keys.json"
     if args.demo:
@@ -69,6 +70,7 @@ def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
     from exchange.database import asyncpg_dsn, make_engine
     from exchange.migrate import upgrade
     from exchange.runtime import Runtime
+    from exchange.verifiable import VerifiableLedger
     from ledger.writer import LedgerWriter
 
     url = _url(settings)
@@ -77,9 +79,12 @@ def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> dict:
         engine = make_engine(url, 2)
         writer = LedgerWriter(asyncpg_dsn(url))
+        verifiable = VerifiableLedger(settings, asyncpg_dsn(url))  # tiles, fork check, checkpoints: as serve
+        verifiable.attach(writer)
         await writer.start()
-        rt = Runtime(settings, url, engine, writer)
+        rt = Runtime(settings, url, engine, writer, verifiable=verifiable)
         try:
+            await verifiable.start(writer)
             await ensure_system(rt)
             if args.participant:
                 p = await participants.lookup(rt, args.participant)
@@ -98,6 +103,7 @@ def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
             return {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k["token"]}
         finally:
             await writer.stop()
+            await verifiable.stop()
             await engine.dispose()
 
     try:
@@ -113,9 +119,28 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from exchange.database import asyncpg_dsn
     from ledger.verify import verify_database
 
-    report = asyncio.run(verify_database(asyncpg_dsn(_url(settings))))
+    given = [Path(f).read_text(encoding="utf-8") for f in args.checkpoint or ()]
+    report = asyncio.run(verify_database(asyncpg_dsn(_url(settings)), replay=not args.no_replay,
+                                         checkpoints=given, trusted_keys=args.key or (), jobs=args.jobs))
     print(report.render())
     return 0 if report.ok else 1
+
+
+def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    """A new checkpoint signing key, registered in the log; the old one stays published (server stopped)."""
+    from exchange.database import asyncpg_dsn
+    from exchange.migrate import upgrade
+    from exchange.verifiable import rotate_key
+
+    url = _url(settings)
+    upgrade(url)
+    try:
+        out = asyncio.run(rotate_key(settings, asyncpg_dsn(url)))
+    except Exception as exc:  # e.g. a running server holds the writer lock
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,12 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--participant", type=int, help="existing participant id instead of --name")
     ck.add_argument("--label", default="bootstrap")
     ck.set_defaults(fn=cmd_create_key)
+    rk = admin.add_parser("rotate-key", help="new checkpoint signing key, registered in the log (server stopped)")
+    rk.set_defaults(fn=cmd_rotate_key)
     v = sub.add_parser("verify", help="full audit of the ledger in the database")
+    v.add_argument("--no-replay", action="store_true",
+                   help="bytes, chain, tree and checkpoints only (skip the state-machine replay and projections)")
+    v.add_argument("--checkpoint", action="append", metavar="FILE",
+                   help="a checkpoint note you obtained earlier: the database must contain that tree (repeatable)")
+    v.add_argument("--key", action="append", metavar="VERIFIER_KEY",
+                   help="trust these keys for --checkpoint instead of the keys the log registers")
+    v.add_argument("--jobs", type=int, default=None,
+                   help="processes for the replay-free pass of a large log (default: CPU count)")
     v.set_defaults(fn=cmd_verify)
+    sub.add_parser("verify-receipt", add_help=False,
+                   help="verify a ledger receipt offline: envx verify-receipt FILE --key VERIFIER_KEY")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["verify-receipt"]:
+        # Offline by design: no settings, no database; the verifier has its own arguments.
+        from ledger.certificate import main as verify_receipt  # certificates, else receipts
+
+        return verify_receipt(argv[1:])
     args = build_parser().parse_args(argv)
     settings = get_settings()
     logs.setup(settings.log_format, settings.log_level)

@@ -52,7 +52,15 @@ def asyncpg_dsn(url: str) -> str:
 
 def sqlalchemy_url(url: str) -> str:
     parts = urlsplit(asyncpg_dsn(url))
-    return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, parts.query, parts.fragment))
+    netloc, query = parts.netloc, parts.query
+    if "," in netloc.rpartition("@")[2]:
+        # libpq's multi-host form (h1:p1,h2:p2, for failover) is not a SQLAlchemy URL; its asyncpg
+        # dialect takes the same hosts as repeated `host=h:p` query parameters, each with its port.
+        userinfo, at, hosts = netloc.rpartition("@")
+        extra = "&".join(f"host={h if ':' in h else h + ':5432'}" for h in hosts.split(","))
+        netloc = userinfo + at
+        query = f"{query}&{extra}" if query else extra
+    return urlunsplit(("postgresql+asyncpg", netloc, parts.path, query, parts.fragment))
 
 
 def with_database(url: str, database: str) -> str:

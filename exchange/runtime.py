@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.errors import DomainError, from_rejection
+from exchange.provenance import LEDGER_META
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
 from ledger import commands as c
@@ -33,6 +34,9 @@ class Runtime:
         return (await self.submit_linked([request]))[0]
 
     async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+        extra = LEDGER_META.get()
+        if extra and requests:  # the signed instruction / approval behind this call, committed with the entry
+            requests = [replace(requests[0], meta={**requests[0].meta, **extra}), *requests[1:]]
         try:
             return await self.writer.submit_linked(requests)
         except Rejection as rej:

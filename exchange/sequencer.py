@@ -498,7 +498,10 @@ class MarketSequencer:
                 "seller": seller.participant_id, "buy_order": buyer.id, "sell_order": seller.id}
         if retire and buyer.purpose:
             meta["restoration"] = buyer.purpose
-        group = [lc.Request(self.actor, cmd, f"{cid}:{k}", meta if k == 0 else {}) for k, cmd in enumerate(reqs)]
+        # The trade's terms go on its first entry; a judicial retirement carries them too (with the case),
+        # because that entry is what a restoration certificate proves.
+        group = [lc.Request(self.actor, cmd, f"{cid}:{k}",
+                            meta if k == 0 or isinstance(cmd, lc.Retire) else {}) for k, cmd in enumerate(reqs)]
         row = {"m": m.id, "tid": e[ev.T_ID], "seq": seq, "ts": e[ev.T_TS], "mode": e[ev.T_MODE],
                "inst": m.instrument, "price": price, "qty": qty, "notional": n, "bo": buyer.id, "so": seller.id,
                "bp": buyer.participant_id, "sp": seller.participant_id, "bf": fb, "sf": fs, "close": m.in_close,

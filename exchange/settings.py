@@ -26,12 +26,42 @@ class Settings(BaseSettings):
     writer_max_batch: int = Field(default=2048, ge=1, le=100_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     scheduler: bool = Field(default=True, description="Run session jobs (open/close/expiry) on the calendar.")
+    # Reliability: failover and read scaling.
+    read_only: bool = Field(
+        default=False, description="Serve reads only (e.g. from a hot standby): no ledger writer, no sequencers, "
+        "no scheduler or workers, no migrations; every mutation answers 503 `read_only`.")
+    writer_reconnect_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="How long the ledger writer keeps trying to reach a server "
+        "(a restart, or a promoted standby named in a multi-host URL) before it stops.")
     signing_key: SecretStr | None = Field(
         default=None, description="Checkpoint signing key (C2SP signer key string, PRIVATE+KEY+...); never logged.")
     signing_key_file: Path | None = Field(
         default=None, description="Signing key file. Neither set: <data_dir>/signing.key, made on first start.")
     checkpoint_interval_seconds: float = Field(
         default=1.0, ge=0, le=3600, description="Under load, sign at most one checkpoint per interval.")
+    # Pledges: webhook delivery, expiry sweeps, usable-deadline warnings.
+    pledge_webhook_allow_http: bool = Field(
+        default=False, description="Accept plain-http webhook URLs (tests, closed networks); https otherwise.")
+    pledge_worker_interval_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="Longest wait before the outbox is looked at again.")
+    pledge_sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="How often expired pledges and freezes are swept.")
+    pledge_deadline_warning_days: int = Field(
+        default=90, ge=0, le=3650, description="Warn this many days before pledged units stop being usable.")
+    # Security (api/security): maker-checker, per-key rate limits, signed instructions.
+    maker_checker: bool = Field(
+        default=True, description="Deposits, withdrawals, instrument and market definitions by one operator wait "
+        "for a second operator's approval (POST /v1/operator-actions/{id}/approve).")
+    operator_action_ttl_hours: float = Field(
+        default=72.0, gt=0, le=8760, description="A proposal not approved within this time can no longer be.")
+    rate_limit_per_second: float = Field(
+        default=2000.0, ge=0, description="Token bucket refill per API key; 0 disables per-key limits.")
+    rate_limit_burst: int = Field(default=4000, ge=1, description="Token bucket size per API key.")
+    anonymous_rate_limit_per_second: float = Field(
+        default=1000.0, ge=0, description="Per client address, for requests without a valid key; 0 disables.")
+    anonymous_rate_limit_burst: int = Field(default=2000, ge=1)
+    signature_max_skew_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Signed instructions must be timestamped within this many seconds.")
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import math
 import os
@@ -76,6 +77,10 @@ async def at_least(conn: asyncpg.Connection, size: int) -> Published | None:
     return cp if cp is not None and cp.size >= size else None
 
 
+async def at_size(conn: asyncpg.Connection, size: int) -> Published | None:
+    return _published(await conn.fetchrow("SELECT * FROM ledger_checkpoints WHERE size = $1", size))
+
+
 async def listing(conn: asyncpg.Connection, before: int | None, limit: int) -> list[Published]:
     rows = await conn.fetch("SELECT * FROM ledger_checkpoints WHERE size < $1 ORDER BY size DESC LIMIT $2",
                             before if before is not None else 2**63 - 1, limit)
@@ -93,6 +98,7 @@ async def registered_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 def write_latest_file(path: Path, text: str) -> None:
     """Replace the file atomically and durably: a crash leaves the old or the new note, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -171,6 +177,11 @@ class CheckpointPublisher:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def keys(self) -> list[tuple[int, str]]:
+        """(seq, verifier key) of every key.register entry, as the log has them."""
+        return list(self._keys)
+
     def add_signer(self, signer: note.Signer) -> None:
         """Hold another key; it signs once the log registers it (see `key_in_force`)."""
         self._signers[signer.verifier_key_string()] = signer
@@ -208,10 +219,8 @@ class CheckpointPublisher:
         """Stop the task, publishing what is still unsigned so the latest file is current."""
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
             self._task = None
         if self._conn is not None:
             try:
@@ -230,8 +239,8 @@ class CheckpointPublisher:
             self._dirty.clear()
             try:
                 await self.publish_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.error("publishing a checkpoint failed (%s); retrying", exc)
+            except Exception:  # keep publishing: a lost connection is retried, anything else stays loud
+                log.exception("publishing a checkpoint failed; retrying")
                 self._dirty.set()
                 await asyncio.sleep(max(self.interval, 0.5))
                 await self._reconnect()
@@ -282,8 +291,8 @@ class CheckpointPublisher:
 
         if covered():
             return self.latest
-        if size > self._target[0] or not self.running:
-            return None  # not durable yet (or no publisher): nothing to wait for here
+        if not self.running:
+            return None
         try:
             async with self._changed:
                 await asyncio.wait_for(self._changed.wait_for(covered), timeout)

@@ -31,6 +31,13 @@ log = logging.getLogger("envx.ledger.writer")
 # pg advisory lock key: "envx" in ASCII, the ledger writer's lock.
 WRITER_LOCK_KEY = 0x656E7678
 MAX_BATCH = 2048
+# How long the writer keeps trying to reach a server (the same one restarted, or a promoted standby
+# named in a multi-host URL) before it gives up and stops.
+RECONNECT_SECONDS = 60.0
+# What losing the database looks like: a dropped socket, a server shutting down or still starting,
+# or a closed connection used again.
+CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+                   asyncpg.InterfaceError, ConnectionError, OSError)
 
 AfterCommit = Callable[[list[Entry]], Awaitable[None]]
 # Runs inside the batch's transaction after the entries are written and before the commit; may add
@@ -54,7 +61,10 @@ def fingerprint(request: c.Request) -> bytes:
 
     Commands are frozen dataclasses of ints, strings and tuples, so their repr is canonical.
     """
-    payload = repr(request.command).encode() + b"\x00" + canonical_json(request.meta)
+    meta = request.meta
+    if any(k in meta for k in c.PROVENANCE_META):  # how it arrived is not part of what was asked
+        meta = {k: v for k, v in meta.items() if k not in c.PROVENANCE_META}
+    payload = repr(request.command).encode() + b"\x00" + canonical_json(meta)
     return hashlib.sha256(payload).digest()
 
 
@@ -79,8 +89,10 @@ class LedgerWriter:
         after_commit: Sequence[AfterCommit] = (),
         before_commit: Sequence[BeforeCommit] = (),
         on_start: Sequence[OnStart] = (),
+        reconnect_seconds: float = RECONNECT_SECONDS,
     ) -> None:
         self._dsn = dsn
+        self._reconnect_seconds = reconnect_seconds
         self._max_batch = max_batch
         self._clock = clock
         self._after_commit = list(after_commit)
@@ -179,25 +191,41 @@ class LedgerWriter:
                 items.append(self._queue.get_nowait())
             try:
                 await self._process(items)
-            except (asyncpg.PostgresConnectionError, ConnectionError, OSError) as exc:
-                log.error("ledger writer lost its database: %s", exc)
-                self._fail(items, WriterUnavailable(f"ledger database unavailable: {exc}"))
-                await self._reconnect()
             except store.ChainHeadMoved as exc:
                 log.critical("%s; writer stops", exc)
                 self._fail(items, WriterUnavailable(str(exc)))
                 return
-            except Exception as exc:  # one bad batch must not stop the ledger: isolate the culprit
+            except Exception as exc:
+                if self._lost(exc):
+                    await self._lost_database(items, exc)
+                    continue
+                # One bad batch must not stop the ledger: isolate the culprit.
                 log.exception("batch of %d failed; retrying one by one", len(items))
                 if len(items) == 1:
                     self._fail(items, exc)
                     continue
-                for item in items:
+                for n, item in enumerate(items):
                     try:
                         await self._process([item])
                     except Exception as exc2:
+                        if self._lost(exc2):
+                            await self._lost_database(items[n:], exc2)
+                            break
                         log.exception("request failed alone")
                         self._fail([item], exc2)
+        # Stopped for good (no database, or refused): nobody may wait forever on a queued request.
+        while not self._queue.empty():
+            self._fail([self._queue.get_nowait()], WriterUnavailable("ledger writer stopped"))
+
+    def _lost(self, exc: BaseException) -> bool:
+        return isinstance(exc, CONNECTION_LOST) or self._conn is None or self._conn.is_closed()
+
+    async def _lost_database(self, items: list[_Item], exc: BaseException) -> None:
+        # The batch may or may not have committed: callers get 503 and retry with their client ids,
+        # which replay whatever did commit.
+        log.error("ledger writer lost its database: %s", exc)
+        self._fail(items, WriterUnavailable(f"ledger database unavailable: {exc}"))
+        await self._reconnect()
 
     def _fail(self, items: list[_Item], exc: BaseException) -> None:
         for item in items:
@@ -206,23 +234,39 @@ class LedgerWriter:
 
     async def _reconnect(self) -> None:
         if self._conn is not None:
-            try:
-                await self._conn.close()
-            except Exception:
-                pass
-        for delay in (0.1, 0.3, 1, 2, 5):
+            self._conn.terminate()  # the socket is dead or suspect; do not wait for a goodbye
+            self._conn = None
+        deadline = time.monotonic() + self._reconnect_seconds
+        delay = 0.05
+        while not self._stopping and time.monotonic() < deadline:
             await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
             try:
+                # With a multi-host URL (target_session_attrs=read-write) this finds the promoted standby.
                 conn = await asyncpg.connect(self._dsn)
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
-                    self._conn = conn
-                    return
-                await conn.close()
-                log.critical("writer lock taken by another process after reconnect; stopping")
-                self._stopping = True
-                return
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # refused, still starting, in recovery, not writable: retry
                 log.warning("reconnect failed: %s", exc)
+                continue
+            try:
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
+                    log.critical("writer lock taken by another process after reconnect; stopping")
+                    await conn.close()
+                    break
+                # Possibly another server now (failover): reload the tree from it and refuse it if it
+                # is behind the last published checkpoint, exactly as at start.
+                for hook in self._on_start:
+                    await hook(conn)
+            except Exception as exc:
+                if isinstance(exc, CONNECTION_LOST):
+                    log.warning("reconnect failed: %s", exc)
+                    conn.terminate()
+                    continue
+                log.critical("the database found after reconnecting is refused: %s; writer stops", exc)
+                conn.terminate()
+                break
+            log.warning("ledger writer reconnected")
+            self._conn = conn
+            return
         self._stopping = True
 
     async def _process(self, items: list[_Item]) -> None:

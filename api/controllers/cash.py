@@ -4,6 +4,7 @@ from typing import Any
 
 from litestar import Controller, post
 
+from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import IdempotencyKey, client_id
 from api.schemas.registry import CashIn
 from exchange import cash
@@ -15,16 +16,22 @@ class CashController(Controller):
     path = "/v1/cash"
     tags = ["cash"]
 
-    @post("/deposits", operation_id="recordDeposit", summary="Record a confirmed bank deposit (operator)")
+    @post("/deposits", operation_id="recordDeposit", responses=PROPOSED,
+          summary="Record a confirmed bank deposit (operator; maker-checker)")
     async def deposit(self, rt: Runtime, principal: Principal, data: CashIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await cash.record(rt, principal, client_id(idempotency_key, data.client_id), direction="deposit",
-                                 participant_id=data.participant_id, amount=data.amount,
-                                 bank_reference=data.bank_reference, note=data.note)
+        cid = client_id(idempotency_key, data.client_id)
+        return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
+            rt, principal, cid, "recordDeposit", data.model_dump(exclude={"client_id"}),
+            lambda: cash.record(rt, principal, cid, direction="deposit", participant_id=data.participant_id,
+                                amount=data.amount, bank_reference=data.bank_reference, note=data.note))
 
-    @post("/withdrawals", operation_id="recordWithdrawal", summary="Record a withdrawal paid out (operator)")
+    @post("/withdrawals", operation_id="recordWithdrawal", responses=PROPOSED,
+          summary="Record a withdrawal paid out (operator; maker-checker)")
     async def withdraw(self, rt: Runtime, principal: Principal, data: CashIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await cash.record(rt, principal, client_id(idempotency_key, data.client_id), direction="withdrawal",
-                                 participant_id=data.participant_id, amount=data.amount,
-                                 bank_reference=data.bank_reference, note=data.note)
+        cid = client_id(idempotency_key, data.client_id)
+        return await propose_or_run(
+            rt, principal, cid, "recordWithdrawal", data.model_dump(exclude={"client_id"}),
+            lambda: cash.record(rt, principal, cid, direction="withdrawal", participant_id=data.participant_id,
+                                amount=data.amount, bank_reference=data.bank_reference, note=data.note))

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, get, post
 from litestar.params import Parameter
 
+from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import IdempotencyKey, client_id
 from api.schemas.common import ranges
 from api.schemas.registry import DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
@@ -22,12 +23,15 @@ class InstrumentController(Controller):
     path = "/v1/instruments"
     tags = ["instruments"]
 
-    @post("/", operation_id="defineInstrument", summary="Define an instrument (operator)")
+    @post("/", operation_id="defineInstrument", responses=PROPOSED,
+          summary="Define an instrument (operator; maker-checker)")
     async def define(self, rt: Runtime, principal: Principal, data: InstrumentIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
-        return await instruments.define(rt, principal.actor, cid, code=data.code, name=data.name, kind=data.kind,
-                                        decimals=data.decimals, unit=data.unit, attributes=data.attributes)
+        return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
+            rt, principal, cid, "defineInstrument", data.model_dump(exclude={"client_id"}),
+            lambda: instruments.define(rt, principal.actor, cid, code=data.code, name=data.name, kind=data.kind,
+                                       decimals=data.decimals, unit=data.unit, attributes=data.attributes))
 
     @get("/", operation_id="listInstruments", summary="All instruments")
     async def listing(self, rt: Runtime, kind: str | None = None) -> list[dict[str, Any]]:

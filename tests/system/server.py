@@ -30,8 +30,9 @@ class Server:
 
     @property
     def env(self) -> dict[str, str]:
+        # One operator drives these servers: deposits and definitions act at once (no second approver).
         return {**os.environ, "ENVX_DATABASE_URL": self.db_url, "ENVX_DATA_DIR": str(self.data_dir),
-                "ENVX_LOG_LEVEL": "WARNING"}
+                "ENVX_LOG_LEVEL": "WARNING", "ENVX_MAKER_CHECKER": "false"}
 
     def cli(self, *args: str) -> str:
         out = subprocess.run([sys.executable, "-m", "exchange.cli", *args], env=self.env, capture_output=True,

@@ -1,0 +1,65 @@
+"""The verifiable ledger: signed checkpoints, the keys that sign them, Merkle proofs and receipts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, Request, Response, get
+from litestar.params import Parameter
+from litestar.types import ExceptionHandlersMap
+
+from api.problems import problem
+from exchange import proofs
+from exchange.keys import Principal
+from exchange.proofs import CheckpointPending
+from exchange.runtime import Runtime
+
+Size = Annotated[int, Parameter(ge=0, le=2**63 - 1)]
+OptSize = Annotated[int | None, Parameter(ge=0, le=2**63 - 1, required=False)]
+OptSeq = Annotated[int | None, Parameter(ge=1, le=2**63 - 1, required=False)]
+Limit = Annotated[int, Parameter(ge=1, le=1000)]
+
+
+def _pending(request: Request, exc: CheckpointPending) -> Response:
+    resp = problem(exc.status, exc.code, exc.message, request)
+    resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
+
+
+PENDING: ExceptionHandlersMap = {CheckpointPending: _pending}  # 503 with Retry-After
+
+
+class LedgerProofController(Controller):
+    path = "/v1/ledger"
+    tags = ("ledger",)  # type: ignore[assignment]
+
+    @get("/checkpoint", operation_id="getCheckpoint", exception_handlers=PENDING, media_type=MediaType.TEXT,
+         summary="The latest signed checkpoint (C2SP tlog-checkpoint note)")
+    async def checkpoint(self, rt: Runtime) -> str:
+        return await proofs.checkpoint_note(rt)
+
+    @get("/checkpoints", operation_id="listCheckpoints",
+         summary="Published checkpoints, newest first; page with `before` = the last tree_size seen")
+    async def checkpoints(self, rt: Runtime, before: OptSize = None, limit: Limit = 100) -> list[dict[str, Any]]:
+        return await proofs.checkpoint_list(rt, before, limit)
+
+    @get("/keys", operation_id="listSigningKeys",
+         summary="Every checkpoint key the log has registered (C2SP verifier keys), oldest first")
+    async def keys(self, rt: Runtime) -> list[dict[str, Any]]:
+        return await proofs.signing_keys(rt)
+
+    @get("/proofs/inclusion", operation_id="getInclusionProof", exception_handlers=PENDING,
+         summary="RFC 9162 inclusion proof of an entry (seq) or leaf (index); default tree: the latest checkpoint")
+    async def inclusion(self, rt: Runtime, seq: OptSeq = None, index: OptSize = None,
+                        tree_size: OptSize = None) -> dict[str, Any]:
+        return await proofs.inclusion(rt, seq=seq, index=index, tree_size=tree_size)
+
+    @get("/proofs/consistency", operation_id="getConsistencyProof", exception_handlers=PENDING,
+         summary="RFC 9162 consistency proof between two tree sizes; default second: the latest checkpoint")
+    async def consistency(self, rt: Runtime, first: Size, second: OptSize = None) -> dict[str, Any]:
+        return await proofs.consistency(rt, first=first, second=second)
+
+    @get("/entries/{seq:int}/receipt", operation_id="getEntryReceipt", exception_handlers=PENDING,
+         summary="Offline-verifiable receipt: entry bytes, leaf index, inclusion path, signed checkpoint")
+    async def receipt(self, rt: Runtime, principal: Principal, seq: int) -> dict[str, Any]:
+        return await proofs.receipt(rt, principal, seq)

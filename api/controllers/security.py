@@ -1,0 +1,136 @@
+"""Signing keys and signature policy, maker-checker operator actions, the audit trail."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from api.schemas.registry import DecisionIn
+from api.schemas.security import SignaturePolicyIn, SigningKeyIn
+from api.security.signatures import decode_public_key, forget_policy
+from exchange import audit, instruction_keys, operator_actions, participants
+from exchange.errors import Forbidden, Invalid
+from exchange.keys import Principal
+from exchange.runtime import Runtime
+
+Limit = Annotated[int, Parameter(ge=1, le=1000)]
+After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
+OVERSIGHT = frozenset({"operator", "auditor"})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+# Documented on the endpoints that may answer with a pending proposal instead of acting.
+PROPOSED = {202: ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+                              description="Maker-checker: a pending operator action; a second operator approves it "
+                                          "with POST /v1/operator-actions/{id}/approve")}
+
+
+async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind: str, payload: dict[str, Any],
+                         run: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+    """With maker-checker on (default), store a proposal and answer 202; otherwise act now."""
+    if rt.settings.maker_checker:
+        return Response(await operator_actions.propose(rt, principal, client_id, kind, payload), status_code=202)
+    return await run()
+
+
+def _own_or_operator(principal: Principal, participant_id: int) -> None:
+    if principal.kind != "operator" and principal.participant_id != participant_id:
+        raise Forbidden("you may only manage your own signing keys")
+
+
+def _own_or_oversight(principal: Principal, participant_id: int) -> None:
+    if principal.kind not in OVERSIGHT and principal.participant_id != participant_id:
+        raise Forbidden("you may only see your own signing keys and policy")
+
+
+class SigningKeyController(Controller):
+    path = "/v1/participants/{participant_id:int}"
+    tags = ("security",)  # type: ignore[assignment]
+
+    @post("/signing-keys", operation_id="registerSigningKey",
+          summary="Register an Ed25519 public key for signed instructions (yours; operators: anyone's)")
+    async def register(self, rt: Runtime, principal: Principal, participant_id: int,
+                       data: SigningKeyIn) -> dict[str, Any]:
+        _own_or_operator(principal, participant_id)
+        await participants.lookup(rt, participant_id)
+        return await instruction_keys.register(rt, principal.actor, participant_id,
+                                               decode_public_key(data.public_key), data.label)
+
+    @get("/signing-keys", operation_id="listParticipantSigningKeys", summary="Signing keys, revoked ones included")
+    async def listing(self, rt: Runtime, principal: Principal, participant_id: int) -> list[dict[str, Any]]:
+        _own_or_oversight(principal, participant_id)
+        await participants.lookup(rt, participant_id)
+        return await instruction_keys.listing(rt, participant_id)
+
+    @post("/signing-keys/{key_id:int}/revoke", operation_id="revokeSigningKey", status_code=200,
+          summary="Revoke a signing key; signatures by it are refused at once")
+    async def revoke(self, rt: Runtime, principal: Principal, participant_id: int, key_id: int) -> dict[str, Any]:
+        _own_or_operator(principal, participant_id)
+        return await instruction_keys.revoke(rt, principal.actor, participant_id, key_id)
+
+    @put("/signature-policy", operation_id="setSignaturePolicy",
+         summary="Require (or stop requiring) signed instructions for this participant's mutations (operator)")
+    async def set_policy(self, rt: Runtime, participant_id: int, data: SignaturePolicyIn) -> dict[str, Any]:
+        out = await instruction_keys.set_policy(rt, participant_id, data.require_signatures)
+        forget_policy(participant_id)
+        return out
+
+    @get("/signature-policy", operation_id="getSignaturePolicy", summary="Whether signatures are required")
+    async def get_policy(self, rt: Runtime, principal: Principal, participant_id: int) -> dict[str, Any]:
+        _own_or_oversight(principal, participant_id)
+        return await instruction_keys.get_policy(rt, participant_id)
+
+
+class OperatorActionController(Controller):
+    path = "/v1/operator-actions"
+    tags = ("operator-actions",)  # type: ignore[assignment]
+
+    @get("/", operation_id="listOperatorActions", summary="Maker-checker proposals (operators and auditors)")
+    async def listing(self, rt: Runtime, status: Literal["pending", "executed", "rejected", "failed"] | None = None,
+                      limit: Limit = 100, after: After = 0) -> list[dict[str, Any]]:
+        return await operator_actions.listing(rt, status, limit, after)
+
+    @get("/{action_id:int}", operation_id="getOperatorAction", summary="One proposal, its decision and result")
+    async def get_one(self, rt: Runtime, action_id: int) -> dict[str, Any]:
+        return await operator_actions.get(rt, action_id)
+
+    @post("/{action_id:int}/approve", operation_id="approveOperatorAction", status_code=200,
+          summary="Approve (a second operator, never the proposer): executes it once and returns the result")
+    async def approve(self, rt: Runtime, principal: Principal, action_id: int,
+                      data: DecisionIn | None = None) -> dict[str, Any]:
+        return await operator_actions.approve(rt, principal, action_id, data.note if data else None)
+
+    @post("/{action_id:int}/reject", operation_id="rejectOperatorAction", status_code=200,
+          summary="Reject a pending proposal (any operator; the proposer may withdraw their own)")
+    async def reject(self, rt: Runtime, principal: Principal, action_id: int,
+                     data: DecisionIn | None = None) -> dict[str, Any]:
+        return await operator_actions.reject(rt, principal, action_id, data.note if data else None)
+
+
+class AuditController(Controller):
+    path = "/v1/audit"
+    tags = ("audit",)  # type: ignore[assignment]
+
+    @get("/events", operation_id="listAuditEvents",
+         summary="The audit trail of administrative actions, oldest first (operators and auditors)")
+    async def events(self, rt: Runtime, after: After = 0, limit: Limit = 100,
+                     operation: Annotated[str | None, Parameter(max_length=64)] = None,
+                     actor: Annotated[str | None, Parameter(max_length=64)] = None) -> list[dict[str, Any]]:
+        async with rt.read() as conn:
+            return await audit.listing(conn, after=after, limit=limit, operation=operation, actor=actor)
+
+    @get("/verification", operation_id="verifyAuditTrail",
+         summary="Recompute the audit trail's hash chain; optionally check a head (seq, hash) you recorded")
+    async def verify(self, rt: Runtime, seq: Annotated[int | None, Parameter(ge=1, le=2**53 - 1)] = None,
+                     hash: Annotated[str | None, Parameter(min_length=64, max_length=64)] = None,
+                     ) -> dict[str, Any]:
+        if (seq is None) != (hash is None):
+            raise Invalid("invalid_head", "give both seq and hash, or neither")
+        if hash is not None and not _HEX64.match(hash):
+            raise Invalid("invalid_head", "hash is 64 lower-case hex digits")
+        async with rt.read() as conn:
+            return await audit.verify(conn, (seq, bytes.fromhex(hash)) if seq is not None and hash else None)

@@ -1,0 +1,87 @@
+"""Which requests are administrative, and what the audit trail records about them (exchange/audit.py stores).
+
+Administrative: the operations below (participants, keys, signing keys and policy, instruments, markets,
+sessions and halts, issuance decisions, cash, operator actions, pledge rule changes), plus any mutation
+made with an operator's key. Refused attempts are recorded too (who tried, from where, why refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from exchange.audit import AuditEvent
+from exchange.keys import Principal
+
+ADMIN_OPERATIONS = frozenset({
+    "createParticipant", "createKey", "revokeKey",
+    "registerSigningKey", "revokeSigningKey", "setSignaturePolicy",
+    "defineInstrument", "defineMarket", "setSession", "haltMarket", "resumeMarket",
+    "approveIssuance", "rejectIssuance",
+    "recordDeposit", "recordWithdrawal",
+    "approveOperatorAction", "rejectOperatorAction",
+    "revaluePledges", "sweepPledgeExpiry", "setPledgeHaircut",
+})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_BODY_IN_DETAIL = 16_384  # larger bodies are recorded by digest only
+
+
+def is_administrative(operation: str | None, principal: Principal | None, method: str) -> bool:
+    if operation in ADMIN_OPERATIONS:
+        return True
+    return method not in SAFE_METHODS and isinstance(principal, Principal) and principal.kind == "operator"
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403, 429):
+        return "refused"
+    return "failed"
+
+
+def _body_detail(body: bytes) -> dict[str, Any]:
+    if not body:
+        return {}
+    if len(body) <= MAX_BODY_IN_DETAIL:
+        try:
+            return {"request": json.loads(body)}
+        except ValueError:
+            pass
+    return {"request_sha256": hashlib.sha256(body).hexdigest(), "request_bytes": len(body)}
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k == name:
+            return v.decode("latin-1")[:200]
+    return None
+
+
+def event(scope: Any, operation: str, principal: Principal | None, status: int, request_body: bytes,
+          response_body: bytes, signed: dict[str, Any] | None) -> AuditEvent:
+    detail: dict[str, Any] = _body_detail(request_body)
+    if scope.get("path_params"):
+        detail["path_params"] = {k: str(v) for k, v in scope["path_params"].items()}
+    idem = _header(scope, b"idempotency-key")
+    if idem:
+        detail["idempotency_key"] = idem
+    if status >= 400 or status == 202:
+        try:  # the problem's machine code, or the proposed action's id (maker-checker)
+            resp = json.loads(response_body) if response_body else {}
+        except ValueError:
+            resp = {}
+        if isinstance(resp, dict):
+            for k in ("code", "detail") if status >= 400 else ("id", "summary"):
+                if k in resp:
+                    detail[("problem_" if status >= 400 else "operator_action_") + k] = resp[k]
+    if signed:
+        detail["signed_instruction"] = signed["record"]
+    client = scope.get("client")
+    p = principal if isinstance(principal, Principal) else None
+    return AuditEvent(
+        operation=operation, method=scope.get("method", ""), path=scope.get("path", "")[:500], status=status,
+        outcome=outcome_of(status), actor=p.actor if p else None, participant_kind=p.kind if p else None,
+        api_key_id=p.key_id if p else None, client_ip=client[0] if client else None,
+        forwarded_for=_header(scope, b"x-forwarded-for"), detail=detail)

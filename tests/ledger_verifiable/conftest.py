@@ -1,0 +1,13 @@
+"""Fixtures for the verifiable-ledger tests: the suite's settings, with checkpoints published quickly
+(so receipts do not wait) and a test origin."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.settings import Settings
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"checkpoint_interval_seconds": 0.05, "origin": "envx.test/registry"})

@@ -1,0 +1,85 @@
+"""The audit's fast paths report the same as the serial one: replay-free pass, split over processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from exchange.database import asyncpg_dsn
+from exchange.settings import Settings
+from ledger import commands as c
+from ledger import note, verify
+from tests.helpers import Api, bootstrap_operator
+from tests.ledger_verifiable.helpers import head_seq, world
+
+
+async def _flip_leaf(dsn: str, seq: int) -> bytes:
+    """Commit a one-byte change to entry `seq` (as an attacker would); return the original bytes."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        leaf = await conn.fetchval("SELECT leaf FROM ledger_entries WHERE seq = $1", seq)
+        await conn.execute("UPDATE ledger_entries SET leaf = $1 WHERE seq = $2",
+                           leaf[:-3] + bytes([leaf[-3] ^ 1]) + leaf[-2:], seq)
+        return bytes(leaf)
+    finally:
+        await conn.close()
+
+
+async def _restore_leaf(dsn: str, seq: int, leaf: bytes) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE ledger_entries SET leaf = $1 WHERE seq = $2", leaf, seq)
+    finally:
+        await conn.close()
+
+
+def test_replay_free_audit_split_over_processes(db_url: str, settings: Settings,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        api = Api(client, bootstrap_operator(client))
+        world(api, transfers=2)
+        rt = client.app.state.rt
+        client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
+                                                       for i in range(300)])
+        n = head_seq(client)
+    dsn = asyncpg_dsn(db_url)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
+    serial = asyncio.run(verify.verify_database(dsn, replay=False, jobs=1))
+    split = asyncio.run(verify.verify_database(dsn, replay=False, jobs=3))
+    assert serial.ok and split.ok and serial.entries == split.entries == n, split.render()
+    assert serial.checks == split.checks
+    for seq in (2, n // 3 + 1, n - 1):  # in the first part, at a seam, in the last part
+        original = asyncio.run(_flip_leaf(dsn, seq))
+        try:
+            for jobs in (1, 3):
+                report = asyncio.run(verify.verify_database(dsn, replay=False, jobs=jobs))
+                assert any(p.startswith(f"entry {seq}:") for p in report.problems), (jobs, report.render())
+                assert any(p.startswith(f"entry {seq + 1}: chain broken") for p in report.problems)
+        finally:
+            asyncio.run(_restore_leaf(dsn, seq, original))
+    assert asyncio.run(verify.verify_database(dsn)).ok
+
+
+def test_checkpoints_kept_by_an_auditor_are_checked_against_the_database(db_url: str, settings: Settings) -> None:
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        api = Api(client, bootstrap_operator(client))
+        world(api, transfers=2)
+        kept = client.get("/v1/ledger/checkpoint").text  # what an auditor saved earlier
+        key = client.get("/v1/ledger/keys").json()[0]["verifier_key"]
+    dsn = asyncpg_dsn(db_url)
+    assert asyncio.run(verify.verify_database(dsn, checkpoints=[kept], trusted_keys=[key])).ok
+    # A checkpoint of a longer log (the database lost its tail) and one under a key the auditor does not trust.
+    cp = note.parse_checkpoint(note.parse_note(kept).text)
+    signer = note.Signer.from_key_string((settings.data_dir / "signing.key").read_text())
+    longer = note.sign_checkpoint(note.Checkpoint(cp.origin, cp.size + 5, cp.root_hash), signer)
+    report = asyncio.run(verify.verify_database(dsn, checkpoints=[longer], trusted_keys=[key]))
+    assert any("beyond the log" in p for p in report.problems), report.render()
+    other = note.generate_signer_key(cp.origin)[1]
+    report = asyncio.run(verify.verify_database(dsn, checkpoints=[kept], trusted_keys=[other]))
+    assert any("does not verify" in p for p in report.problems), report.render()
