@@ -17,6 +17,7 @@ no-op, so a crash at any point settles every journaled trade exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -26,8 +27,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 
+from exchange.database import asyncpg_dsn
 from exchange.markets import Market
 from exchange.pricing import fill_fee, notional
 from exchange.runtime import Runtime
@@ -139,6 +142,7 @@ class MarketSequencer:
         self.finishing: asyncio.Queue[_Staged | None] = asyncio.Queue()
         self.finisher: asyncio.Task[None] | None = None
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._conns: dict[str, asyncpg.Connection] = {}
         self.actor = f"exchange:{market.id}"
         # Mirrors of markets.halted / session_open, kept by exchange.sessions (one process owns a market).
         self.halted = False
@@ -151,6 +155,14 @@ class MarketSequencer:
         self.finisher = asyncio.create_task(self._finish_loop(), name=f"settle-{self.market.id}")
         self.task = asyncio.create_task(self._run(), name=f"sequencer-{self.market.id}")
 
+    async def _connection(self, role: str) -> asyncpg.Connection:
+        """One connection per pipeline stage (they run concurrently), reopened after a failure."""
+        conn = self._conns.get(role)
+        if conn is None or conn.is_closed():
+            conn = await asyncpg.connect(asyncpg_dsn(self.rt.url))
+            self._conns[role] = conn
+        return conn
+
     async def stop(self) -> None:
         for task in (self.task, self.finisher):
             if task:
@@ -159,6 +171,9 @@ class MarketSequencer:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
+        for conn in self._conns.values():  # after the stages: nothing is using them any more
+            with contextlib.suppress(Exception):
+                await conn.close()
         while not self.queue.empty():
             sub = self.queue.get_nowait()
             if not sub.future.done():
@@ -302,16 +317,21 @@ class MarketSequencer:
                     "day": day, "cid": o["client_id"], "fp": bytes.fromhex(o["fingerprint"])})
             journal.append({"m": self.market.id, "seq": seq, "ts": ts, "c": json.dumps(payload, ensure_ascii=False)})
             staged.append((seq, cmd, it))
-        async with self.rt.tx() as conn:
-            await conn.execute(text(
-                "INSERT INTO market_journal (market_id, seq, ts, command) VALUES (:m, :seq, :ts, CAST(:c AS jsonb))"),
-                journal)
+        # Raw asyncpg and COPY on the market's own connection: this transaction is on every order's path.
+        conn = await self._connection("journal")
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "market_journal", columns=["market_id", "seq", "ts", "command"],
+                records=[(j["m"], j["seq"], j["ts"], j["c"]) for j in journal])
             if new_orders:
-                await conn.execute(text(
-                    """INSERT INTO orders (id, market_id, participant_id, kind, side, type, tif, price, qty, open_qty,
-                                           status, hold_id, hold_amount, purpose, trading_day, client_id, fingerprint)
-                       VALUES (:id, :m, :p, :kind, :side, :type, :tif, :price, :qty, :qty, 'open', :hold,
-                               :hold_amount, CAST(:purpose AS jsonb), :day, :cid, :fp)"""), new_orders)
+                await conn.copy_records_to_table(
+                    "orders",
+                    columns=["id", "market_id", "participant_id", "kind", "side", "type", "tif", "price", "qty",
+                             "open_qty", "status", "hold_id", "hold_amount", "purpose", "trading_day", "client_id",
+                             "fingerprint"],
+                    records=[(o["id"], o["m"], o["p"], o["kind"], o["side"], o["type"], o["tif"], o["price"], o["qty"],
+                              o["qty"], "open", o["hold"], o["hold_amount"], o["purpose"], o["day"], o["cid"], o["fp"])
+                             for o in new_orders])
         self.last_seq = seq
         results = []
         for seq, cmd, it in staged:
@@ -424,23 +444,33 @@ class MarketSequencer:
                     for row in st.trade_rows:
                         if row["cid"] == r.client_id:
                             row["settlement_seq"] = entry.seq
-        async with self.rt.tx() as conn:
+        conn = await self._connection("project")
+        async with conn.transaction():
             if st.trade_rows:
-                await conn.execute(text(
+                t = st.trade_rows
+                await conn.execute(
                     """INSERT INTO trades (market_id, trade_id, seq, ts, mode, instrument, price, qty, notional,
                                            buy_order, sell_order, buyer_id, seller_id, buyer_fee, seller_fee,
                                            in_close, trading_day, settlement_seq)
-                       VALUES (:m, :tid, :seq, :ts, :mode, :inst, :price, :qty, :notional, :bo, :so, :bp, :sp,
-                               :bf, :sf, :close, :day, :settlement_seq) ON CONFLICT DO NOTHING"""),
-                    [{k: v for k, v in r.items() if k != "cid"} for r in st.trade_rows])
+                       SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+                           $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                           $13::bigint[], $14::bigint[], $15::bigint[], $16::bool[], $17::date[], $18::bigint[])
+                       ON CONFLICT DO NOTHING""",
+                    self.market.id, *([r[k] for r in t] for k in (
+                        "tid", "seq", "ts", "mode", "inst", "price", "qty", "notional", "bo", "so", "bp", "sp", "bf",
+                        "sf", "close", "day", "settlement_seq")))
             if st.order_rows:
-                await conn.execute(text(
-                    """UPDATE orders SET open_qty = :open, filled_qty = :filled, filled_notional = :notional,
-                                         fees = :fees, status = :status, reason = :reason, price = :price,
+                o = st.order_rows
+                await conn.execute(
+                    """UPDATE orders SET open_qty = u.open, filled_qty = u.filled, filled_notional = u.notional,
+                                         fees = u.fees, status = u.status, reason = u.reason, price = u.price,
                                          updated_at = now()
-                       WHERE market_id = :m AND id = :id"""), st.order_rows)
-            await conn.execute(text("UPDATE markets SET applied_seq = :s WHERE id = :m"),
-                               {"s": st.last, "m": self.market.id})
+                       FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
+                                   $8::text[], $9::bigint[]) AS u(id, open, filled, notional, fees, status, reason, price)
+                       WHERE orders.market_id = $1 AND orders.id = u.id""",
+                    self.market.id, *([r[k] for r in o] for k in (
+                        "id", "open", "filled", "notional", "fees", "status", "reason", "price")))
+            await conn.execute("UPDATE markets SET applied_seq = $1 WHERE id = $2", st.last, self.market.id)
         before = self.applied_seq
         self.applied_seq = st.last
         if self.applied_seq // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
