@@ -69,6 +69,17 @@ def test_nanjing_order_take_certificate_and_pdf(api: Api, tmp_path: Path) -> Non
         assert r.status_code == 409 and r.json()["code"] in ("serials_not_available", "insufficient_available")
     sell = payer.post("/v1/markets/CCER.listing/listings", {"side": "sell", "price": "60.00", "quantity": "1"})
     assert sell.status_code == 409 and sell.json()["code"] == "insufficient_available"
+    # Nor can a bank take them as collateral: filing may be accepted, the lock never is.
+    bank = api.participant("兴业银行", "bank")
+    filed = bank["api"].post("/v1/pledges", {
+        "pledgor_id": w["payer"]["id"], "instrument": "CCER", "quantity": "96",
+        "serials": [{"start": start, "end": end}], "loan_contract": "L-1", "secured_amount": "1000.00",
+        "term_start": date.today().isoformat(), "term_end": (date.today() + timedelta(days=365)).isoformat()})
+    if filed.status_code in (200, 201):
+        lock = payer.post(f"/v1/pledges/{filed.json()['id']}/confirm", {})
+        assert lock.status_code == 409, lock.text
+    else:
+        assert filed.status_code in (409, 422), filed.text
 
     keys = _keys(api)
     verified = certificate.verify(doc, keys)
