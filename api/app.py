@@ -35,7 +35,7 @@ from api.controllers.registry import (
 from api.deps import get_principal, get_rt
 from api.problems import EXCEPTION_HANDLERS
 from api.security.middleware import SecurityMiddleware
-from api.security.openapi import declare_problem_responses
+from api.security.openapi import declare_problem_responses, improve_openapi
 from api.read_only import read_only_lifespan, refuse_writes
 from exchange.bootstrap import ensure_system
 from exchange.hub import MarketHub
@@ -102,7 +102,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
     # A read replica (ENVX_READ_ONLY) runs none of the above and refuses every mutation: api/read_only.py.
     ro = settings.read_only
     declare_problem_responses(ROUTES)  # problem+json responses in the OpenAPI of every operation
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTES,
         # the pledge worker starts after the runtime, stops before it
         lifespan=[read_only_lifespan(settings, url)] if ro else [lifespan, pledge_worker],
@@ -125,3 +125,5 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         request_max_body_size=1_000_000,
         debug=False,
     )
+    improve_openapi(app)  # pydantic's request schemas: unknown fields refused, bounds, maps
+    return app

@@ -9,8 +9,8 @@ and no migrations (a standby cannot run them; the primary does).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -43,7 +43,7 @@ def refuse_writes(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def read_only_lifespan(settings: Settings, url: str):  # type: ignore[no-untyped-def]
+def read_only_lifespan(settings: Settings, url: str) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = make_engine(url, settings.db_pool_size)

@@ -80,18 +80,21 @@ def forget_key(key_id: int) -> None:
 
 
 async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
-    principal = await _authenticate(conn, token)
+    principal, expires_at = await _authenticate(conn, token)
     if principal is not None:
         if len(_cache) > 100_000:
             _cache.clear()
-        _cache[token] = (principal, time.monotonic() + CACHE_SECONDS)
+        ttl = CACHE_SECONDS
+        if expires_at is not None:  # never trust the cache past the key's own expiry
+            ttl = min(ttl, (expires_at - datetime.now(UTC)).total_seconds())
+        _cache[token] = (principal, time.monotonic() + ttl)
     return principal
 
 
-async def _authenticate(conn: AsyncConnection, token: str) -> Principal | None:
+async def _authenticate(conn: AsyncConnection, token: str) -> tuple[Principal | None, datetime | None]:
     parsed = parse_token(token)
     if parsed is None:
-        return None
+        return None, None
     prefix, secret = parsed
     row = (await conn.execute(
         text("""SELECT k.id, k.secret_hash, k.expires_at, k.revoked_at, p.id AS pid, p.kind, p.name,
@@ -100,15 +103,15 @@ async def _authenticate(conn: AsyncConnection, token: str) -> Principal | None:
         {"prefix": prefix},
     )).first()
     if row is None:
-        return None
+        return None, None
     if not hmac.compare_digest(bytes(row.secret_hash), hashlib.sha256(secret.encode()).digest()):
-        return None
+        return None, None
     now = datetime.now(UTC)
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        return None
+        return None, None
     if row.status != "active":
-        return None
-    return Principal(row.pid, row.kind, row.name, row.id, row.holding_account, row.cash_account)
+        return None, None
+    return Principal(row.pid, row.kind, row.name, row.id, row.holding_account, row.cash_account), row.expires_at
 
 
 async def list_keys(conn: AsyncConnection, participant_id: int) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ class ParticipantController(Controller):
         async with rt.tx() as conn:
             if not await keys.revoke_key(conn, participant_id, key_id):
                 raise NotFound("key", key_id)
+        keys.forget_key(key_id)  # again after commit: a request in between may have cached it anew
         return {"id": key_id, "revoked": True}
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post, put
+from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
@@ -74,9 +75,10 @@ class SigningKeyController(Controller):
 
     @put("/signature-policy", operation_id="setSignaturePolicy",
          summary="Require (or stop requiring) signed instructions for this participant's mutations (operator)")
-    async def set_policy(self, rt: Runtime, participant_id: int, data: SignaturePolicyIn) -> dict[str, Any]:
+    async def set_policy(self, rt: Runtime, state: State, participant_id: int,
+                         data: SignaturePolicyIn) -> dict[str, Any]:
         out = await instruction_keys.set_policy(rt, participant_id, data.require_signatures)
-        forget_policy(participant_id)
+        forget_policy(state, participant_id)
         return out
 
     @get("/signature-policy", operation_id="getSignaturePolicy", summary="Whether signatures are required")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=2000)
 
@@ -22,8 +22,28 @@ class SerialRange(BaseModel):
     end: int = Field(ge=1, le=2**53 - 1)
 
 
+def _refuse_nul(value: Any) -> None:
+    # PostgreSQL text and jsonb cannot hold U+0000: refuse it here (422), not as a database error (500).
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("NUL characters (U+0000) are not allowed")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_nul(k)
+            _refuse_nul(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _refuse_nul(v)
+
+
 class Strict(BaseModel):
     model_config = STRICT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        _refuse_nul(data)
+        return data
 
 
 def ranges(serials: list[SerialRange] | None) -> list[tuple[int, int]] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -23,7 +23,7 @@ class MarketSettings(Strict):
     best_n: int | None = Field(default=None, ge=1, le=50)
     strict_best: bool | None = None
     stp: Literal["cancel_taker", "cancel_maker", "cancel_both"] | None = None
-    sessions: list[list[str]] | None = Field(default=None, max_length=6,
+    sessions: list[Annotated[list[str], Field(max_length=2)]] | None = Field(default=None, max_length=6,
                                              description="[[\"09:30\",\"11:30\"],...] Asia/Shanghai; [] = always")
     fee_bps: int | None = Field(default=None, ge=0, le=1000)
     t_plus_1: bool | None = None

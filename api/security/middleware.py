@@ -37,6 +37,7 @@ log = logging.getLogger("envx.security")
 MAX_BODY = 1_000_000  # as the app's request_max_body_size
 MAX_QUERY_VALUE = 1000
 MAX_PATH_PARAM = 200
+MAX_SAFE_INT = 2**53 - 1
 _TITLES = {401: "Unauthenticated", 403: "Forbidden", 413: "Payload too large", 422: "Unprocessable request",
            429: "Too many requests"}
 
@@ -113,6 +114,10 @@ def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | Non
     for name, value in (scope.get("path_params") or {}).items():
         if isinstance(value, str) and len(value) > MAX_PATH_PARAM:
             return "path_parameter_too_long", f"{name} is longer than {MAX_PATH_PARAM} characters"
+        if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold it
+            return "invalid_characters", f"{name} contains a NUL character"
+        if isinstance(value, int) and abs(value) > MAX_SAFE_INT:  # ids and seqs are I-JSON safe integers
+            return "path_parameter_out_of_range", f"{name} is outside ±(2^53 - 1)"
     qs = scope.get("query_string", b"")
     if not qs or operation is None:
         return None
@@ -123,6 +128,8 @@ def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | Non
             return "unknown_query_parameter", f"unknown query parameter {name[:50]!r} (this operation takes: {known})"
         if len(value) > MAX_QUERY_VALUE:
             return "query_parameter_too_long", f"{name} is longer than {MAX_QUERY_VALUE} characters"
+        if "\x00" in value:
+            return "invalid_characters", f"{name} contains a NUL character"
     return None
 
 
@@ -155,7 +162,7 @@ class SecurityMiddleware(ASGIMiddleware):
         rt = scope["app"].state.rt
         signature = _header(scope, b"x-envx-signature") if mutation and principal is not None else None
         must_sign = (mutation and principal is not None and signature is None
-                     and await requires_signatures(rt.read, principal.participant_id))
+                     and await requires_signatures(scope["app"].state, principal.participant_id))
 
         body, too_big = b"", False
         if audited or signature is not None:

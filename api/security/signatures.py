@@ -48,9 +48,8 @@ HEADER = "X-Envx-Signature"
 NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 MAX_HEADER = 512
 # How long a participant's require_signatures flag is trusted from memory; changes through this process
-# clear it at once (as API key revocation does).
+# clear it at once (as API key revocation does). The cache lives in the app's state: one per database.
 POLICY_CACHE_SECONDS = 5.0
-_policy: dict[int, tuple[bool, float]] = {}
 
 
 class SignatureError(DomainError):
@@ -140,7 +139,8 @@ def sign_request(private_key: Ed25519PrivateKey, key_id: int, method: str, url: 
 
 def request_target(scope: Any) -> str:
     raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if isinstance(raw, bytes | bytearray) else scope["path"]
+    # raw_path is the path as sent (percent-encoding kept); some clients' test transports append the query.
+    path = bytes(raw).split(b"?", 1)[0].decode("latin-1") if isinstance(raw, bytes | bytearray) else scope["path"]
     query = scope.get("query_string", b"")
     return path + (f"?{query.decode('latin-1')}" if query else "")
 
@@ -179,19 +179,28 @@ async def verify_and_record(conn: AsyncConnection, principal: Principal, header:
             "target": target, "body_sha256": digest.hex(), "signature": base64.b64encode(h.sig).decode()}
 
 
-async def requires_signatures(conn_factory: Any, participant_id: int) -> bool:
-    hit = _policy.get(participant_id)
+def _policy(state: Any) -> dict[int, tuple[bool, float]]:
+    cache = getattr(state, "_envx_signature_policy", None)
+    if cache is None:
+        cache = {}
+        state._envx_signature_policy = cache
+    return cache  # type: ignore[no-any-return]
+
+
+async def requires_signatures(state: Any, participant_id: int) -> bool:
+    cache = _policy(state)
+    hit = cache.get(participant_id)
     now = time.monotonic()
     if hit is not None and hit[1] > now:
         return hit[0]
-    async with conn_factory() as conn:
+    async with state.rt.read() as conn:
         flag = bool((await conn.execute(text("SELECT require_signatures FROM participants WHERE id = :i"),
                                         {"i": participant_id})).scalar())
-    if len(_policy) > 100_000:
-        _policy.clear()
-    _policy[participant_id] = (flag, now + POLICY_CACHE_SECONDS)
+    if len(cache) > 100_000:
+        cache.clear()
+    cache[participant_id] = (flag, now + POLICY_CACHE_SECONDS)
     return flag
 
 
-def forget_policy(participant_id: int) -> None:
-    _policy.pop(participant_id, None)
+def forget_policy(state: Any, participant_id: int) -> None:
+    _policy(state).pop(participant_id, None)

@@ -107,7 +107,8 @@ def run_campaign(url: str, data_dir: Path, *, runs: int, seed: int = 1, workers:
         for run in range(runs):
             load = MixedLoad(srv.url, world, seed=seed * 100 + run, workers=workers, tag=f"s{seed}r{run}")
             load.start()
-            time.sleep(rng.uniform(0.3, max_load_seconds))
+            loaded = rng.uniform(0.3, max_load_seconds)
+            time.sleep(loaded)
             srv.kill()  # mid-flight: the workers are still sending
             s.kills += 1
             load.stop()
@@ -141,7 +142,8 @@ def run_campaign(url: str, data_dir: Path, *, runs: int, seed: int = 1, workers:
                 problems.append(f"verify: {report}")
             s.problems += [f"run {run}: {p}" for p in problems]
             s.runs += 1
-            log(f"run {run + 1}/{runs}: acked {len(book.acked)} (found {found}), in doubt {len(book.in_doubt)}, "
+            log(f"run {run + 1}/{runs}: {loaded:.1f}s of load, acked {len(book.acked)} (found {found}), in doubt "
+                f"{len(book.in_doubt)}, "
                 f"recovered in {recoveries[-1]:.1f}s, problems {len(problems)}")
     finally:
         srv.stop()

@@ -8,7 +8,7 @@ from tests.campaigns import tamper
 
 
 def test_every_single_byte_change_is_detected(db_url: str, tmp_path: Path) -> None:
-    s = tamper.run_campaign(db_url, tmp_path / "data", mutations=120, seed=5, load_seconds=2.0,
+    s = tamper.run_campaign(db_url, tmp_path / "data", mutations=120, seed=5, load_seconds=3.0,
                             log=lambda _msg: None)
     assert s.undetected == []
     assert s.detected == s.mutations == 120

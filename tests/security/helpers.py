@@ -1,0 +1,51 @@
+"""Shared bits of the security tests: SQL through the app's own loop, signed requests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from litestar.testing import TestClient
+from sqlalchemy import text
+
+from api.security.signatures import generate_key, sign_request
+from tests.helpers import Api, ticket
+
+
+def sql(client: TestClient, query: str, params: dict[str, Any] | None = None, *, write: bool = False) -> list[Any]:
+    rt = client.app.state.rt
+
+    async def run() -> list[Any]:
+        async with (rt.tx() if write else rt.read()) as conn:
+            res = await conn.execute(text(query), params or {})
+            return list(res.all()) if res.returns_rows else []
+
+    return client.blocking_portal.call(run)
+
+
+def signer(caller: Api, participant_id: int) -> tuple[Ed25519PrivateKey, int]:
+    """A new signing key, registered by the participant itself."""
+    private, public = generate_key()
+    key = caller.ok(caller.post(f"/v1/participants/{participant_id}/signing-keys", {"public_key": public}))
+    return private, key["id"]
+
+
+def signed(client: TestClient, token: str, method: str, path: str, body: dict[str, Any] | None,
+           private: Ed25519PrivateKey, key_id: int, idem: str | None = None, **sign: Any) -> Any:
+    raw = json.dumps(body).encode() if body is not None else b""
+    headers = {"Authorization": f"Bearer {token}", **sign_request(private, key_id, method, path, raw, **sign)}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    if idem:
+        headers["Idempotency-Key"] = idem
+    return client.request(method, path, content=raw, headers=headers)
+
+
+def trading_world(api: Api, units: str = "100") -> dict[str, Any]:
+    api.instrument("FCT-SEC")
+    issuer = api.participant("三明市林业局", "issuer")
+    seller = api.participant("沙县林业合作社", "enterprise")
+    buyer = api.participant("成都碳中和协会", "enterprise")
+    api.issue(issuer["api"], seller["id"], "FCT-SEC", units, ticket(1))
+    return {"issuer": issuer, "seller": seller, "buyer": buyer}
