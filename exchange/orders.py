@@ -148,8 +148,20 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     try:
         order_id, events, changed = await seq.submit(make, ctx)
     except Exception as exc:
-        await rt.submit(lc.Request(who.actor, lc.VoidHold(hold.seq), f"void:{hold.seq}"))
-        raise DomainError("market_unavailable", f"market {market_id} could not take the order: {exc}", 503) from None
+        # Void the hold only if the order surely never reached the journal; if it did (or we cannot
+        # tell), recovery settles or cancels it and the hub voids holds of orders that were never
+        # journaled when it starts. Voiding a journaled order's hold would leave it unfunded.
+        try:
+            async with rt.read() as conn:
+                journaled = (await conn.execute(text(
+                    "SELECT 1 FROM orders WHERE participant_id = :p AND client_id = :c"),
+                    {"p": who.participant_id, "c": client_id})).first() is not None
+            if not journaled:
+                await rt.submit(lc.Request(who.actor, lc.VoidHold(hold.seq), f"void:{hold.seq}"))
+        except Exception:
+            pass
+        raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
+                          "retry with the same Idempotency-Key", 503) from None
     # The projection is committed; build the answer from what the sequencer wrote, not a re-read.
     row = {"id": order_id, "market_id": market_id, "participant_id": who.participant_id, "kind": kind,
            "side": side, "type": type_, "tif": tif, "price": price, "qty": qty, "open_qty": qty, "filled_qty": 0,

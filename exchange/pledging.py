@@ -368,6 +368,19 @@ async def _record(conn: AsyncConnection, p: dict[str, Any], event_type: str, cha
     return ev
 
 
+_slots: dict[int, asyncio.Semaphore] = {}
+
+
+def _mutation_slots(rt: Runtime) -> asyncio.Semaphore:
+    """A mutation holds one pooled connection (the row lock) while its body borrows another; letting
+    at most half the pool's capacity (size + overflow) in at once means the second is always there,
+    so a burst of confirmations cannot deadlock the pool (found by the race campaign)."""
+    sem = _slots.get(id(rt))
+    if sem is None:
+        sem = _slots[id(rt)] = asyncio.Semaphore(max(1, rt.settings.db_pool_size))
+    return sem
+
+
 async def _mutate(rt: Runtime, who: Principal | None, client_id: str, pledge_id: int, fp: bytes,
                   body: Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]], *,
                   actor: str | None = None) -> dict[str, Any]:
@@ -375,7 +388,7 @@ async def _mutate(rt: Runtime, who: Principal | None, client_id: str, pledge_id:
 
     The event `body` records with the client id must use the same actor as the look-up here."""
     actor = actor or (who.actor if who else SYSTEM_ACTOR)
-    async with rt.tx() as conn:
+    async with _mutation_slots(rt), rt.tx() as conn:
         p = await repo.lock_pledge(conn, pledge_id)
         if p is None:
             raise NotFound("pledge", pledge_id)

@@ -285,12 +285,22 @@ class MarketSequencer:
                         it.future.set_exception(exc)
                 # The journal may or may not have committed: rebuild from the database, once the
                 # batches already in stage two are durable.
-                try:
-                    await self._drain()
-                    await self.recover()
-                except Exception:
-                    log.exception("market %s: recovery failed; the market stops", self.market.id)
-                    return
+                delay = 0.2
+                while True:
+                    try:
+                        await self._drain()
+                        for conn in self._conns.values():
+                            with contextlib.suppress(Exception):
+                                await conn.close()
+                        self._conns.clear()
+                        await self.recover()
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as again:
+                        log.warning("market %s: recovery failed (%s); retrying", self.market.id, again)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)
 
     async def _process(self, items: list[Submission]) -> None:
         ts = _now_us()
@@ -349,15 +359,49 @@ class MarketSequencer:
             try:
                 await self._finish(staged)
             except Exception as exc:
-                log.critical("market %s: settlement stage failed; the market stops", self.market.id, exc_info=True)
-                for it in staged.callers:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
-                self.finishing.task_done()
-                if self.task:
-                    self.task.cancel()
-                return
+                log.error("market %s: settlement stage failed (%s); recovering", self.market.id, exc)
+                self._fail_staged(staged, exc)
+                await self._recover_after_failure(exc)
+                continue
             self.finishing.task_done()
+
+    def _fail_staged(self, staged: _Staged, exc: BaseException) -> None:
+        """Fail this batch and every batch matched after it: recovery re-derives them from the journal."""
+        failed = [staged]
+        while not self.finishing.empty():
+            nxt = self.finishing.get_nowait()
+            if nxt is not None:
+                failed.append(nxt)
+        for st in failed:
+            for fut in st.futures:  # their settlement may still finish; nobody waits for it here
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            for it in st.callers:
+                if not it.future.done():
+                    it.future.set_exception(exc)
+            self.finishing.task_done()
+
+    async def _recover_after_failure(self, exc: BaseException) -> None:
+        """Stop matching, then rebuild from the journal (idempotent re-settlement) until the database is
+        back; a database outage or failover thus pauses the market instead of ending it."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        delay = 0.2
+        while True:
+            try:
+                for conn in self._conns.values():
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                self._conns.clear()
+                await self.recover()
+                break
+            except Exception as again:
+                log.warning("market %s: recovery failed (%s); retrying in %.1fs", self.market.id, again, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.warning("market %s: recovered at seq %d after %s", self.market.id, self.applied_seq, exc)
+        self.task = asyncio.create_task(self._run(), name=f"sequencer-{self.market.id}")
 
     async def _drain(self) -> None:
         await self.finishing.join()

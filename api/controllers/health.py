@@ -12,8 +12,11 @@ from exchange.runtime import Runtime
 @get("/health", operation_id="health", tags=["system"], summary="Liveness and readiness")
 async def health(rt: Runtime) -> dict[str, Any]:
     db = await ping(rt.engine)
-    return {"status": "ok" if db and rt.writer.running else "degraded", "database": db,
-            "ledger_writer": rt.writer.running}
+    read_only = rt.settings.read_only
+    writer = rt.writer is not None and rt.writer.running
+    # A read replica has no writer by design: healthy when its database answers.
+    return {"status": "ok" if db and (writer or read_only) else "degraded", "database": db,
+            "ledger_writer": writer, "read_only": read_only}
 
 
 @get("/v1/whoami", operation_id="whoami", tags=["participants"], summary="The participant behind this key")
