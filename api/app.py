@@ -16,15 +16,13 @@ from api.auth import ApiKeyMiddleware
 from api.authz import authorize
 from api.controllers.cash import CashController
 from api.controllers.health import health, whoami
-from api.controllers.markets import InstrumentStatsController, MarketController, stream
-from api.controllers.negotiation import AuctionController, BlockController
-from api.controllers.restoration import CertificateCheckController, RestorationController
 from api.controllers.ledger import LedgerController
 from api.controllers.ledger_proofs import LedgerProofController
+from api.controllers.markets import InstrumentStatsController, MarketController, stream
+from api.controllers.negotiation import AuctionController, BlockController
 from api.controllers.participants import AccountController, ParticipantController
 from api.controllers.pledges import FreezeController, PledgeController, pledge_worker
 from api.controllers.public import PublicController
-from api.controllers.security import AuditController, OperatorActionController, SigningKeyController
 from api.controllers.registry import (
     HoldingController,
     InstrumentController,
@@ -32,17 +30,19 @@ from api.controllers.registry import (
     RetirementController,
     TransferController,
 )
+from api.controllers.restoration import CertificateCheckController, RestorationController
+from api.controllers.security import AuditController, OperatorActionController, SigningKeyController
 from api.deps import get_principal, get_rt
 from api.problems import EXCEPTION_HANDLERS
+from api.read_only import read_only_lifespan, refuse_writes
 from api.security.middleware import SecurityMiddleware
 from api.security.openapi import declare_problem_responses, improve_openapi
-from api.read_only import read_only_lifespan, refuse_writes
 from exchange.bootstrap import ensure_system
+from exchange.database import asyncpg_dsn, make_engine
 from exchange.hub import MarketHub
 from exchange.markets import SHANGHAI
-from exchange.sessions import install_jobs
-from exchange.database import asyncpg_dsn, make_engine
 from exchange.runtime import Runtime
+from exchange.sessions import install_jobs
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
 from ledger.writer import LedgerWriter

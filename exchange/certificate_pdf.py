@@ -49,7 +49,8 @@ def render(body: dict[str, Any], code: str, verify_url: str) -> bytes:
         pdf.multi_cell(0, 8, value, align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     pdf.set_font("cjk", size=11)
-    pdf.cell(0, 8, "注销的序列号区块（用途：judicial_restoration，不可再交易、转让或质押）", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, "注销的序列号区块（用途：judicial_restoration，不可再交易、转让或质押）",
+             new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("cjk", size=9)
     with pdf.table(col_widths=(22, 46, 20, 20, 24, 58), text_align="LEFT") as table:
         table.row(["品种", "序列号", "数量", "单价(元)", "账本条目", "条目哈希/交易"])
@@ -58,7 +59,8 @@ def render(body: dict[str, Any], code: str, verify_url: str) -> bytes:
                        f"#{b['entry_seq']}", f"{b['market']} 成交 {b['trade_id']}"])
     pdf.ln(4)
     pdf.set_font("cjk", size=10)
-    pdf.multi_cell(0, 6, f"登记机构：{body['registry']}    签发时间：{body['issued_at']}", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, f"登记机构：{body['registry']}    签发时间：{body['issued_at']}",
+                   new_x="LMARGIN", new_y="NEXT")
     pdf.multi_cell(0, 6, "本见证由登记机构的 Ed25519 密钥签署；每个注销条目均附有在已签名检查点下的默克尔包含证明，"
                    "可离线核验：envx verify-receipt <证书JSON> --key <登记机构公钥>。", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)

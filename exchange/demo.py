@@ -66,7 +66,8 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str
                                  instrument=mk["instrument"], mode=mk["mode"], settings=mk["settings"])
         await sessions.open_session(rt, m["id"])
     for n, d in enumerate(data.get("deposits", [])):
-        await cash.record(rt, op, f"demo:deposit:{n}", direction="deposit", participant_id=people[d["participant"]]["id"],
+        await cash.record(rt, op, f"demo:deposit:{n}", direction="deposit",
+                          participant_id=people[d["participant"]]["id"],
                           amount=d["amount"], bank_reference=f"DEMO-{n}", note="demo deposit")
     for n, t in enumerate(data.get("trades", [])):
         listed = await orders.post_listing(rt, _principal(people[t["seller"]]), t["market"], f"demo:listing:{n}",

@@ -57,7 +57,8 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
             "SELECT id FROM restoration_orders WHERE court_id = :c AND case_number = :n AND payer_id = :p"),
             {"c": who.participant_id, "n": data["case_number"], "p": payer["id"]})).first()
         if dup is not None:
-            raise DomainError("duplicate_order", f"case {data['case_number']} already has order {dup.id} for this payer")
+            raise DomainError("duplicate_order",
+                              f"case {data['case_number']} already has order {dup.id} for this payer")
         new_id = (await conn.execute(text(
             """INSERT INTO restoration_orders (court_id, case_number, case_type, judgment_reference, defendants,
                    payer_id, assessed_loss_kg, assessment_method, assessing_body, multiplier, required_kg,
@@ -66,7 +67,8 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
                        :mult, :required, CAST(:kinds AS jsonb), :seller, :deadline, :note, :a, :cid, :fp)
                RETURNING id"""),
             {"court": who.participant_id, "case": data["case_number"], "type": data["case_type"],
-             "judgment": data.get("judgment_reference"), "defendants": json.dumps(data["defendants"], ensure_ascii=False),
+             "judgment": data.get("judgment_reference"),
+             "defendants": json.dumps(data["defendants"], ensure_ascii=False),
              "payer": payer["id"], "loss": loss, "method": data.get("assessment_method"),
              "body": data.get("assessing_body"), "mult": data.get("multiplier"), "required": required,
              "kinds": json.dumps(kinds), "seller": data.get("designated_seller_id"), "deadline": data["deadline"],

@@ -167,10 +167,8 @@ class MarketSequencer:
         for task in (self.task, self.finisher):
             if task:
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                except (asyncio.CancelledError, Exception):
-                    pass
         for conn in self._conns.values():  # after the stages: nothing is using them any more
             with contextlib.suppress(Exception):
                 await conn.close()
@@ -231,7 +229,8 @@ class MarketSequencer:
 
     async def _load_open_orders(self, conn: Any) -> None:
         rows = await conn.execute(text(
-            """SELECT o.*, p.holding_account, p.cash_account FROM orders o JOIN participants p ON p.id = o.participant_id
+            """SELECT o.*, p.holding_account, p.cash_account
+               FROM orders o JOIN participants p ON p.id = o.participant_id
                WHERE o.market_id = :m AND o.status = 'open'"""), {"m": self.market.id})
         self.orders = {}
         for r in rows:
@@ -510,7 +509,8 @@ class MarketSequencer:
                                          fees = u.fees, status = u.status, reason = u.reason, price = u.price,
                                          updated_at = now()
                        FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
-                                   $8::text[], $9::bigint[]) AS u(id, open, filled, notional, fees, status, reason, price)
+                                   $8::text[], $9::bigint[])
+                            AS u(id, open, filled, notional, fees, status, reason, price)
                        WHERE orders.market_id = $1 AND orders.id = u.id""",
                     self.market.id, *([r[k] for r in o] for k in (
                         "id", "open", "filled", "notional", "fees", "status", "reason", "price")))

@@ -91,10 +91,12 @@ async def compute_close(rt: Runtime, instrument: str, day: date) -> dict[str, An
                FROM trades WHERE instrument = :i AND trading_day = :d AND in_close"""),
             {"i": instrument, "d": day})).one()
         prev = (await conn.execute(text(
-            "SELECT price FROM close_prices WHERE instrument = :i AND trading_day < :d ORDER BY trading_day DESC LIMIT 1"),
+            """SELECT price FROM close_prices WHERE instrument = :i AND trading_day < :d
+               ORDER BY trading_day DESC LIMIT 1"""),
             {"i": instrument, "d": day})).scalar()
         tick = (await conn.execute(text(
-            "SELECT min((rules->>'tick')::bigint) FROM markets WHERE instrument = :i"), {"i": instrument})).scalar() or 1
+            "SELECT min((rules->>'tick')::bigint) FROM markets WHERE instrument = :i"),
+            {"i": instrument})).scalar() or 1
     if agg.volume:
         price, method = vwap(int(agg.pq), int(agg.volume), int(tick)), "vwap"
     elif prev is not None:
@@ -122,7 +124,7 @@ async def compute_close(rt: Runtime, instrument: str, day: date) -> dict[str, An
 async def _after_close(rt: Runtime, instrument: str, price: int, day: date) -> None:
     """Pledge valuations follow the close (when the pledge service is installed)."""
     try:
-        from exchange import pledging  # noqa: PLC0415  (optional until pledges land)
+        from exchange import pledging
     except ImportError:
         return
     revalue = getattr(pledging, "revalue", None)

@@ -25,6 +25,7 @@ reproduces them with no counters.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -790,9 +791,9 @@ class LedgerState:
                         backing[ref] = backing.get(ref, 0) + b.size
         for h in self.holds.values():
             inst_obj = self.instruments.get(h.instrument)
-            if h.state == HOLD_PENDING and inst_obj is not None and inst_obj.serialised:
-                if backing.get(h.id, 0) != h.pending:
-                    problems.append(f"hold {h.id} pending {h.pending} is backed by {backing.get(h.id, 0)} units")
+            if (h.state == HOLD_PENDING and inst_obj is not None and inst_obj.serialised
+                    and backing.get(h.id, 0) != h.pending):
+                problems.append(f"hold {h.id} pending {h.pending} is backed by {backing.get(h.id, 0)} units")
         # Serial ranges of one instrument are disjoint and exactly cover the issued batches.
         by_inst: dict[str, list[Block]] = {}
         for blocks in self.blocks.values():
@@ -800,7 +801,7 @@ class LedgerState:
                 by_inst.setdefault(b.instrument, []).append(b)
         for inst, blocks in by_inst.items():
             blocks.sort(key=lambda b: b.start)
-            for a, b in zip(blocks, blocks[1:], strict=False):
+            for a, b in itertools.pairwise(blocks):
                 if b.start <= a.end:
                     problems.append(f"overlapping blocks in {inst}: {a.start}-{a.end} and {b.start}-{b.end}")
             for b in blocks:
@@ -822,7 +823,7 @@ def _normalise_ranges(ranges: Iterable[c.Range]) -> list[c.Range]:
     for s, e in out:
         if s <= 0 or e < s:
             raise Rejection("invalid_serials", f"invalid serial range {s}-{e}")
-    for (_, e1), (s2, _) in zip(out, out[1:], strict=False):
+    for (_, e1), (s2, _) in itertools.pairwise(out):
         if s2 <= e1:
             raise Rejection("invalid_serials", "named serial ranges overlap")
     return out

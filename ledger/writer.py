@@ -11,6 +11,7 @@ A second writer is refused by a session advisory lock held on the writer's own c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import logging
@@ -131,10 +132,8 @@ class LedgerWriter:
         self._stopping = True
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if not item.future.done():

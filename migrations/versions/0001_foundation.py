@@ -5,7 +5,6 @@ Revises:
 Create Date: 2026-11-23
 """
 
-from alembic import op
 
 from migrations.script import run_script
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import Api, ticket
+from tests.helpers import Api
 
 
 def world(api: Api, fee_bps: int = 0) -> dict:

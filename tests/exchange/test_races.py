@@ -46,7 +46,7 @@ def test_many_takers_one_listing_and_many_orders_one_balance(api: Api, db_url: s
 
     # One balance, many orders: 10,000.00 funds exactly five buy listings of 100 t at 20.00.
     rich = takers[0]
-    cash_left = [x for x in api.ok(rich["api"].get("/v1/holdings"))["balances"] if x["instrument"] == "CNY"][0]
+    cash_left = next(x for x in api.ok(rich["api"].get("/v1/holdings"))["balances"] if x["instrument"] == "CNY")
     budget = int(cash_left["available"].split(".")[0])
     can = budget // 2000
 
@@ -59,7 +59,7 @@ def test_many_takers_one_listing_and_many_orders_one_balance(api: Api, db_url: s
         bids = list(pool.map(bid, range(30)))
     assert sum(1 for c, _ in bids if c == 201) == can
     assert {code for c, code in bids if c != 201} == {"insufficient_available"}
-    after = [x for x in api.ok(rich["api"].get("/v1/holdings"))["balances"] if x["instrument"] == "CNY"][0]
+    after = next(x for x in api.ok(rich["api"].get("/v1/holdings"))["balances"] if x["instrument"] == "CNY")
     assert int(after["available"].split(".")[0]) == budget - can * 2000
     report = api.client.blocking_portal.call(verify_database, asyncpg_dsn(db_url))
     assert report.ok, report.render()

@@ -114,8 +114,8 @@ def test_random_streams_keep_invariants_and_frozen_units_never_move(sequence: li
 
 def test_freeze_over_free_and_pledged_units_records_sorted_serials_and_replays() -> None:
     """Found by the pledge work: free units (61-100) are frozen before pledged ones (1-30)."""
-    from ledger.replay import request_of
     from ledger.encoding import decode_entry
+    from ledger.replay import request_of
 
     s, i = world()
     ap(s, c.CreateHold("pledge", i["owner"], i["bank"], U, 60))

@@ -31,7 +31,7 @@ def test_sigkill_during_transfers_loses_nothing_acknowledged(db_url: str, tmp_pa
                                                        "kind": "forest_ticket", "decimals": 0}, "i").status_code == 201
             _, issuer = mk("三明市林业局", "issuer")
             seller_id, seller = mk("seller", "enterprise")
-            buyer_id, buyer = mk("buyer", "enterprise")
+            buyer_id, _buyer = mk("buyer", "enterprise")
             req = _post(http, issuer, "/v1/issuances", {"instrument": "FCT-SM", "holder_id": seller_id,
                                                         "quantity": "29715", "attributes": ticket(1)}, "r").json()
             assert _post(http, op, f"/v1/issuances/{req['id']}/approve", {}, "a").status_code == 200

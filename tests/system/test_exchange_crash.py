@@ -28,11 +28,13 @@ async def _check_consistency(dsn: str) -> None:
     try:
         # Every trade is settled: its first settlement entry exists and names the trade.
         unsettled = await conn.fetchval(
-            "SELECT count(*) FROM trades t WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.seq = t.settlement_seq)")
+            """SELECT count(*) FROM trades t
+               WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.seq = t.settlement_seq)""")
         assert unsettled == 0
         # The clearing account is empty after every settlement: nothing settled halfway.
         left = await conn.fetchval(
-            """SELECT coalesce(sum(abs(posted)), 0) FROM ledger_balances b JOIN system_accounts s ON s.account = b.account
+            """SELECT coalesce(sum(abs(posted)), 0)
+               FROM ledger_balances b JOIN system_accounts s ON s.account = b.account
                WHERE s.name = 'clearing'""")
         assert left == 0
         # Holds agree with orders: open orders hold something, finished ones hold nothing.
