@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -305,6 +304,3 @@ async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str |
         rows = await conn.execute(text(sql + " ORDER BY id DESC LIMIT 500"), params)
         return [order_view(dict(r._mapping), seq.market.decimals) for r in rows]
 
-
-def now() -> datetime:
-    return datetime.now(UTC)

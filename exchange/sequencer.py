@@ -83,15 +83,11 @@ class OrderState:
     filled_qty: int = 0
     filled_notional: int = 0
     fees: int = 0
-    hold_posted: int = 0
     status: str = "open"
     reason: str | None = None
     purpose: dict[str, Any] | None = None
     parent: int | None = None  # the auction a bid or deposit belongs to
 
-    @property
-    def hold_left(self) -> int:
-        return self.hold_amount - self.hold_posted
 
 
 @dataclass(slots=True)
@@ -234,18 +230,10 @@ class MarketSequencer:
                WHERE o.market_id = :m AND o.status = 'open'"""), {"m": self.market.id})
         self.orders = {}
         for r in rows:
-            posted = await self._hold_posted(conn, r.hold_id)
             self.orders[r.id] = OrderState(
                 r.id, r.participant_id, r.kind, r.side, r.price, r.qty, r.open_qty, r.hold_id, r.hold_amount,
-                r.holding_account, r.cash_account, r.filled_qty, r.filled_notional, r.fees, posted, r.status,
-                r.reason, r.purpose)
-
-    @staticmethod
-    async def _hold_posted(conn: Any, hold_id: int | None) -> int:
-        if hold_id is None:
-            return 0
-        return int((await conn.execute(text("SELECT posted_amount FROM ledger_holds WHERE id = :h"),
-                                       {"h": hold_id})).scalar() or 0)
+                r.holding_account, r.cash_account, r.filled_qty, r.filled_notional, r.fees, r.status,
+                r.reason, r.purpose, r.parent)
 
     @staticmethod
     def _order_state(seq: int, o: dict[str, Any]) -> OrderState:
@@ -323,7 +311,8 @@ class MarketSequencer:
                     "type": o.get("type", "limit"), "tif": o.get("tif", "day"), "price": o.get("price"),
                     "qty": o["qty"], "hold": o.get("hold_id"), "hold_amount": o.get("hold_amount", 0),
                     "purpose": json.dumps(o.get("purpose"), ensure_ascii=False) if o.get("purpose") else None,
-                    "day": day, "cid": o["client_id"], "fp": bytes.fromhex(o["fingerprint"])})
+                    "day": day, "cid": o["client_id"], "fp": bytes.fromhex(o["fingerprint"]),
+                    "parent": o.get("parent")})
             journal.append({"m": self.market.id, "seq": seq, "ts": ts, "c": json.dumps(payload, ensure_ascii=False)})
             staged.append((seq, cmd, it))
         # Raw asyncpg and COPY on the market's own connection: this transaction is on every order's path.
@@ -337,9 +326,10 @@ class MarketSequencer:
                     "orders",
                     columns=["id", "market_id", "participant_id", "kind", "side", "type", "tif", "price", "qty",
                              "open_qty", "status", "hold_id", "hold_amount", "purpose", "trading_day", "client_id",
-                             "fingerprint"],
+                             "fingerprint", "parent"],
                     records=[(o["id"], o["m"], o["p"], o["kind"], o["side"], o["type"], o["tif"], o["price"], o["qty"],
-                              o["qty"], "open", o["hold"], o["hold_amount"], o["purpose"], o["day"], o["cid"], o["fp"])
+                              o["qty"], "open", o["hold"], o["hold_amount"], o["purpose"], o["day"], o["cid"], o["fp"],
+                              o["parent"])
                              for o in new_orders])
         self.last_seq = seq
         results = []
@@ -566,8 +556,6 @@ class MarketSequencer:
         if m.t_plus_1 and not retire:
             # Bought today, sellable tomorrow: a lock released at the next session's open.
             reqs.append(lc.CreateHold("t1", buyer.holding_account, clearing, m.instrument, qty))
-        seller.hold_posted += qty
-        buyer.hold_posted += n + fb
         meta = {"market": m.id, "trade_id": e[ev.T_ID], "price": price, "qty": qty, "buyer": buyer.participant_id,
                 "seller": seller.participant_id, "buy_order": buyer.id, "sell_order": seller.id}
         if retire and buyer.purpose:

@@ -117,3 +117,36 @@ def test_ningxia_nox_reserve_auction_pay_as_bid(api: Api, db_url: str) -> None:
     assert bal(api, reserve, "CNY")["posted"] == "88032.00" and bal(api, reserve, "PW-NOX-NX")["posted"] == "0.000"
     report = api.client.blocking_portal.call(verify_database, asyncpg_dsn(db_url))
     assert report.ok, report.render()
+
+
+def test_deposits_and_bids_are_released_after_a_restart_mid_auction(db_url: str, settings) -> None:
+    """A restarted sequencer must still know which auction a deposit or bid belongs to."""
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from tests.helpers import bootstrap_operator
+
+    m = "PW-NOX-NX.auction"
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as first:
+        api = Api(first, bootstrap_operator(first))
+        api.instrument("PW-NOX-NX", kind="emission_right", decimals=3,
+                       attributes={"pollutant": "NOx", "region": "宁夏回族自治区", "validity_years": 5})
+        reserve = api.participant("储备中心", "issuer")
+        api.issue(reserve["api"], reserve["id"], "PW-NOX-NX", "2", {"valid_from": "2025-01-01",
+                                                                    "valid_until": "2029-12-31"})
+        bidder = api.participant("甲", "enterprise")
+        api.ok(api.post("/v1/cash/deposits", {"participant_id": bidder["id"], "amount": "100000.00",
+                                               "bank_reference": "d"}))
+        api.ok(api.post("/v1/markets", {"instrument": "PW-NOX-NX", "mode": "auction",
+                                         "settings": {"tick_fen": 1000, "lot_base": 1}}))
+        api.ok(api.post(f"/v1/markets/{m}/session", {"action": "open"}))
+        aid = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions", {
+            "quantity": "2", "min_price": "21000", "increment": "500", "deposit": "5000.00"}))["order"]["id"]
+        api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
+        api.ok(bidder["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
+        assert bal(api, bidder, "CNY")["available"] == "95000.00"
+    # A new process on the same database: the sequencer recovers from snapshot + journal.
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as again:
+        api2 = Api(again, bootstrap_operator(again))
+        api2.ok(api2.as_(reserve["token"]).post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "cancel"}))
+        assert bal(api2, {"api": api2.as_(bidder["token"])}, "CNY")["available"] == "100000.00"
