@@ -17,10 +17,11 @@ from litestar.handlers.base import BaseRouteHandler
 
 from exchange.errors import DomainError
 from exchange.keys import Principal
+from exchange.participants import HOLDER_KINDS
 
 PUBLIC = frozenset({"*public*"})
 ANY = frozenset({"operator", "issuer", "enterprise", "bank", "court", "auditor"})
-HOLDERS = frozenset({"operator", "issuer", "enterprise", "bank", "court"})
+HOLDERS = HOLDER_KINDS
 OPERATOR = frozenset({"operator"})
 OVERSIGHT = frozenset({"operator", "auditor"})
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from exchange import participants
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import fingerprint
 from exchange.keys import Principal
@@ -27,7 +28,7 @@ from matching import events as ev
 from matching import reasons as R
 from matching.rules import NO_LIMIT
 
-TRADERS = frozenset({"enterprise", "issuer", "bank", "court", "operator"})
+TRADERS = participants.HOLDER_KINDS
 # Engine refusals that mean "malformed" (422) rather than "not now / not allowed" (409).
 VALIDATION_REASONS = frozenset({R.INVALID_QUANTITY, R.INVALID_PRICE, R.OFF_TICK, R.OFF_LOT, R.INVALID_SIDE})
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}

@@ -13,6 +13,8 @@ from exchange.runtime import Runtime
 from ledger import commands as c
 
 KINDS = ("operator", "issuer", "enterprise", "bank", "court", "auditor")
+# Who may hold, trade and retire units (auditors only look).
+HOLDER_KINDS = frozenset({"operator", "issuer", "enterprise", "bank", "court"})
 # Who sees every participant; the rest see themselves.
 SEES_ALL = frozenset({"operator", "auditor"})
 

@@ -13,8 +13,6 @@ from ledger import commands as c
 from ledger import queries
 from ledger.state import Entry
 
-HOLDER_KINDS = frozenset({"enterprise", "issuer", "operator", "bank", "court"})
-
 
 def _account_for(p: dict[str, Any] | Principal, kind: str) -> int:
     acc = p["holding_account" if kind != "currency" else "cash_account"] if isinstance(p, dict) else (
@@ -55,7 +53,7 @@ def movement_view(entry: Entry, decimals: int) -> dict[str, Any]:
 
 async def transfer(rt: Runtime, who: Principal, client_id: str, *, to_participant: int, instrument: str,
                    quantity: str, serials: list[tuple[int, int]] | None, memo: str | None) -> dict[str, Any]:
-    if who.kind not in HOLDER_KINDS:
+    if who.kind not in participants.HOLDER_KINDS:
         raise Forbidden("this participant kind holds no units")
     inst = await instruments.get(rt, instrument)
     amount = to_base(quantity, inst["decimals"])
@@ -78,7 +76,7 @@ async def transfer(rt: Runtime, who: Principal, client_id: str, *, to_participan
 async def retire(rt: Runtime, who: Principal, client_id: str, *, instrument: str, quantity: str, purpose: str,
                  beneficiary: str, note: str | None, serials: list[tuple[int, int]] | None,
                  extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    if who.kind not in HOLDER_KINDS:
+    if who.kind not in participants.HOLDER_KINDS:
         raise Forbidden("this participant kind holds no units")
     inst = await instruments.get(rt, instrument)
     if inst["kind"] == "currency":

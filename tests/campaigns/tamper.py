@@ -37,7 +37,7 @@ from ledger.verify import Report, verify_connection
 from tests.campaigns import checks
 from tests.campaigns.common import INSTRUMENT, EnvxServer, build_world, days, http, local_cluster
 from tests.campaigns.load import MixedLoad
-from tests.ledger_verifiable.test_tamper import NOT_COVERED, TABLES, _flip
+from tests.ledger_verifiable.test_tamper import TABLES, _columns, _flip
 
 
 @dataclass
@@ -84,17 +84,6 @@ def build_database(url: str, data_dir: Path, *, load_seconds: float = 4.0, seed:
             time.sleep(0.5)  # the last checkpoint
     finally:
         srv.stop()
-
-
-async def _columns(conn: asyncpg.Connection) -> dict[str, list[tuple[str, str]]]:
-    rows = await conn.fetch("""SELECT table_name, column_name, data_type FROM information_schema.columns
-                               WHERE table_schema = 'public' AND table_name = ANY($1::text[])
-                               ORDER BY table_name, ordinal_position""", TABLES)
-    out: dict[str, list[tuple[str, str]]] = {}
-    for r in rows:
-        if (r["table_name"], r["column_name"]) not in NOT_COVERED:
-            out.setdefault(r["table_name"], []).append((r["column_name"], r["data_type"]))
-    return out
 
 
 async def mutate(dsn: str, mutations: int, seed: int, log: Any = print) -> TamperSummary:
