@@ -178,6 +178,9 @@ def verify_after(env: dict[str, str]) -> str:
     async def count() -> int:
         c = await asyncpg.connect(asyncpg_dsn(env["ENVX_DATABASE_URL"]))
         try:
+            blocks = await c.fetchrow("""SELECT count(*) AS n, max(k) AS top FROM (
+                SELECT count(*) AS k FROM ledger_blocks GROUP BY account, instrument) x""")
+            print(f"serial blocks after the run: {blocks['n']} pairs, at most {blocks['top']} blocks per pair")
             return int(await c.fetchval("SELECT count(*) FROM trades"))
         finally:
             await c.close()

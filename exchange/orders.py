@@ -15,14 +15,15 @@ from typing import Any
 from sqlalchemy import text
 
 from exchange import participants
-from exchange.errors import DomainError, Forbidden, Invalid, NotFound
+from exchange.errors import DomainError, Forbidden, Invalid, NotFound, from_rejection
 from exchange.idempotency import fingerprint
 from exchange.keys import Principal
 from exchange.pricing import buy_hold
 from exchange.runtime import Runtime
-from exchange.sequencer import MarketSequencer
+from exchange.sequencer import MarketSequencer, Replay
 from exchange.units import to_base, to_text
 from ledger import commands as lc
+from ledger.state import Rejection
 from matching import commands as mc
 from matching import events as ev
 from matching import reasons as R
@@ -114,64 +115,90 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     seq = rt.exchange.get(market_id)
     m = seq.market
     fp = fingerprint(fp_payload)
-    async with rt.read() as conn:
-        existing = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
-                                       {"p": who.participant_id, "c": client_id})).first()
-    if existing is not None:
-        if bytes(existing.fingerprint) != fp:
-            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-        return {"order": order_view(dict(existing._mapping), m.decimals), "events": [], "replayed": True,
-                "_fp": fp.hex()}
-    _gate(seq)
-    problem = m.rules.check(price, qty, seq.engine.band) if check else None
-    if problem is not None:
-        raise _reason_error(*problem)
-    if hold_amount is not None:  # a deposit: a fixed amount of cash
-        amount, instrument, account = hold_amount, "CNY", who.cash_account
-    elif side == mc.BUY:
-        unit_price = hold_price if hold_price is not None else price
-        if unit_price is None or unit_price >= NO_LIMIT:
-            raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
-        amount, instrument, account = buy_hold(unit_price, qty, m.decimals, m.fee_bps), "CNY", who.cash_account
-    else:
-        amount, instrument, account = qty, m.instrument, who.holding_account
-    if account is None:
-        raise DomainError("no_account", "this participant has no account for that side")
-    # A fresh nonce: a retry after a crash must not reuse a hold the hub has since voided.
-    hold = await rt.submit(lc.Request(
+    try:
+        _gate(seq)
+        problem = m.rules.check(price, qty, seq.engine.band) if check else None
+        if problem is not None:
+            raise _reason_error(*problem)
+        if hold_amount is not None:  # a deposit: a fixed amount of cash
+            amount, instrument, account = hold_amount, "CNY", who.cash_account
+        elif side == mc.BUY:
+            unit_price = hold_price if hold_price is not None else price
+            if unit_price is None or unit_price >= NO_LIMIT:
+                raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
+            amount, instrument, account = buy_hold(unit_price, qty, m.decimals, m.fee_bps), "CNY", who.cash_account
+        else:
+            amount, instrument, account = qty, m.instrument, who.holding_account
+        if account is None:
+            raise DomainError("no_account", "this participant has no account for that side")
+    except DomainError:
+        # A retry of an order accepted before the market closed or moved still gets its first answer.
+        answer = await journaled_answer(rt, who, client_id, fp, m.decimals)
+        if answer is not None:
+            return answer
+        raise
+    # The sequencer looks the client id up and creates the hold, batched with the other orders it takes
+    # at once. A fresh nonce: a retry after a crash must not reuse a hold the hub has since voided.
+    hold = rt.with_provenance([lc.Request(
         who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount),
-        f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}", {"market": market_id, "client_id": client_id}))
+        f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}", {"market": market_id, "client_id": client_id})])[0]
     ctx = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
-           "price": price, "qty": qty, "hold_id": hold.seq, "hold_amount": amount,
+           "price": price, "qty": qty, "hold_id": None, "hold_amount": amount,
            "holding_account": who.holding_account, "cash_account": who.cash_account, "client_id": client_id,
            "fingerprint": fp.hex(), "purpose": purpose, "parent": parent}
     try:
-        order_id, events, changed = await seq.submit(make, ctx)
+        out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id))
+    except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...)
+        raise from_rejection(rej) from None
     except Exception as exc:
-        # Void the hold only if the order surely never reached the journal; if it did (or we cannot
-        # tell), recovery settles or cancels it and the hub voids holds of orders that were never
-        # journaled when it starts. Voiding a journaled order's hold would leave it unfunded.
-        try:
-            async with rt.read() as conn:
-                journaled = (await conn.execute(text(
-                    "SELECT 1 FROM orders WHERE participant_id = :p AND client_id = :c"),
-                    {"p": who.participant_id, "c": client_id})).first() is not None
-            if not journaled:
-                await rt.submit(lc.Request(who.actor, lc.VoidHold(hold.seq), f"void:{hold.seq}"))
-        except Exception:
-            pass
+        await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
         raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
                           "retry with the same Idempotency-Key", 503) from None
+    if isinstance(out, Replay):
+        return _replayed(out.row, fp, m.decimals)
+    order_id, events, changed = out
     # The projection is committed; build the answer from what the sequencer wrote, not a re-read.
     row = {"id": order_id, "market_id": market_id, "participant_id": who.participant_id, "kind": kind,
            "side": side, "type": type_, "tif": tif, "price": price, "qty": qty, "open_qty": qty, "filled_qty": 0,
-           "filled_notional": 0, "fees": 0, "status": "open", "reason": None, "hold_id": hold.seq,
+           "filled_notional": 0, "fees": 0, "status": "open", "reason": None, "hold_id": ctx["hold_id"],
            "trading_day": seq.trading_day, "client_id": client_id}
     if changed is not None:
         row.update({"open_qty": changed["open"], "filled_qty": changed["filled"],
                     "filled_notional": changed["notional"], "fees": changed["fees"], "status": changed["status"],
                     "reason": changed["reason"], "price": changed["price"]})
     return {"order": order_view(row, m.decimals), "events": _events_view(events, m.decimals), "_fp": fp.hex()}
+
+
+def _replayed(row: dict[str, Any], fp: bytes, decimals: int) -> dict[str, Any]:
+    if bytes(row["fingerprint"]) != fp:
+        raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+    return {"order": order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
+
+
+async def journaled_answer(rt: Runtime, who: Principal, client_id: str, fp: bytes,
+                           decimals: int) -> dict[str, Any] | None:
+    """On refusal paths only: the answer of an order already journaled under this client id, if any."""
+    async with rt.read() as conn:
+        existing = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
+                                       {"p": who.participant_id, "c": client_id})).first()
+    return None if existing is None else _replayed(dict(existing._mapping), fp, decimals)
+
+
+async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id: int | None) -> None:
+    """Void the hold only if the order surely never reached the journal; if it did (or we cannot tell),
+    recovery settles or cancels it, and the hub voids holds of orders never journaled when it starts.
+    Voiding a journaled order's hold would leave it unfunded."""
+    if hold_id is None:
+        return
+    try:
+        async with rt.read() as conn:
+            journaled = (await conn.execute(text(
+                "SELECT 1 FROM orders WHERE participant_id = :p AND client_id = :c"),
+                {"p": who.participant_id, "c": client_id})).first() is not None
+        if not journaled:
+            await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), f"void:{hold_id}"))
+    except Exception:
+        pass
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
@@ -231,16 +258,19 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
     listing = seq.engine.listing(listing_id)  # type: ignore[attr-defined]
-    if listing is None:
-        raise DomainError("unknown_listing", f"listing {listing_id} is not open", 404)
     qty = to_base(quantity, m.decimals)
+    fp_payload = {"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}
+    if listing is None:  # gone, perhaps taken by this very request before a retry
+        answer = await journaled_answer(rt, who, client_id, fingerprint(fp_payload), m.decimals)
+        if answer is not None:
+            return _public(answer)
+        raise DomainError("unknown_listing", f"listing {listing_id} is not open", 404)
     side = mc.opposite(listing["side"])
     price_fen = int(listing["price"])
     pid = who.participant_id
     return _public(await submit_new(
         rt, who, market_id, client_id, kind="take", side=side, price=price_fen, qty=qty, type_="take", tif="ioc",
-        make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose,
-        fp_payload={"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}))
+        make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose, fp_payload=fp_payload))
 
 
 async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:

@@ -33,10 +33,16 @@ class Runtime:
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]
 
-    async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+    @staticmethod
+    def with_provenance(requests: list[c.Request]) -> list[c.Request]:
+        """The signed instruction / approval behind this call goes with the first entry it makes."""
         extra = LEDGER_META.get()
-        if extra and requests:  # the signed instruction / approval behind this call, committed with the entry
-            requests = [replace(requests[0], meta={**requests[0].meta, **extra}), *requests[1:]]
+        if extra and requests:
+            return [replace(requests[0], meta={**requests[0].meta, **extra}), *requests[1:]]
+        return requests
+
+    async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+        requests = self.with_provenance(requests)
         try:
             return await self.writer.submit_linked(requests)
         except Rejection as rej:

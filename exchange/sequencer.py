@@ -114,6 +114,18 @@ class Submission:
     # (seq, events, the new order's projected row or None if nothing about it changed)
     future: asyncio.Future[tuple[int, list[ev.Event], dict[str, Any] | None]] = field(default=None)  # type: ignore[assignment]
     client: dict[str, Any] | None = None  # {"p": participant, "c": client id, "fp": fingerprint} for row-less commands
+    # The pre-trade hold to create before the order is journaled; its entry's seq becomes order["hold_id"].
+    hold: lc.Request | None = None
+    # (participant, client id) of a new order: if an order was already journaled under it, the
+    # submission is answered with that row (a Replay) instead of being journaled again.
+    lookup: tuple[int, str] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Replay:
+    """The answer to a retry: the row of the order first journaled under the same client id."""
+
+    row: dict[str, Any]
 
 
 def _now_us() -> int:
@@ -175,9 +187,19 @@ class MarketSequencer:
 
     async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None,
                      client: dict[str, Any] | None = None) -> tuple[int, list[ev.Event], dict[str, Any] | None]:
+        out = await self.submit_funded(make, order, client=client)
+        assert not isinstance(out, Replay)
+        return out
+
+    async def submit_funded(self, make: Callable[[int], Any], order: dict[str, Any] | None = None, *,
+                            hold: lc.Request | None = None, lookup: tuple[int, str] | None = None,
+                            client: dict[str, Any] | None = None,
+                            ) -> tuple[int, list[ev.Event], dict[str, Any] | None] | Replay:
+        """Submit a command; with `hold`, the sequencer creates the hold first (batched with the holds of
+        the other orders in its batch), with `lookup` it answers a retry from the journaled row."""
         if self.task is None or self.task.done() or self.finisher is None or self.finisher.done():
             raise RuntimeError(f"market {self.market.id} is not running")
-        sub = Submission(make, order, asyncio.get_running_loop().create_future(), client)
+        sub = Submission(make, order, asyncio.get_running_loop().create_future(), client, hold, lookup)
         self.queue.put_nowait(sub)
         return await sub.future
 
@@ -289,7 +311,51 @@ class MarketSequencer:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 5.0)
 
+    async def _prefund(self, items: list[Submission]) -> list[Submission]:
+        """Answer retries of journaled orders from their rows, then create the holds of the rest: one
+        look-up and one writer batch for the whole batch instead of two round trips per order. A hold
+        created here whose order then fails to be journaled is voided by the caller or, after a crash,
+        when the hub starts."""
+        lookups = [it.lookup for it in items if it.lookup is not None]
+        if lookups:
+            conn = await self._connection("journal")
+            rows = await conn.fetch(
+                """SELECT o.* FROM orders o JOIN unnest($1::bigint[], $2::text[]) AS k(p, c)
+                     ON o.participant_id = k.p AND o.client_id = k.c""",
+                [k[0] for k in lookups], [k[1] for k in lookups])
+            if rows:
+                found = {(r["participant_id"], r["client_id"]): dict(r) for r in rows}
+                keep = []
+                for it in items:
+                    row = found.get(it.lookup) if it.lookup is not None else None
+                    if row is None:
+                        keep.append(it)
+                    elif not it.future.done():
+                        it.future.set_result(Replay(row))  # type: ignore[arg-type]
+                items = keep
+        funded = [it for it in items if it.hold is not None]
+        if not funded:
+            return items
+        outcomes = await asyncio.gather(*(self._enqueue_hold(it.hold) for it in funded),  # type: ignore[arg-type]
+                                        return_exceptions=True)
+        refused: set[int] = set()
+        for it, out in zip(funded, outcomes, strict=True):
+            if isinstance(out, BaseException):
+                refused.add(id(it))
+                if not it.future.done():
+                    it.future.set_exception(out)
+            else:
+                assert it.order is not None
+                it.order["hold_id"] = out[0].seq
+        return [it for it in items if id(it) not in refused]
+
+    async def _enqueue_hold(self, hold: lc.Request) -> list[Any]:
+        return await self.rt.writer.enqueue([hold])  # enqueue raises at once if the writer is down
+
     async def _process(self, items: list[Submission]) -> None:
+        items = await self._prefund(items)
+        if not items:
+            return
         ts = _now_us()
         seq = self.last_seq
         staged: list[tuple[int, Any, Submission]] = []

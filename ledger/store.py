@@ -6,6 +6,7 @@ whole arrays (unnest / COPY) so a batch costs a fixed number of round trips, not
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -106,9 +107,46 @@ def entry_from_row(r: asyncpg.Record) -> Entry:
 Originals = dict[BalanceKey, dict[tuple[str, int], Block]]
 
 
-async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched) -> tuple[LedgerState, Originals]:
+class BlockCache:
+    """Committed serial blocks per (account, instrument), kept by the single writer between batches.
+
+    Serial holdings fragment as they trade, so reloading every block of every holder a batch touches
+    costs O(blocks) per batch. The writer holds the writer lock and the chain head moves by
+    compare-and-swap, so nobody else changes blocks behind it; even so the cache is only filled
+    with what a committed transaction read or wrote, and is dropped whole on any failure.
+    Blocks are immutable and the state replaces lists rather than changing them, so entries are
+    shared with the view, not copied.
+    """
+
+    def __init__(self, max_pairs: int = 20_000) -> None:
+        self.max_pairs = max_pairs
+        self._pairs: OrderedDict[BalanceKey, dict[tuple[str, int], Block]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: BalanceKey) -> dict[tuple[str, int], Block] | None:
+        found = self._pairs.get(key)
+        if found is not None:
+            self._pairs.move_to_end(key)
+        return found
+
+    def commit(self, loaded: Originals, written: Originals) -> None:
+        """After a commit: what the batch read, updated by what it wrote (only pairs it loaded whole)."""
+        for key, by_start in loaded.items():
+            self._pairs[key] = written.get(key, by_start)
+            self._pairs.move_to_end(key)
+        while len(self._pairs) > self.max_pairs:
+            self._pairs.popitem(last=False)
+
+    def clear(self) -> None:
+        self._pairs.clear()
+
+
+async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched,
+                    cache: BlockCache | None = None) -> tuple[LedgerState, Originals]:
     """Load (and lock, in sorted order) everything the batch touches. Returns the view and the
-    original block keys per (account, instrument), which the flush diffs against."""
+    original blocks by (instrument, start) of every holder pair loaded whole (empty ones included),
+    which the flush diffs against."""
     state = LedgerState(head)
     if touched.holds:
         for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])",
@@ -148,29 +186,41 @@ async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched) -> t
         block_pairs = [p for p in pairs
                        if p[0] in state.accounts and state.accounts[p[0]].kind not in SINK_KINDS
                        and p[1] in state.instruments and state.instruments[p[1]].serialised]
-        if block_pairs:
+        missing = []
+        for key in block_pairs:
+            cached = cache.get(key) if cache is not None else None
+            if cached is None:
+                missing.append(key)
+                continue
+            originals[key] = cached
+            if cached:
+                state.blocks[key] = list(cached.values())  # kept in start order
+        if cache is not None:
+            cache.hits += len(block_pairs) - len(missing)
+            cache.misses += len(missing)
+        if missing:
             rows = await conn.fetch(
                 """SELECT b.* FROM ledger_blocks b
                    JOIN unnest($1::bigint[], $2::text[]) AS k(account, instrument)
                      ON b.account = k.account AND b.instrument = k.instrument
                    ORDER BY b.instrument, b.start_serial""",
-                [p[0] for p in block_pairs],
-                [p[1] for p in block_pairs],
+                [p[0] for p in missing],
+                [p[1] for p in missing],
             )
             for r in rows:
                 key = (r["account"], r["instrument"])
                 state.blocks.setdefault(key, []).append(
                     Block(r["instrument"], r["start_serial"], r["end_serial"], r["batch"], r["account"],
                           r["hold"], r["retired_seq"], r["frozen_by"]))
-            for key, blocks in state.blocks.items():
-                originals[key] = {(b.instrument, b.start): b for b in blocks}
-            if touched.block_holds:
-                refs = sorted({ref for bl in state.blocks.values() for b in bl for ref in (b.hold, b.frozen_by)
-                               if ref is not None and ref not in state.holds})
-                for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])", refs):
-                    state.holds[r["id"]] = Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"],
-                                                r["amount"], r["expires_at"], r["state"], r["posted_amount"],
-                                                r["resolved_seq"])
+            for key in missing:
+                originals[key] = {(b.instrument, b.start): b for b in state.blocks.get(key, ())}
+        if touched.block_holds:
+            refs = sorted({ref for bl in state.blocks.values() for b in bl for ref in (b.hold, b.frozen_by)
+                           if ref is not None and ref not in state.holds})
+            for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])", refs):
+                state.holds[r["id"]] = Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"],
+                                            r["amount"], r["expires_at"], r["state"], r["posted_amount"],
+                                            r["resolved_seq"])
     return state, originals
 
 
@@ -180,10 +230,12 @@ async def flush(
     originals: Originals,
     entries: list[tuple[Entry, bytes | None]],
     old_head: Head,
-) -> None:
-    """Write one batch. Caller holds the transaction; the head moves by compare-and-swap."""
+) -> Originals:
+    """Write one batch. Caller holds the transaction; the head moves by compare-and-swap. Returns the
+    blocks by (instrument, start) now held by each changed pair, for the writer's block cache."""
+    written: Originals = {}
     if not entries:
-        return
+        return written
     await conn.copy_records_to_table(
         "ledger_entries",
         records=[(e.seq, e.ts, e.type, e.actor, e.client_id, fp, e.leaf, e.hash, e.meta) for e, fp in entries],
@@ -232,10 +284,11 @@ async def flush(
         new: list[Block] = []
         for key in sorted(state.dirty_blocks):
             before = originals.get(key, {})
-            after = {(b.instrument, b.start): b for b in state.blocks.get(key, [])}
-            # A block that kept its start but changed shape is rewritten (delete + insert).
-            gone.extend(k for k, b in before.items() if after.get(k) != b)
-            new.extend(b for k, b in after.items() if before.get(k) != b)
+            after = written[key] = {(b.instrument, b.start): b for b in state.blocks.get(key, [])}
+            # A block that kept its start but changed shape is rewritten (delete + insert). Unchanged
+            # blocks are the very objects that were loaded: identity settles most comparisons.
+            gone.extend(k for k, b in before.items() if (a := after.get(k)) is not b and a != b)
+            new.extend(b for k, b in after.items() if (o := before.get(k)) is not b and o != b)
         if gone:
             await conn.execute(
                 """DELETE FROM ledger_blocks b USING unnest($1::text[], $2::bigint[]) AS k(instrument, s)
@@ -287,6 +340,7 @@ async def flush(
     )
     if status != "UPDATE 1":
         raise ChainHeadMoved(f"chain head moved under the writer (expected seq {old_head.seq})")
+    return written
 
 
 class ChainHeadMoved(RuntimeError):

@@ -103,6 +103,7 @@ class LedgerWriter:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.blocks = store.BlockCache()
         self.batches = 0
         self.entries_written = 0
 
@@ -114,6 +115,7 @@ class LedgerWriter:
         # collections run less often (cyclic garbage is rare on this path).
         gc.freeze()
         gc.set_threshold(50_000, 20, 50)
+        self.blocks.clear()
         self._conn = await asyncpg.connect(self._dsn)
         if not await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
             await self._conn.close()
@@ -232,6 +234,7 @@ class LedgerWriter:
                 item.future.set_exception(exc)
 
     async def _reconnect(self) -> None:
+        self.blocks.clear()  # possibly another server after a failover
         if self._conn is not None:
             self._conn.terminate()  # the socket is dead or suspect; do not wait for a goodbye
             self._conn = None
@@ -272,11 +275,15 @@ class LedgerWriter:
         """Optimistic about idempotency: most client ids are new, so the batch is written without a
         look-up and the unique index decides; if it fires, the batch is redone with the look-up."""
         try:
-            await self._process_once(items, lookup=False)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "ledger_entries_client_id":
-                raise
-            await self._process_once(items, lookup=True)
+            try:
+                await self._process_once(items, lookup=False)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != "ledger_entries_client_id":
+                    raise
+                await self._process_once(items, lookup=True)
+        except BaseException:
+            self.blocks.clear()  # whatever happened, trust only the database from here on
+            raise
 
     async def _process_once(self, items: list[_Item], lookup: bool) -> None:
         conn = self._conn
@@ -308,7 +315,7 @@ class LedgerWriter:
             for i in live:
                 for r in items[i].requests:
                     touched.add(r.command)
-            state, originals = await store.load_view(conn, head, touched)
+            state, originals = await store.load_view(conn, head, touched, self.blocks)
             written: list[tuple[Entry, bytes | None]] = []
             for i in live:
                 it = items[i]
@@ -336,11 +343,12 @@ class LedgerWriter:
                         replay = self._replay(items[i], found)
                         if replay is not None:
                             results[i] = replay
-            await store.flush(conn, state, originals, written, head)
+            changed_blocks = await store.flush(conn, state, originals, written, head)
             if written:
                 batch_entries = [e for e, _ in written]
                 for before in self._before_commit:
                     await before(conn, batch_entries, head)
+        self.blocks.commit(originals, changed_blocks)  # committed: now the cache may learn from it
         # Durable: answer the callers, then the side effects.
         self.batches += 1
         self.entries_written += len(written)
