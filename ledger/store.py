@@ -104,7 +104,7 @@ def entry_from_row(r: asyncpg.Record) -> Entry:
                  bytes(r["meta"]), body)
 
 
-Originals = dict[BalanceKey, dict[tuple[str, int], Block]]
+Originals = dict[BalanceKey, list[Block]]
 
 
 class BlockCache:
@@ -120,11 +120,11 @@ class BlockCache:
 
     def __init__(self, max_pairs: int = 20_000) -> None:
         self.max_pairs = max_pairs
-        self._pairs: OrderedDict[BalanceKey, dict[tuple[str, int], Block]] = OrderedDict()
+        self._pairs: OrderedDict[BalanceKey, list[Block]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: BalanceKey) -> dict[tuple[str, int], Block] | None:
+    def get(self, key: BalanceKey) -> list[Block] | None:
         found = self._pairs.get(key)
         if found is not None:
             self._pairs.move_to_end(key)
@@ -132,8 +132,8 @@ class BlockCache:
 
     def commit(self, loaded: Originals, written: Originals) -> None:
         """After a commit: what the batch read, updated by what it wrote (only pairs it loaded whole)."""
-        for key, by_start in loaded.items():
-            self._pairs[key] = written.get(key, by_start)
+        for key, blocks in loaded.items():
+            self._pairs[key] = written.get(key, blocks)
             self._pairs.move_to_end(key)
         while len(self._pairs) > self.max_pairs:
             self._pairs.popitem(last=False)
@@ -145,8 +145,8 @@ class BlockCache:
 async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched,
                     cache: BlockCache | None = None) -> tuple[LedgerState, Originals]:
     """Load (and lock, in sorted order) everything the batch touches. Returns the view and the
-    original blocks by (instrument, start) of every holder pair loaded whole (empty ones included),
-    which the flush diffs against."""
+    original blocks of every holder pair loaded whole (empty ones included), which the flush diffs
+    against."""
     state = LedgerState(head)
     if touched.holds:
         for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])",
@@ -194,7 +194,7 @@ async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched,
                 continue
             originals[key] = cached
             if cached:
-                state.blocks[key] = list(cached.values())  # kept in start order
+                state.blocks[key] = list(cached)
         if cache is not None:
             cache.hits += len(block_pairs) - len(missing)
             cache.misses += len(missing)
@@ -213,7 +213,7 @@ async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched,
                     Block(r["instrument"], r["start_serial"], r["end_serial"], r["batch"], r["account"],
                           r["hold"], r["retired_seq"], r["frozen_by"]))
             for key in missing:
-                originals[key] = {(b.instrument, b.start): b for b in state.blocks.get(key, ())}
+                originals[key] = list(state.blocks.get(key, ()))
         if touched.block_holds:
             refs = sorted({ref for bl in state.blocks.values() for b in bl for ref in (b.hold, b.frozen_by)
                            if ref is not None and ref not in state.holds})
@@ -232,7 +232,7 @@ async def flush(
     old_head: Head,
 ) -> Originals:
     """Write one batch. Caller holds the transaction; the head moves by compare-and-swap. Returns the
-    blocks by (instrument, start) now held by each changed pair, for the writer's block cache."""
+    blocks now held by each changed pair, for the writer's block cache."""
     written: Originals = {}
     if not entries:
         return written
@@ -283,12 +283,15 @@ async def flush(
         gone: list[tuple[str, int]] = []
         new: list[Block] = []
         for key in sorted(state.dirty_blocks):
-            before = originals.get(key, {})
-            after = written[key] = {(b.instrument, b.start): b for b in state.blocks.get(key, [])}
-            # A block that kept its start but changed shape is rewritten (delete + insert). Unchanged
-            # blocks are the very objects that were loaded: identity settles most comparisons.
-            gone.extend(k for k, b in before.items() if (a := after.get(k)) is not b and a != b)
-            new.extend(b for k, b in after.items() if (o := before.get(k)) is not b and o != b)
+            # Blocks are immutable and the state keeps the objects it did not change, so the diff is
+            # by identity (set operations, not a Python loop over a fragmented holding). A block that
+            # changed shape is deleted by (instrument, start) and inserted anew.
+            old = originals.get(key, [])
+            after = written[key] = state.blocks.get(key, [])
+            before = dict(zip(map(id, old), old, strict=True))
+            now = dict(zip(map(id, after), after, strict=True))
+            gone.extend((before[i].instrument, before[i].start) for i in before.keys() - now.keys())
+            new.extend(now[i] for i in now.keys() - before.keys())
         if gone:
             await conn.execute(
                 """DELETE FROM ledger_blocks b USING unnest($1::text[], $2::bigint[]) AS k(instrument, s)

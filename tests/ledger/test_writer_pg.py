@@ -208,7 +208,7 @@ def test_block_cache_matches_the_database_through_trading_and_a_failed_batch(db_
         for key in [(a, "FCT") for a in holders]:
             cached = w.blocks.get(key)
             if cached is not None:
-                got = {k: (b.end, b.batch, b.hold, b.frozen_by) for k, b in cached.items()}
+                got = {(b.instrument, b.start): (b.end, b.batch, b.hold, b.frozen_by) for b in cached}
                 assert got == await _blocks_in_database(dsn, key)
         await w.stop()
         report = await verify_database(dsn)
