@@ -181,6 +181,9 @@ def verify_after(env: dict[str, str]) -> str:
             blocks = await c.fetchrow("""SELECT count(*) AS n, max(k) AS top FROM (
                 SELECT count(*) AS k FROM ledger_blocks GROUP BY account, instrument) x""")
             print(f"serial blocks after the run: {blocks['n']} pairs, at most {blocks['top']} blocks per pair")
+            orders = int(await c.fetchval("SELECT count(*) FROM orders"))
+            entries = int(await c.fetchval("SELECT count(*) FROM ledger_entries"))  # includes the set-up's few
+            print(f"ledger entries: {entries:,} for {orders:,} orders ({entries / max(orders, 1):.1f} per order)")
             return int(await c.fetchval("SELECT count(*) FROM trades"))
         finally:
             await c.close()
