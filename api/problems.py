@@ -64,7 +64,32 @@ def http_error(request: Request, exc: HTTPException) -> Response:
                    **({"errors": [_clean(e) for e in exc.extra][:20]} if isinstance(exc.extra, list) else {}))
 
 
+def _database_unreachable(exc: BaseException) -> bool:
+    """A lost or read-only database (outage, failover in progress), not a bug: the caller should retry."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ledger.writer import CONNECTION_LOST
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # walk the chain: SQLAlchemy wraps the driver's error
+        seen.add(id(exc))
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, CONNECTION_LOST) or type(exc).__name__ in (
+                "ReadOnlySQLTransactionError", "CannotConnectNowError", "TargetServerAttributeNotMatched"):
+            return True
+        exc = exc.__cause__ or getattr(exc, "orig", None) or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
+    if _database_unreachable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        resp = problem(503, "database_unavailable",
+                       "the database cannot be reached right now; nothing was applied twice, retry with the "
+                       "same Idempotency-Key", request)
+        resp.headers["Retry-After"] = "1"
+        return resp
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response({"type": TYPE_BASE + "internal_error", "title": "Internal error", "status": 500,
                      "detail": "an internal error occurred; nothing was applied twice, retry with the same key",

@@ -282,12 +282,16 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
         raise Forbidden("you may only cancel your own orders")
     if row["status"] == "open":
         owner = row["participant_id"]
-        _, events, _row = await seq.submit(lambda _s: mc.Cancel(order_id, owner))
+        try:
+            _, events, _row = await seq.submit(lambda _s: mc.Cancel(order_id, owner))
+        except RuntimeError as exc:  # the market is stopped or recovering
+            raise DomainError("market_unavailable", f"{exc}; retry", 503) from None
         rejected = [e for e in events if e[0] == ev.REJECTED]
-        if rejected:
-            raise _reason_error(rejected[0][2], rejected[0][3])
         row = await _order_row(rt, market_id, order_id)
         assert row is not None
+        # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
+        if rejected and row["status"] == "open":
+            raise _reason_error(rejected[0][2], rejected[0][3])
     return order_view(row, seq.market.decimals)
 
 
@@ -302,7 +306,10 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
         raise DomainError("order_not_open", f"order {order_id} is {row['status']}")
     new_open = to_base(quantity, seq.market.decimals)
     owner = row["participant_id"]
-    _, events, _row = await seq.submit(lambda _s: mc.Reduce(order_id, new_open, owner))
+    try:
+        _, events, _row = await seq.submit(lambda _s: mc.Reduce(order_id, new_open, owner))
+    except RuntimeError as exc:  # the market is stopped or recovering
+        raise DomainError("market_unavailable", f"{exc}; retry", 503) from None
     rejected = [e for e in events if e[0] == ev.REJECTED]
     if rejected:
         raise _reason_error(rejected[0][2], rejected[0][3])

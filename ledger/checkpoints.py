@@ -250,7 +250,8 @@ class CheckpointPublisher:
             return
         try:
             self._conn = await asyncpg.connect(self._dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.exceptions.TargetServerAttributeNotMatched) as exc:  # a standby not yet promoted
             log.warning("checkpoint publisher cannot reconnect: %s", exc)
 
     async def publish_once(self) -> Published | None:

@@ -63,3 +63,24 @@ def test_many_takers_one_listing_and_many_orders_one_balance(api: Api, db_url: s
     assert int(after["available"].split(".")[0]) == budget - can * 2000
     report = api.client.blocking_portal.call(verify_database, asyncpg_dsn(db_url))
     assert report.ok, report.render()
+
+
+def test_concurrent_cancels_of_one_order_all_answer_its_final_state(api: Api) -> None:
+    """Sixteen cancels of one resting order at once: every one answers 200 `cancelled` (as a cancel
+    repeated later does), and the hold is released exactly once."""
+    from tests.exchange.test_continuous import bal, world
+
+    w = world(api)
+    b, m = w["b"]["api"], w["m"]
+    before = bal(api, w["b"], "CNY")
+    bid = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "300.00", "quantity": "10"}))["order"]
+    assert bal(api, w["b"], "CNY")["pending"] == "3000.00"
+
+    def cancel(_: int) -> tuple[int, str]:
+        r = b.post(f"/v1/markets/{m}/orders/{bid['id']}/cancel", {})
+        return r.status_code, r.json().get("status", r.json().get("code", ""))
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(cancel, range(16)))
+    assert outcomes == [(200, "cancelled")] * 16, outcomes
+    assert bal(api, w["b"], "CNY") == before
