@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from exchange.database import database_unreachable
 from exchange.errors import DomainError
 
 log = logging.getLogger("envx.api")
@@ -64,26 +65,8 @@ def http_error(request: Request, exc: HTTPException) -> Response:
                    **({"errors": [_clean(e) for e in exc.extra][:20]} if isinstance(exc.extra, list) else {}))
 
 
-def _database_unreachable(exc: BaseException) -> bool:
-    """A lost or read-only database (outage, failover in progress), not a bug: the caller should retry."""
-    from sqlalchemy.exc import DBAPIError
-
-    from ledger.writer import CONNECTION_LOST
-
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:  # walk the chain: SQLAlchemy wraps the driver's error
-        seen.add(id(exc))
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            return True
-        if isinstance(exc, CONNECTION_LOST) or type(exc).__name__ in (
-                "ReadOnlySQLTransactionError", "CannotConnectNowError", "TargetServerAttributeNotMatched"):
-            return True
-        exc = exc.__cause__ or getattr(exc, "orig", None) or exc.__context__  # type: ignore[assignment]
-    return False
-
-
 def internal_error(request: Request, exc: Exception) -> Response:
-    if _database_unreachable(exc):
+    if database_unreachable(exc):
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
         resp = problem(503, "database_unavailable",
                        "the database cannot be reached right now; nothing was applied twice, retry with the "

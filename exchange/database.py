@@ -77,3 +77,22 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 async def ping(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
         return (await conn.execute(text("SELECT 1"))).scalar() == 1
+
+
+def database_unreachable(exc: BaseException | None) -> bool:
+    """A lost, read-only or not-yet-promoted database (outage, failover in progress), not a bug: the
+    caller should retry. Walks the chain, since SQLAlchemy wraps the driver's error."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    from ledger.writer import CONNECTION_LOST
+
+    retryable = (*CONNECTION_LOST, asyncpg.exceptions.ReadOnlySQLTransactionError,
+                 asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TargetServerAttributeNotMatched)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, retryable) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            return True
+        exc = exc.__cause__ or getattr(exc, "orig", None) or exc.__context__
+    return False

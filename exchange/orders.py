@@ -175,13 +175,19 @@ def _replayed(row: dict[str, Any], fp: bytes, decimals: int) -> dict[str, Any]:
     return {"order": order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
 
 
+async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> dict[str, Any] | None:
+    """The order journaled under this client id, if any (off the hot path: the sequencer batches it)."""
+    async with rt.read() as conn:
+        row = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
+                                  {"p": who.participant_id, "c": client_id})).first()
+    return None if row is None else dict(row._mapping)
+
+
 async def journaled_answer(rt: Runtime, who: Principal, client_id: str, fp: bytes,
                            decimals: int) -> dict[str, Any] | None:
     """On refusal paths only: the answer of an order already journaled under this client id, if any."""
-    async with rt.read() as conn:
-        existing = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
-                                       {"p": who.participant_id, "c": client_id})).first()
-    return None if existing is None else _replayed(dict(existing._mapping), fp, decimals)
+    row = await _journaled_row(rt, who, client_id)
+    return None if row is None else _replayed(row, fp, decimals)
 
 
 async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id: int | None) -> None:
@@ -191,11 +197,7 @@ async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id
     if hold_id is None:
         return
     try:
-        async with rt.read() as conn:
-            journaled = (await conn.execute(text(
-                "SELECT 1 FROM orders WHERE participant_id = :p AND client_id = :c"),
-                {"p": who.participant_id, "c": client_id})).first() is not None
-        if not journaled:
+        if await _journaled_row(rt, who, client_id) is None:
             await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), f"void:{hold_id}"))
     except Exception:
         pass
@@ -273,6 +275,15 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
         make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose, fp_payload=fp_payload))
 
 
+async def _change(seq: MarketSequencer, cmd: Any) -> ev.Event | None:
+    """Send a cancel or reduce of a resting order; its refusal event, if the engine refused it."""
+    try:
+        _, events, _row = await seq.submit(lambda _s: cmd)
+    except RuntimeError as exc:  # the market is stopped or recovering
+        raise DomainError("market_unavailable", f"{exc}; retry", 503) from None
+    return next((e for e in events if e[0] == ev.REJECTED), None)
+
+
 async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
@@ -282,16 +293,12 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
         raise Forbidden("you may only cancel your own orders")
     if row["status"] == "open":
         owner = row["participant_id"]
-        try:
-            _, events, _row = await seq.submit(lambda _s: mc.Cancel(order_id, owner))
-        except RuntimeError as exc:  # the market is stopped or recovering
-            raise DomainError("market_unavailable", f"{exc}; retry", 503) from None
-        rejected = [e for e in events if e[0] == ev.REJECTED]
+        rejected = await _change(seq, mc.Cancel(order_id, owner))
         row = await _order_row(rt, market_id, order_id)
         assert row is not None
         # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
         if rejected and row["status"] == "open":
-            raise _reason_error(rejected[0][2], rejected[0][3])
+            raise _reason_error(rejected[2], rejected[3])
     return order_view(row, seq.market.decimals)
 
 
@@ -306,13 +313,9 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
         raise DomainError("order_not_open", f"order {order_id} is {row['status']}")
     new_open = to_base(quantity, seq.market.decimals)
     owner = row["participant_id"]
-    try:
-        _, events, _row = await seq.submit(lambda _s: mc.Reduce(order_id, new_open, owner))
-    except RuntimeError as exc:  # the market is stopped or recovering
-        raise DomainError("market_unavailable", f"{exc}; retry", 503) from None
-    rejected = [e for e in events if e[0] == ev.REJECTED]
+    rejected = await _change(seq, mc.Reduce(order_id, new_open, owner))
     if rejected:
-        raise _reason_error(rejected[0][2], rejected[0][3])
+        raise _reason_error(rejected[2], rejected[3])
     row = await _order_row(rt, market_id, order_id)
     assert row is not None
     return order_view(row, seq.market.decimals)

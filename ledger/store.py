@@ -114,8 +114,8 @@ class BlockCache:
     costs O(blocks) per batch. The writer holds the writer lock and the chain head moves by
     compare-and-swap, so nobody else changes blocks behind it; even so the cache is only filled
     with what a committed transaction read or wrote, and is dropped whole on any failure.
-    Blocks are immutable and the state replaces lists rather than changing them, so entries are
-    shared with the view, not copied.
+    Blocks are immutable, so the view gets a copy of the list but the same block objects; the flush
+    diffs by identity against them.
     """
 
     def __init__(self, max_pairs: int = 20_000) -> None:

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from api.problems import _database_unreachable
+from exchange.database import database_unreachable
 from tests.system.server import free_port
 
 
@@ -21,10 +21,10 @@ def test_connection_failures_are_unavailable_and_bugs_are_not() -> None:
         pytest.fail("connected to a port nobody listens on")
 
     lost = asyncio.run(refused())
-    assert _database_unreachable(lost)
+    assert database_unreachable(lost)
     try:  # wrapped, as a service layer would re-raise it
         raise RuntimeError("query failed") from lost
     except RuntimeError as wrapped:
-        assert _database_unreachable(wrapped)
-    assert not _database_unreachable(ValueError("a bug"))
-    assert not _database_unreachable(IntegrityError("INSERT", {}, Exception("duplicate key")))
+        assert database_unreachable(wrapped)
+    assert not database_unreachable(ValueError("a bug"))
+    assert not database_unreachable(IntegrityError("INSERT", {}, Exception("duplicate key")))
