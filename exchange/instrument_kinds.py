@@ -223,6 +223,9 @@ KINDS: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_PROBLEMS = 100  # a list of 500 bad parcels is named up to here
+
+
 def _problem(err: Any) -> dict[str, str]:
     return {"attribute": ".".join(str(p) for p in err["loc"]) or "(attributes)", "type": err["type"],
             "message": err["msg"]}
@@ -234,9 +237,10 @@ def _validate(model: type[BaseModel], data: dict[str, Any], what: str,
         return model.model_validate_json(json.dumps(data, ensure_ascii=False), context=context).model_dump(
             mode="json", exclude_none=True)
     except ValidationError as exc:
-        problems = [_problem(e) for e in exc.errors(include_url=False)]
-        listed = "; ".join(f"{p['attribute']}: {p['message']}" for p in problems)
-        raise Invalid("invalid_attributes", f"{what} attributes: {listed}", errors=problems) from None
+        problems = [_problem(e) for e in exc.errors(include_url=False)][:MAX_PROBLEMS]
+        listed = "; ".join(f"{p['attribute']}: {p['message']}" for p in problems[:20])
+        more = f" (and {exc.error_count() - 20} more)" if exc.error_count() > 20 else ""
+        raise Invalid("invalid_attributes", f"{what} attributes: {listed}{more}", errors=problems) from None
     except (TypeError, ValueError, RecursionError):  # not JSON at all (only reachable from Python callers)
         raise Invalid("invalid_attributes", f"{what} attributes are not a JSON object") from None
 

@@ -83,6 +83,7 @@ def origin_of(registry: str | None, serials: tuple[int, int] | None, reference: 
 
 def _public(row: Any) -> dict[str, Any]:
     m = dict(row._mapping)
+    m.pop("fingerprint", None)
     m["quantity"] = to_text(m["quantity"], m.pop("decimals"))
     start, end, reference = m.pop("origin_start"), m.pop("origin_end"), m.pop("origin_reference")
     registry = m.pop("origin_registry")
@@ -146,7 +147,8 @@ async def request(rt: Runtime, who: Principal, client_id: str, *, instrument: st
                             CASE WHEN CAST(:os AS bigint) IS NULL THEN NULL
                                  ELSE int8range(CAST(:os AS bigint), CAST(:oe AS bigint), '[]') END,
                             :oref, CAST(:flags AS jsonb), :a, :cid, :fp)
-                    ON CONFLICT DO NOTHING RETURNING id"""),
+                    ON CONFLICT (requested_by, client_id) WHERE client_id IS NOT NULL DO NOTHING
+                    RETURNING id"""),
             {"inst": instrument, "issuer": who.participant_id, "holder": holder_id, "qty": qty,
              "attrs": json.dumps(attrs, ensure_ascii=False),
              "ps": claims.period[0] if claims.period else None, "pe": claims.period[1] if claims.period else None,

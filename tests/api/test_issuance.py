@@ -93,6 +93,17 @@ def test_ticket_number_is_unique_per_region(api: Api) -> None:
                                                           region="longyan", number="LY-2023-015")))
 
 
+def test_a_retry_gets_the_original_request_and_another_body_is_refused(api: Api) -> None:
+    w = _world(api)
+    body = {"instrument": "FCT-SM", "holder_id": w["owner"]["id"], "quantity": "29715",
+            "attributes": _forest(1, SHAXIAN, "2016-01-01", "2020-12-31")}
+    first = w["forestry"].post("/v1/issuances", body, key="sm-0000001")
+    again = w["forestry"].post("/v1/issuances", body, key="sm-0000001")
+    assert first.status_code == again.status_code == 201 and again.json() == first.json()
+    other = w["forestry"].post("/v1/issuances", {**body, "quantity": "29716"}, key="sm-0000001")
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+
+
 def test_concurrent_requests_for_one_ticket_number_issue_it_once(api: Api) -> None:
     w = _world(api)
 
