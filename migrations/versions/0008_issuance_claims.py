@@ -107,6 +107,8 @@ DROP INDEX issuance_requests_ticket;
 ALTER TABLE issuance_requests ADD COLUMN project text, ADD COLUMN vintage text;
 UPDATE issuance_requests SET vintage = lower(period)::text || '/' || (upper(period) - 1)::text
  WHERE period IS NOT NULL;
+UPDATE issuance_requests SET project = coalesce(attributes ->> 'project_id', attributes ->> 'project',
+                                                attributes ->> 'parcel', attributes -> 'parcels' ->> 0);
 ALTER TABLE issuance_requests
     DROP COLUMN period, DROP COLUMN ticket_region, DROP COLUMN ticket_number, DROP COLUMN origin_key,
     DROP COLUMN origin_serials, DROP COLUMN override, DROP COLUMN issue_entry_seq;

@@ -7,6 +7,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from tests.helpers import Api, project_batch, ticket
 
 SHAXIAN = "沙县-高砂镇-林班12"  # one forest parcel, spelt as a forestry bureau and a CCER developer spell it
@@ -168,6 +171,36 @@ def test_origin_serial_ranges_are_compared_as_numbers(api: Api) -> None:
                          ({"origin_registry": "X"}, "invalid_origin")):
         r = _request(w["mee"], "CCER", w["owner"], project_batch("p10"), **origin)
         assert (r.status_code, r.json()["code"]) == (422, code), r.text
+
+
+def test_the_database_itself_refuses_an_overlapping_import_and_a_reused_ticket_number(api: Api, client: Any) -> None:
+    w = _world(api)
+    imp = api.ok(_request(w["mee"], "CCER", w["owner"], project_batch("p1"), origin_registry="Verra",
+                          origin_serials={"start": 100, "end": 200}))
+    ft = api.ok(_request(w["forestry"], "FCT-SM", w["owner"], _forest(1, SHAXIAN, "2016-01-01", "2020-12-31")))
+    rt = client.app.state.rt
+
+    async def copy_of(request_id: int, changes: str) -> str:
+        # What a bug in the service would write: a copy of a request with one claim changed.
+        try:
+            async with rt.tx() as conn:
+                await conn.execute(text(f"""
+                    INSERT INTO issuance_requests (instrument, issuer_id, holder_id, quantity, attributes, period,
+                        ticket_region, ticket_number, origin_registry, origin_key, origin_serials, requested_by)
+                    SELECT instrument, issuer_id, holder_id, quantity, attributes, period, ticket_region,
+                           ticket_number, origin_registry, origin_key, {changes}, 'bug'
+                    FROM issuance_requests WHERE id = :i"""), {"i": request_id})
+        except DBAPIError as exc:
+            return exc.orig.pgcode  # type: ignore[union-attr]
+        return "inserted"
+
+    def run(request_id: int, changes: str) -> str:
+        return client.blocking_portal.call(copy_of, request_id, changes)
+
+    assert run(imp["id"], "int8range(150, 300, '[]')") == "23P01"  # exclusion_violation (trigger)
+    assert run(imp["id"], "int8range(100, 200, '[]')") == "23P01"  # the same range (the unique index is behind it)
+    assert run(imp["id"], "int8range(201, 300, '[]')") == "inserted"
+    assert run(ft["id"], "NULL") == "23505"  # the same ticket number of the same region
 
 
 def test_flagged_request_needs_an_explicit_override_with_a_reason(api: Api) -> None:
