@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import admin_url, fresh_database, pct
+from tests.helpers import ticket
 from tests.system.server import free_port
 
 
@@ -156,7 +157,7 @@ def setup(base: str, op: str, n: int) -> list[str]:
             p = post("/v1/participants", {"name": f"trader{k}", "kind": "enterprise"}, f"p{k}")
             tokens.append(post(f"/v1/participants/{p['id']}/keys", {}, f"k{k}")["token"])
             r = c.post("/v1/issuances", json={"instrument": "FCT-SM", "holder_id": p["id"], "quantity": "10000000",
-                                              "attributes": {"ticket_number": "0000001"}},
+                                              "attributes": ticket(k + 1)},
                        headers={"Authorization": f"Bearer {itok}", "Idempotency-Key": f"r{k}"}).json()
             post(f"/v1/issuances/{r['id']}/approve", {}, f"a{k}")
             post("/v1/cash/deposits", {"participant_id": p["id"], "amount": "100000000.00", "bank_reference": f"d{k}"},

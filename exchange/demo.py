@@ -44,8 +44,7 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
     for n, iss in enumerate(data["issuances"]):
         req = await issuance.request(rt, _principal(people[iss["issuer"]]), f"demo:issuance:{n}",
                                      instrument=iss["instrument"], holder_id=people[iss["holder"]]["id"],
-                                     quantity=iss["quantity"], attributes=iss["attributes"],
-                                     origin_registry=None, origin_serial=None)
+                                     quantity=iss["quantity"], attributes=iss["attributes"])
         await issuance.approve(rt, checker, req["id"], "demo")
     for n, t in enumerate(data["transfers"]):
         await transfers.transfer(rt, _principal(people[t["from"]]), f"demo:transfer:{n}",

@@ -113,4 +113,13 @@ class Api:
 
 
 def ticket(n: int) -> dict[str, Any]:
-    return {"ticket_number": f"{n:07d}", "issuing_bureau": "三明市林业局"}
+    """Sanming forest ticket number n, over its own parcel (so tickets of one test never overlap)."""
+    return {"region": "sanming", "ticket_number": f"{n:07d}", "issuing_bureau": "三明市林业局",
+            "parcels": [f"三明-测试林班-{n}"], "monitoring_period": {"start": "2016-01-01", "end": "2020-12-31"}}
+
+
+def project_batch(project_id: str, year: int = 2021, methodology: str = "CCER-14-001-V01",
+                  **extra: Any) -> dict[str, Any]:
+    """CCER/CDCER batch attributes: a project's reductions over one calendar year."""
+    return {"project_id": project_id, "methodology": methodology,
+            "monitoring_period": {"start": f"{year}-01-01", "end": f"{year}-12-31"}, **extra}

@@ -15,7 +15,7 @@ import pytest
 from pypdf import PdfReader
 
 from ledger import certificate
-from tests.helpers import Api
+from tests.helpers import Api, project_batch
 
 
 def _setup(api: Api, code: str = "CCER", kind: str = "ccer", decimals: int = 0) -> dict:
@@ -24,7 +24,7 @@ def _setup(api: Api, code: str = "CCER", kind: str = "ccer", decimals: int = 0) 
     payer = api.participant("南靖 滥伐林木案 被告人", "enterprise")
     seller = api.participant("福建某林场 (CCER 项目业主)", "enterprise")
     issuer = api.participant("生态环境部", "issuer")
-    api.issue(issuer["api"], seller["id"], code, "500" if decimals == 0 else "500.000", {"project": "福建林业碳汇"})
+    api.issue(issuer["api"], seller["id"], code, "500" if decimals == 0 else "500.000", project_batch("福建林业碳汇"))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "10000.00", "bank_reference": "p"}))
     return {"court": court, "payer": payer, "seller": seller}
 
@@ -161,8 +161,8 @@ def test_baoxing_24000_kg_bought_in_parts_on_the_book(api: Api) -> None:
     payer = api.participant("宝兴 盗伐林木案 被告人 (六人)", "enterprise")
     s1, s2 = api.participant("项目业主一", "enterprise"), api.participant("项目业主二", "enterprise")
     issuer = api.participant("成都市生态环境局", "issuer")
-    for s in (s1, s2):
-        api.issue(issuer["api"], s["id"], "CDCER", "30", {"project": "碳惠天府 林业"})
+    for year, s in enumerate((s1, s2), start=2021):
+        api.issue(issuer["api"], s["id"], "CDCER", "30", project_batch("碳惠天府 林业", year))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "5000.00", "bank_reference": "p"}))
     api.ok(api.post("/v1/markets", {"instrument": "CDCER", "mode": "continuous", "settings": {"sessions": []}}))
     m = "CDCER.continuous"

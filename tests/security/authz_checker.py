@@ -25,6 +25,7 @@ from litestar.handlers import WebsocketRouteHandler
 
 from api.authz import MATRIX, PUBLIC, operation_of
 from api.security.signatures import generate_key
+from tests.helpers import ticket
 
 ROLES = ("operator", "issuer", "enterprise", "bank", "court", "auditor")
 INSTRUMENT = "FCT-AZ"
@@ -240,12 +241,10 @@ def build_world(api: Any) -> World:
     as_ = {role: api.as_(tokens[role]) for role in ROLES}
     api.instrument(INSTRUMENT)
     req = api.ok(as_["issuer"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids["enterprise"],
-                                                       "quantity": "1000", "attributes": {
-                                                           "ticket_number": "0000001", "issuing_bureau": "x"}}))
+                                                       "quantity": "1000", "attributes": ticket(1)}))
     api.ok(api.post(f"/v1/issuances/{req['id']}/approve", {}))
     pending = api.ok(as_["issuer"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids["enterprise"],
-                                                           "quantity": "5", "attributes": {
-                                                               "ticket_number": "0000002", "issuing_bureau": "x"}}))
+                                                           "quantity": "5", "attributes": ticket(2)}))
     w.objects["request_id"] = pending["id"]
     for role in ("enterprise", "bank"):
         api.ok(api.post("/v1/cash/deposits", {"participant_id": ids[role], "amount": "100000.00",

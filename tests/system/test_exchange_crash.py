@@ -69,9 +69,9 @@ def test_sigkill_during_order_flow(db_url: str, tmp_path: Path) -> None:
                                                        "decimals": 0}, "i").status_code == 201
             _, issuer = mk("issuer", "issuer")
             traders = [mk(f"trader{i}", "enterprise") for i in range(6)]
-            for pid, _ in traders:
+            for n, (pid, _) in enumerate(traders, start=1):
                 r = _post(http, issuer, "/v1/issuances", {"instrument": "FCT-SM", "holder_id": pid,
-                                                          "quantity": "5000", "attributes": ticket(1)}, f"r{pid}")
+                                                          "quantity": "5000", "attributes": ticket(n)}, f"r{pid}")
                 assert _post(http, op, f"/v1/issuances/{r.json()['id']}/approve", {}, f"a{pid}").status_code == 200
                 assert _post(http, op, "/v1/cash/deposits", {"participant_id": pid, "amount": "1000000.00",
                                                              "bank_reference": f"d{pid}"}, f"d{pid}").status_code == 201
