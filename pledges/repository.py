@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pledges.visibility import SEEING_CLAIMS
 from pledges.webhooks import body_of
 
 # The columns of `pledges` that are the projection of its events (lifecycle.project reproduces them).
@@ -38,10 +39,12 @@ _PLEDGE_SELECT = """SELECT p.*, pe.name AS pledgee_name, pr.name AS pledgor_name
     JOIN instruments i ON i.code = p.instrument LEFT JOIN pledge_haircuts h ON h.instrument = p.instrument"""
 
 
-# Who may see a pledge besides oversight: its pledgee, its pledgor, a claimant on its lot, the buyer
-# a sale of it is offered to.
-_SEES = """(p.pledgee_id = :me OR p.pledgor_id = :me
-    OR EXISTS (SELECT 1 FROM pledge_claims c WHERE c.pledge_id = p.id AND c.claimant_id = :me)
+# Who may see a pledge besides oversight (the rule is pledges.visibility.role; this is its SQL): its
+# pledgee, its pledgor, a claimant whose claim on the lot the pledgor confirmed, the buyer a sale of it
+# is offered to. A claim only filed grants nothing.
+_SEES = f"""(p.pledgee_id = :me OR p.pledgor_id = :me
+    OR EXISTS (SELECT 1 FROM pledge_claims c WHERE c.pledge_id = p.id AND c.claimant_id = :me
+               AND c.status IN ({", ".join(f"'{s}'" for s in sorted(SEEING_CLAIMS))}))
     OR (p.enforcement ->> 'buyer_id')::bigint = :me)"""
 
 
@@ -134,13 +137,6 @@ async def list_pledges(conn: AsyncConnection, *, viewer: int | None, status: str
     return [dict(r._mapping) for r in rows]
 
 
-async def can_see_pledge(conn: AsyncConnection, pledge_id: int, participant_id: int) -> bool:
-    row = (await conn.execute(text("""
-        SELECT 1 FROM pledges p WHERE p.id = :p AND """ + _SEES),
-        {"p": pledge_id, "me": participant_id})).first()
-    return row is not None
-
-
 async def add_references(conn: AsyncConnection, pledge_id: int, refs: list[tuple[str, str]]) -> None:
     for source, reference in refs:
         await conn.execute(text("INSERT INTO pledge_references (source, reference, pledge_id) VALUES (:s, :r, :p)"),
@@ -199,7 +195,7 @@ async def add_event(conn: AsyncConnection, pledge_id: int, event_type: str, data
 
 
 async def event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
-    return (await conn.execute(text("""SELECT id, pledge_id, type, fingerprint FROM pledge_events
+    return (await conn.execute(text("""SELECT id, pledge_id, type, data, fingerprint FROM pledge_events
                                        WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).first()
 
 
@@ -234,15 +230,18 @@ def event_view(ev: dict[str, Any], number: str | None = None) -> dict[str, Any]:
             "actor": ev["actor"], "at": jsonable(ev["created_at"])}
 
 
-async def enqueue_webhook(conn: AsyncConnection, event: dict[str, Any], number: str,
-                          participant_ids: list[int]) -> int:
-    """One outbox row per recipient that has a webhook endpoint; same transaction as the event."""
-    body = body_of(event_view(event, number))
-    res = await conn.execute(text("""
-        INSERT INTO pledge_outbox (event_id, event_type, participant_id, body)
-        SELECT :e, :t, w.participant_id, :b FROM pledge_webhooks w WHERE w.participant_id = ANY(:ps)
-        ON CONFLICT DO NOTHING"""), {"e": event["id"], "t": event["type"], "b": body, "ps": participant_ids})
-    return res.rowcount or 0
+async def enqueue_webhook(conn: AsyncConnection, event_id: int, event_type: str,
+                          views: dict[int, dict[str, Any]]) -> int:
+    """One outbox row per recipient that has a webhook endpoint, with the event as that recipient may
+    see it (pledges.visibility.event_view); same transaction as the event."""
+    queued = 0
+    for participant_id, view in views.items():
+        res = await conn.execute(text("""
+            INSERT INTO pledge_outbox (event_id, event_type, participant_id, body)
+            SELECT :e, :t, w.participant_id, :b FROM pledge_webhooks w WHERE w.participant_id = :p
+            ON CONFLICT DO NOTHING"""), {"e": event_id, "t": event_type, "b": body_of(view), "p": participant_id})
+        queued += res.rowcount or 0
+    return queued
 
 
 # ----------------------------------------------------------------------------------- claims
