@@ -53,9 +53,9 @@ from ledger.note import Signer, generate_signer_key
 from ledger.state import Entry
 from pledges import certificate, lifecycle, webhooks
 from pledges import ranges as rg
-from pledges import visibility as vis
 from pledges import repository as repo
 from pledges import valuation as val
+from pledges import visibility as vis
 from pledges import waterfall as wf
 from pledges.errors import PledgeError
 

@@ -84,11 +84,29 @@ async def _row(rt: Runtime, order_id: int) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+OVERSIGHT = frozenset({"operator", "auditor"})
+
+
 def _may_see(who: Principal | None, r: dict[str, Any]) -> None:
-    if who is None or who.kind in ("operator", "auditor"):
+    """The ordering court, the payer and the designated seller see an order (and oversight); anyone
+    else is told what an unknown id is told: 404."""
+    if who is None or who.kind in OVERSIGHT:
         return
     if who.participant_id not in (r["court_id"], r["payer_id"], r["designated_seller_id"]):
-        raise Forbidden("this restoration order is another court's or payer's")
+        raise NotFound("restoration order", r["id"])
+
+
+def defendants_for(who: Principal | None, defendants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A defendant's name is in the judgment; an ID number is personal data: only the court that
+    entered it and oversight see it (never the payer's counterparties, never the public)."""
+    if who is not None and (who.kind in OVERSIGHT or who.kind == "court"):
+        return defendants
+    return public_defendants(defendants)
+
+
+def public_defendants(defendants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a public document (the certificate) names of the defendants: their names only."""
+    return [{"name": d["name"]} for d in defendants]
 
 
 async def fills(rt: Runtime, order_id: int) -> list[dict[str, Any]]:
@@ -113,6 +131,7 @@ def to_kg(qty: int, decimals: int) -> int:
 
 
 async def get(rt: Runtime, who: Principal | None, order_id: int) -> dict[str, Any]:
+    """The order as `who` may see it; `who=None` is the registry itself (reminders, certificates)."""
     r = await _row(rt, order_id)
     _may_see(who, r)
     done = await fills(rt, order_id)
@@ -124,7 +143,8 @@ async def get(rt: Runtime, who: Principal | None, order_id: int) -> dict[str, An
         status = "fulfilled"
     return {
         "id": r["id"], "court_id": r["court_id"], "court": r["court"], "case_number": r["case_number"],
-        "case_type": r["case_type"], "judgment_reference": r["judgment_reference"], "defendants": r["defendants"],
+        "case_type": r["case_type"], "judgment_reference": r["judgment_reference"],
+        "defendants": r["defendants"] if who is None else defendants_for(who, r["defendants"]),
         "payer_id": r["payer_id"], "payer": r["payer"],
         "assessed_loss": None if r["assessed_loss_kg"] is None else to_text(r["assessed_loss_kg"], KG_DECIMALS),
         "assessment_method": r["assessment_method"], "assessing_body": r["assessing_body"],
@@ -151,6 +171,7 @@ async def listing(rt: Runtime, who: Principal) -> list[dict[str, Any]]:
 
 async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, quantity: str) -> dict[str, Any]:
     r = await _row(rt, order_id)
+    _may_see(who, r)  # visibility, then the party, then the state
     if who.participant_id != r["payer_id"]:
         raise Forbidden("only the payer named in the order buys for it")
     state = await get(rt, who, order_id)
