@@ -1432,13 +1432,20 @@ def get_signer(rt: Runtime) -> Signer:
 
 
 def _public_row(kind: str, r: dict[str, Any]) -> dict[str, Any]:
+    """One result of the public inquiry: what the register publishes, nothing else -- no balances, no
+    loan contracts or amounts, no notice numbers, no participant ids. A USCC is an organisation's
+    public identifier (it is on its business licence) and is shown; a person's ID number never is."""
     dec = r["decimals"]
     serials = [{"start": s, "end": e} for s, e in _ranges(r.get("serials"))]
     if kind == "pledges":
-        return {"registration_number": r["number"], "registration_no": r["registration_no"], "status": r["status"],
+        junior = r["kind"] == "junior_claim"
+        return {"type": r["kind"], "registration_number": f"{r['lot_number']}-J{r['claim_id']}" if junior
+                else r["lot_number"], "lot_registration_number": r["lot_number"], "rank_on_lot": r["rank_on_lot"],
+                "registration_no": r["registration_no"], "status": r["status"],
                 "pledgor": r["pledgor_name"], "pledgor_uscc": r["pledgor_uscc"], "pledgee": r["pledgee_name"],
                 "instrument": r["instrument"], "quantity": to_text(r["quantity"], dec), "serials": serials,
-                "term_start": r["term_start"].isoformat(), "term_end": r["term_end"].isoformat(),
+                "term_start": r["term_start"].isoformat() if r["term_start"] else None,
+                "term_end": r["term_end"].isoformat(),
                 "registered_at": repo.jsonable(r["registered_at"]), "references": r["refs"]}
     if kind == "freezes":
         return {"freeze_no": r["freeze_no"], "court": r["court_name"], "case_number": r["case_number"],
@@ -1446,28 +1453,33 @@ def _public_row(kind: str, r: dict[str, Any]) -> dict[str, Any]:
                 "quantity": to_text(r["quantity"], dec), "serials": serials,
                 "term_start": r["term_start"].isoformat(), "term_end": r["term_end"].isoformat(),
                 "frozen_at": repo.jsonable(r["created_at"])}
-    meta = json.loads(bytes(r["meta"]))
+    # A judicial retirement names the payer (as the judgment does), the court and the case.
     return {"entry_seq": r["seq"], "retired_at": datetime.fromtimestamp(r["ts"] / 1e6, UTC).isoformat(),
             "holder": r["holder_name"], "holder_uscc": r["holder_uscc"], "instrument": r["instrument"],
             "batch": r["batch"], "serial_start": r["start_serial"], "serial_end": r["end_serial"],
             "quantity": to_text(r["end_serial"] - r["start_serial"] + 1, dec),
             "serial": f"{r['instrument']}-{r['batch']}-{r['start_serial']}-{r['end_serial']}",
-            "purpose": meta.get("purpose"), "beneficiary": meta.get("beneficiary")}
+            "purpose": r["purpose"], "beneficiary": r["beneficiary"] or None,
+            "court": r["court_name"], "case_number": r["case_number"]}
 
 
 async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str | None, serial: int | None,
                         instrument: str | None, limit: int) -> dict[str, Any]:
-    """公示查询: encumbrances and retirements only (never balances), as a signed search certificate."""
+    """公示查询 by the holder's whole registered name, its unified social credit code, or a serial."""
+    name = name.strip() or None if name is not None else None
+    uscc = uscc.strip().upper() or None if uscc is not None else None
     if not (name or uscc or serial):
         raise Invalid("query_required", "search by holder name, unified social credit code or serial number")
-    if name is not None and len(name.strip()) < 2:
-        raise Invalid("query_too_short", "a name search needs at least two characters")
-    search = {"pledges": repo.public_pledges, "freezes": repo.public_freezes,
-              "retirements": repo.public_retirements}[kind]
+    if name is not None and len(repo.public_name(name) or "") < 2:
+        raise Invalid("query_too_short", "a name search needs the holder's whole name (two characters or more)")
     async with rt.read() as conn:
         head = await repo.ledger_head(conn)
-        rows = await search(conn, name=name.strip() if name else None, uscc=uscc, serial=serial,
-                            instrument=instrument, limit=limit)
+        if kind == "pledges":
+            rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
+                                             limit=limit, today=today())
+        else:
+            search = {"freezes": repo.public_freezes, "retirements": repo.public_retirements}[kind]
+            rows = await search(conn, name=name, uscc=uscc, serial=serial, instrument=instrument, limit=limit)
     query = {k: v for k, v in (("name", name), ("uscc", uscc), ("serial", serial), ("instrument", instrument))
              if v is not None}
     results = [_public_row(kind, r) for r in rows]
