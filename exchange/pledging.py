@@ -177,7 +177,7 @@ class PledgeWorker:
 
     def __init__(self, rt: Runtime, sender: webhooks.Sender | None = None) -> None:
         self.rt = rt
-        self.sender = sender or webhooks.http_sender
+        self.sender = sender or webhooks.http_sender(rt.settings.webhook_allowed_host_list)
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
@@ -217,10 +217,21 @@ class PledgeWorker:
 
 @translate_refusals
 async def set_webhook(rt: Runtime, who: Principal, client_id: str, *, url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises on a malformed port
+    except ValueError:
+        raise Invalid("invalid_webhook_url", "the webhook URL is malformed") from None
     allowed = ("https", "http") if rt.settings.pledge_webhook_allow_http else ("https",)
-    if parts.scheme not in allowed or not parts.hostname:
-        raise Invalid("invalid_webhook_url", f"the webhook URL must be an absolute {' or '.join(allowed)} URL")
+    if parts.scheme not in allowed or not parts.hostname or "@" in parts.netloc or parts.fragment:
+        raise Invalid("invalid_webhook_url", f"the webhook URL must be an absolute {' or '.join(allowed)} URL "
+                      "without user info or fragment")
+    try:  # again at every delivery (pledges.webhooks): a name may resolve elsewhere later
+        await webhooks.checked_addresses(url, rt.settings.webhook_allowed_host_list)
+    except webhooks.DeliveryFailed:
+        raise Invalid("webhook_destination_refused", "webhooks go to public Internet addresses only: the host "
+                      "must resolve, and not to a loopback, private, link-local, multicast or unspecified "
+                      "address") from None
     fp = fingerprint({"url": url})
     async with rt.tx() as conn:
         row = await repo.webhook_of(conn, who.participant_id)
@@ -242,6 +253,8 @@ async def webhook_status(rt: Runtime, who: Principal) -> dict[str, Any]:
         deliveries = await repo.outbox_of(conn, who.participant_id)
     if row is None:
         raise NotFound("webhook endpoint of participant", who.participant_id)
+    for d in deliveries:
+        d["last_error"] = webhooks.public_reason(d["last_error"])
     return {"url": row.url, "updated_at": row.updated_at, "deliveries": deliveries}
 
 

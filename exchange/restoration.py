@@ -126,6 +126,22 @@ async def fills(rt: Runtime, order_id: int) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
+async def retirements_paid_by(rt: Runtime, participant_id: int) -> list[int]:
+    """The judicial retirement entries a participant paid for (as payer of restoration orders): their
+    units pass through the clearing account straight to retirement, so no account of the payer's shows
+    them; the payer's holdings list them all the same."""
+    async with rt.read() as conn:
+        rows = await conn.execute(text(
+            """SELECT e.seq FROM restoration_orders r
+               JOIN orders o ON (o.purpose->>'restoration_order')::bigint = r.id
+               JOIN trades t ON t.market_id = o.market_id AND t.buy_order = o.id
+               JOIN ledger_entries e ON e.actor = 'exchange:' || t.market_id
+                    AND e.client_id = t.market_id || :trade || t.trade_id || :retire
+               WHERE r.payer_id = :p ORDER BY e.seq"""),
+            {"p": participant_id, "trade": ":trade:", "retire": ":1"})  # as in `fills`
+        return [r.seq for r in rows]
+
+
 def to_kg(qty: int, decimals: int) -> int:
     return qty * 10 ** (KG_DECIMALS - decimals) if decimals <= KG_DECIMALS else qty // 10 ** (decimals - KG_DECIMALS)
 
