@@ -220,12 +220,14 @@ def build(api: Api) -> World:
         return _ok(api, a["B"].post("/v1/pledges", {
             "pledgor_id": ids["E"], "instrument": INSTRUMENT, "quantity": qty, "loan_contract": contract,
             "secured_amount": "98765.43", "term_start": today.isoformat(),
-            "term_end": (today + timedelta(days=365)).isoformat(), "references": [{"source": "中登网", "reference": ref}]}))
+            "term_end": (today + timedelta(days=365)).isoformat(),
+            "references": [{"source": "中登网", "reference": ref}]}))
 
     active = pledge("300", "VIS-LOAN-8812", "VIS-REF-1")
     _ok(api, a["E"].post(f"/v1/pledges/{active['id']}/confirm"))
     claim = _ok(api, a["BJ"].post(f"/v1/pledges/{active['id']}/claims", {
-        "loan_contract": "VIS-JUNIOR-LOAN", "amount": "4321.09", "term_end": (today + timedelta(days=200)).isoformat()}))
+        "loan_contract": "VIS-JUNIOR-LOAN", "amount": "4321.09",
+        "term_end": (today + timedelta(days=200)).isoformat()}))
     _ok(api, a["E"].post(f"/v1/pledges/claims/{claim['id']}/confirm"))
     _ok(api, a["B2"].post(f"/v1/pledges/{active['id']}/claims", {   # grants B2 nothing
         "loan_contract": "旁观-claim", "amount": "0.01", "term_end": (today + timedelta(days=30)).isoformat()}))
