@@ -56,6 +56,7 @@ BASE_DELAY = 1.0
 MAX_DELAY = 3600.0
 LEASE = timedelta(seconds=60)
 TIMEOUT_SECONDS = 5.0
+RESOLVE_TIMEOUT_SECONDS = 5.0
 
 # (url, body, headers) -> HTTP status; raises DeliveryFailed (or anything else: connect_failed) when
 # the receiver cannot be reached.
@@ -114,8 +115,9 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
 async def resolve(host: str, port: int) -> list[str]:
     """The addresses `host` resolves to now (an IP literal resolves to itself)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                                       RESOLVE_TIMEOUT_SECONDS)
+    except (OSError, UnicodeError, TimeoutError):
         return []
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -181,7 +183,8 @@ def http_sender(allowed_hosts: Iterable[str] = ()) -> Sender:
         netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         default = 443 if parts.scheme == "https" else 80
-        headers = {**hdrs, "Host": host if port == default else f"{host}:{port}"}
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in Host
+        headers = {**hdrs, "Host": name if port == default else f"{name}:{port}"}
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
         try:
             async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
