@@ -918,7 +918,7 @@ async def _claim_answer(conn: AsyncConnection, claim_id: int) -> dict[str, Any]:
     assert cl is not None
     rank = None
     if cl["status"] == "registered":
-        live = [x for x in await repo.claims_of(conn, cl["pledge_id"], ("registered",))]
+        live = await repo.claims_of(conn, cl["pledge_id"], ("registered",))
         rank = 2 + sorted(x["registration_no"] for x in live).index(cl["registration_no"])
     number = (await repo.get_pledge(conn, cl["pledge_id"]) or {}).get("number")
     return {**_claim_view(cl, rank), "pledge_id": cl["pledge_id"], "pledge_number": number}
