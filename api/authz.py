@@ -6,8 +6,9 @@ by accident. Object-level rules (a bank sees only its pledges, an enterprise onl
 enforced by the services, which know the objects.
 
 Refusals are told apart by their problem `code`: this guard answers 401 `unauthenticated` or 403
-`role_forbidden`; object-level refusals are 403 `forbidden` (tests/security/test_authz_matrix.py checks
-every cell against the OpenAPI operations).
+`role_forbidden`; past it, an object the caller may not see answers 404 `not_found` as an unknown id
+does, and a party in the wrong role 403 `forbidden` (tests/security/test_authz_matrix.py checks every
+cell against the OpenAPI operations, tests/security/test_object_visibility.py every non-party).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from matching import reasons as R
 from matching.rules import NO_LIMIT
 
 TRADERS = participants.HOLDER_KINDS
+SEES_ALL = participants.SEES_ALL  # oversight sees every order
 # Engine refusals that mean "malformed" (422) rather than "not now / not allowed" (409).
 VALIDATION_REASONS = frozenset({R.INVALID_QUANTITY, R.INVALID_PRICE, R.OFF_TICK, R.OFF_LOT, R.INVALID_SIDE})
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
@@ -287,10 +288,8 @@ async def _change(seq: MarketSequencer, cmd: Any) -> ev.Event | None:
 async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None:
-        raise NotFound("order", order_id)
-    if row["participant_id"] != who.participant_id and who.kind != "operator":
-        raise Forbidden("you may only cancel your own orders")
+    if row is None or (row["participant_id"] != who.participant_id and who.kind != "operator"):
+        raise NotFound("order", order_id)  # another's order: as if there were none
     if row["status"] == "open":
         owner = row["participant_id"]
         rejected = await _change(seq, mc.Cancel(order_id, owner))
@@ -305,8 +304,8 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
 async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None:
-        raise NotFound("order", order_id)
+    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
+        raise NotFound("order", order_id)  # another's order: as if there were none, before its state
     if row["participant_id"] != who.participant_id:
         raise Forbidden("you may only change your own orders")
     if row["status"] != "open":
@@ -324,10 +323,8 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
 async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None:
+    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)
-    if row["participant_id"] != who.participant_id and who.kind not in ("operator", "auditor"):
-        raise Forbidden("you may only see your own orders")
     return order_view(row, seq.market.decimals)
 
 

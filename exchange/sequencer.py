@@ -624,12 +624,15 @@ class MarketSequencer:
             reqs.append(lc.CreateHold("t1", buyer.holding_account, clearing, m.instrument, qty))
         meta = {"market": m.id, "trade_id": e[ev.T_ID], "price": price, "qty": qty, "buyer": buyer.participant_id,
                 "seller": seller.participant_id, "buy_order": buyer.id, "sell_order": seller.id}
-        if retire and buyer.purpose:
-            meta["restoration"] = buyer.purpose
         # The trade's terms go on its first entry; a judicial retirement carries them too (with the case),
-        # because that entry is what a restoration certificate proves.
+        # because that entry is what a restoration certificate proves. The certificate is public, so the
+        # retirement names the case, not the parties' participant ids (the payer is found from the case).
+        retire_meta = {k: v for k, v in meta.items() if k not in ("buyer", "seller", "buy_order", "sell_order")}
+        if retire and buyer.purpose:
+            retire_meta["restoration"] = buyer.purpose
         group = [lc.Request(self.actor, cmd, f"{cid}:{k}",
-                            meta if k == 0 or isinstance(cmd, lc.Retire) else {}) for k, cmd in enumerate(reqs)]
+                            retire_meta if isinstance(cmd, lc.Retire) else meta if k == 0 else {})
+                 for k, cmd in enumerate(reqs)]
         row = {"m": m.id, "tid": e[ev.T_ID], "seq": seq, "ts": e[ev.T_TS], "mode": e[ev.T_MODE],
                "inst": m.instrument, "price": price, "qty": qty, "notional": n, "bo": buyer.id, "so": seller.id,
                "bp": buyer.participant_id, "sp": seller.participant_id, "bf": fb, "sf": fs, "close": m.in_close,

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # Pledges: webhook delivery, expiry sweeps, usable-deadline warnings.
     pledge_webhook_allow_http: bool = Field(
         default=False, description="Accept plain-http webhook URLs (tests, closed networks); https otherwise.")
+    webhook_allowed_hosts: str = Field(
+        default="", max_length=4000,
+        description="Comma-separated host names or IP literals webhooks may reach although they are (or "
+        "resolve to) loopback, private or link-local addresses (a receiver inside a closed network, tests). "
+        "Empty: webhooks reach public addresses only.")
     pledge_worker_interval_seconds: float = Field(
         default=1.0, gt=0, le=3600, description="Longest wait before the outbox is looked at again.")
     pledge_sweep_interval_seconds: float = Field(
@@ -62,6 +67,11 @@ class Settings(BaseSettings):
     anonymous_rate_limit_burst: int = Field(default=2000, ge=1)
     signature_max_skew_seconds: int = Field(
         default=300, ge=1, le=3600, description="Signed instructions must be timestamped within this many seconds.")
+
+
+    @property
+    def webhook_allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip())
 
 
 @lru_cache(maxsize=1)

@@ -23,10 +23,10 @@ def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
     anon = api.client
     key = anon.get("/v1/public/inquiry-key").json()["verifier_key"]
 
-    by_name = anon.get("/v1/public/pledges", params={"name": "沙县林业"}).json()
+    by_name = anon.get("/v1/public/pledges", params={"name": "三明市沙县林业合作社"}).json()
     cert = by_name["certificate"]
     assert certificate.verify(by_name, key)
-    assert cert["query"] == {"name": "沙县林业"} and cert["issued_at"] and cert["ledger_head"]["seq"] > 0
+    assert cert["query"] == {"name": "三明市沙县林业合作社"} and cert["issued_at"] and cert["ledger_head"]["seq"] > 0
     [row] = cert["results"]
     assert row["pledgee"] == "兴业银行三明分行" and row["quantity"] == "300"
     assert row["serials"] == [{"start": 1, "end": 300}] and row["references"][0]["source"] == "中登网"
@@ -50,7 +50,7 @@ def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
     assert (f["court"], f["case_number"], f["quantity"]) == ("三明市中级人民法院", "(2024)闽04执9号", "20")
     assert "notice" not in str(f)
 
-    ret = anon.get("/v1/public/retirements", params={"name": "沙县"}).json()
+    ret = anon.get("/v1/public/retirements", params={"name": "三明市沙县林业合作社"}).json()
     assert certificate.verify(ret, key)
     [r] = ret["certificate"]["results"]
     assert (r["serial_start"], r["serial_end"], r["beneficiary"], r["purpose"]) == (995, 999, "三明市碳中和活动",
