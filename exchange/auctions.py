@@ -14,7 +14,7 @@ from typing import Any
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.keys import Principal
 from exchange.negotiation import submit_plain
-from exchange.orders import _public, submit_new
+from exchange.orders import EscrowSale, _public, enforcement_of, submit_new
 from exchange.runtime import Runtime
 from exchange.units import to_base, to_text
 from matching import commands as mc
@@ -44,7 +44,9 @@ def _seller_or_operator(who: Principal, a: dict[str, Any]) -> None:
 async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, *, quantity: str, min_price: str,
                    increment: str, deposit: str, min_bid_quantity: str | None, cap_per_bidder: str | None,
                    max_bids_per_bidder: int, allocation: str, top_percent: int, extension_window_s: int,
-                   extension_length_s: int, max_extensions: int, irrevocable: bool) -> dict[str, Any]:
+                   extension_length_s: int, max_extensions: int, irrevocable: bool,
+                   escrow: EscrowSale | None = None) -> dict[str, Any]:
+    """Announce a lot; with `escrow`, on a pledgee's behalf from its escrow (an enforcement sale)."""
     seq = _auction_market(rt, market_id)
     d = seq.market.decimals
     qty = to_base(quantity, d)
@@ -61,7 +63,8 @@ async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, 
         rt, who, market_id, client_id, kind="auction", side=mc.SELL, price=terms["min_price"], qty=qty,
         type_="auction", tif="auction", check=False,
         make=lambda aid: mc.Announce(aid, pid, qty, **terms),
-        fp_payload={"op": "announce", "m": market_id, "qty": qty, **terms})
+        fp_payload={"op": "announce", "m": market_id, "qty": qty, **terms,
+                    **({"enforcement": escrow.pledge_id} if escrow else {})}, escrow=escrow)
     return _public(result)
 
 
@@ -138,7 +141,8 @@ def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
     out = {"auction_id": auction_id, "phase": a["phase"], "end_ts": a["end_ts"], "extensions": a["extensions"],
            "quantity": to_text(t["qty"], d), "min_price": to_text(t["min_price"], 2),
            "increment": to_text(t["increment"], 2), "deposit": to_text(t["deposit"], 2),
-           "allocation": t["allocation"], "registered": len(a["registered"]), "bids": len(a["bids"])}
+           "allocation": t["allocation"], "registered": len(a["registered"]), "bids": len(a["bids"]),
+           "enforcement_of": enforcement_of(seq, auction_id)}
     if a["phase"] == "allocated":
         out["allocations"] = [{"bid_id": b, "price": to_text(p, 2), "quantity": to_text(q, d)}
                               for b, _bidder, p, q in a["allocations"]]

@@ -29,6 +29,8 @@ class Runtime:
     verifiable: VerifiableLedger | None = None
     # The market sequencers (exchange.hub.MarketHub); None in tools that run a bare writer.
     exchange: Any = None
+    # Awaited by each sequencer after settling enforcement sales (exchange.sequencer.SettlementHook).
+    settlement_hooks: list[Any] = field(default_factory=list)
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -90,6 +90,24 @@ class OrderState:
 
 
 
+def accounts_of(purpose: dict[str, Any] | None, holding: int, cash: int) -> tuple[int, int]:
+    """Where an order delivers from and is paid to: an enforcement sale (exchange.pledging) sells from
+    the pledgee's escrow account and is paid there; every other order uses its participant's accounts."""
+    escrow = ((purpose or {}).get("enforcement") or {}).get("escrow")
+    return (int(escrow), int(escrow)) if escrow else (holding, cash)
+
+
+def enforcement_of(o: OrderState) -> int | None:
+    """The pledge registration whose lot this order sells, if it is an enforcement sale."""
+    pledge = ((o.purpose or {}).get("enforcement") or {}).get("pledge_id")
+    return int(pledge) if pledge is not None else None
+
+
+# Called after a batch's settlement is durable with the enforcement sales it touched: (market id,
+# [{"pledge_id", "order_id", "trade_id"?, "ended"?}]). exchange.pledging pays the proceeds out.
+SettlementHook = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class _Staged:
     """A matched batch waiting for its settlement to be durable."""
@@ -103,6 +121,7 @@ class _Staged:
     published: list[dict[str, Any]]
     results: list[tuple[int, list[ev.Event]]]
     callers: list[Any]
+    enforcement: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -252,10 +271,10 @@ class MarketSequencer:
                WHERE o.market_id = :m AND o.status = 'open'"""), {"m": self.market.id})
         self.orders = {}
         for r in rows:
+            holding, cash = accounts_of(r.purpose, r.holding_account, r.cash_account)
             self.orders[r.id] = OrderState(
                 r.id, r.participant_id, r.kind, r.side, r.price, r.qty, r.open_qty, r.hold_id, r.hold_amount,
-                r.holding_account, r.cash_account, r.filled_qty, r.filled_notional, r.fees, r.status,
-                r.reason, r.purpose, r.parent)
+                holding, cash, r.filled_qty, r.filled_notional, r.fees, r.status, r.reason, r.purpose, r.parent)
 
     @staticmethod
     def _order_state(seq: int, o: dict[str, Any]) -> OrderState:
@@ -469,6 +488,7 @@ class MarketSequencer:
         trade_rows: list[dict[str, Any]] = []
         changed: dict[int, OrderState] = {}
         published: list[dict[str, Any]] = []
+        enforcement: list[dict[str, Any]] = []
         for seq, ts, _cmd, events, ctx in results:
             # States are created command by command, right before that command's events are settled:
             # two confirmations on one quote in one batch each settle against their own funding.
@@ -479,6 +499,9 @@ class MarketSequencer:
                     group, row = self._settle(e, seq)
                     groups.append(group)
                     trade_rows.append(row)
+                    pledge = enforcement_of(self.orders[row["so"]])
+                    if pledge is not None:
+                        enforcement.append({"pledge_id": pledge, "order_id": row["so"], "trade_id": row["tid"]})
                     for oid in (e[ev.T_MAKER_ID], e[ev.T_TAKER_ID]):
                         changed[oid] = self.orders[oid]
                     published.append({"type": "trade", "seq": seq, "trade_id": e[ev.T_ID], "price": e[ev.T_PRICE],
@@ -516,6 +539,8 @@ class MarketSequencer:
                 o.status = "filled"
             if o.status != "open" and o.hold_id is not None:
                 groups.append([lc.Request(self.actor, lc.VoidHold(o.hold_id), f"{self.market.id}:release:{o.id}")])
+            if o.status != "open" and enforcement_of(o) is not None:
+                enforcement.append({"pledge_id": enforcement_of(o), "order_id": o.id, "ended": o.status})
         for r in results:
             self.created.pop(r[0], None)
         futures = [self.rt.writer.enqueue(g) for g in groups]
@@ -526,7 +551,7 @@ class MarketSequencer:
             self.orders.pop(oid, None)
         last = results[-1][0] if results else self.applied_seq
         return _Staged(groups, futures, trade_rows, rows, last, len(results), published,
-                       [(r[0], r[3]) for r in results], callers)
+                       [(r[0], r[3]) for r in results], callers, enforcement)
 
     async def _finish(self, st: _Staged) -> None:
         outcomes = await asyncio.gather(*st.futures, return_exceptions=True)
@@ -576,10 +601,23 @@ class MarketSequencer:
         if self.applied_seq // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
             await self.snapshot()
         self._publish(st.published)
+        await self._settled(st.enforcement)
         rows = {r["id"]: r for r in st.order_rows}
         for it, (seq, events) in zip(st.callers, st.results, strict=False):
             if not it.future.done():
                 it.future.set_result((seq, events, rows.get(seq)))
+
+    async def _settled(self, items: list[dict[str, Any]]) -> None:
+        """Tell the settlement hooks (exchange.pledging) about enforcement sales this batch settled or
+        ended, before the callers are answered. A failing hook never stops the market: the pledge
+        worker reconciles every enforcement sale from the trades table anyway."""
+        if not items:
+            return
+        for hook in list(self.rt.settlement_hooks):
+            try:
+                await hook(self.market.id, items)
+            except Exception:
+                log.exception("market %s: settlement hook failed; the pledge worker will reconcile", self.market.id)
 
     def _finish_state(self, oid: int | None, status: str, reason: str | None,
                       changed: dict[int, OrderState]) -> None:

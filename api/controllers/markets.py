@@ -111,7 +111,8 @@ class MarketController(Controller):
             # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n. Public: who
             # listed is not shown (a lister finds its own listings among its orders).
             out.append({"listing_id": li["listing_id"], "side": li["side"], "price": to_text(li["price"], 2),
-                        "quantity": to_text(li["qty"], d), "rank": seq.engine.rank(li["listing_id"]) + 1})  # type: ignore[attr-defined]
+                        "quantity": to_text(li["qty"], d), "rank": seq.engine.rank(li["listing_id"]) + 1,  # type: ignore[attr-defined]
+                        "enforcement_of": orders.enforcement_of(seq, li["listing_id"])})
         return sorted(out, key=lambda x: (x["side"], x["rank"], x["listing_id"]))
 
     @post("/{market_id:str}/listings/{listing_id:int}/take", operation_id="takeListing",
