@@ -1024,6 +1024,9 @@ async def confirm_claim(rt: Runtime, who: Principal, client_id: str, claim_id: i
         if cl["status"] != "filed":
             raise DomainError("claim_not_filed", f"claim {claim_id} is {cl['status']}")
         lifecycle.require(p["status"], "file_claim")
+        # A charge the holder sets on frozen property cannot be asserted against the court's creditor
+        # (查扣冻规定): no new registration on a lot while a court freeze sits on it.
+        await _require_unfrozen(conn, p, "given a new registered claim")
         reg = await repo.next_registration_no(conn)
         await repo.update_claim(conn, claim_id, status="registered", registration_no=reg, registered_at=now())
         await _record(conn, p, "claim_registered", {}, info={"claim": claim_id, "registration_no": reg},
@@ -1780,7 +1783,8 @@ async def _proceeds_arrived(conn: AsyncConnection, rt: Runtime, p: dict[str, Any
     entries = await rt.submit_linked(reqs) if reqs else []
     paid = dict(e["paid"])
     for x in payouts:
-        paid[x.key] = paid.get(x.key, 0) + x.paid
+        if x.paid:
+            paid[x.key] = paid.get(x.key, 0) + x.paid
     e.update(received=total, paid=paid)
     for cl in claims:
         await repo.update_claim(conn, cl["id"], status="paid", paid=paid.get(f"claim:{cl['id']}", 0))
