@@ -3,7 +3,9 @@
 A freeze is a ledger hold of kind "freeze" from the holder's holding account to the court's: on
 serial units it locks the blocks in place and may sit on top of a pledge (free units are frozen
 first, then pledged ones). The ledger then refuses every movement of frozen units — transfer, sale,
-retirement, a new pledge, enforcement of a pledge — so no path around it exists here.
+retirement, a new pledge, posting a pledge — so no path around it exists here. The one exception is
+explicit and linked: a senior pledge's enforcement takes its lot out of the freeze in the same ledger
+group that sells it, and the freeze follows the surplus (exchange.pledging, "courts behind the pledge").
 
 - renewal: void + re-freeze of the same serials in one linked group, before expiry; the renewal is a
   new row naming its predecessor and keeping the chain's `root_id` and `freeze_no` (its place in time);

@@ -15,8 +15,12 @@ Model (see DESIGN §7 and `pledges/priority.py`):
   a number from one sequence when it takes effect. On one lot the lock holder is senior; ranked
   claims follow by registration number. Releasing the senior pledge promotes the first live junior
   claim into the lock (void + new hold to the junior's escrow, linked), keeping its number.
-- Enforcement pays in the order of `pledges/waterfall.py`: fees, pledgee (up to the secured amount),
-  junior claimants, owner. A negotiated sale settles delivery-versus-payment in one linked group.
+- Enforcement needs a default (`pledges.lifecycle.default_ground`) and claims what the secured scope
+  covers (`pledges.scope`); it pays in the order of `pledges/waterfall.py`: fees, pledgee (its secured
+  components), junior claimants, courts that froze part of the lot (their share of the surplus),
+  owner. A negotiated sale settles delivery-versus-payment in one linked group; an exchange sale is
+  listed or auctioned from the escrow and each settlement is paid out by the sequencer's settlement
+  hook (`sale_settled`), reconciled by the worker.
 
 Each mutation runs in one transaction holding the pledge row lock; ledger requests use client ids
 derived from the row's version, so a retry after a crash between the ledger and our commit replays
@@ -923,7 +927,8 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[s
     ev = await repo.add_event(conn, new_id, "promoted", {"set": changes, "from_pledge": p["id"],
                                                          "claim": first["id"]}, [void.seq, lock.seq],
                               who.actor, None, None)
-    await repo.enqueue_webhook(conn, ev["id"], ev["type"], {first["claimant_id"]: repo.event_view(ev, number)})
+    await repo.enqueue_webhook(conn, ev["id"], ev["type"], {
+        first["claimant_id"]: _shown(repo.event_view(ev, number, p["instrument"]), p["decimals"])})
     await repo.update_claim(conn, first["id"], status="promoted")
     await repo.move_claims(conn, [cl["id"] for cl in rest], new_id)
     for cl in lapsed:
@@ -1256,9 +1261,9 @@ async def _courts_on_lot(conn: AsyncConnection, rt: Runtime, p: dict[str, Any]) 
     out = []
     for hold, spans in sorted(by.items()):
         f = await repo.freeze_of_hold(conn, hold, lock=True)
-        if f is None:
-            raise DomainError("freeze_unknown", f"units of the lot are frozen by hold {hold}, which no freeze "
-                              "record names; an operator must look at it", 500)
+        if f is None:  # a court renewed, lifted or deducted it while we waited for its row
+            raise DomainError("freeze_changed", "a court changed a freeze on the lot just now; retry with the "
+                              "same Idempotency-Key")
         out.append({"freeze": f["root_id"] or f["id"], "freeze_id": f["id"], "court_id": f["court_id"],
                     "case_number": f["case_number"], "units": rg.total(spans),
                     "serials": [list(r) for r in rg.normalise(spans)],
@@ -1355,8 +1360,9 @@ async def _return_units(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], s
     standing = []
     for ct in e.get("courts") or []:
         head = await repo.freeze_chain_head(conn, ct["freeze"])
+        head = await repo.lock_freeze(conn, head["id"]) if head is not None else None
         if head is not None and head["status"] == "active":
-            standing.append((ct, await repo.lock_freeze(conn, head["id"])))
+            standing.append((ct, head))
     # Each standing freeze takes its share of the lot in what comes back; the pledgor the rest.
     shares = wf.apportion(qty, [ct["units"] for ct, _ in standing]
                           + [e["lot_quantity"] - sum(ct["units"] for ct, _ in standing)])
@@ -1624,7 +1630,7 @@ async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
             running = ", ".join(f"{o['market_id']}/{o['id']}" for o in live)
             raise DomainError("sale_live", f"{len(live)} listing(s) or auction(s) of the lot are still running "
                               f"(orders {running}): withdraw the listing or cancel the auction first")
-        if e.get("sold") or e.get("received"):
+        if e.get("sold") or e.get("received") or await repo.sale_trades(conn, p["id"]):
             raise DomainError("sale_partly_done", f"{to_text(e['sold'], p['decimals'])} units were sold and their "
                               "proceeds paid out; the rest stays in escrow for another sale (it goes back to the "
                               "pledgor once every secured claim is paid, or at expiry)")
@@ -1845,6 +1851,13 @@ async def sale_ended(rt: Runtime, pledge_id: int, market_id: str, order_id: int)
     await _mutate(rt, None, client, pledge_id, fp, body)
 
 
+async def _unbooked(conn: AsyncConnection, pledge_id: int) -> bool:
+    """Whether a settled trade or an ended listing/auction of the lot is not paid out or noted yet."""
+    done = await repo.event_client_ids(conn, pledge_id, "sale:")
+    trades = await repo.sale_trades(conn, pledge_id)
+    return any(f"sale:{t['market_id']}:trade:{t['trade_id']}" not in done for t in trades)
+
+
 async def reconcile_sales(rt: Runtime) -> int:
     """Book every settled trade and ended order of running exchange sales the hook missed (a crash, a
     restart): both are idempotent, so this only catches up. Returns how many it booked."""
@@ -1895,8 +1908,9 @@ async def expire_due(rt: Runtime, at: datetime | None = None) -> list[int]:
                 info: dict[str, Any] = {}
                 changes: dict[str, Any] = {}
                 if method == "exchange":
-                    if any(o["status"] == "open" for o in await repo.sale_orders(conn, p["id"])):
-                        continue  # the sale ends first
+                    if any(o["status"] == "open" for o in await repo.sale_orders(conn, p["id"])) or \
+                            await _unbooked(conn, p["id"]):
+                        continue  # the sale ends, and every settlement of it is paid out, first
                     e = dict(p["enforcement"])
                     lot = _ranges(e["lot"])
                     entries = await _return_units(conn, rt, p, lot, relock=False, actor=SYSTEM_ACTOR) if lot else []

@@ -13,6 +13,7 @@ from exchange.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.helpers import Api
 from tests.pledges.helpers import Receiver, days, pledge_body, world
+from tests.security.helpers import sql
 
 NOTICE = {"reference": "兴银三明违通字(2025)第0007号", "notice_date": days(0)}
 
@@ -140,6 +141,25 @@ def test_auction_pays_costs_interest_principal_junior_and_owner_to_the_fen(api: 
                      or {d["party"] for d in ev["details"]["distribution"]} == {f"claim:{claim}"}]
         assert len(to_junior) == 2 and all("4500000" not in json.dumps(ev) for ev in to_junior)
 
+    # No webhook body of any kind carries a base-unit integer where an amount or a quantity goes.
+    money = ("amount", "price", "value", "paid", "claimed", "secured", "unsecured", "received", "fee",
+             "secured_amount", "quantity", "sold", "unsold", "lot_quantity", "units", "outstanding")
+
+    def walk(v: Any, key: str = "") -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, k)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, key)
+        else:
+            assert not (key in money and isinstance(v, int) and not isinstance(v, bool)), (key, v)
+
+    bodies = sql(api.client, "SELECT event_type, body FROM pledge_outbox")
+    assert {r.event_type for r in bodies} >= {"default_declared", "exchange_sale_started", "sale_listed",
+                                              "proceeds_distributed", "enforced", "claim_registered"}
+    for r in bodies:
+        walk(json.loads(bytes(r.body)))
     assert cash(api, bank) == "4700000.00" and cash(api, junior) == "200000.00" and cash(api, owner) == "17540.00"
     assert units(api, a) == [(1, 600, "t1_locked")] and units(api, b) == [(601, 1000, "t1_locked")]
     assert units(api, owner) == [(1001, 1500, "held")]
@@ -265,4 +285,37 @@ def test_cancel_before_any_sale_locks_the_lot_again_and_expiry_returns_the_unsol
     assert p["status"] == "expired" and p["enforcement"]["returned"] == [[31, 100]]
     assert p["enforcement"]["paid"] == {"pledgee/principal": "30000.00"}
     assert units(api, owner) == [(31, 300, "held")]
+    verify(api, db_url)
+
+
+def test_settlements_the_hook_missed_are_booked_by_the_reconciliation(api: Api, db_url: str) -> None:
+    """A crash between a trade's settlement and its payout (here: no settlement hook at all) loses
+    nothing: the worker books every settled trade and ended listing from the market's own tables."""
+    from exchange import pledging
+
+    w = world(api, "100")
+    bank, owner = w["bank"], w["owner"]
+    m = market(api, "listing", reference_price_fen=100_000)
+    deposit(api, w["buyer"], "100000.00")
+    pid = pledged(api, w, "100", secured_amount="60000.00")["id"]
+    api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement", {"method": "exchange", "reason": "违约",
+                                                              "default_notice": NOTICE}))
+    lid = api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement/sales", {"market_id": m, "price": "1000.00"}),
+                 201)["order"]["id"]
+    rt = api.client.app.state.rt
+    hooks = list(rt.settlement_hooks)
+    rt.settlement_hooks.clear()
+    try:
+        api.ok(w["buyer"]["api"].post(f"/v1/markets/{m}/listings/{lid}/take", {"quantity": "40"}))
+        api.ok(w["buyer"]["api"].post(f"/v1/markets/{m}/listings/{lid}/take", {"quantity": "60"}))
+    finally:
+        rt.settlement_hooks.extend(hooks)
+    p = api.ok(bank["api"].get(f"/v1/pledges/{pid}"))
+    if p["status"] == "enforcing":  # the worker's own sweep may already have caught up
+        assert api.client.blocking_portal.call(pledging.reconcile_sales, rt) >= 1
+    assert api.client.blocking_portal.call(pledging.reconcile_sales, rt) == 0  # nothing left: idempotent
+    p = api.ok(bank["api"].get(f"/v1/pledges/{pid}"))
+    assert p["status"] == "enforced"
+    assert p["enforcement"]["paid"] == {"pledgee/principal": "60000.00", "owner": "40000.00"}
+    assert cash(api, bank) == "60000.00" and cash(api, owner) == "40000.00"
     verify(api, db_url)

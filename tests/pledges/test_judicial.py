@@ -113,6 +113,7 @@ def test_exchange_enforcement_under_a_freeze_and_its_withdrawal_freezes_the_unit
                                            "serials": [[1, 20]], "account": p["enforcement"]["courts"][0]["account"]}]
     g = api.ok(court["api"].get(f"/v1/freezes/{f['id']}"))
     assert (g["status"], g["quantity"], g["hold_id"]) == ("active", "0", None)  # stands over the surplus
+    assert public_freezes(api, name="三明市沙县林业合作社") == []  # no units frozen: none in the register
     r = court["api"].post(f"/v1/freezes/{f['id']}/deduction", {})
     assert (r.status_code, r.json()["code"]) == (409, "nothing_frozen")
     # Withdrawn before any sale: the lot is locked again and the court's units frozen again.
