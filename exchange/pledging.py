@@ -1693,28 +1693,38 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
         plan.update(serials=tuple(rg.take_lowest(free, qty)), qty=qty, number=p["number"],
                     escrow=e["escrow_account"], decimals=p["decimals"], mode=mode)
 
-    await _mutate(rt, who, client_id, pledge_id, fp, check, answer=False)
+    order_cid = f"enforcement:{pledge_id}:{client_id}"  # the market's own idempotency covers a retry
+    async with rt.read() as conn:
+        placed_before = await repo.order_by_client(conn, who.participant_id, order_cid)
+    if placed_before is None:
+        await _mutate(rt, who, client_id, pledge_id, fp, check, answer=False)
+    else:  # a retry after the order was placed: record it if that did not happen, and answer
+        if ((placed_before["purpose"] or {}).get("enforcement") or {}).get("pledge_id") != pledge_id:
+            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+        order = await orders.get_order(rt, who, placed_before["market_id"], placed_before["id"])
+        plan.update(qty=placed_before["qty"], serials=(), retry=True)
     if not plan:  # a retry of a sale already listed: its answer again
         async with rt.read() as conn:
             done = await repo.event_by_client(conn, who.actor, client_id)
         assert done is not None and done.type == "sale_listed"
         order = await orders.get_order(rt, who, done.data["market_id"], int(done.data["order_id"]))
         return {"pledge": await get(rt, who, pledge_id), "order": order}
-    escrow = orders.EscrowSale(plan["escrow"], plan["serials"], pledge_id, plan["number"])
-    qty_text = to_text(plan["qty"], plan["decimals"])
-    order_cid = f"enforcement:{pledge_id}:{client_id}"  # the market's own idempotency covers a retry
-    if plan["mode"] == "listing":
-        assert price is not None
-        placed = await orders.post_listing(rt, who, market_id, order_cid, side="sell", price=price,
-                                           quantity=qty_text, escrow=escrow)
-    else:
-        assert auction is not None
-        placed = await auctions.announce(rt, who, market_id, order_cid, quantity=qty_text, escrow=escrow, **auction)
-    order = placed["order"]
+    if not plan.get("retry"):
+        escrow = orders.EscrowSale(plan["escrow"], plan["serials"], pledge_id, plan["number"])
+        qty_text = to_text(plan["qty"], plan["decimals"])
+        if plan["mode"] == "listing":
+            assert price is not None
+            placed = await orders.post_listing(rt, who, market_id, order_cid, side="sell", price=price,
+                                               quantity=qty_text, escrow=escrow)
+        else:
+            assert auction is not None
+            placed = await auctions.announce(rt, who, market_id, order_cid, quantity=qty_text, escrow=escrow,
+                                             **auction)
+        order = placed["order"]
 
     async def listed(conn: AsyncConnection, p: dict[str, Any]) -> None:
         e = dict(p["enforcement"] or {})
-        sale = {"market_id": market_id, "order_id": order["id"], "kind": order["kind"],
+        sale = {"market_id": order["market_id"], "order_id": order["id"], "kind": order["kind"],
                 "price": to_base(order["price"], CNY_DECIMALS, field="price") if order["price"] else None,
                 "quantity": plan["qty"]}
         e["sales"] = [*e.get("sales", []), sale]

@@ -684,6 +684,13 @@ async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[dict[str, A
     return [dict(r._mapping) for r in rows]
 
 
+async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("""SELECT market_id, id, qty, purpose FROM orders
+                                      WHERE participant_id = :p AND client_id = :c"""),
+                              {"p": participant_id, "c": client_id})).first()
+    return dict(row._mapping) if row else None
+
+
 async def sale_trades(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
     """Settled trades of a registration's sale orders (the seller's side), in trade order."""
     rows = await conn.execute(text("""

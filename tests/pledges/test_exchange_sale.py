@@ -319,3 +319,45 @@ def test_settlements_the_hook_missed_are_booked_by_the_reconciliation(api: Api, 
     assert p["enforcement"]["paid"] == {"pledgee/principal": "60000.00", "owner": "40000.00"}
     assert cash(api, bank) == "60000.00" and cash(api, owner) == "40000.00"
     verify(api, db_url)
+
+
+def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_market_and_record(api: Api) -> None:
+    from exchange import orders, pledging
+    from exchange.keys import authenticate
+
+    w = world(api, "100")
+    bank = w["bank"]
+    m = market(api, "listing", reference_price_fen=100_000)
+    first = pledged(api, w, "40", secured_amount="100.00")
+    second = pledged(api, w, "40", secured_amount="100.00", references=[{"source": "中登网", "reference": "I-2"}])
+    for p in (first, second):
+        api.ok(bank["api"].post(f"/v1/pledges/{p['id']}/enforcement", {"method": "exchange", "reason": "违约",
+                                                                      "default_notice": NOTICE}))
+    body = {"market_id": m, "price": "1000.00"}
+    a = api.ok(bank["api"].post(f"/v1/pledges/{first['id']}/enforcement/sales", body, key="sale-1"), 201)
+    b = api.ok(bank["api"].post(f"/v1/pledges/{first['id']}/enforcement/sales", body, key="sale-1"), 201)
+    assert a["order"]["id"] == b["order"]["id"]
+    r = bank["api"].post(f"/v1/pledges/{first['id']}/enforcement/sales", {**body, "price": "999.00"}, key="sale-1")
+    assert (r.status_code, r.json()["code"]) == (409, "idempotency_conflict")
+    # The market took the listing but the process died before the registration recorded it: the retry
+    # finds the order by its derived client id and records it once.
+    rt = api.client.app.state.rt
+
+    p = api.ok(bank["api"].get(f"/v1/pledges/{second['id']}"))
+
+    async def place_only() -> int:
+        async with rt.read() as conn:
+            who = await authenticate(conn, bank["token"])
+        assert who is not None
+        escrow = orders.EscrowSale(int(p["enforcement"]["escrow_account"]), ((41, 80),), second["id"],
+                                   second["number"])
+        out = await orders.post_listing(rt, who, m, f"enforcement:{second['id']}:sale-2", side="sell",
+                                        price="1000.00", quantity="40", escrow=escrow)
+        return int(out["order"]["id"])
+
+    placed = api.client.blocking_portal.call(place_only)
+    c = api.ok(bank["api"].post(f"/v1/pledges/{second['id']}/enforcement/sales", body, key="sale-2"), 201)
+    assert c["order"]["id"] == placed
+    events = [e["type"] for e in api.ok(bank["api"].get(f"/v1/pledges/{second['id']}/events"))]
+    assert events.count("sale_listed") == 1
+    assert pledging.lifecycle.ENFORCING == api.ok(bank["api"].get(f"/v1/pledges/{second['id']}"))["status"]
