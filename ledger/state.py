@@ -13,7 +13,8 @@ Model (after TigerBeetle, with serial blocks after UNDP's registry):
 - a hold (pending transfer) is resolved at most once: posted (fully or partly), voided or expired;
 - a freeze is a hold of kind "freeze" that, on serialised units, locks blocks in place (`frozen_by`)
   instead of reserving them, so it can sit on top of a pledge; posting it deducts (扣划) the units to
-  the court's account, voiding it unfreezes. Frozen units cannot move, retire or be newly encumbered,
+  the court's account -- only units no pledge holds, lowest first, the rest staying frozen when the
+  post keeps its remainder --, voiding it unfreezes. Frozen units cannot move, retire or be newly encumbered,
   and a hold over frozen units cannot be posted. For serialised units `pending_out` is the number of
   encumbered units (held or frozen, counted once), kept in step with the blocks;
 - credits to the `retired` sink are final: the sink is never debited.
