@@ -361,3 +361,34 @@ def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_ma
     events = [e["type"] for e in api.ok(bank["api"].get(f"/v1/pledges/{second['id']}/events"))]
     assert events.count("sale_listed") == 1
     assert pledging.lifecycle.ENFORCING == api.ok(bank["api"].get(f"/v1/pledges/{second['id']}"))["status"]
+
+
+def test_a_restarted_market_still_sells_from_the_escrow_and_pays_out(db_url: str, settings: Any) -> None:
+    """After a restart the sequencer rebuilds its open orders from the database: an enforcement listing
+    must still deliver from the escrow and be paid into it (not the bank's own accounts)."""
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from tests.helpers import bootstrap_operator
+
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as first:
+        api = Api(first, bootstrap_operator(first))
+        w = world(api, "100")
+        m = market(api, "listing", reference_price_fen=100_000)
+        pid = pledged(api, w, "100", secured_amount="30000.00")["id"]
+        api.ok(w["bank"]["api"].post(f"/v1/pledges/{pid}/enforcement", {"method": "exchange", "reason": "违约",
+                                                                         "default_notice": NOTICE}))
+        lid = api.ok(w["bank"]["api"].post(f"/v1/pledges/{pid}/enforcement/sales", {
+            "market_id": m, "price": "1000.00"}), 201)["order"]["id"]
+        deposit(api, w["buyer"], "100000.00")
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as again:
+        api = Api(again, bootstrap_operator(again, "重启后的 operator"))
+        buyer = {**w["buyer"], "api": api.as_(w["buyer"]["token"])}
+        bank = {**w["bank"], "api": api.as_(w["bank"]["token"])}
+        owner = {**w["owner"], "api": api.as_(w["owner"]["token"])}
+        api.ok(buyer["api"].post(f"/v1/markets/{m}/listings/{lid}/take", {"quantity": "100"}))
+        p = api.ok(bank["api"].get(f"/v1/pledges/{pid}"))
+        assert p["status"] == "enforced" and p["enforcement"]["paid"] == {"pledgee/principal": "30000.00",
+                                                                         "owner": "70000.00"}
+        assert cash(api, bank) == "30000.00" and cash(api, owner) == "70000.00"
+        verify(api, db_url)
