@@ -64,7 +64,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "sale_proposed": (frozenset({ACTIVE}), ENFORCING),
     "sale_cancelled": (frozenset({ENFORCING}), ACTIVE),
     "exchange_sale_started": (frozenset({ACTIVE}), ENFORCING),
-    "sale_listed": (frozenset({ENFORCING}), None),
+    "sale_listed": (frozenset({ENFORCING, ENFORCED, EXPIRED}), None),  # recorded late after a crash, too
     "proceeds_distributed": (frozenset({ENFORCING}), None),
     "sale_ended": (frozenset({ENFORCING, ENFORCED, EXPIRED}), None),
     "units_returned": (frozenset({ENFORCING}), None),
