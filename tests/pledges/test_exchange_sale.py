@@ -360,7 +360,7 @@ def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_ma
     assert c["order"]["id"] == placed
     events = [e["type"] for e in api.ok(bank["api"].get(f"/v1/pledges/{second['id']}/events"))]
     assert events.count("sale_listed") == 1
-    assert pledging.lifecycle.ENFORCING == api.ok(bank["api"].get(f"/v1/pledges/{second['id']}"))["status"]
+    assert api.ok(bank["api"].get(f"/v1/pledges/{second['id']}"))["status"] == pledging.lifecycle.ENFORCING
 
 
 def test_a_restarted_market_still_sells_from_the_escrow_and_pays_out(db_url: str, settings: Any) -> None:
