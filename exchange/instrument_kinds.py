@@ -2,10 +2,17 @@
 
 Instrument attributes describe the whole product (a CEA vintage, an emission right's pollutant and
 region); batch attributes describe one issuance (a CCER project and vintage, a forest ticket number).
+
+Emission rights (排污权) are granted per year for a term: the instrument (one per pollutant and region)
+says how many years every grant of it runs (`validity_years`, commonly 5), and each batch (one grant)
+says when its term starts and ends (`valid_from`, `valid_until`, whole years: 2025-04-10 to 2030-04-09).
+A quantity is t/yr; a price is per t·yr; a trade of q t/yr settles at price × q × years. What is left
+of a batch at the end of its term expires (exchange/expiry.py).
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,7 +35,8 @@ class EmissionRightInstrument(BaseModel):
     model_config = _STRICT
     pollutant: str = Field(pattern=r"^(COD|NH3-N|SO2|NOx|VOCs|TN|TP)$")
     region: str = Field(min_length=1)
-    validity_years: int = Field(ge=1, le=30)
+    validity_years: int = Field(ge=1, le=30, description="the term of every grant, in years; prices are per "
+                                "t·yr and a trade settles at price × quantity × validity_years")
 
 
 class ProjectBatch(BaseModel):
@@ -53,8 +61,9 @@ class ForestTicketBatch(BaseModel):
 
 class EmissionRightBatch(BaseModel):
     model_config = _STRICT
-    valid_from: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-    valid_until: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    valid_from: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="first day of the grant's term")
+    valid_until: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$",
+                             description="last day of the term: valid_from + validity_years years - 1 day")
     source: str | None = Field(default=None, description="initial allocation, reserve, purchase ...")
 
 
@@ -87,5 +96,36 @@ def instrument_attributes(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return _validate(KINDS[kind]["instrument"], data, "instrument")
 
 
-def batch_attributes(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    return _validate(KINDS[kind]["batch"], data, "batch")
+def batch_attributes(kind: str, data: dict[str, Any], instrument: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A batch's attributes, checked; an emission right's term must be the instrument's whole years."""
+    attrs = _validate(KINDS[kind]["batch"], data, "batch")
+    if kind == "emission_right":
+        start, end = _date(attrs["valid_from"], "valid_from"), _date(attrs["valid_until"], "valid_until")
+        years = term_years(kind, instrument or {})
+        if end != term_end(start, years):
+            raise Invalid("invalid_term", f"a {years}-year term from {start} ends on {term_end(start, years)}, "
+                                          f"not {end}")
+    return attrs
+
+
+def term_years(kind: str, instrument: dict[str, Any]) -> int:
+    """Years one unit of quantity is granted for: the price multiplier (1 for everything but emission rights)."""
+    if kind == "emission_right":
+        return int(instrument["validity_years"])
+    return 1
+
+
+def term_end(start: date, years: int) -> date:
+    """The last day of a term of whole years starting on `start` (the day before its anniversary)."""
+    try:
+        anniversary = start.replace(year=start.year + years)
+    except ValueError:  # 29 February: the anniversary is 1 March
+        anniversary = date(start.year + years, 3, 1)
+    return anniversary - timedelta(days=1)
+
+
+def _date(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Invalid("invalid_attributes", f"batch attributes: {name}: {value} is not a date") from None

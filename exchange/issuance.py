@@ -39,7 +39,7 @@ async def request(rt: Runtime, who: Principal, client_id: str, *, instrument: st
     inst = await instruments.get(rt, instrument)
     if inst["kind"] == "currency":
         raise DomainError("not_issuable", "cash is deposited, not issued", 422)
-    attrs = instrument_kinds.batch_attributes(inst["kind"], attributes)
+    attrs = instrument_kinds.batch_attributes(inst["kind"], attributes, inst["attributes"])
     qty = to_base(quantity, inst["decimals"])
     holder = await participants.lookup(rt, holder_id)
     if holder["kind"] not in ("enterprise", "issuer", "operator"):

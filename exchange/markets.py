@@ -3,11 +3,19 @@
 Defaults are the national CEA settings (上海环境能源交易所, 2021-06-22): listing orders below 100,000 t,
 ±10 % band, picks within the best 5 levels, 9:30-11:30 and 13:00-15:00; block trades from 100,000 t,
 ±30 %, 13:00-15:00; tick 0.01 CNY; lot 1 unit. Every number is a per-market setting.
+
+Auctions announce their lots case by case, so an auction market's grid is the instrument's own base
+unit (a 0.300 t/yr or 1.200 t/yr lot needs no settings) and its minimum is one such unit; the lot's
+terms (its minimum bid quantity, cap) then govern bids. Where no tick is set, the tick is the finest
+one that keeps tick × lot whole fen (10.00 CNY per t on a 0.001 t lot). `configure` is the one
+statement of what settings mean and which are valid: maker-checker runs it when a definition is
+proposed and again when it is approved.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -18,7 +26,9 @@ from sqlalchemy import text
 from exchange import instruments
 from exchange.errors import DomainError, Invalid, NotFound
 from exchange.idempotency import check_replay, fingerprint
+from exchange.instrument_kinds import term_years
 from exchange.runtime import Runtime
+from exchange.units import to_text
 from matching.rules import MarketRules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -31,7 +41,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "sessions": [["13:00", "15:00"]], "in_close": False},
     "continuous": {"band_bps": 1000, "min_units": 1, "max_units": None, "best_n": 5,
                    "sessions": [["09:30", "11:30"], ["13:00", "15:00"]], "in_close": True},
-    "auction": {"band_bps": None, "min_units": 1, "max_units": None, "best_n": 5, "sessions": [],
+    # Lots are announced case by case: the grid and the minimum are one base unit of the instrument.
+    "auction": {"band_bps": None, "lot_base": 1, "min_base": 1, "max_units": None, "best_n": 5, "sessions": [],
                 "in_close": False},
 }
 
@@ -47,6 +58,7 @@ class Market:
     fee_bps: int
     t_plus_1: bool
     in_close: bool
+    years: int = 1  # the instrument's term: prices are per unit-year, money is price x quantity x years
 
     def in_hours(self, now: datetime) -> bool:
         """Whether `now` falls in one of the market's Asia/Shanghai sessions (none listed: always)."""
@@ -56,10 +68,10 @@ class Market:
         return any(time.fromisoformat(a) <= local < time.fromisoformat(b) for a, b in self.sessions)
 
 
-def market_from_row(row: Any, decimals: int) -> Market:
+def market_from_row(row: Any, decimals: int, years: int = 1) -> Market:
     rules = MarketRules(**row.rules)
     return Market(row.id, row.instrument, row.mode, decimals, rules,
-                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close)
+                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close, years)
 
 
 def trading_day(now: datetime) -> date:
@@ -81,34 +93,69 @@ def _check_sessions(sessions: list[list[str]]) -> list[list[str]]:
     return out
 
 
-async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mode: str,
-                 settings: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
+    """What a market definition's settings come to, once checked."""
+
+    rules: MarketRules
+    sessions: list[list[str]]
+    fee_bps: int
+    t_plus_1: bool
+    in_close: bool
+    reference: int | None
+
+
+def _setting(settings: dict[str, Any], mode: str, base: str, units: str, unit: int) -> int | None:
+    """A size given in base units (`base`) or whole units (`units`): what the definition says, else the
+    mode's default, base units first."""
+    for source in (settings, DEFAULTS[mode]):
+        if source.get(base) is not None:
+            return int(source[base])
+        if source.get(units) is not None:
+            return int(source[units]) * unit
+    return None
+
+
+def configure(mode: str, decimals: int, settings: dict[str, Any]) -> MarketConfig:
+    """Settings -> rules, or a 422 `invalid_rules` / `invalid_sessions` saying what is wrong."""
     if mode not in MODES:
         raise Invalid("invalid_mode", f"mode must be one of {', '.join(MODES)}")
-    inst = await instruments.get(rt, instrument)
-    if inst["kind"] == "currency":
-        raise Invalid("not_tradable", "cash is not traded")
-    d = inst["decimals"]
-    unit = 10**d
-    cfg = {**DEFAULTS[mode], **{k: v for k, v in settings.items() if v is not None}}
-    tick = int(cfg.get("tick_fen", 1))
-    # lot_base (base units, e.g. 1 kg of a t/yr emission right) overrides lot_units (whole units).
-    lot = int(cfg["lot_base"]) if cfg.get("lot_base") else int(cfg.get("lot_units", 1)) * unit
+    unit = 10**decimals
+    given = {k: v for k, v in settings.items() if v is not None}
+    cfg = {**DEFAULTS[mode], **given}
+    lot = _setting(given, mode, "lot_base", "lot_units", unit) or unit
+    finest = unit // math.gcd(lot, unit)  # the smallest tick (fen) with tick x lot whole fen
+    tick = int(given.get("tick_fen", finest))
     if (tick * lot) % unit:
-        raise Invalid("invalid_rules", "tick x lot must be whole fen")
+        raise Invalid("invalid_rules", f"a tick of {to_text(tick, 2)} CNY on a lot of {to_text(lot, decimals)} units "
+                                       f"is not whole fen: the tick must be a multiple of {to_text(finest, 2)} CNY")
+    minimum = _setting(given, mode, "min_base", "min_units", unit) or lot
     try:
-        rules = MarketRules(tick=tick, lot=lot, band_bps=cfg["band_bps"],
-                            min_qty=max(lot, int(cfg["min_units"]) * unit),
+        rules = MarketRules(tick=tick, lot=lot, band_bps=cfg["band_bps"], min_qty=max(lot, minimum),
                             max_qty=None if cfg["max_units"] is None else int(cfg["max_units"]) * unit,
                             best_n=int(cfg["best_n"]), strict_best=bool(cfg.get("strict_best", False)),
                             stp=cfg.get("stp", "cancel_taker"))
     except (ValueError, TypeError) as exc:
         raise Invalid("invalid_rules", str(exc)) from None
-    sessions = _check_sessions(cfg["sessions"])
     fee_bps = int(cfg.get("fee_bps", 0))
     if not 0 <= fee_bps <= 1000:
         raise Invalid("invalid_rules", "fee_bps must be between 0 and 1000")
-    reference = cfg.get("reference_price_fen")
+    return MarketConfig(rules, _check_sessions(cfg["sessions"]), fee_bps, bool(cfg.get("t_plus_1", True)),
+                        bool(cfg["in_close"]), cfg.get("reference_price_fen"))
+
+
+async def check_definition(rt: Runtime, instrument: str, mode: str, settings: dict[str, Any]) -> MarketConfig:
+    """Everything a market definition needs, short of writing it: proposals are refused here, at once."""
+    inst = await instruments.get(rt, instrument)
+    if inst["kind"] == "currency":
+        raise Invalid("not_tradable", "cash is not traded")
+    return configure(mode, inst["decimals"], settings)
+
+
+async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mode: str,
+                 settings: dict[str, Any]) -> dict[str, Any]:
+    config = await check_definition(rt, instrument, mode, settings)
+    rules = config.rules
     market_id = f"{instrument}.{mode}"
     fp = fingerprint({"instrument": instrument, "mode": mode, "settings": settings})
     async with rt.tx() as conn:
@@ -124,8 +171,8 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
                VALUES (:id, :inst, :mode, CAST(:rules AS jsonb), CAST(:sessions AS jsonb), :fee, :t1, :close,
                        :ref, :a, :cid, :fp)"""),
             {"id": market_id, "inst": instrument, "mode": mode, "rules": json.dumps(rules.to_dict()),
-             "sessions": json.dumps(sessions), "fee": fee_bps, "t1": bool(cfg.get("t_plus_1", True)),
-             "close": bool(cfg["in_close"]), "ref": reference, "a": actor, "cid": client_id, "fp": fp})
+             "sessions": json.dumps(config.sessions), "fee": config.fee_bps, "t1": config.t_plus_1,
+             "close": config.in_close, "ref": config.reference, "a": actor, "cid": client_id, "fp": fp})
     await rt.exchange.start_market(market_id)  # type: ignore[attr-defined]
     return await get(rt, market_id)
 
@@ -133,18 +180,20 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
 async def load(rt: Runtime, market_id: str) -> Market:
     async with rt.read() as conn:
         row = (await conn.execute(text(
-            "SELECT m.*, i.decimals FROM markets m JOIN instruments i ON i.code = m.instrument WHERE m.id = :i"),
+            """SELECT m.*, i.decimals, i.kind AS instrument_kind, i.attributes AS instrument_attributes
+               FROM markets m JOIN instruments i ON i.code = m.instrument WHERE m.id = :i"""),
             {"i": market_id})).first()
     if row is None:
         raise NotFound("market", market_id)
-    return market_from_row(row, row.decimals)
+    return market_from_row(row, row.decimals, term_years(row.instrument_kind, row.instrument_attributes or {}))
 
 
 async def get(rt: Runtime, market_id: str) -> dict[str, Any]:
     async with rt.read() as conn:
         row = (await conn.execute(text(
             """SELECT m.id, m.instrument, m.mode, m.rules, m.sessions, m.fee_bps, m.t_plus_1, m.in_close,
-                      m.reference_price, m.halted, m.session_open, m.trading_day, m.applied_seq, i.decimals
+                      m.reference_price, m.halted, m.session_open, m.trading_day, m.applied_seq, i.decimals,
+                      i.kind AS instrument_kind, i.attributes AS instrument_attributes
                FROM markets m JOIN instruments i ON i.code = m.instrument WHERE m.id = :i"""),
             {"i": market_id})).first()
     if row is None:
@@ -153,8 +202,6 @@ async def get(rt: Runtime, market_id: str) -> dict[str, Any]:
 
 
 def view(m: dict[str, Any]) -> dict[str, Any]:
-    from exchange.units import to_text
-
     unit = 10 ** m["decimals"]
     r = m["rules"]
     return {
@@ -168,6 +215,8 @@ def view(m: dict[str, Any]) -> dict[str, Any]:
         "reference_price": None if m["reference_price"] is None else to_text(m["reference_price"], 2),
         "halted": m["halted"], "session_open": m["session_open"],
         "trading_day": m["trading_day"], "last_seq": m["applied_seq"], "unit_base": unit,
+        # Prices are per unit and year of the term; every amount is price x quantity x term_years.
+        "term_years": term_years(m["instrument_kind"], m["instrument_attributes"] or {}),
     }
 
 
@@ -175,6 +224,7 @@ async def listing(rt: Runtime) -> list[dict[str, Any]]:
     async with rt.read() as conn:
         rows = await conn.execute(text(
             """SELECT m.id, m.instrument, m.mode, m.rules, m.sessions, m.fee_bps, m.t_plus_1, m.in_close,
-                      m.reference_price, m.halted, m.session_open, m.trading_day, m.applied_seq, i.decimals
+                      m.reference_price, m.halted, m.session_open, m.trading_day, m.applied_seq, i.decimals,
+                      i.kind AS instrument_kind, i.attributes AS instrument_attributes
                FROM markets m JOIN instruments i ON i.code = m.instrument ORDER BY m.id"""))
         return [view(dict(r._mapping)) for r in rows]
