@@ -392,3 +392,29 @@ def test_a_raise_survives_a_restart_and_everything_is_released(db_url: str, sett
         assert money(api2, bidder2) == ("300000.00", "0.00", "300000.00")
         assert bal(api2, {"api": api2.as_(reserve["token"])}, "PW-NOX-NX")["available"] == "2.000"
         verified(api2, db_url)
+
+
+def test_listing_and_continuous_markets_price_emission_rights_by_term(api: Api, db_url: str) -> None:
+    """Not only auctions: every trade of an emission right settles at price × t/yr × the term's years."""
+    emission_right(api, "PW-COD-FJ", 5, "福建省", "COD")
+    issuer = api.participant("福建省生态环境厅 (示例)", "issuer")
+    seller, buyer = api.participant("甲", "enterprise"), api.participant("乙", "enterprise")
+    api.issue(issuer["api"], seller["id"], "PW-COD-FJ", "10.000", {"valid_from": "2025-01-01",
+                                                                     "valid_until": "2029-12-31"})
+    fund(api, buyer, "300000.00")
+    for mode in ("listing", "continuous"):
+        api.ok(api.post("/v1/markets", {"instrument": "PW-COD-FJ", "mode": mode, "settings": {"sessions": []}}))
+        api.ok(api.post(f"/v1/markets/PW-COD-FJ.{mode}/session", {"action": "open"}))
+    listed = api.ok(seller["api"].post("/v1/markets/PW-COD-FJ.listing/listings",
+                                       {"side": "sell", "price": "4000.00", "quantity": "2"}))
+    took = api.ok(buyer["api"].post(f"/v1/markets/PW-COD-FJ.listing/listings/{listed['order']['id']}/take",
+                                    {"quantity": "2"}))
+    assert took["order"]["filled_amount"] == "40000.00"  # 4,000.00 x 2 t/yr x 5 years
+    api.ok(seller["api"].post("/v1/markets/PW-COD-FJ.continuous/orders",
+                              {"side": "sell", "price": "3900.50", "quantity": "3"}))
+    bought = api.ok(buyer["api"].post("/v1/markets/PW-COD-FJ.continuous/orders",
+                                      {"side": "buy", "price": "4000.00", "quantity": "3"}))
+    assert bought["order"]["filled_amount"] == "58507.50"  # 3,900.50 x 3 x 5, at the maker's price
+    assert money(api, buyer) == ("201492.50", "0.00", "201492.50")
+    assert money(api, seller) == ("98507.50", "0.00", "98507.50")
+    verified(api, db_url)
