@@ -21,11 +21,12 @@ from typing import Any
 from exchange.errors import DomainError, Forbidden, Invalid
 from exchange.keys import Principal
 from exchange.negotiation import submit_plain
-from exchange.orders import _public, iso_us, stored_refusal, submit_new
+from exchange.orders import _public, _reason_error, iso_us, stored_refusal, submit_new
 from exchange.pricing import buy_hold, notional
 from exchange.runtime import Runtime
 from exchange.units import to_base, to_text
 from matching import commands as mc
+from matching import reasons as R
 from matching.auction import winners
 
 US = 1_000_000
@@ -56,8 +57,8 @@ async def _answer(rt: Runtime, market_id: str, result: dict[str, Any]) -> dict[s
     order = result["order"]
     if order["status"] == "rejected":
         refused = await stored_refusal(rt, market_id, order["id"])
-        assert refused is not None, f"refused {order['id']} has no stored refusal"  # same transaction
-        raise refused
+        # Stored with the rejection in one transaction; only rows refused before refusals were kept lack it.
+        raise refused or _reason_error(order["reason"], R.DESCRIPTIONS.get(order["reason"], order["reason"]))
     return _public(result)
 
 

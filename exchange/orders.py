@@ -185,7 +185,8 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     if changed is not None:
         row.update({"open_qty": changed["open"], "filled_qty": changed["filled"],
                     "filled_notional": changed["notional"], "fees": changed["fees"], "status": changed["status"],
-                    "reason": changed["reason"], "price": changed["price"]})
+                    "reason": changed["reason"], "price": changed["price"],
+                    "hold_id": changed.get("hold_id", ctx["hold_id"])})  # a raise's one hold, once merged
     return {"order": order_view(row, m.decimals), "events": _events_view(events, m.decimals), "_fp": fp.hex()}
 
 

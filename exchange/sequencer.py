@@ -586,8 +586,10 @@ class MarketSequencer:
                     for row in st.trade_rows:
                         if row["cid"] == r.client_id:
                             row["settlement_seq"] = entry.seq
+        projected = {r["id"]: r for r in st.order_rows}
         for index, o in st.raises:  # the raised bid's one hold: the group's last entry created it
             o.hold_id = outcomes[index][-1].seq  # type: ignore[index]
+            projected[o.id]["hold_id"] = o.hold_id
         conn = await self._connection("project")
         async with conn.transaction():
             if st.trade_rows:

@@ -12,6 +12,8 @@ import time
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import text
+
 from exchange import expiry, sessions
 from exchange.database import asyncpg_dsn
 from exchange.units import to_text
@@ -56,15 +58,13 @@ def wait_for_end(api: Api, m: str, aid: int) -> None:
     time.sleep(max(0.0, ends.timestamp() - time.time()) + 0.05)
 
 
-def pending_holds(api: Api, account: int) -> int:
-    async def count() -> int:
+def pending_holds(api: Api, account: int) -> list[int]:
+    async def ids() -> list[int]:
         async with api.client.app.state.rt.read() as conn:
-            from sqlalchemy import text
+            return [r.id for r in await conn.execute(text(
+                "SELECT id FROM ledger_holds WHERE debit = :a AND state = 'pending' ORDER BY id"), {"a": account})]
 
-            return int((await conn.execute(text(
-                "SELECT count(*) FROM ledger_holds WHERE debit = :a AND state = 'pending'"), {"a": account})).scalar())
-
-    return api.client.blocking_portal.call(count)
+    return api.client.blocking_portal.call(ids)
 
 
 def system_balance(api: Api, name: str, instrument: str) -> int:
@@ -132,7 +132,8 @@ def test_top_60_percent_of_8_bidders_with_raises_win_at_their_final_price(api: A
         deposit = 200_000
         assert money(api, bidders[i - 1]) == (cny(start), cny(deposit + held[price]),
                                               cny(start - deposit - held[price])), (i, price)
-        assert pending_holds(api, bidders[i - 1]["cash_account"]) == 2
+        holds = pending_holds(api, bidders[i - 1]["cash_account"])
+        assert len(holds) == 2 and r["order"]["hold_id"] == holds[-1]  # the deposit's and the bid's one hold
     # B3 has placed its 5 bids: a sixth is refused, and so is its retry, byte for byte.
     sixth = bid(3, "4900", key="b3-sixth")
     assert (sixth.status_code, sixth.json()["code"]) == (409, "too_many_bids")
