@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from tests.helpers import Api
+from tests.helpers import Api, ticket
 from tests.pledges.helpers import Receiver, days, pledge_body, world
 from tests.security.helpers import sql
 
@@ -185,8 +185,7 @@ def test_public_search_matches_whole_names_and_lists_junior_registrations(api: A
     names = ["成都市锦江区环保科技有限公司", "成都市青羊区林业合作社", "成都绿色 Carbon 有限公司"]
     holders = [api.participant(n, "enterprise", uscc=f"91510100MA6C{i:06d}") for i, n in enumerate(names)]
     for i, h in enumerate(holders):
-        api.issue(w["issuer"]["api"], h["id"], "FCT-SM", "10", {"ticket_number": f"{i + 10:07d}",
-                                                               "issuing_bureau": "成都"})
+        api.issue(w["issuer"]["api"], h["id"], "FCT-SM", "10", ticket(i + 10))
         api.ok(court["api"].post("/v1/freezes", {
             "holder_id": h["id"], "instrument": "FCT-SM", "quantity": "1", "case_number": f"(2025)川01执{i}号",
             "notice_number": f"N-{i}", "term_start": days(0), "term_end": days(30)}))

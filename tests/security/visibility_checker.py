@@ -203,8 +203,7 @@ def build(api: Api) -> World:
                                                      "quantity": qty, "attributes": ticket(n)}))
         _ok(api, api.post(f"/v1/issuances/{req['id']}/approve", {}))
     pending = _ok(api, a["I"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids["E"],
-                                                     "quantity": "5", "attributes": {"ticket_number": "0097319",
-                                                                                     "issuing_bureau": "x"}}))
+                                                     "quantity": "5", "attributes": ticket(97319)}))
     w.add(Obj("issuance", pending["id"], frozenset({"I", "E"}), markers=("0097319",)))
     for k in ("E", "E2", "E3", "P", "B", "BJ", "B2"):
         _ok(api, api.post("/v1/cash/deposits", {"participant_id": ids[k], "amount": "10000000.00",
