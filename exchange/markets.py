@@ -149,7 +149,14 @@ async def get(rt: Runtime, market_id: str) -> dict[str, Any]:
             {"i": market_id})).first()
     if row is None:
         raise NotFound("market", market_id)
-    return view(dict(row._mapping))
+    return _with_runtime(rt, view(dict(row._mapping)))
+
+
+def _with_runtime(rt: Runtime, v: dict[str, Any]) -> dict[str, Any]:
+    """What only the running sequencer knows: whether the market stopped taking writes, and why."""
+    seq = getattr(rt.exchange, "sequencers", {}).get(v["id"])
+    v["writes_stopped"] = getattr(seq, "stopped", None)
+    return v
 
 
 def view(m: dict[str, Any]) -> dict[str, Any]:
@@ -177,4 +184,4 @@ async def listing(rt: Runtime) -> list[dict[str, Any]]:
             """SELECT m.id, m.instrument, m.mode, m.rules, m.sessions, m.fee_bps, m.t_plus_1, m.in_close,
                       m.reference_price, m.halted, m.session_open, m.trading_day, m.applied_seq, i.decimals
                FROM markets m JOIN instruments i ON i.code = m.instrument ORDER BY m.id"""))
-        return [view(dict(r._mapping)) for r in rows]
+        return [_with_runtime(rt, view(dict(r._mapping))) for r in rows]

@@ -114,7 +114,7 @@ async def compute_close(rt: Runtime, instrument: str, day: date) -> dict[str, An
                            {"p": price, "i": instrument})
     # The close is the next day's reference: every market of the instrument re-centres its band.
     for s in rt.exchange.sequencers.values():
-        if s.market.instrument == instrument:
+        if s.market.instrument == instrument and getattr(s, "stopped", None) is None:
             await s.submit(lambda _s, p=price: mc.SetReference(p))
     await _after_close(rt, instrument, price, day)
     return {"instrument": instrument, "trading_day": day, "price": price, "method": method,
