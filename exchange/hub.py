@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy import text
 
-from exchange import markets
+from exchange import markets, sessions
 from exchange.errors import NotFound
 from exchange.runtime import Runtime
 from exchange.sequencer import MarketSequencer, outage
@@ -42,6 +42,7 @@ class MarketHub:
             # Its journal does not replay (a bug): this market takes no writes, the others start.
             seq.stop_writes(exc)
         self.sequencers[market_id] = seq
+        await sessions.start(self.rt, market_id)  # its calendar: jobs now, and the session it should be in
         return seq
 
     def stopped(self) -> dict[str, str]:

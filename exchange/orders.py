@@ -332,10 +332,12 @@ async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) 
     return order_view(row, seq.market.decimals)
 
 
-async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None) -> list[dict[str, Any]]:
+async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None, after: int | None = None,
+                      limit: int = 500) -> list[dict[str, Any]]:
+    """Orders in id order (oldest first), after the order id `after`; one more than `limit` if there are."""
     seq = rt.exchange.get(market_id)
-    sql = "SELECT * FROM orders WHERE market_id = :m"
-    params: dict[str, Any] = {"m": market_id}
+    sql = "SELECT * FROM orders WHERE market_id = :m AND id > :after"
+    params: dict[str, Any] = {"m": market_id, "after": after or 0, "limit": limit + 1}
     if who.kind not in ("operator", "auditor"):
         sql += " AND participant_id = :p"
         params["p"] = who.participant_id
@@ -343,6 +345,6 @@ async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str |
         sql += " AND status = :s"
         params["s"] = status
     async with rt.read() as conn:
-        rows = await conn.execute(text(sql + " ORDER BY id DESC LIMIT 500"), params)
+        rows = await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)
         return [order_view(dict(r._mapping), seq.market.decimals) for r in rows]
 

@@ -194,6 +194,8 @@ class MarketSequencer:
         self.session_open = False
         # Why the market takes no writes any more (a broken invariant, see the module docstring), or None.
         self.stopped: str | None = None
+        # Serialises session changes (operator calls and calendar jobs) of this market.
+        self.session_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
