@@ -24,7 +24,6 @@ def _desk(api: Api, units: str = "400000", cash: str = "50000000.00") -> tuple[d
     api.ok(api.post("/v1/cash/deposits", {"participant_id": buyer["id"], "amount": cash, "bank_reference": "b"}))
     api.ok(api.post("/v1/markets", {"instrument": "CEA25", "mode": "block",
                                      "settings": {"sessions": [], "reference_price_fen": 10000}}))
-    api.ok(api.post(f"/v1/markets/{M}/session", {"action": "open"}))
     return seller, buyer
 
 
