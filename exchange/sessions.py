@@ -44,7 +44,6 @@ from matching.marketdata import vwap
 log = logging.getLogger("envx.sessions")
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 CALENDAR = "calendar"  # the actor of scheduled transitions
-SESSION_KINDS = ("open", "pause", "close")
 
 
 async def claim(rt: Runtime, job: str, run_key: str) -> bool:
@@ -408,5 +407,3 @@ async def start(rt: Runtime, market_id: str) -> None:
         if never:
             await open_session(rt, market_id)
 
-
-__all__ = ["CLOSED", "OPEN", "PAUSED", "SESSION_KINDS"]
