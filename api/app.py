@@ -42,7 +42,6 @@ from exchange.database import asyncpg_dsn, make_engine
 from exchange.hub import MarketHub
 from exchange.markets import SHANGHAI
 from exchange.runtime import Runtime
-from exchange.sessions import install_jobs
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
 from ledger.writer import LedgerWriter
@@ -81,13 +80,13 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         try:
             await verifiable.start(writer)
             await ensure_system(rt)
+            if settings.scheduler:  # markets install their calendar jobs as they start (or are defined)
+                scheduler = rt.scheduler = AsyncIOScheduler(timezone=SHANGHAI)
             rt.exchange = MarketHub(rt)
             await rt.exchange.start()  # recovers every market: snapshot + journal replay
             for hook in on_ready:
                 await hook(rt)
-            if settings.scheduler:
-                scheduler = AsyncIOScheduler(timezone=SHANGHAI)
-                install_jobs(rt, scheduler)
+            if scheduler is not None:
                 scheduler.start()
             yield
         finally:

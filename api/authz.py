@@ -62,6 +62,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "listMarkets": PUBLIC,
     "getMarket": PUBLIC,
     "setSession": OPERATOR,
+    "amendMarket": OPERATOR,
+    "listMarketEvents": PUBLIC,
     "haltMarket": OPERATOR,
     "resumeMarket": OPERATOR,
     "placeOrder": HOLDERS,

@@ -25,6 +25,7 @@ from exchange.units import to_base, to_text
 from ledger import commands as lc
 from matching import commands as mc
 from matching import events as ev
+from matching import reasons as R
 
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
 
@@ -184,6 +185,10 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
             raise DomainError("unknown_quote", f"quote {deal['quote_id']} is not live", 404)
         if pid not in (quote["account"], deal["responder"]):
             raise Forbidden("you are not a party to this negotiation")
+        if pid in deal["confirmed"]:
+            # A repeated click is refused before anything is funded or journaled (the engine would refuse
+            # it too, after the funding): nothing moves, and a retry gets the same refusal.
+            raise _reason_error(R.ALREADY_CONFIRMED, "this party already confirmed the current terms")
         price, qty = int(deal["price"]), int(deal["qty"])
         seller_id, buyer_id = ((quote["account"], deal["responder"]) if quote["side"] == mc.SELL
                                else (deal["responder"], quote["account"]))

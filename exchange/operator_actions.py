@@ -1,6 +1,7 @@
 """Maker-checker for operator actions that move value or set rules: one operator proposes, another approves.
 
-Covered: cash deposits and withdrawals, instrument definitions, market definitions (issuance has its own
+Covered: cash deposits and withdrawals, instrument definitions, market definitions and amendments of
+market rules (exchange/amendments.py; issuance has its own
 request/approve flow in exchange/issuance.py). A proposal is stored with its payload and a plain summary
 of what will happen; approval by a *different* operator runs the same service function the direct call
 would (exchange.cash.record, instruments.define, markets.define) under a client id derived from the
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from exchange import cash, instrument_kinds, instruments, markets, participants
+from exchange import amendments, cash, instrument_kinds, instruments, markets, participants
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.keys import Principal
 from exchange.provenance import provenance
@@ -102,6 +103,8 @@ KINDS: dict[str, Kind] = {
     "defineMarket": Kind(
         _check_market, lambda p: f"define market {p['instrument']}.{p['mode']} with settings "
                                  f"{json.dumps(p.get('settings') or {}, sort_keys=True)}", _define_market),
+    "amendMarket": Kind(
+        amendments.check, amendments.summary, lambda rt, maker, cid, p: amendments.amend(rt, maker.actor, cid, p)),
 }
 
 

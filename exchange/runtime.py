@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,6 +30,10 @@ class Runtime:
     verifiable: VerifiableLedger | None = None
     # The market sequencers (exchange.hub.MarketHub); None in tools that run a bare writer.
     exchange: Any = None
+    # APScheduler (3.x) running the calendar jobs (exchange.sessions); None when ENVX_SCHEDULER is off.
+    scheduler: Any = None
+    # The time sessions and the calendar go by (tests drive it; everything else stamps with the system clock).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     origin: str = Field(default="envx.example/registry", description="Checkpoint origin line (log identity).")
     writer_max_batch: int = Field(default=2048, ge=1, le=100_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    scheduler: bool = Field(default=True, description="Run session jobs (open/close/expiry) on the calendar.")
+    scheduler: bool = Field(default=True, description="Run the calendar jobs: sessions open, pause and close by each "
+                            "market's hours. Off: operators do it by hand (always-open markets still come up open).")
     # Reliability: failover and read scaling.
     read_only: bool = Field(
         default=False, description="Serve reads only (e.g. from a hot standby): no ledger writer, no sequencers, "

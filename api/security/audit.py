@@ -1,8 +1,8 @@
 """Which requests are administrative, and what the audit trail records about them (exchange/audit.py stores).
 
-Administrative: the operations below (participants, keys, signing keys and policy, instruments, markets,
-sessions and halts, issuance decisions, cash, operator actions, pledge rule changes), plus any mutation
-made with an operator's key. Refused attempts are recorded too (who tried, from where, why refused).
+Administrative: the operations below (participants, keys, signing keys and policy, instruments, markets and
+their amendments, sessions and halts, issuance decisions, cash, operator actions, pledge rule changes), plus
+any mutation made with an operator's key. Refused attempts are recorded too (who tried, from where, why refused).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from exchange.keys import Principal
 ADMIN_OPERATIONS = frozenset({
     "createParticipant", "createKey", "revokeKey",
     "registerSigningKey", "revokeSigningKey", "setSignaturePolicy",
-    "defineInstrument", "defineMarket", "setSession", "haltMarket", "resumeMarket",
+    "defineInstrument", "defineMarket", "amendMarket", "setSession", "haltMarket", "resumeMarket",
     "approveIssuance", "rejectIssuance",
     "recordDeposit", "recordWithdrawal",
     "approveOperatorAction", "rejectOperatorAction",
