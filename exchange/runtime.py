@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.errors import DomainError, from_rejection
+from exchange.keys import Credentials, KeyCache
 from exchange.provenance import LEDGER_META
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
@@ -29,6 +30,10 @@ class Runtime:
     verifiable: VerifiableLedger | None = None
     # The market sequencers (exchange.hub.MarketHub); None in tools that run a bare writer.
     exchange: Any = None
+    # Derives secrets shown once (exchange/keys.py); None in a read-only process, which mints nothing.
+    credentials: Credentials | None = None
+    # Verified API keys of this process (exchange/keys.py).
+    key_cache: KeyCache = field(default_factory=KeyCache)
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

@@ -45,7 +45,7 @@ def test_keys_are_created_listed_without_secrets_and_revoked_at_once(api: Api, c
 
 def test_an_expired_key_stops_working_even_while_cached(api: Api, client: TestClient) -> None:
     ent = api.participant("企业", "enterprise")
-    k = api.ok(api.post(f"/v1/participants/{ent['id']}/keys", {"label": "short", "expires_in_days": 1}))
+    k = api.ok(ent["api"].post(f"/v1/participants/{ent['id']}/keys", {"label": "short", "expires_in_days": 1}))
     assert k["expires_at"] is not None
     sql(client, "UPDATE api_keys SET expires_at = now() + interval '1.5 seconds' WHERE id = :i", {"i": k["id"]},
         write=True)
@@ -53,7 +53,7 @@ def test_an_expired_key_stops_working_even_while_cached(api: Api, client: TestCl
     assert short.get("/v1/whoami").status_code == 200  # verified and cached (the cache lives 5 s)
     time.sleep(1.7)
     assert short.get("/v1/whoami").status_code == 401
-    r = api.post(f"/v1/participants/{ent['id']}/keys", {"expires_in_days": 0})
+    r = ent["api"].post(f"/v1/participants/{ent['id']}/keys", {"expires_in_days": 0})
     assert r.status_code == 422
 
 
