@@ -75,9 +75,13 @@ class Api:
             return self.approve(resp)
         return resp
 
+    def new_key(self) -> str:
+        """An automatic idempotency key."""
+        return f"k{next(_ids)}"
+
     def propose(self, path: str, body: dict[str, Any] | None = None, key: str | None = "auto") -> Any:
         if key == "auto":
-            key = f"k{next(_ids)}"
+            key = self.new_key()
         return self.client.post(path, json=body if body is not None else {}, headers=self._h(key))
 
     def approve(self, proposal: Any) -> Any:
@@ -112,7 +116,7 @@ class Api:
     def enroll(self, first_half: str, second_half: str, key: str | None = "auto", **extra: Any) -> Any:
         """POST /v1/enrollments, without any API key (the code is the credential)."""
         if key == "auto":
-            key = f"k{next(_ids)}"
+            key = self.new_key()
         return self.client.post("/v1/enrollments", json={"first_half": first_half, "second_half": second_half,
                                                          **extra}, headers={"Idempotency-Key": key} if key else {})
 
