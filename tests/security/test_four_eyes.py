@@ -35,7 +35,8 @@ def _counts(client: TestClient, enterprise_id: int) -> dict[str, Any]:
         "markets": one("SELECT count(*) FROM markets"),
         "enterprise_keys_by_others": one(
             "SELECT count(*) FROM api_keys WHERE participant_id = :p AND created_by NOT LIKE 'enrollment:%' "
-            "AND created_by NOT IN (SELECT 'key:' || id FROM api_keys WHERE participant_id = :p)", {"p": enterprise_id}),
+            "AND created_by NOT IN (SELECT 'key:' || id FROM api_keys WHERE participant_id = :p)",
+            {"p": enterprise_id}),
     }
 
 
@@ -195,7 +196,8 @@ def test_one_operator_alone_completes_no_four_eyes_action(api: Api, client: Test
 
     # --- every operation of the API, twice: GETs may leak, mutations may create --------------------------
     spec = client.get("/schema/openapi.json").json()
-    world = az.World({}, {"operator": me, "enterprise": ent["id"]}, {"operator": 0, "enterprise": ent["holding_account"]})
+    world = az.World({}, {"operator": me, "enterprise": ent["id"]},
+                     {"operator": 0, "enterprise": ent["holding_account"]})
     key_ids = [r.id for r in sql(client, "SELECT id FROM api_keys ORDER BY id")]
     action_ids = [r.id for r in sql(client, "SELECT id FROM operator_actions ORDER BY id")]
     own_live = {r.id for r in sql(client, "SELECT id FROM api_keys WHERE participant_id = :p", {"p": me})}
