@@ -48,7 +48,9 @@ CREATE TABLE participant_status_changes (
     reason text NOT NULL,
     actor text NOT NULL,
     approved_by text,
-    operator_action_id bigint REFERENCES operator_actions (id),
+    -- No foreign key: the row is written while the approval holds the action's row lock (FOR UPDATE), on
+    -- another connection; the key check's FOR KEY SHARE would wait for the approval forever.
+    operator_action_id bigint,
     client_id text NOT NULL,
     fingerprint bytea NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
