@@ -95,8 +95,8 @@ def test_a_duplicate_uscc_is_refused_at_proposal_and_again_at_approval(api: Api,
     assert sql(client, "SELECT count(*) FROM participants WHERE uscc = :u", {"u": USCC})[0][0] == 1
     # The database holds the line too.
     with pytest.raises(Exception, match="participants_uscc_ascii"):
-        sql(client, "UPDATE participants SET uscc = '９１３５０１００Ｍ０００１００Ｙ４３' WHERE uscc = :u", {"u": USCC},
-            write=True)
+        sql(client, "UPDATE participants SET uscc = :w WHERE uscc = :u",
+            {"w": "９１３５０１００Ｍ０００１００Ｙ４３", "u": USCC}, write=True)
 
 
 PERSON = {"subject": "person", "id_document": {"type": "resident_id_card", "number": RESIDENT_ID}}
@@ -105,8 +105,8 @@ PERSON = {"subject": "person", "id_document": {"type": "resident_id_card", "numb
 @pytest.mark.parametrize(("body", "code"), [
     ({"subject": "person", "id_document": {"type": "resident_id_card", "number": "110105194912310021"}},
      "id_document_check_failed"),
-    ({"subject": "person", "id_document": {"type": "resident_id_card", "number": "１１０１０５１９４９１２３１００２Ｘ"}},
-     "invalid_id_document"),
+    ({"subject": "person",
+      "id_document": {"type": "resident_id_card", "number": "１１０１０５１９４９１２３１００２Ｘ"}}, "invalid_id_document"),
     ({"subject": "person", "id_document": {"type": "resident_id_card", "number": "11010519491331002X"}},
      "invalid_id_document"),  # month 13
     ({"subject": "person", "id_document": {"type": "resident_id_card", "number": "11010519491231002x"}},
