@@ -99,14 +99,15 @@ def test_a_duplicate_uscc_is_refused_at_proposal_and_again_at_approval(api: Api,
             {"w": "９１３５０１００Ｍ０００１００Ｙ４３", "u": USCC}, write=True)
 
 
+FULL_WIDTH_ID = "１１０１０５１９４９１２３１００２Ｘ"
 PERSON = {"subject": "person", "id_document": {"type": "resident_id_card", "number": RESIDENT_ID}}
 
 
 @pytest.mark.parametrize(("body", "code"), [
     ({"subject": "person", "id_document": {"type": "resident_id_card", "number": "110105194912310021"}},
      "id_document_check_failed"),
-    ({"subject": "person",
-      "id_document": {"type": "resident_id_card", "number": "１１０１０５１９４９１２３１００２Ｘ"}}, "invalid_id_document"),
+    ({"subject": "person", "id_document": {"type": "resident_id_card", "number": FULL_WIDTH_ID}},
+     "invalid_id_document"),
     ({"subject": "person", "id_document": {"type": "resident_id_card", "number": "11010519491331002X"}},
      "invalid_id_document"),  # month 13
     ({"subject": "person", "id_document": {"type": "resident_id_card", "number": "11010519491231002x"}},
