@@ -155,12 +155,15 @@ def second_half_answer(c: Credentials, row: Any, who: str) -> dict[str, Any]:
     return out
 
 
-async def issue_directly(rt: Runtime, who: Principal, client_id: str, participant_id: int) -> dict[str, Any]:
+async def issue_directly(rt: Runtime, who: Principal, operation: str, client_id: str,
+                         participant_id: int) -> dict[str, Any]:
     """Maker-checker off (closed test benches): one operator gets both halves at once."""
     c = creds(rt)
     async with rt.tx() as conn:
-        row = await open_code(conn, c, created_by=who.actor, client_id=f"direct:{client_id}", four_eyes=False,
-                              participant_id=participant_id)
+        row = await open_code(conn, c, created_by=who.actor, client_id=f"direct:{operation}:{client_id}",
+                              four_eyes=False, participant_id=participant_id)
+        if row.participant_id != participant_id:
+            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
         return await complete_code(conn, rt, row.id, participant_id, who.actor)
 
 

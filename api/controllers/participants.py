@@ -35,7 +35,8 @@ class ParticipantController(Controller):
 
         async def direct() -> dict[str, Any]:  # maker-checker off: one operator, both halves
             p = await participants.create(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
-            return {**p, "enrollment": await credentials.issue_directly(rt, principal, cid, p["id"])}
+            code = await credentials.issue_directly(rt, principal, "createParticipant", cid, p["id"])
+            return {**p, "enrollment": code}
 
         return await propose_or_run(rt, principal, cid, "createParticipant", payload, direct)
 
@@ -76,7 +77,8 @@ class ParticipantController(Controller):
 
         async def direct() -> dict[str, Any]:
             return {"participant_id": participant_id,
-                    "enrollment": await credentials.issue_directly(rt, principal, cid, participant_id)}
+                    "enrollment": await credentials.issue_directly(rt, principal, "issueEnrollmentCode", cid,
+                                                                  participant_id)}
 
         return await propose_or_run(rt, principal, cid, "issueEnrollmentCode", {"participant_id": participant_id},
                                     direct)
