@@ -20,7 +20,7 @@ from api.controllers.ledger import LedgerController
 from api.controllers.ledger_proofs import LedgerProofController
 from api.controllers.markets import InstrumentStatsController, MarketController, stream
 from api.controllers.negotiation import AuctionController, BlockController
-from api.controllers.participants import AccountController, ParticipantController
+from api.controllers.participants import AccountController, EnrollmentController, ParticipantController
 from api.controllers.pledges import FreezeController, PledgeController, pledge_worker
 from api.controllers.public import PublicController
 from api.controllers.registry import (
@@ -40,6 +40,7 @@ from api.security.openapi import declare_problem_responses, improve_openapi
 from exchange.bootstrap import ensure_system
 from exchange.database import asyncpg_dsn, make_engine
 from exchange.hub import MarketHub
+from exchange.keys import Credentials
 from exchange.markets import SHANGHAI
 from exchange.runtime import Runtime
 from exchange.settings import Settings
@@ -53,7 +54,7 @@ ROUTES = [health, whoami, ParticipantController, AccountController, InstrumentCo
           LedgerProofController, MarketController, InstrumentStatsController, stream,
           BlockController, AuctionController, RestorationController, CertificateCheckController]
 ROUTES += [PledgeController, FreezeController, PublicController]
-ROUTES += [SigningKeyController, OperatorActionController, AuditController]
+ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
 
 
 OnReady = Callable[[Runtime], Awaitable[None]]
@@ -74,7 +75,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
             log.critical("the ledger writer did not start", exc_info=True)
             await engine.dispose()
             raise
-        rt = Runtime(settings, url, engine, writer, verifiable=verifiable)
+        rt = Runtime(settings, url, engine, writer, verifiable=verifiable, credentials=Credentials.load(settings))
         app.state.rt = rt
         scheduler: AsyncIOScheduler | None = None
         try:

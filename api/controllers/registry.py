@@ -117,9 +117,10 @@ class HoldingController(Controller):
     tags = ["registry"]
 
     @get("/", operation_id="getHoldings", summary="Balances and serial blocks of a participant, with their state")
-    async def holdings(self, rt: Runtime, principal: Principal, participant_id: int | None = None,
-                       instrument: str | None = None, limit: Limit = 500,
-                       after_instrument: str | None = None, after_serial: int | None = None) -> dict[str, Any]:
+    async def holdings(self, rt: Runtime, principal: Principal,
+                       participant_id: Annotated[int | None, Parameter(ge=1, le=2**53 - 1)] = None,
+                       instrument: str | None = None, limit: Limit = 500, after_instrument: str | None = None,
+                       after_serial: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None) -> dict[str, Any]:
         pid = participant_id or principal.participant_id
         after = (after_instrument, after_serial) if after_instrument and after_serial else None
         return await transfers.holdings(rt, principal, pid, instrument, limit, after)
