@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from exchange.errors import DomainError, Forbidden, Invalid
+from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.keys import Principal
 from exchange.negotiation import submit_plain
 from exchange.orders import _public, _reason_error, iso_us, stored_refusal, submit_new
@@ -153,10 +153,17 @@ async def bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, clie
 
 async def withdraw_bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, bid_id: int,
                        client_id: str) -> dict[str, Any]:
-    _auction_market(rt, market_id)
+    seq = _auction_market(rt, market_id)
     pid = who.participant_id
+
+    async def own_bid() -> None:  # after the replay look-up; before the auction's phase or terms
+        bids = {b[0]: b[1] for b in _auction(seq, auction_id)["bids"]}
+        if bids.get(bid_id) != pid:  # another bidder's bid: as if there were none
+            raise NotFound("bid", bid_id)
+
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.WithdrawBid(auction_id, bid_id, pid),
-                              {"op": "withdraw_bid", "m": market_id, "auction": auction_id, "bid": bid_id})
+                              {"op": "withdraw_bid", "m": market_id, "auction": auction_id, "bid": bid_id},
+                              prepare=own_bid)
 
 
 def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
@@ -166,10 +173,11 @@ def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
     d = m.decimals
     t = a["terms"]
     standing = sorted(a["bids"], key=lambda b: (-b[2], b[0]))  # the ranking: price, then time of the bid
+    # Public (getAuction has no key): terms, phase, counts and results; no participant ids.
     out: dict[str, Any] = {
         "auction_id": auction_id, "phase": a["phase"],
         "ends_at": None if a["end_ts"] is None else iso_us(a["end_ts"]), "extensions": a["extensions"],
-        "seller": t["seller"], "quantity": to_text(t["qty"], d), "term_years": m.years,
+        "quantity": to_text(t["qty"], d), "term_years": m.years,
         "min_price": to_text(t["min_price"], 2), "increment": to_text(t["increment"], 2),
         "deposit": to_text(t["deposit"], 2), "min_bid_quantity": to_text(t["min_bid_qty"], d),
         "cap_per_bidder": None if t["cap_per_bidder"] is None else to_text(t["cap_per_bidder"], d),
@@ -182,7 +190,7 @@ def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
     if t["allocation"] == mc.TOP_PERCENT:
         out["winners"] = winners(len(standing), t["top_percent"])
     if a["phase"] == "allocated":
-        out["allocations"] = [{"bid_id": b, "bidder": who, "price": to_text(p, 2), "quantity": to_text(q, d),
+        out["allocations"] = [{"bid_id": b, "price": to_text(p, 2), "quantity": to_text(q, d),
                                "amount": to_text(notional(p, q, d, m.years), 2)}
-                              for b, who, p, q in a["allocations"]]
+                              for b, _bidder, p, q in a["allocations"]]
     return out

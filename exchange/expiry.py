@@ -40,6 +40,7 @@ from ledger.state import Rejection
 
 log = logging.getLogger("envx.expiry")
 ACTOR = "exchange:expiry"
+PURPOSE = "expiry"  # the retirement's purpose: no participant retires with it
 
 _DUE = text("""
     SELECT r.batch_id, r.instrument, r.attributes->>'valid_until' AS valid_until, i.decimals
@@ -91,7 +92,7 @@ async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
             ranges = [(b.start_serial, b.end_serial) for b in blocks]
             amount = sum(e - s + 1 for s, e in ranges)
             request = lc.Request(
-                ACTOR, lc.Retire(account, rt.system["retired"], batch.instrument, amount, "expiry", "",
+                ACTOR, lc.Retire(account, rt.system["retired"], batch.instrument, amount, PURPOSE, "",
                                  tuple(ranges)),
                 client_id(account, batch.batch_id, ranges),
                 {"expiry": {"batch": batch.batch_id, "valid_until": batch.valid_until}})

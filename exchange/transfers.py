@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from exchange import expiry, instruments, participants
+from exchange import expiry, instruments, participants, restoration
 from exchange.errors import DomainError, Forbidden
 from exchange.keys import Principal
 from exchange.runtime import Runtime
@@ -105,9 +105,16 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
     p = await participants.lookup(rt, participant_id)
     accounts = [a for a in (p["holding_account"], p["cash_account"]) if a is not None]
     decimals = {i["code"]: i["decimals"] for i in await instruments.listing(rt)}
+    judicial = await restoration.retirements_paid_by(rt, participant_id)
     async with rt.read() as conn:
         bals = await queries.balances(conn, accounts)
-        blocks = await queries.blocks(conn, [p["holding_account"]], instrument, limit, after)
+        held = await queries.blocks(conn, [p["holding_account"]], instrument, limit, after)
+        # What expired at the end of its term is listed apart, as expired (below), not as retired.
+        retired = await queries.retired_blocks(conn, [p["holding_account"]], judicial, instrument, limit, after,
+                                               except_purpose=expiry.PURPOSE)
+        # Retired blocks rest in the retired sink; they are listed with whoever retired them (for a judicial
+        # retirement, the payer). Both lists are in (instrument, serial) order: merge, then cut the page.
+        blocks = sorted(held + retired, key=lambda b: (b["instrument"], b["start_serial"]))[:limit]
         expired = await _expired_blocks(conn, p["holding_account"], instrument) if p["holding_account"] else []
         terms = await _terms(conn, {b["batch"] for b in blocks} | {b["batch"] for b in expired})
 
@@ -121,6 +128,8 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
             "serial": serial_label(b["instrument"], b["batch"], b["start_serial"], b["end_serial"]),
             # The term an emission right's block is valid for (its batch's grant); None for other kinds.
             "valid_from": valid_from, "valid_to": valid_to,
+            **({"purpose": b["purpose"], "beneficiary": b["beneficiary"], "retired_seq": b["retired_seq"]}
+               if b.get("retired_seq") is not None else {}),
         }
 
     return {

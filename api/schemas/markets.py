@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -11,12 +12,8 @@ from api.schemas.common import ClientId, Decimal, Note, Strict
 Side = Literal["buy", "sell"]
 
 
-class MarketSettings(Strict):
-    """Every number of DESIGN.md §6 is a setting; unset ones take the national CEA defaults for the mode.
-
-    Auction markets default to the instrument's base unit as lot and minimum (lots are announced case by
-    case). An unset tick is the finest that keeps tick × lot whole fen (0.01 CNY on a lot of whole
-    units, 10.00 CNY per t on a 0.001 t lot). Settings are checked when the definition is proposed."""
+class RuleSettings(Strict):
+    """The rules of a market that a definition sets and an amendment may change (same keys and units)."""
 
     tick_fen: int | None = Field(default=None, ge=1, le=1_000_000)
     lot_units: int | None = Field(default=None, ge=1, le=1_000_000)
@@ -29,11 +26,25 @@ class MarketSettings(Strict):
     best_n: int | None = Field(default=None, ge=1, le=50)
     strict_best: bool | None = None
     stp: Literal["cancel_taker", "cancel_maker", "cancel_both"] | None = None
-    sessions: list[Annotated[list[str], Field(max_length=2)]] | None = Field(default=None, max_length=6,
-                                             description="[[\"09:30\",\"11:30\"],...] Asia/Shanghai; [] = always")
+    sessions: list[Annotated[list[str], Field(max_length=2)]] | None = Field(
+        default=None, max_length=6,
+        description="Trading hours, Asia/Shanghai, in order: [[\"09:30\",\"11:30\"],[\"13:00\",\"15:00\"]]. The "
+                    "market opens at the first start, pauses between sessions and closes at the last end, Monday to "
+                    "Friday except `holidays`. [] = always open, every day (the trading day ends at midnight).")
+    holidays: list[date] | None = Field(default=None, max_length=400,
+                                        description="Weekdays on which the market does not trade (ISO dates)")
     fee_bps: int | None = Field(default=None, ge=0, le=1000)
     t_plus_1: bool | None = None
     in_close: bool | None = None
+
+
+class MarketSettings(RuleSettings):
+    """Every number of DESIGN.md §6 is a setting; unset ones take the national CEA defaults for the mode.
+
+    Auction markets default to the instrument's base unit as lot and minimum (lots are announced case by
+    case). An unset tick is the finest that keeps tick × lot whole fen (0.01 CNY on a lot of whole
+    units, 10.00 CNY per t on a 0.001 t lot). Settings are checked when the definition is proposed."""
+
     reference_price_fen: int | None = Field(default=None, ge=1, le=10**12)
 
 
@@ -46,6 +57,17 @@ class MarketIn(Strict):
 
 class SessionIn(Strict):
     action: Literal["open", "pause", "close"]
+    override: bool = Field(default=False, description="Open outside the market's hours (needs `reason`); lasts until "
+                                                      "the next scheduled transition of that day or its end")
+    reason: Note = Field(default=None, description="Why the hours are overridden (recorded in the market's events "
+                                                   "and the audit trail)")
+
+
+class AmendmentIn(Strict):
+    effective_from: date = Field(description="The trading day from which the new rules apply (after today and the "
+                                             "market's current trading day, at most 730 days ahead)")
+    settings: RuleSettings = Field(description="Only the settings that change")
+    client_id: ClientId = None
 
 
 class HaltIn(Strict):

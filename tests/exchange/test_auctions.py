@@ -9,13 +9,14 @@ refused when they are proposed.
 from __future__ import annotations
 
 import time
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 
 from exchange import expiry, sessions
 from exchange.database import asyncpg_dsn
+from exchange.markets import trading_day
 from exchange.units import to_text
 from ledger import queries
 from ledger.verify import verify_database
@@ -124,9 +125,11 @@ def test_top_60_percent_of_8_bidders_with_raises_win_at_their_final_price(api: A
     plan = [(1, "4000"), (3, "4000"), (7, "4000"), (2, "4100"), (8, "4100"), (3, "4100"), (5, "4200"),
             (1, "4300"), (3, "4200"), (3, "4300"), (6, "4400"), (4, "4500"), (7, "4400"), (5, "4500"),
             (2, "4600"), (3, "4700"), (1, "4800")]
+    final: dict[int, int] = {}  # bid id of each bidder's standing bid -> bidder number
     for i, price in plan:
         r = api.ok(bid(i, price))
         assert r["order"]["status"] == "open", r
+        final = {k: n for k, n in final.items() if n != i} | {r["order"]["id"]: i}
         # One bid hold per bidder, sized to its newest bid; with the deposit, two pending holds.
         start = 2_610_000 if i == 1 else 10_000_000
         deposit = 200_000
@@ -150,9 +153,9 @@ def test_top_60_percent_of_8_bidders_with_raises_win_at_their_final_price(api: A
                                key="early").content == early.content  # the retry is the first answer
     api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "close"}))
     res = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "allocate"}))["auction"]
-    ids = {b["id"]: n for n, b in enumerate(bidders, 1)}
-    # Ranked by final price, then by the time of that bid: B4 reached 4500 before B5 did.
-    assert [(ids[a["bidder"]], a["price"], a["quantity"], a["amount"]) for a in res["allocations"]] == [
+    # Ranked by final price, then by the time of that bid: B4 reached 4500 before B5 did. The public view
+    # names bids, not bidders (participant ids): each bidder knows its own bid ids.
+    assert [(final[a["bid_id"]], a["price"], a["quantity"], a["amount"]) for a in res["allocations"]] == [
         (1, "4800.00", "1.000", "24000.00"), (3, "4700.00", "1.000", "23500.00"),
         (2, "4600.00", "1.000", "23000.00"), (4, "4500.00", "1.000", "22500.00"),
         (5, "4500.00", "1.000", "22500.00")]
@@ -182,7 +185,9 @@ def test_three_year_emission_right_auction_settles_by_term_and_expires_at_its_en
     bad = reserve["api"].post("/v1/issuances", {"instrument": "PW-NOX-WZ", "holder_id": reserve["id"],
                                                 "quantity": "1.000", "attributes": {
                                                     "valid_from": "2025-04-10", "valid_until": "2030-04-09"}})
-    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_term")  # a 5-year term on a 3-year right
+    # A 5-year term on a 3-year right: an invalid attribute, named with every other one (issuance's rule).
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_attributes")
+    assert [(e["attribute"], e["type"]) for e in bad.json()["errors"]] == [("valid_until", "invalid_term")]
     later = api.issue(reserve["api"], reserve["id"], "PW-NOX-WZ", "1.000",
                       {"valid_from": "2026-01-01", "valid_until": "2028-12-31"})
     m = auction_market(api, "PW-NOX-WZ")
@@ -203,19 +208,19 @@ def test_three_year_emission_right_auction_settles_by_term_and_expires_at_its_en
     def bid(who: dict[str, Any], price: str, qty: str) -> dict[str, Any]:
         return api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": price, "quantity": qty}))
 
-    bid(yi, "22000", "2.000")
+    yi_bid = bid(yi, "22000", "2.000")["order"]["id"]
     assert money(api, yi) == ("400000.00", "152000.00", "248000.00")  # 20,000 + 22,000 x 2.000 x 3
     bid(jia, "21500", "3.000")
     assert money(api, jia)[1] == "213500.00"  # 20,000 + 21,500 x 3.000 x 3
-    bid(jia, "22500", "3.000")
+    jia_bid = bid(jia, "22500", "3.000")["order"]["id"]
     assert money(api, jia)[1] == "222500.00"  # the raise holds 202,500 for the new bid, nothing for the old
     bid(bing, "21000", "4.048")
     assert money(api, bing)[1] == "275024.00"  # 20,000 + 21,000 x 4.048 x 3
     wait_for_end(api, m, aid)
     api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "close"}))
     res = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "allocate"}))["auction"]
-    assert [(a["bidder"], a["price"], a["quantity"], a["amount"]) for a in res["allocations"]] == [
-        (jia["id"], "22500.00", "3.000", "202500.00"), (yi["id"], "22000.00", "1.048", "69168.00")]
+    assert [(a["bid_id"], a["price"], a["quantity"], a["amount"]) for a in res["allocations"]] == [
+        (jia_bid, "22500.00", "3.000", "202500.00"), (yi_bid, "22000.00", "1.048", "69168.00")]
     assert money(api, jia) == ("197500.00", "0.00", "197500.00")
     assert money(api, yi) == ("330832.00", "0.00", "330832.00")
     assert money(api, bing) == ("400000.00", "0.00", "400000.00")
@@ -226,7 +231,8 @@ def test_three_year_emission_right_auction_settles_by_term_and_expires_at_its_en
     [block] = api.ok(jia["api"].get("/v1/holdings"))["blocks"]
     assert (block["quantity"], block["valid_from"], block["valid_to"]) == ("3.000", "2025-04-10", "2028-04-09")
     rt = api.client.app.state.rt
-    api.client.blocking_portal.call(sessions.release_t1, rt, "PW-NOX-WZ", date(2026, 1, 5))  # next day's open
+    tomorrow = trading_day(datetime.now(UTC)) + timedelta(days=1)  # its open frees what was bought before it
+    api.client.blocking_portal.call(sessions.release_t1, rt, "PW-NOX-WZ", tomorrow)
     # 乙 pledges what it bought; at the end of the term the registry does not expire a bank's collateral.
     bank = api.participant("宁夏银行 (示例)", "bank")
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(yi["id"], "1.048", instrument="PW-NOX-WZ",

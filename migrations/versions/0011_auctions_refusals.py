@@ -4,8 +4,8 @@ A bid, registration or lot the auction engine refuses is journaled before the en
 must get the same 409 problem, detail included, so the code and message are kept with the command's seq.
 Written in the sequencer's projection transaction; insert-only.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-24
 """
 
@@ -13,8 +13,8 @@ from alembic import op  # noqa: F401
 
 from migrations.script import run_script
 
-revision = "0008"
-down_revision = "0007"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
