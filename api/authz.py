@@ -29,9 +29,18 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 MATRIX: dict[str, frozenset[str]] = {
     "health": PUBLIC,
     "whoami": ANY,
+    # Participants and credentials (exchange/credentials.py, the four-eyes rule in exchange/operator_actions.py):
+    # admission, new enrollment codes and reinstatement are maker-checker; suspension is one operator's brake;
+    # keys are minted by their own participant only (object-level: the caller's own id), listed by the
+    # participant and oversight, revoked by the participant or an operator (a brake, never a grant).
     "createParticipant": OPERATOR,
     "listParticipants": ANY,
     "getParticipant": ANY,
+    "suspendParticipant": OPERATOR,
+    "reinstateParticipant": OPERATOR,
+    "issueEnrollmentCode": OPERATOR,
+    "listEnrollmentCodes": OVERSIGHT,
+    "enroll": PUBLIC,  # the enrollment code is the credential
     "createKey": ANY,
     "listKeys": ANY,
     "revokeKey": ANY,
@@ -39,6 +48,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "defineInstrument": OPERATOR,
     "listInstruments": PUBLIC,
     "getInstrument": PUBLIC,
+    "sweepEmissionRightExpiry": OPERATOR,
     "requestIssuance": frozenset({"issuer"}),
     "listIssuances": frozenset({"operator", "auditor", "issuer", "enterprise"}),
     "getIssuance": frozenset({"operator", "auditor", "issuer", "enterprise"}),
@@ -62,6 +72,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "listMarkets": PUBLIC,
     "getMarket": PUBLIC,
     "setSession": OPERATOR,
+    "amendMarket": OPERATOR,
+    "listMarketEvents": PUBLIC,
     "haltMarket": OPERATOR,
     "resumeMarket": OPERATOR,
     "placeOrder": HOLDERS,

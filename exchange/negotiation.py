@@ -18,13 +18,14 @@ from exchange import participants
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import fingerprint
 from exchange.keys import Principal
-from exchange.orders import TRADERS, _events_view, _gate, _reason_error
+from exchange.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.pricing import buy_hold
 from exchange.runtime import Runtime
 from exchange.units import to_base, to_text
 from ledger import commands as lc
 from matching import commands as mc
 from matching import events as ev
+from matching import reasons as R
 
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
 
@@ -49,12 +50,15 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
     try:
         async with rt.read() as conn:
             row = (await conn.execute(text(
-                """SELECT seq, command->'client'->>'fp' AS fp FROM market_journal
+                """SELECT market_id, seq, command->'client'->>'fp' AS fp FROM market_journal
                    WHERE command ? 'client' AND command->'client'->>'p' = :p AND command->'client'->>'c' = :c"""),
                 {"p": str(who.participant_id), "c": client_id})).first()
         if row is not None:
             if row.fp != fp:
                 raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+            refused = await stored_refusal(rt, row.market_id, row.seq)
+            if refused is not None:  # the first answer was this refusal: so is the retry's
+                raise refused
             result = {"seq": row.seq, "replayed": True, "events": [], "_fp": fp}
         else:
             if prepare is not None:
@@ -184,11 +188,15 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
             raise DomainError("unknown_quote", f"quote {deal['quote_id']} is not live", 404)
         if pid not in (quote["account"], deal["responder"]):
             raise Forbidden("you are not a party to this negotiation")
+        if pid in deal["confirmed"]:
+            # A repeated click is refused before anything is funded or journaled (the engine would refuse
+            # it too, after the funding): nothing moves, and a retry gets the same refusal.
+            raise _reason_error(R.ALREADY_CONFIRMED, "this party already confirmed the current terms")
         price, qty = int(deal["price"]), int(deal["qty"])
         seller_id, buyer_id = ((quote["account"], deal["responder"]) if quote["side"] == mc.SELL
                                else (deal["responder"], quote["account"]))
         seller, buyer = await participants.lookup(rt, seller_id), await participants.lookup(rt, buyer_id)
-        cash = buy_hold(price, qty, m.decimals, m.fee_bps)
+        cash = buy_hold(price, qty, m.decimals, m.fee_bps, m.years)
         base = f"{m.id}:deal:{deal_id}:{client_id}"
         holds = await rt.submit_linked([
             lc.Request(f"exchange:{m.id}", lc.CreateHold("order", buyer["cash_account"], rt.system["clearing"],

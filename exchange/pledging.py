@@ -49,7 +49,9 @@ from exchange import auctions, encumbrances, instruments, orders, participants
 from exchange.bootstrap import SYSTEM_ACTOR
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import check_replay, fingerprint
+from exchange.instrument_kinds import term_years
 from exchange.keys import Principal
+from exchange.pricing import notional
 from exchange.runtime import Runtime
 from exchange.units import CNY_DECIMALS, to_base, to_text
 from ledger import commands as c
@@ -1084,7 +1086,7 @@ async def _reassess(conn: AsyncConnection, p: dict[str, Any], *, actor: str) -> 
     if p["last_price"] is None or p["status"] not in lifecycle.LOCKED:
         return
     haircut = p["haircut_bps"] if p["haircut_bps"] is not None else p["effective_haircut_bps"]
-    value = val.collateral_value(p["quantity"], p["decimals"], p["last_price"], haircut)
+    value = val.collateral_value(p["quantity"], p["decimals"], p["last_price"], haircut, _years(p))
     th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
     level = val.level(value, p["secured_amount"], th)
     as_of = _d(p["last_valued_on"]) if p["last_valued_on"] else today()
@@ -1144,7 +1146,7 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
             if (p["enforcement"] or {}).get("method") == "exchange":
                 continue  # the units already left the pledgor: nothing to mark any more
             haircut = p["effective_haircut_bps"]
-            value = val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut)
+            value = val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, _years(p))
             ratio = val.ratio_bps(value, p["secured_amount"])
             th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
             level = val.level(value, p["secured_amount"], th)
@@ -1429,11 +1431,18 @@ def _enforcement_view(e: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _notional(price_fen: int, quantity: int, decimals: int) -> int:
-    value, rest = divmod(price_fen * quantity, 10**decimals)
-    if rest:
-        raise Invalid("price_not_whole_fen", "price × quantity is not a whole number of fen")
-    return value
+def _years(p: dict[str, Any]) -> int:
+    """The term of the pledged instrument in years: an emission right's price is per unit and year, so its
+    money is price × quantity × validity_years, as on the market (exchange/pricing.py); 1 for the rest."""
+    return term_years(p["instrument_kind"], p["instrument_attributes"] or {})
+
+
+def _notional(price_fen: int, quantity: int, p: dict[str, Any]) -> int:
+    """What the pledged lot (or part of it) fetches at `price_fen`: price × quantity × term years, in fen."""
+    try:
+        return notional(price_fen, quantity, p["decimals"], _years(p))
+    except ValueError:
+        raise Invalid("price_not_whole_fen", "price × quantity × term years is not a whole number of fen") from None
 
 
 async def _settle_claims(conn: AsyncConnection, pledge_id: int, payouts: list[wf.Payout]) -> None:
@@ -1516,7 +1525,7 @@ async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: d
     if buyer["status"] != "active":
         raise DomainError("participant_suspended", f"participant {buyer_id} is suspended")
     price_fen = to_base(price, CNY_DECIMALS, field="price")
-    proceeds = _notional(price_fen, p["quantity"], p["decimals"])
+    proceeds = _notional(price_fen, p["quantity"], p)
     courts = await _courts_on_lot(conn, rt, p)
     payouts, _, claims = await _distribute_once(conn, rt, p, base, proceeds, courts)
     enforcement = {**base, "buyer_id": buyer_id, "price": price_fen, "proceeds": proceeds,
@@ -1535,7 +1544,7 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: di
     price_fen = p["last_price"] if price is None else to_base(price, CNY_DECIMALS, field="price")
     if p["last_price"] is not None and price_fen < p["last_price"]:
         raise DomainError("price_below_mark", f"the price is below the last mark {_cny(p['last_price'])}")
-    proceeds = _notional(price_fen, p["quantity"], p["decimals"])
+    proceeds = _notional(price_fen, p["quantity"], p)
     courts = await _courts_on_lot(conn, rt, p)
     payouts, accounts, claims = await _distribute_once(conn, rt, p, base, proceeds, courts)
     escrow = await escrow_account(rt, p["pledgee_id"])
@@ -1702,6 +1711,11 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
         if ((placed_before["purpose"] or {}).get("enforcement") or {}).get("pledge_id") != pledge_id:
             raise DomainError("idempotency_conflict", "this client id was already used for a different request")
         order = await orders.get_order(rt, who, placed_before["market_id"], placed_before["id"])
+        if order["status"] == "rejected" and order["kind"] == "auction":
+            # A refused lot is a 409 problem, at first and on every retry alike (exchange.auctions).
+            refused = await orders.stored_refusal(rt, placed_before["market_id"], placed_before["id"])
+            if refused is not None:
+                raise refused
         plan.update(qty=placed_before["qty"], serials=(), retry=True)
     if not plan:  # a retry of a sale already listed: its answer again
         async with rt.read() as conn:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.errors import DomainError, from_rejection
+from exchange.keys import Credentials, KeyCache
 from exchange.provenance import LEDGER_META
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
@@ -31,6 +33,14 @@ class Runtime:
     exchange: Any = None
     # Awaited by each sequencer after settling enforcement sales (exchange.sequencer.SettlementHook).
     settlement_hooks: list[Any] = field(default_factory=list)
+    # APScheduler (3.x) running the calendar jobs (exchange.sessions); None when ENVX_SCHEDULER is off.
+    scheduler: Any = None
+    # The time sessions and the calendar go by (tests drive it; everything else stamps with the system clock).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Derives secrets shown once (exchange/keys.py); None in a read-only process, which mints nothing.
+    credentials: Credentials | None = None
+    # Verified API keys of this process (exchange/keys.py).
+    key_cache: KeyCache = field(default_factory=KeyCache)
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

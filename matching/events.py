@@ -25,6 +25,7 @@ CONVERTED = "converted"
 HALTED = "halted"
 RESUMED = "resumed"
 REFERENCE_SET = "reference_set"
+RULES_SET = "rules_set"
 QUOTED = "quoted"
 DEAL_PROPOSED = "deal_proposed"
 DEAL_CONFIRMED = "deal_confirmed"
@@ -34,6 +35,7 @@ AUCTION_PHASE = "auction_phase"
 REGISTERED = "registered"
 BID_ACCEPTED = "bid_accepted"
 BID_WITHDRAWN = "bid_withdrawn"
+BID_REPLACED = "bid_replaced"
 AUCTION_EXTENDED = "auction_extended"
 ALLOCATED = "allocated"
 AUCTION_RESULT = "auction_result"
@@ -54,6 +56,7 @@ QUOTE_EXHAUSTED = "quote_exhausted"
 DECLINED = "declined"
 END_OF_DAY = "end_of_day"
 TRADED = "traded"
+RULES_AMENDED = "rules_amended"  # off the new tick or lot when an amendment took effect
 
 FIELDS: dict[str, tuple[str, ...]] = {
     ACCEPTED: ("order_id", "account", "side", "type", "tif", "price", "qty"),
@@ -78,6 +81,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     HALTED: ("reason",),
     RESUMED: (),
     REFERENCE_SET: ("price", "band_low", "band_high"),
+    RULES_SET: ("rules", "band_low", "band_high"),
     QUOTED: ("quote_id", "account", "side", "price", "qty", "audience", "counterparties"),
     DEAL_PROPOSED: ("deal_id", "quote_id", "proposer", "price", "qty"),
     DEAL_CONFIRMED: ("deal_id", "account"),
@@ -87,6 +91,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     REGISTERED: ("auction_id", "bidder", "deposit"),
     BID_ACCEPTED: ("auction_id", "bid_id", "bidder", "price", "qty"),
     BID_WITHDRAWN: ("auction_id", "bid_id", "bidder", "qty"),
+    BID_REPLACED: ("auction_id", "bid_id", "bidder", "by"),  # a raise `by` replaced standing bid `bid_id`
     AUCTION_EXTENDED: ("auction_id", "end_ts", "round"),
     ALLOCATED: ("auction_id", "bid_id", "bidder", "price", "qty"),
     AUCTION_RESULT: ("auction_id", "sold_qty", "unsold_qty", "clearing_price"),

@@ -31,7 +31,7 @@ _TIMES = frozenset({"expires_at", "registered_at", "cure_deadline"})
 _JSON = frozenset({"requested_serials", "serials", "enforcement", "secured_scope", "declared_default"})
 
 _PLEDGE_SELECT = """SELECT p.*, pe.name AS pledgee_name, pr.name AS pledgor_name, pr.uscc AS pledgor_uscc,
-    i.decimals, i.kind AS instrument_kind,
+    i.decimals, i.kind AS instrument_kind, i.attributes AS instrument_attributes,
     COALESCE(p.haircut_bps, h.haircut_bps, 0) AS effective_haircut_bps,
     COALESCE((SELECT jsonb_agg(jsonb_build_object('source', r.source, 'reference', r.reference)
                                ORDER BY r.source, r.reference)

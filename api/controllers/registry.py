@@ -11,7 +11,7 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import IdempotencyKey, client_id
 from api.schemas.common import ranges
 from api.schemas.registry import ApprovalIn, DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
-from exchange import instruments, issuance, transfers
+from exchange import expiry, instruments, issuance, transfers
 from exchange.keys import Principal
 from exchange.runtime import Runtime
 
@@ -36,6 +36,15 @@ class InstrumentController(Controller):
     @get("/", operation_id="listInstruments", summary="All instruments")
     async def listing(self, rt: Runtime, kind: str | None = None) -> list[dict[str, Any]]:
         return await instruments.listing(rt, kind)
+
+    @post("/expiry-sweeps", operation_id="sweepEmissionRightExpiry", status_code=200,
+          summary="Expire what is left of emission-right batches past their term now (operator; also daily)",
+          description="Unencumbered units of a batch whose term (valid_from..valid_until) has ended are retired "
+                      "with purpose `expiry` and listed as expired in holdings. Pledged, frozen, order-held "
+                      "or T+1-locked units are reported as `blocked` and expire at the first sweep after the "
+                      "encumbrance ends. Idempotent.")
+    async def sweep_expiry(self, rt: Runtime) -> dict[str, Any]:
+        return await expiry.expire_due(rt)
 
     @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
     async def get_one(self, rt: Runtime, code: str) -> dict[str, Any]:
@@ -117,9 +126,10 @@ class HoldingController(Controller):
     tags = ["registry"]
 
     @get("/", operation_id="getHoldings", summary="Balances and serial blocks of a participant, with their state")
-    async def holdings(self, rt: Runtime, principal: Principal, participant_id: int | None = None,
-                       instrument: str | None = None, limit: Limit = 500,
-                       after_instrument: str | None = None, after_serial: int | None = None) -> dict[str, Any]:
+    async def holdings(self, rt: Runtime, principal: Principal,
+                       participant_id: Annotated[int | None, Parameter(ge=1, le=2**53 - 1)] = None,
+                       instrument: str | None = None, limit: Limit = 500, after_instrument: str | None = None,
+                       after_serial: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None) -> dict[str, Any]:
         pid = participant_id or principal.participant_id
         after = (after_instrument, after_serial) if after_instrument and after_serial else None
         return await transfers.holdings(rt, principal, pid, instrument, limit, after)

@@ -143,7 +143,7 @@ class EnforceIn(Strict):
 
 
 class AuctionTermsIn(Strict):
-    min_price: Decimal = Field(description="start price, CNY per unit")
+    min_price: Decimal = Field(description="start price, CNY per unit (emission rights: per t·yr of the term)")
     increment: Decimal = Field(description="bid step, CNY")
     deposit: Decimal = "0"
     min_bid_quantity: Decimal | None = None
@@ -191,7 +191,8 @@ class ClaimIn(Strict):
 
 class RevaluationIn(Strict):
     instrument: str = Field(min_length=1, max_length=32)
-    price: Decimal = Field(description="close price, CNY per unit")
+    price: Decimal = Field(description="close price, CNY per unit (emission rights: per t·yr; the value is "
+                                       "price × quantity × term years)")
     as_of: dt.date
     cure_deadline: dt.datetime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
     client_id: ClientId = None

@@ -19,17 +19,52 @@ InstrumentAttributes = Annotated[dict[str, Any], KindAttributes("instrument")]
 BatchAttributes = Annotated[dict[str, Any], KindAttributes("batch")]
 
 
+class IdDocumentIn(Strict):
+    type: Literal["resident_id_card", "passport"] = Field(description="resident_id_card: 居民身份证 (GB 11643 "
+                                                                      "check digit verified); passport")
+    number: str = Field(min_length=1, max_length=32, description="as printed, ASCII (e.g. 11010519491231002X)")
+    country: str | None = Field(default=None, min_length=3, max_length=3,
+                                description="passports: issuing state, ISO 3166-1 alpha-3 (e.g. CHN); "
+                                            "not given for a 居民身份证")
+
+
 class ParticipantIn(Strict):
     name: Name
     kind: ParticipantKind
-    uscc: str | None = Field(default=None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$",
-                             description="统一社会信用代码 (18 characters)")
+    subject: Literal["organisation", "person"] = Field(
+        default="organisation", description="an organisation (optionally with its USCC) or a natural person "
+                                            "(enterprise kind only, with a private identity document)")
+    # Checked in exchange/subjects.py (ASCII, character set, GB 32100-2015 check character): 422 invalid_uscc
+    # or uscc_check_failed, with a machine code rather than a pattern mismatch.
+    uscc: str | None = Field(default=None, min_length=1, max_length=32,
+                             description="统一社会信用代码: 18 ASCII characters, check character verified")
+    id_document: IdDocumentIn | None = Field(default=None, description="a person's identity document: stored, "
+                                             "unique, seen only by operators, auditors and the person")
+    client_id: ClientId = None
+
+
+class EnrollmentCodeIn(Strict):
+    client_id: ClientId = None
+
+
+class EnrollIn(Strict):
+    first_half: str = Field(min_length=1, max_length=200, description="one half of the enrollment code")
+    second_half: str = Field(min_length=1, max_length=200, description="the other half (either order)")
+    label: str = Field(default="", max_length=200)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    client_id: ClientId = None
+
+
+class StatusChangeIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
     client_id: ClientId = None
 
 
 class KeyIn(Strict):
     label: str = Field(default="", max_length=200)
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650,
+                                        description="capped at the expiry of the key that mints it")
+    client_id: ClientId = None
 
 
 class InstrumentIn(Strict):

@@ -1,8 +1,13 @@
 """Which requests are administrative, and what the audit trail records about them (exchange/audit.py stores).
 
-Administrative: the operations below (participants, keys, signing keys and policy, instruments, markets,
-sessions and halts, issuance decisions, cash, operator actions, pledge rule changes), plus any mutation
-made with an operator's key. Refused attempts are recorded too (who tried, from where, why refused).
+Administrative: the operations below (participants, their suspension, enrollment codes and enrollment, keys,
+signing keys and policy, instruments, markets and their amendments, sessions and halts, issuance decisions,
+cash, operator actions, pledge rule changes), plus any mutation made with an operator's key. Refused attempts
+are recorded too (who tried, from where, why refused).
+
+Secrets are never recorded: request fields that carry one (the halves of an enrollment code) are replaced
+by "<redacted>"; answers are recorded only as the fields listed in `_ANSWER_FIELDS` (tokens and halves are
+in none of them), the problem code of a refusal, or the id and summary of a proposal.
 """
 
 from __future__ import annotations
@@ -15,16 +20,26 @@ from exchange.audit import AuditEvent
 from exchange.keys import Principal
 
 ADMIN_OPERATIONS = frozenset({
-    "createParticipant", "createKey", "revokeKey",
+    "createParticipant", "suspendParticipant", "reinstateParticipant", "issueEnrollmentCode", "enroll",
+    "createKey", "revokeKey",
     "registerSigningKey", "revokeSigningKey", "setSignaturePolicy",
-    "defineInstrument", "defineMarket", "setSession", "haltMarket", "resumeMarket",
+    "defineInstrument", "defineMarket", "amendMarket", "setSession", "haltMarket", "resumeMarket",
     "approveIssuance", "rejectIssuance",
     "recordDeposit", "recordWithdrawal",
     "approveOperatorAction", "rejectOperatorAction",
-    "revaluePledges", "sweepPledgeExpiry", "setPledgeHaircut",
+    "revaluePledges", "sweepPledgeExpiry", "setPledgeHaircut", "sweepEmissionRightExpiry",
 })
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_IN_DETAIL = 16_384  # larger bodies are recorded by digest only
+SECRET_FIELDS = frozenset({"first_half", "second_half", "token", "secret"})
+REDACTED = "<redacted>"
+# What a successful answer adds to the record, per operation: which key or participant came of it.
+_ANSWER_FIELDS: dict[str, tuple[str, ...]] = {
+    "enroll": ("participant_id", "key.id"),
+    "createKey": ("id", "parent_key_id", "expires_at"),
+    "revokeKey": ("revoked_keys",),
+    "suspendParticipant": ("id", "participant_id", "status"),
+}
 
 
 def is_administrative(operation: str | None, principal: Principal | None, method: str) -> bool:
@@ -41,15 +56,42 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if k in SECRET_FIELDS else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
 def _body_detail(body: bytes) -> dict[str, Any]:
     if not body:
         return {}
     if len(body) <= MAX_BODY_IN_DETAIL:
         try:
-            return {"request": json.loads(body)}
+            return {"request": redact(json.loads(body))}
         except ValueError:
             pass
+    # Digest only: a secret in a body too large (or not JSON) to be redacted field by field is not kept either.
     return {"request_sha256": hashlib.sha256(body).hexdigest(), "request_bytes": len(body)}
+
+
+def _answer_fields(operation: str, response_body: bytes) -> dict[str, Any]:
+    wanted = _ANSWER_FIELDS.get(operation)
+    if not wanted or not response_body:
+        return {}
+    try:
+        resp = json.loads(response_body)
+    except ValueError:
+        return {}
+    out: dict[str, Any] = {}
+    for path in wanted:
+        v: Any = resp
+        for part in path.split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+        if v is not None:
+            out[path] = v
+    return {"answer": out} if out else {}
 
 
 def _header(scope: Any, name: bytes) -> str | None:
@@ -67,6 +109,8 @@ def event(scope: Any, operation: str, principal: Principal | None, status: int, 
     idem = _header(scope, b"idempotency-key")
     if idem:
         detail["idempotency_key"] = idem
+    if 200 <= status < 300 and status != 202:
+        detail.update(_answer_fields(operation, response_body))
     if status >= 400 or status == 202:
         try:  # the problem's machine code, or the proposed action's id (maker-checker)
             resp = json.loads(response_body) if response_body else {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 from exchange.database import asyncpg_dsn
@@ -169,6 +170,62 @@ def test_auction_pays_costs_interest_principal_junior_and_owner_to_the_fen(api: 
     verify(api, db_url)
 
 
+def test_an_auction_on_the_banks_behalf_takes_raises_and_allocates_per_bidder(api: Api, db_url: str) -> None:
+    """The bank's lot is an auction like any other: a refused lot is a 409 whose retry is the same problem
+    (and leaves the lot free for another), a raise replaces the bidder's standing bid and its one hold, and
+    allocation is per bidder by final price; each allocation settled pays the waterfall."""
+    w = world(api, "200")
+    bank, owner = w["bank"], w["owner"]
+    m = market(api, "auction", tick_fen=100, lot_base=1)
+    a, b = api.participant("竞买人甲", "enterprise"), api.participant("竞买人乙", "enterprise")
+    deposit(api, a, "250000.00")
+    deposit(api, b, "250000.00")
+    p = pledged(api, w, "100", secured_amount="300000.00")
+    pid = p["id"]
+    api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement", {"method": "exchange", "reason": "违约",
+                                                              "default_notice": NOTICE}))
+    path = f"/v1/pledges/{pid}/enforcement/sales"
+    bad_terms = {"market_id": m, "auction": {"min_price": "3000", "increment": "100", "min_bid_quantity": "150"}}
+    bad = bank["api"].post(path, bad_terms, key="lot-1")
+    assert (bad.status_code, bad.json()["code"]) == (409, "invalid_auction")
+    assert bank["api"].post(path, bad_terms, key="lot-1").content == bad.content
+    assert "sale_listed" not in [e["type"] for e in api.ok(bank["api"].get(f"/v1/pledges/{pid}/events"))]
+    sale = api.ok(bank["api"].post(path, {"market_id": m, "auction": {
+        "min_price": "3000", "increment": "100", "max_bids_per_bidder": 3}}, key="lot-2"), 201)
+    aid = sale["order"]["id"]
+    assert sale["order"]["quantity"] == "100"  # the refused lot's units came back to the escrow, free
+    api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
+    for who in (a, b):
+        api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
+    api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "bidding", "duration_seconds": 2}))
+
+    def bid(who: dict, price: str, qty: str) -> int:
+        return int(api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids",
+                                          {"price": price, "quantity": qty}))["order"]["id"])
+
+    bid(a, "3000", "60")
+    b_bid = bid(b, "3100", "60")
+    a_bid = bid(a, "3200", "60")  # a raise: one hold of 192,000.00 for the new bid, none for the old
+    held = [x for x in api.ok(a["api"].get("/v1/holdings"))["balances"] if x["instrument"] == "CNY"]
+    assert held[0]["pending"] == "192000.00"
+    view = api.ok(api.client.get(f"/v1/markets/{m}/auctions/{aid}"))
+    assert (view["bidders"], view["bids_placed"], view["enforcement_of"]) == (2, 3, p["number"])
+    time.sleep(max(0.0, datetime.fromisoformat(view["ends_at"]).timestamp() - time.time()) + 0.05)
+    api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "close"}))
+    res = api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "allocate"}))["auction"]
+    assert "participant_id" not in json.dumps(res)
+    assert [(x["bid_id"], x["price"], x["quantity"], x["amount"]) for x in res["allocations"]] == [
+        (a_bid, "3200.00", "60", "192000.00"), (b_bid, "3100.00", "40", "124000.00")]
+    # 316,000.00 in two settlements: the bank's 300,000.00, then the owner's 16,000.00.
+    p = api.ok(bank["api"].get(f"/v1/pledges/{pid}"))
+    assert p["status"] == "enforced", p["enforcement"]
+    assert (p["enforcement"]["received"], p["enforcement"]["paid"]) == (
+        "316000.00", {"pledgee/principal": "300000.00", "owner": "16000.00"})
+    assert cash(api, bank) == "300000.00" and cash(api, owner) == "16000.00"
+    assert cash(api, a) == "58000.00" and cash(api, b) == "126000.00"
+    verify(api, db_url)
+
+
 def test_listing_sold_in_two_fills_after_a_liquidation_level(api: Api, db_url: str) -> None:
     w = world(api, "800")
     bank, owner = w["bank"], w["owner"]
@@ -194,7 +251,7 @@ def test_listing_sold_in_two_fills_after_a_liquidation_level(api: Api, db_url: s
     mid = api.ok(bank["api"].get(f"/v1/pledges/{pid}"))
     assert mid["status"] == "enforcing" and mid["enforcement"]["paid"] == {"pledgee/principal": "800000.00"}
     # The public register still shows the lot encumbered while it is being sold.
-    assert len(api.client.get("/v1/public/pledges", params={"uscc": "91350427MA2XY81234"}).json()[
+    assert len(api.client.get("/v1/public/pledges", params={"uscc": "91350427MA2XY8123J"}).json()[
         "certificate"]["results"]) == 1
     api.ok(t2["api"].post(f"/v1/markets/{m}/listings/{lid}/take", {"quantity": "300"}))
     done = api.ok(bank["api"].get(f"/v1/pledges/{pid}"))
@@ -203,7 +260,7 @@ def test_listing_sold_in_two_fills_after_a_liquidation_level(api: Api, db_url: s
     types = [e["type"] for e in api.ok(owner["api"].get(f"/v1/pledges/{pid}/events"))]
     assert types[-5:] == ["sale_listed", "proceeds_distributed", "proceeds_distributed", "enforced", "sale_ended"]
     assert cash(api, bank) == "1500000.00" and cash(api, owner) == "500000.00"
-    assert api.client.get("/v1/public/pledges", params={"uscc": "91350427MA2XY81234"}).json()[
+    assert api.client.get("/v1/public/pledges", params={"uscc": "91350427MA2XY8123J"}).json()[
         "certificate"]["results"] == []
     verify(api, db_url)
 
@@ -347,7 +404,7 @@ def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_ma
 
     async def place_only() -> int:
         async with rt.read() as conn:
-            who = await authenticate(conn, bank["token"])
+            who = await authenticate(conn, rt.key_cache, bank["token"])
         assert who is not None
         escrow = orders.EscrowSale(int(p["enforcement"]["escrow_account"]), ((41, 80),), second["id"],
                                    second["number"])

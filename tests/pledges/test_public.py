@@ -38,7 +38,7 @@ def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
     forged["certificate"]["results"][0]["quantity"] = "3"
     assert not certificate.verify(forged, key)
 
-    by_uscc = anon.get("/v1/public/pledges", params={"uscc": "91350427MA2XY81234"}).json()
+    by_uscc = anon.get("/v1/public/pledges", params={"uscc": "91350427MA2XY8123J"}).json()
     assert [r["registration_number"] for r in by_uscc["certificate"]["results"]] == [p["number"]]
     by_serial = anon.get("/v1/public/pledges", params={"serial": 150, "instrument": "FCT-SM"}).json()
     assert len(by_serial["certificate"]["results"]) == 1

@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from tests.helpers import Api, ticket
+from tests.helpers import Api, ticket, uscc
 from tests.pledges.helpers import Receiver, days, pledge_body, world
 from tests.security.helpers import sql
 
@@ -186,7 +186,7 @@ def test_public_search_matches_whole_names_and_lists_junior_registrations(api: A
     w = world(api, "1000")
     court = w["court"]
     names = ["成都市锦江区环保科技有限公司", "成都市青羊区林业合作社", "成都绿色 Carbon 有限公司"]
-    holders = [api.participant(n, "enterprise", uscc=f"91510100MA6C{i:06d}") for i, n in enumerate(names)]
+    holders = [api.participant(n, "enterprise", uscc=uscc(f"91510100MA6C{i:05d}")) for i, n in enumerate(names)]
     for i, h in enumerate(holders):
         api.issue(w["issuer"]["api"], h["id"], "FCT-SM", "10", ticket(i + 10))
         api.ok(court["api"].post("/v1/freezes", {
@@ -204,7 +204,7 @@ def test_public_search_matches_whole_names_and_lists_junior_registrations(api: A
     assert [f["holder"] for f in hits("freezes", name="成都市青羊区林业合作社")] == ["成都市青羊区林业合作社"]
     # The same whole name, typed with full-width letters, extra spaces or another case, still matches.
     assert len(hits("freezes", name="  成都绿色   ｃａｒｂｏｎ 有限公司 ")) == 1
-    assert len(hits("freezes", uscc="91510100ma6c000001")) == 1
+    assert len(hits("freezes", uscc="91510100ma6c00001q")) == 1
     assert hits("freezes", name="成都绿色 Carbon") == []
 
     # A confirmed junior registration ranks on the lot and is listed with it (no amounts).

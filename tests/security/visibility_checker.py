@@ -182,7 +182,7 @@ def build(api: Api) -> World:
     """Parties and objects, and non-parties who made claims, quotes, registrations and bids of their own."""
     today = date.today()
     people = {
-        "E": api.participant("可见性企业甲", "enterprise", uscc="91350000MA8PQ0001A"),
+        "E": api.participant("可见性企业甲", "enterprise", uscc="91350000MA8PQ00019"),
         "E3": api.participant("可见性企业丙", "enterprise"),
         "P": api.participant("可见性被告人", "enterprise"),
         "B": api.participant("可见性银行甲", "bank"),
@@ -300,7 +300,7 @@ def build(api: Api) -> World:
 
     # E's account, participant record, API key and signing key.
     w.add(Obj("account", people["E"]["holding_account"], frozenset({"E"})))
-    w.add(Obj("participant", ids["E"], frozenset({"E"}), markers=("91350000MA8PQ0001A",)))
+    w.add(Obj("participant", ids["E"], frozenset({"E"}), markers=("91350000MA8PQ00019",)))
     spare = _ok(api, a["E"].post(f"/v1/participants/{ids['E']}/keys", {"label": "VIS-spare-key"}))
     w.add(Obj("key", spare["id"], frozenset({"E"}), {"participant_id": ids["E"]}, markers=("VIS-spare-key",)))
     sk = _ok(api, a["E"].post(f"/v1/participants/{ids['E']}/signing-keys", {"public_key": generate_key()[1],
