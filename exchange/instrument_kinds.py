@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exchange.errors import Invalid
 
-_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=200)
+_STRICT = ConfigDict(extra="forbid", strict=True, str_max_length=200)  # no coercion, strings as sent
 
 
 class NoAttributes(BaseModel):
@@ -48,13 +48,13 @@ class ForestTicketBatch(BaseModel):
     parcel: str | None = None
     monitoring_period: str | None = None
     issuing_bureau: str | None = None
-    issued_on: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    issued_on: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 class EmissionRightBatch(BaseModel):
     model_config = _STRICT
-    valid_from: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-    valid_until: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    valid_from: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    valid_until: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
     source: str | None = Field(default=None, description="initial allocation, reserve, purchase ...")
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, get, post
 
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.markets import AuctionIn, AuctionStepIn, BlockQuoteIn, StepIn, TermsIn
 from exchange import auctions, negotiation
 from exchange.keys import Principal
@@ -31,36 +31,36 @@ class BlockController(Controller):
 
     @post("/block-quotes/{quote_id:int}/respond", operation_id="respondBlockQuote", status_code=201,
           summary="Open a negotiation on a quote with your terms (you stand confirmed on them)")
-    async def respond(self, rt: Runtime, principal: Principal, market_id: str, quote_id: int, data: TermsIn,
+    async def respond(self, rt: Runtime, principal: Principal, market_id: str, quote_id: Id, data: TermsIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.respond(rt, principal, market_id, quote_id, client_id(idempotency_key, data.client_id),
                                          price=data.price, quantity=data.quantity)
 
     @post("/block-quotes/{quote_id:int}/withdraw", operation_id="withdrawBlockQuote", status_code=200)
-    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, quote_id: int, data: StepIn,
+    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, quote_id: Id, data: StepIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.withdraw(rt, principal, market_id, quote_id,
                                           client_id(idempotency_key, data.client_id))
 
     @get("/deals/{deal_id:int}", operation_id="getDeal", summary="An open negotiation (its parties only)")
-    async def deal(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int) -> dict[str, Any]:
+    async def deal(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id) -> dict[str, Any]:
         return negotiation.deal_view(rt, principal, market_id, deal_id)
 
     @post("/deals/{deal_id:int}/counter", operation_id="counterDeal", status_code=200,
           summary="Amend the terms; only you stand confirmed")
-    async def counter(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: TermsIn,
+    async def counter(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id, data: TermsIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.counter(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id),
                                          price=data.price, quantity=data.quantity)
 
     @post("/deals/{deal_id:int}/confirm", operation_id="confirmDeal", status_code=200,
           summary="Confirm the current terms: both sides are funded, then it trades and settles")
-    async def confirm(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: StepIn,
+    async def confirm(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id, data: StepIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.confirm(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id))
 
     @post("/deals/{deal_id:int}/decline", operation_id="declineDeal", status_code=200)
-    async def decline(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: StepIn,
+    async def decline(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id, data: StepIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.decline(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id))
 
@@ -81,32 +81,32 @@ class AuctionController(Controller):
             max_extensions=data.max_extensions, irrevocable=data.irrevocable)
 
     @get("/{auction_id:int}", operation_id="getAuction", summary="Phase, terms and (once allocated) results")
-    async def get_one(self, rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, market_id: str, auction_id: Id) -> dict[str, Any]:
         return auctions.view(rt, market_id, auction_id)
 
     @post("/{auction_id:int}/step", operation_id="stepAuction", status_code=200,
           summary="Seller or operator: open registration, open bidding, close, allocate, cancel")
-    async def step(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: AuctionStepIn,
+    async def step(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: AuctionStepIn,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.step(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
                                    data.action, data.duration_seconds)
 
     @post("/{auction_id:int}/register", operation_id="registerForAuction",
           summary="Register as a bidder; the deposit is held")
-    async def register(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: StepIn,
+    async def register(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: StepIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.register(rt, principal, market_id, auction_id,
                                        client_id(idempotency_key, data.client_id))
 
     @post("/{auction_id:int}/bids", operation_id="placeBid", summary="Bid; price x quantity (+ fee) is held")
-    async def bid(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: TermsIn,
+    async def bid(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: TermsIn,
                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.bid(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
                                   price=data.price, quantity=data.quantity)
 
     @post("/{auction_id:int}/bids/{bid_id:int}/withdraw", operation_id="withdrawBid", status_code=200,
           summary="Withdraw a bid (only in auctions whose bids are revocable)")
-    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, bid_id: int,
+    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, bid_id: Id,
                        data: StepIn, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.withdraw_bid(rt, principal, market_id, auction_id, bid_id,
                                            client_id(idempotency_key, data.client_id))

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from litestar import Controller, get, post
 from litestar.params import Parameter
 
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.registry import KeyIn, ParticipantIn
 from exchange import keys, participants
 from exchange.errors import Forbidden, NotFound
@@ -34,12 +34,12 @@ class ParticipantController(Controller):
         return await participants.listing(rt, principal, kind, limit, after)
 
     @get("/{participant_id:int}", operation_id="getParticipant", summary="One participant")
-    async def get_one(self, rt: Runtime, principal: Principal, participant_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, participant_id: Id) -> dict[str, Any]:
         return await participants.get(rt, principal, participant_id)
 
     @post("/{participant_id:int}/keys", operation_id="createKey",
           summary="Create an API key (shown once); operators for anyone, others for themselves")
-    async def create_key(self, rt: Runtime, principal: Principal, participant_id: int,
+    async def create_key(self, rt: Runtime, principal: Principal, participant_id: Id,
                          data: KeyIn) -> dict[str, Any]:
         _own_or_operator(principal, participant_id)
         await participants.lookup(rt, participant_id)
@@ -48,15 +48,15 @@ class ParticipantController(Controller):
             return await keys.create_key(conn, participant_id, data.label, expires)
 
     @get("/{participant_id:int}/keys", operation_id="listKeys", summary="API keys (never their secrets)")
-    async def list_keys(self, rt: Runtime, principal: Principal, participant_id: int) -> list[dict[str, Any]]:
+    async def list_keys(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[dict[str, Any]]:
         _own_or_operator(principal, participant_id)
         async with rt.read() as conn:
             return await keys.list_keys(conn, participant_id)
 
     @post("/{participant_id:int}/keys/{key_id:int}/revoke", operation_id="revokeKey", status_code=200,
           summary="Revoke an API key; it stops working at once")
-    async def revoke_key(self, rt: Runtime, principal: Principal, participant_id: int,
-                         key_id: int) -> dict[str, Any]:
+    async def revoke_key(self, rt: Runtime, principal: Principal, participant_id: Id,
+                         key_id: Id) -> dict[str, Any]:
         _own_or_operator(principal, participant_id)
         async with rt.tx() as conn:
             if not await keys.revoke_key(conn, participant_id, key_id):
@@ -70,7 +70,7 @@ class AccountController(Controller):
     tags = ["participants"]
 
     @get("/{account_id:int}", operation_id="getAccount", summary="An account and its balances")
-    async def get_one(self, rt: Runtime, principal: Principal, account_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, account_id: Id) -> dict[str, Any]:
         owner = await participants.owner_of_account(rt, account_id)
         if owner is None:
             raise NotFound("account", account_id)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Note, Strict
+from api.schemas.common import ClientId, Decimal, Id, Note, Strict
 
 Side = Literal["buy", "sell"]
 
@@ -77,7 +77,7 @@ class BlockQuoteIn(Strict):
     price: Decimal
     quantity: Decimal
     audience: Literal["public", "directed", "group"] = "public"
-    counterparties: list[int] = Field(default_factory=list, max_length=50,
+    counterparties: list[Id] = Field(default_factory=list, max_length=50,
                                       description="participant ids a directed or group quote is addressed to")
     client_id: ClientId = None
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Name, Note, SerialRange, Strict
+from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
 
 ParticipantKind = Literal["operator", "issuer", "enterprise", "bank", "court", "auditor"]
 InstrumentKind = Literal["cea", "ccer", "cdcer", "forest_ticket", "emission_right"]
@@ -39,7 +39,7 @@ class InstrumentIn(Strict):
 
 class IssuanceIn(Strict):
     instrument: str = Field(min_length=1, max_length=32)
-    holder_id: int = Field(ge=1, le=2**53 - 1)
+    holder_id: int = Field(ge=1, le=MAX_ID)
     quantity: Decimal
     attributes: dict[str, Any] = Field(default_factory=dict, max_length=20)
     origin_registry: str | None = Field(default=None, max_length=100)
@@ -52,7 +52,7 @@ class DecisionIn(Strict):
 
 
 class TransferIn(Strict):
-    to_participant: int = Field(ge=1, le=2**53 - 1)
+    to_participant: int = Field(ge=1, le=MAX_ID)
     instrument: str = Field(min_length=1, max_length=32)
     quantity: Decimal
     serials: list[SerialRange] | None = Field(default=None, max_length=100)
@@ -71,7 +71,7 @@ class RetirementIn(Strict):
 
 
 class CashIn(Strict):
-    participant_id: int = Field(ge=1, le=2**53 - 1)
+    participant_id: int = Field(ge=1, le=MAX_ID)
     amount: Decimal = Field(description="CNY, at most 2 decimals, e.g. \"5000000.00\"")
     bank_reference: str = Field(min_length=1, max_length=100, description="the bank's transfer confirmation")
     note: Note = None

@@ -3,14 +3,20 @@
 Administrative: the operations below (participants, keys, signing keys and policy, instruments, markets,
 sessions and halts, issuance decisions, cash, operator actions, pledge rule changes), plus any mutation
 made with an operator's key. Refused attempts are recorded too (who tried, from where, why refused).
+
+What is kept of the request body: the decoded JSON (api/security/json_body.py) when the caller has a key
+the guard accepts, the body decoded and it is at most 16 kB; otherwise only its SHA-256 and length.
+Requests without a valid key never have their body kept, and are counted rather than each recorded
+(exchange/audit.py `record_anonymous`): an anonymous client cannot grow the trail faster than one row
+per address and minute.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+from api.security import json_body
 from exchange.audit import AuditEvent
 from exchange.keys import Principal
 
@@ -41,15 +47,23 @@ def outcome_of(status: int) -> str:
     return "failed"
 
 
-def _body_detail(body: bytes) -> dict[str, Any]:
+NOT_DECODED = object()  # the body was not read as JSON (refused before, or by the decoder)
+
+
+def request_detail(body: bytes, decoded: Any = NOT_DECODED) -> dict[str, Any]:
+    """The request as the trail keeps it: its decoded JSON if small, else its digest."""
     if not body:
         return {}
-    if len(body) <= MAX_BODY_IN_DETAIL:
-        try:
-            return {"request": json.loads(body)}
-        except ValueError:
-            pass
+    if decoded is not NOT_DECODED and len(body) <= MAX_BODY_IN_DETAIL:
+        return {"request": decoded}
     return {"request_sha256": hashlib.sha256(body).hexdigest(), "request_bytes": len(body)}
+
+
+def _answer(response_body: bytes) -> Any:
+    try:  # our own answer; still read with the strict decoder, which cannot recurse away
+        return json_body.decode(response_body) if response_body else {}
+    except json_body.BodyRefused:
+        return {}
 
 
 def _header(scope: Any, name: bytes) -> str | None:
@@ -59,19 +73,16 @@ def _header(scope: Any, name: bytes) -> str | None:
     return None
 
 
-def event(scope: Any, operation: str, principal: Principal | None, status: int, request_body: bytes,
+def event(scope: Any, operation: str, principal: Principal | None, status: int, request: dict[str, Any],
           response_body: bytes, signed: dict[str, Any] | None) -> AuditEvent:
-    detail: dict[str, Any] = _body_detail(request_body)
+    detail: dict[str, Any] = dict(request)
     if scope.get("path_params"):
         detail["path_params"] = {k: str(v) for k, v in scope["path_params"].items()}
     idem = _header(scope, b"idempotency-key")
     if idem:
         detail["idempotency_key"] = idem
     if status >= 400 or status == 202:
-        try:  # the problem's machine code, or the proposed action's id (maker-checker)
-            resp = json.loads(response_body) if response_body else {}
-        except ValueError:
-            resp = {}
+        resp = _answer(response_body)  # the problem's machine code, or the proposed action's id (maker-checker)
         if isinstance(resp, dict):
             for k in ("code", "detail") if status >= 400 else ("id", "summary"):
                 if k in resp:
