@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,6 +30,8 @@ class Runtime:
     verifiable: VerifiableLedger | None = None
     # The market sequencers (exchange.hub.MarketHub); None in tools that run a bare writer.
     exchange: Any = None
+    # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
+    inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.restoration import RestorationOrderIn, RestorationPurchaseIn, RestorationTakeIn
@@ -57,12 +57,8 @@ class RestorationController(Controller):
 
     @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf",
          summary="The certificate as a PDF (Chinese, with its verification code)", media_type="application/pdf")
-    async def certificate_pdf(self, rt: Runtime, request: Request, order_id: Id) -> Response[bytes]:
-        doc = await certificates.issue(rt, order_id)
-        from ledger.certificate import verification_code
-
-        url = f"{request.base_url}v1/public/certificates/{verification_code(doc['note'])}"
-        return Response(certificates.render_pdf(doc, url), media_type="application/pdf",
+    async def certificate_pdf(self, rt: Runtime, order_id: Id) -> Response[bytes]:
+        return Response(await certificates.pdf(rt, order_id), media_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="restoration-{order_id}.pdf"'})
 
 
