@@ -152,6 +152,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "approveOperatorAction": OPERATOR,
     "rejectOperatorAction": OPERATOR,
     "listAuditEvents": OVERSIGHT,
+    "listAnonymousRefusals": OVERSIGHT,
     "verifyAuditTrail": OVERSIGHT,
 }
 

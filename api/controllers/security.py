@@ -126,6 +126,13 @@ class AuditController(Controller):
         async with rt.read() as conn:
             return await audit.listing(conn, after=after, limit=limit, operation=operation, actor=actor)
 
+    @get("/anonymous-refusals", operation_id="listAnonymousRefusals",
+         summary="Administrative requests without a valid key, counted per client address and minute")
+    async def anonymous(self, rt: Runtime, after_minute: Annotated[int, Parameter(ge=0, le=2**53 - 1)] = 0,
+                        limit: Limit = 100) -> list[dict[str, Any]]:
+        async with rt.read() as conn:
+            return await audit.anonymous_refusals(conn, after_minute=after_minute, limit=limit)
+
     @get("/verification", operation_id="verifyAuditTrail",
          summary="Recompute the audit trail's hash chain; optionally check a head (seq, hash) you recorded")
     async def verify(self, rt: Runtime, seq: Annotated[int | None, Parameter(ge=1, le=2**53 - 1)] = None,
