@@ -1,4 +1,5 @@
-"""Declare the problem-details responses every operation may give, so the OpenAPI document is honest.
+"""Declare the problem-details responses every operation may give, so the OpenAPI document is honest;
+and the bounds of every integer parameter, on the integer.
 
 Controllers return plain dicts; their failures come from api/problems.py (and the security middleware)
 as application/problem+json with a machine `code`. Rather than repeat `responses=` on ~100 handlers,
@@ -14,7 +15,8 @@ from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPI, Schema
+from litestar.openapi.spec import OpenAPI, OpenAPIType, Schema
+from litestar.params import KwargDefinition
 from litestar.routes import HTTPRoute
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,6 +118,33 @@ class _RawSchema(Schema):
         return self._raw
 
 
+def _integer_bounds(app: Litestar, doc: OpenAPI) -> None:
+    """Litestar writes the bounds of an optional parameter (`int | None`) beside its `oneOf` rather than on
+    the integer, and drops a bound of 0 there. Put each declared bound on the integer itself, so clients
+    and fuzzers see it (tests/security/test_hostile_input.py checks every integer has both)."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        item = (doc.paths or {}).get(route.path_format)
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                op = getattr(item, method.lower(), None) if item is not None else None
+                declared = {p.name: p for p in (op.parameters or []) if hasattr(p, "schema")} if op else {}
+                for name, field in handler.parsed_fn_signature.parameters.items():
+                    kw, param = field.kwarg_definition, declared.get(name)
+                    if not isinstance(kw, KwargDefinition) or param is None or not isinstance(param.schema, Schema):
+                        continue
+                    options = param.schema.one_of or [param.schema]
+                    for sub in options:
+                        if isinstance(sub, Schema) and sub.type == OpenAPIType.INTEGER:
+                            lo = kw.ge if kw.ge is not None else (kw.gt + 1 if kw.gt is not None else None)
+                            hi = kw.le if kw.le is not None else (kw.lt - 1 if kw.lt is not None else None)
+                            sub.minimum = int(lo) if lo is not None else sub.minimum
+                            sub.maximum = int(hi) if hi is not None else sub.maximum
+                    if param.schema.one_of:
+                        param.schema.minimum = param.schema.maximum = None
+
+
 _improved: dict[tuple[str, ...], OpenAPI] = {}
 
 
@@ -132,4 +161,5 @@ def improve_openapi(app: Litestar) -> None:
     doc = plugin.provide_openapi()
     if doc.components is not None and isinstance(doc.components.schemas, dict):
         _pydantic_components(app, doc.components.schemas)
+    _integer_bounds(app, doc)
     _improved[key] = doc
