@@ -1,5 +1,6 @@
 """Declare the problem-details responses every operation may give, so the OpenAPI document is honest;
-and the bounds of every integer parameter, on the integer.
+the bounds of every integer parameter, on the integer; and the links from a created object's answer to
+the operations on it.
 
 Controllers return plain dicts; their failures come from api/problems.py (and the security middleware)
 as application/problem+json with a machine `code`. Rather than repeat `responses=` on ~100 handlers,
@@ -15,7 +16,7 @@ from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPI, OpenAPIType, Schema
+from litestar.openapi.spec import Link, OpenAPI, OpenAPIResponse, OpenAPIType, Schema
 from litestar.params import KwargDefinition
 from litestar.routes import HTTPRoute
 from pydantic import BaseModel, ConfigDict, Field
@@ -145,6 +146,47 @@ def _integer_bounds(app: Litestar, doc: OpenAPI) -> None:
                         param.schema.minimum = param.schema.maximum = None
 
 
+ID = "$response.body#/id"
+# What a created object's answer leads to (OpenAPI links): clients and the stateful fuzzer
+# (tests/security/test_schemathesis.py) follow them to act on the object just made.
+# source operationId -> (status, {target operationId: {parameter: runtime expression}})
+LINKS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
+    "createParticipant": ("201", {op: {"participant_id": ID} for op in (
+        "getParticipant", "createKey", "listKeys", "registerSigningKey", "listParticipantSigningKeys",
+        "getSignaturePolicy")}),
+    "createKey": ("201", {"revokeKey": {"participant_id": "$request.path.participant_id", "key_id": ID}}),
+    "registerSigningKey": ("201", {"revokeSigningKey": {"participant_id": "$request.path.participant_id",
+                                                        "key_id": ID}}),
+    "requestIssuance": ("201", {op: {"request_id": ID} for op in ("getIssuance", "approveIssuance",
+                                                                   "rejectIssuance")}),
+    **{maker: ("202", {op: {"action_id": ID} for op in ("getOperatorAction", "approveOperatorAction",
+                                                         "rejectOperatorAction")})
+       for maker in ("recordDeposit", "recordWithdrawal", "defineInstrument", "defineMarket")},
+    "filePledge": ("201", {op: {"pledge_id": ID} for op in (
+        "getPledge", "listPledgeEvents", "confirmPledge", "declinePledge", "withdrawPledge", "amendPledge",
+        "extendPledge", "topUpPledge", "releasePledge", "filePledgeClaim")}),
+    "createFreeze": ("201", {op: {"freeze_id": ID} for op in ("getFreeze", "renewFreeze", "deductFreeze",
+                                                               "unfreeze")}),
+    "createRestorationOrder": ("201", {op: {"order_id": ID} for op in (
+        "getRestorationOrder", "listRestorationReminders", "getRestorationCertificate",
+        "getRestorationCertificatePdf", "purchaseForRestoration", "takeForRestoration")}),
+    "placeOrder": ("201", {op: {"market_id": "$request.path.market_id", "order_id": "$response.body#/order/id"}
+                           for op in ("getOrder", "cancelOrder", "reduceOrder")}),
+    "createTransfer": ("201", {op: {"seq": "$response.body#/entry_seq"} for op in ("getLedgerEntry",
+                                                                                   "getEntryReceipt")}),
+}
+
+
+def _declare_links(doc: OpenAPI) -> None:
+    ops = {op.operation_id: op for item in (doc.paths or {}).values()
+           for op in (item.get, item.put, item.post, item.delete, item.patch) if op is not None}
+    for source, (status, targets) in LINKS.items():
+        response = (ops[source].responses or {}).get(status)
+        if isinstance(response, OpenAPIResponse):
+            response.links = {target: Link(operation_id=target, parameters=dict(params))
+                              for target, params in targets.items() if target in ops}
+
+
 _improved: dict[tuple[str, ...], OpenAPI] = {}
 
 
@@ -162,4 +204,5 @@ def improve_openapi(app: Litestar) -> None:
     if doc.components is not None and isinstance(doc.components.schemas, dict):
         _pydantic_components(app, doc.components.schemas)
     _integer_bounds(app, doc)
+    _declare_links(doc)
     _improved[key] = doc
