@@ -242,15 +242,16 @@ class SecurityMiddleware(ASGIMiddleware):
                             operation=operation, max_skew=self.settings.signature_max_skew_seconds)
                 except SignatureError as exc:
                     refusal = (exc.status, exc.code, exc.message)
-        key = replays.idempotency_key(scope, decoded) if decoding and principal is not None else None
+        key = (replays.idempotency_key(scope, decoded) if decoding and principal is not None and operation is not None
+               and operation in replays.keyed_operations(scope["app"]) else None)
 
         async def run(send_: Send) -> None:
             if refusal is not None:
                 await send_problem(scope, send_, *refusal)
                 return
             with provenance(**({"signed_instruction": signed} if signed is not None else {})):
-                if key is not None and principal is not None:
-                    await self.replays.run(scope, receive, send_, next_app, principal, key, body)
+                if key is not None and principal is not None and operation is not None:
+                    await self.replays.run(scope, receive, send_, next_app, principal, key, body, operation)
                 else:
                     await next_app(scope, receive, send_)
 

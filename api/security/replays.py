@@ -1,7 +1,8 @@
 """Exact replays of keyed mutations: a retry gets the original answer, byte for byte, at the HTTP edge.
 
-A mutation is keyed when it carries an idempotency key (the `Idempotency-Key` header, else the body's
-`client_id`) and a valid API key. Its request is identified by (actor, idempotency key, SHA-256 of the
+A mutation is keyed when its operation takes an idempotency key (the OpenAPI document declares the
+`Idempotency-Key` header for it), the request carries one (that header, else the body's `client_id`) and a
+valid API key. Its request is identified by (actor, idempotency key, SHA-256 of the
 method, the target as sent and the body bytes). Then:
 
 - a successful (2xx) answer is stored (exchange/idempotency.py) before it leaves; the same request again
@@ -37,6 +38,22 @@ from exchange.keys import Principal
 log = logging.getLogger("envx.security")
 MAX_STORED = 1_000_000  # larger answers are not kept (no mutation answers with that much)
 Shared = tuple[Answer, list[tuple[bytes, bytes]] | None]  # an answer, and the headers it was first sent with
+# Answers that carry a secret shown once are never stored (a retry gets the service's replay).
+NOT_STORED = frozenset({"createKey", "setPledgeWebhook"})
+
+
+def keyed_operations(app: Any) -> frozenset[str]:
+    """The operations that take an idempotency key, as the OpenAPI document says (computed once per app)."""
+    cached = getattr(app.state, "_envx_keyed_operations", None)
+    if cached is None:
+        spec = app.openapi_schema.to_schema()
+        cached = frozenset(
+            op["operationId"] for item in spec.get("paths", {}).values() for op in item.values()
+            if isinstance(op, dict) and "operationId" in op and any(
+                p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
+                for p in op.get("parameters", [])))
+        app.state._envx_keyed_operations = cached
+    return cached  # type: ignore[no-any-return]
 
 
 def request_digest(scope: Scope, body: bytes) -> bytes:
@@ -70,7 +87,7 @@ class ReplayGate:
         self._running: dict[tuple[str, str], tuple[bytes, asyncio.Future[Shared]]] = {}
 
     async def run(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp, principal: Principal,
-                  key: str, body: bytes) -> None:
+                  key: str, body: bytes, operation: str) -> None:
         digest = request_digest(scope, body)
         slot = (principal.actor, key)
         while (running := self._running.get(slot)) is not None:
@@ -92,7 +109,7 @@ class ReplayGate:
             async with rt.read() as conn:
                 stored = await idempotency.stored_answer(conn, principal.actor, key, digest)
             shared = (stored, None) if stored is not None else \
-                await self._first(scope, receive, next_app, principal, key, digest)
+                await self._first(scope, receive, next_app, principal, key, digest, operation not in NOT_STORED)
             done.set_result(shared)
         except BaseException as exc:
             done.set_exception(exc)
@@ -103,7 +120,7 @@ class ReplayGate:
         await send_answer(send, *shared)
 
     async def _first(self, scope: Scope, receive: Receive, next_app: ASGIApp, principal: Principal, key: str,
-                     digest: bytes) -> Shared:
+                     digest: bytes, keep: bool) -> Shared:
         messages: list[Message] = []
 
         async def capture(msg: Message) -> None:
@@ -116,7 +133,7 @@ class ReplayGate:
                           "application/json")
         answer = Answer(start["status"], media_type,
                         b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body"))
-        if 200 <= answer.status < 300 and len(answer.body) <= MAX_STORED:
+        if keep and 200 <= answer.status < 300 and len(answer.body) <= MAX_STORED:
             try:
                 async with scope["app"].state.rt.tx() as conn:
                     await idempotency.store_answer(conn, principal.actor, key, digest, answer)

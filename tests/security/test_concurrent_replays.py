@@ -195,3 +195,13 @@ async def _principal(client: TestClient, token: str) -> Principal:
         p = await keys.authenticate(conn, token)
     assert p is not None
     return p
+
+
+def test_secrets_shown_once_are_never_kept_for_replays(api: Api, client: TestClient) -> None:
+    bank = api.participant("兴业银行", "bank")
+    token = api.ok(api.post(f"/v1/participants/{bank['id']}/keys", {"label": "desk"}, key="key-1"))["token"]
+    hook = api.ok(client.put("/v1/pledges/webhook", json={"url": "https://bank.example/hook"},
+                             headers={"Authorization": f"Bearer {bank['token']}", "Idempotency-Key": "hook-1"}))
+    stored = b"".join(bytes(r[0]) for r in sql(client, "SELECT body FROM answers_by_request"))
+    assert stored  # other answers are kept ...
+    assert token.encode() not in stored and hook["secret"].encode() not in stored  # ... not these
