@@ -6,13 +6,24 @@ region); batch attributes describe one issuance (a CCER project and vintage, a f
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from exchange.errors import Invalid
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_max_length=200)  # no coercion, strings as sent
+
+
+def _calendar_day(value: str) -> str:
+    day = date.fromisoformat(value)  # "2025-02-30" is refused here, not later by whoever reads it
+    if not date(2000, 1, 1) <= day <= date(2199, 12, 31):
+        raise ValueError("dates run from 2000-01-01 to 2199-12-31")
+    return value
+
+
+Day = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), AfterValidator(_calendar_day)]
 
 
 class NoAttributes(BaseModel):
@@ -48,13 +59,13 @@ class ForestTicketBatch(BaseModel):
     parcel: str | None = None
     monitoring_period: str | None = None
     issuing_bureau: str | None = None
-    issued_on: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    issued_on: Day | None = None
 
 
 class EmissionRightBatch(BaseModel):
     model_config = _STRICT
-    valid_from: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-    valid_until: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    valid_from: Day
+    valid_until: Day
     source: str | None = Field(default=None, description="initial allocation, reserve, purchase ...")
 
 

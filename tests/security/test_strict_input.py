@@ -212,3 +212,23 @@ def test_anonymous_refusals_cannot_grow_the_trail(api: Api, client: TestClient) 
     assert counted == 60
     seen = api.ok(api.get("/v1/audit/anonymous-refusals"))
     assert sum(x["refusals"] for x in seen) == 60 and seen[0]["client_ip"] == "testclient"
+
+
+def test_instrument_and_batch_attributes_are_strict_too(api: Api, client: TestClient) -> None:
+    issuer = api.participant("生态环境局", "issuer")
+    holder = api.participant("排污单位", "enterprise")
+    for attrs in ({"compliance_year": "2025"}, {"compliance_year": 2025.0}, {"compliance_year": True}):
+        r = api.propose("/v1/instruments", {"code": "CEA-X", "name": "x", "kind": "cea", "decimals": 0,
+                                            "attributes": attrs})
+        _problem(r, 422, "invalid_attributes")
+    api.instrument("PWQ-IN", kind="emission_right", attributes={"pollutant": "COD", "region": "嘉兴",
+                                                                "validity_years": 5})
+    before = _head(client)
+    for bad in ("2025-02-30", "9999-12-31", "２０２５-01-01", " 2025-01-01"):
+        r = issuer["api"].post("/v1/issuances", {"instrument": "PWQ-IN", "holder_id": holder["id"], "quantity": "1",
+                                                 "attributes": {"valid_from": "2025-01-01", "valid_until": bad}})
+        _problem(r, 422, "invalid_attributes")
+    assert _head(client) == before
+    ok = issuer["api"].post("/v1/issuances", {"instrument": "PWQ-IN", "holder_id": holder["id"], "quantity": "1",
+                                              "attributes": {"valid_from": "2025-01-01", "valid_until": "2029-12-31"}})
+    assert ok.status_code == 201, ok.text
