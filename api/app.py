@@ -21,7 +21,7 @@ from api.controllers.ledger import LedgerController
 from api.controllers.ledger_proofs import LedgerProofController
 from api.controllers.markets import InstrumentStatsController, MarketController, stream
 from api.controllers.negotiation import AuctionController, BlockController
-from api.controllers.participants import AccountController, ParticipantController
+from api.controllers.participants import AccountController, EnrollmentController, ParticipantController
 from api.controllers.pledges import FreezeController, PledgeController, pledge_worker
 from api.controllers.public import PublicController
 from api.controllers.registry import (
@@ -41,9 +41,9 @@ from api.security.openapi import declare_problem_responses, improve_openapi
 from exchange.bootstrap import ensure_system
 from exchange.database import asyncpg_dsn, make_engine
 from exchange.hub import MarketHub
+from exchange.keys import Credentials
 from exchange.markets import SHANGHAI
 from exchange.runtime import Runtime
-from exchange.sessions import install_jobs
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
 from ledger.writer import LedgerWriter
@@ -55,7 +55,7 @@ ROUTES = [health, whoami, ParticipantController, AccountController, InstrumentCo
           LedgerProofController, MarketController, InstrumentStatsController, stream,
           BlockController, AuctionController, RestorationController, CertificateCheckController]
 ROUTES += [PledgeController, FreezeController, PublicController]
-ROUTES += [SigningKeyController, OperatorActionController, AuditController]
+ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
 
 
 OnReady = Callable[[Runtime], Awaitable[None]]
@@ -76,19 +76,19 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
             log.critical("the ledger writer did not start", exc_info=True)
             await engine.dispose()
             raise
-        rt = Runtime(settings, url, engine, writer, verifiable=verifiable)
+        rt = Runtime(settings, url, engine, writer, verifiable=verifiable, credentials=Credentials.load(settings))
         app.state.rt = rt
         scheduler: AsyncIOScheduler | None = None
         try:
             await verifiable.start(writer)
             await ensure_system(rt)
+            if settings.scheduler:  # markets install their calendar jobs as they start (or are defined)
+                scheduler = rt.scheduler = AsyncIOScheduler(timezone=SHANGHAI)
             rt.exchange = MarketHub(rt)
             await rt.exchange.start()  # recovers every market: snapshot + journal replay
             for hook in on_ready:
                 await hook(rt)
-            if settings.scheduler:
-                scheduler = AsyncIOScheduler(timezone=SHANGHAI)
-                install_jobs(rt, scheduler)
+            if scheduler is not None:
                 scheduler.start()
             yield
         finally:

@@ -16,11 +16,11 @@ class ApiKeyMiddleware(ASGIMiddleware):
         scope["user"] = None
         header = _bearer(scope)
         if header:
-            principal = keys.cached(header)
+            state: State = scope["app"].state
+            principal = state.rt.key_cache.get(header)
             if principal is None:
-                state: State = scope["app"].state
                 async with state.rt.read() as conn:
-                    principal = await keys.authenticate(conn, header)
+                    principal = await keys.authenticate(conn, state.rt.key_cache, header)
             scope["user"] = principal
         await next_app(scope, receive, send)
 

@@ -6,8 +6,9 @@ by accident. Object-level rules (a bank sees only its pledges, an enterprise onl
 enforced by the services, which know the objects.
 
 Refusals are told apart by their problem `code`: this guard answers 401 `unauthenticated` or 403
-`role_forbidden`; object-level refusals are 403 `forbidden` (tests/security/test_authz_matrix.py checks
-every cell against the OpenAPI operations).
+`role_forbidden`; past it, an object the caller may not see answers 404 `not_found` as an unknown id
+does, and a party in the wrong role 403 `forbidden` (tests/security/test_authz_matrix.py checks every
+cell against the OpenAPI operations, tests/security/test_object_visibility.py every non-party).
 """
 
 from __future__ import annotations
@@ -28,9 +29,18 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 MATRIX: dict[str, frozenset[str]] = {
     "health": PUBLIC,
     "whoami": ANY,
+    # Participants and credentials (exchange/credentials.py, the four-eyes rule in exchange/operator_actions.py):
+    # admission, new enrollment codes and reinstatement are maker-checker; suspension is one operator's brake;
+    # keys are minted by their own participant only (object-level: the caller's own id), listed by the
+    # participant and oversight, revoked by the participant or an operator (a brake, never a grant).
     "createParticipant": OPERATOR,
     "listParticipants": ANY,
     "getParticipant": ANY,
+    "suspendParticipant": OPERATOR,
+    "reinstateParticipant": OPERATOR,
+    "issueEnrollmentCode": OPERATOR,
+    "listEnrollmentCodes": OVERSIGHT,
+    "enroll": PUBLIC,  # the enrollment code is the credential
     "createKey": ANY,
     "listKeys": ANY,
     "revokeKey": ANY,
@@ -61,6 +71,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "listMarkets": PUBLIC,
     "getMarket": PUBLIC,
     "setSession": OPERATOR,
+    "amendMarket": OPERATOR,
+    "listMarketEvents": PUBLIC,
     "haltMarket": OPERATOR,
     "resumeMarket": OPERATOR,
     "placeOrder": HOLDERS,

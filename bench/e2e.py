@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import admin_url, fresh_database, pct
+from tests.helpers import ticket
 from tests.system.server import free_port
 
 
@@ -148,15 +149,22 @@ def setup(base: str, op: str, n: int) -> list[str]:
             assert r.status_code in (200, 201), r.text
             return r.json()
 
+        def admit(name: str, kind: str, key: str) -> tuple[dict, str]:
+            # Maker-checker off: one operator gets both halves of the enrollment code; the participant enrolls.
+            p = post("/v1/participants", {"name": name, "kind": kind}, key)
+            code = {"first_half": p["enrollment"]["first_half"], "second_half": p["enrollment"]["second_half"]}
+            r = c.post("/v1/enrollments", json=code, headers={"Idempotency-Key": f"{key}-enroll"})
+            assert r.status_code == 201, r.text
+            return p, r.json()["key"]["token"]
+
         post("/v1/instruments", {"code": "FCT-SM", "name": "t", "kind": "forest_ticket", "decimals": 0}, "i")
-        issuer = post("/v1/participants", {"name": "issuer", "kind": "issuer"}, "pi")
-        itok = post(f"/v1/participants/{issuer['id']}/keys", {}, "ki")["token"]
+        _, itok = admit("issuer", "issuer", "pi")
         tokens = []
         for k in range(n):
-            p = post("/v1/participants", {"name": f"trader{k}", "kind": "enterprise"}, f"p{k}")
-            tokens.append(post(f"/v1/participants/{p['id']}/keys", {}, f"k{k}")["token"])
+            p, token = admit(f"trader{k}", "enterprise", f"p{k}")
+            tokens.append(token)
             r = c.post("/v1/issuances", json={"instrument": "FCT-SM", "holder_id": p["id"], "quantity": "10000000",
-                                              "attributes": {"ticket_number": "0000001"}},
+                                              "attributes": ticket(k + 1)},
                        headers={"Authorization": f"Bearer {itok}", "Idempotency-Key": f"r{k}"}).json()
             post(f"/v1/issuances/{r['id']}/approve", {}, f"a{k}")
             post("/v1/cash/deposits", {"participant_id": p["id"], "amount": "100000000.00", "bank_reference": f"d{k}"},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from exchange.errors import DomainError, Forbidden, Invalid
+from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.keys import Principal
 from exchange.negotiation import submit_plain
 from exchange.orders import _public, submit_new
@@ -116,10 +116,17 @@ async def bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, clie
 
 async def withdraw_bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, bid_id: int,
                        client_id: str) -> dict[str, Any]:
-    _auction_market(rt, market_id)
+    seq = _auction_market(rt, market_id)
     pid = who.participant_id
+
+    async def own_bid() -> None:  # after the replay look-up; before the auction's phase or terms
+        bids = {b[0]: b[1] for b in _auction(seq, auction_id)["bids"]}
+        if bids.get(bid_id) != pid:  # another bidder's bid: as if there were none
+            raise NotFound("bid", bid_id)
+
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.WithdrawBid(auction_id, bid_id, pid),
-                              {"op": "withdraw_bid", "m": market_id, "auction": auction_id, "bid": bid_id})
+                              {"op": "withdraw_bid", "m": market_id, "auction": auction_id, "bid": bid_id},
+                              prepare=own_bid)
 
 
 def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
@@ -127,11 +134,12 @@ def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
     a = _auction(seq, auction_id)
     d = seq.market.decimals
     t = a["terms"]
+    # Public (getAuction has no key): terms, phase, counts and results; no participant ids.
     out = {"auction_id": auction_id, "phase": a["phase"], "end_ts": a["end_ts"], "extensions": a["extensions"],
-           "seller": t["seller"], "quantity": to_text(t["qty"], d), "min_price": to_text(t["min_price"], 2),
+           "quantity": to_text(t["qty"], d), "min_price": to_text(t["min_price"], 2),
            "increment": to_text(t["increment"], 2), "deposit": to_text(t["deposit"], 2),
            "allocation": t["allocation"], "registered": len(a["registered"]), "bids": len(a["bids"])}
     if a["phase"] == "allocated":
-        out["allocations"] = [{"bid_id": b, "bidder": who, "price": to_text(p, 2), "quantity": to_text(q, d)}
-                              for b, who, p, q in a["allocations"]]
+        out["allocations"] = [{"bid_id": b, "price": to_text(p, 2), "quantity": to_text(q, d)}
+                              for b, _bidder, p, q in a["allocations"]]
     return out

@@ -28,16 +28,21 @@ _REGISTRY = Principal(0, "operator", "registry", 0, None, None)
 
 async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
     """The current certificate of an order (a new one whenever more units have been retired)."""
-    state = await restoration.get(rt, None, order_id)
-    done = [f for f in await restoration.fills(rt, order_id) if f["retire_seq"] is not None]
-    if not done:
-        raise DomainError("nothing_retired", f"restoration order {order_id} has retired nothing yet")
+    try:
+        state = await restoration.get(rt, None, order_id)
+    except NotFound:
+        state = None
+    done = [f for f in await restoration.fills(rt, order_id) if f["retire_seq"] is not None] if state else []
+    if state is None or not done:
+        # The certificate is public; an order without retirements has none, and answers exactly as an
+        # order that does not exist (the order itself is only for its court, payer and seller).
+        raise NotFound("certificate of restoration order", order_id)
     retired_kg = sum(restoration.to_kg(f["qty"], f["decimals"]) for f in done)
     async with rt.read() as conn:
         row = (await conn.execute(text(
             """SELECT certificate FROM restoration_certificates WHERE order_id = :o AND retired_kg = :k
                ORDER BY issued_at DESC LIMIT 1"""), {"o": order_id, "k": retired_kg})).first()
-    if row is not None:
+    if row is not None and not _names_id_numbers(row.certificate):
         return dict(row.certificate)
     blocks = []
     for f in done:
@@ -62,6 +67,7 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
         "issued_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
     }
     body["order"]["deadline"] = str(body["order"]["deadline"])
+    body["order"]["defendants"] = restoration.public_defendants(state["defendants"])  # names, no ID numbers
     signer = rt.verifiable.signer if rt.verifiable is not None else None
     if signer is None:
         raise DomainError("no_signing_key", "this process has no registry signing key", 503)
@@ -93,8 +99,15 @@ async def verify_code(rt: Runtime, code: str) -> dict[str, Any]:
         verified = cert_format.verify(row.certificate, keys, origin=rt.settings.origin)
     except cert_format.CertificateError as exc:
         return {"code": code, "valid": False, "reason": exc.code, "detail": exc.message}
+    # A certificate signed before ID numbers were left out is still valid, but not shown to the public.
+    document = None if _names_id_numbers(row.certificate) else row.certificate
     return {"code": code, "valid": True, "order_id": row.order_id, "entries": list(verified.entries),
-            "certificate": row.certificate, "verifier_keys": keys}
+            "certificate": document, "verifier_keys": keys}
+
+
+def _names_id_numbers(doc: dict[str, Any]) -> bool:
+    """Whether a stored certificate (signed before ID numbers were left out) names one."""
+    return any("id_number" in d for d in body_of(doc).get("order", {}).get("defendants", []))
 
 
 def body_of(doc: dict[str, Any]) -> dict[str, Any]:

@@ -63,11 +63,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
     """Bootstrap: create (if needed) an operator participant and print a fresh API key for it."""
-    from sqlalchemy import text
-
-    from exchange import keys, participants
-    from exchange.bootstrap import ensure_system
+    from exchange.bootstrap import ensure_system, operator_key
     from exchange.database import asyncpg_dsn, make_engine
+    from exchange.keys import Credentials
     from exchange.migrate import upgrade
     from exchange.runtime import Runtime
     from exchange.verifiable import VerifiableLedger
@@ -82,25 +80,11 @@ def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
         verifiable = VerifiableLedger(settings, asyncpg_dsn(url))  # tiles, fork check, checkpoints: as serve
         verifiable.attach(writer)
         await writer.start()
-        rt = Runtime(settings, url, engine, writer, verifiable=verifiable)
+        rt = Runtime(settings, url, engine, writer, verifiable=verifiable, credentials=Credentials.load(settings))
         try:
             await verifiable.start(writer)
             await ensure_system(rt)
-            if args.participant:
-                p = await participants.lookup(rt, args.participant)
-            else:
-                async with rt.read() as conn:
-                    row = (await conn.execute(text(
-                        "SELECT id FROM participants WHERE kind = 'operator' AND name = :n ORDER BY id LIMIT 1"),
-                        {"n": args.name})).first()
-                if row:
-                    p = await participants.lookup(rt, row.id)
-                else:
-                    p = await participants.create(rt, "system:admin", f"admin:operator:{args.name}",
-                                                  name=args.name, kind="operator", uscc=None)
-            async with rt.tx() as conn:
-                k = await keys.create_key(conn, p["id"], args.label)
-            return {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k["token"]}
+            return await operator_key(rt, name=args.name, participant_id=args.participant, label=args.label)
         finally:
             await writer.stop()
             await verifiable.stop()
@@ -153,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.set_defaults(fn=cmd_serve)
     admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
-    ck = admin.add_parser("create-key", help="bootstrap an operator API key")
+    ck = admin.add_parser("create-key", help="bootstrap an operator API key (database access; other participants "
+                                             "enroll with an enrollment code)")
     ck.add_argument("--name", default="Registry operator", help="operator participant name (created if missing)")
-    ck.add_argument("--participant", type=int, help="existing participant id instead of --name")
+    ck.add_argument("--participant", type=int, help="existing operator participant id instead of --name")
     ck.add_argument("--label", default="bootstrap")
     ck.set_defaults(fn=cmd_create_key)
     rk = admin.add_parser("rotate-key", help="new checkpoint signing key, registered in the log (server stopped)")

@@ -1,7 +1,9 @@
 """Demo data: the public cases of exchange/demo_data.json loaded through the same services users call.
 
 Idempotent: every step carries a fixed client id, so loading twice changes nothing. API keys for each
-demo participant are written once to `<data dir>/demo-keys.json`.
+demo participant are written once to `<data dir>/demo-keys.json`: made server-side under the system actor
+(`system:demo`), like `envx admin create-key` — the trusted bootstrap of a demo registry, outside the
+four-eyes rule (participants admitted through the API enroll themselves with a split enrollment code).
 """
 
 from __future__ import annotations
@@ -44,8 +46,7 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
     for n, iss in enumerate(data["issuances"]):
         req = await issuance.request(rt, _principal(people[iss["issuer"]]), f"demo:issuance:{n}",
                                      instrument=iss["instrument"], holder_id=people[iss["holder"]]["id"],
-                                     quantity=iss["quantity"], attributes=iss["attributes"],
-                                     origin_registry=None, origin_serial=None)
+                                     quantity=iss["quantity"], attributes=iss["attributes"])
         await issuance.approve(rt, checker, req["id"], "demo")
     for n, t in enumerate(data["transfers"]):
         await transfers.transfer(rt, _principal(people[t["from"]]), f"demo:transfer:{n}",
@@ -81,13 +82,14 @@ async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path
     if path.exists():
         existing = json.loads(path.read_text("utf-8"))
         async with rt.read() as conn:
-            still_valid = [await keys.authenticate(conn, v["api_key"]) for v in existing.values()]
+            still_valid = [await keys.authenticate(conn, rt.key_cache, v["api_key"]) for v in existing.values()]
         if existing.keys() == people.keys() and all(still_valid):
             return
     out: dict[str, Any] = {}
+    assert rt.credentials is not None
     async with rt.tx() as conn:
         for key, p in people.items():
-            k = await keys.create_key(conn, p["id"], "demo")
+            k = await keys.create_key(conn, rt.credentials, p["id"], "demo", created_by=DEMO_ACTOR)
             out[key] = {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k["token"],
                         "holding_account": p["holding_account"], "cash_account": p["cash_account"]}
         await conn.execute(text("SELECT 1"))

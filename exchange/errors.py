@@ -33,8 +33,8 @@ class Forbidden(DomainError):
 
 
 class Invalid(DomainError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message, 422)
+    def __init__(self, code: str, message: str, **extra: object) -> None:
+        super().__init__(code, message, 422, **extra)
 
 
 def from_rejection(rej: Rejection) -> DomainError:

@@ -91,10 +91,8 @@ def _can_see(who: Principal, f: dict[str, Any]) -> bool:
 async def get(rt: Runtime, who: Principal, freeze_id: int) -> dict[str, Any]:
     async with rt.read() as conn:
         f = await repo.get_freeze(conn, freeze_id)
-        if f is None:
+        if f is None or not _can_see(who, f):  # another court's freeze: as if there were none
             raise NotFound("freeze", freeze_id)
-        if not _can_see(who, f):
-            raise Forbidden("a court sees only its own freezes, a holder only those on its holdings")
         blocks = await repo.frozen_blocks(conn, f["hold_id"]) if f["status"] == "active" else []
         return _view(f, await repo.freeze_events_of(conn, freeze_id), blocks)
 
@@ -206,7 +204,7 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
 
 async def _locked(conn: AsyncConnection, who: Principal, freeze_id: int) -> dict[str, Any]:
     f = await repo.lock_freeze(conn, freeze_id)
-    if f is None:
+    if f is None or not _can_see(who, f):  # visibility first, then the party, then the state
         raise NotFound("freeze", freeze_id)
     if who.participant_id != f["court_id"]:
         raise Forbidden("only the court that froze the holdings may change the freeze")

@@ -5,12 +5,16 @@ Two helpers on top of that:
 - `replay_on_refusal`: a request that is refused, or loses a unique-index race, because a concurrent twin
   (same actor and client id) got there first answers what the twin did, not the refusal;
 - stored answers (`answers_by_request`): the HTTP edge keeps the exact bytes of each successful keyed
-  answer, so a retry of the same request gets them back unchanged (api/security/replays.py).
+  answer, so a retry of the same request gets them back unchanged (api/security/replays.py) — except an
+  answer that shows a secret (any field named in SECRET_FIELDS, at any depth): the store refuses it, and
+  a retry gets the service's own replay, which derives the secret again (exchange/keys.py) rather than
+  reading it back from a table.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +28,9 @@ from ledger.encoding import canonical_json
 
 MAX_CLIENT_ID = 128
 T = TypeVar("T")
+# The fields in which an answer shows a secret once: an API key's token, a half of an enrollment code, a
+# webhook's signing secret. No table keeps an answer holding one, and the audit trail redacts them.
+SECRET_FIELDS = frozenset({"token", "first_half", "second_half", "secret"})
 
 
 def fingerprint(payload: dict[str, Any]) -> bytes:
@@ -76,10 +83,32 @@ async def stored_answer(conn: AsyncConnection, actor: str, client_id: str, reque
     return None if row is None else Answer(row.status, row.media_type, bytes(row.body))
 
 
+def carries_secret(body: bytes) -> bool:
+    """Whether an answer has a field named in SECRET_FIELDS anywhere in it. An answer that is not JSON
+    cannot be looked through, so it counts as carrying one."""
+    try:
+        stack: list[Any] = [json.loads(body)]
+    except (ValueError, RecursionError):
+        return True
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if not SECRET_FIELDS.isdisjoint(value):
+                return True
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 async def store_answer(conn: AsyncConnection, actor: str, client_id: str, request_sha256: bytes,
-                       answer: Answer) -> None:
+                       answer: Answer) -> bool:
+    """Keep the answer for exact replays; False, and nothing kept, if it shows a secret."""
+    if carries_secret(answer.body):
+        return False
     await conn.execute(text(
         """INSERT INTO answers_by_request (actor, client_id, request_sha256, status, media_type, body)
            VALUES (:a, :c, :r, :s, :m, :b) ON CONFLICT DO NOTHING"""),
         {"a": actor, "c": client_id, "r": request_sha256, "s": answer.status, "m": answer.media_type,
          "b": answer.body})
+    return True

@@ -1,23 +1,44 @@
-"""API keys: random secrets shown once, stored as SHA-256 digests, looked up by a public prefix."""
+"""API keys: tokens shown once, stored as SHA-256 digests, looked up by a public prefix; their lineage and
+the in-process cache of verified keys. The use cases (enroll, mint, revoke) are in exchange/credentials.py.
+
+Lineage: every key is a root — made by enrollment (exchange/credentials.py), `envx admin create-key`
+or the demo loader — or minted by another key of the same participant (`parent_key_id`). A minted key
+never outlives its parent (its expiry is capped at the parent's) and revoking a key revokes everything
+minted under it, transitively, in one transaction. The database backs both up (trigger
+`api_keys_lineage`, migration 0010).
+
+Secrets shown once are *derived*, not stored: the secret of the key with prefix P is
+HMAC-SHA256(credential key, "envx-api-key/1\\n" ‖ P), so an idempotent retry shows the same token. The
+database holds only SHA-256 of the secret; the credential key lives outside it (settings).
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import os
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.settings import Settings
+
 TOKEN_PREFIX = "envx"
-# Verified keys, so a hot client costs no database round trip per request. Revocation through this
-# process clears the entry at once; other processes (read replicas) see it within CACHE_SECONDS.
+# Verified keys, so a hot client costs no database round trip per request. Revocation and suspension
+# through this process clear the entries at once; other processes (read replicas) see them within
+# CACHE_SECONDS.
 CACHE_SECONDS = 5.0
-_cache: dict[str, tuple[Principal, float]] = {}
+CREDENTIAL_KEY_FILE = "credential.key"
+
+_KEY_COLUMNS = "id, participant_id, prefix, label, created_at, expires_at, revoked_at, parent_key_id, created_by"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +57,106 @@ class Principal:
         return f"participant:{self.participant_id}"
 
 
-def new_token() -> tuple[str, str, bytes]:
-    """(token, prefix, secret digest). Secrets are 256-bit random, so a plain SHA-256 suffices."""
-    prefix = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
-    return f"{TOKEN_PREFIX}_{prefix}_{secret}", prefix, hashlib.sha256(secret.encode()).digest()
+class KeyCache:
+    """Verified tokens of one process (it lives on the Runtime). `forget` drops entries *and* moves the
+    epoch on: a verification that read the database before the forget does not cache its (older) answer."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, seconds: float = CACHE_SECONDS) -> None:
+        self.seconds = seconds
+        self.epoch = 0
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        principal, until = hit
+        if time.monotonic() > until:
+            self._entries.pop(token, None)
+            return None
+        return principal
+
+    def put(self, token: str, principal: Principal, expires_at: datetime | None, epoch: int) -> None:
+        if epoch != self.epoch:
+            return  # a revocation or suspension happened while this key was being verified
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        ttl = self.seconds
+        if expires_at is not None:  # never trust the cache past the key's own expiry
+            ttl = min(ttl, (expires_at - datetime.now(UTC)).total_seconds())
+        if ttl > 0:
+            self._entries[token] = (principal, time.monotonic() + ttl)
+
+    def forget(self, key_ids: Collection[int] = (), participant_id: int | None = None) -> None:
+        self.epoch += 1
+        ids = set(key_ids)
+        for token, (p, _) in list(self._entries.items()):
+            if p.key_id in ids or p.participant_id == participant_id:
+                self._entries.pop(token, None)
+
+    def clear(self) -> None:
+        self.epoch += 1
+        self._entries.clear()
+
+
+class Credentials:
+    """Derives the secrets that are shown once (API-key secrets, enrollment-code halves) from a key that is
+    not in the database, so a retry can show them again while the database holds only their digests."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the credential key must be at least 32 bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "Credentials(<key hidden>)"
+
+    @classmethod
+    def load(cls, settings: Settings) -> Credentials:
+        """ENVX_CREDENTIAL_SECRET, else the file ENVX_CREDENTIAL_SECRET_FILE, else <data dir>/credential.key
+        (made on first start, mode 0600)."""
+        if settings.credential_secret is not None:
+            return cls(hashlib.sha256(b"envx-credential-secret/1\n" +
+                                      settings.credential_secret.get_secret_value().encode()).digest())
+        path = Path(settings.credential_secret_file) if settings.credential_secret_file else \
+            settings.data_dir / CREDENTIAL_KEY_FILE
+        if not path.exists():
+            if settings.credential_secret_file:
+                raise FileNotFoundError(f"ENVX_CREDENTIAL_SECRET_FILE names {path}, which does not exist")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process made it a moment ago
+            else:
+                try:
+                    os.write(fd, secrets.token_hex(32).encode("ascii") + b"\n")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        raw = path.read_text(encoding="ascii").strip()
+        return cls(bytes.fromhex(raw))
+
+    def _derive(self, label: bytes) -> bytes:
+        return hmac.new(self._key, label, hashlib.sha256).digest()
+
+    def api_secret(self, prefix: str) -> str:
+        return base64.urlsafe_b64encode(self._derive(b"envx-api-key/1\n" + prefix.encode())).decode().rstrip("=")
+
+    def enrollment_secret(self, handle: str, half: int) -> str:
+        raw = self._derive(f"envx-enrollment/1\n{handle}\n{half}".encode())[:20]
+        return base64.b32encode(raw).decode().lower()
+
+
+def digest(secret: str) -> bytes:
+    """Secrets are 160-256 bits of keyed hash, so a plain SHA-256 suffices at rest."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def token_of(creds: Credentials, prefix: str) -> str:
+    return f"{TOKEN_PREFIX}_{prefix}_{creds.api_secret(prefix)}"
 
 
 def parse_token(token: str) -> tuple[str, str] | None:
@@ -50,44 +166,101 @@ def parse_token(token: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-async def create_key(conn: AsyncConnection, participant_id: int, label: str,
-                     expires_at: datetime | None = None) -> dict[str, Any]:
-    token, prefix, digest = new_token()
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    id: int
+    participant_id: int
+    prefix: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    parent_key_id: int | None
+    created_by: str
+
+    @classmethod
+    def from_row(cls, r: Any) -> KeyRow:
+        return cls(r.id, r.participant_id, r.prefix, r.label, r.created_at, r.expires_at, r.revoked_at,
+                   r.parent_key_id, r.created_by)
+
+    def live(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "prefix": self.prefix, "label": self.label, "created_at": self.created_at,
+                "expires_at": self.expires_at, "revoked_at": self.revoked_at, "parent_key_id": self.parent_key_id,
+                "created_by": self.created_by}
+
+    def shown_once(self, creds: Credentials) -> dict[str, Any]:
+        """The answer that carries the token: only to whoever made the key, at once or on a retry."""
+        return {**self.view(), "token": token_of(creds, self.prefix)}
+
+
+async def create_key(conn: AsyncConnection, creds: Credentials, participant_id: int, label: str, *,
+                     created_by: str, expires_at: datetime | None = None, parent_key_id: int | None = None,
+                     client_id: str | None = None, fingerprint: bytes | None = None) -> dict[str, Any]:
+    """Insert a key; returns it with its token (shown once). The caller checked the rules (who may mint,
+    the parent's state and expiry); the lineage trigger checks them again."""
+    prefix = secrets.token_hex(6)
     row = (await conn.execute(
-        text("""INSERT INTO api_keys (participant_id, prefix, secret_hash, label, expires_at)
-                VALUES (:p, :prefix, :h, :label, :exp) RETURNING id, created_at"""),
-        {"p": participant_id, "prefix": prefix, "h": digest, "label": label, "exp": expires_at},
-    )).one()
-    return {"id": row.id, "token": token, "prefix": prefix, "label": label, "created_at": row.created_at,
-            "expires_at": expires_at}
+        text(f"""INSERT INTO api_keys (participant_id, prefix, secret_hash, label, expires_at, parent_key_id,
+                                       created_by, client_id, fingerprint)
+                 VALUES (:p, :prefix, :h, :label, :exp, :parent, :by, :cid, :fp) RETURNING {_KEY_COLUMNS}"""),
+        {"p": participant_id, "prefix": prefix, "h": digest(creds.api_secret(prefix)), "label": label,
+         "exp": expires_at, "parent": parent_key_id, "by": created_by, "cid": client_id, "fp": fingerprint})).one()
+    return KeyRow.from_row(row).shown_once(creds)
 
 
-def cached(token: str) -> Principal | None:
-    hit = _cache.get(token)
-    if hit is None:
-        return None
-    principal, until = hit
-    if time.monotonic() > until:
-        _cache.pop(token, None)
-        return None
-    return principal
+async def reproducible(conn: AsyncConnection, creds: Credentials, key: KeyRow) -> bool:
+    """Whether this process derives the key's secret (false after the credential key was replaced)."""
+    stored = (await conn.execute(text("SELECT secret_hash FROM api_keys WHERE id = :i"), {"i": key.id})).scalar()
+    return stored is not None and hmac.compare_digest(bytes(stored), digest(creds.api_secret(key.prefix)))
 
 
-def forget_key(key_id: int) -> None:
-    for token, (p, _) in list(_cache.items()):
-        if p.key_id == key_id:
-            _cache.pop(token, None)
+async def get_key(conn: AsyncConnection, key_id: int, *, lock: bool = False) -> KeyRow | None:
+    row = (await conn.execute(text(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = :i"
+                                   + (" FOR SHARE" if lock else "")), {"i": key_id})).first()
+    return KeyRow.from_row(row) if row else None
 
 
-async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
+async def minted_by(conn: AsyncConnection, parent_key_id: int, client_id: str) -> tuple[KeyRow, bytes] | None:
+    row = (await conn.execute(
+        text(f"SELECT {_KEY_COLUMNS}, fingerprint FROM api_keys WHERE parent_key_id = :k AND client_id = :c"),
+        {"k": parent_key_id, "c": client_id})).first()
+    return (KeyRow.from_row(row), bytes(row.fingerprint or b"")) if row else None
+
+
+async def list_keys(conn: AsyncConnection, participant_id: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE participant_id = :p ORDER BY id"),
+                              {"p": participant_id})
+    return [KeyRow.from_row(r).view() for r in rows]
+
+
+async def revoke_tree(conn: AsyncConnection, root_id: int) -> list[int]:
+    """Revoke a key and everything minted under it, transitively; returns every id in that tree.
+
+    The root is locked first (a mint under it holds FOR SHARE on it and is either committed before, and
+    its child is found below, or waits and then sees the root revoked). Each level is a new statement,
+    hence a new snapshot under READ COMMITTED: a child committed while we waited for its parent's row
+    lock is found by the next level."""
+    await conn.execute(text("SELECT id FROM api_keys WHERE id = :i FOR UPDATE"), {"i": root_id})
+    await conn.execute(text("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = :i"),
+                       {"i": root_id})
+    tree, frontier = [root_id], [root_id]
+    while frontier:
+        rows = await conn.execute(
+            text("""UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+                    WHERE parent_key_id = ANY(:f) RETURNING id"""), {"f": frontier})
+        frontier = [r.id for r in rows]
+        tree += frontier
+    return tree
+
+
+async def authenticate(conn: AsyncConnection, cache: KeyCache, token: str) -> Principal | None:
+    epoch = cache.epoch
     principal, expires_at = await _authenticate(conn, token)
     if principal is not None:
-        if len(_cache) > 100_000:
-            _cache.clear()
-        ttl = CACHE_SECONDS
-        if expires_at is not None:  # never trust the cache past the key's own expiry
-            ttl = min(ttl, (expires_at - datetime.now(UTC)).total_seconds())
-        _cache[token] = (principal, time.monotonic() + ttl)
+        cache.put(token, principal, expires_at, epoch)
     return principal
 
 
@@ -104,7 +277,7 @@ async def _authenticate(conn: AsyncConnection, token: str) -> tuple[Principal | 
     )).first()
     if row is None:
         return None, None
-    if not hmac.compare_digest(bytes(row.secret_hash), hashlib.sha256(secret.encode()).digest()):
+    if not hmac.compare_digest(bytes(row.secret_hash), digest(secret)):
         return None, None
     now = datetime.now(UTC)
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
@@ -112,18 +285,3 @@ async def _authenticate(conn: AsyncConnection, token: str) -> tuple[Principal | 
     if row.status != "active":
         return None, None
     return Principal(row.pid, row.kind, row.name, row.id, row.holding_account, row.cash_account), row.expires_at
-
-
-async def list_keys(conn: AsyncConnection, participant_id: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        text("""SELECT id, prefix, label, created_at, expires_at, revoked_at FROM api_keys
-                WHERE participant_id = :p ORDER BY id"""), {"p": participant_id})
-    return [dict(r._mapping) for r in rows]
-
-
-async def revoke_key(conn: AsyncConnection, participant_id: int, key_id: int) -> bool:
-    res = await conn.execute(
-        text("""UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
-                WHERE id = :k AND participant_id = :p"""), {"k": key_id, "p": participant_id})
-    forget_key(key_id)
-    return res.rowcount == 1

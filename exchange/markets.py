@@ -1,24 +1,33 @@
-"""Markets: one per instrument and trading mode, with the rule settings of DESIGN.md §6.
+"""Markets: one per instrument and trading mode, with the rule settings of DESIGN.md §6, and their calendar.
 
 Defaults are the national CEA settings (上海环境能源交易所, 2021-06-22): listing orders below 100,000 t,
 ±10 % band, picks within the best 5 levels, 9:30-11:30 and 13:00-15:00; block trades from 100,000 t,
 ±30 %, 13:00-15:00; tick 0.01 CNY; lot 1 unit. Every number is a per-market setting.
+
+The calendar (Asia/Shanghai): a market with sessions trades Monday to Friday except its holidays; each
+trading day it opens at the start of its first session, pauses between sessions and closes at the end of
+the last. A market with no sessions (`sessions: []`) is always open, every day; its trading day still
+ends at midnight. The rules in force on a day are the market's rules with every amendment effective by
+then applied in date order (`amended`, `in_force`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import instruments
 from exchange.errors import DomainError, Invalid, NotFound
 from exchange.idempotency import check_replay, fingerprint
 from exchange.runtime import Runtime
+from exchange.units import to_text
 from matching.rules import MarketRules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -36,6 +45,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+OPEN, PAUSED, CLOSED = "open", "paused", "closed"
+# Settings an amendment may change (the keys of a definition's settings, same units).
+AMENDABLE = frozenset({"tick_fen", "lot_units", "lot_base", "band_bps", "min_units", "max_units", "best_n",
+                       "strict_best", "stp", "sessions", "holidays", "fee_bps", "t_plus_1", "in_close"})
+
+
 @dataclass(frozen=True, slots=True)
 class Market:
     id: str
@@ -47,19 +62,54 @@ class Market:
     fee_bps: int
     t_plus_1: bool
     in_close: bool
+    holidays: tuple[date, ...] = ()
+
+    # --- the calendar (pure) ---------------------------------------------------------------------
+
+    def is_trading_day(self, day: date) -> bool:
+        if not self.sessions:
+            return True  # always open: every day
+        return day.weekday() < 5 and day not in self.holidays
 
     def in_hours(self, now: datetime) -> bool:
-        """Whether `now` falls in one of the market's Asia/Shanghai sessions (none listed: always)."""
+        """Whether `now` falls in one of the market's sessions on a trading day (none listed: always)."""
+        return self.scheduled(now)[0] == OPEN
+
+    def scheduled(self, now: datetime) -> tuple[str, date]:
+        """(open | paused | closed, trading day) as the calendar has it at `now`. Paused: between two
+        sessions of a trading day. Closed: before the first session, after the last, or no trading day."""
+        local = now.astimezone(SHANGHAI)
+        day, at = local.date(), local.time()
         if not self.sessions:
-            return True
-        local = now.astimezone(SHANGHAI).time()
-        return any(time.fromisoformat(a) <= local < time.fromisoformat(b) for a, b in self.sessions)
+            return OPEN, day
+        if not self.is_trading_day(day):
+            return CLOSED, day
+        spans = [(time.fromisoformat(a), time.fromisoformat(b)) for a, b in self.sessions]
+        if any(a <= at < b for a, b in spans):
+            return OPEN, day
+        if at < spans[0][0] or at >= spans[-1][1]:
+            return CLOSED, day
+        return PAUSED, day
+
+    def transitions(self, day: date) -> list[datetime]:
+        """The moments of `day` (Asia/Shanghai) at which the calendar changes the session."""
+        if not self.sessions or not self.is_trading_day(day):
+            return []
+        times = sorted({time.fromisoformat(t) for pair in self.sessions for t in pair})
+        return [datetime.combine(day, t, SHANGHAI) for t in times]
+
+    def next_transition(self, now: datetime) -> datetime:
+        """The next scheduled transition on the day of `now`, else that day's end (the next midnight)."""
+        local = now.astimezone(SHANGHAI)
+        later = [t for t in self.transitions(local.date()) if t > local]
+        return later[0] if later else datetime.combine(local.date() + timedelta(days=1), time(0), SHANGHAI)
 
 
 def market_from_row(row: Any, decimals: int) -> Market:
     rules = MarketRules(**row.rules)
+    holidays = tuple(date.fromisoformat(d) for d in (getattr(row, "holidays", None) or ()))
     return Market(row.id, row.instrument, row.mode, decimals, rules,
-                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close)
+                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close, holidays)
 
 
 def trading_day(now: datetime) -> date:
@@ -73,12 +123,96 @@ def _check_sessions(sessions: list[list[str]]) -> list[list[str]]:
             raise Invalid("invalid_sessions", "sessions are [start, end] pairs of HH:MM")
         try:
             a, b = time.fromisoformat(pair[0]), time.fromisoformat(pair[1])
-        except ValueError:
+        except (TypeError, ValueError):
             raise Invalid("invalid_sessions", f"{pair} is not a pair of HH:MM times") from None
         if not a < b:
             raise Invalid("invalid_sessions", f"session {pair} ends before it starts")
+        if out and a <= time.fromisoformat(out[-1][1]):
+            raise Invalid("invalid_sessions", f"session {pair} does not start after the one before ends")
         out.append([a.strftime("%H:%M"), b.strftime("%H:%M")])
     return out
+
+
+def _check_holidays(days: list[str]) -> list[str]:
+    try:
+        parsed = sorted({date.fromisoformat(d) for d in days})
+    except (TypeError, ValueError):
+        raise Invalid("invalid_holidays", "holidays are ISO dates (YYYY-MM-DD)") from None
+    return [d.isoformat() for d in parsed]
+
+
+def _rules(*, tick: int, lot: int, unit: int, band_bps: int | None, min_qty: int, max_qty: int | None,
+           best_n: int, strict_best: bool, stp: str) -> MarketRules:
+    """The one statement of what makes a consistent set of trading rules (definitions and amendments)."""
+    if (tick * lot) % unit:
+        raise Invalid("invalid_rules", "tick x lot must be whole fen")
+    try:
+        return MarketRules(tick=tick, lot=lot, band_bps=band_bps, min_qty=max(lot, min_qty), max_qty=max_qty,
+                           best_n=best_n, strict_best=strict_best, stp=stp)
+    except (ValueError, TypeError) as exc:
+        raise Invalid("invalid_rules", str(exc)) from None
+
+
+def _check_fee(fee_bps: int) -> int:
+    if not 0 <= fee_bps <= 1000:
+        raise Invalid("invalid_rules", "fee_bps must be between 0 and 1000")
+    return fee_bps
+
+
+def amended(m: Market, settings: dict[str, Any]) -> Market:
+    """`m` with `settings` changed (keys and units of a definition's settings); refused if inconsistent."""
+    unknown = set(settings) - AMENDABLE
+    if unknown:
+        raise Invalid("not_amendable", f"{', '.join(sorted(unknown))} cannot be amended")
+    unit = 10**m.decimals
+    r = m.rules
+    lot = (int(settings["lot_base"]) if settings.get("lot_base") else
+           int(settings["lot_units"]) * unit if settings.get("lot_units") else r.lot)
+    rules = _rules(tick=int(settings.get("tick_fen", r.tick)), lot=lot, unit=unit,
+                   band_bps=settings.get("band_bps", r.band_bps),
+                   min_qty=int(settings["min_units"]) * unit if "min_units" in settings else r.min_qty,
+                   max_qty=int(settings["max_units"]) * unit if "max_units" in settings else r.max_qty,
+                   best_n=int(settings.get("best_n", r.best_n)),
+                   strict_best=bool(settings.get("strict_best", r.strict_best)), stp=settings.get("stp", r.stp))
+    sessions = (tuple((a, b) for a, b in _check_sessions(settings["sessions"])) if "sessions" in settings
+                else m.sessions)
+    holidays = (tuple(date.fromisoformat(d) for d in _check_holidays(settings["holidays"]))
+                if "holidays" in settings else m.holidays)
+    return dataclasses.replace(m, rules=rules, sessions=sessions, holidays=holidays,
+                               fee_bps=_check_fee(int(settings.get("fee_bps", m.fee_bps))),
+                               t_plus_1=bool(settings.get("t_plus_1", m.t_plus_1)),
+                               in_close=bool(settings.get("in_close", m.in_close)))
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    id: int
+    market_id: str
+    effective_from: date
+    settings: dict[str, Any]
+    applied: bool
+    operator_action: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> Amendment:
+        return cls(r.id, r.market_id, r.effective_from, dict(r.settings), r.applied_at is not None,
+                   r.operator_action)
+
+
+async def pending_amendments(conn: AsyncConnection, market_id: str) -> list[Amendment]:
+    """Amendments not yet applied, in the order they take effect."""
+    rows = await conn.execute(text(
+        """SELECT id, market_id, effective_from, settings, applied_at, operator_action FROM market_amendments
+           WHERE market_id = :m AND applied_at IS NULL ORDER BY effective_from"""), {"m": market_id})
+    return [Amendment.from_row(r) for r in rows]
+
+
+def in_force(m: Market, pending: list[Amendment], day: date) -> Market:
+    """The rules in force on `day`: `m` (what is applied now) with the pending amendments due by then."""
+    for a in pending:
+        if a.effective_from <= day:
+            m = amended(m, a.settings)
+    return m
 
 
 async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mode: str,
@@ -91,23 +225,16 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
     d = inst["decimals"]
     unit = 10**d
     cfg = {**DEFAULTS[mode], **{k: v for k, v in settings.items() if v is not None}}
-    tick = int(cfg.get("tick_fen", 1))
     # lot_base (base units, e.g. 1 kg of a t/yr emission right) overrides lot_units (whole units).
     lot = int(cfg["lot_base"]) if cfg.get("lot_base") else int(cfg.get("lot_units", 1)) * unit
-    if (tick * lot) % unit:
-        raise Invalid("invalid_rules", "tick x lot must be whole fen")
-    try:
-        rules = MarketRules(tick=tick, lot=lot, band_bps=cfg["band_bps"],
-                            min_qty=max(lot, int(cfg["min_units"]) * unit),
-                            max_qty=None if cfg["max_units"] is None else int(cfg["max_units"]) * unit,
-                            best_n=int(cfg["best_n"]), strict_best=bool(cfg.get("strict_best", False)),
-                            stp=cfg.get("stp", "cancel_taker"))
-    except (ValueError, TypeError) as exc:
-        raise Invalid("invalid_rules", str(exc)) from None
+    rules = _rules(tick=int(cfg.get("tick_fen", 1)), lot=lot, unit=unit, band_bps=cfg["band_bps"],
+                   min_qty=int(cfg["min_units"]) * unit,
+                   max_qty=None if cfg["max_units"] is None else int(cfg["max_units"]) * unit,
+                   best_n=int(cfg["best_n"]), strict_best=bool(cfg.get("strict_best", False)),
+                   stp=cfg.get("stp", "cancel_taker"))
     sessions = _check_sessions(cfg["sessions"])
-    fee_bps = int(cfg.get("fee_bps", 0))
-    if not 0 <= fee_bps <= 1000:
-        raise Invalid("invalid_rules", "fee_bps must be between 0 and 1000")
+    holidays = _check_holidays(cfg.get("holidays", []))
+    fee_bps = _check_fee(int(cfg.get("fee_bps", 0)))
     reference = cfg.get("reference_price_fen")
     market_id = f"{instrument}.{mode}"
     fp = fingerprint({"instrument": instrument, "mode": mode, "settings": settings})
@@ -119,13 +246,14 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
                 return await get(rt, market_id)
             raise DomainError("market_exists", f"market {market_id} already exists")
         await conn.execute(text(
-            """INSERT INTO markets (id, instrument, mode, rules, sessions, fee_bps, t_plus_1, in_close,
+            """INSERT INTO markets (id, instrument, mode, rules, sessions, holidays, fee_bps, t_plus_1, in_close,
                                     reference_price, created_by, client_id, fingerprint)
-               VALUES (:id, :inst, :mode, CAST(:rules AS jsonb), CAST(:sessions AS jsonb), :fee, :t1, :close,
-                       :ref, :a, :cid, :fp)"""),
+               VALUES (:id, :inst, :mode, CAST(:rules AS jsonb), CAST(:sessions AS jsonb), CAST(:hol AS jsonb),
+                       :fee, :t1, :close, :ref, :a, :cid, :fp)"""),
             {"id": market_id, "inst": instrument, "mode": mode, "rules": json.dumps(rules.to_dict()),
-             "sessions": json.dumps(sessions), "fee": fee_bps, "t1": bool(cfg.get("t_plus_1", True)),
-             "close": bool(cfg["in_close"]), "ref": reference, "a": actor, "cid": client_id, "fp": fp})
+             "sessions": json.dumps(sessions), "hol": json.dumps(holidays), "fee": fee_bps,
+             "t1": bool(cfg.get("t_plus_1", True)), "close": bool(cfg["in_close"]), "ref": reference, "a": actor,
+             "cid": client_id, "fp": fp})
     await rt.exchange.start_market(market_id)  # type: ignore[attr-defined]
     return await get(rt, market_id)
 
@@ -140,41 +268,54 @@ async def load(rt: Runtime, market_id: str) -> Market:
     return market_from_row(row, row.decimals)
 
 
+_SELECT = "SELECT m.*, i.decimals FROM markets m JOIN instruments i ON i.code = m.instrument"
+
+
 async def get(rt: Runtime, market_id: str) -> dict[str, Any]:
     async with rt.read() as conn:
-        row = (await conn.execute(text(
-            """SELECT m.id, m.instrument, m.mode, m.rules, m.sessions, m.fee_bps, m.t_plus_1, m.in_close,
-                      m.reference_price, m.halted, m.session_open, m.trading_day, m.applied_seq, i.decimals
-               FROM markets m JOIN instruments i ON i.code = m.instrument WHERE m.id = :i"""),
-            {"i": market_id})).first()
-    if row is None:
-        raise NotFound("market", market_id)
-    return view(dict(row._mapping))
+        row = (await conn.execute(text(_SELECT + " WHERE m.id = :i"), {"i": market_id})).first()
+        if row is None:
+            raise NotFound("market", market_id)
+        return view(rt, row, await pending_amendments(conn, market_id))
 
 
-def view(m: dict[str, Any]) -> dict[str, Any]:
-    from exchange.units import to_text
-
-    unit = 10 ** m["decimals"]
-    r = m["rules"]
+def rules_view(m: Market) -> dict[str, Any]:
+    d, r = m.decimals, m.rules
     return {
-        "id": m["id"], "instrument": m["instrument"], "mode": m["mode"],
-        "tick": to_text(r["tick"], 2), "lot": to_text(r["lot"], m["decimals"]),
-        "band_pct": None if r["band_bps"] is None else to_text(r["band_bps"], 2),
-        "min_quantity": to_text(r["min_qty"], m["decimals"]),
-        "max_quantity": None if r["max_qty"] is None else to_text(r["max_qty"], m["decimals"]),
-        "best_n": r["best_n"], "strict_best": r["strict_best"], "self_trade_prevention": r["stp"],
-        "sessions": m["sessions"], "fee_bps": m["fee_bps"], "t_plus_1": m["t_plus_1"], "in_close": m["in_close"],
-        "reference_price": None if m["reference_price"] is None else to_text(m["reference_price"], 2),
-        "halted": m["halted"], "session_open": m["session_open"],
-        "trading_day": m["trading_day"], "last_seq": m["applied_seq"], "unit_base": unit,
+        "tick": to_text(r.tick, 2), "lot": to_text(r.lot, d),
+        "band_pct": None if r.band_bps is None else to_text(r.band_bps, 2),
+        "min_quantity": to_text(r.min_qty, d), "max_quantity": None if r.max_qty is None else to_text(r.max_qty, d),
+        "best_n": r.best_n, "strict_best": r.strict_best, "self_trade_prevention": r.stp,
+        "sessions": [list(p) for p in m.sessions], "holidays": [h.isoformat() for h in m.holidays],
+        "fee_bps": m.fee_bps, "t_plus_1": m.t_plus_1, "in_close": m.in_close,
+    }
+
+
+def view(rt: Runtime, row: Any, pending: list[Amendment]) -> dict[str, Any]:
+    """The market as it trades now, and the rules each scheduled amendment brings from its day on."""
+    m = market_from_row(row, row.decimals)
+    seq = getattr(rt.exchange, "sequencers", {}).get(m.id)
+    return {
+        "id": m.id, "instrument": m.instrument, "mode": m.mode, **rules_view(m),
+        "reference_price": None if row.reference_price is None else to_text(row.reference_price, 2),
+        "halted": row.halted, "session_open": row.session_open,
+        "session_override": None if row.override_until is None else {"until": row.override_until,
+                                                                      "reason": row.override_reason},
+        "trading_day": row.trading_day, "last_seq": row.applied_seq, "unit_base": 10**m.decimals,
+        # What only the running sequencer knows: whether the market stopped taking writes, and why.
+        "writes_stopped": getattr(seq, "stopped", None),
+        "scheduled_amendments": [{"id": a.id, "effective_from": a.effective_from, "changes": a.settings,
+                                  "rules": rules_view(in_force(m, pending, a.effective_from))} for a in pending],
     }
 
 
 async def listing(rt: Runtime) -> list[dict[str, Any]]:
     async with rt.read() as conn:
-        rows = await conn.execute(text(
-            """SELECT m.id, m.instrument, m.mode, m.rules, m.sessions, m.fee_bps, m.t_plus_1, m.in_close,
-                      m.reference_price, m.halted, m.session_open, m.trading_day, m.applied_seq, i.decimals
-               FROM markets m JOIN instruments i ON i.code = m.instrument ORDER BY m.id"""))
-        return [view(dict(r._mapping)) for r in rows]
+        rows = (await conn.execute(text(_SELECT + " ORDER BY m.id"))).all()
+        pending = await conn.execute(text(
+            """SELECT id, market_id, effective_from, settings, applied_at, operator_action FROM market_amendments
+               WHERE applied_at IS NULL ORDER BY effective_from"""))
+        by_market: dict[str, list[Amendment]] = {}
+        for r in pending:
+            by_market.setdefault(r.market_id, []).append(Amendment.from_row(r))
+        return [view(rt, r, by_market.get(r.id, [])) for r in rows]

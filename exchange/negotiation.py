@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 
 from exchange import participants
-from exchange.errors import DomainError, Forbidden, Invalid
+from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import fingerprint
 from exchange.keys import Principal
 from exchange.orders import TRADERS, _events_view, _gate, _reason_error
@@ -25,6 +25,7 @@ from exchange.units import to_base, to_text
 from ledger import commands as lc
 from matching import commands as mc
 from matching import events as ev
+from matching import reasons as R
 
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
 
@@ -74,6 +75,30 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
         _inflight.pop(key, None)
 
 
+OVERSIGHT = participants.SEES_ALL
+
+
+def _quote_seen(seq: Any, who: Principal, quote_id: int) -> dict[str, Any]:
+    """A live quote the caller may see (its own, public ones, those addressed to it; oversight: all),
+    else 404 -- the same answer as for a quote that does not exist, before any state or party check."""
+    account = None if who.kind in OVERSIGHT else who.participant_id
+    quote = next((q for q in seq.engine.quotes(account) if q["quote_id"] == quote_id), None)
+    if quote is None:
+        raise NotFound("block quote", quote_id)
+    return quote  # type: ignore[no-any-return]
+
+
+def _deal_seen(seq: Any, who: Principal, deal_id: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """An open negotiation and its quote, if the caller is one of its two parties (or oversight), else 404."""
+    deal = seq.engine.deal(deal_id)
+    quote = None if deal is None else next(
+        (q for q in seq.engine.quotes() if q["quote_id"] == deal["quote_id"]), None)
+    parties = set() if deal is None else {deal["responder"], quote["account"] if quote else None}
+    if deal is None or (who.kind not in OVERSIGHT and who.participant_id not in parties):
+        raise NotFound("negotiation", deal_id)
+    return deal, quote
+
+
 def _block(rt: Runtime, market_id: str) -> Any:
     seq = rt.exchange.get(market_id)
     if seq.market.mode != "block":
@@ -102,8 +127,12 @@ async def respond(rt: Runtime, who: Principal, market_id: str, quote_id: int, cl
     _gate(seq)
     p, q = to_base(price, 2, field="price"), to_base(quantity, seq.market.decimals)
     pid = who.participant_id
+
+    async def seen() -> None:  # after the replay look-up: a retry gets its first answer
+        _quote_seen(seq, who, quote_id)
+
     return await submit_plain(rt, who, market_id, client_id, lambda did: mc.Respond(did, quote_id, pid, p, q),
-                              {"op": "respond", "m": market_id, "quote": quote_id, "p": p, "q": q})
+                              {"op": "respond", "m": market_id, "quote": quote_id, "p": p, "q": q}, prepare=seen)
 
 
 async def counter(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str, *, price: str,
@@ -112,22 +141,36 @@ async def counter(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     _gate(seq)
     p, q = to_base(price, 2, field="price"), to_base(quantity, seq.market.decimals)
     pid = who.participant_id
+
+    async def seen() -> None:
+        _deal_seen(seq, who, deal_id)
+
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Counter(deal_id, pid, p, q),
-                              {"op": "counter", "m": market_id, "deal": deal_id, "p": p, "q": q})
+                              {"op": "counter", "m": market_id, "deal": deal_id, "p": p, "q": q}, prepare=seen)
 
 
 async def decline(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str) -> dict[str, Any]:
-    _block(rt, market_id)
+    seq = _block(rt, market_id)
     pid = who.participant_id
+
+    async def seen() -> None:
+        _deal_seen(seq, who, deal_id)
+
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Decline(deal_id, pid),
-                              {"op": "decline", "m": market_id, "deal": deal_id})
+                              {"op": "decline", "m": market_id, "deal": deal_id}, prepare=seen)
 
 
 async def withdraw(rt: Runtime, who: Principal, market_id: str, quote_id: int, client_id: str) -> dict[str, Any]:
-    _block(rt, market_id)
+    seq = _block(rt, market_id)
     pid = who.participant_id
+
+    async def seen() -> None:
+        if _quote_seen(seq, who, quote_id)["account"] != pid:
+            raise NotFound("block quote", quote_id) if who.kind not in OVERSIGHT else \
+                Forbidden("only the quoter withdraws its quote")
+
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Cancel(quote_id, pid),
-                              {"op": "withdraw", "m": market_id, "quote": quote_id})
+                              {"op": "withdraw", "m": market_id, "quote": quote_id}, prepare=seen)
 
 
 async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str) -> dict[str, Any]:
@@ -137,14 +180,15 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     pid = who.participant_id
 
     async def fund() -> dict[str, Any]:
-        deal = seq.engine.deal(deal_id)  # type: ignore[attr-defined]
-        if deal is None:
-            raise DomainError("unknown_deal", f"negotiation {deal_id} is not open", 404)
-        quote = next((q for q in seq.engine.quotes() if q["quote_id"] == deal["quote_id"]), None)  # type: ignore[attr-defined]
+        deal, quote = _deal_seen(seq, who, deal_id)
         if quote is None:
             raise DomainError("unknown_quote", f"quote {deal['quote_id']} is not live", 404)
         if pid not in (quote["account"], deal["responder"]):
             raise Forbidden("you are not a party to this negotiation")
+        if pid in deal["confirmed"]:
+            # A repeated click is refused before anything is funded or journaled (the engine would refuse
+            # it too, after the funding): nothing moves, and a retry gets the same refusal.
+            raise _reason_error(R.ALREADY_CONFIRMED, "this party already confirmed the current terms")
         price, qty = int(deal["price"]), int(deal["qty"])
         seller_id, buyer_id = ((quote["account"], deal["responder"]) if quote["side"] == mc.SELL
                                else (deal["responder"], quote["account"]))
@@ -182,12 +226,6 @@ def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[dict[str, A
 
 def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> dict[str, Any]:
     seq = _block(rt, market_id)
-    deal = seq.engine.deal(deal_id)  # type: ignore[attr-defined]
-    if deal is None:
-        raise DomainError("unknown_deal", f"negotiation {deal_id} is not open", 404)
-    quote = next((q for q in seq.engine.quotes() if q["quote_id"] == deal["quote_id"]), None)  # type: ignore[attr-defined]
-    parties = {deal["responder"], quote["account"] if quote else None}
-    if who.kind not in ("operator", "auditor") and who.participant_id not in parties:
-        raise Forbidden("you are not a party to this negotiation")
+    deal, _ = _deal_seen(seq, who, deal_id)
     return {**{k: v for k, v in deal.items() if k not in ("price", "qty")},
             "price": to_text(deal["price"], 2), "quantity": to_text(deal["qty"], seq.market.decimals)}

@@ -30,6 +30,7 @@ from matching import reasons as R
 from matching.rules import NO_LIMIT
 
 TRADERS = participants.HOLDER_KINDS
+SEES_ALL = participants.SEES_ALL  # oversight sees every order
 # Engine refusals that mean "malformed" (422) rather than "not now / not allowed" (409).
 VALIDATION_REASONS = frozenset({R.INVALID_QUANTITY, R.INVALID_PRICE, R.OFF_TICK, R.OFF_LOT, R.INVALID_SIDE})
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
@@ -70,6 +71,8 @@ def _events_view(events: list[ev.Event], decimals: int) -> list[dict[str, Any]]:
 
 
 def _gate(seq: MarketSequencer) -> None:
+    if getattr(seq, "stopped", None) is not None:  # before any hold is created
+        raise seq.stopped_error()
     if seq.halted or seq.engine.halted:
         raise DomainError("market_halted", f"market {seq.market.id} is halted")
     if not seq.session_open:
@@ -152,6 +155,8 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         raise from_rejection(rej) from None
     except Exception as exc:
         await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
+        if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
+            raise
         raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
                           "retry with the same Idempotency-Key", 503) from None
     if isinstance(out, Replay):
@@ -277,20 +282,15 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
 
 async def _change(seq: MarketSequencer, cmd: Any) -> ev.Event | None:
     """Send a cancel or reduce of a resting order; its refusal event, if the engine refused it."""
-    try:
-        _, events, _row = await seq.submit(lambda _s: cmd)
-    except RuntimeError as exc:  # the market is stopped or recovering
-        raise DomainError("market_unavailable", f"{exc}; retry", 503) from None
+    _, events, _row = await seq.submit(lambda _s: cmd)  # 503 market_unavailable / market_stopped
     return next((e for e in events if e[0] == ev.REJECTED), None)
 
 
 async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None:
-        raise NotFound("order", order_id)
-    if row["participant_id"] != who.participant_id and who.kind != "operator":
-        raise Forbidden("you may only cancel your own orders")
+    if row is None or (row["participant_id"] != who.participant_id and who.kind != "operator"):
+        raise NotFound("order", order_id)  # another's order: as if there were none
     if row["status"] == "open":
         owner = row["participant_id"]
         rejected = await _change(seq, mc.Cancel(order_id, owner))
@@ -305,8 +305,8 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
 async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None:
-        raise NotFound("order", order_id)
+    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
+        raise NotFound("order", order_id)  # another's order: as if there were none, before its state
     if row["participant_id"] != who.participant_id:
         raise Forbidden("you may only change your own orders")
     if row["status"] != "open":
@@ -324,17 +324,17 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
 async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None:
+    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)
-    if row["participant_id"] != who.participant_id and who.kind not in ("operator", "auditor"):
-        raise Forbidden("you may only see your own orders")
     return order_view(row, seq.market.decimals)
 
 
-async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None) -> list[dict[str, Any]]:
+async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None, after: int | None = None,
+                      limit: int = 500) -> list[dict[str, Any]]:
+    """Orders in id order (oldest first), after the order id `after`; one more than `limit` if there are."""
     seq = rt.exchange.get(market_id)
-    sql = "SELECT * FROM orders WHERE market_id = :m"
-    params: dict[str, Any] = {"m": market_id}
+    sql = "SELECT * FROM orders WHERE market_id = :m AND id > :after"
+    params: dict[str, Any] = {"m": market_id, "after": after or 0, "limit": limit + 1}
     if who.kind not in ("operator", "auditor"):
         sql += " AND participant_id = :p"
         params["p"] = who.participant_id
@@ -342,6 +342,6 @@ async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str |
         sql += " AND status = :s"
         params["s"] = status
     async with rt.read() as conn:
-        rows = await conn.execute(text(sql + " ORDER BY id DESC LIMIT 500"), params)
+        rows = await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)
         return [order_view(dict(r._mapping), seq.market.decimals) for r in rows]
 

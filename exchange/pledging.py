@@ -55,6 +55,7 @@ from pledges import certificate, lifecycle, webhooks
 from pledges import ranges as rg
 from pledges import repository as repo
 from pledges import valuation as val
+from pledges import visibility as vis
 from pledges import waterfall as wf
 from pledges.errors import PledgeError
 
@@ -176,7 +177,7 @@ class PledgeWorker:
 
     def __init__(self, rt: Runtime, sender: webhooks.Sender | None = None) -> None:
         self.rt = rt
-        self.sender = sender or webhooks.http_sender
+        self.sender = sender or webhooks.http_sender(rt.settings.webhook_allowed_host_list)
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
@@ -216,10 +217,21 @@ class PledgeWorker:
 
 @translate_refusals
 async def set_webhook(rt: Runtime, who: Principal, client_id: str, *, url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises on a malformed port
+    except ValueError:
+        raise Invalid("invalid_webhook_url", "the webhook URL is malformed") from None
     allowed = ("https", "http") if rt.settings.pledge_webhook_allow_http else ("https",)
-    if parts.scheme not in allowed or not parts.hostname:
-        raise Invalid("invalid_webhook_url", f"the webhook URL must be an absolute {' or '.join(allowed)} URL")
+    if parts.scheme not in allowed or not parts.hostname or "@" in parts.netloc or parts.fragment:
+        raise Invalid("invalid_webhook_url", f"the webhook URL must be an absolute {' or '.join(allowed)} URL "
+                      "without user info or fragment")
+    try:  # again at every delivery (pledges.webhooks): a name may resolve elsewhere later
+        await webhooks.checked_addresses(url, rt.settings.webhook_allowed_host_list)
+    except webhooks.DeliveryFailed:
+        raise Invalid("webhook_destination_refused", "webhooks go to public Internet addresses only: the host "
+                      "must resolve, and not to a loopback, private, link-local, multicast or unspecified "
+                      "address") from None
     fp = fingerprint({"url": url})
     async with rt.tx() as conn:
         row = await repo.webhook_of(conn, who.participant_id)
@@ -241,6 +253,8 @@ async def webhook_status(rt: Runtime, who: Principal) -> dict[str, Any]:
         deliveries = await repo.outbox_of(conn, who.participant_id)
     if row is None:
         raise NotFound("webhook endpoint of participant", who.participant_id)
+    for d in deliveries:
+        d["last_error"] = webhooks.public_reason(d["last_error"])
     return {"url": row.url, "updated_at": row.updated_at, "deliveries": deliveries}
 
 
@@ -256,13 +270,24 @@ async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps:
 # ----------------------------------------------------------------------------------- reads
 
 
-async def _visible(conn: AsyncConnection, who: Principal, pledge_id: int) -> dict[str, Any]:
+def _own_claims(claims: list[dict[str, Any]], who: Principal) -> list[dict[str, Any]]:
+    return [cl for cl in claims if cl["claimant_id"] == who.participant_id]
+
+
+async def _role(conn: AsyncConnection, who: Principal, p: dict[str, Any]) -> str | None:
+    """The caller's role on the registration (pledges.visibility): None means it may not see it."""
+    claims = await repo.claims_of(conn, p["id"]) if who.kind not in vis.OVERSIGHT else []
+    return vis.role(who.participant_id, who.kind, p, _own_claims(claims, who))
+
+
+async def _visible(conn: AsyncConnection, who: Principal, pledge_id: int) -> tuple[dict[str, Any], str]:
+    """The registration and the caller's role; 404 -- as for an id that does not exist -- if it may not
+    see it, before anything about its state is looked at."""
     p = await repo.get_pledge(conn, pledge_id)
-    if p is None:
+    who_role = None if p is None else await _role(conn, who, p)
+    if p is None or who_role is None:
         raise NotFound("pledge", pledge_id)
-    if who.kind not in SEES_ALL and not await repo.can_see_pledge(conn, pledge_id, who.participant_id):
-        raise Forbidden("you may only see pledges you hold, gave or have a claim on")
-    return p
+    return p, who_role
 
 
 def _claim_view(cl: dict[str, Any], rank: int | None) -> dict[str, Any]:
@@ -272,18 +297,23 @@ def _claim_view(cl: dict[str, Any], rank: int | None) -> dict[str, Any]:
             "registered_at": cl["registered_at"], "rank": rank, "paid": _cny(cl["paid"])}
 
 
-async def _view(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
+async def _view(conn: AsyncConnection, p: dict[str, Any], who: Principal) -> dict[str, Any]:
+    """The registration as the caller may see it (pledges.visibility.pledge_view)."""
     dec = p["decimals"]
     locked = p["status"] in lifecycle.LOCKED and p["hold_id"] is not None
     blocks = await repo.hold_blocks(conn, p["hold_id"]) if locked else []
     claims = await repo.claims_of(conn, p["id"])
+    own = _own_claims(claims, who)
+    who_role = vis.role(who.participant_id, who.kind, p, own)
+    if who_role is None:
+        raise NotFound("pledge", p["id"])
     # On its lot the lock holder is rank 1; registered claims follow by registration number.
     live = [cl for cl in claims if cl["status"] == "registered"]
     claim_rank = {cl["id"]: i for i, cl in enumerate(sorted(live, key=lambda x: x["registration_no"]), start=2)}
     rank = (await repo.priority_rank(conn, p["pledgor_id"], p["instrument"], p["registration_no"])
             if locked and p["registration_no"] else None)
     enforcement = p["enforcement"]
-    return {
+    full = {
         "id": p["id"], "number": p["number"], "status": p["status"],
         "pledgee": {"id": p["pledgee_id"], "name": p["pledgee_name"]},
         "pledgor": {"id": p["pledgor_id"], "name": p["pledgor_name"], "uscc": p["pledgor_uscc"]},
@@ -296,7 +326,7 @@ async def _view(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
                     "frozen_by": b["frozen_by"]} for b in blocks],
         "hold_id": p["hold_id"], "hold_url": f"/v1/ledger/entries/{p['hold_id']}" if p["hold_id"] else None,
         "registration_no": p["registration_no"], "registered_at": p["registered_at"],
-        "priority": {"rank_among_pledgor_registrations": rank},
+        "priority": {"rank_on_lot": 1 if locked else None, "rank_among_pledgor_registrations": rank},
         "loan_contract": p["loan_contract"], "secured_amount": _cny(p["secured_amount"]),
         "term_start": p["term_start"], "term_end": p["term_end"], "grace_days": p["grace_days"],
         "expires_at": p["expires_at"], "references": p["refs"],
@@ -311,11 +341,13 @@ async def _view(conn: AsyncConnection, p: dict[str, Any]) -> dict[str, Any]:
         "enforcement": enforcement, "promoted_from_claim": p["promoted_from_claim"],
         "created_at": p["created_at"], "updated_at": p["updated_at"], "version": p["version"],
     }
+    return vis.pledge_view(full, who_role, {cl["id"] for cl in own})
 
 
 async def get(rt: Runtime, who: Principal, pledge_id: int) -> dict[str, Any]:
     async with rt.read() as conn:
-        return await _view(conn, await _visible(conn, who, pledge_id))
+        p, _ = await _visible(conn, who, pledge_id)
+        return await _view(conn, p, who)
 
 
 async def listing(rt: Runtime, who: Principal, *, status: str | None, role: str | None, after: int,
@@ -323,13 +355,32 @@ async def listing(rt: Runtime, who: Principal, *, status: str | None, role: str 
     viewer = None if who.kind in SEES_ALL else who.participant_id
     async with rt.read() as conn:
         rows = await repo.list_pledges(conn, viewer=viewer, status=status, role=role, after=after, limit=limit)
-        return [await _view(conn, p) for p in rows]
+        return [await _view(conn, p, who) for p in rows]
+
+
+async def _events_as_seen(conn: AsyncConnection, who: Principal, events: list[dict[str, Any]]
+                          ) -> list[dict[str, Any]]:
+    """Each event as the caller may see it (pledges.visibility.event_view); unseen ones left out."""
+    if who.kind in SEES_ALL:
+        return [repo.event_view(e) for e in events]
+    roles: dict[int, tuple[str | None, set[int]]] = {}
+    out = []
+    for e in events:
+        pid = e["pledge_id"]
+        if pid not in roles:
+            p = await repo.get_pledge(conn, pid)
+            own = _own_claims(await repo.claims_of(conn, pid), who)
+            roles[pid] = (vis.role(who.participant_id, who.kind, p, own) if p else None, {cl["id"] for cl in own})
+        seen = vis.event_view(repo.event_view(e), *roles[pid])
+        if seen is not None:
+            out.append(seen)
+    return out
 
 
 async def history(rt: Runtime, who: Principal, pledge_id: int) -> list[dict[str, Any]]:
     async with rt.read() as conn:
         await _visible(conn, who, pledge_id)
-        return [repo.event_view(e) for e in await repo.events_of(conn, pledge_id)]
+        return await _events_as_seen(conn, who, await repo.events_of(conn, pledge_id))
 
 
 async def projection_check(rt: Runtime, pledge_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -344,8 +395,17 @@ async def projection_check(rt: Runtime, pledge_id: int) -> tuple[dict[str, Any],
 async def event_stream(rt: Runtime, who: Principal, *, after: int, limit: int,
                        types: list[str] | None) -> list[dict[str, Any]]:
     viewer = None if who.kind in SEES_ALL else who.participant_id
+    out: list[dict[str, Any]] = []
     async with rt.read() as conn:
-        return [repo.event_view(e) for e in await repo.event_stream(conn, viewer, after, limit, types)]
+        # Pages are cut after the caller's view is applied, so a page of events it may not see does
+        # not end the stream early.
+        while len(out) < limit:
+            rows = await repo.event_stream(conn, viewer, after, limit, types)
+            out += await _events_as_seen(conn, who, rows)
+            if len(rows) < limit:
+                break
+            after = rows[-1]["id"]
+    return out[:limit]
 
 
 # ----------------------------------------------------------------------------------- recording
@@ -361,11 +421,26 @@ async def _record(conn: AsyncConnection, p: dict[str, Any], event_type: str, cha
     await repo.write_state(conn, p["id"], state)
     ev = await repo.add_event(conn, p["id"], event_type, {"set": changes, **repo.jsonable_deep(info or {})},
                               list(seqs), actor, client_id, fp)
-    if event_type in lifecycle.NOTIFY:
-        await repo.enqueue_webhook(conn, ev, p["number"], [p["pledgee_id"], *notify])
     p.update(state)
     p["version"] += 1
+    if event_type in lifecycle.NOTIFY:
+        await _notify(conn, p, ev, [p["pledgee_id"], *notify])
     return ev
+
+
+async def _notify(conn: AsyncConnection, p: dict[str, Any], ev: dict[str, Any], recipients: list[int]) -> None:
+    """Queue the event's webhooks, each recipient getting the event as it may see it (a junior
+    creditor the lot's changes and its own claims, a claimant whose claim is only filed that claim)."""
+    claims = await repo.claims_of(conn, p["id"])
+    full = repo.event_view(ev, p["number"])
+    views = {}
+    for pid in dict.fromkeys(recipients):
+        own = [cl for cl in claims if cl["claimant_id"] == pid]
+        # A webhook recipient is a bank (or the pledgor), never oversight: its kind does not matter here.
+        seen = vis.event_view(full, vis.role(pid, "", p, own), {cl["id"] for cl in own})
+        if seen is not None:
+            views[pid] = seen
+    await repo.enqueue_webhook(conn, ev["id"], ev["type"], views)
 
 
 _slots: dict[int, asyncio.Semaphore] = {}
@@ -381,15 +456,24 @@ def _mutation_slots(rt: Runtime) -> asyncio.Semaphore:
     return sem
 
 
+Visibility = Callable[[AsyncConnection, dict[str, Any]], Awaitable[bool]]
+
+
 async def _mutate(rt: Runtime, who: Principal | None, client_id: str, pledge_id: int, fp: bytes,
                   body: Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]], *,
-                  actor: str | None = None) -> dict[str, Any]:
+                  actor: str | None = None, visible: Visibility | None = None,
+                  answer: bool = True) -> dict[str, Any]:
     """Run `body` under the pledge's row lock unless this client id already did (then replay).
 
-    The event `body` records with the client id must use the same actor as the look-up here."""
+    A caller who may not see the registration (by default: has no role on it, pledges.visibility) gets
+    404, as for an id that does not exist, before any replay or state check. The event `body` records
+    with the client id must use the same actor as the look-up here."""
     actor = actor or (who.actor if who else SYSTEM_ACTOR)
     async with _mutation_slots(rt), rt.tx() as conn:
         p = await repo.lock_pledge(conn, pledge_id)
+        if p is not None and who is not None:
+            seen = await visible(conn, p) if visible is not None else await _role(conn, who, p) is not None
+            p = p if seen else None
         if p is None:
             raise NotFound("pledge", pledge_id)
         prior = await repo.event_by_client(conn, actor, client_id)
@@ -398,7 +482,7 @@ async def _mutate(rt: Runtime, who: Principal | None, client_id: str, pledge_id:
         else:
             await body(conn, p)
     kick(rt)
-    return await get(rt, who, pledge_id) if who else {}
+    return await get(rt, who, pledge_id) if who and answer else {}
 
 
 def _require_pledgee(who: Principal, p: dict[str, Any]) -> None:
@@ -778,7 +862,7 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[s
     ev = await repo.add_event(conn, new_id, "promoted", {"set": changes, "from_pledge": p["id"],
                                                          "claim": first["id"]}, [void.seq, lock.seq],
                               who.actor, None, None)
-    await repo.enqueue_webhook(conn, ev, number, [first["claimant_id"]])
+    await repo.enqueue_webhook(conn, ev["id"], ev["type"], {first["claimant_id"]: repo.event_view(ev, number)})
     await repo.update_claim(conn, first["id"], status="promoted")
     await repo.move_claims(conn, [cl["id"] for cl in rest], new_id)
     for cl in lapsed:
@@ -795,12 +879,22 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[s
 @translate_refusals
 async def file_claim(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, loan_contract: str,
                      amount: str, term_end: date, reference: str | None) -> dict[str, Any]:
-    """A second-ranking creditor records its claim on a pledged lot; it counts once the pledgor confirms."""
+    """A second-ranking creditor records its claim on a pledged lot; it counts once the pledgor confirms.
+
+    A lot in the public register (active or being enforced) may be claimed on by any bank; anything
+    else is 404 unless the caller may see it. The answer is the claim alone: a filing grants no
+    visibility of the senior registration (pledges.visibility)."""
     fen = to_base(amount, CNY_DECIMALS, field="amount")
     if term_end < today():
         raise Invalid("term_ended", f"the claim's term ended on {term_end}")
     fp = fingerprint({"op": "file_claim", "pledge": pledge_id, "contract": loan_contract, "amount": fen,
                       "term_end": term_end.isoformat(), "reference": reference})
+
+    async def visible(conn: AsyncConnection, p: dict[str, Any]) -> bool:
+        if p["status"] in lifecycle.PUBLIC or await _role(conn, who, p) is not None:
+            return True
+        prior = await repo.event_by_client(conn, who.actor, client_id)  # a retry gets its first answer
+        return prior is not None and prior.pledge_id == p["id"]
 
     async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
         if who.kind != "bank":
@@ -811,26 +905,55 @@ async def file_claim(rt: Runtime, who: Principal, client_id: str, pledge_id: int
                                                         "amount": fen, "term_end": term_end.isoformat()},
                       actor=who.actor, client_id=client_id, fp=fp, notify=(who.participant_id,))
 
-    return await _mutate(rt, who, client_id, pledge_id, fp, body)
+    await _mutate(rt, who, client_id, pledge_id, fp, body, visible=visible, answer=False)
+    async with rt.read() as conn:
+        event = await repo.event_by_client(conn, who.actor, client_id)
+        assert event is not None and event.type == "claim_filed"
+        return await _claim_answer(conn, int(event.data["claim"]))
+
+
+async def _claim_answer(conn: AsyncConnection, claim_id: int) -> dict[str, Any]:
+    """One claim as its claimant sees it: its own terms, status and rank, and which lot it is on."""
+    cl = await repo.get_claim(conn, claim_id)
+    assert cl is not None
+    rank = None
+    if cl["status"] == "registered":
+        live = await repo.claims_of(conn, cl["pledge_id"], ("registered",))
+        rank = 2 + sorted(x["registration_no"] for x in live).index(cl["registration_no"])
+    number = (await repo.get_pledge(conn, cl["pledge_id"]) or {}).get("number")
+    return {**_claim_view(cl, rank), "pledge_id": cl["pledge_id"], "pledge_number": number}
 
 
 async def _claim_mutation(rt: Runtime, who: Principal, client_id: str, claim_id: int, op: str,
-                          body: Callable[[AsyncConnection, dict[str, Any], dict[str, Any], bytes], Awaitable[None]]
-                          ) -> dict[str, Any]:
-    """Claim changes run under the lot's pledge row lock (pledge first, then claim: one lock order)."""
+                          body: Callable[[AsyncConnection, dict[str, Any], dict[str, Any], bytes], Awaitable[None]],
+                          *, answer_pledge: bool = True) -> dict[str, Any]:
+    """Claim changes run under the lot's pledge row lock (pledge first, then claim: one lock order).
+
+    A claim is seen by its claimant and by the lot's parties; anyone else gets 404 as for no claim."""
     async with rt.read() as conn:
         claim = await repo.get_claim(conn, claim_id)
-    if claim is None:
+        lot = await repo.get_pledge(conn, claim["pledge_id"]) if claim is not None else None
+    if claim is None or lot is None or not vis.claim_visible(who.participant_id, who.kind, lot, claim):
         raise NotFound("claim", claim_id)
     fp = fingerprint({"op": op, "claim": claim_id})
 
+    async def seen(conn: AsyncConnection, p: dict[str, Any]) -> bool:
+        return True  # the claim's visibility decides, checked above and again under the lock below
+
     async def wrapped(conn: AsyncConnection, p: dict[str, Any]) -> None:
         cl = await repo.lock_claim(conn, claim_id)
-        if cl is None or cl["pledge_id"] != p["id"]:
+        if cl is None or not vis.claim_visible(who.participant_id, who.kind, p, cl):
+            raise NotFound("claim", claim_id)
+        if cl["pledge_id"] != p["id"]:
             raise DomainError("claim_moved", "the claim moved to another pledge (its senior was released); retry")
         await body(conn, p, cl, fp)
 
-    return await _mutate(rt, who, client_id, int(claim["pledge_id"]), fp, wrapped)
+    out = await _mutate(rt, who, client_id, int(claim["pledge_id"]), fp, wrapped, visible=seen,
+                        answer=answer_pledge)
+    if answer_pledge:
+        return out
+    async with rt.read() as conn:
+        return await _claim_answer(conn, claim_id)
 
 
 @translate_refusals
@@ -850,6 +973,7 @@ async def confirm_claim(rt: Runtime, who: Principal, client_id: str, claim_id: i
 
 @translate_refusals
 async def release_claim(rt: Runtime, who: Principal, client_id: str, claim_id: int) -> dict[str, Any]:
+    """The claimant gives up its claim; the answer is the claim (it sees the lot no longer)."""
     async def body(conn: AsyncConnection, p: dict[str, Any], cl: dict[str, Any], fp: bytes) -> None:
         if who.participant_id != cl["claimant_id"]:
             raise Forbidden("only the claimant releases its claim")
@@ -859,7 +983,7 @@ async def release_claim(rt: Runtime, who: Principal, client_id: str, claim_id: i
         await _record(conn, p, "claim_released", {}, info={"claim": claim_id}, actor=who.actor, client_id=client_id,
                       fp=fp, notify=(cl["claimant_id"],))
 
-    return await _claim_mutation(rt, who, client_id, claim_id, "release_claim", body)
+    return await _claim_mutation(rt, who, client_id, claim_id, "release_claim", body, answer_pledge=False)
 
 
 # ----------------------------------------------------------------------------------- valuation and margin
@@ -1114,12 +1238,12 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
     fp = fingerprint({"op": "accept_sale", "pledge": pledge_id, "price": price})
 
     async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        lifecycle.require(p["status"], "accept_sale")
         e = p["enforcement"] or {}
+        if who.participant_id != e.get("buyer_id"):  # the party first, then the state
+            raise Forbidden("only the named buyer accepts the sale")
+        lifecycle.require(p["status"], "accept_sale")
         if e.get("method") != "sale":
             raise DomainError("no_sale_proposed", "the registration is not offered for a negotiated sale")
-        if who.participant_id != e["buyer_id"]:
-            raise Forbidden("only the named buyer accepts the sale")
         if to_base(price, CNY_DECIMALS, field="price") != e["price"]:
             raise DomainError("price_mismatch", f"the sale is offered at {_cny(e['price'])} per unit")
         _require_unexpired(p)
@@ -1321,13 +1445,20 @@ def get_signer(rt: Runtime) -> Signer:
 
 
 def _public_row(kind: str, r: dict[str, Any]) -> dict[str, Any]:
+    """One result of the public inquiry: what the register publishes, nothing else -- no balances, no
+    loan contracts or amounts, no notice numbers, no participant ids. A USCC is an organisation's
+    public identifier (it is on its business licence) and is shown; a person's ID number never is."""
     dec = r["decimals"]
     serials = [{"start": s, "end": e} for s, e in _ranges(r.get("serials"))]
     if kind == "pledges":
-        return {"registration_number": r["number"], "registration_no": r["registration_no"], "status": r["status"],
+        junior = r["kind"] == "junior_claim"
+        return {"type": r["kind"], "registration_number": f"{r['lot_number']}-J{r['claim_id']}" if junior
+                else r["lot_number"], "lot_registration_number": r["lot_number"], "rank_on_lot": r["rank_on_lot"],
+                "registration_no": r["registration_no"], "status": r["status"],
                 "pledgor": r["pledgor_name"], "pledgor_uscc": r["pledgor_uscc"], "pledgee": r["pledgee_name"],
                 "instrument": r["instrument"], "quantity": to_text(r["quantity"], dec), "serials": serials,
-                "term_start": r["term_start"].isoformat(), "term_end": r["term_end"].isoformat(),
+                "term_start": r["term_start"].isoformat() if r["term_start"] else None,
+                "term_end": r["term_end"].isoformat(),
                 "registered_at": repo.jsonable(r["registered_at"]), "references": r["refs"]}
     if kind == "freezes":
         return {"freeze_no": r["freeze_no"], "court": r["court_name"], "case_number": r["case_number"],
@@ -1335,28 +1466,33 @@ def _public_row(kind: str, r: dict[str, Any]) -> dict[str, Any]:
                 "quantity": to_text(r["quantity"], dec), "serials": serials,
                 "term_start": r["term_start"].isoformat(), "term_end": r["term_end"].isoformat(),
                 "frozen_at": repo.jsonable(r["created_at"])}
-    meta = json.loads(bytes(r["meta"]))
+    # A judicial retirement names the payer (as the judgment does), the court and the case.
     return {"entry_seq": r["seq"], "retired_at": datetime.fromtimestamp(r["ts"] / 1e6, UTC).isoformat(),
             "holder": r["holder_name"], "holder_uscc": r["holder_uscc"], "instrument": r["instrument"],
             "batch": r["batch"], "serial_start": r["start_serial"], "serial_end": r["end_serial"],
             "quantity": to_text(r["end_serial"] - r["start_serial"] + 1, dec),
             "serial": f"{r['instrument']}-{r['batch']}-{r['start_serial']}-{r['end_serial']}",
-            "purpose": meta.get("purpose"), "beneficiary": meta.get("beneficiary")}
+            "purpose": r["purpose"], "beneficiary": r["beneficiary"] or None,
+            "court": r["court_name"], "case_number": r["case_number"]}
 
 
 async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str | None, serial: int | None,
                         instrument: str | None, limit: int) -> dict[str, Any]:
-    """公示查询: encumbrances and retirements only (never balances), as a signed search certificate."""
+    """公示查询 by the holder's whole registered name, its unified social credit code, or a serial."""
+    name = name.strip() or None if name is not None else None
+    uscc = uscc.strip().upper() or None if uscc is not None else None
     if not (name or uscc or serial):
         raise Invalid("query_required", "search by holder name, unified social credit code or serial number")
-    if name is not None and len(name.strip()) < 2:
-        raise Invalid("query_too_short", "a name search needs at least two characters")
-    search = {"pledges": repo.public_pledges, "freezes": repo.public_freezes,
-              "retirements": repo.public_retirements}[kind]
+    if name is not None and len(repo.public_name(name) or "") < 2:
+        raise Invalid("query_too_short", "a name search needs the holder's whole name (two characters or more)")
     async with rt.read() as conn:
         head = await repo.ledger_head(conn)
-        rows = await search(conn, name=name.strip() if name else None, uscc=uscc, serial=serial,
-                            instrument=instrument, limit=limit)
+        if kind == "pledges":
+            rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
+                                             limit=limit, today=today())
+        else:
+            search = {"freezes": repo.public_freezes, "retirements": repo.public_retirements}[kind]
+            rows = await search(conn, name=name, uscc=uscc, serial=serial, instrument=instrument, limit=limit)
     query = {k: v for k, v in (("name", name), ("uscc", uscc), ("serial", serial), ("instrument", instrument))
              if v is not None}
     results = [_public_row(kind, r) for r in rows]

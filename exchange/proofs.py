@@ -13,13 +13,14 @@ most once per interval under load, so the wait is short and bounded.
 from __future__ import annotations
 
 import base64
+import json
 import math
 from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.errors import DomainError, Forbidden, NotFound
+from exchange.errors import DomainError, NotFound
 from exchange.keys import Principal
 from exchange.runtime import Runtime
 from ledger import checkpoints, merkle, tree_store
@@ -117,8 +118,11 @@ async def consistency(rt: Runtime, *, first: int, second: int | None) -> dict[st
             "proof": [_b64(h) for h in proof], "checkpoint": cp.note if cp is not None else None}
 
 
-async def _may_see(raw: asyncpg.Connection, who: Principal, actor: str, body: dict[str, Any]) -> None:
-    """Receipts carry the entry bytes (accounts, amounts): oversight, the author, or a party only."""
+async def _may_see(raw: asyncpg.Connection, who: Principal, seq: int, actor: str, body: dict[str, Any],
+                   meta: bytes) -> None:
+    """Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a
+    judicial retirement, whose units pass through the clearing account and never reach the payer --
+    the payer and the court of the restoration order it fulfils. Anyone else: 404, as for no entry."""
     if who.kind in OVERSIGHT or actor == who.actor:
         return
     accounts = {body[k] for k in _ACCOUNT_FIELDS if isinstance(body.get(k), int)}
@@ -128,7 +132,23 @@ async def _may_see(raw: asyncpg.Connection, who: Principal, actor: str, body: di
             accounts = {row["debit"], row["credit"]}
     if accounts & {a for a in (who.holding_account, who.cash_account) if a is not None}:
         return
-    raise Forbidden("this entry was not made by you and does not touch your accounts")
+    order = _restoration_order(body, meta)
+    if order is not None and await raw.fetchval(
+            "SELECT 1 FROM restoration_orders WHERE id = $1 AND $2 IN (court_id, payer_id)",
+            order, who.participant_id):
+        return
+    raise NotFound("ledger entry", seq)
+
+
+def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
+    """The restoration order a judicial retirement entry fulfils (named in its committed metadata)."""
+    if body.get("purpose") != "judicial_restoration":
+        return None
+    try:
+        order = (json.loads(meta).get("restoration") or {}).get("restoration_order")
+    except (ValueError, AttributeError):
+        return None
+    return order if isinstance(order, int) else None
 
 
 async def receipt(rt: Runtime, who: Principal, seq: int) -> dict[str, Any]:
@@ -140,7 +160,7 @@ async def receipt(rt: Runtime, who: Principal, seq: int) -> dict[str, Any]:
             raise NotFound("ledger entry", seq)
         leaf = bytes(row["leaf"])
         entry = decode_entry(leaf)
-        await _may_see(raw, who, row["actor"], entry["body"])
+        await _may_see(raw, who, seq, row["actor"], entry["body"], bytes(row["meta"]))
         cp = await checkpoints.at_least(raw, seq)
     if cp is None:
         v = rt.verifiable

@@ -96,11 +96,29 @@ async def _row(rt: Runtime, order_id: int) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+OVERSIGHT = frozenset({"operator", "auditor"})
+
+
 def _may_see(who: Principal | None, r: dict[str, Any]) -> None:
-    if who is None or who.kind in ("operator", "auditor"):
+    """The ordering court, the payer and the designated seller see an order (and oversight); anyone
+    else is told what an unknown id is told: 404."""
+    if who is None or who.kind in OVERSIGHT:
         return
     if who.participant_id not in (r["court_id"], r["payer_id"], r["designated_seller_id"]):
-        raise Forbidden("this restoration order is another court's or payer's")
+        raise NotFound("restoration order", r["id"])
+
+
+def defendants_for(who: Principal | None, defendants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A defendant's name is in the judgment; an ID number is personal data: only the court that
+    entered it and oversight see it (never the payer's counterparties, never the public)."""
+    if who is not None and (who.kind in OVERSIGHT or who.kind == "court"):
+        return defendants
+    return public_defendants(defendants)
+
+
+def public_defendants(defendants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a public document (the certificate) names of the defendants: their names only."""
+    return [{"name": d["name"]} for d in defendants]
 
 
 async def fills(rt: Runtime, order_id: int) -> list[dict[str, Any]]:
@@ -120,11 +138,28 @@ async def fills(rt: Runtime, order_id: int) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
+async def retirements_paid_by(rt: Runtime, participant_id: int) -> list[int]:
+    """The judicial retirement entries a participant paid for (as payer of restoration orders): their
+    units pass through the clearing account straight to retirement, so no account of the payer's shows
+    them; the payer's holdings list them all the same."""
+    async with rt.read() as conn:
+        rows = await conn.execute(text(
+            """SELECT e.seq FROM restoration_orders r
+               JOIN orders o ON (o.purpose->>'restoration_order')::bigint = r.id
+               JOIN trades t ON t.market_id = o.market_id AND t.buy_order = o.id
+               JOIN ledger_entries e ON e.actor = 'exchange:' || t.market_id
+                    AND e.client_id = t.market_id || :trade || t.trade_id || :retire
+               WHERE r.payer_id = :p ORDER BY e.seq"""),
+            {"p": participant_id, "trade": ":trade:", "retire": ":1"})  # as in `fills`
+        return [r.seq for r in rows]
+
+
 def to_kg(qty: int, decimals: int) -> int:
     return qty * 10 ** (KG_DECIMALS - decimals) if decimals <= KG_DECIMALS else qty // 10 ** (decimals - KG_DECIMALS)
 
 
 async def get(rt: Runtime, who: Principal | None, order_id: int) -> dict[str, Any]:
+    """The order as `who` may see it; `who=None` is the registry itself (reminders, certificates)."""
     r = await _row(rt, order_id)
     _may_see(who, r)
     done = await fills(rt, order_id)
@@ -136,7 +171,8 @@ async def get(rt: Runtime, who: Principal | None, order_id: int) -> dict[str, An
         status = "fulfilled"
     return {
         "id": r["id"], "court_id": r["court_id"], "court": r["court"], "case_number": r["case_number"],
-        "case_type": r["case_type"], "judgment_reference": r["judgment_reference"], "defendants": r["defendants"],
+        "case_type": r["case_type"], "judgment_reference": r["judgment_reference"],
+        "defendants": r["defendants"] if who is None else defendants_for(who, r["defendants"]),
         "payer_id": r["payer_id"], "payer": r["payer"],
         "assessed_loss": None if r["assessed_loss_kg"] is None else to_text(r["assessed_loss_kg"], KG_DECIMALS),
         "assessment_method": r["assessment_method"], "assessing_body": r["assessing_body"],
@@ -163,6 +199,7 @@ async def listing(rt: Runtime, who: Principal) -> list[dict[str, Any]]:
 
 async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, quantity: str) -> dict[str, Any]:
     r = await _row(rt, order_id)
+    _may_see(who, r)  # visibility, then the party, then the state
     if who.participant_id != r["payer_id"]:
         raise Forbidden("only the payer named in the order buys for it")
     state = await get(rt, who, order_id)

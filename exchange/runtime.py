@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.errors import DomainError, from_rejection
+from exchange.keys import Credentials, KeyCache
 from exchange.provenance import LEDGER_META
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
@@ -30,6 +32,14 @@ class Runtime:
     verifiable: VerifiableLedger | None = None
     # The market sequencers (exchange.hub.MarketHub); None in tools that run a bare writer.
     exchange: Any = None
+    # APScheduler (3.x) running the calendar jobs (exchange.sessions); None when ENVX_SCHEDULER is off.
+    scheduler: Any = None
+    # The time sessions and the calendar go by (tests drive it; everything else stamps with the system clock).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Derives secrets shown once (exchange/keys.py); None in a read-only process, which mints nothing.
+    credentials: Credentials | None = None
+    # Verified API keys of this process (exchange/keys.py).
+    key_cache: KeyCache = field(default_factory=KeyCache)
     # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
     inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 

@@ -10,8 +10,17 @@ are settled.
 
 Recovery: restore the latest snapshot at or below `applied_seq`, replay the journal up to
 `applied_seq` silently (its effects are already durable), then replay the rest with effects. The
-ledger's idempotency (client ids derived from market, trade and order ids) makes re-settlement a
+ledger's idempotency (client ids derived from market, trade and hold ids) makes re-settlement a
 no-op, so a crash at any point settles every journaled trade exactly once.
+
+Failures are of two kinds. An outage (the database or the ledger writer away for now) pauses the
+market: it rebuilds from the journal until the database is back. Anything else is a broken invariant,
+a bug: holds are sized so that a journaled trade always settles, so a settlement the ledger refuses
+(or a replay that raises) means the market's state can no longer be trusted. The market then stops
+taking writes (every command answers 503 `market_stopped` with the reason), says why in `/health`,
+logs it once as CRITICAL and does not retry; reads keep working, other markets trade on, nothing
+settles halfway (each trade is one linked ledger group) and holds stay where they are. A restart
+replays the journal again and stops at the same point until the bug is fixed.
 """
 
 from __future__ import annotations
@@ -30,12 +39,14 @@ from typing import Any
 import asyncpg
 from sqlalchemy import text
 
-from exchange.database import asyncpg_dsn
+from exchange.database import asyncpg_dsn, database_unreachable
+from exchange.errors import DomainError
 from exchange.markets import Market
 from exchange.pricing import fill_fee, notional
 from exchange.runtime import Runtime
 from ledger import commands as lc
 from ledger.state import Rejection
+from ledger.writer import WriterUnavailable
 from matching import commands as mc
 from matching import events as ev
 from matching.auction import AuctionHouse
@@ -96,6 +107,8 @@ class _Staged:
 
     groups: list[list[lc.Request]]
     futures: list[asyncio.Future[list[Any]]]
+    # Releases of a batch that traded wait for its trades: if a trade is refused, its parties' holds stay.
+    releases: list[list[lc.Request]]
     trade_rows: list[dict[str, Any]]
     order_rows: list[dict[str, Any]]
     last: int
@@ -132,6 +145,30 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+class SettlementRefused(RuntimeError):
+    """The ledger refused the settlement of something the market had journaled: a broken invariant."""
+
+
+def outage(exc: BaseException | None) -> bool:
+    """The database or the ledger writer is away for now (wait and rebuild), as opposed to a bug (stop).
+    Walks the chain, since drivers and SQLAlchemy wrap each other's errors."""
+    if database_unreachable(exc):
+        return True
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, WriterUnavailable | TimeoutError):
+            return True
+        # SQLSTATE classes of a server in trouble rather than a statement in error: connection (08),
+        # transaction rollback (40: serialization, deadlock), resources (53), operator intervention (57),
+        # system (58).
+        state = getattr(exc, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("08", "40", "53", "57", "58"):
+            return True
+        exc = exc.__cause__ or getattr(exc, "orig", None) or exc.__context__
+    return False
+
+
 class MarketSequencer:
     def __init__(self, rt: Runtime, market: Market, trading_day: date | None) -> None:
         self.rt = rt
@@ -155,6 +192,10 @@ class MarketSequencer:
         # Mirrors of markets.halted / session_open, kept by exchange.sessions (one process owns a market).
         self.halted = False
         self.session_open = False
+        # Why the market takes no writes any more (a broken invariant, see the module docstring), or None.
+        self.stopped: str | None = None
+        # Serialises session changes (operator calls and calendar jobs) of this market.
+        self.session_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,7 +224,31 @@ class MarketSequencer:
         while not self.queue.empty():
             sub = self.queue.get_nowait()
             if not sub.future.done():
-                sub.future.set_exception(RuntimeError("market sequencer stopped"))
+                sub.future.set_exception(DomainError("market_unavailable", "the market sequencer stopped", 503))
+
+    def stopped_error(self) -> DomainError:
+        return DomainError("market_stopped", f"market {self.market.id} takes no writes: {self.stopped}", 503,
+                           reason=self.stopped)
+
+    def stop_writes(self, exc: BaseException) -> None:
+        """A broken invariant: no more writes, no retries; say why (health, the log) and fail the waiting."""
+        self.stopped = f"{type(exc).__name__}: {exc}"
+        log.critical("market %s stops taking writes: %s. This is a bug, not an outage: the market is not "
+                     "retried; fix the cause and restart (recovery replays the journal)", self.market.id,
+                     self.stopped)
+        error = self.stopped_error()
+        while not self.queue.empty():
+            sub = self.queue.get_nowait()
+            if not sub.future.done():
+                sub.future.set_exception(error)
+
+    def _caller_error(self, exc: BaseException) -> DomainError:
+        """What a caller whose command was in a failed batch is told: retry later (outage), or stopped."""
+        if outage(exc):
+            return DomainError("market_unavailable", f"market {self.market.id} is recovering from {exc}; retry "
+                               "with the same Idempotency-Key", 503)
+        return DomainError("market_stopped", f"market {self.market.id} takes no writes: "
+                           f"{type(exc).__name__}: {exc}", 503)
 
     async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None,
                      client: dict[str, Any] | None = None) -> tuple[int, list[ev.Event], dict[str, Any] | None]:
@@ -197,8 +262,11 @@ class MarketSequencer:
                             ) -> tuple[int, list[ev.Event], dict[str, Any] | None] | Replay:
         """Submit a command; with `hold`, the sequencer creates the hold first (batched with the holds of
         the other orders in its batch), with `lookup` it answers a retry from the journaled row."""
+        if self.stopped is not None:
+            raise self.stopped_error()
         if self.task is None or self.task.done() or self.finisher is None or self.finisher.done():
-            raise RuntimeError(f"market {self.market.id} is not running")
+            raise DomainError("market_unavailable", f"market {self.market.id} is not running now; retry with the "
+                              "same Idempotency-Key", 503)
         sub = Submission(make, order, asyncio.get_running_loop().create_future(), client, hold, lookup)
         self.queue.put_nowait(sub)
         return await sub.future
@@ -289,15 +357,19 @@ class MarketSequencer:
                 await self._process(items)
             except Exception as exc:
                 log.exception("market %s: batch failed", self.market.id)
+                error = self._caller_error(exc)
                 for it in items:
                     if not it.future.done():
-                        it.future.set_exception(exc)
+                        it.future.set_exception(error)
                 # The journal may or may not have committed: rebuild from the database, once the
-                # batches already in stage two are durable.
+                # batches already in stage two are durable. A bug is not retried.
                 delay = 0.2
                 while True:
                     try:
                         await self._drain()
+                        if not outage(exc):
+                            self.stop_writes(exc)
+                            return
                         for conn in self._conns.values():
                             with contextlib.suppress(Exception):
                                 await conn.close()
@@ -307,6 +379,9 @@ class MarketSequencer:
                     except asyncio.CancelledError:
                         raise
                     except Exception as again:
+                        if not outage(again):
+                            self.stop_writes(again)
+                            return
                         log.warning("market %s: recovery failed (%s); retrying", self.market.id, again)
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 5.0)
@@ -414,9 +489,10 @@ class MarketSequencer:
             try:
                 await self._finish(staged)
             except Exception as exc:
-                log.error("market %s: settlement stage failed (%s); recovering", self.market.id, exc)
-                self._fail_staged(staged, exc)
-                await self._recover_after_failure(exc)
+                log.error("market %s: settlement stage failed (%s)", self.market.id, exc)
+                self._fail_staged(staged, self._caller_error(exc))
+                if not await self._recover_after_failure(exc):
+                    return
                 continue
             self.finishing.task_done()
 
@@ -435,13 +511,17 @@ class MarketSequencer:
                     it.future.set_exception(exc)
             self.finishing.task_done()
 
-    async def _recover_after_failure(self, exc: BaseException) -> None:
+    async def _recover_after_failure(self, exc: BaseException) -> bool:
         """Stop matching, then rebuild from the journal (idempotent re-settlement) until the database is
-        back; a database outage or failover thus pauses the market instead of ending it."""
+        back; a database outage or failover thus pauses the market instead of ending it. A bug stops
+        the market's writes instead (False)."""
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
+        if not outage(exc):
+            self.stop_writes(exc)
+            return False
         delay = 0.2
         while True:
             try:
@@ -452,11 +532,15 @@ class MarketSequencer:
                 await self.recover()
                 break
             except Exception as again:
+                if not outage(again):
+                    self.stop_writes(again)
+                    return False
                 log.warning("market %s: recovery failed (%s); retrying in %.1fs", self.market.id, again, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         log.warning("market %s: recovered at seq %d after %s", self.market.id, self.applied_seq, exc)
         self.task = asyncio.create_task(self._run(), name=f"sequencer-{self.market.id}")
+        return True
 
     async def _drain(self) -> None:
         await self.finishing.join()
@@ -467,7 +551,9 @@ class MarketSequencer:
                callers: list[Submission]) -> _Staged:
         groups: list[list[lc.Request]] = []
         trade_rows: list[dict[str, Any]] = []
-        changed: dict[int, OrderState] = {}
+        # Keyed by (id, hold): the two sides of a block deal are states named after the quote and the deal,
+        # and each confirmation funds them afresh, so one id can stand for several fundings in one batch.
+        changed: dict[tuple[int, int | None], OrderState] = {}
         published: list[dict[str, Any]] = []
         for seq, ts, _cmd, events, ctx in results:
             # States are created command by command, right before that command's events are settled:
@@ -480,7 +566,8 @@ class MarketSequencer:
                     groups.append(group)
                     trade_rows.append(row)
                     for oid in (e[ev.T_MAKER_ID], e[ev.T_TAKER_ID]):
-                        changed[oid] = self.orders[oid]
+                        o = self.orders[oid]
+                        changed[(oid, o.hold_id)] = o
                     published.append({"type": "trade", "seq": seq, "trade_id": e[ev.T_ID], "price": e[ev.T_PRICE],
                                       "qty": e[ev.T_QTY], "taker_side": e[ev.T_TAKER_SIDE], "ts": ts})
                 elif kind == ev.REJECTED:
@@ -504,45 +591,60 @@ class MarketSequencer:
                 elif kind == ev.REDUCED and e[1] in self.orders:
                     o = self.orders[e[1]]
                     o.open_qty = e[4] if len(e) > 4 else o.open_qty
-                    changed[o.id] = o
+                    changed[(o.id, o.hold_id)] = o
                 elif kind == ev.CONVERTED and e[1] in self.orders:
-                    self.orders[e[1]].price = e[2]
-                    changed[e[1]] = self.orders[e[1]]
+                    o = self.orders[e[1]]
+                    o.price = e[2]
+                    changed[(o.id, o.hold_id)] = o
         # Finished orders give back what is left of their hold. Always asked, never computed: after a
         # restart the ledger may be ahead of the projection, and a fully posted hold just answers
         # "already resolved", which is what we wanted.
+        releases: list[list[lc.Request]] = []
         for o in changed.values():
             if o.status == "open" and o.open_qty == 0 and o.filled_qty > 0:
                 o.status = "filled"
             if o.status != "open" and o.hold_id is not None:
-                groups.append([lc.Request(self.actor, lc.VoidHold(o.hold_id), f"{self.market.id}:release:{o.id}")])
+                # Named after the hold it releases: a hold is resolved once, and nothing else (another
+                # funding of the same quote, a trade) can ever share this client id.
+                releases.append([lc.Request(self.actor, lc.VoidHold(o.hold_id),
+                                            f"{self.market.id}:release:hold:{o.hold_id}")])
         for r in results:
             self.created.pop(r[0], None)
+        if not groups:  # nothing traded: the releases need not wait
+            groups, releases = releases, []
         futures = [self.rt.writer.enqueue(g) for g in groups]
         rows = [{"open": o.open_qty, "filled": o.filled_qty, "notional": o.filled_notional, "fees": o.fees,
                  "status": o.status, "reason": o.reason, "price": o.price, "m": self.market.id, "id": o.id}
                 for o in changed.values()]
-        for oid in [oid for oid, o in changed.items() if o.status != "open"]:
-            self.orders.pop(oid, None)
+        for o in changed.values():
+            if o.status != "open" and self.orders.get(o.id) is o:
+                del self.orders[o.id]
         last = results[-1][0] if results else self.applied_seq
-        return _Staged(groups, futures, trade_rows, rows, last, len(results), published,
+        return _Staged(groups, futures, releases, trade_rows, rows, last, len(results), published,
                        [(r[0], r[3]) for r in results], callers)
 
-    async def _finish(self, st: _Staged) -> None:
-        outcomes = await asyncio.gather(*st.futures, return_exceptions=True)
-        for g, out in zip(st.groups, outcomes, strict=True):
+    async def _settled(self, groups: list[list[lc.Request]], futures: list[asyncio.Future[list[Any]]],
+                       trade_rows: list[dict[str, Any]]) -> None:
+        """Wait for settlement groups; note each trade's first entry. A refusal is a broken invariant."""
+        by_cid = {row["cid"]: row for row in trade_rows}
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        for g, out in zip(groups, outcomes, strict=True):
             if isinstance(out, Rejection) and out.code == "hold_already_resolved" and ":release:" in str(
                     g[0].client_id):
-                continue
+                continue  # fully posted by its fills (or released before a restart): nothing left to give back
+            if isinstance(out, Rejection):
+                # Holds are sized so that this cannot happen; if it does, it is a bug: the market stops.
+                raise SettlementRefused(f"the ledger refused settlement {g[0].client_id}: {out.code}: {out}")
             if isinstance(out, BaseException):
-                # Holds are sized so that this cannot happen; if it does, it is a bug: stop loudly.
-                log.critical("market %s: settlement %s failed: %s", self.market.id, g[0].client_id, out)
-                raise RuntimeError(f"settlement failed: {out}")
-            for r, entry in zip(g, out, strict=True):
-                if r.client_id and ":trade:" in r.client_id and r.client_id.endswith(":0"):
-                    for row in st.trade_rows:
-                        if row["cid"] == r.client_id:
-                            row["settlement_seq"] = entry.seq
+                raise out  # an outage (recover when the database is back) or a bug (stop): the caller decides
+            row = by_cid.get(str(g[0].client_id))
+            if row is not None:
+                row["settlement_seq"] = out[0].seq
+
+    async def _finish(self, st: _Staged) -> None:
+        await self._settled(st.groups, st.futures, st.trade_rows)
+        if st.releases:
+            await self._settled(st.releases, [self.rt.writer.enqueue(g) for g in st.releases], [])
         conn = await self._connection("project")
         async with conn.transaction():
             if st.trade_rows:
@@ -582,12 +684,12 @@ class MarketSequencer:
                 it.future.set_result((seq, events, rows.get(seq)))
 
     def _finish_state(self, oid: int | None, status: str, reason: str | None,
-                      changed: dict[int, OrderState]) -> None:
+                      changed: dict[tuple[int, int | None], OrderState]) -> None:
         o = self.orders.get(oid) if oid is not None else None
         if o is None or o.status != "open":
             return
         o.status, o.reason, o.open_qty = status, reason, 0
-        changed[o.id] = o
+        changed[(o.id, o.hold_id)] = o
 
     def _settle(self, e: ev.Event, seq: int) -> tuple[list[lc.Request], dict[str, Any]]:
         m = self.market
@@ -624,12 +726,15 @@ class MarketSequencer:
             reqs.append(lc.CreateHold("t1", buyer.holding_account, clearing, m.instrument, qty))
         meta = {"market": m.id, "trade_id": e[ev.T_ID], "price": price, "qty": qty, "buyer": buyer.participant_id,
                 "seller": seller.participant_id, "buy_order": buyer.id, "sell_order": seller.id}
-        if retire and buyer.purpose:
-            meta["restoration"] = buyer.purpose
         # The trade's terms go on its first entry; a judicial retirement carries them too (with the case),
-        # because that entry is what a restoration certificate proves.
+        # because that entry is what a restoration certificate proves. The certificate is public, so the
+        # retirement names the case, not the parties' participant ids (the payer is found from the case).
+        retire_meta = {k: v for k, v in meta.items() if k not in ("buyer", "seller", "buy_order", "sell_order")}
+        if retire and buyer.purpose:
+            retire_meta["restoration"] = buyer.purpose
         group = [lc.Request(self.actor, cmd, f"{cid}:{k}",
-                            meta if k == 0 or isinstance(cmd, lc.Retire) else {}) for k, cmd in enumerate(reqs)]
+                            retire_meta if isinstance(cmd, lc.Retire) else meta if k == 0 else {})
+                 for k, cmd in enumerate(reqs)]
         row = {"m": m.id, "tid": e[ev.T_ID], "seq": seq, "ts": e[ev.T_TS], "mode": e[ev.T_MODE],
                "inst": m.instrument, "price": price, "qty": qty, "notional": n, "bo": buyer.id, "so": seller.id,
                "bp": buyer.participant_id, "sp": seller.participant_id, "bf": fb, "sf": fs, "close": m.in_close,

@@ -28,7 +28,8 @@ class Settings(BaseSettings):
         "certificate PDFs (e.g. https://registry.example); unset: http://<host>:<port>.")
     writer_max_batch: int = Field(default=2048, ge=1, le=100_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    scheduler: bool = Field(default=True, description="Run session jobs (open/close/expiry) on the calendar.")
+    scheduler: bool = Field(default=True, description="Run the calendar jobs: sessions open, pause and close by each "
+                            "market's hours. Off: operators do it by hand (always-open markets still come up open).")
     # Reliability: failover and read scaling.
     read_only: bool = Field(
         default=False, description="Serve reads only (e.g. from a hot standby): no ledger writer, no sequencers, "
@@ -45,6 +46,11 @@ class Settings(BaseSettings):
     # Pledges: webhook delivery, expiry sweeps, usable-deadline warnings.
     pledge_webhook_allow_http: bool = Field(
         default=False, description="Accept plain-http webhook URLs (tests, closed networks); https otherwise.")
+    webhook_allowed_hosts: str = Field(
+        default="", max_length=4000,
+        description="Comma-separated host names or IP literals webhooks may reach although they are (or "
+        "resolve to) loopback, private or link-local addresses (a receiver inside a closed network, tests). "
+        "Empty: webhooks reach public addresses only.")
     pledge_worker_interval_seconds: float = Field(
         default=1.0, gt=0, le=3600, description="Longest wait before the outbox is looked at again.")
     pledge_sweep_interval_seconds: float = Field(
@@ -53,10 +59,22 @@ class Settings(BaseSettings):
         default=90, ge=0, le=3650, description="Warn this many days before pledged units stop being usable.")
     # Security (api/security): maker-checker, per-key rate limits, signed instructions.
     maker_checker: bool = Field(
-        default=True, description="Deposits, withdrawals, instrument and market definitions by one operator wait "
-        "for a second operator's approval (POST /v1/operator-actions/{id}/approve).")
+        default=True, description="Deposits, withdrawals, instrument and market definitions, participant "
+        "admission, new enrollment codes and reinstatements by one operator wait for a second operator's approval "
+        "(POST /v1/operator-actions/{id}/approve). false: they act at once and one operator gets both halves of "
+        "an enrollment code (closed test benches only: the four-eyes rule is then off).")
     operator_action_ttl_hours: float = Field(
         default=72.0, gt=0, le=8760, description="A proposal not approved within this time can no longer be.")
+    # Credentials (exchange/keys.py, exchange/credentials.py).
+    enrollment_code_ttl_hours: float = Field(
+        default=72.0, gt=0, le=8760, description="An enrollment code must be used within this time after its "
+        "second half was issued (the approval); then it expires and a new one needs two operators again.")
+    credential_secret: SecretStr | None = Field(
+        default=None, description="Key from which API-key secrets and enrollment-code halves are derived (so a "
+        "retry shows the same secret; the database keeps only digests); never logged.")
+    credential_secret_file: Path | None = Field(
+        default=None, description="File with that key (64 hex digits). Neither set: <data_dir>/credential.key, "
+        "made on first start.")
     rate_limit_per_second: float = Field(
         default=2000.0, ge=0, description="Token bucket refill per API key; 0 disables per-key limits.")
     rate_limit_burst: int = Field(default=4000, ge=1, description="Token bucket size per API key.")
@@ -65,6 +83,11 @@ class Settings(BaseSettings):
     anonymous_rate_limit_burst: int = Field(default=2000, ge=1)
     signature_max_skew_seconds: int = Field(
         default=300, ge=1, le=3600, description="Signed instructions must be timestamped within this many seconds.")
+
+
+    @property
+    def webhook_allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip())
 
 
 @lru_cache(maxsize=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange import instruments, participants
+from exchange import instruments, participants, restoration
 from exchange.errors import DomainError, Forbidden
 from exchange.keys import Principal
 from exchange.runtime import Runtime
@@ -103,9 +103,14 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
     p = await participants.lookup(rt, participant_id)
     accounts = [a for a in (p["holding_account"], p["cash_account"]) if a is not None]
     decimals = {i["code"]: i["decimals"] for i in await instruments.listing(rt)}
+    judicial = await restoration.retirements_paid_by(rt, participant_id)
     async with rt.read() as conn:
         bals = await queries.balances(conn, accounts)
-        blocks = await queries.blocks(conn, [p["holding_account"]], instrument, limit, after)
+        held = await queries.blocks(conn, [p["holding_account"]], instrument, limit, after)
+        retired = await queries.retired_blocks(conn, [p["holding_account"]], judicial, instrument, limit, after)
+    # Retired blocks rest in the retired sink; they are listed with whoever retired them (for a judicial
+    # retirement, the payer). Both lists are in (instrument, serial) order: merge, then cut the page.
+    blocks = sorted(held + retired, key=lambda b: (b["instrument"], b["start_serial"]))[:limit]
     return {
         "participant_id": participant_id,
         "balances": [{
@@ -120,6 +125,8 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
             "quantity": to_text(b["end_serial"] - b["start_serial"] + 1, decimals[b["instrument"]]),
             "state": _block_state(b), "hold": b["hold"], "frozen_by": b.get("frozen_by"),
             "serial": serial_label(b["instrument"], b["batch"], b["start_serial"], b["end_serial"]),
+            **({"purpose": b["purpose"], "beneficiary": b["beneficiary"], "retired_seq": b["retired_seq"]}
+               if b["retired_seq"] is not None else {}),
         } for b in blocks],
     }
 

@@ -37,6 +37,30 @@ async def blocks(conn: AsyncConnection, accounts: list[int], instrument: str | N
     return [dict(r._mapping) for r in rows]
 
 
+async def retired_blocks(conn: AsyncConnection, accounts: list[int], entries: list[int], instrument: str | None = None,
+                         limit: int = 1000, after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    """Retired blocks (they rest in the retired sink) that `accounts` retired -- the account named in the
+    retire entry's body -- or that the retire entries `entries` retired, with the entry's purpose and
+    beneficiary. Same order and paging as `blocks`."""
+    sql = """SELECT b.instrument, b.start_serial, b.end_serial, b.batch, b.account, b.hold, b.retired_seq,
+                    b.frozen_by, NULL AS hold_kind, x.body ->> 'purpose' AS purpose,
+                    x.body ->> 'beneficiary' AS beneficiary
+             FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq AND e.type = 'retire'
+             CROSS JOIN LATERAL (SELECT convert_from(substring(e.leaf from 14), 'UTF8')::jsonb -> 'body' AS body) x
+             WHERE b.retired_seq IS NOT NULL
+               AND ((x.body ->> 'account')::bigint = ANY(:a) OR b.retired_seq = ANY(:s))"""
+    params: dict[str, Any] = {"a": accounts, "s": entries, "limit": limit}
+    if instrument:
+        sql += " AND b.instrument = :i"
+        params["i"] = instrument
+    if after:
+        sql += " AND (b.instrument, b.start_serial) > (:ai, :as)"
+        params["ai"], params["as"] = after
+    sql += " ORDER BY b.instrument, b.start_serial LIMIT :limit"
+    rows = await conn.execute(text(sql), params)
+    return [dict(r._mapping) for r in rows]
+
+
 async def blocks_of_hold(conn: AsyncConnection, hold: int) -> list[dict[str, Any]]:
     rows = await conn.execute(
         text("""SELECT instrument, start_serial, end_serial, batch, account FROM ledger_blocks

@@ -9,8 +9,8 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from . import reasons as R
-from .commands import Halt, Resume, SetReference, command_ref
-from .events import HALTED, REFERENCE_SET, REJECTED, RESUMED, Event
+from .commands import Halt, Resume, SetReference, SetRules, command_ref
+from .events import HALTED, REFERENCE_SET, REJECTED, RESUMED, RULES_SET, Event
 from .rules import MarketRules
 from .state import canonical_hash
 
@@ -45,7 +45,7 @@ class Engine(ABC):
         """The engine's own commands (everything but Halt, Resume and SetReference)."""
 
     def _admin(self, command: Any) -> list[Event] | None:
-        """Halt, Resume and SetReference; None for any other command."""
+        """Halt, Resume, SetReference and SetRules; None for any other command."""
         cls = command.__class__
         if cls is Halt:
             if self._halted:
@@ -67,7 +67,23 @@ class Engine(ABC):
                 ]
             self._set_reference(ref)
             return [(REFERENCE_SET, ref, self._band[0], self._band[1])]
+        if cls is SetRules:
+            try:
+                rules = MarketRules.from_dict(command.rules)
+            except (TypeError, ValueError) as exc:
+                return [(REJECTED, None, R.INVALID_RULES, str(exc))]
+            self.rules = rules
+            self._set_reference(self._reference)
+            return [(RULES_SET, rules.to_dict(), self._band[0], self._band[1]), *self._off_grid()]
         return None
+
+    def _off_grid(self) -> list[Event]:
+        """After new rules: cancel what rests off the new tick or lot (events say so). Engines whose resting
+        items keep the terms they were accepted with (auction lots) keep the default: nothing."""
+        return []
+
+    def _on_grid(self, price: int | None, qty: int) -> bool:
+        return (price is None or price % self.rules.tick == 0) and qty % self.rules.lot == 0
 
     def _set_reference(self, reference: int | None) -> None:
         self._reference = reference

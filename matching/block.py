@@ -44,6 +44,7 @@ from .events import (
     QUOTE_WITHDRAWN,
     QUOTED,
     REJECTED,
+    RULES_AMENDED,
     TRADE,
     TRADED,
     Event,
@@ -269,6 +270,19 @@ class BlockDesk(Engine):
             events += self._close_quote(deal.quote_id, QUOTE_EXHAUSTED)
             if left:
                 events.append((CANCELLED, deal.quote_id, quote.account, left, QUOTE_EXHAUSTED))
+        return events
+
+    def _off_grid(self) -> list[Event]:
+        """Quotes and negotiations whose terms are off the new tick or lot end (nothing is funded yet)."""
+        events: list[Event] = []
+        for qid, q in list(self._quotes.items()):
+            if not self._on_grid(q.price, q.qty):
+                events += self._close_quote(qid, RULES_AMENDED)
+                events.append((CANCELLED, qid, q.account, q.qty, RULES_AMENDED))
+        for did, d in list(self._deals.items()):
+            if not self._on_grid(d.price, d.qty):
+                del self._deals[did]
+                events.append((DEAL_CLOSED, did, RULES_AMENDED))
         return events
 
     # --- reading -------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from .events import (
     IOC_REMAINDER,
     REDUCED,
     REJECTED,
+    RULES_AMENDED,
     SELF_TRADE_PREVENTED,
     TRADE,
     Event,
@@ -489,11 +490,28 @@ class ContinuousBook(Engine):
             for _, queue in self._side_levels(side)
             for oid, o in queue
         ]
+        self._clear()
+        return events
+
+    def _clear(self) -> None:
         self._orders.clear()
         self._bid_levels.clear()
         self._ask_levels.clear()
         self._bid_px.clear()
         self._ask_npx.clear()
+
+    def _off_grid(self) -> list[Event]:
+        """Rebuild the book from the orders on the new grid, in priority order: they keep their places."""
+        resting = [(oid, o) for side in SIDES for _, queue in self._side_levels(side) for oid, o in queue]
+        if all(self._on_grid(o[2], o[3]) for _, o in resting):
+            return []
+        self._clear()
+        events: list[Event] = []
+        for oid, o in resting:
+            if self._on_grid(o[2], o[3]):
+                self._rest(oid, o)
+            else:
+                events.append((CANCELLED, oid, o[0], o[3], RULES_AMENDED))
         return events
 
     # ------------------------------------------------------------------------------------------

@@ -80,6 +80,14 @@ class EndOfDay:
     """Expires every resting day order, listing or quote."""
 
 
+@dataclass(frozen=True, slots=True)
+class SetRules:
+    """New trading rules (`MarketRules.to_dict()`), from an amendment taking effect. What rests off the
+    new tick or lot is cancelled (reason `rules_amended`); the band is recomputed around the reference."""
+
+    rules: dict[str, Any]
+
+
 # --- continuous book ---------------------------------------------------------------------------
 
 

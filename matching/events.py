@@ -25,6 +25,7 @@ CONVERTED = "converted"
 HALTED = "halted"
 RESUMED = "resumed"
 REFERENCE_SET = "reference_set"
+RULES_SET = "rules_set"
 QUOTED = "quoted"
 DEAL_PROPOSED = "deal_proposed"
 DEAL_CONFIRMED = "deal_confirmed"
@@ -54,6 +55,7 @@ QUOTE_EXHAUSTED = "quote_exhausted"
 DECLINED = "declined"
 END_OF_DAY = "end_of_day"
 TRADED = "traded"
+RULES_AMENDED = "rules_amended"  # off the new tick or lot when an amendment took effect
 
 FIELDS: dict[str, tuple[str, ...]] = {
     ACCEPTED: ("order_id", "account", "side", "type", "tif", "price", "qty"),
@@ -78,6 +80,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     HALTED: ("reason",),
     RESUMED: (),
     REFERENCE_SET: ("price", "band_low", "band_high"),
+    RULES_SET: ("rules", "band_low", "band_high"),
     QUOTED: ("quote_id", "account", "side", "price", "qty", "audience", "counterparties"),
     DEAL_PROPOSED: ("deal_id", "quote_id", "proposer", "price", "qty"),
     DEAL_CONFIRMED: ("deal_id", "account"),

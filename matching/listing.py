@@ -15,7 +15,7 @@ from typing import Any
 from . import reasons as R
 from .base import Engine
 from .commands import BUY, SELL, SIDES, Cancel, EndOfDay, PostListing, Reduce, Take, command_ref, opposite
-from .events import ACCEPTED, BY_REQUEST, CANCELLED, EXPIRED, LISTING, REDUCED, REJECTED, TRADE, Event
+from .events import ACCEPTED, BY_REQUEST, CANCELLED, EXPIRED, LISTING, REDUCED, REJECTED, RULES_AMENDED, TRADE, Event
 from .rules import MarketRules
 
 Listing = tuple[Any, str, int, int]  # (account, side, price, open qty)
@@ -130,6 +130,12 @@ class ListingBook(Engine):
         if qty > open_qty:
             return (REJECTED, tid, R.QUANTITY_EXCEEDS_REMAINING, f"{qty} exceeds the {open_qty} listed")
         return None
+
+    def _off_grid(self) -> list[Event]:
+        off = [(lid, o) for lid, o in self._listings.items() if not self._on_grid(o[2], o[3])]
+        for lid, _ in off:
+            self._drop(lid)
+        return [(CANCELLED, lid, o[0], o[3], RULES_AMENDED) for lid, o in off]
 
     def _cancel(self, c: Cancel) -> list[Event]:
         lid = c.order_id

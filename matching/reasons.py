@@ -30,6 +30,7 @@ QUANTITY_ABOVE_MAXIMUM = "quantity_above_maximum"
 # --- market state ------------------------------------------------------------------------------
 MARKET_HALTED = "market_halted"
 NOT_HALTED = "not_halted"
+INVALID_RULES = "invalid_rules"
 
 # --- continuous book ---------------------------------------------------------------------------
 FOK_UNFILLABLE = "fok_unfillable"
@@ -88,6 +89,7 @@ DESCRIPTIONS: dict[str, str] = {
     QUANTITY_ABOVE_MAXIMUM: "the quantity is above the market's maximum",
     MARKET_HALTED: "the market is halted; only cancels and reductions are accepted",
     NOT_HALTED: "the market is not halted",
+    INVALID_RULES: "the trading rules are not consistent",
     FOK_UNFILLABLE: "a fill-or-kill order cannot be filled in full at once",
     NO_LIQUIDITY: "a market order found nothing on the opposite side",
     REDUCE_NOT_LOWER: "the new quantity must be positive and below the open quantity",

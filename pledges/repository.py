@@ -8,12 +8,14 @@ stays `exchange -> pledges -> ledger`.
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pledges.visibility import SEEING_CLAIMS
 from pledges.webhooks import body_of
 
 # The columns of `pledges` that are the projection of its events (lifecycle.project reproduces them).
@@ -38,10 +40,12 @@ _PLEDGE_SELECT = """SELECT p.*, pe.name AS pledgee_name, pr.name AS pledgor_name
     JOIN instruments i ON i.code = p.instrument LEFT JOIN pledge_haircuts h ON h.instrument = p.instrument"""
 
 
-# Who may see a pledge besides oversight: its pledgee, its pledgor, a claimant on its lot, the buyer
-# a sale of it is offered to.
-_SEES = """(p.pledgee_id = :me OR p.pledgor_id = :me
-    OR EXISTS (SELECT 1 FROM pledge_claims c WHERE c.pledge_id = p.id AND c.claimant_id = :me)
+# Who may see a pledge besides oversight (the rule is pledges.visibility.role; this is its SQL): its
+# pledgee, its pledgor, a claimant whose claim on the lot the pledgor confirmed, the buyer a sale of it
+# is offered to. A claim only filed grants nothing.
+_SEES = f"""(p.pledgee_id = :me OR p.pledgor_id = :me
+    OR EXISTS (SELECT 1 FROM pledge_claims c WHERE c.pledge_id = p.id AND c.claimant_id = :me
+               AND c.status IN ({", ".join(f"'{s}'" for s in sorted(SEEING_CLAIMS))}))
     OR (p.enforcement ->> 'buyer_id')::bigint = :me)"""
 
 
@@ -134,13 +138,6 @@ async def list_pledges(conn: AsyncConnection, *, viewer: int | None, status: str
     return [dict(r._mapping) for r in rows]
 
 
-async def can_see_pledge(conn: AsyncConnection, pledge_id: int, participant_id: int) -> bool:
-    row = (await conn.execute(text("""
-        SELECT 1 FROM pledges p WHERE p.id = :p AND """ + _SEES),
-        {"p": pledge_id, "me": participant_id})).first()
-    return row is not None
-
-
 async def add_references(conn: AsyncConnection, pledge_id: int, refs: list[tuple[str, str]]) -> None:
     for source, reference in refs:
         await conn.execute(text("INSERT INTO pledge_references (source, reference, pledge_id) VALUES (:s, :r, :p)"),
@@ -199,7 +196,7 @@ async def add_event(conn: AsyncConnection, pledge_id: int, event_type: str, data
 
 
 async def event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
-    return (await conn.execute(text("""SELECT id, pledge_id, type, fingerprint FROM pledge_events
+    return (await conn.execute(text("""SELECT id, pledge_id, type, data, fingerprint FROM pledge_events
                                        WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).first()
 
 
@@ -234,15 +231,18 @@ def event_view(ev: dict[str, Any], number: str | None = None) -> dict[str, Any]:
             "actor": ev["actor"], "at": jsonable(ev["created_at"])}
 
 
-async def enqueue_webhook(conn: AsyncConnection, event: dict[str, Any], number: str,
-                          participant_ids: list[int]) -> int:
-    """One outbox row per recipient that has a webhook endpoint; same transaction as the event."""
-    body = body_of(event_view(event, number))
-    res = await conn.execute(text("""
-        INSERT INTO pledge_outbox (event_id, event_type, participant_id, body)
-        SELECT :e, :t, w.participant_id, :b FROM pledge_webhooks w WHERE w.participant_id = ANY(:ps)
-        ON CONFLICT DO NOTHING"""), {"e": event["id"], "t": event["type"], "b": body, "ps": participant_ids})
-    return res.rowcount or 0
+async def enqueue_webhook(conn: AsyncConnection, event_id: int, event_type: str,
+                          views: dict[int, dict[str, Any]]) -> int:
+    """One outbox row per recipient that has a webhook endpoint, with the event as that recipient may
+    see it (pledges.visibility.event_view); same transaction as the event."""
+    queued = 0
+    for participant_id, view in views.items():
+        res = await conn.execute(text("""
+            INSERT INTO pledge_outbox (event_id, event_type, participant_id, body)
+            SELECT :e, :t, w.participant_id, :b FROM pledge_webhooks w WHERE w.participant_id = :p
+            ON CONFLICT DO NOTHING"""), {"e": event_id, "t": event_type, "b": body_of(view), "p": participant_id})
+        queued += res.rowcount or 0
+    return queued
 
 
 # ----------------------------------------------------------------------------------- claims
@@ -485,34 +485,65 @@ async def due_freezes(conn: AsyncConnection, now: datetime) -> list[int]:
 
 # ----------------------------------------------------------------------------------- public inquiry
 
-_WHO = """(CAST(:name AS text) IS NULL OR {alias}.name ILIKE '%' || CAST(:name AS text) || '%')
-          AND (CAST(:uscc AS text) IS NULL OR {alias}.uscc = CAST(:uscc AS text))"""
+# Whole names, as 中登网's inquiry: the registered name exactly, after Unicode NFKC normalisation,
+# trimming, collapsing inner white space and lower-casing ASCII letters (both sides the same way;
+# `public_name` is the Python half). No substring matching: "成都" finds a participant named 成都 only.
+_NAME = "lower(regexp_replace(btrim(normalize({alias}.name, NFKC)), '\\s+', ' ', 'g') COLLATE \"C\")"
+_WHO = """(CAST(:name AS text) IS NULL OR {name} = CAST(:name AS text))
+          AND (CAST(:uscc AS text) IS NULL OR upper({alias}.uscc) = CAST(:uscc AS text))"""
 _IN_SERIALS = """(CAST(:serial AS bigint) IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements({col}) x
                   WHERE (x->>0)::bigint <= CAST(:serial AS bigint) AND (x->>1)::bigint >= CAST(:serial AS bigint)))"""
 _INST = "(CAST(:instrument AS text) IS NULL OR {col} = CAST(:instrument AS text))"
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def _like_escape(name: str | None) -> str | None:
+def public_name(name: str | None) -> str | None:
+    """A name as the public search compares it (see _NAME for the SQL half)."""
     if name is None:
         return None
-    return name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return " ".join(unicodedata.normalize("NFKC", name).split()).translate(_ASCII_LOWER)
+
+
+def _who(alias: str) -> str:
+    return _WHO.format(alias=alias, name=_NAME.format(alias=alias))
 
 
 async def public_pledges(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
-                         instrument: str | None, limit: int) -> list[dict[str, Any]]:
+                         instrument: str | None, limit: int, today: date) -> list[dict[str, Any]]:
+    """Active registrations on matching lots, each followed by the registered junior claims ranking on
+    the same lot (rank 1 is the lock holder, juniors by registration number). No amounts."""
     rows = await conn.execute(text(f"""
-        SELECT p.number, p.registration_no, p.status, p.instrument, i.decimals, p.quantity, p.serials,
-               p.term_start, p.term_end, p.registered_at, pr.name AS pledgor_name, pr.uscc AS pledgor_uscc,
-               pe.name AS pledgee_name,
-               COALESCE((SELECT jsonb_agg(jsonb_build_object('source', r.source, 'reference', r.reference)
-                                          ORDER BY r.source, r.reference)
-                         FROM pledge_references r WHERE r.pledge_id = p.id), '[]'::jsonb) AS refs
-        FROM pledges p JOIN participants pr ON pr.id = p.pledgor_id JOIN participants pe ON pe.id = p.pledgee_id
-        JOIN instruments i ON i.code = p.instrument
-        WHERE p.status IN ('active', 'enforcing') AND {_WHO.format(alias='pr')}
-          AND {_IN_SERIALS.format(col='p.serials')} AND {_INST.format(col='p.instrument')}
-        ORDER BY p.registration_no LIMIT :limit"""),
-        {"name": _like_escape(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
+        WITH lots AS (
+            SELECT p.id, p.number, p.registration_no, p.registered_at, p.status, p.instrument, i.decimals,
+                   p.quantity, p.serials, p.term_start, p.term_end, pr.name AS pledgor_name,
+                   pr.uscc AS pledgor_uscc, pe.name AS pledgee_name,
+                   COALESCE((SELECT jsonb_agg(jsonb_build_object('source', r.source, 'reference', r.reference)
+                                              ORDER BY r.source, r.reference)
+                             FROM pledge_references r WHERE r.pledge_id = p.id), '[]'::jsonb) AS refs
+            FROM pledges p JOIN participants pr ON pr.id = p.pledgor_id JOIN participants pe ON pe.id = p.pledgee_id
+            JOIN instruments i ON i.code = p.instrument
+            WHERE p.status IN ('active', 'enforcing') AND {_who('pr')}
+              AND {_IN_SERIALS.format(col='p.serials')} AND {_INST.format(col='p.instrument')}),
+        ranked AS (
+            SELECT 'pledge' AS kind, l.registration_no AS lot_no, 1 AS rank_on_lot, l.number AS lot_number,
+                   NULL::bigint AS claim_id, l.registration_no, l.registered_at, l.status, l.pledgee_name,
+                   l.term_start, l.term_end, l.refs, l.instrument, l.decimals, l.quantity, l.serials,
+                   l.pledgor_name, l.pledgor_uscc
+            FROM lots l
+            UNION ALL
+            SELECT 'junior_claim', l.registration_no,
+                   1 + row_number() OVER (PARTITION BY l.id ORDER BY c.registration_no), l.number,
+                   c.id, c.registration_no, c.registered_at, c.status, cl.name,
+                   NULL::date, c.term_end,
+                   CASE WHEN c.reference IS NULL THEN '[]'::jsonb
+                        ELSE jsonb_build_array(jsonb_build_object('source', 'claim', 'reference', c.reference)) END,
+                   l.instrument, l.decimals, l.quantity, l.serials, l.pledgor_name, l.pledgor_uscc
+            FROM lots l JOIN pledge_claims c ON c.pledge_id = l.id AND c.status = 'registered'
+                                              AND c.term_end >= :today
+            JOIN participants cl ON cl.id = c.claimant_id)
+        SELECT * FROM ranked ORDER BY lot_no, rank_on_lot LIMIT :limit"""),
+        {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit,
+         "today": today})
     return [dict(r._mapping) for r in rows]
 
 
@@ -523,30 +554,42 @@ async def public_freezes(conn: AsyncConnection, *, name: str | None, uscc: str |
                f.term_end, f.created_at, c.name AS court_name, h.name AS holder_name, h.uscc AS holder_uscc
         FROM freezes f JOIN participants c ON c.id = f.court_id JOIN participants h ON h.id = f.holder_id
         JOIN instruments i ON i.code = f.instrument
-        WHERE f.status = 'active' AND {_WHO.format(alias='h')}
+        WHERE f.status = 'active' AND {_who('h')}
           AND {_IN_SERIALS.format(col='f.serials')} AND {_INST.format(col='f.instrument')}
         ORDER BY f.freeze_no LIMIT :limit"""),
-        {"name": _like_escape(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
+        {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
     return [dict(r._mapping) for r in rows]
 
 
 async def public_retirements(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
                              instrument: str | None, limit: int) -> list[dict[str, Any]]:
-    # The retiring account is in the entry body (leaf = 13-byte domain tag + canonical JSON).
+    """Retired blocks with the retiring holder -- or, for a judicial retirement (whose units pass through
+    the clearing account, never the payer's), the payer, court and case of the restoration order."""
+    # The retiring account, purpose and beneficiary are in the entry body (leaf = 13-byte domain tag +
+    # canonical JSON); the restoration order in its committed metadata.
     rows = await conn.execute(text(f"""
         WITH r AS (
-            SELECT b.instrument, b.start_serial, b.end_serial, b.batch, e.seq, e.ts, e.meta,
-                   (convert_from(substring(e.leaf from 14), 'UTF8')::jsonb #>> '{{body,account}}')::bigint AS account
+            SELECT b.instrument, b.start_serial, b.end_serial, b.batch, e.seq, e.ts, x.body,
+                   (x.body ->> 'account')::bigint AS account,
+                   (convert_from(e.meta, 'UTF8')::jsonb #>> '{{restoration,restoration_order}}')::bigint AS order_id
             FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq
+            CROSS JOIN LATERAL (SELECT convert_from(substring(e.leaf from 14), 'UTF8')::jsonb -> 'body' AS body) x
             WHERE b.retired_seq IS NOT NULL AND e.type = 'retire' AND {_INST.format(col='b.instrument')}
               AND (CAST(:serial AS bigint) IS NULL OR (b.start_serial <= CAST(:serial AS bigint)
                                                    AND b.end_serial >= CAST(:serial AS bigint))))
-        SELECT r.*, i.decimals, p.name AS holder_name, p.uscc AS holder_uscc
+        SELECT r.instrument, r.start_serial, r.end_serial, r.batch, r.seq, r.ts, i.decimals,
+               r.body ->> 'purpose' AS purpose, r.body ->> 'beneficiary' AS beneficiary,
+               COALESCE(pay.name, p.name) AS holder_name, COALESCE(pay.uscc, p.uscc) AS holder_uscc,
+               ct.name AS court_name, o.case_number
         FROM r JOIN instruments i ON i.code = r.instrument
         LEFT JOIN participants p ON p.holding_account = r.account
-        WHERE (CAST(:name AS text) IS NULL AND CAST(:uscc AS text) IS NULL) OR ({_WHO.format(alias='p')})
+        LEFT JOIN restoration_orders o ON o.id = r.order_id
+        LEFT JOIN participants pay ON pay.id = o.payer_id
+        LEFT JOIN participants ct ON ct.id = o.court_id
+        WHERE (CAST(:name AS text) IS NULL AND CAST(:uscc AS text) IS NULL)
+           OR (pay.id IS NULL AND {_who('p')}) OR (pay.id IS NOT NULL AND {_who('pay')})
         ORDER BY r.seq, r.start_serial LIMIT :limit"""),
-        {"name": _like_escape(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
+        {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
     return [dict(r._mapping) for r in rows]
 
 

@@ -17,6 +17,14 @@ receivers should refuse timestamps older than a few minutes (`verify` does, 300 
 Claiming: due rows are leased (next attempt pushed `LEASE` ahead, attempts counted) under
 `FOR UPDATE SKIP LOCKED` and committed before any HTTP call, so two workers never send the same row
 at the same time and a worker that dies mid-send only delays the row by the lease.
+
+Destinations: a webhook goes to the public Internet only. A URL whose host is, or resolves to, a
+loopback, link-local, private, shared (CGNAT), multicast, reserved or unspecified address -- IPv4 or
+IPv6, including IPv4-mapped, 6to4, Teredo and NAT64 forms -- is refused when the bank sets it and again
+at every delivery (the name is resolved anew, checked, and the connection made to the very address
+checked, so a DNS answer that changes in between cannot redirect it), unless an operator lists the host
+in ENVX_WEBHOOK_ALLOWED_HOSTS. Redirects are not followed. A failed delivery is recorded with a fixed
+reason (`REASONS`), never the transport's error text, so the outbox cannot be used as a port scanner.
 """
 
 from __future__ import annotations
@@ -24,11 +32,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import re
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,10 +55,87 @@ MAX_ATTEMPTS = 12  # 1 s, 2 s, 4 s ... capped at an hour: about 2.5 hours of try
 BASE_DELAY = 1.0
 MAX_DELAY = 3600.0
 LEASE = timedelta(seconds=60)
-TIMEOUT = 5.0
+TIMEOUT_SECONDS = 5.0
+RESOLVE_TIMEOUT_SECONDS = 5.0
 
-# (url, body, headers) -> HTTP status; raises OSError-like errors when the receiver is unreachable.
+# (url, body, headers) -> HTTP status; raises DeliveryFailed (or anything else: connect_failed) when
+# the receiver cannot be reached.
 Sender = Callable[[str, bytes, dict[str, str]], Awaitable[int]]
+
+# What a bank is told about a failed delivery: one of these, never the transport's error text.
+DESTINATION_REFUSED = "destination_refused"  # the host is (or now resolves to) a non-public address
+CONNECT_FAILED = "connect_failed"            # no connection (refused, unreachable, unresolvable, TLS)
+TIMEOUT = "timeout"                          # no answer within TIMEOUT_SECONDS
+HTTP_STATUS = "http_status"                  # the receiver answered, not 2xx: "http_status:503"
+REASONS = frozenset({DESTINATION_REFUSED, CONNECT_FAILED, TIMEOUT})
+_HTTP_REASON = re.compile(r"http_status:[1-5][0-9][0-9]")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class DeliveryFailed(Exception):
+    """A delivery attempt failed for `reason` (one of REASONS)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def public_reason(recorded: str | None) -> str | None:
+    """The reason as a bank may see it; rows written before reasons were fixed become connect_failed."""
+    if recorded is None or recorded in REASONS or _HTTP_REASON.fullmatch(recorded):
+        return recorded
+    legacy = re.fullmatch(r"HTTP ([1-5][0-9][0-9])", recorded)
+    return f"{HTTP_STATUS}:{legacy.group(1)}" if legacy else CONNECT_FAILED
+
+
+def forbidden_address(address: str) -> bool:
+    """Whether a webhook may not go to this IP address: anything not globally routable, and the
+    IPv4 address inside an IPv4-mapped, 6to4, Teredo or NAT64 IPv6 address is judged as well."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone index ("fe80::1%eth0") is link-local anyway
+    inner: list[ipaddress.IPv4Address] = []
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            inner.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            inner.append(ip.sixtofour)
+        if ip.teredo is not None:
+            inner.append(ip.teredo[1])
+        if ip in _NAT64:
+            inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return any(a.is_loopback or a.is_link_local or a.is_private or a.is_multicast or a.is_unspecified
+               or a.is_reserved or not a.is_global for a in (ip, *inner))
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """An operator's exception (ENVX_WEBHOOK_ALLOWED_HOSTS): host names or IP literals, exact."""
+    h = host.lower().rstrip(".")
+    return any(h == a.strip().lower().rstrip(".").strip("[]") for a in allowed if a.strip())
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to now (an IP literal resolves to itself)."""
+    try:
+        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                                       RESOLVE_TIMEOUT_SECONDS)
+    except (OSError, UnicodeError, TimeoutError):
+        return []
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def checked_addresses(url: str, allowed: Iterable[str]) -> tuple[str, int, list[str]]:
+    """(host, port, addresses) of a webhook URL, every address public unless the host is allowed;
+    raises DeliveryFailed(destination_refused) otherwise, and when the host does not resolve."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise DeliveryFailed(DESTINATION_REFUSED)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    addresses = await resolve(host, port)
+    if not addresses:
+        raise DeliveryFailed(DESTINATION_REFUSED)
+    if not host_allowed(host, allowed) and any(forbidden_address(a) for a in addresses):
+        raise DeliveryFailed(DESTINATION_REFUSED)
+    return host, port, addresses
 
 
 def signature(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -80,11 +169,32 @@ def body_of(event: dict[str, object]) -> bytes:
     return json.dumps(event, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-async def http_sender(url: str, body: bytes, hdrs: dict[str, str]) -> int:
-    import httpx  # a dependency of litestar; imported here so the pure part needs nothing
+def http_sender(allowed_hosts: Iterable[str] = ()) -> Sender:
+    """The real sender: checks the destination at delivery time and connects to the address it checked
+    (Host header and TLS server name stay the URL's host, so the certificate is verified against it)."""
+    allowed = tuple(allowed_hosts)
 
-    async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
-        return (await client.post(url, content=body, headers=hdrs)).status_code
+    async def send(url: str, body: bytes, hdrs: dict[str, str]) -> int:
+        import httpx  # a dependency of litestar; imported here so the pure part needs nothing
+
+        host, port, addresses = await checked_addresses(url, allowed)
+        parts = urlsplit(url)
+        ip = addresses[0]
+        netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        default = 443 if parts.scheme == "https" else 80
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in Host
+        headers = {**hdrs, "Host": name if port == default else f"{name}:{port}"}
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        try:
+            async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
+                return (await client.post(target, content=body, headers=headers, extensions=extensions)).status_code
+        except httpx.TimeoutException:
+            raise DeliveryFailed(TIMEOUT) from None
+        except (httpx.HTTPError, OSError):
+            raise DeliveryFailed(CONNECT_FAILED) from None
+
+    return send
 
 
 async def deliver_due(engine: AsyncEngine, sender: Sender, *, limit: int = 50) -> int:
@@ -106,11 +216,14 @@ async def deliver_due(engine: AsyncEngine, sender: Sender, *, limit: int = 50) -
         hdrs = headers(bytes(row.secret), int(time.time()), body, row.event_id, row.event_type)  # type: ignore[attr-defined]
         try:
             status = await sender(row.url, body, hdrs)  # type: ignore[attr-defined]
-        except Exception as exc:  # unreachable receiver: retried, never fatal to the worker
-            return row.id, row.attempts, f"{type(exc).__name__}: {exc}"[:500]  # type: ignore[attr-defined]
+        except DeliveryFailed as exc:  # retried, never fatal to the worker; the bank sees the reason only
+            return row.id, row.attempts, exc.reason  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.info("webhook %s: delivery failed: %r", row.id, exc)  # type: ignore[attr-defined]
+            return row.id, row.attempts, CONNECT_FAILED  # type: ignore[attr-defined]
         if 200 <= status < 300:
             return row.id, row.attempts, None  # type: ignore[attr-defined]
-        return row.id, row.attempts, f"HTTP {status}"  # type: ignore[attr-defined]
+        return row.id, row.attempts, f"{HTTP_STATUS}:{status}"  # type: ignore[attr-defined]
 
     results = await asyncio.gather(*(one(r) for r in rows))
     delivered = 0

@@ -8,8 +8,9 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from exchange import keys, participants
+from exchange.bootstrap import operator_key
 from exchange.runtime import Runtime
+from exchange.subjects import uscc_check_character
 
 _ids = itertools.count(1)
 
@@ -19,9 +20,7 @@ def bootstrap_operator(client: TestClient, name: str = "测试交易所 operator
     rt: Runtime = client.app.state.rt
 
     async def make() -> str:
-        p = await participants.create(rt, "system:admin", f"admin:{name}", name=name, kind="operator", uscc=None)
-        async with rt.tx() as conn:
-            return (await keys.create_key(conn, p["id"], "test"))["token"]
+        return str((await operator_key(rt, name=name, label="test"))["api_key"])
 
     return client.blocking_portal.call(make)  # the app's own event loop
 
@@ -77,9 +76,13 @@ class Api:
             return self.approve(resp)
         return resp
 
+    def new_key(self) -> str:
+        """An automatic idempotency key."""
+        return f"k{next(_ids)}"
+
     def propose(self, path: str, body: dict[str, Any] | None = None, key: str | None = "auto") -> Any:
         if key == "auto":
-            key = f"k{next(_ids)}"
+            key = self.new_key()
         return self.client.post(path, json=body if body is not None else {}, headers=self._h(key))
 
     def approve(self, proposal: Any) -> Any:
@@ -95,10 +98,28 @@ class Api:
 
     # Domain shortcuts ------------------------------------------------------------------
 
-    def participant(self, name: str, kind: str, uscc: str | None = None) -> dict[str, Any]:
-        p = self.ok(self.post("/v1/participants", {"name": name, "kind": kind, "uscc": uscc}))
-        token = self.ok(self.post(f"/v1/participants/{p['id']}/keys", {"label": "test"}))["token"]
+    def participant(self, name: str, kind: str, uscc: str | None = None, **subject: Any) -> dict[str, Any]:
+        """Admitted the way the registry admits anyone: proposed by this operator (first half of the
+        enrollment code), approved by the checker operator (second half), enrolled by the participant with
+        both halves (its own first key). `subject` passes e.g. subject="person", id_document={...}."""
+        resp = self.propose("/v1/participants", {"name": name, "kind": kind, "uscc": uscc, **subject})
+        if resp.status_code == 202:
+            first = resp.json()["enrollment"]["first_half"]
+            approved = self.approve(resp)
+            p = self.ok(approved)
+            second = approved.raw.json()["enrollment"]["second_half"]
+        else:  # maker-checker off: one operator, both halves
+            p = self.ok(resp, 201)
+            first, second = p["enrollment"]["first_half"], p["enrollment"]["second_half"]
+        token = self.ok(self.enroll(first, second), 201)["key"]["token"]
         return {**p, "token": token, "api": self.as_(token)}
+
+    def enroll(self, first_half: str, second_half: str, key: str | None = "auto", **extra: Any) -> Any:
+        """POST /v1/enrollments, without any API key (the code is the credential)."""
+        if key == "auto":
+            key = self.new_key()
+        return self.client.post("/v1/enrollments", json={"first_half": first_half, "second_half": second_half,
+                                                         **extra}, headers={"Idempotency-Key": key} if key else {})
 
     def instrument(self, code: str, kind: str = "forest_ticket", decimals: int = 0,
                    attributes: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -112,5 +133,19 @@ class Api:
         return self.ok(self.post(f"/v1/issuances/{req['id']}/approve", {}))
 
 
+def uscc(first17: str) -> str:
+    """A unified social credit code with its GB 32100 check character."""
+    return first17 + uscc_check_character(first17)
+
+
 def ticket(n: int) -> dict[str, Any]:
-    return {"ticket_number": f"{n:07d}", "issuing_bureau": "三明市林业局"}
+    """Sanming forest ticket number n, over its own parcel (so tickets of one test never overlap)."""
+    return {"region": "sanming", "ticket_number": f"{n:07d}", "issuing_bureau": "三明市林业局",
+            "parcels": [f"三明-测试林班-{n}"], "monitoring_period": {"start": "2016-01-01", "end": "2020-12-31"}}
+
+
+def project_batch(project_id: str, year: int = 2021, methodology: str = "CCER-14-001-V01",
+                  **extra: Any) -> dict[str, Any]:
+    """CCER/CDCER batch attributes: a project's reductions over one calendar year."""
+    return {"project_id": project_id, "methodology": methodology,
+            "monitoring_period": {"start": f"{year}-01-01", "end": f"{year}-12-31"}, **extra}

@@ -14,9 +14,11 @@ async def health(rt: Runtime) -> dict[str, Any]:
     db = await ping(rt.engine)
     read_only = rt.settings.read_only
     writer = rt.writer is not None and rt.writer.running
+    # Markets that stopped taking writes on a broken invariant (exchange/sequencer.py), with the reason.
+    stopped = rt.exchange.stopped() if hasattr(rt.exchange, "stopped") else {}
     # A read replica has no writer by design: healthy when its database answers.
-    return {"status": "ok" if db and (writer or read_only) else "degraded", "database": db,
-            "ledger_writer": writer, "read_only": read_only}
+    return {"status": "ok" if db and (writer or read_only) and not stopped else "degraded", "database": db,
+            "ledger_writer": writer, "read_only": read_only, "markets_stopped": stopped}
 
 
 @get("/v1/whoami", operation_id="whoami", tags=["participants"], summary="The participant behind this key")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, WebSocket, get, post, websocket
+from litestar import Controller, Request, Response, WebSocket, get, post, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 
+from api import paging
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
-from api.schemas.markets import HaltIn, ListingIn, MarketIn, OrderIn, ReduceIn, SessionIn, TakeIn
-from exchange import marketdata, markets, orders, sessions
+from api.paging import LINK, Cursor
+from api.schemas.markets import AmendmentIn, HaltIn, ListingIn, MarketIn, OrderIn, ReduceIn, SessionIn, TakeIn
+from exchange import amendments, marketdata, markets, orders, sessions
 from exchange.errors import DomainError
 from exchange.keys import Principal
 from exchange.runtime import Runtime
@@ -20,6 +22,9 @@ from exchange.units import to_text
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
+Page = Response[list[dict[str, Any]]]
+Levels = Annotated[str, Parameter(pattern=r"^(all|[1-9][0-9]{0,3})$",
+                                  description="How many price levels per side: 1-9999, or `all` (the whole book)")]
 
 
 class MarketController(Controller):
@@ -31,25 +36,59 @@ class MarketController(Controller):
     async def define(self, rt: Runtime, principal: Principal, data: MarketIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
-        settings = data.settings.model_dump(exclude_none=True)
+        settings = data.settings.model_dump(mode="json", exclude_none=True)
         return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
             rt, principal, cid, "defineMarket", {"instrument": data.instrument, "mode": data.mode,
                                                  "settings": settings},
             lambda: markets.define(rt, principal.actor, cid, instrument=data.instrument, mode=data.mode,
                                    settings=settings))
 
-    @get("/", operation_id="listMarkets", summary="All markets and their rules")
-    async def listing(self, rt: Runtime) -> list[dict[str, Any]]:
-        return await markets.listing(rt)
+    @get("/", operation_id="listMarkets", summary="All markets and their rules, in id order (cursor paging)",
+         response_headers=LINK)
+    async def listing(self, rt: Runtime, request: Request, limit: Limit = 200, cursor: Cursor = None) -> Page:
+        after = paging.decode(cursor, "markets", lambda k: isinstance(k, str))
+        rows = [m for m in await markets.listing(rt) if after is None or m["id"] > after]
+        return paging.page(request, "markets", rows, limit, lambda m: m["id"])
 
-    @get("/{market_id:str}", operation_id="getMarket", summary="One market: rules, session, reference price")
+    @get("/{market_id:str}", operation_id="getMarket",
+         summary="One market: the rules in force, each scheduled amendment with the rules it brings from its "
+                 "day, the session (and any override), reference price, and whether it stopped taking writes")
     async def get_one(self, rt: Runtime, market_id: str) -> dict[str, Any]:
         return await markets.get(rt, market_id)
 
+    @post("/{market_id:str}/amendments", operation_id="amendMarket", responses=PROPOSED,
+          summary="Amend the market's rules from a stated trading day (operator; maker-checker)",
+          description="Band, fees, sizes, hours, holidays, tick, lot, best N, STP, T+1 and in-close may change; "
+                      "they apply from the start of `effective_from` (a trading day after today and the market's "
+                      "current one). Resting orders off the new tick or lot are cancelled then and their holds "
+                      "released; auction lots keep their announced terms.")
+    async def amend(self, rt: Runtime, principal: Principal, market_id: str, data: AmendmentIn,
+                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        payload = {"market_id": market_id, "effective_from": data.effective_from.isoformat(),
+                   "settings": data.settings.model_dump(mode="json", exclude_none=True)}
+        return await propose_or_run(rt, principal, cid, "amendMarket", payload,
+                                    lambda: amendments.amend(rt, principal.actor, cid, payload))
+
+    @get("/{market_id:str}/events", operation_id="listMarketEvents", response_headers=LINK,
+         summary="The market's events, oldest first: opens, pauses, closes (scheduled or by whom, overrides "
+                 "with reason and end), amendments scheduled and taking effect (cursor paging)")
+    async def events(self, rt: Runtime, request: Request, market_id: str, limit: Limit = 200,
+                     cursor: Cursor = None) -> Page:
+        rt.exchange.get(market_id)
+        after = paging.decode(cursor, f"events:{market_id}", paging.is_int) or 0
+        rows = await sessions.events(rt, market_id, after, limit + 1)
+        return paging.page(request, f"events:{market_id}", rows, limit, lambda e: e["id"])
+
     @post("/{market_id:str}/session", operation_id="setSession", status_code=200,
-          summary="Open, pause (lunch break) or close the trading session (operator; also scheduled)")
-    async def session(self, rt: Runtime, market_id: str, data: SessionIn) -> dict[str, Any]:
-        return await sessions.session_action(rt, market_id, data.action)
+          summary="Open, pause (lunch break) or close the trading session (operator; also scheduled)",
+          description="The calendar opens, pauses and closes the market by its hours. An operator may pause or "
+                      "close at any time; an open outside the hours is refused with 409 `outside_hours` unless "
+                      "it says `override: true` with a `reason`; the override lasts until the next scheduled "
+                      "transition of that day or the end of the day. Recorded in the market's events.")
+    async def session(self, rt: Runtime, principal: Principal, market_id: str, data: SessionIn) -> dict[str, Any]:
+        return await sessions.session_action(rt, market_id, data.action, actor=principal.actor,
+                                             override=data.override, reason=data.reason)
 
     @post("/{market_id:str}/halt", operation_id="haltMarket", status_code=200, summary="Halt trading (operator)")
     async def halt(self, rt: Runtime, market_id: str, data: HaltIn) -> dict[str, Any]:
@@ -69,11 +108,14 @@ class MarketController(Controller):
         return await orders.place_order(rt, principal, market_id, cid, side=data.side, type_=data.type,
                                         tif=data.tif, price=data.price, quantity=data.quantity, stp=data.stp)
 
-    @get("/{market_id:str}/orders", operation_id="listOrders", summary="Your orders (operators: all)")
-    async def list_orders(self, rt: Runtime, principal: Principal, market_id: str,
+    @get("/{market_id:str}/orders", operation_id="listOrders", response_headers=LINK,
+         summary="Your orders (operators and auditors: all), oldest first (cursor paging)")
+    async def list_orders(self, rt: Runtime, principal: Principal, request: Request, market_id: str,
                           status: Literal["open", "filled", "cancelled", "expired", "rejected"] | None = None,
-                          ) -> list[dict[str, Any]]:
-        return await orders.list_orders(rt, principal, market_id, status)
+                          limit: Limit = 500, cursor: Cursor = None) -> Page:
+        after = paging.decode(cursor, f"orders:{market_id}", paging.is_int)
+        rows = await orders.list_orders(rt, principal, market_id, status, after, limit)
+        return paging.page(request, f"orders:{market_id}", rows, limit, lambda o: o["id"])
 
     @get("/{market_id:str}/orders/{order_id:int}", operation_id="getOrder", summary="One order")
     async def get_order(self, rt: Runtime, principal: Principal, market_id: str, order_id: Id) -> dict[str, Any]:
@@ -99,20 +141,30 @@ class MarketController(Controller):
         return await orders.post_listing(rt, principal, market_id, cid, side=data.side, price=data.price,
                                          quantity=data.quantity)
 
-    @get("/{market_id:str}/listings", operation_id="listListings", summary="Open listings with their rank")
-    async def listings(self, rt: Runtime, market_id: str, side: Literal["buy", "sell"] | None = None,
-                       ) -> list[dict[str, Any]]:
+    @get("/{market_id:str}/listings", operation_id="listListings", response_headers=LINK,
+         summary="Open listings with their rank: buys then sells, best price first, then oldest (cursor paging)")
+    async def listings(self, rt: Runtime, request: Request, market_id: str,
+                       side: Literal["buy", "sell"] | None = None, limit: Limit = 200, cursor: Cursor = None) -> Page:
         seq = rt.exchange.get(market_id)
         if seq.market.mode != "listing":
             raise DomainError("wrong_mode", f"market {market_id} has no listings", 422)
+        name = f"listings:{market_id}"
+        after = paging.decode(cursor, name, lambda k: isinstance(k, list) and len(k) == 3 and k[0] in ("buy", "sell")
+                              and all(type(x) is int for x in k[1:]))
         d = seq.market.decimals
-        out = []
-        for li in seq.engine.listings(side):  # type: ignore[attr-defined]
-            # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n
-            out.append({"listing_id": li["listing_id"], "side": li["side"], "price": to_text(li["price"], 2),
-                        "quantity": to_text(li["qty"], d), "rank": seq.engine.rank(li["listing_id"]) + 1,  # type: ignore[attr-defined]
-                        "participant_id": li["account"]})
-        return sorted(out, key=lambda x: (x["side"], x["rank"], x["listing_id"]))
+
+        def key(li: dict[str, Any]) -> list[Any]:  # a listing's place never changes: its price is fixed
+            return [li["side"], -li["price"] if li["side"] == "buy" else li["price"], li["listing_id"]]
+
+        live = sorted(seq.engine.listings(side), key=key)  # type: ignore[attr-defined]
+        keys = {li["listing_id"]: key(li) for li in live}
+        rows = [{"listing_id": li["listing_id"], "side": li["side"], "price": to_text(li["price"], 2),
+                 "quantity": to_text(li["qty"], d),
+                 # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n. Public: who
+                 # listed is not shown (a lister finds its own listings among its orders).
+                 "rank": seq.engine.rank(li["listing_id"]) + 1}  # type: ignore[attr-defined]
+                for li in live if after is None or keys[li["listing_id"]] > after][:limit + 1]
+        return paging.page(request, name, rows, limit, lambda r: keys[r["listing_id"]])
 
     @post("/{market_id:str}/listings/{listing_id:int}/take", operation_id="takeListing",
           summary="Take a listing within the best N levels, at its price")
@@ -123,32 +175,48 @@ class MarketController(Controller):
 
     # --- market data -----------------------------------------------------------------------------
 
-    @get("/{market_id:str}/depth", operation_id="getDepth", summary="Best-N depth with the market's sequence number")
-    async def depth(self, rt: Runtime, market_id: str, levels: Annotated[int, Parameter(ge=1, le=20)] = 5,
-                    ) -> dict[str, Any]:
-        return marketdata.depth(rt, market_id, levels)
+    @get("/{market_id:str}/depth", operation_id="getDepth",
+         summary="Depth by price level with the market's sequence number: best 5, any number, or the whole book")
+    async def depth(self, rt: Runtime, market_id: str, levels: Levels = "5") -> dict[str, Any]:
+        return marketdata.depth(rt, market_id, marketdata.ALL_LEVELS if levels == "all" else int(levels))
 
-    @get("/{market_id:str}/trades", operation_id="listTrades", summary="Trades after a trade id")
-    async def trades(self, rt: Runtime, market_id: str, after: After = 0, limit: Limit = 200) -> list[dict[str, Any]]:
-        return await marketdata.trades(rt, market_id, after, limit)
+    @get("/{market_id:str}/trades", operation_id="listTrades", response_headers=LINK,
+         summary="Trades in trade id order, after a trade id (cursor paging)")
+    async def trades(self, rt: Runtime, request: Request, market_id: str, after: After = 0, limit: Limit = 200,
+                     cursor: Cursor = None) -> Page:
+        name = f"trades:{market_id}"
+        after = max(after, paging.decode(cursor, name, paging.is_int) or 0)
+        rows = await marketdata.trades(rt, market_id, after, limit)
+        return paging.page(request, name, rows, limit, lambda t: t["trade_id"])
 
-    @get("/{market_id:str}/ohlc", operation_id="getOhlc", summary="OHLC candles")
-    async def ohlc(self, rt: Runtime, market_id: str, interval: Literal["1m", "5m", "1h", "1d"] = "1m",
-                   limit: Limit = 200) -> list[dict[str, Any]]:
-        return await marketdata.ohlc(rt, market_id, interval, limit)
+    @get("/{market_id:str}/ohlc", operation_id="getOhlc", response_headers=LINK,
+         summary="OHLC candles, newest first (cursor paging)")
+    async def ohlc(self, rt: Runtime, request: Request, market_id: str,
+                   interval: Literal["1m", "5m", "1h", "1d"] = "1m", limit: Limit = 200, cursor: Cursor = None) -> Page:
+        name = f"ohlc:{market_id}:{interval}"
+        rows = await marketdata.ohlc(rt, market_id, interval, limit, paging.decode(cursor, name, paging.is_int))
+        return paging.page(request, name, rows, limit, lambda c: c["start_ts"])
 
 
 class InstrumentStatsController(Controller):
     path = "/v1/instruments/{code:str}"
     tags = ["markets"]
 
-    @get("/daily", operation_id="getDailyStats", summary="Daily statistics per mode and the official close")
-    async def daily(self, rt: Runtime, code: str, limit: Limit = 30) -> list[dict[str, Any]]:
-        return await marketdata.daily(rt, code, limit)
+    @get("/daily", operation_id="getDailyStats", response_headers=LINK,
+         summary="Daily statistics per mode and the official close, newest day first (cursor paging)")
+    async def daily(self, rt: Runtime, request: Request, code: str, limit: Limit = 30, cursor: Cursor = None) -> Page:
+        name = f"daily:{code}"
+        before = paging.decode(cursor, name, lambda k: isinstance(k, list) and len(k) == 2 and paging.is_day(k[0])
+                               and isinstance(k[1], str))
+        rows = await marketdata.daily(rt, code, limit, None if before is None else (before[0], before[1]))
+        return paging.page(request, name, rows, limit, lambda r: [str(r["trading_day"]), r["mode"]])
 
-    @get("/closes", operation_id="listClosePrices", summary="Close prices (VWAP of in-close trades)")
-    async def closes(self, rt: Runtime, code: str, limit: Limit = 30) -> list[dict[str, Any]]:
-        return await marketdata.closes(rt, code, limit)
+    @get("/closes", operation_id="listClosePrices", response_headers=LINK,
+         summary="Close prices (VWAP of in-close trades), newest first (cursor paging)")
+    async def closes(self, rt: Runtime, request: Request, code: str, limit: Limit = 30, cursor: Cursor = None) -> Page:
+        name = f"closes:{code}"
+        rows = await marketdata.closes(rt, code, limit, paging.decode(cursor, name, paging.is_day))
+        return paging.page(request, name, rows, limit, lambda r: str(r["trading_day"]))
 
 
 @websocket("/v1/markets/{market_id:str}/stream", operation_id="streamMarket")

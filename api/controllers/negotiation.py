@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
 
+from api import paging
 from api.deps import Id, IdempotencyKey, client_id
+from api.paging import LINK, Cursor
 from api.schemas.markets import AuctionIn, AuctionStepIn, BlockQuoteIn, StepIn, TermsIn
 from exchange import auctions, negotiation
 from exchange.keys import Principal
 from exchange.runtime import Runtime
+
+Limit = Annotated[int, Parameter(ge=1, le=1000)]
 
 
 class BlockController(Controller):
@@ -25,9 +30,14 @@ class BlockController(Controller):
                                        side=data.side, price=data.price, quantity=data.quantity,
                                        audience=data.audience, counterparties=data.counterparties)
 
-    @get("/block-quotes", operation_id="listBlockQuotes", summary="Quotes you may see")
-    async def listing(self, rt: Runtime, principal: Principal, market_id: str) -> list[dict[str, Any]]:
-        return negotiation.quotes_view(rt, principal, market_id)
+    @get("/block-quotes", operation_id="listBlockQuotes", response_headers=LINK,
+         summary="Live quotes you may see, in quote id order (cursor paging)")
+    async def listing(self, rt: Runtime, principal: Principal, request: Request, market_id: str, limit: Limit = 200,
+                      cursor: Cursor = None) -> Response[list[dict[str, Any]]]:
+        name = f"block-quotes:{market_id}"
+        after = paging.decode(cursor, name, paging.is_int) or 0
+        rows = [q for q in negotiation.quotes_view(rt, principal, market_id) if q["quote_id"] > after][:limit + 1]
+        return paging.page(request, name, rows, limit, lambda q: q["quote_id"])
 
     @post("/block-quotes/{quote_id:int}/respond", operation_id="respondBlockQuote", status_code=201,
           summary="Open a negotiation on a quote with your terms (you stand confirmed on them)")

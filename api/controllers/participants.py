@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, get, post
 from litestar.params import Parameter
 
+from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
-from api.schemas.registry import KeyIn, ParticipantIn
-from exchange import keys, participants
-from exchange.errors import Forbidden, NotFound
+from api.schemas.registry import EnrollIn, EnrollmentCodeIn, KeyIn, ParticipantIn, StatusChangeIn
+from exchange import credentials, participants
+from exchange.errors import NotFound
 from exchange.keys import Principal
 from exchange.runtime import Runtime
+from exchange.subjects import subject_of
 from ledger import queries
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
@@ -22,11 +23,22 @@ class ParticipantController(Controller):
     path = "/v1/participants"
     tags = ["participants"]
 
-    @post("/", operation_id="createParticipant", summary="Admit a participant (opens its holding and cash accounts)")
+    @post("/", operation_id="createParticipant", responses=PROPOSED,
+          summary="Admit a participant (operator; maker-checker): opens its accounts; the 202 answer carries the "
+                  "first half of its enrollment code, the approval's answer the second")
     async def create(self, rt: Runtime, principal: Principal, data: ParticipantIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> Any:
         cid = client_id(idempotency_key, data.client_id)
-        return await participants.create(rt, principal.actor, cid, name=data.name, kind=data.kind, uscc=data.uscc)
+        subject = subject_of(data.kind, data.subject, data.uscc,
+                             data.id_document.model_dump() if data.id_document else None)
+        payload = {"name": data.name, "kind": data.kind, **subject.payload()}
+
+        async def direct() -> dict[str, Any]:  # maker-checker off: one operator, both halves
+            p = await participants.create(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
+            code = await credentials.issue_directly(rt, principal, "createParticipant", cid, p["id"])
+            return {**p, "enrollment": code}
+
+        return await propose_or_run(rt, principal, cid, "createParticipant", payload, direct)
 
     @get("/", operation_id="listParticipants", summary="Participants (operators and auditors see all)")
     async def listing(self, rt: Runtime, principal: Principal, kind: str | None = None, limit: Limit = 100,
@@ -37,32 +49,77 @@ class ParticipantController(Controller):
     async def get_one(self, rt: Runtime, principal: Principal, participant_id: Id) -> dict[str, Any]:
         return await participants.get(rt, principal, participant_id)
 
-    @post("/{participant_id:int}/keys", operation_id="createKey",
-          summary="Create an API key (shown once); operators for anyone, others for themselves")
-    async def create_key(self, rt: Runtime, principal: Principal, participant_id: Id,
-                         data: KeyIn) -> dict[str, Any]:
-        _own_or_operator(principal, participant_id)
-        await participants.lookup(rt, participant_id)
-        expires = datetime.now(UTC) + timedelta(days=data.expires_in_days) if data.expires_in_days else None
-        async with rt.tx() as conn:
-            return await keys.create_key(conn, participant_id, data.label, expires)
+    @post("/{participant_id:int}/suspend", operation_id="suspendParticipant", status_code=200,
+          summary="Suspend a participant at once (one operator: an emergency brake); its keys stop working")
+    async def suspend(self, rt: Runtime, principal: Principal, participant_id: Id, data: StatusChangeIn,
+                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        return await participants.suspend(rt, principal, cid, participant_id, data.reason)
 
-    @get("/{participant_id:int}/keys", operation_id="listKeys", summary="API keys (never their secrets)")
+    @post("/{participant_id:int}/reinstate", operation_id="reinstateParticipant", responses=PROPOSED,
+          summary="Reinstate a suspended participant (operator; maker-checker: a second operator approves)")
+    async def reinstate(self, rt: Runtime, principal: Principal, participant_id: Id, data: StatusChangeIn,
+                        idempotency_key: IdempotencyKey = None) -> Any:
+        cid = client_id(idempotency_key, data.client_id)
+        await participants.check_suspended(rt, participant_id)
+        return await propose_or_run(
+            rt, principal, cid, "reinstateParticipant", {"participant_id": participant_id, "reason": data.reason},
+            lambda: participants.reinstate(rt, principal.actor, cid, participant_id, data.reason, approved_by=None,
+                                           operator_action_id=None))
+
+    @post("/{participant_id:int}/enrollment-codes", operation_id="issueEnrollmentCode", responses=PROPOSED,
+          summary="A new enrollment code for a participant that lost its keys (operator; maker-checker: the "
+                  "proposer gets the first half, the approver the second; older unused codes are cancelled)")
+    async def issue_code(self, rt: Runtime, principal: Principal, participant_id: Id, data: EnrollmentCodeIn,
+                         idempotency_key: IdempotencyKey = None) -> Any:
+        cid = client_id(idempotency_key, data.client_id)
+        await participants.check_active(rt, participant_id)
+
+        async def direct() -> dict[str, Any]:
+            return {"participant_id": participant_id,
+                    "enrollment": await credentials.issue_directly(rt, principal, "issueEnrollmentCode", cid,
+                                                                  participant_id)}
+
+        return await propose_or_run(rt, principal, cid, "issueEnrollmentCode", {"participant_id": participant_id},
+                                    direct)
+
+    @get("/{participant_id:int}/enrollment-codes", operation_id="listEnrollmentCodes",
+         summary="Enrollment codes of a participant and their state (never the codes themselves)")
+    async def list_codes(self, rt: Runtime, participant_id: Id) -> list[dict[str, Any]]:
+        await participants.lookup(rt, participant_id)
+        return await credentials.list_codes(rt, participant_id)
+
+    @post("/{participant_id:int}/keys", operation_id="createKey",
+          summary="Mint an API key for yourself with your key (shown once); it never outlives the key minting it")
+    async def create_key(self, rt: Runtime, principal: Principal, participant_id: Id, data: KeyIn,
+                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        return await credentials.mint_key(rt, principal, participant_id, cid, label=data.label,
+                                          expires_in_days=data.expires_in_days)
+
+    @get("/{participant_id:int}/keys", operation_id="listKeys",
+         summary="API keys and their lineage (never their secrets); yours, or anyone's for oversight")
     async def list_keys(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[dict[str, Any]]:
-        _own_or_operator(principal, participant_id)
-        async with rt.read() as conn:
-            return await keys.list_keys(conn, participant_id)
+        return await credentials.list_keys(rt, principal, participant_id)
 
     @post("/{participant_id:int}/keys/{key_id:int}/revoke", operation_id="revokeKey", status_code=200,
-          summary="Revoke an API key; it stops working at once")
+          summary="Revoke an API key and every key minted under it; they stop working at once")
     async def revoke_key(self, rt: Runtime, principal: Principal, participant_id: Id,
                          key_id: Id) -> dict[str, Any]:
-        _own_or_operator(principal, participant_id)
-        async with rt.tx() as conn:
-            if not await keys.revoke_key(conn, participant_id, key_id):
-                raise NotFound("key", key_id)
-        keys.forget_key(key_id)  # again after commit: a request in between may have cached it anew
-        return {"id": key_id, "revoked": True}
+        return await credentials.revoke_key(rt, principal, participant_id, key_id)
+
+
+class EnrollmentController(Controller):
+    path = "/v1/enrollments"
+    tags = ["participants"]
+
+    @post("/", operation_id="enroll",
+          summary="Exchange both halves of an enrollment code for your participant's first API key (no key "
+                  "needed; single use)")
+    async def enroll(self, rt: Runtime, data: EnrollIn, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        cid = client_id(idempotency_key, data.client_id)
+        return await credentials.enroll(rt, cid, data.first_half, data.second_half, label=data.label,
+                                        expires_in_days=data.expires_in_days)
 
 
 class AccountController(Controller):
@@ -72,18 +129,11 @@ class AccountController(Controller):
     @get("/{account_id:int}", operation_id="getAccount", summary="An account and its balances")
     async def get_one(self, rt: Runtime, principal: Principal, account_id: Id) -> dict[str, Any]:
         owner = await participants.owner_of_account(rt, account_id)
-        if owner is None:
-            raise NotFound("account", account_id)
-        if principal.kind not in participants.SEES_ALL and owner != principal.participant_id:
-            raise Forbidden("you may only see your own accounts")
+        if owner is None or (principal.kind not in participants.SEES_ALL and owner != principal.participant_id):
+            raise NotFound("account", account_id)  # another's account: as if there were none
         async with rt.read() as conn:
             bals = await queries.balances(conn, [account_id])
         return {"account": account_id, "participant_id": owner, "balances": [
             {"instrument": b["instrument"], "posted": b["posted"], "pending": b["pending_out"],
              "available": b["posted"] - b["pending_out"]} for b in bals],
             "units": "base units (fen for CNY); see the instrument's decimals"}
-
-
-def _own_or_operator(principal: Principal, participant_id: int) -> None:
-    if principal.kind != "operator" and principal.participant_id != participant_id:
-        raise Forbidden("you may only manage your own keys")

@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, OptId, client_id
 from api.schemas.common import ranges
-from api.schemas.registry import DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
+from api.schemas.registry import ApprovalIn, DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
 from exchange import instruments, issuance, transfers
 from exchange.keys import Principal
 from exchange.runtime import Runtime
@@ -50,9 +50,12 @@ class IssuanceController(Controller):
     async def request(self, rt: Runtime, principal: Principal, data: IssuanceIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
+        serials = data.origin_serials
         return await issuance.request(rt, principal, cid, instrument=data.instrument, holder_id=data.holder_id,
                                       quantity=data.quantity, attributes=data.attributes,
-                                      origin_registry=data.origin_registry, origin_serial=data.origin_serial)
+                                      origin_registry=data.origin_registry,
+                                      origin_serials=(serials.start, serials.end) if serials else None,
+                                      origin_reference=data.origin_reference)
 
     @get("/", operation_id="listIssuances", summary="Issuance requests")
     async def listing(self, rt: Runtime, principal: Principal, status: str | None = None, limit: Limit = 100,
@@ -64,10 +67,16 @@ class IssuanceController(Controller):
         return await issuance.get(rt, principal, request_id)
 
     @post("/{request_id:int}/approve", operation_id="approveIssuance", status_code=200,
-          summary="Approve (operator; checker): creates the serial range and credits the holder. Idempotent.")
+          summary="Approve (operator; checker): creates the serial range and credits the holder. Idempotent.",
+          description="A request flagged as a possible double issuance at approval (the same parcel, or "
+                      "project of the same kind, over an overlapping period in a request approved already or "
+                      "made before it) is refused 409 `flagged_double_issuance` with the `flags`, unless the "
+                      "body says `override_flags: true` and a `reason`.")
     async def approve(self, rt: Runtime, principal: Principal, request_id: Id,
-                      data: DecisionIn | None = None) -> dict[str, Any]:
-        return await issuance.approve(rt, principal, request_id, data.note if data else None)
+                      data: ApprovalIn | None = None) -> dict[str, Any]:
+        data = data or ApprovalIn()
+        return await issuance.approve(rt, principal, request_id, data.note,
+                                      issuance.override_reason(data.override_flags, data.reason))
 
     @post("/{request_id:int}/reject", operation_id="rejectIssuance", status_code=200,
           summary="Reject (operator; checker)")

@@ -21,6 +21,9 @@ from exchange.keys import Principal
 from exchange.runtime import Runtime
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
+# A minute as Unix seconds, up to the end of 2199 (the last date an input may name); PostgreSQL's
+# to_timestamp fails beyond its own range, which 2^53 - 1 seconds is far past.
+Minute = Annotated[int, Parameter(ge=0, le=7_258_118_400, description="Unix seconds, 0 to 2200-01-01T00:00:00Z")]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 OVERSIGHT = frozenset({"operator", "auditor"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -127,8 +130,8 @@ class AuditController(Controller):
             return await audit.listing(conn, after=after, limit=limit, operation=operation, actor=actor)
 
     @get("/anonymous-refusals", operation_id="listAnonymousRefusals",
-         summary="Administrative requests without a valid key, counted per client address and minute")
-    async def anonymous(self, rt: Runtime, after_minute: Annotated[int, Parameter(ge=0, le=2**53 - 1)] = 0,
+         summary="Refused administrative requests without a valid key, counted per client address and minute")
+    async def anonymous(self, rt: Runtime, after_minute: Minute = 0,
                         limit: Limit = 100) -> list[dict[str, Any]]:
         async with rt.read() as conn:
             return await audit.anonymous_refusals(conn, after_minute=after_minute, limit=limit)

@@ -6,13 +6,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Id, Note, Strict
+from api.schemas.common import ClientId, Date, Decimal, Id, Note, Strict
 
 Side = Literal["buy", "sell"]
+# A session boundary, Asia/Shanghai: HH:MM in ASCII digits (no seconds, offset or "T": "09:30Z" would be an
+# aware time that cannot be compared with the others).
+SessionTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 
-class MarketSettings(Strict):
-    """Every number of DESIGN.md §6 is a setting; unset ones take the national CEA defaults for the mode."""
+class RuleSettings(Strict):
+    """The rules of a market that a definition sets and an amendment may change (same keys and units)."""
 
     tick_fen: int | None = Field(default=None, ge=1, le=1_000_000)
     lot_units: int | None = Field(default=None, ge=1, le=1_000_000)
@@ -23,11 +26,21 @@ class MarketSettings(Strict):
     best_n: int | None = Field(default=None, ge=1, le=50)
     strict_best: bool | None = None
     stp: Literal["cancel_taker", "cancel_maker", "cancel_both"] | None = None
-    sessions: list[Annotated[list[str], Field(max_length=2)]] | None = Field(default=None, max_length=6,
-                                             description="[[\"09:30\",\"11:30\"],...] Asia/Shanghai; [] = always")
+    sessions: list[Annotated[list[SessionTime], Field(max_length=2)]] | None = Field(
+        default=None, max_length=6,
+        description="Trading hours, Asia/Shanghai, in order: [[\"09:30\",\"11:30\"],[\"13:00\",\"15:00\"]]. The "
+                    "market opens at the first start, pauses between sessions and closes at the last end, Monday to "
+                    "Friday except `holidays`. [] = always open, every day (the trading day ends at midnight).")
+    holidays: list[Date] | None = Field(default=None, max_length=400,
+                                        description="Weekdays on which the market does not trade (ISO dates)")
     fee_bps: int | None = Field(default=None, ge=0, le=1000)
     t_plus_1: bool | None = None
     in_close: bool | None = None
+
+
+class MarketSettings(RuleSettings):
+    """Every number of DESIGN.md §6 is a setting; unset ones take the national CEA defaults for the mode."""
+
     reference_price_fen: int | None = Field(default=None, ge=1, le=10**12)
 
 
@@ -40,6 +53,17 @@ class MarketIn(Strict):
 
 class SessionIn(Strict):
     action: Literal["open", "pause", "close"]
+    override: bool = Field(default=False, description="Open outside the market's hours (needs `reason`); lasts until "
+                                                      "the next scheduled transition of that day or its end")
+    reason: Note = Field(default=None, description="Why the hours are overridden (recorded in the market's events "
+                                                   "and the audit trail)")
+
+
+class AmendmentIn(Strict):
+    effective_from: Date = Field(description="The trading day from which the new rules apply (after today and the "
+                                             "market's current trading day, at most 730 days ahead)")
+    settings: RuleSettings = Field(description="Only the settings that change")
+    client_id: ClientId = None
 
 
 class HaltIn(Strict):

@@ -2,53 +2,118 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
+from exchange.instrument_kinds import KindAttributes
 
 ParticipantKind = Literal["operator", "issuer", "enterprise", "bank", "court", "auditor"]
 InstrumentKind = Literal["cea", "ccer", "cdcer", "forest_ticket", "emission_right"]
 # judicial_restoration is reserved for court restoration orders, which carry the case data.
 Purpose = Literal["compliance", "voluntary"]
+# `attributes` by the instrument's kind: each kind's schema is in the OpenAPI document (anyOf), and the
+# service validates them once it knows the kind, naming every missing or invalid attribute at once.
+InstrumentAttributes = Annotated[dict[str, Any], KindAttributes("instrument")]
+BatchAttributes = Annotated[dict[str, Any], KindAttributes("batch")]
+
+
+class IdDocumentIn(Strict):
+    type: Literal["resident_id_card", "passport"] = Field(description="resident_id_card: 居民身份证 (GB 11643 "
+                                                                      "check digit verified); passport")
+    number: str = Field(min_length=1, max_length=32, description="as printed, ASCII (e.g. 11010519491231002X)")
+    country: str | None = Field(default=None, min_length=3, max_length=3,
+                                description="passports: issuing state, ISO 3166-1 alpha-3 (e.g. CHN); "
+                                            "not given for a 居民身份证")
 
 
 class ParticipantIn(Strict):
     name: Name
     kind: ParticipantKind
-    uscc: str | None = Field(default=None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$",
-                             description="统一社会信用代码 (18 characters)")
+    subject: Literal["organisation", "person"] = Field(
+        default="organisation", description="an organisation (optionally with its USCC) or a natural person "
+                                            "(enterprise kind only, with a private identity document)")
+    # Checked in exchange/subjects.py (ASCII, character set, GB 32100-2015 check character): 422 invalid_uscc
+    # or uscc_check_failed, with a machine code rather than a pattern mismatch.
+    uscc: str | None = Field(default=None, min_length=1, max_length=32,
+                             description="统一社会信用代码: 18 ASCII characters, check character verified")
+    id_document: IdDocumentIn | None = Field(default=None, description="a person's identity document: stored, "
+                                             "unique, seen only by operators, auditors and the person")
+    client_id: ClientId = None
+
+
+class EnrollmentCodeIn(Strict):
+    client_id: ClientId = None
+
+
+class EnrollIn(Strict):
+    first_half: str = Field(min_length=1, max_length=200, description="one half of the enrollment code")
+    second_half: str = Field(min_length=1, max_length=200, description="the other half (either order)")
+    label: str = Field(default="", max_length=200)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    client_id: ClientId = None
+
+
+class StatusChangeIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
     client_id: ClientId = None
 
 
 class KeyIn(Strict):
     label: str = Field(default="", max_length=200)
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650,
+                                        description="capped at the expiry of the key that mints it")
+    client_id: ClientId = None
 
 
 class InstrumentIn(Strict):
+    """An instrument of one kind. Allowances (`cea`) are the national CEA (`scheme` national) or a pilot
+    market's allowance with its `region` (e.g. guangdong: GDEA)."""
+
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
     name: Name
     kind: InstrumentKind
     decimals: int = Field(ge=0, le=6)
     unit: str | None = Field(default=None, max_length=20)
-    attributes: dict[str, Any] = Field(default_factory=dict, max_length=20)
+    attributes: InstrumentAttributes = Field(default_factory=dict)
     client_id: ClientId = None
 
 
 class IssuanceIn(Strict):
+    """A batch to issue. An import from another registry names `origin_registry` and `origin_serials`:
+    the same range of the same registry again is refused (409 `duplicate_import`), an overlapping one too
+    (409 `overlapping_import`)."""
+
     instrument: str = Field(min_length=1, max_length=32)
     holder_id: int = Field(ge=1, le=MAX_ID)
     quantity: Decimal
-    attributes: dict[str, Any] = Field(default_factory=dict, max_length=20)
-    origin_registry: str | None = Field(default=None, max_length=100)
-    origin_serial: str | None = Field(default=None, max_length=200)
+    attributes: BatchAttributes = Field(default_factory=dict)
+    origin_registry: str | None = Field(default=None, min_length=1, max_length=100,
+                                        description="the registry the units come from, e.g. Verra; compared "
+                                                    "case- and width-insensitively")
+    origin_serials: SerialRange | None = Field(default=None,
+                                               description="the origin registry's serial numbers, both ends "
+                                                           "included; compared as numbers")
+    origin_reference: str | None = Field(default=None, min_length=1, max_length=200,
+                                         description="the origin serial as the origin registry prints it, for "
+                                                     "the record (not compared)")
     client_id: ClientId = None
 
 
 class DecisionIn(Strict):
     note: Note = None
+
+
+class ApprovalIn(DecisionIn):
+    """Approving a flagged request (`flags` not empty at approval) needs `override_flags: true` and a
+    `reason`; both are recorded on the request (`override`) and in the batch's ledger entry meta."""
+
+    # A JSON boolean only (strict models, api/schemas/common.py): 1 or "true" is no override.
+    override_flags: bool = Field(default=False,
+                                 description="approve although the request is flagged as a possible double issuance")
+    reason: str | None = Field(default=None, max_length=2000,
+                               description="why the flags are overridden; required with override_flags")
 
 
 class TransferIn(Strict):

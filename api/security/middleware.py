@@ -15,8 +15,8 @@
 6. the audit trail: administrative requests are recorded (who, what, when, from where, outcome),
    before the response leaves, so a client never sees an answer that is not in the trail: if the row
    cannot be written, the answer is replaced by 503 `audit_unavailable`. Requests without a valid key
-   are recorded without their body, and at most one row per client address and minute
-   (api/security/audit.py says how the rest are counted).
+   that are refused get at most one row per client address and minute (api/security/audit.py says how
+   the rest are counted); a public administrative operation that succeeds (enrollment) gets its own row.
 
 It runs after ApiKeyMiddleware (scope["user"] is set) and before the guards (authorization matrix).
 """
@@ -250,8 +250,8 @@ class SecurityMiddleware(ASGIMiddleware):
                 await send_problem(scope, send_, *refusal)
                 return
             with provenance(**({"signed_instruction": signed} if signed is not None else {})):
-                if key is not None and principal is not None and operation is not None:
-                    await self.replays.run(scope, receive, send_, next_app, principal, key, body, operation)
+                if key is not None and principal is not None:
+                    await self.replays.run(scope, receive, send_, next_app, principal, key, body)
                 else:
                     await next_app(scope, receive, send_)
 
@@ -281,7 +281,7 @@ class SecurityMiddleware(ASGIMiddleware):
             ev = audit_policy.event(scope, operation, principal, status, request, response_body, signed)
             try:
                 async with scope["app"].state.rt.tx() as conn:
-                    if principal is None:
+                    if principal is None and status >= 400:  # keyless and refused: counted (see audit.py)
                         await audit_store.record_anonymous(conn, ev)
                     else:
                         await audit_store.append(conn, ev)

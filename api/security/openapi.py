@@ -147,44 +147,46 @@ def _integer_bounds(app: Litestar, doc: OpenAPI) -> None:
 
 
 ID = "$response.body#/id"
+_ACTION = {op: {"action_id": ID} for op in ("getOperatorAction", "approveOperatorAction", "rejectOperatorAction")}
 # What a created object's answer leads to (OpenAPI links): clients and the stateful fuzzer
-# (tests/security/test_schemathesis.py) follow them to act on the object just made.
-# source operationId -> (status, {target operationId: {parameter: runtime expression}})
-LINKS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
-    "createParticipant": ("201", {op: {"participant_id": ID} for op in (
-        "getParticipant", "createKey", "listKeys", "registerSigningKey", "listParticipantSigningKeys",
-        "getSignaturePolicy")}),
-    "createKey": ("201", {"revokeKey": {"participant_id": "$request.path.participant_id", "key_id": ID}}),
-    "registerSigningKey": ("201", {"revokeSigningKey": {"participant_id": "$request.path.participant_id",
-                                                        "key_id": ID}}),
-    "requestIssuance": ("201", {op: {"request_id": ID} for op in ("getIssuance", "approveIssuance",
-                                                                   "rejectIssuance")}),
-    **{maker: ("202", {op: {"action_id": ID} for op in ("getOperatorAction", "approveOperatorAction",
-                                                         "rejectOperatorAction")})
-       for maker in ("recordDeposit", "recordWithdrawal", "defineInstrument", "defineMarket")},
-    "filePledge": ("201", {op: {"pledge_id": ID} for op in (
+# (tests/security/test_schemathesis.py) follow them to act on the object just made. A maker-checker
+# operation's 202 (a pending proposal) leads to the proposal; its 201 (maker-checker off) to the object.
+# source operationId -> {status: {target operationId: {parameter: runtime expression}}}
+LINKS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
+    "createParticipant": {"201": {op: {"participant_id": ID} for op in (
+        "getParticipant", "createKey", "listKeys", "listEnrollmentCodes", "issueEnrollmentCode",
+        "registerSigningKey", "listParticipantSigningKeys", "getSignaturePolicy")}, "202": _ACTION},
+    "createKey": {"201": {"revokeKey": {"participant_id": "$request.path.participant_id", "key_id": ID}}},
+    "registerSigningKey": {"201": {"revokeSigningKey": {"participant_id": "$request.path.participant_id",
+                                                        "key_id": ID}}},
+    "requestIssuance": {"201": {op: {"request_id": ID} for op in ("getIssuance", "approveIssuance",
+                                                                   "rejectIssuance")}},
+    **{maker: {"202": _ACTION} for maker in ("recordDeposit", "recordWithdrawal", "defineInstrument", "defineMarket",
+                                             "amendMarket", "issueEnrollmentCode", "reinstateParticipant")},
+    "filePledge": {"201": {op: {"pledge_id": ID} for op in (
         "getPledge", "listPledgeEvents", "confirmPledge", "declinePledge", "withdrawPledge", "amendPledge",
-        "extendPledge", "topUpPledge", "releasePledge", "filePledgeClaim")}),
-    "createFreeze": ("201", {op: {"freeze_id": ID} for op in ("getFreeze", "renewFreeze", "deductFreeze",
-                                                               "unfreeze")}),
-    "createRestorationOrder": ("201", {op: {"order_id": ID} for op in (
+        "extendPledge", "topUpPledge", "releasePledge", "filePledgeClaim")}},
+    "createFreeze": {"201": {op: {"freeze_id": ID} for op in ("getFreeze", "renewFreeze", "deductFreeze",
+                                                               "unfreeze")}},
+    "createRestorationOrder": {"201": {op: {"order_id": ID} for op in (
         "getRestorationOrder", "listRestorationReminders", "getRestorationCertificate",
-        "getRestorationCertificatePdf", "purchaseForRestoration", "takeForRestoration")}),
-    "placeOrder": ("201", {op: {"market_id": "$request.path.market_id", "order_id": "$response.body#/order/id"}
-                           for op in ("getOrder", "cancelOrder", "reduceOrder")}),
-    "createTransfer": ("201", {op: {"seq": "$response.body#/entry_seq"} for op in ("getLedgerEntry",
-                                                                                   "getEntryReceipt")}),
+        "getRestorationCertificatePdf", "purchaseForRestoration", "takeForRestoration")}},
+    "placeOrder": {"201": {op: {"market_id": "$request.path.market_id", "order_id": "$response.body#/order/id"}
+                           for op in ("getOrder", "cancelOrder", "reduceOrder")}},
+    "createTransfer": {"201": {op: {"seq": "$response.body#/entry_seq"} for op in ("getLedgerEntry",
+                                                                                   "getEntryReceipt")}},
 }
 
 
 def _declare_links(doc: OpenAPI) -> None:
     ops = {op.operation_id: op for item in (doc.paths or {}).values()
            for op in (item.get, item.put, item.post, item.delete, item.patch) if op is not None}
-    for source, (status, targets) in LINKS.items():
-        response = (ops[source].responses or {}).get(status)
-        if isinstance(response, OpenAPIResponse):
-            response.links = {target: Link(operation_id=target, parameters=dict(params))
-                              for target, params in targets.items() if target in ops}
+    for source, by_status in LINKS.items():
+        for status, targets in by_status.items():
+            response = (ops[source].responses or {}).get(status)
+            if isinstance(response, OpenAPIResponse):
+                response.links = {target: Link(operation_id=target, parameters=dict(params))
+                                  for target, params in targets.items() if target in ops}
 
 
 _improved: dict[tuple[str, ...], OpenAPI] = {}

@@ -7,6 +7,10 @@ method, the target as sent and the body bytes). Then:
 
 - a successful (2xx) answer is stored (exchange/idempotency.py) before it leaves; the same request again
   gets the stored status and bytes, whatever happened since (the order filled, the day changed);
+- unless it shows a secret: an answer with a field named `token`, `first_half`, `second_half` or `secret`
+  anywhere in it (an API key minted, a half of an enrollment code on a proposal or its approval, a
+  webhook's secret) is never stored — the store refuses it (exchange.idempotency.SECRET_FIELDS), whatever
+  the operation. Its retry is answered by the service, which derives the same secret again;
 - while a request runs, the same request again waits for it and gets its answer, whatever it is (a 409,
   a 503); a *different* request under the same key waits for it to end, then runs on its own, and the
   service's own idempotency check answers it (`idempotency_conflict`, or its replay);
@@ -38,8 +42,6 @@ from exchange.keys import Principal
 log = logging.getLogger("envx.security")
 MAX_STORED = 1_000_000  # larger answers are not kept (no mutation answers with that much)
 Shared = tuple[Answer, list[tuple[bytes, bytes]] | None]  # an answer, and the headers it was first sent with
-# Answers that carry a secret shown once are never stored (a retry gets the service's replay).
-NOT_STORED = frozenset({"createKey", "setPledgeWebhook"})
 
 
 def keyed_operations(app: Any) -> frozenset[str]:
@@ -87,7 +89,7 @@ class ReplayGate:
         self._running: dict[tuple[str, str], tuple[bytes, asyncio.Future[Shared]]] = {}
 
     async def run(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp, principal: Principal,
-                  key: str, body: bytes, operation: str) -> None:
+                  key: str, body: bytes) -> None:
         digest = request_digest(scope, body)
         slot = (principal.actor, key)
         while (running := self._running.get(slot)) is not None:
@@ -109,7 +111,7 @@ class ReplayGate:
             async with rt.read() as conn:
                 stored = await idempotency.stored_answer(conn, principal.actor, key, digest)
             shared = (stored, None) if stored is not None else \
-                await self._first(scope, receive, next_app, principal, key, digest, operation not in NOT_STORED)
+                await self._first(scope, receive, next_app, principal, key, digest)
             done.set_result(shared)
         except BaseException as exc:
             done.set_exception(exc)
@@ -120,7 +122,7 @@ class ReplayGate:
         await send_answer(send, *shared)
 
     async def _first(self, scope: Scope, receive: Receive, next_app: ASGIApp, principal: Principal, key: str,
-                     digest: bytes, keep: bool) -> Shared:
+                     digest: bytes) -> Shared:
         messages: list[Message] = []
 
         async def capture(msg: Message) -> None:
@@ -133,7 +135,7 @@ class ReplayGate:
                           "application/json")
         answer = Answer(start["status"], media_type,
                         b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body"))
-        if keep and 200 <= answer.status < 300 and len(answer.body) <= MAX_STORED:
+        if 200 <= answer.status < 300 and len(answer.body) <= MAX_STORED:
             try:
                 async with scope["app"].state.rt.tx() as conn:
                     await idempotency.store_answer(conn, principal.actor, key, digest, answer)

@@ -127,24 +127,6 @@ def test_roles_and_object_level_access(api: Api, client) -> None:
     assert buyer.get("/v1/whoami").status_code == 401
 
 
-def test_double_issuance_across_kinds_is_flagged_and_imports_dedupe(api: Api) -> None:
-    api.instrument("FCT-SM")
-    api.instrument("CCER", kind="ccer")
-    issuer = api.participant("issuer", "issuer")["api"]
-    holder = api.participant("owner", "enterprise")
-    a = api.ok(issuer.post("/v1/issuances", {"instrument": "FCT-SM", "holder_id": holder["id"], "quantity": "10",
-                                             "attributes": {**ticket(1), "parcel": "沙县-林班-12"}}))
-    assert a["flags"] == []
-    b = api.ok(issuer.post("/v1/issuances", {"instrument": "CCER", "holder_id": holder["id"], "quantity": "10",
-                                             "attributes": {"project": "沙县-林班-12"}}))
-    assert b["flags"][0]["code"] == "possible_double_issuance"
-    body = {"instrument": "CCER", "holder_id": holder["id"], "quantity": "5", "attributes": {"project": "p2"},
-            "origin_registry": "Verra", "origin_serial": "VCS-1-100"}
-    api.ok(issuer.post("/v1/issuances", body))
-    r = issuer.post("/v1/issuances", body)
-    assert r.status_code == 409 and r.json()["code"] == "duplicate_import"
-
-
 def test_cash_deposit_and_withdrawal_in_fen(api: Api) -> None:
     bank = api.participant("兴业银行三明分行", "bank")
     r = api.ok(api.post("/v1/cash/deposits", {"participant_id": bank["id"], "amount": "5000000.00",

@@ -82,7 +82,8 @@ class _Approved:
     """A maker-checker proposal approved by the second operator, answering like the direct call."""
 
     def __init__(self, resp: httpx.Response) -> None:
-        self.resp = resp
+        self.resp = self.raw = resp  # `raw` as tests.helpers.Approved: the approval's own answer
+        self.ok = resp.status_code == 200
         self.status_code = 201 if resp.status_code == 200 else resp.status_code
         self.text = resp.text
 
@@ -101,16 +102,19 @@ class CampaignApi(Api):
         super().__init__(client, token)
         self.checker = checker
 
+    def new_key(self) -> str:
+        return f"setup-{uuid.uuid4().hex}"
+
     def post(self, path: str, body: dict[str, Any] | None = None, key: str | None = "auto") -> Any:
-        if key == "auto":
-            key = f"setup-{uuid.uuid4().hex}"
-        resp = super().post(path, body, key)
+        resp = self.propose(path, body, key)
         if resp.status_code == 202 and self.checker:
-            proposal = resp.json()
-            if isinstance(proposal, dict) and proposal.get("approve"):
-                return _Approved(self.client.post(proposal["approve"], json={}, headers={
-                    "Authorization": f"Bearer {self.checker}", "Idempotency-Key": f"{key}-approve"}))
+            return self.approve(resp)
         return resp
+
+    def approve(self, proposal: Any) -> Any:
+        body = proposal.json()
+        return _Approved(self.client.post(body["approve"], json={}, headers={
+            "Authorization": f"Bearer {self.checker}", "Idempotency-Key": f"approve-{body['id']}"}))
 
     def as_(self, token: str) -> CampaignApi:
         return CampaignApi(self.client, token, self.checker)

@@ -126,8 +126,9 @@ def read_scaling(primary: str, replica: str, op_key: str, world: World, markets:
         paths = ["/v1/ledger/head", "/v1/ledger/entries?after=0&limit=1000", f"/v1/ledger/entries/{seq}",
                  "/v1/ledger/checkpoints?limit=20", "/v1/ledger/keys", "/v1/participants",
                  f"/v1/holdings?participant_id={world.traders[0].id}", "/v1/pledges"]
-        # Public inquiry (公示查询) by holder name: no key needed.
-        paths += [f"/v1/public/{kind}?name=林业合作社&limit=200" for kind in ("pledges", "retirements", "freezes")]
+        # Public inquiry (公示查询) by a holder's whole name: no key needed.
+        paths += [f"/v1/public/{kind}?name={world.traders[0].name}&limit=200"
+                  for kind in ("pledges", "retirements", "freezes")]
         for m in markets:
             paths += [f"/v1/markets/{m}", f"/v1/markets/{m}/depth?levels=20", f"/v1/markets/{m}/trades?limit=500",
                       f"/v1/markets/{m}/orders", f"/v1/markets/{m}/ohlc"]
@@ -173,7 +174,7 @@ def read_scaling(primary: str, replica: str, op_key: str, world: World, markets:
         n, t0 = 0, time.monotonic()
         while time.monotonic() - t0 < 2.0:
             for path in ("/v1/ledger/head", f"/v1/markets/{markets[0]}/depth",
-                         "/v1/public/pledges?name=林业合作社&limit=20"):
+                         f"/v1/public/pledges?name={world.traders[0].name}&limit=20"):
                 r.get(path, headers=h).raise_for_status()
                 n += 1
         rs.replica_reads_per_second = round(n / (time.monotonic() - t0), 1)

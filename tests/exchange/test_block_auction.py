@@ -34,7 +34,7 @@ def test_block_quote_counter_confirm(api: Api, db_url: str) -> None:
     assert [x["quote_id"] for x in api.ok(buyer["api"].get(f"/v1/markets/{m}/block-quotes"))] == [q]
     assert api.ok(other["api"].get(f"/v1/markets/{m}/block-quotes")) == []  # directed: invisible to others
     r = other["api"].post(f"/v1/markets/{m}/block-quotes/{q}/respond", {"price": "95.00", "quantity": "120000"})
-    assert r.status_code == 409 and r.json()["code"] == "not_in_audience"
+    assert r.status_code == 404 and r.json()["code"] == "not_found"  # as if there were no such quote
     far = buyer["api"].post(f"/v1/markets/{m}/block-quotes/{q}/respond", {"price": "60.00", "quantity": "120000"})
     assert far.status_code == 409 and far.json()["code"] == "price_out_of_band"  # ±30 % of 100.00
     deal = api.ok(buyer["api"].post(f"/v1/markets/{m}/block-quotes/{q}/respond",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import Api
+from tests.helpers import Api, project_batch
 
 
 def world(api: Api, fee_bps: int = 0) -> dict:
@@ -10,7 +10,7 @@ def world(api: Api, fee_bps: int = 0) -> dict:
     issuer = api.participant("成都市生态环境局", "issuer")
     s = api.participant("成都天投蔚蓝生物科技有限公司", "enterprise")
     b = api.participant("成都市绿色低碳发展协会", "enterprise")
-    api.issue(issuer["api"], s["id"], "CDCER", "4034", {"project": "天府新区厨余垃圾资源化利用"})
+    api.issue(issuer["api"], s["id"], "CDCER", "4034", project_batch("天府新区厨余垃圾资源化利用"))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": b["id"], "amount": "100000.00", "bank_reference": "d"}))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": s["id"], "amount": "1000.00", "bank_reference": "d2"}))
     api.ok(api.post("/v1/markets", {"instrument": "CDCER", "mode": "continuous",

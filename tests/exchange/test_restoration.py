@@ -15,7 +15,7 @@ import pytest
 from pypdf import PdfReader
 
 from ledger import certificate
-from tests.helpers import Api
+from tests.helpers import Api, project_batch
 
 
 def _setup(api: Api, code: str = "CCER", kind: str = "ccer", decimals: int = 0) -> dict:
@@ -24,7 +24,7 @@ def _setup(api: Api, code: str = "CCER", kind: str = "ccer", decimals: int = 0) 
     payer = api.participant("南靖 滥伐林木案 被告人", "enterprise")
     seller = api.participant("福建某林场 (CCER 项目业主)", "enterprise")
     issuer = api.participant("生态环境部", "issuer")
-    api.issue(issuer["api"], seller["id"], code, "500" if decimals == 0 else "500.000", {"project": "福建林业碳汇"})
+    api.issue(issuer["api"], seller["id"], code, "500" if decimals == 0 else "500.000", project_batch("福建林业碳汇"))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "10000.00", "bank_reference": "p"}))
     return {"court": court, "payer": payer, "seller": seller}
 
@@ -161,8 +161,8 @@ def test_baoxing_24000_kg_bought_in_parts_on_the_book(api: Api) -> None:
     payer = api.participant("宝兴 盗伐林木案 被告人 (六人)", "enterprise")
     s1, s2 = api.participant("项目业主一", "enterprise"), api.participant("项目业主二", "enterprise")
     issuer = api.participant("成都市生态环境局", "issuer")
-    for s in (s1, s2):
-        api.issue(issuer["api"], s["id"], "CDCER", "30", {"project": "碳惠天府 林业"})
+    for year, s in enumerate((s1, s2), start=2021):
+        api.issue(issuer["api"], s["id"], "CDCER", "30", project_batch("碳惠天府 林业", year))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "5000.00", "bank_reference": "p"}))
     api.ok(api.post("/v1/markets", {"instrument": "CDCER", "mode": "continuous", "settings": {"sessions": []}}))
     m = "CDCER.continuous"
@@ -187,3 +187,87 @@ def test_baoxing_24000_kg_bought_in_parts_on_the_book(api: Api) -> None:
 
     # Deadline reminders: none for a fulfilled order.
     assert api.client.blocking_portal.call(restoration.reminders, rt) == 0
+
+
+def test_judicial_retirement_is_public_under_the_payer_with_receipts_for_payer_and_court(api: Api) -> None:
+    """Issue #14: the public record names the payer, court and case; payer and court get the receipts;
+    the payer's holdings list the retired blocks; the defendant's ID number is in no public answer."""
+    w = _setup(api)
+    court, payer, seller = w["court"]["api"], w["payer"]["api"], w["seller"]["api"]
+    other_court = api.participant("顺昌县人民法院", "court")
+    stranger = api.participant("无关企业", "enterprise")
+    id_number = "350627198807150012"
+    api.ok(api.post("/v1/markets", {"instrument": "CCER", "mode": "listing", "settings": {"sessions": []}}))
+    api.ok(api.post("/v1/markets/CCER.listing/session", {"action": "open"}))
+    listing = api.ok(seller.post("/v1/markets/CCER.listing/listings", {"side": "sell", "price": "60.00",
+                                                                        "quantity": "200"}))["order"]["id"]
+    oid = api.ok(court.post("/v1/restoration-orders", {
+        "case_number": "(2022)闽0627刑初123号", "case_type": "刑事附带民事公益诉讼",
+        "defendants": [{"name": "被告人甲", "id_number": id_number}], "payer_id": w["payer"]["id"],
+        "required_quantity": "96", "eligible_kinds": ["ccer"],
+        "deadline": (date.today() + timedelta(days=30)).isoformat()}))["id"]
+    # Before anything is retired the public certificate answers as for an order that does not exist.
+    none, unknown = api.client.get(f"/v1/restoration-orders/{oid}/certificate"), \
+        api.client.get("/v1/restoration-orders/999/certificate")
+    assert (none.status_code, none.json()["code"]) == (unknown.status_code, unknown.json()["code"]) == (
+        404, "not_found")
+    # Another court, or a stranger, is told the order does not exist -- before its state is looked at.
+    for who, path, body in ((other_court["api"], f"/v1/restoration-orders/{oid}", None),
+                            (stranger["api"], f"/v1/restoration-orders/{oid}/takes",
+                             {"market_id": "CCER.listing", "listing_id": listing, "quantity": "1"})):
+        r = who.get(path) if body is None else who.post(path, body)
+        assert (r.status_code, r.json()["code"]) == (404, "not_found"), r.text
+    # The court sees the order but may not buy for it: 403 (the party), not a state refusal.
+    r = court.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing", "listing_id": listing,
+                                                           "quantity": "1000"})
+    assert r.status_code == 403, r.text
+    api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing", "listing_id": listing,
+                                                               "quantity": "96"}))
+    assert id_number not in json.dumps(api.ok(payer.get(f"/v1/restoration-orders/{oid}")))
+    assert api.ok(court.get(f"/v1/restoration-orders/{oid}"))["defendants"][0]["id_number"] == id_number
+
+    # 公示查询 by the payer's whole name finds the retirement, naming payer, court, case and purpose.
+    ret = api.ok(api.client.get("/v1/public/retirements", params={"name": "南靖 滥伐林木案 被告人"}))
+    [row] = ret["certificate"]["results"]
+    assert (row["holder"], row["court"], row["case_number"], row["purpose"]) == (
+        "南靖 滥伐林木案 被告人", "南靖县人民法院", "(2022)闽0627刑初123号", "judicial_restoration")
+    assert row["beneficiary"] == "南靖县人民法院 (2022)闽0627刑初123号 替代性生态修复"
+    assert row["serial_end"] - row["serial_start"] + 1 == 96
+    by_serial = api.ok(api.client.get("/v1/public/retirements", params={"serial": row["serial_start"]}))
+    assert by_serial["certificate"]["results"] == [row]
+
+    # Receipts of the retirement entry: the payer and the ordering court; not the seller or another court.
+    seq = row["entry_seq"]
+    keys = _keys(api)
+    for who in (payer, court):
+        from ledger.receipt import verify_receipt
+
+        verify_receipt(api.ok(who.get(f"/v1/ledger/entries/{seq}/receipt")), keys)
+    for who in (seller, other_court["api"], stranger["api"]):
+        r, u = who.get(f"/v1/ledger/entries/{seq}/receipt"), who.get("/v1/ledger/entries/999999/receipt")
+        assert (r.status_code, r.json()["code"]) == (u.status_code, u.json()["code"]) == (404, "not_found")
+
+    # Holdings: the payer's list the retired blocks (state retired, purpose, beneficiary); nothing is held.
+    held = api.ok(payer.get("/v1/holdings"))
+    assert [(b["state"], b["purpose"], b["quantity"]) for b in held["blocks"]] == [
+        ("retired", "judicial_restoration", "96")]
+    assert held["blocks"][0]["beneficiary"] == row["beneficiary"] and held["blocks"][0]["retired_seq"] == seq
+    assert not [b for b in held["balances"] if b["instrument"] == "CCER"]
+    # An ordinary retirement is listed with its holder too.
+    api.ok(seller.post("/v1/retirements", {"instrument": "CCER", "quantity": "4", "purpose": "voluntary",
+                                           "beneficiary": "福建某林场 2025 年碳中和"}))
+    mine = [b for b in api.ok(seller.get("/v1/holdings"))["blocks"] if b["state"] == "retired"]
+    assert [(b["purpose"], b["beneficiary"], b["quantity"]) for b in mine] == [
+        ("voluntary", "福建某林场 2025 年碳中和", "4")]
+    assert not [b for b in api.ok(seller.get("/v1/holdings"))["blocks"] if b.get("purpose") == "judicial_restoration"]
+
+    # The certificate (JSON, PDF, public check) names the defendant, never the ID number; no participant ids.
+    doc = api.ok(api.client.get(f"/v1/restoration-orders/{oid}/certificate"))
+    verified = certificate.verify(doc, keys)
+    assert verified.body["order"]["defendants"] == [{"name": "被告人甲"}]
+    pub = api.ok(api.client.get(f"/v1/public/certificates/{verified.code}"))
+    pdf = api.client.get(f"/v1/restoration-orders/{oid}/certificate.pdf").content
+    for raw in (json.dumps(doc), json.dumps(pub), pdf.decode("latin-1")):
+        assert id_number not in raw
+    meta = json.loads(doc["receipts"][0]["metadata"]["meta"])
+    assert not {"buyer", "seller"} & meta.keys() and meta["restoration"]["restoration_order"] == oid

@@ -73,7 +73,7 @@ def world(api: Api, quantity: str = "29715") -> dict[str, Any]:
     api.instrument("FCT-SM")
     w = {
         "issuer": api.participant("三明市林业局", "issuer"),
-        "owner": api.participant("三明市沙县林业合作社", "enterprise", uscc="91350427MA2XY81234"),
+        "owner": api.participant("三明市沙县林业合作社", "enterprise", uscc="91350427MA2XY8123J"),
         "bank": api.participant("兴业银行三明分行", "bank"),
         "junior": api.participant("三明农村商业银行", "bank"),
         "buyer": api.participant("成都市绿色低碳发展协会", "enterprise"),

@@ -81,18 +81,18 @@ def test_release_promotes_the_first_junior_claim_into_the_lock(api: Api, db_url:
     p = active(api, w, "600")
     pid = p["id"]
     c1 = api.ok(w["junior"]["api"].post(f"/v1/pledges/{pid}/claims", {
-        "loan_contract": "J-1", "amount": "300000.00", "term_end": days(300), "reference": "J1"}))["claims"][0]["id"]
-    claims = api.ok(third["api"].post(f"/v1/pledges/{pid}/claims", {
-        "loan_contract": "J-2", "amount": "100000.00", "term_end": days(300)}))["claims"]
-    c2 = next(c["id"] for c in claims if c["loan_contract"] == "J-2")
+        "loan_contract": "J-1", "amount": "300000.00", "term_end": days(300), "reference": "J1"}))["id"]
+    c2 = api.ok(third["api"].post(f"/v1/pledges/{pid}/claims", {
+        "loan_contract": "J-2", "amount": "100000.00", "term_end": days(300)}))["id"]
     # Confirmation order sets the priority: the third bank's claim confirmed first ranks first.
     api.ok(w["owner"]["api"].post(f"/v1/pledges/claims/{c2}/confirm"))
     p = api.ok(w["owner"]["api"].post(f"/v1/pledges/claims/{c1}/confirm"))
     assert {c["id"]: c["rank"] for c in p["claims"]} == {c2: 2, c1: 3}
-    # A stranger bank sees nothing; claimants see the lot they claim on.
+    # A stranger bank sees nothing; claimants see the lot they claim on (not the senior's loan).
     stranger = api.participant("其他银行", "bank")
-    assert stranger["api"].get(f"/v1/pledges/{pid}").status_code == 403
-    assert api.ok(third["api"].get(f"/v1/pledges/{pid}"))["id"] == pid
+    assert stranger["api"].get(f"/v1/pledges/{pid}").status_code == 404
+    lot = api.ok(third["api"].get(f"/v1/pledges/{pid}"))
+    assert lot["id"] == pid and "secured_amount" not in lot and [c["id"] for c in lot["claims"]] == [c2]
 
     done = api.ok(w["bank"]["api"].post(f"/v1/pledges/{pid}/release"))
     assert done["status"] == "released"
@@ -131,7 +131,7 @@ def test_transfer_to_the_bank_pays_the_surplus_and_exchange_sale_pays_in_parts(a
     # Sale through the exchange: units go to the bank's escrow, proceeds arrive in parts.
     p2 = active(api, w, "1000", references=[{"source": "中登网", "reference": "T-2"}])
     claim = api.ok(junior["api"].post(f"/v1/pledges/{p2['id']}/claims", {
-        "loan_contract": "J", "amount": "1000.00", "term_end": days(100)}))["claims"][0]["id"]
+        "loan_contract": "J", "amount": "1000.00", "term_end": days(100)}))["id"]
     api.ok(owner["api"].post(f"/v1/pledges/claims/{claim}/confirm"))
     p2 = api.ok(bank["api"].post(f"/v1/pledges/{p2['id']}/enforcement", {
         "method": "exchange", "reason": "违约", "outstanding": "10000.00", "fee": "5.00"}))

@@ -23,10 +23,10 @@ def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
     anon = api.client
     key = anon.get("/v1/public/inquiry-key").json()["verifier_key"]
 
-    by_name = anon.get("/v1/public/pledges", params={"name": "沙县林业"}).json()
+    by_name = anon.get("/v1/public/pledges", params={"name": "三明市沙县林业合作社"}).json()
     cert = by_name["certificate"]
     assert certificate.verify(by_name, key)
-    assert cert["query"] == {"name": "沙县林业"} and cert["issued_at"] and cert["ledger_head"]["seq"] > 0
+    assert cert["query"] == {"name": "三明市沙县林业合作社"} and cert["issued_at"] and cert["ledger_head"]["seq"] > 0
     [row] = cert["results"]
     assert row["pledgee"] == "兴业银行三明分行" and row["quantity"] == "300"
     assert row["serials"] == [{"start": 1, "end": 300}] and row["references"][0]["source"] == "中登网"
@@ -38,7 +38,7 @@ def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
     forged["certificate"]["results"][0]["quantity"] = "3"
     assert not certificate.verify(forged, key)
 
-    by_uscc = anon.get("/v1/public/pledges", params={"uscc": "91350427MA2XY81234"}).json()
+    by_uscc = anon.get("/v1/public/pledges", params={"uscc": "91350427MA2XY8123J"}).json()
     assert [r["registration_number"] for r in by_uscc["certificate"]["results"]] == [p["number"]]
     by_serial = anon.get("/v1/public/pledges", params={"serial": 150, "instrument": "FCT-SM"}).json()
     assert len(by_serial["certificate"]["results"]) == 1
@@ -50,7 +50,7 @@ def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
     assert (f["court"], f["case_number"], f["quantity"]) == ("三明市中级人民法院", "(2024)闽04执9号", "20")
     assert "notice" not in str(f)
 
-    ret = anon.get("/v1/public/retirements", params={"name": "沙县"}).json()
+    ret = anon.get("/v1/public/retirements", params={"name": "三明市沙县林业合作社"}).json()
     assert certificate.verify(ret, key)
     [r] = ret["certificate"]["results"]
     assert (r["serial_start"], r["serial_end"], r["beneficiary"], r["purpose"]) == (995, 999, "三明市碳中和活动",

@@ -45,8 +45,11 @@ def test_bad_references_and_inputs_are_refused(api: Api) -> None:
     # Roles: only banks file, only the pledgor confirms, only the pledgee releases.
     r = owner["api"].post("/v1/pledges", pledge_body(owner["id"], "1", references=[]))
     assert r.status_code == 403 and r.json()["code"] in ("forbidden", "role_forbidden")  # the role matrix
-    refused(w["buyer"]["api"].post(f"/v1/pledges/{ok['id']}/confirm"), 403, "forbidden")
-    refused(w["junior"]["api"].post(f"/v1/pledges/{ok['id']}/withdraw"), 403, "forbidden")
+    # Who may not see the registration is told what an unknown id is told; a party in the wrong role 403.
+    refused(w["buyer"]["api"].post(f"/v1/pledges/{ok['id']}/confirm"), 404, "not_found")
+    refused(w["junior"]["api"].post(f"/v1/pledges/{ok['id']}/withdraw"), 404, "not_found")
+    # The party check comes before the state check: the pledgor is not the buyer (and nothing is on sale).
+    refused(owner["api"].post(f"/v1/pledges/{ok['id']}/enforcement/accept", {"price": "1.00"}), 403, "forbidden")
     refused(bank.post(f"/v1/pledges/{ok['id']}/release"), 409, "pledge_not_confirmed")
     refused(bank.post("/v1/pledges/999/release"), 404, "not_found")
     # Idempotency: the same key and body replays; the same key with another body is refused.

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from tests.campaigns import failover
 
 
-def test_failover_to_a_synchronous_standby_loses_no_acknowledged_write(tmp_path: Path) -> None:
+def test_failover_to_a_synchronous_standby_loses_no_acknowledged_write() -> None:
+    # Not under pytest's tmp_path: the clusters run as another system user that must traverse to them,
+    # and every pytest start resets its base directory to mode 0700.
+    with tempfile.TemporaryDirectory(prefix="envx-failover-") as tmp:
+        _failover(Path(tmp))
+
+
+def _failover(tmp_path: Path) -> None:
     # Ledger writes only (transfers, retirements, pledges): the markets' failover problems are
     # reported by the long campaign (RELIABILITY.md) and must not make this test flaky.
     run = failover.one_failover(tmp_path, seed=11, before_seconds=2.0, after_seconds=1.0, workers=4,

@@ -25,6 +25,7 @@ from litestar.handlers import WebsocketRouteHandler
 
 from api.authz import MATRIX, PUBLIC, operation_of
 from api.security.signatures import generate_key
+from tests.helpers import ticket
 
 ROLES = ("operator", "issuer", "enterprise", "bank", "court", "auditor")
 INSTRUMENT = "FCT-AZ"
@@ -233,19 +234,17 @@ def build_world(api: Any) -> World:
         p = api.participant(f"authz {role}", role)
         tokens[role], ids[role], accounts[role] = p["token"], p["id"], p["holding_account"]
     w = World(tokens, ids, accounts)
-    for role in ROLES:  # a spare API key and signing key per role, to revoke
-        w.spare_keys[role] = api.ok(api.post(f"/v1/participants/{ids[role]}/keys", {"label": "spare"}))["id"]
+    as_ = {role: api.as_(tokens[role]) for role in ROLES}
+    for role in ROLES:  # a spare API key (minted by the role's own key) and signing key per role, to revoke
+        w.spare_keys[role] = api.ok(as_[role].post(f"/v1/participants/{ids[role]}/keys", {"label": "spare"}))["id"]
         w.spare_signing_keys[role] = api.ok(api.post(f"/v1/participants/{ids[role]}/signing-keys",
                                                      {"public_key": generate_key()[1], "label": "spare"}))["id"]
-    as_ = {role: api.as_(tokens[role]) for role in ROLES}
     api.instrument(INSTRUMENT)
     req = api.ok(as_["issuer"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids["enterprise"],
-                                                       "quantity": "1000", "attributes": {
-                                                           "ticket_number": "0000001", "issuing_bureau": "x"}}))
+                                                       "quantity": "1000", "attributes": ticket(1)}))
     api.ok(api.post(f"/v1/issuances/{req['id']}/approve", {}))
     pending = api.ok(as_["issuer"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids["enterprise"],
-                                                           "quantity": "5", "attributes": {
-                                                               "ticket_number": "0000002", "issuing_bureau": "x"}}))
+                                                           "quantity": "5", "attributes": ticket(2)}))
     w.objects["request_id"] = pending["id"]
     for role in ("enterprise", "bank"):
         api.ok(api.post("/v1/cash/deposits", {"participant_id": ids[role], "amount": "100000.00",

@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from pypdf import PdfReader
 
 from exchange import certificates
-from tests.helpers import Api
+from tests.helpers import Api, project_batch
 from tests.security.helpers import sql
 
 
@@ -25,7 +25,7 @@ def _fulfil(api: Api, quantity: str) -> dict[str, Any]:
     payer = api.participant("被告人", "enterprise")
     seller = api.participant("林场", "enterprise")
     issuer = api.participant("生态环境部", "issuer")
-    api.issue(issuer["api"], seller["id"], "CCER-PDF", "100", {"project": "福建林业碳汇"})
+    api.issue(issuer["api"], seller["id"], "CCER-PDF", "100", project_batch("福建林业碳汇"))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "10000.00", "bank_reference": "p"}))
     api.ok(api.post("/v1/markets", {"instrument": "CCER-PDF", "mode": "listing", "settings": {"sessions": []}}))
     api.ok(api.post("/v1/markets/CCER-PDF.listing/session", {"action": "open"}))

@@ -9,6 +9,7 @@ concurrent twin that commits first must turn a refusal or a unique-index race in
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,9 +17,12 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from exchange import freezing, restoration
+from api.app import create_app
+from exchange import freezing, keys, restoration
+from exchange.idempotency import carries_secret
 from exchange.keys import Principal
-from tests.helpers import Api, ticket
+from exchange.settings import Settings
+from tests.helpers import Api, bootstrap_operator, checker_token, ticket
 from tests.security.helpers import sql
 
 N = 20
@@ -189,19 +193,83 @@ def test_a_freeze_that_finds_its_twin_committed_answers_with_it(api: Api, client
 
 
 async def _principal(client: TestClient, token: str) -> Principal:
-    from exchange import keys
-
-    async with client.app.state.rt.read() as conn:
-        p = await keys.authenticate(conn, token)
+    rt = client.app.state.rt
+    async with rt.read() as conn:
+        p = await keys.authenticate(conn, rt.key_cache, token)
     assert p is not None
     return p
 
 
-def test_secrets_shown_once_are_never_kept_for_replays(api: Api, client: TestClient) -> None:
-    bank = api.participant("兴业银行", "bank")
-    token = api.ok(api.post(f"/v1/participants/{bank['id']}/keys", {"label": "desk"}, key="key-1"))["token"]
-    hook = api.ok(client.put("/v1/pledges/webhook", json={"url": "https://bank.example/hook"},
-                             headers={"Authorization": f"Bearer {bank['token']}", "Idempotency-Key": "hook-1"}))
-    stored = b"".join(bytes(r[0]) for r in sql(client, "SELECT body FROM answers_by_request"))
-    assert stored  # other answers are kept ...
-    assert token.encode() not in stored and hook["secret"].encode() not in stored  # ... not these
+def test_an_answer_with_a_secret_field_anywhere_is_never_stored() -> None:
+    assert not carries_secret(b'{"id": 7, "enrollment": null, "key": {"id": 3, "label": "desk"}}')
+    for body in (b'{"token": "envx_a_b"}', b'{"id": 1, "enrollment": {"first_half": "x"}}',
+                 b'{"result": {"id": 2}, "enrollment": {"second_half": "y"}}', b'[{"a": [{"secret": "s"}]}]',
+                 b"%PDF-1.7 not JSON, so not looked through"):
+        assert carries_secret(body), body
+
+
+@pytest.fixture(params=[True, False], ids=["four-eyes", "one-operator"])
+def secrets_client(request: pytest.FixtureRequest, db_url: str, settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"maker_checker": request.param,
+                                                 "webhook_allowed_hosts": "127.0.0.1"}), db_url)
+    with TestClient(app, raise_server_exceptions=False, timeout=60) as c:
+        yield c
+
+
+def test_secrets_shown_once_are_never_kept_for_replays(secrets_client: TestClient) -> None:
+    """Admission (a half on the proposal, the other on its approval; both at once without maker-checker),
+    enrollment, a key minted, a new enrollment code, a webhook: each retried with its key gets the same
+    secret again, and answers_by_request, walked afterwards, holds none of them."""
+    client = secrets_client
+    api = Api(client, bootstrap_operator(client))
+    checker = api.as_(checker_token(client))
+    shown: list[str] = []
+
+    def halves(key: str, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+        proposal = api.propose(path, body, key=key)
+        again = api.propose(path, body, key=key)
+        if proposal.status_code == 201:  # maker-checker off: one operator, both halves at once
+            code = proposal.json()["enrollment"]
+            assert again.json()["enrollment"] == code
+            return proposal.json(), code["first_half"], code["second_half"]
+        assert proposal.status_code == 202, proposal.text
+        first = proposal.json()["enrollment"]["first_half"]
+        assert again.json()["enrollment"]["first_half"] == first
+        approve = f"/v1/operator-actions/{proposal.json()['id']}/approve"
+        approval = checker.post(approve, {}, key=f"{key}-approval")
+        assert approval.status_code == 200, approval.text
+        second = approval.json()["enrollment"]["second_half"]
+        assert checker.post(approve, {}, key=f"{key}-approval").json()["enrollment"]["second_half"] == second
+        return approval.json()["result"], first, second
+
+    admitted, first, second = halves("admit", "/v1/participants", {"name": "兴业银行", "kind": "bank"})
+    enrolled = api.enroll(first, second, key="enroll")
+    assert enrolled.status_code == 201, enrolled.text
+    assert api.enroll(first, second, key="enroll").content == enrolled.content
+    bank = api.as_(enrolled.json()["key"]["token"])
+    minted = bank.post(f"/v1/participants/{admitted['id']}/keys", {"label": "desk"}, key="mint")
+    assert minted.status_code == 201, minted.text
+    assert bank.post(f"/v1/participants/{admitted['id']}/keys", {"label": "desk"}, key="mint").json()["token"] \
+        == minted.json()["token"]
+    _, renewed_first, renewed_second = halves("renew", f"/v1/participants/{admitted['id']}/enrollment-codes", {})
+    hook_headers = {"Authorization": f"Bearer {bank.token}", "Idempotency-Key": "hook"}
+    hook = client.put("/v1/pledges/webhook", json={"url": "https://127.0.0.1:9/hook"}, headers=hook_headers)
+    assert hook.status_code == 200, hook.text
+    assert client.put("/v1/pledges/webhook", json={"url": "https://127.0.0.1:9/hook"},
+                      headers=hook_headers).json()["secret"] == hook.json()["secret"]
+    deposit = api.post("/v1/cash/deposits", {"participant_id": admitted["id"], "amount": "100.00",
+                                             "bank_reference": "no secret in this answer"}, key="deposit")
+    assert deposit.status_code == 201, deposit.text
+    shown += [first, second, enrolled.json()["key"]["token"], minted.json()["token"], renewed_first,
+              renewed_second, hook.json()["secret"]]
+    shown += [s.rsplit("_", 1)[1] for s in shown]  # the secret parts alone, too
+
+    rows = sql(client, "SELECT client_id, body FROM answers_by_request")
+    assert "deposit" in {r.client_id for r in rows}  # answers without a secret are kept ...
+    stored = b"".join(bytes(r.body) for r in rows)
+    for body in (bytes(r.body) for r in rows):  # ... and no kept answer has a secret field, at any depth
+        assert not carries_secret(body), body[:300]
+    for secret in shown:
+        assert secret.encode() not in stored
+    assert not {r.client_id for r in rows} & {"admit", "admit-approval", "enroll", "mint", "renew",
+                                               "renew-approval", "hook"}

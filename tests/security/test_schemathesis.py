@@ -19,6 +19,7 @@ objects and `response_schema_conformance` sees only their type; problem document
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,7 @@ SCENARIOS = int(os.environ.get("ENVX_SCHEMATHESIS_SCENARIOS", "25"))  # stateful
 # Schema-valid yet refused for rules a JSON Schema cannot state: 422 (see the module docstring).
 ACCEPTED = ["2xx", "401", "403", "404", "409", "422", "429", "503"]
 CONFIG = {"checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}}}
+BRAKES = frozenset({"suspendParticipant", "revokeKey"})
 
 
 class _Server(Server):
@@ -61,14 +63,18 @@ def server(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPat
     _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     srv = _Server(with_database(pg_admin_url, name), Path(tmp_path_factory.mktemp("schemathesis")))
     tokens = {"operator": srv.operator_key()}
+    checker = json.loads(srv.cli("admin", "create-key", "--name", "fuzz checker"))["api_key"]
     srv.start()
     try:
-        with httpx.Client(base_url=srv.url, timeout=30, headers={"Authorization": f"Bearer {tokens['operator']}"}) as c:
-            for role in ROLES[1:]:
-                p = c.post("/v1/participants", json={"name": f"fuzz {role}", "kind": role},
-                           headers={"Idempotency-Key": f"p-{role}"}).json()
-                tokens[role] = c.post(f"/v1/participants/{p['id']}/keys", json={},
-                                      headers={"Idempotency-Key": f"k-{role}"}).json()["token"]
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            for role in ROLES[1:]:  # admitted by two operators, enrolled with both halves of the code
+                proposal = c.post("/v1/participants", json={"name": f"fuzz {role}", "kind": role}, headers={
+                    "Authorization": f"Bearer {tokens['operator']}", "Idempotency-Key": f"p-{role}"}).json()
+                approval = c.post(proposal["approve"], json={}, headers={"Authorization": f"Bearer {checker}"}).json()
+                key = c.post("/v1/enrollments", json={"first_half": proposal["enrollment"]["first_half"],
+                                                      "second_half": approval["enrollment"]["second_half"]},
+                             headers={"Idempotency-Key": f"e-{role}"}).json()
+                tokens[role] = key["key"]["token"]
         yield srv.url, tokens
     finally:
         srv.stop()
@@ -119,8 +125,11 @@ def test_the_api_conforms_to_its_openapi_document(server: tuple[str, dict[str, s
     counted = 0
     sent: list[int] = []
     with requests.Session() as session:
-        for result in schema.get_all_operations():
-            operation = result.ok()
+        # The brakes last: a generated id may name a fuzz participant or key, which would then answer 401
+        # to the operations after it (still checked, but no longer exercised).
+        ops = sorted((r.ok() for r in schema.get_all_operations()),
+                     key=lambda o: o.definition.raw["operationId"] in BRAKES)
+        for operation in ops:
             counted += 1
             headers = _caller(operation.definition.raw["operationId"], tokens)
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):

@@ -3,6 +3,7 @@ nothing, and the audit trail holds (or refuses) every administrative request, wh
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import date, timedelta
 from typing import Any
@@ -232,3 +233,39 @@ def test_instrument_and_batch_attributes_are_strict_too(api: Api, client: TestCl
     ok = issuer["api"].post("/v1/issuances", {"instrument": "PWQ-IN", "holder_id": holder["id"], "quantity": "1",
                                               "attributes": {"valid_from": "2025-01-01", "valid_until": "2029-12-31"}})
     assert ok.status_code == 201, ok.text
+
+
+def _cursor(*key: Any) -> str:
+    raw = json.dumps(list(key), ensure_ascii=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_market_calendars_amendments_cursors_and_depth_are_strict_too(api: Api, client: TestClient) -> None:
+    api.instrument("FCT-CAL")
+    before = api.ok(api.get("/v1/markets"))
+    for settings in ({"sessions": [["09:30Z", "11:30"]]}, {"sessions": [["T09:30", "11:30"]]},
+                     {"sessions": [["0930", "1130"]]}, {"sessions": [["０９:30", "11:30"]]},
+                     {"sessions": [["09:30:00", "11:30"]]}, {"holidays": ["2025-02-30"]},
+                     {"holidays": ["２０２５-01-01"]}, {"holidays": ["2025-01-01T00:00:00"]},
+                     {"holidays": ["9999-12-31"]}, {"holidays": [20250101]}):
+        r = api.propose("/v1/markets", {"instrument": "FCT-CAL", "mode": "continuous", "settings": settings})
+        _problem(r, 422, "validation_error")
+    assert api.ok(api.get("/v1/markets")) == before
+    api.ok(api.post("/v1/markets", {"instrument": "FCT-CAL", "mode": "continuous", "settings": {"sessions": []}}))
+    for day in ("2199-13-01", " 2030-01-07", "2030-1-7", 20300107, "2030-01-07T00:00:00Z"):
+        r = api.propose("/v1/markets/FCT-CAL.continuous/amendments", {"effective_from": day,
+                                                                     "settings": {"fee_bps": 5}})
+        _problem(r, 422, "validation_error")
+    # Cursors are opaque, but a forged one is still only a 422 (lone surrogates, NUL, unsafe integers).
+    for path, cursor in (("/v1/instruments/FCT-CAL/daily", _cursor("daily:FCT-CAL", ["2025-01-01", "\ud800"])),
+                         ("/v1/instruments/FCT-CAL/daily", _cursor("daily:FCT-CAL", ["2025-01-01", "a\x00"])),
+                         ("/v1/instruments/FCT-CAL/daily", _cursor("daily:FCT-CAL", ["2025-02-30", "continuous"])),
+                         ("/v1/instruments/FCT-CAL/closes", _cursor("closes:FCT-CAL", "２０２５-01-01")),
+                         ("/v1/markets/FCT-CAL.continuous/orders", _cursor("orders:FCT-CAL.continuous", 2**53)),
+                         ("/v1/markets/FCT-CAL.continuous/trades", _cursor("trades:FCT-CAL.continuous", True)),
+                         ("/v1/markets", _cursor("markets", "\ud800")),
+                         ("/v1/markets", "not base64 at all!")):
+        _problem(api.get(path, cursor=cursor), 422, "invalid_cursor")
+    for levels in ("0", "01", "10000", "٣", "all ", "ALL", "1e3"):
+        _problem(api.get("/v1/markets/FCT-CAL.continuous/depth", levels=levels), 422, "validation_error")
+    assert api.get("/v1/markets/FCT-CAL.continuous/depth", levels="all").status_code == 200

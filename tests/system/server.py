@@ -14,6 +14,19 @@ from pathlib import Path
 import httpx
 
 
+def admit(http: httpx.Client, operator: str, name: str, kind: str, key: str) -> tuple[int, str]:
+    """On these servers (maker-checker off) one operator admits a participant and receives both halves of
+    its enrollment code; the participant enrolls with them for its own key. Returns (id, token)."""
+    p = http.post("/v1/participants", json={"name": name, "kind": kind},
+                  headers={"Authorization": f"Bearer {operator}", "Idempotency-Key": f"{key}-p"})
+    assert p.status_code == 201, p.text
+    code = p.json()["enrollment"]
+    k = http.post("/v1/enrollments", json={"first_half": code["first_half"], "second_half": code["second_half"]},
+                  headers={"Idempotency-Key": f"{key}-e"})
+    assert k.status_code == 201, k.text
+    return p.json()["id"], k.json()["key"]["token"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import ticket
-from tests.system.server import Server
+from tests.system.server import Server, admit
 
 
 def _post(client: httpx.Client, token: str, path: str, body: dict, key: str) -> httpx.Response:
@@ -23,9 +23,7 @@ def test_sigkill_during_transfers_loses_nothing_acknowledged(db_url: str, tmp_pa
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as http:
             def mk(name: str, kind: str) -> tuple[int, str]:
-                p = _post(http, op, "/v1/participants", {"name": name, "kind": kind}, f"p-{name.encode().hex()}").json()
-                k = _post(http, op, f"/v1/participants/{p['id']}/keys", {"label": "t"}, f"k-{p['id']}").json()
-                return p["id"], k["token"]
+                return admit(http, op, name, kind, f"p-{name.encode().hex()}")
 
             assert _post(http, op, "/v1/instruments", {"code": "FCT-SM", "name": "三明林业碳票",
                                                        "kind": "forest_ticket", "decimals": 0}, "i").status_code == 201

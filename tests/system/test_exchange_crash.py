@@ -13,7 +13,7 @@ import httpx
 
 from exchange.database import asyncpg_dsn
 from tests.helpers import ticket
-from tests.system.server import Server
+from tests.system.server import Server, admit
 
 
 def _post(c: httpx.Client, token: str, path: str, body: dict, key: str | None = None) -> httpx.Response:
@@ -62,16 +62,15 @@ def test_sigkill_during_order_flow(db_url: str, tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as http:
             def mk(name: str, kind: str) -> tuple[int, str]:
-                p = _post(http, op, "/v1/participants", {"name": name, "kind": kind}, f"p-{name}").json()
-                return p["id"], _post(http, op, f"/v1/participants/{p['id']}/keys", {}, f"k-{p['id']}").json()["token"]
+                return admit(http, op, name, kind, f"p-{name}")
 
             assert _post(http, op, "/v1/instruments", {"code": "FCT-SM", "name": "t", "kind": "forest_ticket",
                                                        "decimals": 0}, "i").status_code == 201
             _, issuer = mk("issuer", "issuer")
             traders = [mk(f"trader{i}", "enterprise") for i in range(6)]
-            for pid, _ in traders:
+            for n, (pid, _) in enumerate(traders, start=1):
                 r = _post(http, issuer, "/v1/issuances", {"instrument": "FCT-SM", "holder_id": pid,
-                                                          "quantity": "5000", "attributes": ticket(1)}, f"r{pid}")
+                                                          "quantity": "5000", "attributes": ticket(n)}, f"r{pid}")
                 assert _post(http, op, f"/v1/issuances/{r.json()['id']}/approve", {}, f"a{pid}").status_code == 200
                 assert _post(http, op, "/v1/cash/deposits", {"participant_id": pid, "amount": "1000000.00",
                                                              "bank_reference": f"d{pid}"}, f"d{pid}").status_code == 201

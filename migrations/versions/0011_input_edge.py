@@ -1,15 +1,15 @@
 """The request edge: stored answers for exact idempotent replays, counters of anonymous refusals of
 administrative operations, and the rendered PDF of each restoration certificate.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-25
 """
 
 from migrations.script import run_script
 
-revision = "0008"
-down_revision = "0007"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
