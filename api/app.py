@@ -38,6 +38,7 @@ from api.problems import EXCEPTION_HANDLERS
 from api.read_only import read_only_lifespan, refuse_writes
 from api.security.middleware import SecurityMiddleware
 from api.security.openapi import declare_problem_responses, improve_openapi
+from exchange import expiry
 from exchange.bootstrap import ensure_system
 from exchange.database import asyncpg_dsn, make_engine
 from exchange.hub import MarketHub
@@ -89,6 +90,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
             for hook in on_ready:
                 await hook(rt)
             if scheduler is not None:
+                expiry.install_jobs(rt, scheduler)  # the daily emission-right expiry sweep
                 scheduler.start()
             yield
         finally:

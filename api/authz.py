@@ -48,6 +48,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "defineInstrument": OPERATOR,
     "listInstruments": PUBLIC,
     "getInstrument": PUBLIC,
+    "sweepEmissionRightExpiry": OPERATOR,
     "requestIssuance": frozenset({"issuer"}),
     "listIssuances": frozenset({"operator", "auditor", "issuer", "enterprise"}),
     "getIssuance": frozenset({"operator", "auditor", "issuer", "enterprise"}),

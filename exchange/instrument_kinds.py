@@ -1,10 +1,16 @@
 """The instrument kinds of DESIGN.md §4, the attributes each carries, and what an issuance claims.
 
 Instrument attributes describe the whole product (a CEA's compliance year and scheme, an emission
-right's pollutant and region); batch attributes describe one issuance (a CCER project and monitoring
-period, a forest ticket's region, number and parcels). `claims()` reads from a batch's attributes the
-things two issuances must not share: forest parcels and projects over a period (flagged), a ticket
-number of one region (refused). Pure: no I/O.
+right's pollutant, region and term); batch attributes describe one issuance (a CCER project and
+monitoring period, a forest ticket's region, number and parcels, an emission right's grant dates).
+`claims()` reads from a batch's attributes the things two issuances must not share: forest parcels and
+projects over a period (flagged), a ticket number of one region (refused). Pure: no I/O.
+
+Emission rights (排污权) are granted per year for a term: the instrument (one per pollutant and region)
+says how many years every grant of it runs (`validity_years`, commonly 5), and each batch (one grant)
+says when its term starts and ends (`valid_from`, `valid_until`, whole years: 2025-04-10 to 2030-04-09).
+A quantity is t/yr; a price is per t·yr; a trade of q t/yr settles at price × q × years (`term_years`).
+What is left of a batch at the end of its term expires (exchange/expiry.py).
 
 Validation is strict (extra keys refused, no coercion: `"2024"` is not a year) and reports every
 missing or invalid attribute at once. Attributes arrive as JSON, so they are validated as JSON: dates
@@ -17,7 +23,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -143,7 +149,8 @@ class EmissionRightInstrument(BaseModel):
     model_config = _STRICT
     pollutant: str = Field(pattern=r"^(COD|NH3-N|SO2|NOx|VOCs|TN|TP)$")
     region: str = Field(min_length=1)
-    validity_years: int = Field(ge=1, le=30)
+    validity_years: int = Field(ge=1, le=30, description="the term of every grant, in years; prices are per "
+                                "t·yr and a trade settles at price × quantity × validity_years")
 
 
 # Batch attributes --------------------------------------------------------------------------------
@@ -207,10 +214,23 @@ class ForestTicketBatch(BaseModel):
 
 
 class EmissionRightBatch(BaseModel):
+    """One grant of an emission right: a term of the instrument's `validity_years` whole years."""
+
     model_config = _STRICT
-    valid_from: Day
-    valid_until: Day
+    valid_from: Day = Field(description="first day of the grant's term")
+    valid_until: Day = Field(description="last day of the term: valid_from + validity_years years - 1 day")
     source: str | None = Field(default=None, description="initial allocation, reserve, purchase ...")
+
+    @field_validator("valid_until")
+    @classmethod
+    def _whole_term(cls, until: date, info: ValidationInfo) -> date:
+        years = (info.context or {}).get("validity_years")
+        start = info.data.get("valid_from")
+        if isinstance(years, int) and isinstance(start, date) and until != term_end(start, years):
+            raise PydanticCustomError("invalid_term", "a {years}-year term from {start} ends on {end}, not {until}",
+                                      {"years": years, "start": start.isoformat(),
+                                       "end": term_end(start, years).isoformat(), "until": until.isoformat()})
+        return until
 
 
 class CeaBatch(BaseModel):
@@ -256,9 +276,28 @@ def instrument_attributes(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def batch_attributes(kind: str, data: dict[str, Any], instrument: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A batch's attributes, validated for its kind and against its instrument's own attributes."""
-    context = {"instrument_region": (instrument or {}).get("region")} if kind == "forest_ticket" else None
+    """A batch's attributes, validated for its kind and against its instrument's own attributes (a forest
+    ticket's region, an emission right's term)."""
+    inst = instrument or {}
+    context = ({"instrument_region": inst.get("region")} if kind == "forest_ticket" else
+               {"validity_years": inst.get("validity_years")} if kind == "emission_right" else None)
     return _validate(KINDS[kind]["batch"], data, f"batch ({kind})", context)
+
+
+def term_years(kind: str, instrument: dict[str, Any]) -> int:
+    """Years one unit of quantity is granted for: the price multiplier (1 for everything but emission rights)."""
+    if kind == "emission_right":
+        return int(instrument["validity_years"])
+    return 1
+
+
+def term_end(start: date, years: int) -> date:
+    """The last day of a term of whole years starting on `start` (the day before its anniversary)."""
+    try:
+        anniversary = start.replace(year=start.year + years)
+    except ValueError:  # 29 February: the anniversary is 1 March
+        anniversary = date(start.year + years, 3, 1)
+    return anniversary - timedelta(days=1)
 
 
 # What an issuance claims -------------------------------------------------------------------------

@@ -4,17 +4,28 @@ Defaults are the national CEA settings (上海环境能源交易所, 2021-06-22)
 ±10 % band, picks within the best 5 levels, 9:30-11:30 and 13:00-15:00; block trades from 100,000 t,
 ±30 %, 13:00-15:00; tick 0.01 CNY; lot 1 unit. Every number is a per-market setting.
 
+Auctions announce their lots case by case, so an auction market's grid is the instrument's own base
+unit (a 0.300 t/yr or 1.200 t/yr lot needs no settings) and its minimum is one such unit; the lot's
+terms (its minimum bid quantity, cap) then govern bids. Where no tick is set, the tick is the finest
+one that keeps tick × lot whole fen (10.00 CNY per t on a 0.001 t lot).
+
 The calendar (Asia/Shanghai): a market with sessions trades Monday to Friday except its holidays; each
 trading day it opens at the start of its first session, pauses between sessions and closes at the end of
 the last. A market with no sessions (`sessions: []`) is always open, every day; its trading day still
 ends at midnight. The rules in force on a day are the market's rules with every amendment effective by
 then applied in date order (`amended`, `in_force`).
+
+`configure` is the one statement of what settings mean and which are valid. A definition is checked by
+it when proposed and again when approved (`check_definition`, `define`); an amendment is the rules in
+force with its changes, checked by the same function when proposed, approved and when it takes effect
+(`amended`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -26,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import instruments
 from exchange.errors import DomainError, Invalid, NotFound
 from exchange.idempotency import check_replay, fingerprint
+from exchange.instrument_kinds import term_years
 from exchange.runtime import Runtime
 from exchange.units import to_text
 from matching.rules import MarketRules
@@ -40,14 +52,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "sessions": [["13:00", "15:00"]], "in_close": False},
     "continuous": {"band_bps": 1000, "min_units": 1, "max_units": None, "best_n": 5,
                    "sessions": [["09:30", "11:30"], ["13:00", "15:00"]], "in_close": True},
-    "auction": {"band_bps": None, "min_units": 1, "max_units": None, "best_n": 5, "sessions": [],
+    # Lots are announced case by case: the grid and the minimum are one base unit of the instrument.
+    "auction": {"band_bps": None, "lot_base": 1, "min_base": 1, "max_units": None, "best_n": 5, "sessions": [],
                 "in_close": False},
 }
 
 
 OPEN, PAUSED, CLOSED = "open", "paused", "closed"
 # Settings an amendment may change (the keys of a definition's settings, same units).
-AMENDABLE = frozenset({"tick_fen", "lot_units", "lot_base", "band_bps", "min_units", "max_units", "best_n",
+AMENDABLE = frozenset({"tick_fen", "lot_units", "lot_base", "band_bps", "min_units", "min_base", "max_units", "best_n",
                        "strict_best", "stp", "sessions", "holidays", "fee_bps", "t_plus_1", "in_close"})
 
 
@@ -63,6 +76,7 @@ class Market:
     t_plus_1: bool
     in_close: bool
     holidays: tuple[date, ...] = ()
+    years: int = 1  # the instrument's term: prices are per unit-year, money is price x quantity x years
 
     # --- the calendar (pure) ---------------------------------------------------------------------
 
@@ -105,11 +119,11 @@ class Market:
         return later[0] if later else datetime.combine(local.date() + timedelta(days=1), time(0), SHANGHAI)
 
 
-def market_from_row(row: Any, decimals: int) -> Market:
+def market_from_row(row: Any, decimals: int, years: int = 1) -> Market:
     rules = MarketRules(**row.rules)
     holidays = tuple(date.fromisoformat(d) for d in (getattr(row, "holidays", None) or ()))
     return Market(row.id, row.instrument, row.mode, decimals, rules,
-                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close, holidays)
+                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close, holidays, years)
 
 
 def trading_day(now: datetime) -> date:
@@ -133,30 +147,76 @@ def _check_sessions(sessions: list[list[str]]) -> list[list[str]]:
     return out
 
 
-def _check_holidays(days: list[str]) -> list[str]:
+def _check_holidays(days: list[str]) -> tuple[date, ...]:
     try:
-        parsed = sorted({date.fromisoformat(d) for d in days})
+        return tuple(sorted({date.fromisoformat(d) for d in days}))
     except (TypeError, ValueError):
         raise Invalid("invalid_holidays", "holidays are ISO dates (YYYY-MM-DD)") from None
-    return [d.isoformat() for d in parsed]
 
 
-def _rules(*, tick: int, lot: int, unit: int, band_bps: int | None, min_qty: int, max_qty: int | None,
-           best_n: int, strict_best: bool, stp: str) -> MarketRules:
-    """The one statement of what makes a consistent set of trading rules (definitions and amendments)."""
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
+    """What a market's settings come to, once checked."""
+
+    rules: MarketRules
+    sessions: tuple[tuple[str, str], ...]
+    holidays: tuple[date, ...]
+    fee_bps: int
+    t_plus_1: bool
+    in_close: bool
+    reference: int | None
+
+
+def _size(given: dict[str, Any], base: dict[str, Any], name: str, unit: int) -> int | None:
+    """A size in base units: `{name}_base` (base units) or `{name}_units` (whole units) as given, else as
+    in `base`, base units first; None if neither says."""
+    for source in (given, base):
+        if source.get(f"{name}_base") is not None:
+            return int(source[f"{name}_base"])
+        if source.get(f"{name}_units") is not None:
+            return int(source[f"{name}_units"]) * unit
+    return None
+
+
+def configure(mode: str, decimals: int, settings: dict[str, Any],
+              base: dict[str, Any] | None = None) -> MarketConfig:
+    """Settings -> rules, or a 422 (`invalid_rules`, `invalid_sessions`, `invalid_holidays`) saying what is
+    wrong. What `settings` leaves unset comes from `base`: the mode's defaults for a definition, the rules
+    in force (`settings_of`) for an amendment."""
+    if mode not in MODES:
+        raise Invalid("invalid_mode", f"mode must be one of {', '.join(MODES)}")
+    unit = 10**decimals
+    base = DEFAULTS[mode] if base is None else base
+    given = {k: v for k, v in settings.items() if v is not None}
+    cfg = {**base, **given}
+    lot = _size(given, base, "lot", unit) or unit
+    finest = unit // math.gcd(lot, unit)  # the smallest tick (fen) with tick x lot whole fen
+    tick = int(cfg.get("tick_fen", finest))
     if (tick * lot) % unit:
-        raise Invalid("invalid_rules", "tick x lot must be whole fen")
+        raise Invalid("invalid_rules", f"a tick of {to_text(tick, 2)} CNY on a lot of {to_text(lot, decimals)} units "
+                                       f"is not whole fen: the tick must be a multiple of {to_text(finest, 2)} CNY")
+    minimum = _size(given, base, "min", unit) or lot
     try:
-        return MarketRules(tick=tick, lot=lot, band_bps=band_bps, min_qty=max(lot, min_qty), max_qty=max_qty,
-                           best_n=best_n, strict_best=strict_best, stp=stp)
+        rules = MarketRules(tick=tick, lot=lot, band_bps=cfg.get("band_bps"), min_qty=max(lot, minimum),
+                            max_qty=_size(given, base, "max", unit), best_n=int(cfg["best_n"]),
+                            strict_best=bool(cfg.get("strict_best", False)), stp=cfg.get("stp", "cancel_taker"))
     except (ValueError, TypeError) as exc:
         raise Invalid("invalid_rules", str(exc)) from None
-
-
-def _check_fee(fee_bps: int) -> int:
+    fee_bps = int(cfg.get("fee_bps", 0))
     if not 0 <= fee_bps <= 1000:
         raise Invalid("invalid_rules", "fee_bps must be between 0 and 1000")
-    return fee_bps
+    return MarketConfig(rules, tuple((a, b) for a, b in _check_sessions(cfg["sessions"])),
+                        _check_holidays(cfg.get("holidays", [])), fee_bps, bool(cfg.get("t_plus_1", True)),
+                        bool(cfg["in_close"]), cfg.get("reference_price_fen"))
+
+
+def settings_of(m: Market) -> dict[str, Any]:
+    """The settings (base units) that give `m`'s rules: what an amendment leaves unchanged."""
+    r = m.rules
+    return {"tick_fen": r.tick, "lot_base": r.lot, "min_base": r.min_qty, "max_base": r.max_qty,
+            "band_bps": r.band_bps, "best_n": r.best_n, "strict_best": r.strict_best, "stp": r.stp,
+            "sessions": [list(p) for p in m.sessions], "holidays": [h.isoformat() for h in m.holidays],
+            "fee_bps": m.fee_bps, "t_plus_1": m.t_plus_1, "in_close": m.in_close}
 
 
 def amended(m: Market, settings: dict[str, Any]) -> Market:
@@ -164,24 +224,9 @@ def amended(m: Market, settings: dict[str, Any]) -> Market:
     unknown = set(settings) - AMENDABLE
     if unknown:
         raise Invalid("not_amendable", f"{', '.join(sorted(unknown))} cannot be amended")
-    unit = 10**m.decimals
-    r = m.rules
-    lot = (int(settings["lot_base"]) if settings.get("lot_base") else
-           int(settings["lot_units"]) * unit if settings.get("lot_units") else r.lot)
-    rules = _rules(tick=int(settings.get("tick_fen", r.tick)), lot=lot, unit=unit,
-                   band_bps=settings.get("band_bps", r.band_bps),
-                   min_qty=int(settings["min_units"]) * unit if "min_units" in settings else r.min_qty,
-                   max_qty=int(settings["max_units"]) * unit if "max_units" in settings else r.max_qty,
-                   best_n=int(settings.get("best_n", r.best_n)),
-                   strict_best=bool(settings.get("strict_best", r.strict_best)), stp=settings.get("stp", r.stp))
-    sessions = (tuple((a, b) for a, b in _check_sessions(settings["sessions"])) if "sessions" in settings
-                else m.sessions)
-    holidays = (tuple(date.fromisoformat(d) for d in _check_holidays(settings["holidays"]))
-                if "holidays" in settings else m.holidays)
-    return dataclasses.replace(m, rules=rules, sessions=sessions, holidays=holidays,
-                               fee_bps=_check_fee(int(settings.get("fee_bps", m.fee_bps))),
-                               t_plus_1=bool(settings.get("t_plus_1", m.t_plus_1)),
-                               in_close=bool(settings.get("in_close", m.in_close)))
+    c = configure(m.mode, m.decimals, settings, settings_of(m))
+    return dataclasses.replace(m, rules=c.rules, sessions=c.sessions, holidays=c.holidays, fee_bps=c.fee_bps,
+                               t_plus_1=c.t_plus_1, in_close=c.in_close)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,27 +260,17 @@ def in_force(m: Market, pending: list[Amendment], day: date) -> Market:
     return m
 
 
-async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mode: str,
-                 settings: dict[str, Any]) -> dict[str, Any]:
-    if mode not in MODES:
-        raise Invalid("invalid_mode", f"mode must be one of {', '.join(MODES)}")
+async def check_definition(rt: Runtime, instrument: str, mode: str, settings: dict[str, Any]) -> MarketConfig:
+    """Everything a market definition needs, short of writing it: proposals are refused here, at once."""
     inst = await instruments.get(rt, instrument)
     if inst["kind"] == "currency":
         raise Invalid("not_tradable", "cash is not traded")
-    d = inst["decimals"]
-    unit = 10**d
-    cfg = {**DEFAULTS[mode], **{k: v for k, v in settings.items() if v is not None}}
-    # lot_base (base units, e.g. 1 kg of a t/yr emission right) overrides lot_units (whole units).
-    lot = int(cfg["lot_base"]) if cfg.get("lot_base") else int(cfg.get("lot_units", 1)) * unit
-    rules = _rules(tick=int(cfg.get("tick_fen", 1)), lot=lot, unit=unit, band_bps=cfg["band_bps"],
-                   min_qty=int(cfg["min_units"]) * unit,
-                   max_qty=None if cfg["max_units"] is None else int(cfg["max_units"]) * unit,
-                   best_n=int(cfg["best_n"]), strict_best=bool(cfg.get("strict_best", False)),
-                   stp=cfg.get("stp", "cancel_taker"))
-    sessions = _check_sessions(cfg["sessions"])
-    holidays = _check_holidays(cfg.get("holidays", []))
-    fee_bps = _check_fee(int(cfg.get("fee_bps", 0)))
-    reference = cfg.get("reference_price_fen")
+    return configure(mode, inst["decimals"], settings)
+
+
+async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mode: str,
+                 settings: dict[str, Any]) -> dict[str, Any]:
+    config = await check_definition(rt, instrument, mode, settings)
     market_id = f"{instrument}.{mode}"
     fp = fingerprint({"instrument": instrument, "mode": mode, "settings": settings})
     async with rt.tx() as conn:
@@ -250,25 +285,30 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
                                     reference_price, created_by, client_id, fingerprint)
                VALUES (:id, :inst, :mode, CAST(:rules AS jsonb), CAST(:sessions AS jsonb), CAST(:hol AS jsonb),
                        :fee, :t1, :close, :ref, :a, :cid, :fp)"""),
-            {"id": market_id, "inst": instrument, "mode": mode, "rules": json.dumps(rules.to_dict()),
-             "sessions": json.dumps(sessions), "hol": json.dumps(holidays), "fee": fee_bps,
-             "t1": bool(cfg.get("t_plus_1", True)), "close": bool(cfg["in_close"]), "ref": reference, "a": actor,
-             "cid": client_id, "fp": fp})
+            {"id": market_id, "inst": instrument, "mode": mode, "rules": json.dumps(config.rules.to_dict()),
+             "sessions": json.dumps([list(p) for p in config.sessions]),
+             "hol": json.dumps([h.isoformat() for h in config.holidays]), "fee": config.fee_bps,
+             "t1": config.t_plus_1, "close": config.in_close, "ref": config.reference, "a": actor, "cid": client_id,
+             "fp": fp})
     await rt.exchange.start_market(market_id)  # type: ignore[attr-defined]
     return await get(rt, market_id)
 
 
+_SELECT = """SELECT m.*, i.decimals, i.kind AS instrument_kind, i.attributes AS instrument_attributes
+              FROM markets m JOIN instruments i ON i.code = m.instrument"""
+
+
+def _market(row: Any) -> Market:
+    """A market from a `_SELECT` row: with its instrument's grid and term."""
+    return market_from_row(row, row.decimals, term_years(row.instrument_kind, row.instrument_attributes or {}))
+
+
 async def load(rt: Runtime, market_id: str) -> Market:
     async with rt.read() as conn:
-        row = (await conn.execute(text(
-            "SELECT m.*, i.decimals FROM markets m JOIN instruments i ON i.code = m.instrument WHERE m.id = :i"),
-            {"i": market_id})).first()
+        row = (await conn.execute(text(_SELECT + " WHERE m.id = :i"), {"i": market_id})).first()
     if row is None:
         raise NotFound("market", market_id)
-    return market_from_row(row, row.decimals)
-
-
-_SELECT = "SELECT m.*, i.decimals FROM markets m JOIN instruments i ON i.code = m.instrument"
+    return _market(row)
 
 
 async def get(rt: Runtime, market_id: str) -> dict[str, Any]:
@@ -293,7 +333,7 @@ def rules_view(m: Market) -> dict[str, Any]:
 
 def view(rt: Runtime, row: Any, pending: list[Amendment]) -> dict[str, Any]:
     """The market as it trades now, and the rules each scheduled amendment brings from its day on."""
-    m = market_from_row(row, row.decimals)
+    m = _market(row)
     seq = getattr(rt.exchange, "sequencers", {}).get(m.id)
     return {
         "id": m.id, "instrument": m.instrument, "mode": m.mode, **rules_view(m),
@@ -302,6 +342,8 @@ def view(rt: Runtime, row: Any, pending: list[Amendment]) -> dict[str, Any]:
         "session_override": None if row.override_until is None else {"until": row.override_until,
                                                                       "reason": row.override_reason},
         "trading_day": row.trading_day, "last_seq": row.applied_seq, "unit_base": 10**m.decimals,
+        # Prices are per unit and year of the term; every amount is price x quantity x term_years.
+        "term_years": m.years,
         # What only the running sequencer knows: whether the market stopped taking writes, and why.
         "writes_stopped": getattr(seq, "stopped", None),
         "scheduled_amendments": [{"id": a.id, "effective_from": a.effective_from, "changes": a.settings,

@@ -18,7 +18,7 @@ from exchange import participants
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import fingerprint
 from exchange.keys import Principal
-from exchange.orders import TRADERS, _events_view, _gate, _reason_error
+from exchange.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.pricing import buy_hold
 from exchange.runtime import Runtime
 from exchange.units import to_base, to_text
@@ -50,12 +50,15 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
     try:
         async with rt.read() as conn:
             row = (await conn.execute(text(
-                """SELECT seq, command->'client'->>'fp' AS fp FROM market_journal
+                """SELECT market_id, seq, command->'client'->>'fp' AS fp FROM market_journal
                    WHERE command ? 'client' AND command->'client'->>'p' = :p AND command->'client'->>'c' = :c"""),
                 {"p": str(who.participant_id), "c": client_id})).first()
         if row is not None:
             if row.fp != fp:
                 raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+            refused = await stored_refusal(rt, row.market_id, row.seq)
+            if refused is not None:  # the first answer was this refusal: so is the retry's
+                raise refused
             result = {"seq": row.seq, "replayed": True, "events": [], "_fp": fp}
         else:
             if prepare is not None:
@@ -193,7 +196,7 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
         seller_id, buyer_id = ((quote["account"], deal["responder"]) if quote["side"] == mc.SELL
                                else (deal["responder"], quote["account"]))
         seller, buyer = await participants.lookup(rt, seller_id), await participants.lookup(rt, buyer_id)
-        cash = buy_hold(price, qty, m.decimals, m.fee_bps)
+        cash = buy_hold(price, qty, m.decimals, m.fee_bps, m.years)
         base = f"{m.id}:deal:{deal_id}:{client_id}"
         holds = await rt.submit_linked([
             lc.Request(f"exchange:{m.id}", lc.CreateHold("order", buyer["cash_account"], rt.system["clearing"],

@@ -48,7 +48,7 @@ from typing import Any
 from sqlalchemy import text
 
 from exchange import amendments, cash, credentials, instrument_kinds, instruments, markets, participants
-from exchange.errors import DomainError, Forbidden, Invalid, NotFound
+from exchange.errors import DomainError, Forbidden, NotFound
 from exchange.keys import Principal
 from exchange.provenance import provenance
 from exchange.runtime import Runtime
@@ -107,9 +107,8 @@ async def _define_instrument(rt: Runtime, maker: Principal, checker: Principal, 
 
 
 async def _check_market(rt: Runtime, p: Payload) -> None:
-    inst = await instruments.get(rt, p["instrument"])
-    if inst["kind"] == "currency":
-        raise Invalid("not_tradable", "cash is not traded")
+    # The same checks the definition runs when it is approved: a bad tick/lot pair is refused now.
+    await markets.check_definition(rt, p["instrument"], p["mode"], p.get("settings") or {})
     async with rt.read() as conn:
         market_id = f"{p['instrument']}.{p['mode']}"
         if (await conn.execute(text("SELECT 1 FROM markets WHERE id = :i"), {"i": market_id})).first():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -59,15 +60,32 @@ def order_view(o: dict[str, Any], decimals: int) -> dict[str, Any]:
     }
 
 
+# Event fields in money (fen -> CNY) and in quantity (base units -> the instrument's unit).
+_MONEY_FIELDS = frozenset({"price", "min_price", "clearing_price", "deposit", "band_low", "band_high"})
+_QUANTITY_FIELDS = frozenset({"qty", "old_qty", "new_qty", "sold_qty", "unsold_qty"})
+
+
 def _events_view(events: list[ev.Event], decimals: int) -> list[dict[str, Any]]:
+    """Events with amounts and quantities as decimal strings and times as ISO 8601: base units never leak."""
     out = []
     for e in events:
         d = ev.as_dict(e)
-        if e[0] == ev.TRADE:
-            d["price"] = to_text(d["price"], 2)
-            d["qty"] = to_text(d["qty"], decimals)
+        for k, v in d.items():
+            if type(v) is not int:
+                continue
+            if k in _MONEY_FIELDS:
+                d[k] = to_text(v, 2)
+            elif k in _QUANTITY_FIELDS:
+                d[k] = to_text(v, decimals)
+            elif k == "end_ts":
+                d[k] = iso_us(v)
         out.append(d)
     return out
+
+
+def iso_us(us: int) -> str:
+    """UTC microseconds (the sequencer's clock) as ISO 8601."""
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="milliseconds")
 
 
 def _gate(seq: MarketSequencer) -> None:
@@ -123,13 +141,14 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         problem = m.rules.check(price, qty, seq.engine.band) if check else None
         if problem is not None:
             raise _reason_error(*problem)
-        if hold_amount is not None:  # a deposit: a fixed amount of cash
+        if hold_amount is not None:  # a fixed amount of cash (a deposit, a raise's top-up); 0: nothing to hold
             amount, instrument, account = hold_amount, "CNY", who.cash_account
         elif side == mc.BUY:
             unit_price = hold_price if hold_price is not None else price
             if unit_price is None or unit_price >= NO_LIMIT:
                 raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
-            amount, instrument, account = buy_hold(unit_price, qty, m.decimals, m.fee_bps), "CNY", who.cash_account
+            amount, instrument = buy_hold(unit_price, qty, m.decimals, m.fee_bps, m.years), "CNY"
+            account = who.cash_account
         else:
             amount, instrument, account = qty, m.instrument, who.holding_account
         if account is None:
@@ -144,7 +163,8 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     # at once. A fresh nonce: a retry after a crash must not reuse a hold the hub has since voided.
     hold = rt.with_provenance([lc.Request(
         who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount),
-        f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}", {"market": market_id, "client_id": client_id})])[0]
+        f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}",
+        {"market": market_id, "client_id": client_id})])[0] if amount else None
     ctx = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
            "price": price, "qty": qty, "hold_id": None, "hold_amount": amount,
            "holding_account": who.holding_account, "cash_account": who.cash_account, "client_id": client_id,
@@ -170,7 +190,8 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     if changed is not None:
         row.update({"open_qty": changed["open"], "filled_qty": changed["filled"],
                     "filled_notional": changed["notional"], "fees": changed["fees"], "status": changed["status"],
-                    "reason": changed["reason"], "price": changed["price"]})
+                    "reason": changed["reason"], "price": changed["price"],
+                    "hold_id": changed.get("hold_id", ctx["hold_id"])})  # a raise's one hold, once merged
     return {"order": order_view(row, m.decimals), "events": _events_view(events, m.decimals), "_fp": fp.hex()}
 
 
@@ -206,6 +227,14 @@ async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id
             await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), f"void:{hold_id}"))
     except Exception:
         pass
+
+
+async def stored_refusal(rt: Runtime, market_id: str, seq: int) -> DomainError | None:
+    """How the engine refused the journaled command `seq`, as the very problem its first answer was."""
+    async with rt.read() as conn:
+        row = (await conn.execute(text("SELECT code, detail FROM market_refusals WHERE market_id = :m AND seq = :s"),
+                                  {"m": market_id, "s": seq})).first()
+    return None if row is None else _reason_error(row.code, row.detail)
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:

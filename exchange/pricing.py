@@ -1,7 +1,9 @@
 """Money arithmetic of trading, in integers: notional, fees, and the cash a buy order must hold.
 
-Prices are fen per whole unit of the instrument; quantities are base units (10**decimals per unit).
-Markets are set up so that tick × lot is a multiple of 10**decimals, so every notional is whole fen.
+Prices are fen per whole unit of the instrument and per year of its term; quantities are base units
+(10**decimals per unit). A term of `years` multiplies the money: an emission right of q t/yr for a
+5-year term at p per t·yr costs p × q × 5 (`years` is 1 for everything that has no term). Markets
+are set up so that tick × lot is a multiple of 10**decimals, so every notional is whole fen.
 Fees are charged per order on its cumulative notional (rounded up to the fen), fill by fill as the
 difference, so the fees of many small fills never exceed the fee of one fill of the same total and a
 buy order's cash hold (limit notional + its fee) always covers every fill.
@@ -12,10 +14,10 @@ from __future__ import annotations
 BPS = 10_000
 
 
-def notional(price: int, qty: int, decimals: int) -> int:
-    value, rest = divmod(price * qty, 10**decimals)
+def notional(price: int, qty: int, decimals: int, years: int = 1) -> int:
+    value, rest = divmod(price * qty * years, 10**decimals)
     if rest:
-        raise ValueError(f"{price} fen x {qty} base units is not a whole number of fen")
+        raise ValueError(f"{price} fen x {qty} base units x {years} years is not a whole number of fen")
     return value
 
 
@@ -23,8 +25,8 @@ def fee(amount: int, fee_bps: int) -> int:
     return -(-amount * fee_bps // BPS)
 
 
-def buy_hold(limit_price: int, qty: int, decimals: int, fee_bps: int) -> int:
-    n = notional(limit_price, qty, decimals)
+def buy_hold(limit_price: int, qty: int, decimals: int, fee_bps: int, years: int = 1) -> int:
+    n = notional(limit_price, qty, decimals, years)
     return n + fee(n, fee_bps)
 
 

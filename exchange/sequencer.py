@@ -116,6 +116,10 @@ class _Staged:
     published: list[dict[str, Any]]
     results: list[tuple[int, list[ev.Event]]]
     callers: list[Any]
+    # Commands the engine refused, as (seq, code, message): kept so a retry is refused the same way.
+    refusals: list[tuple[int, str, str]] = field(default_factory=list)
+    # Raised auction bids whose one hold is created by groups[index]: (index, the bid's state).
+    raises: list[tuple[int, OrderState]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -478,7 +482,10 @@ class MarketSequencer:
             results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd), it.order))
         # Settlement goes to the writer's queue now; stage two awaits it and answers the callers, while
         # this stage journals and matches the next batch.
-        self.finishing.put_nowait(self._stage(results, [it for _, _, it in staged]))
+        st = self._stage(results, [it for _, _, it in staged])
+        self.finishing.put_nowait(st)
+        if st.raises:  # the raised bids' new hold ids come from the ledger: later batches need them
+            await self._drain()
 
     async def _finish_loop(self) -> None:
         while True:
@@ -555,6 +562,8 @@ class MarketSequencer:
         # and each confirmation funds them afresh, so one id can stand for several fundings in one batch.
         changed: dict[tuple[int, int | None], OrderState] = {}
         published: list[dict[str, Any]] = []
+        refusals: list[tuple[int, str, str]] = []
+        raises: list[tuple[int, OrderState]] = []
         for seq, ts, _cmd, events, ctx in results:
             # States are created command by command, right before that command's events are settled:
             # two confirmations on one quote in one batch each settle against their own funding.
@@ -575,11 +584,16 @@ class MarketSequencer:
                     # order that stays as it was.
                     for oid in self.created.get(seq, ()):
                         self._finish_state(oid, "rejected", e[2], changed)
+                    if not refusals or refusals[-1][0] != seq:
+                        refusals.append((seq, e[2], e[3]))
                 elif kind in (ev.CANCELLED, ev.EXPIRED):
                     self._finish_state(e[1], "cancelled" if kind == ev.CANCELLED else "expired",
                                        e[4] if kind == ev.CANCELLED else "end_of_day", changed)
                 elif kind == ev.BID_WITHDRAWN:
                     self._finish_state(e[2], "cancelled", "withdrawn", changed)
+                elif kind == ev.BID_REPLACED:
+                    raises.append((len(groups), self._raise(e[2], e[4], changed)))
+                    groups.append(self._raise_group(raises[-1][1], e[2]))
                 elif kind == ev.AUCTION_RESULT or (kind == ev.AUCTION_PHASE and e[2] == "cancelled"):
                     # The auction is over: unsold units, losing bids and every deposit go back.
                     aid = e[1]
@@ -608,6 +622,11 @@ class MarketSequencer:
                 # funding of the same quote, a trade) can ever share this client id.
                 releases.append([lc.Request(self.actor, lc.VoidHold(o.hold_id),
                                             f"{self.market.id}:release:hold:{o.hold_id}")])
+        for i, (index, o) in enumerate(raises):
+            if o.status != "open":  # raised, then ended in this same batch (the auction was cancelled)
+                groups[index] = groups[index][:-1]  # release the old and the top-up holds, create none
+                raises[i] = (-1, o)
+        raises = [r for r in raises if r[0] >= 0]
         for r in results:
             self.created.pop(r[0], None)
         if not groups:  # nothing traded: the releases need not wait
@@ -621,11 +640,36 @@ class MarketSequencer:
                 del self.orders[o.id]
         last = results[-1][0] if results else self.applied_seq
         return _Staged(groups, futures, releases, trade_rows, rows, last, len(results), published,
-                       [(r[0], r[3]) for r in results], callers)
+                       [(r[0], r[3]) for r in results], callers, refusals, raises)
+
+    def _raise(self, old_id: int, new_id: int, changed: dict[tuple[int, int | None], OrderState]) -> OrderState:
+        """A raise replaced a standing bid: the old bid ends and its hold moves, with the raise's top-up,
+        into one new hold for the new bid (built by `_raise_group`; its id is set when it is written)."""
+        old, new = self.orders[old_id], self.orders[new_id]
+        self._finish_state(old_id, "cancelled", "replaced", changed)
+        new.hold_amount += old.hold_amount
+        changed[(new.id, new.hold_id)] = new
+        return new
+
+    def _raise_group(self, new: OrderState, old_id: int) -> list[lc.Request]:
+        """One linked group: void the old bid's hold and the raise's top-up, hold the sum for the new bid.
+        Nothing is ever held twice, and the sum is free by construction, so the group cannot fail."""
+        old = self.orders.get(old_id)
+        assert old is not None and old.hold_id is not None, f"raised bid {old_id} has no hold"
+        cmds: list[lc.Command] = [lc.VoidHold(old.hold_id)]
+        old.hold_id = None  # released by this group, not by the end-of-order release
+        if new.hold_id is not None:
+            cmds.append(lc.VoidHold(new.hold_id))
+            new.hold_id = None
+        cmds.append(lc.CreateHold("order", new.cash_account, self.rt.system["clearing"], "CNY", new.hold_amount))
+        cid = f"{self.market.id}:raise:{new.id}"
+        return [lc.Request(self.actor, cmd, f"{cid}:{k}", {"market": self.market.id, "bid": new.id, "replaces": old_id}
+                           if k == 0 else {}) for k, cmd in enumerate(cmds)]
 
     async def _settled(self, groups: list[list[lc.Request]], futures: list[asyncio.Future[list[Any]]],
-                       trade_rows: list[dict[str, Any]]) -> None:
-        """Wait for settlement groups; note each trade's first entry. A refusal is a broken invariant."""
+                       trade_rows: list[dict[str, Any]]) -> list[Any]:
+        """Wait for settlement groups; note each trade's first entry; the groups' entries. A refusal is a
+        broken invariant."""
         by_cid = {row["cid"]: row for row in trade_rows}
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for g, out in zip(groups, outcomes, strict=True):
@@ -640,9 +684,14 @@ class MarketSequencer:
             row = by_cid.get(str(g[0].client_id))
             if row is not None:
                 row["settlement_seq"] = out[0].seq
+        return outcomes
 
     async def _finish(self, st: _Staged) -> None:
-        await self._settled(st.groups, st.futures, st.trade_rows)
+        outcomes = await self._settled(st.groups, st.futures, st.trade_rows)
+        projected = {r["id"]: r for r in st.order_rows}
+        for index, o in st.raises:  # the raised bid's one hold: the group's last entry created it
+            o.hold_id = outcomes[index][-1].seq  # type: ignore[index]
+            projected[o.id]["hold_id"] = o.hold_id
         if st.releases:
             await self._settled(st.releases, [self.rt.writer.enqueue(g) for g in st.releases], [])
         conn = await self._connection("project")
@@ -672,6 +721,18 @@ class MarketSequencer:
                        WHERE orders.market_id = $1 AND orders.id = u.id""",
                     self.market.id, *([r[k] for r in o] for k in (
                         "id", "open", "filled", "notional", "fees", "status", "reason", "price")))
+            if st.raises:
+                await conn.execute(
+                    """UPDATE orders SET hold_id = u.hold, hold_amount = u.amount
+                       FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, hold, amount)
+                       WHERE orders.market_id = $1 AND orders.id = u.id""",
+                    self.market.id, [o.id for _, o in st.raises], [o.hold_id for _, o in st.raises],
+                    [o.hold_amount for _, o in st.raises])
+            if st.refusals:
+                await conn.execute(
+                    """INSERT INTO market_refusals (market_id, seq, code, detail)
+                       SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING""",
+                    self.market.id, *([r[k] for r in st.refusals] for k in range(3)))
             await conn.execute("UPDATE markets SET applied_seq = $1 WHERE id = $2", st.last, self.market.id)
         before = self.applied_seq
         self.applied_seq = st.last
@@ -696,7 +757,7 @@ class MarketSequencer:
         price, qty = e[ev.T_PRICE], e[ev.T_QTY]
         taker, maker = self.orders[e[ev.T_TAKER_ID]], self.orders[e[ev.T_MAKER_ID]]
         buyer, seller = (taker, maker) if e[ev.T_TAKER_SIDE] == mc.BUY else (maker, taker)
-        n = notional(price, qty, m.decimals)
+        n = notional(price, qty, m.decimals, m.years)
         fees = {}
         for o in (buyer, seller):
             before = o.filled_notional

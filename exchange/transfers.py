@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange import instruments, participants, restoration
+from sqlalchemy import text
+
+from exchange import expiry, instruments, participants, restoration
 from exchange.errors import DomainError, Forbidden
 from exchange.keys import Principal
 from exchange.runtime import Runtime
@@ -107,10 +109,29 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
     async with rt.read() as conn:
         bals = await queries.balances(conn, accounts)
         held = await queries.blocks(conn, [p["holding_account"]], instrument, limit, after)
-        retired = await queries.retired_blocks(conn, [p["holding_account"]], judicial, instrument, limit, after)
-    # Retired blocks rest in the retired sink; they are listed with whoever retired them (for a judicial
-    # retirement, the payer). Both lists are in (instrument, serial) order: merge, then cut the page.
-    blocks = sorted(held + retired, key=lambda b: (b["instrument"], b["start_serial"]))[:limit]
+        # What expired at the end of its term is listed apart, as expired (below), not as retired.
+        retired = await queries.retired_blocks(conn, [p["holding_account"]], judicial, instrument, limit, after,
+                                               except_purpose=expiry.PURPOSE)
+        # Retired blocks rest in the retired sink; they are listed with whoever retired them (for a judicial
+        # retirement, the payer). Both lists are in (instrument, serial) order: merge, then cut the page.
+        blocks = sorted(held + retired, key=lambda b: (b["instrument"], b["start_serial"]))[:limit]
+        expired = await _expired_blocks(conn, p["holding_account"], instrument) if p["holding_account"] else []
+        terms = await _terms(conn, {b["batch"] for b in blocks} | {b["batch"] for b in expired})
+
+    def block(b: dict[str, Any], state: str) -> dict[str, Any]:
+        valid_from, valid_to = terms.get(b["batch"], (None, None))
+        return {
+            "instrument": b["instrument"], "batch": b["batch"], "serial_start": b["start_serial"],
+            "serial_end": b["end_serial"],
+            "quantity": to_text(b["end_serial"] - b["start_serial"] + 1, decimals[b["instrument"]]),
+            "state": state, "hold": b["hold"], "frozen_by": b.get("frozen_by"),
+            "serial": serial_label(b["instrument"], b["batch"], b["start_serial"], b["end_serial"]),
+            # The term an emission right's block is valid for (its batch's grant); None for other kinds.
+            "valid_from": valid_from, "valid_to": valid_to,
+            **({"purpose": b["purpose"], "beneficiary": b["beneficiary"], "retired_seq": b["retired_seq"]}
+               if b.get("retired_seq") is not None else {}),
+        }
+
     return {
         "participant_id": participant_id,
         "balances": [{
@@ -119,16 +140,31 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
             "pending": to_text(b["pending_out"], decimals[b["instrument"]]),
             "available": to_text(b["posted"] - b["pending_out"], decimals[b["instrument"]]),
         } for b in bals if instrument is None or b["instrument"] == instrument],
-        "blocks": [{
-            "instrument": b["instrument"], "batch": b["batch"], "serial_start": b["start_serial"],
-            "serial_end": b["end_serial"],
-            "quantity": to_text(b["end_serial"] - b["start_serial"] + 1, decimals[b["instrument"]]),
-            "state": _block_state(b), "hold": b["hold"], "frozen_by": b.get("frozen_by"),
-            "serial": serial_label(b["instrument"], b["batch"], b["start_serial"], b["end_serial"]),
-            **({"purpose": b["purpose"], "beneficiary": b["beneficiary"], "retired_seq": b["retired_seq"]}
-               if b["retired_seq"] is not None else {}),
-        } for b in blocks],
+        "blocks": [block(b, _block_state(b)) for b in blocks],
+        # Blocks this holder had until their term ended (exchange/expiry.py): retired with purpose expiry.
+        "expired": [block(b, "expired") for b in expired],
     }
+
+
+async def _terms(conn: Any, batches: set[int]) -> dict[int, tuple[str, str]]:
+    """Batch -> (valid_from, valid_until) for batches that carry a term (emission rights)."""
+    if not batches:
+        return {}
+    rows = await conn.execute(text(
+        """SELECT batch_id, attributes->>'valid_from' AS f, attributes->>'valid_until' AS u FROM issuance_requests
+           WHERE batch_id = ANY(:b) AND attributes ? 'valid_until'"""), {"b": sorted(batches)})
+    return {r.batch_id: (r.f, r.u) for r in rows}
+
+
+async def _expired_blocks(conn: Any, account: int, instrument: str | None) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(
+        """SELECT b.instrument, b.start_serial, b.end_serial, b.batch, b.hold, b.frozen_by
+           FROM ledger_entries e JOIN ledger_blocks b ON b.retired_seq = e.seq
+           WHERE e.actor = :actor AND e.client_id LIKE :prefix AND e.type = 'retire'
+             AND (CAST(:i AS text) IS NULL OR b.instrument = CAST(:i AS text))
+           ORDER BY b.instrument, b.start_serial LIMIT 1000"""),
+        {"actor": expiry.ACTOR, "prefix": expiry.account_prefix(account) + "%", "i": instrument})
+    return [dict(r._mapping) for r in rows]
 
 
 def _block_state(b: dict[str, Any]) -> str:

@@ -38,10 +38,11 @@ async def blocks(conn: AsyncConnection, accounts: list[int], instrument: str | N
 
 
 async def retired_blocks(conn: AsyncConnection, accounts: list[int], entries: list[int], instrument: str | None = None,
-                         limit: int = 1000, after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+                         limit: int = 1000, after: tuple[str, int] | None = None,
+                         except_purpose: str | None = None) -> list[dict[str, Any]]:
     """Retired blocks (they rest in the retired sink) that `accounts` retired -- the account named in the
     retire entry's body -- or that the retire entries `entries` retired, with the entry's purpose and
-    beneficiary. Same order and paging as `blocks`."""
+    beneficiary; none retired with `except_purpose`. Same order and paging as `blocks`."""
     sql = """SELECT b.instrument, b.start_serial, b.end_serial, b.batch, b.account, b.hold, b.retired_seq,
                     b.frozen_by, NULL AS hold_kind, x.body ->> 'purpose' AS purpose,
                     x.body ->> 'beneficiary' AS beneficiary
@@ -53,6 +54,9 @@ async def retired_blocks(conn: AsyncConnection, accounts: list[int], entries: li
     if instrument:
         sql += " AND b.instrument = :i"
         params["i"] = instrument
+    if except_purpose:
+        sql += " AND (x.body ->> 'purpose') IS DISTINCT FROM :xp"
+        params["xp"] = except_purpose
     if after:
         sql += " AND (b.instrument, b.start_serial) > (:ai, :as)"
         params["ai"], params["as"] = after

@@ -7,18 +7,24 @@ stamps on them:
     bidding --CloseAuction (ts >= end)--> closed --Allocate--> allocated
     any phase before allocated --CancelAuction--> cancelled
 
-Registration requires the announced deposit. In the bidding window each bid must be at least the
-minimum price and on its increment grid; a bidder may place up to `max_bids_per_bidder` bids whose
-quantities add up to at most `cap_per_bidder`. A bid in the last `extension_window` ticks before the
-end moves the end to bid time + `extension_length`, up to `max_extensions` rounds (限时竞价 rounds).
-Bids are irrevocable unless the auction says otherwise.
+Registration requires the announced deposit (none if it is 0). In the bidding window each bidder has
+one **standing bid**: its first bid, then each raise replaces it (宁夏 2025 takes "每个受让方的最高报价和
+购买数量"; 武义 2021 ranks "最终出价"). A bid must be at least the minimum price and on its increment
+grid; its quantity on the market's lot grid, at least the lot's own minimum, at most the lot and the
+per-bidder cap. A raise must be at least one increment above the bidder's standing price and may not
+ask for less quantity (bids are commitments: a raise is not a partial withdrawal). A bidder may place
+up to `max_bids_per_bidder` bids in all, its first bid included (武义: 10 次报价机会). A bid in the last
+`extension_window` ticks before the end moves the end to bid time + `extension_length`, up to
+`max_extensions` rounds (限时竞价 rounds). Bids are irrevocable unless the auction says otherwise.
 
-Allocation ranks bids by price, best first, then by time (bid ids increase with arrival):
-  * pay_as_bid: fill bids down the ranking, each at its own price;
-  * top_percent: only the best `top_percent` % of bidders (ranked by their best bid; rounded up) win,
-    each at its own price, down the ranking until the lot is sold;
+Allocation ranks bidders by the price of their standing bid, best first, then by the time of that
+bid (bid ids increase with arrival), and allocates per bidder:
+  * pay_as_bid: fill the ranking down, each winner at its own final price;
+  * top_percent: only the best `top_percent` % of the bidders who bid win, the number rounded half
+    up and at least one (武义 2021: "取出价人的前70%(四舍五入)为竞得人 ... 按竞得人最终报价为成交价"),
+    each at its own final price, down the ranking until the lot is sold;
   * uniform_price: the pay-as-bid winners all pay the lowest winning price (one clearing price).
-The marginal bid may be filled in part.
+The marginal winner may be filled in part; whatever is not allocated stays with the seller.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from .events import (
     AUCTION_PHASE,
     AUCTION_RESULT,
     BID_ACCEPTED,
+    BID_REPLACED,
     BID_WITHDRAWN,
     REGISTERED,
     REJECTED,
@@ -72,7 +79,7 @@ BidRecord = tuple[Any, int, int]  # (bidder, price, qty)
 
 
 class _Auction:
-    __slots__ = ("allocations", "bids", "end_ts", "extensions", "phase", "registered", "terms")
+    __slots__ = ("allocations", "bids", "end_ts", "extensions", "phase", "placed", "registered", "terms")
 
     def __init__(self, terms: Announce) -> None:
         self.terms = terms
@@ -80,16 +87,18 @@ class _Auction:
         self.end_ts: int | None = None
         self.extensions = 0
         self.registered: dict[Any, int] = {}  # bidder -> deposit, in registration order
-        self.bids: dict[int, BidRecord] = {}  # live bids in arrival (= id) order
+        # Standing bids, one per bidder, in the order of their arrival (= id order): a raise removes the
+        # bid it replaces and is appended as the newest.
+        self.bids: dict[int, BidRecord] = {}
+        self.placed: dict[Any, int] = {}  # bidder -> bids placed (first bid and raises)
         self.allocations: list[tuple[int, Any, int, int]] = []  # (bid id, bidder, price, qty)
 
-    def bidder_totals(self, bidder: Any) -> tuple[int, int]:
-        """(live bid count, live bid quantity) of one bidder."""
-        mine = [b[2] for b in self.bids.values() if b[0] == bidder]
-        return len(mine), sum(mine)
+    def standing(self, bidder: Any) -> tuple[int, BidRecord] | None:
+        """The bidder's standing bid as (bid id, (bidder, price, qty)), or None."""
+        return next(((bid_id, b) for bid_id, b in self.bids.items() if b[0] == bidder), None)
 
     def ranked(self) -> list[tuple[int, BidRecord]]:
-        """Bids best price first, then earliest first."""
+        """Standing bids, best price first, then earliest first."""
         return sorted(self.bids.items(), key=lambda kv: (-kv[1][1], kv[0]))
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +109,7 @@ class _Auction:
             "extensions": self.extensions,
             "registered": [[bidder, deposit] for bidder, deposit in self.registered.items()],
             "bids": [[bid_id, *b] for bid_id, b in self.bids.items()],
+            "placed": [[bidder, n] for bidder, n in self.placed.items()],
             "allocations": [list(a) for a in self.allocations],
         }
 
@@ -111,21 +121,27 @@ class _Auction:
         auction.extensions = data["extensions"]
         auction.registered = {bidder: deposit for bidder, deposit in data["registered"]}
         auction.bids = {bid_id: (bidder, price, qty) for bid_id, bidder, price, qty in data["bids"]}
+        auction.placed = {bidder: n for bidder, n in data["placed"]}
         auction.allocations = [(a[0], a[1], a[2], a[3]) for a in data["allocations"]]
         return auction
+
+
+def winners(bidders: int, top_percent: int) -> int:
+    """How many bidders a top-X % auction lets win: X % of those who bid, rounded half up, at least one
+    if anyone bid (武义 2021: 前70%(四舍五入); 8 bidders at 60 % -> 4.8 -> 5)."""
+    if bidders <= 0:
+        return 0
+    return max(1, (2 * bidders * top_percent + 100) // 200)
 
 
 def allocate(
     terms: Announce, ranked: list[tuple[int, BidRecord]]
 ) -> tuple[list[tuple[int, Any, int, int]], int]:
-    """Pure allocation: ([(bid id, bidder, price paid, qty)], unsold qty) for bids ranked best first."""
+    """Pure allocation of standing bids (one per bidder) ranked best first:
+    ([(bid id, bidder, price paid, qty)], unsold qty)."""
+    assert len({b[0] for _, b in ranked}) == len(ranked), "one standing bid per bidder"
     if terms.allocation == TOP_PERCENT:
-        best_of: dict[Any, None] = {}  # bidders in rank order of their best bid
-        for _, (bidder, _, _) in ranked:
-            best_of.setdefault(bidder, None)
-        winners_n = -(-len(best_of) * terms.top_percent // 100)
-        winners = set(list(best_of)[:winners_n])
-        ranked = [(bid_id, b) for bid_id, b in ranked if b[0] in winners]
+        ranked = ranked[: winners(len(ranked), terms.top_percent)]
     left = terms.qty
     fills: list[tuple[int, Any, int, int]] = []
     for bid_id, (bidder, price, qty) in ranked:
@@ -172,9 +188,9 @@ class AuctionHouse(Engine):
         reject = self._id_reject(aid, False)
         if reject is not None:
             return [reject]
-        problem = _terms_problem(c, self.rules)
-        if problem:
-            return [(REJECTED, aid, R.INVALID_AUCTION, problem)]
+        problem = _terms_problem(c, self.rules, self._band)
+        if problem is not None:
+            return [(REJECTED, aid, *problem)]
         self._last_id = aid
         self._auctions[aid] = _Auction(c)
         return [(AUCTION_ANNOUNCED, aid, c.seller, c.qty, c.min_price, c.allocation)]
@@ -240,50 +256,45 @@ class AuctionHouse(Engine):
         reject = self._id_reject(bid_id, bid_id in a.bids)
         if reject is not None:
             return [reject]
-        if c.price < t.min_price:
-            return [
-                (REJECTED, bid_id, R.BID_BELOW_MINIMUM, f"bid {c.price} is below the minimum {t.min_price}")
-            ]
-        if (c.price - t.min_price) % t.increment:
-            return [
-                (
-                    REJECTED,
-                    bid_id,
-                    R.BID_INCREMENT,
-                    f"bid {c.price} is not {t.min_price} plus a multiple of {t.increment}",
-                )
-            ]
-        bad = self.rules.check(None, c.qty, self._band)
-        if bad is not None:
-            return [(REJECTED, bid_id, bad[0], bad[1])]
-        if c.qty < t.min_bid_qty:
-            return [
-                (REJECTED, bid_id, R.QUANTITY_BELOW_MINIMUM, f"bid quantity {c.qty} is below {t.min_bid_qty}")
-            ]
-        if c.qty > t.qty:
-            return [
-                (
-                    REJECTED,
-                    bid_id,
-                    R.QUANTITY_EXCEEDS_REMAINING,
-                    f"bid quantity {c.qty} exceeds the lot {t.qty}",
-                )
-            ]
-        count, total = a.bidder_totals(c.bidder)
-        if count >= t.max_bids_per_bidder:
-            return [(REJECTED, bid_id, R.TOO_MANY_BIDS, f"the bidder has {count} bids, the most allowed")]
-        if t.cap_per_bidder is not None and total + c.qty > t.cap_per_bidder:
-            return [
-                (
-                    REJECTED,
-                    bid_id,
-                    R.BID_CAP_EXCEEDED,
-                    f"{total} + {c.qty} exceeds the cap {t.cap_per_bidder}",
-                )
-            ]
+        problem = _bid_problem(c, t, self.rules.lot)
+        if problem is not None:
+            return [(REJECTED, bid_id, *problem)]
+        standing = a.standing(c.bidder)
+        if (standing[0] if standing else None) != c.replaces:
+            seen = "none" if c.replaces is None else f"bid {c.replaces}"
+            now = "none" if standing is None else f"bid {standing[0]}"
+            return [(REJECTED, bid_id, R.STANDING_BID_CHANGED, f"the standing bid is {now}, not {seen}")]
+        if standing is not None:
+            _, (_, old_price, old_qty) = standing
+            if c.price < old_price + t.increment:
+                return [
+                    (
+                        REJECTED,
+                        bid_id,
+                        R.BID_NOT_ABOVE_STANDING,
+                        f"bid {c.price} is not at least {old_price + t.increment}: the standing bid "
+                        f"{old_price} plus the increment {t.increment}",
+                    )
+                ]
+            if c.qty < old_qty:
+                return [
+                    (
+                        REJECTED,
+                        bid_id,
+                        R.RAISE_LOWERS_QUANTITY,
+                        f"quantity {c.qty} is below the standing bid's {old_qty}",
+                    )
+                ]
+        placed = a.placed.get(c.bidder, 0)
+        if placed >= t.max_bids_per_bidder:
+            return [(REJECTED, bid_id, R.TOO_MANY_BIDS, f"the bidder has placed {placed} bids, the most allowed")]
         self._last_id = bid_id
-        a.bids[bid_id] = (c.bidder, c.price, c.qty)
+        a.placed[c.bidder] = placed + 1
         events: list[Event] = [(BID_ACCEPTED, aid, bid_id, c.bidder, c.price, c.qty)]
+        if standing is not None:
+            del a.bids[standing[0]]
+            events.append((BID_REPLACED, aid, standing[0], c.bidder, bid_id))
+        a.bids[bid_id] = (c.bidder, c.price, c.qty)
         if t.extension_window and ts >= a.end_ts - t.extension_window and a.extensions < t.max_extensions:
             a.extensions += 1
             a.end_ts = max(a.end_ts, ts + t.extension_length)
@@ -384,22 +395,46 @@ _HANDLERS: dict[type, Callable[..., list[Event]]] = {
 }
 
 
-def _terms_problem(c: Announce, rules: MarketRules) -> str:
-    """What is wrong with an auction's terms, or '' if nothing."""
-    if c.qty <= 0 or c.qty % rules.lot:
-        return f"quantity {c.qty} must be a positive multiple of the lot {rules.lot}"
+def _bid_problem(c: Bid, t: Announce, lot: int) -> tuple[str, str] | None:
+    """What is wrong with a bid's price and quantity against the lot's terms, as (code, message)."""
+    if c.price < t.min_price:
+        return R.BID_BELOW_MINIMUM, f"bid {c.price} is below the minimum {t.min_price}"
+    if (c.price - t.min_price) % t.increment:
+        return R.BID_INCREMENT, f"bid {c.price} is not {t.min_price} plus a multiple of {t.increment}"
+    # The lot's own terms govern bids; the market's minimum and maximum bound the lot (see Announce).
+    if c.qty <= 0:
+        return R.INVALID_QUANTITY, f"quantity {c.qty} is not positive"
+    if c.qty % lot:
+        return R.OFF_LOT, f"quantity {c.qty} is not a multiple of the lot {lot}"
+    if c.qty < t.min_bid_qty:
+        return R.QUANTITY_BELOW_MINIMUM, f"bid quantity {c.qty} is below {t.min_bid_qty}"
+    if c.qty > t.qty:
+        return R.QUANTITY_EXCEEDS_REMAINING, f"bid quantity {c.qty} exceeds the lot {t.qty}"
+    if t.cap_per_bidder is not None and c.qty > t.cap_per_bidder:
+        return R.BID_CAP_EXCEEDED, f"bid quantity {c.qty} exceeds the cap {t.cap_per_bidder}"
+    return None
+
+
+def _terms_problem(c: Announce, rules: MarketRules, band: tuple[int, int]) -> tuple[str, str] | None:
+    """What is wrong with an auction's terms, as (code, message), or None."""
+    bad = rules.check(None, c.qty, band)  # the lot is what the market's size rules bound
+    if bad is not None:
+        return bad
     if c.min_price <= 0 or c.min_price % rules.tick:
-        return f"minimum price {c.min_price} must be a positive multiple of the tick {rules.tick}"
+        return R.INVALID_AUCTION, f"minimum price {c.min_price} must be a positive multiple of the tick {rules.tick}"
     if c.increment <= 0 or c.increment % rules.tick:
-        return f"increment {c.increment} must be a positive multiple of the tick {rules.tick}"
+        return R.INVALID_AUCTION, f"increment {c.increment} must be a positive multiple of the tick {rules.tick}"
     if c.allocation not in ALLOCATIONS:
-        return f"allocation {c.allocation!r} is not one of {ALLOCATIONS}"
+        return R.INVALID_AUCTION, f"allocation {c.allocation!r} is not one of {ALLOCATIONS}"
     if not 1 <= c.top_percent <= 100:
-        return f"top_percent {c.top_percent} is not in 1..100"
-    if c.deposit < 0 or c.min_bid_qty <= 0 or c.max_bids_per_bidder <= 0:
-        return "deposit must be >= 0, min_bid_qty and max_bids_per_bidder > 0"
-    if c.cap_per_bidder is not None and (type(c.cap_per_bidder) is not int or c.cap_per_bidder <= 0):
-        return f"cap_per_bidder {c.cap_per_bidder!r} must be a positive int or None"
+        return R.INVALID_AUCTION, f"top_percent {c.top_percent} is not in 1..100"
+    if c.deposit < 0 or c.max_bids_per_bidder <= 0:
+        return R.INVALID_AUCTION, "deposit must be >= 0 and max_bids_per_bidder > 0"
+    if not 0 < c.min_bid_qty <= c.qty or c.min_bid_qty % rules.lot:
+        return R.INVALID_AUCTION, (f"min_bid_qty {c.min_bid_qty} must be a multiple of the lot {rules.lot} "
+                                   f"between 1 lot and the quantity {c.qty}")
+    if c.cap_per_bidder is not None and (type(c.cap_per_bidder) is not int or c.cap_per_bidder < c.min_bid_qty):
+        return R.INVALID_AUCTION, f"cap_per_bidder {c.cap_per_bidder!r} must be an int >= min_bid_qty or None"
     if min(c.extension_window, c.extension_length, c.max_extensions) < 0:
-        return "extension settings must be >= 0"
-    return ""
+        return R.INVALID_AUCTION, "extension settings must be >= 0"
+    return None

@@ -235,10 +235,10 @@ class Announce:
     increment: int = 1
     deposit: int = 0  # required deposit per bidder, fen
     min_bid_qty: int = 1
-    cap_per_bidder: int | None = None  # total quantity a bidder may bid for
-    max_bids_per_bidder: int = 1
+    cap_per_bidder: int | None = None  # the most a bidder's standing bid may ask for
+    max_bids_per_bidder: int = 1  # bids a bidder may place: its first bid and its raises
     allocation: str = PAY_AS_BID
-    top_percent: int = 100  # for TOP_PERCENT: share of bidders (by rank) who win, 1..100
+    top_percent: int = 100  # for TOP_PERCENT: share of bidders (by rank, rounded half up) who win, 1..100
     extension_window: int = 0  # a bid this close to the end extends the window ...
     extension_length: int = 0  # ... to bid time + this
     max_extensions: int = 0
@@ -290,14 +290,24 @@ class OpenBidding:
 
 @dataclass(frozen=True, slots=True)
 class Bid:
+    """A bidder's bid; a bidder has one standing bid, and a later bid is a raise that replaces it.
+
+    `replaces` is the id of the standing bid the sender saw (None: it saw none). The engine refuses the
+    bid when that is no longer the bidder's standing bid, so whoever funds a raise funds it against
+    exactly the bid it replaces.
+    """
+
     auction_id: int
     bid_id: int
     bidder: Account
     price: int
     qty: int
+    replaces: int | None = None
 
     def __post_init__(self) -> None:
         _require_ints(self, "auction_id", "bid_id", "price", "qty")
+        if self.replaces is not None:
+            _require_ints(self, "replaces")
 
 
 @dataclass(frozen=True, slots=True)

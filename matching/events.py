@@ -35,6 +35,7 @@ AUCTION_PHASE = "auction_phase"
 REGISTERED = "registered"
 BID_ACCEPTED = "bid_accepted"
 BID_WITHDRAWN = "bid_withdrawn"
+BID_REPLACED = "bid_replaced"
 AUCTION_EXTENDED = "auction_extended"
 ALLOCATED = "allocated"
 AUCTION_RESULT = "auction_result"
@@ -90,6 +91,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     REGISTERED: ("auction_id", "bidder", "deposit"),
     BID_ACCEPTED: ("auction_id", "bid_id", "bidder", "price", "qty"),
     BID_WITHDRAWN: ("auction_id", "bid_id", "bidder", "qty"),
+    BID_REPLACED: ("auction_id", "bid_id", "bidder", "by"),  # a raise `by` replaced standing bid `bid_id`
     AUCTION_EXTENDED: ("auction_id", "end_ts", "round"),
     ALLOCATED: ("auction_id", "bid_id", "bidder", "price", "qty"),
     AUCTION_RESULT: ("auction_id", "sold_qty", "unsold_qty", "clearing_price"),

@@ -68,6 +68,9 @@ TOO_MANY_BIDS = "too_many_bids"
 BID_IRREVOCABLE = "bid_irrevocable"
 UNKNOWN_BID = "unknown_bid"
 SELLER_CANNOT_BID = "seller_cannot_bid"
+BID_NOT_ABOVE_STANDING = "bid_not_above_standing"
+RAISE_LOWERS_QUANTITY = "raise_lowers_quantity"
+STANDING_BID_CHANGED = "standing_bid_changed"
 
 DESCRIPTIONS: dict[str, str] = {
     STALE_SEQUENCE: "the sequence number is not above the last one applied (replayed or out of order)",
@@ -114,9 +117,12 @@ DESCRIPTIONS: dict[str, str] = {
     BIDDER_NOT_REGISTERED: "the bidder did not register (with deposit) for this auction",
     BID_BELOW_MINIMUM: "the bid is below the auction's minimum price",
     BID_INCREMENT: "the bid is not the minimum price plus a whole number of increments",
-    BID_CAP_EXCEEDED: "the bidder's total bid quantity would exceed the per-bidder cap",
-    TOO_MANY_BIDS: "the bidder has placed the maximum number of bids",
+    BID_CAP_EXCEEDED: "the bid's quantity exceeds the per-bidder cap",
+    TOO_MANY_BIDS: "the bidder has placed the maximum number of bids (its first bid and its raises)",
     BID_IRREVOCABLE: "bids in this auction cannot be withdrawn",
     UNKNOWN_BID: "no live bid of this bidder has this id",
     SELLER_CANNOT_BID: "the seller cannot bid in its own auction",
+    BID_NOT_ABOVE_STANDING: "a raise must be at least one increment above the bidder's standing bid",
+    RAISE_LOWERS_QUANTITY: "a raise may not ask for less than the bidder's standing bid (bids are commitments)",
+    STANDING_BID_CHANGED: "the bidder's standing bid changed while this bid was on its way; bid again",
 }

@@ -76,10 +76,18 @@ class BlockController(Controller):
 
 
 class AuctionController(Controller):
+    """One-way auctions (单向竞价). A refused lot, registration or bid is a 409 problem with the engine's
+    code (`bid_not_above_standing`, `too_many_bids`, `registration_closed`, ...; malformed ones 422),
+    and its retry under the same Idempotency-Key gets the same problem again."""
+
     path = "/v1/markets/{market_id:str}/auctions"
     tags = ["auctions"]
 
-    @post("/", operation_id="announceAuction", summary="Announce a lot (its units are held at once)")
+    @post("/", operation_id="announceAuction", summary="Announce a lot (its units are held at once)",
+          description="The lot's quantity must be on the market's lot grid and within its minimum and maximum; "
+                      "its own min_bid_quantity and cap_per_bidder then govern bids. Prices are per unit and "
+                      "year of the instrument's term (emission rights: CNY per t·yr); every amount is price × "
+                      "quantity × term_years.")
     async def announce(self, rt: Runtime, principal: Principal, market_id: str, data: AuctionIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.announce(
@@ -90,32 +98,45 @@ class AuctionController(Controller):
             extension_window_s=data.extension_window_seconds, extension_length_s=data.extension_length_seconds,
             max_extensions=data.max_extensions, irrevocable=data.irrevocable)
 
-    @get("/{auction_id:int}", operation_id="getAuction", summary="Phase, terms and (once allocated) results")
+    @get("/{auction_id:int}", operation_id="getAuction",
+         summary="Phase, terms, the highest standing price and (once allocated) the results")
     async def get_one(self, rt: Runtime, market_id: str, auction_id: Id) -> dict[str, Any]:
         return auctions.view(rt, market_id, auction_id)
 
     @post("/{auction_id:int}/step", operation_id="stepAuction", status_code=200,
-          summary="Seller or operator: open registration, open bidding, close, allocate, cancel")
+          summary="Seller or operator: open registration, open bidding, close, allocate, cancel",
+          description="Allocation ranks bidders by their standing bid's price, then by the time of that bid. "
+                      "pay_as_bid: each winner pays its own price; top_percent: the best top_percent % of the "
+                      "bidders who bid win (rounded half up, at least one), each at its own final price; "
+                      "uniform_price: all pay the lowest winning price. The marginal winner may be filled in "
+                      "part; unsold units, losing bids' cash and every deposit are released.")
     async def step(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: AuctionStepIn,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.step(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
                                    data.action, data.duration_seconds)
 
     @post("/{auction_id:int}/register", operation_id="registerForAuction",
-          summary="Register as a bidder; the deposit is held")
+          summary="Register as a bidder; the deposit, if the auction asks one, is held")
     async def register(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: StepIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.register(rt, principal, market_id, auction_id,
                                        client_id(idempotency_key, data.client_id))
 
-    @post("/{auction_id:int}/bids", operation_id="placeBid", summary="Bid; price x quantity (+ fee) is held")
+    @post("/{auction_id:int}/bids", operation_id="placeBid",
+          summary="Bid or raise: your one standing bid; its price × quantity × term years (+ fee) is held",
+          description="Your first bid holds its cash. A later bid is a raise: it replaces your standing bid, "
+                      "must be at least one increment above it, may not ask for less quantity, and counts "
+                      "towards max_bids_per_bidder (the first bid included). Only the difference to the new "
+                      "bid's cash is held, and the two holds become one: you never have more held than your "
+                      "newest bid. A raise that crossed another of your bids in flight is refused with "
+                      "`standing_bid_changed`; bid again.")
     async def bid(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: TermsIn,
                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.bid(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
                                   price=data.price, quantity=data.quantity)
 
     @post("/{auction_id:int}/bids/{bid_id:int}/withdraw", operation_id="withdrawBid", status_code=200,
-          summary="Withdraw a bid (only in auctions whose bids are revocable)")
+          summary="Withdraw your standing bid (only in auctions whose bids are revocable); it still counts")
     async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, bid_id: Id,
                        data: StepIn, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.withdraw_bid(rt, principal, market_id, auction_id, bid_id,

@@ -11,7 +11,7 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, OptId, client_id
 from api.schemas.common import ranges
 from api.schemas.registry import ApprovalIn, DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
-from exchange import instruments, issuance, transfers
+from exchange import expiry, instruments, issuance, transfers
 from exchange.keys import Principal
 from exchange.runtime import Runtime
 
@@ -36,6 +36,15 @@ class InstrumentController(Controller):
     @get("/", operation_id="listInstruments", summary="All instruments")
     async def listing(self, rt: Runtime, kind: str | None = None) -> list[dict[str, Any]]:
         return await instruments.listing(rt, kind)
+
+    @post("/expiry-sweeps", operation_id="sweepEmissionRightExpiry", status_code=200,
+          summary="Expire what is left of emission-right batches past their term now (operator; also daily)",
+          description="Unencumbered units of a batch whose term (valid_from..valid_until) has ended are retired "
+                      "with purpose `expiry` and listed as expired in holdings. Pledged, frozen, order-held "
+                      "or T+1-locked units are reported as `blocked` and expire at the first sweep after the "
+                      "encumbrance ends. Idempotent.")
+    async def sweep_expiry(self, rt: Runtime) -> dict[str, Any]:
+        return await expiry.expire_due(rt)
 
     @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
     async def get_one(self, rt: Runtime, code: str) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class RuleSettings(Strict):
     lot_base: int | None = Field(default=None, ge=1, le=10**12, description="lot in base units (overrides lot_units)")
     band_bps: int | None = Field(default=None, ge=0, le=9_999)
     min_units: int | None = Field(default=None, ge=1, le=10**12)
+    min_base: int | None = Field(default=None, ge=1, le=10**12,
+                                 description="minimum order or lot in base units (overrides min_units)")
     max_units: int | None = Field(default=None, ge=1, le=10**12)
     best_n: int | None = Field(default=None, ge=1, le=50)
     strict_best: bool | None = None
@@ -39,7 +41,11 @@ class RuleSettings(Strict):
 
 
 class MarketSettings(RuleSettings):
-    """Every number of DESIGN.md §6 is a setting; unset ones take the national CEA defaults for the mode."""
+    """Every number of DESIGN.md §6 is a setting; unset ones take the national CEA defaults for the mode.
+
+    Auction markets default to the instrument's base unit as lot and minimum (lots are announced case by
+    case). An unset tick is the finest that keeps tick × lot whole fen (0.01 CNY on a lot of whole
+    units, 10.00 CNY per t on a 0.001 t lot). Settings are checked when the definition is proposed."""
 
     reference_price_fen: int | None = Field(default=None, ge=1, le=10**12)
 
@@ -117,15 +123,17 @@ class StepIn(Strict):
 
 
 class AuctionIn(Strict):
-    quantity: Decimal
-    min_price: Decimal = Field(description="start price, CNY per unit (宁夏 2025: 21000)")
-    increment: Decimal = Field(description="bid step, CNY (宁夏 2025: 500)")
-    deposit: Decimal = "0"
-    min_bid_quantity: Decimal | None = None
-    cap_per_bidder: Decimal | None = None
-    max_bids_per_bidder: int = Field(default=1, ge=1, le=100)
+    quantity: Decimal = Field(description="the lot, in the instrument's unit (emission rights: t/yr)")
+    min_price: Decimal = Field(description="start price, CNY per unit and year of the term (宁夏 2025: 21000)")
+    increment: Decimal = Field(description="bid step, CNY; bids are min_price + k × increment (宁夏 2025: 500)")
+    deposit: Decimal = Field(default="0", description="held from each bidder at registration; 0: none")
+    min_bid_quantity: Decimal | None = Field(default=None, description="smallest bid quantity; default one lot")
+    cap_per_bidder: Decimal | None = Field(default=None, description="the most a bidder's standing bid may ask for")
+    max_bids_per_bidder: int = Field(default=1, ge=1, le=100,
+                                     description="bids a bidder may place, its first bid and its raises")
     allocation: Literal["pay_as_bid", "top_percent", "uniform_price"] = "pay_as_bid"
-    top_percent: int = Field(default=100, ge=1, le=100)
+    top_percent: int = Field(default=100, ge=1, le=100,
+                             description="top_percent: share of bidders who win, rounded half up, at least one")
     extension_window_seconds: int = Field(default=0, ge=0, le=3600)
     extension_length_seconds: int = Field(default=0, ge=0, le=3600)
     max_extensions: int = Field(default=0, ge=0, le=100)

@@ -34,7 +34,7 @@ ADMIN_OPERATIONS = frozenset({
     "approveIssuance", "rejectIssuance",
     "recordDeposit", "recordWithdrawal",
     "approveOperatorAction", "rejectOperatorAction",
-    "revaluePledges", "sweepPledgeExpiry", "setPledgeHaircut",
+    "revaluePledges", "sweepPledgeExpiry", "setPledgeHaircut", "sweepEmissionRightExpiry",
 })
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_IN_DETAIL = 16_384  # larger bodies are recorded by digest only

@@ -1,8 +1,6 @@
-"""Block negotiation (大宗协议) and one-way auctions (单向竞价) through HTTP, settled in the ledger."""
+"""Block negotiation (大宗协议) through HTTP, settled in the ledger (auctions: test_auctions.py)."""
 
 from __future__ import annotations
-
-import time
 
 from exchange.database import asyncpg_dsn
 from ledger.verify import verify_database
@@ -73,80 +71,3 @@ def test_unfunded_confirmation_is_refused_and_the_deal_stays_open(api: Api) -> N
     assert r.status_code == 409 and r.json()["code"] == "insufficient_available"
     assert api.ok(buyer["api"].get(f"/v1/markets/{m}/deals/{deal}"))["deal_id"] == deal
     assert bal(api, seller, "CEA25")["available"] == "200000" and bal(api, buyer, "CNY")["available"] == "1000.00"
-
-
-def test_ningxia_nox_reserve_auction_pay_as_bid(api: Api, db_url: str) -> None:
-    api.instrument("PW-NOX-NX", kind="emission_right", decimals=3,
-                   attributes={"pollutant": "NOx", "region": "宁夏回族自治区", "validity_years": 5})
-    reserve = api.participant("宁夏排污权储备中心 (示例)", "issuer")
-    api.issue(reserve["api"], reserve["id"], "PW-NOX-NX", "4.048",
-              {"valid_from": "2025-01-01", "valid_until": "2029-12-31", "source": "government reserve"})
-    bidders = {n: api.participant(n, "enterprise") for n in ("甲", "乙", "丙")}
-    for b in bidders.values():
-        api.ok(api.post("/v1/cash/deposits", {"participant_id": b["id"], "amount": "200000.00",
-                                               "bank_reference": f"d{b['id']}"}))
-    api.ok(api.post("/v1/markets", {"instrument": "PW-NOX-NX", "mode": "auction",
-                                     "settings": {"tick_fen": 1000, "lot_base": 1}}))
-    m = "PW-NOX-NX.auction"
-    api.ok(api.post(f"/v1/markets/{m}/session", {"action": "open"}))
-    lot = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions", {
-        "quantity": "4.048", "min_price": "21000", "increment": "500", "deposit": "10000.00",
-        "max_bids_per_bidder": 2}))
-    aid = lot["order"]["id"]
-    assert bal(api, reserve, "PW-NOX-NX")["available"] == "0.000"  # the lot is held from announcement
-    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
-    for b in bidders.values():
-        api.ok(b["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
-        assert bal(api, b, "CNY")["available"] == "190000.00"
-    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "bidding", "duration_seconds": 1}))
-    off = api.ok(bidders["甲"]["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "21200", "quantity": "1"}))
-    assert (off["order"]["status"], off["order"]["reason"]) == ("rejected", "bid_increment")  # off the 500 grid
-    assert bal(api, bidders["甲"], "CNY")["available"] == "190000.00"  # its hold came straight back
-    api.ok(bidders["甲"]["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "21500", "quantity": "4.048"}))
-    api.ok(bidders["乙"]["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "22000", "quantity": "2"}))
-    api.ok(bidders["丙"]["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "21000", "quantity": "4.048"}))
-    time.sleep(1.1)
-    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "close"}))
-    res = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "allocate"}))["auction"]
-    assert [(a["price"], a["quantity"]) for a in res["allocations"]] == [("22000.00", "2.000"), ("21500.00", "2.048")]
-    # Pay-as-bid, to the fen: 2.000 t x 22,000 = 44,000.00; 2.048 t x 21,500 = 44,032.00; deposits come back.
-    assert bal(api, bidders["乙"], "CNY")["available"] == "156000.00"
-    assert bal(api, bidders["甲"], "CNY")["available"] == "155968.00"
-    assert bal(api, bidders["丙"], "CNY")["available"] == "200000.00"
-    assert bal(api, bidders["甲"], "PW-NOX-NX")["posted"] == "2.048"
-    assert bal(api, reserve, "CNY")["posted"] == "88032.00" and bal(api, reserve, "PW-NOX-NX")["posted"] == "0.000"
-    report = api.client.blocking_portal.call(verify_database, asyncpg_dsn(db_url))
-    assert report.ok, report.render()
-
-
-def test_deposits_and_bids_are_released_after_a_restart_mid_auction(db_url: str, settings) -> None:
-    """A restarted sequencer must still know which auction a deposit or bid belongs to."""
-    from litestar.testing import TestClient
-
-    from api.app import create_app
-    from tests.helpers import bootstrap_operator
-
-    m = "PW-NOX-NX.auction"
-    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as first:
-        api = Api(first, bootstrap_operator(first))
-        api.instrument("PW-NOX-NX", kind="emission_right", decimals=3,
-                       attributes={"pollutant": "NOx", "region": "宁夏回族自治区", "validity_years": 5})
-        reserve = api.participant("储备中心", "issuer")
-        api.issue(reserve["api"], reserve["id"], "PW-NOX-NX", "2", {"valid_from": "2025-01-01",
-                                                                    "valid_until": "2029-12-31"})
-        bidder = api.participant("甲", "enterprise")
-        api.ok(api.post("/v1/cash/deposits", {"participant_id": bidder["id"], "amount": "100000.00",
-                                               "bank_reference": "d"}))
-        api.ok(api.post("/v1/markets", {"instrument": "PW-NOX-NX", "mode": "auction",
-                                         "settings": {"tick_fen": 1000, "lot_base": 1}}))
-        api.ok(api.post(f"/v1/markets/{m}/session", {"action": "open"}))
-        aid = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions", {
-            "quantity": "2", "min_price": "21000", "increment": "500", "deposit": "5000.00"}))["order"]["id"]
-        api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
-        api.ok(bidder["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
-        assert bal(api, bidder, "CNY")["available"] == "95000.00"
-    # A new process on the same database: the sequencer recovers from snapshot + journal.
-    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as again:
-        api2 = Api(again, bootstrap_operator(again))
-        api2.ok(api2.as_(reserve["token"]).post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "cancel"}))
-        assert bal(api2, {"api": api2.as_(bidder["token"])}, "CNY")["available"] == "100000.00"

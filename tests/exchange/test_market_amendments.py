@@ -7,8 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from exchange import sessions
+import pytest
+
+from exchange import markets, sessions
 from exchange.database import asyncpg_dsn
+from exchange.errors import Invalid
 from ledger.verify import verify_database
 from tests.exchange.clock import Calendar, at, events, market
 from tests.helpers import Api, checker_token, ticket
@@ -153,3 +156,23 @@ def test_amendments_that_could_never_apply_are_refused_when_proposed(api: Api, c
     cal.now = at(mon + timedelta(days=3), "10:00")
     api.client.blocking_portal.call(sessions.follow, cal.rt, M, cal.now)
     assert market(api, M)["session_open"] is False  # Thursday is a holiday from Tuesday's amendment on
+
+
+def test_definitions_and_amendments_share_one_settings_rule() -> None:
+    """markets.configure checks a definition; an amendment is the rules in force with its changes, checked
+    by the same function: an auction's base-unit grid, sizes in base units, the whole-fen rule and its
+    message, and the market's term all carry over."""
+    auction = markets.configure("auction", 3, {})
+    assert (auction.rules.lot, auction.rules.min_qty, auction.rules.tick) == (1, 1, 1000)  # 0.001 t/yr, 10.00
+    m = markets.Market("PW-COD-WY.auction", "PW-COD-WY", "auction", 3, auction.rules, auction.sessions, 0, True,
+                       False, years=5)
+    changed = markets.amended(m, {"lot_base": 100, "min_base": 300})
+    assert (changed.rules.lot, changed.rules.min_qty, changed.rules.tick, changed.years) == (100, 300, 1000, 5)
+    assert markets.amended(m, {"fee_bps": 3}).rules == m.rules  # what is not amended stays as it is
+    for settings in ({"tick_fen": 1, "lot_base": 1}, {"tick_fen": 1}, {"min_units": 50, "max_units": 10}):
+        with pytest.raises(Invalid) as definition:
+            markets.configure("auction", 3, settings)
+        with pytest.raises(Invalid) as amendment:
+            markets.amended(m, settings)
+        assert (definition.value.code, definition.value.message) == (amendment.value.code, amendment.value.message)
+        assert definition.value.code == "invalid_rules", settings

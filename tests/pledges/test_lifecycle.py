@@ -3,8 +3,11 @@ the junior claim, over-pledging, appropriation (折价) and sale through the exc
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from exchange import pledging
 from exchange.database import asyncpg_dsn
+from exchange.instrument_kinds import term_end
 from ledger.verify import verify_database
 from tests.helpers import Api
 from tests.pledges.helpers import days, pledge_body, world
@@ -168,7 +171,11 @@ def test_emission_rights_near_their_validity_deadline_warn_the_bank(api: Api) ->
     issuer = api.participant("福建省生态环境厅", "issuer")
     owner = api.participant("排污企业", "enterprise")
     bank = api.participant("兴业银行福州分行", "bank")
-    api.issue(issuer["api"], owner["id"], "PW-COD-FJ", "12.500", {"valid_from": days(-1800), "valid_until": days(40)})
+    # A five-year grant whose term ends in 40 days (the term is whole years: exchange/instrument_kinds.py).
+    end = date.fromisoformat(days(40))
+    start = next(end - timedelta(days=n) for n in range(1820, 1830) if term_end(end - timedelta(days=n), 5) == end)
+    api.issue(issuer["api"], owner["id"], "PW-COD-FJ", "12.500", {"valid_from": start.isoformat(),
+                                                                    "valid_until": days(40)})
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], "10.000", instrument="PW-COD-FJ",
                                                            secured_amount="100000.00", references=[])))
     p = api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))

@@ -1,15 +1,15 @@
 """The request edge: stored answers for exact idempotent replays, counters of anonymous refusals of
 administrative operations, and the rendered PDF of each restoration certificate.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-25
 """
 
 from migrations.script import run_script
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
