@@ -165,6 +165,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "approveOperatorAction": OPERATOR,
     "rejectOperatorAction": OPERATOR,
     "listAuditEvents": OVERSIGHT,
+    "listAnonymousRefusals": OVERSIGHT,
     "verifyAuditTrail": OVERSIGHT,
 }
 

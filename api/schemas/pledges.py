@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Name, Note, SerialRange, Strict
+from api.schemas.common import MAX_ID, ClientId, Date, DateTime, Decimal, Name, Note, SerialRange, Strict
 
-Id = Field(ge=1, le=2**53 - 1)
+Id = Field(ge=1, le=MAX_ID)
 Bps = Field(default=None, ge=1, le=1_000_000, description="collateral ratio in basis points (13000 = 130 %)")
 Text = Field(min_length=1, max_length=200)
 
@@ -26,8 +25,8 @@ class PledgeIn(Strict):
     serials: list[SerialRange] | None = Field(default=None, max_length=100, description="named blocks to pledge")
     loan_contract: str = Text
     secured_amount: Decimal = Field(description="CNY, at most 2 decimals: the amount the pledge secures")
-    term_start: dt.date
-    term_end: dt.date
+    term_start: Date
+    term_end: Date
     grace_days: int = Field(default=0, ge=0, le=366, description="days the lock outlives the term")
     references: list[ReferenceIn] = Field(default_factory=list, max_length=10)
     haircut_bps: int | None = Field(default=None, ge=0, le=9999,
@@ -58,7 +57,7 @@ class AmendIn(Strict):
 
 
 class ExtendIn(Strict):
-    term_end: dt.date
+    term_end: Date
     grace_days: int | None = Field(default=None, ge=0, le=366)
     note: Note = None
     client_id: ClientId = None
@@ -82,7 +81,7 @@ class EnforceIn(Strict):
     reason: str = Field(min_length=1, max_length=2000, description="the default, e.g. unpaid instalment")
     outstanding: Decimal | None = Field(default=None, description="CNY owed now; default the secured amount")
     price: Decimal | None = Field(default=None, description="CNY per unit (sale; transfer: default the last mark)")
-    buyer_id: int | None = Field(default=None, ge=1, le=2**53 - 1)
+    buyer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     fee: Decimal | None = Field(default=None, description="CNY enforcement costs, paid first")
     client_id: ClientId = None
 
@@ -95,7 +94,7 @@ class AcceptSaleIn(Strict):
 class ClaimIn(Strict):
     loan_contract: str = Text
     amount: Decimal = Field(description="CNY the claim secures")
-    term_end: dt.date
+    term_end: Date
     reference: str | None = Field(default=None, max_length=100)
     client_id: ClientId = None
 
@@ -103,8 +102,8 @@ class ClaimIn(Strict):
 class RevaluationIn(Strict):
     instrument: str = Field(min_length=1, max_length=32)
     price: Decimal = Field(description="close price, CNY per unit")
-    as_of: dt.date
-    cure_deadline: dt.datetime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
+    as_of: Date
+    cure_deadline: DateTime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
     client_id: ClientId = None
 
 
@@ -124,20 +123,20 @@ class FreezeIn(Strict):
     serials: list[SerialRange] | None = Field(default=None, max_length=100)
     case_number: Name = Field(description="案号, e.g. (2024)闽0402执123号")
     notice_number: Name = Field(description="协助执行通知书号")
-    term_start: dt.date
-    term_end: dt.date
-    deduct_to_id: int | None = Field(default=None, ge=1, le=2**53 - 1,
+    term_start: Date
+    term_end: Date
+    deduct_to_id: int | None = Field(default=None, ge=1, le=MAX_ID,
                                      description="participant whose account receives a deduction")
     client_id: ClientId = None
 
 
 class RenewIn(Strict):
-    term_end: dt.date
+    term_end: Date
     notice_number: Name
     client_id: ClientId = None
 
 
 class DeductIn(Strict):
     quantity: Decimal | None = None
-    to_participant: int | None = Field(default=None, ge=1, le=2**53 - 1)
+    to_participant: int | None = Field(default=None, ge=1, le=MAX_ID)
     client_id: ClientId = None
