@@ -11,6 +11,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.pydantic import PydanticPlugin
 
 from api.auth import ApiKeyMiddleware
 from api.authz import authorize
@@ -113,6 +114,9 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         middleware=[refuse_writes, ApiKeyMiddleware(), SecurityMiddleware(settings)] if ro
         else [ApiKeyMiddleware(), SecurityMiddleware(settings)],  # security: after the key, before guards
         guards=[authorize],
+        # Bodies are decoded once, strictly, by SecurityMiddleware (api/security/json_body.py); the models then
+        # validate with strict=True: no coercion of "14", 14.0 or true into an integer (api/schemas/common.py).
+        plugins=[PydanticPlugin(validate_strict=True)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="envx — environmental-rights exchange and registry",

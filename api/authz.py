@@ -167,6 +167,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "approveOperatorAction": OPERATOR,
     "rejectOperatorAction": OPERATOR,
     "listAuditEvents": OVERSIGHT,
+    "listAnonymousRefusals": OVERSIGHT,
     "verifyAuditTrail": OVERSIGHT,
 }
 

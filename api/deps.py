@@ -1,4 +1,4 @@
-"""Dependencies shared by controllers: the runtime, the caller, the idempotency key."""
+"""Dependencies shared by controllers: the runtime, the caller, the idempotency key, bounded ids."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from exchange.keys import Principal
 from exchange.runtime import Runtime
 
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", required=False, max_length=128)]
+# Every id and sequence number in a path or query: 1..2^53 - 1 (I-JSON safe), declared in the OpenAPI
+# document; written in ASCII digits only (api/security/middleware.py refuses "1e3", " 7", "٧").
+MAX_ID = 2**53 - 1
+Id = Annotated[int, Parameter(ge=1, le=MAX_ID)]
+OptId = Annotated[int | None, Parameter(ge=1, le=MAX_ID, required=False)]
 
 
 def get_rt(state: State) -> Runtime:

@@ -24,6 +24,7 @@ from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
 
+from api.security import json_body
 from exchange.errors import Invalid
 
 Cursor = Annotated[str | None, Parameter(max_length=512, description="Opaque: from the previous page's "
@@ -42,9 +43,12 @@ def decode(cursor: str | None, list_name: str, valid: Callable[[Any], bool]) -> 
     """The key the cursor carries (None without a cursor); 422 `invalid_cursor` if it is not this list's."""
     if cursor is None:
         return None
-    try:
-        name, key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError, binascii.Error):
+    try:  # read as strictly as a body (api/security/json_body.py): a forged cursor is a 422, never a 500
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if b"\\u0000" in raw:  # NUL: no PostgreSQL text holds it
+            raise ValueError("NUL")
+        name, key = json_body.decode(raw)
+    except (ValueError, TypeError, binascii.Error):  # BodyRefused is a ValueError
         raise Invalid("invalid_cursor", "the cursor is not one this server made") from None
     if name != list_name or not valid(key):
         raise Invalid("invalid_cursor", f"the cursor does not belong to this list ({list_name})")

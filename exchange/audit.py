@@ -8,6 +8,12 @@ exact text that was hashed (not jsonb, whose normalisation would change the byte
 UPDATE, DELETE and TRUNCATE (trigger); `verify` recomputes the chain, so a change made around the
 trigger (superuser, restored dump) is found at the first row it touches. Dropping rows at the very
 end is not visible from inside the chain: compare with a head you recorded earlier (`expect`).
+
+Any text is stored: what UTF-8 or PostgreSQL text cannot hold (a lone surrogate, NUL) is written as a
+backslash escape first, so no request, however odd, makes the append fail.
+
+Requests without a valid key are counted in `audit_anonymous_refusals`, one row per client address and
+minute (`record_anonymous`); only the first of each minute is appended to the chain.
 """
 
 from __future__ import annotations
@@ -46,8 +52,19 @@ class AuditEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+def storable(value: str) -> str:
+    """`value` with lone surrogates and NUL as backslash escapes (UTF-8 and PostgreSQL text hold neither)."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _storable(value: str | None) -> str | None:
+    return None if value is None else storable(value)
+
+
 def encode_detail(detail: dict[str, Any]) -> str:
-    return json.dumps(detail, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return storable(json.dumps(detail, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str))
 
 
 def row_hash(prev: bytes, fields: list[Any]) -> bytes:
@@ -65,9 +82,10 @@ async def append(conn: AsyncConnection, ev: AuditEvent) -> int:
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
     last = (await conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"))).first()
     seq, prev = (last.seq + 1, bytes(last.hash)) if last else (1, GENESIS)
-    row = {"seq": seq, "ts": time.time_ns() // 1000, "actor": ev.actor, "participant_kind": ev.participant_kind,
-           "api_key_id": ev.api_key_id, "operation": ev.operation, "method": ev.method, "path": ev.path,
-           "client_ip": ev.client_ip, "forwarded_for": ev.forwarded_for, "status": ev.status,
+    row = {"seq": seq, "ts": time.time_ns() // 1000, "actor": _storable(ev.actor),
+           "participant_kind": _storable(ev.participant_kind), "api_key_id": ev.api_key_id,
+           "operation": storable(ev.operation), "method": storable(ev.method), "path": storable(ev.path),
+           "client_ip": _storable(ev.client_ip), "forwarded_for": _storable(ev.forwarded_for), "status": ev.status,
            "outcome": ev.outcome, "detail": encode_detail(ev.detail)}
     fields = [row[k] for k in ("seq", "ts", "actor", "participant_kind", "api_key_id", "operation", "method",
                                "path", "client_ip", "forwarded_for", "status", "outcome", "detail")]
@@ -76,6 +94,34 @@ async def append(conn: AsyncConnection, ev: AuditEvent) -> int:
                             ":outcome, :detail, :prev, :hash)"),
                        {**row, "prev": prev, "hash": row_hash(prev, fields)})
     return seq
+
+
+async def record_anonymous(conn: AsyncConnection, ev: AuditEvent) -> int | None:
+    """Count a request without a valid key in its address's minute; the first of the minute is also
+    appended to the chain (its seq is returned and kept with the count), the others only counted."""
+    minute = time.time_ns() // 60_000_000_000 * 60
+    count = (await conn.execute(text(
+        """INSERT INTO audit_anonymous_refusals (client_ip, minute, refusals, last_operation, last_at)
+           VALUES (:ip, to_timestamp(:m), 1, :op, now())
+           ON CONFLICT (client_ip, minute) DO UPDATE SET refusals = audit_anonymous_refusals.refusals + 1,
+               last_operation = EXCLUDED.last_operation, last_at = EXCLUDED.last_at
+           RETURNING refusals"""),
+        {"ip": storable(ev.client_ip or ""), "m": minute, "op": storable(ev.operation)})).scalar_one()
+    if count > 1:
+        return None
+    seq = await append(conn, ev)
+    await conn.execute(text("UPDATE audit_anonymous_refusals SET first_seq = :s WHERE client_ip = :ip "
+                            "AND minute = to_timestamp(:m)"), {"s": seq, "ip": storable(ev.client_ip or ""),
+                                                               "m": minute})
+    return seq
+
+
+async def anonymous_refusals(conn: AsyncConnection, *, after_minute: int, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(
+        """SELECT client_ip, extract(epoch FROM minute)::bigint AS minute, refusals, first_seq, last_operation,
+                  last_at FROM audit_anonymous_refusals WHERE minute > to_timestamp(:a)
+           ORDER BY minute, client_ip LIMIT :n"""), {"a": after_minute, "n": limit})
+    return [dict(r._mapping) for r in rows]
 
 
 def view(r: Any) -> dict[str, Any]:

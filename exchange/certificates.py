@@ -8,6 +8,7 @@ Chinese with an embedded Noto Sans CJK font, and the verification code for the p
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -118,3 +119,44 @@ def render_pdf(doc: dict[str, Any], verify_url: str) -> bytes:
     from exchange.certificate_pdf import render
 
     return render(body_of(doc), cert_format.verification_code(doc["note"]), verify_url)
+
+
+def verify_url(rt: Runtime, code: str) -> str:
+    """Where the PDF sends its reader: the configured public address, never the request's Host header
+    (the bytes are stored and served to everyone)."""
+    base = rt.settings.public_url or f"http://{rt.settings.host}:{rt.settings.port}"
+    return f"{base.rstrip('/')}/v1/public/certificates/{code}"
+
+
+async def pdf(rt: Runtime, order_id: int) -> bytes:
+    """The PDF of the order's current certificate, rendered once (about a second of CPU, in a worker
+    thread) and then served from the database. A certificate never changes: a further retirement issues a
+    new certificate, with a new code, and so a new PDF."""
+    doc = await issue(rt, order_id)
+    code = cert_format.verification_code(doc["note"])
+    async with rt.read() as conn:
+        stored = (await conn.execute(text("SELECT pdf FROM restoration_certificate_pdfs WHERE code = :c"),
+                                     {"c": code})).scalar()
+    if stored is not None:
+        return bytes(stored)
+    key = ("certificate.pdf", code)
+    running = rt.inflight.get(key)
+    if running is not None:  # someone is rendering it right now: wait for their bytes
+        return await asyncio.shield(running)  # type: ignore[no-any-return]
+    done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    rt.inflight[key] = done
+    try:
+        rendered = await asyncio.to_thread(render_pdf, doc, verify_url(rt, code))
+        async with rt.tx() as conn:
+            await conn.execute(text("""INSERT INTO restoration_certificate_pdfs (code, pdf) VALUES (:c, :p)
+                                       ON CONFLICT DO NOTHING"""), {"c": code, "p": rendered})
+            kept = bytes((await conn.execute(text("SELECT pdf FROM restoration_certificate_pdfs WHERE code = :c"),
+                                             {"c": code})).scalar_one())
+        done.set_result(kept)
+        return kept
+    except BaseException as exc:
+        done.set_exception(exc)
+        done.exception()
+        raise
+    finally:
+        del rt.inflight[key]

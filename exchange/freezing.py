@@ -24,7 +24,7 @@ Lock order, everywhere: pledge rows before freeze rows.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import instruments, participants, pledging
 from exchange.bootstrap import SYSTEM_ACTOR
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
-from exchange.idempotency import check_replay, fingerprint
+from exchange.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.keys import Principal
 from exchange.pledging import translate_refusals
 from exchange.runtime import Runtime
@@ -148,12 +148,27 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
     fp = fingerprint({"op": "freeze", "holder": holder_id, "instrument": instrument, "qty": qty,
                       "serials": [list(r) for r in named], "case": case_number, "notice": notice_number,
                       "term": [term_start.isoformat(), term_end.isoformat()], "deduct_to": deduct_to_id})
+
+    async def replay() -> dict[str, Any] | None:
+        async with rt.read() as conn:
+            done = await _replay(conn, who, client_id, fp)
+        return None if done is None else await get(rt, who, done)
+
+    async def freeze() -> dict[str, Any]:
+        return await _freeze(rt, who, client_id, fp, holder, instrument, qty, named, case_number, notice_number,
+                             term_start, term_end, expires, deduct_to_id)
+
+    # A concurrent twin (same court key and client id) that commits first: its freeze, not duplicate_notice.
+    prior = await replay()
+    return prior if prior is not None else await replay_on_refusal(freeze, replay)
+
+
+async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder: dict[str, Any], instrument: str,
+                  qty: int, named: list[tuple[int, int]], case_number: str, notice_number: str, term_start: date,
+                  term_end: date, expires: datetime, deduct_to_id: int | None) -> dict[str, Any]:
     async with rt.read() as conn:
-        done = await _replay(conn, who, client_id, fp)
-        if done is None and await repo.freeze_notice_taken(conn, who.participant_id, notice_number):
+        if await repo.freeze_notice_taken(conn, who.participant_id, notice_number):
             raise DomainError("duplicate_notice", f"notice {notice_number} already froze holdings")
-    if done is not None:
-        return await get(rt, who, done)
     court_holding = who.holding_account
     if court_holding is None:
         raise DomainError("no_account", "the court has no account to receive deductions")
@@ -166,13 +181,13 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
     entry = await rt.submit(c.Request(
         who.actor, c.CreateHold("freeze", holder["holding_account"], court_holding, instrument, qty, pieces,
                                 pledging.micros(expires)),
-        f"freeze:{client_id}", {"case_number": case_number, "notice_number": notice_number, "holder": holder_id}))
+        f"freeze:{client_id}", {"case_number": case_number, "notice_number": notice_number, "holder": holder["id"]}))
     frozen = [list(r) for r in rg.normalise(json.loads(entry.meta).get("serials", []))]
     try:
         async with rt.tx() as conn:
             no = await repo.next_registration_no(conn)
             freeze_id = await repo.insert_freeze(
-                conn, court_id=who.participant_id, holder_id=holder_id, instrument=instrument, quantity=qty,
+                conn, court_id=who.participant_id, holder_id=holder["id"], instrument=instrument, quantity=qty,
                 requested_serials=[list(r) for r in named] or None, serials=frozen, case_number=case_number,
                 notice_number=notice_number, term_start=term_start, term_end=term_end, expires_at=expires,
                 deduct_to_id=deduct_to_id, status="active", hold_id=entry.seq, freeze_no=no)

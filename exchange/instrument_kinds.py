@@ -41,11 +41,15 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from exchange.errors import Invalid
 
-_STRICT = ConfigDict(extra="forbid", strict=True, str_max_length=200)
+_STRICT = ConfigDict(extra="forbid", strict=True, str_max_length=200)  # no coercion, strings as sent
 
 # Dates an issuance may name: monitoring periods of the oldest CCER projects start in the 2000s.
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)
-Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY, description="ISO date, 2000-01-01 .. 2199-12-31")]
+# Validated from JSON in strict mode: only a `YYYY-MM-DD` string of ASCII digits naming a real calendar day
+# ("2025-02-30", "２０２５-01-01", " 2025-01-01", a datetime or a number are refused); the pattern declares it.
+_DAY_PATTERN = r"^2[01][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY, description="ISO date, 2000-01-01 .. 2199-12-31",
+                            json_schema_extra={"pattern": _DAY_PATTERN})]
 Identifier = Annotated[str, Field(min_length=1, max_length=100)]
 RegionSlug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")]
 

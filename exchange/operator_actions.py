@@ -193,6 +193,7 @@ def _fingerprint(kind: str, payload: Payload) -> bytes:
 
 def view(row: Any) -> dict[str, Any]:
     m = dict(row._mapping)
+    m.pop("fingerprint", None)  # internal: the request digest behind the client id
     m["approve"] = f"/v1/operator-actions/{m['id']}/approve" if m["status"] == "pending" else None
     return m
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from exchange import orders, participants
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
-from exchange.idempotency import check_replay, fingerprint
+from exchange.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.keys import Principal
 from exchange.runtime import Runtime
 from exchange.units import to_base, to_text
@@ -45,35 +45,47 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
     if data["deadline"] < datetime.now(UTC).date():
         raise Invalid("invalid_deadline", "the deadline has passed")
     fp = fingerprint({k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()})
-    async with rt.read() as conn:
-        row = (await conn.execute(text(
-            "SELECT id, fingerprint FROM restoration_orders WHERE created_by = :a AND client_id = :c"),
-            {"a": who.actor, "c": client_id})).first()
-    if row is not None:
+
+    async def replay() -> dict[str, Any] | None:
+        async with rt.read() as conn:
+            row = (await conn.execute(text(
+                "SELECT id, fingerprint FROM restoration_orders WHERE created_by = :a AND client_id = :c"),
+                {"a": who.actor, "c": client_id})).first()
+        if row is None:
+            return None
         check_replay(row.fingerprint, fp)
         return await get(rt, who, row.id)
-    async with rt.tx() as conn:
-        dup = (await conn.execute(text(
-            "SELECT id FROM restoration_orders WHERE court_id = :c AND case_number = :n AND payer_id = :p"),
-            {"c": who.participant_id, "n": data["case_number"], "p": payer["id"]})).first()
-        if dup is not None:
-            raise DomainError("duplicate_order",
-                              f"case {data['case_number']} already has order {dup.id} for this payer")
-        new_id = (await conn.execute(text(
-            """INSERT INTO restoration_orders (court_id, case_number, case_type, judgment_reference, defendants,
-                   payer_id, assessed_loss_kg, assessment_method, assessing_body, multiplier, required_kg,
-                   eligible_kinds, designated_seller_id, deadline, note, created_by, client_id, fingerprint)
-               VALUES (:court, :case, :type, :judgment, CAST(:defendants AS jsonb), :payer, :loss, :method, :body,
-                       :mult, :required, CAST(:kinds AS jsonb), :seller, :deadline, :note, :a, :cid, :fp)
-               RETURNING id"""),
-            {"court": who.participant_id, "case": data["case_number"], "type": data["case_type"],
-             "judgment": data.get("judgment_reference"),
-             "defendants": json.dumps(data["defendants"], ensure_ascii=False),
-             "payer": payer["id"], "loss": loss, "method": data.get("assessment_method"),
-             "body": data.get("assessing_body"), "mult": data.get("multiplier"), "required": required,
-             "kinds": json.dumps(kinds), "seller": data.get("designated_seller_id"), "deadline": data["deadline"],
-             "note": data.get("note"), "a": who.actor, "cid": client_id, "fp": fp})).scalar()
-    return await get(rt, who, int(new_id))
+
+    async def register() -> dict[str, Any]:
+        async with rt.tx() as conn:
+            dup = (await conn.execute(text(
+                "SELECT id FROM restoration_orders WHERE court_id = :c AND case_number = :n AND payer_id = :p"),
+                {"c": who.participant_id, "n": data["case_number"], "p": payer["id"]})).first()
+            if dup is not None:
+                raise DomainError("duplicate_order",
+                                  f"case {data['case_number']} already has order {dup.id} for this payer")
+            new_id = (await conn.execute(text(
+                """INSERT INTO restoration_orders (court_id, case_number, case_type, judgment_reference,
+                       defendants, payer_id, assessed_loss_kg, assessment_method, assessing_body, multiplier,
+                       required_kg, eligible_kinds, designated_seller_id, deadline, note, created_by, client_id,
+                       fingerprint)
+                   VALUES (:court, :case, :type, :judgment, CAST(:defendants AS jsonb), :payer, :loss, :method,
+                           :body, :mult, :required, CAST(:kinds AS jsonb), :seller, :deadline, :note, :a, :cid, :fp)
+                   RETURNING id"""),
+                {"court": who.participant_id, "case": data["case_number"], "type": data["case_type"],
+                 "judgment": data.get("judgment_reference"),
+                 "defendants": json.dumps(data["defendants"], ensure_ascii=False),
+                 "payer": payer["id"], "loss": loss, "method": data.get("assessment_method"),
+                 "body": data.get("assessing_body"), "mult": data.get("multiplier"), "required": required,
+                 "kinds": json.dumps(kinds), "seller": data.get("designated_seller_id"),
+                 "deadline": data["deadline"], "note": data.get("note"), "a": who.actor, "cid": client_id,
+                 "fp": fp})).scalar()
+        return await get(rt, who, int(new_id))
+
+    # A concurrent twin (same court key and client id) that commits first: its order, not duplicate_order
+    # or a unique-index error (the insert waits for the twin's commit, then fails on the client id).
+    prior = await replay()
+    return prior if prior is not None else await replay_on_refusal(register, replay)
 
 
 async def _row(rt: Runtime, order_id: int) -> dict[str, Any]:

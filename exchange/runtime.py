@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ class Runtime:
     credentials: Credentials | None = None
     # Verified API keys of this process (exchange/keys.py).
     key_cache: KeyCache = field(default_factory=KeyCache)
+    # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
+    inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     origin: str = Field(default="envx.example/registry", description="Checkpoint origin line (log identity).")
+    public_url: str | None = Field(
+        default=None, max_length=200, description="The address the public reaches the API at, printed in "
+        "certificate PDFs (e.g. https://registry.example); unset: http://<host>:<port>.")
     writer_max_batch: int = Field(default=2048, ge=1, le=100_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     scheduler: bool = Field(default=True, description="Run the calendar jobs: sessions open, pause and close by each "

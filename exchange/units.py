@@ -6,16 +6,17 @@ import re
 
 from exchange.errors import Invalid
 
-_NUMBER = re.compile(r"^(0|[1-9][0-9]{0,17})(?:\.([0-9]{1,12}))?$")
+_NUMBER = re.compile(r"(0|[1-9][0-9]{0,17})(?:\.([0-9]{1,12}))?", re.ASCII)  # ASCII digits, nothing around them
 MAX_BASE = 2**53 - 1
 CNY_DECIMALS = 2
 
 
 def to_base(text: str, decimals: int, *, field: str = "quantity", allow_zero: bool = False) -> int:
-    """'12.5' with 3 decimals -> 12500. Off-grid, negative, exponent or float-ish input is refused."""
+    """'12.5' with 3 decimals -> 12500. Off-grid, negative, exponent, padded (" 12", "12\\n"), full-width or
+    other non-ASCII digits ("１２", "١٢") and float-ish input is refused."""
     if not isinstance(text, str):
         raise Invalid("invalid_number", f"{field} must be a decimal string such as \"12.50\"")
-    m = _NUMBER.match(text.strip())
+    m = _NUMBER.fullmatch(text)
     if not m:
         raise Invalid("invalid_number", f"{field} {text!r} is not a plain non-negative decimal number")
     whole, frac = m.group(1), m.group(2) or ""

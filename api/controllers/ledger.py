@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, get
 from litestar.params import Parameter
 
+from api.deps import Id
 from exchange.errors import NotFound
 from exchange.runtime import Runtime
 from ledger import queries
@@ -41,7 +42,7 @@ class LedgerController(Controller):
             return [entry_view(e) for e in await queries.entries(conn, after, limit)]
 
     @get("/entries/{seq:int}", operation_id="getLedgerEntry", summary="One entry, its canonical bytes and metadata")
-    async def entry(self, rt: Runtime, seq: int) -> dict[str, Any]:
+    async def entry(self, rt: Runtime, seq: Id) -> dict[str, Any]:
         async with rt.read() as conn:
             e = await queries.entry(conn, seq)
         if e is None:

@@ -8,15 +8,16 @@ from litestar import Controller, MediaType, Request, Response, get
 from litestar.params import Parameter
 from litestar.types import ExceptionHandlersMap
 
+from api.deps import MAX_ID, Id
 from api.problems import problem
 from exchange import proofs
 from exchange.keys import Principal
 from exchange.proofs import CheckpointPending
 from exchange.runtime import Runtime
 
-Size = Annotated[int, Parameter(ge=0, le=2**63 - 1)]
-OptSize = Annotated[int | None, Parameter(ge=0, le=2**63 - 1, required=False)]
-OptSeq = Annotated[int | None, Parameter(ge=1, le=2**63 - 1, required=False)]
+Size = Annotated[int, Parameter(ge=0, le=MAX_ID)]  # tree sizes and leaf indexes, I-JSON safe as every id
+OptSize = Annotated[int | None, Parameter(ge=0, le=MAX_ID, required=False)]
+OptSeq = Annotated[int | None, Parameter(ge=1, le=MAX_ID, required=False)]
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 
 
@@ -61,5 +62,5 @@ class LedgerProofController(Controller):
 
     @get("/entries/{seq:int}/receipt", operation_id="getEntryReceipt", exception_handlers=PENDING,
          summary="Offline-verifiable receipt: entry bytes, leaf index, inclusion path, signed checkpoint")
-    async def receipt(self, rt: Runtime, principal: Principal, seq: int) -> dict[str, Any]:
+    async def receipt(self, rt: Runtime, principal: Principal, seq: Id) -> dict[str, Any]:
         return await proofs.receipt(rt, principal, seq)

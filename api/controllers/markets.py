@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from api import paging
 from api.controllers.security import PROPOSED, propose_or_run
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, client_id
 from api.paging import LINK, Cursor
 from api.schemas.markets import AmendmentIn, HaltIn, ListingIn, MarketIn, OrderIn, ReduceIn, SessionIn, TakeIn
 from exchange import amendments, marketdata, markets, orders, sessions
@@ -118,17 +118,17 @@ class MarketController(Controller):
         return paging.page(request, f"orders:{market_id}", rows, limit, lambda o: o["id"])
 
     @get("/{market_id:str}/orders/{order_id:int}", operation_id="getOrder", summary="One order")
-    async def get_order(self, rt: Runtime, principal: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+    async def get_order(self, rt: Runtime, principal: Principal, market_id: str, order_id: Id) -> dict[str, Any]:
         return await orders.get_order(rt, principal, market_id, order_id)
 
     @post("/{market_id:str}/orders/{order_id:int}/cancel", operation_id="cancelOrder", status_code=200,
           summary="Cancel an order or listing; its hold is released. Idempotent.")
-    async def cancel(self, rt: Runtime, principal: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+    async def cancel(self, rt: Runtime, principal: Principal, market_id: str, order_id: Id) -> dict[str, Any]:
         return await orders.cancel(rt, principal, market_id, order_id)
 
     @post("/{market_id:str}/orders/{order_id:int}/reduce", operation_id="reduceOrder", status_code=200,
           summary="Lower the open quantity; the order keeps its priority")
-    async def reduce(self, rt: Runtime, principal: Principal, market_id: str, order_id: int,
+    async def reduce(self, rt: Runtime, principal: Principal, market_id: str, order_id: Id,
                      data: ReduceIn) -> dict[str, Any]:
         return await orders.reduce(rt, principal, market_id, order_id, data.quantity)
 
@@ -170,7 +170,7 @@ class MarketController(Controller):
 
     @post("/{market_id:str}/listings/{listing_id:int}/take", operation_id="takeListing",
           summary="Take a listing within the best N levels, at its price")
-    async def take(self, rt: Runtime, principal: Principal, market_id: str, listing_id: int, data: TakeIn,
+    async def take(self, rt: Runtime, principal: Principal, market_id: str, listing_id: Id, data: TakeIn,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
         return await orders.take_listing(rt, principal, market_id, listing_id, cid, quantity=data.quantity)

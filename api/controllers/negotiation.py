@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 
 from api import paging
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, client_id
 from api.paging import LINK, Cursor
 from api.schemas.markets import AuctionIn, AuctionStepIn, BlockQuoteIn, StepIn, TermsIn
 from exchange import auctions, negotiation
@@ -41,36 +41,36 @@ class BlockController(Controller):
 
     @post("/block-quotes/{quote_id:int}/respond", operation_id="respondBlockQuote", status_code=201,
           summary="Open a negotiation on a quote with your terms (you stand confirmed on them)")
-    async def respond(self, rt: Runtime, principal: Principal, market_id: str, quote_id: int, data: TermsIn,
+    async def respond(self, rt: Runtime, principal: Principal, market_id: str, quote_id: Id, data: TermsIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.respond(rt, principal, market_id, quote_id, client_id(idempotency_key, data.client_id),
                                          price=data.price, quantity=data.quantity)
 
     @post("/block-quotes/{quote_id:int}/withdraw", operation_id="withdrawBlockQuote", status_code=200)
-    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, quote_id: int, data: StepIn,
+    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, quote_id: Id, data: StepIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.withdraw(rt, principal, market_id, quote_id,
                                           client_id(idempotency_key, data.client_id))
 
     @get("/deals/{deal_id:int}", operation_id="getDeal", summary="An open negotiation (its parties only)")
-    async def deal(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int) -> dict[str, Any]:
+    async def deal(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id) -> dict[str, Any]:
         return negotiation.deal_view(rt, principal, market_id, deal_id)
 
     @post("/deals/{deal_id:int}/counter", operation_id="counterDeal", status_code=200,
           summary="Amend the terms; only you stand confirmed")
-    async def counter(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: TermsIn,
+    async def counter(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id, data: TermsIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.counter(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id),
                                          price=data.price, quantity=data.quantity)
 
     @post("/deals/{deal_id:int}/confirm", operation_id="confirmDeal", status_code=200,
           summary="Confirm the current terms: both sides are funded, then it trades and settles")
-    async def confirm(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: StepIn,
+    async def confirm(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id, data: StepIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.confirm(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id))
 
     @post("/deals/{deal_id:int}/decline", operation_id="declineDeal", status_code=200)
-    async def decline(self, rt: Runtime, principal: Principal, market_id: str, deal_id: int, data: StepIn,
+    async def decline(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id, data: StepIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await negotiation.decline(rt, principal, market_id, deal_id, client_id(idempotency_key, data.client_id))
 
@@ -100,7 +100,7 @@ class AuctionController(Controller):
 
     @get("/{auction_id:int}", operation_id="getAuction",
          summary="Phase, terms, the highest standing price and (once allocated) the results")
-    async def get_one(self, rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, market_id: str, auction_id: Id) -> dict[str, Any]:
         return auctions.view(rt, market_id, auction_id)
 
     @post("/{auction_id:int}/step", operation_id="stepAuction", status_code=200,
@@ -110,14 +110,14 @@ class AuctionController(Controller):
                       "bidders who bid win (rounded half up, at least one), each at its own final price; "
                       "uniform_price: all pay the lowest winning price. The marginal winner may be filled in "
                       "part; unsold units, losing bids' cash and every deposit are released.")
-    async def step(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: AuctionStepIn,
+    async def step(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: AuctionStepIn,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.step(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
                                    data.action, data.duration_seconds)
 
     @post("/{auction_id:int}/register", operation_id="registerForAuction",
           summary="Register as a bidder; the deposit, if the auction asks one, is held")
-    async def register(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: StepIn,
+    async def register(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: StepIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.register(rt, principal, market_id, auction_id,
                                        client_id(idempotency_key, data.client_id))
@@ -130,14 +130,14 @@ class AuctionController(Controller):
                       "bid's cash is held, and the two holds become one: you never have more held than your "
                       "newest bid. A raise that crossed another of your bids in flight is refused with "
                       "`standing_bid_changed`; bid again.")
-    async def bid(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, data: TermsIn,
+    async def bid(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: TermsIn,
                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.bid(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
                                   price=data.price, quantity=data.quantity)
 
     @post("/{auction_id:int}/bids/{bid_id:int}/withdraw", operation_id="withdrawBid", status_code=200,
           summary="Withdraw your standing bid (only in auctions whose bids are revocable); it still counts")
-    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, auction_id: int, bid_id: int,
+    async def withdraw(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, bid_id: Id,
                        data: StepIn, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.withdraw_bid(rt, principal, market_id, auction_id, bid_id,
                                            client_id(idempotency_key, data.client_id))

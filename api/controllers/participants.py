@@ -6,7 +6,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from api.controllers.security import PROPOSED, propose_or_run
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.registry import EnrollIn, EnrollmentCodeIn, KeyIn, ParticipantIn, StatusChangeIn
 from exchange import credentials, participants
 from exchange.errors import NotFound
@@ -46,19 +46,19 @@ class ParticipantController(Controller):
         return await participants.listing(rt, principal, kind, limit, after)
 
     @get("/{participant_id:int}", operation_id="getParticipant", summary="One participant")
-    async def get_one(self, rt: Runtime, principal: Principal, participant_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, participant_id: Id) -> dict[str, Any]:
         return await participants.get(rt, principal, participant_id)
 
     @post("/{participant_id:int}/suspend", operation_id="suspendParticipant", status_code=200,
           summary="Suspend a participant at once (one operator: an emergency brake); its keys stop working")
-    async def suspend(self, rt: Runtime, principal: Principal, participant_id: int, data: StatusChangeIn,
+    async def suspend(self, rt: Runtime, principal: Principal, participant_id: Id, data: StatusChangeIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
         return await participants.suspend(rt, principal, cid, participant_id, data.reason)
 
     @post("/{participant_id:int}/reinstate", operation_id="reinstateParticipant", responses=PROPOSED,
           summary="Reinstate a suspended participant (operator; maker-checker: a second operator approves)")
-    async def reinstate(self, rt: Runtime, principal: Principal, participant_id: int, data: StatusChangeIn,
+    async def reinstate(self, rt: Runtime, principal: Principal, participant_id: Id, data: StatusChangeIn,
                         idempotency_key: IdempotencyKey = None) -> Any:
         cid = client_id(idempotency_key, data.client_id)
         await participants.check_suspended(rt, participant_id)
@@ -70,7 +70,7 @@ class ParticipantController(Controller):
     @post("/{participant_id:int}/enrollment-codes", operation_id="issueEnrollmentCode", responses=PROPOSED,
           summary="A new enrollment code for a participant that lost its keys (operator; maker-checker: the "
                   "proposer gets the first half, the approver the second; older unused codes are cancelled)")
-    async def issue_code(self, rt: Runtime, principal: Principal, participant_id: int, data: EnrollmentCodeIn,
+    async def issue_code(self, rt: Runtime, principal: Principal, participant_id: Id, data: EnrollmentCodeIn,
                          idempotency_key: IdempotencyKey = None) -> Any:
         cid = client_id(idempotency_key, data.client_id)
         await participants.check_active(rt, participant_id)
@@ -85,13 +85,13 @@ class ParticipantController(Controller):
 
     @get("/{participant_id:int}/enrollment-codes", operation_id="listEnrollmentCodes",
          summary="Enrollment codes of a participant and their state (never the codes themselves)")
-    async def list_codes(self, rt: Runtime, participant_id: int) -> list[dict[str, Any]]:
+    async def list_codes(self, rt: Runtime, participant_id: Id) -> list[dict[str, Any]]:
         await participants.lookup(rt, participant_id)
         return await credentials.list_codes(rt, participant_id)
 
     @post("/{participant_id:int}/keys", operation_id="createKey",
           summary="Mint an API key for yourself with your key (shown once); it never outlives the key minting it")
-    async def create_key(self, rt: Runtime, principal: Principal, participant_id: int, data: KeyIn,
+    async def create_key(self, rt: Runtime, principal: Principal, participant_id: Id, data: KeyIn,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
         return await credentials.mint_key(rt, principal, participant_id, cid, label=data.label,
@@ -99,13 +99,13 @@ class ParticipantController(Controller):
 
     @get("/{participant_id:int}/keys", operation_id="listKeys",
          summary="API keys and their lineage (never their secrets); yours, or anyone's for oversight")
-    async def list_keys(self, rt: Runtime, principal: Principal, participant_id: int) -> list[dict[str, Any]]:
+    async def list_keys(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[dict[str, Any]]:
         return await credentials.list_keys(rt, principal, participant_id)
 
     @post("/{participant_id:int}/keys/{key_id:int}/revoke", operation_id="revokeKey", status_code=200,
           summary="Revoke an API key and every key minted under it; they stop working at once")
-    async def revoke_key(self, rt: Runtime, principal: Principal, participant_id: int,
-                         key_id: int) -> dict[str, Any]:
+    async def revoke_key(self, rt: Runtime, principal: Principal, participant_id: Id,
+                         key_id: Id) -> dict[str, Any]:
         return await credentials.revoke_key(rt, principal, participant_id, key_id)
 
 
@@ -127,7 +127,7 @@ class AccountController(Controller):
     tags = ["participants"]
 
     @get("/{account_id:int}", operation_id="getAccount", summary="An account and its balances")
-    async def get_one(self, rt: Runtime, principal: Principal, account_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, account_id: Id) -> dict[str, Any]:
         owner = await participants.owner_of_account(rt, account_id)
         if owner is None or (principal.kind not in participants.SEES_ALL and owner != principal.participant_id):
             raise NotFound("account", account_id)  # another's account: as if there were none

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Litestar, get, post, put
 from litestar.params import Parameter
 
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.common import ranges
 from api.schemas.pledges import (
     AcceptSaleIn,
@@ -83,35 +83,35 @@ class PledgeController(Controller):
                                            types=types.split(",") if types else None)
 
     @get("/{pledge_id:int}", operation_id="getPledge", summary="One registration with its locked serial blocks")
-    async def get_one(self, rt: Runtime, principal: Principal, pledge_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, pledge_id: Id) -> dict[str, Any]:
         return await pledging.get(rt, principal, pledge_id)
 
     @get("/{pledge_id:int}/events", operation_id="listPledgeEvents", summary="A registration's history")
-    async def events(self, rt: Runtime, principal: Principal, pledge_id: int) -> list[dict[str, Any]]:
+    async def events(self, rt: Runtime, principal: Principal, pledge_id: Id) -> list[dict[str, Any]]:
         return await pledging.history(rt, principal, pledge_id)
 
     @post("/{pledge_id:int}/confirm", operation_id="confirmPledge", status_code=200,
           summary="Confirm (pledgor): locks the units; the registration takes effect and gets its number")
-    async def confirm(self, rt: Runtime, principal: Principal, pledge_id: int, data: ActionIn | None = None,
+    async def confirm(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.confirm(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id)
 
     @post("/{pledge_id:int}/decline", operation_id="declinePledge", status_code=200, summary="Decline (pledgor)")
-    async def decline(self, rt: Runtime, principal: Principal, pledge_id: int, data: ActionIn | None = None,
+    async def decline(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.decline(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
                                       data.note if data else None)
 
     @post("/{pledge_id:int}/withdraw", operation_id="withdrawPledge", status_code=200,
           summary="Withdraw an unconfirmed filing (bank)")
-    async def withdraw(self, rt: Runtime, principal: Principal, pledge_id: int, data: ActionIn | None = None,
+    async def withdraw(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.withdraw(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
                                        data.note if data else None)
 
     @post("/{pledge_id:int}/amend", operation_id="amendPledge", status_code=200,
           summary="Amend terms (bank): secured amount down, haircut, thresholds, references")
-    async def amend(self, rt: Runtime, principal: Principal, pledge_id: int, data: AmendIn,
+    async def amend(self, rt: Runtime, principal: Principal, pledge_id: Id, data: AmendIn,
                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.amend(
             rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
@@ -121,35 +121,35 @@ class PledgeController(Controller):
 
     @post("/{pledge_id:int}/extend", operation_id="extendPledge", status_code=200,
           summary="Extend the term (bank): the lock gets the new expiry, same serials, same priority")
-    async def extend(self, rt: Runtime, principal: Principal, pledge_id: int, data: ExtendIn,
+    async def extend(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ExtendIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.extend(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                      term_end=data.term_end, grace_days=data.grace_days, note=data.note)
 
     @post("/{pledge_id:int}/top-up", operation_id="topUpPledge", status_code=200,
           summary="Add units to the lock (pledgor), e.g. to cure a margin call")
-    async def top_up(self, rt: Runtime, principal: Principal, pledge_id: int, data: TopUpIn,
+    async def top_up(self, rt: Runtime, principal: Principal, pledge_id: Id, data: TopUpIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.top_up(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                      quantity=data.quantity, serials=ranges(data.serials))
 
     @post("/{pledge_id:int}/partial-release", operation_id="partiallyReleasePledge", status_code=200,
           summary="Release part of the lock (bank): named serials or the highest ones")
-    async def partial_release(self, rt: Runtime, principal: Principal, pledge_id: int, data: PartialReleaseIn,
+    async def partial_release(self, rt: Runtime, principal: Principal, pledge_id: Id, data: PartialReleaseIn,
                               idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.partial_release(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                               quantity=data.quantity, serials=ranges(data.serials), note=data.note)
 
     @post("/{pledge_id:int}/release", operation_id="releasePledge", status_code=200,
           summary="Release (bank): unlocks the units, or promotes the first junior claim into the lock")
-    async def release(self, rt: Runtime, principal: Principal, pledge_id: int, data: ActionIn | None = None,
+    async def release(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.release(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
                                       data.note if data else None)
 
     @post("/{pledge_id:int}/enforcement", operation_id="enforcePledge", status_code=200,
           summary="Enforce on default (bank): transfer to the bank, propose a sale, or sell on the exchange")
-    async def enforce(self, rt: Runtime, principal: Principal, pledge_id: int, data: EnforceIn,
+    async def enforce(self, rt: Runtime, principal: Principal, pledge_id: Id, data: EnforceIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.enforce(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                       method=data.method, reason=data.reason, outstanding=data.outstanding,
@@ -161,14 +161,14 @@ class PledgeController(Controller):
     @post("/{pledge_id:int}/default", operation_id="declarePledgeDefault", status_code=200,
           summary="Declare the secured loan in default (bank), with its notice's number and date; the pledgor "
                   "is told")
-    async def declare_default(self, rt: Runtime, principal: Principal, pledge_id: int, data: DefaultIn,
+    async def declare_default(self, rt: Runtime, principal: Principal, pledge_id: Id, data: DefaultIn,
                               idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.declare_default(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                               **data.notice())  # type: ignore[arg-type]
 
     @post("/{pledge_id:int}/enforcement/sales", operation_id="startPledgeSale", status_code=201,
           summary="List or auction the escrowed lot on the exchange on the bank's behalf (enforcement sale)")
-    async def start_sale(self, rt: Runtime, principal: Principal, pledge_id: int, data: SaleIn,
+    async def start_sale(self, rt: Runtime, principal: Principal, pledge_id: Id, data: SaleIn,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.start_sale(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                          market_id=data.market_id, quantity=data.quantity, price=data.price,
@@ -176,7 +176,7 @@ class PledgeController(Controller):
 
     @post("/{pledge_id:int}/enforcement/accept", operation_id="acceptPledgeSale", status_code=200,
           summary="Accept the bank's sale (buyer): units against cash in one step, proceeds by priority")
-    async def accept(self, rt: Runtime, principal: Principal, pledge_id: int, data: AcceptSaleIn,
+    async def accept(self, rt: Runtime, principal: Principal, pledge_id: Id, data: AcceptSaleIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.accept_sale(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                           price=data.price)
@@ -184,14 +184,14 @@ class PledgeController(Controller):
     @post("/{pledge_id:int}/enforcement/cancel", operation_id="cancelPledgeSale", status_code=200,
           summary="Withdraw the enforcement (bank): a sale not accepted, or an exchange sale before anything "
                   "was sold (the lot is locked again)")
-    async def cancel(self, rt: Runtime, principal: Principal, pledge_id: int, data: ActionIn | None = None,
+    async def cancel(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.cancel_sale(rt, principal, client_id(idempotency_key, data and data.client_id),
                                           pledge_id, data.note if data else None)
 
     @post("/{pledge_id:int}/claims", operation_id="filePledgeClaim",
           summary="File a ranked (junior) claim on a pledged lot (bank); counts once the pledgor confirms")
-    async def file_claim(self, rt: Runtime, principal: Principal, pledge_id: int, data: ClaimIn,
+    async def file_claim(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ClaimIn,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.file_claim(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                          loan_contract=data.loan_contract, amount=data.amount,
@@ -199,14 +199,14 @@ class PledgeController(Controller):
 
     @post("/claims/{claim_id:int}/confirm", operation_id="confirmPledgeClaim", status_code=200,
           summary="Confirm a ranked claim (pledgor): it is registered and gets its place in the order")
-    async def confirm_claim(self, rt: Runtime, principal: Principal, claim_id: int, data: ActionIn | None = None,
+    async def confirm_claim(self, rt: Runtime, principal: Principal, claim_id: Id, data: ActionIn | None = None,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.confirm_claim(rt, principal, client_id(idempotency_key, data and data.client_id),
                                             claim_id)
 
     @post("/claims/{claim_id:int}/release", operation_id="releasePledgeClaim", status_code=200,
           summary="Release a ranked claim (claimant)")
-    async def release_claim(self, rt: Runtime, principal: Principal, claim_id: int, data: ActionIn | None = None,
+    async def release_claim(self, rt: Runtime, principal: Principal, claim_id: Id, data: ActionIn | None = None,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.release_claim(rt, principal, client_id(idempotency_key, data and data.client_id),
                                             claim_id)
@@ -261,25 +261,25 @@ class FreezeController(Controller):
         return await freezing.listing(rt, principal, status=status, after=after, limit=limit)
 
     @get("/{freeze_id:int}", operation_id="getFreeze", summary="One freeze with its frozen blocks and history")
-    async def get_one(self, rt: Runtime, principal: Principal, freeze_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, freeze_id: Id) -> dict[str, Any]:
         return await freezing.get(rt, principal, freeze_id)
 
     @post("/{freeze_id:int}/renewals", operation_id="renewFreeze", status_code=200,
           summary="续冻 before expiry: the same units stay frozen without a gap")
-    async def renew(self, rt: Runtime, principal: Principal, freeze_id: int, data: RenewIn,
+    async def renew(self, rt: Runtime, principal: Principal, freeze_id: Id, data: RenewIn,
                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await freezing.renew(rt, principal, client_id(idempotency_key, data.client_id), freeze_id,
                                     term_end=data.term_end, notice_number=data.notice_number)
 
     @post("/{freeze_id:int}/deduction", operation_id="deductFreeze", status_code=200,
           summary="扣划: move frozen units to the court's (or the named) account")
-    async def deduct(self, rt: Runtime, principal: Principal, freeze_id: int, data: DeductIn,
+    async def deduct(self, rt: Runtime, principal: Principal, freeze_id: Id, data: DeductIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await freezing.deduct(rt, principal, client_id(idempotency_key, data.client_id), freeze_id,
                                      quantity=data.quantity, to_participant=data.to_participant)
 
     @post("/{freeze_id:int}/unfreeze", operation_id="unfreeze", status_code=200, summary="解冻 (court)")
-    async def unfreeze(self, rt: Runtime, principal: Principal, freeze_id: int, data: ActionIn | None = None,
+    async def unfreeze(self, rt: Runtime, principal: Principal, freeze_id: Id, data: ActionIn | None = None,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await freezing.unfreeze(rt, principal, client_id(idempotency_key, data and data.client_id),
                                        freeze_id, data.note if data else None)

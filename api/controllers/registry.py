@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from api.controllers.security import PROPOSED, propose_or_run
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, OptId, client_id
 from api.schemas.common import ranges
 from api.schemas.registry import ApprovalIn, DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
 from exchange import expiry, instruments, issuance, transfers
@@ -72,7 +72,7 @@ class IssuanceController(Controller):
         return await issuance.listing(rt, principal, status, limit, after)
 
     @get("/{request_id:int}", operation_id="getIssuance", summary="One issuance request")
-    async def get_one(self, rt: Runtime, principal: Principal, request_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, request_id: Id) -> dict[str, Any]:
         return await issuance.get(rt, principal, request_id)
 
     @post("/{request_id:int}/approve", operation_id="approveIssuance", status_code=200,
@@ -81,7 +81,7 @@ class IssuanceController(Controller):
                       "project of the same kind, over an overlapping period in a request approved already or "
                       "made before it) is refused 409 `flagged_double_issuance` with the `flags`, unless the "
                       "body says `override_flags: true` and a `reason`.")
-    async def approve(self, rt: Runtime, principal: Principal, request_id: int,
+    async def approve(self, rt: Runtime, principal: Principal, request_id: Id,
                       data: ApprovalIn | None = None) -> dict[str, Any]:
         data = data or ApprovalIn()
         return await issuance.approve(rt, principal, request_id, data.note,
@@ -89,7 +89,7 @@ class IssuanceController(Controller):
 
     @post("/{request_id:int}/reject", operation_id="rejectIssuance", status_code=200,
           summary="Reject (operator; checker)")
-    async def reject(self, rt: Runtime, principal: Principal, request_id: int,
+    async def reject(self, rt: Runtime, principal: Principal, request_id: Id,
                      data: DecisionIn | None = None) -> dict[str, Any]:
         return await issuance.reject(rt, principal, request_id, data.note if data else None)
 
@@ -126,10 +126,10 @@ class HoldingController(Controller):
     tags = ["registry"]
 
     @get("/", operation_id="getHoldings", summary="Balances and serial blocks of a participant, with their state")
-    async def holdings(self, rt: Runtime, principal: Principal,
-                       participant_id: Annotated[int | None, Parameter(ge=1, le=2**53 - 1)] = None,
-                       instrument: str | None = None, limit: Limit = 500, after_instrument: str | None = None,
-                       after_serial: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None) -> dict[str, Any]:
+    async def holdings(self, rt: Runtime, principal: Principal, participant_id: OptId = None,
+                       instrument: Annotated[str | None, Parameter(max_length=32)] = None, limit: Limit = 500,
+                       after_instrument: Annotated[str | None, Parameter(max_length=32)] = None,
+                       after_serial: OptId = None) -> dict[str, Any]:
         pid = participant_id or principal.participant_id
         after = (after_instrument, after_serial) if after_instrument and after_serial else None
         return await transfers.holdings(rt, principal, pid, instrument, limit, after)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 
-from api.deps import IdempotencyKey, client_id
+from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.restoration import RestorationOrderIn, RestorationPurchaseIn, RestorationTakeIn
 from exchange import certificates, restoration
 from exchange.keys import Principal
@@ -28,16 +28,16 @@ class RestorationController(Controller):
         return await restoration.listing(rt, principal)
 
     @get("/{order_id:int}", operation_id="getRestorationOrder", summary="Status and partial fulfilment")
-    async def get_one(self, rt: Runtime, principal: Principal, order_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, order_id: Id) -> dict[str, Any]:
         return await restoration.get(rt, principal, order_id)
 
     @get("/{order_id:int}/reminders", operation_id="listRestorationReminders", summary="Deadline reminders")
-    async def reminders(self, rt: Runtime, principal: Principal, order_id: int) -> list[dict[str, Any]]:
+    async def reminders(self, rt: Runtime, principal: Principal, order_id: Id) -> list[dict[str, Any]]:
         return await restoration.reminders_of(rt, principal, order_id)
 
     @post("/{order_id:int}/purchases", operation_id="purchaseForRestoration",
           summary="The payer buys on the exchange; every fill is retired at once for the case")
-    async def purchase(self, rt: Runtime, principal: Principal, order_id: int, data: RestorationPurchaseIn,
+    async def purchase(self, rt: Runtime, principal: Principal, order_id: Id, data: RestorationPurchaseIn,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await restoration.purchase(rt, principal, order_id, client_id(idempotency_key, data.client_id),
                                           market_id=data.market_id, type_=data.type, tif=data.tif,
@@ -45,24 +45,20 @@ class RestorationController(Controller):
 
     @post("/{order_id:int}/takes", operation_id="takeForRestoration",
           summary="The payer takes a listing; the units are retired at once for the case")
-    async def take(self, rt: Runtime, principal: Principal, order_id: int, data: RestorationTakeIn,
+    async def take(self, rt: Runtime, principal: Principal, order_id: Id, data: RestorationTakeIn,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await restoration.take(rt, principal, order_id, client_id(idempotency_key, data.client_id),
                                       market_id=data.market_id, listing_id=data.listing_id, quantity=data.quantity)
 
     @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate",
          summary="The signed JSON certificate (public): verify offline with envx verify-receipt")
-    async def certificate(self, rt: Runtime, order_id: int) -> dict[str, Any]:
+    async def certificate(self, rt: Runtime, order_id: Id) -> dict[str, Any]:
         return await certificates.issue(rt, order_id)
 
     @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf",
          summary="The certificate as a PDF (Chinese, with its verification code)", media_type="application/pdf")
-    async def certificate_pdf(self, rt: Runtime, request: Request, order_id: int) -> Response[bytes]:
-        doc = await certificates.issue(rt, order_id)
-        from ledger.certificate import verification_code
-
-        url = f"{request.base_url}v1/public/certificates/{verification_code(doc['note'])}"
-        return Response(certificates.render_pdf(doc, url), media_type="application/pdf",
+    async def certificate_pdf(self, rt: Runtime, order_id: Id) -> Response[bytes]:
+        return Response(await certificates.pdf(rt, order_id), media_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="restoration-{order_id}.pdf"'})
 
 

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from api.deps import Id
 from api.schemas.registry import DecisionIn
 from api.schemas.security import SignaturePolicyIn, SigningKeyIn
 from api.security.signatures import decode_public_key, forget_policy
@@ -20,6 +21,9 @@ from exchange.keys import Principal
 from exchange.runtime import Runtime
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
+# A minute as Unix seconds, up to the end of 2199 (the last date an input may name); PostgreSQL's
+# to_timestamp fails beyond its own range, which 2^53 - 1 seconds is far past.
+Minute = Annotated[int, Parameter(ge=0, le=7_258_118_400, description="Unix seconds, 0 to 2200-01-01T00:00:00Z")]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 OVERSIGHT = frozenset({"operator", "auditor"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -54,7 +58,7 @@ class SigningKeyController(Controller):
 
     @post("/signing-keys", operation_id="registerSigningKey",
           summary="Register an Ed25519 public key for signed instructions (yours; operators: anyone's)")
-    async def register(self, rt: Runtime, principal: Principal, participant_id: int,
+    async def register(self, rt: Runtime, principal: Principal, participant_id: Id,
                        data: SigningKeyIn) -> dict[str, Any]:
         _own_or_operator(principal, participant_id)
         await participants.lookup(rt, participant_id)
@@ -62,27 +66,27 @@ class SigningKeyController(Controller):
                                                decode_public_key(data.public_key), data.label)
 
     @get("/signing-keys", operation_id="listParticipantSigningKeys", summary="Signing keys, revoked ones included")
-    async def listing(self, rt: Runtime, principal: Principal, participant_id: int) -> list[dict[str, Any]]:
+    async def listing(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[dict[str, Any]]:
         _own_or_oversight(principal, participant_id)
         await participants.lookup(rt, participant_id)
         return await instruction_keys.listing(rt, participant_id)
 
     @post("/signing-keys/{key_id:int}/revoke", operation_id="revokeSigningKey", status_code=200,
           summary="Revoke a signing key; signatures by it are refused at once")
-    async def revoke(self, rt: Runtime, principal: Principal, participant_id: int, key_id: int) -> dict[str, Any]:
+    async def revoke(self, rt: Runtime, principal: Principal, participant_id: Id, key_id: Id) -> dict[str, Any]:
         _own_or_operator(principal, participant_id)
         return await instruction_keys.revoke(rt, principal.actor, participant_id, key_id)
 
     @put("/signature-policy", operation_id="setSignaturePolicy",
          summary="Require (or stop requiring) signed instructions for this participant's mutations (operator)")
-    async def set_policy(self, rt: Runtime, state: State, participant_id: int,
+    async def set_policy(self, rt: Runtime, state: State, participant_id: Id,
                          data: SignaturePolicyIn) -> dict[str, Any]:
         out = await instruction_keys.set_policy(rt, participant_id, data.require_signatures)
         forget_policy(state, participant_id)
         return out
 
     @get("/signature-policy", operation_id="getSignaturePolicy", summary="Whether signatures are required")
-    async def get_policy(self, rt: Runtime, principal: Principal, participant_id: int) -> dict[str, Any]:
+    async def get_policy(self, rt: Runtime, principal: Principal, participant_id: Id) -> dict[str, Any]:
         _own_or_oversight(principal, participant_id)
         return await instruction_keys.get_policy(rt, participant_id)
 
@@ -97,18 +101,18 @@ class OperatorActionController(Controller):
         return await operator_actions.listing(rt, status, limit, after)
 
     @get("/{action_id:int}", operation_id="getOperatorAction", summary="One proposal, its decision and result")
-    async def get_one(self, rt: Runtime, action_id: int) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, action_id: Id) -> dict[str, Any]:
         return await operator_actions.get(rt, action_id)
 
     @post("/{action_id:int}/approve", operation_id="approveOperatorAction", status_code=200,
           summary="Approve (a second operator, never the proposer): executes it once and returns the result")
-    async def approve(self, rt: Runtime, principal: Principal, action_id: int,
+    async def approve(self, rt: Runtime, principal: Principal, action_id: Id,
                       data: DecisionIn | None = None) -> dict[str, Any]:
         return await operator_actions.approve(rt, principal, action_id, data.note if data else None)
 
     @post("/{action_id:int}/reject", operation_id="rejectOperatorAction", status_code=200,
           summary="Reject a pending proposal (any operator; the proposer may withdraw their own)")
-    async def reject(self, rt: Runtime, principal: Principal, action_id: int,
+    async def reject(self, rt: Runtime, principal: Principal, action_id: Id,
                      data: DecisionIn | None = None) -> dict[str, Any]:
         return await operator_actions.reject(rt, principal, action_id, data.note if data else None)
 
@@ -124,6 +128,13 @@ class AuditController(Controller):
                      actor: Annotated[str | None, Parameter(max_length=64)] = None) -> list[dict[str, Any]]:
         async with rt.read() as conn:
             return await audit.listing(conn, after=after, limit=limit, operation=operation, actor=actor)
+
+    @get("/anonymous-refusals", operation_id="listAnonymousRefusals",
+         summary="Refused administrative requests without a valid key, counted per client address and minute")
+    async def anonymous(self, rt: Runtime, after_minute: Minute = 0,
+                        limit: Limit = 100) -> list[dict[str, Any]]:
+        async with rt.read() as conn:
+            return await audit.anonymous_refusals(conn, after_minute=after_minute, limit=limit)
 
     @get("/verification", operation_id="verifyAuditTrail",
          summary="Recompute the audit trail's hash chain; optionally check a head (seq, hash) you recorded")

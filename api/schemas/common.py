@@ -1,25 +1,72 @@
-"""Shared request-schema conventions: unknown fields refused, strings and lists bounded."""
+"""Shared request-schema conventions: unknown fields refused, no type coercion, every value bounded.
+
+- Strict types (pydantic strict mode; the app validates with `strict=True`, api/app.py): a boolean is not
+  an integer, nor is a float or a numeric string; an integer is not a string. Strings are kept as sent
+  (no stripping).
+- Integers are bounded; ids are 1..2^53 - 1 (I-JSON safe, what JavaScript clients can hold exactly).
+- Quantities and money are decimal strings of ASCII digits: no sign, padding, exponent or other digits.
+- Dates are `YYYY-MM-DD` strings from 2000-01-01 to 2199-12-31, datetimes RFC 3339 with an offset in the
+  same years; a datetime is not a date, nor is a number. The OpenAPI document declares both as a pattern.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=2000)
+MAX_ID = 2**53 - 1
+FIRST_DATE, LAST_DATE = dt.date(2000, 1, 1), dt.date(2199, 12, 31)
+_YEAR_MONTH_DAY = r"2[01][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+DATE_PATTERN = f"^{_YEAR_MONTH_DAY}$"
+DATETIME_PATTERN = (f"^{_YEAR_MONTH_DAY}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,6}})?"
+                    "(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+DECIMAL_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,12})?$"  # as exchange.units.to_base reads them
+
+STRICT = ConfigDict(extra="forbid", strict=True, str_max_length=2000)
 
 ClientId = Annotated[str | None, Field(default=None, min_length=1, max_length=128,
                                        description="Idempotency key (or send the Idempotency-Key header)")]
-Decimal = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^\s*[0-9]+(\.[0-9]+)?\s*$",
-                               description="A decimal string in the instrument's unit, e.g. \"2723\" or \"12.500\"")]
+Decimal = Annotated[str, Field(min_length=1, max_length=40, pattern=DECIMAL_PATTERN,
+                               description="A decimal string in the instrument's unit, e.g. \"2723\" or \"12.500\": "
+                                           "ASCII digits, no sign, spaces or exponent")]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Note = Annotated[str | None, Field(default=None, max_length=2000)]
 
 
+def _calendar(value: Any, pattern: str, parse: Any, what: str) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise ValueError(f"a {what} is a string {'YYYY-MM-DD' if what == 'date' else 'YYYY-MM-DDTHH:MM:SSZ'} "
+                         f"from {FIRST_DATE} to {LAST_DATE}")
+    try:
+        return parse(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a {what} of the calendar") from None
+
+
+def _date(value: Any) -> dt.date:
+    return _calendar(value, DATE_PATTERN, dt.date.fromisoformat, "date")  # type: ignore[no-any-return]
+
+
+def _datetime(value: Any) -> dt.datetime:
+    return _calendar(value, DATETIME_PATTERN, dt.datetime.fromisoformat, "datetime")  # type: ignore[no-any-return]
+
+
+Date = Annotated[dt.date, BeforeValidator(_date), WithJsonSchema(
+    {"type": "string", "format": "date", "pattern": DATE_PATTERN,
+     "description": f"YYYY-MM-DD, {FIRST_DATE} to {LAST_DATE}"})]
+DateTime = Annotated[dt.datetime, BeforeValidator(_datetime), WithJsonSchema(
+    {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN,
+     "description": f"RFC 3339 with an offset, years {FIRST_DATE.year} to {LAST_DATE.year}"})]
+
+
 class SerialRange(BaseModel):
     model_config = STRICT
-    start: int = Field(ge=1, le=2**53 - 1)
-    end: int = Field(ge=1, le=2**53 - 1)
+    start: Id
+    end: Id
 
 
 def _refuse_nul(value: Any) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Note, Strict
+from api.schemas.common import ClientId, Date, Decimal, Id, Note, Strict
 
 Side = Literal["buy", "sell"]
+# A session boundary, Asia/Shanghai: HH:MM in ASCII digits (no seconds, offset or "T": "09:30Z" would be an
+# aware time that cannot be compared with the others).
+SessionTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 
 class RuleSettings(Strict):
@@ -26,12 +28,12 @@ class RuleSettings(Strict):
     best_n: int | None = Field(default=None, ge=1, le=50)
     strict_best: bool | None = None
     stp: Literal["cancel_taker", "cancel_maker", "cancel_both"] | None = None
-    sessions: list[Annotated[list[str], Field(max_length=2)]] | None = Field(
+    sessions: list[Annotated[list[SessionTime], Field(max_length=2)]] | None = Field(
         default=None, max_length=6,
         description="Trading hours, Asia/Shanghai, in order: [[\"09:30\",\"11:30\"],[\"13:00\",\"15:00\"]]. The "
                     "market opens at the first start, pauses between sessions and closes at the last end, Monday to "
                     "Friday except `holidays`. [] = always open, every day (the trading day ends at midnight).")
-    holidays: list[date] | None = Field(default=None, max_length=400,
+    holidays: list[Date] | None = Field(default=None, max_length=400,
                                         description="Weekdays on which the market does not trade (ISO dates)")
     fee_bps: int | None = Field(default=None, ge=0, le=1000)
     t_plus_1: bool | None = None
@@ -64,7 +66,7 @@ class SessionIn(Strict):
 
 
 class AmendmentIn(Strict):
-    effective_from: date = Field(description="The trading day from which the new rules apply (after today and the "
+    effective_from: Date = Field(description="The trading day from which the new rules apply (after today and the "
                                              "market's current trading day, at most 730 days ahead)")
     settings: RuleSettings = Field(description="Only the settings that change")
     client_id: ClientId = None
@@ -105,7 +107,7 @@ class BlockQuoteIn(Strict):
     price: Decimal
     quantity: Decimal
     audience: Literal["public", "directed", "group"] = "public"
-    counterparties: list[int] = Field(default_factory=list, max_length=50,
+    counterparties: list[Id] = Field(default_factory=list, max_length=50,
                                       description="participant ids a directed or group quote is addressed to")
     client_id: ClientId = None
 

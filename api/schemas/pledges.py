@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Name, Note, SerialRange, Strict
+from api.schemas.common import MAX_ID, ClientId, Date, DateTime, Decimal, Name, Note, SerialRange, Strict
 
-Id = Field(ge=1, le=2**53 - 1)
+Id = Field(ge=1, le=MAX_ID)
 Bps = Field(default=None, ge=1, le=1_000_000, description="collateral ratio in basis points (13000 = 130 %)")
 Text = Field(min_length=1, max_length=200)
 
@@ -53,7 +52,7 @@ class DefaultIn(Strict):
     """The bank's declaration that the secured loan is in default (违约通知 / 逾期通知)."""
 
     reference: str = Field(min_length=1, max_length=100, description="the notice's number")
-    notice_date: dt.date
+    notice_date: Date
     overdue_amount: Decimal | None = Field(default=None, description="CNY overdue, as the notice states")
     note: Note = None
     client_id: ClientId = None
@@ -70,8 +69,8 @@ class PledgeIn(Strict):
     serials: list[SerialRange] | None = Field(default=None, max_length=100, description="named blocks to pledge")
     loan_contract: str = Text
     secured_amount: Decimal = Field(description="CNY, at most 2 decimals: the amount the pledge secures")
-    term_start: dt.date
-    term_end: dt.date
+    term_start: Date
+    term_end: Date
     grace_days: int = Field(default=0, ge=0, le=366, description="days the lock outlives the term")
     references: list[ReferenceIn] = Field(default_factory=list, max_length=10)
     haircut_bps: int | None = Field(default=None, ge=0, le=9999,
@@ -103,7 +102,7 @@ class AmendIn(Strict):
 
 
 class ExtendIn(Strict):
-    term_end: dt.date
+    term_end: Date
     grace_days: int | None = Field(default=None, ge=0, le=366)
     note: Note = None
     client_id: ClientId = None
@@ -124,7 +123,7 @@ class PartialReleaseIn(Strict):
 
 class DefaultNoticeIn(Strict):
     reference: str = Field(min_length=1, max_length=100)
-    notice_date: dt.date
+    notice_date: Date
     overdue_amount: Decimal | None = None
     note: Note = None
 
@@ -137,7 +136,7 @@ class EnforceIn(Strict):
     claim: ClaimPartsIn | None = Field(default=None, description="what is owed by component, within the scope")
     default_notice: DefaultNoticeIn | None = Field(default=None, description="declare the loan's default now")
     price: Decimal | None = Field(default=None, description="CNY per unit (sale; transfer: default the last mark)")
-    buyer_id: int | None = Field(default=None, ge=1, le=2**53 - 1)
+    buyer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     fee: Decimal | None = Field(default=None, description="CNY the exchange charges for the enforcement, paid first")
     client_id: ClientId = None
 
@@ -184,7 +183,7 @@ class AcceptSaleIn(Strict):
 class ClaimIn(Strict):
     loan_contract: str = Text
     amount: Decimal = Field(description="CNY the claim secures")
-    term_end: dt.date
+    term_end: Date
     reference: str | None = Field(default=None, max_length=100)
     client_id: ClientId = None
 
@@ -193,8 +192,8 @@ class RevaluationIn(Strict):
     instrument: str = Field(min_length=1, max_length=32)
     price: Decimal = Field(description="close price, CNY per unit (emission rights: per t·yr; the value is "
                                        "price × quantity × term years)")
-    as_of: dt.date
-    cure_deadline: dt.datetime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
+    as_of: Date
+    cure_deadline: DateTime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
     client_id: ClientId = None
 
 
@@ -214,20 +213,20 @@ class FreezeIn(Strict):
     serials: list[SerialRange] | None = Field(default=None, max_length=100)
     case_number: Name = Field(description="案号, e.g. (2024)闽0402执123号")
     notice_number: Name = Field(description="协助执行通知书号")
-    term_start: dt.date
-    term_end: dt.date
-    deduct_to_id: int | None = Field(default=None, ge=1, le=2**53 - 1,
+    term_start: Date
+    term_end: Date
+    deduct_to_id: int | None = Field(default=None, ge=1, le=MAX_ID,
                                      description="participant whose account receives a deduction")
     client_id: ClientId = None
 
 
 class RenewIn(Strict):
-    term_end: dt.date
+    term_end: Date
     notice_number: Name
     client_id: ClientId = None
 
 
 class DeductIn(Strict):
     quantity: Decimal | None = None
-    to_participant: int | None = Field(default=None, ge=1, le=2**53 - 1)
+    to_participant: int | None = Field(default=None, ge=1, le=MAX_ID)
     client_id: ClientId = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Name, Note, SerialRange, Strict
+from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
 from exchange.instrument_kinds import KindAttributes
 
 ParticipantKind = Literal["operator", "issuer", "enterprise", "bank", "court", "auditor"]
@@ -86,7 +86,7 @@ class IssuanceIn(Strict):
     (409 `overlapping_import`)."""
 
     instrument: str = Field(min_length=1, max_length=32)
-    holder_id: int = Field(ge=1, le=2**53 - 1)
+    holder_id: int = Field(ge=1, le=MAX_ID)
     quantity: Decimal
     attributes: BatchAttributes = Field(default_factory=dict)
     origin_registry: str | None = Field(default=None, min_length=1, max_length=100,
@@ -109,22 +109,15 @@ class ApprovalIn(DecisionIn):
     """Approving a flagged request (`flags` not empty at approval) needs `override_flags: true` and a
     `reason`; both are recorded on the request (`override`) and in the batch's ledger entry meta."""
 
-    override_flags: bool = Field(default=False, strict=True,
+    # A JSON boolean only (strict models, api/schemas/common.py): 1 or "true" is no override.
+    override_flags: bool = Field(default=False,
                                  description="approve although the request is flagged as a possible double issuance")
     reason: str | None = Field(default=None, max_length=2000,
                                description="why the flags are overridden; required with override_flags")
 
-    @field_validator("override_flags", mode="before")
-    @classmethod
-    def _a_real_boolean(cls, value: Any) -> Any:
-        # Litestar validates bodies with strict=False, which would take 1 or "true" for an override.
-        if not isinstance(value, bool):
-            raise ValueError("override_flags is JSON true or false")
-        return value
-
 
 class TransferIn(Strict):
-    to_participant: int = Field(ge=1, le=2**53 - 1)
+    to_participant: int = Field(ge=1, le=MAX_ID)
     instrument: str = Field(min_length=1, max_length=32)
     quantity: Decimal
     serials: list[SerialRange] | None = Field(default=None, max_length=100)
@@ -143,7 +136,7 @@ class RetirementIn(Strict):
 
 
 class CashIn(Strict):
-    participant_id: int = Field(ge=1, le=2**53 - 1)
+    participant_id: int = Field(ge=1, le=MAX_ID)
     amount: Decimal = Field(description="CNY, at most 2 decimals, e.g. \"5000000.00\"")
     bank_reference: str = Field(min_length=1, max_length=100, description="the bank's transfer confirmation")
     note: Note = None

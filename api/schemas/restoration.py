@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Literal
 
 from pydantic import Field
 
-from api.schemas.common import ClientId, Decimal, Name, Note, Strict
+from api.schemas.common import MAX_ID, ClientId, Date, Decimal, Name, Note, Strict
 
 
 class Defendant(Strict):
@@ -20,15 +19,15 @@ class RestorationOrderIn(Strict):
     case_type: str = Field(min_length=1, max_length=100, description="e.g. 刑事附带民事公益诉讼")
     judgment_reference: str | None = Field(default=None, max_length=200)
     defendants: list[Defendant] = Field(min_length=1, max_length=100)
-    payer_id: int = Field(ge=1, le=2**53 - 1, description="the participant whose account pays")
+    payer_id: int = Field(ge=1, le=MAX_ID, description="the participant whose account pays")
     assessed_loss: Decimal | None = Field(default=None, description="assessed loss, t CO2e (up to 3 decimals)")
     assessment_method: str | None = Field(default=None, max_length=200)
     assessing_body: str | None = Field(default=None, max_length=200)
     multiplier: Decimal | None = None
     required_quantity: Decimal = Field(description="t CO2e to buy and retire (up to 3 decimals)")
     eligible_kinds: list[Literal["ccer", "cdcer", "forest_ticket", "cea"]] = Field(min_length=1, max_length=4)
-    designated_seller_id: int | None = Field(default=None, ge=1, le=2**53 - 1)
-    deadline: date
+    designated_seller_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    deadline: Date
     note: Note = None
     client_id: ClientId = None
 
@@ -44,6 +43,6 @@ class RestorationPurchaseIn(Strict):
 
 class RestorationTakeIn(Strict):
     market_id: str = Field(min_length=1, max_length=64)
-    listing_id: int = Field(ge=1, le=2**53 - 1)
+    listing_id: int = Field(ge=1, le=MAX_ID)
     quantity: Decimal
     client_id: ClientId = None

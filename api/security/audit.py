@@ -5,6 +5,12 @@ signing keys and policy, instruments, markets and their amendments, sessions and
 cash, operator actions, pledge rule changes), plus any mutation made with an operator's key. Refused attempts
 are recorded too (who tried, from where, why refused).
 
+What is kept of the request body: the decoded JSON (api/security/json_body.py) when the guard lets the
+request through (a key it accepts, or a public operation such as enrollment), the body decoded and it is
+at most 16 kB; otherwise only its SHA-256 and length. Requests without a valid key that are refused are
+counted rather than each recorded (exchange/audit.py `record_anonymous`): an anonymous client cannot grow
+the trail faster than one row per address and minute.
+
 Secrets are never recorded: request fields that carry one (the halves of an enrollment code) are replaced
 by "<redacted>"; answers are recorded only as the fields listed in `_ANSWER_FIELDS` (tokens and halves are
 in none of them), the problem code of a refusal, or the id and summary of a proposal.
@@ -13,10 +19,11 @@ in none of them), the problem code of a refusal, or the id and summary of a prop
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+from api.security import json_body
 from exchange.audit import AuditEvent
+from exchange.idempotency import SECRET_FIELDS
 from exchange.keys import Principal
 
 ADMIN_OPERATIONS = frozenset({
@@ -31,7 +38,6 @@ ADMIN_OPERATIONS = frozenset({
 })
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_IN_DETAIL = 16_384  # larger bodies are recorded by digest only
-SECRET_FIELDS = frozenset({"first_half", "second_half", "token", "secret"})
 REDACTED = "<redacted>"
 # What a successful answer adds to the record, per operation: which key or participant came of it.
 _ANSWER_FIELDS: dict[str, tuple[str, ...]] = {
@@ -64,26 +70,31 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _body_detail(body: bytes) -> dict[str, Any]:
+NOT_DECODED = object()  # the body was not read as JSON (refused before, or by the decoder)
+
+
+def request_detail(body: bytes, decoded: Any = NOT_DECODED) -> dict[str, Any]:
+    """The request as the trail keeps it: its decoded JSON, secrets redacted, if small; else its digest.
+    A secret in a body too large (or not JSON) to be redacted field by field is not kept either."""
     if not body:
         return {}
-    if len(body) <= MAX_BODY_IN_DETAIL:
-        try:
-            return {"request": redact(json.loads(body))}
-        except ValueError:
-            pass
-    # Digest only: a secret in a body too large (or not JSON) to be redacted field by field is not kept either.
+    if decoded is not NOT_DECODED and len(body) <= MAX_BODY_IN_DETAIL:
+        return {"request": redact(decoded)}
     return {"request_sha256": hashlib.sha256(body).hexdigest(), "request_bytes": len(body)}
+
+
+def _answer(response_body: bytes) -> Any:
+    try:  # our own answer; still read with the strict decoder, which cannot recurse away
+        return json_body.decode(response_body) if response_body else {}
+    except json_body.BodyRefused:
+        return {}
 
 
 def _answer_fields(operation: str, response_body: bytes) -> dict[str, Any]:
     wanted = _ANSWER_FIELDS.get(operation)
     if not wanted or not response_body:
         return {}
-    try:
-        resp = json.loads(response_body)
-    except ValueError:
-        return {}
+    resp = _answer(response_body)
     out: dict[str, Any] = {}
     for path in wanted:
         v: Any = resp
@@ -101,9 +112,9 @@ def _header(scope: Any, name: bytes) -> str | None:
     return None
 
 
-def event(scope: Any, operation: str, principal: Principal | None, status: int, request_body: bytes,
+def event(scope: Any, operation: str, principal: Principal | None, status: int, request: dict[str, Any],
           response_body: bytes, signed: dict[str, Any] | None) -> AuditEvent:
-    detail: dict[str, Any] = _body_detail(request_body)
+    detail: dict[str, Any] = dict(request)
     if scope.get("path_params"):
         detail["path_params"] = {k: str(v) for k, v in scope["path_params"].items()}
     idem = _header(scope, b"idempotency-key")
@@ -112,10 +123,7 @@ def event(scope: Any, operation: str, principal: Principal | None, status: int, 
     if 200 <= status < 300 and status != 202:
         detail.update(_answer_fields(operation, response_body))
     if status >= 400 or status == 202:
-        try:  # the problem's machine code, or the proposed action's id (maker-checker)
-            resp = json.loads(response_body) if response_body else {}
-        except ValueError:
-            resp = {}
+        resp = _answer(response_body)  # the problem's machine code, or the proposed action's id (maker-checker)
         if isinstance(resp, dict):
             for k in ("code", "detail") if status >= 400 else ("id", "summary"):
                 if k in resp:

@@ -2,12 +2,21 @@
 
 1. per-key (or, without a key, per-address) rate limits: 429 `rate_limited` with Retry-After;
 2. input bounds the schemas cannot express: unknown query parameters, over-long query values and path
-   segments are refused (422) before any handler runs;
-3. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
+   segments, integers in the path or query that are not plain ASCII digits, are refused (422) before any
+   handler runs;
+3. the one strict decoding of every mutation's body (api/security/json_body.py: depth, duplicate keys,
+   lone surrogates, unsafe integers), for requests the authorization guard will let through; a body it
+   refuses is 422 and reaches nothing (no signature record, no handler);
+4. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
    through exchange.provenance; participants whose operator requires signatures get 401
    `signature_required` for unsigned mutations;
-4. the audit trail: administrative requests are recorded (who, what, when, from where, outcome),
-   before the response leaves, so a client never sees an answer that is not in the trail.
+5. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
+   original answer, byte for byte (api/security/replays.py);
+6. the audit trail: administrative requests are recorded (who, what, when, from where, outcome),
+   before the response leaves, so a client never sees an answer that is not in the trail: if the row
+   cannot be written, the answer is replaced by 503 `audit_unavailable`. Requests without a valid key
+   that are refused get at most one row per client address and minute (api/security/audit.py says how
+   the rest are counted); a public administrative operation that succeeds (enrollment) gets its own row.
 
 It runs after ApiKeyMiddleware (scope["user"] is set) and before the guards (authorization matrix).
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,9 +33,12 @@ from urllib.parse import parse_qsl
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.authz import MATRIX, PUBLIC
 from api.problems import PROBLEM, TYPE_BASE
 from api.security import audit as audit_policy
+from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
+from api.security.replays import ReplayGate
 from api.security.signatures import SignatureError, request_target, requires_signatures, verify_and_record
 from exchange import audit as audit_store
 from exchange.keys import Principal
@@ -38,8 +51,9 @@ MAX_BODY = 1_000_000  # as the app's request_max_body_size
 MAX_QUERY_VALUE = 1000
 MAX_PATH_PARAM = 200
 MAX_SAFE_INT = 2**53 - 1
+_INTEGER = re.compile(r"0|[1-9][0-9]*", re.ASCII)  # what an integer looks like in a path or query string
 _TITLES = {401: "Unauthenticated", 403: "Forbidden", 413: "Payload too large", 422: "Unprocessable request",
-           429: "Too many requests"}
+           429: "Too many requests", 503: "Service unavailable"}
 
 
 async def send_problem(scope: Scope, send: Send, status: int, code: str, detail: str,
@@ -95,8 +109,12 @@ def _operation(scope: Scope) -> str | None:
     return op if isinstance(op, str) else None
 
 
-def _query_parameters(app: Any) -> dict[str, frozenset[str]]:
-    """operationId -> the query parameters the OpenAPI document declares (computed once per app)."""
+def _is_integer(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "integer" or any(_is_integer(s) for s in schema.get("oneOf", schema.get("anyOf", [])))
+
+
+def _query_parameters(app: Any) -> dict[str, dict[str, bool]]:
+    """operationId -> {query parameter the OpenAPI document declares: is it an integer} (once per app)."""
     cached = getattr(app.state, "_envx_query_params", None)
     if cached is None:
         spec = app.openapi_schema.to_schema()
@@ -104,10 +122,31 @@ def _query_parameters(app: Any) -> dict[str, frozenset[str]]:
         for item in spec.get("paths", {}).values():
             for op in item.values():
                 if isinstance(op, dict) and "operationId" in op:
-                    cached[op["operationId"]] = frozenset(
-                        p["name"] for p in op.get("parameters", []) if p.get("in") == "query")
+                    cached[op["operationId"]] = {p["name"]: _is_integer(p.get("schema", {}))
+                                                 for p in op.get("parameters", []) if p.get("in") == "query"}
         app.state._envx_query_params = cached
     return cached  # type: ignore[no-any-return]
+
+
+def _integer_refusal(where: str, name: str, text: str) -> tuple[str, str] | None:
+    """Litestar reads "1e3", "14.0", "-0" and "١٤" as integers; here an integer is ASCII digits, nothing else."""
+    if not _INTEGER.fullmatch(text):
+        return "invalid_integer", f"{where} parameter {name} must be written in ASCII digits 0-9 without sign, " \
+                                  "padding, leading zeros, decimals or exponent"
+    if len(text) > 16 or int(text) > MAX_SAFE_INT:  # ids and sequence numbers are I-JSON safe integers
+        return f"{where}_parameter_out_of_range", f"{where} parameter {name} is beyond 2^53 - 1"
+    return None
+
+
+def _path_integers(scope: Scope) -> dict[str, str]:
+    """The integer path parameters as the client wrote them (Litestar has already run int() on them)."""
+    params = scope.get("path_params") or {}
+    names = {k for k, v in params.items() if isinstance(v, int)}
+    template = (scope.get("path_template") or "").strip("/").split("/")
+    path = (scope.get("path") or "").strip("/").split("/")
+    if not names or len(template) != len(path):
+        return {}
+    return {seg[1:-1]: raw for seg, raw in zip(template, path, strict=True) if seg[1:-1] in names}
 
 
 def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | None:
@@ -116,12 +155,13 @@ def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | Non
             return "path_parameter_too_long", f"{name} is longer than {MAX_PATH_PARAM} characters"
         if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold it
             return "invalid_characters", f"{name} contains a NUL character"
-        if isinstance(value, int) and abs(value) > MAX_SAFE_INT:  # ids and seqs are I-JSON safe integers
-            return "path_parameter_out_of_range", f"{name} is outside ±(2^53 - 1)"
+    for name, raw in _path_integers(scope).items():
+        if (bad := _integer_refusal("path", name, raw)) is not None:
+            return bad
     qs = scope.get("query_string", b"")
     if not qs or operation is None:
         return None
-    allowed = _query_parameters(scope["app"]).get(operation, frozenset())
+    allowed = _query_parameters(scope["app"]).get(operation, {})
     for name, value in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
         if name not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
@@ -130,7 +170,15 @@ def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | Non
             return "query_parameter_too_long", f"{name} is longer than {MAX_QUERY_VALUE} characters"
         if "\x00" in value:
             return "invalid_characters", f"{name} contains a NUL character"
+        if allowed[name] and (bad := _integer_refusal("query", name, value)) is not None:
+            return bad
     return None
+
+
+def _guard_lets_through(operation: str | None, principal: Principal | None) -> bool:
+    """What api.authz.authorize will decide; bodies of requests it refuses are never read as JSON."""
+    allowed = MATRIX.get(operation or "")
+    return allowed is PUBLIC or (allowed is not None and principal is not None and principal.kind in allowed)
 
 
 class SecurityMiddleware(ASGIMiddleware):
@@ -141,6 +189,7 @@ class SecurityMiddleware(ASGIMiddleware):
         self.keyed = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
         self.anonymous = TokenBuckets(settings.anonymous_rate_limit_per_second,
                                       settings.anonymous_rate_limit_burst)
+        self.replays = ReplayGate()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         user = scope.get("user")
@@ -159,51 +208,62 @@ class SecurityMiddleware(ASGIMiddleware):
         operation = _operation(scope)
         mutation = method not in audit_policy.SAFE_METHODS
         audited = operation is not None and audit_policy.is_administrative(operation, principal, method)
+        # Bodies the guard will refuse (no key, wrong role) are never decoded: 401/403 come first.
+        decoding = mutation and _guard_lets_through(operation, principal)
         rt = scope["app"].state.rt
-        signature = _header(scope, b"x-envx-signature") if mutation and principal is not None else None
-        must_sign = (mutation and principal is not None and signature is None
-                     and await requires_signatures(scope["app"].state, principal.participant_id))
 
         body, too_big = b"", False
-        if audited or signature is not None:
+        if decoding or audited:
             body, receive, too_big = await _buffer(receive)
 
         refusal: tuple[int, str, str] | None = None
         signed: dict[str, Any] | None = None
+        decoded: Any = audit_policy.NOT_DECODED
         bad_input = _input_refusal(scope, operation)
         if too_big:
             refusal = (413, "payload_too_large", f"the body is larger than {MAX_BODY} bytes")
         elif bad_input is not None:
             refusal = (422, *bad_input)
-        elif must_sign:
-            refusal = (401, "signature_required", "your operator requires every mutation to be signed: send "
-                                                  "an X-Envx-Signature header (see README, Signed instructions)")
-        elif signature is not None and principal is not None:
+        elif decoding and body:
             try:
-                async with rt.tx() as conn:
-                    signed = await verify_and_record(
-                        conn, principal, signature, method=method, target=request_target(scope), body=body,
-                        operation=operation, max_skew=self.settings.signature_max_skew_seconds)
-            except SignatureError as exc:
-                refusal = (exc.status, exc.code, exc.message)
+                decoded = json_body.decode(body)
+            except json_body.BodyRefused as exc:
+                refusal = (422, exc.code, exc.message)
+        signature = _header(scope, b"x-envx-signature") if decoding and principal is not None else None
+        if refusal is None and decoding and principal is not None:
+            if signature is None and await requires_signatures(scope["app"].state, principal.participant_id):
+                refusal = (401, "signature_required", "your operator requires every mutation to be signed: send "
+                                                      "an X-Envx-Signature header (see README, Signed instructions)")
+            elif signature is not None:
+                try:
+                    async with rt.tx() as conn:
+                        signed = await verify_and_record(
+                            conn, principal, signature, method=method, target=request_target(scope), body=body,
+                            operation=operation, max_skew=self.settings.signature_max_skew_seconds)
+                except SignatureError as exc:
+                    refusal = (exc.status, exc.code, exc.message)
+        key = (replays.idempotency_key(scope, decoded) if decoding and principal is not None and operation is not None
+               and operation in replays.keyed_operations(scope["app"]) else None)
 
         async def run(send_: Send) -> None:
             if refusal is not None:
                 await send_problem(scope, send_, *refusal)
-            elif signed is not None:
-                with provenance(signed_instruction=signed):
+                return
+            with provenance(**({"signed_instruction": signed} if signed is not None else {})):
+                if key is not None and principal is not None:
+                    await self.replays.run(scope, receive, send_, next_app, principal, key, body)
+                else:
                     await next_app(scope, receive, send_)
-            else:
-                await next_app(scope, receive, send_)
 
         if not audited or operation is None:
             await run(send)
             return
-        await self._audited(scope, send, run, operation, principal, body, signed)
+        await self._audited(scope, send, run, operation, principal, audit_policy.request_detail(body, decoded),
+                            signed)
 
     async def _audited(self, scope: Scope, send: Send, run: Callable[[Send], Awaitable[None]], operation: str,
-                       principal: Principal | None, body: bytes, signed: dict[str, Any] | None) -> None:
-        # Hold the (small) response until its audit row is committed.
+                       principal: Principal | None, request: dict[str, Any], signed: dict[str, Any] | None) -> None:
+        # Hold the (small) response until its audit row is committed; without the row, no answer.
         messages: list[Message] = []
         status = 500
 
@@ -213,15 +273,26 @@ class SecurityMiddleware(ASGIMiddleware):
                 status = msg["status"]
             messages.append(msg)
 
+        recorded = False
         try:
             await run(capture)
         finally:
             response_body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-            ev = audit_policy.event(scope, operation, principal, status, body, response_body, signed)
+            ev = audit_policy.event(scope, operation, principal, status, request, response_body, signed)
             try:
                 async with scope["app"].state.rt.tx() as conn:
-                    await audit_store.append(conn, ev)
+                    if principal is None and status >= 400:  # keyless and refused: counted (see audit.py)
+                        await audit_store.record_anonymous(conn, ev)
+                    else:
+                        await audit_store.append(conn, ev)
+                recorded = True
             except Exception:
                 log.critical("audit trail write failed for %s %s (%s)", ev.method, ev.path, ev.outcome, exc_info=True)
+        if not recorded:
+            await send_problem(scope, send, 503, "audit_unavailable",
+                               "the audit trail could not record this request, so it is not answered; if it "
+                               "was a mutation, retry with the same Idempotency-Key to learn its outcome",
+                               {"Retry-After": "1"})
+            return
         for m in messages:
             await send(m)

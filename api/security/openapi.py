@@ -1,4 +1,6 @@
-"""Declare the problem-details responses every operation may give, so the OpenAPI document is honest.
+"""Declare the problem-details responses every operation may give, so the OpenAPI document is honest;
+the bounds of every integer parameter, on the integer; and the links from a created object's answer to
+the operations on it.
 
 Controllers return plain dicts; their failures come from api/problems.py (and the security middleware)
 as application/problem+json with a machine `code`. Rather than repeat `responses=` on ~100 handlers,
@@ -14,7 +16,8 @@ from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPI, Schema
+from litestar.openapi.spec import Link, OpenAPI, OpenAPIResponse, OpenAPIType, Schema
+from litestar.params import KwargDefinition
 from litestar.routes import HTTPRoute
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,6 +119,76 @@ class _RawSchema(Schema):
         return self._raw
 
 
+def _integer_bounds(app: Litestar, doc: OpenAPI) -> None:
+    """Litestar writes the bounds of an optional parameter (`int | None`) beside its `oneOf` rather than on
+    the integer, and drops a bound of 0 there. Put each declared bound on the integer itself, so clients
+    and fuzzers see it (tests/security/test_hostile_input.py checks every integer has both)."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        item = (doc.paths or {}).get(route.path_format)
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                op = getattr(item, method.lower(), None) if item is not None else None
+                declared = {p.name: p for p in (op.parameters or []) if hasattr(p, "schema")} if op else {}
+                for name, field in handler.parsed_fn_signature.parameters.items():
+                    kw, param = field.kwarg_definition, declared.get(name)
+                    if not isinstance(kw, KwargDefinition) or param is None or not isinstance(param.schema, Schema):
+                        continue
+                    options = param.schema.one_of or [param.schema]
+                    for sub in options:
+                        if isinstance(sub, Schema) and sub.type == OpenAPIType.INTEGER:
+                            lo = kw.ge if kw.ge is not None else (kw.gt + 1 if kw.gt is not None else None)
+                            hi = kw.le if kw.le is not None else (kw.lt - 1 if kw.lt is not None else None)
+                            sub.minimum = int(lo) if lo is not None else sub.minimum
+                            sub.maximum = int(hi) if hi is not None else sub.maximum
+                    if param.schema.one_of:
+                        param.schema.minimum = param.schema.maximum = None
+
+
+ID = "$response.body#/id"
+_ACTION = {op: {"action_id": ID} for op in ("getOperatorAction", "approveOperatorAction", "rejectOperatorAction")}
+# What a created object's answer leads to (OpenAPI links): clients and the stateful fuzzer
+# (tests/security/test_schemathesis.py) follow them to act on the object just made. A maker-checker
+# operation's 202 (a pending proposal) leads to the proposal; its 201 (maker-checker off) to the object.
+# source operationId -> {status: {target operationId: {parameter: runtime expression}}}
+LINKS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
+    "createParticipant": {"201": {op: {"participant_id": ID} for op in (
+        "getParticipant", "createKey", "listKeys", "listEnrollmentCodes", "issueEnrollmentCode",
+        "registerSigningKey", "listParticipantSigningKeys", "getSignaturePolicy")}, "202": _ACTION},
+    "createKey": {"201": {"revokeKey": {"participant_id": "$request.path.participant_id", "key_id": ID}}},
+    "registerSigningKey": {"201": {"revokeSigningKey": {"participant_id": "$request.path.participant_id",
+                                                        "key_id": ID}}},
+    "requestIssuance": {"201": {op: {"request_id": ID} for op in ("getIssuance", "approveIssuance",
+                                                                   "rejectIssuance")}},
+    **{maker: {"202": _ACTION} for maker in ("recordDeposit", "recordWithdrawal", "defineInstrument", "defineMarket",
+                                             "amendMarket", "issueEnrollmentCode", "reinstateParticipant")},
+    "filePledge": {"201": {op: {"pledge_id": ID} for op in (
+        "getPledge", "listPledgeEvents", "confirmPledge", "declinePledge", "withdrawPledge", "amendPledge",
+        "extendPledge", "topUpPledge", "releasePledge", "filePledgeClaim")}},
+    "createFreeze": {"201": {op: {"freeze_id": ID} for op in ("getFreeze", "renewFreeze", "deductFreeze",
+                                                               "unfreeze")}},
+    "createRestorationOrder": {"201": {op: {"order_id": ID} for op in (
+        "getRestorationOrder", "listRestorationReminders", "getRestorationCertificate",
+        "getRestorationCertificatePdf", "purchaseForRestoration", "takeForRestoration")}},
+    "placeOrder": {"201": {op: {"market_id": "$request.path.market_id", "order_id": "$response.body#/order/id"}
+                           for op in ("getOrder", "cancelOrder", "reduceOrder")}},
+    "createTransfer": {"201": {op: {"seq": "$response.body#/entry_seq"} for op in ("getLedgerEntry",
+                                                                                   "getEntryReceipt")}},
+}
+
+
+def _declare_links(doc: OpenAPI) -> None:
+    ops = {op.operation_id: op for item in (doc.paths or {}).values()
+           for op in (item.get, item.put, item.post, item.delete, item.patch) if op is not None}
+    for source, by_status in LINKS.items():
+        for status, targets in by_status.items():
+            response = (ops[source].responses or {}).get(status)
+            if isinstance(response, OpenAPIResponse):
+                response.links = {target: Link(operation_id=target, parameters=dict(params))
+                                  for target, params in targets.items() if target in ops}
+
+
 _improved: dict[tuple[str, ...], OpenAPI] = {}
 
 
@@ -132,4 +205,6 @@ def improve_openapi(app: Litestar) -> None:
     doc = plugin.provide_openapi()
     if doc.components is not None and isinstance(doc.components.schemas, dict):
         _pydantic_components(app, doc.components.schemas)
+    _integer_bounds(app, doc)
+    _declare_links(doc)
     _improved[key] = doc

@@ -9,8 +9,8 @@ is paid to the court; a partial deduction keeps the rest frozen).
   in force over the surplus until the court lifts it or its term ends;
 - freezes.proceeds_received: what pledge enforcements paid the court for the frozen units' surplus.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-25
 """
 
@@ -18,8 +18,8 @@ from alembic import op  # noqa: F401
 
 from migrations.script import run_script
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
