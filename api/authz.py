@@ -133,6 +133,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "enforcePledge": frozenset({"bank"}),
     "acceptPledgeSale": frozenset({"enterprise", "issuer", "operator", "bank"}),
     "cancelPledgeSale": frozenset({"bank"}),
+    "declarePledgeDefault": frozenset({"bank"}),
+    "startPledgeSale": frozenset({"bank"}),
     "filePledgeClaim": frozenset({"bank"}),
     "confirmPledgeClaim": frozenset({"enterprise", "issuer", "operator"}),
     "releasePledgeClaim": frozenset({"bank"}),

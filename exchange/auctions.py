@@ -21,7 +21,7 @@ from typing import Any
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.keys import Principal
 from exchange.negotiation import submit_plain
-from exchange.orders import _public, _reason_error, iso_us, stored_refusal, submit_new
+from exchange.orders import EscrowSale, _public, _reason_error, enforcement_of, iso_us, stored_refusal, submit_new
 from exchange.pricing import buy_hold, notional
 from exchange.runtime import Runtime
 from exchange.units import to_base, to_text
@@ -65,7 +65,9 @@ async def _answer(rt: Runtime, market_id: str, result: dict[str, Any]) -> dict[s
 async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, *, quantity: str, min_price: str,
                    increment: str, deposit: str, min_bid_quantity: str | None, cap_per_bidder: str | None,
                    max_bids_per_bidder: int, allocation: str, top_percent: int, extension_window_s: int,
-                   extension_length_s: int, max_extensions: int, irrevocable: bool) -> dict[str, Any]:
+                   extension_length_s: int, max_extensions: int, irrevocable: bool,
+                   escrow: EscrowSale | None = None) -> dict[str, Any]:
+    """Announce a lot; with `escrow`, on a pledgee's behalf from its escrow (an enforcement sale)."""
     seq = _auction_market(rt, market_id)
     d = seq.market.decimals
     qty = to_base(quantity, d)
@@ -82,7 +84,8 @@ async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, 
         rt, who, market_id, client_id, kind="auction", side=mc.SELL, price=terms["min_price"], qty=qty,
         type_="auction", tif="auction", check=False,
         make=lambda aid: mc.Announce(aid, pid, qty, **terms),
-        fp_payload={"op": "announce", "m": market_id, "qty": qty, **terms})
+        fp_payload={"op": "announce", "m": market_id, "qty": qty, **terms,
+                    **({"enforcement": escrow.pledge_id} if escrow else {})}, escrow=escrow)
     return await _answer(rt, market_id, result)
 
 
@@ -186,6 +189,8 @@ def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
         "registered": len(a["registered"]), "bidders": len(standing),
         "bids_placed": sum(n for _, n in a["placed"]),
         "highest_price": to_text(standing[0][2], 2) if standing else None,
+        # The pledge registration this lot is the enforcement sale of (public, as the register is), or None.
+        "enforcement_of": enforcement_of(seq, auction_id),
     }
     if t["allocation"] == mc.TOP_PERCENT:
         out["winners"] = winners(len(standing), t["top_percent"])

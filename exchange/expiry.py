@@ -11,6 +11,9 @@ Encumbered units at the end of the term (decided here, written in the README):
   and the freeze are a bank's or a court's registered rights over them, which only the bank's release,
   an enforcement or the court lifts. They stay encumbered, every sweep reports them as `blocked` with
   the encumbrance, and they expire at the first sweep after it ends;
+- units of a pledge being enforced by an exchange sale rest in the bank's pledge escrow
+  (exchange/pledging.py) until they are sold or go back to the pledgor: the enforcement is not over, so
+  they are reported as `pledge_enforcement` and expire, with whoever holds them, after it ends;
 - units under an order hold (a resting sell order, a listing, an auction lot) or a T+1 lock are
   reported the same way; those holds end by themselves (at the close, at allocation, at the next
   open), and the units expire at the next sweep.
@@ -49,7 +52,8 @@ _DUE = text("""
       AND CAST(r.attributes->>'valid_until' AS date) < :today
     ORDER BY r.batch_id""")
 _LEFT = text("""
-    SELECT b.account, b.start_serial, b.end_serial, b.hold, b.frozen_by, h.kind AS hold_kind
+    SELECT b.account, b.start_serial, b.end_serial, b.hold, b.frozen_by, h.kind AS hold_kind,
+           EXISTS (SELECT 1 FROM pledge_escrow_accounts e WHERE e.account = b.account) AS escrowed
     FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
     WHERE b.batch = :batch AND b.retired_seq IS NULL ORDER BY b.account, b.start_serial""")
 
@@ -64,9 +68,15 @@ def client_id(account: int, batch: int, ranges: list[tuple[int, int]]) -> str:
     return f"{account_prefix(account)}{batch}:{digest}"
 
 
+def _encumbered(block: Any) -> bool:
+    return block.hold is not None or block.frozen_by is not None or block.escrowed
+
+
 def _encumbrance(block: Any) -> str:
     if block.frozen_by is not None:
         return "frozen"
+    if block.escrowed and block.hold is None:  # a listed part is under its order hold, as any listing
+        return "pledge_enforcement"
     return {"pledge": "pledged", "t1": "t1_locked", "order": "order_hold"}.get(block.hold_kind, block.hold_kind)
 
 
@@ -82,12 +92,12 @@ async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
             left = (await conn.execute(_LEFT, {"batch": batch.batch_id})).all()
         d = batch.decimals
         for b in left:
-            if b.hold is not None or b.frozen_by is not None:
+            if _encumbered(b):
                 blocked.append({"instrument": batch.instrument, "batch": batch.batch_id, "account": b.account,
                                 "serial_start": b.start_serial, "serial_end": b.end_serial,
                                 "quantity": to_text(b.end_serial - b.start_serial + 1, d),
                                 "encumbrance": _encumbrance(b)})
-        free = [b for b in left if b.hold is None and b.frozen_by is None]
+        free = [b for b in left if not _encumbered(b)]
         for account, blocks in groupby(free, key=lambda b: b.account):
             ranges = [(b.start_serial, b.end_serial) for b in blocks]
             amount = sum(e - s + 1 for s, e in ranges)

@@ -3,15 +3,22 @@
 A freeze is a ledger hold of kind "freeze" from the holder's holding account to the court's: on
 serial units it locks the blocks in place and may sit on top of a pledge (free units are frozen
 first, then pledged ones). The ledger then refuses every movement of frozen units — transfer, sale,
-retirement, a new pledge, enforcement of a pledge — so no path around it exists here.
+retirement, a new pledge, posting a pledge — so no path around it exists here. The one exception is
+explicit and linked: a senior pledge's enforcement takes its lot out of the freeze in the same ledger
+group that sells it, and the freeze follows the surplus (exchange.pledging, "courts behind the pledge").
 
 - renewal: void + re-freeze of the same serials in one linked group, before expiry; the renewal is a
   new row naming its predecessor and keeping the chain's `root_id` and `freeze_no` (its place in time);
-- deduction: post the freeze (fully or partly; the rest is unfrozen by the ledger) into the court's
-  account and, if the court names another account, on to it in the same linked group. The ledger
-  refuses (`pledged`) while the units are still pledged: the bank must release or enforce first;
-- unfreeze: void; expiry: the sweep expires freezes past their term.
+- deduction: post the free part of the freeze (fully or partly) into the court's account and, if
+  the court names another account, on to it in the same linked group. What is not deducted stays
+  frozen (the freeze goes on, with fewer units, until the court lifts it or its term ends). Pledged
+  frozen units cannot be deducted (`pledged`, naming the registration): the pledge was there first
+  and its priority survives the freeze (民诉法解释 §157); the pledgee may enforce under the freeze, and
+  its enforcement pays the court the frozen share of the surplus (exchange.pledging);
+- unfreeze: void; expiry: the sweep expires freezes past their term. A freeze whose units all went to
+  a pledgee's sale holds no units (no ledger hold) but stays in force over that surplus until then.
 Banks whose locked units a freeze covers get `freeze_noticed` / `freeze_lifted` pledge events.
+Lock order, everywhere: pledge rows before freeze rows.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from exchange.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.keys import Principal
 from exchange.pledging import translate_refusals
 from exchange.runtime import Runtime
-from exchange.units import to_base, to_text
+from exchange.units import CNY_DECIMALS, to_base, to_text
 from ledger import commands as c
 from pledges import ranges as rg
 from pledges import repository as repo
@@ -73,14 +80,16 @@ def _view(f: dict[str, Any], events: list[dict[str, Any]] | None = None,
         "term_start": f["term_start"], "term_end": f["term_end"], "expires_at": f["expires_at"],
         "deduct_to_id": f["deduct_to_id"], "hold_id": f["hold_id"], "predecessor_id": f["predecessor_id"],
         "root_id": f["root_id"], "deducted_quantity": None if f["deducted_quantity"] is None
-        else to_text(f["deducted_quantity"], dec), "created_at": f["created_at"], "resolved_at": f["resolved_at"],
+        else to_text(f["deducted_quantity"], dec), "proceeds_received": to_text(f["proceeds_received"], CNY_DECIMALS),
+        "created_at": f["created_at"], "resolved_at": f["resolved_at"],
     }
     if blocks is not None:
         out["blocks"] = [{"start": b["start_serial"], "end": b["end_serial"], "batch": b["batch"],
                           "pledge_hold": b["hold"]} for b in blocks]
     if events is not None:
-        out["events"] = [{"id": e["id"], "type": e["type"], "data": e["data"], "ledger_seqs": list(e["ledger_seqs"]),
-                          "actor": e["actor"], "at": e["created_at"]} for e in events]
+        out["events"] = [{"id": e["id"], "type": e["type"], "data": pledging.present(e["data"], dec),
+                          "ledger_seqs": list(e["ledger_seqs"]), "actor": e["actor"], "at": e["created_at"]}
+                         for e in events]
     return out
 
 
@@ -93,7 +102,7 @@ async def get(rt: Runtime, who: Principal, freeze_id: int) -> dict[str, Any]:
         f = await repo.get_freeze(conn, freeze_id)
         if f is None or not _can_see(who, f):  # another court's freeze: as if there were none
             raise NotFound("freeze", freeze_id)
-        blocks = await repo.frozen_blocks(conn, f["hold_id"]) if f["status"] == "active" else []
+        blocks = await repo.frozen_blocks(conn, f["hold_id"]) if f["status"] == "active" and f["hold_id"] else []
         return _view(f, await repo.freeze_events_of(conn, freeze_id), blocks)
 
 
@@ -229,29 +238,34 @@ async def renew(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, 
                 raise Invalid("invalid_term", f"a renewal must end after the current term end {f['term_end']}")
             if await repo.freeze_notice_taken(conn, who.participant_id, notice_number):
                 raise DomainError("duplicate_notice", f"notice {notice_number} is already on record")
-            blocks = await repo.frozen_blocks(conn, f["hold_id"])
+            blocks = await repo.frozen_blocks(conn, f["hold_id"]) if f["hold_id"] else []
             serials = tuple((b["start_serial"], b["end_serial"]) for b in blocks)
             expires = val.end_of_day(term_end)
-            void, hold = await rt.submit_linked([
-                c.Request(who.actor, c.VoidHold(f["hold_id"]), f"freeze:{freeze_id}:renew-void",
-                          {"freeze": freeze_id, "op": "renew"}),
-                c.Request(who.actor, c.CreateHold("freeze", hold_debit(blocks, f), court_account(who), f["instrument"],
-                                                  f["quantity"], serials, pledging.micros(expires)),
-                          f"freeze:{freeze_id}:renew", {"freeze": freeze_id, "op": "renew",
-                                                        "notice_number": notice_number}),
-            ])
+            seqs: list[int] = []
+            hold_id = None
+            if blocks:  # a freeze left only with a claim on a pledge sale's surplus renews without units
+                void, hold = await rt.submit_linked([
+                    c.Request(who.actor, c.VoidHold(f["hold_id"]), f"freeze:{freeze_id}:renew-void",
+                              {"freeze": freeze_id, "op": "renew"}),
+                    c.Request(who.actor, c.CreateHold("freeze", hold_debit(blocks, f), court_account(who),
+                                                      f["instrument"], f["quantity"], serials,
+                                                      pledging.micros(expires)),
+                              f"freeze:{freeze_id}:renew", {"freeze": freeze_id, "op": "renew",
+                                                            "notice_number": notice_number}),
+                ])
+                seqs, hold_id = [void.seq, hold.seq], hold.seq
             done = await repo.insert_freeze(
                 conn, court_id=f["court_id"], holder_id=f["holder_id"], instrument=f["instrument"],
                 quantity=f["quantity"], requested_serials=None, serials=[list(r) for r in serials],
                 case_number=f["case_number"], notice_number=notice_number, term_start=pledging.today(),
                 term_end=term_end, expires_at=expires, deduct_to_id=f["deduct_to_id"], status="active",
-                hold_id=hold.seq, predecessor_id=f["id"], root_id=f["root_id"] or f["id"], freeze_no=f["freeze_no"])
+                hold_id=hold_id, predecessor_id=f["id"], root_id=f["root_id"] or f["id"], freeze_no=f["freeze_no"],
+                proceeds_received=f["proceeds_received"], deducted_quantity=f["deducted_quantity"])
             await repo.update_freeze(conn, f["id"], status="renewed", resolved_at=pledging.now())
-            await repo.add_freeze_event(conn, f["id"], "renewed", {"renewal": done}, [void.seq, hold.seq], who.actor,
-                                        None, None)
+            await repo.add_freeze_event(conn, f["id"], "renewed", {"renewal": done}, seqs, who.actor, None, None)
             await repo.add_freeze_event(conn, done, "frozen",
                                         {"renewal_of": f["id"], "serials": [list(r) for r in serials]},
-                                        [void.seq, hold.seq], who.actor, client_id, fp)
+                                        seqs, who.actor, client_id, fp)
     return await get(rt, who, done)
 
 
@@ -270,43 +284,80 @@ def court_account(who: Principal) -> int:
 @translate_refusals
 async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, quantity: str | None,
                  to_participant: int | None) -> dict[str, Any]:
-    """扣划: frozen units go to the court's account (and on to the account it names). A partial deduction
-    unfreezes the rest (the ledger releases what a post does not move)."""
+    """扣划: frozen units that no pledge holds go to the court's account (and on to the account it names);
+    by default all of them. What is not deducted stays frozen. Pledged frozen units wait behind the
+    pledge (`pledged` if more is asked than is free)."""
     fp = fingerprint({"op": "deduct", "freeze": freeze_id, "quantity": quantity, "to": to_participant})
     async with rt.tx() as conn:
         done = await _replay(conn, who, client_id, fp)
         if done is None:
             f = await _locked(conn, who, freeze_id)
-            amount = f["quantity"] if quantity is None else to_base(quantity, f["decimals"])
+            if f["hold_id"] is None:
+                raise DomainError("nothing_frozen", f"freeze {freeze_id} holds no units any more: the senior "
+                                  "pledgee's sale took them and pays this court its share of the surplus "
+                                  f"({to_text(f['proceeds_received'], CNY_DECIMALS)} so far)")
+            blocks = await repo.frozen_blocks(conn, f["hold_id"])
+            free = rg.normalise((b["start_serial"], b["end_serial"]) for b in blocks if b["hold"] is None)
+            deductible = rg.total(free)
+            amount = deductible if quantity is None else to_base(quantity, f["decimals"])
             if amount > f["quantity"]:
                 raise Invalid("quantity_exceeds_freeze", "the deduction exceeds the frozen quantity")
+            if amount == 0 or amount > deductible:
+                raise await _pledged(conn, f, blocks, deductible)
             dest_id = to_participant or f["deduct_to_id"]
-            blocks = await repo.frozen_blocks(conn, f["hold_id"])
-            pledged = sum(b["end_serial"] - b["start_serial"] + 1 for b in blocks if b["hold"] is not None)
-            if pledged:
-                raise DomainError("pledged", f"{pledged} frozen units are pledged: the pledgee must release or "
-                                  "enforce the pledge before they can be deducted")
-            # The ledger posts the lowest frozen serials first; name the same ones for the onward transfer.
-            moved = rg.take_lowest([(b["start_serial"], b["end_serial"]) for b in blocks], amount)
-            reqs = [c.Request(who.actor, c.PostHold(f["hold_id"], amount), f"freeze:{freeze_id}:deduct",
+            # The ledger deducts the lowest frozen serials no pledge holds; name the same ones onward.
+            moved = rg.take_lowest(free, amount)
+            before = f["deducted_quantity"] or 0
+            reqs = [c.Request(who.actor, c.PostHold(f["hold_id"], amount, keep_remainder=True),
+                              f"freeze:{freeze_id}:deduct:{before}",
                               {"freeze": freeze_id, "op": "deduct", "case_number": f["case_number"]})]
             if dest_id is not None and dest_id != who.participant_id:
                 dest = await participants.lookup(rt, dest_id)
                 pieces = tuple(rg.split_at(moved, await repo.block_bounds(conn, f["instrument"])))
                 reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest["holding_account"],
                                                             f["instrument"], amount, pieces),
-                                      f"freeze:{freeze_id}:deduct-onward",
+                                      f"freeze:{freeze_id}:deduct:{before}:onward",
                                       {"freeze": freeze_id, "op": "deduct", "to_participant": dest_id}))
             entries = await rt.submit_linked(reqs)
-            await repo.update_freeze(conn, f["id"], status="deducted", deducted_quantity=amount,
-                                     resolved_at=pledging.now())
+            left = f["quantity"] - amount
+            remaining = rg.minus(_ranges(f["serials"]), moved)
+            # The rest stays frozen: a partial deduction does not end the freeze.
+            await repo.update_freeze(conn, f["id"], status="deducted" if left == 0 else "active",
+                                     deducted_quantity=before + amount, quantity=left,
+                                     serials=[list(r) for r in remaining],
+                                     resolved_at=pledging.now() if left == 0 else None)
             await repo.add_freeze_event(conn, f["id"], "deducted",
                                         {"quantity": amount, "serials": [list(r) for r in moved],
-                                         "to_participant": dest_id or who.participant_id,
-                                         "unfrozen": f["quantity"] - amount},
+                                         "to_participant": dest_id or who.participant_id, "still_frozen": left},
                                         [e.seq for e in entries], who.actor, client_id, fp)
             done = f["id"]
     return await get(rt, who, done)
+
+
+def _ranges(v: Any) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in (v or [])]
+
+
+async def _pledged(conn: AsyncConnection, f: dict[str, Any], blocks: list[dict[str, Any]],
+                   deductible: int) -> DomainError:
+    """The refusal to deduct pledged units, naming the registrations (public) that rank first."""
+    held = {b["hold"]: 0 for b in blocks if b["hold"] is not None}
+    for b in blocks:
+        if b["hold"] is not None:
+            held[b["hold"]] += b["end_serial"] - b["start_serial"] + 1
+    names = []
+    for pledge_id in await repo.pledges_of_holds(conn, sorted(held)):
+        p = await repo.get_pledge(conn, pledge_id)
+        if p is not None:
+            names.append((p["number"], p["pledgee_name"], held.get(p["hold_id"], 0)))
+    dec = f["decimals"]
+    listed = "; ".join(f"{to_text(n, dec)} pledged under registration {num} to {bank}" for num, bank, n in names)
+    return DomainError("pledged", f"of the {to_text(f['quantity'], dec)} frozen units, {listed}: the pledge was "
+                       "registered first and its priority survives the freeze (民诉法解释 §157), so they cannot be "
+                       f"deducted; at most {to_text(deductible, dec)} can be deducted now and the rest stays frozen. "
+                       "If the pledgee enforces, its sale pays this court the frozen share of the surplus.",
+                       pledges=[{"registration_number": num, "pledgee": bank, "quantity": to_text(n, dec)}
+                                for num, bank, n in names], deductible=to_text(deductible, dec))
 
 
 @translate_refusals
@@ -315,18 +366,31 @@ async def unfreeze(rt: Runtime, who: Principal, client_id: str, freeze_id: int, 
     async with rt.tx() as conn:
         done = await _replay(conn, who, client_id, fp)
         if done is None:
+            await _lock_pledges_first(conn, freeze_id)
             f = await _locked(conn, who, freeze_id)
-            units = await pledging.frozen_pledge_units(conn, f["hold_id"])
-            entry = await rt.submit(c.Request(who.actor, c.VoidHold(f["hold_id"]), f"freeze:{freeze_id}:unfreeze",
-                                              {"freeze": freeze_id, "op": "unfreeze"}))
+            units = await pledging.frozen_pledge_units(conn, f["hold_id"]) if f["hold_id"] else {}
+            seqs = []
+            if f["hold_id"] is not None:
+                entry = await rt.submit(c.Request(who.actor, c.VoidHold(f["hold_id"]), f"freeze:{freeze_id}:unfreeze",
+                                                  {"freeze": freeze_id, "op": "unfreeze"}))
+                seqs = [entry.seq]
             await repo.update_freeze(conn, f["id"], status="unfrozen", resolved_at=pledging.now())
-            await repo.add_freeze_event(conn, f["id"], "unfrozen", {"note": note}, [entry.seq], who.actor,
-                                        client_id, fp)
+            await repo.add_freeze_event(conn, f["id"], "unfrozen", {"note": note}, seqs, who.actor, client_id, fp)
             await pledging.note_freeze(conn, units, f["hold_id"], "freeze_lifted",
                                        {"freeze_id": f["id"], "how": "unfrozen"}, who.actor)
             done = f["id"]
     pledging.kick(rt)
     return await get(rt, who, done)
+
+
+async def _lock_pledges_first(conn: AsyncConnection, freeze_id: int) -> None:
+    """Lock the pledge rows a freeze's units belong to before the freeze row (one lock order with
+    pledge enforcement, which locks its pledge and then the freezes on its lot)."""
+    f = await repo.get_freeze(conn, freeze_id)
+    if f is None or f["hold_id"] is None:
+        return
+    for pledge_id in await repo.pledges_of_holds(conn, sorted(await pledging.frozen_pledge_units(conn, f["hold_id"]))):
+        await repo.lock_pledge(conn, pledge_id)
 
 
 async def expire_due(rt: Runtime) -> list[int]:
@@ -337,14 +401,19 @@ async def expire_due(rt: Runtime) -> list[int]:
     for freeze_id in ids:
         try:
             async with rt.tx() as conn:
+                await _lock_pledges_first(conn, freeze_id)
                 f = await repo.lock_freeze(conn, freeze_id)
                 if f is None or f["status"] != "active" or f["expires_at"] > now:
                     continue
-                units = await pledging.frozen_pledge_units(conn, f["hold_id"])
-                entry = await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(f["hold_id"]),
-                                                  f"freeze:{freeze_id}:expire", {"freeze": freeze_id, "op": "expire"}))
+                units = await pledging.frozen_pledge_units(conn, f["hold_id"]) if f["hold_id"] else {}
+                seqs = []
+                if f["hold_id"] is not None:
+                    entry = await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(f["hold_id"]),
+                                                      f"freeze:{freeze_id}:expire",
+                                                      {"freeze": freeze_id, "op": "expire"}))
+                    seqs = [entry.seq]
                 await repo.update_freeze(conn, f["id"], status="expired", resolved_at=now)
-                await repo.add_freeze_event(conn, f["id"], "expired", {}, [entry.seq], SYSTEM_ACTOR, None, None)
+                await repo.add_freeze_event(conn, f["id"], "expired", {}, seqs, SYSTEM_ACTOR, None, None)
                 await pledging.note_freeze(conn, units, f["hold_id"], "freeze_lifted",
                                            {"freeze_id": f["id"], "how": "expired"}, SYSTEM_ACTOR)
                 done.append(freeze_id)

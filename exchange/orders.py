@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,29 @@ SEES_ALL = participants.SEES_ALL  # oversight sees every order
 # Engine refusals that mean "malformed" (422) rather than "not now / not allowed" (409).
 VALIDATION_REASONS = frozenset({R.INVALID_QUANTITY, R.INVALID_PRICE, R.OFF_TICK, R.OFF_LOT, R.INVALID_SIDE})
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class EscrowSale:
+    """A sale on a pledgee's behalf (exchange.pledging): the named serials of the pledge's lot, sold
+    from the bank's escrow account, the cash paid into it; the order is marked as the enforcement
+    sale of the registration (`purpose.enforcement`)."""
+
+    account: int
+    serials: tuple[tuple[int, int], ...]
+    pledge_id: int
+    pledge_number: str
+
+    def purpose(self) -> dict[str, Any]:
+        return {"enforcement": {"pledge_id": self.pledge_id, "pledge_number": self.pledge_number,
+                                "escrow": self.account}}
+
+
+def enforcement_of(seq: MarketSequencer, order_id: int) -> str | None:
+    """The pledge registration a resting listing or auction lot is the enforcement sale of (public, as
+    the register is), or None."""
+    o = seq.orders.get(order_id)
+    return ((o.purpose or {}).get("enforcement") or {}).get("pledge_number") if o is not None else None
 
 
 def _reason_error(code: str, message: str) -> DomainError:
@@ -101,9 +125,9 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
                      price: int | None, qty: int, make: Any, type_: str = "limit", tif: str = "day",
                      hold_price: int | None = None, purpose: dict[str, Any] | None = None,
                      fp_payload: dict[str, Any], check: bool = True, parent: int | None = None,
-                     hold_amount: int | None = None) -> dict[str, Any]:
+                     hold_amount: int | None = None, escrow: EscrowSale | None = None) -> dict[str, Any]:
     """Shared path of orders, listings, takes and auction lots, deposits and bids: idempotency, gates,
-    hold, sequencer, answer."""
+    hold, sequencer, answer. With `escrow`, a sell on a pledgee's behalf from its escrow account."""
     if who.kind not in TRADERS:
         raise Forbidden("this participant kind does not trade")
     key = (who.participant_id, client_id)
@@ -118,7 +142,8 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
     try:
         result = await _submit_new(rt, who, market_id, client_id, kind=kind, side=side, price=price, qty=qty,
                                    make=make, type_=type_, tif=tif, hold_price=hold_price, purpose=purpose,
-                                   fp_payload=fp_payload, check=check, parent=parent, hold_amount=hold_amount)
+                                   fp_payload=fp_payload, check=check, parent=parent, hold_amount=hold_amount,
+                                   escrow=escrow)
         fut.set_result(result)
         return result
     except BaseException as exc:
@@ -132,7 +157,8 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
 async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
                       price: int | None, qty: int, make: Any, type_: str, tif: str, hold_price: int | None,
                       purpose: dict[str, Any] | None, fp_payload: dict[str, Any], check: bool = True,
-                      parent: int | None = None, hold_amount: int | None = None) -> dict[str, Any]:
+                      parent: int | None = None, hold_amount: int | None = None,
+                      escrow: EscrowSale | None = None) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     m = seq.market
     fp = fingerprint(fp_payload)
@@ -149,6 +175,9 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
                 raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
             amount, instrument = buy_hold(unit_price, qty, m.decimals, m.fee_bps, m.years), "CNY"
             account = who.cash_account
+        elif escrow is not None:
+            amount, instrument, account = qty, m.instrument, escrow.account
+            purpose = escrow.purpose()
         else:
             amount, instrument, account = qty, m.instrument, who.holding_account
         if account is None:
@@ -162,12 +191,15 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     # The sequencer looks the client id up and creates the hold, batched with the other orders it takes
     # at once. A fresh nonce: a retry after a crash must not reuse a hold the hub has since voided.
     hold = rt.with_provenance([lc.Request(
-        who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount),
+        who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount,
+                                 escrow.serials if escrow else ()),
         f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}",
         {"market": market_id, "client_id": client_id})])[0] if amount else None
+    # An enforcement sale delivers from the escrow and is paid into it (sequencer.accounts_of after a restart).
     ctx = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
            "price": price, "qty": qty, "hold_id": None, "hold_amount": amount,
-           "holding_account": who.holding_account, "cash_account": who.cash_account, "client_id": client_id,
+           "holding_account": escrow.account if escrow else who.holding_account,
+           "cash_account": escrow.account if escrow else who.cash_account, "client_id": client_id,
            "fingerprint": fp.hex(), "purpose": purpose, "parent": parent}
     try:
         out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id))
@@ -274,17 +306,19 @@ async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: st
 
 
 async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
-                       quantity: str) -> dict[str, Any]:
+                       quantity: str, escrow: EscrowSale | None = None) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     m = seq.market
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
     qty, price_fen = to_base(quantity, m.decimals), to_base(price, 2, field="price")
     pid = who.participant_id
+    fp_payload = {"op": "listing", "m": market_id, "side": side, "price": price_fen, "qty": qty}
+    if escrow is not None:
+        fp_payload["enforcement"] = escrow.pledge_id
     return _public(await submit_new(
         rt, who, market_id, client_id, kind="listing", side=side, price=price_fen, qty=qty, type_="listing",
-        make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty),
-        fp_payload={"op": "listing", "m": market_id, "side": side, "price": price_fen, "qty": qty}))
+        make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty), fp_payload=fp_payload, escrow=escrow))
 
 
 async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,

@@ -15,8 +15,12 @@ Model (see DESIGN §7 and `pledges/priority.py`):
   a number from one sequence when it takes effect. On one lot the lock holder is senior; ranked
   claims follow by registration number. Releasing the senior pledge promotes the first live junior
   claim into the lock (void + new hold to the junior's escrow, linked), keeping its number.
-- Enforcement pays in the order of `pledges/waterfall.py`: fees, pledgee (up to the secured amount),
-  junior claimants, owner. A negotiated sale settles delivery-versus-payment in one linked group.
+- Enforcement needs a default (`pledges.lifecycle.default_ground`) and claims what the secured scope
+  covers (`pledges.scope`); it pays in the order of `pledges/waterfall.py`: fees, pledgee (its secured
+  components), junior claimants, courts that froze part of the lot (their share of the surplus),
+  owner. A negotiated sale settles delivery-versus-payment in one linked group; an exchange sale is
+  listed or auctioned from the escrow and each settlement is paid out by the sequencer's settlement
+  hook (`sale_settled`), reconciled by the worker.
 
 Each mutation runs in one transaction holding the pledge row lock; ledger requests use client ids
 derived from the row's version, so a retry after a crash between the ledger and our commit replays
@@ -41,11 +45,13 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange import instruments, participants
+from exchange import auctions, encumbrances, instruments, orders, participants
 from exchange.bootstrap import SYSTEM_ACTOR
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import check_replay, fingerprint
+from exchange.instrument_kinds import term_years
 from exchange.keys import Principal
+from exchange.pricing import notional
 from exchange.runtime import Runtime
 from exchange.units import CNY_DECIMALS, to_base, to_text
 from ledger import commands as c
@@ -54,6 +60,7 @@ from ledger.state import Entry
 from pledges import certificate, lifecycle, webhooks
 from pledges import ranges as rg
 from pledges import repository as repo
+from pledges import scope as sc
 from pledges import valuation as val
 from pledges import visibility as vis
 from pledges import waterfall as wf
@@ -113,6 +120,33 @@ def _ranges(v: Any) -> list[tuple[int, int]]:
     return [(int(s), int(e)) for s, e in (v or [])]
 
 
+# Keys whose integers are money (fen) or quantities (base units) in stored events and enforcement
+# states; every answer, event and webhook shows them as decimal strings in CNY or the instrument's unit.
+MONEY_KEYS = frozenset({
+    "secured_amount", "last_price", "last_value", "price", "value", "amount", "outstanding", "fee", "proceeds",
+    "received", "claimed", "paid", "secured", "unsecured", "overdue_amount", "net", "seller_fee", "caps", "total",
+})
+QUANTITY_KEYS = frozenset({"quantity", "units", "lot_quantity", "sold", "unsold", "filled", "still_frozen",
+                           "unfrozen"})
+
+
+def present(value: Any, decimals: int, unit: str | None = None) -> Any:
+    """Stored integers in decimal strings, by key: money in CNY, quantities in the instrument's unit."""
+    if isinstance(value, dict):
+        return {k: present(v, decimals, "money" if k in MONEY_KEYS else "quantity" if k in QUANTITY_KEYS else unit)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [present(v, decimals, unit) for v in value]
+    if unit is not None and isinstance(value, int) and not isinstance(value, bool):
+        return to_text(value, CNY_DECIMALS if unit == "money" else decimals)
+    return value
+
+
+def _shown(view: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """An event view (repo.event_view) as callers and webhooks receive it."""
+    return {**view, "changes": present(view["changes"], decimals), "details": present(view["details"], decimals)}
+
+
 def _ledger_id(p: dict[str, Any], op: str) -> str:
     # Derived from the row version: a retry of the same step replays, the next step gets a new id.
     return f"pledge:{p['id']}:v{p['version'] + 1}:{op}"
@@ -169,7 +203,8 @@ def kick(rt: Runtime) -> None:
 
 
 class PledgeWorker:
-    """Background task: delivers the webhook outbox after commits, sweeps expired pledges and freezes.
+    """Background task: delivers the webhook outbox after commits, sweeps expired pledges and freezes,
+    books enforcement-sale settlements the market's hook missed.
 
     Both jobs claim their rows in the database (leases, row locks, ledger client ids), so several
     processes may run the worker at once without double deliveries or double expiries.
@@ -181,13 +216,18 @@ class PledgeWorker:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
+        self._hook: Callable[[str, list[dict[str, Any]]], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         _workers[id(self.rt)] = self
+        self._hook = settlement_hook(self.rt)  # enforcement sales pay out as the market settles them
+        self.rt.settlement_hooks.append(self._hook)
         self._task = asyncio.create_task(self._run(), name="envx-pledge-worker")
 
     async def stop(self) -> None:
         _workers.pop(id(self.rt), None)
+        with contextlib.suppress(ValueError):
+            self.rt.settlement_hooks.remove(self._hook)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -207,6 +247,7 @@ class PledgeWorker:
                     pass
                 if loop.time() - self._last_sweep >= settings.pledge_sweep_interval_seconds:
                     self._last_sweep = loop.time()
+                    await reconcile_sales(self.rt)
                     await expire_due(self.rt)
                     await freezing.expire_due(self.rt)
             except asyncio.CancelledError:
@@ -337,8 +378,10 @@ async def _view(conn: AsyncConnection, p: dict[str, Any], who: Principal) -> dic
                    "price": _cny(p["last_price"]), "value": _cny(p["last_value"]),
                    "ratio_bps": p["last_ratio_bps"], "as_of": p["last_valued_on"]},
         "transfer_on_default": p["transfer_on_default"],
+        "secured_scope": present(sc.Scope.of(p["secured_scope"]).to_json(), dec),
+        "declared_default": present(p["declared_default"], dec),
         "claims": [_claim_view(cl, claim_rank.get(cl["id"])) for cl in claims],
-        "enforcement": enforcement, "promoted_from_claim": p["promoted_from_claim"],
+        "enforcement": present(_enforcement_view(enforcement), dec), "promoted_from_claim": p["promoted_from_claim"],
         "created_at": p["created_at"], "updated_at": p["updated_at"], "version": p["version"],
     }
     return vis.pledge_view(full, who_role, {cl["id"] for cl in own})
@@ -362,7 +405,7 @@ async def _events_as_seen(conn: AsyncConnection, who: Principal, events: list[di
                           ) -> list[dict[str, Any]]:
     """Each event as the caller may see it (pledges.visibility.event_view); unseen ones left out."""
     if who.kind in SEES_ALL:
-        return [repo.event_view(e) for e in events]
+        return [_shown(repo.event_view(e), e["decimals"]) for e in events]
     roles: dict[int, tuple[str | None, set[int]]] = {}
     out = []
     for e in events:
@@ -371,7 +414,7 @@ async def _events_as_seen(conn: AsyncConnection, who: Principal, events: list[di
             p = await repo.get_pledge(conn, pid)
             own = _own_claims(await repo.claims_of(conn, pid), who)
             roles[pid] = (vis.role(who.participant_id, who.kind, p, own) if p else None, {cl["id"] for cl in own})
-        seen = vis.event_view(repo.event_view(e), *roles[pid])
+        seen = vis.event_view(_shown(repo.event_view(e), e["decimals"]), *roles[pid])
         if seen is not None:
             out.append(seen)
     return out
@@ -432,7 +475,7 @@ async def _notify(conn: AsyncConnection, p: dict[str, Any], ev: dict[str, Any], 
     """Queue the event's webhooks, each recipient getting the event as it may see it (a junior
     creditor the lot's changes and its own claims, a claimant whose claim is only filed that claim)."""
     claims = await repo.claims_of(conn, p["id"])
-    full = repo.event_view(ev, p["number"])
+    full = _shown(repo.event_view(ev, p["number"], p["instrument"]), p["decimals"])
     views = {}
     for pid in dict.fromkeys(recipients):
         own = [cl for cl in claims if cl["claimant_id"] == pid]
@@ -501,12 +544,17 @@ def _require_unexpired(p: dict[str, Any]) -> None:
 
 
 async def _require_unfrozen(conn: AsyncConnection, p: dict[str, Any], verb: str) -> None:
+    """Refuse a change of the lock while a court freeze sits on it, naming the court and case (the
+    parties of a pledge know the freezes on its units; freezes are in the public register)."""
     frozen = [b for b in await repo.hold_blocks(conn, p["hold_id"]) if b["frozen_by"] is not None]
     if frozen:
         n = sum(b["end_serial"] - b["start_serial"] + 1 for b in frozen)
-        by = sorted({b["frozen_by"] for b in frozen})
-        raise DomainError("frozen", f"{n} pledged units are frozen by a court (freeze hold {by}); the registration "
-                          f"cannot be {verb} until the freeze is lifted")
+        cases = []
+        for hold in sorted({b["frozen_by"] for b in frozen}):
+            f = await repo.freeze_of_hold(conn, hold)
+            cases.append(f"{f['court_name']}, case {f['case_number']}" if f else f"freeze hold {hold}")
+        raise DomainError("frozen", f"{to_text(n, p['decimals'])} pledged units are frozen ({'; '.join(cases)}); the "
+                          f"registration cannot be {verb} until the freeze is lifted")
 
 
 async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any], *,
@@ -530,7 +578,9 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
                serials: list[tuple[int, int]] | None, loan_contract: str, secured_amount: str, term_start: date,
                term_end: date, grace_days: int, references: list[tuple[str, str]], haircut_bps: int | None,
                warning_bps: int | None, margin_call_bps: int | None, liquidation_bps: int | None,
-               transfer_on_default: bool) -> dict[str, Any]:
+               transfer_on_default: bool, secured_scope: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The bank files; nothing is locked until the pledgor confirms. `secured_scope` is the contract's
+    担保范围 (pledges.scope; None: everything §389 covers), its caps in CNY decimal strings."""
     if who.kind != "bank":
         raise Forbidden("only a bank files pledge registrations")
     inst = await instruments.get(rt, instrument)
@@ -540,6 +590,15 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
     named = rg.normalise(serials) if serials else None
     if named is not None and rg.total(named) != qty:
         raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
+    if named is not None:
+        async with rt.read() as conn:
+            retired = await repo.retired_serials(conn, instrument, named)
+        if retired:  # retirement is final and public: say so now, not at the pledgor's confirmation
+            spans = ", ".join(f"{r['start_serial']}-{r['end_serial']} (entry {r['retired_seq']})" for r in retired)
+            raise DomainError("serials_retired", f"serials {spans} of {instrument} are retired; retired units can "
+                              "never be pledged", retired=[{"start": r["start_serial"], "end": r["end_serial"],
+                                                            "entry_seq": r["retired_seq"]} for r in retired])
+    scope = _scope_in(secured_scope)
     pledgor = await participants.lookup(rt, pledgor_id)
     if pledgor["kind"] not in PLEDGOR_KINDS or pledgor_id == who.participant_id:
         raise Invalid("invalid_pledgor", f"participant {pledgor_id} ({pledgor['kind']}) cannot pledge units to you")
@@ -564,7 +623,7 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
                "term_end": term_end.isoformat(), "grace_days": grace_days, "expires_at": expires.isoformat(),
                "haircut_bps": haircut_bps, "warning_bps": th.warning_bps, "margin_call_bps": th.margin_call_bps,
                "liquidation_bps": th.liquidation_bps, "transfer_on_default": transfer_on_default,
-               "margin_level": "ok"}
+               "margin_level": "ok", "secured_scope": scope}
     fp = fingerprint({"op": "file", **{k: v for k, v in changes.items() if k != "expires_at"},
                       "references": [list(r) for r in refs]})
     try:
@@ -612,12 +671,16 @@ async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -
         escrow = await escrow_account(rt, p["pledgee_id"])
         holding = await _account(rt, p["pledgor_id"], "holding")
         serials = await _pieces(conn, p["instrument"], _ranges(p["requested_serials"]), holding)
-        entry = await rt.submit(c.Request(
-            who.actor,
-            c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"], serials,
-                         micros(_dt(p["expires_at"]))),
-            _ledger_id(p, "lock"), _meta(p, "lock", loan_contract=p["loan_contract"],
-                                         references=[r["reference"] for r in p["refs"]])))
+        try:
+            entry = await rt.submit(c.Request(
+                who.actor,
+                c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"], serials,
+                             micros(_dt(p["expires_at"]))),
+                _ledger_id(p, "lock"), _meta(p, "lock", loan_contract=p["loan_contract"],
+                                             references=[r["reference"] for r in p["refs"]])))
+        except DomainError as exc:  # the pledgor holds the units: tell it what stands on them
+            raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
+                                            serials=serials) from None
         reg = await repo.next_registration_no(conn)
         await _record(conn, p, "confirmed", {"hold_id": entry.seq, "serials": _serials_of(entry),
                                              "registration_no": reg, "registered_at": now()},
@@ -754,8 +817,12 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
             extra = rg.take_lowest([(b["start_serial"], b["end_serial"]) for b in free], add)
         await _require_unfrozen(conn, p, "topped up")
         new = rg.union(_ranges(p["serials"]), extra)
-        entries = await _relock(conn, rt, who, p, serials=new, quantity=p["quantity"] + add,
-                                expires_at=_dt(p["expires_at"]), op="top-up")
+        try:
+            entries = await _relock(conn, rt, who, p, serials=new, quantity=p["quantity"] + add,
+                                    expires_at=_dt(p["expires_at"]), op="top-up")
+        except DomainError as exc:
+            raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
+                                            serials=extra if serials else ()) from None
         await _record(conn, p, "topped_up", {"quantity": p["quantity"] + add, "serials": [list(r) for r in new],
                                              "hold_id": entries[1].seq},
                       info={"added": [list(r) for r in extra], "previous_hold": p["hold_id"]}, actor=who.actor,
@@ -862,7 +929,8 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[s
     ev = await repo.add_event(conn, new_id, "promoted", {"set": changes, "from_pledge": p["id"],
                                                          "claim": first["id"]}, [void.seq, lock.seq],
                               who.actor, None, None)
-    await repo.enqueue_webhook(conn, ev["id"], ev["type"], {first["claimant_id"]: repo.event_view(ev, number)})
+    await repo.enqueue_webhook(conn, ev["id"], ev["type"], {
+        first["claimant_id"]: _shown(repo.event_view(ev, number, p["instrument"]), p["decimals"])})
     await repo.update_claim(conn, first["id"], status="promoted")
     await repo.move_claims(conn, [cl["id"] for cl in rest], new_id)
     for cl in lapsed:
@@ -963,6 +1031,9 @@ async def confirm_claim(rt: Runtime, who: Principal, client_id: str, claim_id: i
         if cl["status"] != "filed":
             raise DomainError("claim_not_filed", f"claim {claim_id} is {cl['status']}")
         lifecycle.require(p["status"], "file_claim")
+        # A charge the holder sets on frozen property cannot be asserted against the court's creditor
+        # (查扣冻规定): no new registration on a lot while a court freeze sits on it.
+        await _require_unfrozen(conn, p, "given a new registered claim")
         reg = await repo.next_registration_no(conn)
         await repo.update_claim(conn, claim_id, status="registered", registration_no=reg, registered_at=now())
         await _record(conn, p, "claim_registered", {}, info={"claim": claim_id, "registration_no": reg},
@@ -1005,8 +1076,9 @@ async def _margin_event(conn: AsyncConnection, p: dict[str, Any], new: str, valu
     kind = _CALL_EVENT[new] if val.worse(new, old) or new == "margin_call" else "cured"
     await _record(conn, p, kind, {"margin_level": new, "cure_deadline": cure},
                   info={"level": new, "previous_level": old, "value": value, "ratio_bps": ratio,
-                        "secured_amount": p["secured_amount"], "cure_deadline": repo.jsonable(cure)},
-                  actor=actor)
+                        "secured_amount": p["secured_amount"], "cure_deadline": repo.jsonable(cure),
+                        "price": p["last_price"], "quantity": p["quantity"]},
+                  actor=actor, notify=(p["pledgor_id"],))  # the pledgor is the one who must cure
 
 
 async def _reassess(conn: AsyncConnection, p: dict[str, Any], *, actor: str) -> None:
@@ -1014,7 +1086,7 @@ async def _reassess(conn: AsyncConnection, p: dict[str, Any], *, actor: str) -> 
     if p["last_price"] is None or p["status"] not in lifecycle.LOCKED:
         return
     haircut = p["haircut_bps"] if p["haircut_bps"] is not None else p["effective_haircut_bps"]
-    value = val.collateral_value(p["quantity"], p["decimals"], p["last_price"], haircut)
+    value = val.collateral_value(p["quantity"], p["decimals"], p["last_price"], haircut, _years(p))
     th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
     level = val.level(value, p["secured_amount"], th)
     as_of = _d(p["last_valued_on"]) if p["last_valued_on"] else today()
@@ -1074,7 +1146,7 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
             if (p["enforcement"] or {}).get("method") == "exchange":
                 continue  # the units already left the pledgor: nothing to mark any more
             haircut = p["effective_haircut_bps"]
-            value = val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut)
+            value = val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, _years(p))
             ratio = val.ratio_bps(value, p["secured_amount"])
             th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
             level = val.level(value, p["secured_amount"], th)
@@ -1084,8 +1156,9 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
                 continue
             await _record(conn, p, "revalued", {"last_price": price_fen, "last_value": value, "last_ratio_bps": ratio,
                                                 "last_valued_on": as_of},
-                          info={"price": price_fen, "value": value, "ratio_bps": ratio, "haircut_bps": haircut,
-                                "level": level, "secured_amount": p["secured_amount"]}, actor=actor)
+                          info={"price": price_fen, "quantity": p["quantity"], "value": value, "ratio_bps": ratio,
+                                "haircut_bps": haircut, "level": level, "secured_amount": p["secured_amount"]},
+                          actor=actor)
             await _margin_event(conn, p, level, value, ratio, deadline, actor)
             await _deadline_check(conn, p, as_of, horizon, actor)
             results.append({"pledge_id": p["id"], "number": p["number"], "value": _cny(value), "ratio_bps": ratio,
@@ -1094,39 +1167,282 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
     return {"instrument": instrument, "as_of": as_of, "price": _cny(price_fen), "pledges": results}
 
 
+# ----------------------------------------------------------------------------------- defaults and claims
+
+
+def _scope_in(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The contract's secured scope as stored (caps in fen); None keeps §389's default."""
+    if data is None:
+        return None
+    caps = {k: to_base(v, CNY_DECIMALS, field=f"secured_scope.caps.{k}") for k, v in (data.get("caps") or {}).items()}
+    return sc.Scope.of({**data, "caps": caps}).to_json()
+
+
+async def _declare(conn: AsyncConnection, p: dict[str, Any], who: Principal, notice: dict[str, Any], *,
+                   client_id: str | None = None, fp: bytes | None = None) -> None:
+    """Record the bank's declaration of the loan's default; the pledgor hears of it (event, webhook)."""
+    notice_date = notice["notice_date"]
+    if notice_date > today():
+        raise Invalid("invalid_notice_date", f"a default notice dated {notice_date} is in the future")
+    overdue = notice.get("overdue_amount")
+    record = {"reference": notice["reference"], "notice_date": notice_date.isoformat(),
+              "overdue_amount": to_base(overdue, CNY_DECIMALS, field="overdue_amount") if overdue else None,
+              "declared_at": now().isoformat(), "declared_by": who.actor}
+    await _record(conn, p, "default_declared", {"declared_default": record}, info={"note": notice.get("note")},
+                  actor=who.actor, client_id=client_id, fp=fp, notify=(p["pledgor_id"],))
+
+
+@translate_refusals
+async def declare_default(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, reference: str,
+                          notice_date: date, overdue_amount: str | None, note: str | None) -> dict[str, Any]:
+    """The bank declares the secured loan in default (违约通知: its number and date): a ground for enforcement."""
+    notice = {"reference": reference, "notice_date": notice_date, "overdue_amount": overdue_amount, "note": note}
+    fp = fingerprint({"op": "declare_default", "pledge": pledge_id, **notice, "notice_date": notice_date.isoformat()})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        _require_pledgee(who, p)
+        lifecycle.require(p["status"], "declare_default")
+        _require_unexpired(p)
+        await _declare(conn, p, who, notice, client_id=client_id, fp=fp)
+
+    return await _mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+def _claim_parts(p: dict[str, Any], claim: dict[str, str] | None, outstanding: str | None) -> list[dict[str, Any]]:
+    """What the bank claims now, by component, and what of it the secured scope covers (pledges.scope)."""
+    if claim and outstanding is not None:
+        raise Invalid("ambiguous_claim", "name the principal either in claim or as outstanding, not both")
+    owed = {k: to_base(v, CNY_DECIMALS, field=f"claim.{k}", allow_zero=True) for k, v in (claim or {}).items()}
+    if outstanding is not None:
+        owed[sc.PRINCIPAL] = to_base(outstanding, CNY_DECIMALS, field="outstanding")
+    scope = sc.Scope.of(p["secured_scope"])
+    if not owed:
+        if scope.type == sc.MAXIMUM:
+            raise Invalid("claim_required", "a maximum-amount pledge secures what is owed up to its maximum: "
+                          "name the claim by component")
+        owed = {sc.PRINCIPAL: p["secured_amount"]}
+    return [{"component": x.component, "claimed": x.claimed, "secured": x.secured, "unsecured": x.unsecured}
+            for x in sc.secure(scope, p["secured_amount"], owed)]
+
+
+def _pledgee_parts(e: dict[str, Any]) -> list[wf.Claim]:
+    return [wf.Claim("pledgee", x["secured"], component=x["component"]) for x in e["claim"] if x["secured"]]
+
+
+def _juniors(claims: list[dict[str, Any]]) -> list[wf.Claim]:
+    return [wf.Claim(f"claim:{cl['id']}", cl["amount"], cl["registration_no"], cl["id"]) for cl in claims]
+
+
+def _claims_paid(e: dict[str, Any], claims: list[dict[str, Any]]) -> bool:
+    """Whether the proceeds so far paid every secured claim on the lot (costs, pledgee, juniors)."""
+    need = {f"pledgee/{x['component']}": x["secured"] for x in e["claim"] if x["secured"]}
+    if e.get("fee"):
+        need["fee"] = e["fee"]
+    need.update({f"claim:{cl['id']}": cl["amount"] for cl in claims})
+    return all(e.get("paid", {}).get(k, 0) >= v for k, v in need.items())
+
+
+# ----------------------------------------------------------------------------------- courts behind the pledge
+#
+# A freeze on pledged units is always later than the pledge (the ledger never pledges frozen units),
+# so the pledgee's priority survives it (民诉法解释 §157: preservation of pledged property does not affect
+# the pledgee's priority): enforcement goes ahead under the freeze. The lot's units leave the freeze
+# for the sale (void, and the freeze's other units frozen again, in the sale's linked group); the
+# freeze extends to what replaces them (查扣冻规定: the freeze reaches the substitute of frozen
+# property), so the surplus that would go to the pledgor is paid, for the frozen share of the lot, to
+# the court's designated account (the cash account of its deduct_to participant, else its own), and
+# unsold units that go back to the pledgor are frozen again in the same share.
+
+
+async def _courts_on_lot(conn: AsyncConnection, rt: Runtime, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The active freezes on the lot's units (locked, pledge row first): who, how many, where to pay."""
+    by: dict[int, list[tuple[int, int]]] = {}
+    for b in await repo.hold_blocks(conn, p["hold_id"]):
+        if b["frozen_by"] is not None:
+            by.setdefault(b["frozen_by"], []).append((b["start_serial"], b["end_serial"]))
+    out = []
+    for hold, spans in sorted(by.items()):
+        f = await repo.freeze_of_hold(conn, hold, lock=True)
+        if f is None:  # a court renewed, lifted or deducted it while we waited for its row
+            raise DomainError("freeze_changed", "a court changed a freeze on the lot just now; retry with the "
+                              "same Idempotency-Key")
+        out.append({"freeze": f["root_id"] or f["id"], "freeze_id": f["id"], "court_id": f["court_id"],
+                    "case_number": f["case_number"], "units": rg.total(spans),
+                    "serials": [list(r) for r in rg.normalise(spans)],
+                    "account": await _account(rt, f["deduct_to_id"] or f["court_id"], "cash"), "_row": f})
+    return out
+
+
+def _court_record(courts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in ct.items() if not k.startswith("_")} for ct in courts]
+
+
+async def _courts_in_force(conn: AsyncConnection, e: dict[str, Any]) -> list[tuple[str, int]]:
+    """(party, frozen units) of the courts whose freeze still stands (not lifted, not expired)."""
+    out = []
+    for ct in e.get("courts") or []:
+        head = await repo.freeze_chain_head(conn, ct["freeze"])
+        if head is not None and head["status"] in ("active", "deducted"):
+            out.append((f"court:{ct['freeze']}", ct["units"]))
+    return out
+
+
+async def _handover(conn: AsyncConnection, rt: Runtime, who: str, p: dict[str, Any], courts: list[dict[str, Any]]
+                    ) -> tuple[list[c.Request], list[dict[str, Any]]]:
+    """Ledger requests, to go in front of the pledge's post in its linked group, that take the lot's
+    units out of the freezes on them and freeze the rest of each freeze's units again."""
+    lot = _ranges(p["serials"])
+    holding = await _account(rt, p["pledgor_id"], "holding")
+    reqs: list[c.Request] = []
+    plan = []
+    for ct in courts:
+        f = ct["_row"]
+        frozen = [(b["start_serial"], b["end_serial"]) for b in await repo.frozen_blocks(conn, f["hold_id"])]
+        rest = rg.minus(frozen, lot)
+        court_holding = (await participants.lookup(rt, f["court_id"]))["holding_account"]
+        meta = _meta(p, "freeze-handover", freeze=f["id"], case_number=f["case_number"])
+        reqs.append(c.Request(who, c.VoidHold(f["hold_id"]), _ledger_id(p, f"handover-{f['id']}"), meta))
+        if rest:
+            reqs.append(c.Request(who, c.CreateHold("freeze", holding, court_holding, p["instrument"], rg.total(rest),
+                                                    tuple(rest), micros(f["expires_at"])),
+                                  _ledger_id(p, f"handover-{f['id']}-rest"), meta))
+        plan.append({"freeze": f, "rest": rest, "units": ct["units"]})
+    return reqs, plan
+
+
+async def _after_handover(conn: AsyncConnection, p: dict[str, Any], plan: list[dict[str, Any]],
+                          entries: list[Entry], actor: str, method: str) -> None:
+    i = 0
+    for item in plan:
+        f, rest = item["freeze"], item["rest"]
+        seqs = [entries[i].seq]
+        i += 1
+        hold = None
+        if rest:
+            hold = entries[i].seq
+            seqs.append(hold)
+            i += 1
+        await repo.update_freeze(conn, f["id"], hold_id=hold, quantity=rg.total(rest), serials=[list(r) for r in rest])
+        await repo.add_freeze_event(conn, f["id"], "released_to_pledgee", {
+            "pledge": p["id"], "pledge_number": p["number"], "method": method, "units": item["units"],
+            "serials": [list(r) for r in rg.intersect(_ranges(p["serials"]), f["serials"] or [])],
+            "still_frozen": rg.total(rest),
+            "why": "the pledge ranks before the freeze; the freeze extends to the surplus of the sale"},
+            seqs, actor, None, None)
+
+
+async def _courts_paid(conn: AsyncConnection, p: dict[str, Any], payouts: list[wf.Payout], seqs: list[int],
+                       actor: str) -> None:
+    """The court sees what the enforcement paid it, on its freeze."""
+    for x in payouts:
+        if x.role == "court" and x.paid:
+            head = await repo.freeze_chain_head(conn, int(x.party.split(":")[1]))
+            if head is None:
+                continue
+            await repo.add_freeze_proceeds(conn, head["id"], x.paid)
+            await repo.add_freeze_event(conn, head["id"], "proceeds_received", {
+                "pledge": p["id"], "pledge_number": p["number"], "amount": x.paid,
+                "total": head["proceeds_received"] + x.paid}, seqs, actor, None, None)
+
+
+async def _return_units(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], serials: list[tuple[int, int]], *,
+                        relock: bool, actor: str) -> list[Entry]:
+    """Unsold units from the escrow back to the pledgor -- under the lock again (`relock`), or free --
+    and the courts' share of them frozen again (preferring the serials each court froze)."""
+    e = p["enforcement"]
+    holding = await _account(rt, p["pledgor_id"], "holding")
+    qty = rg.total(serials)
+    meta = _meta(p, "return")
+    reqs = [c.Request(actor, c.Transfer(e["escrow_account"], holding, p["instrument"], qty, tuple(serials)),
+                      _ledger_id(p, "return"), meta)]
+    if relock:
+        reqs.append(c.Request(actor, c.CreateHold("pledge", holding, e["escrow_account"], p["instrument"], qty,
+                                                  tuple(serials), micros(_dt(p["expires_at"]))),
+                              _ledger_id(p, "relock"), meta))
+    standing = []
+    for ct in e.get("courts") or []:
+        head = await repo.freeze_chain_head(conn, ct["freeze"])
+        head = await repo.lock_freeze(conn, head["id"]) if head is not None else None
+        if head is not None and head["status"] == "active":
+            standing.append((ct, head))
+    # Each standing freeze takes its share of the lot in what comes back; the pledgor the rest.
+    shares = wf.apportion(qty, [ct["units"] for ct, _ in standing]
+                          + [e["lot_quantity"] - sum(ct["units"] for ct, _ in standing)])
+    plan = []
+    taken: list[tuple[int, int]] = []
+    for (ct, head), n in zip(standing, shares, strict=False):
+        if not n:
+            continue
+        mine = rg.pick(rg.minus(serials, taken), n, prefer=ct["serials"])
+        taken = rg.union(taken, mine)
+        frozen = rg.union(_ranges(head["serials"]), mine)
+        court_holding = (await participants.lookup(rt, head["court_id"]))["holding_account"]
+        fmeta = _meta(p, "return-frozen", freeze=head["id"], case_number=head["case_number"])
+        if head["hold_id"] is not None:
+            reqs.append(c.Request(actor, c.VoidHold(head["hold_id"]), _ledger_id(p, f"refreeze-{head['id']}-void"),
+                                  fmeta))
+        reqs.append(c.Request(actor, c.CreateHold("freeze", holding, court_holding, p["instrument"], rg.total(frozen),
+                                                  tuple(frozen), micros(head["expires_at"])),
+                              _ledger_id(p, f"refreeze-{head['id']}"), fmeta))
+        plan.append((head, frozen, mine))
+    entries = await rt.submit_linked(reqs)
+    for head, frozen, mine in plan:
+        hold = next(x.seq for x in entries if x.type == "hold.create" and x.body.get("kind") == "freeze"
+                    and x.client_id == _ledger_id(p, f"refreeze-{head['id']}"))
+        await repo.update_freeze(conn, head["id"], hold_id=hold, quantity=rg.total(frozen),
+                                 serials=[list(r) for r in frozen])
+        await repo.add_freeze_event(conn, head["id"], "frozen_again", {
+            "pledge": p["id"], "pledge_number": p["number"], "units": rg.total(mine),
+            "serials": [list(r) for r in mine], "why": "unsold units of the pledged lot went back to the holder"},
+            [x.seq for x in entries], actor, None, None)
+    return entries
+
+
 # ----------------------------------------------------------------------------------- enforcement
 
 
-async def _waterfall(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], proceeds: int, outstanding: int,
-                     fee: int) -> tuple[list[wf.Payout], dict[str, int], list[dict[str, Any]]]:
-    """Payouts of `proceeds` and the cash account of each payee."""
-    claims = await repo.claims_of(conn, p["id"], ("registered",))
-    juniors = [wf.Claim(f"claim:{cl['id']}", cl["amount"], cl["registration_no"], cl["id"]) for cl in claims]
-    payouts = wf.distribute(proceeds, fee=fee, pledgee=wf.Claim("pledgee", outstanding), juniors=juniors,
-                            owner="owner", fee_party="fee")
-    return payouts, await _payee_accounts(rt, p, claims), claims
-
-
-async def _payee_accounts(rt: Runtime, p: dict[str, Any], claims: list[dict[str, Any]]) -> dict[str, int]:
+async def _payee_accounts(rt: Runtime, p: dict[str, Any], claims: list[dict[str, Any]],
+                          courts: list[dict[str, Any]] | None = None) -> dict[str, int]:
     accounts = {"fee": rt.system["fees"], "pledgee": await _account(rt, p["pledgee_id"], "cash"),
                 "owner": await _account(rt, p["pledgor_id"], "cash")}
     for cl in claims:
         accounts[f"claim:{cl['id']}"] = await _account(rt, cl["claimant_id"], "cash")
+    for ct in courts or []:
+        accounts[f"court:{ct['freeze']}"] = ct["account"]
     return accounts
 
 
-def _payout_view(payouts: list[wf.Payout], p: dict[str, Any], claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _payout_view(payouts: list[wf.Payout], p: dict[str, Any], claims: list[dict[str, Any]],
+                 courts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The distribution, line by line (stored in base units; answers show decimal strings)."""
     who = {"pledgee": p["pledgee_id"], "owner": p["pledgor_id"], "fee": None}
     who.update({f"claim:{cl['id']}": cl["claimant_id"] for cl in claims})
-    return [{"party": x.party, "role": x.role, "participant_id": who.get(x.party), "claimed_fen": x.claimed,
-             "paid_fen": x.paid, "claimed": _cny(x.claimed), "paid": _cny(x.paid)} for x in payouts]
+    who.update({f"court:{ct['freeze']}": ct["court_id"] for ct in courts or []})
+    return [{"party": x.party, "role": x.role, "component": x.component, "participant_id": who.get(x.party),
+             "claimed": x.claimed, "paid": x.paid} for x in payouts]
 
 
-def _notional(price_fen: int, quantity: int, decimals: int) -> int:
-    value, rest = divmod(price_fen * quantity, 10**decimals)
-    if rest:
-        raise Invalid("price_not_whole_fen", "price × quantity is not a whole number of fen")
-    return value
+def _enforcement_view(e: dict[str, Any] | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    out = dict(e)
+    if "lot" in out:
+        out["unsold"] = rg.total(_ranges(out["lot"]))
+    return out
+
+
+def _years(p: dict[str, Any]) -> int:
+    """The term of the pledged instrument in years: an emission right's price is per unit and year, so its
+    money is price × quantity × validity_years, as on the market (exchange/pricing.py); 1 for the rest."""
+    return term_years(p["instrument_kind"], p["instrument_attributes"] or {})
+
+
+def _notional(price_fen: int, quantity: int, p: dict[str, Any]) -> int:
+    """What the pledged lot (or part of it) fetches at `price_fen`: price × quantity × term years, in fen."""
+    try:
+        return notional(price_fen, quantity, p["decimals"], _years(p))
+    except ValueError:
+        raise Invalid("price_not_whole_fen", "price × quantity × term years is not a whole number of fen") from None
 
 
 async def _settle_claims(conn: AsyncConnection, pledge_id: int, payouts: list[wf.Payout]) -> None:
@@ -1138,42 +1454,62 @@ async def _settle_claims(conn: AsyncConnection, pledge_id: int, payouts: list[wf
         await repo.update_claim(conn, cl["id"], status="lapsed")
 
 
+async def _distribute_once(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], e: dict[str, Any],
+                           proceeds: int, courts: list[dict[str, Any]]
+                           ) -> tuple[list[wf.Payout], dict[str, int], list[dict[str, Any]]]:
+    """Payouts of the whole proceeds of a sale or appropriation, and the cash account of each payee."""
+    claims = await repo.claims_of(conn, p["id"], ("registered",))
+    payouts = wf.distribute(proceeds, fee=e["fee"], pledgee=_pledgee_parts(e), juniors=_juniors(claims),
+                            owner="owner", fee_party="fee", courts=[(f"court:{ct['freeze']}", ct["units"])
+                                                                    for ct in courts], lot=p["quantity"])
+    return payouts, await _payee_accounts(rt, p, claims, courts), claims
+
+
 @translate_refusals
 async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, method: str, reason: str,
-                  outstanding: str | None, price: str | None, buyer_id: int | None, fee: str | None
+                  outstanding: str | None, price: str | None, buyer_id: int | None, fee: str | None,
+                  claim: dict[str, str] | None = None, default_notice: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
-    """On default: `transfer` (折价: units to the bank at no less than the last mark, the bank pays out any
-    surplus), `sale` (a negotiated sale the buyer accepts: DvP), or `exchange` (units to the bank's escrow
-    for sale on the exchange; proceeds arrive through `proceeds_arrived`)."""
+    """On a default (pledges.lifecycle.default_ground; `default_notice` declares one in the same step):
+    `transfer` (折价: units to the bank at no less than the last mark, the bank pays out any surplus),
+    `sale` (a negotiated sale the buyer accepts: DvP), or `exchange` (units to the bank's escrow, sold
+    by listings or auctions on the market: `start_sale`). `claim` names what is owed by component
+    (pledges.scope; `outstanding` is the principal alone). A court freeze on the lot does not stop it."""
     fp = fingerprint({"op": "enforce", "pledge": pledge_id, "method": method, "reason": reason,
-                      "outstanding": outstanding, "price": price, "buyer": buyer_id, "fee": fee})
+                      "outstanding": outstanding, "price": price, "buyer": buyer_id, "fee": fee, "claim": claim,
+                      "default": {k: str(v) for k, v in (default_notice or {}).items()}})
 
     async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
         _require_pledgee(who, p)
         lifecycle.require(p["status"], "enforce")
         _require_unexpired(p)
-        await _require_unfrozen(conn, p, "enforced")
-        owed = p["secured_amount"] if outstanding is None else to_base(outstanding, CNY_DECIMALS, field="outstanding")
-        if owed > p["secured_amount"]:
-            raise Invalid("outstanding_exceeds_secured", "the pledge secures at most "
-                          f"{_cny(p['secured_amount'])}; the rest of the debt is unsecured")
+        if method not in ("transfer", "sale", "exchange"):
+            raise Invalid("invalid_method", "method is transfer, sale or exchange")
+        parts = _claim_parts(p, claim, outstanding)
         fee_fen = to_base(fee, CNY_DECIMALS, field="fee", allow_zero=True) if fee else 0
-        base = {"method": method, "reason": reason, "outstanding": owed, "fee": fee_fen, "declared_at": now(),
-                "declared_by": who.actor}
+        if default_notice:
+            await _declare(conn, p, who, default_notice)
+        ground = lifecycle.default_ground(p, now())
+        base = {"method": method, "reason": reason, "ground": repo.jsonable_deep(ground), "claim": parts,
+                "fee": fee_fen, "declared_at": now().isoformat(), "declared_by": who.actor}
         if method == "sale":
             await _propose_sale(conn, rt, who, p, base, price, buyer_id, client_id, fp)
         elif method == "transfer":
             await _appropriate(conn, rt, who, p, base, price, client_id, fp)
-        elif method == "exchange":
-            entry = await rt.submit(c.Request(who.actor, c.PostHold(p["hold_id"]), _ledger_id(p, "post-to-escrow"),
-                                              _meta(p, "enforce-exchange", reason=reason)))
-            enforcement = {**base, "escrow_account": await escrow_account(rt, p["pledgee_id"]), "received": 0,
-                           "paid": {}, "declared_at": repo.jsonable(base["declared_at"])}
-            await _record(conn, p, "exchange_sale_started", {"enforcement": enforcement},
-                          info={"serials": p["serials"]}, actor=who.actor, seqs=[entry.seq], client_id=client_id,
-                          fp=fp)
         else:
-            raise Invalid("invalid_method", "method is transfer, sale or exchange")
+            courts = await _courts_on_lot(conn, rt, p)
+            reqs, plan = await _handover(conn, rt, who.actor, p, courts)
+            reqs.append(c.Request(who.actor, c.PostHold(p["hold_id"]), _ledger_id(p, "post-to-escrow"),
+                                  _meta(p, "enforce-exchange", reason=reason)))
+            entries = await rt.submit_linked(reqs)
+            await _after_handover(conn, p, plan, entries, who.actor, method)
+            enforcement = {**base, "escrow_account": await escrow_account(rt, p["pledgee_id"]),
+                           "lot": p["serials"], "lot_quantity": p["quantity"], "sold": 0, "received": 0, "paid": {},
+                           "courts": _court_record(courts), "sales": []}
+            await _record(conn, p, "exchange_sale_started", {"enforcement": enforcement},
+                          info={"serials": p["serials"], "quantity": p["quantity"], "ground": base["ground"]},
+                          actor=who.actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
+                          notify=(p["pledgor_id"],))
 
     return await _mutate(rt, who, client_id, pledge_id, fp, body)
 
@@ -1189,12 +1525,13 @@ async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: d
     if buyer["status"] != "active":
         raise DomainError("participant_suspended", f"participant {buyer_id} is suspended")
     price_fen = to_base(price, CNY_DECIMALS, field="price")
-    proceeds = _notional(price_fen, p["quantity"], p["decimals"])
-    payouts, _, claims = await _waterfall(conn, rt, p, proceeds, base["outstanding"], base["fee"])
-    enforcement = {**base, "declared_at": repo.jsonable(base["declared_at"]), "buyer_id": buyer_id,
-                   "price": price_fen, "proceeds": proceeds, "expected": _payout_view(payouts, p, claims)}
+    proceeds = _notional(price_fen, p["quantity"], p)
+    courts = await _courts_on_lot(conn, rt, p)
+    payouts, _, claims = await _distribute_once(conn, rt, p, base, proceeds, courts)
+    enforcement = {**base, "buyer_id": buyer_id, "price": price_fen, "proceeds": proceeds,
+                   "expected": _payout_view(payouts, p, claims, courts)}
     await _record(conn, p, "sale_proposed", {"enforcement": enforcement}, info={"buyer_id": buyer_id},
-                  actor=who.actor, client_id=client_id, fp=fp)
+                  actor=who.actor, client_id=client_id, fp=fp, notify=(p["pledgor_id"],))
 
 
 async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any], base: dict[str, Any],
@@ -1207,11 +1544,13 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: di
     price_fen = p["last_price"] if price is None else to_base(price, CNY_DECIMALS, field="price")
     if p["last_price"] is not None and price_fen < p["last_price"]:
         raise DomainError("price_below_mark", f"the price is below the last mark {_cny(p['last_price'])}")
-    proceeds = _notional(price_fen, p["quantity"], p["decimals"])
-    payouts, accounts, claims = await _waterfall(conn, rt, p, proceeds, base["outstanding"], base["fee"])
+    proceeds = _notional(price_fen, p["quantity"], p)
+    courts = await _courts_on_lot(conn, rt, p)
+    payouts, accounts, claims = await _distribute_once(conn, rt, p, base, proceeds, courts)
     escrow = await escrow_account(rt, p["pledgee_id"])
     bank_holding = await _account(rt, p["pledgee_id"], "holding")
-    reqs = [
+    reqs, plan = await _handover(conn, rt, who.actor, p, courts)
+    reqs += [
         c.Request(who.actor, c.PostHold(p["hold_id"]), _ledger_id(p, "post"), _meta(p, "enforce-transfer")),
         c.Request(who.actor, c.Transfer(escrow, bank_holding, p["instrument"], p["quantity"],
                                         await _pieces(conn, p["instrument"], _ranges(p["serials"]))),
@@ -1220,16 +1559,18 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: di
     ]
     # The bank's own share is paid in kind; the rest of the value it pays from its cash.
     reqs += [c.Request(who.actor, c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid),
-                       _ledger_id(p, f"pay-{x.party}"), _meta(p, "enforce-transfer", role=x.role))
+                       _ledger_id(p, f"pay-{x.key}"), _meta(p, "enforce-transfer", role=x.role))
              for x in payouts if x.paid and x.party != "pledgee"]
     entries = await rt.submit_linked(reqs)
+    await _after_handover(conn, p, plan, entries, who.actor, "transfer")
     await _settle_claims(conn, p["id"], payouts)
-    enforcement = {**base, "declared_at": repo.jsonable(base["declared_at"]), "price": price_fen,
-                   "proceeds": proceeds, "distribution": _payout_view(payouts, p, claims), "completed_at": now()}
-    await _record(conn, p, "enforced", {"enforcement": enforcement},
-                  info={"distribution": _payout_view(payouts, p, claims)}, actor=who.actor,
+    await _courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
+    view = _payout_view(payouts, p, claims, courts)
+    enforcement = {**base, "price": price_fen, "proceeds": proceeds, "distribution": view,
+                   "courts": _court_record(courts), "completed_at": now().isoformat()}
+    await _record(conn, p, "enforced", {"enforcement": enforcement}, info={"distribution": view}, actor=who.actor,
                   seqs=[e.seq for e in entries], client_id=client_id, fp=fp,
-                  notify=tuple(cl["claimant_id"] for cl in claims))
+                  notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
 
 
 @translate_refusals
@@ -1247,12 +1588,13 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         if to_base(price, CNY_DECIMALS, field="price") != e["price"]:
             raise DomainError("price_mismatch", f"the sale is offered at {_cny(e['price'])} per unit")
         _require_unexpired(p)
-        await _require_unfrozen(conn, p, "sold")
-        payouts, accounts, claims = await _waterfall(conn, rt, p, e["proceeds"], e["outstanding"], e["fee"])
+        courts = await _courts_on_lot(conn, rt, p)  # as they stand now, not when the sale was offered
+        payouts, accounts, claims = await _distribute_once(conn, rt, p, e, e["proceeds"], courts)
         escrow = await escrow_account(rt, p["pledgee_id"])
         buyer_holding = await _account(rt, who.participant_id, "holding")
         buyer_cash = await _account(rt, who.participant_id, "cash")
-        reqs = [
+        reqs, plan = await _handover(conn, rt, who.actor, p, courts)
+        reqs += [
             c.Request(who.actor, c.PostHold(p["hold_id"]), _ledger_id(p, "post"), _meta(p, "enforce-sale")),
             c.Request(who.actor, c.Transfer(escrow, buyer_holding, p["instrument"], p["quantity"],
                                             await _pieces(conn, p["instrument"], _ranges(p["serials"]))),
@@ -1260,85 +1602,309 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
                       _meta(p, "enforce-sale", buyer=who.participant_id)),
         ]
         reqs += [c.Request(who.actor, c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid),
-                           _ledger_id(p, f"pay-{x.party}"), _meta(p, "enforce-sale", role=x.role))
+                           _ledger_id(p, f"pay-{x.key}"), _meta(p, "enforce-sale", role=x.role))
                  for x in payouts if x.paid]
         entries = await rt.submit_linked(reqs)
+        await _after_handover(conn, p, plan, entries, who.actor, "sale")
         await _settle_claims(conn, p["id"], payouts)
-        view = _payout_view(payouts, p, claims)
-        enforcement = {**e, "distribution": view, "completed_at": now().isoformat()}
+        await _courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
+        view = _payout_view(payouts, p, claims, courts)
+        enforcement = {**e, "distribution": view, "courts": _court_record(courts), "completed_at": now().isoformat()}
         await _record(conn, p, "enforced", {"enforcement": enforcement}, info={"distribution": view,
                                                                                "buyer_id": who.participant_id},
                       actor=who.actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
-                      notify=tuple(cl["claimant_id"] for cl in claims))
+                      notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
 
     return await _mutate(rt, who, client_id, pledge_id, fp, body)
 
 
 @translate_refusals
 async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+    """Withdraw the enforcement: a negotiated sale not accepted, or an exchange sale before anything of
+    the lot was sold and while no listing or auction of it runs (the lot is locked again, frozen units
+    frozen again). After a partial sale the lot's rest stays in escrow for another sale; it ends when
+    sold out, when every secured claim is paid (the rest goes back to the pledgor) or at expiry."""
     fp = fingerprint({"op": "cancel_sale", "pledge": pledge_id, "note": note})
 
     async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
         _require_pledgee(who, p)
         lifecycle.require(p["status"], "cancel_sale")
-        if (p["enforcement"] or {}).get("method") != "sale":
-            raise DomainError("exchange_sale_in_progress", "units already went to escrow for an exchange sale")
-        await _record(conn, p, "sale_cancelled", {"enforcement": None}, info={"note": note}, actor=who.actor,
-                      client_id=client_id, fp=fp)
+        e = p["enforcement"] or {}
+        if e.get("method") == "sale":
+            await _record(conn, p, "sale_cancelled", {"enforcement": None}, info={"note": note}, actor=who.actor,
+                          client_id=client_id, fp=fp, notify=(p["pledgor_id"],))
+            return
+        live = [o for o in await repo.sale_orders(conn, p["id"]) if o["status"] == "open"]
+        if live:
+            running = ", ".join(f"{o['market_id']}/{o['id']}" for o in live)
+            raise DomainError("sale_live", f"{len(live)} listing(s) or auction(s) of the lot are still running "
+                              f"(orders {running}): withdraw the listing or cancel the auction first")
+        if e.get("sold") or e.get("received") or await repo.sale_trades(conn, p["id"]):
+            raise DomainError("sale_partly_done", f"{to_text(e['sold'], p['decimals'])} units were sold and their "
+                              "proceeds paid out; the rest stays in escrow for another sale (it goes back to the "
+                              "pledgor once every secured claim is paid, or at expiry)")
+        _require_unexpired(p)
+        entries = await _return_units(conn, rt, p, _ranges(e["lot"]), relock=True, actor=who.actor)
+        lock = next(x for x in entries if x.type == "hold.create" and x.body.get("kind") == "pledge")
+        await _record(conn, p, "exchange_sale_cancelled", {"enforcement": None, "hold_id": lock.seq},
+                      info={"note": note, "returned": e["lot"], "quantity": rg.total(_ranges(e["lot"]))},
+                      actor=who.actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
+                      notify=(p["pledgor_id"],))
 
     return await _mutate(rt, who, client_id, pledge_id, fp, body)
 
 
-@translate_refusals
-async def proceeds_arrived(rt: Runtime, pledge_id: int, amount_fen: int, *, source_account: int, client_id: str,
-                           actor: str = SYSTEM_ACTOR, final: bool = False) -> dict[str, Any]:
-    """For the exchange (market) path: cash from selling an escrowed lot has arrived in `source_account`.
+# ----------------------------------------------------------------------------------- the exchange sale
 
-    Pays this part by the same waterfall (cumulative: earlier parts count, nothing is clawed back),
-    from `source_account` in one linked group. `final=True` closes the enforcement. The market calls
-    this after each settlement of the lot; idempotent per `client_id`.
-    """
-    fp = fingerprint({"op": "proceeds", "pledge": pledge_id, "amount": amount_fen, "source": source_account,
-                      "final": final})
-    result: dict[str, Any] = {}
+
+async def _unlisted(conn: AsyncConnection, e: dict[str, Any], instrument: str) -> list[tuple[int, int]]:
+    """Unsold serials of the lot in escrow that no listing or auction holds."""
+    blocks = await repo.blocks_within(conn, e["escrow_account"], instrument, e["lot"])
+    return rg.normalise((b["start_serial"], b["end_serial"]) for b in blocks if b["hold"] is None)
+
+
+@translate_refusals
+async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, market_id: str,
+                     quantity: str | None, price: str | None, auction: dict[str, Any] | None) -> dict[str, Any]:
+    """List (挂牌) or auction (单向竞价) unsold units of an escrowed lot on the market, on the pledgee's
+    behalf: the order sells the named serials from the escrow, is paid into it, and is marked as the
+    enforcement sale of the registration. Each settlement pays out by the waterfall (the sequencer's
+    settlement hook, `sale_settled`). The pledge row is never locked while the market is waited for."""
+    fp = fingerprint({"op": "start_sale", "pledge": pledge_id, "market": market_id, "quantity": quantity,
+                      "price": price, "auction": auction})
+    plan: dict[str, Any] = {}
+
+    async def check(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        _require_pledgee(who, p)
+        lifecycle.require(p["status"], "start_sale")
+        e = p["enforcement"] or {}
+        if e.get("method") != "exchange":
+            raise DomainError("not_exchange_sale", "the lot is not in escrow for an exchange sale (method exchange)")
+        _require_unexpired(p)
+        seq = rt.exchange.get(market_id)
+        if seq.market.instrument != p["instrument"]:
+            raise Invalid("wrong_instrument", f"market {market_id} trades {seq.market.instrument}, not "
+                          f"{p['instrument']}")
+        mode = seq.market.mode
+        if mode not in ("listing", "auction") or (mode == "listing") != (price is not None) or \
+                (mode == "auction") != (auction is not None):
+            raise Invalid("wrong_mode", f"market {market_id} trades by {mode}: an enforcement sale is a listing "
+                          "(with a price) on a listing market or an auction (with its terms) on an auction market")
+        if _claims_paid(e, await repo.claims_of(conn, p["id"], ("registered", "paid"))):
+            raise DomainError("claims_paid", "every secured claim on the lot is paid: the rest belongs to the pledgor")
+        free = await _unlisted(conn, e, p["instrument"])
+        qty = to_base(quantity, p["decimals"]) if quantity is not None else rg.total(free)
+        if not free:
+            raise DomainError("lot_on_sale", "every unsold unit of the lot is already listed or auctioned")
+        if qty > rg.total(free):
+            raise DomainError("quantity_exceeds_lot", f"only {to_text(rg.total(free), p['decimals'])} unsold units of "
+                              "the lot are not on sale yet")
+        plan.update(serials=tuple(rg.take_lowest(free, qty)), qty=qty, number=p["number"],
+                    escrow=e["escrow_account"], decimals=p["decimals"], mode=mode)
+
+    order_cid = f"enforcement:{pledge_id}:{client_id}"  # the market's own idempotency covers a retry
+    async with rt.read() as conn:
+        placed_before = await repo.order_by_client(conn, who.participant_id, order_cid)
+    if placed_before is None:
+        await _mutate(rt, who, client_id, pledge_id, fp, check, answer=False)
+    else:  # a retry after the order was placed: record it if that did not happen, and answer
+        if ((placed_before["purpose"] or {}).get("enforcement") or {}).get("pledge_id") != pledge_id:
+            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+        order = await orders.get_order(rt, who, placed_before["market_id"], placed_before["id"])
+        if order["status"] == "rejected" and order["kind"] == "auction":
+            # A refused lot is a 409 problem, at first and on every retry alike (exchange.auctions).
+            refused = await orders.stored_refusal(rt, placed_before["market_id"], placed_before["id"])
+            if refused is not None:
+                raise refused
+        plan.update(qty=placed_before["qty"], serials=(), retry=True)
+    if not plan:  # a retry of a sale already listed: its answer again
+        async with rt.read() as conn:
+            done = await repo.event_by_client(conn, who.actor, client_id)
+        assert done is not None and done.type == "sale_listed"
+        order = await orders.get_order(rt, who, done.data["market_id"], int(done.data["order_id"]))
+        return {"pledge": await get(rt, who, pledge_id), "order": order}
+    if not plan.get("retry"):
+        escrow = orders.EscrowSale(plan["escrow"], plan["serials"], pledge_id, plan["number"])
+        qty_text = to_text(plan["qty"], plan["decimals"])
+        if plan["mode"] == "listing":
+            assert price is not None
+            placed = await orders.post_listing(rt, who, market_id, order_cid, side="sell", price=price,
+                                               quantity=qty_text, escrow=escrow)
+        else:
+            assert auction is not None
+            placed = await auctions.announce(rt, who, market_id, order_cid, quantity=qty_text, escrow=escrow,
+                                             **auction)
+        order = placed["order"]
+
+    async def listed(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        e = dict(p["enforcement"] or {})
+        sale = {"market_id": order["market_id"], "order_id": order["id"], "kind": order["kind"],
+                "price": to_base(order["price"], CNY_DECIMALS, field="price") if order["price"] else None,
+                "quantity": plan["qty"]}
+        e["sales"] = [*e.get("sales", []), sale]
+        await _record(conn, p, "sale_listed", {"enforcement": e},
+                      info={**sale, "serials": [list(r) for r in plan["serials"]]}, actor=who.actor,
+                      client_id=client_id, fp=fp, notify=(p["pledgor_id"],))
+
+    if order["status"] != "rejected":
+        await _mutate(rt, who, client_id, pledge_id, fp, listed, answer=False)
+    return {"pledge": await get(rt, who, pledge_id), "order": order}
+
+
+def settlement_hook(rt: Runtime) -> Callable[[str, list[dict[str, Any]]], Awaitable[None]]:
+    """What a market sequencer awaits after settling trades of enforcement sales, or ending one."""
+
+    async def hook(market_id: str, items: list[dict[str, Any]]) -> None:
+        for it in items:
+            try:
+                if "trade_id" in it:
+                    await sale_settled(rt, it["pledge_id"], market_id, it["trade_id"])
+                else:
+                    await sale_ended(rt, it["pledge_id"], market_id, it["order_id"])
+            except DomainError as exc:  # the worker's reconciliation retries it
+                log.warning("pledge %s: sale on %s not booked yet: %s %s", it["pledge_id"], market_id, exc.code,
+                            exc.message)
+        kick(rt)
+
+    return hook
+
+
+async def _conclude(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], actor: str) -> None:
+    """After a settlement or the end of a listing/auction: the lot sold out -> enforced; nothing on sale
+    and every secured claim paid -> the unsold rest back to the pledgor, enforced; else it waits in
+    escrow for another sale (or the expiry, which returns it)."""
+    e = dict(p["enforcement"])
+    if any(o["status"] == "open" for o in await repo.sale_orders(conn, p["id"])):
+        return
+    claims = await repo.claims_of(conn, p["id"], ("registered", "paid"))
+    lot = _ranges(e["lot"])
+    seqs: list[int] = []
+    if lot:
+        if not _claims_paid(e, claims):
+            return
+        entries = await _return_units(conn, rt, p, lot, relock=False, actor=actor)
+        seqs = [x.seq for x in entries]
+        e.update(lot=[], returned=[list(r) for r in lot])
+        await _record(conn, p, "units_returned", {"enforcement": e},
+                      info={"returned": [list(r) for r in lot], "quantity": rg.total(lot), "to": "pledgor",
+                            "why": "every secured claim is paid: the unsold rest belongs to the pledgor"},
+                      actor=actor, seqs=seqs, notify=(p["pledgor_id"],))
+    for cl in await repo.claims_of(conn, p["id"], ("filed",)):
+        await repo.update_claim(conn, cl["id"], status="lapsed")
+    e = {**p["enforcement"], "completed_at": now().isoformat()}
+    await _record(conn, p, "enforced", {"enforcement": e},
+                  info={"received": e["received"], "paid": e["paid"], "sold": e["sold"]}, actor=actor,
+                  notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
+
+
+async def _proceeds_arrived(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], e: dict[str, Any], amount: int,
+                            actor: str) -> tuple[list[dict[str, Any]], list[Entry], list[dict[str, Any]]]:
+    """Cash from selling part of the escrowed lot is in the escrow: pay this part by the waterfall
+    (cumulative: earlier parts count, nothing is clawed back), in one linked group. Updates `e`."""
+    claims = await repo.claims_of(conn, p["id"], ("registered", "paid"))
+    courts = await _courts_in_force(conn, e)
+    total = e["received"] + amount
+    payouts = wf.increment(e["paid"], total, fee=e["fee"], pledgee=_pledgee_parts(e), juniors=_juniors(claims),
+                           owner="owner", fee_party="fee", courts=courts, lot=e["lot_quantity"])
+    accounts = await _payee_accounts(rt, p, claims, e.get("courts"))
+    reqs = [c.Request(actor, c.Transfer(e["escrow_account"], accounts[x.party], "CNY", x.paid),
+                      _ledger_id(p, f"proceeds-{x.key}"), _meta(p, "proceeds", role=x.role))
+            for x in payouts if x.paid]
+    entries = await rt.submit_linked(reqs) if reqs else []
+    paid = dict(e["paid"])
+    for x in payouts:
+        if x.paid:
+            paid[x.key] = paid.get(x.key, 0) + x.paid
+    e.update(received=total, paid=paid)
+    for cl in claims:
+        await repo.update_claim(conn, cl["id"], status="paid", paid=paid.get(f"claim:{cl['id']}", 0))
+    await _courts_paid(conn, p, payouts, [x.seq for x in entries], actor)
+    return _payout_view(payouts, p, claims, e.get("courts")), entries, claims
+
+
+@translate_refusals
+async def sale_settled(rt: Runtime, pledge_id: int, market_id: str, trade_id: int) -> None:
+    """A trade of an enforcement sale settled: its net proceeds (after the exchange's fee) are in the
+    escrow; pay them out and take the sold serials off the lot. Idempotent per trade."""
+    async with rt.read() as conn:
+        trade = await repo.trade(conn, market_id, trade_id)
+        sold = await repo.entry_serials(conn, f"exchange:{market_id}", f"{market_id}:trade:{trade_id}:0")
+    if trade is None or sold is None:
+        raise DomainError("trade_not_settled", f"trade {market_id}/{trade_id} is not settled yet")
+    client = f"sale:{market_id}:trade:{trade_id}"
+    fp = fingerprint({"op": "sale_settled", "market": market_id, "trade": trade_id})
 
     async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        lifecycle.require(p["status"], "proceeds")
         e = dict(p["enforcement"] or {})
-        if e.get("method") != "exchange":
-            raise DomainError("not_exchange_sale", "the registration is not being sold on the exchange")
-        claims = await repo.claims_of(conn, p["id"], ("registered", "paid"))
-        juniors = [wf.Claim(f"claim:{cl['id']}", cl["amount"], cl["registration_no"], cl["id"]) for cl in claims]
-        total = e["received"] + amount_fen
-        payouts = wf.increment(e["paid"], total, fee=e["fee"], pledgee=wf.Claim("pledgee", e["outstanding"]),
-                               juniors=juniors, owner="owner", fee_party="fee")
-        accounts = await _payee_accounts(rt, p, claims)
-        reqs = [c.Request(actor, c.Transfer(source_account, accounts[x.party], "CNY", x.paid),
-                          _ledger_id(p, f"proceeds-{x.party}"), _meta(p, "proceeds", role=x.role))
-                for x in payouts if x.paid]
-        entries = await rt.submit_linked(reqs) if reqs else []
-        paid = dict(e["paid"])
-        for x in payouts:
-            paid[x.party] = paid.get(x.party, 0) + x.paid
-        e.update(received=total, paid=paid)
-        for cl in claims:
-            await repo.update_claim(conn, cl["id"], status="paid", paid=paid.get(f"claim:{cl['id']}", 0))
-        view = _payout_view(payouts, p, claims)
-        await _record(conn, p, "proceeds_distributed", {"enforcement": e}, info={"amount": amount_fen,
-                                                                                 "distribution": view},
-                      actor=actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
-                      notify=tuple(cl["claimant_id"] for cl in claims))
-        if final:
-            e = {**e, "completed_at": now().isoformat()}
-            await _record(conn, p, "enforced", {"enforcement": e}, info={"received": total, "paid": paid},
-                          actor=actor, notify=tuple(cl["claimant_id"] for cl in claims))
-        result.update(distribution=view)
+        if p["status"] != lifecycle.ENFORCING or e.get("method") != "exchange":
+            raise DomainError("not_exchange_sale", f"registration {p['number']} is {p['status']}, not on sale")
+        net = trade["notional"] - trade["seller_fee"]
+        view, entries, claims = await _proceeds_arrived(conn, rt, p, e, net, SYSTEM_ACTOR)
+        e.update(lot=[list(r) for r in rg.minus(_ranges(e["lot"]), _ranges(sold))], sold=e["sold"] + trade["qty"])
+        await _record(conn, p, "proceeds_distributed", {"enforcement": e},
+                      info={"market_id": market_id, "trade_id": trade_id, "price": trade["price"],
+                            "quantity": trade["qty"], "amount": net, "seller_fee": trade["seller_fee"],
+                            "serials": sold, "distribution": view},
+                      actor=SYSTEM_ACTOR, seqs=[x.seq for x in entries], client_id=client, fp=fp,
+                      notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
+        await _conclude(conn, rt, p, SYSTEM_ACTOR)
 
-    await _mutate(rt, None, client_id, pledge_id, fp, body, actor=actor)
+    await _mutate(rt, None, client, pledge_id, fp, body)
+
+
+@translate_refusals
+async def sale_ended(rt: Runtime, pledge_id: int, market_id: str, order_id: int) -> None:
+    """A listing or auction of the lot ended (filled, withdrawn, expired at the close, allocated,
+    cancelled): unsold units are free in escrow again; the registration may conclude."""
+    client = f"sale:{market_id}:ended:{order_id}"
+    fp = fingerprint({"op": "sale_ended", "market": market_id, "order": order_id})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        o = next((x for x in await repo.sale_orders(conn, p["id"]) if (x["market_id"], x["id"]) == (market_id,
+                                                                                                   order_id)), None)
+        if o is None or o["status"] == "open" or p["status"] not in (lifecycle.ENFORCING, lifecycle.ENFORCED,
+                                                                     lifecycle.EXPIRED):
+            return
+        await _record(conn, p, "sale_ended", {}, info={
+            "market_id": market_id, "order_id": order_id, "kind": o["kind"], "filled": o["filled_qty"],
+            "unsold": o["qty"] - o["filled_qty"], "status": o["status"], "reason": o["reason"]},
+            actor=SYSTEM_ACTOR, client_id=client, fp=fp, notify=(p["pledgor_id"],))
+        if p["status"] == lifecycle.ENFORCING:
+            await _conclude(conn, rt, p, SYSTEM_ACTOR)
+
+    await _mutate(rt, None, client, pledge_id, fp, body)
+
+
+async def _unbooked(conn: AsyncConnection, pledge_id: int) -> bool:
+    """Whether a settled trade or an ended listing/auction of the lot is not paid out or noted yet."""
+    done = await repo.event_client_ids(conn, pledge_id, "sale:")
+    trades = await repo.sale_trades(conn, pledge_id)
+    return any(f"sale:{t['market_id']}:trade:{t['trade_id']}" not in done for t in trades)
+
+
+async def reconcile_sales(rt: Runtime) -> int:
+    """Book every settled trade and ended order of running exchange sales the hook missed (a crash, a
+    restart): both are idempotent, so this only catches up. Returns how many it booked."""
+    booked = 0
     async with rt.read() as conn:
-        p = await repo.get_pledge(conn, pledge_id)
-    assert p is not None
-    return {"pledge": p["number"], "status": p["status"], "enforcement": p["enforcement"], **result}
+        ids = await repo.exchange_sales(conn)
+    for pledge_id in ids:
+        async with rt.read() as conn:
+            done = await repo.event_client_ids(conn, pledge_id, "sale:")
+            trades = await repo.sale_trades(conn, pledge_id)
+            ended = [o for o in await repo.sale_orders(conn, pledge_id) if o["status"] != "open"]
+        try:
+            for t in trades:
+                if f"sale:{t['market_id']}:trade:{t['trade_id']}" not in done:
+                    await sale_settled(rt, pledge_id, t["market_id"], t["trade_id"])
+                    booked += 1
+            for o in ended:
+                if f"sale:{o['market_id']}:ended:{o['id']}" not in done:
+                    await sale_ended(rt, pledge_id, o["market_id"], o["id"])
+                    booked += 1
+        except DomainError as exc:
+            log.warning("pledge %s: sale reconciliation stopped: %s %s", pledge_id, exc.code, exc.message)
+    return booked
 
 
 # ----------------------------------------------------------------------------------- expiry and freezes
@@ -1346,7 +1912,11 @@ async def proceeds_arrived(rt: Runtime, pledge_id: int, amount_fen: int, *, sour
 
 @translate_refusals
 async def expire_due(rt: Runtime, at: datetime | None = None) -> list[int]:
-    """Expire registrations past their term (+ grace). Idempotent; safe in several processes at once."""
+    """Expire registrations past their term (+ grace). Idempotent; safe in several processes at once.
+
+    An exchange sale running at the expiry ends first (listings at the close, auctions when allocated or
+    cancelled); then the unsold units go back to the pledgor (the courts' share frozen again) and the
+    pledgee's unpaid rest is an unsecured claim (民法典 §438)."""
     at = at or now()
     async with rt.read() as conn:
         ids = await repo.due_pledges(conn, at)
@@ -1355,18 +1925,30 @@ async def expire_due(rt: Runtime, at: datetime | None = None) -> list[int]:
         try:
             async with rt.tx() as conn:
                 p = await repo.lock_pledge(conn, pledge_id)
-                if p is None or _dt(p["expires_at"]) > at or not (
-                        p["status"] == lifecycle.ACTIVE
-                        or (p["status"] == lifecycle.ENFORCING and (p["enforcement"] or {}).get("method") == "sale")):
+                if p is None or _dt(p["expires_at"]) > at or p["status"] not in lifecycle.LOCKED:
                     continue
-                entry = await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(p["hold_id"]), _ledger_id(p, "expire"),
-                                                  _meta(p, "expire")))
+                method = (p["enforcement"] or {}).get("method")
                 claims = await repo.claims_of(conn, p["id"], ("filed", "registered"))
+                info: dict[str, Any] = {}
+                changes: dict[str, Any] = {}
+                if method == "exchange":
+                    if any(o["status"] == "open" for o in await repo.sale_orders(conn, p["id"])) or \
+                            await _unbooked(conn, p["id"]):
+                        continue  # the sale ends, and every settlement of it is paid out, first
+                    e = dict(p["enforcement"])
+                    lot = _ranges(e["lot"])
+                    entries = await _return_units(conn, rt, p, lot, relock=False, actor=SYSTEM_ACTOR) if lot else []
+                    e.update(lot=[], returned=[list(r) for r in lot])
+                    changes = {"enforcement": e}
+                    info = {"returned": [list(r) for r in lot], "quantity": rg.total(lot)}
+                else:
+                    entries = [await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(p["hold_id"]),
+                                                         _ledger_id(p, "expire"), _meta(p, "expire")))]
                 for cl in claims:
                     await repo.update_claim(conn, cl["id"], status="lapsed")
-                await _record(conn, p, "expired", {}, info={"claims_lapsed": [cl["id"] for cl in claims]},
-                              actor=SYSTEM_ACTOR, seqs=[entry.seq],
-                              notify=tuple(cl["claimant_id"] for cl in claims))
+                await _record(conn, p, "expired", changes, info={**info, "claims_lapsed": [cl["id"] for cl in claims]},
+                              actor=SYSTEM_ACTOR, seqs=[x.seq for x in entries],
+                              notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
                 done.append(pledge_id)
         except DomainError as exc:  # e.g. the ledger clock is a hair behind ours: next sweep
             log.warning("pledge %s not expired: %s %s", pledge_id, exc.code, exc.message)

@@ -32,6 +32,8 @@ class Runtime:
     verifiable: VerifiableLedger | None = None
     # The market sequencers (exchange.hub.MarketHub); None in tools that run a bare writer.
     exchange: Any = None
+    # Awaited by each sequencer after settling enforcement sales (exchange.sequencer.SettlementHook).
+    settlement_hooks: list[Any] = field(default_factory=list)
     # APScheduler (3.x) running the calendar jobs (exchange.sessions); None when ENVX_SCHEDULER is off.
     scheduler: Any = None
     # The time sessions and the calendar go by (tests drive it; everything else stamps with the system clock).

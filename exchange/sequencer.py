@@ -31,7 +31,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -101,6 +101,24 @@ class OrderState:
 
 
 
+def accounts_of(purpose: dict[str, Any] | None, holding: int, cash: int) -> tuple[int, int]:
+    """Where an order delivers from and is paid to: an enforcement sale (exchange.pledging) sells from
+    the pledgee's escrow account and is paid there; every other order uses its participant's accounts."""
+    escrow = ((purpose or {}).get("enforcement") or {}).get("escrow")
+    return (int(escrow), int(escrow)) if escrow else (holding, cash)
+
+
+def enforcement_of(o: OrderState) -> int | None:
+    """The pledge registration whose lot this order sells, if it is an enforcement sale."""
+    pledge = ((o.purpose or {}).get("enforcement") or {}).get("pledge_id")
+    return int(pledge) if pledge is not None else None
+
+
+# Called after a batch's settlement is durable with the enforcement sales it touched: (market id,
+# [{"pledge_id", "order_id", "trade_id"?, "ended"?}]). exchange.pledging pays the proceeds out.
+SettlementHook = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class _Staged:
     """A matched batch waiting for its settlement to be durable."""
@@ -120,6 +138,8 @@ class _Staged:
     refusals: list[tuple[int, str, str]] = field(default_factory=list)
     # Raised auction bids whose one hold is created by groups[index]: (index, the bid's state).
     raises: list[tuple[int, OrderState]] = field(default_factory=list)
+    # Enforcement sales this batch settled or ended, for the settlement hooks (exchange.pledging).
+    enforcement: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -324,10 +344,10 @@ class MarketSequencer:
                WHERE o.market_id = :m AND o.status = 'open'"""), {"m": self.market.id})
         self.orders = {}
         for r in rows:
+            holding, cash = accounts_of(r.purpose, r.holding_account, r.cash_account)
             self.orders[r.id] = OrderState(
                 r.id, r.participant_id, r.kind, r.side, r.price, r.qty, r.open_qty, r.hold_id, r.hold_amount,
-                r.holding_account, r.cash_account, r.filled_qty, r.filled_notional, r.fees, r.status,
-                r.reason, r.purpose, r.parent)
+                holding, cash, r.filled_qty, r.filled_notional, r.fees, r.status, r.reason, r.purpose, r.parent)
 
     @staticmethod
     def _order_state(seq: int, o: dict[str, Any]) -> OrderState:
@@ -564,6 +584,7 @@ class MarketSequencer:
         published: list[dict[str, Any]] = []
         refusals: list[tuple[int, str, str]] = []
         raises: list[tuple[int, OrderState]] = []
+        enforcement: list[dict[str, Any]] = []
         for seq, ts, _cmd, events, ctx in results:
             # States are created command by command, right before that command's events are settled:
             # two confirmations on one quote in one batch each settle against their own funding.
@@ -574,6 +595,9 @@ class MarketSequencer:
                     group, row = self._settle(e, seq)
                     groups.append(group)
                     trade_rows.append(row)
+                    pledge = enforcement_of(self.orders[row["so"]])
+                    if pledge is not None:
+                        enforcement.append({"pledge_id": pledge, "order_id": row["so"], "trade_id": row["tid"]})
                     for oid in (e[ev.T_MAKER_ID], e[ev.T_TAKER_ID]):
                         o = self.orders[oid]
                         changed[(oid, o.hold_id)] = o
@@ -622,6 +646,10 @@ class MarketSequencer:
                 # funding of the same quote, a trade) can ever share this client id.
                 releases.append([lc.Request(self.actor, lc.VoidHold(o.hold_id),
                                             f"{self.market.id}:release:hold:{o.hold_id}")])
+            pledge = enforcement_of(o)
+            if o.status != "open" and pledge is not None and not any(
+                    x["order_id"] == o.id and "ended" in x for x in enforcement):
+                enforcement.append({"pledge_id": pledge, "order_id": o.id, "ended": o.status})
         for i, (index, o) in enumerate(raises):
             if o.status != "open":  # raised, then ended in this same batch (the auction was cancelled)
                 groups[index] = groups[index][:-1]  # release the old and the top-up holds, create none
@@ -640,7 +668,7 @@ class MarketSequencer:
                 del self.orders[o.id]
         last = results[-1][0] if results else self.applied_seq
         return _Staged(groups, futures, releases, trade_rows, rows, last, len(results), published,
-                       [(r[0], r[3]) for r in results], callers, refusals, raises)
+                       [(r[0], r[3]) for r in results], callers, refusals, raises, enforcement)
 
     def _raise(self, old_id: int, new_id: int, changed: dict[tuple[int, int | None], OrderState]) -> OrderState:
         """A raise replaced a standing bid: the old bid ends and its hold moves, with the raise's top-up,
@@ -739,10 +767,23 @@ class MarketSequencer:
         if self.applied_seq // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
             await self.snapshot()
         self._publish(st.published)
+        await self._call_settlement_hooks(st.enforcement)
         rows = {r["id"]: r for r in st.order_rows}
         for it, (seq, events) in zip(st.callers, st.results, strict=False):
             if not it.future.done():
                 it.future.set_result((seq, events, rows.get(seq)))
+
+    async def _call_settlement_hooks(self, items: list[dict[str, Any]]) -> None:
+        """Tell the settlement hooks (exchange.pledging) about enforcement sales this batch settled or
+        ended, before the callers are answered. A failing hook never stops the market: the pledge
+        worker reconciles every enforcement sale from the trades table anyway."""
+        if not items:
+            return
+        for hook in list(self.rt.settlement_hooks):
+            try:
+                await hook(self.market.id, items)
+            except Exception:
+                log.exception("market %s: settlement hook failed; the pledge worker will reconcile", self.market.id)
 
     def _finish_state(self, oid: int | None, status: str, reason: str | None,
                       changed: dict[tuple[int, int | None], OrderState]) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from exchange import expiry, instruments, participants, restoration
+from exchange import encumbrances, expiry, instruments, participants, restoration
 from exchange.errors import DomainError, Forbidden
 from exchange.keys import Principal
 from exchange.runtime import Runtime
@@ -26,6 +26,16 @@ def _account_for(p: dict[str, Any] | Principal, kind: str) -> int:
 
 def _serials(ranges: list[tuple[int, int]] | None) -> tuple[c.Range, ...]:
     return tuple((int(s), int(e)) for s, e in (ranges or []))
+
+
+async def _named(rt: Runtime, exc: DomainError, account: int, instrument: str,
+                 serials: list[tuple[int, int]] | None) -> DomainError:
+    """A refusal of the holder's named serials, saying which pledge, freeze or order stands on them."""
+    if not serials:
+        return exc
+    async with rt.read() as conn:
+        return await encumbrances.naming(conn, exc, account=account, instrument=instrument,
+                                         serials=_serials(serials))
 
 
 def serial_label(instrument: str, batch: int, start: int, end: int) -> str:
@@ -65,11 +75,13 @@ async def transfer(rt: Runtime, who: Principal, client_id: str, *, to_participan
     meta: dict[str, Any] = {"to_participant": to_participant}
     if memo:
         meta["memo"] = memo
-    entry = await rt.submit(c.Request(
-        who.actor,
-        c.Transfer(_account_for(who, inst["kind"]), _account_for(dest, inst["kind"]), instrument, amount,
-                   _serials(serials)),
-        client_id, meta))
+    source = _account_for(who, inst["kind"])
+    try:
+        entry = await rt.submit(c.Request(
+            who.actor, c.Transfer(source, _account_for(dest, inst["kind"]), instrument, amount, _serials(serials)),
+            client_id, meta))
+    except DomainError as exc:
+        raise await _named(rt, exc, source, instrument, serials) from None
     view = movement_view(entry, inst["decimals"])
     view.update({"from_participant": who.participant_id, "to_participant": to_participant})
     return view
@@ -87,11 +99,14 @@ async def retire(rt: Runtime, who: Principal, client_id: str, *, instrument: str
     meta: dict[str, Any] = {"beneficiary": beneficiary, "purpose": purpose, **(extra_meta or {})}
     if note:
         meta["note"] = note
-    entry = await rt.submit(c.Request(
-        who.actor,
-        c.Retire(_account_for(who, inst["kind"]), rt.system["retired"], instrument, amount, purpose, beneficiary,
-                 _serials(serials)),
-        client_id, meta))
+    source = _account_for(who, inst["kind"])
+    try:
+        entry = await rt.submit(c.Request(
+            who.actor, c.Retire(source, rt.system["retired"], instrument, amount, purpose, beneficiary,
+                                _serials(serials)),
+            client_id, meta))
+    except DomainError as exc:
+        raise await _named(rt, exc, source, instrument, serials) from None
     view = movement_view(entry, inst["decimals"])
     view.update({"participant": who.participant_id, "purpose": purpose, "beneficiary": beneficiary,
                  "note": note})

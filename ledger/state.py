@@ -13,7 +13,8 @@ Model (after TigerBeetle, with serial blocks after UNDP's registry):
 - a hold (pending transfer) is resolved at most once: posted (fully or partly), voided or expired;
 - a freeze is a hold of kind "freeze" that, on serialised units, locks blocks in place (`frozen_by`)
   instead of reserving them, so it can sit on top of a pledge; posting it deducts (扣划) the units to
-  the court's account, voiding it unfreezes. Frozen units cannot move, retire or be newly encumbered,
+  the court's account -- only units no pledge holds, lowest first, the rest staying frozen when the
+  post keeps its remainder --, voiding it unfreezes. Frozen units cannot move, retire or be newly encumbered,
   and a hold over frozen units cannot be posted. For serialised units `pending_out` is the number of
   encumbered units (held or frozen, counted once), kept in step with the blocks;
 - credits to the `retired` sink are final: the sink is never debited.
@@ -364,15 +365,17 @@ class LedgerState:
 
     def _select_free(self, account: int, instrument: str, amount: int,
                      serials: tuple[c.Range, ...], hold: int | None = None,
-                     freeze: int | None = None, freezable: bool = False) -> list[c.Range]:
+                     freeze: int | None = None, freezable: bool = False,
+                     unpledged: bool = False) -> list[c.Range]:
         """Choose which serials move: the named ranges, or the lowest free serials first.
 
         `hold` selects among the blocks encumbered by that hold, `freeze` among those frozen by that
-        freeze, `freezable` among free and pledged (unfrozen) blocks, free ones first.
+        freeze (with `unpledged`, only those no pledge holds: what a deduction may take), `freezable`
+        among free and pledged (unfrozen) blocks, free ones first.
         """
         blocks = [b for b in self.account_blocks(account, instrument) if b.retired_seq is None]
         if freeze is not None:
-            candidates = [b for b in blocks if b.frozen_by == freeze]
+            candidates = [b for b in blocks if b.frozen_by == freeze and not (unpledged and b.hold is not None)]
         elif freezable:
             candidates = [b for b in blocks if b.frozen_by is None and b.hold is None] + [
                 b for b in blocks if b.frozen_by is None and b.hold is not None
@@ -665,9 +668,13 @@ class LedgerState:
         if inst.serialised:
             mine = [b for b in self.account_blocks(hold.debit, inst.code)
                     if (b.frozen_by if hold.kind == "freeze" else b.hold) == hold.id]
-            if hold.kind == "freeze" and any(b.hold is not None for b in mine):
-                raise Rejection("pledged", f"units frozen by {hold.id} are also pledged: release or enforce "
-                                "the pledge before deduction")
+            # A deduction (扣划) takes frozen units no pledge holds; the pledged ones stay frozen behind
+            # the pledgee's priority until it releases or enforces.
+            deductible = sum(b.size for b in mine if b.hold is None)
+            if hold.kind == "freeze" and amount > deductible:
+                raise Rejection("pledged", f"{amount - deductible} of the units asked from freeze {hold.id} are "
+                                f"pledged: at most {deductible} can be deducted before the pledge is released or "
+                                "enforced")
             if hold.kind != "freeze" and any(b.frozen_by is not None for b in mine):
                 raise Rejection("frozen", f"units of hold {hold.id} are frozen by a court")
         remaining = hold.pending - amount
@@ -682,7 +689,7 @@ class LedgerState:
             self._resolve(hold, HOLD_POSTED, hold.posted_amount + amount, seq)
         if inst.serialised:
             if hold.kind == "freeze":
-                ranges = self._select_free(hold.debit, inst.code, amount, (), freeze=hold.id)
+                ranges = self._select_free(hold.debit, inst.code, amount, (), freeze=hold.id, unpledged=True)
             else:
                 ranges = self._select_free(hold.debit, inst.code, amount, (), hold=hold.id)
             self._move_units(hold.debit, credit.id, inst.code, ranges,

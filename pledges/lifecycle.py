@@ -5,17 +5,24 @@ kept up to date in the same transaction as each event, and `project(history)` mu
 Every event carries in `data["set"]` the fields it changes, so the fold needs no other input.
 
     filed ──confirm──> active ──release──> released            (terminal)
-      │                  │ ├──expire───> expired               (terminal; also from a sale not accepted)
-      ├─decline─> declined │ ├──amend / extend / top_up / partially_release / revalue ──> active
-      └─withdraw─> withdrawn └──propose sale / start exchange sale──> enforcing
-                                        enforcing ──cancel──> active
-                                        enforcing ──accept sale / last proceeds──> enforced (terminal)
+      │                  │ ├──expire───> expired               (terminal; also from enforcing, see below)
+      ├─decline─> declined │ ├──amend / extend / top_up / partially_release / revalue / declare default ──> active
+      └─withdraw─> withdrawn └──(on a default) propose sale / transfer / start exchange sale──> enforcing
+                                        enforcing ──cancel──> active     (nothing sold yet: the lot is locked again)
+                                        enforcing ──accept sale / lot sold out / claims paid──> enforced (terminal)
+                                        enforcing ──expire──> expired    (no sale running: unsold units go back)
     (a ranked claim promoted on release of the senior pledge starts life as `promoted` -> active)
+
+An exchange sale (method `exchange`) holds the lot in the pledgee's escrow: `sale_listed` opens a
+listing or auction of (part of) it on the market, `proceeds_distributed` pays each settlement by
+the waterfall, `sale_ended` notes a listing or auction that ended, `units_returned` gives unsold
+units back (to the pledgor, or under the lock again on cancel).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from pledges.errors import PledgeError
@@ -42,6 +49,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "partially_released": (frozenset({ACTIVE}), None),
     "released": (frozenset({ACTIVE}), RELEASED),
     "expired": (frozenset({ACTIVE, ENFORCING}), EXPIRED),
+    "default_declared": (frozenset({ACTIVE}), None),
     "revalued": (frozenset({ACTIVE, ENFORCING}), None),
     "warning": (frozenset({ACTIVE, ENFORCING}), None),
     "margin_call": (frozenset({ACTIVE, ENFORCING}), None),
@@ -56,7 +64,11 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "sale_proposed": (frozenset({ACTIVE}), ENFORCING),
     "sale_cancelled": (frozenset({ENFORCING}), ACTIVE),
     "exchange_sale_started": (frozenset({ACTIVE}), ENFORCING),
+    "sale_listed": (frozenset({ENFORCING, ENFORCED, EXPIRED}), None),  # recorded late after a crash, too
     "proceeds_distributed": (frozenset({ENFORCING}), None),
+    "sale_ended": (frozenset({ENFORCING, ENFORCED, EXPIRED}), None),
+    "units_returned": (frozenset({ENFORCING}), None),
+    "exchange_sale_cancelled": (frozenset({ENFORCING}), ACTIVE),
     "enforced": (frozenset({ACTIVE, ENFORCING}), ENFORCED),
 }
 
@@ -65,6 +77,8 @@ NOTIFY = frozenset({
     "confirmed", "declined", "extended", "topped_up", "partially_released", "released", "expired", "promoted",
     "warning", "margin_call", "liquidation_call", "cured", "deadline_warning", "freeze_noticed", "freeze_lifted",
     "claim_filed", "claim_registered", "claim_released", "sale_cancelled", "enforced", "proceeds_distributed",
+    "default_declared", "exchange_sale_started", "sale_proposed", "sale_listed", "sale_ended", "units_returned",
+    "exchange_sale_cancelled",
 })
 
 # Actions callers ask for, and the statuses in which each is allowed (refusal codes below).
@@ -78,6 +92,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     "partial_release": frozenset({ACTIVE}),
     "release": frozenset({ACTIVE}),
     "enforce": frozenset({ACTIVE}),
+    "declare_default": frozenset({ACTIVE}),
+    "start_sale": frozenset({ENFORCING}),
     "accept_sale": frozenset({ENFORCING}),
     "cancel_sale": frozenset({ENFORCING}),
     "proceeds": frozenset({ENFORCING}),
@@ -108,7 +124,8 @@ def _verb(action: str) -> str:
     return {"confirm": "confirmed", "decline": "declined", "withdraw": "withdrawn", "amend": "amended",
             "extend": "extended", "top_up": "topped up", "partial_release": "partially released",
             "release": "released", "enforce": "enforced", "accept_sale": "sold", "cancel_sale": "cancelled",
-            "proceeds": "paid out", "file_claim": "given a junior claim", "expire": "expired"}[action]
+            "proceeds": "paid out", "file_claim": "given a junior claim", "expire": "expired",
+            "declare_default": "declared in default", "start_sale": "put up for sale"}[action]
 
 
 def apply(state: dict[str, Any], event_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -132,3 +149,32 @@ def project(events: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     for event_type, data in events:
         state = apply(state, event_type, data)
     return state
+
+
+def default_ground(state: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """What entitles the pledgee to enforce (民法典 §436: the debtor fails to pay a due debt, or an agreed
+    event occurs); refuses when nothing does. In order of strength:
+
+    - `declared_default`: the bank declared the loan in default, naming its notice (违约通知) and date;
+    - `liquidation`: the last valuation put the collateral below the liquidation line (agreed event);
+    - `cure_deadline_missed`: a margin call's cure deadline, set by envx, passed without a cure.
+
+    A margin call whose cure deadline is still ahead, a warning or an ok level is no default.
+    """
+    declared = state.get("declared_default")
+    if declared:
+        return {"type": "declared_default", **declared}
+    level = state.get("margin_level") or "ok"
+    if level == "liquidation":
+        return {"type": "liquidation", "ratio_bps": state.get("last_ratio_bps"),
+                "valued_on": state.get("last_valued_on")}
+    deadline = state.get("cure_deadline")
+    if level == "margin_call" and deadline:
+        due = datetime.fromisoformat(deadline) if isinstance(deadline, str) else deadline
+        if at >= due:
+            return {"type": "cure_deadline_missed", "cure_deadline": due.isoformat()}
+        raise PledgeError("cure_period_running", f"the margin call's cure deadline {due.isoformat()} has not passed; "
+                          "the pledgor may still cure it, so there is no default to enforce yet")
+    raise PledgeError("no_default", f"no default is on record (margin level {level}, no declared default): "
+                      "enforcement needs a liquidation level, a missed cure deadline or the bank's declaration "
+                      "of the loan's default (POST .../default with the notice's reference and date)")

@@ -107,3 +107,30 @@ def split_at(ranges: Iterable[Range], bounds: Iterable[Range]) -> list[Range]:
                 start = cut
         out.append((start, e))
     return out
+
+
+def intersect(a: Iterable[Range], b: Iterable[Range]) -> list[Range]:
+    """The serials in both."""
+    out: list[Range] = []
+    for s1, e1 in normalise(a):
+        for s2, e2 in normalise(b):
+            s, e = max(s1, s2), min(e1, e2)
+            if s <= e:
+                out.append((s, e))
+    return normalise(out)
+
+
+def minus(a: Iterable[Range], b: Iterable[Range]) -> list[Range]:
+    """`a` without the serials of `b` (which need not lie inside `a`)."""
+    a = normalise(a)
+    return subtract(a, intersect(a, b)) if a else []
+
+
+def pick(ranges: Iterable[Range], n: int, prefer: Iterable[Range] = ()) -> list[Range]:
+    """`n` serials of `ranges`: those also in `prefer` first, then the lowest others (lowest first each)."""
+    ranges = normalise(ranges)
+    first = intersect(ranges, prefer)
+    take = take_lowest(first, min(n, total(first))) if first else []
+    if n > total(take):
+        take = union(take, take_lowest(minus(ranges, take), n - total(take)))
+    return take

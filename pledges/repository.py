@@ -24,14 +24,14 @@ PROJECTED = (
     "secured_amount", "term_start", "term_end", "grace_days", "expires_at", "haircut_bps", "warning_bps",
     "margin_call_bps", "liquidation_bps", "transfer_on_default", "status", "registration_no", "registered_at",
     "hold_id", "margin_level", "cure_deadline", "last_price", "last_value", "last_ratio_bps", "last_valued_on",
-    "deadline_warned", "enforcement", "promoted_from_claim",
+    "deadline_warned", "enforcement", "promoted_from_claim", "secured_scope", "declared_default",
 )
 _DATES = frozenset({"term_start", "term_end", "last_valued_on", "deadline_warned"})
 _TIMES = frozenset({"expires_at", "registered_at", "cure_deadline"})
-_JSON = frozenset({"requested_serials", "serials", "enforcement"})
+_JSON = frozenset({"requested_serials", "serials", "enforcement", "secured_scope", "declared_default"})
 
 _PLEDGE_SELECT = """SELECT p.*, pe.name AS pledgee_name, pr.name AS pledgor_name, pr.uscc AS pledgor_uscc,
-    i.decimals, i.kind AS instrument_kind,
+    i.decimals, i.kind AS instrument_kind, i.attributes AS instrument_attributes,
     COALESCE(p.haircut_bps, h.haircut_bps, 0) AS effective_haircut_bps,
     COALESCE((SELECT jsonb_agg(jsonb_build_object('source', r.source, 'reference', r.reference)
                                ORDER BY r.source, r.reference)
@@ -160,10 +160,17 @@ async def live_pledges_of_instrument(conn: AsyncConnection, instrument: str) -> 
 
 
 async def due_pledges(conn: AsyncConnection, now: datetime) -> list[int]:
-    # A sale offered but not accepted still rests on the hold; an exchange sale already posted it.
-    rows = await conn.execute(text("""SELECT id FROM pledges WHERE expires_at <= :n AND (status = 'active'
-                                          OR (status = 'enforcing' AND enforcement ->> 'method' = 'sale'))
-                                      ORDER BY id"""), {"n": now})
+    """Registrations past their term: active ones, offered sales not accepted, exchange sales (whose
+    unsold units go back once no listing or auction of them runs)."""
+    rows = await conn.execute(text("""SELECT id FROM pledges WHERE expires_at <= :n
+                                      AND status IN ('active', 'enforcing') ORDER BY id"""), {"n": now})
+    return [r.id for r in rows]
+
+
+async def exchange_sales(conn: AsyncConnection) -> list[int]:
+    """Registrations whose lot is being sold on the exchange (the worker reconciles their trades)."""
+    rows = await conn.execute(text("""SELECT id FROM pledges WHERE status = 'enforcing'
+                                      AND enforcement ->> 'method' = 'exchange' ORDER BY id"""))
     return [r.id for r in rows]
 
 
@@ -201,17 +208,20 @@ async def event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> 
 
 
 async def events_of(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(text("""SELECT e.id, e.pledge_id, p.number, e.type, e.data, e.ledger_seqs, e.actor,
-                                             e.created_at
+    rows = await conn.execute(text("""SELECT e.id, e.pledge_id, p.number, p.instrument, i.decimals, e.type, e.data,
+                                             e.ledger_seqs, e.actor, e.created_at
                                       FROM pledge_events e JOIN pledges p ON p.id = e.pledge_id
+                                      JOIN instruments i ON i.code = p.instrument
                                       WHERE e.pledge_id = :p ORDER BY e.id"""), {"p": pledge_id})
     return [dict(r._mapping) for r in rows]
 
 
 async def event_stream(conn: AsyncConnection, viewer: int | None, after: int, limit: int,
                        types: list[str] | None) -> list[dict[str, Any]]:
-    sql = """SELECT e.id, e.pledge_id, p.number, e.type, e.data, e.ledger_seqs, e.actor, e.created_at
-             FROM pledge_events e JOIN pledges p ON p.id = e.pledge_id WHERE e.id > :after"""
+    sql = """SELECT e.id, e.pledge_id, p.number, p.instrument, i.decimals, e.type, e.data, e.ledger_seqs, e.actor,
+                    e.created_at
+             FROM pledge_events e JOIN pledges p ON p.id = e.pledge_id JOIN instruments i ON i.code = p.instrument
+             WHERE e.id > :after"""
     params: dict[str, Any] = {"after": after, "limit": limit}
     if viewer is not None:
         sql += " AND " + _SEES
@@ -223,12 +233,14 @@ async def event_stream(conn: AsyncConnection, viewer: int | None, after: int, li
     return [dict(r._mapping) for r in rows]
 
 
-def event_view(ev: dict[str, Any], number: str | None = None) -> dict[str, Any]:
+def event_view(ev: dict[str, Any], number: str | None = None, instrument: str | None = None) -> dict[str, Any]:
+    """One event as stored (base units); exchange.pledging renders amounts and quantities for callers."""
     data = dict(ev["data"])
     changes = data.pop("set", {})
     return {"id": ev["id"], "pledge_id": ev["pledge_id"], "pledge_number": ev.get("number", number),
-            "type": ev["type"], "changes": changes, "details": data, "ledger_seqs": list(ev["ledger_seqs"]),
-            "actor": ev["actor"], "at": jsonable(ev["created_at"])}
+            "instrument": ev.get("instrument", instrument), "type": ev["type"], "changes": changes,
+            "details": data, "ledger_seqs": list(ev["ledger_seqs"]), "actor": ev["actor"],
+            "at": jsonable(ev["created_at"])}
 
 
 async def enqueue_webhook(conn: AsyncConnection, event_id: int, event_type: str,
@@ -554,7 +566,7 @@ async def public_freezes(conn: AsyncConnection, *, name: str | None, uscc: str |
                f.term_end, f.created_at, c.name AS court_name, h.name AS holder_name, h.uscc AS holder_uscc
         FROM freezes f JOIN participants c ON c.id = f.court_id JOIN participants h ON h.id = f.holder_id
         JOIN instruments i ON i.code = f.instrument
-        WHERE f.status = 'active' AND {_who('h')}
+        WHERE f.status = 'active' AND f.quantity > 0 AND {_who('h')}
           AND {_IN_SERIALS.format(col='f.serials')} AND {_INST.format(col='f.instrument')}
         ORDER BY f.freeze_no LIMIT :limit"""),
         {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
@@ -631,3 +643,131 @@ async def block_bounds(conn: AsyncConnection, instrument: str, account: int | No
                                                 WHERE account = :a AND instrument = :i"""),
                                         {"a": account, "i": instrument}))
     return [(r.start_serial, r.end_serial) for r in rows]
+
+
+# ----------------------------------------------------------------------------------- enforcement sales
+
+
+async def retired_serials(conn: AsyncConnection, instrument: str, serials: list[tuple[int, int]]
+                          ) -> list[dict[str, Any]]:
+    """The parts of `serials` that are retired, with the retiring entry."""
+    rows = await conn.execute(text("""
+        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.retired_seq
+        FROM ledger_blocks b
+        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
+          ON b.start_serial <= x.e AND b.end_serial >= x.s
+        WHERE b.instrument = :i AND b.retired_seq IS NOT NULL ORDER BY 1"""),
+        {"i": instrument, "r": json.dumps([list(r) for r in serials])})
+    return [dict(r._mapping) for r in rows]
+
+
+async def blocks_within(conn: AsyncConnection, account: int, instrument: str, serials: list[list[int]]
+                        ) -> list[dict[str, Any]]:
+    """The account's blocks inside `serials` (clipped to them), with the hold on each, if any."""
+    rows = await conn.execute(text("""
+        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.batch,
+               b.hold, b.frozen_by
+        FROM ledger_blocks b
+        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
+          ON b.start_serial <= x.e AND b.end_serial >= x.s
+        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL ORDER BY 1"""),
+        {"a": account, "i": instrument, "r": json.dumps(serials)})
+    return [dict(r._mapping) for r in rows]
+
+
+async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+    """The listings and auctions that sell (part of) a registration's lot, oldest first."""
+    rows = await conn.execute(text("""
+        SELECT market_id, id, kind, status, price, qty, open_qty, filled_qty, filled_notional, fees, reason, hold_id
+        FROM orders WHERE purpose ? 'enforcement' AND (purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
+        ORDER BY created_at, id"""), {"p": pledge_id})
+    return [dict(r._mapping) for r in rows]
+
+
+async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("""SELECT market_id, id, qty, purpose FROM orders
+                                      WHERE participant_id = :p AND client_id = :c"""),
+                              {"p": participant_id, "c": client_id})).first()
+    return dict(row._mapping) if row else None
+
+
+async def sale_trades(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+    """Settled trades of a registration's sale orders (the seller's side), in trade order."""
+    rows = await conn.execute(text("""
+        SELECT t.market_id, t.trade_id, t.price, t.qty, t.notional, t.seller_fee, t.sell_order
+        FROM trades t JOIN orders o ON o.market_id = t.market_id AND o.id = t.sell_order
+        WHERE o.purpose ? 'enforcement' AND (o.purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
+        ORDER BY t.market_id, t.trade_id"""), {"p": pledge_id})
+    return [dict(r._mapping) for r in rows]
+
+
+async def trade(conn: AsyncConnection, market_id: str, trade_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(text("""SELECT market_id, trade_id, price, qty, notional, seller_fee, sell_order
+                                      FROM trades WHERE market_id = :m AND trade_id = :t"""),
+                              {"m": market_id, "t": trade_id})).first()
+    return dict(row._mapping) if row else None
+
+
+async def entry_serials(conn: AsyncConnection, actor: str, client_id: str) -> list[list[int]] | None:
+    """The serial ranges a ledger entry moved, found by its client id (None: no such entry)."""
+    row = (await conn.execute(text("SELECT meta FROM ledger_entries WHERE actor = :a AND client_id = :c"),
+                              {"a": actor, "c": client_id})).first()
+    if row is None:
+        return None
+    return [list(r) for r in json.loads(bytes(row.meta)).get("serials", [])]
+
+
+async def event_client_ids(conn: AsyncConnection, pledge_id: int, prefix: str) -> set[str]:
+    rows = await conn.execute(text("""SELECT client_id FROM pledge_events WHERE pledge_id = :p
+                                      AND client_id LIKE :c"""), {"p": pledge_id, "c": prefix + "%"})
+    return {r.client_id for r in rows}
+
+
+# ----------------------------------------------------------------------------------- freezes behind a pledge
+
+
+async def freeze_of_hold(conn: AsyncConnection, hold: int, *, lock: bool = False) -> dict[str, Any] | None:
+    """The active freeze whose ledger hold this is. Lock order: pledge rows first, then freeze rows."""
+    row = (await conn.execute(text(_FREEZE_SELECT + " WHERE f.hold_id = :h AND f.status = 'active'"
+                                   + (" FOR UPDATE OF f" if lock else "")), {"h": hold})).first()
+    return dict(row._mapping) if row else None
+
+
+async def freeze_chain_head(conn: AsyncConnection, root_id: int) -> dict[str, Any] | None:
+    """The latest row of a freeze's chain (renewals continue it)."""
+    row = (await conn.execute(text(_FREEZE_SELECT + " WHERE COALESCE(f.root_id, f.id) = :r ORDER BY f.id DESC "
+                                   "LIMIT 1"), {"r": root_id})).first()
+    return dict(row._mapping) if row else None
+
+
+async def add_freeze_proceeds(conn: AsyncConnection, freeze_id: int, amount: int) -> None:
+    await conn.execute(text("UPDATE freezes SET proceeds_received = proceeds_received + :a WHERE id = :i"),
+                       {"a": amount, "i": freeze_id})
+
+
+# ----------------------------------------------------------------------------------- naming encumbrances
+
+
+async def encumbrances(conn: AsyncConnection, account: int, instrument: str, serials: list[tuple[int, int]]
+                       ) -> list[dict[str, Any]]:
+    """What stands on each named serial of `account`: a pledge (registration number, pledgee), a freeze
+    (court, case), an order hold (market, order), another hold, retirement -- or that the serials are not
+    in the account at all. For the account's holder only (exchange.encumbrances decides who asks)."""
+    ranges = json.dumps([list(r) for r in serials])
+    rows = await conn.execute(text("""
+        WITH x AS (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r),
+        b AS (
+            SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial,
+                   b.account = :a AS mine, b.hold, b.frozen_by, b.retired_seq, h.kind AS hold_kind
+            FROM ledger_blocks b JOIN x ON b.start_serial <= x.e AND b.end_serial >= x.s
+            LEFT JOIN ledger_holds h ON h.id = b.hold
+            WHERE b.instrument = :i)
+        SELECT b.*, p.number AS pledge_number, pe.name AS pledgee_name, f.case_number, c.name AS court_name,
+               o.market_id, o.id AS order_id
+        FROM b LEFT JOIN pledges p ON p.hold_id = b.hold AND b.hold_kind = 'pledge'
+        LEFT JOIN participants pe ON pe.id = p.pledgee_id
+        LEFT JOIN freezes f ON f.hold_id = b.frozen_by
+        LEFT JOIN participants c ON c.id = f.court_id
+        LEFT JOIN orders o ON o.hold_id = b.hold AND b.hold_kind = 'order'
+        ORDER BY b.start_serial"""), {"a": account, "i": instrument, "r": ranges})
+    return [dict(r._mapping) for r in rows]

@@ -1,9 +1,10 @@
 """Collateral valuation, margin levels and usable deadlines, in integers (fen, base units, basis points).
 
-value (fen) = floor(quantity × close price × (1 − haircut)), where quantity is in base units
-(10**decimals per unit), the close price is fen per whole unit and the haircut is a discount in basis
-points (2000 = value at 80 % of the close). Rounding is down: the bank never sees more cover than
-there is.
+value (fen) = floor(quantity × close price × years × (1 − haircut)), where quantity is in base units
+(10**decimals per unit), the close price is fen per whole unit (and, for an emission right, per year of
+its term), `years` is the instrument's term (an emission right's `validity_years`; 1 for everything
+else: exchange/pricing.py) and the haircut is a discount in basis points (2000 = value at 80 % of the
+close). Rounding is down: the bank never sees more cover than there is.
 
 collateral ratio = value / secured amount. Levels, per pledge (defaults after the 上海环交所
 carbon-lending rules as the issue states them): at or above `warning` (130 %) all is well; below it a
@@ -51,8 +52,8 @@ def check_haircut(haircut_bps: int) -> int:
     return haircut_bps
 
 
-def collateral_value(quantity: int, decimals: int, price_fen: int, haircut_bps: int) -> int:
-    return quantity * price_fen * (BPS - haircut_bps) // (10**decimals * BPS)
+def collateral_value(quantity: int, decimals: int, price_fen: int, haircut_bps: int, years: int = 1) -> int:
+    return quantity * price_fen * years * (BPS - haircut_bps) // (10**decimals * BPS)
 
 
 def ratio_bps(value: int, secured: int) -> int:

@@ -36,7 +36,13 @@ SALE_FIELDS = ("method", "price", "proceeds", "buyer_id", "declared_at", "comple
 LOT_EVENTS = frozenset({
     "confirmed", "promoted", "extended", "topped_up", "partially_released", "released", "expired", "enforced",
     "exchange_sale_started", "sale_proposed", "sale_cancelled", "freeze_noticed", "freeze_lifted",
+    "sale_listed", "sale_ended", "units_returned", "exchange_sale_cancelled", "proceeds_distributed",
 })
+# Events whose details list the payouts: a junior sees its own lines only.
+PAYOUT_EVENTS = frozenset({"enforced", "proceeds_distributed"})
+# Details of a lot event a junior or buyer may see (the market's terms of a sale, what came back).
+LOT_DETAILS = frozenset({"market_id", "order_id", "kind", "price", "quantity", "serials", "trade_id", "filled",
+                         "unsold", "returned", "to"})
 # The lot fields those events may change; everything else in an event is the parties' business.
 LOT_CHANGES = frozenset({"quantity", "serials", "term_end", "expires_at", "registration_no", "registered_at"})
 CLAIM_EVENTS = frozenset({"claim_filed", "claim_registered", "claim_released"})
@@ -97,10 +103,12 @@ def event_view(ev: Mapping[str, Any], who: str | None, own_claims: set[int]) -> 
     if not seen_lot and not mine:
         return None
     changes = {k: v for k, v in (ev.get("changes") or {}).items() if k in LOT_CHANGES} if seen_lot else {}
-    if ev["type"] == "enforced" and who == JUNIOR:
+    if seen_lot:
+        mine.update({k: v for k, v in details.items() if k in LOT_DETAILS})
+    if ev["type"] in PAYOUT_EVENTS and who == JUNIOR:
         own = {f"claim:{c}" for c in own_claims}
         paid = [d for d in details.get("distribution") or [] if d.get("party") in own]
         if paid:
             mine["distribution"] = paid
-    return {**{k: ev[k] for k in ("id", "pledge_id", "pledge_number", "type", "at") if k in ev},
+    return {**{k: ev[k] for k in ("id", "pledge_id", "pledge_number", "type", "instrument", "at") if k in ev},
             "changes": changes, "details": mine, "ledger_seqs": [], "actor": None}

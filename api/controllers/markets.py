@@ -162,7 +162,9 @@ class MarketController(Controller):
                  "quantity": to_text(li["qty"], d),
                  # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n. Public: who
                  # listed is not shown (a lister finds its own listings among its orders).
-                 "rank": seq.engine.rank(li["listing_id"]) + 1}  # type: ignore[attr-defined]
+                 "rank": seq.engine.rank(li["listing_id"]) + 1,  # type: ignore[attr-defined]
+                 # The pledge registration the listing is the enforcement sale of (public, as the register is).
+                 "enforcement_of": orders.enforcement_of(seq, li["listing_id"])}
                 for li in live if after is None or keys[li["listing_id"]] > after][:limit + 1]
         return paging.page(request, name, rows, limit, lambda r: keys[r["listing_id"]])
 

@@ -17,6 +17,7 @@ from api.schemas.pledges import (
     AmendIn,
     ClaimIn,
     DeductIn,
+    DefaultIn,
     EnforceIn,
     ExtendIn,
     FreezeIn,
@@ -25,6 +26,7 @@ from api.schemas.pledges import (
     PledgeIn,
     RenewIn,
     RevaluationIn,
+    SaleIn,
     TopUpIn,
     WebhookIn,
 )
@@ -65,7 +67,8 @@ class PledgeController(Controller):
             loan_contract=data.loan_contract, secured_amount=data.secured_amount, term_start=data.term_start,
             term_end=data.term_end, grace_days=data.grace_days, references=_refs(data.references),
             haircut_bps=data.haircut_bps, warning_bps=data.warning_bps, margin_call_bps=data.margin_call_bps,
-            liquidation_bps=data.liquidation_bps, transfer_on_default=data.transfer_on_default)
+            liquidation_bps=data.liquidation_bps, transfer_on_default=data.transfer_on_default,
+            secured_scope=data.secured_scope.model_dump() if data.secured_scope else None)
 
     @get("/", operation_id="listPledges", summary="Pledges you hold, gave or have a claim on (operators: all)")
     async def listing(self, rt: Runtime, principal: Principal, status: str | None = None,
@@ -150,7 +153,26 @@ class PledgeController(Controller):
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.enforce(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                       method=data.method, reason=data.reason, outstanding=data.outstanding,
-                                      price=data.price, buyer_id=data.buyer_id, fee=data.fee)
+                                      price=data.price, buyer_id=data.buyer_id, fee=data.fee,
+                                      claim=data.claim.amounts() if data.claim else None,
+                                      default_notice=data.default_notice.model_dump() if data.default_notice
+                                      else None)
+
+    @post("/{pledge_id:int}/default", operation_id="declarePledgeDefault", status_code=200,
+          summary="Declare the secured loan in default (bank), with its notice's number and date; the pledgor "
+                  "is told")
+    async def declare_default(self, rt: Runtime, principal: Principal, pledge_id: Id, data: DefaultIn,
+                              idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await pledging.declare_default(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+                                              **data.notice())  # type: ignore[arg-type]
+
+    @post("/{pledge_id:int}/enforcement/sales", operation_id="startPledgeSale", status_code=201,
+          summary="List or auction the escrowed lot on the exchange on the bank's behalf (enforcement sale)")
+    async def start_sale(self, rt: Runtime, principal: Principal, pledge_id: Id, data: SaleIn,
+                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+        return await pledging.start_sale(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+                                         market_id=data.market_id, quantity=data.quantity, price=data.price,
+                                         auction=data.auction.terms() if data.auction else None)
 
     @post("/{pledge_id:int}/enforcement/accept", operation_id="acceptPledgeSale", status_code=200,
           summary="Accept the bank's sale (buyer): units against cash in one step, proceeds by priority")
@@ -160,7 +182,8 @@ class PledgeController(Controller):
                                           price=data.price)
 
     @post("/{pledge_id:int}/enforcement/cancel", operation_id="cancelPledgeSale", status_code=200,
-          summary="Withdraw a proposed sale (bank)")
+          summary="Withdraw the enforcement (bank): a sale not accepted, or an exchange sale before anything "
+                  "was sold (the lot is locked again)")
     async def cancel(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.cancel_sale(rt, principal, client_id(idempotency_key, data and data.client_id),

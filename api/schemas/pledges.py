@@ -18,6 +18,50 @@ class ReferenceIn(Strict):
     reference: str = Field(min_length=1, max_length=100, description="e.g. the 中登网 登记证明编号")
 
 
+Component = Literal["realisation_costs", "custody_costs", "interest", "penalty", "damages"]
+
+
+class ScopeIn(Strict):
+    """担保范围 as the pledge contract states it (民法典 §389: everything below unless agreed otherwise)."""
+
+    type: Literal["ordinary", "maximum"] = Field(
+        default="ordinary", description="ordinary: the principal up to the secured amount plus the covered "
+        "components; maximum (最高额质押): everything claimed up to the secured amount in total")
+    covers: list[Component] | None = Field(default=None, max_length=5, description="components secured besides "
+                                           "the principal; default all: realisation and custody costs, interest, "
+                                           "penalty (违约金/罚息), damages")
+    caps: dict[Component, Decimal] = Field(default_factory=dict, max_length=5,
+                                           description="CNY caps per covered component")
+
+
+class ClaimPartsIn(Strict):
+    """What is owed now, by component, CNY (pledges.scope decides what of it the pledge secures)."""
+
+    principal: Decimal | None = None
+    interest: Decimal | None = None
+    penalty: Decimal | None = None
+    damages: Decimal | None = None
+    custody_costs: Decimal | None = None
+    realisation_costs: Decimal | None = None
+
+    def amounts(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class DefaultIn(Strict):
+    """The bank's declaration that the secured loan is in default (违约通知 / 逾期通知)."""
+
+    reference: str = Field(min_length=1, max_length=100, description="the notice's number")
+    notice_date: Date
+    overdue_amount: Decimal | None = Field(default=None, description="CNY overdue, as the notice states")
+    note: Note = None
+    client_id: ClientId = None
+
+    def notice(self) -> dict[str, object]:
+        return {"reference": self.reference, "notice_date": self.notice_date, "overdue_amount": self.overdue_amount,
+                "note": self.note}
+
+
 class PledgeIn(Strict):
     pledgor_id: int = Id
     instrument: str = Field(min_length=1, max_length=32)
@@ -35,6 +79,7 @@ class PledgeIn(Strict):
     margin_call_bps: int | None = Bps
     liquidation_bps: int | None = Bps
     transfer_on_default: bool = Field(default=False, description="the contract lets the bank take the units (折价)")
+    secured_scope: ScopeIn | None = None
     client_id: ClientId = None
 
 
@@ -76,13 +121,57 @@ class PartialReleaseIn(Strict):
     client_id: ClientId = None
 
 
+class DefaultNoticeIn(Strict):
+    reference: str = Field(min_length=1, max_length=100)
+    notice_date: Date
+    overdue_amount: Decimal | None = None
+    note: Note = None
+
+
 class EnforceIn(Strict):
     method: Literal["transfer", "sale", "exchange"]
     reason: str = Field(min_length=1, max_length=2000, description="the default, e.g. unpaid instalment")
-    outstanding: Decimal | None = Field(default=None, description="CNY owed now; default the secured amount")
+    outstanding: Decimal | None = Field(default=None, description="CNY principal owed now (or use claim); "
+                                        "default the secured amount")
+    claim: ClaimPartsIn | None = Field(default=None, description="what is owed by component, within the scope")
+    default_notice: DefaultNoticeIn | None = Field(default=None, description="declare the loan's default now")
     price: Decimal | None = Field(default=None, description="CNY per unit (sale; transfer: default the last mark)")
     buyer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    fee: Decimal | None = Field(default=None, description="CNY enforcement costs, paid first")
+    fee: Decimal | None = Field(default=None, description="CNY the exchange charges for the enforcement, paid first")
+    client_id: ClientId = None
+
+
+class AuctionTermsIn(Strict):
+    min_price: Decimal = Field(description="start price, CNY per unit (emission rights: per t·yr of the term)")
+    increment: Decimal = Field(description="bid step, CNY")
+    deposit: Decimal = "0"
+    min_bid_quantity: Decimal | None = None
+    cap_per_bidder: Decimal | None = None
+    max_bids_per_bidder: int = Field(default=1, ge=1, le=100)
+    allocation: Literal["pay_as_bid", "top_percent", "uniform_price"] = "pay_as_bid"
+    top_percent: int = Field(default=100, ge=1, le=100)
+    extension_window_seconds: int = Field(default=0, ge=0, le=3600)
+    extension_length_seconds: int = Field(default=0, ge=0, le=3600)
+    max_extensions: int = Field(default=0, ge=0, le=100)
+    irrevocable: bool = True
+
+    def terms(self) -> dict[str, object]:
+        d = self.model_dump()
+        return {"min_price": d["min_price"], "increment": d["increment"], "deposit": d["deposit"],
+                "min_bid_quantity": d["min_bid_quantity"], "cap_per_bidder": d["cap_per_bidder"],
+                "max_bids_per_bidder": d["max_bids_per_bidder"], "allocation": d["allocation"],
+                "top_percent": d["top_percent"], "extension_window_s": d["extension_window_seconds"],
+                "extension_length_s": d["extension_length_seconds"], "max_extensions": d["max_extensions"],
+                "irrevocable": d["irrevocable"]}
+
+
+class SaleIn(Strict):
+    """A listing (挂牌, with its price) or an auction (单向竞价, with its terms) of the escrowed lot."""
+
+    market_id: str = Field(min_length=1, max_length=64)
+    quantity: Decimal | None = Field(default=None, description="default: every unsold unit not yet on sale")
+    price: Decimal | None = Field(default=None, description="listing price, CNY per unit")
+    auction: AuctionTermsIn | None = None
     client_id: ClientId = None
 
 
@@ -101,7 +190,8 @@ class ClaimIn(Strict):
 
 class RevaluationIn(Strict):
     instrument: str = Field(min_length=1, max_length=32)
-    price: Decimal = Field(description="close price, CNY per unit")
+    price: Decimal = Field(description="close price, CNY per unit (emission rights: per t·yr; the value is "
+                                       "price × quantity × term years)")
     as_of: Date
     cure_deadline: DateTime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
     client_id: ClientId = None

@@ -54,6 +54,21 @@ def test_freeze_on_top_of_a_pledge_blocks_enforcement_but_not_release() -> None:
     assert s.check_invariants() == []
 
 
+def test_a_deduction_takes_the_free_frozen_units_and_keeps_the_rest_frozen() -> None:
+    s, i = world()
+    pledge = ap(s, c.CreateHold("pledge", i["owner"], i["bank"], U, 60))  # 1-60
+    freeze = ap(s, c.CreateHold("freeze", i["owner"], i["court"], U, 70))  # 61-100 free, 1-30 pledged
+    assert code(s, c.PostHold(freeze, 41, keep_remainder=True)) == "pledged"  # only 40 are free
+    ap(s, c.PostHold(freeze, 25, keep_remainder=True))  # the lowest free frozen ones: 61-85
+    assert [(b.start, b.end, b.hold, b.frozen_by) for b in s.blocks[(i["owner"], U)]] == [
+        (1, 30, pledge, freeze), (31, 60, pledge, None), (86, 100, None, freeze)]
+    assert s.holds[freeze].pending == 45 and s.balance(i["court"], U).posted == 25
+    assert code(s, c.PostHold(pledge)) == "frozen"  # the pledge itself is still posted only by the service
+    ap(s, c.PostHold(freeze, 15, keep_remainder=True))  # the rest of the free part
+    assert s.holds[freeze].pending == 30 and code(s, c.PostHold(freeze, 1, keep_remainder=True)) == "pledged"
+    assert s.check_invariants() == []
+
+
 def test_unfreeze_and_partial_deduction() -> None:
     s, i = world()
     f = ap(s, c.CreateHold("freeze", i["owner"], i["court"], U, 30, ((11, 40),)))

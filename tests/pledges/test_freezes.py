@@ -39,16 +39,19 @@ def test_freeze_sits_on_a_pledge_blocks_everything_then_deduction(api: Api, db_u
     new = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], "1", references=[])))
     r = o.post(f"/v1/pledges/{new['id']}/confirm")
     assert r.json()["code"] == "insufficient_available"
+    # Without a default there is nothing to enforce -- the freeze is not what stops it (see test_judicial).
     r = bank["api"].post(f"/v1/pledges/{p['id']}/enforcement", {"method": "sale", "buyer_id": buyer["id"],
                                                                 "price": "10.00", "reason": "违约"})
-    assert (r.status_code, r.json()["code"]) == (409, "frozen")
+    assert (r.status_code, r.json()["code"]) == (409, "no_default")
     # 展期 under a freeze: the same lock gets a later expiry (ledger AmendHold); nothing is released.
     ext = bank["api"].post(f"/v1/pledges/{p['id']}/extend", {"term_end": days(700)})
     assert ext.status_code in (200, 201), ext.text
     assert ext.json()["hold_id"] == p["hold_id"] and ext.json()["term_end"] == days(700)
-    # Deduction waits for the pledge; another court may not touch this freeze; courts see only their own.
-    r = court["api"].post(f"/v1/freezes/{f['id']}/deduction", {})
+    # The pledged part cannot be deducted (the pledge ranks first); another court may not touch this
+    # freeze; courts see only their own.
+    r = court["api"].post(f"/v1/freezes/{f['id']}/deduction", {"quantity": "41"})
     assert (r.status_code, r.json()["code"]) == (409, "pledged")
+    assert p["number"] in r.json()["detail"] and r.json()["deductible"] == "40"
     assert other_court["api"].post(f"/v1/freezes/{f['id']}/unfreeze", {}).status_code == 404  # as if none
     assert other_court["api"].get(f"/v1/freezes/{f['id']}").status_code == 404
     assert api.ok(other_court["api"].get("/v1/freezes")) == []
@@ -68,11 +71,14 @@ def test_freeze_sits_on_a_pledge_blocks_everything_then_deduction(api: Api, db_u
     assert api.ok(o.get("/v1/holdings"))["balances"][0]["available"] == "30"
     d = api.ok(court["api"].post(f"/v1/freezes/{g['id']}/deduction", {"quantity": "50",
                                                                       "to_participant": buyer["id"]}))
-    assert d["status"] == "deducted" and d["deducted_quantity"] == "50"
+    assert (d["status"], d["deducted_quantity"], d["quantity"]) == ("active", "50", "20")
     got = api.ok(buyer["api"].get("/v1/holdings"))["blocks"]
     assert [(b["serial_start"], b["serial_end"]) for b in got] == [(1, 30), (61, 80)]  # lowest frozen first
-    # A partial deduction unfreezes the rest.
-    assert api.ok(o.get("/v1/holdings"))["balances"][0]["available"] == "50"
+    # A partial deduction keeps the rest frozen (81-100) until the court lifts it or the term ends.
+    assert d["serials"] == [{"start": 81, "end": 100}]
+    assert api.ok(o.get("/v1/holdings"))["balances"][0]["available"] == "30"
+    d = api.ok(court["api"].post(f"/v1/freezes/{g['id']}/deduction", {}))
+    assert (d["status"], d["deducted_quantity"], d["quantity"]) == ("deducted", "70", "0")
     report = api.client.blocking_portal.call(verify_database, asyncpg_dsn(db_url))
     assert report.ok, report.render()
 

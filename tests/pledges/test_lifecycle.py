@@ -1,5 +1,5 @@
 """A registration's life through HTTP: amend, extend, top up, partial release, release with promotion of
-the junior claim, over-pledging, appropriation (折价) and sale through the exchange."""
+the junior claim, over-pledging and appropriation (折价); exchange sales are in test_exchange_sale."""
 
 from __future__ import annotations
 
@@ -111,56 +111,25 @@ def test_release_promotes_the_first_junior_claim_into_the_lock(api: Api, db_url:
     assert report.ok, report.render()
 
 
-def test_transfer_to_the_bank_pays_the_surplus_and_exchange_sale_pays_in_parts(api: Api, db_url: str) -> None:
+def test_transfer_to_the_bank_pays_the_surplus(api: Api, db_url: str) -> None:
     w = world(api, "3000")
-    bank, owner, junior = w["bank"], w["owner"], w["junior"]
-    rt = api.client.app.state.rt
+    bank = w["bank"]
     # 折价 only where the contract allows it, at no less than the last mark.
     p = active(api, w, "1000", transfer_on_default=True, references=[{"source": "中登网", "reference": "T-1"}])
     api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "5200.00", "as_of": days(0)}))
+    notice = {"reference": "兴银违通字2024-1", "notice_date": days(0)}
     r = bank["api"].post(f"/v1/pledges/{p['id']}/enforcement", {"method": "transfer", "reason": "违约",
-                                                                "price": "5000.00"})
+                                                                "price": "5000.00", "default_notice": notice})
     assert r.json()["code"] == "price_below_mark"
     api.ok(api.post("/v1/cash/deposits", {"participant_id": bank["id"], "amount": "300000.00",
                                            "bank_reference": "B1"}))
     # 1000 t x 5,200.00 = 5,200,000.00; the bank is owed 4,900,000.00 and pays the 300,000.00 surplus.
     p = api.ok(bank["api"].post(f"/v1/pledges/{p['id']}/enforcement", {
-        "method": "transfer", "reason": "违约", "outstanding": "4900000.00"}))
-    paid = {d["role"]: d["paid_fen"] for d in p["enforcement"]["distribution"]}
-    assert paid == {"pledgee": 490_000_000, "owner": 30_000_000} and p["status"] == "enforced"
+        "method": "transfer", "reason": "违约", "outstanding": "4900000.00", "default_notice": notice}))
+    paid = {d["role"]: d["paid"] for d in p["enforcement"]["distribution"]}
+    assert paid == {"pledgee": "4900000.00", "owner": "300000.00"} and p["status"] == "enforced"
     units = api.ok(bank["api"].get("/v1/holdings"))["blocks"]
     assert [(b["serial_start"], b["serial_end"]) for b in units] == [(1, 1000)]
-
-    # Sale through the exchange: units go to the bank's escrow, proceeds arrive in parts.
-    p2 = active(api, w, "1000", references=[{"source": "中登网", "reference": "T-2"}])
-    claim = api.ok(junior["api"].post(f"/v1/pledges/{p2['id']}/claims", {
-        "loan_contract": "J", "amount": "1000.00", "term_end": days(100)}))["id"]
-    api.ok(owner["api"].post(f"/v1/pledges/claims/{claim}/confirm"))
-    p2 = api.ok(bank["api"].post(f"/v1/pledges/{p2['id']}/enforcement", {
-        "method": "exchange", "reason": "违约", "outstanding": "10000.00", "fee": "5.00"}))
-    escrow = p2["enforcement"]["escrow_account"]
-    assert p2["status"] == "enforcing" and p2["blocks"] == []
-    # Stand-in for the market: the escrowed cash arrives (an operator deposit into the escrow account).
-    from ledger import commands as c
-
-    async def market_pays(fen: int, ref: str) -> None:
-        await rt.submit(c.Request("system", c.Transfer(rt.system["settlement"], escrow, "CNY", fen), ref))
-
-    api.client.blocking_portal.call(market_pays, 800_000, "m1")
-    r1 = api.client.blocking_portal.call(lambda: pledging.proceeds_arrived(
-        rt, p2["id"], 800_000, source_account=escrow, client_id="fill-1"))
-    assert {d["role"]: d["paid_fen"] for d in r1["distribution"]} == {"fee": 500, "pledgee": 799_500, "junior": 0,
-                                                                       "owner": 0}
-    api.client.blocking_portal.call(market_pays, 400_000, "m2")
-    r2 = api.client.blocking_portal.call(lambda: pledging.proceeds_arrived(
-        rt, p2["id"], 400_000, source_account=escrow, client_id="fill-2", final=True))
-    # Cumulative 1,200,000 fen: fee 500, pledgee 1,000,000, junior 100,000, owner 99,500.
-    assert {d["role"]: d["paid_fen"] for d in r2["distribution"]} == {"fee": 0, "pledgee": 200_500,
-                                                                       "junior": 100_000, "owner": 99_500}
-    assert r2["status"] == "enforced"
-    again = api.client.blocking_portal.call(lambda: pledging.proceeds_arrived(
-        rt, p2["id"], 400_000, source_account=escrow, client_id="fill-2", final=True))
-    assert again["status"] == "enforced"  # a retried notification changes nothing
     report = api.client.blocking_portal.call(verify_database, asyncpg_dsn(db_url))
     assert report.ok, report.render()
 

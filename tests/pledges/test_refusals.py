@@ -64,16 +64,22 @@ def test_bad_references_and_inputs_are_refused(api: Api) -> None:
     c1 = api.ok(owner["api"].post(f"/v1/pledges/{a['id']}/confirm", key="c-1"))
     assert api.ok(owner["api"].post(f"/v1/pledges/{a['id']}/confirm", key="c-1"))["hold_id"] == c1["hold_id"]
     refused(owner["api"].post(f"/v1/pledges/{a['id']}/confirm", key="c-2"), 409, "pledge_not_filed")
-    # Enforcement input.
-    refused(bank.post(f"/v1/pledges/{a['id']}/enforcement", {"method": "sale", "reason": "x", "price": "1.00"}),
-            422, "sale_terms_required")
-    refused(bank.post(f"/v1/pledges/{a['id']}/enforcement", {"method": "transfer", "reason": "x"}), 409,
-            "transfer_not_agreed")
+    # Enforcement input (each with a declared default, so the input is what is judged).
+    notice = {"reference": "违通-1", "notice_date": days(0)}
     refused(bank.post(f"/v1/pledges/{a['id']}/enforcement", {"method": "sale", "reason": "x", "price": "1.00",
-                                                              "buyer_id": owner["id"]}), 422, "invalid_buyer")
+                                                              "default_notice": notice}), 422, "sale_terms_required")
+    refused(bank.post(f"/v1/pledges/{a['id']}/enforcement", {"method": "transfer", "reason": "x",
+                                                              "default_notice": notice}), 409, "transfer_not_agreed")
+    refused(bank.post(f"/v1/pledges/{a['id']}/enforcement", {"method": "sale", "reason": "x", "price": "1.00",
+                                                              "buyer_id": owner["id"], "default_notice": notice}), 422,
+            "invalid_buyer")
     refused(bank.post(f"/v1/pledges/{a['id']}/enforcement", {"method": "exchange", "reason": "x",
-                                                              "outstanding": "5000000.01"}), 422,
-            "outstanding_exceeds_secured")
+                                                              "outstanding": "1.00", "claim": {"principal": "1.00"},
+                                                              "default_notice": notice}), 422, "ambiguous_claim")
+    refused(bank.post(f"/v1/pledges/{a['id']}/enforcement", {"method": "exchange", "reason": "x", "default_notice": {
+        "reference": "违通-2", "notice_date": days(3)}}), 422, "invalid_notice_date")
+    # None of the refusals above left a declaration behind (one transaction each).
+    assert api.ok(bank.get(f"/v1/pledges/{a['id']}"))["declared_default"] is None
     # Public inquiry needs a query.
     refused(api.client.get("/v1/public/pledges"), 422, "query_required")
 
@@ -99,7 +105,8 @@ def test_expired_registrations_are_refused_and_swept(api: Api) -> None:
     assert p["status"] == "active" and api.ok(owner.get("/v1/holdings"))["balances"][0]["available"] == "90"
     # A sale offered but not accepted before the expiry lapses with the registration.
     api.ok(bank.post(f"/v1/pledges/{soon['id']}/enforcement", {"method": "sale", "reason": "x", "price": "1.00",
-                                                               "buyer_id": w["buyer"]["id"]}))
+                                                               "buyer_id": w["buyer"]["id"], "default_notice": {
+                                                                   "reference": "违通-S", "notice_date": days(0)}}))
     time.sleep(1.2)
     refused(w["buyer"]["api"].post(f"/v1/pledges/{soon['id']}/enforcement/accept", {"price": "1.00"}), 409,
             "pledge_expired")

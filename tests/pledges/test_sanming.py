@@ -62,6 +62,9 @@ def test_sanming_pledge_margin_call_default_and_sale(api: Api, db_url: str) -> N
         event = json.loads(body)
         assert event["pledge_id"] == pid and event["changes"]["margin_level"] == "margin_call"
         assert event["changes"]["cure_deadline"] is not None and event["details"]["ratio_bps"] == 10537
+        # Money in CNY and the lot in tonnes, as decimal strings, with the price that judged it.
+        assert (event["details"]["value"], event["details"]["secured_amount"]) == ("5268672.00", "5000000.00")
+        assert (event["details"]["price"], event["details"]["quantity"]) == ("360.00", "18294")
         # The same close again is a no-op; another price for the same day is refused.
         again = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "360.00",
                                                              "as_of": days(0)}))
@@ -69,10 +72,21 @@ def test_sanming_pledge_margin_call_default_and_sale(api: Api, db_url: str) -> N
         bad = api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "361.00", "as_of": days(0)})
         assert (bad.status_code, bad.json()["code"]) == (409, "mark_conflict")
 
+        # The margin call is no default while its cure period runs: envx set the deadline itself.
+        early = bank["api"].post(f"/v1/pledges/{pid}/enforcement", {
+            "method": "sale", "buyer_id": buyer["id"], "price": "301.57", "reason": "逾期未还本息"})
+        assert (early.status_code, early.json()["code"]) == (409, "cure_period_running"), early.text
+        # The loan falls due unpaid: the bank declares the default with its notice; the pledgor is told.
+        api.ok(bank["api"].post(f"/v1/pledges/{pid}/default", {
+            "reference": "兴银三明违通字(2024)第0518-1号", "notice_date": days(0), "overdue_amount": "5000000.00"}))
+        seen = api.ok(owner["api"].get(f"/v1/pledges/{pid}"))
+        assert seen["declared_default"]["reference"] == "兴银三明违通字(2024)第0518-1号"
+        assert seen["declared_default"]["overdue_amount"] == "5000000.00"
         # Default: the bank sells the lot to a buyer at 301.57 per t (proceeds 5,516,921.58).
         p = api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement", {
             "method": "sale", "buyer_id": buyer["id"], "price": "301.57", "reason": "逾期未还本息"}))
-        assert p["status"] == "enforcing" and p["enforcement"]["proceeds"] == 551692158
+        assert p["status"] == "enforcing" and p["enforcement"]["proceeds"] == "5516921.58"
+        assert p["enforcement"]["ground"]["type"] == "declared_default"
         # The buyer lacks the cash: nothing moves (DvP is all or nothing).
         short = buyer["api"].post(f"/v1/pledges/{pid}/enforcement/accept", {"price": "301.57"})
         assert (short.status_code, short.json()["code"]) == (409, "insufficient_available")
@@ -83,11 +97,13 @@ def test_sanming_pledge_margin_call_default_and_sale(api: Api, db_url: str) -> N
         p = api.ok(buyer["api"].post(f"/v1/pledges/{pid}/enforcement/accept", {"price": "301.57"}))
         assert p["status"] == "enforced" and "distribution" not in p["enforcement"]  # the creditors' business
         p = api.ok(bank["api"].get(f"/v1/pledges/{pid}"))
-        paid = {d["role"]: d["paid_fen"] for d in p["enforcement"]["distribution"]}
+        paid = {d["role"]: d["paid"] for d in p["enforcement"]["distribution"]}
         # Pledgee up to the secured amount, then the junior claim, then the owner: to the fen.
-        assert paid == {"pledgee": 500_000_000, "junior": 40_000_000, "owner": 11_692_158}
-        assert sum(paid.values()) == 551_692_158
-        rx.wait_for("enforced")
+        assert paid == {"pledgee": "5000000.00", "junior": "400000.00", "owner": "116921.58"}
+        _, body = rx.wait_for("enforced")
+        enforced = json.loads(body)  # decimal strings in CNY, never fen
+        assert {d["role"]: d["paid"] for d in enforced["details"]["distribution"]} == paid
+        assert enforced["instrument"] == "FCT-SM" and enforced["changes"]["enforcement"]["price"] == "301.57"
 
     assert cash(api, bank) == "5000000.00"
     assert cash(api, junior) == "400000.00"
@@ -101,7 +117,8 @@ def test_sanming_pledge_margin_call_default_and_sale(api: Api, db_url: str) -> N
     # The history is queryable and the row is exactly the projection of it.
     types = [e["type"] for e in api.ok(bank["api"].get(f"/v1/pledges/{pid}/events"))]
     assert types == ["filed", "confirmed", "claim_filed", "claim_registered", "revalued", "revalued",
-                     "margin_call", "sale_proposed", "enforced"]
+                     "margin_call", "default_declared", "sale_proposed", "enforced"]
+    assert "default_declared" in [e["type"] for e in api.ok(owner["api"].get("/v1/pledges/events"))]
     folded, row = api.client.blocking_portal.call(pledging.projection_check, api.client.app.state.rt, pid)
     assert folded == row
     report = api.client.blocking_portal.call(verify_database, asyncpg_dsn(db_url))

@@ -121,12 +121,14 @@ def test_a_confirmed_junior_sees_the_lot_not_the_seniors_loan(api: Api) -> None:
         api.ok(api.post("/v1/cash/deposits", {"participant_id": buyer["id"], "amount": "3000000.00",
                                                "bank_reference": "b"}))
         api.ok(w["bank"]["api"].post(f"/v1/pledges/{pid}/enforcement", {
-            "method": "sale", "buyer_id": buyer["id"], "price": "5000.00", "reason": "违约"}))
+            "method": "sale", "buyer_id": buyer["id"], "price": "5000.00", "reason": "违约",
+            "default_notice": {"reference": "兴银三明违通字2024第7号", "notice_date": days(0)}}))
         offered = api.ok(buyer["api"].get(f"/v1/pledges/{pid}"))  # the buyer sees the lot and the sale terms
-        assert offered["enforcement"] == {"method": "sale", "price": 500000, "proceeds": 300000000,
+        assert offered["enforcement"] == {"method": "sale", "price": "5000.00", "proceeds": "3000000.00",
                                           "buyer_id": buyer["id"], "declared_at": offered["enforcement"]["declared_at"],
                                           "completed_at": None}
-        assert "4900000" not in json.dumps(offered, ensure_ascii=False) and offered["claims"] == []
+        flat = json.dumps(offered, ensure_ascii=False)
+        assert "4900000" not in flat and "违通字" not in flat and offered["claims"] == []
         api.ok(buyer["api"].post(f"/v1/pledges/{pid}/enforcement/accept", {"price": "5000.00"}))
         rx.wait_for("enforced")
         lot = api.ok(junior["api"].get(f"/v1/pledges/{pid}"))
@@ -141,6 +143,7 @@ def test_a_confirmed_junior_sees_the_lot_not_the_seniors_loan(api: Api) -> None:
     assert [t for t, _ in to_junior] == ["claim_filed", "claim_registered", "enforced"]
     for _, b in to_junior:
         assert SENIOR_CONTRACT not in b and "490000000" not in b and "500000000" not in b and "123456" not in b, b
+        assert "4900000.00" not in b and SENIOR_AMOUNT not in b and "违通字" not in b, b
     enforced = json.loads(to_junior[-1][1])
     assert [d["party"] for d in enforced["details"]["distribution"]] == [f"claim:{mine}"]
     # The third bank's claim was never confirmed: it hears of its own filing only.

@@ -58,6 +58,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "partiallyReleasePledge": {"quantity": "1"},
     "enforcePledge": {"method": "exchange", "reason": "违约"},
     "acceptPledgeSale": {"price": "1.00"},
+    "declarePledgeDefault": {"reference": "违约-旁观", "notice_date": date.today().isoformat()},
+    "startPledgeSale": {"market_id": LIST, "price": "1.00"},
     "amendPledge": {"haircut_bps": 100},
     "filePledgeClaim": {"loan_contract": "旁观-探查", "amount": "0.01",
                         "term_end": (date.today() + timedelta(days=30)).isoformat()},
