@@ -166,13 +166,17 @@ async def owner_of_account(rt: Runtime, account: int) -> int | None:
 # --- suspension ---------------------------------------------------------------------------------------------
 
 
-async def _change_replay(rt: Runtime, actor: str, client_id: str, fp: bytes) -> dict[str, Any] | None:
+async def _change_replay(rt: Runtime, actor: str, client_id: str, change: str, fp: bytes) -> dict[str, Any] | None:
+    """The status change this client id already made, if it was the same change (a suspension's retry is
+    never answered with a reinstatement, nor the reverse: idempotency_conflict)."""
     async with rt.read() as conn:
         row = (await conn.execute(
             text(f"""SELECT {_CHANGE_COLUMNS}, fingerprint FROM participant_status_changes
                      WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).first()
     if row is None:
         return None
+    if row.change != change:
+        raise DomainError("idempotency_conflict", "this client id was already used for a different request")
     check_replay(row.fingerprint, fp)
     return _change_view(row)
 
@@ -189,7 +193,7 @@ async def suspend(rt: Runtime, who: Principal, client_id: str, participant_id: i
     cache forgets them), its open enrollment codes are cancelled, and nothing mints credentials for it until
     two operators reinstate it. An operator cannot suspend itself (it would only lock itself out)."""
     fp = fingerprint({"participant_id": participant_id, "reason": reason})
-    if (done := await _change_replay(rt, who.actor, client_id, fp)) is not None:
+    if (done := await _change_replay(rt, who.actor, client_id, "suspend", fp)) is not None:
         return done
     if participant_id == who.participant_id:
         raise DomainError("cannot_suspend_self", "you cannot suspend your own participant; revoke your keys instead")
@@ -216,7 +220,7 @@ async def suspend(rt: Runtime, who: Principal, client_id: str, participant_id: i
                          VALUES (:i, 'suspend', :r, :a, :c, :fp) RETURNING {_CHANGE_COLUMNS}"""),
                 {"i": participant_id, "r": reason, "a": who.actor, "c": client_id, "fp": fp})).one()
     except IntegrityError:  # a concurrent retry with the same client id
-        if (done := await _change_replay(rt, who.actor, client_id, fp)) is not None:
+        if (done := await _change_replay(rt, who.actor, client_id, "suspend", fp)) is not None:
             return done
         raise
     finally:
@@ -248,7 +252,7 @@ async def reinstate(rt: Runtime, actor: str, client_id: str, participant_id: int
                     approved_by: str | None, operator_action_id: int | None) -> dict[str, Any]:
     """Lift a suspension (with maker-checker on, as the execution of an approved operator action)."""
     fp = fingerprint({"participant_id": participant_id, "reason": reason})
-    if (done := await _change_replay(rt, actor, client_id, fp)) is not None:
+    if (done := await _change_replay(rt, actor, client_id, "reinstate", fp)) is not None:
         return done
     async with rt.tx() as conn:
         status = (await conn.execute(text("SELECT status FROM participants WHERE id = :i FOR UPDATE"),

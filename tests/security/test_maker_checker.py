@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange import cash
+from exchange import cash, operator_actions
 from exchange.keys import Principal
 from exchange.settings import Settings
 from tests.helpers import Api, bootstrap_operator, checker_token
@@ -114,7 +114,7 @@ def test_approval_after_a_crash_between_ledger_and_status_does_not_deposit_twice
     rt = client.app.state.rt
 
     async def first_attempt() -> None:  # what an approval that died before its status update left behind
-        await cash.record(rt, Principal(me, "operator", "", 0, None, None), f"operator-action:{a['id']}",
+        await cash.record(rt, Principal(me, "operator", "", 0, None, None), operator_actions.execution_id(a["id"]),
                           direction="deposit", participant_id=bank["id"], amount="7.00", bank_reference="crash",
                           note=None)
 
