@@ -1119,11 +1119,18 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
     The exchange's end-of-day close calls this too. Repeating it for the same day is a no-op (the mark
     and each valuation are keyed by day); a different price for a day already marked is refused.
     The cure deadline of a margin call is the next open unless the caller (who knows the calendar) says.
+
+    One transaction: the mark and every pledge's valuation and events commit together or not at all. The
+    pledges are locked in id order (as every other path locks one of them); each is valued before anything
+    is written, and a price that would value one beyond pledges.valuation.MAX_VALUE is refused whole.
     """
     if price_fen <= 0:
         raise Invalid("invalid_price", "the price must be positive")
     await instruments.get(rt, instrument)
     fp = fingerprint({"op": "revalue", "instrument": instrument, "price": price_fen, "as_of": as_of.isoformat()})
+    deadline = cure_deadline or val.next_open(as_of)
+    horizon = rt.settings.pledge_deadline_warning_days
+    results = []
     async with rt.tx() as conn:
         if client_id is not None:
             prior = await repo.mark_by_client(conn, actor, client_id)
@@ -1132,21 +1139,20 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
         existing = await repo.mark(conn, instrument, as_of)
         if existing is not None and existing.price != price_fen:
             raise DomainError("mark_conflict", f"{instrument} is already marked at {_cny(existing.price)} for {as_of}")
-        if existing is None:
-            await repo.insert_mark(conn, instrument, as_of, price_fen, actor, client_id, fp)
-        ids = await repo.live_pledges_of_instrument(conn, instrument)
-    deadline = cure_deadline or val.next_open(as_of)
-    horizon = rt.settings.pledge_deadline_warning_days
-    results = []
-    for pledge_id in ids:
-        async with rt.tx() as conn:
+        marked = []
+        for pledge_id in await repo.live_pledges_of_instrument(conn, instrument):
             p = await repo.lock_pledge(conn, pledge_id)
             if p is None or p["status"] not in lifecycle.LOCKED:
                 continue
             if (p["enforcement"] or {}).get("method") == "exchange":
                 continue  # the units already left the pledgor: nothing to mark any more
             haircut = p["effective_haircut_bps"]
-            value = val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, _years(p))
+            value = val.check_value(val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, _years(p)),
+                                    f"the collateral of pledge {p['number']}")
+            marked.append((p, haircut, value))
+        if existing is None:
+            await repo.insert_mark(conn, instrument, as_of, price_fen, actor, client_id, fp)
+        for p, haircut, value in marked:
             ratio = val.ratio_bps(value, p["secured_amount"])
             th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
             level = val.level(value, p["secured_amount"], th)

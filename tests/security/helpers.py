@@ -84,3 +84,20 @@ def raw_request(client: TestClient, method: str, target: str, headers: list[tupl
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, json.loads(raw) if raw else None
+
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def unsafe_integers(value: Any, path: str = "$") -> list[str]:
+    """Where a decoded JSON answer holds an integer outside ±(2^53 - 1) (I-JSON, RFC 7493 §2.2): every id,
+    count, ratio or timestamp an answer carries must be exact for a JavaScript client."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [f"{path} = {value}"] if abs(value) > MAX_SAFE_INTEGER else []
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in unsafe_integers(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in unsafe_integers(v, f"{path}[{i}]")]
+    return []
