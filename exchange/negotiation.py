@@ -63,7 +63,8 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
         else:
             if prepare is not None:
                 order = await prepare()
-            seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp})
+            seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp},
+                                                actor=who.participant_id)
             rejected = [e for e in events if e[0] == ev.REJECTED]
             if rejected:
                 raise _reason_error(rejected[0][2], rejected[0][3])

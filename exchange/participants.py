@@ -8,6 +8,8 @@ person itself (`get`, `listing`); `lookup`, which other services use to build th
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from sqlalchemy import text
@@ -19,6 +21,8 @@ from exchange.keys import Principal
 from exchange.runtime import Runtime
 from exchange.subjects import Subject, subject_of
 from ledger import commands as c
+
+log = logging.getLogger("envx.participants")
 
 KINDS = ("operator", "issuer", "enterprise", "bank", "court", "auditor")
 # Who may hold, trade and retire units (auditors only look).
@@ -191,12 +195,23 @@ def _change_view(row: Any) -> dict[str, Any]:
 async def suspend(rt: Runtime, who: Principal, client_id: str, participant_id: int, reason: str) -> dict[str, Any]:
     """The emergency brake: one operator, at once. The participant's keys stop in this process now (the key
     cache forgets them), its open enrollment codes are cancelled, and nothing mints credentials for it until
-    two operators reinstate it. An operator cannot suspend itself (it would only lock itself out)."""
+    two operators reinstate it. An operator cannot suspend itself (it would only lock itself out).
+
+    What it has in flight and at rest (exchange/suspension.py): its mutations under way end before the
+    suspension commits (new ones are refused), nothing of its commits at the ledger or a market after it,
+    and its resting orders, listings and block quotes are cancelled before the answer. A retry with the
+    same key answers the same suspension and cancels whatever is still resting."""
     fp = fingerprint({"participant_id": participant_id, "reason": reason})
     if (done := await _change_replay(rt, who.actor, client_id, "suspend", fp)) is not None:
+        await _sweep(rt, participant_id)
         return done
     if participant_id == who.participant_id:
         raise DomainError("cannot_suspend_self", "you cannot suspend your own participant; revoke your keys instead")
+    await check_active(rt, participant_id)  # 404 / 409 before anything waits
+    if not await rt.mutations.stop(participant_id):
+        log.warning("participant %s still had mutations under way when its suspension committed; the ledger and "
+                    "market journals refuse whatever of them comes after", participant_id)
+    shut = False  # whether the participant is suspended now (else the gate opens again)
     try:
         async with rt.tx() as conn:
             status = (await conn.execute(text("SELECT status FROM participants WHERE id = :i FOR UPDATE"),
@@ -204,6 +219,7 @@ async def suspend(rt: Runtime, who: Principal, client_id: str, participant_id: i
             if status is None:
                 raise NotFound("participant", participant_id)
             if status == "suspended":
+                shut = True  # by a concurrent suspension
                 raise DomainError("participant_suspended", f"participant {participant_id} is suspended already")
             rt.key_cache.forget(participant_id=participant_id)
             await conn.execute(
@@ -219,13 +235,35 @@ async def suspend(rt: Runtime, who: Principal, client_id: str, participant_id: i
                                                                  fingerprint)
                          VALUES (:i, 'suspend', :r, :a, :c, :fp) RETURNING {_CHANGE_COLUMNS}"""),
                 {"i": participant_id, "r": reason, "a": who.actor, "c": client_id, "fp": fp})).one()
+        shut = True
     except IntegrityError:  # a concurrent retry with the same client id
         if (done := await _change_replay(rt, who.actor, client_id, "suspend", fp)) is not None:
+            shut = True
+            await _sweep(rt, participant_id)
             return done
         raise
     finally:
         rt.key_cache.forget(participant_id=participant_id)  # after commit too: nothing verified before it stays
+        if not shut:
+            rt.mutations.resume(participant_id)
+    await _sweep(rt, participant_id)
     return _change_view(row)
+
+
+async def _sweep(rt: Runtime, participant_id: int) -> None:
+    """Cancel what the suspended participant has resting in every market (exchange.sequencer `sweep`).
+    A market that cannot take it now makes the answer a 503: the suspension stands; a retry with the same
+    key sweeps again. A market stopped for a bug takes no writes, so nothing of it can trade there."""
+    hub = rt.exchange
+    if hub is None:
+        return
+    markets = [s for s in hub.sequencers.values() if s.stopped is None]
+    outcomes = await asyncio.gather(*(s.sweep(participant_id) for s in markets), return_exceptions=True)
+    failed = [s.market.id for s, out in zip(markets, outcomes, strict=True) if isinstance(out, BaseException)]
+    if failed:
+        raise DomainError("market_unavailable", f"participant {participant_id} is suspended, but its resting orders "
+                          f"in {', '.join(failed)} could not be cancelled now: retry the suspension with the same "
+                          "Idempotency-Key", 503)
 
 
 async def check_suspended(rt: Runtime, participant_id: int) -> None:
@@ -270,5 +308,6 @@ async def reinstate(rt: Runtime, actor: str, client_id: str, participant_id: int
                      VALUES (:i, 'reinstate', :r, :a, :ap, :op, :c, :fp) RETURNING {_CHANGE_COLUMNS}"""),
             {"i": participant_id, "r": reason, "a": actor, "ap": approved_by, "op": operator_action_id,
              "c": client_id, "fp": fp})).one()
+    rt.mutations.resume(participant_id)
     return _change_view(row)
 

@@ -15,6 +15,7 @@ from exchange.errors import DomainError, from_rejection
 from exchange.keys import Credentials, KeyCache
 from exchange.provenance import LEDGER_META
 from exchange.settings import Settings
+from exchange.suspension import MutationGate
 from exchange.verifiable import VerifiableLedger
 from ledger import commands as c
 from ledger.state import Entry, Rejection
@@ -44,6 +45,8 @@ class Runtime:
     key_cache: KeyCache = field(default_factory=KeyCache)
     # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
     inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+    # Mutations under way per participant, and those being suspended (exchange/suspension.py).
+    mutations: MutationGate = field(default_factory=MutationGate)
 
     async def submit(self, request: c.Request) -> Entry:
         return (await self.submit_linked([request]))[0]

@@ -313,11 +313,20 @@ class SecurityMiddleware(ASGIMiddleware):
             return
         key = (replays.idempotency_key(scope, req.decoded) if decoding and principal is not None
                and operation is not None and operation in replays.keyed_operations(scope["app"]) else None)
-        with provenance(**({"signed_instruction": req.signed} if req.signed is not None else {})):
-            if key is not None and principal is not None:
-                await self.replays.run(scope, receive, send, next_app, principal, key, body)
-            else:
-                await next_app(scope, receive, send)
+        if principal is None or not mutation:
+            await next_app(scope, receive, send)
+            return
+        # A mutation counts as under way for its participant until answered: a suspension waits for it, and
+        # once a suspension has begun the participant's new mutations are refused (exchange/suspension.py).
+        async with rt.mutations.mutation(principal.participant_id) as allowed:
+            if not allowed:
+                await send_problem(scope, send, 401, "unauthenticated", "this key's participant is suspended")
+                return
+            with provenance(**({"signed_instruction": req.signed} if req.signed is not None else {})):
+                if key is not None:
+                    await self.replays.run(scope, receive, send, next_app, principal, key, body)
+                else:
+                    await next_app(scope, receive, send)
 
     async def _audited(self, scope: Scope, send: Send, run: Callable[[Send], Awaitable[None]], operation: str,
                        principal: Principal | None, req: _Request) -> None:
