@@ -123,7 +123,8 @@ async def _replay(conn: AsyncConnection, who: Principal, client_id: str, fp: byt
 
 
 @translate_refusals
-async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int, instrument: str, quantity: str,
+async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int, holder_identifier: str | None,
+                 instrument: str, quantity: str,
                  serials: list[tuple[int, int]] | None, case_number: str, notice_number: str, term_start: date,
                  term_end: date, deduct_to_id: int | None) -> dict[str, Any]:
     if who.kind != "court":
@@ -135,11 +136,14 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
     named = rg.normalise(serials) if serials else []
     if named and rg.total(named) != qty:
         raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
-    holder = await participants.lookup(rt, holder_id)
-    if holder["kind"] not in HOLDER_KINDS or holder["holding_account"] is None:
-        raise Invalid("invalid_holder", f"participant {holder_id} holds no units")
+    # The court names the holder by id and registered identifier, as its notice does (the freeze shows the
+    # holder's name); anything else about it is the same 404 (participants.counterparty).
+    holder = await participants.counterparty(rt, who, holder_id, kinds=HOLDER_KINDS, identifier=holder_identifier,
+                                             identified=True)
+    if holder["holding_account"] is None:
+        raise NotFound("participant", holder_id)
     if deduct_to_id is not None:
-        await participants.lookup(rt, deduct_to_id)
+        await participants.counterparty(rt, who, deduct_to_id, kinds=HOLDER_KINDS)
     if term_end < term_start:
         raise Invalid("invalid_term", "the term must end on or after its start")
     if term_end < pledging.today():
@@ -312,7 +316,7 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
                               f"freeze:{freeze_id}:deduct:{before}",
                               {"freeze": freeze_id, "op": "deduct", "case_number": f["case_number"]})]
             if dest_id is not None and dest_id != who.participant_id:
-                dest = await participants.lookup(rt, dest_id)
+                dest = await participants.counterparty(rt, who, dest_id, kinds=HOLDER_KINDS)
                 pieces = tuple(rg.split_at(moved, await repo.block_bounds(conn, f["instrument"])))
                 reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest["holding_account"],
                                                             f["instrument"], amount, pieces),

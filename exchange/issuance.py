@@ -111,9 +111,8 @@ async def request(rt: Runtime, who: Principal, client_id: str, *, instrument: st
     attrs = instrument_kinds.batch_attributes(inst["kind"], attributes, inst["attributes"])
     claims = instrument_kinds.claims(inst["kind"], attrs)
     qty = to_base(quantity, inst["decimals"])
-    holder = await participants.lookup(rt, holder_id)
-    if holder["kind"] not in ("enterprise", "issuer", "operator"):
-        raise DomainError("invalid_holder", "batches are issued to an enterprise, issuer or operator holder", 422)
+    # An enterprise, issuer or operator holder, active: any other id is the same 404 (participants.counterparty).
+    await participants.counterparty(rt, who, holder_id, kinds=participants.ISSUANCE_HOLDER_KINDS)
     origin = origin_of(origin_registry, origin_serials, origin_reference)
     fp = fingerprint({"instrument": instrument, "holder": holder_id, "quantity": qty, "attributes": attrs,
                       "origin": origin.view() if origin else None})

@@ -29,6 +29,8 @@ KINDS = ("operator", "issuer", "enterprise", "bank", "court", "auditor")
 HOLDER_KINDS = frozenset({"operator", "issuer", "enterprise", "bank", "court"})
 # Who sees every participant; the rest see themselves.
 SEES_ALL = frozenset({"operator", "auditor"})
+# Who may be issued units (an issuance's holder).
+ISSUANCE_HOLDER_KINDS = frozenset({"enterprise", "issuer", "operator"})
 
 _COLUMNS = ("id, name, kind, subject, uscc, id_document_type, id_document_country, id_document_number, "
             "holding_account, cash_account, status, suspended_at, suspended_by, suspension_reason, created_at")
@@ -143,6 +145,43 @@ async def lookup(rt: Runtime, participant_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound("participant", participant_id)
     return view(row, private=False)
+
+
+async def counterparty(rt: Runtime, who: Principal, participant_id: int, *, kinds: frozenset[str],
+                       identifier: str | None = None, identified: bool = False) -> dict[str, Any]:
+    """The participant `who` names by id in an operation (a transfer's recipient, a pledgor, a frozen
+    holder, a payer, a quote's audience, a sale's buyer ...), as `lookup` gives it.
+
+    It must exist, be active and be of one of `kinds`; with `identified`, the caller must also give its
+    registered identifier (an organisation's USCC, a person's identity document number) -- where the
+    answer shows who it is (its name), the caller proves it already knew. Whatever fails, the answer is
+    one and the same: 404 "participant N", for an id that does not exist, of another kind, suspended or
+    named with the wrong identifier alike, so no refusal tells a caller what it may not see. Oversight
+    (operators, auditors), who see the whole directory, get the precise refusal instead."""
+    async with rt.read() as conn:
+        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM participants WHERE id = :i"),
+                                  {"i": participant_id})).first()
+    problem: DomainError | None = None
+    if row is None:
+        problem = NotFound("participant", participant_id)
+    elif row.kind not in kinds:
+        problem = DomainError("invalid_counterparty", f"participant {participant_id} is {row.kind}: not one of "
+                              f"{', '.join(sorted(kinds))} here", 422)
+    elif row.status != "active":
+        problem = DomainError("participant_suspended", f"participant {participant_id} is suspended")
+    elif identified and not _identifies(row, identifier):
+        problem = DomainError("identifier_mismatch", f"participant {participant_id} is not registered under "
+                              "that USCC or identity document number", 422)
+    if problem is None:
+        return view(row, private=False)
+    if who.kind in SEES_ALL:
+        raise problem
+    raise NotFound("participant", participant_id)
+
+
+def _identifies(row: Any, identifier: str | None) -> bool:
+    registered = row.uscc if row.subject == "organisation" else row.id_document_number
+    return identifier is not None and registered is not None and identifier == registered
 
 
 async def listing(rt: Runtime, viewer: Principal, kind: str | None, limit: int, after: int) -> list[dict[str, Any]]:
