@@ -2,21 +2,28 @@
 
 1. per-key (or, without a key, per-address) rate limits: 429 `rate_limited` with Retry-After;
 2. input bounds the schemas cannot express: unknown query parameters, over-long query values and path
-   segments, integers in the path or query that are not plain ASCII digits, are refused (422) before any
-   handler runs;
+   segments, integers in the path or query that are not plain ASCII digits, query strings and paths that
+   are not UTF-8 once percent-decoded, an Idempotency-Key that is not printable ASCII, are refused (422)
+   before any handler runs;
 3. the one strict decoding of every mutation's body (api/security/json_body.py: depth, duplicate keys,
    lone surrogates, unsafe integers), for requests the authorization guard will let through; a body it
-   refuses is 422 and reaches nothing (no signature record, no handler);
+   refuses is 422 and reaches nothing (no signature record, no handler); an operation that declares no
+   body takes none, or `{}` (else 422 `body_not_allowed`);
 4. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
    through exchange.provenance; participants whose operator requires signatures get 401
    `signature_required` for unsigned mutations;
-5. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
+5. a mutation counts as under way for its participant until answered (exchange/suspension.py): a
+   suspension waits for it, and once one has begun the participant's new mutations are refused (401);
+6. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
    original answer, byte for byte (api/security/replays.py);
-6. the audit trail: administrative requests are recorded (who, what, when, from where, outcome),
+7. the audit trail: administrative requests are recorded (who, what, when, from where, outcome),
    before the response leaves, so a client never sees an answer that is not in the trail: if the row
-   cannot be written, the answer is replaced by 503 `audit_unavailable`. Requests without a valid key
-   that are refused get at most one row per client address and minute (api/security/audit.py says how
-   the rest are counted); a public administrative operation that succeeds (enrollment) gets its own row.
+   cannot be written, the answer is replaced by 503 `audit_unavailable`. Steps 1-6 all run inside the
+   audited section, so whatever refuses, fails or raises before (or in) the handler still gets its row,
+   with the status the client sees (500 for an exception). Requests without a valid key that are
+   refused, and rate-limited ones, get at most one row per client address and minute
+   (api/security/audit.py says how the rest are counted); a public administrative operation that
+   succeeds (enrollment) gets its own row.
 
 It runs after ApiKeyMiddleware (scope["user"] is set) and before the guards (authorization matrix).
 """
