@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from exchange import participants
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound, from_rejection
-from exchange.idempotency import fingerprint
+from exchange.idempotency import fingerprint, internal
 from exchange.keys import Principal
 from exchange.pricing import buy_hold
 from exchange.runtime import Runtime
@@ -257,7 +257,7 @@ async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id
         return
     try:
         if await _journaled_row(rt, who, client_id) is None:
-            await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), f"void:{hold_id}"))
+            await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), internal("void", hold_id)))
     except Exception:
         pass
 

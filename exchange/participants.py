@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from exchange.errors import DomainError, Forbidden, NotFound
-from exchange.idempotency import check_replay, fingerprint
+from exchange.idempotency import check_replay, fingerprint, internal
 from exchange.keys import Principal
 from exchange.runtime import Runtime
 from exchange.subjects import Subject, subject_of
@@ -104,10 +104,10 @@ async def create(rt: Runtime, actor: str, client_id: str, *, name: str, kind: st
 async def _open_accounts(rt: Runtime, actor: str, client_id: str, name: str, participant_id: int) -> Any:
     # Derived client ids: a retry after a crash reopens nothing.
     holding, cash = await rt.submit_linked([
-        c.Request(actor, c.OpenAccount(f"participant:{client_id}", "holding"), f"{client_id}#holding",
-                  {"participant_name": name}),
-        c.Request(actor, c.OpenAccount(f"participant:{client_id}", "cash"), f"{client_id}#cash",
-                  {"participant_name": name}),
+        c.Request(actor, c.OpenAccount(f"participant:{client_id}", "holding"),
+                  internal("account", client_id, "holding"), {"participant_name": name}),
+        c.Request(actor, c.OpenAccount(f"participant:{client_id}", "cash"),
+                  internal("account", client_id, "cash"), {"participant_name": name}),
     ])
     async with rt.tx() as conn:
         return (await conn.execute(

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import auctions, encumbrances, instruments, orders, participants
 from exchange.bootstrap import SYSTEM_ACTOR
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
-from exchange.idempotency import check_replay, fingerprint
+from exchange.idempotency import check_replay, fingerprint, internal
 from exchange.instrument_kinds import term_years
 from exchange.keys import Principal
 from exchange.pricing import notional
@@ -148,8 +148,9 @@ def _shown(view: dict[str, Any], decimals: int) -> dict[str, Any]:
 
 
 def _ledger_id(p: dict[str, Any], op: str) -> str:
-    # Derived from the row version: a retry of the same step replays, the next step gets a new id.
-    return f"pledge:{p['id']}:v{p['version'] + 1}:{op}"
+    # Derived from the row version: a retry of the same step replays, the next step gets a new id. In the
+    # registry's own namespace: no key of the caller's (whose actor it runs under) can pre-empt it.
+    return internal("pledge", p["id"], f"v{p['version'] + 1}", op)
 
 
 def _meta(p: dict[str, Any], op: str, **extra: Any) -> dict[str, Any]:
@@ -1720,7 +1721,7 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
         plan.update(serials=tuple(rg.take_lowest(free, qty)), qty=qty, number=p["number"],
                     escrow=e["escrow_account"], decimals=p["decimals"], mode=mode)
 
-    order_cid = f"enforcement:{pledge_id}:{client_id}"  # the market's own idempotency covers a retry
+    order_cid = internal("enforcement", pledge_id, client_id)  # the market's own idempotency covers a retry
     async with rt.read() as conn:
         placed_before = await repo.order_by_client(conn, who.participant_id, order_cid)
     if placed_before is None:
