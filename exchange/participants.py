@@ -247,11 +247,11 @@ async def suspend(rt: Runtime, who: Principal, client_id: str, participant_id: i
     if participant_id == who.participant_id:
         raise DomainError("cannot_suspend_self", "you cannot suspend your own participant; revoke your keys instead")
     await check_active(rt, participant_id)  # 404 / 409 before anything waits
-    if not await rt.mutations.stop(participant_id):
-        log.warning("participant %s still had mutations under way when its suspension committed; the ledger and "
-                    "market journals refuse whatever of them comes after", participant_id)
     shut = False  # whether the participant is suspended now (else the gate opens again)
     try:
+        if not await rt.mutations.stop(participant_id):
+            log.warning("participant %s still had mutations under way when its suspension committed; the ledger "
+                        "and market journals refuse whatever of them comes after", participant_id)
         async with rt.tx() as conn:
             status = (await conn.execute(text("SELECT status FROM participants WHERE id = :i FOR UPDATE"),
                                          {"i": participant_id})).scalar()
