@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
@@ -46,6 +47,7 @@ from exchange.keys import Credentials
 from exchange.markets import SHANGHAI
 from exchange.runtime import Runtime
 from exchange.settings import Settings
+from exchange.units import iso
 from exchange.verifiable import VerifiableLedger
 from ledger.writer import LedgerWriter
 
@@ -117,6 +119,8 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         # Bodies are decoded once, strictly, by SecurityMiddleware (api/security/json_body.py); the models then
         # validate with strict=True: no coercion of "14", 14.0 or true into an integer (api/schemas/common.py).
         plugins=[PydanticPlugin(validate_strict=True)],
+        # Every time in every answer in one convention: UTC, microseconds, Z (exchange/units.py).
+        type_encoders={datetime: iso},
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="envx — environmental-rights exchange and registry",

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from ledger.state import Rejection
-
-# Ledger refusal codes that mean "your input is malformed" rather than "the state says no".
-VALIDATION_CODES = frozenset({
-    "invalid_amount", "invalid_serials", "serials_amount_mismatch", "invalid_purpose", "invalid_hold_kind",
-    "invalid_instrument_code", "invalid_instrument_kind", "invalid_decimals", "invalid_expiry",
-    "serials_not_applicable", "same_account",
-})
-NOT_FOUND_CODES = frozenset({"unknown_account", "unknown_instrument", "unknown_hold"})
+# Ledger refusals become domain errors in one place, in the caller's units: exchange/refusals.py.
 
 
 class DomainError(Exception):
@@ -36,10 +28,3 @@ class Invalid(DomainError):
     def __init__(self, code: str, message: str, **extra: object) -> None:
         super().__init__(code, message, 422, **extra)
 
-
-def from_rejection(rej: Rejection) -> DomainError:
-    if rej.code in VALIDATION_CODES:
-        return DomainError(rej.code, rej.message, 422)
-    if rej.code in NOT_FOUND_CODES:
-        return DomainError(rej.code, rej.message, 404)
-    return DomainError(rej.code, rej.message, 409)

@@ -66,7 +66,7 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
             seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp})
             rejected = [e for e in events if e[0] == ev.REJECTED]
             if rejected:
-                raise _reason_error(rejected[0][2], rejected[0][3])
+                raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
             result = {"seq": seqno, "events": _events_view(events, seq.market.decimals), "_fp": fp}
         fut.set_result(result)
         return {k: v for k, v in result.items() if not k.startswith("_")}
@@ -191,7 +191,7 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
         if pid in deal["confirmed"]:
             # A repeated click is refused before anything is funded or journaled (the engine would refuse
             # it too, after the funding): nothing moves, and a retry gets the same refusal.
-            raise _reason_error(R.ALREADY_CONFIRMED, "this party already confirmed the current terms")
+            raise _reason_error(R.ALREADY_CONFIRMED, "this party already confirmed the current terms", m.decimals)
         price, qty = int(deal["price"]), int(deal["qty"])
         seller_id, buyer_id = ((quote["account"], deal["responder"]) if quote["side"] == mc.SELL
                                else (deal["responder"], quote["account"]))

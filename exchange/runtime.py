@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Collection, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from exchange.errors import DomainError, from_rejection
+from exchange.errors import DomainError
 from exchange.keys import Credentials, KeyCache
 from exchange.provenance import LEDGER_META
+from exchange.refusals import refused
 from exchange.settings import Settings
 from exchange.verifiable import VerifiableLedger
 from ledger import commands as c
@@ -45,8 +46,9 @@ class Runtime:
     # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
     inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
-    async def submit(self, request: c.Request) -> Entry:
-        return (await self.submit_linked([request]))[0]
+    async def submit(self, request: c.Request, *, own: Collection[int] | None = (),
+                     counterparty: bool = False) -> Entry:
+        return (await self.submit_linked([request], own=own, counterparty=counterparty))[0]
 
     @staticmethod
     def with_provenance(requests: list[c.Request]) -> list[c.Request]:
@@ -56,12 +58,15 @@ class Runtime:
             return [replace(requests[0], meta={**requests[0].meta, **extra}), *requests[1:]]
         return requests
 
-    async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+    async def submit_linked(self, requests: list[c.Request], *, own: Collection[int] | None = (),
+                            counterparty: bool = False) -> list[Entry]:
+        """Append `requests` all or nothing. A refusal is said to the caller in its units, naming only the
+        accounts in `own` (the caller's; OVERSIGHT: every account) -- exchange/refusals.py."""
         requests = self.with_provenance(requests)
         try:
             return await self.writer.submit_linked(requests)
         except Rejection as rej:
-            raise from_rejection(rej) from None
+            raise refused(rej, own, counterparty=counterparty) from None
         except WriterUnavailable as exc:
             raise DomainError("ledger_unavailable", str(exc), 503) from None
 

@@ -345,6 +345,20 @@ class CancelAuction:
         _require_ints(self, "auction_id")
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A command the application refused by the engine's own rule before funding it (an auction's
+    `refusal`), journaled in its place so that a retry gets the same refusal. Every engine answers it
+    `rejected` with this code and message, referring to `ref`, and changes nothing else."""
+
+    ref: int
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        _require_ints(self, "ref")
+
+
 def command_ref(command: Any) -> int | None:
     """The id a rejection refers to: the first integer id field of the command, if any."""
     for name in ("order_id", "listing_id", "take_id", "quote_id", "deal_id", "bid_id", "auction_id"):

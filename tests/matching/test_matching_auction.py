@@ -275,8 +275,8 @@ def test_phase_machine_and_registration() -> None:
     ("terms", "reason"),
     [
         ({"qty": 0}, R.INVALID_QUANTITY),
-        ({"min_price": 0}, R.INVALID_AUCTION),
-        ({"increment": 0}, R.INVALID_AUCTION),
+        ({"min_price": 0}, R.INVALID_PRICE),
+        ({"increment": 0}, R.INVALID_PRICE),
         ({"allocation": "dutch"}, R.INVALID_AUCTION),
         ({"top_percent": 0}, R.INVALID_AUCTION),
         ({"cap_per_bidder": 0}, R.INVALID_AUCTION),
@@ -289,6 +289,16 @@ def test_inconsistent_terms_are_refused(terms: dict[str, Any], reason: str) -> N
     full = {"qty": 10, "min_price": START, **terms}
     ev = AuctionHouse().process(1, 0, Announce(1, "s", **full))
     assert ev[0][2] == reason
+
+
+def test_a_lot_price_off_the_tick_is_off_tick_as_a_bid_is() -> None:
+    """One kind of refusal, one code: a minimum price or increment off the tick is `off_tick`, as an
+    off-tick bid is (it was `invalid_auction`), and the message marks its prices for the application."""
+    house = AuctionHouse(MarketRules(tick=2))
+    for seq, terms in enumerate(({"min_price": 10_001}, {"min_price": 10_000, "increment": 3}), 1):
+        ev = house.process(seq, 0, Announce(seq, "s", **{"qty": 10, **terms}))
+        assert ev[0][2] == R.OFF_TICK, ev
+        assert "{price:2}" in ev[0][3], ev
 
 
 bids_st = st.lists(
