@@ -1,7 +1,8 @@
 """Restoration certificates: assembled from the ledger, signed by the registry key, served as JSON and PDF.
 
-The JSON certificate (format in `ledger.certificate`) names the retired serial blocks, the price paid,
-the ledger entries and their receipts (inclusion proofs under a signed checkpoint), so anyone can verify
+The JSON certificate (format in `ledger.certificate`) names the retired serial blocks, what was paid for
+each -- price, quantity, value (price x quantity), the exchange's fee, paid (value + fee) -- and the
+totals, the ledger entries and their receipts (inclusion proofs under a signed checkpoint), so anyone can verify
 it offline with `envx verify-receipt FILE --key <registry key>`. The PDF prints the same facts in
 Chinese with an embedded Noto Sans CJK font, and the verification code for the public endpoint.
 """
@@ -19,7 +20,7 @@ from exchange import proofs, restoration
 from exchange.errors import DomainError, NotFound
 from exchange.keys import Principal
 from exchange.runtime import Runtime
-from exchange.units import to_text
+from exchange.units import CARBON_UNIT, cny, iso, to_text
 from ledger import certificate as cert_format
 
 # Receipts are fetched with oversight rights: the certificate is a public document by design.
@@ -46,12 +47,16 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
         return dict(row.certificate)
     blocks = []
     for f in done:
-        meta = json.loads(bytes(f["retire_meta"]))
-        for start, end in meta.get("serials", []):
+        ranges = [(int(a), int(b)) for a, b in json.loads(bytes(f["retire_meta"])).get("serials", [])]
+        sizes = [e - s + 1 for s, e in ranges]
+        # A fill is one trade: its value and fee are the trade's, shared over its blocks by quantity.
+        values, fees = spread(f["notional"], sizes), spread(f["buyer_fee"], sizes)
+        for (start, end), value, fee in zip(ranges, values, fees, strict=True):
             blocks.append({"instrument": f["instrument"], "serial_start": start, "serial_end": end,
                            "quantity": to_text(end - start + 1, f["decimals"]), "entry_seq": f["retire_seq"],
-                           "price_fen": f["price"], "price": to_text(f["price"], 2), "market": f["market_id"],
-                           "trade_id": f["trade_id"]})
+                           "price_fen": f["price"], "price": cny(f["price"]), "value": cny(value), "fee": cny(fee),
+                           "paid": cny(value + fee), "market": f["market_id"], "trade_id": f["trade_id"]})
+    value, fees = sum(f["notional"] for f in done), sum(f["buyer_fee"] for f in done)
     receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f["retire_seq"] for f in done})]
     body = {
         "title": "购买碳减排量用于替代性生态修复见证",
@@ -59,12 +64,13 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
         "order": {k: state[k] for k in ("id", "court", "case_number", "case_type", "judgment_reference",
                                         "defendants", "payer", "assessed_loss", "assessment_method",
                                         "assessing_body", "multiplier", "required_quantity", "deadline")},
-        "retired_quantity": to_text(retired_kg, restoration.KG_DECIMALS),
-        "unit": "t CO2e",
+        "retired_quantity": state["retired_quantity"],
+        "unit": CARBON_UNIT,
         "status": "fulfilled" if retired_kg >= await _required(rt, order_id) else "partially_fulfilled",
-        "paid": to_text(sum(f["notional"] + f["buyer_fee"] for f in done), 2),
+        "paid": cny(value + fees),
+        "totals": {"value": cny(value), "fees": cny(fees), "paid": cny(value + fees)},
         "blocks": blocks,
-        "issued_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "issued_at": iso(datetime.now(UTC)),
     }
     body["order"]["deadline"] = str(body["order"]["deadline"])
     body["order"]["defendants"] = restoration.public_defendants(state["defendants"])  # names, no ID numbers
@@ -79,6 +85,17 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
                VALUES (:c, :o, :k, CAST(:doc AS jsonb)) ON CONFLICT DO NOTHING"""),
             {"c": code, "o": order_id, "k": retired_kg, "doc": json.dumps(doc, ensure_ascii=False)})
     return doc
+
+
+def spread(total: int, sizes: list[int]) -> list[int]:
+    """`total` fen over parts of these sizes, in proportion, to the fen: each part gets its floor and the
+    fen left over go to the largest remainders (the earliest first), so the parts add up to `total`."""
+    whole = sum(sizes)
+    shares = [total * n // whole for n in sizes]
+    order = sorted(range(len(sizes)), key=lambda i: (-(total * sizes[i] % whole), i))
+    for i in order[:total - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 async def _required(rt: Runtime, order_id: int) -> int:

@@ -14,12 +14,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from exchange import participants
+from exchange import expiry, participants
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import fingerprint
 from exchange.keys import Principal
 from exchange.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.pricing import buy_hold
+from exchange.refusals import COUNTERPARTY_UNFUNDED
 from exchange.runtime import Runtime
 from exchange.units import to_base, to_text
 from ledger import commands as lc
@@ -197,13 +198,22 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
                                else (deal["responder"], quote["account"]))
         seller, buyer = await participants.lookup(rt, seller_id), await participants.lookup(rt, buyer_id)
         cash = buy_hold(price, qty, m.decimals, m.fee_bps, m.years)
+        if m.expires:  # no units whose term ended are delivered; the buyer only hears the seller cannot deliver
+            try:
+                await expiry.refuse_ended(rt, seller["holding_account"], m.instrument)
+            except DomainError as exc:
+                if seller_id == pid:
+                    raise
+                raise DomainError(COUNTERPARTY_UNFUNDED, "the counterparty cannot deliver these units now") from exc
         base = f"{m.id}:deal:{deal_id}:{client_id}"
         holds = await rt.submit_linked([
             lc.Request(f"exchange:{m.id}", lc.CreateHold("order", buyer["cash_account"], rt.system["clearing"],
                                                           "CNY", cash), f"{base}:buyer", {"deal": deal_id}),
             lc.Request(f"exchange:{m.id}", lc.CreateHold("order", seller["holding_account"], rt.system["clearing"],
                                                           m.instrument, qty), f"{base}:seller", {"deal": deal_id}),
-        ])
+        # The confirming side hears its own shortfall in its units; the other side's is only
+        # `counterparty_unfunded`: no account, no balance (issue #14).
+        ], own=(who.cash_account, who.holding_account), counterparty=True)
         ids = {quote["account"]: deal["quote_id"], deal["responder"]: deal_id}
 
         def state(p: dict[str, Any], side: str, hold: Any, amount: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from exchange import participants, units
+from exchange import expiry, participants, units
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import fingerprint
 from exchange.keys import Principal
@@ -187,6 +187,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         if refusal is not None:
             make = _refused(*refusal)
             amount, instrument, account = 0, "CNY", who.cash_account
+            purpose = escrow.purpose() if escrow is not None else purpose
         elif hold_amount is not None:  # a fixed amount of cash (a deposit, a raise's top-up); 0: nothing to hold
             amount, instrument, account = hold_amount, "CNY", who.cash_account
         elif side == mc.BUY:
@@ -202,6 +203,9 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
             amount, instrument, account = qty, m.instrument, who.holding_account
         if account is None and refusal is None:
             raise DomainError("no_account", "this participant has no account for that side")
+        if instrument != "CNY" and amount and m.expires:  # units of a term that ended cannot move
+            await expiry.refuse_ended(rt, account, instrument, escrow.serials if escrow else None,
+                                      held=escrow is not None)
     except DomainError:
         # A retry of an order accepted before the market closed or moved still gets its first answer.
         answer = await journaled_answer(rt, who, client_id, fp, m.decimals)

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange import auctions, encumbrances, instruments, orders, participants
+from exchange import auctions, encumbrances, expiry, instruments, orders, participants
 from exchange.bootstrap import SYSTEM_ACTOR
 from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import check_replay, fingerprint
@@ -114,6 +114,12 @@ def _d(v: Any) -> date:
 
 def _cny(fen: int | None) -> str | None:
     return None if fen is None else to_text(fen, CNY_DECIMALS)
+
+
+def _yours(who: Principal, *extra: int | None) -> tuple[int, ...]:
+    """The accounts a ledger refusal may name to `who` (exchange/refusals.py): its own, and the escrow it
+    holds as a pledgee; never the other party's."""
+    return tuple(a for a in (who.cash_account, who.holding_account, *extra) if a is not None)
 
 
 def _ranges(v: Any) -> list[tuple[int, int]]:
@@ -567,7 +573,7 @@ async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[st
         c.Request(who.actor, c.VoidHold(p["hold_id"]), _ledger_id(p, f"{op}-void"), _meta(p, op)),
         c.Request(who.actor, c.CreateHold("pledge", holding, escrow, p["instrument"], quantity, pieces,
                                           micros(expires_at)), _ledger_id(p, f"{op}-lock"), _meta(p, op)),
-    ])
+    ], own=_yours(who))
 
 
 # ----------------------------------------------------------------------------------- filing and consent
@@ -671,13 +677,14 @@ async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -
         escrow = await escrow_account(rt, p["pledgee_id"])
         holding = await _account(rt, p["pledgor_id"], "holding")
         serials = await _pieces(conn, p["instrument"], _ranges(p["requested_serials"]), holding)
+        await expiry.refuse_ended(rt, holding, p["instrument"], serials)  # a right whose term ended is no collateral
         try:
             entry = await rt.submit(c.Request(
                 who.actor,
                 c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"], serials,
                              micros(_dt(p["expires_at"]))),
                 _ledger_id(p, "lock"), _meta(p, "lock", loan_contract=p["loan_contract"],
-                                             references=[r["reference"] for r in p["refs"]])))
+                                             references=[r["reference"] for r in p["refs"]])), own=_yours(who))
         except DomainError as exc:  # the pledgor holds the units: tell it what stands on them
             raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
                                             serials=serials) from None
@@ -816,6 +823,7 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
             free = await repo.free_blocks(conn, holding, p["instrument"])
             extra = rg.take_lowest([(b["start_serial"], b["end_serial"]) for b in free], add)
         await _require_unfrozen(conn, p, "topped up")
+        await expiry.refuse_ended(rt, holding, p["instrument"], extra)
         new = rg.union(_ranges(p["serials"]), extra)
         try:
             entries = await _relock(conn, rt, who, p, serials=new, quantity=p["quantity"] + add,
@@ -1501,7 +1509,7 @@ async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *
             reqs, plan = await _handover(conn, rt, who.actor, p, courts)
             reqs.append(c.Request(who.actor, c.PostHold(p["hold_id"]), _ledger_id(p, "post-to-escrow"),
                                   _meta(p, "enforce-exchange", reason=reason)))
-            entries = await rt.submit_linked(reqs)
+            entries = await rt.submit_linked(reqs, own=_yours(who, await escrow_account(rt, p["pledgee_id"])))
             await _after_handover(conn, p, plan, entries, who.actor, method)
             enforcement = {**base, "escrow_account": await escrow_account(rt, p["pledgee_id"]),
                            "lot": p["serials"], "lot_quantity": p["quantity"], "sold": 0, "received": 0, "paid": {},
@@ -1561,7 +1569,7 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: di
     reqs += [c.Request(who.actor, c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid),
                        _ledger_id(p, f"pay-{x.key}"), _meta(p, "enforce-transfer", role=x.role))
              for x in payouts if x.paid and x.party != "pledgee"]
-    entries = await rt.submit_linked(reqs)
+    entries = await rt.submit_linked(reqs, own=_yours(who, escrow))
     await _after_handover(conn, p, plan, entries, who.actor, "transfer")
     await _settle_claims(conn, p["id"], payouts)
     await _courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
@@ -1604,7 +1612,7 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         reqs += [c.Request(who.actor, c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid),
                            _ledger_id(p, f"pay-{x.key}"), _meta(p, "enforce-sale", role=x.role))
                  for x in payouts if x.paid]
-        entries = await rt.submit_linked(reqs)
+        entries = await rt.submit_linked(reqs, own=_yours(who))  # the buyer: its cash, not the bank's escrow
         await _after_handover(conn, p, plan, entries, who.actor, "sale")
         await _settle_claims(conn, p["id"], payouts)
         await _courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)

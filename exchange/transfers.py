@@ -76,10 +76,11 @@ async def transfer(rt: Runtime, who: Principal, client_id: str, *, to_participan
     if memo:
         meta["memo"] = memo
     source = _account_for(who, inst["kind"])
+    await expiry.refuse_ended(rt, source, instrument, _serials(serials))
     try:
         entry = await rt.submit(c.Request(
             who.actor, c.Transfer(source, _account_for(dest, inst["kind"]), instrument, amount, _serials(serials)),
-            client_id, meta))
+            client_id, meta), own=(source,))
     except DomainError as exc:
         raise await _named(rt, exc, source, instrument, serials) from None
     view = movement_view(entry, inst["decimals"])
@@ -100,11 +101,12 @@ async def retire(rt: Runtime, who: Principal, client_id: str, *, instrument: str
     if note:
         meta["note"] = note
     source = _account_for(who, inst["kind"])
+    await expiry.refuse_ended(rt, source, instrument, _serials(serials))
     try:
         entry = await rt.submit(c.Request(
             who.actor, c.Retire(source, rt.system["retired"], instrument, amount, purpose, beneficiary,
                                 _serials(serials)),
-            client_id, meta))
+            client_id, meta), own=(source,))
     except DomainError as exc:
         raise await _named(rt, exc, source, instrument, serials) from None
     view = movement_view(entry, inst["decimals"])

@@ -125,9 +125,7 @@ def speak(message: str, decimals: int) -> str:
 MONEY_FIELDS = frozenset({"price", "min_price", "clearing_price", "deposit", "band_low", "band_high"})
 QUANTITY_FIELDS = frozenset({"qty", "old_qty", "new_qty", "sold_qty", "unsold_qty"})
 TIME_FIELDS = frozenset({"ts", "end_ts"})
-# Renamed on the way out: the engine's integer fields become named amounts and times.
-_RENAMED = {"qty": "quantity", "old_qty": "old_quantity", "new_qty": "new_quantity", "sold_qty": "sold_quantity",
-            "unsold_qty": "unsold_quantity", "end_ts": "ends_at", "ts": "at"}
+_NO_LIMIT = 1 << 62  # matching.rules.NO_LIMIT: a band without an upper end
 
 
 def event_fields(fields: dict[str, Any], decimals: int) -> dict[str, Any]:
@@ -136,12 +134,12 @@ def event_fields(fields: dict[str, Any], decimals: int) -> dict[str, Any]:
     for k, v in fields.items():
         if isinstance(v, int) and not isinstance(v, bool) and v is not None:
             if k in MONEY_FIELDS:
-                v = cny(v)
+                v = None if v >= _NO_LIMIT else cny(v)
             elif k in QUANTITY_FIELDS:
                 v = quantity(v, decimals)
             elif k in TIME_FIELDS:
                 v = iso(v)
         elif k == "message" and isinstance(v, str):
             v = speak(v, decimals)
-        out[_RENAMED.get(k, k)] = v
+        out[k] = v
     return out
