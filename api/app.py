@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
@@ -35,6 +34,7 @@ from api.controllers.registry import (
 from api.controllers.restoration import CertificateCheckController, RestorationController
 from api.controllers.security import AuditController, OperatorActionController, SigningKeyController
 from api.deps import get_principal, get_rt
+from api.encoding import Answer
 from api.problems import EXCEPTION_HANDLERS
 from api.read_only import read_only_lifespan, refuse_writes
 from api.security.middleware import SecurityMiddleware
@@ -47,7 +47,6 @@ from exchange.keys import Credentials
 from exchange.markets import SHANGHAI
 from exchange.runtime import Runtime
 from exchange.settings import Settings
-from exchange.units import iso
 from exchange.verifiable import VerifiableLedger
 from ledger.writer import LedgerWriter
 
@@ -120,7 +119,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         # validate with strict=True: no coercion of "14", 14.0 or true into an integer (api/schemas/common.py).
         plugins=[PydanticPlugin(validate_strict=True)],
         # Every time in every answer in one convention: UTC, microseconds, Z (exchange/units.py).
-        type_encoders={datetime: iso},
+        response_class=Answer,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="envx — environmental-rights exchange and registry",
