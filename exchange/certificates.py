@@ -54,7 +54,7 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
         for (start, end), value, fee in zip(ranges, values, fees, strict=True):
             blocks.append({"instrument": f["instrument"], "serial_start": start, "serial_end": end,
                            "quantity": to_text(end - start + 1, f["decimals"]), "entry_seq": f["retire_seq"],
-                           "price_fen": f["price"], "price": cny(f["price"]), "value": cny(value), "fee": cny(fee),
+                           "price": cny(f["price"]), "value": cny(value), "fee": cny(fee),
                            "paid": cny(value + fee), "market": f["market_id"], "trade_id": f["trade_id"]})
     value, fees = sum(f["notional"] for f in done), sum(f["buyer_fee"] for f in done)
     receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f["retire_seq"] for f in done})]

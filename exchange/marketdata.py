@@ -105,9 +105,10 @@ async def daily(rt: Runtime, instrument: str, limit: int, before: tuple[str, str
 async def closes(rt: Runtime, instrument: str, limit: int, before: str | None = None) -> list[dict[str, Any]]:
     """Close prices newest day first, before the day `before` when given."""
     async with rt.read() as conn:
+        dec = (await conn.execute(text("SELECT decimals FROM instruments WHERE code = :i"), {"i": instrument})).scalar()
         rows = await conn.execute(text(
             """SELECT * FROM close_prices WHERE instrument = :i AND trading_day < :b
                ORDER BY trading_day DESC LIMIT :l"""),
             {"i": instrument, "l": limit + 1, "b": date.max if before is None else date.fromisoformat(before)})
-        return [{"trading_day": r.trading_day, "price": to_text(r.price, 2), "method": r.method,
-                 "volume": r.volume, "turnover": to_text(r.turnover, 2)} for r in rows]
+        return [{"trading_day": r.trading_day, "price": cny(r.price), "method": r.method,
+                 "volume": quantity(r.volume, dec or 0), "turnover": cny(r.turnover)} for r in rows]

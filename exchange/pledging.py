@@ -53,7 +53,7 @@ from exchange.instrument_kinds import term_years
 from exchange.keys import Principal
 from exchange.pricing import notional
 from exchange.runtime import Runtime
-from exchange.units import CNY_DECIMALS, to_base, to_text
+from exchange.units import CNY_DECIMALS, stored_times, to_base, to_text
 from ledger import commands as c
 from ledger.note import Signer, generate_signer_key
 from ledger.state import Entry
@@ -149,8 +149,10 @@ def present(value: Any, decimals: int, unit: str | None = None) -> Any:
 
 
 def _shown(view: dict[str, Any], decimals: int) -> dict[str, Any]:
-    """An event view (repo.event_view) as callers and webhooks receive it."""
-    return {**view, "changes": present(view["changes"], decimals), "details": present(view["details"], decimals)}
+    """An event view (repo.event_view) as callers and webhooks receive it: amounts and quantities in
+    decimal strings, the times the registry stored in ISO 8601 (exchange/units.py)."""
+    return stored_times({**view, "changes": present(view["changes"], decimals),
+                         "details": present(view["details"], decimals)})
 
 
 def _ledger_id(p: dict[str, Any], op: str) -> str:

@@ -10,7 +10,7 @@ from exchange import encumbrances, expiry, instruments, participants, restoratio
 from exchange.errors import DomainError, Forbidden
 from exchange.keys import Principal
 from exchange.runtime import Runtime
-from exchange.units import to_base, to_text
+from exchange.units import iso, to_base, to_text
 from ledger import commands as c
 from ledger import queries
 from ledger.state import Entry
@@ -57,7 +57,7 @@ def movement_view(entry: Entry, decimals: int) -> dict[str, Any]:
         "instrument": body["instrument"],
         "quantity": to_text(amount, decimals),
         "serials": [{"start": s, "end": e} for s, e in meta.get("serials", [])],
-        "ts": entry.ts,
+        "ts": iso(entry.ts),
         "entry_url": f"/v1/ledger/entries/{entry.seq}",
         "receipt_url": f"/v1/ledger/entries/{entry.seq}/receipt",
     }

@@ -93,6 +93,23 @@ def iso_or_none(at: datetime | int | str | None) -> str | None:
     return None if at is None else iso(at)
 
 
+_STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+
+
+def stored_times(value: Any) -> Any:
+    """Times in JSON the registry stored itself (event data): aware datetimes and ISO strings with an
+    offset, written by `iso`. Never for what a user wrote: their text is theirs."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, str) and _STORED_TIME.fullmatch(value):
+        return iso(value)
+    if isinstance(value, dict):
+        return {k: stored_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [stored_times(v) for v in value]
+    return value
+
+
 def day(d: date | datetime | str) -> str:
     """A calendar date (trading day, term, deadline) as YYYY-MM-DD."""
     if isinstance(d, datetime):

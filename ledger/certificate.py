@@ -130,7 +130,7 @@ def verify(cert: Mapping[str, Any], verifier_keys: Iterable[str | note.Verifier]
         if restoration.get("case_number") != order.get("case_number") or \
                 restoration.get("restoration_order") != order.get("id"):
             raise CertificateError("case_mismatch", f"entry {seq} retired units for another case")
-        if "price" in meta and any(int(b.get("price_fen", -1)) != int(meta["price"]) for b in its_blocks):
+        if "price" in meta and any(_fen_of(b) != int(meta["price"]) for b in its_blocks):
             raise CertificateError("price_mismatch", f"entry {seq}: the price paid differs from the ledger's")
         retired += int(ebody["amount"])
     claimed = sum(int(b["serial_end"]) - int(b["serial_start"]) + 1 for b in blocks)
@@ -138,6 +138,15 @@ def verify(cert: Mapping[str, Any], verifier_keys: Iterable[str | note.Verifier]
         raise CertificateError("quantity_mismatch", f"blocks add up to {claimed}, entries retired {retired}")
     _check_money(body, wanted)
     return VerifiedCertificate(body, verification_code(cert["note"]), retired, tuple(sorted(wanted)))
+
+
+def _fen_of(block: Mapping[str, Any]) -> int:
+    """A block's price in fen, as the ledger entry's meta has it: from its CNY price (certificates from
+    before prices were decimal strings only also carry `price_fen`)."""
+    if "price_fen" in block:
+        return int(block["price_fen"])
+    fen = _cny(block.get("price"), "price") * 100
+    return int(fen) if fen == fen.to_integral_value() else -1
 
 
 def _cny(value: Any, what: str) -> Decimal:
