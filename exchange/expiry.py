@@ -134,7 +134,7 @@ def _encumbrance(block: Any) -> str:
 
 async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
     """Retire what is left of every emission-right batch whose term ended before `today`."""
-    today = today or trading_day(datetime.now(SHANGHAI))
+    today = today or today_of(rt)
     expired: list[dict[str, Any]] = []
     blocked: list[dict[str, Any]] = []
     async with rt.read() as conn:
