@@ -28,6 +28,7 @@ from exchange.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.idempotency import fingerprint
 from exchange.keys import Credentials, KeyRow, Principal
 from exchange.runtime import Runtime
+from exchange.units import iso
 
 HALF_PREFIX = "envxe"
 _CODE_COLUMNS = ("id, handle, participant_id, operator_action_id, four_eyes, created_by, client_id, first_hash, "
@@ -214,7 +215,7 @@ async def enroll(rt: Runtime, client_id: str, first_half: str, second_half: str,
             raise DomainError("enrollment_code_cancelled", f"this enrollment code was cancelled ({row.cancel_reason})")
         now = datetime.now(UTC)
         if row.expires_at <= now:
-            raise DomainError("enrollment_code_expired", f"this enrollment code expired at {row.expires_at}; ask "
+            raise DomainError("enrollment_code_expired", f"this enrollment code expired at {iso(row.expires_at)}; ask "
                                                          "the registry for a new one (two operators issue it)")
         status = (await conn.execute(text("SELECT status FROM participants WHERE id = :p FOR SHARE"),
                                      {"p": row.participant_id})).scalar()

@@ -37,7 +37,7 @@ from exchange.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.keys import Principal
 from exchange.pledging import translate_refusals
 from exchange.runtime import Runtime
-from exchange.units import CNY_DECIMALS, to_base, to_text
+from exchange.units import CNY_DECIMALS, iso, to_base, to_text
 from ledger import commands as c
 from pledges import ranges as rg
 from pledges import repository as repo
@@ -221,7 +221,7 @@ async def _locked(conn: AsyncConnection, who: Principal, freeze_id: int) -> dict
         code = "freeze_expired" if f["status"] == "expired" else "freeze_closed"
         raise DomainError(code, f"freeze {freeze_id} is {f['status']}")
     if pledging.now() >= f["expires_at"]:
-        raise DomainError("freeze_expired", f"freeze {freeze_id} expired at {f['expires_at'].isoformat()}")
+        raise DomainError("freeze_expired", f"freeze {freeze_id} expired at {iso(f['expires_at'])}")
     return f
 
 

@@ -53,7 +53,7 @@ from exchange.keys import Principal
 from exchange.provenance import provenance
 from exchange.runtime import Runtime
 from exchange.subjects import subject_from_payload
-from exchange.units import CNY_DECIMALS, to_base
+from exchange.units import CNY_DECIMALS, iso, to_base
 
 _COLUMNS = ("id, kind, payload, summary, status, proposed_by, client_id, created_at, expires_at, decided_by, "
             "decided_at, decision_note, result, error")
@@ -294,7 +294,7 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
             raise DomainError("proposer_suspended", f"operator action {action_id} was proposed by a participant who "
                                                     "is suspended now; it cannot be approved unless reinstated")
         if row.expires_at <= datetime.now(UTC):
-            raise DomainError("action_expired", f"operator action {action_id} expired at {row.expires_at}; "
+            raise DomainError("action_expired", f"operator action {action_id} expired at {iso(row.expires_at)}; "
                                                 "propose it again")
         meta = {"id": action_id, "kind": row.kind, "proposed_by": row.proposed_by, "approved_by": who.actor}
         try:

@@ -53,7 +53,7 @@ from exchange.instrument_kinds import term_years
 from exchange.keys import Principal
 from exchange.pricing import notional
 from exchange.runtime import Runtime
-from exchange.units import CNY_DECIMALS, stored_times, to_base, to_text
+from exchange.units import CNY_DECIMALS, iso, speak, stored_times, to_base, to_text
 from ledger import commands as c
 from ledger.note import Signer, generate_signer_key
 from ledger.state import Entry
@@ -76,6 +76,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _taken(take: Callable[[list[tuple[int, int]], int], list[tuple[int, int]]], ranges: list[tuple[int, int]],
+           n: int, decimals: int) -> list[tuple[int, int]]:
+    """`take` (pledges.ranges) of `n` base units, its refusal in the instrument's unit."""
+    try:
+        return take(ranges, n)
+    except PledgeError as exc:
+        raise DomainError(exc.code, speak(exc.message, decimals), exc.status) from None
+
+
 def translate_refusals(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Refusals of the pure rules become domain errors (problem details) at the service boundary."""
 
@@ -83,8 +92,8 @@ def translate_refusals(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
-        except PledgeError as exc:
-            raise DomainError(exc.code, exc.message, exc.status) from None
+        except PledgeError as exc:  # the pure rules mark times ({ts:...}); quantities are spoken by _taken
+            raise DomainError(exc.code, speak(exc.message, 0), exc.status) from None
 
     return wrapper
 
@@ -548,7 +557,7 @@ def _require_pledgor(who: Principal, p: dict[str, Any]) -> None:
 
 def _require_unexpired(p: dict[str, Any]) -> None:
     if now() >= _dt(p["expires_at"]):
-        raise DomainError("pledge_expired", f"the registration expired at {_dt(p['expires_at']).isoformat()}")
+        raise DomainError("pledge_expired", f"the registration expired at {iso(_dt(p['expires_at']))}")
 
 
 async def _require_unfrozen(conn: AsyncConnection, p: dict[str, Any], verb: str) -> None:
@@ -823,7 +832,7 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
                 raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
         else:
             free = await repo.free_blocks(conn, holding, p["instrument"])
-            extra = rg.take_lowest([(b["start_serial"], b["end_serial"]) for b in free], add)
+            extra = _taken(rg.take_lowest, [(b["start_serial"], b["end_serial"]) for b in free], add, p["decimals"])
         await _require_unfrozen(conn, p, "topped up")
         await expiry.refuse_ended(rt, holding, p["instrument"], extra)
         new = rg.union(_ranges(p["serials"]), extra)
@@ -859,7 +868,7 @@ async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id
             if quantity is not None and rg.total(released) != to_base(quantity, p["decimals"]):
                 raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
         elif quantity is not None:
-            released = rg.take_highest(current, to_base(quantity, p["decimals"]))
+            released = _taken(rg.take_highest, current, to_base(quantity, p["decimals"]), p["decimals"])
         else:
             raise Invalid("quantity_required", "name the quantity or the serial ranges to release")
         remaining = rg.subtract(current, released)
