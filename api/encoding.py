@@ -7,22 +7,11 @@ it (a database column, the sequencer's clock, a calendar computed in Asia/Shangh
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from litestar import Response
 
-from exchange.units import iso
-
-
-def times_in_iso(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, dict):
-        return {k: times_in_iso(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [times_in_iso(v) for v in value]
-    return value
+from exchange.units import times_in_iso
 
 
 class Answer(Response[Any]):

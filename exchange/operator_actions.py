@@ -53,7 +53,7 @@ from exchange.keys import Principal
 from exchange.provenance import provenance
 from exchange.runtime import Runtime
 from exchange.subjects import subject_from_payload
-from exchange.units import CNY_DECIMALS, iso, to_base
+from exchange.units import CNY_DECIMALS, iso, times_in_iso, to_base
 
 _COLUMNS = ("id, kind, payload, summary, status, proposed_by, client_id, created_at, expires_at, decided_by, "
             "decided_at, decision_note, result, error")
@@ -319,7 +319,7 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
             await conn.execute(
                 text("""UPDATE operator_actions SET status = 'executed', decided_by = :d, decided_at = now(),
                             decision_note = :n, result = CAST(:r AS jsonb) WHERE id = :i"""),
-                {"d": who.actor, "n": note, "r": _json(result), "i": action_id})
+                {"d": who.actor, "n": note, "r": _json(times_in_iso(result)), "i": action_id})
     if failure is not None:  # recorded as failed (committed above); the approver sees why
         raise DomainError(failure.code, failure.message, failure.status, operator_action=action_id,
                           **failure.extra)

@@ -93,6 +93,17 @@ def iso_or_none(at: datetime | int | str | None) -> str | None:
     return None if at is None else iso(at)
 
 
+def times_in_iso(value: Any) -> Any:
+    """Every datetime in a JSON-able value written by `iso` (strings are left as they are)."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, dict):
+        return {k: times_in_iso(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [times_in_iso(v) for v in value]
+    return value
+
+
 _STORED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 
 

@@ -51,8 +51,14 @@ COUNTS = {
 }
 
 
+# Requests echoed back as sent (an operator action's payload, the audit trail): market settings name
+# their unit in their key (tick_fen, lot_units, min_base), instruments their decimals and term in years.
+SETTINGS = {"decimals", "validity_years", "start_serial", "end_serial", "compliance_year"}
+
+
 def _int_allowed(key: str) -> bool:
-    return key in COUNTS or key.endswith(("_id", "_seq", "_ids", "_seqs", "_account", "_bps", "_count"))
+    return key in COUNTS or key in SETTINGS or key.endswith(
+        ("_id", "_seq", "_ids", "_seqs", "_account", "_bps", "_count", ".id", "_fen", "_units", "_base"))
 
 
 def walk(value: Any, where: str, problems: list[str], key: str = "") -> None:
@@ -289,6 +295,11 @@ def test_every_answer_event_and_message_speaks_the_users_units(api: Api) -> None
     c.get(api, "/v1/instruments/FCT-SM/closes")
     c.get(api, "/v1/markets")
     c.get(api, "/v1/participants")
+    c.post(api, "/v1/participants", {"name": "新企业", "kind": "enterprise"})
+    for path in ("/v1/operator-actions", "/v1/audit/events", "/v1/issuances", "/v1/ledger/checkpoints",
+                 f"/v1/participants/{seller['id']}/keys", "/v1/restoration-orders", "/v1/pledges"):
+        c.get(api, path)
+    c.get(s, f"/v1/participants/{seller['id']}")
 
     async def outbox() -> list[Any]:
         async with api.client.app.state.rt.read() as conn:
