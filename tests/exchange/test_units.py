@@ -319,3 +319,9 @@ def test_the_walk_catches_base_units_and_microseconds() -> None:
           "until": "2026-12-02T00:00:00+08:00", "detail": "price {price:10001} is off", "id": 7,
           "fine": "2026-12-01T11:54:52.322022Z"}, "x", found)
     assert len(found) == 5, found
+
+
+def test_the_openapi_document_states_the_convention(api: Api) -> None:
+    doc = api.ok(api.client.get("/schema/openapi.json"))["info"]["description"]
+    for said in ("decimal string", "CNY", "ISO 8601 in UTC", "microseconds", "tCO2e", "counterparty_unfunded"):
+        assert said in doc, said
