@@ -28,7 +28,27 @@ _REGISTRY = Principal(0, "operator", "registry", 0, None, None)
 
 
 async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
-    """The current certificate of an order (a new one whenever more units have been retired)."""
+    """The current certificate of an order (a new one whenever more units have been retired). Readers that
+    come while it is being made wait for that one: one state, one certificate, one code."""
+    key = ("certificate", order_id)
+    running = rt.inflight.get(key)
+    if running is not None:
+        return await asyncio.shield(running)  # type: ignore[no-any-return]
+    made: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    rt.inflight[key] = made
+    try:
+        doc = await _issue(rt, order_id)
+        made.set_result(doc)
+        return doc
+    except BaseException as exc:
+        made.set_exception(exc)
+        made.exception()
+        raise
+    finally:
+        del rt.inflight[key]
+
+
+async def _issue(rt: Runtime, order_id: int) -> dict[str, Any]:
     try:
         state = await restoration.get(rt, None, order_id)
     except NotFound:
@@ -70,7 +90,7 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
         "paid": cny(value + fees),
         "totals": {"value": cny(value), "fees": cny(fees), "paid": cny(value + fees)},
         "blocks": blocks,
-        "issued_at": iso(datetime.now(UTC)),
+        "issued_at": iso(datetime.now(UTC).replace(microsecond=0)),  # concurrent issues of one state agree
     }
     body["order"]["deadline"] = str(body["order"]["deadline"])
     body["order"]["defendants"] = restoration.public_defendants(state["defendants"])  # names, no ID numbers

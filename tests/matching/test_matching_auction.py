@@ -375,8 +375,12 @@ def test_standing_bids_and_per_bidder_allocation_match_a_reference_and_replay(
         cmd = Bid(aid, h.new_id(), bidder, START + steps * STEP, qty, replaces)
         sent.append((cmd.bid_id, bidder, cmd.price, qty, replaces))
         commands.append((10, cmd))
+        before = h.engine.state_hash()
+        asked = h.engine.refusal(10, cmd)  # what the application asks before it funds a bid
+        assert h.engine.state_hash() == before  # asking changes nothing
         ev = h.at(10, cmd)
         outcomes.append(ev[0][0] if ev[0][0] != "rejected" else ev[0][2])
+        assert (None if asked is None else asked[2]) == (None if ev[0][0] != "rejected" else ev[0][2])
     for ts, c in ((1_000, CloseAuction(aid)), (1_000, Allocate(aid))):
         if len(commands) == snap_at:
             snap = json.loads(json.dumps(h.engine.snapshot()))
