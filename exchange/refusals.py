@@ -92,5 +92,7 @@ def refused(rej: Rejection, own: Collection[int] | None = (), *, counterparty: b
     if counterparty and rej.code in ("insufficient_available", "serials_not_available"):
         cash = facts.get("instrument") == "CNY"
         return DomainError(COUNTERPARTY_UNFUNDED, _COUNTERPARTY["CNY" if cash else None], 409)
+    if rej.code == "insufficient_available" and facts.get("freeze"):  # a court freezing a holder's units
+        return DomainError(rej.code, "the holder does not have that many units that can be frozen", 409)
     return DomainError(rej.code, _UNNAMED.get(rej.code, "the ledger refused this for another party's account"),
                        _status(rej.code))
