@@ -105,6 +105,18 @@ async def refuse_ended(rt: Runtime, account: int | None, instrument: str,
                           "as expired by the registry's sweep and can no longer move", blocks=blocks)
 
 
+async def hold_ended(rt: Runtime, hold: int | None) -> bool:
+    """Whether a hold (a resting listing's) holds units of an emission right whose term has ended."""
+    if hold is None:
+        return False
+    async with rt.read() as conn:
+        return bool((await conn.execute(text(
+            """SELECT EXISTS (SELECT 1 FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch
+                              WHERE b.hold = :h AND b.retired_seq IS NULL AND r.attributes ? 'valid_until'
+                                AND CAST(r.attributes->>'valid_until' AS date) < :today)"""),
+            {"h": hold, "today": today_of(rt)})).scalar())
+
+
 def account_prefix(account: int) -> str:
     """Every expiry retirement of an account has a client id starting so (holdings list them)."""
     return f"expiry:{account}:"

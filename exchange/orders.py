@@ -369,6 +369,11 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
             return _public(answer)
         raise DomainError("unknown_listing", f"listing {listing_id} is not open", 404)
     side = mc.opposite(listing["side"])
+    maker = seq.orders.get(listing_id)
+    if m.expires and listing["side"] == mc.SELL and maker is not None and await expiry.hold_ended(rt, maker.hold_id):
+        # Listed before its term ended (the close withdraws it): not sold now. The lister's blocks are its own.
+        raise DomainError("units_expired", f"the term of the units of listing {listing_id} has ended; "
+                          "they can no longer be sold")
     price_fen = int(listing["price"])
     pid = who.participant_id
     return _public(await submit_new(

@@ -61,6 +61,8 @@ def test_a_right_whose_term_ended_is_not_issued_not_moved_and_expires_even_when_
     states = {b["state"] for b in api.ok(buyer["api"].get("/v1/holdings"))["blocks"]}
     assert states == {"t1_locked"}
     listing = _market(api, "PW-SO2-T", "listing")
+    listed = api.ok(holder["api"].post(f"/v1/markets/{listing}/listings", {"side": "sell", "price": "1000.00",
+                                                                         "quantity": "1.000"}))["order"]["id"]
     auction = _market(api, "PW-SO2-T", "auction")
     pledge = api.ok(bank["api"].post("/v1/pledges", pledge_body(holder["id"], "1.000", instrument="PW-SO2-T",
                                                                 secured_amount="500.00", references=[])))
@@ -84,6 +86,10 @@ def test_a_right_whose_term_ended_is_not_issued_not_moved_and_expires_even_when_
                                                                "increment": "10"}),
         holder["api"].post(f"/v1/pledges/{pledge['id']}/confirm", {}),
     ]
+    # Listed before the end and not withdrawn yet (no close ran): not sold now either.
+    take = buyer["api"].post(f"/v1/markets/{listing}/listings/{listed}/take", {"quantity": "1.000"})
+    assert _code(take) == (409, "units_expired") and "blocks" not in take.json(), take.text
+    api.ok(holder["api"].post(f"/v1/markets/{listing}/orders/{listed}/cancel", {}))
     for r in moves:
         assert _code(r) == (409, "units_expired"), r.text
         blocks = r.json()["blocks"]
