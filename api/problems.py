@@ -9,8 +9,8 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from exchange.database import database_unreachable
-from exchange.errors import DomainError
+from exchange.core.database import database_unreachable
+from exchange.core.errors import DomainError
 
 log = logging.getLogger("envx.api")
 PROBLEM = "application/problem+json"

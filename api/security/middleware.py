@@ -8,7 +8,7 @@
    lone surrogates, unsafe integers), for requests the authorization guard will let through; a body it
    refuses is 422 and reaches nothing (no signature record, no handler);
 4. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
-   through exchange.provenance; participants whose operator requires signatures get 401
+   through exchange.core.provenance; participants whose operator requires signatures get 401
    `signature_required` for unsigned mutations;
 5. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
    original answer, byte for byte (api/security/replays.py);
@@ -40,10 +40,10 @@ from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
 from api.security.replays import ReplayGate
 from api.security.signatures import SignatureError, request_target, requires_signatures, verify_and_record
-from exchange import audit as audit_store
-from exchange.keys import Principal
-from exchange.provenance import provenance
-from exchange.settings import Settings
+from exchange.core.principal import Principal
+from exchange.core.provenance import provenance
+from exchange.core.settings import Settings
+from exchange.security import audit as audit_store
 
 log = logging.getLogger("envx.security")
 

@@ -1,0 +1,87 @@
+"""The running system: settings, database engine, the ledger writer, system accounts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from exchange.core.errors import DomainError, from_rejection
+from exchange.core.provenance import LEDGER_META
+from exchange.core.secrets import Credentials, KeyCache
+from exchange.core.settings import Settings
+from ledger import commands as c
+from ledger.checkpoints import CheckpointPublisher
+from ledger.note import Signer
+from ledger.state import Entry, Rejection
+from ledger.writer import LedgerWriter, WriterUnavailable
+
+
+class Verifiable(Protocol):
+    """What the runtime's users need of the verifiable-ledger wiring (exchange.verifiable.publisher)."""
+
+    signer: Signer
+    publisher: CheckpointPublisher
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    url: str
+    engine: AsyncEngine
+    writer: LedgerWriter
+    system: dict[str, int] = field(default_factory=dict)
+    # Merkle tree, checkpoint publisher and signing key; None in tools that run a bare writer.
+    verifiable: Verifiable | None = None
+    # The market sequencers (exchange.trading.hub.MarketHub); None in tools that run a bare writer.
+    exchange: Any = None
+    # Awaited by each sequencer after settling enforcement sales (exchange.trading.sequencer.SettlementHook).
+    settlement_hooks: list[Any] = field(default_factory=list)
+    # Awaited after each instrument's close (instrument, close price in fen, trading day): pledge valuations.
+    close_hooks: list[Callable[[str, int, date], Awaitable[None]]] = field(default_factory=list)
+    # APScheduler (3.x) running the calendar jobs (exchange.trading.sessions); None when ENVX_SCHEDULER is off.
+    scheduler: Any = None
+    # The time sessions and the calendar go by (tests drive it; everything else stamps with the system clock).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Derives secrets shown once (exchange/security/keys.py); None in a read-only process, which mints nothing.
+    credentials: Credentials | None = None
+    # Verified API keys of this process (exchange/security/keys.py).
+    key_cache: KeyCache = field(default_factory=KeyCache)
+    # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
+    inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+
+    async def submit(self, request: c.Request) -> Entry:
+        return (await self.submit_linked([request]))[0]
+
+    @staticmethod
+    def with_provenance(requests: list[c.Request]) -> list[c.Request]:
+        """The signed instruction / approval behind this call goes with the first entry it makes."""
+        extra = LEDGER_META.get()
+        if extra and requests:
+            return [replace(requests[0], meta={**requests[0].meta, **extra}), *requests[1:]]
+        return requests
+
+    async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+        requests = self.with_provenance(requests)
+        try:
+            return await self.writer.submit_linked(requests)
+        except Rejection as rej:
+            raise from_rejection(rej) from None
+        except WriterUnavailable as exc:
+            raise DomainError("ledger_unavailable", str(exc), 503) from None
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the exchange tables; commits at the end of the block."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
