@@ -189,9 +189,7 @@ class _Walker(ast.NodeVisitor):
             spread = self._tuple_of(args[0].value)  # Invalid(*_INVALID)
             if spread is not None:
                 args = [*spread.elts, *args[1:]]
-        if len(args) > taker.code and not isinstance(args[taker.code], ast.Starred):
-            code = args[taker.code]
-        elif len(args) > taker.code:
+        if len(args) > taker.code:
             code = args[taker.code]
         if taker.status is not None and len(args) > taker.status:
             status_expr = args[taker.status]

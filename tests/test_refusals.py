@@ -129,9 +129,9 @@ def test_the_engines_reject_with_reason_constants_only() -> None:
 
 def test_the_lower_packages_codes_are_members_and_exactly_those_they_raise(sites: list[Site]) -> None:
     members = {r.value for r in Refusal}
-    assert LEDGER_CODES <= members, LEDGER_CODES - members
-    assert PLEDGE_CODES <= members, PLEDGE_CODES - members
-    assert reasons.CODES <= members, reasons.CODES - members
+    assert members >= LEDGER_CODES, LEDGER_CODES - members
+    assert members >= PLEDGE_CODES, PLEDGE_CODES - members
+    assert members >= reasons.CODES, reasons.CODES - members
 
     def raised(package: str, taker: str) -> set[str]:
         return {c for s in sites if s.path.startswith(package + "/") and s.taker == taker for c in s.codes or ()}
@@ -174,7 +174,7 @@ def test_refusals_md_is_the_enum_rendered() -> None:
 def test_an_unknown_code_or_another_status_is_a_bug_not_a_refusal() -> None:
     with pytest.raises(UnknownRefusal, match="'no_such_refusal' is not in the closed set"):
         DomainError("no_such_refusal", "planted")
-    with pytest.raises(UnknownRefusal, match="answered 409 .* not 422"):
+    with pytest.raises(UnknownRefusal, match=r"answered 409 .* not 422"):
         DomainError("insufficient_available", "planted", 422)
     with pytest.raises(UnknownRefusal):
         Invalid("insufficient_available", "a 409 code is not a validation error")
