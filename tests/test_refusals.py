@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -201,8 +202,6 @@ def test_the_status_comes_from_the_code() -> None:
 
 
 def test_the_edge_refuses_to_send_an_unknown_code() -> None:
-    import asyncio
-
     sent: list[dict] = []
 
     async def send(message: dict) -> None:

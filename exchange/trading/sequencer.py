@@ -13,10 +13,11 @@ Recovery: restore the latest snapshot at or below `applied_seq`, replay the jour
 ledger's idempotency (client ids derived from market, trade and hold ids) makes re-settlement a
 no-op, so a crash at any point settles every journaled trade exactly once.
 
-Failures are of two kinds. An outage (the database or the ledger writer away for now) pauses the
-market: it rebuilds from the journal until the database is back. Anything else is a broken invariant,
-a bug: holds are sized so that a journaled trade always settles, so a settlement the ledger refuses
-(or a replay that raises) means the market's state can no longer be trusted. The market then stops
+Failures follow the one policy of exchange/core/refusals.py. An outage (the database or the ledger
+writer away for now) pauses the market: it rebuilds from the journal until the database is back.
+Anything else is a broken invariant, a bug: holds are sized so that a journaled trade always settles,
+so a settlement the ledger refuses (or a replay that raises, or a ledger writer stopped on its own
+broken invariant) means the market's state can no longer be trusted. The market then stops
 taking writes (every command answers 503 `market_stopped` with the reason), says why in `/health`,
 logs it once as CRITICAL and does not retry; reads keep working, other markets trade on, nothing
 settles halfway (each trade is one linked ledger group) and holds stay where they are. A restart
