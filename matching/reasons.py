@@ -126,3 +126,7 @@ DESCRIPTIONS: dict[str, str] = {
     RAISE_LOWERS_QUANTITY: "a raise may not ask for less than the bidder's standing bid (bids are commitments)",
     STANDING_BID_CHANGED: "the bidder's standing bid changed while this bid was on its way; bid again",
 }
+
+# The engines' closed set of reason codes (the exchange's enum, exchange/core/refusals.py, has each with
+# its HTTP status).
+CODES: frozenset[str] = frozenset(DESCRIPTIONS)

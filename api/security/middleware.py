@@ -42,6 +42,7 @@ from api.security.replays import ReplayGate
 from api.security.signatures import SignatureError, request_target, requires_signatures, verify_and_record
 from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
+from exchange.core.refusals import Refusal
 from exchange.core.settings import Settings
 from exchange.security import audit as audit_store
 
@@ -58,6 +59,7 @@ _TITLES = {401: "Unauthenticated", 403: "Forbidden", 413: "Payload too large", 4
 
 async def send_problem(scope: Scope, send: Send, status: int, code: str, detail: str,
                        headers: dict[str, str] | None = None, **extra: Any) -> None:
+    code = Refusal.of(code, status).value  # the closed set: a code outside it, or another status, is a bug
     body = json.dumps({"type": TYPE_BASE + code, "title": _TITLES.get(status, code), "status": status,
                        "detail": detail, "code": code, "instance": scope.get("path", ""), **extra},
                       ensure_ascii=False).encode()
@@ -134,7 +136,8 @@ def _integer_refusal(where: str, name: str, text: str) -> tuple[str, str] | None
         return "invalid_integer", f"{where} parameter {name} must be written in ASCII digits 0-9 without sign, " \
                                   "padding, leading zeros, decimals or exponent"
     if len(text) > 16 or int(text) > MAX_SAFE_INT:  # ids and sequence numbers are I-JSON safe integers
-        return f"{where}_parameter_out_of_range", f"{where} parameter {name} is beyond 2^53 - 1"
+        return ("path_parameter_out_of_range" if where == "path" else "query_parameter_out_of_range",
+                f"{where} parameter {name} is beyond 2^53 - 1")
     return None
 
 

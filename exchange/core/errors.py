@@ -1,45 +1,46 @@
-"""Domain errors with machine codes; the API renders them as RFC 9457 problem details."""
+"""Domain errors with machine codes; the API renders them as RFC 9457 problem details.
+
+A code is a member of the closed set `exchange.core.refusals.Refusal`, which also gives its HTTP
+status; a code outside it, or a status at a raise site that is not the code's, raises `UnknownRefusal`
+(a bug, never answered as a refusal: see the policy in exchange/core/refusals.py).
+"""
 
 from __future__ import annotations
 
+from exchange.core.refusals import Refusal, UnknownRefusal
 from ledger.state import Rejection
 
-# Ledger refusal codes that mean "your input is malformed" rather than "the state says no".
-VALIDATION_CODES = frozenset({
-    "invalid_amount", "invalid_serials", "serials_amount_mismatch", "invalid_purpose", "invalid_hold_kind",
-    "invalid_instrument_code", "invalid_instrument_kind", "invalid_decimals", "invalid_expiry",
-    "serials_not_applicable", "same_account",
-})
-NOT_FOUND_CODES = frozenset({"unknown_account", "unknown_instrument", "unknown_hold"})
+__all__ = ["DomainError", "Forbidden", "Invalid", "NotFound", "Refusal", "UnknownRefusal", "from_rejection"]
 
 
 class DomainError(Exception):
-    def __init__(self, code: str, message: str, status: int = 409, **extra: object) -> None:
+    def __init__(self, code: Refusal | str, message: str, status: int | None = None, **extra: object) -> None:
+        # `status` only restates the code's (raise sites written before the closed set); it must agree.
+        refusal = Refusal.of(code, status)
         super().__init__(message)
-        self.code = code
+        self.code = refusal
         self.message = message
-        self.status = status
+        self.status = refusal.status
         self.extra = extra
 
 
 class NotFound(DomainError):
     def __init__(self, what: str, ident: object) -> None:
-        super().__init__("not_found", f"{what} {ident} not found", 404)
+        super().__init__(Refusal.NOT_FOUND, f"{what} {ident} not found")
 
 
 class Forbidden(DomainError):
     def __init__(self, message: str = "your role may not do this") -> None:
-        super().__init__("forbidden", message, 403)
+        super().__init__(Refusal.FORBIDDEN, message)
 
 
 class Invalid(DomainError):
-    def __init__(self, code: str, message: str, **extra: object) -> None:
+    """A malformed request: the code must be one answered 422."""
+
+    def __init__(self, code: Refusal | str, message: str, **extra: object) -> None:
         super().__init__(code, message, 422, **extra)
 
 
 def from_rejection(rej: Rejection) -> DomainError:
-    if rej.code in VALIDATION_CODES:
-        return DomainError(rej.code, rej.message, 422)
-    if rej.code in NOT_FOUND_CODES:
-        return DomainError(rej.code, rej.message, 404)
-    return DomainError(rej.code, rej.message, 409)
+    """A ledger refusal as a domain error; its status is its code's (ledger.state.REFUSAL_CODES are members)."""
+    return DomainError(rej.code, rej.message)

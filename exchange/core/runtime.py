@@ -19,7 +19,7 @@ from ledger import commands as c
 from ledger.checkpoints import CheckpointPublisher
 from ledger.note import Signer
 from ledger.state import Entry, Rejection
-from ledger.writer import LedgerWriter, WriterUnavailable
+from ledger.writer import LedgerWriter, WriterStopped, WriterUnavailable
 
 
 class Verifiable(Protocol):
@@ -70,10 +70,8 @@ class Runtime:
         requests = self.with_provenance(requests)
         try:
             return await self.writer.submit_linked(requests)
-        except Rejection as rej:
-            raise from_rejection(rej) from None
-        except WriterUnavailable as exc:
-            raise DomainError("ledger_unavailable", str(exc), 503) from None
+        except (Rejection, WriterUnavailable, WriterStopped) as exc:
+            raise ledger_error(exc) from None
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[AsyncConnection]:
@@ -85,3 +83,13 @@ class Runtime:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
+
+
+def ledger_error(exc: Rejection | WriterUnavailable | WriterStopped) -> DomainError:
+    """What a caller whose request the writer did not apply is told: its refusal (4xx), an outage (503
+    ledger_unavailable, retry), or a ledger stopped on a broken invariant (503 ledger_stopped, never a 4xx)."""
+    if isinstance(exc, Rejection):
+        return from_rejection(exc)
+    if isinstance(exc, WriterStopped):
+        return DomainError("ledger_stopped", f"the ledger takes no writes: {exc}", reason=str(exc))
+    return DomainError("ledger_unavailable", str(exc))

@@ -71,7 +71,7 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
     body["order"]["defendants"] = restoration.public_defendants(state["defendants"])  # names, no ID numbers
     signer = rt.verifiable.signer if rt.verifiable is not None else None
     if signer is None:
-        raise DomainError("no_signing_key", "this process has no registry signing key", 503)
+        raise DomainError("registry_key_missing", "this process has no registry signing key", 503)
     doc = cert_format.build(body, receipts, signer)
     code = cert_format.verification_code(doc["note"])
     async with rt.tx() as conn:

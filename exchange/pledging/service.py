@@ -624,7 +624,7 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
         val.check_haircut(haircut_bps)
     refs = sorted({(s.strip(), r.strip()) for s, r in references})
     if len(refs) != len(references):
-        raise Invalid("duplicate_reference", "the same external reference is named twice")
+        raise Invalid("reference_named_twice", "the same external reference is named twice")
     expires = val.end_of_day(term_end + timedelta(days=grace_days))
     changes = {"pledgee_id": who.participant_id, "pledgor_id": pledgor_id, "instrument": instrument,
                "quantity": qty, "requested_serials": [list(r) for r in named] if named else None, "serials": [],

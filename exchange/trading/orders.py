@@ -19,22 +19,20 @@ from sqlalchemy import text
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, from_rejection
 from exchange.core.idempotency import fingerprint
 from exchange.core.principal import Principal
-from exchange.core.runtime import Runtime
+from exchange.core.runtime import Runtime, ledger_error
 from exchange.core.units import to_base, to_text
 from exchange.registry import participants
 from exchange.trading.pricing import buy_hold
 from exchange.trading.sequencer import MarketSequencer, Replay
 from ledger import commands as lc
 from ledger.state import Rejection
+from ledger.writer import WriterStopped
 from matching import commands as mc
 from matching import events as ev
-from matching import reasons as R
 from matching.rules import NO_LIMIT
 
 TRADERS = participants.HOLDER_KINDS
 SEES_ALL = participants.SEES_ALL  # oversight sees every order
-# Engine refusals that mean "malformed" (422) rather than "not now / not allowed" (409).
-VALIDATION_REASONS = frozenset({R.INVALID_QUANTITY, R.INVALID_PRICE, R.OFF_TICK, R.OFF_LOT, R.INVALID_SIDE})
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
 
 
@@ -62,7 +60,8 @@ def enforcement_of(seq: MarketSequencer, order_id: int) -> str | None:
 
 
 def _reason_error(code: str, message: str) -> DomainError:
-    return DomainError(code, message, 422 if code in VALIDATION_REASONS else 409)
+    """An engine's refusal (a matching.reasons code) as a domain error; its status is the code's."""
+    return DomainError(code, message)
 
 
 async def _order_row(rt: Runtime, market_id: str, order_id: int) -> dict[str, Any] | None:
@@ -209,6 +208,8 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
         if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
             raise
+        if isinstance(exc, WriterStopped):  # the hold met a stopped ledger: a bug elsewhere, never a 4xx
+            raise ledger_error(exc) from None
         raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
                           "retry with the same Idempotency-Key", 503) from None
     if isinstance(out, Replay):

@@ -13,10 +13,11 @@ Recovery: restore the latest snapshot at or below `applied_seq`, replay the jour
 ledger's idempotency (client ids derived from market, trade and hold ids) makes re-settlement a
 no-op, so a crash at any point settles every journaled trade exactly once.
 
-Failures are of two kinds. An outage (the database or the ledger writer away for now) pauses the
-market: it rebuilds from the journal until the database is back. Anything else is a broken invariant,
-a bug: holds are sized so that a journaled trade always settles, so a settlement the ledger refuses
-(or a replay that raises) means the market's state can no longer be trusted. The market then stops
+Failures follow the one policy of exchange/core/refusals.py. An outage (the database or the ledger
+writer away for now) pauses the market: it rebuilds from the journal until the database is back.
+Anything else is a broken invariant, a bug: holds are sized so that a journaled trade always settles,
+so a settlement the ledger refuses (or a replay that raises, or a ledger writer stopped on its own
+broken invariant) means the market's state can no longer be trusted. The market then stops
 taking writes (every command answers 503 `market_stopped` with the reason), says why in `/health`,
 logs it once as CRITICAL and does not retry; reads keep working, other markets trade on, nothing
 settles halfway (each trade is one linked ledger group) and holds stay where they are. A restart
@@ -34,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
+from enum import Enum
 from typing import Any
 
 import asyncpg
@@ -119,14 +121,32 @@ def enforcement_of(o: OrderState) -> int | None:
 SettlementHook = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
 
 
+class Effect(Enum):
+    """What a linked ledger group of a batch does; its outcome is read by this, never from client ids."""
+
+    TRADE = "trade"  # settles one trade, delivery versus payment; its first entry is the trade's settlement
+    RAISE = "raise"  # moves a raised bid's holds into one hold (the group's last entry), or only releases them
+    RELEASE = "release"  # gives back what is left of a finished order's hold; "already resolved" is fine
+
+
+@dataclass(slots=True)
+class Group:
+    """One linked ledger group a batch queues, with what the sequencer learns from its entries."""
+
+    effect: Effect
+    requests: list[lc.Request]
+    trade: dict[str, Any] | None = None  # TRADE: the trade's row, which takes the group's first entry's seq
+    bid: OrderState | None = None  # RAISE: the raised bid whose one new hold the group's last entry creates
+
+
 @dataclass(slots=True)
 class _Staged:
     """A matched batch waiting for its settlement to be durable."""
 
-    groups: list[list[lc.Request]]
+    groups: list[Group]
     futures: list[asyncio.Future[list[Any]]]
     # Releases of a batch that traded wait for its trades: if a trade is refused, its parties' holds stay.
-    releases: list[list[lc.Request]]
+    releases: list[Group]
     trade_rows: list[dict[str, Any]]
     order_rows: list[dict[str, Any]]
     last: int
@@ -136,8 +156,8 @@ class _Staged:
     callers: list[Any]
     # Commands the engine refused, as (seq, code, message): kept so a retry is refused the same way.
     refusals: list[tuple[int, str, str]] = field(default_factory=list)
-    # Raised auction bids whose one hold is created by groups[index]: (index, the bid's state).
-    raises: list[tuple[int, OrderState]] = field(default_factory=list)
+    # Raised auction bids whose one new hold a group of this batch creates (Group.bid).
+    raises: list[OrderState] = field(default_factory=list)
     # Enforcement sales this batch settled or ended, for the settlement hooks (exchange.pledging).
     enforcement: list[dict[str, Any]] = field(default_factory=list)
 
@@ -576,14 +596,14 @@ class MarketSequencer:
 
     def _stage(self, results: list[tuple[int, int, Any, list[ev.Event], dict[str, Any] | None]],
                callers: list[Submission]) -> _Staged:
-        groups: list[list[lc.Request]] = []
+        groups: list[Group] = []
         trade_rows: list[dict[str, Any]] = []
         # Keyed by (id, hold): the two sides of a block deal are states named after the quote and the deal,
         # and each confirmation funds them afresh, so one id can stand for several fundings in one batch.
         changed: dict[tuple[int, int | None], OrderState] = {}
         published: list[dict[str, Any]] = []
         refusals: list[tuple[int, str, str]] = []
-        raises: list[tuple[int, OrderState]] = []
+        raising: list[Group] = []
         enforcement: list[dict[str, Any]] = []
         for seq, ts, _cmd, events, ctx in results:
             # States are created command by command, right before that command's events are settled:
@@ -593,7 +613,7 @@ class MarketSequencer:
                 kind = e[0]
                 if kind == ev.TRADE:
                     group, row = self._settle(e, seq)
-                    groups.append(group)
+                    groups.append(Group(Effect.TRADE, group, trade=row))
                     trade_rows.append(row)
                     pledge = enforcement_of(self.orders[row["so"]])
                     if pledge is not None:
@@ -616,8 +636,9 @@ class MarketSequencer:
                 elif kind == ev.BID_WITHDRAWN:
                     self._finish_state(e[2], "cancelled", "withdrawn", changed)
                 elif kind == ev.BID_REPLACED:
-                    raises.append((len(groups), self._raise(e[2], e[4], changed)))
-                    groups.append(self._raise_group(raises[-1][1], e[2]))
+                    bid = self._raise(e[2], e[4], changed)
+                    raising.append(Group(Effect.RAISE, self._raise_group(bid, e[2]), bid=bid))
+                    groups.append(raising[-1])
                 elif kind == ev.AUCTION_RESULT or (kind == ev.AUCTION_PHASE and e[2] == "cancelled"):
                     # The auction is over: unsold units, losing bids and every deposit go back.
                     aid = e[1]
@@ -637,29 +658,29 @@ class MarketSequencer:
         # Finished orders give back what is left of their hold. Always asked, never computed: after a
         # restart the ledger may be ahead of the projection, and a fully posted hold just answers
         # "already resolved", which is what we wanted.
-        releases: list[list[lc.Request]] = []
+        releases: list[Group] = []
         for o in changed.values():
             if o.status == "open" and o.open_qty == 0 and o.filled_qty > 0:
                 o.status = "filled"
             if o.status != "open" and o.hold_id is not None:
                 # Named after the hold it releases: a hold is resolved once, and nothing else (another
                 # funding of the same quote, a trade) can ever share this client id.
-                releases.append([lc.Request(self.actor, lc.VoidHold(o.hold_id),
-                                            f"{self.market.id}:release:hold:{o.hold_id}")])
+                releases.append(Group(Effect.RELEASE, [lc.Request(self.actor, lc.VoidHold(o.hold_id),
+                                                                  f"{self.market.id}:release:hold:{o.hold_id}")]))
             pledge = enforcement_of(o)
             if o.status != "open" and pledge is not None and not any(
                     x["order_id"] == o.id and "ended" in x for x in enforcement):
                 enforcement.append({"pledge_id": pledge, "order_id": o.id, "ended": o.status})
-        for i, (index, o) in enumerate(raises):
-            if o.status != "open":  # raised, then ended in this same batch (the auction was cancelled)
-                groups[index] = groups[index][:-1]  # release the old and the top-up holds, create none
-                raises[i] = (-1, o)
-        raises = [r for r in raises if r[0] >= 0]
+        for g in raising:
+            if g.bid is not None and g.bid.status != "open":  # raised, then ended in this same batch
+                g.requests = g.requests[:-1]  # release the old and the top-up holds, create none
+                g.bid = None
+        raises = [g.bid for g in raising if g.bid is not None]
         for r in results:
             self.created.pop(r[0], None)
         if not groups:  # nothing traded: the releases need not wait
             groups, releases = releases, []
-        futures = [self.rt.writer.enqueue(g) for g in groups]
+        futures = [self.rt.writer.enqueue(g.requests) for g in groups]
         rows = [{"open": o.open_qty, "filled": o.filled_qty, "notional": o.filled_notional, "fees": o.fees,
                  "status": o.status, "reason": o.reason, "price": o.price, "m": self.market.id, "id": o.id}
                 for o in changed.values()]
@@ -694,34 +715,30 @@ class MarketSequencer:
         return [lc.Request(self.actor, cmd, f"{cid}:{k}", {"market": self.market.id, "bid": new.id, "replaces": old_id}
                            if k == 0 else {}) for k, cmd in enumerate(cmds)]
 
-    async def _settled(self, groups: list[list[lc.Request]], futures: list[asyncio.Future[list[Any]]],
-                       trade_rows: list[dict[str, Any]]) -> list[Any]:
-        """Wait for settlement groups; note each trade's first entry; the groups' entries. A refusal is a
-        broken invariant."""
-        by_cid = {row["cid"]: row for row in trade_rows}
+    async def _settled(self, groups: list[Group], futures: list[asyncio.Future[list[Any]]]) -> None:
+        """Wait for the groups' entries and note what each tells (a trade's settlement, a raised bid's hold).
+        A refusal is a broken invariant, except a release finding its hold already resolved."""
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for g, out in zip(groups, outcomes, strict=True):
-            if isinstance(out, Rejection) and out.code == "hold_already_resolved" and ":release:" in str(
-                    g[0].client_id):
+            if isinstance(out, Rejection) and g.effect is Effect.RELEASE and out.code == "hold_already_resolved":
                 continue  # fully posted by its fills (or released before a restart): nothing left to give back
             if isinstance(out, Rejection):
                 # Holds are sized so that this cannot happen; if it does, it is a bug: the market stops.
-                raise SettlementRefused(f"the ledger refused settlement {g[0].client_id}: {out.code}: {out}")
+                raise SettlementRefused(f"the ledger refused settlement {g.requests[0].client_id}: {out.code}: {out}")
             if isinstance(out, BaseException):
                 raise out  # an outage (recover when the database is back) or a bug (stop): the caller decides
-            row = by_cid.get(str(g[0].client_id))
-            if row is not None:
-                row["settlement_seq"] = out[0].seq
-        return outcomes
+            if g.trade is not None:
+                g.trade["settlement_seq"] = out[0].seq
+            if g.bid is not None:
+                g.bid.hold_id = out[-1].seq
 
     async def _finish(self, st: _Staged) -> None:
-        outcomes = await self._settled(st.groups, st.futures, st.trade_rows)
+        await self._settled(st.groups, st.futures)
         projected = {r["id"]: r for r in st.order_rows}
-        for index, o in st.raises:  # the raised bid's one hold: the group's last entry created it
-            o.hold_id = outcomes[index][-1].seq  # type: ignore[index]
+        for o in st.raises:  # the raised bid's one hold, created by its group's last entry
             projected[o.id]["hold_id"] = o.hold_id
         if st.releases:
-            await self._settled(st.releases, [self.rt.writer.enqueue(g) for g in st.releases], [])
+            await self._settled(st.releases, [self.rt.writer.enqueue(g.requests) for g in st.releases])
         conn = await self._connection("project")
         async with conn.transaction():
             if st.trade_rows:
@@ -754,8 +771,8 @@ class MarketSequencer:
                     """UPDATE orders SET hold_id = u.hold, hold_amount = u.amount
                        FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, hold, amount)
                        WHERE orders.market_id = $1 AND orders.id = u.id""",
-                    self.market.id, [o.id for _, o in st.raises], [o.hold_id for _, o in st.raises],
-                    [o.hold_amount for _, o in st.raises])
+                    self.market.id, [o.id for o in st.raises], [o.hold_id for o in st.raises],
+                    [o.hold_amount for o in st.raises])
             if st.refusals:
                 await conn.execute(
                     """INSERT INTO market_refusals (market_id, seq, code, detail)
@@ -840,7 +857,7 @@ class MarketSequencer:
         row = {"m": m.id, "tid": e[ev.T_ID], "seq": seq, "ts": e[ev.T_TS], "mode": e[ev.T_MODE],
                "inst": m.instrument, "price": price, "qty": qty, "notional": n, "bo": buyer.id, "so": seller.id,
                "bp": buyer.participant_id, "sp": seller.participant_id, "bf": fb, "sf": fs, "close": m.in_close,
-               "day": self.trading_day or date.today(), "settlement_seq": 0, "cid": f"{cid}:0"}
+               "day": self.trading_day or date.today(), "settlement_seq": 0}
         return group, row
 
     # ------------------------------------------------------------------ snapshots and market data
