@@ -39,15 +39,15 @@ from api.problems import EXCEPTION_HANDLERS
 from api.read_only import read_only_lifespan, refuse_writes
 from api.security.middleware import SecurityMiddleware
 from api.security.openapi import declare_problem_responses, improve_openapi
-from exchange import expiry
-from exchange.bootstrap import ensure_system
-from exchange.database import asyncpg_dsn, make_engine
-from exchange.hub import MarketHub
-from exchange.keys import Credentials
-from exchange.markets import SHANGHAI
-from exchange.runtime import Runtime
-from exchange.settings import Settings
-from exchange.verifiable import VerifiableLedger
+from exchange.core.calendar import SHANGHAI
+from exchange.core.database import asyncpg_dsn, make_engine
+from exchange.core.runtime import Runtime
+from exchange.core.secrets import Credentials
+from exchange.core.settings import Settings
+from exchange.registry import expiry
+from exchange.registry.system import ensure_system
+from exchange.trading.hub import MarketHub
+from exchange.verifiable.publisher import VerifiableLedger
 from ledger.writer import LedgerWriter
 
 log = logging.getLogger("envx")
@@ -118,7 +118,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         # Bodies are decoded once, strictly, by SecurityMiddleware (api/security/json_body.py); the models then
         # validate with strict=True: no coercion of "14", 14.0 or true into an integer (api/schemas/common.py).
         plugins=[PydanticPlugin(validate_strict=True)],
-        # Every time in every answer in one convention: UTC, microseconds, Z (exchange/units.py).
+        # Every time in every answer in one convention: UTC, microseconds, Z (exchange/core/units.py).
         response_class=Answer,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(

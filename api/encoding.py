@@ -1,4 +1,4 @@
-"""Answers in one time convention: every datetime in a JSON answer is written by exchange.units.iso.
+"""Answers in one time convention: every datetime in a JSON answer is written by exchange.core.units.iso.
 
 msgspec (Litestar's encoder) writes datetimes itself, each in its own offset and precision; the answer
 class below hands it strings instead, so that a time reads the same in every answer, whatever produced
@@ -11,7 +11,7 @@ from typing import Any
 
 from litestar import Response
 
-from exchange.units import times_in_iso
+from exchange.core.units import times_in_iso
 
 
 class Answer(Response[Any]):

@@ -26,7 +26,7 @@ from litestar.params import Parameter
 
 from api.encoding import Answer
 from api.security import json_body
-from exchange.errors import Invalid
+from exchange.core.errors import Invalid
 
 Cursor = Annotated[str | None, Parameter(max_length=512, description="Opaque: from the previous page's "
                                                                       "`Link: <...>; rel=\"next\"` header")]

@@ -58,7 +58,7 @@ class Rejection(Exception):
 
     `message` speaks the ledger's own language (account ids, base units); `facts` hold the same numbers
     by name -- `account`, `instrument`, `decimals`, `available`, `needed`, ... -- so that the application
-    can say it to a caller in their units and name an account only to its owner (exchange/refusals.py).
+    can say it to a caller in their units and name an account only to its owner (exchange/core/refusal_text.py).
     """
 
     def __init__(self, code: str, message: str, **facts: Any) -> None:
@@ -68,8 +68,24 @@ class Rejection(Exception):
         self.facts = facts
 
 
+# The ledger's closed set of refusal codes: every `Rejection` of the state machine and the writer carries
+# one (tests/test_refusals.py walks the source). The exchange's enum (exchange/core/refusals.py) has each,
+# with its HTTP status and meaning.
+REFUSAL_CODES = frozenset({
+    "unknown_account", "unknown_instrument", "unknown_hold", "unknown_command",
+    "invalid_amount", "invalid_serials", "serials_amount_mismatch", "serials_not_applicable", "invalid_purpose",
+    "invalid_hold_kind", "invalid_expiry", "same_account", "invalid_instrument_code", "invalid_instrument_kind",
+    "invalid_decimals", "invalid_account_kind", "invalid_source", "invalid_sink", "invalid_holder",
+    "account_instrument_mismatch", "not_issuable", "not_retirable", "use_retire", "retired_final",
+    "instrument_exists", "serial_space_exhausted", "insufficient_available", "serials_not_available",
+    "amount_exceeds_hold", "hold_already_resolved", "hold_expired", "hold_not_expired", "frozen", "pledged",
+    "invalid_signing_key", "signing_key_exists", "idempotency_conflict",
+})
+
+
 class InvariantViolation(AssertionError):
-    """The state broke one of its own invariants: a bug, never a client error."""
+    """The state broke one of its own invariants: a bug, never a client error. The writer stops on it
+    (ledger/writer.py); it is never answered as a refusal."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import reasons
+
 Account = int | str
 
 # Sides, order types, times in force and STP modes are plain strings so that commands and events
@@ -357,6 +359,8 @@ class Refused:
 
     def __post_init__(self) -> None:
         _require_ints(self, "ref")
+        if self.code not in reasons.CODES:  # an engine's own refusal: one of the engines' reason codes
+            raise ValueError(f"Refused.code must be a matching.reasons code, got {self.code!r}")
 
 
 def command_ref(command: Any) -> int | None:

@@ -127,10 +127,14 @@ DESCRIPTIONS: dict[str, str] = {
     STANDING_BID_CHANGED: "the bidder's standing bid changed while this bid was on its way; bid again",
 }
 
+# The engines' closed set of reason codes (the exchange's enum, exchange/core/refusals.py, has each with
+# its HTTP status).
+CODES: frozenset[str] = frozenset(DESCRIPTIONS)
+
 
 # --- numbers in messages -------------------------------------------------------------------------
 # The engines know ticks and base units, not decimals: a message marks each number by what it is, and
-# the application renders it in the user's units (envx: exchange.units.speak). Unmarked numbers in a
+# the application renders it in the user's units (envx: exchange.core.units.speak). Unmarked numbers in a
 # message are counts and ids.
 
 

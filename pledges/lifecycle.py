@@ -132,7 +132,8 @@ def apply(state: dict[str, Any], event_type: str, data: dict[str, Any]) -> dict[
     """The state after one event; refuses an event that may not follow the current status."""
     rule = TRANSITIONS.get(event_type)
     if rule is None:
-        raise PledgeError("unknown_event", f"unknown pledge event {event_type!r}", 500)
+        # Events are written by this package's own rules: an unknown one is a bug, not a refusal.
+        raise AssertionError(f"unknown pledge event {event_type!r}")
     allowed, to = rule
     status = state.get("status", "")
     if status not in allowed:

@@ -15,11 +15,11 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.paging import LINK, Cursor
 from api.schemas.markets import AmendmentIn, HaltIn, ListingIn, MarketIn, OrderIn, ReduceIn, SessionIn, TakeIn
-from exchange import amendments, marketdata, markets, orders, sessions
-from exchange.errors import DomainError
-from exchange.keys import Principal
-from exchange.runtime import Runtime
-from exchange.units import micros, to_text
+from exchange.core.errors import DomainError
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.core.units import micros, to_text
+from exchange.trading import amendments, marketdata, markets, orders, sessions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]

@@ -11,9 +11,10 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, OptId, client_id
 from api.schemas.common import ranges
 from api.schemas.registry import ApprovalIn, DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
-from exchange import expiry, instruments, issuance, transfers
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.courts import restoration
+from exchange.registry import expiry, instruments, issuance, transfers
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -132,4 +133,6 @@ class HoldingController(Controller):
                        after_serial: OptId = None) -> dict[str, Any]:
         pid = participant_id or principal.participant_id
         after = (after_instrument, after_serial) if after_instrument and after_serial else None
-        return await transfers.holdings(rt, principal, pid, instrument, limit, after)
+        # Judicial retirements are the payer's although its account never held them (exchange/courts).
+        judicial = await restoration.retirements_paid_by(rt, pid)
+        return await transfers.holdings(rt, principal, pid, instrument, limit, after, judicial)

@@ -16,10 +16,11 @@ from api.encoding import Answer
 from api.schemas.registry import DecisionIn
 from api.schemas.security import SignaturePolicyIn, SigningKeyIn
 from api.security.signatures import decode_public_key, forget_policy
-from exchange import audit, instruction_keys, operator_actions, participants
-from exchange.errors import Forbidden, Invalid
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.errors import Forbidden, Invalid
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.registry import participants
+from exchange.security import audit, instruction_keys, operator_actions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 # A minute as Unix seconds, up to the end of 2199 (the last date an input may name); PostgreSQL's

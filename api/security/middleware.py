@@ -8,7 +8,7 @@
    lone surrogates, unsafe integers), for requests the authorization guard will let through; a body it
    refuses is 422 and reaches nothing (no signature record, no handler);
 4. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
-   through exchange.provenance; participants whose operator requires signatures get 401
+   through exchange.core.provenance; participants whose operator requires signatures get 401
    `signature_required` for unsigned mutations;
 5. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
    original answer, byte for byte (api/security/replays.py);
@@ -40,10 +40,11 @@ from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
 from api.security.replays import ReplayGate
 from api.security.signatures import SignatureError, request_target, requires_signatures, verify_and_record
-from exchange import audit as audit_store
-from exchange.keys import Principal
-from exchange.provenance import provenance
-from exchange.settings import Settings
+from exchange.core.principal import Principal
+from exchange.core.provenance import provenance
+from exchange.core.refusals import Refusal
+from exchange.core.settings import Settings
+from exchange.security import audit as audit_store
 
 log = logging.getLogger("envx.security")
 
@@ -58,6 +59,7 @@ _TITLES = {401: "Unauthenticated", 403: "Forbidden", 413: "Payload too large", 4
 
 async def send_problem(scope: Scope, send: Send, status: int, code: str, detail: str,
                        headers: dict[str, str] | None = None, **extra: Any) -> None:
+    code = Refusal.of(code, status).value  # the closed set: a code outside it, or another status, is a bug
     body = json.dumps({"type": TYPE_BASE + code, "title": _TITLES.get(status, code), "status": status,
                        "detail": detail, "code": code, "instance": scope.get("path", ""), **extra},
                       ensure_ascii=False).encode()
@@ -134,7 +136,8 @@ def _integer_refusal(where: str, name: str, text: str) -> tuple[str, str] | None
         return "invalid_integer", f"{where} parameter {name} must be written in ASCII digits 0-9 without sign, " \
                                   "padding, leading zeros, decimals or exponent"
     if len(text) > 16 or int(text) > MAX_SAFE_INT:  # ids and sequence numbers are I-JSON safe integers
-        return f"{where}_parameter_out_of_range", f"{where} parameter {name} is beyond 2^53 - 1"
+        return ("path_parameter_out_of_range" if where == "path" else "query_parameter_out_of_range",
+                f"{where} parameter {name} is beyond 2^53 - 1")
     return None
 
 

@@ -40,9 +40,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.errors import DomainError
-from exchange.keys import Principal
-from exchange.units import iso
+from exchange.core.errors import DomainError
+from exchange.core.principal import Principal
+from exchange.core.units import iso
 
 SCHEME = "envx-sig-v1"
 HEADER = "X-Envx-Signature"

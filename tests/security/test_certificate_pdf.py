@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import TestClient
 from pypdf import PdfReader
 
-from exchange import certificates
+from exchange.courts import certificates
 from tests.helpers import Api, project_batch
 from tests.security.helpers import sql
 

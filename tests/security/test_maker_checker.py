@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange import cash
-from exchange.keys import Principal
-from exchange.settings import Settings
+from exchange.core.principal import Principal
+from exchange.core.settings import Settings
+from exchange.registry import cash
 from tests.helpers import Api, bootstrap_operator, checker_token
 from tests.security.helpers import sql
 
