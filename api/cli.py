@@ -56,8 +56,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"envx: serving on {base}\n"
           f"envx: API docs at {base}/schema (Scalar) and {base}/schema/swagger; OpenAPI at {base}/schema/openapi.json",
           flush=True)
+    # ws="websockets": the market stream needs uvicorn's WebSocket protocol; without the package the server
+    # would start and answer every upgrade 405, so it refuses to start instead.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False)
+                access_log=False, ws="websockets")
     return 0
 
 

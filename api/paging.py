@@ -24,6 +24,7 @@ from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
 
+from api.encoding import Answer
 from api.security import json_body
 from exchange.core.errors import Invalid
 
@@ -64,7 +65,7 @@ def page(request: Request[Any, Any, Any], list_name: str, items: Sequence[dict[s
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         params.append(("cursor", encode(list_name, key(shown[-1]))))
         headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
-    return Response(shown, headers=headers)
+    return Answer(shown, headers=headers)
 
 
 def is_int(key: Any) -> bool:

@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from api.encoding import Answer
 from exchange.core.database import database_unreachable
 from exchange.core.errors import DomainError
 from exchange.core.refusals import Refusal
@@ -39,7 +40,7 @@ def problem(status: int, code: str, detail: str, request: Request | None = None,
         body["instance"] = request.url.path
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return Answer(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def domain_error(request: Request, exc: DomainError) -> Response:

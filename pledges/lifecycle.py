@@ -22,7 +22,7 @@ units back (to the pledgor, or under the lock again on cancel).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pledges.errors import PledgeError
@@ -174,7 +174,9 @@ def default_ground(state: dict[str, Any], at: datetime) -> dict[str, Any]:
         due = datetime.fromisoformat(deadline) if isinstance(deadline, str) else deadline
         if at >= due:
             return {"type": "cure_deadline_missed", "cure_deadline": due.isoformat()}
-        raise PledgeError("cure_period_running", f"the margin call's cure deadline {due.isoformat()} has not passed; "
+        # The deadline as a marked time (UTC microseconds): the application writes it in its time convention.
+        marked = (due - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        raise PledgeError("cure_period_running", f"the margin call's cure deadline {{ts:{marked}}} has not passed; "
                           "the pledgor may still cure it, so there is no default to enforce yet")
     raise PledgeError("no_default", f"no default is on record (margin level {level}, no declared default): "
                       "enforcement needs a liquidation level, a missed cure deadline or the bank's declaration "

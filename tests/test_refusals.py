@@ -17,10 +17,12 @@ import pytest
 
 from api import problems
 from api.security.middleware import send_problem
-from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, from_rejection
+from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
+from exchange.core.refusal_text import refused
 from exchange.core.refusals import Refusal, UnknownRefusal, table
 from ledger.state import REFUSAL_CODES as LEDGER_CODES
 from ledger.state import Rejection
+from matching import commands as mc
 from matching import reasons
 from pledges.errors import CODES as PLEDGE_CODES
 from pledges.errors import PledgeError
@@ -32,10 +34,12 @@ STATUSES = {400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503}
 # member. A new dynamic site fails test_every_dynamic_site_is_accounted_for until it is listed here.
 _ENGINE = "an engine's REJECTED event or rule check: codes are matching.reasons constants (CODES, all members)"
 DYNAMIC = {
-    ("exchange/core/errors.py", "from_rejection", "DomainError", "rej.code"):
+    ("exchange/core/refusal_text.py", "refused", "DomainError", "rej.code"):
         "a ledger Rejection: its codes are ledger.state.REFUSAL_CODES (all members, test below)",
     ("exchange/pledging/service.py", "translate_refusals.wrapper", "DomainError", "exc.code"):
         "a PledgeError: its codes are pledges.errors.CODES (all members, test below)",
+    ("exchange/pledging/service.py", "_taken", "DomainError", "exc.code"):
+        "a PledgeError of pledges.ranges, spoken in the instrument's unit: pledges.errors.CODES (test below)",
     ("exchange/registry/encumbrances.py", "naming", "DomainError", "exc.code"):
         "the code of a DomainError already built (checked when it was)",
     ("exchange/security/operator_actions.py", "approve", "problem document", "exc.code"):
@@ -100,6 +104,9 @@ def _engine_code_ok(code: ast.expr, fn: ast.FunctionDef | None) -> bool:
     `events.rejected(ref, code, message)` helper, its own parameter (its callers are REJECTED events too)."""
     if isinstance(code, ast.Attribute) and isinstance(code.value, ast.Name) and code.value.id == "R":
         return getattr(reasons, code.attr, None) in reasons.CODES
+    if isinstance(code, ast.Attribute) and isinstance(code.value, ast.Name) and (code.value.id, code.attr) == (
+            "command", "code"):
+        return True  # a journaled Refused command's code: Refused admits reason codes only (test below)
     if fn is None:
         return False
     if isinstance(code, ast.Subscript) and isinstance(code.value, ast.Name):
@@ -126,6 +133,13 @@ def test_the_engines_reject_with_reason_constants_only() -> None:
                         and not _engine_code_ok(node.value.elts[0], None)):  # type: ignore[attr-defined]
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.value)}")
     assert not found, found
+
+
+def test_a_refused_command_carries_an_engine_reason_only() -> None:
+    """matching.base answers a journaled `Refused` with its code (the auction's own rule, asked before funding)."""
+    assert mc.Refused(1, reasons.SELLER_CANNOT_BID, "x").code == "seller_cannot_bid"
+    with pytest.raises(ValueError, match=r"matching\.reasons code"):
+        mc.Refused(1, "insufficient_available", "a ledger code is not an engine's refusal")
 
 
 def test_the_lower_packages_codes_are_members_and_exactly_those_they_raise(sites: list[Site]) -> None:
@@ -180,7 +194,7 @@ def test_an_unknown_code_or_another_status_is_a_bug_not_a_refusal() -> None:
     with pytest.raises(UnknownRefusal):
         Invalid("insufficient_available", "a 409 code is not a validation error")
     with pytest.raises(UnknownRefusal):  # a pure package's refusal is checked where it becomes an answer
-        from_rejection(Rejection("no_such_refusal", "planted"))
+        refused(Rejection("no_such_refusal", "planted"))
     with pytest.raises(UnknownRefusal):
         problems.problem(409, "no_such_refusal", "planted")
     with pytest.raises(UnknownRefusal):
@@ -192,8 +206,8 @@ def test_an_unknown_code_or_another_status_is_a_bug_not_a_refusal() -> None:
 def test_the_status_comes_from_the_code() -> None:
     assert DomainError("insufficient_available", "x").status == 409
     assert DomainError(Refusal.OFF_TICK, "x").status == 422
-    assert from_rejection(Rejection("unknown_hold", "x")).status == 404
-    assert from_rejection(Rejection("invalid_serials", "x")).status == 422
+    assert refused(Rejection("unknown_hold", "x")).status == 404
+    assert refused(Rejection("invalid_serials", "x")).status == 422
     assert NotFound("pledge", 1).code == "not_found" and NotFound("pledge", 1).status == 404
     assert Forbidden().status == 403
     e = DomainError("market_stopped", "x", 503, reason="why")

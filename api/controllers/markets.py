@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, WebSocket, get, post, websocket
@@ -17,7 +18,7 @@ from api.schemas.markets import AmendmentIn, HaltIn, ListingIn, MarketIn, OrderI
 from exchange.core.errors import DomainError
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import to_text
+from exchange.core.units import micros, to_text
 from exchange.trading import amendments, marketdata, markets, orders, sessions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
@@ -197,7 +198,7 @@ class MarketController(Controller):
                    interval: Literal["1m", "5m", "1h", "1d"] = "1m", limit: Limit = 200, cursor: Cursor = None) -> Page:
         name = f"ohlc:{market_id}:{interval}"
         rows = await marketdata.ohlc(rt, market_id, interval, limit, paging.decode(cursor, name, paging.is_int))
-        return paging.page(request, name, rows, limit, lambda c: c["start_ts"])
+        return paging.page(request, name, rows, limit, lambda c: micros(datetime.fromisoformat(c["start_ts"])))
 
 
 class InstrumentStatsController(Controller):

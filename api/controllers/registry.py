@@ -41,9 +41,9 @@ class InstrumentController(Controller):
     @post("/expiry-sweeps", operation_id="sweepEmissionRightExpiry", status_code=200,
           summary="Expire what is left of emission-right batches past their term now (operator; also daily)",
           description="Unencumbered units of a batch whose term (valid_from..valid_until) has ended are retired "
-                      "with purpose `expiry` and listed as expired in holdings. Pledged, frozen, order-held "
-                      "or T+1-locked units are reported as `blocked` and expire at the first sweep after the "
-                      "encumbrance ends. Idempotent.")
+                      "with purpose `expiry` and listed as expired in holdings; so are T+1-locked units (the "
+                      "lock is lifted for them). Pledged, frozen or order-held units are reported as `blocked` "
+                      "and expire at the first sweep after the encumbrance ends. Idempotent.")
     async def sweep_expiry(self, rt: Runtime) -> dict[str, Any]:
         return await expiry.expire_due(rt)
 

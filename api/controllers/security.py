@@ -6,12 +6,13 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, get, post, put
+from litestar import Controller, get, post, put
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api.deps import Id
+from api.encoding import Answer
 from api.schemas.registry import DecisionIn
 from api.schemas.security import SignaturePolicyIn, SigningKeyIn
 from api.security.signatures import decode_public_key, forget_policy
@@ -39,7 +40,7 @@ async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind
                          run: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
     """With maker-checker on (default), store a proposal and answer 202; otherwise act now."""
     if rt.settings.maker_checker:
-        return Response(await operator_actions.propose(rt, principal, client_id, kind, payload), status_code=202)
+        return Answer(await operator_actions.propose(rt, principal, client_id, kind, payload), status_code=202)
     return await run()
 
 

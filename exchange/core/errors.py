@@ -8,9 +8,10 @@ status; a code outside it, or a status at a raise site that is not the code's, r
 from __future__ import annotations
 
 from exchange.core.refusals import Refusal, UnknownRefusal
-from ledger.state import Rejection
 
-__all__ = ["DomainError", "Forbidden", "Invalid", "NotFound", "Refusal", "UnknownRefusal", "from_rejection"]
+__all__ = ["DomainError", "Forbidden", "Invalid", "NotFound", "Refusal", "UnknownRefusal"]
+
+# Ledger refusals become domain errors in one place, in the caller's units: exchange/core/refusal_text.py.
 
 
 class DomainError(Exception):
@@ -39,8 +40,3 @@ class Invalid(DomainError):
 
     def __init__(self, code: Refusal | str, message: str, **extra: object) -> None:
         super().__init__(code, message, 422, **extra)
-
-
-def from_rejection(rej: Rejection) -> DomainError:
-    """A ledger refusal as a domain error; its status is its code's (ledger.state.REFUSAL_CODES are members)."""
-    return DomainError(rej.code, rej.message)

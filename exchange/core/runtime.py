@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -11,8 +11,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from exchange.core.errors import DomainError, from_rejection
+from exchange.core.errors import DomainError
 from exchange.core.provenance import LEDGER_META
+from exchange.core.refusal_text import refused
 from exchange.core.secrets import Credentials, KeyCache
 from exchange.core.settings import Settings
 from ledger import commands as c
@@ -55,8 +56,9 @@ class Runtime:
     # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
     inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
-    async def submit(self, request: c.Request) -> Entry:
-        return (await self.submit_linked([request]))[0]
+    async def submit(self, request: c.Request, *, own: Collection[int] | None = (),
+                     counterparty: bool = False) -> Entry:
+        return (await self.submit_linked([request], own=own, counterparty=counterparty))[0]
 
     @staticmethod
     def with_provenance(requests: list[c.Request]) -> list[c.Request]:
@@ -66,12 +68,15 @@ class Runtime:
             return [replace(requests[0], meta={**requests[0].meta, **extra}), *requests[1:]]
         return requests
 
-    async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
+    async def submit_linked(self, requests: list[c.Request], *, own: Collection[int] | None = (),
+                            counterparty: bool = False) -> list[Entry]:
+        """Append `requests` all or nothing. A refusal is said to the caller in its units, naming only the
+        accounts in `own` (the caller's; OVERSIGHT: every account) -- exchange/core/refusal_text.py."""
         requests = self.with_provenance(requests)
         try:
             return await self.writer.submit_linked(requests)
         except (Rejection, WriterUnavailable, WriterStopped) as exc:
-            raise ledger_error(exc) from None
+            raise ledger_error(exc, own, counterparty=counterparty) from None
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[AsyncConnection]:
@@ -85,11 +90,13 @@ class Runtime:
             yield conn
 
 
-def ledger_error(exc: Rejection | WriterUnavailable | WriterStopped) -> DomainError:
-    """What a caller whose request the writer did not apply is told: its refusal (4xx), an outage (503
-    ledger_unavailable, retry), or a ledger stopped on a broken invariant (503 ledger_stopped, never a 4xx)."""
+def ledger_error(exc: Rejection | WriterUnavailable | WriterStopped, own: Collection[int] | None = (), *,
+                 counterparty: bool = False) -> DomainError:
+    """What a caller whose request the writer did not apply is told: its refusal (4xx, in its units, naming
+    only the accounts in `own`: exchange/core/refusal_text.py), an outage (503 ledger_unavailable, retry), or a
+    ledger stopped on a broken invariant (503 ledger_stopped, never a 4xx)."""
     if isinstance(exc, Rejection):
-        return from_rejection(exc)
+        return refused(exc, own, counterparty=counterparty)
     if isinstance(exc, WriterStopped):
         return DomainError("ledger_stopped", f"the ledger takes no writes: {exc}", reason=str(exc))
     return DomainError("ledger_unavailable", str(exc))

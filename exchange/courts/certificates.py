@@ -1,7 +1,8 @@
 """Restoration certificates: assembled from the ledger, signed by the registry key, served as JSON and PDF.
 
-The JSON certificate (format in `ledger.certificate`) names the retired serial blocks, the price paid,
-the ledger entries and their receipts (inclusion proofs under a signed checkpoint), so anyone can verify
+The JSON certificate (format in `ledger.certificate`) names the retired serial blocks, what was paid for
+each -- price, quantity, value (price x quantity), the exchange's fee, paid (value + fee) -- and the
+totals, the ledger entries and their receipts (inclusion proofs under a signed checkpoint), so anyone can verify
 it offline with `envx verify-receipt FILE --key <registry key>`. The PDF prints the same facts in
 Chinese with an embedded Noto Sans CJK font, and the verification code for the public endpoint.
 """
@@ -18,7 +19,7 @@ from sqlalchemy import text
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import to_text
+from exchange.core.units import CARBON_UNIT, cny, iso, to_text
 from exchange.courts import restoration
 from exchange.verifiable import proofs
 from ledger import certificate as cert_format
@@ -28,7 +29,27 @@ _REGISTRY = Principal(0, "operator", "registry", 0, None, None)
 
 
 async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
-    """The current certificate of an order (a new one whenever more units have been retired)."""
+    """The current certificate of an order (a new one whenever more units have been retired). Readers that
+    come while it is being made wait for that one: one state, one certificate, one code."""
+    key = ("certificate", order_id)
+    running = rt.inflight.get(key)
+    if running is not None:
+        return await asyncio.shield(running)  # type: ignore[no-any-return]
+    made: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    rt.inflight[key] = made
+    try:
+        doc = await _issue(rt, order_id)
+        made.set_result(doc)
+        return doc
+    except BaseException as exc:
+        made.set_exception(exc)
+        made.exception()
+        raise
+    finally:
+        del rt.inflight[key]
+
+
+async def _issue(rt: Runtime, order_id: int) -> dict[str, Any]:
     try:
         state = await restoration.get(rt, None, order_id)
     except NotFound:
@@ -47,12 +68,16 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
         return dict(row.certificate)
     blocks = []
     for f in done:
-        meta = json.loads(bytes(f["retire_meta"]))
-        for start, end in meta.get("serials", []):
+        ranges = [(int(a), int(b)) for a, b in json.loads(bytes(f["retire_meta"])).get("serials", [])]
+        sizes = [e - s + 1 for s, e in ranges]
+        # A fill is one trade: its value and fee are the trade's, shared over its blocks by quantity.
+        values, fees = spread(f["notional"], sizes), spread(f["buyer_fee"], sizes)
+        for (start, end), value, fee in zip(ranges, values, fees, strict=True):
             blocks.append({"instrument": f["instrument"], "serial_start": start, "serial_end": end,
                            "quantity": to_text(end - start + 1, f["decimals"]), "entry_seq": f["retire_seq"],
-                           "price_fen": f["price"], "price": to_text(f["price"], 2), "market": f["market_id"],
-                           "trade_id": f["trade_id"]})
+                           "price": cny(f["price"]), "value": cny(value), "fee": cny(fee),
+                           "paid": cny(value + fee), "market": f["market_id"], "trade_id": f["trade_id"]})
+    value, fees = sum(f["notional"] for f in done), sum(f["buyer_fee"] for f in done)
     receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f["retire_seq"] for f in done})]
     body = {
         "title": "购买碳减排量用于替代性生态修复见证",
@@ -60,12 +85,13 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
         "order": {k: state[k] for k in ("id", "court", "case_number", "case_type", "judgment_reference",
                                         "defendants", "payer", "assessed_loss", "assessment_method",
                                         "assessing_body", "multiplier", "required_quantity", "deadline")},
-        "retired_quantity": to_text(retired_kg, restoration.KG_DECIMALS),
-        "unit": "t CO2e",
+        "retired_quantity": state["retired_quantity"],
+        "unit": CARBON_UNIT,
         "status": "fulfilled" if retired_kg >= await _required(rt, order_id) else "partially_fulfilled",
-        "paid": to_text(sum(f["notional"] + f["buyer_fee"] for f in done), 2),
+        "paid": cny(value + fees),
+        "totals": {"value": cny(value), "fees": cny(fees), "paid": cny(value + fees)},
         "blocks": blocks,
-        "issued_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "issued_at": iso(datetime.now(UTC).replace(microsecond=0)),  # concurrent issues of one state agree
     }
     body["order"]["deadline"] = str(body["order"]["deadline"])
     body["order"]["defendants"] = restoration.public_defendants(state["defendants"])  # names, no ID numbers
@@ -80,6 +106,17 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
                VALUES (:c, :o, :k, CAST(:doc AS jsonb)) ON CONFLICT DO NOTHING"""),
             {"c": code, "o": order_id, "k": retired_kg, "doc": json.dumps(doc, ensure_ascii=False)})
     return doc
+
+
+def spread(total: int, sizes: list[int]) -> list[int]:
+    """`total` fen over parts of these sizes, in proportion, to the fen: each part gets its floor and the
+    fen left over go to the largest remainders (the earliest first), so the parts add up to `total`."""
+    whole = sum(sizes)
+    shares = [total * n // whole for n in sizes]
+    order = sorted(range(len(sizes)), key=lambda i: (-(total * sizes[i] % whole), i))
+    for i in order[:total - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 async def _required(rt: Runtime, order_id: int) -> int:

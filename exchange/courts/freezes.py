@@ -34,7 +34,7 @@ from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import CNY_DECIMALS, to_base, to_text
+from exchange.core.units import CNY_DECIMALS, iso, to_base, to_text
 from exchange.pledging import repository as repo
 from exchange.pledging import service as pledging
 from exchange.pledging.service import translate_refusals
@@ -221,7 +221,7 @@ async def _locked(conn: AsyncConnection, who: Principal, freeze_id: int) -> dict
         code = "freeze_expired" if f["status"] == "expired" else "freeze_closed"
         raise DomainError(code, f"freeze {freeze_id} is {f['status']}")
     if pledging.now() >= f["expires_at"]:
-        raise DomainError("freeze_expired", f"freeze {freeze_id} expired at {f['expires_at'].isoformat()}")
+        raise DomainError("freeze_expired", f"freeze {freeze_id} expired at {iso(f['expires_at'])}")
     return f
 
 

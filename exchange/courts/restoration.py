@@ -5,6 +5,12 @@ quantity, eligible instrument kinds, deadline). The payer fulfils it by buying o
 order or a take flagged for the order — whose fills are retired at once with purpose
 `judicial_restoration` and the case data, so the units never become tradable. Fulfilment is read from
 the settled trades; quantities are kept in kg of CO2e so instruments of any precision add up.
+
+An order is spoken in tCO2e at one precision for all its quantities (required, retired, remaining): the
+finest of the instruments that can fulfil it (those of its eligible kinds, at most kg: 3 decimals), or of
+its required quantity if the court wrote that finer. An order that only whole-tonne credits can fill
+reads "96", one that CDCER kept in kg can fill reads "96.000". The assessed loss is shown with as many
+decimals as it has, at least the order's ("47.07").
 """
 
 from __future__ import annotations
@@ -19,11 +25,11 @@ from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import to_base, to_text
+from exchange.core.units import CARBON_UNIT, cny, to_base, to_text
 from exchange.registry import participants
 from exchange.trading import orders
 
-KG_DECIMALS = 3  # quantities of an order are kg of CO2e; shown as t with 3 decimals
+KG_DECIMALS = 3  # quantities of an order are kept in kg of CO2e; shown in t at the order's precision
 ELIGIBLE = frozenset({"ccer", "cdcer", "forest_ticket", "cea"})
 _COLUMNS = """r.id, r.court_id, c.name AS court, r.case_number, r.case_type, r.judgment_reference, r.defendants,
     r.payer_id, p.name AS payer, r.assessed_loss_kg, r.assessment_method, r.assessing_body, r.multiplier,
@@ -159,13 +165,38 @@ def to_kg(qty: int, decimals: int) -> int:
     return qty * 10 ** (KG_DECIMALS - decimals) if decimals <= KG_DECIMALS else qty // 10 ** (decimals - KG_DECIMALS)
 
 
+def _needed(kg: int | None) -> int:
+    """How many decimals (of t) a quantity in kg needs: 96000 -> 0, 47070 -> 2."""
+    if not kg:
+        return 0
+    places = KG_DECIMALS
+    while places and kg % 10 ** (KG_DECIMALS - places + 1) == 0:
+        places -= 1
+    return places
+
+
+async def precision(rt: Runtime, r: dict[str, Any]) -> int:
+    """The order's decimals (see the module docstring)."""
+    async with rt.read() as conn:
+        finest = (await conn.execute(text("SELECT max(decimals) FROM instruments WHERE kind = ANY(:k)"),
+                                     {"k": list(r["eligible_kinds"])})).scalar()
+    return min(KG_DECIMALS, max(finest or 0, _needed(r["required_kg"])))
+
+
+def in_t(kg: int, places: int) -> str:
+    """kg of CO2e as t with `places` decimals (exact: the order's precision covers what fills it)."""
+    return to_text(kg // 10 ** (KG_DECIMALS - places), places)
+
+
 async def get(rt: Runtime, who: Principal | None, order_id: int) -> dict[str, Any]:
     """The order as `who` may see it; `who=None` is the registry itself (reminders, certificates)."""
     r = await _row(rt, order_id)
     _may_see(who, r)
     done = await fills(rt, order_id)
     retired = sum(to_kg(f["qty"], f["decimals"]) for f in done)
-    paid = sum(f["notional"] + f["buyer_fee"] for f in done)
+    value, fees = sum(f["notional"] for f in done), sum(f["buyer_fee"] for f in done)
+    places = await precision(rt, r)
+    loss = r["assessed_loss_kg"]
     today = datetime.now(UTC).date()
     status = r["status"]
     if status == "open" and retired >= r["required_kg"]:
@@ -175,12 +206,14 @@ async def get(rt: Runtime, who: Principal | None, order_id: int) -> dict[str, An
         "case_type": r["case_type"], "judgment_reference": r["judgment_reference"],
         "defendants": r["defendants"] if who is None else defendants_for(who, r["defendants"]),
         "payer_id": r["payer_id"], "payer": r["payer"],
-        "assessed_loss": None if r["assessed_loss_kg"] is None else to_text(r["assessed_loss_kg"], KG_DECIMALS),
+        "assessed_loss": None if loss is None else in_t(loss, max(places, _needed(loss))),
         "assessment_method": r["assessment_method"], "assessing_body": r["assessing_body"],
-        "multiplier": r["multiplier"], "required_quantity": to_text(r["required_kg"], KG_DECIMALS),
-        "retired_quantity": to_text(retired, KG_DECIMALS),
-        "remaining_quantity": to_text(max(0, r["required_kg"] - retired), KG_DECIMALS),
-        "unit": "t CO2e", "paid": to_text(paid, 2), "eligible_kinds": r["eligible_kinds"],
+        "multiplier": r["multiplier"], "required_quantity": in_t(r["required_kg"], places),
+        "retired_quantity": in_t(retired, places),
+        "remaining_quantity": in_t(max(0, r["required_kg"] - retired), places),
+        # What the payer paid: the value of the fills (price x quantity) and the exchange's fees on them.
+        "unit": CARBON_UNIT, "value": cny(value), "fees": cny(fees), "paid": cny(value + fees),
+        "eligible_kinds": r["eligible_kinds"],
         "designated_seller_id": r["designated_seller_id"], "deadline": r["deadline"],
         "days_left": (r["deadline"] - today).days, "overdue": status == "open" and today > r["deadline"],
         "status": status, "note": r["note"], "fills": len(done),
@@ -215,8 +248,8 @@ async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, q
     wanted = to_kg(to_base(quantity, seq.market.decimals), seq.market.decimals)
     remaining = r["required_kg"] - sum(to_kg(f["qty"], f["decimals"]) for f in await fills(rt, order_id))
     if wanted > remaining:
-        raise DomainError("exceeds_requirement", f"{to_text(wanted, 3)} t is more than the "
-                          f"{to_text(remaining, 3)} t still required")
+        raise DomainError("exceeds_requirement", f"{quantity} {CARBON_UNIT} is more than the "
+                          f"{state['remaining_quantity']} {CARBON_UNIT} still required")
     return {"retire": True, "restoration_order": order_id, "case_number": r["case_number"],
             "court": r["court"], "beneficiary": f"{r['court']} {r['case_number']} 替代性生态修复"}
 
@@ -249,7 +282,7 @@ async def reminders(rt: Runtime, today: date | None = None) -> int:
         kind = "overdue" if left < 0 else ("due_soon" if left <= 7 else None)
         if kind is None:
             continue
-        msg = (f"case {r['case_number']}: {state['remaining_quantity']} t still to retire, "
+        msg = (f"case {r['case_number']}: {state['remaining_quantity']} {CARBON_UNIT} still to retire, "
                + (f"{-left} days overdue" if left < 0 else f"deadline in {left} days"))
         async with rt.tx() as conn:
             res = await conn.execute(text(

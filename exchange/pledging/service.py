@@ -49,10 +49,10 @@ from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import CNY_DECIMALS, to_base, to_text
+from exchange.core.units import CNY_DECIMALS, iso, speak, stored_times, to_base, to_text
 from exchange.pledging import repository as repo
 from exchange.pledging import webhooks
-from exchange.registry import encumbrances, instruments, participants
+from exchange.registry import encumbrances, expiry, instruments, participants
 from exchange.registry.kinds import term_years
 from exchange.trading import auctions, orders
 from exchange.trading.pricing import notional
@@ -77,6 +77,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _taken(take: Callable[[list[tuple[int, int]], int], list[tuple[int, int]]], ranges: list[tuple[int, int]],
+           n: int, decimals: int) -> list[tuple[int, int]]:
+    """`take` (pledges.ranges) of `n` base units, its refusal in the instrument's unit."""
+    try:
+        return take(ranges, n)
+    except PledgeError as exc:
+        raise DomainError(exc.code, speak(exc.message, decimals), exc.status) from None
+
+
 def translate_refusals(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Refusals of the pure rules become domain errors (problem details) at the service boundary."""
 
@@ -84,8 +93,8 @@ def translate_refusals(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
-        except PledgeError as exc:
-            raise DomainError(exc.code, exc.message, exc.status) from None
+        except PledgeError as exc:  # the pure rules mark times ({ts:...}); quantities are spoken by _taken
+            raise DomainError(exc.code, speak(exc.message, 0), exc.status) from None
 
     return wrapper
 
@@ -117,6 +126,12 @@ def _cny(fen: int | None) -> str | None:
     return None if fen is None else to_text(fen, CNY_DECIMALS)
 
 
+def _yours(who: Principal, *extra: int | None) -> tuple[int, ...]:
+    """The accounts a ledger refusal may name to `who` (exchange/core/refusal_text.py): its own, and the escrow it
+    holds as a pledgee; never the other party's."""
+    return tuple(a for a in (who.cash_account, who.holding_account, *extra) if a is not None)
+
+
 def _ranges(v: Any) -> list[tuple[int, int]]:
     return [(int(s), int(e)) for s, e in (v or [])]
 
@@ -144,8 +159,10 @@ def present(value: Any, decimals: int, unit: str | None = None) -> Any:
 
 
 def _shown(view: dict[str, Any], decimals: int) -> dict[str, Any]:
-    """An event view (repo.event_view) as callers and webhooks receive it."""
-    return {**view, "changes": present(view["changes"], decimals), "details": present(view["details"], decimals)}
+    """An event view (repo.event_view) as callers and webhooks receive it: amounts and quantities in
+    decimal strings, the times the registry stored in ISO 8601 (exchange/core/units.py)."""
+    return stored_times({**view, "changes": present(view["changes"], decimals),
+                         "details": present(view["details"], decimals)})
 
 
 def _ledger_id(p: dict[str, Any], op: str) -> str:
@@ -549,7 +566,7 @@ def _require_pledgor(who: Principal, p: dict[str, Any]) -> None:
 
 def _require_unexpired(p: dict[str, Any]) -> None:
     if now() >= _dt(p["expires_at"]):
-        raise DomainError("pledge_expired", f"the registration expired at {_dt(p['expires_at']).isoformat()}")
+        raise DomainError("pledge_expired", f"the registration expired at {iso(_dt(p['expires_at']))}")
 
 
 async def _require_unfrozen(conn: AsyncConnection, p: dict[str, Any], verb: str) -> None:
@@ -576,7 +593,7 @@ async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[st
         c.Request(who.actor, c.VoidHold(p["hold_id"]), _ledger_id(p, f"{op}-void"), _meta(p, op)),
         c.Request(who.actor, c.CreateHold("pledge", holding, escrow, p["instrument"], quantity, pieces,
                                           micros(expires_at)), _ledger_id(p, f"{op}-lock"), _meta(p, op)),
-    ])
+    ], own=_yours(who))
 
 
 # ----------------------------------------------------------------------------------- filing and consent
@@ -680,13 +697,14 @@ async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -
         escrow = await escrow_account(rt, p["pledgee_id"])
         holding = await _account(rt, p["pledgor_id"], "holding")
         serials = await _pieces(conn, p["instrument"], _ranges(p["requested_serials"]), holding)
+        await expiry.refuse_ended(rt, holding, p["instrument"], serials)  # a right whose term ended is no collateral
         try:
             entry = await rt.submit(c.Request(
                 who.actor,
                 c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"], serials,
                              micros(_dt(p["expires_at"]))),
                 _ledger_id(p, "lock"), _meta(p, "lock", loan_contract=p["loan_contract"],
-                                             references=[r["reference"] for r in p["refs"]])))
+                                             references=[r["reference"] for r in p["refs"]])), own=_yours(who))
         except DomainError as exc:  # the pledgor holds the units: tell it what stands on them
             raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
                                             serials=serials) from None
@@ -823,8 +841,9 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
                 raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
         else:
             free = await repo.free_blocks(conn, holding, p["instrument"])
-            extra = rg.take_lowest([(b["start_serial"], b["end_serial"]) for b in free], add)
+            extra = _taken(rg.take_lowest, [(b["start_serial"], b["end_serial"]) for b in free], add, p["decimals"])
         await _require_unfrozen(conn, p, "topped up")
+        await expiry.refuse_ended(rt, holding, p["instrument"], extra)
         new = rg.union(_ranges(p["serials"]), extra)
         try:
             entries = await _relock(conn, rt, who, p, serials=new, quantity=p["quantity"] + add,
@@ -858,7 +877,7 @@ async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id
             if quantity is not None and rg.total(released) != to_base(quantity, p["decimals"]):
                 raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
         elif quantity is not None:
-            released = rg.take_highest(current, to_base(quantity, p["decimals"]))
+            released = _taken(rg.take_highest, current, to_base(quantity, p["decimals"]), p["decimals"])
         else:
             raise Invalid("quantity_required", "name the quantity or the serial ranges to release")
         remaining = rg.subtract(current, released)
@@ -1510,7 +1529,7 @@ async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *
             reqs, plan = await _handover(conn, rt, who.actor, p, courts)
             reqs.append(c.Request(who.actor, c.PostHold(p["hold_id"]), _ledger_id(p, "post-to-escrow"),
                                   _meta(p, "enforce-exchange", reason=reason)))
-            entries = await rt.submit_linked(reqs)
+            entries = await rt.submit_linked(reqs, own=_yours(who, await escrow_account(rt, p["pledgee_id"])))
             await _after_handover(conn, p, plan, entries, who.actor, method)
             enforcement = {**base, "escrow_account": await escrow_account(rt, p["pledgee_id"]),
                            "lot": p["serials"], "lot_quantity": p["quantity"], "sold": 0, "received": 0, "paid": {},
@@ -1570,7 +1589,7 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: di
     reqs += [c.Request(who.actor, c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid),
                        _ledger_id(p, f"pay-{x.key}"), _meta(p, "enforce-transfer", role=x.role))
              for x in payouts if x.paid and x.party != "pledgee"]
-    entries = await rt.submit_linked(reqs)
+    entries = await rt.submit_linked(reqs, own=_yours(who, escrow))
     await _after_handover(conn, p, plan, entries, who.actor, "transfer")
     await _settle_claims(conn, p["id"], payouts)
     await _courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
@@ -1613,7 +1632,7 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         reqs += [c.Request(who.actor, c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid),
                            _ledger_id(p, f"pay-{x.key}"), _meta(p, "enforce-sale", role=x.role))
                  for x in payouts if x.paid]
-        entries = await rt.submit_linked(reqs)
+        entries = await rt.submit_linked(reqs, own=_yours(who))  # the buyer: its cash, not the bank's escrow
         await _after_handover(conn, p, plan, entries, who.actor, "sale")
         await _settle_claims(conn, p["id"], payouts)
         await _courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)

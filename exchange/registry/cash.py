@@ -10,6 +10,7 @@ from typing import Any
 
 from exchange.core.errors import DomainError
 from exchange.core.principal import Principal
+from exchange.core.refusal_text import OVERSIGHT
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base
 from exchange.registry import participants
@@ -29,7 +30,9 @@ async def record(rt: Runtime, who: Principal, client_id: str, *, direction: str,
                             "recorded_by": who.actor}
     if note:
         meta["note"] = note
-    entry = await rt.submit(c.Request(who.actor, c.Transfer(debit, credit, "CNY", fen), client_id, meta))
+    # Operators record deposits and withdrawals: oversight, told the account and its figures (in CNY).
+    entry = await rt.submit(c.Request(who.actor, c.Transfer(debit, credit, "CNY", fen), client_id, meta),
+                            own=OVERSIGHT)
     view = movement_view(entry, CNY_DECIMALS)
     view.update({"direction": direction, "participant_id": participant_id, "bank_reference": bank_reference,
                  "amount": view.pop("quantity")})

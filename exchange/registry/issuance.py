@@ -11,6 +11,11 @@ locks on each claim so two requests for the same thing are checked one after the
   409 `duplicate_import`, an overlapping one 409 `overlapping_import` — the overlapping units would be
   claimed by two batches here, and no reading of another registry's serials makes that right; the
   first import has to be rejected first;
+- an import's quantity is exactly its origin serials: one origin serial is one unit of the instrument
+  (10**decimals base units), so origin serials 1-10 import 10 units, nothing else (422
+  `origin_quantity_mismatch`);
+- an emission right whose term has already ended (`valid_until` before today, Asia/Shanghai) is not
+  issued: 422 `term_ended` at the request, 409 `term_ended_before_approval` at an approval after its end;
 - a parcel (any kind) or a project (within its kind) over a monitoring period overlapping another
   request's is flagged `possible_double_issuance`: real cases need a person to look (a correction, a
   different carbon pool), so it is not refused, but approving it needs an explicit override with a
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import text
@@ -31,7 +37,7 @@ from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
-from exchange.registry import instruments, participants
+from exchange.registry import expiry, instruments, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry.kinds import Claims, describe_subject, identifier_key
 from ledger import commands as c
@@ -82,6 +88,15 @@ def origin_of(registry: str | None, serials: tuple[int, int] | None, reference: 
     return Origin(registry, start, end, reference)
 
 
+def _term_ended(attributes: dict[str, Any], today: date) -> str | None:
+    """The end of a batch's term if it lies before `today` (emission rights carry one), else None."""
+    until = attributes.get("valid_until")
+    if until is None:
+        return None
+    day = until if isinstance(until, date) else date.fromisoformat(str(until))
+    return day.isoformat() if day < today else None
+
+
 def _public(row: Any) -> dict[str, Any]:
     m = dict(row._mapping)
     m.pop("fingerprint", None)
@@ -116,6 +131,13 @@ async def request(rt: Runtime, who: Principal, client_id: str, *, instrument: st
     if holder["kind"] not in ("enterprise", "issuer", "operator"):
         raise DomainError("invalid_holder", "batches are issued to an enterprise, issuer or operator holder", 422)
     origin = origin_of(origin_registry, origin_serials, origin_reference)
+    if origin is not None and qty != (origin.end - origin.start + 1) * 10 ** inst["decimals"]:
+        raise Invalid("origin_quantity_mismatch", f"origin serials {origin.start}-{origin.end} are "
+                      f"{origin.end - origin.start + 1} units of {instrument} (one origin serial is one unit), "
+                      f"not {quantity}")
+    ended = _term_ended(attrs, expiry.today_of(rt))
+    if ended is not None:
+        raise Invalid("term_ended", f"the term ended on {ended}: an emission right past its term is not issued")
     fp = fingerprint({"instrument": instrument, "holder": holder_id, "quantity": qty, "attributes": attrs,
                       "origin": origin.view() if origin else None})
     actor = who.actor
@@ -294,6 +316,10 @@ async def approve(rt: Runtime, who: Principal, request_id: int, note: str | None
             batch_id = (await conn.execute(text("SELECT id FROM ledger_batches WHERE reference = :r"),
                                            {"r": reference})).scalar()
             if batch_id is None:
+                ended = _term_ended(row.attributes or {}, expiry.today_of(rt))
+                if ended is not None:
+                    raise DomainError("term_ended_before_approval", f"the batch's term ended on {ended}, after it "
+                                      "was requested: reject the request", valid_until=ended)
                 overridden = await _check_flags(conn, row, who, override)
                 entry = await rt.submit(c.Request(
                     who.actor,

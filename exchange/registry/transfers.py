@@ -10,7 +10,7 @@ from sqlalchemy import text
 from exchange.core.errors import DomainError, Forbidden
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import to_base, to_text
+from exchange.core.units import iso, to_base, to_text
 from exchange.registry import encumbrances, expiry, instruments, participants
 from ledger import commands as c
 from ledger import queries
@@ -58,7 +58,7 @@ def movement_view(entry: Entry, decimals: int) -> dict[str, Any]:
         "instrument": body["instrument"],
         "quantity": to_text(amount, decimals),
         "serials": [{"start": s, "end": e} for s, e in meta.get("serials", [])],
-        "ts": entry.ts,
+        "ts": iso(entry.ts),
         "entry_url": f"/v1/ledger/entries/{entry.seq}",
         "receipt_url": f"/v1/ledger/entries/{entry.seq}/receipt",
     }
@@ -77,10 +77,11 @@ async def transfer(rt: Runtime, who: Principal, client_id: str, *, to_participan
     if memo:
         meta["memo"] = memo
     source = _account_for(who, inst["kind"])
+    await expiry.refuse_ended(rt, source, instrument, _serials(serials))
     try:
         entry = await rt.submit(c.Request(
             who.actor, c.Transfer(source, _account_for(dest, inst["kind"]), instrument, amount, _serials(serials)),
-            client_id, meta))
+            client_id, meta), own=(source,))
     except DomainError as exc:
         raise await _named(rt, exc, source, instrument, serials) from None
     view = movement_view(entry, inst["decimals"])
@@ -101,11 +102,12 @@ async def retire(rt: Runtime, who: Principal, client_id: str, *, instrument: str
     if note:
         meta["note"] = note
     source = _account_for(who, inst["kind"])
+    await expiry.refuse_ended(rt, source, instrument, _serials(serials))
     try:
         entry = await rt.submit(c.Request(
             who.actor, c.Retire(source, rt.system["retired"], instrument, amount, purpose, beneficiary,
                                 _serials(serials)),
-            client_id, meta))
+            client_id, meta), own=(source,))
     except DomainError as exc:
         raise await _named(rt, exc, source, instrument, serials) from None
     view = movement_view(entry, inst["decimals"])

@@ -27,6 +27,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.core.units import iso
+
 GENESIS = bytes(32)
 DOMAIN = b"envx-audit/1\n"
 # pg_advisory_xact_lock key ("envxaudt"): appends are serialised so each row sees the true previous hash.
@@ -129,7 +131,7 @@ def view(r: Any) -> dict[str, Any]:
         detail = json.loads(r.detail)
     except ValueError:  # only after tampering; verify() says where
         detail = r.detail
-    return {"seq": r.seq, "ts": r.ts, "actor": r.actor, "participant_kind": r.participant_kind,
+    return {"seq": r.seq, "ts": iso(r.ts), "actor": r.actor, "participant_kind": r.participant_kind,
             "api_key_id": r.api_key_id, "operation": r.operation, "method": r.method, "path": r.path,
             "client_ip": r.client_ip, "forwarded_for": r.forwarded_for, "status": r.status, "outcome": r.outcome,
             "detail": detail, "prev_hash": bytes(r.prev_hash).hex(), "hash": bytes(r.hash).hex()}

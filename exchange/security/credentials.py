@@ -28,6 +28,7 @@ from exchange.core.idempotency import fingerprint
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.secrets import Credentials
+from exchange.core.units import iso
 from exchange.security import keys
 from exchange.security.keys import KeyRow
 
@@ -216,7 +217,7 @@ async def enroll(rt: Runtime, client_id: str, first_half: str, second_half: str,
             raise DomainError("enrollment_code_cancelled", f"this enrollment code was cancelled ({row.cancel_reason})")
         now = datetime.now(UTC)
         if row.expires_at <= now:
-            raise DomainError("enrollment_code_expired", f"this enrollment code expired at {row.expires_at}; ask "
+            raise DomainError("enrollment_code_expired", f"this enrollment code expired at {iso(row.expires_at)}; ask "
                                                          "the registry for a new one (two operators issue it)")
         status = (await conn.execute(text("SELECT status FROM participants WHERE id = :p FOR SHARE"),
                                      {"p": row.participant_id})).scalar()

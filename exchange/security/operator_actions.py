@@ -51,7 +51,7 @@ from exchange.core.errors import DomainError, Forbidden, NotFound
 from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
 from exchange.core.runtime import Runtime
-from exchange.core.units import CNY_DECIMALS, to_base
+from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base
 from exchange.registry import cash, instruments, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry.subjects import subject_from_payload
@@ -297,7 +297,7 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
             raise DomainError("proposer_suspended", f"operator action {action_id} was proposed by a participant who "
                                                     "is suspended now; it cannot be approved unless reinstated")
         if row.expires_at <= datetime.now(UTC):
-            raise DomainError("action_expired", f"operator action {action_id} expired at {row.expires_at}; "
+            raise DomainError("action_expired", f"operator action {action_id} expired at {iso(row.expires_at)}; "
                                                 "propose it again")
         meta = {"id": action_id, "kind": row.kind, "proposed_by": row.proposed_by, "approved_by": who.actor}
         try:
@@ -322,7 +322,7 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
             await conn.execute(
                 text("""UPDATE operator_actions SET status = 'executed', decided_by = :d, decided_at = now(),
                             decision_note = :n, result = CAST(:r AS jsonb) WHERE id = :i"""),
-                {"d": who.actor, "n": note, "r": _json(result), "i": action_id})
+                {"d": who.actor, "n": note, "r": _json(times_in_iso(result)), "i": action_id})
     if failure is not None:  # recorded as failed (committed above); the approver sees why
         raise DomainError(failure.code, failure.message, failure.status, operator_action=action_id,
                           **failure.extra)

@@ -21,17 +21,9 @@ from typing import Any
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import to_base, to_text
+from exchange.core.units import iso, to_base, to_text
 from exchange.trading.negotiation import submit_plain
-from exchange.trading.orders import (
-    EscrowSale,
-    _public,
-    _reason_error,
-    enforcement_of,
-    iso_us,
-    stored_refusal,
-    submit_new,
-)
+from exchange.trading.orders import EscrowSale, _public, _reason_error, enforcement_of, stored_refusal, submit_new
 from exchange.trading.pricing import buy_hold, notional
 from matching import commands as mc
 from matching import reasons as R
@@ -54,6 +46,14 @@ def _auction(seq: Any, auction_id: int) -> dict[str, Any]:
     return a  # type: ignore[no-any-return]
 
 
+def _refusal(seq: Any, cmd: Any) -> tuple[str, str] | None:
+    """How the auction's own rules refuse `cmd` now (matching.auction.AuctionHouse.refusal), before anything
+    is funded: a seller registering is `seller_cannot_bid`, a bid above the lot `quantity_exceeds_remaining`,
+    whether or not the sender could pay. The engine checks again when it applies the command."""
+    rejected = seq.engine.refusal(time.time_ns() // 1000, cmd)
+    return None if rejected is None else (rejected[2], rejected[3])
+
+
 def _seller_or_operator(who: Principal, a: dict[str, Any]) -> None:
     if who.kind != "operator" and who.participant_id != a["terms"]["seller"]:
         raise Forbidden("only the seller or an operator runs the auction")
@@ -62,11 +62,11 @@ def _seller_or_operator(who: Principal, a: dict[str, Any]) -> None:
 async def _answer(rt: Runtime, market_id: str, result: dict[str, Any]) -> dict[str, Any]:
     """The 201 body, or the engine's refusal as a 409 problem (the same one for the first answer and
     every retry: both read what the projection stored)."""
-    order = result["order"]
+    order = result.get("order") or result["deposit"]
     if order["status"] == "rejected":
         refused = await stored_refusal(rt, market_id, order["id"])
         # Stored with the rejection in one transaction; only rows refused before refusals were kept lack it.
-        raise refused or _reason_error(order["reason"], R.DESCRIPTIONS.get(order["reason"], order["reason"]))
+        raise refused or _reason_error(order["reason"], R.DESCRIPTIONS.get(order["reason"], order["reason"]), 0)
     return _public(result)
 
 
@@ -91,6 +91,7 @@ async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, 
     result = await submit_new(
         rt, who, market_id, client_id, kind="auction", side=mc.SELL, price=terms["min_price"], qty=qty,
         type_="auction", tif="auction", check=False,
+        precheck=lambda: _refusal(seq, mc.Announce(0, pid, qty, **terms)),  # the terms before the lot's units
         make=lambda aid: mc.Announce(aid, pid, qty, **terms),
         fp_payload={"op": "announce", "m": market_id, "qty": qty, **terms,
                     **({"enforcement": escrow.pledge_id} if escrow else {})}, escrow=escrow)
@@ -130,6 +131,7 @@ async def register(rt: Runtime, who: Principal, market_id: str, auction_id: int,
     return await _answer(rt, market_id, await submit_new(
         rt, who, market_id, client_id, kind="deposit", side=mc.BUY, price=deposit or None, qty=1, type_="deposit",
         tif="auction", check=False, parent=auction_id, hold_amount=deposit,  # no deposit: nothing is held
+        precheck=lambda: _refusal(seq, mc.Register(auction_id, pid, deposit)),  # the rules before the deposit
         make=lambda _s: mc.Register(auction_id, pid, deposit),
         fp_payload={"op": "register", "m": market_id, "auction": auction_id}))
 
@@ -158,6 +160,7 @@ async def bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, clie
     return await _answer(rt, market_id, await submit_new(
         rt, who, market_id, client_id, kind="bid", side=mc.BUY, price=p, qty=q, type_="bid", tif="auction",
         check=False, parent=auction_id, hold_amount=top_up,
+        precheck=lambda: _refusal(seq, mc.Bid(auction_id, 0, pid, p, q, replaces)),  # the rules before the cash
         make=lambda bid_id: mc.Bid(auction_id, bid_id, pid, p, q, replaces),
         fp_payload={"op": "bid", "m": market_id, "auction": auction_id, "p": p, "q": q}))
 
@@ -187,7 +190,7 @@ def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
     # Public (getAuction has no key): terms, phase, counts and results; no participant ids.
     out: dict[str, Any] = {
         "auction_id": auction_id, "phase": a["phase"],
-        "ends_at": None if a["end_ts"] is None else iso_us(a["end_ts"]), "extensions": a["extensions"],
+        "ends_at": None if a["end_ts"] is None else iso(a["end_ts"]), "extensions": a["extensions"],
         "quantity": to_text(t["qty"], d), "term_years": m.years,
         "min_price": to_text(t["min_price"], 2), "increment": to_text(t["increment"], 2),
         "deposit": to_text(t["deposit"], 2), "min_bid_quantity": to_text(t["min_bid_qty"], d),

@@ -76,6 +76,8 @@ class Market:
     in_close: bool
     holidays: tuple[date, ...] = ()
     years: int = 1  # the instrument's term: prices are per unit-year, money is price x quantity x years
+    # Its units' terms end (emission rights): what ended may not be sold (exchange/registry/expiry.py).
+    expires: bool = False
 
     # --- the calendar (pure) ---------------------------------------------------------------------
 
@@ -118,11 +120,12 @@ class Market:
         return later[0] if later else datetime.combine(local.date() + timedelta(days=1), time(0), SHANGHAI)
 
 
-def market_from_row(row: Any, decimals: int, years: int = 1) -> Market:
+def market_from_row(row: Any, decimals: int, years: int = 1, expires: bool = False) -> Market:
     rules = MarketRules(**row.rules)
     holidays = tuple(date.fromisoformat(d) for d in (getattr(row, "holidays", None) or ()))
     return Market(row.id, row.instrument, row.mode, decimals, rules,
-                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close, holidays, years)
+                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close, holidays, years,
+                  expires)
 
 
 def _check_sessions(sessions: list[list[str]]) -> list[list[str]]:
@@ -295,7 +298,8 @@ _SELECT = """SELECT m.*, i.decimals, i.kind AS instrument_kind, i.attributes AS 
 
 def _market(row: Any) -> Market:
     """A market from a `_SELECT` row: with its instrument's grid and term."""
-    return market_from_row(row, row.decimals, term_years(row.instrument_kind, row.instrument_attributes or {}))
+    return market_from_row(row, row.decimals, term_years(row.instrument_kind, row.instrument_attributes or {}),
+                           row.instrument_kind == "emission_right")
 
 
 async def load(rt: Runtime, market_id: str) -> Market:

@@ -17,9 +17,10 @@ from sqlalchemy import text
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.idempotency import fingerprint
 from exchange.core.principal import Principal
+from exchange.core.refusals import Refusal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
-from exchange.registry import participants
+from exchange.registry import expiry, participants
 from exchange.trading.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.trading.pricing import buy_hold
 from ledger import commands as lc
@@ -66,7 +67,7 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
             seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp})
             rejected = [e for e in events if e[0] == ev.REJECTED]
             if rejected:
-                raise _reason_error(rejected[0][2], rejected[0][3])
+                raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
             result = {"seq": seqno, "events": _events_view(events, seq.market.decimals), "_fp": fp}
         fut.set_result(result)
         return {k: v for k, v in result.items() if not k.startswith("_")}
@@ -191,19 +192,29 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
         if pid in deal["confirmed"]:
             # A repeated click is refused before anything is funded or journaled (the engine would refuse
             # it too, after the funding): nothing moves, and a retry gets the same refusal.
-            raise _reason_error(R.ALREADY_CONFIRMED, "this party already confirmed the current terms")
+            raise _reason_error(R.ALREADY_CONFIRMED, "this party already confirmed the current terms", m.decimals)
         price, qty = int(deal["price"]), int(deal["qty"])
         seller_id, buyer_id = ((quote["account"], deal["responder"]) if quote["side"] == mc.SELL
                                else (deal["responder"], quote["account"]))
         seller, buyer = await participants.lookup(rt, seller_id), await participants.lookup(rt, buyer_id)
         cash = buy_hold(price, qty, m.decimals, m.fee_bps, m.years)
+        if m.expires:  # no units whose term ended are delivered; the buyer only hears the seller cannot deliver
+            try:
+                await expiry.refuse_ended(rt, seller["holding_account"], m.instrument)
+            except DomainError as exc:
+                if seller_id == pid:
+                    raise
+                raise DomainError(Refusal.COUNTERPARTY_UNFUNDED,
+                                  "the counterparty cannot deliver these units now") from exc
         base = f"{m.id}:deal:{deal_id}:{client_id}"
         holds = await rt.submit_linked([
             lc.Request(f"exchange:{m.id}", lc.CreateHold("order", buyer["cash_account"], rt.system["clearing"],
                                                           "CNY", cash), f"{base}:buyer", {"deal": deal_id}),
             lc.Request(f"exchange:{m.id}", lc.CreateHold("order", seller["holding_account"], rt.system["clearing"],
                                                           m.instrument, qty), f"{base}:seller", {"deal": deal_id}),
-        ])
+        # The confirming side hears its own shortfall in its units; the other side's is only
+        # `counterparty_unfunded`: no account, no balance (issue #14).
+        ], own=(who.cash_account, who.holding_account), counterparty=True)
         ids = {quote["account"]: deal["quote_id"], deal["responder"]: deal_id}
 
         def state(p: dict[str, Any], side: str, hold: Any, amount: int) -> dict[str, Any]:

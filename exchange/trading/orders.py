@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 
-from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, from_rejection
+from exchange.core import units
+from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.idempotency import fingerprint
 from exchange.core.principal import Principal
+from exchange.core.refusal_text import refused
 from exchange.core.runtime import Runtime, ledger_error
 from exchange.core.units import to_base, to_text
-from exchange.registry import participants
+from exchange.registry import expiry, participants
 from exchange.trading.pricing import buy_hold
 from exchange.trading.sequencer import MarketSequencer, Replay
 from ledger import commands as lc
@@ -34,6 +36,10 @@ from matching.rules import NO_LIMIT
 TRADERS = participants.HOLDER_KINDS
 SEES_ALL = participants.SEES_ALL  # oversight sees every order
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
+
+
+# The engine's refusal of a command before it is funded, as (code, message), or None.
+Precheck = Callable[[], tuple[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +65,10 @@ def enforcement_of(seq: MarketSequencer, order_id: int) -> str | None:
     return ((o.purpose or {}).get("enforcement") or {}).get("pledge_number") if o is not None else None
 
 
-def _reason_error(code: str, message: str) -> DomainError:
-    """An engine's refusal (a matching.reasons code) as a domain error; its status is the code's."""
-    return DomainError(code, message)
+def _reason_error(code: str, message: str, decimals: int) -> DomainError:
+    """An engine's refusal (a matching.reasons code) as a problem: its status is the code's, its marked
+    numbers in the market's units (exchange.core.units.speak)."""
+    return DomainError(code, units.speak(message, decimals))
 
 
 async def _order_row(rt: Runtime, market_id: str, order_id: int) -> dict[str, Any] | None:
@@ -72,6 +79,9 @@ async def _order_row(rt: Runtime, market_id: str, order_id: int) -> dict[str, An
 
 
 def order_view(o: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """An order, listing, take, quote side, auction lot or bid in the caller's units; a deposit as a deposit."""
+    if o["kind"] == "deposit":
+        return deposit_view(o)
     return {
         "id": o["id"], "market_id": o["market_id"], "participant_id": o["participant_id"], "kind": o["kind"],
         "side": o["side"], "type": o["type"], "tif": o["tif"],
@@ -83,32 +93,35 @@ def order_view(o: dict[str, Any], decimals: int) -> dict[str, Any]:
     }
 
 
-# Event fields in money (fen -> CNY) and in quantity (base units -> the instrument's unit).
-_MONEY_FIELDS = frozenset({"price", "min_price", "clearing_price", "deposit", "band_low", "band_high"})
-_QUANTITY_FIELDS = frozenset({"qty", "old_qty", "new_qty", "sold_qty", "unsold_qty"})
+def deposit_view(o: dict[str, Any]) -> dict[str, Any]:
+    """An auction registration's deposit: an amount of CNY held until the auction ends (0: none held).
+    Kept as a row of `orders` (its hold is released with the auction's), but it is not an order."""
+    return {
+        "id": o["id"], "market_id": o["market_id"], "participant_id": o["participant_id"], "kind": "deposit",
+        "auction_id": o.get("parent"), "amount": units.cny(o["price"] or 0), "status": _DEPOSIT_STATUS.get(
+            o["status"], o["status"]), "reason": o["reason"], "hold_id": o["hold_id"],
+        "trading_day": o["trading_day"], "client_id": o["client_id"],
+    }
+
+
+# A deposit is held while its auction runs, then returned (the row's `cancelled`/`filled` end it).
+_DEPOSIT_STATUS = {"open": "held", "cancelled": "returned", "filled": "returned"}
+
+
+# Who sent what, in the engine's words: in an answer the caller's own `owner` is its participant id; the
+# other side of a trade is not named (trades are anonymous; the caller knows its own order by its id).
+_OWNER_FIELDS = {"owner": "participant_id"}
+_COUNTERPARTY_FIELDS = frozenset({"maker_owner", "taker_owner"})
 
 
 def _events_view(events: list[ev.Event], decimals: int) -> list[dict[str, Any]]:
-    """Events with amounts and quantities as decimal strings and times as ISO 8601: base units never leak."""
+    """Events of the caller's own command, in its units (exchange.core.units.event_fields): amounts, prices and
+    quantities as decimal strings, times in ISO 8601, refusals spoken; base units never leak."""
     out = []
     for e in events:
-        d = ev.as_dict(e)
-        for k, v in d.items():
-            if type(v) is not int:
-                continue
-            if k in _MONEY_FIELDS:
-                d[k] = to_text(v, 2)
-            elif k in _QUANTITY_FIELDS:
-                d[k] = to_text(v, decimals)
-            elif k == "end_ts":
-                d[k] = iso_us(v)
-        out.append(d)
+        d = units.event_fields(ev.as_dict(e), decimals)
+        out.append({_OWNER_FIELDS.get(k, k): v for k, v in d.items() if k not in _COUNTERPARTY_FIELDS})
     return out
-
-
-def iso_us(us: int) -> str:
-    """UTC microseconds (the sequencer's clock) as ISO 8601."""
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="milliseconds")
 
 
 def _gate(seq: MarketSequencer) -> None:
@@ -124,9 +137,11 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
                      price: int | None, qty: int, make: Any, type_: str = "limit", tif: str = "day",
                      hold_price: int | None = None, purpose: dict[str, Any] | None = None,
                      fp_payload: dict[str, Any], check: bool = True, parent: int | None = None,
-                     hold_amount: int | None = None, escrow: EscrowSale | None = None) -> dict[str, Any]:
+                     hold_amount: int | None = None, escrow: EscrowSale | None = None,
+                     precheck: Precheck | None = None) -> dict[str, Any]:
     """Shared path of orders, listings, takes and auction lots, deposits and bids: idempotency, gates,
-    hold, sequencer, answer. With `escrow`, a sell on a pledgee's behalf from its escrow account."""
+    hold, sequencer, answer. With `escrow`, a sell on a pledgee's behalf from its escrow account.
+    `precheck`: the engine's own rules for this command (an auction's), asked before anything is funded."""
     if who.kind not in TRADERS:
         raise Forbidden("this participant kind does not trade")
     key = (who.participant_id, client_id)
@@ -142,7 +157,7 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
         result = await _submit_new(rt, who, market_id, client_id, kind=kind, side=side, price=price, qty=qty,
                                    make=make, type_=type_, tif=tif, hold_price=hold_price, purpose=purpose,
                                    fp_payload=fp_payload, check=check, parent=parent, hold_amount=hold_amount,
-                                   escrow=escrow)
+                                   escrow=escrow, precheck=precheck)
         fut.set_result(result)
         return result
     except BaseException as exc:
@@ -157,7 +172,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
                       price: int | None, qty: int, make: Any, type_: str, tif: str, hold_price: int | None,
                       purpose: dict[str, Any] | None, fp_payload: dict[str, Any], check: bool = True,
                       parent: int | None = None, hold_amount: int | None = None,
-                      escrow: EscrowSale | None = None) -> dict[str, Any]:
+                      escrow: EscrowSale | None = None, precheck: Precheck | None = None) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     m = seq.market
     fp = fingerprint(fp_payload)
@@ -165,8 +180,15 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         _gate(seq)
         problem = m.rules.check(price, qty, seq.engine.band) if check else None
         if problem is not None:
-            raise _reason_error(*problem)
-        if hold_amount is not None:  # a fixed amount of cash (a deposit, a raise's top-up); 0: nothing to hold
+            raise _reason_error(*problem, m.decimals)
+        # The auction's own rules before its cash: a command they refuse is journaled unfunded, as the
+        # refusal it is (matching.commands.Refused), so that its retries get the same refusal.
+        refusal = precheck() if precheck is not None else None
+        if refusal is not None:
+            make = _refused(*refusal)
+            amount, instrument, account = 0, "CNY", who.cash_account
+            purpose = escrow.purpose() if escrow is not None else purpose
+        elif hold_amount is not None:  # a fixed amount of cash (a deposit, a raise's top-up); 0: nothing to hold
             amount, instrument, account = hold_amount, "CNY", who.cash_account
         elif side == mc.BUY:
             unit_price = hold_price if hold_price is not None else price
@@ -179,8 +201,11 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
             purpose = escrow.purpose()
         else:
             amount, instrument, account = qty, m.instrument, who.holding_account
-        if account is None:
+        if account is None and refusal is None:
             raise DomainError("no_account", "this participant has no account for that side")
+        if instrument != "CNY" and amount and m.expires:  # units of a term that ended cannot move
+            await expiry.refuse_ended(rt, account, instrument, escrow.serials if escrow else None,
+                                      held=escrow is not None)
     except DomainError:
         # A retry of an order accepted before the market closed or moved still gets its first answer.
         answer = await journaled_answer(rt, who, client_id, fp, m.decimals)
@@ -202,8 +227,8 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
            "fingerprint": fp.hex(), "purpose": purpose, "parent": parent}
     try:
         out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id))
-    except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...)
-        raise from_rejection(rej) from None
+    except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
+        raise refused(rej, own=(account,)) from None
     except Exception as exc:
         await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
         if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
@@ -219,19 +244,28 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     row = {"id": order_id, "market_id": market_id, "participant_id": who.participant_id, "kind": kind,
            "side": side, "type": type_, "tif": tif, "price": price, "qty": qty, "open_qty": qty, "filled_qty": 0,
            "filled_notional": 0, "fees": 0, "status": "open", "reason": None, "hold_id": ctx["hold_id"],
-           "trading_day": seq.trading_day, "client_id": client_id}
+           "trading_day": seq.trading_day, "client_id": client_id, "parent": parent}
     if changed is not None:
         row.update({"open_qty": changed["open"], "filled_qty": changed["filled"],
                     "filled_notional": changed["notional"], "fees": changed["fees"], "status": changed["status"],
                     "reason": changed["reason"], "price": changed["price"],
                     "hold_id": changed.get("hold_id", ctx["hold_id"])})  # a raise's one hold, once merged
-    return {"order": order_view(row, m.decimals), "events": _events_view(events, m.decimals), "_fp": fp.hex()}
+    return {_answer_key(kind): order_view(row, m.decimals), "events": _events_view(events, m.decimals),
+            "_fp": fp.hex()}
+
+
+def _refused(code: str, message: str) -> Callable[[int], mc.Refused]:
+    return lambda ref: mc.Refused(ref, code, message)
+
+
+def _answer_key(kind: str) -> str:
+    return "deposit" if kind == "deposit" else "order"
 
 
 def _replayed(row: dict[str, Any], fp: bytes, decimals: int) -> dict[str, Any]:
     if bytes(row["fingerprint"]) != fp:
         raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-    return {"order": order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
+    return {_answer_key(row["kind"]): order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
 
 
 async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> dict[str, Any] | None:
@@ -267,7 +301,7 @@ async def stored_refusal(rt: Runtime, market_id: str, seq: int) -> DomainError |
     async with rt.read() as conn:
         row = (await conn.execute(text("SELECT code, detail FROM market_refusals WHERE market_id = :m AND seq = :s"),
                                   {"m": market_id, "s": seq})).first()
-    return None if row is None else _reason_error(row.code, row.detail)
+    return None if row is None else _reason_error(row.code, row.detail, rt.exchange.get(market_id).market.decimals)
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
@@ -337,6 +371,11 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
             return _public(answer)
         raise DomainError("unknown_listing", f"listing {listing_id} is not open", 404)
     side = mc.opposite(listing["side"])
+    maker = seq.orders.get(listing_id)
+    if m.expires and listing["side"] == mc.SELL and maker is not None and await expiry.hold_ended(rt, maker.hold_id):
+        # Listed before its term ended (the close withdraws it): not sold now. The lister's blocks are its own.
+        raise DomainError("units_expired", f"the term of the units of listing {listing_id} has ended; "
+                          "they can no longer be sold")
     price_fen = int(listing["price"])
     pid = who.participant_id
     return _public(await submit_new(
@@ -362,7 +401,7 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
         assert row is not None
         # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
         if rejected and row["status"] == "open":
-            raise _reason_error(rejected[2], rejected[3])
+            raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
     return order_view(row, seq.market.decimals)
 
 
@@ -379,7 +418,7 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
     owner = row["participant_id"]
     rejected = await _change(seq, mc.Reduce(order_id, new_open, owner))
     if rejected:
-        raise _reason_error(rejected[2], rejected[3])
+        raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
     row = await _order_row(rt, market_id, order_id)
     assert row is not None
     return order_view(row, seq.market.decimals)

@@ -44,6 +44,7 @@ from sqlalchemy import text
 from exchange.core.database import asyncpg_dsn, database_unreachable
 from exchange.core.errors import DomainError
 from exchange.core.runtime import Runtime
+from exchange.trading import marketdata
 from exchange.trading.markets import Market
 from exchange.trading.pricing import fill_fee, notional
 from ledger import commands as lc
@@ -605,7 +606,7 @@ class MarketSequencer:
         refusals: list[tuple[int, str, str]] = []
         raising: list[Group] = []
         enforcement: list[dict[str, Any]] = []
-        for seq, ts, _cmd, events, ctx in results:
+        for seq, _ts, _cmd, events, ctx in results:
             # States are created command by command, right before that command's events are settled:
             # two confirmations on one quote in one batch each settle against their own funding.
             self._register(seq, ctx)
@@ -621,8 +622,7 @@ class MarketSequencer:
                     for oid in (e[ev.T_MAKER_ID], e[ev.T_TAKER_ID]):
                         o = self.orders[oid]
                         changed[(oid, o.hold_id)] = o
-                    published.append({"type": "trade", "seq": seq, "trade_id": e[ev.T_ID], "price": e[ev.T_PRICE],
-                                      "qty": e[ev.T_QTY], "taker_side": e[ev.T_TAKER_SIDE], "ts": ts})
+                    published.append(marketdata.trade_message(row, e[ev.T_TAKER_SIDE], self.market.decimals))
                 elif kind == ev.REJECTED:
                     # Only what this command brought is refused; a refused cancel or reduce names an
                     # order that stays as it was.
@@ -882,7 +882,7 @@ class MarketSequencer:
     def _publish(self, messages: list[dict[str, Any]]) -> None:
         if not self.subscribers:
             return
-        out = [*messages, {"type": "depth", "seq": self.applied_seq, **self.depth()}]
+        out = [*messages, {"type": "depth", **marketdata.depth_of(self, 5)}]
         for q in list(self.subscribers):
             for msg in out:
                 if q.qsize() > 10_000:  # a stalled client is dropped rather than grow memory

@@ -35,6 +35,7 @@ from exchange.core.calendar import SHANGHAI, trading_day
 from exchange.core.errors import DomainError, Invalid
 from exchange.core.jobs import claim
 from exchange.core.runtime import Runtime
+from exchange.core.units import cny, iso, quantity
 from exchange.trading import markets
 from exchange.trading.markets import CLOSED, OPEN, PAUSED
 from ledger import commands as lc
@@ -56,7 +57,8 @@ async def record(conn: AsyncConnection, market_id: str, kind: str, at: datetime,
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True,
+                      default=lambda v: iso(v) if isinstance(v, datetime) else str(v))
 
 
 async def _last_session(conn: AsyncConnection, market_id: str) -> tuple[str, date] | None:
@@ -72,11 +74,25 @@ async def _last_session(conn: AsyncConnection, market_id: str) -> tuple[str, dat
 
 
 async def events(rt: Runtime, market_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """The market's events as the public reads them (listMarketEvents needs no key)."""
     async with rt.read() as conn:
         rows = await conn.execute(text(
             """SELECT id, at, kind, trading_day, actor, detail FROM market_events
                WHERE market_id = :m AND id > :a ORDER BY id LIMIT :l"""), {"m": market_id, "a": after, "l": limit})
-        return [dict(r._mapping) for r in rows]
+        return [event_view(dict(r._mapping)) for r in rows]
+
+
+def event_view(e: dict[str, Any]) -> dict[str, Any]:
+    """A market event without participant ids -- who acted is a role: the calendar or an operator (the
+    audit trail names the operator) -- with its times in ISO 8601 and its close price in CNY."""
+    detail = dict(e["detail"] or {})
+    if detail.get("until") is not None:
+        detail["until"] = iso(detail["until"])
+    if isinstance(detail.get("close_price"), int):
+        detail["close_price"] = cny(detail["close_price"])
+    if isinstance(detail.get("operator_action"), dict):  # the approval: which action, not which operators
+        detail["operator_action"] = {"id": detail["operator_action"].get("id")}
+    return {**e, "actor": CALENDAR if e["actor"] == CALENDAR else "operator", "detail": detail}
 
 
 # --- transitions ----------------------------------------------------------------------------------
@@ -86,8 +102,14 @@ def _state(seq: Any, row: Any, close: dict[str, Any] | None = None, *, closed: b
            "session_override": None if row.override_until is None else {"until": row.override_until,
                                                                          "reason": row.override_reason}}
     if closed:
-        out["close"] = close
+        out["close"] = None if close is None else close_view(close, seq.market.decimals)
     return out
+
+
+def close_view(close: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """A day's close (compute_close) in the user's units."""
+    return {**close, "price": cny(close["price"]), "volume": quantity(close["volume"], decimals),
+            "turnover": cny(close["turnover"])}
 
 
 async def _row(conn: AsyncConnection, market_id: str) -> Any:

@@ -48,14 +48,16 @@ def test_nanjing_order_take_certificate_and_pdf(api: Api, tmp_path: Path) -> Non
         "required_quantity": "96", "eligible_kinds": ["ccer", "forest_ticket"],
         "deadline": (date.today() + timedelta(days=90)).isoformat()}))
     oid = order["id"]
-    assert (order["required_quantity"], order["retired_quantity"], order["status"]) == ("96.000", "0.000", "open")
+    # Only whole-tonne credits (CCER here, forest tickets) can fill it: whole tonnes, as they are traded.
+    assert (order["required_quantity"], order["retired_quantity"], order["status"]) == ("96", "0", "open")
+    assert (order["assessed_loss"], order["unit"]) == ("47.07", "tCO2e")
     too_much = payer.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing",
                                                                   "listing_id": listing, "quantity": "97"})
     assert too_much.status_code == 409 and too_much.json()["code"] == "exceeds_requirement"
     api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing", "listing_id": listing,
                                                                "quantity": "96"}))
     state = api.ok(court.get(f"/v1/restoration-orders/{oid}"))
-    assert (state["retired_quantity"], state["status"], state["paid"]) == ("96.000", "fulfilled", "5760.00")
+    assert (state["retired_quantity"], state["status"], state["paid"]) == ("96", "fulfilled", "5760.00")
     # The units arrived retired: the payer holds none of them, and nothing can move them.
     hb = api.ok(payer.get("/v1/holdings"))
     assert [b for b in hb["balances"] if b["instrument"] == "CCER"] == []
@@ -95,7 +97,7 @@ def test_nanjing_order_take_certificate_and_pdf(api: Api, tmp_path: Path) -> Non
     (tmp_path / "certificate.pdf").write_bytes(pdf.content)
     # pypdf leaves the high byte of each UTF-16 code as NUL for this CID font; pdftotext reads it cleanly.
     text = "".join(PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text().replace("\x00", "").split())
-    for needle in ("购买碳减排量用于替代性生态修复见证", "南靖县人民法院", "(2022)闽0627刑初123号", "96.000",
+    for needle in ("购买碳减排量用于替代性生态修复见证", "南靖县人民法院", "(2022)闽0627刑初123号", "96",
                    verified.code):
         assert needle in text, needle
     out = subprocess.run([sys.executable, "-m", "api.cli", "verify-receipt", str(f), "--key", keys[0]],
@@ -107,7 +109,7 @@ def test_nanjing_order_take_certificate_and_pdf(api: Api, tmp_path: Path) -> Non
 def _tamper_cases(doc: dict, other_receipt: dict) -> list[tuple[str, dict]]:
     out = []
     t = copy.deepcopy(doc)
-    t["note"] = t["note"].replace('"retired_quantity":"96.000"', '"retired_quantity":"960.000"')
+    t["note"] = t["note"].replace('"retired_quantity":"96"', '"retired_quantity":"960"')
     out.append(("bad_signature", t))
     t = copy.deepcopy(doc)
     t["receipts"][0]["inclusion_path"][0] = base64.b64encode(bytes(32)).decode()
@@ -271,3 +273,26 @@ def test_judicial_retirement_is_public_under_the_payer_with_receipts_for_payer_a
         assert id_number not in raw
     meta = json.loads(doc["receipts"][0]["metadata"]["meta"])
     assert not {"buyer", "seller"} & meta.keys() and meta["restoration"]["restoration_order"] == oid
+
+
+def test_the_verifier_checks_that_value_and_fee_make_paid() -> None:
+    """The money check of ledger.certificate (after the signature and receipts): per block value + fee =
+    paid, an entry's values = its price x quantity, the totals the sums; certificates from before fees
+    were itemised (no `value`) are checked without it."""
+    def block(value: str, fee: str, paid: str, qty: str = "2", price: str = "60.00") -> dict:
+        return {"serial_start": 1, "serial_end": 2, "quantity": qty, "price": price, "value": value, "fee": fee,
+                "paid": paid}
+
+    good = {"totals": {"value": "120.00", "fees": "0.36", "paid": "120.36"}, "paid": "120.36"}
+    certificate._check_money(good, {7: [block("120.00", "0.36", "120.36")]})
+    certificate._check_money({"paid": "1.00"}, {7: [{"serial_start": 1, "serial_end": 1, "quantity": "1"}]})
+    for body, blocks, why in (
+            (good, [block("120.00", "0.36", "120.00")], "value + fee is not paid"),
+            (good, [block("119.00", "1.36", "120.36")], "value is not price x quantity"),
+            ({**good, "paid": "120.00"}, [block("120.00", "0.36", "120.36")], "paid is not the total"),
+            ({**good, "totals": {**good["totals"], "fees": "0.00"}}, [block("120.00", "0.36", "120.36")],
+             "fees total"),
+            (good, [block("120.00", "0.36", "120.36", price="60")], "a price not in CNY")):
+        with pytest.raises(certificate.CertificateError):
+            certificate._check_money(body, {7: blocks})
+        assert why

@@ -175,7 +175,7 @@ def test_origin_serial_ranges_are_compared_as_numbers(api: Api) -> None:
 
 def test_the_database_itself_refuses_an_overlapping_import_and_a_reused_ticket_number(api: Api, client: Any) -> None:
     w = _world(api)
-    imp = api.ok(_request(w["mee"], "CCER", w["owner"], project_batch("p1"), origin_registry="Verra",
+    imp = api.ok(_request(w["mee"], "CCER", w["owner"], project_batch("p1"), quantity="101", origin_registry="Verra",
                           origin_serials={"start": 100, "end": 200}))
     ft = api.ok(_request(w["forestry"], "FCT-SM", w["owner"], _forest(1, SHAXIAN, "2016-01-01", "2020-12-31")))
     rt = client.app.state.rt

@@ -68,6 +68,8 @@ def test_unfunded_confirmation_is_refused_and_the_deal_stays_open(api: Api) -> N
     deal = api.ok(buyer["api"].post(f"/v1/markets/{m}/block-quotes/{q}/respond",
                                     {"price": "100.00", "quantity": "100000"}))["seq"]
     r = seller["api"].post(f"/v1/markets/{m}/deals/{deal}/confirm", {})
-    assert r.status_code == 409 and r.json()["code"] == "insufficient_available"
+    # The buyer's cash is short: the seller learns that, not the buyer's account or balance (issue #14).
+    assert r.status_code == 409 and r.json()["code"] == "counterparty_unfunded"
+    assert r.json()["detail"] == "the counterparty cannot fund this deal now"
     assert api.ok(buyer["api"].get(f"/v1/markets/{m}/deals/{deal}"))["deal_id"] == deal
     assert bal(api, seller, "CEA25")["available"] == "200000" and bal(api, buyer, "CNY")["available"] == "1000.00"

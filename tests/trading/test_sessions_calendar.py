@@ -64,9 +64,13 @@ def test_block_hours_are_enforced_and_an_override_is_explicit_recorded_and_ends(
     assert market(api, m)["session_override"]["reason"] == "交易系统故障补充时段"
     assert _deal(api, seller, buyer, m).status_code == 200
     last = events(api, m)[-1]
+    # The public event says an operator acted, and until when (ISO 8601, as the market says it); which
+    # operator is in the audit trail (issue #14: no participant ids in public answers).
     assert (last["kind"], last["actor"], last["detail"]["override"], last["detail"]["reason"]) == (
-        "open", f"participant:{api.ok(api.get('/v1/whoami'))['participant_id']}", True, "交易系统故障补充时段")
+        "open", "operator", True, "交易系统故障补充时段")
+    assert last["detail"]["until"] == opened["session_override"]["until"] == market(api, m)["session_override"]["until"]
     audit = api.ok(api.get("/v1/audit/events", operation="setSession", limit=1000))
+    assert audit[-1]["actor"] == f"participant:{api.ok(api.get('/v1/whoami'))['participant_id']}"
     assert audit[-1]["detail"]["request"] == {"action": "open", "override": True, "reason": "交易系统故障补充时段"}
     assert [a["status"] for a in audit[-3:]] == [409, 422, 200]
 

@@ -50,8 +50,11 @@ def test_stream_sends_snapshot_then_trades_and_depth_with_sequence_numbers(api: 
         assert snap["type"] == "snapshot" and snap["asks"] == []
         api.ok(w["s"]["api"].post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "10.00", "quantity": "5"}))
         depth1 = ws.receive_json()
-        assert depth1["type"] == "depth" and depth1["asks"] == [[1000, 5, 1]] and depth1["seq"] > snap["seq"]
+        assert depth1["type"] == "depth" and depth1["seq"] > snap["seq"]
+        assert depth1["asks"] == [{"price": "10.00", "quantity": "5", "orders": 1}]  # as GET .../depth says it
         api.ok(w["b"]["api"].post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "10.00", "quantity": "5"}))
         trade, depth2 = ws.receive_json(), ws.receive_json()
-        assert (trade["type"], trade["price"], trade["qty"]) == ("trade", 1000, 5)
+        assert (trade["type"], trade["price"], trade["quantity"], trade["amount"]) == ("trade", "10.00", "5", "50.00")
+        assert trade == {"type": "trade", **api.ok(api.client.get(f"/v1/markets/{m}/trades"))[0],
+                         "taker_side": "buy"}  # the stream and the trade list speak alike; neither names anyone
         assert depth2["asks"] == [] and depth2["seq"] == depth1["seq"] + 1  # one command later: no gap

@@ -75,7 +75,7 @@ def test_sanming_listing_day_end_to_end(api: Api, db_url: str) -> None:
 
     close = api.ok(api.post(f"/v1/markets/{mk}/session", {"action": "close"}))
     # VWAP of the day's listing trades: 14,084,500 fen / 12,723 t = 1,107.0... fen per t.
-    assert close["close"]["price"] == 1107 and close["close"]["method"] == "vwap"
+    assert close["close"]["price"] == "11.07" and close["close"]["method"] == "vwap"  # CNY, not fen
     daily = api.ok(api.client.get("/v1/instruments/FCT-SM/daily"))
     assert daily[0]["close"] == "11.07" and daily[0]["volume"] == "12723" and daily[0]["turnover"] == "140845.00"
     market = api.ok(api.client.get(f"/v1/markets/{mk}"))
