@@ -34,19 +34,21 @@ from api.controllers.registry import (
 from api.controllers.restoration import CertificateCheckController, RestorationController
 from api.controllers.security import AuditController, OperatorActionController, SigningKeyController
 from api.deps import get_principal, get_rt
+from api.encoding import Answer
 from api.problems import EXCEPTION_HANDLERS
 from api.read_only import read_only_lifespan, refuse_writes
 from api.security.middleware import SecurityMiddleware
 from api.security.openapi import declare_problem_responses, improve_openapi
-from exchange import expiry, suspension
-from exchange.bootstrap import ensure_system
-from exchange.database import asyncpg_dsn, make_engine
-from exchange.hub import MarketHub
-from exchange.keys import Credentials
-from exchange.markets import SHANGHAI
-from exchange.runtime import Runtime
-from exchange.settings import Settings
-from exchange.verifiable import VerifiableLedger
+from exchange.core import suspension
+from exchange.core.calendar import SHANGHAI
+from exchange.core.database import asyncpg_dsn, make_engine
+from exchange.core.runtime import Runtime
+from exchange.core.secrets import Credentials
+from exchange.core.settings import Settings
+from exchange.registry import expiry
+from exchange.registry.system import ensure_system
+from exchange.trading.hub import MarketHub
+from exchange.verifiable.publisher import VerifiableLedger
 from ledger.writer import LedgerWriter
 
 log = logging.getLogger("envx")
@@ -118,14 +120,25 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         # Bodies are decoded once, strictly, by SecurityMiddleware (api/security/json_body.py); the models then
         # validate with strict=True: no coercion of "14", 14.0 or true into an integer (api/schemas/common.py).
         plugins=[PydanticPlugin(validate_strict=True)],
+        # Every time in every answer in one convention: UTC, microseconds, Z (exchange/core/units.py).
+        response_class=Answer,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="envx — environmental-rights exchange and registry",
             version="0.1.0",
             description=("REST API of the envx registry. Authenticate with `Authorization: Bearer <key>`. "
-                         "Quantities and money are decimal strings in the instrument's unit; every mutation "
-                         "takes an `Idempotency-Key` header (or `client_id`). Errors are RFC 9457 problem "
-                         "details with a machine `code`."),
+                         "Every mutation takes an `Idempotency-Key` header (or `client_id`). Errors are RFC 9457 "
+                         "problem details with a machine `code`.\n\n"
+                         "**Units**, in every answer, event, stream message, webhook and error message: a "
+                         "quantity is a decimal string in the instrument's unit with exactly the instrument's "
+                         "decimals (`\"83\"`, `\"12.500\"`); money (prices, amounts, fees, deposits) is a "
+                         "decimal string in CNY with two decimals (`\"4200.00\"`); a time is ISO 8601 in UTC "
+                         "with microseconds and `Z` (`\"2026-12-01T03:54:52.322022Z\"`); trading days, terms "
+                         "and deadlines are dates `YYYY-MM-DD` (Asia/Shanghai); carbon units are spelled "
+                         "`tCO2e`. Integers are ids, sequence numbers, serials, counts and settings named "
+                         "for their unit (`fee_bps`, `tick_fen`). Ledger entries and receipts are the ledger's "
+                         "signed encoding (base units, UTC microseconds). A refusal names only the caller's "
+                         "own accounts (`counterparty_unfunded` for the other side of a deal)."),
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),

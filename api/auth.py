@@ -6,7 +6,7 @@ from litestar.datastructures import State
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from exchange import keys
+from exchange.security import keys
 
 
 class ApiKeyMiddleware(ASGIMiddleware):

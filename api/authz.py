@@ -16,9 +16,9 @@ from __future__ import annotations
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from exchange.errors import DomainError
-from exchange.keys import Principal
-from exchange.participants import HOLDER_KINDS
+from exchange.core.errors import DomainError
+from exchange.core.principal import Principal
+from exchange.registry.participants import HOLDER_KINDS
 
 PUBLIC = frozenset({"*public*"})
 ANY = frozenset({"operator", "issuer", "enterprise", "bank", "court", "auditor"})
@@ -29,7 +29,8 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 MATRIX: dict[str, frozenset[str]] = {
     "health": PUBLIC,
     "whoami": ANY,
-    # Participants and credentials (exchange/credentials.py, the four-eyes rule in exchange/operator_actions.py):
+    # Participants and credentials (exchange/security/credentials.py; the four-eyes rule:
+    # exchange/security/operator_actions.py):
     # admission, new enrollment codes and reinstatement are maker-checker; suspension is one operator's brake;
     # keys are minted by their own participant only (object-level: the caller's own id), listed by the
     # participant and oversight, revoked by the participant or an operator (a brake, never a grant).

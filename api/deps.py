@@ -8,10 +8,10 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from exchange.errors import DomainError
-from exchange.idempotency import require_client_id
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.errors import DomainError
+from exchange.core.idempotency import require_client_id
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
 
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", required=False, max_length=128)]
 # Every id and sequence number in a path or query: 1..2^53 - 1 (I-JSON safe), declared in the OpenAPI

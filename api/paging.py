@@ -24,8 +24,9 @@ from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
 
+from api.encoding import Answer
 from api.security import json_body
-from exchange.errors import Invalid
+from exchange.core.errors import Invalid
 
 Cursor = Annotated[str | None, Parameter(max_length=512, description="Opaque: from the previous page's "
                                                                       "`Link: <...>; rel=\"next\"` header")]
@@ -64,7 +65,7 @@ def page(request: Request[Any, Any, Any], list_name: str, items: Sequence[dict[s
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         params.append(("cursor", encode(list_name, key(shown[-1]))))
         headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
-    return Response(shown, headers=headers)
+    return Answer(shown, headers=headers)
 
 
 def is_int(key: Any) -> bool:

@@ -9,22 +9,26 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from exchange.database import database_unreachable
-from exchange.errors import DomainError
+from api.encoding import Answer
+from exchange.core.database import database_unreachable
+from exchange.core.errors import DomainError
+from exchange.core.refusals import Refusal
 
 log = logging.getLogger("envx.api")
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://envx.example/problems/"
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
-               415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
-               503: "unavailable"}
+# The codes of Litestar's own HTTP errors, by status (400 is a malformed body or parameter: 422 here).
+_HTTP_CODES = {401: Refusal.UNAUTHENTICATED, 403: Refusal.FORBIDDEN, 404: Refusal.NOT_FOUND,
+               405: Refusal.METHOD_NOT_ALLOWED, 413: Refusal.PAYLOAD_TOO_LARGE, 422: Refusal.VALIDATION_ERROR,
+               429: Refusal.RATE_LIMITED, 500: Refusal.INTERNAL_ERROR, 503: Refusal.UNAVAILABLE}
 _TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Conflict",
            422: "Unprocessable request", 503: "Service unavailable", 500: "Internal error"}
 
 
 def problem(status: int, code: str, detail: str, request: Request | None = None, **extra: Any) -> Response:
+    """A problem document; `code` is from the closed set and `status` must be its (else UnknownRefusal)."""
+    code = Refusal.of(code, status).value
     body: dict[str, Any] = {
         "type": TYPE_BASE + code,
         "title": _TITLES.get(status, code.replace("_", " ").capitalize()),
@@ -36,7 +40,7 @@ def problem(status: int, code: str, detail: str, request: Request | None = None,
         body["instance"] = request.url.path
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return Answer(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def domain_error(request: Request, exc: DomainError) -> Response:
@@ -60,7 +64,9 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     if status == 400:  # Litestar reports malformed bodies and parameters as 400; they are 422 here
         status = 422
-    code = _HTTP_CODES.get(status, "http_error")
+    # Any other status Litestar may use: a client error we name no better, or a server error (a bug).
+    code = _HTTP_CODES.get(status) or (Refusal.BAD_REQUEST if status < 500 else Refusal.INTERNAL_ERROR)
+    status = code.status
     return problem(status, code, exc.detail or code.replace("_", " "), request,
                    **({"errors": [_clean(e) for e in exc.extra][:20]} if isinstance(exc.extra, list) else {}))
 

@@ -2,7 +2,7 @@
 
 Mutations are refused before authentication (503, problem code `read_only`), so a client learns at
 once that it talks to a replica. The lifespan opens only a database engine and the market followers
-of `exchange.replica`: no ledger writer, sequencer, scheduler, checkpoint publisher or pledge worker,
+of `exchange.trading.replica`: no ledger writer, sequencer, scheduler, checkpoint publisher or pledge worker,
 and no migrations (a standby cannot run them; the primary does).
 """
 
@@ -16,10 +16,10 @@ from litestar import Litestar
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import PROBLEM, TYPE_BASE
-from exchange.database import asyncpg_dsn, make_engine
-from exchange.replica import ReadOnlyHub, load_system
-from exchange.runtime import Runtime
-from exchange.settings import Settings
+from exchange.core.database import asyncpg_dsn, make_engine
+from exchange.core.runtime import Runtime
+from exchange.core.settings import Settings
+from exchange.trading.replica import ReadOnlyHub, load_system
 from ledger.writer import LedgerWriter
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

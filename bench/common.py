@@ -10,8 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
-from exchange.database import asyncpg_dsn, start_embedded, with_database
-from exchange.migrate import upgrade
+from exchange.core.database import asyncpg_dsn, start_embedded, with_database
+from exchange.core.migrate import upgrade
 
 _tmp: tempfile.TemporaryDirectory[str] | None = None
 

@@ -95,10 +95,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="envx-e2e-"))
     env = {**os.environ, "ENVX_DATABASE_URL": db, "ENVX_DATA_DIR": str(tmp), "ENVX_LOG_LEVEL": "WARNING",
            "ENVX_SCHEDULER": "false", "ENVX_MAKER_CHECKER": "false"}  # setup by one operator, no second approver
-    op = json.loads(subprocess.run([sys.executable, "-m", "exchange.cli", "admin", "create-key"], env=env,
+    op = json.loads(subprocess.run([sys.executable, "-m", "api.cli", "admin", "create-key"], env=env,
                                    capture_output=True, check=True).stdout)["api_key"]
     port = free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)], env=env,
+    srv = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
                            stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))  # noqa: SIM115
     try:
         base = f"http://127.0.0.1:{port}"
@@ -176,13 +176,13 @@ def setup(base: str, op: str, n: int) -> list[str]:
 
 
 def verify_after(env: dict[str, str]) -> str:
-    out = subprocess.run([sys.executable, "-m", "exchange.cli", "verify"], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "api.cli", "verify"], env=env, capture_output=True, text=True)
     print(out.stdout.strip().splitlines()[-1] if out.stdout else out.stderr[-500:])
     import asyncio as aio
 
     import asyncpg
 
-    from exchange.database import asyncpg_dsn
+    from exchange.core.database import asyncpg_dsn
 
     async def count() -> int:
         c = await asyncpg.connect(asyncpg_dsn(env["ENVX_DATABASE_URL"]))

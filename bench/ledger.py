@@ -19,7 +19,7 @@ import time
 import asyncpg
 
 from bench.common import admin_url, fresh_database, median
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger import commands as c
 from ledger.writer import LedgerWriter
 

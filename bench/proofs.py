@@ -30,9 +30,9 @@ from pathlib import Path
 import asyncpg
 
 from bench.common import admin_url, fresh_database, pct
-from exchange.database import asyncpg_dsn
-from exchange.settings import Settings
-from exchange.verifiable import VerifiableLedger
+from exchange.core.database import asyncpg_dsn
+from exchange.core.settings import Settings
+from exchange.verifiable.publisher import VerifiableLedger
 from ledger import checkpoints, merkle, tree_store
 from ledger import commands as c
 from ledger.verify import Report, verify_database

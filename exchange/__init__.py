@@ -1,0 +1,1 @@
+"""The application: one sub-package per domain (see README, How it is built)."""

@@ -8,10 +8,16 @@ A certificate is::
      "receipts": [<ledger receipts (ledger.receipt) of every retirement entry it names>]}
 
 The body names the court order and the retired serial blocks, each with the ledger entry that retired
-it and the price paid. Verification needs only Python, `cryptography` and the registry's public key:
+it and what was paid for it: `price` (CNY per unit), `quantity`, `value` (price x quantity), `fee` (the
+exchange's fee) and `paid` (value + fee); `totals` sums value, fees and paid over the blocks, and `paid`
+is the total paid. A fill (one trade, one retirement entry) that retired several blocks shares its value
+and fee over them by quantity, to the fen. Verification needs only Python, `cryptography` and the registry's public key:
 the note's signature, every receipt (checkpoint signature and inclusion proof), and then that each
 entry really is a `judicial_restoration` retirement of exactly the blocks the body lists for this case
-(the entry commits to its metadata by SHA-256, so serial ranges, case and price are authenticated).
+(the entry commits to its metadata by SHA-256, so serial ranges, case and price are authenticated),
+and that the money adds up: value + fee = paid for every block, the values of an entry's blocks are its
+price x their quantity, and the totals are the sums (certificates from before fees were itemised have
+no `value` or `fee` and are checked without them).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ledger import note
@@ -123,13 +130,65 @@ def verify(cert: Mapping[str, Any], verifier_keys: Iterable[str | note.Verifier]
         if restoration.get("case_number") != order.get("case_number") or \
                 restoration.get("restoration_order") != order.get("id"):
             raise CertificateError("case_mismatch", f"entry {seq} retired units for another case")
-        if "price" in meta and any(int(b.get("price_fen", -1)) != int(meta["price"]) for b in its_blocks):
+        if "price" in meta and any(_fen_of(b) != int(meta["price"]) for b in its_blocks):
             raise CertificateError("price_mismatch", f"entry {seq}: the price paid differs from the ledger's")
         retired += int(ebody["amount"])
     claimed = sum(int(b["serial_end"]) - int(b["serial_start"]) + 1 for b in blocks)
     if claimed != retired:
         raise CertificateError("quantity_mismatch", f"blocks add up to {claimed}, entries retired {retired}")
+    _check_money(body, wanted)
     return VerifiedCertificate(body, verification_code(cert["note"]), retired, tuple(sorted(wanted)))
+
+
+def _fen_of(block: Mapping[str, Any]) -> int:
+    """A block's price in fen, as the ledger entry's meta has it: from its CNY price (certificates from
+    before prices were decimal strings only also carry `price_fen`)."""
+    if "price_fen" in block:
+        return int(block["price_fen"])
+    fen = _cny(block.get("price"), "price") * 100
+    return int(fen) if fen == fen.to_integral_value() else -1
+
+
+def _cny(value: Any, what: str) -> Decimal:
+    try:
+        amount = Decimal(value) if isinstance(value, str) else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount.as_tuple().exponent != -2:
+        raise CertificateError("malformed", f"{what} is not an amount in CNY such as \"12.50\"")
+    return amount
+
+
+def _check_money(body: Mapping[str, Any], by_entry: Mapping[int, list[Mapping[str, Any]]]) -> None:
+    """value + fee = paid per block; an entry's values are its price x quantity; totals are the sums."""
+    blocks = [b for its in by_entry.values() for b in its]
+    if not any("value" in b for b in blocks):
+        return  # a certificate from before fees were itemised
+    for seq, its in by_entry.items():
+        value = Decimal(0)
+        for b in its:
+            v, f, p = (_cny(b.get(k), f"block {b['serial_start']}-{b['serial_end']} {k}")
+                       for k in ("value", "fee", "paid"))
+            if v + f != p:
+                raise CertificateError("amount_mismatch", f"block {b['serial_start']}-{b['serial_end']}: value {v} "
+                                       f"+ fee {f} is not the {p} paid")
+            value += v
+        price, qty = _cny(its[0].get("price"), f"entry {seq} price"), sum(Decimal(b["quantity"]) for b in its)
+        if value != price * qty:
+            raise CertificateError("amount_mismatch", f"entry {seq}: its blocks' value {value} is not the price "
+                                   f"{price} x the quantity {qty}")
+    totals = body.get("totals")
+    if not isinstance(totals, Mapping):
+        raise CertificateError("malformed", "a certificate with values names their totals")
+    sums = {"value": sum((_cny(b["value"], "value") for b in blocks), Decimal(0)),
+            "fees": sum((_cny(b["fee"], "fee") for b in blocks), Decimal(0))}
+    sums["paid"] = sums["value"] + sums["fees"]
+    for key, total in sums.items():
+        if _cny(totals.get(key), f"total {key}") != total:
+            raise CertificateError("amount_mismatch", f"the blocks' {key} add up to {total}, the total says "
+                                   f"{totals.get(key)}")
+    if _cny(body.get("paid"), "paid") != sums["paid"]:
+        raise CertificateError("amount_mismatch", f"paid {body.get('paid')} is not the total {sums['paid']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     o = v.body["order"]
     print(f"OK {known.file}: restoration certificate {v.code} for {o['court']} {o['case_number']}: "
-          f"{v.body['retired_quantity']} t CO2e retired in ledger entries {', '.join(map(str, v.entries))}, "
+          f"{v.body['retired_quantity']} {v.body.get('unit', 'tCO2e')} retired in ledger entries "
+          f"{', '.join(map(str, v.entries))}, "
           "each proven under a signed checkpoint")
     return 0

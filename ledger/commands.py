@@ -117,7 +117,7 @@ Command = (
 )
 
 
-# Meta keys that record how a request arrived (exchange/provenance.py), not what it asks: the writer's
+# Meta keys that record how a request arrived (exchange/core/provenance.py), not what it asks: the writer's
 # idempotency fingerprint leaves them out, so a retry re-signed with a fresh nonce is still a retry.
 PROVENANCE_META = ("signed_instruction", "operator_action")
 

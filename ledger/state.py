@@ -54,16 +54,38 @@ MAX_AMOUNT = 2**53 - 1
 
 
 class Rejection(Exception):
-    """A command the ledger refuses; `code` is the machine code shown to API clients."""
+    """A command the ledger refuses; `code` is the machine code shown to API clients.
 
-    def __init__(self, code: str, message: str) -> None:
+    `message` speaks the ledger's own language (account ids, base units); `facts` hold the same numbers
+    by name -- `account`, `instrument`, `decimals`, `available`, `needed`, ... -- so that the application
+    can say it to a caller in their units and name an account only to its owner (exchange/core/refusal_text.py).
+    """
+
+    def __init__(self, code: str, message: str, **facts: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.facts = facts
+
+
+# The ledger's closed set of refusal codes: every `Rejection` of the state machine and the writer carries
+# one (tests/test_refusals.py walks the source). The exchange's enum (exchange/core/refusals.py) has each,
+# with its HTTP status and meaning.
+REFUSAL_CODES = frozenset({
+    "unknown_account", "unknown_instrument", "unknown_hold", "unknown_command",
+    "invalid_amount", "invalid_serials", "serials_amount_mismatch", "serials_not_applicable", "invalid_purpose",
+    "invalid_hold_kind", "invalid_expiry", "same_account", "invalid_instrument_code", "invalid_instrument_kind",
+    "invalid_decimals", "invalid_account_kind", "invalid_source", "invalid_sink", "invalid_holder",
+    "account_instrument_mismatch", "not_issuable", "not_retirable", "use_retire", "retired_final",
+    "instrument_exists", "serial_space_exhausted", "insufficient_available", "serials_not_available",
+    "amount_exceeds_hold", "hold_already_resolved", "hold_expired", "hold_not_expired", "frozen", "pledged",
+    "invalid_signing_key", "signing_key_exists", "idempotency_conflict",
+})
 
 
 class InvariantViolation(AssertionError):
-    """The state broke one of its own invariants: a bug, never a client error."""
+    """The state broke one of its own invariants: a bug, never a client error. The writer stops on it
+    (ledger/writer.py); it is never answered as a refusal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +273,7 @@ class LedgerState:
     def account(self, account_id: int) -> Account:
         acc = self.accounts.get(account_id)
         if acc is None:
-            raise Rejection("unknown_account", f"account {account_id} does not exist")
+            raise Rejection("unknown_account", f"account {account_id} does not exist", account=account_id)
         return acc
 
     def instrument(self, code: str) -> Instrument:
@@ -347,6 +369,8 @@ class LedgerState:
             raise Rejection(
                 "insufficient_available",
                 f"account {account.id} has {available} available of {instrument}, needs {amount}",
+                account=account.id, instrument=instrument, decimals=self.instruments[instrument].decimals,
+                available=available, needed=amount,
             )
 
     # ----------------------------------------------------------------- block primitives
@@ -408,6 +432,7 @@ class LedgerState:
                     raise Rejection(
                         "serials_not_available",
                         f"serials {s}-{e} of {instrument} are not free in account {account}",
+                        account=account, instrument=instrument, serials=(s, e),
                     )
             return pieces
         picked: list[c.Range] = []
@@ -476,10 +501,12 @@ class LedgerState:
             raise Rejection("same_account", "debit and credit accounts must differ")
         for acc in (debit, credit):
             if acc.kind == "cash" and inst.serialised:
-                raise Rejection("account_instrument_mismatch", f"cash account {acc.id} cannot hold {inst.code}")
+                raise Rejection("account_instrument_mismatch", f"cash account {acc.id} cannot hold {inst.code}",
+                                account=acc.id, instrument=inst.code)
             if acc.kind == "holding" and not inst.serialised:
                 raise Rejection(
-                    "account_instrument_mismatch", f"holding account {acc.id} cannot hold {inst.code}"
+                    "account_instrument_mismatch", f"holding account {acc.id} cannot hold {inst.code}",
+                    account=acc.id, instrument=inst.code,
                 )
 
     def _movement(self, debit: Account, credit: Account, inst: Instrument, amount: int,
@@ -600,7 +627,8 @@ class LedgerState:
             if freezable < cmd.amount:
                 raise Rejection("insufficient_available",
                                 f"account {debit.id} has {freezable} of {inst.code} that can be frozen, "
-                                f"needs {cmd.amount}")
+                                f"needs {cmd.amount}", account=debit.id, instrument=inst.code,
+                                decimals=inst.decimals, available=freezable, needed=cmd.amount, freeze=True)
             ranges = self._select_free(debit.id, inst.code, cmd.amount, cmd.serials, freezable=True)
             self._lock(debit.id, inst.code, ranges, seq)
             derived["serials"] = [list(r) for r in ranges]
@@ -658,7 +686,10 @@ class LedgerState:
         amount = hold.pending if cmd.amount is None else cmd.amount
         self._check_amount(amount)
         if amount > hold.pending:
-            raise Rejection("amount_exceeds_hold", f"hold {hold.id} has {hold.pending} pending, not {amount}")
+            raise Rejection("amount_exceeds_hold", f"hold {hold.id} has {hold.pending} pending, not {amount}",
+                            account=hold.debit, instrument=hold.instrument,
+                            decimals=self.instrument(hold.instrument).decimals, available=hold.pending,
+                            needed=amount)
         partial = cmd.keep_remainder and amount < hold.pending
         if hold.expires_at is not None and ts >= hold.expires_at:
             raise Rejection("hold_expired", f"hold {hold.id} expired")
@@ -674,7 +705,8 @@ class LedgerState:
             if hold.kind == "freeze" and amount > deductible:
                 raise Rejection("pledged", f"{amount - deductible} of the units asked from freeze {hold.id} are "
                                 f"pledged: at most {deductible} can be deducted before the pledge is released or "
-                                "enforced")
+                                "enforced", account=hold.debit, instrument=inst.code, decimals=inst.decimals,
+                                available=deductible, needed=amount)
             if hold.kind != "freeze" and any(b.frozen_by is not None for b in mine):
                 raise Rejection("frozen", f"units of hold {hold.id} are frozen by a court")
         remaining = hold.pending - amount

@@ -6,6 +6,14 @@ machine (each refusal is the caller's own, with its code), write the whole batch
 head by compare-and-swap, commit once, and only then answer the callers and run after-commit hooks.
 
 A second writer is refused by a session advisory lock held on the writer's own connection.
+
+Failures follow the one policy of exchange/core/refusals.py. A `Rejection` is its caller's alone. Losing
+the database is an outage: the batch's callers get `WriterUnavailable` and the writer reconnects. A
+broken invariant (`broken_invariant`: the state machine's `InvariantViolation`, a PostgreSQL backstop
+firing, the chain head moved under it) is a bug: nothing of the batch commits, the writer logs one
+CRITICAL line and stops taking writes (`stopped` says why; every caller, queued or later, gets
+`WriterStopped`), and it is never answered as a refusal. Any other error of a batch is retried request
+by request, so that it fails only the request that causes it.
 """
 
 from __future__ import annotations
@@ -57,8 +65,24 @@ class WriterUnavailable(RuntimeError):
     """The writer is not running (stopped, lost its lock, or its database)."""
 
 
+class WriterStopped(RuntimeError):
+    """The writer stopped taking writes on a broken invariant (a bug); the message says why. Not an
+    outage: it does not come back without a restart."""
+
+
 class SecondWriter(RuntimeError):
     """Another process holds the writer lock on this database."""
+
+
+def broken_invariant(exc: BaseException) -> bool:
+    """A bug the writer must stop on, as opposed to a refusal, an outage or one request's own error."""
+    if isinstance(exc, InvariantViolation | store.ChainHeadMoved):
+        return True
+    # PostgreSQL's backstops behind the state machine: CHECK constraints (no overdraft, retired units
+    # final, the sink never debited), the log tables' append-only triggers, one resolution per hold.
+    if isinstance(exc, asyncpg.CheckViolationError | asyncpg.InsufficientPrivilegeError):
+        return True
+    return isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "ledger_hold_resolutions_pkey"
 
 
 def fingerprint(request: c.Request) -> bytes:
@@ -109,6 +133,8 @@ class LedgerWriter:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Why the writer takes no writes any more (a broken invariant), or None.
+        self.stopped: str | None = None
         self.blocks = store.BlockCache()
         self.batches = 0
         self.entries_written = 0
@@ -122,6 +148,7 @@ class LedgerWriter:
         gc.freeze()
         gc.set_threshold(50_000, 20, 50)
         self.blocks.clear()
+        self.stopped = None
         self._conn = await asyncpg.connect(self._dsn)
         if not await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
             await self._conn.close()
@@ -183,6 +210,8 @@ class LedgerWriter:
     def enqueue(self, requests: list[c.Request]) -> asyncio.Future[list[Entry]]:
         """Queue a linked group now and return its future: the writer applies its queue in order, so
         callers can pipeline dependent groups (settle, then release) without waiting in between."""
+        if self.stopped is not None:
+            raise WriterStopped(self.stopped)
         if not self.running:
             raise WriterUnavailable("ledger writer is not running")
         fut: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
@@ -201,15 +230,15 @@ class LedgerWriter:
                 items.append(self._queue.get_nowait())
             try:
                 await self._process(items)
-            except store.ChainHeadMoved as exc:
-                log.critical("%s; writer stops", exc)
-                self._fail(items, WriterUnavailable(str(exc)))
-                return
             except Exception as exc:
+                if broken_invariant(exc):
+                    self._stop_writes(items, exc)
+                    break
                 if self._lost(exc):
                     await self._lost_database(items, exc)
                     continue
-                # One bad batch must not stop the ledger: isolate the culprit.
+                # Neither a bug of the ledger nor an outage (one request's own error, say metadata that
+                # does not encode): it must not stop the ledger; isolate the culprit.
                 log.exception("batch of %d failed; retrying one by one", len(items))
                 if len(items) == 1:
                     self._fail(items, exc)
@@ -218,14 +247,27 @@ class LedgerWriter:
                     try:
                         await self._process([item])
                     except Exception as exc2:
+                        if broken_invariant(exc2):
+                            self._stop_writes(items[n:], exc2)
+                            break
                         if self._lost(exc2):
                             await self._lost_database(items[n:], exc2)
                             break
                         log.exception("request failed alone")
                         self._fail([item], exc2)
-        # Stopped for good (no database, or refused): nobody may wait forever on a queued request.
+        # Stopped for good (no database, refused, a broken invariant): nobody may wait forever on a queued
+        # request.
         while not self._queue.empty():
-            self._fail([self._queue.get_nowait()], WriterUnavailable("ledger writer stopped"))
+            self._fail([self._queue.get_nowait()], WriterStopped(self.stopped) if self.stopped is not None
+                       else WriterUnavailable("ledger writer stopped"))
+
+    def _stop_writes(self, items: list[_Item], exc: BaseException) -> None:
+        """A broken invariant: no more writes, no retries; say why (`stopped`, the log) and fail the waiting."""
+        self.stopped = f"{type(exc).__name__}: {exc}"
+        self._stopping = True
+        log.critical("ledger writer stops taking writes: %s. This is a bug, not an outage: nothing of the batch "
+                     "was committed and the writer is not retried; fix the cause and restart", self.stopped)
+        self._fail(items, WriterStopped(self.stopped))
 
     def _lost(self, exc: BaseException) -> bool:
         return isinstance(exc, CONNECTION_LOST) or self._conn is None or self._conn.is_closed()
@@ -337,10 +379,7 @@ class LedgerWriter:
                 except Rejection as rej:
                     results[i] = rej
                     continue
-                except InvariantViolation as bug:
-                    log.error("invariant violation refused a request: %s", bug)
-                    results[i] = Rejection("invariant_violation", "refused: it would break a ledger invariant")
-                    continue
+                # An InvariantViolation is not caught: it aborts the transaction and stops the writer.
                 results[i] = entries
                 written.extend(zip(entries, it.fingerprints, strict=True))
             if not lookup:

@@ -212,23 +212,44 @@ class AuctionHouse(Engine):
         a.phase = REGISTRATION
         return [(AUCTION_PHASE, c.auction_id, REGISTRATION, None)]
 
-    def _register(self, seq: int, ts: int, c: Register, a: _Auction) -> list[Event]:
+    def refusal(self, ts: int, c: Announce | Register | Bid) -> Event | None:
+        """How the auction's own rules would refuse `c` at `ts` now, or None; changes nothing.
+
+        The application asks before it funds a registration or a bid, so that a refusal names the
+        auction's rule that was broken (the seller registering, a bid above the lot) rather than the
+        cash the bidder lacks; the command is checked again, the same way, when it is applied."""
+        if isinstance(c, Announce):
+            problem = _terms_problem(c, self.rules, self._band)
+            return None if problem is None else (REJECTED, c.auction_id, *problem)
+        a = self._auctions.get(c.auction_id)
+        if a is None:
+            return (REJECTED, c.auction_id, R.UNKNOWN_AUCTION, f"auction {c.auction_id} does not exist")
+        if isinstance(c, Register):
+            return self._register_reject(c, a)
+        return self._bid_reject(ts, c, a)
+
+    def _register_reject(self, c: Register, a: _Auction) -> Event | None:
         aid = c.auction_id
         reject = self._halted_reject(aid)
         if reject is not None:
-            return [reject]
+            return reject
         if a.phase != REGISTRATION:
-            return [(REJECTED, aid, R.REGISTRATION_CLOSED, f"auction {aid} is {a.phase}")]
+            return (REJECTED, aid, R.REGISTRATION_CLOSED, f"auction {aid} is {a.phase}")
         if c.bidder == a.terms.seller:
-            return [(REJECTED, aid, R.SELLER_CANNOT_BID, "the seller cannot register as a bidder")]
+            return (REJECTED, aid, R.SELLER_CANNOT_BID, "the seller cannot register as a bidder")
         if c.bidder in a.registered:
-            return [(REJECTED, aid, R.ALREADY_REGISTERED, "the bidder is already registered")]
+            return (REJECTED, aid, R.ALREADY_REGISTERED, "the bidder is already registered")
         if c.deposit < a.terms.deposit:
-            return [
-                (REJECTED, aid, R.DEPOSIT_INSUFFICIENT, f"deposit {c.deposit} is below {a.terms.deposit}")
-            ]
+            return (REJECTED, aid, R.DEPOSIT_INSUFFICIENT,
+                    f"deposit {R.price(c.deposit)} is below {R.price(a.terms.deposit)}")
+        return None
+
+    def _register(self, seq: int, ts: int, c: Register, a: _Auction) -> list[Event]:
+        reject = self._register_reject(c, a)
+        if reject is not None:
+            return [reject]
         a.registered[c.bidder] = c.deposit
-        return [(REGISTERED, aid, c.bidder, c.deposit)]
+        return [(REGISTERED, c.auction_id, c.bidder, c.deposit)]
 
     def _open_bidding(self, seq: int, ts: int, c: OpenBidding, a: _Auction) -> list[Event]:
         reject = self._phase_reject(c.auction_id, a, REGISTRATION)
@@ -236,58 +257,54 @@ class AuctionHouse(Engine):
             return [reject]
         if c.end_ts <= ts:
             return [
-                (REJECTED, c.auction_id, R.INVALID_AUCTION, f"the window end {c.end_ts} is not after {ts}")
+                (REJECTED, c.auction_id, R.INVALID_AUCTION, f"the window end {R.at(c.end_ts)} is not after {R.at(ts)}")
             ]
         a.phase = BIDDING
         a.end_ts = c.end_ts
         return [(AUCTION_PHASE, c.auction_id, BIDDING, c.end_ts)]
 
-    def _bid(self, seq: int, ts: int, c: Bid, a: _Auction) -> list[Event]:
+    def _bid_reject(self, ts: int, c: Bid, a: _Auction, *, applying: bool = False) -> Event | None:
         aid, bid_id, t = c.auction_id, c.bid_id, a.terms
         reject = self._halted_reject(bid_id)
         if reject is not None:
-            return [reject]
+            return reject
         if a.phase != BIDDING or a.end_ts is None or ts >= a.end_ts:
-            return [(REJECTED, bid_id, R.AUCTION_NOT_OPEN, f"auction {aid} is not taking bids at {ts}")]
+            return (REJECTED, bid_id, R.AUCTION_NOT_OPEN, f"auction {aid} is not taking bids at {R.at(ts)}")
         if c.bidder not in a.registered:
-            return [
-                (REJECTED, bid_id, R.BIDDER_NOT_REGISTERED, "the bidder did not register for this auction")
-            ]
-        reject = self._id_reject(bid_id, bid_id in a.bids)
-        if reject is not None:
-            return [reject]
+            return (REJECTED, bid_id, R.BIDDER_NOT_REGISTERED, "the bidder did not register for this auction")
+        if applying:  # the id is the sequencer's, given when the command is journaled
+            reject = self._id_reject(bid_id, bid_id in a.bids)
+            if reject is not None:
+                return reject
         problem = _bid_problem(c, t, self.rules.lot)
         if problem is not None:
-            return [(REJECTED, bid_id, *problem)]
+            return (REJECTED, bid_id, *problem)
         standing = a.standing(c.bidder)
         if (standing[0] if standing else None) != c.replaces:
             seen = "none" if c.replaces is None else f"bid {c.replaces}"
             now = "none" if standing is None else f"bid {standing[0]}"
-            return [(REJECTED, bid_id, R.STANDING_BID_CHANGED, f"the standing bid is {now}, not {seen}")]
+            return (REJECTED, bid_id, R.STANDING_BID_CHANGED, f"the standing bid is {now}, not {seen}")
         if standing is not None:
             _, (_, old_price, old_qty) = standing
             if c.price < old_price + t.increment:
-                return [
-                    (
-                        REJECTED,
-                        bid_id,
-                        R.BID_NOT_ABOVE_STANDING,
-                        f"bid {c.price} is not at least {old_price + t.increment}: the standing bid "
-                        f"{old_price} plus the increment {t.increment}",
-                    )
-                ]
+                return (REJECTED, bid_id, R.BID_NOT_ABOVE_STANDING,
+                        f"bid {R.price(c.price)} is not at least {R.price(old_price + t.increment)}: the standing bid "
+                        f"{R.price(old_price)} plus the increment {R.price(t.increment)}")
             if c.qty < old_qty:
-                return [
-                    (
-                        REJECTED,
-                        bid_id,
-                        R.RAISE_LOWERS_QUANTITY,
-                        f"quantity {c.qty} is below the standing bid's {old_qty}",
-                    )
-                ]
+                return (REJECTED, bid_id, R.RAISE_LOWERS_QUANTITY,
+                        f"quantity {R.qty(c.qty)} is below the standing bid's {R.qty(old_qty)}")
         placed = a.placed.get(c.bidder, 0)
         if placed >= t.max_bids_per_bidder:
-            return [(REJECTED, bid_id, R.TOO_MANY_BIDS, f"the bidder has placed {placed} bids, the most allowed")]
+            return (REJECTED, bid_id, R.TOO_MANY_BIDS, f"the bidder has placed {placed} bids, the most allowed")
+        return None
+
+    def _bid(self, seq: int, ts: int, c: Bid, a: _Auction) -> list[Event]:
+        aid, bid_id, t = c.auction_id, c.bid_id, a.terms
+        reject = self._bid_reject(ts, c, a, applying=True)
+        if reject is not None:
+            return [reject]
+        standing = a.standing(c.bidder)
+        placed = a.placed.get(c.bidder, 0)
         self._last_id = bid_id
         a.placed[c.bidder] = placed + 1
         events: list[Event] = [(BID_ACCEPTED, aid, bid_id, c.bidder, c.price, c.qty)]
@@ -309,7 +326,7 @@ class AuctionHouse(Engine):
         if a.terms.irrevocable:
             return [(REJECTED, bid_id, R.BID_IRREVOCABLE, f"bids in auction {aid} cannot be withdrawn")]
         if a.phase != BIDDING or a.end_ts is None or ts >= a.end_ts:
-            return [(REJECTED, bid_id, R.AUCTION_NOT_OPEN, f"auction {aid} is not taking bids at {ts}")]
+            return [(REJECTED, bid_id, R.AUCTION_NOT_OPEN, f"auction {aid} is not taking bids at {R.at(ts)}")]
         del a.bids[bid_id]
         return [(BID_WITHDRAWN, aid, bid_id, c.bidder, bid[2])]
 
@@ -319,7 +336,7 @@ class AuctionHouse(Engine):
             return [reject]
         assert a.end_ts is not None  # set when bidding opened
         if ts < a.end_ts:
-            return [(REJECTED, c.auction_id, R.AUCTION_STILL_OPEN, f"bidding runs until {a.end_ts}")]
+            return [(REJECTED, c.auction_id, R.AUCTION_STILL_OPEN, f"bidding runs until {R.at(a.end_ts)}")]
         a.phase = CLOSED
         return [(AUCTION_PHASE, c.auction_id, CLOSED, a.end_ts)]
 
@@ -398,20 +415,23 @@ _HANDLERS: dict[type, Callable[..., list[Event]]] = {
 def _bid_problem(c: Bid, t: Announce, lot: int) -> tuple[str, str] | None:
     """What is wrong with a bid's price and quantity against the lot's terms, as (code, message)."""
     if c.price < t.min_price:
-        return R.BID_BELOW_MINIMUM, f"bid {c.price} is below the minimum {t.min_price}"
+        return R.BID_BELOW_MINIMUM, f"bid {R.price(c.price)} is below the minimum {R.price(t.min_price)}"
     if (c.price - t.min_price) % t.increment:
-        return R.BID_INCREMENT, f"bid {c.price} is not {t.min_price} plus a multiple of {t.increment}"
+        return R.BID_INCREMENT, (f"bid {R.price(c.price)} is not {R.price(t.min_price)} plus a multiple of "
+                                 f"{R.price(t.increment)}")
     # The lot's own terms govern bids; the market's minimum and maximum bound the lot (see Announce).
     if c.qty <= 0:
-        return R.INVALID_QUANTITY, f"quantity {c.qty} is not positive"
+        return R.INVALID_QUANTITY, f"quantity {R.qty(c.qty)} is not positive"
     if c.qty % lot:
-        return R.OFF_LOT, f"quantity {c.qty} is not a multiple of the lot {lot}"
+        return R.OFF_LOT, f"quantity {R.qty(c.qty)} is not a multiple of the lot {R.qty(lot)}"
     if c.qty < t.min_bid_qty:
-        return R.QUANTITY_BELOW_MINIMUM, f"bid quantity {c.qty} is below {t.min_bid_qty}"
+        return R.QUANTITY_BELOW_MINIMUM, (f"bid quantity {R.qty(c.qty)} is below the lot's minimum bid quantity "
+                                          f"{R.qty(t.min_bid_qty)}")
     if c.qty > t.qty:
-        return R.QUANTITY_EXCEEDS_REMAINING, f"bid quantity {c.qty} exceeds the lot {t.qty}"
+        return R.QUANTITY_EXCEEDS_REMAINING, f"bid quantity {R.qty(c.qty)} exceeds the lot of {R.qty(t.qty)}"
     if t.cap_per_bidder is not None and c.qty > t.cap_per_bidder:
-        return R.BID_CAP_EXCEEDED, f"bid quantity {c.qty} exceeds the cap {t.cap_per_bidder}"
+        return R.BID_CAP_EXCEEDED, (f"bid quantity {R.qty(c.qty)} exceeds the cap per bidder "
+                                    f"{R.qty(t.cap_per_bidder)}")
     return None
 
 
@@ -420,10 +440,12 @@ def _terms_problem(c: Announce, rules: MarketRules, band: tuple[int, int]) -> tu
     bad = rules.check(None, c.qty, band)  # the lot is what the market's size rules bound
     if bad is not None:
         return bad
-    if c.min_price <= 0 or c.min_price % rules.tick:
-        return R.INVALID_AUCTION, f"minimum price {c.min_price} must be a positive multiple of the tick {rules.tick}"
-    if c.increment <= 0 or c.increment % rules.tick:
-        return R.INVALID_AUCTION, f"increment {c.increment} must be a positive multiple of the tick {rules.tick}"
+    # Off the tick is the same refusal for a lot's prices as for a bid's (off_tick), whoever sends it.
+    for name, value in (("minimum price", c.min_price), ("increment", c.increment)):
+        if value <= 0:
+            return R.INVALID_PRICE, f"the {name} must be positive"
+        if value % rules.tick:
+            return R.OFF_TICK, f"the {name} {R.price(value)} is not a multiple of the tick {R.price(rules.tick)}"
     if c.allocation not in ALLOCATIONS:
         return R.INVALID_AUCTION, f"allocation {c.allocation!r} is not one of {ALLOCATIONS}"
     if not 1 <= c.top_percent <= 100:
@@ -431,10 +453,11 @@ def _terms_problem(c: Announce, rules: MarketRules, band: tuple[int, int]) -> tu
     if c.deposit < 0 or c.max_bids_per_bidder <= 0:
         return R.INVALID_AUCTION, "deposit must be >= 0 and max_bids_per_bidder > 0"
     if not 0 < c.min_bid_qty <= c.qty or c.min_bid_qty % rules.lot:
-        return R.INVALID_AUCTION, (f"min_bid_qty {c.min_bid_qty} must be a multiple of the lot {rules.lot} "
-                                   f"between 1 lot and the quantity {c.qty}")
+        return R.INVALID_AUCTION, (f"the minimum bid quantity {R.qty(c.min_bid_qty)} must be a multiple of the lot "
+                                   f"{R.qty(rules.lot)} between 1 lot and the quantity {R.qty(c.qty)}")
     if c.cap_per_bidder is not None and (type(c.cap_per_bidder) is not int or c.cap_per_bidder < c.min_bid_qty):
-        return R.INVALID_AUCTION, f"cap_per_bidder {c.cap_per_bidder!r} must be an int >= min_bid_qty or None"
+        cap = R.qty(c.cap_per_bidder) if type(c.cap_per_bidder) is int else repr(c.cap_per_bidder)
+        return R.INVALID_AUCTION, f"cap_per_bidder {cap} is below the minimum bid quantity {R.qty(c.min_bid_qty)}"
     if min(c.extension_window, c.extension_length, c.max_extensions) < 0:
         return R.INVALID_AUCTION, "extension settings must be >= 0"
     return None

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from . import reasons as R
-from .commands import Halt, Resume, SetReference, SetRules, command_ref
+from .commands import Halt, Refused, Resume, SetReference, SetRules, command_ref
 from .events import HALTED, REFERENCE_SET, REJECTED, RESUMED, RULES_SET, Event
 from .rules import MarketRules
 from .state import canonical_hash
@@ -63,10 +63,13 @@ class Engine(ABC):
             ref = command.price
             if ref is not None and (type(ref) is not int or ref <= 0):
                 return [
-                    (REJECTED, None, R.INVALID_PRICE, f"reference price {ref!r} is not a positive integer")
+                    (REJECTED, None, R.INVALID_PRICE,
+                     f"reference price {R.price(ref) if type(ref) is int else repr(ref)} is not positive")
                 ]
             self._set_reference(ref)
             return [(REFERENCE_SET, ref, self._band[0], self._band[1])]
+        if cls is Refused:
+            return [(REJECTED, command.ref, command.code, command.message)]
         if cls is SetRules:
             try:
                 rules = MarketRules.from_dict(command.rules)
@@ -114,9 +117,11 @@ class Engine(ABC):
     def _reduce_reject(self, ref: Any, old: int, new: int) -> Event | None:
         """A reduction lowers the open quantity to a positive multiple of the lot."""
         if not 0 < new < old:
-            return (REJECTED, ref, R.REDUCE_NOT_LOWER, f"new quantity {new} is not in (0, {old})")
+            return (REJECTED, ref, R.REDUCE_NOT_LOWER,
+                    f"new quantity {R.qty(new)} is not above 0 and below the open {R.qty(old)}")
         if new % self.rules.lot:
-            return (REJECTED, ref, R.OFF_LOT, f"quantity {new} is not a multiple of the lot {self.rules.lot}")
+            return (REJECTED, ref, R.OFF_LOT,
+                    f"quantity {R.qty(new)} is not a multiple of the lot {R.qty(self.rules.lot)}")
         return None
 
     # --- read-only -----------------------------------------------------------------------------

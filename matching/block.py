@@ -178,7 +178,7 @@ class BlockDesk(Engine):
         if bad is not None:
             return (REJECTED, ref, bad[0], bad[1])
         if qty > quote.qty:
-            return (REJECTED, ref, R.QUANTITY_EXCEEDS_REMAINING, f"{qty} exceeds the {quote.qty} quoted")
+            return (REJECTED, ref, R.QUANTITY_EXCEEDS_REMAINING, f"{R.qty(qty)} exceeds the {R.qty(quote.qty)} quoted")
         return None
 
     def _respond(self, c: Respond) -> list[Event]:

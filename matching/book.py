@@ -245,7 +245,7 @@ class ContinuousBook(Engine):
         else:
             price = limit = c.price
         if tif == FOK and self._fillable(side, account, limit, qty, stp) < qty:
-            return [(REJECTED, oid, R.FOK_UNFILLABLE, f"{qty} cannot be filled at once within {limit}")]
+            return [(REJECTED, oid, R.FOK_UNFILLABLE, f"{R.qty(qty)} cannot be filled at once within {R.price(limit)}")]
 
         self._last_id = oid
         events: list[Event] = [(ACCEPTED, oid, account, side, otype, tif, price, qty)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import reasons
+
 Account = int | str
 
 # Sides, order types, times in force and STP modes are plain strings so that commands and events
@@ -343,6 +345,22 @@ class CancelAuction:
 
     def __post_init__(self) -> None:
         _require_ints(self, "auction_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A command the application refused by the engine's own rule before funding it (an auction's
+    `refusal`), journaled in its place so that a retry gets the same refusal. Every engine answers it
+    `rejected` with this code and message, referring to `ref`, and changes nothing else."""
+
+    ref: int
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        _require_ints(self, "ref")
+        if self.code not in reasons.CODES:  # an engine's own refusal: one of the engines' reason codes
+            raise ValueError(f"Refused.code must be a matching.reasons code, got {self.code!r}")
 
 
 def command_ref(command: Any) -> int | None:

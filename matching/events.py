@@ -58,8 +58,11 @@ END_OF_DAY = "end_of_day"
 TRADED = "traded"
 RULES_AMENDED = "rules_amended"  # off the new tick or lot when an amendment took effect
 
+# `owner`, `maker_owner`, `taker_owner`, `seller`, `bidder`, `proposer`: who the command's sender is, as
+# the sequencer names it (envx: a participant id). Messages of `rejected` mark their numbers by kind
+# (reasons.price, reasons.qty, reasons.at) for the application to render in the user's units.
 FIELDS: dict[str, tuple[str, ...]] = {
-    ACCEPTED: ("order_id", "account", "side", "type", "tif", "price", "qty"),
+    ACCEPTED: ("order_id", "owner", "side", "type", "tif", "price", "qty"),
     REJECTED: ("ref", "code", "message"),
     TRADE: (
         "mode",
@@ -70,21 +73,21 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "qty",
         "taker_side",
         "maker_id",
-        "maker_account",
+        "maker_owner",
         "taker_id",
-        "taker_account",
+        "taker_owner",
     ),
-    CANCELLED: ("order_id", "account", "qty", "reason"),
-    REDUCED: ("order_id", "account", "old_qty", "new_qty"),
-    EXPIRED: ("order_id", "account", "qty"),
+    CANCELLED: ("order_id", "owner", "qty", "reason"),
+    REDUCED: ("order_id", "owner", "old_qty", "new_qty"),
+    EXPIRED: ("order_id", "owner", "qty"),
     CONVERTED: ("order_id", "price", "qty"),
     HALTED: ("reason",),
     RESUMED: (),
     REFERENCE_SET: ("price", "band_low", "band_high"),
     RULES_SET: ("rules", "band_low", "band_high"),
-    QUOTED: ("quote_id", "account", "side", "price", "qty", "audience", "counterparties"),
+    QUOTED: ("quote_id", "owner", "side", "price", "qty", "audience", "counterparties"),
     DEAL_PROPOSED: ("deal_id", "quote_id", "proposer", "price", "qty"),
-    DEAL_CONFIRMED: ("deal_id", "account"),
+    DEAL_CONFIRMED: ("deal_id", "owner"),
     DEAL_CLOSED: ("deal_id", "reason"),
     AUCTION_ANNOUNCED: ("auction_id", "seller", "qty", "min_price", "allocation"),
     AUCTION_PHASE: ("auction_id", "phase", "end_ts"),
@@ -99,7 +102,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 
 # Positions of the trade fields most consumers read, to unpack without a dict.
 T_MODE, T_SEQ, T_TS, T_ID, T_PRICE, T_QTY = 1, 2, 3, 4, 5, 6
-T_TAKER_SIDE, T_MAKER_ID, T_MAKER_ACCOUNT, T_TAKER_ID, T_TAKER_ACCOUNT = 7, 8, 9, 10, 11
+T_TAKER_SIDE, T_MAKER_ID, T_MAKER_OWNER, T_TAKER_ID, T_TAKER_OWNER = 7, 8, 9, 10, 11
 
 
 def as_dict(event: Event) -> dict[str, Any]:

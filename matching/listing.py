@@ -89,7 +89,8 @@ class ListingBook(Engine):
             return [reject]
         low, high = self._band
         if not low <= price <= high:
-            return [(REJECTED, tid, R.PRICE_OUT_OF_BAND, f"listing price {price} is outside [{low}, {high}]")]
+            return [(REJECTED, tid, R.PRICE_OUT_OF_BAND,
+                     f"listing price {R.price(price)} is outside the band [{R.price(low)}, {R.price(high)}]")]
         rank = self.rank(lid)
         allowed = 1 if self.rules.strict_best else self.rules.best_n
         if rank >= allowed:
@@ -128,7 +129,7 @@ class ListingBook(Engine):
         if bad is not None and not (bad[0] == R.QUANTITY_BELOW_MINIMUM and qty == open_qty):
             return (REJECTED, tid, bad[0], bad[1])
         if qty > open_qty:
-            return (REJECTED, tid, R.QUANTITY_EXCEEDS_REMAINING, f"{qty} exceeds the {open_qty} listed")
+            return (REJECTED, tid, R.QUANTITY_EXCEEDS_REMAINING, f"{R.qty(qty)} exceeds the {R.qty(open_qty)} listed")
         return None
 
     def _off_grid(self) -> list[Event]:

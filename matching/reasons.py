@@ -126,3 +126,28 @@ DESCRIPTIONS: dict[str, str] = {
     RAISE_LOWERS_QUANTITY: "a raise may not ask for less than the bidder's standing bid (bids are commitments)",
     STANDING_BID_CHANGED: "the bidder's standing bid changed while this bid was on its way; bid again",
 }
+
+# The engines' closed set of reason codes (the exchange's enum, exchange/core/refusals.py, has each with
+# its HTTP status).
+CODES: frozenset[str] = frozenset(DESCRIPTIONS)
+
+
+# --- numbers in messages -------------------------------------------------------------------------
+# The engines know ticks and base units, not decimals: a message marks each number by what it is, and
+# the application renders it in the user's units (envx: exchange.core.units.speak). Unmarked numbers in a
+# message are counts and ids.
+
+
+def price(fen: int) -> str:
+    """A price (or any money) in the engine's integer unit (fen)."""
+    return f"{{price:{fen}}}"
+
+
+def qty(base: int) -> str:
+    """A quantity in base units."""
+    return f"{{qty:{base}}}"
+
+
+def at(ts: int) -> str:
+    """A time stamped by the sequencer (UTC microseconds)."""
+    return f"{{ts:{ts}}}"

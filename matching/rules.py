@@ -65,15 +65,16 @@ class MarketRules:
             if type(price) is not int or price <= 0:
                 return R.INVALID_PRICE, f"price {price!r} is not a positive integer"
             if price % self.tick:
-                return R.OFF_TICK, f"price {price} is not a multiple of the tick {self.tick}"
+                return R.OFF_TICK, f"price {R.price(price)} is not a multiple of the tick {R.price(self.tick)}"
         if qty % self.lot:
-            return R.OFF_LOT, f"quantity {qty} is not a multiple of the lot {self.lot}"
+            return R.OFF_LOT, f"quantity {R.qty(qty)} is not a multiple of the lot {R.qty(self.lot)}"
         if price is not None and not band[0] <= price <= band[1]:
-            return R.PRICE_OUT_OF_BAND, f"price {price} is outside the band [{band[0]}, {band[1]}]"
+            return R.PRICE_OUT_OF_BAND, (f"price {R.price(price)} is outside the band "
+                                         f"[{R.price(band[0])}, {R.price(band[1])}]")
         if qty < self.min_qty:
-            return R.QUANTITY_BELOW_MINIMUM, f"quantity {qty} is below the minimum {self.min_qty}"
+            return R.QUANTITY_BELOW_MINIMUM, f"quantity {R.qty(qty)} is below the minimum {R.qty(self.min_qty)}"
         if qty > self.max_qty_bound:
-            return R.QUANTITY_ABOVE_MAXIMUM, f"quantity {qty} is above the maximum {self.max_qty}"
+            return R.QUANTITY_ABOVE_MAXIMUM, f"quantity {R.qty(qty)} is above the maximum {R.qty(self.max_qty_bound)}"
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,5 +9,5 @@ certificates) and the signing half of `webhooks`.
 `repository` holds the SQL on our tables; `webhooks.deliver_due` the outbox delivery.
 
 Imports point down only: `pledges -> ledger`. Orchestration with the runtime lives in
-`exchange.pledging` and `exchange.freezing`.
+`exchange.pledging` and `exchange.courts.freezes`.
 """

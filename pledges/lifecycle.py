@@ -23,7 +23,7 @@ units back (to the pledgor, or under the lock again on cancel).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pledges.errors import PledgeError
@@ -133,7 +133,8 @@ def apply(state: dict[str, Any], event_type: str, data: dict[str, Any]) -> dict[
     """The state after one event; refuses an event that may not follow the current status."""
     rule = TRANSITIONS.get(event_type)
     if rule is None:
-        raise PledgeError("unknown_event", f"unknown pledge event {event_type!r}", 500)
+        # Events are written by this package's own rules: an unknown one is a bug, not a refusal.
+        raise AssertionError(f"unknown pledge event {event_type!r}")
     allowed, to = rule
     status = state.get("status", "")
     if status not in allowed:
@@ -174,7 +175,9 @@ def default_ground(state: dict[str, Any], at: datetime) -> dict[str, Any]:
         due = datetime.fromisoformat(deadline) if isinstance(deadline, str) else deadline
         if at >= due:
             return {"type": "cure_deadline_missed", "cure_deadline": due.isoformat()}
-        raise PledgeError("cure_period_running", f"the margin call's cure deadline {due.isoformat()} has not passed; "
+        # The deadline as a marked time (UTC microseconds): the application writes it in its time convention.
+        marked = (due - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        raise PledgeError("cure_period_running", f"the margin call's cure deadline {{ts:{marked}}} has not passed; "
                           "the pledgor may still cure it, so there is no default to enforce yet")
     raise PledgeError("no_default", f"no default is on record (margin level {level}, no declared default): "
                       "enforcement needs a liquidation level, a missed cure deadline or the bank's declaration "

@@ -67,7 +67,7 @@ def take_highest(ranges: Iterable[Range], n: int) -> list[Range]:
         picked.append((e - take + 1, e))
         left -= take
     if left:
-        raise PledgeError("quantity_exceeds_pledge", f"the lock holds fewer than {n} units", 409)
+        raise PledgeError("quantity_exceeds_pledge", f"the lock holds fewer than {{qty:{n}}} units", 409)
     return normalise(picked)
 
 
@@ -86,7 +86,7 @@ def take_lowest(ranges: Iterable[Range], n: int) -> list[Range]:
         picked.append((s, s + take - 1))
         left -= take
     if left:
-        raise PledgeError("insufficient_available", f"fewer than {n} free units to add", 409)
+        raise PledgeError("insufficient_available", f"fewer than {{qty:{n}}} free units to add", 409)
     return picked
 
 

@@ -3,7 +3,7 @@
 value (fen) = floor(quantity × close price × years × (1 − haircut)), where quantity is in base units
 (10**decimals per unit), the close price is fen per whole unit (and, for an emission right, per year of
 its term), `years` is the instrument's term (an emission right's `validity_years`; 1 for everything
-else: exchange/pricing.py) and the haircut is a discount in basis points (2000 = value at 80 % of the
+else: exchange/trading/pricing.py) and the haircut is a discount in basis points (2000 = value at 80 % of the
 close). Rounding is down: the bank never sees more cover than there is.
 
 collateral ratio = value / secured amount. Levels, per pledge (defaults after the 上海环交所

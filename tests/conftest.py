@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from exchange.database import start_embedded, with_database
-from exchange.migrate import upgrade
-from exchange.settings import Settings
+from exchange.core.database import start_embedded, with_database
+from exchange.core.migrate import upgrade
+from exchange.core.settings import Settings
 from tests.helpers import Api, bootstrap_operator
 
 _counter = itertools.count()
@@ -39,7 +39,7 @@ def _admin_execute(admin_url: str, sql: str) -> None:
 
     import asyncpg
 
-    from exchange.database import asyncpg_dsn
+    from exchange.core.database import asyncpg_dsn
 
     async def run() -> None:
         conn = await asyncpg.connect(asyncpg_dsn(admin_url))

@@ -9,9 +9,9 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from exchange.bootstrap import operator_key
-from exchange.runtime import Runtime
-from exchange.subjects import resident_id_check_character, uscc_check_character
+from exchange.core.runtime import Runtime
+from exchange.registry.subjects import resident_id_check_character, uscc_check_character
+from exchange.security.bootstrap import operator_key
 
 _ids = itertools.count(1)
 

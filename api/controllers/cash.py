@@ -7,9 +7,9 @@ from litestar import Controller, post
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import IdempotencyKey, client_id
 from api.schemas.registry import CashIn
-from exchange import cash
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.registry import cash
 
 
 class CashController(Controller):

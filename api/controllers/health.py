@@ -4,9 +4,9 @@ from typing import Any
 
 from litestar import get
 
-from exchange.database import ping
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.database import ping
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
 
 
 @get("/health", operation_id="health", tags=["system"], summary="Liveness and readiness")
@@ -14,11 +14,14 @@ async def health(rt: Runtime) -> dict[str, Any]:
     db = await ping(rt.engine)
     read_only = rt.settings.read_only
     writer = rt.writer is not None and rt.writer.running
-    # Markets that stopped taking writes on a broken invariant (exchange/sequencer.py), with the reason.
+    # The ledger writer and the markets that stopped taking writes on a broken invariant, with the reason
+    # (the policy: exchange/core/refusals.py).
+    ledger_stopped = rt.writer.stopped if rt.writer is not None else None
     stopped = rt.exchange.stopped() if hasattr(rt.exchange, "stopped") else {}
     # A read replica has no writer by design: healthy when its database answers.
-    return {"status": "ok" if db and (writer or read_only) and not stopped else "degraded", "database": db,
-            "ledger_writer": writer, "read_only": read_only, "markets_stopped": stopped}
+    ok = db and (writer or read_only) and ledger_stopped is None and not stopped
+    return {"status": "ok" if ok else "degraded", "database": db, "ledger_writer": writer,
+            "ledger_stopped": ledger_stopped, "read_only": read_only, "markets_stopped": stopped}
 
 
 @get("/v1/whoami", operation_id="whoami", tags=["participants"], summary="The participant behind this key")

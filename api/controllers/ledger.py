@@ -10,8 +10,8 @@ from litestar import Controller, get
 from litestar.params import Parameter
 
 from api.deps import Id
-from exchange.errors import NotFound
-from exchange.runtime import Runtime
+from exchange.core.errors import NotFound
+from exchange.core.runtime import Runtime
 from ledger import queries
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]

@@ -10,10 +10,10 @@ from litestar.types import ExceptionHandlersMap
 
 from api.deps import MAX_ID, Id
 from api.problems import problem
-from exchange import proofs
-from exchange.keys import Principal
-from exchange.proofs import CheckpointPending
-from exchange.runtime import Runtime
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.verifiable import proofs
+from exchange.verifiable.proofs import CheckpointPending
 
 Size = Annotated[int, Parameter(ge=0, le=MAX_ID)]  # tree sizes and leaf indexes, I-JSON safe as every id
 OptSize = Annotated[int | None, Parameter(ge=0, le=MAX_ID, required=False)]

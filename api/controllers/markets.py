@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, WebSocket, get, post, websocket
@@ -14,11 +15,11 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.paging import LINK, Cursor
 from api.schemas.markets import AmendmentIn, HaltIn, ListingIn, MarketIn, OrderIn, ReduceIn, SessionIn, TakeIn
-from exchange import amendments, marketdata, markets, orders, sessions
-from exchange.errors import DomainError
-from exchange.keys import Principal
-from exchange.runtime import Runtime
-from exchange.units import to_text
+from exchange.core.errors import DomainError
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.core.units import micros, to_text
+from exchange.trading import amendments, marketdata, markets, orders, sessions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -197,7 +198,7 @@ class MarketController(Controller):
                    interval: Literal["1m", "5m", "1h", "1d"] = "1m", limit: Limit = 200, cursor: Cursor = None) -> Page:
         name = f"ohlc:{market_id}:{interval}"
         rows = await marketdata.ohlc(rt, market_id, interval, limit, paging.decode(cursor, name, paging.is_int))
-        return paging.page(request, name, rows, limit, lambda c: c["start_ts"])
+        return paging.page(request, name, rows, limit, lambda c: micros(datetime.fromisoformat(c["start_ts"])))
 
 
 class InstrumentStatsController(Controller):

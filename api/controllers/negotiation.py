@@ -11,9 +11,9 @@ from api import paging
 from api.deps import Id, IdempotencyKey, client_id
 from api.paging import LINK, Cursor
 from api.schemas.markets import AuctionIn, AuctionStepIn, BlockQuoteIn, StepIn, TermsIn
-from exchange import auctions, negotiation
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.trading import auctions, negotiation
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 

@@ -8,11 +8,12 @@ from litestar.params import Parameter
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.registry import EnrollIn, EnrollmentCodeIn, KeyIn, ParticipantIn, StatusChangeIn
-from exchange import credentials, participants
-from exchange.errors import NotFound
-from exchange.keys import Principal
-from exchange.runtime import Runtime
-from exchange.subjects import subject_of
+from exchange.core.errors import NotFound
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.registry import participants
+from exchange.registry.subjects import subject_of
+from exchange.security import credentials
 from ledger import queries
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]

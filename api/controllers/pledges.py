@@ -30,10 +30,11 @@ from api.schemas.pledges import (
     TopUpIn,
     WebhookIn,
 )
-from exchange import freezing, pledging
-from exchange.keys import Principal
-from exchange.runtime import Runtime
-from exchange.units import CNY_DECIMALS, to_base
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.core.units import CNY_DECIMALS, to_base
+from exchange.courts import freezes as freezing
+from exchange.pledging import service as pledging
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -42,7 +43,7 @@ After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 @asynccontextmanager
 async def pledge_worker(app: Litestar) -> AsyncIterator[None]:
     """Lifespan: webhook delivery and expiry sweeps, after the runtime is up, stopped before it goes."""
-    worker = pledging.PledgeWorker(app.state.rt)
+    worker = pledging.PledgeWorker(app.state.rt, sweeps=[freezing.expire_due])
     await worker.start()
     try:
         yield

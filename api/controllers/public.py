@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from exchange import pledging
-from exchange.runtime import Runtime
+from exchange.core.runtime import Runtime
+from exchange.pledging import service as pledging
 
 Name = Annotated[str | None, Parameter(max_length=200, description="holder name (or part of it)")]
 Uscc = Annotated[str | None, Parameter(min_length=18, max_length=18, description="统一社会信用代码")]

@@ -11,9 +11,10 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, OptId, client_id
 from api.schemas.common import ranges
 from api.schemas.registry import ApprovalIn, DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
-from exchange import expiry, instruments, issuance, transfers
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.courts import restoration
+from exchange.registry import expiry, instruments, issuance, transfers
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -40,9 +41,9 @@ class InstrumentController(Controller):
     @post("/expiry-sweeps", operation_id="sweepEmissionRightExpiry", status_code=200,
           summary="Expire what is left of emission-right batches past their term now (operator; also daily)",
           description="Unencumbered units of a batch whose term (valid_from..valid_until) has ended are retired "
-                      "with purpose `expiry` and listed as expired in holdings. Pledged, frozen, order-held "
-                      "or T+1-locked units are reported as `blocked` and expire at the first sweep after the "
-                      "encumbrance ends. Idempotent.")
+                      "with purpose `expiry` and listed as expired in holdings; so are T+1-locked units (the "
+                      "lock is lifted for them). Pledged, frozen or order-held units are reported as `blocked` "
+                      "and expire at the first sweep after the encumbrance ends. Idempotent.")
     async def sweep_expiry(self, rt: Runtime) -> dict[str, Any]:
         return await expiry.expire_due(rt)
 
@@ -132,4 +133,6 @@ class HoldingController(Controller):
                        after_serial: OptId = None) -> dict[str, Any]:
         pid = participant_id or principal.participant_id
         after = (after_instrument, after_serial) if after_instrument and after_serial else None
-        return await transfers.holdings(rt, principal, pid, instrument, limit, after)
+        # Judicial retirements are the payer's although its account never held them (exchange/courts).
+        judicial = await restoration.retirements_paid_by(rt, pid)
+        return await transfers.holdings(rt, principal, pid, instrument, limit, after, judicial)

@@ -8,9 +8,9 @@ from litestar import Controller, Response, get, post
 
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.restoration import RestorationOrderIn, RestorationPurchaseIn, RestorationTakeIn
-from exchange import certificates, restoration
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.courts import certificates, restoration
 
 
 class RestorationController(Controller):

@@ -6,19 +6,21 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, get, post, put
+from litestar import Controller, get, post, put
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api.deps import Id
+from api.encoding import Answer
 from api.schemas.registry import DecisionIn
 from api.schemas.security import SignaturePolicyIn, SigningKeyIn
 from api.security.signatures import decode_public_key, forget_policy
-from exchange import audit, instruction_keys, operator_actions, participants
-from exchange.errors import Forbidden, Invalid
-from exchange.keys import Principal
-from exchange.runtime import Runtime
+from exchange.core.errors import Forbidden, Invalid
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.registry import participants
+from exchange.security import audit, instruction_keys, operator_actions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 # A minute as Unix seconds, up to the end of 2199 (the last date an input may name); PostgreSQL's
@@ -38,7 +40,7 @@ async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind
                          run: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
     """With maker-checker on (default), store a proposal and answer 202; otherwise act now."""
     if rt.settings.maker_checker:
-        return Response(await operator_actions.propose(rt, principal, client_id, kind, payload), status_code=202)
+        return Answer(await operator_actions.propose(rt, principal, client_id, kind, payload), status_code=202)
     return await run()
 
 

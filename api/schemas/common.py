@@ -23,7 +23,7 @@ _YEAR_MONTH_DAY = r"2[01][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 DATE_PATTERN = f"^{_YEAR_MONTH_DAY}$"
 DATETIME_PATTERN = (f"^{_YEAR_MONTH_DAY}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,6}})?"
                     "(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
-DECIMAL_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,12})?$"  # as exchange.units.to_base reads them
+DECIMAL_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,12})?$"  # as exchange.core.units.to_base reads them
 
 STRICT = ConfigDict(extra="forbid", strict=True, str_max_length=2000)
 

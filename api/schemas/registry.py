@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
-from exchange.instrument_kinds import KindAttributes
+from exchange.registry.kinds import KindAttributes
 
 ParticipantKind = Literal["operator", "issuer", "enterprise", "bank", "court", "auditor"]
 InstrumentKind = Literal["cea", "ccer", "cdcer", "forest_ticket", "emission_right"]
@@ -34,7 +34,7 @@ class ParticipantIn(Strict):
     subject: Literal["organisation", "person"] = Field(
         default="organisation", description="an organisation (optionally with its USCC) or a natural person "
                                             "(enterprise kind only, with a private identity document)")
-    # Checked in exchange/subjects.py (ASCII, character set, GB 32100-2015 check character): 422 invalid_uscc
+    # Checked in exchange/registry/subjects.py (ASCII, character set, GB 32100-2015 check character): 422 invalid_uscc
     # or uscc_check_failed, with a machine code rather than a pattern mismatch.
     uscc: str | None = Field(default=None, min_length=1, max_length=32,
                              description="统一社会信用代码: 18 ASCII characters, check character verified")

@@ -21,11 +21,11 @@ class RestorationOrderIn(Strict):
     defendants: list[Defendant] = Field(min_length=1, max_length=100)
     payer_id: int = Field(ge=1, le=MAX_ID, description="the participant whose account pays")
     payer_identifier: RegisteredIdentifier
-    assessed_loss: Decimal | None = Field(default=None, description="assessed loss, t CO2e (up to 3 decimals)")
+    assessed_loss: Decimal | None = Field(default=None, description="assessed loss, tCO2e (up to 3 decimals)")
     assessment_method: str | None = Field(default=None, max_length=200)
     assessing_body: str | None = Field(default=None, max_length=200)
     multiplier: Decimal | None = None
-    required_quantity: Decimal = Field(description="t CO2e to buy and retire (up to 3 decimals)")
+    required_quantity: Decimal = Field(description="tCO2e to buy and retire (up to 3 decimals)")
     eligible_kinds: list[Literal["ccer", "cdcer", "forest_ticket", "cea"]] = Field(min_length=1, max_length=4)
     designated_seller_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     deadline: Date

@@ -1,4 +1,4 @@
-"""Which requests are administrative, and what the audit trail records about them (exchange/audit.py stores).
+"""Which requests are administrative, and what the audit trail records about them (exchange/security/audit.py stores).
 
 Administrative: the operations below (participants, their suspension, enrollment codes and enrollment, keys,
 signing keys and policy, instruments, markets and their amendments, sessions and halts, issuance decisions,
@@ -8,8 +8,8 @@ are recorded too (who tried, from where, why refused).
 What is kept of the request body: the decoded JSON (api/security/json_body.py) when the guard lets the
 request through (a key it accepts, or a public operation such as enrollment), the body decoded and it is
 at most 16 kB; otherwise only its SHA-256 and length. Requests without a valid key that are refused, and
-rate-limited ones (429), are counted rather than each recorded (exchange/audit.py `record_anonymous`): a
-flooding client cannot grow the trail faster than one row per address and minute.
+rate-limited ones (429), are counted rather than each recorded (exchange/security/audit.py
+`record_anonymous`): a flooding client cannot grow the trail faster than one row per address and minute.
 
 Secrets are never recorded: request fields that carry one (the halves of an enrollment code) are replaced
 by "<redacted>"; answers are recorded only as the fields listed in `_ANSWER_FIELDS` (tokens and halves are
@@ -22,9 +22,9 @@ import hashlib
 from typing import Any
 
 from api.security import json_body
-from exchange.audit import AuditEvent
-from exchange.idempotency import SECRET_FIELDS
-from exchange.keys import Principal
+from exchange.core.idempotency import SECRET_FIELDS
+from exchange.core.principal import Principal
+from exchange.security.audit import AuditEvent
 
 ADMIN_OPERATIONS = frozenset({
     "createParticipant", "suspendParticipant", "reinstateParticipant", "issueEnrollmentCode", "enroll",

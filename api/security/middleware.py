@@ -10,9 +10,9 @@
    refuses is 422 and reaches nothing (no signature record, no handler); an operation that declares no
    body takes none, or `{}` (else 422 `body_not_allowed`);
 4. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
-   through exchange.provenance; participants whose operator requires signatures get 401
+   through exchange.core.provenance; participants whose operator requires signatures get 401
    `signature_required` for unsigned mutations;
-5. a mutation counts as under way for its participant until answered (exchange/suspension.py): a
+5. a mutation counts as under way for its participant until answered (exchange/core/suspension.py): a
    suspension waits for it, and once one has begun the participant's new mutations are refused (401);
 6. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
    original answer, byte for byte (api/security/replays.py);
@@ -48,11 +48,12 @@ from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
 from api.security.replays import ReplayGate
 from api.security.signatures import SignatureError, request_target, requires_signatures, verify_and_record
-from exchange import audit as audit_store
-from exchange.idempotency import valid_client_key
-from exchange.keys import Principal
-from exchange.provenance import provenance
-from exchange.settings import Settings
+from exchange.core.idempotency import valid_client_key
+from exchange.core.principal import Principal
+from exchange.core.provenance import provenance
+from exchange.core.refusals import Refusal
+from exchange.core.settings import Settings
+from exchange.security import audit as audit_store
 
 log = logging.getLogger("envx.security")
 
@@ -67,6 +68,7 @@ _TITLES = {401: "Unauthenticated", 403: "Forbidden", 413: "Payload too large", 4
 
 async def send_problem(scope: Scope, send: Send, status: int, code: str, detail: str,
                        headers: dict[str, str] | None = None, **extra: Any) -> None:
+    code = Refusal.of(code, status).value  # the closed set: a code outside it, or another status, is a bug
     body = json.dumps({"type": TYPE_BASE + code, "title": _TITLES.get(status, code), "status": status,
                        "detail": detail, "code": code, "instance": scope.get("path", ""), **extra},
                       ensure_ascii=False).encode()
@@ -184,7 +186,8 @@ def _integer_refusal(where: str, name: str, text: str) -> tuple[str, str] | None
         return "invalid_integer", f"{where} parameter {name} must be written in ASCII digits 0-9 without sign, " \
                                   "padding, leading zeros, decimals or exponent"
     if len(text) > 16 or int(text) > MAX_SAFE_INT:  # ids and sequence numbers are I-JSON safe integers
-        return f"{where}_parameter_out_of_range", f"{where} parameter {name} is beyond 2^53 - 1"
+        return ("path_parameter_out_of_range" if where == "path" else "query_parameter_out_of_range",
+                f"{where} parameter {name} is beyond 2^53 - 1")
     return None
 
 
@@ -324,7 +327,7 @@ class SecurityMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         # A mutation counts as under way for its participant until answered: a suspension waits for it, and
-        # once a suspension has begun the participant's new mutations are refused (exchange/suspension.py).
+        # once a suspension has begun the participant's new mutations are refused (exchange/core/suspension.py).
         async with rt.mutations.mutation(principal.participant_id) as allowed:
             if not allowed:
                 await send_problem(scope, send, 401, "unauthenticated", "this key's participant is suspended")

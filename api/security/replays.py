@@ -5,11 +5,11 @@ A mutation is keyed when its operation takes an idempotency key (the OpenAPI doc
 valid API key. Its request is identified by (actor, idempotency key, SHA-256 of the
 method, the target as sent and the body bytes). Then:
 
-- a successful (2xx) answer is stored (exchange/idempotency.py) before it leaves; the same request again
+- a successful (2xx) answer is stored (exchange/core/idempotency.py) before it leaves; the same request again
   gets the stored status and bytes, whatever happened since (the order filled, the day changed);
 - unless it shows a secret: an answer with a field named `token`, `first_half`, `second_half` or `secret`
   anywhere in it (an API key minted, a half of an enrollment code on a proposal or its approval, a
-  webhook's secret) is never stored — the store refuses it (exchange.idempotency.SECRET_FIELDS), whatever
+  webhook's secret) is never stored — the store refuses it (exchange.core.idempotency.SECRET_FIELDS), whatever
   the operation. Its retry is answered by the service, which derives the same secret again;
 - while a request runs, the same request again waits for it and gets its answer, whatever it is (a 409,
   a 503); a *different* request under the same key waits for it to end, then runs on its own, and the
@@ -35,9 +35,9 @@ from typing import Any
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.security.signatures import request_target
-from exchange import idempotency
-from exchange.idempotency import Answer, valid_client_key
-from exchange.keys import Principal
+from exchange.core import idempotency
+from exchange.core.idempotency import Answer, valid_client_key
+from exchange.core.principal import Principal
 
 log = logging.getLogger("envx.security")
 MAX_STORED = 1_000_000  # larger answers are not kept (no mutation answers with that much)
@@ -64,7 +64,7 @@ def request_digest(scope: Scope, body: bytes) -> bytes:
 
 
 def idempotency_key(scope: Scope, decoded: Any) -> str | None:
-    """The key the services will use, if they will accept it (exchange.idempotency.require_client_id):
+    """The key the services will use, if they will accept it (exchange.core.idempotency.require_client_id):
     header and body agree, 1-128 printable ASCII characters. Otherwise the service refuses the request."""
     header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"idempotency-key"), None)
     body = decoded.get("client_id") if isinstance(decoded, dict) else None

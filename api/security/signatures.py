@@ -40,8 +40,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.errors import DomainError
-from exchange.keys import Principal
+from exchange.core.errors import DomainError
+from exchange.core.principal import Principal
+from exchange.core.units import iso
 
 SCHEME = "envx-sig-v1"
 HEADER = "X-Envx-Signature"
@@ -154,7 +155,7 @@ async def verify_and_record(conn: AsyncConnection, principal: Principal, header:
     now = int(time.time())
     if abs(now - h.ts) > max_skew:
         raise SignatureError("signature_stale", f"the signature's timestamp is more than {max_skew} s from "
-                                                f"the registry's clock ({now})")
+                                                f"the registry's clock ({now}, {iso(now * 1_000_000)})")
     key = (await conn.execute(
         text("SELECT participant_id, public_key, revoked_at FROM participant_signing_keys WHERE id = :k"),
         {"k": h.key_id})).first()

@@ -79,7 +79,7 @@ CREATE UNIQUE INDEX operator_actions_client_id ON operator_actions (proposed_by,
 CREATE INDEX operator_actions_pending ON operator_actions (id) WHERE status = 'pending';
 
 -- Audit trail of administrative actions: each row's hash covers the previous row's hash, so an edit,
--- deletion or reordering anywhere breaks the chain from there on (exchange/audit.py verifies). Insert-only.
+-- deletion or reordering anywhere breaks the chain from there on (exchange/security/audit.py verifies). Insert-only.
 CREATE TABLE audit_log (
     seq bigint PRIMARY KEY CHECK (seq > 0),
     ts bigint NOT NULL,

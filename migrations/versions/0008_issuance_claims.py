@@ -20,7 +20,7 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-# pg_advisory_xact_lock(ISSUANCE_LOCK_CLASS, hashtext(key)): the same class as exchange/issuance.py.
+# pg_advisory_xact_lock(ISSUANCE_LOCK_CLASS, hashtext(key)): the same class as exchange/registry/issuance.py.
 UPGRADE = """
 ALTER TABLE issuance_requests RENAME COLUMN origin_serial TO origin_reference;
 DROP INDEX issuance_requests_origin;

@@ -29,7 +29,7 @@ ALTER TABLE participants ADD CONSTRAINT participants_subject_fields CHECK (
                               AND id_document_number IS NULL)
     OR (subject = 'person' AND uscc IS NULL AND id_document_type IS NOT NULL AND id_document_number IS NOT NULL));
 -- ASCII only ([0-9] in a PostgreSQL bracket is the ASCII range); the check character is verified in
--- exchange/subjects.py. NOT VALID: enforced for new and changed rows, rows from before are left as they are.
+-- exchange/registry/subjects.py. NOT VALID: enforced for new and changed rows, rows from before are left as they are.
 ALTER TABLE participants ADD CONSTRAINT participants_uscc_ascii
     CHECK (uscc ~ '^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$') NOT VALID;
 ALTER TABLE participants ADD CONSTRAINT participants_id_document_ascii
@@ -62,7 +62,7 @@ CREATE TRIGGER participant_status_changes_append_only BEFORE UPDATE OR DELETE ON
     FOR EACH ROW EXECUTE FUNCTION envx_append_only();
 
 -- Key lineage: a key minted by a key records its parent, belongs to the same participant, never outlives
--- it, and cannot be minted under a revoked parent. Revocation is final. The rules are in exchange/keys.py;
+-- it, and cannot be minted under a revoked parent. Revocation is final. The rules are in exchange/security/keys.py;
 -- the trigger is the backstop. Keys from before this migration have created_by 'before-lineage'.
 ALTER TABLE api_keys
     ADD COLUMN parent_key_id bigint REFERENCES api_keys (id),

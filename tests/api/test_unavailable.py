@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from exchange.database import database_unreachable
+from exchange.core.database import database_unreachable
 from tests.system.server import free_port
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from exchange.database import asyncpg_dsn, make_engine
-from exchange.markets import load as load_market
-from exchange.replica import book_depth, replay_engine
+from exchange.core.database import asyncpg_dsn, make_engine
+from exchange.trading.markets import load as load_market
+from exchange.trading.replica import book_depth, replay_engine
 from tests.campaigns.load import PLEDGE_RANK, Ack
 
 TERMINAL = {"cancelled", "filled", "rejected", "expired"}
@@ -177,7 +177,7 @@ async def books_equal_replay(url: str, base_url: str, market_ids: list[str], lev
 
 
 class _Reader:
-    """Just enough of a Runtime for `exchange.markets.load`."""
+    """Just enough of a Runtime for `exchange.trading.markets.load`."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine

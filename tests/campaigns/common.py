@@ -57,7 +57,7 @@ class EnvxServer(Server):
     def spawn(self) -> None:
         """Start the process without waiting for it (to kill it while it recovers)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exchange.cli", "serve", "--port", str(self.port)], env=self.env,
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)], env=self.env,
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
     def wait_healthy(self, timeout: float = 60) -> None:
@@ -95,7 +95,7 @@ class _Approved:
 class CampaignApi(Api):
     """`Api` over a real HTTP connection; automatic idempotency keys are unique across processes.
 
-    Maker-checker (exchange/operator_actions.py): an operator action answered 202 with a pending
+    Maker-checker (exchange/security/operator_actions.py): an operator action answered 202 with a pending
     proposal is approved at once with the `checker` operator's key, so setup reads as direct calls."""
 
     def __init__(self, client: Any, token: str, checker: str | None = None) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from tests.campaigns import checks
 from tests.campaigns.common import EnvxServer, World, build_world, http, local_cluster
 from tests.campaigns.load import MixedLoad, send

@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.campaigns import checks
 from tests.campaigns.common import BOOK, EnvxServer, World, build_world, http
@@ -296,7 +296,7 @@ def one_failover(root: Path, *, seed: int, before_seconds: float, after_seconds:
         if not report.ok:
             run.problems.append(f"verify with the checkpoint published before the kill: {report.render()}")
 
-        # Phase B: markets whose settlement stage failed during the failover stop (exchange/sequencer.py);
+        # Phase B: markets whose settlement stage failed during the failover stop (exchange/trading/sequencer.py);
         # a restart recovers them from the journal. Then the exchange invariants and the full audit.
         run.markets_running_after_failover = bool(_markets_take_orders(srv.url, world))
         srv.stop()

@@ -36,7 +36,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from tests.campaigns import checks
 from tests.campaigns.common import (
     INSTRUMENT,

@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger.verify import Report, verify_connection
 from tests.campaigns import checks
 from tests.campaigns.common import INSTRUMENT, EnvxServer, build_world, days, http, local_cluster

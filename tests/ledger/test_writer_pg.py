@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 import pytest
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger import commands as c
 from ledger.state import Rejection
 from ledger.verify import verify_database

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.settings import Settings
+from exchange.core.settings import Settings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from litestar.testing import TestClient
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger import note
 from tests.helpers import Api, ticket
 

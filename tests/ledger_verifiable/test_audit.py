@@ -9,8 +9,8 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange.database import asyncpg_dsn
-from exchange.settings import Settings
+from exchange.core.database import asyncpg_dsn
+from exchange.core.settings import Settings
 from ledger import commands as c
 from ledger import note, verify
 from tests.helpers import Api, bootstrap_operator

@@ -12,9 +12,9 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange.database import asyncpg_dsn, with_database
-from exchange.settings import Settings
-from exchange.verifiable import LATEST_FILE
+from exchange.core.database import asyncpg_dsn, with_database
+from exchange.core.settings import Settings
+from exchange.verifiable.publisher import LATEST_FILE
 from ledger import commands as c
 from ledger.checkpoints import ForkRefused
 from ledger.verify import verify_database

@@ -12,7 +12,7 @@ from pathlib import Path
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange.settings import Settings
+from exchange.core.settings import Settings
 from ledger import merkle, note
 from ledger.receipt import verify_receipt
 from tests.helpers import Api, bootstrap_operator
@@ -100,7 +100,7 @@ def test_receipt_verifies_offline_with_the_cli_after_the_server_is_gone(db_url: 
     env["ENVX_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "exchange.cli", "verify-receipt", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "api.cli", "verify-receipt", *args], env=env,
                               capture_output=True, text=True, timeout=60)
 
     out = cli(str(path), "--key", key, "--origin", settings.origin)

@@ -15,9 +15,9 @@ from litestar.testing import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
-from exchange.database import asyncpg_dsn
-from exchange.settings import Settings
-from exchange.signing import SigningKeyError, load_signer
+from exchange.core.database import asyncpg_dsn
+from exchange.core.settings import Settings
+from exchange.verifiable.signing import SigningKeyError, load_signer
 from ledger import note
 from ledger.receipt import ReceiptError, verify_receipt
 from ledger.verify import verify_database
@@ -55,7 +55,7 @@ def test_rotation_is_an_entry_and_old_receipts_stay_valid(db_url: str, settings:
         [old_key] = log_keys(client)
     env = {**os.environ, "ENVX_DATABASE_URL": db_url, "ENVX_DATA_DIR": str(settings.data_dir),
            "ENVX_ORIGIN": settings.origin, "ENVX_LOG_LEVEL": "WARNING"}
-    out = subprocess.run([sys.executable, "-m", "exchange.cli", "admin", "rotate-key"], env=env,
+    out = subprocess.run([sys.executable, "-m", "api.cli", "admin", "rotate-key"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rotated = json.loads(out.stdout)

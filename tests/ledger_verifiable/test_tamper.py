@@ -17,8 +17,8 @@ import asyncpg
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange.database import asyncpg_dsn
-from exchange.settings import Settings
+from exchange.core.database import asyncpg_dsn
+from exchange.core.settings import Settings
 from ledger import commands as c
 from ledger.verify import Report, verify_connection, verify_database
 from tests.helpers import Api, bootstrap_operator

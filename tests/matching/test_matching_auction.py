@@ -275,8 +275,8 @@ def test_phase_machine_and_registration() -> None:
     ("terms", "reason"),
     [
         ({"qty": 0}, R.INVALID_QUANTITY),
-        ({"min_price": 0}, R.INVALID_AUCTION),
-        ({"increment": 0}, R.INVALID_AUCTION),
+        ({"min_price": 0}, R.INVALID_PRICE),
+        ({"increment": 0}, R.INVALID_PRICE),
         ({"allocation": "dutch"}, R.INVALID_AUCTION),
         ({"top_percent": 0}, R.INVALID_AUCTION),
         ({"cap_per_bidder": 0}, R.INVALID_AUCTION),
@@ -289,6 +289,16 @@ def test_inconsistent_terms_are_refused(terms: dict[str, Any], reason: str) -> N
     full = {"qty": 10, "min_price": START, **terms}
     ev = AuctionHouse().process(1, 0, Announce(1, "s", **full))
     assert ev[0][2] == reason
+
+
+def test_a_lot_price_off_the_tick_is_off_tick_as_a_bid_is() -> None:
+    """One kind of refusal, one code: a minimum price or increment off the tick is `off_tick`, as an
+    off-tick bid is (it was `invalid_auction`), and the message marks its prices for the application."""
+    house = AuctionHouse(MarketRules(tick=2))
+    for seq, terms in enumerate(({"min_price": 10_001}, {"min_price": 10_000, "increment": 3}), 1):
+        ev = house.process(seq, 0, Announce(seq, "s", **{"qty": 10, **terms}))
+        assert ev[0][2] == R.OFF_TICK, ev
+        assert "{price:2}" in ev[0][3], ev
 
 
 bids_st = st.lists(
@@ -365,8 +375,12 @@ def test_standing_bids_and_per_bidder_allocation_match_a_reference_and_replay(
         cmd = Bid(aid, h.new_id(), bidder, START + steps * STEP, qty, replaces)
         sent.append((cmd.bid_id, bidder, cmd.price, qty, replaces))
         commands.append((10, cmd))
+        before = h.engine.state_hash()
+        asked = h.engine.refusal(10, cmd)  # what the application asks before it funds a bid
+        assert h.engine.state_hash() == before  # asking changes nothing
         ev = h.at(10, cmd)
         outcomes.append(ev[0][0] if ev[0][0] != "rejected" else ev[0][2])
+        assert (None if asked is None else asked[2]) == (None if ev[0][0] != "rejected" else ev[0][2])
     for ts, c in ((1_000, CloseAuction(aid)), (1_000, Allocate(aid))):
         if len(commands) == snap_at:
             snap = json.loads(json.dumps(h.engine.snapshot()))

@@ -76,7 +76,7 @@ def test_trade_needs_both_confirmations() -> None:
     ev = d(Confirm(did, "S"))
     assert [e[0] for e in ev] == ["deal_confirmed", "trade", "deal_closed"]
     t = as_dict(ev[1])
-    assert (t["mode"], t["price"], t["qty"], t["maker_account"], t["taker_account"], t["taker_side"]) == (
+    assert (t["mode"], t["price"], t["qty"], t["maker_owner"], t["taker_owner"], t["taker_side"]) == (
         "block",
         9_900,
         200_000,

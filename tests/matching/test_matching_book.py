@@ -78,7 +78,7 @@ def test_price_then_time_priority_and_trade_at_maker_price() -> None:
     ev = d.order("D", BUY, 105, 12)
     assert trades(ev) == [(100, 5, 2, 4), (100, 5, 3, 4), (101, 2, 1, 4)]
     t = as_dict(ev[1])
-    assert (t["maker_account"], t["taker_account"], t["taker_side"], t["seq"]) == ("B", "D", BUY, 4)
+    assert (t["maker_owner"], t["taker_owner"], t["taker_side"], t["seq"]) == ("B", "D", BUY, 4)
     assert [as_dict(e)["trade_id"] for e in ev[1:]] == [1, 2, 3]
     assert d.book.order(1) == {"order_id": 1, "account": "A", "side": SELL, "price": 101, "qty": 3}
 

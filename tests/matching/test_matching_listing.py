@@ -49,7 +49,7 @@ def test_take_trades_at_listing_price_for_takers_quantity_and_partially() -> Non
     lid = d.post("S", SELL, 105, 100)
     ev = d.take("B", lid, 30)
     t = as_dict(ev[0])
-    assert (t["mode"], t["price"], t["qty"], t["maker_id"], t["taker_account"], t["taker_side"]) == (
+    assert (t["mode"], t["price"], t["qty"], t["maker_id"], t["taker_owner"], t["taker_side"]) == (
         "listing",
         105,
         30,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.settings import Settings
+from exchange.core.settings import Settings
 
 
 @pytest.fixture

@@ -1,16 +1,17 @@
 """Pledged emission rights are worth what the market pays for them: price per t·yr × t/yr × the term's
-years (exchange/pricing.py), in the bank's valuation, in a negotiated sale's proceeds and in an exchange
+years (exchange/trading/pricing.py), in the bank's valuation, in a negotiated sale's proceeds and in an exchange
 sale's proceeds; and the lot of an enforcement waiting in the bank's escrow does not expire under it."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from exchange import expiry, sessions
-from exchange.markets import trading_day
-from tests.exchange.test_auctions import emission_right, fund, verified
+from exchange.core.calendar import trading_day
+from exchange.registry import expiry
+from exchange.trading import sessions
 from tests.helpers import Api, uscc
 from tests.pledges.helpers import TODAY, days, pledge_body
+from tests.trading.test_auctions import emission_right, fund, verified
 
 NOTICE = {"reference": "兴银福州违通字(2025)第0011号", "notice_date": days(0)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pledges import webhooks
+from exchange.pledging import webhooks
 from tests.helpers import Api
 from tests.pledges.helpers import Receiver, pledge_body, world
 

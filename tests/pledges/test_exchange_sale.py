@@ -10,8 +10,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from exchange.database import asyncpg_dsn
-from exchange.idempotency import internal
+from exchange.core.database import asyncpg_dsn
+from exchange.core.idempotency import internal
 from ledger.verify import verify_database
 from tests.helpers import Api
 from tests.pledges.helpers import Receiver, days, pledge_body, world
@@ -349,7 +349,7 @@ def test_cancel_before_any_sale_locks_the_lot_again_and_expiry_returns_the_unsol
 def test_settlements_the_hook_missed_are_booked_by_the_reconciliation(api: Api, db_url: str) -> None:
     """A crash between a trade's settlement and its payout (here: no settlement hook at all) loses
     nothing: the worker books every settled trade and ended listing from the market's own tables."""
-    from exchange import pledging
+    from exchange.pledging import service as pledging
 
     w = world(api, "100")
     bank, owner = w["bank"], w["owner"]
@@ -380,8 +380,9 @@ def test_settlements_the_hook_missed_are_booked_by_the_reconciliation(api: Api, 
 
 
 def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_market_and_record(api: Api) -> None:
-    from exchange import orders, pledging
-    from exchange.keys import authenticate
+    from exchange.pledging import service as pledging
+    from exchange.security.keys import authenticate
+    from exchange.trading import orders
 
     w = world(api, "100")
     bank = w["bank"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.helpers import Api
 from tests.pledges.helpers import OWNER_USCC, Receiver, days, pledge_body, world

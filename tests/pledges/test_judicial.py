@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.helpers import Api
 from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from exchange import pledging
-from exchange.database import asyncpg_dsn
-from exchange.instrument_kinds import term_end
+from exchange.core.database import asyncpg_dsn
+from exchange.pledging import service as pledging
+from exchange.registry.kinds import term_end
 from ledger.verify import verify_database
 from tests.helpers import Api, uscc
 from tests.pledges.helpers import days, pledge_body, world
@@ -140,7 +140,7 @@ def test_emission_rights_near_their_validity_deadline_warn_the_bank(api: Api) ->
     issuer = api.participant("福建省生态环境厅", "issuer")
     owner = api.participant("排污企业", "enterprise", uscc=uscc("91350100MA2YY0002"))
     bank = api.participant("兴业银行福州分行", "bank")
-    # A five-year grant whose term ends in 40 days (the term is whole years: exchange/instrument_kinds.py).
+    # A five-year grant whose term ends in 40 days (the term is whole years: exchange/registry/kinds.py).
     end = date.fromisoformat(days(40))
     start = next(end - timedelta(days=n) for n in range(1820, 1830) if term_end(end - timedelta(days=n), 5) == end)
     api.issue(issuer["api"], owner["id"], "PW-COD-FJ", "12.500", {"valid_from": start.isoformat(),

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.helpers import Api, ticket
 from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world

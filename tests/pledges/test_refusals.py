@@ -28,6 +28,9 @@ def test_bad_references_and_inputs_are_refused(api: Api) -> None:
         (pledge_body(owner["id"], "10", instrument="NOPE"), 404, "not_found"),  # unknown instrument
         (pledge_body(owner["id"], "10", instrument="CNY"), 422, "not_pledgeable"),  # wrong instrument: cash
         (pledge_body(owner["id"], "10"), 409, "duplicate_reference"),  # same 中登网 number again
+        # One number twice in one request is malformed (422), not a conflict with another registration.
+        (pledge_body(owner["id"], "10", references=[{"source": "中登网", "reference": "0778320100029999"}] * 2), 422,
+         "reference_named_twice"),
         # A participant that cannot pledge, or named with a wrong identifier: as unknown (no kind, no name).
         (pledge_body(w["court"]["id"], "10", references=[]), 404, "not_found"),
         (pledge_body(owner["id"], "10", references=[], pledgor_identifier="91350427MA2XY81240"), 404, "not_found"),

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exchange.pledging import webhooks
 from ledger.note import Signer
-from pledges import certificate, lifecycle, priority, webhooks
+from pledges import certificate, lifecycle, priority
 from pledges import ranges as rg
 from pledges import valuation as val
 from pledges import waterfall as wf
@@ -161,8 +162,9 @@ def test_certificate_signature() -> None:
 def test_inquiry_signer_without_a_publisher(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
-    from exchange import pledging, signing
-    from exchange.settings import Settings
+    from exchange.core.settings import Settings
+    from exchange.pledging import service as pledging
+    from exchange.verifiable import signing
     from ledger.note import generate_signer_key
 
     # No publisher and no registry key configured: a dedicated key, made once, private to the owner.

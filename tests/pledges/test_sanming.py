@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
-from exchange import pledging
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
+from exchange.pledging import service as pledging
+from exchange.pledging import webhooks
 from ledger.verify import verify_database
-from pledges import webhooks
 from tests.helpers import Api
 from tests.pledges.helpers import Receiver, days, pledge_body, world
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange.database import sqlalchemy_url
-from exchange.settings import Settings
+from exchange.core.database import sqlalchemy_url
+from exchange.core.settings import Settings
 
 
 def test_multi_host_url_becomes_sqlalchemy_hosts() -> None:

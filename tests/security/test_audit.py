@@ -39,7 +39,7 @@ def test_administrative_actions_and_refused_attempts_are_recorded(api: Api, clie
     proposal = next(e for e in events if e["operation"] == "defineInstrument" and e["status"] == 202)
     assert proposal["actor"] == f"participant:{me['participant_id']}" and proposal["api_key_id"] == me["key_id"]
     assert proposal["detail"]["request"]["code"] == "FCT-SEC" and proposal["detail"]["operator_action_id"]
-    assert proposal["client_ip"] == "testclient" and proposal["outcome"] == "ok" and proposal["ts"] > 0
+    assert proposal["client_ip"] == "testclient" and proposal["outcome"] == "ok" and proposal["ts"].endswith("Z")
     refused = next(e for e in events if e["operation"] == "defineInstrument" and e["status"] == 403)
     assert refused["actor"] == f"participant:{ent['id']}" and refused["participant_kind"] == "enterprise"
     assert refused["outcome"] == "refused" and refused["detail"]["problem_code"] == "role_forbidden"

@@ -12,9 +12,9 @@ from litestar.testing import TestClient
 
 import api.app as app_module
 from api.authz import MATRIX, PUBLIC, operation_of
-from exchange.errors import DomainError
-from exchange.keys import Principal
-from exchange.settings import Settings
+from exchange.core.errors import DomainError
+from exchange.core.principal import Principal
+from exchange.core.settings import Settings
 from tests.helpers import Api, bootstrap_operator
 from tests.security import authz_checker as az
 

@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import TestClient
 from pypdf import PdfReader
 
-from exchange import certificates
+from exchange.courts import certificates
 from tests.helpers import Api, person, project_batch, resident_id
 from tests.security.helpers import sql
 
@@ -83,5 +83,5 @@ def test_a_further_retirement_makes_a_new_certificate_and_pdf(api: Api, client: 
         "market_id": "CCER-PDF.listing", "listing_id": w["listing"], "quantity": "15"}))
     full = client.get(path)
     assert full.status_code == 200 and full.content != partial.content
-    assert "已履行" in _text(full.content) and "20.000" in _text(full.content)
+    assert "已履行" in _text(full.content) and "20tCO2e" in _text(full.content)
     assert sql(client, "SELECT count(*) FROM restoration_certificate_pdfs")[0][0] == 2

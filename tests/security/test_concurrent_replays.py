@@ -3,7 +3,7 @@ byte for byte, and a later retry gets the same bytes; one effect in the registry
 
 Through HTTP (the edge: api/security/replays.py) and, below it, straight into the services, where a
 concurrent twin that commits first must turn a refusal or a unique-index race into the twin's answer
-(exchange.idempotency.replay_on_refusal), never a 500 or a 409 of the request's own making.
+(exchange.core.idempotency.replay_on_refusal), never a 500 or a 409 of the request's own making.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange import freezing, keys, restoration
-from exchange.idempotency import carries_secret
-from exchange.keys import Principal
-from exchange.settings import Settings
+from exchange.core.idempotency import carries_secret
+from exchange.core.principal import Principal
+from exchange.core.settings import Settings
+from exchange.courts import freezes as freezing
+from exchange.courts import restoration
+from exchange.security import keys
 from tests.helpers import Api, bootstrap_operator, checker_token, fresh_uscc, ticket
 from tests.security.helpers import sql
 

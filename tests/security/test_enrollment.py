@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange.settings import Settings
+from exchange.core.settings import Settings
 from tests.helpers import Api, bootstrap_operator, checker_token
 from tests.security.helpers import sql
 

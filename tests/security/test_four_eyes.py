@@ -1,4 +1,4 @@
-"""The four-eyes rule (exchange/operator_actions.py): starting from one operator's key alone, no route
+"""The four-eyes rule (exchange/security/operator_actions.py): starting from one operator's key alone, no route
 executes a maker-checker action — a deposit, an instrument, a market, a participant, a reinstatement.
 
 Two parts. The named attacks from issue #13 and the obvious follow-ups, each with the refusal it must
@@ -221,7 +221,7 @@ def test_the_generated_adversary_finds_a_key_minted_for_someone_else(api: Api, c
                                                                      monkeypatch: Any) -> None:
     """The sweep is not a formality: with key minting as it was before issue #13 (an operator mints a key
     for anyone), it obtains the other operator's key and the test above would fail."""
-    from exchange import credentials, keys
+    from exchange.security import credentials, keys
 
     async def as_before(rt: Any, who: Any, participant_id: int, client_id: str, **kw: Any) -> Any:
         if who.kind != "operator" and who.participant_id != participant_id:

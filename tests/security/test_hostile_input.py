@@ -29,7 +29,7 @@ from litestar.testing import TestClient
 from api.authz import MATRIX, PUBLIC
 from api.schemas.common import DECIMAL_PATTERN
 from api.security.audit import ADMIN_OPERATIONS, SAFE_METHODS
-from exchange.settings import Settings
+from exchange.core.settings import Settings
 from tests.helpers import Api
 from tests.security import authz_checker as az
 from tests.security.helpers import sql, unsafe_integers

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from api.app import create_app
 from api.security.ratelimit import TokenBuckets
-from exchange.settings import Settings
+from exchange.core.settings import Settings
 from tests.helpers import Api, bootstrap_operator, checker_token
 from tests.security.helpers import sql
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from litestar.testing import TestClient
 
 from api.app import create_app
-from exchange import cash, operator_actions
-from exchange.keys import Principal
-from exchange.settings import Settings
+from exchange.core.principal import Principal
+from exchange.core.settings import Settings
+from exchange.registry import cash
+from exchange.security import operator_actions
 from tests.helpers import Api, bootstrap_operator, checker_token
 from tests.security.helpers import sql
 

@@ -8,7 +8,7 @@ import pytest
 from litestar.testing import TestClient
 
 from api.authz import MATRIX, PUBLIC
-from exchange import orders
+from exchange.trading import orders
 from pledges import visibility
 from tests.helpers import Api
 from tests.security import authz_checker as az

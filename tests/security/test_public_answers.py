@@ -23,7 +23,7 @@ import pytest
 from pypdf import PdfReader
 
 from api.authz import MATRIX, PUBLIC
-from exchange.settings import Settings
+from exchange.core.settings import Settings
 from tests.helpers import Api, ticket, uscc
 from tests.pledges.helpers import Receiver
 from tests.security import authz_checker as az

@@ -37,7 +37,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from api.authz import MATRIX, PUBLIC
 from api.security.openapi import LINKS
-from exchange.database import with_database
+from exchange.core.database import with_database
 from tests.conftest import _admin_execute
 from tests.security.authz_checker import ROLES
 from tests.security.helpers import unsafe_integers

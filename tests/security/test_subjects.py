@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from exchange.errors import DomainError
-from exchange.subjects import (
+from exchange.core.errors import DomainError
+from exchange.registry.subjects import (
     USCC_CHARSET,
     check_resident_id,
     check_uscc,

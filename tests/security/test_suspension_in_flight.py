@@ -1,4 +1,4 @@
-"""What a suspension means for what is in flight and at rest (issue #13, exchange/suspension.py): once the
+"""What a suspension means for what is in flight and at rest (issue #13, exchange/core/suspension.py): once the
 suspension is answered, nothing the participant asked for commits any more, and nothing of it rests on a
 book -- its orders, listings and block quotes were cancelled and their holds released before the answer."""
 
@@ -13,14 +13,15 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import text
 
-from exchange import orders, transfers
-from exchange.database import asyncpg_dsn
-from exchange.errors import DomainError
-from exchange.keys import Principal
+from exchange.core.database import asyncpg_dsn
+from exchange.core.errors import DomainError
+from exchange.core.principal import Principal
+from exchange.registry import transfers
+from exchange.trading import orders
 from ledger.verify import verify_database
-from tests.exchange.test_continuous import bal, world
 from tests.helpers import Api
 from tests.security.helpers import sql
+from tests.trading.test_continuous import bal, world
 
 
 def _max(client: TestClient, query: str, params: dict[str, Any]) -> int:

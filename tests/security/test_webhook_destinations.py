@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.settings import Settings
-from pledges import webhooks
+from exchange.core.settings import Settings
+from exchange.pledging import webhooks
 from tests.helpers import Api
 from tests.pledges.helpers import Receiver, pledge_body, world
 

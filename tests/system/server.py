@@ -48,7 +48,7 @@ class Server:
                 "ENVX_LOG_LEVEL": "WARNING", "ENVX_MAKER_CHECKER": "false"}
 
     def cli(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "exchange.cli", *args], env=self.env, capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "api.cli", *args], env=self.env, capture_output=True,
                              timeout=120, check=True)
         return out.stdout.decode()
 
@@ -57,7 +57,7 @@ class Server:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exchange.cli", "serve", "--port", str(self.port)], env=self.env,
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)], env=self.env,
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from exchange.database import asyncpg_dsn
+from exchange.core.database import asyncpg_dsn
 from tests.helpers import ticket
 from tests.system.server import Server, admit
 

@@ -1,0 +1,180 @@
+"""The `envx` command: migrate, serve, admin, verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from exchange.core import logs
+from exchange.core.database import resolve_url
+from exchange.core.settings import Settings, get_settings
+
+log = logging.getLogger("envx")
+
+
+def _url(settings: Settings) -> str:
+    return resolve_url(settings.database_url, settings.data_dir)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from exchange.core.migrate import upgrade
+
+    upgrade(_url(settings))
+    print("envx: database migrated to head")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from exchange.core.migrate import upgrade
+
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    url = _url(settings)
+    if not settings.read_only:  # a read replica (hot standby) cannot migrate: the primary does
+        upgrade(url)
+    hooks = []
+    keys_path = settings.data_dir.resolve() / "demo-keys.json"
+    if args.demo:
+        from exchange.demo import loader as demo
+
+        async def load_demo(rt):  # type: ignore[no-untyped-def]
+            await demo.load(rt, keys_path)
+            print(f"envx: demo data loaded; API keys (one per demo participant) in {keys_path}", flush=True)
+
+        hooks.append(load_demo)
+    app = create_app(settings, url, on_ready=hooks)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"envx: serving on {base}\n"
+          f"envx: API docs at {base}/schema (Scalar) and {base}/schema/swagger; OpenAPI at {base}/schema/openapi.json",
+          flush=True)
+    # ws="websockets": the market stream needs uvicorn's WebSocket protocol; without the package the server
+    # would start and answer every upgrade 405, so it refuses to start instead.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                access_log=False, ws="websockets")
+    return 0
+
+
+def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Bootstrap: create (if needed) an operator participant and print a fresh API key for it."""
+    from exchange.core.database import asyncpg_dsn, make_engine
+    from exchange.core.migrate import upgrade
+    from exchange.core.runtime import Runtime
+    from exchange.core.secrets import Credentials
+    from exchange.registry.system import ensure_system
+    from exchange.security.bootstrap import operator_key
+    from exchange.verifiable.publisher import VerifiableLedger
+    from ledger.writer import LedgerWriter
+
+    url = _url(settings)
+    upgrade(url)
+
+    async def run() -> dict:
+        engine = make_engine(url, 2)
+        writer = LedgerWriter(asyncpg_dsn(url))
+        verifiable = VerifiableLedger(settings, asyncpg_dsn(url))  # tiles, fork check, checkpoints: as serve
+        verifiable.attach(writer)
+        await writer.start()
+        rt = Runtime(settings, url, engine, writer, verifiable=verifiable, credentials=Credentials.load(settings))
+        try:
+            await verifiable.start(writer)
+            await ensure_system(rt)
+            return await operator_key(rt, name=args.name, participant_id=args.participant, label=args.label)
+        finally:
+            await writer.stop()
+            await verifiable.stop()
+            await engine.dispose()
+
+    try:
+        out = asyncio.run(run())
+    except Exception as exc:  # e.g. a running server holds the writer lock
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from exchange.core.database import asyncpg_dsn
+    from ledger.verify import verify_database
+
+    given = [Path(f).read_text(encoding="utf-8") for f in args.checkpoint or ()]
+    report = asyncio.run(verify_database(asyncpg_dsn(_url(settings)), replay=not args.no_replay,
+                                         checkpoints=given, trusted_keys=args.key or (), jobs=args.jobs))
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    """A new checkpoint signing key, registered in the log; the old one stays published (server stopped)."""
+    from exchange.core.database import asyncpg_dsn
+    from exchange.core.migrate import upgrade
+    from exchange.verifiable.publisher import rotate_key
+
+    url = _url(settings)
+    upgrade(url)
+    try:
+        out = asyncio.run(rotate_key(settings, asyncpg_dsn(url)))
+    except Exception as exc:  # e.g. a running server holds the writer lock
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="envx", description="envx: environmental-rights exchange and registry")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
+    s = sub.add_parser("serve", help="run the API (embedded PostgreSQL unless ENVX_DATABASE_URL is set)")
+    s.add_argument("--demo", action="store_true", help="load demo data and write demo API keys")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(fn=cmd_serve)
+    admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
+    ck = admin.add_parser("create-key", help="bootstrap an operator API key (database access; other participants "
+                                             "enroll with an enrollment code)")
+    ck.add_argument("--name", default="Registry operator", help="operator participant name (created if missing)")
+    ck.add_argument("--participant", type=int, help="existing operator participant id instead of --name")
+    ck.add_argument("--label", default="bootstrap")
+    ck.set_defaults(fn=cmd_create_key)
+    rk = admin.add_parser("rotate-key", help="new checkpoint signing key, registered in the log (server stopped)")
+    rk.set_defaults(fn=cmd_rotate_key)
+    v = sub.add_parser("verify", help="full audit of the ledger in the database")
+    v.add_argument("--no-replay", action="store_true",
+                   help="bytes, chain, tree and checkpoints only (skip the state-machine replay and projections)")
+    v.add_argument("--checkpoint", action="append", metavar="FILE",
+                   help="a checkpoint note you obtained earlier: the database must contain that tree (repeatable)")
+    v.add_argument("--key", action="append", metavar="VERIFIER_KEY",
+                   help="trust these keys for --checkpoint instead of the keys the log registers")
+    v.add_argument("--jobs", type=int, default=None,
+                   help="processes for the replay-free pass of a large log (default: CPU count)")
+    v.set_defaults(fn=cmd_verify)
+    sub.add_parser("verify-receipt", add_help=False,
+                   help="verify a ledger receipt offline: envx verify-receipt FILE --key VERIFIER_KEY")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["verify-receipt"]:
+        # Offline by design: no settings, no database; the verifier has its own arguments.
+        from ledger.certificate import main as verify_receipt  # certificates, else receipts
+
+        return verify_receipt(argv[1:])
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logs.setup(settings.log_format, settings.log_level)
+    return int(args.fn(settings, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

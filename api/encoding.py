@@ -1,0 +1,21 @@
+"""Answers in one time convention: every datetime in a JSON answer is written by exchange.core.units.iso.
+
+msgspec (Litestar's encoder) writes datetimes itself, each in its own offset and precision; the answer
+class below hands it strings instead, so that a time reads the same in every answer, whatever produced
+it (a database column, the sequencer's clock, a calendar computed in Asia/Shanghai).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response
+
+from exchange.core.units import times_in_iso
+
+
+class Answer(Response[Any]):
+    def render(self, content: Any, media_type: str, enc_hook: Any = None) -> bytes:  # type: ignore[override]
+        if not isinstance(content, bytes | str):
+            content = times_in_iso(content)
+        return super().render(content, media_type, *(() if enc_hook is None else (enc_hook,)))

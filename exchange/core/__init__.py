@@ -1,0 +1,1 @@
+"""The runtime and what every domain needs: settings, database, errors, units, idempotency, time, jobs."""

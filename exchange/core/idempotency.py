@@ -1,0 +1,133 @@
+"""Idempotency for exchange-level mutations: every mutated row carries (actor, client_id, fingerprint)
+under a unique index; a retry with the same request gets the original, a different one is refused.
+
+Two helpers on top of that:
+- `replay_on_refusal`: a request that is refused, or loses a unique-index race, because a concurrent twin
+  (same actor and client id) got there first answers what the twin did, not the refusal;
+- stored answers (`answers_by_request`): the HTTP edge keeps the exact bytes of each successful keyed
+  answer, so a retry of the same request gets them back unchanged (api/security/replays.py) — except an
+  answer that shows a secret (any field named in SECRET_FIELDS, at any depth): the store refuses it, and
+  a retry gets the service's own replay, which derives the secret again (exchange/security/keys.py) rather than
+  reading it back from a table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.core.errors import DomainError, Invalid
+from ledger.encoding import canonical_json
+
+MAX_CLIENT_ID = 128
+# What a caller's idempotency key may be: 1-128 printable ASCII characters (space to tilde), in the header
+# or the body's client_id alike.
+_CLIENT_KEY = re.compile(r"[\x20-\x7e]{1,128}")
+# Client ids the registry derives itself (the execution of operator action N, ...) start with this
+# character, which no caller's key may contain: a caller can never name, replay or pre-empt them.
+INTERNAL = "\u00a7"
+T = TypeVar("T")
+# The fields in which an answer shows a secret once: an API key's token, a half of an enrollment code, a
+# webhook's signing secret. No table keeps an answer holding one, and the audit trail redacts them.
+SECRET_FIELDS = frozenset({"token", "first_half", "second_half", "secret"})
+
+
+def fingerprint(payload: dict[str, Any]) -> bytes:
+    return hashlib.sha256(canonical_json(payload)).digest()
+
+
+def require_client_id(header: str | None, body_value: str | None) -> str:
+    """The idempotency key, from the `Idempotency-Key` header or the body's `client_id`."""
+    if header and body_value and header != body_value:
+        raise Invalid("idempotency_key_mismatch", "Idempotency-Key header and client_id differ")
+    key = header or body_value
+    if not key:
+        raise Invalid("idempotency_key_required", "send an Idempotency-Key header or a client_id")
+    if not valid_client_key(key):
+        raise Invalid("invalid_idempotency_key",
+                      f"idempotency keys are 1-{MAX_CLIENT_ID} printable ASCII characters (space to ~)")
+    return key
+
+
+def valid_client_key(key: str) -> bool:
+    """Whether a caller may use `key` as its idempotency key (never one of the registry's own, `internal`)."""
+    return _CLIENT_KEY.fullmatch(key) is not None
+
+
+def internal(*parts: object) -> str:
+    """A client id the registry derives for its own work, e.g. internal("operator-action", 7): in a
+    namespace no caller can type (callers' keys are ASCII; this starts with INTERNAL)."""
+    return INTERNAL + ":".join(str(p) for p in parts)
+
+
+def check_replay(stored: bytes | None, fp: bytes) -> None:
+    if stored is not None and bytes(stored) != fp:
+        raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+
+
+async def replay_on_refusal(work: Callable[[], Awaitable[T]], replay: Callable[[], Awaitable[T | None]]) -> T:
+    """Run `work`. If it is refused (DomainError) or a unique index refuses its insert (IntegrityError),
+    ask `replay` for what this client id already did — a concurrent twin may have committed first, after
+    `work` looked — and answer that instead. `replay` raises `idempotency_conflict` if the client id was
+    used for a different request, and returns None if it was not used: then the refusal stands."""
+    try:
+        return await work()
+    except (DomainError, IntegrityError):
+        prior = await replay()
+        if prior is None:
+            raise
+        return prior
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    media_type: str
+    body: bytes
+
+
+async def stored_answer(conn: AsyncConnection, actor: str, client_id: str, request_sha256: bytes) -> Answer | None:
+    row = (await conn.execute(text(
+        """SELECT status, media_type, body FROM answers_by_request
+           WHERE actor = :a AND client_id = :c AND request_sha256 = :r"""),
+        {"a": actor, "c": client_id, "r": request_sha256})).first()
+    return None if row is None else Answer(row.status, row.media_type, bytes(row.body))
+
+
+def carries_secret(body: bytes) -> bool:
+    """Whether an answer has a field named in SECRET_FIELDS anywhere in it. An answer that is not JSON
+    cannot be looked through, so it counts as carrying one."""
+    try:
+        stack: list[Any] = [json.loads(body)]
+    except (ValueError, RecursionError):
+        return True
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if not SECRET_FIELDS.isdisjoint(value):
+                return True
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+async def store_answer(conn: AsyncConnection, actor: str, client_id: str, request_sha256: bytes,
+                       answer: Answer) -> bool:
+    """Keep the answer for exact replays; False, and nothing kept, if it shows a secret."""
+    if carries_secret(answer.body):
+        return False
+    await conn.execute(text(
+        """INSERT INTO answers_by_request (actor, client_id, request_sha256, status, media_type, body)
+           VALUES (:a, :c, :r, :s, :m, :b) ON CONFLICT DO NOTHING"""),
+        {"a": actor, "c": client_id, "r": request_sha256, "s": answer.status, "m": answer.media_type,
+         "b": answer.body})
+    return True

@@ -1,0 +1,105 @@
+"""The running system: settings, database engine, the ledger writer, system accounts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from exchange.core.errors import DomainError
+from exchange.core.provenance import LEDGER_META
+from exchange.core.refusal_text import refused
+from exchange.core.secrets import Credentials, KeyCache
+from exchange.core.settings import Settings
+from exchange.core.suspension import MutationGate
+from ledger import commands as c
+from ledger.checkpoints import CheckpointPublisher
+from ledger.note import Signer
+from ledger.state import Entry, Rejection
+from ledger.writer import LedgerWriter, WriterStopped, WriterUnavailable
+
+
+class Verifiable(Protocol):
+    """What the runtime's users need of the verifiable-ledger wiring (exchange.verifiable.publisher)."""
+
+    signer: Signer
+    publisher: CheckpointPublisher
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    url: str
+    engine: AsyncEngine
+    writer: LedgerWriter
+    system: dict[str, int] = field(default_factory=dict)
+    # Merkle tree, checkpoint publisher and signing key; None in tools that run a bare writer.
+    verifiable: Verifiable | None = None
+    # The market sequencers (exchange.trading.hub.MarketHub); None in tools that run a bare writer.
+    exchange: Any = None
+    # Awaited by each sequencer after settling enforcement sales (exchange.trading.sequencer.SettlementHook).
+    settlement_hooks: list[Any] = field(default_factory=list)
+    # Awaited after each instrument's close (instrument, close price in fen, trading day): pledge valuations.
+    close_hooks: list[Callable[[str, int, date], Awaitable[None]]] = field(default_factory=list)
+    # APScheduler (3.x) running the calendar jobs (exchange.trading.sessions); None when ENVX_SCHEDULER is off.
+    scheduler: Any = None
+    # The time sessions and the calendar go by (tests drive it; everything else stamps with the system clock).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Derives secrets shown once (exchange/security/keys.py); None in a read-only process, which mints nothing.
+    credentials: Credentials | None = None
+    # Verified API keys of this process (exchange/security/keys.py).
+    key_cache: KeyCache = field(default_factory=KeyCache)
+    # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
+    inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+    # Mutations under way per participant, and those being suspended (exchange/core/suspension.py).
+    mutations: MutationGate = field(default_factory=MutationGate)
+
+    async def submit(self, request: c.Request, *, own: Collection[int] | None = (),
+                     counterparty: bool = False) -> Entry:
+        return (await self.submit_linked([request], own=own, counterparty=counterparty))[0]
+
+    @staticmethod
+    def with_provenance(requests: list[c.Request]) -> list[c.Request]:
+        """The signed instruction / approval behind this call goes with the first entry it makes."""
+        extra = LEDGER_META.get()
+        if extra and requests:
+            return [replace(requests[0], meta={**requests[0].meta, **extra}), *requests[1:]]
+        return requests
+
+    async def submit_linked(self, requests: list[c.Request], *, own: Collection[int] | None = (),
+                            counterparty: bool = False) -> list[Entry]:
+        """Append `requests` all or nothing. A refusal is said to the caller in its units, naming only the
+        accounts in `own` (the caller's; OVERSIGHT: every account) -- exchange/core/refusal_text.py."""
+        requests = self.with_provenance(requests)
+        try:
+            return await self.writer.submit_linked(requests)
+        except (Rejection, WriterUnavailable, WriterStopped) as exc:
+            raise ledger_error(exc, own, counterparty=counterparty) from None
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the exchange tables; commits at the end of the block."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+
+def ledger_error(exc: Rejection | WriterUnavailable | WriterStopped, own: Collection[int] | None = (), *,
+                 counterparty: bool = False) -> DomainError:
+    """What a caller whose request the writer did not apply is told: its refusal (4xx, in its units, naming
+    only the accounts in `own`: exchange/core/refusal_text.py), an outage (503 ledger_unavailable, retry), or a
+    ledger stopped on a broken invariant (503 ledger_stopped, never a 4xx)."""
+    if isinstance(exc, Rejection):
+        return refused(exc, own, counterparty=counterparty)
+    if isinstance(exc, WriterStopped):
+        return DomainError("ledger_stopped", f"the ledger takes no writes: {exc}", reason=str(exc))
+    return DomainError("ledger_unavailable", str(exc))

@@ -1,0 +1,98 @@
+"""Configuration, from the environment (prefix ENVX_) or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENVX_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host:port/db). Unset: an embedded server in data_dir.",
+    )
+    data_dir: Path = Field(default=Path(".envx"), description="Embedded database, signing key, demo keys.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    origin: str = Field(default="envx.example/registry", description="Checkpoint origin line (log identity).")
+    public_url: str | None = Field(
+        default=None, max_length=200, description="The address the public reaches the API at, printed in "
+        "certificate PDFs (e.g. https://registry.example); unset: http://<host>:<port>.")
+    writer_max_batch: int = Field(default=2048, ge=1, le=100_000)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    scheduler: bool = Field(default=True, description="Run the calendar jobs: sessions open, pause and close by each "
+                            "market's hours. Off: operators do it by hand (always-open markets still come up open).")
+    # Reliability: failover and read scaling.
+    read_only: bool = Field(
+        default=False, description="Serve reads only (e.g. from a hot standby): no ledger writer, no sequencers, "
+        "no scheduler or workers, no migrations; every mutation answers 503 `read_only`.")
+    writer_reconnect_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="How long the ledger writer keeps trying to reach a server "
+        "(a restart, or a promoted standby named in a multi-host URL) before it stops.")
+    signing_key: SecretStr | None = Field(
+        default=None, description="Checkpoint signing key (C2SP signer key string, PRIVATE+KEY+...); never logged.")
+    signing_key_file: Path | None = Field(
+        default=None, description="Signing key file. Neither set: <data_dir>/signing.key, made on first start.")
+    checkpoint_interval_seconds: float = Field(
+        default=1.0, ge=0, le=3600, description="Under load, sign at most one checkpoint per interval.")
+    # Pledges: webhook delivery, expiry sweeps, usable-deadline warnings.
+    pledge_webhook_allow_http: bool = Field(
+        default=False, description="Accept plain-http webhook URLs (tests, closed networks); https otherwise.")
+    webhook_allowed_hosts: str = Field(
+        default="", max_length=4000,
+        description="Comma-separated host names or IP literals webhooks may reach although they are (or "
+        "resolve to) loopback, private or link-local addresses (a receiver inside a closed network, tests). "
+        "Empty: webhooks reach public addresses only.")
+    pledge_worker_interval_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="Longest wait before the outbox is looked at again.")
+    pledge_sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="How often expired pledges and freezes are swept.")
+    pledge_deadline_warning_days: int = Field(
+        default=90, ge=0, le=3650, description="Warn this many days before pledged units stop being usable.")
+    pledge_confirm_days: int = Field(
+        default=30, ge=1, le=366, description="A filed registration its pledgor has neither confirmed nor "
+        "declined lapses (expired) this many days after filing, or at the end of its term if that is sooner.")
+    # Security (api/security): maker-checker, per-key rate limits, signed instructions.
+    maker_checker: bool = Field(
+        default=True, description="Deposits, withdrawals, instrument and market definitions, participant "
+        "admission, new enrollment codes and reinstatements by one operator wait for a second operator's approval "
+        "(POST /v1/operator-actions/{id}/approve). false: they act at once and one operator gets both halves of "
+        "an enrollment code (closed test benches only: the four-eyes rule is then off).")
+    operator_action_ttl_hours: float = Field(
+        default=72.0, gt=0, le=8760, description="A proposal not approved within this time can no longer be.")
+    # Credentials (exchange/security/keys.py, exchange/security/credentials.py).
+    enrollment_code_ttl_hours: float = Field(
+        default=72.0, gt=0, le=8760, description="An enrollment code must be used within this time after its "
+        "second half was issued (the approval); then it expires and a new one needs two operators again.")
+    credential_secret: SecretStr | None = Field(
+        default=None, description="Key from which API-key secrets and enrollment-code halves are derived (so a "
+        "retry shows the same secret; the database keeps only digests); never logged.")
+    credential_secret_file: Path | None = Field(
+        default=None, description="File with that key (64 hex digits). Neither set: <data_dir>/credential.key, "
+        "made on first start.")
+    rate_limit_per_second: float = Field(
+        default=2000.0, ge=0, description="Token bucket refill per API key; 0 disables per-key limits.")
+    rate_limit_burst: int = Field(default=4000, ge=1, description="Token bucket size per API key.")
+    anonymous_rate_limit_per_second: float = Field(
+        default=1000.0, ge=0, description="Per client address, for requests without a valid key; 0 disables.")
+    anonymous_rate_limit_burst: int = Field(default=2000, ge=1)
+    signature_max_skew_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Signed instructions must be timestamped within this many seconds.")
+
+
+    @property
+    def webhook_allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

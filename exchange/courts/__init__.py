@@ -1,0 +1,1 @@
+"""Courts: judicial freezes and deductions, restoration orders, their certificates."""

@@ -1,0 +1,1 @@
+"""Who holds what: participants and their subjects, instruments and kinds, issuance, transfers, cash, expiry."""

@@ -1,0 +1,236 @@
+"""Emission rights expire at the end of their term: what is left of a batch is retired as `expired`.
+
+A batch (one grant) of an emission right is valid from `valid_from` to `valid_until` (its term, whole
+years: exchange/registry/kinds.py). From the day after `valid_until` (Asia/Shanghai), the sweep
+retires every unit of the batch that is still held to the retired sink with purpose `expiry`, one
+ledger entry per holder account and batch, naming the serial blocks. The holder's holdings then list
+those blocks as `expired`.
+
+Encumbered units at the end of the term (decided here, written in the README):
+- pledged (质押) or frozen (司法冻结) units are **not** expired by the registry on its own: the pledge
+  and the freeze are a bank's or a court's registered rights over them, which only the bank's release,
+  an enforcement or the court lifts. They stay encumbered, every sweep reports them as `blocked` with
+  the encumbrance, and they expire at the first sweep after it ends;
+- units of a pledge being enforced by an exchange sale rest in the bank's pledge escrow
+  (exchange/pledging/service.py) until they are sold or go back to the pledgor: the enforcement is not over, so
+  they are reported as `pledge_enforcement` and expire, with whoever holds them, after it ends;
+- units under an order hold (a resting sell order, a listing, an auction lot) are reported the same
+  way; those holds end by themselves (at the close, at allocation), and the units expire at the next
+  sweep;
+- units under a T+1 lock expire like free ones: the lock is the registry's own trading rule, not a right
+  of another party. The lock is lifted, its expired units retired and its other units (of a term still
+  running) locked again, in one linked ledger group.
+
+Between the end of a term and the sweep that retires it (the sweep runs after midnight, and a unit
+held back by a hold waits for the next one), the units are still in their holder's account, but they
+are no longer rights: moving them -- a transfer, a retirement, a sell order, listing, take of a buy
+listing or auction lot, a block deal's delivery, a pledge -- is refused (409 `units_expired`, naming
+the blocks), as is issuing a batch whose term has ended (`term_ended`, exchange/registry/issuance.py).
+
+The sweep runs daily at 00:05 Asia/Shanghai, claimed once per day in `job_runs`, and operators can run
+it now (`POST /v1/instruments/expiry-sweeps`). It is idempotent: each retirement's client id is derived
+from the account, the batch and the exact serial ranges, so a rerun, or a rerun after a crash, retires
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import date, datetime
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import text
+
+from exchange.core.calendar import SHANGHAI, trading_day
+from exchange.core.errors import DomainError
+from exchange.core.jobs import claim
+from exchange.core.runtime import Runtime
+from exchange.core.units import to_text
+from ledger import commands as lc
+
+log = logging.getLogger("envx.expiry")
+ACTOR = "exchange:expiry"
+PURPOSE = "expiry"  # the retirement's purpose: no participant retires with it
+
+_DUE = text("""
+    SELECT r.batch_id, r.instrument, r.attributes->>'valid_until' AS valid_until, i.decimals
+    FROM issuance_requests r JOIN instruments i ON i.code = r.instrument
+    WHERE i.kind = 'emission_right' AND r.batch_id IS NOT NULL
+      AND CAST(r.attributes->>'valid_until' AS date) < :today
+    ORDER BY r.batch_id""")
+_LEFT = text("""
+    SELECT b.account, b.start_serial, b.end_serial, b.hold, b.frozen_by, h.kind AS hold_kind,
+           EXISTS (SELECT 1 FROM pledge_escrow_accounts e WHERE e.account = b.account) AS escrowed
+    FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
+    WHERE b.batch = :batch AND b.retired_seq IS NULL ORDER BY b.account, b.start_serial""")
+
+
+_ENDED_FREE = text("""
+    SELECT b.batch, b.start_serial, b.end_serial, r.attributes->>'valid_until' AS valid_until, i.decimals
+    FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch JOIN instruments i ON i.code = b.instrument
+    WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL AND b.frozen_by IS NULL
+      AND (b.hold IS NULL OR :held) AND i.kind = 'emission_right'
+      AND CAST(r.attributes->>'valid_until' AS date) < :today
+    ORDER BY b.start_serial""")
+
+
+def today_of(rt: Runtime) -> date:
+    """The calendar day (Asia/Shanghai) terms are measured against: the runtime's clock."""
+    return trading_day(rt.clock())
+
+
+async def refuse_ended(rt: Runtime, account: int | None, instrument: str,
+                       serials: tuple[tuple[int, int], ...] | list[tuple[int, int]] | None = None, *,
+                       held: bool = False) -> None:
+    """Refuse (409 `units_expired`, naming the blocks) a move out of `account` that could take units of an
+    emission right whose term has ended and that the sweep has not retired yet: with `serials`, those the
+    named ranges touch; without, any free one (the ledger takes the lowest free serials). `held`: the units
+    are already under the mover's own hold (a pledge's lot, an escrow sale) and count too."""
+    if account is None:
+        return
+    async with rt.read() as conn:
+        rows = (await conn.execute(_ENDED_FREE, {"a": account, "i": instrument, "today": today_of(rt),
+                                                 "held": held})).all()
+    if serials:
+        rows = [r for r in rows if any(s <= r.end_serial and r.start_serial <= e for s, e in serials)]
+    if rows:
+        blocks = [{"instrument": instrument, "batch": r.batch, "serial_start": r.start_serial,
+                   "serial_end": r.end_serial, "quantity": to_text(r.end_serial - r.start_serial + 1, r.decimals),
+                   "valid_until": r.valid_until} for r in rows]
+        listed = ", ".join(f"{b['serial_start']}-{b['serial_end']} (batch {b['batch']}, valid until "
+                           f"{b['valid_until']})" for b in blocks[:5])
+        raise DomainError("units_expired", f"the term of {instrument} serials {listed} has ended; they are retired "
+                          "as expired by the registry's sweep and can no longer move", blocks=blocks)
+
+
+async def hold_ended(rt: Runtime, hold: int | None) -> bool:
+    """Whether a hold (a resting listing's) holds units of an emission right whose term has ended."""
+    if hold is None:
+        return False
+    async with rt.read() as conn:
+        return bool((await conn.execute(text(
+            """SELECT EXISTS (SELECT 1 FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch
+                              WHERE b.hold = :h AND b.retired_seq IS NULL AND r.attributes ? 'valid_until'
+                                AND CAST(r.attributes->>'valid_until' AS date) < :today)"""),
+            {"h": hold, "today": today_of(rt)})).scalar())
+
+
+def account_prefix(account: int) -> str:
+    """Every expiry retirement of an account has a client id starting so (holdings list them)."""
+    return f"expiry:{account}:"
+
+
+def client_id(account: int, batch: int, ranges: list[tuple[int, int]]) -> str:
+    digest = hashlib.sha256(repr(ranges).encode()).hexdigest()[:16]
+    return f"{account_prefix(account)}{batch}:{digest}"
+
+
+def _encumbered(block: Any) -> bool:
+    """Held back from expiry: another party's right (pledge, freeze, enforcement) or an order's hold."""
+    return (block.hold is not None and block.hold_kind != "t1") or block.frozen_by is not None or block.escrowed
+
+
+def _t1_locked(block: Any) -> bool:
+    return block.hold is not None and block.hold_kind == "t1" and not _encumbered(block)
+
+
+def _encumbrance(block: Any) -> str:
+    if block.frozen_by is not None:
+        return "frozen"
+    if block.escrowed and block.hold is None:  # a listed part is under its order hold, as any listing
+        return "pledge_enforcement"
+    return {"pledge": "pledged", "t1": "t1_locked", "order": "order_hold"}.get(block.hold_kind, block.hold_kind)
+
+
+async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
+    """Retire what is left of every emission-right batch whose term ended before `today`."""
+    today = today or today_of(rt)
+    expired: list[dict[str, Any]] = []
+    blocked: list[dict[str, Any]] = []
+    async with rt.read() as conn:
+        due = (await conn.execute(_DUE, {"today": today})).all()
+    for batch in due:
+        async with rt.read() as conn:
+            left = (await conn.execute(_LEFT, {"batch": batch.batch_id})).all()
+        d = batch.decimals
+        for b in left:
+            if _encumbered(b):
+                blocked.append({"instrument": batch.instrument, "batch": batch.batch_id, "account": b.account,
+                                "serial_start": b.start_serial, "serial_end": b.end_serial,
+                                "quantity": to_text(b.end_serial - b.start_serial + 1, d),
+                                "encumbrance": _encumbrance(b)})
+        for b in left:
+            if _t1_locked(b):
+                entry = await _expire_locked(rt, batch, b)
+                if entry is not None:
+                    expired.append(entry)
+        free = [b for b in left if not _encumbered(b) and b.hold is None]
+        for account, blocks in groupby(free, key=lambda b: b.account):
+            ranges = [(b.start_serial, b.end_serial) for b in blocks]
+            amount = sum(e - s + 1 for s, e in ranges)
+            request = lc.Request(
+                ACTOR, lc.Retire(account, rt.system["retired"], batch.instrument, amount, PURPOSE, "",
+                                 tuple(ranges)),
+                client_id(account, batch.batch_id, ranges),
+                {"expiry": {"batch": batch.batch_id, "valid_until": batch.valid_until}})
+            try:
+                entry = await rt.submit(request)
+            except DomainError as exc:  # encumbered since we read it: the next sweep takes what is free
+                log.warning("expiry of batch %s in account %s deferred: %s", batch.batch_id, account, exc.code)
+                continue
+            expired.append({"instrument": batch.instrument, "batch": batch.batch_id, "account": account,
+                            "valid_until": batch.valid_until, "quantity": to_text(amount, d),
+                            "serials": [list(r) for r in ranges], "entry": entry.seq})
+    return {"as_of": today.isoformat(), "expired": expired, "blocked": blocked}
+
+
+async def _expire_locked(rt: Runtime, batch: Any, block: Any) -> dict[str, Any] | None:
+    """Expire a T+1-locked block: lift its lock, retire the block, lock the lock's other units again --
+    one linked group, named after the lock (a rerun replays it)."""
+    async with rt.read() as conn:
+        hold = (await conn.execute(text("SELECT instrument, state FROM ledger_holds WHERE id = :h"),
+                                   {"h": block.hold})).one()
+        rest = [(r.start_serial, r.end_serial) for r in await conn.execute(text(
+            """SELECT start_serial, end_serial FROM ledger_blocks
+               WHERE hold = :h AND retired_seq IS NULL AND NOT (batch = :b) ORDER BY start_serial"""),
+            {"h": block.hold, "b": batch.batch_id})]
+        mine = [(r.start_serial, r.end_serial) for r in await conn.execute(text(
+            """SELECT start_serial, end_serial FROM ledger_blocks
+               WHERE hold = :h AND retired_seq IS NULL AND batch = :b ORDER BY start_serial"""),
+            {"h": block.hold, "b": batch.batch_id})]
+    if hold.state != "pending" or (block.start_serial, block.end_serial) != (mine[0] if mine else None):
+        return None  # released meanwhile, or another block of the same lock and batch did it
+    account, amount = block.account, sum(e - s + 1 for s, e in mine)
+    base = f"{client_id(account, batch.batch_id, mine)}:t1:{block.hold}"
+    meta = {"expiry": {"batch": batch.batch_id, "valid_until": batch.valid_until, "t1_lock": block.hold}}
+    group = [lc.Request(ACTOR, lc.VoidHold(block.hold), f"{base}:lift", meta),
+             lc.Request(ACTOR, lc.Retire(account, rt.system["retired"], batch.instrument, amount, PURPOSE, "",
+                                         tuple(mine)), f"{base}:retire", meta)]
+    if rest:
+        group.append(lc.Request(ACTOR, lc.CreateHold("t1", account, rt.system["clearing"], hold.instrument,
+                                                     sum(e - s + 1 for s, e in rest), tuple(rest)), f"{base}:relock",
+                                meta))
+    try:
+        entries = await rt.submit_linked(group)
+    except DomainError as exc:  # changed since we read it: the next sweep takes it
+        log.warning("expiry of T+1-locked batch %s in account %s deferred: %s", batch.batch_id, account, exc.code)
+        return None
+    return {"instrument": batch.instrument, "batch": batch.batch_id, "account": account,
+            "valid_until": batch.valid_until, "quantity": to_text(amount, batch.decimals),
+            "serials": [list(r) for r in mine], "entry": entries[1].seq}
+
+
+def install_jobs(rt: Runtime, scheduler: Any) -> None:
+    scheduler.add_job(_job, "cron", hour=0, minute=5, timezone=SHANGHAI, args=[rt], id="emission-right-expiry",
+                      replace_existing=True, misfire_grace_time=3600, coalesce=True)
+
+
+async def _job(rt: Runtime) -> None:
+    day = trading_day(datetime.now(SHANGHAI))
+    if not await claim(rt, "emission_right_expiry", day.isoformat()):
+        return
+    report = await expire_due(rt, day)
+    log.info("emission-right expiry %s: %d retirements, %d blocks held back", day, len(report["expired"]),
+             len(report["blocked"]))

@@ -1,0 +1,353 @@
+"""Maker-checker for operator actions: one operator proposes, another approves — and the rule that makes
+this mean something.
+
+**The four-eyes rule.** No single credential, and nothing that credential can create, completes a
+four-eyes action. It holds because each link below holds (each has a test in tests/security/):
+
+1. An approval is refused to the proposing *participant* (`actor`), whichever of its keys it uses, and to
+   a participant whose key or status is not current in the database (revoked, expired, suspended), not
+   just in a cache; the proposer must still be active too (a suspended operator's proposals wait).
+2. A credential acts as exactly one participant: API keys are minted only by their own participant
+   (`POST /v1/participants/{id}/keys` with a key of participant {id}; exchange/security/credentials.py), so what
+   a key can create is more keys of the same actor. A minted key never outlives its parent, and revoking
+   a key revokes everything minted under it.
+3. New participants, and so new actors, exist only through this four-eyes flow (`createParticipant`),
+   or through the trusted bootstrap with database access (`envx admin create-key`, the demo loader).
+4. A participant's first credential is an enrollment code split in two: the proposer sees only the first
+   half (the 202 answer), the approver only the second (the approval's answer); codes never appear in
+   proposals, results, listings, the audit trail or logs. A new code for an existing participant is
+   itself a four-eyes action (`issueEnrollmentCode`). So one operator who proposes — or approves — the
+   admission of an operator cannot enroll it and hold two operator identities.
+5. Reinstating a suspended participant is four-eyes (`reinstateParticipant`). Suspension is not (an
+   emergency brake must work alone), and gives nothing: suspending the other operator leaves the one
+   who remains unable to approve anything, which is the expected price of the brake.
+
+Covered actions: cash deposits and withdrawals, instrument definitions, market definitions and amendments
+of market rules (exchange/trading/amendments.py), participant
+admission, new enrollment codes, reinstatement (issuance has its own request/approve flow in
+exchange/registry/issuance.py, between an issuer and an operator). A proposal is stored with its payload and a
+plain summary of what will happen; approval by a *different* operator runs the same service function
+the direct call would (exchange.registry.cash.record, instruments.define, markets.define, participants.create,
+...) under a client id derived from the action (`execution_id`, in a namespace no client can type), so
+approving twice, or again after a crash, executes once, and no request of the proposer's is ever taken
+for the execution. The ledger entry carries `operator_action` = {id, proposed_by, approved_by} in its meta
+(exchange/core/provenance.py).
+
+ENVX_MAKER_CHECKER=false turns proposals off (the endpoints act at once, and one operator receives both
+halves of an enrollment code): for closed test benches only, the rule above is then off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+
+from exchange.core.errors import DomainError, Forbidden, NotFound
+from exchange.core.idempotency import internal
+from exchange.core.principal import Principal
+from exchange.core.provenance import provenance
+from exchange.core.runtime import Runtime
+from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base
+from exchange.registry import cash, instruments, participants
+from exchange.registry import kinds as instrument_kinds
+from exchange.registry.subjects import subject_from_payload
+from exchange.security import credentials
+from exchange.trading import amendments, markets
+
+_COLUMNS = ("id, kind, payload, summary, status, proposed_by, client_id, created_at, expires_at, decided_by, "
+            "decided_at, decision_note, result, error")
+
+Payload = dict[str, Any]
+
+
+Execute = Callable[[Runtime, Principal, Principal, str, Payload], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    check: Callable[[Runtime, Payload], Awaitable[None]]  # early refusal of what could never execute
+    summary: Callable[[Payload], str]
+    execute: Execute  # (rt, maker, checker, client id, payload) -> result
+    # Actions that end in an enrollment code: which participant it enrols, from the payload and result.
+    enrolls: Callable[[Payload, dict[str, Any]], int] | None = None
+
+
+def _maker(actor: str) -> Principal:
+    # The proposer acts (their actor is on the ledger entry, as without maker-checker); only `actor` is used.
+    pid = int(actor.split(":", 1)[1]) if actor.startswith("participant:") else 0
+    return Principal(pid, "operator", "", 0, None, None)
+
+
+async def _check_cash(rt: Runtime, p: Payload) -> None:
+    who = await participants.lookup(rt, p["participant_id"])
+    if who["cash_account"] is None:
+        raise DomainError("no_account", f"participant {p['participant_id']} has no cash account")
+    to_base(p["amount"], CNY_DECIMALS, field="amount")
+
+
+def _cash(direction: str) -> Execute:
+    async def run(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
+        return await cash.record(rt, maker, cid, direction=direction, participant_id=p["participant_id"],
+                                 amount=p["amount"], bank_reference=p["bank_reference"], note=p.get("note"))
+    return run
+
+
+async def _check_instrument(rt: Runtime, p: Payload) -> None:
+    instrument_kinds.instrument_attributes(p["kind"], p.get("attributes") or {})
+    async with rt.read() as conn:
+        if (await conn.execute(text("SELECT 1 FROM instruments WHERE code = :c"), {"c": p["code"]})).first():
+            raise DomainError("instrument_exists", f"instrument {p['code']} already exists")
+
+
+async def _define_instrument(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                             p: Payload) -> dict[str, Any]:
+    return await instruments.define(rt, maker.actor, cid, code=p["code"], name=p["name"], kind=p["kind"],
+                                    decimals=p["decimals"], unit=p.get("unit"), attributes=p.get("attributes") or {})
+
+
+async def _check_market(rt: Runtime, p: Payload) -> None:
+    # The same checks the definition runs when it is approved: a bad tick/lot pair is refused now.
+    await markets.check_definition(rt, p["instrument"], p["mode"], p.get("settings") or {})
+    async with rt.read() as conn:
+        market_id = f"{p['instrument']}.{p['mode']}"
+        if (await conn.execute(text("SELECT 1 FROM markets WHERE id = :i"), {"i": market_id})).first():
+            raise DomainError("market_exists", f"market {market_id} already exists")
+
+
+async def _define_market(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
+    return await markets.define(rt, maker.actor, cid, instrument=p["instrument"], mode=p["mode"],
+                                settings=p.get("settings") or {})
+
+
+async def _check_participant(rt: Runtime, p: Payload) -> None:
+    await participants.check_unique(rt, subject_from_payload(p["kind"], p))
+
+
+async def _create_participant(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                              p: Payload) -> dict[str, Any]:
+    return await participants.create(rt, maker.actor, cid, name=p["name"], kind=p["kind"],
+                                     subject=subject_from_payload(p["kind"], p))
+
+
+def _participant_summary(p: Payload) -> str:
+    return (f"admit {p['name']} as {p['kind']}, {subject_from_payload(p['kind'], p).describe()}; "
+            "the enrollment code is split between the proposer and the approver")
+
+
+async def _check_enrollment(rt: Runtime, p: Payload) -> None:
+    await participants.check_active(rt, p["participant_id"])
+
+
+async def _new_enrollment(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                          p: Payload) -> dict[str, Any]:
+    await participants.check_active(rt, p["participant_id"])
+    return {"participant_id": p["participant_id"]}
+
+
+async def _check_reinstatement(rt: Runtime, p: Payload) -> None:
+    await participants.check_suspended(rt, p["participant_id"])
+
+
+async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
+    return await participants.reinstate(rt, maker.actor, cid, p["participant_id"], p["reason"],
+                                        approved_by=checker.actor, operator_action_id=int(cid.rsplit(":", 1)[1]))
+
+
+KINDS: dict[str, Kind] = {
+    "recordDeposit": Kind(
+        _check_cash, lambda p: f"credit {p['amount']} CNY to the cash account of participant {p['participant_id']} "
+                               f"(bank reference {p['bank_reference']})", _cash("deposit")),
+    "recordWithdrawal": Kind(
+        _check_cash, lambda p: f"debit {p['amount']} CNY from the cash account of participant "
+                               f"{p['participant_id']}, paid out (bank reference {p['bank_reference']})",
+        _cash("withdrawal")),
+    "defineInstrument": Kind(
+        _check_instrument, lambda p: f"define instrument {p['code']} ({p['kind']}, {p['decimals']} decimals)",
+        _define_instrument),
+    "defineMarket": Kind(
+        _check_market, lambda p: f"define market {p['instrument']}.{p['mode']} with settings "
+                                 f"{json.dumps(p.get('settings') or {}, sort_keys=True)}", _define_market),
+    "amendMarket": Kind(
+        amendments.check, amendments.summary,
+        lambda rt, maker, checker, cid, p: amendments.amend(rt, maker.actor, cid, p)),
+    "createParticipant": Kind(_check_participant, _participant_summary, _create_participant,
+                              enrolls=lambda p, result: int(result["id"])),
+    "issueEnrollmentCode": Kind(
+        _check_enrollment, lambda p: f"issue a new enrollment code for participant {p['participant_id']} "
+                                     "(split between the proposer and the approver; older unused codes are cancelled)",
+        _new_enrollment, enrolls=lambda p, result: int(p["participant_id"])),
+    "reinstateParticipant": Kind(
+        _check_reinstatement, lambda p: f"reinstate suspended participant {p['participant_id']} ({p['reason']})",
+        _reinstate),
+}
+
+
+def execution_id(action_id: int) -> str:
+    """The client id under which approved action `action_id` runs its service function, as the proposer.
+    It is in the registry's own namespace (exchange.idempotency.internal): no Idempotency-Key a client
+    can send equals it, so no request of the proposer's can be taken for the execution, or the reverse."""
+    return internal("operator-action", action_id)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _fingerprint(kind: str, payload: Payload) -> bytes:
+    return hashlib.sha256(_json({"kind": kind, "payload": payload}).encode()).digest()
+
+
+def view(row: Any) -> dict[str, Any]:
+    m = dict(row._mapping)
+    m.pop("fingerprint", None)  # internal: the request digest behind the client id
+    m["approve"] = f"/v1/operator-actions/{m['id']}/approve" if m["status"] == "pending" else None
+    return m
+
+
+async def propose(rt: Runtime, who: Principal, client_id: str, kind: str, payload: Payload) -> dict[str, Any]:
+    """Store a proposal (202). For admissions and new enrollment codes the answer also carries the code's
+    first half, to the proposer only: a retry by the proposer shows it again, nobody else ever sees it."""
+    k = KINDS[kind]
+    fp = _fingerprint(kind, payload)
+    async with rt.read() as conn:
+        row = (await conn.execute(
+            text(f"SELECT {_COLUMNS}, fingerprint FROM operator_actions WHERE proposed_by = :a AND client_id = :c"),
+            {"a": who.actor, "c": client_id})).first()
+    if row is None:
+        await k.check(rt, payload)
+        expires = datetime.now(UTC) + timedelta(hours=rt.settings.operator_action_ttl_hours)
+        async with rt.tx() as conn:
+            new = (await conn.execute(
+                text("""INSERT INTO operator_actions (kind, payload, summary, proposed_by, client_id, fingerprint,
+                                                      expires_at)
+                        VALUES (:k, CAST(:p AS jsonb), :s, :a, :c, :fp, :exp)
+                        ON CONFLICT (proposed_by, client_id) DO NOTHING RETURNING id"""),
+                {"k": kind, "p": _json(payload), "s": k.summary(payload), "a": who.actor, "c": client_id, "fp": fp,
+                 "exp": expires})).scalar()
+            if new is not None and k.enrolls is not None:
+                await credentials.open_code(conn, credentials.creds(rt), created_by=who.actor,
+                                            client_id=f"operator-action:{new}", four_eyes=True,
+                                            operator_action_id=new, participant_id=payload.get("participant_id"))
+        if new is None:  # a concurrent retry inserted it first
+            return await propose(rt, who, client_id, kind, payload)
+        return await _proposed(rt, await get(rt, new))
+    if bytes(row.fingerprint) != fp:
+        raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+    return await _proposed(rt, view(row))
+
+
+async def _proposed(rt: Runtime, action: dict[str, Any]) -> dict[str, Any]:
+    if KINDS[action["kind"]].enrolls is None:
+        return action
+    async with rt.read() as conn:
+        code = await credentials.code_of_action(conn, action["id"])
+    return {**action, "enrollment": credentials.first_half_answer(credentials.creds(rt), code)}
+
+
+async def get(rt: Runtime, action_id: int) -> dict[str, Any]:
+    async with rt.read() as conn:
+        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM operator_actions WHERE id = :i"),
+                                  {"i": action_id})).first()
+    if row is None:
+        raise NotFound("operator action", action_id)
+    return view(row)
+
+
+async def listing(rt: Runtime, status: str | None, limit: int, after: int) -> list[dict[str, Any]]:
+    sql = f"SELECT {_COLUMNS} FROM operator_actions WHERE id > :after"
+    params: dict[str, Any] = {"after": after, "limit": limit}
+    if status:
+        sql += " AND status = :status"
+        params["status"] = status
+    async with rt.read() as conn:
+        return [view(r) for r in await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)]
+
+
+def _participant_id(actor: str) -> int | None:
+    return int(actor.split(":", 1)[1]) if actor.startswith("participant:") else None
+
+
+async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None) -> dict[str, Any]:
+    failure: DomainError | None = None
+    second_half: dict[str, Any] | None = None
+    # The row lock serialises approvals of one action; the derived client id makes a re-execution after a
+    # crash (ledger written, status not yet) a replay in the services, never a second deposit.
+    async with rt.tx() as conn:
+        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM operator_actions WHERE id = :i FOR UPDATE"),
+                                  {"i": action_id})).first()
+        if row is None:
+            raise NotFound("operator action", action_id)
+        k = KINDS[row.kind]
+        if row.status == "executed":  # approving again answers the same result (and its half to its holder only)
+            if k.enrolls is not None and row.decided_by == who.actor:
+                code = await credentials.code_of_action(conn, action_id)
+                return {**view(row), "enrollment": credentials.second_half_answer(credentials.creds(rt), code,
+                                                                                  who.actor)}
+            return view(row)
+        if row.status == "rejected":
+            raise DomainError("action_rejected", f"operator action {action_id} was rejected")
+        if row.status == "failed":
+            raise DomainError("action_failed", f"operator action {action_id} failed when it was approved",
+                              error=row.error)
+        if row.proposed_by == who.actor:
+            raise Forbidden("maker-checker: a second operator must approve this action, not its proposer")
+        # Four eyes are checked against the database, not the key cache: the approver's key and participant,
+        # and the proposer's standing, as they are now.
+        await credentials.assert_current(conn, who)
+        maker_id = _participant_id(row.proposed_by)
+        if maker_id is not None and (await conn.execute(
+                text("SELECT status FROM participants WHERE id = :i FOR SHARE"), {"i": maker_id})).scalar() != "active":
+            raise DomainError("proposer_suspended", f"operator action {action_id} was proposed by a participant who "
+                                                    "is suspended now; it cannot be approved unless reinstated")
+        if row.expires_at <= datetime.now(UTC):
+            raise DomainError("action_expired", f"operator action {action_id} expired at {iso(row.expires_at)}; "
+                                                "propose it again")
+        meta = {"id": action_id, "kind": row.kind, "proposed_by": row.proposed_by, "approved_by": who.actor}
+        try:
+            with provenance(operator_action=meta):
+                result = await k.execute(rt, _maker(row.proposed_by), who, execution_id(action_id), row.payload)
+            if k.enrolls is not None:
+                code = await credentials.code_of_action(conn, action_id)
+                second_half = await credentials.complete_code(conn, rt, code.id, k.enrolls(row.payload, result),
+                                                              who.actor)
+                result = {**result, "enrollment": {"code_id": code.id, "expires_at": second_half["expires_at"]}}
+        except DomainError as exc:
+            if exc.status >= 500:
+                raise  # transient (ledger unavailable): stays pending, approve again later
+            failure = exc
+            await conn.execute(
+                text("""UPDATE operator_actions SET status = 'failed', decided_by = :d, decided_at = now(),
+                            decision_note = :n, error = CAST(:e AS jsonb) WHERE id = :i"""),
+                {"d": who.actor, "n": note, "i": action_id,
+                 "e": _json({"status": exc.status, "code": exc.code, "detail": exc.message})})
+        else:
+            await conn.execute(
+                text("""UPDATE operator_actions SET status = 'executed', decided_by = :d, decided_at = now(),
+                            decision_note = :n, result = CAST(:r AS jsonb) WHERE id = :i"""),
+                {"d": who.actor, "n": note, "r": _json(times_in_iso(result)), "i": action_id})
+    if failure is not None:  # recorded as failed (committed above); the approver sees why
+        raise DomainError(failure.code, failure.message, failure.status, operator_action=action_id,
+                          **failure.extra)
+    done = await get(rt, action_id)
+    return {**done, "enrollment": second_half} if second_half is not None else done
+
+
+async def reject(rt: Runtime, who: Principal, action_id: int, note: str | None) -> dict[str, Any]:
+    async with rt.tx() as conn:
+        row = (await conn.execute(text("SELECT status FROM operator_actions WHERE id = :i FOR UPDATE"),
+                                  {"i": action_id})).first()
+        if row is None:
+            raise NotFound("operator action", action_id)
+        if row.status in ("executed", "failed"):
+            raise DomainError("action_decided", f"operator action {action_id} was already approved")
+        if row.status == "pending":  # rejecting twice is a no-op
+            await conn.execute(
+                text("""UPDATE operator_actions SET status = 'rejected', decided_by = :d, decided_at = now(),
+                            decision_note = :n WHERE id = :i"""), {"d": who.actor, "n": note, "i": action_id})
+    return await get(rt, action_id)

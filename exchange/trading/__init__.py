@@ -1,0 +1,1 @@
+"""The markets: rules and amendments, sequencers, orders, listings, block deals, auctions, sessions, market data."""

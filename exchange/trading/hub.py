@@ -1,0 +1,75 @@
+"""The market hub: starts (and so recovers) every market's sequencer and routes commands to them."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import text
+
+from exchange.core.errors import NotFound
+from exchange.core.runtime import Runtime
+from exchange.trading import markets, sessions
+from exchange.trading.sequencer import MarketSequencer, outage
+from ledger import commands as lc
+
+log = logging.getLogger("envx.hub")
+
+
+class MarketHub:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.sequencers: dict[str, MarketSequencer] = {}
+
+    async def start(self) -> None:
+        async with self.rt.read() as conn:
+            ids = [r.id for r in await conn.execute(text("SELECT id FROM markets ORDER BY id"))]
+        for market_id in ids:
+            await self.start_market(market_id)
+        await self._void_orphan_holds()
+
+    async def start_market(self, market_id: str) -> MarketSequencer:
+        if market_id in self.sequencers:
+            return self.sequencers[market_id]
+        market = await markets.load(self.rt, market_id)
+        async with self.rt.read() as conn:
+            day = (await conn.execute(text("SELECT trading_day FROM markets WHERE id = :m"), {"m": market_id})).scalar()
+        seq = MarketSequencer(self.rt, market, day)
+        try:
+            await seq.start()
+        except Exception as exc:
+            if outage(exc):
+                raise
+            # Its journal does not replay (a bug): this market takes no writes, the others start.
+            seq.stop_writes(exc)
+        self.sequencers[market_id] = seq
+        await sessions.start(self.rt, market_id)  # its calendar: jobs now, and the session it should be in
+        return seq
+
+    def stopped(self) -> dict[str, str]:
+        """Markets that take no writes, and why."""
+        return {m: s.stopped for m, s in self.sequencers.items() if s.stopped is not None}
+
+    async def _void_orphan_holds(self) -> None:
+        """Order holds whose order never reached a journal (a crash in between) go back to their owners.
+        A stopped market's own holds (the funding of block deals it could not settle) stay: its journal
+        still needs them once the bug is fixed."""
+        keep = [f"exchange:{m}" for m in self.stopped()]
+        async with self.rt.read() as conn:
+            rows = await conn.execute(text(
+                """SELECT h.id FROM ledger_holds h JOIN ledger_entries e ON e.seq = h.id
+                   WHERE h.kind = 'order' AND h.state = 'pending' AND e.actor <> ALL(:keep)
+                     AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = h.id)"""), {"keep": keep})
+            orphans = [r.id for r in rows]
+        for hold in orphans:
+            log.warning("voiding order hold %s: its order was never journaled", hold)
+            await self.rt.submit(lc.Request("exchange", lc.VoidHold(hold), f"orphan-hold:{hold}"))
+
+    async def stop(self) -> None:
+        for seq in self.sequencers.values():
+            await seq.stop()
+
+    def get(self, market_id: str) -> MarketSequencer:
+        seq = self.sequencers.get(market_id)
+        if seq is None:
+            raise NotFound("market", market_id)
+        return seq

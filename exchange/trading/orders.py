@@ -1,0 +1,451 @@
+"""Order entry: validate, pre-fund with a ledger hold, hand to the market's sequencer.
+
+Pre-funded only: a buy holds its cash (limit notional + fee), a sell holds its units, before the
+order reaches the engine. The hold is released by the sequencer when the order ends (filled,
+cancelled, expired, rejected). A hold whose order never reached the journal (crash in between) is
+voided when the market hub starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from exchange.core import units
+from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
+from exchange.core.idempotency import fingerprint, internal
+from exchange.core.principal import Principal
+from exchange.core.refusal_text import refused
+from exchange.core.runtime import Runtime, ledger_error
+from exchange.core.units import to_base, to_text
+from exchange.registry import expiry, participants
+from exchange.trading.pricing import buy_hold
+from exchange.trading.sequencer import MarketSequencer, Replay
+from ledger import commands as lc
+from ledger.state import Rejection
+from ledger.writer import WriterStopped
+from matching import commands as mc
+from matching import events as ev
+from matching.rules import NO_LIMIT
+
+TRADERS = participants.HOLDER_KINDS
+SEES_ALL = participants.SEES_ALL  # oversight sees every order
+_inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
+
+
+# The engine's refusal of a command before it is funded, as (code, message), or None.
+Precheck = Callable[[], tuple[str, str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class EscrowSale:
+    """A sale on a pledgee's behalf (exchange.pledging): the named serials of the pledge's lot, sold
+    from the bank's escrow account, the cash paid into it; the order is marked as the enforcement
+    sale of the registration (`purpose.enforcement`)."""
+
+    account: int
+    serials: tuple[tuple[int, int], ...]
+    pledge_id: int
+    pledge_number: str
+
+    def purpose(self) -> dict[str, Any]:
+        return {"enforcement": {"pledge_id": self.pledge_id, "pledge_number": self.pledge_number,
+                                "escrow": self.account}}
+
+
+def enforcement_of(seq: MarketSequencer, order_id: int) -> str | None:
+    """The pledge registration a resting listing or auction lot is the enforcement sale of (public, as
+    the register is), or None."""
+    o = seq.orders.get(order_id)
+    return ((o.purpose or {}).get("enforcement") or {}).get("pledge_number") if o is not None else None
+
+
+def _reason_error(code: str, message: str, decimals: int) -> DomainError:
+    """An engine's refusal (a matching.reasons code) as a problem: its status is the code's, its marked
+    numbers in the market's units (exchange.core.units.speak)."""
+    return DomainError(code, units.speak(message, decimals))
+
+
+async def _order_row(rt: Runtime, market_id: str, order_id: int) -> dict[str, Any] | None:
+    async with rt.read() as conn:
+        row = (await conn.execute(text("SELECT * FROM orders WHERE market_id = :m AND id = :i"),
+                                  {"m": market_id, "i": order_id})).first()
+    return dict(row._mapping) if row else None
+
+
+def order_view(o: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """An order, listing, take, quote side, auction lot or bid in the caller's units; a deposit as a deposit."""
+    if o["kind"] == "deposit":
+        return deposit_view(o)
+    return {
+        "id": o["id"], "market_id": o["market_id"], "participant_id": o["participant_id"], "kind": o["kind"],
+        "side": o["side"], "type": o["type"], "tif": o["tif"],
+        "price": None if o["price"] is None else to_text(o["price"], 2),
+        "quantity": to_text(o["qty"], decimals), "open_quantity": to_text(o["open_qty"], decimals),
+        "filled_quantity": to_text(o["filled_qty"], decimals), "filled_amount": to_text(o["filled_notional"], 2),
+        "fees": to_text(o["fees"], 2), "status": o["status"], "reason": o["reason"], "hold_id": o["hold_id"],
+        "trading_day": o["trading_day"], "client_id": o["client_id"],
+    }
+
+
+def deposit_view(o: dict[str, Any]) -> dict[str, Any]:
+    """An auction registration's deposit: an amount of CNY held until the auction ends (0: none held).
+    Kept as a row of `orders` (its hold is released with the auction's), but it is not an order."""
+    return {
+        "id": o["id"], "market_id": o["market_id"], "participant_id": o["participant_id"], "kind": "deposit",
+        "auction_id": o.get("parent"), "amount": units.cny(o["price"] or 0), "status": _DEPOSIT_STATUS.get(
+            o["status"], o["status"]), "reason": o["reason"], "hold_id": o["hold_id"],
+        "trading_day": o["trading_day"], "client_id": o["client_id"],
+    }
+
+
+# A deposit is held while its auction runs, then returned (the row's `cancelled`/`filled` end it).
+_DEPOSIT_STATUS = {"open": "held", "cancelled": "returned", "filled": "returned"}
+
+
+# Who sent what, in the engine's words: in an answer the caller's own `owner` is its participant id; the
+# other side of a trade is not named (trades are anonymous; the caller knows its own order by its id).
+_OWNER_FIELDS = {"owner": "participant_id"}
+_COUNTERPARTY_FIELDS = frozenset({"maker_owner", "taker_owner"})
+
+
+def _events_view(events: list[ev.Event], decimals: int) -> list[dict[str, Any]]:
+    """Events of the caller's own command, in its units (exchange.core.units.event_fields): amounts, prices and
+    quantities as decimal strings, times in ISO 8601, refusals spoken; base units never leak."""
+    out = []
+    for e in events:
+        d = units.event_fields(ev.as_dict(e), decimals)
+        out.append({_OWNER_FIELDS.get(k, k): v for k, v in d.items() if k not in _COUNTERPARTY_FIELDS})
+    return out
+
+
+def _gate(seq: MarketSequencer) -> None:
+    if getattr(seq, "stopped", None) is not None:  # before any hold is created
+        raise seq.stopped_error()
+    if seq.halted or seq.engine.halted:
+        raise DomainError("market_halted", f"market {seq.market.id} is halted")
+    if not seq.session_open:
+        raise DomainError("outside_session", f"market {seq.market.id} is not in a trading session")
+
+
+async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
+                     price: int | None, qty: int, make: Any, type_: str = "limit", tif: str = "day",
+                     hold_price: int | None = None, purpose: dict[str, Any] | None = None,
+                     fp_payload: dict[str, Any], check: bool = True, parent: int | None = None,
+                     hold_amount: int | None = None, escrow: EscrowSale | None = None,
+                     precheck: Precheck | None = None) -> dict[str, Any]:
+    """Shared path of orders, listings, takes and auction lots, deposits and bids: idempotency, gates,
+    hold, sequencer, answer. With `escrow`, a sell on a pledgee's behalf from its escrow account.
+    `precheck`: the engine's own rules for this command (an auction's), asked before anything is funded."""
+    if who.kind not in TRADERS:
+        raise Forbidden("this participant kind does not trade")
+    key = (who.participant_id, client_id)
+    running = _inflight.get(key)
+    if running is not None:  # the same request is already on its way: answer both with one result
+        result = await asyncio.shield(running)
+        if result.get("_fp") != fingerprint(fp_payload).hex():
+            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+        return result
+    fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    _inflight[key] = fut
+    try:
+        result = await _submit_new(rt, who, market_id, client_id, kind=kind, side=side, price=price, qty=qty,
+                                   make=make, type_=type_, tif=tif, hold_price=hold_price, purpose=purpose,
+                                   fp_payload=fp_payload, check=check, parent=parent, hold_amount=hold_amount,
+                                   escrow=escrow, precheck=precheck)
+        fut.set_result(result)
+        return result
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+        raise
+    finally:
+        _inflight.pop(key, None)
+
+
+async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
+                      price: int | None, qty: int, make: Any, type_: str, tif: str, hold_price: int | None,
+                      purpose: dict[str, Any] | None, fp_payload: dict[str, Any], check: bool = True,
+                      parent: int | None = None, hold_amount: int | None = None,
+                      escrow: EscrowSale | None = None, precheck: Precheck | None = None) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    fp = fingerprint(fp_payload)
+    try:
+        _gate(seq)
+        problem = m.rules.check(price, qty, seq.engine.band) if check else None
+        if problem is not None:
+            raise _reason_error(*problem, m.decimals)
+        # The auction's own rules before its cash: a command they refuse is journaled unfunded, as the
+        # refusal it is (matching.commands.Refused), so that its retries get the same refusal.
+        refusal = precheck() if precheck is not None else None
+        if refusal is not None:
+            make = _refused(*refusal)
+            amount, instrument, account = 0, "CNY", who.cash_account
+            purpose = escrow.purpose() if escrow is not None else purpose
+        elif hold_amount is not None:  # a fixed amount of cash (a deposit, a raise's top-up); 0: nothing to hold
+            amount, instrument, account = hold_amount, "CNY", who.cash_account
+        elif side == mc.BUY:
+            unit_price = hold_price if hold_price is not None else price
+            if unit_price is None or unit_price >= NO_LIMIT:
+                raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
+            amount, instrument = buy_hold(unit_price, qty, m.decimals, m.fee_bps, m.years), "CNY"
+            account = who.cash_account
+        elif escrow is not None:
+            amount, instrument, account = qty, m.instrument, escrow.account
+            purpose = escrow.purpose()
+        else:
+            amount, instrument, account = qty, m.instrument, who.holding_account
+        if account is None and refusal is None:
+            raise DomainError("no_account", "this participant has no account for that side")
+        if instrument != "CNY" and amount and m.expires:  # units of a term that ended cannot move
+            await expiry.refuse_ended(rt, account, instrument, escrow.serials if escrow else None,
+                                      held=escrow is not None)
+    except DomainError:
+        # A retry of an order accepted before the market closed or moved still gets its first answer.
+        answer = await journaled_answer(rt, who, client_id, fp, m.decimals)
+        if answer is not None:
+            return answer
+        raise
+    # The sequencer looks the client id up and creates the hold, batched with the other orders it takes
+    # at once. A fresh nonce: a retry after a crash must not reuse a hold the hub has since voided.
+    hold = rt.with_provenance([lc.Request(
+        who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount,
+                                 escrow.serials if escrow else ()),
+        f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}",
+        {"market": market_id, "client_id": client_id})])[0] if amount else None
+    # An enforcement sale delivers from the escrow and is paid into it (sequencer.accounts_of after a restart).
+    ctx = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
+           "price": price, "qty": qty, "hold_id": None, "hold_amount": amount,
+           "holding_account": escrow.account if escrow else who.holding_account,
+           "cash_account": escrow.account if escrow else who.cash_account, "client_id": client_id,
+           "fingerprint": fp.hex(), "purpose": purpose, "parent": parent}
+    try:
+        out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id),
+                                      actor=who.participant_id)
+    except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
+        raise refused(rej, own=(account,)) from None
+    except Exception as exc:
+        await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
+        if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
+            raise
+        if isinstance(exc, WriterStopped):  # the hold met a stopped ledger: a bug elsewhere, never a 4xx
+            raise ledger_error(exc) from None
+        raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
+                          "retry with the same Idempotency-Key", 503) from None
+    if isinstance(out, Replay):
+        return _replayed(out.row, fp, m.decimals)
+    order_id, events, changed = out
+    # The projection is committed; build the answer from what the sequencer wrote, not a re-read.
+    row = {"id": order_id, "market_id": market_id, "participant_id": who.participant_id, "kind": kind,
+           "side": side, "type": type_, "tif": tif, "price": price, "qty": qty, "open_qty": qty, "filled_qty": 0,
+           "filled_notional": 0, "fees": 0, "status": "open", "reason": None, "hold_id": ctx["hold_id"],
+           "trading_day": seq.trading_day, "client_id": client_id, "parent": parent}
+    if changed is not None:
+        row.update({"open_qty": changed["open"], "filled_qty": changed["filled"],
+                    "filled_notional": changed["notional"], "fees": changed["fees"], "status": changed["status"],
+                    "reason": changed["reason"], "price": changed["price"],
+                    "hold_id": changed.get("hold_id", ctx["hold_id"])})  # a raise's one hold, once merged
+    return {_answer_key(kind): order_view(row, m.decimals), "events": _events_view(events, m.decimals),
+            "_fp": fp.hex()}
+
+
+def _refused(code: str, message: str) -> Callable[[int], mc.Refused]:
+    return lambda ref: mc.Refused(ref, code, message)
+
+
+def _answer_key(kind: str) -> str:
+    return "deposit" if kind == "deposit" else "order"
+
+
+def _replayed(row: dict[str, Any], fp: bytes, decimals: int) -> dict[str, Any]:
+    if bytes(row["fingerprint"]) != fp:
+        raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+    return {_answer_key(row["kind"]): order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
+
+
+async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> dict[str, Any] | None:
+    """The order journaled under this client id, if any (off the hot path: the sequencer batches it)."""
+    async with rt.read() as conn:
+        row = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
+                                  {"p": who.participant_id, "c": client_id})).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def journaled_answer(rt: Runtime, who: Principal, client_id: str, fp: bytes,
+                           decimals: int) -> dict[str, Any] | None:
+    """On refusal paths only: the answer of an order already journaled under this client id, if any."""
+    row = await _journaled_row(rt, who, client_id)
+    return None if row is None else _replayed(row, fp, decimals)
+
+
+async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id: int | None) -> None:
+    """Void the hold only if the order surely never reached the journal; if it did (or we cannot tell),
+    recovery settles or cancels it, and the hub voids holds of orders never journaled when it starts.
+    Voiding a journaled order's hold would leave it unfunded."""
+    if hold_id is None:
+        return
+    try:
+        if await _journaled_row(rt, who, client_id) is None:
+            await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), internal("void", hold_id)))
+    except Exception:
+        pass
+
+
+async def stored_refusal(rt: Runtime, market_id: str, seq: int) -> DomainError | None:
+    """How the engine refused the journaled command `seq`, as the very problem its first answer was."""
+    async with rt.read() as conn:
+        row = (await conn.execute(text("SELECT code, detail FROM market_refusals WHERE market_id = :m AND seq = :s"),
+                                  {"m": market_id, "s": seq})).first()
+    return None if row is None else _reason_error(row.code, row.detail, rt.exchange.get(market_id).market.decimals)
+
+
+def _public(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, type_: str,
+                      tif: str, price: str | None, quantity: str, stp: str | None,
+                      purpose: dict[str, Any] | None = None) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    if m.mode != "continuous":
+        raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")
+    qty = to_base(quantity, m.decimals)
+    hold_price = None
+    if type_ == mc.LIMIT:
+        if price is None:
+            raise Invalid("price_required", "a limit order needs a price")
+        price_fen: int | None = to_base(price, 2, field="price")
+    else:
+        price_fen = None
+        if side == mc.BUY:  # fund up to the worst price the order may reach (best N levels, else the band)
+            asks = seq.depth(m.rules.best_n)["asks"]
+            hold_price = max((lvl[0] for lvl in asks), default=None) or seq.engine.band[1]
+    if stp is not None and stp not in mc.STP_MODES:
+        raise Invalid("invalid_stp", f"stp must be one of {', '.join(mc.STP_MODES)}")
+    pid = who.participant_id
+
+    def make(order_id: int) -> mc.NewOrder:
+        return mc.NewOrder(order_id, pid, side, price_fen or 0, qty, type_, tif, stp)
+
+    return _public(await submit_new(
+        rt, who, market_id, client_id, kind="order", side=side, price=price_fen, qty=qty, make=make, type_=type_,
+        tif=tif, hold_price=hold_price, purpose=purpose,
+        fp_payload={"op": "order", "m": market_id, "side": side, "type": type_, "tif": tif, "price": price_fen,
+                    "qty": qty, "stp": stp, "purpose": purpose}))
+
+
+async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
+                       quantity: str, escrow: EscrowSale | None = None) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    if m.mode != "listing":
+        raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
+    qty, price_fen = to_base(quantity, m.decimals), to_base(price, 2, field="price")
+    pid = who.participant_id
+    fp_payload = {"op": "listing", "m": market_id, "side": side, "price": price_fen, "qty": qty}
+    if escrow is not None:
+        fp_payload["enforcement"] = escrow.pledge_id
+    return _public(await submit_new(
+        rt, who, market_id, client_id, kind="listing", side=side, price=price_fen, qty=qty, type_="listing",
+        make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty), fp_payload=fp_payload, escrow=escrow))
+
+
+async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,
+                       quantity: str, purpose: dict[str, Any] | None = None) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    if m.mode != "listing":
+        raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
+    listing = seq.engine.listing(listing_id)  # type: ignore[attr-defined]
+    qty = to_base(quantity, m.decimals)
+    fp_payload = {"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}
+    if listing is None:  # gone, perhaps taken by this very request before a retry
+        answer = await journaled_answer(rt, who, client_id, fingerprint(fp_payload), m.decimals)
+        if answer is not None:
+            return _public(answer)
+        raise DomainError("unknown_listing", f"listing {listing_id} is not open", 404)
+    side = mc.opposite(listing["side"])
+    maker = seq.orders.get(listing_id)
+    if m.expires and listing["side"] == mc.SELL and maker is not None and await expiry.hold_ended(rt, maker.hold_id):
+        # Listed before its term ended (the close withdraws it): not sold now. The lister's blocks are its own.
+        raise DomainError("units_expired", f"the term of the units of listing {listing_id} has ended; "
+                          "they can no longer be sold")
+    price_fen = int(listing["price"])
+    pid = who.participant_id
+    return _public(await submit_new(
+        rt, who, market_id, client_id, kind="take", side=side, price=price_fen, qty=qty, type_="take", tif="ioc",
+        make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose, fp_payload=fp_payload))
+
+
+async def _change(seq: MarketSequencer, who: Principal, cmd: Any) -> ev.Event | None:
+    """Send a cancel or reduce of a resting order; its refusal event, if the engine refused it."""
+    _, events, _row = await seq.submit(lambda _s: cmd, actor=who.participant_id)  # 503 market_unavailable / ...
+    return next((e for e in events if e[0] == ev.REJECTED), None)
+
+
+async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    row = await _order_row(rt, market_id, order_id)
+    if row is None or (row["participant_id"] != who.participant_id and who.kind != "operator"):
+        raise NotFound("order", order_id)  # another's order: as if there were none
+    if row["status"] == "open":
+        owner = row["participant_id"]
+        rejected = await _change(seq, who, mc.Cancel(order_id, owner))
+        row = await _order_row(rt, market_id, order_id)
+        assert row is not None
+        # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
+        if rejected and row["status"] == "open":
+            raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
+    return order_view(row, seq.market.decimals)
+
+
+async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    row = await _order_row(rt, market_id, order_id)
+    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
+        raise NotFound("order", order_id)  # another's order: as if there were none, before its state
+    if row["participant_id"] != who.participant_id:
+        raise Forbidden("you may only change your own orders")
+    if row["status"] != "open":
+        raise DomainError("order_not_open", f"order {order_id} is {row['status']}")
+    new_open = to_base(quantity, seq.market.decimals)
+    owner = row["participant_id"]
+    rejected = await _change(seq, who, mc.Reduce(order_id, new_open, owner))
+    if rejected:
+        raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
+    row = await _order_row(rt, market_id, order_id)
+    assert row is not None
+    return order_view(row, seq.market.decimals)
+
+
+async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+    seq = rt.exchange.get(market_id)
+    row = await _order_row(rt, market_id, order_id)
+    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
+        raise NotFound("order", order_id)
+    return order_view(row, seq.market.decimals)
+
+
+async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None, after: int | None = None,
+                      limit: int = 500) -> list[dict[str, Any]]:
+    """Orders in id order (oldest first), after the order id `after`; one more than `limit` if there are."""
+    seq = rt.exchange.get(market_id)
+    sql = "SELECT * FROM orders WHERE market_id = :m AND id > :after"
+    params: dict[str, Any] = {"m": market_id, "after": after or 0, "limit": limit + 1}
+    if who.kind not in ("operator", "auditor"):
+        sql += " AND participant_id = :p"
+        params["p"] = who.participant_id
+    if status:
+        sql += " AND status = :s"
+        params["s"] = status
+    async with rt.read() as conn:
+        rows = await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)
+        return [order_view(dict(r._mapping), seq.market.decimals) for r in rows]
+

@@ -1,0 +1,181 @@
+"""Checkpoints, keys, Merkle proofs and receipts for API callers.
+
+Everything here only reads (tiles, checkpoints, entries), so it can run on extra worker processes and
+on a read replica. Tiles are append-only, so reading the checkpoint first and the tiles after is
+consistent without a snapshot. Hashes are base64, as in checkpoints and receipts.
+
+When no checkpoint covers an entry yet, a receipt request waits for the publisher when it runs in
+this process (one publication interval plus a margin, at most 3.5 s); elsewhere, or after that, the answer is 503
+``checkpoint_pending`` with ``Retry-After``: checkpoints are signed only once a batch is durable, at
+most once per interval under load, so the wait is short and bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.core.errors import DomainError, NotFound
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from ledger import checkpoints, merkle, tree_store
+from ledger.checkpoints import Published
+from ledger.encoding import decode_entry
+from ledger.receipt import make_receipt
+
+OVERSIGHT = frozenset({"operator", "auditor"})
+_ACCOUNT_FIELDS = ("debit", "credit", "account", "source", "sink")
+
+
+class CheckpointPending(DomainError):
+    """No signed checkpoint covers what was asked for yet; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__("checkpoint_pending", message, 503)
+        self.retry_after = retry_after
+
+
+def _b64(h: bytes) -> str:
+    return base64.b64encode(h).decode("ascii")
+
+
+def _retry_after(rt: Runtime) -> int:
+    return max(1, math.ceil(rt.settings.checkpoint_interval_seconds))
+
+
+async def _raw(conn: AsyncConnection) -> asyncpg.Connection:
+    # Proofs read a handful of bytea tiles; the driver connection spares SQLAlchemy's row processing.
+    fairy = await conn.get_raw_connection()
+    return fairy.driver_connection  # type: ignore[return-value]
+
+
+async def checkpoint_note(rt: Runtime) -> str:
+    async with rt.read() as conn:
+        cp = await checkpoints.latest(await _raw(conn))
+    if cp is None:
+        raise CheckpointPending("no checkpoint has been published yet", _retry_after(rt))
+    return cp.note
+
+
+async def checkpoint_list(rt: Runtime, before: int | None, limit: int) -> list[dict[str, Any]]:
+    async with rt.read() as conn:
+        return [p.view() for p in await checkpoints.listing(await _raw(conn), before, limit)]
+
+
+async def signing_keys(rt: Runtime) -> list[dict[str, Any]]:
+    async with rt.read() as conn:
+        rows = await checkpoints.registered_keys(await _raw(conn))
+    return [{"seq": r["seq"], "name": r["name"], "key_id": r["key_id"], "verifier_key": r["verifier_key"],
+             "current": i == len(rows) - 1} for i, r in enumerate(rows)]
+
+
+async def _tree_size(raw: asyncpg.Connection, wanted: int | None, rt: Runtime,
+                     need: int) -> tuple[int, Published | None]:
+    """The tree size to prove against: ``wanted`` (checked against the stored tree) or the newest
+    checkpoint's, which must cover ``need`` leaves."""
+    if wanted is None:
+        cp = await checkpoints.latest(raw)
+        if cp is None or cp.size < need:
+            if need > await tree_store.stored_size(raw):
+                raise DomainError("beyond_tree", f"the log has fewer than {need} entries", 404)
+            raise CheckpointPending(f"no signed checkpoint covers {need} entries yet", _retry_after(rt))
+        return cp.size, cp
+    size = await tree_store.stored_size(raw)
+    if wanted > size:
+        raise DomainError("tree_size_unavailable", f"the tree has {size} leaves, not {wanted}", 409)
+    return wanted, await checkpoints.at_size(raw, wanted)
+
+
+async def inclusion(rt: Runtime, *, seq: int | None, index: int | None, tree_size: int | None) -> dict[str, Any]:
+    if (seq is None) == (index is None):
+        raise DomainError("validation_error", "give exactly one of seq and index", 422)
+    index = seq - 1 if seq is not None else index
+    assert index is not None
+    if tree_size is not None and index >= tree_size:
+        raise DomainError("index_out_of_range", f"leaf {index} is not in a tree of size {tree_size}", 422)
+    async with rt.read() as conn:
+        raw = await _raw(conn)
+        size, cp = await _tree_size(raw, tree_size, rt, index + 1)
+        leaf, path, root = await tree_store.inclusion_with_root(raw, index, size)
+    return {"index": index, "seq": index + 1, "tree_size": size, "leaf_hash": _b64(leaf),
+            "inclusion_path": [_b64(h) for h in path], "root": _b64(root),
+            "checkpoint": cp.note if cp is not None else None}
+
+
+async def consistency(rt: Runtime, *, first: int, second: int | None) -> dict[str, Any]:
+    async with rt.read() as conn:
+        raw = await _raw(conn)
+        size, cp = await _tree_size(raw, second, rt, first)
+        if first > size:
+            raise DomainError("invalid_range", f"first ({first}) must not exceed second ({size})", 422)
+        proof, first_root, second_root = await tree_store.consistency_with_roots(raw, first, size)
+    return {"first": first, "second": size, "first_root": _b64(first_root), "second_root": _b64(second_root),
+            "proof": [_b64(h) for h in proof], "checkpoint": cp.note if cp is not None else None}
+
+
+async def _may_see(raw: asyncpg.Connection, who: Principal, seq: int, actor: str, body: dict[str, Any],
+                   meta: bytes) -> None:
+    """Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a
+    judicial retirement, whose units pass through the clearing account and never reach the payer --
+    the payer and the court of the restoration order it fulfils. Anyone else: 404, as for no entry."""
+    if who.kind in OVERSIGHT or actor == who.actor:
+        return
+    accounts = {body[k] for k in _ACCOUNT_FIELDS if isinstance(body.get(k), int)}
+    if "hold" in body and not accounts:  # hold.void / hold.expire name only the hold
+        row = await raw.fetchrow("SELECT debit, credit FROM ledger_holds WHERE id = $1", body["hold"])
+        if row is not None:
+            accounts = {row["debit"], row["credit"]}
+    if accounts & {a for a in (who.holding_account, who.cash_account) if a is not None}:
+        return
+    order = _restoration_order(body, meta)
+    if order is not None and await raw.fetchval(
+            "SELECT 1 FROM restoration_orders WHERE id = $1 AND $2 IN (court_id, payer_id)",
+            order, who.participant_id):
+        return
+    raise NotFound("ledger entry", seq)
+
+
+def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
+    """The restoration order a judicial retirement entry fulfils (named in its committed metadata)."""
+    if body.get("purpose") != "judicial_restoration":
+        return None
+    try:
+        order = (json.loads(meta).get("restoration") or {}).get("restoration_order")
+    except (ValueError, AttributeError):
+        return None
+    return order if isinstance(order, int) else None
+
+
+async def receipt(rt: Runtime, who: Principal, seq: int) -> dict[str, Any]:
+    """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`)."""
+    async with rt.read() as conn:
+        raw = await _raw(conn)
+        row = await raw.fetchrow("SELECT seq, actor, leaf, meta FROM ledger_entries WHERE seq = $1", seq)
+        if row is None:
+            raise NotFound("ledger entry", seq)
+        leaf = bytes(row["leaf"])
+        entry = decode_entry(leaf)
+        await _may_see(raw, who, seq, row["actor"], entry["body"], bytes(row["meta"]))
+        cp = await checkpoints.at_least(raw, seq)
+    if cp is None:
+        v = rt.verifiable
+        if v is not None:
+            # Bounded: a request should not hang for a long publication interval.
+            cp = await v.publisher.wait_covering(seq, timeout=min(v.publisher.interval, 2.0) + 1.5)
+        if cp is None:
+            raise CheckpointPending(f"entry {seq} is not covered by a signed checkpoint yet", _retry_after(rt))
+    async with rt.read() as conn:
+        path = await tree_store.inclusion_proof(await _raw(conn), seq - 1, cp.size)
+    if not merkle.verify_inclusion(merkle.leaf_hash(leaf), seq - 1, cp.size, path, cp.root):
+        # Never hand out a receipt that would not verify: the tiles disagree with the checkpoint.
+        raise RuntimeError(f"inclusion proof of entry {seq} does not match checkpoint {cp.size}")
+    return make_receipt(leaf, seq - 1, cp.size, path, cp.note, metadata={
+        "seq": seq, "type": entry["type"], "key_id": cp.key_id,
+        # The committed metadata; its SHA-256 is the entry's "meta" field.
+        "meta": bytes(row["meta"]).decode("utf-8"),
+    })
