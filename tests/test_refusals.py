@@ -63,7 +63,8 @@ DYNAMIC = {
         "what _header_refusal returns: literal codes, checked as sites (422)",
     ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple", "exc.code"):
         "a json_body.BodyRefused: its literal codes are checked as sites (422)",
-    ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple", "(exc.status, exc.code, exc.message)"):
+    ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple",
+     "(exc.status, exc.code, exc.message)"):
         "a SignatureError (a DomainError, checked when it was built)",
 }
 
