@@ -702,7 +702,7 @@ async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -
         if now() >= _dt(p["expires_at"]):
             raise DomainError("pledge_expired", "the registration's term ended before the pledgor confirmed it")
         if now() >= _confirm_by(rt, p):
-            raise DomainError("pledge_expired", f"the filing lapsed at {_confirm_by(rt, p).isoformat()}: the pledgor "
+            raise DomainError("pledge_expired", f"the filing lapsed at {iso(_confirm_by(rt, p))}: the pledgor "
                               f"did not confirm it within {rt.settings.pledge_confirm_days} days; the bank files again")
         escrow = await escrow_account(rt, p["pledgee_id"])
         holding = await _account(rt, p["pledgor_id"], "holding")
