@@ -39,6 +39,7 @@ from api.problems import EXCEPTION_HANDLERS
 from api.read_only import read_only_lifespan, refuse_writes
 from api.security.middleware import SecurityMiddleware
 from api.security.openapi import declare_problem_responses, improve_openapi
+from exchange.core import suspension
 from exchange.core.calendar import SHANGHAI
 from exchange.core.database import asyncpg_dsn, make_engine
 from exchange.core.runtime import Runtime
@@ -68,7 +69,8 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = make_engine(url, settings.db_pool_size)
         writer = LedgerWriter(asyncpg_dsn(url), max_batch=settings.writer_max_batch,
-                              reconnect_seconds=settings.writer_reconnect_seconds)
+                              reconnect_seconds=settings.writer_reconnect_seconds,
+                              gates=[suspension.ledger_gate])  # nothing of a suspended participant's is written
         # Merkle tiles in every batch, checkpoints after it, fork check before the first one.
         verifiable = VerifiableLedger(settings, asyncpg_dsn(url))
         verifiable.attach(writer)

@@ -28,7 +28,9 @@ class ApiKeyMiddleware(ASGIMiddleware):
 def _bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            text = value.decode("latin-1")
+            if not value.isascii():  # a token is ASCII: anything else is no key at all (401), not a look-up
+                return None
+            text = value.decode("ascii")
             if text[:7].lower() == "bearer ":
                 return text[7:].strip()
     return None

@@ -55,6 +55,10 @@ BeforeCommit = Callable[[asyncpg.Connection, list[Entry], Head], Awaitable[None]
 # Runs once on the writer's connection after it takes the lock, before it accepts requests
 # (fork checks: refuse a database behind the last published checkpoint).
 OnStart = Callable[[asyncpg.Connection], Awaitable[None]]
+# Runs inside the batch's transaction before anything is applied, on the requests about to be applied
+# (retries of applied ones are answered before it); a refusal (or None) per request. A linked group with
+# one refused request is refused whole. The application decides who may write (a suspended participant).
+Gate = Callable[[asyncpg.Connection, list[c.Request]], Awaitable[list[Rejection | None]]]
 
 
 class WriterUnavailable(RuntimeError):
@@ -114,6 +118,7 @@ class LedgerWriter:
         after_commit: Sequence[AfterCommit] = (),
         before_commit: Sequence[BeforeCommit] = (),
         on_start: Sequence[OnStart] = (),
+        gates: Sequence[Gate] = (),
         reconnect_seconds: float = RECONNECT_SECONDS,
     ) -> None:
         self._dsn = dsn
@@ -123,6 +128,7 @@ class LedgerWriter:
         self._after_commit = list(after_commit)
         self._before_commit = list(before_commit)
         self._on_start = list(on_start)
+        self._gates = list(gates)
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -179,6 +185,9 @@ class LedgerWriter:
 
     def add_on_start(self, hook: OnStart) -> None:
         self._on_start.append(hook)
+
+    def add_gate(self, gate: Gate) -> None:
+        self._gates.append(gate)
 
     @property
     def connection(self) -> asyncpg.Connection | None:
@@ -353,6 +362,7 @@ class LedgerWriter:
                         seen_in_batch[(r.actor, r.client_id)] = i
                 live.append(i)
 
+            gated = await self._gate(conn, items, live)
             touched = store.Touched()
             for i in live:
                 for r in items[i].requests:
@@ -361,6 +371,9 @@ class LedgerWriter:
             written: list[tuple[Entry, bytes | None]] = []
             for i in live:
                 it = items[i]
+                if i in gated:
+                    results[i] = gated[i]
+                    continue
                 try:
                     entries = state.apply_linked(it.requests, self._clock())
                 except Rejection as rej:
@@ -408,6 +421,18 @@ class LedgerWriter:
                     await hook(committed)
                 except Exception:
                     log.exception("after-commit hook failed")
+
+    async def _gate(self, conn: asyncpg.Connection, items: list[_Item], live: list[int]) -> dict[int, Rejection]:
+        """The gates' refusals, by item: an item is refused whole for the first refusal of any request."""
+        refused: dict[int, Rejection] = {}
+        if not self._gates or not live:
+            return refused
+        flat = [(i, r) for i in live for r in items[i].requests]
+        for gate in self._gates:
+            for (i, _), verdict in zip(flat, await gate(conn, [r for _, r in flat]), strict=True):
+                if verdict is not None and i not in refused:
+                    refused[i] = verdict
+        return refused
 
     @staticmethod
     def _replay(it: _Item, existing: dict) -> list[Entry] | Rejection | None:

@@ -7,7 +7,8 @@ Every event carries in `data["set"]` the fields it changes, so the fold needs no
     filed ──confirm──> active ──release──> released            (terminal)
       │                  │ ├──expire───> expired               (terminal; also from enforcing, see below)
       ├─decline─> declined │ ├──amend / extend / top_up / partially_release / revalue / declare default ──> active
-      └─withdraw─> withdrawn └──(on a default) propose sale / transfer / start exchange sale──> enforcing
+      ├─withdraw─> withdrawn └──(on a default) propose sale / transfer / start exchange sale──> enforcing
+      └─expire (not confirmed in time: it lapses, nothing was locked)─> expired
                                         enforcing ──cancel──> active     (nothing sold yet: the lot is locked again)
                                         enforcing ──accept sale / lot sold out / claims paid──> enforced (terminal)
                                         enforcing ──expire──> expired    (no sale running: unsold units go back)
@@ -48,7 +49,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "topped_up": (frozenset({ACTIVE}), None),
     "partially_released": (frozenset({ACTIVE}), None),
     "released": (frozenset({ACTIVE}), RELEASED),
-    "expired": (frozenset({ACTIVE, ENFORCING}), EXPIRED),
+    "expired": (frozenset({FILED, ACTIVE, ENFORCING}), EXPIRED),
     "default_declared": (frozenset({ACTIVE}), None),
     "revalued": (frozenset({ACTIVE, ENFORCING}), None),
     "warning": (frozenset({ACTIVE, ENFORCING}), None),

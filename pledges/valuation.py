@@ -11,6 +11,11 @@ carbon-lending rules as the issue states them): at or above `warning` (130 %) al
 warning; below `margin_call` (110 %) a margin call with a cure deadline before the next open; below
 `liquidation` (100 % by default: the collateral no longer covers the debt) the bank may enforce at once.
 Comparisons cross-multiply, so no ratio is rounded before it is judged.
+
+Bounds: a valuation is at most MAX_VALUE fen (2^53 - 1, about 90 万亿 CNY: every integer an answer carries
+stays exact for JavaScript clients); a revaluation that would value any pledge above it is refused whole
+(`valuation_out_of_range`, 422: such a price is no close). The ratio shown is capped at MAX_RATIO_BPS
+(1,000,000 %, a hundred times the highest threshold one may set); the level is judged on the exact value.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ LEVELS = ("ok", "warning", "margin_call", "liquidation")
 DEFAULT_WARNING_BPS = 13_000
 DEFAULT_MARGIN_CALL_BPS = 11_000
 DEFAULT_LIQUIDATION_BPS = 10_000
+MAX_VALUE = 2**53 - 1  # fen
+MAX_THRESHOLD_BPS = 100 * BPS
+MAX_RATIO_BPS = 100 * MAX_THRESHOLD_BPS
 MARKET_OPEN = time(9, 30)
 
 
@@ -41,7 +49,7 @@ class Thresholds:
         if not (self.warning_bps >= self.margin_call_bps >= self.liquidation_bps > 0):
             raise PledgeError("invalid_thresholds",
                               "thresholds must satisfy warning >= margin call >= liquidation > 0", 422)
-        if self.warning_bps > 100 * BPS:
+        if self.warning_bps > MAX_THRESHOLD_BPS:
             raise PledgeError("invalid_thresholds", "a collateral ratio above 10000 % is not a threshold", 422)
         return self
 
@@ -56,8 +64,17 @@ def collateral_value(quantity: int, decimals: int, price_fen: int, haircut_bps: 
     return quantity * price_fen * years * (BPS - haircut_bps) // (10**decimals * BPS)
 
 
+def check_value(value: int, what: str) -> int:
+    """Refuse a valuation beyond MAX_VALUE fen (see the module docstring)."""
+    if value > MAX_VALUE:
+        raise PledgeError("valuation_out_of_range", f"at this price {what} would be worth more than "
+                          f"{MAX_VALUE // 100} CNY: refused, and nothing was marked", 422)
+    return value
+
+
 def ratio_bps(value: int, secured: int) -> int:
-    return value * BPS // secured
+    """value / secured in basis points, rounded down, capped at MAX_RATIO_BPS."""
+    return min(value * BPS // secured, MAX_RATIO_BPS)
 
 
 def level(value: int, secured: int, th: Thresholds) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 import weakref
 from typing import Any
 
 from litestar.testing import TestClient
 
 from exchange.core.runtime import Runtime
-from exchange.registry.subjects import uscc_check_character
+from exchange.registry.subjects import resident_id_check_character, uscc_check_character
 from exchange.security.bootstrap import operator_key
 
 _ids = itertools.count(1)
@@ -136,6 +137,21 @@ class Api:
 def uscc(first17: str) -> str:
     """A unified social credit code with its GB 32100 check character."""
     return first17 + uscc_check_character(first17)
+
+
+def fresh_uscc() -> str:
+    """A unified social credit code no other test participant has (random organisation code)."""
+    return uscc(f"913504{secrets.randbelow(10**11):011d}")
+
+
+def resident_id(first17: str) -> str:
+    """A 居民身份证 number with its GB 11643 check character."""
+    return first17 + resident_id_check_character(first17)
+
+
+def person(number: str) -> dict[str, Any]:
+    """What `Api.participant(..., **person(number))` needs to admit a natural person."""
+    return {"subject": "person", "id_document": {"type": "resident_id_card", "number": number}}
 
 
 def ticket(n: int) -> dict[str, Any]:

@@ -57,11 +57,14 @@ DYNAMIC = {
     ("api/controllers/ledger_proofs.py", "_pending", "problem", "exc.code"): "a CheckpointPending (a DomainError)",
     ("api/problems.py", "domain_error", "problem", "exc.code"): "a DomainError (checked when it was built)",
     ("api/problems.py", "http_error", "problem", "code"): "_HTTP_CODES values are Refusal members (test below)",
-    ("api/security/middleware.py", "SecurityMiddleware.handle", "refusal tuple", "*bad_input"):
+    ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple", "*bad_input"):
         "what _input_refusal / _integer_refusal return: literal codes, checked as sites (422)",
-    ("api/security/middleware.py", "SecurityMiddleware.handle", "refusal tuple", "exc.code"):
+    ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple", "*bad_header"):
+        "what _header_refusal returns: literal codes, checked as sites (422)",
+    ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple", "exc.code"):
         "a json_body.BodyRefused: its literal codes are checked as sites (422)",
-    ("api/security/middleware.py", "SecurityMiddleware.handle", "refusal tuple", "(exc.status, exc.code, exc.message)"):
+    ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple",
+     "(exc.status, exc.code, exc.message)"):
         "a SignatureError (a DomainError, checked when it was built)",
 }
 

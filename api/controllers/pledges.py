@@ -64,7 +64,8 @@ class PledgeController(Controller):
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await pledging.file(
             rt, principal, client_id(idempotency_key, data.client_id), pledgor_id=data.pledgor_id,
-            instrument=data.instrument, quantity=data.quantity, serials=ranges(data.serials),
+            pledgor_identifier=data.pledgor_identifier, instrument=data.instrument, quantity=data.quantity,
+            serials=ranges(data.serials),
             loan_contract=data.loan_contract, secured_amount=data.secured_amount, term_start=data.term_start,
             term_end=data.term_end, grace_days=data.grace_days, references=_refs(data.references),
             haircut_bps=data.haircut_bps, warning_bps=data.warning_bps, margin_call_bps=data.margin_call_bps,
@@ -252,7 +253,8 @@ class FreezeController(Controller):
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await freezing.create(
             rt, principal, client_id(idempotency_key, data.client_id), holder_id=data.holder_id,
-            instrument=data.instrument, quantity=data.quantity, serials=ranges(data.serials),
+            holder_identifier=data.holder_identifier, instrument=data.instrument, quantity=data.quantity,
+            serials=ranges(data.serials),
             case_number=data.case_number, notice_number=data.notice_number, term_start=data.term_start,
             term_end=data.term_end, deduct_to_id=data.deduct_to_id)
 

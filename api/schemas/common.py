@@ -33,6 +33,13 @@ Decimal = Annotated[str, Field(min_length=1, max_length=40, pattern=DECIMAL_PATT
                                description="A decimal string in the instrument's unit, e.g. \"2723\" or \"12.500\": "
                                            "ASCII digits, no sign, spaces or exponent")]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# How a caller names another participant whose name its answer will show: the registered USCC of an
+# organisation or the identity document number of a person, as in the contract or judgment (exchange.
+# participants.counterparty: a wrong one is the same 404 as an unknown id).
+RegisteredIdentifier = Annotated[str, Field(min_length=5, max_length=20, pattern=r"^[0-9A-Z]{5,20}$",
+                                            description="the participant's unified social credit code "
+                                                        "(organisations) or identity document number "
+                                                        "(persons), as registered")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Note = Annotated[str | None, Field(default=None, max_length=2000)]
 

@@ -6,7 +6,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from api.schemas.common import MAX_ID, ClientId, Date, DateTime, Decimal, Name, Note, SerialRange, Strict
+from api.schemas.common import (
+    MAX_ID,
+    ClientId,
+    Date,
+    DateTime,
+    Decimal,
+    Name,
+    Note,
+    RegisteredIdentifier,
+    SerialRange,
+    Strict,
+)
 
 Id = Field(ge=1, le=MAX_ID)
 Bps = Field(default=None, ge=1, le=1_000_000, description="collateral ratio in basis points (13000 = 130 %)")
@@ -64,6 +75,7 @@ class DefaultIn(Strict):
 
 class PledgeIn(Strict):
     pledgor_id: int = Id
+    pledgor_identifier: RegisteredIdentifier
     instrument: str = Field(min_length=1, max_length=32)
     quantity: Decimal
     serials: list[SerialRange] | None = Field(default=None, max_length=100, description="named blocks to pledge")
@@ -208,6 +220,7 @@ class HaircutIn(Strict):
 
 class FreezeIn(Strict):
     holder_id: int = Id
+    holder_identifier: RegisteredIdentifier
     instrument: str = Field(min_length=1, max_length=32)
     quantity: Decimal
     serials: list[SerialRange] | None = Field(default=None, max_length=100)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from api.schemas.common import MAX_ID, ClientId, Date, Decimal, Name, Note, Strict
+from api.schemas.common import MAX_ID, ClientId, Date, Decimal, Name, Note, RegisteredIdentifier, Strict
 
 
 class Defendant(Strict):
@@ -20,6 +20,7 @@ class RestorationOrderIn(Strict):
     judgment_reference: str | None = Field(default=None, max_length=200)
     defendants: list[Defendant] = Field(min_length=1, max_length=100)
     payer_id: int = Field(ge=1, le=MAX_ID, description="the participant whose account pays")
+    payer_identifier: RegisteredIdentifier
     assessed_loss: Decimal | None = Field(default=None, description="assessed loss, tCO2e (up to 3 decimals)")
     assessment_method: str | None = Field(default=None, max_length=200)
     assessing_body: str | None = Field(default=None, max_length=200)

@@ -7,9 +7,9 @@ are recorded too (who tried, from where, why refused).
 
 What is kept of the request body: the decoded JSON (api/security/json_body.py) when the guard lets the
 request through (a key it accepts, or a public operation such as enrollment), the body decoded and it is
-at most 16 kB; otherwise only its SHA-256 and length. Requests without a valid key that are refused are
-counted rather than each recorded (exchange/security/audit.py `record_anonymous`): an anonymous client cannot grow
-the trail faster than one row per address and minute.
+at most 16 kB; otherwise only its SHA-256 and length. Requests without a valid key that are refused, and
+rate-limited ones (429), are counted rather than each recorded (exchange/security/audit.py
+`record_anonymous`): a flooding client cannot grow the trail faster than one row per address and minute.
 
 Secrets are never recorded: request fields that carry one (the halves of an enrollment code) are replaced
 by "<redacted>"; answers are recorded only as the fields listed in `_ANSWER_FIELDS` (tokens and halves are

@@ -2,21 +2,28 @@
 
 1. per-key (or, without a key, per-address) rate limits: 429 `rate_limited` with Retry-After;
 2. input bounds the schemas cannot express: unknown query parameters, over-long query values and path
-   segments, integers in the path or query that are not plain ASCII digits, are refused (422) before any
-   handler runs;
+   segments, integers in the path or query that are not plain ASCII digits, query strings and paths that
+   are not UTF-8 once percent-decoded, an Idempotency-Key that is not printable ASCII, are refused (422)
+   before any handler runs;
 3. the one strict decoding of every mutation's body (api/security/json_body.py: depth, duplicate keys,
    lone surrogates, unsafe integers), for requests the authorization guard will let through; a body it
-   refuses is 422 and reaches nothing (no signature record, no handler);
+   refuses is 422 and reaches nothing (no signature record, no handler); an operation that declares no
+   body takes none, or `{}` (else 422 `body_not_allowed`);
 4. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
    through exchange.core.provenance; participants whose operator requires signatures get 401
    `signature_required` for unsigned mutations;
-5. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
+5. a mutation counts as under way for its participant until answered (exchange/core/suspension.py): a
+   suspension waits for it, and once one has begun the participant's new mutations are refused (401);
+6. exact replays: a keyed mutation retried (or sent again while the first is still running) gets the
    original answer, byte for byte (api/security/replays.py);
-6. the audit trail: administrative requests are recorded (who, what, when, from where, outcome),
+7. the audit trail: administrative requests are recorded (who, what, when, from where, outcome),
    before the response leaves, so a client never sees an answer that is not in the trail: if the row
-   cannot be written, the answer is replaced by 503 `audit_unavailable`. Requests without a valid key
-   that are refused get at most one row per client address and minute (api/security/audit.py says how
-   the rest are counted); a public administrative operation that succeeds (enrollment) gets its own row.
+   cannot be written, the answer is replaced by 503 `audit_unavailable`. Steps 1-6 all run inside the
+   audited section, so whatever refuses, fails or raises before (or in) the handler still gets its row,
+   with the status the client sees (500 for an exception). Requests without a valid key that are
+   refused, and rate-limited ones, get at most one row per client address and minute
+   (api/security/audit.py says how the rest are counted); a public administrative operation that
+   succeeds (enrollment) gets its own row.
 
 It runs after ApiKeyMiddleware (scope["user"] is set) and before the guards (authorization matrix).
 """
@@ -27,8 +34,9 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +48,7 @@ from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
 from api.security.replays import ReplayGate
 from api.security.signatures import SignatureError, request_target, requires_signatures, verify_and_record
+from exchange.core.idempotency import valid_client_key
 from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
 from exchange.core.refusals import Refusal
@@ -111,6 +120,16 @@ def _operation(scope: Scope) -> str | None:
     return op if isinstance(op, str) else None
 
 
+@dataclass(slots=True)
+class _Request:
+    """What the audit row of a request records, filled in as the checks before the handler learn it."""
+
+    body: bytes = b""
+    decoded: Any = audit_policy.NOT_DECODED
+    signed: dict[str, Any] | None = None
+    audited: bool = False
+
+
 def _is_integer(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "integer" or any(_is_integer(s) for s in schema.get("oneOf", schema.get("anyOf", [])))
 
@@ -128,6 +147,37 @@ def _query_parameters(app: Any) -> dict[str, dict[str, bool]]:
                                                  for p in op.get("parameters", []) if p.get("in") == "query"}
         app.state._envx_query_params = cached
     return cached  # type: ignore[no-any-return]
+
+
+def _bodiless(app: Any) -> frozenset[str]:
+    """The operations whose OpenAPI entry declares no request body (once per app)."""
+    cached = getattr(app.state, "_envx_bodiless", None)
+    if cached is None:
+        spec = app.openapi_schema.to_schema()
+        cached = frozenset(op["operationId"] for item in spec.get("paths", {}).values() for op in item.values()
+                           if isinstance(op, dict) and "operationId" in op and "requestBody" not in op)
+        app.state._envx_bodiless = cached
+    return cached  # type: ignore[no-any-return]
+
+
+def _utf8(raw: bytes) -> bool:
+    """Whether percent-encoded text (a path or query string as sent) decodes as UTF-8. Python's own
+    unquoting replaces what does not (an encoded surrogate "%ED%A0%80", a lone "%FF") with U+FFFD, which
+    would then be searched for, echoed and even signed as if the client had sent it."""
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _header_refusal(scope: Scope) -> tuple[str, str] | None:
+    """Headers we read besides the signature: an Idempotency-Key is printable ASCII (a key in any other
+    bytes is refused here, as the services refuse it in a body's client_id)."""
+    for k, v in scope.get("headers", []):
+        if k == b"idempotency-key" and not valid_client_key(v.decode("latin-1")):
+            return "invalid_idempotency_key", "Idempotency-Key is 1-128 printable ASCII characters (space to ~)"
+    return None
 
 
 def _integer_refusal(where: str, name: str, text: str) -> tuple[str, str] | None:
@@ -153,6 +203,9 @@ def _path_integers(scope: Scope) -> dict[str, str]:
 
 
 def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | None:
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, bytes | bytearray) and not _utf8(bytes(raw_path).split(b"?", 1)[0]):
+        return "invalid_characters", "the path is not UTF-8 once percent-decoded"
     for name, value in (scope.get("path_params") or {}).items():
         if isinstance(value, str) and len(value) > MAX_PATH_PARAM:
             return "path_parameter_too_long", f"{name} is longer than {MAX_PATH_PARAM} characters"
@@ -164,6 +217,8 @@ def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | Non
     qs = scope.get("query_string", b"")
     if not qs or operation is None:
         return None
+    if not _utf8(qs):
+        return "invalid_characters", "the query string is not UTF-8 once percent-decoded"
     allowed = _query_parameters(scope["app"]).get(operation, {})
     for name, value in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
         if name not in allowed:
@@ -197,6 +252,22 @@ class SecurityMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         user = scope.get("user")
         principal = user if isinstance(user, Principal) else None
+        method = scope["method"]
+        operation = _operation(scope)
+        audited = operation is not None and audit_policy.is_administrative(operation, principal, method)
+        req = _Request()
+        if not audited or operation is None:
+            await self._respond(scope, receive, send, next_app, principal, operation, req)
+            return
+        # From here on everything -- rate limit, input checks, decoding, the signature, the handler -- runs
+        # inside the audited section: whatever it answers or raises, the row is written (see _audited).
+        await self._audited(scope, send, lambda send_: self._respond(scope, receive, send_, next_app, principal,
+                                                                     operation, req), operation, principal, req)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp,
+                       principal: Principal | None, operation: str | None, req: _Request) -> None:
+        """Every check before the handler, then the handler (through the replay gate when keyed). Fills
+        `req` with what the audit row records as it learns it."""
         if principal is not None:
             wait = self.keyed.take(principal.key_id)
         else:
@@ -208,30 +279,32 @@ class SecurityMiddleware(ASGIMiddleware):
             return
 
         method = scope["method"]
-        operation = _operation(scope)
         mutation = method not in audit_policy.SAFE_METHODS
-        audited = operation is not None and audit_policy.is_administrative(operation, principal, method)
         # Bodies the guard will refuse (no key, wrong role) are never decoded: 401/403 come first.
         decoding = mutation and _guard_lets_through(operation, principal)
         rt = scope["app"].state.rt
 
-        body, too_big = b"", False
-        if decoding or audited:
-            body, receive, too_big = await _buffer(receive)
+        too_big = False
+        if decoding or req.audited:
+            req.body, receive, too_big = await _buffer(receive)
+        body = req.body
 
         refusal: tuple[int, str, str] | None = None
-        signed: dict[str, Any] | None = None
-        decoded: Any = audit_policy.NOT_DECODED
         bad_input = _input_refusal(scope, operation)
         if too_big:
             refusal = (413, "payload_too_large", f"the body is larger than {MAX_BODY} bytes")
         elif bad_input is not None:
             refusal = (422, *bad_input)
+        elif (bad_header := _header_refusal(scope)) is not None:
+            refusal = (422, *bad_header)
         elif decoding and body:
             try:
-                decoded = json_body.decode(body)
+                req.decoded = json_body.decode(body)
             except json_body.BodyRefused as exc:
                 refusal = (422, exc.code, exc.message)
+            else:
+                if req.decoded != {} and operation in _bodiless(scope["app"]):
+                    refusal = (422, "body_not_allowed", "this operation takes no request body: send none, or {}")
         signature = _header(scope, b"x-envx-signature") if decoding and principal is not None else None
         if refusal is None and decoding and principal is not None:
             if signature is None and await requires_signatures(scope["app"].state, principal.participant_id):
@@ -240,33 +313,36 @@ class SecurityMiddleware(ASGIMiddleware):
             elif signature is not None:
                 try:
                     async with rt.tx() as conn:
-                        signed = await verify_and_record(
+                        req.signed = await verify_and_record(
                             conn, principal, signature, method=method, target=request_target(scope), body=body,
                             operation=operation, max_skew=self.settings.signature_max_skew_seconds)
                 except SignatureError as exc:
                     refusal = (exc.status, exc.code, exc.message)
-        key = (replays.idempotency_key(scope, decoded) if decoding and principal is not None and operation is not None
-               and operation in replays.keyed_operations(scope["app"]) else None)
-
-        async def run(send_: Send) -> None:
-            if refusal is not None:
-                await send_problem(scope, send_, *refusal)
-                return
-            with provenance(**({"signed_instruction": signed} if signed is not None else {})):
-                if key is not None and principal is not None:
-                    await self.replays.run(scope, receive, send_, next_app, principal, key, body)
-                else:
-                    await next_app(scope, receive, send_)
-
-        if not audited or operation is None:
-            await run(send)
+        if refusal is not None:
+            await send_problem(scope, send, *refusal)
             return
-        await self._audited(scope, send, run, operation, principal, audit_policy.request_detail(body, decoded),
-                            signed)
+        key = (replays.idempotency_key(scope, req.decoded) if decoding and principal is not None
+               and operation is not None and operation in replays.keyed_operations(scope["app"]) else None)
+        if principal is None or not mutation:
+            await next_app(scope, receive, send)
+            return
+        # A mutation counts as under way for its participant until answered: a suspension waits for it, and
+        # once a suspension has begun the participant's new mutations are refused (exchange/core/suspension.py).
+        async with rt.mutations.mutation(principal.participant_id) as allowed:
+            if not allowed:
+                await send_problem(scope, send, 401, "unauthenticated", "this key's participant is suspended")
+                return
+            with provenance(**({"signed_instruction": req.signed} if req.signed is not None else {})):
+                if key is not None:
+                    await self.replays.run(scope, receive, send, next_app, principal, key, body)
+                else:
+                    await next_app(scope, receive, send)
 
     async def _audited(self, scope: Scope, send: Send, run: Callable[[Send], Awaitable[None]], operation: str,
-                       principal: Principal | None, request: dict[str, Any], signed: dict[str, Any] | None) -> None:
-        # Hold the (small) response until its audit row is committed; without the row, no answer.
+                       principal: Principal | None, req: _Request) -> None:
+        # Hold the (small) response until its audit row is committed; without the row, no answer. An
+        # exception anywhere in `run` (a check before the handler, the handler itself) is recorded as the
+        # 500 the client will get, then raised on to the app's error handler.
         messages: list[Message] = []
         status = 500
 
@@ -276,15 +352,18 @@ class SecurityMiddleware(ASGIMiddleware):
                 status = msg["status"]
             messages.append(msg)
 
+        req.audited = True
         recorded = False
         try:
             await run(capture)
         finally:
             response_body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-            ev = audit_policy.event(scope, operation, principal, status, request, response_body, signed)
+            ev = audit_policy.event(scope, operation, principal, status,
+                                    audit_policy.request_detail(req.body, req.decoded), response_body, req.signed)
             try:
                 async with scope["app"].state.rt.tx() as conn:
-                    if principal is None and status >= 400:  # keyless and refused: counted (see audit.py)
+                    # Keyless and refused, or rate limited: counted per address and minute (see audit.py).
+                    if status == 429 or (principal is None and status >= 400):
                         await audit_store.record_anonymous(conn, ev)
                     else:
                         await audit_store.append(conn, ev)

@@ -36,7 +36,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.security.signatures import request_target
 from exchange.core import idempotency
-from exchange.core.idempotency import MAX_CLIENT_ID, Answer
+from exchange.core.idempotency import Answer, valid_client_key
 from exchange.core.principal import Principal
 
 log = logging.getLogger("envx.security")
@@ -65,14 +65,14 @@ def request_digest(scope: Scope, body: bytes) -> bytes:
 
 def idempotency_key(scope: Scope, decoded: Any) -> str | None:
     """The key the services will use, if they will accept it (exchange.core.idempotency.require_client_id):
-    header and body agree, at most 128 printable characters. Otherwise the service refuses the request."""
+    header and body agree, 1-128 printable ASCII characters. Otherwise the service refuses the request."""
     header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"idempotency-key"), None)
     body = decoded.get("client_id") if isinstance(decoded, dict) else None
     body = body if isinstance(body, str) else None
     if header and body and header != body:
         return None
     key = header or body
-    return key if key and len(key) <= MAX_CLIENT_ID and key.isprintable() else None
+    return key if key and valid_client_key(key) else None
 
 
 async def send_answer(send: Send, answer: Answer, headers: list[tuple[bytes, bytes]] | None = None) -> None:

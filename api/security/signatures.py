@@ -46,7 +46,10 @@ from exchange.core.units import iso
 
 SCHEME = "envx-sig-v1"
 HEADER = "X-Envx-Signature"
-NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}", re.ASCII)
+# keyid and ts: ASCII digits only. str.isdigit() also takes "²" or "١" (which int() then refuses: a 500).
+_KEY_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
+_TS = re.compile(r"[0-9]{1,12}", re.ASCII)
 MAX_HEADER = 512
 # How long a participant's require_signatures flag is trusted from memory; changes through this process
 # clear it at once (as API key revocation does). The cache lives in the app's state: one per database.
@@ -81,10 +84,9 @@ def parse_header(value: str) -> SignatureHeader:
         fields[name] = v.strip()
     if set(fields) != {"keyid", "ts", "nonce", "sig"}:
         raise SignatureError("signature_malformed", f"{HEADER} needs exactly keyid, ts, nonce and sig")
-    if not (fields["keyid"].isdigit() and fields["ts"].isdigit()) or len(fields["keyid"]) > 18 \
-            or len(fields["ts"]) > 12:
-        raise SignatureError("signature_malformed", "keyid and ts are decimal integers")
-    if not NONCE.match(fields["nonce"]):
+    if not (_KEY_ID.fullmatch(fields["keyid"]) and _TS.fullmatch(fields["ts"])):
+        raise SignatureError("signature_malformed", "keyid and ts are decimal integers in ASCII digits")
+    if not NONCE.fullmatch(fields["nonce"]):
         raise SignatureError("signature_malformed", "nonce is 16-128 characters of A-Z a-z 0-9 _ -")
     try:
         sig = base64.b64decode(fields["sig"], validate=True)

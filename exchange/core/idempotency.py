@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,6 +28,12 @@ from exchange.core.errors import DomainError, Invalid
 from ledger.encoding import canonical_json
 
 MAX_CLIENT_ID = 128
+# What a caller's idempotency key may be: 1-128 printable ASCII characters (space to tilde), in the header
+# or the body's client_id alike.
+_CLIENT_KEY = re.compile(r"[\x20-\x7e]{1,128}")
+# Client ids the registry derives itself (the execution of operator action N, ...) start with this
+# character, which no caller's key may contain: a caller can never name, replay or pre-empt them.
+INTERNAL = "\u00a7"
 T = TypeVar("T")
 # The fields in which an answer shows a secret once: an API key's token, a half of an enrollment code, a
 # webhook's signing secret. No table keeps an answer holding one, and the audit trail redacts them.
@@ -44,9 +51,21 @@ def require_client_id(header: str | None, body_value: str | None) -> str:
     key = header or body_value
     if not key:
         raise Invalid("idempotency_key_required", "send an Idempotency-Key header or a client_id")
-    if len(key) > MAX_CLIENT_ID or not key.isprintable():
-        raise Invalid("invalid_idempotency_key", f"idempotency keys are 1-{MAX_CLIENT_ID} printable characters")
+    if not valid_client_key(key):
+        raise Invalid("invalid_idempotency_key",
+                      f"idempotency keys are 1-{MAX_CLIENT_ID} printable ASCII characters (space to ~)")
     return key
+
+
+def valid_client_key(key: str) -> bool:
+    """Whether a caller may use `key` as its idempotency key (never one of the registry's own, `internal`)."""
+    return _CLIENT_KEY.fullmatch(key) is not None
+
+
+def internal(*parts: object) -> str:
+    """A client id the registry derives for its own work, e.g. internal("operator-action", 7): in a
+    namespace no caller can type (callers' keys are ASCII; this starts with INTERNAL)."""
+    return INTERNAL + ":".join(str(p) for p in parts)
 
 
 def check_replay(stored: bytes | None, fp: bytes) -> None:

@@ -75,6 +75,7 @@ class Refusal(StrEnum):
     JSON_TOO_DEEP = "json_too_deep", 422, "arrays and objects in the body nest too deep"
     DUPLICATE_KEY = "duplicate_key", 422, "an object in the body names one key twice"
     INVALID_CHARACTERS = "invalid_characters", 422, "the body or a parameter is not UTF-8, has a lone surrogate or a NUL"
+    BODY_NOT_ALLOWED = "body_not_allowed", 422, "the operation takes no request body: send none, or {}"
     NUMBER_OUT_OF_RANGE = "number_out_of_range", 422, "an integer in the body is outside ±(2^53 - 1), or a number is too large"
     INVALID_INTEGER = "invalid_integer", 422, "an integer path or query parameter is not plain ASCII digits"
     PATH_PARAMETER_OUT_OF_RANGE = "path_parameter_out_of_range", 422, "an integer path parameter is beyond 2^53 - 1"
@@ -107,7 +108,7 @@ class Refusal(StrEnum):
     # --- idempotency ---------------------------------------------------------------------------------------
     IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required", 422, "a mutation needs an Idempotency-Key header or a client_id"
     IDEMPOTENCY_KEY_MISMATCH = "idempotency_key_mismatch", 422, "the Idempotency-Key header and the body's client_id differ"
-    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key", 422, "the idempotency key is empty, too long or not printable"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key", 422, "the idempotency key is not 1-128 printable ASCII characters (space to ~)"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict", 409, "this client id was already used for a different request"
 
     # --- participants, keys, enrollment, operator actions --------------------------------------------------
@@ -120,6 +121,8 @@ class Refusal(StrEnum):
     ID_DOCUMENT_CHECK_FAILED = "id_document_check_failed", 422, "the resident ID card number's check character does not match"
     ID_DOCUMENT_TAKEN = "id_document_taken", 409, "a participant with this identity document is already registered"
     PARTICIPANT_SUSPENDED = "participant_suspended", 409, "the participant is suspended"
+    INVALID_COUNTERPARTY = "invalid_counterparty", 422, "the participant named is of a kind this operation does not take (told to oversight; others get 404)"
+    IDENTIFIER_MISMATCH = "identifier_mismatch", 422, "the participant named is not registered under that USCC or identity document number (told to oversight; others get 404)"
     PARTICIPANT_ACTIVE = "participant_active", 409, "the participant is not suspended"
     CANNOT_SUSPEND_SELF = "cannot_suspend_self", 409, "an operator cannot suspend its own participant"
     NOT_AN_OPERATOR = "not_an_operator", 409, "the participant is not an operator; it enrolls with an enrollment code"
@@ -325,6 +328,7 @@ class Refusal(StrEnum):
     CLAIM_MOVED = "claim_moved", 409, "the claim moved to another pledge; retry"
     FREEZE_CHANGED = "freeze_changed", 409, "a court changed a freeze on the lot just now; retry"
     MARK_CONFLICT = "mark_conflict", 409, "the instrument is already marked at another price for that day"
+    VALUATION_OUT_OF_RANGE = "valuation_out_of_range", 422, "at this price a pledge's value would exceed 2^53 - 1 fen: no close is that high"
     QUERY_REQUIRED = "query_required", 422, "a public search names a holder, a credit code or a serial"
     QUERY_TOO_SHORT = "query_too_short", 422, "a name search needs the holder's whole name"
 

@@ -16,6 +16,7 @@ from exchange.core.provenance import LEDGER_META
 from exchange.core.refusal_text import refused
 from exchange.core.secrets import Credentials, KeyCache
 from exchange.core.settings import Settings
+from exchange.core.suspension import MutationGate
 from ledger import commands as c
 from ledger.checkpoints import CheckpointPublisher
 from ledger.note import Signer
@@ -55,6 +56,8 @@ class Runtime:
     key_cache: KeyCache = field(default_factory=KeyCache)
     # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
     inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+    # Mutations under way per participant, and those being suspended (exchange/core/suspension.py).
+    mutations: MutationGate = field(default_factory=MutationGate)
 
     async def submit(self, request: c.Request, *, own: Collection[int] | None = (),
                      counterparty: bool = False) -> Entry:

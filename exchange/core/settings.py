@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=86_400, description="How often expired pledges and freezes are swept.")
     pledge_deadline_warning_days: int = Field(
         default=90, ge=0, le=3650, description="Warn this many days before pledged units stop being usable.")
+    pledge_confirm_days: int = Field(
+        default=30, ge=1, le=366, description="A filed registration its pledgor has neither confirmed nor "
+        "declined lapses (expired) this many days after filing, or at the end of its term if that is sooner.")
     # Security (api/security): maker-checker, per-key rate limits, signed instructions.
     maker_checker: bool = Field(
         default=True, description="Deposits, withdrawals, instrument and market definitions, participant "

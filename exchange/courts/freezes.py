@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
-from exchange.core.idempotency import check_replay, fingerprint, replay_on_refusal
+from exchange.core.idempotency import INTERNAL, check_replay, fingerprint, replay_on_refusal
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, to_base, to_text
@@ -123,7 +123,8 @@ async def _replay(conn: AsyncConnection, who: Principal, client_id: str, fp: byt
 
 
 @translate_refusals
-async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int, instrument: str, quantity: str,
+async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int, holder_identifier: str | None,
+                 instrument: str, quantity: str,
                  serials: list[tuple[int, int]] | None, case_number: str, notice_number: str, term_start: date,
                  term_end: date, deduct_to_id: int | None) -> dict[str, Any]:
     if who.kind != "court":
@@ -135,11 +136,14 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
     named = rg.normalise(serials) if serials else []
     if named and rg.total(named) != qty:
         raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
-    holder = await participants.lookup(rt, holder_id)
-    if holder["kind"] not in HOLDER_KINDS or holder["holding_account"] is None:
-        raise Invalid("invalid_holder", f"participant {holder_id} holds no units")
+    # The court names the holder by id and registered identifier, as its notice does (the freeze shows the
+    # holder's name); anything else about it is the same 404 (participants.counterparty).
+    holder = await participants.counterparty(rt, who, holder_id, kinds=HOLDER_KINDS, identifier=holder_identifier,
+                                             identified=True)
+    if holder["holding_account"] is None:
+        raise NotFound("participant", holder_id)
     if deduct_to_id is not None:
-        await participants.lookup(rt, deduct_to_id)
+        await participants.counterparty(rt, who, deduct_to_id, kinds=HOLDER_KINDS)
     if term_end < term_start:
         raise Invalid("invalid_term", "the term must end on or after its start")
     if term_end < pledging.today():
@@ -181,7 +185,8 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
     entry = await rt.submit(c.Request(
         who.actor, c.CreateHold("freeze", holder["holding_account"], court_holding, instrument, qty, pieces,
                                 pledging.micros(expires)),
-        f"freeze:{client_id}", {"case_number": case_number, "notice_number": notice_number, "holder": holder["id"]}))
+        f"{INTERNAL}freeze:{client_id}",
+        {"case_number": case_number, "notice_number": notice_number, "holder": holder["id"]}))
     frozen = [list(r) for r in rg.normalise(json.loads(entry.meta).get("serials", []))]
     try:
         async with rt.tx() as conn:
@@ -203,7 +208,7 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
             done = await _replay(conn, who, client_id, fp)
         if done is None:
             # A concurrent freeze took the notice number first: lift the hold this request made.
-            await rt.submit(c.Request(who.actor, c.VoidHold(entry.seq), f"freeze:{client_id}:orphan",
+            await rt.submit(c.Request(who.actor, c.VoidHold(entry.seq), f"{INTERNAL}freeze:{client_id}:orphan",
                                       {"reason": "duplicate notice number"}))
             raise DomainError("duplicate_notice", f"notice {notice_number} already froze holdings") from None
         return await get(rt, who, done)
@@ -245,12 +250,12 @@ async def renew(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, 
             hold_id = None
             if blocks:  # a freeze left only with a claim on a pledge sale's surplus renews without units
                 void, hold = await rt.submit_linked([
-                    c.Request(who.actor, c.VoidHold(f["hold_id"]), f"freeze:{freeze_id}:renew-void",
+                    c.Request(who.actor, c.VoidHold(f["hold_id"]), f"{INTERNAL}freeze:{freeze_id}:renew-void",
                               {"freeze": freeze_id, "op": "renew"}),
                     c.Request(who.actor, c.CreateHold("freeze", hold_debit(blocks, f), court_account(who),
                                                       f["instrument"], f["quantity"], serials,
                                                       pledging.micros(expires)),
-                              f"freeze:{freeze_id}:renew", {"freeze": freeze_id, "op": "renew",
+                              f"{INTERNAL}freeze:{freeze_id}:renew", {"freeze": freeze_id, "op": "renew",
                                                             "notice_number": notice_number}),
                 ])
                 seqs, hold_id = [void.seq, hold.seq], hold.seq
@@ -309,14 +314,14 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
             moved = rg.take_lowest(free, amount)
             before = f["deducted_quantity"] or 0
             reqs = [c.Request(who.actor, c.PostHold(f["hold_id"], amount, keep_remainder=True),
-                              f"freeze:{freeze_id}:deduct:{before}",
+                              f"{INTERNAL}freeze:{freeze_id}:deduct:{before}",
                               {"freeze": freeze_id, "op": "deduct", "case_number": f["case_number"]})]
             if dest_id is not None and dest_id != who.participant_id:
-                dest = await participants.lookup(rt, dest_id)
+                dest = await participants.counterparty(rt, who, dest_id, kinds=HOLDER_KINDS)
                 pieces = tuple(rg.split_at(moved, await repo.block_bounds(conn, f["instrument"])))
                 reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest["holding_account"],
                                                             f["instrument"], amount, pieces),
-                                      f"freeze:{freeze_id}:deduct:{before}:onward",
+                                      f"{INTERNAL}freeze:{freeze_id}:deduct:{before}:onward",
                                       {"freeze": freeze_id, "op": "deduct", "to_participant": dest_id}))
             entries = await rt.submit_linked(reqs)
             left = f["quantity"] - amount
@@ -371,7 +376,8 @@ async def unfreeze(rt: Runtime, who: Principal, client_id: str, freeze_id: int, 
             units = await pledging.frozen_pledge_units(conn, f["hold_id"]) if f["hold_id"] else {}
             seqs = []
             if f["hold_id"] is not None:
-                entry = await rt.submit(c.Request(who.actor, c.VoidHold(f["hold_id"]), f"freeze:{freeze_id}:unfreeze",
+                entry = await rt.submit(c.Request(who.actor, c.VoidHold(f["hold_id"]),
+                                                  f"{INTERNAL}freeze:{freeze_id}:unfreeze",
                                                   {"freeze": freeze_id, "op": "unfreeze"}))
                 seqs = [entry.seq]
             await repo.update_freeze(conn, f["id"], status="unfrozen", resolved_at=pledging.now())
@@ -409,7 +415,7 @@ async def expire_due(rt: Runtime) -> list[int]:
                 seqs = []
                 if f["hold_id"] is not None:
                     entry = await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(f["hold_id"]),
-                                                      f"freeze:{freeze_id}:expire",
+                                                      f"{INTERNAL}freeze:{freeze_id}:expire",
                                                       {"freeze": freeze_id, "op": "expire"}))
                     seqs = [entry.seq]
                 await repo.update_freeze(conn, f["id"], status="expired", resolved_at=now)

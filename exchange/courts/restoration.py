@@ -46,12 +46,16 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
     required = to_base(data["required_quantity"], KG_DECIMALS, field="required_quantity")
     loss = (to_base(data["assessed_loss"], KG_DECIMALS, field="assessed_loss")
             if data.get("assessed_loss") else None)
-    payer = await participants.lookup(rt, data["payer_id"])
+    # The payer buys on the exchange; the court names it by id and registered identifier (the order's
+    # answer shows its name). Anything else about it is the same 404 (participants.counterparty).
+    payer = await participants.counterparty(rt, who, data["payer_id"], kinds=participants.HOLDER_KINDS,
+                                            identifier=data.get("payer_identifier"), identified=True)
     if data.get("designated_seller_id"):
-        await participants.lookup(rt, data["designated_seller_id"])
+        await participants.counterparty(rt, who, data["designated_seller_id"], kinds=participants.HOLDER_KINDS)
     if data["deadline"] < datetime.now(UTC).date():
         raise Invalid("invalid_deadline", "the deadline has passed")
-    fp = fingerprint({k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()})
+    fp = fingerprint({k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()
+                      if k != "payer_identifier"})  # how the payer was named is not what was ordered
 
     async def replay() -> dict[str, Any] | None:
         async with rt.read() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -164,6 +164,14 @@ async def due_pledges(conn: AsyncConnection, now: datetime) -> list[int]:
     unsold units go back once no listing or auction of them runs)."""
     rows = await conn.execute(text("""SELECT id FROM pledges WHERE expires_at <= :n
                                       AND status IN ('active', 'enforcing') ORDER BY id"""), {"n": now})
+    return [r.id for r in rows]
+
+
+async def lapsed_filings(conn: AsyncConnection, now: datetime, confirm_days: int) -> list[int]:
+    """Filings their pledgor neither confirmed nor declined in time (or whose term is over)."""
+    rows = await conn.execute(text("""SELECT id FROM pledges WHERE status = 'filed'
+                                      AND (created_at <= :lapse OR expires_at <= :n) ORDER BY id"""),
+                              {"n": now, "lapse": now - timedelta(days=confirm_days)})
     return [r.id for r in rows]
 
 

@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
-from exchange.core.idempotency import check_replay, fingerprint
+from exchange.core.idempotency import check_replay, fingerprint, internal
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, speak, stored_times, to_base, to_text
@@ -166,8 +166,9 @@ def _shown(view: dict[str, Any], decimals: int) -> dict[str, Any]:
 
 
 def _ledger_id(p: dict[str, Any], op: str) -> str:
-    # Derived from the row version: a retry of the same step replays, the next step gets a new id.
-    return f"pledge:{p['id']}:v{p['version'] + 1}:{op}"
+    # Derived from the row version: a retry of the same step replays, the next step gets a new id. In the
+    # registry's own namespace: no key of the caller's (whose actor it runs under) can pre-empt it.
+    return internal("pledge", p["id"], f"v{p['version'] + 1}", op)
 
 
 def _meta(p: dict[str, Any], op: str, **extra: Any) -> dict[str, Any]:
@@ -600,15 +601,26 @@ async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[st
 
 
 @translate_refusals
-async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, instrument: str, quantity: str,
+async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, pledgor_identifier: str | None,
+               instrument: str, quantity: str,
                serials: list[tuple[int, int]] | None, loan_contract: str, secured_amount: str, term_start: date,
                term_end: date, grace_days: int, references: list[tuple[str, str]], haircut_bps: int | None,
                warning_bps: int | None, margin_call_bps: int | None, liquidation_bps: int | None,
                transfer_on_default: bool, secured_scope: dict[str, Any] | None = None) -> dict[str, Any]:
     """The bank files; nothing is locked until the pledgor confirms. `secured_scope` is the contract's
-    担保范围 (pledges.scope; None: everything §389 covers), its caps in CNY decimal strings."""
+    担保范围 (pledges.scope; None: everything §389 covers), its caps in CNY decimal strings.
+
+    The bank names its client by id *and* registered identifier (USCC, or a person's identity document
+    number), as in the loan contract: an unknown id, a wrong identifier, a participant that cannot pledge
+    or is suspended are all the same 404 (participants.counterparty), so filing tells a bank nothing about
+    a participant it did not already know. A filing locks nothing, is seen by the bank and the pledgor only,
+    and lapses unless the pledgor confirms it within ENVX_PLEDGE_CONFIRM_DAYS (it may decline it at once)."""
     if who.kind != "bank":
         raise Forbidden("only a bank files pledge registrations")
+    if pledgor_id == who.participant_id:
+        raise Invalid("invalid_pledgor", "a bank does not pledge units to itself")
+    await participants.counterparty(rt, who, pledgor_id, kinds=PLEDGOR_KINDS, identifier=pledgor_identifier,
+                                    identified=True)
     inst = await instruments.get(rt, instrument)
     if inst["kind"] == "currency":
         raise Invalid("not_pledgeable", "cash is not pledged in this registry; pledge credits or allowances")
@@ -625,11 +637,6 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
                               "never be pledged", retired=[{"start": r["start_serial"], "end": r["end_serial"],
                                                             "entry_seq": r["retired_seq"]} for r in retired])
     scope = _scope_in(secured_scope)
-    pledgor = await participants.lookup(rt, pledgor_id)
-    if pledgor["kind"] not in PLEDGOR_KINDS or pledgor_id == who.participant_id:
-        raise Invalid("invalid_pledgor", f"participant {pledgor_id} ({pledgor['kind']}) cannot pledge units to you")
-    if pledgor["status"] != "active":
-        raise DomainError("participant_suspended", f"participant {pledgor_id} is suspended")
     fen = to_base(secured_amount, CNY_DECIMALS, field="secured_amount")
     if term_end < term_start:
         raise Invalid("invalid_term", "the term must end on or after its start")
@@ -694,6 +701,9 @@ async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -
         lifecycle.require(p["status"], "confirm")
         if now() >= _dt(p["expires_at"]):
             raise DomainError("pledge_expired", "the registration's term ended before the pledgor confirmed it")
+        if now() >= _confirm_by(rt, p):
+            raise DomainError("pledge_expired", f"the filing lapsed at {iso(_confirm_by(rt, p))}: the pledgor "
+                              f"did not confirm it within {rt.settings.pledge_confirm_days} days; the bank files again")
         escrow = await escrow_account(rt, p["pledgee_id"])
         holding = await _account(rt, p["pledgor_id"], "holding")
         serials = await _pieces(conn, p["instrument"], _ranges(p["requested_serials"]), holding)
@@ -714,6 +724,11 @@ async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -
                       actor=who.actor, seqs=[entry.seq], client_id=client_id, fp=fp)
 
     return await _mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+def _confirm_by(rt: Runtime, p: dict[str, Any]) -> datetime:
+    """When a filing lapses unless confirmed: ENVX_PLEDGE_CONFIRM_DAYS after it was filed."""
+    return _dt(p["created_at"]) + timedelta(days=rt.settings.pledge_confirm_days)
 
 
 @translate_refusals
@@ -1147,11 +1162,18 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
     The exchange's end-of-day close calls this too. Repeating it for the same day is a no-op (the mark
     and each valuation are keyed by day); a different price for a day already marked is refused.
     The cure deadline of a margin call is the next open unless the caller (who knows the calendar) says.
+
+    One transaction: the mark and every pledge's valuation and events commit together or not at all. The
+    pledges are locked in id order (as every other path locks one of them); each is valued before anything
+    is written, and a price that would value one beyond pledges.valuation.MAX_VALUE is refused whole.
     """
     if price_fen <= 0:
         raise Invalid("invalid_price", "the price must be positive")
     await instruments.get(rt, instrument)
     fp = fingerprint({"op": "revalue", "instrument": instrument, "price": price_fen, "as_of": as_of.isoformat()})
+    deadline = cure_deadline or val.next_open(as_of)
+    horizon = rt.settings.pledge_deadline_warning_days
+    results = []
     async with rt.tx() as conn:
         if client_id is not None:
             prior = await repo.mark_by_client(conn, actor, client_id)
@@ -1160,21 +1182,20 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
         existing = await repo.mark(conn, instrument, as_of)
         if existing is not None and existing.price != price_fen:
             raise DomainError("mark_conflict", f"{instrument} is already marked at {_cny(existing.price)} for {as_of}")
-        if existing is None:
-            await repo.insert_mark(conn, instrument, as_of, price_fen, actor, client_id, fp)
-        ids = await repo.live_pledges_of_instrument(conn, instrument)
-    deadline = cure_deadline or val.next_open(as_of)
-    horizon = rt.settings.pledge_deadline_warning_days
-    results = []
-    for pledge_id in ids:
-        async with rt.tx() as conn:
+        marked = []
+        for pledge_id in await repo.live_pledges_of_instrument(conn, instrument):
             p = await repo.lock_pledge(conn, pledge_id)
             if p is None or p["status"] not in lifecycle.LOCKED:
                 continue
             if (p["enforcement"] or {}).get("method") == "exchange":
                 continue  # the units already left the pledgor: nothing to mark any more
             haircut = p["effective_haircut_bps"]
-            value = val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, _years(p))
+            value = val.check_value(val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, _years(p)),
+                                    f"the collateral of pledge {p['number']}")
+            marked.append((p, haircut, value))
+        if existing is None:
+            await repo.insert_mark(conn, instrument, as_of, price_fen, actor, client_id, fp)
+        for p, haircut, value in marked:
             ratio = val.ratio_bps(value, p["secured_amount"])
             th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
             level = val.level(value, p["secured_amount"], th)
@@ -1546,12 +1567,10 @@ async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: d
                         price: str | None, buyer_id: int | None, client_id: str, fp: bytes) -> None:
     if price is None or buyer_id is None:
         raise Invalid("sale_terms_required", "a negotiated sale names the buyer and the price")
-    buyer = await participants.lookup(rt, buyer_id)
-    if buyer["kind"] not in BUYER_KINDS or buyer_id in (p["pledgor_id"], p["pledgee_id"]):
-        raise Invalid("invalid_buyer", "the buyer must be a third party that can hold units (the bank itself "
-                      "takes the units with method transfer)")
-    if buyer["status"] != "active":
-        raise DomainError("participant_suspended", f"participant {buyer_id} is suspended")
+    if buyer_id in (p["pledgor_id"], p["pledgee_id"]):
+        raise Invalid("invalid_buyer", "the buyer must be a third party (the bank itself takes the units with "
+                      "method transfer)")
+    await participants.counterparty(rt, who, buyer_id, kinds=BUYER_KINDS)
     price_fen = to_base(price, CNY_DECIMALS, field="price")
     proceeds = _notional(price_fen, p["quantity"], p)
     courts = await _courts_on_lot(conn, rt, p)
@@ -1730,7 +1749,7 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
         plan.update(serials=tuple(rg.take_lowest(free, qty)), qty=qty, number=p["number"],
                     escrow=e["escrow_account"], decimals=p["decimals"], mode=mode)
 
-    order_cid = f"enforcement:{pledge_id}:{client_id}"  # the market's own idempotency covers a retry
+    order_cid = internal("enforcement", pledge_id, client_id)  # the market's own idempotency covers a retry
     async with rt.read() as conn:
         placed_before = await repo.order_by_client(conn, who.participant_id, order_cid)
     if placed_before is None:
@@ -1948,7 +1967,8 @@ async def expire_due(rt: Runtime, at: datetime | None = None) -> list[int]:
     at = at or now()
     async with rt.read() as conn:
         ids = await repo.due_pledges(conn, at)
-    done = []
+        filings = await repo.lapsed_filings(conn, at, rt.settings.pledge_confirm_days)
+    done = await _lapse(rt, filings, at)
     for pledge_id in ids:
         try:
             async with rt.tx() as conn:
@@ -1982,6 +2002,21 @@ async def expire_due(rt: Runtime, at: datetime | None = None) -> list[int]:
             log.warning("pledge %s not expired: %s %s", pledge_id, exc.code, exc.message)
     if done:
         kick(rt)
+    return done
+
+
+async def _lapse(rt: Runtime, ids: list[int], at: datetime) -> list[int]:
+    """Filings not confirmed in time expire: nothing was locked, so nothing is released; the bank and the
+    pledgor hear of it."""
+    done = []
+    for pledge_id in ids:
+        async with rt.tx() as conn:
+            p = await repo.lock_pledge(conn, pledge_id)
+            if p is None or p["status"] != lifecycle.FILED or min(_confirm_by(rt, p), _dt(p["expires_at"])) > at:
+                continue
+            await _record(conn, p, "expired", {}, info={"lapsed": "not_confirmed", "filed_at": p["created_at"]},
+                          actor=SYSTEM_ACTOR, notify=(p["pledgor_id"],))
+            done.append(pledge_id)
     return done
 
 

@@ -18,9 +18,12 @@ Claiming: due rows are leased (next attempt pushed `LEASE` ahead, attempts count
 `FOR UPDATE SKIP LOCKED` and committed before any HTTP call, so two workers never send the same row
 at the same time and a worker that dies mid-send only delays the row by the lease.
 
-Destinations: a webhook goes to the public Internet only. A URL whose host is, or resolves to, a
-loopback, link-local, private, shared (CGNAT), multicast, reserved or unspecified address -- IPv4 or
-IPv6, including IPv4-mapped, 6to4, Teredo and NAT64 forms -- is refused when the bank sets it and again
+Destinations: a webhook goes to the public Internet only. A URL whose host is, or resolves to, an
+address in a block of the IANA special-purpose registries (IPv4: private, shared/CGNAT, loopback,
+link-local, IETF protocol assignments, documentation, benchmarking, AS112, AMT, 6to4 relay, multicast,
+class E; IPv6: anything outside global unicast 2000::/3 -- unique-local, link-local, site-local, multicast,
+the local NAT64 prefix -- and 2001::/23 (Teredo included), documentation, AS112 inside it), or an IPv6 form
+of a forbidden IPv4 address (IPv4-mapped, 6to4, NAT64 64:ff9b::/96) is refused when the bank sets it and again
 at every delivery (the name is resolved anew, checked, and the connection made to the very address
 checked, so a DNS answer that changes in between cannot redirect it), unless an operator lists the host
 in ENVX_WEBHOOK_ALLOWED_HOSTS. Redirects are not followed. A failed delivery is recorded with a fixed
@@ -70,6 +73,45 @@ HTTP_STATUS = "http_status"                  # the receiver answered, not 2xx: "
 REASONS = frozenset({DESTINATION_REFUSED, CONNECT_FAILED, TIMEOUT})
 _HTTP_REASON = re.compile(r"http_status:[1-5][0-9][0-9]")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_6TO4 = ipaddress.IPv6Network("2002::/16")
+# IPv6: only global unicast (2000::/3) is ever a destination -- that leaves out unique-local fc00::/7,
+# link-local fe80::/10, site-local fec0::/10 (deprecated, but Python's ipaddress calls it global),
+# multicast ff00::/8, discard-only 100::/64, the local NAT64 prefix 64:ff9b:1::/48 and everything not yet
+# allocated -- plus the forms that carry an IPv4 address, judged by that address: IPv4-mapped and the
+# well-known NAT64 prefix (a DNS64 resolver's answer for an IPv4-only host).
+_IPV6_GLOBAL = ipaddress.IPv6Network("2000::/3")
+# Inside 2000::/3, the IANA IPv6 Special-Purpose Address Registry's blocks (and 6to4, judged by its IPv4).
+_IPV6_SPECIAL = tuple(ipaddress.IPv6Network(n) for n in (
+    "2001::/23",       # IETF protocol assignments: Teredo 2001::/32, PCP/TURN/DNS-SD anycast 2001:1::1-3,
+                       # benchmarking 2001:2::/48, AMT 2001:3::/32, AS112 2001:4:112::/48, ORCHID(v2) 2001:10::/28
+                       # and 2001:20::/28, drone remote ID 2001:30::/28
+    "2001:db8::/32",   # documentation
+    "2620:4f:8000::/48",  # AS112 direct delegation
+    "3fff::/20",       # documentation (RFC 9637)
+))
+# IPv4: the IANA IPv4 Special-Purpose Address Registry, whole blocks (their anycast services too: a
+# webhook is for a bank's own server), plus multicast and the old class E.
+_IPV4_SPECIAL = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8",        # "this network"
+    "10.0.0.0/8",       # private
+    "100.64.0.0/10",    # shared address space (CGNAT)
+    "127.0.0.0/8",      # loopback
+    "169.254.0.0/16",   # link-local (cloud metadata services)
+    "172.16.0.0/12",    # private
+    "192.0.0.0/24",     # IETF protocol assignments (DS-Lite, PCP and TURN anycast, NAT64 discovery ...)
+    "192.0.2.0/24",     # documentation TEST-NET-1
+    "192.31.196.0/24",  # AS112
+    "192.52.193.0/24",  # AMT
+    "192.88.99.0/24",   # deprecated 6to4 relay anycast
+    "192.168.0.0/16",   # private
+    "192.175.48.0/24",  # AS112 direct delegation
+    "198.18.0.0/15",    # benchmarking
+    "198.51.100.0/24",  # documentation TEST-NET-2
+    "203.0.113.0/24",   # documentation TEST-NET-3
+    "224.0.0.0/4",      # multicast
+    "240.0.0.0/4",      # reserved (class E), with the limited broadcast 255.255.255.255
+))
 
 
 class DeliveryFailed(Exception):
@@ -89,21 +131,20 @@ def public_reason(recorded: str | None) -> str | None:
 
 
 def forbidden_address(address: str) -> bool:
-    """Whether a webhook may not go to this IP address: anything not globally routable, and the
-    IPv4 address inside an IPv4-mapped, 6to4, Teredo or NAT64 IPv6 address is judged as well."""
+    """Whether a webhook may not go to this IP address: an IPv4 address in a special-purpose block
+    (`_IPV4_SPECIAL`), an IPv6 address outside global unicast or in a special-purpose block inside it
+    (`_IPV6_SPECIAL`), or an IPv6 address that carries a forbidden IPv4 one (IPv4-mapped, 6to4, NAT64).
+    Python's own `is_global` is consulted as well, never instead: it calls fec0::/10 global."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone index ("fe80::1%eth0") is link-local anyway
-    inner: list[ipaddress.IPv4Address] = []
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            inner.append(ip.ipv4_mapped)
-        if ip.sixtofour is not None:
-            inner.append(ip.sixtofour)
-        if ip.teredo is not None:
-            inner.append(ip.teredo[1])
-        if ip in _NAT64:
-            inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return any(a.is_loopback or a.is_link_local or a.is_private or a.is_multicast or a.is_unspecified
-               or a.is_reserved or not a.is_global for a in (ip, *inner))
+    if isinstance(ip, ipaddress.IPv4Address):
+        return not ip.is_global or any(ip in n for n in _IPV4_SPECIAL)
+    if ip in _IPV4_MAPPED or ip in _NAT64:
+        return forbidden_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    if ip not in _IPV6_GLOBAL or any(ip in n for n in _IPV6_SPECIAL):
+        return True
+    if ip in _6TO4:
+        return forbidden_address(str(ipaddress.IPv4Address((int(ip) >> 80) & 0xFFFFFFFF)))
+    return not ip.is_global
 
 
 def host_allowed(host: str, allowed: Iterable[str]) -> bool:

@@ -127,9 +127,8 @@ async def request(rt: Runtime, who: Principal, client_id: str, *, instrument: st
     attrs = instrument_kinds.batch_attributes(inst["kind"], attributes, inst["attributes"])
     claims = instrument_kinds.claims(inst["kind"], attrs)
     qty = to_base(quantity, inst["decimals"])
-    holder = await participants.lookup(rt, holder_id)
-    if holder["kind"] not in ("enterprise", "issuer", "operator"):
-        raise DomainError("invalid_holder", "batches are issued to an enterprise, issuer or operator holder", 422)
+    # An enterprise, issuer or operator holder, active: any other id is the same 404 (participants.counterparty).
+    await participants.counterparty(rt, who, holder_id, kinds=participants.ISSUANCE_HOLDER_KINDS)
     origin = origin_of(origin_registry, origin_serials, origin_reference)
     if origin is not None and qty != (origin.end - origin.start + 1) * 10 ** inst["decimals"]:
         raise Invalid("origin_quantity_mismatch", f"origin serials {origin.start}-{origin.end} are "

@@ -70,9 +70,8 @@ async def transfer(rt: Runtime, who: Principal, client_id: str, *, to_participan
         raise Forbidden("this participant kind holds no units")
     inst = await instruments.get(rt, instrument)
     amount = to_base(quantity, inst["decimals"])
-    dest = await participants.lookup(rt, to_participant)
-    if dest["status"] != "active":
-        raise DomainError("participant_suspended", f"participant {to_participant} is suspended")
+    # A holder (not an auditor, who only looks), active; any other id is 404 like one that does not exist.
+    dest = await participants.counterparty(rt, who, to_participant, kinds=participants.HOLDER_KINDS)
     meta: dict[str, Any] = {"to_participant": to_participant}
     if memo:
         meta["memo"] = memo

@@ -28,8 +28,9 @@ admission, new enrollment codes, reinstatement (issuance has its own request/app
 exchange/registry/issuance.py, between an issuer and an operator). A proposal is stored with its payload and a
 plain summary of what will happen; approval by a *different* operator runs the same service function
 the direct call would (exchange.registry.cash.record, instruments.define, markets.define, participants.create,
-...) under a client id derived from the action, so approving twice, or again after a crash, executes
-once. The ledger entry carries `operator_action` = {id, proposed_by, approved_by} in its meta
+...) under a client id derived from the action (`execution_id`, in a namespace no client can type), so
+approving twice, or again after a crash, executes once, and no request of the proposer's is ever taken
+for the execution. The ledger entry carries `operator_action` = {id, proposed_by, approved_by} in its meta
 (exchange/core/provenance.py).
 
 ENVX_MAKER_CHECKER=false turns proposals off (the endpoints act at once, and one operator receives both
@@ -48,6 +49,7 @@ from typing import Any
 from sqlalchemy import text
 
 from exchange.core.errors import DomainError, Forbidden, NotFound
+from exchange.core.idempotency import internal
 from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
 from exchange.core.runtime import Runtime
@@ -154,7 +156,7 @@ async def _check_reinstatement(rt: Runtime, p: Payload) -> None:
 
 async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
     return await participants.reinstate(rt, maker.actor, cid, p["participant_id"], p["reason"],
-                                        approved_by=checker.actor, operator_action_id=int(cid.split(":")[1]))
+                                        approved_by=checker.actor, operator_action_id=int(cid.rsplit(":", 1)[1]))
 
 
 KINDS: dict[str, Kind] = {
@@ -184,6 +186,13 @@ KINDS: dict[str, Kind] = {
         _check_reinstatement, lambda p: f"reinstate suspended participant {p['participant_id']} ({p['reason']})",
         _reinstate),
 }
+
+
+def execution_id(action_id: int) -> str:
+    """The client id under which approved action `action_id` runs its service function, as the proposer.
+    It is in the registry's own namespace (exchange.idempotency.internal): no Idempotency-Key a client
+    can send equals it, so no request of the proposer's can be taken for the execution, or the reverse."""
+    return internal("operator-action", action_id)
 
 
 def _json(value: Any) -> str:
@@ -302,8 +311,7 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
         meta = {"id": action_id, "kind": row.kind, "proposed_by": row.proposed_by, "approved_by": who.actor}
         try:
             with provenance(operator_action=meta):
-                result = await k.execute(rt, _maker(row.proposed_by), who, f"operator-action:{action_id}",
-                                         row.payload)
+                result = await k.execute(rt, _maker(row.proposed_by), who, execution_id(action_id), row.payload)
             if k.enrolls is not None:
                 code = await credentials.code_of_action(conn, action_id)
                 second_half = await credentials.complete_code(conn, rt, code.id, k.enrolls(row.payload, result),

@@ -64,7 +64,8 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
         else:
             if prepare is not None:
                 order = await prepare()
-            seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp})
+            seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp},
+                                                actor=who.participant_id)
             rejected = [e for e in events if e[0] == ev.REJECTED]
             if rejected:
                 raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
@@ -116,8 +117,8 @@ async def quote(rt: Runtime, who: Principal, market_id: str, client_id: str, *, 
     _gate(seq)
     m = seq.market
     p, q = to_base(price, 2, field="price"), to_base(quantity, m.decimals)
-    for c in counterparties:
-        await participants.lookup(rt, c)
+    for c in counterparties:  # traders the quoter names; anyone else is the same 404 as an unknown id
+        await participants.counterparty(rt, who, c, kinds=TRADERS)
     pid = who.participant_id
     return await submit_plain(rt, who, market_id, client_id,
                               lambda qid: mc.Quote(qid, pid, side, p, q, audience, tuple(counterparties)),

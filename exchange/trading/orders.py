@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from exchange.core import units
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
-from exchange.core.idempotency import fingerprint
+from exchange.core.idempotency import fingerprint, internal
 from exchange.core.principal import Principal
 from exchange.core.refusal_text import refused
 from exchange.core.runtime import Runtime, ledger_error
@@ -226,7 +226,8 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
            "cash_account": escrow.account if escrow else who.cash_account, "client_id": client_id,
            "fingerprint": fp.hex(), "purpose": purpose, "parent": parent}
     try:
-        out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id))
+        out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id),
+                                      actor=who.participant_id)
     except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
         raise refused(rej, own=(account,)) from None
     except Exception as exc:
@@ -291,7 +292,7 @@ async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id
         return
     try:
         if await _journaled_row(rt, who, client_id) is None:
-            await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), f"void:{hold_id}"))
+            await rt.submit(lc.Request(who.actor, lc.VoidHold(hold_id), internal("void", hold_id)))
     except Exception:
         pass
 
@@ -383,9 +384,9 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
         make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose, fp_payload=fp_payload))
 
 
-async def _change(seq: MarketSequencer, cmd: Any) -> ev.Event | None:
+async def _change(seq: MarketSequencer, who: Principal, cmd: Any) -> ev.Event | None:
     """Send a cancel or reduce of a resting order; its refusal event, if the engine refused it."""
-    _, events, _row = await seq.submit(lambda _s: cmd)  # 503 market_unavailable / market_stopped
+    _, events, _row = await seq.submit(lambda _s: cmd, actor=who.participant_id)  # 503 market_unavailable / ...
     return next((e for e in events if e[0] == ev.REJECTED), None)
 
 
@@ -396,7 +397,7 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
         raise NotFound("order", order_id)  # another's order: as if there were none
     if row["status"] == "open":
         owner = row["participant_id"]
-        rejected = await _change(seq, mc.Cancel(order_id, owner))
+        rejected = await _change(seq, who, mc.Cancel(order_id, owner))
         row = await _order_row(rt, market_id, order_id)
         assert row is not None
         # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
@@ -416,7 +417,7 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
         raise DomainError("order_not_open", f"order {order_id} is {row['status']}")
     new_open = to_base(quantity, seq.market.decimals)
     owner = row["participant_id"]
-    rejected = await _change(seq, mc.Reduce(order_id, new_open, owner))
+    rejected = await _change(seq, who, mc.Reduce(order_id, new_open, owner))
     if rejected:
         raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
     row = await _order_row(rt, market_id, order_id)

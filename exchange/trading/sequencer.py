@@ -41,6 +41,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import text
 
+from exchange.core import suspension
 from exchange.core.database import asyncpg_dsn, database_unreachable
 from exchange.core.errors import DomainError
 from exchange.core.runtime import Runtime
@@ -177,6 +178,20 @@ class Submission:
     # (participant, client id) of a new order: if an order was already journaled under it, the
     # submission is answered with that row (a Replay) instead of being journaled again.
     lookup: tuple[int, str] | None = None
+    # The participant whose request this is (None: the exchange's own, e.g. a session change); it, and
+    # every participant a new order or deal names, must be active when the command is journaled.
+    actor: int | None = None
+    # Not a command: cancel what this participant has resting here (`sweep`), at this point of the queue.
+    sweep: int | None = None
+
+    def participants(self) -> set[int]:
+        ids = set() if self.actor is None else {self.actor}
+        for ctx in (self.order, *((self.order or {}).get("extra", ()))):
+            if ctx and ctx.get("participant_id") is not None:
+                ids.add(int(ctx["participant_id"]))
+        if self.client is not None:
+            ids.add(int(self.client["p"]))
+        return ids
 
 
 @dataclass(slots=True, frozen=True)
@@ -188,6 +203,35 @@ class Replay:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _consumed(f: asyncio.Future[Any]) -> None:
+    """For futures nobody awaits: a refusal (already released by the caller) is no news."""
+    if not f.cancelled():
+        f.exception()
+
+
+def _when_all(target: asyncio.Future[Any], futures: list[asyncio.Future[Any]]) -> None:
+    """Resolve `target` with how many `futures` there are once all are done (or with the first failure)."""
+    if not futures:
+        target.set_result(0)
+        return
+    left = len(futures)
+
+    def done(f: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if target.done():
+            return
+        if not f.cancelled() and f.exception() is not None:
+            target.set_exception(f.exception())  # type: ignore[arg-type]
+        elif f.cancelled():
+            target.cancel()
+        elif left == 0:
+            target.set_result(len(futures))
+
+    for f in futures:
+        f.add_done_callback(done)
 
 
 class SettlementRefused(RuntimeError):
@@ -296,25 +340,87 @@ class MarketSequencer:
                            f"{type(exc).__name__}: {exc}", 503)
 
     async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None,
-                     client: dict[str, Any] | None = None) -> tuple[int, list[ev.Event], dict[str, Any] | None]:
-        out = await self.submit_funded(make, order, client=client)
+                     client: dict[str, Any] | None = None, *, actor: int | None = None,
+                     ) -> tuple[int, list[ev.Event], dict[str, Any] | None]:
+        out = await self.submit_funded(make, order, client=client, actor=actor)
         assert not isinstance(out, Replay)
         return out
 
     async def submit_funded(self, make: Callable[[int], Any], order: dict[str, Any] | None = None, *,
                             hold: lc.Request | None = None, lookup: tuple[int, str] | None = None,
-                            client: dict[str, Any] | None = None,
+                            client: dict[str, Any] | None = None, actor: int | None = None,
                             ) -> tuple[int, list[ev.Event], dict[str, Any] | None] | Replay:
         """Submit a command; with `hold`, the sequencer creates the hold first (batched with the holds of
-        the other orders in its batch), with `lookup` it answers a retry from the journaled row."""
+        the other orders in its batch), with `lookup` it answers a retry from the journaled row. `actor`:
+        the participant asking (exchange/core/suspension.py: it must be active when the command is journaled)."""
+        self._check_running()
+        sub = Submission(make, order, asyncio.get_running_loop().create_future(), client, hold, lookup, actor)
+        self.queue.put_nowait(sub)
+        return await sub.future
+
+    def _check_running(self) -> None:
         if self.stopped is not None:
             raise self.stopped_error()
         if self.task is None or self.task.done() or self.finisher is None or self.finisher.done():
             raise DomainError("market_unavailable", f"market {self.market.id} is not running now; retry with the "
                               "same Idempotency-Key", 503)
-        sub = Submission(make, order, asyncio.get_running_loop().create_future(), client, hold, lookup)
+
+    async def sweep(self, participant_id: int) -> int:
+        """Cancel the participant's open orders and listings and withdraw its block quotes, releasing their
+        holds; answered once that is settled. Queued like a command, so whatever of the participant's was
+        journaled before is included (and nothing of it can be journaled after: see `_admit`). How many."""
+        self._check_running()
+        sub = Submission(lambda _s: None, future=asyncio.get_running_loop().create_future(), sweep=participant_id)
         self.queue.put_nowait(sub)
-        return await sub.future
+        return await sub.future  # type: ignore[return-value]
+
+    def _resting(self, participant_id: int) -> list[Any]:
+        """The cancels of what the participant has resting in this market now."""
+        quotes = getattr(self.engine, "quotes", None)
+        if quotes is not None:  # block negotiation: its quotes (withdrawing one closes its negotiations)
+            return [mc.Cancel(int(q["quote_id"]), participant_id) for q in quotes(participant_id)
+                    if q["account"] == participant_id]
+        return [mc.Cancel(o.id, participant_id) for o in sorted(self.orders.values(), key=lambda o: o.id)
+                if o.participant_id == participant_id and o.status == "open" and o.kind in ("order", "listing")]
+
+    def _expand_sweeps(self, items: list[Submission]) -> list[Submission]:
+        if all(it.sweep is None for it in items):
+            return items
+        loop = asyncio.get_running_loop()
+        out: list[Submission] = []
+        for it in items:
+            if it.sweep is None:
+                out.append(it)
+                continue
+            cancels = [Submission(lambda _s, cmd=cmd: cmd, future=loop.create_future())
+                       for cmd in self._resting(it.sweep)]
+            out += cancels
+            _when_all(it.future, [c.future for c in cancels])
+        return out
+
+    async def _admit(self, conn: asyncpg.Connection, items: list[Submission]) -> list[Submission]:
+        """Inside the journal transaction: refuse the commands of participants that are not active (their
+        funding is released), keep the rest."""
+        stopped = await suspension.inactive(conn, (p for it in items for p in it.participants()))
+        if not stopped:
+            return items
+        keep = []
+        for it in items:
+            who = it.participants() & stopped
+            if not who:
+                keep.append(it)
+                continue
+            holds = [ctx.get("hold_id") for ctx in (it.order, *((it.order or {}).get("extra", ()))) if ctx]
+            for hold in holds:
+                if hold is not None:  # named like every release: a hold is resolved once
+                    with contextlib.suppress(WriterUnavailable):  # then the hub voids it when it starts
+                        self.rt.writer.enqueue([lc.Request(self.actor, lc.VoidHold(hold),
+                                                           f"{self.market.id}:release:hold:{hold}")]
+                                               ).add_done_callback(_consumed)
+            if not it.future.done():
+                it.future.set_exception(DomainError(
+                    "participant_suspended", f"participant {min(who)} is suspended: nothing was done"))
+        return keep
 
     # ------------------------------------------------------------------ recovery
 
@@ -473,40 +579,44 @@ class MarketSequencer:
         return await self.rt.writer.enqueue([hold])  # enqueue raises at once if the writer is down
 
     async def _process(self, items: list[Submission]) -> None:
-        items = await self._prefund(items)
+        items = await self._prefund(self._expand_sweeps(items))
         if not items:
             return
         ts = _now_us()
-        seq = self.last_seq
-        staged: list[tuple[int, Any, Submission]] = []
-        journal: list[dict[str, Any]] = []
-        new_orders: list[dict[str, Any]] = []
         day = self.trading_day or date.today()
-        for it in items:
-            seq += 1
-            cmd = it.make(seq)
-            payload = encode_command(cmd)
-            if it.order is not None:
-                payload["order"] = it.order
-            if it.client is not None:
-                payload["client"] = it.client
-            if it.order is not None and it.order.get("kind"):
-                o = it.order
-                new_orders.append({
-                    "id": seq, "m": self.market.id, "p": o["participant_id"], "kind": o["kind"], "side": o["side"],
-                    "type": o.get("type", "limit"), "tif": o.get("tif", "day"), "price": o.get("price"),
-                    "qty": o["qty"], "hold": o.get("hold_id"), "hold_amount": o.get("hold_amount", 0),
-                    "purpose": json.dumps(o.get("purpose"), ensure_ascii=False) if o.get("purpose") else None,
-                    "day": day, "cid": o["client_id"], "fp": bytes.fromhex(o["fingerprint"]),
-                    "parent": o.get("parent")})
-            journal.append({"m": self.market.id, "seq": seq, "ts": ts, "c": json.dumps(payload, ensure_ascii=False)})
-            staged.append((seq, cmd, it))
         # Raw asyncpg and COPY on the market's own connection: this transaction is on every order's path.
         conn = await self._connection("journal")
         async with conn.transaction():
-            await conn.copy_records_to_table(
-                "market_journal", columns=["market_id", "seq", "ts", "command"],
-                records=[(j["m"], j["seq"], j["ts"], j["c"]) for j in journal])
+            items = await self._admit(conn, items)
+            seq = self.last_seq
+            staged: list[tuple[int, Any, Submission]] = []
+            journal: list[dict[str, Any]] = []
+            new_orders: list[dict[str, Any]] = []
+            for it in items:
+                seq += 1
+                cmd = it.make(seq)
+                payload = encode_command(cmd)
+                if it.order is not None:
+                    payload["order"] = it.order
+                if it.client is not None:
+                    payload["client"] = it.client
+                if it.order is not None and it.order.get("kind"):
+                    o = it.order
+                    new_orders.append({
+                        "id": seq, "m": self.market.id, "p": o["participant_id"], "kind": o["kind"],
+                        "side": o["side"], "type": o.get("type", "limit"), "tif": o.get("tif", "day"),
+                        "price": o.get("price"), "qty": o["qty"], "hold": o.get("hold_id"),
+                        "hold_amount": o.get("hold_amount", 0),
+                        "purpose": json.dumps(o.get("purpose"), ensure_ascii=False) if o.get("purpose") else None,
+                        "day": day, "cid": o["client_id"], "fp": bytes.fromhex(o["fingerprint"]),
+                        "parent": o.get("parent")})
+                journal.append({"m": self.market.id, "seq": seq, "ts": ts,
+                                "c": json.dumps(payload, ensure_ascii=False)})
+                staged.append((seq, cmd, it))
+            if journal:
+                await conn.copy_records_to_table(
+                    "market_journal", columns=["market_id", "seq", "ts", "command"],
+                    records=[(j["m"], j["seq"], j["ts"], j["c"]) for j in journal])
             if new_orders:
                 await conn.copy_records_to_table(
                     "orders",
@@ -517,6 +627,8 @@ class MarketSequencer:
                               o["qty"], "open", o["hold"], o["hold_amount"], o["purpose"], o["day"], o["cid"], o["fp"],
                               o["parent"])
                              for o in new_orders])
+        if not staged:
+            return
         self.last_seq = seq
         results = []
         for seq, cmd, it in staged:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from tests.campaigns.pg import Cluster
-from tests.helpers import Api, ticket
+from tests.helpers import Api, fresh_uscc, ticket
 from tests.system.server import Server
 
 INSTRUMENT = "FCT-SM"
@@ -141,6 +141,7 @@ class Party:
     id: int
     token: str
     name: str
+    uscc: str | None = None  # how a bank or court names it (its registered identifier)
 
 
 @dataclass
@@ -160,7 +161,10 @@ def build_world(op: Api, *, traders: int = 6, units: int = 5000, cash: str = "10
     """An issuer, `traders` enterprises each holding `units` forest tickets and `cash`, a bank and a
     court, and always-open markets (no T+1, so bought units trade again at once)."""
     op.instrument(INSTRUMENT, attributes={})
-    mk = lambda name, kind: (lambda p: Party(p["id"], p["token"], name))(op.participant(name, kind))  # noqa: E731
+    def mk(name: str, kind: str) -> Party:
+        p = op.participant(name, kind, uscc=fresh_uscc())
+        return Party(p["id"], p["token"], name, p["uscc"])
+
     issuer = mk("三明市林业局", "issuer")
     ts = [mk(f"林业合作社{i:03d}", "enterprise") for i in range(traders)]
     for i, t in enumerate(ts):
@@ -178,8 +182,9 @@ def build_world(op: Api, *, traders: int = 6, units: int = 5000, cash: str = "10
     return w
 
 
-def pledge_body(pledgor: int, quantity: int, tag: str) -> dict[str, Any]:
-    return {"pledgor_id": pledgor, "instrument": INSTRUMENT, "quantity": str(quantity),
+def pledge_body(pledgor: Party, quantity: int, tag: str) -> dict[str, Any]:
+    return {"pledgor_id": pledgor.id, "pledgor_identifier": pledgor.uscc, "instrument": INSTRUMENT,
+            "quantity": str(quantity),
             "loan_contract": f"兴银三明授字(2025)第{tag}号", "secured_amount": "50000.00",
             "term_start": days(0), "term_end": days(365), "references": []}
 

@@ -197,7 +197,7 @@ class MixedLoad:
             assert w.bank is not None
             if pledge is None:  # the bank files
                 pledgor = a
-                call = Call("POST", "/v1/pledges", pledge_body(pledgor.id, rng.randint(5, 40), key),
+                call = Call("POST", "/v1/pledges", pledge_body(pledgor, rng.randint(5, 40), key),
                             w.bank.token, key, "pledge_file")
                 return call, lambda res: {"id": res["id"], "pledgor": pledgor.token, "status": res["status"]}
             if pledge["status"] == "filed":  # the pledgor consents: the units are locked

@@ -51,7 +51,7 @@ from tests.campaigns.common import (
     operator_action,
     pledge_body,
 )
-from tests.helpers import ticket
+from tests.helpers import fresh_uscc, ticket
 
 _tickets = itertools.count(1000)
 # Codes a refusal may carry in these scenarios; anything else (or a refusal without a code) is a finding.
@@ -130,8 +130,8 @@ class Round:
     # ---------------------------------------------------------------- helpers
 
     def holder(self, units: int, cash: str | None = None) -> Party:
-        p = self.op.participant(f"热点企业{uuid.uuid4().hex[:8]}", "enterprise")
-        party = Party(p["id"], p["token"], p["name"])
+        p = self.op.participant(f"热点企业{uuid.uuid4().hex[:8]}", "enterprise", uscc=fresh_uscc())
+        party = Party(p["id"], p["token"], p["name"], p["uscc"])
         if units:
             issuer = self.op.as_(self.world.issuer.token)
             self.op.issue(issuer, party.id, INSTRUMENT, str(units), ticket(next(_tickets)))
@@ -240,7 +240,7 @@ class Round:
         bank = self.world.bank
         owner = self.holder(100)
         other = self.holder(0)
-        p = self.op.ok(self.op.as_(bank.token).post("/v1/pledges", pledge_body(owner.id, 60, uuid.uuid4().hex[:8])))
+        p = self.op.ok(self.op.as_(bank.token).post("/v1/pledges", pledge_body(owner, 60, uuid.uuid4().hex[:8])))
         half = self.clients // 2
         reqs = [Req(f"/v1/pledges/{p['id']}/confirm", {}, owner.token, tag="confirm") for _ in range(half)]
         reqs += [Req("/v1/transfers", {"to_participant": other.id, "instrument": INSTRUMENT, "quantity": "60"},
@@ -253,7 +253,7 @@ class Round:
                     "of the same 60 of 100 units succeeded")
         # A confirmed pledge, released by many requests at once: one release, the lock voided once.
         owner2 = self.holder(100)
-        p2 = self.op.ok(self.op.as_(bank.token).post("/v1/pledges", pledge_body(owner2.id, 60, uuid.uuid4().hex[:8])))
+        p2 = self.op.ok(self.op.as_(bank.token).post("/v1/pledges", pledge_body(owner2, 60, uuid.uuid4().hex[:8])))
         p2 = self.op.ok(self.op.as_(owner2.token).post(f"/v1/pledges/{p2['id']}/confirm", {}))
         reqs = [Req(f"/v1/pledges/{p2['id']}/release", {}, bank.token, tag="release") for _ in range(half)]
         out = self.fire("double release", reqs, {200, 409})
@@ -286,7 +286,8 @@ class Round:
         court = self.world.court
         owner = self.holder(100)
         other = self.holder(0)
-        reqs = [Req("/v1/freezes", {"holder_id": owner.id, "instrument": INSTRUMENT, "quantity": "80",
+        reqs = [Req("/v1/freezes", {"holder_id": owner.id, "holder_identifier": owner.uscc, "instrument": INSTRUMENT,
+                                    "quantity": "80",
                                     "case_number": f"(2025)闽04执{uuid.uuid4().hex[:6]}号",
                                     "notice_number": f"XZ-{uuid.uuid4().hex[:6]}", "term_start": days(0),
                                     "term_end": days(30)}, court.token, tag="freeze")]

@@ -77,7 +77,8 @@ def build_database(url: str, data_dir: Path, *, load_seconds: float = 4.0, seed:
             # A court freeze and a deduction: freeze holds, posted to the court's account.
             court = op.as_(world.court.token)  # type: ignore[union-attr]
             f = op.ok(court.post("/v1/freezes", {
-                "holder_id": world.traders[0].id, "instrument": INSTRUMENT, "quantity": "3",
+                "holder_id": world.traders[0].id, "holder_identifier": world.traders[0].uscc,
+                "instrument": INSTRUMENT, "quantity": "3",
                 "case_number": "(2025)闽04执恢12号", "notice_number": "XZ-12", "term_start": days(0),
                 "term_end": days(90), "deduct_to_id": world.traders[1].id}))
             op.ok(court.post(f"/v1/freezes/{f['id']}/deduction", {}))

@@ -15,13 +15,15 @@ import pytest
 from pypdf import PdfReader
 
 from ledger import certificate
-from tests.helpers import Api, project_batch
+from tests.helpers import Api, person, project_batch, resident_id
+
+PAYER_ID = resident_id("35062719880715001")  # the defendant who pays: a natural person
 
 
 def _setup(api: Api, code: str = "CCER", kind: str = "ccer", decimals: int = 0) -> dict:
     api.instrument(code, kind=kind, decimals=decimals)
     court = api.participant("南靖县人民法院", "court")
-    payer = api.participant("南靖 滥伐林木案 被告人", "enterprise")
+    payer = api.participant("南靖 滥伐林木案 被告人", "enterprise", **person(PAYER_ID))
     seller = api.participant("福建某林场 (CCER 项目业主)", "enterprise")
     issuer = api.participant("生态环境部", "issuer")
     api.issue(issuer["api"], seller["id"], code, "500" if decimals == 0 else "500.000", project_batch("福建林业碳汇"))
@@ -43,7 +45,8 @@ def test_nanjing_order_take_certificate_and_pdf(api: Api, tmp_path: Path) -> Non
     assert payer.post("/v1/restoration-orders", {}).status_code in (403, 422)  # only courts register orders
     order = api.ok(court.post("/v1/restoration-orders", {
         "case_number": "(2022)闽0627刑初123号", "case_type": "刑事附带民事公益诉讼", "judgment_reference": "刑事判决书",
-        "defendants": [{"name": "被告人甲"}], "payer_id": w["payer"]["id"], "assessed_loss": "47.07",
+        "defendants": [{"name": "被告人甲"}], "payer_id": w["payer"]["id"], "payer_identifier": PAYER_ID,
+        "assessed_loss": "47.07",
         "assessment_method": "林业碳汇损失评估", "assessing_body": "福建省林业调查规划院", "multiplier": "2",
         "required_quantity": "96", "eligible_kinds": ["ccer", "forest_ticket"],
         "deadline": (date.today() + timedelta(days=90)).isoformat()}))
@@ -74,7 +77,7 @@ def test_nanjing_order_take_certificate_and_pdf(api: Api, tmp_path: Path) -> Non
     # Nor can a bank take them as collateral: filing may be accepted, the lock never is.
     bank = api.participant("兴业银行", "bank")
     filed = bank["api"].post("/v1/pledges", {
-        "pledgor_id": w["payer"]["id"], "instrument": "CCER", "quantity": "96",
+        "pledgor_id": w["payer"]["id"], "pledgor_identifier": PAYER_ID, "instrument": "CCER", "quantity": "96",
         "serials": [{"start": start, "end": end}], "loan_contract": "L-1", "secured_amount": "1000.00",
         "term_start": date.today().isoformat(), "term_end": (date.today() + timedelta(days=365)).isoformat()})
     if filed.status_code in (200, 201):
@@ -131,7 +134,8 @@ def test_tampered_or_unretired_certificates_fail_with_a_reason(api: Api) -> None
                                                                         "quantity": "200"}))["order"]["id"]
     oid = api.ok(court.post("/v1/restoration-orders", {
         "case_number": "(2022)闽0627刑初123号", "case_type": "刑事", "defendants": [{"name": "甲"}],
-        "payer_id": w["payer"]["id"], "required_quantity": "96", "eligible_kinds": ["ccer"],
+        "payer_id": w["payer"]["id"], "payer_identifier": PAYER_ID, "required_quantity": "96",
+        "eligible_kinds": ["ccer"],
         "deadline": (date.today() + timedelta(days=30)).isoformat()}))["id"]
     api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER.listing", "listing_id": listing,
                                                                "quantity": "96"}))
@@ -160,7 +164,7 @@ def test_baoxing_24000_kg_bought_in_parts_on_the_book(api: Api) -> None:
     """宝兴 2022: six defendants, 24,000 kg CO2e via 四川联合环境交易所, bought in two fills."""
     api.instrument("CDCER", kind="cdcer", decimals=3)
     court = api.participant("宝兴县人民法院", "court")
-    payer = api.participant("宝兴 盗伐林木案 被告人 (六人)", "enterprise")
+    payer = api.participant("宝兴 盗伐林木案 被告人 (六人)", "enterprise", **person(resident_id("51182719850101002")))
     s1, s2 = api.participant("项目业主一", "enterprise"), api.participant("项目业主二", "enterprise")
     issuer = api.participant("成都市生态环境局", "issuer")
     for year, s in enumerate((s1, s2), start=2021):
@@ -174,6 +178,7 @@ def test_baoxing_24000_kg_bought_in_parts_on_the_book(api: Api) -> None:
     oid = api.ok(court["api"].post("/v1/restoration-orders", {
         "case_number": "(2022)川1827刑初X号", "case_type": "刑事附带民事公益诉讼",
         "defendants": [{"name": f"被告人{i}"} for i in range(1, 7)], "payer_id": payer["id"],
+        "payer_identifier": payer["id_document"]["number"],
         "required_quantity": "24", "eligible_kinds": ["cdcer", "ccer"],
         "deadline": (date.today() + timedelta(days=5)).isoformat()}))["id"]
     first = api.ok(payer["api"].post(f"/v1/restoration-orders/{oid}/purchases",
@@ -206,7 +211,7 @@ def test_judicial_retirement_is_public_under_the_payer_with_receipts_for_payer_a
     oid = api.ok(court.post("/v1/restoration-orders", {
         "case_number": "(2022)闽0627刑初123号", "case_type": "刑事附带民事公益诉讼",
         "defendants": [{"name": "被告人甲", "id_number": id_number}], "payer_id": w["payer"]["id"],
-        "required_quantity": "96", "eligible_kinds": ["ccer"],
+        "payer_identifier": PAYER_ID, "required_quantity": "96", "eligible_kinds": ["ccer"],
         "deadline": (date.today() + timedelta(days=30)).isoformat()}))["id"]
     # Before anything is retired the public certificate answers as for an order that does not exist.
     none, unknown = api.client.get(f"/v1/restoration-orders/{oid}/certificate"), \

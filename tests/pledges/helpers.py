@@ -11,6 +11,7 @@ from typing import Any
 from tests.helpers import Api, ticket
 
 TODAY = date.today()
+OWNER_USCC = "91350427MA2XY8123J"  # the world's pledgor (三明市沙县林业合作社)
 
 
 def days(n: int) -> str:
@@ -73,7 +74,7 @@ def world(api: Api, quantity: str = "29715") -> dict[str, Any]:
     api.instrument("FCT-SM")
     w = {
         "issuer": api.participant("三明市林业局", "issuer"),
-        "owner": api.participant("三明市沙县林业合作社", "enterprise", uscc="91350427MA2XY8123J"),
+        "owner": api.participant("三明市沙县林业合作社", "enterprise", uscc=OWNER_USCC),
         "bank": api.participant("兴业银行三明分行", "bank"),
         "junior": api.participant("三明农村商业银行", "bank"),
         "buyer": api.participant("成都市绿色低碳发展协会", "enterprise"),
@@ -84,7 +85,9 @@ def world(api: Api, quantity: str = "29715") -> dict[str, Any]:
 
 
 def pledge_body(pledgor: int, quantity: str = "18294", **extra: Any) -> dict[str, Any]:
-    body = {"pledgor_id": pledgor, "instrument": "FCT-SM", "quantity": quantity,
+    """A filing naming `pledgor` by id and, unless `pledgor_identifier` says otherwise, the world owner's USCC
+    (a bank names its client by id and registered identifier)."""
+    body = {"pledgor_id": pledgor, "pledgor_identifier": OWNER_USCC, "instrument": "FCT-SM", "quantity": quantity,
             "loan_contract": "兴银三明授字(2021)第0518号", "secured_amount": "5000000.00",
             "term_start": days(0), "term_end": days(365),
             "references": [{"source": "中登网", "reference": "07783201000291234567"}]}

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from exchange.core.calendar import trading_day
 from exchange.registry import expiry
 from exchange.trading import sessions
-from tests.helpers import Api
+from tests.helpers import Api, uscc
 from tests.pledges.helpers import TODAY, days, pledge_body
 from tests.trading.test_auctions import emission_right, fund, verified
 
@@ -19,7 +19,8 @@ NOTICE = {"reference": "兴银福州违通字(2025)第0011号", "notice_date": d
 def test_emission_right_pledge_is_valued_and_sold_by_its_term(api: Api, db_url: str) -> None:
     emission_right(api, "PW-COD-FJ", 5, "福建省", "COD")
     issuer = api.participant("福建省生态环境厅 (示例)", "issuer")
-    owner, buyer = api.participant("排污企业 (示例)", "enterprise"), api.participant("受让企业 (示例)", "enterprise")
+    owner = api.participant("排污企业 (示例)", "enterprise", uscc=uscc("91350100MA2YY0001"))
+    buyer = api.participant("受让企业 (示例)", "enterprise")
     bank = api.participant("兴业银行福州分行 (示例)", "bank")
     api.issue(issuer["api"], owner["id"], "PW-COD-FJ", "12.000", {"valid_from": "2025-01-01",
                                                                    "valid_until": "2029-12-31"})
@@ -27,7 +28,7 @@ def test_emission_right_pledge_is_valued_and_sold_by_its_term(api: Api, db_url: 
 
     def pledged(quantity: str, ref: str) -> dict:
         p = api.ok(bank["api"].post("/v1/pledges", pledge_body(
-            owner["id"], quantity, instrument="PW-COD-FJ", secured_amount="150000.00",
+            owner["id"], quantity, instrument="PW-COD-FJ", secured_amount="150000.00", pledgor_identifier=owner["uscc"],
             references=[{"source": "中登网", "reference": ref}])))
         return api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from exchange.core.database import asyncpg_dsn
+from exchange.core.idempotency import internal
 from ledger.verify import verify_database
 from tests.helpers import Api
 from tests.pledges.helpers import Receiver, days, pledge_body, world
@@ -409,7 +410,7 @@ def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_ma
         assert who is not None
         escrow = orders.EscrowSale(int(p["enforcement"]["escrow_account"]), ((41, 80),), second["id"],
                                    second["number"])
-        out = await orders.post_listing(rt, who, m, f"enforcement:{second['id']}:sale-2", side="sell",
+        out = await orders.post_listing(rt, who, m, internal("enforcement", second["id"], "sale-2"), side="sell",
                                         price="1000.00", quantity="40", escrow=escrow)
         return int(out["order"]["id"])
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from exchange.core.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.helpers import Api
-from tests.pledges.helpers import Receiver, days, pledge_body, world
+from tests.pledges.helpers import OWNER_USCC, Receiver, days, pledge_body, world
 
 
 def freeze_body(holder: int, quantity: str, notice: str, **extra: object) -> dict:
-    return {"holder_id": holder, "instrument": "FCT-SM", "quantity": quantity, "case_number": "(2024)闽04执123号",
-            "notice_number": notice, "term_start": days(0), "term_end": days(365), **extra}
+    return {"holder_id": holder, "holder_identifier": OWNER_USCC, "instrument": "FCT-SM", "quantity": quantity,
+            "case_number": "(2024)闽04执123号", "notice_number": notice, "term_start": days(0), "term_end": days(365),
+            **extra}
 
 
 def test_freeze_sits_on_a_pledge_blocks_everything_then_deduction(api: Api, db_url: str) -> None:

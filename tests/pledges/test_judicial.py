@@ -9,13 +9,14 @@ from typing import Any
 from exchange.core.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.helpers import Api
-from tests.pledges.helpers import days, pledge_body, world
+from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world
 
 NOTICE = {"reference": "兴银违通字(2025)第3号", "notice_date": days(0)}
 
 
 def freeze(court: Api, holder: int, quantity: str, notice: str, **extra: Any) -> dict:
-    return court.post("/v1/freezes", {"holder_id": holder, "instrument": "FCT-SM", "quantity": quantity,
+    return court.post("/v1/freezes", {"holder_id": holder, "holder_identifier": OWNER_USCC, "instrument": "FCT-SM",
+                                      "quantity": quantity,
                                       "case_number": "(2025)闽04执保88号", "notice_number": notice,
                                       "term_start": days(0), "term_end": days(180), **extra}).json()
 

@@ -9,7 +9,7 @@ from exchange.core.database import asyncpg_dsn
 from exchange.pledging import service as pledging
 from exchange.registry.kinds import term_end
 from ledger.verify import verify_database
-from tests.helpers import Api
+from tests.helpers import Api, uscc
 from tests.pledges.helpers import days, pledge_body, world
 
 
@@ -138,7 +138,7 @@ def test_emission_rights_near_their_validity_deadline_warn_the_bank(api: Api) ->
     api.instrument("PW-COD-FJ", kind="emission_right", decimals=3,
                    attributes={"pollutant": "COD", "region": "福建", "validity_years": 5})
     issuer = api.participant("福建省生态环境厅", "issuer")
-    owner = api.participant("排污企业", "enterprise")
+    owner = api.participant("排污企业", "enterprise", uscc=uscc("91350100MA2YY0002"))
     bank = api.participant("兴业银行福州分行", "bank")
     # A five-year grant whose term ends in 40 days (the term is whole years: exchange/registry/kinds.py).
     end = date.fromisoformat(days(40))
@@ -146,7 +146,8 @@ def test_emission_rights_near_their_validity_deadline_warn_the_bank(api: Api) ->
     api.issue(issuer["api"], owner["id"], "PW-COD-FJ", "12.500", {"valid_from": start.isoformat(),
                                                                     "valid_until": days(40)})
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], "10.000", instrument="PW-COD-FJ",
-                                                           secured_amount="100000.00", references=[])))
+                                                           secured_amount="100000.00", references=[],
+                                                           pledgor_identifier=owner["uscc"])))
     p = api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
     assert p["quantity"] == "10.000"
     # 10 t at 21,000.00 per t/yr = 210,000.00: fine on value, but the rights lapse in 40 days.
@@ -160,6 +161,7 @@ def test_emission_rights_near_their_validity_deadline_warn_the_bank(api: Api) ->
     assert [e["type"] for e in events].count("deadline_warning") == 1
     # Pledging an instrument the pledgor does not hold: nothing to lock.
     api.instrument("CCER", kind="ccer")
-    q = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], "1", instrument="CCER", references=[])))
+    q = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], "1", instrument="CCER", references=[],
+                                                           pledgor_identifier=owner["uscc"])))
     r = owner["api"].post(f"/v1/pledges/{q['id']}/confirm")
     assert (r.status_code, r.json()["code"]) == (409, "insufficient_available")

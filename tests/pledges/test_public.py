@@ -6,7 +6,7 @@ import copy
 
 from pledges import certificate
 from tests.helpers import Api
-from tests.pledges.helpers import days, pledge_body, world
+from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world
 
 
 def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
@@ -15,7 +15,8 @@ def test_public_inquiry_is_signed_and_shows_only_encumbrances(api: Api) -> None:
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], "300")))
     api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
     api.ok(court["api"].post("/v1/freezes", {
-        "holder_id": owner["id"], "instrument": "FCT-SM", "quantity": "20", "serials": [{"start": 901, "end": 920}],
+        "holder_id": owner["id"], "holder_identifier": OWNER_USCC, "instrument": "FCT-SM", "quantity": "20",
+        "serials": [{"start": 901, "end": 920}],
         "case_number": "(2024)闽04执9号", "notice_number": "N-9", "term_start": days(0), "term_end": days(90)}))
     api.ok(owner["api"].post("/v1/retirements", {
         "instrument": "FCT-SM", "quantity": "5", "purpose": "voluntary", "beneficiary": "三明市碳中和活动",

@@ -14,7 +14,7 @@ from typing import Any
 from exchange.core.database import asyncpg_dsn
 from ledger.verify import verify_database
 from tests.helpers import Api, ticket
-from tests.pledges.helpers import days, pledge_body, world
+from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world
 
 ROUNDS = 6
 
@@ -40,7 +40,8 @@ def one_round(api: Api, w: dict[str, Any], other: dict[str, Any], n: int) -> dic
     ops: list[tuple[str, Callable[[], Any]]] = [
         ("sale", lambda: buyer["api"].post(f"/v1/pledges/{a['id']}/enforcement/accept", {"price": "10.00"})),
         ("freeze", lambda: court["api"].post("/v1/freezes", {
-            "holder_id": owner["id"], "instrument": "FCT-SM", "quantity": "60", "serials": ser(1, 60),
+            "holder_id": owner["id"], "holder_identifier": OWNER_USCC, "instrument": "FCT-SM", "quantity": "60",
+            "serials": ser(1, 60),
             "case_number": f"(2024)闽04执{n}号", "notice_number": f"R-{n}", "term_start": days(0),
             "term_end": days(30)})),
         ("pledge", lambda: owner["api"].post(f"/v1/pledges/{b['id']}/confirm")),

@@ -5,7 +5,7 @@ learns nothing more. Retired serials are refused at filing, saying so."""
 from __future__ import annotations
 
 from tests.helpers import Api, ticket
-from tests.pledges.helpers import days, pledge_body, world
+from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world
 
 
 def test_refusals_name_the_encumbrance_to_the_holder_only(api: Api) -> None:
@@ -14,7 +14,8 @@ def test_refusals_name_the_encumbrance_to_the_holder_only(api: Api) -> None:
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], "50", serials=[{"start": 1, "end": 50}])))
     p = api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
     api.ok(court["api"].post("/v1/freezes", {
-        "holder_id": owner["id"], "instrument": "FCT-SM", "quantity": "10", "serials": [{"start": 51, "end": 60}],
+        "holder_id": owner["id"], "holder_identifier": OWNER_USCC, "instrument": "FCT-SM", "quantity": "10",
+        "serials": [{"start": 51, "end": 60}],
         "case_number": "(2025)闽0402执12号", "notice_number": "N-12",
         "term_start": days(0), "term_end": days(90)}))
     api.ok(api.post("/v1/markets", {"instrument": "FCT-SM", "mode": "listing",
@@ -57,7 +58,8 @@ def test_refusals_name_the_encumbrance_to_the_holder_only(api: Api) -> None:
     assert "买" not in theirs["detail"] and "成都" not in theirs["detail"]
     # A stranger -- a court freezing named units a pledge and a freeze already hold -- learns nothing more.
     other = api.participant("南靖县人民法院", "court")
-    r = other["api"].post("/v1/freezes", {"holder_id": owner["id"], "instrument": "FCT-SM", "quantity": "10",
+    r = other["api"].post("/v1/freezes", {"holder_id": owner["id"], "holder_identifier": OWNER_USCC,
+                                          "instrument": "FCT-SM", "quantity": "10",
                                           "serials": [{"start": 51, "end": 60}], "case_number": "(2025)闽0627执1号",
                                           "notice_number": "N-1", "term_start": days(0), "term_end": days(30)})
     assert r.status_code == 409 and "encumbrances" not in r.json()

@@ -31,8 +31,10 @@ def test_bad_references_and_inputs_are_refused(api: Api) -> None:
         # One number twice in one request is malformed (422), not a conflict with another registration.
         (pledge_body(owner["id"], "10", references=[{"source": "中登网", "reference": "0778320100029999"}] * 2), 422,
          "reference_named_twice"),
-        (pledge_body(w["court"]["id"], "10", references=[]), 422, "invalid_pledgor"),
-        (pledge_body(w["bank"]["id"], "10", references=[]), 422, "invalid_pledgor"),
+        # A participant that cannot pledge, or named with a wrong identifier: as unknown (no kind, no name).
+        (pledge_body(w["court"]["id"], "10", references=[]), 404, "not_found"),
+        (pledge_body(owner["id"], "10", references=[], pledgor_identifier="91350427MA2XY81240"), 404, "not_found"),
+        (pledge_body(w["bank"]["id"], "10", references=[]), 422, "invalid_pledgor"),  # the bank itself
         (pledge_body(owner["id"], "1.5", references=[]), 422, "off_grid"),
         (pledge_body(owner["id"], "10", references=[], serials=[{"start": 1, "end": 9}]), 422,
          "serials_amount_mismatch"),
@@ -114,7 +116,9 @@ def test_expired_registrations_are_refused_and_swept(api: Api) -> None:
     refused(w["buyer"]["api"].post(f"/v1/pledges/{soon['id']}/enforcement/accept", {"price": "1.00"}), 409,
             "pledge_expired")
     swept = api.ok(api.post("/v1/pledges/expiry-sweeps", {}))
-    assert swept["pledges_expired"] == [soon["id"]]
+    # The filing never confirmed lapses with its term (nothing was locked); the active one expires.
+    assert swept["pledges_expired"] == [late["id"], soon["id"]]
+    assert api.ok(bank.get(f"/v1/pledges/{late['id']}"))["status"] == "expired"
     p = api.ok(bank.get(f"/v1/pledges/{soon['id']}"))
     assert p["status"] == "expired" and p["blocks"] == []
     assert api.ok(owner.get("/v1/holdings"))["balances"][0]["available"] == "100"

@@ -190,7 +190,8 @@ def test_public_search_matches_whole_names_and_lists_junior_registrations(api: A
     for i, h in enumerate(holders):
         api.issue(w["issuer"]["api"], h["id"], "FCT-SM", "10", ticket(i + 10))
         api.ok(court["api"].post("/v1/freezes", {
-            "holder_id": h["id"], "instrument": "FCT-SM", "quantity": "1", "case_number": f"(2025)川01执{i}号",
+            "holder_id": h["id"], "holder_identifier": h["uscc"], "instrument": "FCT-SM", "quantity": "1",
+            "case_number": f"(2025)川01执{i}号",
             "notice_number": f"N-{i}", "term_start": days(0), "term_end": days(30)}))
     anon = api.client
 

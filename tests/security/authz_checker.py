@@ -25,7 +25,7 @@ from litestar.handlers import WebsocketRouteHandler
 
 from api.authz import MATRIX, PUBLIC, operation_of
 from api.security.signatures import generate_key
-from tests.helpers import ticket
+from tests.helpers import fresh_uscc, ticket
 
 ROLES = ("operator", "issuer", "enterprise", "bank", "court", "auditor")
 INSTRUMENT = "FCT-AZ"
@@ -229,10 +229,12 @@ def build_world(api: Any) -> World:
     tokens: dict[str, str] = {"operator": api.token}
     me = api.get("/v1/whoami").json()
     ids = {"operator": me["participant_id"]}
+    usccs: dict[str, str] = {}
     accounts = {"operator": me["holding_account"]}
     for role in ROLES[1:]:
-        p = api.participant(f"authz {role}", role)
+        p = api.participant(f"authz {role}", role, uscc=fresh_uscc())
         tokens[role], ids[role], accounts[role] = p["token"], p["id"], p["holding_account"]
+        usccs[role] = p["uscc"]
     w = World(tokens, ids, accounts)
     as_ = {role: api.as_(tokens[role]) for role in ROLES}
     for role in ROLES:  # a spare API key (minted by the role's own key) and signing key per role, to revoke
@@ -263,14 +265,16 @@ def build_world(api: Any) -> World:
         w.objects["action_id"] = action.json()["id"]
     today = date.today()
     pledge = as_["bank"].post("/v1/pledges", {
-        "pledgor_id": ids["enterprise"], "instrument": INSTRUMENT, "quantity": "100", "loan_contract": "AZ-1",
+        "pledgor_id": ids["enterprise"], "pledgor_identifier": usccs["enterprise"], "instrument": INSTRUMENT,
+        "quantity": "100", "loan_contract": "AZ-1",
         "secured_amount": "1000.00", "term_start": today.isoformat(),
         "term_end": (today + timedelta(days=365)).isoformat(), "references": []})
-    if pledge.status_code in (200, 201):
-        w.objects["pledge_id"] = pledge.json()["id"]
+    assert pledge.status_code in (200, 201), pledge.text  # (else the pledge operations go unexercised)
+    w.objects["pledge_id"] = pledge.json()["id"]
     freeze = as_["court"].post("/v1/freezes", {
-        "holder_id": ids["enterprise"], "instrument": INSTRUMENT, "quantity": "10", "case_number": "(2025)闽0402执1号",
+        "holder_id": ids["enterprise"], "holder_identifier": usccs["enterprise"], "instrument": INSTRUMENT,
+        "quantity": "10", "case_number": "(2025)闽0402执1号",
         "notice_number": "N-1", "term_start": today.isoformat(), "term_end": (today + timedelta(days=365)).isoformat()})
-    if freeze.status_code in (200, 201):
-        w.objects["freeze_id"] = freeze.json()["id"]
+    assert freeze.status_code in (200, 201), freeze.text
+    w.objects["freeze_id"] = freeze.json()["id"]
     return w

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
@@ -49,3 +50,54 @@ def trading_world(api: Api, units: str = "100") -> dict[str, Any]:
     buyer = api.participant("成都碳中和协会", "enterprise")
     api.issue(issuer["api"], seller["id"], "FCT-SEC", units, ticket(1))
     return {"issuer": issuer, "seller": seller, "buyer": buyer}
+
+
+def raw_request(client: TestClient, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                body: bytes = b"") -> tuple[int, Any]:
+    """A request whose header bytes reach the app exactly as given (the test client re-encodes header values
+    as UTF-8, so a lone latin-1 byte such as 0xB2 cannot be sent through it); through the whole app, its
+    middleware included, on the app's own loop. Returns the status and the decoded JSON answer."""
+    path, _, query = target.partition("?")
+    scope = {"type": "http", "http_version": "1.1", "method": method, "scheme": "http", "path": unquote(path),
+             "raw_path": path.encode("latin-1"), "root_path": "", "query_string": query.encode("latin-1"),
+             "headers": [(b"host", b"testserver.local"), *((k.lower(), v) for k, v in headers),
+                         *([(b"content-length", str(len(body)).encode())] if body else [])],
+             "client": ("testclient", 50000), "server": ("testserver.local", 80), "extensions": {}}
+    sent: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        done = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal done
+            if not done:
+                done = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await client.app(scope, receive, send)  # type: ignore[arg-type]
+
+    client.blocking_portal.call(call)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(raw) if raw else None
+
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def unsafe_integers(value: Any, path: str = "$") -> list[str]:
+    """Where a decoded JSON answer holds an integer outside ±(2^53 - 1) (I-JSON, RFC 7493 §2.2): every id,
+    count, ratio or timestamp an answer carries must be exact for a JavaScript client."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [f"{path} = {value}"] if abs(value) > MAX_SAFE_INTEGER else []
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in unsafe_integers(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in unsafe_integers(v, f"{path}[{i}]")]
+    return []

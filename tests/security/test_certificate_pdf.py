@@ -15,14 +15,14 @@ from litestar.testing import TestClient
 from pypdf import PdfReader
 
 from exchange.courts import certificates
-from tests.helpers import Api, project_batch
+from tests.helpers import Api, person, project_batch, resident_id
 from tests.security.helpers import sql
 
 
 def _fulfil(api: Api, quantity: str) -> dict[str, Any]:
     api.instrument("CCER-PDF", kind="ccer")
     court = api.participant("南靖县人民法院", "court")
-    payer = api.participant("被告人", "enterprise")
+    payer = api.participant("被告人", "enterprise", **person(resident_id("35062719900101003")))
     seller = api.participant("林场", "enterprise")
     issuer = api.participant("生态环境部", "issuer")
     api.issue(issuer["api"], seller["id"], "CCER-PDF", "100", project_batch("福建林业碳汇"))
@@ -33,7 +33,8 @@ def _fulfil(api: Api, quantity: str) -> dict[str, Any]:
                                         {"side": "sell", "price": "60.00", "quantity": "50"}))["order"]["id"]
     oid = api.ok(court["api"].post("/v1/restoration-orders", {
         "case_number": "(2022)闽0627刑初1号", "case_type": "刑事", "defendants": [{"name": "甲"}],
-        "payer_id": payer["id"], "required_quantity": "20", "eligible_kinds": ["ccer"],
+        "payer_id": payer["id"], "payer_identifier": payer["id_document"]["number"], "required_quantity": "20",
+        "eligible_kinds": ["ccer"],
         "deadline": (date.today() + timedelta(days=30)).isoformat()}))["id"]
     api.ok(payer["api"].post(f"/v1/restoration-orders/{oid}/takes", {"market_id": "CCER-PDF.listing",
                                                                       "listing_id": listing, "quantity": quantity}))

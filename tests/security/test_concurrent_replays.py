@@ -24,7 +24,7 @@ from exchange.core.settings import Settings
 from exchange.courts import freezes as freezing
 from exchange.courts import restoration
 from exchange.security import keys
-from tests.helpers import Api, bootstrap_operator, checker_token, ticket
+from tests.helpers import Api, bootstrap_operator, checker_token, fresh_uscc, ticket
 from tests.security.helpers import sql
 
 N = 20
@@ -56,8 +56,8 @@ def _world(api: Api) -> dict[str, Any]:
     api.instrument("FCT-RACE")
     api.instrument("CCER-RACE", kind="ccer")
     issuer = api.participant("三明市林业局", "issuer")
-    holder = api.participant("沙县林业合作社", "enterprise")
-    payer = api.participant("被告人 (缴纳人)", "enterprise")
+    holder = api.participant("沙县林业合作社", "enterprise", uscc=fresh_uscc())
+    payer = api.participant("被告人 (缴纳人)", "enterprise", uscc=fresh_uscc())
     court = api.participant("南靖县人民法院", "court")
     api.issue(issuer["api"], holder["id"], "FCT-RACE", "1000", ticket(1))
     api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": "10000.00",
@@ -70,15 +70,16 @@ def _world(api: Api) -> dict[str, Any]:
 
 def _order_body(w: dict[str, Any]) -> dict[str, Any]:
     return {"case_number": "(2025)闽0627刑初7号", "case_type": "刑事附带民事公益诉讼", "defendants": [{"name": "甲"}],
-            "payer_id": w["payer"]["id"], "required_quantity": "10", "eligible_kinds": ["ccer"],
+            "payer_id": w["payer"]["id"], "payer_identifier": w["payer"]["uscc"], "required_quantity": "10",
+            "eligible_kinds": ["ccer"],
             "deadline": (date.today() + timedelta(days=30)).isoformat()}
 
 
 def _freeze_body(w: dict[str, Any], notice: str) -> dict[str, Any]:
     today = date.today()
-    return {"holder_id": w["holder"]["id"], "instrument": "FCT-RACE", "quantity": "10",
-            "case_number": "(2025)闽0402执9号", "notice_number": notice, "term_start": today.isoformat(),
-            "term_end": (today + timedelta(days=180)).isoformat()}
+    return {"holder_id": w["holder"]["id"], "holder_identifier": w["holder"]["uscc"], "instrument": "FCT-RACE",
+            "quantity": "10", "case_number": "(2025)闽0402执9号", "notice_number": notice,
+            "term_start": today.isoformat(), "term_end": (today + timedelta(days=180)).isoformat()}
 
 
 def test_concurrent_identical_requests_get_one_answer_byte_for_byte(api: Api, client: TestClient) -> None:
@@ -176,7 +177,8 @@ def test_a_freeze_that_finds_its_twin_committed_answers_with_it(api: Api, client
 
         def create() -> Any:
             return freezing.create(
-                rt, court, "svc-freeze", holder_id=w["holder"]["id"], instrument="FCT-RACE", quantity="10",
+                rt, court, "svc-freeze", holder_id=w["holder"]["id"], holder_identifier=w["holder"]["uscc"],
+                instrument="FCT-RACE", quantity="10",
                 serials=None, case_number="(2025)闽0402执9号", notice_number="N-svc", term_start=today,
                 term_end=today + timedelta(days=180), deduct_to_id=None)
 

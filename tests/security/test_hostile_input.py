@@ -9,9 +9,9 @@ covered the day it ships), sent with a key of a role the authorization matrix al
   "14.0", " 1", "01", "-1", "true" and in Arabic-Indic or full-width digits.
 
 Every answer must be a 4xx problem document (application/problem+json) with a machine `code`, never a
-5xx; and afterwards the registry must be as it was: the ledger's entry count and head hash, every
-table's row count — except the audit trail, which must have grown by exactly the administrative
-requests among them (api/security/audit.py).
+5xx, and carry no integer beyond ±(2^53 - 1); and afterwards the registry must be as it was: the
+ledger's entry count and head hash, every table's row count — except the audit trail, which must have
+grown by exactly the administrative requests among them (api/security/audit.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from api.security.audit import ADMIN_OPERATIONS, SAFE_METHODS
 from exchange.core.settings import Settings
 from tests.helpers import Api
 from tests.security import authz_checker as az
-from tests.security.helpers import sql
+from tests.security.helpers import sql, unsafe_integers
 
 BOMB = "[" * 5000 + "]" * 5000
 INT64_PLUS_1 = 2**63
@@ -237,6 +237,8 @@ def test_hostile_input_is_refused_everywhere_and_changes_nothing(api: Api, clien
                 failures.append(f"{what} not a problem document: {r.text[:200]}")
             elif not isinstance(code := r.json().get("code"), str) or not code:
                 failures.append(f"{what} without a code: {r.text[:200]}")
+            elif unsafe := unsafe_integers(r.json()):  # e.g. a hostile integer echoed back
+                failures.append(f"{what} carries integers beyond 2^53 - 1: {unsafe[:3]}")
     assert failures == [], f"{len(failures)} of {sum(sent.values())}:\n" + "\n".join(failures[:80])
 
     mutations = {o.operation_id for o in az.operations(spec) if o.method in ("POST", "PUT", "PATCH")}

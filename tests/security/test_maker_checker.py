@@ -8,6 +8,7 @@ from api.app import create_app
 from exchange.core.principal import Principal
 from exchange.core.settings import Settings
 from exchange.registry import cash
+from exchange.security import operator_actions
 from tests.helpers import Api, bootstrap_operator, checker_token
 from tests.security.helpers import sql
 
@@ -114,7 +115,7 @@ def test_approval_after_a_crash_between_ledger_and_status_does_not_deposit_twice
     rt = client.app.state.rt
 
     async def first_attempt() -> None:  # what an approval that died before its status update left behind
-        await cash.record(rt, Principal(me, "operator", "", 0, None, None), f"operator-action:{a['id']}",
+        await cash.record(rt, Principal(me, "operator", "", 0, None, None), operator_actions.execution_id(a["id"]),
                           direction="deposit", participant_id=bank["id"], amount="7.00", bank_reference="crash",
                           note=None)
 

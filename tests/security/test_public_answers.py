@@ -79,7 +79,8 @@ def _demo(api: Api) -> dict[str, Any]:
         api.ok(api.client.put("/v1/pledges/webhook", json={"url": rx.url}, headers={
             "Authorization": f"Bearer {p['bank']['token']}", "Idempotency-Key": "hook"}))
         pl = api.ok(a["bank"].post("/v1/pledges", {
-            "pledgor_id": p["owner"]["id"], "instrument": "FCT-SM", "quantity": "300",
+            "pledgor_id": p["owner"]["id"], "pledgor_identifier": SUBJECT_USCC, "instrument": "FCT-SM",
+            "quantity": "300",
             "loan_contract": "兴银三明授字(2021)第0518号", "secured_amount": "5000000.00", "term_start": _days(0),
             "term_end": _days(365), "references": [{"source": "中登网", "reference": "07783201000291234567"}]}))
         api.ok(a["owner"].post(f"/v1/pledges/{pl['id']}/confirm"))
@@ -87,7 +88,8 @@ def _demo(api: Api) -> dict[str, Any]:
             "loan_contract": "三明农商借字2021-77", "amount": "400000.00", "term_end": _days(200)}))
         api.ok(a["owner"].post(f"/v1/pledges/claims/{claim['id']}/confirm"))
     api.ok(a["court"].post("/v1/freezes", {
-        "holder_id": p["owner"]["id"], "instrument": "FCT-SM", "quantity": "20", "case_number": "(2024)闽04执9号",
+        "holder_id": p["owner"]["id"], "holder_identifier": SUBJECT_USCC, "instrument": "FCT-SM", "quantity": "20",
+        "case_number": "(2024)闽04执9号",
         "notice_number": "N-SECRET-9", "term_start": _days(0), "term_end": _days(90)}))
     api.ok(a["owner"].post("/v1/retirements", {"instrument": "FCT-SM", "quantity": "5", "purpose": "voluntary",
                                                "beneficiary": "三明市碳中和活动"}))
@@ -121,7 +123,8 @@ def _demo(api: Api) -> dict[str, Any]:
     order = api.ok(a["court"].post("/v1/restoration-orders", {
         "case_number": "(2022)闽0627刑初123号", "case_type": "刑事附带民事公益诉讼", "judgment_reference": "刑事判决书",
         "defendants": [{"name": "张某某", "id_number": ID_NUMBER}, {"name": "李某", "id_number": ID_NUMBER_2}],
-        "payer_id": p["payer"]["id"], "required_quantity": "96", "eligible_kinds": ["forest_ticket"],
+        "payer_id": p["payer"]["id"], "payer_identifier": ID_NUMBER, "required_quantity": "96",
+        "eligible_kinds": ["forest_ticket"],
         "deadline": _days(90)}))
     api.ok(a["payer"].post(f"/v1/restoration-orders/{order['id']}/takes", {
         "market_id": lm, "listing_id": listing, "quantity": "96"}))

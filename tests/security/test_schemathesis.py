@@ -11,7 +11,8 @@ declares; content type, headers and body match what it declares for that status 
 failures); schema-violating requests are refused; schema-valid requests are accepted — `positive_data_
 acceptance` with 422 added to its statuses, because a schema cannot say that a term must not have ended,
 that a quantity must sit on the instrument's grid or that the body's `client_id` replaces the header;
-and the stateful checks (`use_after_free`, `ensure_resource_availability`, `ignored_auth` ...).
+and the stateful checks (`use_after_free`, `ensure_resource_availability`, `ignored_auth` ...); and ours:
+no JSON answer carries an integer beyond ±(2^53 - 1).
 
 What this cannot check yet: controllers return dicts, so most success bodies are declared as free-form
 objects and `response_schema_conformance` sees only their type; problem documents are checked in full.
@@ -39,6 +40,7 @@ from api.security.openapi import LINKS
 from exchange.core.database import with_database
 from tests.conftest import _admin_execute
 from tests.security.authz_checker import ROLES
+from tests.security.helpers import unsafe_integers
 from tests.system.server import Server
 
 EXAMPLES = int(os.environ.get("ENVX_SCHEMATHESIS_EXAMPLES", "8"))  # per operation and mode
@@ -89,6 +91,18 @@ def _caller(operation_id: str, tokens: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[role]}"}
 
 
+def _exact_integers(response: Any) -> None:
+    """Ours on top of schemathesis' checks: no integer in a JSON answer beyond ±(2^53 - 1)."""
+    if "json" not in response.headers.get("content-type", ""):
+        return
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return  # not JSON after all: the content-type checks say so
+    unsafe = unsafe_integers(body)
+    assert not unsafe, f"{response.request.method} {response.request.url}: integers beyond 2^53 - 1: {unsafe[:3]}"
+
+
 def _all_checks() -> list[Any]:
     load_all_checks()
     return list(CHECKS.get_all())
@@ -114,6 +128,7 @@ def _run(operation: Any, mode: GenerationMode, base_url: str, headers: dict[str,
         sent.append(response.status_code)
         case.validate_response(response, checks=checks, headers=headers,
                                transport_kwargs={"base_url": base_url, "headers": headers})
+        _exact_integers(response)
 
     run()
 
@@ -160,6 +175,7 @@ def test_stateful_scenarios_follow_the_links_of_the_document(server: tuple[str, 
         def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
             calls.append((case.operation.definition.raw["operationId"], response.status_code))
             case.validate_response(response, checks=checks, headers=kwargs.get("headers"), transport_kwargs=kwargs)
+            _exact_integers(response)
 
     Machine.run(settings=settings(max_examples=SCENARIOS, stateful_step_count=6, deadline=None, database=None,
                                   derandomize=True, suppress_health_check=list(HealthCheck)))

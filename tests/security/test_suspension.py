@@ -85,3 +85,39 @@ def test_the_brake_is_for_others_and_for_operators_only(api: Api, client: TestCl
     r = api.post(f"/v1/operator-actions/{theirs['id']}/approve", {})
     assert (r.status_code, r.json()["code"]) == (409, "proposer_suspended")
     assert api.ok(api.get(f"/v1/operator-actions/{theirs['id']}"))["status"] == "pending"
+
+
+def test_suspension_and_reinstatement_never_answer_for_each_other(api: Api, client: TestClient) -> None:
+    """The execution of an approved action runs under a client id no client can send: a suspension sent
+    with the key "operator-action:<N>" (N the next action id, predictable) is not taken for the
+    execution of reinstatement N, nor the reverse."""
+    ent = api.participant("成都市绿色低碳发展协会", "enterprise")
+    checker = api.as_(checker_token(client))
+
+    def status() -> str:
+        return str(api.ok(api.get(f"/v1/participants/{ent['id']}"))["status"])
+
+    n = max([a["id"] for a in api.ok(api.get("/v1/operator-actions", limit=1000))], default=0) + 1
+    r = api.post(f"/v1/participants/{ent['id']}/suspend", {"reason": "R"}, key=f"operator-action:{n}")
+    assert r.status_code == 200 and status() == "suspended"
+    p = api.propose(f"/v1/participants/{ent['id']}/reinstate", {"reason": "R"}).json()
+    assert p["id"] == n  # the collision the probe used
+    done = checker.ok(checker.post(f"/v1/operator-actions/{n}/approve", {}))
+    assert done["status"] == "executed" and done["result"]["change"] == "reinstate", done
+    assert status() == "active"
+
+    # The reverse: after reinstatement M, a suspension keyed "operator-action:<M>" brakes.
+    api.ok(api.post(f"/v1/participants/{ent['id']}/suspend", {"reason": "R2"}))
+    m = api.propose(f"/v1/participants/{ent['id']}/reinstate", {"reason": "R2"}).json()["id"]
+    checker.ok(checker.post(f"/v1/operator-actions/{m}/approve", {}))
+    assert status() == "active"
+    r = api.post(f"/v1/participants/{ent['id']}/suspend", {"reason": "R2"}, key=f"operator-action:{m}")
+    assert r.status_code == 200 and r.json()["change"] == "suspend" and status() == "suspended"
+    assert ent["api"].get("/v1/whoami").status_code == 401
+    # A replay only ever answers the same operation: that key again is the same suspension.
+    again = api.post(f"/v1/participants/{ent['id']}/suspend", {"reason": "R2"}, key=f"operator-action:{m}")
+    assert again.json() == r.json()
+    changes = sql(client, "SELECT change, client_id FROM participant_status_changes WHERE participant_id = :p "
+                          "ORDER BY id", {"p": ent["id"]})
+    assert [c.change for c in changes] == ["suspend", "reinstate", "suspend", "reinstate", "suspend"]
+    assert all(c.client_id.startswith("\u00a7") for c in changes if c.change == "reinstate")

@@ -34,7 +34,31 @@ REFUSED = [
     "http://100.64.0.1/hook", "http://169.254.169.254/latest/meta-data", "http://[fe80::1]/hook",
     "http://[fc00::1]/hook", "http://224.0.0.1/hook", "http://[ff02::1]/hook", "http://[2002:7f00:1::]/hook",
     "http://[64:ff9b::a00:1]/hook", "http://no-such-host.invalid/hook",
+    # IPv6 site-local (Python's ipaddress calls fec0::/10 global), and what else the registries reserve.
+    "https://[fec0::1]:8443/hook", "https://[fec0::a9fe:a9fe]/hook", "https://[feff:ffff::1]/hook",
+    "https://[64:ff9b:1::a9fe:a9fe]/hook", "https://[2001::a9fe:a9fe]/hook", "https://[3fff::1]/hook",
+    "https://192.0.0.170/hook", "https://198.18.0.1/hook", "https://240.0.0.1/hook", "https://[100::1]/hook",
 ]
+
+# Address by address, after the IANA special-purpose registries (IPv4 and IPv6), and what stays allowed.
+FORBIDDEN = [
+    "0.1.2.3", "10.0.0.1", "100.64.0.1", "100.127.255.254", "127.0.0.1", "169.254.169.254", "172.31.0.1",
+    "192.0.0.1", "192.0.0.9", "192.0.2.1", "192.31.196.1", "192.52.193.1", "192.88.99.1", "192.168.0.1",
+    "192.175.48.1", "198.18.0.1", "198.19.255.255", "198.51.100.1", "203.0.113.1", "224.0.0.1", "239.1.1.1",
+    "240.0.0.1", "255.255.255.255",
+    "::", "::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "64:ff9b:1::1", "100::1",
+    "2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:1::1", "2001:2::1", "2001:3::1", "2001:4:112::1",
+    "2001:10::1", "2001:20::1", "2001:30::1", "2001:db8::1", "2002:a00:1::1", "2002:7f00:1::", "2620:4f:8000::1",
+    "3fff::1", "5f00::1", "fc00::1", "fd12:3456::1", "fe80::1", "fe80::1%eth0", "fec0::1", "fec0::a9fe:a9fe",
+    "feff:ffff::1", "ff02::1", "ff0e::1",
+]
+ALLOWED = ["8.8.8.8", "93.184.216.34", "1.1.1.1", "2001:4860:4860::8888", "2a00:1450:4001::200e", "::ffff:8.8.8.8",
+           "64:ff9b::808:808", "2002:808:808::1", "2400:cb00::1"]
+
+
+def test_the_destination_rule_follows_the_special_purpose_registries() -> None:
+    assert [a for a in FORBIDDEN if not webhooks.forbidden_address(a)] == []
+    assert [a for a in ALLOWED if webhooks.forbidden_address(a)] == []
 
 
 def test_non_public_destinations_are_refused_when_set(api: Api) -> None:

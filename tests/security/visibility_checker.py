@@ -25,7 +25,7 @@ from typing import Any
 
 from api.authz import MATRIX, PUBLIC
 from api.security.signatures import generate_key
-from tests.helpers import Api, ticket
+from tests.helpers import Api, fresh_uscc, ticket
 from tests.security import authz_checker as az
 
 UNKNOWN = 987_654
@@ -184,7 +184,7 @@ def build(api: Api) -> World:
     people = {
         "E": api.participant("可见性企业甲", "enterprise", uscc="91350000MA8PQ00019"),
         "E3": api.participant("可见性企业丙", "enterprise"),
-        "P": api.participant("可见性被告人", "enterprise"),
+        "P": api.participant("可见性被告人", "enterprise", uscc=fresh_uscc()),
         "B": api.participant("可见性银行甲", "bank"),
         "BJ": api.participant("可见性银行乙", "bank"),
         "C": api.participant("可见性法院甲", "court"),
@@ -192,7 +192,7 @@ def build(api: Api) -> World:
         # Non-parties to everything above (each makes objects of its own below).
         "B2": api.participant("旁观银行一", "bank"),
         "B3": api.participant("旁观银行二", "bank"),
-        "E2": api.participant("旁观企业一", "enterprise"),
+        "E2": api.participant("旁观企业一", "enterprise", uscc=fresh_uscc()),
         "C2": api.participant("旁观法院", "court"),
         "I2": api.participant("旁观发行人", "issuer"),
     }
@@ -219,7 +219,8 @@ def build(api: Api) -> World:
     # Pledges: one active with a confirmed junior (BJ) and a rival's unconfirmed filing (B2); one filed.
     def pledge(qty: str, contract: str, ref: str) -> dict[str, Any]:
         return _ok(api, a["B"].post("/v1/pledges", {
-            "pledgor_id": ids["E"], "instrument": INSTRUMENT, "quantity": qty, "loan_contract": contract,
+            "pledgor_id": ids["E"], "pledgor_identifier": people["E"]["uscc"], "instrument": INSTRUMENT,
+            "quantity": qty, "loan_contract": contract,
             "secured_amount": "98765.43", "term_start": today.isoformat(),
             "term_end": (today + timedelta(days=365)).isoformat(),
             "references": [{"source": "中登网", "reference": ref}]}))
@@ -242,7 +243,8 @@ def build(api: Api) -> World:
     # Freezes: C freezes E's units; C2 freezes E2's (its own, granting nothing on C's).
     def freeze(court: str, holder: str, case: str, notice: str) -> dict[str, Any]:
         return _ok(api, a[court].post("/v1/freezes", {
-            "holder_id": ids[holder], "instrument": INSTRUMENT, "quantity": "7", "case_number": case,
+            "holder_id": ids[holder], "holder_identifier": people[holder]["uscc"], "instrument": INSTRUMENT,
+            "quantity": "7", "case_number": case,
             "notice_number": notice, "term_start": today.isoformat(),
             "term_end": (today + timedelta(days=90)).isoformat()}))
 
@@ -284,7 +286,7 @@ def build(api: Api) -> World:
     r = _ok(api, a["C"].post("/v1/restoration-orders", {
         "case_number": "(2025)闽VIS刑初1号", "case_type": "刑事附带民事公益诉讼",
         "defendants": [{"name": "被告人VIS", "id_number": "35062719880715VIS1"}], "payer_id": ids["P"],
-        "required_quantity": "2", "eligible_kinds": ["forest_ticket"],
+        "payer_identifier": people["P"]["uscc"], "required_quantity": "2", "eligible_kinds": ["forest_ticket"],
         "deadline": (today + timedelta(days=60)).isoformat()}))
     _ok(api, a["P"].post(f"/v1/restoration-orders/{r['id']}/takes",
                          {"market_id": LIST, "listing_id": listing, "quantity": "1"}))

@@ -21,7 +21,7 @@ from exchange.registry import expiry
 from exchange.trading import sessions
 from ledger import queries
 from ledger.verify import verify_database
-from tests.helpers import Api
+from tests.helpers import Api, uscc
 from tests.pledges.helpers import pledge_body
 
 
@@ -193,7 +193,8 @@ def test_three_year_emission_right_auction_settles_by_term_and_expires_at_its_en
                       {"valid_from": "2026-01-01", "valid_until": "2028-12-31"})
     m = auction_market(api, "PW-NOX-WZ")
     assert api.ok(api.get(f"/v1/markets/{m}"))["term_years"] == 3
-    jia, yi, bing = (api.participant(n, "enterprise") for n in ("甲", "乙", "丙"))
+    jia, yi, bing = (api.participant(n, "enterprise", uscc=uscc(f"91640100MA7{k}00001"))
+                     for k, n in enumerate("甲乙丙"))
     for b in (jia, yi, bing):
         fund(api, b, "400000.00")
     aid = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions", {
@@ -237,7 +238,8 @@ def test_three_year_emission_right_auction_settles_by_term_and_expires_at_its_en
     # 乙 pledges what it bought; at the end of the term the registry does not expire a bank's collateral.
     bank = api.participant("宁夏银行 (示例)", "bank")
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(yi["id"], "1.048", instrument="PW-NOX-WZ",
-                                                           secured_amount="50000.00", references=[])))
+                                                           secured_amount="50000.00", references=[],
+                                                           pledgor_identifier=yi["uscc"])))
     api.ok(yi["api"].post(f"/v1/pledges/{p['id']}/confirm"))
     sweep = api.client.blocking_portal.call(expiry.expire_due, rt, date(2028, 4, 9))
     assert sweep["expired"] == [] and sweep["blocked"] == []  # 9 April 2028 is the term's last day

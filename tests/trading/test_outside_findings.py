@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from exchange.core.calendar import SHANGHAI
-from tests.helpers import Api, project_batch
+from tests.helpers import Api, fresh_uscc, project_batch
 from tests.pledges.helpers import pledge_body
 
 
@@ -42,7 +42,7 @@ def test_a_right_whose_term_ended_is_not_issued_not_moved_and_expires_even_when_
     api.instrument("PW-SO2-T", kind="emission_right", decimals=3,
                    attributes={"pollutant": "SO2", "region": "测试区", "validity_years": 1})
     issuer = api.participant("测试生态环境局", "issuer")
-    holder = api.participant("排污单位甲", "enterprise")
+    holder = api.participant("排污单位甲", "enterprise", uscc=fresh_uscc())
     buyer = api.participant("排污单位乙", "enterprise")
     bank = api.participant("测试银行", "bank")
     term = _term(date.today() - timedelta(days=200))  # ends in about 164 days
@@ -65,7 +65,8 @@ def test_a_right_whose_term_ended_is_not_issued_not_moved_and_expires_even_when_
                                                                          "quantity": "1.000"}))["order"]["id"]
     auction = _market(api, "PW-SO2-T", "auction")
     pledge = api.ok(bank["api"].post("/v1/pledges", pledge_body(holder["id"], "1.000", instrument="PW-SO2-T",
-                                                                secured_amount="500.00", references=[])))
+                                                                secured_amount="500.00", references=[],
+                                                                pledgor_identifier=holder["uscc"])))
     # The term ends; the sweep has not run yet (it runs after midnight; a missed one waits a day).
     rt = api.client.app.state.rt
     later = datetime.combine(until + timedelta(days=2), time(10, 0), SHANGHAI)

@@ -28,7 +28,7 @@ from typing import Any
 from pypdf import PdfReader
 from sqlalchemy import text
 
-from tests.helpers import Api, ticket
+from tests.helpers import Api, fresh_uscc, ticket
 from tests.pledges.helpers import pledge_body
 
 ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
@@ -140,11 +140,11 @@ def test_every_answer_event_and_message_speaks_the_users_units(api: Api) -> None
                    attributes={"pollutant": "NOx", "region": "宁夏回族自治区", "validity_years": 5})
     forestry = api.participant("三明市林业局", "issuer")
     reserve = api.participant("宁夏排污权储备中心", "issuer")
-    seller = api.participant("三明市沙县林业合作社", "enterprise")
+    seller = api.participant("三明市沙县林业合作社", "enterprise", uscc=fresh_uscc())
     buyer = api.participant("成都市绿色低碳发展协会", "enterprise")
     poor = api.participant("无资金企业", "enterprise")
     court = api.participant("南靖县人民法院", "court")
-    payer = api.participant("南靖 滥伐林木案 被告人", "enterprise")
+    payer = api.participant("南靖 滥伐林木案 被告人", "enterprise", uscc=fresh_uscc())
     bank = api.participant("兴业银行三明分行", "bank")
     api.issue(forestry["api"], seller["id"], "FCT-SM", "1000", ticket(1))
     start = date.today().replace(day=1)
@@ -245,7 +245,8 @@ def test_every_answer_event_and_message_speaks_the_users_units(api: Api) -> None
     # --- a court's restoration order, bought and retired, with its certificate ------------------------
     order = c.post(court["api"], "/v1/restoration-orders", {
         "case_number": "(2022)闽0627刑初123号", "case_type": "刑事附带民事公益诉讼",
-        "defendants": [{"name": "被告人甲"}], "payer_id": payer["id"], "assessed_loss": "2.5",
+        "defendants": [{"name": "被告人甲"}], "payer_id": payer["id"], "payer_identifier": payer["uscc"],
+        "assessed_loss": "2.5",
         "required_quantity": "5", "eligible_kinds": ["forest_ticket"],
         "deadline": (date.today() + timedelta(days=90)).isoformat()})
     rid = order["id"]
@@ -280,7 +281,8 @@ def test_every_answer_event_and_message_speaks_the_users_units(api: Api) -> None
         assert line in words, line
 
     # --- a pledge, its events and the bank's webhooks -------------------------------------------------
-    pledge = c.post(bank["api"], "/v1/pledges", pledge_body(seller["id"], "100", secured_amount="5000.00"))
+    pledge = c.post(bank["api"], "/v1/pledges", pledge_body(seller["id"], "100", secured_amount="5000.00",
+                                                             pledgor_identifier=seller["uscc"]))
     c.post(s, f"/v1/pledges/{pledge['id']}/confirm")
     c.get(bank["api"], f"/v1/pledges/{pledge['id']}")
     c.get(bank["api"], f"/v1/pledges/{pledge['id']}/events")
