@@ -33,6 +33,7 @@ from api.controllers.registry import (
 )
 from api.controllers.restoration import CertificateCheckController, RestorationController
 from api.controllers.security import AuditController, OperatorActionController, SigningKeyController
+from api.controllers.tlog import ROUTES as TLOG_ROUTES
 from api.deps import get_principal, get_rt
 from api.encoding import Answer
 from api.problems import EXCEPTION_HANDLERS
@@ -58,6 +59,7 @@ ROUTES = [health, whoami, ParticipantController, AccountController, InstrumentCo
           BlockController, AuctionController, RestorationController, CertificateCheckController]
 ROUTES += [PledgeController, FreezeController, PublicController]
 ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
+ROUTES += TLOG_ROUTES
 
 
 OnReady = Callable[[Runtime], Awaitable[None]]

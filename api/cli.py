@@ -130,6 +130,41 @@ def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_tiles(settings: Settings, args: argparse.Namespace) -> int:
+    """The log as static C2SP tlog-tiles files (checkpoint last, so a mirror is never ahead of its tiles)."""
+    import asyncpg
+
+    from exchange.core.database import asyncpg_dsn
+    from exchange.verifiable.tlog_serving import export
+
+    out = Path(args.dir)
+    skipped = "" if args.entries else " (entry bundles left out: --entries to include them)"
+
+    async def run() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(_url(settings)))
+        count = 0
+        try:
+            async for path, data in export(conn):
+                if path.startswith("tile/entries/") and not args.entries:
+                    continue
+                target = out / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
+                count += 1
+        finally:
+            await conn.close()
+        return count
+
+    count = asyncio.run(run())
+    if count == 0:
+        print("envx: no checkpoint has been published yet; nothing exported", file=sys.stderr)
+        return 1
+    print(f"envx: {count} files written under {out}{skipped}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="envx", description="envx: environmental-rights exchange and registry")
     sub = p.add_subparsers(dest="command", required=True)
@@ -158,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=int, default=None,
                    help="processes for the replay-free pass of a large log (default: CPU count)")
     v.set_defaults(fn=cmd_verify)
+    ex = sub.add_parser("export-tiles", help="write the log as static C2SP tlog-tiles files (checkpoint, tile/...)")
+    ex.add_argument("dir", help="directory to write (created; existing files are replaced)")
+    ex.add_argument("--entries", action="store_true",
+                    help="include the entry bundles (the entries' bytes: accounts and quantities; not public by "
+                         "default)")
+    ex.set_defaults(fn=cmd_export_tiles)
     sub.add_parser("verify-receipt", add_help=False,
                    help="verify a ledger receipt offline: envx verify-receipt FILE --key VERIFIER_KEY")
     return p
