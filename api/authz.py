@@ -74,6 +74,8 @@ MATRIX: dict[str, frozenset[str]] = {
     # ENVX_TLOG_ENTRIES_PUBLIC.
     "getTlogCheckpoint": PUBLIC,
     "getTlogTile": PUBLIC,
+    "getEntryTlogProof": ANY,  # as getEntryReceipt: the service decides who may have the entry's bytes
+    "listWitnesses": PUBLIC,
     "defineMarket": OPERATOR,
     "listMarkets": PUBLIC,
     "getMarket": PUBLIC,

@@ -94,7 +94,7 @@ class CosignatureVerifier:
     def from_key_string(cls, vkey: str) -> CosignatureVerifier:
         if not isinstance(vkey, str):
             raise note.InvalidKeyError("witness key must be a string")
-        fields = vkey.strip().split("+")
+        fields = vkey.strip().split("+", 2)  # base64 may contain '+'
         if len(fields) != 3 or len(fields[1]) != 8:
             raise note.InvalidKeyError("witness key must be name+keyid+base64(0x04||key)")
         name, hex_id, b64 = fields
@@ -167,7 +167,7 @@ class Cosigner:
 
     @classmethod
     def from_key_string(cls, skey: str) -> Cosigner:
-        fields = skey.strip().split("+")
+        fields = skey.strip().split("+", 4)
         if len(fields) != 5 or fields[:2] != ["PRIVATE", "KEY"]:
             raise note.InvalidKeyError("witness signer key must be PRIVATE+KEY+name+keyid+base64(0x04||seed)")
         _, _, name, hex_id, b64 = fields

@@ -13,6 +13,7 @@ from typing import Any
 from litestar import Request, Response, get
 
 from api.controllers.ledger_proofs import PENDING
+from api.deps import Id
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.verifiable import tlog_serving
@@ -46,4 +47,22 @@ async def tlog_tile(rt: Runtime, request: Request[Any, Any, Any], tile_path: str
                     headers={"Cache-Control": PRIVATE_IMMUTABLE if private else IMMUTABLE})
 
 
-ROUTES = [tlog_checkpoint, tlog_tile]
+@get("/v1/ledger/entries/{seq:int}/tlog-proof", operation_id="getEntryTlogProof", tags=["ledger"],
+     exception_handlers=PENDING,
+     summary="The entry's receipt as a C2SP tlog-proof (.tlog-proof): entry bytes, index, inclusion path, "
+             "checkpoint with witness cosignatures; under the witness policy's checkpoint when one is configured")
+async def tlog_proof(rt: Runtime, principal: Principal, request: Request[Any, Any, Any], seq: Id) -> Response[bytes]:
+    text = await tlog_serving.tlog_proof(rt, principal, seq, getattr(request.app.state, "witnessing", None))
+    return Response(text.encode("utf-8"), media_type="text/plain",
+                    headers={"Content-Disposition": f'attachment; filename="entry-{seq}.tlog-proof"'})
+
+
+@get("/v1/ledger/witnesses", operation_id="listWitnesses", tags=["ledger"],
+     summary="The configured witnesses, the policy, and each witness's last cosigned size and state "
+             "(ok, unreachable, rollback_refused, fork_refused, refused)")
+async def witnesses(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    w = getattr(request.app.state, "witnessing", None)
+    return {"quorum": w.policy.quorum if w else 0, "witnesses": w.status() if w else []}
+
+
+ROUTES = [tlog_checkpoint, tlog_tile, tlog_proof, witnesses]
