@@ -27,7 +27,16 @@ import httpx
 from ledger import merkle, note
 from ledger.checkpoints import write_latest_file
 from ledger.cosignature import WitnessPolicy
-from ledger.tiles import Tile, node_getter_from_tiles, tiles_for_consistency, tiles_for_root
+from ledger.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    Tile,
+    TileId,
+    node_getter_from_tiles,
+    tiles_for_consistency,
+    tiles_for_root,
+    tiles_for_size,
+)
 
 log = logging.getLogger("envx.monitor")
 
@@ -68,14 +77,24 @@ def check_once(http: httpx.Client, base: str, keys: list[str], policy: WitnessPo
             raise Inconsistent("ROLLBACK", f"the log shows size {cp.size} after size {old_size} was seen:\n{text}")
     else:
         old_size, old_root = 0, merkle.EMPTY_ROOT
-    wanted = set(tiles_for_root(cp.size)) | (set(tiles_for_consistency(old_size, cp.size))
-                                             if 0 < old_size < cp.size else set())
+    # Every hash tile that covers leaves not seen before (and what the proofs need): each full one must
+    # hash to its entry in the tile above, the partial ones (the right edge) to the signed root.
+    wanted = {t for t in tiles_for_size(cp.size) if (t.index + 1) << (TILE_HEIGHT * (t.level + 1)) > old_size}
+    wanted |= set(tiles_for_root(cp.size))
+    if 0 < old_size < cp.size:
+        wanted |= set(tiles_for_consistency(old_size, cp.size))
     tiles = {}
     for tid in wanted:
         r = http.get(f"{base}/{tid.path()}")
         if r.status_code != 200 or len(r.content) != tid.width * merkle.HASH_SIZE:
             raise Inconsistent("BAD TILES", f"{tid.path()} answered {r.status_code} with {len(r.content)} bytes")
         tiles[tid.key] = Tile(tid.level, tid.index, r.content)
+    for (level, index), t in tiles.items():
+        parent = tiles.get((level + 1, index // TILE_WIDTH))
+        if (t.is_full and parent is not None and parent.width > index % TILE_WIDTH
+                and merkle.root([t.hash_at(i) for i in range(TILE_WIDTH)]) != parent.hash_at(index % TILE_WIDTH)):
+            raise Inconsistent("BAD TILES", f"{TileId(level, index, TILE_WIDTH).path()} does not hash to its "
+                                                f"entry in the tile above")
     get = node_getter_from_tiles(tiles)
     if merkle.tree_root(cp.size, get) != cp.root_hash:
         raise Inconsistent("BAD TILES", f"the tiles do not hash to the root of checkpoint {cp.size}")

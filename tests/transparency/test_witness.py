@@ -101,8 +101,8 @@ def _wait(cond, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-de
 
 
 def test_witnesses_cosign_proofs_verify_and_a_second_database_is_refused(
-        db_url: str, pg_admin_url: str, template_db: str, settings: Settings, tmp_path: Path, registry_key: tuple[str, str],
-        witnesses: list[WitnessProc]) -> None:
+        db_url: str, pg_admin_url: str, template_db: str, settings: Settings, tmp_path: Path,
+        registry_key: tuple[str, str], witnesses: list[WitnessProc]) -> None:
     skey, vkey = registry_key
     s1 = _settings(settings, tmp_path / "reg1", skey, witnesses, quorum=2)
     policy = WitnessPolicy.of([w.vkey for w in witnesses], 3)
