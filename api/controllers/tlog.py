@@ -29,6 +29,7 @@ def _caller(request: Request[Any, Any, Any]) -> Principal | None:
 
 
 @get("/checkpoint", operation_id="getTlogCheckpoint", tags=["transparency"], exception_handlers=PENDING,
+     media_type="text/plain",
      summary="The latest signed checkpoint with its witness cosignatures (C2SP tlog-tiles)")
 async def tlog_checkpoint(rt: Runtime) -> Response[bytes]:
     text = await tlog_serving.checkpoint(rt)
@@ -37,6 +38,7 @@ async def tlog_checkpoint(rt: Runtime) -> Response[bytes]:
 
 
 @get("/tile/{tile_path:path}", operation_id="getTlogTile", tags=["transparency"],
+     media_type="application/octet-stream",
      summary="A hash tile or an entry bundle of the latest checkpoint's tree (C2SP tlog-tiles); bundles "
              "are served to operators and auditors unless ENVX_TLOG_ENTRIES_PUBLIC")
 async def tlog_tile(rt: Runtime, request: Request[Any, Any, Any], tile_path: str) -> Response[bytes]:
@@ -48,7 +50,7 @@ async def tlog_tile(rt: Runtime, request: Request[Any, Any, Any], tile_path: str
 
 
 @get("/v1/ledger/entries/{seq:int}/tlog-proof", operation_id="getEntryTlogProof", tags=["ledger"],
-     exception_handlers=PENDING,
+     exception_handlers=PENDING, media_type="text/plain",
      summary="The entry's receipt as a C2SP tlog-proof (.tlog-proof): entry bytes, index, inclusion path, "
              "checkpoint with witness cosignatures; under the witness policy's checkpoint when one is configured")
 async def tlog_proof(rt: Runtime, principal: Principal, request: Request[Any, Any, Any], seq: Id) -> Response[bytes]:
