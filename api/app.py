@@ -33,6 +33,7 @@ from api.controllers.registry import (
 )
 from api.controllers.restoration import CertificateCheckController, RestorationController
 from api.controllers.security import AuditController, OperatorActionController, SigningKeyController
+from api.controllers.tlog import ROUTES as TLOG_ROUTES
 from api.deps import get_principal, get_rt
 from api.encoding import Answer
 from api.problems import EXCEPTION_HANDLERS
@@ -49,6 +50,7 @@ from exchange.registry import expiry
 from exchange.registry.system import ensure_system
 from exchange.trading.hub import MarketHub
 from exchange.verifiable.publisher import VerifiableLedger
+from exchange.verifiable.witnessing import Witnessing
 from ledger.writer import LedgerWriter
 
 log = logging.getLogger("envx")
@@ -59,6 +61,7 @@ ROUTES = [health, whoami, ParticipantController, AccountController, InstrumentCo
           BlockController, AuctionController, RestorationController, CertificateCheckController]
 ROUTES += [PledgeController, FreezeController, PublicController]
 ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
+ROUTES += TLOG_ROUTES
 
 
 OnReady = Callable[[Runtime], Awaitable[None]]
@@ -83,8 +86,11 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         rt = Runtime(settings, url, engine, writer, verifiable=verifiable, credentials=Credentials.load(settings))
         app.state.rt = rt
         scheduler: AsyncIOScheduler | None = None
+        # Cosignatures of each checkpoint by the configured witnesses; never in the way of a write.
+        witnessing = app.state.witnessing = Witnessing(settings, asyncpg_dsn(url), verifiable.publisher)
         try:
             await verifiable.start(writer)
+            await witnessing.start()
             await ensure_system(rt)
             if settings.scheduler:  # markets install their calendar jobs as they start (or are defined)
                 scheduler = rt.scheduler = AsyncIOScheduler(timezone=SHANGHAI)
@@ -102,6 +108,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
             if rt.exchange is not None:
                 await rt.exchange.stop()
             await writer.stop()
+            await witnessing.stop()
             await verifiable.stop()  # after the writer: the last durable batch gets its checkpoint
             await engine.dispose()
 

@@ -69,6 +69,13 @@ MATRIX: dict[str, frozenset[str]] = {
     "getInclusionProof": PUBLIC,
     "getConsistencyProof": PUBLIC,
     "getEntryReceipt": ANY,
+    # C2SP tlog-tiles (api/controllers/tlog.py): the checkpoint and hash tiles are public; entry bundles hold
+    # the entries' bytes, so the service shows them only to oversight (404 to others) unless
+    # ENVX_TLOG_ENTRIES_PUBLIC.
+    "getTlogCheckpoint": PUBLIC,
+    "getTlogTile": PUBLIC,
+    "getEntryTlogProof": ANY,  # as getEntryReceipt: the service decides who may have the entry's bytes
+    "listWitnesses": PUBLIC,
     "defineMarket": OPERATOR,
     "listMarkets": PUBLIC,
     "getMarket": PUBLIC,

@@ -130,6 +130,84 @@ def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_tiles(settings: Settings, args: argparse.Namespace) -> int:
+    """The log as static C2SP tlog-tiles files (checkpoint last, so a mirror is never ahead of its tiles)."""
+    import asyncpg
+
+    from exchange.core.database import asyncpg_dsn
+    from exchange.verifiable.tlog_serving import export
+
+    out = Path(args.dir)
+    skipped = "" if args.entries else " (entry bundles left out: --entries to include them)"
+
+    async def run() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(_url(settings)))
+        count = 0
+        try:
+            async for path, data in export(conn):
+                if path.startswith("tile/entries/") and not args.entries:
+                    continue
+                target = out / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
+                count += 1
+        finally:
+            await conn.close()
+        return count
+
+    count = asyncio.run(run())
+    if count == 0:
+        print("envx: no checkpoint has been published yet; nothing exported", file=sys.stderr)
+        return 1
+    print(f"envx: {count} files written under {out}{skipped}")
+    return 0
+
+
+def cmd_witness(settings: Settings, args: argparse.Namespace) -> int:
+    """A C2SP tlog-witness for the logs named by --log, with its own key and state file."""
+    import os
+
+    import uvicorn
+
+    from api.witness_app import StateFileError, Witness, create_witness_app, parse_log_option
+    from ledger.cosignature import Cosigner, generate_cosigner_key
+    from ledger.note import InvalidKeyError
+
+    key_file = Path(args.key_file)
+    if not key_file.exists():
+        if not args.name:
+            print(f"envx: {key_file} does not exist; give --name to make a new witness key", file=sys.stderr)
+            return 2
+        skey, _ = generate_cosigner_key(args.name)
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(skey + "\n")
+    try:
+        cosigner = Cosigner.from_key_string(key_file.read_text(encoding="ascii"))
+        logs = parse_log_option(args.log)
+        witness = Witness(cosigner, logs, Path(args.state))
+    except (OSError, InvalidKeyError, StateFileError) as exc:
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    vkey = cosigner.verifier().key_string()
+    if args.print_key:
+        print(vkey)
+        return 0
+    print(f"envx witness {vkey} on http://{args.host}:{args.port} for {', '.join(sorted(logs))}", flush=True)
+    uvicorn.run(create_witness_app(witness), host=args.host, port=args.port, log_level=settings.log_level.lower(),
+                access_log=False)
+    return 0
+
+
+def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
+    from exchange.verifiable.monitoring import run_monitor
+
+    return run_monitor(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="envx", description="envx: environmental-rights exchange and registry")
     sub = p.add_subparsers(dest="command", required=True)
@@ -158,8 +236,35 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=int, default=None,
                    help="processes for the replay-free pass of a large log (default: CPU count)")
     v.set_defaults(fn=cmd_verify)
+    ex = sub.add_parser("export-tiles", help="write the log as static C2SP tlog-tiles files (checkpoint, tile/...)")
+    ex.add_argument("dir", help="directory to write (created; existing files are replaced)")
+    ex.add_argument("--entries", action="store_true",
+                    help="include the entry bundles (the entries' bytes: accounts and quantities; not public by "
+                         "default)")
+    ex.set_defaults(fn=cmd_export_tiles)
+    w = sub.add_parser("witness", help="run a C2SP tlog-witness (POST /add-checkpoint) with its own key and state")
+    w.add_argument("--key-file", required=True, help="witness signing key (PRIVATE+KEY+..., type 0x04); made "
+                                                     "with --name if missing")
+    w.add_argument("--name", help="witness name for a new key (e.g. witness.bank.example)")
+    w.add_argument("--log", action="append", default=[], metavar="LOG_KEY",
+                   help="a log to witness: its checkpoint verifier key (the key name is the origin); repeat")
+    w.add_argument("--state", required=True, help="state file: per log the size and root last cosigned")
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=8100)
+    w.add_argument("--print-key", action="store_true", help="print the witness's verifier key and exit")
+    w.set_defaults(fn=cmd_witness)
+    m = sub.add_parser("monitor", help="follow a remote envx log through its tiles and report inconsistencies")
+    m.add_argument("url", help="the log's URL prefix (where /checkpoint and /tile/ are)")
+    m.add_argument("--key", action="append", required=True, metavar="LOG_KEY", help="the log's checkpoint key")
+    m.add_argument("--witness", action="append", default=[], metavar="WITNESS_KEY")
+    m.add_argument("--quorum", type=int, default=0, help="cosignatures each checkpoint must carry")
+    m.add_argument("--state", required=True, help="file keeping the last checkpoint seen (the monitor's memory)")
+    m.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    m.add_argument("--once", action="store_true", help="check the current checkpoint once and exit")
+    m.set_defaults(fn=cmd_monitor)
     sub.add_parser("verify-receipt", add_help=False,
-                   help="verify a ledger receipt offline: envx verify-receipt FILE --key VERIFIER_KEY")
+                   help="verify a receipt offline: envx verify-receipt FILE --key LOG_KEY [--witness KEY "
+                        "... --quorum K] (.tlog-proof, JSON receipt or restoration certificate)")
     return p
 
 
@@ -167,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["verify-receipt"]:
         # Offline by design: no settings, no database; the verifier has its own arguments.
-        from ledger.certificate import main as verify_receipt  # certificates, else receipts
+        from ledger.tlog_proof import main as verify_receipt  # .tlog-proof, else certificates, else receipts
 
         return verify_receipt(argv[1:])
     args = build_parser().parse_args(argv)

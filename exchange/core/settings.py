@@ -43,6 +43,21 @@ class Settings(BaseSettings):
         default=None, description="Signing key file. Neither set: <data_dir>/signing.key, made on first start.")
     checkpoint_interval_seconds: float = Field(
         default=1.0, ge=0, le=3600, description="Under load, sign at most one checkpoint per interval.")
+    # Transparency (c2sp.org tlog-tiles, tlog-witness): entry bundles, witnesses and the witness policy.
+    tlog_entries_public: bool = Field(
+        default=False, description="Serve entry bundles (/tile/entries/..., the entries' bytes: accounts and "
+        "quantities) to anyone; false: to operators and auditors only (hash tiles and checkpoints are public).")
+    witnesses: str = Field(
+        default="", max_length=8000,
+        description="Comma-separated witnesses, each '<witness verifier key> <submission URL prefix>' "
+        "(the key is a C2SP cosignature/v1 vkey, name+keyid+base64; add-checkpoint is POSTed to "
+        "<prefix>/add-checkpoint). Empty: no witnessing.")
+    witness_quorum: int = Field(
+        default=0, ge=0, le=64, description="How many of the configured witnesses must cosign a checkpoint for "
+        "it to count as witnessed (receipts in .tlog-proof form wait for one); 0: no policy.")
+    witness_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="Per add-checkpoint request; a slow or dead witness delays only "
+        "its own cosignature, never a write.")
     # Pledges: webhook delivery, expiry sweeps, usable-deadline warnings.
     pledge_webhook_allow_http: bool = Field(
         default=False, description="Accept plain-http webhook URLs (tests, closed networks); https otherwise.")
@@ -87,6 +102,16 @@ class Settings(BaseSettings):
     signature_max_skew_seconds: int = Field(
         default=300, ge=1, le=3600, description="Signed instructions must be timestamped within this many seconds.")
 
+
+    @property
+    def witness_list(self) -> tuple[tuple[str, str], ...]:
+        """(verifier key, URL prefix) of each configured witness."""
+        out = []
+        for item in self.witnesses.split(","):
+            if item.strip():
+                key, _, url = item.strip().partition(" ")
+                out.append((key.strip(), url.strip().rstrip("/")))
+        return tuple(out)
 
     @property
     def webhook_allowed_host_list(self) -> tuple[str, ...]:

@@ -150,7 +150,8 @@ def _calls(spec: dict[str, Any], demo: dict[str, Any]) -> Iterator[tuple[str, st
                 yield op.operation_id, op.path, q
             continue
         values: dict[str, list[Any]] = {"market_id": list(demo["markets"].values()), "auction_id": [demo["auction"]],
-                                        "order_id": [demo["order"]]}
+                                        "order_id": [demo["order"]],
+                                        "tile_path": ["0/000.p/1"]}  # a C2SP hash tile (bundles are not public)
         values["code"] = [demo["code"]] if op.path.startswith("/v1/public/certificates") else ["FCT-SM", "CNY"]
         paths = [op.path]
         for param in op.path_params:

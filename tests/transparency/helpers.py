@@ -1,0 +1,59 @@
+"""Shared steps of the transparency tests: a log of many entries, Go from Debian, a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from exchange.core.database import asyncpg_dsn
+from ledger import commands as c
+from ledger.writer import LedgerWriter
+
+GO_DIR = Path(__file__).parent / "go"
+GOPATH = "/usr/share/gocode"  # where Debian's golang-*-dev packages put their sources
+DEBIAN_PACKAGES = ("golang-go", "golang-golang-x-mod-dev")
+
+
+def write_entries(db_url: str, n: int, prefix: str = "tlog") -> None:
+    """``n`` ledger entries (account openings) through a bare writer, in batches as the writer groups them.
+
+    The tree hook is not attached: the server builds the tiles of these entries when it starts.
+    """
+    async def run() -> None:
+        writer = LedgerWriter(asyncpg_dsn(db_url))
+        await writer.start()
+        try:
+            for start in range(0, n, 500):
+                await asyncio.gather(*(writer.submit(c.Request("tlog-test", c.OpenAccount(f"{prefix}-{i}", "holding"),
+                                                               f"{prefix}-{i}"))
+                                       for i in range(start, min(n, start + 500))))
+        finally:
+            await writer.stop()
+
+    asyncio.run(run())
+
+
+def ensure_go() -> str:
+    """The `go` binary, with golang.org/x/mod in GOPATH: installed from Debian when missing (as root)."""
+    have = shutil.which("go") and (Path(GOPATH) / "src/golang.org/x/mod/sumdb/tlog").is_dir()
+    if not have:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", *DEBIAN_PACKAGES]
+        if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900, check=True)
+            subprocess.run(install, env=env, capture_output=True, timeout=900, check=True)
+    go = shutil.which("go")
+    assert go, "go is not installed and could not be installed from Debian"
+    return go
+
+
+def go_run(program: str, *args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    """Run a Go program of tests/transparency/go against golang.org/x/mod from Debian (GOPATH mode, offline)."""
+    go = ensure_go()
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOCACHE": str(cache), "GOFLAGS": "",
+           "GOPROXY": "off", "CGO_ENABLED": "0"}
+    return subprocess.run([go, "run", str(GO_DIR / program), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
