@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
+from litestar.types import ControllerRouterHandler
 
 from api.auth import ApiKeyMiddleware
 from api.authz import authorize
@@ -55,7 +56,8 @@ from ledger.writer import LedgerWriter
 
 log = logging.getLogger("envx")
 
-ROUTES = [health, whoami, ParticipantController, AccountController, InstrumentController, IssuanceController,
+ROUTES: list[ControllerRouterHandler] = [
+          health, whoami, ParticipantController, AccountController, InstrumentController, IssuanceController,
           TransferController, RetirementController, HoldingController, LedgerController, CashController,
           LedgerProofController, MarketController, InstrumentStatsController, stream,
           BlockController, AuctionController, RestorationController, CertificateCheckController]

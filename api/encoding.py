@@ -15,7 +15,7 @@ from exchange.core.units import times_in_iso
 
 
 class Answer(Response[Any]):
-    def render(self, content: Any, media_type: str, enc_hook: Any = None) -> bytes:  # type: ignore[override]
+    def render(self, content: Any, media_type: str, enc_hook: Any = None) -> bytes:
         if not isinstance(content, bytes | str):
             content = times_in_iso(content)
         return super().render(content, media_type, *(() if enc_hook is None else (enc_hook,)))

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from api.problems import PROBLEM, TYPE_BASE
 from exchange.core.database import asyncpg_dsn, make_engine
@@ -28,15 +29,18 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def refuse_writes(app: ASGIApp) -> ASGIApp:
     """Middleware: anything but GET/HEAD/OPTIONS answers 503 `read_only`."""
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+        if scope["type"] == ScopeType.HTTP and scope["method"] not in SAFE_METHODS:
             body = json.dumps({
                 "type": TYPE_BASE + "read_only", "title": "Service unavailable", "status": 503,
                 "detail": "this envx process serves reads only (a read replica); send changes to the primary",
                 "code": "read_only", "instance": scope.get("path", ""),
             }).encode()
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]}
+            await send(start)
+            end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+            await send(end)
             return
         await app(scope, receive, send)
 

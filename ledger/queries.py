@@ -113,3 +113,52 @@ async def entry(conn: AsyncConnection, seq: int) -> dict[str, Any] | None:
 async def head(conn: AsyncConnection) -> dict[str, Any]:
     row = (await conn.execute(text("SELECT seq, hash, ts FROM ledger_head WHERE id = 1"))).one()
     return {"seq": row.seq, "hash": bytes(row.hash).hex(), "ts": row.ts}
+
+
+# --- for exchange/registry (wp/b-registry) ------------------------------------------------------------------
+
+
+async def instrument_defined(conn: AsyncConnection, code: str) -> bool:
+    found = (await conn.execute(text("SELECT 1 FROM ledger_instruments WHERE code = :c"), {"c": code})).first()
+    return found is not None
+
+
+async def batch_id_by_reference(conn: AsyncConnection, reference: str) -> int | None:
+    found = (await conn.execute(text("SELECT id FROM ledger_batches WHERE reference = :r"), {"r": reference})).scalar()
+    return None if found is None else int(found)
+
+
+async def first_entry_by_client_id(conn: AsyncConnection, type_: str, client_id: str) -> tuple[int, bytes] | None:
+    """(seq, meta bytes) of the first entry of `type_` under `client_id` (any actor)."""
+    row = (await conn.execute(
+        text("SELECT seq, meta FROM ledger_entries WHERE type = :t AND client_id = :c ORDER BY seq LIMIT 1"),
+        {"t": type_, "c": client_id})).first()
+    return None if row is None else (int(row.seq), bytes(row.meta))
+
+
+async def retired_by_prefix(conn: AsyncConnection, actor: str, client_id_prefix: str, instrument: str | None,
+                            limit: int = 1000) -> list[dict[str, Any]]:
+    """Blocks retired by `actor`'s entries whose client id starts with the prefix (an account's expiries)."""
+    rows = await conn.execute(text(
+        """SELECT b.instrument, b.start_serial, b.end_serial, b.batch, b.hold, b.frozen_by
+           FROM ledger_entries e JOIN ledger_blocks b ON b.retired_seq = e.seq
+           WHERE e.actor = :actor AND e.client_id LIKE :prefix AND e.type = 'retire'
+             AND (CAST(:i AS text) IS NULL OR b.instrument = CAST(:i AS text))
+           ORDER BY b.instrument, b.start_serial LIMIT :limit"""),
+        {"actor": actor, "prefix": client_id_prefix + "%", "i": instrument, "limit": limit})
+    return [dict(r._mapping) for r in rows]
+
+
+async def hold_state(conn: AsyncConnection, hold_id: int) -> tuple[str, str] | None:
+    """(instrument, state) of a hold."""
+    row = (await conn.execute(text("SELECT instrument, state FROM ledger_holds WHERE id = :h"), {"h": hold_id})).first()
+    return None if row is None else (str(row.instrument), str(row.state))
+
+
+async def held_ranges(conn: AsyncConnection, hold_id: int, *, batch: int, in_batch: bool) -> list[tuple[int, int]]:
+    """The unretired serial ranges under a hold, of `batch` (`in_batch`) or of every other batch."""
+    rows = await conn.execute(text(
+        """SELECT start_serial, end_serial FROM ledger_blocks
+           WHERE hold = :h AND retired_seq IS NULL AND (batch = :b) = :mine ORDER BY start_serial"""),
+        {"h": hold_id, "b": batch, "mine": in_batch})
+    return [(int(r.start_serial), int(r.end_serial)) for r in rows]

@@ -19,7 +19,7 @@ class CashController(Controller):
     @post("/deposits", operation_id="recordDeposit", responses=PROPOSED,
           summary="Record a confirmed bank deposit (operator; maker-checker)")
     async def deposit(self, rt: Runtime, principal: Principal, data: CashIn,
-                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                      idempotency_key: IdempotencyKey = None) -> Any:  # 202 proposal, or the movement
         cid = client_id(idempotency_key, data.client_id)
         return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
             rt, principal, cid, "recordDeposit", data.model_dump(exclude={"client_id"}),
@@ -29,7 +29,7 @@ class CashController(Controller):
     @post("/withdrawals", operation_id="recordWithdrawal", responses=PROPOSED,
           summary="Record a withdrawal paid out (operator; maker-checker)")
     async def withdraw(self, rt: Runtime, principal: Principal, data: CashIn,
-                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                       idempotency_key: IdempotencyKey = None) -> Any:  # 202 proposal, or the movement
         cid = client_id(idempotency_key, data.client_id)
         return await propose_or_run(
             rt, principal, cid, "recordWithdrawal", data.model_dump(exclude={"client_id"}),

@@ -1,16 +1,35 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from litestar import get
+from pydantic import BaseModel, Field
 
 from exchange.core.database import ping
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 
 
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    ledger_writer: bool = Field(description="the ledger writer runs in this process")
+    ledger_stopped: str | None = Field(description="why the ledger stopped taking writes (a broken invariant)")
+    read_only: bool
+    markets_stopped: dict[str, str] = Field(description="markets stopped on a broken invariant, with the reason")
+
+
+class WhoAmIOut(BaseModel):
+    participant_id: int
+    kind: str
+    name: str
+    key_id: int
+    holding_account: int | None
+    cash_account: int | None
+
+
 @get("/health", operation_id="health", tags=["system"], summary="Liveness and readiness")
-async def health(rt: Runtime) -> dict[str, Any]:
+async def health(rt: Runtime) -> HealthOut:
     db = await ping(rt.engine)
     read_only = rt.settings.read_only
     writer = rt.writer is not None and rt.writer.running
@@ -20,12 +39,12 @@ async def health(rt: Runtime) -> dict[str, Any]:
     stopped = rt.exchange.stopped() if hasattr(rt.exchange, "stopped") else {}
     # A read replica has no writer by design: healthy when its database answers.
     ok = db and (writer or read_only) and ledger_stopped is None and not stopped
-    return {"status": "ok" if ok else "degraded", "database": db, "ledger_writer": writer,
-            "ledger_stopped": ledger_stopped, "read_only": read_only, "markets_stopped": stopped}
+    return HealthOut(status="ok" if ok else "degraded", database=db, ledger_writer=writer,
+                     ledger_stopped=ledger_stopped, read_only=read_only, markets_stopped=stopped)
 
 
 @get("/v1/whoami", operation_id="whoami", tags=["participants"], summary="The participant behind this key")
-async def whoami(principal: Principal) -> dict[str, Any]:
-    return {"participant_id": principal.participant_id, "kind": principal.kind, "name": principal.name,
-            "key_id": principal.key_id, "holding_account": principal.holding_account,
-            "cash_account": principal.cash_account}
+async def whoami(principal: Principal) -> WhoAmIOut:
+    return WhoAmIOut(participant_id=principal.participant_id, kind=principal.kind, name=principal.name,
+                     key_id=principal.key_id, holding_account=principal.holding_account,
+                     cash_account=principal.cash_account)

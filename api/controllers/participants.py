@@ -7,7 +7,16 @@ from litestar.params import Parameter
 
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
-from api.schemas.registry import EnrollIn, EnrollmentCodeIn, KeyIn, ParticipantIn, StatusChangeIn
+from api.schemas.registry import (
+    AccountOut,
+    EnrollIn,
+    EnrollmentCodeIn,
+    KeyIn,
+    ParticipantIn,
+    ParticipantOut,
+    StatusChangeIn,
+    StatusChangeOut,
+)
 from exchange.core.errors import NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
@@ -43,19 +52,21 @@ class ParticipantController(Controller):
 
     @get("/", operation_id="listParticipants", summary="Participants (operators and auditors see all)")
     async def listing(self, rt: Runtime, principal: Principal, kind: str | None = None, limit: Limit = 100,
-                      after: After = 0) -> list[dict[str, Any]]:
-        return await participants.listing(rt, principal, kind, limit, after)
+                      after: After = 0) -> list[ParticipantOut]:
+        # oversight, or the participant itself: the private record
+        return [ParticipantOut.of(p, private=True) for p in await participants.directory(rt, principal, kind, limit,
+                                                                                         after)]
 
     @get("/{participant_id:int}", operation_id="getParticipant", summary="One participant")
-    async def get_one(self, rt: Runtime, principal: Principal, participant_id: Id) -> dict[str, Any]:
-        return await participants.get(rt, principal, participant_id)
+    async def get_one(self, rt: Runtime, principal: Principal, participant_id: Id) -> ParticipantOut:
+        return ParticipantOut.of(await participants.record_of(rt, principal, participant_id), private=True)
 
     @post("/{participant_id:int}/suspend", operation_id="suspendParticipant", status_code=200,
           summary="Suspend a participant at once (one operator: an emergency brake); its keys stop working")
     async def suspend(self, rt: Runtime, principal: Principal, participant_id: Id, data: StatusChangeIn,
-                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                      idempotency_key: IdempotencyKey = None) -> StatusChangeOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await participants.suspend(rt, principal, cid, participant_id, data.reason)
+        return StatusChangeOut.of(await participants.suspend(rt, principal, cid, participant_id, data.reason))
 
     @post("/{participant_id:int}/reinstate", operation_id="reinstateParticipant", responses=PROPOSED,
           summary="Reinstate a suspended participant (operator; maker-checker: a second operator approves)")
@@ -128,13 +139,10 @@ class AccountController(Controller):
     tags = ["participants"]
 
     @get("/{account_id:int}", operation_id="getAccount", summary="An account and its balances")
-    async def get_one(self, rt: Runtime, principal: Principal, account_id: Id) -> dict[str, Any]:
+    async def get_one(self, rt: Runtime, principal: Principal, account_id: Id) -> AccountOut:
         owner = await participants.owner_of_account(rt, account_id)
         if owner is None or (principal.kind not in participants.SEES_ALL and owner != principal.participant_id):
             raise NotFound("account", account_id)  # another's account: as if there were none
         async with rt.read() as conn:
             bals = await queries.balances(conn, [account_id])
-        return {"account": account_id, "participant_id": owner, "balances": [
-            {"instrument": b["instrument"], "posted": b["posted"], "pending": b["pending_out"],
-             "available": b["posted"] - b["pending_out"]} for b in bals],
-            "units": "base units (fen for CNY); see the instrument's decimals"}
+        return AccountOut.of(account_id, owner, bals)

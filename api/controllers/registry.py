@@ -10,7 +10,15 @@ from litestar.params import Parameter
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, OptId, client_id
 from api.schemas.common import ranges
-from api.schemas.registry import ApprovalIn, DecisionIn, InstrumentIn, IssuanceIn, RetirementIn, TransferIn
+from api.schemas.registry import (
+    ApprovalIn,
+    DecisionIn,
+    InstrumentIn,
+    InstrumentOut,
+    IssuanceIn,
+    RetirementIn,
+    TransferIn,
+)
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.courts import restoration
@@ -27,7 +35,7 @@ class InstrumentController(Controller):
     @post("/", operation_id="defineInstrument", responses=PROPOSED,
           summary="Define an instrument (operator; maker-checker)")
     async def define(self, rt: Runtime, principal: Principal, data: InstrumentIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> Any:  # 202 proposal, or the instrument
         cid = client_id(idempotency_key, data.client_id)
         return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
             rt, principal, cid, "defineInstrument", data.model_dump(exclude={"client_id"}),
@@ -35,8 +43,8 @@ class InstrumentController(Controller):
                                        decimals=data.decimals, unit=data.unit, attributes=data.attributes))
 
     @get("/", operation_id="listInstruments", summary="All instruments")
-    async def listing(self, rt: Runtime, kind: str | None = None) -> list[dict[str, Any]]:
-        return await instruments.listing(rt, kind)
+    async def listing(self, rt: Runtime, kind: str | None = None) -> list[InstrumentOut]:
+        return [InstrumentOut.of(i) for i in await instruments.catalogue(rt, kind)]
 
     @post("/expiry-sweeps", operation_id="sweepEmissionRightExpiry", status_code=200,
           summary="Expire what is left of emission-right batches past their term now (operator; also daily)",
@@ -48,8 +56,8 @@ class InstrumentController(Controller):
         return await expiry.expire_due(rt)
 
     @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
-    async def get_one(self, rt: Runtime, code: str) -> dict[str, Any]:
-        return await instruments.get(rt, code)
+    async def get_one(self, rt: Runtime, code: str) -> InstrumentOut:
+        return InstrumentOut.of(await instruments.instrument(rt, code))
 
 
 class IssuanceController(Controller):

@@ -1,13 +1,16 @@
-"""Request bodies for participants, keys, instruments, issuance, transfers and retirements."""
+"""Request bodies for participants, keys, instruments, issuance, transfers and retirements; the answers about
+participants and instruments."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
+from exchange.core.units import iso, iso_or_none
 from exchange.registry.kinds import KindAttributes
+from exchange.registry.models import Instrument, Participant, StatusChange
 
 ParticipantKind = Literal["operator", "issuer", "enterprise", "bank", "court", "auditor"]
 InstrumentKind = Literal["cea", "ccer", "cdcer", "forest_ticket", "emission_right"]
@@ -141,3 +144,101 @@ class CashIn(Strict):
     bank_reference: str = Field(min_length=1, max_length=100, description="the bank's transfer confirmation")
     note: Note = None
     client_id: ClientId = None
+
+
+# --- answers ------------------------------------------------------------------------------------------------
+# Built from the service's typed result with `.of(...)`; fields in the order the answers have always had (the
+# exact-replay store at the edge keeps answered bytes). Times are ISO 8601 in UTC (exchange.core.units.iso).
+
+
+class IdDocumentOut(BaseModel):
+    type: str | None
+    country: str | None
+    number: str | None
+
+
+class ParticipantOut(BaseModel):
+    """A participant's record. `id_document` is present for a person, and only for operators, auditors and the
+    person itself."""
+
+    id: int
+    name: str
+    kind: str
+    subject: str
+    uscc: str | None
+    holding_account: int | None
+    cash_account: int | None
+    status: Literal["active", "suspended"]
+    suspended_at: str | None = Field(description="ISO 8601, UTC")
+    suspended_by: str | None
+    suspension_reason: str | None
+    created_at: str = Field(description="ISO 8601, UTC")
+    id_document: IdDocumentOut | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @classmethod
+    def of(cls, p: Participant, *, private: bool) -> ParticipantOut:
+        doc = p.id_document if private else None
+        return cls(id=p.id, name=p.name, kind=p.kind, subject=p.subject, uscc=p.uscc,
+                   holding_account=p.holding_account, cash_account=p.cash_account,
+                   status="active" if p.active else "suspended", suspended_at=iso_or_none(p.suspended_at),
+                   suspended_by=p.suspended_by, suspension_reason=p.suspension_reason, created_at=iso(p.created_at),
+                   id_document=None if doc is None else IdDocumentOut(**doc))
+
+
+class StatusChangeOut(BaseModel):
+    """A suspension or reinstatement as recorded, with the participant's status after it."""
+
+    id: int
+    participant_id: int
+    change: Literal["suspend", "reinstate"]
+    reason: str
+    actor: str
+    approved_by: str | None
+    operator_action_id: int | None
+    created_at: str = Field(description="ISO 8601, UTC")
+    status: Literal["active", "suspended"]
+
+    @classmethod
+    def of(cls, c: StatusChange) -> StatusChangeOut:
+        return cls(id=c.id, participant_id=c.participant_id, change="suspend" if c.change == "suspend" else
+                   "reinstate", reason=c.reason, actor=c.actor, approved_by=c.approved_by,
+                   operator_action_id=c.operator_action_id, created_at=iso(c.created_at),
+                   status="suspended" if c.status == "suspended" else "active")
+
+
+class InstrumentOut(BaseModel):
+    code: str
+    name: str
+    kind: str
+    decimals: int
+    unit: str
+    attributes: dict[str, Any] | None = Field(description="by kind (see the instrument kinds)")
+    created_at: str = Field(description="ISO 8601, UTC")
+
+    @classmethod
+    def of(cls, i: Instrument) -> InstrumentOut:
+        return cls(code=i.code, name=i.name, kind=i.kind, decimals=i.decimals, unit=i.unit,
+                   attributes=i.attributes, created_at=iso(i.created_at))
+
+
+class AccountBalanceOut(BaseModel):
+    instrument: str
+    posted: int = Field(description="base units (fen for CNY)")
+    pending: int = Field(description="base units (fen for CNY)")
+    available: int = Field(description="base units (fen for CNY)")
+
+
+class AccountOut(BaseModel):
+    """An account's balances. (Still in base units, as it has always answered, and says so in `units`.)"""
+
+    account: int
+    participant_id: int
+    balances: list[AccountBalanceOut]
+    units: str
+
+    @classmethod
+    def of(cls, account: int, owner: int, balances: list[dict[str, Any]]) -> AccountOut:
+        return cls(account=account, participant_id=owner, units="base units (fen for CNY); see the instrument's "
+                   "decimals", balances=[AccountBalanceOut(
+                       instrument=b["instrument"], posted=b["posted"], pending=b["pending_out"],
+                       available=b["posted"] - b["pending_out"]) for b in balances])

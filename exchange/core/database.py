@@ -10,8 +10,12 @@ import logging
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from sqlalchemy import text
+import asyncpg
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from exchange.core import store
+from ledger.writer import CONNECTION_LOST
 
 log = logging.getLogger("envx.database")
 
@@ -21,7 +25,7 @@ _servers: dict[str, object] = {}
 
 def start_embedded(data_dir: Path, database: str = DB_NAME) -> str:
     """Start (or reuse) the embedded server; return a plain postgresql:// URL for `database`."""
-    import pgserver  # heavy import; only when embedding
+    import pgserver  # not a cycle: a heavy import (it unpacks PostgreSQL), only when embedding
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +38,7 @@ def start_embedded(data_dir: Path, database: str = DB_NAME) -> str:
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # type: ignore[attr-defined]
         if "(1 row)" not in exists:
             server.psql(f'CREATE DATABASE "{database}";')  # type: ignore[attr-defined]
-    uri = server.get_uri(database)  # type: ignore[attr-defined]
+    uri: str = server.get_uri(database)  # type: ignore[attr-defined]
     log.info("embedded PostgreSQL at %s", pgdata)
     return uri
 
@@ -76,17 +80,12 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
 async def ping(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT 1"))).scalar() == 1
+        return await store.alive(conn)
 
 
 def database_unreachable(exc: BaseException | None) -> bool:
     """A lost, read-only or not-yet-promoted database (outage, failover in progress), not a bug: the
     caller should retry. Walks the chain, since SQLAlchemy wraps the driver's error."""
-    import asyncpg
-    from sqlalchemy.exc import DBAPIError
-
-    from ledger.writer import CONNECTION_LOST
-
     retryable = (*CONNECTION_LOST, asyncpg.exceptions.ReadOnlySQLTransactionError,
                  asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TargetServerAttributeNotMatched)
     seen: set[int] = set()

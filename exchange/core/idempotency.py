@@ -17,14 +17,14 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.core import store
 from exchange.core.errors import DomainError, Invalid
+from exchange.core.store import Answer
 from ledger.encoding import canonical_json
 
 MAX_CLIENT_ID = 128
@@ -87,19 +87,8 @@ async def replay_on_refusal(work: Callable[[], Awaitable[T]], replay: Callable[[
         return prior
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    media_type: str
-    body: bytes
-
-
 async def stored_answer(conn: AsyncConnection, actor: str, client_id: str, request_sha256: bytes) -> Answer | None:
-    row = (await conn.execute(text(
-        """SELECT status, media_type, body FROM answers_by_request
-           WHERE actor = :a AND client_id = :c AND request_sha256 = :r"""),
-        {"a": actor, "c": client_id, "r": request_sha256})).first()
-    return None if row is None else Answer(row.status, row.media_type, bytes(row.body))
+    return await store.stored_answer(conn, actor, client_id, request_sha256)
 
 
 def carries_secret(body: bytes) -> bool:
@@ -125,9 +114,5 @@ async def store_answer(conn: AsyncConnection, actor: str, client_id: str, reques
     """Keep the answer for exact replays; False, and nothing kept, if it shows a secret."""
     if carries_secret(answer.body):
         return False
-    await conn.execute(text(
-        """INSERT INTO answers_by_request (actor, client_id, request_sha256, status, media_type, body)
-           VALUES (:a, :c, :r, :s, :m, :b) ON CONFLICT DO NOTHING"""),
-        {"a": actor, "c": client_id, "r": request_sha256, "s": answer.status, "m": answer.media_type,
-         "b": answer.body})
+    await store.insert_answer(conn, actor, client_id, request_sha256, answer)
     return True

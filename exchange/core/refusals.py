@@ -357,7 +357,7 @@ class Refusal(StrEnum):
     def of(cls, code: str, status: int | None = None) -> Refusal:
         """The member for `code`; `status`, if a raise site gives one, must be the code's. Else a bug."""
         try:
-            refusal = cls(code)
+            refusal = cls(code)  # type: ignore[call-arg]  # a lookup by value; mypy reads it as __new__
         except ValueError:
             raise UnknownRefusal(f"refusal code {code!r} is not in the closed set (exchange/core/refusals.py): "
                                  "add it there with its status and meaning, or use a code that is") from None

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import asyncpg
 
+from exchange.core import store
 from ledger import commands as c
 from ledger.state import Rejection
 
@@ -40,15 +41,12 @@ DRAIN_SECONDS = 10.0
 RELEASES = (c.VoidHold, c.ExpireHold)
 ACTOR_PREFIX = "participant:"
 
-_STATUS = "SELECT id, status FROM participants WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE"
-
-
 async def inactive(conn: asyncpg.Connection, participant_ids: Iterable[int]) -> set[int]:
     """Which of these participants are not active, read under FOR KEY SHARE (see the module docstring)."""
     ids = sorted(set(participant_ids))
     if not ids:
         return set()
-    return {r["id"] for r in await conn.fetch(_STATUS, ids) if r["status"] != "active"}
+    return {i for i, status in (await store.statuses_for_key_share(conn, ids)).items() if status != "active"}
 
 
 def _participant(actor: str) -> int | None:

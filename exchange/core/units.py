@@ -43,7 +43,7 @@ def to_base(text: str, decimals: int, *, field: str = "quantity", allow_zero: bo
         if frac[decimals:].strip("0"):
             raise Invalid("off_grid", f"{field} {text} has more than {decimals} decimal places")
         frac = frac[:decimals]
-    value = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    value: int = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
     if value > MAX_BASE:
         raise Invalid("number_too_large", f"{field} {text} is too large")
     if value == 0 and not allow_zero:

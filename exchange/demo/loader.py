@@ -14,19 +14,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.registry import instruments, issuance, participants, transfers
+from exchange.registry import cash, instruments, issuance, participants, transfers
 from exchange.security import keys
+from exchange.trading import markets, orders, sessions
 
 log = logging.getLogger("envx.demo")
 DEMO_ACTOR = "system:demo"
 
 
 def demo_data() -> dict[str, Any]:
-    return json.loads(resources.files("exchange.demo").joinpath("demo_data.json").read_text("utf-8"))
+    data: dict[str, Any] = json.loads(resources.files("exchange.demo").joinpath("demo_data.json").read_text("utf-8"))
+    return data
 
 
 def _principal(p: dict[str, Any]) -> Principal:
@@ -61,9 +61,6 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
 
 async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, Any]], op: Principal) -> None:
     """Markets open for trying, the two public Sanming sales done through listing and take."""
-    from exchange.registry import cash
-    from exchange.trading import markets, orders, sessions
-
     for mk in data.get("markets", []):
         m = await markets.define(rt, op.actor, f"demo:market:{mk['instrument']}:{mk['mode']}",
                                  instrument=mk["instrument"], mode=mk["mode"], settings=mk["settings"])
@@ -94,7 +91,6 @@ async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path
             k = await keys.create_key(conn, rt.credentials, p["id"], "demo", created_by=DEMO_ACTOR)
             out[key] = {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k["token"],
                         "holding_account": p["holding_account"], "cash_account": p["cash_account"]}
-        await conn.execute(text("SELECT 1"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, ensure_ascii=False, indent=2), "utf-8")
     path.chmod(0o600)

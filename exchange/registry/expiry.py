@@ -41,40 +41,20 @@ from datetime import date, datetime
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import text
-
 from exchange.core.calendar import SHANGHAI, trading_day
 from exchange.core.errors import DomainError
 from exchange.core.jobs import claim
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_text
+from exchange.registry import repository as repo
+from exchange.registry.models import DueBatch, LeftBlock
 from ledger import commands as lc
+from ledger import queries
+from ledger.state import Entry
 
 log = logging.getLogger("envx.expiry")
 ACTOR = "exchange:expiry"
 PURPOSE = "expiry"  # the retirement's purpose: no participant retires with it
-
-_DUE = text("""
-    SELECT r.batch_id, r.instrument, r.attributes->>'valid_until' AS valid_until, i.decimals
-    FROM issuance_requests r JOIN instruments i ON i.code = r.instrument
-    WHERE i.kind = 'emission_right' AND r.batch_id IS NOT NULL
-      AND CAST(r.attributes->>'valid_until' AS date) < :today
-    ORDER BY r.batch_id""")
-_LEFT = text("""
-    SELECT b.account, b.start_serial, b.end_serial, b.hold, b.frozen_by, h.kind AS hold_kind,
-           EXISTS (SELECT 1 FROM pledge_escrow_accounts e WHERE e.account = b.account) AS escrowed
-    FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
-    WHERE b.batch = :batch AND b.retired_seq IS NULL ORDER BY b.account, b.start_serial""")
-
-
-_ENDED_FREE = text("""
-    SELECT b.batch, b.start_serial, b.end_serial, r.attributes->>'valid_until' AS valid_until, i.decimals
-    FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch JOIN instruments i ON i.code = b.instrument
-    WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL AND b.frozen_by IS NULL
-      AND (b.hold IS NULL OR :held) AND i.kind = 'emission_right'
-      AND CAST(r.attributes->>'valid_until' AS date) < :today
-    ORDER BY b.start_serial""")
-
 
 def today_of(rt: Runtime) -> date:
     """The calendar day (Asia/Shanghai) terms are measured against: the runtime's clock."""
@@ -91,8 +71,7 @@ async def refuse_ended(rt: Runtime, account: int | None, instrument: str,
     if account is None:
         return
     async with rt.read() as conn:
-        rows = (await conn.execute(_ENDED_FREE, {"a": account, "i": instrument, "today": today_of(rt),
-                                                 "held": held})).all()
+        rows = await repo.ended_blocks(conn, account, instrument, today_of(rt), held=held)
     if serials:
         rows = [r for r in rows if any(s <= r.end_serial and r.start_serial <= e for s, e in serials)]
     if rows:
@@ -110,11 +89,7 @@ async def hold_ended(rt: Runtime, hold: int | None) -> bool:
     if hold is None:
         return False
     async with rt.read() as conn:
-        return bool((await conn.execute(text(
-            """SELECT EXISTS (SELECT 1 FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch
-                              WHERE b.hold = :h AND b.retired_seq IS NULL AND r.attributes ? 'valid_until'
-                                AND CAST(r.attributes->>'valid_until' AS date) < :today)"""),
-            {"h": hold, "today": today_of(rt)})).scalar())
+        return await repo.hold_past_term(conn, hold, today_of(rt))
 
 
 def account_prefix(account: int) -> str:
@@ -127,21 +102,22 @@ def client_id(account: int, batch: int, ranges: list[tuple[int, int]]) -> str:
     return f"{account_prefix(account)}{batch}:{digest}"
 
 
-def _encumbered(block: Any) -> bool:
+def _encumbered(block: LeftBlock) -> bool:
     """Held back from expiry: another party's right (pledge, freeze, enforcement) or an order's hold."""
     return (block.hold is not None and block.hold_kind != "t1") or block.frozen_by is not None or block.escrowed
 
 
-def _t1_locked(block: Any) -> bool:
+def _t1_locked(block: LeftBlock) -> bool:
     return block.hold is not None and block.hold_kind == "t1" and not _encumbered(block)
 
 
-def _encumbrance(block: Any) -> str:
+def _encumbrance(block: LeftBlock) -> str:
     if block.frozen_by is not None:
         return "frozen"
     if block.escrowed and block.hold is None:  # a listed part is under its order hold, as any listing
         return "pledge_enforcement"
-    return {"pledge": "pledged", "t1": "t1_locked", "order": "order_hold"}.get(block.hold_kind, block.hold_kind)
+    kind = block.hold_kind or ""
+    return {"pledge": "pledged", "t1": "t1_locked", "order": "order_hold"}.get(kind, kind)
 
 
 async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
@@ -150,10 +126,10 @@ async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
     expired: list[dict[str, Any]] = []
     blocked: list[dict[str, Any]] = []
     async with rt.read() as conn:
-        due = (await conn.execute(_DUE, {"today": today})).all()
+        due = await repo.batches_past_term(conn, today)
     for batch in due:
         async with rt.read() as conn:
-            left = (await conn.execute(_LEFT, {"batch": batch.batch_id})).all()
+            left = await repo.left_of_batch(conn, batch.batch_id)
         d = batch.decimals
         for b in left:
             if _encumbered(b):
@@ -176,31 +152,27 @@ async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
                 client_id(account, batch.batch_id, ranges),
                 {"expiry": {"batch": batch.batch_id, "valid_until": batch.valid_until}})
             try:
-                entry = await rt.submit(request)
+                retired: Entry = await rt.submit(request)
             except DomainError as exc:  # encumbered since we read it: the next sweep takes what is free
                 log.warning("expiry of batch %s in account %s deferred: %s", batch.batch_id, account, exc.code)
                 continue
             expired.append({"instrument": batch.instrument, "batch": batch.batch_id, "account": account,
                             "valid_until": batch.valid_until, "quantity": to_text(amount, d),
-                            "serials": [list(r) for r in ranges], "entry": entry.seq})
+                            "serials": [list(r) for r in ranges], "entry": retired.seq})
     return {"as_of": today.isoformat(), "expired": expired, "blocked": blocked}
 
 
-async def _expire_locked(rt: Runtime, batch: Any, block: Any) -> dict[str, Any] | None:
+async def _expire_locked(rt: Runtime, batch: DueBatch, block: LeftBlock) -> dict[str, Any] | None:
     """Expire a T+1-locked block: lift its lock, retire the block, lock the lock's other units again --
     one linked group, named after the lock (a rerun replays it)."""
+    assert block.hold is not None, "a T+1-locked block is under its lock"
     async with rt.read() as conn:
-        hold = (await conn.execute(text("SELECT instrument, state FROM ledger_holds WHERE id = :h"),
-                                   {"h": block.hold})).one()
-        rest = [(r.start_serial, r.end_serial) for r in await conn.execute(text(
-            """SELECT start_serial, end_serial FROM ledger_blocks
-               WHERE hold = :h AND retired_seq IS NULL AND NOT (batch = :b) ORDER BY start_serial"""),
-            {"h": block.hold, "b": batch.batch_id})]
-        mine = [(r.start_serial, r.end_serial) for r in await conn.execute(text(
-            """SELECT start_serial, end_serial FROM ledger_blocks
-               WHERE hold = :h AND retired_seq IS NULL AND batch = :b ORDER BY start_serial"""),
-            {"h": block.hold, "b": batch.batch_id})]
-    if hold.state != "pending" or (block.start_serial, block.end_serial) != (mine[0] if mine else None):
+        hold = await queries.hold_state(conn, block.hold)
+        rest = await queries.held_ranges(conn, block.hold, batch=batch.batch_id, in_batch=False)
+        mine = await queries.held_ranges(conn, block.hold, batch=batch.batch_id, in_batch=True)
+    assert hold is not None, f"block under hold {block.hold} that the ledger does not have"
+    instrument, state = hold
+    if state != "pending" or (block.start_serial, block.end_serial) != (mine[0] if mine else None):
         return None  # released meanwhile, or another block of the same lock and batch did it
     account, amount = block.account, sum(e - s + 1 for s, e in mine)
     base = f"{client_id(account, batch.batch_id, mine)}:t1:{block.hold}"
@@ -209,7 +181,7 @@ async def _expire_locked(rt: Runtime, batch: Any, block: Any) -> dict[str, Any] 
              lc.Request(ACTOR, lc.Retire(account, rt.system["retired"], batch.instrument, amount, PURPOSE, "",
                                          tuple(mine)), f"{base}:retire", meta)]
     if rest:
-        group.append(lc.Request(ACTOR, lc.CreateHold("t1", account, rt.system["clearing"], hold.instrument,
+        group.append(lc.Request(ACTOR, lc.CreateHold("t1", account, rt.system["clearing"], instrument,
                                                      sum(e - s + 1 for s, e in rest), tuple(rest)), f"{base}:relock",
                                 meta))
     try:

@@ -1,23 +1,26 @@
-"""Instruments: the products the registry records, one shared ledger for all of them."""
+"""Instruments: the products the registry records, one shared ledger for all of them.
+
+`define`, `find`, `instrument`, `catalogue` answer models (exchange/registry/models.py); `find` takes the
+caller's connection. `get` and `listing` (dicts) are thin wrappers kept for the packages not reshaped yet.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Invalid, NotFound
 from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.runtime import Runtime
 from exchange.registry import kinds as instrument_kinds
+from exchange.registry import repository as repo
+from exchange.registry.models import Instrument
 from ledger import commands as c
 
-_COLUMNS = "code, name, kind, decimals, unit, attributes, created_at"
 
-
-async def define(rt: Runtime, actor: str, client_id: str, *, code: str, name: str, kind: str,
-                 decimals: int, unit: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
+async def define_instrument(rt: Runtime, actor: str, client_id: str, *, code: str, name: str, kind: str,
+                            decimals: int, unit: str | None, attributes: dict[str, Any]) -> Instrument:
     attrs = instrument_kinds.instrument_attributes(kind, attributes)
     if not (code.isascii() and code.replace("-", "").isalnum() and 1 <= len(code) <= 32):
         raise Invalid("invalid_instrument_code", "codes are 1-32 ASCII letters, digits and dashes")
@@ -25,53 +28,52 @@ async def define(rt: Runtime, actor: str, client_id: str, *, code: str, name: st
     fp = fingerprint({"code": code, "name": name, "kind": kind, "decimals": decimals, "unit": unit,
                       "attributes": attrs})
     async with rt.read() as conn:
-        row = (await conn.execute(
-            text(f"SELECT {_COLUMNS}, fingerprint, created_by, client_id FROM instruments WHERE code = :c"),
-            {"c": code})).first()
-    if row is not None:
-        if row.created_by == actor and row.client_id == client_id:
-            check_replay(row.fingerprint, fp)
-            return _public(row)
+        existing = await repo.instrument(conn, code, with_origin=True)
+    if existing is not None:
+        if existing.created_by == actor and existing.client_id == client_id:
+            check_replay(existing.fingerprint, fp)
+            return existing
         raise DomainError("instrument_exists", f"instrument {code} already exists")
     await rt.submit(c.Request(actor, c.DefineInstrument(code, kind, decimals), f"instrument:{code}",
                               {"name": name, "unit": unit, "attributes": attrs}))
     async with rt.tx() as conn:
-        row = (await conn.execute(
-            text(f"""INSERT INTO instruments (code, name, kind, decimals, unit, attributes, created_by, client_id,
-                                              fingerprint)
-                     VALUES (:code, :name, :kind, :dec, :unit, CAST(:attrs AS jsonb), :a, :cid, :fp)
-                     ON CONFLICT (code) DO NOTHING RETURNING {_COLUMNS}"""),
-            {"code": code, "name": name, "kind": kind, "dec": decimals, "unit": unit,
-             "attrs": json.dumps(attrs, ensure_ascii=False), "a": actor, "cid": client_id, "fp": fp})).first()
-    if row is None:
-        return await get(rt, code)
-    return _public(row)
+        made = await repo.insert_instrument(conn, actor, client_id, code=code, name=name, kind=kind,
+                                            decimals=decimals, unit=unit, attributes=attrs, fp=fp)
+        return made if made is not None else await find(conn, code)
 
 
-def _public(row: Any) -> dict[str, Any]:
-    m = dict(row._mapping)
-    for k in ("fingerprint", "created_by", "client_id"):
-        m.pop(k, None)
-    return m
+async def define(rt: Runtime, actor: str, client_id: str, *, code: str, name: str, kind: str,
+                 decimals: int, unit: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """`define_instrument`, answered as a dict (legacy: exchange/security/operator_actions.py runs it)."""
+    return (await define_instrument(rt, actor, client_id, code=code, name=name, kind=kind, decimals=decimals,
+                                    unit=unit, attributes=attributes)).view()
+
+
+async def find(conn: AsyncConnection, code: str) -> Instrument:
+    """The instrument, on the caller's connection; 404 if there is none."""
+    inst = await repo.instrument(conn, code)
+    if inst is None:
+        raise NotFound("instrument", code)
+    return inst
+
+
+async def instrument(rt: Runtime, code: str) -> Instrument:
+    async with rt.read() as conn:
+        return await find(conn, code)
+
+
+async def catalogue(rt: Runtime, kind: str | None = None) -> list[Instrument]:
+    async with rt.read() as conn:
+        return await repo.instruments(conn, kind)
 
 
 async def get(rt: Runtime, code: str) -> dict[str, Any]:
-    async with rt.read() as conn:
-        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM instruments WHERE code = :c"), {"c": code})).first()
-    if row is None:
-        raise NotFound("instrument", code)
-    return _public(row)
+    return (await instrument(rt, code)).view()
 
 
 async def listing(rt: Runtime, kind: str | None = None) -> list[dict[str, Any]]:
-    sql = f"SELECT {_COLUMNS} FROM instruments"
-    params: dict[str, Any] = {}
-    if kind:
-        sql += " WHERE kind = :k"
-        params["k"] = kind
-    async with rt.read() as conn:
-        return [_public(r) for r in await conn.execute(text(sql + " ORDER BY code"), params)]
+    return [i.view() for i in await catalogue(rt, kind)]
 
 
 async def decimals_of(rt: Runtime, code: str) -> int:
-    return int((await get(rt, code))["decimals"])
+    return (await instrument(rt, code)).decimals

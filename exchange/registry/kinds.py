@@ -191,7 +191,9 @@ class ForestTicketBatch(BaseModel):
     @field_validator("parcels")
     @classmethod
     def _distinct_parcels(cls, value: list[str]) -> list[str]:
-        return _parcels(value)
+        distinct = _parcels(value)
+        assert distinct is not None  # the field is required: pydantic gives a list
+        return distinct
 
     @field_validator("ticket_number")
     @classmethod
@@ -353,7 +355,7 @@ class KindAttributes:
             _json_object, json_schema_input_schema=handler.generate_schema(_union(models)))
 
     def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
-        js = handler(schema)
+        js: dict[str, Any] = handler(schema)
         js["maxProperties"] = MAX_ATTRIBUTES
         js["description"] = kind_table(self.side)
         return js

@@ -1,12 +1,17 @@
-"""The registry's SQL (more of it moves here as the package is reshaped)."""
+"""The registry's SQL, all of it: every function takes the caller's connection and answers typed rows
+(exchange/registry/models.py)."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.registry.models import DueBatch, EndedBlock, Instrument, LeftBlock, Participant, StatusChange
+from exchange.registry.subjects import IdDocument, Subject
 
 
 async def encumbrances(conn: AsyncConnection, account: int, instrument: str, serials: list[tuple[int, int]]
@@ -32,3 +37,235 @@ async def encumbrances(conn: AsyncConnection, account: int, instrument: str, ser
         LEFT JOIN orders o ON o.hold_id = b.hold AND b.hold_kind = 'order'
         ORDER BY b.start_serial"""), {"a": account, "i": instrument, "r": ranges})
     return [dict(r._mapping) for r in rows]
+
+
+# --- participants -------------------------------------------------------------------------------------------
+
+_PARTICIPANT = ("id, name, kind, subject, uscc, id_document_type, id_document_country, id_document_number, "
+                "holding_account, cash_account, status, suspended_at, suspended_by, suspension_reason, created_at")
+_CHANGE = "id, participant_id, change, reason, actor, approved_by, operator_action_id, created_at"
+
+
+async def participant(conn: AsyncConnection, participant_id: int) -> Participant | None:
+    row = (await conn.execute(text(f"SELECT {_PARTICIPANT} FROM participants WHERE id = :i"),
+                              {"i": participant_id})).mappings().first()
+    return None if row is None else Participant.from_row(row)
+
+
+async def participants_after(conn: AsyncConnection, after: int, limit: int, *, only: int | None,
+                             kind: str | None) -> list[Participant]:
+    """Participants by id after `after`; `only`: just that one (a caller that sees itself only)."""
+    sql = f"SELECT {_PARTICIPANT} FROM participants WHERE id > :after"
+    params: dict[str, Any] = {"after": after, "limit": limit}
+    if only is not None:
+        sql += " AND id = :me"
+        params["me"] = only
+    if kind:
+        sql += " AND kind = :kind"
+        params["kind"] = kind
+    rows = await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)
+    return [Participant.from_row(r) for r in rows.mappings()]
+
+
+async def admission(conn: AsyncConnection, actor: str, client_id: str) -> Participant | None:
+    """The participant `actor` admitted under `client_id`, with the admission's fingerprint."""
+    row = (await conn.execute(
+        text(f"SELECT {_PARTICIPANT}, fingerprint FROM participants WHERE created_by = :a AND client_id = :c"),
+        {"a": actor, "c": client_id})).mappings().first()
+    return None if row is None else Participant.from_row(row)
+
+
+async def uscc_taken(conn: AsyncConnection, uscc: str) -> bool:
+    return (await conn.execute(text("SELECT 1 FROM participants WHERE uscc = :u"), {"u": uscc})).first() is not None
+
+
+async def id_document_taken(conn: AsyncConnection, doc: IdDocument) -> bool:
+    return (await conn.execute(
+        text("""SELECT 1 FROM participants WHERE id_document_type = :t AND id_document_number = :n
+                  AND coalesce(id_document_country, '') = coalesce(CAST(:c AS text), '')"""),
+        {"t": doc.type, "n": doc.number, "c": doc.country})).first() is not None
+
+
+async def insert_participant(conn: AsyncConnection, actor: str, client_id: str, name: str, kind: str,
+                             subject: Subject, fp: bytes) -> Participant | None:
+    """None if a concurrent admission with the same client id inserted first."""
+    doc = subject.id_document
+    row = (await conn.execute(
+        text(f"""INSERT INTO participants (name, kind, subject, uscc, id_document_type, id_document_country,
+                                           id_document_number, created_by, client_id, fingerprint)
+                 VALUES (:n, :k, :s, :u, :dt, :dc, :dn, :a, :cid, :fp)
+                 ON CONFLICT (created_by, client_id) WHERE client_id IS NOT NULL DO NOTHING
+                 RETURNING {_PARTICIPANT}, fingerprint"""),
+        {"n": name, "k": kind, "s": subject.kind, "u": subject.uscc, "dt": doc.type if doc else None,
+         "dc": doc.country if doc else None, "dn": doc.number if doc else None, "a": actor,
+         "cid": client_id, "fp": fp})).mappings().first()
+    return None if row is None else Participant.from_row(row)
+
+
+async def set_accounts(conn: AsyncConnection, participant_id: int, holding: int, cash: int) -> Participant:
+    row = (await conn.execute(
+        text(f"""UPDATE participants SET holding_account = :h, cash_account = :c WHERE id = :i
+                 RETURNING {_PARTICIPANT}"""), {"h": holding, "c": cash, "i": participant_id})).mappings().one()
+    return Participant.from_row(row)
+
+
+async def owner_of_account(conn: AsyncConnection, account: int) -> int | None:
+    row = (await conn.execute(
+        text("SELECT id FROM participants WHERE holding_account = :a OR cash_account = :a"), {"a": account})).first()
+    return None if row is None else int(row.id)
+
+
+async def status_of(conn: AsyncConnection, participant_id: int, *, lock: bool = False) -> str | None:
+    """The participant's status (FOR UPDATE with `lock`); None if there is no such participant."""
+    sql = "SELECT status FROM participants WHERE id = :i" + (" FOR UPDATE" if lock else "")
+    status = (await conn.execute(text(sql), {"i": participant_id})).scalar()
+    return None if status is None else str(status)
+
+
+async def mark_suspended(conn: AsyncConnection, participant_id: int, actor: str, reason: str) -> None:
+    """Suspended now, and its open enrollment codes cancelled."""
+    await conn.execute(
+        text("""UPDATE participants SET status = 'suspended', suspended_at = now(), suspended_by = :a,
+                    suspension_reason = :r WHERE id = :i"""), {"a": actor, "r": reason, "i": participant_id})
+    await conn.execute(
+        text("""UPDATE enrollment_codes SET cancelled_at = now(), cancel_reason = 'participant suspended'
+                WHERE participant_id = :i AND used_at IS NULL AND cancelled_at IS NULL"""), {"i": participant_id})
+
+
+async def mark_active(conn: AsyncConnection, participant_id: int) -> None:
+    await conn.execute(
+        text("""UPDATE participants SET status = 'active', suspended_at = NULL, suspended_by = NULL,
+                    suspension_reason = NULL WHERE id = :i"""), {"i": participant_id})
+
+
+async def status_change(conn: AsyncConnection, actor: str, client_id: str) -> StatusChange | None:
+    row = (await conn.execute(
+        text(f"""SELECT {_CHANGE}, fingerprint FROM participant_status_changes
+                 WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).mappings().first()
+    return None if row is None else StatusChange.from_row(row)
+
+
+async def insert_status_change(conn: AsyncConnection, participant_id: int, change: str, reason: str, actor: str,
+                               client_id: str, fp: bytes, *, approved_by: str | None = None,
+                               operator_action_id: int | None = None) -> StatusChange:
+    row = (await conn.execute(
+        text(f"""INSERT INTO participant_status_changes (participant_id, change, reason, actor, approved_by,
+                                                         operator_action_id, client_id, fingerprint)
+                 VALUES (:i, :ch, :r, :a, :ap, :op, :c, :fp) RETURNING {_CHANGE}"""),
+        {"i": participant_id, "ch": change, "r": reason, "a": actor, "ap": approved_by, "op": operator_action_id,
+         "c": client_id, "fp": fp})).mappings().one()
+    return StatusChange.from_row(row)
+
+
+# --- instruments --------------------------------------------------------------------------------------------
+
+_INSTRUMENT = "code, name, kind, decimals, unit, attributes, created_at"
+
+
+async def instrument(conn: AsyncConnection, code: str, *, with_origin: bool = False) -> Instrument | None:
+    """`with_origin`: also who defined it under which client id, and the fingerprint (replays)."""
+    extra = ", fingerprint, created_by, client_id" if with_origin else ""
+    row = (await conn.execute(text(f"SELECT {_INSTRUMENT}{extra} FROM instruments WHERE code = :c"),
+                              {"c": code})).mappings().first()
+    return None if row is None else Instrument.from_row(row)
+
+
+async def instruments(conn: AsyncConnection, kind: str | None = None) -> list[Instrument]:
+    sql = f"SELECT {_INSTRUMENT} FROM instruments"
+    params: dict[str, Any] = {}
+    if kind:
+        sql += " WHERE kind = :k"
+        params["k"] = kind
+    rows = await conn.execute(text(sql + " ORDER BY code"), params)
+    return [Instrument.from_row(r) for r in rows.mappings()]
+
+
+async def insert_instrument(conn: AsyncConnection, actor: str, client_id: str, *, code: str, name: str, kind: str,
+                            decimals: int, unit: str, attributes: dict[str, Any], fp: bytes) -> Instrument | None:
+    """None if the code was defined concurrently."""
+    row = (await conn.execute(
+        text(f"""INSERT INTO instruments (code, name, kind, decimals, unit, attributes, created_by, client_id,
+                                          fingerprint)
+                 VALUES (:code, :name, :kind, :dec, :unit, CAST(:attrs AS jsonb), :a, :cid, :fp)
+                 ON CONFLICT (code) DO NOTHING RETURNING {_INSTRUMENT}"""),
+        {"code": code, "name": name, "kind": kind, "dec": decimals, "unit": unit,
+         "attrs": json.dumps(attributes, ensure_ascii=False), "a": actor, "cid": client_id, "fp": fp})
+    ).mappings().first()
+    return None if row is None else Instrument.from_row(row)
+
+
+async def insert_cash_instrument(conn: AsyncConnection) -> None:
+    await conn.execute(text(
+        """INSERT INTO instruments (code, name, kind, decimals, unit, created_by)
+           VALUES ('CNY', '人民币 (cash, in fen)', 'currency', 2, 'CNY', 'system') ON CONFLICT DO NOTHING"""))
+
+
+# --- system accounts ----------------------------------------------------------------------------------------
+
+async def system_accounts(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(text("SELECT name, account FROM system_accounts"))
+    return {str(r.name): int(r.account) for r in rows}
+
+
+async def insert_system_account(conn: AsyncConnection, name: str, account: int) -> None:
+    await conn.execute(text("INSERT INTO system_accounts (name, account) VALUES (:n, :a) ON CONFLICT DO NOTHING"),
+                       {"n": name, "a": account})
+
+
+# --- issuance requests and their batches --------------------------------------------------------------------
+
+async def batch_terms(conn: AsyncConnection, batches: set[int]) -> dict[int, tuple[str, str]]:
+    """Batch -> (valid_from, valid_until) for batches that carry a term (emission rights)."""
+    if not batches:
+        return {}
+    rows = await conn.execute(text(
+        """SELECT batch_id, attributes->>'valid_from' AS f, attributes->>'valid_until' AS u FROM issuance_requests
+           WHERE batch_id = ANY(:b) AND attributes ? 'valid_until'"""), {"b": sorted(batches)})
+    return {int(r.batch_id): (r.f, r.u) for r in rows}
+
+
+# --- the ends of terms (exchange/registry/expiry.py) --------------------------------------------------------
+# These join the registry's issuance requests with the ledger's blocks and holds (the term is the registry's,
+# the blocks the ledger's); they read, never write, ledger_* tables.
+
+async def batches_past_term(conn: AsyncConnection, today: date) -> list[DueBatch]:
+    rows = await conn.execute(text("""
+        SELECT r.batch_id, r.instrument, r.attributes->>'valid_until' AS valid_until, i.decimals
+        FROM issuance_requests r JOIN instruments i ON i.code = r.instrument
+        WHERE i.kind = 'emission_right' AND r.batch_id IS NOT NULL
+          AND CAST(r.attributes->>'valid_until' AS date) < :today
+        ORDER BY r.batch_id"""), {"today": today})
+    return [DueBatch.from_row(r) for r in rows.mappings()]
+
+
+async def left_of_batch(conn: AsyncConnection, batch: int) -> list[LeftBlock]:
+    rows = await conn.execute(text("""
+        SELECT b.account, b.start_serial, b.end_serial, b.hold, b.frozen_by, h.kind AS hold_kind,
+               EXISTS (SELECT 1 FROM pledge_escrow_accounts e WHERE e.account = b.account) AS escrowed
+        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
+        WHERE b.batch = :batch AND b.retired_seq IS NULL ORDER BY b.account, b.start_serial"""), {"batch": batch})
+    return [LeftBlock.from_row(r) for r in rows.mappings()]
+
+
+async def ended_blocks(conn: AsyncConnection, account: int, instrument: str, today: date, *,
+                       held: bool) -> list[EndedBlock]:
+    """The account's unretired, unfrozen blocks of `instrument` whose term ended before `today`; with `held`,
+    held ones too."""
+    rows = await conn.execute(text("""
+        SELECT b.batch, b.start_serial, b.end_serial, r.attributes->>'valid_until' AS valid_until, i.decimals
+        FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch
+        JOIN instruments i ON i.code = b.instrument
+        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL AND b.frozen_by IS NULL
+          AND (b.hold IS NULL OR :held) AND i.kind = 'emission_right'
+          AND CAST(r.attributes->>'valid_until' AS date) < :today
+        ORDER BY b.start_serial"""), {"a": account, "i": instrument, "today": today, "held": held})
+    return [EndedBlock.from_row(r) for r in rows.mappings()]
+
+
+async def hold_past_term(conn: AsyncConnection, hold: int, today: date) -> bool:
+    """Whether a hold holds units whose term ended before `today`."""
+    return bool((await conn.execute(text(
+        """SELECT EXISTS (SELECT 1 FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch
+                          WHERE b.hold = :h AND b.retired_seq IS NULL AND r.attributes ? 'valid_until'
+                            AND CAST(r.attributes->>'valid_until' AS date) < :today)"""),
+        {"h": hold, "today": today})).scalar())

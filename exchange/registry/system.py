@@ -3,11 +3,11 @@ trusted bootstrap of operators (`envx admin create-key`), which needs database a
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from exchange.core.principal import SYSTEM_ACTOR
 from exchange.core.runtime import Runtime
+from exchange.registry import repository as repo
 from ledger import commands as c
+from ledger import queries
 
 # issuance: debited by every batch (goes negative by exactly the supply);
 # retired: the final sink; settlement: the exchange's bank, source and sink of cash;
@@ -19,8 +19,7 @@ SYSTEM_ACCOUNTS = (("issuance", "issuance"), ("retired", "retired"), ("settlemen
 
 async def ensure_system(rt: Runtime) -> dict[str, int]:
     async with rt.read() as conn:
-        rows = (await conn.execute(text("SELECT name, account FROM system_accounts"))).all()
-    system = {r.name: r.account for r in rows}
+        system = await repo.system_accounts(conn)
     missing = [(name, kind) for name, kind in SYSTEM_ACCOUNTS if name not in system]
     if missing:
         entries = await rt.submit_linked([
@@ -29,17 +28,13 @@ async def ensure_system(rt: Runtime) -> dict[str, int]:
         ])
         async with rt.tx() as conn:
             for (name, _), entry in zip(missing, entries, strict=True):
-                await conn.execute(
-                    text("INSERT INTO system_accounts (name, account) VALUES (:n, :a) ON CONFLICT DO NOTHING"),
-                    {"n": name, "a": entry.body["account"]})
-                system[name] = entry.body["account"]
+                await repo.insert_system_account(conn, name, int(entry.body["account"]))
+                system[name] = int(entry.body["account"])
     async with rt.read() as conn:
-        has_cny = (await conn.execute(text("SELECT 1 FROM ledger_instruments WHERE code = 'CNY'"))).first()
+        has_cny = await queries.instrument_defined(conn, "CNY")
     if not has_cny:
         await rt.submit(c.Request(SYSTEM_ACTOR, c.DefineInstrument("CNY", "currency", 2), "bootstrap:CNY"))
     async with rt.tx() as conn:
-        await conn.execute(text(
-            """INSERT INTO instruments (code, name, kind, decimals, unit, created_by)
-               VALUES ('CNY', '人民币 (cash, in fen)', 'currency', 2, 'CNY', 'system') ON CONFLICT DO NOTHING"""))
+        await repo.insert_cash_instrument(conn)
     rt.system = system
     return system

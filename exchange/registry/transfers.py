@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
-
-from sqlalchemy import text
 
 from exchange.core.errors import DomainError, Forbidden
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import iso, to_base, to_text
 from exchange.registry import encumbrances, expiry, instruments, participants
+from exchange.registry import repository as repo
 from ledger import commands as c
 from ledger import queries
 from ledger.state import Entry
@@ -45,11 +45,9 @@ def serial_label(instrument: str, batch: int, start: int, end: int) -> str:
 
 
 def movement_view(entry: Entry, decimals: int) -> dict[str, Any]:
-    import json
-
     meta = json.loads(entry.meta)
     body = entry.body
-    amount = body.get("amount", body.get("quantity"))
+    amount = int(body["amount"] if "amount" in body else body["quantity"])
     return {
         "entry_seq": entry.seq,
         "entry_hash": entry.hash.hex(),
@@ -128,13 +126,14 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
         bals = await queries.balances(conn, accounts)
         held = await queries.blocks(conn, [p["holding_account"]], instrument, limit, after)
         # What expired at the end of its term is listed apart, as expired (below), not as retired.
-        retired = await queries.retired_blocks(conn, [p["holding_account"]], judicial, instrument, limit, after,
+        retired = await queries.retired_blocks(conn, [p["holding_account"]], list(judicial), instrument, limit, after,
                                                except_purpose=expiry.PURPOSE)
         # Retired blocks rest in the retired sink; they are listed with whoever retired them (for a judicial
         # retirement, the payer). Both lists are in (instrument, serial) order: merge, then cut the page.
         blocks = sorted(held + retired, key=lambda b: (b["instrument"], b["start_serial"]))[:limit]
-        expired = await _expired_blocks(conn, p["holding_account"], instrument) if p["holding_account"] else []
-        terms = await _terms(conn, {b["batch"] for b in blocks} | {b["batch"] for b in expired})
+        expired = await queries.retired_by_prefix(conn, expiry.ACTOR, expiry.account_prefix(p["holding_account"]),
+                                                  instrument) if p["holding_account"] else []
+        terms = await repo.batch_terms(conn, {b["batch"] for b in blocks} | {b["batch"] for b in expired})
 
     def block(b: dict[str, Any], state: str) -> dict[str, Any]:
         valid_from, valid_to = terms.get(b["batch"], (None, None))
@@ -162,27 +161,6 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
         # Blocks this holder had until their term ended (exchange/registry/expiry.py): retired with purpose expiry.
         "expired": [block(b, "expired") for b in expired],
     }
-
-
-async def _terms(conn: Any, batches: set[int]) -> dict[int, tuple[str, str]]:
-    """Batch -> (valid_from, valid_until) for batches that carry a term (emission rights)."""
-    if not batches:
-        return {}
-    rows = await conn.execute(text(
-        """SELECT batch_id, attributes->>'valid_from' AS f, attributes->>'valid_until' AS u FROM issuance_requests
-           WHERE batch_id = ANY(:b) AND attributes ? 'valid_until'"""), {"b": sorted(batches)})
-    return {r.batch_id: (r.f, r.u) for r in rows}
-
-
-async def _expired_blocks(conn: Any, account: int, instrument: str | None) -> list[dict[str, Any]]:
-    rows = await conn.execute(text(
-        """SELECT b.instrument, b.start_serial, b.end_serial, b.batch, b.hold, b.frozen_by
-           FROM ledger_entries e JOIN ledger_blocks b ON b.retired_seq = e.seq
-           WHERE e.actor = :actor AND e.client_id LIKE :prefix AND e.type = 'retire'
-             AND (CAST(:i AS text) IS NULL OR b.instrument = CAST(:i AS text))
-           ORDER BY b.instrument, b.start_serial LIMIT 1000"""),
-        {"actor": expiry.ACTOR, "prefix": expiry.account_prefix(account) + "%", "i": instrument})
-    return [dict(r._mapping) for r in rows]
 
 
 def _block_state(b: dict[str, Any]) -> str:

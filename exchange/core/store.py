@@ -1,0 +1,56 @@
+"""The core's SQL: the database's liveness, exact answers kept for replays, claimed job runs, and the
+participant status the suspension gates read. Every function takes the caller's connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A keyed request's answer as it was sent: status, media type and the exact bytes."""
+
+    status: int
+    media_type: str
+    body: bytes
+
+
+async def alive(conn: AsyncConnection) -> bool:
+    return (await conn.execute(text("SELECT 1"))).scalar() == 1
+
+
+async def stored_answer(conn: AsyncConnection, actor: str, client_id: str, request_sha256: bytes) -> Answer | None:
+    row = (await conn.execute(text(
+        """SELECT status, media_type, body FROM answers_by_request
+           WHERE actor = :a AND client_id = :c AND request_sha256 = :r"""),
+        {"a": actor, "c": client_id, "r": request_sha256})).first()
+    return None if row is None else Answer(row.status, row.media_type, bytes(row.body))
+
+
+async def insert_answer(conn: AsyncConnection, actor: str, client_id: str, request_sha256: bytes,
+                        answer: Answer) -> None:
+    await conn.execute(text(
+        """INSERT INTO answers_by_request (actor, client_id, request_sha256, status, media_type, body)
+           VALUES (:a, :c, :r, :s, :m, :b) ON CONFLICT DO NOTHING"""),
+        {"a": actor, "c": client_id, "r": request_sha256, "s": answer.status, "m": answer.media_type,
+         "b": answer.body})
+
+
+async def claim_run(conn: AsyncConnection, job: str, run_key: str, worker: str) -> bool:
+    """True if this call inserted the (job, run_key) claim."""
+    row = (await conn.execute(text(
+        """INSERT INTO job_runs (job, run_key, claimed_by) VALUES (:j, :k, :w)
+           ON CONFLICT DO NOTHING RETURNING job"""), {"j": job, "k": run_key, "w": worker})).first()
+    return row is not None
+
+
+_STATUS = "SELECT id, status FROM participants WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE"
+
+
+async def statuses_for_key_share(conn: asyncpg.Connection, participant_ids: list[int]) -> dict[int, str]:
+    """The status of each participant, read FOR KEY SHARE (on the writer's and journals' raw connections)."""
+    return {int(r["id"]): str(r["status"]) for r in await conn.fetch(_STATUS, participant_ids)}

@@ -1,0 +1,171 @@
+"""The registry's typed rows: built from a row right where it is fetched (exchange/registry/repository.py), so
+nothing above the repository sees a row mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A participant's record. Its identity document (persons only) is private: operators, auditors and the
+    person itself see it (`view(private=True)`); what other services build answers from never carries it."""
+
+    id: int
+    name: str
+    kind: str
+    subject: str
+    uscc: str | None
+    id_document_type: str | None
+    id_document_country: str | None
+    id_document_number: str | None
+    holding_account: int | None
+    cash_account: int | None
+    status: str
+    suspended_at: datetime | None
+    suspended_by: str | None
+    suspension_reason: str | None
+    created_at: datetime
+    # The admission's request fingerprint (replays); only where the admission itself is read back.
+    fingerprint: bytes | None = None
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> Participant:
+        fp = r.get("fingerprint")
+        return cls(r["id"], r["name"], r["kind"], r["subject"], r["uscc"], r["id_document_type"],
+                   r["id_document_country"], r["id_document_number"], r["holding_account"], r["cash_account"],
+                   r["status"], r["suspended_at"], r["suspended_by"], r["suspension_reason"], r["created_at"],
+                   None if fp is None else bytes(fp))
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def registered_identifier(self) -> str | None:
+        """What names it in a contract or judgment: an organisation's USCC, a person's document number."""
+        return self.uscc if self.subject == "organisation" else self.id_document_number
+
+    @property
+    def id_document(self) -> dict[str, str | None] | None:
+        if self.subject != "person":
+            return None
+        return {"type": self.id_document_type, "country": self.id_document_country,
+                "number": self.id_document_number}
+
+    def view(self, *, private: bool) -> dict[str, Any]:
+        """The record as services exchange it (the legacy dict shape of `participants.lookup` and `get`)."""
+        m: dict[str, Any] = {
+            "id": self.id, "name": self.name, "kind": self.kind, "subject": self.subject, "uscc": self.uscc,
+            "holding_account": self.holding_account, "cash_account": self.cash_account, "status": self.status,
+            "suspended_at": self.suspended_at, "suspended_by": self.suspended_by,
+            "suspension_reason": self.suspension_reason, "created_at": self.created_at}
+        if private and self.subject == "person":
+            m["id_document"] = self.id_document
+        return m
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A suspension or reinstatement, as recorded."""
+
+    id: int
+    participant_id: int
+    change: str
+    reason: str
+    actor: str
+    approved_by: str | None
+    operator_action_id: int | None
+    created_at: datetime
+    fingerprint: bytes | None = None
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> StatusChange:
+        fp = r.get("fingerprint")
+        return cls(r["id"], r["participant_id"], r["change"], r["reason"], r["actor"], r["approved_by"],
+                   r["operator_action_id"], r["created_at"], None if fp is None else bytes(fp))
+
+    @property
+    def status(self) -> str:
+        return "suspended" if self.change == "suspend" else "active"
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "participant_id": self.participant_id, "change": self.change, "reason": self.reason,
+                "actor": self.actor, "approved_by": self.approved_by, "operator_action_id": self.operator_action_id,
+                "created_at": self.created_at, "status": self.status}
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    code: str
+    name: str
+    kind: str
+    decimals: int
+    unit: str
+    attributes: dict[str, Any] | None
+    created_at: datetime
+    # Who defined it under which client id, and the request's fingerprint (replays of the definition).
+    created_by: str | None = None
+    client_id: str | None = None
+    fingerprint: bytes | None = None
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> Instrument:
+        fp = r.get("fingerprint")
+        return cls(r["code"], r["name"], r["kind"], r["decimals"], r["unit"], r["attributes"],
+                   r["created_at"], r.get("created_by"), r.get("client_id"), None if fp is None else bytes(fp))
+
+    def view(self) -> dict[str, Any]:
+        return {"code": self.code, "name": self.name, "kind": self.kind, "decimals": self.decimals,
+                "unit": self.unit, "attributes": self.attributes, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class DueBatch:
+    """An emission-right batch whose term has ended (exchange/registry/expiry.py)."""
+
+    batch_id: int
+    instrument: str
+    valid_until: str
+    decimals: int
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> DueBatch:
+        return cls(r["batch_id"], r["instrument"], r["valid_until"], r["decimals"])
+
+
+@dataclass(frozen=True, slots=True)
+class LeftBlock:
+    """An unretired block of a batch whose term has ended, with what stands on it."""
+
+    account: int
+    start_serial: int
+    end_serial: int
+    hold: int | None
+    frozen_by: int | None
+    hold_kind: str | None
+    escrowed: bool  # it rests in a bank's pledge escrow (an enforcement under way)
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> LeftBlock:
+        return cls(r["account"], r["start_serial"], r["end_serial"], r["hold"], r["frozen_by"], r["hold_kind"],
+                   bool(r["escrowed"]))
+
+
+@dataclass(frozen=True, slots=True)
+class EndedBlock:
+    """A block of an account whose term has ended and that the sweep has not retired yet."""
+
+    batch: int
+    start_serial: int
+    end_serial: int
+    valid_until: str
+    decimals: int
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> EndedBlock:
+        return cls(r["batch"], r["start_serial"], r["end_serial"], r["valid_until"], r["decimals"])
