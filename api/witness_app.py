@@ -78,7 +78,7 @@ class Witness:
 
 def create_witness_app(witness: Witness) -> Litestar:
     @post("/add-checkpoint", status_code=200)
-    async def add_checkpoint(request: Request) -> Response[bytes]:  # type: ignore[type-arg]
+    async def add_checkpoint(request: Request) -> Response[bytes]:
         body = await request.body()
         try:
             line = await witness.add_checkpoint(body)
