@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Forbidden, NotFound
 from exchange.core.idempotency import check_replay, fingerprint, internal
@@ -137,18 +138,27 @@ async def get(rt: Runtime, viewer: Principal, participant_id: int) -> dict[str, 
     return view(row, private=True)  # oversight, or the participant itself
 
 
-async def lookup(rt: Runtime, participant_id: int) -> dict[str, Any]:
-    """For other services: never carries a person's identity document."""
-    async with rt.read() as conn:
-        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM participants WHERE id = :i"),
-                                  {"i": participant_id})).first()
+async def _participant_row(conn: AsyncConnection, participant_id: int) -> Any:
+    return (await conn.execute(text(f"SELECT {_COLUMNS} FROM participants WHERE id = :i"),
+                               {"i": participant_id})).first()
+
+
+async def lookup(rt: Runtime, participant_id: int, *, conn: AsyncConnection | None = None) -> dict[str, Any]:
+    """For other services: never carries a person's identity document. `conn`: the caller's transaction,
+    when it holds one (no second pooled connection is checked out inside it)."""
+    if conn is not None:
+        row = await _participant_row(conn, participant_id)
+    else:
+        async with rt.read() as own:
+            row = await _participant_row(own, participant_id)
     if row is None:
         raise NotFound("participant", participant_id)
     return view(row, private=False)
 
 
 async def counterparty(rt: Runtime, who: Principal, participant_id: int, *, kinds: frozenset[str],
-                       identifier: str | None = None, identified: bool = False) -> dict[str, Any]:
+                       identifier: str | None = None, identified: bool = False,
+                       conn: AsyncConnection | None = None) -> dict[str, Any]:
     """The participant `who` names by id in an operation (a transfer's recipient, a pledgor, a frozen
     holder, a payer, a quote's audience, a sale's buyer ...), as `lookup` gives it.
 
@@ -157,10 +167,13 @@ async def counterparty(rt: Runtime, who: Principal, participant_id: int, *, kind
     answer shows who it is (its name), the caller proves it already knew. Whatever fails, the answer is
     one and the same: 404 "participant N", for an id that does not exist, of another kind, suspended or
     named with the wrong identifier alike, so no refusal tells a caller what it may not see. Oversight
-    (operators, auditors), who see the whole directory, get the precise refusal instead."""
-    async with rt.read() as conn:
-        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM participants WHERE id = :i"),
-                                  {"i": participant_id})).first()
+    (operators, auditors), who see the whole directory, get the precise refusal instead. `conn`: as for
+    `lookup`."""
+    if conn is not None:
+        row = await _participant_row(conn, participant_id)
+    else:
+        async with rt.read() as own:
+            row = await _participant_row(own, participant_id)
     problem: DomainError | None = None
     if row is None:
         problem = NotFound("participant", participant_id)
