@@ -19,9 +19,11 @@ from api.schemas.pledges import (
     DeductIn,
     DefaultIn,
     EnforceIn,
+    ExpirySweepOut,
     ExtendIn,
     FreezeIn,
     HaircutIn,
+    HaircutOut,
     PartialReleaseIn,
     PledgeIn,
     RenewIn,
@@ -29,6 +31,8 @@ from api.schemas.pledges import (
     SaleIn,
     TopUpIn,
     WebhookIn,
+    WebhookOut,
+    WebhookStatusOut,
 )
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
@@ -224,25 +228,27 @@ class PledgeController(Controller):
 
     @post("/expiry-sweeps", operation_id="sweepPledgeExpiry", status_code=200,
           summary="Expire registrations and freezes past their term now (operator; also runs by itself)")
-    async def sweep(self, rt: Runtime) -> dict[str, Any]:
-        return {"pledges_expired": await worker.expire_due(rt), "freezes_expired": await freezing.expire_due(rt)}
+    async def sweep(self, rt: Runtime) -> ExpirySweepOut:
+        return ExpirySweepOut(pledges_expired=await worker.expire_due(rt),
+                              freezes_expired=await freezing.expire_due(rt))
 
     @put("/webhook", operation_id="setPledgeWebhook",
          summary="Set your webhook URL (bank); returns the signing secret, shown only here")
     async def set_webhook(self, rt: Runtime, principal: Principal, data: WebhookIn,
-                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await webhook_endpoint.set_webhook(rt, principal, client_id(idempotency_key, data.client_id),
-                                                  url=data.url)
+                          idempotency_key: IdempotencyKey = None) -> WebhookOut:
+        cid = client_id(idempotency_key, data.client_id)
+        return WebhookOut.of(await webhook_endpoint.set_webhook(rt, principal, cid, url=data.url))
 
     @get("/webhook", operation_id="getPledgeWebhook", summary="Your webhook URL and recent deliveries (bank)")
-    async def get_webhook(self, rt: Runtime, principal: Principal) -> dict[str, Any]:
-        return await webhook_endpoint.webhook_status(rt, principal)
+    async def get_webhook(self, rt: Runtime, principal: Principal) -> WebhookStatusOut:
+        return WebhookStatusOut.of(await webhook_endpoint.webhook_status(rt, principal))
 
     @put("/haircuts/{instrument:str}", operation_id="setPledgeHaircut",
          summary="Default valuation haircut of an instrument (operator)")
     async def set_haircut(self, rt: Runtime, principal: Principal, instrument: str,
-                          data: HaircutIn) -> dict[str, Any]:
-        return await valuation.set_haircut(rt, principal, instrument, data.haircut_bps)
+                          data: HaircutIn) -> HaircutOut:
+        await valuation.set_haircut(rt, principal, instrument, data.haircut_bps)
+        return HaircutOut(instrument=instrument, haircut_bps=data.haircut_bps)
 
 
 class FreezeController(Controller):

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from litestar import Controller, get
 from litestar.params import Parameter
 
+from api.schemas.pledges import InquiryKeyOut
 from exchange.core.runtime import Runtime
 from exchange.pledging import public as inquiry
 
@@ -45,7 +46,7 @@ class PublicController(Controller):
 
     @get("/inquiry-key", operation_id="publicInquiryKey",
          summary="The verifier key that signs search certificates (C2SP Ed25519 verifier key)")
-    async def key(self, rt: Runtime) -> dict[str, Any]:
+    async def key(self, rt: Runtime) -> InquiryKeyOut:
         signer = inquiry.get_signer(rt)
-        return {"verifier_key": signer.verifier_key_string(), "key_name": signer.name,
-                "key_id": signer.key_id.hex()}
+        return InquiryKeyOut(verifier_key=signer.verifier_key_string(), key_name=signer.name,
+                             key_id=signer.key_id.hex())

@@ -22,6 +22,7 @@ from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, to_base
 from exchange.pledging import repository as repo
+from exchange.pledging import webhooks
 from exchange.pledging.accounts import account_of, escrow_account, yours
 from exchange.pledging.recording import (
     cut_pieces,
@@ -450,7 +451,7 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[s
                                                          "claim": first["id"]}, [void.seq, lock.seq],
                               who.actor, None, None)
     await repo.enqueue_webhook(conn, ev["id"], ev["type"], {
-        first["claimant_id"]: shown(repo.event_view(ev, number, p["instrument"]), p["decimals"])})
+        first["claimant_id"]: webhooks.body_of(shown(repo.event_view(ev, number, p["instrument"]), p["decimals"]))})
     await repo.update_claim(conn, first["id"], status="promoted")
     await repo.move_claims(conn, [cl["id"] for cl in rest], new_id)
     for cl in lapsed:

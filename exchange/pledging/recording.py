@@ -22,6 +22,7 @@ from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import iso, to_text
 from exchange.pledging import repository as repo
+from exchange.pledging import webhooks
 from exchange.pledging.values import (
     as_time,
     now,
@@ -91,13 +92,13 @@ async def _notify(conn: AsyncConnection, p: dict[str, Any], ev: dict[str, Any], 
     creditor the lot's changes and its own claims, a claimant whose claim is only filed that claim)."""
     claims = await repo.claims_of(conn, p["id"])
     full = shown(repo.event_view(ev, p["number"], p["instrument"]), p["decimals"])
-    views = {}
+    views: dict[int, bytes] = {}
     for pid in dict.fromkeys(recipients):
         own = [cl for cl in claims if cl["claimant_id"] == pid]
         # A webhook recipient is a bank (or the pledgor), never oversight: its kind does not matter here.
         seen = vis.event_view(full, vis.role(pid, "", p, own), {cl["id"] for cl in own})
         if seen is not None:
-            views[pid] = seen
+            views[pid] = webhooks.body_of(seen)
     await repo.enqueue_webhook(conn, ev["id"], ev["type"], views)
 
 

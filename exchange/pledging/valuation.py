@@ -29,12 +29,11 @@ from pledges import valuation as val
 
 
 @translate_refusals
-async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps: int) -> dict[str, Any]:
+async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps: int) -> None:
     await instruments.get(rt, instrument)
     val.check_haircut(haircut_bps)
     async with rt.tx() as conn:
         await repo.set_haircut(conn, instrument, haircut_bps, who.actor)
-    return {"instrument": instrument, "haircut_bps": haircut_bps}
 
 
 # ----------------------------------------------------------------------------------- valuation and margin

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from exchange.core.errors import Invalid, NotFound
@@ -12,11 +12,13 @@ from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.pledging import repository as repo
 from exchange.pledging import webhooks
+from exchange.pledging.models import WebhookEndpoint, WebhookStatus
 from exchange.pledging.refusals import translate_refusals
 
 
 @translate_refusals
-async def set_webhook(rt: Runtime, who: Principal, client_id: str, *, url: str) -> dict[str, Any]:
+async def set_webhook(rt: Runtime, who: Principal, client_id: str, *, url: str) -> WebhookEndpoint:
+    """Set the bank's webhook URL; the answer (api.schemas.pledges.WebhookOut) shows its signing secret."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises on a malformed port
@@ -42,19 +44,16 @@ async def set_webhook(rt: Runtime, who: Principal, client_id: str, *, url: str) 
             secret = ("whsec_" + secrets.token_hex(32)).encode()
             await repo.set_webhook(conn, who.participant_id, url, secret, who.actor, client_id, fp)
         row = await repo.webhook_of(conn, who.participant_id)
-    return {"url": row.url, "secret": bytes(row.secret).decode(), "updated_at": row.updated_at,
-            "signature": {"header": webhooks.SIGNATURE_HEADER, "timestamp_header": webhooks.TIMESTAMP_HEADER,
-                          "scheme": "sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body))"}}
+    assert row is not None  # written just above, in this transaction
+    return row
 
 
-async def webhook_status(rt: Runtime, who: Principal) -> dict[str, Any]:
+async def webhook_status(rt: Runtime, who: Principal) -> WebhookStatus:
     async with rt.read() as conn:
         row = await repo.webhook_of(conn, who.participant_id)
         deliveries = await repo.outbox_of(conn, who.participant_id)
     if row is None:
         raise NotFound("webhook endpoint of participant", who.participant_id)
-    for d in deliveries:
-        d["last_error"] = webhooks.public_reason(d["last_error"])
-    return {"url": row.url, "updated_at": row.updated_at, "deliveries": deliveries}
+    return WebhookStatus(row, [replace(d, last_error=webhooks.public_reason(d.last_error)) for d in deliveries])
 
 
