@@ -55,6 +55,11 @@ async def pledge_worker(app: Litestar) -> AsyncIterator[None]:
         await running.stop()
 
 
+def _action_id(idempotency_key: str | None, data: ActionIn | None) -> str:
+    """The client id of an action whose body is optional."""
+    return client_id(idempotency_key, data.client_id if data else None)
+
+
 def _refs(items: list[Any]) -> list[tuple[str, str]]:
     return [(r.source, r.reference) for r in items]
 
@@ -100,19 +105,19 @@ class PledgeController(Controller):
           summary="Confirm (pledgor): locks the units; the registration takes effect and gets its number")
     async def confirm(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await filing.confirm(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id)
+        return await filing.confirm(rt, principal, _action_id(idempotency_key, data), pledge_id)
 
     @post("/{pledge_id:int}/decline", operation_id="declinePledge", status_code=200, summary="Decline (pledgor)")
     async def decline(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await filing.decline(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
+        return await filing.decline(rt, principal, _action_id(idempotency_key, data), pledge_id,
                                       data.note if data else None)
 
     @post("/{pledge_id:int}/withdraw", operation_id="withdrawPledge", status_code=200,
           summary="Withdraw an unconfirmed filing (bank)")
     async def withdraw(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await filing.withdraw(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
+        return await filing.withdraw(rt, principal, _action_id(idempotency_key, data), pledge_id,
                                        data.note if data else None)
 
     @post("/{pledge_id:int}/amend", operation_id="amendPledge", status_code=200,
@@ -150,7 +155,7 @@ class PledgeController(Controller):
           summary="Release (bank): unlocks the units, or promotes the first junior claim into the lock")
     async def release(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await filing.release(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
+        return await filing.release(rt, principal, _action_id(idempotency_key, data), pledge_id,
                                       data.note if data else None)
 
     @post("/{pledge_id:int}/enforcement", operation_id="enforcePledge", status_code=200,
@@ -192,7 +197,7 @@ class PledgeController(Controller):
                   "was sold (the lot is locked again)")
     async def cancel(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await enforcement.cancel_sale(rt, principal, client_id(idempotency_key, data and data.client_id),
+        return await enforcement.cancel_sale(rt, principal, _action_id(idempotency_key, data),
                                           pledge_id, data.note if data else None)
 
     @post("/{pledge_id:int}/claims", operation_id="filePledgeClaim",
@@ -207,14 +212,14 @@ class PledgeController(Controller):
           summary="Confirm a ranked claim (pledgor): it is registered and gets its place in the order")
     async def confirm_claim(self, rt: Runtime, principal: Principal, claim_id: Id, data: ActionIn | None = None,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await claims.confirm_claim(rt, principal, client_id(idempotency_key, data and data.client_id),
+        return await claims.confirm_claim(rt, principal, _action_id(idempotency_key, data),
                                             claim_id)
 
     @post("/claims/{claim_id:int}/release", operation_id="releasePledgeClaim", status_code=200,
           summary="Release a ranked claim (claimant)")
     async def release_claim(self, rt: Runtime, principal: Principal, claim_id: Id, data: ActionIn | None = None,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await claims.release_claim(rt, principal, client_id(idempotency_key, data and data.client_id),
+        return await claims.release_claim(rt, principal, _action_id(idempotency_key, data),
                                             claim_id)
 
     @post("/revaluations", operation_id="revaluePledges", status_code=200,

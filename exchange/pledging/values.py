@@ -67,6 +67,7 @@ def present(value: Any, decimals: int, unit: str | None = None) -> Any:
 def shown(view: dict[str, Any], decimals: int) -> dict[str, Any]:
     """An event view (repo.event_view) as callers and webhooks receive it: amounts and quantities in
     decimal strings, the times the registry stored in ISO 8601 (exchange/core/units.py)."""
-    return stored_times({**view, "changes": present(view["changes"], decimals),
-                         "details": present(view["details"], decimals)})
+    out: dict[str, Any] = stored_times({**view, "changes": present(view["changes"], decimals),
+                                        "details": present(view["details"], decimals)})
+    return out
 

@@ -205,7 +205,7 @@ def verify(secret: bytes, timestamp: str, sig: str, body: bytes, *, now: float |
 
 def backoff(attempts: int) -> float:
     """Delay before the next try after `attempts` failed ones."""
-    return min(BASE_DELAY * 2 ** max(attempts - 1, 0), MAX_DELAY)
+    return float(min(BASE_DELAY * 2 ** max(attempts - 1, 0), MAX_DELAY))
 
 
 def body_of(event: dict[str, object]) -> bytes:
