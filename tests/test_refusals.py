@@ -36,9 +36,9 @@ _ENGINE = "an engine's REJECTED event or rule check: codes are matching.reasons 
 DYNAMIC = {
     ("exchange/core/refusal_text.py", "refused", "DomainError", "rej.code"):
         "a ledger Rejection: its codes are ledger.state.REFUSAL_CODES (all members, test below)",
-    ("exchange/pledging/service.py", "translate_refusals.wrapper", "DomainError", "exc.code"):
+    ("exchange/pledging/refusals.py", "translate_refusals.wrapper", "DomainError", "exc.code"):
         "a PledgeError: its codes are pledges.errors.CODES (all members, test below)",
-    ("exchange/pledging/service.py", "_taken", "DomainError", "exc.code"):
+    ("exchange/pledging/refusals.py", "take_units", "DomainError", "exc.code"):
         "a PledgeError of pledges.ranges, spoken in the instrument's unit: pledges.errors.CODES (test below)",
     ("exchange/registry/encumbrances.py", "naming", "DomainError", "exc.code"):
         "the code of a DomainError already built (checked when it was)",
@@ -203,7 +203,7 @@ def test_an_unknown_code_or_another_status_is_a_bug_not_a_refusal() -> None:
     with pytest.raises(UnknownRefusal):
         problems.problem(422, "insufficient_available", "planted")
     assert not issubclass(UnknownRefusal, DomainError) and issubclass(UnknownRefusal, AssertionError)
-    _ = PledgeError  # its codes reach the API through DomainError (exchange/pledging/service.py)
+    _ = PledgeError  # its codes reach the API through DomainError (exchange/pledging/refusals.py)
 
 
 def test_the_status_comes_from_the_code() -> None:

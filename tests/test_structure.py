@@ -36,7 +36,6 @@ NOT_YET_TYPED = (
     "api/security/",  # courts+security
     "bench/",  # lead
     "exchange/courts/",  # courts+security
-    "exchange/pledging/",  # pledging
     "exchange/trading/",  # trading
     "exchange/verifiable/",  # courts+security
     "ledger/",  # speed-ledger
@@ -70,7 +69,6 @@ SQL_PACKAGES = ("exchange", "api", "pledges", "matching")
 SQL_NOT_YET_MOVED = frozenset({
     "api/security/signatures.py",  # courts+security
     "exchange/courts/certificates.py", "exchange/courts/restoration.py",
-    "exchange/pledging/webhooks.py",
     "exchange/registry/issuance.py",  # registry (its SQL is next)
     "exchange/security/audit.py", "exchange/security/bootstrap.py", "exchange/security/credentials.py",
     "exchange/security/instruction_keys.py", "exchange/security/keys.py", "exchange/security/operator_actions.py",

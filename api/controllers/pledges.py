@@ -19,9 +19,11 @@ from api.schemas.pledges import (
     DeductIn,
     DefaultIn,
     EnforceIn,
+    ExpirySweepOut,
     ExtendIn,
     FreezeIn,
     HaircutIn,
+    HaircutOut,
     PartialReleaseIn,
     PledgeIn,
     RenewIn,
@@ -29,12 +31,14 @@ from api.schemas.pledges import (
     SaleIn,
     TopUpIn,
     WebhookIn,
+    WebhookOut,
+    WebhookStatusOut,
 )
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base
 from exchange.courts import freezes as freezing
-from exchange.pledging import service as pledging
+from exchange.pledging import claims, enforcement, exchange_sale, filing, valuation, views, webhook_endpoint, worker
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -43,12 +47,17 @@ After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 @asynccontextmanager
 async def pledge_worker(app: Litestar) -> AsyncIterator[None]:
     """Lifespan: webhook delivery and expiry sweeps, after the runtime is up, stopped before it goes."""
-    worker = pledging.PledgeWorker(app.state.rt, sweeps=[freezing.expire_due])
-    await worker.start()
+    running = worker.PledgeWorker(app.state.rt, sweeps=[freezing.expire_due])
+    await running.start()
     try:
         yield
     finally:
-        await worker.stop()
+        await running.stop()
+
+
+def _action_id(idempotency_key: str | None, data: ActionIn | None) -> str:
+    """The client id of an action whose body is optional."""
+    return client_id(idempotency_key, data.client_id if data else None)
 
 
 def _refs(items: list[Any]) -> list[tuple[str, str]]:
@@ -62,7 +71,7 @@ class PledgeController(Controller):
     @post("/", operation_id="filePledge", summary="File a pledge registration (bank); the pledgor confirms it")
     async def file(self, rt: Runtime, principal: Principal, data: PledgeIn,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.file(
+        return await filing.file(
             rt, principal, client_id(idempotency_key, data.client_id), pledgor_id=data.pledgor_id,
             pledgor_identifier=data.pledgor_identifier, instrument=data.instrument, quantity=data.quantity,
             serials=ranges(data.serials),
@@ -75,47 +84,47 @@ class PledgeController(Controller):
     @get("/", operation_id="listPledges", summary="Pledges you hold, gave or have a claim on (operators: all)")
     async def listing(self, rt: Runtime, principal: Principal, status: str | None = None,
                       role: str | None = None, limit: Limit = 100, after: After = 0) -> list[dict[str, Any]]:
-        return await pledging.listing(rt, principal, status=status, role=role, after=after, limit=limit)
+        return await views.listing(rt, principal, status=status, role=role, after=after, limit=limit)
 
     @get("/events", operation_id="pledgeEventStream",
          summary="Event stream of the pledges you may see, after an event id (poll with ?after=)")
     async def stream(self, rt: Runtime, principal: Principal, after: After = 0, limit: Limit = 100,
                      types: str | None = None) -> list[dict[str, Any]]:
-        return await pledging.event_stream(rt, principal, after=after, limit=limit,
+        return await views.event_stream(rt, principal, after=after, limit=limit,
                                            types=types.split(",") if types else None)
 
     @get("/{pledge_id:int}", operation_id="getPledge", summary="One registration with its locked serial blocks")
     async def get_one(self, rt: Runtime, principal: Principal, pledge_id: Id) -> dict[str, Any]:
-        return await pledging.get(rt, principal, pledge_id)
+        return await views.get(rt, principal, pledge_id)
 
     @get("/{pledge_id:int}/events", operation_id="listPledgeEvents", summary="A registration's history")
     async def events(self, rt: Runtime, principal: Principal, pledge_id: Id) -> list[dict[str, Any]]:
-        return await pledging.history(rt, principal, pledge_id)
+        return await views.history(rt, principal, pledge_id)
 
     @post("/{pledge_id:int}/confirm", operation_id="confirmPledge", status_code=200,
           summary="Confirm (pledgor): locks the units; the registration takes effect and gets its number")
     async def confirm(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.confirm(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id)
+        return await filing.confirm(rt, principal, _action_id(idempotency_key, data), pledge_id)
 
     @post("/{pledge_id:int}/decline", operation_id="declinePledge", status_code=200, summary="Decline (pledgor)")
     async def decline(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.decline(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
+        return await filing.decline(rt, principal, _action_id(idempotency_key, data), pledge_id,
                                       data.note if data else None)
 
     @post("/{pledge_id:int}/withdraw", operation_id="withdrawPledge", status_code=200,
           summary="Withdraw an unconfirmed filing (bank)")
     async def withdraw(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.withdraw(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
+        return await filing.withdraw(rt, principal, _action_id(idempotency_key, data), pledge_id,
                                        data.note if data else None)
 
     @post("/{pledge_id:int}/amend", operation_id="amendPledge", status_code=200,
           summary="Amend terms (bank): secured amount down, haircut, thresholds, references")
     async def amend(self, rt: Runtime, principal: Principal, pledge_id: Id, data: AmendIn,
                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.amend(
+        return await filing.amend(
             rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
             secured_amount=data.secured_amount, loan_contract=data.loan_contract, haircut_bps=data.haircut_bps,
             warning_bps=data.warning_bps, margin_call_bps=data.margin_call_bps, liquidation_bps=data.liquidation_bps,
@@ -125,35 +134,35 @@ class PledgeController(Controller):
           summary="Extend the term (bank): the lock gets the new expiry, same serials, same priority")
     async def extend(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ExtendIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.extend(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await filing.extend(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                      term_end=data.term_end, grace_days=data.grace_days, note=data.note)
 
     @post("/{pledge_id:int}/top-up", operation_id="topUpPledge", status_code=200,
           summary="Add units to the lock (pledgor), e.g. to cure a margin call")
     async def top_up(self, rt: Runtime, principal: Principal, pledge_id: Id, data: TopUpIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.top_up(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await filing.top_up(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                      quantity=data.quantity, serials=ranges(data.serials))
 
     @post("/{pledge_id:int}/partial-release", operation_id="partiallyReleasePledge", status_code=200,
           summary="Release part of the lock (bank): named serials or the highest ones")
     async def partial_release(self, rt: Runtime, principal: Principal, pledge_id: Id, data: PartialReleaseIn,
                               idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.partial_release(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await filing.partial_release(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                               quantity=data.quantity, serials=ranges(data.serials), note=data.note)
 
     @post("/{pledge_id:int}/release", operation_id="releasePledge", status_code=200,
           summary="Release (bank): unlocks the units, or promotes the first junior claim into the lock")
     async def release(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.release(rt, principal, client_id(idempotency_key, data and data.client_id), pledge_id,
+        return await filing.release(rt, principal, _action_id(idempotency_key, data), pledge_id,
                                       data.note if data else None)
 
     @post("/{pledge_id:int}/enforcement", operation_id="enforcePledge", status_code=200,
           summary="Enforce on default (bank): transfer to the bank, propose a sale, or sell on the exchange")
     async def enforce(self, rt: Runtime, principal: Principal, pledge_id: Id, data: EnforceIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.enforce(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await enforcement.enforce(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                       method=data.method, reason=data.reason, outstanding=data.outstanding,
                                       price=data.price, buyer_id=data.buyer_id, fee=data.fee,
                                       claim=data.claim.amounts() if data.claim else None,
@@ -165,14 +174,14 @@ class PledgeController(Controller):
                   "is told")
     async def declare_default(self, rt: Runtime, principal: Principal, pledge_id: Id, data: DefaultIn,
                               idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.declare_default(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await enforcement.declare_default(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                               **data.notice())  # type: ignore[arg-type]
 
     @post("/{pledge_id:int}/enforcement/sales", operation_id="startPledgeSale", status_code=201,
           summary="List or auction the escrowed lot on the exchange on the bank's behalf (enforcement sale)")
     async def start_sale(self, rt: Runtime, principal: Principal, pledge_id: Id, data: SaleIn,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.start_sale(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await exchange_sale.start_sale(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                          market_id=data.market_id, quantity=data.quantity, price=data.price,
                                          auction=data.auction.terms() if data.auction else None)
 
@@ -180,7 +189,7 @@ class PledgeController(Controller):
           summary="Accept the bank's sale (buyer): units against cash in one step, proceeds by priority")
     async def accept(self, rt: Runtime, principal: Principal, pledge_id: Id, data: AcceptSaleIn,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.accept_sale(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await enforcement.accept_sale(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                           price=data.price)
 
     @post("/{pledge_id:int}/enforcement/cancel", operation_id="cancelPledgeSale", status_code=200,
@@ -188,14 +197,14 @@ class PledgeController(Controller):
                   "was sold (the lot is locked again)")
     async def cancel(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.cancel_sale(rt, principal, client_id(idempotency_key, data and data.client_id),
+        return await enforcement.cancel_sale(rt, principal, _action_id(idempotency_key, data),
                                           pledge_id, data.note if data else None)
 
     @post("/{pledge_id:int}/claims", operation_id="filePledgeClaim",
           summary="File a ranked (junior) claim on a pledged lot (bank); counts once the pledgor confirms")
     async def file_claim(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ClaimIn,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.file_claim(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
+        return await claims.file_claim(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                          loan_contract=data.loan_contract, amount=data.amount,
                                          term_end=data.term_end, reference=data.reference)
 
@@ -203,14 +212,14 @@ class PledgeController(Controller):
           summary="Confirm a ranked claim (pledgor): it is registered and gets its place in the order")
     async def confirm_claim(self, rt: Runtime, principal: Principal, claim_id: Id, data: ActionIn | None = None,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.confirm_claim(rt, principal, client_id(idempotency_key, data and data.client_id),
+        return await claims.confirm_claim(rt, principal, _action_id(idempotency_key, data),
                                             claim_id)
 
     @post("/claims/{claim_id:int}/release", operation_id="releasePledgeClaim", status_code=200,
           summary="Release a ranked claim (claimant)")
     async def release_claim(self, rt: Runtime, principal: Principal, claim_id: Id, data: ActionIn | None = None,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.release_claim(rt, principal, client_id(idempotency_key, data and data.client_id),
+        return await claims.release_claim(rt, principal, _action_id(idempotency_key, data),
                                             claim_id)
 
     @post("/revaluations", operation_id="revaluePledges", status_code=200,
@@ -218,30 +227,33 @@ class PledgeController(Controller):
     async def revalue(self, rt: Runtime, principal: Principal, data: RevaluationIn,
                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         cid = client_id(idempotency_key, data.client_id)
-        return await pledging.revalue(rt, data.instrument, to_base(data.price, CNY_DECIMALS, field="price"),
+        return await valuation.revalue(rt, data.instrument, to_base(data.price, CNY_DECIMALS, field="price"),
                                       data.as_of, actor=principal.actor, client_id=cid,
                                       cure_deadline=data.cure_deadline)
 
     @post("/expiry-sweeps", operation_id="sweepPledgeExpiry", status_code=200,
           summary="Expire registrations and freezes past their term now (operator; also runs by itself)")
-    async def sweep(self, rt: Runtime) -> dict[str, Any]:
-        return {"pledges_expired": await pledging.expire_due(rt), "freezes_expired": await freezing.expire_due(rt)}
+    async def sweep(self, rt: Runtime) -> ExpirySweepOut:
+        return ExpirySweepOut(pledges_expired=await worker.expire_due(rt),
+                              freezes_expired=await freezing.expire_due(rt))
 
     @put("/webhook", operation_id="setPledgeWebhook",
          summary="Set your webhook URL (bank); returns the signing secret, shown only here")
     async def set_webhook(self, rt: Runtime, principal: Principal, data: WebhookIn,
-                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await pledging.set_webhook(rt, principal, client_id(idempotency_key, data.client_id), url=data.url)
+                          idempotency_key: IdempotencyKey = None) -> WebhookOut:
+        cid = client_id(idempotency_key, data.client_id)
+        return WebhookOut.of(await webhook_endpoint.set_webhook(rt, principal, cid, url=data.url))
 
     @get("/webhook", operation_id="getPledgeWebhook", summary="Your webhook URL and recent deliveries (bank)")
-    async def get_webhook(self, rt: Runtime, principal: Principal) -> dict[str, Any]:
-        return await pledging.webhook_status(rt, principal)
+    async def get_webhook(self, rt: Runtime, principal: Principal) -> WebhookStatusOut:
+        return WebhookStatusOut.of(await webhook_endpoint.webhook_status(rt, principal))
 
     @put("/haircuts/{instrument:str}", operation_id="setPledgeHaircut",
          summary="Default valuation haircut of an instrument (operator)")
     async def set_haircut(self, rt: Runtime, principal: Principal, instrument: str,
-                          data: HaircutIn) -> dict[str, Any]:
-        return await pledging.set_haircut(rt, principal, instrument, data.haircut_bps)
+                          data: HaircutIn) -> HaircutOut:
+        await valuation.set_haircut(rt, principal, instrument, data.haircut_bps)
+        return HaircutOut(instrument=instrument, haircut_bps=data.haircut_bps)
 
 
 class FreezeController(Controller):

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 from litestar import Controller, get
 from litestar.params import Parameter
 
+from api.schemas.pledges import InquiryKeyOut
 from exchange.core.runtime import Runtime
-from exchange.pledging import service as pledging
+from exchange.pledging import public as inquiry
 
 Name = Annotated[str | None, Parameter(max_length=200, description="holder name (or part of it)")]
 Uscc = Annotated[str | None, Parameter(min_length=18, max_length=18, description="统一社会信用代码")]
@@ -28,24 +29,24 @@ class PublicController(Controller):
     @get("/pledges", operation_id="publicPledges", summary="Active pledge registrations (signed certificate)")
     async def pledges(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
                       instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
-        return await pledging.public_search(rt, "pledges", name=name, uscc=uscc, serial=serial,
+        return await inquiry.public_search(rt, "pledges", name=name, uscc=uscc, serial=serial,
                                             instrument=instrument, limit=limit)
 
     @get("/freezes", operation_id="publicFreezes", summary="Active judicial freezes (signed certificate)")
     async def freezes(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
                       instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
-        return await pledging.public_search(rt, "freezes", name=name, uscc=uscc, serial=serial,
+        return await inquiry.public_search(rt, "freezes", name=name, uscc=uscc, serial=serial,
                                             instrument=instrument, limit=limit)
 
     @get("/retirements", operation_id="publicRetirements", summary="Retired serial blocks (signed certificate)")
     async def retirements(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
                           instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
-        return await pledging.public_search(rt, "retirements", name=name, uscc=uscc, serial=serial,
+        return await inquiry.public_search(rt, "retirements", name=name, uscc=uscc, serial=serial,
                                             instrument=instrument, limit=limit)
 
     @get("/inquiry-key", operation_id="publicInquiryKey",
          summary="The verifier key that signs search certificates (C2SP Ed25519 verifier key)")
-    async def key(self, rt: Runtime) -> dict[str, Any]:
-        signer = pledging.get_signer(rt)
-        return {"verifier_key": signer.verifier_key_string(), "key_name": signer.name,
-                "key_id": signer.key_id.hex()}
+    async def key(self, rt: Runtime) -> InquiryKeyOut:
+        signer = inquiry.get_signer(rt)
+        return InquiryKeyOut(verifier_key=signer.verifier_key_string(), key_name=signer.name,
+                             key_id=signer.key_id.hex())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from api.schemas.common import (
     MAX_ID,
@@ -18,6 +18,9 @@ from api.schemas.common import (
     SerialRange,
     Strict,
 )
+from exchange.core.units import iso, iso_or_none
+from exchange.pledging import webhooks
+from exchange.pledging.models import Delivery, WebhookEndpoint, WebhookStatus
 
 Id = Field(ge=1, le=MAX_ID)
 Bps = Field(default=None, ge=1, le=1_000_000, description="collateral ratio in basis points (13000 = 130 %)")
@@ -243,3 +246,76 @@ class DeductIn(Strict):
     quantity: Decimal | None = None
     to_participant: int | None = Field(default=None, ge=1, le=MAX_ID)
     client_id: ClientId = None
+
+
+# ----------------------------------------------------------------------------------- answers
+
+
+class SignatureSchemeOut(BaseModel):
+    header: str
+    timestamp_header: str
+    scheme: str
+
+
+class WebhookOut(BaseModel):
+    """The bank's webhook endpoint with its signing secret (shown only in this answer)."""
+
+    url: str
+    secret: str
+    updated_at: str = Field(description="ISO 8601, UTC")
+    signature: SignatureSchemeOut
+
+    @classmethod
+    def of(cls, w: WebhookEndpoint) -> WebhookOut:
+        return cls(url=w.url, secret=w.secret.decode(), updated_at=iso(w.updated_at),
+                   signature=SignatureSchemeOut(header=webhooks.SIGNATURE_HEADER,
+                                                timestamp_header=webhooks.TIMESTAMP_HEADER,
+                                                scheme="sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body))"))
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    event_id: int
+    event_type: str
+    status: str = Field(description="pending, delivered or failed")
+    attempts: int
+    next_attempt_at: str = Field(description="ISO 8601, UTC")
+    delivered_at: str | None
+    last_error: str | None = Field(description="a fixed public reason, never the transport's error text")
+
+    @classmethod
+    def of(cls, d: Delivery) -> DeliveryOut:
+        return cls(id=d.id, event_id=d.event_id, event_type=d.event_type, status=d.status, attempts=d.attempts,
+                   next_attempt_at=iso(d.next_attempt_at), delivered_at=iso_or_none(d.delivered_at),
+                   last_error=d.last_error)
+
+
+class WebhookStatusOut(BaseModel):
+    """The bank's webhook URL (never its secret again) and its recent deliveries, newest first."""
+
+    url: str
+    updated_at: str = Field(description="ISO 8601, UTC")
+    deliveries: list[DeliveryOut]
+
+    @classmethod
+    def of(cls, s: WebhookStatus) -> WebhookStatusOut:
+        return cls(url=s.endpoint.url, updated_at=iso(s.endpoint.updated_at),
+                   deliveries=[DeliveryOut.of(d) for d in s.deliveries])
+
+
+class HaircutOut(BaseModel):
+    instrument: str
+    haircut_bps: int
+
+
+class ExpirySweepOut(BaseModel):
+    pledges_expired: list[int] = Field(description="ids of the registrations (and lapsed filings) expired now")
+    freezes_expired: list[int] = Field(description="ids of the judicial freezes expired now")
+
+
+class InquiryKeyOut(BaseModel):
+    """The C2SP Ed25519 verifier key that signs public search certificates."""
+
+    verifier_key: str
+    key_name: str
+    key_id: str = Field(description="hex")

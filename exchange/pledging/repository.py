@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.pledging.webhooks import body_of
+from exchange.pledging.models import Delivery, DueDelivery, Mark, WebhookEndpoint
 from pledges.visibility import SEEING_CLAIMS
 
 # The columns of `pledges` that are the projection of its events (lifecycle.project reproduces them).
@@ -252,15 +252,15 @@ def event_view(ev: dict[str, Any], number: str | None = None, instrument: str | 
 
 
 async def enqueue_webhook(conn: AsyncConnection, event_id: int, event_type: str,
-                          views: dict[int, dict[str, Any]]) -> int:
+                          bodies: dict[int, bytes]) -> int:
     """One outbox row per recipient that has a webhook endpoint, with the event as that recipient may
-    see it (pledges.visibility.event_view); same transaction as the event."""
+    see it (pledges.visibility.event_view, encoded by webhooks.body_of); same transaction as the event."""
     queued = 0
-    for participant_id, view in views.items():
+    for participant_id, body in bodies.items():
         res = await conn.execute(text("""
             INSERT INTO pledge_outbox (event_id, event_type, participant_id, body)
             SELECT :e, :t, w.participant_id, :b FROM pledge_webhooks w WHERE w.participant_id = :p
-            ON CONFLICT DO NOTHING"""), {"e": event_id, "t": event_type, "b": body_of(view), "p": participant_id})
+            ON CONFLICT DO NOTHING"""), {"e": event_id, "t": event_type, "b": body, "p": participant_id})
         queued += res.rowcount or 0
     return queued
 
@@ -327,14 +327,16 @@ async def set_haircut(conn: AsyncConnection, instrument: str, haircut_bps: int, 
                                updated_at = now()"""), {"i": instrument, "h": haircut_bps, "a": actor})
 
 
-async def mark(conn: AsyncConnection, instrument: str, as_of: date) -> Any:
-    return (await conn.execute(text("SELECT * FROM pledge_marks WHERE instrument = :i AND as_of = :d"),
-                               {"i": instrument, "d": as_of})).first()
+async def mark(conn: AsyncConnection, instrument: str, as_of: date) -> Mark | None:
+    row = (await conn.execute(text("SELECT * FROM pledge_marks WHERE instrument = :i AND as_of = :d"),
+                              {"i": instrument, "d": as_of})).first()
+    return None if row is None else Mark.from_row(row)
 
 
-async def mark_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
-    return (await conn.execute(text("SELECT * FROM pledge_marks WHERE recorded_by = :a AND client_id = :c"),
-                               {"a": actor, "c": client_id})).first()
+async def mark_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Mark | None:
+    row = (await conn.execute(text("SELECT * FROM pledge_marks WHERE recorded_by = :a AND client_id = :c"),
+                              {"a": actor, "c": client_id})).first()
+    return None if row is None else Mark.from_row(row)
 
 
 async def insert_mark(conn: AsyncConnection, instrument: str, as_of: date, price: int, actor: str,
@@ -399,9 +401,10 @@ async def free_blocks(conn: AsyncConnection, account: int, instrument: str) -> l
 # ----------------------------------------------------------------------------------- webhooks
 
 
-async def webhook_of(conn: AsyncConnection, participant_id: int) -> Any:
-    return (await conn.execute(text("SELECT * FROM pledge_webhooks WHERE participant_id = :p"),
-                               {"p": participant_id})).first()
+async def webhook_of(conn: AsyncConnection, participant_id: int) -> WebhookEndpoint | None:
+    row = (await conn.execute(text("SELECT * FROM pledge_webhooks WHERE participant_id = :p"),
+                              {"p": participant_id})).first()
+    return None if row is None else WebhookEndpoint.from_row(row)
 
 
 async def set_webhook(conn: AsyncConnection, participant_id: int, url: str, secret: bytes, actor: str,
@@ -414,12 +417,41 @@ async def set_webhook(conn: AsyncConnection, participant_id: int, url: str, secr
         {"p": participant_id, "u": url, "s": secret, "a": actor, "c": client_id, "f": fp})
 
 
-async def outbox_of(conn: AsyncConnection, participant_id: int, limit: int = 100) -> list[dict[str, Any]]:
+async def outbox_of(conn: AsyncConnection, participant_id: int, limit: int = 100) -> list[Delivery]:
     rows = await conn.execute(text("""SELECT id, event_id, event_type, status, attempts, next_attempt_at,
                                              delivered_at, last_error FROM pledge_outbox
                                       WHERE participant_id = :p ORDER BY id DESC LIMIT :l"""),
                               {"p": participant_id, "l": limit})
-    return [dict(r._mapping) for r in rows]
+    return [Delivery.from_row(r) for r in rows]
+
+
+async def lease_due_deliveries(conn: AsyncConnection, lease: timedelta, limit: int) -> list[DueDelivery]:
+    """Claim due outbox rows for one attempt: next attempt pushed `lease` ahead, attempts counted, under
+    FOR UPDATE SKIP LOCKED (two workers never lease the same row)."""
+    rows = await conn.execute(text("""
+        UPDATE pledge_outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + :lease
+        FROM (SELECT id FROM pledge_outbox WHERE status = 'pending' AND next_attempt_at <= now()
+              ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) due,
+             pledge_webhooks w
+        WHERE o.id = due.id AND w.participant_id = o.participant_id
+        RETURNING o.id, o.event_id, o.event_type, o.body, o.attempts, w.url, w.secret"""),
+        {"lease": lease, "limit": limit})
+    return [DueDelivery.from_row(r) for r in rows]
+
+
+async def delivery_done(conn: AsyncConnection, outbox_id: int) -> None:
+    await conn.execute(text("""UPDATE pledge_outbox SET status = 'delivered', delivered_at = now(),
+                               last_error = NULL WHERE id = :i"""), {"i": outbox_id})
+
+
+async def delivery_failed(conn: AsyncConnection, outbox_id: int, reason: str) -> None:
+    await conn.execute(text("UPDATE pledge_outbox SET status = 'failed', last_error = :e WHERE id = :i"),
+                       {"i": outbox_id, "e": reason})
+
+
+async def delivery_retry(conn: AsyncConnection, outbox_id: int, reason: str, delay: timedelta) -> None:
+    await conn.execute(text("""UPDATE pledge_outbox SET last_error = :e, next_attempt_at = now() + :d
+                               WHERE id = :i"""), {"i": outbox_id, "e": reason, "d": delay})
 
 
 # ----------------------------------------------------------------------------------- freezes

@@ -45,8 +45,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from exchange.pledging import repository as repo
+from exchange.pledging.models import DueDelivery
 
 log = logging.getLogger("envx.pledges.webhooks")
 
@@ -203,7 +205,7 @@ def verify(secret: bytes, timestamp: str, sig: str, body: bytes, *, now: float |
 
 def backoff(attempts: int) -> float:
     """Delay before the next try after `attempts` failed ones."""
-    return min(BASE_DELAY * 2 ** max(attempts - 1, 0), MAX_DELAY)
+    return float(min(BASE_DELAY * 2 ** max(attempts - 1, 0), MAX_DELAY))
 
 
 def body_of(event: dict[str, object]) -> bytes:
@@ -241,45 +243,33 @@ def http_sender(allowed_hosts: Iterable[str] = ()) -> Sender:
 async def deliver_due(engine: AsyncEngine, sender: Sender, *, limit: int = 50) -> int:
     """Send every due outbox row once; returns how many were delivered."""
     async with engine.begin() as conn:
-        rows = (await conn.execute(text("""
-            UPDATE pledge_outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + :lease
-            FROM (SELECT id FROM pledge_outbox WHERE status = 'pending' AND next_attempt_at <= now()
-                  ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) due,
-                 pledge_webhooks w
-            WHERE o.id = due.id AND w.participant_id = o.participant_id
-            RETURNING o.id, o.event_id, o.event_type, o.body, o.attempts, w.url, w.secret"""),
-            {"lease": LEASE, "limit": limit})).all()
-    if not rows:
+        due = await repo.lease_due_deliveries(conn, LEASE, limit)
+    if not due:
         return 0
 
-    async def one(row: object) -> tuple[int, int, str | None]:
-        body = bytes(row.body)  # type: ignore[attr-defined]
-        hdrs = headers(bytes(row.secret), int(time.time()), body, row.event_id, row.event_type)  # type: ignore[attr-defined]
+    async def one(row: DueDelivery) -> tuple[int, int, str | None]:
+        hdrs = headers(row.secret, int(time.time()), row.body, row.event_id, row.event_type)
         try:
-            status = await sender(row.url, body, hdrs)  # type: ignore[attr-defined]
+            status = await sender(row.url, row.body, hdrs)
         except DeliveryFailed as exc:  # retried, never fatal to the worker; the bank sees the reason only
-            return row.id, row.attempts, exc.reason  # type: ignore[attr-defined]
+            return row.id, row.attempts, exc.reason
         except Exception as exc:
-            log.info("webhook %s: delivery failed: %r", row.id, exc)  # type: ignore[attr-defined]
-            return row.id, row.attempts, CONNECT_FAILED  # type: ignore[attr-defined]
+            log.info("webhook %s: delivery failed: %r", row.id, exc)
+            return row.id, row.attempts, CONNECT_FAILED
         if 200 <= status < 300:
-            return row.id, row.attempts, None  # type: ignore[attr-defined]
-        return row.id, row.attempts, f"{HTTP_STATUS}:{status}"  # type: ignore[attr-defined]
+            return row.id, row.attempts, None
+        return row.id, row.attempts, f"{HTTP_STATUS}:{status}"
 
-    results = await asyncio.gather(*(one(r) for r in rows))
+    results = await asyncio.gather(*(one(r) for r in due))
     delivered = 0
     async with engine.begin() as conn:
         for row_id, attempts, error in results:
             if error is None:
                 delivered += 1
-                await conn.execute(text("""UPDATE pledge_outbox SET status = 'delivered', delivered_at = now(),
-                                           last_error = NULL WHERE id = :i"""), {"i": row_id})
+                await repo.delivery_done(conn, row_id)
             elif attempts >= MAX_ATTEMPTS:
                 log.warning("webhook %s failed for good after %d attempts: %s", row_id, attempts, error)
-                await conn.execute(text("UPDATE pledge_outbox SET status = 'failed', last_error = :e WHERE id = :i"),
-                                   {"i": row_id, "e": error})
+                await repo.delivery_failed(conn, row_id, error)
             else:
-                await conn.execute(text("""UPDATE pledge_outbox SET last_error = :e,
-                                           next_attempt_at = now() + :d WHERE id = :i"""),
-                                   {"i": row_id, "e": error, "d": timedelta(seconds=backoff(attempts))})
+                await repo.delivery_retry(conn, row_id, error, timedelta(seconds=backoff(attempts)))
     return delivered

@@ -41,6 +41,8 @@ from datetime import date, datetime
 from itertools import groupby
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from exchange.core.calendar import SHANGHAI, trading_day
 from exchange.core.errors import DomainError
 from exchange.core.jobs import claim
@@ -63,15 +65,19 @@ def today_of(rt: Runtime) -> date:
 
 async def refuse_ended(rt: Runtime, account: int | None, instrument: str,
                        serials: tuple[tuple[int, int], ...] | list[tuple[int, int]] | None = None, *,
-                       held: bool = False) -> None:
+                       held: bool = False, conn: AsyncConnection | None = None) -> None:
     """Refuse (409 `units_expired`, naming the blocks) a move out of `account` that could take units of an
     emission right whose term has ended and that the sweep has not retired yet: with `serials`, those the
     named ranges touch; without, any free one (the ledger takes the lowest free serials). `held`: the units
-    are already under the mover's own hold (a pledge's lot, an escrow sale) and count too."""
+    are already under the mover's own hold (a pledge's lot, an escrow sale) and count too. `conn`: the
+    caller's transaction, when it holds one (no second pooled connection is checked out inside it)."""
     if account is None:
         return
-    async with rt.read() as conn:
+    if conn is not None:
         rows = await repo.ended_blocks(conn, account, instrument, today_of(rt), held=held)
+    else:
+        async with rt.read() as own:
+            rows = await repo.ended_blocks(own, account, instrument, today_of(rt), held=held)
     if serials:
         rows = [r for r in rows if any(s <= r.end_serial and r.start_serial <= e for s, e in serials)]
     if rows:

@@ -135,10 +135,13 @@ async def get(rt: Runtime, viewer: Principal, participant_id: int) -> dict[str, 
     return (await record_of(rt, viewer, participant_id)).view(private=True)  # oversight, or the participant itself
 
 
-async def lookup(rt: Runtime, participant_id: int) -> dict[str, Any]:
-    """For other services: never carries a person's identity document. (Legacy: `find` takes a connection.)"""
-    async with rt.read() as conn:
+async def lookup(rt: Runtime, participant_id: int, *, conn: AsyncConnection | None = None) -> dict[str, Any]:
+    """For other services: never carries a person's identity document. (Legacy: `find` takes a connection;
+    `conn`: the caller's transaction, when it holds one -- no second pooled connection inside it.)"""
+    if conn is not None:
         return (await find(conn, participant_id)).view(private=False)
+    async with rt.read() as own:
+        return (await find(own, participant_id)).view(private=False)
 
 
 async def party(conn: AsyncConnection, who: Principal, participant_id: int, *, kinds: frozenset[str],
@@ -173,10 +176,15 @@ async def party(conn: AsyncConnection, who: Principal, participant_id: int, *, k
 
 
 async def counterparty(rt: Runtime, who: Principal, participant_id: int, *, kinds: frozenset[str],
-                       identifier: str | None = None, identified: bool = False) -> dict[str, Any]:
-    """`party` on a connection of its own, answered as `lookup` answers (legacy, for packages not reshaped)."""
-    async with rt.read() as conn:
-        p = await party(conn, who, participant_id, kinds=kinds, identifier=identifier, identified=identified)
+                       identifier: str | None = None, identified: bool = False,
+                       conn: AsyncConnection | None = None) -> dict[str, Any]:
+    """`party` answered as `lookup` answers (legacy, for packages not reshaped), on `conn` when the caller
+    holds a transaction, else on a connection of its own."""
+    if conn is not None:
+        return (await party(conn, who, participant_id, kinds=kinds, identifier=identifier,
+                            identified=identified)).view(private=False)
+    async with rt.read() as own:
+        p = await party(own, who, participant_id, kinds=kinds, identifier=identifier, identified=identified)
     return p.view(private=False)
 
 

@@ -269,7 +269,7 @@ class Round:
         out = self.fire("many cancels", reqs, {200, 409})
         self.expect("many cancels", all(r.body.get("status") == "cancelled" for r in out if r.status == 200),
                     "a cancel answered another status")
-        left = 100 - 60 * moved
+        left = 100 - 60 * (moved + confirmed)  # a confirmed pledge holds its 60 as a transfer moves them
         self.expect("many cancels", self.balance(owner)["available"] == left, "the order's hold was not voided")
         self._void_count("many cancels", o["hold_id"])
 

@@ -349,7 +349,7 @@ def test_cancel_before_any_sale_locks_the_lot_again_and_expiry_returns_the_unsol
 def test_settlements_the_hook_missed_are_booked_by_the_reconciliation(api: Api, db_url: str) -> None:
     """A crash between a trade's settlement and its payout (here: no settlement hook at all) loses
     nothing: the worker books every settled trade and ended listing from the market's own tables."""
-    from exchange.pledging import service as pledging
+    from exchange.pledging import exchange_sale as pledging
 
     w = world(api, "100")
     bank, owner = w["bank"], w["owner"]
@@ -380,7 +380,6 @@ def test_settlements_the_hook_missed_are_booked_by_the_reconciliation(api: Api, 
 
 
 def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_market_and_record(api: Api) -> None:
-    from exchange.pledging import service as pledging
     from exchange.security.keys import authenticate
     from exchange.trading import orders
 
@@ -419,7 +418,7 @@ def test_listing_on_the_banks_behalf_is_idempotent_even_after_a_crash_between_ma
     assert c["order"]["id"] == placed
     events = [e["type"] for e in api.ok(bank["api"].get(f"/v1/pledges/{second['id']}/events"))]
     assert events.count("sale_listed") == 1
-    assert api.ok(bank["api"].get(f"/v1/pledges/{second['id']}"))["status"] == pledging.lifecycle.ENFORCING
+    assert api.ok(bank["api"].get(f"/v1/pledges/{second['id']}"))["status"] == "enforcing"
 
 
 def test_a_restarted_market_still_sells_from_the_escrow_and_pays_out(db_url: str, settings: Any) -> None:

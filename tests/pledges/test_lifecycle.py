@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from exchange.core.database import asyncpg_dsn
-from exchange.pledging import service as pledging
+from exchange.pledging import views as pledging
 from exchange.registry.kinds import term_end
 from ledger.verify import verify_database
 from tests.helpers import Api, uscc

@@ -163,7 +163,7 @@ def test_inquiry_signer_without_a_publisher(tmp_path) -> None:  # type: ignore[n
     from types import SimpleNamespace
 
     from exchange.core.settings import Settings
-    from exchange.pledging import service as pledging
+    from exchange.pledging import public as pledging
     from exchange.verifiable import signing
     from ledger.note import generate_signer_key
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from exchange.core.database import asyncpg_dsn
-from exchange.pledging import service as pledging
+from exchange.pledging import views as pledging
 from exchange.pledging import webhooks
 from ledger.verify import verify_database
 from tests.helpers import Api

@@ -1,0 +1,473 @@
+"""Filing and the life of the lock: file, confirm, decline, withdraw, amend, extend, top up, partial
+release, release and the promotion of the first junior claim into the lock.
+
+The bank files; the pledgor confirms; only the confirmation locks units: a ledger hold of kind "pledge"
+debiting the pledgor's holding account and crediting the bank's pledge escrow account, expiring at the
+end of the term (+ grace). Changes of the lock are `void + new hold` in one linked ledger group, naming
+the exact serials, so no other claim can slip in between. Releasing the senior pledge promotes the first
+live junior claim into the lock (void + new hold to the junior's escrow, linked), keeping its number.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.core.errors import DomainError, Forbidden, Invalid
+from exchange.core.idempotency import check_replay, fingerprint
+from exchange.core.principal import SYSTEM_ACTOR, Principal
+from exchange.core.runtime import Runtime
+from exchange.core.units import CNY_DECIMALS, iso, to_base
+from exchange.pledging import repository as repo
+from exchange.pledging import webhooks
+from exchange.pledging.accounts import account_of, escrow_account, yours
+from exchange.pledging.recording import (
+    cut_pieces,
+    ledger_id,
+    ledger_meta,
+    mutate,
+    record_event,
+    require_pledgee,
+    require_pledgor,
+    require_unexpired,
+    require_unfrozen,
+    serials_of,
+)
+from exchange.pledging.refusals import take_units, translate_refusals
+from exchange.pledging.valuation import reassess
+from exchange.pledging.values import (
+    as_date,
+    as_time,
+    micros,
+    now,
+    ranges_of,
+    shown,
+    today,
+)
+from exchange.pledging.views import (
+    get,
+)
+from exchange.registry import encumbrances, expiry, instruments, participants
+from ledger import commands as c
+from ledger.state import Entry
+from pledges import lifecycle
+from pledges import ranges as rg
+from pledges import scope as sc
+from pledges import valuation as val
+
+PLEDGOR_KINDS = frozenset({"enterprise", "issuer", "operator"})
+
+
+async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any], *,
+                  serials: list[tuple[int, int]], quantity: int, expires_at: datetime, op: str) -> list[Entry]:
+    """Void the lock and lock `serials` again, atomically (one linked ledger group)."""
+    escrow = await escrow_account(conn, rt, p["pledgee_id"])
+    holding = await account_of(conn, rt, p["pledgor_id"], "holding")
+    pieces = await cut_pieces(conn, p["instrument"], serials, holding)
+    return await rt.submit_linked([
+        c.Request(who.actor, c.VoidHold(p["hold_id"]), ledger_id(p, f"{op}-void"), ledger_meta(p, op)),
+        c.Request(who.actor, c.CreateHold("pledge", holding, escrow, p["instrument"], quantity, pieces,
+                                          micros(expires_at)), ledger_id(p, f"{op}-lock"), ledger_meta(p, op)),
+    ], own=yours(who))
+
+
+# ----------------------------------------------------------------------------------- filing and consent
+
+
+@translate_refusals
+async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, pledgor_identifier: str | None,
+               instrument: str, quantity: str,
+               serials: list[tuple[int, int]] | None, loan_contract: str, secured_amount: str, term_start: date,
+               term_end: date, grace_days: int, references: list[tuple[str, str]], haircut_bps: int | None,
+               warning_bps: int | None, margin_call_bps: int | None, liquidation_bps: int | None,
+               transfer_on_default: bool, secured_scope: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The bank files; nothing is locked until the pledgor confirms. `secured_scope` is the contract's
+    担保范围 (pledges.scope; None: everything §389 covers), its caps in CNY decimal strings.
+
+    The bank names its client by id *and* registered identifier (USCC, or a person's identity document
+    number), as in the loan contract: an unknown id, a wrong identifier, a participant that cannot pledge
+    or is suspended are all the same 404 (participants.counterparty), so filing tells a bank nothing about
+    a participant it did not already know. A filing locks nothing, is seen by the bank and the pledgor only,
+    and lapses unless the pledgor confirms it within ENVX_PLEDGE_CONFIRM_DAYS (it may decline it at once)."""
+    if who.kind != "bank":
+        raise Forbidden("only a bank files pledge registrations")
+    if pledgor_id == who.participant_id:
+        raise Invalid("invalid_pledgor", "a bank does not pledge units to itself")
+    await participants.counterparty(rt, who, pledgor_id, kinds=PLEDGOR_KINDS, identifier=pledgor_identifier,
+                                    identified=True)
+    inst = await instruments.get(rt, instrument)
+    if inst["kind"] == "currency":
+        raise Invalid("not_pledgeable", "cash is not pledged in this registry; pledge credits or allowances")
+    qty = to_base(quantity, inst["decimals"])
+    named = rg.normalise(serials) if serials else None
+    if named is not None and rg.total(named) != qty:
+        raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
+    if named is not None:
+        async with rt.read() as conn:
+            retired = await repo.retired_serials(conn, instrument, named)
+        if retired:  # retirement is final and public: say so now, not at the pledgor's confirmation
+            spans = ", ".join(f"{r['start_serial']}-{r['end_serial']} (entry {r['retired_seq']})" for r in retired)
+            raise DomainError("serials_retired", f"serials {spans} of {instrument} are retired; retired units can "
+                              "never be pledged", retired=[{"start": r["start_serial"], "end": r["end_serial"],
+                                                            "entry_seq": r["retired_seq"]} for r in retired])
+    scope = _scope_in(secured_scope)
+    fen = to_base(secured_amount, CNY_DECIMALS, field="secured_amount")
+    if term_end < term_start:
+        raise Invalid("invalid_term", "the term must end on or after its start")
+    if term_end < today():
+        raise Invalid("term_ended", f"the term ended on {term_end}; an expired registration cannot be filed")
+    th = val.Thresholds(warning_bps or val.DEFAULT_WARNING_BPS, margin_call_bps or val.DEFAULT_MARGIN_CALL_BPS,
+                        liquidation_bps or val.DEFAULT_LIQUIDATION_BPS).check()
+    if haircut_bps is not None:
+        val.check_haircut(haircut_bps)
+    refs = sorted({(s.strip(), r.strip()) for s, r in references})
+    if len(refs) != len(references):
+        raise Invalid("reference_named_twice", "the same external reference is named twice")
+    expires = val.end_of_day(term_end + timedelta(days=grace_days))
+    changes = {"pledgee_id": who.participant_id, "pledgor_id": pledgor_id, "instrument": instrument,
+               "quantity": qty, "requested_serials": [list(r) for r in named] if named else None, "serials": [],
+               "loan_contract": loan_contract, "secured_amount": fen, "term_start": term_start.isoformat(),
+               "term_end": term_end.isoformat(), "grace_days": grace_days, "expires_at": expires.isoformat(),
+               "haircut_bps": haircut_bps, "warning_bps": th.warning_bps, "margin_call_bps": th.margin_call_bps,
+               "liquidation_bps": th.liquidation_bps, "transfer_on_default": transfer_on_default,
+               "margin_level": "ok", "secured_scope": scope}
+    fp = fingerprint({"op": "file", **{k: v for k, v in changes.items() if k != "expires_at"},
+                      "references": [list(r) for r in refs]})
+    try:
+        async with rt.tx() as conn:
+            prior = await repo.event_by_client(conn, who.actor, client_id)
+            if prior is not None:
+                check_replay(prior.fingerprint, fp)
+                pledge_id = int(prior.pledge_id)
+            else:
+                taken = await repo.reference_taken(conn, refs)
+                if taken:
+                    raise DomainError("duplicate_reference", f"{taken['source']} {taken['reference']} is already "
+                                      f"registered (pledge {taken['pledge_id']})")
+                pledge_id = await repo.next_pledge_id(conn)
+                number = f"ENVX-ZY-{pledge_id:08d}"
+                state = lifecycle.apply({}, "filed", {"set": changes})
+                await repo.insert_pledge(conn, pledge_id, number, state)
+                await repo.add_references(conn, pledge_id, refs)
+                await repo.add_event(conn, pledge_id, "filed",
+                                     {"set": changes, "references": [{"source": s, "reference": r} for s, r in refs]},
+                                     [], who.actor, client_id, fp)
+    except IntegrityError:
+        # A concurrent twin took the client id or the reference first: replay it or refuse.
+        async with rt.read() as conn:
+            prior = await repo.event_by_client(conn, who.actor, client_id)
+            if prior is None:
+                taken = await repo.reference_taken(conn, refs)
+                raise DomainError("duplicate_reference", "an external reference of this filing was registered "
+                                  f"concurrently (pledge {taken['pledge_id'] if taken else '?'})") from None
+            check_replay(prior.fingerprint, fp)
+            pledge_id = int(prior.pledge_id)
+    return await get(rt, who, pledge_id)
+
+
+@translate_refusals
+async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -> dict[str, Any]:
+    """The pledgor's consent: only now are the units locked (the registration takes effect)."""
+    fp = fingerprint({"op": "confirm", "pledge": pledge_id})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgor(who, p)
+        lifecycle.require(p["status"], "confirm")
+        if now() >= as_time(p["expires_at"]):
+            raise DomainError("pledge_expired", "the registration's term ended before the pledgor confirmed it")
+        if now() >= confirm_by(rt, p):
+            raise DomainError("pledge_expired", f"the filing lapsed at {iso(confirm_by(rt, p))}: the pledgor "
+                              f"did not confirm it within {rt.settings.pledge_confirm_days} days; the bank files again")
+        escrow = await escrow_account(conn, rt, p["pledgee_id"])
+        holding = await account_of(conn, rt, p["pledgor_id"], "holding")
+        serials = await cut_pieces(conn, p["instrument"], ranges_of(p["requested_serials"]), holding)
+        await expiry.refuse_ended(rt, holding, p["instrument"], serials, conn=conn)  # no collateral: term ended
+        try:
+            entry = await rt.submit(c.Request(
+                who.actor,
+                c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"], serials,
+                             micros(as_time(p["expires_at"]))),
+                ledger_id(p, "lock"), ledger_meta(p, "lock", loan_contract=p["loan_contract"],
+                                             references=[r["reference"] for r in p["refs"]])), own=yours(who))
+        except DomainError as exc:  # the pledgor holds the units: tell it what stands on them
+            raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
+                                            serials=serials) from None
+        reg = await repo.next_registration_no(conn)
+        await record_event(conn, p, "confirmed", {"hold_id": entry.seq, "serials": serials_of(entry),
+                                             "registration_no": reg, "registered_at": now()},
+                      actor=who.actor, seqs=[entry.seq], client_id=client_id, fp=fp)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+def confirm_by(rt: Runtime, p: dict[str, Any]) -> datetime:
+    """When a filing lapses unless confirmed: ENVX_PLEDGE_CONFIRM_DAYS after it was filed."""
+    return as_time(p["created_at"]) + timedelta(days=rt.settings.pledge_confirm_days)
+
+
+@translate_refusals
+async def decline(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+    fp = fingerprint({"op": "decline", "pledge": pledge_id, "note": note})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgor(who, p)
+        lifecycle.require(p["status"], "decline")
+        await record_event(conn, p, "declined", {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+@translate_refusals
+async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+    fp = fingerprint({"op": "withdraw", "pledge": pledge_id, "note": note})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgee(who, p)
+        lifecycle.require(p["status"], "withdraw")
+        await record_event(conn, p, "withdrawn", {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+# ----------------------------------------------------------------------------------- changes of terms and lock
+
+
+@translate_refusals
+async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, secured_amount: str | None,
+                loan_contract: str | None, haircut_bps: int | None, warning_bps: int | None,
+                margin_call_bps: int | None, liquidation_bps: int | None, transfer_on_default: bool | None,
+                add_references: list[tuple[str, str]], note: str | None) -> dict[str, Any]:
+    """Terms the bank may change alone: anything before confirmation; after it, only what favours the
+    pledgor or is the bank's own risk setting (a lower secured amount, haircut, thresholds, references)."""
+    fp = fingerprint({"op": "amend", "pledge": pledge_id, "secured": secured_amount, "contract": loan_contract,
+                      "haircut": haircut_bps, "th": [warning_bps, margin_call_bps, liquidation_bps],
+                      "tod": transfer_on_default, "refs": [list(r) for r in add_references], "note": note})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgee(who, p)
+        lifecycle.require(p["status"], "amend")
+        filed = p["status"] == lifecycle.FILED
+        changes: dict[str, Any] = {}
+        if secured_amount is not None:
+            fen = to_base(secured_amount, CNY_DECIMALS, field="secured_amount")
+            if fen > p["secured_amount"] and not filed:
+                raise DomainError("requires_pledgor_consent", "raising the secured amount of a confirmed pledge needs "
+                                  "a new registration the pledgor confirms")
+            changes["secured_amount"] = fen
+        for key, value in (("loan_contract", loan_contract), ("transfer_on_default", transfer_on_default)):
+            if value is not None:
+                if not filed:
+                    raise DomainError("requires_pledgor_consent", f"{key} of a confirmed pledge cannot be changed "
+                                      "by the bank alone")
+                changes[key] = value
+        if haircut_bps is not None:
+            changes["haircut_bps"] = val.check_haircut(haircut_bps)
+        if any(x is not None for x in (warning_bps, margin_call_bps, liquidation_bps)):
+            th = val.Thresholds(warning_bps or p["warning_bps"], margin_call_bps or p["margin_call_bps"],
+                                liquidation_bps or p["liquidation_bps"]).check()
+            changes.update(warning_bps=th.warning_bps, margin_call_bps=th.margin_call_bps,
+                           liquidation_bps=th.liquidation_bps)
+        refs = sorted({(s.strip(), r.strip()) for s, r in add_references})
+        if refs:
+            taken = await repo.reference_taken(conn, refs)
+            if taken:
+                raise DomainError("duplicate_reference", f"{taken['source']} {taken['reference']} is already "
+                                  f"registered (pledge {taken['pledge_id']})")
+            await repo.add_references(conn, p["id"], refs)
+        if not changes and not refs:
+            raise Invalid("nothing_to_amend", "the amendment changes nothing")
+        await record_event(conn, p, "amended", changes,
+                      info={"note": note, "references_added": [{"source": s, "reference": r} for s, r in refs]},
+                      actor=who.actor, client_id=client_id, fp=fp)
+        if "secured_amount" in changes or "haircut_bps" in changes or "warning_bps" in changes:
+            await reassess(conn, p, actor=who.actor)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+@translate_refusals
+async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, term_end: date,
+                 grace_days: int | None, note: str | None) -> dict[str, Any]:
+    """展期: the bank records the extension (as 中登网 lets the registrant do); the lock gets the new expiry."""
+    fp = fingerprint({"op": "extend", "pledge": pledge_id, "term_end": term_end.isoformat(), "grace": grace_days,
+                      "note": note})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgee(who, p)
+        lifecycle.require(p["status"], "extend")
+        require_unexpired(p)
+        if term_end <= as_date(p["term_end"]):
+            raise Invalid("invalid_term", f"an extension must end after the current term end {p['term_end']}")
+        grace = p["grace_days"] if grace_days is None else grace_days
+        expires = val.end_of_day(term_end + timedelta(days=grace))
+        # The same lock, a later expiry (ledger AmendHold): the units never leave the pledge, so an
+        # extension also works while a court freeze sits on them.
+        entry = await rt.submit(c.Request(who.actor, c.AmendHold(p["hold_id"], micros(expires)),
+                                          ledger_id(p, "extend"), ledger_meta(p, "extend")))
+        await record_event(conn, p, "extended", {"term_end": term_end, "grace_days": grace, "expires_at": expires,
+                                            "hold_id": p["hold_id"]},
+                      info={"note": note, "previous_hold": p["hold_id"]}, actor=who.actor,
+                      seqs=[entry.seq], client_id=client_id, fp=fp)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+@translate_refusals
+async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, quantity: str,
+                 serials: list[tuple[int, int]] | None) -> dict[str, Any]:
+    """The pledgor adds units to the lock (the usual cure of a margin call)."""
+    fp = fingerprint({"op": "top_up", "pledge": pledge_id, "quantity": quantity, "serials": serials})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgor(who, p)
+        lifecycle.require(p["status"], "top_up")
+        require_unexpired(p)
+        add = to_base(quantity, p["decimals"])
+        holding = await account_of(conn, rt, p["pledgor_id"], "holding")
+        if serials:
+            extra = rg.normalise(serials)
+            if rg.total(extra) != add:
+                raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
+        else:
+            free = await repo.free_blocks(conn, holding, p["instrument"])
+            extra = take_units(rg.take_lowest, [(b["start_serial"], b["end_serial"]) for b in free], add, p["decimals"])
+        await require_unfrozen(conn, p, "topped up")
+        await expiry.refuse_ended(rt, holding, p["instrument"], extra, conn=conn)
+        new = rg.union(ranges_of(p["serials"]), extra)
+        try:
+            entries = await _relock(conn, rt, who, p, serials=new, quantity=p["quantity"] + add,
+                                    expires_at=as_time(p["expires_at"]), op="top-up")
+        except DomainError as exc:
+            raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
+                                            serials=extra if serials else ()) from None
+        await record_event(conn, p, "topped_up", {"quantity": p["quantity"] + add, "serials": [list(r) for r in new],
+                                             "hold_id": entries[1].seq},
+                      info={"added": [list(r) for r in extra], "previous_hold": p["hold_id"]}, actor=who.actor,
+                      seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
+        await reassess(conn, p, actor=who.actor)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+@translate_refusals
+async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, quantity: str | None,
+                          serials: list[tuple[int, int]] | None, note: str | None) -> dict[str, Any]:
+    """Give back part of the lock: named serials, or the highest ones. The rest stays locked, same priority."""
+    fp = fingerprint({"op": "partial_release", "pledge": pledge_id, "quantity": quantity, "serials": serials,
+                      "note": note})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgee(who, p)
+        lifecycle.require(p["status"], "partial_release")
+        require_unexpired(p)
+        current = ranges_of(p["serials"])
+        if serials:
+            released = rg.normalise(serials)
+            if quantity is not None and rg.total(released) != to_base(quantity, p["decimals"]):
+                raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
+        elif quantity is not None:
+            released = take_units(rg.take_highest, current, to_base(quantity, p["decimals"]), p["decimals"])
+        else:
+            raise Invalid("quantity_required", "name the quantity or the serial ranges to release")
+        remaining = rg.subtract(current, released)
+        if not remaining:
+            raise Invalid("use_release", "releasing every unit is a full release: POST .../release")
+        await require_unfrozen(conn, p, "partially released")
+        left = rg.total(remaining)
+        entries = await _relock(conn, rt, who, p, serials=remaining, quantity=left, expires_at=as_time(p["expires_at"]),
+                                op="partial-release")
+        await record_event(conn, p, "partially_released", {"quantity": left, "serials": [list(r) for r in remaining],
+                                                      "hold_id": entries[1].seq},
+                      info={"released": [list(r) for r in released], "note": note, "previous_hold": p["hold_id"]},
+                      actor=who.actor, seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
+        await reassess(conn, p, actor=who.actor)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+@translate_refusals
+async def release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+    """解押. With registered junior claims on the lot, the first live one is promoted into the lock."""
+    fp = fingerprint({"op": "release", "pledge": pledge_id, "note": note})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgee(who, p)
+        lifecycle.require(p["status"], "release")
+        claims = await repo.claims_of(conn, p["id"], ("registered", "filed"))
+        registered = sorted((cl for cl in claims if cl["status"] == "registered"), key=lambda x: x["registration_no"])
+        live = [cl for cl in registered if cl["term_end"] >= today()]
+        lapsed = [cl for cl in claims if cl not in live]
+        if not live:
+            entry = await rt.submit(c.Request(who.actor, c.VoidHold(p["hold_id"]), ledger_id(p, "release"),
+                                              ledger_meta(p, "release")))
+            for cl in lapsed:
+                await repo.update_claim(conn, cl["id"], status="lapsed")
+            await record_event(conn, p, "released", {},
+                               info={"note": note, "claims_lapsed": [cl["id"] for cl in lapsed]},
+                          actor=who.actor, seqs=[entry.seq], client_id=client_id, fp=fp)
+            return
+        await _promote(conn, rt, who, p, live, lapsed, note, client_id, fp)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any],
+                   live: list[dict[str, Any]], lapsed: list[dict[str, Any]], note: str | None, client_id: str,
+                   fp: bytes) -> None:
+    """Release the senior lock and hand the same units to the first junior, in one linked group."""
+    await require_unfrozen(conn, p, "released while junior claims wait to be promoted")
+    first, rest = live[0], live[1:]
+    escrow = await escrow_account(conn, rt, first["claimant_id"])
+    holding = await account_of(conn, rt, p["pledgor_id"], "holding")
+    expires = val.end_of_day(first["term_end"])
+    void, lock = await rt.submit_linked([
+        c.Request(who.actor, c.VoidHold(p["hold_id"]), ledger_id(p, "release"), ledger_meta(p, "release")),
+        c.Request(SYSTEM_ACTOR, c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"],
+                                             await cut_pieces(conn, p["instrument"], ranges_of(p["serials"]), holding),
+                                             micros(expires)),
+                  ledger_id(p, f"promote-claim-{first['id']}"),
+                  ledger_meta(p, "promote", claim=first["id"], new_pledgee=first["claimant_id"])),
+    ])
+    new_id = await repo.next_pledge_id(conn)
+    number = f"ENVX-ZY-{new_id:08d}"
+    changes = {"pledgee_id": first["claimant_id"], "pledgor_id": p["pledgor_id"], "instrument": p["instrument"],
+               "quantity": p["quantity"], "requested_serials": None, "serials": p["serials"],
+               "loan_contract": first["loan_contract"], "secured_amount": first["amount"],
+               "term_start": today().isoformat(), "term_end": first["term_end"].isoformat(), "grace_days": 0,
+               "expires_at": expires.isoformat(), "haircut_bps": None, "warning_bps": val.DEFAULT_WARNING_BPS,
+               "margin_call_bps": val.DEFAULT_MARGIN_CALL_BPS, "liquidation_bps": val.DEFAULT_LIQUIDATION_BPS,
+               "transfer_on_default": False, "margin_level": "ok", "hold_id": lock.seq,
+               # Priority is kept: the claim's own registration number and time.
+               "registration_no": first["registration_no"], "registered_at": repo.jsonable(first["registered_at"]),
+               "promoted_from_claim": first["id"]}
+    state = lifecycle.apply({}, "promoted", {"set": changes})
+    await repo.insert_pledge(conn, new_id, number, state)
+    if first["reference"]:
+        await repo.add_references(conn, new_id, [("claim", f"{first['reference']}#{first['id']}")])
+    ev = await repo.add_event(conn, new_id, "promoted", {"set": changes, "from_pledge": p["id"],
+                                                         "claim": first["id"]}, [void.seq, lock.seq],
+                              who.actor, None, None)
+    await repo.enqueue_webhook(conn, ev["id"], ev["type"], {
+        first["claimant_id"]: webhooks.body_of(shown(repo.event_view(ev, number, p["instrument"]), p["decimals"]))})
+    await repo.update_claim(conn, first["id"], status="promoted")
+    await repo.move_claims(conn, [cl["id"] for cl in rest], new_id)
+    for cl in lapsed:
+        await repo.update_claim(conn, cl["id"], status="lapsed")
+    await record_event(conn, p, "released", {}, info={"note": note, "promoted_claim": first["id"],
+                                                      "promoted_to": new_id,
+                                                 "claims_moved": [cl["id"] for cl in rest],
+                                                 "claims_lapsed": [cl["id"] for cl in lapsed]},
+                  actor=who.actor, seqs=[void.seq, lock.seq], client_id=client_id, fp=fp)
+
+
+def _scope_in(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The contract's secured scope as stored (caps in fen); None keeps §389's default."""
+    if data is None:
+        return None
+    caps = {k: to_base(v, CNY_DECIMALS, field=f"secured_scope.caps.{k}") for k, v in (data.get("caps") or {}).items()}
+    return sc.Scope.of({**data, "caps": caps}).to_json()
+
+

@@ -1,0 +1,125 @@
+"""公示查询: the public inquiry of pledges, freezes and retirements, and the key that signs its certificates.
+
+What the register publishes, nothing else: no balances, loan contracts, amounts, notice numbers or
+participant ids. The register's rows (pledges, and for now freezes and retirements too) come from this
+package's repository.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from exchange.core.errors import Invalid
+from exchange.core.runtime import Runtime
+from exchange.core.units import to_text
+from exchange.pledging import repository as repo
+from exchange.pledging.values import (
+    now,
+    ranges_of,
+    today,
+)
+from exchange.verifiable import signing
+from ledger.note import Signer, generate_signer_key
+from pledges import certificate
+
+# ----------------------------------------------------------------------------------- public inquiry
+
+_inquiry_signers: dict[Path, Signer] = {}
+INQUIRY_KEY_FILE = "inquiry.key"
+
+
+def get_signer(rt: Runtime) -> Signer:
+    """The key that signs inquiry certificates.
+
+    1. the registry's checkpoint key when the runtime runs the publisher (its public key is in the log);
+    2. on a read replica (no publisher), the same registry key if this process is configured with it
+       (ENVX_SIGNING_KEY, or the key file exists) -- never generated here, so a replica mints no key;
+    3. else `<data_dir>/inquiry.key`, generated once with mode 0600 (to be unified with 1 later).
+    """
+    verifiable = getattr(rt, "verifiable", None)
+    signer = getattr(verifiable, "signer", None)
+    if isinstance(signer, Signer):
+        return signer
+    settings = rt.settings
+    if settings.signing_key is not None or signing.key_path(settings).exists():
+        path = signing.key_path(settings)
+        if path not in _inquiry_signers:
+            _inquiry_signers[path] = signing.load_signer(settings)
+        return _inquiry_signers[path]
+    path = Path(settings.data_dir) / INQUIRY_KEY_FILE
+    cached = _inquiry_signers.get(path)
+    if cached is not None:
+        return cached
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker made it first
+        else:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(generate_signer_key(settings.origin)[0] + "\n")
+    signer = Signer.from_key_string(path.read_text(encoding="ascii").strip())
+    _inquiry_signers[path] = signer
+    return signer
+
+
+def _public_row(kind: str, r: dict[str, Any]) -> dict[str, Any]:
+    """One result of the public inquiry: what the register publishes, nothing else -- no balances, no
+    loan contracts or amounts, no notice numbers, no participant ids. A USCC is an organisation's
+    public identifier (it is on its business licence) and is shown; a person's ID number never is."""
+    dec = r["decimals"]
+    serials = [{"start": s, "end": e} for s, e in ranges_of(r.get("serials"))]
+    if kind == "pledges":
+        junior = r["kind"] == "junior_claim"
+        return {"type": r["kind"], "registration_number": f"{r['lot_number']}-J{r['claim_id']}" if junior
+                else r["lot_number"], "lot_registration_number": r["lot_number"], "rank_on_lot": r["rank_on_lot"],
+                "registration_no": r["registration_no"], "status": r["status"],
+                "pledgor": r["pledgor_name"], "pledgor_uscc": r["pledgor_uscc"], "pledgee": r["pledgee_name"],
+                "instrument": r["instrument"], "quantity": to_text(r["quantity"], dec), "serials": serials,
+                "term_start": r["term_start"].isoformat() if r["term_start"] else None,
+                "term_end": r["term_end"].isoformat(),
+                "registered_at": repo.jsonable(r["registered_at"]), "references": r["refs"]}
+    if kind == "freezes":
+        return {"freeze_no": r["freeze_no"], "court": r["court_name"], "case_number": r["case_number"],
+                "holder": r["holder_name"], "holder_uscc": r["holder_uscc"], "instrument": r["instrument"],
+                "quantity": to_text(r["quantity"], dec), "serials": serials,
+                "term_start": r["term_start"].isoformat(), "term_end": r["term_end"].isoformat(),
+                "frozen_at": repo.jsonable(r["created_at"])}
+    # A judicial retirement names the payer (as the judgment does), the court and the case.
+    return {"entry_seq": r["seq"], "retired_at": datetime.fromtimestamp(r["ts"] / 1e6, UTC).isoformat(),
+            "holder": r["holder_name"], "holder_uscc": r["holder_uscc"], "instrument": r["instrument"],
+            "batch": r["batch"], "serial_start": r["start_serial"], "serial_end": r["end_serial"],
+            "quantity": to_text(r["end_serial"] - r["start_serial"] + 1, dec),
+            "serial": f"{r['instrument']}-{r['batch']}-{r['start_serial']}-{r['end_serial']}",
+            "purpose": r["purpose"], "beneficiary": r["beneficiary"] or None,
+            "court": r["court_name"], "case_number": r["case_number"]}
+
+
+async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str | None, serial: int | None,
+                        instrument: str | None, limit: int) -> dict[str, Any]:
+    """公示查询 by the holder's whole registered name, its unified social credit code, or a serial."""
+    name = name.strip() or None if name is not None else None
+    uscc = uscc.strip().upper() or None if uscc is not None else None
+    if not (name or uscc or serial):
+        raise Invalid("query_required", "search by holder name, unified social credit code or serial number")
+    if name is not None and len(repo.public_name(name) or "") < 2:
+        raise Invalid("query_too_short", "a name search needs the holder's whole name (two characters or more)")
+    async with rt.read() as conn:
+        head = await repo.ledger_head(conn)
+        if kind == "pledges":
+            rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
+                                             limit=limit, today=today())
+        else:
+            search = {"freezes": repo.public_freezes, "retirements": repo.public_retirements}[kind]
+            rows = await search(conn, name=name, uscc=uscc, serial=serial, instrument=instrument, limit=limit)
+    query = {k: v for k, v in (("name", name), ("uscc", uscc), ("serial", serial), ("instrument", instrument))
+             if v is not None}
+    results = [_public_row(kind, r) for r in rows]
+    cert = {"type": certificate.TYPE, "registry": rt.settings.origin, "record": kind, "query": query,
+            "results": results, "result_count": len(results), "truncated": len(results) >= limit,
+            "issued_at": now().isoformat(timespec="seconds"), "ledger_head": head}
+    return certificate.sign(cert, get_signer(rt))

@@ -1,0 +1,161 @@
+"""Valuation: haircuts, revaluation at a close, margin levels and calls, usability deadlines."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.core.errors import DomainError, Invalid
+from exchange.core.idempotency import check_replay, fingerprint
+from exchange.core.principal import SYSTEM_ACTOR, Principal
+from exchange.core.runtime import Runtime
+from exchange.pledging import repository as repo
+from exchange.pledging.recording import (
+    kick,
+    record_event,
+)
+from exchange.pledging.refusals import translate_refusals
+from exchange.pledging.values import (
+    as_date,
+    cny,
+    today,
+)
+from exchange.registry import instruments
+from exchange.registry.kinds import term_years
+from pledges import lifecycle
+from pledges import valuation as val
+
+
+@translate_refusals
+async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps: int) -> None:
+    await instruments.get(rt, instrument)
+    val.check_haircut(haircut_bps)
+    async with rt.tx() as conn:
+        await repo.set_haircut(conn, instrument, haircut_bps, who.actor)
+
+
+# ----------------------------------------------------------------------------------- valuation and margin
+
+_CALL_EVENT = {"warning": "warning", "margin_call": "margin_call", "liquidation": "liquidation_call"}
+
+
+async def _margin_event(conn: AsyncConnection, p: dict[str, Any], new: str, value: int, ratio: int,
+                        deadline: datetime | None, actor: str) -> None:
+    """An event when the margin level changes: worse -> warning / call; better -> cured (or a milder call)."""
+    old = p["margin_level"]
+    if new == old:
+        return
+    if new == "margin_call":
+        # Keep the first deadline of a call that only moved from liquidation back to margin call.
+        cure = p["cure_deadline"] if old == "liquidation" and p["cure_deadline"] else deadline
+    else:
+        cure = None
+    kind = _CALL_EVENT[new] if val.worse(new, old) or new == "margin_call" else "cured"
+    await record_event(conn, p, kind, {"margin_level": new, "cure_deadline": cure},
+                  info={"level": new, "previous_level": old, "value": value, "ratio_bps": ratio,
+                        "secured_amount": p["secured_amount"], "cure_deadline": repo.jsonable(cure),
+                        "price": p["last_price"], "quantity": p["quantity"]},
+                  actor=actor, notify=(p["pledgor_id"],))  # the pledgor is the one who must cure
+
+
+async def reassess(conn: AsyncConnection, p: dict[str, Any], *, actor: str) -> None:
+    """After a change of quantity or terms, judge the margin again at the last mark (if there is one)."""
+    if p["last_price"] is None or p["status"] not in lifecycle.LOCKED:
+        return
+    haircut = p["haircut_bps"] if p["haircut_bps"] is not None else p["effective_haircut_bps"]
+    value = val.collateral_value(p["quantity"], p["decimals"], p["last_price"], haircut, years_of(p))
+    th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
+    level = val.level(value, p["secured_amount"], th)
+    as_of = as_date(p["last_valued_on"]) if p["last_valued_on"] else today()
+    await _margin_event(conn, p, level, value, val.ratio_bps(value, p["secured_amount"]), val.next_open(as_of), actor)
+
+
+async def _deadline_check(conn: AsyncConnection, p: dict[str, Any], as_of: date, horizon_days: int,
+                          actor: str) -> None:
+    """Warn once per deadline when pledged units near the end of their usability (validity, compliance year)."""
+    deadlines = []
+    for a in await repo.usable_attributes(conn, p["instrument"], p["serials"]):
+        d = val.usable_deadline(a["kind"], a["instrument_attributes"] or {}, a["batch_attributes"] or {})
+        if d is not None:
+            deadlines.append(d)
+    if not deadlines:
+        return
+    first = min(deadlines)
+    if not val.deadline_near(first, as_of, horizon_days) or p["deadline_warned"] == first.isoformat():
+        return
+    await record_event(conn, p, "deadline_warning", {"deadline_warned": first},
+                  info={"deadline": first, "days_left": (first - as_of).days, "term_end": p["term_end"],
+                        "before_term_end": first <= as_date(p["term_end"])}, actor=actor)
+
+
+@translate_refusals
+async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, actor: str = SYSTEM_ACTOR,
+                  client_id: str | None = None, cure_deadline: datetime | None = None) -> dict[str, Any]:
+    """Value every live pledge of `instrument` at `price_fen` (fen per whole unit) as of the close of `as_of`.
+
+    The exchange's end-of-day close calls this too. Repeating it for the same day is a no-op (the mark
+    and each valuation are keyed by day); a different price for a day already marked is refused.
+    The cure deadline of a margin call is the next open unless the caller (who knows the calendar) says.
+
+    One transaction: the mark and every pledge's valuation and events commit together or not at all. The
+    pledges are locked in id order (as every other path locks one of them); each is valued before anything
+    is written, and a price that would value one beyond pledges.valuation.MAX_VALUE is refused whole.
+    """
+    if price_fen <= 0:
+        raise Invalid("invalid_price", "the price must be positive")
+    await instruments.get(rt, instrument)
+    fp = fingerprint({"op": "revalue", "instrument": instrument, "price": price_fen, "as_of": as_of.isoformat()})
+    deadline = cure_deadline or val.next_open(as_of)
+    horizon = rt.settings.pledge_deadline_warning_days
+    results = []
+    async with rt.tx() as conn:
+        if client_id is not None:
+            prior = await repo.mark_by_client(conn, actor, client_id)
+            if prior is not None:
+                check_replay(prior.fingerprint, fp)
+        existing = await repo.mark(conn, instrument, as_of)
+        if existing is not None and existing.price != price_fen:
+            raise DomainError("mark_conflict", f"{instrument} is already marked at {cny(existing.price)} for {as_of}")
+        marked = []
+        for pledge_id in await repo.live_pledges_of_instrument(conn, instrument):
+            p = await repo.lock_pledge(conn, pledge_id)
+            if p is None or p["status"] not in lifecycle.LOCKED:
+                continue
+            if (p["enforcement"] or {}).get("method") == "exchange":
+                continue  # the units already left the pledgor: nothing to mark any more
+            haircut = p["effective_haircut_bps"]
+            value = val.check_value(val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, years_of(p)),
+                                    f"the collateral of pledge {p['number']}")
+            marked.append((p, haircut, value))
+        if existing is None:
+            await repo.insert_mark(conn, instrument, as_of, price_fen, actor, client_id, fp)
+        for p, haircut, value in marked:
+            ratio = val.ratio_bps(value, p["secured_amount"])
+            th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
+            level = val.level(value, p["secured_amount"], th)
+            if not await repo.insert_valuation(conn, p["id"], as_of, price_fen, p["quantity"], haircut, value, ratio,
+                                               level):
+                results.append({"pledge_id": p["id"], "level": p["margin_level"], "already_valued": True})
+                continue
+            await record_event(conn, p, "revalued", {"last_price": price_fen, "last_value": value,
+                                                     "last_ratio_bps": ratio,
+                                                "last_valued_on": as_of},
+                          info={"price": price_fen, "quantity": p["quantity"], "value": value, "ratio_bps": ratio,
+                                "haircut_bps": haircut, "level": level, "secured_amount": p["secured_amount"]},
+                          actor=actor)
+            await _margin_event(conn, p, level, value, ratio, deadline, actor)
+            await _deadline_check(conn, p, as_of, horizon, actor)
+            results.append({"pledge_id": p["id"], "number": p["number"], "value": cny(value), "ratio_bps": ratio,
+                            "level": level, "cure_deadline": p["cure_deadline"]})
+    kick(rt)
+    return {"instrument": instrument, "as_of": as_of, "price": cny(price_fen), "pledges": results}
+
+
+def years_of(p: dict[str, Any]) -> int:
+    """The term of the pledged instrument in years: an emission right's price is per unit and year, so its
+    money is price × quantity × validity_years, as on the market (exchange/trading/pricing.py); 1 for the rest."""
+    return term_years(p["instrument_kind"], p["instrument_attributes"] or {})
+
+
