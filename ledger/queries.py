@@ -113,3 +113,14 @@ async def entry(conn: AsyncConnection, seq: int) -> dict[str, Any] | None:
 async def head(conn: AsyncConnection) -> dict[str, Any]:
     row = (await conn.execute(text("SELECT seq, hash, ts FROM ledger_head WHERE id = 1"))).one()
     return {"seq": row.seq, "hash": bytes(row.hash).hex(), "ts": row.ts}
+
+
+async def orphan_order_holds(conn: AsyncConnection, keep_actors: list[str]) -> list[int]:
+    """Pending order holds that no row of `orders` names (their order never reached a market's journal),
+    except those created by the actors `keep_actors` (a stopped market's own fundings)."""
+    rows = await conn.execute(text(
+        """SELECT h.id FROM ledger_holds h JOIN ledger_entries e ON e.seq = h.id
+           WHERE h.kind = 'order' AND h.state = 'pending' AND e.actor <> ALL(:keep)
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = h.id)
+           ORDER BY h.id"""), {"keep": keep_actors})
+    return [int(r.id) for r in rows]

@@ -5,7 +5,7 @@ bidder's deposit is held when it registers (nothing when the auction asks for no
 standing bid holds its cash (price × quantity × term years + fee). A raise replaces the standing bid:
 it holds only the top-up from the old bid's cash to the new one's, and once the engine accepts it the
 old hold and the top-up become one hold of the new bid's cash in one linked ledger group
-(exchange/trading/sequencer.py), so a bidder never has more held than its newest bid. At allocation the
+(exchange/trading/settlement.py), so a bidder never has more held than its newest bid. At allocation the
 winning bids settle against the lot like trades; then unsold units, losing bids and every deposit are
 released together. Times (bidding window, extension rounds) are the sequencer's.
 
