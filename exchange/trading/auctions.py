@@ -79,7 +79,7 @@ async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, 
     seq = _auction_market(rt, market_id)
     d = seq.market.decimals
     qty = to_base(quantity, d)
-    terms = {"min_price": to_base(min_price, 2, field="min_price"),
+    terms: dict[str, Any] = {"min_price": to_base(min_price, 2, field="min_price"),
              "increment": to_base(increment, 2, field="increment"),
              "deposit": to_base(deposit, 2, field="deposit", allow_zero=True),
              "min_bid_qty": to_base(min_bid_quantity, d) if min_bid_quantity else seq.market.rules.lot,

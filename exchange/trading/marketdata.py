@@ -25,7 +25,10 @@ def depth_of(seq: Any, levels: int) -> dict[str, Any]:
     """A sequencer's book by price level, as REST answers and the stream send it (no one is named)."""
     d = seq.market.decimals
     book = seq.depth(levels)
-    side = lambda lv: [{"price": cny(p), "quantity": quantity(q, d), "orders": n} for p, q, n in lv]  # noqa: E731
+
+    def side(levels: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
+        return [{"price": cny(p), "quantity": quantity(q, d), "orders": n} for p, q, n in levels]
+
     return {"market_id": seq.market.id, "seq": seq.applied_seq, "bids": side(book["bids"]),
             "asks": side(book["asks"])}
 

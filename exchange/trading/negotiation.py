@@ -194,7 +194,7 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
                                                           m.instrument, qty), f"{base}:seller", {"deal": deal_id}),
         # The confirming side hears its own shortfall in its units; the other side's is only
         # `counterparty_unfunded`: no account, no balance (issue #14).
-        ], own=(who.cash_account, who.holding_account), counterparty=True)
+        ], own=tuple(a for a in (who.cash_account, who.holding_account) if a is not None), counterparty=True)
         ids = {quote["account"]: deal["quote_id"], deal["responder"]: deal_id}
 
         def state(p: dict[str, Any], side: str, hold: Any, amount: int) -> dict[str, Any]:
@@ -215,7 +215,7 @@ def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[dict[str, A
     return [{"quote_id": q["quote_id"], "participant_id": q["account"], "side": q["side"],
              "price": to_text(q["price"], 2), "quantity": to_text(q["qty"], d), "audience": q["audience"],
              "counterparties": list(q["counterparties"])}
-            for q in seq.engine.quotes(account)]  # type: ignore[attr-defined]
+            for q in seq.engine.quotes(account)]
 
 
 def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> dict[str, Any]:

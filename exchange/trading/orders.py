@@ -334,7 +334,7 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
     m = seq.market
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
-    listing = seq.engine.listing(listing_id)  # type: ignore[attr-defined]
+    listing = seq.engine.listing(listing_id)
     qty = to_base(quantity, m.decimals)
     fp_payload = {"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}
     if listing is None:  # gone, perhaps taken by this very request before a retry
