@@ -162,3 +162,14 @@ async def held_ranges(conn: AsyncConnection, hold_id: int, *, batch: int, in_bat
            WHERE hold = :h AND retired_seq IS NULL AND (batch = :b) = :mine ORDER BY start_serial"""),
         {"h": hold_id, "b": batch, "mine": in_batch})
     return [(int(r.start_serial), int(r.end_serial)) for r in rows]
+
+
+async def orphan_order_holds(conn: AsyncConnection, keep_actors: list[str]) -> list[int]:
+    """Pending order holds that no row of `orders` names (their order never reached a market's journal),
+    except those created by the actors `keep_actors` (a stopped market's own fundings)."""
+    rows = await conn.execute(text(
+        """SELECT h.id FROM ledger_holds h JOIN ledger_entries e ON e.seq = h.id
+           WHERE h.kind = 'order' AND h.state = 'pending' AND e.actor <> ALL(:keep)
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = h.id)
+           ORDER BY h.id"""), {"keep": keep_actors})
+    return [int(r.id) for r in rows]

@@ -47,11 +47,12 @@ DYNAMIC = {
     ("exchange/security/operator_actions.py", "approve", "DomainError", "failure.code"):
         "the same DomainError raised again for the approver",
     ("exchange/trading/auctions.py", "_answer", "_reason_error", "order['reason']"):
-        "a rejected order's reason, set from the engine's REJECTED event (sequencer._stage); " + _ENGINE,
-    ("exchange/trading/negotiation.py", "submit_plain", "_reason_error", "rejected[0][2]"): _ENGINE,
+        "a rejected order's reason, set from the engine's REJECTED event (settlement.Book.stage); " + _ENGINE,
+    ("exchange/trading/negotiation.py", "submit_plain.run", "_reason_error", "rejected[0][2]"): _ENGINE,
     ("exchange/trading/orders.py", "_submit_new", "_reason_error", "*problem"): "matching.rules check: " + _ENGINE,
-    ("exchange/trading/orders.py", "stored_refusal", "_reason_error", "row.code"):
-        "market_refusals rows are written from the engine's REJECTED events (sequencer._stage); " + _ENGINE,
+    ("exchange/trading/orders.py", "stored_refusal", "_reason_error", "*row"):
+        "market_refusals rows (code, detail) are written from the engine's REJECTED events (settlement.Book.stage); "
+        + _ENGINE,
     ("exchange/trading/orders.py", "cancel", "_reason_error", "rejected[2]"): _ENGINE,
     ("exchange/trading/orders.py", "reduce", "_reason_error", "rejected[2]"): _ENGINE,
     ("api/controllers/ledger_proofs.py", "_pending", "problem", "exc.code"): "a CheckpointPending (a DomainError)",

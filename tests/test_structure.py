@@ -72,10 +72,8 @@ SQL_NOT_YET_MOVED = frozenset({
     "exchange/registry/issuance.py",  # registry (its SQL is next)
     "exchange/security/audit.py", "exchange/security/bootstrap.py", "exchange/security/credentials.py",
     "exchange/security/instruction_keys.py", "exchange/security/keys.py", "exchange/security/operator_actions.py",
-    "exchange/trading/amendments.py", "exchange/trading/hub.py",
-    "exchange/trading/marketdata.py", "exchange/trading/markets.py", "exchange/trading/negotiation.py",
-    "exchange/trading/orders.py", "exchange/trading/replica.py", "exchange/trading/sequencer.py",
-    "exchange/trading/sessions.py",
+    "exchange/trading/amendments.py", "exchange/trading/marketdata.py",
+    "exchange/trading/markets.py", "exchange/trading/replica.py", "exchange/trading/sessions.py",
     "exchange/verifiable/proofs.py",
 })
 

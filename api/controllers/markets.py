@@ -157,13 +157,13 @@ class MarketController(Controller):
         def key(li: dict[str, Any]) -> list[Any]:  # a listing's place never changes: its price is fixed
             return [li["side"], -li["price"] if li["side"] == "buy" else li["price"], li["listing_id"]]
 
-        live = sorted(seq.engine.listings(side), key=key)  # type: ignore[attr-defined]
+        live = sorted(seq.engine.listings(side), key=key)
         keys = {li["listing_id"]: key(li) for li in live}
         rows = [{"listing_id": li["listing_id"], "side": li["side"], "price": to_text(li["price"], 2),
                  "quantity": to_text(li["qty"], d),
                  # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n. Public: who
                  # listed is not shown (a lister finds its own listings among its orders).
-                 "rank": seq.engine.rank(li["listing_id"]) + 1,  # type: ignore[attr-defined]
+                 "rank": seq.engine.rank(li["listing_id"]) + 1,
                  # The pledge registration the listing is the enforcement sale of (public, as the register is).
                  "enforcement_of": orders.enforcement_of(seq, li["listing_id"])}
                 for li in live if after is None or keys[li["listing_id"]] > after][:limit + 1]

@@ -5,7 +5,7 @@ bidder's deposit is held when it registers (nothing when the auction asks for no
 standing bid holds its cash (price × quantity × term years + fee). A raise replaces the standing bid:
 it holds only the top-up from the old bid's cash to the new one's, and once the engine accepts it the
 old hold and the top-up become one hold of the new bid's cash in one linked ledger group
-(exchange/trading/sequencer.py), so a bidder never has more held than its newest bid. At allocation the
+(exchange/trading/settlement.py), so a bidder never has more held than its newest bid. At allocation the
 winning bids settle against the lot like trades; then unsold units, losing bids and every deposit are
 released together. Times (bidding window, extension rounds) are the sequencer's.
 
@@ -79,7 +79,7 @@ async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, 
     seq = _auction_market(rt, market_id)
     d = seq.market.decimals
     qty = to_base(quantity, d)
-    terms = {"min_price": to_base(min_price, 2, field="min_price"),
+    terms: dict[str, Any] = {"min_price": to_base(min_price, 2, field="min_price"),
              "increment": to_base(increment, 2, field="increment"),
              "deposit": to_base(deposit, 2, field="deposit", allow_zero=True),
              "min_bid_qty": to_base(min_bid_quantity, d) if min_bid_quantity else seq.market.rules.lot,

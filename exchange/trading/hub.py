@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import text
-
 from exchange.core.errors import NotFound
 from exchange.core.runtime import Runtime
-from exchange.trading import markets, sessions
-from exchange.trading.sequencer import MarketSequencer, outage
+from exchange.trading import markets, repository, sessions
+from exchange.trading.pipeline import MarketSequencer, outage
 from ledger import commands as lc
+from ledger import queries
 
 log = logging.getLogger("envx.hub")
 
@@ -22,7 +21,7 @@ class MarketHub:
 
     async def start(self) -> None:
         async with self.rt.read() as conn:
-            ids = [r.id for r in await conn.execute(text("SELECT id FROM markets ORDER BY id"))]
+            ids = await repository.market_ids(conn)
         for market_id in ids:
             await self.start_market(market_id)
         await self._void_orphan_holds()
@@ -32,7 +31,7 @@ class MarketHub:
             return self.sequencers[market_id]
         market = await markets.load(self.rt, market_id)
         async with self.rt.read() as conn:
-            day = (await conn.execute(text("SELECT trading_day FROM markets WHERE id = :m"), {"m": market_id})).scalar()
+            day = await repository.trading_day(conn, market_id)
         seq = MarketSequencer(self.rt, market, day)
         try:
             await seq.start()
@@ -55,11 +54,7 @@ class MarketHub:
         still needs them once the bug is fixed."""
         keep = [f"exchange:{m}" for m in self.stopped()]
         async with self.rt.read() as conn:
-            rows = await conn.execute(text(
-                """SELECT h.id FROM ledger_holds h JOIN ledger_entries e ON e.seq = h.id
-                   WHERE h.kind = 'order' AND h.state = 'pending' AND e.actor <> ALL(:keep)
-                     AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = h.id)"""), {"keep": keep})
-            orphans = [r.id for r in rows]
+            orphans = await queries.orphan_order_holds(conn, keep)
         for hold in orphans:
             log.warning("voiding order hold %s: its order was never journaled", hold)
             await self.rt.submit(lc.Request("exchange", lc.VoidHold(hold), f"orphan-hold:{hold}"))

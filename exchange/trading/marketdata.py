@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from exchange.core.runtime import Runtime
 from exchange.core.units import cny, iso, quantity, to_text
+from exchange.trading.models import Trade
 
 INTERVALS = {"1m": 60_000_000, "5m": 300_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
 
@@ -24,7 +25,10 @@ def depth_of(seq: Any, levels: int) -> dict[str, Any]:
     """A sequencer's book by price level, as REST answers and the stream send it (no one is named)."""
     d = seq.market.decimals
     book = seq.depth(levels)
-    side = lambda lv: [{"price": cny(p), "quantity": quantity(q, d), "orders": n} for p, q, n in lv]  # noqa: E731
+
+    def side(levels: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
+        return [{"price": cny(p), "quantity": quantity(q, d), "orders": n} for p, q, n in levels]
+
     return {"market_id": seq.market.id, "seq": seq.applied_seq, "bids": side(book["bids"]),
             "asks": side(book["asks"])}
 
@@ -35,11 +39,10 @@ def trade_view(r: Any, decimals: int) -> dict[str, Any]:
             "quantity": quantity(r["qty"], decimals), "amount": cny(r["notional"]), "trading_day": r["trading_day"]}
 
 
-def trade_message(row: dict[str, Any], taker_side: str, decimals: int) -> dict[str, Any]:
-    """The stream's message for a trade the sequencer is settling (its row as exchange.trading.sequencer makes it)."""
-    view = trade_view({"trade_id": row["tid"], "seq": row["seq"], "ts": row["ts"], "mode": row["mode"],
-                       "price": row["price"], "qty": row["qty"], "notional": row["notional"],
-                       "trading_day": row["day"]}, decimals)
+def trade_message(t: Trade, taker_side: str, decimals: int) -> dict[str, Any]:
+    """The stream's message for a trade the sequencer is settling (exchange/trading/settlement.py makes it)."""
+    view = trade_view({"trade_id": t.trade_id, "seq": t.seq, "ts": t.ts, "mode": t.mode, "price": t.price,
+                       "qty": t.qty, "notional": t.notional, "trading_day": t.trading_day}, decimals)
     return {"type": "trade", **view, "trading_day": view["trading_day"].isoformat(), "taker_side": taker_side}
 
 

@@ -129,7 +129,7 @@ def market_from_row(row: Any, decimals: int, years: int = 1, expires: bool = Fal
 
 
 def _check_sessions(sessions: list[list[str]]) -> list[list[str]]:
-    out = []
+    out: list[list[str]] = []
     for pair in sessions:
         if len(pair) != 2:
             raise Invalid("invalid_sessions", "sessions are [start, end] pairs of HH:MM")
@@ -288,7 +288,7 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
              "hol": json.dumps([h.isoformat() for h in config.holidays]), "fee": config.fee_bps,
              "t1": config.t_plus_1, "close": config.in_close, "ref": config.reference, "a": actor, "cid": client_id,
              "fp": fp})
-    await rt.exchange.start_market(market_id)  # type: ignore[attr-defined]
+    await rt.exchange.start_market(market_id)
     return await get(rt, market_id)
 
 

@@ -9,10 +9,7 @@ delivery-versus-payment like any other trade. Block trades stay out of the quote
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
-
-from sqlalchemy import text
 
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.idempotency import fingerprint
@@ -21,14 +18,13 @@ from exchange.core.refusals import Refusal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
 from exchange.registry import expiry, participants
+from exchange.trading import inflight, journal
 from exchange.trading.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.trading.pricing import buy_hold
 from ledger import commands as lc
 from matching import commands as mc
 from matching import events as ev
 from matching import reasons as R
-
-_inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
 
 
 async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: str, make: Any,
@@ -39,45 +35,28 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
         raise Forbidden("this participant kind does not trade")
     seq = rt.exchange.get(market_id)
     fp = fingerprint(fp_payload).hex()
-    key = (who.participant_id, client_id)
-    running = _inflight.get(key)
-    if running is not None:
-        result = await asyncio.shield(running)
-        if result.get("_fp") != fp:
-            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-        return {k: v for k, v in result.items() if not k.startswith("_")}
-    fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    _inflight[key] = fut
-    try:
+
+    async def run() -> dict[str, Any]:
+        nonlocal order
         async with rt.read() as conn:
-            row = (await conn.execute(text(
-                """SELECT market_id, seq, command->'client'->>'fp' AS fp FROM market_journal
-                   WHERE command ? 'client' AND command->'client'->>'p' = :p AND command->'client'->>'c' = :c"""),
-                {"p": str(who.participant_id), "c": client_id})).first()
+            row = await journal.client_command(conn, who.participant_id, client_id)
         if row is not None:
-            if row.fp != fp:
+            if row.fingerprint != fp:
                 raise DomainError("idempotency_conflict", "this client id was already used for a different request")
             refused = await stored_refusal(rt, row.market_id, row.seq)
             if refused is not None:  # the first answer was this refusal: so is the retry's
                 raise refused
-            result = {"seq": row.seq, "replayed": True, "events": [], "_fp": fp}
-        else:
-            if prepare is not None:
-                order = await prepare()
-            seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp},
-                                                actor=who.participant_id)
-            rejected = [e for e in events if e[0] == ev.REJECTED]
-            if rejected:
-                raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
-            result = {"seq": seqno, "events": _events_view(events, seq.market.decimals), "_fp": fp}
-        fut.set_result(result)
-        return {k: v for k, v in result.items() if not k.startswith("_")}
-    except BaseException as exc:
-        fut.set_exception(exc)
-        fut.exception()
-        raise
-    finally:
-        _inflight.pop(key, None)
+            return {"seq": row.seq, "replayed": True, "events": []}
+        if prepare is not None:
+            order = await prepare()
+        seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp},
+                                            actor=who.participant_id)
+        rejected = [e for e in events if e[0] == ev.REJECTED]
+        if rejected:
+            raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
+        return {"seq": seqno, "events": _events_view(events, seq.market.decimals)}
+
+    return await inflight.once(rt, ("plain", who.participant_id, client_id), fp, run)
 
 
 OVERSIGHT = participants.SEES_ALL
@@ -215,7 +194,7 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
                                                           m.instrument, qty), f"{base}:seller", {"deal": deal_id}),
         # The confirming side hears its own shortfall in its units; the other side's is only
         # `counterparty_unfunded`: no account, no balance (issue #14).
-        ], own=(who.cash_account, who.holding_account), counterparty=True)
+        ], own=tuple(a for a in (who.cash_account, who.holding_account) if a is not None), counterparty=True)
         ids = {quote["account"]: deal["quote_id"], deal["responder"]: deal_id}
 
         def state(p: dict[str, Any], side: str, hold: Any, amount: int) -> dict[str, Any]:
@@ -236,7 +215,7 @@ def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[dict[str, A
     return [{"quote_id": q["quote_id"], "participant_id": q["account"], "side": q["side"],
              "price": to_text(q["price"], 2), "quantity": to_text(q["qty"], d), "audience": q["audience"],
              "counterparties": list(q["counterparties"])}
-            for q in seq.engine.quotes(account)]  # type: ignore[attr-defined]
+            for q in seq.engine.quotes(account)]
 
 
 def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> dict[str, Any]:

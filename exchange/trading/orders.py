@@ -8,13 +8,10 @@ voided when the market hub starts.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import text
 
 from exchange.core import units
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
@@ -24,8 +21,10 @@ from exchange.core.refusal_text import refused
 from exchange.core.runtime import Runtime, ledger_error
 from exchange.core.units import to_base, to_text
 from exchange.registry import expiry, participants
+from exchange.trading import inflight, repository
+from exchange.trading.models import Order
+from exchange.trading.pipeline import MarketSequencer, Replay
 from exchange.trading.pricing import buy_hold
-from exchange.trading.sequencer import MarketSequencer, Replay
 from ledger import commands as lc
 from ledger.state import Rejection
 from ledger.writer import WriterStopped
@@ -35,7 +34,6 @@ from matching.rules import NO_LIMIT
 
 TRADERS = participants.HOLDER_KINDS
 SEES_ALL = participants.SEES_ALL  # oversight sees every order
-_inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
 
 
 # The engine's refusal of a command before it is funded, as (code, message), or None.
@@ -71,36 +69,34 @@ def _reason_error(code: str, message: str, decimals: int) -> DomainError:
     return DomainError(code, units.speak(message, decimals))
 
 
-async def _order_row(rt: Runtime, market_id: str, order_id: int) -> dict[str, Any] | None:
+async def _order_row(rt: Runtime, market_id: str, order_id: int) -> Order | None:
     async with rt.read() as conn:
-        row = (await conn.execute(text("SELECT * FROM orders WHERE market_id = :m AND id = :i"),
-                                  {"m": market_id, "i": order_id})).first()
-    return dict(row._mapping) if row else None
+        return await repository.order(conn, market_id, order_id)
 
 
-def order_view(o: dict[str, Any], decimals: int) -> dict[str, Any]:
+def order_view(o: Order, decimals: int) -> dict[str, Any]:
     """An order, listing, take, quote side, auction lot or bid in the caller's units; a deposit as a deposit."""
-    if o["kind"] == "deposit":
+    if o.kind == "deposit":
         return deposit_view(o)
     return {
-        "id": o["id"], "market_id": o["market_id"], "participant_id": o["participant_id"], "kind": o["kind"],
-        "side": o["side"], "type": o["type"], "tif": o["tif"],
-        "price": None if o["price"] is None else to_text(o["price"], 2),
-        "quantity": to_text(o["qty"], decimals), "open_quantity": to_text(o["open_qty"], decimals),
-        "filled_quantity": to_text(o["filled_qty"], decimals), "filled_amount": to_text(o["filled_notional"], 2),
-        "fees": to_text(o["fees"], 2), "status": o["status"], "reason": o["reason"], "hold_id": o["hold_id"],
-        "trading_day": o["trading_day"], "client_id": o["client_id"],
+        "id": o.id, "market_id": o.market_id, "participant_id": o.participant_id, "kind": o.kind,
+        "side": o.side, "type": o.type, "tif": o.tif,
+        "price": None if o.price is None else to_text(o.price, 2),
+        "quantity": to_text(o.qty, decimals), "open_quantity": to_text(o.open_qty, decimals),
+        "filled_quantity": to_text(o.filled_qty, decimals), "filled_amount": to_text(o.filled_notional, 2),
+        "fees": to_text(o.fees, 2), "status": o.status, "reason": o.reason, "hold_id": o.hold_id,
+        "trading_day": o.trading_day, "client_id": o.client_id,
     }
 
 
-def deposit_view(o: dict[str, Any]) -> dict[str, Any]:
+def deposit_view(o: Order) -> dict[str, Any]:
     """An auction registration's deposit: an amount of CNY held until the auction ends (0: none held).
     Kept as a row of `orders` (its hold is released with the auction's), but it is not an order."""
     return {
-        "id": o["id"], "market_id": o["market_id"], "participant_id": o["participant_id"], "kind": "deposit",
-        "auction_id": o.get("parent"), "amount": units.cny(o["price"] or 0), "status": _DEPOSIT_STATUS.get(
-            o["status"], o["status"]), "reason": o["reason"], "hold_id": o["hold_id"],
-        "trading_day": o["trading_day"], "client_id": o["client_id"],
+        "id": o.id, "market_id": o.market_id, "participant_id": o.participant_id, "kind": "deposit",
+        "auction_id": o.parent, "amount": units.cny(o.price or 0), "status": _DEPOSIT_STATUS.get(
+            o.status, o.status), "reason": o.reason, "hold_id": o.hold_id,
+        "trading_day": o.trading_day, "client_id": o.client_id,
     }
 
 
@@ -144,28 +140,12 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
     `precheck`: the engine's own rules for this command (an auction's), asked before anything is funded."""
     if who.kind not in TRADERS:
         raise Forbidden("this participant kind does not trade")
-    key = (who.participant_id, client_id)
-    running = _inflight.get(key)
-    if running is not None:  # the same request is already on its way: answer both with one result
-        result = await asyncio.shield(running)
-        if result.get("_fp") != fingerprint(fp_payload).hex():
-            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-        return result
-    fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    _inflight[key] = fut
-    try:
-        result = await _submit_new(rt, who, market_id, client_id, kind=kind, side=side, price=price, qty=qty,
-                                   make=make, type_=type_, tif=tif, hold_price=hold_price, purpose=purpose,
-                                   fp_payload=fp_payload, check=check, parent=parent, hold_amount=hold_amount,
-                                   escrow=escrow, precheck=precheck)
-        fut.set_result(result)
-        return result
-    except BaseException as exc:
-        fut.set_exception(exc)
-        fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-        raise
-    finally:
-        _inflight.pop(key, None)
+    return await inflight.once(rt, ("order", who.participant_id, client_id), fingerprint(fp_payload).hex(),
+                               lambda: _submit_new(rt, who, market_id, client_id, kind=kind, side=side, price=price,
+                                                   qty=qty, make=make, type_=type_, tif=tif, hold_price=hold_price,
+                                                   purpose=purpose, fp_payload=fp_payload, check=check,
+                                                   parent=parent, hold_amount=hold_amount, escrow=escrow,
+                                                   precheck=precheck))
 
 
 async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
@@ -178,7 +158,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     fp = fingerprint(fp_payload)
     try:
         _gate(seq)
-        problem = m.rules.check(price, qty, seq.engine.band) if check else None
+        problem: tuple[str, str] | None = m.rules.check(price, qty, seq.engine.band) if check else None
         if problem is not None:
             raise _reason_error(*problem, m.decimals)
         # The auction's own rules before its cash: a command they refuse is journaled unfunded, as the
@@ -218,9 +198,9 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount,
                                  escrow.serials if escrow else ()),
         f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}",
-        {"market": market_id, "client_id": client_id})])[0] if amount else None
+        {"market": market_id, "client_id": client_id})])[0] if amount and account is not None else None
     # An enforcement sale delivers from the escrow and is paid into it (sequencer.accounts_of after a restart).
-    ctx = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
+    ctx: dict[str, Any] = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,
            "price": price, "qty": qty, "hold_id": None, "hold_amount": amount,
            "holding_account": escrow.account if escrow else who.holding_account,
            "cash_account": escrow.account if escrow else who.cash_account, "client_id": client_id,
@@ -229,7 +209,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id),
                                       actor=who.participant_id)
     except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
-        raise refused(rej, own=(account,)) from None
+        raise refused(rej, own=() if account is None else (account,)) from None
     except Exception as exc:
         await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
         if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
@@ -239,18 +219,12 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
                           "retry with the same Idempotency-Key", 503) from None
     if isinstance(out, Replay):
-        return _replayed(out.row, fp, m.decimals)
+        return _replayed(out.order, fp, m.decimals)
     order_id, events, changed = out
-    # The projection is committed; build the answer from what the sequencer wrote, not a re-read.
-    row = {"id": order_id, "market_id": market_id, "participant_id": who.participant_id, "kind": kind,
-           "side": side, "type": type_, "tif": tif, "price": price, "qty": qty, "open_qty": qty, "filled_qty": 0,
-           "filled_notional": 0, "fees": 0, "status": "open", "reason": None, "hold_id": ctx["hold_id"],
-           "trading_day": seq.trading_day, "client_id": client_id, "parent": parent}
-    if changed is not None:
-        row.update({"open_qty": changed["open"], "filled_qty": changed["filled"],
-                    "filled_notional": changed["notional"], "fees": changed["fees"], "status": changed["status"],
-                    "reason": changed["reason"], "price": changed["price"],
-                    "hold_id": changed.get("hold_id", ctx["hold_id"])})  # a raise's one hold, once merged
+    # The projection is committed; build the answer from what the sequencer wrote, not a re-read (a raise's
+    # one hold, once merged, is the update's).
+    row = Order(order_id, market_id, who.participant_id, kind, side, type_, tif, price, qty, qty, 0, 0, 0, "open",
+                None, ctx["hold_id"], amount, seq.trading_day, client_id, parent, purpose, fp).updated(changed)
     return {_answer_key(kind): order_view(row, m.decimals), "events": _events_view(events, m.decimals),
             "_fp": fp.hex()}
 
@@ -263,18 +237,16 @@ def _answer_key(kind: str) -> str:
     return "deposit" if kind == "deposit" else "order"
 
 
-def _replayed(row: dict[str, Any], fp: bytes, decimals: int) -> dict[str, Any]:
-    if bytes(row["fingerprint"]) != fp:
+def _replayed(row: Order, fp: bytes, decimals: int) -> dict[str, Any]:
+    if row.fingerprint != fp:
         raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-    return {_answer_key(row["kind"]): order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
+    return {_answer_key(row.kind): order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
 
 
-async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> dict[str, Any] | None:
+async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> Order | None:
     """The order journaled under this client id, if any (off the hot path: the sequencer batches it)."""
     async with rt.read() as conn:
-        row = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
-                                  {"p": who.participant_id, "c": client_id})).first()
-    return None if row is None else dict(row._mapping)
+        return await repository.order_by_client(conn, who.participant_id, client_id)
 
 
 async def journaled_answer(rt: Runtime, who: Principal, client_id: str, fp: bytes,
@@ -300,9 +272,8 @@ async def _void_unjournaled(rt: Runtime, who: Principal, client_id: str, hold_id
 async def stored_refusal(rt: Runtime, market_id: str, seq: int) -> DomainError | None:
     """How the engine refused the journaled command `seq`, as the very problem its first answer was."""
     async with rt.read() as conn:
-        row = (await conn.execute(text("SELECT code, detail FROM market_refusals WHERE market_id = :m AND seq = :s"),
-                                  {"m": market_id, "s": seq})).first()
-    return None if row is None else _reason_error(row.code, row.detail, rt.exchange.get(market_id).market.decimals)
+        row = await repository.refusal(conn, market_id, seq)
+    return None if row is None else _reason_error(*row, rt.exchange.get(market_id).market.decimals)
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
@@ -363,7 +334,7 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
     m = seq.market
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
-    listing = seq.engine.listing(listing_id)  # type: ignore[attr-defined]
+    listing = seq.engine.listing(listing_id)
     qty = to_base(quantity, m.decimals)
     fp_payload = {"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}
     if listing is None:  # gone, perhaps taken by this very request before a retry
@@ -393,15 +364,15 @@ async def _change(seq: MarketSequencer, who: Principal, cmd: Any) -> ev.Event | 
 async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None or (row["participant_id"] != who.participant_id and who.kind != "operator"):
+    if row is None or (row.participant_id != who.participant_id and who.kind != "operator"):
         raise NotFound("order", order_id)  # another's order: as if there were none
-    if row["status"] == "open":
-        owner = row["participant_id"]
+    if row.status == "open":
+        owner = row.participant_id
         rejected = await _change(seq, who, mc.Cancel(order_id, owner))
         row = await _order_row(rt, market_id, order_id)
         assert row is not None
         # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
-        if rejected and row["status"] == "open":
+        if rejected and row.status == "open":
             raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
     return order_view(row, seq.market.decimals)
 
@@ -409,14 +380,14 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
 async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
+    if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)  # another's order: as if there were none, before its state
-    if row["participant_id"] != who.participant_id:
+    if row.participant_id != who.participant_id:
         raise Forbidden("you may only change your own orders")
-    if row["status"] != "open":
-        raise DomainError("order_not_open", f"order {order_id} is {row['status']}")
+    if row.status != "open":
+        raise DomainError("order_not_open", f"order {order_id} is {row.status}")
     new_open = to_base(quantity, seq.market.decimals)
-    owner = row["participant_id"]
+    owner = row.participant_id
     rejected = await _change(seq, who, mc.Reduce(order_id, new_open, owner))
     if rejected:
         raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
@@ -428,7 +399,7 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
 async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
-    if row is None or (row["participant_id"] != who.participant_id and who.kind not in SEES_ALL):
+    if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)
     return order_view(row, seq.market.decimals)
 
@@ -437,15 +408,8 @@ async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str |
                       limit: int = 500) -> list[dict[str, Any]]:
     """Orders in id order (oldest first), after the order id `after`; one more than `limit` if there are."""
     seq = rt.exchange.get(market_id)
-    sql = "SELECT * FROM orders WHERE market_id = :m AND id > :after"
-    params: dict[str, Any] = {"m": market_id, "after": after or 0, "limit": limit + 1}
-    if who.kind not in ("operator", "auditor"):
-        sql += " AND participant_id = :p"
-        params["p"] = who.participant_id
-    if status:
-        sql += " AND status = :s"
-        params["s"] = status
     async with rt.read() as conn:
-        rows = await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)
-        return [order_view(dict(r._mapping), seq.market.decimals) for r in rows]
-
+        rows = await repository.orders(conn, market_id, after=after or 0, limit=limit + 1, status=status,
+                                       participant_id=None if who.kind in ("operator", "auditor")
+                                       else who.participant_id)
+    return [order_view(r, seq.market.decimals) for r in rows]

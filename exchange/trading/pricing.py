@@ -15,7 +15,7 @@ BPS = 10_000
 
 
 def notional(price: int, qty: int, decimals: int, years: int = 1) -> int:
-    value, rest = divmod(price * qty * years, 10**decimals)
+    value, rest = divmod(price * qty * years, int(10**decimals))  # int: mypy types int ** int as Any
     if rest:
         raise ValueError(f"{price} fen x {qty} base units x {years} years is not a whole number of fen")
     return value

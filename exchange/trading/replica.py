@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.runtime import Runtime
-from exchange.trading import markets
+from exchange.trading import journal, markets, repository
+from exchange.trading.journal import ENGINES
 from exchange.trading.markets import Market
-from exchange.trading.sequencer import ENGINES, decode_command
 from matching import commands as mc
 from matching.base import Engine
 
@@ -41,33 +41,27 @@ async def replay_engine(conn: AsyncConnection, market: Market, upto: int, *,
                         use_snapshot: bool = True) -> Engine:
     """The market's engine after the journal up to `upto`: the newest snapshot at or below it (if
     `use_snapshot`) plus the journal after it, exactly as the sequencer recovers, without effects."""
-    row = (await conn.execute(text("SELECT reference_price FROM markets WHERE id = :m"), {"m": market.id})).one()
+    head = await journal.head(conn, market.id)
     start = 0
-    snap = None
-    if use_snapshot:
-        snap = (await conn.execute(text(
-            """SELECT seq, state_hash, snapshot FROM market_snapshots WHERE market_id = :m AND seq <= :a
-               ORDER BY seq DESC LIMIT 1"""), {"m": market.id, "a": upto})).first()
+    snap = await journal.latest_snapshot(conn, market.id, upto) if use_snapshot else None
+    engine: Engine
     if snap is not None:
         engine = ENGINES[market.mode].restore(snap.snapshot)
-        if engine.state_hash() != bytes(snap.state_hash):
+        if engine.state_hash() != snap.state_hash:
             raise RuntimeError(f"snapshot {market.id}@{snap.seq} does not reproduce its state hash")
         start = snap.seq
     else:
-        engine = ENGINES[market.mode](market.rules, row.reference_price)  # type: ignore[call-arg]
+        engine = ENGINES[market.mode](market.rules, head.reference_price)
     await apply_journal(conn, market.id, engine, start, upto)
     return engine
 
 
 async def apply_journal(conn: AsyncConnection, market_id: str, engine: Engine, after: int, upto: int) -> int:
     """Feed journaled commands `after < seq <= upto` to `engine`; the last seq applied."""
-    rows = await conn.execute(text(
-        "SELECT seq, ts, command FROM market_journal WHERE market_id = :m AND seq > :a AND seq <= :u ORDER BY seq"),
-        {"m": market_id, "a": after, "u": upto})
     last = after
-    for r in rows:
-        engine.process(r.seq, r.ts, decode_command(r.command))
-        last = r.seq
+    for j in await journal.commands(conn, market_id, after, upto):
+        engine.process(j.seq, j.ts, j.command())
+        last = j.seq
     return max(last, upto)
 
 
@@ -93,15 +87,13 @@ class MarketFollower:
         self.session_open = False
 
     async def start(self, conn: AsyncConnection) -> None:
-        row = (await conn.execute(text("SELECT applied_seq, halted, session_open FROM markets WHERE id = :m"),
-                                  {"m": self.market.id})).one()
+        row = await journal.head(conn, self.market.id)
         self.engine = await replay_engine(conn, self.market, row.applied_seq)
         self.applied_seq = row.applied_seq
         self.halted, self.session_open = row.halted, row.session_open
 
     async def refresh(self, conn: AsyncConnection) -> None:
-        row = (await conn.execute(text("SELECT applied_seq, halted, session_open FROM markets WHERE id = :m"),
-                                  {"m": self.market.id})).one()
+        row = await journal.head(conn, self.market.id)
         self.halted, self.session_open = row.halted, row.session_open
         if row.applied_seq <= self.applied_seq:
             return
@@ -142,7 +134,7 @@ class ReadOnlyHub:
 
     async def _sync(self) -> None:
         async with self.rt.read() as conn:
-            ids = [r.id for r in await conn.execute(text("SELECT id FROM markets ORDER BY id"))]
+            ids = await repository.market_ids(conn)
         for market_id in ids:
             if market_id not in self.sequencers:
                 follower = MarketFollower(await markets.load(self.rt, market_id))

@@ -296,7 +296,7 @@ def one_failover(root: Path, *, seed: int, before_seconds: float, after_seconds:
         if not report.ok:
             run.problems.append(f"verify with the checkpoint published before the kill: {report.render()}")
 
-        # Phase B: markets whose settlement stage failed during the failover stop (exchange/trading/sequencer.py);
+        # Phase B: markets whose settlement stage failed during the failover stop (exchange/trading/pipeline.py);
         # a restart recovers them from the journal. Then the exchange invariants and the full audit.
         run.markets_running_after_failover = bool(_markets_take_orders(srv.url, world))
         srv.stop()

@@ -1,0 +1,40 @@
+"""One run per client id at a time: a second request with the same (participant, client id) that arrives
+while the first is still on its way waits for the first one's answer instead of being sent again.
+
+The HTTP edge replays answered requests byte for byte (api/security/replays.py); this covers what it does
+not: two requests in flight at once, including those of callers inside the process (a pledgee's
+enforcement sale, a court's restoration purchase). The registry lives on the runtime (`Runtime.inflight`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from exchange.core.errors import DomainError
+from exchange.core.runtime import Runtime
+
+T = TypeVar("T")
+
+
+async def once(rt: Runtime, key: tuple[Any, ...], fingerprint: str, run: Callable[[], Awaitable[T]]) -> T:
+    """`run()`, unless the same key is running: then its result (or its failure), if `fingerprint` matches."""
+    running = rt.inflight.get(key)
+    if running is not None:  # the same request is already on its way: answer both with one result
+        fp, result = await asyncio.shield(running)
+        if fp != fingerprint:
+            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+        return result  # type: ignore[no-any-return]  # the future of this key holds what `run` returns
+    fut: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+    rt.inflight[key] = fut
+    try:
+        result = await run()
+        fut.set_result((fingerprint, result))
+        return result
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+        raise
+    finally:
+        rt.inflight.pop(key, None)

@@ -1,0 +1,204 @@
+"""Typed rows of trading: orders, trades and what a batch changes of them, built right where they are read.
+
+`Order` is a row of `orders` as stored (answers and replays are built from it); `OrderState` is an open
+order as the sequencer keeps it in memory while it trades (mutable: fills move it); `Trade` is a row of
+`trades`, made by the settlement-leg builder (exchange/trading/settlement.py); `OrderUpdate` is what a
+batch changes of an order's row (the projection), and what a caller's answer is built from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A row of `orders`: an order, listing, take, quote side, auction lot, bid or deposit."""
+
+    id: int
+    market_id: str
+    participant_id: int
+    kind: str
+    side: str
+    type: str
+    tif: str
+    price: int | None
+    qty: int
+    open_qty: int
+    filled_qty: int
+    filled_notional: int
+    fees: int
+    status: str
+    reason: str | None
+    hold_id: int | None
+    hold_amount: int
+    trading_day: date | None
+    client_id: str
+    parent: int | None
+    purpose: dict[str, Any] | None = None
+    fingerprint: bytes = b""
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> Order:
+        return cls(r["id"], r["market_id"], r["participant_id"], r["kind"], r["side"], r["type"], r["tif"],
+                   r["price"], r["qty"], r["open_qty"], r["filled_qty"], r["filled_notional"], r["fees"],
+                   r["status"], r["reason"], r["hold_id"], r["hold_amount"], r["trading_day"], r["client_id"],
+                   r["parent"], _json(r["purpose"]), bytes(r["fingerprint"]))
+
+    def updated(self, u: OrderUpdate | None) -> Order:
+        """This order as a batch's projection left it (`u`: what the batch changed, or None)."""
+        if u is None:
+            return self
+        return Order(self.id, self.market_id, self.participant_id, self.kind, self.side, self.type, self.tif,
+                     u.price, self.qty, u.open_qty, u.filled_qty, u.filled_notional, u.fees, u.status, u.reason,
+                     self.hold_id if u.hold_id is None else u.hold_id, self.hold_amount, self.trading_day,
+                     self.client_id, self.parent, self.purpose, self.fingerprint)
+
+
+def _json(v: Any) -> dict[str, Any] | None:
+    """A jsonb column: asyncpg gives its text, SQLAlchemy its value."""
+    if isinstance(v, str):
+        v = json.loads(v)
+    assert v is None or isinstance(v, dict), "purpose is a jsonb object"
+    return v
+
+
+@dataclass(slots=True)
+class OrderState:
+    """An open order (or listing, take, quote, bid) as settlement needs it, while it trades."""
+
+    id: int
+    participant_id: int
+    kind: str
+    side: str
+    price: int | None
+    qty: int
+    open_qty: int
+    hold_id: int | None
+    hold_amount: int
+    holding_account: int
+    cash_account: int
+    filled_qty: int = 0
+    filled_notional: int = 0
+    fees: int = 0
+    status: str = "open"
+    reason: str | None = None
+    purpose: dict[str, Any] | None = None
+    parent: int | None = None  # the auction a bid or deposit belongs to
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> OrderState:
+        """An open order of `orders` joined with its participant's accounts (an enforcement sale's escrow)."""
+        purpose = _json(r["purpose"])
+        holding, cash = accounts_of(purpose, r["holding_account"], r["cash_account"])
+        return cls(r["id"], r["participant_id"], r["kind"], r["side"], r["price"], r["qty"], r["open_qty"],
+                   r["hold_id"], r["hold_amount"], holding, cash, r["filled_qty"], r["filled_notional"], r["fees"],
+                   r["status"], r["reason"], purpose, r["parent"])
+
+    @classmethod
+    def new(cls, order_id: int, ctx: Mapping[str, Any]) -> OrderState:
+        """A state a journaled command brings (its order context, as journaled)."""
+        return cls(order_id, ctx["participant_id"], ctx["kind"], ctx["side"], ctx.get("price"), ctx["qty"],
+                   ctx["qty"], ctx.get("hold_id"), ctx.get("hold_amount", 0), ctx["holding_account"],
+                   ctx["cash_account"], purpose=ctx.get("purpose"), parent=ctx.get("parent"))
+
+    def enforcement(self) -> int | None:
+        """The pledge registration whose lot this order sells, if it is an enforcement sale."""
+        pledge = ((self.purpose or {}).get("enforcement") or {}).get("pledge_id")
+        return int(pledge) if pledge is not None else None
+
+    def update(self) -> OrderUpdate:
+        return OrderUpdate(self.id, self.open_qty, self.filled_qty, self.filled_notional, self.fees, self.status,
+                           self.reason, self.price)
+
+
+def accounts_of(purpose: Mapping[str, Any] | None, holding: int, cash: int) -> tuple[int, int]:
+    """Where an order delivers from and is paid to: an enforcement sale (exchange.pledging) sells from
+    the pledgee's escrow account and is paid there; every other order uses its participant's accounts."""
+    escrow = ((purpose or {}).get("enforcement") or {}).get("escrow")
+    return (int(escrow), int(escrow)) if escrow else (holding, cash)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """What a batch changed of an order's row; `hold_id` is set for a raised bid's one new hold."""
+
+    id: int
+    open_qty: int
+    filled_qty: int
+    filled_notional: int
+    fees: int
+    status: str
+    reason: str | None
+    price: int | None
+    hold_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A row of `trades`: one fill, delivery versus payment; `settlement_seq` is its settlement's first entry."""
+
+    market_id: str
+    trade_id: int
+    seq: int
+    ts: int
+    mode: str
+    instrument: str
+    price: int
+    qty: int
+    notional: int
+    buy_order: int
+    sell_order: int
+    buyer_id: int
+    seller_id: int
+    buyer_fee: int
+    seller_fee: int
+    in_close: bool
+    trading_day: date
+    settlement_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PublicTrade:
+    """A trade as the public sees it (a row of the trades list): no participant, no order of anyone's."""
+
+    trade_id: int
+    seq: int
+    ts: int
+    mode: str
+    price: int
+    qty: int
+    notional: int
+    trading_day: date
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> PublicTrade:
+        return cls(r["trade_id"], r["seq"], r["ts"], r["mode"], r["price"], r["qty"], r["notional"],
+                   r["trading_day"])
+
+    @classmethod
+    def of(cls, t: Trade) -> PublicTrade:
+        return cls(t.trade_id, t.seq, t.ts, t.mode, t.price, t.qty, t.notional, t.trading_day)
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcementNote:
+    """An enforcement sale (exchange.pledging) a batch settled a trade of (`trade_id`) or ended (`ended`)."""
+
+    pledge_id: int
+    order_id: int
+    trade_id: int | None = None
+    ended: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """As the settlement hooks receive it: {"pledge_id", "order_id", "trade_id"?, "ended"?}."""
+        d: dict[str, Any] = {"pledge_id": self.pledge_id, "order_id": self.order_id}
+        if self.trade_id is not None:
+            d["trade_id"] = self.trade_id
+        if self.ended is not None:
+            d["ended"] = self.ended
+        return d

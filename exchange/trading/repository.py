@@ -1,0 +1,58 @@
+"""The SQL of trading outside a market's journal (exchange/trading/journal.py): orders, markets and their
+refusals as the API reads them. Every function takes the caller's connection; rows become models here."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.trading.models import Order
+
+
+async def order(conn: AsyncConnection, market_id: str, order_id: int) -> Order | None:
+    r = (await conn.execute(text("SELECT * FROM orders WHERE market_id = :m AND id = :i"),
+                            {"m": market_id, "i": order_id})).first()
+    return None if r is None else Order.from_row(r._mapping)
+
+
+async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> Order | None:
+    """The order journaled under this participant's client id, if any."""
+    r = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
+                            {"p": participant_id, "c": client_id})).first()
+    return None if r is None else Order.from_row(r._mapping)
+
+
+async def orders(conn: AsyncConnection, market_id: str, *, after: int, limit: int, participant_id: int | None,
+                 status: str | None) -> list[Order]:
+    """Orders in id order after the order id `after` (of one participant, in one status, when given)."""
+    sql = "SELECT * FROM orders WHERE market_id = :m AND id > :after"
+    params: dict[str, Any] = {"m": market_id, "after": after, "limit": limit}
+    if participant_id is not None:
+        sql += " AND participant_id = :p"
+        params["p"] = participant_id
+    if status:
+        sql += " AND status = :s"
+        params["s"] = status
+    rows = await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)
+    return [Order.from_row(r._mapping) for r in rows]
+
+
+async def refusal(conn: AsyncConnection, market_id: str, seq: int) -> tuple[str, str] | None:
+    """How the engine refused the journaled command `seq`: (code, detail), or None."""
+    r = (await conn.execute(text("SELECT code, detail FROM market_refusals WHERE market_id = :m AND seq = :s"),
+                            {"m": market_id, "s": seq})).first()
+    return None if r is None else (r.code, r.detail)
+
+
+async def market_ids(conn: AsyncConnection) -> list[str]:
+    return [r.id for r in await conn.execute(text("SELECT id FROM markets ORDER BY id"))]
+
+
+async def trading_day(conn: AsyncConnection, market_id: str) -> date | None:
+    """The market's current trading day, or None before its first session."""
+    day: date | None = (await conn.execute(text("SELECT trading_day FROM markets WHERE id = :m"),
+                                           {"m": market_id})).scalar()
+    return day
