@@ -90,7 +90,8 @@ def retry_in_doubt(base_url: str, calls: list[Any]) -> tuple[Counter[str], list[
 
 
 def run_campaign(url: str, data_dir: Path, *, runs: int, seed: int = 1, workers: int = 6,
-                 max_load_seconds: float = 3.0, log: Any = print) -> CrashSummary:
+                 max_load_seconds: float = 3.0, min_acknowledged: int = 0,
+                 log: Any = print) -> CrashSummary:
     rng = random.Random(seed)
     s = CrashSummary()
     t0 = time.monotonic()
@@ -109,6 +110,10 @@ def run_campaign(url: str, data_dir: Path, *, runs: int, seed: int = 1, workers:
             load.start()
             loaded = rng.uniform(0.3, max_load_seconds)
             time.sleep(loaded)
+            # Kill with some acknowledged work in flight however slowly the machine runs (bounded wait).
+            waited = time.monotonic() + 30
+            while load.acked_count() < min_acknowledged and time.monotonic() < waited:
+                time.sleep(0.05)
             srv.kill()  # mid-flight: the workers are still sending
             s.kills += 1
             load.stop()

@@ -61,6 +61,9 @@ class _Rollback(Exception):
     pass
 
 
+MIN_ENTRIES = 300  # more than one full Merkle tile (256)
+
+
 def build_database(url: str, data_dir: Path, *, load_seconds: float = 4.0, seed: int = 7) -> None:
     """A ledger with every table populated, from real traffic through the API."""
     srv = EnvxServer(url, data_dir, checkpoint_interval_seconds=0.1)
@@ -72,6 +75,10 @@ def build_database(url: str, data_dir: Path, *, load_seconds: float = 4.0, seed:
             load = MixedLoad(srv.url, world, seed=seed, workers=4, tag="tamper")
             load.start()
             time.sleep(load_seconds)
+            # At least MIN_ENTRIES, however slowly a loaded machine writes them (a bounded wait, not a timing).
+            waited = time.monotonic() + 60
+            while op.get("/v1/ledger/head").json()["seq"] <= MIN_ENTRIES and time.monotonic() < waited:
+                time.sleep(0.2)
             load.stop()
             assert not load.book.errors, load.book.errors[:5]
             # A court freeze and a deduction: freeze holds, posted to the court's account.
