@@ -6,7 +6,8 @@ Data layout, chosen for CPython speed (see bench/matching.py):
   live order. A tuple, not an instance: a tuple display is ~5x cheaper to build, and a tuple of
   atomic values drops out of the cyclic GC's tracking, so a deep book costs the collector nothing
   (mutable records cost ~25 % of the throughput in GC passes). A fill or reduction replaces it;
-* each side maps price -> level ``[open_qty, deque of order ids, price]``; the deque is the time queue;
+* each side maps price -> `Level`: the time queue of order ids itself (a deque), carrying the level's
+  open quantity and its price as two slots, so the hot path reaches all three in one step;
 * each side keeps its prices sorted in a plain list (bisect; levels are few, so the memmove is cheap),
   bids ascending and asks negated ascending, so the best price of either side is the last element;
 * cancels are lazy: the id leaves ``_orders`` and stays in its queue until it reaches the front (ids
@@ -69,7 +70,19 @@ O_QTY: Final = 3
 
 Order = tuple[Any, str, int, int]
 _OK_CACHE_SIZE: Final = 4096
-Level = list[Any]  # [open_qty, deque[order_id], price]
+
+
+class Level(deque[int]):
+    """One price level: its queue of order ids in time order (cancelled ones are dropped lazily), the
+    open quantity of its live orders and its price (one int object per level: what the orders keep)."""
+
+    __slots__ = ("price", "qty")
+
+    def __init__(self, oid: int, qty: int, price: int) -> None:
+        super().__init__((oid,))
+        self.qty = qty
+        self.price = price
+
 
 
 class ContinuousBook(Engine):
@@ -143,12 +156,12 @@ class ContinuousBook(Engine):
                         return events
                 level = self._bid_levels.get(price)
                 if level is None:
-                    self._bid_levels[price] = [qty, deque((oid,)), price]
+                    self._bid_levels[price] = Level(oid, qty, price)
                     insort(self._bid_px, price)
                 else:
-                    level[0] += qty
-                    level[1].append(oid)
-                    price = level[2]  # one int object per level, not per order: 32 bytes an order
+                    level.qty += qty
+                    level.append(oid)
+                    price = level.price  # one int object per level, not per order: 32 bytes an order
                 self._orders[oid] = (account, BUY, price, qty)
                 return events
             if side == SELL:
@@ -161,12 +174,12 @@ class ContinuousBook(Engine):
                         return events
                 level = self._ask_levels.get(price)
                 if level is None:
-                    self._ask_levels[price] = [qty, deque((oid,)), price]
+                    self._ask_levels[price] = Level(oid, qty, price)
                     insort(self._ask_npx, -price)
                 else:
-                    level[0] += qty
-                    level[1].append(oid)
-                    price = level[2]  # one int object per level, not per order: 32 bytes an order
+                    level.qty += qty
+                    level.append(oid)
+                    price = level.price  # one int object per level, not per order: 32 bytes an order
                 self._orders[oid] = (account, SELL, price, qty)
                 return events
             return self._new_order(seq, ts, command)
@@ -179,12 +192,12 @@ class ContinuousBook(Engine):
             if command.account is not None and command.account != o[0]:
                 self._orders[oid] = o  # not the owner's: put back (nothing reads the dict's order)
                 return [(REJECTED, oid, R.NOT_ORDER_OWNER, f"order {oid} belongs to another account")]
-            price = o[2]
-            if o[1] == BUY:
+            account, side, price, qty = o
+            if side == BUY:
                 level = self._bid_levels[price]
-                left = level[0] - o[3]
+                left = level.qty - qty
                 if left:
-                    level[0] = left
+                    level.qty = left
                 else:
                     del self._bid_levels[price]
                     keys = self._bid_px
@@ -194,9 +207,9 @@ class ContinuousBook(Engine):
                         del keys[bisect_left(keys, price)]
             else:
                 level = self._ask_levels[price]
-                left = level[0] - o[3]
+                left = level.qty - qty
                 if left:
-                    level[0] = left
+                    level.qty = left
                 else:
                     del self._ask_levels[price]
                     keys = self._ask_npx
@@ -204,7 +217,7 @@ class ContinuousBook(Engine):
                         keys.pop()
                     else:
                         del keys[bisect_left(keys, -price)]
-            return [(CANCELLED, oid, o[0], o[3], BY_REQUEST)]
+            return [(CANCELLED, oid, account, qty, BY_REQUEST)]
         return self._apply(seq, ts, command)
 
     def _apply(self, seq: int, ts: int, command: Any) -> list[Event]:
@@ -326,12 +339,12 @@ class ContinuousBook(Engine):
             levels, prices, key = self._ask_levels, self._ask_npx, -price
         level = levels.get(price)
         if level is None:
-            levels[price] = [qty, deque((oid,)), price]
+            levels[price] = Level(oid, qty, price)
             insort(prices, key)
         else:
-            level[0] += qty
-            level[1].append(oid)
-            o = (o[0], o[1], level[2], qty)
+            level.qty += qty
+            level.append(oid)
+            o = (o[0], o[1], level.price, qty)
         self._orders[oid] = o
 
     # ------------------------------------------------------------------------------------------
@@ -354,14 +367,13 @@ class ContinuousBook(Engine):
             if px > limit:
                 break
             level = levels[px]
-            queue = level[1]
             while True:
-                mid = queue[0]
+                mid = level[0]
                 m = pop(mid, None)
                 if m is None:  # cancelled earlier; dropped lazily
-                    queue.popleft()
+                    level.popleft()
                     continue
-                macc = m[0]
+                macc, _, mpx, mq = m
                 if macc == account:
                     orders[mid] = m
                     self._trade_id = tid  # stored now: the STP branch may return at once
@@ -374,14 +386,13 @@ class ContinuousBook(Engine):
                     if not left:
                         break
                     continue
-                mq = m[3]
                 tid += 1
                 if mq <= qty:
-                    queue.popleft()
+                    level.popleft()
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, mq, BUY, mid, macc, oid, account))
                     qty -= mq
-                    left = level[0] - mq
-                    level[0] = left
+                    left = level.qty - mq
+                    level.qty = left
                     if not left:
                         del levels[px]
                         asks.pop()
@@ -389,8 +400,8 @@ class ContinuousBook(Engine):
                     if not qty:
                         break
                 else:
-                    orders[mid] = (macc, SELL, m[2], mq - qty)
-                    level[0] -= qty
+                    orders[mid] = (macc, SELL, mpx, mq - qty)
+                    level.qty -= qty
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, qty, BUY, mid, macc, oid, account))
                     qty = 0
                     break
@@ -414,14 +425,13 @@ class ContinuousBook(Engine):
             if px < limit:
                 break
             level = levels[px]
-            queue = level[1]
             while True:
-                mid = queue[0]
+                mid = level[0]
                 m = pop(mid, None)
                 if m is None:
-                    queue.popleft()
+                    level.popleft()
                     continue
-                macc = m[0]
+                macc, _, mpx, mq = m
                 if macc == account:
                     orders[mid] = m
                     self._trade_id = tid
@@ -434,14 +444,13 @@ class ContinuousBook(Engine):
                     if not left:
                         break
                     continue
-                mq = m[3]
                 tid += 1
                 if mq <= qty:
-                    queue.popleft()
+                    level.popleft()
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, mq, SELL, mid, macc, oid, account))
                     qty -= mq
-                    left = level[0] - mq
-                    level[0] = left
+                    left = level.qty - mq
+                    level.qty = left
                     if not left:
                         del levels[px]
                         bids.pop()
@@ -449,8 +458,8 @@ class ContinuousBook(Engine):
                     if not qty:
                         break
                 else:
-                    orders[mid] = (macc, BUY, m[2], mq - qty)
-                    level[0] -= qty
+                    orders[mid] = (macc, BUY, mpx, mq - qty)
+                    level.qty -= qty
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, qty, SELL, mid, macc, oid, account))
                     qty = 0
                     break
@@ -473,12 +482,12 @@ class ContinuousBook(Engine):
         """Applies STP when the front maker belongs to the taker's account.
 
         Returns (level open qty after, taker qty still to match; 0 if the taker was cancelled)."""
-        left = level[0]
+        left = level.qty
         if stp != CANCEL_TAKER:  # cancel_maker or cancel_both: the resting order goes
-            level[1].popleft()
+            level.popleft()
             del self._orders[mid]
             left -= maker[3]
-            level[0] = left
+            level.qty = left
             events.append((CANCELLED, mid, maker[0], maker[3], SELF_TRADE_PREVENTED))
         if stp != CANCEL_MAKER:  # cancel_taker or cancel_both: the incoming remainder goes
             events.append((CANCELLED, oid, account, qty, SELF_TRADE_PREVENTED))
@@ -499,7 +508,7 @@ class ContinuousBook(Engine):
         if reject is not None:
             return [reject]
         levels = self._bid_levels if o[1] == BUY else self._ask_levels
-        levels[o[2]][0] -= old - new
+        levels[o[2]].qty -= old - new
         # Same id, same place in its queue: the order keeps its time priority.
         self._orders[oid] = (o[0], o[1], o[2], new)
         return [(REDUCED, oid, o[0], old, new)]
@@ -546,7 +555,7 @@ class ContinuousBook(Engine):
             keyed = [(px, self._bid_levels[px]) for px in reversed(self._bid_px)]
         else:
             keyed = [(-npx, self._ask_levels[-npx]) for npx in reversed(self._ask_npx)]
-        return [(px, [(oid, orders[oid]) for oid in level[1] if oid in orders]) for px, level in keyed]
+        return [(px, [(oid, orders[oid]) for oid in level if oid in orders]) for px, level in keyed]
 
     def best_bid(self) -> int | None:
         return self._bid_px[-1] if self._bid_px else None
@@ -565,7 +574,7 @@ class ContinuousBook(Engine):
             rows = []
             for key in reversed(keys[-levels:] if levels > 0 else []):
                 level = book[key * sign]
-                rows.append((key * sign, level[0], sum(1 for oid in level[1] if oid in orders)))
+                rows.append((key * sign, level.qty, sum(1 for oid in level if oid in orders)))
             out[side] = rows
         return out
 
