@@ -106,11 +106,6 @@ class ContinuousBook(Engine):
         self._ok_qtys: set[int] = set()
         super().__init__(rules, reference)
 
-    def _set_reference(self, reference: int | None) -> None:
-        super()._set_reference(reference)
-        self._ok_prices.clear()
-        self._ok_qtys.clear()
-
     def _admin(self, command: Any) -> list[Event] | None:
         events = super()._admin(command)
         if events is not None:  # halt, resume, reference, rules: what passes may have changed
