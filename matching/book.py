@@ -74,14 +74,14 @@ _OK_CACHE_SIZE: Final = 4096
 
 class Level(deque[int]):
     """One price level: its queue of order ids in time order (cancelled ones are dropped lazily), the
-    open quantity of its live orders and its price (one int object per level: what the orders keep)."""
+    open quantity of its live orders and its price (one int object per level: what the orders keep).
+
+    Built as ``Level((oid,))`` (deque's own constructor: no Python __init__ on the hot path), then
+    both slots set at once."""
 
     __slots__ = ("price", "qty")
-
-    def __init__(self, oid: int, qty: int, price: int) -> None:
-        super().__init__((oid,))
-        self.qty = qty
-        self.price = price
+    qty: int
+    price: int
 
 
 
@@ -151,7 +151,9 @@ class ContinuousBook(Engine):
                         return events
                 level = self._bid_levels.get(price)
                 if level is None:
-                    self._bid_levels[price] = Level(oid, qty, price)
+                    self._bid_levels[price] = level = Level((oid,))
+                    level.qty = qty
+                    level.price = price
                     insort(self._bid_px, price)
                 else:
                     level.qty += qty
@@ -169,7 +171,9 @@ class ContinuousBook(Engine):
                         return events
                 level = self._ask_levels.get(price)
                 if level is None:
-                    self._ask_levels[price] = Level(oid, qty, price)
+                    self._ask_levels[price] = level = Level((oid,))
+                    level.qty = qty
+                    level.price = price
                     insort(self._ask_npx, -price)
                 else:
                     level.qty += qty
@@ -334,7 +338,9 @@ class ContinuousBook(Engine):
             levels, prices, key = self._ask_levels, self._ask_npx, -price
         level = levels.get(price)
         if level is None:
-            levels[price] = Level(oid, qty, price)
+            levels[price] = level = Level((oid,))
+            level.qty = qty
+            level.price = price
             insort(prices, key)
         else:
             level.qty += qty
