@@ -44,6 +44,9 @@ UNIFORM_PRICE = "uniform_price"
 ALLOCATIONS = (PAY_AS_BID, TOP_PERCENT, UNIFORM_PRICE)
 
 
+_type = type  # the exact type, as _require_ints asks; NewOrder's `type` field shadows the builtin
+
+
 def opposite(side: str) -> str:
     return SELL if side == BUY else BUY
 
@@ -121,7 +124,7 @@ class NewOrder:
         stp: str | None = None,
     ) -> None:
         # _require_ints spelled out: this runs once per order on the hot path.
-        if order_id.__class__ is not int or price.__class__ is not int or qty.__class__ is not int:
+        if _type(order_id) is not int or _type(price) is not int or _type(qty) is not int:
             raise TypeError(_not_ints("NewOrder", order_id=order_id, price=price, qty=qty))
         self.order_id = order_id
         self.account = account
@@ -141,7 +144,7 @@ class Cancel:
     account: Account | None = None  # when given, must own the order
 
     def __init__(self, order_id: int, account: Account | None = None) -> None:
-        if order_id.__class__ is not int:
+        if type(order_id) is not int:
             raise TypeError(_not_ints("Cancel", order_id=order_id))
         self.order_id = order_id
         self.account = account

@@ -346,3 +346,35 @@ def test_the_remembered_prices_stay_bounded() -> None:
         d.order("A", BUY, price, 1 + price % 9000)
     assert len(d.book._ok_prices) <= 4096 and len(d.book._ok_qtys) <= 4096
     assert len(d.book) == 3 * 4096 - 1
+
+
+class _FloatPosingAsInt(float):
+    __class__ = property(lambda self: int)  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("bad", [100.0, True, "100", None, _FloatPosingAsInt(100.0)])
+def test_hot_commands_take_exact_ints_only(bad: Any) -> None:
+    """NewOrder and Cancel check their ids, prices and quantities themselves (the book trusts them after):
+    exact ints, not bools, floats, strings or an object whose __class__ claims int."""
+    with pytest.raises(TypeError):
+        NewOrder(3, "A", BUY, bad, 1)
+    with pytest.raises(TypeError):
+        NewOrder(bad, "A", BUY, 100, 1)
+    with pytest.raises(TypeError):
+        NewOrder(3, "A", BUY, 100, qty=bad)
+    with pytest.raises(TypeError):
+        Cancel(bad)
+
+
+def test_hot_commands_are_dataclasses_the_journal_can_encode_and_decode() -> None:
+    import dataclasses
+
+    for command in (NewOrder(7, "A", SELL, 100, 3), NewOrder(8, 5, BUY, 0, 2, MARKET, IOC, CANCEL_BOTH),
+                    Cancel(7), Cancel(7, "A")):
+        fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command)}
+        assert type(command)(**fields) == command
+        assert dataclasses.replace(command) == command and repr(command).startswith(type(command).__name__)
+    assert [f.name for f in dataclasses.fields(NewOrder)] == [
+        "order_id", "account", "side", "price", "qty", "type", "tif", "stp"]
+    with pytest.raises(AttributeError):
+        NewOrder(9, "A", BUY, 1, 1).extra = 1  # type: ignore[attr-defined]
