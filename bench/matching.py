@@ -232,7 +232,9 @@ PREBUILT = "envx (prebuilt)"
 
 def measure(engines: list[Engine], n: int, runs: int, budget: float) -> dict[str, Any]:
     """Runs every engine once per round, `runs` rounds, so that load from elsewhere on the machine
-    falls on all engines alike; an engine whose run exceeds `budget` seconds is not run again.
+    falls on all engines alike; an engine whose run exceeds `budget` seconds is not run again. Times are
+    this process's CPU time: every engine runs in this one thread (the C++ peers through ctypes), and on
+    a shared machine the wall clock would also count the time other processes held the core.
     Returns {key: (median ops/s, runs done, final best bid/ask) or the exception raised}."""
     rates: dict[str, list[float]] = {key: [] for key, _, _ in engines}
     finals: dict[str, Any] = {}
@@ -242,13 +244,13 @@ def measure(engines: list[Engine], n: int, runs: int, budget: float) -> dict[str
             if key in failed or (rates[key] and n / rates[key][-1] > budget):
                 continue
             gc.collect()
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 finals[key] = run()
             except Exception as error:
                 failed[key] = error
                 continue
-            rates[key].append(n / (time.perf_counter() - start))
+            rates[key].append(n / (time.process_time() - start))
     return {
         key: failed[key] if key in failed else (statistics.median(rates[key]), len(rates[key]), finals[key])
         for key, _, _ in engines
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<24} {rate:>12,.0f} {done:>5} {ratios}  {same:<18} {note}")
     for name, why in unavailable.items():
         print(f"{name:<24} {'-':>12} {'-':>5} {'-':>11} {'-':>14}  {'-':<18} {why}")
-    print("(ops/s: median over the runs, interleaved across engines; built/peer: our rate with the command")
+    print("(ops/s: median over the runs of CPU time, interleaved across engines; built/peer: our rate with the command")
     print(" objects built in the timed loop, the fair comparison, divided by the engine's rate; prebuilt/peer:")
     print(" the same with our commands built before timing)")
     print()
