@@ -76,13 +76,12 @@ class Level(deque[int]):
     """One price level: its queue of order ids in time order (cancelled ones are dropped lazily), the
     open quantity of its live orders and its price (one int object per level: what the orders keep).
 
-    Built as ``Level((oid,))`` (deque's own constructor: no Python __init__ on the hot path), then
-    both slots set at once."""
+    Built as ``Level((oid,))`` (deque's own constructor: no Python __init__ on the hot path), then its
+    two slots set."""
 
     __slots__ = ("price", "qty")
     qty: int
     price: int
-
 
 
 class ContinuousBook(Engine):
