@@ -6,7 +6,8 @@ Data layout, chosen for CPython speed (see bench/matching.py):
   live order. A tuple, not an instance: a tuple display is ~5x cheaper to build, and a tuple of
   atomic values drops out of the cyclic GC's tracking, so a deep book costs the collector nothing
   (mutable records cost ~25 % of the throughput in GC passes). A fill or reduction replaces it;
-* each side maps price -> level ``[open_qty, deque of order ids, price]``; the deque is the time queue;
+* each side maps price -> `Level`: the time queue of order ids itself (a deque), carrying the level's
+  open quantity and its price as two slots, so the hot path reaches all three in one step;
 * each side keeps its prices sorted in a plain list (bisect; levels are few, so the memmove is cheap),
   bids ascending and asks negated ascending, so the best price of either side is the last element;
 * cancels are lazy: the id leaves ``_orders`` and stays in its queue until it reaches the front (ids
@@ -68,14 +69,26 @@ O_PRICE: Final = 2
 O_QTY: Final = 3
 
 Order = tuple[Any, str, int, int]
-Level = list[Any]  # [open_qty, deque[order_id], price]
+_OK_CACHE_SIZE: Final = 4096
+
+
+class Level(deque[int]):
+    """One price level: its queue of order ids in time order (cancelled ones are dropped lazily), the
+    open quantity of its live orders and its price (one int object per level: what the orders keep).
+
+    Built as ``Level((oid,))`` (deque's own constructor: no Python __init__ on the hot path), then its
+    two slots set."""
+
+    __slots__ = ("price", "qty")
+    qty: int
+    price: int
 
 
 class ContinuousBook(Engine):
     """`process(seq, ts, command) -> events` over one instrument's continuous book."""
 
     kind = "continuous"
-    __slots__ = ("_ask_levels", "_ask_npx", "_bid_levels", "_bid_px", "_guard", "_orders", "_trade_id")
+    __slots__ = ("_ask_levels", "_ask_npx", "_bid_levels", "_bid_px", "_ok_prices", "_ok_qtys", "_orders", "_trade_id")
 
     def __init__(self, rules: MarketRules | None = None, reference: int | None = None) -> None:
         self._orders: dict[int, Order] = {}
@@ -84,13 +97,20 @@ class ContinuousBook(Engine):
         self._bid_px: list[int] = []  # ascending: best bid is [-1]
         self._ask_npx: list[int] = []  # negated ask prices ascending: best ask is -[-1]
         self._trade_id = 0
+        # Limit prices and quantities that `_new_order` found to keep every rule under the current rules,
+        # band and trading state: a cache of MarketRules.check, so that the hot path asks two set lookups
+        # instead of six comparisons. Emptied whenever the answer could change (rules, reference, halt,
+        # resume) and while halted never filled, so a hit means exactly "check would pass".
+        self._ok_prices: set[int] = set()
+        self._ok_qtys: set[int] = set()
         super().__init__(rules, reference)
 
-    def _set_reference(self, reference: int | None) -> None:
-        super()._set_reference(reference)
-        r = self.rules
-        # The hot path unpacks this one tuple instead of reading six attributes.
-        self._guard = (r.tick, r.lot, self._band[0], self._band[1], r.min_qty, r.max_qty_bound)
+    def _admin(self, command: Any) -> list[Event] | None:
+        events = super()._admin(command)
+        if events is not None:  # halt, resume, reference, rules: what passes may have changed
+            self._ok_prices.clear()
+            self._ok_qtys.clear()
+        return events
 
     # ------------------------------------------------------------------------------------------
     # the core
@@ -102,25 +122,20 @@ class ContinuousBook(Engine):
         self._seq = seq
         cls = command.__class__
         if cls is NewOrder:
-            # Fast path: a day limit order with the market's STP default that keeps every rule.
+            # Fast path: a day limit order with the market's STP default, at a price and of a quantity
+            # that _new_order already found to keep every rule (the caches are empty while halted).
             # Anything else, including every rejection, goes through _new_order, which states the
             # full rules; the guard below only decides whether that detour is needed.
             price = command.price
             qty = command.qty
             oid = command.order_id
-            tick, lot, low, high, min_q, max_q = self._guard
             if (
-                command.type != LIMIT
+                command.stp is not None
                 or command.tif != DAY
-                or command.stp is not None
-                or self._halted
+                or command.type != LIMIT
                 or oid <= self._last_id
-                or price % tick
-                or qty % lot
-                or price < low
-                or price > high
-                or qty < min_q
-                or qty > max_q
+                or price not in self._ok_prices
+                or qty not in self._ok_qtys
             ):
                 return self._new_order(seq, ts, command)
             side = command.side
@@ -135,12 +150,14 @@ class ContinuousBook(Engine):
                         return events
                 level = self._bid_levels.get(price)
                 if level is None:
-                    self._bid_levels[price] = [qty, deque((oid,)), price]
+                    self._bid_levels[price] = level = Level((oid,))
+                    level.qty = qty
+                    level.price = price
                     insort(self._bid_px, price)
                 else:
-                    level[0] += qty
-                    level[1].append(oid)
-                    price = level[2]  # one int object per level, not per order: 32 bytes an order
+                    level.qty += qty
+                    level.append(oid)
+                    price = level.price  # one int object per level, not per order: 32 bytes an order
                 self._orders[oid] = (account, BUY, price, qty)
                 return events
             if side == SELL:
@@ -153,30 +170,32 @@ class ContinuousBook(Engine):
                         return events
                 level = self._ask_levels.get(price)
                 if level is None:
-                    self._ask_levels[price] = [qty, deque((oid,)), price]
+                    self._ask_levels[price] = level = Level((oid,))
+                    level.qty = qty
+                    level.price = price
                     insort(self._ask_npx, -price)
                 else:
-                    level[0] += qty
-                    level[1].append(oid)
-                    price = level[2]  # one int object per level, not per order: 32 bytes an order
+                    level.qty += qty
+                    level.append(oid)
+                    price = level.price  # one int object per level, not per order: 32 bytes an order
                 self._orders[oid] = (account, SELL, price, qty)
                 return events
             return self._new_order(seq, ts, command)
         if cls is Cancel:
             oid = command.order_id
-            o = self._orders.get(oid)
+            # Inline, not a helper: a quarter of all commands are cancels. The id stays in its queue.
+            o = self._orders.pop(oid, None)
             if o is None:
                 return [(REJECTED, oid, R.UNKNOWN_ORDER, f"order {oid} is not live")]
             if command.account is not None and command.account != o[0]:
+                self._orders[oid] = o  # not the owner's: put back (nothing reads the dict's order)
                 return [(REJECTED, oid, R.NOT_ORDER_OWNER, f"order {oid} belongs to another account")]
-            # Inline, not a helper: a quarter of all commands are cancels. The id stays in its queue.
-            del self._orders[oid]
-            price = o[2]
-            if o[1] == BUY:
+            account, side, price, qty = o
+            if side == BUY:
                 level = self._bid_levels[price]
-                left = level[0] - o[3]
+                left = level.qty - qty
                 if left:
-                    level[0] = left
+                    level.qty = left
                 else:
                     del self._bid_levels[price]
                     keys = self._bid_px
@@ -186,9 +205,9 @@ class ContinuousBook(Engine):
                         del keys[bisect_left(keys, price)]
             else:
                 level = self._ask_levels[price]
-                left = level[0] - o[3]
+                left = level.qty - qty
                 if left:
-                    level[0] = left
+                    level.qty = left
                 else:
                     del self._ask_levels[price]
                     keys = self._ask_npx
@@ -196,7 +215,7 @@ class ContinuousBook(Engine):
                         keys.pop()
                     else:
                         del keys[bisect_left(keys, -price)]
-            return [(CANCELLED, oid, o[0], o[3], BY_REQUEST)]
+            return [(CANCELLED, oid, account, qty, BY_REQUEST)]
         return self._apply(seq, ts, command)
 
     def _apply(self, seq: int, ts: int, command: Any) -> list[Event]:
@@ -233,6 +252,8 @@ class ContinuousBook(Engine):
         bad = self.rules.check(c.price if otype == LIMIT else None, c.qty, self._band)
         if bad is not None:
             return [(REJECTED, oid, bad[0], bad[1])]
+        if otype == LIMIT:
+            self._remember_valid(c.price, c.qty)
         bad_id = self._id_reject(oid, oid in self._orders)
         if bad_id is not None:
             return [bad_id]
@@ -270,6 +291,17 @@ class ContinuousBook(Engine):
         self._rest(oid, (account, side, price, qty))
         return events
 
+    def _remember_valid(self, price: int, qty: int) -> None:
+        """Notes that a limit order of (price, qty) keeps every rule now (see `_ok_prices`); bounded, so
+        a stream of ever new prices costs a clear now and then, not memory."""
+        prices, qtys = self._ok_prices, self._ok_qtys
+        if len(prices) >= _OK_CACHE_SIZE:
+            prices.clear()
+        if len(qtys) >= _OK_CACHE_SIZE:
+            qtys.clear()
+        prices.add(price)
+        qtys.add(qty)
+
     def _market_limit(self, side: str) -> int | None:
         """The worst price a market order may reach: the best_n-th level, capped by the band."""
         n = self.rules.best_n
@@ -305,12 +337,14 @@ class ContinuousBook(Engine):
             levels, prices, key = self._ask_levels, self._ask_npx, -price
         level = levels.get(price)
         if level is None:
-            levels[price] = [qty, deque((oid,)), price]
+            levels[price] = level = Level((oid,))
+            level.qty = qty
+            level.price = price
             insort(prices, key)
         else:
-            level[0] += qty
-            level[1].append(oid)
-            o = (o[0], o[1], level[2], qty)
+            level.qty += qty
+            level.append(oid)
+            o = (o[0], o[1], level.price, qty)
         self._orders[oid] = o
 
     # ------------------------------------------------------------------------------------------
@@ -333,14 +367,13 @@ class ContinuousBook(Engine):
             if px > limit:
                 break
             level = levels[px]
-            queue = level[1]
             while True:
-                mid = queue[0]
+                mid = level[0]
                 m = pop(mid, None)
                 if m is None:  # cancelled earlier; dropped lazily
-                    queue.popleft()
+                    level.popleft()
                     continue
-                macc = m[0]
+                macc, _, mpx, mq = m
                 if macc == account:
                     orders[mid] = m
                     self._trade_id = tid  # stored now: the STP branch may return at once
@@ -353,14 +386,13 @@ class ContinuousBook(Engine):
                     if not left:
                         break
                     continue
-                mq = m[3]
                 tid += 1
                 if mq <= qty:
-                    queue.popleft()
+                    level.popleft()
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, mq, BUY, mid, macc, oid, account))
                     qty -= mq
-                    left = level[0] - mq
-                    level[0] = left
+                    left = level.qty - mq
+                    level.qty = left
                     if not left:
                         del levels[px]
                         asks.pop()
@@ -368,8 +400,8 @@ class ContinuousBook(Engine):
                     if not qty:
                         break
                 else:
-                    orders[mid] = (macc, SELL, m[2], mq - qty)
-                    level[0] -= qty
+                    orders[mid] = (macc, SELL, mpx, mq - qty)
+                    level.qty -= qty
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, qty, BUY, mid, macc, oid, account))
                     qty = 0
                     break
@@ -393,14 +425,13 @@ class ContinuousBook(Engine):
             if px < limit:
                 break
             level = levels[px]
-            queue = level[1]
             while True:
-                mid = queue[0]
+                mid = level[0]
                 m = pop(mid, None)
                 if m is None:
-                    queue.popleft()
+                    level.popleft()
                     continue
-                macc = m[0]
+                macc, _, mpx, mq = m
                 if macc == account:
                     orders[mid] = m
                     self._trade_id = tid
@@ -413,14 +444,13 @@ class ContinuousBook(Engine):
                     if not left:
                         break
                     continue
-                mq = m[3]
                 tid += 1
                 if mq <= qty:
-                    queue.popleft()
+                    level.popleft()
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, mq, SELL, mid, macc, oid, account))
                     qty -= mq
-                    left = level[0] - mq
-                    level[0] = left
+                    left = level.qty - mq
+                    level.qty = left
                     if not left:
                         del levels[px]
                         bids.pop()
@@ -428,8 +458,8 @@ class ContinuousBook(Engine):
                     if not qty:
                         break
                 else:
-                    orders[mid] = (macc, BUY, m[2], mq - qty)
-                    level[0] -= qty
+                    orders[mid] = (macc, BUY, mpx, mq - qty)
+                    level.qty -= qty
                     append((TRADE, CONTINUOUS, seq, ts, tid, px, qty, SELL, mid, macc, oid, account))
                     qty = 0
                     break
@@ -452,12 +482,12 @@ class ContinuousBook(Engine):
         """Applies STP when the front maker belongs to the taker's account.
 
         Returns (level open qty after, taker qty still to match; 0 if the taker was cancelled)."""
-        left = level[0]
+        left = level.qty
         if stp != CANCEL_TAKER:  # cancel_maker or cancel_both: the resting order goes
-            level[1].popleft()
+            level.popleft()
             del self._orders[mid]
             left -= maker[3]
-            level[0] = left
+            level.qty = left
             events.append((CANCELLED, mid, maker[0], maker[3], SELF_TRADE_PREVENTED))
         if stp != CANCEL_MAKER:  # cancel_taker or cancel_both: the incoming remainder goes
             events.append((CANCELLED, oid, account, qty, SELF_TRADE_PREVENTED))
@@ -478,7 +508,7 @@ class ContinuousBook(Engine):
         if reject is not None:
             return [reject]
         levels = self._bid_levels if o[1] == BUY else self._ask_levels
-        levels[o[2]][0] -= old - new
+        levels[o[2]].qty -= old - new
         # Same id, same place in its queue: the order keeps its time priority.
         self._orders[oid] = (o[0], o[1], o[2], new)
         return [(REDUCED, oid, o[0], old, new)]
@@ -525,7 +555,7 @@ class ContinuousBook(Engine):
             keyed = [(px, self._bid_levels[px]) for px in reversed(self._bid_px)]
         else:
             keyed = [(-npx, self._ask_levels[-npx]) for npx in reversed(self._ask_npx)]
-        return [(px, [(oid, orders[oid]) for oid in level[1] if oid in orders]) for px, level in keyed]
+        return [(px, [(oid, orders[oid]) for oid in level if oid in orders]) for px, level in keyed]
 
     def best_bid(self) -> int | None:
         return self._bid_px[-1] if self._bid_px else None
@@ -544,7 +574,7 @@ class ContinuousBook(Engine):
             rows = []
             for key in reversed(keys[-levels:] if levels > 0 else []):
                 level = book[key * sign]
-                rows.append((key * sign, level[0], sum(1 for oid in level[1] if oid in orders)))
+                rows.append((key * sign, level.qty, sum(1 for oid in level if oid in orders)))
             out[side] = rows
         return out
 

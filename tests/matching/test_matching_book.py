@@ -24,6 +24,7 @@ from matching.commands import (
     Reduce,
     Resume,
     SetReference,
+    SetRules,
 )
 from matching.events import as_dict
 from matching.rules import MarketRules
@@ -308,3 +309,72 @@ def test_snapshot_round_trips_through_json_and_hash_covers_queue_order() -> None
 def test_restore_rejects_foreign_snapshots() -> None:
     with pytest.raises(ValueError):
         ContinuousBook.restore({"engine": "listing", "version": 1})
+
+
+def test_a_price_and_quantity_once_accepted_are_judged_again_after_every_change_of_rules() -> None:
+    """The book remembers which limit prices and quantities kept the rules (its fast path); each halt,
+    resume, reference and rules change must forget them, or an order would pass on a stale answer."""
+    d = Driver(ContinuousBook(MarketRules(band_bps=1000, max_qty=50), reference=1000))
+    assert kinds(d.order("A", BUY, 1004, 7)) == ["accepted"]
+    assert kinds(d.order("A", BUY, 1004, 7)) == ["accepted"]  # the remembered answer
+    assert reject_code(d.order("A", BUY, 1004, 7, stp="allow")) == R.INVALID_STP  # still the full rules off it
+    d(SetReference(900))  # band [810, 990]
+    assert reject_code(d.order("A", BUY, 1004, 7)) == R.PRICE_OUT_OF_BAND
+    d(SetReference(1000))
+    assert kinds(d.order("A", BUY, 1004, 7)) == ["accepted"]
+    d(SetRules(MarketRules(tick=5, band_bps=1000, max_qty=50).to_dict()))
+    assert reject_code(d.order("A", BUY, 1004, 7)) == R.OFF_TICK
+    assert kinds(d.order("A", BUY, 1005, 7)) == ["accepted"]
+    d(SetRules(MarketRules(tick=5, lot=7, band_bps=1000, max_qty=49).to_dict()))
+    assert kinds(d.order("A", BUY, 1005, 7)) == ["accepted"]
+    d(SetRules(MarketRules(tick=5, lot=7, band_bps=1000, min_qty=14, max_qty=49).to_dict()))
+    assert reject_code(d.order("A", BUY, 1005, 7)) == R.QUANTITY_BELOW_MINIMUM
+    assert kinds(d.order("A", BUY, 1005, 14)) == ["accepted"]
+    d(Halt("fire drill"))
+    assert reject_code(d.order("A", BUY, 1005, 14)) == R.MARKET_HALTED
+    d(Resume())
+    assert kinds(d.order("A", BUY, 1005, 14)) == ["accepted"]
+    # A restored book answers the same without the remembered answers.
+    restored = ContinuousBook.restore(json.loads(json.dumps(d.book.snapshot())))
+    assert restored.process(d.seq + 1, 0, NewOrder(d.next_id + 1, "A", BUY, 1004, 14))[0][2] == R.OFF_TICK
+    assert restored.process(d.seq + 2, 0, NewOrder(d.next_id + 2, "A", BUY, 1005, 14))[0][0] == "accepted"
+
+
+def test_the_remembered_prices_stay_bounded() -> None:
+    d = Driver()
+    for price in range(1, 3 * 4096):
+        d.order("A", BUY, price, 1 + price % 9000)
+    assert len(d.book._ok_prices) <= 4096 and len(d.book._ok_qtys) <= 4096
+    assert len(d.book) == 3 * 4096 - 1
+
+
+class _FloatPosingAsInt(float):
+    __class__ = property(lambda self: int)  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("bad", [100.0, True, "100", None, _FloatPosingAsInt(100.0)])
+def test_hot_commands_take_exact_ints_only(bad: Any) -> None:
+    """NewOrder and Cancel check their ids, prices and quantities themselves (the book trusts them after):
+    exact ints, not bools, floats, strings or an object whose __class__ claims int."""
+    with pytest.raises(TypeError):
+        NewOrder(3, "A", BUY, bad, 1)
+    with pytest.raises(TypeError):
+        NewOrder(bad, "A", BUY, 100, 1)
+    with pytest.raises(TypeError):
+        NewOrder(3, "A", BUY, 100, qty=bad)
+    with pytest.raises(TypeError):
+        Cancel(bad)
+
+
+def test_hot_commands_are_dataclasses_the_journal_can_encode_and_decode() -> None:
+    import dataclasses
+
+    for command in (NewOrder(7, "A", SELL, 100, 3), NewOrder(8, 5, BUY, 0, 2, MARKET, IOC, CANCEL_BOTH),
+                    Cancel(7), Cancel(7, "A")):
+        fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command)}
+        assert type(command)(**fields) == command
+        assert dataclasses.replace(command) == command and repr(command).startswith(type(command).__name__)
+    assert [f.name for f in dataclasses.fields(NewOrder)] == [
+        "order_id", "account", "side", "price", "qty", "type", "tif", "stp"]
+    with pytest.raises(AttributeError):
+        NewOrder(9, "A", BUY, 1, 1).extra = 1  # type: ignore[attr-defined]
