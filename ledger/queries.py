@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -113,3 +114,29 @@ async def entry(conn: AsyncConnection, seq: int) -> dict[str, Any] | None:
 async def head(conn: AsyncConnection) -> dict[str, Any]:
     row = (await conn.execute(text("SELECT seq, hash, ts FROM ledger_head WHERE id = 1"))).one()
     return {"seq": row.seq, "hash": bytes(row.hash).hex(), "ts": row.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEntry:
+    """The entry a ledger request (named by its actor and client id) became."""
+
+    seq: int
+    actor: str
+    client_id: str
+    meta: bytes
+
+    @classmethod
+    def from_row(cls, r: Any) -> RequestEntry:
+        return cls(r.seq, r.actor, r.client_id, bytes(r.meta))
+
+
+async def entries_of_requests(conn: AsyncConnection, requests: list[tuple[str, str]]) -> list[RequestEntry]:
+    """The entries of these (actor, client id) requests that are in the ledger, by seq."""
+    if not requests:
+        return []
+    rows = await conn.execute(
+        text("""SELECT e.seq, e.actor, e.client_id, e.meta
+                FROM unnest(CAST(:a AS text[]), CAST(:c AS text[])) AS k(actor, client_id)
+                JOIN ledger_entries e ON e.actor = k.actor AND e.client_id = k.client_id ORDER BY e.seq"""),
+        {"a": [a for a, _ in requests], "c": [c for _, c in requests]})
+    return [RequestEntry.from_row(r) for r in rows]
