@@ -148,8 +148,9 @@ def test_services_answer_a_concurrent_twin_with_its_result(api: Api, client: Tes
                                          return_exceptions=True))
 
     results = client.blocking_portal.call(orders)
-    assert all(isinstance(r, dict) for r in results), [repr(r)[:200] for r in results if not isinstance(r, dict)]
-    assert len({r["id"] for r in results}) == 1
+    assert all(isinstance(r, restoration.OrderState) for r in results), \
+        [repr(r)[:200] for r in results if not isinstance(r, restoration.OrderState)]
+    assert len({r.order.id for r in results}) == 1
 
 
 
