@@ -140,3 +140,25 @@ async def entries_of_requests(conn: AsyncConnection, requests: list[tuple[str, s
                 JOIN ledger_entries e ON e.actor = k.actor AND e.client_id = k.client_id ORDER BY e.seq"""),
         {"a": [a for a, _ in requests], "c": [c for _, c in requests]})
     return [RequestEntry.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LeafEntry:
+    """An entry's canonical bytes (the Merkle leaf) and committed metadata."""
+
+    seq: int
+    actor: str
+    leaf: bytes
+    meta: bytes
+
+
+async def leaf_entry(conn: AsyncConnection, seq: int) -> LeafEntry | None:
+    row = (await conn.execute(text("SELECT seq, actor, leaf, meta FROM ledger_entries WHERE seq = :s"),
+                              {"s": seq})).first()
+    return None if row is None else LeafEntry(row.seq, row.actor, bytes(row.leaf), bytes(row.meta))
+
+
+async def hold_accounts(conn: AsyncConnection, hold_id: int) -> tuple[int, int] | None:
+    """(debit, credit) of a hold."""
+    row = (await conn.execute(text("SELECT debit, credit FROM ledger_holds WHERE id = :h"), {"h": hold_id})).first()
+    return None if row is None else (int(row.debit), int(row.credit))

@@ -136,7 +136,7 @@ async def verify_code(rt: Runtime, code: str) -> CertificateCheck:
         stored = await repo.certificate_by_code(conn, code)
     if stored is None:
         raise NotFound("certificate", code)
-    keys = [k["verifier_key"] for k in await proofs.signing_keys(rt)]
+    keys = [k.verifier_key for k in await proofs.signing_keys(rt)]
     try:
         verified = cert_format.verify(stored.certificate, keys, origin=rt.settings.origin)
     except cert_format.CertificateError as exc:

@@ -336,3 +336,10 @@ async def reminders_of(rt: Runtime, who: Principal, order_id: int) -> list[Remin
     async with rt.read() as conn:
         await _visible(conn, who, order_id)
         return await repo.reminders_of(conn, order_id)
+
+
+async def is_party(rt: Runtime, who: Principal, order_id: int) -> bool:
+    """Whether `who` is the court or the payer of the order (its judicial retirements' receipts are theirs)."""
+    async with rt.read() as conn:
+        r = await repo.get_order(conn, order_id)
+    return r is not None and who.participant_id in (r.court_id, r.payer_id)
