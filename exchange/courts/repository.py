@@ -1,24 +1,115 @@
-"""The courts' SQL: restoration orders, their reminders and certificates. Every function takes the caller's
-connection; rows become models (exchange/courts/models.py) right here. Freezes are read and written through
-exchange.pledging.repository (the pledge enforcement locks them too); ledger rows through ledger.queries;
-trades through exchange.trading.repository."""
+"""The courts' SQL: judicial freezes and their events, restoration orders, their reminders and certificates.
+Every function takes the caller's connection; rows become models (exchange/courts/models.py) right here.
+Ledger rows are read through ledger.queries, trades through exchange.trading.repository; a pledge
+enforcement reads and locks the freezes on its lot through exchange.pledging.repository (pledging is below
+courts)."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.courts.models import Reminder, RestorationOrder, StoredCertificate
+from exchange.courts.models import Freeze, FreezeEvent, Reminder, RestorationOrder, StoredCertificate
 
 _ORDER = """SELECT r.id, r.court_id, c.name AS court, r.case_number, r.case_type, r.judgment_reference,
     r.defendants, r.payer_id, p.name AS payer, r.assessed_loss_kg, r.assessment_method, r.assessing_body,
     r.multiplier, r.required_kg, r.eligible_kinds, r.designated_seller_id, r.deadline, r.status, r.note,
     r.created_at
     FROM restoration_orders r JOIN participants c ON c.id = r.court_id JOIN participants p ON p.id = r.payer_id"""
+
+
+# --- freezes ---------------------------------------------------------------------------------------------------
+
+_FREEZE = """SELECT f.*, c.name AS court_name, h.name AS holder_name, h.uscc AS holder_uscc, i.decimals
+    FROM freezes f JOIN participants c ON c.id = f.court_id JOIN participants h ON h.id = f.holder_id
+    JOIN instruments i ON i.code = f.instrument"""
+_JSON = frozenset({"requested_serials", "serials"})
+_FREEZE_FIELDS = frozenset({"court_id", "holder_id", "instrument", "quantity", "requested_serials", "serials",
+                            "case_number", "notice_number", "term_start", "term_end", "expires_at", "deduct_to_id",
+                            "status", "hold_id", "predecessor_id", "root_id", "freeze_no", "deducted_quantity",
+                            "proceeds_received", "resolved_at"})
+
+
+def _freeze_params(fields: dict[str, Any]) -> dict[str, Any]:
+    assert set(fields) <= _FREEZE_FIELDS, set(fields) - _FREEZE_FIELDS
+    return {k: json.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items()}
+
+
+async def insert_freeze(conn: AsyncConnection, **fields: Any) -> int:
+    cols = ", ".join(fields)
+    vals = ", ".join(f"CAST(:{k} AS jsonb)" if k in _JSON else f":{k}" for k in fields)
+    new = (await conn.execute(text(f"INSERT INTO freezes ({cols}) VALUES ({vals}) RETURNING id"),
+                              _freeze_params(fields))).scalar_one()
+    return int(new)
+
+
+async def update_freeze(conn: AsyncConnection, freeze_id: int, **fields: Any) -> None:
+    sets = ", ".join(f"{k} = CAST(:{k} AS jsonb)" if k in _JSON else f"{k} = :{k}" for k in fields)
+    await conn.execute(text(f"UPDATE freezes SET {sets} WHERE id = :id"), {**_freeze_params(fields), "id": freeze_id})
+
+
+async def get_freeze(conn: AsyncConnection, freeze_id: int, *, lock: bool = False) -> Freeze | None:
+    row = (await conn.execute(text(_FREEZE + " WHERE f.id = :i" + (" FOR UPDATE OF f" if lock else "")),
+                              {"i": freeze_id})).first()
+    return None if row is None else Freeze.from_row(row)
+
+
+async def freezes(conn: AsyncConnection, *, court: int | None, holder: int | None, status: str | None,
+                  after: int, limit: int) -> list[Freeze]:
+    sql = _FREEZE + " WHERE f.id > :after"
+    params: dict[str, Any] = {"after": after, "limit": limit}
+    if court is not None:
+        sql += " AND f.court_id = :court"
+        params["court"] = court
+    if holder is not None:
+        sql += " AND f.holder_id = :holder"
+        params["holder"] = holder
+    if status:
+        sql += " AND f.status = :status"
+        params["status"] = status
+    return [Freeze.from_row(r) for r in await conn.execute(text(sql + " ORDER BY f.id LIMIT :limit"), params)]
+
+
+async def freeze_notice_taken(conn: AsyncConnection, court_id: int, notice_number: str) -> bool:
+    found = (await conn.execute(text("SELECT id FROM freezes WHERE court_id = :c AND notice_number = :n"),
+                                {"c": court_id, "n": notice_number})).scalar()
+    return found is not None
+
+
+async def due_freezes(conn: AsyncConnection, now: datetime) -> list[int]:
+    rows = await conn.execute(text("SELECT id FROM freezes WHERE status = 'active' AND expires_at <= :n ORDER BY id"),
+                              {"n": now})
+    return [int(r.id) for r in rows]
+
+
+async def add_freeze_event(conn: AsyncConnection, freeze_id: int, event_type: str, data: dict[str, Any],
+                           seqs: list[int], actor: str, client_id: str | None, fp: bytes | None) -> int:
+    new = (await conn.execute(text("""
+        INSERT INTO freeze_events (freeze_id, type, data, ledger_seqs, actor, client_id, fingerprint)
+        VALUES (:f, :t, CAST(:d AS jsonb), :s, :a, :c, :fp) RETURNING id"""),
+        {"f": freeze_id, "t": event_type, "d": json.dumps(data, ensure_ascii=False), "s": seqs, "a": actor,
+         "c": client_id, "fp": fp})).scalar_one()
+    return int(new)
+
+
+async def freeze_by_client(conn: AsyncConnection, actor: str, client_id: str) -> tuple[int, bytes | None] | None:
+    """(freeze id, request fingerprint) of the event this actor recorded under this client id."""
+    row = (await conn.execute(text(
+        "SELECT freeze_id, fingerprint FROM freeze_events WHERE actor = :a AND client_id = :c"),
+        {"a": actor, "c": client_id})).first()
+    if row is None:
+        return None
+    return int(row.freeze_id), None if row.fingerprint is None else bytes(row.fingerprint)
+
+
+async def freeze_events_of(conn: AsyncConnection, freeze_id: int) -> list[FreezeEvent]:
+    rows = await conn.execute(text("""SELECT id, freeze_id, type, data, ledger_seqs, actor, created_at
+                                      FROM freeze_events WHERE freeze_id = :f ORDER BY id"""), {"f": freeze_id})
+    return [FreezeEvent.from_row(r) for r in rows]
 
 
 # --- restoration orders -------------------------------------------------------------------------------------

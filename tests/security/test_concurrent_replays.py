@@ -191,7 +191,7 @@ def test_a_freeze_that_finds_its_twin_committed_answers_with_it(api: Api, client
         return a, await asyncio.gather(b, return_exceptions=True)
 
     a, (b,) = client.blocking_portal.call(run)
-    assert isinstance(b, dict), repr(b)
+    assert isinstance(b, freezing.FreezeView), repr(b)
     assert b == a
     held = sql(client, "SELECT count(*) FROM ledger_holds WHERE kind = 'freeze' AND state = 'pending'")[0][0]
     assert held == 1
