@@ -291,6 +291,7 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
     by default all of them. What is not deducted stays frozen. Pledged frozen units wait behind the
     pledge (`pledged` if more is asked than is free)."""
     fp = fingerprint({"op": "deduct", "freeze": freeze_id, "quantity": quantity, "to": to_participant})
+    onward = await _destination(rt, who, freeze_id, to_participant)
     async with rt.tx() as conn:
         done = await _replay(conn, who, client_id, fp)
         if done is None:
@@ -315,7 +316,11 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
                               f"{INTERNAL}freeze:{freeze_id}:deduct:{before}",
                               {"freeze": freeze_id, "op": "deduct", "case_number": f.case_number})]
             if dest_id is not None and dest_id != who.participant_id:
-                dest = await participants.counterparty(rt, who, dest_id, kinds=HOLDER_KINDS)
+                assert dest_id == onward[0]  # a freeze's deduct_to_id never changes
+                if isinstance(onward[1], DomainError):
+                    raise onward[1]
+                assert onward[1] is not None
+                dest = onward[1]
                 pieces = tuple(rg.split_at(moved, await ledger.block_bounds(conn, f.instrument)))
                 reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest["holding_account"],
                                                             f.instrument, amount, pieces),
@@ -335,6 +340,26 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
                                         [e.seq for e in entries], who.actor, client_id, fp)
             done = f.id
     return await get(rt, who, done)
+
+
+async def _destination(rt: Runtime, who: Principal, freeze_id: int, to_participant: int | None
+                       ) -> tuple[int | None, dict[str, Any] | DomainError | None]:
+    """Where a deduction goes on to, resolved before the deduction's transaction (no pooled connection is
+    taken inside it): (participant id, the participant or the refusal to answer when the deduction gets
+    there). Nothing is resolved for a freeze the caller may not see (the transaction answers 404 first)."""
+    dest_id = to_participant
+    if dest_id is None:
+        async with rt.read() as conn:
+            f = await repo.get_freeze(conn, freeze_id)
+        if f is None or not _can_see(who, f):
+            return None, None
+        dest_id = f.deduct_to_id
+    if dest_id is None or dest_id == who.participant_id:
+        return dest_id, None
+    try:
+        return dest_id, await participants.counterparty(rt, who, dest_id, kinds=HOLDER_KINDS)
+    except DomainError as exc:
+        return dest_id, exc
 
 
 async def _pledged(conn: AsyncConnection, f: Freeze, blocks: list[FrozenBlock],
