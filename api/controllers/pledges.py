@@ -287,5 +287,5 @@ class FreezeController(Controller):
     @post("/{freeze_id:int}/unfreeze", operation_id="unfreeze", status_code=200, summary="解冻 (court)")
     async def unfreeze(self, rt: Runtime, principal: Principal, freeze_id: Id, data: ActionIn | None = None,
                        idempotency_key: IdempotencyKey = None) -> FreezeOut:
-        return FreezeOut.of(await freezing.unfreeze(rt, principal, client_id(idempotency_key, data and data.client_id),
-                                                    freeze_id, data.note if data else None))
+        cid = client_id(idempotency_key, data.client_id if data else None)
+        return FreezeOut.of(await freezing.unfreeze(rt, principal, cid, freeze_id, data.note if data else None))

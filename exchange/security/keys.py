@@ -1,7 +1,8 @@
 """API keys: tokens shown once, stored as SHA-256 digests, looked up by a public prefix; their lineage and
-the in-process cache of verified keys. The use cases (enroll, mint, revoke) are in exchange/security/credentials.py.
+the in-process cache of verified keys. The use cases: enrollment in exchange/security/enrollment.py, minting
+and revocation in exchange/security/credentials.py.
 
-Lineage: every key is a root — made by enrollment (exchange/security/credentials.py), `envx admin create-key`
+Lineage: every key is a root — made by enrollment (exchange/security/enrollment.py), `envx admin create-key`
 or the demo loader — or minted by another key of the same participant (`parent_key_id`). A minted key
 never outlives its parent (its expiry is capped at the parent's) and revoking a key revokes everything
 minted under it, transitively, in one transaction. The database backs both up (trigger
