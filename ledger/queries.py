@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -173,3 +174,97 @@ async def orphan_order_holds(conn: AsyncConnection, keep_actors: list[str]) -> l
              AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = h.id)
            ORDER BY h.id"""), {"keep": keep_actors})
     return [int(r.id) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEntry:
+    """The entry a ledger request (named by its actor and client id) became."""
+
+    seq: int
+    actor: str
+    client_id: str
+    meta: bytes
+
+    @classmethod
+    def from_row(cls, r: Any) -> RequestEntry:
+        return cls(r.seq, r.actor, r.client_id, bytes(r.meta))
+
+
+async def entries_of_requests(conn: AsyncConnection, requests: list[tuple[str, str]]) -> list[RequestEntry]:
+    """The entries of these (actor, client id) requests that are in the ledger, by seq."""
+    if not requests:
+        return []
+    rows = await conn.execute(
+        text("""SELECT e.seq, e.actor, e.client_id, e.meta
+                FROM unnest(CAST(:a AS text[]), CAST(:c AS text[])) AS k(actor, client_id)
+                JOIN ledger_entries e ON e.actor = k.actor AND e.client_id = k.client_id ORDER BY e.seq"""),
+        {"a": [a for a, _ in requests], "c": [c for _, c in requests]})
+    return [RequestEntry.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LeafEntry:
+    """An entry's canonical bytes (the Merkle leaf) and committed metadata."""
+
+    seq: int
+    actor: str
+    leaf: bytes
+    meta: bytes
+
+
+async def leaf_entry(conn: AsyncConnection, seq: int) -> LeafEntry | None:
+    row = (await conn.execute(text("SELECT seq, actor, leaf, meta FROM ledger_entries WHERE seq = :s"),
+                              {"s": seq})).first()
+    return None if row is None else LeafEntry(row.seq, row.actor, bytes(row.leaf), bytes(row.meta))
+
+
+async def hold_accounts(conn: AsyncConnection, hold_id: int) -> tuple[int, int] | None:
+    """(debit, credit) of a hold."""
+    row = (await conn.execute(text("SELECT debit, credit FROM ledger_holds WHERE id = :h"), {"h": hold_id})).first()
+    return None if row is None else (int(row.debit), int(row.credit))
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenBlock:
+    """A block of serials a freeze hold locks; `hold`: the pledge hold it also sits in, if any."""
+
+    instrument: str
+    start_serial: int
+    end_serial: int
+    batch: int
+    account: int
+    hold: int | None
+
+    @property
+    def size(self) -> int:
+        return self.end_serial - self.start_serial + 1
+
+
+async def frozen_blocks(conn: AsyncConnection, freeze_hold: int) -> list[FrozenBlock]:
+    rows = await conn.execute(text("""SELECT instrument, start_serial, end_serial, batch, account, hold
+                                      FROM ledger_blocks WHERE frozen_by = :h ORDER BY start_serial"""),
+                              {"h": freeze_hold})
+    return [FrozenBlock(r.instrument, r.start_serial, r.end_serial, r.batch, r.account, r.hold) for r in rows]
+
+
+async def freezable_blocks(conn: AsyncConnection, account: int, instrument: str) -> list[tuple[int, int, bool]]:
+    """(start, end, pledged) of the blocks a freeze may lock: free ones and pledged ones (not retired, not
+    frozen, no other hold), lowest first."""
+    rows = await conn.execute(text("""
+        SELECT b.start_serial, b.end_serial, b.hold IS NOT NULL AS pledged
+        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
+        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL AND b.frozen_by IS NULL
+          AND (b.hold IS NULL OR h.kind = 'pledge')
+        ORDER BY b.start_serial"""), {"a": account, "i": instrument})
+    return [(int(r.start_serial), int(r.end_serial), bool(r.pledged)) for r in rows]
+
+
+async def block_bounds(conn: AsyncConnection, instrument: str, account: int | None = None) -> list[tuple[int, int]]:
+    """Batch ranges of the instrument, plus the account's current blocks when given (see pledges.ranges.split_at)."""
+    rows = list(await conn.execute(text("SELECT start_serial, end_serial FROM ledger_batches WHERE instrument = :i"),
+                                   {"i": instrument}))
+    if account is not None:
+        rows += list(await conn.execute(text("""SELECT start_serial, end_serial FROM ledger_blocks
+                                                WHERE account = :a AND instrument = :i"""),
+                                        {"a": account, "i": instrument}))
+    return [(int(r.start_serial), int(r.end_serial)) for r in rows]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Controller, get, post
@@ -17,12 +18,13 @@ from api.schemas.registry import (
     StatusChangeIn,
     StatusChangeOut,
 )
+from api.schemas.security import EnrolledOut, EnrollmentCodeOut, IssuedKeyOut, KeyOut, RevokedKeysOut, SecondHalfOut
 from exchange.core.errors import NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.registry import participants
 from exchange.registry.subjects import subject_of
-from exchange.security import credentials
+from exchange.security import credentials, enrollment
 from ledger import queries
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
@@ -45,8 +47,8 @@ class ParticipantController(Controller):
 
         async def direct() -> dict[str, Any]:  # maker-checker off: one operator, both halves
             p = await participants.create(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
-            code = await credentials.issue_directly(rt, principal, "createParticipant", cid, p["id"])
-            return {**p, "enrollment": code}
+            code = await enrollment.issue_directly(rt, principal, "createParticipant", cid, p["id"])
+            return {**p, "enrollment": SecondHalfOut.of(code)}
 
         return await propose_or_run(rt, principal, cid, "createParticipant", payload, direct)
 
@@ -88,37 +90,37 @@ class ParticipantController(Controller):
         await participants.check_active(rt, participant_id)
 
         async def direct() -> dict[str, Any]:
-            return {"participant_id": participant_id,
-                    "enrollment": await credentials.issue_directly(rt, principal, "issueEnrollmentCode", cid,
-                                                                  participant_id)}
+            code = await enrollment.issue_directly(rt, principal, "issueEnrollmentCode", cid, participant_id)
+            return {"participant_id": participant_id, "enrollment": SecondHalfOut.of(code)}
 
         return await propose_or_run(rt, principal, cid, "issueEnrollmentCode", {"participant_id": participant_id},
                                     direct)
 
     @get("/{participant_id:int}/enrollment-codes", operation_id="listEnrollmentCodes",
          summary="Enrollment codes of a participant and their state (never the codes themselves)")
-    async def list_codes(self, rt: Runtime, participant_id: Id) -> list[dict[str, Any]]:
+    async def list_codes(self, rt: Runtime, participant_id: Id) -> list[EnrollmentCodeOut]:
         await participants.lookup(rt, participant_id)
-        return await credentials.list_codes(rt, participant_id)
+        now = datetime.now(UTC)
+        return [EnrollmentCodeOut.of(c, now) for c in await enrollment.list_codes(rt, participant_id)]
 
     @post("/{participant_id:int}/keys", operation_id="createKey",
           summary="Mint an API key for yourself with your key (shown once); it never outlives the key minting it")
     async def create_key(self, rt: Runtime, principal: Principal, participant_id: Id, data: KeyIn,
-                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                         idempotency_key: IdempotencyKey = None) -> IssuedKeyOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await credentials.mint_key(rt, principal, participant_id, cid, label=data.label,
-                                          expires_in_days=data.expires_in_days)
+        return IssuedKeyOut.issued(await credentials.mint_key(rt, principal, participant_id, cid, label=data.label,
+                                                              expires_in_days=data.expires_in_days))
 
     @get("/{participant_id:int}/keys", operation_id="listKeys",
          summary="API keys and their lineage (never their secrets); yours, or anyone's for oversight")
-    async def list_keys(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[dict[str, Any]]:
-        return await credentials.list_keys(rt, principal, participant_id)
+    async def list_keys(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[KeyOut]:
+        return [KeyOut.of(k) for k in await credentials.list_keys(rt, principal, participant_id)]
 
     @post("/{participant_id:int}/keys/{key_id:int}/revoke", operation_id="revokeKey", status_code=200,
           summary="Revoke an API key and every key minted under it; they stop working at once")
     async def revoke_key(self, rt: Runtime, principal: Principal, participant_id: Id,
-                         key_id: Id) -> dict[str, Any]:
-        return await credentials.revoke_key(rt, principal, participant_id, key_id)
+                         key_id: Id) -> RevokedKeysOut:
+        return RevokedKeysOut.of(await credentials.revoke_key(rt, principal, participant_id, key_id))
 
 
 class EnrollmentController(Controller):
@@ -128,10 +130,10 @@ class EnrollmentController(Controller):
     @post("/", operation_id="enroll",
           summary="Exchange both halves of an enrollment code for your participant's first API key (no key "
                   "needed; single use)")
-    async def enroll(self, rt: Runtime, data: EnrollIn, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    async def enroll(self, rt: Runtime, data: EnrollIn, idempotency_key: IdempotencyKey = None) -> EnrolledOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await credentials.enroll(rt, cid, data.first_half, data.second_half, label=data.label,
-                                        expires_in_days=data.expires_in_days)
+        return EnrolledOut.of(await enrollment.enroll(rt, cid, data.first_half, data.second_half, label=data.label,
+                                                      expires_in_days=data.expires_in_days))
 
 
 class AccountController(Controller):

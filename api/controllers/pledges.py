@@ -11,6 +11,7 @@ from litestar.params import Parameter
 
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.common import ranges
+from api.schemas.courts import FreezeOut
 from api.schemas.pledges import (
     AcceptSaleIn,
     ActionIn,
@@ -262,39 +263,41 @@ class FreezeController(Controller):
 
     @post("/", operation_id="createFreeze", summary="Freeze a quantity or named blocks of a holder's units (court)")
     async def create(self, rt: Runtime, principal: Principal, data: FreezeIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await freezing.create(
+                     idempotency_key: IdempotencyKey = None) -> FreezeOut:
+        return FreezeOut.of(await freezing.create(
             rt, principal, client_id(idempotency_key, data.client_id), holder_id=data.holder_id,
             holder_identifier=data.holder_identifier, instrument=data.instrument, quantity=data.quantity,
             serials=ranges(data.serials),
             case_number=data.case_number, notice_number=data.notice_number, term_start=data.term_start,
-            term_end=data.term_end, deduct_to_id=data.deduct_to_id)
+            term_end=data.term_end, deduct_to_id=data.deduct_to_id))
 
     @get("/", operation_id="listFreezes", summary="Freezes: a court its own, a holder those on its units")
     async def listing(self, rt: Runtime, principal: Principal, status: str | None = None, limit: Limit = 100,
-                      after: After = 0) -> list[dict[str, Any]]:
-        return await freezing.listing(rt, principal, status=status, after=after, limit=limit)
+                      after: After = 0) -> list[FreezeOut]:
+        return [FreezeOut.of(v) for v in await freezing.listing(rt, principal, status=status, after=after,
+                                                                limit=limit)]
 
     @get("/{freeze_id:int}", operation_id="getFreeze", summary="One freeze with its frozen blocks and history")
-    async def get_one(self, rt: Runtime, principal: Principal, freeze_id: Id) -> dict[str, Any]:
-        return await freezing.get(rt, principal, freeze_id)
+    async def get_one(self, rt: Runtime, principal: Principal, freeze_id: Id) -> FreezeOut:
+        return FreezeOut.of(await freezing.get(rt, principal, freeze_id))
 
     @post("/{freeze_id:int}/renewals", operation_id="renewFreeze", status_code=200,
           summary="续冻 before expiry: the same units stay frozen without a gap")
     async def renew(self, rt: Runtime, principal: Principal, freeze_id: Id, data: RenewIn,
-                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await freezing.renew(rt, principal, client_id(idempotency_key, data.client_id), freeze_id,
-                                    term_end=data.term_end, notice_number=data.notice_number)
+                    idempotency_key: IdempotencyKey = None) -> FreezeOut:
+        return FreezeOut.of(await freezing.renew(rt, principal, client_id(idempotency_key, data.client_id), freeze_id,
+                                                 term_end=data.term_end, notice_number=data.notice_number))
 
     @post("/{freeze_id:int}/deduction", operation_id="deductFreeze", status_code=200,
           summary="扣划: move frozen units to the court's (or the named) account")
     async def deduct(self, rt: Runtime, principal: Principal, freeze_id: Id, data: DeductIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await freezing.deduct(rt, principal, client_id(idempotency_key, data.client_id), freeze_id,
-                                     quantity=data.quantity, to_participant=data.to_participant)
+                     idempotency_key: IdempotencyKey = None) -> FreezeOut:
+        return FreezeOut.of(await freezing.deduct(rt, principal, client_id(idempotency_key, data.client_id),
+                                                  freeze_id, quantity=data.quantity,
+                                                  to_participant=data.to_participant))
 
     @post("/{freeze_id:int}/unfreeze", operation_id="unfreeze", status_code=200, summary="解冻 (court)")
     async def unfreeze(self, rt: Runtime, principal: Principal, freeze_id: Id, data: ActionIn | None = None,
-                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await freezing.unfreeze(rt, principal, client_id(idempotency_key, data and data.client_id),
-                                       freeze_id, data.note if data else None)
+                       idempotency_key: IdempotencyKey = None) -> FreezeOut:
+        cid = client_id(idempotency_key, data.client_id if data else None)
+        return FreezeOut.of(await freezing.unfreeze(rt, principal, cid, freeze_id, data.note if data else None))

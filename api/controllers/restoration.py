@@ -7,7 +7,17 @@ from typing import Any
 from litestar import Controller, Response, get, post
 
 from api.deps import Id, IdempotencyKey, client_id
-from api.schemas.restoration import RestorationOrderIn, RestorationPurchaseIn, RestorationTakeIn
+from api.schemas.restoration import (
+    CertificateInvalidOut,
+    CertificateOut,
+    CertificateValidOut,
+    ReminderOut,
+    RestorationOrderIn,
+    RestorationOrderOut,
+    RestorationPurchaseIn,
+    RestorationTakeIn,
+    certificate_check,
+)
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.courts import certificates, restoration
@@ -19,21 +29,22 @@ class RestorationController(Controller):
 
     @post("/", operation_id="createRestorationOrder", summary="A court registers a buy-and-retire order")
     async def create(self, rt: Runtime, principal: Principal, data: RestorationOrderIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> RestorationOrderOut:
         body = data.model_dump(exclude={"client_id"})
-        return await restoration.create(rt, principal, client_id(idempotency_key, data.client_id), body)
+        return RestorationOrderOut.of(
+            await restoration.create(rt, principal, client_id(idempotency_key, data.client_id), body))
 
     @get("/", operation_id="listRestorationOrders", summary="Orders of your court (or that you pay); all for oversight")
-    async def listing(self, rt: Runtime, principal: Principal) -> list[dict[str, Any]]:
-        return await restoration.listing(rt, principal)
+    async def listing(self, rt: Runtime, principal: Principal) -> list[RestorationOrderOut]:
+        return [RestorationOrderOut.of(s) for s in await restoration.listing(rt, principal)]
 
     @get("/{order_id:int}", operation_id="getRestorationOrder", summary="Status and partial fulfilment")
-    async def get_one(self, rt: Runtime, principal: Principal, order_id: Id) -> dict[str, Any]:
-        return await restoration.get(rt, principal, order_id)
+    async def get_one(self, rt: Runtime, principal: Principal, order_id: Id) -> RestorationOrderOut:
+        return RestorationOrderOut.of(await restoration.get(rt, principal, order_id))
 
     @get("/{order_id:int}/reminders", operation_id="listRestorationReminders", summary="Deadline reminders")
-    async def reminders(self, rt: Runtime, principal: Principal, order_id: Id) -> list[dict[str, Any]]:
-        return await restoration.reminders_of(rt, principal, order_id)
+    async def reminders(self, rt: Runtime, principal: Principal, order_id: Id) -> list[ReminderOut]:
+        return [ReminderOut.of(r) for r in await restoration.reminders_of(rt, principal, order_id)]
 
     @post("/{order_id:int}/purchases", operation_id="purchaseForRestoration",
           summary="The payer buys on the exchange; every fill is retired at once for the case")
@@ -52,8 +63,8 @@ class RestorationController(Controller):
 
     @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate",
          summary="The signed JSON certificate (public): verify offline with envx verify-receipt")
-    async def certificate(self, rt: Runtime, order_id: Id) -> dict[str, Any]:
-        return await certificates.issue(rt, order_id)
+    async def certificate(self, rt: Runtime, order_id: Id) -> CertificateOut:
+        return CertificateOut.of(await certificates.issue(rt, order_id))
 
     @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf",
          summary="The certificate as a PDF (Chinese, with its verification code)", media_type="application/pdf")
@@ -68,5 +79,5 @@ class CertificateCheckController(Controller):
 
     @get("/{code:str}", operation_id="verifyCertificate",
          summary="Anyone: check a certificate by its verification code")
-    async def verify(self, rt: Runtime, code: str) -> dict[str, Any]:
-        return await certificates.verify_code(rt, code)
+    async def verify(self, rt: Runtime, code: str) -> CertificateValidOut | CertificateInvalidOut:
+        return certificate_check(await certificates.verify_code(rt, code))

@@ -14,7 +14,16 @@ from litestar.params import Parameter
 from api.deps import Id
 from api.encoding import Answer
 from api.schemas.registry import DecisionIn
-from api.schemas.security import SignaturePolicyIn, SigningKeyIn
+from api.schemas.security import (
+    AnonymousRefusalsOut,
+    AuditEventOut,
+    ChainCheckOut,
+    OperatorActionOut,
+    SignaturePolicyIn,
+    SignaturePolicyOut,
+    SigningKeyIn,
+    SigningKeyOut,
+)
 from api.security.signatures import decode_public_key, forget_policy
 from exchange.core.errors import Forbidden, Invalid
 from exchange.core.principal import Principal
@@ -31,7 +40,7 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # Documented on the endpoints that may answer with a pending proposal instead of acting.
-PROPOSED = {202: ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+PROPOSED = {202: ResponseSpec(data_container=OperatorActionOut, generate_examples=False,
                               description="Maker-checker: a pending operator action; a second operator approves it "
                                           "with POST /v1/operator-actions/{id}/approve")}
 
@@ -40,7 +49,8 @@ async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind
                          run: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
     """With maker-checker on (default), store a proposal and answer 202; otherwise act now."""
     if rt.settings.maker_checker:
-        return Answer(await operator_actions.propose(rt, principal, client_id, kind, payload), status_code=202)
+        proposed = await operator_actions.propose(rt, principal, client_id, kind, payload)
+        return Answer(OperatorActionOut.answer(proposed), status_code=202)
     return await run()
 
 
@@ -56,96 +66,101 @@ def _own_or_oversight(principal: Principal, participant_id: int) -> None:
 
 class SigningKeyController(Controller):
     path = "/v1/participants/{participant_id:int}"
-    tags = ("security",)  # type: ignore[assignment]
+    tags = ("security",)
 
     @post("/signing-keys", operation_id="registerSigningKey",
           summary="Register an Ed25519 public key for signed instructions (yours; operators: anyone's)")
     async def register(self, rt: Runtime, principal: Principal, participant_id: Id,
-                       data: SigningKeyIn) -> dict[str, Any]:
+                       data: SigningKeyIn) -> SigningKeyOut:
         _own_or_operator(principal, participant_id)
         await participants.lookup(rt, participant_id)
-        return await instruction_keys.register(rt, principal.actor, participant_id,
-                                               decode_public_key(data.public_key), data.label)
+        return SigningKeyOut.of(await instruction_keys.register(rt, principal.actor, participant_id,
+                                                                decode_public_key(data.public_key), data.label))
 
     @get("/signing-keys", operation_id="listParticipantSigningKeys", summary="Signing keys, revoked ones included")
-    async def listing(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[dict[str, Any]]:
+    async def listing(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[SigningKeyOut]:
         _own_or_oversight(principal, participant_id)
         await participants.lookup(rt, participant_id)
-        return await instruction_keys.listing(rt, participant_id)
+        return [SigningKeyOut.of(k) for k in await instruction_keys.listing(rt, participant_id)]
 
     @post("/signing-keys/{key_id:int}/revoke", operation_id="revokeSigningKey", status_code=200,
           summary="Revoke a signing key; signatures by it are refused at once")
-    async def revoke(self, rt: Runtime, principal: Principal, participant_id: Id, key_id: Id) -> dict[str, Any]:
+    async def revoke(self, rt: Runtime, principal: Principal, participant_id: Id, key_id: Id) -> SigningKeyOut:
         _own_or_operator(principal, participant_id)
-        return await instruction_keys.revoke(rt, principal.actor, participant_id, key_id)
+        return SigningKeyOut.of(await instruction_keys.revoke(rt, principal.actor, participant_id, key_id))
 
     @put("/signature-policy", operation_id="setSignaturePolicy",
          summary="Require (or stop requiring) signed instructions for this participant's mutations (operator)")
     async def set_policy(self, rt: Runtime, state: State, participant_id: Id,
-                         data: SignaturePolicyIn) -> dict[str, Any]:
+                         data: SignaturePolicyIn) -> SignaturePolicyOut:
         out = await instruction_keys.set_policy(rt, participant_id, data.require_signatures)
         forget_policy(state, participant_id)
-        return out
+        return SignaturePolicyOut.of(out)
 
     @get("/signature-policy", operation_id="getSignaturePolicy", summary="Whether signatures are required")
-    async def get_policy(self, rt: Runtime, principal: Principal, participant_id: Id) -> dict[str, Any]:
+    async def get_policy(self, rt: Runtime, principal: Principal, participant_id: Id) -> SignaturePolicyOut:
         _own_or_oversight(principal, participant_id)
-        return await instruction_keys.get_policy(rt, participant_id)
+        return SignaturePolicyOut.of(await instruction_keys.get_policy(rt, participant_id))
 
 
 class OperatorActionController(Controller):
     path = "/v1/operator-actions"
-    tags = ("operator-actions",)  # type: ignore[assignment]
+    tags = ("operator-actions",)
 
     @get("/", operation_id="listOperatorActions", summary="Maker-checker proposals (operators and auditors)")
     async def listing(self, rt: Runtime, status: Literal["pending", "executed", "rejected", "failed"] | None = None,
-                      limit: Limit = 100, after: After = 0) -> list[dict[str, Any]]:
-        return await operator_actions.listing(rt, status, limit, after)
+                      limit: Limit = 100, after: After = 0) -> list[OperatorActionOut]:
+        return [OperatorActionOut.of(a) for a in await operator_actions.listing(rt, status, limit, after)]
 
     @get("/{action_id:int}", operation_id="getOperatorAction", summary="One proposal, its decision and result")
-    async def get_one(self, rt: Runtime, action_id: Id) -> dict[str, Any]:
-        return await operator_actions.get(rt, action_id)
+    async def get_one(self, rt: Runtime, action_id: Id) -> OperatorActionOut:
+        return OperatorActionOut.of(await operator_actions.get(rt, action_id))
 
     @post("/{action_id:int}/approve", operation_id="approveOperatorAction", status_code=200,
           summary="Approve (a second operator, never the proposer): executes it once and returns the result")
     async def approve(self, rt: Runtime, principal: Principal, action_id: Id,
-                      data: DecisionIn | None = None) -> dict[str, Any]:
-        return await operator_actions.approve(rt, principal, action_id, data.note if data else None)
+                      data: DecisionIn | None = None) -> OperatorActionOut:
+        return OperatorActionOut.answer(
+            await operator_actions.approve(rt, principal, action_id, data.note if data else None))
 
     @post("/{action_id:int}/reject", operation_id="rejectOperatorAction", status_code=200,
           summary="Reject a pending proposal (any operator; the proposer may withdraw their own)")
     async def reject(self, rt: Runtime, principal: Principal, action_id: Id,
-                     data: DecisionIn | None = None) -> dict[str, Any]:
-        return await operator_actions.reject(rt, principal, action_id, data.note if data else None)
+                     data: DecisionIn | None = None) -> OperatorActionOut:
+        rejected = await operator_actions.reject(rt, principal, action_id, data.note if data else None)
+        return OperatorActionOut.of(rejected)
 
 
 class AuditController(Controller):
     path = "/v1/audit"
-    tags = ("audit",)  # type: ignore[assignment]
+    tags = ("audit",)
 
     @get("/events", operation_id="listAuditEvents",
          summary="The audit trail of administrative actions, oldest first (operators and auditors)")
     async def events(self, rt: Runtime, after: After = 0, limit: Limit = 100,
                      operation: Annotated[str | None, Parameter(max_length=64)] = None,
-                     actor: Annotated[str | None, Parameter(max_length=64)] = None) -> list[dict[str, Any]]:
+                     actor: Annotated[str | None, Parameter(max_length=64)] = None) -> list[AuditEventOut]:
         async with rt.read() as conn:
-            return await audit.listing(conn, after=after, limit=limit, operation=operation, actor=actor)
+            found = await audit.listing(conn, after=after, limit=limit, operation=operation, actor=actor)
+        return [AuditEventOut.of(r) for r in found]
 
     @get("/anonymous-refusals", operation_id="listAnonymousRefusals",
          summary="Refused administrative requests without a valid key, counted per client address and minute")
     async def anonymous(self, rt: Runtime, after_minute: Minute = 0,
-                        limit: Limit = 100) -> list[dict[str, Any]]:
+                        limit: Limit = 100) -> list[AnonymousRefusalsOut]:
         async with rt.read() as conn:
-            return await audit.anonymous_refusals(conn, after_minute=after_minute, limit=limit)
+            found = await audit.anonymous_refusals(conn, after_minute=after_minute, limit=limit)
+        return [AnonymousRefusalsOut.of(r) for r in found]
 
     @get("/verification", operation_id="verifyAuditTrail",
          summary="Recompute the audit trail's hash chain; optionally check a head (seq, hash) you recorded")
     async def verify(self, rt: Runtime, seq: Annotated[int | None, Parameter(ge=1, le=2**53 - 1)] = None,
                      hash: Annotated[str | None, Parameter(min_length=64, max_length=64)] = None,
-                     ) -> dict[str, Any]:
+                     ) -> ChainCheckOut:
         if (seq is None) != (hash is None):
             raise Invalid("invalid_head", "give both seq and hash, or neither")
         if hash is not None and not _HEX64.match(hash):
             raise Invalid("invalid_head", "hash is 64 lower-case hex digits")
         async with rt.read() as conn:
-            return await audit.verify(conn, (seq, bytes.fromhex(hash)) if seq is not None and hash else None)
+            return ChainCheckOut.of(
+                await audit.verify(conn, (seq, bytes.fromhex(hash)) if seq is not None and hash else None))

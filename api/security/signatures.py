@@ -37,12 +37,12 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError
 from exchange.core.principal import Principal
 from exchange.core.units import iso
+from exchange.security import repository
 
 SCHEME = "envx-sig-v1"
 HEADER = "X-Envx-Signature"
@@ -156,9 +156,7 @@ async def verify_and_record(conn: AsyncConnection, principal: Principal, header:
     if abs(now - h.ts) > max_skew:
         raise SignatureError("signature_stale", f"the signature's timestamp is more than {max_skew} s from "
                                                 f"the registry's clock ({now}, {iso(now * 1_000_000)})")
-    key = (await conn.execute(
-        text("SELECT participant_id, public_key, revoked_at FROM participant_signing_keys WHERE id = :k"),
-        {"k": h.key_id})).first()
+    key = await repository.signing_key(conn, h.key_id)
     if key is None or key.participant_id != principal.participant_id:
         raise SignatureError("signature_unknown_key", f"signing key {h.key_id} is not one of yours")
     if key.revoked_at is not None:
@@ -166,16 +164,13 @@ async def verify_and_record(conn: AsyncConnection, principal: Principal, header:
     digest = hashlib.sha256(body).digest()
     msg = canonical(method, target, digest.hex(), h.ts, h.nonce, h.key_id)
     try:
-        Ed25519PublicKey.from_public_bytes(bytes(key.public_key)).verify(h.sig, msg)
+        Ed25519PublicKey.from_public_bytes(key.public_key).verify(h.sig, msg)
     except InvalidSignature:
         raise SignatureError("signature_invalid", "the signature does not match this request") from None
-    record = (await conn.execute(
-        text("""INSERT INTO signed_instructions (signing_key_id, participant_id, api_key_id, nonce, signed_ts,
-                    method, target, body, body_sha256, signature, operation)
-                VALUES (:k, :p, :ak, :n, :ts, :m, :t, :b, :d, :s, :op)
-                ON CONFLICT (signing_key_id, nonce) DO NOTHING RETURNING id"""),
-        {"k": h.key_id, "p": principal.participant_id, "ak": principal.key_id, "n": h.nonce, "ts": h.ts,
-         "m": method, "t": target, "b": body, "d": digest, "s": h.sig, "op": operation})).scalar()
+    record = await repository.record_signed_instruction(
+        conn, signing_key_id=h.key_id, participant_id=principal.participant_id, api_key_id=principal.key_id,
+        nonce=h.nonce, signed_ts=h.ts, method=method, target=target, body=body, body_sha256=digest, signature=h.sig,
+        operation=operation)
     if record is None:
         raise SignatureError("signature_replayed", "this nonce was already used with this key: sign again")
     return {"record": record, "key_id": h.key_id, "ts": h.ts, "nonce": h.nonce, "method": method,
@@ -183,11 +178,11 @@ async def verify_and_record(conn: AsyncConnection, principal: Principal, header:
 
 
 def _policy(state: Any) -> dict[int, tuple[bool, float]]:
-    cache = getattr(state, "_envx_signature_policy", None)
+    cache: dict[int, tuple[bool, float]] | None = getattr(state, "_envx_signature_policy", None)
     if cache is None:
         cache = {}
         state._envx_signature_policy = cache
-    return cache  # type: ignore[no-any-return]
+    return cache
 
 
 async def requires_signatures(state: Any, participant_id: int) -> bool:
@@ -197,8 +192,8 @@ async def requires_signatures(state: Any, participant_id: int) -> bool:
     if hit is not None and hit[1] > now:
         return hit[0]
     async with state.rt.read() as conn:
-        flag = bool((await conn.execute(text("SELECT require_signatures FROM participants WHERE id = :i"),
-                                        {"i": participant_id})).scalar())
+        policy = await repository.signature_policy(conn, participant_id)
+    flag = policy is not None and policy.require_signatures
     if len(cache) > 100_000:
         cache.clear()
     cache[participant_id] = (flag, now + POLICY_CACHE_SECONDS)

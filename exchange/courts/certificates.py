@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import text
 
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CARBON_UNIT, cny, iso, to_text
-from exchange.courts import restoration
+from exchange.courts import certificate_pdf, restoration
+from exchange.courts import repository as repo
 from exchange.verifiable import proofs
 from ledger import certificate as cert_format
 
@@ -34,7 +34,7 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
     key = ("certificate", order_id)
     running = rt.inflight.get(key)
     if running is not None:
-        return await asyncio.shield(running)  # type: ignore[no-any-return]
+        return await asyncio.shield(running)
     made: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     rt.inflight[key] = made
     try:
@@ -50,61 +50,57 @@ async def issue(rt: Runtime, order_id: int) -> dict[str, Any]:
 
 
 async def _issue(rt: Runtime, order_id: int) -> dict[str, Any]:
-    try:
-        state = await restoration.get(rt, None, order_id)
-    except NotFound:
-        state = None
-    done = [f for f in await restoration.fills(rt, order_id) if f["retire_seq"] is not None] if state else []
-    if state is None or not done:
+    found = await restoration.get_with_fills(rt, order_id)
+    done = [f for f in found[1] if f.retire_seq is not None] if found else []
+    if found is None or not done:
         # The certificate is public; an order without retirements has none, and answers exactly as an
         # order that does not exist (the order itself is only for its court, payer and seller).
         raise NotFound("certificate of restoration order", order_id)
-    retired_kg = sum(restoration.to_kg(f["qty"], f["decimals"]) for f in done)
+    state = found[0]
+    retired_kg = restoration.retired_kg(done)
     async with rt.read() as conn:
-        row = (await conn.execute(text(
-            """SELECT certificate FROM restoration_certificates WHERE order_id = :o AND retired_kg = :k
-               ORDER BY issued_at DESC LIMIT 1"""), {"o": order_id, "k": retired_kg})).first()
-    if row is not None and not _names_id_numbers(row.certificate):
-        return dict(row.certificate)
+        stored = await repo.certificate_for(conn, order_id, retired_kg)
+    if stored is not None and not _names_id_numbers(stored):
+        return stored
     blocks = []
     for f in done:
-        ranges = [(int(a), int(b)) for a, b in json.loads(bytes(f["retire_meta"])).get("serials", [])]
+        ranges = f.retired_serials()
         sizes = [e - s + 1 for s, e in ranges]
         # A fill is one trade: its value and fee are the trade's, shared over its blocks by quantity.
-        values, fees = spread(f["notional"], sizes), spread(f["buyer_fee"], sizes)
-        for (start, end), value, fee in zip(ranges, values, fees, strict=True):
-            blocks.append({"instrument": f["instrument"], "serial_start": start, "serial_end": end,
-                           "quantity": to_text(end - start + 1, f["decimals"]), "entry_seq": f["retire_seq"],
-                           "price": cny(f["price"]), "value": cny(value), "fee": cny(fee),
-                           "paid": cny(value + fee), "market": f["market_id"], "trade_id": f["trade_id"]})
-    value, fees = sum(f["notional"] for f in done), sum(f["buyer_fee"] for f in done)
-    receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f["retire_seq"] for f in done})]
+        values, fee_parts = spread(f.notional, sizes), spread(f.buyer_fee, sizes)
+        for (start, end), value, fee in zip(ranges, values, fee_parts, strict=True):
+            blocks.append({"instrument": f.instrument, "serial_start": start, "serial_end": end,
+                           "quantity": to_text(end - start + 1, f.decimals), "entry_seq": f.retire_seq,
+                           "price": cny(f.price), "value": cny(value), "fee": cny(fee),
+                           "paid": cny(value + fee), "market": f.market_id, "trade_id": f.trade_id})
+    value, fees = sum(f.notional for f in done), sum(f.buyer_fee for f in done)
+    receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f.retire_seq for f in done
+                                                                             if f.retire_seq is not None})]
+    o = state.order
     body = {
         "title": "购买碳减排量用于替代性生态修复见证",
         "registry": rt.settings.origin,
-        "order": {k: state[k] for k in ("id", "court", "case_number", "case_type", "judgment_reference",
-                                        "defendants", "payer", "assessed_loss", "assessment_method",
-                                        "assessing_body", "multiplier", "required_quantity", "deadline")},
-        "retired_quantity": state["retired_quantity"],
+        "order": {"id": o.id, "court": o.court, "case_number": o.case_number, "case_type": o.case_type,
+                  "judgment_reference": o.judgment_reference,
+                  "defendants": restoration.public_defendants(o.defendants),  # names, no ID numbers
+                  "payer": o.payer, "assessed_loss": state.assessed_loss, "assessment_method": o.assessment_method,
+                  "assessing_body": o.assessing_body, "multiplier": o.multiplier,
+                  "required_quantity": state.required_quantity, "deadline": str(o.deadline)},
+        "retired_quantity": state.retired_quantity,
         "unit": CARBON_UNIT,
-        "status": "fulfilled" if retired_kg >= await _required(rt, order_id) else "partially_fulfilled",
+        "status": "fulfilled" if retired_kg >= o.required_kg else "partially_fulfilled",
         "paid": cny(value + fees),
         "totals": {"value": cny(value), "fees": cny(fees), "paid": cny(value + fees)},
         "blocks": blocks,
         "issued_at": iso(datetime.now(UTC).replace(microsecond=0)),  # concurrent issues of one state agree
     }
-    body["order"]["deadline"] = str(body["order"]["deadline"])
-    body["order"]["defendants"] = restoration.public_defendants(state["defendants"])  # names, no ID numbers
     signer = rt.verifiable.signer if rt.verifiable is not None else None
     if signer is None:
         raise DomainError("registry_key_missing", "this process has no registry signing key", 503)
     doc = cert_format.build(body, receipts, signer)
     code = cert_format.verification_code(doc["note"])
     async with rt.tx() as conn:
-        await conn.execute(text(
-            """INSERT INTO restoration_certificates (code, order_id, retired_kg, certificate)
-               VALUES (:c, :o, :k, CAST(:doc AS jsonb)) ON CONFLICT DO NOTHING"""),
-            {"c": code, "o": order_id, "k": retired_kg, "doc": json.dumps(doc, ensure_ascii=False)})
+        await repo.insert_certificate(conn, code, order_id, retired_kg, doc)
     return doc
 
 
@@ -119,28 +115,36 @@ def spread(total: int, sizes: list[int]) -> list[int]:
     return shares
 
 
-async def _required(rt: Runtime, order_id: int) -> int:
-    async with rt.read() as conn:
-        return int((await conn.execute(text("SELECT required_kg FROM restoration_orders WHERE id = :o"),
-                                       {"o": order_id})).scalar())
+@dataclass(frozen=True, slots=True)
+class CertificateCheck:
+    """What the public check of a verification code finds: a valid certificate (its order, the entries it
+    proves, the document unless it names an ID number) or why it is not valid."""
+
+    code: str
+    valid: bool
+    verifier_keys: list[str]
+    order_id: int | None = None
+    entries: list[int] | None = None
+    certificate: dict[str, Any] | None = None
+    reason: str | None = None
+    detail: str | None = None
 
 
-async def verify_code(rt: Runtime, code: str) -> dict[str, Any]:
+async def verify_code(rt: Runtime, code: str) -> CertificateCheck:
     """Public check by verification code: the stored certificate, re-verified against the registry's keys."""
     async with rt.read() as conn:
-        row = (await conn.execute(text("SELECT certificate, order_id FROM restoration_certificates WHERE code = :c"),
-                                  {"c": code})).first()
-    if row is None:
+        stored = await repo.certificate_by_code(conn, code)
+    if stored is None:
         raise NotFound("certificate", code)
-    keys = [k["verifier_key"] for k in await proofs.signing_keys(rt)]
+    keys = [k.verifier_key for k in await proofs.signing_keys(rt)]
     try:
-        verified = cert_format.verify(row.certificate, keys, origin=rt.settings.origin)
+        verified = cert_format.verify(stored.certificate, keys, origin=rt.settings.origin)
     except cert_format.CertificateError as exc:
-        return {"code": code, "valid": False, "reason": exc.code, "detail": exc.message}
+        return CertificateCheck(code, False, keys, reason=exc.code, detail=exc.message)
     # A certificate signed before ID numbers were left out is still valid, but not shown to the public.
-    document = None if _names_id_numbers(row.certificate) else row.certificate
-    return {"code": code, "valid": True, "order_id": row.order_id, "entries": list(verified.entries),
-            "certificate": document, "verifier_keys": keys}
+    document = None if _names_id_numbers(stored.certificate) else stored.certificate
+    return CertificateCheck(code, True, keys, order_id=stored.order_id, entries=list(verified.entries),
+                            certificate=document)
 
 
 def _names_id_numbers(doc: dict[str, Any]) -> bool:
@@ -149,14 +153,13 @@ def _names_id_numbers(doc: dict[str, Any]) -> bool:
 
 
 def body_of(doc: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(doc["note"][len(cert_format.HEADER):].split("\n", 1)[0])
+    body: dict[str, Any] = json.loads(doc["note"][len(cert_format.HEADER):].split("\n", 1)[0])
+    return body
 
 
 def render_pdf(doc: dict[str, Any], verify_url: str) -> bytes:
     """An A4 certificate in Chinese; the font (Noto Sans CJK, SIL OFL) is embedded as a subset."""
-    from exchange.courts.certificate_pdf import render
-
-    return render(body_of(doc), cert_format.verification_code(doc["note"]), verify_url)
+    return certificate_pdf.render(body_of(doc), cert_format.verification_code(doc["note"]), verify_url)
 
 
 def verify_url(rt: Runtime, code: str) -> str:
@@ -173,23 +176,19 @@ async def pdf(rt: Runtime, order_id: int) -> bytes:
     doc = await issue(rt, order_id)
     code = cert_format.verification_code(doc["note"])
     async with rt.read() as conn:
-        stored = (await conn.execute(text("SELECT pdf FROM restoration_certificate_pdfs WHERE code = :c"),
-                                     {"c": code})).scalar()
+        stored = await repo.stored_pdf(conn, code)
     if stored is not None:
-        return bytes(stored)
+        return stored
     key = ("certificate.pdf", code)
     running = rt.inflight.get(key)
     if running is not None:  # someone is rendering it right now: wait for their bytes
-        return await asyncio.shield(running)  # type: ignore[no-any-return]
+        return await asyncio.shield(running)
     done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
     rt.inflight[key] = done
     try:
         rendered = await asyncio.to_thread(render_pdf, doc, verify_url(rt, code))
         async with rt.tx() as conn:
-            await conn.execute(text("""INSERT INTO restoration_certificate_pdfs (code, pdf) VALUES (:c, :p)
-                                       ON CONFLICT DO NOTHING"""), {"c": code, "p": rendered})
-            kept = bytes((await conn.execute(text("SELECT pdf FROM restoration_certificate_pdfs WHERE code = :c"),
-                                             {"c": code})).scalar_one())
+            kept = await repo.keep_pdf(conn, code, rendered)
         done.set_result(kept)
         return kept
     except BaseException as exc:

@@ -24,6 +24,7 @@ Lock order, everywhere: pledge rows before freeze rows.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -35,11 +36,15 @@ from exchange.core.idempotency import INTERNAL, check_replay, fingerprint, repla
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, to_base, to_text
-from exchange.pledging import repository as repo
+from exchange.courts import repository as repo
+from exchange.courts.models import Freeze, FreezeEvent
+from exchange.pledging import repository as pledges
 from exchange.pledging import service as pledging
 from exchange.pledging.service import translate_refusals
 from exchange.registry import instruments, participants
 from ledger import commands as c
+from ledger import queries as ledger
+from ledger.queries import FrozenBlock
 from pledges import ranges as rg
 from pledges import valuation as val
 
@@ -55,9 +60,9 @@ async def _pick(rt: Runtime, account: int, instrument: str, qty: int) -> list[tu
     the entry replayable. If the holdings change meanwhile the ledger refuses (serials_not_available).
     """
     async with rt.read() as conn:
-        blocks = await repo.freezable_blocks(conn, account, instrument)
-    free = [(b["start_serial"], b["end_serial"]) for b in blocks if not b["pledged"]]
-    pledged = [(b["start_serial"], b["end_serial"]) for b in blocks if b["pledged"]]
+        blocks = await ledger.freezable_blocks(conn, account, instrument)
+    free = [(start, end) for start, end, is_pledged in blocks if not is_pledged]
+    pledged = [(start, end) for start, end, is_pledged in blocks if is_pledged]
     have_free = rg.total(free)
     if have_free + rg.total(pledged) < qty:
         return []  # let the ledger refuse with its own code and numbers
@@ -67,66 +72,58 @@ async def _pick(rt: Runtime, account: int, instrument: str, qty: int) -> list[tu
     return rg.normalise(picked)
 
 
-def _view(f: dict[str, Any], events: list[dict[str, Any]] | None = None,
-          blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    dec = f["decimals"]
-    out = {
-        "id": f["id"], "freeze_no": f["freeze_no"], "status": f["status"],
-        "court": {"id": f["court_id"], "name": f["court_name"]},
-        "holder": {"id": f["holder_id"], "name": f["holder_name"], "uscc": f["holder_uscc"]},
-        "instrument": f["instrument"], "quantity": to_text(f["quantity"], dec),
-        "serials": [{"start": s, "end": e} for s, e in f["serials"] or []],
-        "case_number": f["case_number"], "notice_number": f["notice_number"],
-        "term_start": f["term_start"], "term_end": f["term_end"], "expires_at": f["expires_at"],
-        "deduct_to_id": f["deduct_to_id"], "hold_id": f["hold_id"], "predecessor_id": f["predecessor_id"],
-        "root_id": f["root_id"], "deducted_quantity": None if f["deducted_quantity"] is None
-        else to_text(f["deducted_quantity"], dec), "proceeds_received": to_text(f["proceeds_received"], CNY_DECIMALS),
-        "created_at": f["created_at"], "resolved_at": f["resolved_at"],
-    }
-    if blocks is not None:
-        out["blocks"] = [{"start": b["start_serial"], "end": b["end_serial"], "batch": b["batch"],
-                          "pledge_hold": b["hold"]} for b in blocks]
-    if events is not None:
-        out["events"] = [{"id": e["id"], "type": e["type"], "data": pledging.present(e["data"], dec),
-                          "ledger_seqs": list(e["ledger_seqs"]), "actor": e["actor"], "at": e["created_at"]}
-                         for e in events]
-    return out
+@dataclass(frozen=True, slots=True)
+class FreezeView:
+    """A freeze as a party sees it: with the blocks it locks now and its history (`get`), or alone (listings)."""
+
+    freeze: Freeze
+    blocks: list[FrozenBlock] | None = None
+    events: list[FreezeEvent] | None = None
+
+    def event_data(self, e: FreezeEvent) -> dict[str, Any]:
+        """An event's data with its quantities in the instrument's unit."""
+        data: dict[str, Any] = pledging.present(e.data, self.freeze.decimals)
+        return data
 
 
-def _can_see(who: Principal, f: dict[str, Any]) -> bool:
-    return who.kind in SEES_ALL or who.participant_id in (f["court_id"], f["holder_id"])
+def _can_see(who: Principal, f: Freeze) -> bool:
+    return who.kind in SEES_ALL or who.participant_id in (f.court_id, f.holder_id)
 
 
-async def get(rt: Runtime, who: Principal, freeze_id: int) -> dict[str, Any]:
+async def _view(conn: AsyncConnection, who: Principal, freeze_id: int) -> FreezeView:
+    f = await repo.get_freeze(conn, freeze_id)
+    if f is None or not _can_see(who, f):  # another court's freeze: as if there were none
+        raise NotFound("freeze", freeze_id)
+    blocks = await ledger.frozen_blocks(conn, f.hold_id) if f.status == "active" and f.hold_id else []
+    return FreezeView(f, blocks, await repo.freeze_events_of(conn, freeze_id))
+
+
+async def get(rt: Runtime, who: Principal, freeze_id: int) -> FreezeView:
     async with rt.read() as conn:
-        f = await repo.get_freeze(conn, freeze_id)
-        if f is None or not _can_see(who, f):  # another court's freeze: as if there were none
-            raise NotFound("freeze", freeze_id)
-        blocks = await repo.frozen_blocks(conn, f["hold_id"]) if f["status"] == "active" and f["hold_id"] else []
-        return _view(f, await repo.freeze_events_of(conn, freeze_id), blocks)
+        return await _view(conn, who, freeze_id)
 
 
-async def listing(rt: Runtime, who: Principal, *, status: str | None, after: int, limit: int) -> list[dict[str, Any]]:
+async def listing(rt: Runtime, who: Principal, *, status: str | None, after: int, limit: int) -> list[FreezeView]:
     court = who.participant_id if who.kind == "court" else None
     holder = None if who.kind in SEES_ALL or who.kind == "court" else who.participant_id
     async with rt.read() as conn:
-        return [_view(f) for f in await repo.list_freezes(conn, court=court, holder=holder, status=status,
-                                                          after=after, limit=limit)]
+        return [FreezeView(f) for f in await repo.freezes(conn, court=court, holder=holder, status=status,
+                                                           after=after, limit=limit)]
 
 
 async def _replay(conn: AsyncConnection, who: Principal, client_id: str, fp: bytes) -> int | None:
-    prior = await repo.freeze_event_by_client(conn, who.actor, client_id)
+    prior = await repo.freeze_by_client(conn, who.actor, client_id)
     if prior is None:
         return None
-    check_replay(prior.fingerprint, fp)
-    return int(prior.freeze_id)
+    check_replay(prior[1], fp)
+    return prior[0]
 
 
 @translate_refusals
 async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int, holder_identifier: str | None,
                  instrument: str, quantity: str,
                  serials: list[tuple[int, int]] | None, case_number: str, notice_number: str, term_start: date,
-                 term_end: date, deduct_to_id: int | None) -> dict[str, Any]:
+                 term_end: date, deduct_to_id: int | None) -> FreezeView:
     if who.kind != "court":
         raise Forbidden("only a court freezes holdings")
     inst = await instruments.get(rt, instrument)
@@ -153,12 +150,12 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
                       "serials": [list(r) for r in named], "case": case_number, "notice": notice_number,
                       "term": [term_start.isoformat(), term_end.isoformat()], "deduct_to": deduct_to_id})
 
-    async def replay() -> dict[str, Any] | None:
+    async def replay() -> FreezeView | None:
         async with rt.read() as conn:
             done = await _replay(conn, who, client_id, fp)
-        return None if done is None else await get(rt, who, done)
+            return None if done is None else await _view(conn, who, done)
 
-    async def freeze() -> dict[str, Any]:
+    async def freeze() -> FreezeView:
         return await _freeze(rt, who, client_id, fp, holder, instrument, qty, named, case_number, notice_number,
                              term_start, term_end, expires, deduct_to_id)
 
@@ -169,7 +166,7 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
 
 async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder: dict[str, Any], instrument: str,
                   qty: int, named: list[tuple[int, int]], case_number: str, notice_number: str, term_start: date,
-                  term_end: date, expires: datetime, deduct_to_id: int | None) -> dict[str, Any]:
+                  term_end: date, expires: datetime, deduct_to_id: int | None) -> FreezeView:
     async with rt.read() as conn:
         if await repo.freeze_notice_taken(conn, who.participant_id, notice_number):
             raise DomainError("duplicate_notice", f"notice {notice_number} already froze holdings")
@@ -180,7 +177,7 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
         named = await _pick(rt, holder["holding_account"], instrument, qty)
     async with rt.read() as conn:
         # Pledged and free units sit in separate blocks: name them piece by piece.
-        pieces = tuple(rg.split_at(named, await repo.block_bounds(conn, instrument, holder["holding_account"])))
+        pieces = tuple(rg.split_at(named, await ledger.block_bounds(conn, instrument, holder["holding_account"])))
     # The API key's client id names the ledger request: a retry after a crash re-finds the same hold.
     entry = await rt.submit(c.Request(
         who.actor, c.CreateHold("freeze", holder["holding_account"], court_holding, instrument, qty, pieces,
@@ -190,7 +187,7 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
     frozen = [list(r) for r in rg.normalise(json.loads(entry.meta).get("serials", []))]
     try:
         async with rt.tx() as conn:
-            no = await repo.next_registration_no(conn)
+            no = await pledges.next_registration_no(conn)
             freeze_id = await repo.insert_freeze(
                 conn, court_id=who.participant_id, holder_id=holder["id"], instrument=instrument, quantity=qty,
                 requested_serials=[list(r) for r in named] or None, serials=frozen, case_number=case_number,
@@ -216,68 +213,69 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
     return await get(rt, who, freeze_id)
 
 
-async def _locked(conn: AsyncConnection, who: Principal, freeze_id: int) -> dict[str, Any]:
-    f = await repo.lock_freeze(conn, freeze_id)
+async def _locked(conn: AsyncConnection, who: Principal, freeze_id: int) -> Freeze:
+    f = await repo.get_freeze(conn, freeze_id, lock=True)
     if f is None or not _can_see(who, f):  # visibility first, then the party, then the state
         raise NotFound("freeze", freeze_id)
-    if who.participant_id != f["court_id"]:
+    if who.participant_id != f.court_id:
         raise Forbidden("only the court that froze the holdings may change the freeze")
-    if f["status"] != "active":
-        code = "freeze_expired" if f["status"] == "expired" else "freeze_closed"
-        raise DomainError(code, f"freeze {freeze_id} is {f['status']}")
-    if pledging.now() >= f["expires_at"]:
-        raise DomainError("freeze_expired", f"freeze {freeze_id} expired at {iso(f['expires_at'])}")
+    if f.status != "active":
+        code = "freeze_expired" if f.status == "expired" else "freeze_closed"
+        raise DomainError(code, f"freeze {freeze_id} is {f.status}")
+    if pledging.now() >= f.expires_at:
+        raise DomainError("freeze_expired", f"freeze {freeze_id} expired at {iso(f.expires_at)}")
     return f
 
 
 @translate_refusals
 async def renew(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, term_end: date,
-                notice_number: str) -> dict[str, Any]:
+                notice_number: str) -> FreezeView:
     """续冻 before expiry: the same serials stay frozen without a gap; a new row continues the chain."""
     fp = fingerprint({"op": "renew", "freeze": freeze_id, "term_end": term_end.isoformat(), "notice": notice_number})
     async with rt.tx() as conn:
         done = await _replay(conn, who, client_id, fp)
         if done is None:
             f = await _locked(conn, who, freeze_id)
-            if term_end <= f["term_end"]:
-                raise Invalid("invalid_term", f"a renewal must end after the current term end {f['term_end']}")
+            if term_end <= f.term_end:
+                raise Invalid("invalid_term", f"a renewal must end after the current term end {f.term_end}")
             if await repo.freeze_notice_taken(conn, who.participant_id, notice_number):
                 raise DomainError("duplicate_notice", f"notice {notice_number} is already on record")
-            blocks = await repo.frozen_blocks(conn, f["hold_id"]) if f["hold_id"] else []
-            serials = tuple((b["start_serial"], b["end_serial"]) for b in blocks)
+            blocks = await ledger.frozen_blocks(conn, f.hold_id) if f.hold_id else []
+            serials = tuple((b.start_serial, b.end_serial) for b in blocks)
             expires = val.end_of_day(term_end)
             seqs: list[int] = []
             hold_id = None
             if blocks:  # a freeze left only with a claim on a pledge sale's surplus renews without units
+                assert f.hold_id is not None  # its blocks are those its hold locks
                 void, hold = await rt.submit_linked([
-                    c.Request(who.actor, c.VoidHold(f["hold_id"]), f"{INTERNAL}freeze:{freeze_id}:renew-void",
+                    c.Request(who.actor, c.VoidHold(f.hold_id), f"{INTERNAL}freeze:{freeze_id}:renew-void",
                               {"freeze": freeze_id, "op": "renew"}),
                     c.Request(who.actor, c.CreateHold("freeze", hold_debit(blocks, f), court_account(who),
-                                                      f["instrument"], f["quantity"], serials,
+                                                      f.instrument, f.quantity, serials,
                                                       pledging.micros(expires)),
                               f"{INTERNAL}freeze:{freeze_id}:renew", {"freeze": freeze_id, "op": "renew",
                                                             "notice_number": notice_number}),
                 ])
                 seqs, hold_id = [void.seq, hold.seq], hold.seq
             done = await repo.insert_freeze(
-                conn, court_id=f["court_id"], holder_id=f["holder_id"], instrument=f["instrument"],
-                quantity=f["quantity"], requested_serials=None, serials=[list(r) for r in serials],
-                case_number=f["case_number"], notice_number=notice_number, term_start=pledging.today(),
-                term_end=term_end, expires_at=expires, deduct_to_id=f["deduct_to_id"], status="active",
-                hold_id=hold_id, predecessor_id=f["id"], root_id=f["root_id"] or f["id"], freeze_no=f["freeze_no"],
-                proceeds_received=f["proceeds_received"], deducted_quantity=f["deducted_quantity"])
-            await repo.update_freeze(conn, f["id"], status="renewed", resolved_at=pledging.now())
-            await repo.add_freeze_event(conn, f["id"], "renewed", {"renewal": done}, seqs, who.actor, None, None)
+                conn, court_id=f.court_id, holder_id=f.holder_id, instrument=f.instrument,
+                quantity=f.quantity, requested_serials=None, serials=[list(r) for r in serials],
+                case_number=f.case_number, notice_number=notice_number, term_start=pledging.today(),
+                term_end=term_end, expires_at=expires, deduct_to_id=f.deduct_to_id, status="active",
+                hold_id=hold_id, predecessor_id=f.id, root_id=f.root_id or f.id, freeze_no=f.freeze_no,
+                proceeds_received=f.proceeds_received, deducted_quantity=f.deducted_quantity)
+            await repo.update_freeze(conn, f.id, status="renewed", resolved_at=pledging.now())
+            await repo.add_freeze_event(conn, f.id, "renewed", {"renewal": done}, seqs, who.actor, None, None)
             await repo.add_freeze_event(conn, done, "frozen",
-                                        {"renewal_of": f["id"], "serials": [list(r) for r in serials]},
+                                        {"renewal_of": f.id, "serials": [list(r) for r in serials]},
                                         seqs, who.actor, client_id, fp)
     return await get(rt, who, done)
 
 
-def hold_debit(blocks: list[dict[str, Any]], f: dict[str, Any]) -> int:
+def hold_debit(blocks: list[FrozenBlock], f: Freeze) -> int:
     if not blocks:
-        raise DomainError("freeze_closed", f"freeze {f['id']} covers no units any more")
-    return int(blocks[0]["account"])
+        raise DomainError("freeze_closed", f"freeze {f.id} covers no units any more")
+    return blocks[0].account
 
 
 def court_account(who: Principal) -> int:
@@ -288,76 +286,97 @@ def court_account(who: Principal) -> int:
 
 @translate_refusals
 async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, quantity: str | None,
-                 to_participant: int | None) -> dict[str, Any]:
+                 to_participant: int | None) -> FreezeView:
     """扣划: frozen units that no pledge holds go to the court's account (and on to the account it names);
     by default all of them. What is not deducted stays frozen. Pledged frozen units wait behind the
     pledge (`pledged` if more is asked than is free)."""
     fp = fingerprint({"op": "deduct", "freeze": freeze_id, "quantity": quantity, "to": to_participant})
+    onward = await _destination(rt, who, freeze_id, to_participant)
     async with rt.tx() as conn:
         done = await _replay(conn, who, client_id, fp)
         if done is None:
             f = await _locked(conn, who, freeze_id)
-            if f["hold_id"] is None:
+            if f.hold_id is None:
                 raise DomainError("nothing_frozen", f"freeze {freeze_id} holds no units any more: the senior "
                                   "pledgee's sale took them and pays this court its share of the surplus "
-                                  f"({to_text(f['proceeds_received'], CNY_DECIMALS)} so far)")
-            blocks = await repo.frozen_blocks(conn, f["hold_id"])
-            free = rg.normalise((b["start_serial"], b["end_serial"]) for b in blocks if b["hold"] is None)
+                                  f"({to_text(f.proceeds_received, CNY_DECIMALS)} so far)")
+            blocks = await ledger.frozen_blocks(conn, f.hold_id)
+            free = rg.normalise((b.start_serial, b.end_serial) for b in blocks if b.hold is None)
             deductible = rg.total(free)
-            amount = deductible if quantity is None else to_base(quantity, f["decimals"])
-            if amount > f["quantity"]:
+            amount = deductible if quantity is None else to_base(quantity, f.decimals)
+            if amount > f.quantity:
                 raise Invalid("quantity_exceeds_freeze", "the deduction exceeds the frozen quantity")
             if amount == 0 or amount > deductible:
                 raise await _pledged(conn, f, blocks, deductible)
-            dest_id = to_participant or f["deduct_to_id"]
+            dest_id = to_participant or f.deduct_to_id
             # The ledger deducts the lowest frozen serials no pledge holds; name the same ones onward.
             moved = rg.take_lowest(free, amount)
-            before = f["deducted_quantity"] or 0
-            reqs = [c.Request(who.actor, c.PostHold(f["hold_id"], amount, keep_remainder=True),
+            before = f.deducted_quantity or 0
+            reqs = [c.Request(who.actor, c.PostHold(f.hold_id, amount, keep_remainder=True),
                               f"{INTERNAL}freeze:{freeze_id}:deduct:{before}",
-                              {"freeze": freeze_id, "op": "deduct", "case_number": f["case_number"]})]
+                              {"freeze": freeze_id, "op": "deduct", "case_number": f.case_number})]
             if dest_id is not None and dest_id != who.participant_id:
-                dest = await participants.counterparty(rt, who, dest_id, kinds=HOLDER_KINDS)
-                pieces = tuple(rg.split_at(moved, await repo.block_bounds(conn, f["instrument"])))
+                assert dest_id == onward[0]  # a freeze's deduct_to_id never changes
+                if isinstance(onward[1], DomainError):
+                    raise onward[1]
+                assert onward[1] is not None
+                dest = onward[1]
+                pieces = tuple(rg.split_at(moved, await ledger.block_bounds(conn, f.instrument)))
                 reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest["holding_account"],
-                                                            f["instrument"], amount, pieces),
+                                                            f.instrument, amount, pieces),
                                       f"{INTERNAL}freeze:{freeze_id}:deduct:{before}:onward",
                                       {"freeze": freeze_id, "op": "deduct", "to_participant": dest_id}))
             entries = await rt.submit_linked(reqs)
-            left = f["quantity"] - amount
-            remaining = rg.minus(_ranges(f["serials"]), moved)
+            left = f.quantity - amount
+            remaining = rg.minus(f.serials, moved)
             # The rest stays frozen: a partial deduction does not end the freeze.
-            await repo.update_freeze(conn, f["id"], status="deducted" if left == 0 else "active",
+            await repo.update_freeze(conn, f.id, status="deducted" if left == 0 else "active",
                                      deducted_quantity=before + amount, quantity=left,
                                      serials=[list(r) for r in remaining],
                                      resolved_at=pledging.now() if left == 0 else None)
-            await repo.add_freeze_event(conn, f["id"], "deducted",
+            await repo.add_freeze_event(conn, f.id, "deducted",
                                         {"quantity": amount, "serials": [list(r) for r in moved],
                                          "to_participant": dest_id or who.participant_id, "still_frozen": left},
                                         [e.seq for e in entries], who.actor, client_id, fp)
-            done = f["id"]
+            done = f.id
     return await get(rt, who, done)
 
 
-def _ranges(v: Any) -> list[tuple[int, int]]:
-    return [(int(a), int(b)) for a, b in (v or [])]
+async def _destination(rt: Runtime, who: Principal, freeze_id: int, to_participant: int | None
+                       ) -> tuple[int | None, dict[str, Any] | DomainError | None]:
+    """Where a deduction goes on to, resolved before the deduction's transaction (no pooled connection is
+    taken inside it): (participant id, the participant or the refusal to answer when the deduction gets
+    there). Nothing is resolved for a freeze the caller may not see (the transaction answers 404 first)."""
+    dest_id = to_participant
+    if dest_id is None:
+        async with rt.read() as conn:
+            f = await repo.get_freeze(conn, freeze_id)
+        if f is None or not _can_see(who, f):
+            return None, None
+        dest_id = f.deduct_to_id
+    if dest_id is None or dest_id == who.participant_id:
+        return dest_id, None
+    try:
+        return dest_id, await participants.counterparty(rt, who, dest_id, kinds=HOLDER_KINDS)
+    except DomainError as exc:
+        return dest_id, exc
 
 
-async def _pledged(conn: AsyncConnection, f: dict[str, Any], blocks: list[dict[str, Any]],
+async def _pledged(conn: AsyncConnection, f: Freeze, blocks: list[FrozenBlock],
                    deductible: int) -> DomainError:
     """The refusal to deduct pledged units, naming the registrations (public) that rank first."""
-    held = {b["hold"]: 0 for b in blocks if b["hold"] is not None}
+    held = {b.hold: 0 for b in blocks if b.hold is not None}
     for b in blocks:
-        if b["hold"] is not None:
-            held[b["hold"]] += b["end_serial"] - b["start_serial"] + 1
+        if b.hold is not None:
+            held[b.hold] += b.size
     names = []
-    for pledge_id in await repo.pledges_of_holds(conn, sorted(held)):
-        p = await repo.get_pledge(conn, pledge_id)
+    for pledge_id in await pledges.pledges_of_holds(conn, sorted(held)):
+        p = await pledges.get_pledge(conn, pledge_id)
         if p is not None:
             names.append((p["number"], p["pledgee_name"], held.get(p["hold_id"], 0)))
-    dec = f["decimals"]
+    dec = f.decimals
     listed = "; ".join(f"{to_text(n, dec)} pledged under registration {num} to {bank}" for num, bank, n in names)
-    return DomainError("pledged", f"of the {to_text(f['quantity'], dec)} frozen units, {listed}: the pledge was "
+    return DomainError("pledged", f"of the {to_text(f.quantity, dec)} frozen units, {listed}: the pledge was "
                        "registered first and its priority survives the freeze (民诉法解释 §157), so they cannot be "
                        f"deducted; at most {to_text(deductible, dec)} can be deducted now and the rest stays frozen. "
                        "If the pledgee enforces, its sale pays this court the frozen share of the surplus.",
@@ -366,25 +385,26 @@ async def _pledged(conn: AsyncConnection, f: dict[str, Any], blocks: list[dict[s
 
 
 @translate_refusals
-async def unfreeze(rt: Runtime, who: Principal, client_id: str, freeze_id: int, note: str | None) -> dict[str, Any]:
+async def unfreeze(rt: Runtime, who: Principal, client_id: str, freeze_id: int, note: str | None) -> FreezeView:
     fp = fingerprint({"op": "unfreeze", "freeze": freeze_id, "note": note})
     async with rt.tx() as conn:
         done = await _replay(conn, who, client_id, fp)
         if done is None:
             await _lock_pledges_first(conn, freeze_id)
             f = await _locked(conn, who, freeze_id)
-            units = await pledging.frozen_pledge_units(conn, f["hold_id"]) if f["hold_id"] else {}
+            units = await pledging.frozen_pledge_units(conn, f.hold_id) if f.hold_id else {}
             seqs = []
-            if f["hold_id"] is not None:
-                entry = await rt.submit(c.Request(who.actor, c.VoidHold(f["hold_id"]),
+            if f.hold_id is not None:
+                entry = await rt.submit(c.Request(who.actor, c.VoidHold(f.hold_id),
                                                   f"{INTERNAL}freeze:{freeze_id}:unfreeze",
                                                   {"freeze": freeze_id, "op": "unfreeze"}))
                 seqs = [entry.seq]
-            await repo.update_freeze(conn, f["id"], status="unfrozen", resolved_at=pledging.now())
-            await repo.add_freeze_event(conn, f["id"], "unfrozen", {"note": note}, seqs, who.actor, client_id, fp)
-            await pledging.note_freeze(conn, units, f["hold_id"], "freeze_lifted",
-                                       {"freeze_id": f["id"], "how": "unfrozen"}, who.actor)
-            done = f["id"]
+            await repo.update_freeze(conn, f.id, status="unfrozen", resolved_at=pledging.now())
+            await repo.add_freeze_event(conn, f.id, "unfrozen", {"note": note}, seqs, who.actor, client_id, fp)
+            if f.hold_id is not None:  # a freeze without units covers no pledged units to tell a bank of
+                await pledging.note_freeze(conn, units, f.hold_id, "freeze_lifted",
+                                           {"freeze_id": f.id, "how": "unfrozen"}, who.actor)
+            done = f.id
     pledging.kick(rt)
     return await get(rt, who, done)
 
@@ -393,10 +413,10 @@ async def _lock_pledges_first(conn: AsyncConnection, freeze_id: int) -> None:
     """Lock the pledge rows a freeze's units belong to before the freeze row (one lock order with
     pledge enforcement, which locks its pledge and then the freezes on its lot)."""
     f = await repo.get_freeze(conn, freeze_id)
-    if f is None or f["hold_id"] is None:
+    if f is None or f.hold_id is None:
         return
-    for pledge_id in await repo.pledges_of_holds(conn, sorted(await pledging.frozen_pledge_units(conn, f["hold_id"]))):
-        await repo.lock_pledge(conn, pledge_id)
+    for pledge_id in await pledges.pledges_of_holds(conn, sorted(await pledging.frozen_pledge_units(conn, f.hold_id))):
+        await pledges.lock_pledge(conn, pledge_id)
 
 
 async def expire_due(rt: Runtime) -> list[int]:
@@ -408,20 +428,21 @@ async def expire_due(rt: Runtime) -> list[int]:
         try:
             async with rt.tx() as conn:
                 await _lock_pledges_first(conn, freeze_id)
-                f = await repo.lock_freeze(conn, freeze_id)
-                if f is None or f["status"] != "active" or f["expires_at"] > now:
+                f = await repo.get_freeze(conn, freeze_id, lock=True)
+                if f is None or f.status != "active" or f.expires_at > now:
                     continue
-                units = await pledging.frozen_pledge_units(conn, f["hold_id"]) if f["hold_id"] else {}
+                units = await pledging.frozen_pledge_units(conn, f.hold_id) if f.hold_id else {}
                 seqs = []
-                if f["hold_id"] is not None:
-                    entry = await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(f["hold_id"]),
+                if f.hold_id is not None:
+                    entry = await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(f.hold_id),
                                                       f"{INTERNAL}freeze:{freeze_id}:expire",
                                                       {"freeze": freeze_id, "op": "expire"}))
                     seqs = [entry.seq]
-                await repo.update_freeze(conn, f["id"], status="expired", resolved_at=now)
-                await repo.add_freeze_event(conn, f["id"], "expired", {}, seqs, SYSTEM_ACTOR, None, None)
-                await pledging.note_freeze(conn, units, f["hold_id"], "freeze_lifted",
-                                           {"freeze_id": f["id"], "how": "expired"}, SYSTEM_ACTOR)
+                await repo.update_freeze(conn, f.id, status="expired", resolved_at=now)
+                await repo.add_freeze_event(conn, f.id, "expired", {}, seqs, SYSTEM_ACTOR, None, None)
+                if f.hold_id is not None:
+                    await pledging.note_freeze(conn, units, f.hold_id, "freeze_lifted",
+                                               {"freeze_id": f.id, "how": "expired"}, SYSTEM_ACTOR)
                 done.append(freeze_id)
         except DomainError:
             continue  # the ledger clock is a hair behind: the next sweep takes it

@@ -89,7 +89,7 @@ async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path
     async with rt.tx() as conn:
         for key, p in people.items():
             k = await keys.create_key(conn, rt.credentials, p["id"], "demo", created_by=DEMO_ACTOR)
-            out[key] = {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k["token"],
+            out[key] = {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k.token,
                         "holding_account": p["holding_account"], "cash_account": p["cash_account"]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, ensure_ascii=False, indent=2), "utf-8")

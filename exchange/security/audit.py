@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.core.units import iso
+from exchange.security.models import AnonymousRefusals, AuditRecord, ChainCheck
 
 GENESIS = bytes(32)
 DOMAIN = b"envx-audit/1\n"
@@ -74,11 +74,6 @@ def row_hash(prev: bytes, fields: list[Any]) -> bytes:
     return hashlib.sha256(DOMAIN + prev + body).digest()
 
 
-def _fields(r: Any) -> list[Any]:
-    return [r.seq, r.ts, r.actor, r.participant_kind, r.api_key_id, r.operation, r.method, r.path, r.client_ip,
-            r.forwarded_for, r.status, r.outcome, r.detail]
-
-
 async def append(conn: AsyncConnection, ev: AuditEvent) -> int:
     """Append one row in the caller's transaction; returns its sequence number."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
@@ -118,27 +113,16 @@ async def record_anonymous(conn: AsyncConnection, ev: AuditEvent) -> int | None:
     return seq
 
 
-async def anonymous_refusals(conn: AsyncConnection, *, after_minute: int, limit: int) -> list[dict[str, Any]]:
+async def anonymous_refusals(conn: AsyncConnection, *, after_minute: int, limit: int) -> list[AnonymousRefusals]:
     rows = await conn.execute(text(
         """SELECT client_ip, extract(epoch FROM minute)::bigint AS minute, refusals, first_seq, last_operation,
                   last_at FROM audit_anonymous_refusals WHERE minute > to_timestamp(:a)
            ORDER BY minute, client_ip LIMIT :n"""), {"a": after_minute, "n": limit})
-    return [dict(r._mapping) for r in rows]
-
-
-def view(r: Any) -> dict[str, Any]:
-    try:
-        detail = json.loads(r.detail)
-    except ValueError:  # only after tampering; verify() says where
-        detail = r.detail
-    return {"seq": r.seq, "ts": iso(r.ts), "actor": r.actor, "participant_kind": r.participant_kind,
-            "api_key_id": r.api_key_id, "operation": r.operation, "method": r.method, "path": r.path,
-            "client_ip": r.client_ip, "forwarded_for": r.forwarded_for, "status": r.status, "outcome": r.outcome,
-            "detail": detail, "prev_hash": bytes(r.prev_hash).hex(), "hash": bytes(r.hash).hex()}
+    return [AnonymousRefusals.from_row(r) for r in rows]
 
 
 async def listing(conn: AsyncConnection, *, after: int, limit: int, operation: str | None = None,
-                  actor: str | None = None) -> list[dict[str, Any]]:
+                  actor: str | None = None) -> list[AuditRecord]:
     sql = f"SELECT {_COLUMNS} FROM audit_log WHERE seq > :after"
     params: dict[str, Any] = {"after": after, "limit": limit}
     if operation:
@@ -148,39 +132,37 @@ async def listing(conn: AsyncConnection, *, after: int, limit: int, operation: s
         sql += " AND actor = :actor"
         params["actor"] = actor
     rows = await conn.execute(text(sql + " ORDER BY seq LIMIT :limit"), params)
-    return [view(r) for r in rows]
+    return [AuditRecord.from_row(r) for r in rows]
 
 
-async def verify(conn: AsyncConnection, expect: tuple[int, bytes] | None = None) -> dict[str, Any]:
+async def verify(conn: AsyncConnection, expect: tuple[int, bytes] | None = None) -> ChainCheck:
     """Recompute the whole chain. `expect` = (seq, hash) of a head seen earlier: it must still be there."""
     prev, expected_seq, after = GENESIS, 1, 0
     head: tuple[int, bytes] | None = None
     while True:
-        rows = (await conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > :a ORDER BY seq LIMIT :n"),
-                                   {"a": after, "n": PAGE})).all()
+        rows = [AuditRecord.from_row(r) for r in await conn.execute(
+            text(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > :a ORDER BY seq LIMIT :n"), {"a": after, "n": PAGE})]
         for r in rows:
             problem = None
             if r.seq != expected_seq:
                 problem = f"row {expected_seq} is missing (next row is {r.seq})"
-            elif bytes(r.prev_hash) != prev:
+            elif r.prev_hash != prev:
                 problem = f"row {r.seq} does not link to the hash of row {r.seq - 1}"
-            elif bytes(r.hash) != row_hash(prev, _fields(r)):
+            elif r.hash != row_hash(prev, r.fields()):
                 problem = f"row {r.seq} does not match its hash (changed after it was written)"
             if problem:
-                return {"ok": False, "rows_checked": r.seq - 1, "first_bad_seq": min(r.seq, expected_seq),
-                        "problem": problem}
-            prev, expected_seq = bytes(r.hash), r.seq + 1
+                return ChainCheck(False, r.seq - 1, first_bad_seq=min(r.seq, expected_seq), problem=problem)
+            prev, expected_seq = r.hash, r.seq + 1
             head = (r.seq, prev)
         if len(rows) < PAGE:
             break
         after = rows[-1].seq
     n = head[0] if head else 0
-    out: dict[str, Any] = {"ok": True, "rows_checked": n, "head_seq": n,
-                           "head_hash": (head[1] if head else GENESIS).hex()}
+    head_hash = (head[1] if head else GENESIS).hex()
     if expect is not None:
         seq, want = expect
         got = (await conn.execute(text("SELECT hash FROM audit_log WHERE seq = :s"), {"s": seq})).scalar()
         if got is None or bytes(got) != want:
-            out.update(ok=False, first_bad_seq=seq,
-                       problem=f"the head you recorded (row {seq}) is no longer in the chain")
-    return out
+            return ChainCheck(False, n, n, head_hash, first_bad_seq=seq,
+                              problem=f"the head you recorded (row {seq}) is no longer in the chain")
+    return ChainCheck(True, n, n, head_hash)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
-
 from exchange.core.errors import DomainError
 from exchange.core.runtime import Runtime
 from exchange.registry import participants
 from exchange.security import keys
+from exchange.security import repository as repo
 
 BOOTSTRAP_ACTOR = "system:admin"
 
@@ -28,11 +27,9 @@ async def operator_key(rt: Runtime, *, name: str | None = None, participant_id: 
         p = await participants.lookup(rt, participant_id)
     else:
         async with rt.read() as conn:
-            row = (await conn.execute(text(
-                "SELECT id FROM participants WHERE kind = 'operator' AND name = :n ORDER BY id LIMIT 1"),
-                {"n": name})).first()
-        if row:
-            p = await participants.lookup(rt, row.id)
+            found = await repo.operator_named(conn, name)
+        if found is not None:
+            p = await participants.lookup(rt, found)
         else:
             p = await participants.create(rt, BOOTSTRAP_ACTOR, f"admin:operator:{name}", name=name or "",
                                           kind="operator")
@@ -43,5 +40,5 @@ async def operator_key(rt: Runtime, *, name: str | None = None, participant_id: 
         raise DomainError("participant_suspended", f"participant {p['id']} is suspended")
     async with rt.tx() as conn:
         k = await keys.create_key(conn, rt.credentials, p["id"], label, created_by=BOOTSTRAP_ACTOR)
-    return {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "key_id": k["id"],
-            "api_key": k["token"]}
+    # What the CLI prints (envx admin create-key): JSON for the person who runs it.
+    return {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "key_id": k.id, "api_key": k.token}

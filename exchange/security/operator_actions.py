@@ -46,8 +46,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
-
 from exchange.core.errors import DomainError, Forbidden, NotFound
 from exchange.core.idempotency import internal
 from exchange.core.principal import Principal
@@ -57,11 +55,11 @@ from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base
 from exchange.registry import cash, instruments, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry.subjects import subject_from_payload
-from exchange.security import credentials
+from exchange.security import credentials, enrollment
+from exchange.security import repository as repo
+from exchange.security.enrollment import FirstHalf, SecondHalf
+from exchange.security.models import OperatorAction
 from exchange.trading import amendments, markets
-
-_COLUMNS = ("id, kind, payload, summary, status, proposed_by, client_id, created_at, expires_at, decided_by, "
-            "decided_at, decision_note, result, error")
 
 Payload = dict[str, Any]
 
@@ -100,9 +98,11 @@ def _cash(direction: str) -> Execute:
 
 async def _check_instrument(rt: Runtime, p: Payload) -> None:
     instrument_kinds.instrument_attributes(p["kind"], p.get("attributes") or {})
-    async with rt.read() as conn:
-        if (await conn.execute(text("SELECT 1 FROM instruments WHERE code = :c"), {"c": p["code"]})).first():
-            raise DomainError("instrument_exists", f"instrument {p['code']} already exists")
+    try:
+        await instruments.get(rt, p["code"])
+    except NotFound:
+        return
+    raise DomainError("instrument_exists", f"instrument {p['code']} already exists")
 
 
 async def _define_instrument(rt: Runtime, maker: Principal, checker: Principal, cid: str,
@@ -114,10 +114,12 @@ async def _define_instrument(rt: Runtime, maker: Principal, checker: Principal, 
 async def _check_market(rt: Runtime, p: Payload) -> None:
     # The same checks the definition runs when it is approved: a bad tick/lot pair is refused now.
     await markets.check_definition(rt, p["instrument"], p["mode"], p.get("settings") or {})
-    async with rt.read() as conn:
-        market_id = f"{p['instrument']}.{p['mode']}"
-        if (await conn.execute(text("SELECT 1 FROM markets WHERE id = :i"), {"i": market_id})).first():
-            raise DomainError("market_exists", f"market {market_id} already exists")
+    market_id = f"{p['instrument']}.{p['mode']}"
+    try:
+        await markets.get(rt, market_id)
+    except NotFound:
+        return
+    raise DomainError("market_exists", f"market {market_id} already exists")
 
 
 async def _define_market(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
@@ -203,93 +205,80 @@ def _fingerprint(kind: str, payload: Payload) -> bytes:
     return hashlib.sha256(_json({"kind": kind, "payload": payload}).encode()).digest()
 
 
-def view(row: Any) -> dict[str, Any]:
-    m = dict(row._mapping)
-    m.pop("fingerprint", None)  # internal: the request digest behind the client id
-    m["approve"] = f"/v1/operator-actions/{m['id']}/approve" if m["status"] == "pending" else None
-    return m
+@dataclass(frozen=True, slots=True)
+class ActionAnswer:
+    """An action as its proposer or approver is answered: with its enrollment code's half, to that one only."""
+
+    action: OperatorAction
+    enrollment: FirstHalf | SecondHalf | None = None
 
 
-async def propose(rt: Runtime, who: Principal, client_id: str, kind: str, payload: Payload) -> dict[str, Any]:
+async def propose(rt: Runtime, who: Principal, client_id: str, kind: str, payload: Payload) -> ActionAnswer:
     """Store a proposal (202). For admissions and new enrollment codes the answer also carries the code's
     first half, to the proposer only: a retry by the proposer shows it again, nobody else ever sees it."""
     k = KINDS[kind]
     fp = _fingerprint(kind, payload)
     async with rt.read() as conn:
-        row = (await conn.execute(
-            text(f"SELECT {_COLUMNS}, fingerprint FROM operator_actions WHERE proposed_by = :a AND client_id = :c"),
-            {"a": who.actor, "c": client_id})).first()
-    if row is None:
+        prior = await repo.action_by_client(conn, who.actor, client_id)
+    if prior is None:
         await k.check(rt, payload)
         expires = datetime.now(UTC) + timedelta(hours=rt.settings.operator_action_ttl_hours)
         async with rt.tx() as conn:
-            new = (await conn.execute(
-                text("""INSERT INTO operator_actions (kind, payload, summary, proposed_by, client_id, fingerprint,
-                                                      expires_at)
-                        VALUES (:k, CAST(:p AS jsonb), :s, :a, :c, :fp, :exp)
-                        ON CONFLICT (proposed_by, client_id) DO NOTHING RETURNING id"""),
-                {"k": kind, "p": _json(payload), "s": k.summary(payload), "a": who.actor, "c": client_id, "fp": fp,
-                 "exp": expires})).scalar()
+            new = await repo.insert_action(conn, kind=kind, payload=payload, summary=k.summary(payload),
+                                           proposed_by=who.actor, client_id=client_id, fingerprint=fp,
+                                           expires_at=expires)
             if new is not None and k.enrolls is not None:
-                await credentials.open_code(conn, credentials.creds(rt), created_by=who.actor,
-                                            client_id=f"operator-action:{new}", four_eyes=True,
-                                            operator_action_id=new, participant_id=payload.get("participant_id"))
+                await enrollment.open_code(conn, enrollment.creds(rt), created_by=who.actor,
+                                           client_id=f"operator-action:{new}", four_eyes=True,
+                                           operator_action_id=new, participant_id=payload.get("participant_id"))
         if new is None:  # a concurrent retry inserted it first
             return await propose(rt, who, client_id, kind, payload)
         return await _proposed(rt, await get(rt, new))
-    if bytes(row.fingerprint) != fp:
+    if prior.fingerprint != fp:
         raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-    return await _proposed(rt, view(row))
+    return await _proposed(rt, prior)
 
 
-async def _proposed(rt: Runtime, action: dict[str, Any]) -> dict[str, Any]:
-    if KINDS[action["kind"]].enrolls is None:
-        return action
+async def _proposed(rt: Runtime, action: OperatorAction) -> ActionAnswer:
+    if KINDS[action.kind].enrolls is None:
+        return ActionAnswer(action)
     async with rt.read() as conn:
-        code = await credentials.code_of_action(conn, action["id"])
-    return {**action, "enrollment": credentials.first_half_answer(credentials.creds(rt), code)}
+        code = await enrollment.code_of_action(conn, action.id)
+    return ActionAnswer(action, enrollment.first_half_answer(enrollment.creds(rt), code))
 
 
-async def get(rt: Runtime, action_id: int) -> dict[str, Any]:
+async def get(rt: Runtime, action_id: int) -> OperatorAction:
     async with rt.read() as conn:
-        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM operator_actions WHERE id = :i"),
-                                  {"i": action_id})).first()
-    if row is None:
+        action = await repo.get_action(conn, action_id)
+    if action is None:
         raise NotFound("operator action", action_id)
-    return view(row)
+    return action
 
 
-async def listing(rt: Runtime, status: str | None, limit: int, after: int) -> list[dict[str, Any]]:
-    sql = f"SELECT {_COLUMNS} FROM operator_actions WHERE id > :after"
-    params: dict[str, Any] = {"after": after, "limit": limit}
-    if status:
-        sql += " AND status = :status"
-        params["status"] = status
+async def listing(rt: Runtime, status: str | None, limit: int, after: int) -> list[OperatorAction]:
     async with rt.read() as conn:
-        return [view(r) for r in await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)]
+        return await repo.actions(conn, status, limit, after)
 
 
 def _participant_id(actor: str) -> int | None:
     return int(actor.split(":", 1)[1]) if actor.startswith("participant:") else None
 
 
-async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None) -> dict[str, Any]:
+async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None) -> ActionAnswer:
     failure: DomainError | None = None
-    second_half: dict[str, Any] | None = None
+    second_half: SecondHalf | None = None
     # The row lock serialises approvals of one action; the derived client id makes a re-execution after a
     # crash (ledger written, status not yet) a replay in the services, never a second deposit.
     async with rt.tx() as conn:
-        row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM operator_actions WHERE id = :i FOR UPDATE"),
-                                  {"i": action_id})).first()
+        row = await repo.get_action(conn, action_id, lock=True)
         if row is None:
             raise NotFound("operator action", action_id)
         k = KINDS[row.kind]
         if row.status == "executed":  # approving again answers the same result (and its half to its holder only)
             if k.enrolls is not None and row.decided_by == who.actor:
-                code = await credentials.code_of_action(conn, action_id)
-                return {**view(row), "enrollment": credentials.second_half_answer(credentials.creds(rt), code,
-                                                                                  who.actor)}
-            return view(row)
+                code = await enrollment.code_of_action(conn, action_id)
+                return ActionAnswer(row, enrollment.second_half_answer(enrollment.creds(rt), code, who.actor))
+            return ActionAnswer(row)
         if row.status == "rejected":
             raise DomainError("action_rejected", f"operator action {action_id} was rejected")
         if row.status == "failed":
@@ -301,8 +290,7 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
         # and the proposer's standing, as they are now.
         await credentials.assert_current(conn, who)
         maker_id = _participant_id(row.proposed_by)
-        if maker_id is not None and (await conn.execute(
-                text("SELECT status FROM participants WHERE id = :i FOR SHARE"), {"i": maker_id})).scalar() != "active":
+        if maker_id is not None and await repo.participant_status(conn, maker_id) != "active":
             raise DomainError("proposer_suspended", f"operator action {action_id} was proposed by a participant who "
                                                     "is suspended now; it cannot be approved unless reinstated")
         if row.expires_at <= datetime.now(UTC):
@@ -313,41 +301,31 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
             with provenance(operator_action=meta):
                 result = await k.execute(rt, _maker(row.proposed_by), who, execution_id(action_id), row.payload)
             if k.enrolls is not None:
-                code = await credentials.code_of_action(conn, action_id)
-                second_half = await credentials.complete_code(conn, rt, code.id, k.enrolls(row.payload, result),
-                                                              who.actor)
-                result = {**result, "enrollment": {"code_id": code.id, "expires_at": second_half["expires_at"]}}
+                code = await enrollment.code_of_action(conn, action_id)
+                second_half = await enrollment.complete_code(conn, rt, code.id, k.enrolls(row.payload, result),
+                                                             who.actor)
+                result = {**result, "enrollment": {"code_id": code.id, "expires_at": second_half.expires_at}}
         except DomainError as exc:
             if exc.status >= 500:
                 raise  # transient (ledger unavailable): stays pending, approve again later
             failure = exc
-            await conn.execute(
-                text("""UPDATE operator_actions SET status = 'failed', decided_by = :d, decided_at = now(),
-                            decision_note = :n, error = CAST(:e AS jsonb) WHERE id = :i"""),
-                {"d": who.actor, "n": note, "i": action_id,
-                 "e": _json({"status": exc.status, "code": exc.code, "detail": exc.message})})
+            await repo.action_failed(conn, action_id, who.actor, note,
+                                     {"status": exc.status, "code": exc.code, "detail": exc.message})
         else:
-            await conn.execute(
-                text("""UPDATE operator_actions SET status = 'executed', decided_by = :d, decided_at = now(),
-                            decision_note = :n, result = CAST(:r AS jsonb) WHERE id = :i"""),
-                {"d": who.actor, "n": note, "r": _json(times_in_iso(result)), "i": action_id})
+            await repo.action_executed(conn, action_id, who.actor, note, times_in_iso(result))
     if failure is not None:  # recorded as failed (committed above); the approver sees why
         raise DomainError(failure.code, failure.message, failure.status, operator_action=action_id,
                           **failure.extra)
-    done = await get(rt, action_id)
-    return {**done, "enrollment": second_half} if second_half is not None else done
+    return ActionAnswer(await get(rt, action_id), second_half)
 
 
-async def reject(rt: Runtime, who: Principal, action_id: int, note: str | None) -> dict[str, Any]:
+async def reject(rt: Runtime, who: Principal, action_id: int, note: str | None) -> OperatorAction:
     async with rt.tx() as conn:
-        row = (await conn.execute(text("SELECT status FROM operator_actions WHERE id = :i FOR UPDATE"),
-                                  {"i": action_id})).first()
+        row = await repo.get_action(conn, action_id, lock=True)
         if row is None:
             raise NotFound("operator action", action_id)
         if row.status in ("executed", "failed"):
             raise DomainError("action_decided", f"operator action {action_id} was already approved")
         if row.status == "pending":  # rejecting twice is a no-op
-            await conn.execute(
-                text("""UPDATE operator_actions SET status = 'rejected', decided_by = :d, decided_at = now(),
-                            decision_note = :n WHERE id = :i"""), {"d": who.actor, "n": note, "i": action_id})
+            await repo.action_rejected(conn, action_id, who.actor, note)
     return await get(rt, action_id)

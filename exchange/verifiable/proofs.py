@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -23,13 +25,54 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from ledger import checkpoints, merkle, tree_store
+from ledger import checkpoints, merkle, queries, tree_store
 from ledger.checkpoints import Published
 from ledger.encoding import decode_entry
 from ledger.receipt import make_receipt
 
 OVERSIGHT = frozenset({"operator", "auditor"})
 _ACCOUNT_FIELDS = ("debit", "credit", "account", "source", "sink")
+
+# Whether `who` is a party (the court or the payer) of restoration order N: a judicial retirement's units pass
+# through the clearing account and never reach the payer, so its receipt is theirs by the order it fulfils.
+# The courts package answers it; the composition root (api) passes it in.
+OrderParty = Callable[[Principal, int], Awaitable[bool]]
+
+
+async def _no_order_party(who: Principal, order_id: int) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class LogKey:
+    """A checkpoint key the log registered, from tree size `seq` on; `current`: the newest."""
+
+    seq: int
+    name: str
+    key_id: str
+    verifier_key: str
+    current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    index: int
+    seq: int
+    tree_size: int
+    leaf_hash: str
+    inclusion_path: list[str]
+    root: str
+    checkpoint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+    checkpoint: str | None
 
 
 class CheckpointPending(DomainError):
@@ -51,7 +94,8 @@ def _retry_after(rt: Runtime) -> int:
 async def _raw(conn: AsyncConnection) -> asyncpg.Connection:
     # Proofs read a handful of bytea tiles; the driver connection spares SQLAlchemy's row processing.
     fairy = await conn.get_raw_connection()
-    return fairy.driver_connection  # type: ignore[return-value]
+    raw: asyncpg.Connection = fairy.driver_connection
+    return raw
 
 
 async def checkpoint_note(rt: Runtime) -> str:
@@ -62,16 +106,16 @@ async def checkpoint_note(rt: Runtime) -> str:
     return cp.note
 
 
-async def checkpoint_list(rt: Runtime, before: int | None, limit: int) -> list[dict[str, Any]]:
+async def checkpoint_list(rt: Runtime, before: int | None, limit: int) -> list[Published]:
     async with rt.read() as conn:
-        return [p.view() for p in await checkpoints.listing(await _raw(conn), before, limit)]
+        return list(await checkpoints.listing(await _raw(conn), before, limit))
 
 
-async def signing_keys(rt: Runtime) -> list[dict[str, Any]]:
+async def signing_keys(rt: Runtime) -> list[LogKey]:
     async with rt.read() as conn:
         rows = await checkpoints.registered_keys(await _raw(conn))
-    return [{"seq": r["seq"], "name": r["name"], "key_id": r["key_id"], "verifier_key": r["verifier_key"],
-             "current": i == len(rows) - 1} for i, r in enumerate(rows)]
+    return [LogKey(r["seq"], r["name"], r["key_id"], r["verifier_key"], i == len(rows) - 1)
+            for i, r in enumerate(rows)]
 
 
 async def _tree_size(raw: asyncpg.Connection, wanted: int | None, rt: Runtime,
@@ -91,7 +135,7 @@ async def _tree_size(raw: asyncpg.Connection, wanted: int | None, rt: Runtime,
     return wanted, await checkpoints.at_size(raw, wanted)
 
 
-async def inclusion(rt: Runtime, *, seq: int | None, index: int | None, tree_size: int | None) -> dict[str, Any]:
+async def inclusion(rt: Runtime, *, seq: int | None, index: int | None, tree_size: int | None) -> InclusionProof:
     if (seq is None) == (index is None):
         raise DomainError("validation_error", "give exactly one of seq and index", 422)
     index = seq - 1 if seq is not None else index
@@ -102,42 +146,31 @@ async def inclusion(rt: Runtime, *, seq: int | None, index: int | None, tree_siz
         raw = await _raw(conn)
         size, cp = await _tree_size(raw, tree_size, rt, index + 1)
         leaf, path, root = await tree_store.inclusion_with_root(raw, index, size)
-    return {"index": index, "seq": index + 1, "tree_size": size, "leaf_hash": _b64(leaf),
-            "inclusion_path": [_b64(h) for h in path], "root": _b64(root),
-            "checkpoint": cp.note if cp is not None else None}
+    return InclusionProof(index, index + 1, size, _b64(leaf), [_b64(h) for h in path], _b64(root),
+                          cp.note if cp is not None else None)
 
 
-async def consistency(rt: Runtime, *, first: int, second: int | None) -> dict[str, Any]:
+async def consistency(rt: Runtime, *, first: int, second: int | None) -> ConsistencyProof:
     async with rt.read() as conn:
         raw = await _raw(conn)
         size, cp = await _tree_size(raw, second, rt, first)
         if first > size:
             raise DomainError("invalid_range", f"first ({first}) must not exceed second ({size})", 422)
         proof, first_root, second_root = await tree_store.consistency_with_roots(raw, first, size)
-    return {"first": first, "second": size, "first_root": _b64(first_root), "second_root": _b64(second_root),
-            "proof": [_b64(h) for h in proof], "checkpoint": cp.note if cp is not None else None}
+    return ConsistencyProof(first, size, _b64(first_root), _b64(second_root), [_b64(h) for h in proof],
+                            cp.note if cp is not None else None)
 
 
-async def _may_see(raw: asyncpg.Connection, who: Principal, seq: int, actor: str, body: dict[str, Any],
-                   meta: bytes) -> None:
-    """Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a
-    judicial retirement, whose units pass through the clearing account and never reach the payer --
-    the payer and the court of the restoration order it fulfils. Anyone else: 404, as for no entry."""
+async def _sees_by_accounts(conn: AsyncConnection, who: Principal, actor: str, body: dict[str, Any]) -> bool:
+    """Oversight, the entry's author, or a party to one of its accounts."""
     if who.kind in OVERSIGHT or actor == who.actor:
-        return
+        return True
     accounts = {body[k] for k in _ACCOUNT_FIELDS if isinstance(body.get(k), int)}
     if "hold" in body and not accounts:  # hold.void / hold.expire name only the hold
-        row = await raw.fetchrow("SELECT debit, credit FROM ledger_holds WHERE id = $1", body["hold"])
-        if row is not None:
-            accounts = {row["debit"], row["credit"]}
-    if accounts & {a for a in (who.holding_account, who.cash_account) if a is not None}:
-        return
-    order = _restoration_order(body, meta)
-    if order is not None and await raw.fetchval(
-            "SELECT 1 FROM restoration_orders WHERE id = $1 AND $2 IN (court_id, payer_id)",
-            order, who.participant_id):
-        return
-    raise NotFound("ledger entry", seq)
+        found = await queries.hold_accounts(conn, body["hold"])
+        if found is not None:
+            accounts = set(found)
+    return bool(accounts & {a for a in (who.holding_account, who.cash_account) if a is not None})
 
 
 def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
@@ -151,17 +184,24 @@ def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
     return order if isinstance(order, int) else None
 
 
-async def receipt(rt: Runtime, who: Principal, seq: int) -> dict[str, Any]:
-    """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`)."""
+async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty = _no_order_party) -> dict[str, Any]:
+    """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`).
+
+    Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a
+    judicial retirement -- the payer and the court of the restoration order it fulfils (`order_party`).
+    Anyone else: 404, as for no entry, before anything is said about checkpoints."""
     async with rt.read() as conn:
-        raw = await _raw(conn)
-        row = await raw.fetchrow("SELECT seq, actor, leaf, meta FROM ledger_entries WHERE seq = $1", seq)
+        row = await queries.leaf_entry(conn, seq)
         if row is None:
             raise NotFound("ledger entry", seq)
-        leaf = bytes(row["leaf"])
+        leaf = row.leaf
         entry = decode_entry(leaf)
-        await _may_see(raw, who, seq, row["actor"], entry["body"], bytes(row["meta"]))
-        cp = await checkpoints.at_least(raw, seq)
+        sees = await _sees_by_accounts(conn, who, row.actor, entry["body"])
+        cp = await checkpoints.at_least(await _raw(conn), seq)
+    if not sees:
+        order = _restoration_order(entry["body"], row.meta)
+        if order is None or not await order_party(who, order):
+            raise NotFound("ledger entry", seq)
     if cp is None:
         v = rt.verifiable
         if v is not None:
@@ -177,5 +217,5 @@ async def receipt(rt: Runtime, who: Principal, seq: int) -> dict[str, Any]:
     return make_receipt(leaf, seq - 1, cp.size, path, cp.note, metadata={
         "seq": seq, "type": entry["type"], "key_id": cp.key_id,
         # The committed metadata; its SHA-256 is the entry's "meta" field.
-        "meta": bytes(row["meta"]).decode("utf-8"),
+        "meta": row.meta.decode("utf-8"),
     })

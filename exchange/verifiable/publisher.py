@@ -15,6 +15,7 @@ import logging
 
 import asyncpg
 
+from exchange.core.principal import SYSTEM_ACTOR
 from exchange.core.settings import Settings
 from exchange.verifiable.signing import SigningKeyError, install_new_key, load_signer, new_key_file
 from ledger import commands as c
@@ -69,8 +70,6 @@ class VerifiableLedger:
 
     async def register_key(self, writer: LedgerWriter, signer: Signer) -> Entry | None:
         """Put ``signer``'s public key in the log (a rotation if another key was in force)."""
-        from exchange.core.principal import SYSTEM_ACTOR
-
         vkey = signer.verifier_key_string()
         if vkey in self._log_keys:
             return None

@@ -35,7 +35,7 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 
 async def _raw(conn: AsyncConnection) -> asyncpg.Connection:
     fairy = await conn.get_raw_connection()
-    return fairy.driver_connection  # type: ignore[return-value]
+    return fairy.driver_connection
 
 
 async def cosigned_note(raw: asyncpg.Connection, cp: Published) -> str:

@@ -148,8 +148,9 @@ def test_services_answer_a_concurrent_twin_with_its_result(api: Api, client: Tes
                                          return_exceptions=True))
 
     results = client.blocking_portal.call(orders)
-    assert all(isinstance(r, dict) for r in results), [repr(r)[:200] for r in results if not isinstance(r, dict)]
-    assert len({r["id"] for r in results}) == 1
+    assert all(isinstance(r, restoration.OrderState) for r in results), \
+        [repr(r)[:200] for r in results if not isinstance(r, restoration.OrderState)]
+    assert len({r.order.id for r in results}) == 1
 
 
 
@@ -190,7 +191,7 @@ def test_a_freeze_that_finds_its_twin_committed_answers_with_it(api: Api, client
         return a, await asyncio.gather(b, return_exceptions=True)
 
     a, (b,) = client.blocking_portal.call(run)
-    assert isinstance(b, dict), repr(b)
+    assert isinstance(b, freezing.FreezeView), repr(b)
     assert b == a
     held = sql(client, "SELECT count(*) FROM ledger_holds WHERE kind = 'freeze' AND state = 'pending'")[0][0]
     assert held == 1
