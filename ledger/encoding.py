@@ -134,17 +134,18 @@ def _scalar(value: Any) -> str:
     raise EncodingError(f"entry body values must be scalars, not {t.__name__}")
 
 
-def _exact_scalar(value: Any) -> bool:
-    """The scalar checks of `_scalar` without encoding: True if `value` is a str, an int in range,
-    a bool or None; raises where `_scalar` raises."""
-    t = type(value)
-    if t is str or value is None or t is bool:
-        return True
-    if t is int:
-        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-            raise EncodingError(f"integer {value} outside the I-JSON safe range")
-        return True
-    raise EncodingError(f"entry body values must be scalars, not {t.__name__}")
+# Body key tuples already seen to be plain (the state machine uses a dozen); bounded, so that odd
+# callers cannot grow it.
+_PLAIN_KEY_SETS: set[tuple[Any, ...]] = set()
+
+
+def _plain_keys(keys: tuple[Any, ...]) -> bool:
+    """Keys the direct encoder may write as they are: str, printable ASCII, no `"` or `\\`."""
+    if not all(type(k) is str for k in keys) or not _PLAIN_KEYS.fullmatch("".join(keys)):
+        return False
+    if len(_PLAIN_KEY_SETS) < 256:
+        _PLAIN_KEY_SETS.add(keys)
+    return True
 
 
 def encode_entry(
@@ -162,11 +163,15 @@ def encode_entry(
     `DOMAIN_TAG + canonical_json(entry)`, which `decode_entry` re-checks on every read."""
     if len(prev) != 32:
         raise EncodingError("prev hash must be 32 bytes")
-    for v in (actor, client_id, seq, ts, type_):
-        _exact_scalar(v)
-    for v in body.values():
-        _exact_scalar(v)
-    if all(type(k) is str for k in body) and _PLAIN_KEYS.fullmatch("".join(body)):
+    for v in (actor, client_id, seq, ts, type_, *body.values()):
+        t = type(v)
+        if t is int:
+            if not -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
+                raise EncodingError(f"integer {v} outside the I-JSON safe range")
+        elif t is not str and v is not None and t is not bool:
+            raise EncodingError(f"entry body values must be scalars, not {t.__name__}")
+    keys = tuple(body)
+    if keys in _PLAIN_KEY_SETS or _plain_keys(keys):
         try:
             return DOMAIN_TAG + _fast({"actor": actor, "body": body, "client_id": client_id,
                                        "meta": sha256(meta).hex(), "prev": prev.hex(), "seq": seq, "ts": ts,
