@@ -161,6 +161,12 @@ def encode_entry(
 ) -> bytes:
     """The leaf bytes. Built directly (hot path of the writer); the result is exactly
     `DOMAIN_TAG + canonical_json(entry)`, which `decode_entry` re-checks on every read."""
+    return encode_leaf(seq, prev, ts, type_, actor, client_id, body, meta)
+
+
+def encode_leaf(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
+                body: dict[str, Any], meta: bytes) -> bytes:
+    """`encode_entry` with positional arguments (the state machine's call, once per entry)."""
     if len(prev) != 32:
         raise EncodingError("prev hash must be 32 bytes")
     for v in (actor, client_id, seq, ts, type_, *body.values()):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import commands as c
-from ledger.encoding import ZERO_HASH, canonical_json, encode_entry, entry_hash
+from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, entry_hash
 from ledger.note import NoteError, Verifier
 
 # Account kinds. Holder-like kinds can never be overdrawn.
@@ -351,26 +351,21 @@ class LedgerState:
             raise
 
     def _apply(self, request: c.Request, ts: int) -> Entry:
-        seq = self.head.seq + 1
-        ts = max(ts, self.head.ts)  # entry time never runs backwards
+        head = self.head
+        seq = head.seq + 1
+        if ts < head.ts:
+            ts = head.ts  # entry time never runs backwards
         handler = _HANDLERS.get(type(request.command))
         if handler is None:
             raise Rejection("unknown_command", f"unsupported command {type(request.command).__name__}")
         type_, body, derived = handler(self, request.command, seq, ts)
         meta = canonical_json({**request.meta, **derived} if derived else request.meta)
-        leaf = encode_entry(
-            seq=seq,
-            prev=self.head.hash,
-            ts=ts,
-            type_=type_,
-            actor=request.actor,
-            client_id=request.client_id,
-            body=body,
-            meta=meta,
-        )
+        actor, client_id = request.actor, request.client_id
+        leaf = encode_leaf(seq, head.hash, ts, type_, actor, client_id, body, meta)
         h = entry_hash(leaf)
-        self._set(self, "head", Head(seq=seq, hash=h, ts=ts))
-        return Entry(seq, ts, type_, request.actor, request.client_id, leaf, h, meta, body)
+        self._journal.append((self, "head", head))
+        self.head = Head(seq, h, ts)
+        return Entry(seq, ts, type_, actor, client_id, leaf, h, meta, body)
 
     # ----------------------------------------------------------------- balance primitives
 
@@ -411,7 +406,8 @@ class LedgerState:
             raise Rejection("retired_final", "retired units can never move")
         if account.kind in NEGATIVE_ALLOWED:
             return
-        available = self.balance(account.id, instrument).available
+        b = self.balances.get((account.id, instrument))
+        available = b.posted - b.pending_out if b is not None else 0
         if available < amount:
             raise Rejection(
                 "insufficient_available",
@@ -613,17 +609,17 @@ class LedgerState:
     def _movement(self, debit: Account, credit: Account, inst: Instrument, amount: int,
                   serials: tuple[c.Range, ...], seq: int) -> dict[str, Any]:
         """Move posted value now; returns derived metadata (serial ranges moved)."""
-        self._require_available(debit, inst.code, amount)
-        retired_seq = seq if credit.kind in SINK_KINDS else None
+        code = inst.code
+        self._require_available(debit, code, amount)
         derived: dict[str, Any] = {}
-        if inst.serialised:
-            ranges = self._select_free(debit.id, inst.code, amount, serials)
-            self._move_units(debit.id, credit.id, inst.code, ranges, retired_seq)
+        if inst.kind != "currency":  # serialised
+            ranges = self._select_free(debit.id, code, amount, serials)
+            self._move_units(debit.id, credit.id, code, ranges, seq if credit.kind in SINK_KINDS else None)
             derived["serials"] = [list(r) for r in ranges]
         elif serials:
-            raise Rejection("serials_not_applicable", f"{inst.code} has no serial numbers")
-        self._add_balance(debit.id, inst.code, d_posted=-amount)
-        self._add_balance(credit.id, inst.code, d_posted=amount)
+            raise Rejection("serials_not_applicable", f"{code} has no serial numbers")
+        self._add_balance(debit.id, code, -amount)
+        self._add_balance(credit.id, code, amount)
         return derived
 
     # ----------------------------------------------------------------- handlers
