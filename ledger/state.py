@@ -359,7 +359,10 @@ class LedgerState:
         if handler is None:
             raise Rejection("unknown_command", f"unsupported command {type(request.command).__name__}")
         type_, body, derived = handler(self, request.command, seq, ts)
-        meta = canonical_json({**request.meta, **derived} if derived else request.meta)
+        meta_obj = request.meta
+        if derived or type(meta_obj) is not dict:
+            meta_obj = {**meta_obj, **derived}
+        meta = canonical_json(meta_obj)
         actor, client_id = request.actor, request.client_id
         leaf = encode_leaf(seq, head.hash, ts, type_, actor, client_id, body, meta)
         h = entry_hash(leaf)
