@@ -48,7 +48,8 @@ class EncodingError(ValueError):
 
 def _check(value: Any) -> bool:
     """Refuse anything RFC 8785 would encode ambiguously for us; True if every value has an exact
-    built-in type (so the fast encoder applies), False if some are subclasses (str/int enums ...)."""
+    built-in type (so the fast encoder applies), False if some are subclasses (str/int enums ...).
+    Scalars inside containers are checked inline (metadata is mostly flat)."""
     t = type(value)
     if t is str or value is None or t is bool:
         return True
@@ -65,13 +66,21 @@ def _check(value: Any) -> bool:
                 exact = False
             if not key.isascii():
                 raise EncodingError(f"object key {key!r} must be an ASCII string")
-            if not _check(item):
+            ti = type(item)
+            if ti is int:
+                if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    raise EncodingError(f"integer {item} outside the I-JSON safe range")
+            elif ti is not str and item is not None and ti is not bool and not _check(item):
                 exact = False
         return exact
     if t is list or t is tuple:
         exact = True
         for item in value:
-            if not _check(item):
+            ti = type(item)
+            if ti is int:
+                if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    raise EncodingError(f"integer {item} outside the I-JSON safe range")
+            elif ti is not str and item is not None and ti is not bool and not _check(item):
                 exact = False
         return exact
     _check_subclass(value)
