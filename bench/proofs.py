@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -143,6 +144,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4096)
     ap.add_argument("--unit-share", type=float, default=0.1, help="share of serial-block (unit) transfers")
     ap.add_argument("--skip-full-audit", action="store_true", help="only the replay-free audit")
+    ap.add_argument("--audit-rounds", type=int, default=3, help="audits of each kind; the median is printed")
     args = ap.parse_args()
     dsn = asyncpg_dsn(fresh_database(admin_url(), "envx_bench_proofs"))
     with tempfile.TemporaryDirectory(prefix="envx-bench-proofs-") as data_dir:
@@ -151,17 +153,17 @@ def main() -> None:
         print(f"build: {rate:,.0f} transfers/s through the writer with tree and checkpoints "
               f"({batches:,} batches)", flush=True)
     asyncio.run(proofs(dsn, args.proofs))
-    fast = asyncio.run(verify_database(dsn, replay=False))
-    assert fast.ok, fast.render()
-    print(f"audit without replay: {fast.entries:,} entries in {fast.seconds:.1f} s = "
-          f"{fast.entries / fast.seconds:,.0f} entries/s  ({_timings(fast)})", flush=True)
-    if not args.skip_full_audit:
-        full = asyncio.run(verify_database(dsn))
-        assert full.ok, full.render()
-        print(f"full audit (with replay): {full.entries:,} entries in {full.seconds:.1f} s = "
-              f"{full.entries / full.seconds:,.0f} entries/s  "
-              f"({_timings(full)})")
-    print("goals: proofs p99 < 2 ms; audit >= 200,000 entries/s")
+    kinds = [("audit without replay", False)] + ([] if args.skip_full_audit else [("full audit (with replay)", True)])
+    for label, replay in kinds:
+        rates = []
+        for _ in range(args.audit_rounds):
+            report = asyncio.run(verify_database(dsn, replay=replay))
+            assert report.ok, report.render()
+            rates.append(report.entries / report.seconds)
+            print(f"{label}: {report.entries:,} entries in {report.seconds:.1f} s = {rates[-1]:,.0f} entries/s  "
+                  f"({_timings(report)})", flush=True)
+        print(f"{label}: median of {len(rates)} = {statistics.median(rates):,.0f} entries/s", flush=True)
+    print("goals: proofs p99 < 2 ms; audit >= 300,000 entries/s without replay, >= 100,000 with")
 
 
 if __name__ == "__main__":

@@ -20,22 +20,76 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
+
+import msgspec
 
 DOMAIN_TAG = b"envx-entry/1\n"
 VERSION = 1
 ZERO_HASH = bytes(32)
 MAX_SAFE_INT = 2**53 - 1
 
+# The fast encoder. msgspec writes JSON strings exactly as RFC 8785 (and `json.dumps(ensure_ascii=False)`)
+# do -- `"` and `\` escaped, \b \f \n \r \t, the other controls as lowercase \u00XX, everything else as
+# UTF-8 -- and, with `order="sorted"`, object keys in code-point order, which for the ASCII keys allowed
+# here is RFC 8785's UTF-16 order. tests/ledger/test_canonical_json.py holds it to RFC 8785's vectors and
+# to the stdlib path below on random values. Anything it is not shown to handle goes the stdlib way.
+_fast = msgspec.json.Encoder(order="sorted").encode
+_decode = msgspec.json.decode
+# Body keys the direct entry encoder writes without escaping: printable ASCII except `"` and `\`.
+_PLAIN_KEYS = re.compile(r"[ !#-\[\]-~]*")
+
 
 class EncodingError(ValueError):
     """A value that has no canonical encoding (float, huge int, non-string key)."""
 
 
-def _check(value: Any) -> None:
-    # Walk once to refuse anything RFC 8785 would encode ambiguously for us.
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+def _check(value: Any) -> bool:
+    """Refuse anything RFC 8785 would encode ambiguously for us; True if every value has an exact
+    built-in type (so the fast encoder applies), False if some are subclasses (str/int enums ...).
+    Scalars inside containers are checked inline (metadata is mostly flat)."""
+    t = type(value)
+    if t is str or value is None or t is bool:
+        return True
+    if t is int:
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise EncodingError(f"integer {value} outside the I-JSON safe range")
+        return True
+    if t is dict:
+        exact = True
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise EncodingError(f"object key {key!r} must be an ASCII string")
+                exact = False
+            if not key.isascii():
+                raise EncodingError(f"object key {key!r} must be an ASCII string")
+            ti = type(item)
+            if ti is int:
+                if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    raise EncodingError(f"integer {item} outside the I-JSON safe range")
+            elif ti is not str and item is not None and ti is not bool and not _check(item):
+                exact = False
+        return exact
+    if t is list or t is tuple:
+        exact = True
+        for item in value:
+            ti = type(item)
+            if ti is int:
+                if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    raise EncodingError(f"integer {item} outside the I-JSON safe range")
+            elif ti is not str and item is not None and ti is not bool and not _check(item):
+                exact = False
+        return exact
+    _check_subclass(value)
+    return False
+
+
+def _check_subclass(value: Any) -> None:
+    # Subclasses of the allowed types (an IntEnum, a StrEnum, an OrderedDict ...): checked as before.
+    if isinstance(value, bool | str):
         return
     if isinstance(value, int):
         if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
@@ -54,10 +108,19 @@ def _check(value: Any) -> None:
     raise EncodingError(f"type {type(value).__name__} has no canonical encoding")
 
 
+def canonical_json_stdlib(value: Any) -> bytes:
+    """The reference path: the standard library's encoder (slow: a new encoder object per call)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 bytes for the integer/string subset (ASCII keys sort identically by code unit)."""
-    _check(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if _check(value):
+        try:
+            return _fast(value)
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the stdlib path raises the error callers have always seen
+    return canonical_json_stdlib(value)
 
 
 def sha256(data: bytes) -> bytes:
@@ -80,6 +143,20 @@ def _scalar(value: Any) -> str:
     raise EncodingError(f"entry body values must be scalars, not {t.__name__}")
 
 
+# Body key tuples already seen to be plain (the state machine uses a dozen); bounded, so that odd
+# callers cannot grow it.
+_PLAIN_KEY_SETS: set[tuple[Any, ...]] = set()
+
+
+def _plain_keys(keys: tuple[Any, ...]) -> bool:
+    """Keys the direct encoder may write as they are: str, printable ASCII, no `"` or `\\`."""
+    if not all(type(k) is str for k in keys) or not _PLAIN_KEYS.fullmatch("".join(keys)):
+        return False
+    if len(_PLAIN_KEY_SETS) < 256:
+        _PLAIN_KEY_SETS.add(keys)
+    return True
+
+
 def encode_entry(
     *,
     seq: int,
@@ -93,6 +170,45 @@ def encode_entry(
 ) -> bytes:
     """The leaf bytes. Built directly (hot path of the writer); the result is exactly
     `DOMAIN_TAG + canonical_json(entry)`, which `decode_entry` re-checks on every read."""
+    return encode_leaf(seq, prev, ts, type_, actor, client_id, body, meta)
+
+
+def encode_leaf(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
+                body: dict[str, Any], meta: bytes) -> bytes:
+    """`encode_entry` with positional arguments (the state machine's call, once per entry)."""
+    if len(prev) != 32:
+        raise EncodingError("prev hash must be 32 bytes")
+    for v in (actor, client_id, seq, ts, type_, *body.values()):
+        t = type(v)
+        if t is int:
+            if not -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
+                raise EncodingError(f"integer {v} outside the I-JSON safe range")
+        elif t is not str and v is not None and t is not bool:
+            raise EncodingError(f"entry body values must be scalars, not {t.__name__}")
+    keys = tuple(body)
+    if keys in _PLAIN_KEY_SETS or _plain_keys(keys):
+        try:
+            return DOMAIN_TAG + _fast({"actor": actor, "body": body, "client_id": client_id,
+                                       "meta": sha256(meta).hex(), "prev": prev.hex(), "seq": seq, "ts": ts,
+                                       "type": type_, "v": VERSION})
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the reference path raises as it always has
+    return encode_entry_reference(seq=seq, prev=prev, ts=ts, type_=type_, actor=actor, client_id=client_id,
+                                  body=body, meta=meta)
+
+
+def encode_entry_reference(
+    *,
+    seq: int,
+    prev: bytes,
+    ts: int,
+    type_: str,
+    actor: str,
+    client_id: str | None,
+    body: dict[str, Any],
+    meta: bytes,
+) -> bytes:
+    """The entry encoder written out with the standard library: what `encode_entry` must equal."""
     if len(prev) != 32:
         raise EncodingError("prev hash must be 32 bytes")
     body_json = ",".join(f'"{k}":{_scalar(body[k])}' for k in sorted(body))
@@ -109,8 +225,8 @@ def decode_entry(leaf: bytes) -> dict[str, Any]:
     if not leaf.startswith(DOMAIN_TAG):
         raise EncodingError("missing domain tag")
     try:
-        entry = json.loads(leaf[len(DOMAIN_TAG) :].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        entry = _decode(leaf[len(DOMAIN_TAG) :])
+    except msgspec.DecodeError as exc:
         raise EncodingError(f"entry is not valid JSON: {exc}") from exc
     if not isinstance(entry, dict) or entry.get("v") != VERSION:
         raise EncodingError("unsupported entry version")

@@ -6,10 +6,13 @@ metadata or the order of the log shows up as a mismatch.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import msgspec
+
 from ledger import commands as c
+
+_decode = msgspec.json.decode  # the same values as json.loads for the canonical JSON stored as metadata
 
 
 def _ranges(meta: dict[str, Any]) -> tuple[c.Range, ...]:
@@ -18,7 +21,7 @@ def _ranges(meta: dict[str, Any]) -> tuple[c.Range, ...]:
 
 def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
     body = entry["body"]
-    meta = json.loads(meta_bytes)
+    meta = _decode(meta_bytes)
     t = entry["type"]
     cmd: c.Command
     if t == "instrument.define":

@@ -25,6 +25,7 @@ reproduces them with no counters.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 from collections.abc import Iterable
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import commands as c
-from ledger.encoding import ZERO_HASH, canonical_json, encode_entry, entry_hash
+from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, entry_hash
 from ledger.note import NoteError, Verifier
 
 # Account kinds. Holder-like kinds can never be overdrawn.
@@ -107,8 +108,10 @@ class Account:
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Balance:
+    """Mutable: the state machine changes a balance in place and journals its old numbers (`_restore_balance`)."""
+
     posted: int = 0
     pending_out: int = 0
     pending_in: int = 0
@@ -157,8 +160,11 @@ class Batch:
     reference: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
+    """Mutable in `state`, `posted_amount`, `resolved_seq` and `expires_at`, changed in place and journalled
+    (`_restore_hold`); the rest never changes."""
+
     id: int
     kind: str
     debit: int
@@ -199,6 +205,33 @@ class Head:
 
 BalanceKey = tuple[int, str]
 _MISSING = object()
+
+
+def _restore_balance(b: Balance, old: tuple[int, int, int]) -> None:
+    b.posted, b.pending_out, b.pending_in = old
+
+
+def _restore_hold(h: Hold, old: tuple[str, int, int | None, int | None]) -> None:
+    h.state, h.posted_amount, h.resolved_seq, h.expires_at = old
+
+
+def _start(b: Block) -> int:
+    return b.start
+
+
+def _end(b: Block) -> int:
+    return b.end
+
+
+def _cut(b: Block, start: int, end: int) -> Block:
+    """The part [start, end] of block `b`, every other attribute kept."""
+    return Block(b.instrument, start, end, b.batch, b.account, b.hold, b.retired_seq, b.frozen_by)
+
+
+def _joins(a: Block, b: Block) -> bool:
+    """`b` continues `a` exactly: neighbours that differ only in their range are one block."""
+    return (a.end + 1 == b.start and a.batch == b.batch and a.hold == b.hold and a.retired_seq == b.retired_seq
+            and a.account == b.account and a.frozen_by == b.frozen_by)
 
 
 class LedgerState:
@@ -244,10 +277,13 @@ class LedgerState:
         return len(self._journal)
 
     def rollback(self, mark: int) -> None:
-        while len(self._journal) > mark:
-            table, key, old = self._journal.pop()
+        journal = self._journal
+        while len(journal) > mark:
+            table, key, old = journal.pop()
             if table is self:
                 self.head = old
+            elif type(table) is not dict:
+                key(table, old)  # an object changed in place: `key` restores its old fields
             elif old is _MISSING:
                 table.pop(key, None)
             else:
@@ -315,28 +351,24 @@ class LedgerState:
             raise
 
     def _apply(self, request: c.Request, ts: int) -> Entry:
-        seq = self.head.seq + 1
-        ts = max(ts, self.head.ts)  # entry time never runs backwards
+        head = self.head
+        seq = head.seq + 1
+        if ts < head.ts:
+            ts = head.ts  # entry time never runs backwards
         handler = _HANDLERS.get(type(request.command))
         if handler is None:
             raise Rejection("unknown_command", f"unsupported command {type(request.command).__name__}")
         type_, body, derived = handler(self, request.command, seq, ts)
-        meta_obj = dict(request.meta)
-        meta_obj.update(derived)
+        meta_obj = request.meta
+        if derived or type(meta_obj) is not dict:
+            meta_obj = {**meta_obj, **derived}
         meta = canonical_json(meta_obj)
-        leaf = encode_entry(
-            seq=seq,
-            prev=self.head.hash,
-            ts=ts,
-            type_=type_,
-            actor=request.actor,
-            client_id=request.client_id,
-            body=body,
-            meta=meta,
-        )
+        actor, client_id = request.actor, request.client_id
+        leaf = encode_leaf(seq, head.hash, ts, type_, actor, client_id, body, meta)
         h = entry_hash(leaf)
-        self._set(self, "head", Head(seq=seq, hash=h, ts=ts))
-        return Entry(seq, ts, type_, request.actor, request.client_id, leaf, h, meta, body)
+        self._journal.append((self, "head", head))
+        self.head = Head(seq, h, ts)
+        return Entry(seq, ts, type_, actor, client_id, leaf, h, meta, body)
 
     # ----------------------------------------------------------------- balance primitives
 
@@ -348,23 +380,37 @@ class LedgerState:
                      d_in: int = 0) -> None:
         key = (account, instrument)
         if d_out and self._tracks_blocks(account, instrument):
-            d_out = 0  # already counted from the blocks by _set_blocks
-        b = self.balance(account, instrument)
-        nb = Balance(b.posted + d_posted, b.pending_out + d_out, b.pending_in + d_in)
-        if nb.pending_out < 0 or nb.pending_in < 0:
+            d_out = 0  # already counted from the blocks by _store_blocks
+        b = self.balances.get(key)
+        posted, out, in_ = (b.posted, b.pending_out, b.pending_in) if b is not None else (0, 0, 0)
+        new_posted, new_out, new_in = posted + d_posted, out + d_out, in_ + d_in
+        if new_out < 0 or new_in < 0:
             raise InvariantViolation(f"negative pending on {key}")
-        kind = self.accounts[account].kind
-        if kind not in NEGATIVE_ALLOWED and nb.available < 0:
+        if new_posted - new_out < 0 and self.accounts[account].kind not in NEGATIVE_ALLOWED:
             raise InvariantViolation(f"overdraft on {key}")
-        self._set(self.balances, key, nb)
+        if b is None:
+            self._journal.append((self.balances, key, _MISSING))
+            self.balances[key] = Balance(new_posted, new_out, new_in)
+        elif d_posted or d_out or d_in:
+            self._journal.append((b, _restore_balance, (posted, out, in_)))
+            b.posted, b.pending_out, b.pending_in = new_posted, new_out, new_in
         self.dirty_balances.add(key)
+
+    def _update_hold(self, hold: Hold, state: str, posted_amount: int, resolved_seq: int | None,
+                     expires_at: int | None) -> None:
+        self._journal.append((hold, _restore_hold, (hold.state, hold.posted_amount, hold.resolved_seq,
+                                                    hold.expires_at)))
+        hold.state, hold.posted_amount, hold.resolved_seq, hold.expires_at = (state, posted_amount, resolved_seq,
+                                                                              expires_at)
+        self.dirty_holds.add(hold.id)
 
     def _require_available(self, account: Account, instrument: str, amount: int) -> None:
         if account.kind in SINK_KINDS:
             raise Rejection("retired_final", "retired units can never move")
         if account.kind in NEGATIVE_ALLOWED:
             return
-        available = self.balance(account.id, instrument).available
+        b = self.balances.get((account.id, instrument))
+        available = b.posted - b.pending_out if b is not None else 0
         if available < amount:
             raise Rejection(
                 "insufficient_available",
@@ -375,17 +421,21 @@ class LedgerState:
 
     # ----------------------------------------------------------------- block primitives
 
-    def _set_blocks(self, account: int, instrument: str, blocks: list[Block]) -> None:
-        key = (account, instrument)
-        merged = _merge(sorted(blocks, key=lambda b: b.start))
-        self._set(self.blocks, key, merged)
+    def _store_blocks(self, key: BalanceKey, blocks: list[Block], d_encumbered: int) -> None:
+        """Replace a pair's block list (kept sorted by start and merged: no two neighbours differ only in
+        their range). `d_encumbered` is how many more units of it are held or frozen than before; for a
+        holder's serialised units `pending_out` follows it."""
+        self._set(self.blocks, key, blocks)
         self.dirty_blocks.add(key)
-        if self._tracks_blocks(account, instrument):
-            b = self.balance(account, instrument)
-            encumbered = sum(x.size for x in merged if x.encumbered)
-            if encumbered != b.pending_out:
-                self._set(self.balances, key, Balance(b.posted, encumbered, b.pending_in))
-                self.dirty_balances.add(key)
+        if d_encumbered and self._tracks_blocks(*key):
+            b = self.balances.get(key)
+            if b is None:
+                self._journal.append((self.balances, key, _MISSING))
+                self.balances[key] = Balance(0, d_encumbered, 0)
+            else:
+                self._journal.append((b, _restore_balance, (b.posted, b.pending_out, b.pending_in)))
+                b.pending_out += d_encumbered
+            self.dirty_balances.add(key)
 
     def _select_free(self, account: int, instrument: str, amount: int,
                      serials: tuple[c.Range, ...], hold: int | None = None,
@@ -397,7 +447,25 @@ class LedgerState:
         freeze (with `unpledged`, only those no pledge holds: what a deduction may take), `freezable`
         among free and pledged (unfrozen) blocks, free ones first.
         """
-        blocks = [b for b in self.account_blocks(account, instrument) if b.retired_seq is None]
+        blocks = self.blocks.get((account, instrument), ())
+        if not serials and freeze is None and not freezable:
+            # The common case, lowest first: walk the sorted blocks and stop as soon as there is enough.
+            picked: list[c.Range] = []
+            need = amount
+            for b in blocks:
+                # free blocks (hold None: neither held nor frozen), or the blocks of `hold` (frozen or not)
+                if b.hold == hold and (hold is not None or b.frozen_by is None) and b.retired_seq is None:
+                    size = b.end - b.start + 1
+                    if size >= need:
+                        picked.append((b.start, b.start + need - 1))
+                        need = 0
+                        break
+                    picked.append((b.start, b.end))
+                    need -= size
+            if need:
+                raise InvariantViolation(f"blocks of {account}/{instrument} disagree with its balance")
+            return picked
+        blocks = [b for b in blocks if b.retired_seq is None]
         if freeze is not None:
             candidates = [b for b in blocks if b.frozen_by == freeze and not (unpledged and b.hold is not None)]
         elif freezable:
@@ -415,10 +483,11 @@ class LedgerState:
             # A named range may span neighbouring blocks (another batch, or a free/pledged edge): it is
             # split at block edges, and every unit of it must lie in a candidate block.
             pieces: list[c.Range] = []
-            ordered = sorted(candidates, key=lambda b: b.start)
+            ordered = sorted(candidates, key=_start)
             for s, e in ranges:
                 cursor = s
-                for b in ordered:
+                # Disjoint blocks sorted by start are sorted by end too: skip those that end before s.
+                for b in itertools.islice(ordered, bisect.bisect_left(ordered, s, key=_end), None):
                     if b.end < cursor or b.start > e:
                         continue
                     if b.start > cursor:
@@ -450,45 +519,76 @@ class LedgerState:
         return sorted(picked)
 
     def _carve(self, account: int, instrument: str, ranges: list[c.Range]) -> list[Block]:
-        """Cut `ranges` out of the account's blocks; return the cut pieces (attributes kept)."""
-        remaining: list[Block] = []
+        """Cut `ranges` (each inside one block) out of the account's blocks; return the cut pieces
+        (attributes kept). The list stays sorted: blocks before, between and after the cuts are kept as
+        they are (the same objects), found by bisection."""
+        key = (account, instrument)
+        blocks = self.blocks.get(key, [])
+        out: list[Block] = []
         pieces: list[Block] = []
-        todo = list(ranges)
-        for b in self.account_blocks(account, instrument):
-            inside = [(s, e) for s, e in todo if b.start <= s and e <= b.end]
-            if not inside:
-                remaining.append(b)
-                continue
-            cursor = b.start
-            for s, e in sorted(inside):
-                if s > cursor:
-                    remaining.append(dataclasses.replace(b, start=cursor, end=s - 1))
-                pieces.append(dataclasses.replace(b, start=s, end=e))
-                cursor = e + 1
-            if cursor <= b.end:
-                remaining.append(dataclasses.replace(b, start=cursor))
-        if sum(p.size for p in pieces) != sum(e - s + 1 for s, e in ranges):
-            raise InvariantViolation("carved pieces do not match the requested ranges")
-        self._set_blocks(account, instrument, remaining)
+        copied = 0  # blocks[:copied] are settled
+        cur: Block | None = None  # the block being cut, from `cursor` on not yet placed
+        cursor = 0
+        d_encumbered = 0
+        for s, e in sorted(ranges):
+            if cur is None or s > cur.end:
+                if cur is not None and cursor <= cur.end:
+                    out.append(_cut(cur, cursor, cur.end))
+                i = bisect.bisect_right(blocks, s, copied, len(blocks), key=_start) - 1
+                if i < copied or blocks[i].end < e:
+                    raise InvariantViolation("carved pieces do not match the requested ranges")
+                out.extend(blocks[copied:i])
+                copied = i + 1
+                cur = blocks[i]
+                cursor = cur.start
+            elif s < cursor or e > cur.end:
+                raise InvariantViolation("carved pieces do not match the requested ranges")
+            if s > cursor:
+                out.append(_cut(cur, cursor, s - 1))
+            pieces.append(cur if s == cur.start and e == cur.end else _cut(cur, s, e))
+            if cur.hold is not None or cur.frozen_by is not None:
+                d_encumbered -= e - s + 1
+            cursor = e + 1
+        if cur is not None and cursor <= cur.end:
+            out.append(_cut(cur, cursor, cur.end))
+        out.extend(blocks[copied:])
+        self._store_blocks(key, out, d_encumbered)
         return pieces
 
     def _place(self, account: int, instrument: str, pieces: Iterable[Block]) -> None:
-        self._set_blocks(account, instrument, [*self.account_blocks(account, instrument), *pieces])
+        """Put `pieces` (disjoint from the account's blocks) in their sorted places, joining neighbours
+        that differ only in their range."""
+        key = (account, instrument)
+        out = list(self.blocks.get(key, ()))
+        d_encumbered = 0
+        for p in pieces:
+            if p.hold is not None or p.frozen_by is not None:
+                d_encumbered += p.end - p.start + 1
+            lo = hi = bisect.bisect_left(out, p.start, key=_start)
+            if lo > 0 and _joins(out[lo - 1], p):
+                lo -= 1
+                p = _cut(out[lo], out[lo].start, p.end)
+            if hi < len(out) and _joins(p, out[hi]):
+                p = _cut(p, p.start, out[hi].end)
+                hi += 1
+            out[lo:hi] = (p,)
+        self._store_blocks(key, out, d_encumbered)
 
     def _move_units(self, src: int, dst: int, instrument: str, ranges: list[c.Range],
                     retired_seq: int | None) -> None:
         pieces = self._carve(src, instrument, ranges)
-        self._place(dst, instrument, [
-            dataclasses.replace(p, account=dst, hold=None, frozen_by=None, retired_seq=retired_seq) for p in pieces
-        ])
+        self._place(dst, instrument, [Block(p.instrument, p.start, p.end, p.batch, dst, None, retired_seq, None)
+                                      for p in pieces])
 
     def _encumber(self, account: int, instrument: str, ranges: list[c.Range], hold: int | None) -> None:
         pieces = self._carve(account, instrument, ranges)
-        self._place(account, instrument, [dataclasses.replace(p, hold=hold) for p in pieces])
+        self._place(account, instrument, [Block(p.instrument, p.start, p.end, p.batch, p.account, hold,
+                                                p.retired_seq, p.frozen_by) for p in pieces])
 
     def _lock(self, account: int, instrument: str, ranges: list[c.Range], freeze: int | None) -> None:
         pieces = self._carve(account, instrument, ranges)
-        self._place(account, instrument, [dataclasses.replace(p, frozen_by=freeze) for p in pieces])
+        self._place(account, instrument, [Block(p.instrument, p.start, p.end, p.batch, p.account, p.hold,
+                                                p.retired_seq, freeze) for p in pieces])
 
     # ----------------------------------------------------------------- common checks
 
@@ -512,17 +612,17 @@ class LedgerState:
     def _movement(self, debit: Account, credit: Account, inst: Instrument, amount: int,
                   serials: tuple[c.Range, ...], seq: int) -> dict[str, Any]:
         """Move posted value now; returns derived metadata (serial ranges moved)."""
-        self._require_available(debit, inst.code, amount)
-        retired_seq = seq if credit.kind in SINK_KINDS else None
+        code = inst.code
+        self._require_available(debit, code, amount)
         derived: dict[str, Any] = {}
-        if inst.serialised:
-            ranges = self._select_free(debit.id, inst.code, amount, serials)
-            self._move_units(debit.id, credit.id, inst.code, ranges, retired_seq)
+        if inst.kind != "currency":  # serialised
+            ranges = self._select_free(debit.id, code, amount, serials)
+            self._move_units(debit.id, credit.id, code, ranges, seq if credit.kind in SINK_KINDS else None)
             derived["serials"] = [list(r) for r in ranges]
         elif serials:
-            raise Rejection("serials_not_applicable", f"{inst.code} has no serial numbers")
-        self._add_balance(debit.id, inst.code, d_posted=-amount)
-        self._add_balance(credit.id, inst.code, d_posted=amount)
+            raise Rejection("serials_not_applicable", f"{code} has no serial numbers")
+        self._add_balance(debit.id, code, -amount)
+        self._add_balance(credit.id, code, amount)
         return derived
 
     # ----------------------------------------------------------------- handlers
@@ -677,9 +777,7 @@ class LedgerState:
     def _resolve(self, hold: Hold, state: str, posted: int, seq: int) -> None:
         self._add_balance(hold.debit, hold.instrument, d_out=-hold.pending)
         self._add_balance(hold.credit, hold.instrument, d_in=-hold.pending)
-        self._set(self.holds, hold.id, dataclasses.replace(hold, state=state, posted_amount=posted,
-                                                            resolved_seq=seq))
-        self.dirty_holds.add(hold.id)
+        self._update_hold(hold, state, posted, seq, hold.expires_at)
 
     def _post_hold(self, cmd: c.PostHold, seq: int, ts: int) -> tuple[str, dict, dict]:
         hold = self._pending(cmd.hold)
@@ -714,8 +812,7 @@ class LedgerState:
             # The hold stays pending for the rest: only the posted part stops counting.
             self._add_balance(hold.debit, hold.instrument, d_out=-amount)
             self._add_balance(hold.credit, hold.instrument, d_in=-amount)
-            self._set(self.holds, hold.id, dataclasses.replace(hold, posted_amount=hold.posted_amount + amount))
-            self.dirty_holds.add(hold.id)
+            self._update_hold(hold, hold.state, hold.posted_amount + amount, hold.resolved_seq, hold.expires_at)
         else:
             # Resolve first so the pending amount stops counting, then move the posted part.
             self._resolve(hold, HOLD_POSTED, hold.posted_amount + amount, seq)
@@ -742,10 +839,9 @@ class LedgerState:
             raise Rejection("invalid_expiry", "a hold must expire in the future")
         if hold.expires_at is not None and ts >= hold.expires_at:
             raise Rejection("hold_expired", f"hold {hold.id} expired")
-        self._set(self.holds, hold.id, dataclasses.replace(hold, expires_at=cmd.expires_at))
-        self.dirty_holds.add(hold.id)
-        return "hold.amend", {"hold": hold.id, "expires_at": cmd.expires_at,
-                              "previous_expires_at": hold.expires_at}, {}
+        previous = hold.expires_at
+        self._update_hold(hold, hold.state, hold.posted_amount, hold.resolved_seq, cmd.expires_at)
+        return "hold.amend", {"hold": hold.id, "expires_at": cmd.expires_at, "previous_expires_at": previous}, {}
 
     def _void_hold(self, cmd: c.VoidHold, seq: int, ts: int) -> tuple[str, dict, dict]:
         hold = self._pending(cmd.hold)
@@ -865,21 +961,6 @@ def _normalise_ranges(ranges: Iterable[c.Range]) -> list[c.Range]:
     for (_, e1), (s2, _) in itertools.pairwise(out):
         if s2 <= e1:
             raise Rejection("invalid_serials", "named serial ranges overlap")
-    return out
-
-
-def _merge(blocks: list[Block]) -> list[Block]:
-    """Join neighbours that differ only in their range, so holdings stay compact."""
-    out: list[Block] = []
-    for b in blocks:
-        if out:
-            p = out[-1]
-            if (p.end + 1 == b.start and p.batch == b.batch and p.hold == b.hold
-                    and p.retired_seq == b.retired_seq and p.account == b.account
-                    and p.frozen_by == b.frozen_by):
-                out[-1] = dataclasses.replace(p, end=b.end)
-                continue
-        out.append(b)
     return out
 
 

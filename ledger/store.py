@@ -44,6 +44,14 @@ class Touched:
     signing_keys: bool = False  # key.register checks the whole (short) key list
 
     def add(self, cmd: c.Command) -> None:
+        if type(cmd) is c.Transfer:  # the common case first, without the pattern match
+            inst = cmd.instrument
+            self.instruments.add(inst)
+            self.accounts.add(cmd.debit)
+            self.accounts.add(cmd.credit)
+            self.pairs.add((cmd.debit, inst))
+            self.pairs.add((cmd.credit, inst))
+            return
         match cmd:
             case c.DefineInstrument(code=code):
                 self.instruments.add(code)

@@ -22,7 +22,10 @@ and ``ledger_checkpoints.created_at`` (wall-clock bookkeeping; a checkpoint's me
 Speed: entries stream through a server-side cursor in chunks; the hash and tree work is plain
 hashlib. With ``replay=False`` steps 5-6 are skipped: an integrity audit (every stored byte against
 hashes, chain, tree and signed checkpoints) that does not prove the bytes canonical or the history
-valid (the replay does). The full audit's speed is bounded by the state machine's.
+valid (the replay does). A large log (``PARALLEL_MIN`` entries) is split: worker processes importing
+the audit's snapshot check steps 1-2 by seq range while this process replays the whole log (full
+audit) or takes the first range (integrity only); the full audit's speed is then bounded by the state
+machine's replay alone.
 """
 
 from __future__ import annotations
@@ -185,6 +188,45 @@ class LogAuditor:
             prev_hex = digest.hex()
         self.n, self.prev_hex, self.state = i, prev_hex, state
         self.report.entries = i
+
+    def feed_replay(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Step 5 alone, over rows ``(seq, leaf, meta)`` in seq order: the split full audit replays in this
+        process while worker processes check steps 1-2 of the same entries (and report any entry this
+        cannot read). Stops at the first entry it cannot reproduce."""
+        state = self.state
+        if state is None or self.broken:
+            return
+        add = self.report.add
+        loads = _decode_json
+        apply = state.apply
+        forget = state.forget_journal
+        i = self.n
+        for seq, leaf, meta in rows:
+            i += 1
+            entry: Any = None
+            if seq == i and leaf[:_TAG_LEN] == DOMAIN_TAG:
+                try:
+                    entry = loads(leaf[_TAG_LEN:])
+                except ValueError:
+                    entry = None
+            if not isinstance(entry, dict) or entry.get("v") != VERSION:
+                # a gap, or bytes that are not an entry: the integrity pass reports which
+                i -= 1
+                state = self._stop_replay(state)
+                break
+            try:
+                replayed = apply(request_of(entry, meta), entry["ts"]).leaf
+            except (Rejection, InvariantViolation, EncodingError, ValueError, KeyError, TypeError,
+                    AttributeError) as exc:
+                add(f"entry {i}: replay refused it: {exc}")
+                state = self._stop_replay(state)
+                break
+            if replayed != leaf:
+                add(f"entry {i}: replay does not reproduce its bytes (entry or metadata altered)")
+                state = self._stop_replay(state)
+                break
+            forget()
+        self.n, self.state = i, state
 
     def _stop_replay(self, state: LedgerState | None) -> None:
         if state is not None:
@@ -396,8 +438,8 @@ async def verify_connection(conn: asyncpg.Connection, report: Report, *, replay:
                             dsn: str | None = None, jobs: int = 1) -> None:
     """Run the audit on ``conn`` inside the caller's transaction (REPEATABLE READ for a consistent view).
 
-    ``jobs > 1`` (with ``dsn`` and ``replay=False``) splits the integrity pass over processes that
-    import this transaction's snapshot; it needs a REPEATABLE READ transaction.
+    ``jobs > 1`` (with ``dsn``) splits the integrity pass of a large log over processes that import this
+    transaction's snapshot, next to the replay in this one; it needs a REPEATABLE READ transaction.
     """
     t0 = time.perf_counter()
     # Nothing on this path makes reference cycles; the collector would only rescan millions of rows.
@@ -440,20 +482,30 @@ def _part(dsn: str, snapshot: str, lo: int, hi: int) -> dict[str, Any]:
     return asyncio.run(_part_async(dsn, snapshot, lo, hi))
 
 
-async def _feed_parallel(conn: asyncpg.Connection, auditor: LogAuditor, dsn: str, jobs: int, n: int) -> None:
-    """The replay-free pass split by seq range over `jobs` processes (this one takes the first range)."""
+async def _feed_parallel(conn: asyncpg.Connection, auditor: LogAuditor, dsn: str, jobs: int, n: int,
+                         replayer: LogAuditor | None = None) -> None:
+    """The integrity pass (steps 1-2) split by seq range over processes. Without `replayer`, this process
+    takes the first range itself; with one (the full audit), this process replays the whole log through
+    the state machine while `jobs - 1` (at least one) worker processes check every range."""
     snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
     if not re.fullmatch(r"[0-9A-F-]+", snapshot):
         raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
-    bounds = [1 + n * k // jobs for k in range(jobs + 1)]
+    parts = max(1, jobs - 1) if replayer is not None else jobs
+    bounds = [1 + n * k // parts for k in range(parts + 1)]
+    first_worker = 0 if replayer is not None else 1
     ctx = multiprocessing.get_context("spawn")  # no forked copy of this process's loop and sockets
     loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(jobs - 1, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(parts - first_worker, mp_context=ctx) as pool:
         futures = [loop.run_in_executor(pool, _part, dsn, snapshot, bounds[k], bounds[k + 1] - 1)
-                   for k in range(1, jobs)]
-        await _feed_range(conn, auditor, bounds[0], bounds[1] - 1)
-        parts = await asyncio.gather(*futures)
-    for k, part in enumerate(parts, start=1):
+                   for k in range(first_worker, parts)]
+        if replayer is None:
+            await _feed_range(conn, auditor, bounds[0], bounds[1] - 1)
+        else:
+            cur = await conn.cursor("SELECT seq, leaf, meta FROM ledger_entries ORDER BY seq")
+            while rows := await cur.fetch(CHUNK):
+                replayer.feed_replay(rows)
+        results = await asyncio.gather(*futures)
+    for k, part in enumerate(results, start=first_worker):
         if auditor.broken or auditor.n != bounds[k] - 1:
             auditor.broken = True
             break
@@ -465,17 +517,24 @@ async def _feed_parallel(conn: asyncpg.Connection, auditor: LogAuditor, dsn: str
         auditor.keys += part["keys"]
         auditor.n, auditor.prev_hex, auditor.broken = part["n"], part["last"], part["broken"]
     auditor.report.entries = auditor.n
+    if replayer is not None and replayer.state is not None and replayer.n != auditor.n:
+        replayer.state = replayer._stop_replay(replayer.state)
 
 
 async def _verify(conn: asyncpg.Connection, report: Report, *, replay: bool, checkpoints: Sequence[str],
                   trusted_keys: Sequence[str], t0: float, dsn: str | None = None, jobs: int = 1) -> None:
-    auditor = LogAuditor(report, replay=replay)
     count = max_seq = 0
-    if not replay and jobs > 1 and dsn is not None:
+    if jobs > 1 and dsn is not None:
         count, max_seq = await conn.fetchrow("SELECT count(*), coalesce(max(seq), 0) FROM ledger_entries")
     if count >= PARALLEL_MIN and count == max_seq:
-        await _feed_parallel(conn, auditor, dsn, jobs, count)  # type: ignore[arg-type]
-    else:  # with replay, or small, or with a gap (the serial pass reports it exactly)
+        # Split: worker processes check bytes, hashes and chain while this one replays (full audit) or
+        # takes the first range (integrity only).
+        auditor = LogAuditor(report, replay=False)
+        replayer = LogAuditor(report, replay=True) if replay else None
+        await _feed_parallel(conn, auditor, dsn, jobs, count, replayer)  # type: ignore[arg-type]
+        auditor.state = replayer.state if replayer is not None else None
+    else:  # small, or with a gap (the serial pass reports it exactly)
+        auditor = LogAuditor(report, replay=replay)
         await _feed_range(conn, auditor)
     state = auditor.finish()
     n = auditor.n
@@ -503,7 +562,8 @@ async def verify_database(dsn: str, *, replay: bool = True, checkpoints: Sequenc
                           trusted_keys: Sequence[str] = (), jobs: int | None = None) -> Report:
     """Audit the ledger at `dsn` (an asyncpg DSN), reading in one REPEATABLE READ snapshot.
 
-    ``jobs`` (default: the CPU count) processes share the replay-free pass of a large log.
+    ``jobs`` (default: the CPU count) processes share the integrity pass of a large log (the full
+    audit replays in this process meanwhile).
     """
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     report = Report()

@@ -341,25 +341,27 @@ class LedgerWriter:
         assert conn is not None
         # Results decided before the transaction: faithful retries and reused ids.
         results: dict[int, list[Entry] | BaseException] = {}
-        keys = [(r.actor, r.client_id) for it in items for r in it.requests if r.client_id]
         async with conn.transaction():
             head = await store.read_head(conn)
-            existing = await store.find_idempotent(conn, keys) if lookup else {}  # type: ignore[arg-type]
+            existing: dict = {}
+            if lookup:
+                keys = [(r.actor, r.client_id) for it in items for r in it.requests if r.client_id]
+                existing = await store.find_idempotent(conn, keys)  # type: ignore[arg-type]
             live: list[int] = []
             seen_in_batch: dict[tuple[str, str], int] = {}
             for i, it in enumerate(items):
-                outcome = self._replay(it, existing)
-                if outcome is not None:
-                    results[i] = outcome
-                    continue
-                dup = next((seen_in_batch[(r.actor, r.client_id)] for r in it.requests
-                            if r.client_id and (r.actor, r.client_id) in seen_in_batch), None)
+                if existing:
+                    outcome = self._replay(it, existing)
+                    if outcome is not None:
+                        results[i] = outcome
+                        continue
+                ids = [(r.actor, r.client_id) for r in it.requests if r.client_id]
+                dup = next((seen_in_batch[k] for k in ids if k in seen_in_batch), None)
                 if dup is not None:
                     results[i] = _Later(dup, it)  # type: ignore[assignment]
                     continue
-                for r in it.requests:
-                    if r.client_id:
-                        seen_in_batch[(r.actor, r.client_id)] = i
+                for k in ids:
+                    seen_in_batch[k] = i
                 live.append(i)
 
             gated = await self._gate(conn, items, live)

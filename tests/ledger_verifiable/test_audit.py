@@ -66,6 +66,54 @@ def test_replay_free_audit_split_over_processes(db_url: str, settings: Settings,
     assert asyncio.run(verify.verify_database(dsn)).ok
 
 
+def test_full_audit_replays_while_workers_check_integrity(db_url: str, settings: Settings,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        api = Api(client, bootstrap_operator(client))
+        world(api, transfers=3)
+        rt = client.app.state.rt
+        client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
+                                                       for i in range(300)])
+        n = head_seq(client)
+    dsn = asyncpg_dsn(db_url)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
+    serial = asyncio.run(verify.verify_database(dsn, jobs=1))
+    for jobs in (2, 3):
+        split = asyncio.run(verify.verify_database(dsn, jobs=jobs))
+        assert serial.ok and split.ok and serial.entries == split.entries == n, split.render()
+        assert serial.checks == split.checks and split.timings["projections"] > 0
+    for seq in (2, n // 2 + 1, n):  # first, a seam for jobs=3, the last
+        original = asyncio.run(_flip_leaf(dsn, seq))
+        try:
+            for jobs in (1, 2, 3):
+                report = asyncio.run(verify.verify_database(dsn, jobs=jobs))
+                assert any(p.startswith(f"entry {seq}:") for p in report.problems), (jobs, report.render())
+                assert "replay stopped at the first entry it could not reproduce" in report.warnings
+                assert "projections not compared: the replay did not complete" in report.warnings
+        finally:
+            asyncio.run(_restore_leaf(dsn, seq, original))
+
+    async def tamper_balance(delta: int) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SET session_replication_role = replica")
+            await conn.execute("""UPDATE ledger_balances SET pending_in = pending_in + $1
+                                  WHERE (account, instrument) = (SELECT account, instrument FROM ledger_balances
+                                                                 ORDER BY account, instrument LIMIT 1)""", delta)
+        finally:
+            await conn.close()
+
+    # The replayed state reaches the projection diff on the split path too.
+    asyncio.run(tamper_balance(1))
+    try:
+        for jobs in (1, 2):
+            report = asyncio.run(verify.verify_database(dsn, jobs=jobs))
+            assert any(p.startswith("balances:") for p in report.problems), (jobs, report.render())
+    finally:
+        asyncio.run(tamper_balance(-1))
+    assert asyncio.run(verify.verify_database(dsn, jobs=2)).ok
+
+
 def test_checkpoints_kept_by_an_auditor_are_checked_against_the_database(db_url: str, settings: Settings) -> None:
     with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
         api = Api(client, bootstrap_operator(client))
