@@ -332,6 +332,12 @@ async def mark(conn: AsyncConnection, instrument: str, as_of: date) -> Any:
                                {"i": instrument, "d": as_of})).first()
 
 
+async def last_mark_day(conn: AsyncConnection, instrument: str) -> date | None:
+    """The latest day `instrument` is marked for, if any."""
+    return (await conn.execute(text("SELECT max(as_of) FROM pledge_marks WHERE instrument = :i"),
+                               {"i": instrument})).scalar()
+
+
 async def mark_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
     return (await conn.execute(text("SELECT * FROM pledge_marks WHERE recorded_by = :a AND client_id = :c"),
                                {"a": actor, "c": client_id})).first()
