@@ -69,7 +69,7 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
             rejected = [e for e in events if e[0] == ev.REJECTED]
             if rejected:
                 raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
-            result = {"seq": seqno, "events": _events_view(events, seq.market.decimals), "_fp": fp}
+            result = {"seq": seqno, "events": _events_view(events, seq.market.decimals, who), "_fp": fp}
         fut.set_result(result)
         return {k: v for k, v in result.items() if not k.startswith("_")}
     except BaseException as exc:
