@@ -1,0 +1,56 @@
+"""Red team round 3 (findings against main 9e47522), through the HTTP API."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from litestar.testing import TestClient
+
+from api.security.signatures import generate_key
+from tests.helpers import Api
+
+
+# --- 3. registering a signing key: idempotent, and the participant's own key only ---------------------------
+
+
+def test_a_signing_key_registration_retried_gets_the_original_answer(api: Api, client: TestClient) -> None:
+    a = api.participant("甲企业", "enterprise")
+    path = f"/v1/participants/{a['id']}/signing-keys"
+    headers = {"Authorization": f"Bearer {a['token']}", "Idempotency-Key": "sk-once"}
+    body = {"public_key": generate_key()[1], "label": "treasury"}
+    first = client.post(path, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = client.post(path, json=body, headers=headers)
+    assert (again.status_code, again.content) == (201, first.content)
+    # Twenty concurrent copies of one new request: one registration, twenty identical answers.
+    body2 = {"public_key": generate_key()[1]}
+    h2 = {**headers, "Idempotency-Key": "sk-twenty"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post(path, json=body2, headers=h2), range(20)))
+    assert {(r.status_code, r.content) for r in answers} == {(201, answers[0].content)}, \
+        {(r.status_code, r.text) for r in answers}
+    assert len(api.ok(a["api"].get(path))) == 2
+    # A registration without a key is refused, as every mutation's is.
+    r = client.post(path, json={"public_key": generate_key()[1]}, headers={"Authorization": f"Bearer {a['token']}"})
+    assert (r.status_code, r.json()["code"]) == (422, "idempotency_key_required")
+
+
+def test_an_operator_cannot_lock_another_participant_out(api: Api, client: TestClient) -> None:
+    """An operator registering its own key for another participant (op2 or anyone) and requiring signatures
+    would lock it out of every mutation: keys and policy are the participant's own key's to set."""
+    other_operator = api.participant("第二运营者", "operator")
+    ent = api.participant("乙企业", "enterprise")
+    for target in (other_operator, ent):
+        r = api.post(f"/v1/participants/{target['id']}/signing-keys", {"public_key": generate_key()[1]})
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden"), r.text
+        r = client.put(f"/v1/participants/{target['id']}/signature-policy", json={"require_signatures": True},
+                       headers={"Authorization": f"Bearer {api.token}"})
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden"), r.text
+        assert api.ok(api.get(f"/v1/participants/{target['id']}/signing-keys")) == []
+        assert api.ok(target["api"].get(f"/v1/participants/{target['id']}/signature-policy")) == {
+            "participant_id": target["id"], "require_signatures": False}
+    # Its own key's revocation too: no one else revokes it.
+    key = api.ok(ent["api"].post(f"/v1/participants/{ent['id']}/signing-keys", {"public_key": generate_key()[1]}))
+    r = api.post(f"/v1/participants/{ent['id']}/signing-keys/{key['id']}/revoke", {})
+    assert (r.status_code, r.json()["code"]) == (403, "forbidden")
+    assert api.ok(ent["api"].get(f"/v1/participants/{ent['id']}/signing-keys"))[0]["revoked_at"] is None
