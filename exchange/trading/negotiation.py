@@ -29,6 +29,7 @@ from matching import events as ev
 from matching import reasons as R
 
 _inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}
+_confirming: dict[tuple[str, int], asyncio.Lock] = {}  # (market, deal): confirmations one at a time
 
 
 async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: str, make: Any,
@@ -104,6 +105,22 @@ def _deal_seen(seq: Any, who: Principal, deal_id: int) -> tuple[dict[str, Any], 
     return deal, quote
 
 
+async def _refuse_traded(rt: Runtime, seq: Any, who: Principal, deal_id: int) -> None:
+    """A negotiation that already traded, asked about by one of its parties (or oversight): 409
+    `deal_not_open` with its status, not the 404 of an unknown one (the responder's side of a block trade is
+    the deal's id). Anyone else still gets _deal_seen's 404."""
+    if seq.engine.deal(deal_id) is not None:
+        return
+    async with rt.read() as conn:
+        trade = (await conn.execute(text(
+            """SELECT trade_id FROM trades WHERE market_id = :m AND mode = 'block' AND :d IN (buy_order, sell_order)
+                 AND (:all OR :p IN (buyer_id, seller_id))"""),
+            {"m": seq.market.id, "d": deal_id, "all": who.kind in OVERSIGHT, "p": who.participant_id})).first()
+    if trade is not None:
+        raise DomainError(Refusal.DEAL_NOT_OPEN, f"negotiation {deal_id} is no longer open: it traded "
+                          f"(trade {trade.trade_id})", deal_status="traded", trade_id=trade.trade_id)
+
+
 def _block(rt: Runtime, market_id: str) -> Any:
     seq = rt.exchange.get(market_id)
     if seq.market.mode != "block":
@@ -148,6 +165,7 @@ async def counter(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     pid = who.participant_id
 
     async def seen() -> None:
+        await _refuse_traded(rt, seq, who, deal_id)
         _deal_seen(seq, who, deal_id)
 
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Counter(deal_id, pid, p, q),
@@ -159,6 +177,7 @@ async def decline(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     pid = who.participant_id
 
     async def seen() -> None:
+        await _refuse_traded(rt, seq, who, deal_id)
         _deal_seen(seq, who, deal_id)
 
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Decline(deal_id, pid),
@@ -185,6 +204,7 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     pid = who.participant_id
 
     async def fund() -> dict[str, Any]:
+        await _refuse_traded(rt, seq, who, deal_id)
         deal, quote = _deal_seen(seq, who, deal_id)
         if quote is None:
             raise DomainError("unknown_quote", f"quote {deal['quote_id']} is not live", 404)
@@ -225,8 +245,11 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
 
         return {"extra": [state(buyer, mc.BUY, holds[0], cash), state(seller, mc.SELL, holds[1], qty)]}
 
-    return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Confirm(deal_id, pid),
-                              {"op": "confirm", "m": market_id, "deal": deal_id}, prepare=fund)
+    # One confirmation of a deal at a time: concurrent ones would each fund the deal from the same balances
+    # (the later ones failing on money the first one held); after the first, the rest see it traded.
+    async with _confirming.setdefault((market_id, deal_id), asyncio.Lock()):
+        return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Confirm(deal_id, pid),
+                                  {"op": "confirm", "m": market_id, "deal": deal_id}, prepare=fund)
 
 
 def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[dict[str, Any]]:
