@@ -11,7 +11,8 @@ from api.schemas.registry import EnrollIn, EnrollmentCodeIn, KeyIn, ParticipantI
 from exchange.core.errors import NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.registry import participants
+from exchange.core.units import to_text
+from exchange.registry import instruments, participants
 from exchange.registry.subjects import subject_of
 from exchange.security import credentials
 from ledger import queries
@@ -132,9 +133,11 @@ class AccountController(Controller):
         owner = await participants.owner_of_account(rt, account_id)
         if owner is None or (principal.kind not in participants.SEES_ALL and owner != principal.participant_id):
             raise NotFound("account", account_id)  # another's account: as if there were none
+        decimals = {i["code"]: i["decimals"] for i in await instruments.listing(rt)}
         async with rt.read() as conn:
             bals = await queries.balances(conn, [account_id])
+        # Decimal strings in each instrument's unit (CNY in yuan), as /v1/holdings has them.
         return {"account": account_id, "participant_id": owner, "balances": [
-            {"instrument": b["instrument"], "posted": b["posted"], "pending": b["pending_out"],
-             "available": b["posted"] - b["pending_out"]} for b in bals],
-            "units": "base units (fen for CNY); see the instrument's decimals"}
+            {"instrument": b["instrument"], "posted": to_text(b["posted"], decimals[b["instrument"]]),
+             "pending": to_text(b["pending_out"], decimals[b["instrument"]]),
+             "available": to_text(b["posted"] - b["pending_out"], decimals[b["instrument"]])} for b in bals]}

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from litestar.testing import TestClient
 
 from api.security.signatures import generate_key
-from tests.helpers import Api
+from tests.helpers import Api, project_batch
 
 
 # --- 3. registering a signing key: idempotent, and the participant's own key only ---------------------------
@@ -54,3 +54,25 @@ def test_an_operator_cannot_lock_another_participant_out(api: Api, client: TestC
     r = api.post(f"/v1/participants/{ent['id']}/signing-keys/{key['id']}/revoke", {})
     assert (r.status_code, r.json()["code"]) == (403, "forbidden")
     assert api.ok(ent["api"].get(f"/v1/participants/{ent['id']}/signing-keys"))[0]["revoked_at"] is None
+
+
+# --- 5. an account's balances in the account's unit ------------------------------------------------------
+
+
+def test_an_account_answers_in_its_units_not_base_units(api: Api) -> None:
+    api.instrument("CDCER", kind="cdcer", decimals=3)
+    issuer = api.participant("成都市生态环境局", "issuer")
+    ent = api.participant("成都某企业", "enterprise")
+    api.issue(issuer["api"], ent["id"], "CDCER", "12.345", project_batch("某项目"))
+    api.ok(api.post("/v1/cash/deposits", {"participant_id": ent["id"], "amount": "1000.50", "bank_reference": "d"}))
+    holding = api.ok(ent["api"].get(f"/v1/accounts/{ent['holding_account']}"))
+    assert holding["balances"] == [{"instrument": "CDCER", "posted": "12.345", "pending": "0.000",
+                                    "available": "12.345"}], holding
+    cash = api.ok(ent["api"].get(f"/v1/accounts/{ent['cash_account']}"))
+    assert cash["balances"] == [{"instrument": "CNY", "posted": "1000.50", "pending": "0.00",
+                                 "available": "1000.50"}], cash
+    assert "units" not in cash
+    # The same figures /v1/holdings gives.
+    listed = {b["instrument"]: b for b in api.ok(ent["api"].get("/v1/holdings"))["balances"]}
+    assert {k: listed["CNY"][k] for k in ("posted", "pending", "available")} == {
+        k: cash["balances"][0][k] for k in ("posted", "pending", "available")}
