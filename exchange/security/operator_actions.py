@@ -284,6 +284,9 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
         if row is None:
             raise NotFound("operator action", action_id)
         k = KINDS[row.kind]
+        # The proposer is never the checker, whatever the action's state: before the replay of an executed one.
+        if row.proposed_by == who.actor:
+            raise Forbidden("maker-checker: a second operator must approve this action, not its proposer")
         if row.status == "executed":  # approving again answers the same result (and its half to its holder only)
             if k.enrolls is not None and row.decided_by == who.actor:
                 code = await credentials.code_of_action(conn, action_id)
@@ -295,8 +298,6 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
         if row.status == "failed":
             raise DomainError("action_failed", f"operator action {action_id} failed when it was approved",
                               error=row.error)
-        if row.proposed_by == who.actor:
-            raise Forbidden("maker-checker: a second operator must approve this action, not its proposer")
         # Four eyes are checked against the database, not the key cache: the approver's key and participant,
         # and the proposer's standing, as they are now.
         await credentials.assert_current(conn, who)

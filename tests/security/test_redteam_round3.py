@@ -76,3 +76,28 @@ def test_an_account_answers_in_its_units_not_base_units(api: Api) -> None:
     listed = {b["instrument"]: b for b in api.ok(ent["api"].get("/v1/holdings"))["balances"]}
     assert {k: listed["CNY"][k] for k in ("posted", "pending", "available")} == {
         k: cash["balances"][0][k] for k in ("posted", "pending", "available")}
+
+
+# --- 10. the proposer approving its own action: refused whatever the action's state ------------------------
+
+
+def test_the_proposer_approving_its_own_executed_action_is_refused_and_audited_as_refused(api: Api) -> None:
+    ent = api.participant("丙企业", "enterprise")
+    proposal = api.propose("/v1/cash/deposits", {"participant_id": ent["id"], "amount": "10.00",
+                                                 "bank_reference": "rt3-10"})
+    assert proposal.status_code == 202, proposal.text
+    action = proposal.json()["id"]
+    path = f"/v1/operator-actions/{action}/approve"
+    own = api.client.post(path, json={}, headers={"Authorization": f"Bearer {api.token}"})
+    assert (own.status_code, own.json()["code"]) == (403, "forbidden")  # pending: as before
+    assert api.approve(proposal).status_code == 201  # the checker executes it
+    for _ in range(2):  # executed now: the proposer still cannot approve it, nor see it "approved" by itself
+        r = api.client.post(path, json={}, headers={"Authorization": f"Bearer {api.token}"})
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden"), r.text
+    me = api.ok(api.get("/v1/whoami"))["participant_id"]
+    mine = [e for e in api.ok(api.get("/v1/audit/events", limit=1000, operation="approveOperatorAction"))
+            if e["actor"] == f"participant:{me}"]
+    assert [e["outcome"] for e in mine] == ["refused"] * 3, mine
+    # The checker's own retry is still its answer.
+    assert api.ok(api.get(f"/v1/operator-actions/{action}"))["status"] == "executed"
+    assert api.approve(proposal).status_code == 201
