@@ -101,3 +101,23 @@ def test_the_proposer_approving_its_own_executed_action_is_refused_and_audited_a
     # The checker's own retry is still its answer.
     assert api.ok(api.get(f"/v1/operator-actions/{action}"))["status"] == "executed"
     assert api.approve(proposal).status_code == 201
+
+
+# --- 8. bodies where the operation takes none -------------------------------------------------------------
+
+
+def test_a_read_with_a_body_is_refused(api: Api, client: TestClient) -> None:
+    auth = {"Authorization": f"Bearer {api.token}", "Content-Type": "application/json"}
+    for method, path, headers in (("GET", "/v1/whoami", auth), ("GET", "/v1/audit/events", auth),
+                                  ("GET", "/v1/public/pledges?name=x", {})):
+        for body in (b'{"x":1}', b"{}", b"\xff\xfe garbage"):
+            r = client.request(method, path, content=body, headers=headers)
+            assert (r.status_code, r.json()["code"]) == (422, "body_not_allowed"), (path, body, r.text)
+        empty = client.request(method, path, content=b"", headers=headers)  # 0 bytes: no body
+        assert empty.status_code < 400 or empty.json()["code"] != "body_not_allowed", empty.text
+    assert client.request("GET", "/v1/whoami", headers=auth).status_code == 200
+    # A bodiless mutation takes none or {}, as before.
+    ent = api.participant("丁企业", "enterprise")
+    key = api.ok(ent["api"].post(f"/v1/participants/{ent['id']}/keys", {"label": "spare"}))
+    r = ent["api"].post(f"/v1/participants/{ent['id']}/keys/{key['id']}/revoke", {"x": 1})
+    assert (r.status_code, r.json()["code"]) == (422, "body_not_allowed")
