@@ -42,7 +42,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.authz import MATRIX, PUBLIC
-from api.problems import PROBLEM, TYPE_BASE
+from api.problems import PROBLEM, TYPE_BASE, instance
 from api.security import audit as audit_policy
 from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
@@ -70,7 +70,7 @@ async def send_problem(scope: Scope, send: Send, status: int, code: str, detail:
                        headers: dict[str, str] | None = None, **extra: Any) -> None:
     code = Refusal.of(code, status).value  # the closed set: a code outside it, or another status, is a bug
     body = json.dumps({"type": TYPE_BASE + code, "title": _TITLES.get(status, code), "status": status,
-                       "detail": detail, "code": code, "instance": scope.get("path", ""), **extra},
+                       "detail": detail, "code": code, "instance": instance(scope), **extra},
                       ensure_ascii=False).encode()
     raw = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
     if status == 401:

@@ -121,3 +121,22 @@ def test_a_read_with_a_body_is_refused(api: Api, client: TestClient) -> None:
     key = api.ok(ent["api"].post(f"/v1/participants/{ent['id']}/keys", {"label": "spare"}))
     r = ent["api"].post(f"/v1/participants/{ent['id']}/keys/{key['id']}/revoke", {"x": 1})
     assert (r.status_code, r.json()["code"]) == (422, "body_not_allowed")
+
+
+# --- 7. paths that are not UTF-8 --------------------------------------------------------------------------
+
+
+def test_a_path_that_is_not_utf8_is_422_and_never_echoed_as_u_fffd(api: Api, client: TestClient) -> None:
+    auth = {"Authorization": f"Bearer {api.token}"}
+    for method, path in (("GET", "/v1/pledges/%FF"), ("GET", "/v1/instruments/%FF"), ("GET", "/v1/markets/%ED%A0%80"),
+                         ("GET", "/v1/no-such-thing/%C0%AF"), ("POST", "/v1/pledges/%FF/confirm"),
+                         ("GET", "/v1/public/pledges/%FF")):
+        for headers in (auth, {}):
+            r = client.request(method, path, headers=headers)
+            assert (r.status_code, r.json()["code"]) == (422, "invalid_characters"), (method, path, r.text)
+            assert "\ufffd" not in r.text and r.json()["instance"].startswith("/v1/"), r.text
+    r = client.get("/v1/pledges/%FF", headers=auth)
+    assert r.json()["instance"] == "/v1/pledges/%FF"
+    # A UTF-8 path that names nothing is still 404, with its path as the instance.
+    r = client.get("/v1/instruments/%E7%A2%B3", headers=auth)
+    assert (r.status_code, r.json()["instance"]) == (404, "/v1/instruments/碳")
