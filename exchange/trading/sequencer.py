@@ -164,6 +164,14 @@ class _Staged:
     enforcement: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _relabel(events: list[ev.Event], reason: str | None) -> list[ev.Event]:
+    """The engine's events of a command the exchange gave its own cancel `reason` (a suspension's sweep)."""
+    if reason is None:
+        return events
+    return [(e[0], e[1], e[2], e[3], reason) if e[0] == ev.CANCELLED and e[4] == ev.BY_REQUEST else e
+            for e in events]
+
+
 @dataclass(slots=True)
 class Submission:
     """A command for the engine; `make(seq)` builds it once the id (= seq) is known."""
@@ -183,6 +191,9 @@ class Submission:
     actor: int | None = None
     # Not a command: cancel what this participant has resting here (`sweep`), at this point of the queue.
     sweep: int | None = None
+    # The reason this command's cancels carry instead of the engine's `requested` (a sweep's: suspended);
+    # journaled with it, so a replay after a restart projects the same.
+    reason: str | None = None
 
     def participants(self) -> set[int]:
         ids = set() if self.actor is None else {self.actor}
@@ -392,7 +403,7 @@ class MarketSequencer:
             if it.sweep is None:
                 out.append(it)
                 continue
-            cancels = [Submission(lambda _s, cmd=cmd: cmd, future=loop.create_future())
+            cancels = [Submission(lambda _s, cmd=cmd: cmd, future=loop.create_future(), reason=ev.SUSPENDED)
                        for cmd in self._resting(it.sweep)]
             out += cancels
             _when_all(it.future, [c.future for c in cancels])
@@ -443,7 +454,7 @@ class MarketSequencer:
             start = snap.seq
         else:
             self.engine = ENGINES[self.market.mode](self.market.rules, row.reference_price)
-        pending: list[tuple[int, int, Any, dict | None]] = []
+        pending: list[tuple[int, int, Any, dict | None, str | None]] = []
         async with self.rt.read() as conn:
             rows = await conn.execute(text(
                 "SELECT seq, ts, command FROM market_journal WHERE market_id = :m AND seq > :s ORDER BY seq"),
@@ -453,15 +464,15 @@ class MarketSequencer:
                 if r.seq <= self.applied_seq:
                     self.engine.process(r.seq, r.ts, cmd)  # effects already durable
                 else:
-                    pending.append((r.seq, r.ts, cmd, r.command.get("order")))
+                    pending.append((r.seq, r.ts, cmd, r.command.get("order"), r.command.get("reason")))
                 self.last_seq = r.seq
             self.last_seq = max(self.last_seq, self.applied_seq)
             await self._load_open_orders(conn)
         if pending:
             log.warning("market %s: replaying %d journaled commands after a restart", mid, len(pending))
             results = []
-            for seq, ts, cmd, order in pending:
-                results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd), order))
+            for seq, ts, cmd, order, reason in pending:
+                results.append((seq, ts, cmd, _relabel(self.engine.process(seq, ts, cmd), reason), order))
             await self._finish(self._stage(results, []))
 
     async def _load_open_orders(self, conn: Any) -> None:
@@ -600,6 +611,8 @@ class MarketSequencer:
                     payload["order"] = it.order
                 if it.client is not None:
                     payload["client"] = it.client
+                if it.reason is not None:
+                    payload["reason"] = it.reason
                 if it.order is not None and it.order.get("kind"):
                     o = it.order
                     new_orders.append({
@@ -632,7 +645,7 @@ class MarketSequencer:
         self.last_seq = seq
         results = []
         for seq, cmd, it in staged:
-            results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd), it.order))
+            results.append((seq, ts, cmd, _relabel(self.engine.process(seq, ts, cmd), it.reason), it.order))
         # Settlement goes to the writer's queue now; stage two awaits it and answers the callers, while
         # this stage journals and matches the next batch.
         st = self._stage(results, [it for _, _, it in staged])
