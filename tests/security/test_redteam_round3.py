@@ -9,7 +9,6 @@ from litestar.testing import TestClient
 from api.security.signatures import generate_key
 from tests.helpers import Api, project_batch
 
-
 # --- 3. registering a signing key: idempotent, and the participant's own key only ---------------------------
 
 
