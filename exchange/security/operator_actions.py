@@ -53,7 +53,7 @@ from exchange.core.idempotency import internal
 from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
 from exchange.core.runtime import Runtime
-from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base
+from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base, to_text
 from exchange.registry import cash, instruments, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry.subjects import subject_from_payload
@@ -89,6 +89,11 @@ async def _check_cash(rt: Runtime, p: Payload) -> None:
     if who["cash_account"] is None:
         raise DomainError("no_account", f"participant {p['participant_id']} has no cash account")
     to_base(p["amount"], CNY_DECIMALS, field="amount")
+
+
+def _cny_text(amount: str) -> str:
+    """An amount as sent ("1", "1.5") as every answer writes CNY ("1.00", "1.50"): _check_cash has read it."""
+    return to_text(to_base(amount, CNY_DECIMALS, field="amount"), CNY_DECIMALS)
 
 
 def _cash(direction: str) -> Execute:
@@ -161,10 +166,10 @@ async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str
 
 KINDS: dict[str, Kind] = {
     "recordDeposit": Kind(
-        _check_cash, lambda p: f"credit {p['amount']} CNY to the cash account of participant {p['participant_id']} "
+        _check_cash, lambda p: f"credit {_cny_text(p['amount'])} CNY to the cash account of participant {p['participant_id']} "
                                f"(bank reference {p['bank_reference']})", _cash("deposit")),
     "recordWithdrawal": Kind(
-        _check_cash, lambda p: f"debit {p['amount']} CNY from the cash account of participant "
+        _check_cash, lambda p: f"debit {_cny_text(p['amount'])} CNY from the cash account of participant "
                                f"{p['participant_id']}, paid out (bank reference {p['bank_reference']})",
         _cash("withdrawal")),
     "defineInstrument": Kind(

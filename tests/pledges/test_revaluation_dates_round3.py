@@ -64,3 +64,12 @@ def test_the_registry_today_is_the_runtime_clock(api: Api) -> None:
     moved = datetime.now(SHANGHAI) + timedelta(days=3)
     rt.clock = lambda: moved
     api.ok(_reval(api, "10.00", _day(3)))
+
+
+def test_the_out_of_range_refusal_writes_its_bound_in_cny(api: Api) -> None:
+    w = world(api, "1000")
+    p = api.ok(w["bank"]["api"].post("/v1/pledges", pledge_body(w["owner"]["id"], "100")))
+    api.ok(w["owner"]["api"].post(f"/v1/pledges/{p['id']}/confirm"))
+    r = _reval(api, "90071992547409.91", _day(0))
+    assert (r.status_code, r.json()["code"]) == (422, "valuation_out_of_range"), r.text
+    assert "worth more than 90071992547409.91 CNY" in r.json()["detail"], r.text

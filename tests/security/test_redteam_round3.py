@@ -139,3 +139,15 @@ def test_a_path_that_is_not_utf8_is_422_and_never_echoed_as_u_fffd(api: Api, cli
     # A UTF-8 path that names nothing is still 404, with its path as the instance.
     r = client.get("/v1/instruments/%E7%A2%B3", headers=auth)
     assert (r.status_code, r.json()["instance"]) == (404, "/v1/instruments/碳")
+
+
+# --- 6. (in part) a proposal's summary writes its amount as answers do -------------------------------------
+
+
+def test_cash_proposals_summarise_the_amount_in_cny(api: Api) -> None:
+    ent = api.participant("戊企业", "enterprise")
+    for path, amount, said in (("/v1/cash/deposits", "1", "credit 1.00 CNY"),
+                               ("/v1/cash/withdrawals", "0.5", "debit 0.50 CNY")):
+        r = api.propose(path, {"participant_id": ent["id"], "amount": amount, "bank_reference": f"s-{amount}"})
+        assert r.status_code == 202, r.text
+        assert r.json()["summary"].startswith(said), r.json()
