@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from api.deps import Id
 from exchange.core.errors import NotFound
 from exchange.core.runtime import Runtime
+from exchange.core.units import iso
 from ledger import queries
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
@@ -52,4 +53,5 @@ class LedgerController(Controller):
     @get("/head", operation_id="getLedgerHead", summary="The chain head: last sequence number and hash")
     async def head(self, rt: Runtime) -> dict[str, Any]:
         async with rt.read() as conn:
-            return await queries.head(conn)
+            head = await queries.head(conn)
+        return {**head, "ts": iso(head["ts"])}  # UTC ISO 8601 as every answer (stored: microseconds)

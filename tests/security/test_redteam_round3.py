@@ -151,3 +151,10 @@ def test_cash_proposals_summarise_the_amount_in_cny(api: Api) -> None:
         r = api.propose(path, {"participant_id": ent["id"], "amount": amount, "bank_reference": f"s-{amount}"})
         assert r.status_code == 202, r.text
         assert r.json()["summary"].startswith(said), r.json()
+
+
+def test_the_public_ledger_head_writes_its_time_in_iso(api: Api, client: TestClient) -> None:
+    api.participant("己企业", "enterprise")  # something in the log
+    head = client.get("/v1/ledger/head").json()
+    assert isinstance(head["ts"], str) and head["ts"].endswith("Z") and "T" in head["ts"], head
+    assert isinstance(head["seq"], int) and len(head["hash"]) == 64
