@@ -166,8 +166,8 @@ async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str
 
 KINDS: dict[str, Kind] = {
     "recordDeposit": Kind(
-        _check_cash, lambda p: f"credit {_cny_text(p['amount'])} CNY to the cash account of participant {p['participant_id']} "
-                               f"(bank reference {p['bank_reference']})", _cash("deposit")),
+        _check_cash, lambda p: f"credit {_cny_text(p['amount'])} CNY to the cash account of participant "
+                               f"{p['participant_id']} (bank reference {p['bank_reference']})", _cash("deposit")),
     "recordWithdrawal": Kind(
         _check_cash, lambda p: f"debit {_cny_text(p['amount'])} CNY from the cash account of participant "
                                f"{p['participant_id']}, paid out (bank reference {p['bank_reference']})",
