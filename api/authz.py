@@ -163,12 +163,12 @@ MATRIX: dict[str, frozenset[str]] = {
     "publicFreezes": PUBLIC,
     "publicRetirements": PUBLIC,
     "publicInquiryKey": PUBLIC,
-    # Security: signing keys (own or operator; object-level in the controller), the signature policy,
-    # maker-checker operator actions, the audit trail.
+    # Security: signing keys and the signature policy (the participant's own only; object-level in the
+    # controller), maker-checker operator actions, the audit trail.
     "registerSigningKey": ANY,
     "listParticipantSigningKeys": ANY,
     "revokeSigningKey": ANY,
-    "setSignaturePolicy": OPERATOR,
+    "setSignaturePolicy": ANY,
     "getSignaturePolicy": ANY,
     "listOperatorActions": OVERSIGHT,
     "getOperatorAction": OVERSIGHT,

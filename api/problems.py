@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote, unquote_to_bytes
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -26,6 +27,27 @@ _TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Con
            422: "Unprocessable request", 503: "Service unavailable", 500: "Internal error"}
 
 
+def path_is_utf8(scope: Any) -> bool:
+    """Whether the path as sent decodes as UTF-8 once percent-decoded (else Python's unquoting has put
+    U+FFFD where the bytes were)."""
+    raw = scope.get("raw_path")
+    if not isinstance(raw, bytes | bytearray):
+        return True
+    try:
+        unquote_to_bytes(bytes(raw).split(b"?", 1)[0]).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def instance(scope: Any) -> str:
+    """A problem's `instance`: the decoded path, or -- when the path is not UTF-8 -- the path as sent,
+    percent-encoded, so that no U+FFFD the client never sent is echoed."""
+    if path_is_utf8(scope):
+        return str(scope.get("path", ""))
+    return quote(unquote_to_bytes(bytes(scope["raw_path"]).split(b"?", 1)[0]), safe="/")
+
+
 def problem(status: int, code: str, detail: str, request: Request | None = None, **extra: Any) -> Response:
     """A problem document; `code` is from the closed set and `status` must be its (else UnknownRefusal)."""
     code = Refusal.of(code, status).value
@@ -37,7 +59,7 @@ def problem(status: int, code: str, detail: str, request: Request | None = None,
         "code": code,
     }
     if request is not None:
-        body["instance"] = request.url.path
+        body["instance"] = instance(request.scope)
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Answer(body, status_code=status, media_type=PROBLEM, headers=headers)
@@ -61,6 +83,8 @@ def _clean(e: Any) -> Any:
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:
+    if not path_is_utf8(request.scope):  # no route matched it, or any other: the request edge's refusal
+        return problem(422, "invalid_characters", "the path is not UTF-8 once percent-decoded", request)
     status = exc.status_code
     if status == 400:  # Litestar reports malformed bodies and parameters as 400; they are 422 here
         status = 422

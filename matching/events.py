@@ -57,6 +57,7 @@ DECLINED = "declined"
 END_OF_DAY = "end_of_day"
 TRADED = "traded"
 RULES_AMENDED = "rules_amended"  # off the new tick or lot when an amendment took effect
+SUSPENDED = "suspended"  # the owner was suspended: the exchange cancelled what it had resting (not the engine's)
 
 # `owner`, `maker_owner`, `taker_owner`, `seller`, `bidder`, `proposer`: who the command's sender is, as
 # the sequencer names it (envx: a participant id). Messages of `rejected` mark their numbers by kind

@@ -68,7 +68,7 @@ def check_value(value: int, what: str) -> int:
     """Refuse a valuation beyond MAX_VALUE fen (see the module docstring)."""
     if value > MAX_VALUE:
         raise PledgeError("valuation_out_of_range", f"at this price {what} would be worth more than "
-                          f"{MAX_VALUE // 100} CNY: refused, and nothing was marked", 422)
+                          f"{MAX_VALUE // 100}.{MAX_VALUE % 100:02d} CNY: refused, and nothing was marked", 422)
     return value
 
 

@@ -22,7 +22,7 @@ from api.schemas.security import EnrolledOut, EnrollmentCodeOut, IssuedKeyOut, K
 from exchange.core.errors import NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.registry import participants
+from exchange.registry import instruments, participants
 from exchange.registry.subjects import subject_of
 from exchange.security import credentials, enrollment
 from ledger import queries
@@ -145,6 +145,7 @@ class AccountController(Controller):
         owner = await participants.owner_of_account(rt, account_id)
         if owner is None or (principal.kind not in participants.SEES_ALL and owner != principal.participant_id):
             raise NotFound("account", account_id)  # another's account: as if there were none
+        decimals = {i["code"]: i["decimals"] for i in await instruments.listing(rt)}
         async with rt.read() as conn:
             bals = await queries.balances(conn, [account_id])
-        return AccountOut.of(account_id, owner, bals)
+        return AccountOut.of(account_id, owner, bals, decimals)

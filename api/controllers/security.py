@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from api.deps import Id
+from api.deps import Id, IdempotencyKey, client_id
 from api.encoding import Answer
 from api.schemas.registry import DecisionIn
 from api.schemas.security import (
@@ -54,9 +54,11 @@ async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind
     return await run()
 
 
-def _own_or_operator(principal: Principal, participant_id: int) -> None:
-    if principal.kind != "operator" and principal.participant_id != participant_id:
-        raise Forbidden("you may only manage your own signing keys")
+def _own(principal: Principal, participant_id: int) -> None:
+    """A participant's signing keys and signature policy are its own key's to set: no one else's, not an
+    operator's (an operator's key for another participant, or its policy, would lock that participant out)."""
+    if principal.participant_id != participant_id:
+        raise Forbidden("only the participant itself manages its signing keys and signature policy")
 
 
 def _own_or_oversight(principal: Principal, participant_id: int) -> None:
@@ -69,10 +71,11 @@ class SigningKeyController(Controller):
     tags = ("security",)
 
     @post("/signing-keys", operation_id="registerSigningKey",
-          summary="Register an Ed25519 public key for signed instructions (yours; operators: anyone's)")
+          summary="Register an Ed25519 public key for your own signed instructions")
     async def register(self, rt: Runtime, principal: Principal, participant_id: Id,
-                       data: SigningKeyIn) -> SigningKeyOut:
-        _own_or_operator(principal, participant_id)
+                       data: SigningKeyIn, idempotency_key: IdempotencyKey = None) -> SigningKeyOut:
+        client_id(idempotency_key, None)  # keyed: a retry is the stored answer (api/security/replays.py)
+        _own(principal, participant_id)
         await participants.lookup(rt, participant_id)
         return SigningKeyOut.of(await instruction_keys.register(rt, principal.actor, participant_id,
                                                                 decode_public_key(data.public_key), data.label))
@@ -86,13 +89,14 @@ class SigningKeyController(Controller):
     @post("/signing-keys/{key_id:int}/revoke", operation_id="revokeSigningKey", status_code=200,
           summary="Revoke a signing key; signatures by it are refused at once")
     async def revoke(self, rt: Runtime, principal: Principal, participant_id: Id, key_id: Id) -> SigningKeyOut:
-        _own_or_operator(principal, participant_id)
+        _own(principal, participant_id)
         return SigningKeyOut.of(await instruction_keys.revoke(rt, principal.actor, participant_id, key_id))
 
     @put("/signature-policy", operation_id="setSignaturePolicy",
-         summary="Require (or stop requiring) signed instructions for this participant's mutations (operator)")
-    async def set_policy(self, rt: Runtime, state: State, participant_id: Id,
+         summary="Require (or stop requiring) signed instructions for your own mutations")
+    async def set_policy(self, rt: Runtime, state: State, principal: Principal, participant_id: Id,
                          data: SignaturePolicyIn) -> SignaturePolicyOut:
+        _own(principal, participant_id)
         out = await instruction_keys.set_policy(rt, participant_id, data.require_signatures)
         forget_policy(state, participant_id)
         return SignaturePolicyOut.of(out)

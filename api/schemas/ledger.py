@@ -37,11 +37,11 @@ class LedgerEntryOut(BaseModel):
 class LedgerHeadOut(BaseModel):
     seq: int
     hash: str = Field(description="hex")
-    ts: int = Field(description="UTC microseconds since the epoch")
+    ts: str = Field(description="ISO 8601, UTC, microseconds, Z (stored as microseconds since the epoch)")
 
     @classmethod
     def of(cls, h: dict[str, Any]) -> LedgerHeadOut:
-        return cls(seq=h["seq"], hash=h["hash"], ts=h["ts"])
+        return cls(seq=h["seq"], hash=h["hash"], ts=iso(h["ts"]))
 
 
 class CheckpointOut(BaseModel):

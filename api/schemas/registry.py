@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
-from exchange.core.units import iso, iso_or_none
+from exchange.core.units import iso, iso_or_none, to_text
 from exchange.registry.kinds import KindAttributes
 from exchange.registry.models import Instrument, Participant, StatusChange
 
@@ -223,22 +223,22 @@ class InstrumentOut(BaseModel):
 
 class AccountBalanceOut(BaseModel):
     instrument: str
-    posted: int = Field(description="base units (fen for CNY)")
-    pending: int = Field(description="base units (fen for CNY)")
-    available: int = Field(description="base units (fen for CNY)")
+    posted: str = Field(description="decimal string in the instrument's unit (CNY in yuan)")
+    pending: str = Field(description="decimal string in the instrument's unit")
+    available: str = Field(description="decimal string in the instrument's unit")
 
 
 class AccountOut(BaseModel):
-    """An account's balances. (Still in base units, as it has always answered, and says so in `units`.)"""
+    """An account's balances, in each instrument's unit as /v1/holdings has them."""
 
     account: int
     participant_id: int
     balances: list[AccountBalanceOut]
-    units: str
 
     @classmethod
-    def of(cls, account: int, owner: int, balances: list[dict[str, Any]]) -> AccountOut:
-        return cls(account=account, participant_id=owner, units="base units (fen for CNY); see the instrument's "
-                   "decimals", balances=[AccountBalanceOut(
-                       instrument=b["instrument"], posted=b["posted"], pending=b["pending_out"],
-                       available=b["posted"] - b["pending_out"]) for b in balances])
+    def of(cls, account: int, owner: int, balances: list[dict[str, Any]], decimals: dict[str, int]) -> AccountOut:
+        def shown(b: dict[str, Any], amount: int) -> str:
+            return to_text(amount, decimals[b["instrument"]])
+        return cls(account=account, participant_id=owner, balances=[AccountBalanceOut(
+            instrument=b["instrument"], posted=shown(b, b["posted"]), pending=shown(b, b["pending_out"]),
+            available=shown(b, b["posted"] - b["pending_out"])) for b in balances])

@@ -7,8 +7,8 @@
    before any handler runs;
 3. the one strict decoding of every mutation's body (api/security/json_body.py: depth, duplicate keys,
    lone surrogates, unsafe integers), for requests the authorization guard will let through; a body it
-   refuses is 422 and reaches nothing (no signature record, no handler); an operation that declares no
-   body takes none, or `{}` (else 422 `body_not_allowed`);
+   refuses is 422 and reaches nothing (no signature record, no handler); a mutation that declares no
+   body takes none, or `{}`, and a read (GET, HEAD, OPTIONS) none at all (else 422 `body_not_allowed`);
 4. signed instructions on mutations: verified, replay-checked and stored, then handed to the ledger
    through exchange.core.provenance; participants whose operator requires signatures get 401
    `signature_required` for unsigned mutations;
@@ -42,7 +42,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.authz import MATRIX, PUBLIC
-from api.problems import PROBLEM, TYPE_BASE
+from api.problems import PROBLEM, TYPE_BASE, instance
 from api.security import audit as audit_policy
 from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
@@ -70,7 +70,7 @@ async def send_problem(scope: Scope, send: Send, status: int, code: str, detail:
                        headers: dict[str, str] | None = None, **extra: Any) -> None:
     code = Refusal.of(code, status).value  # the closed set: a code outside it, or another status, is a bug
     body = json.dumps({"type": TYPE_BASE + code, "title": _TITLES.get(status, code), "status": status,
-                       "detail": detail, "code": code, "instance": scope.get("path", ""), **extra},
+                       "detail": detail, "code": code, "instance": instance(scope), **extra},
                       ensure_ascii=False).encode()
     raw = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
     if status == 401:
@@ -282,10 +282,12 @@ class SecurityMiddleware(ASGIMiddleware):
         mutation = method not in audit_policy.SAFE_METHODS
         # Bodies the guard will refuse (no key, wrong role) are never decoded: 401/403 come first.
         decoding = mutation and _guard_lets_through(operation, principal)
+        # A read takes no body at all (0 bytes); its body is read only to refuse one, as the guard lets it through.
+        reading = not mutation and operation is not None and _guard_lets_through(operation, principal)
         rt = scope["app"].state.rt
 
         too_big = False
-        if decoding or req.audited:
+        if decoding or reading or req.audited:
             req.body, receive, too_big = await _buffer(receive)
         body = req.body
 
@@ -305,6 +307,8 @@ class SecurityMiddleware(ASGIMiddleware):
             else:
                 if req.decoded != {} and operation in _bodiless(scope["app"]):
                     refusal = (422, "body_not_allowed", "this operation takes no request body: send none, or {}")
+        elif reading and body:
+            refusal = (422, "body_not_allowed", "this operation takes no request body: send none")
         signature = _header(scope, b"x-envx-signature") if decoding and principal is not None else None
         if refusal is None and decoding and principal is not None:
             if signature is None and await requires_signatures(scope["app"].state, principal.participant_id):

@@ -256,6 +256,7 @@ class Refusal(StrEnum):
     NOT_A_PARTY = R.NOT_A_PARTY, 409, R.DESCRIPTIONS[R.NOT_A_PARTY]
     INVALID_AUDIENCE = R.INVALID_AUDIENCE, 409, R.DESCRIPTIONS[R.INVALID_AUDIENCE]
     ALREADY_CONFIRMED = R.ALREADY_CONFIRMED, 409, R.DESCRIPTIONS[R.ALREADY_CONFIRMED]
+    DEAL_NOT_OPEN = "deal_not_open", 409, "the negotiation is no longer open: it traded (the problem says which trade)"
     UNKNOWN_AUCTION = R.UNKNOWN_AUCTION, 404, R.DESCRIPTIONS[R.UNKNOWN_AUCTION]
     DUPLICATE_AUCTION_ID = R.DUPLICATE_AUCTION_ID, 409, R.DESCRIPTIONS[R.DUPLICATE_AUCTION_ID]
     INVALID_AUCTION = R.INVALID_AUCTION, 409, R.DESCRIPTIONS[R.INVALID_AUCTION]
@@ -328,6 +329,8 @@ class Refusal(StrEnum):
     CLAIM_MOVED = "claim_moved", 409, "the claim moved to another pledge; retry"
     FREEZE_CHANGED = "freeze_changed", 409, "a court changed a freeze on the lot just now; retry"
     MARK_CONFLICT = "mark_conflict", 409, "the instrument is already marked at another price for that day"
+    VALUATION_DATE_IN_FUTURE = "valuation_date_in_future", 409, "a revaluation's as_of is after the registry's today (Asia/Shanghai)"
+    VALUATION_DATE_STALE = "valuation_date_stale", 409, "a revaluation's as_of is before the instrument's latest mark"
     VALUATION_OUT_OF_RANGE = "valuation_out_of_range", 422, "at this price a pledge's value would exceed 2^53 - 1 fen: no close is that high"
     QUERY_REQUIRED = "query_required", 422, "a public search names a holder, a credit code or a serial"
     QUERY_TOO_SHORT = "query_too_short", 422, "a name search needs the holder's whole name"

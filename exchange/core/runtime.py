@@ -56,6 +56,8 @@ class Runtime:
     key_cache: KeyCache = field(default_factory=KeyCache)
     # Work running now, by key, that a second caller waits for instead of repeating (a PDF being rendered).
     inflight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+    # Work that must run one at a time per key in this process (a block deal's confirmations), by key.
+    serial_locks: dict[Hashable, tuple[asyncio.Lock, int]] = field(default_factory=dict)  # (lock, users)
     # Set after a commit that queued pledge webhooks; the pledge worker (exchange/pledging/worker.py) waits on it.
     pledge_outbox: asyncio.Event = field(default_factory=asyncio.Event)
     # Mutations under way per participant, and those being suspended (exchange/core/suspension.py).

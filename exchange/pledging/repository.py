@@ -333,6 +333,13 @@ async def mark(conn: AsyncConnection, instrument: str, as_of: date) -> Mark | No
     return None if row is None else Mark.from_row(row)
 
 
+async def last_mark_day(conn: AsyncConnection, instrument: str) -> date | None:
+    """The latest day `instrument` is marked for, if any."""
+    day: date | None = (await conn.execute(text("SELECT max(as_of) FROM pledge_marks WHERE instrument = :i"),
+                                           {"i": instrument})).scalar()
+    return day
+
+
 async def mark_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Mark | None:
     row = (await conn.execute(text("SELECT * FROM pledge_marks WHERE recorded_by = :a AND client_id = :c"),
                               {"a": actor, "c": client_id})).first()

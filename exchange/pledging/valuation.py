@@ -22,7 +22,7 @@ from exchange.pledging.values import (
     cny,
     today,
 )
-from exchange.registry import instruments
+from exchange.registry import expiry, instruments
 from exchange.registry.kinds import term_years
 from pledges import lifecycle
 from pledges import valuation as val
@@ -96,7 +96,10 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
     """Value every live pledge of `instrument` at `price_fen` (fen per whole unit) as of the close of `as_of`.
 
     The exchange's end-of-day close calls this too. Repeating it for the same day is a no-op (the mark
-    and each valuation are keyed by day); a different price for a day already marked is refused.
+    and each valuation are keyed by day); a different price for a day already marked is refused
+    (`mark_conflict`: a mark is never corrected in place). `as_of` may be neither after the registry's
+    today (Asia/Shanghai, the runtime's clock: `valuation_date_in_future`) nor before the instrument's
+    latest mark (`valuation_date_stale`): an old or a future price never replaces the current valuation.
     The cure deadline of a margin call is the next open unless the caller (who knows the calendar) says.
 
     One transaction: the mark and every pledge's valuation and events commit together or not at all. The
@@ -115,6 +118,13 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
             prior = await repo.mark_by_client(conn, actor, client_id)
             if prior is not None:
                 check_replay(prior.fingerprint, fp)
+        if as_of > expiry.today_of(rt):
+            raise DomainError("valuation_date_in_future", f"{as_of} is after the registry's today "
+                              f"({expiry.today_of(rt)}): no close exists for it yet")
+        last = await repo.last_mark_day(conn, instrument)
+        if last is not None and as_of < last:
+            raise DomainError("valuation_date_stale", f"{instrument} is already marked for {last}: "
+                              f"a close of {as_of} is older and may not replace it")
         existing = await repo.mark(conn, instrument, as_of)
         if existing is not None and existing.price != price_fen:
             raise DomainError("mark_conflict", f"{instrument} is already marked at {cny(existing.price)} for {as_of}")

@@ -51,7 +51,7 @@ from exchange.core.idempotency import internal
 from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
 from exchange.core.runtime import Runtime
-from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base
+from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base, to_text
 from exchange.registry import cash, instruments, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry.subjects import subject_from_payload
@@ -87,6 +87,11 @@ async def _check_cash(rt: Runtime, p: Payload) -> None:
     if who["cash_account"] is None:
         raise DomainError("no_account", f"participant {p['participant_id']} has no cash account")
     to_base(p["amount"], CNY_DECIMALS, field="amount")
+
+
+def _cny_text(amount: str) -> str:
+    """An amount as sent ("1", "1.5") as every answer writes CNY ("1.00", "1.50"): _check_cash has read it."""
+    return to_text(to_base(amount, CNY_DECIMALS, field="amount"), CNY_DECIMALS)
 
 
 def _cash(direction: str) -> Execute:
@@ -163,10 +168,10 @@ async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str
 
 KINDS: dict[str, Kind] = {
     "recordDeposit": Kind(
-        _check_cash, lambda p: f"credit {p['amount']} CNY to the cash account of participant {p['participant_id']} "
-                               f"(bank reference {p['bank_reference']})", _cash("deposit")),
+        _check_cash, lambda p: f"credit {_cny_text(p['amount'])} CNY to the cash account of participant "
+                               f"{p['participant_id']} (bank reference {p['bank_reference']})", _cash("deposit")),
     "recordWithdrawal": Kind(
-        _check_cash, lambda p: f"debit {p['amount']} CNY from the cash account of participant "
+        _check_cash, lambda p: f"debit {_cny_text(p['amount'])} CNY from the cash account of participant "
                                f"{p['participant_id']}, paid out (bank reference {p['bank_reference']})",
         _cash("withdrawal")),
     "defineInstrument": Kind(
@@ -274,6 +279,9 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
         if row is None:
             raise NotFound("operator action", action_id)
         k = KINDS[row.kind]
+        # The proposer is never the checker, whatever the action's state: before the replay of an executed one.
+        if row.proposed_by == who.actor:
+            raise Forbidden("maker-checker: a second operator must approve this action, not its proposer")
         if row.status == "executed":  # approving again answers the same result (and its half to its holder only)
             if k.enrolls is not None and row.decided_by == who.actor:
                 code = await enrollment.code_of_action(conn, action_id)
@@ -284,8 +292,6 @@ async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None)
         if row.status == "failed":
             raise DomainError("action_failed", f"operator action {action_id} failed when it was approved",
                               error=row.error)
-        if row.proposed_by == who.actor:
-            raise Forbidden("maker-checker: a second operator must approve this action, not its proposer")
         # Four eyes are checked against the database, not the key cache: the approver's key and participant,
         # and the proposer's standing, as they are now.
         await credentials.assert_current(conn, who)

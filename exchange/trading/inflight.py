@@ -9,7 +9,8 @@ enforcement sale, a court's restoration purchase). The registry lives on the run
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from exchange.core.errors import DomainError
@@ -38,3 +39,19 @@ async def once(rt: Runtime, key: tuple[Any, ...], fingerprint: str, run: Callabl
         raise
     finally:
         rt.inflight.pop(key, None)
+
+
+@contextlib.asynccontextmanager
+async def serially(rt: Runtime, key: tuple[Any, ...]) -> AsyncIterator[None]:
+    """One holder of `key` at a time in this process; the lock is forgotten when nobody holds or waits."""
+    lock, users = rt.serial_locks.get(key, (asyncio.Lock(), 0))
+    rt.serial_locks[key] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        _, users = rt.serial_locks[key]
+        if users == 1:
+            del rt.serial_locks[key]
+        else:
+            rt.serial_locks[key] = (lock, users - 1)

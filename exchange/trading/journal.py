@@ -78,6 +78,10 @@ class Journaled:
     def order(self) -> dict[str, Any] | None:
         return self.payload.get("order")
 
+    def reason(self) -> str | None:
+        """The cancel reason the exchange gave this command (a suspension's sweep), journaled with it."""
+        return self.payload.get("reason")
+
 
 @dataclass(frozen=True, slots=True)
 class ClientCommand:

@@ -19,6 +19,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
 from exchange.registry import expiry, participants
 from exchange.trading import inflight, journal
+from exchange.trading import repository as repo
 from exchange.trading.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.trading.pricing import buy_hold
 from ledger import commands as lc
@@ -54,7 +55,7 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
         rejected = [e for e in events if e[0] == ev.REJECTED]
         if rejected:
             raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
-        return {"seq": seqno, "events": _events_view(events, seq.market.decimals)}
+        return {"seq": seqno, "events": _events_view(events, seq.market.decimals, who)}
 
     return await inflight.once(rt, ("plain", who.participant_id, client_id), fp, run)
 
@@ -81,6 +82,20 @@ def _deal_seen(seq: Any, who: Principal, deal_id: int) -> tuple[dict[str, Any], 
     if deal is None or (who.kind not in OVERSIGHT and who.participant_id not in parties):
         raise NotFound("negotiation", deal_id)
     return deal, quote
+
+
+async def _refuse_traded(rt: Runtime, seq: Any, who: Principal, deal_id: int) -> None:
+    """A negotiation that already traded, asked about by one of its parties (or oversight): 409
+    `deal_not_open` with its status, not the 404 of an unknown one (the responder's side of a block trade is
+    the deal's id). Anyone else still gets _deal_seen's 404."""
+    if seq.engine.deal(deal_id) is not None:
+        return
+    async with rt.read() as conn:
+        trade_id = await repo.block_trade_of_deal(conn, seq.market.id, deal_id,
+                                                  None if who.kind in OVERSIGHT else who.participant_id)
+    if trade_id is not None:
+        raise DomainError(Refusal.DEAL_NOT_OPEN, f"negotiation {deal_id} is no longer open: it traded "
+                          f"(trade {trade_id})", deal_status="traded", trade_id=trade_id)
 
 
 def _block(rt: Runtime, market_id: str) -> Any:
@@ -127,6 +142,7 @@ async def counter(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     pid = who.participant_id
 
     async def seen() -> None:
+        await _refuse_traded(rt, seq, who, deal_id)
         _deal_seen(seq, who, deal_id)
 
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Counter(deal_id, pid, p, q),
@@ -138,6 +154,7 @@ async def decline(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     pid = who.participant_id
 
     async def seen() -> None:
+        await _refuse_traded(rt, seq, who, deal_id)
         _deal_seen(seq, who, deal_id)
 
     return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Decline(deal_id, pid),
@@ -164,6 +181,7 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
     pid = who.participant_id
 
     async def fund() -> dict[str, Any]:
+        await _refuse_traded(rt, seq, who, deal_id)
         deal, quote = _deal_seen(seq, who, deal_id)
         if quote is None:
             raise DomainError("unknown_quote", f"quote {deal['quote_id']} is not live", 404)
@@ -204,8 +222,11 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
 
         return {"extra": [state(buyer, mc.BUY, holds[0], cash), state(seller, mc.SELL, holds[1], qty)]}
 
-    return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Confirm(deal_id, pid),
-                              {"op": "confirm", "m": market_id, "deal": deal_id}, prepare=fund)
+    # One confirmation of a deal at a time: concurrent ones would each fund the deal from the same balances
+    # (the later ones failing on money the first one held); after the first, the rest see it traded.
+    async with inflight.serially(rt, ("confirm", market_id, deal_id)):
+        return await submit_plain(rt, who, market_id, client_id, lambda _s: mc.Confirm(deal_id, pid),
+                                  {"op": "confirm", "m": market_id, "deal": deal_id}, prepare=fund)
 
 
 def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[dict[str, Any]]:

@@ -108,15 +108,25 @@ _DEPOSIT_STATUS = {"open": "held", "cancelled": "returned", "filled": "returned"
 # other side of a trade is not named (trades are anonymous; the caller knows its own order by its id).
 _OWNER_FIELDS = {"owner": "participant_id"}
 _COUNTERPARTY_FIELDS = frozenset({"maker_owner", "taker_owner"})
+# A trade's order of each side, by the field naming that side's owner.
+_SIDE_ORDERS = {"maker_id": "maker_owner", "taker_id": "taker_owner"}
 
 
-def _events_view(events: list[ev.Event], decimals: int) -> list[dict[str, Any]]:
+def _events_view(events: list[ev.Event], decimals: int, who: Principal) -> list[dict[str, Any]]:
     """Events of the caller's own command, in its units (exchange.core.units.event_fields): amounts, prices and
-    quantities as decimal strings, times in ISO 8601, refusals spoken; base units never leak."""
+    quantities as decimal strings, times in ISO 8601, refusals spoken; base units never leak. The other side
+    is never named to a party: neither its order in a trade (`maker_id`/`taker_id` of an order not the
+    caller's) nor another bidder (`bidder`, as a seller's allocation has it); oversight sees every side."""
+    sees_all = who.kind in SEES_ALL
     out = []
     for e in events:
         d = units.event_fields(ev.as_dict(e), decimals)
-        out.append({_OWNER_FIELDS.get(k, k): v for k, v in d.items() if k not in _COUNTERPARTY_FIELDS})
+        hidden = set(_COUNTERPARTY_FIELDS)
+        if not sees_all:
+            hidden |= {k for k, owner in _SIDE_ORDERS.items() if k in d and d.get(owner) != who.participant_id}
+            if "bidder" in d and d["bidder"] != who.participant_id:
+                hidden.add("bidder")
+        out.append({_OWNER_FIELDS.get(k, k): v for k, v in d.items() if k not in hidden})
     return out
 
 
@@ -225,7 +235,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     # one hold, once merged, is the update's).
     row = Order(order_id, market_id, who.participant_id, kind, side, type_, tif, price, qty, qty, 0, 0, 0, "open",
                 None, ctx["hold_id"], amount, seq.trading_day, client_id, parent, purpose, fp).updated(changed)
-    return {_answer_key(kind): order_view(row, m.decimals), "events": _events_view(events, m.decimals),
+    return {_answer_key(kind): order_view(row, m.decimals), "events": _events_view(events, m.decimals, who),
             "_fp": fp.hex()}
 
 

@@ -91,6 +91,14 @@ class Replay:
     order: Order
 
 
+def _relabel(events: list[ev.Event], reason: str | None) -> list[ev.Event]:
+    """The engine's events of a command the exchange gave its own cancel `reason` (a suspension's sweep)."""
+    if reason is None:
+        return events
+    return [(e[0], e[1], e[2], e[3], reason) if e[0] == ev.CANCELLED and e[4] == ev.BY_REQUEST else e
+            for e in events]
+
+
 @dataclass(slots=True)
 class Submission:
     """A command for the engine; `make(seq)` builds it once the id (= seq) is known."""
@@ -110,6 +118,9 @@ class Submission:
     actor: int | None = None
     # Not a command: cancel what this participant has resting here (`sweep`), at this point of the queue.
     sweep: int | None = None
+    # The reason this command's cancels carry instead of the engine's `requested` (a sweep's: suspended);
+    # journaled with it, so a replay after a restart projects the same.
+    reason: str | None = None
 
     def participants(self) -> set[int]:
         ids = set() if self.actor is None else {self.actor}
@@ -331,7 +342,8 @@ class MarketSequencer:
             if it.sweep is None:
                 out.append(it)
                 continue
-            cancels = [Submission(_constant(cmd), loop.create_future()) for cmd in self._resting(it.sweep)]
+            cancels = [Submission(_constant(cmd), loop.create_future(), reason=ev.SUSPENDED)
+                       for cmd in self._resting(it.sweep)]
             out += cancels
             _when_all(it.future, [c.future for c in cancels])
         return out
@@ -390,7 +402,8 @@ class MarketSequencer:
             results: list[Result] = []
             for j in pending:
                 cmd = j.command()
-                results.append((j.seq, j.ts, cmd, self.engine.process(j.seq, j.ts, cmd), j.order()))
+                results.append((j.seq, j.ts, cmd, _relabel(self.engine.process(j.seq, j.ts, cmd), j.reason()),
+                                j.order()))
             await self._finish(self._stage(results, []))
 
     # ------------------------------------------------------------------ the loop
@@ -492,6 +505,8 @@ class MarketSequencer:
                     payload["order"] = it.order
                 if it.client is not None:
                     payload["client"] = it.client
+                if it.reason is not None:
+                    payload["reason"] = it.reason
                 if it.order is not None and it.order.get("kind"):
                     new_orders.append(NewOrder.of(seq, it.order, day))
                 records.append(JournalRecord(seq, ts, payload))
@@ -502,7 +517,7 @@ class MarketSequencer:
         self.last_seq = seq
         results: list[Result] = []
         for seq, cmd, it in staged:
-            results.append((seq, ts, cmd, self.engine.process(seq, ts, cmd), it.order))
+            results.append((seq, ts, cmd, _relabel(self.engine.process(seq, ts, cmd), it.reason), it.order))
         # Settlement goes to the writer's queue now; stage two awaits it and answers the callers, while
         # this stage journals and matches the next batch.
         st = self._stage(results, [it for _, _, it in staged])

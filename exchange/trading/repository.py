@@ -48,6 +48,17 @@ async def refusal(conn: AsyncConnection, market_id: str, seq: int) -> tuple[str,
     return None if r is None else (r.code, r.detail)
 
 
+async def block_trade_of_deal(conn: AsyncConnection, market_id: str, deal_id: int,
+                              participant_id: int | None) -> int | None:
+    """The trade a block negotiation became (its orders are the deal's), if `participant_id` (None: oversight,
+    any) was a side of it."""
+    tid = (await conn.execute(text(
+        """SELECT trade_id FROM trades WHERE market_id = :m AND mode = 'block' AND :d IN (buy_order, sell_order)
+             AND (CAST(:p AS bigint) IS NULL OR :p IN (buyer_id, seller_id))"""),
+        {"m": market_id, "d": deal_id, "p": participant_id})).scalar()
+    return None if tid is None else int(tid)
+
+
 async def market_ids(conn: AsyncConnection) -> list[str]:
     return [r.id for r in await conn.execute(text("SELECT id FROM markets ORDER BY id"))]
 

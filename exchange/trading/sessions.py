@@ -351,7 +351,7 @@ async def session_action(rt: Runtime, market_id: str, action: str, *, actor: str
         hours = ", ".join(f"{a}-{b}" for a, b in m.sessions)
         raise DomainError("outside_hours", f"market {market_id} trades {hours} Asia/Shanghai on its trading days; "
                           f"it is {state} now. An operator may open it with \"override\": true and a reason",
-                          409, sessions=[list(p) for p in m.sessions], now=now.astimezone(SHANGHAI).isoformat())
+                          409, sessions=[list(p) for p in m.sessions], now=iso(now))
     if not reason or not reason.strip():
         raise Invalid("reason_required", "an override of the market's hours needs a reason")
     if seq.session_open:

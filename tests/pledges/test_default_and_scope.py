@@ -43,7 +43,7 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     b = another()
     deadline = datetime.now(UTC) + timedelta(seconds=1)
     # 100 t x 10.50 = 1,050.00 = 105 % of 1,000.00: a margin call (below 110 %), not a liquidation.
-    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "10.50", "as_of": days(0),
+    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "10.50", "as_of": days(-2),
                                                      "cure_deadline": deadline.isoformat()}))
     assert {x["pledge_id"]: x["level"] for x in r["pledges"]}[b["id"]] == "margin_call"
     r = offer(bank, b["id"], buyer)
@@ -53,13 +53,13 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     assert p["enforcement"]["ground"]["type"] == "cure_deadline_missed"
     # A liquidation level is a default at once.
     c = another()
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(1)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(-1)}))
     assert api.ok(bank.get(f"/v1/pledges/{c['id']}"))["margin"]["level"] == "liquidation"
     p = api.ok(offer(bank, c["id"], buyer))
     assert p["enforcement"]["ground"]["type"] == "liquidation"
     # The bank's declaration, with the notice's number and date: recorded, and the pledgor sees it.
     d = another()
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "20.00", "as_of": days(2)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "20.00", "as_of": days(0)}))
     assert offer(bank, d["id"], buyer).json()["code"] == "no_default"
     r = owner["api"].post(f"/v1/pledges/{d['id']}/default", {"reference": "x", "notice_date": days(0)})
     assert r.status_code == 403  # the role matrix: only banks declare

@@ -151,12 +151,12 @@ def test_emission_rights_near_their_validity_deadline_warn_the_bank(api: Api) ->
     p = api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
     assert p["quantity"] == "10.000"
     # 10 t at 21,000.00 per t/yr = 210,000.00: fine on value, but the rights lapse in 40 days.
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(-1)}))
     events = api.ok(bank["api"].get(f"/v1/pledges/{p['id']}/events"))
     [warn] = [e for e in events if e["type"] == "deadline_warning"]
     assert warn["details"]["deadline"] == days(40) and warn["details"]["before_term_end"] is True
     # Warned once per deadline, not at every close.
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(1)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(0)}))
     events = api.ok(bank["api"].get(f"/v1/pledges/{p['id']}/events"))
     assert [e["type"] for e in events].count("deadline_warning") == 1
     # Pledging an instrument the pledgor does not hold: nothing to lock.

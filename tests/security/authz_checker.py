@@ -239,7 +239,7 @@ def build_world(api: Any) -> World:
     as_ = {role: api.as_(tokens[role]) for role in ROLES}
     for role in ROLES:  # a spare API key (minted by the role's own key) and signing key per role, to revoke
         w.spare_keys[role] = api.ok(as_[role].post(f"/v1/participants/{ids[role]}/keys", {"label": "spare"}))["id"]
-        w.spare_signing_keys[role] = api.ok(api.post(f"/v1/participants/{ids[role]}/signing-keys",
+        w.spare_signing_keys[role] = api.ok(as_[role].post(f"/v1/participants/{ids[role]}/signing-keys",
                                                      {"public_key": generate_key()[1], "label": "spare"}))["id"]
     api.instrument(INSTRUMENT)
     req = api.ok(as_["issuer"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids["enterprise"],

@@ -95,18 +95,18 @@ def test_a_retry_signed_again_gets_the_original_result(api: Api, client: TestCli
     assert api.ok(w["buyer"]["api"].get("/v1/holdings"))["balances"][0]["posted"] == "1"
 
 
-def test_operators_can_require_signatures(api: Api, client: TestClient) -> None:
+def test_a_participant_can_require_its_own_signatures(api: Api, client: TestClient) -> None:
     w = trading_world(api)
     seller = w["seller"]
     policy = f"/v1/participants/{seller['id']}/signature-policy"
-    # Not by the participant itself; not before it has a key to sign with.
-    r = seller["api"].client.put(policy, json={"require_signatures": False},
-                                 headers={"Authorization": f"Bearer {seller['token']}"})
-    assert (r.status_code, r.json()["code"]) == (403, "role_forbidden")
-    r = client.put(policy, json={"require_signatures": True}, headers={"Authorization": f"Bearer {api.token}"})
+    own = {"Authorization": f"Bearer {seller['token']}"}
+    # Not by an operator (red team round 3: it would lock the participant out); not before it has a key.
+    r = client.put(policy, json={"require_signatures": False}, headers={"Authorization": f"Bearer {api.token}"})
+    assert (r.status_code, r.json()["code"]) == (403, "forbidden")
+    r = client.put(policy, json={"require_signatures": True}, headers=own)
     assert (r.status_code, r.json()["code"]) == (409, "no_signing_key")
     private, key_id = signer(seller["api"], seller["id"])
-    r = client.put(policy, json={"require_signatures": True}, headers={"Authorization": f"Bearer {api.token}"})
+    r = client.put(policy, json={"require_signatures": True}, headers=own)
     assert r.status_code == 200 and r.json()["require_signatures"] is True
     assert api.ok(seller["api"].get(policy))["require_signatures"] is True
     # Unsigned mutations are refused, reads are not; signed ones pass.
@@ -120,23 +120,23 @@ def test_operators_can_require_signatures(api: Api, client: TestClient) -> None:
     r = seller["api"].post(f"/v1/participants/{seller['id']}/signing-keys", {"public_key": public})
     assert (r.status_code, r.json()["code"]) == (401, "signature_required")
     r = signed(client, seller["token"], "POST", f"/v1/participants/{seller['id']}/signing-keys",
-               {"public_key": public}, private, key_id)
+               {"public_key": public}, private, key_id, idem="sk-2")
     assert r.status_code == 201, r.text
     # Other participants are unaffected.
     assert w["buyer"]["api"].post("/v1/transfers", {"to_participant": seller["id"], "instrument": "FCT-SEC",
                                                     "quantity": "1"}).status_code == 201
 
 
-def test_signing_keys_are_managed_by_their_owner_or_an_operator(api: Api) -> None:
+def test_signing_keys_are_managed_by_their_owner_only(api: Api) -> None:
     a = api.participant("甲企业", "enterprise")
     b = api.participant("乙企业", "enterprise")
     _, public = generate_key()
-    r = b["api"].post(f"/v1/participants/{a['id']}/signing-keys", {"public_key": public})
-    assert (r.status_code, r.json()["code"]) == (403, "forbidden")
-    key = api.ok(api.post(f"/v1/participants/{a['id']}/signing-keys", {"public_key": public, "label": "ops"}))
-    me = api.get("/v1/whoami").json()["participant_id"]
-    assert key["public_key"] == public and key["created_by"] == f"participant:{me}"
-    dup = api.post(f"/v1/participants/{a['id']}/signing-keys", {"public_key": public})
+    for other in (b["api"], api):  # another participant, an operator (red team round 3)
+        r = other.post(f"/v1/participants/{a['id']}/signing-keys", {"public_key": public})
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden")
+    key = api.ok(a["api"].post(f"/v1/participants/{a['id']}/signing-keys", {"public_key": public, "label": "own"}))
+    assert key["public_key"] == public and key["created_by"] == f"participant:{a['id']}"
+    dup = a["api"].post(f"/v1/participants/{a['id']}/signing-keys", {"public_key": public})
     assert (dup.status_code, dup.json()["code"]) == (409, "signing_key_exists")
     for bad in ("A" * 44, "not base64!" * 4, base64.b64encode(b"x" * 31).decode() + "AAAA"):
         r = a["api"].post(f"/v1/participants/{a['id']}/signing-keys", {"public_key": bad})
