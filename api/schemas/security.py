@@ -3,7 +3,7 @@ keys, enrollment codes, operator actions, the audit trail)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
@@ -274,7 +274,8 @@ class AuditEventOut(BaseModel):
 
 class AnonymousRefusalsOut(BaseModel):
     client_ip: str
-    minute: int = Field(description="Unix seconds")
+    minute: str = Field(description="the minute's start, ISO 8601, UTC, Z")
+    cursor: int = Field(description="pass as after_minute for the next page (the minute in Unix seconds)")
     refusals: int
     first_seq: int | None = Field(description="the audit row of the minute's first refusal")
     last_operation: str
@@ -282,7 +283,8 @@ class AnonymousRefusalsOut(BaseModel):
 
     @classmethod
     def of(cls, r: AnonymousRefusals) -> AnonymousRefusalsOut:
-        return cls(client_ip=r.client_ip, minute=r.minute, refusals=r.refusals, first_seq=r.first_seq,
+        return cls(client_ip=r.client_ip, minute=iso(datetime.fromtimestamp(r.minute, UTC)), cursor=r.minute,
+                   refusals=r.refusals, first_seq=r.first_seq,
                    last_operation=r.last_operation, last_at=iso(r.last_at))
 
 

@@ -129,3 +129,16 @@ def test_approvals_are_audited_with_both_operators(api: Api, client: TestClient)
     assert proposed["status"] == 202 and approved["status"] == 200
     assert proposed["actor"] != approved["actor"]
     assert approved["detail"]["path_params"] == {"action_id": str(p.json()["id"])}
+
+
+def test_anonymous_refusals_speak_iso_minutes_and_page_by_their_cursor(api: Api, client: TestClient) -> None:
+    for _ in range(3):  # refused without a valid key: counted per address and minute
+        assert client.post("/v1/instruments", json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    rows = api.ok(api.get("/v1/audit/anonymous-refusals", limit=100))
+    assert rows and all(r["minute"].endswith(":00.000000Z") for r in rows), rows
+    mine = [r for r in rows if r["client_ip"] == "testclient"]
+    assert mine and mine[-1]["refusals"] >= 3
+    first = rows[0]
+    later = api.ok(api.get("/v1/audit/anonymous-refusals", after_minute=first["cursor"], limit=100))
+    assert all(r["cursor"] > first["cursor"] for r in later)  # the cursor pages by minute
+    assert later == [r for r in rows if r["cursor"] > first["cursor"]]
