@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from litestar import Request, Response
@@ -28,6 +28,7 @@ from api.encoding import Answer
 from api.security import json_body
 from exchange.core.errors import Invalid
 
+T = TypeVar("T")  # an item of a list: a response schema, or a dict where a list has none yet
 Cursor = Annotated[str | None, Parameter(max_length=512, description="Opaque: from the previous page's "
                                                                       "`Link: <...>; rel=\"next\"` header")]
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -56,8 +57,8 @@ def decode(cursor: str | None, list_name: str, valid: Callable[[Any], bool]) -> 
     return key
 
 
-def page(request: Request[Any, Any, Any], list_name: str, items: Sequence[dict[str, Any]], limit: int,
-         key: Callable[[dict[str, Any]], Any]) -> Response[list[dict[str, Any]]]:
+def page(request: Request[Any, Any, Any], list_name: str, items: Sequence[T], limit: int,
+         key: Callable[[T], Any]) -> Response[list[T]]:
     """Answer `items[:limit]` (callers fetch one more than `limit` to know whether more follow)."""
     shown = list(items[:limit])
     headers = {}

@@ -268,3 +268,12 @@ async def block_bounds(conn: AsyncConnection, instrument: str, account: int | No
                                                 WHERE account = :a AND instrument = :i"""),
                                         {"a": account, "i": instrument}))
     return [(int(r.start_serial), int(r.end_serial)) for r in rows]
+
+
+async def pending_t1_holds(conn: AsyncConnection, instrument: str, before_ts: int) -> list[int]:
+    """The pending T+1 locks of the instrument made before `before_ts` (UTC microseconds), in id order."""
+    rows = await conn.execute(text(
+        """SELECT h.id FROM ledger_holds h JOIN ledger_entries e ON e.seq = h.id
+           WHERE h.kind = 't1' AND h.state = 'pending' AND h.instrument = :i AND e.ts < :t ORDER BY h.id"""),
+        {"i": instrument, "t": before_ts})
+    return [int(r.id) for r in rows]

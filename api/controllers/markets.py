@@ -8,13 +8,34 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, WebSocket, get, post, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api import paging
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
+from api.encoding import Answer
 from api.paging import LINK, Cursor
-from api.schemas.markets import AmendmentIn, HaltIn, ListingIn, MarketIn, OrderIn, ReduceIn, SessionIn, TakeIn
+from api.schemas.markets import (
+    AmendedOut,
+    AmendmentIn,
+    CandleOut,
+    ClosePriceOut,
+    DailyStatOut,
+    DepthOut,
+    HaltedOut,
+    HaltIn,
+    ListingIn,
+    MarketEventOut,
+    MarketIn,
+    MarketOut,
+    OrderIn,
+    ReduceIn,
+    SessionIn,
+    SessionOut,
+    TakeIn,
+    TradeOut,
+)
 from exchange.core.errors import DomainError
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
@@ -28,58 +49,68 @@ Levels = Annotated[str, Parameter(pattern=r"^(all|[1-9][0-9]{0,3})$",
                                   description="How many price levels per side: 1-9999, or `all` (the whole book)")]
 
 
+def _result(schema: type[Any], description: str) -> ResponseSpec:
+    """The 201 of a maker-checker operation, when maker-checker is off (its 202 is PROPOSED)."""
+    return ResponseSpec(data_container=schema, generate_examples=False,
+                        description=f"{description} (maker-checker off)")
+
+
 class MarketController(Controller):
     path = "/v1/markets"
     tags = ["markets"]
 
-    @post("/", operation_id="defineMarket", responses=PROPOSED,
+    @post("/", operation_id="defineMarket", responses={**PROPOSED, 201: _result(MarketOut, "The market, defined")},
           summary="Define a market for an instrument and mode (operator; maker-checker)")
     async def define(self, rt: Runtime, principal: Principal, data: MarketIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> MarketOut | Answer:
         cid = client_id(idempotency_key, data.client_id)
         settings = data.settings.model_dump(mode="json", exclude_none=True)
-        return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
+        answer = await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
             rt, principal, cid, "defineMarket", {"instrument": data.instrument, "mode": data.mode,
                                                  "settings": settings},
             lambda: markets.define(rt, principal.actor, cid, instrument=data.instrument, mode=data.mode,
                                    settings=settings))
+        return answer if isinstance(answer, Answer) else MarketOut.of(answer)
 
     @get("/", operation_id="listMarkets", summary="All markets and their rules, in id order (cursor paging)",
          response_headers=LINK)
-    async def listing(self, rt: Runtime, request: Request, limit: Limit = 200, cursor: Cursor = None) -> Page:
+    async def listing(self, rt: Runtime, request: Request, limit: Limit = 200,
+                      cursor: Cursor = None) -> Response[list[MarketOut]]:
         after = paging.decode(cursor, "markets", lambda k: isinstance(k, str))
-        rows = [m for m in await markets.listing(rt) if after is None or m["id"] > after]
-        return paging.page(request, "markets", rows, limit, lambda m: m["id"])
+        rows = [MarketOut.of(m) for m in await markets.listing(rt) if after is None or m.id > after]
+        return paging.page(request, "markets", rows, limit, lambda m: m.id)
 
     @get("/{market_id:str}", operation_id="getMarket",
          summary="One market: the rules in force, each scheduled amendment with the rules it brings from its "
                  "day, the session (and any override), reference price, and whether it stopped taking writes")
-    async def get_one(self, rt: Runtime, market_id: str) -> dict[str, Any]:
-        return await markets.get(rt, market_id)
+    async def get_one(self, rt: Runtime, market_id: str) -> MarketOut:
+        return MarketOut.of(await markets.get(rt, market_id))
 
-    @post("/{market_id:str}/amendments", operation_id="amendMarket", responses=PROPOSED,
+    @post("/{market_id:str}/amendments", operation_id="amendMarket",
+          responses={**PROPOSED, 201: _result(AmendedOut, "The amendment, scheduled, and the market")},
           summary="Amend the market's rules from a stated trading day (operator; maker-checker)",
           description="Band, fees, sizes, hours, holidays, tick, lot, best N, STP, T+1 and in-close may change; "
                       "they apply from the start of `effective_from` (a trading day after today and the market's "
                       "current one). Resting orders off the new tick or lot are cancelled then and their holds "
                       "released; auction lots keep their announced terms.")
     async def amend(self, rt: Runtime, principal: Principal, market_id: str, data: AmendmentIn,
-                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                    idempotency_key: IdempotencyKey = None) -> AmendedOut | Answer:
         cid = client_id(idempotency_key, data.client_id)
         payload = {"market_id": market_id, "effective_from": data.effective_from.isoformat(),
                    "settings": data.settings.model_dump(mode="json", exclude_none=True)}
-        return await propose_or_run(rt, principal, cid, "amendMarket", payload,
-                                    lambda: amendments.amend(rt, principal.actor, cid, payload))
+        answer = await propose_or_run(rt, principal, cid, "amendMarket", payload,
+                                      lambda: amendments.amend(rt, principal.actor, cid, payload))
+        return answer if isinstance(answer, Answer) else AmendedOut.of(answer)
 
     @get("/{market_id:str}/events", operation_id="listMarketEvents", response_headers=LINK,
          summary="The market's events, oldest first: opens, pauses, closes (scheduled or by whom, overrides "
                  "with reason and end), amendments scheduled and taking effect (cursor paging)")
     async def events(self, rt: Runtime, request: Request, market_id: str, limit: Limit = 200,
-                     cursor: Cursor = None) -> Page:
+                     cursor: Cursor = None) -> Response[list[MarketEventOut]]:
         rt.exchange.get(market_id)
         after = paging.decode(cursor, f"events:{market_id}", paging.is_int) or 0
-        rows = await sessions.events(rt, market_id, after, limit + 1)
-        return paging.page(request, f"events:{market_id}", rows, limit, lambda e: e["id"])
+        rows = [MarketEventOut.of(e) for e in await sessions.events(rt, market_id, after, limit + 1)]
+        return paging.page(request, f"events:{market_id}", rows, limit, lambda e: e.id)
 
     @post("/{market_id:str}/session", operation_id="setSession", status_code=200,
           summary="Open, pause (lunch break) or close the trading session (operator; also scheduled)",
@@ -87,17 +118,17 @@ class MarketController(Controller):
                       "close at any time; an open outside the hours is refused with 409 `outside_hours` unless "
                       "it says `override: true` with a `reason`; the override lasts until the next scheduled "
                       "transition of that day or the end of the day. Recorded in the market's events.")
-    async def session(self, rt: Runtime, principal: Principal, market_id: str, data: SessionIn) -> dict[str, Any]:
-        return await sessions.session_action(rt, market_id, data.action, actor=principal.actor,
-                                             override=data.override, reason=data.reason)
+    async def session(self, rt: Runtime, principal: Principal, market_id: str, data: SessionIn) -> SessionOut:
+        return SessionOut.of(await sessions.session_action(rt, market_id, data.action, actor=principal.actor,
+                                                           override=data.override, reason=data.reason))
 
     @post("/{market_id:str}/halt", operation_id="haltMarket", status_code=200, summary="Halt trading (operator)")
-    async def halt(self, rt: Runtime, market_id: str, data: HaltIn) -> dict[str, Any]:
-        return await sessions.halt(rt, market_id, data.reason or "")
+    async def halt(self, rt: Runtime, market_id: str, data: HaltIn) -> HaltedOut:
+        return HaltedOut.of(await sessions.halt(rt, market_id, data.reason or ""))
 
     @post("/{market_id:str}/resume", operation_id="resumeMarket", status_code=200, summary="Resume (operator)")
-    async def resume(self, rt: Runtime, market_id: str) -> dict[str, Any]:
-        return await sessions.halt(rt, market_id, "", resume=True)
+    async def resume(self, rt: Runtime, market_id: str) -> HaltedOut:
+        return HaltedOut.of(await sessions.halt(rt, market_id, "", resume=True))
 
     # --- orders (continuous book) ------------------------------------------------------------
 
@@ -180,25 +211,28 @@ class MarketController(Controller):
 
     @get("/{market_id:str}/depth", operation_id="getDepth",
          summary="Depth by price level with the market's sequence number: best 5, any number, or the whole book")
-    async def depth(self, rt: Runtime, market_id: str, levels: Levels = "5") -> dict[str, Any]:
-        return marketdata.depth(rt, market_id, marketdata.ALL_LEVELS if levels == "all" else int(levels))
+    async def depth(self, rt: Runtime, market_id: str, levels: Levels = "5") -> DepthOut:
+        return DepthOut.of(marketdata.depth(rt, market_id, marketdata.ALL_LEVELS if levels == "all" else int(levels)))
 
     @get("/{market_id:str}/trades", operation_id="listTrades", response_headers=LINK,
          summary="Trades in trade id order, after a trade id (cursor paging)")
     async def trades(self, rt: Runtime, request: Request, market_id: str, after: After = 0, limit: Limit = 200,
-                     cursor: Cursor = None) -> Page:
+                     cursor: Cursor = None) -> Response[list[TradeOut]]:
         name = f"trades:{market_id}"
         after = max(after, paging.decode(cursor, name, paging.is_int) or 0)
-        rows = await marketdata.trades(rt, market_id, after, limit)
-        return paging.page(request, name, rows, limit, lambda t: t["trade_id"])
+        found = await marketdata.trades(rt, market_id, after, limit)
+        rows = [TradeOut.of(t, found.decimals) for t in found.items]
+        return paging.page(request, name, rows, limit, lambda t: t.trade_id)
 
     @get("/{market_id:str}/ohlc", operation_id="getOhlc", response_headers=LINK,
          summary="OHLC candles, newest first (cursor paging)")
     async def ohlc(self, rt: Runtime, request: Request, market_id: str,
-                   interval: Literal["1m", "5m", "1h", "1d"] = "1m", limit: Limit = 200, cursor: Cursor = None) -> Page:
+                   interval: Literal["1m", "5m", "1h", "1d"] = "1m", limit: Limit = 200,
+                   cursor: Cursor = None) -> Response[list[CandleOut]]:
         name = f"ohlc:{market_id}:{interval}"
-        rows = await marketdata.ohlc(rt, market_id, interval, limit, paging.decode(cursor, name, paging.is_int))
-        return paging.page(request, name, rows, limit, lambda c: micros(datetime.fromisoformat(c["start_ts"])))
+        found = await marketdata.ohlc(rt, market_id, interval, limit, paging.decode(cursor, name, paging.is_int))
+        rows = [CandleOut.of(c, found.decimals) for c in found.items]
+        return paging.page(request, name, rows, limit, lambda c: micros(datetime.fromisoformat(c.start_ts)))
 
 
 class InstrumentStatsController(Controller):
@@ -207,19 +241,23 @@ class InstrumentStatsController(Controller):
 
     @get("/daily", operation_id="getDailyStats", response_headers=LINK,
          summary="Daily statistics per mode and the official close, newest day first (cursor paging)")
-    async def daily(self, rt: Runtime, request: Request, code: str, limit: Limit = 30, cursor: Cursor = None) -> Page:
+    async def daily(self, rt: Runtime, request: Request, code: str, limit: Limit = 30,
+                    cursor: Cursor = None) -> Response[list[DailyStatOut]]:
         name = f"daily:{code}"
         before = paging.decode(cursor, name, lambda k: isinstance(k, list) and len(k) == 2 and paging.is_day(k[0])
                                and isinstance(k[1], str))
-        rows = await marketdata.daily(rt, code, limit, None if before is None else (before[0], before[1]))
-        return paging.page(request, name, rows, limit, lambda r: [str(r["trading_day"]), r["mode"]])
+        found = await marketdata.daily(rt, code, limit, None if before is None else (before[0], before[1]))
+        rows = [DailyStatOut.of(r, found.decimals) for r in found.items]
+        return paging.page(request, name, rows, limit, lambda r: [str(r.trading_day), r.mode])
 
     @get("/closes", operation_id="listClosePrices", response_headers=LINK,
          summary="Close prices (VWAP of in-close trades), newest first (cursor paging)")
-    async def closes(self, rt: Runtime, request: Request, code: str, limit: Limit = 30, cursor: Cursor = None) -> Page:
+    async def closes(self, rt: Runtime, request: Request, code: str, limit: Limit = 30,
+                     cursor: Cursor = None) -> Response[list[ClosePriceOut]]:
         name = f"closes:{code}"
-        rows = await marketdata.closes(rt, code, limit, paging.decode(cursor, name, paging.is_day))
-        return paging.page(request, name, rows, limit, lambda r: str(r["trading_day"]))
+        found = await marketdata.closes(rt, code, limit, paging.decode(cursor, name, paging.is_day))
+        rows = [ClosePriceOut.of(r, found.decimals) for r in found.items]
+        return paging.page(request, name, rows, limit, lambda r: str(r.trading_day))
 
 
 @websocket("/v1/markets/{market_id:str}/stream", operation_id="streamMarket")

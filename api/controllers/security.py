@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from litestar import Controller, get, post, put
 from litestar.datastructures import State
@@ -45,9 +45,13 @@ PROPOSED = {202: ResponseSpec(data_container=OperatorActionOut, generate_example
                                           "with POST /v1/operator-actions/{id}/approve")}
 
 
+T = TypeVar("T")
+
+
 async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind: str, payload: dict[str, Any],
-                         run: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
-    """With maker-checker on (default), store a proposal and answer 202; otherwise act now."""
+                         run: Callable[[], Awaitable[T]]) -> T | Answer:
+    """With maker-checker on (default), store a proposal and answer 202 (the Answer); otherwise act now (what
+    `run` gives, for the caller to answer with its schema)."""
     if rt.settings.maker_checker:
         proposed = await operator_actions.propose(rt, principal, client_id, kind, payload)
         return Answer(OperatorActionOut.answer(proposed), status_code=202)

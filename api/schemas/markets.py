@@ -1,12 +1,19 @@
-"""Request bodies for markets, orders and listings."""
+"""Request bodies for markets, orders and listings; answers of markets, sessions and market data."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import datetime as dt
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
 
 from api.schemas.common import ClientId, Date, Decimal, Id, Note, Strict
+from exchange.core.units import cny, iso, quantity, times_in_iso
+from exchange.trading import markets
+from exchange.trading.amendments import Amended
+from exchange.trading.markets import MarketView
+from exchange.trading.models import Candle, ClosePrice, DailyStat, Market, PublicTrade, SessionState
+from exchange.trading.sessions import Halted, PublicEvent, SessionAnswer
 
 Side = Literal["buy", "sell"]
 # A session boundary, Asia/Shanghai: HH:MM in ASCII digits (no seconds, offset or "T": "09:30Z" would be an
@@ -145,3 +152,261 @@ class AuctionStepIn(Strict):
     action: Literal["registration", "bidding", "close", "allocate", "cancel"]
     duration_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     client_id: ClientId = None
+
+
+# --- answers ------------------------------------------------------------------------------------------------
+
+Time = Annotated[str, Field(description="ISO 8601, UTC, microseconds, Z")]
+Money = Annotated[str, Field(description="CNY, a decimal string with 2 places")]
+Quantity = Annotated[str, Field(description="a decimal string in the instrument's unit, with its decimals")]
+
+
+class OverrideOut(BaseModel):
+    until: Time
+    reason: str | None
+
+    @classmethod
+    def of(cls, s: SessionState) -> OverrideOut | None:
+        return None if s.override_until is None else cls(until=iso(s.override_until), reason=s.override_reason)
+
+
+class RulesOut(BaseModel):
+    """The rules of a market in the user's units."""
+
+    tick: Money
+    lot: Quantity
+    band_pct: str | None = Field(description="the price band around the reference price, percent; null: none")
+    min_quantity: Quantity
+    max_quantity: Quantity | None
+    best_n: int
+    strict_best: bool
+    self_trade_prevention: str
+    sessions: list[list[str]]
+    holidays: list[str]
+    fee_bps: int
+    t_plus_1: bool
+    in_close: bool
+
+    @classmethod
+    def of(cls, m: Market) -> RulesOut:
+        return cls(**markets.rules_view(m))
+
+
+class ScheduledAmendmentOut(BaseModel):
+    id: int
+    effective_from: dt.date
+    changes: dict[str, Any] = Field(description="the settings that change (keys and units of a definition)")
+    rules: RulesOut = Field(description="the complete rules in force from effective_from")
+
+
+class MarketOut(BaseModel):
+    """A market: the rules in force, its session, and each scheduled amendment with the rules it brings."""
+
+    id: str
+    instrument: str
+    mode: str
+    tick: Money
+    lot: Quantity
+    band_pct: str | None
+    min_quantity: Quantity
+    max_quantity: Quantity | None
+    best_n: int
+    strict_best: bool
+    self_trade_prevention: str
+    sessions: list[list[str]]
+    holidays: list[str]
+    fee_bps: int
+    t_plus_1: bool
+    in_close: bool
+    reference_price: Money | None
+    halted: bool
+    session_open: bool
+    session_override: OverrideOut | None
+    trading_day: dt.date | None
+    last_seq: int
+    unit_base: int = Field(description="base units per unit of the instrument")
+    term_years: int = Field(description="prices are per unit and year of the term: amount = price × quantity × "
+                                        "term_years")
+    writes_stopped: str | None = Field(description="why the market stopped taking writes, if it did")
+    scheduled_amendments: list[ScheduledAmendmentOut]
+
+    @classmethod
+    def of(cls, v: MarketView) -> MarketOut:
+        m, row, s = v.row.market, v.row, v.row.session
+        return cls(id=m.id, instrument=m.instrument, mode=m.mode, **markets.rules_view(m),
+                   reference_price=None if row.reference_price is None else cny(row.reference_price),
+                   halted=row.halted, session_open=s.session_open, session_override=OverrideOut.of(s),
+                   trading_day=s.trading_day, last_seq=row.applied_seq, unit_base=10**m.decimals,
+                   term_years=m.years, writes_stopped=v.writes_stopped,
+                   scheduled_amendments=[ScheduledAmendmentOut(id=a.id, effective_from=a.effective_from,
+                                                               changes=times_in_iso(a.settings),
+                                                               rules=RulesOut.of(then)) for a, then in v.scheduled])
+
+
+class AmendmentOut(BaseModel):
+    id: int
+    market_id: str
+    effective_from: dt.date
+    changes: dict[str, Any]
+    applied: bool
+    operator_action: dict[str, Any] | None = Field(description="the approval it was made under, if any")
+
+
+class AmendedOut(BaseModel):
+    amendment: AmendmentOut
+    market: MarketOut
+
+    @classmethod
+    def of(cls, a: Amended) -> AmendedOut:
+        x = a.amendment
+        return cls(amendment=AmendmentOut(id=x.id, market_id=x.market_id, effective_from=x.effective_from,
+                                          changes=times_in_iso(x.settings), applied=x.applied,
+                                          operator_action=times_in_iso(x.operator_action)),
+                   market=MarketOut.of(a.market))
+
+
+class MarketEventOut(BaseModel):
+    id: int
+    at: Time
+    kind: str = Field(description="open, pause, close, amendment_scheduled, amendment_effective")
+    trading_day: dt.date | None
+    actor: Literal["calendar", "operator"]
+    detail: dict[str, Any] = Field(description="times ISO 8601, the close price in CNY")
+
+    @classmethod
+    def of(cls, e: PublicEvent) -> MarketEventOut:
+        return cls(id=e.id, at=iso(e.at), kind=e.kind, trading_day=e.trading_day,
+                   actor="calendar" if e.actor == "calendar" else "operator", detail=times_in_iso(e.detail))
+
+
+class CloseOut(BaseModel):
+    instrument: str
+    trading_day: dt.date
+    price: Money
+    method: str = Field(description="vwap (of the day's in-close trades) or previous_close")
+    volume: Quantity
+    turnover: Money
+
+
+class SessionOut(BaseModel):
+    """The session after an open, pause or close; `close` only in the answer of a close (null: no close price)."""
+
+    market_id: str
+    session_open: bool
+    trading_day: dt.date | None
+    session_override: OverrideOut | None
+    close: CloseOut | None = None
+    _closed: bool = PrivateAttr(default=False)
+
+    @model_serializer(mode="wrap")
+    def _close_only_when_closed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if not self._closed:
+            out.pop("close", None)
+        return out
+
+    @classmethod
+    def of(cls, a: SessionAnswer) -> SessionOut:
+        c = a.close
+        out = cls(market_id=a.market_id, session_open=a.session.session_open, trading_day=a.session.trading_day,
+                  session_override=OverrideOut.of(a.session),
+                  close=None if c is None else CloseOut(instrument=c.instrument, trading_day=c.trading_day,
+                                                        price=cny(c.price), method=c.method,
+                                                        volume=quantity(c.volume, a.decimals),
+                                                        turnover=cny(c.turnover)))
+        out._closed = a.closed
+        return out
+
+
+class HaltedOut(BaseModel):
+    market_id: str
+    halted: bool
+
+    @classmethod
+    def of(cls, h: Halted) -> HaltedOut:
+        return cls(market_id=h.market_id, halted=h.halted)
+
+
+class LevelOut(BaseModel):
+    price: Money
+    quantity: Quantity
+    orders: int
+
+
+class DepthOut(BaseModel):
+    """The book by price level (no one named), with the market's sequence number."""
+
+    market_id: str
+    seq: int
+    bids: list[LevelOut]
+    asks: list[LevelOut]
+
+    @classmethod
+    def of(cls, d: dict[str, Any]) -> DepthOut:  # marketdata.depth_of: the stream sends the same
+        return cls.model_validate(d, strict=False)
+
+
+class TradeOut(BaseModel):
+    """A trade as the public sees it: no participant, no order of anyone's."""
+
+    trade_id: int
+    seq: int
+    ts: Time
+    mode: str
+    price: Money
+    quantity: Quantity
+    amount: Money
+    trading_day: dt.date
+
+    @classmethod
+    def of(cls, t: PublicTrade, decimals: int) -> TradeOut:
+        return cls(trade_id=t.trade_id, seq=t.seq, ts=iso(t.ts), mode=t.mode, price=cny(t.price),
+                   quantity=quantity(t.qty, decimals), amount=cny(t.notional), trading_day=t.trading_day)
+
+
+class CandleOut(BaseModel):
+    start_ts: Time
+    open: Money
+    high: Money
+    low: Money
+    close: Money
+    volume: Quantity
+    turnover: Money
+
+    @classmethod
+    def of(cls, c: Candle, decimals: int) -> CandleOut:
+        return cls(start_ts=iso(c.start), open=cny(c.open), high=cny(c.high), low=cny(c.low), close=cny(c.close),
+                   volume=quantity(c.volume, decimals), turnover=cny(c.turnover))
+
+
+class DailyStatOut(BaseModel):
+    trading_day: dt.date
+    mode: str
+    open: Money
+    high: Money
+    low: Money
+    last: Money
+    volume: Quantity
+    turnover: Money
+    trades: int
+    close: Money | None = Field(description="the official close of the day (VWAP of in-close trades)")
+    close_method: str | None
+
+    @classmethod
+    def of(cls, s: DailyStat, decimals: int) -> DailyStatOut:
+        return cls(trading_day=s.trading_day, mode=s.mode, open=cny(s.open), high=cny(s.high), low=cny(s.low),
+                   last=cny(s.last), volume=quantity(s.volume, decimals), turnover=cny(s.turnover), trades=s.trades,
+                   close=None if s.close is None else cny(s.close), close_method=s.close_method)
+
+
+class ClosePriceOut(BaseModel):
+    trading_day: dt.date
+    price: Money
+    method: str
+    volume: Quantity
+    turnover: Money
+
+    @classmethod
+    def of(cls, c: ClosePrice, decimals: int) -> ClosePriceOut:
+        return cls(trading_day=c.trading_day, price=cny(c.price), method=c.method,
+                   volume=quantity(c.volume, decimals), turnover=cny(c.turnover))

@@ -64,7 +64,7 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str
     for mk in data.get("markets", []):
         m = await markets.define(rt, op.actor, f"demo:market:{mk['instrument']}:{mk['mode']}",
                                  instrument=mk["instrument"], mode=mk["mode"], settings=mk["settings"])
-        await sessions.open_session(rt, m["id"])
+        await sessions.open_session(rt, m.id)
     for n, d in enumerate(data.get("deposits", [])):
         await cash.record(rt, op, f"demo:deposit:{n}", direction="deposit",
                           participant_id=people[d["participant"]]["id"],

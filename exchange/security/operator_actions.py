@@ -128,8 +128,13 @@ async def _check_market(rt: Runtime, p: Payload) -> None:
 
 
 async def _define_market(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
-    return await markets.define(rt, maker.actor, cid, instrument=p["instrument"], mode=p["mode"],
-                                settings=p.get("settings") or {})
+    defined = await markets.define(rt, maker.actor, cid, instrument=p["instrument"], mode=p["mode"],
+                                   settings=p.get("settings") or {})
+    return defined.as_dict()
+
+
+async def _amend_market(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
+    return (await amendments.amend(rt, maker.actor, cid, p)).as_dict()
 
 
 async def _check_participant(rt: Runtime, p: Payload) -> None:
@@ -182,7 +187,7 @@ KINDS: dict[str, Kind] = {
                                  f"{json.dumps(p.get('settings') or {}, sort_keys=True)}", _define_market),
     "amendMarket": Kind(
         amendments.check, amendments.summary,
-        lambda rt, maker, checker, cid, p: amendments.amend(rt, maker.actor, cid, p)),
+        _amend_market),
     "createParticipant": Kind(_check_participant, _participant_summary, _create_participant,
                               enrolls=lambda p, result: int(result["id"])),
     "issueEnrollmentCode": Kind(

@@ -21,19 +21,18 @@ in-close), effective from a stated trading day, by maker-checker (operator actio
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
-
-from sqlalchemy import text
 
 from exchange.core.calendar import trading_day
 from exchange.core.errors import DomainError, Invalid
 from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.provenance import LEDGER_META
 from exchange.core.runtime import Runtime
-from exchange.trading import markets, sessions
-from exchange.trading.markets import Market
+from exchange.trading import markets, repository, sessions
+from exchange.trading.markets import Market, MarketView
+from exchange.trading.models import Amendment
 
 MAX_NOTICE_DAYS = 730
 Payload = dict[str, Any]
@@ -54,9 +53,8 @@ async def validate(rt: Runtime, p: Payload) -> tuple[Market, date]:
         raise Invalid("no_changes", "an amendment changes at least one setting")
     today = trading_day(rt.clock())
     async with rt.read() as conn:
-        current = (await conn.execute(text("SELECT trading_day FROM markets WHERE id = :m"),
-                                      {"m": market_id})).scalar()
-        pending = await markets.pending_amendments(conn, market_id)
+        current = await repository.trading_day(conn, market_id)
+        pending = await repository.pending_amendments(conn, market_id)
     begun = max(today, current) if current else today
     if day <= begun:
         raise DomainError("effective_date_not_future", f"an amendment takes effect from a trading day after "
@@ -84,53 +82,51 @@ async def check(rt: Runtime, p: Payload) -> None:
     await validate(rt, p)
 
 
-async def amend(rt: Runtime, actor: str, client_id: str, p: Payload) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Amended:
+    """A scheduled amendment and the market it amends, as it is now."""
+
+    amendment: Amendment
+    market: MarketView
+
+    def as_dict(self) -> dict[str, Any]:
+        """As an approved operator action records it (exchange.security.operator_actions): the answer's shape."""
+        a = self.amendment
+        return {"amendment": {"id": a.id, "market_id": a.market_id, "effective_from": a.effective_from,
+                              "changes": a.settings, "applied": a.applied, "operator_action": a.operator_action},
+                "market": self.market.as_dict()}
+
+
+async def amend(rt: Runtime, actor: str, client_id: str, p: Payload) -> Amended:
     """Schedule the amendment (once per client id: a retry returns it)."""
     market_id = p["market_id"]
-    fp = fingerprint({"market_id": market_id, "effective_from": str(p["effective_from"]),
-                      "settings": p.get("settings") or {}})
-    found = await _by_client(rt, actor, client_id)
+    settings = p.get("settings") or {}
+    fp = fingerprint({"market_id": market_id, "effective_from": str(p["effective_from"]), "settings": settings})
+    async with rt.read() as conn:
+        found = await repository.amendment_by_client(conn, actor, client_id)
     if found is not None:
-        check_replay(found.fingerprint, fp)
-        return await _answer(rt, found.id, market_id)
+        check_replay(found[1], fp)
+        return await _answer(rt, found[0], market_id)
     _, day = await validate(rt, p)
     approval = (LEDGER_META.get() or {}).get("operator_action")
     async with rt.tx() as conn:
-        new_id = (await conn.execute(text(
-            """INSERT INTO market_amendments (market_id, effective_from, settings, created_by, client_id, fingerprint,
-                                              operator_action)
-               VALUES (:m, :d, CAST(:s AS jsonb), :a, :c, :fp, CAST(:oa AS jsonb))
-               ON CONFLICT DO NOTHING RETURNING id"""),
-            {"m": market_id, "d": day, "s": json.dumps(p.get("settings") or {}, ensure_ascii=False), "a": actor,
-             "c": client_id, "fp": fp, "oa": None if approval is None else json.dumps(approval, ensure_ascii=False)},
-        )).scalar()
+        new_id = await repository.insert_amendment(conn, market_id, day, settings, actor, client_id, fp, approval)
         if new_id is not None:
             await sessions.record(conn, market_id, "amendment_scheduled", rt.clock(), day, actor,
-                                  {"amendment": new_id, "changes": p.get("settings") or {},
-                                   "operator_action": approval})
+                                  {"amendment": new_id, "changes": settings, "operator_action": approval})
     if new_id is None:  # a concurrent retry, or another amendment for that day, got there first
-        found = await _by_client(rt, actor, client_id)
+        async with rt.read() as conn:
+            found = await repository.amendment_by_client(conn, actor, client_id)
         if found is None:
             raise DomainError("amendment_exists", f"an amendment of {market_id} is already scheduled for {day}")
-        check_replay(found.fingerprint, fp)
-        new_id = found.id
+        check_replay(found[1], fp)
+        new_id = found[0]
     await sessions.schedule(rt, market_id)  # new hours get their jobs now
     return await _answer(rt, new_id, market_id)
 
 
-async def _by_client(rt: Runtime, actor: str, client_id: str) -> Any:
+async def _answer(rt: Runtime, amendment_id: int, market_id: str) -> Amended:
     async with rt.read() as conn:
-        return (await conn.execute(text(
-            "SELECT id, fingerprint FROM market_amendments WHERE created_by = :a AND client_id = :c"),
-            {"a": actor, "c": client_id})).first()
-
-
-async def _answer(rt: Runtime, amendment_id: int, market_id: str) -> dict[str, Any]:
-    async with rt.read() as conn:
-        row = (await conn.execute(text(
-            """SELECT id, market_id, effective_from, settings, applied_at, operator_action
-               FROM market_amendments WHERE id = :i"""), {"i": amendment_id})).one()
-    return {"amendment": {"id": row.id, "market_id": row.market_id, "effective_from": row.effective_from,
-                          "changes": row.settings, "applied": row.applied_at is not None,
-                          "operator_action": row.operator_action},
-            "market": await markets.get(rt, market_id)}
+        found = await repository.amendment(conn, amendment_id)
+    assert found is not None, "an amendment is never deleted"
+    return Amended(found, await markets.get(rt, market_id))

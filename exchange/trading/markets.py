@@ -24,23 +24,22 @@ force with its changes, checked by the same function when proposed, approved and
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, time
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.core.calendar import SHANGHAI
 from exchange.core.errors import DomainError, Invalid, NotFound
 from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_text
 from exchange.registry import instruments
-from exchange.registry.kinds import term_years
+from exchange.trading import repository
+from exchange.trading.models import CLOSED, OPEN, PAUSED, Amendment, Market, MarketRow
 from matching.rules import MarketRules
+
+__all__ = ["CLOSED", "OPEN", "PAUSED", "Amendment", "Market"]  # the calendar's states and the rows, re-exported
 
 MODES = ("continuous", "listing", "block", "auction")
 
@@ -57,75 +56,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-OPEN, PAUSED, CLOSED = "open", "paused", "closed"
 # Settings an amendment may change (the keys of a definition's settings, same units).
 AMENDABLE = frozenset({"tick_fen", "lot_units", "lot_base", "band_bps", "min_units", "min_base", "max_units", "best_n",
                        "strict_best", "stp", "sessions", "holidays", "fee_bps", "t_plus_1", "in_close"})
-
-
-@dataclass(frozen=True, slots=True)
-class Market:
-    id: str
-    instrument: str
-    mode: str
-    decimals: int
-    rules: MarketRules
-    sessions: tuple[tuple[str, str], ...]
-    fee_bps: int
-    t_plus_1: bool
-    in_close: bool
-    holidays: tuple[date, ...] = ()
-    years: int = 1  # the instrument's term: prices are per unit-year, money is price x quantity x years
-    # Its units' terms end (emission rights): what ended may not be sold (exchange/registry/expiry.py).
-    expires: bool = False
-
-    # --- the calendar (pure) ---------------------------------------------------------------------
-
-    def is_trading_day(self, day: date) -> bool:
-        if not self.sessions:
-            return True  # always open: every day
-        return day.weekday() < 5 and day not in self.holidays
-
-    def in_hours(self, now: datetime) -> bool:
-        """Whether `now` falls in one of the market's sessions on a trading day (none listed: always)."""
-        return self.scheduled(now)[0] == OPEN
-
-    def scheduled(self, now: datetime) -> tuple[str, date]:
-        """(open | paused | closed, trading day) as the calendar has it at `now`. Paused: between two
-        sessions of a trading day. Closed: before the first session, after the last, or no trading day."""
-        local = now.astimezone(SHANGHAI)
-        day, at = local.date(), local.time()
-        if not self.sessions:
-            return OPEN, day
-        if not self.is_trading_day(day):
-            return CLOSED, day
-        spans = [(time.fromisoformat(a), time.fromisoformat(b)) for a, b in self.sessions]
-        if any(a <= at < b for a, b in spans):
-            return OPEN, day
-        if at < spans[0][0] or at >= spans[-1][1]:
-            return CLOSED, day
-        return PAUSED, day
-
-    def transitions(self, day: date) -> list[datetime]:
-        """The moments of `day` (Asia/Shanghai) at which the calendar changes the session."""
-        if not self.sessions or not self.is_trading_day(day):
-            return []
-        times = sorted({time.fromisoformat(t) for pair in self.sessions for t in pair})
-        return [datetime.combine(day, t, SHANGHAI) for t in times]
-
-    def next_transition(self, now: datetime) -> datetime:
-        """The next scheduled transition on the day of `now`, else that day's end (the next midnight)."""
-        local = now.astimezone(SHANGHAI)
-        later = [t for t in self.transitions(local.date()) if t > local]
-        return later[0] if later else datetime.combine(local.date() + timedelta(days=1), time(0), SHANGHAI)
-
-
-def market_from_row(row: Any, decimals: int, years: int = 1, expires: bool = False) -> Market:
-    rules = MarketRules(**row.rules)
-    holidays = tuple(date.fromisoformat(d) for d in (getattr(row, "holidays", None) or ()))
-    return Market(row.id, row.instrument, row.mode, decimals, rules,
-                  tuple((a, b) for a, b in row.sessions), row.fee_bps, row.t_plus_1, row.in_close, holidays, years,
-                  expires)
 
 
 def _check_sessions(sessions: list[list[str]]) -> list[list[str]]:
@@ -227,30 +160,7 @@ def amended(m: Market, settings: dict[str, Any]) -> Market:
                                t_plus_1=c.t_plus_1, in_close=c.in_close)
 
 
-@dataclass(frozen=True, slots=True)
-class Amendment:
-    id: int
-    market_id: str
-    effective_from: date
-    settings: dict[str, Any]
-    applied: bool
-    operator_action: dict[str, Any] | None
-
-    @classmethod
-    def from_row(cls, r: Any) -> Amendment:
-        return cls(r.id, r.market_id, r.effective_from, dict(r.settings), r.applied_at is not None,
-                   r.operator_action)
-
-
-async def pending_amendments(conn: AsyncConnection, market_id: str) -> list[Amendment]:
-    """Amendments not yet applied, in the order they take effect."""
-    rows = await conn.execute(text(
-        """SELECT id, market_id, effective_from, settings, applied_at, operator_action FROM market_amendments
-           WHERE market_id = :m AND applied_at IS NULL ORDER BY effective_from"""), {"m": market_id})
-    return [Amendment.from_row(r) for r in rows]
-
-
-def in_force(m: Market, pending: list[Amendment], day: date) -> Market:
+def in_force(m: Market, pending: Sequence[Amendment], day: date) -> Market:
     """The rules in force on `day`: `m` (what is applied now) with the pending amendments due by then."""
     for a in pending:
         if a.effective_from <= day:
@@ -267,55 +177,70 @@ async def check_definition(rt: Runtime, instrument: str, mode: str, settings: di
 
 
 async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mode: str,
-                 settings: dict[str, Any]) -> dict[str, Any]:
+                 settings: dict[str, Any]) -> MarketView:
     config = await check_definition(rt, instrument, mode, settings)
     market_id = f"{instrument}.{mode}"
     fp = fingerprint({"instrument": instrument, "mode": mode, "settings": settings})
     async with rt.tx() as conn:
-        row = (await conn.execute(text("SELECT * FROM markets WHERE id = :i"), {"i": market_id})).first()
-        if row is not None:
-            if row.created_by == actor and row.client_id == client_id:
-                check_replay(row.fingerprint, fp)
+        defined = await repository.market_definition(conn, market_id)
+        if defined is not None:
+            if defined[:2] == (actor, client_id):
+                check_replay(defined[2], fp)
                 return await get(rt, market_id)
             raise DomainError("market_exists", f"market {market_id} already exists")
-        await conn.execute(text(
-            """INSERT INTO markets (id, instrument, mode, rules, sessions, holidays, fee_bps, t_plus_1, in_close,
-                                    reference_price, created_by, client_id, fingerprint)
-               VALUES (:id, :inst, :mode, CAST(:rules AS jsonb), CAST(:sessions AS jsonb), CAST(:hol AS jsonb),
-                       :fee, :t1, :close, :ref, :a, :cid, :fp)"""),
-            {"id": market_id, "inst": instrument, "mode": mode, "rules": json.dumps(config.rules.to_dict()),
-             "sessions": json.dumps([list(p) for p in config.sessions]),
-             "hol": json.dumps([h.isoformat() for h in config.holidays]), "fee": config.fee_bps,
-             "t1": config.t_plus_1, "close": config.in_close, "ref": config.reference, "a": actor, "cid": client_id,
-             "fp": fp})
+        await repository.insert_market(
+            conn, market_id, instrument, mode, config.rules.to_dict(), [list(p) for p in config.sessions],
+            [h.isoformat() for h in config.holidays], config.fee_bps, config.t_plus_1, config.in_close,
+            config.reference, actor, client_id, fp)
     await rt.exchange.start_market(market_id)
     return await get(rt, market_id)
 
 
-_SELECT = """SELECT m.*, i.decimals, i.kind AS instrument_kind, i.attributes AS instrument_attributes
-              FROM markets m JOIN instruments i ON i.code = m.instrument"""
-
-
-def _market(row: Any) -> Market:
-    """A market from a `_SELECT` row: with its instrument's grid and term."""
-    return market_from_row(row, row.decimals, term_years(row.instrument_kind, row.instrument_attributes or {}),
-                           row.instrument_kind == "emission_right")
-
-
 async def load(rt: Runtime, market_id: str) -> Market:
     async with rt.read() as conn:
-        row = (await conn.execute(text(_SELECT + " WHERE m.id = :i"), {"i": market_id})).first()
+        row = await repository.market(conn, market_id)
     if row is None:
         raise NotFound("market", market_id)
-    return _market(row)
+    return row.market
 
 
-async def get(rt: Runtime, market_id: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class MarketView:
+    """A market as it trades now (`row`), each scheduled amendment with the market in force from its day on,
+    and what only the running sequencer knows: whether it stopped taking writes, and why."""
+
+    row: MarketRow
+    scheduled: tuple[tuple[Amendment, Market], ...]
+    writes_stopped: str | None
+
+    @property
+    def id(self) -> str:
+        return self.row.market.id
+
+    def as_dict(self) -> dict[str, Any]:
+        """As an approved operator action records it (exchange.security.operator_actions): the answer's shape."""
+        m, row, s = self.row.market, self.row, self.row.session
+        return {
+            "id": m.id, "instrument": m.instrument, "mode": m.mode, **rules_view(m),
+            "reference_price": None if row.reference_price is None else to_text(row.reference_price, 2),
+            "halted": row.halted, "session_open": s.session_open,
+            "session_override": None if s.override_until is None else {"until": s.override_until,
+                                                                        "reason": s.override_reason},
+            "trading_day": s.trading_day, "last_seq": row.applied_seq, "unit_base": 10**m.decimals,
+            # Prices are per unit and year of the term; every amount is price x quantity x term_years.
+            "term_years": m.years,
+            "writes_stopped": self.writes_stopped,
+            "scheduled_amendments": [{"id": a.id, "effective_from": a.effective_from, "changes": a.settings,
+                                      "rules": rules_view(then)} for a, then in self.scheduled],
+        }
+
+
+async def get(rt: Runtime, market_id: str) -> MarketView:
     async with rt.read() as conn:
-        row = (await conn.execute(text(_SELECT + " WHERE m.id = :i"), {"i": market_id})).first()
+        row = await repository.market(conn, market_id)
         if row is None:
             raise NotFound("market", market_id)
-        return view(rt, row, await pending_amendments(conn, market_id))
+        return view(rt, row, await repository.pending_amendments(conn, market_id))
 
 
 def rules_view(m: Market) -> dict[str, Any]:
@@ -330,33 +255,18 @@ def rules_view(m: Market) -> dict[str, Any]:
     }
 
 
-def view(rt: Runtime, row: Any, pending: list[Amendment]) -> dict[str, Any]:
+def view(rt: Runtime, row: MarketRow, pending: Sequence[Amendment]) -> MarketView:
     """The market as it trades now, and the rules each scheduled amendment brings from its day on."""
-    m = _market(row)
+    m = row.market
     seq = getattr(rt.exchange, "sequencers", {}).get(m.id)
-    return {
-        "id": m.id, "instrument": m.instrument, "mode": m.mode, **rules_view(m),
-        "reference_price": None if row.reference_price is None else to_text(row.reference_price, 2),
-        "halted": row.halted, "session_open": row.session_open,
-        "session_override": None if row.override_until is None else {"until": row.override_until,
-                                                                      "reason": row.override_reason},
-        "trading_day": row.trading_day, "last_seq": row.applied_seq, "unit_base": 10**m.decimals,
-        # Prices are per unit and year of the term; every amount is price x quantity x term_years.
-        "term_years": m.years,
-        # What only the running sequencer knows: whether the market stopped taking writes, and why.
-        "writes_stopped": getattr(seq, "stopped", None),
-        "scheduled_amendments": [{"id": a.id, "effective_from": a.effective_from, "changes": a.settings,
-                                  "rules": rules_view(in_force(m, pending, a.effective_from))} for a in pending],
-    }
+    return MarketView(row, tuple((a, in_force(m, pending, a.effective_from)) for a in pending),
+                      getattr(seq, "stopped", None))
 
 
-async def listing(rt: Runtime) -> list[dict[str, Any]]:
+async def listing(rt: Runtime) -> list[MarketView]:
     async with rt.read() as conn:
-        rows = (await conn.execute(text(_SELECT + " ORDER BY m.id"))).all()
-        pending = await conn.execute(text(
-            """SELECT id, market_id, effective_from, settings, applied_at, operator_action FROM market_amendments
-               WHERE applied_at IS NULL ORDER BY effective_from"""))
+        rows = await repository.markets(conn)
         by_market: dict[str, list[Amendment]] = {}
-        for r in pending:
-            by_market.setdefault(r.market_id, []).append(Amendment.from_row(r))
-        return [view(rt, r, by_market.get(r.id, [])) for r in rows]
+        for a in await repository.pending_amendments(conn):
+            by_market.setdefault(a.market_id, []).append(a)
+        return [view(rt, r, by_market.get(r.market.id, [])) for r in rows]

@@ -1,6 +1,8 @@
 """Typed rows of trading: orders, trades and what a batch changes of them, built right where they are read.
 
-`Order` is a row of `orders` as stored (answers and replays are built from it); `OrderState` is an open
+`Market` is a market's rules and calendar (exchange/trading/markets.py checks settings into it);
+`MarketRow` a market with its session state as `markets` holds it; `Amendment` a scheduled change of its
+rules. `Order` is a row of `orders` as stored (answers and replays are built from it); `OrderState` is an open
 order as the sequencer keeps it in memory while it trades (mutable: fills move it); `Trade` is a row of
 `trades`, made by the settlement-leg builder (exchange/trading/settlement.py); `OrderUpdate` is what a
 batch changes of an order's row (the projection), and what a caller's answer is built from.
@@ -11,8 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any
+
+from exchange.core.calendar import SHANGHAI
+from matching.rules import MarketRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +207,180 @@ class EnforcementNote:
         if self.ended is not None:
             d["ended"] = self.ended
         return d
+
+
+OPEN, PAUSED, CLOSED = "open", "paused", "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    id: str
+    instrument: str
+    mode: str
+    decimals: int
+    rules: MarketRules
+    sessions: tuple[tuple[str, str], ...]
+    fee_bps: int
+    t_plus_1: bool
+    in_close: bool
+    holidays: tuple[date, ...] = ()
+    years: int = 1  # the instrument's term: prices are per unit-year, money is price x quantity x years
+    # Its units' terms end (emission rights): what ended may not be sold (exchange/registry/expiry.py).
+    expires: bool = False
+
+    # --- the calendar (pure) ---------------------------------------------------------------------
+
+    def is_trading_day(self, day: date) -> bool:
+        if not self.sessions:
+            return True  # always open: every day
+        return day.weekday() < 5 and day not in self.holidays
+
+    def in_hours(self, now: datetime) -> bool:
+        """Whether `now` falls in one of the market's sessions on a trading day (none listed: always)."""
+        return self.scheduled(now)[0] == OPEN
+
+    def scheduled(self, now: datetime) -> tuple[str, date]:
+        """(open | paused | closed, trading day) as the calendar has it at `now`. Paused: between two
+        sessions of a trading day. Closed: before the first session, after the last, or no trading day."""
+        local = now.astimezone(SHANGHAI)
+        day, at = local.date(), local.time()
+        if not self.sessions:
+            return OPEN, day
+        if not self.is_trading_day(day):
+            return CLOSED, day
+        spans = [(time.fromisoformat(a), time.fromisoformat(b)) for a, b in self.sessions]
+        if any(a <= at < b for a, b in spans):
+            return OPEN, day
+        if at < spans[0][0] or at >= spans[-1][1]:
+            return CLOSED, day
+        return PAUSED, day
+
+    def transitions(self, day: date) -> list[datetime]:
+        """The moments of `day` (Asia/Shanghai) at which the calendar changes the session."""
+        if not self.sessions or not self.is_trading_day(day):
+            return []
+        times = sorted({time.fromisoformat(t) for pair in self.sessions for t in pair})
+        return [datetime.combine(day, t, SHANGHAI) for t in times]
+
+    def next_transition(self, now: datetime) -> datetime:
+        """The next scheduled transition on the day of `now`, else that day's end (the next midnight)."""
+        local = now.astimezone(SHANGHAI)
+        later = [t for t in self.transitions(local.date()) if t > local]
+        return later[0] if later else datetime.combine(local.date() + timedelta(days=1), time(0), SHANGHAI)
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any], decimals: int, years: int = 1, expires: bool = False) -> Market:
+        """A row of `markets` with its instrument's grid (`decimals`), term and whether its units expire."""
+        holidays = tuple(date.fromisoformat(d) for d in (r.get("holidays") or ()))
+        return cls(r["id"], r["instrument"], r["mode"], decimals, MarketRules(**r["rules"]),
+                   tuple((a, b) for a, b in r["sessions"]), r["fee_bps"], r["t_plus_1"], r["in_close"], holidays,
+                   years, expires)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """A market's session as its row holds it: open or not, its trading day, an operator's override."""
+
+    session_open: bool
+    trading_day: date | None
+    override_until: datetime | None
+    override_reason: str | None
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> SessionState:
+        return cls(bool(r["session_open"]), r["trading_day"], r["override_until"], r["override_reason"])
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRow:
+    """A market as `markets` holds it: its rules (with the instrument's grid and term) and its state."""
+
+    market: Market
+    session: SessionState
+    reference_price: int | None
+    halted: bool
+    applied_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """A change of a market's rules from a trading day on (a row of `market_amendments`)."""
+
+    id: int
+    market_id: str
+    effective_from: date
+    settings: dict[str, Any]
+    applied: bool
+    operator_action: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> Amendment:
+        return cls(r["id"], r["market_id"], r["effective_from"], dict(_json(r["settings"]) or {}),
+                   r["applied_at"] is not None, _json(r["operator_action"]))
+
+
+@dataclass(frozen=True, slots=True)
+class MarketEvent:
+    """A row of `market_events`: an open, pause, close, an amendment scheduled or taking effect."""
+
+    id: int
+    at: datetime
+    kind: str
+    trading_day: date | None
+    actor: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> MarketEvent:
+        return cls(r["id"], r["at"], r["kind"], r["trading_day"], r["actor"], dict(_json(r["detail"]) or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """OHLC of the trades in one interval starting at `start` (UTC microseconds)."""
+
+    start: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+    turnover: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailyStat:
+    """One trading day of one mode of an instrument, and the day's official close (None before it)."""
+
+    trading_day: date
+    mode: str
+    open: int
+    high: int
+    low: int
+    last: int
+    volume: int
+    turnover: int
+    trades: int
+    close: int | None
+    close_method: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePrice:
+    """A row of `close_prices`: an instrument's close of a trading day and how it was found."""
+
+    instrument: str
+    trading_day: date
+    price: int
+    method: str
+    volume: int
+    turnover: int
+
+
+@dataclass(frozen=True, slots=True)
+class InCloseTrades:
+    """What a day's in-close trades of an instrument come to (the close's VWAP inputs)."""
+
+    turnover: int
+    volume: int
+    price_times_qty: int

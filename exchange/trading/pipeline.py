@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
+import asyncpg
 
 from exchange.core import suspension
 from exchange.core.database import asyncpg_dsn, database_unreachable

@@ -16,11 +16,11 @@ import contextlib
 import logging
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.runtime import Runtime
+from exchange.registry import repository as registry
 from exchange.trading import journal, markets, repository
 from exchange.trading.journal import ENGINES
 from exchange.trading.markets import Market
@@ -166,4 +166,4 @@ class ReadOnlyHub:
 async def load_system(rt: Runtime) -> None:
     """The system accounts, read (the primary created them)."""
     async with rt.read() as conn:
-        rt.system = {r.name: r.account for r in await conn.execute(text("SELECT name, account FROM system_accounts"))}
+        rt.system = await registry.system_accounts(conn)

@@ -23,12 +23,11 @@ market event (who, when, why, until when); operators' calls are also in the audi
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.calendar import SHANGHAI, trading_day
@@ -36,9 +35,10 @@ from exchange.core.errors import DomainError, Invalid
 from exchange.core.jobs import claim
 from exchange.core.runtime import Runtime
 from exchange.core.units import cny, iso, quantity
-from exchange.trading import markets
-from exchange.trading.markets import CLOSED, OPEN, PAUSED
+from exchange.trading import markets, repository
+from exchange.trading.models import CLOSED, OPEN, PAUSED, ClosePrice, MarketEvent, SessionState
 from ledger import commands as lc
+from ledger import queries as ledger_queries
 from matching import commands as mc
 from matching.marketdata import vwap
 
@@ -50,72 +50,84 @@ CALENDAR = "calendar"  # the actor of scheduled transitions
 
 async def record(conn: AsyncConnection, market_id: str, kind: str, at: datetime, day: date | None, actor: str,
                  detail: dict[str, Any] | None = None) -> None:
-    await conn.execute(text(
-        """INSERT INTO market_events (market_id, at, kind, trading_day, actor, detail)
-           VALUES (:m, :at, :k, :d, :a, CAST(:detail AS jsonb))"""),
-        {"m": market_id, "at": at, "k": kind, "d": day, "a": actor, "detail": _json(detail or {})})
+    await repository.record_event(conn, market_id, kind, at, day, actor, detail or {})
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True,
-                      default=lambda v: iso(v) if isinstance(v, datetime) else str(v))
-
-
-async def _last_session(conn: AsyncConnection, market_id: str) -> tuple[str, date] | None:
+async def _last_session(conn: AsyncConnection, market_id: str) -> tuple[str, date | None] | None:
     """The market's last open, pause or close and its trading day (None: it never had a session)."""
-    row = (await conn.execute(text(
-        """SELECT kind, trading_day FROM market_events WHERE market_id = :m AND kind IN ('open', 'pause', 'close')
-           ORDER BY id DESC LIMIT 1"""), {"m": market_id})).first()
-    if row is not None:
-        return row.kind, row.trading_day
-    legacy = (await conn.execute(text("SELECT session_open, trading_day FROM markets WHERE id = :m"),
-                                 {"m": market_id})).one()  # a market from before market events
+    last = await repository.last_session_event(conn, market_id)
+    if last is not None:
+        return last
+    legacy = await repository.session(conn, market_id)  # a market from before market events
     return ("open", legacy.trading_day) if legacy.session_open else None
 
 
-async def events(rt: Runtime, market_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class PublicEvent:
+    """A market event without participant ids -- who acted is a role: the calendar or an operator (the
+    audit trail names the operator) -- with the times of its detail in ISO 8601 and its close price in CNY."""
+
+    id: int
+    at: datetime
+    kind: str
+    trading_day: date | None
+    actor: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: MarketEvent) -> PublicEvent:
+        detail = dict(e.detail)
+        if detail.get("until") is not None:
+            detail["until"] = iso(detail["until"])
+        if isinstance(detail.get("close_price"), int):
+            detail["close_price"] = cny(detail["close_price"])
+        if isinstance(detail.get("operator_action"), dict):  # the approval: which action, not which operators
+            detail["operator_action"] = {"id": detail["operator_action"].get("id")}
+        return cls(e.id, e.at, e.kind, e.trading_day, CALENDAR if e.actor == CALENDAR else "operator", detail)
+
+
+async def events(rt: Runtime, market_id: str, after: int, limit: int) -> list[PublicEvent]:
     """The market's events as the public reads them (listMarketEvents needs no key)."""
     async with rt.read() as conn:
-        rows = await conn.execute(text(
-            """SELECT id, at, kind, trading_day, actor, detail FROM market_events
-               WHERE market_id = :m AND id > :a ORDER BY id LIMIT :l"""), {"m": market_id, "a": after, "l": limit})
-        return [event_view(dict(r._mapping)) for r in rows]
-
-
-def event_view(e: dict[str, Any]) -> dict[str, Any]:
-    """A market event without participant ids -- who acted is a role: the calendar or an operator (the
-    audit trail names the operator) -- with its times in ISO 8601 and its close price in CNY."""
-    detail = dict(e["detail"] or {})
-    if detail.get("until") is not None:
-        detail["until"] = iso(detail["until"])
-    if isinstance(detail.get("close_price"), int):
-        detail["close_price"] = cny(detail["close_price"])
-    if isinstance(detail.get("operator_action"), dict):  # the approval: which action, not which operators
-        detail["operator_action"] = {"id": detail["operator_action"].get("id")}
-    return {**e, "actor": CALENDAR if e["actor"] == CALENDAR else "operator", "detail": detail}
+        return [PublicEvent.of(e) for e in await repository.events(conn, market_id, after, limit)]
 
 
 # --- transitions ----------------------------------------------------------------------------------
 
-def _state(seq: Any, row: Any, close: dict[str, Any] | None = None, *, closed: bool = False) -> dict[str, Any]:
-    out = {"market_id": seq.market.id, "session_open": bool(row.session_open), "trading_day": row.trading_day,
-           "session_override": None if row.override_until is None else {"until": row.override_until,
-                                                                         "reason": row.override_reason}}
-    if closed:
-        out["close"] = None if close is None else close_view(close, seq.market.decimals)
-    return out
+@dataclass(frozen=True, slots=True)
+class SessionAnswer:
+    """The market's session after an open, pause or close; a close also says the day's close price (None if
+    there is none: no in-close trade and no previous close)."""
+
+    market_id: str
+    session: SessionState
+    closed: bool = False
+    close: ClosePrice | None = None
+    decimals: int = 0  # of the instrument, for the close's volume
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.session
+        out: dict[str, Any] = {
+            "market_id": self.market_id, "session_open": s.session_open, "trading_day": s.trading_day,
+            "session_override": None if s.override_until is None else {"until": s.override_until,
+                                                                        "reason": s.override_reason}}
+        if self.closed:
+            out["close"] = None if self.close is None else close_view(self.close, self.decimals)
+        return out
 
 
-def close_view(close: dict[str, Any], decimals: int) -> dict[str, Any]:
+def _state(seq: Any, row: SessionState, close: ClosePrice | None = None, *, closed: bool = False) -> SessionAnswer:
+    return SessionAnswer(seq.market.id, row, closed, close, seq.market.decimals)
+
+
+def close_view(close: ClosePrice, decimals: int) -> dict[str, Any]:
     """A day's close (compute_close) in the user's units."""
-    return {**close, "price": cny(close["price"]), "volume": quantity(close["volume"], decimals),
-            "turnover": cny(close["turnover"])}
+    return {"instrument": close.instrument, "trading_day": close.trading_day, "price": cny(close.price),
+            "method": close.method, "volume": quantity(close.volume, decimals), "turnover": cny(close.turnover)}
 
 
-async def _row(conn: AsyncConnection, market_id: str) -> Any:
-    return (await conn.execute(text(
-        "SELECT session_open, trading_day, override_until, override_reason FROM markets WHERE id = :m"),
-        {"m": market_id})).one()
+async def _row(conn: AsyncConnection, market_id: str) -> SessionState:
+    return await repository.session(conn, market_id)
 
 
 async def _begin_day(rt: Runtime, seq: Any, day: date, actor: str) -> None:
@@ -125,7 +137,7 @@ async def _begin_day(rt: Runtime, seq: Any, day: date, actor: str) -> None:
 
 
 async def _set(rt: Runtime, seq: Any, kind: str, day: date, actor: str,
-               override: tuple[datetime, str] | None = None) -> dict[str, Any]:
+               override: tuple[datetime, str] | None = None) -> SessionAnswer:
     """Open or pause the session for `day` (no lock: callers hold the market's session lock)."""
     mid = seq.market.id
     async with rt.read() as conn:
@@ -140,11 +152,7 @@ async def _set(rt: Runtime, seq: Any, kind: str, day: date, actor: str,
     if override is not None:
         detail = {"override": True, "until": override[0], "reason": override[1]}
     async with rt.tx() as conn:
-        await conn.execute(text(
-            """UPDATE markets SET session_open = :o, trading_day = :d, override_until = :u, override_reason = :r
-               WHERE id = :m"""),
-            {"o": kind == "open", "d": day, "u": override[0] if override else None,
-             "r": override[1] if override else None, "m": mid})
+        await repository.set_session(conn, mid, kind == "open", day, override)
         await record(conn, mid, kind, rt.clock(), day, actor, detail)
         row = await _row(conn, mid)
     seq.trading_day = day
@@ -152,40 +160,38 @@ async def _set(rt: Runtime, seq: Any, kind: str, day: date, actor: str,
     return _state(seq, row)
 
 
-async def _close(rt: Runtime, seq: Any, actor: str) -> dict[str, Any]:
+async def _close(rt: Runtime, seq: Any, actor: str) -> SessionAnswer:
     m = seq.market
     day = seq.trading_day or trading_day(rt.clock())
     async with rt.read() as conn:
         if await _last_session(conn, m.id) == ("close", day):
             return _state(seq, await _row(conn, m.id), None, closed=True)
     async with rt.tx() as conn:
-        await conn.execute(text(
-            "UPDATE markets SET session_open = false, override_until = NULL, override_reason = NULL WHERE id = :m"),
-            {"m": m.id})
+        await repository.end_session(conn, m.id)
     seq.session_open = False
     await seq.submit(lambda _s: mc.EndOfDay())
     close = await compute_close(rt, m.instrument, day)
     async with rt.tx() as conn:
         await record(conn, m.id, "close", rt.clock(), day, actor,
-                     {"close_price": None if close is None else close["price"]})
+                     {"close_price": None if close is None else close.price})
         row = await _row(conn, m.id)
     return _state(seq, row, close, closed=True)
 
 
 async def open_session(rt: Runtime, market_id: str, day: date | None = None, *, actor: str = CALENDAR,
-                       override: tuple[datetime, str] | None = None) -> dict[str, Any]:
+                       override: tuple[datetime, str] | None = None) -> SessionAnswer:
     seq = rt.exchange.get(market_id)
     async with seq.session_lock:
         return await _set(rt, seq, "open", day or trading_day(rt.clock()), actor, override)
 
 
-async def pause_session(rt: Runtime, market_id: str, *, actor: str = CALENDAR) -> dict[str, Any]:
+async def pause_session(rt: Runtime, market_id: str, *, actor: str = CALENDAR) -> SessionAnswer:
     seq = rt.exchange.get(market_id)
     async with seq.session_lock:
         return await _set(rt, seq, "pause", seq.trading_day or trading_day(rt.clock()), actor)
 
 
-async def close_session(rt: Runtime, market_id: str, *, actor: str = CALENDAR) -> dict[str, Any]:
+async def close_session(rt: Runtime, market_id: str, *, actor: str = CALENDAR) -> SessionAnswer:
     seq = rt.exchange.get(market_id)
     async with seq.session_lock:
         return await _close(rt, seq, actor)
@@ -196,52 +202,34 @@ async def release_t1(rt: Runtime, instrument: str, day: date) -> int:
     itself stay, so a market of the instrument that begins its day late frees nothing bought that day."""
     start_us = int(datetime.combine(day, time(0), SHANGHAI).timestamp()) * 1_000_000
     async with rt.read() as conn:
-        holds = [r.id for r in await conn.execute(text(
-            """SELECT h.id FROM ledger_holds h JOIN ledger_entries e ON e.seq = h.id
-               WHERE h.kind = 't1' AND h.state = 'pending' AND h.instrument = :i AND e.ts < :t ORDER BY h.id"""),
-            {"i": instrument, "t": start_us})]
+        holds = await ledger_queries.pending_t1_holds(conn, instrument, start_us)
     for h in holds:
         await rt.submit(lc.Request("exchange", lc.VoidHold(h), f"t1-release:{h}"))
     return len(holds)
 
 
-async def compute_close(rt: Runtime, instrument: str, day: date) -> dict[str, Any] | None:
+async def compute_close(rt: Runtime, instrument: str, day: date) -> ClosePrice | None:
     """VWAP of the day's in-close trades of the instrument; else the previous close. Idempotent."""
     async with rt.read() as conn:
-        agg = (await conn.execute(text(
-            """SELECT coalesce(sum(notional), 0) AS turnover, coalesce(sum(qty), 0) AS volume,
-                      coalesce(sum(price * qty), 0) AS pq
-               FROM trades WHERE instrument = :i AND trading_day = :d AND in_close"""),
-            {"i": instrument, "d": day})).one()
-        prev = (await conn.execute(text(
-            """SELECT price FROM close_prices WHERE instrument = :i AND trading_day < :d
-               ORDER BY trading_day DESC LIMIT 1"""),
-            {"i": instrument, "d": day})).scalar()
-        tick = (await conn.execute(text(
-            "SELECT min((rules->>'tick')::bigint) FROM markets WHERE instrument = :i"),
-            {"i": instrument})).scalar() or 1
+        agg = await repository.in_close_trades(conn, instrument, day)
+        prev = await repository.previous_close(conn, instrument, day)
+        tick = await repository.finest_tick(conn, instrument) or 1
     if agg.volume:
-        price, method = vwap(int(agg.pq), int(agg.volume), int(tick)), "vwap"
+        price, method = vwap(agg.price_times_qty, agg.volume, int(tick)), "vwap"
     elif prev is not None:
         price, method = int(prev), "previous_close"
     else:
         return None
+    close = ClosePrice(instrument, day, price, method, agg.volume, agg.turnover)
     async with rt.tx() as conn:
-        await conn.execute(text(
-            """INSERT INTO close_prices (instrument, trading_day, price, method, volume, turnover)
-               VALUES (:i, :d, :p, :m, :v, :t)
-               ON CONFLICT (instrument, trading_day) DO UPDATE SET price = EXCLUDED.price, method = EXCLUDED.method,
-                   volume = EXCLUDED.volume, turnover = EXCLUDED.turnover"""),
-            {"i": instrument, "d": day, "p": price, "m": method, "v": int(agg.volume), "t": int(agg.turnover)})
-        await conn.execute(text("UPDATE markets SET reference_price = :p WHERE instrument = :i"),
-                           {"p": price, "i": instrument})
+        await repository.upsert_close(conn, close)
+        await repository.set_reference_price(conn, instrument, price)
     # The close is the next day's reference: every market of the instrument re-centres its band.
     for s in rt.exchange.sequencers.values():
         if s.market.instrument == instrument and getattr(s, "stopped", None) is None:
             await s.submit(lambda _s, p=price: mc.SetReference(p))
     await _after_close(rt, instrument, price, day)
-    return {"instrument": instrument, "trading_day": day, "price": price, "method": method,
-            "volume": int(agg.volume), "turnover": int(agg.turnover)}
+    return close
 
 
 async def _after_close(rt: Runtime, instrument: str, price: int, day: date) -> None:
@@ -253,13 +241,19 @@ async def _after_close(rt: Runtime, instrument: str, price: int, day: date) -> N
             log.exception("a close hook after the close of %s failed", instrument)
 
 
-async def halt(rt: Runtime, market_id: str, reason: str, resume: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Halted:
+    market_id: str
+    halted: bool
+
+
+async def halt(rt: Runtime, market_id: str, reason: str, resume: bool = False) -> Halted:
     seq = rt.exchange.get(market_id)
     await seq.submit(lambda _s: mc.Resume() if resume else mc.Halt(reason))
     async with rt.tx() as conn:
-        await conn.execute(text("UPDATE markets SET halted = :h WHERE id = :m"), {"h": not resume, "m": market_id})
+        await repository.set_halted(conn, market_id, not resume)
     seq.halted = not resume
-    return {"market_id": market_id, "halted": not resume}
+    return Halted(market_id, not resume)
 
 
 # --- amendments taking effect ---------------------------------------------------------------------
@@ -269,22 +263,15 @@ async def apply_amendments(rt: Runtime, seq: Any, day: date, actor: str) -> None
     replay reproduces it; what rests off the new grid is cancelled and released), its jobs."""
     mid = seq.market.id
     async with rt.read() as conn:
-        due = [a for a in await markets.pending_amendments(conn, mid) if a.effective_from <= day]
+        due = [a for a in await repository.pending_amendments(conn, mid) if a.effective_from <= day]
     if not due:
         return
     new = seq.market
     for a in due:
         new = markets.amended(new, a.settings)
     async with rt.tx() as conn:
-        await conn.execute(text(
-            """UPDATE markets SET rules = CAST(:rules AS jsonb), sessions = CAST(:s AS jsonb),
-                                  holidays = CAST(:h AS jsonb), fee_bps = :f, t_plus_1 = :t1, in_close = :c
-               WHERE id = :m"""),
-            {"rules": _json(new.rules.to_dict()), "s": _json([list(p) for p in new.sessions]),
-             "h": _json([h.isoformat() for h in new.holidays]), "f": new.fee_bps, "t1": new.t_plus_1,
-             "c": new.in_close, "m": mid})
-        await conn.execute(text("UPDATE market_amendments SET applied_at = :now WHERE id = ANY(:ids)"),
-                           {"now": rt.clock(), "ids": [a.id for a in due]})
+        await repository.set_rules(conn, new)
+        await repository.mark_applied(conn, [a.id for a in due], rt.clock())
         await record(conn, mid, "amendment_effective", rt.clock(), day, actor,
                      {"amendments": [a.id for a in due], "rules": markets.rules_view(new)})
     seq.market = new
@@ -301,7 +288,7 @@ async def sync_engine_rules(seq: Any) -> None:
 
 # --- following the calendar -------------------------------------------------------------------------
 
-async def follow(rt: Runtime, market_id: str, now: datetime, actor: str = CALENDAR) -> dict[str, Any] | None:
+async def follow(rt: Runtime, market_id: str, now: datetime, actor: str = CALENDAR) -> SessionAnswer | None:
     """Bring the session to what the calendar (or an override in force) says at `now`. Idempotent."""
     seq = rt.exchange.get(market_id)
     if getattr(seq, "stopped", None) is not None:
@@ -310,13 +297,12 @@ async def follow(rt: Runtime, market_id: str, now: datetime, actor: str = CALEND
         async with rt.read() as conn:
             row = await _row(conn, market_id)
             last = await _last_session(conn, market_id)
-            pending = await markets.pending_amendments(conn, market_id)
+            pending = await repository.pending_amendments(conn, market_id)
         if row.override_until is not None:
             if now < row.override_until:
                 return None  # an operator's override is in force until then
             async with rt.tx() as conn:
-                await conn.execute(text(
-                    "UPDATE markets SET override_until = NULL, override_reason = NULL WHERE id = :m"), {"m": market_id})
+                await repository.end_override(conn, market_id)
         state, day = markets.in_force(seq.market, pending, trading_day(now)).scheduled(now)
         kind, was = last if last is not None else ("close", None)
         running = kind in ("open", "pause")
@@ -330,7 +316,7 @@ async def follow(rt: Runtime, market_id: str, now: datetime, actor: str = CALEND
 
 
 async def session_action(rt: Runtime, market_id: str, action: str, *, actor: str = CALENDAR,
-                         override: bool = False, reason: str | None = None) -> dict[str, Any]:
+                         override: bool = False, reason: str | None = None) -> SessionAnswer:
     """An operator's open, pause or close. An open outside the market's hours needs an explicit override."""
     seq = rt.exchange.get(market_id)
     if getattr(seq, "stopped", None) is not None:
@@ -343,7 +329,7 @@ async def session_action(rt: Runtime, market_id: str, action: str, *, actor: str
         raise DomainError("invalid_action", "action is open, pause or close", 422)
     now = rt.clock()
     async with rt.read() as conn:
-        m = markets.in_force(seq.market, await markets.pending_amendments(conn, market_id), trading_day(now))
+        m = markets.in_force(seq.market, await repository.pending_amendments(conn, market_id), trading_day(now))
     state, day = m.scheduled(now)
     if state == OPEN:
         return await open_session(rt, market_id, day, actor=actor)
@@ -374,7 +360,7 @@ async def schedule(rt: Runtime, market_id: str) -> list[str]:
         return []
     seq = rt.exchange.get(market_id)
     async with rt.read() as conn:
-        pending = await markets.pending_amendments(conn, market_id)
+        pending = await repository.pending_amendments(conn, market_id)
     versions, m = [seq.market], seq.market
     for a in pending:
         m = markets.amended(m, a.settings)
