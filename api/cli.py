@@ -48,18 +48,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
         async def load_demo(rt):  # type: ignore[no-untyped-def]
             await demo.load(rt, keys_path)
-            print(f"envx: demo data loaded; API keys (one per demo participant) in {keys_path}", flush=True)
+            log.info("demo data loaded; API keys (one per demo participant) in %s", keys_path)
 
         hooks.append(load_demo)
     app = create_app(settings, url, on_ready=hooks)
     base = f"http://{settings.host}:{settings.port}"
-    print(f"envx: serving on {base}\n"
-          f"envx: API docs at {base}/schema (Scalar) and {base}/schema/swagger; OpenAPI at {base}/schema/openapi.json",
-          flush=True)
+    # Through the one log configuration (text or JSON), not a second format on stdout.
+    log.info("serving on %s; API docs at %s/schema (Scalar) and %s/schema/swagger; OpenAPI at "
+                "%s/schema/openapi.json; metrics at %s/metrics", base, base, base, base, base)
     # ws="websockets": the market stream needs uvicorn's WebSocket protocol; without the package the server
     # would start and answer every upgrade 405, so it refuses to start instead.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False, ws="websockets")
+                access_log=False, ws="websockets", log_config=None)  # one log format: exchange/core/logs.py
     return 0
 
 
@@ -198,7 +198,7 @@ def cmd_witness(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"envx witness {vkey} on http://{args.host}:{args.port} for {', '.join(sorted(logs))}", flush=True)
     uvicorn.run(create_witness_app(witness), host=args.host, port=args.port, log_level=settings.log_level.lower(),
-                access_log=False)
+                access_log=False, log_config=None)
     return 0
 
 
