@@ -157,6 +157,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         ),
         request_max_body_size=1_000_000,
         debug=False,
+        logging_config=None,  # Litestar's own would add handlers in a second format: exchange/core/logs.py
     )
     improve_openapi(app)  # pydantic's request schemas: unknown fields refused, bounds, maps
     edge.install(app, settings)  # request ids on every request, /metrics (api/edge.py)

@@ -28,8 +28,19 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
+
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again at its default action, which would end
+    # the process without its exit handlers -- and the embedded PostgreSQL (stopped by pgserver's atexit) would
+    # keep running. Ended by SystemExit instead, the exit handlers run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     from api.app import create_app
     from exchange.core.migrate import upgrade

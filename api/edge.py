@@ -2,7 +2,8 @@
 
 - **Request id**: the client's ``X-Request-Id`` if it is 1-64 characters of ``[A-Za-z0-9._:-]``, otherwise a
   new random one; set in `exchange.core.logs.REQUEST_ID` for the whole request (every log line it causes
-  carries it) and returned in the answer's ``X-Request-Id`` header.
+  carries it) and returned in the answer's ``X-Request-Id`` header. With ``ENVX_ACCESS_LOG`` each request ends
+  with one ``envx.access`` line (method, path without query, status, milliseconds).
 - **/metrics** (api/metrics.py): served here, outside the routes and the OpenAPI document. Allowed to an
   operator's or auditor's API key, or without a key to a client address in ``ENVX_METRICS_ALLOWED_ADDRESSES``
   (IP addresses or networks, e.g. the Prometheus host); anyone else gets the problem document any
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
 import secrets
+import time
 from typing import Any
 
 from litestar import Litestar
@@ -27,6 +30,7 @@ from exchange.core.logs import REQUEST_ID
 from exchange.core.settings import Settings
 from exchange.security import keys
 
+access = logging.getLogger("envx.access")
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 OVERSIGHT = frozenset({"operator", "auditor"})
 
@@ -62,9 +66,12 @@ class Edge:
         rid = _request_id(scope)
         token = REQUEST_ID.set(rid)
         header = (b"x-request-id", rid.encode("ascii"))
+        status = [0]
+        started = time.perf_counter()
 
         async def send_with_id(message: Any) -> None:
             if message["type"] == "http.response.start":
+                status[0] = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
@@ -74,6 +81,9 @@ class Edge:
             else:
                 await self.inner(scope, receive, send_with_id)
         finally:
+            if self.settings.access_log:
+                access.info("%s %s %s %.1f ms", scope.get("method", "WS"), scope["path"], status[0] or "-",
+                            (time.perf_counter() - started) * 1000)
             REQUEST_ID.reset(token)
 
     def _address_allowed(self, scope: Scope) -> bool:

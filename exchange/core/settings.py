@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     signature_max_skew_seconds: int = Field(
         default=300, ge=1, le=3600, description="Signed instructions must be timestamped within this many seconds.")
     # Operations: metrics (api/metrics.py, api/edge.py), backups (exchange/core/backup.py).
+    access_log: bool = Field(default=False, description="One INFO line per request (envx.access: method, path, "
+                             "status, milliseconds, with the request id).")
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
     metrics_allowed_addresses: str = Field(
         default="", max_length=4000, description="Comma-separated client IP addresses or networks (CIDR) that "
