@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from exchange.core import logs
+from tests.ops.test_backup import own_tmp  # noqa: F401  (fixture)
 from tests.system.server import free_port
 
 
@@ -33,7 +34,8 @@ def json_lines(text: str) -> list[dict]:
     return out
 
 
-def test_serve_writes_one_json_object_per_line(tmp_path: Path) -> None:
+def test_serve_writes_one_json_object_per_line(own_tmp: Path) -> None:
+    tmp_path = own_tmp
     port = free_port()
     env = {**os.environ, "ENVX_DATA_DIR": str(tmp_path / "data"), "ENVX_LOG_FORMAT": "json",
            "ENVX_LOG_LEVEL": "INFO", "ENVX_ACCESS_LOG": "true", "ENVX_SCHEDULER": "false",
