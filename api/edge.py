@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from litestar import Litestar
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp
 
 from api import metrics
 from api.auth import _bearer
@@ -35,11 +35,11 @@ _ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 OVERSIGHT = frozenset({"operator", "auditor"})
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Any) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             try:
-                given = value.decode("ascii")
+                given: str = value.decode("ascii")
             except UnicodeDecodeError:
                 break
             if _ID.fullmatch(given):
@@ -59,7 +59,7 @@ class Edge:
         self.settings = settings
         self.allowed = _networks(settings.metrics_allowed_addresses)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.inner(scope, receive, send)
             return
@@ -86,7 +86,7 @@ class Edge:
                             (time.perf_counter() - started) * 1000)
             REQUEST_ID.reset(token)
 
-    def _address_allowed(self, scope: Scope) -> bool:
+    def _address_allowed(self, scope: Any) -> bool:
         client = scope.get("client")
         if not client or not self.allowed:
             return False
@@ -96,7 +96,7 @@ class Edge:
             return False
         return any(addr in net for net in self.allowed)
 
-    async def metrics(self, scope: Scope, send: Send) -> None:
+    async def metrics(self, scope: Any, send: Any) -> None:
         if not self.settings.metrics_enabled:
             return await _problem(send, 404, "not_found", "no such resource")
         if scope["method"] not in ("GET", "HEAD"):
@@ -126,7 +126,7 @@ class Edge:
         return None
 
 
-async def _problem(send: Send, status: int, code: str, detail: str) -> None:
+async def _problem(send: Any, status: int, code: str, detail: str) -> None:
     body = json.dumps({"type": TYPE_BASE + code, "title": code.replace("_", " ").capitalize(), "status": status,
                        "detail": detail, "code": code, "instance": "/metrics"}).encode()
     headers = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
@@ -138,4 +138,4 @@ async def _problem(send: Send, status: int, code: str, detail: str) -> None:
 
 def install(app: Litestar, settings: Settings) -> None:
     """Put the edge in front of the app's routing (Litestar calls `asgi_handler` for every request)."""
-    app.asgi_handler = Edge(app, app.asgi_handler, settings)  # type: ignore[assignment]
+    app.asgi_handler = Edge(app, app.asgi_handler, settings)

@@ -26,9 +26,9 @@ from typing import Any
 
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import text
 
 from api.authz import operation_of
+from exchange.core import store
 from exchange.core.runtime import Runtime
 from ledger.writer import LedgerWriter
 
@@ -134,16 +134,12 @@ async def snapshot(rt: Runtime, witnessing: Any = None) -> CollectorRegistry:
 
     started = time.perf_counter()
     async with rt.read() as conn:
-        outbox = (await conn.execute(text(
-            "SELECT count(*) FILTER (WHERE o.status = 'pending'), count(*) FILTER (WHERE o.status = 'failed'), "
-            "coalesce(extract(epoch FROM now() - min(e.created_at) FILTER (WHERE o.status = 'pending')), 0) "
-            "FROM pledge_outbox o JOIN pledge_events e ON e.id = o.event_id"))).one()
-        pledges = (await conn.execute(text(
-            "SELECT status, margin_level, count(*) FROM pledges GROUP BY status, margin_level"))).all()
+        outbox = await store.outbox_backlog(conn)
+        pledges = await store.pledges_by_state(conn)
     gauge("envx_webhook_outbox_pending", "Pledge webhook deliveries waiting to be sent or retried").set(outbox[0])
     gauge("envx_webhook_outbox_failed", "Pledge webhook deliveries given up after every retry").set(outbox[1])
     gauge("envx_webhook_outbox_oldest_pending_seconds", "Age of the oldest undelivered pledge event").set(
-        float(outbox[2] or 0))
+        outbox[2])
     by_state = gauge("envx_pledges", "Pledge registrations by status and margin level", ("status", "margin_level"))
     for status, level, count in pledges:
         by_state.labels(status, level).set(count)

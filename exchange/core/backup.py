@@ -31,6 +31,7 @@ from pathlib import Path
 
 import asyncpg
 
+from exchange.core import store
 from ledger import note
 from ledger.checkpoints import ForkRefused, check_not_behind, registered_keys
 from ledger.tree_store import stored_size
@@ -242,10 +243,9 @@ async def _check(dsn: str, pgdata: Path, text: str | None, origin: str, src: Pat
     deadline = time.monotonic() + 600
     conn = await asyncpg.connect(dsn)
     try:
-        while await conn.fetchval("SELECT pg_is_in_recovery()"):  # a paused target: promote it
+        while await store.promote_if_recovering(conn):  # a paused recovery target: promote it
             if time.monotonic() > deadline:
                 raise BackupError("the restored server is still in recovery after 10 minutes")
-            await conn.execute("SELECT pg_promote(true, 60)")
         entries = await stored_size(conn)
         if text is None:
             return Restored(pgdata, entries, None, True, "no checkpoint was ever published from this data dir")
@@ -257,6 +257,7 @@ async def _check(dsn: str, pgdata: Path, text: str | None, origin: str, src: Pat
             await check_not_behind(conn, text, origin=origin, verifiers=keys, source="the last published checkpoint")
         except ForkRefused as exc:
             return Restored(pgdata, entries, size, False, str(exc))
-        return Restored(pgdata, entries, size, True, f"the database extends the last published checkpoint (size {size})")
+        return Restored(pgdata, entries, size, True,
+                        f"the database extends the last published checkpoint (size {size})")
     finally:
         await conn.close()

@@ -22,6 +22,7 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import IO
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("envx_request_id", default=None)
 
@@ -110,8 +111,8 @@ class TextFormatter(logging.Formatter):
         return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def handler(fmt: str, level: str | int, stream: object = None) -> logging.Handler:
-    h = logging.StreamHandler(stream or sys.stderr)  # type: ignore[call-overload]
+def handler(fmt: str, level: str | int, stream: IO[str] | None = None) -> logging.Handler:
+    h: logging.Handler = logging.StreamHandler(stream or sys.stderr)
     h.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     h.addFilter(ContextFilter())
     h.addFilter(RedactingFilter())

@@ -9,9 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,16 +88,6 @@ def deposit(http: httpx.Client, op: str, pid: int, n: int) -> None:
 def cash(http: httpx.Client, token: str) -> str:
     r = http.get("/v1/holdings", headers={"Authorization": f"Bearer {token}"})
     return next(b["posted"] for b in r.json()["balances"] if b["instrument"] == "CNY")
-
-
-@pytest.fixture
-def own_tmp() -> Iterator[Path]:
-    """Outside pytest's base temp dir: other pytest sessions on the machine reset its mode to 0700, which locks the
-    embedded server's system user out of a data dir below it."""
-    path = Path(tempfile.mkdtemp(prefix="envx-drill-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 
 from exchange.core import logs
-from tests.ops.test_backup import own_tmp  # noqa: F401  (fixture)
 from tests.system.server import free_port
 
 
