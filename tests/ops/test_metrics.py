@@ -118,3 +118,20 @@ def test_switched_off(db_url: str, settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"metrics_enabled": False}), db_url)
     with TestClient(app, raise_server_exceptions=False, timeout=60) as c:
         assert c.get("/metrics").status_code == 404
+
+
+def test_the_dashboard_queries_only_series_that_exist(api: Api) -> None:
+    import json
+    from pathlib import Path
+
+    import api as api_package
+
+    dashboard = json.loads((Path(api_package.__file__).parent / "assets/grafana/envx.json").read_text())
+    api.client.get("/health")  # one routed request, so the request series exist in this process
+    scraped = api.client.get("/metrics", headers={"Authorization": f"Bearer {api.token}"}).text
+    exposed = {f.name for f in text_string_to_metric_families(scraped)}
+    exposed |= {"envx_witness_lag_entries", "envx_market_journal_lag", "envx_market_open_orders",
+                "envx_market_last_seq", "envx_market_stopped"}  # per witness / market: none configured here
+    names = {n for p in dashboard["panels"] for t in p["targets"] for n in re.findall(r"envx_[a-z_]+", t["expr"])}
+    base = {re.sub(r"_(bucket|total|count|sum)$", "", n) for n in names}
+    assert base - exposed == set()
