@@ -27,6 +27,7 @@ from api import metrics
 from api.auth import _bearer
 from api.problems import PROBLEM, TYPE_BASE
 from exchange.core.logs import REQUEST_ID
+from exchange.core.refusals import Refusal
 from exchange.core.settings import Settings
 from exchange.security import keys
 
@@ -98,12 +99,12 @@ class Edge:
 
     async def metrics(self, scope: Any, send: Any) -> None:
         if not self.settings.metrics_enabled:
-            return await _problem(send, 404, "not_found", "no such resource")
+            return await _problem(send, Refusal.NOT_FOUND, "no such resource")
         if scope["method"] not in ("GET", "HEAD"):
-            return await _problem(send, 405, "method_not_allowed", "/metrics answers GET only")
+            return await _problem(send, Refusal.METHOD_NOT_ALLOWED, "/metrics answers GET only")
         rt = getattr(self.app.state, "rt", None)
         if rt is None:
-            return await _problem(send, 503, "unavailable", "the registry is starting")
+            return await _problem(send, Refusal.UNAVAILABLE, "the registry is starting")
         if not self._address_allowed(scope):
             token = _bearer(scope)
             principal = None
@@ -113,11 +114,11 @@ class Edge:
                     async with rt.read() as conn:
                         principal = await keys.authenticate(conn, rt.key_cache, token)
             if principal is None:
-                return await _problem(send, 401, "unauthenticated", "send an operator's or auditor's API key as "
+                return await _problem(send, Refusal.UNAUTHENTICATED, "send an operator's or auditor's API key as "
                                       "'Authorization: Bearer <key>', or scrape from an address in "
                                       "ENVX_METRICS_ALLOWED_ADDRESSES")
             if principal.kind not in OVERSIGHT:
-                return await _problem(send, 403, "role_forbidden", "metrics are for operators and auditors")
+                return await _problem(send, Refusal.ROLE_FORBIDDEN, "metrics are for operators and auditors")
         body = await metrics.render(rt, getattr(self.app.state, "witnessing", None))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", metrics.CONTENT_TYPE.encode()),
@@ -126,7 +127,8 @@ class Edge:
         return None
 
 
-async def _problem(send: Any, status: int, code: str, detail: str) -> None:
+async def _problem(send: Any, refusal: Refusal, detail: str) -> None:
+    code, status = refusal.value, refusal.status
     body = json.dumps({"type": TYPE_BASE + code, "title": code.replace("_", " ").capitalize(), "status": status,
                        "detail": detail, "code": code, "instance": "/metrics"}).encode()
     headers = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
