@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ControllerRouterHandler
 
+from api import edge, metrics
 from api.auth import ApiKeyMiddleware
 from api.authz import authorize
 from api.controllers.cash import CashController
@@ -79,6 +80,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         # Merkle tiles in every batch, checkpoints after it, fork check before the first one.
         verifiable = VerifiableLedger(settings, asyncpg_dsn(url))
         verifiable.attach(writer)
+        metrics.attach(writer)  # batch sizes, commit latency, entries written
         try:
             await writer.start()
         except BaseException:
@@ -123,8 +125,10 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         lifespan=[read_only_lifespan(settings, url)] if ro else [lifespan, pledge_worker],
         dependencies={"rt": Provide(get_rt, sync_to_thread=False),
                       "principal": Provide(get_principal, sync_to_thread=False)},
-        middleware=[refuse_writes, ApiKeyMiddleware(), SecurityMiddleware(settings)] if ro
-        else [ApiKeyMiddleware(), SecurityMiddleware(settings)],  # security: after the key, before guards
+        # Requests by operation and status, with latency histograms (api/metrics.py), around everything else.
+        middleware=[metrics.http_config().middleware, refuse_writes, ApiKeyMiddleware(), SecurityMiddleware(settings)]
+        if ro else [metrics.http_config().middleware, ApiKeyMiddleware(), SecurityMiddleware(settings)],
+        # security: after the key, before guards
         guards=[authorize],
         # Bodies are decoded once, strictly, by SecurityMiddleware (api/security/json_body.py); the models then
         # validate with strict=True: no coercion of "14", 14.0 or true into an integer (api/schemas/common.py).
@@ -153,6 +157,8 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         ),
         request_max_body_size=1_000_000,
         debug=False,
+        logging_config=None,  # Litestar's own would add handlers in a second format: exchange/core/logs.py
     )
     improve_openapi(app)  # pydantic's request schemas: unknown fields refused, bounds, maps
+    edge.install(app, settings)  # request ids on every request, /metrics (api/edge.py)
     return app

@@ -17,7 +17,7 @@ log = logging.getLogger("envx")
 
 
 def _url(settings: Settings) -> str:
-    return resolve_url(settings.database_url, settings.data_dir)
+    return resolve_url(settings.database_url, settings.data_dir, settings.wal_archive_dir)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -28,8 +28,19 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
+
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again at its default action, which would end
+    # the process without its exit handlers -- and the embedded PostgreSQL (stopped by pgserver's atexit) would
+    # keep running. Ended by SystemExit instead, the exit handlers run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     from api.app import create_app
     from exchange.core.migrate import upgrade
@@ -48,18 +59,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
         async def load_demo(rt):  # type: ignore[no-untyped-def]
             await demo.load(rt, keys_path)
-            print(f"envx: demo data loaded; API keys (one per demo participant) in {keys_path}", flush=True)
+            log.info("demo data loaded; API keys (one per demo participant) in %s", keys_path)
 
         hooks.append(load_demo)
     app = create_app(settings, url, on_ready=hooks)
     base = f"http://{settings.host}:{settings.port}"
-    print(f"envx: serving on {base}\n"
-          f"envx: API docs at {base}/schema (Scalar) and {base}/schema/swagger; OpenAPI at {base}/schema/openapi.json",
-          flush=True)
+    # Through the one log configuration (text or JSON), not a second format on stdout.
+    log.info("serving on %s; API docs at %s/schema (Scalar) and %s/schema/swagger; OpenAPI at "
+                "%s/schema/openapi.json; metrics at %s/metrics", base, base, base, base, base)
     # ws="websockets": the market stream needs uvicorn's WebSocket protocol; without the package the server
     # would start and answer every upgrade 405, so it refuses to start instead.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False, ws="websockets")
+                access_log=False, ws="websockets", log_config=None)  # one log format: exchange/core/logs.py
     return 0
 
 
@@ -127,6 +138,56 @@ def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
         print(f"envx: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from exchange.core.backup import BackupError, backup
+    from exchange.core.database import asyncpg_dsn
+
+    try:
+        out = backup(asyncpg_dsn(_url(settings)), settings.data_dir, Path(args.dir))
+    except BackupError as exc:
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    print("envx: the checkpoint signing key and the credential key are NOT in the backup: keep them apart",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from exchange.core.backup import BackupError, restore
+
+    if settings.database_url:
+        print("envx: restore works on the embedded PostgreSQL; restore an external server with its own tools "
+              "from the same base backup (DIR/base) and WAL archive", file=sys.stderr)
+        return 2
+    until = None
+    if args.until:
+        try:
+            until = datetime.fromisoformat(args.until)
+        except ValueError:
+            print(f"envx: --until {args.until!r} is not an ISO 8601 time", file=sys.stderr)
+            return 2
+        if until.tzinfo is None:
+            print("envx: --until needs an offset (e.g. 2026-12-01T03:54:52Z)", file=sys.stderr)
+            return 2
+    archive = None if args.no_wal else (Path(args.wal) if args.wal else settings.wal_archive_dir)
+    try:
+        r = restore(Path(args.dir), settings.data_dir, origin=settings.origin, archive=archive, until=until,
+                    published_in=settings.wal_archive_dir)
+    except BackupError as exc:
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"data_dir": str(r.pgdata), "ledger_entries": r.entries,
+                      "last_published_checkpoint_size": r.checkpoint_size, "level": r.level, "detail": r.detail},
+                     ensure_ascii=False, indent=2))
+    if not r.level:
+        print(f"envx: {r.detail}\nenvx: `envx serve` will refuse this database", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -198,7 +259,7 @@ def cmd_witness(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"envx witness {vkey} on http://{args.host}:{args.port} for {', '.join(sorted(logs))}", flush=True)
     uvicorn.run(create_witness_app(witness), host=args.host, port=args.port, log_level=settings.log_level.lower(),
-                access_log=False)
+                access_log=False, log_config=None)
     return 0
 
 
@@ -236,6 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=int, default=None,
                    help="processes for the replay-free pass of a large log (default: CPU count)")
     v.set_defaults(fn=cmd_verify)
+    b = sub.add_parser("backup", help="base backup of the database with the last published checkpoint and the "
+                                      "public keys (never the private signing key)")
+    b.add_argument("dir", help="a new (or empty) directory")
+    b.set_defaults(fn=cmd_backup)
+    r = sub.add_parser("restore", help="restore a backup into the embedded PostgreSQL of the data dir, replaying "
+                                       "the WAL archive (to its end or to --until)")
+    r.add_argument("dir", help="a directory made by `envx backup`")
+    r.add_argument("--until", help="point in time (ISO 8601 with offset): replay the WAL up to it")
+    r.add_argument("--wal", help="the WAL archive (default: ENVX_WAL_ARCHIVE_DIR)")
+    r.add_argument("--no-wal", action="store_true", help="the base backup alone, no WAL replay")
+    r.set_defaults(fn=cmd_restore)
     ex = sub.add_parser("export-tiles", help="write the log as static C2SP tlog-tiles files (checkpoint, tile/...)")
     ex.add_argument("dir", help="directory to write (created; existing files are replaced)")
     ex.add_argument("--entries", action="store_true",

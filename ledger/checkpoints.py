@@ -176,6 +176,9 @@ class CheckpointPublisher:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # Called (in a thread) with each newly published note, after the latest file: e.g. a copy beside the WAL
+        # archive (exchange/core/backup.py).
+        self.on_publish: list[Callable[[str], None]] = []
 
     @property
     def keys(self) -> list[tuple[int, str]]:
@@ -279,6 +282,11 @@ class CheckpointPublisher:
             assert published is not None
             if self._latest_file is not None:
                 await asyncio.to_thread(write_latest_file, self._latest_file, published.note)
+            for hook in self.on_publish:
+                try:
+                    await asyncio.to_thread(hook, published.note)
+                except Exception:
+                    log.exception("a checkpoint publication hook failed")
             self.latest = published
             self._last_publish = self._clock()
         async with self._changed:

@@ -138,6 +138,8 @@ class LedgerWriter:
         self.blocks = store.BlockCache()
         self.batches = 0
         self.entries_written = 0
+        # Called after each committed batch with (requests, entries written, seconds in the transaction).
+        self._batch_observers: list[Callable[[int, int, float], None]] = []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -185,6 +187,15 @@ class LedgerWriter:
 
     def add_on_start(self, hook: OnStart) -> None:
         self._on_start.append(hook)
+
+    def add_batch_observer(self, observer: Callable[[int, int, float], None]) -> None:
+        """Told of every committed batch: its requests, the entries it wrote, its transaction's seconds (metrics)."""
+        self._batch_observers.append(observer)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch."""
+        return self._queue.qsize()
 
     def add_gate(self, gate: Gate) -> None:
         self._gates.append(gate)
@@ -341,6 +352,7 @@ class LedgerWriter:
         assert conn is not None
         # Results decided before the transaction: faithful retries and reused ids.
         results: dict[int, list[Entry] | BaseException] = {}
+        started = time.perf_counter()
         async with conn.transaction():
             head = await store.read_head(conn)
             existing: dict = {}
@@ -406,6 +418,8 @@ class LedgerWriter:
         # Durable: answer the callers, then the side effects.
         self.batches += 1
         self.entries_written += len(written)
+        for observe in self._batch_observers:
+            observe(sum(len(it.requests) for it in items), len(written), time.perf_counter() - started)
         for i, it in enumerate(items):
             res = results[i]
             if isinstance(res, _Later):

@@ -34,6 +34,8 @@ STATUSES = {400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503}
 # member. A new dynamic site fails test_every_dynamic_site_is_accounted_for until it is listed here.
 _ENGINE = "an engine's REJECTED event or rule check: codes are matching.reasons constants (CODES, all members)"
 DYNAMIC = {
+    ("api/edge.py", "_problem", "problem document", "code"):
+        "the value of a Refusal member, the parameter's type (the /metrics gate's refusals)",
     ("exchange/core/refusal_text.py", "refused", "DomainError", "rej.code"):
         "a ledger Rejection: its codes are ledger.state.REFUSAL_CODES (all members, test below)",
     ("exchange/pledging/refusals.py", "translate_refusals.wrapper", "DomainError", "exc.code"):

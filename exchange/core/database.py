@@ -23,8 +23,9 @@ DB_NAME = "envx"
 _servers: dict[str, object] = {}
 
 
-def start_embedded(data_dir: Path, database: str = DB_NAME) -> str:
-    """Start (or reuse) the embedded server; return a plain postgresql:// URL for `database`."""
+def start_embedded(data_dir: Path, database: str = DB_NAME, wal_archive_dir: Path | None = None) -> str:
+    """Start (or reuse) the embedded server; return a plain postgresql:// URL for `database`. With
+    `wal_archive_dir`, the server archives its WAL there (exchange/core/backup.py)."""
     import pgserver  # not a cycle: a heavy import (it unpacks PostgreSQL), only when embedding
 
     pgdata = (data_dir / "pg").resolve()
@@ -34,6 +35,10 @@ def start_embedded(data_dir: Path, database: str = DB_NAME) -> str:
     if server is None:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
         _servers[key] = server
+        if wal_archive_dir is not None:
+            from exchange.core.backup import configure_archiving
+
+            configure_archiving(server, pgdata, wal_archive_dir)
     if database != "postgres":
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # type: ignore[attr-defined]
         if "(1 row)" not in exists:
@@ -43,8 +48,8 @@ def start_embedded(data_dir: Path, database: str = DB_NAME) -> str:
     return uri
 
 
-def resolve_url(database_url: str | None, data_dir: Path) -> str:
-    return database_url or start_embedded(data_dir)
+def resolve_url(database_url: str | None, data_dir: Path, wal_archive_dir: Path | None = None) -> str:
+    return database_url or start_embedded(data_dir, wal_archive_dir=wal_archive_dir)
 
 
 def asyncpg_dsn(url: str) -> str:

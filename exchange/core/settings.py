@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -101,6 +102,25 @@ class Settings(BaseSettings):
     anonymous_rate_limit_burst: int = Field(default=2000, ge=1)
     signature_max_skew_seconds: int = Field(
         default=300, ge=1, le=3600, description="Signed instructions must be timestamped within this many seconds.")
+    # Operations: metrics (api/metrics.py, api/edge.py), backups (exchange/core/backup.py).
+    access_log: bool = Field(default=False, description="One INFO line per request (envx.access: method, path, "
+                             "status, milliseconds, with the request id).")
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
+    metrics_allowed_addresses: str = Field(
+        default="", max_length=4000, description="Comma-separated client IP addresses or networks (CIDR) that "
+        "may scrape /metrics without a key (the Prometheus host); anyone else needs an operator's or auditor's "
+        "API key.")
+    wal_archive_dir: Path | None = Field(
+        default=None, description="Continuous WAL archiving of the embedded PostgreSQL into this directory "
+        "(for `envx restore --until`); the last published checkpoint is copied there too. Unset: no archiving.")
+
+    @field_validator("metrics_allowed_addresses")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                ipaddress.ip_network(item.strip(), strict=False)  # ValueError: refused at start
+        return value
 
 
     @property

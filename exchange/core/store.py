@@ -54,3 +54,29 @@ _STATUS = "SELECT id, status FROM participants WHERE id = ANY($1::bigint[]) ORDE
 async def statuses_for_key_share(conn: asyncpg.Connection, participant_ids: list[int]) -> dict[int, str]:
     """The status of each participant, read FOR KEY SHARE (on the writer's and journals' raw connections)."""
     return {int(r["id"]): str(r["status"]) for r in await conn.fetch(_STATUS, participant_ids)}
+
+
+# --- operations: the figures /metrics reads at scrape time, the state of a restored server -------------------
+
+
+async def outbox_backlog(conn: AsyncConnection) -> tuple[int, int, float]:
+    """Pledge webhook deliveries pending and failed, and the age in seconds of the oldest pending event."""
+    row = (await conn.execute(text(
+        "SELECT count(*) FILTER (WHERE o.status = 'pending'), count(*) FILTER (WHERE o.status = 'failed'), "
+        "coalesce(extract(epoch FROM now() - min(e.created_at) FILTER (WHERE o.status = 'pending')), 0) "
+        "FROM pledge_outbox o JOIN pledge_events e ON e.id = o.event_id"))).one()
+    return int(row[0]), int(row[1]), float(row[2] or 0)
+
+
+async def pledges_by_state(conn: AsyncConnection) -> list[tuple[str, str, int]]:
+    rows = (await conn.execute(text(
+        "SELECT status, margin_level, count(*) FROM pledges GROUP BY status, margin_level"))).all()
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+async def promote_if_recovering(conn: asyncpg.Connection) -> bool:
+    """Ask a server still in recovery (a paused recovery target) to promote; whether it was in recovery."""
+    if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+        return False
+    await conn.execute("SELECT pg_promote(true, 60)")
+    return True

@@ -15,6 +15,7 @@ import logging
 
 import asyncpg
 
+from exchange.core.backup import mirror_checkpoint
 from exchange.core.principal import SYSTEM_ACTOR
 from exchange.core.settings import Settings
 from exchange.verifiable.signing import SigningKeyError, install_new_key, load_signer, new_key_file
@@ -40,6 +41,9 @@ class VerifiableLedger:
             dsn, origin=settings.origin, signer=self.signer, tree=self.tree,
             interval=settings.checkpoint_interval_seconds, latest_file=self.latest_file)
         self._log_keys: set[str] = set()
+        if settings.wal_archive_dir is not None:  # the proof of what was published, beside the WAL
+            archive = settings.wal_archive_dir
+            self.publisher.on_publish.append(lambda text: mirror_checkpoint(archive, text))
 
     def attach(self, writer: LedgerWriter) -> None:
         writer.add_on_start(self.tree.on_start)

@@ -1,0 +1,153 @@
+"""Prometheus metrics at ``/metrics``: what an operator watches to know the registry is well.
+
+Two kinds of series:
+
+- **Counted as things happen** (process-wide, `prometheus_client`'s default registry): HTTP requests by
+  operation, path template and status with latency histograms (Litestar's Prometheus middleware, `http_config`);
+  the ledger writer's batches -- requests per batch, entries written, transaction seconds (`observe_writer`,
+  a batch observer on the writer).
+- **Read at scrape time** from the running system (`snapshot`, a fresh registry per scrape, so a series of a
+  market that is gone disappears): the writer's queue depth and totals; per market the journal lag (sequence
+  numbers journaled but not yet applied), open orders, last sequence number, queued commands and whether it
+  stopped; the Merkle tree size, the latest checkpoint's size and age, per witness the entries it has not
+  cosigned yet; the pledge webhook outbox (pending, failed, oldest pending age); pledges by status and margin
+  level; the database pool.
+
+Who may scrape is decided at the edge (api/edge.py): an operator's or auditor's API key, or a client address
+listed in ``ENVX_METRICS_ALLOWED_ADDRESSES``; ``ENVX_METRICS_ENABLED=false`` answers 404. The dashboard for
+these series is api/assets/grafana/envx.json.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar.plugins.prometheus import PrometheusConfig
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from api.authz import operation_of
+from exchange.core import store
+from exchange.core.runtime import Runtime
+from ledger.writer import LedgerWriter
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Requests: 1 ms .. 10 s (a long poll for a checkpoint waits up to its timeout).
+HTTP_BUCKETS: list[str | float] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+
+
+def _operation(request: Any) -> str:
+    handler = request.scope.get("route_handler")
+    return (operation_of(handler) if handler is not None else None) or "-"
+
+
+def http_config() -> PrometheusConfig:
+    """Litestar's Prometheus middleware: envx_http_requests_total and envx_http_request_duration_seconds by
+    method, path template (not the raw path: ids would explode the series), status code and operation."""
+    return PrometheusConfig(app_name="envx", prefix="envx_http", group_path=True, buckets=HTTP_BUCKETS,
+                            labels={"operation": _operation})
+
+
+WRITER_BATCH_REQUESTS = Histogram(
+    "envx_ledger_writer_batch_requests", "Requests per committed ledger writer batch",
+    buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
+WRITER_COMMIT_SECONDS = Histogram(
+    "envx_ledger_writer_commit_seconds", "Seconds a ledger writer batch spends in its transaction (to commit)",
+    buckets=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+WRITER_ENTRIES = Counter("envx_ledger_entries_written", "Ledger entries committed by this process's writer")
+
+
+def observe_writer(requests: int, entries: int, seconds: float) -> None:
+    WRITER_BATCH_REQUESTS.observe(requests)
+    WRITER_COMMIT_SECONDS.observe(seconds)
+    WRITER_ENTRIES.inc(entries)
+
+
+def attach(writer: LedgerWriter) -> None:
+    writer.add_batch_observer(observe_writer)
+
+
+async def snapshot(rt: Runtime, witnessing: Any = None) -> CollectorRegistry:
+    """The system's state now, as gauges in a registry of their own."""
+    reg = CollectorRegistry(auto_describe=True)
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=reg)
+
+    writer = rt.writer
+    if writer is not None:
+        gauge("envx_ledger_writer_queue_depth", "Requests waiting for a ledger writer batch").set(writer.queue_depth)
+        gauge("envx_ledger_writer_running", "1 if the ledger writer runs in this process").set(int(writer.running))
+        gauge("envx_ledger_writer_stopped", "1 if the ledger stopped taking writes (a broken invariant)").set(
+            int(writer.stopped is not None))
+        gauge("envx_ledger_writer_batches", "Batches committed since the writer started").set(writer.batches)
+
+    hub = rt.exchange
+    if hub is not None and hasattr(hub, "sequencers"):
+        lag = gauge("envx_market_journal_lag", "Sequence numbers journaled but not yet applied (settled and "
+                    "projected)", ("market",))
+        open_orders = gauge("envx_market_open_orders", "Open orders and listings resting in the market", ("market",))
+        last = gauge("envx_market_last_seq", "Last sequence number journaled", ("market",))
+        queued = gauge("envx_market_queue_depth", "Commands waiting for the market's sequencer", ("market",))
+        stopped = gauge("envx_market_stopped", "1 if the market stopped taking writes", ("market",))
+        for market_id, seq in list(hub.sequencers.items()):
+            lag.labels(market_id).set(max(0, seq.last_seq - seq.applied_seq))
+            open_orders.labels(market_id).set(len(seq.orders))
+            last.labels(market_id).set(seq.last_seq)
+            queued.labels(market_id).set(seq.queue.qsize())
+            stopped.labels(market_id).set(int(seq.stopped is not None))
+
+    verifiable = rt.verifiable
+    if verifiable is not None:
+        tree = getattr(verifiable, "tree", None)
+        size = tree.head()[0] if tree is not None else 0
+        gauge("envx_ledger_tree_size", "Entries in the durable Merkle tree").set(size)
+        latest = verifiable.publisher.latest
+        if latest is not None:
+            gauge("envx_checkpoint_tree_size", "Tree size of the latest signed checkpoint").set(latest.size)
+            gauge("envx_checkpoint_lag_entries", "Durable entries not yet covered by a signed checkpoint").set(
+                max(0, size - latest.size))
+            if latest.created_at is not None:
+                age = (datetime.now(UTC) - latest.created_at).total_seconds()
+                gauge("envx_checkpoint_age_seconds", "Seconds since the latest checkpoint was signed").set(
+                    max(0.0, age))
+            if witnessing is not None and witnessing.witnesses:
+                w = gauge("envx_witness_lag_entries", "Entries of the latest checkpoint the witness has not "
+                          "cosigned", ("witness",))
+                ok = gauge("envx_witness_ok", "1 if the witness's last answer was a cosignature", ("witness",))
+                for status in witnessing.status():
+                    name = status["witness"].split("+", 1)[0]
+                    w.labels(name).set(max(0, latest.size - status["last_cosigned_size"]))
+                    ok.labels(name).set(int(status["state"] == "ok"))
+
+    pool = rt.engine.pool
+    conns = gauge("envx_db_pool_connections", "Database pool connections by state", ("state",))
+    for state, read in (("checked_out", "checkedout"), ("idle", "checkedin"), ("overflow", "overflow")):
+        fn = getattr(pool, read, None)
+        if fn is not None:
+            conns.labels(state).set(max(0, fn()))
+    size_fn = getattr(pool, "size", None)
+    if size_fn is not None:
+        gauge("envx_db_pool_size", "Configured size of the database pool").set(size_fn())
+
+    started = time.perf_counter()
+    async with rt.read() as conn:
+        outbox = await store.outbox_backlog(conn)
+        pledges = await store.pledges_by_state(conn)
+    gauge("envx_webhook_outbox_pending", "Pledge webhook deliveries waiting to be sent or retried").set(outbox[0])
+    gauge("envx_webhook_outbox_failed", "Pledge webhook deliveries given up after every retry").set(outbox[1])
+    gauge("envx_webhook_outbox_oldest_pending_seconds", "Age of the oldest undelivered pledge event").set(
+        outbox[2])
+    by_state = gauge("envx_pledges", "Pledge registrations by status and margin level", ("status", "margin_level"))
+    for status, level, count in pledges:
+        by_state.labels(status, level).set(count)
+    gauge("envx_metrics_scrape_query_seconds", "Seconds the scrape's database queries took").set(
+        time.perf_counter() - started)
+    return reg
+
+
+async def render(rt: Runtime, witnessing: Any = None) -> bytes:
+    """The exposition text: what was counted, then the state now."""
+    return generate_latest(REGISTRY) + generate_latest(await snapshot(rt, witnessing))
