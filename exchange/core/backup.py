@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,46 +31,13 @@ from pathlib import Path
 import asyncpg
 
 from exchange.core import store
+from exchange.core.archiving import BackupError, give_to_server, pg_binary
+from exchange.core.database import asyncpg_dsn, start_embedded
 from ledger import note
-from ledger.checkpoints import ForkRefused, check_not_behind, registered_keys
+from ledger.checkpoints import ForkRefused, check_not_behind, registered_keys, write_latest_file
 from ledger.tree_store import stored_size
 
 LATEST_FILE = "checkpoint-latest.txt"
-ARCHIVE_TIMEOUT = "60s"
-
-
-class BackupError(RuntimeError):
-    """A backup or restore that cannot be done as asked; the message says why and what to do."""
-
-
-def pg_binary(name: str) -> str:
-    """The embedded server's own binaries (the pgserver wheel) first: they match its version."""
-    try:
-        import pgserver._commands as pgc  # the wheel's bin directory
-
-        path = Path(pgc.POSTGRES_BIN_PATH) / name
-        if path.exists():
-            return str(path)
-    except ImportError:
-        pass
-    found = shutil.which(name)
-    if found is None:
-        raise BackupError(f"{name} not found (neither in the pgserver wheel nor on PATH)")
-    return found
-
-
-def _server_user() -> str | None:
-    """pgserver runs PostgreSQL as the system user 'pgserver' when started by root."""
-    return "pgserver" if os.geteuid() == 0 else None
-
-
-def _give_to_server(path: Path) -> None:
-    user = _server_user()
-    if user is not None:
-        shutil.chown(path, user, user)
-        for root, dirs, files in os.walk(path):
-            for n in dirs + files:
-                shutil.chown(os.path.join(root, n), user, user)
 
 
 def checkpoint_size(text: str) -> int:
@@ -81,41 +47,11 @@ def checkpoint_size(text: str) -> int:
         return -1
 
 
-# --- archiving ------------------------------------------------------------------------------------------------
-
-
-def archive_command(archive: Path) -> str:
-    return f"test ! -f '{archive}/%f' && cp '%p' '{archive}/%f'"
-
-
-def configure_archiving(server: object, pgdata: Path, archive: Path) -> None:
-    """Turn on WAL archiving of the embedded server into `archive` (a restart the first time)."""
-    archive = archive.resolve()
-    archive.mkdir(parents=True, exist_ok=True)
-    _give_to_server(archive)
-    psql = server.psql  # type: ignore[attr-defined]
-    mode = psql("SHOW archive_mode;")
-    command = psql("SHOW archive_command;")
-    if " on" in mode and str(archive) in command:
-        return
-    psql("ALTER SYSTEM SET archive_mode = 'on';")
-    psql(f"ALTER SYSTEM SET archive_command = $envx${archive_command(archive)}$envx$;")
-    psql(f"ALTER SYSTEM SET archive_timeout = '{ARCHIVE_TIMEOUT}';")
-    # Output to files, never pipes: the server inherits them and a pipe would never close (pgserver does the same);
-    # the server's own log stays in pgserver's log file.
-    with tempfile.TemporaryFile("w+") as err:
-        done = subprocess.run([pg_binary("pg_ctl"), "-D", str(pgdata), "-w", "-t", "120", "-m", "fast",
-                               "-l", str(pgdata / "log"), "restart"],
-                              stdout=subprocess.DEVNULL, stderr=err, user=_server_user(), timeout=180)
-        if done.returncode != 0:
-            err.seek(0)
-            raise BackupError(f"restarting PostgreSQL with WAL archiving failed: {err.read()[-2000:]}")
+# --- archiving (exchange/core/archiving.py turns it on) ---------------------------------------------------------
 
 
 def mirror_checkpoint(archive: Path, text: str) -> None:
     """Called for each published checkpoint: the archive keeps the latest one beside the WAL."""
-    from ledger.checkpoints import write_latest_file
-
     write_latest_file(archive / LATEST_FILE, text)
 
 
@@ -196,8 +132,6 @@ def restore(src: Path, data_dir: Path, *, origin: str, archive: Path | None, unt
             published_in: Path | None = None) -> Restored:
     """`published_in`: where else the last published checkpoint is kept (the configured WAL archive), even when
     the WAL itself is not replayed."""
-    from exchange.core.database import asyncpg_dsn, start_embedded
-
     base = src / "base"
     if not (base / "PG_VERSION").exists():
         raise BackupError(f"{src} holds no base backup (no base/PG_VERSION): made by `envx backup`?")
@@ -222,14 +156,12 @@ def restore(src: Path, data_dir: Path, *, origin: str, archive: Path | None, unt
         with open(pgdata / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
             fh.write("\n# envx restore\n" + "".join(line + "\n" for line in lines))
         (pgdata / "recovery.signal").touch()
-    _give_to_server(pgdata)
+    give_to_server(pgdata)
     # The last published checkpoint: the largest the data dir, the archive and the backup know.
     kept = [d / LATEST_FILE for d in (archive, published_in) if d is not None]
     text = _latest_checkpoint(data_dir / LATEST_FILE, *kept, src / LATEST_FILE)
     if text is not None:
-        from ledger.checkpoints import write_latest_file
-
-        write_latest_file(data_dir / LATEST_FILE, text)
+            write_latest_file(data_dir / LATEST_FILE, text)
     try:
         url = start_embedded(data_dir)  # recovery runs now; replayed to the end of the archive (or TIME), promoted
     except subprocess.CalledProcessError:

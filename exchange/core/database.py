@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from exchange.core import store
+from exchange.core.archiving import configure_archiving
 from ledger.writer import CONNECTION_LOST
 
 log = logging.getLogger("envx.database")
@@ -36,8 +37,6 @@ def start_embedded(data_dir: Path, database: str = DB_NAME, wal_archive_dir: Pat
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
         _servers[key] = server
         if wal_archive_dir is not None:
-            from exchange.core.backup import configure_archiving
-
             configure_archiving(server, pgdata, wal_archive_dir)
     if database != "postgres":
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # type: ignore[attr-defined]
