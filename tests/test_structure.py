@@ -35,7 +35,6 @@ NOT_YET_TYPED = (
     "exchange/trading/",  # trading
     "ledger/",  # speed-ledger
     "matching/",  # speed-matching
-    "pledges/",  # pledging
 )
 
 
