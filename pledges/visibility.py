@@ -68,7 +68,7 @@ def claim_visible(viewer_id: int, viewer_kind: str, pledge: Mapping[str, Any], c
 
 
 def pledge_view(full: Mapping[str, Any], who: str, own_claims: set[int]) -> dict[str, Any]:
-    """What a viewer with role `who` sees of the full view of a registration (exchange.pledging.service._view)."""
+    """What a viewer with role `who` sees of the full view of a registration (exchange.pledging.views.view_of)."""
     if who == PARTY:
         return dict(full)
     out = {k: full[k] for k in LOT_FIELDS if k in full}
