@@ -27,7 +27,6 @@ from pledges import certificate
 
 # ----------------------------------------------------------------------------------- public inquiry
 
-_inquiry_signers: dict[Path, Signer] = {}
 INQUIRY_KEY_FILE = "inquiry.key"
 
 
@@ -46,11 +45,11 @@ def get_signer(rt: Runtime) -> Signer:
     settings = rt.settings
     if settings.signing_key is not None or signing.key_path(settings).exists():
         path = signing.key_path(settings)
-        if path not in _inquiry_signers:
-            _inquiry_signers[path] = signing.load_signer(settings)
-        return _inquiry_signers[path]
+        if path not in rt.inquiry_signers:
+            rt.inquiry_signers[path] = signing.load_signer(settings)
+        return rt.inquiry_signers[path]
     path = Path(settings.data_dir) / INQUIRY_KEY_FILE
-    cached = _inquiry_signers.get(path)
+    cached = rt.inquiry_signers.get(path)
     if cached is not None:
         return cached
     if not path.exists():
@@ -63,7 +62,7 @@ def get_signer(rt: Runtime) -> Signer:
             with os.fdopen(fd, "w", encoding="ascii") as f:
                 f.write(generate_signer_key(settings.origin)[0] + "\n")
     signer = Signer.from_key_string(path.read_text(encoding="ascii").strip())
-    _inquiry_signers[path] = signer
+    rt.inquiry_signers[path] = signer
     return signer
 
 

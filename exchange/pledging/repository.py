@@ -461,14 +461,6 @@ _FREEZE_SELECT = """SELECT f.*, c.name AS court_name, h.name AS holder_name, h.u
     JOIN instruments i ON i.code = f.instrument"""
 
 
-async def insert_freeze(conn: AsyncConnection, **fields: Any) -> int:
-    keys = list(fields)
-    cols = ", ".join(keys)
-    vals = ", ".join(f"CAST(:{k} AS jsonb)" if k in ("requested_serials", "serials") else f":{k}" for k in keys)
-    params = {k: json.dumps(v) if k in ("requested_serials", "serials") and v is not None else v
-              for k, v in fields.items()}
-    return int((await conn.execute(text(f"INSERT INTO freezes ({cols}) VALUES ({vals}) RETURNING id"),
-                                   params)).scalar_one())
 
 
 async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] | None:
@@ -476,26 +468,8 @@ async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] |
     return dict(row._mapping) if row else None
 
 
-async def get_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(text(_FREEZE_SELECT + " WHERE f.id = :i"), {"i": freeze_id})).first()
-    return dict(row._mapping) if row else None
 
 
-async def list_freezes(conn: AsyncConnection, *, court: int | None, holder: int | None, status: str | None,
-                       after: int, limit: int) -> list[dict[str, Any]]:
-    sql = _FREEZE_SELECT + " WHERE f.id > :after"
-    params: dict[str, Any] = {"after": after, "limit": limit}
-    if court is not None:
-        sql += " AND f.court_id = :court"
-        params["court"] = court
-    if holder is not None:
-        sql += " AND f.holder_id = :holder"
-        params["holder"] = holder
-    if status:
-        sql += " AND f.status = :status"
-        params["status"] = status
-    rows = await conn.execute(text(sql + " ORDER BY f.id LIMIT :limit"), params)
-    return [dict(r._mapping) for r in rows]
 
 
 async def update_freeze(conn: AsyncConnection, freeze_id: int, **fields: Any) -> None:
@@ -504,9 +478,6 @@ async def update_freeze(conn: AsyncConnection, freeze_id: int, **fields: Any) ->
                         "id": freeze_id})
 
 
-async def freeze_notice_taken(conn: AsyncConnection, court_id: int, notice_number: str) -> int | None:
-    return (await conn.execute(text("SELECT id FROM freezes WHERE court_id = :c AND notice_number = :n"),
-                               {"c": court_id, "n": notice_number})).scalar()
 
 
 async def add_freeze_event(conn: AsyncConnection, freeze_id: int, event_type: str, data: dict[str, Any],
@@ -518,21 +489,10 @@ async def add_freeze_event(conn: AsyncConnection, freeze_id: int, event_type: st
          "c": client_id, "fp": fp})).scalar_one())
 
 
-async def freeze_event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
-    return (await conn.execute(text("""SELECT id, freeze_id, type, fingerprint FROM freeze_events
-                                       WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).first()
 
 
-async def freeze_events_of(conn: AsyncConnection, freeze_id: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(text("""SELECT id, freeze_id, type, data, ledger_seqs, actor, created_at
-                                      FROM freeze_events WHERE freeze_id = :f ORDER BY id"""), {"f": freeze_id})
-    return [dict(r._mapping) for r in rows]
 
 
-async def due_freezes(conn: AsyncConnection, now: datetime) -> list[int]:
-    rows = await conn.execute(text("SELECT id FROM freezes WHERE status = 'active' AND expires_at <= :n ORDER BY id"),
-                              {"n": now})
-    return [r.id for r in rows]
 
 
 # ----------------------------------------------------------------------------------- public inquiry
@@ -663,15 +623,6 @@ def jsonable_deep(value: Any) -> Any:
     return jsonable(value)
 
 
-async def freezable_blocks(conn: AsyncConnection, account: int, instrument: str) -> list[dict[str, Any]]:
-    """Blocks a freeze may lock: free ones and pledged ones (not retired, not frozen, no other hold)."""
-    rows = await conn.execute(text("""
-        SELECT b.start_serial, b.end_serial, b.hold IS NOT NULL AS pledged
-        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
-        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL AND b.frozen_by IS NULL
-          AND (b.hold IS NULL OR h.kind = 'pledge')
-        ORDER BY b.start_serial"""), {"a": account, "i": instrument})
-    return [dict(r._mapping) for r in rows]
 
 
 async def block_bounds(conn: AsyncConnection, instrument: str, account: int | None = None) -> list[tuple[int, int]]:
