@@ -22,6 +22,7 @@ from exchange.pledging.values import (
     today,
 )
 from exchange.verifiable import signing
+from ledger import queries as ledger
 from ledger.note import Signer, generate_signer_key
 from pledges import certificate
 
@@ -108,7 +109,8 @@ async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str |
     if name is not None and len(repo.public_name(name) or "") < 2:
         raise Invalid("query_too_short", "a name search needs the holder's whole name (two characters or more)")
     async with rt.read() as conn:
-        head = await repo.ledger_head(conn)
+        at = await ledger.head(conn)
+        head = {"seq": at["seq"], "hash": at["hash"]}
         if kind == "pledges":
             rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
                                              limit=limit, today=today())

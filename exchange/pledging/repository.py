@@ -358,44 +358,23 @@ async def insert_valuation(conn: AsyncConnection, pledge_id: int, as_of: date, p
     return bool(res.rowcount)
 
 
-async def usable_attributes(conn: AsyncConnection, hold_or_serials_instrument: str,
-                            serials: list[list[int]]) -> list[dict[str, Any]]:
-    """Instrument and batch attributes of the batches the serials belong to (for usable deadlines)."""
+async def usable_attributes(conn: AsyncConnection, instrument: str, batches: list[int]) -> list[dict[str, Any]]:
+    """Instrument and batch attributes of the given batches of the instrument (for usable deadlines)."""
     rows = await conn.execute(text("""
-        SELECT DISTINCT b.id AS batch, i.kind, i.attributes AS instrument_attributes,
+        SELECT b.id AS batch, i.kind, i.attributes AS instrument_attributes,
                COALESCE(r.attributes, '{}'::jsonb) AS batch_attributes
-        FROM ledger_batches b JOIN instruments i ON i.code = b.instrument
-        LEFT JOIN issuance_requests r ON r.batch_id = b.id
-        WHERE b.instrument = :i AND EXISTS (
-            SELECT 1 FROM jsonb_array_elements(CAST(:s AS jsonb)) x
-            WHERE (x->>0)::bigint <= b.end_serial AND (x->>1)::bigint >= b.start_serial)"""),
-        {"i": hold_or_serials_instrument, "s": json.dumps(serials)})
+        FROM unnest(CAST(:b AS bigint[])) AS b(id) JOIN instruments i ON i.code = :i
+        LEFT JOIN issuance_requests r ON r.batch_id = b.id"""), {"i": instrument, "b": batches})
     return [dict(r._mapping) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- ledger reads
 
 
-async def hold_blocks(conn: AsyncConnection, hold: int) -> list[dict[str, Any]]:
-    """The exact blocks a pledge hold encumbers, with any freeze sitting on them."""
-    rows = await conn.execute(text("""SELECT instrument, start_serial, end_serial, batch, account, frozen_by
-                                      FROM ledger_blocks WHERE hold = :h ORDER BY start_serial"""), {"h": hold})
-    return [dict(r._mapping) for r in rows]
 
 
-async def frozen_blocks(conn: AsyncConnection, freeze_hold: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(text("""SELECT instrument, start_serial, end_serial, batch, account, hold
-                                      FROM ledger_blocks WHERE frozen_by = :h ORDER BY start_serial"""),
-                              {"h": freeze_hold})
-    return [dict(r._mapping) for r in rows]
 
 
-async def free_blocks(conn: AsyncConnection, account: int, instrument: str) -> list[dict[str, Any]]:
-    rows = await conn.execute(text("""SELECT start_serial, end_serial FROM ledger_blocks
-                                      WHERE account = :a AND instrument = :i AND hold IS NULL AND frozen_by IS NULL
-                                        AND retired_seq IS NULL ORDER BY start_serial"""),
-                              {"a": account, "i": instrument})
-    return [dict(r._mapping) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- webhooks
@@ -605,9 +584,6 @@ async def public_retirements(conn: AsyncConnection, *, name: str | None, uscc: s
     return [dict(r._mapping) for r in rows]
 
 
-async def ledger_head(conn: AsyncConnection) -> dict[str, Any]:
-    row = (await conn.execute(text("SELECT seq, hash FROM ledger_head WHERE id = 1"))).one()
-    return {"seq": row.seq, "hash": bytes(row.hash).hex()}
 
 
 async def get_claim(conn: AsyncConnection, claim_id: int) -> dict[str, Any] | None:
@@ -625,45 +601,13 @@ def jsonable_deep(value: Any) -> Any:
 
 
 
-async def block_bounds(conn: AsyncConnection, instrument: str, account: int | None = None) -> list[tuple[int, int]]:
-    """Batch ranges of the instrument, plus the account's current blocks when given (see ranges.split_at)."""
-    rows = list(await conn.execute(text("SELECT start_serial, end_serial FROM ledger_batches WHERE instrument = :i"),
-                                   {"i": instrument}))
-    if account is not None:
-        rows += list(await conn.execute(text("""SELECT start_serial, end_serial FROM ledger_blocks
-                                                WHERE account = :a AND instrument = :i"""),
-                                        {"a": account, "i": instrument}))
-    return [(r.start_serial, r.end_serial) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- enforcement sales
 
 
-async def retired_serials(conn: AsyncConnection, instrument: str, serials: list[tuple[int, int]]
-                          ) -> list[dict[str, Any]]:
-    """The parts of `serials` that are retired, with the retiring entry."""
-    rows = await conn.execute(text("""
-        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.retired_seq
-        FROM ledger_blocks b
-        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
-          ON b.start_serial <= x.e AND b.end_serial >= x.s
-        WHERE b.instrument = :i AND b.retired_seq IS NOT NULL ORDER BY 1"""),
-        {"i": instrument, "r": json.dumps([list(r) for r in serials])})
-    return [dict(r._mapping) for r in rows]
 
 
-async def blocks_within(conn: AsyncConnection, account: int, instrument: str, serials: list[list[int]]
-                        ) -> list[dict[str, Any]]:
-    """The account's blocks inside `serials` (clipped to them), with the hold on each, if any."""
-    rows = await conn.execute(text("""
-        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.batch,
-               b.hold, b.frozen_by
-        FROM ledger_blocks b
-        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
-          ON b.start_serial <= x.e AND b.end_serial >= x.s
-        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL ORDER BY 1"""),
-        {"a": account, "i": instrument, "r": json.dumps(serials)})
-    return [dict(r._mapping) for r in rows]
 
 
 async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
@@ -699,13 +643,6 @@ async def trade(conn: AsyncConnection, market_id: str, trade_id: int) -> dict[st
     return dict(row._mapping) if row else None
 
 
-async def entry_serials(conn: AsyncConnection, actor: str, client_id: str) -> list[list[int]] | None:
-    """The serial ranges a ledger entry moved, found by its client id (None: no such entry)."""
-    row = (await conn.execute(text("SELECT meta FROM ledger_entries WHERE actor = :a AND client_id = :c"),
-                              {"a": actor, "c": client_id})).first()
-    if row is None:
-        return None
-    return [list(r) for r in json.loads(bytes(row.meta)).get("serials", [])]
 
 
 async def event_client_ids(conn: AsyncConnection, pledge_id: int, prefix: str) -> set[str]:
