@@ -19,8 +19,9 @@ from api.schemas.common import (
     SerialRange,
     Sparse,
     Strict,
+    Time,
 )
-from exchange.core.units import iso, iso_or_none
+from exchange.core.units import iso, iso_or_none, times_in_iso
 from exchange.pledging import webhooks
 from exchange.pledging.models import Delivery, WebhookEndpoint, WebhookStatus
 
@@ -369,7 +370,7 @@ class ThresholdsOut(BaseModel):
 
 class MarginOut(BaseModel):
     level: str
-    cure_deadline: dt.datetime | None
+    cure_deadline: Time | None
     price: Money
     value: Money
     ratio_bps: int | None
@@ -388,7 +389,7 @@ class ClaimOut(BaseModel):
     reference: str | None
     status: str = Field(description="filed, registered, released, lapsed, paid, promoted")
     registration_no: int | None
-    registered_at: dt.datetime | None
+    registered_at: Time | None
     rank: int | None = Field(description="its place on the lot (2 is the first junior), while registered")
     paid: Money
 
@@ -401,14 +402,15 @@ class ClaimAnswerOut(ClaimOut):
 
     @classmethod
     def of(cls, answer: dict[str, Any]) -> ClaimAnswerOut:
-        return cls.model_validate(answer)
+        return cls.model_validate(times_in_iso(answer))
 
 
 class PledgeOut(Sparse):
     """A pledge registration as the caller may see it (pledges.visibility): its parties (pledgee, pledgor,
     oversight) see every field; a junior creditor whose claim the pledgor confirmed, or the buyer a sale is
     offered to, sees the lot, its own claims and the sale terms it may accept -- the fields it may not
-    see are left out of the answer, not written as null."""
+    see are left out of the answer, not written as null. Times as exchange.core.units.iso writes them
+    (every `.of` here takes its answer through times_in_iso, as api/encoding.py does for plain answers)."""
 
     _unset = frozenset({
         "requested_serials", "hold_id", "hold_url", "loan_contract", "secured_amount", "grace_days",
@@ -428,14 +430,14 @@ class PledgeOut(Sparse):
     hold_id: int | None = None
     hold_url: str | None = None
     registration_no: int | None
-    registered_at: dt.datetime | None
+    registered_at: Time | None
     priority: PriorityOut
     loan_contract: str | None = None
     secured_amount: Money = None
     term_start: dt.date
     term_end: dt.date
     grace_days: int | None = None
-    expires_at: dt.datetime
+    expires_at: Time
     references: list[ReferenceOut]
     haircut_bps: int | None = None
     haircut_own: bool | None = None
@@ -448,13 +450,13 @@ class PledgeOut(Sparse):
     enforcement: dict[str, Any] | None = Field(description="the enforcement as the caller may see it; amounts "
                                                            "in yuan, quantities in the instrument's unit")
     promoted_from_claim: int | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: Time
+    updated_at: Time
     version: int | None = None
 
     @classmethod
     def of(cls, view: dict[str, Any]) -> PledgeOut:
-        return cls.model_validate(view)
+        return cls.model_validate(times_in_iso(view))
 
 
 class PledgeEventOut(BaseModel):
@@ -474,7 +476,7 @@ class PledgeEventOut(BaseModel):
 
     @classmethod
     def of(cls, event: dict[str, Any]) -> PledgeEventOut:
-        return cls.model_validate(event)
+        return cls.model_validate(times_in_iso(event))
 
 
 class SaleOut(BaseModel):
@@ -485,7 +487,7 @@ class SaleOut(BaseModel):
 
     @classmethod
     def of(cls, answer: dict[str, Any]) -> SaleOut:
-        return cls(pledge=PledgeOut.of(answer["pledge"]), order=answer["order"])
+        return cls(pledge=PledgeOut.of(answer["pledge"]), order=times_in_iso(answer["order"]))
 
 
 class RevaluedOut(Sparse):
@@ -497,7 +499,7 @@ class RevaluedOut(Sparse):
     value: Money = None
     ratio_bps: int | None = None
     level: str = Field(description="ok, warning, margin_call or liquidation")
-    cure_deadline: dt.datetime | None = None
+    cure_deadline: Time | None = None
     already_valued: bool | None = None
 
 
@@ -509,7 +511,7 @@ class RevaluationOut(BaseModel):
 
     @classmethod
     def of(cls, answer: dict[str, Any]) -> RevaluationOut:
-        return cls.model_validate(answer)
+        return cls.model_validate(times_in_iso(answer))
 
 
 # ----------------------------------------------------------------------------------- public inquiry
@@ -560,4 +562,4 @@ class PublicSearchOut(BaseModel):
 
     @classmethod
     def of(cls, answer: dict[str, Any]) -> PublicSearchOut:
-        return cls.model_validate(answer)
+        return cls.model_validate(times_in_iso(answer))
