@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -276,4 +277,107 @@ async def pending_t1_holds(conn: AsyncConnection, instrument: str, before_ts: in
         """SELECT h.id FROM ledger_holds h JOIN ledger_entries e ON e.seq = h.id
            WHERE h.kind = 't1' AND h.state = 'pending' AND h.instrument = :i AND e.ts < :t ORDER BY h.id"""),
         {"i": instrument, "t": before_ts})
+    return [int(r.id) for r in rows]
+
+
+# --- for exchange/pledging (wp/s3-pledging) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBlock:
+    """A block of serials a (pledge) hold encumbers; `frozen_by`: the freeze hold sitting on it, if any."""
+
+    instrument: str
+    start_serial: int
+    end_serial: int
+    batch: int
+    account: int
+    frozen_by: int | None
+
+    @property
+    def size(self) -> int:
+        return self.end_serial - self.start_serial + 1
+
+
+async def held_blocks(conn: AsyncConnection, hold: int) -> list[HeldBlock]:
+    """The exact blocks a hold encumbers, lowest first, with any freeze sitting on them."""
+    rows = await conn.execute(text("""SELECT instrument, start_serial, end_serial, batch, account, frozen_by
+                                      FROM ledger_blocks WHERE hold = :h ORDER BY start_serial"""), {"h": hold})
+    return [HeldBlock(r.instrument, int(r.start_serial), int(r.end_serial), int(r.batch), int(r.account),
+                      r.frozen_by) for r in rows]
+
+
+async def free_ranges(conn: AsyncConnection, account: int, instrument: str) -> list[tuple[int, int]]:
+    """(start, end) of the account's blocks that no hold, freeze or retirement touches, lowest first."""
+    rows = await conn.execute(text("""SELECT start_serial, end_serial FROM ledger_blocks
+                                      WHERE account = :a AND instrument = :i AND hold IS NULL AND frozen_by IS NULL
+                                        AND retired_seq IS NULL ORDER BY start_serial"""),
+                              {"a": account, "i": instrument})
+    return [(int(r.start_serial), int(r.end_serial)) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredPart:
+    """A part of some serials that is retired, with the retiring entry."""
+
+    start_serial: int
+    end_serial: int
+    retired_seq: int
+
+
+async def retired_parts(conn: AsyncConnection, instrument: str, serials: list[tuple[int, int]]) -> list[RetiredPart]:
+    """The parts of `serials` (start, end) that are retired, lowest first."""
+    rows = await conn.execute(text("""
+        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.retired_seq
+        FROM ledger_blocks b
+        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
+          ON b.start_serial <= x.e AND b.end_serial >= x.s
+        WHERE b.instrument = :i AND b.retired_seq IS NOT NULL ORDER BY 1"""),
+        {"i": instrument, "r": json.dumps([list(r) for r in serials])})
+    return [RetiredPart(int(r.start_serial), int(r.end_serial), int(r.retired_seq)) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ClippedBlock:
+    """An account's block clipped to some serials, with the hold and freeze on it, if any."""
+
+    start_serial: int
+    end_serial: int
+    batch: int
+    hold: int | None
+    frozen_by: int | None
+
+
+async def blocks_within(conn: AsyncConnection, account: int, instrument: str, serials: list[list[int]]
+                        ) -> list[ClippedBlock]:
+    """The account's unretired blocks inside `serials` ([start, end] ranges), clipped to them, lowest first."""
+    rows = await conn.execute(text("""
+        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.batch,
+               b.hold, b.frozen_by
+        FROM ledger_blocks b
+        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
+          ON b.start_serial <= x.e AND b.end_serial >= x.s
+        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL ORDER BY 1"""),
+        {"a": account, "i": instrument, "r": json.dumps(serials)})
+    return [ClippedBlock(int(r.start_serial), int(r.end_serial), int(r.batch), r.hold, r.frozen_by) for r in rows]
+
+
+async def entry_serials(conn: AsyncConnection, actor: str, client_id: str) -> list[list[int]] | None:
+    """The serial ranges a ledger entry moved (its metadata's `serials`), found by its client id (None: no
+    such entry)."""
+    row = (await conn.execute(text("SELECT meta FROM ledger_entries WHERE actor = :a AND client_id = :c"),
+                              {"a": actor, "c": client_id})).first()
+    if row is None:
+        return None
+    return [list(r) for r in json.loads(bytes(row.meta)).get("serials", [])]
+
+
+async def batches_covering(conn: AsyncConnection, instrument: str, serials: list[list[int]]) -> list[int]:
+    """The batches of the instrument that any of `serials` ([start, end] ranges) falls in, by id."""
+    rows = await conn.execute(text("""
+        SELECT b.id FROM ledger_batches b
+        WHERE b.instrument = :i AND EXISTS (
+            SELECT 1 FROM jsonb_array_elements(CAST(:s AS jsonb)) x
+            WHERE (x->>0)::bigint <= b.end_serial AND (x->>1)::bigint >= b.start_serial)
+        ORDER BY b.id"""), {"i": instrument, "s": json.dumps(serials)})
     return [int(r.id) for r in rows]

@@ -61,7 +61,8 @@ def check_haircut(haircut_bps: int) -> int:
 
 
 def collateral_value(quantity: int, decimals: int, price_fen: int, haircut_bps: int, years: int = 1) -> int:
-    return quantity * price_fen * years * (BPS - haircut_bps) // (10**decimals * BPS)
+    unit: int = 10**decimals  # int ** int is typed Any (a negative exponent gives a float)
+    return quantity * price_fen * years * (BPS - haircut_bps) // (unit * BPS)
 
 
 def check_value(value: int, what: str) -> int:

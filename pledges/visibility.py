@@ -68,7 +68,7 @@ def claim_visible(viewer_id: int, viewer_kind: str, pledge: Mapping[str, Any], c
 
 
 def pledge_view(full: Mapping[str, Any], who: str, own_claims: set[int]) -> dict[str, Any]:
-    """What a viewer with role `who` sees of the full view of a registration (exchange.pledging.service._view)."""
+    """What a viewer with role `who` sees of the full view of a registration (exchange.pledging.views.view_of)."""
     if who == PARTY:
         return dict(full)
     out = {k: full[k] for k in LOT_FIELDS if k in full}
@@ -95,8 +95,8 @@ def event_view(ev: Mapping[str, Any], who: str | None, own_claims: set[int]) -> 
     details = ev.get("details") or {}
     if ev["type"] in CLAIM_EVENTS:
         return dict(ev) if details.get("claim") in own_claims else None
-    mine = {k: [c for c in details.get(k, []) if c in own_claims] for k in CLAIM_LISTS}
-    mine = {k: v for k, v in mine.items() if v}
+    lists = {k: [c for c in details.get(k, []) if c in own_claims] for k in CLAIM_LISTS}
+    mine: dict[str, Any] = {k: v for k, v in lists.items() if v}
     if details.get("promoted_claim") in own_claims:
         mine.update(promoted_claim=details["promoted_claim"], promoted_to=details.get("promoted_to"))
     seen_lot = who in (JUNIOR, BUYER) and ev["type"] in LOT_EVENTS

@@ -33,7 +33,6 @@ NOT_YET_TYPED = (
     "bench/",  # lead
     "ledger/",  # speed-ledger
     "matching/",  # speed-matching
-    "pledges/",  # pledging
 )
 
 

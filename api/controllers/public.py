@@ -6,12 +6,12 @@ are shown, never balances or holdings.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from api.schemas.pledges import InquiryKeyOut
+from api.schemas.pledges import InquiryKeyOut, PublicSearchOut
 from exchange.core.runtime import Runtime
 from exchange.pledging import public as inquiry
 
@@ -28,21 +28,24 @@ class PublicController(Controller):
 
     @get("/pledges", operation_id="publicPledges", summary="Active pledge registrations (signed certificate)")
     async def pledges(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
-                      instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
-        return await inquiry.public_search(rt, "pledges", name=name, uscc=uscc, serial=serial,
+                      instrument: Instrument = None, limit: Limit = 100) -> PublicSearchOut:
+        answer = await inquiry.public_search(rt, "pledges", name=name, uscc=uscc, serial=serial,
                                             instrument=instrument, limit=limit)
+        return PublicSearchOut.of(answer)
 
     @get("/freezes", operation_id="publicFreezes", summary="Active judicial freezes (signed certificate)")
     async def freezes(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
-                      instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
-        return await inquiry.public_search(rt, "freezes", name=name, uscc=uscc, serial=serial,
+                      instrument: Instrument = None, limit: Limit = 100) -> PublicSearchOut:
+        answer = await inquiry.public_search(rt, "freezes", name=name, uscc=uscc, serial=serial,
                                             instrument=instrument, limit=limit)
+        return PublicSearchOut.of(answer)
 
     @get("/retirements", operation_id="publicRetirements", summary="Retired serial blocks (signed certificate)")
     async def retirements(self, rt: Runtime, name: Name = None, uscc: Uscc = None, serial: Serial = None,
-                          instrument: Instrument = None, limit: Limit = 100) -> dict[str, Any]:
-        return await inquiry.public_search(rt, "retirements", name=name, uscc=uscc, serial=serial,
+                          instrument: Instrument = None, limit: Limit = 100) -> PublicSearchOut:
+        answer = await inquiry.public_search(rt, "retirements", name=name, uscc=uscc, serial=serial,
                                             instrument=instrument, limit=limit)
+        return PublicSearchOut.of(answer)
 
     @get("/inquiry-key", operation_id="publicInquiryKey",
          summary="The verifier key that signs search certificates (C2SP Ed25519 verifier key)")

@@ -13,9 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
 
 MAX_ID = 2**53 - 1
 FIRST_DATE, LAST_DATE = dt.date(2000, 1, 1), dt.date(2199, 12, 31)
@@ -102,3 +111,24 @@ class Strict(BaseModel):
 
 def ranges(serials: list[SerialRange] | None) -> list[tuple[int, int]] | None:
     return [(r.start, r.end) for r in serials] if serials else None
+
+
+# ----------------------------------------------------------------------------------- answers
+
+Time = Annotated[str, Field(description="ISO 8601, UTC, microseconds, Z")]
+
+
+class Sparse(BaseModel):
+    """An answer some of whose fields are left out, not written as null, when they do not apply: those of
+    `_sparse` when they are None, those of `_unset` when they were not given at all (a field the caller's
+    role does not see: left out, whatever its value would be)."""
+
+    _sparse: ClassVar[frozenset[str]] = frozenset()
+    _unset: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _leave_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        given = self.model_fields_set
+        return {k: v for k, v in out.items()
+                if not (v is None and k in self._sparse) and not (k in self._unset and k not in given)}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime as dt
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,9 +17,11 @@ from api.schemas.common import (
     Note,
     RegisteredIdentifier,
     SerialRange,
+    Sparse,
     Strict,
+    Time,
 )
-from exchange.core.units import iso, iso_or_none
+from exchange.core.units import iso, iso_or_none, times_in_iso
 from exchange.pledging import webhooks
 from exchange.pledging.models import Delivery, WebhookEndpoint, WebhookStatus
 
@@ -319,3 +322,244 @@ class InquiryKeyOut(BaseModel):
     verifier_key: str
     key_name: str
     key_id: str = Field(description="hex")
+
+
+# ----------------------------------------------------------------------------------- registrations
+
+Money = Annotated[str | None, Field(description="yuan, a decimal string")]
+
+
+class PartyOut(BaseModel):
+    id: int
+    name: str
+
+
+class PledgorOut(PartyOut):
+    uscc: str | None
+
+
+class SpanOut(BaseModel):
+    start: int
+    end: int
+
+
+class ReferenceOut(BaseModel):
+    source: str
+    reference: str
+
+
+class LockedBlockOut(BaseModel):
+    start: int
+    end: int
+    batch: int
+    quantity: str = Field(description="in the instrument's unit")
+    serial: str = Field(description="instrument-batch-start-end")
+    frozen_by: int | None = Field(description="the court freeze hold on the block, if any")
+
+
+class PriorityOut(BaseModel):
+    rank_on_lot: int | None = Field(description="1: the lock holder (junior claims follow)")
+    rank_among_pledgor_registrations: int | None
+
+
+class ThresholdsOut(BaseModel):
+    warning_bps: int | None
+    margin_call_bps: int | None
+    liquidation_bps: int | None
+
+
+class MarginOut(BaseModel):
+    level: str
+    cure_deadline: Time | None
+    price: Money
+    value: Money
+    ratio_bps: int | None
+    as_of: dt.date | None
+
+
+class ClaimOut(BaseModel):
+    """A ranked (junior) claim on a pledged lot."""
+
+    id: int
+    claimant_id: int
+    claimant_name: str
+    loan_contract: str
+    amount: Money
+    term_end: dt.date
+    reference: str | None
+    status: str = Field(description="filed, registered, released, lapsed, paid, promoted")
+    registration_no: int | None
+    registered_at: Time | None
+    rank: int | None = Field(description="its place on the lot (2 is the first junior), while registered")
+    paid: Money
+
+
+class ClaimAnswerOut(ClaimOut):
+    """One claim as its claimant sees it, with the lot it is on."""
+
+    pledge_id: int
+    pledge_number: str | None
+
+    @classmethod
+    def of(cls, answer: dict[str, Any]) -> ClaimAnswerOut:
+        return cls.model_validate(times_in_iso(answer))
+
+
+class PledgeOut(Sparse):
+    """A pledge registration as the caller may see it (pledges.visibility): its parties (pledgee, pledgor,
+    oversight) see every field; a junior creditor whose claim the pledgor confirmed, or the buyer a sale is
+    offered to, sees the lot, its own claims and the sale terms it may accept -- the fields it may not
+    see are left out of the answer, not written as null. Times as exchange.core.units.iso writes them
+    (every `.of` here takes its answer through times_in_iso, as api/encoding.py does for plain answers)."""
+
+    _unset = frozenset({
+        "requested_serials", "hold_id", "hold_url", "loan_contract", "secured_amount", "grace_days",
+        "haircut_bps", "haircut_own", "thresholds", "margin", "transfer_on_default", "secured_scope",
+        "declared_default", "version",
+    })
+    id: int
+    number: str
+    status: str
+    pledgee: PartyOut
+    pledgor: PledgorOut
+    instrument: str
+    quantity: str = Field(description="in the instrument's unit")
+    requested_serials: list[SpanOut] | None = None
+    serials: list[SpanOut]
+    blocks: list[LockedBlockOut] = Field(description="the serial blocks locked now")
+    hold_id: int | None = None
+    hold_url: str | None = None
+    registration_no: int | None
+    registered_at: Time | None
+    priority: PriorityOut
+    loan_contract: str | None = None
+    secured_amount: Money = None
+    term_start: dt.date
+    term_end: dt.date
+    grace_days: int | None = None
+    expires_at: Time
+    references: list[ReferenceOut]
+    haircut_bps: int | None = None
+    haircut_own: bool | None = None
+    thresholds: ThresholdsOut | None = None
+    margin: MarginOut | None = None
+    transfer_on_default: bool | None = None
+    secured_scope: dict[str, Any] | None = Field(default=None, description="amounts in yuan")
+    declared_default: dict[str, Any] | None = None
+    claims: list[ClaimOut]
+    enforcement: dict[str, Any] | None = Field(description="the enforcement as the caller may see it; amounts "
+                                                           "in yuan, quantities in the instrument's unit")
+    promoted_from_claim: int | None
+    created_at: Time
+    updated_at: Time
+    version: int | None = None
+
+    @classmethod
+    def of(cls, view: dict[str, Any]) -> PledgeOut:
+        return cls.model_validate(times_in_iso(view))
+
+
+class PledgeEventOut(BaseModel):
+    """One event of a registration as the caller may see it: amounts in yuan, quantities in the
+    instrument's unit; a junior creditor or buyer sees no ledger entries nor actor (empty, null)."""
+
+    id: int
+    pledge_id: int
+    pledge_number: str | None
+    instrument: str | None
+    type: str
+    changes: dict[str, Any] = Field(description="the registration's fields this event set")
+    details: dict[str, Any]
+    ledger_seqs: list[int]
+    actor: str | None
+    at: str = Field(description="ISO 8601")
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> PledgeEventOut:
+        return cls.model_validate(times_in_iso(event))
+
+
+class SaleOut(BaseModel):
+    """An enforcement sale on the exchange: the registration and the listing or auction lot placed."""
+
+    pledge: PledgeOut
+    order: dict[str, Any] = Field(description="the sell order (listing) or auction lot, as GET of the order shows it")
+
+    @classmethod
+    def of(cls, answer: dict[str, Any]) -> SaleOut:
+        return cls(pledge=PledgeOut.of(answer["pledge"]), order=times_in_iso(answer["order"]))
+
+
+class RevaluedOut(Sparse):
+    """A registration revalued at the mark, or (`already_valued`) one valued for that day before."""
+
+    _unset = frozenset({"number", "value", "ratio_bps", "cure_deadline", "already_valued"})
+    pledge_id: int
+    number: str | None = None
+    value: Money = None
+    ratio_bps: int | None = None
+    level: str = Field(description="ok, warning, margin_call or liquidation")
+    cure_deadline: Time | None = None
+    already_valued: bool | None = None
+
+
+class RevaluationOut(BaseModel):
+    instrument: str
+    as_of: dt.date
+    price: str = Field(description="yuan per whole unit")
+    pledges: list[RevaluedOut]
+
+    @classmethod
+    def of(cls, answer: dict[str, Any]) -> RevaluationOut:
+        return cls.model_validate(times_in_iso(answer))
+
+
+# ----------------------------------------------------------------------------------- public inquiry
+
+
+class LedgerHeadOut(BaseModel):
+    seq: int
+    hash: str = Field(description="hex")
+
+
+class InquiryCertificate(BaseModel):
+    """What the register publishes for the query (pledges/certificate.py): no balances, loan contracts,
+    amounts, notice numbers or participant ids."""
+
+    type: str
+    registry: str
+    record: Literal["pledges", "freezes", "retirements"]
+    query: dict[str, Any] = Field(description="name, uscc, serial, instrument: those given")
+    results: list[dict[str, Any]] = Field(description="pledges: type, registration_number, lot_registration_number, "
+                                                      "rank_on_lot, registration_no, status, pledgor, pledgor_uscc, "
+                                                      "pledgee, instrument, quantity, serials, term_start, term_end, "
+                                                      "registered_at, references; freezes: freeze_no, court, "
+                                                      "case_number, holder, holder_uscc, instrument, quantity, "
+                                                      "serials, term_start, term_end, frozen_at; retirements: "
+                                                      "entry_seq, retired_at, holder, holder_uscc, instrument, batch, "
+                                                      "serial_start, serial_end, quantity, serial, purpose, "
+                                                      "beneficiary, court, case_number")
+    result_count: int
+    truncated: bool
+    issued_at: str = Field(description="ISO 8601, seconds")
+    ledger_head: LedgerHeadOut
+
+
+class CertificateSignatureOut(BaseModel):
+    algorithm: str
+    key_name: str
+    key_id: str = Field(description="hex")
+    verifier_key: str
+    sha256: str = Field(description="hex SHA-256 of the certificate's canonical JSON")
+    note: str = Field(description="the C2SP signed note over the certificate")
+
+
+class PublicSearchOut(BaseModel):
+    """A signed search certificate (verify it with GET /v1/public/inquiry-key)."""
+
+    certificate: InquiryCertificate
+    signature: CertificateSignatureOut
+
+    @classmethod
+    def of(cls, answer: dict[str, Any]) -> PublicSearchOut:
+        return cls.model_validate(times_in_iso(answer))

@@ -4,11 +4,11 @@ keys, enrollment codes, operator actions, the audit trail)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
 
-from api.schemas.common import Strict
+from api.schemas.common import Sparse, Strict, Time
 from exchange.core.units import iso
 from exchange.security.credentials import Revoked
 from exchange.security.enrollment import FIRST_INSTRUCTIONS, SECOND_INSTRUCTIONS, Enrolled, FirstHalf, SecondHalf
@@ -38,22 +38,8 @@ class SignaturePolicyIn(Strict):
 
 # --- answers ------------------------------------------------------------------------------------------------
 
-Time = Annotated[str, Field(description="ISO 8601, UTC, microseconds, Z")]
-
-
 def _time(at: datetime | None) -> str | None:
     return None if at is None else iso(at)
-
-
-class Sparse(BaseModel):
-    """An answer some of whose fields are left out, not written as null, when they do not apply (`_sparse`)."""
-
-    _sparse: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _leave_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out: dict[str, Any] = handler(self)
-        return {k: v for k, v in out.items() if not (v is None and k in self._sparse)}
 
 
 class SigningKeyOut(BaseModel):

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hash
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -62,6 +63,9 @@ class Runtime:
     pledge_outbox: asyncio.Event = field(default_factory=asyncio.Event)
     # Mutations under way per participant, and those being suspended (exchange/core/suspension.py).
     mutations: MutationGate = field(default_factory=MutationGate)
+    # The keys that sign public inquiry certificates when no publisher runs, by the key file they were read
+    # from (exchange/pledging/public.py get_signer).
+    inquiry_signers: dict[Path, Signer] = field(default_factory=dict)
 
     async def submit(self, request: c.Request, *, own: Collection[int] | None = (),
                      counterparty: bool = False) -> Entry:

@@ -38,9 +38,9 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, to_base, to_text
 from exchange.courts import repository as repo
 from exchange.courts.models import Freeze, FreezeEvent
+from exchange.pledging import frozen_lots, recording, values
 from exchange.pledging import repository as pledges
-from exchange.pledging import service as pledging
-from exchange.pledging.service import translate_refusals
+from exchange.pledging.refusals import translate_refusals
 from exchange.registry import instruments, participants
 from ledger import commands as c
 from ledger import queries as ledger
@@ -82,7 +82,7 @@ class FreezeView:
 
     def event_data(self, e: FreezeEvent) -> dict[str, Any]:
         """An event's data with its quantities in the instrument's unit."""
-        data: dict[str, Any] = pledging.present(e.data, self.freeze.decimals)
+        data: dict[str, Any] = values.present(e.data, self.freeze.decimals)
         return data
 
 
@@ -143,7 +143,7 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
         await participants.counterparty(rt, who, deduct_to_id, kinds=HOLDER_KINDS)
     if term_end < term_start:
         raise Invalid("invalid_term", "the term must end on or after its start")
-    if term_end < pledging.today():
+    if term_end < values.today():
         raise Invalid("term_ended", f"the term ended on {term_end}")
     expires = val.end_of_day(term_end)
     fp = fingerprint({"op": "freeze", "holder": holder_id, "instrument": instrument, "qty": qty,
@@ -181,7 +181,7 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
     # The API key's client id names the ledger request: a retry after a crash re-finds the same hold.
     entry = await rt.submit(c.Request(
         who.actor, c.CreateHold("freeze", holder["holding_account"], court_holding, instrument, qty, pieces,
-                                pledging.micros(expires)),
+                                values.micros(expires)),
         f"{INTERNAL}freeze:{client_id}",
         {"case_number": case_number, "notice_number": notice_number, "holder": holder["id"]}))
     frozen = [list(r) for r in rg.normalise(json.loads(entry.meta).get("serials", []))]
@@ -196,8 +196,8 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
             await repo.update_freeze(conn, freeze_id, root_id=freeze_id)
             await repo.add_freeze_event(conn, freeze_id, "frozen", {"serials": frozen, "quantity": qty},
                                         [entry.seq], who.actor, client_id, fp)
-            units = await pledging.frozen_pledge_units(conn, entry.seq)
-            await pledging.note_freeze(conn, units, entry.seq, "freeze_noticed",
+            units = await frozen_lots.frozen_pledge_units(conn, entry.seq)
+            await frozen_lots.note_freeze(conn, units, entry.seq, "freeze_noticed",
                                        {"freeze_id": freeze_id, "court": who.name, "case_number": case_number},
                                        who.actor)
     except IntegrityError:
@@ -209,7 +209,7 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
                                       {"reason": "duplicate notice number"}))
             raise DomainError("duplicate_notice", f"notice {notice_number} already froze holdings") from None
         return await get(rt, who, done)
-    pledging.kick(rt)
+    recording.kick(rt)
     return await get(rt, who, freeze_id)
 
 
@@ -222,7 +222,7 @@ async def _locked(conn: AsyncConnection, who: Principal, freeze_id: int) -> Free
     if f.status != "active":
         code = "freeze_expired" if f.status == "expired" else "freeze_closed"
         raise DomainError(code, f"freeze {freeze_id} is {f.status}")
-    if pledging.now() >= f.expires_at:
+    if values.now() >= f.expires_at:
         raise DomainError("freeze_expired", f"freeze {freeze_id} expired at {iso(f.expires_at)}")
     return f
 
@@ -252,7 +252,7 @@ async def renew(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, 
                               {"freeze": freeze_id, "op": "renew"}),
                     c.Request(who.actor, c.CreateHold("freeze", hold_debit(blocks, f), court_account(who),
                                                       f.instrument, f.quantity, serials,
-                                                      pledging.micros(expires)),
+                                                      values.micros(expires)),
                               f"{INTERNAL}freeze:{freeze_id}:renew", {"freeze": freeze_id, "op": "renew",
                                                             "notice_number": notice_number}),
                 ])
@@ -260,11 +260,11 @@ async def renew(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, 
             done = await repo.insert_freeze(
                 conn, court_id=f.court_id, holder_id=f.holder_id, instrument=f.instrument,
                 quantity=f.quantity, requested_serials=None, serials=[list(r) for r in serials],
-                case_number=f.case_number, notice_number=notice_number, term_start=pledging.today(),
+                case_number=f.case_number, notice_number=notice_number, term_start=values.today(),
                 term_end=term_end, expires_at=expires, deduct_to_id=f.deduct_to_id, status="active",
                 hold_id=hold_id, predecessor_id=f.id, root_id=f.root_id or f.id, freeze_no=f.freeze_no,
                 proceeds_received=f.proceeds_received, deducted_quantity=f.deducted_quantity)
-            await repo.update_freeze(conn, f.id, status="renewed", resolved_at=pledging.now())
+            await repo.update_freeze(conn, f.id, status="renewed", resolved_at=values.now())
             await repo.add_freeze_event(conn, f.id, "renewed", {"renewal": done}, seqs, who.actor, None, None)
             await repo.add_freeze_event(conn, done, "frozen",
                                         {"renewal_of": f.id, "serials": [list(r) for r in serials]},
@@ -333,7 +333,7 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
             await repo.update_freeze(conn, f.id, status="deducted" if left == 0 else "active",
                                      deducted_quantity=before + amount, quantity=left,
                                      serials=[list(r) for r in remaining],
-                                     resolved_at=pledging.now() if left == 0 else None)
+                                     resolved_at=values.now() if left == 0 else None)
             await repo.add_freeze_event(conn, f.id, "deducted",
                                         {"quantity": amount, "serials": [list(r) for r in moved],
                                          "to_participant": dest_id or who.participant_id, "still_frozen": left},
@@ -392,20 +392,20 @@ async def unfreeze(rt: Runtime, who: Principal, client_id: str, freeze_id: int, 
         if done is None:
             await _lock_pledges_first(conn, freeze_id)
             f = await _locked(conn, who, freeze_id)
-            units = await pledging.frozen_pledge_units(conn, f.hold_id) if f.hold_id else {}
+            units = await frozen_lots.frozen_pledge_units(conn, f.hold_id) if f.hold_id else {}
             seqs = []
             if f.hold_id is not None:
                 entry = await rt.submit(c.Request(who.actor, c.VoidHold(f.hold_id),
                                                   f"{INTERNAL}freeze:{freeze_id}:unfreeze",
                                                   {"freeze": freeze_id, "op": "unfreeze"}))
                 seqs = [entry.seq]
-            await repo.update_freeze(conn, f.id, status="unfrozen", resolved_at=pledging.now())
+            await repo.update_freeze(conn, f.id, status="unfrozen", resolved_at=values.now())
             await repo.add_freeze_event(conn, f.id, "unfrozen", {"note": note}, seqs, who.actor, client_id, fp)
             if f.hold_id is not None:  # a freeze without units covers no pledged units to tell a bank of
-                await pledging.note_freeze(conn, units, f.hold_id, "freeze_lifted",
+                await frozen_lots.note_freeze(conn, units, f.hold_id, "freeze_lifted",
                                            {"freeze_id": f.id, "how": "unfrozen"}, who.actor)
             done = f.id
-    pledging.kick(rt)
+    recording.kick(rt)
     return await get(rt, who, done)
 
 
@@ -415,12 +415,13 @@ async def _lock_pledges_first(conn: AsyncConnection, freeze_id: int) -> None:
     f = await repo.get_freeze(conn, freeze_id)
     if f is None or f.hold_id is None:
         return
-    for pledge_id in await pledges.pledges_of_holds(conn, sorted(await pledging.frozen_pledge_units(conn, f.hold_id))):
+    units = await frozen_lots.frozen_pledge_units(conn, f.hold_id)
+    for pledge_id in await pledges.pledges_of_holds(conn, sorted(units)):
         await pledges.lock_pledge(conn, pledge_id)
 
 
 async def expire_due(rt: Runtime) -> list[int]:
-    now = pledging.now()
+    now = values.now()
     async with rt.read() as conn:
         ids = await repo.due_freezes(conn, now)
     done = []
@@ -431,7 +432,7 @@ async def expire_due(rt: Runtime) -> list[int]:
                 f = await repo.get_freeze(conn, freeze_id, lock=True)
                 if f is None or f.status != "active" or f.expires_at > now:
                     continue
-                units = await pledging.frozen_pledge_units(conn, f.hold_id) if f.hold_id else {}
+                units = await frozen_lots.frozen_pledge_units(conn, f.hold_id) if f.hold_id else {}
                 seqs = []
                 if f.hold_id is not None:
                     entry = await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(f.hold_id),
@@ -441,7 +442,7 @@ async def expire_due(rt: Runtime) -> list[int]:
                 await repo.update_freeze(conn, f.id, status="expired", resolved_at=now)
                 await repo.add_freeze_event(conn, f.id, "expired", {}, seqs, SYSTEM_ACTOR, None, None)
                 if f.hold_id is not None:
-                    await pledging.note_freeze(conn, units, f.hold_id, "freeze_lifted",
+                    await frozen_lots.note_freeze(conn, units, f.hold_id, "freeze_lifted",
                                                {"freeze_id": f.id, "how": "expired"}, SYSTEM_ACTOR)
                 done.append(freeze_id)
         except DomainError:

@@ -46,6 +46,7 @@ from exchange.pledging.views import (
 )
 from exchange.trading import auctions, orders
 from ledger import commands as c
+from ledger import queries as ledger
 from ledger.state import Entry
 from pledges import lifecycle
 from pledges import ranges as rg
@@ -58,8 +59,8 @@ log = logging.getLogger("envx.pledges")
 
 async def _unlisted(conn: AsyncConnection, e: dict[str, Any], instrument: str) -> list[tuple[int, int]]:
     """Unsold serials of the lot in escrow that no listing or auction holds."""
-    blocks = await repo.blocks_within(conn, e["escrow_account"], instrument, e["lot"])
-    return rg.normalise((b["start_serial"], b["end_serial"]) for b in blocks if b["hold"] is None)
+    blocks = await ledger.blocks_within(conn, e["escrow_account"], instrument, e["lot"])
+    return rg.normalise((b.start_serial, b.end_serial) for b in blocks if b.hold is None)
 
 
 @translate_refusals
@@ -227,7 +228,7 @@ async def sale_settled(rt: Runtime, pledge_id: int, market_id: str, trade_id: in
     escrow; pay them out and take the sold serials off the lot. Idempotent per trade."""
     async with rt.read() as conn:
         trade = await repo.trade(conn, market_id, trade_id)
-        sold = await repo.entry_serials(conn, f"exchange:{market_id}", f"{market_id}:trade:{trade_id}:0")
+        sold = await ledger.entry_serials(conn, f"exchange:{market_id}", f"{market_id}:trade:{trade_id}:0")
     if trade is None or sold is None:
         raise DomainError("trade_not_settled", f"trade {market_id}/{trade_id} is not settled yet")
     client = f"sale:{market_id}:trade:{trade_id}"

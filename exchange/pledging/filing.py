@@ -52,6 +52,7 @@ from exchange.pledging.views import (
 )
 from exchange.registry import encumbrances, expiry, instruments, participants
 from ledger import commands as c
+from ledger import queries as ledger
 from ledger.state import Entry
 from pledges import lifecycle
 from pledges import ranges as rg
@@ -107,12 +108,12 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
         raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
     if named is not None:
         async with rt.read() as conn:
-            retired = await repo.retired_serials(conn, instrument, named)
+            retired = await ledger.retired_parts(conn, instrument, named)
         if retired:  # retirement is final and public: say so now, not at the pledgor's confirmation
-            spans = ", ".join(f"{r['start_serial']}-{r['end_serial']} (entry {r['retired_seq']})" for r in retired)
+            spans = ", ".join(f"{r.start_serial}-{r.end_serial} (entry {r.retired_seq})" for r in retired)
             raise DomainError("serials_retired", f"serials {spans} of {instrument} are retired; retired units can "
-                              "never be pledged", retired=[{"start": r["start_serial"], "end": r["end_serial"],
-                                                            "entry_seq": r["retired_seq"]} for r in retired])
+                              "never be pledged", retired=[{"start": r.start_serial, "end": r.end_serial,
+                                                            "entry_seq": r.retired_seq} for r in retired])
     scope = _scope_in(secured_scope)
     fen = to_base(secured_amount, CNY_DECIMALS, field="secured_amount")
     if term_end < term_start:
@@ -332,8 +333,8 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
             if rg.total(extra) != add:
                 raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
         else:
-            free = await repo.free_blocks(conn, holding, p["instrument"])
-            extra = take_units(rg.take_lowest, [(b["start_serial"], b["end_serial"]) for b in free], add, p["decimals"])
+            free = await ledger.free_ranges(conn, holding, p["instrument"])
+            extra = take_units(rg.take_lowest, free, add, p["decimals"])
         await require_unfrozen(conn, p, "topped up")
         await expiry.refuse_ended(rt, holding, p["instrument"], extra, conn=conn)
         new = rg.union(ranges_of(p["serials"]), extra)

@@ -33,6 +33,7 @@ from exchange.pledging.values import (
 )
 from exchange.registry import participants
 from ledger import commands as c
+from ledger import queries as ledger
 from ledger.state import Entry
 from pledges import lifecycle
 from pledges import ranges as rg
@@ -53,9 +54,9 @@ from pledges import waterfall as wf
 async def courts_on_lot(conn: AsyncConnection, rt: Runtime, p: dict[str, Any]) -> list[dict[str, Any]]:
     """The active freezes on the lot's units (locked, pledge row first): who, how many, where to pay."""
     by: dict[int, list[tuple[int, int]]] = {}
-    for b in await repo.hold_blocks(conn, p["hold_id"]):
-        if b["frozen_by"] is not None:
-            by.setdefault(b["frozen_by"], []).append((b["start_serial"], b["end_serial"]))
+    for b in await ledger.held_blocks(conn, p["hold_id"]):
+        if b.frozen_by is not None:
+            by.setdefault(b.frozen_by, []).append((b.start_serial, b.end_serial))
     out = []
     for hold, spans in sorted(by.items()):
         f = await repo.freeze_of_hold(conn, hold, lock=True)
@@ -93,7 +94,7 @@ async def handover(conn: AsyncConnection, rt: Runtime, who: str, p: dict[str, An
     plan = []
     for ct in courts:
         f = ct["_row"]
-        frozen = [(b["start_serial"], b["end_serial"]) for b in await repo.frozen_blocks(conn, f["hold_id"])]
+        frozen = [(b.start_serial, b.end_serial) for b in await ledger.frozen_blocks(conn, f["hold_id"])]
         rest = rg.minus(frozen, lot)
         court_holding = (await participants.lookup(rt, f["court_id"], conn=conn))["holding_account"]
         meta = ledger_meta(p, "freeze-handover", freeze=f["id"], case_number=f["case_number"])
@@ -197,9 +198,9 @@ async def return_units(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], se
 async def frozen_pledge_units(conn: AsyncConnection, freeze_hold: int) -> dict[int, int]:
     """Pledge hold -> number of its units the freeze covers (read before the freeze is resolved)."""
     units: dict[int, int] = {}
-    for b in await repo.frozen_blocks(conn, freeze_hold):
-        if b["hold"] is not None:
-            units[b["hold"]] = units.get(b["hold"], 0) + b["end_serial"] - b["start_serial"] + 1
+    for b in await ledger.frozen_blocks(conn, freeze_hold):
+        if b.hold is not None:
+            units[b.hold] = units.get(b.hold, 0) + b.size
     return units
 
 

@@ -22,12 +22,12 @@ from exchange.pledging.values import (
     today,
 )
 from exchange.verifiable import signing
+from ledger import queries as ledger
 from ledger.note import Signer, generate_signer_key
 from pledges import certificate
 
 # ----------------------------------------------------------------------------------- public inquiry
 
-_inquiry_signers: dict[Path, Signer] = {}
 INQUIRY_KEY_FILE = "inquiry.key"
 
 
@@ -46,11 +46,11 @@ def get_signer(rt: Runtime) -> Signer:
     settings = rt.settings
     if settings.signing_key is not None or signing.key_path(settings).exists():
         path = signing.key_path(settings)
-        if path not in _inquiry_signers:
-            _inquiry_signers[path] = signing.load_signer(settings)
-        return _inquiry_signers[path]
+        if path not in rt.inquiry_signers:
+            rt.inquiry_signers[path] = signing.load_signer(settings)
+        return rt.inquiry_signers[path]
     path = Path(settings.data_dir) / INQUIRY_KEY_FILE
-    cached = _inquiry_signers.get(path)
+    cached = rt.inquiry_signers.get(path)
     if cached is not None:
         return cached
     if not path.exists():
@@ -63,7 +63,7 @@ def get_signer(rt: Runtime) -> Signer:
             with os.fdopen(fd, "w", encoding="ascii") as f:
                 f.write(generate_signer_key(settings.origin)[0] + "\n")
     signer = Signer.from_key_string(path.read_text(encoding="ascii").strip())
-    _inquiry_signers[path] = signer
+    rt.inquiry_signers[path] = signer
     return signer
 
 
@@ -109,7 +109,8 @@ async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str |
     if name is not None and len(repo.public_name(name) or "") < 2:
         raise Invalid("query_too_short", "a name search needs the holder's whole name (two characters or more)")
     async with rt.read() as conn:
-        head = await repo.ledger_head(conn)
+        at = await ledger.head(conn)
+        head = {"seq": at["seq"], "hash": at["hash"]}
         if kind == "pledges":
             rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
                                              limit=limit, today=today())

@@ -32,6 +32,7 @@ from exchange.pledging.views import (
     get,
     role_of,
 )
+from ledger import queries as ledger
 from ledger.state import Entry
 from pledges import lifecycle
 from pledges import ranges as rg
@@ -64,7 +65,7 @@ async def cut_pieces(conn: AsyncConnection, instrument: str, serials: list[tuple
     """Named serials cut at block edges, as the ledger takes them (see pledges.ranges.split_at)."""
     if not serials:
         return ()
-    return tuple(rg.split_at(serials, await repo.block_bounds(conn, instrument, account)))
+    return tuple(rg.split_at(serials, await ledger.block_bounds(conn, instrument, account)))
 
 
 # ----------------------------------------------------------------------------------- recording
@@ -149,11 +150,11 @@ def require_unexpired(p: dict[str, Any]) -> None:
 async def require_unfrozen(conn: AsyncConnection, p: dict[str, Any], verb: str) -> None:
     """Refuse a change of the lock while a court freeze sits on it, naming the court and case (the
     parties of a pledge know the freezes on its units; freezes are in the public register)."""
-    frozen = [b for b in await repo.hold_blocks(conn, p["hold_id"]) if b["frozen_by"] is not None]
+    frozen = [b for b in await ledger.held_blocks(conn, p["hold_id"]) if b.frozen_by is not None]
     if frozen:
-        n = sum(b["end_serial"] - b["start_serial"] + 1 for b in frozen)
+        n = sum(b.size for b in frozen)
         cases = []
-        for hold in sorted({b["frozen_by"] for b in frozen}):
+        for hold in sorted({b.frozen_by for b in frozen if b.frozen_by is not None}):
             f = await repo.freeze_of_hold(conn, hold)
             cases.append(f"{f['court_name']}, case {f['case_number']}" if f else f"freeze hold {hold}")
         raise DomainError("frozen", f"{to_text(n, p['decimals'])} pledged units are frozen ({'; '.join(cases)}); the "

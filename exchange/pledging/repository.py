@@ -365,44 +365,23 @@ async def insert_valuation(conn: AsyncConnection, pledge_id: int, as_of: date, p
     return bool(res.rowcount)
 
 
-async def usable_attributes(conn: AsyncConnection, hold_or_serials_instrument: str,
-                            serials: list[list[int]]) -> list[dict[str, Any]]:
-    """Instrument and batch attributes of the batches the serials belong to (for usable deadlines)."""
+async def usable_attributes(conn: AsyncConnection, instrument: str, batches: list[int]) -> list[dict[str, Any]]:
+    """Instrument and batch attributes of the given batches of the instrument (for usable deadlines)."""
     rows = await conn.execute(text("""
-        SELECT DISTINCT b.id AS batch, i.kind, i.attributes AS instrument_attributes,
+        SELECT b.id AS batch, i.kind, i.attributes AS instrument_attributes,
                COALESCE(r.attributes, '{}'::jsonb) AS batch_attributes
-        FROM ledger_batches b JOIN instruments i ON i.code = b.instrument
-        LEFT JOIN issuance_requests r ON r.batch_id = b.id
-        WHERE b.instrument = :i AND EXISTS (
-            SELECT 1 FROM jsonb_array_elements(CAST(:s AS jsonb)) x
-            WHERE (x->>0)::bigint <= b.end_serial AND (x->>1)::bigint >= b.start_serial)"""),
-        {"i": hold_or_serials_instrument, "s": json.dumps(serials)})
+        FROM unnest(CAST(:b AS bigint[])) AS b(id) JOIN instruments i ON i.code = :i
+        LEFT JOIN issuance_requests r ON r.batch_id = b.id"""), {"i": instrument, "b": batches})
     return [dict(r._mapping) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- ledger reads
 
 
-async def hold_blocks(conn: AsyncConnection, hold: int) -> list[dict[str, Any]]:
-    """The exact blocks a pledge hold encumbers, with any freeze sitting on them."""
-    rows = await conn.execute(text("""SELECT instrument, start_serial, end_serial, batch, account, frozen_by
-                                      FROM ledger_blocks WHERE hold = :h ORDER BY start_serial"""), {"h": hold})
-    return [dict(r._mapping) for r in rows]
 
 
-async def frozen_blocks(conn: AsyncConnection, freeze_hold: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(text("""SELECT instrument, start_serial, end_serial, batch, account, hold
-                                      FROM ledger_blocks WHERE frozen_by = :h ORDER BY start_serial"""),
-                              {"h": freeze_hold})
-    return [dict(r._mapping) for r in rows]
 
 
-async def free_blocks(conn: AsyncConnection, account: int, instrument: str) -> list[dict[str, Any]]:
-    rows = await conn.execute(text("""SELECT start_serial, end_serial FROM ledger_blocks
-                                      WHERE account = :a AND instrument = :i AND hold IS NULL AND frozen_by IS NULL
-                                        AND retired_seq IS NULL ORDER BY start_serial"""),
-                              {"a": account, "i": instrument})
-    return [dict(r._mapping) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- webhooks
@@ -468,14 +447,6 @@ _FREEZE_SELECT = """SELECT f.*, c.name AS court_name, h.name AS holder_name, h.u
     JOIN instruments i ON i.code = f.instrument"""
 
 
-async def insert_freeze(conn: AsyncConnection, **fields: Any) -> int:
-    keys = list(fields)
-    cols = ", ".join(keys)
-    vals = ", ".join(f"CAST(:{k} AS jsonb)" if k in ("requested_serials", "serials") else f":{k}" for k in keys)
-    params = {k: json.dumps(v) if k in ("requested_serials", "serials") and v is not None else v
-              for k, v in fields.items()}
-    return int((await conn.execute(text(f"INSERT INTO freezes ({cols}) VALUES ({vals}) RETURNING id"),
-                                   params)).scalar_one())
 
 
 async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] | None:
@@ -483,26 +454,8 @@ async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] |
     return dict(row._mapping) if row else None
 
 
-async def get_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(text(_FREEZE_SELECT + " WHERE f.id = :i"), {"i": freeze_id})).first()
-    return dict(row._mapping) if row else None
 
 
-async def list_freezes(conn: AsyncConnection, *, court: int | None, holder: int | None, status: str | None,
-                       after: int, limit: int) -> list[dict[str, Any]]:
-    sql = _FREEZE_SELECT + " WHERE f.id > :after"
-    params: dict[str, Any] = {"after": after, "limit": limit}
-    if court is not None:
-        sql += " AND f.court_id = :court"
-        params["court"] = court
-    if holder is not None:
-        sql += " AND f.holder_id = :holder"
-        params["holder"] = holder
-    if status:
-        sql += " AND f.status = :status"
-        params["status"] = status
-    rows = await conn.execute(text(sql + " ORDER BY f.id LIMIT :limit"), params)
-    return [dict(r._mapping) for r in rows]
 
 
 async def update_freeze(conn: AsyncConnection, freeze_id: int, **fields: Any) -> None:
@@ -511,9 +464,6 @@ async def update_freeze(conn: AsyncConnection, freeze_id: int, **fields: Any) ->
                         "id": freeze_id})
 
 
-async def freeze_notice_taken(conn: AsyncConnection, court_id: int, notice_number: str) -> int | None:
-    return (await conn.execute(text("SELECT id FROM freezes WHERE court_id = :c AND notice_number = :n"),
-                               {"c": court_id, "n": notice_number})).scalar()
 
 
 async def add_freeze_event(conn: AsyncConnection, freeze_id: int, event_type: str, data: dict[str, Any],
@@ -525,21 +475,10 @@ async def add_freeze_event(conn: AsyncConnection, freeze_id: int, event_type: st
          "c": client_id, "fp": fp})).scalar_one())
 
 
-async def freeze_event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
-    return (await conn.execute(text("""SELECT id, freeze_id, type, fingerprint FROM freeze_events
-                                       WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).first()
 
 
-async def freeze_events_of(conn: AsyncConnection, freeze_id: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(text("""SELECT id, freeze_id, type, data, ledger_seqs, actor, created_at
-                                      FROM freeze_events WHERE freeze_id = :f ORDER BY id"""), {"f": freeze_id})
-    return [dict(r._mapping) for r in rows]
 
 
-async def due_freezes(conn: AsyncConnection, now: datetime) -> list[int]:
-    rows = await conn.execute(text("SELECT id FROM freezes WHERE status = 'active' AND expires_at <= :n ORDER BY id"),
-                              {"n": now})
-    return [r.id for r in rows]
 
 
 # ----------------------------------------------------------------------------------- public inquiry
@@ -652,9 +591,6 @@ async def public_retirements(conn: AsyncConnection, *, name: str | None, uscc: s
     return [dict(r._mapping) for r in rows]
 
 
-async def ledger_head(conn: AsyncConnection) -> dict[str, Any]:
-    row = (await conn.execute(text("SELECT seq, hash FROM ledger_head WHERE id = 1"))).one()
-    return {"seq": row.seq, "hash": bytes(row.hash).hex()}
 
 
 async def get_claim(conn: AsyncConnection, claim_id: int) -> dict[str, Any] | None:
@@ -670,56 +606,15 @@ def jsonable_deep(value: Any) -> Any:
     return jsonable(value)
 
 
-async def freezable_blocks(conn: AsyncConnection, account: int, instrument: str) -> list[dict[str, Any]]:
-    """Blocks a freeze may lock: free ones and pledged ones (not retired, not frozen, no other hold)."""
-    rows = await conn.execute(text("""
-        SELECT b.start_serial, b.end_serial, b.hold IS NOT NULL AS pledged
-        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
-        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL AND b.frozen_by IS NULL
-          AND (b.hold IS NULL OR h.kind = 'pledge')
-        ORDER BY b.start_serial"""), {"a": account, "i": instrument})
-    return [dict(r._mapping) for r in rows]
 
 
-async def block_bounds(conn: AsyncConnection, instrument: str, account: int | None = None) -> list[tuple[int, int]]:
-    """Batch ranges of the instrument, plus the account's current blocks when given (see ranges.split_at)."""
-    rows = list(await conn.execute(text("SELECT start_serial, end_serial FROM ledger_batches WHERE instrument = :i"),
-                                   {"i": instrument}))
-    if account is not None:
-        rows += list(await conn.execute(text("""SELECT start_serial, end_serial FROM ledger_blocks
-                                                WHERE account = :a AND instrument = :i"""),
-                                        {"a": account, "i": instrument}))
-    return [(r.start_serial, r.end_serial) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- enforcement sales
 
 
-async def retired_serials(conn: AsyncConnection, instrument: str, serials: list[tuple[int, int]]
-                          ) -> list[dict[str, Any]]:
-    """The parts of `serials` that are retired, with the retiring entry."""
-    rows = await conn.execute(text("""
-        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.retired_seq
-        FROM ledger_blocks b
-        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
-          ON b.start_serial <= x.e AND b.end_serial >= x.s
-        WHERE b.instrument = :i AND b.retired_seq IS NOT NULL ORDER BY 1"""),
-        {"i": instrument, "r": json.dumps([list(r) for r in serials])})
-    return [dict(r._mapping) for r in rows]
 
 
-async def blocks_within(conn: AsyncConnection, account: int, instrument: str, serials: list[list[int]]
-                        ) -> list[dict[str, Any]]:
-    """The account's blocks inside `serials` (clipped to them), with the hold on each, if any."""
-    rows = await conn.execute(text("""
-        SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial, b.batch,
-               b.hold, b.frozen_by
-        FROM ledger_blocks b
-        JOIN (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r) x
-          ON b.start_serial <= x.e AND b.end_serial >= x.s
-        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL ORDER BY 1"""),
-        {"a": account, "i": instrument, "r": json.dumps(serials)})
-    return [dict(r._mapping) for r in rows]
 
 
 async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
@@ -755,13 +650,6 @@ async def trade(conn: AsyncConnection, market_id: str, trade_id: int) -> dict[st
     return dict(row._mapping) if row else None
 
 
-async def entry_serials(conn: AsyncConnection, actor: str, client_id: str) -> list[list[int]] | None:
-    """The serial ranges a ledger entry moved, found by its client id (None: no such entry)."""
-    row = (await conn.execute(text("SELECT meta FROM ledger_entries WHERE actor = :a AND client_id = :c"),
-                              {"a": actor, "c": client_id})).first()
-    if row is None:
-        return None
-    return [list(r) for r in json.loads(bytes(row.meta)).get("serials", [])]
 
 
 async def event_client_ids(conn: AsyncConnection, pledge_id: int, prefix: str) -> set[str]:

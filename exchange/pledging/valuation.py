@@ -24,6 +24,7 @@ from exchange.pledging.values import (
 )
 from exchange.registry import expiry, instruments
 from exchange.registry.kinds import term_years
+from ledger import queries as ledger
 from pledges import lifecycle
 from pledges import valuation as val
 
@@ -76,7 +77,8 @@ async def _deadline_check(conn: AsyncConnection, p: dict[str, Any], as_of: date,
                           actor: str) -> None:
     """Warn once per deadline when pledged units near the end of their usability (validity, compliance year)."""
     deadlines = []
-    for a in await repo.usable_attributes(conn, p["instrument"], p["serials"]):
+    batches = await ledger.batches_covering(conn, p["instrument"], p["serials"])
+    for a in await repo.usable_attributes(conn, p["instrument"], batches):
         d = val.usable_deadline(a["kind"], a["instrument_attributes"] or {}, a["batch_attributes"] or {})
         if d is not None:
             deadlines.append(d)

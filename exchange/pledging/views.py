@@ -18,6 +18,7 @@ from exchange.pledging.values import (
     ranges_of,
     shown,
 )
+from ledger import queries as ledger
 from pledges import lifecycle
 from pledges import ranges as rg
 from pledges import scope as sc
@@ -59,7 +60,7 @@ async def view_of(conn: AsyncConnection, p: dict[str, Any], who: Principal) -> d
     """The registration as the caller may see it (pledges.visibility.pledge_view)."""
     dec = p["decimals"]
     locked = p["status"] in lifecycle.LOCKED and p["hold_id"] is not None
-    blocks = await repo.hold_blocks(conn, p["hold_id"]) if locked else []
+    blocks = await ledger.held_blocks(conn, p["hold_id"]) if locked else []
     claims = await repo.claims_of(conn, p["id"])
     own = own_claims(claims, who)
     who_role = vis.role(who.participant_id, who.kind, p, own)
@@ -78,10 +79,9 @@ async def view_of(conn: AsyncConnection, p: dict[str, Any], who: Principal) -> d
         "instrument": p["instrument"], "quantity": to_text(p["quantity"], dec),
         "requested_serials": [{"start": s, "end": e} for s, e in ranges_of(p["requested_serials"])],
         "serials": [{"start": s, "end": e} for s, e in ranges_of(p["serials"])],
-        "blocks": [{"start": b["start_serial"], "end": b["end_serial"], "batch": b["batch"],
-                    "quantity": to_text(b["end_serial"] - b["start_serial"] + 1, dec),
-                    "serial": f"{b['instrument']}-{b['batch']}-{b['start_serial']}-{b['end_serial']}",
-                    "frozen_by": b["frozen_by"]} for b in blocks],
+        "blocks": [{"start": b.start_serial, "end": b.end_serial, "batch": b.batch, "quantity": to_text(b.size, dec),
+                    "serial": f"{b.instrument}-{b.batch}-{b.start_serial}-{b.end_serial}",
+                    "frozen_by": b.frozen_by} for b in blocks],
         "hold_id": p["hold_id"], "hold_url": f"/v1/ledger/entries/{p['hold_id']}" if p["hold_id"] else None,
         "registration_no": p["registration_no"], "registered_at": p["registered_at"],
         "priority": {"rank_on_lot": 1 if locked else None, "rank_among_pledgor_registrations": rank},

@@ -12,7 +12,7 @@ Encumbered units at the end of the term (decided here, written in the README):
   an enforcement or the court lifts. They stay encumbered, every sweep reports them as `blocked` with
   the encumbrance, and they expire at the first sweep after it ends;
 - units of a pledge being enforced by an exchange sale rest in the bank's pledge escrow
-  (exchange/pledging/service.py) until they are sold or go back to the pledgor: the enforcement is not over, so
+  (exchange/pledging/enforcement.py) until they are sold or go back to the pledgor: the enforcement is not over, so
   they are reported as `pledge_enforcement` and expire, with whoever holds them, after it ends;
 - units under an order hold (a resting sell order, a listing, an auction lot) are reported the same
   way; those holds end by themselves (at the close, at allocation), and the units expire at the next

@@ -167,13 +167,14 @@ def test_inquiry_signer_without_a_publisher(tmp_path) -> None:  # type: ignore[n
     from exchange.verifiable import signing
     from ledger.note import generate_signer_key
 
-    # No publisher and no registry key configured: a dedicated key, made once, private to the owner.
-    bare = SimpleNamespace(settings=Settings(data_dir=tmp_path / "a"), verifiable=None)
+    # No publisher and no registry key configured: a dedicated key, made once, private to the owner (the runtime
+    # keeps the signers it read, by key file).
+    bare = SimpleNamespace(settings=Settings(data_dir=tmp_path / "a"), verifiable=None, inquiry_signers={})
     first = pledging.get_signer(bare)  # type: ignore[arg-type]
     assert pledging.get_signer(bare) is first  # type: ignore[arg-type]
     assert (tmp_path / "a" / "inquiry.key").stat().st_mode & 0o777 == 0o600
     # A read replica configured with the registry key signs with it.
     s = Settings(data_dir=tmp_path / "b")
     signing.write_key_file(signing.key_path(s), generate_signer_key(s.origin)[0])
-    replica = SimpleNamespace(settings=s, verifiable=None)
+    replica = SimpleNamespace(settings=s, verifiable=None, inquiry_signers={})
     assert pledging.get_signer(replica).verifier_key_string() == signing.load_signer(s).verifier_key_string()  # type: ignore[arg-type]
