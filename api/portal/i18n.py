@@ -91,7 +91,7 @@ _T: dict[str, tuple[str, str]] = {
                     "with SHA-256 and verifies the Ed25519 signatures (WebCrypto) against the registry's published "
                     "keys. The server's word is not needed."),
     "by_code": ("按核验码", "By verification code"),
-    "code": ("核验码（证书 PDF 上的 16 位）", "Verification code (16 characters, on the PDF)"),
+    "code_label": ("核验码（证书 PDF 上的 16 位）", "Verification code (16 characters, on the PDF)"),
     "check": ("核验", "Check"),
     "by_file": ("或选择 / 拖入文件", "Or choose / drop a file"),
     "file": ("证书、回执 (.json) 或 .tlog-proof 文件", "Certificate, receipt (.json) or .tlog-proof file"),

@@ -22,7 +22,7 @@ from litestar.params import Parameter
 from litestar.response import Template
 
 from api.portal import i18n
-from exchange.core.errors import DomainError
+from exchange.core.errors import DomainError, Invalid
 from exchange.core.runtime import Runtime
 from exchange.pledging import inquiry_pdf
 from exchange.pledging import public as inquiry
@@ -170,23 +170,29 @@ async def inquiry_page(rt: Runtime, request: Request[Any, Any, Any], lang: Lang 
                  status=200)  # a refused search is a page saying why, not an error
 
 
+def _refusal(key: str) -> Invalid:
+    """What a refused search is, for the PDF (a download: a problem document rather than a page)."""
+    text = i18n.table("en")[key].format(n=MAX_NAME)
+    if key == "err_uscc":
+        return Invalid("invalid_uscc", text)
+    if key == "err_serial":
+        return Invalid("validation_error", text)
+    if key == "err_too_long":
+        return Invalid("query_parameter_too_long", text)
+    return Invalid("query_required", text)
+
+
 @get("/portal/inquiry.pdf", operation_id="portalInquiryPdf", tags=TAGS, media_type="application/pdf",
      summary="Portal: the signed search certificates of one search as a PDF (the signed JSON attached)")
-async def inquiry_pdf_file(rt: Runtime, request: Request[Any, Any, Any], lang: Lang = None, by: By = None,
-                           q: Text = None, record: Record = None) -> Response[bytes] | Template:
+async def inquiry_pdf_file(rt: Runtime, lang: Lang = None, by: By = None, q: Text = None,
+                           record: Record = None) -> Response[bytes]:
     args, error = _search_args(by if by in ("name", "uscc", "serial") else "name", q)
-    if args is not None:
-        try:
-            answers = await _search(rt, _records(record), args)
-        except DomainError as exc:
-            error = f"err_{exc.code}"
-        else:
-            body = await asyncio.to_thread(inquiry_pdf.render, answers)
-            return Response(body, media_type="application/pdf", headers={
-                "Content-Disposition": 'attachment; filename="search-certificate.pdf"', "Cache-Control": "no-store"})
-    return _page(request, "inquiry.html", lang, "inquiry", by=by or "name", q=q, record=record or "all",
-                 error=error if error in i18n.table("zh") else "err_query_required", max_name=MAX_NAME,
-                 answers=None, api_links=[], pdf_link=None)
+    if args is None:
+        raise _refusal(error or "err_query_required")
+    answers = await _search(rt, _records(record), args)  # its refusals are 422 problem documents too
+    body = await asyncio.to_thread(inquiry_pdf.render, answers)
+    return Response(body, media_type="application/pdf", headers={
+        "Content-Disposition": 'attachment; filename="search-certificate.pdf"', "Cache-Control": "no-store"})
 
 
 # ----------------------------------------------------------------------------------------------- verify
@@ -212,12 +218,7 @@ async def markets_page(rt: Runtime, request: Request[Any, Any, Any], lang: Lang 
 @get("/portal/markets/{market_id:str}", operation_id="portalMarket", tags=TAGS, media_type="text/html",
      summary="Portal: one market live -- best-5 depth, recent trades, price chart, rules")
 async def market_page(rt: Runtime, request: Request[Any, Any, Any], market_id: str, lang: Lang = None) -> Template:
-    try:
-        m = await market_service.get(rt, market_id)
-    except DomainError as exc:
-        if exc.status != 404:
-            raise
-        return _page(request, "not_found.html", lang, "markets", status=404, what=market_id)
+    m = await market_service.get(rt, market_id)  # an unknown market: 404 not_found, a problem document
     return _page(request, "market.html", lang, "markets", m=m,
                  config={"market": m["id"], "instrument": m["instrument"]})
 

@@ -25,6 +25,7 @@ from tests.system.server import Server
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 expect = playwright.expect
 CHROMIUM = "/usr/bin/chromium"
+CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")  # Debian's fonts-wqy-zenhei: readable screenshots
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(os.environ.get("ENVX_ARTIFACTS", Path(__file__).parent / "artifacts"))
@@ -37,8 +38,10 @@ PAGES = ["/portal", "/portal/inquiry", "/portal/verify", "/portal/markets", "/po
 
 
 def _chromium() -> str:
-    if not shutil.which(CHROMIUM):
-        apt_install(["chromium"])
+    missing = [pkg for pkg, there in (("chromium", shutil.which(CHROMIUM)), ("fonts-wqy-zenhei", CJK_FONT.exists()))
+               if not there]
+    if missing:
+        apt_install(missing)
     assert shutil.which(CHROMIUM), "chromium is not installed and could not be installed from Debian"
     return CHROMIUM
 
@@ -288,7 +291,8 @@ def test_hostile_input_is_shown_back_escaped_never_executed(page: Page, server: 
         assert page.tab.locator("#results script, #results img, #results svg").count() == 0
     resp = page.tab.goto(server.url + "/portal/verify?" + httpx.QueryParams({"code": q}).__str__())
     assert resp.status == 200 and page.tab.evaluate("window.pwned === undefined")
-    # The PDF of a refused search is the page saying why, never a 500.
+    # The PDF of a refused search is a 422 problem document saying why, never a 500.
     with httpx.Client(base_url=server.url, timeout=30) as http:
         r = http.get("/portal/inquiry.pdf", params={"by": "uscc", "q": q})
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "invalid_uscc"
