@@ -14,7 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ControllerRouterHandler
 
-from api import edge, metrics
+from api import edge, metrics, portal
 from api.auth import ApiKeyMiddleware
 from api.authz import authorize
 from api.controllers.cash import CashController
@@ -65,6 +65,7 @@ ROUTES: list[ControllerRouterHandler] = [
 ROUTES += [PledgeController, FreezeController, PublicController]
 ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
 ROUTES += TLOG_ROUTES
+ROUTES += portal.ROUTES  # the public web portal (api/portal)
 
 
 OnReady = Callable[[Runtime], Awaitable[None]]
@@ -155,6 +156,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
+        template_config=portal.TEMPLATES,
         request_max_body_size=1_000_000,
         debug=False,
         logging_config=None,  # Litestar's own would add handlers in a second format: exchange/core/logs.py

@@ -76,6 +76,15 @@ MATRIX: dict[str, frozenset[str]] = {
     "getTlogTile": PUBLIC,
     "getEntryTlogProof": ANY,  # as getEntryReceipt: the service decides who may have the entry's bytes
     "listWitnesses": PUBLIC,
+    # The public web portal (api/portal): read-only pages over the public services; its static files pass the
+    # guard by path (authorize, below).
+    "portalHome": PUBLIC,
+    "portalInquiry": PUBLIC,
+    "portalInquiryPdf": PUBLIC,
+    "portalVerify": PUBLIC,
+    "portalMarkets": PUBLIC,
+    "portalMarket": PUBLIC,
+    "portalLedger": PUBLIC,
     "defineMarket": OPERATOR,
     "listMarkets": PUBLIC,
     "getMarket": PUBLIC,
@@ -196,8 +205,8 @@ def operation_of(handler: BaseRouteHandler) -> str | None:
 
 async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     op = operation_of(handler)
-    if op is None and connection.scope["path"].startswith("/schema"):
-        return  # the OpenAPI document and its viewers are public
+    if op is None and connection.scope["path"].startswith(("/schema", "/portal/static/")):
+        return  # the OpenAPI document and its viewers, and the portal's scripts and styles, are public
     allowed = MATRIX.get(op or "")
     if allowed is None:
         raise RoleForbidden(f"operation {op!r} is not in the authorization matrix")

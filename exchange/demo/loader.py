@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
+from exchange.courts import restoration
+from exchange.pledging import filing
 from exchange.registry import cash, instruments, issuance, participants, transfers
+from exchange.registry.subjects import subject_of
 from exchange.security import keys
 from exchange.trading import markets, orders, sessions
 
@@ -37,8 +41,9 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
     data = demo_data()
     people: dict[str, dict[str, Any]] = {}
     for p in data["participants"]:
+        subject = subject_of(p["kind"], p.get("subject", "organisation"), p.get("uscc"), p.get("id_document"))
         people[p["key"]] = await participants.create(rt, DEMO_ACTOR, f"demo:participant:{p['key']}",
-                                                     name=p["name"], kind=p["kind"], uscc=p.get("uscc"))
+                                                     name=p["name"], kind=p["kind"], subject=subject)
     op = _principal(people["operator"])
     for i in data["instruments"]:
         await instruments.define(rt, op.actor, f"demo:instrument:{i['code']}", code=i["code"], name=i["name"],
@@ -54,6 +59,7 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
                                  to_participant=people[t["to"]]["id"], instrument=t["instrument"],
                                  quantity=t["quantity"], serials=None, memo=t.get("memo"))
     await _markets(rt, data, people, op)
+    await _cases(rt, data, people, op)
     if keys_path is not None:
         await _write_keys(rt, people, keys_path)
     return people
@@ -75,6 +81,41 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str
         if listed["order"]["status"] == "open":
             await orders.take_listing(rt, _principal(people[t["buyer"]]), t["market"], listed["order"]["id"],
                                       f"demo:take:{n}", quantity=t["quantity"])
+
+
+async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, Any]], op: Principal) -> None:
+    """The public register's cases with a `load` part: the Sanming pledge (filed by the bank, confirmed by the
+    holder) and the Nanjing restoration order (registered by the court, fulfilled by the payer's purchase of
+    forest tickets, which are retired for it), so the public inquiry and the certificates have something real."""
+    start = date.today()  # terms and deadlines run from the day the demo is loaded
+    for n, pl in enumerate(p for p in data.get("pledges", []) if "load" in p):
+        ld, owner, bank = pl["load"], people[pl["load"]["pledgor"]], _principal(people[pl["pledgee"]])
+        filed = await filing.file(
+            rt, bank, f"demo:pledge:{n}", pledgor_id=owner["id"], pledgor_identifier=owner["uscc"],
+            instrument=pl["instrument"], quantity=ld["quantity"], serials=None, loan_contract=ld["loan_contract"],
+            secured_amount=ld["secured_amount"], term_start=start, term_end=start + timedelta(days=ld["term_days"]),
+            grace_days=0, references=[(r["source"], r["reference"]) for r in ld["references"]], haircut_bps=None,
+            warning_bps=None, margin_call_bps=None, liquidation_bps=None, transfer_on_default=False)
+        await filing.confirm(rt, _principal(owner), f"demo:pledge:{n}:confirm", filed["id"])
+    for n, o in enumerate(r for r in data.get("restoration_orders", []) if "load" in r):
+        ld, payer = o["load"], people[o["load"]["payer"]]
+        court, seller = _principal(people[o["court"]]), _principal(people[ld["seller"]])
+        await cash.record(rt, op, f"demo:restoration:{n}:deposit", direction="deposit", participant_id=payer["id"],
+                          amount=ld["deposit"], bank_reference=f"DEMO-R{n}", note="demo deposit")
+        order = await restoration.create(rt, court, f"demo:restoration:{n}", {
+            "case_number": ld["case_number"], "case_type": ld["case_type"],
+            "judgment_reference": ld["judgment_reference"], "defendants": [{"name": d} for d in ld["defendants"]],
+            "payer_id": payer["id"], "payer_identifier": payer["id_document"]["number"],
+            "assessed_loss": o["assessed_loss_t"], "assessment_method": ld["assessment_method"],
+            "assessing_body": ld["assessing_body"], "multiplier": str(o["multiplier"]),
+            "required_quantity": str(o["quantity"]), "eligible_kinds": ld["eligible_kinds"],
+            "designated_seller_id": None, "deadline": start + timedelta(days=ld["deadline_days"]), "note": None})
+        if order.status != "open":
+            continue  # fulfilled when the demo was loaded before
+        listed = await orders.post_listing(rt, seller, ld["market"], f"demo:restoration:{n}:listing", side="sell",
+                                           price=ld["price"], quantity=str(o["quantity"]))
+        await restoration.take(rt, _principal(payer), order.order.id, f"demo:restoration:{n}:take",
+                               market_id=ld["market"], listing_id=listed["order"]["id"], quantity=str(o["quantity"]))
 
 
 async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path) -> None:

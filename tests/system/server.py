@@ -55,9 +55,10 @@ class Server:
     def operator_key(self) -> str:
         return json.loads(self.cli("admin", "create-key", "--name", "crash-test operator"))["api_key"]
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
+        """`envx serve` on this port; `extra`: more arguments (e.g. "--demo")."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)], env=self.env,
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), *extra], env=self.env,
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

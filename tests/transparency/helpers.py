@@ -11,6 +11,7 @@ from pathlib import Path
 from exchange.core.database import asyncpg_dsn
 from ledger import commands as c
 from ledger.writer import LedgerWriter
+from tests.debian import apt_install
 
 GO_DIR = Path(__file__).parent / "go"
 GOPATH = "/usr/share/gocode"  # where Debian's golang-*-dev packages put their sources
@@ -40,11 +41,7 @@ def ensure_go() -> str:
     """The `go` binary, with golang.org/x/mod in GOPATH: installed from Debian when missing (as root)."""
     have = shutil.which("go") and (Path(GOPATH) / "src/golang.org/x/mod/sumdb/tlog").is_dir()
     if not have:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", *DEBIAN_PACKAGES]
-        if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900, check=True)
-            subprocess.run(install, env=env, capture_output=True, timeout=900, check=True)
+        apt_install(DEBIAN_PACKAGES)
     go = shutil.which("go")
     assert go, "go is not installed and could not be installed from Debian"
     return go

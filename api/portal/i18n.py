@@ -1,0 +1,161 @@
+# ruff: noqa: E501  -- the Chinese sentences are kept whole, one per entry
+"""The portal's words in Chinese (the default) and English; `lang` comes from the query, then a cookie."""
+
+from __future__ import annotations
+
+LANGS = ("zh", "en")
+DEFAULT = "zh"
+
+_T: dict[str, tuple[str, str]] = {
+    "site": ("envx 环境权益登记与交易 公示平台", "envx environmental-rights registry — public portal"),
+    "skip": ("跳到正文", "Skip to content"),
+    "nav": ("主导航", "Main navigation"),
+    "home": ("首页", "Home"),
+    "inquiry": ("公示查询", "Public inquiry"),
+    "verify": ("证书核验", "Verify a certificate"),
+    "markets": ("行情", "Markets"),
+    "ledger": ("账本浏览", "Ledger explorer"),
+    "language": ("语言", "Language"),
+    "switch_lang": ("English", "中文"),
+    "read_only_note": ("本平台公开、只读：不需要账户，不显示任何人的余额。",
+                       "This portal is public and read-only: no account needed, nobody's balances shown."),
+    # home
+    "home_title": ("登记簿概况", "What the registry holds"),
+    "home_lead": ("按品种类别统计：已签发、已注销（按用途）、质押中、司法冻结中。",
+                  "By instrument kind: issued, retired (by purpose), pledged, frozen."),
+    "kind": ("类别", "Kind"),
+    "instrument": ("品种", "Instrument"),
+    "issued": ("已签发", "Issued"),
+    "retired": ("已注销", "Retired"),
+    "pledged": ("质押中", "Pledged"),
+    "frozen": ("冻结中", "Frozen"),
+    "retired_by_purpose": ("注销用途", "Retired by purpose"),
+    "chart_totals": ("各类别数量图", "Chart of the totals by kind"),
+    "latest_checkpoint": ("最新签名检查点", "Latest signed checkpoint"),
+    "tree_size": ("树大小（条目数）", "Tree size (entries)"),
+    "root_hash": ("根哈希", "Root hash"),
+    "signed_at": ("签名时间 (UTC)", "Signed at (UTC)"),
+    "witnessed": ("见证", "Witnessed"),
+    "no_witnesses": ("未配置见证人；检查点仅由登记机构签名。", "No witnesses configured: signed by the registry only."),
+    "cosigned_at": ("见证人 {name} 于 {ts} 联署", "cosigned by {name} at {ts}"),
+    "no_checkpoint": ("尚无检查点。", "No checkpoint yet."),
+    "no_cosignature": ("最新检查点尚无见证联署。", "The latest checkpoint has no cosignature yet."),
+    # inquiry
+    "inquiry_title": ("公示查询", "Public inquiry"),
+    "inquiry_lead": ("查询有效的质押登记、司法冻结与注销记录（含司法替代性修复注销）。按持有人完整名称、统一社会信用代码或序列号查询，与中登网规则相同：不显示余额、合同金额或个人证件号码。",
+                     "Active pledge registrations, judicial freezes and retirements (judicial restoration included), "
+                     "by the holder's whole registered name, unified social credit code or a serial number, as "
+                     "中登网 does: no balances, loan amounts or personal ID numbers."),
+    "search_by": ("查询方式", "Search by"),
+    "by_name": ("持有人名称（全称）", "Holder name (whole name)"),
+    "by_uscc": ("统一社会信用代码", "Unified social credit code"),
+    "by_serial": ("序列号", "Serial number"),
+    "query": ("查询内容", "Search for"),
+    "record": ("记录类型", "Record"),
+    "all_records": ("全部", "All"),
+    "pledges": ("质押登记", "Pledges"),
+    "freezes": ("司法冻结", "Freezes"),
+    "retirements": ("注销", "Retirements"),
+    "search": ("查询", "Search"),
+    "results": ("查询结果", "Results"),
+    "n_results": ("共 {n} 条", "{n} found"),
+    "none_found": ("未找到记录。", "Nothing found."),
+    "you_searched": ("您查询的是：", "You searched for:"),
+    "download_json": ("下载查询证明 (JSON，已签名)", "Download the search certificate (JSON, signed)"),
+    "download_pdf": ("下载查询证明 (PDF)", "Download the search certificate (PDF)"),
+    "verify_it": ("在浏览器中核验此证明", "Verify it in your browser"),
+    "err_query_required": ("请输入查询内容。", "Enter something to search for."),
+    "err_too_long": ("查询内容过长（最多 {n} 个字符）。", "Too long (at most {n} characters)."),
+    "err_uscc": ("统一社会信用代码为 18 位。", "A unified social credit code has 18 characters."),
+    "err_serial": ("序列号应为正整数。", "A serial number is a positive whole number."),
+    "err_query_too_short": ("请输入持有人的完整名称（至少两个字）。", "Give the holder's whole name (two characters or more)."),
+    "type": ("类型", "Type"),
+    "registration": ("登记编号", "Registration"),
+    "status": ("状态", "Status"),
+    "pledgor": ("出质人", "Pledgor"),
+    "pledgee": ("质权人", "Pledgee"),
+    "quantity": ("数量", "Quantity"),
+    "serials": ("序列号", "Serials"),
+    "term": ("期限", "Term"),
+    "holder": ("持有人", "Holder"),
+    "court": ("法院", "Court"),
+    "case_number": ("案号", "Case number"),
+    "purpose": ("用途", "Purpose"),
+    "retired_at": ("注销时间", "Retired at"),
+    "uscc": ("统一社会信用代码", "USCC"),
+    "rank": ("顺位", "Rank"),
+    # verify
+    "verify_title": ("证书核验（在您的浏览器中完成）", "Verify a certificate (in your browser)"),
+    "verify_lead": ("核验在本页面中进行：浏览器用 SHA-256 重新计算叶子哈希与包含证明，并用登记机构公布的公钥验证 Ed25519 签名 (WebCrypto)。不需要信任服务器的结论。",
+                    "The check runs in this page: your browser recomputes the leaf hash and the inclusion proof "
+                    "with SHA-256 and verifies the Ed25519 signatures (WebCrypto) against the registry's published "
+                    "keys. The server's word is not needed."),
+    "by_code": ("按核验码", "By verification code"),
+    "code_label": ("核验码（证书 PDF 上的 16 位）", "Verification code (16 characters, on the PDF)"),
+    "check": ("核验", "Check"),
+    "by_file": ("或选择 / 拖入文件", "Or choose / drop a file"),
+    "file": ("证书、回执 (.json) 或 .tlog-proof 文件", "Certificate, receipt (.json) or .tlog-proof file"),
+    "drop_here": ("把文件拖到这里", "Drop the file here"),
+    "steps": ("核验步骤", "Steps"),
+    "keys_used": ("使用的公钥", "Keys used"),
+    "no_webcrypto": ("此浏览器不支持 WebCrypto（需 HTTPS 或本机地址）。", "This browser has no WebCrypto (HTTPS or localhost needed)."),
+    # markets
+    "markets_title": ("行情", "Markets"),
+    "market": ("市场", "Market"),
+    "mode": ("交易方式", "Mode"),
+    "session": ("交易状态", "Session"),
+    "open": ("开市", "Open"),
+    "closed": ("休市", "Closed"),
+    "halted": ("暂停", "Halted"),
+    "depth": ("五档行情", "Best 5 levels"),
+    "bids": ("买盘", "Bids"),
+    "asks": ("卖盘", "Asks"),
+    "price": ("价格 (元)", "Price (CNY)"),
+    "orders": ("笔数", "Orders"),
+    "recent_trades": ("最近成交", "Recent trades"),
+    "time": ("时间 (UTC)", "Time (UTC)"),
+    "amount": ("金额 (元)", "Amount (CNY)"),
+    "chart_day": ("当日价格与成交量", "Price and volume today"),
+    "chart_closes": ("近期收盘价", "Last closes"),
+    "rules": ("交易规则", "Trading rules"),
+    "live": ("实时", "Live"),
+    "stream_state": ("实时连接状态", "Live connection"),
+    "connecting": ("连接中…", "connecting…"),
+    "connected": ("已连接", "connected"),
+    "reconnecting": ("连接中断，正在重连并补齐数据…", "disconnected: reconnecting and catching up…"),
+    "caught_up": ("发现缺口，已重新获取并补齐", "a gap was seen: refetched and caught up"),
+    "no_trades": ("暂无成交。", "No trades yet."),
+    "no_data": ("暂无数据。", "No data yet."),
+    "mode_listing": ("挂牌协议", "Listing (挂牌协议)"),
+    "mode_continuous": ("连续竞价", "Continuous auction"),
+    "mode_block": ("大宗协议", "Block deals (大宗协议)"),
+    "mode_auction": ("单向竞价", "One-way auction (单向竞价)"),
+    # ledger
+    "ledger_title": ("账本浏览", "Ledger explorer"),
+    "checkpoints": ("检查点（最新在前）", "Checkpoints (newest first)"),
+    "consistency": ("两个检查点之间的一致性核验（在浏览器中）", "Consistency between two checkpoints (in your browser)"),
+    "older": ("较早的检查点", "Older checkpoint"),
+    "newer": ("较新的检查点", "Newer checkpoint"),
+    "public_keys": ("公钥及其历史", "Public keys and their history"),
+    "from_size": ("自树大小", "From tree size"),
+    "key": ("公钥（C2SP verifier key）", "Key (C2SP verifier key)"),
+    "current": ("当前", "current"),
+    "retired_key": ("已轮换", "rotated out"),
+    "chart_growth": ("账本规模随时间变化图", "Chart of the ledger's size over time"),
+    "key_id": ("密钥编号", "Key id"),
+    "tlog_note": ("本账本同时以 C2SP tlog-tiles 形式公开：/checkpoint 与 /tile/…，任何 tlog 客户端都可核验。",
+                  "The log is also served as C2SP tlog-tiles (/checkpoint, /tile/…) for any tlog client."),
+    "not_found": ("未找到。", "Not found."),
+}
+
+
+def lang_of(query: str | None, cookie: str | None) -> str:
+    for v in (query, cookie):
+        if v in LANGS:
+            return v
+    return DEFAULT
+
+
+def table(lang: str) -> dict[str, str]:
+    i = LANGS.index(lang)
+    return {k: v[i] for k, v in _T.items()}

@@ -1,0 +1,386 @@
+/* envx portal: certificates, receipts and tlog-proofs verified IN THE BROWSER.
+ * SHA-256 and Ed25519 are WebCrypto's (crypto.subtle); nothing here trusts the server's verdict: the page
+ * fetches only the registry's published keys (GET /v1/ledger/keys, /v1/public/inquiry-key) and, for a code,
+ * the certificate document, then runs the same steps as the Python verifier (ledger/receipt.py,
+ * ledger/certificate.py, ledger/tlog_proof.py, pledges/certificate.py). */
+"use strict";
+window.EnvxVerify = (function () {
+  const enc = new TextEncoder(), dec = new TextDecoder("utf-8", {fatal: true});
+  class Fail extends Error { constructor(code, msg) { super(msg); this.code = code; } }
+
+  function b64(text, what) {
+    if (typeof text !== "string") throw new Fail("malformed", `${what} must be a base64 string`);
+    let bin;
+    try { bin = atob(text); } catch (e) { throw new Fail("malformed", `${what} is not base64`); }
+    const out = Uint8Array.from(bin, c => c.charCodeAt(0));
+    if (toB64(out) !== text) throw new Fail("malformed", `${what} is not canonical base64`);
+    return out;
+  }
+  function toB64(bytes) { let s = ""; bytes.forEach(b => { s += String.fromCharCode(b); }); return btoa(s); }
+  function hex(bytes) { return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join(""); }
+  function cat(...parts) {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0)); let i = 0;
+    for (const p of parts) { out.set(p, i); i += p.length; }
+    return out;
+  }
+  function eq(a, b) { return a.length === b.length && a.every((x, i) => x === b[i]); }
+  async function sha256(bytes) { return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)); }
+  const leafHash = d => sha256(cat(Uint8Array.of(0), d));
+  const nodeHash = (l, r) => sha256(cat(Uint8Array.of(1), l, r));
+
+  /* C2SP verifier key: name+hexkeyid+base64(0x01 || 32-byte key); key id = SHA-256(name \n 0x01 key)[:4]. */
+  async function verifier(vkey) {
+    const a = vkey.indexOf("+"), b = vkey.indexOf("+", a + 1);
+    if (a < 1 || b < 0) throw new Fail("invalid_key", "a key is name+id+data");
+    const name = vkey.slice(0, a), id = vkey.slice(a + 1, b), raw = b64(vkey.slice(b + 1), "key data");
+    if (!/^[0-9a-f]{8}$/.test(id) || raw.length !== 33 || raw[0] !== 1) throw new Fail("invalid_key", "not an Ed25519 key");
+    const pub = raw.slice(1);
+    const kid = (await sha256(cat(enc.encode(name + "\n"), Uint8Array.of(1), pub))).slice(0, 4);
+    if (hex(kid) !== id) throw new Fail("invalid_key", `key id ${id} does not match ${name}'s key`);
+    const key = await crypto.subtle.importKey("raw", pub, {name: "Ed25519"}, false, ["verify"]);
+    return {name, id, key, text: vkey};
+  }
+
+  function parseNote(note) {
+    if (typeof note !== "string") throw new Fail("malformed", "the note is not text");
+    const i = note.lastIndexOf("\n\n");
+    if (i < 0) throw new Fail("malformed", "the note has no blank line before its signatures");
+    const text = note.slice(0, i + 1), block = note.slice(i + 2);
+    if (!block.endsWith("\n")) throw new Fail("malformed", "the note has no signature lines");
+    const sigs = block.slice(0, -1).split("\n").map(line => {
+      if (!line.startsWith("\u2014 ")) throw new Fail("malformed", "a signature line does not start with an em dash");
+      const rest = line.slice(2), sp = rest.indexOf(" ");
+      if (sp < 1) throw new Fail("malformed", "a signature line is '— <name> <base64>'");
+      const raw = b64(rest.slice(sp + 1), "signature");
+      if (raw.length < 5) throw new Fail("malformed", "a signature is too short");
+      return {name: rest.slice(0, sp), id: hex(raw.slice(0, 4)), sig: raw.slice(4)};
+    });
+    return {text, sigs};
+  }
+
+  /* As ledger.note.open_note: unknown keys are ignored, every trusted key's signature must verify. */
+  async function openNote(note, verifiers) {
+    const n = parseNote(note), msg = enc.encode(n.text), by = [];
+    for (const s of n.sigs) {
+      const v = verifiers.find(k => k.name === s.name && k.id === s.id);
+      if (!v) continue;
+      if (s.sig.length !== 64 || !(await crypto.subtle.verify({name: "Ed25519"}, v.key, s.sig, msg)))
+        throw new Fail("bad_signature", `the signature by ${v.name}+${v.id} does not verify`);
+      if (!by.includes(v)) by.push(v);
+    }
+    if (!by.length) throw new Fail("unknown_key", "not signed by any of the registry's keys (signed by: " +
+      n.sigs.map(s => `${s.name}+${s.id}`).join(", ") + ")");
+    return {text: n.text, by};
+  }
+
+  function parseCheckpoint(text) {
+    const lines = text.slice(0, -1).split("\n");
+    if (!text.endsWith("\n") || lines.length < 3) throw new Fail("malformed", "a checkpoint is origin, size, root");
+    if (!/^(0|[1-9][0-9]{0,19})$/.test(lines[1])) throw new Fail("malformed", "the checkpoint size is not a number");
+    const root = b64(lines[2], "checkpoint root");
+    if (root.length !== 32) throw new Fail("malformed", "the root is not 32 bytes");
+    return {origin: lines[0], size: BigInt(lines[1]), root};
+  }
+
+  /* RFC 9162 2.1.3.2, as ledger.merkle.root_from_inclusion_proof (BigInt: sizes beyond 2^31). */
+  async function rootFromInclusion(leaf, index, size, proof) {
+    let fn = BigInt(index), sn = BigInt(size) - 1n, r = leaf;
+    if (fn > sn) return null;
+    for (const p of proof) {
+      if (sn === 0n) return null;
+      if ((fn & 1n) || fn === sn) {
+        r = await nodeHash(p, r);
+        while (!(fn & 1n) && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+      } else r = await nodeHash(r, p);
+      fn >>= 1n; sn >>= 1n;
+    }
+    return sn === 0n ? r : null;
+  }
+
+  /* RFC 9162 2.1.4.2, as ledger.merkle.verify_consistency. */
+  async function verifyConsistency(m, n, oldRoot, newRoot, proof) {
+    m = BigInt(m); n = BigInt(n);
+    if (m > n) return false;
+    if (m === n) return !proof.length && eq(oldRoot, newRoot);
+    if (m === 0n) return !proof.length;
+    if (!proof.length) return false;
+    const path = [...proof];
+    if ((m & (m - 1n)) === 0n) path.unshift(oldRoot);
+    let fn = m - 1n, sn = n - 1n;
+    while (fn & 1n) { fn >>= 1n; sn >>= 1n; }
+    let fr = path[0], sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === 0n) return false;
+      if ((fn & 1n) || fn === sn) {
+        fr = await nodeHash(c, fr); sr = await nodeHash(c, sr);
+        while (!(fn & 1n) && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+      } else sr = await nodeHash(sr, c);
+      fn >>= 1n; sn >>= 1n;
+    }
+    return sn === 0n && eq(fr, oldRoot) && eq(sr, newRoot);
+  }
+
+  /* RFC 8785 canonical JSON for what certificates hold (strings, integers, booleans, null, arrays, objects). */
+  function canonical(v) {
+    if (v === null || typeof v === "boolean" || typeof v === "string") return JSON.stringify(v);
+    if (typeof v === "number") {
+      if (!Number.isSafeInteger(v)) throw new Fail("malformed", "a number that is not a safe integer");
+      return String(v);
+    }
+    if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
+    return "{" + Object.keys(v).sort().map(k => JSON.stringify(k) + ":" + canonical(v[k])).join(",") + "}";
+  }
+
+  /* Money and quantities as exact integers (BigInt): "12.50" -> 1250n; a quantity with its decimals. */
+  function fen(s, what) {
+    if (typeof s !== "string" || !/^-?[0-9]+\.[0-9]{2}$/.test(s)) throw new Fail("malformed", `${what} is not an amount such as "12.50"`);
+    return BigInt(s.replace(".", ""));
+  }
+  function scaled(s, d) {
+    const [i, f = ""] = String(s).split(".");
+    return BigInt(i + f.padEnd(d, "0"));
+  }
+
+  return {Fail, b64, toB64, hex, eq, cat, sha256, leafHash, verifier, parseNote, openNote, parseCheckpoint,
+          rootFromInclusion, verifyConsistency, canonical, fen, scaled, enc, dec};
+})();
+
+/* ---------------------------------------------------------------------------------------------- the page */
+(function () {
+  const V = window.EnvxVerify;
+  const zh = document.body && document.body.dataset.lang !== "en";
+  const W = zh ? {
+    read: "读取文件", keys: "获取登记机构公布的公钥并核对密钥编号", cert_sig: "证书签名 (Ed25519)", body: "证书内容",
+    cp_sig: "检查点签名 (Ed25519)", size: "树大小与检查点一致", leaf: "叶子哈希 SHA-256(0x00 ‖ 条目)",
+    inclusion: "包含证明重现签名的根哈希", entry: "条目为本案的司法修复注销", meta: "元数据摘要、序列号与案号",
+    quantity: "数量合计", amounts: "金额合计", digest: "证书摘要 SHA-256 (RFC 8785)", pass: "通过", fail: "未通过",
+    ok_all: "核验通过：每一步都在您的浏览器中完成。", failed_at: "核验未通过，失败步骤：", fetch: "按核验码获取证书",
+    entry_n: "条目", nothing: "无法识别的文件（需要证书、回执 JSON 或 .tlog-proof）", no_crypto: "此浏览器不支持 WebCrypto Ed25519。"
+  } : {
+    read: "Read the file", keys: "Fetch the registry's published keys and check their key ids", cert_sig: "Certificate signature (Ed25519)",
+    body: "Certificate body", cp_sig: "Checkpoint signature (Ed25519)", size: "Tree size matches the checkpoint",
+    leaf: "Leaf hash SHA-256(0x00 ‖ entry)", inclusion: "Inclusion proof reproduces the signed root",
+    entry: "The entry is this case's judicial restoration retirement", meta: "Metadata digest, serials and case",
+    quantity: "Quantities add up", amounts: "Amounts add up", digest: "Certificate digest SHA-256 (RFC 8785)", pass: "passed",
+    fail: "FAILED", ok_all: "Verified: every step ran in your browser.", failed_at: "Verification failed at step: ",
+    fetch: "Fetch the certificate by its code", entry_n: "entry", nothing: "Not a file this page knows (certificate, receipt JSON or .tlog-proof)",
+    no_crypto: "This browser has no WebCrypto Ed25519."
+  };
+  let list, verdict, keyList;
+
+  function step(key, suffix) {
+    const li = document.createElement("li");
+    li.dataset.step = key;
+    const mark = document.createElement("span"); mark.className = "mark";
+    const name = document.createElement("span"); name.className = "name"; name.textContent = W[key] + (suffix ? ` (${suffix})` : "");
+    const detail = document.createElement("span"); detail.className = "detail";
+    li.append(mark, name, detail); list.appendChild(li);
+    return {
+      pass(text) { li.className = "pass"; li.dataset.state = "pass"; mark.textContent = "✓ " + W.pass; detail.textContent = text || ""; },
+      fail(text) { li.className = "fail"; li.dataset.state = "fail"; mark.textContent = "✗ " + W.fail; detail.textContent = text || ""; },
+    };
+  }
+
+  /* Runs fn for one step: its result passes it, a throw fails it and stops the whole check. */
+  async function run(key, fn, suffix) {
+    const s = step(key, suffix);
+    try { const r = await fn(); s.pass(typeof r === "string" ? r : ""); return r; }
+    catch (e) { s.fail(e.message || String(e)); const err = new Error(W[key]); err.step = key; err.cause = e; throw err; }
+  }
+
+  async function registryKeys(extra) {
+    const keys = (await (await fetch("/v1/ledger/keys")).json()).map(k => k.verifier_key);
+    if (extra) {
+      const r = await fetch("/v1/public/inquiry-key");
+      if (r.ok) keys.push((await r.json()).verifier_key);
+    }
+    const out = [];
+    for (const k of new Set(keys)) out.push(await V.verifier(k));
+    keyList.replaceChildren(...out.map(k => Object.assign(document.createElement("li"), {textContent: k.text})));
+    return out;
+  }
+
+  async function checkReceipt(r, keys, label) {
+    const entry = V.b64(r.entry, "entry"), path = (r.inclusion_path || []).map((p, i) => V.b64(p, `inclusion_path[${i}]`));
+    if (path.some(p => p.length !== 32)) throw new V.Fail("malformed", "inclusion path hashes are 32 bytes");
+    const opened = await run("cp_sig", async () => V.openNote(r.checkpoint, keys), label);
+    const cp = V.parseCheckpoint(opened.text);
+    await run("size", async () => {
+      if (BigInt(r.tree_size) !== cp.size) throw new Error(`receipt tree_size ${r.tree_size} ≠ checkpoint size ${cp.size}`);
+      return `${cp.size}`;
+    }, label);
+    const leaf = await run("leaf", async () => V.leafHash(entry), label);
+    list.lastChild.querySelector(".detail").textContent = V.hex(leaf);
+    await run("inclusion", async () => {
+      const root = await V.rootFromInclusion(leaf, r.index, cp.size, path);
+      if (!root || !V.eq(root, cp.root)) throw new Error(`entry ${r.index} and its path do not reproduce the signed root ${V.toB64(cp.root)}`);
+      return `root ${V.toB64(root)} = ${cp.origin} @ ${cp.size}`;
+    }, label);
+    return entry;
+  }
+
+  function decodeEntry(bytes) {
+    const text = V.dec.decode(bytes), head = "envx-entry/1\n";
+    if (!text.startsWith(head)) throw new Error("not an envx ledger entry");
+    return JSON.parse(text.slice(head.length));
+  }
+
+  async function restoration(doc) {
+    const keys = await run("keys", () => registryKeys(false));
+    const opened = await run("cert_sig", async () => {
+      const o = await V.openNote(doc.note, keys);
+      return o;
+    });
+    const HEADER = "envx restoration certificate v1\n";
+    const body = await run("body", async () => {
+      if (!opened.text.startsWith(HEADER)) throw new Error("the signed note is not a restoration certificate");
+      const b = JSON.parse(opened.text.slice(HEADER.length));
+      if (!Array.isArray(b.blocks) || !b.blocks.length || !b.order) throw new Error("no order or no retired blocks");
+      return b;
+    });
+    list.lastChild.querySelector(".detail").textContent = `${body.order.court} ${body.order.case_number}: ${body.retired_quantity} ${body.unit || "tCO2e"}`;
+    const bySeq = new Map((doc.receipts || []).map(r => [r && r.metadata && r.metadata.seq, r]));
+    const wanted = new Map();
+    body.blocks.forEach(b => { const k = Number(b.entry_seq); if (!wanted.has(k)) wanted.set(k, []); wanted.get(k).push(b); });
+    let retired = 0n;
+    for (const [seq, blocks] of [...wanted.entries()].sort((a, b) => a[0] - b[0])) {
+      const label = `${W.entry_n} ${seq}`;
+      const r = bySeq.get(seq);
+      if (!r) { await run("cp_sig", async () => { throw new Error(`no receipt for ledger entry ${seq}`); }, label); }
+      const bytes = await checkReceipt(r, keys, label);
+      const entry = await run("entry", async () => {
+        const e = decodeEntry(bytes);
+        if (e.seq !== seq) throw new Error(`the receipt for ${seq} proves entry ${e.seq}`);
+        if (e.type !== "retire" || e.body.purpose !== "judicial_restoration") throw new Error(`entry ${seq} is a ${e.type} (${e.body.purpose || "no purpose"})`);
+        return e;
+      }, label);
+      await run("meta", async () => {
+        const metaText = (r.metadata || {}).meta;
+        if (typeof metaText !== "string" || V.hex(await V.sha256(V.enc.encode(metaText))) !== entry.meta)
+          throw new Error("the metadata does not match what the entry commits to");
+        const meta = JSON.parse(metaText);
+        const ranges = (meta.serials || []).map(([s, e]) => `${s}-${e}`).sort().join(",");
+        const listed = blocks.map(b => `${b.serial_start}-${b.serial_end}`).sort().join(",");
+        if (ranges !== listed || blocks.some(b => b.instrument !== entry.body.instrument))
+          throw new Error(`entry ${seq} retired ${ranges} of ${entry.body.instrument}, the certificate lists ${listed}`);
+        const rs = meta.restoration || {};
+        if (rs.case_number !== body.order.case_number || rs.restoration_order !== body.order.id) throw new Error(`entry ${seq} retired units for another case`);
+        if ("price" in meta && blocks.some(b => V.fen(b.price, "price") !== BigInt(meta.price))) throw new Error("the price differs from the ledger's");
+        return `${entry.body.instrument} ${listed}`;
+      }, label);
+      retired += BigInt(entry.body.amount);
+    }
+    await run("quantity", async () => {
+      const claimed = body.blocks.reduce((n, b) => n + BigInt(b.serial_end) - BigInt(b.serial_start) + 1n, 0n);
+      if (claimed !== retired) throw new Error(`blocks add up to ${claimed}, the entries retired ${retired}`);
+      return `${body.retired_quantity} ${body.unit || "tCO2e"}`;
+    });
+    if (body.blocks.some(b => "value" in b)) await run("amounts", async () => {
+      let value = 0n, fees = 0n;
+      for (const [seq, blocks] of wanted) {
+        let v = 0n, qty = "0", d = 0;
+        for (const b of blocks) {
+          const bv = V.fen(b.value, "value"), bf = V.fen(b.fee, "fee"), bp = V.fen(b.paid, "paid");
+          if (bv + bf !== bp) throw new Error(`block ${b.serial_start}-${b.serial_end}: ${b.value} + ${b.fee} ≠ ${b.paid}`);
+          v += bv; fees += bf;
+          d = Math.max(d, (String(b.quantity).split(".")[1] || "").length);
+        }
+        const q = blocks.reduce((n, b) => n + V.scaled(b.quantity, d), 0n);
+        if (v * 10n ** BigInt(d) !== V.fen(blocks[0].price, "price") * q) throw new Error(`entry ${seq}: value ≠ price × quantity`);
+        value += v; qty = q;
+      }
+      const t = body.totals || {};
+      if (V.fen(t.value, "total value") !== value || V.fen(t.fees, "total fees") !== fees ||
+          V.fen(t.paid, "total paid") !== value + fees || V.fen(body.paid, "paid") !== value + fees)
+        throw new Error("the totals are not the sums of the blocks");
+      return `${body.paid} CNY`;
+    });
+  }
+
+  async function receipt(doc) {
+    const keys = await run("keys", () => registryKeys(false));
+    const bytes = await checkReceipt(doc, keys, `index ${doc.index}`);
+    const e = decodeEntry(bytes);
+    list.lastChild.querySelector(".detail").textContent += ` · seq ${e.seq} ${e.type}`;
+  }
+
+  async function tlogProof(text) {
+    const keys = await run("keys", () => registryKeys(false));
+    const cut = text.indexOf("\n\n");
+    const head = text.slice(0, cut).split("\n"), note = text.slice(cut + 2);
+    if (head[0] !== "c2sp.org/tlog-proof@v1" || cut < 0) throw new Error("not a c2sp.org/tlog-proof@v1 proof");
+    let i = 1, extra = null;
+    if (head[i] && head[i].startsWith("extra ")) { extra = head[i].slice(6); i++; }
+    const m = /^index (0|[1-9][0-9]{0,19})$/.exec(head[i] || "");
+    if (!m || extra === null) throw new Error("no 'extra' entry or 'index' line");
+    const opened = V.parseCheckpoint((await V.openNote(note, keys)).text);
+    await checkReceipt({entry: extra, index: BigInt(m[1]), tree_size: opened.size, inclusion_path: head.slice(i + 1),
+                        checkpoint: note}, keys, `index ${m[1]}`);
+  }
+
+  async function searchCertificate(doc) {
+    const keys = await run("keys", () => registryKeys(true));
+    const digest = await run("digest", async () => V.hex(await V.sha256(V.enc.encode(V.canonical(doc.certificate)))));
+    await run("cert_sig", async () => {
+      const o = await V.openNote(doc.signature.note, keys);
+      const want = `envx public inquiry certificate v1\n${o.by[0].name}\n${digest}\n`;
+      if (o.text !== want) throw new Error("the signed digest is not this certificate's");
+      return `${o.by[0].name}+${o.by[0].id}`;
+    });
+  }
+
+  async function check(text) {
+    list.replaceChildren(); verdict.textContent = ""; verdict.className = "verdict";
+    try {
+      if (!(window.crypto && crypto.subtle)) throw Object.assign(new Error(W.no_crypto), {step: "keys"});
+      let doc = null;
+      const kind = await run("read", async () => {
+        if (text.startsWith("c2sp.org/tlog-proof@v1\n")) return "tlog-proof";
+        try { doc = JSON.parse(text); } catch (e) { throw new Error(W.nothing); }
+        if (doc && doc.format === "envx-restoration-certificate-v1") return doc.format;
+        if (doc && doc.format === "envx-receipt-v1") return doc.format;
+        if (doc && doc.certificate && doc.signature && doc.certificate.type === "envx.public-inquiry/1") return doc.certificate.type;
+        throw new Error(W.nothing);
+      });
+      if (kind === "tlog-proof") await tlogProof(text);
+      else if (kind === "envx-restoration-certificate-v1") await restoration(doc);
+      else if (kind === "envx-receipt-v1") await receipt(doc);
+      else await searchCertificate(doc);
+      verdict.textContent = W.ok_all; verdict.className = "verdict pass"; verdict.dataset.state = "pass";
+    } catch (e) {
+      verdict.textContent = W.failed_at + (e.step ? W[e.step] : e.message);
+      verdict.className = "verdict fail"; verdict.dataset.state = "fail"; verdict.dataset.step = e.step || "";
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const drop = document.getElementById("dropzone");
+    if (!drop) return;  // the ledger page uses the functions only
+    list = document.getElementById("steps"); verdict = document.getElementById("verdict"); keyList = document.getElementById("keys");
+    const file = document.getElementById("file");
+    const readFile = f => f && f.text().then(check);
+    file.addEventListener("change", () => readFile(file.files[0]));
+    drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
+    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+    drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over"); readFile(e.dataTransfer.files[0]); });
+    const cfg = Envx.data("verify-config");
+    if (cfg && cfg.code) {
+      (async () => {
+        list.replaceChildren();
+        const r = await fetch(`/v1/public/certificates/${encodeURIComponent(cfg.code.toLowerCase())}`);
+        const answer = r.ok ? await r.json() : null;
+        if (!answer || !answer.certificate) {
+          const s = step("fetch"); s.fail(answer ? (answer.detail || answer.reason || "") : `HTTP ${r.status}`);
+          verdict.textContent = W.failed_at + W.fetch; verdict.className = "verdict fail"; verdict.dataset.state = "fail";
+          verdict.dataset.step = "fetch";
+          return;
+        }
+        await check(JSON.stringify(answer.certificate));
+      })();
+    } else if (cfg && cfg.bad_code) {
+      const s = step("fetch"); s.fail("0-9 a-f × 16");
+      verdict.textContent = W.failed_at + W.fetch; verdict.className = "verdict fail"; verdict.dataset.state = "fail";
+    }
+  });
+  window.EnvxVerifyPage = {check};
+})();
