@@ -212,13 +212,13 @@ async def verify_page(request: Request[Any, Any, Any], lang: Lang = None, code: 
 @get("/portal/markets", operation_id="portalMarkets", tags=TAGS, media_type="text/html",
      summary="Portal: the markets and their trading rules")
 async def markets_page(rt: Runtime, request: Request[Any, Any, Any], lang: Lang = None) -> Template:
-    return _page(request, "markets.html", lang, "markets", markets=await market_service.listing(rt))
+    return _page(request, "markets.html", lang, "markets", markets=[v.as_dict() for v in await market_service.listing(rt)])
 
 
 @get("/portal/markets/{market_id:str}", operation_id="portalMarket", tags=TAGS, media_type="text/html",
      summary="Portal: one market live -- best-5 depth, recent trades, price chart, rules")
 async def market_page(rt: Runtime, request: Request[Any, Any, Any], market_id: str, lang: Lang = None) -> Template:
-    m = await market_service.get(rt, market_id)  # an unknown market: 404 not_found, a problem document
+    m = (await market_service.get(rt, market_id)).as_dict()  # an unknown market: 404 not_found, a problem document
     return _page(request, "market.html", lang, "markets", m=m,
                  config={"market": m["id"], "instrument": m["instrument"]})
 
