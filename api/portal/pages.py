@@ -212,7 +212,8 @@ async def verify_page(request: Request[Any, Any, Any], lang: Lang = None, code: 
 @get("/portal/markets", operation_id="portalMarkets", tags=TAGS, media_type="text/html",
      summary="Portal: the markets and their trading rules")
 async def markets_page(rt: Runtime, request: Request[Any, Any, Any], lang: Lang = None) -> Template:
-    return _page(request, "markets.html", lang, "markets", markets=[v.as_dict() for v in await market_service.listing(rt)])
+    views = await market_service.listing(rt)
+    return _page(request, "markets.html", lang, "markets", markets=[v.as_dict() for v in views])
 
 
 @get("/portal/markets/{market_id:str}", operation_id="portalMarket", tags=TAGS, media_type="text/html",
