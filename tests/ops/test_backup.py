@@ -57,9 +57,22 @@ class Registry:
 
     def stop(self) -> None:
         assert self.proc is not None
+        pid_file = self.data / "pg" / "postmaster.pid"
+        postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
         self.proc.send_signal(signal.SIGTERM)
         self.proc.communicate(timeout=60)
         assert self.proc.returncode == 0
+        # envx asked its PostgreSQL to stop; the drill's next step reuses the socket directory, so wait
+        # (bounded) until that server has exited, not merely been told to (a slow machine lags here).
+        deadline = time.monotonic() + 60
+        while postmaster is not None and time.monotonic() < deadline:
+            try:
+                os.kill(postmaster, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            assert postmaster is None, f"PostgreSQL {postmaster} still runs 60 s after envx stopped"
 
 
 def _switch_wal(pgdata: Path) -> None:
