@@ -15,28 +15,12 @@ from exchange.core.settings import Settings
 from exchange.core.units import times_in_iso
 from exchange.trading import markets
 from tests.helpers import Api, bootstrap_operator
+from tests.openapi_answers import objects
 
 OPERATIONS = {
     "defineMarket", "listMarkets", "getMarket", "amendMarket", "listMarketEvents", "setSession", "haltMarket",
     "resumeMarket", "getDepth", "listTrades", "getOhlc", "getDailyStats", "listClosePrices",
 }
-
-
-def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-    return schema
-
-
-def _objects(doc: dict[str, Any], schema: dict[str, Any]) -> list[dict[str, Any]]:
-    """The object schemas an answer may be (an array's items; each member of a oneOf/anyOf)."""
-    schema = _resolve(doc, schema)
-    if schema.get("type") == "array":
-        return _objects(doc, schema["items"])
-    members = schema.get("oneOf") or schema.get("anyOf")
-    if members:
-        return [o for m in members for o in _objects(doc, m) if o.get("type") != "null"]
-    return [schema]
 
 
 def _operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -55,7 +39,7 @@ def test_every_answer_has_a_schema_with_its_fields(client: TestClient) -> None:
         for status, response in answers.items():
             assert response.get("content"), f"{name} {status}: no content"
             for content in response["content"].values():
-                for obj in _objects(doc, content["schema"]):
+                for obj in objects(doc, content["schema"]):
                     if not obj.get("properties"):
                         bare.append(f"{name} {status}: {obj}")
     assert bare == [], "\n".join(bare)
