@@ -268,3 +268,12 @@ async def block_bounds(conn: AsyncConnection, instrument: str, account: int | No
                                                 WHERE account = :a AND instrument = :i"""),
                                         {"a": account, "i": instrument}))
     return [(int(r.start_serial), int(r.end_serial)) for r in rows]
+
+
+async def batch_serials(conn: AsyncConnection, batch_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Batch id -> (first serial, last serial) of each named batch that exists."""
+    if not batch_ids:
+        return {}
+    rows = await conn.execute(text("SELECT id, start_serial, end_serial FROM ledger_batches WHERE id = ANY(:b)"),
+                              {"b": sorted(set(batch_ids))})
+    return {int(r.id): (int(r.start_serial), int(r.end_serial)) for r in rows}

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
-from exchange.core.units import iso, iso_or_none
+from exchange.core.units import iso, iso_or_none, to_text
 from exchange.registry.kinds import KindAttributes
-from exchange.registry.models import Instrument, Participant, StatusChange
+from exchange.registry.models import Flag, Instrument, IssuanceRequest, Override, Participant, StatusChange
 
 ParticipantKind = Literal["operator", "issuer", "enterprise", "bank", "court", "auditor"]
 InstrumentKind = Literal["cea", "ccer", "cdcer", "forest_ticket", "emission_right"]
@@ -242,3 +242,98 @@ class AccountOut(BaseModel):
                    "decimals", balances=[AccountBalanceOut(
                        instrument=b["instrument"], posted=b["posted"], pending=b["pending_out"],
                        available=b["posted"] - b["pending_out"]) for b in balances])
+
+
+# Flags and overrides are stored as jsonb and answered as read back: their keys in jsonb's order (shorter
+# keys first), which is the order these fields have.
+
+
+class PeriodOut(BaseModel):
+    end: str = Field(description="YYYY-MM-DD, included")
+    start: str = Field(description="YYYY-MM-DD")
+
+
+class FlagOut(BaseModel):
+    """Another request, not rejected, claiming a subject of this one over an overlapping period."""
+
+    code: Literal["possible_double_issuance"]
+    kind: str
+    period: PeriodOut
+    status: str
+    message: str
+    request: int
+    subjects: list[str]
+    instrument: str
+
+    @classmethod
+    def of(cls, f: Flag) -> FlagOut:
+        return cls(code="possible_double_issuance", kind=f.kind, period=PeriodOut(start=f.period[0], end=f.period[1]),
+                   status=f.status, message=f.message, request=f.request, subjects=list(f.subjects),
+                   instrument=f.instrument)
+
+
+class OverrideOut(BaseModel):
+    """An approval despite flags: who overrode which flags, and why."""
+
+    by: str
+    flags: list[FlagOut]
+    reason: str
+
+    @classmethod
+    def of(cls, o: Override) -> OverrideOut:
+        return cls(by=o.by, flags=[FlagOut.of(f) for f in o.flags], reason=o.reason)
+
+
+class SerialsOut(BaseModel):
+    start: int
+    end: int
+
+
+class OriginOut(BaseModel):
+    """Where an imported batch comes from."""
+
+    registry: str
+    serials: SerialsOut | None
+    reference: str | None
+
+
+class IssuanceOut(BaseModel):
+    """An issuance request; `start_serial`..`end_serial`: the issued batch's serials, once approved."""
+
+    id: int
+    instrument: str
+    kind: str
+    issuer_id: int
+    holder_id: int
+    quantity: str = Field(description="in the instrument's unit")
+    attributes: dict[str, Any] = Field(description="the batch's attributes, by kind")
+    flags: list[FlagOut] = Field(description="possible double issuances found when it was requested")
+    override: OverrideOut | None
+    status: Literal["requested", "approved", "rejected"]
+    requested_by: str
+    decided_by: str | None
+    decision_note: str | None
+    batch_id: int | None
+    issue_entry_seq: int | None
+    created_at: str = Field(description="ISO 8601, UTC")
+    decided_at: str | None = Field(description="ISO 8601, UTC")
+    start_serial: int | None
+    end_serial: int | None
+    origin: OriginOut | None
+
+    @classmethod
+    def of(cls, r: IssuanceRequest) -> IssuanceOut:
+        origin = None if r.origin_registry is None else OriginOut(
+            registry=r.origin_registry, reference=r.origin_reference,
+            serials=None if r.origin_serials is None else SerialsOut(start=r.origin_serials[0],
+                                                                     end=r.origin_serials[1]))
+        status: Literal["requested", "approved", "rejected"] = (
+            "approved" if r.status == "approved" else "rejected" if r.status == "rejected" else "requested")
+        return cls(id=r.id, instrument=r.instrument, kind=r.kind, issuer_id=r.issuer_id, holder_id=r.holder_id,
+                   quantity=to_text(r.quantity, r.decimals), attributes=r.attributes,
+                   flags=[FlagOut.of(f) for f in r.flags],
+                   override=None if r.override is None else OverrideOut.of(r.override), status=status,
+                   requested_by=r.requested_by, decided_by=r.decided_by, decision_note=r.decision_note,
+                   batch_id=r.batch_id, issue_entry_seq=r.issue_entry_seq, created_at=iso(r.created_at),
+                   decided_at=iso_or_none(r.decided_at), start_serial=r.serials[0] if r.serials else None,
+                   end_serial=r.serials[1] if r.serials else None, origin=origin)

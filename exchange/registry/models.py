@@ -4,7 +4,7 @@ nothing above the repository sees a row mapping."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping
@@ -58,7 +58,7 @@ class Participant:
                 "number": self.id_document_number}
 
     def view(self, *, private: bool) -> dict[str, Any]:
-        """The record as services exchange it (the legacy dict shape of `participants.lookup` and `get`)."""
+        """The record as JSON (an operator action's stored result; the direct admission's answer)."""
         m: dict[str, Any] = {
             "id": self.id, "name": self.name, "kind": self.kind, "subject": self.subject, "uscc": self.uscc,
             "holding_account": self.holding_account, "cash_account": self.cash_account, "status": self.status,
@@ -169,3 +169,116 @@ class EndedBlock:
     @classmethod
     def from_row(cls, r: RowMapping) -> EndedBlock:
         return cls(r["batch"], r["start_serial"], r["end_serial"], r["valid_until"], r["decimals"])
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """Another request, not rejected, that claims a subject of this one over an overlapping period
+    (`possible_double_issuance`). Stored as JSON on the request (`flags`), and in an override's record."""
+
+    request: int
+    instrument: str
+    kind: str
+    status: str
+    subjects: tuple[str, ...]  # described (exchange.registry.kinds.describe_subject)
+    period: tuple[str, str]  # ISO dates, both ends included
+    message: str
+    code: str = "possible_double_issuance"
+
+    @classmethod
+    def from_json(cls, f: dict[str, Any]) -> Flag:
+        return cls(f["request"], f["instrument"], f["kind"], f["status"], tuple(f["subjects"]),
+                   (f["period"]["start"], f["period"]["end"]), f["message"], f["code"])
+
+    def json(self) -> dict[str, Any]:
+        return {"code": self.code, "request": self.request, "instrument": self.instrument, "kind": self.kind,
+                "status": self.status, "subjects": list(self.subjects),
+                "period": {"start": self.period[0], "end": self.period[1]}, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOverlap:
+    """A row of the double-issuance search: a request over an overlapping period, with the claimed subjects."""
+
+    id: int
+    instrument: str
+    kind: str
+    status: str
+    start: date
+    end: date
+    subjects: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> ClaimOverlap:
+        return cls(r["id"], r["instrument"], r["kind"], r["status"], r["start"], r["end"], tuple(r["subjects"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """Approving a flagged request anyway: the flags, the reason and who overrode them."""
+
+    flags: tuple[Flag, ...]
+    reason: str
+    by: str
+
+    @classmethod
+    def from_json(cls, o: dict[str, Any]) -> Override:
+        return cls(tuple(Flag.from_json(f) for f in o["flags"]), o["reason"], o["by"])
+
+    def json(self) -> dict[str, Any]:
+        return {"flags": [f.json() for f in self.flags], "reason": self.reason, "by": self.by}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedRange:
+    """An import request's origin serials (both ends included)."""
+
+    request: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuanceRequest:
+    """An issuance request with its instrument's kind and decimals; `serials`: the issued batch's serial range
+    (the ledger's, read through ledger.queries), once approved."""
+
+    id: int
+    instrument: str
+    kind: str
+    decimals: int
+    issuer_id: int
+    holder_id: int
+    quantity: int  # base units
+    attributes: dict[str, Any]
+    period: tuple[date, date] | None
+    origin_registry: str | None
+    origin_serials: tuple[int, int] | None
+    origin_reference: str | None
+    flags: tuple[Flag, ...]
+    override: Override | None
+    status: str
+    requested_by: str
+    decided_by: str | None
+    decision_note: str | None
+    batch_id: int | None
+    issue_entry_seq: int | None
+    created_at: datetime
+    decided_at: datetime | None
+    fingerprint: bytes | None = None  # only where a request is read back for a replay
+    serials: tuple[int, int] | None = None
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> IssuanceRequest:
+        fp = r.get("fingerprint")
+        period = None if r["period_start"] is None else (r["period_start"], r["period_end"])
+        origin = None if r["origin_start"] is None else (int(r["origin_start"]), int(r["origin_end"]))
+        return cls(r["id"], r["instrument"], r["kind"], r["decimals"], r["issuer_id"], r["holder_id"], r["quantity"],
+                   r["attributes"] or {}, period, r["origin_registry"], origin, r["origin_reference"],
+                   tuple(Flag.from_json(f) for f in r["flags"] or []),
+                   None if r["override"] is None else Override.from_json(r["override"]), r["status"],
+                   r["requested_by"], r["decided_by"], r["decision_note"], r["batch_id"], r["issue_entry_seq"],
+                   r["created_at"], r["decided_at"], None if fp is None else bytes(fp))
+
+    def visible_to(self, participant_id: int | None, *, sees_all: bool) -> bool:
+        return sees_all or participant_id in (self.issuer_id, self.holder_id)
