@@ -28,6 +28,12 @@ from exchange.security import credentials, enrollment
 from ledger import queries
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
+
+
+async def reinstated(rt: Runtime, actor: str, cid: str, participant_id: int, reason: str) -> StatusChangeOut:
+    """A reinstatement at once (maker-checker off)."""
+    return StatusChangeOut.of(await participants.lift_suspension(rt, actor, cid, participant_id, reason,
+                                                                 approved_by=None, operator_action_id=None))
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 
 
@@ -46,9 +52,9 @@ class ParticipantController(Controller):
         payload = {"name": data.name, "kind": data.kind, **subject.payload()}
 
         async def direct() -> dict[str, Any]:  # maker-checker off: one operator, both halves
-            p = await participants.create(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
-            code = await enrollment.issue_directly(rt, principal, "createParticipant", cid, p["id"])
-            return {**p, "enrollment": SecondHalfOut.of(code)}
+            p = await participants.admit(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
+            code = await enrollment.issue_directly(rt, principal, "createParticipant", cid, p.id)
+            return {**p.view(private=True), "enrollment": SecondHalfOut.of(code)}
 
         return await propose_or_run(rt, principal, cid, "createParticipant", payload, direct)
 
@@ -78,8 +84,7 @@ class ParticipantController(Controller):
         await participants.check_suspended(rt, participant_id)
         return await propose_or_run(
             rt, principal, cid, "reinstateParticipant", {"participant_id": participant_id, "reason": data.reason},
-            lambda: participants.reinstate(rt, principal.actor, cid, participant_id, data.reason, approved_by=None,
-                                           operator_action_id=None))
+            lambda: reinstated(rt, principal.actor, cid, participant_id, data.reason))
 
     @post("/{participant_id:int}/enrollment-codes", operation_id="issueEnrollmentCode", responses=PROPOSED,
           summary="A new enrollment code for a participant that lost its keys (operator; maker-checker: the "
@@ -99,7 +104,8 @@ class ParticipantController(Controller):
     @get("/{participant_id:int}/enrollment-codes", operation_id="listEnrollmentCodes",
          summary="Enrollment codes of a participant and their state (never the codes themselves)")
     async def list_codes(self, rt: Runtime, participant_id: Id) -> list[EnrollmentCodeOut]:
-        await participants.lookup(rt, participant_id)
+        async with rt.read() as conn:
+            await participants.find(conn, participant_id)  # 404 for none
         now = datetime.now(UTC)
         return [EnrollmentCodeOut.of(c, now) for c in await enrollment.list_codes(rt, participant_id)]
 

@@ -16,6 +16,7 @@ from api.schemas.registry import (
     InstrumentIn,
     InstrumentOut,
     IssuanceIn,
+    IssuanceOut,
     RetirementIn,
     TransferIn,
 )
@@ -26,6 +27,13 @@ from exchange.registry import expiry, instruments, issuance, transfers
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
+
+
+async def defined(rt: Runtime, actor: str, cid: str, data: InstrumentIn) -> InstrumentOut:
+    """An instrument defined at once (maker-checker off)."""
+    return InstrumentOut.of(await instruments.define_instrument(
+        rt, actor, cid, code=data.code, name=data.name, kind=data.kind, decimals=data.decimals, unit=data.unit,
+        attributes=data.attributes))
 
 
 class InstrumentController(Controller):
@@ -39,8 +47,7 @@ class InstrumentController(Controller):
         cid = client_id(idempotency_key, data.client_id)
         return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
             rt, principal, cid, "defineInstrument", data.model_dump(exclude={"client_id"}),
-            lambda: instruments.define(rt, principal.actor, cid, code=data.code, name=data.name, kind=data.kind,
-                                       decimals=data.decimals, unit=data.unit, attributes=data.attributes))
+            lambda: defined(rt, principal.actor, cid, data))
 
     @get("/", operation_id="listInstruments", summary="All instruments")
     async def listing(self, rt: Runtime, kind: str | None = None) -> list[InstrumentOut]:
@@ -66,23 +73,22 @@ class IssuanceController(Controller):
 
     @post("/", operation_id="requestIssuance", summary="Request issuance of a batch (issuer; maker)")
     async def request(self, rt: Runtime, principal: Principal, data: IssuanceIn,
-                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                      idempotency_key: IdempotencyKey = None) -> IssuanceOut:
         cid = client_id(idempotency_key, data.client_id)
         serials = data.origin_serials
-        return await issuance.request(rt, principal, cid, instrument=data.instrument, holder_id=data.holder_id,
-                                      quantity=data.quantity, attributes=data.attributes,
-                                      origin_registry=data.origin_registry,
-                                      origin_serials=(serials.start, serials.end) if serials else None,
-                                      origin_reference=data.origin_reference)
+        return IssuanceOut.of(await issuance.request(
+            rt, principal, cid, instrument=data.instrument, holder_id=data.holder_id, quantity=data.quantity,
+            attributes=data.attributes, origin_registry=data.origin_registry,
+            origin_serials=(serials.start, serials.end) if serials else None, origin_reference=data.origin_reference))
 
     @get("/", operation_id="listIssuances", summary="Issuance requests")
     async def listing(self, rt: Runtime, principal: Principal, status: str | None = None, limit: Limit = 100,
-                      after: After = 0) -> list[dict[str, Any]]:
-        return await issuance.listing(rt, principal, status, limit, after)
+                      after: After = 0) -> list[IssuanceOut]:
+        return [IssuanceOut.of(r) for r in await issuance.listing(rt, principal, status, limit, after)]
 
     @get("/{request_id:int}", operation_id="getIssuance", summary="One issuance request")
-    async def get_one(self, rt: Runtime, principal: Principal, request_id: Id) -> dict[str, Any]:
-        return await issuance.get(rt, principal, request_id)
+    async def get_one(self, rt: Runtime, principal: Principal, request_id: Id) -> IssuanceOut:
+        return IssuanceOut.of(await issuance.get(rt, principal, request_id))
 
     @post("/{request_id:int}/approve", operation_id="approveIssuance", status_code=200,
           summary="Approve (operator; checker): creates the serial range and credits the holder. Idempotent.",
@@ -91,16 +97,16 @@ class IssuanceController(Controller):
                       "made before it) is refused 409 `flagged_double_issuance` with the `flags`, unless the "
                       "body says `override_flags: true` and a `reason`.")
     async def approve(self, rt: Runtime, principal: Principal, request_id: Id,
-                      data: ApprovalIn | None = None) -> dict[str, Any]:
+                      data: ApprovalIn | None = None) -> IssuanceOut:
         data = data or ApprovalIn()
-        return await issuance.approve(rt, principal, request_id, data.note,
-                                      issuance.override_reason(data.override_flags, data.reason))
+        return IssuanceOut.of(await issuance.approve(rt, principal, request_id, data.note,
+                                                     issuance.override_reason(data.override_flags, data.reason)))
 
     @post("/{request_id:int}/reject", operation_id="rejectIssuance", status_code=200,
           summary="Reject (operator; checker)")
     async def reject(self, rt: Runtime, principal: Principal, request_id: Id,
-                     data: DecisionIn | None = None) -> dict[str, Any]:
-        return await issuance.reject(rt, principal, request_id, data.note if data else None)
+                     data: DecisionIn | None = None) -> IssuanceOut:
+        return IssuanceOut.of(await issuance.reject(rt, principal, request_id, data.note if data else None))
 
 
 class TransferController(Controller):

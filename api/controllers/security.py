@@ -46,7 +46,7 @@ PROPOSED = {202: ResponseSpec(data_container=OperatorActionOut, generate_example
 
 
 async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind: str, payload: dict[str, Any],
-                         run: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+                         run: Callable[[], Awaitable[Any]]) -> Any:
     """With maker-checker on (default), store a proposal and answer 202; otherwise act now."""
     if rt.settings.maker_checker:
         proposed = await operator_actions.propose(rt, principal, client_id, kind, payload)
@@ -73,14 +73,16 @@ class SigningKeyController(Controller):
     async def register(self, rt: Runtime, principal: Principal, participant_id: Id,
                        data: SigningKeyIn) -> SigningKeyOut:
         _own_or_operator(principal, participant_id)
-        await participants.lookup(rt, participant_id)
+        async with rt.read() as conn:
+            await participants.find(conn, participant_id)  # 404 for none
         return SigningKeyOut.of(await instruction_keys.register(rt, principal.actor, participant_id,
                                                                 decode_public_key(data.public_key), data.label))
 
     @get("/signing-keys", operation_id="listParticipantSigningKeys", summary="Signing keys, revoked ones included")
     async def listing(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[SigningKeyOut]:
         _own_or_oversight(principal, participant_id)
-        await participants.lookup(rt, participant_id)
+        async with rt.read() as conn:
+            await participants.find(conn, participant_id)  # 404 for none
         return [SigningKeyOut.of(k) for k in await instruction_keys.listing(rt, participant_id)]
 
     @post("/signing-keys/{key_id:int}/revoke", operation_id="revokeSigningKey", status_code=200,

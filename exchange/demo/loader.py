@@ -17,6 +17,7 @@ from typing import Any
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.registry import cash, instruments, issuance, participants, transfers
+from exchange.registry.models import Participant
 from exchange.security import keys
 from exchange.trading import markets, orders, sessions
 
@@ -29,29 +30,30 @@ def demo_data() -> dict[str, Any]:
     return data
 
 
-def _principal(p: dict[str, Any]) -> Principal:
-    return Principal(p["id"], p["kind"], p["name"], 0, p["holding_account"], p["cash_account"])
+def _principal(p: Participant) -> Principal:
+    return Principal(p.id, p.kind, p.name, 0, p.holding_account, p.cash_account)
 
 
-async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]:
+async def load(rt: Runtime, keys_path: Path | None) -> dict[str, Participant]:
     data = demo_data()
-    people: dict[str, dict[str, Any]] = {}
+    people: dict[str, Participant] = {}
     for p in data["participants"]:
-        people[p["key"]] = await participants.create(rt, DEMO_ACTOR, f"demo:participant:{p['key']}",
-                                                     name=p["name"], kind=p["kind"], uscc=p.get("uscc"))
+        people[p["key"]] = await participants.admit(rt, DEMO_ACTOR, f"demo:participant:{p['key']}",
+                                                    name=p["name"], kind=p["kind"], uscc=p.get("uscc"))
     op = _principal(people["operator"])
     for i in data["instruments"]:
-        await instruments.define(rt, op.actor, f"demo:instrument:{i['code']}", code=i["code"], name=i["name"],
-                                 kind=i["kind"], decimals=i["decimals"], unit=None, attributes=i["attributes"])
+        await instruments.define_instrument(rt, op.actor, f"demo:instrument:{i['code']}", code=i["code"],
+                                            name=i["name"], kind=i["kind"], decimals=i["decimals"], unit=None,
+                                            attributes=i["attributes"])
     checker = _principal(people["operator2"])
     for n, iss in enumerate(data["issuances"]):
         req = await issuance.request(rt, _principal(people[iss["issuer"]]), f"demo:issuance:{n}",
-                                     instrument=iss["instrument"], holder_id=people[iss["holder"]]["id"],
+                                     instrument=iss["instrument"], holder_id=people[iss["holder"]].id,
                                      quantity=iss["quantity"], attributes=iss["attributes"])
-        await issuance.approve(rt, checker, req["id"], "demo")
+        await issuance.approve(rt, checker, req.id, "demo")
     for n, t in enumerate(data["transfers"]):
         await transfers.transfer(rt, _principal(people[t["from"]]), f"demo:transfer:{n}",
-                                 to_participant=people[t["to"]]["id"], instrument=t["instrument"],
+                                 to_participant=people[t["to"]].id, instrument=t["instrument"],
                                  quantity=t["quantity"], serials=None, memo=t.get("memo"))
     await _markets(rt, data, people, op)
     if keys_path is not None:
@@ -59,7 +61,7 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
     return people
 
 
-async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, Any]], op: Principal) -> None:
+async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, Participant], op: Principal) -> None:
     """Markets open for trying, the two public Sanming sales done through listing and take."""
     for mk in data.get("markets", []):
         m = await markets.define(rt, op.actor, f"demo:market:{mk['instrument']}:{mk['mode']}",
@@ -67,7 +69,7 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str
         await sessions.open_session(rt, m["id"])
     for n, d in enumerate(data.get("deposits", [])):
         await cash.record(rt, op, f"demo:deposit:{n}", direction="deposit",
-                          participant_id=people[d["participant"]]["id"],
+                          participant_id=people[d["participant"]].id,
                           amount=d["amount"], bank_reference=f"DEMO-{n}", note="demo deposit")
     for n, t in enumerate(data.get("trades", [])):
         listed = await orders.post_listing(rt, _principal(people[t["seller"]]), t["market"], f"demo:listing:{n}",
@@ -77,7 +79,7 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str
                                       f"demo:take:{n}", quantity=t["quantity"])
 
 
-async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path) -> None:
+async def _write_keys(rt: Runtime, people: dict[str, Participant], path: Path) -> None:
     if path.exists():
         existing = json.loads(path.read_text("utf-8"))
         async with rt.read() as conn:
@@ -88,9 +90,9 @@ async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path
     assert rt.credentials is not None
     async with rt.tx() as conn:
         for key, p in people.items():
-            k = await keys.create_key(conn, rt.credentials, p["id"], "demo", created_by=DEMO_ACTOR)
-            out[key] = {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k.token,
-                        "holding_account": p["holding_account"], "cash_account": p["cash_account"]}
+            k = await keys.create_key(conn, rt.credentials, p.id, "demo", created_by=DEMO_ACTOR)
+            out[key] = {"participant_id": p.id, "name": p.name, "kind": p.kind, "api_key": k.token,
+                        "holding_account": p.holding_account, "cash_account": p.cash_account}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, ensure_ascii=False, indent=2), "utf-8")
     path.chmod(0o600)

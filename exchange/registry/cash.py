@@ -20,12 +20,13 @@ from ledger import commands as c
 
 async def record(rt: Runtime, who: Principal, client_id: str, *, direction: str, participant_id: int,
                  amount: str, bank_reference: str, note: str | None) -> dict[str, Any]:
-    p = await participants.lookup(rt, participant_id)
-    if p["cash_account"] is None:
+    async with rt.read() as conn:
+        account = (await participants.find(conn, participant_id)).cash_account
+    if account is None:
         raise DomainError("no_account", f"participant {participant_id} has no cash account")
     fen = to_base(amount, CNY_DECIMALS, field="amount")
     settlement = rt.system["settlement"]
-    debit, credit = (settlement, p["cash_account"]) if direction == "deposit" else (p["cash_account"], settlement)
+    debit, credit = (settlement, account) if direction == "deposit" else (account, settlement)
     meta: dict[str, Any] = {"direction": direction, "participant": participant_id, "bank_reference": bank_reference,
                             "recorded_by": who.actor}
     if note:

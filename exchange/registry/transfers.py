@@ -12,14 +12,14 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import iso, to_base, to_text
 from exchange.registry import encumbrances, expiry, instruments, participants
 from exchange.registry import repository as repo
+from exchange.registry.models import Participant
 from ledger import commands as c
 from ledger import queries
 from ledger.state import Entry
 
 
-def _account_for(p: dict[str, Any] | Principal, kind: str) -> int:
-    acc = p["holding_account" if kind != "currency" else "cash_account"] if isinstance(p, dict) else (
-        p.holding_account if kind != "currency" else p.cash_account)
+def _account_for(p: Participant | Principal, kind: str) -> int:
+    acc = p.holding_account if kind != "currency" else p.cash_account
     if acc is None:
         raise DomainError("no_account", "participant has no account for this instrument")
     return int(acc)
@@ -66,22 +66,23 @@ async def transfer(rt: Runtime, who: Principal, client_id: str, *, to_participan
                    quantity: str, serials: list[tuple[int, int]] | None, memo: str | None) -> dict[str, Any]:
     if who.kind not in participants.HOLDER_KINDS:
         raise Forbidden("this participant kind holds no units")
-    inst = await instruments.get(rt, instrument)
-    amount = to_base(quantity, inst["decimals"])
+    inst = await instruments.instrument(rt, instrument)
+    amount = to_base(quantity, inst.decimals)
     # A holder (not an auditor, who only looks), active; any other id is 404 like one that does not exist.
-    dest = await participants.counterparty(rt, who, to_participant, kinds=participants.HOLDER_KINDS)
+    async with rt.read() as conn:
+        dest = await participants.party(conn, who, to_participant, kinds=participants.HOLDER_KINDS)
     meta: dict[str, Any] = {"to_participant": to_participant}
     if memo:
         meta["memo"] = memo
-    source = _account_for(who, inst["kind"])
+    source = _account_for(who, inst.kind)
     await expiry.refuse_ended(rt, source, instrument, _serials(serials))
     try:
         entry = await rt.submit(c.Request(
-            who.actor, c.Transfer(source, _account_for(dest, inst["kind"]), instrument, amount, _serials(serials)),
+            who.actor, c.Transfer(source, _account_for(dest, inst.kind), instrument, amount, _serials(serials)),
             client_id, meta), own=(source,))
     except DomainError as exc:
         raise await _named(rt, exc, source, instrument, serials) from None
-    view = movement_view(entry, inst["decimals"])
+    view = movement_view(entry, inst.decimals)
     view.update({"from_participant": who.participant_id, "to_participant": to_participant})
     return view
 
@@ -91,14 +92,14 @@ async def retire(rt: Runtime, who: Principal, client_id: str, *, instrument: str
                  extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     if who.kind not in participants.HOLDER_KINDS:
         raise Forbidden("this participant kind holds no units")
-    inst = await instruments.get(rt, instrument)
-    if inst["kind"] == "currency":
+    inst = await instruments.instrument(rt, instrument)
+    if inst.kind == "currency":
         raise DomainError("not_retirable", "cash cannot be retired", 422)
-    amount = to_base(quantity, inst["decimals"])
+    amount = to_base(quantity, inst.decimals)
     meta: dict[str, Any] = {"beneficiary": beneficiary, "purpose": purpose, **(extra_meta or {})}
     if note:
         meta["note"] = note
-    source = _account_for(who, inst["kind"])
+    source = _account_for(who, inst.kind)
     await expiry.refuse_ended(rt, source, instrument, _serials(serials))
     try:
         entry = await rt.submit(c.Request(
@@ -107,7 +108,7 @@ async def retire(rt: Runtime, who: Principal, client_id: str, *, instrument: str
             client_id, meta), own=(source,))
     except DomainError as exc:
         raise await _named(rt, exc, source, instrument, serials) from None
-    view = movement_view(entry, inst["decimals"])
+    view = movement_view(entry, inst.decimals)
     view.update({"participant": who.participant_id, "purpose": purpose, "beneficiary": beneficiary,
                  "note": note})
     return view
@@ -119,20 +120,21 @@ async def holdings(rt: Runtime, who: Principal, participant_id: int, instrument:
     knows them): their units never passed through the payer's account, yet its holdings list them."""
     if who.kind not in ("operator", "auditor") and who.participant_id != participant_id:
         raise Forbidden("you may only see your own holdings")
-    p = await participants.lookup(rt, participant_id)
-    accounts = [a for a in (p["holding_account"], p["cash_account"]) if a is not None]
-    decimals = {i["code"]: i["decimals"] for i in await instruments.listing(rt)}
     async with rt.read() as conn:
+        p = await participants.find(conn, participant_id)
+        accounts = [a for a in (p.holding_account, p.cash_account) if a is not None]
+        decimals = {i.code: i.decimals for i in await repo.instruments(conn)}
         bals = await queries.balances(conn, accounts)
-        held = await queries.blocks(conn, [p["holding_account"]], instrument, limit, after)
+        holding = [p.holding_account] if p.holding_account is not None else []
+        held = await queries.blocks(conn, holding, instrument, limit, after)
         # What expired at the end of its term is listed apart, as expired (below), not as retired.
-        retired = await queries.retired_blocks(conn, [p["holding_account"]], list(judicial), instrument, limit, after,
+        retired = await queries.retired_blocks(conn, holding, list(judicial), instrument, limit, after,
                                                except_purpose=expiry.PURPOSE)
         # Retired blocks rest in the retired sink; they are listed with whoever retired them (for a judicial
         # retirement, the payer). Both lists are in (instrument, serial) order: merge, then cut the page.
         blocks = sorted(held + retired, key=lambda b: (b["instrument"], b["start_serial"]))[:limit]
-        expired = await queries.retired_by_prefix(conn, expiry.ACTOR, expiry.account_prefix(p["holding_account"]),
-                                                  instrument) if p["holding_account"] else []
+        expired = await queries.retired_by_prefix(conn, expiry.ACTOR, expiry.account_prefix(p.holding_account),
+                                                  instrument) if p.holding_account else []
         terms = await repo.batch_terms(conn, {b["batch"] for b in blocks} | {b["batch"] for b in expired})
 
     def block(b: dict[str, Any], state: str) -> dict[str, Any]:

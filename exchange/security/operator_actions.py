@@ -83,8 +83,9 @@ def _maker(actor: str) -> Principal:
 
 
 async def _check_cash(rt: Runtime, p: Payload) -> None:
-    who = await participants.lookup(rt, p["participant_id"])
-    if who["cash_account"] is None:
+    async with rt.read() as conn:
+        who = await participants.find(conn, p["participant_id"])
+    if who.cash_account is None:
         raise DomainError("no_account", f"participant {p['participant_id']} has no cash account")
     to_base(p["amount"], CNY_DECIMALS, field="amount")
 
@@ -99,7 +100,7 @@ def _cash(direction: str) -> Execute:
 async def _check_instrument(rt: Runtime, p: Payload) -> None:
     instrument_kinds.instrument_attributes(p["kind"], p.get("attributes") or {})
     try:
-        await instruments.get(rt, p["code"])
+        await instruments.instrument(rt, p["code"])
     except NotFound:
         return
     raise DomainError("instrument_exists", f"instrument {p['code']} already exists")
@@ -107,8 +108,10 @@ async def _check_instrument(rt: Runtime, p: Payload) -> None:
 
 async def _define_instrument(rt: Runtime, maker: Principal, checker: Principal, cid: str,
                              p: Payload) -> dict[str, Any]:
-    return await instruments.define(rt, maker.actor, cid, code=p["code"], name=p["name"], kind=p["kind"],
-                                    decimals=p["decimals"], unit=p.get("unit"), attributes=p.get("attributes") or {})
+    made = await instruments.define_instrument(rt, maker.actor, cid, code=p["code"], name=p["name"], kind=p["kind"],
+                                               decimals=p["decimals"], unit=p.get("unit"),
+                                               attributes=p.get("attributes") or {})
+    return made.view()
 
 
 async def _check_market(rt: Runtime, p: Payload) -> None:
@@ -133,8 +136,9 @@ async def _check_participant(rt: Runtime, p: Payload) -> None:
 
 async def _create_participant(rt: Runtime, maker: Principal, checker: Principal, cid: str,
                               p: Payload) -> dict[str, Any]:
-    return await participants.create(rt, maker.actor, cid, name=p["name"], kind=p["kind"],
-                                     subject=subject_from_payload(p["kind"], p))
+    admitted = await participants.admit(rt, maker.actor, cid, name=p["name"], kind=p["kind"],
+                                        subject=subject_from_payload(p["kind"], p))
+    return admitted.view(private=True)
 
 
 def _participant_summary(p: Payload) -> str:
@@ -157,8 +161,10 @@ async def _check_reinstatement(rt: Runtime, p: Payload) -> None:
 
 
 async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
-    return await participants.reinstate(rt, maker.actor, cid, p["participant_id"], p["reason"],
-                                        approved_by=checker.actor, operator_action_id=int(cid.rsplit(":", 1)[1]))
+    change = await participants.lift_suspension(rt, maker.actor, cid, p["participant_id"], p["reason"],
+                                                approved_by=checker.actor,
+                                                operator_action_id=int(cid.rsplit(":", 1)[1]))
+    return change.view()
 
 
 KINDS: dict[str, Kind] = {
