@@ -40,6 +40,7 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # Documented on the endpoints that may answer with a pending proposal instead of acting.
+ActionStatus = Literal["pending", "approved", "executed", "rejected", "failed"]
 PROPOSED = {202: ResponseSpec(data_container=OperatorActionOut, generate_examples=False,
                               description="Maker-checker: a pending operator action; a second operator approves it "
                                           "with POST /v1/operator-actions/{id}/approve")}
@@ -110,8 +111,8 @@ class OperatorActionController(Controller):
     tags = ("operator-actions",)
 
     @get("/", operation_id="listOperatorActions", summary="Maker-checker proposals (operators and auditors)")
-    async def listing(self, rt: Runtime, status: Literal["pending", "executed", "rejected", "failed"] | None = None,
-                      limit: Limit = 100, after: After = 0) -> list[OperatorActionOut]:
+    async def listing(self, rt: Runtime, status: ActionStatus | None = None, limit: Limit = 100,
+                      after: After = 0) -> list[OperatorActionOut]:
         return [OperatorActionOut.of(a) for a in await operator_actions.listing(rt, status, limit, after)]
 
     @get("/{action_id:int}", operation_id="getOperatorAction", summary="One proposal, its decision and result")
