@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.params import Parameter
@@ -10,8 +10,10 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.registry import (
     AccountOut,
+    AdmittedOut,
     EnrollIn,
     EnrollmentCodeIn,
+    EnrollmentIssuedOut,
     KeyIn,
     ParticipantIn,
     ParticipantOut,
@@ -45,16 +47,16 @@ class ParticipantController(Controller):
           summary="Admit a participant (operator; maker-checker): opens its accounts; the 202 answer carries the "
                   "first half of its enrollment code, the approval's answer the second")
     async def create(self, rt: Runtime, principal: Principal, data: ParticipantIn,
-                     idempotency_key: IdempotencyKey = None) -> Any:
+                     idempotency_key: IdempotencyKey = None) -> AdmittedOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         subject = subject_of(data.kind, data.subject, data.uscc,
                              data.id_document.model_dump() if data.id_document else None)
         payload = {"name": data.name, "kind": data.kind, **subject.payload()}
 
-        async def direct() -> dict[str, Any]:  # maker-checker off: one operator, both halves
+        async def direct() -> AdmittedOut:  # maker-checker off: one operator, both halves
             p = await participants.admit(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
             code = await enrollment.issue_directly(rt, principal, "createParticipant", cid, p.id)
-            return {**p.view(private=True), "enrollment": SecondHalfOut.of(code)}
+            return AdmittedOut.admitted(p, SecondHalfOut.of(code))
 
         return await propose_or_run(rt, principal, cid, "createParticipant", payload, direct)
 
@@ -79,7 +81,7 @@ class ParticipantController(Controller):
     @post("/{participant_id:int}/reinstate", operation_id="reinstateParticipant", responses=PROPOSED,
           summary="Reinstate a suspended participant (operator; maker-checker: a second operator approves)")
     async def reinstate(self, rt: Runtime, principal: Principal, participant_id: Id, data: StatusChangeIn,
-                        idempotency_key: IdempotencyKey = None) -> Any:
+                        idempotency_key: IdempotencyKey = None) -> StatusChangeOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         await participants.check_suspended(rt, participant_id)
         return await propose_or_run(
@@ -90,13 +92,13 @@ class ParticipantController(Controller):
           summary="A new enrollment code for a participant that lost its keys (operator; maker-checker: the "
                   "proposer gets the first half, the approver the second; older unused codes are cancelled)")
     async def issue_code(self, rt: Runtime, principal: Principal, participant_id: Id, data: EnrollmentCodeIn,
-                         idempotency_key: IdempotencyKey = None) -> Any:
+                         idempotency_key: IdempotencyKey = None) -> EnrollmentIssuedOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         await participants.check_active(rt, participant_id)
 
-        async def direct() -> dict[str, Any]:
+        async def direct() -> EnrollmentIssuedOut:
             code = await enrollment.issue_directly(rt, principal, "issueEnrollmentCode", cid, participant_id)
-            return {"participant_id": participant_id, "enrollment": SecondHalfOut.of(code)}
+            return EnrollmentIssuedOut(participant_id=participant_id, enrollment=SecondHalfOut.of(code))
 
         return await propose_or_run(rt, principal, cid, "issueEnrollmentCode", {"participant_id": participant_id},
                                     direct)

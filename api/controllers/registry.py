@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.params import Parameter
@@ -13,12 +13,16 @@ from api.schemas.common import ranges
 from api.schemas.registry import (
     ApprovalIn,
     DecisionIn,
+    ExpirySweepOut,
+    HoldingsOut,
     InstrumentIn,
     InstrumentOut,
     IssuanceIn,
     IssuanceOut,
     RetirementIn,
+    RetirementOut,
     TransferIn,
+    TransferOut,
 )
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
@@ -43,7 +47,7 @@ class InstrumentController(Controller):
     @post("/", operation_id="defineInstrument", responses=PROPOSED,
           summary="Define an instrument (operator; maker-checker)")
     async def define(self, rt: Runtime, principal: Principal, data: InstrumentIn,
-                     idempotency_key: IdempotencyKey = None) -> Any:  # 202 proposal, or the instrument
+                     idempotency_key: IdempotencyKey = None) -> InstrumentOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
             rt, principal, cid, "defineInstrument", data.model_dump(exclude={"client_id"}),
@@ -59,8 +63,8 @@ class InstrumentController(Controller):
                       "with purpose `expiry` and listed as expired in holdings; so are T+1-locked units (the "
                       "lock is lifted for them). Pledged, frozen or order-held units are reported as `blocked` "
                       "and expire at the first sweep after the encumbrance ends. Idempotent.")
-    async def sweep_expiry(self, rt: Runtime) -> dict[str, Any]:
-        return await expiry.expire_due(rt)
+    async def sweep_expiry(self, rt: Runtime) -> ExpirySweepOut:
+        return ExpirySweepOut.of(await expiry.expire_due(rt))
 
     @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
     async def get_one(self, rt: Runtime, code: str) -> InstrumentOut:
@@ -116,11 +120,11 @@ class TransferController(Controller):
     @post("/", operation_id="createTransfer",
           summary="Transfer units (from your holding account) or cash (from your cash account)")
     async def create(self, rt: Runtime, principal: Principal, data: TransferIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> TransferOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await transfers.transfer(rt, principal, cid, to_participant=data.to_participant,
-                                        instrument=data.instrument, quantity=data.quantity,
-                                        serials=ranges(data.serials), memo=data.memo)
+        return TransferOut.of(await transfers.transfer(rt, principal, cid, to_participant=data.to_participant,
+                                                       instrument=data.instrument, quantity=data.quantity,
+                                                       serials=ranges(data.serials), memo=data.memo))
 
 
 class RetirementController(Controller):
@@ -129,11 +133,11 @@ class RetirementController(Controller):
 
     @post("/", operation_id="createRetirement", summary="Retire units (final)")
     async def create(self, rt: Runtime, principal: Principal, data: RetirementIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> RetirementOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await transfers.retire(rt, principal, cid, instrument=data.instrument, quantity=data.quantity,
-                                      purpose=data.purpose, beneficiary=data.beneficiary, note=data.note,
-                                      serials=ranges(data.serials))
+        return RetirementOut.of(await transfers.retire(
+            rt, principal, cid, instrument=data.instrument, quantity=data.quantity, purpose=data.purpose,
+            beneficiary=data.beneficiary, note=data.note, serials=ranges(data.serials)))
 
 
 class HoldingController(Controller):
@@ -144,9 +148,9 @@ class HoldingController(Controller):
     async def holdings(self, rt: Runtime, principal: Principal, participant_id: OptId = None,
                        instrument: Annotated[str | None, Parameter(max_length=32)] = None, limit: Limit = 500,
                        after_instrument: Annotated[str | None, Parameter(max_length=32)] = None,
-                       after_serial: OptId = None) -> dict[str, Any]:
+                       after_serial: OptId = None) -> HoldingsOut:
         pid = participant_id or principal.participant_id
         after = (after_instrument, after_serial) if after_instrument and after_serial else None
         # Judicial retirements are the payer's although its account never held them (exchange/courts).
         judicial = await restoration.retirements_paid_by(rt, pid)
-        return await transfers.holdings(rt, principal, pid, instrument, limit, after, judicial)
+        return HoldingsOut.of(await transfers.holdings(rt, principal, pid, instrument, limit, after, judicial))

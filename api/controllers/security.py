@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from litestar import Controller, get, post, put
 from litestar.datastructures import State
@@ -40,6 +40,7 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # Documented on the endpoints that may answer with a pending proposal instead of acting.
+T = TypeVar("T")
 ActionStatus = Literal["pending", "approved", "executed", "rejected", "failed"]
 PROPOSED = {202: ResponseSpec(data_container=OperatorActionOut, generate_examples=False,
                               description="Maker-checker: a pending operator action; a second operator approves it "
@@ -47,11 +48,13 @@ PROPOSED = {202: ResponseSpec(data_container=OperatorActionOut, generate_example
 
 
 async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind: str, payload: dict[str, Any],
-                         run: Callable[[], Awaitable[Any]]) -> Any:
-    """With maker-checker on (default), store a proposal and answer 202; otherwise act now."""
+                         run: Callable[[], Awaitable[T]]) -> T:
+    """With maker-checker on (default), store a proposal and answer 202; otherwise act now (`run`). The
+    handler's return type is the direct answer's (the OpenAPI document's 200/201); the 202 is declared by
+    PROPOSED and sent as the Response it is."""
     if rt.settings.maker_checker:
         proposed = await operator_actions.propose(rt, principal, client_id, kind, payload)
-        return Answer(OperatorActionOut.answer(proposed), status_code=202)
+        return cast(T, Answer(OperatorActionOut.answer(proposed), status_code=202))  # a Response: sent as is
     return await run()
 
 

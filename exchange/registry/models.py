@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import RowMapping
 
+from exchange.core.units import iso, to_text
+
 
 @dataclass(frozen=True, slots=True)
 class Participant:
@@ -282,3 +284,107 @@ class IssuanceRequest:
 
     def visible_to(self, participant_id: int | None, *, sees_all: bool) -> bool:
         return sees_all or participant_id in (self.issuer_id, self.holder_id)
+
+
+# --- answers of the registry's movements and holdings (built from ledger entries and blocks) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """A ledger entry that moved units or cash: its amount in base units of an instrument with `decimals`."""
+
+    entry_seq: int
+    entry_hash: str
+    type: str
+    client_id: str | None
+    instrument: str
+    amount: int
+    decimals: int
+    serials: tuple[tuple[int, int], ...]
+    ts: int  # microseconds since the epoch, UTC
+
+    def view(self) -> dict[str, Any]:
+        """As JSON (an operator action's stored result), in the answers' order."""
+        return {"entry_seq": self.entry_seq, "entry_hash": self.entry_hash, "type": self.type,
+                "client_id": self.client_id, "instrument": self.instrument,
+                "quantity": to_text(self.amount, self.decimals),
+                "serials": [{"start": s, "end": e} for s, e in self.serials], "ts": iso(self.ts),
+                "entry_url": f"/v1/ledger/entries/{self.entry_seq}",
+                "receipt_url": f"/v1/ledger/entries/{self.entry_seq}/receipt"}
+
+
+@dataclass(frozen=True, slots=True)
+class Transferred:
+    movement: Movement
+    from_participant: int | None
+    to_participant: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    movement: Movement
+    participant: int | None
+    purpose: str
+    beneficiary: str
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CashMovement:
+    """A deposit or withdrawal recorded by an operator (in CNY)."""
+
+    movement: Movement
+    direction: str
+    participant_id: int
+    bank_reference: str
+
+    def view(self) -> dict[str, Any]:
+        """As JSON (an operator action's stored result; the direct answer has the same fields)."""
+        m = self.movement.view()
+        amount = m.pop("quantity")
+        return {**m, "direction": self.direction, "participant_id": self.participant_id,
+                "bank_reference": self.bank_reference, "amount": amount}
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    account: int
+    instrument: str
+    posted: int
+    pending: int  # held (pending out)
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredAs:
+    """How a retired block was retired."""
+
+    purpose: str | None
+    beneficiary: str | None
+    retired_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBlock:
+    """A serial block as a holder's holdings list it, with its state; `valid_from`/`valid_to`: an emission
+    right's term (its batch's), None for other kinds."""
+
+    instrument: str
+    batch: int
+    serial_start: int
+    serial_end: int
+    decimals: int
+    state: str
+    hold: int | None
+    frozen_by: int | None
+    valid_from: str | None
+    valid_to: str | None
+    retired: RetiredAs | None
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    participant_id: int
+    balances: tuple[Balance, ...]
+    blocks: tuple[HeldBlock, ...]
+    expired: tuple[HeldBlock, ...]  # retired at the end of their term (exchange/registry/expiry.py)

@@ -96,8 +96,9 @@ async def _check_cash(rt: Runtime, p: Payload) -> None:
 
 def _cash(direction: str) -> Execute:
     async def run(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
-        return await cash.record(rt, maker, cid, direction=direction, participant_id=p["participant_id"],
+        done = await cash.record(rt, maker, cid, direction=direction, participant_id=p["participant_id"],
                                  amount=p["amount"], bank_reference=p["bank_reference"], note=p.get("note"))
+        return done.view()
     return run
 
 
