@@ -62,7 +62,7 @@ from exchange.security import credentials, enrollment
 from exchange.security import repository as repo
 from exchange.security.enrollment import FirstHalf, SecondHalf
 from exchange.security.models import OperatorAction
-from exchange.trading import amendments, markets
+from exchange.trading import amendments, inflight, markets
 
 Payload = dict[str, Any]
 
@@ -330,16 +330,20 @@ async def _execute(rt: Runtime, row: OperatorAction, who: Principal) -> ActionAn
     checker = row.decided_by
     assert checker is not None, f"operator action {row.id} is approved without its approver"
     meta = {"id": row.id, "kind": row.kind, "proposed_by": row.proposed_by, "approved_by": checker}
-    result: dict[str, Any] = {}
-    failure: DomainError | None = None
-    try:
-        with provenance(operator_action=meta):
-            result = await k.run(rt, _operator(row.proposed_by), _operator(checker), execution_id(row.id),
-                                     row.payload)
-    except DomainError as exc:
-        if exc.status >= 500:
-            raise  # transient (ledger unavailable): stays approved, approving again executes it
-        failure = exc
+
+    async def run() -> tuple[dict[str, Any], DomainError | None]:
+        try:
+            with provenance(operator_action=meta):
+                return await k.run(rt, _operator(row.proposed_by), _operator(checker), execution_id(row.id),
+                                   row.payload), None
+        except DomainError as exc:
+            if exc.status >= 500:
+                raise  # transient (ledger unavailable): stays approved, approving again executes it
+            return {}, exc
+
+    # A second approval arriving while this one executes waits for its outcome rather than running the service
+    # again alongside it (a concurrent rerun could meet the first's effect as a refusal and record a failure).
+    result, failure = await inflight.once(rt, ("operator-action", row.id), "", run)
     async with rt.tx() as conn:
         now = await repo.get_action(conn, row.id, lock=True)
         assert now is not None

@@ -18,6 +18,7 @@ from exchange.core.refusals import Refusal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
 from exchange.registry import expiry, participants
+from exchange.registry.models import Participant
 from exchange.trading import inflight, journal
 from exchange.trading.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.trading.pricing import buy_hold
@@ -199,10 +200,10 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
         ], own=tuple(a for a in (who.cash_account, who.holding_account) if a is not None), counterparty=True)
         ids = {quote["account"]: deal["quote_id"], deal["responder"]: deal_id}
 
-        def state(p: dict[str, Any], side: str, hold: Any, amount: int) -> dict[str, Any]:
-            return {"id": ids[p["id"]], "participant_id": p["id"], "kind": "order", "side": side, "price": price,
-                    "qty": qty, "hold_id": hold.seq, "hold_amount": amount, "holding_account": p["holding_account"],
-                    "cash_account": p["cash_account"]}
+        def state(p: Participant, side: str, hold: Any, amount: int) -> dict[str, Any]:
+            return {"id": ids[p.id], "participant_id": p.id, "kind": "order", "side": side, "price": price,
+                    "qty": qty, "hold_id": hold.seq, "hold_amount": amount, "holding_account": p.holding_account,
+                    "cash_account": p.cash_account}
 
         return {"extra": [state(buyer, mc.BUY, holds[0], cash), state(seller, mc.SELL, holds[1], qty)]}
 

@@ -4,6 +4,10 @@ approving it again, and stays its first approver's."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -100,3 +104,36 @@ def test_the_database_refuses_a_decided_action_without_its_approver(api: Api, cl
     with pytest.raises(Exception, match="operator_actions_decided"):
         sql(client, "UPDATE operator_actions SET status = 'approved' WHERE id = :i", {"i": proposal.json()["id"]},
             write=True)
+
+
+def test_a_second_approval_while_the_first_executes_waits_for_it_and_nothing_runs_twice(
+        api: Api, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    async def slow(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
+        runs.append(cid)
+        started.set()
+        while not release.is_set():  # the first approval is executing: no lock held, the decision committed
+            await asyncio.sleep(0.01)
+        return {"ran": len(runs)}
+
+    monkeypatch.setitem(operator_actions.KINDS, "slow", Kind(_nothing_to_check, lambda p: "slow", slow))
+    rt = client.app.state.rt
+    maker = Principal(_me(api), "operator", "", 0, None, None)
+    action = client.blocking_portal.call(
+        lambda: operator_actions.propose(rt, maker, "slow-1", "slow", {"what": "slow"})).action.id
+    checker = api.as_(checker_token(client))
+    third = api.as_(bootstrap_operator(client, "第三位操作员 (concurrent)"))
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(checker.post, f"/v1/operator-actions/{action}/approve", {})
+        assert started.wait(30)
+        second = pool.submit(third.post, f"/v1/operator-actions/{action}/approve", {})
+        time.sleep(1.0)  # the second approval is in: it finds the action approved and its execution under way
+        release.set()
+        answers = [first.result(60), second.result(60)]
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert runs == [operator_actions.execution_id(action)]
+    assert {(a.json()["status"], a.json()["decided_by"]) for a in answers} == {
+        ("executed", f"participant:{_me(checker)}")}
+    assert answers[0].json()["result"] == answers[1].json()["result"] == {"ran": 1}
