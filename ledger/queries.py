@@ -381,3 +381,10 @@ async def batches_covering(conn: AsyncConnection, instrument: str, serials: list
             WHERE (x->>0)::bigint <= b.end_serial AND (x->>1)::bigint >= b.start_serial)
         ORDER BY b.id"""), {"i": instrument, "s": json.dumps(serials)})
     return [int(r.id) for r in rows]
+async def batch_serials(conn: AsyncConnection, batch_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Batch id -> (first serial, last serial) of each named batch that exists."""
+    if not batch_ids:
+        return {}
+    rows = await conn.execute(text("SELECT id, start_serial, end_serial FROM ledger_batches WHERE id = ANY(:b)"),
+                              {"b": sorted(set(batch_ids))})
+    return {int(r.id): (int(r.start_serial), int(r.end_serial)) for r in rows}

@@ -44,9 +44,9 @@ DYNAMIC = {
         "a PledgeError of pledges.ranges, spoken in the instrument's unit: pledges.errors.CODES (test below)",
     ("exchange/registry/encumbrances.py", "naming", "DomainError", "exc.code"):
         "the code of a DomainError already built (checked when it was)",
-    ("exchange/security/operator_actions.py", "approve", "problem document", "exc.code"):
+    ("exchange/security/operator_actions.py", "_execute", "problem document", "failure.code"):
         "a failed execution's DomainError, stored with its code (checked when it was built)",
-    ("exchange/security/operator_actions.py", "approve", "DomainError", "failure.code"):
+    ("exchange/security/operator_actions.py", "_execute", "DomainError", "failure.code"):
         "the same DomainError raised again for the approver",
     ("exchange/trading/auctions.py", "_answer", "_reason_error", "order['reason']"):
         "a rejected order's reason, set from the engine's REJECTED event (settlement.Book.stage); " + _ENGINE,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.params import Parameter
@@ -10,8 +10,10 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.registry import (
     AccountOut,
+    AdmittedOut,
     EnrollIn,
     EnrollmentCodeIn,
+    EnrollmentIssuedOut,
     KeyIn,
     ParticipantIn,
     ParticipantOut,
@@ -28,6 +30,12 @@ from exchange.security import credentials, enrollment
 from ledger import queries
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
+
+
+async def reinstated(rt: Runtime, actor: str, cid: str, participant_id: int, reason: str) -> StatusChangeOut:
+    """A reinstatement at once (maker-checker off)."""
+    return StatusChangeOut.of(await participants.lift_suspension(rt, actor, cid, participant_id, reason,
+                                                                 approved_by=None, operator_action_id=None))
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 
 
@@ -39,16 +47,16 @@ class ParticipantController(Controller):
           summary="Admit a participant (operator; maker-checker): opens its accounts; the 202 answer carries the "
                   "first half of its enrollment code, the approval's answer the second")
     async def create(self, rt: Runtime, principal: Principal, data: ParticipantIn,
-                     idempotency_key: IdempotencyKey = None) -> Any:
+                     idempotency_key: IdempotencyKey = None) -> AdmittedOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         subject = subject_of(data.kind, data.subject, data.uscc,
                              data.id_document.model_dump() if data.id_document else None)
         payload = {"name": data.name, "kind": data.kind, **subject.payload()}
 
-        async def direct() -> dict[str, Any]:  # maker-checker off: one operator, both halves
-            p = await participants.create(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
-            code = await enrollment.issue_directly(rt, principal, "createParticipant", cid, p["id"])
-            return {**p, "enrollment": SecondHalfOut.of(code)}
+        async def direct() -> AdmittedOut:  # maker-checker off: one operator, both halves
+            p = await participants.admit(rt, principal.actor, cid, name=data.name, kind=data.kind, subject=subject)
+            code = await enrollment.issue_directly(rt, principal, "createParticipant", cid, p.id)
+            return AdmittedOut.admitted(p, SecondHalfOut.of(code))
 
         return await propose_or_run(rt, principal, cid, "createParticipant", payload, direct)
 
@@ -73,25 +81,24 @@ class ParticipantController(Controller):
     @post("/{participant_id:int}/reinstate", operation_id="reinstateParticipant", responses=PROPOSED,
           summary="Reinstate a suspended participant (operator; maker-checker: a second operator approves)")
     async def reinstate(self, rt: Runtime, principal: Principal, participant_id: Id, data: StatusChangeIn,
-                        idempotency_key: IdempotencyKey = None) -> Any:
+                        idempotency_key: IdempotencyKey = None) -> StatusChangeOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         await participants.check_suspended(rt, participant_id)
         return await propose_or_run(
             rt, principal, cid, "reinstateParticipant", {"participant_id": participant_id, "reason": data.reason},
-            lambda: participants.reinstate(rt, principal.actor, cid, participant_id, data.reason, approved_by=None,
-                                           operator_action_id=None))
+            lambda: reinstated(rt, principal.actor, cid, participant_id, data.reason))
 
     @post("/{participant_id:int}/enrollment-codes", operation_id="issueEnrollmentCode", responses=PROPOSED,
           summary="A new enrollment code for a participant that lost its keys (operator; maker-checker: the "
                   "proposer gets the first half, the approver the second; older unused codes are cancelled)")
     async def issue_code(self, rt: Runtime, principal: Principal, participant_id: Id, data: EnrollmentCodeIn,
-                         idempotency_key: IdempotencyKey = None) -> Any:
+                         idempotency_key: IdempotencyKey = None) -> EnrollmentIssuedOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         await participants.check_active(rt, participant_id)
 
-        async def direct() -> dict[str, Any]:
+        async def direct() -> EnrollmentIssuedOut:
             code = await enrollment.issue_directly(rt, principal, "issueEnrollmentCode", cid, participant_id)
-            return {"participant_id": participant_id, "enrollment": SecondHalfOut.of(code)}
+            return EnrollmentIssuedOut(participant_id=participant_id, enrollment=SecondHalfOut.of(code))
 
         return await propose_or_run(rt, principal, cid, "issueEnrollmentCode", {"participant_id": participant_id},
                                     direct)
@@ -99,7 +106,8 @@ class ParticipantController(Controller):
     @get("/{participant_id:int}/enrollment-codes", operation_id="listEnrollmentCodes",
          summary="Enrollment codes of a participant and their state (never the codes themselves)")
     async def list_codes(self, rt: Runtime, participant_id: Id) -> list[EnrollmentCodeOut]:
-        await participants.lookup(rt, participant_id)
+        async with rt.read() as conn:
+            await participants.find(conn, participant_id)  # 404 for none
         now = datetime.now(UTC)
         return [EnrollmentCodeOut.of(c, now) for c in await enrollment.list_codes(rt, participant_id)]
 
@@ -145,7 +153,7 @@ class AccountController(Controller):
         owner = await participants.owner_of_account(rt, account_id)
         if owner is None or (principal.kind not in participants.SEES_ALL and owner != principal.participant_id):
             raise NotFound("account", account_id)  # another's account: as if there were none
-        decimals = {i["code"]: i["decimals"] for i in await instruments.listing(rt)}
+        decimals = {i.code: i.decimals for i in await instruments.catalogue(rt)}
         async with rt.read() as conn:
             bals = await queries.balances(conn, [account_id])
         return AccountOut.of(account_id, owner, bals, decimals)

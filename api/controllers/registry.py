@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.params import Parameter
@@ -13,11 +13,16 @@ from api.schemas.common import ranges
 from api.schemas.registry import (
     ApprovalIn,
     DecisionIn,
+    ExpirySweepOut,
+    HoldingsOut,
     InstrumentIn,
     InstrumentOut,
     IssuanceIn,
+    IssuanceOut,
     RetirementIn,
+    RetirementOut,
     TransferIn,
+    TransferOut,
 )
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
@@ -28,6 +33,13 @@ Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
 
 
+async def defined(rt: Runtime, actor: str, cid: str, data: InstrumentIn) -> InstrumentOut:
+    """An instrument defined at once (maker-checker off)."""
+    return InstrumentOut.of(await instruments.define_instrument(
+        rt, actor, cid, code=data.code, name=data.name, kind=data.kind, decimals=data.decimals, unit=data.unit,
+        attributes=data.attributes))
+
+
 class InstrumentController(Controller):
     path = "/v1/instruments"
     tags = ["instruments"]
@@ -35,12 +47,11 @@ class InstrumentController(Controller):
     @post("/", operation_id="defineInstrument", responses=PROPOSED,
           summary="Define an instrument (operator; maker-checker)")
     async def define(self, rt: Runtime, principal: Principal, data: InstrumentIn,
-                     idempotency_key: IdempotencyKey = None) -> Any:  # 202 proposal, or the instrument
+                     idempotency_key: IdempotencyKey = None) -> InstrumentOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
         return await propose_or_run(  # maker-checker: 202 and a pending action, unless switched off
             rt, principal, cid, "defineInstrument", data.model_dump(exclude={"client_id"}),
-            lambda: instruments.define(rt, principal.actor, cid, code=data.code, name=data.name, kind=data.kind,
-                                       decimals=data.decimals, unit=data.unit, attributes=data.attributes))
+            lambda: defined(rt, principal.actor, cid, data))
 
     @get("/", operation_id="listInstruments", summary="All instruments")
     async def listing(self, rt: Runtime, kind: str | None = None) -> list[InstrumentOut]:
@@ -52,8 +63,8 @@ class InstrumentController(Controller):
                       "with purpose `expiry` and listed as expired in holdings; so are T+1-locked units (the "
                       "lock is lifted for them). Pledged, frozen or order-held units are reported as `blocked` "
                       "and expire at the first sweep after the encumbrance ends. Idempotent.")
-    async def sweep_expiry(self, rt: Runtime) -> dict[str, Any]:
-        return await expiry.expire_due(rt)
+    async def sweep_expiry(self, rt: Runtime) -> ExpirySweepOut:
+        return ExpirySweepOut.of(await expiry.expire_due(rt))
 
     @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
     async def get_one(self, rt: Runtime, code: str) -> InstrumentOut:
@@ -66,23 +77,22 @@ class IssuanceController(Controller):
 
     @post("/", operation_id="requestIssuance", summary="Request issuance of a batch (issuer; maker)")
     async def request(self, rt: Runtime, principal: Principal, data: IssuanceIn,
-                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                      idempotency_key: IdempotencyKey = None) -> IssuanceOut:
         cid = client_id(idempotency_key, data.client_id)
         serials = data.origin_serials
-        return await issuance.request(rt, principal, cid, instrument=data.instrument, holder_id=data.holder_id,
-                                      quantity=data.quantity, attributes=data.attributes,
-                                      origin_registry=data.origin_registry,
-                                      origin_serials=(serials.start, serials.end) if serials else None,
-                                      origin_reference=data.origin_reference)
+        return IssuanceOut.of(await issuance.request(
+            rt, principal, cid, instrument=data.instrument, holder_id=data.holder_id, quantity=data.quantity,
+            attributes=data.attributes, origin_registry=data.origin_registry,
+            origin_serials=(serials.start, serials.end) if serials else None, origin_reference=data.origin_reference))
 
     @get("/", operation_id="listIssuances", summary="Issuance requests")
     async def listing(self, rt: Runtime, principal: Principal, status: str | None = None, limit: Limit = 100,
-                      after: After = 0) -> list[dict[str, Any]]:
-        return await issuance.listing(rt, principal, status, limit, after)
+                      after: After = 0) -> list[IssuanceOut]:
+        return [IssuanceOut.of(r) for r in await issuance.listing(rt, principal, status, limit, after)]
 
     @get("/{request_id:int}", operation_id="getIssuance", summary="One issuance request")
-    async def get_one(self, rt: Runtime, principal: Principal, request_id: Id) -> dict[str, Any]:
-        return await issuance.get(rt, principal, request_id)
+    async def get_one(self, rt: Runtime, principal: Principal, request_id: Id) -> IssuanceOut:
+        return IssuanceOut.of(await issuance.get(rt, principal, request_id))
 
     @post("/{request_id:int}/approve", operation_id="approveIssuance", status_code=200,
           summary="Approve (operator; checker): creates the serial range and credits the holder. Idempotent.",
@@ -91,16 +101,16 @@ class IssuanceController(Controller):
                       "made before it) is refused 409 `flagged_double_issuance` with the `flags`, unless the "
                       "body says `override_flags: true` and a `reason`.")
     async def approve(self, rt: Runtime, principal: Principal, request_id: Id,
-                      data: ApprovalIn | None = None) -> dict[str, Any]:
+                      data: ApprovalIn | None = None) -> IssuanceOut:
         data = data or ApprovalIn()
-        return await issuance.approve(rt, principal, request_id, data.note,
-                                      issuance.override_reason(data.override_flags, data.reason))
+        return IssuanceOut.of(await issuance.approve(rt, principal, request_id, data.note,
+                                                     issuance.override_reason(data.override_flags, data.reason)))
 
     @post("/{request_id:int}/reject", operation_id="rejectIssuance", status_code=200,
           summary="Reject (operator; checker)")
     async def reject(self, rt: Runtime, principal: Principal, request_id: Id,
-                     data: DecisionIn | None = None) -> dict[str, Any]:
-        return await issuance.reject(rt, principal, request_id, data.note if data else None)
+                     data: DecisionIn | None = None) -> IssuanceOut:
+        return IssuanceOut.of(await issuance.reject(rt, principal, request_id, data.note if data else None))
 
 
 class TransferController(Controller):
@@ -110,11 +120,11 @@ class TransferController(Controller):
     @post("/", operation_id="createTransfer",
           summary="Transfer units (from your holding account) or cash (from your cash account)")
     async def create(self, rt: Runtime, principal: Principal, data: TransferIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> TransferOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await transfers.transfer(rt, principal, cid, to_participant=data.to_participant,
-                                        instrument=data.instrument, quantity=data.quantity,
-                                        serials=ranges(data.serials), memo=data.memo)
+        return TransferOut.of(await transfers.transfer(rt, principal, cid, to_participant=data.to_participant,
+                                                       instrument=data.instrument, quantity=data.quantity,
+                                                       serials=ranges(data.serials), memo=data.memo))
 
 
 class RetirementController(Controller):
@@ -123,11 +133,11 @@ class RetirementController(Controller):
 
     @post("/", operation_id="createRetirement", summary="Retire units (final)")
     async def create(self, rt: Runtime, principal: Principal, data: RetirementIn,
-                     idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                     idempotency_key: IdempotencyKey = None) -> RetirementOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await transfers.retire(rt, principal, cid, instrument=data.instrument, quantity=data.quantity,
-                                      purpose=data.purpose, beneficiary=data.beneficiary, note=data.note,
-                                      serials=ranges(data.serials))
+        return RetirementOut.of(await transfers.retire(
+            rt, principal, cid, instrument=data.instrument, quantity=data.quantity, purpose=data.purpose,
+            beneficiary=data.beneficiary, note=data.note, serials=ranges(data.serials)))
 
 
 class HoldingController(Controller):
@@ -138,9 +148,9 @@ class HoldingController(Controller):
     async def holdings(self, rt: Runtime, principal: Principal, participant_id: OptId = None,
                        instrument: Annotated[str | None, Parameter(max_length=32)] = None, limit: Limit = 500,
                        after_instrument: Annotated[str | None, Parameter(max_length=32)] = None,
-                       after_serial: OptId = None) -> dict[str, Any]:
+                       after_serial: OptId = None) -> HoldingsOut:
         pid = participant_id or principal.participant_id
         after = (after_instrument, after_serial) if after_instrument and after_serial else None
         # Judicial retirements are the payer's although its account never held them (exchange/courts).
         judicial = await restoration.retirements_paid_by(rt, pid)
-        return await transfers.holdings(rt, principal, pid, instrument, limit, after, judicial)
+        return HoldingsOut.of(await transfers.holdings(rt, principal, pid, instrument, limit, after, judicial))

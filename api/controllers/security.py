@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from litestar import Controller, get, post, put
 from litestar.datastructures import State
@@ -40,21 +40,22 @@ OVERSIGHT = frozenset({"operator", "auditor"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # Documented on the endpoints that may answer with a pending proposal instead of acting.
+T = TypeVar("T")
+ActionStatus = Literal["pending", "approved", "executed", "rejected", "failed"]
 PROPOSED = {202: ResponseSpec(data_container=OperatorActionOut, generate_examples=False,
                               description="Maker-checker: a pending operator action; a second operator approves it "
                                           "with POST /v1/operator-actions/{id}/approve")}
 
 
-T = TypeVar("T")
-
 
 async def propose_or_run(rt: Runtime, principal: Principal, client_id: str, kind: str, payload: dict[str, Any],
-                         run: Callable[[], Awaitable[T]]) -> T | Answer:
-    """With maker-checker on (default), store a proposal and answer 202 (the Answer); otherwise act now (what
-    `run` gives, for the caller to answer with its schema)."""
+                         run: Callable[[], Awaitable[T]]) -> T:
+    """With maker-checker on (default), store a proposal and answer 202; otherwise act now (`run`). The
+    handler's return type is the direct answer's (the OpenAPI document's 200/201); the 202 is declared by
+    PROPOSED and sent as the Response it is."""
     if rt.settings.maker_checker:
         proposed = await operator_actions.propose(rt, principal, client_id, kind, payload)
-        return Answer(OperatorActionOut.answer(proposed), status_code=202)
+        return cast(T, Answer(OperatorActionOut.answer(proposed), status_code=202))  # a Response: sent as is
     return await run()
 
 
@@ -80,14 +81,16 @@ class SigningKeyController(Controller):
                        data: SigningKeyIn, idempotency_key: IdempotencyKey = None) -> SigningKeyOut:
         client_id(idempotency_key, None)  # keyed: a retry is the stored answer (api/security/replays.py)
         _own(principal, participant_id)
-        await participants.lookup(rt, participant_id)
+        async with rt.read() as conn:
+            await participants.find(conn, participant_id)  # 404 for none
         return SigningKeyOut.of(await instruction_keys.register(rt, principal.actor, participant_id,
                                                                 decode_public_key(data.public_key), data.label))
 
     @get("/signing-keys", operation_id="listParticipantSigningKeys", summary="Signing keys, revoked ones included")
     async def listing(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[SigningKeyOut]:
         _own_or_oversight(principal, participant_id)
-        await participants.lookup(rt, participant_id)
+        async with rt.read() as conn:
+            await participants.find(conn, participant_id)  # 404 for none
         return [SigningKeyOut.of(k) for k in await instruction_keys.listing(rt, participant_id)]
 
     @post("/signing-keys/{key_id:int}/revoke", operation_id="revokeSigningKey", status_code=200,
@@ -116,8 +119,8 @@ class OperatorActionController(Controller):
     tags = ("operator-actions",)
 
     @get("/", operation_id="listOperatorActions", summary="Maker-checker proposals (operators and auditors)")
-    async def listing(self, rt: Runtime, status: Literal["pending", "executed", "rejected", "failed"] | None = None,
-                      limit: Limit = 100, after: After = 0) -> list[OperatorActionOut]:
+    async def listing(self, rt: Runtime, status: ActionStatus | None = None, limit: Limit = 100,
+                      after: After = 0) -> list[OperatorActionOut]:
         return [OperatorActionOut.of(a) for a in await operator_actions.listing(rt, status, limit, after)]
 
     @get("/{action_id:int}", operation_id="getOperatorAction", summary="One proposal, its decision and result")

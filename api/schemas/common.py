@@ -44,7 +44,7 @@ Decimal = Annotated[str, Field(min_length=1, max_length=40, pattern=DECIMAL_PATT
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 # How a caller names another participant whose name its answer will show: the registered USCC of an
 # organisation or the identity document number of a person, as in the contract or judgment (exchange.
-# participants.counterparty: a wrong one is the same 404 as an unknown id).
+# participants.party: a wrong one is the same 404 as an unknown id).
 RegisteredIdentifier = Annotated[str, Field(min_length=5, max_length=20, pattern=r"^[0-9A-Z]{5,20}$",
                                             description="the participant's unified social credit code "
                                                         "(organisations) or identity document number "

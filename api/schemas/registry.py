@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from api.schemas.common import MAX_ID, ClientId, Decimal, Name, Note, SerialRange, Strict
+from api.schemas.security import SecondHalfOut
 from exchange.core.units import iso, iso_or_none, to_text
+from exchange.registry.expiry import ExpiryReport
 from exchange.registry.kinds import KindAttributes
-from exchange.registry.models import Instrument, Participant, StatusChange
+from exchange.registry.models import (
+    CashMovement,
+    Flag,
+    HeldBlock,
+    Holdings,
+    Instrument,
+    IssuanceRequest,
+    Movement,
+    Override,
+    Participant,
+    Retired,
+    StatusChange,
+    Transferred,
+)
+from exchange.registry.transfers import serial_label
 
 ParticipantKind = Literal["operator", "issuer", "enterprise", "bank", "court", "auditor"]
 InstrumentKind = Literal["cea", "ccer", "cdcer", "forest_ticket", "emission_right"]
@@ -185,6 +201,25 @@ class ParticipantOut(BaseModel):
                    id_document=None if doc is None else IdDocumentOut(**doc))
 
 
+class AdmittedOut(ParticipantOut):
+    """A participant admitted at once (maker-checker off): its record and both halves of its enrollment code."""
+
+    enrollment: SecondHalfOut
+
+    @classmethod
+    def admitted(cls, p: Participant, enrollment: SecondHalfOut) -> AdmittedOut:
+        return cls(**ParticipantOut.of(p, private=True).model_dump(exclude={"id_document"}),
+                   id_document=None if p.id_document is None else IdDocumentOut(**p.id_document),
+                   enrollment=enrollment)
+
+
+class EnrollmentIssuedOut(BaseModel):
+    """A new enrollment code issued at once (maker-checker off), both halves to the one operator."""
+
+    participant_id: int
+    enrollment: SecondHalfOut
+
+
 class StatusChangeOut(BaseModel):
     """A suspension or reinstatement as recorded, with the participant's status after it."""
 
@@ -242,3 +277,267 @@ class AccountOut(BaseModel):
         return cls(account=account, participant_id=owner, balances=[AccountBalanceOut(
             instrument=b["instrument"], posted=shown(b, b["posted"]), pending=shown(b, b["pending_out"]),
             available=shown(b, b["posted"] - b["pending_out"])) for b in balances])
+
+
+# Flags and overrides are stored as jsonb and answered as read back: their keys in jsonb's order (shorter
+# keys first), which is the order these fields have.
+
+
+class PeriodOut(BaseModel):
+    end: str = Field(description="YYYY-MM-DD, included")
+    start: str = Field(description="YYYY-MM-DD")
+
+
+class FlagOut(BaseModel):
+    """Another request, not rejected, claiming a subject of this one over an overlapping period."""
+
+    code: Literal["possible_double_issuance"]
+    kind: str
+    period: PeriodOut
+    status: str
+    message: str
+    request: int
+    subjects: list[str]
+    instrument: str
+
+    @classmethod
+    def of(cls, f: Flag) -> FlagOut:
+        return cls(code="possible_double_issuance", kind=f.kind, period=PeriodOut(start=f.period[0], end=f.period[1]),
+                   status=f.status, message=f.message, request=f.request, subjects=list(f.subjects),
+                   instrument=f.instrument)
+
+
+class OverrideOut(BaseModel):
+    """An approval despite flags: who overrode which flags, and why."""
+
+    by: str
+    flags: list[FlagOut]
+    reason: str
+
+    @classmethod
+    def of(cls, o: Override) -> OverrideOut:
+        return cls(by=o.by, flags=[FlagOut.of(f) for f in o.flags], reason=o.reason)
+
+
+class SerialsOut(BaseModel):
+    start: int
+    end: int
+
+
+class OriginOut(BaseModel):
+    """Where an imported batch comes from."""
+
+    registry: str
+    serials: SerialsOut | None
+    reference: str | None
+
+
+class IssuanceOut(BaseModel):
+    """An issuance request; `start_serial`..`end_serial`: the issued batch's serials, once approved."""
+
+    id: int
+    instrument: str
+    kind: str
+    issuer_id: int
+    holder_id: int
+    quantity: str = Field(description="in the instrument's unit")
+    attributes: dict[str, Any] = Field(description="the batch's attributes, by kind")
+    flags: list[FlagOut] = Field(description="possible double issuances found when it was requested")
+    override: OverrideOut | None
+    status: Literal["requested", "approved", "rejected"]
+    requested_by: str
+    decided_by: str | None
+    decision_note: str | None
+    batch_id: int | None
+    issue_entry_seq: int | None
+    created_at: str = Field(description="ISO 8601, UTC")
+    decided_at: str | None = Field(description="ISO 8601, UTC")
+    start_serial: int | None
+    end_serial: int | None
+    origin: OriginOut | None
+
+    @classmethod
+    def of(cls, r: IssuanceRequest) -> IssuanceOut:
+        origin = None if r.origin_registry is None else OriginOut(
+            registry=r.origin_registry, reference=r.origin_reference,
+            serials=None if r.origin_serials is None else SerialsOut(start=r.origin_serials[0],
+                                                                     end=r.origin_serials[1]))
+        status: Literal["requested", "approved", "rejected"] = (
+            "approved" if r.status == "approved" else "rejected" if r.status == "rejected" else "requested")
+        return cls(id=r.id, instrument=r.instrument, kind=r.kind, issuer_id=r.issuer_id, holder_id=r.holder_id,
+                   quantity=to_text(r.quantity, r.decimals), attributes=r.attributes,
+                   flags=[FlagOut.of(f) for f in r.flags],
+                   override=None if r.override is None else OverrideOut.of(r.override), status=status,
+                   requested_by=r.requested_by, decided_by=r.decided_by, decision_note=r.decision_note,
+                   batch_id=r.batch_id, issue_entry_seq=r.issue_entry_seq, created_at=iso(r.created_at),
+                   decided_at=iso_or_none(r.decided_at), start_serial=r.serials[0] if r.serials else None,
+                   end_serial=r.serials[1] if r.serials else None, origin=origin)
+
+
+
+# --- movements, holdings, expiry --------------------------------------------------------------------------------
+
+
+class _MovementOut(BaseModel):
+    """The ledger entry that moved units or cash, and where to fetch it and its receipt."""
+
+    entry_seq: int
+    entry_hash: str = Field(description="hex")
+    type: str
+    client_id: str | None
+    instrument: str
+    quantity: str = Field(description="in the instrument's unit")
+    serials: list[SerialsOut]
+    ts: str = Field(description="ISO 8601, UTC")
+    entry_url: str
+    receipt_url: str
+
+
+def _movement(m: Movement) -> dict[str, Any]:
+    return {"entry_seq": m.entry_seq, "entry_hash": m.entry_hash, "type": m.type, "client_id": m.client_id,
+            "instrument": m.instrument, "quantity": to_text(m.amount, m.decimals),
+            "serials": [SerialsOut(start=s, end=e) for s, e in m.serials], "ts": iso(m.ts),
+            "entry_url": f"/v1/ledger/entries/{m.entry_seq}",
+            "receipt_url": f"/v1/ledger/entries/{m.entry_seq}/receipt"}
+
+
+class TransferOut(_MovementOut):
+    from_participant: int | None
+    to_participant: int
+
+    @classmethod
+    def of(cls, t: Transferred) -> TransferOut:
+        return cls(**_movement(t.movement), from_participant=t.from_participant, to_participant=t.to_participant)
+
+
+class RetirementOut(_MovementOut):
+    participant: int | None
+    purpose: str
+    beneficiary: str
+    note: str | None
+
+    @classmethod
+    def of(cls, r: Retired) -> RetirementOut:
+        return cls(**_movement(r.movement), participant=r.participant, purpose=r.purpose, beneficiary=r.beneficiary,
+                   note=r.note)
+
+
+class CashMovementOut(BaseModel):
+    """A deposit or withdrawal: the ledger entry that moved the cash (`amount` in CNY)."""
+
+    entry_seq: int
+    entry_hash: str = Field(description="hex")
+    type: str
+    client_id: str | None
+    instrument: Literal["CNY"]
+    serials: list[SerialsOut]
+    ts: str = Field(description="ISO 8601, UTC")
+    entry_url: str
+    receipt_url: str
+    direction: Literal["deposit", "withdrawal"]
+    participant_id: int
+    bank_reference: str
+    amount: str = Field(description="CNY, e.g. \"5000000.00\"")
+
+    @classmethod
+    def of(cls, c: CashMovement) -> CashMovementOut:
+        m = _movement(c.movement)
+        amount = m.pop("quantity")
+        return cls(**m, direction="deposit" if c.direction == "deposit" else "withdrawal",
+                   participant_id=c.participant_id, bank_reference=c.bank_reference, amount=amount)
+
+
+class BalanceOut(BaseModel):
+    account: int
+    instrument: str
+    posted: str = Field(description="in the instrument's unit")
+    pending: str = Field(description="held: by orders, pledges, freezes, T+1 locks")
+    available: str = Field(description="posted - pending")
+
+
+class BlockOut(BaseModel):
+    """A serial block and its state; a retired block also says how it was retired (`purpose`, `beneficiary`,
+    `retired_seq`: present for retired blocks only)."""
+
+    instrument: str
+    batch: int
+    serial_start: int
+    serial_end: int
+    quantity: str = Field(description="in the instrument's unit")
+    state: str = Field(description="held, order_hold, pledged, frozen, t1_locked, pending_retirement, encumbered, "
+                                   "retired or expired")
+    hold: int | None
+    frozen_by: int | None
+    serial: str = Field(description="{instrument}-{batch}-{start}-{end}")
+    valid_from: str | None = Field(description="an emission right's term (its batch's); null for other kinds")
+    valid_to: str | None
+    purpose: str | None = None
+    beneficiary: str | None = None
+    retired_seq: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _retired_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if self.retired_seq is None:
+            for k in ("purpose", "beneficiary", "retired_seq"):
+                out.pop(k, None)
+        return out
+
+    @classmethod
+    def of(cls, b: HeldBlock) -> BlockOut:
+        r = b.retired
+        return cls(instrument=b.instrument, batch=b.batch, serial_start=b.serial_start, serial_end=b.serial_end,
+                   quantity=to_text(b.serial_end - b.serial_start + 1, b.decimals), state=b.state, hold=b.hold,
+                   frozen_by=b.frozen_by, serial=serial_label(b.instrument, b.batch, b.serial_start, b.serial_end),
+                   valid_from=b.valid_from, valid_to=b.valid_to, purpose=r.purpose if r else None,
+                   beneficiary=r.beneficiary if r else None, retired_seq=r.retired_seq if r else None)
+
+
+class HoldingsOut(BaseModel):
+    """A participant's balances and serial blocks; `expired`: blocks it held until their term ended."""
+
+    participant_id: int
+    balances: list[BalanceOut]
+    blocks: list[BlockOut]
+    expired: list[BlockOut]
+
+    @classmethod
+    def of(cls, h: Holdings) -> HoldingsOut:
+        return cls(participant_id=h.participant_id,
+                   balances=[BalanceOut(account=b.account, instrument=b.instrument,
+                                        posted=to_text(b.posted, b.decimals), pending=to_text(b.pending, b.decimals),
+                                        available=to_text(b.posted - b.pending, b.decimals)) for b in h.balances],
+                   blocks=[BlockOut.of(b) for b in h.blocks], expired=[BlockOut.of(b) for b in h.expired])
+
+
+class ExpiredOut(BaseModel):
+    instrument: str
+    batch: int
+    account: int
+    valid_until: str = Field(description="YYYY-MM-DD: the batch's term ended after this day")
+    quantity: str = Field(description="in the instrument's unit")
+    serials: list[list[int]] = Field(description="[start, end] ranges, both ends included")
+    entry: int = Field(description="the retirement's ledger entry (purpose expiry)")
+
+
+class BlockedOut(BaseModel):
+    instrument: str
+    batch: int
+    account: int
+    serial_start: int
+    serial_end: int
+    quantity: str = Field(description="in the instrument's unit")
+    encumbrance: str = Field(description="what holds it back: pledged, frozen, order_hold, pledge_enforcement, ...")
+
+
+class ExpirySweepOut(BaseModel):
+    """What a sweep retired at the end of terms (`expired`) and what it had to leave (`blocked`)."""
+
+    as_of: str = Field(description="YYYY-MM-DD")
+    expired: list[ExpiredOut]
+    blocked: list[BlockedOut]
+
+    @classmethod
+    def of(cls, r: ExpiryReport) -> ExpirySweepOut:
+        return cls(as_of=r["as_of"], expired=[ExpiredOut(**e) for e in r["expired"]],
+                   blocked=[BlockedOut(**b) for b in r["blocked"]])

@@ -202,7 +202,8 @@ class OperatorActionOut(Sparse):
     kind: str
     payload: dict[str, Any]
     summary: str
-    status: Literal["pending", "executed", "rejected", "failed"]
+    status: Literal["pending", "approved", "executed", "rejected", "failed"] = Field(
+        description="approved: decided, its execution not recorded yet (approving again completes it)")
     proposed_by: str
     client_id: str
     created_at: Time
@@ -212,7 +213,8 @@ class OperatorActionOut(Sparse):
     decision_note: str | None
     result: dict[str, Any] | None
     error: dict[str, Any] | None
-    approve: str | None = Field(description="where a second operator approves it, while it is pending")
+    approve: str | None = Field(description="where a second operator approves it, while it is pending (or "
+                                            "completes an approved one)")
     enrollment: FirstHalfOut | SecondHalfOut | None = None
 
     @classmethod
@@ -224,7 +226,7 @@ class OperatorActionOut(Sparse):
                    proposed_by=a.proposed_by, client_id=a.client_id, created_at=iso(a.created_at),
                    expires_at=iso(a.expires_at), decided_by=a.decided_by, decided_at=_time(a.decided_at),
                    decision_note=a.decision_note, result=a.result, error=a.error,
-                   approve=f"/v1/operator-actions/{a.id}/approve" if a.status == "pending" else None,
+                   approve=f"/v1/operator-actions/{a.id}/approve" if a.status in ("pending", "approved") else None,
                    enrollment=half)
 
     @classmethod

@@ -108,7 +108,8 @@ def _answer_fields(operation: str, response_body: bytes) -> dict[str, Any]:
 def _header(scope: Any, name: bytes) -> str | None:
     for k, v in scope.get("headers", []):
         if k == name:
-            return v.decode("latin-1")[:200]
+            value: bytes = v
+            return value.decode("latin-1")[:200]
     return None
 
 

@@ -39,14 +39,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPRequestEvent, Message, Receive, ReceiveMessage, Scope, Send
 
 from api.authz import MATRIX, PUBLIC
 from api.problems import PROBLEM, TYPE_BASE, instance
 from api.security import audit as audit_policy
 from api.security import json_body, replays
 from api.security.ratelimit import TokenBuckets, retry_after
-from api.security.replays import ReplayGate
+from api.security.replays import ReplayGate, method_of
 from api.security.signatures import SignatureError, request_target, requires_signatures, verify_and_record
 from exchange.core.idempotency import valid_client_key
 from exchange.core.principal import Principal
@@ -98,11 +98,12 @@ async def _buffer(receive: Receive) -> tuple[bytes, Receive, bool]:
     body = b"".join(chunks)
     replayed = False
 
-    async def replay() -> Message:
+    async def replay() -> ReceiveMessage:
         nonlocal replayed
         if not replayed:
             replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            whole: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+            return whole
         return await receive()
 
     return body, replay, False
@@ -146,7 +147,7 @@ def _query_parameters(app: Any) -> dict[str, dict[str, bool]]:
                     cached[op["operationId"]] = {p["name"]: _is_integer(p.get("schema", {}))
                                                  for p in op.get("parameters", []) if p.get("in") == "query"}
         app.state._envx_query_params = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _bodiless(app: Any) -> frozenset[str]:
@@ -157,7 +158,7 @@ def _bodiless(app: Any) -> frozenset[str]:
         cached = frozenset(op["operationId"] for item in spec.get("paths", {}).values() for op in item.values()
                            if isinstance(op, dict) and "operationId" in op and "requestBody" not in op)
         app.state._envx_bodiless = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _utf8(raw: bytes) -> bool:
@@ -252,7 +253,7 @@ class SecurityMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         user = scope.get("user")
         principal = user if isinstance(user, Principal) else None
-        method = scope["method"]
+        method = method_of(scope)
         operation = _operation(scope)
         audited = operation is not None and audit_policy.is_administrative(operation, principal, method)
         req = _Request()
@@ -278,7 +279,7 @@ class SecurityMiddleware(ASGIMiddleware):
                                {"Retry-After": retry_after(wait)})
             return
 
-        method = scope["method"]
+        method = method_of(scope)
         mutation = method not in audit_policy.SAFE_METHODS
         # Bodies the guard will refuse (no key, wrong role) are never decoded: 401/403 come first.
         decoding = mutation and _guard_lets_through(operation, principal)

@@ -32,6 +32,7 @@ import hashlib
 import logging
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.security.signatures import request_target
@@ -55,11 +56,16 @@ def keyed_operations(app: Any) -> frozenset[str]:
                 p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
                 for p in op.get("parameters", [])))
         app.state._envx_keyed_operations = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
+
+
+def method_of(scope: Scope) -> str:
+    """The request's method (the security middleware serves HTTP scopes only)."""
+    return scope["method"] if scope["type"] == ScopeType.HTTP else "GET"
 
 
 def request_digest(scope: Scope, body: bytes) -> bytes:
-    head = f"{scope['method']}\n{request_target(scope)}\n".encode("utf-8", "backslashreplace")
+    head = f"{method_of(scope)}\n{request_target(scope)}\n".encode("utf-8", "backslashreplace")
     return hashlib.sha256(head + body).digest()
 
 
@@ -140,6 +146,6 @@ class ReplayGate:
                 async with scope["app"].state.rt.tx() as conn:
                     await idempotency.store_answer(conn, principal.actor, key, digest, answer)
             except Exception:  # the effect is done; a retry then gets the service's own replay
-                log.warning("could not store the answer of %s %s for replays", scope["method"], scope["path"],
+                log.warning("could not store the answer of %s %s for replays", method_of(scope), scope["path"],
                             exc_info=True)
         return answer, headers

@@ -42,6 +42,7 @@ from exchange.pledging import frozen_lots, recording, values
 from exchange.pledging import repository as pledges
 from exchange.pledging.refusals import translate_refusals
 from exchange.registry import instruments, participants
+from exchange.registry.models import Participant
 from ledger import commands as c
 from ledger import queries as ledger
 from ledger.queries import FrozenBlock
@@ -126,21 +127,22 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
                  term_end: date, deduct_to_id: int | None) -> FreezeView:
     if who.kind != "court":
         raise Forbidden("only a court freezes holdings")
-    inst = await instruments.get(rt, instrument)
-    if inst["kind"] == "currency":
+    inst = await instruments.instrument(rt, instrument)
+    if inst.kind == "currency":
         raise Invalid("not_freezable", "cash is frozen at the settlement bank, not in this registry")
-    qty = to_base(quantity, inst["decimals"])
+    qty = to_base(quantity, inst.decimals)
     named = rg.normalise(serials) if serials else []
     if named and rg.total(named) != qty:
         raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
     # The court names the holder by id and registered identifier, as its notice does (the freeze shows the
-    # holder's name); anything else about it is the same 404 (participants.counterparty).
-    holder = await participants.counterparty(rt, who, holder_id, kinds=HOLDER_KINDS, identifier=holder_identifier,
-                                             identified=True)
-    if holder["holding_account"] is None:
-        raise NotFound("participant", holder_id)
-    if deduct_to_id is not None:
-        await participants.counterparty(rt, who, deduct_to_id, kinds=HOLDER_KINDS)
+    # holder's name); anything else about it is the same 404 (participants.party).
+    async with rt.read() as conn:
+        holder = await participants.party(conn, who, holder_id, kinds=HOLDER_KINDS, identifier=holder_identifier,
+                                          identified=True)
+        if holder.holding_account is None:
+            raise NotFound("participant", holder_id)
+        if deduct_to_id is not None:
+            await participants.party(conn, who, deduct_to_id, kinds=HOLDER_KINDS)
     if term_end < term_start:
         raise Invalid("invalid_term", "the term must end on or after its start")
     if term_end < values.today():
@@ -164,7 +166,7 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
     return prior if prior is not None else await replay_on_refusal(freeze, replay)
 
 
-async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder: dict[str, Any], instrument: str,
+async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder: Participant, instrument: str,
                   qty: int, named: list[tuple[int, int]], case_number: str, notice_number: str, term_start: date,
                   term_end: date, expires: datetime, deduct_to_id: int | None) -> FreezeView:
     async with rt.read() as conn:
@@ -173,23 +175,26 @@ async def _freeze(rt: Runtime, who: Principal, client_id: str, fp: bytes, holder
     court_holding = who.holding_account
     if court_holding is None:
         raise DomainError("no_account", "the court has no account to receive deductions")
+    holding = holder.holding_account
+    if holding is None:  # create() refused it already; accounts are never closed
+        raise NotFound("participant", holder.id)
     if not named:
-        named = await _pick(rt, holder["holding_account"], instrument, qty)
+        named = await _pick(rt, holding, instrument, qty)
     async with rt.read() as conn:
         # Pledged and free units sit in separate blocks: name them piece by piece.
-        pieces = tuple(rg.split_at(named, await ledger.block_bounds(conn, instrument, holder["holding_account"])))
+        pieces = tuple(rg.split_at(named, await ledger.block_bounds(conn, instrument, holding)))
     # The API key's client id names the ledger request: a retry after a crash re-finds the same hold.
     entry = await rt.submit(c.Request(
-        who.actor, c.CreateHold("freeze", holder["holding_account"], court_holding, instrument, qty, pieces,
+        who.actor, c.CreateHold("freeze", holding, court_holding, instrument, qty, pieces,
                                 values.micros(expires)),
         f"{INTERNAL}freeze:{client_id}",
-        {"case_number": case_number, "notice_number": notice_number, "holder": holder["id"]}))
+        {"case_number": case_number, "notice_number": notice_number, "holder": holder.id}))
     frozen = [list(r) for r in rg.normalise(json.loads(entry.meta).get("serials", []))]
     try:
         async with rt.tx() as conn:
             no = await pledges.next_registration_no(conn)
             freeze_id = await repo.insert_freeze(
-                conn, court_id=who.participant_id, holder_id=holder["id"], instrument=instrument, quantity=qty,
+                conn, court_id=who.participant_id, holder_id=holder.id, instrument=instrument, quantity=qty,
                 requested_serials=[list(r) for r in named] or None, serials=frozen, case_number=case_number,
                 notice_number=notice_number, term_start=term_start, term_end=term_end, expires_at=expires,
                 deduct_to_id=deduct_to_id, status="active", hold_id=entry.seq, freeze_no=no)
@@ -320,9 +325,11 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
                 if isinstance(onward[1], DomainError):
                     raise onward[1]
                 assert onward[1] is not None
-                dest = onward[1]
+                dest = onward[1].holding_account
+                if dest is None:
+                    raise DomainError("no_account", f"participant {dest_id} has no holding account")
                 pieces = tuple(rg.split_at(moved, await ledger.block_bounds(conn, f.instrument)))
-                reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest["holding_account"],
+                reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest,
                                                             f.instrument, amount, pieces),
                                       f"{INTERNAL}freeze:{freeze_id}:deduct:{before}:onward",
                                       {"freeze": freeze_id, "op": "deduct", "to_participant": dest_id}))
@@ -343,7 +350,7 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
 
 
 async def _destination(rt: Runtime, who: Principal, freeze_id: int, to_participant: int | None
-                       ) -> tuple[int | None, dict[str, Any] | DomainError | None]:
+                       ) -> tuple[int | None, Participant | DomainError | None]:
     """Where a deduction goes on to, resolved before the deduction's transaction (no pooled connection is
     taken inside it): (participant id, the participant or the refusal to answer when the deduction gets
     there). Nothing is resolved for a freeze the caller may not see (the transaction answers 404 first)."""
@@ -357,7 +364,8 @@ async def _destination(rt: Runtime, who: Principal, freeze_id: int, to_participa
     if dest_id is None or dest_id == who.participant_id:
         return dest_id, None
     try:
-        return dest_id, await participants.counterparty(rt, who, dest_id, kinds=HOLDER_KINDS)
+        async with rt.read() as conn:
+            return dest_id, await participants.party(conn, who, dest_id, kinds=HOLDER_KINDS)
     except DomainError as exc:
         return dest_id, exc
 

@@ -51,8 +51,8 @@ class Catalogue:
 
 
 async def catalogue(rt: Runtime) -> Catalogue:
-    listed = await instruments.listing(rt)
-    return Catalogue({i["code"]: i["kind"] for i in listed}, {i["code"]: int(i["decimals"]) for i in listed})
+    listed = await instruments.catalogue(rt)
+    return Catalogue({i.code: i.kind for i in listed}, {i.code: i.decimals for i in listed})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +105,12 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
     loss = (to_base(data["assessed_loss"], KG_DECIMALS, field="assessed_loss")
             if data.get("assessed_loss") else None)
     # The payer buys on the exchange; the court names it by id and registered identifier (the order's
-    # answer shows its name). Anything else about it is the same 404 (participants.counterparty).
-    payer = await participants.counterparty(rt, who, data["payer_id"], kinds=participants.HOLDER_KINDS,
-                                            identifier=data.get("payer_identifier"), identified=True)
-    if data.get("designated_seller_id"):
-        await participants.counterparty(rt, who, data["designated_seller_id"], kinds=participants.HOLDER_KINDS)
+    # answer shows its name). Anything else about it is the same 404 (participants.party).
+    async with rt.read() as conn:
+        payer = await participants.party(conn, who, data["payer_id"], kinds=participants.HOLDER_KINDS,
+                                         identifier=data.get("payer_identifier"), identified=True)
+        if data.get("designated_seller_id"):
+            await participants.party(conn, who, data["designated_seller_id"], kinds=participants.HOLDER_KINDS)
     if data["deadline"] < datetime.now(UTC).date():
         raise Invalid("invalid_deadline", "the deadline has passed")
     fp = fingerprint({k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()
@@ -126,14 +127,14 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
 
     async def register() -> OrderState:
         async with rt.tx() as conn:
-            dup = await repo.order_for_case(conn, who.participant_id, data["case_number"], payer["id"])
+            dup = await repo.order_for_case(conn, who.participant_id, data["case_number"], payer.id)
             if dup is not None:
                 raise DomainError("duplicate_order",
                                   f"case {data['case_number']} already has order {dup} for this payer")
             new_id = await repo.insert_order(
                 conn, court_id=who.participant_id, case_number=data["case_number"], case_type=data["case_type"],
                 judgment_reference=data.get("judgment_reference"), defendants=data["defendants"],
-                payer_id=payer["id"], assessed_loss_kg=loss, assessment_method=data.get("assessment_method"),
+                payer_id=payer.id, assessed_loss_kg=loss, assessment_method=data.get("assessment_method"),
                 assessing_body=data.get("assessing_body"), multiplier=data.get("multiplier"),
                 required_kg=required, eligible_kinds=kinds, designated_seller_id=data.get("designated_seller_id"),
                 deadline=data["deadline"], note=data.get("note"), created_by=who.actor, client_id=client_id,

@@ -20,6 +20,7 @@ from exchange.core.runtime import Runtime
 from exchange.courts import restoration
 from exchange.pledging import filing
 from exchange.registry import cash, instruments, issuance, participants, transfers
+from exchange.registry.models import Participant
 from exchange.registry.subjects import subject_of
 from exchange.security import keys
 from exchange.trading import markets, orders, sessions
@@ -33,30 +34,31 @@ def demo_data() -> dict[str, Any]:
     return data
 
 
-def _principal(p: dict[str, Any]) -> Principal:
-    return Principal(p["id"], p["kind"], p["name"], 0, p["holding_account"], p["cash_account"])
+def _principal(p: Participant) -> Principal:
+    return Principal(p.id, p.kind, p.name, 0, p.holding_account, p.cash_account)
 
 
-async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]:
+async def load(rt: Runtime, keys_path: Path | None) -> dict[str, Participant]:
     data = demo_data()
-    people: dict[str, dict[str, Any]] = {}
+    people: dict[str, Participant] = {}
     for p in data["participants"]:
         subject = subject_of(p["kind"], p.get("subject", "organisation"), p.get("uscc"), p.get("id_document"))
-        people[p["key"]] = await participants.create(rt, DEMO_ACTOR, f"demo:participant:{p['key']}",
-                                                     name=p["name"], kind=p["kind"], subject=subject)
+        people[p["key"]] = await participants.admit(rt, DEMO_ACTOR, f"demo:participant:{p['key']}",
+                                                    name=p["name"], kind=p["kind"], subject=subject)
     op = _principal(people["operator"])
     for i in data["instruments"]:
-        await instruments.define(rt, op.actor, f"demo:instrument:{i['code']}", code=i["code"], name=i["name"],
-                                 kind=i["kind"], decimals=i["decimals"], unit=None, attributes=i["attributes"])
+        await instruments.define_instrument(rt, op.actor, f"demo:instrument:{i['code']}", code=i["code"],
+                                            name=i["name"], kind=i["kind"], decimals=i["decimals"], unit=None,
+                                            attributes=i["attributes"])
     checker = _principal(people["operator2"])
     for n, iss in enumerate(data["issuances"]):
         req = await issuance.request(rt, _principal(people[iss["issuer"]]), f"demo:issuance:{n}",
-                                     instrument=iss["instrument"], holder_id=people[iss["holder"]]["id"],
+                                     instrument=iss["instrument"], holder_id=people[iss["holder"]].id,
                                      quantity=iss["quantity"], attributes=iss["attributes"])
-        await issuance.approve(rt, checker, req["id"], "demo")
+        await issuance.approve(rt, checker, req.id, "demo")
     for n, t in enumerate(data["transfers"]):
         await transfers.transfer(rt, _principal(people[t["from"]]), f"demo:transfer:{n}",
-                                 to_participant=people[t["to"]]["id"], instrument=t["instrument"],
+                                 to_participant=people[t["to"]].id, instrument=t["instrument"],
                                  quantity=t["quantity"], serials=None, memo=t.get("memo"))
     await _markets(rt, data, people, op)
     await _cases(rt, data, people, op)
@@ -65,7 +67,7 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, dict[str, Any]]
     return people
 
 
-async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, Any]], op: Principal) -> None:
+async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, Participant], op: Principal) -> None:
     """Markets open for trying, the two public Sanming sales done through listing and take."""
     for mk in data.get("markets", []):
         m = await markets.define(rt, op.actor, f"demo:market:{mk['instrument']}:{mk['mode']}",
@@ -73,7 +75,7 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str
         await sessions.open_session(rt, m.id)
     for n, d in enumerate(data.get("deposits", [])):
         await cash.record(rt, op, f"demo:deposit:{n}", direction="deposit",
-                          participant_id=people[d["participant"]]["id"],
+                          participant_id=people[d["participant"]].id,
                           amount=d["amount"], bank_reference=f"DEMO-{n}", note="demo deposit")
     for n, t in enumerate(data.get("trades", [])):
         listed = await orders.post_listing(rt, _principal(people[t["seller"]]), t["market"], f"demo:listing:{n}",
@@ -83,7 +85,7 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str
                                       f"demo:take:{n}", quantity=t["quantity"])
 
 
-async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, Any]], op: Principal) -> None:
+async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, Participant], op: Principal) -> None:
     """The public register's cases with a `load` part: the Sanming pledge (filed by the bank, confirmed by the
     holder) and the Nanjing restoration order (registered by the court, fulfilled by the payer's purchase of
     forest tickets, which are retired for it), so the public inquiry and the certificates have something real."""
@@ -91,7 +93,7 @@ async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, 
     for n, pl in enumerate(p for p in data.get("pledges", []) if "load" in p):
         ld, owner, bank = pl["load"], people[pl["load"]["pledgor"]], _principal(people[pl["pledgee"]])
         filed = await filing.file(
-            rt, bank, f"demo:pledge:{n}", pledgor_id=owner["id"], pledgor_identifier=owner["uscc"],
+            rt, bank, f"demo:pledge:{n}", pledgor_id=owner.id, pledgor_identifier=owner.uscc,
             instrument=pl["instrument"], quantity=ld["quantity"], serials=None, loan_contract=ld["loan_contract"],
             secured_amount=ld["secured_amount"], term_start=start, term_end=start + timedelta(days=ld["term_days"]),
             grace_days=0, references=[(r["source"], r["reference"]) for r in ld["references"]], haircut_bps=None,
@@ -100,12 +102,12 @@ async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, 
     for n, o in enumerate(r for r in data.get("restoration_orders", []) if "load" in r):
         ld, payer = o["load"], people[o["load"]["payer"]]
         court, seller = _principal(people[o["court"]]), _principal(people[ld["seller"]])
-        await cash.record(rt, op, f"demo:restoration:{n}:deposit", direction="deposit", participant_id=payer["id"],
+        await cash.record(rt, op, f"demo:restoration:{n}:deposit", direction="deposit", participant_id=payer.id,
                           amount=ld["deposit"], bank_reference=f"DEMO-R{n}", note="demo deposit")
         order = await restoration.create(rt, court, f"demo:restoration:{n}", {
             "case_number": ld["case_number"], "case_type": ld["case_type"],
             "judgment_reference": ld["judgment_reference"], "defendants": [{"name": d} for d in ld["defendants"]],
-            "payer_id": payer["id"], "payer_identifier": payer["id_document"]["number"],
+            "payer_id": payer.id, "payer_identifier": payer.id_document_number,
             "assessed_loss": o["assessed_loss_t"], "assessment_method": ld["assessment_method"],
             "assessing_body": ld["assessing_body"], "multiplier": str(o["multiplier"]),
             "required_quantity": str(o["quantity"]), "eligible_kinds": ld["eligible_kinds"],
@@ -118,7 +120,7 @@ async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, dict[str, 
                                market_id=ld["market"], listing_id=listed["order"]["id"], quantity=str(o["quantity"]))
 
 
-async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path) -> None:
+async def _write_keys(rt: Runtime, people: dict[str, Participant], path: Path) -> None:
     if path.exists():
         existing = json.loads(path.read_text("utf-8"))
         async with rt.read() as conn:
@@ -129,9 +131,9 @@ async def _write_keys(rt: Runtime, people: dict[str, dict[str, Any]], path: Path
     assert rt.credentials is not None
     async with rt.tx() as conn:
         for key, p in people.items():
-            k = await keys.create_key(conn, rt.credentials, p["id"], "demo", created_by=DEMO_ACTOR)
-            out[key] = {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "api_key": k.token,
-                        "holding_account": p["holding_account"], "cash_account": p["cash_account"]}
+            k = await keys.create_key(conn, rt.credentials, p.id, "demo", created_by=DEMO_ACTOR)
+            out[key] = {"participant_id": p.id, "name": p.name, "kind": p.kind, "api_key": k.token,
+                        "holding_account": p.holding_account, "cash_account": p.cash_account}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, ensure_ascii=False, indent=2), "utf-8")
     path.chmod(0o600)

@@ -21,8 +21,8 @@ def yours(who: Principal, *extra: int | None) -> tuple[int, ...]:
 
 async def account_of(conn: AsyncConnection, rt: Runtime, participant_id: int, kind: str) -> int:
     """A participant's holding or cash account, read on the caller's connection."""
-    p = await participants.lookup(rt, participant_id, conn=conn)
-    acc = p["holding_account" if kind == "holding" else "cash_account"]
+    p = await participants.find(conn, participant_id)
+    acc = p.holding_account if kind == "holding" else p.cash_account
     if acc is None:
         raise DomainError("no_account", f"participant {participant_id} has no {kind} account")
     return int(acc)

@@ -230,7 +230,7 @@ async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: d
     if buyer_id in (p["pledgor_id"], p["pledgee_id"]):
         raise Invalid("invalid_buyer", "the buyer must be a third party (the bank itself takes the units with "
                       "method transfer)")
-    await participants.counterparty(rt, who, buyer_id, kinds=BUYER_KINDS, conn=conn)
+    await participants.party(conn, who, buyer_id, kinds=BUYER_KINDS)
     price_fen = to_base(price, CNY_DECIMALS, field="price")
     proceeds = lot_notional(price_fen, p["quantity"], p)
     courts = await courts_on_lot(conn, rt, p)

@@ -90,19 +90,20 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
 
     The bank names its client by id *and* registered identifier (USCC, or a person's identity document
     number), as in the loan contract: an unknown id, a wrong identifier, a participant that cannot pledge
-    or is suspended are all the same 404 (participants.counterparty), so filing tells a bank nothing about
+    or is suspended are all the same 404 (participants.party), so filing tells a bank nothing about
     a participant it did not already know. A filing locks nothing, is seen by the bank and the pledgor only,
     and lapses unless the pledgor confirms it within ENVX_PLEDGE_CONFIRM_DAYS (it may decline it at once)."""
     if who.kind != "bank":
         raise Forbidden("only a bank files pledge registrations")
     if pledgor_id == who.participant_id:
         raise Invalid("invalid_pledgor", "a bank does not pledge units to itself")
-    await participants.counterparty(rt, who, pledgor_id, kinds=PLEDGOR_KINDS, identifier=pledgor_identifier,
-                                    identified=True)
-    inst = await instruments.get(rt, instrument)
-    if inst["kind"] == "currency":
+    async with rt.read() as conn:
+        await participants.party(conn, who, pledgor_id, kinds=PLEDGOR_KINDS, identifier=pledgor_identifier,
+                                 identified=True)
+    inst = await instruments.instrument(rt, instrument)
+    if inst.kind == "currency":
         raise Invalid("not_pledgeable", "cash is not pledged in this registry; pledge credits or allowances")
-    qty = to_base(quantity, inst["decimals"])
+    qty = to_base(quantity, inst.decimals)
     named = rg.normalise(serials) if serials else None
     if named is not None and rg.total(named) != qty:
         raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")

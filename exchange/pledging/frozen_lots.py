@@ -31,7 +31,6 @@ from exchange.pledging.values import (
     micros,
     ranges_of,
 )
-from exchange.registry import participants
 from ledger import commands as c
 from ledger import queries as ledger
 from ledger.state import Entry
@@ -96,7 +95,7 @@ async def handover(conn: AsyncConnection, rt: Runtime, who: str, p: dict[str, An
         f = ct["_row"]
         frozen = [(b.start_serial, b.end_serial) for b in await ledger.frozen_blocks(conn, f["hold_id"])]
         rest = rg.minus(frozen, lot)
-        court_holding = (await participants.lookup(rt, f["court_id"], conn=conn))["holding_account"]
+        court_holding = await account_of(conn, rt, f["court_id"], "holding")
         meta = ledger_meta(p, "freeze-handover", freeze=f["id"], case_number=f["case_number"])
         reqs.append(c.Request(who, c.VoidHold(f["hold_id"]), ledger_id(p, f"handover-{f['id']}"), meta))
         if rest:
@@ -173,7 +172,7 @@ async def return_units(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], se
         mine = rg.pick(rg.minus(serials, taken), n, prefer=ct["serials"])
         taken = rg.union(taken, mine)
         frozen = rg.union(ranges_of(head["serials"]), mine)
-        court_holding = (await participants.lookup(rt, head["court_id"], conn=conn))["holding_account"]
+        court_holding = await account_of(conn, rt, head["court_id"], "holding")
         fmeta = ledger_meta(p, "return-frozen", freeze=head["id"], case_number=head["case_number"])
         if head["hold_id"] is not None:
             reqs.append(c.Request(actor, c.VoidHold(head["hold_id"]), ledger_id(p, f"refreeze-{head['id']}-void"),

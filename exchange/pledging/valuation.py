@@ -31,7 +31,7 @@ from pledges import valuation as val
 
 @translate_refusals
 async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps: int) -> None:
-    await instruments.get(rt, instrument)
+    await instruments.instrument(rt, instrument)
     val.check_haircut(haircut_bps)
     async with rt.tx() as conn:
         await repo.set_haircut(conn, instrument, haircut_bps, who.actor)
@@ -110,7 +110,7 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
     """
     if price_fen <= 0:
         raise Invalid("invalid_price", "the price must be positive")
-    await instruments.get(rt, instrument)
+    await instruments.instrument(rt, instrument)
     fp = fingerprint({"op": "revalue", "instrument": instrument, "price": price_fen, "as_of": as_of.isoformat()})
     deadline = cure_deadline or val.next_open(as_of)
     horizon = rt.settings.pledge_deadline_warning_days

@@ -14,18 +14,20 @@ from exchange.core.refusal_text import OVERSIGHT
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base
 from exchange.registry import participants
-from exchange.registry.transfers import movement_view
+from exchange.registry.models import CashMovement
+from exchange.registry.transfers import movement_of
 from ledger import commands as c
 
 
 async def record(rt: Runtime, who: Principal, client_id: str, *, direction: str, participant_id: int,
-                 amount: str, bank_reference: str, note: str | None) -> dict[str, Any]:
-    p = await participants.lookup(rt, participant_id)
-    if p["cash_account"] is None:
+                 amount: str, bank_reference: str, note: str | None) -> CashMovement:
+    async with rt.read() as conn:
+        account = (await participants.find(conn, participant_id)).cash_account
+    if account is None:
         raise DomainError("no_account", f"participant {participant_id} has no cash account")
     fen = to_base(amount, CNY_DECIMALS, field="amount")
     settlement = rt.system["settlement"]
-    debit, credit = (settlement, p["cash_account"]) if direction == "deposit" else (p["cash_account"], settlement)
+    debit, credit = (settlement, account) if direction == "deposit" else (account, settlement)
     meta: dict[str, Any] = {"direction": direction, "participant": participant_id, "bank_reference": bank_reference,
                             "recorded_by": who.actor}
     if note:
@@ -33,7 +35,4 @@ async def record(rt: Runtime, who: Principal, client_id: str, *, direction: str,
     # Operators record deposits and withdrawals: oversight, told the account and its figures (in CNY).
     entry = await rt.submit(c.Request(who.actor, c.Transfer(debit, credit, "CNY", fen), client_id, meta),
                             own=OVERSIGHT)
-    view = movement_view(entry, CNY_DECIMALS)
-    view.update({"direction": direction, "participant_id": participant_id, "bank_reference": bank_reference,
-                 "amount": view.pop("quantity")})
-    return view
+    return CashMovement(movement_of(entry, CNY_DECIMALS), direction, participant_id, bank_reference)

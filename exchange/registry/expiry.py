@@ -39,7 +39,7 @@ import hashlib
 import logging
 from datetime import date, datetime
 from itertools import groupby
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -126,11 +126,41 @@ def _encumbrance(block: LeftBlock) -> str:
     return {"pledge": "pledged", "t1": "t1_locked", "order": "order_hold"}.get(kind, kind)
 
 
-async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
+class Expired(TypedDict):
+    """Units retired at the end of their term, in one account."""
+
+    instrument: str
+    batch: int
+    account: int
+    valid_until: str
+    quantity: str
+    serials: list[list[int]]
+    entry: int
+
+
+class Blocked(TypedDict):
+    """A block whose term ended and that an encumbrance holds back until it ends."""
+
+    instrument: str
+    batch: int
+    account: int
+    serial_start: int
+    serial_end: int
+    quantity: str
+    encumbrance: str
+
+
+class ExpiryReport(TypedDict):
+    as_of: str
+    expired: list[Expired]
+    blocked: list[Blocked]
+
+
+async def expire_due(rt: Runtime, today: date | None = None) -> ExpiryReport:
     """Retire what is left of every emission-right batch whose term ended before `today`."""
     today = today or today_of(rt)
-    expired: list[dict[str, Any]] = []
-    blocked: list[dict[str, Any]] = []
+    expired: list[Expired] = []
+    blocked: list[Blocked] = []
     async with rt.read() as conn:
         due = await repo.batches_past_term(conn, today)
     for batch in due:
@@ -168,7 +198,7 @@ async def expire_due(rt: Runtime, today: date | None = None) -> dict[str, Any]:
     return {"as_of": today.isoformat(), "expired": expired, "blocked": blocked}
 
 
-async def _expire_locked(rt: Runtime, batch: DueBatch, block: LeftBlock) -> dict[str, Any] | None:
+async def _expire_locked(rt: Runtime, batch: DueBatch, block: LeftBlock) -> Expired | None:
     """Expire a T+1-locked block: lift its lock, retire the block, lock the lock's other units again --
     one linked group, named after the lock (a rerun replays it)."""
     assert block.hold is not None, "a T+1-locked block is under its lock"

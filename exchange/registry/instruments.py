@@ -1,7 +1,7 @@
 """Instruments: the products the registry records, one shared ledger for all of them.
 
-`define`, `find`, `instrument`, `catalogue` answer models (exchange/registry/models.py); `find` takes the
-caller's connection. `get` and `listing` (dicts) are thin wrappers kept for the packages not reshaped yet.
+`define_instrument`, `find`, `instrument`, `catalogue` answer models (exchange/registry/models.py); `find` takes
+the caller's connection.
 """
 
 from __future__ import annotations
@@ -42,13 +42,6 @@ async def define_instrument(rt: Runtime, actor: str, client_id: str, *, code: st
         return made if made is not None else await find(conn, code)
 
 
-async def define(rt: Runtime, actor: str, client_id: str, *, code: str, name: str, kind: str,
-                 decimals: int, unit: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
-    """`define_instrument`, answered as a dict (legacy: exchange/security/operator_actions.py runs it)."""
-    return (await define_instrument(rt, actor, client_id, code=code, name=name, kind=kind, decimals=decimals,
-                                    unit=unit, attributes=attributes)).view()
-
-
 async def find(conn: AsyncConnection, code: str) -> Instrument:
     """The instrument, on the caller's connection; 404 if there is none."""
     inst = await repo.instrument(conn, code)
@@ -65,14 +58,6 @@ async def instrument(rt: Runtime, code: str) -> Instrument:
 async def catalogue(rt: Runtime, kind: str | None = None) -> list[Instrument]:
     async with rt.read() as conn:
         return await repo.instruments(conn, kind)
-
-
-async def get(rt: Runtime, code: str) -> dict[str, Any]:
-    return (await instrument(rt, code)).view()
-
-
-async def listing(rt: Runtime, kind: str | None = None) -> list[dict[str, Any]]:
-    return [i.view() for i in await catalogue(rt, kind)]
 
 
 async def decimals_of(rt: Runtime, code: str) -> int:

@@ -3,20 +3,18 @@ organisation with its USCC, or a natural person with a private identity document
 suspension and reinstatement.
 
 A person's identity document is private: it is in the record only for operators, auditors and the
-person itself (`get`, `listing`); `lookup`, which other services use to build their answers, leaves it out.
+person itself (`record_of`, `directory`, answered with `private=True`); what other services build answers
+from leaves it out.
 
-The typed functions (`find`, `record_of`, `directory`, `party`, `admit`, `suspend`, `lift_suspension`) answer
-models (exchange/registry/models.py); `find` and `party` take the caller's connection, so a use case resolves
-its parties inside its one transaction without checking out a second pooled connection. The dict-answering
-`lookup`, `get`, `listing`, `counterparty`, `create` and `reinstate` are thin wrappers kept for the packages
-not reshaped yet (they build their answers from the legacy dict); the lead removes them at the merge.
+Every function answers models (exchange/registry/models.py); `find` and `party` take the caller's
+connection, so a use case resolves its parties on its own connection (inside its one transaction, or in a
+read before it) without checking out a second pooled connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -93,13 +91,6 @@ async def admit(rt: Runtime, actor: str, client_id: str, *, name: str, kind: str
     return p
 
 
-async def create(rt: Runtime, actor: str, client_id: str, *, name: str, kind: str, uscc: str | None = None,
-                 subject: Subject | None = None) -> dict[str, Any]:
-    """`admit`, answered as the legacy dict (for packages not reshaped yet)."""
-    p = await admit(rt, actor, client_id, name=name, kind=kind, uscc=uscc, subject=subject)
-    return p.view(private=True)
-
-
 async def _open_accounts(rt: Runtime, actor: str, client_id: str, name: str, participant_id: int) -> Participant:
     # Derived client ids: a retry after a crash reopens nothing.
     holding, cash = await rt.submit_linked([
@@ -129,19 +120,6 @@ async def record_of(rt: Runtime, viewer: Principal, participant_id: int) -> Part
         raise Forbidden("you may only see your own participant record")
     async with rt.read() as conn:
         return await find(conn, participant_id)
-
-
-async def get(rt: Runtime, viewer: Principal, participant_id: int) -> dict[str, Any]:
-    return (await record_of(rt, viewer, participant_id)).view(private=True)  # oversight, or the participant itself
-
-
-async def lookup(rt: Runtime, participant_id: int, *, conn: AsyncConnection | None = None) -> dict[str, Any]:
-    """For other services: never carries a person's identity document. (Legacy: `find` takes a connection;
-    `conn`: the caller's transaction, when it holds one -- no second pooled connection inside it.)"""
-    if conn is not None:
-        return (await find(conn, participant_id)).view(private=False)
-    async with rt.read() as own:
-        return (await find(own, participant_id)).view(private=False)
 
 
 async def party(conn: AsyncConnection, who: Principal, participant_id: int, *, kinds: frozenset[str],
@@ -175,28 +153,11 @@ async def party(conn: AsyncConnection, who: Principal, participant_id: int, *, k
     raise NotFound("participant", participant_id)
 
 
-async def counterparty(rt: Runtime, who: Principal, participant_id: int, *, kinds: frozenset[str],
-                       identifier: str | None = None, identified: bool = False,
-                       conn: AsyncConnection | None = None) -> dict[str, Any]:
-    """`party` answered as `lookup` answers (legacy, for packages not reshaped), on `conn` when the caller
-    holds a transaction, else on a connection of its own."""
-    if conn is not None:
-        return (await party(conn, who, participant_id, kinds=kinds, identifier=identifier,
-                            identified=identified)).view(private=False)
-    async with rt.read() as own:
-        p = await party(own, who, participant_id, kinds=kinds, identifier=identifier, identified=identified)
-    return p.view(private=False)
-
-
 async def directory(rt: Runtime, viewer: Principal, kind: str | None, limit: int, after: int) -> list[Participant]:
     """Participants by id: all of them for oversight, else the viewer itself."""
     only = None if viewer.kind in SEES_ALL else viewer.participant_id
     async with rt.read() as conn:
         return await repo.participants_after(conn, after, limit, only=only, kind=kind)
-
-
-async def listing(rt: Runtime, viewer: Principal, kind: str | None, limit: int, after: int) -> list[dict[str, Any]]:
-    return [p.view(private=True) for p in await directory(rt, viewer, kind, limit, after)]  # oversight, or oneself
 
 
 async def owner_of_account(rt: Runtime, account: int) -> int | None:
@@ -318,10 +279,3 @@ async def lift_suspension(rt: Runtime, actor: str, client_id: str, participant_i
                                                  approved_by=approved_by, operator_action_id=operator_action_id)
     rt.mutations.resume(participant_id)
     return change
-
-
-async def reinstate(rt: Runtime, actor: str, client_id: str, participant_id: int, reason: str, *,
-                    approved_by: str | None, operator_action_id: int | None) -> dict[str, Any]:
-    """`lift_suspension`, answered as a dict (legacy: exchange/security/operator_actions.py runs it)."""
-    return (await lift_suspension(rt, actor, client_id, participant_id, reason, approved_by=approved_by,
-                                  operator_action_id=operator_action_id)).view()

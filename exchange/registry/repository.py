@@ -10,7 +10,17 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.registry.models import DueBatch, EndedBlock, Instrument, LeftBlock, Participant, StatusChange
+from exchange.registry.models import (
+    ClaimOverlap,
+    DueBatch,
+    EndedBlock,
+    ImportedRange,
+    Instrument,
+    IssuanceRequest,
+    LeftBlock,
+    Participant,
+    StatusChange,
+)
 from exchange.registry.subjects import IdDocument, Subject
 
 
@@ -269,3 +279,151 @@ async def hold_past_term(conn: AsyncConnection, hold: int, today: date) -> bool:
                           WHERE b.hold = :h AND b.retired_seq IS NULL AND r.attributes ? 'valid_until'
                             AND CAST(r.attributes->>'valid_until' AS date) < :today)"""),
         {"h": hold, "today": today})).scalar())
+
+
+# --- issuance requests (exchange/registry/issuance.py) --------------------------------------------------------
+# The batch's serial range is the ledger's: the use case reads it through ledger.queries.batch_serials.
+
+_ISSUANCE = """r.id, r.instrument, i.kind, i.decimals, r.issuer_id, r.holder_id, r.quantity, r.attributes,
+    lower(r.period) AS period_start, upper(r.period) - 1 AS period_end, r.origin_registry,
+    lower(r.origin_serials) AS origin_start, upper(r.origin_serials) - 1 AS origin_end, r.origin_reference,
+    r.flags, r.override, r.status, r.requested_by, r.decided_by, r.decision_note, r.batch_id, r.issue_entry_seq,
+    r.created_at, r.decided_at"""
+_ISSUANCE_FROM = "issuance_requests r JOIN instruments i ON i.code = r.instrument"
+
+
+async def lock_claims(conn: AsyncConnection, lock_class: int, keys: list[str]) -> None:
+    """Advisory locks on every claim, in the order of the lock ids, so two requests never deadlock."""
+    if keys:
+        await conn.execute(text("""SELECT pg_advisory_xact_lock(:cls, h)
+                                   FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k
+                                         ORDER BY h) AS ordered"""), {"cls": lock_class, "keys": keys})
+
+
+async def issuance(conn: AsyncConnection, request_id: int, *, lock: bool = False) -> IssuanceRequest | None:
+    """The request (FOR UPDATE of its row with `lock`)."""
+    sql = f"SELECT {_ISSUANCE} FROM {_ISSUANCE_FROM} WHERE r.id = :i" + (" FOR UPDATE OF r" if lock else "")
+    row = (await conn.execute(text(sql), {"i": request_id})).mappings().first()
+    return None if row is None else IssuanceRequest.from_row(row)
+
+
+async def issuance_by_client(conn: AsyncConnection, actor: str, client_id: str) -> IssuanceRequest | None:
+    """The request `actor` made under `client_id`, with its fingerprint."""
+    row = (await conn.execute(
+        text(f"""SELECT {_ISSUANCE}, r.fingerprint FROM {_ISSUANCE_FROM}
+                 WHERE r.requested_by = :a AND r.client_id = :c"""), {"a": actor, "c": client_id})).mappings().first()
+    return None if row is None else IssuanceRequest.from_row(row)
+
+
+async def issuances_after(conn: AsyncConnection, after: int, limit: int, *, party: int | None,
+                          status: str | None) -> list[IssuanceRequest]:
+    """Requests by id after `after`; `party`: only those it requested or holds."""
+    sql = f"SELECT {_ISSUANCE} FROM {_ISSUANCE_FROM} WHERE r.id > :after"
+    params: dict[str, Any] = {"after": after, "limit": limit}
+    if party is not None:
+        sql += " AND (r.issuer_id = :me OR r.holder_id = :me)"
+        params["me"] = party
+    if status:
+        sql += " AND r.status = :status"
+        params["status"] = status
+    rows = await conn.execute(text(sql + " ORDER BY r.id LIMIT :limit"), params)
+    return [IssuanceRequest.from_row(r) for r in rows.mappings()]
+
+
+async def issuance_holder(conn: AsyncConnection, request_id: int) -> int | None:
+    holder = (await conn.execute(text("SELECT holder_id FROM issuance_requests WHERE id = :i"),
+                                 {"i": request_id})).scalar()
+    return None if holder is None else int(holder)
+
+
+async def ticket_request(conn: AsyncConnection, region: str, number: str) -> int | None:
+    """The request, not rejected, that claims forest ticket `number` of `region`."""
+    taken = (await conn.execute(
+        text("""SELECT id FROM issuance_requests WHERE ticket_region = :r AND ticket_number = :n
+                AND status <> 'rejected'"""), {"r": region, "n": number})).scalar()
+    return None if taken is None else int(taken)
+
+
+async def imports_overlapping(conn: AsyncConnection, origin_key: str, start: int, end: int) -> list[ImportedRange]:
+    """Import requests, not rejected, of the same origin registry whose serials overlap start..end."""
+    rows = await conn.execute(
+        text("""SELECT id, lower(origin_serials) AS s, upper(origin_serials) - 1 AS e FROM issuance_requests
+                WHERE origin_key = :k AND origin_serials && int8range(:s, :e, '[]') AND status <> 'rejected'
+                ORDER BY id"""), {"k": origin_key, "s": start, "e": end})
+    return [ImportedRange(int(r.id), int(r.s), int(r.e)) for r in rows]
+
+
+async def claim_overlaps(conn: AsyncConnection, subjects: list[str], period: tuple[date, date], *,
+                         before: int | None = None) -> list[ClaimOverlap]:
+    """Requests, not rejected, that claim one of `subjects` over a period overlapping `period`. `before`: for
+    the approval of that request, only others approved already or requested before it."""
+    sql = """SELECT r.id, r.instrument, i.kind, r.status, lower(r.period) AS start, upper(r.period) - 1 AS end,
+                    array_agg(s.subject ORDER BY s.subject) AS subjects
+             FROM issuance_subjects s JOIN issuance_requests r ON r.id = s.request_id
+             JOIN instruments i ON i.code = r.instrument
+             WHERE s.subject = ANY(CAST(:subjects AS text[])) AND r.status <> 'rejected'
+               AND r.period && daterange(CAST(:ps AS date), CAST(:pe AS date), '[]')"""
+    params: dict[str, Any] = {"subjects": subjects, "ps": period[0], "pe": period[1]}
+    if before is not None:
+        sql += " AND r.id <> :me AND (r.status = 'approved' OR r.id < :me)"
+        params["me"] = before
+    rows = await conn.execute(text(sql + " GROUP BY r.id, i.kind ORDER BY r.id"), params)
+    return [ClaimOverlap.from_row(r) for r in rows.mappings()]
+
+
+async def issuance_subjects(conn: AsyncConnection, request_id: int) -> list[str]:
+    rows = await conn.execute(text("SELECT subject FROM issuance_subjects WHERE request_id = :i ORDER BY 1"),
+                              {"i": request_id})
+    return [str(s) for s in rows.scalars()]
+
+
+async def insert_issuance(conn: AsyncConnection, *, instrument: str, issuer_id: int | None, holder_id: int,
+                          quantity: int, attributes: dict[str, Any], period: tuple[date, date] | None,
+                          ticket: tuple[str, str] | None, origin: tuple[str, str, int, int, str | None] | None,
+                          flags: list[dict[str, Any]], actor: str, client_id: str, fp: bytes,
+                          subjects: list[str]) -> int | None:
+    """The new request's id, with its claimed subjects; None if a concurrent request with the same client id
+    inserted first. `origin`: (registry, its key, first serial, last serial, reference)."""
+    new_id = (await conn.execute(
+        text("""INSERT INTO issuance_requests (instrument, issuer_id, holder_id, quantity, attributes, period,
+                    ticket_region, ticket_number, origin_registry, origin_key, origin_serials, origin_reference,
+                    flags, requested_by, client_id, fingerprint)
+                VALUES (:inst, :issuer, :holder, :qty, CAST(:attrs AS jsonb),
+                        CASE WHEN CAST(:ps AS date) IS NULL THEN NULL
+                             ELSE daterange(CAST(:ps AS date), CAST(:pe AS date), '[]') END,
+                        :tr, :tn, :o, :ok,
+                        CASE WHEN CAST(:os AS bigint) IS NULL THEN NULL
+                             ELSE int8range(CAST(:os AS bigint), CAST(:oe AS bigint), '[]') END,
+                        :oref, CAST(:flags AS jsonb), :a, :cid, :fp)
+                ON CONFLICT (requested_by, client_id) WHERE client_id IS NOT NULL DO NOTHING
+                RETURNING id"""),
+        {"inst": instrument, "issuer": issuer_id, "holder": holder_id, "qty": quantity,
+         "attrs": json.dumps(attributes, ensure_ascii=False),
+         "ps": period[0] if period else None, "pe": period[1] if period else None,
+         "tr": ticket[0] if ticket else None, "tn": ticket[1] if ticket else None,
+         "o": origin[0] if origin else None, "ok": origin[1] if origin else None,
+         "os": origin[2] if origin else None, "oe": origin[3] if origin else None,
+         "oref": origin[4] if origin else None, "flags": json.dumps(flags, ensure_ascii=False),
+         "a": actor, "cid": client_id, "fp": fp})).scalar()
+    if new_id is not None and subjects:
+        await conn.execute(
+            text("""INSERT INTO issuance_subjects (subject, request_id)
+                    SELECT s, :i FROM unnest(CAST(:subjects AS text[])) AS s"""),
+            {"i": new_id, "subjects": subjects})
+    return None if new_id is None else int(new_id)
+
+
+async def mark_approved(conn: AsyncConnection, request_id: int, decided_by: str, note: str | None, batch_id: int,
+                        seq: int, override: dict[str, Any] | None) -> None:
+    await conn.execute(
+        text("""UPDATE issuance_requests SET status = 'approved', decided_by = :d, decision_note = :n,
+                    batch_id = :b, issue_entry_seq = :seq, override = CAST(:o AS jsonb), decided_at = now()
+                WHERE id = :i"""),
+        {"d": decided_by, "n": note, "b": batch_id, "seq": seq, "i": request_id,
+         "o": None if override is None else json.dumps(override, ensure_ascii=False)})
+
+
+async def mark_rejected(conn: AsyncConnection, request_id: int, decided_by: str, note: str | None) -> None:
+    await conn.execute(
+        text("""UPDATE issuance_requests SET status = 'rejected', decided_by = :d, decision_note = :n,
+                    decided_at = now() WHERE id = :i"""), {"d": decided_by, "n": note, "i": request_id})

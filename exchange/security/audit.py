@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.security import repository as repo
 from exchange.security.models import AnonymousRefusals, AuditRecord, ChainCheck
 
 GENESIS = bytes(32)
@@ -34,10 +34,6 @@ DOMAIN = b"envx-audit/1\n"
 # pg_advisory_xact_lock key ("envxaudt"): appends are serialised so each row sees the true previous hash.
 LOCK_KEY = 0x656E7678_61756474
 PAGE = 1000
-
-_COLUMNS = ("seq, ts, actor, participant_kind, api_key_id, operation, method, path, client_ip, forwarded_for, "
-            "status, outcome, detail, prev_hash, hash")
-
 
 @dataclass(slots=True)
 class AuditEvent:
@@ -76,9 +72,9 @@ def row_hash(prev: bytes, fields: list[Any]) -> bytes:
 
 async def append(conn: AsyncConnection, ev: AuditEvent) -> int:
     """Append one row in the caller's transaction; returns its sequence number."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
-    last = (await conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"))).first()
-    seq, prev = (last.seq + 1, bytes(last.hash)) if last else (1, GENESIS)
+    await repo.lock_audit(conn, LOCK_KEY)
+    last = await repo.audit_head(conn)
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     row = {"seq": seq, "ts": time.time_ns() // 1000, "actor": _storable(ev.actor),
            "participant_kind": _storable(ev.participant_kind), "api_key_id": ev.api_key_id,
            "operation": storable(ev.operation), "method": storable(ev.method), "path": storable(ev.path),
@@ -86,10 +82,7 @@ async def append(conn: AsyncConnection, ev: AuditEvent) -> int:
            "outcome": ev.outcome, "detail": encode_detail(ev.detail)}
     fields = [row[k] for k in ("seq", "ts", "actor", "participant_kind", "api_key_id", "operation", "method",
                                "path", "client_ip", "forwarded_for", "status", "outcome", "detail")]
-    await conn.execute(text(f"INSERT INTO audit_log ({_COLUMNS}) VALUES (:seq, :ts, :actor, :participant_kind, "
-                            ":api_key_id, :operation, :method, :path, :client_ip, :forwarded_for, :status, "
-                            ":outcome, :detail, :prev, :hash)"),
-                       {**row, "prev": prev, "hash": row_hash(prev, fields)})
+    await repo.insert_audit_row(conn, row, prev, row_hash(prev, fields))
     return seq
 
 
@@ -97,42 +90,21 @@ async def record_anonymous(conn: AsyncConnection, ev: AuditEvent) -> int | None:
     """Count a request without a valid key in its address's minute; the first of the minute is also
     appended to the chain (its seq is returned and kept with the count), the others only counted."""
     minute = time.time_ns() // 60_000_000_000 * 60
-    count = (await conn.execute(text(
-        """INSERT INTO audit_anonymous_refusals (client_ip, minute, refusals, last_operation, last_at)
-           VALUES (:ip, to_timestamp(:m), 1, :op, now())
-           ON CONFLICT (client_ip, minute) DO UPDATE SET refusals = audit_anonymous_refusals.refusals + 1,
-               last_operation = EXCLUDED.last_operation, last_at = EXCLUDED.last_at
-           RETURNING refusals"""),
-        {"ip": storable(ev.client_ip or ""), "m": minute, "op": storable(ev.operation)})).scalar_one()
-    if count > 1:
+    ip = storable(ev.client_ip or "")
+    if await repo.count_anonymous_refusal(conn, ip, minute, storable(ev.operation)) > 1:
         return None
     seq = await append(conn, ev)
-    await conn.execute(text("UPDATE audit_anonymous_refusals SET first_seq = :s WHERE client_ip = :ip "
-                            "AND minute = to_timestamp(:m)"), {"s": seq, "ip": storable(ev.client_ip or ""),
-                                                               "m": minute})
+    await repo.first_anonymous_refusal(conn, ip, minute, seq)
     return seq
 
 
 async def anonymous_refusals(conn: AsyncConnection, *, after_minute: int, limit: int) -> list[AnonymousRefusals]:
-    rows = await conn.execute(text(
-        """SELECT client_ip, extract(epoch FROM minute)::bigint AS minute, refusals, first_seq, last_operation,
-                  last_at FROM audit_anonymous_refusals WHERE minute > to_timestamp(:a)
-           ORDER BY minute, client_ip LIMIT :n"""), {"a": after_minute, "n": limit})
-    return [AnonymousRefusals.from_row(r) for r in rows]
+    return await repo.anonymous_refusals(conn, after_minute=after_minute, limit=limit)
 
 
 async def listing(conn: AsyncConnection, *, after: int, limit: int, operation: str | None = None,
                   actor: str | None = None) -> list[AuditRecord]:
-    sql = f"SELECT {_COLUMNS} FROM audit_log WHERE seq > :after"
-    params: dict[str, Any] = {"after": after, "limit": limit}
-    if operation:
-        sql += " AND operation = :op"
-        params["op"] = operation
-    if actor:
-        sql += " AND actor = :actor"
-        params["actor"] = actor
-    rows = await conn.execute(text(sql + " ORDER BY seq LIMIT :limit"), params)
-    return [AuditRecord.from_row(r) for r in rows]
+    return await repo.audit_rows(conn, after=after, limit=limit, operation=operation, actor=actor)
 
 
 async def verify(conn: AsyncConnection, expect: tuple[int, bytes] | None = None) -> ChainCheck:
@@ -140,8 +112,7 @@ async def verify(conn: AsyncConnection, expect: tuple[int, bytes] | None = None)
     prev, expected_seq, after = GENESIS, 1, 0
     head: tuple[int, bytes] | None = None
     while True:
-        rows = [AuditRecord.from_row(r) for r in await conn.execute(
-            text(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > :a ORDER BY seq LIMIT :n"), {"a": after, "n": PAGE})]
+        rows = await repo.audit_rows(conn, after=after, limit=PAGE)
         for r in rows:
             problem = None
             if r.seq != expected_seq:
@@ -161,8 +132,8 @@ async def verify(conn: AsyncConnection, expect: tuple[int, bytes] | None = None)
     head_hash = (head[1] if head else GENESIS).hex()
     if expect is not None:
         seq, want = expect
-        got = (await conn.execute(text("SELECT hash FROM audit_log WHERE seq = :s"), {"s": seq})).scalar()
-        if got is None or bytes(got) != want:
+        got = await repo.audit_hash(conn, seq)
+        if got is None or got != want:
             return ChainCheck(False, n, n, head_hash, first_bad_seq=seq,
                               problem=f"the head you recorded (row {seq}) is no longer in the chain")
     return ChainCheck(True, n, n, head_hash)

@@ -23,22 +23,17 @@ async def operator_key(rt: Runtime, *, name: str | None = None, participant_id: 
     enrollment code (two operators), so the bootstrap never hands out keys that act as someone else.
     """
     assert rt.credentials is not None
-    if participant_id is not None:
-        p = await participants.lookup(rt, participant_id)
-    else:
-        async with rt.read() as conn:
-            found = await repo.operator_named(conn, name)
-        if found is not None:
-            p = await participants.lookup(rt, found)
-        else:
-            p = await participants.create(rt, BOOTSTRAP_ACTOR, f"admin:operator:{name}", name=name or "",
-                                          kind="operator")
-    if p["kind"] != "operator":
-        raise DomainError("not_an_operator", f"participant {p['id']} is a {p['kind']}: it enrolls with an "
+    async with rt.read() as conn:
+        found = participant_id if participant_id is not None else await repo.operator_named(conn, name)
+        p = None if found is None else await participants.find(conn, found)
+    if p is None:
+        p = await participants.admit(rt, BOOTSTRAP_ACTOR, f"admin:operator:{name}", name=name or "", kind="operator")
+    if p.kind != "operator":
+        raise DomainError("not_an_operator", f"participant {p.id} is a {p.kind}: it enrolls with an "
                                              "enrollment code (POST /v1/participants/{id}/enrollment-codes)")
-    if p["status"] != "active":
-        raise DomainError("participant_suspended", f"participant {p['id']} is suspended")
+    if not p.active:
+        raise DomainError("participant_suspended", f"participant {p.id} is suspended")
     async with rt.tx() as conn:
-        k = await keys.create_key(conn, rt.credentials, p["id"], label, created_by=BOOTSTRAP_ACTOR)
+        k = await keys.create_key(conn, rt.credentials, p.id, label, created_by=BOOTSTRAP_ACTOR)
     # What the CLI prints (envx admin create-key): JSON for the person who runs it.
-    return {"participant_id": p["id"], "name": p["name"], "kind": p["kind"], "key_id": k.id, "api_key": k.token}
+    return {"participant_id": p.id, "name": p.name, "kind": p.kind, "key_id": k.id, "api_key": k.token}

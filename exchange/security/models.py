@@ -1,5 +1,5 @@
 """The security package's rows, typed: built from a row right where it is fetched (exchange/security/repository.py,
-exchange/security/audit.py for the audit chain)."""
+the audit chain's included)."""
 
 from __future__ import annotations
 

@@ -39,12 +39,15 @@ halves of an enrollment code): for closed test benches only, the rule above is t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Forbidden, NotFound
 from exchange.core.idempotency import internal
@@ -59,7 +62,7 @@ from exchange.security import credentials, enrollment
 from exchange.security import repository as repo
 from exchange.security.enrollment import FirstHalf, SecondHalf
 from exchange.security.models import OperatorAction
-from exchange.trading import amendments, markets
+from exchange.trading import amendments, inflight, markets
 
 Payload = dict[str, Any]
 
@@ -71,20 +74,22 @@ Execute = Callable[[Runtime, Principal, Principal, str, Payload], Awaitable[dict
 class Kind:
     check: Callable[[Runtime, Payload], Awaitable[None]]  # early refusal of what could never execute
     summary: Callable[[Payload], str]
-    execute: Execute  # (rt, maker, checker, client id, payload) -> result
+    run: Execute  # (rt, maker, checker, client id, payload) -> result
     # Actions that end in an enrollment code: which participant it enrols, from the payload and result.
     enrolls: Callable[[Payload, dict[str, Any]], int] | None = None
 
 
-def _maker(actor: str) -> Principal:
-    # The proposer acts (their actor is on the ledger entry, as without maker-checker); only `actor` is used.
+def _operator(actor: str) -> Principal:
+    # The proposer acts (their actor is on the ledger entry, as without maker-checker), and the approver is named
+    # (a reinstatement records it); only `actor` is used.
     pid = int(actor.split(":", 1)[1]) if actor.startswith("participant:") else 0
     return Principal(pid, "operator", "", 0, None, None)
 
 
 async def _check_cash(rt: Runtime, p: Payload) -> None:
-    who = await participants.lookup(rt, p["participant_id"])
-    if who["cash_account"] is None:
+    async with rt.read() as conn:
+        who = await participants.find(conn, p["participant_id"])
+    if who.cash_account is None:
         raise DomainError("no_account", f"participant {p['participant_id']} has no cash account")
     to_base(p["amount"], CNY_DECIMALS, field="amount")
 
@@ -96,15 +101,16 @@ def _cny_text(amount: str) -> str:
 
 def _cash(direction: str) -> Execute:
     async def run(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
-        return await cash.record(rt, maker, cid, direction=direction, participant_id=p["participant_id"],
+        done = await cash.record(rt, maker, cid, direction=direction, participant_id=p["participant_id"],
                                  amount=p["amount"], bank_reference=p["bank_reference"], note=p.get("note"))
+        return done.view()
     return run
 
 
 async def _check_instrument(rt: Runtime, p: Payload) -> None:
     instrument_kinds.instrument_attributes(p["kind"], p.get("attributes") or {})
     try:
-        await instruments.get(rt, p["code"])
+        await instruments.instrument(rt, p["code"])
     except NotFound:
         return
     raise DomainError("instrument_exists", f"instrument {p['code']} already exists")
@@ -112,8 +118,10 @@ async def _check_instrument(rt: Runtime, p: Payload) -> None:
 
 async def _define_instrument(rt: Runtime, maker: Principal, checker: Principal, cid: str,
                              p: Payload) -> dict[str, Any]:
-    return await instruments.define(rt, maker.actor, cid, code=p["code"], name=p["name"], kind=p["kind"],
-                                    decimals=p["decimals"], unit=p.get("unit"), attributes=p.get("attributes") or {})
+    made = await instruments.define_instrument(rt, maker.actor, cid, code=p["code"], name=p["name"], kind=p["kind"],
+                                               decimals=p["decimals"], unit=p.get("unit"),
+                                               attributes=p.get("attributes") or {})
+    return made.view()
 
 
 async def _check_market(rt: Runtime, p: Payload) -> None:
@@ -143,8 +151,9 @@ async def _check_participant(rt: Runtime, p: Payload) -> None:
 
 async def _create_participant(rt: Runtime, maker: Principal, checker: Principal, cid: str,
                               p: Payload) -> dict[str, Any]:
-    return await participants.create(rt, maker.actor, cid, name=p["name"], kind=p["kind"],
-                                     subject=subject_from_payload(p["kind"], p))
+    admitted = await participants.admit(rt, maker.actor, cid, name=p["name"], kind=p["kind"],
+                                        subject=subject_from_payload(p["kind"], p))
+    return admitted.view(private=True)
 
 
 def _participant_summary(p: Payload) -> str:
@@ -167,8 +176,10 @@ async def _check_reinstatement(rt: Runtime, p: Payload) -> None:
 
 
 async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
-    return await participants.reinstate(rt, maker.actor, cid, p["participant_id"], p["reason"],
-                                        approved_by=checker.actor, operator_action_id=int(cid.rsplit(":", 1)[1]))
+    change = await participants.lift_suspension(rt, maker.actor, cid, p["participant_id"], p["reason"],
+                                                approved_by=checker.actor,
+                                                operator_action_id=int(cid.rsplit(":", 1)[1]))
+    return change.view()
 
 
 KINDS: dict[str, Kind] = {
@@ -275,59 +286,99 @@ def _participant_id(actor: str) -> int | None:
 
 
 async def approve(rt: Runtime, who: Principal, action_id: int, note: str | None) -> ActionAnswer:
-    failure: DomainError | None = None
-    second_half: SecondHalf | None = None
-    # The row lock serialises approvals of one action; the derived client id makes a re-execution after a
-    # crash (ledger written, status not yet) a replay in the services, never a second deposit.
+    """Decide, then execute, then record -- three steps, so that no service runs inside the action's row lock
+    (each opens its own connections and submits to the ledger).
+
+    1. Under the row lock: the four-eyes checks, then the decision committed (`approved`, `decided_by`).
+    2. No lock held: the service function, under the action's derived client id (`execution_id`), as the
+       proposer; run again, it replays, so it executes once however often this step is repeated.
+    3. Under the row lock again: the outcome (`executed` with the result and, for admissions and new codes,
+       the second half of the enrollment code bound to the approver; or `failed` with the refusal).
+
+    An action left `approved` (a crash or an outage between the steps) is completed by approving it again,
+    by any operator but its proposer; the decision, and the second half, stay the first approver's."""
     async with rt.tx() as conn:
         row = await repo.get_action(conn, action_id, lock=True)
         if row is None:
             raise NotFound("operator action", action_id)
-        k = KINDS[row.kind]
-        # The proposer is never the checker, whatever the action's state: before the replay of an executed one.
-        if row.proposed_by == who.actor:
+        if row.proposed_by == who.actor:  # never the checker, whatever the state: before any replay
             raise Forbidden("maker-checker: a second operator must approve this action, not its proposer")
-        if row.status == "executed":  # approving again answers the same result (and its half to its holder only)
-            if k.enrolls is not None and row.decided_by == who.actor:
-                code = await enrollment.code_of_action(conn, action_id)
-                return ActionAnswer(row, enrollment.second_half_answer(enrollment.creds(rt), code, who.actor))
-            return ActionAnswer(row)
-        if row.status == "rejected":
-            raise DomainError("action_rejected", f"operator action {action_id} was rejected")
-        if row.status == "failed":
-            raise DomainError("action_failed", f"operator action {action_id} failed when it was approved",
-                              error=row.error)
+        if row.status in ("executed", "rejected", "failed"):
+            return await _decided(conn, rt, row, who)
         # Four eyes are checked against the database, not the key cache: the approver's key and participant,
         # and the proposer's standing, as they are now.
         await credentials.assert_current(conn, who)
-        maker_id = _participant_id(row.proposed_by)
-        if maker_id is not None and await repo.participant_status(conn, maker_id) != "active":
-            raise DomainError("proposer_suspended", f"operator action {action_id} was proposed by a participant who "
-                                                    "is suspended now; it cannot be approved unless reinstated")
-        if row.expires_at <= datetime.now(UTC):
-            raise DomainError("action_expired", f"operator action {action_id} expired at {iso(row.expires_at)}; "
-                                                "propose it again")
-        meta = {"id": action_id, "kind": row.kind, "proposed_by": row.proposed_by, "approved_by": who.actor}
+        if row.status == "pending":
+            maker_id = _participant_id(row.proposed_by)
+            if maker_id is not None and await repo.participant_status(conn, maker_id) != "active":
+                raise DomainError("proposer_suspended", f"operator action {action_id} was proposed by a participant "
+                                                        "who is suspended now; it cannot be approved unless reinstated")
+            if row.expires_at <= datetime.now(UTC):
+                raise DomainError("action_expired", f"operator action {action_id} expired at {iso(row.expires_at)}; "
+                                                    "propose it again")
+            await repo.action_approved(conn, action_id, who.actor, note)
+            row = dataclasses.replace(row, status="approved", decided_by=who.actor, decision_note=note)
+    return await _execute(rt, row, who)
+
+
+async def _decided(conn: AsyncConnection, rt: Runtime, row: OperatorAction, who: Principal) -> ActionAnswer:
+    """The answer to approving an action whose outcome is recorded: the same result (and the second half of its
+    enrollment code to its holder only), or the refusal it met."""
+    if row.status == "rejected":
+        raise DomainError("action_rejected", f"operator action {row.id} was rejected")
+    if row.status == "failed":
+        raise DomainError("action_failed", f"operator action {row.id} failed when it was approved", error=row.error)
+    if KINDS[row.kind].enrolls is not None and row.decided_by == who.actor:
+        code = await enrollment.code_of_action(conn, row.id)
+        return ActionAnswer(row, enrollment.second_half_answer(enrollment.creds(rt), code, who.actor))
+    return ActionAnswer(row)
+
+
+async def _execute(rt: Runtime, row: OperatorAction, who: Principal) -> ActionAnswer:
+    """Steps 2 and 3 of `approve` for an `approved` action."""
+    k = KINDS[row.kind]
+    checker = row.decided_by
+    assert checker is not None, f"operator action {row.id} is approved without its approver"
+    meta = {"id": row.id, "kind": row.kind, "proposed_by": row.proposed_by, "approved_by": checker}
+
+    async def run() -> tuple[dict[str, Any], DomainError | None]:
         try:
             with provenance(operator_action=meta):
-                result = await k.execute(rt, _maker(row.proposed_by), who, execution_id(action_id), row.payload)
-            if k.enrolls is not None:
-                code = await enrollment.code_of_action(conn, action_id)
-                second_half = await enrollment.complete_code(conn, rt, code.id, k.enrolls(row.payload, result),
-                                                             who.actor)
-                result = {**result, "enrollment": {"code_id": code.id, "expires_at": second_half.expires_at}}
+                return await k.run(rt, _operator(row.proposed_by), _operator(checker), execution_id(row.id),
+                                   row.payload), None
         except DomainError as exc:
             if exc.status >= 500:
-                raise  # transient (ledger unavailable): stays pending, approve again later
-            failure = exc
-            await repo.action_failed(conn, action_id, who.actor, note,
-                                     {"status": exc.status, "code": exc.code, "detail": exc.message})
+                raise  # transient (ledger unavailable): stays approved, approving again executes it
+            return {}, exc
+
+    # A second approval arriving while this one executes waits for its outcome rather than running the service
+    # again alongside it (a concurrent rerun could meet the first's effect as a refusal and record a failure).
+    result, failure = await inflight.once(rt, ("operator-action", row.id), "", run)
+    async with rt.tx() as conn:
+        now = await repo.get_action(conn, row.id, lock=True)
+        assert now is not None
+        if now.status != "approved":  # a concurrent approval recorded the outcome first
+            return await _decided(conn, rt, now, who)
+        if failure is None and k.enrolls is not None:
+            try:
+                code = await enrollment.code_of_action(conn, row.id)
+                second = await enrollment.complete_code(conn, rt, code.id, k.enrolls(row.payload, result), checker)
+                result = {**result, "enrollment": {"code_id": code.id, "expires_at": second.expires_at}}
+            except DomainError as exc:
+                if exc.status >= 500:
+                    raise
+                failure = exc
+        if failure is not None:
+            await repo.action_failed(conn, row.id, checker, row.decision_note,
+                                     {"status": failure.status, "code": failure.code, "detail": failure.message})
         else:
-            await repo.action_executed(conn, action_id, who.actor, note, times_in_iso(result))
+            await repo.action_executed(conn, row.id, checker, row.decision_note, times_in_iso(result))
     if failure is not None:  # recorded as failed (committed above); the approver sees why
-        raise DomainError(failure.code, failure.message, failure.status, operator_action=action_id,
-                          **failure.extra)
-    return ActionAnswer(await get(rt, action_id), second_half)
+        raise DomainError(failure.code, failure.message, failure.status, operator_action=row.id, **failure.extra)
+    async with rt.read() as conn:
+        done = await repo.get_action(conn, row.id)
+        assert done is not None
+        return await _decided(conn, rt, done, who)
 
 
 async def reject(rt: Runtime, who: Principal, action_id: int, note: str | None) -> OperatorAction:
@@ -335,7 +386,7 @@ async def reject(rt: Runtime, who: Principal, action_id: int, note: str | None) 
         row = await repo.get_action(conn, action_id, lock=True)
         if row is None:
             raise NotFound("operator action", action_id)
-        if row.status in ("executed", "failed"):
+        if row.status in ("approved", "executed", "failed"):
             raise DomainError("action_decided", f"operator action {action_id} was already approved")
         if row.status == "pending":  # rejecting twice is a no-op
             await repo.action_rejected(conn, action_id, who.actor, note)

@@ -1,6 +1,6 @@
-"""The security package's SQL (the audit chain's is in exchange/security/audit.py): API keys, signing keys and
-signed instructions, enrollment codes, operator actions. Every function takes the caller's connection; rows
-become models (exchange/security/models.py) right here.
+"""The security package's SQL: API keys, signing keys and signed instructions, enrollment codes, operator
+actions, and the audit chain's queries (exchange/security/audit.py hashes and checks the chain). Every function
+takes the caller's connection; rows become models (exchange/security/models.py) right here.
 
 Two reads of the registry's participants table stay here because they lock a row in the caller's
 transaction (FOR SHARE) or run before the registry can serve them: `participant_status` and `operator_named`."""
@@ -14,7 +14,16 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.security.models import EnrollmentCode, KeyHolder, KeyRow, OperatorAction, SignaturePolicy, SigningKey
+from exchange.security.models import (
+    AnonymousRefusals,
+    AuditRecord,
+    EnrollmentCode,
+    KeyHolder,
+    KeyRow,
+    OperatorAction,
+    SignaturePolicy,
+    SigningKey,
+)
 
 _KEY = "id, participant_id, prefix, label, created_at, expires_at, revoked_at, parent_key_id, created_by"
 _SIGNING_KEY = "id, participant_id, public_key, label, created_at, created_by, revoked_at, revoked_by"
@@ -287,6 +296,14 @@ async def actions(conn: AsyncConnection, status: str | None, limit: int, after: 
     return [OperatorAction.from_row(r) for r in await conn.execute(text(sql + " ORDER BY id LIMIT :limit"), params)]
 
 
+async def action_approved(conn: AsyncConnection, action_id: int, decided_by: str, note: str | None) -> None:
+    """Decided, not executed yet (exchange.security.operator_actions.approve executes it after this commits)."""
+    await conn.execute(
+        text("""UPDATE operator_actions SET status = 'approved', decided_by = :d, decided_at = now(),
+                    decision_note = :n WHERE id = :i AND status = 'pending'"""),
+        {"d": decided_by, "n": note, "i": action_id})
+
+
 async def action_failed(conn: AsyncConnection, action_id: int, decided_by: str, note: str | None,
                         error: dict[str, Any]) -> None:
     await conn.execute(
@@ -307,3 +324,73 @@ async def action_rejected(conn: AsyncConnection, action_id: int, decided_by: str
     await conn.execute(
         text("""UPDATE operator_actions SET status = 'rejected', decided_by = :d, decided_at = now(),
                     decision_note = :n WHERE id = :i"""), {"d": decided_by, "n": note, "i": action_id})
+
+
+# --- the audit chain (exchange/security/audit.py) ---------------------------------------------------------------
+
+_AUDIT = ("seq, ts, actor, participant_kind, api_key_id, operation, method, path, client_ip, forwarded_for, "
+          "status, outcome, detail, prev_hash, hash")
+
+
+async def lock_audit(conn: AsyncConnection, key: int) -> None:
+    """The transaction-scoped advisory lock that serialises appends."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+async def audit_head(conn: AsyncConnection) -> tuple[int, bytes] | None:
+    """(seq, hash) of the last row; None for an empty chain."""
+    last = (await conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"))).first()
+    return None if last is None else (int(last.seq), bytes(last.hash))
+
+
+async def insert_audit_row(conn: AsyncConnection, row: dict[str, Any], prev: bytes, digest: bytes) -> None:
+    await conn.execute(text(f"INSERT INTO audit_log ({_AUDIT}) VALUES (:seq, :ts, :actor, :participant_kind, "
+                            ":api_key_id, :operation, :method, :path, :client_ip, :forwarded_for, :status, "
+                            ":outcome, :detail, :prev, :hash)"),
+                       {**row, "prev": prev, "hash": digest})
+
+
+async def count_anonymous_refusal(conn: AsyncConnection, client_ip: str, minute: int, operation: str) -> int:
+    """Count one more keyless refusal of `client_ip` in `minute` (POSIX seconds); the count so far."""
+    count = (await conn.execute(text(
+        """INSERT INTO audit_anonymous_refusals (client_ip, minute, refusals, last_operation, last_at)
+           VALUES (:ip, to_timestamp(:m), 1, :op, now())
+           ON CONFLICT (client_ip, minute) DO UPDATE SET refusals = audit_anonymous_refusals.refusals + 1,
+               last_operation = EXCLUDED.last_operation, last_at = EXCLUDED.last_at
+           RETURNING refusals"""),
+        {"ip": client_ip, "m": minute, "op": operation})).scalar_one()
+    return int(count)
+
+
+async def first_anonymous_refusal(conn: AsyncConnection, client_ip: str, minute: int, seq: int) -> None:
+    """The chain row that recorded the first refusal of that address and minute."""
+    await conn.execute(text("UPDATE audit_anonymous_refusals SET first_seq = :s WHERE client_ip = :ip "
+                            "AND minute = to_timestamp(:m)"), {"s": seq, "ip": client_ip, "m": minute})
+
+
+async def anonymous_refusals(conn: AsyncConnection, *, after_minute: int, limit: int) -> list[AnonymousRefusals]:
+    rows = await conn.execute(text(
+        """SELECT client_ip, extract(epoch FROM minute)::bigint AS minute, refusals, first_seq, last_operation,
+                  last_at FROM audit_anonymous_refusals WHERE minute > to_timestamp(:a)
+           ORDER BY minute, client_ip LIMIT :n"""), {"a": after_minute, "n": limit})
+    return [AnonymousRefusals.from_row(r) for r in rows]
+
+
+async def audit_rows(conn: AsyncConnection, *, after: int, limit: int, operation: str | None = None,
+                     actor: str | None = None) -> list[AuditRecord]:
+    """Rows by seq after `after`, optionally of one operation or actor."""
+    sql = f"SELECT {_AUDIT} FROM audit_log WHERE seq > :after"
+    params: dict[str, Any] = {"after": after, "limit": limit}
+    if operation:
+        sql += " AND operation = :op"
+        params["op"] = operation
+    if actor:
+        sql += " AND actor = :actor"
+        params["actor"] = actor
+    rows = await conn.execute(text(sql + " ORDER BY seq LIMIT :limit"), params)
+    return [AuditRecord.from_row(r) for r in rows]
+
+
+async def audit_hash(conn: AsyncConnection, seq: int) -> bytes | None:
+    got = (await conn.execute(text("SELECT hash FROM audit_log WHERE seq = :s"), {"s": seq})).scalar()
+    return None if got is None else bytes(got)

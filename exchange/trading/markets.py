@@ -170,10 +170,10 @@ def in_force(m: Market, pending: Sequence[Amendment], day: date) -> Market:
 
 async def check_definition(rt: Runtime, instrument: str, mode: str, settings: dict[str, Any]) -> MarketConfig:
     """Everything a market definition needs, short of writing it: proposals are refused here, at once."""
-    inst = await instruments.get(rt, instrument)
-    if inst["kind"] == "currency":
+    inst = await instruments.instrument(rt, instrument)
+    if inst.kind == "currency":
         raise Invalid("not_tradable", "cash is not traded")
-    return configure(mode, inst["decimals"], settings)
+    return configure(mode, inst.decimals, settings)
 
 
 async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mode: str,

@@ -18,6 +18,7 @@ from exchange.core.refusals import Refusal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
 from exchange.registry import expiry, participants
+from exchange.registry.models import Participant
 from exchange.trading import inflight, journal
 from exchange.trading import repository as repo
 from exchange.trading.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
@@ -111,8 +112,9 @@ async def quote(rt: Runtime, who: Principal, market_id: str, client_id: str, *, 
     _gate(seq)
     m = seq.market
     p, q = to_base(price, 2, field="price"), to_base(quantity, m.decimals)
-    for c in counterparties:  # traders the quoter names; anyone else is the same 404 as an unknown id
-        await participants.counterparty(rt, who, c, kinds=TRADERS)
+    async with rt.read() as conn:
+        for c in counterparties:  # traders the quoter names; anyone else is the same 404 as an unknown id
+            await participants.party(conn, who, c, kinds=TRADERS)
     pid = who.participant_id
     return await submit_plain(rt, who, market_id, client_id,
                               lambda qid: mc.Quote(qid, pid, side, p, q, audience, tuple(counterparties)),
@@ -194,31 +196,34 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
         price, qty = int(deal["price"]), int(deal["qty"])
         seller_id, buyer_id = ((quote["account"], deal["responder"]) if quote["side"] == mc.SELL
                                else (deal["responder"], quote["account"]))
-        seller, buyer = await participants.lookup(rt, seller_id), await participants.lookup(rt, buyer_id)
+        async with rt.read() as conn:
+            seller, buyer = await participants.find(conn, seller_id), await participants.find(conn, buyer_id)
         cash = buy_hold(price, qty, m.decimals, m.fee_bps, m.years)
         if m.expires:  # no units whose term ended are delivered; the buyer only hears the seller cannot deliver
             try:
-                await expiry.refuse_ended(rt, seller["holding_account"], m.instrument)
+                await expiry.refuse_ended(rt, seller.holding_account, m.instrument)
             except DomainError as exc:
                 if seller_id == pid:
                     raise
                 raise DomainError(Refusal.COUNTERPARTY_UNFUNDED,
                                   "the counterparty cannot deliver these units now") from exc
+        if seller.holding_account is None or buyer.cash_account is None:  # admitted, accounts not opened yet
+            raise DomainError(Refusal.COUNTERPARTY_UNFUNDED, "a party's accounts are not open yet")
         base = f"{m.id}:deal:{deal_id}:{client_id}"
         holds = await rt.submit_linked([
-            lc.Request(f"exchange:{m.id}", lc.CreateHold("order", buyer["cash_account"], rt.system["clearing"],
+            lc.Request(f"exchange:{m.id}", lc.CreateHold("order", buyer.cash_account, rt.system["clearing"],
                                                           "CNY", cash), f"{base}:buyer", {"deal": deal_id}),
-            lc.Request(f"exchange:{m.id}", lc.CreateHold("order", seller["holding_account"], rt.system["clearing"],
+            lc.Request(f"exchange:{m.id}", lc.CreateHold("order", seller.holding_account, rt.system["clearing"],
                                                           m.instrument, qty), f"{base}:seller", {"deal": deal_id}),
         # The confirming side hears its own shortfall in its units; the other side's is only
         # `counterparty_unfunded`: no account, no balance (issue #14).
         ], own=tuple(a for a in (who.cash_account, who.holding_account) if a is not None), counterparty=True)
         ids = {quote["account"]: deal["quote_id"], deal["responder"]: deal_id}
 
-        def state(p: dict[str, Any], side: str, hold: Any, amount: int) -> dict[str, Any]:
-            return {"id": ids[p["id"]], "participant_id": p["id"], "kind": "order", "side": side, "price": price,
-                    "qty": qty, "hold_id": hold.seq, "hold_amount": amount, "holding_account": p["holding_account"],
-                    "cash_account": p["cash_account"]}
+        def state(p: Participant, side: str, hold: Any, amount: int) -> dict[str, Any]:
+            return {"id": ids[p.id], "participant_id": p.id, "kind": "order", "side": side, "price": price,
+                    "qty": qty, "hold_id": hold.seq, "hold_amount": amount, "holding_account": p.holding_account,
+                    "cash_account": p.cash_account}
 
         return {"extra": [state(buyer, mc.BUY, holds[0], cash), state(seller, mc.SELL, holds[1], qty)]}
 

@@ -25,7 +25,7 @@ def test_demo_data_loads_and_reloads(api: Api, client) -> None:
     tickets = [r["attributes"]["ticket_number"] for r in requests if r["kind"] == "forest_ticket"]
     assert tickets == ["0000001", "0000002", "0000003", "0000004", "0000005"]
     assert api.ok(api.get("/v1/instruments/GDEA24"))["attributes"]["region"] == "guangdong"
-    assert people["sanming_owner"]["kind"] == "enterprise"
+    assert people["sanming_owner"].kind == "enterprise"
 
 
 def test_demo_keys_work_for_every_demo_participant(db_url: str, settings: Settings, tmp_path: Path) -> None:
