@@ -67,8 +67,8 @@ async def _answer(rt: Runtime, market_id: str, result: Submitted) -> Submitted:
     if order.status == "rejected":
         refused = await stored_refusal(rt, market_id, order.id)
         # Stored with the rejection in one transaction; only rows refused before refusals were kept lack it.
-        reason = order.reason or ""
-        raise refused or _reason_error(reason, R.DESCRIPTIONS.get(reason, reason), 0)
+        assert order.reason is not None, order.id  # a rejected row always has its reason
+        raise refused or _reason_error(order.reason, R.DESCRIPTIONS.get(order.reason, order.reason), 0)
     return result
 
 

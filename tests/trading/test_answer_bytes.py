@@ -6,9 +6,10 @@ deposit, a replay of each kind of command). The test checks each 2xx answer agai
 schema: every field it has is declared, every required one is there, each value has its declared type.
 
 The bytes of each row of `orders` as answered are also compared with the dict the service answered before the
-schemas (ShownOrder.as_dict). Set ENVX_RECORD_ANSWERS=<file> to also write the answers' bytes (times masked) to that file: run it on the code
-before a change and after, and compare the two files (`cmp`) -- that is how the schemas were shown to answer
-the bytes the dicts answered, field order included (the exact-replay store keeps answered bytes).
+schemas (ShownOrder.as_dict). Set ENVX_RECORD_ANSWERS=<file> to also write the answers' bytes (times masked) to
+that file: run it on the code before a change and after, and compare the two files (`cmp`) -- that is how the
+schemas were shown to answer the bytes the dicts answered, field order included (the exact-replay store keeps
+answered bytes).
 """
 
 from __future__ import annotations
