@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import ClassVar, Literal
 
+from litestar.openapi.spec import OpenAPIType, Schema
 from pydantic import BaseModel, Field
 
 from api.schemas.common import Sparse
@@ -23,12 +24,23 @@ from exchange.trading.models import (
     ShownOrder,
     Submitted,
 )
+from exchange.trading.orders import EVENT_FIELDS, SOMETIMES_HIDDEN
 
+
+def _event(kind: str, fields: tuple[str, ...]) -> Schema:
+    return Schema(type=OpenAPIType.OBJECT, title=f"{kind} event",
+                  properties={"kind": Schema(const=kind), **{f: Schema() for f in fields}},
+                  required=["kind", *(f for f in fields if f not in SOMETIMES_HIDDEN)])
+
+
+# Passed through as the engine's events are named (exchange.trading.orders._events_view), so that an answer's
+# bytes are the stream's; the document lists each kind's fields (matching.events.FIELDS).
 Events = list[EventView]
-EVENTS = Field(description="What the engine did with the caller's command, in order, each with its `kind` "
-                           "(accepted, trade, cancelled, reduced, rejected, quoted, deal_proposed, bid_accepted, "
-                           "...): quantities, prices and amounts as decimal strings, times ISO 8601; the other "
-                           "side of a trade is not named. Empty in a replay.")
+EVENTS = Field(description="What the engine did with the caller's command, in order, each with its `kind`: "
+                           "quantities, prices and amounts as decimal strings, times ISO 8601. The other side of a "
+                           "trade is not named: `maker_id`/`taker_id` and a bidder appear only when they are the "
+                           "caller's (oversight sees them). Empty in a replay.",
+               json_schema_extra={"items": Schema(one_of=[_event(k, f) for k, f in EVENT_FIELDS.items()])})
 REPLAYED = Field(default=None, description="true when the client id was used before: the first command's state "
                                            "now, no events (left out otherwise)")
 

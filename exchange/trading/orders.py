@@ -82,6 +82,14 @@ _COUNTERPARTY_FIELDS = frozenset({"maker_owner", "taker_owner"})
 _SIDE_ORDERS = {"maker_id": "maker_owner", "taker_id": "taker_owner"}
 
 
+# Each event kind's fields as _events_view answers them (owner renamed, counterparties left out), and those it
+# leaves out when they are another party's (so an answer may lack them): what the OpenAPI document lists.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(_OWNER_FIELDS.get(f, f) for f in names if f not in _COUNTERPARTY_FIELDS)
+    for kind, names in ev.FIELDS.items()}
+SOMETIMES_HIDDEN = frozenset({*_SIDE_ORDERS, "bidder"})
+
+
 def _events_view(events: list[ev.Event], decimals: int, who: Principal) -> list[EventView]:
     """Events of the caller's own command, in its units (exchange.core.units.event_fields): amounts, prices and
     quantities as decimal strings, times in ISO 8601, refusals spoken; base units never leak. The other side
