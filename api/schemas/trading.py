@@ -40,7 +40,10 @@ EVENTS = Field(description="What the engine did with the caller's command, in or
                            "quantities, prices and amounts as decimal strings, times ISO 8601. The other side of a "
                            "trade is not named: `maker_id`/`taker_id` and a bidder appear only when they are the "
                            "caller's (oversight sees them). Empty in a replay.",
-               json_schema_extra={"items": Schema(one_of=[_event(k, f) for k, f in EVENT_FIELDS.items()])})
+               # Litestar sets these keys as attributes of the field's OpenAPI Schema, so the value is one (pydantic
+               # types json_schema_extra as plain JSON; its own JSON Schema of answers is not used).
+               json_schema_extra={"items": Schema(  # type: ignore[dict-item]
+                   one_of=[_event(k, f) for k, f in EVENT_FIELDS.items()])})
 REPLAYED = Field(default=None, description="true when the client id was used before: the first command's state "
                                            "now, no events (left out otherwise)")
 
