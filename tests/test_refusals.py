@@ -48,7 +48,7 @@ DYNAMIC = {
         "a failed execution's DomainError, stored with its code (checked when it was built)",
     ("exchange/security/operator_actions.py", "_execute", "DomainError", "failure.code"):
         "the same DomainError raised again for the approver",
-    ("exchange/trading/auctions.py", "_answer", "_reason_error", "order['reason']"):
+    ("exchange/trading/auctions.py", "_answer", "_reason_error", "order.reason"):
         "a rejected order's reason, set from the engine's REJECTED event (settlement.Book.stage); " + _ENGINE,
     ("exchange/trading/negotiation.py", "submit_plain.run", "_reason_error", "rejected[0][2]"): _ENGINE,
     ("exchange/trading/orders.py", "_submit_new", "_reason_error", "*problem"): "matching.rules check: " + _ENGINE,

@@ -36,15 +36,14 @@ from api.schemas.markets import (
     TakeIn,
     TradeOut,
 )
-from exchange.core.errors import DomainError
+from api.schemas.trading import DepositOut, ListingOut, OrderOut, OrderPlacedOut, shown
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import micros, to_text
+from exchange.core.units import micros
 from exchange.trading import amendments, marketdata, markets, orders, sessions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
-Page = Response[list[dict[str, Any]]]
 Levels = Annotated[str, Parameter(pattern=r"^(all|[1-9][0-9]{0,3})$",
                                   description="How many price levels per side: 1-9999, or `all` (the whole book)")]
 
@@ -135,77 +134,68 @@ class MarketController(Controller):
     @post("/{market_id:str}/orders", operation_id="placeOrder",
           summary="Place an order (limit, IOC, FOK, market-to-limit); pre-funded by a ledger hold")
     async def place(self, rt: Runtime, principal: Principal, market_id: str, data: OrderIn,
-                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                    idempotency_key: IdempotencyKey = None) -> OrderPlacedOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await orders.place_order(rt, principal, market_id, cid, side=data.side, type_=data.type,
-                                        tif=data.tif, price=data.price, quantity=data.quantity, stp=data.stp)
+        return OrderPlacedOut.of(await orders.place_order(rt, principal, market_id, cid, side=data.side,
+                                                          type_=data.type, tif=data.tif, price=data.price,
+                                                          quantity=data.quantity, stp=data.stp))
 
     @get("/{market_id:str}/orders", operation_id="listOrders", response_headers=LINK,
          summary="Your orders (operators and auditors: all), oldest first (cursor paging)")
     async def list_orders(self, rt: Runtime, principal: Principal, request: Request, market_id: str,
                           status: Literal["open", "filled", "cancelled", "expired", "rejected"] | None = None,
-                          limit: Limit = 500, cursor: Cursor = None) -> Page:
+                          limit: Limit = 500, cursor: Cursor = None) -> Response[list[OrderOut | DepositOut]]:
         after = paging.decode(cursor, f"orders:{market_id}", paging.is_int)
-        rows = await orders.list_orders(rt, principal, market_id, status, after, limit)
-        return paging.page(request, f"orders:{market_id}", rows, limit, lambda o: o["id"])
+        rows = [shown(o) for o in await orders.list_orders(rt, principal, market_id, status, after, limit)]
+        return paging.page(request, f"orders:{market_id}", rows, limit, lambda o: o.id)
 
     @get("/{market_id:str}/orders/{order_id:int}", operation_id="getOrder", summary="One order")
-    async def get_order(self, rt: Runtime, principal: Principal, market_id: str, order_id: Id) -> dict[str, Any]:
-        return await orders.get_order(rt, principal, market_id, order_id)
+    async def get_order(self, rt: Runtime, principal: Principal, market_id: str,
+                        order_id: Id) -> OrderOut | DepositOut:
+        return shown(await orders.find(rt, principal, market_id, order_id))
 
     @post("/{market_id:str}/orders/{order_id:int}/cancel", operation_id="cancelOrder", status_code=200,
           summary="Cancel an order or listing; its hold is released. Idempotent.")
-    async def cancel(self, rt: Runtime, principal: Principal, market_id: str, order_id: Id) -> dict[str, Any]:
-        return await orders.cancel(rt, principal, market_id, order_id)
+    async def cancel(self, rt: Runtime, principal: Principal, market_id: str,
+                     order_id: Id) -> OrderOut | DepositOut:
+        return shown(await orders.cancel(rt, principal, market_id, order_id))
 
     @post("/{market_id:str}/orders/{order_id:int}/reduce", operation_id="reduceOrder", status_code=200,
           summary="Lower the open quantity; the order keeps its priority")
     async def reduce(self, rt: Runtime, principal: Principal, market_id: str, order_id: Id,
-                     data: ReduceIn) -> dict[str, Any]:
-        return await orders.reduce(rt, principal, market_id, order_id, data.quantity)
+                     data: ReduceIn) -> OrderOut | DepositOut:
+        return shown(await orders.reduce(rt, principal, market_id, order_id, data.quantity))
 
     # --- listings (挂牌协议) --------------------------------------------------------------------
 
     @post("/{market_id:str}/listings", operation_id="postListing", summary="List a quantity at a price")
     async def post_listing(self, rt: Runtime, principal: Principal, market_id: str, data: ListingIn,
-                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                           idempotency_key: IdempotencyKey = None) -> OrderPlacedOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await orders.post_listing(rt, principal, market_id, cid, side=data.side, price=data.price,
-                                         quantity=data.quantity)
+        return OrderPlacedOut.of(await orders.new_listing(rt, principal, market_id, cid, side=data.side,
+                                                          price=data.price, quantity=data.quantity))
 
     @get("/{market_id:str}/listings", operation_id="listListings", response_headers=LINK,
          summary="Open listings with their rank: buys then sells, best price first, then oldest (cursor paging)")
     async def listings(self, rt: Runtime, request: Request, market_id: str,
-                       side: Literal["buy", "sell"] | None = None, limit: Limit = 200, cursor: Cursor = None) -> Page:
-        seq = rt.exchange.get(market_id)
-        if seq.market.mode != "listing":
-            raise DomainError("wrong_mode", f"market {market_id} has no listings", 422)
+                       side: Literal["buy", "sell"] | None = None, limit: Limit = 200,
+                       cursor: Cursor = None) -> Response[list[ListingOut]]:
+        found = orders.listings(rt, market_id, side)  # unknown market 404, wrong mode 422: before the cursor
         name = f"listings:{market_id}"
         after = paging.decode(cursor, name, lambda k: isinstance(k, list) and len(k) == 3 and k[0] in ("buy", "sell")
                               and all(type(x) is int for x in k[1:]))
-        d = seq.market.decimals
-
-        def key(li: dict[str, Any]) -> list[Any]:  # a listing's place never changes: its price is fixed
-            return [li["side"], -li["price"] if li["side"] == "buy" else li["price"], li["listing_id"]]
-
-        live = sorted(seq.engine.listings(side), key=key)
-        keys = {li["listing_id"]: key(li) for li in live}
-        rows = [{"listing_id": li["listing_id"], "side": li["side"], "price": to_text(li["price"], 2),
-                 "quantity": to_text(li["qty"], d),
-                 # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n. Public: who
-                 # listed is not shown (a lister finds its own listings among its orders).
-                 "rank": seq.engine.rank(li["listing_id"]) + 1,
-                 # The pledge registration the listing is the enforcement sale of (public, as the register is).
-                 "enforcement_of": orders.enforcement_of(seq, li["listing_id"])}
-                for li in live if after is None or keys[li["listing_id"]] > after][:limit + 1]
-        return paging.page(request, name, rows, limit, lambda r: keys[r["listing_id"]])
+        live = [li for li in found if after is None or li.place > after][:limit + 1]
+        places = {li.listing_id: li.place for li in live}
+        return paging.page(request, name, [ListingOut.of(li) for li in live], limit,
+                           lambda r: places[r.listing_id])
 
     @post("/{market_id:str}/listings/{listing_id:int}/take", operation_id="takeListing",
           summary="Take a listing within the best N levels, at its price")
     async def take(self, rt: Runtime, principal: Principal, market_id: str, listing_id: Id, data: TakeIn,
-                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+                   idempotency_key: IdempotencyKey = None) -> OrderPlacedOut:
         cid = client_id(idempotency_key, data.client_id)
-        return await orders.take_listing(rt, principal, market_id, listing_id, cid, quantity=data.quantity)
+        return OrderPlacedOut.of(await orders.take_listing(rt, principal, market_id, listing_id, cid,
+                                                           quantity=data.quantity))
 
     # --- market data -----------------------------------------------------------------------------
 

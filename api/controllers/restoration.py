@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Controller, Response, get, post
 
 from api.deps import Id, IdempotencyKey, client_id
@@ -18,6 +16,7 @@ from api.schemas.restoration import (
     RestorationTakeIn,
     certificate_check,
 )
+from api.schemas.trading import OrderPlacedOut
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.courts import certificates, restoration
@@ -49,17 +48,18 @@ class RestorationController(Controller):
     @post("/{order_id:int}/purchases", operation_id="purchaseForRestoration",
           summary="The payer buys on the exchange; every fill is retired at once for the case")
     async def purchase(self, rt: Runtime, principal: Principal, order_id: Id, data: RestorationPurchaseIn,
-                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await restoration.purchase(rt, principal, order_id, client_id(idempotency_key, data.client_id),
-                                          market_id=data.market_id, type_=data.type, tif=data.tif,
-                                          price=data.price, quantity=data.quantity)
+                       idempotency_key: IdempotencyKey = None) -> OrderPlacedOut:
+        return OrderPlacedOut.of(await restoration.purchase(
+            rt, principal, order_id, client_id(idempotency_key, data.client_id), market_id=data.market_id,
+            type_=data.type, tif=data.tif, price=data.price, quantity=data.quantity))
 
     @post("/{order_id:int}/takes", operation_id="takeForRestoration",
           summary="The payer takes a listing; the units are retired at once for the case")
     async def take(self, rt: Runtime, principal: Principal, order_id: Id, data: RestorationTakeIn,
-                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-        return await restoration.take(rt, principal, order_id, client_id(idempotency_key, data.client_id),
-                                      market_id=data.market_id, listing_id=data.listing_id, quantity=data.quantity)
+                   idempotency_key: IdempotencyKey = None) -> OrderPlacedOut:
+        return OrderPlacedOut.of(await restoration.take(
+            rt, principal, order_id, client_id(idempotency_key, data.client_id), market_id=data.market_id,
+            listing_id=data.listing_id, quantity=data.quantity))
 
     @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate",
          summary="The signed JSON certificate (public): verify offline with envx verify-receipt")

@@ -14,6 +14,7 @@ from litestar import Request, Response, get
 
 from api.controllers.ledger_proofs import PENDING
 from api.deps import Id
+from api.schemas.ledger import WitnessesOut
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.verifiable import tlog_serving
@@ -62,9 +63,9 @@ async def tlog_proof(rt: Runtime, principal: Principal, request: Request[Any, An
 @get("/v1/ledger/witnesses", operation_id="listWitnesses", tags=["ledger"],
      summary="The configured witnesses, the policy, and each witness's last cosigned size and state "
              "(ok, unreachable, rollback_refused, fork_refused, refused)")
-async def witnesses(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def witnesses(request: Request[Any, Any, Any]) -> WitnessesOut:
     w = getattr(request.app.state, "witnessing", None)
-    return {"quorum": w.policy.quorum if w else 0, "witnesses": w.status() if w else []}
+    return WitnessesOut.of(w.policy.quorum if w else 0, w.status() if w else [])
 
 
 ROUTES = [tlog_checkpoint, tlog_tile, tlog_proof, witnesses]

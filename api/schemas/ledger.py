@@ -113,3 +113,22 @@ class ReceiptOut(BaseModel):
     def of(cls, r: dict[str, Any]) -> ReceiptOut:
         return cls(format=r["format"], entry=r["entry"], index=r["index"], tree_size=r["tree_size"],
                    inclusion_path=r["inclusion_path"], checkpoint=r["checkpoint"], metadata=r["metadata"])
+
+
+class WitnessOut(BaseModel):
+    witness: str = Field(description="the witness's verifier key name")
+    url: str
+    last_cosigned_size: int = Field(description="the largest tree size it cosigned")
+    state: str = Field(description="pending, ok, unreachable, rollback_refused, fork_refused or refused")
+    detail: str
+
+
+class WitnessesOut(BaseModel):
+    """The witness policy's quorum and each configured witness's state (none configured: quorum 0, no witnesses)."""
+
+    quorum: int
+    witnesses: list[WitnessOut]
+
+    @classmethod
+    def of(cls, quorum: int, statuses: list[dict[str, Any]]) -> WitnessesOut:  # exchange.verifiable.witnessing
+        return cls(quorum=quorum, witnesses=[WitnessOut.model_validate(s, strict=False) for s in statuses])

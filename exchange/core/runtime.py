@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from exchange.core.errors import DomainError
+from exchange.core.errors import DomainError, NotFound
 from exchange.core.provenance import LEDGER_META
 from exchange.core.refusal_text import refused
 from exchange.core.secrets import Credentials, KeyCache
@@ -32,6 +32,67 @@ class Verifiable(Protocol):
     publisher: CheckpointPublisher
 
 
+# Called after a batch's settlement is durable with the enforcement sales it touched (exchange.trading.pipeline):
+# (market id, [{"pledge_id", "order_id", "trade_id"?, "ended"?}]). exchange.pledging pays the proceeds out.
+SettlementHook = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
+
+
+class Markets(Protocol):
+    """The trading side as the runtime holds it: the hub that starts (and so recovers) every market's sequencer
+    and routes commands to them -- exchange.trading.hub.MarketHub, or exchange.trading.replica.ReadOnlyHub in a
+    read-only process. Owned here, below trading, so that the runtime names it without importing trading.
+
+    A market's sequencer is trading's own type (exchange.trading.pipeline.MarketSequencer; a MarketFollower on a
+    replica), which this layer cannot name without reaching up: `get` and `sequencers` give it untyped."""
+
+    @property
+    def sequencers(self) -> Mapping[str, Any]: ...
+
+    def get(self, market_id: str) -> Any:
+        """The market's sequencer; NotFound (404) for a market that does not run here."""
+
+    def stopped(self) -> dict[str, str]:
+        """Markets that take no writes, and why."""
+
+    async def start_market(self, market_id: str) -> Any:
+        """Start a newly defined market's sequencer (a read-only process refuses)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class NoMarkets:
+    """No market runs in this process (tools that run a bare writer, before the hub starts): every market is
+    unknown here."""
+
+    sequencers: Mapping[str, Any] = {}
+
+    def get(self, market_id: str) -> Any:
+        raise NotFound("market", market_id)
+
+    def stopped(self) -> dict[str, str]:
+        return {}
+
+    async def start_market(self, market_id: str) -> Any:
+        raise NotFound("market", market_id)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class Scheduler(Protocol):
+    """APScheduler 3's AsyncIOScheduler as envx uses it: the calendar's jobs (exchange.trading.sessions) and the
+    daily sweeps (exchange.registry.expiry). Jobs are APScheduler's own (`id`, `remove()`)."""
+
+    def add_job(self, func: Callable[..., Any], trigger: str, **options: Any) -> Any: ...
+
+    def get_jobs(self) -> list[Any]: ...
+
+
 @dataclass(slots=True)
 class Runtime:
     settings: Settings
@@ -41,14 +102,15 @@ class Runtime:
     system: dict[str, int] = field(default_factory=dict)
     # Merkle tree, checkpoint publisher and signing key; None in tools that run a bare writer.
     verifiable: Verifiable | None = None
-    # The market sequencers (exchange.trading.hub.MarketHub); None in tools that run a bare writer.
-    exchange: Any = None
-    # Awaited by each sequencer after settling enforcement sales (exchange.trading.sequencer.SettlementHook).
+    # The market sequencers (exchange.trading.hub.MarketHub); none in tools that run a bare writer.
+    exchange: Markets = field(default_factory=NoMarkets)
+    # Awaited by each sequencer after settling enforcement sales: SettlementHook each. Typed `Any` while
+    # exchange/pledging/worker.py removes its hook through an Optional attribute (list.remove would refuse it).
     settlement_hooks: list[Any] = field(default_factory=list)
     # Awaited after each instrument's close (instrument, close price in fen, trading day): pledge valuations.
     close_hooks: list[Callable[[str, int, date], Awaitable[None]]] = field(default_factory=list)
     # APScheduler (3.x) running the calendar jobs (exchange.trading.sessions); None when ENVX_SCHEDULER is off.
-    scheduler: Any = None
+    scheduler: Scheduler | None = None
     # The time sessions and the calendar go by (tests drive it; everything else stamps with the system clock).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Derives secrets shown once (exchange/security/keys.py); None in a read-only process, which mints nothing.

@@ -32,6 +32,7 @@ from exchange.courts.models import Fill, Reminder, RestorationOrder
 from exchange.registry import instruments, participants
 from exchange.trading import orders
 from exchange.trading import repository as trading
+from exchange.trading.models import Submitted
 from ledger import queries as ledger
 
 KG_DECIMALS = 3  # quantities of an order are kept in kg of CO2e; shown in t at the order's precision
@@ -298,14 +299,14 @@ async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, q
 
 
 async def purchase(rt: Runtime, who: Principal, order_id: int, client_id: str, *, market_id: str, type_: str,
-                   tif: str, price: str | None, quantity: str) -> dict[str, Any]:
+                   tif: str, price: str | None, quantity: str) -> Submitted:
     purpose = await _purpose(rt, who, order_id, market_id, quantity)
     return await orders.place_order(rt, who, market_id, client_id, side="buy", type_=type_, tif=tif, price=price,
                                     quantity=quantity, stp=None, purpose=purpose)
 
 
 async def take(rt: Runtime, who: Principal, order_id: int, client_id: str, *, market_id: str, listing_id: int,
-               quantity: str) -> dict[str, Any]:
+               quantity: str) -> Submitted:
     purpose = await _purpose(rt, who, order_id, market_id, quantity)
     return await orders.take_listing(rt, who, market_id, listing_id, client_id, quantity=quantity, purpose=purpose)
 

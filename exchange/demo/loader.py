@@ -78,10 +78,10 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, Particip
                           participant_id=people[d["participant"]].id,
                           amount=d["amount"], bank_reference=f"DEMO-{n}", note="demo deposit")
     for n, t in enumerate(data.get("trades", [])):
-        listed = await orders.post_listing(rt, _principal(people[t["seller"]]), t["market"], f"demo:listing:{n}",
-                                           side="sell", price=t["price"], quantity=t["quantity"])
-        if listed["order"]["status"] == "open":
-            await orders.take_listing(rt, _principal(people[t["buyer"]]), t["market"], listed["order"]["id"],
+        listed = (await orders.new_listing(rt, _principal(people[t["seller"]]), t["market"], f"demo:listing:{n}",
+                                           side="sell", price=t["price"], quantity=t["quantity"])).order.row
+        if listed.status == "open":
+            await orders.take_listing(rt, _principal(people[t["buyer"]]), t["market"], listed.id,
                                       f"demo:take:{n}", quantity=t["quantity"])
 
 
@@ -114,10 +114,10 @@ async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, Participan
             "designated_seller_id": None, "deadline": start + timedelta(days=ld["deadline_days"]), "note": None})
         if order.status != "open":
             continue  # fulfilled when the demo was loaded before
-        listed = await orders.post_listing(rt, seller, ld["market"], f"demo:restoration:{n}:listing", side="sell",
-                                           price=ld["price"], quantity=str(o["quantity"]))
+        listed = (await orders.new_listing(rt, seller, ld["market"], f"demo:restoration:{n}:listing", side="sell",
+                                           price=ld["price"], quantity=str(o["quantity"]))).order.row
         await restoration.take(rt, _principal(payer), order.order.id, f"demo:restoration:{n}:take",
-                               market_id=ld["market"], listing_id=listed["order"]["id"], quantity=str(o["quantity"]))
+                               market_id=ld["market"], listing_id=listed.id, quantity=str(o["quantity"]))
 
 
 async def _write_keys(rt: Runtime, people: dict[str, Participant], path: Path) -> None:

@@ -21,9 +21,10 @@ from typing import Any
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from exchange.core.units import iso, to_base, to_text
+from exchange.core.units import to_base, to_text
+from exchange.trading.models import Allocation, AuctionStepped, AuctionView, Journaled, Submitted
 from exchange.trading.negotiation import submit_plain
-from exchange.trading.orders import EscrowSale, _public, _reason_error, enforcement_of, stored_refusal, submit_new
+from exchange.trading.orders import EscrowSale, _reason_error, enforcement_of, stored_refusal, submit_new
 from exchange.trading.pricing import buy_hold, notional
 from matching import commands as mc
 from matching import reasons as R
@@ -59,15 +60,16 @@ def _seller_or_operator(who: Principal, a: dict[str, Any]) -> None:
         raise Forbidden("only the seller or an operator runs the auction")
 
 
-async def _answer(rt: Runtime, market_id: str, result: dict[str, Any]) -> dict[str, Any]:
+async def _answer(rt: Runtime, market_id: str, result: Submitted) -> Submitted:
     """The 201 body, or the engine's refusal as a 409 problem (the same one for the first answer and
     every retry: both read what the projection stored)."""
-    order = result.get("order") or result["deposit"]
-    if order["status"] == "rejected":
-        refused = await stored_refusal(rt, market_id, order["id"])
+    order = result.order.row
+    if order.status == "rejected":
+        refused = await stored_refusal(rt, market_id, order.id)
         # Stored with the rejection in one transaction; only rows refused before refusals were kept lack it.
-        raise refused or _reason_error(order["reason"], R.DESCRIPTIONS.get(order["reason"], order["reason"]), 0)
-    return _public(result)
+        assert order.reason is not None, order.id  # a rejected row always has its reason
+        raise refused or _reason_error(order.reason, R.DESCRIPTIONS.get(order.reason, order.reason), 0)
+    return result
 
 
 async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, *, quantity: str, min_price: str,
@@ -75,6 +77,20 @@ async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, 
                    max_bids_per_bidder: int, allocation: str, top_percent: int, extension_window_s: int,
                    extension_length_s: int, max_extensions: int, irrevocable: bool,
                    escrow: EscrowSale | None = None) -> dict[str, Any]:
+    """announce_lot's answer as a dict (exchange.pledging's enforcement sale reads it so)."""
+    return (await announce_lot(
+        rt, who, market_id, client_id, quantity=quantity, min_price=min_price, increment=increment, deposit=deposit,
+        min_bid_quantity=min_bid_quantity, cap_per_bidder=cap_per_bidder, max_bids_per_bidder=max_bids_per_bidder,
+        allocation=allocation, top_percent=top_percent, extension_window_s=extension_window_s,
+        extension_length_s=extension_length_s, max_extensions=max_extensions, irrevocable=irrevocable,
+        escrow=escrow)).as_dict()
+
+
+async def announce_lot(rt: Runtime, who: Principal, market_id: str, client_id: str, *, quantity: str, min_price: str,
+                       increment: str, deposit: str, min_bid_quantity: str | None, cap_per_bidder: str | None,
+                       max_bids_per_bidder: int, allocation: str, top_percent: int, extension_window_s: int,
+                       extension_length_s: int, max_extensions: int, irrevocable: bool,
+                       escrow: EscrowSale | None = None) -> Submitted:
     """Announce a lot; with `escrow`, on a pledgee's behalf from its escrow (an enforcement sale)."""
     seq = _auction_market(rt, market_id)
     d = seq.market.decimals
@@ -99,7 +115,7 @@ async def announce(rt: Runtime, who: Principal, market_id: str, client_id: str, 
 
 
 async def step(rt: Runtime, who: Principal, market_id: str, auction_id: int, client_id: str, action: str,
-               duration_s: int | None = None) -> dict[str, Any]:
+               duration_s: int | None = None) -> AuctionStepped:
     """Phase changes run by the seller or an operator: registration, bidding, close, allocate, cancel."""
     seq = _auction_market(rt, market_id)
     _seller_or_operator(who, _auction(seq, auction_id))
@@ -120,10 +136,10 @@ async def step(rt: Runtime, who: Principal, market_id: str, auction_id: int, cli
         raise Invalid("invalid_action", "action is registration, bidding, close, allocate or cancel")
     out = await submit_plain(rt, who, market_id, client_id, make,
                              {"op": action, "m": market_id, "auction": auction_id, "d": duration_s})
-    return {**out, "auction": view(rt, market_id, auction_id)}
+    return AuctionStepped(out, view(rt, market_id, auction_id))
 
 
-async def register(rt: Runtime, who: Principal, market_id: str, auction_id: int, client_id: str) -> dict[str, Any]:
+async def register(rt: Runtime, who: Principal, market_id: str, auction_id: int, client_id: str) -> Submitted:
     seq = _auction_market(rt, market_id)
     a = _auction(seq, auction_id)
     deposit = int(a["terms"]["deposit"])
@@ -137,7 +153,7 @@ async def register(rt: Runtime, who: Principal, market_id: str, auction_id: int,
 
 
 async def bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, client_id: str, *, price: str,
-              quantity: str) -> dict[str, Any]:
+              quantity: str) -> Submitted:
     """A first bid holds its cash; a raise holds the top-up to its cash from the standing bid's hold."""
     seq = _auction_market(rt, market_id)
     a = _auction(seq, auction_id)
@@ -166,7 +182,7 @@ async def bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, clie
 
 
 async def withdraw_bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, bid_id: int,
-                       client_id: str) -> dict[str, Any]:
+                       client_id: str) -> Journaled:
     seq = _auction_market(rt, market_id)
     pid = who.participant_id
 
@@ -180,33 +196,23 @@ async def withdraw_bid(rt: Runtime, who: Principal, market_id: str, auction_id: 
                               prepare=own_bid)
 
 
-def view(rt: Runtime, market_id: str, auction_id: int) -> dict[str, Any]:
+def view(rt: Runtime, market_id: str, auction_id: int) -> AuctionView:
+    """Public (getAuction has no key): terms, phase, counts and results; no participant ids."""
     seq = _auction_market(rt, market_id)
     a = _auction(seq, auction_id)
     m = seq.market
-    d = m.decimals
     t = a["terms"]
     standing = sorted(a["bids"], key=lambda b: (-b[2], b[0]))  # the ranking: price, then time of the bid
-    # Public (getAuction has no key): terms, phase, counts and results; no participant ids.
-    out: dict[str, Any] = {
-        "auction_id": auction_id, "phase": a["phase"],
-        "ends_at": None if a["end_ts"] is None else iso(a["end_ts"]), "extensions": a["extensions"],
-        "quantity": to_text(t["qty"], d), "term_years": m.years,
-        "min_price": to_text(t["min_price"], 2), "increment": to_text(t["increment"], 2),
-        "deposit": to_text(t["deposit"], 2), "min_bid_quantity": to_text(t["min_bid_qty"], d),
-        "cap_per_bidder": None if t["cap_per_bidder"] is None else to_text(t["cap_per_bidder"], d),
-        "max_bids_per_bidder": t["max_bids_per_bidder"], "allocation": t["allocation"],
-        "top_percent": t["top_percent"], "irrevocable": t["irrevocable"],
-        "registered": len(a["registered"]), "bidders": len(standing),
-        "bids_placed": sum(n for _, n in a["placed"]),
-        "highest_price": to_text(standing[0][2], 2) if standing else None,
+    return AuctionView(
+        auction_id=auction_id, phase=a["phase"], end_ts=a["end_ts"], extensions=a["extensions"], qty=t["qty"],
+        term_years=m.years, min_price=t["min_price"], increment=t["increment"], deposit=t["deposit"],
+        min_bid_qty=t["min_bid_qty"], cap_per_bidder=t["cap_per_bidder"], max_bids_per_bidder=t["max_bids_per_bidder"],
+        allocation=t["allocation"], top_percent=t["top_percent"], irrevocable=t["irrevocable"],
+        registered=len(a["registered"]), bidders=len(standing), bids_placed=sum(n for _, n in a["placed"]),
+        highest_price=standing[0][2] if standing else None,
         # The pledge registration this lot is the enforcement sale of (public, as the register is), or None.
-        "enforcement_of": enforcement_of(seq, auction_id),
-    }
-    if t["allocation"] == mc.TOP_PERCENT:
-        out["winners"] = winners(len(standing), t["top_percent"])
-    if a["phase"] == "allocated":
-        out["allocations"] = [{"bid_id": b, "price": to_text(p, 2), "quantity": to_text(q, d),
-                               "amount": to_text(notional(p, q, d, m.years), 2)}
-                              for b, _bidder, p, q in a["allocations"]]
-    return out
+        enforcement_of=enforcement_of(seq, auction_id),
+        winners=winners(len(standing), t["top_percent"]) if t["allocation"] == mc.TOP_PERCENT else None,
+        allocations=tuple(Allocation(b, p, q, notional(p, q, m.decimals, m.years))
+                          for b, _bidder, p, q in a["allocations"]) if a["phase"] == "allocated" else None,
+        decimals=m.decimals)

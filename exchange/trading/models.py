@@ -17,6 +17,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from exchange.core.calendar import SHANGHAI
+from exchange.core.units import to_text
 from matching.rules import MarketRules
 
 
@@ -384,3 +385,160 @@ class InCloseTrades:
     turnover: int
     volume: int
     price_times_qty: int
+
+
+# --- what trading answers: typed results of orders, listings, negotiation and auctions --------------------
+# The api renders each as its schema (api/schemas/trading.py); `as_dict` is the same answer as a dict, for the
+# callers inside exchange that read one (exchange.pledging's enforcement sale records and answers the order).
+
+# One event of the caller's own command, in its units (exchange.trading.orders._events_view): its fields by
+# kind, as the WebSocket and the journal's readers have them; events keep their shapes.
+EventView = dict[str, Any]
+
+# A deposit is held while its auction runs, then returned (the row's `cancelled`/`filled` end it).
+_DEPOSIT_STATUS = {"open": "held", "cancelled": "returned", "filled": "returned"}
+
+
+@dataclass(frozen=True, slots=True)
+class ShownOrder:
+    """An order, listing, take, auction lot, bid -- or an auction registration's deposit (a row of `orders`
+    that is not an order) -- with its market's decimals, as answered."""
+
+    row: Order
+    decimals: int
+
+    @property
+    def is_deposit(self) -> bool:
+        return self.row.kind == "deposit"
+
+    @property
+    def deposit_status(self) -> str:
+        return _DEPOSIT_STATUS.get(self.row.status, self.row.status)
+
+    def as_dict(self) -> dict[str, Any]:
+        o, d = self.row, self.decimals
+        if self.is_deposit:
+            return {"id": o.id, "market_id": o.market_id, "participant_id": o.participant_id, "kind": "deposit",
+                    "auction_id": o.parent, "amount": to_text(o.price or 0, 2), "status": self.deposit_status,
+                    "reason": o.reason, "hold_id": o.hold_id, "trading_day": o.trading_day, "client_id": o.client_id}
+        return {"id": o.id, "market_id": o.market_id, "participant_id": o.participant_id, "kind": o.kind,
+                "side": o.side, "type": o.type, "tif": o.tif, "price": None if o.price is None else to_text(o.price, 2),
+                "quantity": to_text(o.qty, d), "open_quantity": to_text(o.open_qty, d),
+                "filled_quantity": to_text(o.filled_qty, d), "filled_amount": to_text(o.filled_notional, 2),
+                "fees": to_text(o.fees, 2), "status": o.status, "reason": o.reason, "hold_id": o.hold_id,
+                "trading_day": o.trading_day, "client_id": o.client_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A new order, listing, take, lot, registration or bid: its row as the sequencer wrote it and the
+    caller's events; a replay (the client id was journaled before) has no events."""
+
+    order: ShownOrder
+    events: list[EventView]
+    replayed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deposit" if self.order.is_deposit else "order": self.order.as_dict(), "events": self.events,
+                **({"replayed": True} if self.replayed else {})}
+
+
+@dataclass(frozen=True, slots=True)
+class Journaled:
+    """A command without an order row of its own (a quote, a response, a counter, a confirmation, an auction
+    step): its journal sequence number and the caller's events; a replay has none."""
+
+    seq: int
+    events: list[EventView]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """An open listing (挂牌) as the public sees it: no one named. `rank` 1 is its side's best price level."""
+
+    listing_id: int
+    side: str
+    price: int
+    qty: int
+    rank: int
+    enforcement_of: str | None
+    decimals: int
+
+    @property
+    def place(self) -> list[Any]:
+        """Its place among the listings (buys, then sells; best price first; then oldest): never changes."""
+        return [self.side, -self.price if self.side == "buy" else self.price, self.listing_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A live block quote (大宗协议) the caller may see."""
+
+    quote_id: int
+    participant_id: int
+    side: str
+    price: int
+    qty: int
+    audience: str
+    counterparties: tuple[int, ...]
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    """An open negotiation on a quote: the responder, who stands confirmed on the current terms, the terms."""
+
+    deal_id: int
+    quote_id: int
+    responder: int
+    confirmed: tuple[int, ...]
+    price: int
+    qty: int
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    bid_id: int
+    price: int
+    qty: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionView:
+    """An auction lot as the public sees it: terms, phase, counts, and once allocated the results (bids,
+    not bidders). `winners` only for top_percent allocation; `allocations` only once allocated."""
+
+    auction_id: int
+    phase: str
+    end_ts: int | None
+    extensions: int
+    qty: int
+    term_years: int
+    min_price: int
+    increment: int
+    deposit: int
+    min_bid_qty: int
+    cap_per_bidder: int | None
+    max_bids_per_bidder: int
+    allocation: str
+    top_percent: int
+    irrevocable: bool
+    registered: int
+    bidders: int
+    bids_placed: int
+    highest_price: int | None
+    enforcement_of: str | None
+    winners: int | None
+    allocations: tuple[Allocation, ...] | None
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionStepped:
+    """An auction's phase change and the auction after it."""
+
+    step: Journaled
+    auction: AuctionView

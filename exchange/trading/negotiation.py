@@ -16,11 +16,12 @@ from exchange.core.idempotency import fingerprint
 from exchange.core.principal import Principal
 from exchange.core.refusals import Refusal
 from exchange.core.runtime import Runtime
-from exchange.core.units import to_base, to_text
+from exchange.core.units import to_base
 from exchange.registry import expiry, participants
 from exchange.registry.models import Participant
 from exchange.trading import inflight, journal
 from exchange.trading import repository as repo
+from exchange.trading.models import Deal, Journaled, Quote
 from exchange.trading.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
 from exchange.trading.pricing import buy_hold
 from ledger import commands as lc
@@ -31,14 +32,14 @@ from matching import reasons as R
 
 async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: str, make: Any,
                        fp_payload: dict[str, Any], order: dict[str, Any] | None = None,
-                       prepare: Any = None) -> dict[str, Any]:
+                       prepare: Any = None) -> Journaled:
     """A command with no order row of its own, made idempotent by the journal's client index."""
     if who.kind not in TRADERS:
         raise Forbidden("this participant kind does not trade")
     seq = rt.exchange.get(market_id)
     fp = fingerprint(fp_payload).hex()
 
-    async def run() -> dict[str, Any]:
+    async def run() -> Journaled:
         nonlocal order
         async with rt.read() as conn:
             row = await journal.client_command(conn, who.participant_id, client_id)
@@ -48,7 +49,7 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
             refused = await stored_refusal(rt, row.market_id, row.seq)
             if refused is not None:  # the first answer was this refusal: so is the retry's
                 raise refused
-            return {"seq": row.seq, "replayed": True, "events": []}
+            return Journaled(row.seq, [], replayed=True)
         if prepare is not None:
             order = await prepare()
         seqno, events, _ = await seq.submit(make, order, {"p": str(who.participant_id), "c": client_id, "fp": fp},
@@ -56,7 +57,7 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
         rejected = [e for e in events if e[0] == ev.REJECTED]
         if rejected:
             raise _reason_error(rejected[0][2], rejected[0][3], seq.market.decimals)
-        return {"seq": seqno, "events": _events_view(events, seq.market.decimals, who)}
+        return Journaled(seqno, _events_view(events, seq.market.decimals, who))
 
     return await inflight.once(rt, ("plain", who.participant_id, client_id), fp, run)
 
@@ -107,7 +108,7 @@ def _block(rt: Runtime, market_id: str) -> Any:
 
 
 async def quote(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
-                quantity: str, audience: str, counterparties: list[int]) -> dict[str, Any]:
+                quantity: str, audience: str, counterparties: list[int]) -> Journaled:
     seq = _block(rt, market_id)
     _gate(seq)
     m = seq.market
@@ -123,7 +124,7 @@ async def quote(rt: Runtime, who: Principal, market_id: str, client_id: str, *, 
 
 
 async def respond(rt: Runtime, who: Principal, market_id: str, quote_id: int, client_id: str, *, price: str,
-                  quantity: str) -> dict[str, Any]:
+                  quantity: str) -> Journaled:
     seq = _block(rt, market_id)
     _gate(seq)
     p, q = to_base(price, 2, field="price"), to_base(quantity, seq.market.decimals)
@@ -137,7 +138,7 @@ async def respond(rt: Runtime, who: Principal, market_id: str, quote_id: int, cl
 
 
 async def counter(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str, *, price: str,
-                  quantity: str) -> dict[str, Any]:
+                  quantity: str) -> Journaled:
     seq = _block(rt, market_id)
     _gate(seq)
     p, q = to_base(price, 2, field="price"), to_base(quantity, seq.market.decimals)
@@ -151,7 +152,7 @@ async def counter(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
                               {"op": "counter", "m": market_id, "deal": deal_id, "p": p, "q": q}, prepare=seen)
 
 
-async def decline(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str) -> dict[str, Any]:
+async def decline(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str) -> Journaled:
     seq = _block(rt, market_id)
     pid = who.participant_id
 
@@ -163,7 +164,7 @@ async def decline(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
                               {"op": "decline", "m": market_id, "deal": deal_id}, prepare=seen)
 
 
-async def withdraw(rt: Runtime, who: Principal, market_id: str, quote_id: int, client_id: str) -> dict[str, Any]:
+async def withdraw(rt: Runtime, who: Principal, market_id: str, quote_id: int, client_id: str) -> Journaled:
     seq = _block(rt, market_id)
     pid = who.participant_id
 
@@ -176,7 +177,7 @@ async def withdraw(rt: Runtime, who: Principal, market_id: str, quote_id: int, c
                               {"op": "withdraw", "m": market_id, "quote": quote_id}, prepare=seen)
 
 
-async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str) -> dict[str, Any]:
+async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str) -> Journaled:
     seq = _block(rt, market_id)
     _gate(seq)
     m = seq.market
@@ -234,18 +235,17 @@ async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, cli
                                   {"op": "confirm", "m": market_id, "deal": deal_id}, prepare=fund)
 
 
-def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[dict[str, Any]]:
+def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[Quote]:
+    """The live quotes the caller may see (its own, public ones, those addressed to it; oversight: all)."""
     seq = _block(rt, market_id)
-    d = seq.market.decimals
-    account = None if who.kind in ("operator", "auditor") else who.participant_id
-    return [{"quote_id": q["quote_id"], "participant_id": q["account"], "side": q["side"],
-             "price": to_text(q["price"], 2), "quantity": to_text(q["qty"], d), "audience": q["audience"],
-             "counterparties": list(q["counterparties"])}
+    account = None if who.kind in OVERSIGHT else who.participant_id
+    return [Quote(q["quote_id"], q["account"], q["side"], int(q["price"]), int(q["qty"]), q["audience"],
+                  tuple(q["counterparties"]), seq.market.decimals)
             for q in seq.engine.quotes(account)]
 
 
-def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> dict[str, Any]:
+def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> Deal:
     seq = _block(rt, market_id)
     deal, _ = _deal_seen(seq, who, deal_id)
-    return {**{k: v for k, v in deal.items() if k not in ("price", "qty")},
-            "price": to_text(deal["price"], 2), "quantity": to_text(deal["qty"], seq.market.decimals)}
+    return Deal(deal["deal_id"], deal["quote_id"], deal["responder"], tuple(deal["confirmed"]), int(deal["price"]),
+                int(deal["qty"]), seq.market.decimals)

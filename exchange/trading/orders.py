@@ -19,10 +19,10 @@ from exchange.core.idempotency import fingerprint, internal
 from exchange.core.principal import Principal
 from exchange.core.refusal_text import refused
 from exchange.core.runtime import Runtime, ledger_error
-from exchange.core.units import to_base, to_text
+from exchange.core.units import to_base
 from exchange.registry import expiry, participants
 from exchange.trading import inflight, repository
-from exchange.trading.models import Order
+from exchange.trading.models import EventView, Listing, Order, ShownOrder, Submitted
 from exchange.trading.pipeline import MarketSequencer, Replay
 from exchange.trading.pricing import buy_hold
 from ledger import commands as lc
@@ -74,36 +74,6 @@ async def _order_row(rt: Runtime, market_id: str, order_id: int) -> Order | None
         return await repository.order(conn, market_id, order_id)
 
 
-def order_view(o: Order, decimals: int) -> dict[str, Any]:
-    """An order, listing, take, quote side, auction lot or bid in the caller's units; a deposit as a deposit."""
-    if o.kind == "deposit":
-        return deposit_view(o)
-    return {
-        "id": o.id, "market_id": o.market_id, "participant_id": o.participant_id, "kind": o.kind,
-        "side": o.side, "type": o.type, "tif": o.tif,
-        "price": None if o.price is None else to_text(o.price, 2),
-        "quantity": to_text(o.qty, decimals), "open_quantity": to_text(o.open_qty, decimals),
-        "filled_quantity": to_text(o.filled_qty, decimals), "filled_amount": to_text(o.filled_notional, 2),
-        "fees": to_text(o.fees, 2), "status": o.status, "reason": o.reason, "hold_id": o.hold_id,
-        "trading_day": o.trading_day, "client_id": o.client_id,
-    }
-
-
-def deposit_view(o: Order) -> dict[str, Any]:
-    """An auction registration's deposit: an amount of CNY held until the auction ends (0: none held).
-    Kept as a row of `orders` (its hold is released with the auction's), but it is not an order."""
-    return {
-        "id": o.id, "market_id": o.market_id, "participant_id": o.participant_id, "kind": "deposit",
-        "auction_id": o.parent, "amount": units.cny(o.price or 0), "status": _DEPOSIT_STATUS.get(
-            o.status, o.status), "reason": o.reason, "hold_id": o.hold_id,
-        "trading_day": o.trading_day, "client_id": o.client_id,
-    }
-
-
-# A deposit is held while its auction runs, then returned (the row's `cancelled`/`filled` end it).
-_DEPOSIT_STATUS = {"open": "held", "cancelled": "returned", "filled": "returned"}
-
-
 # Who sent what, in the engine's words: in an answer the caller's own `owner` is its participant id; the
 # other side of a trade is not named (trades are anonymous; the caller knows its own order by its id).
 _OWNER_FIELDS = {"owner": "participant_id"}
@@ -112,7 +82,15 @@ _COUNTERPARTY_FIELDS = frozenset({"maker_owner", "taker_owner"})
 _SIDE_ORDERS = {"maker_id": "maker_owner", "taker_id": "taker_owner"}
 
 
-def _events_view(events: list[ev.Event], decimals: int, who: Principal) -> list[dict[str, Any]]:
+# Each event kind's fields as _events_view answers them (owner renamed, counterparties left out), and those it
+# leaves out when they are another party's (so an answer may lack them): what the OpenAPI document lists.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(_OWNER_FIELDS.get(f, f) for f in names if f not in _COUNTERPARTY_FIELDS)
+    for kind, names in ev.FIELDS.items()}
+SOMETIMES_HIDDEN = frozenset({*_SIDE_ORDERS, "bidder"})
+
+
+def _events_view(events: list[ev.Event], decimals: int, who: Principal) -> list[EventView]:
     """Events of the caller's own command, in its units (exchange.core.units.event_fields): amounts, prices and
     quantities as decimal strings, times in ISO 8601, refusals spoken; base units never leak. The other side
     is never named to a party: neither its order in a trade (`maker_id`/`taker_id` of an order not the
@@ -144,7 +122,7 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
                      hold_price: int | None = None, purpose: dict[str, Any] | None = None,
                      fp_payload: dict[str, Any], check: bool = True, parent: int | None = None,
                      hold_amount: int | None = None, escrow: EscrowSale | None = None,
-                     precheck: Precheck | None = None) -> dict[str, Any]:
+                     precheck: Precheck | None = None) -> Submitted:
     """Shared path of orders, listings, takes and auction lots, deposits and bids: idempotency, gates,
     hold, sequencer, answer. With `escrow`, a sell on a pledgee's behalf from its escrow account.
     `precheck`: the engine's own rules for this command (an auction's), asked before anything is funded."""
@@ -162,7 +140,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
                       price: int | None, qty: int, make: Any, type_: str, tif: str, hold_price: int | None,
                       purpose: dict[str, Any] | None, fp_payload: dict[str, Any], check: bool = True,
                       parent: int | None = None, hold_amount: int | None = None,
-                      escrow: EscrowSale | None = None, precheck: Precheck | None = None) -> dict[str, Any]:
+                      escrow: EscrowSale | None = None, precheck: Precheck | None = None) -> Submitted:
     seq = rt.exchange.get(market_id)
     m = seq.market
     fp = fingerprint(fp_payload)
@@ -235,22 +213,17 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
     # one hold, once merged, is the update's).
     row = Order(order_id, market_id, who.participant_id, kind, side, type_, tif, price, qty, qty, 0, 0, 0, "open",
                 None, ctx["hold_id"], amount, seq.trading_day, client_id, parent, purpose, fp).updated(changed)
-    return {_answer_key(kind): order_view(row, m.decimals), "events": _events_view(events, m.decimals, who),
-            "_fp": fp.hex()}
+    return Submitted(ShownOrder(row, m.decimals), _events_view(events, m.decimals, who))
 
 
 def _refused(code: str, message: str) -> Callable[[int], mc.Refused]:
     return lambda ref: mc.Refused(ref, code, message)
 
 
-def _answer_key(kind: str) -> str:
-    return "deposit" if kind == "deposit" else "order"
-
-
-def _replayed(row: Order, fp: bytes, decimals: int) -> dict[str, Any]:
+def _replayed(row: Order, fp: bytes, decimals: int) -> Submitted:
     if row.fingerprint != fp:
         raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-    return {_answer_key(row.kind): order_view(row, decimals), "events": [], "replayed": True, "_fp": fp.hex()}
+    return Submitted(ShownOrder(row, decimals), [], replayed=True)
 
 
 async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> Order | None:
@@ -260,7 +233,7 @@ async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> Order |
 
 
 async def journaled_answer(rt: Runtime, who: Principal, client_id: str, fp: bytes,
-                           decimals: int) -> dict[str, Any] | None:
+                           decimals: int) -> Submitted | None:
     """On refusal paths only: the answer of an order already journaled under this client id, if any."""
     row = await _journaled_row(rt, who, client_id)
     return None if row is None else _replayed(row, fp, decimals)
@@ -286,13 +259,9 @@ async def stored_refusal(rt: Runtime, market_id: str, seq: int) -> DomainError |
     return None if row is None else _reason_error(*row, rt.exchange.get(market_id).market.decimals)
 
 
-def _public(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if not k.startswith("_")}
-
-
 async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, type_: str,
                       tif: str, price: str | None, quantity: str, stp: str | None,
-                      purpose: dict[str, Any] | None = None) -> dict[str, Any]:
+                      purpose: dict[str, Any] | None = None) -> Submitted:
     seq = rt.exchange.get(market_id)
     m = seq.market
     if m.mode != "continuous":
@@ -315,15 +284,22 @@ async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: st
     def make(order_id: int) -> mc.NewOrder:
         return mc.NewOrder(order_id, pid, side, price_fen or 0, qty, type_, tif, stp)
 
-    return _public(await submit_new(
+    return await submit_new(
         rt, who, market_id, client_id, kind="order", side=side, price=price_fen, qty=qty, make=make, type_=type_,
         tif=tif, hold_price=hold_price, purpose=purpose,
         fp_payload={"op": "order", "m": market_id, "side": side, "type": type_, "tif": tif, "price": price_fen,
-                    "qty": qty, "stp": stp, "purpose": purpose}))
+                    "qty": qty, "stp": stp, "purpose": purpose})
 
 
 async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
                        quantity: str, escrow: EscrowSale | None = None) -> dict[str, Any]:
+    """new_listing's answer as a dict (exchange.pledging's enforcement sale reads it so)."""
+    return (await new_listing(rt, who, market_id, client_id, side=side, price=price, quantity=quantity,
+                              escrow=escrow)).as_dict()
+
+
+async def new_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
+                      quantity: str, escrow: EscrowSale | None = None) -> Submitted:
     seq = rt.exchange.get(market_id)
     m = seq.market
     if m.mode != "listing":
@@ -333,13 +309,13 @@ async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: s
     fp_payload = {"op": "listing", "m": market_id, "side": side, "price": price_fen, "qty": qty}
     if escrow is not None:
         fp_payload["enforcement"] = escrow.pledge_id
-    return _public(await submit_new(
+    return await submit_new(
         rt, who, market_id, client_id, kind="listing", side=side, price=price_fen, qty=qty, type_="listing",
-        make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty), fp_payload=fp_payload, escrow=escrow))
+        make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty), fp_payload=fp_payload, escrow=escrow)
 
 
 async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,
-                       quantity: str, purpose: dict[str, Any] | None = None) -> dict[str, Any]:
+                       quantity: str, purpose: dict[str, Any] | None = None) -> Submitted:
     seq = rt.exchange.get(market_id)
     m = seq.market
     if m.mode != "listing":
@@ -350,7 +326,7 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
     if listing is None:  # gone, perhaps taken by this very request before a retry
         answer = await journaled_answer(rt, who, client_id, fingerprint(fp_payload), m.decimals)
         if answer is not None:
-            return _public(answer)
+            return answer
         raise DomainError("unknown_listing", f"listing {listing_id} is not open", 404)
     side = mc.opposite(listing["side"])
     maker = seq.orders.get(listing_id)
@@ -360,9 +336,9 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
                           "they can no longer be sold")
     price_fen = int(listing["price"])
     pid = who.participant_id
-    return _public(await submit_new(
+    return await submit_new(
         rt, who, market_id, client_id, kind="take", side=side, price=price_fen, qty=qty, type_="take", tif="ioc",
-        make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose, fp_payload=fp_payload))
+        make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose, fp_payload=fp_payload)
 
 
 async def _change(seq: MarketSequencer, who: Principal, cmd: Any) -> ev.Event | None:
@@ -371,7 +347,7 @@ async def _change(seq: MarketSequencer, who: Principal, cmd: Any) -> ev.Event | 
     return next((e for e in events if e[0] == ev.REJECTED), None)
 
 
-async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> ShownOrder:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind != "operator"):
@@ -384,10 +360,10 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
         # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
         if rejected and row.status == "open":
             raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
-    return order_view(row, seq.market.decimals)
+    return ShownOrder(row, seq.market.decimals)
 
 
-async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> dict[str, Any]:
+async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> ShownOrder:
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
@@ -403,23 +379,44 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
         raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
     row = await _order_row(rt, market_id, order_id)
     assert row is not None
-    return order_view(row, seq.market.decimals)
+    return ShownOrder(row, seq.market.decimals)
 
 
-async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+async def find(rt: Runtime, who: Principal, market_id: str, order_id: int) -> ShownOrder:
+    """One order of the caller's (oversight: anyone's); another's is the 404 of an unknown one."""
     seq = rt.exchange.get(market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)
-    return order_view(row, seq.market.decimals)
+    return ShownOrder(row, seq.market.decimals)
+
+
+async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) -> dict[str, Any]:
+    """find's answer as a dict (exchange.pledging's enforcement sale reads it so)."""
+    return (await find(rt, who, market_id, order_id)).as_dict()
 
 
 async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None, after: int | None = None,
-                      limit: int = 500) -> list[dict[str, Any]]:
+                      limit: int = 500) -> list[ShownOrder]:
     """Orders in id order (oldest first), after the order id `after`; one more than `limit` if there are."""
     seq = rt.exchange.get(market_id)
     async with rt.read() as conn:
         rows = await repository.orders(conn, market_id, after=after or 0, limit=limit + 1, status=status,
                                        participant_id=None if who.kind in ("operator", "auditor")
                                        else who.participant_id)
-    return [order_view(r, seq.market.decimals) for r in rows]
+    return [ShownOrder(r, seq.market.decimals) for r in rows]
+
+
+def listings(rt: Runtime, market_id: str, side: str | None) -> list[Listing]:
+    """The open listings of a listing market in their place (Listing.place), public: who listed is not shown (a
+    lister finds its own listings among its orders)."""
+    seq = rt.exchange.get(market_id)
+    if seq.market.mode != "listing":
+        raise DomainError("wrong_mode", f"market {market_id} has no listings", 422)
+    found = [Listing(li["listing_id"], li["side"], int(li["price"]), int(li["qty"]),
+                     # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n.
+                     seq.engine.rank(li["listing_id"]) + 1,
+                     # The pledge registration the listing is the enforcement sale of (public, as the register is).
+                     enforcement_of(seq, li["listing_id"]), seq.market.decimals)
+             for li in seq.engine.listings(side)]
+    return sorted(found, key=lambda li: li.place)

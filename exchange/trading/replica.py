@@ -162,6 +162,10 @@ class ReadOnlyHub:
     async def start_market(self, market_id: str) -> MarketFollower:
         raise ReadOnly()
 
+    def stopped(self) -> dict[str, str]:
+        """A follower takes no writes of its own: none is stopped (the primary's health says which are)."""
+        return {}
+
 
 async def load_system(rt: Runtime) -> None:
     """The system accounts, read (the primary created them)."""
