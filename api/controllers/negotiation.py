@@ -113,7 +113,7 @@ class AuctionController(Controller):
     async def step(self, rt: Runtime, principal: Principal, market_id: str, auction_id: Id, data: AuctionStepIn,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
         return await auctions.step(rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id),
-                                   data.action, data.duration_seconds)
+                                   data.action, data.duration_seconds, data.reason)
 
     @post("/{auction_id:int}/register", operation_id="registerForAuction",
           summary="Register as a bidder; the deposit, if the auction asks one, is held")

@@ -209,7 +209,7 @@ class Refusal(StrEnum):
     WRONG_MODE = "wrong_mode", 422, "the market trades by another mode than this operation needs"
     OUTSIDE_HOURS = "outside_hours", 409, "the market's calendar has it closed now"
     OUTSIDE_SESSION = "outside_session", 409, "the market is not in a trading session"
-    REASON_REQUIRED = "reason_required", 422, "an override of the market's hours needs a reason"
+    REASON_REQUIRED = "reason_required", 422, "this action needs a reason: an override of the market's hours, an operator's cancellation of an auction whose bidding has opened"
     NOT_AMENDABLE = "not_amendable", 422, "these settings cannot be amended"
     NO_CHANGES = "no_changes", 422, "an amendment changes at least one setting"
     INVALID_DATE = "invalid_date", 422, "not an ISO date (YYYY-MM-DD)"
@@ -263,6 +263,8 @@ class Refusal(StrEnum):
     AUCTION_WRONG_PHASE = R.AUCTION_WRONG_PHASE, 409, R.DESCRIPTIONS[R.AUCTION_WRONG_PHASE]
     AUCTION_NOT_OPEN = R.AUCTION_NOT_OPEN, 409, R.DESCRIPTIONS[R.AUCTION_NOT_OPEN]
     AUCTION_STILL_OPEN = R.AUCTION_STILL_OPEN, 409, R.DESCRIPTIONS[R.AUCTION_STILL_OPEN]
+    AUCTION_BINDING = "auction_binding", 409, "bidding has opened: the auction's terms bind the seller too; only the venue (an operator, with a reason) cancels it"
+    BIDDING_TOO_SHORT = "bidding_too_short", 422, "a bidding window shorter than the venue's minimum (ENVX_AUCTION_MIN_BIDDING_SECONDS)"
     REGISTRATION_CLOSED = R.REGISTRATION_CLOSED, 409, R.DESCRIPTIONS[R.REGISTRATION_CLOSED]
     ALREADY_REGISTERED = R.ALREADY_REGISTERED, 409, R.DESCRIPTIONS[R.ALREADY_REGISTERED]
     DEPOSIT_INSUFFICIENT = R.DEPOSIT_INSUFFICIENT, 409, R.DESCRIPTIONS[R.DEPOSIT_INSUFFICIENT]

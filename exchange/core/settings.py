@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     scheduler: bool = Field(default=True, description="Run the calendar jobs: sessions open, pause and close by each "
                             "market's hours. Off: operators do it by hand (always-open markets still come up open).")
+    auction_min_bidding_seconds: int = Field(
+        default=600, ge=1, le=7 * 24 * 3600, description="The shortest bidding window an auction may open: a seller "
+        "(or a bank selling collateral) cannot run a window so short that only a bidder told in advance can bid.")
     # Reliability: failover and read scaling.
     read_only: bool = Field(
         default=False, description="Serve reads only (e.g. from a hot standby): no ledger writer, no sequencers, "
