@@ -351,6 +351,7 @@ class Refusal(StrEnum):
     ORDER_FULFILLED = "order_fulfilled", 409, "the restoration order is fulfilled or closed"
     EXCEEDS_REQUIREMENT = "exceeds_requirement", 409, "more than the restoration order still requires"
     INSTRUMENT_NOT_ELIGIBLE = "instrument_not_eligible", 409, "the instrument is not eligible for this restoration order"
+    NOT_DESIGNATED_SELLER = "not_designated_seller", 409, "the restoration order names its seller: only that seller's listings fulfil it"
 
     # --- the verifiable ledger: proofs ---------------------------------------------------------------------
     BEYOND_TREE = "beyond_tree", 404, "the log has fewer entries than asked for"
