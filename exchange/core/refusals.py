@@ -98,6 +98,7 @@ class Refusal(StrEnum):
     LEDGER_STOPPED = "ledger_stopped", 503, "the ledger writer stopped taking writes on a broken invariant (a bug, see /health)"
     MARKET_UNAVAILABLE = "market_unavailable", 503, "the market's sequencer is not running now (recovering); retry"
     MARKET_STOPPED = "market_stopped", 503, "the market stopped taking writes on a broken invariant (a bug, see /health)"
+    RENDER_BUSY = "render_busy", 503, "the certificate PDF renderer is busy with other requests; retry in a few seconds (the signed JSON is available at once)"
     AUDIT_UNAVAILABLE = "audit_unavailable", 503, "the audit trail could not record the request, so it is not answered"
     READ_ONLY = "read_only", 503, "this process serves reads only (a read replica); send changes to the primary"
     UNAVAILABLE = "unavailable", 503, "the service cannot answer now"

@@ -239,6 +239,8 @@ async def approve(rt: Runtime, who: Principal, request_id: int, note: str | None
             raise NotFound("issuance request", request_id)
         if req.requested_by == who.actor:
             raise Forbidden("maker-checker: the requester may not approve their own request")
+        if who.participant_id == req.holder_id:  # four eyes means no one approves units for itself
+            raise Forbidden("the operator who approves an issuance may not be its holder")
         if req.status == "rejected":
             raise DomainError("request_rejected", f"issuance request {request_id} was rejected")
         if req.status == "requested":
