@@ -74,7 +74,7 @@ async def _issue(rt: Runtime, order_id: int) -> dict[str, Any]:
                            "price": cny(f.price), "value": cny(value), "fee": cny(fee),
                            "paid": cny(value + fee), "market": f.market_id, "trade_id": f.trade_id})
     value, fees = sum(f.notional for f in done), sum(f.buyer_fee for f in done)
-    receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f.retire_seq for f in done
+    receipts = [await proofs.receipt(rt, _REGISTRY, seq, proofs.no_order_party) for seq in sorted({f.retire_seq for f in done
                                                                              if f.retire_seq is not None})]
     o = state.order
     body = {
