@@ -16,6 +16,7 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.encoding import Answer
 from api.paging import LINK, Cursor
+from api.streams import StreamSlots
 from api.schemas.markets import (
     AmendedOut,
     AmendmentIn,
@@ -264,8 +265,25 @@ class InstrumentStatsController(Controller):
 async def stream(socket: WebSocket, market_id: str) -> None:
     """Trades and best-5 depth as they happen, each with the market's sequence number (gaps are visible)."""
     rt: Runtime = socket.app.state.rt
-    seq = rt.exchange.sequencers.get(market_id)
+    slots = socket.app.state.get("stream_slots")
+    if slots is None:
+        slots = socket.app.state["stream_slots"] = StreamSlots(rt.settings.streams_per_address,
+                                                               rt.settings.streams_total)
+    address = socket.client.host if socket.client else "-"
     await socket.accept()
+    if not slots.take(address):  # 1013: try again later (RFC 6455 7.4.1)
+        await socket.send_json({"type": "error", "code": "rate_limited", "detail": "too many open streams from "
+                                f"this address (at most {slots.per_address}) or in all; close one first"})
+        await socket.close(code=1013)
+        return
+    try:
+        await _stream(socket, rt, market_id)
+    finally:
+        slots.give(address)
+
+
+async def _stream(socket: WebSocket, rt: Runtime, market_id: str) -> None:
+    seq = rt.exchange.sequencers.get(market_id)
     if seq is None:
         await socket.send_json({"type": "error", "code": "not_found", "detail": f"market {market_id} not found"})
         await socket.close(code=4404)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_api_keys_per_participant: int = Field(
         default=20, ge=1, le=10_000, description="Working API keys a participant may mint for itself; each key has "
         "its own rate limit, so the cap bounds a participant's rate too.")
+    streams_per_address: int = Field(default=20, ge=1, le=100_000, description="Market streams (WebSockets) one "
+                                     "client address may hold open at once; more are closed with code 1013.")
+    streams_total: int = Field(default=5000, ge=1, le=1_000_000, description="Market streams open at once in all.")
     # Reliability: failover and read scaling.
     read_only: bool = Field(
         default=False, description="Serve reads only (e.g. from a hot standby): no ledger writer, no sequencers, "
