@@ -16,7 +16,6 @@ from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.encoding import Answer
 from api.paging import LINK, Cursor
-from api.streams import StreamSlots
 from api.schemas.markets import (
     AmendedOut,
     AmendmentIn,
@@ -37,6 +36,7 @@ from api.schemas.markets import (
     TakeIn,
     TradeOut,
 )
+from api.streams import StreamSlots
 from exchange.core.errors import DomainError
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime

@@ -257,6 +257,7 @@ class Refusal(StrEnum):
     NOT_A_PARTY = R.NOT_A_PARTY, 409, R.DESCRIPTIONS[R.NOT_A_PARTY]
     INVALID_AUDIENCE = R.INVALID_AUDIENCE, 409, R.DESCRIPTIONS[R.INVALID_AUDIENCE]
     ALREADY_CONFIRMED = R.ALREADY_CONFIRMED, 409, R.DESCRIPTIONS[R.ALREADY_CONFIRMED]
+    ISSUER_NOT_AUTHORISED = "issuer_not_authorised", 403, "the issuer is not an issuing authority of this instrument (an operator grants it, four eyes)"
     KEY_LIMIT = "key_limit", 409, "the participant has as many working API keys as allowed (ENVX_MAX_API_KEYS_PER_PARTICIPANT); revoke one first"
     DEAL_NOT_OPEN = "deal_not_open", 409, "the negotiation is no longer open: it traded (the problem says which trade)"
     UNKNOWN_AUCTION = R.UNKNOWN_AUCTION, 404, R.DESCRIPTIONS[R.UNKNOWN_AUCTION]

@@ -341,7 +341,7 @@ async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: s
 def open_listing(rt: Runtime, market_id: str, listing_id: int) -> dict[str, Any] | None:
     """A live listing of a listing market (`account`: its lister's participant id); None if none is open."""
     seq = rt.exchange.get(market_id)
-    return None if seq.market.mode != "listing" else seq.engine.listing(listing_id)  # type: ignore[no-any-return]
+    return None if seq.market.mode != "listing" else seq.engine.listing(listing_id)
 
 
 async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,
