@@ -10,7 +10,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ControllerRouterHandler
 
@@ -154,7 +154,12 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
                          "signed encoding (base units, UTC microseconds). A refusal names only the caller's "
                          "own accounts (`counterparty_unfunded` for the other side of a deal)."),
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI served by envx itself (api/portal/static/vendor): no script from a CDN runs on the
+            # origin where operators paste their keys.
+            render_plugins=[SwaggerRenderPlugin(
+                path="/swagger", js_url=f"{portal.STATIC_PATH}/vendor/swagger-ui/swagger-ui-bundle.js",
+                standalone_preset_js_url=f"{portal.STATIC_PATH}/vendor/swagger-ui/swagger-ui-standalone-preset.js",
+                css_url=f"{portal.STATIC_PATH}/vendor/swagger-ui/swagger-ui.css")],
         ),
         template_config=portal.TEMPLATES,
         request_max_body_size=1_000_000,

@@ -49,6 +49,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "defineInstrument": OPERATOR,
     "listInstruments": PUBLIC,
     "getInstrument": PUBLIC,
+    "authoriseIssuer": OPERATOR,
+    "listInstrumentIssuers": PUBLIC,
     "sweepEmissionRightExpiry": OPERATOR,
     "requestIssuance": frozenset({"issuer"}),
     "listIssuances": frozenset({"operator", "auditor", "issuer", "enterprise"}),

@@ -65,8 +65,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings, url, on_ready=hooks)
     base = f"http://{settings.host}:{settings.port}"
     # Through the one log configuration (text or JSON), not a second format on stdout.
-    log.info("serving on %s; API docs at %s/schema (Scalar) and %s/schema/swagger; OpenAPI at "
-                "%s/schema/openapi.json; metrics at %s/metrics", base, base, base, base, base)
+    log.info("serving on %s; API docs at %s/schema (Swagger UI, served by envx); OpenAPI at "
+             "%s/schema/openapi.json; metrics at %s/metrics", base, base, base, base)
     # ws="websockets": the market stream needs uvicorn's WebSocket protocol; without the package the server
     # would start and answer every upgrade 405, so it refuses to start instead.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),

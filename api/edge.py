@@ -53,6 +53,15 @@ def _networks(spec: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
     return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in spec.split(",") if item.strip())
 
 
+# The API docs pages: scripts and styles from envx only (Swagger UI's own start-up script is inline).
+DOCS_HEADERS = (
+    (b"content-security-policy", b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+     b"'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+     b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+)
+
+
 class Edge:
     def __init__(self, app: Litestar, inner: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -70,10 +79,12 @@ class Edge:
         status = [0]
         started = time.perf_counter()
 
+        extra = (header, *DOCS_HEADERS) if scope["path"].startswith("/schema") else (header,)
+
         async def send_with_id(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
             await send(message)
 
         try:

@@ -158,7 +158,8 @@ def setup(base: str, op: str, n: int) -> list[str]:
             return p, r.json()["key"]["token"]
 
         post("/v1/instruments", {"code": "FCT-SM", "name": "t", "kind": "forest_ticket", "decimals": 0}, "i")
-        _, itok = admit("issuer", "issuer", "pi")
+        iss, itok = admit("issuer", "issuer", "pi")
+        post("/v1/instruments/FCT-SM/issuers", {"participant_id": iss["id"]}, "gi")  # its issuing authority
         tokens = []
         for k in range(n):
             p, token = admit(f"trader{k}", "enterprise", f"p{k}")

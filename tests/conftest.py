@@ -21,6 +21,9 @@ from exchange.core.migrate import upgrade
 from exchange.core.settings import Settings
 from tests.helpers import Api, bootstrap_operator
 
+# Auctions in tests run for seconds, not the venue's ten minutes; test_auction_window.py checks the default.
+os.environ.setdefault("ENVX_AUCTION_MIN_BIDDING_SECONDS", "1")
+
 _counter = itertools.count()
 
 

@@ -32,6 +32,14 @@ def _pending(request: Request, exc: CheckpointPending) -> Response:
 PENDING: ExceptionHandlersMap = {CheckpointPending: _pending}  # 503 with Retry-After
 
 
+
+def order_party_of(rt: Runtime) -> proofs.OrderParty:
+    """Whether a caller is the court or payer of a restoration order: its judicial retirements' receipts
+    (JSON or .tlog-proof) are theirs too."""
+    async def order_party(who: Principal, order_id: int) -> bool:
+        return await restoration.is_party(rt, who, order_id)
+    return order_party
+
 class LedgerProofController(Controller):
     path = "/v1/ledger"
     tags = ("ledger",)
@@ -65,7 +73,4 @@ class LedgerProofController(Controller):
     @get("/entries/{seq:int}/receipt", operation_id="getEntryReceipt", exception_handlers=PENDING,
          summary="Offline-verifiable receipt: entry bytes, leaf index, inclusion path, signed checkpoint")
     async def receipt(self, rt: Runtime, principal: Principal, seq: Id) -> ReceiptOut:
-        async def order_party(who: Principal, order_id: int) -> bool:
-            return await restoration.is_party(rt, who, order_id)
-
-        return ReceiptOut.of(await proofs.receipt(rt, principal, seq, order_party))
+        return ReceiptOut.of(await proofs.receipt(rt, principal, seq, order_party_of(rt)))

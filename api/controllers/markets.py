@@ -37,6 +37,7 @@ from api.schemas.markets import (
     TradeOut,
 )
 from api.schemas.trading import DepositOut, ListingOut, OrderOut, OrderPlacedOut, shown
+from api.streams import StreamSlots
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import micros
@@ -254,8 +255,25 @@ class InstrumentStatsController(Controller):
 async def stream(socket: WebSocket, market_id: str) -> None:
     """Trades and best-5 depth as they happen, each with the market's sequence number (gaps are visible)."""
     rt: Runtime = socket.app.state.rt
-    seq = rt.exchange.sequencers.get(market_id)
+    slots = socket.app.state.get("stream_slots")
+    if slots is None:
+        slots = socket.app.state["stream_slots"] = StreamSlots(rt.settings.streams_per_address,
+                                                               rt.settings.streams_total)
+    address = socket.client.host if socket.client else "-"
     await socket.accept()
+    if not slots.take(address):  # 1013: try again later (RFC 6455 7.4.1)
+        await socket.send_json({"type": "error", "code": "rate_limited", "detail": "too many open streams from "
+                                f"this address (at most {slots.per_address}) or in all; close one first"})
+        await socket.close(code=1013)
+        return
+    try:
+        await _stream(socket, rt, market_id)
+    finally:
+        slots.give(address)
+
+
+async def _stream(socket: WebSocket, rt: Runtime, market_id: str) -> None:
+    seq = rt.exchange.sequencers.get(market_id)
     if seq is None:
         await socket.send_json({"type": "error", "code": "not_found", "detail": f"market {market_id} not found"})
         await socket.close(code=4404)

@@ -128,7 +128,7 @@ class AuctionController(Controller):
                    idempotency_key: IdempotencyKey = None) -> AuctionSteppedOut:
         return AuctionSteppedOut.of(await auctions.step(
             rt, principal, market_id, auction_id, client_id(idempotency_key, data.client_id), data.action,
-            data.duration_seconds))
+            data.duration_seconds, data.reason))
 
     @post("/{auction_id:int}/register", operation_id="registerForAuction",
           summary="Register as a bidder; the deposit, if the auction asks one, is held")

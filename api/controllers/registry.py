@@ -19,6 +19,8 @@ from api.schemas.registry import (
     InstrumentOut,
     IssuanceIn,
     IssuanceOut,
+    IssuerGrantIn,
+    IssuerGrantOut,
     RetirementIn,
     RetirementOut,
     TransferIn,
@@ -27,7 +29,7 @@ from api.schemas.registry import (
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.courts import restoration
-from exchange.registry import expiry, instruments, issuance, transfers
+from exchange.registry import expiry, instruments, issuance, issuers, transfers
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -65,6 +67,25 @@ class InstrumentController(Controller):
                       "and expire at the first sweep after the encumbrance ends. Idempotent.")
     async def sweep_expiry(self, rt: Runtime) -> ExpirySweepOut:
         return ExpirySweepOut.of(await expiry.expire_due(rt))
+
+    @post("/{code:str}/issuers", operation_id="authoriseIssuer", responses=PROPOSED,
+          summary="Make an issuer an issuing authority of this instrument (operator; maker-checker)",
+          description="Only an instrument's issuing authorities request its issuance (403 issuer_not_authorised "
+                      "for any other issuer). Granting an authority twice is the first grant.")
+    async def authorise_issuer(self, rt: Runtime, principal: Principal, code: str, data: IssuerGrantIn,
+                               idempotency_key: IdempotencyKey = None) -> IssuerGrantOut:  # or 202 and a proposal
+        cid = client_id(idempotency_key, data.client_id)
+
+        async def grant() -> IssuerGrantOut:
+            return IssuerGrantOut.of(await issuers.authorise(rt, principal, instrument=code,
+                                                             participant_id=data.participant_id))
+        return await propose_or_run(rt, principal, cid, "authoriseIssuer",
+                                    {"instrument": code, "participant_id": data.participant_id}, grant)
+
+    @get("/{code:str}/issuers", operation_id="listInstrumentIssuers",
+         summary="The instrument's issuing authorities (public)")
+    async def list_issuers(self, rt: Runtime, code: str) -> list[IssuerGrantOut]:
+        return [IssuerGrantOut.of(g) for g in await issuers.of_instrument(rt, code)]
 
     @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
     async def get_one(self, rt: Runtime, code: str) -> InstrumentOut:

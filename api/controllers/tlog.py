@@ -12,9 +12,10 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from api.controllers.ledger_proofs import PENDING
+from api.controllers.ledger_proofs import PENDING, order_party_of
 from api.deps import Id
 from api.schemas.ledger import WitnessesOut
+from exchange.core.errors import NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.verifiable import tlog_serving
@@ -44,6 +45,11 @@ async def tlog_checkpoint(rt: Runtime) -> Response[bytes]:
              "are served to operators and auditors unless ENVX_TLOG_ENTRIES_PUBLIC")
 async def tlog_tile(rt: Runtime, request: Request[Any, Any, Any], tile_path: str) -> Response[bytes]:
     path = "tile" + tile_path if tile_path.startswith("/") else "tile/" + tile_path
+    # One URL per immutable object: the path as sent, not as the router normalised it (no percent-escapes,
+    # doubled or trailing slashes), or mirrors and caches would keep several names for it.
+    raw = request.scope.get("raw_path") or b""
+    if bytes(raw).split(b"?", 1)[0] != b"/" + path.encode("utf-8"):
+        raise NotFound("tile", tile_path[:100])
     res = await tlog_serving.tile(rt, _caller(request), path)
     private = path.startswith("tile/entries/") and not rt.settings.tlog_entries_public
     return Response(res.body, media_type="application/octet-stream",
@@ -55,7 +61,8 @@ async def tlog_tile(rt: Runtime, request: Request[Any, Any, Any], tile_path: str
      summary="The entry's receipt as a C2SP tlog-proof (.tlog-proof): entry bytes, index, inclusion path, "
              "checkpoint with witness cosignatures; under the witness policy's checkpoint when one is configured")
 async def tlog_proof(rt: Runtime, principal: Principal, request: Request[Any, Any, Any], seq: Id) -> Response[bytes]:
-    text = await tlog_serving.tlog_proof(rt, principal, seq, getattr(request.app.state, "witnessing", None))
+    text = await tlog_serving.tlog_proof(rt, principal, seq, getattr(request.app.state, "witnessing", None),
+                                         order_party_of(rt))
     return Response(text.encode("utf-8"), media_type="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="entry-{seq}.tlog-proof"'})
 

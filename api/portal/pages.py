@@ -8,7 +8,6 @@ message, never a 500; nothing here writes, so the pages work on a read replica (
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
@@ -17,11 +16,12 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Request, Response, get
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, State
 from litestar.params import Parameter
 from litestar.response import Template
 
 from api.portal import i18n
+from api.portal.pdfs import InquiryPdfs
 from exchange.core.errors import DomainError, Invalid
 from exchange.core.runtime import Runtime
 from exchange.pledging import inquiry_pdf
@@ -184,13 +184,16 @@ def _refusal(key: str) -> Invalid:
 
 @get("/portal/inquiry.pdf", operation_id="portalInquiryPdf", tags=TAGS, media_type="application/pdf",
      summary="Portal: the signed search certificates of one search as a PDF (the signed JSON attached)")
-async def inquiry_pdf_file(rt: Runtime, lang: Lang = None, by: By = None, q: Text = None,
+async def inquiry_pdf_file(rt: Runtime, state: State, lang: Lang = None, by: By = None, q: Text = None,
                            record: Record = None) -> Response[bytes]:
     args, error = _search_args(by if by in ("name", "uscc", "serial") else "name", q)
     if args is None:
         raise _refusal(error or "err_query_required")
     answers = await _search(rt, _records(record), args)  # its refusals are 422 problem documents too
-    body = await asyncio.to_thread(inquiry_pdf.render, answers)
+    pdfs = state.get("inquiry_pdfs")
+    if pdfs is None:
+        pdfs = state["inquiry_pdfs"] = InquiryPdfs()
+    body = await pdfs.render(answers, inquiry_pdf.render)
     return Response(body, media_type="application/pdf", headers={
         "Content-Disposition": 'attachment; filename="search-certificate.pdf"', "Cache-Control": "no-store"})
 

@@ -85,18 +85,25 @@ class SerialRange(BaseModel):
     end: Id
 
 
-def _refuse_nul(value: Any) -> None:
-    # PostgreSQL text and jsonb cannot hold U+0000: refuse it here (422), not as a database error (500).
+# Characters no registry text needs and that make one text show as another: C0 controls but tab, line
+# feed and carriage return; DEL and C1 controls (an ANSI escape reaching a terminal or a log viewer); bidi
+# embeddings, overrides and isolates (a case number rendering as another one in a certificate); zero-width
+# space, word joiner and BOM (look-alike names). NUL also because PostgreSQL text and jsonb cannot hold it.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff]")
+
+
+def _refuse_unsafe_characters(value: Any) -> None:
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("NUL characters (U+0000) are not allowed")
+        if (bad := _UNSAFE.search(value)) is not None:
+            raise ValueError(f"the character U+{ord(bad.group()):04X} is not allowed (controls, bidi controls, "
+                             "zero-width space, BOM)")
     elif isinstance(value, dict):
         for k, v in value.items():
-            _refuse_nul(k)
-            _refuse_nul(v)
+            _refuse_unsafe_characters(k)
+            _refuse_unsafe_characters(v)
     elif isinstance(value, list | tuple):
         for v in value:
-            _refuse_nul(v)
+            _refuse_unsafe_characters(v)
 
 
 class Strict(BaseModel):
@@ -104,8 +111,8 @@ class Strict(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        _refuse_nul(data)
+    def _no_unsafe_characters(cls, data: Any) -> Any:
+        _refuse_unsafe_characters(data)
         return data
 
 

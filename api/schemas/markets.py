@@ -151,6 +151,8 @@ class AuctionIn(Strict):
 class AuctionStepIn(Strict):
     action: Literal["registration", "bidding", "close", "allocate", "cancel"]
     duration_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    reason: str | None = Field(default=None, min_length=1, max_length=500,
+                               description="an operator's reason for cancelling after bidding opened")
     client_id: ClientId = None
 
 

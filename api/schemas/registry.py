@@ -19,6 +19,7 @@ from exchange.registry.models import (
     Holdings,
     Instrument,
     IssuanceRequest,
+    IssuerGrant,
     Movement,
     Override,
     Participant,
@@ -254,6 +255,28 @@ class InstrumentOut(BaseModel):
     def of(cls, i: Instrument) -> InstrumentOut:
         return cls(code=i.code, name=i.name, kind=i.kind, decimals=i.decimals, unit=i.unit,
                    attributes=i.attributes, created_at=iso(i.created_at))
+
+
+class IssuerGrantIn(Strict):
+    """Make a participant (kind issuer) an issuing authority of this instrument."""
+
+    participant_id: int = Field(ge=1, le=MAX_ID)
+    client_id: ClientId = None
+
+
+class IssuerGrantOut(BaseModel):
+    """An issuer's authority over an instrument: it may request issuance of it."""
+
+    instrument: str
+    participant_id: int
+    participant_name: str
+    granted_by: str = Field(description="the operator who proposed the grant (a second one approved it)")
+    granted_at: str = Field(description="ISO 8601, UTC")
+
+    @classmethod
+    def of(cls, g: IssuerGrant) -> IssuerGrantOut:
+        return cls(instrument=g.instrument, participant_id=g.participant_id, participant_name=g.participant_name,
+                   granted_by=g.granted_by, granted_at=iso(g.granted_at))
 
 
 class AccountBalanceOut(BaseModel):

@@ -98,6 +98,7 @@ class Refusal(StrEnum):
     LEDGER_STOPPED = "ledger_stopped", 503, "the ledger writer stopped taking writes on a broken invariant (a bug, see /health)"
     MARKET_UNAVAILABLE = "market_unavailable", 503, "the market's sequencer is not running now (recovering); retry"
     MARKET_STOPPED = "market_stopped", 503, "the market stopped taking writes on a broken invariant (a bug, see /health)"
+    RENDER_BUSY = "render_busy", 503, "the certificate PDF renderer is busy with other requests; retry in a few seconds (the signed JSON is available at once)"
     AUDIT_UNAVAILABLE = "audit_unavailable", 503, "the audit trail could not record the request, so it is not answered"
     READ_ONLY = "read_only", 503, "this process serves reads only (a read replica); send changes to the primary"
     UNAVAILABLE = "unavailable", 503, "the service cannot answer now"
@@ -209,7 +210,7 @@ class Refusal(StrEnum):
     WRONG_MODE = "wrong_mode", 422, "the market trades by another mode than this operation needs"
     OUTSIDE_HOURS = "outside_hours", 409, "the market's calendar has it closed now"
     OUTSIDE_SESSION = "outside_session", 409, "the market is not in a trading session"
-    REASON_REQUIRED = "reason_required", 422, "an override of the market's hours needs a reason"
+    REASON_REQUIRED = "reason_required", 422, "this action needs a reason: an override of the market's hours, an operator's cancellation of an auction whose bidding has opened"
     NOT_AMENDABLE = "not_amendable", 422, "these settings cannot be amended"
     NO_CHANGES = "no_changes", 422, "an amendment changes at least one setting"
     INVALID_DATE = "invalid_date", 422, "not an ISO date (YYYY-MM-DD)"
@@ -256,6 +257,8 @@ class Refusal(StrEnum):
     NOT_A_PARTY = R.NOT_A_PARTY, 409, R.DESCRIPTIONS[R.NOT_A_PARTY]
     INVALID_AUDIENCE = R.INVALID_AUDIENCE, 409, R.DESCRIPTIONS[R.INVALID_AUDIENCE]
     ALREADY_CONFIRMED = R.ALREADY_CONFIRMED, 409, R.DESCRIPTIONS[R.ALREADY_CONFIRMED]
+    ISSUER_NOT_AUTHORISED = "issuer_not_authorised", 403, "the issuer is not an issuing authority of this instrument (an operator grants it, four eyes)"
+    KEY_LIMIT = "key_limit", 409, "the participant has as many working API keys as allowed (ENVX_MAX_API_KEYS_PER_PARTICIPANT); revoke one first"
     DEAL_NOT_OPEN = "deal_not_open", 409, "the negotiation is no longer open: it traded (the problem says which trade)"
     UNKNOWN_AUCTION = R.UNKNOWN_AUCTION, 404, R.DESCRIPTIONS[R.UNKNOWN_AUCTION]
     DUPLICATE_AUCTION_ID = R.DUPLICATE_AUCTION_ID, 409, R.DESCRIPTIONS[R.DUPLICATE_AUCTION_ID]
@@ -263,6 +266,8 @@ class Refusal(StrEnum):
     AUCTION_WRONG_PHASE = R.AUCTION_WRONG_PHASE, 409, R.DESCRIPTIONS[R.AUCTION_WRONG_PHASE]
     AUCTION_NOT_OPEN = R.AUCTION_NOT_OPEN, 409, R.DESCRIPTIONS[R.AUCTION_NOT_OPEN]
     AUCTION_STILL_OPEN = R.AUCTION_STILL_OPEN, 409, R.DESCRIPTIONS[R.AUCTION_STILL_OPEN]
+    AUCTION_BINDING = "auction_binding", 409, "bidding has opened: the auction's terms bind the seller too; only the venue (an operator, with a reason) cancels it"
+    BIDDING_TOO_SHORT = "bidding_too_short", 422, "a bidding window shorter than the venue's minimum (ENVX_AUCTION_MIN_BIDDING_SECONDS)"
     REGISTRATION_CLOSED = R.REGISTRATION_CLOSED, 409, R.DESCRIPTIONS[R.REGISTRATION_CLOSED]
     ALREADY_REGISTERED = R.ALREADY_REGISTERED, 409, R.DESCRIPTIONS[R.ALREADY_REGISTERED]
     DEPOSIT_INSUFFICIENT = R.DEPOSIT_INSUFFICIENT, 409, R.DESCRIPTIONS[R.DEPOSIT_INSUFFICIENT]
@@ -349,6 +354,7 @@ class Refusal(StrEnum):
     ORDER_FULFILLED = "order_fulfilled", 409, "the restoration order is fulfilled or closed"
     EXCEEDS_REQUIREMENT = "exceeds_requirement", 409, "more than the restoration order still requires"
     INSTRUMENT_NOT_ELIGIBLE = "instrument_not_eligible", 409, "the instrument is not eligible for this restoration order"
+    NOT_DESIGNATED_SELLER = "not_designated_seller", 409, "the restoration order names its seller: only that seller's listings fulfil it"
 
     # --- the verifiable ledger: proofs ---------------------------------------------------------------------
     BEYOND_TREE = "beyond_tree", 404, "the log has fewer entries than asked for"

@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     scheduler: bool = Field(default=True, description="Run the calendar jobs: sessions open, pause and close by each "
                             "market's hours. Off: operators do it by hand (always-open markets still come up open).")
+    auction_min_bidding_seconds: int = Field(
+        default=600, ge=1, le=7 * 24 * 3600, description="The shortest bidding window an auction may open: a seller "
+        "(or a bank selling collateral) cannot run a window so short that only a bidder told in advance can bid.")
+    max_api_keys_per_participant: int = Field(
+        default=20, ge=1, le=10_000, description="Working API keys a participant may mint for itself; each key has "
+        "its own rate limit, so the cap bounds a participant's rate too.")
+    streams_per_address: int = Field(default=20, ge=1, le=100_000, description="Market streams (WebSockets) one "
+                                     "client address may hold open at once; more are closed with code 1013.")
+    streams_total: int = Field(default=5000, ge=1, le=1_000_000, description="Market streams open at once in all.")
     # Reliability: failover and read scaling.
     read_only: bool = Field(
         default=False, description="Serve reads only (e.g. from a hot standby): no ledger writer, no sequencers, "

@@ -74,8 +74,8 @@ async def _issue(rt: Runtime, order_id: int) -> dict[str, Any]:
                            "price": cny(f.price), "value": cny(value), "fee": cny(fee),
                            "paid": cny(value + fee), "market": f.market_id, "trade_id": f.trade_id})
     value, fees = sum(f.notional for f in done), sum(f.buyer_fee for f in done)
-    receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f.retire_seq for f in done
-                                                                             if f.retire_seq is not None})]
+    seqs = sorted({f.retire_seq for f in done if f.retire_seq is not None})
+    receipts = [await proofs.receipt(rt, _REGISTRY, seq, proofs.no_order_party) for seq in seqs]
     o = state.order
     body = {
         "title": "购买碳减排量用于替代性生态修复见证",

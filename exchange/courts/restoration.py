@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
+from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, Refusal
 from exchange.core.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
@@ -277,7 +277,9 @@ async def listing(rt: Runtime, who: Principal) -> list[OrderState]:
     return [_state_of(known, who, r, done[r.id]) for r in found]
 
 
-async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, quantity: str) -> dict[str, Any]:
+async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, quantity: str, *,
+                   listed_by: int | None) -> dict[str, Any]:
+    """`listed_by`: the seller of the listing taken (None: a bid on the book, whose seller nobody chooses)."""
     known = await catalogue(rt)
     async with rt.read() as conn:
         r = await _visible(conn, who, order_id)  # visibility, then the party, then the state
@@ -286,6 +288,9 @@ async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, q
         state = _state_of(known, who, r, await fills(conn, order_id))
     if state.status != "open":
         raise DomainError("order_fulfilled", f"restoration order {order_id} is {state.status}")
+    if r.designated_seller_id is not None and listed_by != r.designated_seller_id:
+        raise DomainError(Refusal.NOT_DESIGNATED_SELLER, f"restoration order {order_id} is fulfilled from its "
+                          f"designated seller (participant {r.designated_seller_id}) only: take one of its listings")
     seq = rt.exchange.get(market_id)
     kind = known.kinds.get(seq.market.instrument)
     if kind not in r.eligible_kinds:
@@ -300,14 +305,16 @@ async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, q
 
 async def purchase(rt: Runtime, who: Principal, order_id: int, client_id: str, *, market_id: str, type_: str,
                    tif: str, price: str | None, quantity: str) -> Submitted:
-    purpose = await _purpose(rt, who, order_id, market_id, quantity)
+    purpose = await _purpose(rt, who, order_id, market_id, quantity, listed_by=None)
     return await orders.place_order(rt, who, market_id, client_id, side="buy", type_=type_, tif=tif, price=price,
                                     quantity=quantity, stp=None, purpose=purpose)
 
 
 async def take(rt: Runtime, who: Principal, order_id: int, client_id: str, *, market_id: str, listing_id: int,
                quantity: str) -> Submitted:
-    purpose = await _purpose(rt, who, order_id, market_id, quantity)
+    listing = orders.open_listing(rt, market_id, listing_id)
+    purpose = await _purpose(rt, who, order_id, market_id, quantity,
+                             listed_by=None if listing is None else int(listing["account"]))
     return await orders.take_listing(rt, who, market_id, listing_id, client_id, quantity=quantity, purpose=purpose)
 
 

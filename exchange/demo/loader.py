@@ -19,7 +19,7 @@ from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.courts import restoration
 from exchange.pledging import filing
-from exchange.registry import cash, instruments, issuance, participants, transfers
+from exchange.registry import cash, instruments, issuance, issuers, participants, transfers
 from exchange.registry.models import Participant
 from exchange.registry.subjects import subject_of
 from exchange.security import keys
@@ -50,6 +50,8 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, Participant]:
         await instruments.define_instrument(rt, op.actor, f"demo:instrument:{i['code']}", code=i["code"],
                                             name=i["name"], kind=i["kind"], decimals=i["decimals"], unit=None,
                                             attributes=i["attributes"])
+        for key in i.get("issuers", []):  # each instrument's issuing authority; the others have none here
+            await issuers.authorise(rt, op, instrument=i["code"], participant_id=people[key].id)
     checker = _principal(people["operator2"])
     for n, iss in enumerate(data["issuances"]):
         req = await issuance.request(rt, _principal(people[iss["issuer"]]), f"demo:issuance:{n}",

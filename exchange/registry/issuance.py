@@ -37,7 +37,7 @@ from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base
-from exchange.registry import expiry, instruments, participants
+from exchange.registry import expiry, instruments, issuers, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry import repository as repo
 from exchange.registry.kinds import Claims, describe_subject, identifier_key
@@ -111,6 +111,7 @@ async def request(rt: Runtime, who: Principal, client_id: str, *, instrument: st
     qty = to_base(quantity, inst.decimals)
     # An enterprise, issuer or operator holder, active: any other id is the same 404 (participants.party).
     async with rt.read() as conn:
+        await issuers.refuse_unauthorised(conn, who, instrument)  # its own instruments only
         await participants.party(conn, who, holder_id, kinds=participants.ISSUANCE_HOLDER_KINDS)
     origin = origin_of(origin_registry, origin_serials, origin_reference)
     if origin is not None and qty != (origin.end - origin.start + 1) * 10 ** inst.decimals:
@@ -239,6 +240,8 @@ async def approve(rt: Runtime, who: Principal, request_id: int, note: str | None
             raise NotFound("issuance request", request_id)
         if req.requested_by == who.actor:
             raise Forbidden("maker-checker: the requester may not approve their own request")
+        if who.participant_id == req.holder_id:  # four eyes means no one approves units for itself
+            raise Forbidden("the operator who approves an issuance may not be its holder")
         if req.status == "rejected":
             raise DomainError("request_rejected", f"issuance request {request_id} was rejected")
         if req.status == "requested":

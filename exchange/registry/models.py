@@ -127,6 +127,26 @@ class Instrument:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuerGrant:
+    """An issuer's authority over an instrument: it may request issuance of it (four eyes granted it)."""
+
+    instrument: str
+    participant_id: int
+    participant_name: str
+    granted_by: str
+    granted_at: datetime
+
+    @classmethod
+    def from_row(cls, r: RowMapping) -> IssuerGrant:
+        return cls(r["instrument"], r["participant_id"], r["participant_name"], r["granted_by"], r["granted_at"])
+
+    def view(self) -> dict[str, Any]:
+        return {"instrument": self.instrument, "participant_id": self.participant_id,
+                "participant_name": self.participant_name, "granted_by": self.granted_by,
+                "granted_at": self.granted_at}
+
+
+@dataclass(frozen=True, slots=True)
 class DueBatch:
     """An emission-right batch whose term has ended (exchange/registry/expiry.py)."""
 

@@ -17,6 +17,7 @@ from exchange.registry.models import (
     ImportedRange,
     Instrument,
     IssuanceRequest,
+    IssuerGrant,
     LeftBlock,
     Participant,
     StatusChange,
@@ -178,6 +179,30 @@ async def instrument(conn: AsyncConnection, code: str, *, with_origin: bool = Fa
     row = (await conn.execute(text(f"SELECT {_INSTRUMENT}{extra} FROM instruments WHERE code = :c"),
                               {"c": code})).mappings().first()
     return None if row is None else Instrument.from_row(row)
+
+
+_GRANT = """SELECT g.instrument, g.participant_id, p.name AS participant_name, g.granted_by, g.granted_at
+             FROM instrument_issuers g JOIN participants p ON p.id = g.participant_id"""
+
+
+async def grant_issuer(conn: AsyncConnection, instrument: str, participant_id: int, granted_by: str) -> IssuerGrant:
+    """The grant, made now or earlier (a second grant of the same authority is the first one)."""
+    await conn.execute(text("""INSERT INTO instrument_issuers (instrument, participant_id, granted_by)
+                               VALUES (:i, :p, :by) ON CONFLICT (instrument, participant_id) DO NOTHING"""),
+                       {"i": instrument, "p": participant_id, "by": granted_by})
+    row = (await conn.execute(text(f"{_GRANT} WHERE g.instrument = :i AND g.participant_id = :p"),
+                              {"i": instrument, "p": participant_id})).mappings().one()
+    return IssuerGrant.from_row(row)
+
+
+async def issuers_of(conn: AsyncConnection, instrument: str) -> list[IssuerGrant]:
+    rows = await conn.execute(text(f"{_GRANT} WHERE g.instrument = :i ORDER BY g.participant_id"), {"i": instrument})
+    return [IssuerGrant.from_row(r) for r in rows.mappings()]
+
+
+async def is_issuer_of(conn: AsyncConnection, instrument: str, participant_id: int) -> bool:
+    return (await conn.execute(text("SELECT 1 FROM instrument_issuers WHERE instrument = :i AND participant_id = :p"),
+                               {"i": instrument, "p": participant_id})).first() is not None
 
 
 async def instruments(conn: AsyncConnection, kind: str | None = None) -> list[Instrument]:

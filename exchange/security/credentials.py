@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.core.errors import DomainError, Forbidden, NotFound
+from exchange.core.errors import DomainError, Forbidden, NotFound, Refusal
 from exchange.core.idempotency import fingerprint
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
@@ -66,6 +66,11 @@ async def mint_key(rt: Runtime, who: Principal, participant_id: int, client_id: 
                     raise DomainError("secret_not_reproducible", "this key's token was shown once and cannot be "
                                                                  "shown again here; revoke it and mint another")
                 return IssuedKey.of(c, key)
+            # Each key has its own rate limit: unlimited keys would be an unlimited rate (red team round 4).
+            most = rt.settings.max_api_keys_per_participant
+            if await repo.live_keys_locked(conn, participant_id) >= most:
+                raise DomainError(Refusal.KEY_LIMIT, f"participant {participant_id} has {most} working API keys "
+                                  "already; revoke one first")
             now = datetime.now(UTC)
             expires = now + timedelta(days=expires_in_days) if expires_in_days else None
             if parent.expires_at is not None and (expires is None or expires > parent.expires_at):

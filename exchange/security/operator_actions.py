@@ -55,7 +55,7 @@ from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base, to_text
-from exchange.registry import cash, instruments, participants
+from exchange.registry import cash, instruments, issuers, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry.subjects import subject_from_payload
 from exchange.security import credentials, enrollment
@@ -122,6 +122,16 @@ async def _define_instrument(rt: Runtime, maker: Principal, checker: Principal, 
                                                decimals=p["decimals"], unit=p.get("unit"),
                                                attributes=p.get("attributes") or {})
     return made.view()
+
+
+async def _check_issuer(rt: Runtime, p: Payload) -> None:
+    await instruments.instrument(rt, p["instrument"])  # 404 now rather than at the approval
+
+
+async def _authorise_issuer(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                            p: Payload) -> dict[str, Any]:
+    grant = await issuers.authorise(rt, maker, instrument=p["instrument"], participant_id=p["participant_id"])
+    return grant.view()
 
 
 async def _check_market(rt: Runtime, p: Payload) -> None:
@@ -193,6 +203,9 @@ KINDS: dict[str, Kind] = {
     "defineInstrument": Kind(
         _check_instrument, lambda p: f"define instrument {p['code']} ({p['kind']}, {p['decimals']} decimals)",
         _define_instrument),
+    "authoriseIssuer": Kind(
+        _check_issuer, lambda p: f"make participant {p['participant_id']} an issuing authority of {p['instrument']}",
+        _authorise_issuer),
     "defineMarket": Kind(
         _check_market, lambda p: f"define market {p['instrument']}.{p['mode']} with settings "
                                  f"{json.dumps(p.get('settings') or {}, sort_keys=True)}", _define_market),

@@ -83,6 +83,16 @@ async def minted_by(conn: AsyncConnection, parent_key_id: int, client_id: str) -
     return (KeyRow.from_row(row), bytes(row.fingerprint or b"")) if row else None
 
 
+async def live_keys_locked(conn: AsyncConnection, participant_id: int) -> int:
+    """How many of the participant's API keys work now (unrevoked, unexpired), counted under a lock that
+    concurrent mints for the participant take too (released at commit), so a cap holds under a race."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('api_keys'), CAST(:p AS integer))"),
+                       {"p": participant_id})
+    return int((await conn.execute(text(
+        """SELECT count(*) FROM api_keys WHERE participant_id = :p AND revoked_at IS NULL
+             AND (expires_at IS NULL OR expires_at > now())"""), {"p": participant_id})).scalar_one())
+
+
 async def keys_of(conn: AsyncConnection, participant_id: int) -> list[KeyRow]:
     rows = await conn.execute(text(f"SELECT {_KEY} FROM api_keys WHERE participant_id = :p ORDER BY id"),
                               {"p": participant_id})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
+from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, Refusal
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
@@ -28,7 +28,7 @@ from exchange.trading.orders import EscrowSale, _reason_error, enforcement_of, s
 from exchange.trading.pricing import buy_hold, notional
 from matching import commands as mc
 from matching import reasons as R
-from matching.auction import winners
+from matching.auction import ANNOUNCED, REGISTRATION, winners
 
 US = 1_000_000
 
@@ -115,15 +115,22 @@ async def announce_lot(rt: Runtime, who: Principal, market_id: str, client_id: s
 
 
 async def step(rt: Runtime, who: Principal, market_id: str, auction_id: int, client_id: str, action: str,
-               duration_s: int | None = None) -> AuctionStepped:
-    """Phase changes run by the seller or an operator: registration, bidding, close, allocate, cancel."""
+               duration_s: int | None = None, reason: str | None = None) -> AuctionStepped:
+    """Phase changes run by the seller or an operator: registration, bidding, close, allocate, cancel. Once
+    bidding has opened, bids bind their bidders and the terms bind the seller: only an operator cancels then,
+    with a reason that goes into the market's events."""
     seq = _auction_market(rt, market_id)
-    _seller_or_operator(who, _auction(seq, auction_id))
+    a = _auction(seq, auction_id)
+    _seller_or_operator(who, a)
     if action == "registration":
         make: Any = lambda _s: mc.OpenRegistration(auction_id)  # noqa: E731
     elif action == "bidding":
         if not duration_s:
             raise Invalid("duration_required", "opening the bidding window needs duration_seconds")
+        shortest = rt.settings.auction_min_bidding_seconds
+        if duration_s < shortest:
+            raise Invalid(Refusal.BIDDING_TOO_SHORT, f"the bidding window is at least {shortest} seconds here, "
+                          f"not {duration_s}")
         end = time.time_ns() // 1000 + duration_s * US
         make = lambda _s: mc.OpenBidding(auction_id, end)  # noqa: E731
     elif action == "close":
@@ -131,11 +138,21 @@ async def step(rt: Runtime, who: Principal, market_id: str, auction_id: int, cli
     elif action == "allocate":
         make = lambda _s: mc.Allocate(auction_id)  # noqa: E731
     elif action == "cancel":
-        make = lambda _s: mc.CancelAuction(auction_id, "cancelled by " + who.kind)  # noqa: E731
+        why = "cancelled by " + who.kind
+        if a["phase"] not in (ANNOUNCED, REGISTRATION):  # bidding opened: bids were placed on these terms
+            if who.kind != "operator":
+                raise DomainError(Refusal.AUCTION_BINDING, f"auction {auction_id} is in its {a['phase']} phase: "
+                                  "only the venue may cancel it now")
+            if not reason:
+                raise Invalid(Refusal.REASON_REQUIRED, "cancelling an auction whose bidding has opened needs a "
+                              "reason")
+            why = f"cancelled by operator: {reason}"
+        make = lambda _s: mc.CancelAuction(auction_id, why)  # noqa: E731
     else:
         raise Invalid("invalid_action", "action is registration, bidding, close, allocate or cancel")
     out = await submit_plain(rt, who, market_id, client_id, make,
-                             {"op": action, "m": market_id, "auction": auction_id, "d": duration_s})
+                             {"op": action, "m": market_id, "auction": auction_id, "d": duration_s,
+                              **({"reason": reason} if reason else {})})
     return AuctionStepped(out, view(rt, market_id, auction_id))
 
 

@@ -314,6 +314,12 @@ async def new_listing(rt: Runtime, who: Principal, market_id: str, client_id: st
         make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty), fp_payload=fp_payload, escrow=escrow)
 
 
+def open_listing(rt: Runtime, market_id: str, listing_id: int) -> dict[str, Any] | None:
+    """A live listing of a listing market (`account`: its lister's participant id); None if none is open."""
+    seq = rt.exchange.get(market_id)
+    return None if seq.market.mode != "listing" else seq.engine.listing(listing_id)
+
+
 async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,
                        quantity: str, purpose: dict[str, Any] | None = None) -> Submitted:
     seq = rt.exchange.get(market_id)

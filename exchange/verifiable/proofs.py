@@ -39,7 +39,7 @@ _ACCOUNT_FIELDS = ("debit", "credit", "account", "source", "sink")
 OrderParty = Callable[[Principal, int], Awaitable[bool]]
 
 
-async def _no_order_party(who: Principal, order_id: int) -> bool:
+async def no_order_party(who: Principal, order_id: int) -> bool:
     return False
 
 
@@ -184,7 +184,7 @@ def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
     return order if isinstance(order, int) else None
 
 
-async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty = _no_order_party) -> dict[str, Any]:
+async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty) -> dict[str, Any]:
     """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`).
 
     Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a

@@ -115,13 +115,14 @@ async def _covering(rt: Runtime, witnessing: Witnessing | None, seq: int) -> Pub
 
 
 async def tlog_proof(rt: Runtime, who: Principal, seq: int, witnessing: Witnessing | None,
-                     wait: float = 5.0) -> str:
+                     order_party: proofs.OrderParty, wait: float = 5.0) -> str:
     """Entry ``seq`` as a C2SP tlog-proof (ledger/tlog_proof.py), under a cosigned checkpoint.
 
     Who may have it is decided as for the JSON receipt (the entry's bytes are in it). With a witness
     policy, waits (bounded) for a checkpoint that meets it; else 503 ``checkpoint_pending``.
     """
-    entry = base64.b64decode((await proofs.receipt(rt, who, seq))["entry"])  # visibility, covering checkpoint
+    # Visibility and the covering checkpoint, as for the JSON receipt.
+    entry = base64.b64decode((await proofs.receipt(rt, who, seq, order_party))["entry"])
     deadline = time.monotonic() + wait
     cp = await _covering(rt, witnessing, seq)
     while cp is None and time.monotonic() < deadline:

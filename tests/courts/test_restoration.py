@@ -250,9 +250,12 @@ def test_judicial_retirement_is_public_under_the_payer_with_receipts_for_payer_a
         from ledger.receipt import verify_receipt
 
         verify_receipt(api.ok(who.get(f"/v1/ledger/entries/{seq}/receipt")), keys)
+        proof = who.get(f"/v1/ledger/entries/{seq}/tlog-proof")  # the same rule for either shape (round 4, F12)
+        assert proof.status_code == 200 and proof.text.startswith("c2sp.org/tlog-proof@v1"), proof.text
     for who in (seller, other_court["api"], stranger["api"]):
         r, u = who.get(f"/v1/ledger/entries/{seq}/receipt"), who.get("/v1/ledger/entries/999999/receipt")
         assert (r.status_code, r.json()["code"]) == (u.status_code, u.json()["code"]) == (404, "not_found")
+        assert who.get(f"/v1/ledger/entries/{seq}/tlog-proof").status_code == 404
 
     # Holdings: the payer's list the retired blocks (state retired, purpose, beneficiary); nothing is held.
     held = api.ok(payer.get("/v1/holdings"))

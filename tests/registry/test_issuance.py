@@ -29,9 +29,10 @@ def _ccer(project_id: str, start: str, end: str, parcels: list[str] | None = Non
 def _world(api: Api) -> dict[str, Any]:
     api.instrument("FCT-SM")
     api.instrument("CCER", kind="ccer")
-    return {"forestry": api.participant("三明市林业局", "issuer")["api"],
-            "mee": api.participant("生态环境部 (CCER)", "issuer")["api"],
-            "owner": api.participant("沙县林业合作社", "enterprise")}
+    forestry, mee = api.participant("三明市林业局", "issuer"), api.participant("生态环境部 (CCER)", "issuer")
+    api.authorise_issuer("FCT-SM", forestry["id"])  # each the issuing authority of its own instrument
+    api.authorise_issuer("CCER", mee["id"])
+    return {"forestry": forestry["api"], "mee": mee["api"], "owner": api.participant("沙县林业合作社", "enterprise")}
 
 
 def _request(issuer: Api, instrument: str, holder: dict[str, Any], attrs: dict[str, Any], quantity: str = "100",
@@ -82,7 +83,9 @@ def test_ticket_number_is_unique_per_region(api: Api) -> None:
     assert again.status_code == 409 and again.json()["code"] == "ticket_number_taken", again.text
     assert again.json()["existing_request"] == first["id"]
     # The same number issued by another region's bureau is another ticket.
-    longyan = api.participant("龙岩市林业局", "issuer")["api"]
+    longyan_bureau = api.participant("龙岩市林业局", "issuer")
+    api.authorise_issuer("FCT-SM", longyan_bureau["id"])
+    longyan = longyan_bureau["api"]
     api.ok(_request(longyan, "FCT-SM", w["owner"], _forest(1, "龙岩-林班-1", "2016-01-01", "2020-12-31",
                                                           region="longyan", issuing_bureau="龙岩市林业局")))
     # Region-free numbers are compared case-insensitively; a rejected request frees its number.
@@ -121,7 +124,9 @@ def test_concurrent_requests_for_one_ticket_number_issue_it_once(api: Api) -> No
 
 def test_forest_tickets_of_another_region_have_their_own_numbering(api: Api) -> None:
     w = _world(api)
-    longyan = api.participant("龙岩市林业局", "issuer")["api"]
+    longyan_bureau = api.participant("龙岩市林业局", "issuer")
+    api.authorise_issuer("FCT-SM", longyan_bureau["id"])
+    longyan = longyan_bureau["api"]
     attrs = _forest(1, "新罗区-林班-8", "2018-01-01", "2022-12-31", region="longyan", number="LY-2023-0015",
                     issuing_bureau="龙岩市林业局")
     done = api.ok(api.post(f"/v1/issuances/{api.ok(_request(longyan, 'FCT-SM', w['owner'], attrs))['id']}/approve"))

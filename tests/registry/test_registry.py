@@ -8,6 +8,7 @@ from tests.helpers import Api, ticket
 def _world(api: Api) -> dict:
     api.instrument("FCT-SM")
     issuer = api.participant("三明市林业局", "issuer")
+    api.authorise_issuer("FCT-SM", issuer["id"])
     seller = api.participant("三明林票持有人", "enterprise")
     buyer = api.participant("成都市绿色低碳发展协会", "enterprise")
     return {"issuer": issuer, "seller": seller, "buyer": buyer}

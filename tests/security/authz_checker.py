@@ -242,6 +242,7 @@ def build_world(api: Any) -> World:
         w.spare_signing_keys[role] = api.ok(as_[role].post(f"/v1/participants/{ids[role]}/signing-keys",
                                                      {"public_key": generate_key()[1], "label": "spare"}))["id"]
     api.instrument(INSTRUMENT)
+    api.authorise_issuer(INSTRUMENT, ids["issuer"])
     req = api.ok(as_["issuer"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids["enterprise"],
                                                        "quantity": "1000", "attributes": ticket(1)}))
     api.ok(api.post(f"/v1/issuances/{req['id']}/approve", {}))

@@ -11,7 +11,7 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from tests.helpers import Api, fresh_uscc, person, resident_id, ticket
+from tests.helpers import Api, checker_token, fresh_uscc, person, resident_id, ticket
 from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world
 from tests.security.helpers import sql
 
@@ -77,7 +77,9 @@ def test_transfers_and_other_operations_naming_a_participant_refuse_alike(api: A
     assert sql(client, "SELECT count(*) FROM ledger_entries WHERE type = 'transfer'")[0][0] == 0
     assert transfer(c["buyer"]["id"]).status_code == 201
     # An operator (who sees every participant) is told why.
-    api.issue(c["issuer"]["api"], api.get("/v1/whoami").json()["participant_id"], "FCT-SM", "1", ticket(8))
+    # Approved by the other operator: who approves an issuance may not be its holder.
+    Api(api.client, checker_token(api.client)).issue(c["issuer"]["api"], api.get("/v1/whoami").json()["participant_id"],
+                                                     "FCT-SM", "1", ticket(8))
     r = api.post("/v1/transfers", {"to_participant": c["auditor"]["id"], "instrument": "FCT-SM", "quantity": "1"})
     assert (r.status_code, r.json()["code"]) == (422, "invalid_counterparty")
 

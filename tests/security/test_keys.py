@@ -186,3 +186,20 @@ def test_minting_and_approving_check_the_database_not_the_cache(api: Api, client
     r = checker.post(f"/v1/operator-actions/{p.json()['id']}/approve", {})
     assert (r.status_code, r.json()["code"]) == (401, "unauthenticated")
     assert api.ok(api.get(f"/v1/operator-actions/{p.json()['id']}"))["status"] == "pending"
+
+
+def test_a_participant_mints_only_so_many_working_keys_even_at_once(api: Api) -> None:
+    """Each key has its own rate limit, so unlimited keys were an unlimited rate (red team round 4, F13):
+    ENVX_MAX_API_KEYS_PER_PARTICIPANT (20) working keys, counted under a lock, so a race does not pass it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ent = api.participant("某企业", "enterprise")
+    path = f"/v1/participants/{ent['id']}/keys"
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: ent["api"].post(path, {"label": f"k{i}"}).status_code, range(30)))
+    assert codes.count(201) == 19 and codes.count(409) == 11  # its enrollment key is the 20th
+    refused = ent["api"].post(path, {"label": "one more"})
+    assert (refused.status_code, refused.json()["code"]) == (409, "key_limit")
+    spare = next(k for k in api.ok(ent["api"].get(path)) if k["label"].startswith("k"))
+    api.ok(ent["api"].post(f"{path}/{spare['id']}/revoke", {}))
+    api.ok(ent["api"].post(path, {"label": "after a revocation"}))

@@ -224,6 +224,7 @@ def test_instrument_and_batch_attributes_are_strict_too(api: Api, client: TestCl
         _problem(r, 422, "invalid_attributes")
     api.instrument("PWQ-IN", kind="emission_right", attributes={"pollutant": "COD", "region": "嘉兴",
                                                                 "validity_years": 5})
+    api.authorise_issuer("PWQ-IN", issuer["id"])
     before = _head(client)
     for bad in ("2025-02-30", "9999-12-31", "２０２５-01-01", " 2025-01-01"):
         r = issuer["api"].post("/v1/issuances", {"instrument": "PWQ-IN", "holder_id": holder["id"], "quantity": "1",

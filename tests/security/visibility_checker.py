@@ -200,6 +200,7 @@ def build(api: Api) -> World:
     a = {k: p["api"] for k, p in people.items()}
     ids = {k: p["id"] for k, p in people.items()}
     api.instrument(INSTRUMENT)
+    api.authorise_issuer(INSTRUMENT, ids["I"])
     for holder, n, qty in (("E", 1, "100000"), ("E2", 2, "100"), ("I", 3, "100")):
         req = _ok(api, a["I"].post("/v1/issuances", {"instrument": INSTRUMENT, "holder_id": ids[holder],
                                                      "quantity": qty, "attributes": ticket(n)}))

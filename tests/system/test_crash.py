@@ -27,7 +27,9 @@ def test_sigkill_during_transfers_loses_nothing_acknowledged(db_url: str, tmp_pa
 
             assert _post(http, op, "/v1/instruments", {"code": "FCT-SM", "name": "三明林业碳票",
                                                        "kind": "forest_ticket", "decimals": 0}, "i").status_code == 201
-            _, issuer = mk("三明市林业局", "issuer")
+            issuer_id, issuer = mk("三明市林业局", "issuer")
+            assert _post(http, op, "/v1/instruments/FCT-SM/issuers", {"participant_id": issuer_id},
+                         "g").status_code == 201
             seller_id, seller = mk("seller", "enterprise")
             buyer_id, _buyer = mk("buyer", "enterprise")
             req = _post(http, issuer, "/v1/issuances", {"instrument": "FCT-SM", "holder_id": seller_id,

@@ -66,7 +66,9 @@ def test_sigkill_during_order_flow(db_url: str, tmp_path: Path) -> None:
 
             assert _post(http, op, "/v1/instruments", {"code": "FCT-SM", "name": "t", "kind": "forest_ticket",
                                                        "decimals": 0}, "i").status_code == 201
-            _, issuer = mk("issuer", "issuer")
+            issuer_id, issuer = mk("issuer", "issuer")
+            assert _post(http, op, "/v1/instruments/FCT-SM/issuers", {"participant_id": issuer_id},
+                         "g").status_code == 201
             traders = [mk(f"trader{i}", "enterprise") for i in range(6)]
             for n, (pid, _) in enumerate(traders, start=1):
                 r = _post(http, issuer, "/v1/issuances", {"instrument": "FCT-SM", "holder_id": pid,

@@ -28,7 +28,9 @@ def test_the_stream_opens_on_the_real_server_and_speaks_decimal_strings(db_url: 
         with httpx.Client(base_url=srv.url, timeout=30) as http:
             assert _post(http, op, "/v1/instruments", {"code": "FCT-SM", "name": "t", "kind": "forest_ticket",
                                                        "decimals": 0}, "i").status_code == 201
-            _, issuer = admit(http, op, "三明市林业局", "issuer", "iss")
+            issuer_id, issuer = admit(http, op, "三明市林业局", "issuer", "iss")
+            assert _post(http, op, "/v1/instruments/FCT-SM/issuers", {"participant_id": issuer_id},
+                         "g").status_code == 201
             seller_id, seller = admit(http, op, "卖方", "enterprise", "s")
             buyer_id, buyer = admit(http, op, "买方", "enterprise", "b")
             r = _post(http, issuer, "/v1/issuances", {"instrument": "FCT-SM", "holder_id": seller_id,

@@ -358,7 +358,13 @@ def test_refused_lots_and_registrations_are_409_and_their_retries_the_same(api: 
     assert (r.status_code, r.json()["code"]) == (409, "bidder_not_registered")
     poor = bidder["api"].post(f"{path}/{aid}/bids", {"price": "21000", "quantity": "1.000"})
     assert (poor.status_code, poor.json()["code"]) == (409, "insufficient_available")  # 105,000 > 4,000
-    api.ok(reserve["api"].post(f"{path}/{aid}/step", {"action": "cancel"}))
+    # Bidding is open: the terms bind the seller too (red team round 4, F4): only the venue cancels, with a reason.
+    seller_cancel = reserve["api"].post(f"{path}/{aid}/step", {"action": "cancel"})
+    assert (seller_cancel.status_code, seller_cancel.json()["code"]) == (409, "auction_binding")
+    no_reason = api.post(f"{path}/{aid}/step", {"action": "cancel"})
+    assert (no_reason.status_code, no_reason.json()["code"]) == (422, "reason_required")
+    assert money(api, bidder) == ("5000.00", "1000.00", "4000.00")  # nothing was released by the refusals
+    api.ok(api.post(f"{path}/{aid}/step", {"action": "cancel", "reason": "lot withdrawn by the venue"}))
     assert money(api, bidder) == ("5000.00", "0.00", "5000.00")
     assert bal(api, reserve, "PW-NOX-NX")["available"] == "2.000"
 
@@ -398,7 +404,7 @@ def test_a_raise_survives_a_restart_and_everything_is_released(db_url: str, sett
         # A raise after the restart tops up from the recovered hold: 5,000 + 22,000 x 2 x 5.
         api2.ok(bidder2["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "22000", "quantity": "2.000"}))
         assert money(api2, bidder2) == ("300000.00", "225000.00", "75000.00")
-        api2.ok(api2.as_(reserve["token"]).post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "cancel"}))
+        api2.ok(api2.post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "cancel", "reason": "restart drill"}))
         assert money(api2, bidder2) == ("300000.00", "0.00", "300000.00")
         assert bal(api2, {"api": api2.as_(reserve["token"])}, "PW-NOX-NX")["available"] == "2.000"
         verified(api2, db_url)

@@ -42,6 +42,7 @@ def test_a_right_whose_term_ended_is_not_issued_not_moved_and_expires_even_when_
     api.instrument("PW-SO2-T", kind="emission_right", decimals=3,
                    attributes={"pollutant": "SO2", "region": "测试区", "validity_years": 1})
     issuer = api.participant("测试生态环境局", "issuer")
+    api.authorise_issuer("PW-SO2-T", issuer["id"])
     holder = api.participant("排污单位甲", "enterprise", uscc=fresh_uscc())
     buyer = api.participant("排污单位乙", "enterprise")
     bank = api.participant("测试银行", "bank")
@@ -133,6 +134,8 @@ def test_an_import_is_as_many_units_as_its_origin_serials(api: Api) -> None:
     api.instrument("CCER", kind="ccer")
     api.instrument("CDCER", kind="cdcer", decimals=3)
     mee = api.participant("生态环境部", "issuer")
+    api.authorise_issuer("CCER", mee["id"])
+    api.authorise_issuer("CDCER", mee["id"])
     owner = api.participant("项目业主", "enterprise")
 
     def imp(instrument: str, quantity: str, start: int, end: int, project: str) -> Any:

@@ -58,3 +58,27 @@ def test_stream_sends_snapshot_then_trades_and_depth_with_sequence_numbers(api: 
         assert trade == {"type": "trade", **api.ok(api.client.get(f"/v1/markets/{m}/trades"))[0],
                          "taker_side": "buy"}  # the stream and the trade list speak alike; neither names anyone
         assert depth2["asks"] == [] and depth2["seq"] == depth1["seq"] + 1  # one command later: no gap
+
+
+def test_one_address_holds_only_so_many_streams_and_a_closed_one_frees_its_slot(api: Api) -> None:
+    """A client cannot multiply the work of every market event by opening streams without end (red team
+    round 4, F11): ENVX_STREAMS_PER_ADDRESS (20) per address, the next one is closed with 1013."""
+    from contextlib import ExitStack
+
+    from litestar.exceptions import WebSocketDisconnect as Closed
+
+    m = _market(api)["m"]
+    with ExitStack() as open_streams:
+        for _ in range(20):
+            assert open_streams.enter_context(api.client.websocket_connect(f"/v1/markets/{m}/stream")) \
+                .receive_json()["type"] == "snapshot"
+        with api.client.websocket_connect(f"/v1/markets/{m}/stream") as extra:
+            refused = extra.receive_json()
+            assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+            try:
+                extra.receive_json()
+                raise AssertionError("the 21st stream stayed open")
+            except Closed as exc:
+                assert exc.code == 1013
+    with api.client.websocket_connect(f"/v1/markets/{m}/stream") as again:  # the twenty were closed
+        assert again.receive_json()["type"] == "snapshot"

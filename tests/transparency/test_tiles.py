@@ -160,6 +160,10 @@ def test_in_process_tiles_and_bundles_match_the_entries(api: Api, client: TestCl
     size = note.verify_checkpoint(served.text, keys).size
     tile = client.get(TilePath(0, 0, size).path() if size < 256 else "/tile/0/000")
     assert tile.status_code == 200
+    # One name per immutable object (red team round 4, F6): the router's normalisations are not served.
+    canonical = "/" + TilePath(0, 0, size).path() if size < 256 else "/tile/0/000"
+    for alias in (canonical.replace("/tile/", "/tile//"), canonical.replace("/000", "/%30%30%30"), canonical + "/"):
+        assert client.get(alias).status_code == 404, alias
     bundle = api.get(f"/{TilePath(ENTRIES, 0, min(size, 256)).path()}")
     assert bundle.status_code == 200
     entries = decode_bundle(bundle.content)
