@@ -23,6 +23,7 @@ from api.controllers.ledger import LedgerController
 from api.controllers.ledger_proofs import LedgerProofController
 from api.controllers.markets import InstrumentStatsController, MarketController, stream
 from api.controllers.negotiation import AuctionController, BlockController
+from api.controllers.order_batches import OrderBatchController, dead_man_watch
 from api.controllers.participants import AccountController, EnrollmentController, ParticipantController
 from api.controllers.pledges import FreezeController, PledgeController, pledge_worker
 from api.controllers.public import PublicController
@@ -62,6 +63,7 @@ ROUTES: list[ControllerRouterHandler] = [
           TransferController, RetirementController, HoldingController, LedgerController, CashController,
           LedgerProofController, MarketController, InstrumentStatsController, stream,
           BlockController, AuctionController, RestorationController, CertificateCheckController]
+ROUTES += [OrderBatchController]
 ROUTES += [PledgeController, FreezeController, PublicController]
 ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
 ROUTES += TLOG_ROUTES
@@ -122,8 +124,8 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
     declare_problem_responses(ROUTES)  # problem+json responses in the OpenAPI of every operation
     app = Litestar(
         route_handlers=ROUTES,
-        # the pledge worker starts after the runtime, stops before it
-        lifespan=[read_only_lifespan(settings, url)] if ro else [lifespan, pledge_worker],
+        # the pledge worker and the dead-man switches' watcher start after the runtime, stop before it
+        lifespan=[read_only_lifespan(settings, url)] if ro else [lifespan, pledge_worker, dead_man_watch],
         dependencies={"rt": Provide(get_rt, sync_to_thread=False),
                       "principal": Provide(get_principal, sync_to_thread=False)},
         # Requests by operation and status, with latency histograms (api/metrics.py), around everything else.

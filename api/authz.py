@@ -100,6 +100,13 @@ MATRIX: dict[str, frozenset[str]] = {
     "getOrder": ANY,
     "cancelOrder": HOLDERS,
     "reduceOrder": HOLDERS,
+    # Batch entry, mass cancel and the dead-man switch act on the caller's own orders only
+    # (exchange/trading/batches.py, mass_cancel.py, deadman.py).
+    "placeOrderBatch": HOLDERS,
+    "cancelAllOrdersInMarket": HOLDERS,
+    "cancelAllOrders": HOLDERS,
+    "setDeadManSwitch": HOLDERS,
+    "listDeadManSwitches": HOLDERS,
     "postListing": HOLDERS,
     "listListings": PUBLIC,
     "takeListing": HOLDERS,

@@ -1,6 +1,6 @@
 """End to end: limit orders over HTTP with journal, holds and settlement durable before the answer.
 
-    python -m bench.e2e [--seconds 20] [--connections 64]
+    python -m bench.e2e [--seconds 20] [--connections 64] [--batch N [--batch-connections 16]]
 
 Starts a real `envx serve` (uvicorn, one process, embedded PostgreSQL unless ENVX_BENCH_DATABASE_URL is
 set, synchronous_commit on), sets up 64 traders with units and cash and one continuous market, then
@@ -8,6 +8,11 @@ drives it with 64 keep-alive connections of a small asyncio HTTP/1.1 client, eac
 order when the previous one is answered. The peer is an empty Litestar handler under the same uvicorn,
 driven identically in the same run. Prints requests/s and p50/p99 latency of both, and their ratio,
 with how fragmented the traded serial blocks became and how many ledger entries each order wrote.
+
+With `--batch N`, the same server then takes the same order mix in batches of N orders per request
+(`POST /v1/markets/{id}/orders/batch`) over `--batch-connections` connections for as long again; it prints
+orders/s (accepted orders: slots answered 201), the p50/p99 latency of a whole batch, and the ratio to the
+single orders and to the empty handler. The ledger is verified after both runs (`envx verify`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from tests.system.server import free_port
 
 
 async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes,
-                   headers: str) -> int:
+                   headers: str, answers: list[bytes] | None = None) -> int:
     writer.write(f"POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n{headers}"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     status_line = await reader.readline()
@@ -44,11 +49,15 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
         if line[:15].lower() == b"content-length:":
             length = int(line[15:])
     if length:
-        await reader.readexactly(length)
+        answer = await reader.readexactly(length)
+        if answers is not None:
+            answers.append(answer)
     return int(status_line.split()[1])
 
 
-async def drive(port: int, seconds: float, connections: int, make: object) -> tuple[int, list[float], dict]:
+async def drive(port: int, seconds: float, connections: int, make: object,
+                answers: list[bytes] | None = None) -> tuple[int, list[float], dict]:
+    """Requests/s, latencies and statuses; with `answers`, every answer's body is kept there."""
     stop = time.perf_counter() + seconds
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -60,7 +69,7 @@ async def drive(port: int, seconds: float, connections: int, make: object) -> tu
             while time.perf_counter() < stop:
                 path, body, headers = make(k, i)  # type: ignore[operator]
                 t0 = time.perf_counter()
-                status = await _request(reader, writer, path, body, headers)
+                status = await _request(reader, writer, path, body, headers, answers)
                 latencies.append(time.perf_counter() - t0)
                 statuses[status] = statuses.get(status, 0) + 1
                 i += 1
@@ -90,7 +99,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=0, help="also send batches of this many orders (1-100)")
+    ap.add_argument("--batch-connections", type=int, default=16)
     args = ap.parse_args()
+    batched: tuple[float, int, list[float], dict] | None = None
     db = fresh_database(admin_url(), "envx_bench_e2e")
     tmp = Path(tempfile.mkdtemp(prefix="envx-e2e-"))
     env = {**os.environ, "ENVX_DATABASE_URL": db, "ENVX_DATA_DIR": str(tmp), "ENVX_LOG_LEVEL": "WARNING",
@@ -114,6 +126,8 @@ def main() -> None:
                     f"Authorization: Bearer {tokens[k]}\r\nIdempotency-Key: e{k}-{i}-{time.time_ns()}\r\n")
 
         rate, lat, statuses = asyncio.run(drive(port, args.seconds, args.connections, order))
+        if args.batch:
+            batched = run_batched(port, tokens, args)
     finally:
         srv.send_signal(signal.SIGTERM)
         srv.wait(timeout=30)
@@ -137,8 +151,44 @@ def main() -> None:
           f"p50 {pct(lat, 50) * 1000:6.1f} ms  p99 {pct(lat, 99) * 1000:6.1f} ms   statuses {statuses}")
     print(f"empty Litestar handler, same stack           : {erate:>7,} req/s      "
           f"p50 {pct(elat, 50) * 1000:6.1f} ms  p99 {pct(elat, 99) * 1000:6.1f} ms")
+    if batched is not None:
+        brate, nbatches, blat, bstatuses = batched
+        print(f"envx batched, {args.batch} orders per request, {args.batch_connections} connections: "
+              f"{brate:>9,.0f} orders/s   p50 {pct(blat, 50) * 1000:6.1f} ms  p99 {pct(blat, 99) * 1000:6.1f} ms "
+              f"per batch   {nbatches:,} batches, statuses {bstatuses}")
+        print(f"ratio batched/single = {brate / max(rate, 1):.1f}, batched orders/s / empty req/s = "
+              f"{brate / erate:.3f}")
     print(f"ratio envx/empty = {rate / erate:.3f}; trades settled during the run: {trades}")
     print("goal: >= 10,000 orders/s with p99 < 50 ms (reference Python engine with an HTTP front: ~900/s)")
+
+
+def run_batched(port: int, tokens: list[str], args: argparse.Namespace) -> tuple[float, int, list[float], dict]:
+    """The same order mix, `args.batch` orders per request: (accepted orders/s, batches, latencies per batch,
+    slot statuses)."""
+    rng = random.Random(2)
+    n = args.batch
+
+    def batch(k: int, i: int) -> tuple[str, bytes, str]:
+        trader = k % len(tokens)
+        stamp = time.time_ns()
+        orders = []
+        for j in range(n):
+            side = "buy" if (k + i + j) % 2 else "sell"
+            price = 100 + rng.randint(-3, 3) * (1 if side == "buy" else -1)
+            orders.append({"client_id": f"b{k}-{i}-{j}-{stamp}", "side": side, "price": f"{price}.00",
+                           "quantity": str(rng.randint(1, 10))})
+        return ("/v1/markets/FCT-SM.continuous/orders/batch", json.dumps({"orders": orders}).encode(),
+                f"Authorization: Bearer {tokens[trader]}\r\n")
+
+    answers: list[bytes] = []
+    t0 = time.perf_counter()
+    _, lat, statuses = asyncio.run(drive(port, args.seconds, args.batch_connections, batch, answers))
+    elapsed = time.perf_counter() - t0
+    slots: dict[int, int] = {}
+    for a in answers:
+        for r in json.loads(a).get("results", []):
+            slots[r["status"]] = slots.get(r["status"], 0) + 1
+    return slots.get(201, 0) / elapsed, len(lat), lat, {"http": statuses, "orders": slots}
 
 
 def setup(base: str, op: str, n: int) -> list[str]:

@@ -59,6 +59,9 @@ DYNAMIC = {
     ("exchange/trading/orders.py", "reduce", "_reason_error", "rejected[2]"): _ENGINE,
     ("api/controllers/ledger_proofs.py", "_pending", "problem", "exc.code"): "a CheckpointPending (a DomainError)",
     ("api/problems.py", "domain_error", "problem", "exc.code"): "a DomainError (checked when it was built)",
+    ("exchange/trading/batches.py", "_check", "_reason_error", "*problem"): "matching.rules check: " + _ENGINE,
+    ("api/controllers/order_batches.py", "_slot_bytes", "problem", "e.code"):
+        "a batch slot's DomainError (checked when it was built)",
     ("api/problems.py", "http_error", "problem", "code"): "_HTTP_CODES values are Refusal members (test below)",
     ("api/security/middleware.py", "SecurityMiddleware._respond", "refusal tuple", "*bad_input"):
         "what _input_refusal / _integer_refusal return: literal codes, checked as sites (422)",

@@ -40,6 +40,35 @@ async def insert_answer(conn: AsyncConnection, actor: str, client_id: str, reque
          "b": answer.body})
 
 
+async def stored_answers(conn: AsyncConnection, actor: str,
+                         keys: list[tuple[str, bytes]]) -> dict[tuple[str, bytes], Answer]:
+    """The kept answers of several requests of one actor at once, by (client id, request digest)."""
+    if not keys:
+        return {}
+    rows = (await conn.execute(text(
+        """SELECT a.client_id, a.request_sha256, a.status, a.media_type, a.body
+           FROM answers_by_request a JOIN unnest(CAST(:c AS text[]), CAST(:r AS bytea[])) AS k(c, r)
+             ON a.client_id = k.c AND a.request_sha256 = k.r
+           WHERE a.actor = :a"""),
+        {"a": actor, "c": [k[0] for k in keys], "r": [k[1] for k in keys]})).all()
+    return {(r.client_id, bytes(r.request_sha256)): Answer(r.status, r.media_type, bytes(r.body)) for r in rows}
+
+
+async def insert_answers(conn: AsyncConnection, actor: str, answers: list[tuple[str, bytes, Answer]]) -> None:
+    """Keep several answers of one actor at once: (client id, request digest, answer) each."""
+    if not answers:
+        return
+    await conn.execute(text(
+        """INSERT INTO answers_by_request (actor, client_id, request_sha256, status, media_type, body)
+           SELECT :a, c, r, s, m, b
+           FROM unnest(CAST(:c AS text[]), CAST(:r AS bytea[]), CAST(:s AS smallint[]), CAST(:m AS text[]),
+                       CAST(:b AS bytea[])) AS k(c, r, s, m, b)
+           ON CONFLICT DO NOTHING"""),
+        {"a": actor, "c": [x[0] for x in answers], "r": [x[1] for x in answers],
+         "s": [x[2].status for x in answers], "m": [x[2].media_type for x in answers],
+         "b": [x[2].body for x in answers]})
+
+
 async def claim_run(conn: AsyncConnection, job: str, run_key: str, worker: str) -> bool:
     """True if this call inserted the (job, run_key) claim."""
     row = (await conn.execute(text(

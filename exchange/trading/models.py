@@ -542,3 +542,27 @@ class AuctionStepped:
 
     step: Journaled
     auction: AuctionView
+
+
+@dataclass(frozen=True, slots=True)
+class DeadManSwitch:
+    """A row of `dead_man_switches`: one participant's switch over one market (scope `*`: every market)."""
+
+    participant_id: int
+    scope: str
+    timeout_ms: int | None
+    deadline: datetime | None  # None: disarmed
+    renewed_at: datetime | None
+    client_id: str | None
+    firing_since: datetime | None  # a firing claimed and not finished yet
+    last_fired_at: datetime | None
+    last_fired_cancelled: int | None
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> DeadManSwitch:
+        return cls(r["participant_id"], r["scope"], r["timeout_ms"], r["deadline"], r["renewed_at"], r["client_id"],
+                   r["firing_since"], r["last_fired_at"], r["last_fired_cancelled"])
+
+    @property
+    def market_id(self) -> str | None:
+        return None if self.scope == "*" else self.scope

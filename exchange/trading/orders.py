@@ -180,6 +180,20 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
         if answer is not None:
             return answer
         raise
+    return await sequence_funded(rt, who, seq, client_id, fp, kind=kind, side=side, price=price, qty=qty,
+                                 make=make, type_=type_, tif=tif, purpose=purpose, parent=parent, amount=amount,
+                                 instrument=instrument, account=account, escrow=escrow)
+
+
+async def sequence_funded(rt: Runtime, who: Principal, seq: MarketSequencer, client_id: str, fp: bytes, *,
+                          kind: str, side: str, price: int | None, qty: int, make: Any, type_: str, tif: str,
+                          purpose: dict[str, Any] | None, parent: int | None, amount: int, instrument: str,
+                          account: int | None, escrow: EscrowSale | None = None) -> Submitted:
+    """An order that passed its checks: funded by the sequencer (its hold batched with the other orders the
+    sequencer takes at once), journaled, matched and answered. Its first step, up to the sequencer's queue,
+    does not wait, so orders sequenced back to back are queued in that order (exchange/trading/batches.py)."""
+    market_id = seq.market.id
+    m = seq.market
     # The sequencer looks the client id up and creates the hold, batched with the other orders it takes
     # at once. A fresh nonce: a retry after a crash must not reuse a hold the hub has since voided.
     hold = rt.with_provenance([lc.Request(

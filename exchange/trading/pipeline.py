@@ -104,8 +104,9 @@ class Submission:
     """A command for the engine; `make(seq)` builds it once the id (= seq) is known."""
 
     make: Callable[[int], Any]
-    # An Answer; a Replay for a new order journaled before; how many were cancelled for a sweep.
-    future: asyncio.Future[Answer | Replay | int]
+    # An Answer; a Replay for a new order journaled before; how many were cancelled for a sweep (their
+    # answers for a sweep that collects them).
+    future: asyncio.Future[Answer | Replay | int | list[Answer]]
     order: dict[str, Any] | None = None  # context of a new order: participant, hold, accounts, ...
     client: dict[str, Any] | None = None  # {"p": participant, "c": client id, "fp": fingerprint} for row-less commands
     # The pre-trade hold to create before the order is journaled; its entry's seq becomes order["hold_id"].
@@ -118,6 +119,8 @@ class Submission:
     actor: int | None = None
     # Not a command: cancel what this participant has resting here (`sweep`), at this point of the queue.
     sweep: int | None = None
+    # A sweep's future gets the answers of its cancels (a mass cancel's) rather than how many there were.
+    collect: bool = False
     # The reason this command's cancels carry instead of the engine's `requested` (a sweep's: suspended);
     # journaled with it, so a replay after a restart projects the same.
     reason: str | None = None
@@ -146,10 +149,11 @@ def _consumed(f: asyncio.Future[Any]) -> None:
         f.exception()
 
 
-def _when_all(target: asyncio.Future[Any], futures: list[asyncio.Future[Any]]) -> None:
-    """Resolve `target` with how many `futures` there are once all are done (or with the first failure)."""
+def _when_all(target: asyncio.Future[Any], futures: list[asyncio.Future[Any]], *, collect: bool = False) -> None:
+    """Resolve `target` with how many `futures` there are once all are done (or with the first failure); with
+    `collect`, with their results in order."""
     if not futures:
-        target.set_result(0)
+        target.set_result([] if collect else 0)
         return
     left = len(futures)
 
@@ -163,7 +167,7 @@ def _when_all(target: asyncio.Future[Any], futures: list[asyncio.Future[Any]]) -
         elif f.cancelled():
             target.cancel()
         elif left == 0:
-            target.set_result(len(futures))
+            target.set_result([g.result() for g in futures] if collect else len(futures))
 
     for f in futures:
         f.add_done_callback(done)
@@ -303,7 +307,7 @@ class MarketSequencer:
         sub = Submission(make, asyncio.get_running_loop().create_future(), order, client, hold, lookup, actor)
         self.queue.put_nowait(sub)
         out = await sub.future
-        assert not isinstance(out, int)
+        assert not isinstance(out, int | list)
         return out
 
     def _check_running(self) -> None:
@@ -324,6 +328,17 @@ class MarketSequencer:
         assert isinstance(out, int)
         return out
 
+    async def cancel_all(self, participant_id: int, reason: str) -> list[Answer]:
+        """As `sweep`, with the cancels carrying `reason` (a mass cancel's, a dead-man switch's): the answer of
+        each cancel (its seq and events), in order; none if nothing of the participant's rests here."""
+        self._check_running()
+        sub = Submission(lambda _s: None, asyncio.get_running_loop().create_future(), sweep=participant_id,
+                         reason=reason, collect=True)
+        self.queue.put_nowait(sub)
+        out = await sub.future
+        assert isinstance(out, list)
+        return out
+
     def _resting(self, participant_id: int) -> list[Any]:
         """The cancels of what the participant has resting in this market now."""
         quotes = getattr(self.engine, "quotes", None)
@@ -342,10 +357,10 @@ class MarketSequencer:
             if it.sweep is None:
                 out.append(it)
                 continue
-            cancels = [Submission(_constant(cmd), loop.create_future(), reason=ev.SUSPENDED)
+            cancels = [Submission(_constant(cmd), loop.create_future(), reason=it.reason or ev.SUSPENDED)
                        for cmd in self._resting(it.sweep)]
             out += cancels
-            _when_all(it.future, [c.future for c in cancels])
+            _when_all(it.future, [c.future for c in cancels], collect=it.collect)
         return out
 
     async def _admit(self, conn: asyncpg.Connection, items: list[Submission]) -> list[Submission]:

@@ -19,6 +19,7 @@ from exchange.trading.models import (
     Candle,
     ClosePrice,
     DailyStat,
+    DeadManSwitch,
     InCloseTrades,
     Market,
     MarketEvent,
@@ -378,3 +379,70 @@ async def upsert_close(conn: AsyncConnection, c: ClosePrice) -> None:
            ON CONFLICT (instrument, trading_day) DO UPDATE SET price = EXCLUDED.price, method = EXCLUDED.method,
                volume = EXCLUDED.volume, turnover = EXCLUDED.turnover"""),
         {"i": c.instrument, "d": c.trading_day, "p": c.price, "m": c.method, "v": c.volume, "t": c.turnover})
+
+
+async def orders_by_ids(conn: AsyncConnection, keys: list[tuple[str, int]]) -> list[Order]:
+    """The orders with these (market, order id) keys."""
+    rows = await conn.execute(text(
+        """SELECT o.* FROM orders o JOIN unnest(CAST(:m AS text[]), CAST(:i AS bigint[])) AS k(m, i)
+             ON o.market_id = k.m AND o.id = k.i"""), {"m": [k[0] for k in keys], "i": [k[1] for k in keys]})
+    return [Order.from_row(r._mapping) for r in rows]
+
+
+# --- dead-man switches (exchange/trading/deadman.py); times are the database's clock ---------------------------
+
+_SWITCH = "participant_id, scope, timeout_ms, deadline, renewed_at, client_id, firing_since, last_fired_at, " \
+          "last_fired_cancelled"
+
+
+async def switch(conn: AsyncConnection, participant_id: int, scope: str) -> DeadManSwitch | None:
+    r = (await conn.execute(text(f"SELECT {_SWITCH} FROM dead_man_switches WHERE participant_id = :p AND scope = :s"),
+                            {"p": participant_id, "s": scope})).first()
+    return None if r is None else DeadManSwitch.from_row(r._mapping)
+
+
+async def switches(conn: AsyncConnection, participant_id: int) -> list[DeadManSwitch]:
+    rows = await conn.execute(text(f"SELECT {_SWITCH} FROM dead_man_switches WHERE participant_id = :p "
+                                   "ORDER BY scope"), {"p": participant_id})
+    return [DeadManSwitch.from_row(r._mapping) for r in rows]
+
+
+async def set_switch(conn: AsyncConnection, participant_id: int, scope: str, timeout_ms: int | None,
+                     client_id: str) -> DeadManSwitch:
+    """Arm (or renew) the switch to fire `timeout_ms` from now; None disarms it. A firing under way goes on."""
+    r = (await conn.execute(text(
+        f"""INSERT INTO dead_man_switches AS d (participant_id, scope, timeout_ms, deadline, renewed_at, client_id)
+            VALUES (:p, :s, CAST(:t AS bigint),
+                    now() + CAST(:t AS bigint) * interval '1 millisecond', now(), :c)
+            ON CONFLICT (participant_id, scope) DO UPDATE
+              SET timeout_ms = EXCLUDED.timeout_ms, deadline = EXCLUDED.deadline, renewed_at = now(),
+                  client_id = EXCLUDED.client_id
+            RETURNING {_SWITCH}"""), {"p": participant_id, "s": scope, "t": timeout_ms, "c": client_id})).one()
+    return DeadManSwitch.from_row(r._mapping)
+
+
+async def claim_due_switches(conn: AsyncConnection) -> list[DeadManSwitch]:
+    """Claim every armed switch whose deadline has passed: disarmed, marked firing (once: a claimed one is
+    not claimed again); with those claimed before and not finished (a stopped process, a market away)."""
+    rows = await conn.execute(text(
+        f"""UPDATE dead_man_switches SET firing_since = deadline, deadline = NULL, timeout_ms = NULL
+            WHERE deadline <= now() AND firing_since IS NULL RETURNING {_SWITCH}"""))
+    claimed = [DeadManSwitch.from_row(r._mapping) for r in rows]
+    left = await conn.execute(text(f"SELECT {_SWITCH} FROM dead_man_switches WHERE firing_since IS NOT NULL"))
+    seen = {(s.participant_id, s.scope) for s in claimed}
+    return claimed + [s for s in (DeadManSwitch.from_row(r._mapping) for r in left)
+                      if (s.participant_id, s.scope) not in seen]
+
+
+async def switch_fired(conn: AsyncConnection, participant_id: int, scope: str, cancelled: int) -> None:
+    await conn.execute(text(
+        """UPDATE dead_man_switches SET firing_since = NULL, last_fired_at = now(), last_fired_cancelled = :n
+           WHERE participant_id = :p AND scope = :s"""), {"p": participant_id, "s": scope, "n": cancelled})
+
+
+async def seconds_to_next_switch(conn: AsyncConnection) -> float | None:
+    """Seconds until the next armed switch is due (negative: overdue), or None if none is armed."""
+    v = (await conn.execute(text(
+        """SELECT extract(epoch FROM min(deadline) - clock_timestamp()) FROM dead_man_switches
+           WHERE deadline IS NOT NULL AND firing_since IS NULL"""))).scalar()
+    return None if v is None else float(v)

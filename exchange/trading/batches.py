@@ -1,0 +1,240 @@
+"""Batch order entry: up to MAX_ORDERS orders of one participant in one continuous market, in one request.
+
+Each order is what `POST /v1/markets/{id}/orders` would take alone, with its own client id, and gets the
+answer it would have got alone, in its slot, in the order sent: its order and events, or the problem that
+refused it (a refusal refuses only its own order). The orders are checked one by one, then queued to the
+market's sequencer back to back (no wait between them), so the sequencer funds them in one writer batch,
+journals them in one journal transaction and answers them in order, instead of N round trips.
+
+Idempotent per order: a slot's first successful answer is kept as its exact bytes, keyed by the caller, the
+order's client id and its fingerprint (`answers_by_request`, under a digest no HTTP request can have); the
+same order again, in this batch or any other, gets those bytes back. An order journaled under its client id
+whose bytes were not kept (a crash in between, or placed alone first) is answered from its row, as the
+single-order endpoint replays it (`replayed: true`). The same client id for a different order is 409
+`idempotency_conflict`, in its slot. Refusals are not kept: a refused order sent again is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from exchange.core import store
+from exchange.core.errors import DomainError, Forbidden, Invalid
+from exchange.core.idempotency import fingerprint
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.core.store import Answer
+from exchange.core.units import times_in_iso, to_base
+from exchange.registry import expiry
+from exchange.trading import inflight, orders
+from exchange.trading.models import Submitted
+from exchange.trading.pipeline import MarketSequencer
+from exchange.trading.pricing import buy_hold
+from matching import commands as mc
+from matching.rules import NO_LIMIT
+
+log = logging.getLogger("envx.batches")
+MAX_ORDERS = 100
+JSON = "application/json"
+_SLOT_DIGEST = b"envx order in a batch\n"  # no HTTP request digest starts like this (api/security/replays.py)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOrder:
+    """One order of a batch as sent: the fields of a single order, in the caller's units."""
+
+    client_id: str
+    side: str
+    type: str
+    tif: str
+    price: str | None
+    quantity: str
+    stp: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One order's answer: `body` (the exact bytes of its answer object) or `error` (its refusal)."""
+
+    client_id: str
+    status: int
+    body: bytes | None = None
+    error: DomainError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """An order that passed its checks, ready for the sequencer."""
+
+    order: BatchOrder
+    fp: bytes
+    price: int | None
+    qty: int
+    amount: int
+    instrument: str
+    account: int | None
+
+
+def encode(value: Any) -> bytes:
+    """A slot's answer as bytes, once: compact JSON, times in ISO 8601, dates as YYYY-MM-DD."""
+    return json.dumps(times_in_iso(value), ensure_ascii=False, separators=(",", ":"),
+                      default=_default).encode()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _fp_payload(market_id: str, o: BatchOrder, price: int | None, qty: int) -> dict[str, Any]:
+    """What the single-order endpoint fingerprints (exchange/trading/orders.py place_order): an order sent
+    alone and in a batch under one client id is one order."""
+    return {"op": "order", "m": market_id, "side": o.side, "type": o.type, "tif": o.tif, "price": price,
+            "qty": qty, "stp": o.stp, "purpose": None}
+
+
+def slot_digest(market_id: str, fp: bytes) -> bytes:
+    return hashlib.sha256(_SLOT_DIGEST + market_id.encode() + b"\n" + fp).digest()
+
+
+def _check(seq: MarketSequencer, who: Principal, o: BatchOrder) -> _Checked:
+    """The checks of `orders.place_order` and `orders._submit_new` for one order, without waiting."""
+    m = seq.market
+    qty = to_base(o.quantity, m.decimals)
+    hold_price = None
+    if o.type == mc.LIMIT:
+        if o.price is None:
+            raise Invalid("price_required", "a limit order needs a price")
+        price: int | None = to_base(o.price, 2, field="price")
+    else:
+        price = None
+        if o.side == mc.BUY:  # fund up to the worst price the order may reach (best N levels, else the band)
+            asks = seq.depth(m.rules.best_n)["asks"]
+            hold_price = max((lvl[0] for lvl in asks), default=None) or seq.engine.band[1]
+    if o.stp is not None and o.stp not in mc.STP_MODES:
+        raise Invalid("invalid_stp", f"stp must be one of {', '.join(mc.STP_MODES)}")
+    fp = fingerprint(_fp_payload(m.id, o, price, qty))
+    orders._gate(seq)
+    problem = m.rules.check(price, qty, seq.engine.band)
+    if problem is not None:
+        raise orders._reason_error(*problem, m.decimals)
+    if o.side == mc.BUY:
+        unit_price = hold_price if hold_price is not None else price
+        if unit_price is None or unit_price >= NO_LIMIT:
+            raise DomainError("no_reference_price", "a market buy needs a price band or resting offers to fund")
+        amount, instrument, account = buy_hold(unit_price, qty, m.decimals, m.fee_bps, m.years), "CNY", \
+            who.cash_account
+    else:
+        amount, instrument, account = qty, m.instrument, who.holding_account
+    if account is None:
+        raise DomainError("no_account", "this participant has no account for that side")
+    return _Checked(o, fp, price, qty, amount, instrument, account)
+
+
+def _fp_of(seq: MarketSequencer, o: BatchOrder) -> bytes | None:
+    """The order's fingerprint, if its numbers read at all (else it has no kept answer to look up)."""
+    m = seq.market
+    try:
+        qty = to_base(o.quantity, m.decimals)
+        price = to_base(o.price, 2, field="price") if o.type == mc.LIMIT and o.price is not None else None
+    except DomainError:
+        return None
+    return fingerprint(_fp_payload(m.id, o, price, qty))
+
+
+async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[BatchOrder]) -> list[Slot]:
+    """Every order's answer, in the order sent. Whole-batch refusals (role, market, mode, size, duplicate
+    client ids) come before anything is looked at; after that, each order stands alone."""
+    if who.kind not in orders.TRADERS:
+        raise Forbidden("this participant kind does not trade")
+    seq = rt.exchange.get(market_id)
+    m = seq.market
+    if m.mode != "continuous":
+        raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")
+    if not 1 <= len(batch) <= MAX_ORDERS:
+        raise Invalid("validation_error", f"a batch has 1 to {MAX_ORDERS} orders")
+    ids = [o.client_id for o in batch]
+    if len(set(ids)) != len(ids):
+        raise Invalid("validation_error", "each order of a batch needs its own client_id")
+    # The kept answers of orders sent before: their exact bytes, whatever happened since.
+    fps = [_fp_of(seq, o) for o in batch]
+    keys = [(o.client_id, slot_digest(market_id, fp)) for o, fp in zip(batch, fps, strict=True) if fp is not None]
+    async with rt.read() as conn:
+        kept = await store.stored_answers(conn, who.actor, keys)
+    slots: list[Slot | None] = []
+    checked: list[tuple[int, _Checked]] = []
+    for i, (o, fp) in enumerate(zip(batch, fps, strict=True)):
+        answer = kept.get((o.client_id, slot_digest(market_id, fp))) if fp is not None else None
+        if answer is not None:
+            slots.append(Slot(o.client_id, answer.status, body=answer.body))
+            continue
+        try:
+            checked.append((i, _check(seq, who, o)))
+            slots.append(None)
+        except DomainError as exc:
+            slots.append(await _refusal(rt, who, seq, o, fp, exc))
+    if m.expires:  # units of a term that ended cannot move (checked before any order is queued: order kept)
+        for i, c in list(checked):
+            if c.instrument != "CNY" and c.amount:
+                try:
+                    await expiry.refuse_ended(rt, c.account, c.instrument, None, held=False)
+                except DomainError as exc:
+                    checked.remove((i, c))
+                    slots[i] = await _refusal(rt, who, seq, c.order, c.fp, exc)
+    # Queued back to back: each task runs up to the sequencer's queue before the sequencer runs again.
+    tasks = [asyncio.ensure_future(_sequence(rt, who, seq, c)) for _, c in checked]
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    fresh: list[tuple[str, bytes, Answer]] = []
+    for (i, c), out in zip(checked, outcomes, strict=True):
+        if isinstance(out, DomainError):
+            slots[i] = await _refusal(rt, who, seq, c.order, c.fp, out)
+        elif isinstance(out, BaseException):
+            raise out
+        else:
+            body = encode({"client_id": c.order.client_id, "status": 201, **out.as_dict()})
+            slots[i] = Slot(c.order.client_id, 201, body=body)
+            fresh.append((c.order.client_id, slot_digest(market_id, c.fp), Answer(201, JSON, body)))
+    if fresh:  # the effects are done; if this fails, a retry gets the orders' rows (`replayed`)
+        try:
+            async with rt.tx() as conn:
+                await store.insert_answers(conn, who.actor, fresh)
+        except Exception:  # the answers stand; only their exact replay is lost (a retry gets the rows)
+            log.warning("could not keep the answers of a batch of %s for replays", market_id, exc_info=True)
+    out_slots = [s for s in slots if s is not None]
+    assert len(out_slots) == len(batch)
+    return out_slots
+
+
+async def _sequence(rt: Runtime, who: Principal, seq: MarketSequencer, c: _Checked) -> Submitted:
+    """One checked order through the sequencer, one run per client id (a twin in flight shares it)."""
+    o, pid = c.order, who.participant_id
+    price_fen, qty, side, type_, tif, stp = c.price, c.qty, o.side, o.type, o.tif, o.stp
+
+    def make(order_id: int) -> mc.NewOrder:
+        return mc.NewOrder(order_id, pid, side, price_fen or 0, qty, type_, tif, stp)
+
+    return await inflight.once(rt, ("order", pid, o.client_id), c.fp.hex(), lambda: orders.sequence_funded(
+        rt, who, seq, o.client_id, c.fp, kind="order", side=side, price=price_fen, qty=qty, make=make, type_=type_,
+        tif=tif, purpose=None, parent=None, amount=c.amount, instrument=c.instrument, account=c.account))
+
+
+async def _refusal(rt: Runtime, who: Principal, seq: MarketSequencer, o: BatchOrder, fp: bytes | None,
+                   exc: DomainError) -> Slot:
+    """A refused order's slot; but an order journaled under its client id before gets its first answer, as a
+    retry of the single-order endpoint does (the market may have closed or moved since)."""
+    if fp is not None and exc.code != "idempotency_conflict":
+        try:
+            answer = await orders.journaled_answer(rt, who, o.client_id, fp, seq.market.decimals)
+        except DomainError as conflict:
+            return Slot(o.client_id, conflict.status, error=conflict)
+        if answer is not None:
+            return Slot(o.client_id, 201, body=encode({"client_id": o.client_id, "status": 201,
+                                                       **answer.as_dict()}))
+    return Slot(o.client_id, exc.status, error=exc)
