@@ -15,20 +15,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.pledging.models import Delivery, DueDelivery, Mark, WebhookEndpoint
-from pledges.visibility import SEEING_CLAIMS
-
-# The columns of `pledges` that are the projection of its events (lifecycle.project reproduces them).
-PROJECTED = (
-    "pledgee_id", "pledgor_id", "instrument", "quantity", "requested_serials", "serials", "loan_contract",
-    "secured_amount", "term_start", "term_end", "grace_days", "expires_at", "haircut_bps", "warning_bps",
-    "margin_call_bps", "liquidation_bps", "transfer_on_default", "status", "registration_no", "registered_at",
-    "hold_id", "margin_level", "cure_deadline", "last_price", "last_value", "last_ratio_bps", "last_valued_on",
-    "deadline_warned", "enforcement", "promoted_from_claim", "secured_scope", "declared_default",
+from exchange.pledging.models import (
+    JSON,
+    PROJECTED,
+    Claim,
+    Delivery,
+    DueDelivery,
+    Mark,
+    Pledge,
+    PledgeEvent,
+    WebhookEndpoint,
+    typed_value,
+    jsonable,
 )
-_DATES = frozenset({"term_start", "term_end", "last_valued_on", "deadline_warned"})
-_TIMES = frozenset({"expires_at", "registered_at", "cure_deadline"})
-_JSON = frozenset({"requested_serials", "serials", "enforcement", "secured_scope", "declared_default"})
+from pledges.visibility import SEEING_CLAIMS
 
 _PLEDGE_SELECT = """SELECT p.*, pe.name AS pledgee_name, pr.name AS pledgor_name, pr.uscc AS pledgor_uscc,
     i.decimals, i.kind AS instrument_kind, i.attributes AS instrument_attributes,
@@ -49,32 +49,16 @@ _SEES = f"""(p.pledgee_id = :me OR p.pledgor_id = :me
     OR (p.enforcement ->> 'buyer_id')::bigint = :me)"""
 
 
-def jsonable(value: Any) -> Any:
-    """Event data and states hold ISO strings for dates and times (JSON has none)."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def state_of(row: Any) -> dict[str, Any]:
-    m = row if isinstance(row, dict) else dict(row._mapping)
-    return {k: jsonable(m[k]) for k in PROJECTED}
-
-
 def _to_db(key: str, value: Any) -> Any:
     if value is None:
         return None
-    if key in _DATES and isinstance(value, str):
-        return date.fromisoformat(value)
-    if key in _TIMES and isinstance(value, str):
-        return datetime.fromisoformat(value)
-    if key in _JSON:
+    if key in JSON:
         return json.dumps(value, ensure_ascii=False)
-    return value
+    return typed_value(key, value)
 
 
 def _assignments(keys: list[str]) -> str:
-    return ", ".join(f"{k} = CAST(:{k} AS jsonb)" if k in _JSON else f"{k} = :{k}" for k in keys)
+    return ", ".join(f"{k} = CAST(:{k} AS jsonb)" if k in JSON else f"{k} = :{k}" for k in keys)
 
 
 # ----------------------------------------------------------------------------------- pledges
@@ -91,7 +75,7 @@ async def next_registration_no(conn: AsyncConnection) -> int:
 async def insert_pledge(conn: AsyncConnection, pledge_id: int, number: str, state: dict[str, Any]) -> None:
     keys = list(PROJECTED)
     cols = ", ".join(keys)
-    vals = ", ".join(f"CAST(:{k} AS jsonb)" if k in _JSON else f":{k}" for k in keys)
+    vals = ", ".join(f"CAST(:{k} AS jsonb)" if k in JSON else f":{k}" for k in keys)
     params = {k: _to_db(k, state.get(k)) for k in keys}
     params.update({"id": pledge_id, "number": number, "version": 1})
     params["margin_level"] = params["margin_level"] or "ok"
@@ -109,19 +93,19 @@ async def write_state(conn: AsyncConnection, pledge_id: int, state: dict[str, An
                             "WHERE id = :id"), params)
 
 
-async def lock_pledge(conn: AsyncConnection, pledge_id: int) -> dict[str, Any] | None:
+async def lock_pledge(conn: AsyncConnection, pledge_id: int) -> Pledge | None:
     # Lock the pledge row alone (FOR UPDATE OF p): participants and instruments stay unlocked.
     row = (await conn.execute(text(_PLEDGE_SELECT + " WHERE p.id = :i FOR UPDATE OF p"), {"i": pledge_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Pledge.from_row(row)
 
 
-async def get_pledge(conn: AsyncConnection, pledge_id: int) -> dict[str, Any] | None:
+async def get_pledge(conn: AsyncConnection, pledge_id: int) -> Pledge | None:
     row = (await conn.execute(text(_PLEDGE_SELECT + " WHERE p.id = :i"), {"i": pledge_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Pledge.from_row(row)
 
 
 async def list_pledges(conn: AsyncConnection, *, viewer: int | None, status: str | None, role: str | None,
-                       after: int, limit: int) -> list[dict[str, Any]]:
+                       after: int, limit: int) -> list[Pledge]:
     sql = _PLEDGE_SELECT + " WHERE p.id > :after"
     params: dict[str, Any] = {"after": after, "limit": limit}
     if viewer is not None:
@@ -135,7 +119,7 @@ async def list_pledges(conn: AsyncConnection, *, viewer: int | None, status: str
         sql += " AND p.status = :status"
         params["status"] = status
     rows = await conn.execute(text(sql + " ORDER BY p.id LIMIT :limit"), params)
-    return [dict(r._mapping) for r in rows]
+    return [Pledge.from_row(r) for r in rows]
 
 
 async def add_references(conn: AsyncConnection, pledge_id: int, refs: list[tuple[str, str]]) -> None:
@@ -200,32 +184,32 @@ async def priority_rank(conn: AsyncConnection, pledgor_id: int, instrument: str,
 
 
 async def add_event(conn: AsyncConnection, pledge_id: int, event_type: str, data: dict[str, Any],
-                    seqs: list[int], actor: str, client_id: str | None, fp: bytes | None) -> dict[str, Any]:
+                    seqs: list[int], actor: str, client_id: str | None, fp: bytes | None) -> PledgeEvent:
     row = (await conn.execute(text("""
         INSERT INTO pledge_events (pledge_id, type, data, ledger_seqs, actor, client_id, fingerprint)
         VALUES (:p, :t, CAST(:d AS jsonb), :s, :a, :c, :f) RETURNING id, created_at"""),
         {"p": pledge_id, "t": event_type, "d": json.dumps(data, ensure_ascii=False), "s": seqs, "a": actor,
          "c": client_id, "f": fp})).one()
-    return {"id": row.id, "pledge_id": pledge_id, "type": event_type, "data": data, "ledger_seqs": seqs,
-            "actor": actor, "created_at": row.created_at}
+    return PledgeEvent(int(row.id), pledge_id, event_type, data, seqs, actor, row.created_at, fp)
 
 
-async def event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
-    return (await conn.execute(text("""SELECT id, pledge_id, type, data, fingerprint FROM pledge_events
-                                       WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).first()
+async def event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> PledgeEvent | None:
+    row = (await conn.execute(text("SELECT * FROM pledge_events WHERE actor = :a AND client_id = :c"),
+                              {"a": actor, "c": client_id})).first()
+    return None if row is None else PledgeEvent.from_row(row)
 
 
-async def events_of(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+async def events_of(conn: AsyncConnection, pledge_id: int) -> list[PledgeEvent]:
     rows = await conn.execute(text("""SELECT e.id, e.pledge_id, p.number, p.instrument, i.decimals, e.type, e.data,
                                              e.ledger_seqs, e.actor, e.created_at
                                       FROM pledge_events e JOIN pledges p ON p.id = e.pledge_id
                                       JOIN instruments i ON i.code = p.instrument
                                       WHERE e.pledge_id = :p ORDER BY e.id"""), {"p": pledge_id})
-    return [dict(r._mapping) for r in rows]
+    return [PledgeEvent.from_row(r) for r in rows]
 
 
 async def event_stream(conn: AsyncConnection, viewer: int | None, after: int, limit: int,
-                       types: list[str] | None) -> list[dict[str, Any]]:
+                       types: list[str] | None) -> list[PledgeEvent]:
     sql = """SELECT e.id, e.pledge_id, p.number, p.instrument, i.decimals, e.type, e.data, e.ledger_seqs, e.actor,
                     e.created_at
              FROM pledge_events e JOIN pledges p ON p.id = e.pledge_id JOIN instruments i ON i.code = p.instrument
@@ -238,17 +222,16 @@ async def event_stream(conn: AsyncConnection, viewer: int | None, after: int, li
         sql += " AND e.type = ANY(:types)"
         params["types"] = types
     rows = await conn.execute(text(sql + " ORDER BY e.id LIMIT :limit"), params)
-    return [dict(r._mapping) for r in rows]
+    return [PledgeEvent.from_row(r) for r in rows]
 
 
-def event_view(ev: dict[str, Any], number: str | None = None, instrument: str | None = None) -> dict[str, Any]:
+def event_view(ev: PledgeEvent, number: str | None = None, instrument: str | None = None) -> dict[str, Any]:
     """One event as stored (base units); exchange.pledging renders amounts and quantities for callers."""
-    data = dict(ev["data"])
+    data = dict(ev.data)
     changes = data.pop("set", {})
-    return {"id": ev["id"], "pledge_id": ev["pledge_id"], "pledge_number": ev.get("number", number),
-            "instrument": ev.get("instrument", instrument), "type": ev["type"], "changes": changes,
-            "details": data, "ledger_seqs": list(ev["ledger_seqs"]), "actor": ev["actor"],
-            "at": jsonable(ev["created_at"])}
+    return {"id": ev.id, "pledge_id": ev.pledge_id, "pledge_number": ev.number or number,
+            "instrument": ev.instrument or instrument, "type": ev.type, "changes": changes,
+            "details": data, "ledger_seqs": list(ev.ledger_seqs), "actor": ev.actor, "at": jsonable(ev.created_at)}
 
 
 async def enqueue_webhook(conn: AsyncConnection, event_id: int, event_type: str,
@@ -281,20 +264,20 @@ _CLAIM_SELECT = """SELECT c.*, pa.name AS claimant_name FROM pledge_claims c
                    JOIN participants pa ON pa.id = c.claimant_id"""
 
 
-async def lock_claim(conn: AsyncConnection, claim_id: int) -> dict[str, Any] | None:
+async def lock_claim(conn: AsyncConnection, claim_id: int) -> Claim | None:
     row = (await conn.execute(text(_CLAIM_SELECT + " WHERE c.id = :i FOR UPDATE OF c"), {"i": claim_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Claim.from_row(row)
 
 
 async def claims_of(conn: AsyncConnection, pledge_id: int, statuses: tuple[str, ...] | None = None
-                    ) -> list[dict[str, Any]]:
+                    ) -> list[Claim]:
     sql = _CLAIM_SELECT + " WHERE c.pledge_id = :p"
     params: dict[str, Any] = {"p": pledge_id}
     if statuses:
         sql += " AND c.status = ANY(:s)"
         params["s"] = list(statuses)
     rows = await conn.execute(text(sql + " ORDER BY c.registration_no NULLS LAST, c.id"), params)
-    return [dict(r._mapping) for r in rows]
+    return [Claim.from_row(r) for r in rows]
 
 
 async def update_claim(conn: AsyncConnection, claim_id: int, **fields: Any) -> None:
@@ -460,7 +443,7 @@ async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] |
 
 async def update_freeze(conn: AsyncConnection, freeze_id: int, **fields: Any) -> None:
     await conn.execute(text(f"UPDATE freezes SET {_assignments(list(fields))} WHERE id = :id"),
-                       {**{k: json.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items()},
+                       {**{k: json.dumps(v) if k in JSON and v is not None else v for k, v in fields.items()},
                         "id": freeze_id})
 
 
@@ -593,9 +576,9 @@ async def public_retirements(conn: AsyncConnection, *, name: str | None, uscc: s
 
 
 
-async def get_claim(conn: AsyncConnection, claim_id: int) -> dict[str, Any] | None:
+async def get_claim(conn: AsyncConnection, claim_id: int) -> Claim | None:
     row = (await conn.execute(text(_CLAIM_SELECT + " WHERE c.id = :i"), {"i": claim_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Claim.from_row(row)
 
 
 def jsonable_deep(value: Any) -> Any:
