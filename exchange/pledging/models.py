@@ -102,6 +102,12 @@ class Pledge:
         assert self.hold_id is not None, f"pledge {self.id} ({self.status}) has no lock"
         return self.hold_id
 
+    @property
+    def running(self) -> dict[str, Any]:
+        """The enforcement under way (an enforcing registration always records one)."""
+        assert self.enforcement is not None, f"pledge {self.id} ({self.status}) records no enforcement"
+        return self.enforcement
+
     def state(self) -> dict[str, Any]:
         """The projection as pledges.lifecycle folds it (dates and times as ISO strings)."""
         return {k: jsonable(getattr(self, k)) for k in PROJECTED}
@@ -133,6 +139,12 @@ class Claim:
     def from_row(cls, r: Any) -> Claim:
         return cls(int(r.id), int(r.pledge_id), int(r.claimant_id), r.claimant_name, r.loan_contract, int(r.amount),
                    r.term_end, r.reference, r.status, r.registration_no, r.registered_at, int(r.paid), r.created_at)
+
+    @property
+    def rank_no(self) -> int:
+        """Its registration number, by which registered claims rank on the lot (a filed one has none)."""
+        assert self.registration_no is not None, f"claim {self.id} ({self.status}) is not registered"
+        return self.registration_no
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,8 @@ from exchange.pledging.models import (
     Pledge,
     PledgeEvent,
     WebhookEndpoint,
-    typed_value,
     jsonable,
+    typed_value,
 )
 from pledges.visibility import SEEING_CLAIMS
 
