@@ -388,3 +388,52 @@ async def batch_serials(conn: AsyncConnection, batch_ids: list[int]) -> dict[int
     rows = await conn.execute(text("SELECT id, start_serial, end_serial FROM ledger_batches WHERE id = ANY(:b)"),
                               {"b": sorted(set(batch_ids))})
     return {int(r.id): (int(r.start_serial), int(r.end_serial)) for r in rows}
+
+
+# --- for exchange/pledging (wp/n-pledging) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retirement:
+    """A retired block with what its `retire` entry says: the retiring account, purpose and beneficiary (in the
+    entry's body) and, for a judicial retirement, the restoration order its committed metadata names."""
+
+    instrument: str
+    start_serial: int
+    end_serial: int
+    batch: int
+    seq: int
+    ts: int
+    account: int | None
+    purpose: str | None
+    beneficiary: str | None
+    restoration_order: int | None
+
+
+async def retirements(conn: AsyncConnection, *, instrument: str | None, serial: int | None,
+                      accounts: list[int] | None, orders: list[int] | None, limit: int) -> list[Retirement]:
+    """Retired blocks, oldest entry first, of `instrument` and covering `serial` (None: any). With `accounts`
+    (and `orders`): only those retired from one of the accounts outside any restoration order, or under one of
+    the orders (a judicial retirement passes through the clearing account, never the payer's)."""
+    # The body is in the leaf (13-byte domain tag + canonical JSON); the restoration order in the metadata.
+    rows = await conn.execute(text("""
+        WITH r AS (
+            SELECT b.instrument, b.start_serial, b.end_serial, b.batch, e.seq, e.ts, x.body,
+                   (convert_from(e.meta, 'UTF8')::jsonb #>> '{restoration,restoration_order}')::bigint AS order_id
+            FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq
+            CROSS JOIN LATERAL (SELECT convert_from(substring(e.leaf from 14), 'UTF8')::jsonb -> 'body' AS body) x
+            WHERE b.retired_seq IS NOT NULL AND e.type = 'retire'
+              AND (CAST(:instrument AS text) IS NULL OR b.instrument = CAST(:instrument AS text))
+              AND (CAST(:serial AS bigint) IS NULL OR (b.start_serial <= CAST(:serial AS bigint)
+                                                   AND b.end_serial >= CAST(:serial AS bigint))))
+        SELECT r.instrument, r.start_serial, r.end_serial, r.batch, r.seq, r.ts, (r.body ->> 'account')::bigint
+               AS account, r.body ->> 'purpose' AS purpose, r.body ->> 'beneficiary' AS beneficiary, r.order_id
+        FROM r
+        WHERE CAST(:accounts AS bigint[]) IS NULL
+           OR (r.order_id IS NULL AND (r.body ->> 'account')::bigint = ANY(CAST(:accounts AS bigint[])))
+           OR r.order_id = ANY(CAST(:orders AS bigint[]))
+        ORDER BY r.seq, r.start_serial LIMIT :limit"""),
+        {"instrument": instrument, "serial": serial, "accounts": accounts,
+         "orders": None if accounts is None else (orders or []), "limit": limit})
+    return [Retirement(r.instrument, int(r.start_serial), int(r.end_serial), int(r.batch), int(r.seq), int(r.ts),
+                       r.account, r.purpose, r.beneficiary, r.order_id) for r in rows]

@@ -262,13 +262,7 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pl
     escrow = await escrow_account(conn, rt, p.pledgee_id)
     bank_holding = await account_of(conn, rt, p.pledgee_id, "holding")
     reqs, plan = await handover(conn, rt, who.actor, p, courts)
-    reqs += [
-        c.Request(who.actor, c.PostHold(p.hold), ledger_id(p, "post"), ledger_meta(p, "enforce-transfer")),
-        c.Request(who.actor, c.Transfer(escrow, bank_holding, p.instrument, p.quantity,
-                                        await cut_pieces(conn, p.instrument, ranges_of(p.serials))),
-                  ledger_id(p, "deliver"),
-                  ledger_meta(p, "enforce-transfer")),
-    ]
+    reqs += await _deliver(conn, who, p, escrow, bank_holding, "enforce-transfer")
     # The bank's own share is paid in kind; the rest of the value it pays from its cash.
     reqs += [c.Request(who.actor, c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid),
                        ledger_id(p, f"pay-{x.key}"), ledger_meta(p, "enforce-transfer", role=x.role))
@@ -283,6 +277,17 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pl
     await record_event(conn, p, "enforced", {"enforcement": enforcement}, info={"distribution": view}, actor=who.actor,
                   seqs=[e.seq for e in entries], client_id=client_id, fp=fp,
                   notify=(p.pledgor_id, *(cl.claimant_id for cl in claims)))
+
+
+async def _deliver(conn: AsyncConnection, who: Principal, p: Pledge, escrow: int, to_holding: int, op: str,
+                   **meta: Any) -> list[c.Request]:
+    """The lock posted to the escrow and the lot delivered from it to `to_holding` (the bank's or the buyer's)."""
+    return [
+        c.Request(who.actor, c.PostHold(p.hold), ledger_id(p, "post"), ledger_meta(p, op)),
+        c.Request(who.actor, c.Transfer(escrow, to_holding, p.instrument, p.quantity,
+                                        await cut_pieces(conn, p.instrument, ranges_of(p.serials))),
+                  ledger_id(p, "deliver"), ledger_meta(p, op, **meta)),
+    ]
 
 
 @translate_refusals
@@ -306,13 +311,7 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         buyer_holding = await account_of(conn, rt, who.participant_id, "holding")
         buyer_cash = await account_of(conn, rt, who.participant_id, "cash")
         reqs, plan = await handover(conn, rt, who.actor, p, courts)
-        reqs += [
-            c.Request(who.actor, c.PostHold(p.hold), ledger_id(p, "post"), ledger_meta(p, "enforce-sale")),
-            c.Request(who.actor, c.Transfer(escrow, buyer_holding, p.instrument, p.quantity,
-                                            await cut_pieces(conn, p.instrument, ranges_of(p.serials))),
-                      ledger_id(p, "deliver"),
-                      ledger_meta(p, "enforce-sale", buyer=who.participant_id)),
-        ]
+        reqs += await _deliver(conn, who, p, escrow, buyer_holding, "enforce-sale", buyer=who.participant_id)
         reqs += [c.Request(who.actor, c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid),
                            ledger_id(p, f"pay-{x.key}"), ledger_meta(p, "enforce-sale", role=x.role))
                  for x in payouts if x.paid]

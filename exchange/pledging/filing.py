@@ -10,6 +10,8 @@ live junior claim into the lock (void + new hold to the junior's escrow, linked)
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -209,28 +211,27 @@ def confirm_by(rt: Runtime, p: Pledge) -> datetime:
     return p.created_at + timedelta(days=rt.settings.pledge_confirm_days)
 
 
-@translate_refusals
-async def decline(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
-    fp = fingerprint({"op": "decline", "pledge": pledge_id, "note": note})
+async def _end_filing(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None, op: str,
+                     event: str, party: Callable[[Principal, Pledge], None]) -> dict[str, Any]:
+    """A filing ends before it locked anything: declined by the pledgor, withdrawn by the bank."""
+    fp = fingerprint({"op": op, "pledge": pledge_id, "note": note})
 
     async def body(conn: AsyncConnection, p: Pledge) -> None:
-        require_pledgor(who, p)
-        lifecycle.require(p.status, "decline")
-        await record_event(conn, p, "declined", {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
+        party(who, p)
+        lifecycle.require(p.status, op)
+        await record_event(conn, p, event, {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
+@translate_refusals
+async def decline(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+    return await _end_filing(rt, who, client_id, pledge_id, note, "decline", "declined", require_pledgor)
 
 
 @translate_refusals
 async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
-    fp = fingerprint({"op": "withdraw", "pledge": pledge_id, "note": note})
-
-    async def body(conn: AsyncConnection, p: Pledge) -> None:
-        require_pledgee(who, p)
-        lifecycle.require(p.status, "withdraw")
-        await record_event(conn, p, "withdrawn", {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
-
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+    return await _end_filing(rt, who, client_id, pledge_id, note, "withdraw", "withdrawn", require_pledgee)
 
 
 # ----------------------------------------------------------------------------------- changes of terms and lock
@@ -289,6 +290,61 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
+@dataclass(frozen=True, slots=True)
+class _LockChange:
+    """A change of the lock that a use case planned: until `expires_at` the lock keeps `serials` (`quantity`
+    units), or with `serials` None the same units (a later expiry: ledger AmendHold, which also works while a
+    court freeze sits on them). `event` records it with the `terms` it changes besides and what `info` tells;
+    `named`: the serials whose encumbrances a refused relock names (None: the refusal as the ledger gave it)."""
+
+    event: str
+    expires_at: datetime
+    info: dict[str, Any]
+    serials: list[tuple[int, int]] | None = None
+    quantity: int = 0
+    terms: dict[str, Any] = field(default_factory=dict)
+    named: tuple[tuple[int, int], ...] | None = None
+
+
+async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: int, fp: bytes, op: str, *,
+                       party: Callable[[Principal, Pledge], None],
+                       plan: Callable[[AsyncConnection, Pledge], Awaitable[_LockChange]]) -> dict[str, Any]:
+    """Extend, top up or partly release: the party and the state first, then the use case's `plan` (which
+    checks what it changes, a freeze on the lot included), then the ledger step and the event in the pledge's
+    transaction; a new quantity or set of serials is judged against the margin again."""
+
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
+        party(who, p)
+        lifecycle.require(p.status, op)
+        require_unexpired(p)
+        change = await plan(conn, p)
+        if change.serials is None:
+            entry = await rt.submit(c.Request(who.actor, c.AmendHold(p.hold, micros(change.expires_at)),
+                                              ledger_id(p, op), ledger_meta(p, op)))
+            seqs = [entry.seq]
+            changes = {**change.terms, "expires_at": change.expires_at, "hold_id": p.hold_id}
+        else:
+            ledger_op = op.replace("_", "-")
+            try:
+                entries = await _relock(conn, rt, who, p, serials=change.serials, quantity=change.quantity,
+                                        expires_at=change.expires_at, op=ledger_op)
+            except DomainError as exc:
+                if change.named is None:
+                    raise
+                holding = await account_of(conn, rt, p.pledgor_id, "holding")
+                raise await encumbrances.naming(conn, exc, account=holding, instrument=p.instrument,
+                                                serials=change.named) from None
+            seqs = [e.seq for e in entries]
+            changes = {"quantity": change.quantity, "serials": [list(r) for r in change.serials],
+                       "hold_id": entries[1].seq}
+        p = await record_event(conn, p, change.event, changes, info={**change.info, "previous_hold": p.hold_id},
+                               actor=who.actor, seqs=seqs, client_id=client_id, fp=fp)
+        if change.serials is not None:
+            await reassess(conn, p, actor=who.actor)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
+
+
 @translate_refusals
 async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, term_end: date,
                  grace_days: int | None, note: str | None) -> dict[str, Any]:
@@ -296,24 +352,14 @@ async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
     fp = fingerprint({"op": "extend", "pledge": pledge_id, "term_end": term_end.isoformat(), "grace": grace_days,
                       "note": note})
 
-    async def body(conn: AsyncConnection, p: Pledge) -> None:
-        require_pledgee(who, p)
-        lifecycle.require(p.status, "extend")
-        require_unexpired(p)
+    async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
         if term_end <= p.term_end:
             raise Invalid("invalid_term", f"an extension must end after the current term end {p.term_end}")
         grace = p.grace_days if grace_days is None else grace_days
-        expires = val.end_of_day(term_end + timedelta(days=grace))
-        # The same lock, a later expiry (ledger AmendHold): the units never leave the pledge, so an
-        # extension also works while a court freeze sits on them.
-        entry = await rt.submit(c.Request(who.actor, c.AmendHold(p.hold, micros(expires)),
-                                          ledger_id(p, "extend"), ledger_meta(p, "extend")))
-        await record_event(conn, p, "extended", {"term_end": term_end, "grace_days": grace, "expires_at": expires,
-                                            "hold_id": p.hold_id},
-                      info={"note": note, "previous_hold": p.hold_id}, actor=who.actor,
-                      seqs=[entry.seq], client_id=client_id, fp=fp)
+        return _LockChange("extended", val.end_of_day(term_end + timedelta(days=grace)), {"note": note},
+                           terms={"term_end": term_end, "grace_days": grace})
 
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+    return await _change_lock(rt, who, client_id, pledge_id, fp, "extend", party=require_pledgee, plan=plan)
 
 
 @translate_refusals
@@ -322,10 +368,7 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
     """The pledgor adds units to the lock (the usual cure of a margin call)."""
     fp = fingerprint({"op": "top_up", "pledge": pledge_id, "quantity": quantity, "serials": serials})
 
-    async def body(conn: AsyncConnection, p: Pledge) -> None:
-        require_pledgor(who, p)
-        lifecycle.require(p.status, "top_up")
-        require_unexpired(p)
+    async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
         add = to_base(quantity, p.decimals)
         holding = await account_of(conn, rt, p.pledgor_id, "holding")
         if serials:
@@ -337,20 +380,11 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
             extra = take_units(rg.take_lowest, free, add, p.decimals)
         await require_unfrozen(conn, p, "topped up")
         await expiry.refuse_ended(rt, holding, p.instrument, extra, conn=conn)
-        new = rg.union(ranges_of(p.serials), extra)
-        try:
-            entries = await _relock(conn, rt, who, p, serials=new, quantity=p.quantity + add,
-                                    expires_at=p.expires_at, op="top-up")
-        except DomainError as exc:
-            raise await encumbrances.naming(conn, exc, account=holding, instrument=p.instrument,
-                                            serials=extra if serials else ()) from None
-        p = await record_event(conn, p, "topped_up", {"quantity": p.quantity + add, "serials": [list(r) for r in new],
-                                             "hold_id": entries[1].seq},
-                      info={"added": [list(r) for r in extra], "previous_hold": p.hold_id}, actor=who.actor,
-                      seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
-        await reassess(conn, p, actor=who.actor)
+        return _LockChange("topped_up", p.expires_at, {"added": [list(r) for r in extra]},
+                           serials=rg.union(ranges_of(p.serials), extra), quantity=p.quantity + add,
+                           named=tuple(extra) if serials else ())
 
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+    return await _change_lock(rt, who, client_id, pledge_id, fp, "top_up", party=require_pledgor, plan=plan)
 
 
 @translate_refusals
@@ -360,10 +394,7 @@ async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id
     fp = fingerprint({"op": "partial_release", "pledge": pledge_id, "quantity": quantity, "serials": serials,
                       "note": note})
 
-    async def body(conn: AsyncConnection, p: Pledge) -> None:
-        require_pledgee(who, p)
-        lifecycle.require(p.status, "partial_release")
-        require_unexpired(p)
+    async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
         current = ranges_of(p.serials)
         if serials:
             released = rg.normalise(serials)
@@ -377,16 +408,11 @@ async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id
         if not remaining:
             raise Invalid("use_release", "releasing every unit is a full release: POST .../release")
         await require_unfrozen(conn, p, "partially released")
-        left = rg.total(remaining)
-        entries = await _relock(conn, rt, who, p, serials=remaining, quantity=left, expires_at=p.expires_at,
-                                op="partial-release")
-        p = await record_event(conn, p, "partially_released",
-                               {"quantity": left, "serials": [list(r) for r in remaining], "hold_id": entries[1].seq},
-                      info={"released": [list(r) for r in released], "note": note, "previous_hold": p.hold_id},
-                      actor=who.actor, seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
-        await reassess(conn, p, actor=who.actor)
+        return _LockChange("partially_released", p.expires_at, {"released": [list(r) for r in released], "note": note},
+                           serials=remaining, quantity=rg.total(remaining))
 
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+    return await _change_lock(rt, who, client_id, pledge_id, fp, "partial_release", party=require_pledgee,
+                              plan=plan)
 
 
 @translate_refusals

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from ledger.queries import Retirement
+
 # The columns of `pledges` that are the projection of its events (lifecycle.project reproduces them).
 PROJECTED = (
     "pledgee_id", "pledgor_id", "instrument", "quantity", "requested_serials", "serials", "loan_contract",
@@ -23,22 +25,6 @@ PROJECTED = (
 DATES = frozenset({"term_start", "term_end", "last_valued_on", "deadline_warned"})
 TIMES = frozenset({"expires_at", "registered_at", "cure_deadline"})
 JSON = frozenset({"requested_serials", "serials", "enforcement", "secured_scope", "declared_default"})
-
-
-def jsonable(value: Any) -> Any:
-    """Event data and states hold ISO strings for dates and times (JSON has none)."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def typed_value(key: str, value: Any) -> Any:
-    """A projected value as the row holds it (the inverse of `jsonable` for dates and times)."""
-    if isinstance(value, str) and key in DATES:
-        return date.fromisoformat(value)
-    if isinstance(value, str) and key in TIMES:
-        return datetime.fromisoformat(value)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +101,22 @@ class Pledge:
     def with_state(self, state: dict[str, Any]) -> Pledge:
         """The row after one more event set `state` (the version counts the event)."""
         return dataclasses.replace(self, **{k: typed_value(k, state[k]) for k in PROJECTED}, version=self.version + 1)
+
+
+def jsonable(value: Any) -> Any:
+    """Event data and states hold ISO strings for dates and times (JSON has none)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def typed_value(key: str, value: Any) -> Any:
+    """A projected value as the row holds it (the inverse of `jsonable` for dates and times)."""
+    if isinstance(value, str) and key in DATES:
+        return date.fromisoformat(value)
+    if isinstance(value, str) and key in TIMES:
+        return datetime.fromisoformat(value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,3 +244,16 @@ class Delivery:
 class WebhookStatus:
     endpoint: WebhookEndpoint
     deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRetirement:
+    """A retired block as the public register shows it: who retired it -- for a judicial retirement the payer
+    (as the judgment names it), with the court and the case."""
+
+    block: Retirement
+    decimals: int
+    holder_name: str | None
+    holder_uscc: str | None
+    court_name: str | None
+    case_number: str | None

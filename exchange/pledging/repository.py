@@ -24,10 +24,12 @@ from exchange.pledging.models import (
     Mark,
     Pledge,
     PledgeEvent,
+    PublicRetirement,
     WebhookEndpoint,
     jsonable,
     typed_value,
 )
+from ledger.queries import Retirement
 from pledges.visibility import SEEING_CLAIMS
 
 _PLEDGE_SELECT = """SELECT p.*, pe.name AS pledgee_name, pr.name AS pledgor_name, pr.uscc AS pledgor_uscc,
@@ -542,38 +544,42 @@ async def public_freezes(conn: AsyncConnection, *, name: str | None, uscc: str |
     return [dict(r._mapping) for r in rows]
 
 
-async def public_retirements(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
-                             instrument: str | None, limit: int) -> list[dict[str, Any]]:
-    """Retired blocks with the retiring holder -- or, for a judicial retirement (whose units pass through
-    the clearing account, never the payer's), the payer, court and case of the restoration order."""
-    # The retiring account, purpose and beneficiary are in the entry body (leaf = 13-byte domain tag +
-    # canonical JSON); the restoration order in its committed metadata.
-    rows = await conn.execute(text(f"""
-        WITH r AS (
-            SELECT b.instrument, b.start_serial, b.end_serial, b.batch, e.seq, e.ts, x.body,
-                   (x.body ->> 'account')::bigint AS account,
-                   (convert_from(e.meta, 'UTF8')::jsonb #>> '{{restoration,restoration_order}}')::bigint AS order_id
-            FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq
-            CROSS JOIN LATERAL (SELECT convert_from(substring(e.leaf from 14), 'UTF8')::jsonb -> 'body' AS body) x
-            WHERE b.retired_seq IS NOT NULL AND e.type = 'retire' AND {_INST.format(col='b.instrument')}
-              AND (CAST(:serial AS bigint) IS NULL OR (b.start_serial <= CAST(:serial AS bigint)
-                                                   AND b.end_serial >= CAST(:serial AS bigint))))
-        SELECT r.instrument, r.start_serial, r.end_serial, r.batch, r.seq, r.ts, i.decimals,
-               r.body ->> 'purpose' AS purpose, r.body ->> 'beneficiary' AS beneficiary,
-               COALESCE(pay.name, p.name) AS holder_name, COALESCE(pay.uscc, p.uscc) AS holder_uscc,
-               ct.name AS court_name, o.case_number
-        FROM r JOIN instruments i ON i.code = r.instrument
-        LEFT JOIN participants p ON p.holding_account = r.account
-        LEFT JOIN restoration_orders o ON o.id = r.order_id
-        LEFT JOIN participants pay ON pay.id = o.payer_id
-        LEFT JOIN participants ct ON ct.id = o.court_id
-        WHERE (CAST(:name AS text) IS NULL AND CAST(:uscc AS text) IS NULL)
-           OR (pay.id IS NULL AND {_who('p')}) OR (pay.id IS NOT NULL AND {_who('pay')})
-        ORDER BY r.seq, r.start_serial LIMIT :limit"""),
-        {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
-    return [dict(r._mapping) for r in rows]
+async def named_holders(conn: AsyncConnection, *, name: str | None, uscc: str | None) -> tuple[list[int], list[int]]:
+    """The public search's holder filter for retirements: the holding accounts of the participants it names,
+    and the restoration orders whose payer it names (a judicial retirement is the payer's)."""
+    params = {"name": public_name(name), "uscc": uscc}
+    accounts = await conn.execute(text(f"""SELECT p.holding_account FROM participants p
+                                           WHERE p.holding_account IS NOT NULL AND {_who('p')}
+                                           ORDER BY p.holding_account"""), params)
+    orders = await conn.execute(text(f"""SELECT o.id FROM restoration_orders o
+                                         JOIN participants pay ON pay.id = o.payer_id
+                                         WHERE {_who('pay')} ORDER BY o.id"""), params)
+    return [int(r.holding_account) for r in accounts], [int(r.id) for r in orders]
 
 
+async def retirement_names(conn: AsyncConnection, blocks: list[Retirement]) -> list[PublicRetirement]:
+    """Retired blocks with the names the public register shows: the retiring holder -- or, for a judicial
+    retirement (its units pass through the clearing account, never the payer's), the payer, court and case."""
+    decimals = {r.code: int(r.decimals) for r in await conn.execute(
+        text("SELECT code, decimals FROM instruments WHERE code = ANY(:i)"),
+        {"i": sorted({b.instrument for b in blocks})})}
+    holders = {int(r.holding_account): (r.name, r.uscc) for r in await conn.execute(
+        text("SELECT holding_account, name, uscc FROM participants WHERE holding_account = ANY(:a)"),
+        {"a": sorted({b.account for b in blocks if b.account is not None})})}
+    orders = {int(r.id): r for r in await conn.execute(text("""
+        SELECT o.id, o.case_number, pay.name AS payer_name, pay.uscc AS payer_uscc, ct.name AS court_name
+        FROM restoration_orders o LEFT JOIN participants pay ON pay.id = o.payer_id
+        LEFT JOIN participants ct ON ct.id = o.court_id WHERE o.id = ANY(:o)"""),
+        {"o": sorted({b.restoration_order for b in blocks if b.restoration_order is not None})})}
+    out = []
+    for b in blocks:
+        o = orders.get(b.restoration_order) if b.restoration_order is not None else None
+        held_by = holders.get(b.account, (None, None)) if b.account is not None else (None, None)
+        paid_by = (o.payer_name, o.payer_uscc) if o is not None else (None, None)
+        name, uscc = (p if p is not None else h for p, h in zip(paid_by, held_by, strict=True))
+        out.append(PublicRetirement(b, decimals[b.instrument], name, uscc, None if o is None else o.court_name,
+                                    None if o is None else o.case_number))
+    return out
 
 
 async def get_claim(conn: AsyncConnection, claim_id: int) -> Claim | None:
