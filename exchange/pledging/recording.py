@@ -156,7 +156,7 @@ async def require_unfrozen(conn: AsyncConnection, p: Pledge, verb: str) -> None:
         cases = []
         for hold in sorted({b.frozen_by for b in frozen if b.frozen_by is not None}):
             f = await repo.freeze_of_hold(conn, hold)
-            cases.append(f"{f['court_name']}, case {f['case_number']}" if f else f"freeze hold {hold}")
+            cases.append(f"{f.court_name}, case {f.case_number}" if f else f"freeze hold {hold}")
         raise DomainError("frozen", f"{to_text(n, p.decimals)} pledged units are frozen ({'; '.join(cases)}); the "
                           f"registration cannot be {verb} until the freeze is lifted")
 

@@ -21,6 +21,7 @@ from exchange.pledging.models import (
     Claim,
     Delivery,
     DueDelivery,
+    Freeze,
     Mark,
     Pledge,
     PledgeEvent,
@@ -434,9 +435,9 @@ _FREEZE_SELECT = """SELECT f.*, c.name AS court_name, h.name AS holder_name, h.u
 
 
 
-async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] | None:
+async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> Freeze | None:
     row = (await conn.execute(text(_FREEZE_SELECT + " WHERE f.id = :i FOR UPDATE OF f"), {"i": freeze_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Freeze.from_row(row)
 
 
 
@@ -650,18 +651,18 @@ async def event_client_ids(conn: AsyncConnection, pledge_id: int, prefix: str) -
 # ----------------------------------------------------------------------------------- freezes behind a pledge
 
 
-async def freeze_of_hold(conn: AsyncConnection, hold: int, *, lock: bool = False) -> dict[str, Any] | None:
+async def freeze_of_hold(conn: AsyncConnection, hold: int, *, lock: bool = False) -> Freeze | None:
     """The active freeze whose ledger hold this is. Lock order: pledge rows first, then freeze rows."""
     row = (await conn.execute(text(_FREEZE_SELECT + " WHERE f.hold_id = :h AND f.status = 'active'"
                                    + (" FOR UPDATE OF f" if lock else "")), {"h": hold})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Freeze.from_row(row)
 
 
-async def freeze_chain_head(conn: AsyncConnection, root_id: int) -> dict[str, Any] | None:
+async def freeze_chain_head(conn: AsyncConnection, root_id: int) -> Freeze | None:
     """The latest row of a freeze's chain (renewals continue it)."""
     row = (await conn.execute(text(_FREEZE_SELECT + " WHERE COALESCE(f.root_id, f.id) = :r ORDER BY f.id DESC "
                                    "LIMIT 1"), {"r": root_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Freeze.from_row(row)
 
 
 async def add_freeze_proceeds(conn: AsyncConnection, freeze_id: int, amount: int) -> None:
