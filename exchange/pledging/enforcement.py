@@ -345,9 +345,9 @@ async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
             await record_event(conn, p, "sale_cancelled", {"enforcement": None}, info={"note": note}, actor=who.actor,
                           client_id=client_id, fp=fp, notify=(p.pledgor_id,))
             return
-        live = [o for o in await repo.sale_orders(conn, p.id) if o["status"] == "open"]
+        live = [o for o in await repo.sale_orders(conn, p.id) if o.status == "open"]
         if live:
-            running = ", ".join(f"{o['market_id']}/{o['id']}" for o in live)
+            running = ", ".join(f"{o.market_id}/{o.id}" for o in live)
             raise DomainError("sale_live", f"{len(live)} listing(s) or auction(s) of the lot are still running "
                               f"(orders {running}): withdraw the listing or cancel the auction first")
         if e.get("sold") or e.get("received") or await repo.sale_trades(conn, p.id):

@@ -109,15 +109,15 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
     if placed_before is None:
         await mutate(rt, who, client_id, pledge_id, fp, check, answer=False)
     else:  # a retry after the order was placed: record it if that did not happen, and answer
-        if ((placed_before["purpose"] or {}).get("enforcement") or {}).get("pledge_id") != pledge_id:
+        if ((placed_before.purpose or {}).get("enforcement") or {}).get("pledge_id") != pledge_id:
             raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-        order = await orders.get_order(rt, who, placed_before["market_id"], placed_before["id"])
+        order = await orders.get_order(rt, who, placed_before.market_id, placed_before.id)
         if order["status"] == "rejected" and order["kind"] == "auction":
             # A refused lot is a 409 problem, at first and on every retry alike (exchange.trading.auctions).
-            refused = await orders.stored_refusal(rt, placed_before["market_id"], placed_before["id"])
+            refused = await orders.stored_refusal(rt, placed_before.market_id, placed_before.id)
             if refused is not None:
                 raise refused
-        plan.update(qty=placed_before["qty"], serials=(), retry=True)
+        plan.update(qty=placed_before.qty, serials=(), retry=True)
     if not plan:  # a retry of a sale already listed: its answer again
         async with rt.read() as conn:
             done = await repo.event_by_client(conn, who.actor, client_id)
@@ -175,7 +175,7 @@ async def _conclude(conn: AsyncConnection, rt: Runtime, p: Pledge, actor: str) -
     and every secured claim paid -> the unsold rest back to the pledgor, enforced; else it waits in
     escrow for another sale (or the expiry, which returns it)."""
     e = dict(p.running)
-    if any(o["status"] == "open" for o in await repo.sale_orders(conn, p.id)):
+    if any(o.status == "open" for o in await repo.sale_orders(conn, p.id)):
         return
     claims = await repo.claims_of(conn, p.id, ("registered", "paid"))
     lot = ranges_of(e["lot"])
@@ -239,12 +239,12 @@ async def sale_settled(rt: Runtime, pledge_id: int, market_id: str, trade_id: in
         e = dict(p.enforcement or {})
         if p.status != lifecycle.ENFORCING or e.get("method") != "exchange":
             raise DomainError("not_exchange_sale", f"registration {p.number} is {p.status}, not on sale")
-        net = trade["notional"] - trade["seller_fee"]
+        net = trade.notional - trade.seller_fee
         view, entries, claims = await _proceeds_arrived(conn, rt, p, e, net, SYSTEM_ACTOR)
-        e.update(lot=[list(r) for r in rg.minus(ranges_of(e["lot"]), ranges_of(sold))], sold=e["sold"] + trade["qty"])
+        e.update(lot=[list(r) for r in rg.minus(ranges_of(e["lot"]), ranges_of(sold))], sold=e["sold"] + trade.qty)
         p = await record_event(conn, p, "proceeds_distributed", {"enforcement": e},
-                      info={"market_id": market_id, "trade_id": trade_id, "price": trade["price"],
-                            "quantity": trade["qty"], "amount": net, "seller_fee": trade["seller_fee"],
+                      info={"market_id": market_id, "trade_id": trade_id, "price": trade.price,
+                            "quantity": trade.qty, "amount": net, "seller_fee": trade.seller_fee,
                             "serials": sold, "distribution": view},
                       actor=SYSTEM_ACTOR, seqs=[x.seq for x in entries], client_id=client, fp=fp,
                       notify=(p.pledgor_id, *(cl.claimant_id for cl in claims)))
@@ -261,14 +261,14 @@ async def sale_ended(rt: Runtime, pledge_id: int, market_id: str, order_id: int)
     fp = fingerprint({"op": "sale_ended", "market": market_id, "order": order_id})
 
     async def body(conn: AsyncConnection, p: Pledge) -> None:
-        o = next((x for x in await repo.sale_orders(conn, p.id) if (x["market_id"], x["id"]) == (market_id,
+        o = next((x for x in await repo.sale_orders(conn, p.id) if (x.market_id, x.id) == (market_id,
                                                                                                    order_id)), None)
-        if o is None or o["status"] == "open" or p.status not in (lifecycle.ENFORCING, lifecycle.ENFORCED,
+        if o is None or o.status == "open" or p.status not in (lifecycle.ENFORCING, lifecycle.ENFORCED,
                                                                      lifecycle.EXPIRED):
             return
         p = await record_event(conn, p, "sale_ended", {}, info={
-            "market_id": market_id, "order_id": order_id, "kind": o["kind"], "filled": o["filled_qty"],
-            "unsold": o["qty"] - o["filled_qty"], "status": o["status"], "reason": o["reason"]},
+            "market_id": market_id, "order_id": order_id, "kind": o.kind, "filled": o.filled_qty,
+            "unsold": o.qty - o.filled_qty, "status": o.status, "reason": o.reason},
             actor=SYSTEM_ACTOR, client_id=client, fp=fp, notify=(p.pledgor_id,))
         if p.status == lifecycle.ENFORCING:
             await _conclude(conn, rt, p, SYSTEM_ACTOR)
@@ -280,7 +280,7 @@ async def unbooked(conn: AsyncConnection, pledge_id: int) -> bool:
     """Whether a settled trade or an ended listing/auction of the lot is not paid out or noted yet."""
     done = await repo.event_client_ids(conn, pledge_id, "sale:")
     trades = await repo.sale_trades(conn, pledge_id)
-    return any(f"sale:{t['market_id']}:trade:{t['trade_id']}" not in done for t in trades)
+    return any(f"sale:{t.market_id}:trade:{t.trade_id}" not in done for t in trades)
 
 
 async def reconcile_sales(rt: Runtime) -> int:
@@ -293,15 +293,15 @@ async def reconcile_sales(rt: Runtime) -> int:
         async with rt.read() as conn:
             done = await repo.event_client_ids(conn, pledge_id, "sale:")
             trades = await repo.sale_trades(conn, pledge_id)
-            ended = [o for o in await repo.sale_orders(conn, pledge_id) if o["status"] != "open"]
+            ended = [o for o in await repo.sale_orders(conn, pledge_id) if o.status != "open"]
         try:
             for t in trades:
-                if f"sale:{t['market_id']}:trade:{t['trade_id']}" not in done:
-                    await sale_settled(rt, pledge_id, t["market_id"], t["trade_id"])
+                if f"sale:{t.market_id}:trade:{t.trade_id}" not in done:
+                    await sale_settled(rt, pledge_id, t.market_id, t.trade_id)
                     booked += 1
             for o in ended:
-                if f"sale:{o['market_id']}:ended:{o['id']}" not in done:
-                    await sale_ended(rt, pledge_id, o["market_id"], o["id"])
+                if f"sale:{o.market_id}:ended:{o.id}" not in done:
+                    await sale_ended(rt, pledge_id, o.market_id, o.id)
                     booked += 1
         except DomainError as exc:
             log.warning("pledge %s: sale reconciliation stopped: %s %s", pledge_id, exc.code, exc.message)

@@ -148,8 +148,8 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
             else:
                 taken = await repo.reference_taken(conn, refs)
                 if taken:
-                    raise DomainError("duplicate_reference", f"{taken['source']} {taken['reference']} is already "
-                                      f"registered (pledge {taken['pledge_id']})")
+                    raise DomainError("duplicate_reference", f"{taken.source} {taken.reference} is already "
+                                      f"registered (pledge {taken.pledge_id})")
                 pledge_id = await repo.next_pledge_id(conn)
                 number = f"ENVX-ZY-{pledge_id:08d}"
                 state = lifecycle.apply({}, "filed", {"set": changes})
@@ -165,7 +165,7 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
             if prior is None:
                 taken = await repo.reference_taken(conn, refs)
                 raise DomainError("duplicate_reference", "an external reference of this filing was registered "
-                                  f"concurrently (pledge {taken['pledge_id'] if taken else '?'})") from None
+                                  f"concurrently (pledge {taken.pledge_id if taken else '?'})") from None
             check_replay(prior.fingerprint, fp)
             pledge_id = int(prior.pledge_id)
     return await get(rt, who, pledge_id)
@@ -276,8 +276,8 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
         if refs:
             taken = await repo.reference_taken(conn, refs)
             if taken:
-                raise DomainError("duplicate_reference", f"{taken['source']} {taken['reference']} is already "
-                                  f"registered (pledge {taken['pledge_id']})")
+                raise DomainError("duplicate_reference", f"{taken.source} {taken.reference} is already "
+                                  f"registered (pledge {taken.pledge_id})")
             await repo.add_references(conn, p.id, refs)
         if not changes and not refs:
             raise Invalid("nothing_to_amend", "the amendment changes nothing")

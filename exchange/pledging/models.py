@@ -301,3 +301,73 @@ class Freeze:
 
 def _spans(v: Any) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in (v or [])]
+
+
+@dataclass(frozen=True, slots=True)
+class TakenReference:
+    """An external reference (中登网 登记证明编号, a bank's own number) already registered, and by which pledge."""
+
+    source: str
+    reference: str
+    pledge_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaleOrder:
+    """A listing or auction lot selling (part of) an escrowed lot (`orders` marked as its enforcement sale)."""
+
+    market_id: str
+    id: int
+    kind: str
+    status: str
+    price: int | None
+    qty: int
+    open_qty: int
+    filled_qty: int
+    filled_notional: int
+    fees: int
+    reason: str | None
+    hold_id: int | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> SaleOrder:
+        return cls(r.market_id, int(r.id), r.kind, r.status, r.price, int(r.qty), int(r.open_qty), int(r.filled_qty),
+                   int(r.filled_notional), int(r.fees), r.reason, r.hold_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    """The order a client id placed, with what it was placed for (`purpose`)."""
+
+    market_id: str
+    id: int
+    qty: int
+    purpose: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaleTrade:
+    """A settled trade of a sale order, from the seller's side: price per unit, quantity, notional, fee in fen."""
+
+    market_id: str
+    trade_id: int
+    price: int
+    qty: int
+    notional: int
+    seller_fee: int
+    sell_order: int
+
+    @classmethod
+    def from_row(cls, r: Any) -> SaleTrade:
+        return cls(r.market_id, int(r.trade_id), int(r.price), int(r.qty), int(r.notional), int(r.seller_fee),
+                   int(r.sell_order))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTerms:
+    """What decides how long a batch's units stay usable: its instrument's kind and attributes, its own."""
+
+    batch: int
+    kind: str
+    instrument_attributes: dict[str, Any]
+    batch_attributes: dict[str, Any]

@@ -18,14 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.pledging.models import (
     JSON,
     PROJECTED,
+    BatchTerms,
     Claim,
     Delivery,
     DueDelivery,
     Freeze,
     Mark,
+    PlacedOrder,
     Pledge,
     PledgeEvent,
     PublicRetirement,
+    SaleOrder,
+    SaleTrade,
+    TakenReference,
     WebhookEndpoint,
     jsonable,
     typed_value,
@@ -131,12 +136,12 @@ async def add_references(conn: AsyncConnection, pledge_id: int, refs: list[tuple
                            {"s": source, "r": reference, "p": pledge_id})
 
 
-async def reference_taken(conn: AsyncConnection, refs: list[tuple[str, str]]) -> dict[str, Any] | None:
+async def reference_taken(conn: AsyncConnection, refs: list[tuple[str, str]]) -> TakenReference | None:
     for source, reference in refs:
         row = (await conn.execute(text("SELECT pledge_id FROM pledge_references WHERE source = :s AND reference = :r"),
                                   {"s": source, "r": reference})).first()
         if row:
-            return {"source": source, "reference": reference, "pledge_id": row.pledge_id}
+            return TakenReference(source, reference, int(row.pledge_id))
     return None
 
 
@@ -351,14 +356,14 @@ async def insert_valuation(conn: AsyncConnection, pledge_id: int, as_of: date, p
     return bool(res.rowcount)
 
 
-async def usable_attributes(conn: AsyncConnection, instrument: str, batches: list[int]) -> list[dict[str, Any]]:
+async def usable_attributes(conn: AsyncConnection, instrument: str, batches: list[int]) -> list[BatchTerms]:
     """Instrument and batch attributes of the given batches of the instrument (for usable deadlines)."""
     rows = await conn.execute(text("""
         SELECT b.id AS batch, i.kind, i.attributes AS instrument_attributes,
                COALESCE(r.attributes, '{}'::jsonb) AS batch_attributes
         FROM unnest(CAST(:b AS bigint[])) AS b(id) JOIN instruments i ON i.code = :i
         LEFT JOIN issuance_requests r ON r.batch_id = b.id"""), {"i": instrument, "b": batches})
-    return [dict(r._mapping) for r in rows]
+    return [BatchTerms(int(r.batch), r.kind, r.instrument_attributes or {}, r.batch_attributes or {}) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- ledger reads
@@ -607,37 +612,37 @@ def jsonable_deep(value: Any) -> Any:
 
 
 
-async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[SaleOrder]:
     """The listings and auctions that sell (part of) a registration's lot, oldest first."""
     rows = await conn.execute(text("""
         SELECT market_id, id, kind, status, price, qty, open_qty, filled_qty, filled_notional, fees, reason, hold_id
         FROM orders WHERE purpose ? 'enforcement' AND (purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
         ORDER BY created_at, id"""), {"p": pledge_id})
-    return [dict(r._mapping) for r in rows]
+    return [SaleOrder.from_row(r) for r in rows]
 
 
-async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> dict[str, Any] | None:
+async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> PlacedOrder | None:
     row = (await conn.execute(text("""SELECT market_id, id, qty, purpose FROM orders
                                       WHERE participant_id = :p AND client_id = :c"""),
                               {"p": participant_id, "c": client_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else PlacedOrder(row.market_id, int(row.id), int(row.qty), row.purpose)
 
 
-async def sale_trades(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+async def sale_trades(conn: AsyncConnection, pledge_id: int) -> list[SaleTrade]:
     """Settled trades of a registration's sale orders (the seller's side), in trade order."""
     rows = await conn.execute(text("""
         SELECT t.market_id, t.trade_id, t.price, t.qty, t.notional, t.seller_fee, t.sell_order
         FROM trades t JOIN orders o ON o.market_id = t.market_id AND o.id = t.sell_order
         WHERE o.purpose ? 'enforcement' AND (o.purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
         ORDER BY t.market_id, t.trade_id"""), {"p": pledge_id})
-    return [dict(r._mapping) for r in rows]
+    return [SaleTrade.from_row(r) for r in rows]
 
 
-async def trade(conn: AsyncConnection, market_id: str, trade_id: int) -> dict[str, Any] | None:
+async def trade(conn: AsyncConnection, market_id: str, trade_id: int) -> SaleTrade | None:
     row = (await conn.execute(text("""SELECT market_id, trade_id, price, qty, notional, seller_fee, sell_order
                                       FROM trades WHERE market_id = :m AND trade_id = :t"""),
                               {"m": market_id, "t": trade_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else SaleTrade.from_row(row)
 
 
 

@@ -78,7 +78,7 @@ async def _deadline_check(conn: AsyncConnection, p: Pledge, as_of: date, horizon
     deadlines = []
     batches = await ledger.batches_covering(conn, p.instrument, p.serials)
     for a in await repo.usable_attributes(conn, p.instrument, batches):
-        d = val.usable_deadline(a["kind"], a["instrument_attributes"] or {}, a["batch_attributes"] or {})
+        d = val.usable_deadline(a.kind, a.instrument_attributes or {}, a.batch_attributes or {})
         if d is not None:
             deadlines.append(d)
     if not deadlines:

@@ -126,7 +126,7 @@ async def expire_due(rt: Runtime, at: datetime | None = None) -> list[int]:
                 info: dict[str, Any] = {}
                 changes: dict[str, Any] = {}
                 if method == "exchange":
-                    if any(o["status"] == "open" for o in await repo.sale_orders(conn, p.id)) or \
+                    if any(o.status == "open" for o in await repo.sale_orders(conn, p.id)) or \
                             await unbooked(conn, p.id):
                         continue  # the sale ends, and every settlement of it is paid out, first
                     e = dict(p.running)
