@@ -371,3 +371,54 @@ class BatchTerms:
     kind: str
     instrument_attributes: dict[str, Any]
     batch_attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PublicPledge:
+    """A line of the public pledge register: a lot's lock (rank 1) or a registered junior claim on it."""
+
+    kind: str  # "pledge" or "junior_claim"
+    lot_number: str
+    rank_on_lot: int
+    claim_id: int | None
+    registration_no: int
+    registered_at: datetime
+    status: str
+    pledgee_name: str
+    term_start: date | None
+    term_end: date
+    refs: list[dict[str, str]]
+    instrument: str
+    decimals: int
+    quantity: int
+    serials: list[list[int]]
+    pledgor_name: str
+    pledgor_uscc: str | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> PublicPledge:
+        m = r._mapping
+        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class PublicFreeze:
+    """A line of the public register of judicial freezes (no notice number, no participant id)."""
+
+    freeze_no: int
+    case_number: str
+    instrument: str
+    decimals: int
+    quantity: int
+    serials: list[list[int]]
+    term_start: date
+    term_end: date
+    created_at: datetime
+    court_name: str
+    holder_name: str
+    holder_uscc: str | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> PublicFreeze:
+        m = r._mapping
+        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})

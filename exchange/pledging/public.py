@@ -18,7 +18,7 @@ from exchange.core.errors import Invalid
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_text
 from exchange.pledging import repository as repo
-from exchange.pledging.models import PublicRetirement
+from exchange.pledging.models import PublicFreeze, PublicPledge, PublicRetirement
 from exchange.pledging.values import (
     now,
     ranges_of,
@@ -70,29 +70,30 @@ def get_signer(rt: Runtime) -> Signer:
     return signer
 
 
-def _public_row(kind: str, r: dict[str, Any]) -> dict[str, Any]:
+def _pledge_row(r: PublicPledge) -> dict[str, Any]:
     """One result of the public inquiry: what the register publishes, nothing else -- no balances, no
     loan contracts or amounts, no notice numbers, no participant ids. A USCC is an organisation's
     public identifier (it is on its business licence) and is shown; a person's ID number never is."""
-    dec = r["decimals"]
-    serials = [{"start": s, "end": e} for s, e in ranges_of(r.get("serials"))]
-    if kind == "pledges":
-        junior = r["kind"] == "junior_claim"
-        return {"type": r["kind"], "registration_number": f"{r['lot_number']}-J{r['claim_id']}" if junior
-                else r["lot_number"], "lot_registration_number": r["lot_number"], "rank_on_lot": r["rank_on_lot"],
-                "registration_no": r["registration_no"], "status": r["status"],
-                "pledgor": r["pledgor_name"], "pledgor_uscc": r["pledgor_uscc"], "pledgee": r["pledgee_name"],
-                "instrument": r["instrument"], "quantity": to_text(r["quantity"], dec), "serials": serials,
-                "term_start": r["term_start"].isoformat() if r["term_start"] else None,
-                "term_end": r["term_end"].isoformat(),
-                "registered_at": repo.jsonable(r["registered_at"]), "references": r["refs"]}
-    if kind == "freezes":
-        return {"freeze_no": r["freeze_no"], "court": r["court_name"], "case_number": r["case_number"],
-                "holder": r["holder_name"], "holder_uscc": r["holder_uscc"], "instrument": r["instrument"],
-                "quantity": to_text(r["quantity"], dec), "serials": serials,
-                "term_start": r["term_start"].isoformat(), "term_end": r["term_end"].isoformat(),
-                "frozen_at": repo.jsonable(r["created_at"])}
-    raise AssertionError(f"unknown public record {kind!r}")
+    junior = r.kind == "junior_claim"
+    return {"type": r.kind, "registration_number": f"{r.lot_number}-J{r.claim_id}" if junior else r.lot_number,
+            "lot_registration_number": r.lot_number, "rank_on_lot": r.rank_on_lot,
+            "registration_no": r.registration_no, "status": r.status,
+            "pledgor": r.pledgor_name, "pledgor_uscc": r.pledgor_uscc, "pledgee": r.pledgee_name,
+            "instrument": r.instrument, "quantity": to_text(r.quantity, r.decimals), "serials": _spans(r.serials),
+            "term_start": r.term_start.isoformat() if r.term_start else None, "term_end": r.term_end.isoformat(),
+            "registered_at": repo.jsonable(r.registered_at), "references": r.refs}
+
+
+def _freeze_row(r: PublicFreeze) -> dict[str, Any]:
+    return {"freeze_no": r.freeze_no, "court": r.court_name, "case_number": r.case_number,
+            "holder": r.holder_name, "holder_uscc": r.holder_uscc, "instrument": r.instrument,
+            "quantity": to_text(r.quantity, r.decimals), "serials": _spans(r.serials),
+            "term_start": r.term_start.isoformat(), "term_end": r.term_end.isoformat(),
+            "frozen_at": repo.jsonable(r.created_at)}
+
+
+def _spans(serials: list[list[int]] | None) -> list[dict[str, int]]:
+    return [{"start": s, "end": e} for s, e in ranges_of(serials)]
 
 
 def _retirement_row(r: PublicRetirement) -> dict[str, Any]:
@@ -133,11 +134,11 @@ async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str |
         if kind == "pledges":
             rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
                                              limit=limit, today=today())
-            results = [_public_row(kind, r) for r in rows]
+            results = [_pledge_row(r) for r in rows]
         elif kind == "freezes":
-            rows = await repo.public_freezes(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
-                                             limit=limit)
-            results = [_public_row(kind, r) for r in rows]
+            found = await repo.public_freezes(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
+                                              limit=limit)
+            results = [_freeze_row(r) for r in found]
         else:
             results = [_retirement_row(r) for r in await _retirements(conn, name=name, uscc=uscc, serial=serial,
                                                                         instrument=instrument, limit=limit)]

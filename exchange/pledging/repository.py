@@ -27,6 +27,8 @@ from exchange.pledging.models import (
     PlacedOrder,
     Pledge,
     PledgeEvent,
+    PublicFreeze,
+    PublicPledge,
     PublicRetirement,
     SaleOrder,
     SaleTrade,
@@ -498,7 +500,7 @@ def _who(alias: str) -> str:
 
 
 async def public_pledges(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
-                         instrument: str | None, limit: int, today: date) -> list[dict[str, Any]]:
+                         instrument: str | None, limit: int, today: date) -> list[PublicPledge]:
     """Active registrations on matching lots, each followed by the registered junior claims ranking on
     the same lot (rank 1 is the lock holder, juniors by registration number). No amounts."""
     rows = await conn.execute(text(f"""
@@ -533,11 +535,11 @@ async def public_pledges(conn: AsyncConnection, *, name: str | None, uscc: str |
         SELECT * FROM ranked ORDER BY lot_no, rank_on_lot LIMIT :limit"""),
         {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit,
          "today": today})
-    return [dict(r._mapping) for r in rows]
+    return [PublicPledge.from_row(r) for r in rows]
 
 
 async def public_freezes(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
-                         instrument: str | None, limit: int) -> list[dict[str, Any]]:
+                         instrument: str | None, limit: int) -> list[PublicFreeze]:
     rows = await conn.execute(text(f"""
         SELECT f.id, f.freeze_no, f.case_number, f.instrument, i.decimals, f.quantity, f.serials, f.term_start,
                f.term_end, f.created_at, c.name AS court_name, h.name AS holder_name, h.uscc AS holder_uscc
@@ -547,7 +549,7 @@ async def public_freezes(conn: AsyncConnection, *, name: str | None, uscc: str |
           AND {_IN_SERIALS.format(col='f.serials')} AND {_INST.format(col='f.instrument')}
         ORDER BY f.freeze_no LIMIT :limit"""),
         {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
-    return [dict(r._mapping) for r in rows]
+    return [PublicFreeze.from_row(r) for r in rows]
 
 
 async def named_holders(conn: AsyncConnection, *, name: str | None, uscc: str | None) -> tuple[list[int], list[int]]:
