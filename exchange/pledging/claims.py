@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,10 +16,10 @@ from exchange.core.units import CNY_DECIMALS, to_base
 from exchange.pledging import repository as repo
 from exchange.pledging.models import Claim, Pledge
 from exchange.pledging.recording import (
-    mutate,
     record_event,
     require_pledgor,
     require_unfrozen,
+    run,
 )
 from exchange.pledging.refusals import translate_refusals
 from exchange.pledging.values import (
@@ -28,7 +27,9 @@ from exchange.pledging.values import (
     today,
 )
 from exchange.pledging.views import (
-    claim_view,
+    ClaimView,
+    PledgeView,
+    get,
     role_of,
 )
 from pledges import lifecycle
@@ -39,7 +40,7 @@ from pledges import visibility as vis
 
 @translate_refusals
 async def file_claim(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, loan_contract: str,
-                     amount: str, term_end: date, reference: str | None) -> dict[str, Any]:
+                     amount: str, term_end: date, reference: str | None) -> ClaimView:
     """A second-ranking creditor records its claim on a pledged lot; it counts once the pledgor confirms.
 
     A lot in the public register (active or being enforced) may be claimed on by any bank; anything
@@ -66,14 +67,14 @@ async def file_claim(rt: Runtime, who: Principal, client_id: str, pledge_id: int
                                                         "amount": fen, "term_end": term_end.isoformat()},
                       actor=who.actor, client_id=client_id, fp=fp, notify=(who.participant_id,))
 
-    await mutate(rt, who, client_id, pledge_id, fp, body, visible=visible, answer=False)
+    await run(rt, who, client_id, pledge_id, fp, body, visible=visible)
     async with rt.read() as conn:
         event = await repo.event_by_client(conn, who.actor, client_id)
         assert event is not None and event.type == "claim_filed"
         return await _claim_answer(conn, int(event.data["claim"]))
 
 
-async def _claim_answer(conn: AsyncConnection, claim_id: int) -> dict[str, Any]:
+async def _claim_answer(conn: AsyncConnection, claim_id: int) -> ClaimView:
     """One claim as its claimant sees it: its own terms, status and rank, and which lot it is on."""
     cl = await repo.get_claim(conn, claim_id)
     assert cl is not None
@@ -82,16 +83,15 @@ async def _claim_answer(conn: AsyncConnection, claim_id: int) -> dict[str, Any]:
         live = await repo.claims_of(conn, cl.pledge_id, ("registered",))
         rank = 2 + sorted(x.rank_no for x in live).index(cl.rank_no)
     lot = await repo.get_pledge(conn, cl.pledge_id)
-    number = None if lot is None else lot.number
-    return {**claim_view(cl, rank), "pledge_id": cl.pledge_id, "pledge_number": number}
+    return ClaimView(cl, rank, None if lot is None else lot.number)
 
 
 async def _claim_mutation(rt: Runtime, who: Principal, client_id: str, claim_id: int, op: str,
-                          body: Callable[[AsyncConnection, Pledge, Claim, bytes], Awaitable[None]],
-                          *, answer_pledge: bool = True) -> dict[str, Any]:
+                          body: Callable[[AsyncConnection, Pledge, Claim, bytes], Awaitable[None]]) -> int:
     """Claim changes run under the lot's pledge row lock (pledge first, then claim: one lock order).
 
-    A claim is seen by its claimant and by the lot's parties; anyone else gets 404 as for no claim."""
+    A claim is seen by its claimant and by the lot's parties; anyone else gets 404 as for no claim. Returns
+    the lot's pledge id."""
     async with rt.read() as conn:
         claim = await repo.get_claim(conn, claim_id)
         lot = await repo.get_pledge(conn, claim.pledge_id) if claim is not None else None
@@ -110,16 +110,12 @@ async def _claim_mutation(rt: Runtime, who: Principal, client_id: str, claim_id:
             raise DomainError("claim_moved", "the claim moved to another pledge (its senior was released); retry")
         await body(conn, p, cl, fp)
 
-    out = await mutate(rt, who, client_id, int(claim.pledge_id), fp, wrapped, visible=seen,
-                        answer=answer_pledge)
-    if answer_pledge:
-        return out
-    async with rt.read() as conn:
-        return await _claim_answer(conn, claim_id)
+    await run(rt, who, client_id, claim.pledge_id, fp, wrapped, visible=seen)
+    return claim.pledge_id
 
 
 @translate_refusals
-async def confirm_claim(rt: Runtime, who: Principal, client_id: str, claim_id: int) -> dict[str, Any]:
+async def confirm_claim(rt: Runtime, who: Principal, client_id: str, claim_id: int) -> PledgeView:
     async def body(conn: AsyncConnection, p: Pledge, cl: Claim, fp: bytes) -> None:
         require_pledgor(who, p)
         if cl.status != "filed":
@@ -133,11 +129,11 @@ async def confirm_claim(rt: Runtime, who: Principal, client_id: str, claim_id: i
         await record_event(conn, p, "claim_registered", {}, info={"claim": claim_id, "registration_no": reg},
                       actor=who.actor, client_id=client_id, fp=fp, notify=(cl.claimant_id,))
 
-    return await _claim_mutation(rt, who, client_id, claim_id, "confirm_claim", body)
+    return await get(rt, who, await _claim_mutation(rt, who, client_id, claim_id, "confirm_claim", body))
 
 
 @translate_refusals
-async def release_claim(rt: Runtime, who: Principal, client_id: str, claim_id: int) -> dict[str, Any]:
+async def release_claim(rt: Runtime, who: Principal, client_id: str, claim_id: int) -> ClaimView:
     """The claimant gives up its claim; the answer is the claim (it sees the lot no longer)."""
     async def body(conn: AsyncConnection, p: Pledge, cl: Claim, fp: bytes) -> None:
         if who.participant_id != cl.claimant_id:
@@ -149,6 +145,8 @@ async def release_claim(rt: Runtime, who: Principal, client_id: str, claim_id: i
                            client_id=client_id,
                       fp=fp, notify=(cl.claimant_id,))
 
-    return await _claim_mutation(rt, who, client_id, claim_id, "release_claim", body, answer_pledge=False)
+    await _claim_mutation(rt, who, client_id, claim_id, "release_claim", body)
+    async with rt.read() as conn:
+        return await _claim_answer(conn, claim_id)
 
 

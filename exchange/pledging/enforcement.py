@@ -46,6 +46,7 @@ from exchange.pledging.values import (
     ranges_of,
     today,
 )
+from exchange.pledging.views import PledgeView
 from exchange.registry import participants
 from exchange.trading.pricing import notional
 from ledger import commands as c
@@ -76,7 +77,7 @@ async def _declare(conn: AsyncConnection, p: Pledge, who: Principal, notice: dic
 
 @translate_refusals
 async def declare_default(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, reference: str,
-                          notice_date: date, overdue_amount: str | None, note: str | None) -> dict[str, Any]:
+                          notice_date: date, overdue_amount: str | None, note: str | None) -> PledgeView:
     """The bank declares the secured loan in default (违约通知: its number and date): a ground for enforcement."""
     notice = {"reference": reference, "notice_date": notice_date, "overdue_amount": overdue_amount, "note": note}
     fp = fingerprint({"op": "declare_default", "pledge": pledge_id, **notice, "notice_date": notice_date.isoformat()})
@@ -180,7 +181,7 @@ async def distribute_once(conn: AsyncConnection, rt: Runtime, p: Pledge, e: dict
 async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, method: str, reason: str,
                   outstanding: str | None, price: str | None, buyer_id: int | None, fee: str | None,
                   claim: dict[str, str] | None = None, default_notice: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+                  ) -> PledgeView:
     """On a default (pledges.lifecycle.default_ground; `default_notice` declares one in the same step):
     `transfer` (折价: units to the bank at no less than the last mark, the bank pays out any surplus),
     `sale` (a negotiated sale the buyer accepts: DvP), or `exchange` (units to the bank's escrow, sold
@@ -291,7 +292,7 @@ async def _deliver(conn: AsyncConnection, who: Principal, p: Pledge, escrow: int
 
 
 @translate_refusals
-async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, price: str) -> dict[str, Any]:
+async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, price: str) -> PledgeView:
     """The buyer accepts the bank's sale: units against cash in one linked ledger group (DvP)."""
     fp = fingerprint({"op": "accept_sale", "pledge": pledge_id, "price": price})
 
@@ -330,7 +331,7 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
 
 
 @translate_refusals
-async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
     """Withdraw the enforcement: a negotiated sale not accepted, or an exchange sale before anything of
     the lot was sold and while no listing or auction of it runs (the lot is locked again, frozen units
     frozen again). After a partial sale the lot's rest stays in escrow for another sale; it ends when

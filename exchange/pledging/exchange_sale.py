@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,10 +33,10 @@ from exchange.pledging.recording import (
     kick,
     ledger_id,
     ledger_meta,
-    mutate,
     record_event,
     require_pledgee,
     require_unexpired,
+    run,
 )
 from exchange.pledging.refusals import translate_refusals
 from exchange.pledging.values import (
@@ -43,6 +44,7 @@ from exchange.pledging.values import (
     ranges_of,
 )
 from exchange.pledging.views import (
+    PledgeView,
     get,
 )
 from exchange.trading import auctions, orders
@@ -64,9 +66,17 @@ async def _unlisted(conn: AsyncConnection, e: dict[str, Any], instrument: str) -
     return rg.normalise((b.start_serial, b.end_serial) for b in blocks if b.hold is None)
 
 
+@dataclass(frozen=True, slots=True)
+class SaleStarted:
+    """A listing or auction of the escrowed lot placed: the registration now, and the order as GET shows it."""
+
+    pledge: PledgeView
+    order: dict[str, Any]
+
+
 @translate_refusals
 async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, market_id: str,
-                     quantity: str | None, price: str | None, auction: dict[str, Any] | None) -> dict[str, Any]:
+                     quantity: str | None, price: str | None, auction: dict[str, Any] | None) -> SaleStarted:
     """List (挂牌) or auction (单向竞价) unsold units of an escrowed lot on the market, on the pledgee's
     behalf: the order sells the named serials from the escrow, is paid into it, and is marked as the
     enforcement sale of the registration. Each settlement pays out by the waterfall (the sequencer's
@@ -107,7 +117,7 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
     async with rt.read() as conn:
         placed_before = await repo.order_by_client(conn, who.participant_id, order_cid)
     if placed_before is None:
-        await mutate(rt, who, client_id, pledge_id, fp, check, answer=False)
+        await run(rt, who, client_id, pledge_id, fp, check)
     else:  # a retry after the order was placed: record it if that did not happen, and answer
         if ((placed_before.purpose or {}).get("enforcement") or {}).get("pledge_id") != pledge_id:
             raise DomainError("idempotency_conflict", "this client id was already used for a different request")
@@ -123,7 +133,7 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
             done = await repo.event_by_client(conn, who.actor, client_id)
         assert done is not None and done.type == "sale_listed"
         order = await orders.get_order(rt, who, done.data["market_id"], int(done.data["order_id"]))
-        return {"pledge": await get(rt, who, pledge_id), "order": order}
+        return SaleStarted(await get(rt, who, pledge_id), order)
     if not plan.get("retry"):
         escrow = orders.EscrowSale(plan["escrow"], plan["serials"], pledge_id, plan["number"])
         qty_text = to_text(plan["qty"], plan["decimals"])
@@ -148,8 +158,8 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
                       client_id=client_id, fp=fp, notify=(p.pledgor_id,))
 
     if order["status"] != "rejected":
-        await mutate(rt, who, client_id, pledge_id, fp, listed, answer=False)
-    return {"pledge": await get(rt, who, pledge_id), "order": order}
+        await run(rt, who, client_id, pledge_id, fp, listed)
+    return SaleStarted(await get(rt, who, pledge_id), order)
 
 
 def settlement_hook(rt: Runtime) -> Callable[[str, list[dict[str, Any]]], Awaitable[None]]:
@@ -250,7 +260,7 @@ async def sale_settled(rt: Runtime, pledge_id: int, market_id: str, trade_id: in
                       notify=(p.pledgor_id, *(cl.claimant_id for cl in claims)))
         await _conclude(conn, rt, p, SYSTEM_ACTOR)
 
-    await mutate(rt, None, client, pledge_id, fp, body)
+    await run(rt, None, client, pledge_id, fp, body)
 
 
 @translate_refusals
@@ -273,7 +283,7 @@ async def sale_ended(rt: Runtime, pledge_id: int, market_id: str, order_id: int)
         if p.status == lifecycle.ENFORCING:
             await _conclude(conn, rt, p, SYSTEM_ACTOR)
 
-    await mutate(rt, None, client, pledge_id, fp, body)
+    await run(rt, None, client, pledge_id, fp, body)
 
 
 async def unbooked(conn: AsyncConnection, pledge_id: int) -> bool:

@@ -49,6 +49,7 @@ from exchange.pledging.values import (
     today,
 )
 from exchange.pledging.views import (
+    PledgeView,
     get,
 )
 from exchange.registry import encumbrances, expiry, instruments, participants
@@ -85,7 +86,7 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
                serials: list[tuple[int, int]] | None, loan_contract: str, secured_amount: str, term_start: date,
                term_end: date, grace_days: int, references: list[tuple[str, str]], haircut_bps: int | None,
                warning_bps: int | None, margin_call_bps: int | None, liquidation_bps: int | None,
-               transfer_on_default: bool, secured_scope: dict[str, Any] | None = None) -> dict[str, Any]:
+               transfer_on_default: bool, secured_scope: dict[str, Any] | None = None) -> PledgeView:
     """The bank files; nothing is locked until the pledgor confirms. `secured_scope` is the contract's
     担保范围 (pledges.scope; None: everything §389 covers), its caps in CNY decimal strings.
 
@@ -172,7 +173,7 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
 
 
 @translate_refusals
-async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -> dict[str, Any]:
+async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -> PledgeView:
     """The pledgor's consent: only now are the units locked (the registration takes effect)."""
     fp = fingerprint({"op": "confirm", "pledge": pledge_id})
 
@@ -212,7 +213,7 @@ def confirm_by(rt: Runtime, p: Pledge) -> datetime:
 
 
 async def _end_filing(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None, op: str,
-                     event: str, party: Callable[[Principal, Pledge], None]) -> dict[str, Any]:
+                     event: str, party: Callable[[Principal, Pledge], None]) -> PledgeView:
     """A filing ends before it locked anything: declined by the pledgor, withdrawn by the bank."""
     fp = fingerprint({"op": op, "pledge": pledge_id, "note": note})
 
@@ -225,12 +226,12 @@ async def _end_filing(rt: Runtime, who: Principal, client_id: str, pledge_id: in
 
 
 @translate_refusals
-async def decline(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+async def decline(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
     return await _end_filing(rt, who, client_id, pledge_id, note, "decline", "declined", require_pledgor)
 
 
 @translate_refusals
-async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
     return await _end_filing(rt, who, client_id, pledge_id, note, "withdraw", "withdrawn", require_pledgee)
 
 
@@ -241,7 +242,7 @@ async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, 
 async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, secured_amount: str | None,
                 loan_contract: str | None, haircut_bps: int | None, warning_bps: int | None,
                 margin_call_bps: int | None, liquidation_bps: int | None, transfer_on_default: bool | None,
-                add_references: list[tuple[str, str]], note: str | None) -> dict[str, Any]:
+                add_references: list[tuple[str, str]], note: str | None) -> PledgeView:
     """Terms the bank may change alone: anything before confirmation; after it, only what favours the
     pledgor or is the bank's own risk setting (a lower secured amount, haircut, thresholds, references)."""
     fp = fingerprint({"op": "amend", "pledge": pledge_id, "secured": secured_amount, "contract": loan_contract,
@@ -308,7 +309,7 @@ class _LockChange:
 
 async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: int, fp: bytes, op: str, *,
                        party: Callable[[Principal, Pledge], None],
-                       plan: Callable[[AsyncConnection, Pledge], Awaitable[_LockChange]]) -> dict[str, Any]:
+                       plan: Callable[[AsyncConnection, Pledge], Awaitable[_LockChange]]) -> PledgeView:
     """Extend, top up or partly release: the party and the state first, then the use case's `plan` (which
     checks what it changes, a freeze on the lot included), then the ledger step and the event in the pledge's
     transaction; a new quantity or set of serials is judged against the margin again."""
@@ -347,7 +348,7 @@ async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: i
 
 @translate_refusals
 async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, term_end: date,
-                 grace_days: int | None, note: str | None) -> dict[str, Any]:
+                 grace_days: int | None, note: str | None) -> PledgeView:
     """展期: the bank records the extension (as 中登网 lets the registrant do); the lock gets the new expiry."""
     fp = fingerprint({"op": "extend", "pledge": pledge_id, "term_end": term_end.isoformat(), "grace": grace_days,
                       "note": note})
@@ -364,7 +365,7 @@ async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
 
 @translate_refusals
 async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, quantity: str,
-                 serials: list[tuple[int, int]] | None) -> dict[str, Any]:
+                 serials: list[tuple[int, int]] | None) -> PledgeView:
     """The pledgor adds units to the lock (the usual cure of a margin call)."""
     fp = fingerprint({"op": "top_up", "pledge": pledge_id, "quantity": quantity, "serials": serials})
 
@@ -389,7 +390,7 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
 
 @translate_refusals
 async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, quantity: str | None,
-                          serials: list[tuple[int, int]] | None, note: str | None) -> dict[str, Any]:
+                          serials: list[tuple[int, int]] | None, note: str | None) -> PledgeView:
     """Give back part of the lock: named serials, or the highest ones. The rest stays locked, same priority."""
     fp = fingerprint({"op": "partial_release", "pledge": pledge_id, "quantity": quantity, "serials": serials,
                       "note": note})
@@ -416,7 +417,7 @@ async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id
 
 
 @translate_refusals
-async def release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+async def release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
     """解押. With registered junior claims on the lot, the first live one is promoted into the lock."""
     fp = fingerprint({"op": "release", "pledge": pledge_id, "note": note})
 

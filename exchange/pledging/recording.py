@@ -29,6 +29,7 @@ from exchange.pledging.values import (
     shown,
 )
 from exchange.pledging.views import (
+    PledgeView,
     get,
     role_of,
 )
@@ -106,16 +107,16 @@ async def _notify(conn: AsyncConnection, p: Pledge, ev: PledgeEvent, recipients:
 Visibility = Callable[[AsyncConnection, Pledge], Awaitable[bool]]
 
 
-async def mutate(rt: Runtime, who: Principal | None, client_id: str, pledge_id: int, fp: bytes,
-                  body: Callable[[AsyncConnection, Pledge], Awaitable[None]], *,
-                  actor: str | None = None, visible: Visibility | None = None,
-                  answer: bool = True) -> dict[str, Any]:
-    """Run `body` under the pledge's row lock unless this client id already did (then replay).
+async def run(rt: Runtime, who: Principal | None, client_id: str, pledge_id: int, fp: bytes,
+              body: Callable[[AsyncConnection, Pledge], Awaitable[None]], *, visible: Visibility | None = None
+              ) -> None:
+    """Run `body` under the pledge's row lock unless this client id already did (then replay): the use
+    case's one transaction. `who` None: the registry itself (a settlement, the worker).
 
     A caller who may not see the registration (by default: has no role on it, pledges.visibility) gets
     404, as for an id that does not exist, before any replay or state check. The event `body` records
     with the client id must use the same actor as the look-up here."""
-    actor = actor or (who.actor if who else SYSTEM_ACTOR)
+    actor = who.actor if who else SYSTEM_ACTOR
     async with rt.tx() as conn:
         p = await repo.lock_pledge(conn, pledge_id)
         if p is not None and who is not None:
@@ -129,7 +130,14 @@ async def mutate(rt: Runtime, who: Principal | None, client_id: str, pledge_id: 
         else:
             await body(conn, p)
     kick(rt)
-    return await get(rt, who, pledge_id) if who and answer else {}
+
+
+async def mutate(rt: Runtime, who: Principal, client_id: str, pledge_id: int, fp: bytes,
+                 body: Callable[[AsyncConnection, Pledge], Awaitable[None]], *, visible: Visibility | None = None
+                 ) -> PledgeView:
+    """`run`, then the registration as the caller sees it now."""
+    await run(rt, who, client_id, pledge_id, fp, body, visible=visible)
+    return await get(rt, who, pledge_id)
 
 
 def require_pledgee(who: Principal, p: Pledge) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +21,7 @@ from exchange.pledging.values import (
     shown,
 )
 from ledger import queries as ledger
+from ledger.queries import HeldBlock
 from pledges import lifecycle
 from pledges import ranges as rg
 from pledges import scope as sc
@@ -57,9 +59,69 @@ def claim_view(cl: Claim, rank: int | None) -> dict[str, Any]:
             "registered_at": cl.registered_at, "rank": rank, "paid": cny(cl.paid)}
 
 
-async def view_of(conn: AsyncConnection, p: Pledge, who: Principal) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ClaimView:
+    """One claim as its claimant sees it: its terms, status and rank (2 is the first junior), and its lot."""
+
+    claim: Claim
+    rank: int | None
+    pledge_number: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PledgeView:
+    """A registration as one caller may see it: the row, the blocks its lock holds now, the claims on its lot
+    with their ranks, its rank among the pledgor's live registrations, the caller's role and own claims."""
+
+    pledge: Pledge
+    blocks: list[HeldBlock]
+    claims: list[Claim]
+    claim_rank: dict[int, int]
+    rank: int | None
+    role: str
+    own: frozenset[int]
+
+    def fields(self) -> dict[str, Any]:
+        """The answer's fields the role may see (pledges.visibility.pledge_view), amounts and quantities as
+        decimal strings; api/schemas/pledges.py PledgeOut.of reads it."""
+        p, dec = self.pledge, self.pledge.decimals
+        locked = p.status in lifecycle.LOCKED and p.hold_id is not None
+        full = {
+            "id": p.id, "number": p.number, "status": p.status,
+            "pledgee": {"id": p.pledgee_id, "name": p.pledgee_name},
+            "pledgor": {"id": p.pledgor_id, "name": p.pledgor_name, "uscc": p.pledgor_uscc},
+            "instrument": p.instrument, "quantity": to_text(p.quantity, dec),
+            "requested_serials": [{"start": s, "end": e} for s, e in ranges_of(p.requested_serials)],
+            "serials": [{"start": s, "end": e} for s, e in ranges_of(p.serials)],
+            "blocks": [{"start": b.start_serial, "end": b.end_serial, "batch": b.batch,
+                        "quantity": to_text(b.size, dec),
+                        "serial": f"{b.instrument}-{b.batch}-{b.start_serial}-{b.end_serial}",
+                        "frozen_by": b.frozen_by} for b in self.blocks],
+            "hold_id": p.hold_id, "hold_url": f"/v1/ledger/entries/{p.hold_id}" if p.hold_id else None,
+            "registration_no": p.registration_no, "registered_at": p.registered_at,
+            "priority": {"rank_on_lot": 1 if locked else None, "rank_among_pledgor_registrations": self.rank},
+            "loan_contract": p.loan_contract, "secured_amount": cny(p.secured_amount),
+            "term_start": p.term_start, "term_end": p.term_end, "grace_days": p.grace_days,
+            "expires_at": p.expires_at, "references": p.refs,
+            "haircut_bps": p.effective_haircut_bps, "haircut_own": p.haircut_bps is not None,
+            "thresholds": {"warning_bps": p.warning_bps, "margin_call_bps": p.margin_call_bps,
+                           "liquidation_bps": p.liquidation_bps},
+            "margin": {"level": p.margin_level, "cure_deadline": p.cure_deadline,
+                       "price": cny(p.last_price), "value": cny(p.last_value),
+                       "ratio_bps": p.last_ratio_bps, "as_of": p.last_valued_on},
+            "transfer_on_default": p.transfer_on_default,
+            "secured_scope": present(sc.Scope.of(p.secured_scope).to_json(), dec),
+            "declared_default": present(p.declared_default, dec),
+            "claims": [claim_view(cl, self.claim_rank.get(cl.id)) for cl in self.claims],
+            "enforcement": present(enforcement_view(p.enforcement), dec),
+            "promoted_from_claim": p.promoted_from_claim,
+            "created_at": p.created_at, "updated_at": p.updated_at, "version": p.version,
+        }
+        return vis.pledge_view(full, self.role, set(self.own))
+
+
+async def view_of(conn: AsyncConnection, p: Pledge, who: Principal) -> PledgeView:
     """The registration as the caller may see it (pledges.visibility.pledge_view)."""
-    dec = p.decimals
     locked = p.status in lifecycle.LOCKED and p.hold_id is not None
     blocks = await ledger.held_blocks(conn, p.hold) if locked else []
     claims = await repo.claims_of(conn, p.id)
@@ -72,47 +134,17 @@ async def view_of(conn: AsyncConnection, p: Pledge, who: Principal) -> dict[str,
     claim_rank = {cl.id: i for i, cl in enumerate(sorted(live, key=lambda x: x.rank_no), start=2)}
     rank = (await repo.priority_rank(conn, p.pledgor_id, p.instrument, p.registration_no)
             if locked and p.registration_no else None)
-    enforcement = p.enforcement
-    full = {
-        "id": p.id, "number": p.number, "status": p.status,
-        "pledgee": {"id": p.pledgee_id, "name": p.pledgee_name},
-        "pledgor": {"id": p.pledgor_id, "name": p.pledgor_name, "uscc": p.pledgor_uscc},
-        "instrument": p.instrument, "quantity": to_text(p.quantity, dec),
-        "requested_serials": [{"start": s, "end": e} for s, e in ranges_of(p.requested_serials)],
-        "serials": [{"start": s, "end": e} for s, e in ranges_of(p.serials)],
-        "blocks": [{"start": b.start_serial, "end": b.end_serial, "batch": b.batch, "quantity": to_text(b.size, dec),
-                    "serial": f"{b.instrument}-{b.batch}-{b.start_serial}-{b.end_serial}",
-                    "frozen_by": b.frozen_by} for b in blocks],
-        "hold_id": p.hold_id, "hold_url": f"/v1/ledger/entries/{p.hold_id}" if p.hold_id else None,
-        "registration_no": p.registration_no, "registered_at": p.registered_at,
-        "priority": {"rank_on_lot": 1 if locked else None, "rank_among_pledgor_registrations": rank},
-        "loan_contract": p.loan_contract, "secured_amount": cny(p.secured_amount),
-        "term_start": p.term_start, "term_end": p.term_end, "grace_days": p.grace_days,
-        "expires_at": p.expires_at, "references": p.refs,
-        "haircut_bps": p.effective_haircut_bps, "haircut_own": p.haircut_bps is not None,
-        "thresholds": {"warning_bps": p.warning_bps, "margin_call_bps": p.margin_call_bps,
-                       "liquidation_bps": p.liquidation_bps},
-        "margin": {"level": p.margin_level, "cure_deadline": p.cure_deadline,
-                   "price": cny(p.last_price), "value": cny(p.last_value),
-                   "ratio_bps": p.last_ratio_bps, "as_of": p.last_valued_on},
-        "transfer_on_default": p.transfer_on_default,
-        "secured_scope": present(sc.Scope.of(p.secured_scope).to_json(), dec),
-        "declared_default": present(p.declared_default, dec),
-        "claims": [claim_view(cl, claim_rank.get(cl.id)) for cl in claims],
-        "enforcement": present(enforcement_view(enforcement), dec), "promoted_from_claim": p.promoted_from_claim,
-        "created_at": p.created_at, "updated_at": p.updated_at, "version": p.version,
-    }
-    return vis.pledge_view(full, who_role, {cl.id for cl in own})
+    return PledgeView(p, blocks, claims, claim_rank, rank, who_role, frozenset(cl.id for cl in own))
 
 
-async def get(rt: Runtime, who: Principal, pledge_id: int) -> dict[str, Any]:
+async def get(rt: Runtime, who: Principal, pledge_id: int) -> PledgeView:
     async with rt.read() as conn:
         p, _ = await visible_pledge(conn, who, pledge_id)
         return await view_of(conn, p, who)
 
 
 async def listing(rt: Runtime, who: Principal, *, status: str | None, role: str | None, after: int,
-                  limit: int) -> list[dict[str, Any]]:
+                  limit: int) -> list[PledgeView]:
     viewer = None if who.kind in SEES_ALL else who.participant_id
     async with rt.read() as conn:
         rows = await repo.list_pledges(conn, viewer=viewer, status=status, role=role, after=after, limit=limit)
