@@ -28,7 +28,7 @@ from exchange.pledging.frozen_lots import (
     handover,
     return_units,
 )
-from exchange.pledging.models import Claim, Pledge
+from exchange.pledging.models import Claim, Pledge, jsonable_deep
 from exchange.pledging.recording import (
     cut_pieces,
     ledger_id,
@@ -202,7 +202,7 @@ async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *
         if default_notice:
             p = await _declare(conn, p, who, default_notice)
         ground = lifecycle.default_ground(p.state(), now())
-        base = {"method": method, "reason": reason, "ground": repo.jsonable_deep(ground), "claim": parts,
+        base = {"method": method, "reason": reason, "ground": jsonable_deep(ground), "claim": parts,
                 "fee": fee_fen, "declared_at": now().isoformat(), "declared_by": who.actor}
         if method == "sale":
             await _propose_sale(conn, rt, who, p, base, price, buyer_id, client_id, fp)

@@ -26,7 +26,7 @@ from exchange.core.units import CNY_DECIMALS, iso, to_base
 from exchange.pledging import repository as repo
 from exchange.pledging import webhooks
 from exchange.pledging.accounts import account_of, escrow_account, yours
-from exchange.pledging.models import Claim, Pledge
+from exchange.pledging.models import Claim, Pledge, jsonable
 from exchange.pledging.recording import (
     cut_pieces,
     ledger_id,
@@ -469,7 +469,7 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge
                "margin_call_bps": val.DEFAULT_MARGIN_CALL_BPS, "liquidation_bps": val.DEFAULT_LIQUIDATION_BPS,
                "transfer_on_default": False, "margin_level": "ok", "hold_id": lock.seq,
                # Priority is kept: the claim's own registration number and time.
-               "registration_no": first.registration_no, "registered_at": repo.jsonable(first.registered_at),
+               "registration_no": first.registration_no, "registered_at": jsonable(first.registered_at),
                "promoted_from_claim": first.id}
     state = lifecycle.apply({}, "promoted", {"set": changes})
     await repo.insert_pledge(conn, new_id, number, state)

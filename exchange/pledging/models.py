@@ -110,6 +110,14 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def jsonable_deep(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: jsonable_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable_deep(v) for v in value]
+    return jsonable(value)
+
+
 def typed_value(key: str, value: Any) -> Any:
     """A projected value as the row holds it (the inverse of `jsonable` for dates and times)."""
     if isinstance(value, str) and key in DATES:

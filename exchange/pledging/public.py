@@ -18,7 +18,7 @@ from exchange.core.errors import Invalid
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_text
 from exchange.pledging import repository as repo
-from exchange.pledging.models import PublicFreeze, PublicPledge, PublicRetirement
+from exchange.pledging.models import PublicFreeze, PublicPledge, PublicRetirement, jsonable
 from exchange.pledging.values import (
     now,
     ranges_of,
@@ -81,7 +81,7 @@ def _pledge_row(r: PublicPledge) -> dict[str, Any]:
             "pledgor": r.pledgor_name, "pledgor_uscc": r.pledgor_uscc, "pledgee": r.pledgee_name,
             "instrument": r.instrument, "quantity": to_text(r.quantity, r.decimals), "serials": _spans(r.serials),
             "term_start": r.term_start.isoformat() if r.term_start else None, "term_end": r.term_end.isoformat(),
-            "registered_at": repo.jsonable(r.registered_at), "references": r.refs}
+            "registered_at": jsonable(r.registered_at), "references": r.refs}
 
 
 def _freeze_row(r: PublicFreeze) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def _freeze_row(r: PublicFreeze) -> dict[str, Any]:
             "holder": r.holder_name, "holder_uscc": r.holder_uscc, "instrument": r.instrument,
             "quantity": to_text(r.quantity, r.decimals), "serials": _spans(r.serials),
             "term_start": r.term_start.isoformat(), "term_end": r.term_end.isoformat(),
-            "frozen_at": repo.jsonable(r.created_at)}
+            "frozen_at": jsonable(r.created_at)}
 
 
 def _spans(serials: list[list[int]] | None) -> list[dict[str, int]]:

@@ -23,7 +23,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import iso, to_text
 from exchange.pledging import repository as repo
 from exchange.pledging import webhooks
-from exchange.pledging.models import Pledge, PledgeEvent
+from exchange.pledging.models import Pledge, PledgeEvent, jsonable_deep
 from exchange.pledging.values import (
     now,
     shown,
@@ -78,10 +78,10 @@ async def record_event(conn: AsyncConnection, p: Pledge, event_type: str, change
                        ) -> Pledge:
     """Append one event, update the projection from it, queue the webhooks: one transaction. Returns
     the registration as the event left it (the next ledger step's client id counts the new version)."""
-    changes = repo.jsonable_deep(changes)
+    changes = jsonable_deep(changes)
     state = lifecycle.apply(p.state(), event_type, {"set": changes})
     await repo.write_state(conn, p.id, state)
-    ev = await repo.add_event(conn, p.id, event_type, {"set": changes, **repo.jsonable_deep(info or {})},
+    ev = await repo.add_event(conn, p.id, event_type, {"set": changes, **jsonable_deep(info or {})},
                               list(seqs), actor, client_id, fp)
     p = p.with_state(state)
     if event_type in lifecycle.NOTIFY:

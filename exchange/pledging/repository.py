@@ -595,14 +595,6 @@ async def get_claim(conn: AsyncConnection, claim_id: int) -> Claim | None:
     return None if row is None else Claim.from_row(row)
 
 
-def jsonable_deep(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: jsonable_deep(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable_deep(v) for v in value]
-    return jsonable(value)
-
-
 
 
 

@@ -12,7 +12,7 @@ from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.pledging import repository as repo
-from exchange.pledging.models import Pledge
+from exchange.pledging.models import Pledge, jsonable
 from exchange.pledging.recording import (
     kick,
     record_event,
@@ -54,7 +54,7 @@ async def _margin_event(conn: AsyncConnection, p: Pledge, new: str, value: int, 
     kind = _CALL_EVENT[new] if val.worse(new, old) or new == "margin_call" else "cured"
     return await record_event(conn, p, kind, {"margin_level": new, "cure_deadline": cure},
                   info={"level": new, "previous_level": old, "value": value, "ratio_bps": ratio,
-                        "secured_amount": p.secured_amount, "cure_deadline": repo.jsonable(cure),
+                        "secured_amount": p.secured_amount, "cure_deadline": jsonable(cure),
                         "price": p.last_price, "quantity": p.quantity},
                   actor=actor, notify=(p.pledgor_id,))  # the pledgor is the one who must cure
 
@@ -159,7 +159,7 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
             p = await _margin_event(conn, p, level, value, ratio, deadline, actor)
             await _deadline_check(conn, p, as_of, horizon, actor)
             results.append({"pledge_id": p.id, "number": p.number, "value": cny(value), "ratio_bps": ratio,
-                            "level": level, "cure_deadline": repo.jsonable(p.cure_deadline)})
+                            "level": level, "cure_deadline": jsonable(p.cure_deadline)})
     kick(rt)
     return {"instrument": instrument, "as_of": as_of, "price": cny(price_fen), "pledges": results}
 
