@@ -79,8 +79,7 @@ class Pledge:
 
     @classmethod
     def from_row(cls, r: Any) -> Pledge:
-        m = r._mapping
-        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+        return cls(**by_name(cls, r))
 
     @property
     def hold(self) -> int:
@@ -118,6 +117,12 @@ def jsonable_deep(value: Any) -> Any:
     return jsonable(value)
 
 
+def by_name(cls: type[Any], r: Any) -> dict[str, Any]:
+    """A row's columns by the names of the dataclass's fields (the query selects each of them)."""
+    m = r._mapping
+    return {f.name: m[f.name] for f in dataclasses.fields(cls)}
+
+
 def typed_value(key: str, value: Any) -> Any:
     """A projected value as the row holds it (the inverse of `jsonable` for dates and times)."""
     if isinstance(value, str) and key in DATES:
@@ -129,7 +134,8 @@ def typed_value(key: str, value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A ranked (junior) claim on a pledged lot (`pledge_claims`), with its claimant's name."""
+    """A ranked (junior) claim on a pledged lot (`pledge_claims`), with its claimant's name: paid after the
+    lock holder by the waterfall, promoted into the lock when the senior registration is released."""
 
     id: int
     pledge_id: int
@@ -313,44 +319,12 @@ def _spans(v: Any) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True, slots=True)
 class TakenReference:
-    """An external reference (中登网 登记证明编号, a bank's own number) already registered, and by which pledge."""
+    """An external reference (中登网 登记证明编号, a bank's own number) already registered, and by which
+    pledge: a reference names one registration of its source registry only."""
 
     source: str
     reference: str
     pledge_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class SaleOrder:
-    """A listing or auction lot selling (part of) an escrowed lot (`orders` marked as its enforcement sale)."""
-
-    market_id: str
-    id: int
-    kind: str
-    status: str
-    price: int | None
-    qty: int
-    open_qty: int
-    filled_qty: int
-    filled_notional: int
-    fees: int
-    reason: str | None
-    hold_id: int | None
-
-    @classmethod
-    def from_row(cls, r: Any) -> SaleOrder:
-        return cls(r.market_id, int(r.id), r.kind, r.status, r.price, int(r.qty), int(r.open_qty), int(r.filled_qty),
-                   int(r.filled_notional), int(r.fees), r.reason, r.hold_id)
-
-
-@dataclass(frozen=True, slots=True)
-class PlacedOrder:
-    """The order a client id placed, with what it was placed for (`purpose`)."""
-
-    market_id: str
-    id: int
-    qty: int
-    purpose: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,8 +379,7 @@ class PublicPledge:
 
     @classmethod
     def from_row(cls, r: Any) -> PublicPledge:
-        m = r._mapping
-        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+        return cls(**by_name(cls, r))
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,5 +401,4 @@ class PublicFreeze:
 
     @classmethod
     def from_row(cls, r: Any) -> PublicFreeze:
-        m = r._mapping
-        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+        return cls(**by_name(cls, r))

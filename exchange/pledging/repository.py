@@ -24,19 +24,18 @@ from exchange.pledging.models import (
     DueDelivery,
     Freeze,
     Mark,
-    PlacedOrder,
     Pledge,
     PledgeEvent,
     PublicFreeze,
     PublicPledge,
     PublicRetirement,
-    SaleOrder,
     SaleTrade,
     TakenReference,
     WebhookEndpoint,
     jsonable,
     typed_value,
 )
+from exchange.trading.models import Order
 from ledger.queries import Retirement
 from pledges.visibility import SEEING_CLAIMS
 
@@ -606,20 +605,18 @@ async def get_claim(conn: AsyncConnection, claim_id: int) -> Claim | None:
 
 
 
-async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[SaleOrder]:
+async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[Order]:
     """The listings and auctions that sell (part of) a registration's lot, oldest first."""
     rows = await conn.execute(text("""
-        SELECT market_id, id, kind, status, price, qty, open_qty, filled_qty, filled_notional, fees, reason, hold_id
-        FROM orders WHERE purpose ? 'enforcement' AND (purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
+        SELECT * FROM orders WHERE purpose ? 'enforcement' AND (purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
         ORDER BY created_at, id"""), {"p": pledge_id})
-    return [SaleOrder.from_row(r) for r in rows]
+    return [Order.from_row(r._mapping) for r in rows]
 
 
-async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> PlacedOrder | None:
-    row = (await conn.execute(text("""SELECT market_id, id, qty, purpose FROM orders
-                                      WHERE participant_id = :p AND client_id = :c"""),
+async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> Order | None:
+    row = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
                               {"p": participant_id, "c": client_id})).first()
-    return None if row is None else PlacedOrder(row.market_id, int(row.id), int(row.qty), row.purpose)
+    return None if row is None else Order.from_row(row._mapping)
 
 
 async def sale_trades(conn: AsyncConnection, pledge_id: int) -> list[SaleTrade]:
