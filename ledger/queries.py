@@ -388,3 +388,137 @@ async def batch_serials(conn: AsyncConnection, batch_ids: list[int]) -> dict[int
     rows = await conn.execute(text("SELECT id, start_serial, end_serial FROM ledger_batches WHERE id = ANY(:b)"),
                               {"b": sorted(set(batch_ids))})
     return {int(r.id): (int(r.start_serial), int(r.end_serial)) for r in rows}
+
+
+# --- for exchange/pledging (wp/n-pledging) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retirement:
+    """A retired block with what its `retire` entry says: the retiring account, purpose and beneficiary (in the
+    entry's body) and, for a judicial retirement, the restoration order its committed metadata names."""
+
+    instrument: str
+    start_serial: int
+    end_serial: int
+    batch: int
+    seq: int
+    ts: int
+    account: int | None
+    purpose: str | None
+    beneficiary: str | None
+    restoration_order: int | None
+
+
+async def retirements(conn: AsyncConnection, *, instrument: str | None, serial: int | None,
+                      accounts: list[int] | None, orders: list[int] | None, limit: int) -> list[Retirement]:
+    """Retired blocks, oldest entry first, of `instrument` and covering `serial` (None: any). With `accounts`
+    (and `orders`): only those retired from one of the accounts outside any restoration order, or under one of
+    the orders (a judicial retirement passes through the clearing account, never the payer's)."""
+    # The body is in the leaf (13-byte domain tag + canonical JSON); the restoration order in the metadata.
+    rows = await conn.execute(text("""
+        WITH r AS (
+            SELECT b.instrument, b.start_serial, b.end_serial, b.batch, e.seq, e.ts, x.body,
+                   (convert_from(e.meta, 'UTF8')::jsonb #>> '{restoration,restoration_order}')::bigint AS order_id
+            FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq
+            CROSS JOIN LATERAL (SELECT convert_from(substring(e.leaf from 14), 'UTF8')::jsonb -> 'body' AS body) x
+            WHERE b.retired_seq IS NOT NULL AND e.type = 'retire'
+              AND (CAST(:instrument AS text) IS NULL OR b.instrument = CAST(:instrument AS text))
+              AND (CAST(:serial AS bigint) IS NULL OR (b.start_serial <= CAST(:serial AS bigint)
+                                                   AND b.end_serial >= CAST(:serial AS bigint))))
+        SELECT r.instrument, r.start_serial, r.end_serial, r.batch, r.seq, r.ts, (r.body ->> 'account')::bigint
+               AS account, r.body ->> 'purpose' AS purpose, r.body ->> 'beneficiary' AS beneficiary, r.order_id
+        FROM r
+        WHERE CAST(:accounts AS bigint[]) IS NULL
+           OR (r.order_id IS NULL AND (r.body ->> 'account')::bigint = ANY(CAST(:accounts AS bigint[])))
+           OR r.order_id = ANY(CAST(:orders AS bigint[]))
+        ORDER BY r.seq, r.start_serial LIMIT :limit"""),
+        {"instrument": instrument, "serial": serial, "accounts": accounts,
+         "orders": None if accounts is None else (orders or []), "limit": limit})
+    return [Retirement(r.instrument, int(r.start_serial), int(r.end_serial), int(r.batch), int(r.seq), int(r.ts),
+                       r.account, r.purpose, r.beneficiary, r.order_id) for r in rows]
+
+
+# --- for exchange/registry's totals, encumbrances and ends of terms (wp/n-pledging) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Supply:
+    """An instrument's units in the ledger: issued (its batches), under a pledge hold, frozen (a freeze hold or
+    a freeze laid over a held block), and retired by the purpose its `retire` entry names ('' when none)."""
+
+    issued: int
+    pledged: int
+    frozen: int
+    retired: dict[str, int]
+
+
+async def supply(conn: AsyncConnection) -> dict[str, Supply]:
+    """Instrument code -> its Supply, for every instrument with a batch or a block."""
+    issued = {r.instrument: int(r.q) for r in await conn.execute(text(
+        "SELECT instrument, sum(end_serial - start_serial + 1) AS q FROM ledger_batches GROUP BY 1"))}
+    states = {r.instrument: (int(r.pledged or 0), int(r.frozen or 0)) for r in await conn.execute(text("""
+        SELECT b.instrument,
+               sum(b.end_serial - b.start_serial + 1) FILTER (WHERE h.kind = 'pledge') AS pledged,
+               sum(b.end_serial - b.start_serial + 1) FILTER (WHERE h.kind = 'freeze' OR b.frozen_by IS NOT NULL)
+                   AS frozen
+        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold GROUP BY 1"""))}
+    retired: dict[str, dict[str, int]] = {}
+    for r in await conn.execute(text("""
+            SELECT b.instrument, COALESCE(convert_from(substring(e.leaf from 14), 'UTF8')::jsonb #>> '{body,purpose}',
+                                          '') AS purpose, sum(b.end_serial - b.start_serial + 1) AS q
+            FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq
+            WHERE b.retired_seq IS NOT NULL AND e.type = 'retire' GROUP BY 1, 2 ORDER BY 1, 2""")):
+        retired.setdefault(r.instrument, {})[r.purpose] = int(r.q)
+    return {code: Supply(issued.get(code, 0), *states.get(code, (0, 0)), retired.get(code, {}))
+            for code in sorted({*issued, *states, *retired})}
+
+
+@dataclass(frozen=True, slots=True)
+class BlockState:
+    """A block (or the part of it inside some named serials) with what stands on it: whether it is the asked
+    account's, its hold and that hold's kind, the freeze laid over it, the entry that retired it."""
+
+    account: int
+    start_serial: int
+    end_serial: int
+    hold: int | None
+    hold_kind: str | None
+    frozen_by: int | None
+    retired_seq: int | None
+    batch: int
+
+
+async def blocks_across(conn: AsyncConnection, instrument: str, serials: list[tuple[int, int]]) -> list[BlockState]:
+    """Every block of `instrument` that `serials` (start, end) touch, whoever holds it, clipped to each named
+    range, lowest first."""
+    rows = await conn.execute(text("""
+        WITH x AS (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r)
+        SELECT b.account, GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial,
+               b.hold, h.kind AS hold_kind, b.frozen_by, b.retired_seq, b.batch
+        FROM ledger_blocks b JOIN x ON b.start_serial <= x.e AND b.end_serial >= x.s
+        LEFT JOIN ledger_holds h ON h.id = b.hold
+        WHERE b.instrument = :i ORDER BY 2"""), {"i": instrument, "r": json.dumps([list(r) for r in serials])})
+    return [_block_state(r) for r in rows]
+
+
+async def unretired_blocks(conn: AsyncConnection, *, batch: int | None = None, batches: list[int] | None = None,
+                           account: int | None = None, hold: int | None = None) -> list[BlockState]:
+    """Unretired blocks of a batch (or of any of `batches`), of an account, under a hold -- each filter that is
+    given -- by account, then lowest serial first."""
+    rows = await conn.execute(text("""
+        SELECT b.account, b.start_serial, b.end_serial, b.hold, h.kind AS hold_kind, b.frozen_by, b.retired_seq,
+               b.batch
+        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
+        WHERE b.retired_seq IS NULL
+          AND (CAST(:batch AS bigint) IS NULL OR b.batch = CAST(:batch AS bigint))
+          AND (CAST(:batches AS bigint[]) IS NULL OR b.batch = ANY(CAST(:batches AS bigint[])))
+          AND (CAST(:account AS bigint) IS NULL OR b.account = CAST(:account AS bigint))
+          AND (CAST(:hold AS bigint) IS NULL OR b.hold = CAST(:hold AS bigint))
+        ORDER BY b.account, b.start_serial"""), {"batch": batch, "batches": batches, "account": account, "hold": hold})
+    return [_block_state(r) for r in rows]
+
+
+def _block_state(r: Any) -> BlockState:
+    return BlockState(int(r.account), int(r.start_serial), int(r.end_serial), r.hold, r.hold_kind, r.frozen_by,
+                      r.retired_seq, int(r.batch))

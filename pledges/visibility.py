@@ -18,7 +18,7 @@ Roles, decided per caller and registration:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 PARTY, JUNIOR, BUYER = "party", "junior", "buyer"
 OVERSIGHT = frozenset({"operator", "auditor"})
@@ -50,21 +50,40 @@ CLAIM_EVENTS = frozenset({"claim_filed", "claim_registered", "claim_released"})
 CLAIM_LISTS = ("claims_lapsed", "claims_moved")
 
 
-def role(viewer_id: int, viewer_kind: str, pledge: Mapping[str, Any],
-         viewer_claims: Iterable[Mapping[str, Any]]) -> str | None:
+class Lot(Protocol):
+    """What the rules read of a registration (exchange.pledging.models.Pledge has it)."""
+
+    @property
+    def pledgee_id(self) -> int: ...
+    @property
+    def pledgor_id(self) -> int: ...
+    @property
+    def enforcement(self) -> Mapping[str, Any] | None: ...
+
+
+class RankedClaim(Protocol):
+    """What the rules read of a junior claim (exchange.pledging.models.Claim has it)."""
+
+    @property
+    def claimant_id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+
+
+def role(viewer_id: int, viewer_kind: str, pledge: Lot, viewer_claims: Iterable[RankedClaim]) -> str | None:
     """The viewer's role on `pledge`; `viewer_claims` are the viewer's own claims on its lot."""
-    if viewer_kind in OVERSIGHT or viewer_id in (pledge["pledgee_id"], pledge["pledgor_id"]):
+    if viewer_kind in OVERSIGHT or viewer_id in (pledge.pledgee_id, pledge.pledgor_id):
         return PARTY
-    if any(cl["status"] in SEEING_CLAIMS for cl in viewer_claims):
+    if any(cl.status in SEEING_CLAIMS for cl in viewer_claims):
         return JUNIOR
-    if (pledge.get("enforcement") or {}).get("buyer_id") == viewer_id:
+    if (pledge.enforcement or {}).get("buyer_id") == viewer_id:
         return BUYER
     return None
 
 
-def claim_visible(viewer_id: int, viewer_kind: str, pledge: Mapping[str, Any], claim: Mapping[str, Any]) -> bool:
+def claim_visible(viewer_id: int, viewer_kind: str, pledge: Lot, claim: RankedClaim) -> bool:
     """A claim is its claimant's, and the business of the lot's pledgee and pledgor (and oversight)."""
-    return viewer_id == claim["claimant_id"] or role(viewer_id, viewer_kind, pledge, ()) == PARTY
+    return viewer_id == claim.claimant_id or role(viewer_id, viewer_kind, pledge, ()) == PARTY
 
 
 def pledge_view(full: Mapping[str, Any], who: str, own_claims: set[int]) -> dict[str, Any]:

@@ -84,3 +84,27 @@ def test_sql_pattern_finds_each_form(tmp_path: Path) -> None:
     for line in ("to_text(5, 2)", "checkpoint.text()", "fetcher(1)", "executed(2)"):
         f.write_text(line)
         assert not _runs_sql(f), line
+
+
+# --- only ledger/ reads or writes ledger_* tables ------------------------------------------------------------
+
+# The ledger's tables, as the migrations create them; SQL that names one (FROM, JOIN, INTO, UPDATE, TABLE) may
+# stand in ledger/ only: every other package reads the ledger through ledger/queries.py (or the writer).
+LEDGER_TABLES = frozenset(re.findall(r"CREATE TABLE (ledger_\w+)", "".join(
+    p.read_text(encoding="utf-8") for p in sorted((ROOT / "migrations" / "versions").glob("*.py")))))
+LEDGER_SQL = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+(ledger_\w+)\b", re.IGNORECASE)
+
+
+def ledger_sql_outside(root: Path) -> list[str]:
+    """`module: table` for each ledger table that SQL outside ledger/ names."""
+    found = []
+    for pkg in SQL_PACKAGES:
+        for p in sorted((root / pkg).rglob("*.py")):
+            for table in sorted(set(LEDGER_SQL.findall(p.read_text(encoding="utf-8"))) & LEDGER_TABLES):
+                found.append(f"{p.relative_to(root).as_posix()}: {table}")
+    return found
+
+
+def test_only_the_ledger_names_its_tables() -> None:
+    assert {"ledger_blocks", "ledger_entries", "ledger_holds", "ledger_batches"} <= LEDGER_TABLES
+    assert ledger_sql_outside(ROOT) == []

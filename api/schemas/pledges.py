@@ -23,7 +23,10 @@ from api.schemas.common import (
 )
 from exchange.core.units import iso, iso_or_none, times_in_iso
 from exchange.pledging import webhooks
+from exchange.pledging.exchange_sale import SaleStarted
 from exchange.pledging.models import Delivery, WebhookEndpoint, WebhookStatus
+from exchange.pledging.values import cny
+from exchange.pledging.views import ClaimView, PledgeView
 
 Id = Field(ge=1, le=MAX_ID)
 Bps = Field(default=None, ge=1, le=1_000_000, description="collateral ratio in basis points (13000 = 130 %)")
@@ -401,8 +404,12 @@ class ClaimAnswerOut(ClaimOut):
     pledge_number: str | None
 
     @classmethod
-    def of(cls, answer: dict[str, Any]) -> ClaimAnswerOut:
-        return cls.model_validate(times_in_iso(answer))
+    def of(cls, view: ClaimView) -> ClaimAnswerOut:
+        c = view.claim
+        return cls(id=c.id, claimant_id=c.claimant_id, claimant_name=c.claimant_name, loan_contract=c.loan_contract,
+                   amount=cny(c.amount), term_end=c.term_end, reference=c.reference, status=c.status,
+                   registration_no=c.registration_no, registered_at=iso_or_none(c.registered_at), rank=view.rank,
+                   paid=cny(c.paid), pledge_id=c.pledge_id, pledge_number=view.pledge_number)
 
 
 class PledgeOut(Sparse):
@@ -455,8 +462,8 @@ class PledgeOut(Sparse):
     version: int | None = None
 
     @classmethod
-    def of(cls, view: dict[str, Any]) -> PledgeOut:
-        return cls.model_validate(times_in_iso(view))
+    def of(cls, view: PledgeView) -> PledgeOut:
+        return cls.model_validate(times_in_iso(view.fields()))
 
 
 class PledgeEventOut(BaseModel):
@@ -486,8 +493,8 @@ class SaleOut(BaseModel):
     order: dict[str, Any] = Field(description="the sell order (listing) or auction lot, as GET of the order shows it")
 
     @classmethod
-    def of(cls, answer: dict[str, Any]) -> SaleOut:
-        return cls(pledge=PledgeOut.of(answer["pledge"]), order=times_in_iso(answer["order"]))
+    def of(cls, answer: SaleStarted) -> SaleOut:
+        return cls(pledge=PledgeOut.of(answer.pledge), order=times_in_iso(answer.order))
 
 
 class RevaluedOut(Sparse):

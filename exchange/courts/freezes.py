@@ -381,7 +381,7 @@ async def _pledged(conn: AsyncConnection, f: Freeze, blocks: list[FrozenBlock],
     for pledge_id in await pledges.pledges_of_holds(conn, sorted(held)):
         p = await pledges.get_pledge(conn, pledge_id)
         if p is not None:
-            names.append((p["number"], p["pledgee_name"], held.get(p["hold_id"], 0)))
+            names.append((p.number, p.pledgee_name, held.get(p.hold, 0)))
     dec = f.decimals
     listed = "; ".join(f"{to_text(n, dec)} pledged under registration {num} to {bank}" for num, bank, n in names)
     return DomainError("pledged", f"of the {to_text(f.quantity, dec)} frozen units, {listed}: the pledge was "

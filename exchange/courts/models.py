@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from exchange.pledging.models import Freeze
+
+# The freeze row is pledging's (a freeze sits on pledged lots, which pledging enforces around); courts use it.
+__all__ = ["Fill", "Freeze", "FreezeEvent", "Reminder", "RestorationOrder", "StoredCertificate"]
+
 
 @dataclass(frozen=True, slots=True)
 class RestorationOrder:
@@ -88,50 +93,6 @@ class StoredCertificate:
     @classmethod
     def from_row(cls, r: Any) -> StoredCertificate:
         return cls(r.order_id, dict(r.certificate))
-
-
-@dataclass(frozen=True, slots=True)
-class Freeze:
-    """A judicial freeze as stored, with the names of its court and holder and its instrument's decimals."""
-
-    id: int
-    court_id: int
-    court_name: str
-    holder_id: int
-    holder_name: str
-    holder_uscc: str | None
-    instrument: str
-    decimals: int
-    quantity: int
-    requested_serials: list[tuple[int, int]] | None
-    serials: list[tuple[int, int]]
-    case_number: str
-    notice_number: str
-    term_start: date
-    term_end: date
-    expires_at: datetime
-    deduct_to_id: int | None
-    status: str
-    hold_id: int | None
-    predecessor_id: int | None
-    root_id: int | None
-    freeze_no: int
-    deducted_quantity: int | None
-    proceeds_received: int
-    created_at: datetime
-    resolved_at: datetime | None
-
-    @classmethod
-    def from_row(cls, r: Any) -> Freeze:
-        return cls(r.id, r.court_id, r.court_name, r.holder_id, r.holder_name, r.holder_uscc, r.instrument,
-                   r.decimals, r.quantity, None if r.requested_serials is None else _ranges(r.requested_serials),
-                   _ranges(r.serials), r.case_number, r.notice_number, r.term_start, r.term_end, r.expires_at,
-                   r.deduct_to_id, r.status, r.hold_id, r.predecessor_id, r.root_id, r.freeze_no,
-                   r.deducted_quantity, r.proceeds_received, r.created_at, r.resolved_at)
-
-
-def _ranges(v: Any) -> list[tuple[int, int]]:
-    return [(int(a), int(b)) for a, b in (v or [])]
 
 
 @dataclass(frozen=True, slots=True)

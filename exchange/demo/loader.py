@@ -100,7 +100,7 @@ async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, Participan
             secured_amount=ld["secured_amount"], term_start=start, term_end=start + timedelta(days=ld["term_days"]),
             grace_days=0, references=[(r["source"], r["reference"]) for r in ld["references"]], haircut_bps=None,
             warning_bps=None, margin_call_bps=None, liquidation_bps=None, transfer_on_default=False)
-        await filing.confirm(rt, _principal(owner), f"demo:pledge:{n}:confirm", filed["id"])
+        await filing.confirm(rt, _principal(owner), f"demo:pledge:{n}:confirm", filed.pledge.id)
     for n, o in enumerate(r for r in data.get("restoration_orders", []) if "load" in r):
         ld, payer = o["load"], people[o["load"]["payer"]]
         court, seller = _principal(people[o["court"]]), _principal(people[ld["seller"]])

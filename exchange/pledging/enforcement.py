@@ -28,6 +28,7 @@ from exchange.pledging.frozen_lots import (
     handover,
     return_units,
 )
+from exchange.pledging.models import Claim, Pledge, jsonable_deep
 from exchange.pledging.recording import (
     cut_pieces,
     ledger_id,
@@ -45,6 +46,7 @@ from exchange.pledging.values import (
     ranges_of,
     today,
 )
+from exchange.pledging.views import PledgeView
 from exchange.registry import participants
 from exchange.trading.pricing import notional
 from ledger import commands as c
@@ -58,8 +60,8 @@ BUYER_KINDS = frozenset({"enterprise", "issuer", "operator", "bank"})
 # ----------------------------------------------------------------------------------- defaults and claims
 
 
-async def _declare(conn: AsyncConnection, p: dict[str, Any], who: Principal, notice: dict[str, Any], *,
-                   client_id: str | None = None, fp: bytes | None = None) -> None:
+async def _declare(conn: AsyncConnection, p: Pledge, who: Principal, notice: dict[str, Any], *,
+                   client_id: str | None = None, fp: bytes | None = None) -> Pledge:
     """Record the bank's declaration of the loan's default; the pledgor hears of it (event, webhook)."""
     notice_date = notice["notice_date"]
     if notice_date > today():
@@ -68,88 +70,89 @@ async def _declare(conn: AsyncConnection, p: dict[str, Any], who: Principal, not
     record = {"reference": notice["reference"], "notice_date": notice_date.isoformat(),
               "overdue_amount": to_base(overdue, CNY_DECIMALS, field="overdue_amount") if overdue else None,
               "declared_at": now().isoformat(), "declared_by": who.actor}
-    await record_event(conn, p, "default_declared", {"declared_default": record}, info={"note": notice.get("note")},
-                  actor=who.actor, client_id=client_id, fp=fp, notify=(p["pledgor_id"],))
+    return await record_event(conn, p, "default_declared", {"declared_default": record},
+                              info={"note": notice.get("note")}, actor=who.actor, client_id=client_id, fp=fp,
+                              notify=(p.pledgor_id,))
 
 
 @translate_refusals
 async def declare_default(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, reference: str,
-                          notice_date: date, overdue_amount: str | None, note: str | None) -> dict[str, Any]:
+                          notice_date: date, overdue_amount: str | None, note: str | None) -> PledgeView:
     """The bank declares the secured loan in default (违约通知: its number and date): a ground for enforcement."""
     notice = {"reference": reference, "notice_date": notice_date, "overdue_amount": overdue_amount, "note": note}
     fp = fingerprint({"op": "declare_default", "pledge": pledge_id, **notice, "notice_date": notice_date.isoformat()})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgee(who, p)
-        lifecycle.require(p["status"], "declare_default")
+        lifecycle.require(p.status, "declare_default")
         require_unexpired(p)
         await _declare(conn, p, who, notice, client_id=client_id, fp=fp)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
-def _claim_parts(p: dict[str, Any], claim: dict[str, str] | None, outstanding: str | None) -> list[dict[str, Any]]:
+def _claim_parts(p: Pledge, claim: dict[str, str] | None, outstanding: str | None) -> list[dict[str, Any]]:
     """What the bank claims now, by component, and what of it the secured scope covers (pledges.scope)."""
     if claim and outstanding is not None:
         raise Invalid("ambiguous_claim", "name the principal either in claim or as outstanding, not both")
     owed = {k: to_base(v, CNY_DECIMALS, field=f"claim.{k}", allow_zero=True) for k, v in (claim or {}).items()}
     if outstanding is not None:
         owed[sc.PRINCIPAL] = to_base(outstanding, CNY_DECIMALS, field="outstanding")
-    scope = sc.Scope.of(p["secured_scope"])
+    scope = sc.Scope.of(p.secured_scope)
     if not owed:
         if scope.type == sc.MAXIMUM:
             raise Invalid("claim_required", "a maximum-amount pledge secures what is owed up to its maximum: "
                           "name the claim by component")
-        owed = {sc.PRINCIPAL: p["secured_amount"]}
+        owed = {sc.PRINCIPAL: p.secured_amount}
     return [{"component": x.component, "claimed": x.claimed, "secured": x.secured, "unsecured": x.unsecured}
-            for x in sc.secure(scope, p["secured_amount"], owed)]
+            for x in sc.secure(scope, p.secured_amount, owed)]
 
 
 def pledgee_parts(e: dict[str, Any]) -> list[wf.Claim]:
     return [wf.Claim("pledgee", x["secured"], component=x["component"]) for x in e["claim"] if x["secured"]]
 
 
-def juniors(claims: list[dict[str, Any]]) -> list[wf.Claim]:
-    return [wf.Claim(f"claim:{cl['id']}", cl["amount"], cl["registration_no"], cl["id"]) for cl in claims]
+def juniors(claims: list[Claim]) -> list[wf.Claim]:
+    return [wf.Claim(f"claim:{cl.id}", cl.amount, cl.registration_no, cl.id) for cl in claims]
 
 
-def claims_paid(e: dict[str, Any], claims: list[dict[str, Any]]) -> bool:
+def claims_paid(e: dict[str, Any], claims: list[Claim]) -> bool:
     """Whether the proceeds so far paid every secured claim on the lot (costs, pledgee, juniors)."""
     need = {f"pledgee/{x['component']}": x["secured"] for x in e["claim"] if x["secured"]}
     if e.get("fee"):
         need["fee"] = e["fee"]
-    need.update({f"claim:{cl['id']}": cl["amount"] for cl in claims})
+    need.update({f"claim:{cl.id}": cl.amount for cl in claims})
     return all(e.get("paid", {}).get(k, 0) >= v for k, v in need.items())
 
 
 # ----------------------------------------------------------------------------------- enforcement
 
 
-async def payee_accounts(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], claims: list[dict[str, Any]],
+async def payee_accounts(conn: AsyncConnection, rt: Runtime, p: Pledge, claims: list[Claim],
                           courts: list[dict[str, Any]] | None = None) -> dict[str, int]:
-    accounts = {"fee": rt.system["fees"], "pledgee": await account_of(conn, rt, p["pledgee_id"], "cash"),
-                "owner": await account_of(conn, rt, p["pledgor_id"], "cash")}
+    accounts = {"fee": rt.system["fees"], "pledgee": await account_of(conn, rt, p.pledgee_id, "cash"),
+                "owner": await account_of(conn, rt, p.pledgor_id, "cash")}
     for cl in claims:
-        accounts[f"claim:{cl['id']}"] = await account_of(conn, rt, cl["claimant_id"], "cash")
+        accounts[f"claim:{cl.id}"] = await account_of(conn, rt, cl.claimant_id, "cash")
     for ct in courts or []:
         accounts[f"court:{ct['freeze']}"] = ct["account"]
     return accounts
 
 
-def payout_view(payouts: list[wf.Payout], p: dict[str, Any], claims: list[dict[str, Any]],
+def payout_view(payouts: list[wf.Payout], p: Pledge, claims: list[Claim],
                  courts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The distribution, line by line (stored in base units; answers show decimal strings)."""
-    who = {"pledgee": p["pledgee_id"], "owner": p["pledgor_id"], "fee": None}
-    who.update({f"claim:{cl['id']}": cl["claimant_id"] for cl in claims})
+    who = {"pledgee": p.pledgee_id, "owner": p.pledgor_id, "fee": None}
+    who.update({f"claim:{cl.id}": cl.claimant_id for cl in claims})
     who.update({f"court:{ct['freeze']}": ct["court_id"] for ct in courts or []})
     return [{"party": x.party, "role": x.role, "component": x.component, "participant_id": who.get(x.party),
              "claimed": x.claimed, "paid": x.paid} for x in payouts]
 
 
-def lot_notional(price_fen: int, quantity: int, p: dict[str, Any]) -> int:
+def lot_notional(price_fen: int, quantity: int, p: Pledge) -> int:
     """What the pledged lot (or part of it) fetches at `price_fen`: price × quantity × term years, in fen."""
     try:
-        return notional(price_fen, quantity, p["decimals"], years_of(p))
+        return notional(price_fen, quantity, p.decimals, years_of(p))
     except ValueError:
         raise Invalid("price_not_whole_fen", "price × quantity × term years is not a whole number of fen") from None
 
@@ -160,17 +163,17 @@ async def settle_claims(conn: AsyncConnection, pledge_id: int, payouts: list[wf.
             await repo.update_claim(conn, int(x.party.split(":")[1]), status="paid", paid=x.paid)
     # Claims the pledgor never confirmed were never registered: they lapse with the lot.
     for cl in await repo.claims_of(conn, pledge_id, ("filed",)):
-        await repo.update_claim(conn, cl["id"], status="lapsed")
+        await repo.update_claim(conn, cl.id, status="lapsed")
 
 
-async def distribute_once(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], e: dict[str, Any],
+async def distribute_once(conn: AsyncConnection, rt: Runtime, p: Pledge, e: dict[str, Any],
                            proceeds: int, courts: list[dict[str, Any]]
-                           ) -> tuple[list[wf.Payout], dict[str, int], list[dict[str, Any]]]:
+                           ) -> tuple[list[wf.Payout], dict[str, int], list[Claim]]:
     """Payouts of the whole proceeds of a sale or appropriation, and the cash account of each payee."""
-    claims = await repo.claims_of(conn, p["id"], ("registered",))
+    claims = await repo.claims_of(conn, p.id, ("registered",))
     payouts = wf.distribute(proceeds, fee=e["fee"], pledgee=pledgee_parts(e), juniors=juniors(claims),
                             owner="owner", fee_party="fee", courts=[(f"court:{ct['freeze']}", ct["units"])
-                                                                    for ct in courts], lot=p["quantity"])
+                                                                    for ct in courts], lot=p.quantity)
     return payouts, await payee_accounts(conn, rt, p, claims, courts), claims
 
 
@@ -178,7 +181,7 @@ async def distribute_once(conn: AsyncConnection, rt: Runtime, p: dict[str, Any],
 async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, method: str, reason: str,
                   outstanding: str | None, price: str | None, buyer_id: int | None, fee: str | None,
                   claim: dict[str, str] | None = None, default_notice: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+                  ) -> PledgeView:
     """On a default (pledges.lifecycle.default_ground; `default_notice` declares one in the same step):
     `transfer` (折价: units to the bank at no less than the last mark, the bank pays out any surplus),
     `sale` (a negotiated sale the buyer accepts: DvP), or `exchange` (units to the bank's escrow, sold
@@ -188,18 +191,18 @@ async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *
                       "outstanding": outstanding, "price": price, "buyer": buyer_id, "fee": fee, "claim": claim,
                       "default": {k: str(v) for k, v in (default_notice or {}).items()}})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgee(who, p)
-        lifecycle.require(p["status"], "enforce")
+        lifecycle.require(p.status, "enforce")
         require_unexpired(p)
         if method not in ("transfer", "sale", "exchange"):
             raise Invalid("invalid_method", "method is transfer, sale or exchange")
         parts = _claim_parts(p, claim, outstanding)
         fee_fen = to_base(fee, CNY_DECIMALS, field="fee", allow_zero=True) if fee else 0
         if default_notice:
-            await _declare(conn, p, who, default_notice)
-        ground = lifecycle.default_ground(p, now())
-        base = {"method": method, "reason": reason, "ground": repo.jsonable_deep(ground), "claim": parts,
+            p = await _declare(conn, p, who, default_notice)
+        ground = lifecycle.default_ground(p.state(), now())
+        base = {"method": method, "reason": reason, "ground": jsonable_deep(ground), "claim": parts,
                 "fee": fee_fen, "declared_at": now().isoformat(), "declared_by": who.actor}
         if method == "sale":
             await _propose_sale(conn, rt, who, p, base, price, buyer_id, client_id, fp)
@@ -208,88 +211,96 @@ async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *
         else:
             courts = await courts_on_lot(conn, rt, p)
             reqs, plan = await handover(conn, rt, who.actor, p, courts)
-            reqs.append(c.Request(who.actor, c.PostHold(p["hold_id"]), ledger_id(p, "post-to-escrow"),
+            reqs.append(c.Request(who.actor, c.PostHold(p.hold), ledger_id(p, "post-to-escrow"),
                                   ledger_meta(p, "enforce-exchange", reason=reason)))
-            entries = await rt.submit_linked(reqs, own=yours(who, await escrow_account(conn, rt, p["pledgee_id"])))
+            entries = await rt.submit_linked(reqs, own=yours(who, await escrow_account(conn, rt, p.pledgee_id)))
             await after_handover(conn, p, plan, entries, who.actor, method)
-            enforcement = {**base, "escrow_account": await escrow_account(conn, rt, p["pledgee_id"]),
-                           "lot": p["serials"], "lot_quantity": p["quantity"], "sold": 0, "received": 0, "paid": {},
+            enforcement = {**base, "escrow_account": await escrow_account(conn, rt, p.pledgee_id),
+                           "lot": p.serials, "lot_quantity": p.quantity, "sold": 0, "received": 0, "paid": {},
                            "courts": court_record(courts), "sales": []}
             await record_event(conn, p, "exchange_sale_started", {"enforcement": enforcement},
-                          info={"serials": p["serials"], "quantity": p["quantity"], "ground": base["ground"]},
+                          info={"serials": p.serials, "quantity": p.quantity, "ground": base["ground"]},
                           actor=who.actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
-                          notify=(p["pledgor_id"],))
+                          notify=(p.pledgor_id,))
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
-async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any], base: dict[str, Any],
+async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge, base: dict[str, Any],
                         price: str | None, buyer_id: int | None, client_id: str, fp: bytes) -> None:
     if price is None or buyer_id is None:
         raise Invalid("sale_terms_required", "a negotiated sale names the buyer and the price")
-    if buyer_id in (p["pledgor_id"], p["pledgee_id"]):
+    if buyer_id in (p.pledgor_id, p.pledgee_id):
         raise Invalid("invalid_buyer", "the buyer must be a third party (the bank itself takes the units with "
                       "method transfer)")
     await participants.party(conn, who, buyer_id, kinds=BUYER_KINDS)
     price_fen = to_base(price, CNY_DECIMALS, field="price")
-    proceeds = lot_notional(price_fen, p["quantity"], p)
+    proceeds = lot_notional(price_fen, p.quantity, p)
     courts = await courts_on_lot(conn, rt, p)
     payouts, _, claims = await distribute_once(conn, rt, p, base, proceeds, courts)
     enforcement = {**base, "buyer_id": buyer_id, "price": price_fen, "proceeds": proceeds,
                    "expected": payout_view(payouts, p, claims, courts)}
     await record_event(conn, p, "sale_proposed", {"enforcement": enforcement}, info={"buyer_id": buyer_id},
-                  actor=who.actor, client_id=client_id, fp=fp, notify=(p["pledgor_id"],))
+                  actor=who.actor, client_id=client_id, fp=fp, notify=(p.pledgor_id,))
 
 
-async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any], base: dict[str, Any],
+async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge, base: dict[str, Any],
                        price: str | None, client_id: str, fp: bytes) -> None:
     """折价: the bank takes the units at an agreed price no lower than the last mark and pays the surplus."""
-    if not p["transfer_on_default"]:
+    if not p.transfer_on_default:
         raise DomainError("transfer_not_agreed", "the pledge contract does not let the bank take the units; sell them")
-    if price is None and p["last_price"] is None:
+    if price is not None:
+        price_fen = to_base(price, CNY_DECIMALS, field="price")
+    elif p.last_price is not None:
+        price_fen = p.last_price
+    else:
         raise Invalid("price_required", "no mark exists for this instrument yet; name the price")
-    price_fen = p["last_price"] if price is None else to_base(price, CNY_DECIMALS, field="price")
-    if p["last_price"] is not None and price_fen < p["last_price"]:
-        raise DomainError("price_below_mark", f"the price is below the last mark {cny(p['last_price'])}")
-    proceeds = lot_notional(price_fen, p["quantity"], p)
+    if p.last_price is not None and price_fen < p.last_price:
+        raise DomainError("price_below_mark", f"the price is below the last mark {cny(p.last_price)}")
+    proceeds = lot_notional(price_fen, p.quantity, p)
     courts = await courts_on_lot(conn, rt, p)
     payouts, accounts, claims = await distribute_once(conn, rt, p, base, proceeds, courts)
-    escrow = await escrow_account(conn, rt, p["pledgee_id"])
-    bank_holding = await account_of(conn, rt, p["pledgee_id"], "holding")
+    escrow = await escrow_account(conn, rt, p.pledgee_id)
+    bank_holding = await account_of(conn, rt, p.pledgee_id, "holding")
     reqs, plan = await handover(conn, rt, who.actor, p, courts)
-    reqs += [
-        c.Request(who.actor, c.PostHold(p["hold_id"]), ledger_id(p, "post"), ledger_meta(p, "enforce-transfer")),
-        c.Request(who.actor, c.Transfer(escrow, bank_holding, p["instrument"], p["quantity"],
-                                        await cut_pieces(conn, p["instrument"], ranges_of(p["serials"]))),
-                  ledger_id(p, "deliver"),
-                  ledger_meta(p, "enforce-transfer")),
-    ]
+    reqs += await _deliver(conn, who, p, escrow, bank_holding, "enforce-transfer")
     # The bank's own share is paid in kind; the rest of the value it pays from its cash.
     reqs += [c.Request(who.actor, c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid),
                        ledger_id(p, f"pay-{x.key}"), ledger_meta(p, "enforce-transfer", role=x.role))
              for x in payouts if x.paid and x.party != "pledgee"]
     entries = await rt.submit_linked(reqs, own=yours(who, escrow))
     await after_handover(conn, p, plan, entries, who.actor, "transfer")
-    await settle_claims(conn, p["id"], payouts)
+    await settle_claims(conn, p.id, payouts)
     await courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
     view = payout_view(payouts, p, claims, courts)
     enforcement = {**base, "price": price_fen, "proceeds": proceeds, "distribution": view,
                    "courts": court_record(courts), "completed_at": now().isoformat()}
     await record_event(conn, p, "enforced", {"enforcement": enforcement}, info={"distribution": view}, actor=who.actor,
                   seqs=[e.seq for e in entries], client_id=client_id, fp=fp,
-                  notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
+                  notify=(p.pledgor_id, *(cl.claimant_id for cl in claims)))
+
+
+async def _deliver(conn: AsyncConnection, who: Principal, p: Pledge, escrow: int, to_holding: int, op: str,
+                   **meta: Any) -> list[c.Request]:
+    """The lock posted to the escrow and the lot delivered from it to `to_holding` (the bank's or the buyer's)."""
+    return [
+        c.Request(who.actor, c.PostHold(p.hold), ledger_id(p, "post"), ledger_meta(p, op)),
+        c.Request(who.actor, c.Transfer(escrow, to_holding, p.instrument, p.quantity,
+                                        await cut_pieces(conn, p.instrument, ranges_of(p.serials))),
+                  ledger_id(p, "deliver"), ledger_meta(p, op, **meta)),
+    ]
 
 
 @translate_refusals
-async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, price: str) -> dict[str, Any]:
+async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, price: str) -> PledgeView:
     """The buyer accepts the bank's sale: units against cash in one linked ledger group (DvP)."""
     fp = fingerprint({"op": "accept_sale", "pledge": pledge_id, "price": price})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        e = p["enforcement"] or {}
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
+        e = p.enforcement or {}
         if who.participant_id != e.get("buyer_id"):  # the party first, then the state
             raise Forbidden("only the named buyer accepts the sale")
-        lifecycle.require(p["status"], "accept_sale")
+        lifecycle.require(p.status, "accept_sale")
         if e.get("method") != "sale":
             raise DomainError("no_sale_proposed", "the registration is not offered for a negotiated sale")
         if to_base(price, CNY_DECIMALS, field="price") != e["price"]:
@@ -297,57 +308,51 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         require_unexpired(p)
         courts = await courts_on_lot(conn, rt, p)  # as they stand now, not when the sale was offered
         payouts, accounts, claims = await distribute_once(conn, rt, p, e, e["proceeds"], courts)
-        escrow = await escrow_account(conn, rt, p["pledgee_id"])
+        escrow = await escrow_account(conn, rt, p.pledgee_id)
         buyer_holding = await account_of(conn, rt, who.participant_id, "holding")
         buyer_cash = await account_of(conn, rt, who.participant_id, "cash")
         reqs, plan = await handover(conn, rt, who.actor, p, courts)
-        reqs += [
-            c.Request(who.actor, c.PostHold(p["hold_id"]), ledger_id(p, "post"), ledger_meta(p, "enforce-sale")),
-            c.Request(who.actor, c.Transfer(escrow, buyer_holding, p["instrument"], p["quantity"],
-                                            await cut_pieces(conn, p["instrument"], ranges_of(p["serials"]))),
-                      ledger_id(p, "deliver"),
-                      ledger_meta(p, "enforce-sale", buyer=who.participant_id)),
-        ]
+        reqs += await _deliver(conn, who, p, escrow, buyer_holding, "enforce-sale", buyer=who.participant_id)
         reqs += [c.Request(who.actor, c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid),
                            ledger_id(p, f"pay-{x.key}"), ledger_meta(p, "enforce-sale", role=x.role))
                  for x in payouts if x.paid]
         entries = await rt.submit_linked(reqs, own=yours(who))  # the buyer: its cash, not the bank's escrow
         await after_handover(conn, p, plan, entries, who.actor, "sale")
-        await settle_claims(conn, p["id"], payouts)
+        await settle_claims(conn, p.id, payouts)
         await courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
         view = payout_view(payouts, p, claims, courts)
         enforcement = {**e, "distribution": view, "courts": court_record(courts), "completed_at": now().isoformat()}
         await record_event(conn, p, "enforced", {"enforcement": enforcement}, info={"distribution": view,
                                                                                "buyer_id": who.participant_id},
                       actor=who.actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
-                      notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
+                      notify=(p.pledgor_id, *(cl.claimant_id for cl in claims)))
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
 @translate_refusals
-async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
     """Withdraw the enforcement: a negotiated sale not accepted, or an exchange sale before anything of
     the lot was sold and while no listing or auction of it runs (the lot is locked again, frozen units
     frozen again). After a partial sale the lot's rest stays in escrow for another sale; it ends when
     sold out, when every secured claim is paid (the rest goes back to the pledgor) or at expiry."""
     fp = fingerprint({"op": "cancel_sale", "pledge": pledge_id, "note": note})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgee(who, p)
-        lifecycle.require(p["status"], "cancel_sale")
-        e = p["enforcement"] or {}
+        lifecycle.require(p.status, "cancel_sale")
+        e = p.enforcement or {}
         if e.get("method") == "sale":
             await record_event(conn, p, "sale_cancelled", {"enforcement": None}, info={"note": note}, actor=who.actor,
-                          client_id=client_id, fp=fp, notify=(p["pledgor_id"],))
+                          client_id=client_id, fp=fp, notify=(p.pledgor_id,))
             return
-        live = [o for o in await repo.sale_orders(conn, p["id"]) if o["status"] == "open"]
+        live = [o for o in await repo.sale_orders(conn, p.id) if o.status == "open"]
         if live:
-            running = ", ".join(f"{o['market_id']}/{o['id']}" for o in live)
+            running = ", ".join(f"{o.market_id}/{o.id}" for o in live)
             raise DomainError("sale_live", f"{len(live)} listing(s) or auction(s) of the lot are still running "
                               f"(orders {running}): withdraw the listing or cancel the auction first")
-        if e.get("sold") or e.get("received") or await repo.sale_trades(conn, p["id"]):
-            raise DomainError("sale_partly_done", f"{to_text(e['sold'], p['decimals'])} units were sold and their "
+        if e.get("sold") or e.get("received") or await repo.sale_trades(conn, p.id):
+            raise DomainError("sale_partly_done", f"{to_text(e['sold'], p.decimals)} units were sold and their "
                               "proceeds paid out; the rest stays in escrow for another sale (it goes back to the "
                               "pledgor once every secured claim is paid, or at expiry)")
         require_unexpired(p)
@@ -356,7 +361,7 @@ async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         await record_event(conn, p, "exchange_sale_cancelled", {"enforcement": None, "hold_id": lock.seq},
                       info={"note": note, "returned": e["lot"], "quantity": rg.total(ranges_of(e["lot"]))},
                       actor=who.actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
-                      notify=(p["pledgor_id"],))
+                      notify=(p.pledgor_id,))
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 

@@ -10,6 +10,8 @@ live junior claim into the lock (void + new hold to the junior's escrow, linked)
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from exchange.core.units import CNY_DECIMALS, iso, to_base
 from exchange.pledging import repository as repo
 from exchange.pledging import webhooks
 from exchange.pledging.accounts import account_of, escrow_account, yours
+from exchange.pledging.models import Claim, Pledge, jsonable
 from exchange.pledging.recording import (
     cut_pieces,
     ledger_id,
@@ -39,8 +42,6 @@ from exchange.pledging.recording import (
 from exchange.pledging.refusals import take_units, translate_refusals
 from exchange.pledging.valuation import reassess
 from exchange.pledging.values import (
-    as_date,
-    as_time,
     micros,
     now,
     ranges_of,
@@ -48,6 +49,7 @@ from exchange.pledging.values import (
     today,
 )
 from exchange.pledging.views import (
+    PledgeView,
     get,
 )
 from exchange.registry import encumbrances, expiry, instruments, participants
@@ -62,15 +64,15 @@ from pledges import valuation as val
 PLEDGOR_KINDS = frozenset({"enterprise", "issuer", "operator"})
 
 
-async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any], *,
+async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge, *,
                   serials: list[tuple[int, int]], quantity: int, expires_at: datetime, op: str) -> list[Entry]:
     """Void the lock and lock `serials` again, atomically (one linked ledger group)."""
-    escrow = await escrow_account(conn, rt, p["pledgee_id"])
-    holding = await account_of(conn, rt, p["pledgor_id"], "holding")
-    pieces = await cut_pieces(conn, p["instrument"], serials, holding)
+    escrow = await escrow_account(conn, rt, p.pledgee_id)
+    holding = await account_of(conn, rt, p.pledgor_id, "holding")
+    pieces = await cut_pieces(conn, p.instrument, serials, holding)
     return await rt.submit_linked([
-        c.Request(who.actor, c.VoidHold(p["hold_id"]), ledger_id(p, f"{op}-void"), ledger_meta(p, op)),
-        c.Request(who.actor, c.CreateHold("pledge", holding, escrow, p["instrument"], quantity, pieces,
+        c.Request(who.actor, c.VoidHold(p.hold), ledger_id(p, f"{op}-void"), ledger_meta(p, op)),
+        c.Request(who.actor, c.CreateHold("pledge", holding, escrow, p.instrument, quantity, pieces,
                                           micros(expires_at)), ledger_id(p, f"{op}-lock"), ledger_meta(p, op)),
     ], own=yours(who))
 
@@ -84,7 +86,7 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
                serials: list[tuple[int, int]] | None, loan_contract: str, secured_amount: str, term_start: date,
                term_end: date, grace_days: int, references: list[tuple[str, str]], haircut_bps: int | None,
                warning_bps: int | None, margin_call_bps: int | None, liquidation_bps: int | None,
-               transfer_on_default: bool, secured_scope: dict[str, Any] | None = None) -> dict[str, Any]:
+               transfer_on_default: bool, secured_scope: dict[str, Any] | None = None) -> PledgeView:
     """The bank files; nothing is locked until the pledgor confirms. `secured_scope` is the contract's
     担保范围 (pledges.scope; None: everything §389 covers), its caps in CNY decimal strings.
 
@@ -147,8 +149,8 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
             else:
                 taken = await repo.reference_taken(conn, refs)
                 if taken:
-                    raise DomainError("duplicate_reference", f"{taken['source']} {taken['reference']} is already "
-                                      f"registered (pledge {taken['pledge_id']})")
+                    raise DomainError("duplicate_reference", f"{taken.source} {taken.reference} is already "
+                                      f"registered (pledge {taken.pledge_id})")
                 pledge_id = await repo.next_pledge_id(conn)
                 number = f"ENVX-ZY-{pledge_id:08d}"
                 state = lifecycle.apply({}, "filed", {"set": changes})
@@ -164,38 +166,38 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
             if prior is None:
                 taken = await repo.reference_taken(conn, refs)
                 raise DomainError("duplicate_reference", "an external reference of this filing was registered "
-                                  f"concurrently (pledge {taken['pledge_id'] if taken else '?'})") from None
+                                  f"concurrently (pledge {taken.pledge_id if taken else '?'})") from None
             check_replay(prior.fingerprint, fp)
             pledge_id = int(prior.pledge_id)
     return await get(rt, who, pledge_id)
 
 
 @translate_refusals
-async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -> dict[str, Any]:
+async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -> PledgeView:
     """The pledgor's consent: only now are the units locked (the registration takes effect)."""
     fp = fingerprint({"op": "confirm", "pledge": pledge_id})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgor(who, p)
-        lifecycle.require(p["status"], "confirm")
-        if now() >= as_time(p["expires_at"]):
+        lifecycle.require(p.status, "confirm")
+        if now() >= p.expires_at:
             raise DomainError("pledge_expired", "the registration's term ended before the pledgor confirmed it")
         if now() >= confirm_by(rt, p):
             raise DomainError("pledge_expired", f"the filing lapsed at {iso(confirm_by(rt, p))}: the pledgor "
                               f"did not confirm it within {rt.settings.pledge_confirm_days} days; the bank files again")
-        escrow = await escrow_account(conn, rt, p["pledgee_id"])
-        holding = await account_of(conn, rt, p["pledgor_id"], "holding")
-        serials = await cut_pieces(conn, p["instrument"], ranges_of(p["requested_serials"]), holding)
-        await expiry.refuse_ended(rt, holding, p["instrument"], serials, conn=conn)  # no collateral: term ended
+        escrow = await escrow_account(conn, rt, p.pledgee_id)
+        holding = await account_of(conn, rt, p.pledgor_id, "holding")
+        serials = await cut_pieces(conn, p.instrument, ranges_of(p.requested_serials), holding)
+        await expiry.refuse_ended(rt, holding, p.instrument, serials, conn=conn)  # no collateral: term ended
         try:
             entry = await rt.submit(c.Request(
                 who.actor,
-                c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"], serials,
-                             micros(as_time(p["expires_at"]))),
-                ledger_id(p, "lock"), ledger_meta(p, "lock", loan_contract=p["loan_contract"],
-                                             references=[r["reference"] for r in p["refs"]])), own=yours(who))
+                c.CreateHold("pledge", holding, escrow, p.instrument, p.quantity, serials,
+                             micros(p.expires_at)),
+                ledger_id(p, "lock"), ledger_meta(p, "lock", loan_contract=p.loan_contract,
+                                             references=[r["reference"] for r in p.refs])), own=yours(who))
         except DomainError as exc:  # the pledgor holds the units: tell it what stands on them
-            raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
+            raise await encumbrances.naming(conn, exc, account=holding, instrument=p.instrument,
                                             serials=serials) from None
         reg = await repo.next_registration_no(conn)
         await record_event(conn, p, "confirmed", {"hold_id": entry.seq, "serials": serials_of(entry),
@@ -205,33 +207,32 @@ async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
-def confirm_by(rt: Runtime, p: dict[str, Any]) -> datetime:
+def confirm_by(rt: Runtime, p: Pledge) -> datetime:
     """When a filing lapses unless confirmed: ENVX_PLEDGE_CONFIRM_DAYS after it was filed."""
-    return as_time(p["created_at"]) + timedelta(days=rt.settings.pledge_confirm_days)
+    return p.created_at + timedelta(days=rt.settings.pledge_confirm_days)
+
+
+async def _end_filing(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None, op: str,
+                     event: str, party: Callable[[Principal, Pledge], None]) -> PledgeView:
+    """A filing ends before it locked anything: declined by the pledgor, withdrawn by the bank."""
+    fp = fingerprint({"op": op, "pledge": pledge_id, "note": note})
+
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
+        party(who, p)
+        lifecycle.require(p.status, op)
+        await record_event(conn, p, event, {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
 @translate_refusals
-async def decline(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
-    fp = fingerprint({"op": "decline", "pledge": pledge_id, "note": note})
-
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        require_pledgor(who, p)
-        lifecycle.require(p["status"], "decline")
-        await record_event(conn, p, "declined", {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
-
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+async def decline(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
+    return await _end_filing(rt, who, client_id, pledge_id, note, "decline", "declined", require_pledgor)
 
 
 @translate_refusals
-async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
-    fp = fingerprint({"op": "withdraw", "pledge": pledge_id, "note": note})
-
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        require_pledgee(who, p)
-        lifecycle.require(p["status"], "withdraw")
-        await record_event(conn, p, "withdrawn", {}, info={"note": note}, actor=who.actor, client_id=client_id, fp=fp)
-
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
+    return await _end_filing(rt, who, client_id, pledge_id, note, "withdraw", "withdrawn", require_pledgee)
 
 
 # ----------------------------------------------------------------------------------- changes of terms and lock
@@ -241,21 +242,21 @@ async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, 
 async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, secured_amount: str | None,
                 loan_contract: str | None, haircut_bps: int | None, warning_bps: int | None,
                 margin_call_bps: int | None, liquidation_bps: int | None, transfer_on_default: bool | None,
-                add_references: list[tuple[str, str]], note: str | None) -> dict[str, Any]:
+                add_references: list[tuple[str, str]], note: str | None) -> PledgeView:
     """Terms the bank may change alone: anything before confirmation; after it, only what favours the
     pledgor or is the bank's own risk setting (a lower secured amount, haircut, thresholds, references)."""
     fp = fingerprint({"op": "amend", "pledge": pledge_id, "secured": secured_amount, "contract": loan_contract,
                       "haircut": haircut_bps, "th": [warning_bps, margin_call_bps, liquidation_bps],
                       "tod": transfer_on_default, "refs": [list(r) for r in add_references], "note": note})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgee(who, p)
-        lifecycle.require(p["status"], "amend")
-        filed = p["status"] == lifecycle.FILED
+        lifecycle.require(p.status, "amend")
+        filed = p.status == lifecycle.FILED
         changes: dict[str, Any] = {}
         if secured_amount is not None:
             fen = to_base(secured_amount, CNY_DECIMALS, field="secured_amount")
-            if fen > p["secured_amount"] and not filed:
+            if fen > p.secured_amount and not filed:
                 raise DomainError("requires_pledgor_consent", "raising the secured amount of a confirmed pledge needs "
                                   "a new registration the pledgor confirms")
             changes["secured_amount"] = fen
@@ -268,20 +269,20 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
         if haircut_bps is not None:
             changes["haircut_bps"] = val.check_haircut(haircut_bps)
         if any(x is not None for x in (warning_bps, margin_call_bps, liquidation_bps)):
-            th = val.Thresholds(warning_bps or p["warning_bps"], margin_call_bps or p["margin_call_bps"],
-                                liquidation_bps or p["liquidation_bps"]).check()
+            th = val.Thresholds(warning_bps or p.warning_bps, margin_call_bps or p.margin_call_bps,
+                                liquidation_bps or p.liquidation_bps).check()
             changes.update(warning_bps=th.warning_bps, margin_call_bps=th.margin_call_bps,
                            liquidation_bps=th.liquidation_bps)
         refs = sorted({(s.strip(), r.strip()) for s, r in add_references})
         if refs:
             taken = await repo.reference_taken(conn, refs)
             if taken:
-                raise DomainError("duplicate_reference", f"{taken['source']} {taken['reference']} is already "
-                                  f"registered (pledge {taken['pledge_id']})")
-            await repo.add_references(conn, p["id"], refs)
+                raise DomainError("duplicate_reference", f"{taken.source} {taken.reference} is already "
+                                  f"registered (pledge {taken.pledge_id})")
+            await repo.add_references(conn, p.id, refs)
         if not changes and not refs:
             raise Invalid("nothing_to_amend", "the amendment changes nothing")
-        await record_event(conn, p, "amended", changes,
+        p = await record_event(conn, p, "amended", changes,
                       info={"note": note, "references_added": [{"source": s, "reference": r} for s, r in refs]},
                       actor=who.actor, client_id=client_id, fp=fp)
         if "secured_amount" in changes or "haircut_bps" in changes or "warning_bps" in changes:
@@ -290,125 +291,150 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
-@translate_refusals
-async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, term_end: date,
-                 grace_days: int | None, note: str | None) -> dict[str, Any]:
-    """展期: the bank records the extension (as 中登网 lets the registrant do); the lock gets the new expiry."""
-    fp = fingerprint({"op": "extend", "pledge": pledge_id, "term_end": term_end.isoformat(), "grace": grace_days,
-                      "note": note})
+@dataclass(frozen=True, slots=True)
+class _LockChange:
+    """A change of the lock that a use case planned: until `expires_at` the lock keeps `serials` (`quantity`
+    units), or with `serials` None the same units (a later expiry: ledger AmendHold, which also works while a
+    court freeze sits on them). `event` records it with the `terms` it changes besides and what `info` tells;
+    `named`: the serials whose encumbrances a refused relock names (None: the refusal as the ledger gave it)."""
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        require_pledgee(who, p)
-        lifecycle.require(p["status"], "extend")
+    event: str
+    expires_at: datetime
+    info: dict[str, Any]
+    serials: list[tuple[int, int]] | None = None
+    quantity: int = 0
+    terms: dict[str, Any] = field(default_factory=dict)
+    named: tuple[tuple[int, int], ...] | None = None
+
+
+async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: int, fp: bytes, op: str, *,
+                       party: Callable[[Principal, Pledge], None],
+                       plan: Callable[[AsyncConnection, Pledge], Awaitable[_LockChange]]) -> PledgeView:
+    """Extend, top up or partly release: the party and the state first, then the use case's `plan` (which
+    checks what it changes, a freeze on the lot included), then the ledger step and the event in the pledge's
+    transaction; a new quantity or set of serials is judged against the margin again."""
+
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
+        party(who, p)
+        lifecycle.require(p.status, op)
         require_unexpired(p)
-        if term_end <= as_date(p["term_end"]):
-            raise Invalid("invalid_term", f"an extension must end after the current term end {p['term_end']}")
-        grace = p["grace_days"] if grace_days is None else grace_days
-        expires = val.end_of_day(term_end + timedelta(days=grace))
-        # The same lock, a later expiry (ledger AmendHold): the units never leave the pledge, so an
-        # extension also works while a court freeze sits on them.
-        entry = await rt.submit(c.Request(who.actor, c.AmendHold(p["hold_id"], micros(expires)),
-                                          ledger_id(p, "extend"), ledger_meta(p, "extend")))
-        await record_event(conn, p, "extended", {"term_end": term_end, "grace_days": grace, "expires_at": expires,
-                                            "hold_id": p["hold_id"]},
-                      info={"note": note, "previous_hold": p["hold_id"]}, actor=who.actor,
-                      seqs=[entry.seq], client_id=client_id, fp=fp)
+        change = await plan(conn, p)
+        if change.serials is None:
+            entry = await rt.submit(c.Request(who.actor, c.AmendHold(p.hold, micros(change.expires_at)),
+                                              ledger_id(p, op), ledger_meta(p, op)))
+            seqs = [entry.seq]
+            changes = {**change.terms, "expires_at": change.expires_at, "hold_id": p.hold_id}
+        else:
+            ledger_op = op.replace("_", "-")
+            try:
+                entries = await _relock(conn, rt, who, p, serials=change.serials, quantity=change.quantity,
+                                        expires_at=change.expires_at, op=ledger_op)
+            except DomainError as exc:
+                if change.named is None:
+                    raise
+                holding = await account_of(conn, rt, p.pledgor_id, "holding")
+                raise await encumbrances.naming(conn, exc, account=holding, instrument=p.instrument,
+                                                serials=change.named) from None
+            seqs = [e.seq for e in entries]
+            changes = {"quantity": change.quantity, "serials": [list(r) for r in change.serials],
+                       "hold_id": entries[1].seq}
+        p = await record_event(conn, p, change.event, changes, info={**change.info, "previous_hold": p.hold_id},
+                               actor=who.actor, seqs=seqs, client_id=client_id, fp=fp)
+        if change.serials is not None:
+            await reassess(conn, p, actor=who.actor)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
 @translate_refusals
+async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, term_end: date,
+                 grace_days: int | None, note: str | None) -> PledgeView:
+    """展期: the bank records the extension (as 中登网 lets the registrant do); the lock gets the new expiry."""
+    fp = fingerprint({"op": "extend", "pledge": pledge_id, "term_end": term_end.isoformat(), "grace": grace_days,
+                      "note": note})
+
+    async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
+        if term_end <= p.term_end:
+            raise Invalid("invalid_term", f"an extension must end after the current term end {p.term_end}")
+        grace = p.grace_days if grace_days is None else grace_days
+        return _LockChange("extended", val.end_of_day(term_end + timedelta(days=grace)), {"note": note},
+                           terms={"term_end": term_end, "grace_days": grace})
+
+    return await _change_lock(rt, who, client_id, pledge_id, fp, "extend", party=require_pledgee, plan=plan)
+
+
+@translate_refusals
 async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, quantity: str,
-                 serials: list[tuple[int, int]] | None) -> dict[str, Any]:
+                 serials: list[tuple[int, int]] | None) -> PledgeView:
     """The pledgor adds units to the lock (the usual cure of a margin call)."""
     fp = fingerprint({"op": "top_up", "pledge": pledge_id, "quantity": quantity, "serials": serials})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        require_pledgor(who, p)
-        lifecycle.require(p["status"], "top_up")
-        require_unexpired(p)
-        add = to_base(quantity, p["decimals"])
-        holding = await account_of(conn, rt, p["pledgor_id"], "holding")
+    async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
+        add = to_base(quantity, p.decimals)
+        holding = await account_of(conn, rt, p.pledgor_id, "holding")
         if serials:
             extra = rg.normalise(serials)
             if rg.total(extra) != add:
                 raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
         else:
-            free = await ledger.free_ranges(conn, holding, p["instrument"])
-            extra = take_units(rg.take_lowest, free, add, p["decimals"])
+            free = await ledger.free_ranges(conn, holding, p.instrument)
+            extra = take_units(rg.take_lowest, free, add, p.decimals)
         await require_unfrozen(conn, p, "topped up")
-        await expiry.refuse_ended(rt, holding, p["instrument"], extra, conn=conn)
-        new = rg.union(ranges_of(p["serials"]), extra)
-        try:
-            entries = await _relock(conn, rt, who, p, serials=new, quantity=p["quantity"] + add,
-                                    expires_at=as_time(p["expires_at"]), op="top-up")
-        except DomainError as exc:
-            raise await encumbrances.naming(conn, exc, account=holding, instrument=p["instrument"],
-                                            serials=extra if serials else ()) from None
-        await record_event(conn, p, "topped_up", {"quantity": p["quantity"] + add, "serials": [list(r) for r in new],
-                                             "hold_id": entries[1].seq},
-                      info={"added": [list(r) for r in extra], "previous_hold": p["hold_id"]}, actor=who.actor,
-                      seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
-        await reassess(conn, p, actor=who.actor)
+        await expiry.refuse_ended(rt, holding, p.instrument, extra, conn=conn)
+        return _LockChange("topped_up", p.expires_at, {"added": [list(r) for r in extra]},
+                           serials=rg.union(ranges_of(p.serials), extra), quantity=p.quantity + add,
+                           named=tuple(extra) if serials else ())
 
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+    return await _change_lock(rt, who, client_id, pledge_id, fp, "top_up", party=require_pledgor, plan=plan)
 
 
 @translate_refusals
 async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, quantity: str | None,
-                          serials: list[tuple[int, int]] | None, note: str | None) -> dict[str, Any]:
+                          serials: list[tuple[int, int]] | None, note: str | None) -> PledgeView:
     """Give back part of the lock: named serials, or the highest ones. The rest stays locked, same priority."""
     fp = fingerprint({"op": "partial_release", "pledge": pledge_id, "quantity": quantity, "serials": serials,
                       "note": note})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
-        require_pledgee(who, p)
-        lifecycle.require(p["status"], "partial_release")
-        require_unexpired(p)
-        current = ranges_of(p["serials"])
+    async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
+        current = ranges_of(p.serials)
         if serials:
             released = rg.normalise(serials)
-            if quantity is not None and rg.total(released) != to_base(quantity, p["decimals"]):
+            if quantity is not None and rg.total(released) != to_base(quantity, p.decimals):
                 raise Invalid("serials_amount_mismatch", "the named serial ranges do not add up to the quantity")
         elif quantity is not None:
-            released = take_units(rg.take_highest, current, to_base(quantity, p["decimals"]), p["decimals"])
+            released = take_units(rg.take_highest, current, to_base(quantity, p.decimals), p.decimals)
         else:
             raise Invalid("quantity_required", "name the quantity or the serial ranges to release")
         remaining = rg.subtract(current, released)
         if not remaining:
             raise Invalid("use_release", "releasing every unit is a full release: POST .../release")
         await require_unfrozen(conn, p, "partially released")
-        left = rg.total(remaining)
-        entries = await _relock(conn, rt, who, p, serials=remaining, quantity=left, expires_at=as_time(p["expires_at"]),
-                                op="partial-release")
-        await record_event(conn, p, "partially_released", {"quantity": left, "serials": [list(r) for r in remaining],
-                                                      "hold_id": entries[1].seq},
-                      info={"released": [list(r) for r in released], "note": note, "previous_hold": p["hold_id"]},
-                      actor=who.actor, seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
-        await reassess(conn, p, actor=who.actor)
+        return _LockChange("partially_released", p.expires_at, {"released": [list(r) for r in released], "note": note},
+                           serials=remaining, quantity=rg.total(remaining))
 
-    return await mutate(rt, who, client_id, pledge_id, fp, body)
+    return await _change_lock(rt, who, client_id, pledge_id, fp, "partial_release", party=require_pledgee,
+                              plan=plan)
 
 
 @translate_refusals
-async def release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+async def release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
     """解押. With registered junior claims on the lot, the first live one is promoted into the lock."""
     fp = fingerprint({"op": "release", "pledge": pledge_id, "note": note})
 
-    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgee(who, p)
-        lifecycle.require(p["status"], "release")
-        claims = await repo.claims_of(conn, p["id"], ("registered", "filed"))
-        registered = sorted((cl for cl in claims if cl["status"] == "registered"), key=lambda x: x["registration_no"])
-        live = [cl for cl in registered if cl["term_end"] >= today()]
+        lifecycle.require(p.status, "release")
+        claims = await repo.claims_of(conn, p.id, ("registered", "filed"))
+        registered = sorted((cl for cl in claims if cl.status == "registered"), key=lambda x: x.rank_no)
+        live = [cl for cl in registered if cl.term_end >= today()]
         lapsed = [cl for cl in claims if cl not in live]
         if not live:
-            entry = await rt.submit(c.Request(who.actor, c.VoidHold(p["hold_id"]), ledger_id(p, "release"),
+            entry = await rt.submit(c.Request(who.actor, c.VoidHold(p.hold), ledger_id(p, "release"),
                                               ledger_meta(p, "release")))
             for cl in lapsed:
-                await repo.update_claim(conn, cl["id"], status="lapsed")
+                await repo.update_claim(conn, cl.id, status="lapsed")
             await record_event(conn, p, "released", {},
-                               info={"note": note, "claims_lapsed": [cl["id"] for cl in lapsed]},
+                               info={"note": note, "claims_lapsed": [cl.id for cl in lapsed]},
                           actor=who.actor, seqs=[entry.seq], client_id=client_id, fp=fp)
             return
         await _promote(conn, rt, who, p, live, lapsed, note, client_id, fp)
@@ -416,52 +442,52 @@ async def release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, n
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
 
-async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: dict[str, Any],
-                   live: list[dict[str, Any]], lapsed: list[dict[str, Any]], note: str | None, client_id: str,
+async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge,
+                   live: list[Claim], lapsed: list[Claim], note: str | None, client_id: str,
                    fp: bytes) -> None:
     """Release the senior lock and hand the same units to the first junior, in one linked group."""
     await require_unfrozen(conn, p, "released while junior claims wait to be promoted")
     first, rest = live[0], live[1:]
-    escrow = await escrow_account(conn, rt, first["claimant_id"])
-    holding = await account_of(conn, rt, p["pledgor_id"], "holding")
-    expires = val.end_of_day(first["term_end"])
+    escrow = await escrow_account(conn, rt, first.claimant_id)
+    holding = await account_of(conn, rt, p.pledgor_id, "holding")
+    expires = val.end_of_day(first.term_end)
     void, lock = await rt.submit_linked([
-        c.Request(who.actor, c.VoidHold(p["hold_id"]), ledger_id(p, "release"), ledger_meta(p, "release")),
-        c.Request(SYSTEM_ACTOR, c.CreateHold("pledge", holding, escrow, p["instrument"], p["quantity"],
-                                             await cut_pieces(conn, p["instrument"], ranges_of(p["serials"]), holding),
+        c.Request(who.actor, c.VoidHold(p.hold), ledger_id(p, "release"), ledger_meta(p, "release")),
+        c.Request(SYSTEM_ACTOR, c.CreateHold("pledge", holding, escrow, p.instrument, p.quantity,
+                                             await cut_pieces(conn, p.instrument, ranges_of(p.serials), holding),
                                              micros(expires)),
-                  ledger_id(p, f"promote-claim-{first['id']}"),
-                  ledger_meta(p, "promote", claim=first["id"], new_pledgee=first["claimant_id"])),
+                  ledger_id(p, f"promote-claim-{first.id}"),
+                  ledger_meta(p, "promote", claim=first.id, new_pledgee=first.claimant_id)),
     ])
     new_id = await repo.next_pledge_id(conn)
     number = f"ENVX-ZY-{new_id:08d}"
-    changes = {"pledgee_id": first["claimant_id"], "pledgor_id": p["pledgor_id"], "instrument": p["instrument"],
-               "quantity": p["quantity"], "requested_serials": None, "serials": p["serials"],
-               "loan_contract": first["loan_contract"], "secured_amount": first["amount"],
-               "term_start": today().isoformat(), "term_end": first["term_end"].isoformat(), "grace_days": 0,
+    changes = {"pledgee_id": first.claimant_id, "pledgor_id": p.pledgor_id, "instrument": p.instrument,
+               "quantity": p.quantity, "requested_serials": None, "serials": p.serials,
+               "loan_contract": first.loan_contract, "secured_amount": first.amount,
+               "term_start": today().isoformat(), "term_end": first.term_end.isoformat(), "grace_days": 0,
                "expires_at": expires.isoformat(), "haircut_bps": None, "warning_bps": val.DEFAULT_WARNING_BPS,
                "margin_call_bps": val.DEFAULT_MARGIN_CALL_BPS, "liquidation_bps": val.DEFAULT_LIQUIDATION_BPS,
                "transfer_on_default": False, "margin_level": "ok", "hold_id": lock.seq,
                # Priority is kept: the claim's own registration number and time.
-               "registration_no": first["registration_no"], "registered_at": repo.jsonable(first["registered_at"]),
-               "promoted_from_claim": first["id"]}
+               "registration_no": first.registration_no, "registered_at": jsonable(first.registered_at),
+               "promoted_from_claim": first.id}
     state = lifecycle.apply({}, "promoted", {"set": changes})
     await repo.insert_pledge(conn, new_id, number, state)
-    if first["reference"]:
-        await repo.add_references(conn, new_id, [("claim", f"{first['reference']}#{first['id']}")])
-    ev = await repo.add_event(conn, new_id, "promoted", {"set": changes, "from_pledge": p["id"],
-                                                         "claim": first["id"]}, [void.seq, lock.seq],
+    if first.reference:
+        await repo.add_references(conn, new_id, [("claim", f"{first.reference}#{first.id}")])
+    ev = await repo.add_event(conn, new_id, "promoted", {"set": changes, "from_pledge": p.id,
+                                                         "claim": first.id}, [void.seq, lock.seq],
                               who.actor, None, None)
-    await repo.enqueue_webhook(conn, ev["id"], ev["type"], {
-        first["claimant_id"]: webhooks.body_of(shown(repo.event_view(ev, number, p["instrument"]), p["decimals"]))})
-    await repo.update_claim(conn, first["id"], status="promoted")
-    await repo.move_claims(conn, [cl["id"] for cl in rest], new_id)
+    await repo.enqueue_webhook(conn, ev.id, ev.type, {
+        first.claimant_id: webhooks.body_of(shown(repo.event_view(ev, number, p.instrument), p.decimals))})
+    await repo.update_claim(conn, first.id, status="promoted")
+    await repo.move_claims(conn, [cl.id for cl in rest], new_id)
     for cl in lapsed:
-        await repo.update_claim(conn, cl["id"], status="lapsed")
-    await record_event(conn, p, "released", {}, info={"note": note, "promoted_claim": first["id"],
+        await repo.update_claim(conn, cl.id, status="lapsed")
+    await record_event(conn, p, "released", {}, info={"note": note, "promoted_claim": first.id,
                                                       "promoted_to": new_id,
-                                                 "claims_moved": [cl["id"] for cl in rest],
-                                                 "claims_lapsed": [cl["id"] for cl in lapsed]},
+                                                 "claims_moved": [cl.id for cl in rest],
+                                                 "claims_lapsed": [cl.id for cl in lapsed]},
                   actor=who.actor, seqs=[void.seq, lock.seq], client_id=client_id, fp=fp)
 
 

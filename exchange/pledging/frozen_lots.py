@@ -21,13 +21,13 @@ from exchange.core.errors import DomainError
 from exchange.core.runtime import Runtime
 from exchange.pledging import repository as repo
 from exchange.pledging.accounts import account_of
+from exchange.pledging.models import Pledge
 from exchange.pledging.recording import (
     ledger_id,
     ledger_meta,
     record_event,
 )
 from exchange.pledging.values import (
-    as_time,
     micros,
     ranges_of,
 )
@@ -50,10 +50,10 @@ from pledges import waterfall as wf
 # unsold units that go back to the pledgor are frozen again in the same share.
 
 
-async def courts_on_lot(conn: AsyncConnection, rt: Runtime, p: dict[str, Any]) -> list[dict[str, Any]]:
+async def courts_on_lot(conn: AsyncConnection, rt: Runtime, p: Pledge) -> list[dict[str, Any]]:
     """The active freezes on the lot's units (locked, pledge row first): who, how many, where to pay."""
     by: dict[int, list[tuple[int, int]]] = {}
-    for b in await ledger.held_blocks(conn, p["hold_id"]):
+    for b in await ledger.held_blocks(conn, p.hold):
         if b.frozen_by is not None:
             by.setdefault(b.frozen_by, []).append((b.start_serial, b.end_serial))
     out = []
@@ -62,10 +62,10 @@ async def courts_on_lot(conn: AsyncConnection, rt: Runtime, p: dict[str, Any]) -
         if f is None:  # a court renewed, lifted or deducted it while we waited for its row
             raise DomainError("freeze_changed", "a court changed a freeze on the lot just now; retry with the "
                               "same Idempotency-Key")
-        out.append({"freeze": f["root_id"] or f["id"], "freeze_id": f["id"], "court_id": f["court_id"],
-                    "case_number": f["case_number"], "units": rg.total(spans),
+        out.append({"freeze": f.root_id or f.id, "freeze_id": f.id, "court_id": f.court_id,
+                    "case_number": f.case_number, "units": rg.total(spans),
                     "serials": [list(r) for r in rg.normalise(spans)],
-                    "account": await account_of(conn, rt, f["deduct_to_id"] or f["court_id"], "cash"), "_row": f})
+                    "account": await account_of(conn, rt, f.deduct_to_id or f.court_id, "cash"), "_row": f})
     return out
 
 
@@ -78,35 +78,35 @@ async def courts_in_force(conn: AsyncConnection, e: dict[str, Any]) -> list[tupl
     out = []
     for ct in e.get("courts") or []:
         head = await repo.freeze_chain_head(conn, ct["freeze"])
-        if head is not None and head["status"] in ("active", "deducted"):
+        if head is not None and head.status in ("active", "deducted"):
             out.append((f"court:{ct['freeze']}", ct["units"]))
     return out
 
 
-async def handover(conn: AsyncConnection, rt: Runtime, who: str, p: dict[str, Any], courts: list[dict[str, Any]]
+async def handover(conn: AsyncConnection, rt: Runtime, who: str, p: Pledge, courts: list[dict[str, Any]]
                     ) -> tuple[list[c.Request], list[dict[str, Any]]]:
     """Ledger requests, to go in front of the pledge's post in its linked group, that take the lot's
     units out of the freezes on them and freeze the rest of each freeze's units again."""
-    lot = ranges_of(p["serials"])
-    holding = await account_of(conn, rt, p["pledgor_id"], "holding")
+    lot = ranges_of(p.serials)
+    holding = await account_of(conn, rt, p.pledgor_id, "holding")
     reqs: list[c.Request] = []
     plan = []
     for ct in courts:
         f = ct["_row"]
-        frozen = [(b.start_serial, b.end_serial) for b in await ledger.frozen_blocks(conn, f["hold_id"])]
+        frozen = [(b.start_serial, b.end_serial) for b in await ledger.frozen_blocks(conn, f.hold_id)]
         rest = rg.minus(frozen, lot)
-        court_holding = await account_of(conn, rt, f["court_id"], "holding")
-        meta = ledger_meta(p, "freeze-handover", freeze=f["id"], case_number=f["case_number"])
-        reqs.append(c.Request(who, c.VoidHold(f["hold_id"]), ledger_id(p, f"handover-{f['id']}"), meta))
+        court_holding = await account_of(conn, rt, f.court_id, "holding")
+        meta = ledger_meta(p, "freeze-handover", freeze=f.id, case_number=f.case_number)
+        reqs.append(c.Request(who, c.VoidHold(f.hold_id), ledger_id(p, f"handover-{f.id}"), meta))
         if rest:
-            reqs.append(c.Request(who, c.CreateHold("freeze", holding, court_holding, p["instrument"], rg.total(rest),
-                                                    tuple(rest), micros(f["expires_at"])),
-                                  ledger_id(p, f"handover-{f['id']}-rest"), meta))
+            reqs.append(c.Request(who, c.CreateHold("freeze", holding, court_holding, p.instrument, rg.total(rest),
+                                                    tuple(rest), micros(f.expires_at)),
+                                  ledger_id(p, f"handover-{f.id}-rest"), meta))
         plan.append({"freeze": f, "rest": rest, "units": ct["units"]})
     return reqs, plan
 
 
-async def after_handover(conn: AsyncConnection, p: dict[str, Any], plan: list[dict[str, Any]],
+async def after_handover(conn: AsyncConnection, p: Pledge, plan: list[dict[str, Any]],
                           entries: list[Entry], actor: str, method: str) -> None:
     i = 0
     for item in plan:
@@ -118,16 +118,16 @@ async def after_handover(conn: AsyncConnection, p: dict[str, Any], plan: list[di
             hold = entries[i].seq
             seqs.append(hold)
             i += 1
-        await repo.update_freeze(conn, f["id"], hold_id=hold, quantity=rg.total(rest), serials=[list(r) for r in rest])
-        await repo.add_freeze_event(conn, f["id"], "released_to_pledgee", {
-            "pledge": p["id"], "pledge_number": p["number"], "method": method, "units": item["units"],
-            "serials": [list(r) for r in rg.intersect(ranges_of(p["serials"]), f["serials"] or [])],
+        await repo.update_freeze(conn, f.id, hold_id=hold, quantity=rg.total(rest), serials=[list(r) for r in rest])
+        await repo.add_freeze_event(conn, f.id, "released_to_pledgee", {
+            "pledge": p.id, "pledge_number": p.number, "method": method, "units": item["units"],
+            "serials": [list(r) for r in rg.intersect(ranges_of(p.serials), f.serials or [])],
             "still_frozen": rg.total(rest),
             "why": "the pledge ranks before the freeze; the freeze extends to the surplus of the sale"},
             seqs, actor, None, None)
 
 
-async def courts_paid(conn: AsyncConnection, p: dict[str, Any], payouts: list[wf.Payout], seqs: list[int],
+async def courts_paid(conn: AsyncConnection, p: Pledge, payouts: list[wf.Payout], seqs: list[int],
                        actor: str) -> None:
     """The court sees what the enforcement paid it, on its freeze."""
     for x in payouts:
@@ -135,31 +135,31 @@ async def courts_paid(conn: AsyncConnection, p: dict[str, Any], payouts: list[wf
             head = await repo.freeze_chain_head(conn, int(x.party.split(":")[1]))
             if head is None:
                 continue
-            await repo.add_freeze_proceeds(conn, head["id"], x.paid)
-            await repo.add_freeze_event(conn, head["id"], "proceeds_received", {
-                "pledge": p["id"], "pledge_number": p["number"], "amount": x.paid,
-                "total": head["proceeds_received"] + x.paid}, seqs, actor, None, None)
+            await repo.add_freeze_proceeds(conn, head.id, x.paid)
+            await repo.add_freeze_event(conn, head.id, "proceeds_received", {
+                "pledge": p.id, "pledge_number": p.number, "amount": x.paid,
+                "total": head.proceeds_received + x.paid}, seqs, actor, None, None)
 
 
-async def return_units(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], serials: list[tuple[int, int]], *,
+async def return_units(conn: AsyncConnection, rt: Runtime, p: Pledge, serials: list[tuple[int, int]], *,
                         relock: bool, actor: str) -> list[Entry]:
     """Unsold units from the escrow back to the pledgor -- under the lock again (`relock`), or free --
     and the courts' share of them frozen again (preferring the serials each court froze)."""
-    e = p["enforcement"]
-    holding = await account_of(conn, rt, p["pledgor_id"], "holding")
+    e = p.running
+    holding = await account_of(conn, rt, p.pledgor_id, "holding")
     qty = rg.total(serials)
     meta = ledger_meta(p, "return")
-    reqs = [c.Request(actor, c.Transfer(e["escrow_account"], holding, p["instrument"], qty, tuple(serials)),
+    reqs = [c.Request(actor, c.Transfer(e["escrow_account"], holding, p.instrument, qty, tuple(serials)),
                       ledger_id(p, "return"), meta)]
     if relock:
-        reqs.append(c.Request(actor, c.CreateHold("pledge", holding, e["escrow_account"], p["instrument"], qty,
-                                                  tuple(serials), micros(as_time(p["expires_at"]))),
+        reqs.append(c.Request(actor, c.CreateHold("pledge", holding, e["escrow_account"], p.instrument, qty,
+                                                  tuple(serials), micros(p.expires_at)),
                               ledger_id(p, "relock"), meta))
     standing = []
     for ct in e.get("courts") or []:
         head = await repo.freeze_chain_head(conn, ct["freeze"])
-        head = await repo.lock_freeze(conn, head["id"]) if head is not None else None
-        if head is not None and head["status"] == "active":
+        head = await repo.lock_freeze(conn, head.id) if head is not None else None
+        if head is not None and head.status == "active":
             standing.append((ct, head))
     # Each standing freeze takes its share of the lot in what comes back; the pledgor the rest.
     shares = wf.apportion(qty, [ct["units"] for ct, _ in standing]
@@ -171,24 +171,24 @@ async def return_units(conn: AsyncConnection, rt: Runtime, p: dict[str, Any], se
             continue
         mine = rg.pick(rg.minus(serials, taken), n, prefer=ct["serials"])
         taken = rg.union(taken, mine)
-        frozen = rg.union(ranges_of(head["serials"]), mine)
-        court_holding = await account_of(conn, rt, head["court_id"], "holding")
-        fmeta = ledger_meta(p, "return-frozen", freeze=head["id"], case_number=head["case_number"])
-        if head["hold_id"] is not None:
-            reqs.append(c.Request(actor, c.VoidHold(head["hold_id"]), ledger_id(p, f"refreeze-{head['id']}-void"),
+        frozen = rg.union(ranges_of(head.serials), mine)
+        court_holding = await account_of(conn, rt, head.court_id, "holding")
+        fmeta = ledger_meta(p, "return-frozen", freeze=head.id, case_number=head.case_number)
+        if head.hold_id is not None:
+            reqs.append(c.Request(actor, c.VoidHold(head.hold_id), ledger_id(p, f"refreeze-{head.id}-void"),
                                   fmeta))
-        reqs.append(c.Request(actor, c.CreateHold("freeze", holding, court_holding, p["instrument"], rg.total(frozen),
-                                                  tuple(frozen), micros(head["expires_at"])),
-                              ledger_id(p, f"refreeze-{head['id']}"), fmeta))
+        reqs.append(c.Request(actor, c.CreateHold("freeze", holding, court_holding, p.instrument, rg.total(frozen),
+                                                  tuple(frozen), micros(head.expires_at)),
+                              ledger_id(p, f"refreeze-{head.id}"), fmeta))
         plan.append((head, frozen, mine))
     entries = await rt.submit_linked(reqs)
     for head, frozen, mine in plan:
         hold = next(x.seq for x in entries if x.type == "hold.create" and x.body.get("kind") == "freeze"
-                    and x.client_id == ledger_id(p, f"refreeze-{head['id']}"))
-        await repo.update_freeze(conn, head["id"], hold_id=hold, quantity=rg.total(frozen),
+                    and x.client_id == ledger_id(p, f"refreeze-{head.id}"))
+        await repo.update_freeze(conn, head.id, hold_id=hold, quantity=rg.total(frozen),
                                  serials=[list(r) for r in frozen])
-        await repo.add_freeze_event(conn, head["id"], "frozen_again", {
-            "pledge": p["id"], "pledge_number": p["number"], "units": rg.total(mine),
+        await repo.add_freeze_event(conn, head.id, "frozen_again", {
+            "pledge": p.id, "pledge_number": p.number, "units": rg.total(mine),
             "serials": [list(r) for r in mine], "why": "unsold units of the pledged lot went back to the holder"},
             [x.seq for x in entries], actor, None, None)
     return entries
@@ -211,10 +211,10 @@ async def note_freeze(conn: AsyncConnection, units: dict[int, int], freeze_hold:
     noted = []
     for pledge_id in await repo.pledges_of_holds(conn, sorted(units)):
         p = await repo.lock_pledge(conn, pledge_id)
-        if p is None or p["status"] not in lifecycle.LOCKED:
+        if p is None or p.status not in lifecycle.LOCKED:
             continue
         await record_event(conn, p, event_type, {}, info={**info, "freeze_hold": freeze_hold,
-                                                     "units": units.get(p["hold_id"])}, actor=actor)
+                                                     "units": units.get(p.hold)}, actor=actor)
         noted.append(pledge_id)
     return noted
 

@@ -1,8 +1,8 @@
 """公示查询: the public inquiry of pledges, freezes and retirements, and the key that signs its certificates.
 
 What the register publishes, nothing else: no balances, loan contracts, amounts, notice numbers or
-participant ids. The register's rows (pledges, and for now freezes and retirements too) come from this
-package's repository.
+participant ids. Pledges and freezes come from this package's repository; retirements from the ledger
+(ledger.queries.retirements), with the names the repository adds.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from exchange.core.errors import Invalid
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_text
 from exchange.pledging import repository as repo
+from exchange.pledging.models import PublicFreeze, PublicPledge, PublicRetirement, jsonable
 from exchange.pledging.values import (
     now,
     ranges_of,
@@ -67,36 +70,53 @@ def get_signer(rt: Runtime) -> Signer:
     return signer
 
 
-def _public_row(kind: str, r: dict[str, Any]) -> dict[str, Any]:
+def _pledge_row(r: PublicPledge) -> dict[str, Any]:
     """One result of the public inquiry: what the register publishes, nothing else -- no balances, no
     loan contracts or amounts, no notice numbers, no participant ids. A USCC is an organisation's
     public identifier (it is on its business licence) and is shown; a person's ID number never is."""
-    dec = r["decimals"]
-    serials = [{"start": s, "end": e} for s, e in ranges_of(r.get("serials"))]
-    if kind == "pledges":
-        junior = r["kind"] == "junior_claim"
-        return {"type": r["kind"], "registration_number": f"{r['lot_number']}-J{r['claim_id']}" if junior
-                else r["lot_number"], "lot_registration_number": r["lot_number"], "rank_on_lot": r["rank_on_lot"],
-                "registration_no": r["registration_no"], "status": r["status"],
-                "pledgor": r["pledgor_name"], "pledgor_uscc": r["pledgor_uscc"], "pledgee": r["pledgee_name"],
-                "instrument": r["instrument"], "quantity": to_text(r["quantity"], dec), "serials": serials,
-                "term_start": r["term_start"].isoformat() if r["term_start"] else None,
-                "term_end": r["term_end"].isoformat(),
-                "registered_at": repo.jsonable(r["registered_at"]), "references": r["refs"]}
-    if kind == "freezes":
-        return {"freeze_no": r["freeze_no"], "court": r["court_name"], "case_number": r["case_number"],
-                "holder": r["holder_name"], "holder_uscc": r["holder_uscc"], "instrument": r["instrument"],
-                "quantity": to_text(r["quantity"], dec), "serials": serials,
-                "term_start": r["term_start"].isoformat(), "term_end": r["term_end"].isoformat(),
-                "frozen_at": repo.jsonable(r["created_at"])}
-    # A judicial retirement names the payer (as the judgment does), the court and the case.
-    return {"entry_seq": r["seq"], "retired_at": datetime.fromtimestamp(r["ts"] / 1e6, UTC).isoformat(),
-            "holder": r["holder_name"], "holder_uscc": r["holder_uscc"], "instrument": r["instrument"],
-            "batch": r["batch"], "serial_start": r["start_serial"], "serial_end": r["end_serial"],
-            "quantity": to_text(r["end_serial"] - r["start_serial"] + 1, dec),
-            "serial": f"{r['instrument']}-{r['batch']}-{r['start_serial']}-{r['end_serial']}",
-            "purpose": r["purpose"], "beneficiary": r["beneficiary"] or None,
-            "court": r["court_name"], "case_number": r["case_number"]}
+    junior = r.kind == "junior_claim"
+    return {"type": r.kind, "registration_number": f"{r.lot_number}-J{r.claim_id}" if junior else r.lot_number,
+            "lot_registration_number": r.lot_number, "rank_on_lot": r.rank_on_lot,
+            "registration_no": r.registration_no, "status": r.status,
+            "pledgor": r.pledgor_name, "pledgor_uscc": r.pledgor_uscc, "pledgee": r.pledgee_name,
+            "instrument": r.instrument, "quantity": to_text(r.quantity, r.decimals), "serials": _spans(r.serials),
+            "term_start": r.term_start.isoformat() if r.term_start else None, "term_end": r.term_end.isoformat(),
+            "registered_at": jsonable(r.registered_at), "references": r.refs}
+
+
+def _freeze_row(r: PublicFreeze) -> dict[str, Any]:
+    return {"freeze_no": r.freeze_no, "court": r.court_name, "case_number": r.case_number,
+            "holder": r.holder_name, "holder_uscc": r.holder_uscc, "instrument": r.instrument,
+            "quantity": to_text(r.quantity, r.decimals), "serials": _spans(r.serials),
+            "term_start": r.term_start.isoformat(), "term_end": r.term_end.isoformat(),
+            "frozen_at": jsonable(r.created_at)}
+
+
+def _spans(serials: list[list[int]] | None) -> list[dict[str, int]]:
+    return [{"start": s, "end": e} for s, e in ranges_of(serials)]
+
+
+def _retirement_row(r: PublicRetirement) -> dict[str, Any]:
+    """A retired block; a judicial retirement names the payer (as the judgment does), the court and the case."""
+    b = r.block
+    return {"entry_seq": b.seq, "retired_at": datetime.fromtimestamp(b.ts / 1e6, UTC).isoformat(),
+            "holder": r.holder_name, "holder_uscc": r.holder_uscc, "instrument": b.instrument,
+            "batch": b.batch, "serial_start": b.start_serial, "serial_end": b.end_serial,
+            "quantity": to_text(b.end_serial - b.start_serial + 1, r.decimals),
+            "serial": f"{b.instrument}-{b.batch}-{b.start_serial}-{b.end_serial}",
+            "purpose": b.purpose, "beneficiary": b.beneficiary or None,
+            "court": r.court_name, "case_number": r.case_number}
+
+
+async def _retirements(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
+                       instrument: str | None, limit: int) -> list[PublicRetirement]:
+    """Retirements by serial and instrument (the ledger's), by the holder or judicial payer named (ours)."""
+    accounts = orders = None
+    if name is not None or uscc is not None:
+        accounts, orders = await repo.named_holders(conn, name=name, uscc=uscc)
+    blocks = await ledger.retirements(conn, instrument=instrument, serial=serial, accounts=accounts, orders=orders,
+                                      limit=limit)
+    return await repo.retirement_names(conn, blocks)
 
 
 async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str | None, serial: int | None,
@@ -114,12 +134,16 @@ async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str |
         if kind == "pledges":
             rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
                                              limit=limit, today=today())
+            results = [_pledge_row(r) for r in rows]
+        elif kind == "freezes":
+            found = await repo.public_freezes(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
+                                              limit=limit)
+            results = [_freeze_row(r) for r in found]
         else:
-            search = {"freezes": repo.public_freezes, "retirements": repo.public_retirements}[kind]
-            rows = await search(conn, name=name, uscc=uscc, serial=serial, instrument=instrument, limit=limit)
+            results = [_retirement_row(r) for r in await _retirements(conn, name=name, uscc=uscc, serial=serial,
+                                                                        instrument=instrument, limit=limit)]
     query = {k: v for k, v in (("name", name), ("uscc", uscc), ("serial", serial), ("instrument", instrument))
              if v is not None}
-    results = [_public_row(kind, r) for r in rows]
     cert = {"type": certificate.TYPE, "registry": rt.settings.origin, "record": kind, "query": query,
             "results": results, "result_count": len(results), "truncated": len(results) >= limit,
             "issued_at": now().isoformat(timespec="seconds"), "ledger_head": head}

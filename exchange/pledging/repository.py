@@ -15,20 +15,29 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.pledging.models import Delivery, DueDelivery, Mark, WebhookEndpoint
-from pledges.visibility import SEEING_CLAIMS
-
-# The columns of `pledges` that are the projection of its events (lifecycle.project reproduces them).
-PROJECTED = (
-    "pledgee_id", "pledgor_id", "instrument", "quantity", "requested_serials", "serials", "loan_contract",
-    "secured_amount", "term_start", "term_end", "grace_days", "expires_at", "haircut_bps", "warning_bps",
-    "margin_call_bps", "liquidation_bps", "transfer_on_default", "status", "registration_no", "registered_at",
-    "hold_id", "margin_level", "cure_deadline", "last_price", "last_value", "last_ratio_bps", "last_valued_on",
-    "deadline_warned", "enforcement", "promoted_from_claim", "secured_scope", "declared_default",
+from exchange.pledging.models import (
+    JSON,
+    PROJECTED,
+    BatchTerms,
+    Claim,
+    Delivery,
+    DueDelivery,
+    Freeze,
+    Mark,
+    Pledge,
+    PledgeEvent,
+    PublicFreeze,
+    PublicPledge,
+    PublicRetirement,
+    SaleTrade,
+    TakenReference,
+    WebhookEndpoint,
+    jsonable,
+    typed_value,
 )
-_DATES = frozenset({"term_start", "term_end", "last_valued_on", "deadline_warned"})
-_TIMES = frozenset({"expires_at", "registered_at", "cure_deadline"})
-_JSON = frozenset({"requested_serials", "serials", "enforcement", "secured_scope", "declared_default"})
+from exchange.trading.models import Order
+from ledger.queries import Retirement
+from pledges.visibility import SEEING_CLAIMS
 
 _PLEDGE_SELECT = """SELECT p.*, pe.name AS pledgee_name, pr.name AS pledgor_name, pr.uscc AS pledgor_uscc,
     i.decimals, i.kind AS instrument_kind, i.attributes AS instrument_attributes,
@@ -49,32 +58,16 @@ _SEES = f"""(p.pledgee_id = :me OR p.pledgor_id = :me
     OR (p.enforcement ->> 'buyer_id')::bigint = :me)"""
 
 
-def jsonable(value: Any) -> Any:
-    """Event data and states hold ISO strings for dates and times (JSON has none)."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def state_of(row: Any) -> dict[str, Any]:
-    m = row if isinstance(row, dict) else dict(row._mapping)
-    return {k: jsonable(m[k]) for k in PROJECTED}
-
-
 def _to_db(key: str, value: Any) -> Any:
     if value is None:
         return None
-    if key in _DATES and isinstance(value, str):
-        return date.fromisoformat(value)
-    if key in _TIMES and isinstance(value, str):
-        return datetime.fromisoformat(value)
-    if key in _JSON:
+    if key in JSON:
         return json.dumps(value, ensure_ascii=False)
-    return value
+    return typed_value(key, value)
 
 
 def _assignments(keys: list[str]) -> str:
-    return ", ".join(f"{k} = CAST(:{k} AS jsonb)" if k in _JSON else f"{k} = :{k}" for k in keys)
+    return ", ".join(f"{k} = CAST(:{k} AS jsonb)" if k in JSON else f"{k} = :{k}" for k in keys)
 
 
 # ----------------------------------------------------------------------------------- pledges
@@ -91,7 +84,7 @@ async def next_registration_no(conn: AsyncConnection) -> int:
 async def insert_pledge(conn: AsyncConnection, pledge_id: int, number: str, state: dict[str, Any]) -> None:
     keys = list(PROJECTED)
     cols = ", ".join(keys)
-    vals = ", ".join(f"CAST(:{k} AS jsonb)" if k in _JSON else f":{k}" for k in keys)
+    vals = ", ".join(f"CAST(:{k} AS jsonb)" if k in JSON else f":{k}" for k in keys)
     params = {k: _to_db(k, state.get(k)) for k in keys}
     params.update({"id": pledge_id, "number": number, "version": 1})
     params["margin_level"] = params["margin_level"] or "ok"
@@ -109,19 +102,19 @@ async def write_state(conn: AsyncConnection, pledge_id: int, state: dict[str, An
                             "WHERE id = :id"), params)
 
 
-async def lock_pledge(conn: AsyncConnection, pledge_id: int) -> dict[str, Any] | None:
+async def lock_pledge(conn: AsyncConnection, pledge_id: int) -> Pledge | None:
     # Lock the pledge row alone (FOR UPDATE OF p): participants and instruments stay unlocked.
     row = (await conn.execute(text(_PLEDGE_SELECT + " WHERE p.id = :i FOR UPDATE OF p"), {"i": pledge_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Pledge.from_row(row)
 
 
-async def get_pledge(conn: AsyncConnection, pledge_id: int) -> dict[str, Any] | None:
+async def get_pledge(conn: AsyncConnection, pledge_id: int) -> Pledge | None:
     row = (await conn.execute(text(_PLEDGE_SELECT + " WHERE p.id = :i"), {"i": pledge_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Pledge.from_row(row)
 
 
 async def list_pledges(conn: AsyncConnection, *, viewer: int | None, status: str | None, role: str | None,
-                       after: int, limit: int) -> list[dict[str, Any]]:
+                       after: int, limit: int) -> list[Pledge]:
     sql = _PLEDGE_SELECT + " WHERE p.id > :after"
     params: dict[str, Any] = {"after": after, "limit": limit}
     if viewer is not None:
@@ -135,7 +128,7 @@ async def list_pledges(conn: AsyncConnection, *, viewer: int | None, status: str
         sql += " AND p.status = :status"
         params["status"] = status
     rows = await conn.execute(text(sql + " ORDER BY p.id LIMIT :limit"), params)
-    return [dict(r._mapping) for r in rows]
+    return [Pledge.from_row(r) for r in rows]
 
 
 async def add_references(conn: AsyncConnection, pledge_id: int, refs: list[tuple[str, str]]) -> None:
@@ -144,12 +137,12 @@ async def add_references(conn: AsyncConnection, pledge_id: int, refs: list[tuple
                            {"s": source, "r": reference, "p": pledge_id})
 
 
-async def reference_taken(conn: AsyncConnection, refs: list[tuple[str, str]]) -> dict[str, Any] | None:
+async def reference_taken(conn: AsyncConnection, refs: list[tuple[str, str]]) -> TakenReference | None:
     for source, reference in refs:
         row = (await conn.execute(text("SELECT pledge_id FROM pledge_references WHERE source = :s AND reference = :r"),
                                   {"s": source, "r": reference})).first()
         if row:
-            return {"source": source, "reference": reference, "pledge_id": row.pledge_id}
+            return TakenReference(source, reference, int(row.pledge_id))
     return None
 
 
@@ -200,32 +193,32 @@ async def priority_rank(conn: AsyncConnection, pledgor_id: int, instrument: str,
 
 
 async def add_event(conn: AsyncConnection, pledge_id: int, event_type: str, data: dict[str, Any],
-                    seqs: list[int], actor: str, client_id: str | None, fp: bytes | None) -> dict[str, Any]:
+                    seqs: list[int], actor: str, client_id: str | None, fp: bytes | None) -> PledgeEvent:
     row = (await conn.execute(text("""
         INSERT INTO pledge_events (pledge_id, type, data, ledger_seqs, actor, client_id, fingerprint)
         VALUES (:p, :t, CAST(:d AS jsonb), :s, :a, :c, :f) RETURNING id, created_at"""),
         {"p": pledge_id, "t": event_type, "d": json.dumps(data, ensure_ascii=False), "s": seqs, "a": actor,
          "c": client_id, "f": fp})).one()
-    return {"id": row.id, "pledge_id": pledge_id, "type": event_type, "data": data, "ledger_seqs": seqs,
-            "actor": actor, "created_at": row.created_at}
+    return PledgeEvent(int(row.id), pledge_id, event_type, data, seqs, actor, row.created_at, fp)
 
 
-async def event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> Any:
-    return (await conn.execute(text("""SELECT id, pledge_id, type, data, fingerprint FROM pledge_events
-                                       WHERE actor = :a AND client_id = :c"""), {"a": actor, "c": client_id})).first()
+async def event_by_client(conn: AsyncConnection, actor: str, client_id: str) -> PledgeEvent | None:
+    row = (await conn.execute(text("SELECT * FROM pledge_events WHERE actor = :a AND client_id = :c"),
+                              {"a": actor, "c": client_id})).first()
+    return None if row is None else PledgeEvent.from_row(row)
 
 
-async def events_of(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+async def events_of(conn: AsyncConnection, pledge_id: int) -> list[PledgeEvent]:
     rows = await conn.execute(text("""SELECT e.id, e.pledge_id, p.number, p.instrument, i.decimals, e.type, e.data,
                                              e.ledger_seqs, e.actor, e.created_at
                                       FROM pledge_events e JOIN pledges p ON p.id = e.pledge_id
                                       JOIN instruments i ON i.code = p.instrument
                                       WHERE e.pledge_id = :p ORDER BY e.id"""), {"p": pledge_id})
-    return [dict(r._mapping) for r in rows]
+    return [PledgeEvent.from_row(r) for r in rows]
 
 
 async def event_stream(conn: AsyncConnection, viewer: int | None, after: int, limit: int,
-                       types: list[str] | None) -> list[dict[str, Any]]:
+                       types: list[str] | None) -> list[PledgeEvent]:
     sql = """SELECT e.id, e.pledge_id, p.number, p.instrument, i.decimals, e.type, e.data, e.ledger_seqs, e.actor,
                     e.created_at
              FROM pledge_events e JOIN pledges p ON p.id = e.pledge_id JOIN instruments i ON i.code = p.instrument
@@ -238,17 +231,16 @@ async def event_stream(conn: AsyncConnection, viewer: int | None, after: int, li
         sql += " AND e.type = ANY(:types)"
         params["types"] = types
     rows = await conn.execute(text(sql + " ORDER BY e.id LIMIT :limit"), params)
-    return [dict(r._mapping) for r in rows]
+    return [PledgeEvent.from_row(r) for r in rows]
 
 
-def event_view(ev: dict[str, Any], number: str | None = None, instrument: str | None = None) -> dict[str, Any]:
+def event_view(ev: PledgeEvent, number: str | None = None, instrument: str | None = None) -> dict[str, Any]:
     """One event as stored (base units); exchange.pledging renders amounts and quantities for callers."""
-    data = dict(ev["data"])
+    data = dict(ev.data)
     changes = data.pop("set", {})
-    return {"id": ev["id"], "pledge_id": ev["pledge_id"], "pledge_number": ev.get("number", number),
-            "instrument": ev.get("instrument", instrument), "type": ev["type"], "changes": changes,
-            "details": data, "ledger_seqs": list(ev["ledger_seqs"]), "actor": ev["actor"],
-            "at": jsonable(ev["created_at"])}
+    return {"id": ev.id, "pledge_id": ev.pledge_id, "pledge_number": ev.number or number,
+            "instrument": ev.instrument or instrument, "type": ev.type, "changes": changes,
+            "details": data, "ledger_seqs": list(ev.ledger_seqs), "actor": ev.actor, "at": jsonable(ev.created_at)}
 
 
 async def enqueue_webhook(conn: AsyncConnection, event_id: int, event_type: str,
@@ -281,20 +273,20 @@ _CLAIM_SELECT = """SELECT c.*, pa.name AS claimant_name FROM pledge_claims c
                    JOIN participants pa ON pa.id = c.claimant_id"""
 
 
-async def lock_claim(conn: AsyncConnection, claim_id: int) -> dict[str, Any] | None:
+async def lock_claim(conn: AsyncConnection, claim_id: int) -> Claim | None:
     row = (await conn.execute(text(_CLAIM_SELECT + " WHERE c.id = :i FOR UPDATE OF c"), {"i": claim_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Claim.from_row(row)
 
 
 async def claims_of(conn: AsyncConnection, pledge_id: int, statuses: tuple[str, ...] | None = None
-                    ) -> list[dict[str, Any]]:
+                    ) -> list[Claim]:
     sql = _CLAIM_SELECT + " WHERE c.pledge_id = :p"
     params: dict[str, Any] = {"p": pledge_id}
     if statuses:
         sql += " AND c.status = ANY(:s)"
         params["s"] = list(statuses)
     rows = await conn.execute(text(sql + " ORDER BY c.registration_no NULLS LAST, c.id"), params)
-    return [dict(r._mapping) for r in rows]
+    return [Claim.from_row(r) for r in rows]
 
 
 async def update_claim(conn: AsyncConnection, claim_id: int, **fields: Any) -> None:
@@ -365,14 +357,14 @@ async def insert_valuation(conn: AsyncConnection, pledge_id: int, as_of: date, p
     return bool(res.rowcount)
 
 
-async def usable_attributes(conn: AsyncConnection, instrument: str, batches: list[int]) -> list[dict[str, Any]]:
+async def usable_attributes(conn: AsyncConnection, instrument: str, batches: list[int]) -> list[BatchTerms]:
     """Instrument and batch attributes of the given batches of the instrument (for usable deadlines)."""
     rows = await conn.execute(text("""
         SELECT b.id AS batch, i.kind, i.attributes AS instrument_attributes,
                COALESCE(r.attributes, '{}'::jsonb) AS batch_attributes
         FROM unnest(CAST(:b AS bigint[])) AS b(id) JOIN instruments i ON i.code = :i
         LEFT JOIN issuance_requests r ON r.batch_id = b.id"""), {"i": instrument, "b": batches})
-    return [dict(r._mapping) for r in rows]
+    return [BatchTerms(int(r.batch), r.kind, r.instrument_attributes or {}, r.batch_attributes or {}) for r in rows]
 
 
 # ----------------------------------------------------------------------------------- ledger reads
@@ -449,9 +441,9 @@ _FREEZE_SELECT = """SELECT f.*, c.name AS court_name, h.name AS holder_name, h.u
 
 
 
-async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] | None:
+async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> Freeze | None:
     row = (await conn.execute(text(_FREEZE_SELECT + " WHERE f.id = :i FOR UPDATE OF f"), {"i": freeze_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Freeze.from_row(row)
 
 
 
@@ -460,7 +452,7 @@ async def lock_freeze(conn: AsyncConnection, freeze_id: int) -> dict[str, Any] |
 
 async def update_freeze(conn: AsyncConnection, freeze_id: int, **fields: Any) -> None:
     await conn.execute(text(f"UPDATE freezes SET {_assignments(list(fields))} WHERE id = :id"),
-                       {**{k: json.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items()},
+                       {**{k: json.dumps(v) if k in JSON and v is not None else v for k, v in fields.items()},
                         "id": freeze_id})
 
 
@@ -507,7 +499,7 @@ def _who(alias: str) -> str:
 
 
 async def public_pledges(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
-                         instrument: str | None, limit: int, today: date) -> list[dict[str, Any]]:
+                         instrument: str | None, limit: int, today: date) -> list[PublicPledge]:
     """Active registrations on matching lots, each followed by the registered junior claims ranking on
     the same lot (rank 1 is the lock holder, juniors by registration number). No amounts."""
     rows = await conn.execute(text(f"""
@@ -542,11 +534,11 @@ async def public_pledges(conn: AsyncConnection, *, name: str | None, uscc: str |
         SELECT * FROM ranked ORDER BY lot_no, rank_on_lot LIMIT :limit"""),
         {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit,
          "today": today})
-    return [dict(r._mapping) for r in rows]
+    return [PublicPledge.from_row(r) for r in rows]
 
 
 async def public_freezes(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
-                         instrument: str | None, limit: int) -> list[dict[str, Any]]:
+                         instrument: str | None, limit: int) -> list[PublicFreeze]:
     rows = await conn.execute(text(f"""
         SELECT f.id, f.freeze_no, f.case_number, f.instrument, i.decimals, f.quantity, f.serials, f.term_start,
                f.term_end, f.created_at, c.name AS court_name, h.name AS holder_name, h.uscc AS holder_uscc
@@ -556,54 +548,50 @@ async def public_freezes(conn: AsyncConnection, *, name: str | None, uscc: str |
           AND {_IN_SERIALS.format(col='f.serials')} AND {_INST.format(col='f.instrument')}
         ORDER BY f.freeze_no LIMIT :limit"""),
         {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
-    return [dict(r._mapping) for r in rows]
+    return [PublicFreeze.from_row(r) for r in rows]
 
 
-async def public_retirements(conn: AsyncConnection, *, name: str | None, uscc: str | None, serial: int | None,
-                             instrument: str | None, limit: int) -> list[dict[str, Any]]:
-    """Retired blocks with the retiring holder -- or, for a judicial retirement (whose units pass through
-    the clearing account, never the payer's), the payer, court and case of the restoration order."""
-    # The retiring account, purpose and beneficiary are in the entry body (leaf = 13-byte domain tag +
-    # canonical JSON); the restoration order in its committed metadata.
-    rows = await conn.execute(text(f"""
-        WITH r AS (
-            SELECT b.instrument, b.start_serial, b.end_serial, b.batch, e.seq, e.ts, x.body,
-                   (x.body ->> 'account')::bigint AS account,
-                   (convert_from(e.meta, 'UTF8')::jsonb #>> '{{restoration,restoration_order}}')::bigint AS order_id
-            FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq
-            CROSS JOIN LATERAL (SELECT convert_from(substring(e.leaf from 14), 'UTF8')::jsonb -> 'body' AS body) x
-            WHERE b.retired_seq IS NOT NULL AND e.type = 'retire' AND {_INST.format(col='b.instrument')}
-              AND (CAST(:serial AS bigint) IS NULL OR (b.start_serial <= CAST(:serial AS bigint)
-                                                   AND b.end_serial >= CAST(:serial AS bigint))))
-        SELECT r.instrument, r.start_serial, r.end_serial, r.batch, r.seq, r.ts, i.decimals,
-               r.body ->> 'purpose' AS purpose, r.body ->> 'beneficiary' AS beneficiary,
-               COALESCE(pay.name, p.name) AS holder_name, COALESCE(pay.uscc, p.uscc) AS holder_uscc,
-               ct.name AS court_name, o.case_number
-        FROM r JOIN instruments i ON i.code = r.instrument
-        LEFT JOIN participants p ON p.holding_account = r.account
-        LEFT JOIN restoration_orders o ON o.id = r.order_id
-        LEFT JOIN participants pay ON pay.id = o.payer_id
-        LEFT JOIN participants ct ON ct.id = o.court_id
-        WHERE (CAST(:name AS text) IS NULL AND CAST(:uscc AS text) IS NULL)
-           OR (pay.id IS NULL AND {_who('p')}) OR (pay.id IS NOT NULL AND {_who('pay')})
-        ORDER BY r.seq, r.start_serial LIMIT :limit"""),
-        {"name": public_name(name), "uscc": uscc, "serial": serial, "instrument": instrument, "limit": limit})
-    return [dict(r._mapping) for r in rows]
+async def named_holders(conn: AsyncConnection, *, name: str | None, uscc: str | None) -> tuple[list[int], list[int]]:
+    """The public search's holder filter for retirements: the holding accounts of the participants it names,
+    and the restoration orders whose payer it names (a judicial retirement is the payer's)."""
+    params = {"name": public_name(name), "uscc": uscc}
+    accounts = await conn.execute(text(f"""SELECT p.holding_account FROM participants p
+                                           WHERE p.holding_account IS NOT NULL AND {_who('p')}
+                                           ORDER BY p.holding_account"""), params)
+    orders = await conn.execute(text(f"""SELECT o.id FROM restoration_orders o
+                                         JOIN participants pay ON pay.id = o.payer_id
+                                         WHERE {_who('pay')} ORDER BY o.id"""), params)
+    return [int(r.holding_account) for r in accounts], [int(r.id) for r in orders]
 
 
+async def retirement_names(conn: AsyncConnection, blocks: list[Retirement]) -> list[PublicRetirement]:
+    """Retired blocks with the names the public register shows: the retiring holder -- or, for a judicial
+    retirement (its units pass through the clearing account, never the payer's), the payer, court and case."""
+    decimals = {r.code: int(r.decimals) for r in await conn.execute(
+        text("SELECT code, decimals FROM instruments WHERE code = ANY(:i)"),
+        {"i": sorted({b.instrument for b in blocks})})}
+    holders = {int(r.holding_account): (r.name, r.uscc) for r in await conn.execute(
+        text("SELECT holding_account, name, uscc FROM participants WHERE holding_account = ANY(:a)"),
+        {"a": sorted({b.account for b in blocks if b.account is not None})})}
+    orders = {int(r.id): r for r in await conn.execute(text("""
+        SELECT o.id, o.case_number, pay.name AS payer_name, pay.uscc AS payer_uscc, ct.name AS court_name
+        FROM restoration_orders o LEFT JOIN participants pay ON pay.id = o.payer_id
+        LEFT JOIN participants ct ON ct.id = o.court_id WHERE o.id = ANY(:o)"""),
+        {"o": sorted({b.restoration_order for b in blocks if b.restoration_order is not None})})}
+    out = []
+    for b in blocks:
+        o = orders.get(b.restoration_order) if b.restoration_order is not None else None
+        held_by = holders.get(b.account, (None, None)) if b.account is not None else (None, None)
+        paid_by = (o.payer_name, o.payer_uscc) if o is not None else (None, None)
+        name, uscc = (p if p is not None else h for p, h in zip(paid_by, held_by, strict=True))
+        out.append(PublicRetirement(b, decimals[b.instrument], name, uscc, None if o is None else o.court_name,
+                                    None if o is None else o.case_number))
+    return out
 
 
-async def get_claim(conn: AsyncConnection, claim_id: int) -> dict[str, Any] | None:
+async def get_claim(conn: AsyncConnection, claim_id: int) -> Claim | None:
     row = (await conn.execute(text(_CLAIM_SELECT + " WHERE c.id = :i"), {"i": claim_id})).first()
-    return dict(row._mapping) if row else None
-
-
-def jsonable_deep(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: jsonable_deep(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable_deep(v) for v in value]
-    return jsonable(value)
+    return None if row is None else Claim.from_row(row)
 
 
 
@@ -617,37 +605,35 @@ def jsonable_deep(value: Any) -> Any:
 
 
 
-async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+async def sale_orders(conn: AsyncConnection, pledge_id: int) -> list[Order]:
     """The listings and auctions that sell (part of) a registration's lot, oldest first."""
     rows = await conn.execute(text("""
-        SELECT market_id, id, kind, status, price, qty, open_qty, filled_qty, filled_notional, fees, reason, hold_id
-        FROM orders WHERE purpose ? 'enforcement' AND (purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
+        SELECT * FROM orders WHERE purpose ? 'enforcement' AND (purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
         ORDER BY created_at, id"""), {"p": pledge_id})
-    return [dict(r._mapping) for r in rows]
+    return [Order.from_row(r._mapping) for r in rows]
 
 
-async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(text("""SELECT market_id, id, qty, purpose FROM orders
-                                      WHERE participant_id = :p AND client_id = :c"""),
+async def order_by_client(conn: AsyncConnection, participant_id: int, client_id: str) -> Order | None:
+    row = (await conn.execute(text("SELECT * FROM orders WHERE participant_id = :p AND client_id = :c"),
                               {"p": participant_id, "c": client_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Order.from_row(row._mapping)
 
 
-async def sale_trades(conn: AsyncConnection, pledge_id: int) -> list[dict[str, Any]]:
+async def sale_trades(conn: AsyncConnection, pledge_id: int) -> list[SaleTrade]:
     """Settled trades of a registration's sale orders (the seller's side), in trade order."""
     rows = await conn.execute(text("""
         SELECT t.market_id, t.trade_id, t.price, t.qty, t.notional, t.seller_fee, t.sell_order
         FROM trades t JOIN orders o ON o.market_id = t.market_id AND o.id = t.sell_order
         WHERE o.purpose ? 'enforcement' AND (o.purpose -> 'enforcement' ->> 'pledge_id')::bigint = :p
         ORDER BY t.market_id, t.trade_id"""), {"p": pledge_id})
-    return [dict(r._mapping) for r in rows]
+    return [SaleTrade.from_row(r) for r in rows]
 
 
-async def trade(conn: AsyncConnection, market_id: str, trade_id: int) -> dict[str, Any] | None:
+async def trade(conn: AsyncConnection, market_id: str, trade_id: int) -> SaleTrade | None:
     row = (await conn.execute(text("""SELECT market_id, trade_id, price, qty, notional, seller_fee, sell_order
                                       FROM trades WHERE market_id = :m AND trade_id = :t"""),
                               {"m": market_id, "t": trade_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else SaleTrade.from_row(row)
 
 
 
@@ -661,18 +647,18 @@ async def event_client_ids(conn: AsyncConnection, pledge_id: int, prefix: str) -
 # ----------------------------------------------------------------------------------- freezes behind a pledge
 
 
-async def freeze_of_hold(conn: AsyncConnection, hold: int, *, lock: bool = False) -> dict[str, Any] | None:
+async def freeze_of_hold(conn: AsyncConnection, hold: int, *, lock: bool = False) -> Freeze | None:
     """The active freeze whose ledger hold this is. Lock order: pledge rows first, then freeze rows."""
     row = (await conn.execute(text(_FREEZE_SELECT + " WHERE f.hold_id = :h AND f.status = 'active'"
                                    + (" FOR UPDATE OF f" if lock else "")), {"h": hold})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Freeze.from_row(row)
 
 
-async def freeze_chain_head(conn: AsyncConnection, root_id: int) -> dict[str, Any] | None:
+async def freeze_chain_head(conn: AsyncConnection, root_id: int) -> Freeze | None:
     """The latest row of a freeze's chain (renewals continue it)."""
     row = (await conn.execute(text(_FREEZE_SELECT + " WHERE COALESCE(f.root_id, f.id) = :r ORDER BY f.id DESC "
                                    "LIMIT 1"), {"r": root_id})).first()
-    return dict(row._mapping) if row else None
+    return None if row is None else Freeze.from_row(row)
 
 
 async def add_freeze_proceeds(conn: AsyncConnection, freeze_id: int, amount: int) -> None:

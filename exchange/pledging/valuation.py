@@ -12,13 +12,13 @@ from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.pledging import repository as repo
+from exchange.pledging.models import Pledge, jsonable
 from exchange.pledging.recording import (
     kick,
     record_event,
 )
 from exchange.pledging.refusals import translate_refusals
 from exchange.pledging.values import (
-    as_date,
     cny,
     today,
 )
@@ -42,54 +42,53 @@ async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps:
 _CALL_EVENT = {"warning": "warning", "margin_call": "margin_call", "liquidation": "liquidation_call"}
 
 
-async def _margin_event(conn: AsyncConnection, p: dict[str, Any], new: str, value: int, ratio: int,
-                        deadline: datetime | None, actor: str) -> None:
+async def _margin_event(conn: AsyncConnection, p: Pledge, new: str, value: int, ratio: int,
+                        deadline: datetime | None, actor: str) -> Pledge:
     """An event when the margin level changes: worse -> warning / call; better -> cured (or a milder call)."""
-    old = p["margin_level"]
+    old = p.margin_level
     if new == old:
-        return
-    if new == "margin_call":
-        # Keep the first deadline of a call that only moved from liquidation back to margin call.
-        cure = p["cure_deadline"] if old == "liquidation" and p["cure_deadline"] else deadline
-    else:
-        cure = None
+        return p
+    # Keep the first deadline of a call that only moved from liquidation back to margin call.
+    kept = p.cure_deadline if old == "liquidation" and p.cure_deadline else deadline
+    cure = kept if new == "margin_call" else None
     kind = _CALL_EVENT[new] if val.worse(new, old) or new == "margin_call" else "cured"
-    await record_event(conn, p, kind, {"margin_level": new, "cure_deadline": cure},
+    return await record_event(conn, p, kind, {"margin_level": new, "cure_deadline": cure},
                   info={"level": new, "previous_level": old, "value": value, "ratio_bps": ratio,
-                        "secured_amount": p["secured_amount"], "cure_deadline": repo.jsonable(cure),
-                        "price": p["last_price"], "quantity": p["quantity"]},
-                  actor=actor, notify=(p["pledgor_id"],))  # the pledgor is the one who must cure
+                        "secured_amount": p.secured_amount, "cure_deadline": jsonable(cure),
+                        "price": p.last_price, "quantity": p.quantity},
+                  actor=actor, notify=(p.pledgor_id,))  # the pledgor is the one who must cure
 
 
-async def reassess(conn: AsyncConnection, p: dict[str, Any], *, actor: str) -> None:
+async def reassess(conn: AsyncConnection, p: Pledge, *, actor: str) -> Pledge:
     """After a change of quantity or terms, judge the margin again at the last mark (if there is one)."""
-    if p["last_price"] is None or p["status"] not in lifecycle.LOCKED:
-        return
-    haircut = p["haircut_bps"] if p["haircut_bps"] is not None else p["effective_haircut_bps"]
-    value = val.collateral_value(p["quantity"], p["decimals"], p["last_price"], haircut, years_of(p))
-    th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
-    level = val.level(value, p["secured_amount"], th)
-    as_of = as_date(p["last_valued_on"]) if p["last_valued_on"] else today()
-    await _margin_event(conn, p, level, value, val.ratio_bps(value, p["secured_amount"]), val.next_open(as_of), actor)
+    if p.last_price is None or p.status not in lifecycle.LOCKED:
+        return p
+    haircut = p.haircut_bps if p.haircut_bps is not None else p.effective_haircut_bps
+    value = val.collateral_value(p.quantity, p.decimals, p.last_price, haircut, years_of(p))
+    th = val.Thresholds(p.warning_bps, p.margin_call_bps, p.liquidation_bps)
+    level = val.level(value, p.secured_amount, th)
+    as_of = p.last_valued_on if p.last_valued_on else today()
+    return await _margin_event(conn, p, level, value, val.ratio_bps(value, p.secured_amount), val.next_open(as_of),
+                               actor)
 
 
-async def _deadline_check(conn: AsyncConnection, p: dict[str, Any], as_of: date, horizon_days: int,
+async def _deadline_check(conn: AsyncConnection, p: Pledge, as_of: date, horizon_days: int,
                           actor: str) -> None:
     """Warn once per deadline when pledged units near the end of their usability (validity, compliance year)."""
     deadlines = []
-    batches = await ledger.batches_covering(conn, p["instrument"], p["serials"])
-    for a in await repo.usable_attributes(conn, p["instrument"], batches):
-        d = val.usable_deadline(a["kind"], a["instrument_attributes"] or {}, a["batch_attributes"] or {})
+    batches = await ledger.batches_covering(conn, p.instrument, p.serials)
+    for a in await repo.usable_attributes(conn, p.instrument, batches):
+        d = val.usable_deadline(a.kind, a.instrument_attributes or {}, a.batch_attributes or {})
         if d is not None:
             deadlines.append(d)
     if not deadlines:
         return
     first = min(deadlines)
-    if not val.deadline_near(first, as_of, horizon_days) or p["deadline_warned"] == first.isoformat():
+    if not val.deadline_near(first, as_of, horizon_days) or p.deadline_warned == first:
         return
     await record_event(conn, p, "deadline_warning", {"deadline_warned": first},
-                  info={"deadline": first, "days_left": (first - as_of).days, "term_end": p["term_end"],
-                        "before_term_end": first <= as_date(p["term_end"])}, actor=actor)
+                  info={"deadline": first, "days_left": (first - as_of).days, "term_end": p.term_end,
+                        "before_term_end": first <= p.term_end}, actor=actor)
 
 
 @translate_refusals
@@ -133,41 +132,41 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
         marked = []
         for pledge_id in await repo.live_pledges_of_instrument(conn, instrument):
             p = await repo.lock_pledge(conn, pledge_id)
-            if p is None or p["status"] not in lifecycle.LOCKED:
+            if p is None or p.status not in lifecycle.LOCKED:
                 continue
-            if (p["enforcement"] or {}).get("method") == "exchange":
+            if (p.enforcement or {}).get("method") == "exchange":
                 continue  # the units already left the pledgor: nothing to mark any more
-            haircut = p["effective_haircut_bps"]
-            value = val.check_value(val.collateral_value(p["quantity"], p["decimals"], price_fen, haircut, years_of(p)),
-                                    f"the collateral of pledge {p['number']}")
+            haircut = p.effective_haircut_bps
+            value = val.check_value(val.collateral_value(p.quantity, p.decimals, price_fen, haircut, years_of(p)),
+                                    f"the collateral of pledge {p.number}")
             marked.append((p, haircut, value))
         if existing is None:
             await repo.insert_mark(conn, instrument, as_of, price_fen, actor, client_id, fp)
         for p, haircut, value in marked:
-            ratio = val.ratio_bps(value, p["secured_amount"])
-            th = val.Thresholds(p["warning_bps"], p["margin_call_bps"], p["liquidation_bps"])
-            level = val.level(value, p["secured_amount"], th)
-            if not await repo.insert_valuation(conn, p["id"], as_of, price_fen, p["quantity"], haircut, value, ratio,
+            ratio = val.ratio_bps(value, p.secured_amount)
+            th = val.Thresholds(p.warning_bps, p.margin_call_bps, p.liquidation_bps)
+            level = val.level(value, p.secured_amount, th)
+            if not await repo.insert_valuation(conn, p.id, as_of, price_fen, p.quantity, haircut, value, ratio,
                                                level):
-                results.append({"pledge_id": p["id"], "level": p["margin_level"], "already_valued": True})
+                results.append({"pledge_id": p.id, "level": p.margin_level, "already_valued": True})
                 continue
-            await record_event(conn, p, "revalued", {"last_price": price_fen, "last_value": value,
+            p = await record_event(conn, p, "revalued", {"last_price": price_fen, "last_value": value,
                                                      "last_ratio_bps": ratio,
                                                 "last_valued_on": as_of},
-                          info={"price": price_fen, "quantity": p["quantity"], "value": value, "ratio_bps": ratio,
-                                "haircut_bps": haircut, "level": level, "secured_amount": p["secured_amount"]},
+                          info={"price": price_fen, "quantity": p.quantity, "value": value, "ratio_bps": ratio,
+                                "haircut_bps": haircut, "level": level, "secured_amount": p.secured_amount},
                           actor=actor)
-            await _margin_event(conn, p, level, value, ratio, deadline, actor)
+            p = await _margin_event(conn, p, level, value, ratio, deadline, actor)
             await _deadline_check(conn, p, as_of, horizon, actor)
-            results.append({"pledge_id": p["id"], "number": p["number"], "value": cny(value), "ratio_bps": ratio,
-                            "level": level, "cure_deadline": p["cure_deadline"]})
+            results.append({"pledge_id": p.id, "number": p.number, "value": cny(value), "ratio_bps": ratio,
+                            "level": level, "cure_deadline": jsonable(p.cure_deadline)})
     kick(rt)
     return {"instrument": instrument, "as_of": as_of, "price": cny(price_fen), "pledges": results}
 
 
-def years_of(p: dict[str, Any]) -> int:
+def years_of(p: Pledge) -> int:
     """The term of the pledged instrument in years: an emission right's price is per unit and year, so its
     money is price × quantity × validity_years, as on the market (exchange/trading/pricing.py); 1 for the rest."""
-    return term_years(p["instrument_kind"], p["instrument_attributes"] or {})
+    return term_years(p.instrument_kind, p.instrument_attributes or {})
 
 

@@ -26,14 +26,6 @@ def micros(dt: datetime) -> int:
     return (dt - EPOCH) // timedelta(microseconds=1)
 
 
-def as_time(v: Any) -> datetime:
-    return datetime.fromisoformat(v) if isinstance(v, str) else v
-
-
-def as_date(v: Any) -> date:
-    return date.fromisoformat(v) if isinstance(v, str) else v
-
-
 def cny(fen: int | None) -> str | None:
     return None if fen is None else to_text(fen, CNY_DECIMALS)
 

@@ -31,7 +31,6 @@ from exchange.pledging.recording import (
 from exchange.pledging.refusals import translate_refusals
 from exchange.pledging.valuation import revalue
 from exchange.pledging.values import (
-    as_time,
     now,
     ranges_of,
 )
@@ -120,31 +119,31 @@ async def expire_due(rt: Runtime, at: datetime | None = None) -> list[int]:
         try:
             async with rt.tx() as conn:
                 p = await repo.lock_pledge(conn, pledge_id)
-                if p is None or as_time(p["expires_at"]) > at or p["status"] not in lifecycle.LOCKED:
+                if p is None or p.expires_at > at or p.status not in lifecycle.LOCKED:
                     continue
-                method = (p["enforcement"] or {}).get("method")
-                claims = await repo.claims_of(conn, p["id"], ("filed", "registered"))
+                method = (p.enforcement or {}).get("method")
+                claims = await repo.claims_of(conn, p.id, ("filed", "registered"))
                 info: dict[str, Any] = {}
                 changes: dict[str, Any] = {}
                 if method == "exchange":
-                    if any(o["status"] == "open" for o in await repo.sale_orders(conn, p["id"])) or \
-                            await unbooked(conn, p["id"]):
+                    if any(o.status == "open" for o in await repo.sale_orders(conn, p.id)) or \
+                            await unbooked(conn, p.id):
                         continue  # the sale ends, and every settlement of it is paid out, first
-                    e = dict(p["enforcement"])
+                    e = dict(p.running)
                     lot = ranges_of(e["lot"])
                     entries = await return_units(conn, rt, p, lot, relock=False, actor=SYSTEM_ACTOR) if lot else []
                     e.update(lot=[], returned=[list(r) for r in lot])
                     changes = {"enforcement": e}
                     info = {"returned": [list(r) for r in lot], "quantity": rg.total(lot)}
                 else:
-                    entries = [await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(p["hold_id"]),
+                    entries = [await rt.submit(c.Request(SYSTEM_ACTOR, c.ExpireHold(p.hold),
                                                          ledger_id(p, "expire"), ledger_meta(p, "expire")))]
                 for cl in claims:
-                    await repo.update_claim(conn, cl["id"], status="lapsed")
+                    await repo.update_claim(conn, cl.id, status="lapsed")
                 await record_event(conn, p, "expired", changes,
-                                   info={**info, "claims_lapsed": [cl["id"] for cl in claims]},
+                                   info={**info, "claims_lapsed": [cl.id for cl in claims]},
                               actor=SYSTEM_ACTOR, seqs=[x.seq for x in entries],
-                              notify=(p["pledgor_id"], *(cl["claimant_id"] for cl in claims)))
+                              notify=(p.pledgor_id, *(cl.claimant_id for cl in claims)))
                 done.append(pledge_id)
         except DomainError as exc:  # e.g. the ledger clock is a hair behind ours: next sweep
             log.warning("pledge %s not expired: %s %s", pledge_id, exc.code, exc.message)
@@ -160,10 +159,10 @@ async def _lapse(rt: Runtime, ids: list[int], at: datetime) -> list[int]:
     for pledge_id in ids:
         async with rt.tx() as conn:
             p = await repo.lock_pledge(conn, pledge_id)
-            if p is None or p["status"] != lifecycle.FILED or min(confirm_by(rt, p), as_time(p["expires_at"])) > at:
+            if p is None or p.status != lifecycle.FILED or min(confirm_by(rt, p), p.expires_at) > at:
                 continue
-            await record_event(conn, p, "expired", {}, info={"lapsed": "not_confirmed", "filed_at": p["created_at"]},
-                          actor=SYSTEM_ACTOR, notify=(p["pledgor_id"],))
+            await record_event(conn, p, "expired", {}, info={"lapsed": "not_confirmed", "filed_at": p.created_at},
+                          actor=SYSTEM_ACTOR, notify=(p.pledgor_id,))
             done.append(pledge_id)
     return done
 

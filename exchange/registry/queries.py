@@ -13,31 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_text
+from ledger import queries as ledger
 
-# Serial blocks by state: a retired block rests in the sink with the entry that retired it (its purpose is in
-# the entry's body); a pledged block is under a pledge hold; a frozen one is under a court's freeze (a hold of
-# its own, or an overlay on a pledged block).
-_TOTALS = text("""
-    WITH issued AS (SELECT instrument, sum(end_serial - start_serial + 1) AS q FROM ledger_batches GROUP BY 1),
-    blocks AS (
-        SELECT b.instrument, b.end_serial - b.start_serial + 1 AS q, b.retired_seq, h.kind AS hold_kind,
-               b.frozen_by IS NOT NULL AS overlay_frozen
-        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold),
-    states AS (
-        SELECT instrument,
-               sum(q) FILTER (WHERE hold_kind = 'pledge') AS pledged,
-               sum(q) FILTER (WHERE hold_kind = 'freeze' OR overlay_frozen) AS frozen
-        FROM blocks GROUP BY 1)
-    SELECT i.code, i.name, i.kind, i.decimals, COALESCE(iss.q, 0) AS issued, COALESCE(s.pledged, 0) AS pledged,
-           COALESCE(s.frozen, 0) AS frozen
-    FROM instruments i LEFT JOIN issued iss ON iss.instrument = i.code LEFT JOIN states s ON s.instrument = i.code
-    WHERE i.code <> 'CNY' ORDER BY i.kind, i.code""")
-
-_RETIRED = text("""
-    SELECT b.instrument, COALESCE(convert_from(substring(e.leaf from 14), 'UTF8')::jsonb #>> '{body,purpose}', '')
-           AS purpose, sum(b.end_serial - b.start_serial + 1) AS q
-    FROM ledger_blocks b JOIN ledger_entries e ON e.seq = b.retired_seq
-    WHERE b.retired_seq IS NOT NULL AND e.type = 'retire' GROUP BY 1, 2 ORDER BY 1, 2""")
+# The instruments of the register (cash is not one); their units' states are the ledger's (ledger.queries.supply).
+_INSTRUMENTS = text("SELECT code, name, kind, decimals FROM instruments WHERE code <> 'CNY' ORDER BY kind, code")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +34,16 @@ class InstrumentTotals:
 
 
 async def totals(conn: AsyncConnection) -> list[InstrumentTotals]:
-    rows = (await conn.execute(_TOTALS)).mappings().all()
-    retired: dict[str, dict[str, int]] = {}
-    for r in (await conn.execute(_RETIRED)).mappings():
-        retired.setdefault(r["instrument"], {})[r["purpose"] or "unspecified"] = int(r["q"])
+    held = await ledger.supply(conn)
     out = []
-    for r in rows:
-        d, by = r["decimals"], retired.get(r["code"], {})
-        out.append(InstrumentTotals(r["code"], r["name"], r["kind"], to_text(int(r["issued"]), d),
+    for r in (await conn.execute(_INSTRUMENTS)).mappings():
+        d, s = r["decimals"], held.get(r["code"], ledger.Supply(0, 0, 0, {}))
+        by: dict[str, int] = {}
+        for purpose, q in s.retired.items():
+            by[purpose or "unspecified"] = q
+        out.append(InstrumentTotals(r["code"], r["name"], r["kind"], to_text(s.issued, d),
                                     to_text(sum(by.values()), d), {p: to_text(q, d) for p, q in sorted(by.items())},
-                                    to_text(int(r["pledged"]), d), to_text(int(r["frozen"]), d)))
+                                    to_text(s.pledged, d), to_text(s.frozen, d)))
     return out
 
 

@@ -23,31 +23,38 @@ from exchange.registry.models import (
     StatusChange,
 )
 from exchange.registry.subjects import IdDocument, Subject
+from ledger import queries as ledger
 
 
 async def encumbrances(conn: AsyncConnection, account: int, instrument: str, serials: list[tuple[int, int]]
                        ) -> list[dict[str, Any]]:
     """What stands on each named serial of `account`: a pledge (registration number, pledgee), a freeze
     (court, case), an order hold (market, order), another hold, retirement -- or that the serials are not
-    in the account at all. For the account's holder only (exchange.registry.encumbrances decides who asks)."""
-    ranges = json.dumps([list(r) for r in serials])
-    rows = await conn.execute(text("""
-        WITH x AS (SELECT (r->>0)::bigint AS s, (r->>1)::bigint AS e FROM jsonb_array_elements(CAST(:r AS jsonb)) r),
-        b AS (
-            SELECT GREATEST(b.start_serial, x.s) AS start_serial, LEAST(b.end_serial, x.e) AS end_serial,
-                   b.account = :a AS mine, b.hold, b.frozen_by, b.retired_seq, h.kind AS hold_kind
-            FROM ledger_blocks b JOIN x ON b.start_serial <= x.e AND b.end_serial >= x.s
-            LEFT JOIN ledger_holds h ON h.id = b.hold
-            WHERE b.instrument = :i)
-        SELECT b.*, p.number AS pledge_number, pe.name AS pledgee_name, f.case_number, c.name AS court_name,
-               o.market_id, o.id AS order_id
-        FROM b LEFT JOIN pledges p ON p.hold_id = b.hold AND b.hold_kind = 'pledge'
-        LEFT JOIN participants pe ON pe.id = p.pledgee_id
-        LEFT JOIN freezes f ON f.hold_id = b.frozen_by
-        LEFT JOIN participants c ON c.id = f.court_id
-        LEFT JOIN orders o ON o.hold_id = b.hold AND b.hold_kind = 'order'
-        ORDER BY b.start_serial"""), {"a": account, "i": instrument, "r": ranges})
-    return [dict(r._mapping) for r in rows]
+    in the account at all. For the account's holder only (exchange.registry.encumbrances decides who asks).
+    The blocks are the ledger's (ledger.queries.blocks_across); the names of what holds them are ours."""
+    blocks = await ledger.blocks_across(conn, instrument, serials)
+    pledged = {int(r.hold_id): r for r in await conn.execute(text("""
+        SELECT p.hold_id, p.number AS pledge_number, pe.name AS pledgee_name
+        FROM pledges p JOIN participants pe ON pe.id = p.pledgee_id WHERE p.hold_id = ANY(:h)"""),
+        {"h": sorted({b.hold for b in blocks if b.hold is not None and b.hold_kind == "pledge"})})}
+    frozen = {int(r.hold_id): r for r in await conn.execute(text("""
+        SELECT f.hold_id, f.case_number, c.name AS court_name
+        FROM freezes f LEFT JOIN participants c ON c.id = f.court_id WHERE f.hold_id = ANY(:h)"""),
+        {"h": sorted({b.frozen_by for b in blocks if b.frozen_by is not None})})}
+    ordered = {int(r.hold_id): r for r in await conn.execute(text(
+        "SELECT hold_id, market_id, id AS order_id FROM orders WHERE hold_id = ANY(:h)"),
+        {"h": sorted({b.hold for b in blocks if b.hold is not None and b.hold_kind == "order"})})}
+    out = []
+    for b in blocks:
+        p = pledged.get(b.hold) if b.hold is not None and b.hold_kind == "pledge" else None
+        f = frozen.get(b.frozen_by) if b.frozen_by is not None else None
+        o = ordered.get(b.hold) if b.hold is not None and b.hold_kind == "order" else None
+        out.append({"start_serial": b.start_serial, "end_serial": b.end_serial, "mine": b.account == account,
+                    "hold": b.hold, "frozen_by": b.frozen_by, "retired_seq": b.retired_seq, "hold_kind": b.hold_kind,
+                    "pledge_number": p and p.pledge_number, "pledgee_name": p and p.pledgee_name,
+                    "case_number": f and f.case_number, "court_name": f and f.court_name,
+                    "market_id": o and o.market_id, "order_id": o and o.order_id})
+    return out
 
 
 # --- participants -------------------------------------------------------------------------------------------
@@ -260,8 +267,7 @@ async def batch_terms(conn: AsyncConnection, batches: set[int]) -> dict[int, tup
 
 
 # --- the ends of terms (exchange/registry/expiry.py) --------------------------------------------------------
-# These join the registry's issuance requests with the ledger's blocks and holds (the term is the registry's,
-# the blocks the ledger's); they read, never write, ledger_* tables.
+# The term is the registry's (its issuance requests), the blocks and holds the ledger's (ledger.queries).
 
 async def batches_past_term(conn: AsyncConnection, today: date) -> list[DueBatch]:
     rows = await conn.execute(text("""
@@ -274,36 +280,45 @@ async def batches_past_term(conn: AsyncConnection, today: date) -> list[DueBatch
 
 
 async def left_of_batch(conn: AsyncConnection, batch: int) -> list[LeftBlock]:
+    blocks = await ledger.unretired_blocks(conn, batch=batch)
+    escrows = {int(r.account) for r in await conn.execute(
+        text("SELECT account FROM pledge_escrow_accounts WHERE account = ANY(:a)"),
+        {"a": sorted({b.account for b in blocks})})}
+    return [LeftBlock(b.account, b.start_serial, b.end_serial, b.hold, b.frozen_by, b.hold_kind, b.account in escrows)
+            for b in blocks]
+
+
+async def _ended_batches(conn: AsyncConnection, batches: list[int] | None, instrument: str | None, today: date, *,
+                         emission_rights: bool = True) -> dict[int, tuple[str, int]]:
+    """Batch id -> (valid_until, decimals) of the batches (of emission rights; of `instrument`; among `batches`)
+    whose term ended before `today`."""
     rows = await conn.execute(text("""
-        SELECT b.account, b.start_serial, b.end_serial, b.hold, b.frozen_by, h.kind AS hold_kind,
-               EXISTS (SELECT 1 FROM pledge_escrow_accounts e WHERE e.account = b.account) AS escrowed
-        FROM ledger_blocks b LEFT JOIN ledger_holds h ON h.id = b.hold
-        WHERE b.batch = :batch AND b.retired_seq IS NULL ORDER BY b.account, b.start_serial"""), {"batch": batch})
-    return [LeftBlock.from_row(r) for r in rows.mappings()]
+        SELECT r.batch_id, r.attributes->>'valid_until' AS valid_until, i.decimals
+        FROM issuance_requests r JOIN instruments i ON i.code = r.instrument
+        WHERE r.batch_id IS NOT NULL AND (i.kind = 'emission_right' OR NOT :er) AND r.attributes ? 'valid_until'
+          AND CAST(r.attributes->>'valid_until' AS date) < :today
+          AND (CAST(:i AS text) IS NULL OR r.instrument = CAST(:i AS text))
+          AND (CAST(:b AS bigint[]) IS NULL OR r.batch_id = ANY(CAST(:b AS bigint[])))"""),
+        {"today": today, "i": instrument, "b": batches, "er": emission_rights})
+    return {int(r.batch_id): (r.valid_until, int(r.decimals)) for r in rows}
 
 
 async def ended_blocks(conn: AsyncConnection, account: int, instrument: str, today: date, *,
                        held: bool) -> list[EndedBlock]:
     """The account's unretired, unfrozen blocks of `instrument` whose term ended before `today`; with `held`,
     held ones too."""
-    rows = await conn.execute(text("""
-        SELECT b.batch, b.start_serial, b.end_serial, r.attributes->>'valid_until' AS valid_until, i.decimals
-        FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch
-        JOIN instruments i ON i.code = b.instrument
-        WHERE b.account = :a AND b.instrument = :i AND b.retired_seq IS NULL AND b.frozen_by IS NULL
-          AND (b.hold IS NULL OR :held) AND i.kind = 'emission_right'
-          AND CAST(r.attributes->>'valid_until' AS date) < :today
-        ORDER BY b.start_serial"""), {"a": account, "i": instrument, "today": today, "held": held})
-    return [EndedBlock.from_row(r) for r in rows.mappings()]
+    ended = await _ended_batches(conn, None, instrument, today)
+    if not ended:
+        return []
+    blocks = await ledger.unretired_blocks(conn, batches=sorted(ended), account=account)
+    return [EndedBlock(b.batch, b.start_serial, b.end_serial, *ended[b.batch]) for b in blocks
+            if b.frozen_by is None and (b.hold is None or held)]
 
 
 async def hold_past_term(conn: AsyncConnection, hold: int, today: date) -> bool:
     """Whether a hold holds units whose term ended before `today`."""
-    return bool((await conn.execute(text(
-        """SELECT EXISTS (SELECT 1 FROM ledger_blocks b JOIN issuance_requests r ON r.batch_id = b.batch
-                          WHERE b.hold = :h AND b.retired_seq IS NULL AND r.attributes ? 'valid_until'
-                            AND CAST(r.attributes->>'valid_until' AS date) < :today)"""),
-        {"h": hold, "today": today})).scalar())
+    batches = sorted({b.batch for b in await ledger.unretired_blocks(conn, hold=hold)})
+    return bool(batches) and bool(await _ended_batches(conn, batches, None, today, emission_rights=False))
 
 
 # --- issuance requests (exchange/registry/issuance.py) --------------------------------------------------------
