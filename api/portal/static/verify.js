@@ -344,23 +344,27 @@ window.EnvxVerify = (function () {
 
   /* 查询证明 (pledges/certificate.py): the signed note says "envx public inquiry certificate v1", the key's name
    * and the hex SHA-256 of the certificate's RFC 8785 JSON; the page recomputes that digest itself. */
-  async function searchCertificate(doc) {
-    const keys = await run("keys", () => registryKeys(true));
+  async function searchCertificate(doc, keys, label) {
     const signed = await run("cert_sig", async () => {
       const o = await V.openNote((doc.signature || {}).note, keys);
       const lines = o.text.split("\n");
       if (lines.length !== 4 || lines[0] !== "envx public inquiry certificate v1" || lines[1] !== o.by[0].name ||
           !/^[0-9a-f]{64}$/.test(lines[2]) || lines[3] !== "") throw new Error("the signed note is not a search certificate");
-      list.lastChild.dataset.key = `${o.by[0].name}+${o.by[0].id}`;
       return {digest: lines[2], by: `${o.by[0].name}+${o.by[0].id}`};
-    });
+    }, label);
     list.lastChild.querySelector(".detail").textContent = signed.by;
     await run("digest", async () => {
       const mine = V.hex(await V.sha256(V.enc.encode(V.canonical(doc.certificate))));
       if (mine !== signed.digest) throw new Error(`this certificate's digest is ${mine}, the signed one ${signed.digest}`);
       const c = doc.certificate, h = c.ledger_head || {};
       return `${mine} · ${c.record}: ${c.result_count} · ${c.issued_at} · ledger ${h.seq}`;
-    });
+    }, label);
+  }
+
+  /* One certificate, or the list of them a search of every record makes (the JSON attached to the PDF). */
+  async function searchCertificates(docs) {
+    const keys = await run("keys", () => registryKeys(true));
+    for (const doc of docs) await searchCertificate(doc, keys, docs.length > 1 ? String(doc.certificate.record) : "");
   }
 
   async function check(text) {
@@ -373,13 +377,15 @@ window.EnvxVerify = (function () {
         try { doc = JSON.parse(text); } catch (e) { throw new Error(W.nothing); }
         if (doc && doc.format === "envx-restoration-certificate-v1") return doc.format;
         if (doc && doc.format === "envx-receipt-v1") return doc.format;
-        if (doc && doc.certificate && doc.signature && doc.certificate.type === "envx.public-inquiry/1") return doc.certificate.type;
+        const search = d => d && typeof d === "object" && d.certificate && d.signature && d.certificate.type === "envx.public-inquiry/1";
+        if (search(doc)) { doc = [doc]; return "search"; }
+        if (Array.isArray(doc) && doc.length && doc.every(search)) return "search";
         throw new Error(W.nothing);
       });
       if (kind === "tlog-proof") await tlogProof(doc);
       else if (kind === "envx-restoration-certificate-v1") await restoration(doc);
       else if (kind === "envx-receipt-v1") await receipt(doc);
-      else await searchCertificate(doc);
+      else await searchCertificates(doc);
       verdict.textContent = W.ok_all; verdict.className = "verdict pass"; verdict.dataset.state = "pass";
     } catch (e) {
       verdict.textContent = W.failed_at + (e.step ? W[e.step] : e.message);
