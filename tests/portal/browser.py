@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -27,6 +29,16 @@ PAYER_ID_NUMBER = "350627198807150018"
 MARKET = "FCT-SM.listing"
 PAGES = ["/portal", "/portal/inquiry", "/portal/verify", "/portal/markets", f"/portal/markets/{MARKET}",
          "/portal/ledger"]
+
+
+T = TypeVar("T")
+
+
+def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a thread of its own: Playwright's sync API keeps an event loop running in this one, so
+    set-up code that calls asyncio.run (database helpers) must not run here once a browser is open."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def chromium() -> str:
