@@ -420,6 +420,7 @@ window.EnvxVerify = (function () {
     } else if (cfg && cfg.bad_code) {
       const s = step("fetch"); s.fail("0-9 a-f × 16");
       verdict.textContent = W.failed_at + W.fetch; verdict.className = "verdict fail"; verdict.dataset.state = "fail";
+      verdict.dataset.step = "fetch";
     }
   });
   window.EnvxVerifyPage = {check};
