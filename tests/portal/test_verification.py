@@ -18,6 +18,7 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
+from ledger.note import Signer, sign_note
 from tests.portal.browser import OWNER_USCC, Page, certificate
 from tests.system.server import Server
 
@@ -44,7 +45,7 @@ RECEIPT_STEPS = ["read", "keys", "cp_sig", "size", "leaf", "inclusion", "decode"
 
 @pytest.mark.parametrize(("where", "step"), [(None, None), ("entry", "inclusion"), ("path", "inclusion"),
                                              ("index", "inclusion"), ("tree_size", "size"),
-                                             ("root", "cp_sig"), ("signature", "cp_sig")])
+                                             ("root", "cp_sig"), ("signature", "cp_sig"), ("origin", "cp_sig")])
 def test_a_json_ledger_receipt_is_green_step_by_step_and_red_where_a_byte_changed(
         page: Page, server: Server, keys: dict[str, Any], tmp_path: Path, where: str | None, step: str | None) -> None:
     seq = _receipt_seq(server)
@@ -58,6 +59,10 @@ def test_a_json_ledger_receipt_is_green_step_by_step_and_red_where_a_byte_change
         doc["index"] += 1
     elif where == "tree_size":
         doc["tree_size"] += 1
+    elif where == "origin":  # validly signed with the registry's own key, but the checkpoint of another log
+        signer = Signer.from_key_string((server.data_dir / "signing.key").read_text().strip())
+        body = doc["checkpoint"].split("\n\n")[0].split("\n", 1)[1]
+        doc["checkpoint"] = sign_note("other.example/log\n" + body + "\n", signer)
     elif where is not None:
         lines = doc["checkpoint"].split("\n")
         if where == "root":

@@ -204,7 +204,12 @@ window.EnvxVerify = (function () {
   /* One receipt's steps: its checkpoint's signature, its tree size (a JSON receipt states it; a tlog-proof
    * takes it from the checkpoint, tree_size null), the leaf hash of its entry, the inclusion proof. */
   async function checkReceipt(r, keys, label) {
-    const cp = await run("cp_sig", async () => V.parseCheckpoint((await V.openNote(r.checkpoint, keys)).text), label);
+    const cp = await run("cp_sig", async () => {
+      const o = await V.openNote(r.checkpoint, keys), c = V.parseCheckpoint(o.text);
+      // A checkpoint names its log on its first line, and the log's key bears that name (C2SP tlog-checkpoint).
+      if (!o.by.some(k => k.name === c.origin)) throw new V.Fail("wrong_origin", `the checkpoint is of ${c.origin}, signed by ${o.by.map(k => k.name).join(", ")}`);
+      return c;
+    }, label);
     list.lastChild.querySelector(".detail").textContent = `${cp.origin} @ ${cp.size}`;
     if (r.tree_size !== null) await run("size", async () => {
       if (!/^(0|[1-9][0-9]{0,19})$/.test(String(r.tree_size)) || BigInt(r.tree_size) !== cp.size)
