@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from typing import Any
 
@@ -104,8 +105,8 @@ class MarketFollower:
         # replica does not know which side took: its trade messages have no `taker_side`).
         messages: list[dict[str, Any]] = []
         while True:
-            batch = [t for t in await repository.public_trades(conn, self.market.id, self.last_trade, 1000)
-                     if t.seq <= self.applied_seq]
+            batch = list(itertools.takewhile(lambda t: t.seq <= self.applied_seq, await repository.public_trades(
+                conn, self.market.id, self.last_trade, 1000)))
             for t in batch:
                 view = marketdata.trade_view(t, self.market.decimals)
                 messages.append({"type": "trade", **view, "trading_day": t.trading_day.isoformat()})
