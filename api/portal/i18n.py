@@ -94,7 +94,7 @@ _T: dict[str, tuple[str, str]] = {
     "code_label": ("核验码（证书 PDF 上的 16 位）", "Verification code (16 characters, on the PDF)"),
     "check": ("核验", "Check"),
     "by_file": ("或选择 / 拖入文件", "Or choose / drop a file"),
-    "file": ("证书、回执 (.json) 或 .tlog-proof 文件", "Certificate, receipt (.json) or .tlog-proof file"),
+    "file": ("证书、查询证明、回执 (.json) 或 .tlog-proof 文件", "Certificate, search certificate, receipt (.json) or .tlog-proof file"),
     "drop_here": ("把文件拖到这里", "Drop the file here"),
     "steps": ("核验步骤", "Steps"),
     "keys_used": ("使用的公钥", "Keys used"),

@@ -31,12 +31,13 @@ from exchange.trading import markets as market_service
 from exchange.verifiable import proofs, tlog_serving
 
 TAGS = ["portal"]
-Lang = Annotated[str | None, Parameter(max_length=8, description="zh (default) or en; remembered in a cookie")]
-# Free text is taken as sent (up to the API's 1000-character query bound) and judged here, so a bad
-# search is answered on the page, escaped, with what was wrong.
+# Every value is taken as sent (up to the API's 1000-character query bound) and judged here: free text that
+# is wrong is answered on the page, escaped, with what was wrong; a choice that is none of its options
+# (a hand-made link) is its default.
+Lang = Annotated[str | None, Parameter(max_length=1000, description="zh (default) or en; remembered in a cookie")]
 Text = Annotated[str | None, Parameter(max_length=1000)]
-By = Annotated[str | None, Parameter(max_length=16)]
-Record = Annotated[str | None, Parameter(max_length=16)]
+By = Annotated[str | None, Parameter(max_length=1000, description="name (default), uscc or serial")]
+Record = Annotated[str | None, Parameter(max_length=1000, description="pledges, freezes, retirements, else all")]
 RECORDS = ("pledges", "freezes", "retirements")
 MAX_NAME = 200
 SECURITY_HEADERS = {
@@ -150,6 +151,7 @@ def _records(record: str | None) -> tuple[str, ...]:
 async def inquiry_page(rt: Runtime, request: Request[Any, Any, Any], lang: Lang = None, by: By = None,
                        q: Text = None, record: Record = None) -> Template:
     by = by if by in ("name", "uscc", "serial") else "name"
+    record = record if record in RECORDS else None  # anything else searches every record
     error, answers, api_links = None, None, []
     if q is not None:
         args, error = _search_args(by, q)

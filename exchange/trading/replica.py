@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.runtime import Runtime
 from exchange.registry import repository as registry
-from exchange.trading import journal, markets, repository
+from exchange.trading import journal, marketdata, markets, repository
 from exchange.trading.journal import ENGINES
 from exchange.trading.markets import Market
 from matching import commands as mc
@@ -82,6 +83,7 @@ class MarketFollower:
         self.market = market
         self.engine: Engine = None  # type: ignore[assignment]  # set by start()
         self.applied_seq = 0
+        self.last_trade = 0
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.halted = False
         self.session_open = False
@@ -90,6 +92,7 @@ class MarketFollower:
         row = await journal.head(conn, self.market.id)
         self.engine = await replay_engine(conn, self.market, row.applied_seq)
         self.applied_seq = row.applied_seq
+        self.last_trade = await repository.last_trade_id(conn, self.market.id, row.applied_seq)
         self.halted, self.session_open = row.halted, row.session_open
 
     async def refresh(self, conn: AsyncConnection) -> None:
@@ -98,12 +101,24 @@ class MarketFollower:
         if row.applied_seq <= self.applied_seq:
             return
         self.applied_seq = await apply_journal(conn, self.market.id, self.engine, self.applied_seq, row.applied_seq)
-        if self.subscribers:
-            msg = {"type": "depth", "seq": self.applied_seq, **self.depth()}
-            for q in list(self.subscribers):
-                if q.qsize() > 10_000:  # a stalled client is dropped rather than grow memory
-                    self.subscribers.discard(q)
-                else:
+        # The primary's stream messages, in its order: the trades settled up to here, then the depth (a
+        # replica does not know which side took: its trade messages have no `taker_side`).
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = list(itertools.takewhile(lambda t: t.seq <= self.applied_seq, await repository.public_trades(
+                conn, self.market.id, self.last_trade, 1000)))
+            for t in batch:
+                view = marketdata.trade_view(t, self.market.decimals)
+                messages.append({"type": "trade", **view, "trading_day": t.trading_day.isoformat()})
+                self.last_trade = t.trade_id
+            if len(batch) < 1000:
+                break
+        messages.append({"type": "depth", **marketdata.depth_of(self, 5)})
+        for q in list(self.subscribers):
+            if q.qsize() > 10_000:  # a stalled client is dropped rather than grow memory
+                self.subscribers.discard(q)
+            else:
+                for msg in messages:
                     q.put_nowait(msg)
 
     def depth(self, levels: int = 5) -> dict[str, list[tuple[int, int, int]]]:

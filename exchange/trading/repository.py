@@ -316,6 +316,13 @@ async def public_trades(conn: AsyncConnection, market_id: str, after: int, limit
     return [PublicTrade.from_row(r._mapping) for r in rows]
 
 
+async def last_trade_id(conn: AsyncConnection, market_id: str, upto_seq: int) -> int:
+    """The last trade id of the market's journal up to `upto_seq` (0: none)."""
+    return int((await conn.execute(text(
+        "SELECT coalesce(max(trade_id), 0) FROM trades WHERE market_id = :m AND seq <= :s"),
+        {"m": market_id, "s": upto_seq})).scalar_one())
+
+
 async def candles(conn: AsyncConnection, market_id: str, width: int, before: int, limit: int) -> list[Candle]:
     """Candles `width` microseconds wide, newest first, each starting before `before`."""
     rows = await conn.execute(text(

@@ -1,117 +1,19 @@
-"""The public portal in a real browser: Debian's Chromium (installed from Debian when missing, never downloaded
-by Playwright) driven by Playwright against a real `envx serve --demo` process.
-
-Screenshots of every page, desktop and phone width, are written to tests/portal/artifacts/ (ENVX_ARTIFACTS
-overrides where), for CI to keep."""
+"""The public portal in a real browser (fixtures: tests/portal/conftest.py): inquiry, restoration
+certificates verified step by step, markets live, every page on a phone, hostile input."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
-from exchange.core.database import with_database
-from tests.conftest import _admin_execute
-from tests.debian import apt_install
+from tests.portal.browser import MARKET, OWNER, OWNER_USCC, PAGES, PAYER, PAYER_ID_NUMBER, Page, certificate
 from tests.system.server import Server
-
-playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
-expect = playwright.expect
-CHROMIUM = "/usr/bin/chromium"
-CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")  # Debian's fonts-wqy-zenhei: readable screenshots
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(os.environ.get("ENVX_ARTIFACTS", Path(__file__).parent / "artifacts"))
-OWNER = "三明林票持有人 (示例林业经营主体)"
-OWNER_USCC = "93350427MA2Y0E3R1Y"
-PAYER = "南靖 滥伐林木案 被告人"
-PAYER_ID_NUMBER = "350627198807150018"
-PAGES = ["/portal", "/portal/inquiry", "/portal/verify", "/portal/markets", "/portal/markets/FCT-SM.listing",
-         "/portal/ledger"]
-
-
-def _chromium() -> str:
-    missing = [pkg for pkg, there in (("chromium", shutil.which(CHROMIUM)), ("fonts-wqy-zenhei", CJK_FONT.exists()))
-               if not there]
-    if missing:
-        apt_install(missing)
-    assert shutil.which(CHROMIUM), "chromium is not installed and could not be installed from Debian"
-    return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-def server(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    name = f"envx_portal_{os.getpid()}"
-    _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    srv = Server(with_database(pg_admin_url, name), tmp_path_factory.mktemp("portal"))
-    srv.start("--demo")
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def keys(server: Server) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((server.data_dir / "demo-keys.json").read_text("utf-8"))
-    return data
-
-
-@pytest.fixture(scope="module")
-def browser_context(server: Server) -> Iterator[Any]:
-    """After the server (its database set-up runs an event loop of its own, as Playwright's sync API does)."""
-    with playwright.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="envx-chromium-"),
-                                                   executable_path=_chromium(),
-                                                   headless=True, args=ARGS, viewport={"width": 1280, "height": 900})
-        try:
-            yield ctx
-        finally:
-            ctx.close()
-
-
-class Page:
-    """A browser tab that records console errors and uncaught exceptions."""
-
-    def __init__(self, ctx: Any, base: str) -> None:
-        self.tab = ctx.new_page()
-        self.base = base
-        self.errors: list[str] = []
-        self.tab.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.tab.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def go(self, path: str) -> Any:
-        return self.tab.goto(self.base + path)
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def page(browser_context: Any, server: Server) -> Iterator[Page]:
-    p = Page(browser_context, server.url)
-    yield p
-    p.tab.close()
-
-
-def _certificate(server: Server) -> dict[str, Any]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        retired = http.get("/v1/public/retirements", params={"name": PAYER}).json()["certificate"]["results"]
-        assert retired and retired[0]["purpose"] == "judicial_restoration", retired
-        # The restoration order of the demo: the only one, id 1.
-        doc = http.get("/v1/restoration-orders/1/certificate")
-        assert doc.status_code == 200, doc.text
-        return dict(doc.json())
 
 
 def test_inquiry_finds_the_sanming_pledge_by_name_and_uscc_and_downloads_its_certificates(page: Page) -> None:
@@ -144,7 +46,7 @@ def test_inquiry_finds_the_sanming_pledge_by_name_and_uscc_and_downloads_its_cer
 
 
 def test_a_real_restoration_certificate_turns_green_step_by_step(page: Page, server: Server, tmp_path: Path) -> None:
-    doc = _certificate(server)
+    doc = certificate(server)
     f = tmp_path / "certificate.json"
     f.write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
     page.go("/portal/verify")
@@ -161,7 +63,6 @@ def test_a_real_restoration_certificate_turns_green_step_by_step(page: Page, ser
     assert all(state == "pass" for _, state in states)
     page.shot("verify-green-desktop")
     # By the code printed on the PDF, the page fetches the document and checks it the same way.
-    import hashlib
     code = hashlib.sha256(doc["note"].encode()).hexdigest()[:16]
     page.go(f"/portal/verify?code={code}")
     page.tab.wait_for_selector("#verdict[data-state]")
@@ -179,7 +80,7 @@ def _flip(text: str, at: int) -> str:
                                              ("checkpoint", "cp_sig")])
 def test_a_changed_byte_turns_it_red_at_the_step_that_failed(page: Page, server: Server, tmp_path: Path,
                                                             where: str, step: str) -> None:
-    doc = _certificate(server)
+    doc = certificate(server)
     r = doc["receipts"][0]
     if where == "note":  # a digit of the case's figures inside the signed body
         i = doc["note"].index('"retired_quantity":"') + len('"retired_quantity":"')
@@ -208,7 +109,7 @@ def test_a_changed_byte_turns_it_red_at_the_step_that_failed(page: Page, server:
 
 def test_the_market_page_shows_the_demo_trades_and_follows_new_ones_through_a_gap(page: Page, server: Server,
                                                                                   keys: dict[str, Any]) -> None:
-    m = "FCT-SM.listing"
+    m = MARKET
     page.go(f"/portal/markets/{m}")
     rows = page.tab.locator("#trades tbody tr")
     rows.first.wait_for()

@@ -153,17 +153,18 @@ window.EnvxVerify = (function () {
     read: "读取文件", keys: "获取登记机构公布的公钥并核对密钥编号", cert_sig: "证书签名 (Ed25519)", body: "证书内容",
     cp_sig: "检查点签名 (Ed25519)", size: "树大小与检查点一致", leaf: "叶子哈希 SHA-256(0x00 ‖ 条目)",
     inclusion: "包含证明重现签名的根哈希", entry: "条目为本案的司法修复注销", meta: "元数据摘要、序列号与案号",
-    quantity: "数量合计", amounts: "金额合计", digest: "证书摘要 SHA-256 (RFC 8785)", pass: "通过", fail: "未通过",
+    quantity: "数量合计", amounts: "金额合计", digest: "证书摘要 SHA-256 (RFC 8785) 与签名一致", decode: "解读条目（序号、类型、时间）", pass: "通过", fail: "未通过",
     ok_all: "核验通过：每一步都在您的浏览器中完成。", failed_at: "核验未通过，失败步骤：", fetch: "按核验码获取证书",
-    entry_n: "条目", nothing: "无法识别的文件（需要证书、回执 JSON 或 .tlog-proof）", no_crypto: "此浏览器不支持 WebCrypto Ed25519。"
+    entry_n: "条目", nothing: "无法识别的文件（需要证书、查询证明、回执 JSON 或 .tlog-proof）", no_crypto: "此浏览器不支持 WebCrypto Ed25519。"
   } : {
     read: "Read the file", keys: "Fetch the registry's published keys and check their key ids", cert_sig: "Certificate signature (Ed25519)",
     body: "Certificate body", cp_sig: "Checkpoint signature (Ed25519)", size: "Tree size matches the checkpoint",
     leaf: "Leaf hash SHA-256(0x00 ‖ entry)", inclusion: "Inclusion proof reproduces the signed root",
     entry: "The entry is this case's judicial restoration retirement", meta: "Metadata digest, serials and case",
-    quantity: "Quantities add up", amounts: "Amounts add up", digest: "Certificate digest SHA-256 (RFC 8785)", pass: "passed",
+    quantity: "Quantities add up", amounts: "Amounts add up", digest: "Certificate digest SHA-256 (RFC 8785) equals the signed one",
+    decode: "Read the entry (seq, type, time)", pass: "passed",
     fail: "FAILED", ok_all: "Verified: every step ran in your browser.", failed_at: "Verification failed at step: ",
-    fetch: "Fetch the certificate by its code", entry_n: "entry", nothing: "Not a file this page knows (certificate, receipt JSON or .tlog-proof)",
+    fetch: "Fetch the certificate by its code", entry_n: "entry", nothing: "Not a file this page knows (certificate, search certificate, receipt JSON or .tlog-proof)",
     no_crypto: "This browser has no WebCrypto Ed25519."
   };
   let list, verdict, keyList;
@@ -200,18 +201,28 @@ window.EnvxVerify = (function () {
     return out;
   }
 
+  /* One receipt's steps: its checkpoint's signature, its tree size (a JSON receipt states it; a tlog-proof
+   * takes it from the checkpoint, tree_size null), the leaf hash of its entry, the inclusion proof. */
   async function checkReceipt(r, keys, label) {
-    const entry = V.b64(r.entry, "entry"), path = (r.inclusion_path || []).map((p, i) => V.b64(p, `inclusion_path[${i}]`));
-    if (path.some(p => p.length !== 32)) throw new V.Fail("malformed", "inclusion path hashes are 32 bytes");
-    const opened = await run("cp_sig", async () => V.openNote(r.checkpoint, keys), label);
-    const cp = V.parseCheckpoint(opened.text);
-    await run("size", async () => {
-      if (BigInt(r.tree_size) !== cp.size) throw new Error(`receipt tree_size ${r.tree_size} ≠ checkpoint size ${cp.size}`);
+    const cp = await run("cp_sig", async () => {
+      const o = await V.openNote(r.checkpoint, keys), c = V.parseCheckpoint(o.text);
+      // A checkpoint names its log on its first line, and the log's key bears that name (C2SP tlog-checkpoint).
+      if (!o.by.some(k => k.name === c.origin)) throw new V.Fail("wrong_origin", `the checkpoint is of ${c.origin}, signed by ${o.by.map(k => k.name).join(", ")}`);
+      return c;
+    }, label);
+    list.lastChild.querySelector(".detail").textContent = `${cp.origin} @ ${cp.size}`;
+    if (r.tree_size !== null) await run("size", async () => {
+      if (!/^(0|[1-9][0-9]{0,19})$/.test(String(r.tree_size)) || BigInt(r.tree_size) !== cp.size)
+        throw new Error(`receipt tree_size ${r.tree_size} ≠ checkpoint size ${cp.size}`);
       return `${cp.size}`;
     }, label);
-    const leaf = await run("leaf", async () => V.leafHash(entry), label);
+    const entry = await run("leaf", async () => V.b64(r.entry, "entry"), label);
+    const leaf = await V.leafHash(entry);
     list.lastChild.querySelector(".detail").textContent = V.hex(leaf);
     await run("inclusion", async () => {
+      const path = (r.inclusion_path || []).map((p, i) => V.b64(p, `inclusion_path[${i}]`));
+      if (path.length > 64 || path.some(p => p.length !== 32)) throw new V.Fail("malformed", "an inclusion path is at most 64 hashes of 32 bytes");
+      if (!/^(0|[1-9][0-9]{0,19})$/.test(String(r.index))) throw new V.Fail("malformed", "the leaf index is not a number");
       const root = await V.rootFromInclusion(leaf, r.index, cp.size, path);
       if (!root || !V.eq(root, cp.root)) throw new Error(`entry ${r.index} and its path do not reproduce the signed root ${V.toB64(cp.root)}`);
       return `root ${V.toB64(root)} = ${cp.origin} @ ${cp.size}`;
@@ -219,10 +230,13 @@ window.EnvxVerify = (function () {
     return entry;
   }
 
+  /* An entry's bytes: "envx-entry/<version>\n" then its canonical JSON (ledger/encoding.py). */
   function decodeEntry(bytes) {
-    const text = V.dec.decode(bytes), head = "envx-entry/1\n";
-    if (!text.startsWith(head)) throw new Error("not an envx ledger entry");
-    return JSON.parse(text.slice(head.length));
+    const text = V.dec.decode(bytes), m = /^envx-entry\/([12])\n/.exec(text);
+    if (!m) throw new Error("not an envx ledger entry");
+    const e = JSON.parse(text.slice(m[0].length));
+    if (!e || String(e.v) !== m[1]) throw new Error("the entry's version differs from its tag");
+    return e;
   }
 
   async function restoration(doc) {
@@ -300,33 +314,62 @@ window.EnvxVerify = (function () {
   async function receipt(doc) {
     const keys = await run("keys", () => registryKeys(false));
     const bytes = await checkReceipt(doc, keys, `index ${doc.index}`);
-    const e = decodeEntry(bytes);
-    list.lastChild.querySelector(".detail").textContent += ` · seq ${e.seq} ${e.type}`;
+    await run("decode", async () => {
+      const e = decodeEntry(bytes);
+      if (BigInt(e.seq) !== BigInt(doc.index) + 1n) throw new Error(`leaf ${doc.index} holds entry ${e.seq}`);
+      return `seq ${e.seq} · ${e.type} · ${e.ts ? new Date(Number(BigInt(e.ts) / 1000n)).toISOString() : ""}`;
+    });
   }
 
-  async function tlogProof(text) {
-    const keys = await run("keys", () => registryKeys(false));
+  /* c2sp.org/tlog-proof@v1 (ledger/tlog_proof.py): header, "extra <base64 entry>", "index <n>", the inclusion
+   * path one hash a line, a blank line, the checkpoint note (the registry's signature, witnesses' cosignatures). */
+  function parseTlogProof(text) {
     const cut = text.indexOf("\n\n");
-    const head = text.slice(0, cut).split("\n"), note = text.slice(cut + 2);
-    if (head[0] !== "c2sp.org/tlog-proof@v1" || cut < 0) throw new Error("not a c2sp.org/tlog-proof@v1 proof");
+    if (cut < 0) throw new Error("a tlog-proof is its header lines, a blank line, then the checkpoint");
+    const head = text.slice(0, cut).split("\n"), checkpoint = text.slice(cut + 2);
+    if (head[0] !== "c2sp.org/tlog-proof@v1") throw new Error("not a c2sp.org/tlog-proof@v1 proof");
     let i = 1, extra = null;
     if (head[i] && head[i].startsWith("extra ")) { extra = head[i].slice(6); i++; }
     const m = /^index (0|[1-9][0-9]{0,19})$/.exec(head[i] || "");
-    if (!m || extra === null) throw new Error("no 'extra' entry or 'index' line");
-    const opened = V.parseCheckpoint((await V.openNote(note, keys)).text);
-    await checkReceipt({entry: extra, index: BigInt(m[1]), tree_size: opened.size, inclusion_path: head.slice(i + 1),
-                        checkpoint: note}, keys, `index ${m[1]}`);
+    if (!m) throw new Error("no 'index <n>' line");
+    if (extra === null) throw new Error("the proof carries no entry ('extra' line): nothing to check it against");
+    V.b64(extra, "extra data");
+    return {entry: extra, index: m[1], tree_size: null, inclusion_path: head.slice(i + 1), checkpoint};
   }
 
-  async function searchCertificate(doc) {
-    const keys = await run("keys", () => registryKeys(true));
-    const digest = await run("digest", async () => V.hex(await V.sha256(V.enc.encode(V.canonical(doc.certificate)))));
-    await run("cert_sig", async () => {
-      const o = await V.openNote(doc.signature.note, keys);
-      const want = `envx public inquiry certificate v1\n${o.by[0].name}\n${digest}\n`;
-      if (o.text !== want) throw new Error("the signed digest is not this certificate's");
-      return `${o.by[0].name}+${o.by[0].id}`;
+  async function tlogProof(p) {
+    const keys = await run("keys", () => registryKeys(false));
+    const bytes = await checkReceipt(p, keys, `index ${p.index}`);
+    await run("decode", async () => {
+      const e = decodeEntry(bytes);
+      if (BigInt(e.seq) !== BigInt(p.index) + 1n) throw new Error(`leaf ${p.index} holds entry ${e.seq}`);
+      return `seq ${e.seq} · ${e.type}`;
     });
+  }
+
+  /* 查询证明 (pledges/certificate.py): the signed note says "envx public inquiry certificate v1", the key's name
+   * and the hex SHA-256 of the certificate's RFC 8785 JSON; the page recomputes that digest itself. */
+  async function searchCertificate(doc, keys, label) {
+    const signed = await run("cert_sig", async () => {
+      const o = await V.openNote((doc.signature || {}).note, keys);
+      const lines = o.text.split("\n");
+      if (lines.length !== 4 || lines[0] !== "envx public inquiry certificate v1" || lines[1] !== o.by[0].name ||
+          !/^[0-9a-f]{64}$/.test(lines[2]) || lines[3] !== "") throw new Error("the signed note is not a search certificate");
+      return {digest: lines[2], by: `${o.by[0].name}+${o.by[0].id}`};
+    }, label);
+    list.lastChild.querySelector(".detail").textContent = signed.by;
+    await run("digest", async () => {
+      const mine = V.hex(await V.sha256(V.enc.encode(V.canonical(doc.certificate))));
+      if (mine !== signed.digest) throw new Error(`this certificate's digest is ${mine}, the signed one ${signed.digest}`);
+      const c = doc.certificate, h = c.ledger_head || {};
+      return `${mine} · ${c.record}: ${c.result_count} · ${c.issued_at} · ledger ${h.seq}`;
+    }, label);
+  }
+
+  /* One certificate, or the list of them a search of every record makes (the JSON attached to the PDF). */
+  async function searchCertificates(docs) {
+    const keys = await run("keys", () => registryKeys(true));
+    for (const doc of docs) await searchCertificate(doc, keys, docs.length > 1 ? String(doc.certificate.record) : "");
   }
 
   async function check(text) {
@@ -335,17 +378,19 @@ window.EnvxVerify = (function () {
       if (!(window.crypto && crypto.subtle)) throw Object.assign(new Error(W.no_crypto), {step: "keys"});
       let doc = null;
       const kind = await run("read", async () => {
-        if (text.startsWith("c2sp.org/tlog-proof@v1\n")) return "tlog-proof";
+        if (text.startsWith("c2sp.org/tlog-proof@v1\n")) { doc = parseTlogProof(text); return "tlog-proof"; }
         try { doc = JSON.parse(text); } catch (e) { throw new Error(W.nothing); }
         if (doc && doc.format === "envx-restoration-certificate-v1") return doc.format;
         if (doc && doc.format === "envx-receipt-v1") return doc.format;
-        if (doc && doc.certificate && doc.signature && doc.certificate.type === "envx.public-inquiry/1") return doc.certificate.type;
+        const search = d => d && typeof d === "object" && d.certificate && d.signature && d.certificate.type === "envx.public-inquiry/1";
+        if (search(doc)) { doc = [doc]; return "search"; }
+        if (Array.isArray(doc) && doc.length && doc.every(search)) return "search";
         throw new Error(W.nothing);
       });
-      if (kind === "tlog-proof") await tlogProof(text);
+      if (kind === "tlog-proof") await tlogProof(doc);
       else if (kind === "envx-restoration-certificate-v1") await restoration(doc);
       else if (kind === "envx-receipt-v1") await receipt(doc);
-      else await searchCertificate(doc);
+      else await searchCertificates(doc);
       verdict.textContent = W.ok_all; verdict.className = "verdict pass"; verdict.dataset.state = "pass";
     } catch (e) {
       verdict.textContent = W.failed_at + (e.step ? W[e.step] : e.message);
@@ -380,6 +425,7 @@ window.EnvxVerify = (function () {
     } else if (cfg && cfg.bad_code) {
       const s = step("fetch"); s.fail("0-9 a-f × 16");
       verdict.textContent = W.failed_at + W.fetch; verdict.className = "verdict fail"; verdict.dataset.state = "fail";
+      verdict.dataset.step = "fetch";
     }
   });
   window.EnvxVerifyPage = {check};
