@@ -25,10 +25,11 @@ from typing import Any
 from exchange.trading import marketdata
 from exchange.trading.markets import Market
 from exchange.trading.models import EnforcementNote, OrderState, OrderUpdate, Trade
-from exchange.trading.pricing import fill_fee, notional
+from exchange.trading.pricing import buy_need, fill_fee, notional
 from ledger import commands as lc
 from matching import commands as mc
 from matching import events as ev
+from matching.rules import NO_LIMIT
 
 
 class Effect(Enum):
@@ -170,6 +171,10 @@ class Book:
                     o = self.orders[e[1]]
                     o.open_qty = e[4] if len(e) > 4 else o.open_qty
                     changed[(o.id, o.hold_id)] = o
+                    trim = self.trim(o)
+                    if trim is not None:  # what the reduced quantity no longer needs, given back at once
+                        groups.append(Group(Effect.RELEASE, [lc.Request(
+                            self.venue.actor, trim, f"{self.venue.market.id}:trim:hold:{trim.hold}:{seq}")]))
                 elif kind == ev.CONVERTED and e[1] in self.orders:
                     o = self.orders[e[1]]
                     o.price = e[2]
@@ -201,6 +206,20 @@ class Book:
             if o.status != "open" and self.orders.get(o.id) is o:
                 del self.orders[o.id]
         return Batch(groups, releases, updates, published, refusals, raises, enforcement)
+
+    def trim(self, o: OrderState) -> lc.TrimHold | None:
+        """What a resting order's hold must still hold, asked of the ledger as a trim (it releases the rest):
+        a limit buy, its rest at its limit with the fee on its cumulative notional; a sell, its open units.
+        None for orders whose hold follows other rules (takes, bids, deposits, quotes, enforcement sales)."""
+        m = self.venue.market
+        if o.kind != "order" or o.hold_id is None or o.open_qty <= 0 or o.enforcement() is not None:
+            return None
+        if o.side == mc.SELL:
+            return lc.TrimHold(o.hold_id, o.open_qty)
+        if o.price is None or not 0 < o.price < NO_LIMIT:
+            return None
+        return lc.TrimHold(o.hold_id, buy_need(o.price, o.open_qty, o.filled_notional, m.decimals, m.fee_bps,
+                                               m.years))
 
     def release(self, hold_id: int) -> lc.Request:
         """Give back what is left of a hold. Named after the hold it releases: a hold is resolved once, and
@@ -261,13 +280,19 @@ class Book:
         fb, fs = fees[buyer.id], fees[seller.id]
         cid = f"{m.id}:trade:{e[ev.T_ID]}"
         retire = buyer.purpose is not None and buyer.purpose.get("retire")
-        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=True)]
+        # An order the trade completes gives back what is left of its hold in this same event; a buy that
+        # rests on, filled below its limit, keeps only what its rest can still cost (`trim`).
+        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=seller.open_qty > 0)]
         if retire:
             reqs.append(lc.Retire(v.clearing, v.retired, m.instrument, qty, "judicial_restoration",
                                   str(buyer.purpose.get("beneficiary", "")) if buyer.purpose else ""))
         else:
             reqs.append(lc.Transfer(v.clearing, buyer.holding_account, m.instrument, qty))
-        reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=True))
+        reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=buyer.open_qty > 0))
+        if buyer.open_qty > 0 and buyer.price is not None and price < buyer.price:
+            trim = self.trim(buyer)
+            if trim is not None:
+                reqs.append(trim)
         if n - fs > 0:
             reqs.append(lc.Transfer(v.clearing, seller.cash_account, "CNY", n - fs))
         if fb + fs > 0:
@@ -284,9 +309,17 @@ class Book:
                                        if k not in ("buyer", "seller", "buy_order", "sell_order")}
         if retire and buyer.purpose:
             retire_meta["restoration"] = buyer.purpose
-        group = [lc.Request(v.actor, cmd, f"{cid}:{k}",
-                            retire_meta if isinstance(cmd, lc.Retire) else meta if k == 0 else {})
-                 for k, cmd in enumerate(reqs)]
+        if retire:
+            # A judicial retirement stays an entry of its own (type `retire`): that entry is what the
+            # restoration certificate proves and what the retirement listings find.
+            group = [lc.Request(v.actor, cmd, f"{cid}:{k}",
+                                retire_meta if isinstance(cmd, lc.Retire) else meta if k == 0 else {})
+                     for k, cmd in enumerate(reqs)]
+        else:
+            # One event, one entry (version 2). Named as the first entry of the linked group that settled
+            # trades before: a trade settled that way and re-settled after an upgrade is found, and refused
+            # as a different request, never settled twice.
+            group = [lc.Request(v.actor, lc.Event("trade", tuple(reqs)), f"{cid}:0", meta)]
         row = Trade(m.id, e[ev.T_ID], seq, e[ev.T_TS], e[ev.T_MODE], m.instrument, price, qty, n, buyer.id,
                     seller.id, buyer.participant_id, seller.participant_id, fb, fs, m.in_close, day)
         return Group(Effect.TRADE, group, trade=row)
