@@ -15,6 +15,7 @@ Regenerate (only for a deliberate change of the version-2 encoding, which needs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -141,10 +142,8 @@ def record(w: _World) -> dict[str, Any]:
     groups = []
     probe = LedgerState()
     for (ts, group), out in zip(w.groups, w.outcomes, strict=True):
-        try:
+        with contextlib.suppress(Rejection):
             probe.apply_linked(group, ts)
-        except Rejection:
-            pass
         probe.forget_journal()
         row: dict[str, Any] = {"ts": ts}
         if isinstance(out, Rejection):

@@ -220,8 +220,9 @@ window.EnvxVerify = (function () {
   }
 
   function decodeEntry(bytes) {
-    const text = V.dec.decode(bytes), head = "envx-entry/1\n";
-    if (!text.startsWith(head)) throw new Error("not an envx ledger entry");
+    // Version 1 (one movement) and version 2 (an event of several legs) differ in their tag only here.
+    const text = V.dec.decode(bytes), head = ["envx-entry/1\n", "envx-entry/2\n"].find(h => text.startsWith(h));
+    if (!head) throw new Error("not an envx ledger entry");
     return JSON.parse(text.slice(head.length));
   }
 
