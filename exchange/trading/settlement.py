@@ -3,11 +3,12 @@
 Pure: no I/O, no clock, no randomness. It moves the sequencer's in-memory order states (fills, ends) and
 says what the ledger must do, as linked groups (exchange/trading/pipeline.py submits them):
 
-- a trade settles delivery versus payment as one group: the seller's units from its hold (to the buyer,
-  or retired for a court's restoration order), the buyer's cash from its hold (notional plus its fee),
+- a trade settles delivery versus payment as one event (one ledger entry, version 2; a court's restoration
+  order keeps a linked group): the seller's units from its hold (to the buyer, or retired for a court's
+  restoration order), the buyer's cash from its hold (notional plus its fee),
   the seller paid its notional less its fee, the fees to the fee account, and on a T+1 market a lock on
   what was bought until the next session's open. Term pricing: notional = price × quantity × years;
-- a raised auction bid moves its old hold and the raise's top-up into one hold;
+- a raised auction bid moves its old hold and the raise's top-up into one hold, as one event;
 - a finished order gives back what is left of its hold (always asked, never computed).
 
 Every client id is derived from the market and the trade, bid or hold, so re-settlement after a restart is
@@ -16,6 +17,7 @@ a no-op in the ledger.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -194,7 +196,9 @@ class Book:
                 enforcement.append(EnforcementNote(pledge, o.id, ended=o.status))
         for g in raising:
             if g.bid is not None and g.bid.status != "open":  # raised, then ended in this same batch
-                g.requests = g.requests[:-1]  # release the old and the top-up holds, create none
+                (r,) = g.requests  # release the old and the top-up holds, create none
+                assert isinstance(r.command, lc.Event)
+                g.requests = [dataclasses.replace(r, command=lc.Event("raise", r.command.legs[:-1]))]
                 g.bid = None
         raises = [g.bid for g in raising if g.bid is not None]
         for r in results:
@@ -245,8 +249,9 @@ class Book:
         return new
 
     def raise_legs(self, new: OrderState, old_id: int) -> list[lc.Request]:
-        """One linked group: void the old bid's hold and the raise's top-up, hold the sum for the new bid.
-        Nothing is ever held twice, and the sum is free by construction, so the group cannot fail."""
+        """One event (one entry): void the old bid's hold and the raise's top-up, hold the sum for the new bid
+        (its id is the entry's seq). Nothing is ever held twice, and the sum is free by construction, so the
+        event cannot fail."""
         v = self.venue
         old = self.orders.get(old_id)
         assert old is not None and old.hold_id is not None, f"raised bid {old_id} has no hold"
@@ -256,9 +261,9 @@ class Book:
             cmds.append(lc.VoidHold(new.hold_id))
             new.hold_id = None
         cmds.append(lc.CreateHold("order", new.cash_account, v.clearing, "CNY", new.hold_amount))
-        cid = f"{v.market.id}:raise:{new.id}"
-        return [lc.Request(v.actor, cmd, f"{cid}:{k}", {"market": v.market.id, "bid": new.id, "replaces": old_id}
-                           if k == 0 else {}) for k, cmd in enumerate(cmds)]
+        # Named as the first request of the linked group that moved raises before (see `trade`).
+        return [lc.Request(v.actor, lc.Event("raise", tuple(cmds)), f"{v.market.id}:raise:{new.id}:0",
+                           {"market": v.market.id, "bid": new.id, "replaces": old_id})]
 
     def trade(self, e: ev.Event, seq: int, day: date) -> Group:
         """The fill on both orders, and its settlement: one linked group, delivery versus payment."""
