@@ -105,8 +105,17 @@ def test_trim_releases_only_what_is_held_above_keep() -> None:
     assert decode_entry(e.leaf)["body"] == {"hold": ids["buy"], "keep": 70_000, "released": 0, "remaining": 60_060}
     s.apply(c.Request("op", c.TrimHold(ids["sell"], 3)), TS)  # units: 7 come back free, 3 stay held
     assert s.balance(ids["sh"], "CEA").available == 97 and s.holds[ids["sell"]].pending == 3
+    for bad, code in ((c.TrimHold(ids["sell"], -1), "invalid_amount"),
+                      (c.TrimHold(ids["sell"], True), "invalid_amount"), (c.TrimHold(999, 1), "unknown_hold")):
+        with pytest.raises(Rejection) as refused:
+            s.apply(c.Request("op", bad), TS)  # type: ignore[arg-type]
+        assert refused.value.code == code
+    freeze = s.apply(c.Request("court", c.CreateHold("freeze", ids["sh"], ids["court"], "CEA", 5)), TS).seq
+    with pytest.raises(Rejection) as refused:  # a court's freeze is lifted or deducted, never trimmed
+        s.apply(c.Request("op", c.TrimHold(freeze, 1)), TS)
+    assert refused.value.code == "invalid_hold_kind"
     s.apply(c.Request("op", c.TrimHold(ids["sell"], 0)), TS)  # to nothing: voided
-    assert s.holds[ids["sell"]].state == "voided" and s.balance(ids["sh"], "CEA").available == 100
+    assert s.holds[ids["sell"]].state == "voided" and s.balance(ids["sh"], "CEA").available == 95  # 5 frozen
     assert s.check_invariants() == []
 
 
