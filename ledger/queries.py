@@ -372,7 +372,8 @@ async def entry_serials(conn: AsyncConnection, actor: str, client_id: str) -> li
     meta = json.loads(bytes(row.meta))
     # A version-2 entry (an event) keeps each leg's ranges apart: those of its first leg that moved units
     # (a trade's: the seller's units out of its hold).
-    moved = meta.get("serials") or next((leg["serials"] for leg in meta.get("legs", ()) if leg.get("serials")), [])
+    moved: list[list[int]] = meta.get("serials") or next(
+        (leg["serials"] for leg in meta.get("legs", ()) if leg.get("serials")), [])
     return [list(r) for r in moved]
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from exchange.trading import marketdata
 from exchange.trading.markets import Market
@@ -196,9 +196,9 @@ class Book:
                 enforcement.append(EnforcementNote(pledge, o.id, ended=o.status))
         for g in raising:
             if g.bid is not None and g.bid.status != "open":  # raised, then ended in this same batch
-                (r,) = g.requests  # release the old and the top-up holds, create none
-                assert isinstance(r.command, lc.Event)
-                g.requests = [dataclasses.replace(r, command=lc.Event("raise", r.command.legs[:-1]))]
+                (moved,) = g.requests  # release the old and the top-up holds, create none
+                assert isinstance(moved.command, lc.Event)
+                g.requests = [dataclasses.replace(moved, command=lc.Event("raise", moved.command.legs[:-1]))]
                 g.bid = None
         raises = [g.bid for g in raising if g.bid is not None]
         for r in results:
@@ -255,7 +255,7 @@ class Book:
         v = self.venue
         old = self.orders.get(old_id)
         assert old is not None and old.hold_id is not None, f"raised bid {old_id} has no hold"
-        cmds: list[lc.Command] = [lc.VoidHold(old.hold_id)]
+        cmds: list[lc.Leg] = [lc.VoidHold(old.hold_id)]
         old.hold_id = None  # released by this group, not by the end-of-order release
         if new.hold_id is not None:
             cmds.append(lc.VoidHold(new.hold_id))
@@ -294,7 +294,8 @@ class Book:
         else:
             reqs.append(lc.Transfer(v.clearing, buyer.holding_account, m.instrument, qty))
         reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=buyer.open_qty > 0))
-        if buyer.open_qty > 0 and buyer.price is not None and price < buyer.price:
+        # (Not for a restoration purchase: its linked group keeps its shape, the rest is released at its end.)
+        if not retire and buyer.open_qty > 0 and buyer.price is not None and price < buyer.price:
             trim = self.trim(buyer)
             if trim is not None:
                 reqs.append(trim)
@@ -324,7 +325,8 @@ class Book:
             # One event, one entry (version 2). Named as the first entry of the linked group that settled
             # trades before: a trade settled that way and re-settled after an upgrade is found, and refused
             # as a different request, never settled twice.
-            group = [lc.Request(v.actor, lc.Event("trade", tuple(reqs)), f"{cid}:0", meta)]
+            legs = cast(tuple[lc.Leg, ...], tuple(reqs))  # no Retire on this path
+            group = [lc.Request(v.actor, lc.Event("trade", legs), f"{cid}:0", meta)]
         row = Trade(m.id, e[ev.T_ID], seq, e[ev.T_TS], e[ev.T_MODE], m.instrument, price, qty, n, buyer.id,
                     seller.id, buyer.participant_id, seller.participant_id, fb, fs, m.in_close, day)
         return Group(Effect.TRADE, group, trade=row)
