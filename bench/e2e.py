@@ -244,6 +244,9 @@ def verify_after(env: dict[str, str]) -> str:
             orders = int(await c.fetchval("SELECT count(*) FROM orders"))
             entries = int(await c.fetchval("SELECT count(*) FROM ledger_entries"))  # includes the set-up's few
             print(f"ledger entries: {entries:,} for {orders:,} orders ({entries / max(orders, 1):.1f} per order)")
+            setup = int(await c.fetchval("SELECT count(*) FROM ledger_entries WHERE seq < "
+                                         "(SELECT coalesce(min(hold_id), 0) FROM orders)"))
+            print(f"  of which the set-up wrote {setup:,}: {(entries - setup) / max(orders, 1):.2f} per order")
             return int(await c.fetchval("SELECT count(*) FROM trades"))
         finally:
             await c.close()

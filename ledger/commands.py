@@ -75,6 +75,16 @@ class AmendHold:
 
 
 @dataclass(frozen=True, slots=True)
+class TrimHold:
+    """Release what a pending hold holds above `keep` and leave `keep` pending (an order that needs less than
+    it holds: filled at a better price, or reduced). Nothing is released if it holds `keep` or less; trimmed
+    to nothing, the hold is resolved as voided."""
+
+    hold: int
+    keep: int
+
+
+@dataclass(frozen=True, slots=True)
 class VoidHold:
     hold: int
 
@@ -102,6 +112,21 @@ class RegisterSigningKey:
     verifier_key: str
 
 
+# What a leg of an `Event` may be: movements of value. Creating accounts, instruments, batches or keys, and
+# retirements (listed and certified by their own entries), are entries of their own.
+Leg = Transfer | CreateHold | PostHold | TrimHold | AmendHold | VoidHold | ExpireHold
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One business event (a trade's delivery versus payment, a pledge relock): its legs apply in order, all
+    or none, as ONE ledger entry (encoding version 2), like the lines of one journal entry. At most one leg
+    creates a hold; its id is the entry's seq."""
+
+    kind: str
+    legs: tuple[Leg, ...]
+
+
 Command = (
     DefineInstrument
     | OpenAccount
@@ -109,11 +134,13 @@ Command = (
     | Transfer
     | CreateHold
     | PostHold
+    | TrimHold
     | AmendHold
     | VoidHold
     | ExpireHold
     | Retire
     | RegisterSigningKey
+    | Event
 )
 
 

@@ -14,6 +14,15 @@ an entry. `entry` is::
 `meta` is the canonical JSON of the entry's metadata (serial ranges moved, beneficiary, court case,
 pledge contract ...), stored beside the entry and committed through its hash. The entry hash used by
 the chain is SHA-256(leaf).
+
+Version 2 (one business event of several legs, `ledger.commands.Event`) has its own tag, so no v2 leaf can
+be read as a v1 leaf or the other way round:
+
+    leaf = b"envx-entry/2\n" || JCS(entry)
+
+with the same fields, `"v": 2`, `"type": "event"` and ``"body": {"kind": "...", "legs": [{"type": <a v1
+entry type>, "body": {<that type's v1 body>}}, ...]}``; its metadata's `legs` holds each leg's derived
+metadata (serial ranges moved) in leg order.
 """
 
 from __future__ import annotations
@@ -28,6 +37,10 @@ import msgspec
 
 DOMAIN_TAG = b"envx-entry/1\n"
 VERSION = 1
+DOMAIN_TAG_V2 = b"envx-entry/2\n"
+VERSION_2 = 2
+# Every entry version this code reads, by domain tag.
+VERSIONS = {DOMAIN_TAG: VERSION, DOMAIN_TAG_V2: VERSION_2}
 ZERO_HASH = bytes(32)
 MAX_SAFE_INT = 2**53 - 1
 
@@ -220,19 +233,48 @@ def encode_entry_reference(
     return DOMAIN_TAG + text.encode("utf-8")
 
 
+def encode_leaf_v2(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
+                   body: dict[str, Any], meta: bytes) -> bytes:
+    """A version-2 leaf (an event of several legs): `DOMAIN_TAG_V2 + canonical_json(entry)`."""
+    if len(prev) != 32:
+        raise EncodingError("prev hash must be 32 bytes")
+    for v in (actor, client_id, seq, ts, type_):
+        if type(v) is not str and type(v) is not int and v is not None:
+            raise EncodingError(f"entry fields must be scalars, not {type(v).__name__}")
+    return DOMAIN_TAG_V2 + canonical_json({"actor": actor, "body": body, "client_id": client_id,
+                                           "meta": sha256(meta).hex(), "prev": prev.hex(), "seq": seq, "ts": ts,
+                                           "type": type_, "v": VERSION_2})
+
+
+def tag_of(leaf: bytes) -> bytes | None:
+    """The domain tag a leaf starts with, if it is one this code reads."""
+    for tag in VERSIONS:
+        if leaf[: len(tag)] == tag:
+            return tag
+    return None
+
+
 def decode_entry(leaf: bytes) -> dict[str, Any]:
     """Parse leaf bytes and insist they are exactly canonical (so no two encodings share a meaning)."""
-    if not leaf.startswith(DOMAIN_TAG):
+    tag = tag_of(leaf)
+    if tag is None:
         raise EncodingError("missing domain tag")
     try:
-        entry = _decode(leaf[len(DOMAIN_TAG) :])
+        entry = _decode(leaf[len(tag) :])
     except msgspec.DecodeError as exc:
         raise EncodingError(f"entry is not valid JSON: {exc}") from exc
-    if not isinstance(entry, dict) or entry.get("v") != VERSION:
+    if not isinstance(entry, dict) or entry.get("v") != VERSIONS[tag]:
         raise EncodingError("unsupported entry version")
-    if DOMAIN_TAG + canonical_json(entry) != leaf:
+    if tag + canonical_json(entry) != leaf:
         raise EncodingError("entry bytes are not canonical")
     return entry
+
+
+def legs_of(entry: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(type, body) of each movement an entry records: its own for version 1, each leg's for version 2."""
+    if entry.get("v") == VERSION_2:
+        return [(leg["type"], leg["body"]) for leg in entry["body"]["legs"]]
+    return [(entry["type"], entry["body"])]
 
 
 def entry_hash(leaf: bytes) -> bytes:

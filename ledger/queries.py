@@ -363,13 +363,18 @@ async def blocks_within(conn: AsyncConnection, account: int, instrument: str, se
 
 
 async def entry_serials(conn: AsyncConnection, actor: str, client_id: str) -> list[list[int]] | None:
-    """The serial ranges a ledger entry moved (its metadata's `serials`), found by its client id (None: no
-    such entry)."""
+    """The serial ranges a ledger entry moved (its metadata's `serials`, or its first moving leg's), found by
+    its client id (None: no such entry)."""
     row = (await conn.execute(text("SELECT meta FROM ledger_entries WHERE actor = :a AND client_id = :c"),
                               {"a": actor, "c": client_id})).first()
     if row is None:
         return None
-    return [list(r) for r in json.loads(bytes(row.meta)).get("serials", [])]
+    meta = json.loads(bytes(row.meta))
+    # A version-2 entry (an event) keeps each leg's ranges apart: those of its first leg that moved units
+    # (a trade's: the seller's units out of its hold).
+    moved: list[list[int]] = meta.get("serials") or next(
+        (leg["serials"] for leg in meta.get("legs", ()) if leg.get("serials")), [])
+    return [list(r) for r in moved]
 
 
 async def batches_covering(conn: AsyncConnection, instrument: str, serials: list[list[int]]) -> list[int]:

@@ -6,7 +6,7 @@ metadata or the order of the log shows up as a mismatch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -20,9 +20,22 @@ def _ranges(meta: dict[str, Any]) -> tuple[c.Range, ...]:
 
 
 def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
-    body = entry["body"]
     meta = _decode(meta_bytes)
-    t = entry["type"]
+    if entry["type"] == "event" and entry.get("v") == 2:
+        # A version-2 entry: each leg is rebuilt as the v1 entry of its type would be, with its own derived
+        # metadata (the `legs` of the event's metadata, in leg order).
+        legs, derived = entry["body"]["legs"], meta["legs"]
+        if len(legs) != len(derived):
+            raise ValueError("an event's metadata names another number of legs than its body")
+        # A leg of another type is refused by the state machine when it is replayed (invalid_event).
+        cmd: c.Command = c.Event(entry["body"]["kind"], tuple(
+            cast(c.Leg, _command(leg["type"], leg["body"], more)) for leg, more in zip(legs, derived, strict=True)))
+    else:
+        cmd = _command(entry["type"], entry["body"], meta)
+    return c.Request(entry["actor"], cmd, entry["client_id"], meta)
+
+
+def _command(t: str, body: dict[str, Any], meta: dict[str, Any]) -> c.Command:
     cmd: c.Command
     if t == "instrument.define":
         cmd = c.DefineInstrument(body["code"], body["kind"], body["decimals"])
@@ -40,6 +53,8 @@ def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
                            _ranges(meta), body["expires_at"])
     elif t == "hold.post":
         cmd = c.PostHold(body["hold"], body["amount"], body.get("remaining", 0) > 0)
+    elif t == "hold.trim":
+        cmd = c.TrimHold(body["hold"], body["keep"])
     elif t == "hold.amend":
         cmd = c.AmendHold(body["hold"], body["expires_at"])
     elif t == "hold.void":
@@ -50,4 +65,4 @@ def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
         cmd = c.RegisterSigningKey(body["key"])
     else:
         raise ValueError(f"unknown entry type {t!r}")
-    return c.Request(entry["actor"], cmd, entry["client_id"], meta)
+    return cmd

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import commands as c
-from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, entry_hash
+from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, encode_leaf_v2, entry_hash
 from ledger.note import NoteError, Verifier
 
 # Account kinds. Holder-like kinds can never be overdrawn.
@@ -52,6 +52,9 @@ HOLD_VOIDED = "voided"
 HOLD_EXPIRED = "expired"
 
 MAX_AMOUNT = 2**53 - 1
+# An event (one version-2 entry): its kind is a short ASCII word, its legs at most this many.
+MAX_LEGS = 64
+EVENT_LEGS = (c.Transfer, c.CreateHold, c.PostHold, c.TrimHold, c.AmendHold, c.VoidHold, c.ExpireHold)
 
 
 class Rejection(Exception):
@@ -80,7 +83,7 @@ REFUSAL_CODES = frozenset({
     "account_instrument_mismatch", "not_issuable", "not_retirable", "use_retire", "retired_final",
     "instrument_exists", "serial_space_exhausted", "insufficient_available", "serials_not_available",
     "amount_exceeds_hold", "hold_already_resolved", "hold_expired", "hold_not_expired", "frozen", "pledged",
-    "invalid_signing_key", "signing_key_exists", "idempotency_conflict",
+    "invalid_signing_key", "signing_key_exists", "idempotency_conflict", "invalid_event",
 })
 
 
@@ -163,7 +166,8 @@ class Batch:
 @dataclass(slots=True)
 class Hold:
     """Mutable in `state`, `posted_amount`, `resolved_seq` and `expires_at`, changed in place and journalled
-    (`_restore_hold`); the rest never changes."""
+    (`_restore_hold`), and in `amount`, which a trim lowers to what it keeps (`_restore_amount`); the rest
+    never changes."""
 
     id: int
     kind: str
@@ -213,6 +217,10 @@ def _restore_balance(b: Balance, old: tuple[int, int, int]) -> None:
 
 def _restore_hold(h: Hold, old: tuple[str, int, int | None, int | None]) -> None:
     h.state, h.posted_amount, h.resolved_seq, h.expires_at = old
+
+
+def _restore_amount(h: Hold, old: int) -> None:
+    h.amount = old
 
 
 def _start(b: Block) -> int:
@@ -364,7 +372,8 @@ class LedgerState:
             meta_obj = {**meta_obj, **derived}
         meta = canonical_json(meta_obj)
         actor, client_id = request.actor, request.client_id
-        leaf = encode_leaf(seq, head.hash, ts, type_, actor, client_id, body, meta)
+        encode = encode_leaf_v2 if type_ == "event" else encode_leaf
+        leaf = encode(seq, head.hash, ts, type_, actor, client_id, body, meta)
         h = entry_hash(leaf)
         self._journal.append((self, "head", head))
         self.head = Head(seq, h, ts)
@@ -833,6 +842,48 @@ class LedgerState:
                 "instrument": inst.code}
         return "hold.post", body, derived
 
+    def _trim_hold(self, cmd: c.TrimHold, seq: int, ts: int) -> tuple[str, dict, dict]:
+        """Release what a hold holds above `keep`; the rest stays pending (its `amount` shrinks by what is
+        released). Trimmed to nothing, it is voided."""
+        hold = self._pending(cmd.hold)
+        keep = cmd.keep
+        if type(keep) is not int or not 0 <= keep <= MAX_AMOUNT:
+            raise Rejection("invalid_amount", "keep must be a non-negative integer in base units")
+        if hold.kind == "freeze":
+            raise Rejection("invalid_hold_kind", "a freeze is released whole or deducted, never trimmed")
+        released = max(hold.pending - keep, 0)
+        if released and released == hold.pending:
+            self._resolve(hold, HOLD_VOIDED, hold.posted_amount, seq)
+        elif released:
+            self._add_balance(hold.debit, hold.instrument, d_out=-released)
+            self._add_balance(hold.credit, hold.instrument, d_in=-released)
+            self._journal.append((hold, _restore_amount, hold.amount))
+            hold.amount -= released
+            self.dirty_holds.add(hold.id)
+        self._release(hold, released)
+        return "hold.trim", {"hold": hold.id, "keep": keep, "released": released, "remaining": hold.pending}, {}
+
+    def _event(self, cmd: c.Event, seq: int, ts: int) -> tuple[str, dict, dict]:
+        """One business event: its legs in order, all or none (the caller's `apply` rolls back a refused
+        leg with everything before it), recorded as one entry."""
+        kind, legs = cmd.kind, cmd.legs
+        if type(kind) is not str or not 0 < len(kind) <= 32 or not kind.isascii() or not kind.isprintable():
+            raise Rejection("invalid_event", "an event's kind is 1-32 printable ASCII characters")
+        if type(legs) is not tuple or not 0 < len(legs) <= MAX_LEGS:
+            raise Rejection("invalid_event", f"an event has 1 to {MAX_LEGS} legs")
+        if not all(type(leg) in EVENT_LEGS for leg in legs):
+            raise Rejection("invalid_event", "an event's legs are transfers and hold changes; accounts, "
+                            "instruments, batches, keys and retirements are entries of their own")
+        if sum(type(leg) is c.CreateHold for leg in legs) > 1:
+            raise Rejection("invalid_event", "at most one leg of an event creates a hold (its id is the entry's seq)")
+        out: list[dict[str, Any]] = []
+        derived: list[dict[str, Any]] = []
+        for leg in legs:
+            type_, body, more = _HANDLERS[type(leg)](self, leg, seq, ts)
+            out.append({"type": type_, "body": body})
+            derived.append(more)
+        return "event", {"kind": kind, "legs": out}, {"legs": derived}
+
     def _amend_hold(self, cmd: c.AmendHold, seq: int, ts: int) -> tuple[str, dict, dict]:
         hold = self._pending(cmd.hold)
         if cmd.expires_at is not None and cmd.expires_at <= ts:
@@ -972,6 +1023,8 @@ _HANDLERS: dict[type, Any] = {
     c.Retire: LedgerState._retire,
     c.CreateHold: LedgerState._create_hold,
     c.PostHold: LedgerState._post_hold,
+    c.TrimHold: LedgerState._trim_hold,
+    c.Event: LedgerState._event,
     c.AmendHold: LedgerState._amend_hold,
     c.VoidHold: LedgerState._void_hold,
     c.ExpireHold: LedgerState._expire_hold,

@@ -66,8 +66,12 @@ class Touched:
                 self._pairs(inst, d, cr)
             case c.Retire(account=acc, sink=sink, instrument=inst):
                 self._pairs(inst, acc, sink)
-            case c.PostHold(hold=h) | c.VoidHold(hold=h) | c.ExpireHold(hold=h) | c.AmendHold(hold=h):
+            case (c.PostHold(hold=h) | c.VoidHold(hold=h) | c.ExpireHold(hold=h) | c.AmendHold(hold=h)
+                  | c.TrimHold(hold=h)):
                 self.holds.add(h)
+            case c.Event(legs=legs):
+                for leg in legs:
+                    self.add(leg)
             case c.RegisterSigningKey():
                 self.signing_keys = True
 
@@ -321,7 +325,8 @@ async def flush(
                                          posted_amount, resolved_seq)
                SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
                                     $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[])
-               ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, posted_amount = EXCLUDED.posted_amount,
+               ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, state = EXCLUDED.state,
+                   posted_amount = EXCLUDED.posted_amount,
                    resolved_seq = EXCLUDED.resolved_seq, expires_at = EXCLUDED.expires_at""",
             [h.id for h in holds], [h.kind for h in holds], [h.debit for h in holds], [h.credit for h in holds],
             [h.instrument for h in holds], [h.amount for h in holds], [h.expires_at for h in holds],

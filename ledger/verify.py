@@ -47,7 +47,7 @@ import asyncpg
 
 from ledger import merkle, note
 from ledger.checkpoints import key_in_force
-from ledger.encoding import DOMAIN_TAG, VERSION, ZERO_HASH, EncodingError
+from ledger.encoding import DOMAIN_TAG, VERSIONS, ZERO_HASH, EncodingError
 from ledger.replay import request_of
 from ledger.state import (
     NEGATIVE_ALLOWED,
@@ -73,6 +73,7 @@ PARALLEL_MIN = 200_000  # below this, starting worker processes costs more than 
 CHUNK = 20_000
 _HASH = merkle.HASH_SIZE
 _TAG_LEN = len(DOMAIN_TAG)
+assert all(len(tag) == _TAG_LEN for tag in VERSIONS)  # version 1 and 2 tags: "envx-entry/N\n"
 
 
 @dataclass
@@ -149,13 +150,14 @@ class LogAuditor:
                 add(f"entry {i}: stored hash is not SHA-256 of its bytes")
             leaf_hashes += sha(b"\x00" + leaf).digest()
             entry: Any = None
-            if leaf[:_TAG_LEN] == DOMAIN_TAG:
+            version = VERSIONS.get(leaf[:_TAG_LEN])
+            if version is not None:
                 try:
                     entry = loads(leaf[_TAG_LEN:])
                 except ValueError:
                     entry = None
-            if not isinstance(entry, dict) or entry.get("v") != VERSION:
-                add(f"entry {i}: bytes are not a version-{VERSION} envx entry")
+            if not isinstance(entry, dict) or entry.get("v") != version:
+                add(f"entry {i}: bytes are not a version-1 or version-2 envx entry")
                 prev_hex = digest.hex()
                 state = self._stop_replay(state)
                 continue
@@ -204,12 +206,13 @@ class LogAuditor:
         for seq, leaf, meta in rows:
             i += 1
             entry: Any = None
-            if seq == i and leaf[:_TAG_LEN] == DOMAIN_TAG:
+            version = VERSIONS.get(leaf[:_TAG_LEN]) if seq == i else None
+            if version is not None:
                 try:
                     entry = loads(leaf[_TAG_LEN:])
                 except ValueError:
                     entry = None
-            if not isinstance(entry, dict) or entry.get("v") != VERSION:
+            if not isinstance(entry, dict) or entry.get("v") != version:
                 # a gap, or bytes that are not an entry: the integrity pass reports which
                 i -= 1
                 state = self._stop_replay(state)

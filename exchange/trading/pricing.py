@@ -33,3 +33,12 @@ def buy_hold(limit_price: int, qty: int, decimals: int, fee_bps: int, years: int
 def fill_fee(notional_before: int, notional_after: int, fee_bps: int) -> int:
     """The fee of one fill: the order's fee on its new cumulative notional minus the fee so far."""
     return fee(notional_after, fee_bps) - fee(notional_before, fee_bps)
+
+
+def buy_need(limit_price: int, open_qty: int, filled_notional: int, decimals: int, fee_bps: int,
+             years: int = 1) -> int:
+    """What a resting buy's rest can still cost: its open quantity at its limit (rounded up to the fen) plus
+    the fee that adds to its cumulative notional. A hold sized by `buy_hold` and posted fill by fill never
+    holds less, whatever prices it filled at; what it holds above this is free to release."""
+    rest = -(-limit_price * open_qty * years // int(10**decimals))
+    return rest + fee(filled_notional + rest, fee_bps) - fee(filled_notional, fee_bps)

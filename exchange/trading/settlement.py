@@ -3,11 +3,12 @@
 Pure: no I/O, no clock, no randomness. It moves the sequencer's in-memory order states (fills, ends) and
 says what the ledger must do, as linked groups (exchange/trading/pipeline.py submits them):
 
-- a trade settles delivery versus payment as one group: the seller's units from its hold (to the buyer,
-  or retired for a court's restoration order), the buyer's cash from its hold (notional plus its fee),
+- a trade settles delivery versus payment as one event (one ledger entry, version 2; a court's restoration
+  order keeps a linked group): the seller's units from its hold (to the buyer, or retired for a court's
+  restoration order), the buyer's cash from its hold (notional plus its fee),
   the seller paid its notional less its fee, the fees to the fee account, and on a T+1 market a lock on
   what was bought until the next session's open. Term pricing: notional = price × quantity × years;
-- a raised auction bid moves its old hold and the raise's top-up into one hold;
+- a raised auction bid moves its old hold and the raise's top-up into one hold, as one event;
 - a finished order gives back what is left of its hold (always asked, never computed).
 
 Every client id is derived from the market and the trade, bid or hold, so re-settlement after a restart is
@@ -16,19 +17,21 @@ a no-op in the ledger.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from exchange.trading import marketdata
 from exchange.trading.markets import Market
 from exchange.trading.models import EnforcementNote, OrderState, OrderUpdate, Trade
-from exchange.trading.pricing import fill_fee, notional
+from exchange.trading.pricing import buy_need, fill_fee, notional
 from ledger import commands as lc
 from matching import commands as mc
 from matching import events as ev
+from matching.rules import NO_LIMIT
 
 
 class Effect(Enum):
@@ -170,6 +173,10 @@ class Book:
                     o = self.orders[e[1]]
                     o.open_qty = e[4] if len(e) > 4 else o.open_qty
                     changed[(o.id, o.hold_id)] = o
+                    trim = self.trim(o)
+                    if trim is not None:  # what the reduced quantity no longer needs, given back at once
+                        groups.append(Group(Effect.RELEASE, [lc.Request(
+                            self.venue.actor, trim, f"{self.venue.market.id}:trim:hold:{trim.hold}:{seq}")]))
                 elif kind == ev.CONVERTED and e[1] in self.orders:
                     o = self.orders[e[1]]
                     o.price = e[2]
@@ -189,7 +196,9 @@ class Book:
                 enforcement.append(EnforcementNote(pledge, o.id, ended=o.status))
         for g in raising:
             if g.bid is not None and g.bid.status != "open":  # raised, then ended in this same batch
-                g.requests = g.requests[:-1]  # release the old and the top-up holds, create none
+                (moved,) = g.requests  # release the old and the top-up holds, create none
+                assert isinstance(moved.command, lc.Event)
+                g.requests = [dataclasses.replace(moved, command=lc.Event("raise", moved.command.legs[:-1]))]
                 g.bid = None
         raises = [g.bid for g in raising if g.bid is not None]
         for r in results:
@@ -201,6 +210,20 @@ class Book:
             if o.status != "open" and self.orders.get(o.id) is o:
                 del self.orders[o.id]
         return Batch(groups, releases, updates, published, refusals, raises, enforcement)
+
+    def trim(self, o: OrderState) -> lc.TrimHold | None:
+        """What a resting order's hold must still hold, asked of the ledger as a trim (it releases the rest):
+        a limit buy, its rest at its limit with the fee on its cumulative notional; a sell, its open units.
+        None for orders whose hold follows other rules (takes, bids, deposits, quotes, enforcement sales)."""
+        m = self.venue.market
+        if o.kind != "order" or o.hold_id is None or o.open_qty <= 0 or o.enforcement() is not None:
+            return None
+        if o.side == mc.SELL:
+            return lc.TrimHold(o.hold_id, o.open_qty)
+        if o.price is None or not 0 < o.price < NO_LIMIT:
+            return None
+        return lc.TrimHold(o.hold_id, buy_need(o.price, o.open_qty, o.filled_notional, m.decimals, m.fee_bps,
+                                               m.years))
 
     def release(self, hold_id: int) -> lc.Request:
         """Give back what is left of a hold. Named after the hold it releases: a hold is resolved once, and
@@ -226,20 +249,21 @@ class Book:
         return new
 
     def raise_legs(self, new: OrderState, old_id: int) -> list[lc.Request]:
-        """One linked group: void the old bid's hold and the raise's top-up, hold the sum for the new bid.
-        Nothing is ever held twice, and the sum is free by construction, so the group cannot fail."""
+        """One event (one entry): void the old bid's hold and the raise's top-up, hold the sum for the new bid
+        (its id is the entry's seq). Nothing is ever held twice, and the sum is free by construction, so the
+        event cannot fail."""
         v = self.venue
         old = self.orders.get(old_id)
         assert old is not None and old.hold_id is not None, f"raised bid {old_id} has no hold"
-        cmds: list[lc.Command] = [lc.VoidHold(old.hold_id)]
+        cmds: list[lc.Leg] = [lc.VoidHold(old.hold_id)]
         old.hold_id = None  # released by this group, not by the end-of-order release
         if new.hold_id is not None:
             cmds.append(lc.VoidHold(new.hold_id))
             new.hold_id = None
         cmds.append(lc.CreateHold("order", new.cash_account, v.clearing, "CNY", new.hold_amount))
-        cid = f"{v.market.id}:raise:{new.id}"
-        return [lc.Request(v.actor, cmd, f"{cid}:{k}", {"market": v.market.id, "bid": new.id, "replaces": old_id}
-                           if k == 0 else {}) for k, cmd in enumerate(cmds)]
+        # Named as the first request of the linked group that moved raises before (see `trade`).
+        return [lc.Request(v.actor, lc.Event("raise", tuple(cmds)), f"{v.market.id}:raise:{new.id}:0",
+                           {"market": v.market.id, "bid": new.id, "replaces": old_id})]
 
     def trade(self, e: ev.Event, seq: int, day: date) -> Group:
         """The fill on both orders, and its settlement: one linked group, delivery versus payment."""
@@ -261,13 +285,20 @@ class Book:
         fb, fs = fees[buyer.id], fees[seller.id]
         cid = f"{m.id}:trade:{e[ev.T_ID]}"
         retire = buyer.purpose is not None and buyer.purpose.get("retire")
-        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=True)]
+        # An order the trade completes gives back what is left of its hold in this same event; a buy that
+        # rests on, filled below its limit, keeps only what its rest can still cost (`trim`).
+        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=seller.open_qty > 0)]
         if retire:
             reqs.append(lc.Retire(v.clearing, v.retired, m.instrument, qty, "judicial_restoration",
                                   str(buyer.purpose.get("beneficiary", "")) if buyer.purpose else ""))
         else:
             reqs.append(lc.Transfer(v.clearing, buyer.holding_account, m.instrument, qty))
-        reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=True))
+        reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=buyer.open_qty > 0))
+        # (Not for a restoration purchase: its linked group keeps its shape, the rest is released at its end.)
+        if not retire and buyer.open_qty > 0 and buyer.price is not None and price < buyer.price:
+            trim = self.trim(buyer)
+            if trim is not None:
+                reqs.append(trim)
         if n - fs > 0:
             reqs.append(lc.Transfer(v.clearing, seller.cash_account, "CNY", n - fs))
         if fb + fs > 0:
@@ -284,9 +315,18 @@ class Book:
                                        if k not in ("buyer", "seller", "buy_order", "sell_order")}
         if retire and buyer.purpose:
             retire_meta["restoration"] = buyer.purpose
-        group = [lc.Request(v.actor, cmd, f"{cid}:{k}",
-                            retire_meta if isinstance(cmd, lc.Retire) else meta if k == 0 else {})
-                 for k, cmd in enumerate(reqs)]
+        if retire:
+            # A judicial retirement stays an entry of its own (type `retire`): that entry is what the
+            # restoration certificate proves and what the retirement listings find.
+            group = [lc.Request(v.actor, cmd, f"{cid}:{k}",
+                                retire_meta if isinstance(cmd, lc.Retire) else meta if k == 0 else {})
+                     for k, cmd in enumerate(reqs)]
+        else:
+            # One event, one entry (version 2). Named as the first entry of the linked group that settled
+            # trades before: a trade settled that way and re-settled after an upgrade is found, and refused
+            # as a different request, never settled twice.
+            legs = cast(tuple[lc.Leg, ...], tuple(reqs))  # no Retire on this path
+            group = [lc.Request(v.actor, lc.Event("trade", legs), f"{cid}:0", meta)]
         row = Trade(m.id, e[ev.T_ID], seq, e[ev.T_TS], e[ev.T_MODE], m.instrument, price, qty, n, buyer.id,
                     seller.id, buyer.participant_id, seller.participant_id, fb, fs, m.in_close, day)
         return Group(Effect.TRADE, group, trade=row)

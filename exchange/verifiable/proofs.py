@@ -27,7 +27,7 @@ from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from ledger import checkpoints, merkle, queries, tree_store
 from ledger.checkpoints import Published
-from ledger.encoding import decode_entry
+from ledger.encoding import decode_entry, legs_of
 from ledger.receipt import make_receipt
 
 OVERSIGHT = frozenset({"operator", "auditor"})
@@ -161,15 +161,18 @@ async def consistency(rt: Runtime, *, first: int, second: int | None) -> Consist
                             cp.note if cp is not None else None)
 
 
-async def _sees_by_accounts(conn: AsyncConnection, who: Principal, actor: str, body: dict[str, Any]) -> bool:
-    """Oversight, the entry's author, or a party to one of its accounts."""
+async def _sees_by_accounts(conn: AsyncConnection, who: Principal, actor: str, entry: dict[str, Any]) -> bool:
+    """Oversight, the entry's author, or a party to one of its accounts (of any leg, for an event)."""
     if who.kind in OVERSIGHT or actor == who.actor:
         return True
-    accounts = {body[k] for k in _ACCOUNT_FIELDS if isinstance(body.get(k), int)}
-    if "hold" in body and not accounts:  # hold.void / hold.expire name only the hold
-        found = await queries.hold_accounts(conn, body["hold"])
-        if found is not None:
-            accounts = set(found)
+    accounts: set[int] = set()
+    for _type, body in legs_of(entry):
+        named = {body[k] for k in _ACCOUNT_FIELDS if isinstance(body.get(k), int)}
+        if "hold" in body and not named:  # hold.void / hold.expire / hold.trim name only the hold
+            found = await queries.hold_accounts(conn, body["hold"])
+            if found is not None:
+                named = set(found)
+        accounts |= named
     return bool(accounts & {a for a in (who.holding_account, who.cash_account) if a is not None})
 
 
@@ -196,7 +199,7 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
             raise NotFound("ledger entry", seq)
         leaf = row.leaf
         entry = decode_entry(leaf)
-        sees = await _sees_by_accounts(conn, who, row.actor, entry["body"])
+        sees = await _sees_by_accounts(conn, who, row.actor, entry)
         cp = await checkpoints.at_least(await _raw(conn), seq)
     if not sees:
         order = _restoration_order(entry["body"], row.meta)

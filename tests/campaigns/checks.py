@@ -84,18 +84,21 @@ async def exchange_consistency(dsn: str) -> list[str]:
     try:
         # Every trade's delivery-versus-payment group is complete: its entries 0..n-1 all exist.
         entries: dict[tuple[str, int], list[int]] = defaultdict(list)
-        for r in await conn.fetch("SELECT client_id FROM ledger_entries WHERE client_id LIKE '%:trade:%'"):
+        events: set[tuple[str, int]] = set()  # trades settled as one version-2 entry (all legs in it)
+        for r in await conn.fetch("SELECT client_id, type FROM ledger_entries WHERE client_id LIKE '%:trade:%'"):
             m = _TRADE_ID.match(r["client_id"])
             if m:
                 entries[(m["m"], int(m["tid"]))].append(int(m["k"]))
+                if r["type"] == "event":
+                    events.add((m["m"], int(m["tid"])))
         trades = await conn.fetch(
             """SELECT t.market_id, t.trade_id, t.notional, t.buyer_fee, t.seller_fee, t.settlement_seq,
                       mk.t_plus_1, coalesce((o.purpose ->> 'retire')::boolean, false) AS retire
                FROM trades t JOIN markets mk ON mk.id = t.market_id
                LEFT JOIN orders o ON o.market_id = t.market_id AND o.id = t.buy_order""")
         for t in trades:
-            want = 3 + (t["notional"] - t["seller_fee"] > 0) + (t["buyer_fee"] + t["seller_fee"] > 0) + (
-                t["t_plus_1"] and not t["retire"])
+            want = 1 if (t["market_id"], t["trade_id"]) in events else 3 + (t["notional"] - t["seller_fee"] > 0) + (
+                t["buyer_fee"] + t["seller_fee"] > 0) + (t["t_plus_1"] and not t["retire"])
             got = sorted(entries.pop((t["market_id"], t["trade_id"]), []))
             if got != list(range(want)):
                 problems.append(f"trade {t['market_id']}#{t['trade_id']}: settlement entries {got}, want 0..{want - 1}")
@@ -208,30 +211,36 @@ async def holds_spent_once(dsn: str) -> tuple[int, list[str]]:
     """Re-derived from the log's bytes, independently of the state machine: every hold is resolved at
     most once, nothing moves after its resolution, and what it moved and released never exceeds what it
     held (no double-spent hold). (holds checked, problems)"""
-    from ledger.encoding import decode_entry
+    from ledger.encoding import decode_entry, legs_of
 
     problems: list[str] = []
     holds: dict[int, dict[str, int]] = {}
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            cur = conn.cursor("SELECT seq, type, leaf FROM ledger_entries WHERE type LIKE 'hold.%' ORDER BY seq")
+            # Version-1 hold entries, and the hold legs of version-2 events (a trade's posts, trim, T+1 lock).
+            cur = conn.cursor("SELECT seq, type, leaf FROM ledger_entries WHERE type LIKE 'hold.%' OR type = 'event' "
+                              "ORDER BY seq")
             async for r in cur:
-                body = decode_entry(bytes(r["leaf"]))["body"]
-                if r["type"] == "hold.create":
-                    holds[r["seq"]] = {"amount": body["amount"], "used": 0, "final": 0}
-                    continue
-                h = holds.get(body["hold"])
-                if h is None:
-                    problems.append(f"entry {r['seq']} resolves hold {body['hold']}, which was never created")
-                    continue
-                if h["final"]:
-                    problems.append(f"entry {r['seq']} touches hold {body['hold']} after it was resolved")
-                h["used"] += body.get("amount", 0) + body.get("released", 0)
-                if r["type"] != "hold.post" or body.get("remaining", 0) == 0:
-                    h["final"] = r["seq"]
-                if h["used"] > h["amount"]:
-                    problems.append(f"hold {body['hold']} spent {h['used']} of {h['amount']}")
+                for type_, body in legs_of(decode_entry(bytes(r["leaf"]))):
+                    if not type_.startswith("hold."):
+                        continue
+                    if type_ == "hold.create":
+                        holds[r["seq"]] = {"amount": body["amount"], "used": 0, "final": 0}
+                        continue
+                    if type_ == "hold.amend":
+                        continue
+                    h = holds.get(body["hold"])
+                    if h is None:
+                        problems.append(f"entry {r['seq']} resolves hold {body['hold']}, which was never created")
+                        continue
+                    if h["final"]:
+                        problems.append(f"entry {r['seq']} touches hold {body['hold']} after it was resolved")
+                    h["used"] += body.get("amount", 0) + body.get("released", 0)
+                    if type_ not in ("hold.post", "hold.trim") or body.get("remaining", 0) == 0:
+                        h["final"] = r["seq"]
+                    if h["used"] > h["amount"]:
+                        problems.append(f"hold {body['hold']} spent {h['used']} of {h['amount']}")
         for hid, h in holds.items():
             if h["final"] and h["used"] != h["amount"]:
                 problems.append(f"hold {hid} resolved with {h['used']} of {h['amount']} accounted for")

@@ -193,7 +193,7 @@ def _strings(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
                 inner = None
         elif path.endswith(".entry"):
             raw = base64.b64decode(value)
-            if raw.startswith(b"envx-entry/1\n"):
+            if raw.startswith((b"envx-entry/1\n", b"envx-entry/2\n")):  # both entry versions
                 inner = json.loads(raw[len(b"envx-entry/1\n"):])
         if inner is not None:
             yield from _strings(inner, f"{path}<decoded>")

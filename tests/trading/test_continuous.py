@@ -34,9 +34,10 @@ def test_partial_fills_price_improvement_and_cancel(api: Api) -> None:
     trades = [e for e in bid["events"] if e["kind"] == "trade"]
     assert [(t["price"], t["qty"]) for t in trades] == [("290.00", "100.000")]
     assert bid["order"]["status"] == "open" and bid["order"]["open_quantity"] == "50.000"
-    # Paid 29,000.00 at the maker's price; the rest of the 45,000.00 hold covers 50 t at 300.00.
+    # Paid 29,000.00 at the maker's price; of the 45,000.00 hold, 15,000.00 (50 t at 300.00) stays held and
+    # the 1,000.00 the better price saved comes back in the trade's own entry.
     cash = bal(api, w["b"], "CNY")
-    assert (cash["posted"], cash["pending"]) == ("71000.00", "16000.00")
+    assert (cash["posted"], cash["pending"], cash["available"]) == ("71000.00", "15000.00", "56000.00")
     cancelled = api.ok(b.post(f"/v1/markets/{m}/orders/{bid['order']['id']}/cancel", {}))
     assert cancelled["status"] == "cancelled"
     assert bal(api, w["b"], "CNY")["available"] == "71000.00"  # the hold's remainder came back

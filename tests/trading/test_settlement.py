@@ -49,15 +49,19 @@ def cross(m: Market, buy_qty: int = 10, sell_qty: int = 10, price: int = 500, bu
 def test_a_trade_settles_delivery_versus_payment_in_one_group_with_fees_and_names_its_parties() -> None:
     book, batch = cross(market(fee_bps=10), price=1005)  # 10 t at 10.05: notional 100.50, fee 0.11 each side
     (group,) = [g for g in batch.groups if g.effect is Effect.TRADE]
-    cmds = [r.command for r in group.requests]
-    assert cmds == [lc.PostHold(101, 10, keep_remainder=True), lc.Transfer(1, BUYER + 1, "X", 10),
-                    lc.PostHold(102, 10050 + 11, keep_remainder=True), lc.Transfer(1, SELLER + 2, "CNY", 10050 - 11),
-                    lc.Transfer(1, 3, "CNY", 22)]
-    assert [r.client_id for r in group.requests] == [f"X.continuous:trade:1:{k}" for k in range(5)]
-    assert group.requests[0].meta["buyer"] == BUYER and group.requests[1].meta == {}
+    # One request, one ledger event (entry version 2) with every leg; both orders complete, so their holds
+    # post without keeping a remainder: what is left goes back in this same event.
+    (request,) = group.requests
+    assert request.command == lc.Event("trade", (
+        lc.PostHold(101, 10, keep_remainder=False), lc.Transfer(1, BUYER + 1, "X", 10),
+        lc.PostHold(102, 10050 + 11, keep_remainder=False), lc.Transfer(1, SELLER + 2, "CNY", 10050 - 11),
+        lc.Transfer(1, 3, "CNY", 22)))
+    assert request.client_id == "X.continuous:trade:1:0"
+    assert request.meta["buyer"] == BUYER and request.meta["trade_id"] == 1
     assert batch.trades() == [Trade("X.continuous", 1, 2, 2, "continuous", "X", 1005, 10, 10050, 2, 1, BUYER,
                                     SELLER, 11, 11, True, DAY)]
-    # Both filled: their holds' remainders go back, after the trade (a refused trade keeps them).
+    # Both filled: the releases are still asked, after the trade (a refused trade keeps them); the ledger
+    # answers "already resolved", since the trade gave the remainders back.
     assert [r.command for g in batch.releases for r in g.requests] == [lc.VoidHold(101), lc.VoidHold(102)]
     assert {u.id: (u.status, u.filled_qty, u.fees) for u in batch.updates} == {1: ("filled", 10, 11),
                                                                             2: ("filled", 10, 11)}
@@ -68,8 +72,9 @@ def test_term_pricing_and_the_t_plus_1_lock() -> None:
     # An emission right of 3 t/yr for a 5-year term at 20.00 per t·yr: 300.00; bought today, locked until tomorrow.
     _, batch = cross(market(years=5, t_plus_1=True), buy_qty=3, sell_qty=3, price=2000)
     (group,) = batch.groups
-    assert group.requests[2].command == lc.PostHold(102, 2000 * 3 * 5, keep_remainder=True)
-    assert group.requests[-1].command == lc.CreateHold("t1", BUYER + 1, 1, "X", 3)
+    legs = group.requests[0].command.legs
+    assert legs[2] == lc.PostHold(102, 2000 * 3 * 5, keep_remainder=False)
+    assert legs[-1] == lc.CreateHold("t1", BUYER + 1, 1, "X", 3)
     assert batch.trades()[0].notional == 30000
 
 
@@ -77,6 +82,27 @@ def test_a_partial_fill_keeps_the_rest_resting_and_its_hold() -> None:
     book, batch = cross(market(), buy_qty=4, sell_qty=10)
     assert [r.command for g in batch.releases for r in g.requests] == [lc.VoidHold(102)]  # the buyer's only
     assert book.orders[1].open_qty == 6 and book.orders[1].status == "open" and book.orders[1].hold_id == 101
+    assert batch.groups[0].requests[0].command.legs[0] == lc.PostHold(101, 4, keep_remainder=True)
+
+
+def test_a_resting_buy_filled_below_its_limit_keeps_only_what_its_rest_needs() -> None:
+    # A buy of 10 at 6.00 (fee 0.1 %) rests; 4 sell at 5.00 against it: the buy is the maker, so 6.00. Then
+    # a buy of 10 at 6.00 takes a sell resting at 5.00: taker, filled 4 at 5.00, 6 rest at 6.00.
+    m = market(fee_bps=10)
+    engine, book = ContinuousBook(m.rules), Book(Venue.of(m, SYSTEM))
+    book.stage([(1, 1, None, engine.process(1, 1, mc.NewOrder(1, SELLER, mc.SELL, 500, 4)),
+                 ctx(SELLER, mc.SELL, 500, 4, 101, 4))], DAY)
+    events = engine.process(2, 2, mc.NewOrder(2, BUYER, mc.BUY, 600, 10))
+    batch = book.stage([(2, 2, None, events, ctx(BUYER, mc.BUY, 600, 10, 102, 6000 + 6))], DAY)
+    legs = batch.groups[0].requests[0].command.legs
+    # paid 20.00 + 0.02; the 6 left can cost 36.00 + (fee of 56.00 = 0.06) - 0.02: keep 36.04, free 23.96 - 0.02
+    assert legs[2] == lc.PostHold(102, 2000 + 2, keep_remainder=True)
+    assert legs[3] == lc.TrimHold(102, 3600 + 4)
+    # A reduce of the rest to 2: keep 12.00 + (fee of 32.00 = 0.04) - 0.02, at once, in its own request.
+    events = engine.process(3, 3, mc.Reduce(2, 2, BUYER))
+    batch = book.stage([(3, 3, None, events, None)], DAY)
+    assert [r.command for g in batch.groups for r in g.requests] == [lc.TrimHold(102, 1200 + 2)]
+    assert batch.groups[0].requests[0].client_id == "X.continuous:trim:hold:102:3"
 
 
 def test_a_judicial_restoration_purchase_retires_what_it_buys_and_names_the_case_not_the_parties() -> None:

@@ -232,6 +232,7 @@ window.EnvxVerify = (function () {
 
   /* An entry's bytes: "envx-entry/<version>\n" then its canonical JSON (ledger/encoding.py). */
   function decodeEntry(bytes) {
+    // Version 1 (one movement) and version 2 (an event of several legs) differ in their tag only here.
     const text = V.dec.decode(bytes), m = /^envx-entry\/([12])\n/.exec(text);
     if (!m) throw new Error("not an envx ledger entry");
     const e = JSON.parse(text.slice(m[0].length));
