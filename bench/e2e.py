@@ -197,7 +197,8 @@ def setup(base: str, op: str, n: int) -> list[str]:
         def post(path: str, body: dict, key: str) -> dict:
             r = c.post(path, json=body, headers={**h, "Idempotency-Key": key})
             assert r.status_code in (200, 201), r.text
-            return r.json()
+            out: dict = r.json()
+            return out
 
         def admit(name: str, kind: str, key: str) -> tuple[dict, str]:
             # Maker-checker off: one operator gets both halves of the enrollment code; the participant enrolls.

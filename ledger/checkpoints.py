@@ -88,7 +88,7 @@ async def listing(conn: asyncpg.Connection, before: int | None, limit: int) -> l
 
 
 async def registered_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT seq, name, key_id, verifier_key FROM ledger_signing_keys ORDER BY seq")
+    return list(await conn.fetch("SELECT seq, name, key_id, verifier_key FROM ledger_signing_keys ORDER BY seq"))
 
 
 # --------------------------------------------------------------------------------------------

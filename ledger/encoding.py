@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 import msgspec
@@ -144,7 +144,7 @@ def _scalar(value: Any) -> str:
     """Canonical JSON of a scalar, as json.dumps(ensure_ascii=False) writes it."""
     t = type(value)
     if t is str:
-        return encode_basestring(value)  # type: ignore[no-any-return]
+        return encode_basestring(value)
     if t is int:
         if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
             raise EncodingError(f"integer {value} outside the I-JSON safe range")

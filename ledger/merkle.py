@@ -62,14 +62,14 @@ class NodeId(NamedTuple):
     """Coordinate of a complete subtree: covers leaves ``[index << level, (index + 1) << level)``."""
 
     level: int
-    index: int
+    index: int  # type: ignore[assignment]  # named as in RFC 9162; shadows tuple.index, which nothing calls
 
 
 class Node(NamedTuple):
     """A complete subtree and its hash, as produced by :meth:`CompactRange.append`."""
 
     level: int
-    index: int
+    index: int  # type: ignore[assignment]  # as NodeId's
     hash: bytes
 
 

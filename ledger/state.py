@@ -513,7 +513,7 @@ class LedgerState:
                         account=account, instrument=instrument, serials=(s, e),
                     )
             return pieces
-        picked: list[c.Range] = []
+        picked = []
         need = amount
         for b in candidates:
             if need == 0:

@@ -67,7 +67,7 @@ class TileId(NamedTuple):
     """A tile of a specific tree size: its level, index and width in hashes (1..256)."""
 
     level: int
-    index: int
+    index: int  # type: ignore[assignment]  # the tile index of c2sp tlog-tiles; shadows tuple.index
     width: int
 
     @property

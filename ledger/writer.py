@@ -355,10 +355,10 @@ class LedgerWriter:
         started = time.perf_counter()
         async with conn.transaction():
             head = await store.read_head(conn)
-            existing: dict = {}
+            existing: dict[tuple[str, str], tuple[bytes | None, Entry]] = {}
             if lookup:
                 keys = [(r.actor, r.client_id) for it in items for r in it.requests if r.client_id]
-                existing = await store.find_idempotent(conn, keys)  # type: ignore[arg-type]
+                existing = await store.find_idempotent(conn, keys)
             live: list[int] = []
             seen_in_batch: dict[tuple[str, str], int] = {}
             for i, it in enumerate(items):
@@ -404,7 +404,7 @@ class LedgerWriter:
                            and any(r.client_id for r in items[i].requests)]
                 if refused:
                     keys2 = [(r.actor, r.client_id) for i in refused for r in items[i].requests if r.client_id]
-                    found = await store.find_idempotent(conn, keys2)  # type: ignore[arg-type]
+                    found = await store.find_idempotent(conn, keys2)
                     for i in refused:
                         replay = self._replay(items[i], found)
                         if replay is not None:
@@ -451,14 +451,16 @@ class LedgerWriter:
         return refused
 
     @staticmethod
-    def _replay(it: _Item, existing: dict) -> list[Entry] | Rejection | None:
+    def _replay(it: _Item, existing: dict[tuple[str, str], tuple[bytes | None, Entry]]
+                ) -> list[Entry] | Rejection | None:
         found = [existing.get((r.actor, r.client_id)) for r in it.requests if r.client_id]
         if not found or all(f is None for f in found):
             return None
         fps = [fp for r, fp in zip(it.requests, it.fingerprints, strict=True) if r.client_id]
-        if any(f is None for f in found) or any(bytes(f[0] or b"") != fp for f, fp in zip(found, fps, strict=True)):
+        hits = [f for f in found if f is not None]
+        if len(hits) != len(found) or any(bytes(f[0] or b"") != fp for f, fp in zip(hits, fps, strict=True)):
             return Rejection("idempotency_conflict", "this client id was already used for a different request")
-        return [f[1] for f in found]
+        return [f[1] for f in hits]
 
 
 @dataclass(slots=True)
@@ -471,4 +473,5 @@ class _Later:
     def resolve(self, items: list[_Item], results: dict[int, Any]) -> list[Entry] | BaseException:
         if items[self.first].fingerprints != self.item.fingerprints:
             return Rejection("idempotency_conflict", "this client id was already used for a different request")
-        return results[self.first]
+        first: list[Entry] | BaseException = results[self.first]
+        return first

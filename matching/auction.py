@@ -312,6 +312,7 @@ class AuctionHouse(Engine):
             del a.bids[standing[0]]
             events.append((BID_REPLACED, aid, standing[0], c.bidder, bid_id))
         a.bids[bid_id] = (c.bidder, c.price, c.qty)
+        assert a.end_ts is not None  # set when bidding opened, and bids are taken while bidding only
         if t.extension_window and ts >= a.end_ts - t.extension_window and a.extensions < t.max_extensions:
             a.extensions += 1
             a.end_ts = max(a.end_ts, ts + t.extension_length)
