@@ -44,7 +44,17 @@ from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base
 from exchange.courts import freezes as freezing
-from exchange.pledging import claims, enforcement, exchange_sale, filing, valuation, views, webhook_endpoint, worker
+from exchange.pledging import (
+    claims,
+    enforcement,
+    exchange_sale,
+    filing,
+    realisation,
+    valuation,
+    views,
+    webhook_endpoint,
+    worker,
+)
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -183,7 +193,7 @@ class PledgeController(Controller):
                       idempotency_key: IdempotencyKey = None) -> PledgeOut:
         answer = await enforcement.enforce(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                       method=data.method, reason=data.reason, outstanding=data.outstanding,
-                                      price=data.price, buyer_id=data.buyer_id, fee=data.fee,
+                                      price=data.price, buyer_id=data.buyer_id,
                                       claim=data.claim.amounts() if data.claim else None,
                                       default_notice=data.default_notice.model_dump() if data.default_notice
                                       else None)
@@ -196,6 +206,14 @@ class PledgeController(Controller):
                               idempotency_key: IdempotencyKey = None) -> PledgeOut:
         answer = await enforcement.declare_default(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                               **data.notice())  # type: ignore[arg-type]
+        return PledgeOut.of(answer)
+
+    @post("/{pledge_id:int}/enforcement-consent", operation_id="consentPledgeEnforcement", status_code=200,
+          summary="Consent to enforcement of the declared default before its notice period has run (pledgor)")
+    async def consent(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
+                      idempotency_key: IdempotencyKey = None) -> PledgeOut:
+        answer = await realisation.consent(rt, principal, _action_id(idempotency_key, data), pledge_id,
+                                           data.note if data else None)
         return PledgeOut.of(answer)
 
     @post("/{pledge_id:int}/enforcement/sales", operation_id="startPledgeSale", status_code=201,

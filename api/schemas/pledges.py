@@ -153,9 +153,9 @@ class EnforceIn(Strict):
                                         "default the secured amount")
     claim: ClaimPartsIn | None = Field(default=None, description="what is owed by component, within the scope")
     default_notice: DefaultNoticeIn | None = Field(default=None, description="declare the loan's default now")
-    price: Decimal | None = Field(default=None, description="CNY per unit (sale; transfer: default the last mark)")
+    price: Decimal | None = Field(default=None, description="CNY per unit (sale: at least 70 % of the latest "
+                                  "mark; transfer: at least the latest mark, its default)")
     buyer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    fee: Decimal | None = Field(default=None, description="CNY the exchange charges for the enforcement, paid first")
     client_id: ClientId = None
 
 

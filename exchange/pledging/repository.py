@@ -678,3 +678,10 @@ async def freeze_chain_head(conn: AsyncConnection, root_id: int) -> dict[str, An
 async def add_freeze_proceeds(conn: AsyncConnection, freeze_id: int, amount: int) -> None:
     await conn.execute(text("UPDATE freezes SET proceeds_received = proceeds_received + :a WHERE id = :i"),
                        {"a": amount, "i": freeze_id})
+
+
+async def latest_mark(conn: AsyncConnection, instrument: str) -> Mark | None:
+    """The instrument's latest mark (the exchange's close or an approved manual mark): the reference price."""
+    row = (await conn.execute(text("SELECT * FROM pledge_marks WHERE instrument = :i ORDER BY as_of DESC LIMIT 1"),
+                              {"i": instrument})).first()
+    return None if row is None else Mark.from_row(row)

@@ -48,9 +48,10 @@ async def _margin_event(conn: AsyncConnection, p: dict[str, Any], new: str, valu
     old = p["margin_level"]
     if new == old:
         return
-    if new == "margin_call":
-        # Keep the first deadline of a call that only moved from liquidation back to margin call.
-        cure = p["cure_deadline"] if old == "liquidation" and p["cure_deadline"] else deadline
+    if new in ("margin_call", "liquidation"):
+        # Keep the first deadline while the level stays below the margin-call line (a call that worsened to
+        # liquidation, or moved back): the pledgor may cure until the next open after the first call.
+        cure = p["cure_deadline"] if old in ("margin_call", "liquidation") and p["cure_deadline"] else deadline
     else:
         cure = None
     kind = _CALL_EVENT[new] if val.worse(new, old) or new == "margin_call" else "cured"

@@ -1,0 +1,51 @@
+"""The registry's side of the realisation rules (pledges/realisation.py): the one reference price of a
+negotiated realisation, the notice setting, and the pledgor's consent to enforcement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.core.errors import DomainError
+from exchange.core.idempotency import fingerprint
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.pledging import repository as repo
+from exchange.pledging.recording import mutate, record_event, require_pledgor
+from exchange.pledging.refusals import translate_refusals
+from exchange.pledging.values import now, today
+from pledges import lifecycle
+from pledges import realisation as rl
+
+
+async def reference_price(conn: AsyncConnection, instrument: str) -> int | None:
+    """The reference price of `instrument` (fen per whole unit): its latest mark, or None."""
+    mark = await repo.latest_mark(conn, instrument)
+    return None if mark is None else mark.price
+
+
+async def check_price(conn: AsyncConnection, p: dict[str, Any], how: str, price_fen: int) -> None:
+    rl.check_price(how, price_fen, await reference_price(conn, p["instrument"]))
+
+
+def require_notice_served(rt: Runtime, p: dict[str, Any], ground: dict[str, Any]) -> None:
+    rl.require_notice_served(ground, today(), rt.settings.enforcement_notice_days)
+
+
+@translate_refusals
+async def consent(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> dict[str, Any]:
+    """The pledgor consents to enforcement of the declared default before its notice period has run."""
+    fp = fingerprint({"op": "enforcement_consent", "pledge": pledge_id, "note": note})
+
+    async def body(conn: AsyncConnection, p: dict[str, Any]) -> None:
+        require_pledgor(who, p)
+        lifecycle.require(p["status"], "consent")
+        if not p["declared_default"]:
+            raise DomainError("no_default", "no default is declared: there is nothing to consent to")
+        given = {**p["declared_default"], "consent": {"at": now().isoformat(), "by": who.actor}}
+        await record_event(conn, p, "enforcement_consented", {"declared_default": given},
+                           info={"note": note, "declared_default": p["declared_default"]}, actor=who.actor,
+                           client_id=client_id, fp=fp, notify=(p["pledgee_id"],))
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
