@@ -79,7 +79,8 @@ NOTIFY = frozenset({
     "confirmed", "declined", "extended", "topped_up", "partially_released", "released", "expired", "promoted",
     "warning", "margin_call", "liquidation_call", "cured", "deadline_warning", "freeze_noticed", "freeze_lifted",
     "claim_filed", "claim_registered", "claim_released", "sale_cancelled", "enforced", "proceeds_distributed",
-    "default_declared", "enforcement_consented", "exchange_sale_started", "sale_proposed", "sale_listed", "sale_ended", "units_returned",
+    "default_declared", "enforcement_consented", "exchange_sale_started", "sale_proposed", "sale_listed",
+    "sale_ended", "units_returned",
     "exchange_sale_cancelled",
 })
 
@@ -128,7 +129,8 @@ def _verb(action: str) -> str:
             "extend": "extended", "top_up": "topped up", "partial_release": "partially released",
             "release": "released", "enforce": "enforced", "accept_sale": "sold", "cancel_sale": "cancelled",
             "proceeds": "paid out", "file_claim": "given a junior claim", "expire": "expired",
-            "declare_default": "declared in default", "consent": "consented to enforcement", "start_sale": "put up for sale"}[action]
+            "declare_default": "declared in default", "consent": "consented to enforcement",
+            "start_sale": "put up for sale"}[action]
 
 
 def apply(state: dict[str, Any], event_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +183,8 @@ def default_ground(state: dict[str, Any], at: datetime) -> dict[str, Any]:
             return {"type": "cure_deadline_missed", "cure_deadline": due.isoformat()}
         # The deadline as a marked time (UTC microseconds): the application writes it in its time convention.
         marked = (due - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-        raise PledgeError("cure_period_running", f"the {level.replace('_', ' ')}'s cure deadline {{ts:{marked}}} has not passed; "
+        what = level.replace("_", " ")
+        raise PledgeError("cure_period_running", f"the {what}'s cure deadline {{ts:{marked}}} has not passed; "
                           "the pledgor may still cure it, so there is no default to enforce yet")
     raise PledgeError("no_default", f"no default is on record (margin level {level}, no declared default): "
                       "enforcement needs a liquidation level, a missed cure deadline or the bank's declaration "

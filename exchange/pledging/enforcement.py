@@ -50,8 +50,8 @@ from exchange.registry import participants
 from exchange.trading.pricing import notional
 from ledger import commands as c
 from pledges import lifecycle
-from pledges import realisation as rl
 from pledges import ranges as rg
+from pledges import realisation as rl
 from pledges import scope as sc
 from pledges import waterfall as wf
 

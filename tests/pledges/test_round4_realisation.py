@@ -142,7 +142,8 @@ def test_a_court_freeze_on_the_lot_gets_the_surplus_of_a_fair_price(api: Api) ->
     p = pledged(api, w, "20", "C-1", secured_amount="10.00")
     f = api.ok(w["court"]["api"].post("/v1/freezes", {
         "holder_id": w["owner"]["id"], "holder_identifier": OWNER_USCC,
-        "instrument": "FCT-SM", "quantity": "20", "serials": p["serials"], "case_number": "(2026)闽04执9号", "notice_number": "协执-9",
+        "instrument": "FCT-SM", "quantity": "20", "serials": p["serials"], "case_number": "(2026)闽04执9号",
+        "notice_number": "协执-9",
         "term_start": days(0), "term_end": days(365)}))
     declare(w, p["id"], days(0))
     api.ok(w["owner"]["api"].post(f"/v1/pledges/{p['id']}/enforcement-consent"))
