@@ -72,3 +72,24 @@ def require_notice_served(ground: dict[str, Any], today: date, notice_days: int)
         raise PledgeError("notice_period_running", f"the default notice of {ground['notice_date']} gives the "
                           f"pledgor {notice_days} days: enforcement may start on {ends.isoformat()}, or earlier "
                           "only with the pledgor's consent (POST .../enforcement-consent by the pledgor)")
+
+
+DEFAULT_BAND_BPS = 1_000  # ±10 %, the listing and continuous markets' default band, where no market sets one
+
+
+def outside_band(price_fen: int, last_close_fen: int | None, band_bps: int | None) -> bool:
+    """Whether a manual mark at `price_fen` lies outside the market's price band around the last close
+    (`band_bps` None: DEFAULT_BAND_BPS). With no close yet there is no band to be outside of."""
+    if last_close_fen is None:
+        return False
+    band = DEFAULT_BAND_BPS if band_bps is None else band_bps
+    return abs(price_fen - last_close_fen) * 10_000 > band * last_close_fen
+
+
+def require_reason(price_fen: int, last_close_fen: int | None, band_bps: int | None, reason: str | None) -> None:
+    """A manual mark outside the band needs the operator's reason (kept with the valuation's events)."""
+    if outside_band(price_fen, last_close_fen, band_bps) and not (reason or "").strip():
+        assert last_close_fen is not None
+        band = DEFAULT_BAND_BPS if band_bps is None else band_bps
+        raise PledgeError("mark_reason_required", f"{_cny(price_fen)} CNY is outside the ±{band / 100:g} % band "
+                          f"around the last close {_cny(last_close_fen)} CNY: a manual mark there needs a reason", 422)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Litestar, get, post, put
 from litestar.params import Parameter
 
+from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.common import ranges
 from api.schemas.courts import FreezeOut
@@ -267,15 +268,20 @@ class PledgeController(Controller):
                                             claim_id)
         return ClaimAnswerOut.of(answer)
 
-    @post("/revaluations", operation_id="revaluePledges", status_code=200,
-          summary="Revalue every live pledge of an instrument at a close price (operator)")
+    @post("/revaluations", operation_id="revaluePledges", status_code=200, responses=PROPOSED,
+          summary="Mark an instrument and revalue every live pledge of it (operator; maker-checker)")
     async def revalue(self, rt: Runtime, principal: Principal, data: RevaluationIn,
-                      idempotency_key: IdempotencyKey = None) -> RevaluationOut:
+                      idempotency_key: IdempotencyKey = None) -> RevaluationOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
-        answer = await valuation.revalue(rt, data.instrument, to_base(data.price, CNY_DECIMALS, field="price"),
-                                      data.as_of, actor=principal.actor, client_id=cid,
-                                      cure_deadline=data.cure_deadline)
-        return RevaluationOut.of(answer)
+
+        async def run() -> RevaluationOut:
+            answer = await valuation.revalue(rt, data.instrument, to_base(data.price, CNY_DECIMALS, field="price"),
+                                             data.as_of, actor=principal.actor, client_id=cid,
+                                             cure_deadline=data.cure_deadline, reason=data.reason)
+            return RevaluationOut.of(answer)
+
+        return await propose_or_run(rt, principal, cid, "revaluePledges",
+                                    data.model_dump(mode="json", exclude={"client_id"}), run)
 
     @post("/expiry-sweeps", operation_id="sweepPledgeExpiry", status_code=200,
           summary="Expire registrations and freezes past their term now (operator; also runs by itself)")
@@ -296,12 +302,17 @@ class PledgeController(Controller):
         answer = await webhook_endpoint.webhook_status(rt, principal)
         return WebhookStatusOut.of(answer)
 
-    @put("/haircuts/{instrument:str}", operation_id="setPledgeHaircut",
-         summary="Default valuation haircut of an instrument (operator)")
+    @put("/haircuts/{instrument:str}", operation_id="setPledgeHaircut", responses=PROPOSED,
+         summary="Default valuation haircut of an instrument (operator; maker-checker)")
     async def set_haircut(self, rt: Runtime, principal: Principal, instrument: str,
-                          data: HaircutIn) -> HaircutOut:
-        await valuation.set_haircut(rt, principal, instrument, data.haircut_bps)
-        return HaircutOut(instrument=instrument, haircut_bps=data.haircut_bps)
+                          data: HaircutIn, idempotency_key: IdempotencyKey = None) -> HaircutOut:
+        async def run() -> HaircutOut:
+            await valuation.set_haircut(rt, principal, instrument, data.haircut_bps)
+            return HaircutOut(instrument=instrument, haircut_bps=data.haircut_bps)
+
+        cid = client_id(idempotency_key, data.client_id)
+        return await propose_or_run(rt, principal, cid, "setPledgeHaircut",
+                                    {"instrument": instrument, "haircut_bps": data.haircut_bps}, run)
 
 
 class FreezeController(Controller):

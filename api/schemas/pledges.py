@@ -212,6 +212,9 @@ class RevaluationIn(Strict):
                                        "price × quantity × term years)")
     as_of: Date
     cure_deadline: DateTime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
+    reason: str | None = Field(default=None, min_length=1, max_length=2000,
+                               description="why the mark is this price; required outside the market's price band "
+                                           "around the last close")
     client_id: ClientId = None
 
 
@@ -222,6 +225,7 @@ class WebhookIn(Strict):
 
 class HaircutIn(Strict):
     haircut_bps: int = Field(ge=0, le=9999)
+    client_id: ClientId = None
 
 
 class FreezeIn(Strict):

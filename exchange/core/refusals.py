@@ -316,6 +316,7 @@ class Refusal(StrEnum):
     PRICE_MISMATCH = "price_mismatch", 409, "the sale is offered at another price"
     PRICE_BELOW_MARK = "price_below_mark", 409, "the price is below the last mark"
     IDENTIFIER_ATTEMPTS_EXCEEDED = "identifier_attempts_exceeded", 409, "too many participants named with a wrong identifier today: such requests are refused until the day ends"
+    MARK_REASON_REQUIRED = "mark_reason_required", 422, "a manual mark outside the market's price band around the last close needs a reason"
     PRICE_BELOW_FLOOR = "price_below_floor", 409, "a negotiated realisation below 70 % of the reference price (the latest mark)"
     AUCTION_REQUIRED = "auction_required", 409, "the instrument has no mark to refer to: only a public auction may realise the lot"
     NOTICE_PERIOD_RUNNING = "notice_period_running", 409, "the declared default's notice period has not run and the pledgor did not consent"

@@ -15,14 +15,28 @@ from exchange.pledging import repository as repo
 from exchange.pledging.recording import mutate, record_event, require_pledgor
 from exchange.pledging.refusals import translate_refusals
 from exchange.pledging.values import now, today
+from exchange.trading import repository as trading_repo
 from pledges import lifecycle
 from pledges import realisation as rl
 
 
 async def reference_price(conn: AsyncConnection, instrument: str) -> int | None:
-    """The reference price of `instrument` (fen per whole unit): its latest mark, or None."""
+    """The reference price of `instrument` (fen per whole unit): its latest mark (the exchange's close or
+    an approved manual mark); with none, the last close its markets refer their price band to (the
+    highest of them); None when neither exists."""
     mark = await repo.latest_mark(conn, instrument)
-    return None if mark is None else mark.price
+    if mark is not None:
+        return mark.price
+    closes = [m.reference_price for m in await trading_repo.markets(conn)
+              if m.market.instrument == instrument and m.reference_price is not None]
+    return max(closes) if closes else None
+
+
+async def band_of(conn: AsyncConnection, instrument: str) -> int | None:
+    """The narrowest price band (bps) of the instrument's markets, None where none sets one."""
+    bands = [m.market.rules.band_bps for m in await trading_repo.markets(conn)
+             if m.market.instrument == instrument and m.market.rules.band_bps is not None]
+    return min(bands) if bands else None
 
 
 async def check_price(conn: AsyncConnection, p: dict[str, Any], how: str, price_fen: int) -> None:
