@@ -56,6 +56,7 @@ from exchange.pledging import (
     webhook_endpoint,
     worker,
 )
+from exchange.security import identified
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -88,7 +89,7 @@ class PledgeController(Controller):
     @post("/", operation_id="filePledge", summary="File a pledge registration (bank); the pledgor confirms it")
     async def file(self, rt: Runtime, principal: Principal, data: PledgeIn,
                    idempotency_key: IdempotencyKey = None) -> PledgeOut:
-        answer = await filing.file(
+        answer = await identified.guarded(rt, principal, "filePledge", "/v1/pledges", lambda: filing.file(
             rt, principal, client_id(idempotency_key, data.client_id), pledgor_id=data.pledgor_id,
             pledgor_identifier=data.pledgor_identifier, instrument=data.instrument, quantity=data.quantity,
             serials=ranges(data.serials),
@@ -96,7 +97,7 @@ class PledgeController(Controller):
             term_end=data.term_end, grace_days=data.grace_days, references=_refs(data.references),
             haircut_bps=data.haircut_bps, warning_bps=data.warning_bps, margin_call_bps=data.margin_call_bps,
             liquidation_bps=data.liquidation_bps, transfer_on_default=data.transfer_on_default,
-            secured_scope=data.secured_scope.model_dump() if data.secured_scope else None)
+            secured_scope=data.secured_scope.model_dump() if data.secured_scope else None))
         return PledgeOut.of(answer)
 
     @get("/", operation_id="listPledges", summary="Pledges you hold, gave or have a claim on (operators: all)")
@@ -322,12 +323,12 @@ class FreezeController(Controller):
     @post("/", operation_id="createFreeze", summary="Freeze a quantity or named blocks of a holder's units (court)")
     async def create(self, rt: Runtime, principal: Principal, data: FreezeIn,
                      idempotency_key: IdempotencyKey = None) -> FreezeOut:
-        answer = await freezing.create(
+        answer = await identified.guarded(rt, principal, "createFreeze", "/v1/freezes", lambda: freezing.create(
             rt, principal, client_id(idempotency_key, data.client_id), holder_id=data.holder_id,
             holder_identifier=data.holder_identifier, instrument=data.instrument, quantity=data.quantity,
             serials=ranges(data.serials),
             case_number=data.case_number, notice_number=data.notice_number, term_start=data.term_start,
-            term_end=data.term_end, deduct_to_id=data.deduct_to_id)
+            term_end=data.term_end, deduct_to_id=data.deduct_to_id))
         return FreezeOut.of(answer)
 
     @get("/", operation_id="listFreezes", summary="Freezes: a court its own, a holder those on its units")

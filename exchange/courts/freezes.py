@@ -43,7 +43,6 @@ from exchange.pledging import repository as pledges
 from exchange.pledging.refusals import translate_refusals
 from exchange.registry import instruments, participants
 from exchange.registry.models import Participant
-from exchange.security import identified
 from ledger import commands as c
 from ledger import queries as ledger
 from ledger.queries import FrozenBlock
@@ -138,8 +137,8 @@ async def create(rt: Runtime, who: Principal, client_id: str, *, holder_id: int,
     # The court names the holder by id and registered identifier, as its notice does (the freeze shows the
     # holder's name); anything else about it is the same 404 (participants.party).
     async with rt.read() as conn:
-        holder = await identified.party(rt, conn, who, holder_id, kinds=HOLDER_KINDS, identifier=holder_identifier,
-                                        operation="createFreeze", path="/v1/freezes")
+        holder = await participants.party(conn, who, holder_id, kinds=HOLDER_KINDS, identifier=holder_identifier,
+                                          identified=True)
         if holder.holding_account is None:
             raise NotFound("participant", holder_id)
         if deduct_to_id is not None:

@@ -30,7 +30,6 @@ from exchange.core.units import CARBON_UNIT, to_base, to_text
 from exchange.courts import repository as repo
 from exchange.courts.models import Fill, Reminder, RestorationOrder
 from exchange.registry import instruments, participants
-from exchange.security import identified
 from exchange.trading import orders
 from exchange.trading import repository as trading
 from ledger import queries as ledger
@@ -108,9 +107,8 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
     # The payer buys on the exchange; the court names it by id and registered identifier (the order's
     # answer shows its name). Anything else about it is the same 404 (participants.party).
     async with rt.read() as conn:
-        payer = await identified.party(rt, conn, who, data["payer_id"], kinds=participants.HOLDER_KINDS,
-                                       identifier=data.get("payer_identifier"), operation="createRestorationOrder",
-                                       path="/v1/restoration-orders")
+        payer = await participants.party(conn, who, data["payer_id"], kinds=participants.HOLDER_KINDS,
+                                         identifier=data.get("payer_identifier"), identified=True)
         if data.get("designated_seller_id"):
             await participants.party(conn, who, data["designated_seller_id"], kinds=participants.HOLDER_KINDS)
     if data["deadline"] < datetime.now(UTC).date():

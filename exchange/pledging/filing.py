@@ -50,8 +50,7 @@ from exchange.pledging.values import (
 from exchange.pledging.views import (
     get,
 )
-from exchange.registry import encumbrances, expiry, instruments
-from exchange.security import identified
+from exchange.registry import encumbrances, expiry, instruments, participants
 from ledger import commands as c
 from ledger import queries as ledger
 from ledger.state import Entry
@@ -99,8 +98,8 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
     if pledgor_id == who.participant_id:
         raise Invalid("invalid_pledgor", "a bank does not pledge units to itself")
     async with rt.read() as conn:
-        await identified.party(rt, conn, who, pledgor_id, kinds=PLEDGOR_KINDS, identifier=pledgor_identifier,
-                               operation="filePledge", path="/v1/pledges")
+        await participants.party(conn, who, pledgor_id, kinds=PLEDGOR_KINDS, identifier=pledgor_identifier,
+                                 identified=True)
     inst = await instruments.instrument(rt, instrument)
     if inst.kind == "currency":
         raise Invalid("not_pledgeable", "cash is not pledged in this registry; pledge credits or allowances")

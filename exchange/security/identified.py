@@ -13,20 +13,20 @@ refusal tells nothing either (409 `identifier_attempts_exceeded`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time
+from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.core.errors import DomainError, NotFound
+from exchange.core.errors import DomainError
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.registry import participants
-from exchange.registry.models import Participant
 from exchange.security import audit
 from exchange.security import repository as repo
 from pledges.valuation import SHANGHAI
 
 OPERATION = "identifier_mismatch"
+T = TypeVar("T")
 
 
 def _day_start_us(at: datetime) -> int:
@@ -34,25 +34,24 @@ def _day_start_us(at: datetime) -> int:
     return int(start.timestamp()) * 1_000_000
 
 
-async def party(rt: Runtime, conn: AsyncConnection, who: Principal, participant_id: int, *,
-                kinds: frozenset[str], identifier: str | None, operation: str, path: str) -> Participant:
-    """participants.party with `identified`, counted and limited per caller and day (module docstring)."""
-    if who.kind in participants.SEES_ALL:  # oversight sees the directory: nothing to guess
-        return await participants.party(conn, who, participant_id, kinds=kinds, identifier=identifier,
-                                        identified=True)
+async def guarded(rt: Runtime, who: Principal, operation: str, path: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run `call` (a use case naming a participant by identifier), counted and limited per caller and day
+    (module docstring). Oversight sees the directory and is told precisely why (participants.party)."""
+    if who.kind in participants.SEES_ALL:
+        return await call()
     limit = rt.settings.identifier_mismatches_per_day
-    since = _day_start_us(datetime.now(SHANGHAI))
-    if await repo.audit_count_since(conn, OPERATION, who.actor, since) >= limit:
+    async with rt.read() as conn:
+        misses = await repo.audit_count_since(conn, OPERATION, who.actor, _day_start_us(datetime.now(SHANGHAI)))
+    if misses >= limit:
         raise DomainError("identifier_attempts_exceeded", f"{limit} requests of yours today named a participant "
                           "by an id and identifier that did not match: participants named by identifier are "
                           "refused to you until the end of the day (Asia/Shanghai)")
     try:
-        return await participants.party(conn, who, participant_id, kinds=kinds, identifier=identifier,
-                                        identified=True)
-    except NotFound:
-        async with rt.tx() as log:
-            await audit.append(log, audit.AuditEvent(
+        return await call()
+    except participants.Unidentified as exc:
+        async with rt.tx() as conn:
+            await audit.append(conn, audit.AuditEvent(
                 operation=OPERATION, method="POST", path=path, status=404, outcome="refused", actor=who.actor,
                 participant_kind=who.kind, api_key_id=who.key_id,
-                detail={"operation": operation, "participant_id": participant_id}))
+                detail={"operation": operation, "participant_id": exc.participant_id}))
         raise

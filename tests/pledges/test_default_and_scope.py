@@ -53,13 +53,15 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     assert p["enforcement"]["ground"]["type"] == "cure_deadline_missed"
     # A liquidation level is a default at once.
     c = another()
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(-1)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(-1),
+                                                 "reason": "评估报告"}))
     assert api.ok(bank.get(f"/v1/pledges/{c['id']}"))["margin"]["level"] == "liquidation"
     p = api.ok(offer(bank, c["id"], buyer))
     assert p["enforcement"]["ground"]["type"] == "liquidation"
     # The bank's declaration, with the notice's number and date: recorded, and the pledgor sees it.
     d = another()
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "20.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "20.00", "as_of": days(0),
+                                                 "reason": "评估报告"}))
     assert offer(bank, d["id"], buyer).json()["code"] == "no_default"
     r = owner["api"].post(f"/v1/pledges/{d['id']}/default", {"reference": "x", "notice_date": days(0)})
     assert r.status_code == 403  # the role matrix: only banks declare
