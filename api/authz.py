@@ -160,6 +160,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "acceptPledgeSale": frozenset({"enterprise", "issuer", "operator", "bank"}),
     "cancelPledgeSale": frozenset({"bank"}),
     "declarePledgeDefault": frozenset({"bank"}),
+    "consentPledgeEnforcement": frozenset({"enterprise", "issuer", "operator"}),
     "startPledgeSale": frozenset({"bank"}),
     "filePledgeClaim": frozenset({"bank"}),
     "confirmPledgeClaim": frozenset({"enterprise", "issuer", "operator"}),

@@ -51,6 +51,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "released": (frozenset({ACTIVE}), RELEASED),
     "expired": (frozenset({FILED, ACTIVE, ENFORCING}), EXPIRED),
     "default_declared": (frozenset({ACTIVE}), None),
+    "enforcement_consented": (frozenset({ACTIVE}), None),
     "revalued": (frozenset({ACTIVE, ENFORCING}), None),
     "warning": (frozenset({ACTIVE, ENFORCING}), None),
     "margin_call": (frozenset({ACTIVE, ENFORCING}), None),
@@ -78,7 +79,8 @@ NOTIFY = frozenset({
     "confirmed", "declined", "extended", "topped_up", "partially_released", "released", "expired", "promoted",
     "warning", "margin_call", "liquidation_call", "cured", "deadline_warning", "freeze_noticed", "freeze_lifted",
     "claim_filed", "claim_registered", "claim_released", "sale_cancelled", "enforced", "proceeds_distributed",
-    "default_declared", "exchange_sale_started", "sale_proposed", "sale_listed", "sale_ended", "units_returned",
+    "default_declared", "enforcement_consented", "exchange_sale_started", "sale_proposed", "sale_listed",
+    "sale_ended", "units_returned",
     "exchange_sale_cancelled",
 })
 
@@ -94,6 +96,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "release": frozenset({ACTIVE}),
     "enforce": frozenset({ACTIVE}),
     "declare_default": frozenset({ACTIVE}),
+    "consent": frozenset({ACTIVE}),
     "start_sale": frozenset({ENFORCING}),
     "accept_sale": frozenset({ENFORCING}),
     "cancel_sale": frozenset({ENFORCING}),
@@ -126,7 +129,8 @@ def _verb(action: str) -> str:
             "extend": "extended", "top_up": "topped up", "partial_release": "partially released",
             "release": "released", "enforce": "enforced", "accept_sale": "sold", "cancel_sale": "cancelled",
             "proceeds": "paid out", "file_claim": "given a junior claim", "expire": "expired",
-            "declare_default": "declared in default", "start_sale": "put up for sale"}[action]
+            "declare_default": "declared in default", "consent": "consented to enforcement",
+            "start_sale": "put up for sale"}[action]
 
 
 def apply(state: dict[str, Any], event_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -158,27 +162,34 @@ def default_ground(state: dict[str, Any], at: datetime) -> dict[str, Any]:
     event occurs); refuses when nothing does. In order of strength:
 
     - `declared_default`: the bank declared the loan in default, naming its notice (违约通知) and date;
-    - `liquidation`: the last valuation put the collateral below the liquidation line (agreed event);
+    - `liquidation`: the last valuation put the collateral below the liquidation line (agreed event), and
+      the cure it gave (until the next open, DESIGN: "a cure before the next open") has passed;
     - `cure_deadline_missed`: a margin call's cure deadline, set by envx, passed without a cure.
 
-    A margin call whose cure deadline is still ahead, a warning or an ok level is no default.
+    A margin call or a liquidation level whose cure deadline is still ahead, a warning or an ok level is no
+    default.
     """
     declared = state.get("declared_default")
     if declared:
         return {"type": "declared_default", **declared}
     level = state.get("margin_level") or "ok"
-    if level == "liquidation":
+    deadline = state.get("cure_deadline")
+    if level == "liquidation" and not (deadline and at < _instant(deadline)):
         return {"type": "liquidation", "ratio_bps": state.get("last_ratio_bps"),
                 "valued_on": state.get("last_valued_on")}
-    deadline = state.get("cure_deadline")
-    if level == "margin_call" and deadline:
-        due = datetime.fromisoformat(deadline) if isinstance(deadline, str) else deadline
+    if level in ("margin_call", "liquidation") and deadline:
+        due = _instant(deadline)
         if at >= due:
             return {"type": "cure_deadline_missed", "cure_deadline": due.isoformat()}
         # The deadline as a marked time (UTC microseconds): the application writes it in its time convention.
         marked = (due - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-        raise PledgeError("cure_period_running", f"the margin call's cure deadline {{ts:{marked}}} has not passed; "
+        what = level.replace("_", " ")
+        raise PledgeError("cure_period_running", f"the {what}'s cure deadline {{ts:{marked}}} has not passed; "
                           "the pledgor may still cure it, so there is no default to enforce yet")
     raise PledgeError("no_default", f"no default is on record (margin level {level}, no declared default): "
                       "enforcement needs a liquidation level, a missed cure deadline or the bank's declaration "
                       "of the loan's default (POST .../default with the notice's reference and date)")
+
+
+def _instant(value: datetime | str) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Litestar, get, post, put
 from litestar.params import Parameter
 
+from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.common import ranges
 from api.schemas.courts import FreezeOut
@@ -44,7 +45,18 @@ from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base
 from exchange.courts import freezes as freezing
-from exchange.pledging import claims, enforcement, exchange_sale, filing, valuation, views, webhook_endpoint, worker
+from exchange.pledging import (
+    claims,
+    enforcement,
+    exchange_sale,
+    filing,
+    realisation,
+    valuation,
+    views,
+    webhook_endpoint,
+    worker,
+)
+from exchange.security import identified
 
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -77,7 +89,7 @@ class PledgeController(Controller):
     @post("/", operation_id="filePledge", summary="File a pledge registration (bank); the pledgor confirms it")
     async def file(self, rt: Runtime, principal: Principal, data: PledgeIn,
                    idempotency_key: IdempotencyKey = None) -> PledgeOut:
-        answer = await filing.file(
+        answer = await identified.guarded(rt, principal, "filePledge", "/v1/pledges", lambda: filing.file(
             rt, principal, client_id(idempotency_key, data.client_id), pledgor_id=data.pledgor_id,
             pledgor_identifier=data.pledgor_identifier, instrument=data.instrument, quantity=data.quantity,
             serials=ranges(data.serials),
@@ -85,7 +97,7 @@ class PledgeController(Controller):
             term_end=data.term_end, grace_days=data.grace_days, references=_refs(data.references),
             haircut_bps=data.haircut_bps, warning_bps=data.warning_bps, margin_call_bps=data.margin_call_bps,
             liquidation_bps=data.liquidation_bps, transfer_on_default=data.transfer_on_default,
-            secured_scope=data.secured_scope.model_dump() if data.secured_scope else None)
+            secured_scope=data.secured_scope.model_dump() if data.secured_scope else None))
         return PledgeOut.of(answer)
 
     @get("/", operation_id="listPledges", summary="Pledges you hold, gave or have a claim on (operators: all)")
@@ -183,7 +195,7 @@ class PledgeController(Controller):
                       idempotency_key: IdempotencyKey = None) -> PledgeOut:
         answer = await enforcement.enforce(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                       method=data.method, reason=data.reason, outstanding=data.outstanding,
-                                      price=data.price, buyer_id=data.buyer_id, fee=data.fee,
+                                      price=data.price, buyer_id=data.buyer_id,
                                       claim=data.claim.amounts() if data.claim else None,
                                       default_notice=data.default_notice.model_dump() if data.default_notice
                                       else None)
@@ -196,6 +208,14 @@ class PledgeController(Controller):
                               idempotency_key: IdempotencyKey = None) -> PledgeOut:
         answer = await enforcement.declare_default(rt, principal, client_id(idempotency_key, data.client_id), pledge_id,
                                               **data.notice())  # type: ignore[arg-type]
+        return PledgeOut.of(answer)
+
+    @post("/{pledge_id:int}/enforcement-consent", operation_id="consentPledgeEnforcement", status_code=200,
+          summary="Consent to enforcement of the declared default before its notice period has run (pledgor)")
+    async def consent(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
+                      idempotency_key: IdempotencyKey = None) -> PledgeOut:
+        answer = await realisation.consent(rt, principal, _action_id(idempotency_key, data), pledge_id,
+                                           data.note if data else None)
         return PledgeOut.of(answer)
 
     @post("/{pledge_id:int}/enforcement/sales", operation_id="startPledgeSale", status_code=201,
@@ -249,15 +269,20 @@ class PledgeController(Controller):
                                             claim_id)
         return ClaimAnswerOut.of(answer)
 
-    @post("/revaluations", operation_id="revaluePledges", status_code=200,
-          summary="Revalue every live pledge of an instrument at a close price (operator)")
+    @post("/revaluations", operation_id="revaluePledges", status_code=200, responses=PROPOSED,
+          summary="Mark an instrument and revalue every live pledge of it (operator; maker-checker)")
     async def revalue(self, rt: Runtime, principal: Principal, data: RevaluationIn,
-                      idempotency_key: IdempotencyKey = None) -> RevaluationOut:
+                      idempotency_key: IdempotencyKey = None) -> RevaluationOut:  # or 202 and a proposal
         cid = client_id(idempotency_key, data.client_id)
-        answer = await valuation.revalue(rt, data.instrument, to_base(data.price, CNY_DECIMALS, field="price"),
-                                      data.as_of, actor=principal.actor, client_id=cid,
-                                      cure_deadline=data.cure_deadline)
-        return RevaluationOut.of(answer)
+
+        async def run() -> RevaluationOut:
+            answer = await valuation.revalue(rt, data.instrument, to_base(data.price, CNY_DECIMALS, field="price"),
+                                             data.as_of, actor=principal.actor, client_id=cid,
+                                             cure_deadline=data.cure_deadline, reason=data.reason)
+            return RevaluationOut.of(answer)
+
+        return await propose_or_run(rt, principal, cid, "revaluePledges",
+                                    data.model_dump(mode="json", exclude={"client_id"}), run)
 
     @post("/expiry-sweeps", operation_id="sweepPledgeExpiry", status_code=200,
           summary="Expire registrations and freezes past their term now (operator; also runs by itself)")
@@ -278,12 +303,17 @@ class PledgeController(Controller):
         answer = await webhook_endpoint.webhook_status(rt, principal)
         return WebhookStatusOut.of(answer)
 
-    @put("/haircuts/{instrument:str}", operation_id="setPledgeHaircut",
-         summary="Default valuation haircut of an instrument (operator)")
+    @put("/haircuts/{instrument:str}", operation_id="setPledgeHaircut", responses=PROPOSED,
+         summary="Default valuation haircut of an instrument (operator; maker-checker)")
     async def set_haircut(self, rt: Runtime, principal: Principal, instrument: str,
-                          data: HaircutIn) -> HaircutOut:
-        await valuation.set_haircut(rt, principal, instrument, data.haircut_bps)
-        return HaircutOut(instrument=instrument, haircut_bps=data.haircut_bps)
+                          data: HaircutIn, idempotency_key: IdempotencyKey = None) -> HaircutOut:
+        async def run() -> HaircutOut:
+            await valuation.set_haircut(rt, principal, instrument, data.haircut_bps)
+            return HaircutOut(instrument=instrument, haircut_bps=data.haircut_bps)
+
+        cid = client_id(idempotency_key, data.client_id)
+        return await propose_or_run(rt, principal, cid, "setPledgeHaircut",
+                                    {"instrument": instrument, "haircut_bps": data.haircut_bps}, run)
 
 
 class FreezeController(Controller):
@@ -293,12 +323,12 @@ class FreezeController(Controller):
     @post("/", operation_id="createFreeze", summary="Freeze a quantity or named blocks of a holder's units (court)")
     async def create(self, rt: Runtime, principal: Principal, data: FreezeIn,
                      idempotency_key: IdempotencyKey = None) -> FreezeOut:
-        answer = await freezing.create(
+        answer = await identified.guarded(rt, principal, "createFreeze", "/v1/freezes", lambda: freezing.create(
             rt, principal, client_id(idempotency_key, data.client_id), holder_id=data.holder_id,
             holder_identifier=data.holder_identifier, instrument=data.instrument, quantity=data.quantity,
             serials=ranges(data.serials),
             case_number=data.case_number, notice_number=data.notice_number, term_start=data.term_start,
-            term_end=data.term_end, deduct_to_id=data.deduct_to_id)
+            term_end=data.term_end, deduct_to_id=data.deduct_to_id))
         return FreezeOut.of(answer)
 
     @get("/", operation_id="listFreezes", summary="Freezes: a court its own, a holder those on its units")

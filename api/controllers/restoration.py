@@ -20,6 +20,7 @@ from api.schemas.trading import OrderPlacedOut
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.courts import certificates, restoration
+from exchange.security import identified
 
 
 class RestorationController(Controller):
@@ -30,8 +31,10 @@ class RestorationController(Controller):
     async def create(self, rt: Runtime, principal: Principal, data: RestorationOrderIn,
                      idempotency_key: IdempotencyKey = None) -> RestorationOrderOut:
         body = data.model_dump(exclude={"client_id"})
-        return RestorationOrderOut.of(
-            await restoration.create(rt, principal, client_id(idempotency_key, data.client_id), body))
+        cid = client_id(idempotency_key, data.client_id)
+        return RestorationOrderOut.of(await identified.guarded(
+            rt, principal, "createRestorationOrder", "/v1/restoration-orders",
+            lambda: restoration.create(rt, principal, cid, body)))
 
     @get("/", operation_id="listRestorationOrders", summary="Orders of your court (or that you pay); all for oversight")
     async def listing(self, rt: Runtime, principal: Principal) -> list[RestorationOrderOut]:

@@ -156,9 +156,9 @@ class EnforceIn(Strict):
                                         "default the secured amount")
     claim: ClaimPartsIn | None = Field(default=None, description="what is owed by component, within the scope")
     default_notice: DefaultNoticeIn | None = Field(default=None, description="declare the loan's default now")
-    price: Decimal | None = Field(default=None, description="CNY per unit (sale; transfer: default the last mark)")
+    price: Decimal | None = Field(default=None, description="CNY per unit (sale: at least 70 % of the latest "
+                                  "mark; transfer: at least the latest mark, its default)")
     buyer_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    fee: Decimal | None = Field(default=None, description="CNY the exchange charges for the enforcement, paid first")
     client_id: ClientId = None
 
 
@@ -215,6 +215,9 @@ class RevaluationIn(Strict):
                                        "price × quantity × term years)")
     as_of: Date
     cure_deadline: DateTime | None = Field(default=None, description="default: the next weekday's 09:30 Shanghai")
+    reason: str | None = Field(default=None, min_length=1, max_length=2000,
+                               description="why the mark is this price; required outside the market's price band "
+                                           "around the last close")
     client_id: ClientId = None
 
 
@@ -225,6 +228,7 @@ class WebhookIn(Strict):
 
 class HaircutIn(Strict):
     haircut_bps: int = Field(ge=0, le=9999)
+    client_id: ClientId = None
 
 
 class FreezeIn(Strict):

@@ -162,7 +162,8 @@ LINKS: dict[str, dict[str, dict[str, dict[str, str]]]] = {
     "requestIssuance": {"201": {op: {"request_id": ID} for op in ("getIssuance", "approveIssuance",
                                                                    "rejectIssuance")}},
     **{maker: {"202": _ACTION} for maker in ("recordDeposit", "recordWithdrawal", "defineInstrument", "defineMarket",
-                                             "amendMarket", "issueEnrollmentCode", "reinstateParticipant")},
+                                             "amendMarket", "issueEnrollmentCode", "reinstateParticipant",
+                                             "revaluePledges", "setPledgeHaircut")},
     "filePledge": {"201": {op: {"pledge_id": ID} for op in (
         "getPledge", "listPledgeEvents", "confirmPledge", "declinePledge", "withdrawPledge", "amendPledge",
         "extendPledge", "topUpPledge", "releasePledge", "filePledgeClaim")}},

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     pledge_confirm_days: int = Field(
         default=30, ge=1, le=366, description="A filed registration its pledgor has neither confirmed nor "
         "declined lapses (expired) this many days after filing, or at the end of its term if that is sooner.")
+    enforcement_notice_days: int = Field(
+        default=7, ge=0, le=366, description="A default the bank declares opens enforcement this many days after "
+        "its notice date (or the day it was declared, if later), unless the pledgor consents earlier.")
+    identifier_mismatches_per_day: int = Field(
+        default=5, ge=1, le=1000, description="After this many filings, freezes or restoration orders naming a "
+        "participant with a wrong identifier in one day (Asia/Shanghai), the caller's further ones are refused "
+        "that day (409 identifier_attempts_exceeded).")
     # Security (api/security): maker-checker, per-key rate limits, signed instructions.
     maker_checker: bool = Field(
         default=True, description="Deposits, withdrawals, instrument and market definitions, participant "

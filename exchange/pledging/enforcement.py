@@ -18,6 +18,7 @@ from exchange.core.idempotency import fingerprint
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base, to_text
+from exchange.pledging import realisation
 from exchange.pledging import repository as repo
 from exchange.pledging.accounts import account_of, escrow_account, yours
 from exchange.pledging.frozen_lots import (
@@ -52,6 +53,7 @@ from exchange.trading.pricing import notional
 from ledger import commands as c
 from pledges import lifecycle
 from pledges import ranges as rg
+from pledges import realisation as rl
 from pledges import scope as sc
 from pledges import waterfall as wf
 
@@ -179,16 +181,18 @@ async def distribute_once(conn: AsyncConnection, rt: Runtime, p: Pledge, e: dict
 
 @translate_refusals
 async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, method: str, reason: str,
-                  outstanding: str | None, price: str | None, buyer_id: int | None, fee: str | None,
+                  outstanding: str | None, price: str | None, buyer_id: int | None,
                   claim: dict[str, str] | None = None, default_notice: dict[str, Any] | None = None
                   ) -> PledgeView:
     """On a default (pledges.lifecycle.default_ground; `default_notice` declares one in the same step):
     `transfer` (折价: units to the bank at no less than the last mark, the bank pays out any surplus),
     `sale` (a negotiated sale the buyer accepts: DvP), or `exchange` (units to the bank's escrow, sold
     by listings or auctions on the market: `start_sale`). `claim` names what is owed by component
-    (pledges.scope; `outstanding` is the principal alone). A court freeze on the lot does not stop it."""
+    (pledges.scope; `outstanding` is the principal alone). A court freeze on the lot does not stop it.
+    A declared default waits for its notice period unless the pledgor consented; a negotiated price is at
+    least the floor of pledges.realisation; the bank sets no fee (an exchange sale pays the market's)."""
     fp = fingerprint({"op": "enforce", "pledge": pledge_id, "method": method, "reason": reason,
-                      "outstanding": outstanding, "price": price, "buyer": buyer_id, "fee": fee, "claim": claim,
+                      "outstanding": outstanding, "price": price, "buyer": buyer_id, "claim": claim,
                       "default": {k: str(v) for k, v in (default_notice or {}).items()}})
 
     async def body(conn: AsyncConnection, p: Pledge) -> None:
@@ -198,12 +202,12 @@ async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *
         if method not in ("transfer", "sale", "exchange"):
             raise Invalid("invalid_method", "method is transfer, sale or exchange")
         parts = _claim_parts(p, claim, outstanding)
-        fee_fen = to_base(fee, CNY_DECIMALS, field="fee", allow_zero=True) if fee else 0
         if default_notice:
             p = await _declare(conn, p, who, default_notice)
         ground = lifecycle.default_ground(p.state(), now())
+        realisation.require_notice_served(rt, p, ground)
         base = {"method": method, "reason": reason, "ground": jsonable_deep(ground), "claim": parts,
-                "fee": fee_fen, "declared_at": now().isoformat(), "declared_by": who.actor}
+                "fee": 0, "declared_at": now().isoformat(), "declared_by": who.actor}
         if method == "sale":
             await _propose_sale(conn, rt, who, p, base, price, buyer_id, client_id, fp)
         elif method == "transfer":
@@ -235,6 +239,7 @@ async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: P
                       "method transfer)")
     await participants.party(conn, who, buyer_id, kinds=BUYER_KINDS)
     price_fen = to_base(price, CNY_DECIMALS, field="price")
+    await realisation.check_price(conn, p, "sale", price_fen)
     proceeds = lot_notional(price_fen, p.quantity, p)
     courts = await courts_on_lot(conn, rt, p)
     payouts, _, claims = await distribute_once(conn, rt, p, base, proceeds, courts)
@@ -246,17 +251,15 @@ async def _propose_sale(conn: AsyncConnection, rt: Runtime, who: Principal, p: P
 
 async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge, base: dict[str, Any],
                        price: str | None, client_id: str, fp: bytes) -> None:
-    """折价: the bank takes the units at an agreed price no lower than the last mark and pays the surplus."""
+    """折价: the bank takes the units at an agreed price no lower than the reference price (the latest mark)
+    and pays the surplus; with no mark there is nothing to refer to (pledges.realisation)."""
     if not p.transfer_on_default:
         raise DomainError("transfer_not_agreed", "the pledge contract does not let the bank take the units; sell them")
-    if price is not None:
-        price_fen = to_base(price, CNY_DECIMALS, field="price")
-    elif p.last_price is not None:
-        price_fen = p.last_price
-    else:
-        raise Invalid("price_required", "no mark exists for this instrument yet; name the price")
-    if p.last_price is not None and price_fen < p.last_price:
-        raise DomainError("price_below_mark", f"the price is below the last mark {cny(p.last_price)}")
+    reference = await realisation.reference_price(conn, p.instrument)
+    price_fen = to_base(price, CNY_DECIMALS, field="price") if price is not None else reference or 0
+    rl.check_price("transfer", price_fen, reference)
+    if reference is not None and price_fen < reference:
+        raise DomainError("price_below_mark", f"the price is below the last mark {cny(reference)}")
     proceeds = lot_notional(price_fen, p.quantity, p)
     courts = await courts_on_lot(conn, rt, p)
     payouts, accounts, claims = await distribute_once(conn, rt, p, base, proceeds, courts)

@@ -15,6 +15,7 @@ from exchange.core.idempotency import fingerprint, internal
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base, to_text
+from exchange.pledging import realisation
 from exchange.pledging import repository as repo
 from exchange.pledging.enforcement import (
     claims_paid,
@@ -101,6 +102,8 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
                 (mode == "auction") != (auction is not None):
             raise Invalid("wrong_mode", f"market {market_id} trades by {mode}: an enforcement sale is a listing "
                           "(with a price) on a listing market or an auction (with its terms) on an auction market")
+        if mode == "listing" and price is not None:  # a listing is a negotiated price: pledges.realisation
+            await realisation.check_price(conn, p, "listing", to_base(price, CNY_DECIMALS, field="price"))
         if claims_paid(e, await repo.claims_of(conn, p.id, ("registered", "paid"))):
             raise DomainError("claims_paid", "every secured claim on the lot is paid: the rest belongs to the pledgor")
         free = await _unlisted(conn, e, p.instrument)

@@ -229,10 +229,11 @@ class Mark:
 
     price: int
     fingerprint: bytes | None
+    recorded_by: str = ""  # the exchange's close (SYSTEM_ACTOR) or the operator whose mark was approved
 
     @classmethod
     def from_row(cls, r: Any) -> Mark:
-        return cls(int(r.price), None if r.fingerprint is None else bytes(r.fingerprint))
+        return cls(int(r.price), None if r.fingerprint is None else bytes(r.fingerprint), r.recorded_by)
 
 
 @dataclass(frozen=True, slots=True)

@@ -347,11 +347,22 @@ async def insert_mark(conn: AsyncConnection, instrument: str, as_of: date, price
     return bool(res.rowcount)
 
 
+async def replace_mark(conn: AsyncConnection, instrument: str, as_of: date, price: int, actor: str) -> None:
+    """The exchange's close of a day over an operator's manual mark of it (valuation.revalue)."""
+    await conn.execute(text("""UPDATE pledge_marks SET price = :p, recorded_by = :a, recorded_at = now()
+                               WHERE instrument = :i AND as_of = :d"""),
+                       {"i": instrument, "d": as_of, "p": price, "a": actor})
+
+
 async def insert_valuation(conn: AsyncConnection, pledge_id: int, as_of: date, price: int, quantity: int,
-                           haircut_bps: int, value: int, ratio_bps: int, level: str) -> bool:
-    res = await conn.execute(text("""
+                           haircut_bps: int, value: int, ratio_bps: int, level: str, *, replace: bool = False) -> bool:
+    """The pledge's valuation of the day; a second one of the day is a no-op, unless it `replace`s it."""
+    conflict = ("ON CONFLICT (pledge_id, as_of) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity, "
+                "haircut_bps = EXCLUDED.haircut_bps, value = EXCLUDED.value, ratio_bps = EXCLUDED.ratio_bps, "
+                "level = EXCLUDED.level" if replace else "ON CONFLICT DO NOTHING")
+    res = await conn.execute(text(f"""
         INSERT INTO pledge_valuations (pledge_id, as_of, price, quantity, haircut_bps, value, ratio_bps, level)
-        VALUES (:p, :d, :pr, :q, :h, :v, :r, :l) ON CONFLICT DO NOTHING"""),
+        VALUES (:p, :d, :pr, :q, :h, :v, :r, :l) {conflict}"""),
         {"p": pledge_id, "d": as_of, "pr": price, "q": quantity, "h": haircut_bps, "v": value, "r": ratio_bps,
          "l": level})
     return bool(res.rowcount)
@@ -664,3 +675,12 @@ async def freeze_chain_head(conn: AsyncConnection, root_id: int) -> Freeze | Non
 async def add_freeze_proceeds(conn: AsyncConnection, freeze_id: int, amount: int) -> None:
     await conn.execute(text("UPDATE freezes SET proceeds_received = proceeds_received + :a WHERE id = :i"),
                        {"a": amount, "i": freeze_id})
+
+
+async def latest_mark(conn: AsyncConnection, instrument: str, *, by: str | None = None) -> Mark | None:
+    """The instrument's latest mark (the exchange's close or an approved manual mark): the reference price;
+    `by`: the latest one that actor recorded (the exchange's own close)."""
+    row = (await conn.execute(text("SELECT * FROM pledge_marks WHERE instrument = :i "
+                                   "AND (CAST(:by AS text) IS NULL OR recorded_by = :by) ORDER BY as_of DESC LIMIT 1"),
+                              {"i": instrument, "by": by})).first()
+    return None if row is None else Mark.from_row(row)

@@ -11,8 +11,9 @@ from exchange.core.errors import DomainError, Invalid
 from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
+from exchange.pledging import realisation
 from exchange.pledging import repository as repo
-from exchange.pledging.models import Pledge, jsonable
+from exchange.pledging.models import Mark, Pledge, jsonable
 from exchange.pledging.recording import (
     kick,
     record_event,
@@ -26,13 +27,20 @@ from exchange.registry import expiry, instruments
 from exchange.registry.kinds import term_years
 from ledger import queries as ledger
 from pledges import lifecycle
+from pledges import realisation as rl
 from pledges import valuation as val
 
 
 @translate_refusals
-async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps: int) -> None:
+async def check_haircut(rt: Runtime, instrument: str, haircut_bps: int) -> None:
     await instruments.instrument(rt, instrument)
     val.check_haircut(haircut_bps)
+
+
+@translate_refusals
+async def set_haircut(rt: Runtime, who: Principal, instrument: str, haircut_bps: int) -> None:
+    """An instrument's default haircut (operator action `setPledgeHaircut`: maker-checker)."""
+    await check_haircut(rt, instrument, haircut_bps)
     async with rt.tx() as conn:
         await repo.set_haircut(conn, instrument, haircut_bps, who.actor)
 
@@ -48,9 +56,12 @@ async def _margin_event(conn: AsyncConnection, p: Pledge, new: str, value: int, 
     old = p.margin_level
     if new == old:
         return p
-    # Keep the first deadline of a call that only moved from liquidation back to margin call.
-    kept = p.cure_deadline if old == "liquidation" and p.cure_deadline else deadline
-    cure = kept if new == "margin_call" else None
+    if new in ("margin_call", "liquidation"):
+        # Keep the first deadline while the level stays below the margin-call line (a call that worsened to
+        # liquidation, or moved back): the pledgor may cure until the next open after the first call.
+        cure = p.cure_deadline if old in ("margin_call", "liquidation") and p.cure_deadline else deadline
+    else:
+        cure = None
     kind = _CALL_EVENT[new] if val.worse(new, old) or new == "margin_call" else "cured"
     return await record_event(conn, p, kind, {"margin_level": new, "cure_deadline": cure},
                   info={"level": new, "previous_level": old, "value": value, "ratio_bps": ratio,
@@ -91,17 +102,57 @@ async def _deadline_check(conn: AsyncConnection, p: Pledge, as_of: date, horizon
                         "before_term_end": first <= p.term_end}, actor=actor)
 
 
+async def _check_mark(conn: AsyncConnection, rt: Runtime, instrument: str, price_fen: int, as_of: date, actor: str,
+                      reason: str | None) -> tuple[Mark | None, bool]:
+    """The refusals of a mark (see `revalue`), on `conn`: the day's existing mark, and whether the mark
+    replaces it (the exchange's close over an operator's manual mark of that day)."""
+    if as_of > expiry.today_of(rt):
+        raise DomainError("valuation_date_in_future", f"{as_of} is after the registry's today "
+                          f"({expiry.today_of(rt)}): no close exists for it yet")
+    last = await repo.last_mark_day(conn, instrument)
+    if last is not None and as_of < last:
+        raise DomainError("valuation_date_stale", f"{instrument} is already marked for {last}: "
+                          f"a close of {as_of} is older and may not replace it")
+    existing = await repo.mark(conn, instrument, as_of)
+    replace = existing is not None and existing.price != price_fen
+    if replace and not (actor == SYSTEM_ACTOR and existing is not None and existing.recorded_by != SYSTEM_ACTOR):
+        assert existing is not None
+        raise DomainError("mark_conflict", f"{instrument} is already marked at {cny(existing.price)} for {as_of}")
+    if actor != SYSTEM_ACTOR and existing is None:
+        close = await repo.latest_mark(conn, instrument, by=SYSTEM_ACTOR) or await repo.latest_mark(conn, instrument)
+        rl.require_reason(price_fen, close.price if close else None, await realisation.band_of(conn, instrument),
+                          reason)
+    return existing, replace
+
+
+@translate_refusals
+async def check_manual_mark(rt: Runtime, instrument: str, price_fen: int, as_of: date, actor: str,
+                            reason: str | None) -> None:
+    """What a proposed manual mark would be refused for, at the proposal (maker-checker) already."""
+    if price_fen <= 0:
+        raise Invalid("invalid_price", "the price must be positive")
+    await instruments.instrument(rt, instrument)
+    async with rt.read() as conn:
+        await _check_mark(conn, rt, instrument, price_fen, as_of, actor, reason)
+
+
 @translate_refusals
 async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, actor: str = SYSTEM_ACTOR,
-                  client_id: str | None = None, cure_deadline: datetime | None = None) -> dict[str, Any]:
+                  client_id: str | None = None, cure_deadline: datetime | None = None,
+                  reason: str | None = None) -> dict[str, Any]:
     """Value every live pledge of `instrument` at `price_fen` (fen per whole unit) as of the close of `as_of`.
 
-    The exchange's end-of-day close calls this too. Repeating it for the same day is a no-op (the mark
-    and each valuation are keyed by day); a different price for a day already marked is refused
-    (`mark_conflict`: a mark is never corrected in place). `as_of` may be neither after the registry's
-    today (Asia/Shanghai, the runtime's clock: `valuation_date_in_future`) nor before the instrument's
-    latest mark (`valuation_date_stale`): an old or a future price never replaces the current valuation.
-    The cure deadline of a margin call is the next open unless the caller (who knows the calendar) says.
+    The exchange's end-of-day close calls this (actor SYSTEM_ACTOR); an operator's manual mark comes here
+    only through maker-checker (operator action `revaluePledges`, or at once with ENVX_MAKER_CHECKER=false),
+    and a manual mark outside the market's price band around the last close needs a `reason`
+    (pledges.realisation.require_reason). Repeating it for the same day is a no-op (the mark and each
+    valuation are keyed by day); a different price for a day already marked is refused (`mark_conflict`:
+    a mark is never corrected in place) -- except that the exchange's own close of a day replaces an
+    operator's manual mark of that day (mark and valuations), so a manual mark never locks a day in.
+    `as_of` may be neither after the registry's today (Asia/Shanghai, the runtime's clock:
+    `valuation_date_in_future`) nor before the instrument's latest mark (`valuation_date_stale`): an old or
+    a future price never replaces the current valuation. The cure deadline of a margin call or a
+    liquidation is the next open unless the caller (who knows the calendar) says.
 
     One transaction: the mark and every pledge's valuation and events commit together or not at all. The
     pledges are locked in id order (as every other path locks one of them); each is valued before anything
@@ -119,16 +170,7 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
             prior = await repo.mark_by_client(conn, actor, client_id)
             if prior is not None:
                 check_replay(prior.fingerprint, fp)
-        if as_of > expiry.today_of(rt):
-            raise DomainError("valuation_date_in_future", f"{as_of} is after the registry's today "
-                              f"({expiry.today_of(rt)}): no close exists for it yet")
-        last = await repo.last_mark_day(conn, instrument)
-        if last is not None and as_of < last:
-            raise DomainError("valuation_date_stale", f"{instrument} is already marked for {last}: "
-                              f"a close of {as_of} is older and may not replace it")
-        existing = await repo.mark(conn, instrument, as_of)
-        if existing is not None and existing.price != price_fen:
-            raise DomainError("mark_conflict", f"{instrument} is already marked at {cny(existing.price)} for {as_of}")
+        existing, replace = await _check_mark(conn, rt, instrument, price_fen, as_of, actor, reason)
         marked = []
         for pledge_id in await repo.live_pledges_of_instrument(conn, instrument):
             p = await repo.lock_pledge(conn, pledge_id)
@@ -142,19 +184,23 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
             marked.append((p, haircut, value))
         if existing is None:
             await repo.insert_mark(conn, instrument, as_of, price_fen, actor, client_id, fp)
+        elif replace:
+            await repo.replace_mark(conn, instrument, as_of, price_fen, actor)
         for p, haircut, value in marked:
             ratio = val.ratio_bps(value, p.secured_amount)
             th = val.Thresholds(p.warning_bps, p.margin_call_bps, p.liquidation_bps)
             level = val.level(value, p.secured_amount, th)
             if not await repo.insert_valuation(conn, p.id, as_of, price_fen, p.quantity, haircut, value, ratio,
-                                               level):
+                                               level, replace=replace):
                 results.append({"pledge_id": p.id, "level": p.margin_level, "already_valued": True})
                 continue
             p = await record_event(conn, p, "revalued", {"last_price": price_fen, "last_value": value,
                                                      "last_ratio_bps": ratio,
                                                 "last_valued_on": as_of},
                           info={"price": price_fen, "quantity": p.quantity, "value": value, "ratio_bps": ratio,
-                                "haircut_bps": haircut, "level": level, "secured_amount": p.secured_amount},
+                                "haircut_bps": haircut, "level": level, "secured_amount": p.secured_amount,
+                                "marked_by": actor, "reason": reason,
+                                **({"replaced_price": existing.price} if replace and existing else {})},
                           actor=actor)
             p = await _margin_event(conn, p, level, value, ratio, deadline, actor)
             await _deadline_check(conn, p, as_of, horizon, actor)

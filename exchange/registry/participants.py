@@ -150,7 +150,16 @@ async def party(conn: AsyncConnection, who: Principal, participant_id: int, *, k
         return p
     if who.kind in SEES_ALL and problem is not None:
         raise problem
-    raise NotFound("participant", participant_id)
+    raise (Unidentified if identified else NotFound)("participant", participant_id)
+
+
+class Unidentified(NotFound):
+    """The one 404 of a participant named by id and identifier that is not there so (`party` with
+    `identified`); the API counts these (exchange/security/identified.py)."""
+
+    def __init__(self, what: str, ident: int) -> None:
+        super().__init__(what, ident)
+        self.participant_id = ident
 
 
 async def directory(rt: Runtime, viewer: Principal, kind: str | None, limit: int, after: int) -> list[Participant]:

@@ -24,7 +24,8 @@ four-eyes action. It holds because each link below holds (each has a test in tes
 
 Covered actions: cash deposits and withdrawals, instrument definitions, market definitions and amendments
 of market rules (exchange/trading/amendments.py), participant
-admission, new enrollment codes, reinstatement (issuance has its own request/approve flow in
+admission, new enrollment codes, reinstatement, a manual mark of pledged collateral (revaluation) and an
+instrument's pledge haircut (issuance has its own request/approve flow in
 exchange/registry/issuance.py, between an issuer and an operator). A proposal is stored with its payload and a
 plain summary of what will happen; approval by a *different* operator runs the same service function
 the direct call would (exchange.registry.cash.record, instruments.define, markets.define, participants.create,
@@ -44,7 +45,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -55,6 +56,7 @@ from exchange.core.principal import Principal
 from exchange.core.provenance import provenance
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, times_in_iso, to_base, to_text
+from exchange.pledging import valuation
 from exchange.registry import cash, instruments, issuers, participants
 from exchange.registry import kinds as instrument_kinds
 from exchange.registry.subjects import subject_from_payload
@@ -192,6 +194,27 @@ async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str
     return change.view()
 
 
+async def _check_mark(rt: Runtime, p: Payload) -> None:
+    await valuation.check_manual_mark(rt, p["instrument"], to_base(p["price"], CNY_DECIMALS, field="price"),
+                                      date.fromisoformat(p["as_of"]), "participant:0", p.get("reason"))
+
+
+async def _revalue(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
+    deadline = datetime.fromisoformat(p["cure_deadline"]) if p.get("cure_deadline") else None
+    return await valuation.revalue(rt, p["instrument"], to_base(p["price"], CNY_DECIMALS, field="price"),
+                                   date.fromisoformat(p["as_of"]), actor=maker.actor, client_id=cid,
+                                   cure_deadline=deadline, reason=p.get("reason"))
+
+
+async def _check_haircut(rt: Runtime, p: Payload) -> None:
+    await valuation.check_haircut(rt, p["instrument"], p["haircut_bps"])
+
+
+async def _set_haircut(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
+    await valuation.set_haircut(rt, maker, p["instrument"], p["haircut_bps"])
+    return {"instrument": p["instrument"], "haircut_bps": p["haircut_bps"]}
+
+
 KINDS: dict[str, Kind] = {
     "recordDeposit": Kind(
         _check_cash, lambda p: f"credit {_cny_text(p['amount'])} CNY to the cash account of participant "
@@ -221,6 +244,14 @@ KINDS: dict[str, Kind] = {
     "reinstateParticipant": Kind(
         _check_reinstatement, lambda p: f"reinstate suspended participant {p['participant_id']} ({p['reason']})",
         _reinstate),
+    # A mark decides margin calls and liquidation, a haircut the value of every pledge of an instrument.
+    "revaluePledges": Kind(
+        _check_mark, lambda p: f"mark {p['instrument']} at {_cny_text(p['price'])} CNY for {p['as_of']} and value "
+                               f"every live pledge of it at that price" + (f" ({p['reason']})" if p.get("reason")
+                                                                            else ""), _revalue),
+    "setPledgeHaircut": Kind(
+        _check_haircut, lambda p: f"set the default valuation haircut of {p['instrument']} to "
+                                  f"{p['haircut_bps']} bps", _set_haircut),
 }
 
 

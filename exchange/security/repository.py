@@ -404,3 +404,10 @@ async def audit_rows(conn: AsyncConnection, *, after: int, limit: int, operation
 async def audit_hash(conn: AsyncConnection, seq: int) -> bytes | None:
     got = (await conn.execute(text("SELECT hash FROM audit_log WHERE seq = :s"), {"s": seq})).scalar()
     return None if got is None else bytes(got)
+
+
+async def audit_count_since(conn: AsyncConnection, operation: str, actor: str, since_us: int) -> int:
+    """How many rows of `operation` by `actor` the chain holds from `since_us` (UTC microseconds) on."""
+    n = (await conn.execute(text("SELECT count(*) FROM audit_log WHERE actor = :a AND operation = :op "
+                                 "AND ts >= :t"), {"a": actor, "op": operation, "t": since_us})).scalar_one()
+    return int(n)

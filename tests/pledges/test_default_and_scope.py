@@ -53,13 +53,15 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     assert p["enforcement"]["ground"]["type"] == "cure_deadline_missed"
     # A liquidation level is a default at once.
     c = another()
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(-1)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(-1),
+                                                 "reason": "评估报告"}))
     assert api.ok(bank.get(f"/v1/pledges/{c['id']}"))["margin"]["level"] == "liquidation"
     p = api.ok(offer(bank, c["id"], buyer))
     assert p["enforcement"]["ground"]["type"] == "liquidation"
     # The bank's declaration, with the notice's number and date: recorded, and the pledgor sees it.
     d = another()
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "20.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "20.00", "as_of": days(0),
+                                                 "reason": "评估报告"}))
     assert offer(bank, d["id"], buyer).json()["code"] == "no_default"
     r = owner["api"].post(f"/v1/pledges/{d['id']}/default", {"reference": "x", "notice_date": days(0)})
     assert r.status_code == 403  # the role matrix: only banks declare
@@ -75,7 +77,7 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     [ev] = [e for e in api.ok(owner["api"].get("/v1/pledges/events", types="default_declared"))
             if e["pledge_id"] == d["id"]]
     assert ev["details"]["note"] == "第3期本息逾期"
-    p = api.ok(offer(bank, d["id"], buyer))
+    p = api.ok(offer(bank, d["id"], buyer, price="20.00"))  # at the mark (the floor is 70 % of it)
     assert p["enforcement"]["ground"]["type"] == "declared_default"
     assert p["enforcement"]["ground"]["reference"] == "兴银违通字(2025)第12号"
 
@@ -91,7 +93,8 @@ def test_the_secured_scope_caps_what_is_claimed_by_component(api: Api) -> None:
                 secured_scope={"covers": ["interest", "realisation_costs"], "caps": {"interest": "50000.00"}})
     assert p["secured_scope"] == {"type": "ordinary", "covers": ["realisation_costs", "interest"],
                                   "caps": {"interest": "50000.00"}}
-    # 1000 t x 1,200.00 = 1,200,000.00 of proceeds.
+    # 1000 t x 1,200.00 = 1,200,000.00 of proceeds, at the day's close (a negotiated price refers to it).
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "1200.00", "as_of": days(0)}))
     p = api.ok(bank["api"].post(f"/v1/pledges/{p['id']}/enforcement", {
         "method": "sale", "buyer_id": buyer["id"], "price": "1200.00", "reason": "违约", "default_notice": notice,
         "claim": {"principal": "1020000.00", "interest": "80000.00", "penalty": "10000.00",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from exchange.core.database import asyncpg_dsn
@@ -236,8 +236,10 @@ def test_listing_sold_in_two_fills_after_a_liquidation_level(api: Api, db_url: s
     deposit(api, t2, "1300000.00")
     p = pledged(api, w, "500", secured_amount="1500000.00")
     pid = p["id"]
-    # The close at 2,000.00: 500 t x 2,000.00 = 1,000,000.00 < 100 % of 1,500,000.00: liquidation.
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "2000.00", "as_of": days(0)}))
+    # The close at 2,000.00: 500 t x 2,000.00 = 1,000,000.00 < 100 % of 1,500,000.00: liquidation, once the
+    # cure (here: until now, instead of the next open) has passed.
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "2000.00", "as_of": days(0),
+                                                 "cure_deadline": datetime.now(UTC).isoformat()}))
     p = api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement", {"method": "exchange", "reason": "平仓线"}))
     assert p["enforcement"]["ground"]["type"] == "liquidation"
     lst = api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement/sales", {"market_id": m, "price": "4000.00"}), 201)

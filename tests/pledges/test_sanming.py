@@ -51,8 +51,9 @@ def test_sanming_pledge_margin_call_default_and_sale(api: Api, db_url: str) -> N
                                                          "as_of": days(-1)}))
         assert r["pledges"][0]["value"] == "6585840.00" and r["pledges"][0]["level"] == "ok"
         # A lower close at 360.00: 5,268,672.00 -> 105.37 %: below 110 %: margin call, cure before the open.
+        # (20 % below the last close: outside the market's ±10 % band, so the manual mark gives its reason.)
         r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "360.00",
-                                                         "as_of": days(0)}))
+                                                         "as_of": days(0), "reason": "三明林权交易中心当日收盘"}))
         assert (r["pledges"][0]["value"], r["pledges"][0]["ratio_bps"]) == ("5268672.00", 10537)
         assert r["pledges"][0]["level"] == "margin_call"
         headers, body = rx.wait_for("margin_call")

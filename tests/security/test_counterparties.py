@@ -7,15 +7,25 @@ restoration order's payer) the caller names it by id and its USCC or identity do
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 
+from exchange.core.settings import Settings
 from tests.helpers import Api, checker_token, fresh_uscc, person, resident_id, ticket
 from tests.pledges.helpers import OWNER_USCC, days, pledge_body, world
 from tests.security.helpers import sql
 
 UNKNOWN = 987_654
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # These probes name every participant with a wrong identifier: the daily limit on such misses
+    # (ENVX_IDENTIFIER_MISMATCHES_PER_DAY, tests/pledges/test_round4_identifier.py) is raised out of the way.
+    return Settings(data_dir=tmp_path, database_url=None, scheduler=False, identifier_mismatches_per_day=1000)
 
 
 def _same_404(answers: dict[int, Any]) -> None:

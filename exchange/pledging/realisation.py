@@ -1,0 +1,67 @@
+"""The registry's side of the realisation rules (pledges/realisation.py): the one reference price of a
+negotiated realisation, the notice setting, and the pledgor's consent to enforcement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.core.errors import DomainError
+from exchange.core.idempotency import fingerprint
+from exchange.core.principal import Principal
+from exchange.core.runtime import Runtime
+from exchange.pledging import repository as repo
+from exchange.pledging.models import Pledge
+from exchange.pledging.recording import mutate, record_event, require_pledgor
+from exchange.pledging.refusals import translate_refusals
+from exchange.pledging.values import now, today
+from exchange.pledging.views import PledgeView
+from exchange.trading import repository as trading_repo
+from pledges import lifecycle
+from pledges import realisation as rl
+
+
+async def reference_price(conn: AsyncConnection, instrument: str) -> int | None:
+    """The reference price of `instrument` (fen per whole unit): its latest mark (the exchange's close or
+    an approved manual mark); with none, the last close its markets refer their price band to (the
+    highest of them); None when neither exists."""
+    mark = await repo.latest_mark(conn, instrument)
+    if mark is not None:
+        return mark.price
+    closes = [m.reference_price for m in await trading_repo.markets(conn)
+              if m.market.instrument == instrument and m.reference_price is not None]
+    return max(closes) if closes else None
+
+
+async def band_of(conn: AsyncConnection, instrument: str) -> int | None:
+    """The narrowest price band (bps) of the instrument's markets, None where none sets one."""
+    bands = [m.market.rules.band_bps for m in await trading_repo.markets(conn)
+             if m.market.instrument == instrument and m.market.rules.band_bps is not None]
+    return min(bands) if bands else None
+
+
+async def check_price(conn: AsyncConnection, p: Pledge, how: str, price_fen: int) -> None:
+    rl.check_price(how, price_fen, await reference_price(conn, p.instrument))
+
+
+def require_notice_served(rt: Runtime, p: Pledge, ground: dict[str, Any]) -> None:
+    rl.require_notice_served(ground, today(), rt.settings.enforcement_notice_days)
+
+
+@translate_refusals
+async def consent(rt: Runtime, who: Principal, client_id: str, pledge_id: int, note: str | None) -> PledgeView:
+    """The pledgor consents to enforcement of the declared default before its notice period has run."""
+    fp = fingerprint({"op": "enforcement_consent", "pledge": pledge_id, "note": note})
+
+    async def body(conn: AsyncConnection, p: Pledge) -> None:
+        require_pledgor(who, p)
+        lifecycle.require(p.status, "consent")
+        if not p.declared_default:
+            raise DomainError("no_default", "no default is declared: there is nothing to consent to")
+        given = {**p.declared_default, "consent": {"at": now().isoformat(), "by": who.actor}}
+        await record_event(conn, p, "enforcement_consented", {"declared_default": given},
+                           info={"note": note, "declared_default": p.declared_default}, actor=who.actor,
+                           client_id=client_id, fp=fp, notify=(p.pledgee_id,))
+
+    return await mutate(rt, who, client_id, pledge_id, fp, body)
