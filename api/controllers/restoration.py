@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Response, get, post
 
+from api.controllers.ledger_proofs import PENDING
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.restoration import (
     CertificateInvalidOut,
@@ -65,6 +66,15 @@ class RestorationController(Controller):
          summary="The signed JSON certificate (public): verify offline with envx verify-receipt")
     async def certificate(self, rt: Runtime, order_id: Id) -> CertificateOut:
         return CertificateOut.of(await certificates.issue(rt, order_id))
+
+    @get("/{order_id:int}/certificate.tlog-proof", operation_id="getRestorationCertificateTlogProof",
+         exception_handlers=PENDING, media_type="text/plain",
+         summary="The certificate's retirement entries as C2SP tlog-proofs, one after the other (public; under "
+                 "the witness policy's checkpoint when one is configured): verify offline with envx verify-receipt")
+    async def certificate_tlog_proof(self, rt: Runtime, order_id: Id) -> Response[bytes]:
+        text = await certificates.tlog_proof(rt, order_id)
+        return Response(text.encode("utf-8"), media_type="text/plain", headers={
+            "Content-Disposition": f'attachment; filename="restoration-{order_id}.tlog-proof"'})
 
     @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf",
          summary="The certificate as a PDF (Chinese, with its verification code)", media_type="application/pdf")

@@ -16,6 +16,7 @@ from api.controllers.ledger_proofs import PENDING
 from api.deps import Id
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
+from exchange.courts import restoration
 from exchange.verifiable import tlog_serving
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -53,8 +54,11 @@ async def tlog_tile(rt: Runtime, request: Request[Any, Any, Any], tile_path: str
      exception_handlers=PENDING, media_type="text/plain",
      summary="The entry's receipt as a C2SP tlog-proof (.tlog-proof): entry bytes, index, inclusion path, "
              "checkpoint with witness cosignatures; under the witness policy's checkpoint when one is configured")
-async def tlog_proof(rt: Runtime, principal: Principal, request: Request[Any, Any, Any], seq: Id) -> Response[bytes]:
-    text = await tlog_serving.tlog_proof(rt, principal, seq, getattr(request.app.state, "witnessing", None))
+async def tlog_proof(rt: Runtime, principal: Principal, seq: Id) -> Response[bytes]:
+    async def order_party(who: Principal, order_id: int) -> bool:  # as for the JSON receipt
+        return await restoration.is_party(rt, who, order_id)
+
+    text = await tlog_serving.tlog_proof(rt, principal, seq, order_party)
     return Response(text.encode("utf-8"), media_type="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="entry-{seq}.tlog-proof"'})
 

@@ -21,7 +21,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import CARBON_UNIT, cny, iso, to_text
 from exchange.courts import certificate_pdf, restoration
 from exchange.courts import repository as repo
-from exchange.verifiable import proofs
+from exchange.verifiable import proofs, tlog_serving
 from ledger import certificate as cert_format
 
 # Receipts are fetched with oversight rights: the certificate is a public document by design.
@@ -113,6 +113,16 @@ def spread(total: int, sizes: list[int]) -> list[int]:
     for i in order[:total - sum(shares)]:
         shares[i] += 1
     return shares
+
+
+async def tlog_proof(rt: Runtime, order_id: int) -> str:
+    """The order's certificate as C2SP tlog-proofs, one after the other: one per retirement entry it proves,
+    in seq order (``extra`` = the entry bytes, as the JSON receipts carry them), each under the checkpoint a
+    receipt is given under now -- with a witness policy, the oldest the quorum cosigned. Public, as the
+    certificate is; 404 exactly when the certificate is."""
+    doc = await issue(rt, order_id)
+    seqs = sorted({r["index"] + 1 for r in doc["receipts"]})
+    return "".join(tlog_serving.receipt_as_tlog_proof(await proofs.receipt(rt, _REGISTRY, seq)) for seq in seqs)
 
 
 @dataclass(frozen=True, slots=True)
