@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from litestar.testing import TestClient
 from pydantic import SecretStr
@@ -28,41 +27,9 @@ from ledger.tlog_proof import main as verify_main
 from ledger.tlog_proof import parse_tlog_proof, verify_tlog_proof
 from tests.helpers import Api, bootstrap_operator
 from tests.ledger_verifiable.helpers import admin_sql, world
-from tests.system.server import free_port
+from tests.transparency.helpers import WitnessProc
 
 ORIGIN = "envx.test/registry"
-
-
-class WitnessProc:
-    def __init__(self, root: Path, name: str, log_vkey: str) -> None:
-        self.root, self.name, self.port = root, name, free_port()
-        root.mkdir(parents=True, exist_ok=True)
-        self.state = root / "state.json"
-        self.log = root / "witness.log"
-        base = [sys.executable, "-m", "api.cli", "witness", "--key-file", str(root / "witness.key"),
-                "--name", name, "--log", log_vkey, "--state", str(self.state)]
-        self.vkey = subprocess.run([*base, "--print-key"], capture_output=True, text=True, check=True,
-                                   timeout=60).stdout.strip()
-        self.proc = subprocess.Popen([*base, "--port", str(self.port)], stdout=open(self.log, "ab"),  # noqa: SIM115
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "witness did not start"
-            time.sleep(0.1)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
 
 
 @pytest.fixture
