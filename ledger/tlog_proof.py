@@ -146,6 +146,9 @@ def verify_tlog_proof(text: str | bytes, log_keys: Iterable[str | note.Verifier]
                                                          cp.root_hash):
         raise TlogProofError("inclusion_failed", f"entry {p.index} is not proven in the tree of size {cp.size}")
     cosigned = policy.cosigners(p.checkpoint) if policy is not None else {}
+    broken = policy.broken(p.checkpoint) if policy is not None else []
+    if broken:
+        raise TlogProofError("bad_signature", f"the cosignature of trusted witness {broken[0]} does not verify")
     if policy is not None and len(cosigned) < policy.quorum:
         raise TlogProofError("quorum_not_met", f"{len(cosigned)} of the {len(policy.witnesses)} trusted witnesses "
                                                f"cosigned the checkpoint; the policy needs {policy.quorum}")
@@ -233,6 +236,10 @@ def _json_main(args: argparse.Namespace, data: bytes, policy: WitnessPolicy | No
         return code
     notes = [r.get("checkpoint") for r in doc.get("receipts", [])] if "receipts" in doc else [doc.get("checkpoint")]
     for n in notes:
+        if isinstance(n, str) and policy.broken(n):
+            print(f"FAIL {args.file}: [bad_signature] the cosignature of trusted witness {policy.broken(n)[0]} "
+                  f"does not verify")
+            return 1
         if not isinstance(n, str) or len(policy.cosigners(n)) < policy.quorum:
             print(f"FAIL {args.file}: [quorum_not_met] a checkpoint is not cosigned by {policy.quorum} of the "
                   f"{len(policy.witnesses)} trusted witnesses")

@@ -49,18 +49,6 @@ async def last_cosigned(conn: asyncpg.Connection, witnesses: Sequence[str]) -> d
     return {r["witness"]: int(r["size"]) for r in rows}
 
 
-async def first_witnessed(conn: asyncpg.Connection, witnesses: Sequence[str], quorum: int,
-                          at_least: int) -> Published | None:
-    """The oldest checkpoint of at least ``at_least`` leaves cosigned by ``quorum`` of ``witnesses``: what a
-    receipt of leaf ``at_least - 1`` is given under (the same one on every request once it exists)."""
-    row = await conn.fetchrow(
-        """SELECT c.* FROM ledger_checkpoints c
-           WHERE c.size >= $3 AND (SELECT count(*) FROM ledger_cosignatures s
-                                   WHERE s.size = c.size AND s.witness = ANY($1::text[])) >= $2
-           ORDER BY c.size LIMIT 1""", list(witnesses), quorum, at_least)
-    return _published(row)
-
-
 async def latest_witnessed(conn: asyncpg.Connection, witnesses: Sequence[str], quorum: int,
                            at_least: int = 0) -> Published | None:
     """The newest checkpoint of at least ``at_least`` leaves cosigned by ``quorum`` of ``witnesses``."""

@@ -40,12 +40,15 @@ def note_text(name: str, certificate: dict[str, Any]) -> str:
     return f"{HEADER}\n{name}\n{digest(certificate)}\n"
 
 
+ALGORITHM = "Ed25519 (C2SP signed note)"
+
+
 def sign(certificate: dict[str, Any], signer: Signer) -> dict[str, Any]:
     """The answer served: the certificate plus its signature block."""
     return {
         "certificate": certificate,
         "signature": {
-            "algorithm": "Ed25519 (C2SP signed note)",
+            "algorithm": ALGORITHM,
             "key_name": signer.name,
             "key_id": signer.key_id.hex(),
             "verifier_key": signer.verifier_key_string(),
@@ -75,6 +78,16 @@ def format_tlog_proof(answer: dict[str, Any], path: list[bytes], checkpoint: str
     return tlog_proof.format_tlog_proof(canonical_json(answer), head["seq"] - 1, path, checkpoint)
 
 
+def _signed_exactly(answer: dict[str, Any], key: str) -> bool:
+    """`verify`, and every field of the signature block is what `sign` writes for this key: in a proof, any
+    changed byte of the extra data must fail it."""
+    if not verify(answer, key):
+        return False
+    sig, v = answer["signature"], open_note(answer["signature"]["note"], key).verified_by[0]
+    return sig == {"algorithm": ALGORITHM, "key_name": v.name, "key_id": v.key_id.hex(),
+                   "verifier_key": key, "sha256": digest(answer["certificate"]), "note": sig["note"]}
+
+
 def verify_tlog_proof(text: str, keys: list[str], *, policy: WitnessPolicy | None = None,
                       origin: str | None = None) -> tuple[tlog_proof.VerifiedTlogProof, str] | None:
     """A search certificate's tlog-proof (`format_tlog_proof`), verified: the certificate's signature by one
@@ -93,8 +106,9 @@ def verify_tlog_proof(text: str, keys: list[str], *, policy: WitnessPolicy | Non
         well_formed = False
     if not well_formed:
         raise tlog_proof.TlogProofError("malformed", "the extra data is not a search certificate in RFC 8785 JSON")
-    if not any(verify(answer, k) for k in keys):
-        raise tlog_proof.TlogProofError("bad_signature", "the search certificate is not signed by a given key")
+    if set(answer) != {"certificate", "signature"} or not any(_signed_exactly(answer, k) for k in keys):
+        raise tlog_proof.TlogProofError("bad_signature", "the search certificate is not signed by a given key, or "
+                                                         "its signature block does not say that signature")
     if head["seq"] != p.index + 1:
         raise tlog_proof.TlogProofError("inclusion_failed", f"the certificate was read at ledger seq {head['seq']}, "
                                                             f"the proof is of leaf {p.index}")

@@ -74,8 +74,9 @@ async def _issue(rt: Runtime, order_id: int) -> dict[str, Any]:
                            "price": cny(f.price), "value": cny(value), "fee": cny(fee),
                            "paid": cny(value + fee), "market": f.market_id, "trade_id": f.trade_id})
     value, fees = sum(f.notional for f in done), sum(f.buyer_fee for f in done)
-    receipts = [await proofs.receipt(rt, _REGISTRY, seq) for seq in sorted({f.retire_seq for f in done
-                                                                             if f.retire_seq is not None})]
+    seqs = sorted({f.retire_seq for f in done if f.retire_seq is not None})
+    under = await proofs.covering(rt, seqs[-1])  # one checkpoint (the witnessed one, with a policy) for all
+    receipts = [await proofs.receipt(rt, _REGISTRY, seq, under=under) for seq in seqs]
     o = state.order
     body = {
         "title": "购买碳减排量用于替代性生态修复见证",
@@ -117,12 +118,14 @@ def spread(total: int, sizes: list[int]) -> list[int]:
 
 async def tlog_proof(rt: Runtime, order_id: int) -> str:
     """The order's certificate as C2SP tlog-proofs, one after the other: one per retirement entry it proves,
-    in seq order (``extra`` = the entry bytes, as the JSON receipts carry them), each under the checkpoint a
-    receipt is given under now -- with a witness policy, the oldest the quorum cosigned. Public, as the
+    in seq order (``extra`` = the entry bytes, as the JSON receipts carry them), all under the one checkpoint
+    receipts are given under now -- with a witness policy, the newest the quorum cosigned. Public, as the
     certificate is; 404 exactly when the certificate is."""
     doc = await issue(rt, order_id)
     seqs = sorted({r["index"] + 1 for r in doc["receipts"]})
-    return "".join(tlog_serving.receipt_as_tlog_proof(await proofs.receipt(rt, _REGISTRY, seq)) for seq in seqs)
+    under = await proofs.covering(rt, seqs[-1])
+    return "".join([tlog_serving.receipt_as_tlog_proof(await proofs.receipt(rt, _REGISTRY, seq, under=under))
+                    for seq in seqs])
 
 
 @dataclass(frozen=True, slots=True)

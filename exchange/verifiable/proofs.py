@@ -10,7 +10,7 @@ this process (one publication interval plus a margin, at most 3.5 s); elsewhere,
 most once per interval under load, so the wait is short and bounded.
 
 With a witness policy (``ENVX_WITNESS_QUORUM`` > 0) a receipt -- and so every restoration certificate and
-``.tlog-proof`` made of receipts -- is given under the oldest checkpoint covering its entry that the quorum
+``.tlog-proof`` made of receipts -- is given under the newest checkpoint covering its entry that the quorum
 cosigned, with those cosignatures in its note (`covering`); it waits for the witnesses up to
 ``WITNESS_WAIT_SECONDS``, then answers 503 ``checkpoint_pending``.
 """
@@ -194,8 +194,10 @@ def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
     return order if isinstance(order, int) else None
 
 
-async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty = _no_order_party) -> dict[str, Any]:
-    """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`).
+async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty = _no_order_party,
+                  under: tuple[Published, str] | None = None) -> dict[str, Any]:
+    """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`), under the checkpoint
+    `covering` gives (or ``under``: one checkpoint for all the receipts of a certificate).
 
     Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a
     judicial retirement -- the payer and the court of the restoration order it fulfils (`order_party`).
@@ -212,14 +214,14 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
         order = _restoration_order(entry["body"], row.meta)
         if order is None or not await order_party(who, order):
             raise NotFound("ledger entry", seq)
-    if cp is None:
+    if cp is None and under is None:
         v = rt.verifiable
         if v is not None:
             # Bounded: a request should not hang for a long publication interval.
             cp = await v.publisher.wait_covering(seq, timeout=min(v.publisher.interval, 2.0) + 1.5)
         if cp is None:
             raise CheckpointPending(f"entry {seq} is not covered by a signed checkpoint yet", _retry_after(rt))
-    cp, note_text, path = await proven(rt, seq)
+    cp, note_text, path = await proven(rt, seq, under)
     if not merkle.verify_inclusion(merkle.leaf_hash(leaf), seq - 1, cp.size, path, cp.root):
         # Never hand out a receipt that would not verify: the tiles disagree with the checkpoint.
         raise RuntimeError(f"inclusion proof of entry {seq} does not match checkpoint {cp.size}")
@@ -247,7 +249,7 @@ async def covering(rt: Runtime, seq: int, wait: float = WITNESS_WAIT_SECONDS) ->
     """The checkpoint that proofs of entry ``seq`` are given under, and its note with the cosignatures.
 
     Without a witness policy: the newest checkpoint (it covers ``seq``: the caller made sure one does).
-    With one (``ENVX_WITNESS_QUORUM`` > 0): the oldest checkpoint covering ``seq`` that the quorum of the
+    With one (``ENVX_WITNESS_QUORUM`` > 0): the newest checkpoint covering ``seq`` that the quorum of the
     configured witnesses cosigned, waiting up to ``wait`` seconds for the witnesses; else 503
     ``checkpoint_pending``. Polls the database, so it works on a read replica too."""
     policy = witness_policy(rt)
@@ -258,8 +260,8 @@ async def covering(rt: Runtime, seq: int, wait: float = WITNESS_WAIT_SECONDS) ->
             if policy is None:
                 cp = await checkpoints.at_least(raw, seq)
             else:
-                cp = await tlog_store.first_witnessed(raw, [w.key_string() for w in policy.witnesses],
-                                                      policy.quorum, at_least=seq)
+                cp = await tlog_store.latest_witnessed(raw, [w.key_string() for w in policy.witnesses],
+                                                       policy.quorum, at_least=seq)
             if cp is not None:
                 return cp, await cosigned_note(raw, cp)
         if time.monotonic() >= deadline:
@@ -271,9 +273,13 @@ async def covering(rt: Runtime, seq: int, wait: float = WITNESS_WAIT_SECONDS) ->
                             f"{len(policy.witnesses)} configured witnesses yet", max(1, round(wait)))
 
 
-async def proven(rt: Runtime, seq: int) -> tuple[Published, str, list[bytes]]:
-    """The checkpoint (`covering`) entry ``seq`` is proven under, its cosigned note, and the inclusion path."""
-    cp, text = await covering(rt, seq)
+async def proven(rt: Runtime, seq: int,
+                 under: tuple[Published, str] | None = None) -> tuple[Published, str, list[bytes]]:
+    """The checkpoint (``under``, else `covering`) entry ``seq`` is proven under, its cosigned note, and the
+    inclusion path."""
+    cp, text = under if under is not None else await covering(rt, seq)
+    if cp.size < seq:
+        raise ValueError(f"checkpoint {cp.size} does not cover entry {seq}")
     async with rt.read() as conn:
         path = await tree_store.inclusion_proof(await _raw(conn), seq - 1, cp.size)
     return cp, text, path

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,21 +29,6 @@ from tests.ledger_verifiable.helpers import admin_sql, world
 from tests.transparency.helpers import WitnessProc
 
 ORIGIN = "envx.test/registry"
-
-
-@pytest.fixture
-def registry_key() -> tuple[str, str]:
-    return note.generate_signer_key(ORIGIN)
-
-
-@pytest.fixture
-def witnesses(tmp_path: Path, registry_key: tuple[str, str]) -> Iterator[list[WitnessProc]]:
-    procs = [WitnessProc(tmp_path / f"w{i}", f"witness{i}.test", registry_key[1]) for i in (1, 2, 3)]
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            p.stop()
 
 
 def _settings(base: Settings, data_dir: Path, skey: str, ws: list[WitnessProc], quorum: int) -> Settings:
