@@ -62,7 +62,7 @@ class RestorationController(Controller):
         return await restoration.take(rt, principal, order_id, client_id(idempotency_key, data.client_id),
                                       market_id=data.market_id, listing_id=data.listing_id, quantity=data.quantity)
 
-    @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate",
+    @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate", exception_handlers=PENDING,
          summary="The signed JSON certificate (public): verify offline with envx verify-receipt")
     async def certificate(self, rt: Runtime, order_id: Id) -> CertificateOut:
         return CertificateOut.of(await certificates.issue(rt, order_id))
@@ -76,7 +76,7 @@ class RestorationController(Controller):
         return Response(text.encode("utf-8"), media_type="text/plain", headers={
             "Content-Disposition": f'attachment; filename="restoration-{order_id}.tlog-proof"'})
 
-    @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf",
+    @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf", exception_handlers=PENDING,
          summary="The certificate as a PDF (Chinese, with its verification code)", media_type="application/pdf")
     async def certificate_pdf(self, rt: Runtime, order_id: Id) -> Response[bytes]:
         return Response(await certificates.pdf(rt, order_id), media_type="application/pdf",

@@ -5,8 +5,10 @@ checkpoint the quorum of real `envx witness` processes cosigned, and each is als
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -67,9 +69,31 @@ def test_receipts_and_certificates_name_the_witnessed_checkpoint_and_verify_as_t
             "defendants": [{"name": "被告人甲"}], "payer_id": w["payer"]["id"], "payer_identifier": PAYER_ID,
             "required_quantity": "96", "eligible_kinds": ["ccer"],
             "deadline": (date.today() + timedelta(days=30)).isoformat()}))["id"]
-        for part in ("50", "46"):  # two retirements: the certificate proves two entries
-            api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {
-                "market_id": "CCER.listing", "listing_id": listing, "quantity": part}))
+        take = {"market_id": "CCER.listing", "listing_id": listing}
+        api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {**take, "quantity": "50"}))
+        # Two of the three witnesses paused: the quorum cannot cosign the second retirement. Writes go on; what
+        # must name a witnessed checkpoint waits for one (bounded), then says checkpoint_pending.
+        for paused in witnesses[1:]:
+            paused.proc.send_signal(signal.SIGSTOP)
+        try:
+            api.ok(payer.post(f"/v1/restoration-orders/{oid}/takes", {**take, "quantity": "46"}))
+            for r in (client.get(f"/v1/restoration-orders/{oid}/certificate"),
+                      client.get(f"/v1/restoration-orders/{oid}/certificate.tlog-proof"),
+                      client.get("/v1/public/retirements.tlog-proof", params={"name": PAYER})):
+                assert r.status_code == 503 and r.json()["code"] == "checkpoint_pending", r.text
+                assert r.headers["retry-after"]
+            head = int(client.get("/v1/ledger/head").json()["seq"])
+            r = api.get(f"/v1/ledger/entries/{head}/receipt")
+            assert r.status_code == 503 and r.json()["code"] == "checkpoint_pending", r.text
+        finally:
+            for paused in witnesses[1:]:
+                paused.proc.send_signal(signal.SIGCONT)
+        # Back: the latest checkpoint is put to them again although nothing new was written.
+        deadline = time.monotonic() + 60
+        while sum(x["state"] == "ok" and x["last_cosigned_size"] >= head
+                  for x in client.get("/v1/ledger/witnesses").json()["witnesses"]) < 3:
+            assert time.monotonic() < deadline, client.get("/v1/ledger/witnesses").json()
+            time.sleep(0.1)
 
         # The JSON receipt of a retirement, for the payer, is under a checkpoint the quorum cosigned.
         doc = api.ok(client.get(f"/v1/restoration-orders/{oid}/certificate"))
