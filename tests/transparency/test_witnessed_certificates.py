@@ -24,7 +24,7 @@ from pledges import certificate as search_certificate
 from tests.courts.test_restoration import PAYER_ID, _setup
 from tests.helpers import Api, bootstrap_operator
 from tests.transparency.conftest import ORIGIN
-from tests.transparency.helpers import WitnessProc
+from tests.transparency.helpers import WitnessProc, go_run
 
 PAYER = "南靖 滥伐林木案 被告人"
 
@@ -147,6 +147,21 @@ def test_receipts_and_certificates_name_the_witnessed_checkpoint_and_verify_as_t
     assert out.returncode == 0 and "search certificate (retirements, 2 results" in out.stdout, out.stdout + out.stderr
     answer = json.loads(tlog_proof.parse_tlog_proof(inquiry.text).extra or b"")
     assert search_certificate.verify(answer, vkey) and answer["certificate"]["query"] == {"name": PAYER}
+    # Go's own sumdb packages (nothing from envx) check the log's signature and the inclusion of each proof.
+    gocache = tmp_path / "gocache"
+    for path, lines in ((f, [f"OK entry {s - 1} in {ORIGIN}" for s in seqs]),
+                        (g, [f"OK search certificate's ledger head {head['seq'] - 1} in {ORIGIN}"])):
+        out = go_run("proofjudge.go", str(path), vkey, ORIGIN, cache=gocache)
+        assert out.returncode == 0 and [x.split(" size ")[0] for x in out.stdout.splitlines()] == lines, \
+            out.stdout + out.stderr
+        text = path.read_text()
+        at = text.index("\nindex ") + 1
+        hash_line = text.index("\n", at) + 1  # the first hash of the inclusion path
+        flipped = tmp_path / "flipped.tlog-proof"
+        flipped.write_text(text[:hash_line] + ("B" if text[hash_line] == "A" else "A") + text[hash_line + 1:])
+        out = go_run("proofjudge.go", str(flipped), vkey, ORIGIN, cache=gocache)
+        assert out.returncode == 1 and out.stdout.startswith("FAIL inclusion"), out.stdout + out.stderr
+
     # A stricter policy than the witnesses met, or witnesses nobody trusts: refused.
     other = ["--key", vkey, "--witness", generate_cosigner_key("stranger.test")[1], "--quorum", "1"]
     for path in (f, g, cert_json):
