@@ -83,7 +83,8 @@ def _signed_exactly(answer: dict[str, Any], key: str) -> bool:
     changed byte of the extra data must fail it."""
     if not verify(answer, key):
         return False
-    sig, v = answer["signature"], open_note(answer["signature"]["note"], key).verified_by[0]
+    sig: dict[str, Any] = answer["signature"]
+    v = open_note(sig["note"], key).verified_by[0]
     return sig == {"algorithm": ALGORITHM, "key_name": v.name, "key_id": v.key_id.hex(),
                    "verifier_key": key, "sha256": digest(answer["certificate"]), "note": sig["note"]}
 
