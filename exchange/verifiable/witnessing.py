@@ -98,9 +98,10 @@ class Witnessing:
         while True:
             cp = await self._publisher.wait_covering(self._done + 1, timeout=RETRY_SECONDS)
             if cp is None or cp.size <= self._done:
-                await self._retry_lagging()
                 if not self._publisher.running:
                     await asyncio.sleep(0.5)
+                    continue
+                await self._retry_lagging()
                 continue
             try:
                 await asyncio.gather(*(self._witness(v, url, cp) for v, url in self.witnesses))
