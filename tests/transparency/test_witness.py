@@ -133,6 +133,9 @@ def test_witnesses_cosign_proofs_verify_and_a_second_database_is_refused(
         token2 = bootstrap_operator(client2)
         _wait(lambda: all(x["state"] == "rollback_refused" for x in _witness_states(client2)),
               f"the witnesses did not refuse the second database: {_witness_states(client2)}")
+        health = client2.get("/health").json()  # reported, and writes go on
+        assert (health["status"], health["witnessing"]) == ("ok", "not_ok"), health
+        assert set(health["witness_problems"].values()) == {"rollback_refused"}, health
         detail = _witness_states(client2)[0]["detail"]
         assert f"cosigned size {cosigned_size}" in detail or "cosigned size" in detail
         assert not WitnessPolicy.of([x.vkey for x in witnesses], 1).satisfied_by(client2.get("/checkpoint").text)
