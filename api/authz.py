@@ -138,6 +138,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "takeForRestoration": HOLDERS,
     "getRestorationCertificate": PUBLIC,
     "getRestorationCertificatePdf": PUBLIC,
+    "getRestorationCertificateTlogProof": PUBLIC,
     "verifyCertificate": PUBLIC,
     "recordDeposit": OPERATOR,
     "recordWithdrawal": OPERATOR,
@@ -181,6 +182,9 @@ MATRIX: dict[str, frozenset[str]] = {
     "publicPledges": PUBLIC,
     "publicFreezes": PUBLIC,
     "publicRetirements": PUBLIC,
+    "publicPledgesTlogProof": PUBLIC,
+    "publicFreezesTlogProof": PUBLIC,
+    "publicRetirementsTlogProof": PUBLIC,
     "publicInquiryKey": PUBLIC,
     # Security: signing keys and the signature policy (the participant's own only; object-level in the
     # controller), maker-checker operator actions, the audit trail.

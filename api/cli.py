@@ -345,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["verify-receipt"]:
         # Offline by design: no settings, no database; the verifier has its own arguments.
         from ledger.tlog_proof import main as verify_receipt  # .tlog-proof, else certificates, else receipts
+        from pledges.certificate import verify_tlog_proof as search_certificate_proof
 
-        return verify_receipt(argv[1:])
+        return verify_receipt(argv[1:], shapes=[search_certificate_proof])
     args = build_parser().parse_args(argv)
     settings = get_settings()
     logs.setup(settings.log_format, settings.log_level)

@@ -117,10 +117,16 @@ async def snapshot(rt: Runtime, witnessing: Any = None) -> CollectorRegistry:
                 w = gauge("envx_witness_lag_entries", "Entries of the latest checkpoint the witness has not "
                           "cosigned", ("witness",))
                 ok = gauge("envx_witness_ok", "1 if the witness's last answer was a cosignature", ("witness",))
+                refused = gauge("envx_witness_refused", "1 if the witness refuses this log's checkpoint: a rollback "
+                                "(restored from an older backup, or another database with this key) or a fork",
+                                ("witness", "reason"))
                 for status in witnessing.status():
                     name = status["witness"].split("+", 1)[0]
                     w.labels(name).set(max(0, latest.size - status["last_cosigned_size"]))
                     ok.labels(name).set(int(status["state"] == "ok"))
+                    for reason in ("rollback", "fork", "other"):
+                        state = {"rollback": "rollback_refused", "fork": "fork_refused", "other": "refused"}[reason]
+                        refused.labels(name, reason).set(int(status["state"] == state))
 
     pool = rt.engine.pool
     conns = gauge("envx_db_pool_connections", "Database pool connections by state", ("state",))

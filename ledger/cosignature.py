@@ -225,6 +225,23 @@ def verified_cosigners(signed_note: str, witnesses: Iterable[CosignatureVerifier
     return out
 
 
+def broken_cosignatures(signed_note: str, witnesses: Iterable[CosignatureVerifier]) -> list[str]:
+    """The trusted witnesses (by name) that a line claims -- their name and key id -- but that does not verify.
+
+    `verified_cosigners` ignores such a line (it cosigned nothing); a verifier that must not accept a changed
+    file refuses it, as C2SP signed notes refuse a bad signature by a trusted key.
+    """
+    parsed = note.parse_note(signed_note)
+    out = []
+    for sig in parsed.signatures:
+        got = _parse_line(sig.line())
+        for w in witnesses:
+            if got is not None and (got[0], got[1]) == (w.name, w.key_id) and w.verify_line(parsed.text,
+                                                                                             sig.line()) is None:
+                out.append(w.name)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class WitnessPolicy:
     """``quorum`` of ``witnesses`` must cosign a checkpoint for it to count as witnessed."""
@@ -245,6 +262,9 @@ class WitnessPolicy:
 
     def cosigners(self, signed_note: str) -> dict[str, int]:
         return verified_cosigners(signed_note, self.witnesses)
+
+    def broken(self, signed_note: str) -> list[str]:
+        return broken_cosignatures(signed_note, self.witnesses)
 
     def satisfied_by(self, signed_note: str) -> bool:
         return len(self.cosigners(signed_note)) >= self.quorum

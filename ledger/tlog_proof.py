@@ -24,14 +24,14 @@ import argparse
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import certificate, merkle, note, receipt
 from ledger.cosignature import WitnessPolicy
 
-__all__ = ["HEADER", "TlogProof", "TlogProofError", "VerifiedTlogProof", "format_tlog_proof", "main",
-           "parse_tlog_proof", "verify_tlog_proof"]
+__all__ = ["HEADER", "Shape", "TlogProof", "TlogProofError", "VerifiedTlogProof", "format_tlog_proof", "main",
+           "parse_tlog_proof", "split_tlog_proofs", "verify_tlog_proof"]
 
 HEADER = "c2sp.org/tlog-proof@v1"
 _INDEX = re.compile(r"index (0|[1-9][0-9]{0,19})")
@@ -108,10 +108,28 @@ def parse_tlog_proof(text: str | bytes) -> TlogProof:
     return TlogProof(extra, int(m.group(1)), path, checkpoint)
 
 
+def split_tlog_proofs(text: str | bytes) -> list[str]:
+    """The proofs of a file holding one or more tlog-proofs one after the other (a certificate proving
+    several entries): each starts at a line ``c2sp.org/tlog-proof@v1``. A single proof is a list of one."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TlogProofError("malformed", "not UTF-8") from None
+    marker = "\n" + HEADER + "\n"
+    parts, start = [], 0
+    while (at := text.find(marker, start + 1)) != -1:
+        parts.append(text[start:at + 1])
+        start = at + 1
+    parts.append(text[start:])
+    return parts
+
+
 def verify_tlog_proof(text: str | bytes, log_keys: Iterable[str | note.Verifier] | str, *,
                       policy: WitnessPolicy | None = None, origin: str | None = None,
-                      entry: bytes | None = None) -> VerifiedTlogProof:
-    """Verify the log's signature, the inclusion of ``entry`` (default: the extra data), and the policy."""
+                      entry: bytes | None = None, leaf_hash: bytes | None = None) -> VerifiedTlogProof:
+    """Verify the log's signature, the inclusion of ``entry`` (default: the extra data) -- or, given
+    ``leaf_hash``, of that record hash (the extra data is then the caller's to check) -- and the policy."""
     p = parse_tlog_proof(text)
     data = entry if entry is not None else p.extra
     if data is None:
@@ -123,10 +141,14 @@ def verify_tlog_proof(text: str | bytes, log_keys: Iterable[str | note.Verifier]
         raise TlogProofError(exc.code, str(exc)) from None
     if origin is not None and cp.origin != origin:
         raise TlogProofError("wrong_origin", f"checkpoint origin {cp.origin!r} is not {origin!r}")
-    if p.index >= cp.size or not merkle.verify_inclusion(merkle.leaf_hash(data), p.index, cp.size, list(p.path),
+    record = leaf_hash if leaf_hash is not None else merkle.leaf_hash(data)
+    if p.index >= cp.size or not merkle.verify_inclusion(record, p.index, cp.size, list(p.path),
                                                          cp.root_hash):
         raise TlogProofError("inclusion_failed", f"entry {p.index} is not proven in the tree of size {cp.size}")
     cosigned = policy.cosigners(p.checkpoint) if policy is not None else {}
+    broken = policy.broken(p.checkpoint) if policy is not None else []
+    if broken:
+        raise TlogProofError("bad_signature", f"the cosignature of trusted witness {broken[0]} does not verify")
     if policy is not None and len(cosigned) < policy.quorum:
         raise TlogProofError("quorum_not_met", f"{len(cosigned)} of the {len(policy.witnesses)} trusted witnesses "
                                                f"cosigned the checkpoint; the policy needs {policy.quorum}")
@@ -134,11 +156,28 @@ def verify_tlog_proof(text: str | bytes, log_keys: Iterable[str | note.Verifier]
                              cosigned)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# A proof shape another package defines (its extra data is not an entry): None if ``text`` is not of it,
+# else what it verified and how to say it; it raises TlogProofError when it is of it and does not verify.
+Shape = Callable[..., "tuple[VerifiedTlogProof, str] | None"]
+
+
+def _verify_one(text: str, keys: list[str], policy: WitnessPolicy | None, origin: str | None,
+                shapes: Sequence[Shape]) -> tuple[VerifiedTlogProof, str]:
+    for shape in shapes:
+        found = shape(text, keys, policy=policy, origin=origin)
+        if found is not None:
+            return found
+    v = verify_tlog_proof(text, keys, policy=policy, origin=origin)
+    return v, f"entry {v.index}"
+
+
+def main(argv: Sequence[str] | None = None, shapes: Sequence[Shape] = ()) -> int:
     """``envx verify-receipt FILE --key LOG_KEY [--witness KEY ... --quorum K] [--origin O]``.
 
-    A ``.tlog-proof`` file is verified here; a JSON receipt or restoration certificate by
-    ``ledger.certificate`` (and, given witnesses, its checkpoints must meet the same quorum).
+    A ``.tlog-proof`` file (one proof, or several one after the other: a certificate's entries) is
+    verified here, each proof by the first of ``shapes`` that knows it (a search certificate's) or as an
+    entry's; a JSON receipt or restoration certificate by ``ledger.certificate`` (and, given witnesses,
+    its checkpoints must meet the same quorum).
     """
     parser = argparse.ArgumentParser(prog="envx verify-receipt",
                                      description="Verify a receipt (.tlog-proof, JSON receipt or restoration "
@@ -170,15 +209,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not data.startswith(HEADER.encode() + b"\n"):
         return _json_main(args, data, policy)
     try:
-        v = verify_tlog_proof(data, args.key, policy=policy, origin=args.origin)
+        parts = split_tlog_proofs(data)
+        done = [_verify_one(one, args.key, policy, args.origin, shapes) for one in parts]
     except (TlogProofError, note.InvalidKeyError) as exc:
         code, msg = (exc.code, exc.message) if isinstance(exc, TlogProofError) else ("invalid_key", str(exc))
         print(f"FAIL {args.file}: [{code}] {msg}")
         return 1
-    witnessed = f", cosigned by {len(v.cosigned_by)} of {len(policy.witnesses)} witnesses (quorum " \
-                f"{policy.quorum})" if policy else ""
-    print(f"OK {args.file}: entry {v.index} is in {v.checkpoint.origin} at tree size {v.checkpoint.size}, signed "
-          f"by {', '.join(v.signed_by)}{witnessed}")
+    for v, what in done:
+        witnessed = f", cosigned by {len(v.cosigned_by)} of {len(policy.witnesses)} witnesses (quorum " \
+                    f"{policy.quorum})" if policy else ""
+        print(f"OK {args.file}: {what} is in {v.checkpoint.origin} at tree size {v.checkpoint.size}, signed "
+              f"by {', '.join(v.signed_by)}{witnessed}")
     return 0
 
 
@@ -195,6 +236,10 @@ def _json_main(args: argparse.Namespace, data: bytes, policy: WitnessPolicy | No
         return code
     notes = [r.get("checkpoint") for r in doc.get("receipts", [])] if "receipts" in doc else [doc.get("checkpoint")]
     for n in notes:
+        if isinstance(n, str) and policy.broken(n):
+            print(f"FAIL {args.file}: [bad_signature] the cosignature of trusted witness {policy.broken(n)[0]} "
+                  f"does not verify")
+            return 1
         if not isinstance(n, str) or len(policy.cosigners(n)) < policy.quorum:
             print(f"FAIL {args.file}: [quorum_not_met] a checkpoint is not cosigned by {policy.quorum} of the "
                   f"{len(policy.witnesses)} trusted witnesses")

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from litestar import get
+from litestar import Request, get
 from pydantic import BaseModel, Field
 
 from exchange.core.database import ping
@@ -17,6 +17,12 @@ class HealthOut(BaseModel):
     ledger_stopped: str | None = Field(description="why the ledger stopped taking writes (a broken invariant)")
     read_only: bool
     markets_stopped: dict[str, str] = Field(description="markets stopped on a broken invariant, with the reason")
+    witnessing: Literal["off", "ok", "not_ok"] = Field(
+        description="off: no witnesses configured; not_ok: a witness refuses this log's checkpoints (a rollback, "
+                    "a fork: restored from an older backup, or another database with this key) or cannot be "
+                    "reached. Writes go on either way: it does not make `status` degraded")
+    witness_problems: dict[str, str] = Field(description="per witness (key name) not ok: its state "
+                                                         "(rollback_refused, fork_refused, refused, unreachable)")
 
 
 class WhoAmIOut(BaseModel):
@@ -29,7 +35,7 @@ class WhoAmIOut(BaseModel):
 
 
 @get("/health", operation_id="health", tags=["system"], summary="Liveness and readiness")
-async def health(rt: Runtime) -> HealthOut:
+async def health(rt: Runtime, request: Request[Any, Any, Any]) -> HealthOut:
     db = await ping(rt.engine)
     read_only = rt.settings.read_only
     writer = rt.writer is not None and rt.writer.running
@@ -39,8 +45,14 @@ async def health(rt: Runtime) -> HealthOut:
     stopped = rt.exchange.stopped() if hasattr(rt.exchange, "stopped") else {}
     # A read replica has no writer by design: healthy when its database answers.
     ok = db and (writer or read_only) and ledger_stopped is None and not stopped
+    # Witness refusals are loud here, in the log (CRITICAL) and in envx_witness_refused, but never stop writes.
+    w = getattr(request.app.state, "witnessing", None)
+    states = w.status() if w is not None and w.witnesses else []
+    problems = {s["witness"].split("+", 1)[0]: s["state"] for s in states if s["state"] not in ("ok", "pending")}
+    witnessing = "off" if not states else "not_ok" if problems else "ok"
     return HealthOut(status="ok" if ok else "degraded", database=db, ledger_writer=writer,
-                     ledger_stopped=ledger_stopped, read_only=read_only, markets_stopped=stopped)
+                     ledger_stopped=ledger_stopped, read_only=read_only, markets_stopped=stopped,
+                     witnessing=witnessing, witness_problems=problems)
 
 
 @get("/v1/whoami", operation_id="whoami", tags=["participants"], summary="The participant behind this key")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post
 
+from api.controllers.ledger_proofs import PENDING
 from api.deps import Id, IdempotencyKey, client_id
 from api.schemas.restoration import (
     CertificateInvalidOut,
@@ -64,12 +65,21 @@ class RestorationController(Controller):
             rt, principal, order_id, client_id(idempotency_key, data.client_id), market_id=data.market_id,
             listing_id=data.listing_id, quantity=data.quantity))
 
-    @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate",
+    @get("/{order_id:int}/certificate", operation_id="getRestorationCertificate", exception_handlers=PENDING,
          summary="The signed JSON certificate (public): verify offline with envx verify-receipt")
     async def certificate(self, rt: Runtime, order_id: Id) -> CertificateOut:
         return CertificateOut.of(await certificates.issue(rt, order_id))
 
-    @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf",
+    @get("/{order_id:int}/certificate.tlog-proof", operation_id="getRestorationCertificateTlogProof",
+         exception_handlers=PENDING, media_type="text/plain",
+         summary="The certificate's retirement entries as C2SP tlog-proofs, one after the other (public; under "
+                 "the witness policy's checkpoint when one is configured): verify offline with envx verify-receipt")
+    async def certificate_tlog_proof(self, rt: Runtime, order_id: Id) -> Response[bytes]:
+        text = await certificates.tlog_proof(rt, order_id)
+        return Response(text.encode("utf-8"), media_type="text/plain", headers={
+            "Content-Disposition": f'attachment; filename="restoration-{order_id}.tlog-proof"'})
+
+    @get("/{order_id:int}/certificate.pdf", operation_id="getRestorationCertificatePdf", exception_handlers=PENDING,
          summary="The certificate as a PDF (Chinese, with its verification code)", media_type="application/pdf")
     async def certificate_pdf(self, rt: Runtime, order_id: Id) -> Response[bytes]:
         return Response(await certificates.pdf(rt, order_id), media_type="application/pdf",

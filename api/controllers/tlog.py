@@ -60,9 +60,8 @@ async def tlog_tile(rt: Runtime, request: Request[Any, Any, Any], tile_path: str
      exception_handlers=PENDING, media_type="text/plain",
      summary="The entry's receipt as a C2SP tlog-proof (.tlog-proof): entry bytes, index, inclusion path, "
              "checkpoint with witness cosignatures; under the witness policy's checkpoint when one is configured")
-async def tlog_proof(rt: Runtime, principal: Principal, request: Request[Any, Any, Any], seq: Id) -> Response[bytes]:
-    text = await tlog_serving.tlog_proof(rt, principal, seq, getattr(request.app.state, "witnessing", None),
-                                         order_party_of(rt))
+async def tlog_proof(rt: Runtime, principal: Principal, seq: Id) -> Response[bytes]:
+    text = await tlog_serving.tlog_proof(rt, principal, seq, order_party_of(rt))  # as for the JSON receipt
     return Response(text.encode("utf-8"), media_type="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="entry-{seq}.tlog-proof"'})
 

@@ -531,6 +531,8 @@ class RevaluationOut(BaseModel):
 class LedgerHeadOut(BaseModel):
     seq: int
     hash: str = Field(description="hex")
+    leaf_hash: str = Field(description="base64 Merkle leaf hash SHA-256(0x00 || entry) of entry `seq` (empty when "
+                                       "the ledger is empty): what the .tlog-proof form proves in the log")
 
 
 class InquiryCertificate(BaseModel):

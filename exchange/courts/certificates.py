@@ -21,7 +21,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import CARBON_UNIT, cny, iso, to_text
 from exchange.courts import certificate_pdf, restoration
 from exchange.courts import repository as repo
-from exchange.verifiable import proofs
+from exchange.verifiable import proofs, tlog_serving
 from ledger import certificate as cert_format
 
 # Receipts are fetched with oversight rights: the certificate is a public document by design.
@@ -75,7 +75,9 @@ async def _issue(rt: Runtime, order_id: int) -> dict[str, Any]:
                            "paid": cny(value + fee), "market": f.market_id, "trade_id": f.trade_id})
     value, fees = sum(f.notional for f in done), sum(f.buyer_fee for f in done)
     seqs = sorted({f.retire_seq for f in done if f.retire_seq is not None})
-    receipts = [await proofs.receipt(rt, _REGISTRY, seq, proofs.no_order_party) for seq in seqs]
+    under = await proofs.covering(rt, seqs[-1])  # one checkpoint (the witnessed one, with a policy) for all
+    receipts = [await proofs.receipt(rt, _REGISTRY, seq, proofs.no_order_party, under=under)
+                for seq in seqs]
     o = state.order
     body = {
         "title": "购买碳减排量用于替代性生态修复见证",
@@ -113,6 +115,18 @@ def spread(total: int, sizes: list[int]) -> list[int]:
     for i in order[:total - sum(shares)]:
         shares[i] += 1
     return shares
+
+
+async def tlog_proof(rt: Runtime, order_id: int) -> str:
+    """The order's certificate as C2SP tlog-proofs, one after the other: one per retirement entry it proves,
+    in seq order (``extra`` = the entry bytes, as the JSON receipts carry them), all under the one checkpoint
+    receipts are given under now -- with a witness policy, the newest the quorum cosigned. Public, as the
+    certificate is; 404 exactly when the certificate is."""
+    doc = await issue(rt, order_id)
+    seqs = sorted({r["index"] + 1 for r in doc["receipts"]})
+    under = await proofs.covering(rt, seqs[-1])
+    return "".join([tlog_serving.receipt_as_tlog_proof(
+        await proofs.receipt(rt, _REGISTRY, seq, proofs.no_order_party, under=under)) for seq in seqs])
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ participant ids. Pledges and freezes come from this package's repository; retire
 
 from __future__ import annotations
 
+import base64
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,9 @@ from exchange.pledging.values import (
     ranges_of,
     today,
 )
-from exchange.verifiable import signing
+from exchange.verifiable import proofs, signing
+from exchange.verifiable.proofs import CheckpointPending
+from ledger import merkle
 from ledger import queries as ledger
 from ledger.note import Signer, generate_signer_key
 from pledges import certificate
@@ -130,7 +133,10 @@ async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str |
         raise Invalid("query_too_short", "a name search needs the holder's whole name (two characters or more)")
     async with rt.read() as conn:
         at = await ledger.head(conn)
-        head = {"seq": at["seq"], "hash": at["hash"]}
+        leaf = await ledger.leaf_entry(conn, at["seq"]) if at["seq"] > 0 else None
+        # The entry read at, by its Merkle leaf hash too: the .tlog-proof form proves it in the log.
+        head = {"seq": at["seq"], "hash": at["hash"],
+                "leaf_hash": base64.b64encode(merkle.leaf_hash(leaf.leaf)).decode("ascii") if leaf else ""}
         if kind == "pledges":
             rows = await repo.public_pledges(conn, name=name, uscc=uscc, serial=serial, instrument=instrument,
                                              limit=limit, today=today())
@@ -148,3 +154,17 @@ async def public_search(rt: Runtime, kind: str, *, name: str | None, uscc: str |
             "results": results, "result_count": len(results), "truncated": len(results) >= limit,
             "issued_at": now().isoformat(timespec="seconds"), "ledger_head": head}
     return certificate.sign(cert, get_signer(rt))
+
+
+async def public_search_tlog_proof(rt: Runtime, kind: str, **query: Any) -> str:
+    """The signed search certificate as a C2SP tlog-proof (`pledges.certificate.format_tlog_proof`): the
+    ledger head it was read at, proven under the log's checkpoint -- with a witness policy, one the quorum
+    cosigned (waited for, as receipts are: `exchange.verifiable.proofs.covering`)."""
+    answer = await public_search(rt, kind, **query)
+    head = answer["certificate"]["ledger_head"]
+    if head["seq"] == 0:
+        raise CheckpointPending("the ledger is empty: there is no entry to prove yet", 1)
+    cp, note, path = await proofs.proven(rt, head["seq"])
+    if not merkle.verify_inclusion(base64.b64decode(head["leaf_hash"]), head["seq"] - 1, cp.size, path, cp.root):
+        raise RuntimeError(f"inclusion proof of entry {head['seq']} does not match checkpoint {cp.size}")
+    return certificate.format_tlog_proof(answer, path, note)

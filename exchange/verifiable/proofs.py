@@ -8,13 +8,20 @@ When no checkpoint covers an entry yet, a receipt request waits for the publishe
 this process (one publication interval plus a margin, at most 3.5 s); elsewhere, or after that, the answer is 503
 ``checkpoint_pending`` with ``Retry-After``: checkpoints are signed only once a batch is durable, at
 most once per interval under load, so the wait is short and bounded.
+
+With a witness policy (``ENVX_WITNESS_QUORUM`` > 0) a receipt -- and so every restoration certificate and
+``.tlog-proof`` made of receipts -- is given under the newest checkpoint covering its entry that the quorum
+cosigned, with those cosignatures in its note (`covering`); it waits for the witnesses up to
+``WITNESS_WAIT_SECONDS``, then answers 503 ``checkpoint_pending``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from ledger import checkpoints, merkle, queries, tree_store
+from ledger import checkpoints, merkle, queries, tlog_store, tree_store
 from ledger.checkpoints import Published
+from ledger.cosignature import WitnessPolicy
 from ledger.encoding import decode_entry, legs_of
 from ledger.receipt import make_receipt
 
 OVERSIGHT = frozenset({"operator", "auditor"})
+# How long a receipt waits for the witness quorum to cosign a checkpoint covering its entry.
+WITNESS_WAIT_SECONDS = 5.0
 _ACCOUNT_FIELDS = ("debit", "credit", "account", "source", "sink")
 
 # Whether `who` is a party (the court or the payer) of restoration order N: a judicial retirement's units pass
@@ -187,8 +197,10 @@ def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
     return order if isinstance(order, int) else None
 
 
-async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty) -> dict[str, Any]:
-    """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`).
+async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty,
+                  under: tuple[Published, str] | None = None) -> dict[str, Any]:
+    """The offline-verifiable receipt of entry ``seq`` (format: `ledger.receipt`), under the checkpoint
+    `covering` gives (or ``under``: one checkpoint for all the receipts of a certificate).
 
     Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a
     judicial retirement -- the payer and the court of the restoration order it fulfils (`order_party`).
@@ -205,20 +217,72 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
         order = _restoration_order(entry["body"], row.meta)
         if order is None or not await order_party(who, order):
             raise NotFound("ledger entry", seq)
-    if cp is None:
+    if cp is None and under is None:
         v = rt.verifiable
         if v is not None:
             # Bounded: a request should not hang for a long publication interval.
             cp = await v.publisher.wait_covering(seq, timeout=min(v.publisher.interval, 2.0) + 1.5)
         if cp is None:
             raise CheckpointPending(f"entry {seq} is not covered by a signed checkpoint yet", _retry_after(rt))
-    async with rt.read() as conn:
-        path = await tree_store.inclusion_proof(await _raw(conn), seq - 1, cp.size)
+    cp, note_text, path = await proven(rt, seq, under)
     if not merkle.verify_inclusion(merkle.leaf_hash(leaf), seq - 1, cp.size, path, cp.root):
         # Never hand out a receipt that would not verify: the tiles disagree with the checkpoint.
         raise RuntimeError(f"inclusion proof of entry {seq} does not match checkpoint {cp.size}")
-    return make_receipt(leaf, seq - 1, cp.size, path, cp.note, metadata={
+    return make_receipt(leaf, seq - 1, cp.size, path, note_text, metadata={
         "seq": seq, "type": entry["type"], "key_id": cp.key_id,
         # The committed metadata; its SHA-256 is the entry's "meta" field.
         "meta": row.meta.decode("utf-8"),
     })
+
+
+async def cosigned_note(raw: asyncpg.Connection, cp: Published) -> str:
+    """The checkpoint note with every cosignature recorded for it appended (signature lines)."""
+    return cp.note + "".join(c.line for c in await tlog_store.cosignatures(raw, cp.size))
+
+
+def witness_policy(rt: Runtime) -> WitnessPolicy | None:
+    """The witness policy of ``ENVX_WITNESSES`` / ``ENVX_WITNESS_QUORUM``; None when the quorum is 0."""
+    s = rt.settings
+    if s.witness_quorum <= 0:
+        return None
+    return WitnessPolicy.of([k for k, _ in s.witness_list], s.witness_quorum)
+
+
+async def covering(rt: Runtime, seq: int, wait: float = WITNESS_WAIT_SECONDS) -> tuple[Published, str]:
+    """The checkpoint that proofs of entry ``seq`` are given under, and its note with the cosignatures.
+
+    Without a witness policy: the newest checkpoint (it covers ``seq``: the caller made sure one does).
+    With one (``ENVX_WITNESS_QUORUM`` > 0): the newest checkpoint covering ``seq`` that the quorum of the
+    configured witnesses cosigned, waiting up to ``wait`` seconds for the witnesses; else 503
+    ``checkpoint_pending``. Polls the database, so it works on a read replica too."""
+    policy = witness_policy(rt)
+    deadline = time.monotonic() + wait
+    while True:
+        async with rt.read() as conn:
+            raw = await _raw(conn)
+            if policy is None:
+                cp = await checkpoints.at_least(raw, seq)
+            else:
+                cp = await tlog_store.latest_witnessed(raw, [w.key_string() for w in policy.witnesses],
+                                                       policy.quorum, at_least=seq)
+            if cp is not None:
+                return cp, await cosigned_note(raw, cp)
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    if policy is None:
+        raise CheckpointPending(f"entry {seq} is not covered by a signed checkpoint yet", _retry_after(rt))
+    raise CheckpointPending(f"no checkpoint covering entry {seq} is cosigned by {policy.quorum} of the "
+                            f"{len(policy.witnesses)} configured witnesses yet", max(1, round(wait)))
+
+
+async def proven(rt: Runtime, seq: int,
+                 under: tuple[Published, str] | None = None) -> tuple[Published, str, list[bytes]]:
+    """The checkpoint (``under``, else `covering`) entry ``seq`` is proven under, its cosigned note, and the
+    inclusion path."""
+    cp, text = under if under is not None else await covering(rt, seq)
+    if cp.size < seq:
+        raise ValueError(f"checkpoint {cp.size} does not cover entry {seq}")
+    async with rt.read() as conn:
+        path = await tree_store.inclusion_proof(await _raw(conn), seq - 1, cp.size)
+    return cp, text, path

@@ -9,11 +9,10 @@ quantities, the digests of private metadata -- so they are served to operators a
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,10 +21,7 @@ from exchange.core.errors import DomainError, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.verifiable import proofs
-from exchange.verifiable.proofs import CheckpointPending
-from exchange.verifiable.witnessing import Witnessing
 from ledger import checkpoints, tlog_store, tree_store
-from ledger.checkpoints import Published
 from ledger.tiles import TILE_WIDTH
 from ledger.tlog_paths import TilePath, bundle_seqs, encode_bundle, parse_tile_path, resources_for_size, tile_bytes
 from ledger.tlog_proof import format_tlog_proof
@@ -38,18 +34,13 @@ async def _raw(conn: AsyncConnection) -> asyncpg.Connection:
     return fairy.driver_connection
 
 
-async def cosigned_note(raw: asyncpg.Connection, cp: Published) -> str:
-    """The checkpoint note with every cosignature recorded for it appended (signature lines)."""
-    return cp.note + "".join(c.line for c in await tlog_store.cosignatures(raw, cp.size))
-
-
 async def checkpoint(rt: Runtime) -> str:
     async with rt.read() as conn:
         raw = await _raw(conn)
         cp = await checkpoints.latest(raw)
         if cp is None:
             raise DomainError("checkpoint_pending", "no checkpoint has been published yet", 503)
-        return await cosigned_note(raw, cp)
+        return await proofs.cosigned_note(raw, cp)
 
 
 def entries_visible(rt: Runtime, who: Principal | None) -> bool:
@@ -99,42 +90,19 @@ async def export(raw: asyncpg.Connection) -> AsyncIterator[tuple[str, bytes]]:
         return
     for tp in resources_for_size(cp.size):
         yield tp.path(), await read_resource(raw, tp, cp.size)
-    yield "checkpoint", (await cosigned_note(raw, cp)).encode("utf-8")
+    yield "checkpoint", (await proofs.cosigned_note(raw, cp)).encode("utf-8")
 
 
-async def _covering(rt: Runtime, witnessing: Witnessing | None, seq: int) -> Published | None:
-    """The checkpoint a proof of ``seq`` is given under: with a witness policy the newest witnessed one,
-    else the newest one."""
-    async with rt.read() as conn:
-        raw = await _raw(conn)
-        policy = witnessing.policy if witnessing is not None else None
-        if policy is not None and policy.quorum > 0:
-            keys = [w.key_string() for w in policy.witnesses]
-            return await tlog_store.latest_witnessed(raw, keys, policy.quorum, at_least=seq)
-        return await checkpoints.at_least(raw, seq)
+async def tlog_proof(rt: Runtime, who: Principal, seq: int, order_party: proofs.OrderParty) -> str:
+    """Entry ``seq`` as a C2SP tlog-proof (ledger/tlog_proof.py): the JSON receipt's facts in that shape.
 
-
-async def tlog_proof(rt: Runtime, who: Principal, seq: int, witnessing: Witnessing | None,
-                     order_party: proofs.OrderParty, wait: float = 5.0) -> str:
-    """Entry ``seq`` as a C2SP tlog-proof (ledger/tlog_proof.py), under a cosigned checkpoint.
-
-    Who may have it is decided as for the JSON receipt (the entry's bytes are in it). With a witness
-    policy, waits (bounded) for a checkpoint that meets it; else 503 ``checkpoint_pending``.
+    Who may have it, and the checkpoint it is given under (with a witness policy: the oldest one the
+    quorum cosigned, waited for), are decided as for the JSON receipt (`proofs.receipt`).
     """
-    # Visibility and the covering checkpoint, as for the JSON receipt.
-    entry = base64.b64decode((await proofs.receipt(rt, who, seq, order_party))["entry"])
-    deadline = time.monotonic() + wait
-    cp = await _covering(rt, witnessing, seq)
-    while cp is None and time.monotonic() < deadline:
-        if witnessing is not None:
-            await witnessing.wait_witnessed(seq, max(0.0, deadline - time.monotonic()))
-        await asyncio.sleep(0.05)
-        cp = await _covering(rt, witnessing, seq)
-    if cp is None:
-        raise CheckpointPending(f"no checkpoint covering entry {seq} is cosigned by the witness quorum yet",
-                                max(1, round(wait)))
-    async with rt.read() as conn:
-        raw = await _raw(conn)
-        path = await tree_store.inclusion_proof(raw, seq - 1, cp.size)
-        text = await cosigned_note(raw, cp)
-    return format_tlog_proof(entry, seq - 1, path, text)
+    return receipt_as_tlog_proof(await proofs.receipt(rt, who, seq, order_party))
+
+
+def receipt_as_tlog_proof(r: dict[str, Any]) -> str:
+    """A JSON receipt (ledger/receipt.py) as a tlog-proof: extra = the entry bytes, the same path and note."""
+    return format_tlog_proof(base64.b64decode(r["entry"]), r["index"],
+                             [base64.b64decode(h) for h in r["inclusion_path"]], r["checkpoint"])

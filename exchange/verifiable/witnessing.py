@@ -33,6 +33,10 @@ from ledger.witness_state import format_add_checkpoint
 
 log = logging.getLogger("envx.witnessing")
 
+# How often the latest checkpoint is put again to a witness that could not be reached, when nothing new is
+# published meanwhile.
+RETRY_SECONDS = 5.0
+
 
 @dataclass
 class WitnessStatus:
@@ -92,10 +96,12 @@ class Witnessing:
 
     async def _run(self) -> None:
         while True:
-            cp = await self._publisher.wait_covering(self._done + 1, timeout=5.0)
+            cp = await self._publisher.wait_covering(self._done + 1, timeout=RETRY_SECONDS)
             if cp is None or cp.size <= self._done:
                 if not self._publisher.running:
                     await asyncio.sleep(0.5)
+                    continue
+                await self._retry_lagging()
                 continue
             try:
                 await asyncio.gather(*(self._witness(v, url, cp) for v, url in self.witnesses))
@@ -106,6 +112,27 @@ class Witnessing:
             self._done = cp.size
             async with self._changed:
                 self._changed.notify_all()
+
+    async def _retry_lagging(self) -> None:
+        """A quiet log publishes no new checkpoint: put the latest one again to every witness that could not
+        be reached (or answered otherwise than with a cosignature or a refusal) when it was sent, so it does
+        not stay unwitnessed until the next write. A witness that refused a rollback or a fork is not asked
+        again: that needs an operator."""
+        cp = self._publisher.latest
+        if cp is None or cp.size > self._done:
+            return
+        lagging = [(v, url) for v, url in self.witnesses
+                   if self._status[v.key_string()].state in ("unreachable", "refused")
+                   and self._status[v.key_string()].last_cosigned < cp.size]
+        if not lagging:
+            return
+        try:
+            await asyncio.gather(*(self._witness(v, url, cp) for v, url in lagging))
+        except Exception:
+            log.exception("witnessing checkpoint %d again failed", cp.size)
+            return
+        async with self._changed:
+            self._changed.notify_all()
 
     def _set(self, st: WitnessStatus, state: str, detail: str, level: int = logging.INFO) -> None:
         if (st.state, st.detail) != (state, detail):

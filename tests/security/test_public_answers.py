@@ -145,7 +145,8 @@ def _calls(spec: dict[str, Any], demo: dict[str, Any]) -> Iterator[tuple[str, st
         # Public reads; the one public mutation (enroll) answers a participant with its own new key.
         if MATRIX.get(op.operation_id) is not PUBLIC or op.method != "GET":
             continue
-        if op.path.startswith("/v1/public/") and op.path.endswith(("pledges", "freezes", "retirements")):
+        if op.path.startswith("/v1/public/") and op.path.removesuffix(".tlog-proof").endswith(
+                ("pledges", "freezes", "retirements")):
             for q in searches:
                 yield op.operation_id, op.path, q
             continue
@@ -206,6 +207,12 @@ def _problems(op: str, path: str, body: bytes, content_type: str, tokens: list[s
     """What is wrong with one public answer. `echo`: the caller's own query, which a search certificate
     repeats (not a disclosure); `accounts`: the participants' ledger accounts."""
     where = f"{op} {path} {echo or ''}"
+    if body.startswith(b"c2sp.org/tlog-proof@v1\n"):
+        # A .tlog-proof: scan what its extra data carries (a search certificate's JSON, or an entry's bytes).
+        extras = [base64.b64decode(line[len(b"extra "):]) for line in body.split(b"\n") if line.startswith(b"extra ")]
+        decoded = [json.loads(x) if x.startswith(b"{") else {"entry": base64.b64encode(x).decode()} for x in extras]
+        body = json.dumps({"tlog_proof": decoded}, ensure_ascii=False).encode()
+        content_type = "application/json"
     if content_type.startswith("application/pdf"):
         text = "".join(PdfReader(io.BytesIO(body)).pages[0].extract_text().replace("\x00", "").split())
     else:

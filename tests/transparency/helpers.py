@@ -6,12 +6,17 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from exchange.core.database import asyncpg_dsn
 from ledger import commands as c
 from ledger.writer import LedgerWriter
 from tests.debian import apt_install
+from tests.system.server import free_port
 
 GO_DIR = Path(__file__).parent / "go"
 GOPATH = "/usr/share/gocode"  # where Debian's golang-*-dev packages put their sources
@@ -54,3 +59,35 @@ def go_run(program: str, *args: str, cache: Path) -> subprocess.CompletedProcess
            "GOPROXY": "off", "CGO_ENABLED": "0"}
     return subprocess.run([go, "run", str(GO_DIR / program), *args], env=env, capture_output=True, text=True,
                           timeout=600)
+
+
+class WitnessProc:
+    def __init__(self, root: Path, name: str, log_vkey: str) -> None:
+        self.root, self.name, self.port = root, name, free_port()
+        root.mkdir(parents=True, exist_ok=True)
+        self.state = root / "state.json"
+        self.log = root / "witness.log"
+        base = [sys.executable, "-m", "api.cli", "witness", "--key-file", str(root / "witness.key"),
+                "--name", name, "--log", log_vkey, "--state", str(self.state)]
+        self.vkey = subprocess.run([*base, "--print-key"], capture_output=True, text=True, check=True,
+                                   timeout=60).stdout.strip()
+        self.proc = subprocess.Popen([*base, "--port", str(self.port)], stdout=open(self.log, "ab"),  # noqa: SIM115
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "witness did not start"
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)

@@ -8,12 +8,10 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from litestar.testing import TestClient
 from pydantic import SecretStr
@@ -28,56 +26,9 @@ from ledger.tlog_proof import main as verify_main
 from ledger.tlog_proof import parse_tlog_proof, verify_tlog_proof
 from tests.helpers import Api, bootstrap_operator
 from tests.ledger_verifiable.helpers import admin_sql, world
-from tests.system.server import free_port
+from tests.transparency.helpers import WitnessProc
 
 ORIGIN = "envx.test/registry"
-
-
-class WitnessProc:
-    def __init__(self, root: Path, name: str, log_vkey: str) -> None:
-        self.root, self.name, self.port = root, name, free_port()
-        root.mkdir(parents=True, exist_ok=True)
-        self.state = root / "state.json"
-        self.log = root / "witness.log"
-        base = [sys.executable, "-m", "api.cli", "witness", "--key-file", str(root / "witness.key"),
-                "--name", name, "--log", log_vkey, "--state", str(self.state)]
-        self.vkey = subprocess.run([*base, "--print-key"], capture_output=True, text=True, check=True,
-                                   timeout=60).stdout.strip()
-        self.proc = subprocess.Popen([*base, "--port", str(self.port)], stdout=open(self.log, "ab"),  # noqa: SIM115
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "witness did not start"
-            time.sleep(0.1)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-
-
-@pytest.fixture
-def registry_key() -> tuple[str, str]:
-    return note.generate_signer_key(ORIGIN)
-
-
-@pytest.fixture
-def witnesses(tmp_path: Path, registry_key: tuple[str, str]) -> Iterator[list[WitnessProc]]:
-    procs = [WitnessProc(tmp_path / f"w{i}", f"witness{i}.test", registry_key[1]) for i in (1, 2, 3)]
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            p.stop()
 
 
 def _settings(base: Settings, data_dir: Path, skey: str, ws: list[WitnessProc], quorum: int) -> Settings:
@@ -182,6 +133,9 @@ def test_witnesses_cosign_proofs_verify_and_a_second_database_is_refused(
         token2 = bootstrap_operator(client2)
         _wait(lambda: all(x["state"] == "rollback_refused" for x in _witness_states(client2)),
               f"the witnesses did not refuse the second database: {_witness_states(client2)}")
+        health = client2.get("/health").json()  # reported, and writes go on
+        assert (health["status"], health["witnessing"]) == ("ok", "not_ok"), health
+        assert set(health["witness_problems"].values()) == {"rollback_refused"}, health
         detail = _witness_states(client2)[0]["detail"]
         assert f"cosigned size {cosigned_size}" in detail or "cosigned size" in detail
         assert not WitnessPolicy.of([x.vkey for x in witnesses], 1).satisfied_by(client2.get("/checkpoint").text)

@@ -91,3 +91,30 @@ def test_cosignatures_verify_only_for_their_key_body_and_type() -> None:
         WitnessPolicy.of([vkey, vkey], 1)
     with pytest.raises(note.InvalidKeyError):
         CosignatureVerifier.from_key_string(SIGNER.verifier_key_string())  # a note key is not a witness key
+
+
+def test_a_tlog_proof_with_a_broken_cosignature_of_a_trusted_witness_fails_even_above_the_quorum() -> None:
+    from ledger import tlog_proof
+
+    w1, w2 = Cosigner.from_key_string(generate_cosigner_key("w1.test")[0]), \
+        Cosigner.from_key_string(generate_cosigner_key("w2.test")[0])
+    entries = [str(i).encode() for i in range(5)]
+    leaves = [merkle.leaf_hash(e) for e in entries]
+    cp = note.sign_checkpoint(note.Checkpoint(ORIGIN, 5, merkle.root(leaves)), SIGNER)
+    body = cp[: cp.index("\n\n") + 1]
+    cosigned = cp + w1.cosign(body, 1_700_000_000) + w2.cosign(body, 1_700_000_001)
+    path = merkle.inclusion_proof(3, 5, lambda level, index: merkle.root(leaves[index << level:(index + 1) << level]))
+    proof = tlog_proof.format_tlog_proof(entries[3], 3, path, cosigned)
+    one_of_two = WitnessPolicy.of([w1.verifier().key_string(), w2.verifier().key_string()], 1)
+    assert tlog_proof.verify_tlog_proof(proof, [SIGNER.verifier()], policy=one_of_two).index == 3
+    # w2's signature bytes changed (its name and key id kept): one valid cosignature is the quorum, but a
+    # trusted witness's line that does not verify fails the file.
+    line = w2.cosign(body, 1_700_000_001)
+    bad_line = line[:-6] + ("A" if line[-6] != "A" else "B") + line[-5:]
+    with pytest.raises(tlog_proof.TlogProofError, match="bad_signature"):
+        tlog_proof.verify_tlog_proof(proof.replace(line, bad_line), [SIGNER.verifier()], policy=one_of_two)
+    # Two proofs one after the other (a certificate's entries) split back into the two.
+    path0 = merkle.inclusion_proof(0, 5, lambda level, index: merkle.root(leaves[index << level:(index + 1) << level]))
+    two = tlog_proof.format_tlog_proof(entries[0], 0, path0, cosigned) + proof
+    parts = tlog_proof.split_tlog_proofs(two)
+    assert [tlog_proof.verify_tlog_proof(p, [SIGNER.verifier()], policy=one_of_two).index for p in parts] == [0, 3]
