@@ -21,6 +21,7 @@ from api.schemas.registry import (
     IssuanceOut,
     IssuerGrantIn,
     IssuerGrantOut,
+    IssuingAuthorityOut,
     RetirementIn,
     RetirementOut,
     TransferIn,
@@ -84,8 +85,8 @@ class InstrumentController(Controller):
 
     @get("/{code:str}/issuers", operation_id="listInstrumentIssuers",
          summary="The instrument's issuing authorities (public)")
-    async def list_issuers(self, rt: Runtime, code: str) -> list[IssuerGrantOut]:
-        return [IssuerGrantOut.of(g) for g in await issuers.of_instrument(rt, code)]
+    async def list_issuers(self, rt: Runtime, code: str) -> list[IssuingAuthorityOut]:
+        return [IssuingAuthorityOut.of(g) for g in await issuers.of_instrument(rt, code)]
 
     @get("/{code:str}", operation_id="getInstrument", summary="One instrument")
     async def get_one(self, rt: Runtime, code: str) -> InstrumentOut:

@@ -279,6 +279,19 @@ class IssuerGrantOut(BaseModel):
                    granted_by=g.granted_by, granted_at=iso(g.granted_at))
 
 
+class IssuingAuthorityOut(BaseModel):
+    """An issuing authority of an instrument, as the public sees it: by name (public answers name no
+    participant by id)."""
+
+    instrument: str
+    issuer: str = Field(description="the issuing authority's name")
+    granted_at: str = Field(description="ISO 8601, UTC")
+
+    @classmethod
+    def of(cls, g: IssuerGrant) -> IssuingAuthorityOut:
+        return cls(instrument=g.instrument, issuer=g.participant_name, granted_at=iso(g.granted_at))
+
+
 class AccountBalanceOut(BaseModel):
     instrument: str
     posted: str = Field(description="decimal string in the instrument's unit (CNY in yuan)")
