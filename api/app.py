@@ -17,6 +17,7 @@ from litestar.types import ControllerRouterHandler
 from api import edge, metrics, portal
 from api.auth import ApiKeyMiddleware
 from api.authz import authorize
+from api.controllers.calendars import CalendarController, MarketCalendarController
 from api.controllers.cash import CashController
 from api.controllers.health import health, whoami
 from api.controllers.ledger import LedgerController
@@ -63,6 +64,7 @@ ROUTES: list[ControllerRouterHandler] = [
           LedgerProofController, MarketController, InstrumentStatsController, stream,
           BlockController, AuctionController, RestorationController, CertificateCheckController]
 ROUTES += [PledgeController, FreezeController, PublicController]
+ROUTES += [CalendarController, MarketCalendarController]  # trading calendars (api/controllers/calendars.py)
 ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
 ROUTES += TLOG_ROUTES
 ROUTES += portal.ROUTES  # the public web portal (api/portal)

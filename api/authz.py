@@ -91,6 +91,12 @@ MATRIX: dict[str, frozenset[str]] = {
     "setSession": OPERATOR,
     "amendMarket": OPERATOR,
     "listMarketEvents": PUBLIC,
+    # Trading calendars (exchange/trading/calendars/): public to read; changed by maker-checker.
+    "listCalendars": PUBLIC,
+    "getCalendar": PUBLIC,
+    "changeCalendar": OPERATOR,
+    "getMarketCalendar": PUBLIC,
+    "assignMarketCalendar": OPERATOR,
     "haltMarket": OPERATOR,
     "resumeMarket": OPERATOR,
     "placeOrder": HOLDERS,

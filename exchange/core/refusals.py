@@ -204,6 +204,8 @@ class Refusal(StrEnum):
     INVALID_RULES = "invalid_rules", 422, "the trading rules are not consistent"
     INVALID_SESSIONS = "invalid_sessions", 422, "sessions are [start, end] pairs of HH:MM"
     INVALID_HOLIDAYS = "invalid_holidays", 422, "holidays are ISO dates"
+    INVALID_CALENDAR = "invalid_calendar", 422, "a calendar change names each day once; a make-up working day is a weekend day"
+    INVALID_PERIOD = "invalid_period", 422, "a period's start is on or before its end, and it spans at most 400 days"
     NOT_TRADABLE = "not_tradable", 422, "cash is not traded"
     MARKET_EXISTS = "market_exists", 409, "the market already exists"
     WRONG_MODE = "wrong_mode", 422, "the market trades by another mode than this operation needs"

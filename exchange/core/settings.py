@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     pledge_confirm_days: int = Field(
         default=30, ge=1, le=366, description="A filed registration its pledgor has neither confirmed nor "
         "declined lapses (expired) this many days after filing, or at the end of its term if that is sooner.")
+    default_calendar: str | None = Field(
+        default="CN", max_length=32, description="The trading calendar (GET /v1/calendars) a market follows "
+        "unless an operator assigned it another (PUT /v1/markets/{id}/calendar); also the calendar of "
+        "restoration-order deadlines. A calendar that does not exist counts weekdays only.")
     # Security (api/security): maker-checker, per-key rate limits, signed instructions.
     maker_checker: bool = Field(
         default=True, description="Deposits, withdrawals, instrument and market definitions, participant "
