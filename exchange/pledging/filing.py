@@ -285,7 +285,7 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
                       info={"note": note, "references_added": [{"source": s, "reference": r} for s, r in refs]},
                       actor=who.actor, client_id=client_id, fp=fp)
         if "secured_amount" in changes or "haircut_bps" in changes or "warning_bps" in changes:
-            await reassess(conn, p, actor=who.actor)
+            await reassess(conn, p, actor=who.actor, calendar=rt.settings.default_calendar)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
@@ -349,7 +349,7 @@ async def top_up(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *,
                                              "hold_id": entries[1].seq},
                       info={"added": [list(r) for r in extra], "previous_hold": p["hold_id"]}, actor=who.actor,
                       seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
-        await reassess(conn, p, actor=who.actor)
+        await reassess(conn, p, actor=who.actor, calendar=rt.settings.default_calendar)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
@@ -385,7 +385,7 @@ async def partial_release(rt: Runtime, who: Principal, client_id: str, pledge_id
                                                       "hold_id": entries[1].seq},
                       info={"released": [list(r) for r in released], "note": note, "previous_hold": p["hold_id"]},
                       actor=who.actor, seqs=[e.seq for e in entries], client_id=client_id, fp=fp)
-        await reassess(conn, p, actor=who.actor)
+        await reassess(conn, p, actor=who.actor, calendar=rt.settings.default_calendar)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 

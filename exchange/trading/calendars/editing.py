@@ -16,15 +16,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from exchange.core.calendar import HOLIDAY, WORKDAY, TradingCalendar, trading_day
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.core.calendar import HOLIDAY, SHANGHAI, WORKDAY, TradingCalendar, trading_day
 from exchange.core.errors import Invalid, NotFound
 from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.provenance import LEDGER_META
 from exchange.core.runtime import Runtime
 from exchange.trading import markets, sessions
+from exchange.trading import repository as trading_repo
 from exchange.trading.calendars import repository as repo
 from exchange.trading.calendars.models import Assignment, Calendar, CalendarDay, rules_of
 
@@ -91,6 +94,33 @@ async def of_market(rt: Runtime, market_id: str) -> TradingCalendar:
         a = await repo.assignment(conn, market_id, rt.settings.default_calendar)
         cal = None if a.calendar_id is None else await repo.calendar(conn, a.calendar_id)
     return rules_of(cal, a.trades_on_makeup_days)
+
+
+async def next_open(conn: AsyncConnection, instrument: str, after: date, default_calendar: str | None,
+                    open_at: time = time(9, 30)) -> datetime:
+    """The first open of a session of the instrument's markets on a trading day after `after` (in UTC): the
+    cure deadline of a margin call made at the close of `after` ("before the next open"). An instrument with
+    no market that keeps hours counts by the default calendar, opening at `open_at`."""
+    opens = []
+    for row in await trading_repo.markets(conn):
+        m = row.market
+        if m.instrument != instrument or not m.sessions:
+            continue
+        a = await repo.assignment(conn, m.id, default_calendar)
+        cal = None if a.calendar_id is None else await repo.calendar(conn, a.calendar_id)
+        m = dataclasses.replace(m, calendar=rules_of(cal, a.trades_on_makeup_days))
+        opens.append(datetime.combine(m.days().next_trading_day(after), time.fromisoformat(m.sessions[0][0]),
+                                      SHANGHAI))
+    if not opens:
+        cal = None if default_calendar is None else await repo.calendar(conn, default_calendar)
+        opens.append(datetime.combine(rules_of(cal, False).next_trading_day(after), open_at, SHANGHAI))
+    return min(opens).astimezone(UTC)
+
+
+async def legal_calendar(conn: AsyncConnection, calendar_id: str | None) -> TradingCalendar:
+    """The calendar of legal periods (restoration deadlines): the named one as exchanges keep it, else weekdays."""
+    cal = None if calendar_id is None else await repo.calendar(conn, calendar_id)
+    return rules_of(cal, False)
 
 
 # --- changes (operator actions) -----------------------------------------------------------------------------
