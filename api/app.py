@@ -24,6 +24,7 @@ from api.controllers.ledger import LedgerController
 from api.controllers.ledger_proofs import LedgerProofController
 from api.controllers.markets import InstrumentStatsController, MarketController, stream
 from api.controllers.negotiation import AuctionController, BlockController
+from api.controllers.operations import KeyRotationController
 from api.controllers.participants import AccountController, EnrollmentController, ParticipantController
 from api.controllers.pledges import FreezeController, PledgeController, pledge_worker
 from api.controllers.public import PublicController
@@ -65,6 +66,7 @@ ROUTES: list[ControllerRouterHandler] = [
           BlockController, AuctionController, RestorationController, CertificateCheckController]
 ROUTES += [PledgeController, FreezeController, PublicController]
 ROUTES += [CalendarController, MarketCalendarController]  # trading calendars (api/controllers/calendars.py)
+ROUTES += [KeyRotationController]  # operations against the running registry (api/controllers/operations.py)
 ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
 ROUTES += TLOG_ROUTES
 ROUTES += portal.ROUTES  # the public web portal (api/portal)

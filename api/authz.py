@@ -66,6 +66,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "getCheckpoint": PUBLIC,
     "listCheckpoints": PUBLIC,
     "listSigningKeys": PUBLIC,
+    "rotateSigningKey": OPERATOR,  # maker-checker (exchange/verifiable/rotation.py)
     "getInclusionProof": PUBLIC,
     "getConsistencyProof": PUBLIC,
     "getEntryReceipt": ANY,

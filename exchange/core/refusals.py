@@ -196,6 +196,7 @@ class Refusal(StrEnum):
     HOLD_NOT_EXPIRED = "hold_not_expired", 409, "the hold has not reached its expiry"
     FROZEN = "frozen", 409, "the units are frozen by a court"
     PLEDGED = "pledged", 409, "the units are pledged: the pledge ranks first"
+    ROTATION_UNAVAILABLE = "rotation_unavailable", 409, "this process cannot rotate the checkpoint signing key online (no signer, or the key comes from ENVX_SIGNING_KEY)"
     INVALID_SIGNING_KEY = "invalid_signing_key", 409, "not a C2SP Ed25519 verifier key in its canonical spelling"
     UNKNOWN_COMMAND = "unknown_command", 409, "the ledger or the engine does not handle this command"
 

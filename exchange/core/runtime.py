@@ -31,6 +31,8 @@ class Verifiable(Protocol):
     signer: Signer
     publisher: CheckpointPublisher
 
+    async def rotate(self, writer: LedgerWriter, client_id: str) -> Any: ...
+
 
 @dataclass(slots=True)
 class Runtime:

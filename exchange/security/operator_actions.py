@@ -24,7 +24,8 @@ four-eyes action. It holds because each link below holds (each has a test in tes
 
 Covered actions: cash deposits and withdrawals, instrument definitions, market definitions and amendments
 of market rules (exchange/trading/amendments.py), trading calendars and which calendar a market follows
-(exchange/trading/calendars/editing.py), participant
+(exchange/trading/calendars/editing.py), the online rotation of the checkpoint signing key
+(exchange/verifiable/rotation.py), participant
 admission, new enrollment codes, reinstatement (issuance has its own request/approve flow in
 exchange/registry/issuance.py, between an issuer and an operator). A proposal is stored with its payload and a
 plain summary of what will happen; approval by a *different* operator runs the same service function
@@ -65,6 +66,7 @@ from exchange.security.enrollment import FirstHalf, SecondHalf
 from exchange.security.models import OperatorAction
 from exchange.trading import amendments, inflight, markets
 from exchange.trading.calendars import editing as calendars
+from exchange.verifiable import rotation
 
 Payload = dict[str, Any]
 
@@ -160,6 +162,11 @@ async def _assign_calendar(rt: Runtime, maker: Principal, checker: Principal, ci
             "trades_on_makeup_days": done.assignment.trades_on_makeup_days}
 
 
+async def _rotate_signing_key(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                              p: Payload) -> dict[str, Any]:
+    return await rotation.rotate(rt, cid)
+
+
 async def _check_participant(rt: Runtime, p: Payload) -> None:
     await participants.check_unique(rt, subject_from_payload(p["kind"], p))
 
@@ -216,6 +223,10 @@ KINDS: dict[str, Kind] = {
         _amend_market),
     "changeCalendar": Kind(calendars.check_change, calendars.summary_change, _change_calendar),
     "assignMarketCalendar": Kind(calendars.check_assignment, calendars.summary_assignment, _assign_calendar),
+    "rotateSigningKey": Kind(
+        rotation.check_action, lambda p: f"rotate the checkpoint signing key while serving ({p['reason']}); the "
+                                         "new key is registered in the log, old keys stay published",
+        _rotate_signing_key),
     "createParticipant": Kind(_check_participant, _participant_summary, _create_participant,
                               enrolls=lambda p, result: int(result["id"])),
     "issueEnrollmentCode": Kind(
