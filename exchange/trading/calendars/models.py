@@ -18,7 +18,7 @@ class CalendarDay:
     source: str
 
     @classmethod
-    def from_row(cls, r: Mapping[str, Any]) -> CalendarDay:
+    def from_row(cls, r: Mapping[Any, Any]) -> CalendarDay:
         return cls(r["day"], r["kind"], r["name"], r["source"])
 
 
@@ -30,7 +30,7 @@ class Calendar:
     days: tuple[CalendarDay, ...]
 
     @classmethod
-    def from_row(cls, r: Mapping[str, Any], days: Sequence[CalendarDay]) -> Calendar:
+    def from_row(cls, r: Mapping[Any, Any], days: Sequence[CalendarDay]) -> Calendar:
         return cls(r["id"], r["name"], r["note"], tuple(days))
 
     def rules(self, trades_on_makeup_days: bool) -> TradingCalendar:
@@ -61,7 +61,7 @@ class Change:
     at: datetime
 
     @classmethod
-    def from_row(cls, r: Mapping[str, Any]) -> Change:
+    def from_row(cls, r: Mapping[Any, Any]) -> Change:
         return cls(r["id"], r["calendar_id"], r["market_id"], dict(r["change"]), r["actor"], bytes(r["fingerprint"]),
                    r["operator_action"], r["at"])
 
