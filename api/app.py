@@ -112,13 +112,21 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
                 scheduler.start()
             yield
         finally:
+            # A graceful stop (api/cli.py: SIGTERM or SIGINT, after the server drained its requests): the
+            # sequencers finish the batches they hold, then the writer the ones queued to it, each within
+            # ENVX_SHUTDOWN_GRACE_SECONDS; then the publisher signs the last checkpoint.
+            grace = settings.shutdown_grace_seconds
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             if rt.exchange is not None:
-                await rt.exchange.stop()
+                await rt.exchange.stop(grace)
+            if not await writer.drain(grace):
+                log.warning("the ledger writer stopped with requests still queued (grace of %.0fs over)", grace)
             await writer.stop()
             await witnessing.stop()
             await verifiable.stop()  # after the writer: the last durable batch gets its checkpoint
+            latest = verifiable.publisher.latest
+            log.info("stopped: last checkpoint at tree size %s", latest.size if latest else 0)
             await engine.dispose()
 
     # A read replica (ENVX_READ_ONLY) runs none of the above and refuses every mutation: api/read_only.py.

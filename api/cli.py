@@ -70,9 +70,37 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 "%s/schema/openapi.json; metrics at %s/metrics", base, base, base, base, base)
     # ws="websockets": the market stream needs uvicorn's WebSocket protocol; without the package the server
     # would start and answer every upgrade 405, so it refuses to start instead.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False, ws="websockets", log_config=None)  # one log format: exchange/core/logs.py
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                            access_log=False, ws="websockets", log_config=None,  # one log format: core/logs.py
+                            timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    _serving_class()(config).run()
     return 0
+
+
+def _serving_class() -> type:
+    import signal
+
+    import uvicorn
+
+    class Serving(uvicorn.Server):
+        """uvicorn's server, stopping as an exchange must. The first SIGTERM or SIGINT stops gracefully: no new
+        connections, requests in flight finish (at most ENVX_SHUTDOWN_GRACE_SECONDS), then the lifespan's stop
+        (api/app.py): sequencers and writer finish their batches, the last checkpoint is signed, and the
+        embedded PostgreSQL stops (its exit handler). A second signal of either kind stops at once (uvicorn
+        itself forces only on a second SIGINT): nothing acknowledged is lost -- what was answered is
+        committed -- and the next start replays the journals and signs the checkpoint then."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            name = signal.Signals(sig).name
+            if self.should_exit:
+                log.warning("second signal (%s): stopping at once, without waiting for requests, batches or the "
+                            "last checkpoint", name)
+                raise SystemExit(1)  # out of the event loop; the exit handlers still stop the embedded PostgreSQL
+            log.info("%s: stopping gracefully (a second signal stops at once)", name)
+            super().handle_exit(sig, frame)
+
+    return Serving
+
 
 
 def _remote(call: Any) -> int:
