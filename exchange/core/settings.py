@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     pledge_confirm_days: int = Field(
         default=30, ge=1, le=366, description="A filed registration its pledgor has neither confirmed nor "
         "declined lapses (expired) this many days after filing, or at the end of its term if that is sooner.")
-    shutdown_grace_seconds: float = Field(
-        default=30.0, gt=0, le=3600, description="On SIGTERM or SIGINT: how long the server waits for requests in "
+    shutdown_grace_seconds: int = Field(
+        default=30, ge=1, le=3600, description="On SIGTERM or SIGINT: how long the server waits for requests in "
         "flight to finish, then the sequencers and the ledger writer for their batches (each step at most this "
         "long) before the last checkpoint is signed and it stops. A second signal stops at once.")
     default_calendar: str | None = Field(
