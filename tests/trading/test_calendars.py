@@ -12,7 +12,7 @@ from typing import Any
 from exchange.core.calendar import TradingCalendar
 from exchange.trading.calendars import cn
 from tests.helpers import Api, checker_token, ticket
-from tests.trading.clock import Calendar, at, market
+from tests.trading.clock import Calendar, at, events, market
 
 M = "FCT-SM.continuous"
 
@@ -183,3 +183,17 @@ def test_calendar_changes_are_checked_before_they_are_proposed(api: Api) -> None
     assert api.client.get("/v1/calendars/NOPE").status_code == 404
     checker = api.as_(checker_token(api.client))
     assert checker.get("/v1/calendars").status_code == 200
+
+
+def test_a_holiday_declared_for_today_closes_the_market_once_approved(api: Api, cal: Calendar) -> None:
+    _market(api)
+    today = cal.now.date()  # a Monday, 10:00: the market opened by its hours when it was defined
+    assert market(api, M)["session_open"] is True
+    proposal = api.propose("/v1/calendars/CN/changes", {"name": "CN", "set": [
+        {"day": str(today), "kind": "holiday", "name": "临时休市", "source": "交易所公告"}]})
+    assert proposal.status_code == 202 and market(api, M)["session_open"] is True  # a proposal changes nothing
+    assert api.approve(proposal).ok
+    assert market(api, M)["session_open"] is False
+    assert [e["kind"] for e in events(api, M)][-1] == "close"
+    day = _days(api, today, today)["days"][0]
+    assert (day["trading"], day["why_not"], day["name"]) == (False, "holiday", "临时休市")

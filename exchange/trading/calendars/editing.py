@@ -236,14 +236,14 @@ async def assign(rt: Runtime, actor: str, client_id: str, p: Payload) -> MarketC
 
 
 async def refresh(rt: Runtime, market_ids: list[str]) -> None:
-    """Running markets get their calendar as it is now, and follow it from this moment."""
+    """Running markets get their calendar as it is now, and (with the scheduler) follow it from this moment."""
     for mid in market_ids:
         seq = getattr(rt.exchange, "sequencers", {}).get(mid)
         if seq is None:
             continue
         seq.market = dataclasses.replace(seq.market, calendar=await of_market(rt, mid))
-        if getattr(seq, "stopped", None) is None:
-            await sessions.follow(rt, mid, rt.clock())
+        if rt.scheduler is not None and getattr(seq, "stopped", None) is None:  # as sessions.start: no scheduler,
+            await sessions.follow(rt, mid, rt.clock())  # sessions are opened and closed by hand
 
 
 async def install(rt: Runtime, calendar_id: str, name: str, note: str, days: list[dict[str, str]],
