@@ -42,6 +42,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # the process without its exit handlers -- and the embedded PostgreSQL (stopped by pgserver's atexit) would
     # keep running. Ended by SystemExit instead, the exit handlers run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, _exit_on_sigterm)  # Ctrl-C: the same graceful stop, exit 0, no traceback
 
     from api.app import create_app
     from exchange.core.migrate import upgrade

@@ -36,8 +36,11 @@ class TradingCalendar:
     holidays: frozenset[date] = frozenset()
     workdays: frozenset[date] = frozenset()  # make-up working days (调休): weekend days declared working
     trades_on_makeup_days: bool = False
+    every_day: bool = False  # a market that is always open (no sessions): every day is a trading day
 
     def is_trading_day(self, day: date) -> bool:
+        if self.every_day:
+            return True
         if day in self.holidays:
             return False
         if day.weekday() < 5:

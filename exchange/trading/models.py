@@ -241,8 +241,7 @@ class Market:
     def days(self) -> TradingCalendar:
         """Its calendar with its own closures: what counts its trading days (T+1, deadlines)."""
         if not self.sessions:
-            return TradingCalendar(self.calendar.id, trades_on_makeup_days=True,
-                                   workdays=frozenset())  # always open: see is_trading_day
+            return TradingCalendar(self.calendar.id, every_day=True)  # always open: see is_trading_day
         return TradingCalendar(self.calendar.id, self.calendar.holidays | frozenset(self.holidays),
                                self.calendar.workdays, self.calendar.trades_on_makeup_days)
 

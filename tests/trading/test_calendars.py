@@ -197,3 +197,12 @@ def test_a_holiday_declared_for_today_closes_the_market_once_approved(api: Api, 
     assert [e["kind"] for e in events(api, M)][-1] == "close"
     day = _days(api, today, today)["days"][0]
     assert (day["trading"], day["why_not"], day["name"]) == (False, "holiday", "临时休市")
+
+
+def test_an_always_open_market_trades_every_day_whatever_the_calendar(api: Api) -> None:
+    assert api.post("/v1/calendars/CN/changes", {"name": cn.NAME, "set": cn.days_2026()}).status_code == 201
+    api.instrument("FCT-SM")
+    api.ok(api.post("/v1/markets", {"instrument": "FCT-SM", "mode": "continuous", "settings": {"sessions": []}}))
+    seen = _days(api, date(2026, 2, 13), date(2026, 2, 15))
+    assert [d["trading"] for d in seen["days"]] == [True, True, True] and seen["next_trading_day"] == "2026-02-16"
+    assert _days(api, date(2026, 2, 13), date(2026, 2, 13))["next_trading_day"] == "2026-02-14"  # a Saturday

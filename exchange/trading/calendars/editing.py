@@ -180,6 +180,7 @@ def _operator_action() -> dict[str, Any] | None:
 
 async def change(rt: Runtime, actor: str, client_id: str, p: Payload) -> tuple[Calendar, list[str]]:
     """Apply a calendar change (once per client id) and bring the markets that follow it in line."""
+    await check_change(rt, p)
     put, drop = _days(p)
     fp = fingerprint({"op": "changeCalendar", **p})
     cid = p["calendar_id"]
