@@ -17,12 +17,14 @@ from litestar.types import ControllerRouterHandler
 from api import edge, metrics, portal
 from api.auth import ApiKeyMiddleware
 from api.authz import authorize
+from api.controllers.calendars import CalendarController, MarketCalendarController
 from api.controllers.cash import CashController
 from api.controllers.health import health, whoami
 from api.controllers.ledger import LedgerController
 from api.controllers.ledger_proofs import LedgerProofController
 from api.controllers.markets import InstrumentStatsController, MarketController, stream
 from api.controllers.negotiation import AuctionController, BlockController
+from api.controllers.operations import KeyRotationController
 from api.controllers.order_batches import OrderBatchController, dead_man_watch
 from api.controllers.participants import AccountController, EnrollmentController, ParticipantController
 from api.controllers.pledges import FreezeController, PledgeController, pledge_worker
@@ -65,6 +67,8 @@ ROUTES: list[ControllerRouterHandler] = [
           BlockController, AuctionController, RestorationController, CertificateCheckController]
 ROUTES += [OrderBatchController]
 ROUTES += [PledgeController, FreezeController, PublicController]
+ROUTES += [CalendarController, MarketCalendarController]  # trading calendars (api/controllers/calendars.py)
+ROUTES += [KeyRotationController]  # operations against the running registry (api/controllers/operations.py)
 ROUTES += [SigningKeyController, OperatorActionController, AuditController, EnrollmentController]
 ROUTES += TLOG_ROUTES
 ROUTES += portal.ROUTES  # the public web portal (api/portal)
@@ -110,13 +114,21 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
                 scheduler.start()
             yield
         finally:
+            # A graceful stop (api/cli.py: SIGTERM or SIGINT, after the server drained its requests): the
+            # sequencers finish the batches they hold, then the writer the ones queued to it, each within
+            # ENVX_SHUTDOWN_GRACE_SECONDS; then the publisher signs the last checkpoint.
+            grace = settings.shutdown_grace_seconds
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             if rt.exchange is not None:
-                await rt.exchange.stop()
+                await rt.exchange.stop(grace)
+            if not await writer.drain(grace):
+                log.warning("the ledger writer stopped with requests still queued (grace of %.0fs over)", grace)
             await writer.stop()
             await witnessing.stop()
             await verifiable.stop()  # after the writer: the last durable batch gets its checkpoint
+            latest = verifiable.publisher.latest
+            log.info("stopped: last checkpoint at tree size %s", latest.size if latest else 0)
             await engine.dispose()
 
     # A read replica (ENVX_READ_ONLY) runs none of the above and refuses every mutation: api/read_only.py.

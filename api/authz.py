@@ -68,6 +68,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "getCheckpoint": PUBLIC,
     "listCheckpoints": PUBLIC,
     "listSigningKeys": PUBLIC,
+    "rotateSigningKey": OPERATOR,  # maker-checker (exchange/verifiable/rotation.py)
     "getInclusionProof": PUBLIC,
     "getConsistencyProof": PUBLIC,
     "getEntryReceipt": ANY,
@@ -93,6 +94,12 @@ MATRIX: dict[str, frozenset[str]] = {
     "setSession": OPERATOR,
     "amendMarket": OPERATOR,
     "listMarketEvents": PUBLIC,
+    # Trading calendars (exchange/trading/calendars/): public to read; changed by maker-checker.
+    "listCalendars": PUBLIC,
+    "getCalendar": PUBLIC,
+    "changeCalendar": OPERATOR,
+    "getMarketCalendar": PUBLIC,
+    "assignMarketCalendar": OPERATOR,
     "haltMarket": OPERATOR,
     "resumeMarket": OPERATOR,
     "placeOrder": HOLDERS,

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from exchange.core import logs
 from exchange.core.database import resolve_url
@@ -41,6 +42,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # the process without its exit handlers -- and the embedded PostgreSQL (stopped by pgserver's atexit) would
     # keep running. Ended by SystemExit instead, the exit handlers run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, _exit_on_sigterm)  # Ctrl-C: the same graceful stop, exit 0, no traceback
 
     from api.app import create_app
     from exchange.core.migrate import upgrade
@@ -69,13 +71,61 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
              "%s/schema/openapi.json; metrics at %s/metrics", base, base, base, base)
     # ws="websockets": the market stream needs uvicorn's WebSocket protocol; without the package the server
     # would start and answer every upgrade 405, so it refuses to start instead.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False, ws="websockets", log_config=None)  # one log format: exchange/core/logs.py
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                            access_log=False, ws="websockets", log_config=None,  # one log format: core/logs.py
+                            timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    _serving_class()(config).run()
+    return 0
+
+
+def _serving_class() -> type:
+    import signal
+
+    import uvicorn
+
+    class Serving(uvicorn.Server):
+        """uvicorn's server, stopping as an exchange must. The first SIGTERM or SIGINT stops gracefully: no new
+        connections, requests in flight finish (at most ENVX_SHUTDOWN_GRACE_SECONDS), then the lifespan's stop
+        (api/app.py): sequencers and writer finish their batches, the last checkpoint is signed, and the
+        embedded PostgreSQL stops (its exit handler). A second signal of either kind stops at once (uvicorn
+        itself forces only on a second SIGINT): nothing acknowledged is lost -- what was answered is
+        committed -- and the next start replays the journals and signs the checkpoint then."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            name = signal.Signals(sig).name
+            if self.should_exit:
+                log.warning("second signal (%s): stopping at once, without waiting for requests, batches or the "
+                            "last checkpoint", name)
+                raise SystemExit(1)  # out of the event loop; the exit handlers still stop the embedded PostgreSQL
+            log.info("%s: stopping gracefully (a second signal stops at once)", name)
+            super().handle_exit(sig, frame)
+
+    return Serving
+
+
+
+def _remote(call: Any) -> int:
+    from api.remote import RemoteError
+
+    try:
+        out = call()
+    except (RemoteError, OSError) as exc:  # httpx's transport errors are OSErrors' kin: say it plainly
+        print(f"envx: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"envx: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0
 
 
 def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
-    """Bootstrap: create (if needed) an operator participant and print a fresh API key for it."""
+    """Bootstrap: create (if needed) an operator participant and print a fresh API key for it. With --server:
+    propose a new operator to the running registry (four-eyes: another operator approves, it enrolls)."""
+    if args.server:
+        from api import remote
+
+        return _remote(lambda: remote.create_key(args.server, args.name, args.client_id))
     from exchange.core.database import asyncpg_dsn, make_engine
     from exchange.core.migrate import upgrade
     from exchange.core.runtime import Runtime
@@ -108,9 +158,24 @@ def cmd_create_key(settings: Settings, args: argparse.Namespace) -> int:
         out = asyncio.run(run())
     except Exception as exc:  # e.g. a running server holds the writer lock
         print(f"envx: {exc}", file=sys.stderr)
+        print("envx: against a running server, propose with `envx admin create-key --server URL --name NAME` "
+              "(ENVX_API_KEY: your operator key); a second operator approves with `envx admin approve`",
+              file=sys.stderr)
         return 1
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0
+
+
+def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
+    from api import remote
+
+    return _remote(lambda: remote.approve(args.server, args.action_id, args.note))
+
+
+def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
+    from api import remote
+
+    return _remote(lambda: remote.enroll(args.server, args.label))
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -125,7 +190,12 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
-    """A new checkpoint signing key, registered in the log; the old one stays published (server stopped)."""
+    """A new checkpoint signing key, registered in the log; the old one stays published. Server stopped; with
+    --server: proposed to the running registry (a second operator approves with `envx admin approve`)."""
+    if args.server:
+        from api import remote
+
+        return _remote(lambda: remote.rotate_key(args.server, args.reason, args.client_id))
     from exchange.core.database import asyncpg_dsn
     from exchange.core.migrate import upgrade
     from exchange.verifiable.publisher import rotate_key
@@ -284,9 +354,27 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--name", default="Registry operator", help="operator participant name (created if missing)")
     ck.add_argument("--participant", type=int, help="existing operator participant id instead of --name")
     ck.add_argument("--label", default="bootstrap")
+    ck.add_argument("--server", metavar="URL", help="a running registry: propose a new operator (ENVX_API_KEY: your "
+                                                    "operator key); another operator approves (`approve`)")
+    ck.add_argument("--client-id", help="with --server: the proposal's idempotency key (a retry reuses it)")
     ck.set_defaults(fn=cmd_create_key)
-    rk = admin.add_parser("rotate-key", help="new checkpoint signing key, registered in the log (server stopped)")
+    rk = admin.add_parser("rotate-key", help="new checkpoint signing key, registered in the log (server stopped; "
+                                             "with --server: online, maker-checker)")
+    rk.add_argument("--server", metavar="URL", help="a running registry: propose the rotation (ENVX_API_KEY)")
+    rk.add_argument("--reason", default="scheduled rotation")
+    rk.add_argument("--client-id", help="with --server: the proposal's idempotency key")
     rk.set_defaults(fn=cmd_rotate_key)
+    ap = admin.add_parser("approve", help="approve an operator action on a running registry (ENVX_API_KEY: a "
+                                          "second operator's key, never the proposer's)")
+    ap.add_argument("action_id", type=int)
+    ap.add_argument("--server", metavar="URL", required=True)
+    ap.add_argument("--note")
+    ap.set_defaults(fn=cmd_approve)
+    en = admin.add_parser("enroll", help="exchange an enrollment code (both halves on stdin, one per line) for "
+                                         "your own API key on a running registry")
+    en.add_argument("--server", metavar="URL", required=True)
+    en.add_argument("--label", default="cli")
+    en.set_defaults(fn=cmd_enroll)
     v = sub.add_parser("verify", help="full audit of the ledger in the database")
     v.add_argument("--no-replay", action="store_true",
                    help="bytes, chain, tree and checkpoints only (skip the state-machine replay and projections)")

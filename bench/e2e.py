@@ -9,6 +9,10 @@ order when the previous one is answered. The peer is an empty Litestar handler u
 driven identically in the same run. Prints requests/s and p50/p99 latency of both, and their ratio,
 with how fragmented the traded serial blocks became and how many ledger entries each order wrote.
 
+It scrapes the server's `/metrics` (with the operator's key) before, during (every 2 s) and after the run and
+prints the writer's and the market sequencer's figures beside the bench's own counts and the database's:
+orders answered 201 vs `envx_http_requests_total` of placeOrder, ledger entries written vs
+`envx_ledger_entries_written_total`, journaled commands vs `envx_market_last_seq`.
 With `--batch N`, the same server then takes the same order mix in batches of N orders per request
 (`POST /v1/markets/{id}/orders/batch`) over `--batch-connections` connections for as long again; it prints
 orders/s (accepted orders: slots answered 201), the p50/p99 latency of a whole batch, and the ratio to the
@@ -82,6 +86,99 @@ async def drive(port: int, seconds: float, connections: int, make: object,
     return int(len(latencies) / elapsed), latencies, statuses
 
 
+MARKET = "FCT-SM.continuous"
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format -> {"name{labels}": value} (comments and the exposition's timestamps dropped)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if "}" in line:
+            cut = line.rindex("}") + 1
+            name, rest = line[:cut], line[cut:].split()
+        else:
+            name, *rest = line.split()
+        try:
+            out[name] = float(rest[0])
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
+def figures(m: dict[str, float]) -> dict[str, float]:
+    """The figures compared: placeOrder answers 201, entries written, the market's last sequence number."""
+    placed = sum(v for k, v in m.items() if k.startswith("envx_http_requests_total{") and "/orders" in k
+                 and 'status_code="201"' in k and 'method="POST"' in k)
+    return {"placed_201": placed,
+            "entries_written": m.get("envx_ledger_entries_written_total", 0.0),
+            "writer_batches": m.get("envx_ledger_writer_batches", 0.0),
+            "writer_requests": m.get("envx_ledger_writer_batch_requests_sum", 0.0),
+            "last_seq": m.get(f'envx_market_last_seq{{market="{MARKET}"}}', 0.0)}
+
+
+def scrape(base: str, token: str) -> dict[str, float]:
+    r = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    r.raise_for_status()
+    return figures(parse_metrics(r.text))
+
+
+def db_counts(url: str) -> dict[str, int]:
+    import asyncpg
+
+    from exchange.core.database import asyncpg_dsn
+
+    async def run() -> dict[str, int]:
+        c = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return {"entries": int(await c.fetchval("SELECT count(*) FROM ledger_entries")),
+                    "journal": int(await c.fetchval("SELECT coalesce(max(seq), 0) FROM market_journal "
+                                                    "WHERE market_id = $1", MARKET))}
+        finally:
+            await c.close()
+
+    return asyncio.run(run())
+
+
+async def watch(base: str, token: str, seconds: float, every: float = 2.0) -> list[dict[str, float]]:
+    """Scrapes during the run: the figures must move while orders flow."""
+    samples = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            await asyncio.sleep(every)
+            r = await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+            if r.status_code == 200:
+                samples.append(figures(parse_metrics(r.text)))
+    return samples
+
+
+def print_comparison(before: dict[str, float], during: list[dict[str, float]], after: dict[str, float],
+                     db0: dict[str, int], db1: dict[str, int], answered: int) -> bool:
+    d = {k: after[k] - before[k] for k in after}
+    rows = [("orders answered 201 (bench)", answered, "placeOrder 201 (envx_http_requests_total)", d["placed_201"]),
+            ("ledger entries written (database)", db1["entries"] - db0["entries"],
+             "envx_ledger_entries_written_total", d["entries_written"]),
+            ("commands journaled (database)", db1["journal"] - db0["journal"], f"envx_market_last_seq{{{MARKET}}}",
+             d["last_seq"])]
+    print("\n/metrics scraped before, during and after the run:")
+    ok = True
+    for left, a, right, b in rows:
+        same = int(a) == int(b)
+        ok &= same
+        print(f"  {left:<36} {int(a):>9,}   {right:<44} {int(b):>9,}   {'agree' if same else 'DIFFER'}")
+    moved = [s["entries_written"] for s in during]
+    seqs = [s["last_seq"] for s in during]
+    rising = len(moved) >= 2 and moved == sorted(moved) and moved[-1] > moved[0] and seqs[-1] > seqs[0]
+    ok &= rising
+    print(f"  during the run ({len(during)} scrapes): entries written {[int(x) for x in moved]}, "
+          f"last seq {[int(x) for x in seqs]} -> {'moving' if rising else 'NOT MOVING'}")
+    batches = max(d["writer_batches"], 1)
+    print(f"  writer: {int(d['writer_batches']):,} batches, {d['writer_requests'] / batches:.1f} requests per batch")
+    return ok
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
     for _ in range(600):
         try:
@@ -125,7 +222,15 @@ def main() -> None:
             return ("/v1/markets/FCT-SM.continuous/orders", body,
                     f"Authorization: Bearer {tokens[k]}\r\nIdempotency-Key: e{k}-{i}-{time.time_ns()}\r\n")
 
-        rate, lat, statuses = asyncio.run(drive(port, args.seconds, args.connections, order))
+        before, db0 = scrape(base, op), db_counts(db)
+
+        async def run_and_watch() -> tuple[tuple[int, list[float], dict], list[dict[str, float]]]:
+            driven, seen = await asyncio.gather(drive(port, args.seconds, args.connections, order),
+                                                watch(base, op, args.seconds))
+            return driven, seen
+
+        (rate, lat, statuses), during = asyncio.run(run_and_watch())
+        after, db1 = scrape(base, op), db_counts(db)
         if args.batch:
             batched = run_batched(port, tokens, args)
     finally:
@@ -160,6 +265,7 @@ def main() -> None:
               f"{brate / erate:.3f}")
     print(f"ratio envx/empty = {rate / erate:.3f}; trades settled during the run: {trades}")
     print("goal: >= 10,000 orders/s with p99 < 50 ms (reference Python engine with an HTTP front: ~900/s)")
+    print_comparison(before, during, after, db0, db1, statuses.get(201, 0))
 
 
 def run_batched(port: int, tokens: list[str], args: argparse.Namespace) -> tuple[float, int, list[float], dict]:

@@ -133,6 +133,7 @@ class LedgerWriter:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._busy = False  # a batch is being written (a graceful stop lets it commit: `drain`)
         # Why the writer takes no writes any more (a broken invariant), or None.
         self.stopped: str | None = None
         self.blocks = store.BlockCache()
@@ -164,6 +165,17 @@ class LedgerWriter:
             self._conn = None
             raise
         self._task = asyncio.create_task(self._run(), name="envx-ledger-writer")
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait, at most `timeout` seconds, until nothing is queued and no batch is being written: a graceful stop
+        lets what its callers already handed over commit instead of cancelling it. False if time ran out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._busy or not self._queue.empty()) and self._task is not None and not self._task.done():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def stop(self) -> None:
         self._stopping = True
@@ -236,36 +248,40 @@ class LedgerWriter:
     async def _run(self) -> None:
         while not self._stopping:
             first = await self._queue.get()
-            items = [first]
-            while len(items) < self._max_batch and not self._queue.empty():
-                items.append(self._queue.get_nowait())
+            self._busy = True
             try:
-                await self._process(items)
-            except Exception as exc:
-                if broken_invariant(exc):
-                    self._stop_writes(items, exc)
-                    break
-                if self._lost(exc):
-                    await self._lost_database(items, exc)
-                    continue
-                # Neither a bug of the ledger nor an outage (one request's own error, say metadata that
-                # does not encode): it must not stop the ledger; isolate the culprit.
-                log.exception("batch of %d failed; retrying one by one", len(items))
-                if len(items) == 1:
-                    self._fail(items, exc)
-                    continue
-                for n, item in enumerate(items):
-                    try:
-                        await self._process([item])
-                    except Exception as exc2:
-                        if broken_invariant(exc2):
-                            self._stop_writes(items[n:], exc2)
-                            break
-                        if self._lost(exc2):
-                            await self._lost_database(items[n:], exc2)
-                            break
-                        log.exception("request failed alone")
-                        self._fail([item], exc2)
+                items = [first]
+                while len(items) < self._max_batch and not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                try:
+                    await self._process(items)
+                except Exception as exc:
+                    if broken_invariant(exc):
+                        self._stop_writes(items, exc)
+                        break
+                    if self._lost(exc):
+                        await self._lost_database(items, exc)
+                        continue
+                    # Neither a bug of the ledger nor an outage (one request's own error, say metadata that
+                    # does not encode): it must not stop the ledger; isolate the culprit.
+                    log.exception("batch of %d failed; retrying one by one", len(items))
+                    if len(items) == 1:
+                        self._fail(items, exc)
+                        continue
+                    for n, item in enumerate(items):
+                        try:
+                            await self._process([item])
+                        except Exception as exc2:
+                            if broken_invariant(exc2):
+                                self._stop_writes(items[n:], exc2)
+                                break
+                            if self._lost(exc2):
+                                await self._lost_database(items[n:], exc2)
+                                break
+                            log.exception("request failed alone")
+                            self._fail([item], exc2)
+            finally:
+                self._busy = False
         # Stopped for good (no database, refused, a broken invariant): nobody may wait forever on a queued
         # request.
         while not self._queue.empty():

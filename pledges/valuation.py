@@ -36,7 +36,6 @@ DEFAULT_LIQUIDATION_BPS = 10_000
 MAX_VALUE = 2**53 - 1  # fen
 MAX_THRESHOLD_BPS = 100 * BPS
 MAX_RATIO_BPS = 100 * MAX_THRESHOLD_BPS
-MARKET_OPEN = time(9, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +91,6 @@ def level(value: int, secured: int, th: Thresholds) -> str:
 
 def worse(a: str, b: str) -> bool:
     return LEVELS.index(a) > LEVELS.index(b)
-
-
-def next_open(as_of: date, open_at: time = MARKET_OPEN) -> datetime:
-    """The cure deadline after the close of `as_of`: the next weekday's open, Shanghai time, in UTC.
-
-    Weekends only; public holidays come from the market calendar, whose caller may pass the
-    deadline explicitly instead.
-    """
-    d = as_of + timedelta(days=1)
-    while d.weekday() >= 5:
-        d += timedelta(days=1)
-    return datetime.combine(d, open_at, SHANGHAI).astimezone(UTC)
 
 
 def end_of_day(d: date) -> datetime:

@@ -86,7 +86,10 @@ class RestorationOrderOut(BaseModel):
     eligible_kinds: list[str]
     designated_seller_id: int | None
     deadline: dt.date
-    days_left: int
+    effective_deadline: dt.date = Field(description="the deadline, or the first trading day after it if the "
+                                                    "exchange does not trade that day (a holiday, a make-up day)")
+    days_left: int = Field(description="calendar days to the effective deadline")
+    trading_days_left: int = Field(description="trading days after today up to the effective deadline")
     overdue: bool
     status: str = Field(description="open, fulfilled or cancelled")
     note: str | None
@@ -102,11 +105,12 @@ class RestorationOrderOut(BaseModel):
                    retired_quantity=s.retired_quantity, remaining_quantity=s.remaining_quantity, unit=CARBON_UNIT,
                    value=cny(s.value), fees=cny(s.fees), paid=cny(s.value + s.fees), eligible_kinds=o.eligible_kinds,
                    designated_seller_id=o.designated_seller_id, deadline=o.deadline, days_left=s.days_left,
+                   effective_deadline=s.effective_deadline, trading_days_left=s.trading_days_left,
                    overdue=s.overdue, status=s.status, note=o.note, fills=s.fills)
 
 
 class ReminderOut(BaseModel):
-    kind: str = Field(description="due_soon (within 7 days) or overdue")
+    kind: str = Field(description="due_soon (at most 5 trading days left) or overdue")
     day: dt.date
     message: str
     created_at: Time

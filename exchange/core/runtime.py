@@ -31,6 +31,8 @@ class Verifiable(Protocol):
     signer: Signer
     publisher: CheckpointPublisher
 
+    async def rotate(self, writer: LedgerWriter, client_id: str) -> Any: ...
+
 
 # Called after a batch's settlement is durable with the enforcement sales it touched (exchange.trading.pipeline):
 # (market id, [{"pledge_id", "order_id", "trade_id"?, "ended"?}]). exchange.pledging pays the proceeds out.
@@ -59,7 +61,7 @@ class Markets(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self, grace: float = 0.0) -> None: ...
 
 
 class NoMarkets:
@@ -80,7 +82,7 @@ class NoMarkets:
     async def start(self) -> None:
         return None
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
         return None
 
 

@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         default=5, ge=1, le=1000, description="After this many filings, freezes or restoration orders naming a "
         "participant with a wrong identifier in one day (Asia/Shanghai), the caller's further ones are refused "
         "that day (409 identifier_attempts_exceeded).")
+    shutdown_grace_seconds: int = Field(
+        default=30, ge=1, le=3600, description="On SIGTERM or SIGINT: how long the server waits for requests in "
+        "flight to finish, then the sequencers and the ledger writer for their batches (each step at most this "
+        "long) before the last checkpoint is signed and it stops. A second signal stops at once.")
+    default_calendar: str | None = Field(
+        default="CN", max_length=32, description="The trading calendar (GET /v1/calendars) a market follows "
+        "unless an operator assigned it another (PUT /v1/markets/{id}/calendar); also the calendar of "
+        "restoration-order deadlines. A calendar that does not exist counts weekdays only.")
     # Security (api/security): maker-checker, per-key rate limits, signed instructions.
     maker_checker: bool = Field(
         default=True, description="Deposits, withdrawals, instrument and market definitions, participant "

@@ -15,6 +15,7 @@ decimals as it has, at least the order's ("47.07").
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -22,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.core.calendar import WEEKDAYS, TradingCalendar
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, Refusal
 from exchange.core.idempotency import check_replay, fingerprint, replay_on_refusal
 from exchange.core.principal import Principal
@@ -32,6 +34,7 @@ from exchange.courts.models import Fill, Reminder, RestorationOrder
 from exchange.registry import instruments, participants
 from exchange.trading import orders
 from exchange.trading import repository as trading
+from exchange.trading.calendars import editing as calendars
 from exchange.trading.models import Submitted
 from ledger import queries as ledger
 
@@ -46,6 +49,8 @@ class Catalogue:
 
     kinds: dict[str, str]
     decimals: dict[str, int]
+    # The calendar deadlines count by (ENVX_DEFAULT_CALENDAR, as the exchange keeps it): see OrderState.
+    calendar: TradingCalendar = WEEKDAYS
 
     def finest(self, kinds: Sequence[str]) -> int:
         return max((d for code, d in self.decimals.items() if self.kinds[code] in kinds), default=0)
@@ -53,7 +58,12 @@ class Catalogue:
 
 async def catalogue(rt: Runtime) -> Catalogue:
     listed = await instruments.catalogue(rt)
-    return Catalogue({i.code: i.kind for i in listed}, {i.code: i.decimals for i in listed})
+    async with rt.read() as conn:
+        cal = await calendars.legal_calendar(conn, rt.settings.default_calendar)
+    return Catalogue({i.code: i.kind for i in listed}, {i.code: i.decimals for i in listed}, cal)
+
+
+DUE_SOON = 5  # trading days left: a week of the exchange's
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,7 @@ class OrderState:
     fills: int
     status: str
     today: date
+    calendar: TradingCalendar = WEEKDAYS
 
     @property
     def assessed_loss(self) -> str | None:
@@ -88,12 +99,24 @@ class OrderState:
         return in_t(max(0, self.order.required_kg - self.retired_kg), self.places)
 
     @property
+    def effective_deadline(self) -> date:
+        """The deadline, or the first trading day after it if it falls on a day the exchange does not trade: the
+        payer fulfils by buying there (as 民事诉讼法 §85: a period whose last day is a holiday ends on the day
+        after the holiday)."""
+        return self.calendar.on_or_after(self.order.deadline)
+
+    @property
     def days_left(self) -> int:
-        return (self.order.deadline - self.today).days
+        return (self.effective_deadline - self.today).days
+
+    @property
+    def trading_days_left(self) -> int:
+        """Trading days after today up to the effective deadline: the days the payer can still buy."""
+        return self.calendar.trading_days_between(self.today, self.effective_deadline)
 
     @property
     def overdue(self) -> bool:
-        return self.status == "open" and self.today > self.order.deadline
+        return self.status == "open" and self.today > self.effective_deadline
 
 
 async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, Any]) -> OrderState:
@@ -242,7 +265,7 @@ def _state_of(known: Catalogue, who: Principal | None, r: RestorationOrder, done
         status = "fulfilled"
     return OrderState(r, r.defendants if who is None else defendants_for(who, r.defendants), precision(known, r),
                       retired, sum(f.notional for f in done), sum(f.buyer_fee for f in done), len(done), status,
-                      datetime.now(UTC).date())
+                      datetime.now(UTC).date(), known.calendar)
 
 
 async def _state(conn: AsyncConnection, known: Catalogue, who: Principal | None, order_id: int) -> OrderState:
@@ -319,7 +342,8 @@ async def take(rt: Runtime, who: Principal, order_id: int, client_id: str, *, ma
 
 
 async def reminders(rt: Runtime, today: date | None = None) -> int:
-    """Daily: one reminder per open order due within 7 days, and one once overdue (idempotent per day)."""
+    """Daily: one reminder per open order with at most DUE_SOON trading days left, and one once overdue
+    (idempotent per day); both count by the calendar (OrderState.effective_deadline)."""
     today = today or datetime.now(UTC).date()
     known = await catalogue(rt)
     async with rt.read() as conn:
@@ -327,15 +351,16 @@ async def reminders(rt: Runtime, today: date | None = None) -> int:
         done = await _fills_of(conn, [r.id for r in found])
     made = 0
     for r in found:
-        state = _state_of(known, None, r, done[r.id])
+        state = dataclasses.replace(_state_of(known, None, r, done[r.id]), today=today)
         if state.status != "open":
             continue
-        left = (r.deadline - today).days
-        kind = "overdue" if left < 0 else ("due_soon" if left <= 7 else None)
+        left = state.trading_days_left
+        kind = "overdue" if state.overdue else ("due_soon" if left <= DUE_SOON else None)
         if kind is None:
             continue
         msg = (f"case {r.case_number}: {state.remaining_quantity} {CARBON_UNIT} still to retire, "
-               + (f"{-left} days overdue" if left < 0 else f"deadline in {left} days"))
+               + (f"{-state.days_left} days overdue" if state.overdue
+                  else f"deadline {state.effective_deadline}, {left} trading days left"))
         async with rt.tx() as conn:
             made += await repo.add_reminder(conn, r.id, kind, today, msg)
     return made

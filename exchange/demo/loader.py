@@ -24,6 +24,8 @@ from exchange.registry.models import Participant
 from exchange.registry.subjects import subject_of
 from exchange.security import keys
 from exchange.trading import markets, orders, sessions
+from exchange.trading.calendars import cn
+from exchange.trading.calendars import editing as calendars
 
 log = logging.getLogger("envx.demo")
 DEMO_ACTOR = "system:demo"
@@ -46,6 +48,9 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, Participant]:
         people[p["key"]] = await participants.admit(rt, DEMO_ACTOR, f"demo:participant:{p['key']}",
                                                     name=p["name"], kind=p["kind"], subject=subject)
     op = _principal(people["operator"])
+    # China's 2026 holidays and make-up days (the State Council's notice); markets follow it by default
+    # (ENVX_DEFAULT_CALENDAR). 2027 is not published yet: not invented here.
+    await calendars.install(rt, cn.CALENDAR_ID, cn.NAME, cn.NOTE, cn.days_2026(), DEMO_ACTOR, "demo:calendar:CN:2026")
     for i in data["instruments"]:
         await instruments.define_instrument(rt, op.actor, f"demo:instrument:{i['code']}", code=i["code"],
                                             name=i["name"], kind=i["kind"], decimals=i["decimals"], unit=None,

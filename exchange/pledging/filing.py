@@ -286,7 +286,7 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
                       info={"note": note, "references_added": [{"source": s, "reference": r} for s, r in refs]},
                       actor=who.actor, client_id=client_id, fp=fp)
         if "secured_amount" in changes or "haircut_bps" in changes or "warning_bps" in changes:
-            await reassess(conn, p, actor=who.actor)
+            await reassess(conn, p, actor=who.actor, calendar=rt.settings.default_calendar)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 
@@ -341,7 +341,7 @@ async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: i
         p = await record_event(conn, p, change.event, changes, info={**change.info, "previous_hold": p.hold_id},
                                actor=who.actor, seqs=seqs, client_id=client_id, fp=fp)
         if change.serials is not None:
-            await reassess(conn, p, actor=who.actor)
+            await reassess(conn, p, actor=who.actor, calendar=rt.settings.default_calendar)
 
     return await mutate(rt, who, client_id, pledge_id, fp, body)
 

@@ -25,6 +25,7 @@ from exchange.pledging.values import (
 )
 from exchange.registry import expiry, instruments
 from exchange.registry.kinds import term_years
+from exchange.trading.calendars import editing as calendars
 from ledger import queries as ledger
 from pledges import lifecycle
 from pledges import realisation as rl
@@ -70,7 +71,7 @@ async def _margin_event(conn: AsyncConnection, p: Pledge, new: str, value: int, 
                   actor=actor, notify=(p.pledgor_id,))  # the pledgor is the one who must cure
 
 
-async def reassess(conn: AsyncConnection, p: Pledge, *, actor: str) -> Pledge:
+async def reassess(conn: AsyncConnection, p: Pledge, *, actor: str, calendar: str | None) -> Pledge:
     """After a change of quantity or terms, judge the margin again at the last mark (if there is one)."""
     if p.last_price is None or p.status not in lifecycle.LOCKED:
         return p
@@ -79,8 +80,8 @@ async def reassess(conn: AsyncConnection, p: Pledge, *, actor: str) -> Pledge:
     th = val.Thresholds(p.warning_bps, p.margin_call_bps, p.liquidation_bps)
     level = val.level(value, p.secured_amount, th)
     as_of = p.last_valued_on if p.last_valued_on else today()
-    return await _margin_event(conn, p, level, value, val.ratio_bps(value, p.secured_amount), val.next_open(as_of),
-                               actor)
+    deadline = await calendars.next_open(conn, p.instrument, as_of, calendar)
+    return await _margin_event(conn, p, level, value, val.ratio_bps(value, p.secured_amount), deadline, actor)
 
 
 async def _deadline_check(conn: AsyncConnection, p: Pledge, as_of: date, horizon_days: int,
@@ -152,7 +153,8 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
     `as_of` may be neither after the registry's today (Asia/Shanghai, the runtime's clock:
     `valuation_date_in_future`) nor before the instrument's latest mark (`valuation_date_stale`): an old or
     a future price never replaces the current valuation. The cure deadline of a margin call or a
-    liquidation is the next open unless the caller (who knows the calendar) says.
+    liquidation is the next open of the instrument's markets by their trading calendars (a close before the
+    Spring Festival is cured before the first open after it), unless the caller says.
 
     One transaction: the mark and every pledge's valuation and events commit together or not at all. The
     pledges are locked in id order (as every other path locks one of them); each is valued before anything
@@ -162,7 +164,10 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
         raise Invalid("invalid_price", "the price must be positive")
     await instruments.instrument(rt, instrument)
     fp = fingerprint({"op": "revalue", "instrument": instrument, "price": price_fen, "as_of": as_of.isoformat()})
-    deadline = cure_deadline or val.next_open(as_of)
+    if cure_deadline is None:
+        async with rt.read() as conn:
+            cure_deadline = await calendars.next_open(conn, instrument, as_of, rt.settings.default_calendar)
+    deadline = cure_deadline
     horizon = rt.settings.pledge_deadline_warning_days
     results = []
     async with rt.tx() as conn:

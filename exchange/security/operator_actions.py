@@ -23,9 +23,11 @@ four-eyes action. It holds because each link below holds (each has a test in tes
    who remains unable to approve anything, which is the expected price of the brake.
 
 Covered actions: cash deposits and withdrawals, instrument definitions, market definitions and amendments
-of market rules (exchange/trading/amendments.py), participant
-admission, new enrollment codes, reinstatement, a manual mark of pledged collateral (revaluation) and an
-instrument's pledge haircut (issuance has its own request/approve flow in
+of market rules (exchange/trading/amendments.py), trading calendars and which calendar a market follows
+(exchange/trading/calendars/editing.py), the online rotation of the checkpoint signing key
+(exchange/verifiable/rotation.py), participant
+admission, new enrollment codes, reinstatement, a manual mark of pledged collateral (revaluation), an
+instrument's pledge haircut, an issuer's authority over an instrument (issuance has its own request/approve flow in
 exchange/registry/issuance.py, between an issuer and an operator). A proposal is stored with its payload and a
 plain summary of what will happen; approval by a *different* operator runs the same service function
 the direct call would (exchange.registry.cash.record, instruments.define, markets.define, participants.create,
@@ -65,6 +67,8 @@ from exchange.security import repository as repo
 from exchange.security.enrollment import FirstHalf, SecondHalf
 from exchange.security.models import OperatorAction
 from exchange.trading import amendments, inflight, markets
+from exchange.trading.calendars import editing as calendars
+from exchange.verifiable import rotation
 
 Payload = dict[str, Any]
 
@@ -157,6 +161,24 @@ async def _amend_market(rt: Runtime, maker: Principal, checker: Principal, cid: 
     return (await amendments.amend(rt, maker.actor, cid, p)).as_dict()
 
 
+async def _change_calendar(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                           p: Payload) -> dict[str, Any]:
+    found, followers = await calendars.change(rt, maker.actor, cid, p)
+    return {"calendar_id": found.id, "days": len(found.days), "markets": followers}
+
+
+async def _assign_calendar(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                           p: Payload) -> dict[str, Any]:
+    done = await calendars.assign(rt, maker.actor, cid, p)
+    return {"market_id": done.market_id, "calendar_id": done.assignment.calendar_id,
+            "trades_on_makeup_days": done.assignment.trades_on_makeup_days}
+
+
+async def _rotate_signing_key(rt: Runtime, maker: Principal, checker: Principal, cid: str,
+                              p: Payload) -> dict[str, Any]:
+    return await rotation.rotate(rt, cid)
+
+
 async def _check_participant(rt: Runtime, p: Payload) -> None:
     await participants.check_unique(rt, subject_from_payload(p["kind"], p))
 
@@ -235,6 +257,12 @@ KINDS: dict[str, Kind] = {
     "amendMarket": Kind(
         amendments.check, amendments.summary,
         _amend_market),
+    "changeCalendar": Kind(calendars.check_change, calendars.summary_change, _change_calendar),
+    "assignMarketCalendar": Kind(calendars.check_assignment, calendars.summary_assignment, _assign_calendar),
+    "rotateSigningKey": Kind(
+        rotation.check_action, lambda p: f"rotate the checkpoint signing key while serving ({p['reason']}); the "
+                                         "new key is registered in the log, old keys stay published",
+        _rotate_signing_key),
     "createParticipant": Kind(_check_participant, _participant_summary, _create_participant,
                               enrolls=lambda p, result: int(result["id"])),
     "issueEnrollmentCode": Kind(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from exchange.core.errors import NotFound
@@ -59,7 +60,15 @@ class MarketHub:
             log.warning("voiding order hold %s: its order was never journaled", hold)
             await self.rt.submit(lc.Request("exchange", lc.VoidHold(hold), f"orphan-hold:{hold}"))
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop every sequencer; with `grace`, first let each finish (at most that many seconds in all) the
+        batches it holds: matched, journaled, settled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        for seq in self.sequencers.values():
+            if grace > 0 and not await seq.drain(max(0.0, deadline - loop.time())):
+                log.warning("market %s: stopped before its batches finished (grace of %.0fs over); the next start "
+                            "replays its journal", seq.market.id, grace)
         for seq in self.sequencers.values():
             await seq.stop()
 

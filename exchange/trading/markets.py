@@ -36,6 +36,8 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import to_text
 from exchange.registry import instruments
 from exchange.trading import repository
+from exchange.trading.calendars import repository as calendar_repo
+from exchange.trading.calendars.models import rules_of
 from exchange.trading.models import CLOSED, OPEN, PAUSED, Amendment, Market, MarketRow
 from matching.rules import MarketRules
 
@@ -197,11 +199,14 @@ async def define(rt: Runtime, actor: str, client_id: str, *, instrument: str, mo
 
 
 async def load(rt: Runtime, market_id: str) -> Market:
+    """The market with its trading calendar (exchange/trading/calendars/), as its sequencer runs it."""
     async with rt.read() as conn:
         row = await repository.market(conn, market_id)
-    if row is None:
-        raise NotFound("market", market_id)
-    return row.market
+        if row is None:
+            raise NotFound("market", market_id)
+        a = await calendar_repo.assignment(conn, market_id, rt.settings.default_calendar)
+        cal = None if a.calendar_id is None else await calendar_repo.calendar(conn, a.calendar_id)
+    return dataclasses.replace(row.market, calendar=rules_of(cal, a.trades_on_makeup_days))
 
 
 @dataclass(frozen=True, slots=True)

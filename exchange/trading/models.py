@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from exchange.core.calendar import SHANGHAI
+from exchange.core.calendar import SHANGHAI, WEEKDAYS, TradingCalendar
 from exchange.core.units import to_text
 from matching.rules import MarketRules
 
@@ -228,13 +228,23 @@ class Market:
     years: int = 1  # the instrument's term: prices are per unit-year, money is price x quantity x years
     # Its units' terms end (emission rights): what ended may not be sold (exchange/registry/expiry.py).
     expires: bool = False
+    # Its trading calendar (exchange/trading/calendars/): public holidays, make-up days and whether it trades
+    # on them; `holidays` above are the market's own closures on top of it.
+    calendar: TradingCalendar = WEEKDAYS
 
     # --- the calendar (pure) ---------------------------------------------------------------------
 
     def is_trading_day(self, day: date) -> bool:
         if not self.sessions:
             return True  # always open: every day
-        return day.weekday() < 5 and day not in self.holidays
+        return day not in self.holidays and self.calendar.is_trading_day(day)
+
+    def days(self) -> TradingCalendar:
+        """Its calendar with its own closures: what counts its trading days (T+1, deadlines)."""
+        if not self.sessions:
+            return TradingCalendar(self.calendar.id, every_day=True)  # always open: see is_trading_day
+        return TradingCalendar(self.calendar.id, self.calendar.holidays | frozenset(self.holidays),
+                               self.calendar.workdays, self.calendar.trades_on_makeup_days)
 
     def in_hours(self, now: datetime) -> bool:
         """Whether `now` falls in one of the market's sessions on a trading day (none listed: always)."""

@@ -212,6 +212,7 @@ class MarketSequencer:
         # Stage two of the pipeline: batches whose settlement is in the writer's queue, in order.
         self.finishing: asyncio.Queue[_Staged | None] = asyncio.Queue()
         self.finisher: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is being matched and journaled (a graceful stop lets it finish: `drain`)
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._conns: dict[str, asyncpg.Connection] = {}
         self.actor = f"exchange:{market.id}"
@@ -252,6 +253,24 @@ class MarketSequencer:
             conn = await asyncpg.connect(asyncpg_dsn(self.rt.url))
             self._conns[role] = conn
         return conn
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait, at most `timeout` seconds, until nothing is queued, no batch is being matched and every matched
+        batch is settled: a graceful stop lets the batches in hand finish instead of cancelling them (they would
+        be replayed from the journal at the next start). False if time ran out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.task is not None and not self.task.done() and (self._busy or not self.queue.empty()):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        if self.finisher is None or self.finisher.done():
+            return True
+        try:
+            await asyncio.wait_for(self._drain(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
         for task in (self.task, self.finisher):
@@ -429,9 +448,11 @@ class MarketSequencer:
             items = [first]
             while len(items) < MAX_BATCH and not self.queue.empty():
                 items.append(self.queue.get_nowait())
+            self._busy = True
             try:
                 await self._process(items)
             except Exception as exc:
+                self._busy = False
                 log.exception("market %s: batch failed", self.market.id)
                 error = self._caller_error(exc)
                 for it in items:
@@ -461,6 +482,8 @@ class MarketSequencer:
                         log.warning("market %s: recovery failed (%s); retrying", self.market.id, again)
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 5.0)
+            else:
+                self._busy = False
 
     async def _prefund(self, items: list[Submission]) -> list[Submission]:
         """Answer retries of journaled orders from their rows, then create the holds of the rest: one

@@ -141,7 +141,7 @@ class ReadOnlyHub:
         await self._sync()
         self._task = asyncio.create_task(self._run(), name="envx-replica-follower")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:  # a follower has no batch to finish
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

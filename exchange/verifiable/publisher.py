@@ -11,7 +11,9 @@ rotation) and starts the publisher.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -31,10 +33,22 @@ log = logging.getLogger("envx.ledger")
 LATEST_FILE = "checkpoint-latest.txt"
 
 
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A rotation of the checkpoint signing key: the key before, the key after, the log entry registering it
+    (checkpoints of trees that include it are signed by the new key, of smaller trees by the old one)."""
+
+    old_key: str
+    new_key: str
+    registered_at_seq: int
+    retired_key_file: str | None
+
+
 class VerifiableLedger:
     def __init__(self, settings: Settings, dsn: str, signer: Signer | None = None) -> None:
         self.settings = settings
         self.signer = signer or load_signer(settings)
+        self._rotating = asyncio.Lock()
         self.tree = TreeStore()
         self.latest_file = settings.data_dir / LATEST_FILE
         self.publisher = CheckpointPublisher(
@@ -82,6 +96,26 @@ class VerifiableLedger:
                                               f"signing-key:{signer.key_id.hex()}"))
         log.info("signing key %s+%s registered in the log at seq %d", signer.name, signer.key_id.hex(), entry.seq)
         return entry
+
+    async def rotate(self, writer: LedgerWriter, client_id: str) -> Rotation:
+        """Rotate the signing key while serving: a new key file, installed (the old one kept as
+        ``<file>.<key id>.retired``), then registered in the log through the running writer under `client_id`;
+        from the tree that includes that entry on, checkpoints are signed by the new key (the publisher holds
+        both: a checkpoint of a smaller tree still pending is signed by the old). Old keys stay published (they
+        are entries of the log). One at a time. If the process dies between the install and the registration,
+        the next start registers the installed key itself (`start`)."""
+        async with self._rotating:
+            old = self.signer
+            new, new_path = new_key_file(self.settings)
+            retired = install_new_key(self.settings, new_path, old.key_id.hex())
+            self.publisher.add_signer(new)
+            vkey = new.verifier_key_string()
+            entry = await writer.submit(c.Request(SYSTEM_ACTOR, c.RegisterSigningKey(vkey), client_id))
+            self._log_keys.add(vkey)
+            self.signer = new  # what signs certificates from now on
+            log.info("signing key rotated online: %s -> %s, registered at seq %d", old.verifier_key_string(), vkey,
+                     entry.seq)
+            return Rotation(old.verifier_key_string(), vkey, entry.seq, str(retired))
 
     async def start(self, writer: LedgerWriter) -> None:
         entry = await self.register_key(writer, self.signer)

@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 
 from exchange.core.database import asyncpg_dsn, make_engine
+from exchange.core.settings import Settings
 from exchange.trading.markets import load as load_market
 from exchange.trading.replica import book_depth, replay_engine
 from tests.campaigns.load import PLEDGE_RANK, Ack
@@ -184,6 +185,7 @@ class _Reader:
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
+        self.settings = Settings()  # the default calendar a market follows (exchange/trading/calendars/)
 
     def read(self) -> Any:
         return self.engine.connect()

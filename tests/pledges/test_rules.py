@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 from hypothesis import given, settings
@@ -100,8 +100,6 @@ def test_valuation_and_levels_are_exact_at_the_boundaries() -> None:
     assert val.collateral_value(12_500, 3, 1_999, 0) == 24_987  # 12.5 t x 19.99: rounded down
     with pytest.raises(PledgeError):
         val.Thresholds(10_000, 11_000, 9_000).check()
-    # A Friday close is cured before Monday's open, 09:30 Shanghai = 01:30 UTC.
-    assert val.next_open(date(2026, 11, 27)) == datetime(2026, 11, 30, 1, 30, tzinfo=UTC)
     assert val.usable_deadline("emission_right", {}, {"valid_until": "2030-12-31"}) == date(2030, 12, 31)
     assert val.usable_deadline("cea", {"compliance_year": 2024}, {}) == date(2025, 12, 31)
     assert val.usable_deadline("forest_ticket", {}, {}) is None

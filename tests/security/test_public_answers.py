@@ -58,6 +58,8 @@ def _demo(api: Api) -> dict[str, Any]:
     """三明 and 南靖 in small: participants with USCCs, a pledge with a junior, a freeze, retirements,
     listings and trades, a block quote, an auction, a restoration order naming a defendant's ID number."""
     api.instrument("FCT-SM")
+    assert api.post("/v1/calendars/CN/changes", {"name": "CN", "set": [  # a trading calendar (public)
+        {"day": "2026-10-01", "kind": "holiday", "name": "国庆节"}]}).status_code == 201
     p = {
         "issuer": api.participant("三明市林业局", "issuer", uscc=PRIVATE_USCCS["issuer"]),
         "owner": api.participant("三明市沙县林业合作社", "enterprise", uscc=SUBJECT_USCC),
@@ -157,7 +159,8 @@ def _calls(spec: dict[str, Any], demo: dict[str, Any]) -> Iterator[tuple[str, st
             continue
         values: dict[str, list[Any]] = {"market_id": list(demo["markets"].values()), "auction_id": [demo["auction"]],
                                         "order_id": [demo["order"]],
-                                        "tile_path": ["0/000.p/1"]}  # a C2SP hash tile (bundles are not public)
+                                        "tile_path": ["0/000.p/1"],  # a C2SP hash tile (bundles are not public)
+                                        "calendar_id": ["CN"]}
         values["code"] = [demo["code"]] if op.path.startswith("/v1/public/certificates") else ["FCT-SM", "CNY"]
         paths = [op.path]
         for param in op.path_params:

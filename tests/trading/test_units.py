@@ -38,7 +38,8 @@ MARK = re.compile(r"\{(price|qty|cny|ts):-?\d+\}")
 COUNTS = {
     "id", "seq", "last_seq", "applied_seq", "hold", "hold_id", "batch", "batch_id", "serial_start", "serial_end",
     "start", "end", "orders", "rank", "best_n", "fee_bps", "term_years", "extensions", "bidders", "registered",
-    "bids_placed", "winners", "max_bids_per_bidder", "top_percent", "status", "days_left", "fills", "round",
+    "bids_placed", "winners", "max_bids_per_bidder", "top_percent", "status", "days_left", "trading_days_left", "fills",
+    "round",
     "entry", "entry_seq", "account", "frozen_by", "retired_seq", "version", "ratio_bps", "haircut_bps",
     "warning_bps", "margin_call_bps", "liquidation_bps", "grace_days", "unit_base", "multiplier", "api_key_id",
     "index", "tree_size", "rank_on_lot", "issue_entry_seq", "settlement_seq", "registration_no", "bid_id",
