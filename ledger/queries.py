@@ -527,3 +527,13 @@ async def unretired_blocks(conn: AsyncConnection, *, batch: int | None = None, b
 def _block_state(r: Any) -> BlockState:
     return BlockState(int(r.account), int(r.start_serial), int(r.end_serial), r.hold, r.hold_kind, r.frozen_by,
                       r.retired_seq, int(r.batch))
+
+
+# --- for exchange/verifiable (online key rotation) ---------------------------------------------------------
+
+
+async def key_registrations(conn: AsyncConnection) -> list[tuple[int, str, str | None]]:
+    """(seq, verifier key, client id) of every checkpoint-key registration in the log, oldest first."""
+    rows = await conn.execute(text("SELECT seq, leaf, client_id FROM ledger_entries WHERE type = 'key.register' "
+                                   "ORDER BY seq"))
+    return [(int(r.seq), str(decode_entry(bytes(r.leaf))["body"]["key"]), r.client_id) for r in rows]

@@ -14,7 +14,7 @@ from typing import Any
 
 from exchange.core.errors import DomainError
 from exchange.core.runtime import Runtime
-from exchange.verifiable import repository
+from ledger import queries
 
 
 def check(rt: Runtime, payload: dict[str, Any] | None = None) -> None:
@@ -32,7 +32,7 @@ async def check_action(rt: Runtime, payload: dict[str, Any]) -> None:
 async def rotate(rt: Runtime, client_id: str) -> dict[str, Any]:
     """The rotation done under `client_id`, or a new one now."""
     async with rt.read() as conn:
-        keys = await repository.registered_keys(conn)
+        keys = await queries.key_registrations(conn)
     for i, (seq, key, cid) in enumerate(keys):
         if cid == client_id:  # done before: the same answer
             return {"old_key": keys[i - 1][1] if i else None, "new_key": key, "registered_at_seq": seq}
