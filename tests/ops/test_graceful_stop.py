@@ -66,7 +66,9 @@ def test_sigterm_under_load_drains_finishes_and_signs_the_last_checkpoint(db_url
     with httpx.Client(base_url=srv.url, timeout=30) as http:
         assert _post(http, op, "/v1/instruments", {"code": "FCT-SM", "name": "三明林业碳票", "kind": "forest_ticket",
                                                    "decimals": 0}, "i").status_code == 201
-        _, issuer = admit(http, op, "三明市林业局", "issuer", "p-issuer")
+        issuer_id, issuer = admit(http, op, "三明市林业局", "issuer", "p-issuer")
+        assert _post(http, op, "/v1/instruments/FCT-SM/issuers", {"participant_id": issuer_id},
+                     "g").status_code == 201  # its issuing authority
         seller_id, seller = admit(http, op, "seller", "enterprise", "p-seller")
         buyer_id, buyer = admit(http, op, "buyer", "enterprise", "p-buyer")
         req = _post(http, issuer, "/v1/issuances", {"instrument": "FCT-SM", "holder_id": seller_id,

@@ -13,6 +13,9 @@ from api.portal.pdfs import WAITING, InquiryPdfs
 from exchange.core.errors import DomainError
 from tests.helpers import Api
 
+# (Here, not in tests/portal: the browser tests keep an event loop running in the main thread once Chromium is
+# open, and these tests call asyncio.run.)
+
 
 def _answers(q: str, head: int = 7) -> list[dict[str, Any]]:
     return [{"certificate": {"record": "pledges", "query": {"name": q}, "ledger_head": {"seq": head},
