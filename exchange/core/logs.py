@@ -30,7 +30,8 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("envx_request_id", default=None)
 ROUTED = ("envx", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "apscheduler", "pgserver", "asyncio",
           "py.warnings", "httpx", "litestar")
 # Chatty at INFO with child-process output or per-request noise: shown from DEBUG on only.
-DEMOTED = ("pgserver", "httpx", "apscheduler.scheduler", "apscheduler.executors.default")
+DEMOTED = ("pgserver", "httpx", "apscheduler.scheduler", "apscheduler.executors.default",
+           "alembic.runtime.plugins")  # alembic 1.16+: a line per autogenerate plugin at every start
 
 _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     # API keys envx_<prefix>_<secret>: the prefix names the key (not secret), the rest is the credential.
