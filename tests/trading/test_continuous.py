@@ -60,6 +60,8 @@ def test_ioc_fok_market_stp_reduce_and_halt(api: Api) -> None:
     assert ioc["order"]["status"] == "cancelled" and ioc["order"]["filled_quantity"] == "10.000"
     mkt = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "type": "market", "quantity": "5"}))
     assert mkt["order"]["filled_quantity"] == "5.000" and mkt["order"]["filled_amount"] == "1480.00"
+    accepted = next(e for e in mkt["events"] if e["kind"] == "accepted")  # a market order has no price (round 5 F11)
+    assert mkt["order"]["price"] is None and accepted["price"] is None and accepted["type"] == "market"
     # Self-trade prevention: the seller's own buy is cancelled rather than trade with its own ask.
     own = api.ok(s.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "296.00", "quantity": "1"}))
     assert own["order"]["status"] == "cancelled" and own["order"]["reason"] == "self_trade"
