@@ -396,6 +396,9 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
     owner = row.participant_id
     rejected = await _change(seq, who, mc.Reduce(order_id, new_open, owner))
     if rejected:
+        now = await _order_row(rt, market_id, order_id)
+        if now is not None and now.status != "open":  # filled or cancelled meanwhile: the engine no longer knows
+            raise DomainError("order_not_open", f"order {order_id} is {now.status}")  # it (round 5, F10)
         raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
     row = await _order_row(rt, market_id, order_id)
     assert row is not None

@@ -96,3 +96,29 @@ def test_a_refused_reduce_leaves_the_order_and_its_hold_alone(api: Api) -> None:
     fill = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "290.00", "quantity": "100"}))
     assert fill["order"]["status"] == "filled"  # and it still trades and settles
     assert bal(api, w["b"], "CDCER")["posted"] == "100.000"
+
+
+def test_a_reduce_racing_a_fill_is_409_order_not_open_never_404(api: Api) -> None:
+    """Red team round 5, F10: a reduce of one's own order that a fill ended meanwhile was 404 unknown_order
+    (the engine no longer knows the order); it is the order's own state, 409 order_not_open."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    w = world(api)
+    s, b, m = w["s"]["api"], w["b"]["api"], w["m"]
+    seen: set[tuple[int, str | None]] = set()
+    for _ in range(6):
+        oid = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "290.00", "quantity": "2"}))[
+            "order"]["id"]
+
+        def go(i: int, oid: int = oid) -> tuple[int, str | None]:
+            if i == 0:
+                s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "290.00", "quantity": "2", "tif": "ioc"})
+                return 0, None
+            r = b.post(f"/v1/markets/{m}/orders/{oid}/reduce", {"quantity": "1"})
+            return r.status_code, r.json().get("code")
+
+        with ThreadPoolExecutor(6) as ex:
+            seen |= {x for x in ex.map(go, range(6)) if x[0]}
+    assert all(st in (200, 409) for st, _ in seen), seen
+    # 409: ended by the fill, or already reduced to 1 by a twin
+    assert all(code in ("order_not_open", "reduce_not_lower") for st, code in seen if st == 409), seen
