@@ -122,3 +122,16 @@ def test_a_reduce_racing_a_fill_is_409_order_not_open_never_404(api: Api) -> Non
     assert all(st in (200, 409) for st, _ in seen), seen
     # 409: ended by the fill, or already reduced to 1 by a twin
     assert all(code in ("order_not_open", "reduce_not_lower") for st, code in seen if st == 409), seen
+
+
+def test_the_venue_cancelling_a_members_order_says_so(api: Api) -> None:
+    """Red team round 5, F7: an operator's cancel of a member's order read `requested`, as if the member asked."""
+    w = world(api)
+    s, m = w["s"]["api"], w["m"]
+    mine = api.ok(s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "299.00", "quantity": "1"}))
+    theirs = api.ok(s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "298.00", "quantity": "1"}))
+    by_venue = api.ok(api.post(f"/v1/markets/{m}/orders/{theirs['order']['id']}/cancel", {}))
+    by_owner = api.ok(s.post(f"/v1/markets/{m}/orders/{mine['order']['id']}/cancel", {}))
+    assert (by_venue["status"], by_venue["reason"]) == ("cancelled", "venue")
+    assert (by_owner["status"], by_owner["reason"]) == ("cancelled", "requested")
+    assert bal(api, w["s"], "CDCER")["pending"] == "0.000"
