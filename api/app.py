@@ -23,7 +23,7 @@ from api.controllers.health import health, whoami
 from api.controllers.ledger import LedgerController
 from api.controllers.ledger_proofs import LedgerProofController
 from api.controllers.markets import InstrumentStatsController, MarketController, stream
-from api.controllers.negotiation import AuctionController, BlockController
+from api.controllers.negotiation import AuctionController, BlockController, auction_clock
 from api.controllers.operations import KeyRotationController
 from api.controllers.order_batches import OrderBatchController, dead_man_watch
 from api.controllers.participants import AccountController, EnrollmentController, ParticipantController
@@ -136,8 +136,10 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
     declare_problem_responses(ROUTES)  # problem+json responses in the OpenAPI of every operation
     app = Litestar(
         route_handlers=ROUTES,
-        # the pledge worker and the dead-man switches' watcher start after the runtime, stop before it
-        lifespan=[read_only_lifespan(settings, url)] if ro else [lifespan, pledge_worker, dead_man_watch],
+        # the pledge worker, the dead-man switches' watcher and the auction clock start after the runtime,
+        # stop before it
+        lifespan=[read_only_lifespan(settings, url)] if ro
+        else [lifespan, pledge_worker, dead_man_watch, auction_clock],
         dependencies={"rt": Provide(get_rt, sync_to_thread=False),
                       "principal": Provide(get_principal, sync_to_thread=False)},
         # Requests by operation and status, with latency histograms (api/metrics.py), around everything else.

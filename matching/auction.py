@@ -383,6 +383,12 @@ class AuctionHouse(Engine):
 
     # --- reading -------------------------------------------------------------------------------
 
+    def due(self, ts: int) -> list[tuple[int, str]]:
+        """What the venue must do at `ts` without anyone asking: (auction id, phase) of each auction whose
+        bidding window has ended (to close) or that is closed (to allocate), in id order."""
+        return [(aid, a.phase) for aid, a in self._auctions.items()
+                if a.phase == CLOSED or (a.phase == BIDDING and a.end_ts is not None and ts >= a.end_ts)]
+
     def auction(self, auction_id: int) -> dict[str, Any] | None:
         a = self._auctions.get(auction_id)
         return None if a is None else a.to_dict()

@@ -59,6 +59,7 @@ TRADED = "traded"
 RULES_AMENDED = "rules_amended"  # off the new tick or lot when an amendment took effect
 SUSPENDED = "suspended"  # the owner was suspended: the exchange cancelled what it had resting (not the engine's)
 MASS_CANCEL = "mass_cancel"  # the owner asked the exchange to cancel everything it had resting (not the engine's)
+VENUE = "venue"  # an operator of the exchange cancelled the member's order (its request is in the audit trail)
 DEAD_MAN = "dead_man_switch"  # the owner's dead-man switch was not renewed in time: the exchange cancelled all
 
 # `owner`, `maker_owner`, `taker_owner`, `seller`, `bidder`, `proposer`: who the command's sender is, as

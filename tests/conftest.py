@@ -23,6 +23,8 @@ from tests.helpers import Api, bootstrap_operator
 
 # Auctions in tests run for seconds, not the venue's ten minutes; test_auction_window.py checks the default.
 os.environ.setdefault("ENVX_AUCTION_MIN_BIDDING_SECONDS", "1")
+# ... and are stepped by the tests themselves; tests/trading/test_auction_clock.py runs the venue's clock.
+os.environ.setdefault("ENVX_AUCTION_AUTO_END", "false")
 
 _counter = itertools.count()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.params import Parameter
 
 from api import paging
@@ -23,8 +25,21 @@ from api.schemas.trading import (
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.trading import auctions, negotiation
+from exchange.trading.auction_clock import AuctionClock
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
+
+
+@asynccontextmanager
+async def auction_clock(app: Litestar) -> AsyncIterator[None]:
+    """Lifespan: the venue's clock that closes and allocates auctions whose bidding window has ended."""
+    clock = app.state.auction_clock = AuctionClock(app.state.rt)
+    if app.state.rt.settings.auction_auto_end:
+        await clock.start()
+    try:
+        yield
+    finally:
+        await clock.stop()
 
 
 class BlockController(Controller):

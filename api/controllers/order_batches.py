@@ -60,6 +60,8 @@ class OrderBatchController(Controller):
     async def place_batch(self, rt: Runtime, principal: Principal, request: Request, market_id: str,
                           data: OrderBatchIn, idempotency_key: IdempotencyKey = None) -> Answer:
         sent = [BatchOrder(o.client_id, o.side, o.type, o.tif, o.price, o.quantity, o.stp) for o in data.orders]
+        if idempotency_key is not None:
+            await batches.claim_batch_key(rt, principal, market_id, idempotency_key, sent)
         slots = await batches.place_batch(rt, principal, market_id, sent)
         body = b'{"market_id":' + batches.encode(market_id) + b',"results":[' + \
             b",".join(_slot_bytes(request, s) for s in slots) + b"]}"

@@ -186,8 +186,8 @@ def _refusal(key: str) -> Invalid:
 
 @get("/portal/inquiry.pdf", operation_id="portalInquiryPdf", tags=TAGS, media_type="application/pdf",
      summary="Portal: the signed search certificates of one search as a PDF (the signed JSON attached)")
-async def inquiry_pdf_file(rt: Runtime, state: State, lang: Lang = None, by: By = None, q: Text = None,
-                           record: Record = None) -> Response[bytes]:
+async def inquiry_pdf_file(rt: Runtime, state: State, request: Request, lang: Lang = None, by: By = None,
+                           q: Text = None, record: Record = None) -> Response[bytes]:
     args, error = _search_args(by if by in ("name", "uscc", "serial") else "name", q)
     if args is None:
         raise _refusal(error or "err_query_required")
@@ -195,7 +195,7 @@ async def inquiry_pdf_file(rt: Runtime, state: State, lang: Lang = None, by: By 
     pdfs = state.get("inquiry_pdfs")
     if pdfs is None:
         pdfs = state["inquiry_pdfs"] = InquiryPdfs()
-    body = await pdfs.render(answers, inquiry_pdf.render)
+    body = await pdfs.render(answers, inquiry_pdf.render, request.client.host if request.client else "")
     return Response(body, media_type="application/pdf", headers={
         "Content-Disposition": 'attachment; filename="search-certificate.pdf"', "Cache-Control": "no-store"})
 

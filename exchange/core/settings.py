@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     auction_min_bidding_seconds: int = Field(
         default=600, ge=1, le=7 * 24 * 3600, description="The shortest bidding window an auction may open: a seller "
         "(or a bank selling collateral) cannot run a window so short that only a bidder told in advance can bid.")
+    auction_auto_end: bool = Field(
+        default=True, description="The venue closes and allocates an auction once its bidding window has ended "
+        "(exchange/trading/auction_clock.py). Off: the seller or an operator steps it by hand.")
     max_api_keys_per_participant: int = Field(
         default=20, ge=1, le=10_000, description="Working API keys a participant may mint for itself; each key has "
         "its own rate limit, so the cap bounds a participant's rate too.")

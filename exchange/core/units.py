@@ -161,7 +161,9 @@ def event_fields(fields: dict[str, Any], decimals: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in fields.items():
         if isinstance(v, int) and not isinstance(v, bool) and v is not None:
-            if k in MONEY_FIELDS:
+            if k == "price" and fields.get("type") == "market":
+                v = None  # a market order has no price (the engine's 0 or no-limit marks are not prices)
+            elif k in MONEY_FIELDS:
                 v = None if v >= _NO_LIMIT else cny(v)
             elif k in QUANTITY_FIELDS:
                 v = quantity(v, decimals)

@@ -17,6 +17,7 @@ single-order endpoint replays it (`replayed: true`). The same client id for a di
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -238,3 +239,19 @@ async def _refusal(rt: Runtime, who: Principal, seq: MarketSequencer, o: BatchOr
             return Slot(o.client_id, 201, body=encode({"client_id": o.client_id, "status": 201,
                                                        **answer.as_dict()}))
     return Slot(o.client_id, exc.status, error=exc)
+
+
+_BATCH_DIGEST = hashlib.sha256(b"envx order batch under one key\n").digest()  # no HTTP request digest is this
+
+
+async def claim_batch_key(rt: Runtime, who: Principal, market_id: str, key: str, batch: list[BatchOrder]) -> None:
+    """A whole batch sent under an Idempotency-Key: the key names that batch only. The same batch again goes
+    on (each order answers its first answer); another batch under the key is 409 `idempotency_conflict` and
+    places nothing (red team round 5, F8: it placed new orders)."""
+    fp = fingerprint({"market": market_id, "orders": [dataclasses.asdict(o) for o in batch]})
+    async with rt.tx() as conn:
+        await store.insert_answer(conn, who.actor, key, _BATCH_DIGEST,
+                                  store.Answer(200, "application/vnd.envx.batch-fingerprint", fp))
+        first = await store.stored_answer(conn, who.actor, key, _BATCH_DIGEST)
+    if first is not None and first.body != fp:
+        raise DomainError("idempotency_conflict", "this Idempotency-Key was already used for a different batch")

@@ -361,9 +361,10 @@ async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: 
         make=lambda tid: mc.Take(tid, pid, listing_id, qty), purpose=purpose, fp_payload=fp_payload)
 
 
-async def _change(seq: MarketSequencer, who: Principal, cmd: Any) -> ev.Event | None:
+async def _change(seq: MarketSequencer, who: Principal, cmd: Any, reason: str | None = None) -> ev.Event | None:
     """Send a cancel or reduce of a resting order; its refusal event, if the engine refused it."""
-    _, events, _row = await seq.submit(lambda _s: cmd, actor=who.participant_id)  # 503 market_unavailable / ...
+    _, events, _row = await seq.submit(lambda _s: cmd, actor=who.participant_id,  # 503 market_unavailable / ...
+                                       reason=reason)
     return next((e for e in events if e[0] == ev.REJECTED), None)
 
 
@@ -374,7 +375,9 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
         raise NotFound("order", order_id)  # another's order: as if there were none
     if row.status == "open":
         owner = row.participant_id
-        rejected = await _change(seq, who, mc.Cancel(order_id, owner))
+        # The venue cancelling a member's order says so, not that the member asked (round 5, F7).
+        rejected = await _change(seq, who, mc.Cancel(order_id, owner), None if owner == who.participant_id
+                                 else ev.VENUE)
         row = await _order_row(rt, market_id, order_id)
         assert row is not None
         # A concurrent cancel (or a fill) ended it first: answer as a repeated cancel does, with its state.
@@ -396,6 +399,9 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
     owner = row.participant_id
     rejected = await _change(seq, who, mc.Reduce(order_id, new_open, owner))
     if rejected:
+        now = await _order_row(rt, market_id, order_id)
+        if now is not None and now.status != "open":  # filled or cancelled meanwhile: the engine no longer knows
+            raise DomainError("order_not_open", f"order {order_id} is {now.status}")  # it (round 5, F10)
         raise _reason_error(rejected[2], rejected[3], seq.market.decimals)
     row = await _order_row(rt, market_id, order_id)
     assert row is not None

@@ -311,19 +311,22 @@ class MarketSequencer:
                            f"{type(exc).__name__}: {exc}", 503)
 
     async def submit(self, make: Callable[[int], Any], order: dict[str, Any] | None = None,
-                     client: dict[str, Any] | None = None, *, actor: int | None = None) -> Answer:
-        out = await self.submit_funded(make, order, client=client, actor=actor)
+                     client: dict[str, Any] | None = None, *, actor: int | None = None,
+                     reason: str | None = None) -> Answer:
+        out = await self.submit_funded(make, order, client=client, actor=actor, reason=reason)
         assert not isinstance(out, Replay)
         return out
 
     async def submit_funded(self, make: Callable[[int], Any], order: dict[str, Any] | None = None, *,
                             hold: lc.Request | None = None, lookup: tuple[int, str] | None = None,
-                            client: dict[str, Any] | None = None, actor: int | None = None) -> Answer | Replay:
+                            client: dict[str, Any] | None = None, actor: int | None = None,
+                            reason: str | None = None) -> Answer | Replay:
         """Submit a command; with `hold`, the sequencer creates the hold first (batched with the holds of
         the other orders in its batch), with `lookup` it answers a retry from the journaled row. `actor`:
         the participant asking (exchange/core/suspension.py: it must be active when the command is journaled)."""
         self._check_running()
-        sub = Submission(make, asyncio.get_running_loop().create_future(), order, client, hold, lookup, actor)
+        sub = Submission(make, asyncio.get_running_loop().create_future(), order, client, hold, lookup, actor,
+                         reason=reason)
         self.queue.put_nowait(sub)
         out = await sub.future
         assert not isinstance(out, int | list)

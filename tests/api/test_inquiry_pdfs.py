@@ -1,6 +1,7 @@
 """Search-certificate PDFs cost the registry little however many anonymous visitors ask (red team round 4,
-F7): a repeat of a search over the same ledger head is the PDF already rendered, renders run one at a time,
-and only a few wait; the rest are told to retry (503 render_busy), never left to pile up."""
+F7; round 5, F5): a repeat of a search over the same ledger head is the PDF already rendered, renders run one
+at a time, only a few wait (the rest are told to retry, 503 render_busy), and each address gets a share: one
+render at a time, a small budget, and a waiting place ahead of the addresses that rendered more."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from api.portal.pdfs import WAITING, InquiryPdfs
+from api.portal.pdfs import PER_ADDRESS_BURST, WAITING, InquiryPdfs, in_thread
 from exchange.core.errors import DomainError
 from tests.helpers import Api
 
@@ -36,11 +37,11 @@ def test_one_render_at_a_time_a_few_waiting_the_rest_refused() -> None:
         return repr(answers[0]["certificate"]["query"]).encode()
 
     async def main() -> list[bytes | str]:
-        pdfs = InquiryPdfs()
+        pdfs = InquiryPdfs(runner=in_thread)
 
         async def one(q: str) -> bytes | str:
             try:
-                return await pdfs.render(_answers(q), draw)
+                return await pdfs.render(_answers(q), draw, f"10.0.0.{q}")
             except DomainError as exc:
                 return str(exc.code)
 
@@ -60,7 +61,7 @@ def test_the_same_search_over_the_same_head_is_rendered_once() -> None:
         return b"%PDF-" + str(len(calls)).encode()
 
     async def main() -> tuple[bytes, bytes, bytes]:
-        pdfs = InquiryPdfs()
+        pdfs = InquiryPdfs(runner=in_thread)
         first = await pdfs.render(_answers("张三"), draw)
         again = await pdfs.render(_answers("张三"), draw)  # signed later (another issued_at), same state
         later = await pdfs.render(_answers("张三", head=8), draw)  # the ledger moved on: a new certificate
@@ -76,3 +77,51 @@ def test_over_http_a_repeated_pdf_is_the_same_bytes(api: Api) -> None:
     r2 = api.client.get("/portal/inquiry.pdf", params={"by": "name", "q": "无此人"})
     assert r1.status_code == r2.status_code == 200 and r1.headers["content-type"] == "application/pdf"
     assert r1.content == r2.content
+
+
+def _slow(answers: list[dict[str, Any]]) -> bytes:
+    time.sleep(0.2)
+    return repr(answers[0]["certificate"]["query"]).encode()
+
+
+async def _try(pdfs: InquiryPdfs, q: str, address: str) -> bytes | str:
+    try:
+        return await pdfs.render(_answers(q), _slow, address)
+    except DomainError as exc:
+        return str(exc.code)
+
+
+def test_one_render_at_a_time_per_address_and_a_budget_per_address() -> None:
+    async def main() -> tuple[list[bytes | str], list[bytes | str]]:
+        pdfs = InquiryPdfs(runner=in_thread)
+        together = await asyncio.gather(_try(pdfs, "a", "10.0.0.1"), _try(pdfs, "b", "10.0.0.1"),
+                                        _try(pdfs, "c", "10.0.0.2"))
+        one_by_one = [await _try(pdfs, f"d{i}", "10.0.0.3") for i in range(PER_ADDRESS_BURST + 1)]
+        return together, one_by_one
+
+    together, one_by_one = asyncio.run(main())
+    assert isinstance(together[0], bytes) and together[1] == "rate_limited" and isinstance(together[2], bytes)
+    assert all(isinstance(o, bytes) for o in one_by_one[:-1]) and one_by_one[-1] == "rate_limited"
+
+
+def test_a_newcomer_takes_the_place_of_the_address_that_rendered_most() -> None:
+    async def main() -> tuple[list[bytes | str], bytes | str]:
+        pdfs = InquiryPdfs(runner=in_thread)
+        for i in range(2):  # 10.0.0.9 has rendered twice lately, the others once
+            assert isinstance(await _try(pdfs, f"warm9-{i}", "10.0.0.9"), bytes)
+        for k in range(1, WAITING):
+            assert isinstance(await _try(pdfs, f"warm{k}", f"10.0.0.{k}"), bytes)
+        loopers = [asyncio.create_task(_try(pdfs, f"loop{k}", f"10.0.0.{k}")) for k in (9, *range(1, WAITING))]
+        await asyncio.sleep(0)  # all queued; the first is rendering
+        visitor = await _try(pdfs, "visitor", "192.0.2.7")
+        return list(await asyncio.gather(*loopers)), visitor
+
+    loopers, visitor = asyncio.run(main())
+    assert isinstance(visitor, bytes)
+    assert loopers.count("render_busy") == 1 and loopers[0] == "render_busy"  # 10.0.0.9 gave up its place
+
+
+def test_over_http_an_address_gets_a_few_renders_then_429(api: Api) -> None:
+    codes = [api.client.get("/portal/inquiry.pdf", params={"by": "name", "q": f"预算{i}"}).status_code
+             for i in range(PER_ADDRESS_BURST + 1)]
+    assert codes[:-1] == [200] * PER_ADDRESS_BURST and codes[-1] == 429

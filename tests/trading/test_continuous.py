@@ -60,6 +60,8 @@ def test_ioc_fok_market_stp_reduce_and_halt(api: Api) -> None:
     assert ioc["order"]["status"] == "cancelled" and ioc["order"]["filled_quantity"] == "10.000"
     mkt = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "type": "market", "quantity": "5"}))
     assert mkt["order"]["filled_quantity"] == "5.000" and mkt["order"]["filled_amount"] == "1480.00"
+    accepted = next(e for e in mkt["events"] if e["kind"] == "accepted")  # a market order has no price (round 5 F11)
+    assert mkt["order"]["price"] is None and accepted["price"] is None and accepted["type"] == "market"
     # Self-trade prevention: the seller's own buy is cancelled rather than trade with its own ask.
     own = api.ok(s.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "296.00", "quantity": "1"}))
     assert own["order"]["status"] == "cancelled" and own["order"]["reason"] == "self_trade"
@@ -94,3 +96,42 @@ def test_a_refused_reduce_leaves_the_order_and_its_hold_alone(api: Api) -> None:
     fill = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "290.00", "quantity": "100"}))
     assert fill["order"]["status"] == "filled"  # and it still trades and settles
     assert bal(api, w["b"], "CDCER")["posted"] == "100.000"
+
+
+def test_a_reduce_racing_a_fill_is_409_order_not_open_never_404(api: Api) -> None:
+    """Red team round 5, F10: a reduce of one's own order that a fill ended meanwhile was 404 unknown_order
+    (the engine no longer knows the order); it is the order's own state, 409 order_not_open."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    w = world(api)
+    s, b, m = w["s"]["api"], w["b"]["api"], w["m"]
+    seen: set[tuple[int, str | None]] = set()
+    for _ in range(6):
+        oid = api.ok(b.post(f"/v1/markets/{m}/orders", {"side": "buy", "price": "290.00", "quantity": "2"}))[
+            "order"]["id"]
+
+        def go(i: int, oid: int = oid) -> tuple[int, str | None]:
+            if i == 0:
+                s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "290.00", "quantity": "2", "tif": "ioc"})
+                return 0, None
+            r = b.post(f"/v1/markets/{m}/orders/{oid}/reduce", {"quantity": "1"})
+            return r.status_code, r.json().get("code")
+
+        with ThreadPoolExecutor(6) as ex:
+            seen |= {x for x in ex.map(go, range(6)) if x[0]}
+    assert all(st in (200, 409) for st, _ in seen), seen
+    # 409: ended by the fill, or already reduced to 1 by a twin
+    assert all(code in ("order_not_open", "reduce_not_lower") for st, code in seen if st == 409), seen
+
+
+def test_the_venue_cancelling_a_members_order_says_so(api: Api) -> None:
+    """Red team round 5, F7: an operator's cancel of a member's order read `requested`, as if the member asked."""
+    w = world(api)
+    s, m = w["s"]["api"], w["m"]
+    mine = api.ok(s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "299.00", "quantity": "1"}))
+    theirs = api.ok(s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "298.00", "quantity": "1"}))
+    by_venue = api.ok(api.post(f"/v1/markets/{m}/orders/{theirs['order']['id']}/cancel", {}))
+    by_owner = api.ok(s.post(f"/v1/markets/{m}/orders/{mine['order']['id']}/cancel", {}))
+    assert (by_venue["status"], by_venue["reason"]) == ("cancelled", "venue")
+    assert (by_owner["status"], by_owner["reason"]) == ("cancelled", "requested")
+    assert bal(api, w["s"], "CDCER")["pending"] == "0.000"

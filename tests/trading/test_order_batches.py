@@ -101,6 +101,12 @@ def test_retry_of_the_whole_batch_and_of_one_order_is_byte_for_byte(api: Api) ->
     _, k2, _ = _batch(s, m, [{"client_id": "k1", "side": "sell", "price": "999.00", "quantity": "1"},
                              {"client_id": "k2", "side": "sell", "price": "299.00", "quantity": "1"}], key="batch-1")
     assert k1 == k2
+    # Another batch under that key places nothing: 409 idempotency_conflict (red team round 5, F8).
+    held = bal(api, w["s"], "CDCER")["available"]
+    status3, _, other = _batch(s, m, [{"client_id": "k3", "side": "sell", "price": "298.00", "quantity": "1"}],
+                               key="batch-1")
+    assert (status3, other["code"]) == (409, "idempotency_conflict")
+    assert bal(api, w["s"], "CDCER")["available"] == held  # a sell of 1 would have held 1
     # The single-order endpoint knows a batch's order by its client id: the same order, replayed.
     alone = s.post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "294.00", "quantity": "10"}, key="r4")
     assert alone.status_code == 201 and alone.json()["replayed"] is True
