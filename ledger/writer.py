@@ -417,26 +417,31 @@ class LedgerWriter:
                 for r in items[i].requests:
                     touched.add(r.command)
             state, originals = await store.load_view(conn, head, touched, self.blocks)
-            written: list[tuple[Entry, bytes | None]] = []
+            written: list[Entry] = []
+            fingerprints: list[bytes | None] = []  # of each written entry's request
+            refused: list[int] = []  # items a gate or the state refused
+            clock = self._clock
             for i in live:
                 it = items[i]
-                if i in gated:
+                if gated and i in gated:
                     results[i] = gated[i]
+                    refused.append(i)
                     continue
                 try:
-                    entries = state.apply_linked(it.requests, self._clock())
+                    entries = state.apply_linked(it.requests, clock())
                 except Rejection as rej:
                     results[i] = rej
+                    refused.append(i)
                     continue
                 # An InvariantViolation is not caught: it aborts the transaction and stops the writer.
                 results[i] = entries
-                written.extend(zip(entries, it.fingerprints, strict=True))
+                written += entries
+                fingerprints += it.fingerprints
             if not lookup:
                 # A retry of something already applied may now be refused by the state (a hold voided
                 # twice) instead of reaching the unique index: a refused request with a client id is
                 # looked up before its refusal is believed.
-                refused = [i for i in live if isinstance(results[i], Rejection)
-                           and any(r.client_id for r in items[i].requests)]
+                refused = [i for i in refused if any(r.client_id for r in items[i].requests)]
                 if refused:
                     keys2 = [(r.actor, r.client_id) for i in refused for r in items[i].requests if r.client_id]
                     found = await store.find_idempotent(conn, keys2)
@@ -444,11 +449,10 @@ class LedgerWriter:
                         replay = self._replay(items[i], found)
                         if replay is not None:
                             results[i] = replay
-            changed_blocks = await store.flush(conn, state, originals, written, head)
+            changed_blocks = await store.flush(conn, state, originals, written, fingerprints, head)
             if written:
-                batch_entries = [e for e, _ in written]
                 for before in self._before_commit:
-                    await before(conn, batch_entries, head)
+                    await before(conn, written, head)
         self.blocks.commit(originals, changed_blocks)  # committed: now the cache may learn from it
         # Durable: answer the callers, then the side effects.
         self.batches += 1
@@ -466,10 +470,9 @@ class LedgerWriter:
             else:
                 it.future.set_result(res)
         if written:
-            committed = [e for e, _ in written]
             for hook in self._after_commit:
                 try:
-                    await hook(committed)
+                    await hook(written)
                 except Exception:
                     log.exception("after-commit hook failed")
 
