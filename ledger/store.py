@@ -318,8 +318,7 @@ async def flush(
         if new:
             await conn.copy_records_to_table(
                 "ledger_blocks",
-                records=[(b.instrument, b.start, b.end, b.batch, b.account, b.hold, b.retired_seq, b.frozen_by)
-                         for b in new],
+                records=new,  # a block is the tuple of these columns, in this order
                 columns=["instrument", "start_serial", "end_serial", "batch", "account", "hold", "retired_seq",
                          "frozen_by"],
             )
