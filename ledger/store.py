@@ -255,7 +255,7 @@ async def flush(
         "ledger_entries",
         # An entry is a tuple (seq, ts, type, actor, client_id, leaf, hash, meta, body): the row is its first
         # five fields, the request's fingerprint, then leaf, hash and meta.
-        records=[e[:5] + (fp,) + e[5:8] for e, fp in zip(entries, fingerprints, strict=True)],
+        records=[(*e[:5], fp, *e[5:8]) for e, fp in zip(entries, fingerprints, strict=True)],
         columns=["seq", "ts", "type", "actor", "client_id", "fingerprint", "leaf", "hash", "meta"],
     )
     if state.dirty_instruments:
