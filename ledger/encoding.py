@@ -93,6 +93,14 @@ def _check(value: Any) -> bool:
             if ti is int:
                 if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
                     raise EncodingError(f"integer {item} outside the I-JSON safe range")
+            elif ti is list or ti is tuple:
+                # Arrays of arrays (serial ranges [[start, end], ...]): their integers checked inline.
+                for x in item:
+                    if type(x) is int:
+                        if not -MAX_SAFE_INT <= x <= MAX_SAFE_INT:
+                            raise EncodingError(f"integer {x} outside the I-JSON safe range")
+                    elif not _check(x):
+                        exact = False
             elif ti is not str and item is not None and ti is not bool and not _check(item):
                 exact = False
         return exact

@@ -240,17 +240,22 @@ async def flush(
     conn: asyncpg.Connection,
     state: LedgerState,
     originals: Originals,
-    entries: list[tuple[Entry, bytes | None]],
+    entries: list[Entry],
+    fingerprints: list[bytes | None],
     old_head: Head,
 ) -> Originals:
-    """Write one batch. Caller holds the transaction; the head moves by compare-and-swap. Returns the
-    blocks now held by each changed pair, for the writer's block cache."""
+    """Write one batch (`fingerprints`: of each entry's request). Caller holds the transaction; the head moves
+    by compare-and-swap. Returns the blocks now held by each changed pair, for the writer's block cache."""
     written: Originals = {}
     if not entries:
         return written
+    if len(fingerprints) != len(entries):
+        raise ValueError("one fingerprint (or None) per entry")
     await conn.copy_records_to_table(
         "ledger_entries",
-        records=[(e.seq, e.ts, e.type, e.actor, e.client_id, fp, e.leaf, e.hash, e.meta) for e, fp in entries],
+        # An entry is a tuple (seq, ts, type, actor, client_id, leaf, hash, meta, body): the row is its first
+        # five fields, the request's fingerprint, then leaf, hash and meta.
+        records=[(*e[:5], fp, *e[5:8]) for e, fp in zip(entries, fingerprints, strict=True)],
         columns=["seq", "ts", "type", "actor", "client_id", "fingerprint", "leaf", "hash", "meta"],
     )
     if state.dirty_instruments:
@@ -313,8 +318,7 @@ async def flush(
         if new:
             await conn.copy_records_to_table(
                 "ledger_blocks",
-                records=[(b.instrument, b.start, b.end, b.batch, b.account, b.hold, b.retired_seq, b.frozen_by)
-                         for b in new],
+                records=new,  # a block is the tuple of these columns, in this order
                 columns=["instrument", "start_serial", "end_serial", "batch", "account", "hold", "retired_seq",
                          "frozen_by"],
             )

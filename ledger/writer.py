@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import logging
 import time
+import typing
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ import asyncpg
 
 from ledger import commands as c
 from ledger import store
-from ledger.encoding import canonical_json
+from ledger.encoding import canonical_json, sha256
 from ledger.state import Entry, Head, InvariantViolation, Rejection
 
 log = logging.getLogger("envx.ledger.writer")
@@ -85,16 +86,24 @@ def broken_invariant(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "ledger_hold_resolutions_pkey"
 
 
+# Each command's dataclass-generated __repr__ without the recursion guard dataclasses wrap it in (a command is
+# a frozen value of ints, strings and tuples: never recursive), so the same string at half the cost.
+_REPRS: dict[type, Callable[[Any], str]] = {
+    t: getattr(t.__repr__, "__wrapped__", t.__repr__) for t in typing.get_args(c.Command)
+}
+
+
 def fingerprint(request: c.Request) -> bytes:
     """Digest of what the caller asked for, to tell a faithful retry from a reused client id.
 
-    Commands are frozen dataclasses of ints, strings and tuples, so their repr is canonical.
+    Commands are frozen dataclasses of ints, strings and tuples, so their repr is canonical. The digests are
+    stored with the entries and compared on every retry: they must never change (tests/ledger/test_fingerprint.py).
     """
     meta = request.meta
-    if any(k in meta for k in c.PROVENANCE_META):  # how it arrived is not part of what was asked
+    if meta and not meta.keys().isdisjoint(c.PROVENANCE_META):  # how it arrived is not part of what was asked
         meta = {k: v for k, v in meta.items() if k not in c.PROVENANCE_META}
-    payload = repr(request.command).encode() + b"\x00" + canonical_json(meta)
-    return hashlib.sha256(payload).digest()
+    command = request.command
+    return sha256(_REPRS.get(type(command), repr)(command).encode() + b"\x00" + canonical_json(meta))
 
 
 @dataclass(slots=True)
@@ -129,7 +138,10 @@ class LedgerWriter:
         self._before_commit = list(before_commit)
         self._on_start = list(on_start)
         self._gates = list(gates)
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        # The queue: callers append, the writer takes everything queued at once. A plain deque and one future
+        # the idle writer waits on (asyncio.Queue's per-item bookkeeping cost more than the rest of a submit).
+        self._queue: deque[_Item] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -171,7 +183,7 @@ class LedgerWriter:
         lets what its callers already handed over commit instead of cancelling it. False if time ran out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (self._busy or not self._queue.empty()) and self._task is not None and not self._task.done():
+        while (self._busy or self._queue) and self._task is not None and not self._task.done():
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.005)
@@ -183,8 +195,8 @@ class LedgerWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
+        while self._queue:
+            item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(WriterUnavailable("ledger writer stopped"))
         if self._conn:
@@ -207,7 +219,7 @@ class LedgerWriter:
     @property
     def queue_depth(self) -> int:
         """Requests waiting for a batch."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     def add_gate(self, gate: Gate) -> None:
         self._gates.append(gate)
@@ -224,7 +236,7 @@ class LedgerWriter:
     # ----------------------------------------------------------------- submit
 
     async def submit(self, request: c.Request) -> Entry:
-        return (await self.submit_linked([request]))[0]
+        return (await self.enqueue([request]))[0]
 
     async def submit_linked(self, requests: list[c.Request]) -> list[Entry]:
         """Append `requests` all together or not at all; raises `Rejection` with the first refusal."""
@@ -238,21 +250,34 @@ class LedgerWriter:
         if not self.running:
             raise WriterUnavailable("ledger writer is not running")
         fut: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(list(requests), fut, [
-            fingerprint(r) if r.client_id else None for r in requests
-        ]))
+        self._queue.append(_Item(list(requests), fut, [fingerprint(r) if r.client_id else None for r in requests]))
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return fut
+
+    async def _next(self) -> list[_Item]:
+        """Wait for the first queued request, then take whatever else is queued (at most `max_batch` groups)."""
+        queue = self._queue
+        while not queue:
+            self._wakeup = wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await wakeup
+            finally:
+                self._wakeup = None
+        if len(queue) <= self._max_batch:
+            items = list(queue)
+            queue.clear()
+            return items
+        return [queue.popleft() for _ in range(self._max_batch)]
 
     # ----------------------------------------------------------------- loop
 
     async def _run(self) -> None:
         while not self._stopping:
-            first = await self._queue.get()
+            items = await self._next()
             self._busy = True
             try:
-                items = [first]
-                while len(items) < self._max_batch and not self._queue.empty():
-                    items.append(self._queue.get_nowait())
                 try:
                     await self._process(items)
                 except Exception as exc:
@@ -284,8 +309,8 @@ class LedgerWriter:
                 self._busy = False
         # Stopped for good (no database, refused, a broken invariant): nobody may wait forever on a queued
         # request.
-        while not self._queue.empty():
-            self._fail([self._queue.get_nowait()], WriterStopped(self.stopped) if self.stopped is not None
+        while self._queue:
+            self._fail([self._queue.popleft()], WriterStopped(self.stopped) if self.stopped is not None
                        else WriterUnavailable("ledger writer stopped"))
 
     def _stop_writes(self, items: list[_Item], exc: BaseException) -> None:
@@ -384,7 +409,11 @@ class LedgerWriter:
                         results[i] = outcome
                         continue
                 ids = [(r.actor, r.client_id) for r in it.requests if r.client_id]
-                dup = next((seen_in_batch[k] for k in ids if k in seen_in_batch), None)
+                dup = None
+                for k in ids:
+                    if k in seen_in_batch:
+                        dup = seen_in_batch[k]
+                        break
                 if dup is not None:
                     results[i] = _Later(dup, it)  # type: ignore[assignment]
                     continue
@@ -398,26 +427,31 @@ class LedgerWriter:
                 for r in items[i].requests:
                     touched.add(r.command)
             state, originals = await store.load_view(conn, head, touched, self.blocks)
-            written: list[tuple[Entry, bytes | None]] = []
+            written: list[Entry] = []
+            fingerprints: list[bytes | None] = []  # of each written entry's request
+            refused: list[int] = []  # items a gate or the state refused
+            clock = self._clock
             for i in live:
                 it = items[i]
-                if i in gated:
+                if gated and i in gated:
                     results[i] = gated[i]
+                    refused.append(i)
                     continue
                 try:
-                    entries = state.apply_linked(it.requests, self._clock())
+                    entries = state.apply_linked(it.requests, clock())
                 except Rejection as rej:
                     results[i] = rej
+                    refused.append(i)
                     continue
                 # An InvariantViolation is not caught: it aborts the transaction and stops the writer.
                 results[i] = entries
-                written.extend(zip(entries, it.fingerprints, strict=True))
+                written += entries
+                fingerprints += it.fingerprints
             if not lookup:
                 # A retry of something already applied may now be refused by the state (a hold voided
                 # twice) instead of reaching the unique index: a refused request with a client id is
                 # looked up before its refusal is believed.
-                refused = [i for i in live if isinstance(results[i], Rejection)
-                           and any(r.client_id for r in items[i].requests)]
+                refused = [i for i in refused if any(r.client_id for r in items[i].requests)]
                 if refused:
                     keys2 = [(r.actor, r.client_id) for i in refused for r in items[i].requests if r.client_id]
                     found = await store.find_idempotent(conn, keys2)
@@ -425,11 +459,10 @@ class LedgerWriter:
                         replay = self._replay(items[i], found)
                         if replay is not None:
                             results[i] = replay
-            changed_blocks = await store.flush(conn, state, originals, written, head)
+            changed_blocks = await store.flush(conn, state, originals, written, fingerprints, head)
             if written:
-                batch_entries = [e for e, _ in written]
                 for before in self._before_commit:
-                    await before(conn, batch_entries, head)
+                    await before(conn, written, head)
         self.blocks.commit(originals, changed_blocks)  # committed: now the cache may learn from it
         # Durable: answer the callers, then the side effects.
         self.batches += 1
@@ -447,10 +480,9 @@ class LedgerWriter:
             else:
                 it.future.set_result(res)
         if written:
-            committed = [e for e, _ in written]
             for hook in self._after_commit:
                 try:
-                    await hook(committed)
+                    await hook(written)
                 except Exception:
                     log.exception("after-commit hook failed")
 
