@@ -1,4 +1,8 @@
-"""The audit's fast paths report the same as the serial one: replay-free pass, split over processes."""
+"""The audit's fast paths report the same as the serial one: replay-free pass, split over processes.
+
+The split cuts the log on tile boundaries (entries 257, 513, ...): with 800 more accounts the log is long
+enough for three parts, and a byte flipped either side of a seam is found as in the serial pass.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ def test_replay_free_audit_split_over_processes(db_url: str, settings: Settings,
         world(api, transfers=2)
         rt = client.app.state.rt
         client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
-                                                       for i in range(300)])
+                                                       for i in range(800)])
         n = head_seq(client)
     dsn = asyncpg_dsn(db_url)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
@@ -54,7 +58,8 @@ def test_replay_free_audit_split_over_processes(db_url: str, settings: Settings,
     split = asyncio.run(verify.verify_database(dsn, replay=False, jobs=3))
     assert serial.ok and split.ok and serial.entries == split.entries == n, split.render()
     assert serial.checks == split.checks
-    for seq in (2, n // 3 + 1, n - 1):  # in the first part, at a seam, in the last part
+    assert n > 3 * 256, n
+    for seq in (2, 256, 257, 513, n - 1):  # in the first part, either side of the seams, in the last part
         original = asyncio.run(_flip_leaf(dsn, seq))
         try:
             for jobs in (1, 3):
@@ -73,7 +78,7 @@ def test_full_audit_replays_while_workers_check_integrity(db_url: str, settings:
         world(api, transfers=3)
         rt = client.app.state.rt
         client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
-                                                       for i in range(300)])
+                                                       for i in range(800)])
         n = head_seq(client)
     dsn = asyncpg_dsn(db_url)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
@@ -82,7 +87,7 @@ def test_full_audit_replays_while_workers_check_integrity(db_url: str, settings:
         split = asyncio.run(verify.verify_database(dsn, jobs=jobs))
         assert serial.ok and split.ok and serial.entries == split.entries == n, split.render()
         assert serial.checks == split.checks and split.timings["projections"] > 0
-    for seq in (2, n // 2 + 1, n):  # first, a seam for jobs=3, the last
+    for seq in (2, 256, 257, n):  # first, either side of the seam for jobs=3, the last
         original = asyncio.run(_flip_leaf(dsn, seq))
         try:
             for jobs in (1, 2, 3):
