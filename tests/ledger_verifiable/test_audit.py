@@ -7,6 +7,7 @@ enough for three parts, and a byte flipped either side of a seam is found as in 
 from __future__ import annotations
 
 import asyncio
+import random
 
 import asyncpg
 import pytest
@@ -19,6 +20,7 @@ from ledger import commands as c
 from ledger import note, verify
 from tests.helpers import Api, bootstrap_operator
 from tests.ledger_verifiable.helpers import head_seq, world
+from tests.ledger_verifiable.test_tamper import _columns, _flip
 
 
 async def _flip_leaf(dsn: str, seq: int) -> bytes:
@@ -117,6 +119,78 @@ def test_full_audit_replays_while_workers_check_integrity(db_url: str, settings:
     finally:
         asyncio.run(tamper_balance(-1))
     assert asyncio.run(verify.verify_database(dsn, jobs=2)).ok
+
+
+# What the replay-free audit covers: the log, the tree, the checkpoints, the keys (not the projections).
+INTEGRITY_TABLES = ("ledger_entries", "ledger_tiles", "ledger_checkpoints", "ledger_signing_keys")
+
+
+async def _flip_committed(dsn: str, rng: random.Random) -> tuple[str, str, object, str] | None:
+    """Commit a one-byte change to one value of one integrity table (None if a constraint refused it);
+    returns what to restore: table, column, original value, the row's new ctid."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        columns = await _columns(conn)
+        table = rng.choice(INTEGRITY_TABLES)
+        ctid = rng.choice([r["ctid"] for r in await conn.fetch(f"SELECT ctid FROM {table}")])
+        column, data_type = rng.choice([c for c in columns[table] for _ in range(3 if c[1] == "bytea" else 1)])
+        value = await conn.fetchval(f"SELECT {column} FROM {table} WHERE ctid = $1", ctid)
+        if value is None or value in ("", b""):
+            return None
+        await conn.execute("SET session_replication_role = replica")  # the attacker's powers
+        try:
+            moved = await conn.fetchval(f"UPDATE {table} SET {column} = $1 WHERE ctid = $2 RETURNING ctid",
+                                        _flip(value, data_type, rng), ctid)
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
+            return None
+        return table, column, value, moved
+    finally:
+        await conn.close()
+
+
+async def _restore(dsn: str, table: str, column: str, value: object, ctid: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(f"UPDATE {table} SET {column} = $1 WHERE ctid = $2", value, ctid)
+    finally:
+        await conn.close()
+
+
+def test_replay_free_audit_reports_a_changed_byte_in_any_column_serial_or_split(
+        db_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the replay, every byte of the log's rows (seq, ts, type, actor, client_id, leaf, hash, meta), of
+    the tiles, the checkpoints and the keys is still checked, in this process and in the workers alike."""
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        api = Api(client, bootstrap_operator(client))
+        world(api, transfers=2)
+        rt = client.app.state.rt
+        client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"), f"o{i}")
+                                                       for i in range(800)])
+    dsn = asyncpg_dsn(db_url)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
+    assert asyncio.run(verify.verify_database(dsn, replay=False, jobs=3)).ok
+    rng = random.Random(20261201)
+    caught: dict[str, int] = {}
+    done = attempts = 0
+    while done < 24:
+        attempts += 1
+        assert attempts < 240, "too many mutations refused by constraints"
+        flipped = asyncio.run(_flip_committed(dsn, rng))
+        if flipped is None:
+            continue
+        table, column, value, ctid = flipped
+        try:
+            for jobs in (1, 3):
+                report = asyncio.run(verify.verify_database(dsn, replay=False, jobs=jobs))
+                assert not report.ok, f"{table}.{column} (jobs={jobs}) went unnoticed"
+        finally:
+            asyncio.run(_restore(dsn, table, column, value, ctid))
+        caught[f"{table}.{column}"] = caught.get(f"{table}.{column}", 0) + 1
+        done += 1
+    assert {k for k in caught if k.startswith("ledger_entries.")} >= {
+        "ledger_entries.leaf", "ledger_entries.hash", "ledger_entries.meta"}, caught
+    assert asyncio.run(verify.verify_database(dsn, replay=False, jobs=3)).ok
 
 
 def test_checkpoints_kept_by_an_auditor_are_checked_against_the_database(db_url: str, settings: Settings) -> None:
