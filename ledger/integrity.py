@@ -18,6 +18,7 @@ import asyncio
 import gc
 import hashlib
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -229,10 +230,19 @@ def main() -> None:
 
 
 async def run_worker(job: Job) -> Part:
-    """Check a range in a worker process (see the module's docstring)."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", BOOT, *sys.path,
-                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate(msgspec.msgpack.encode(job))
-    if proc.returncode != 0:
-        raise RuntimeError(f"the audit's worker for entries {job.lo}-{job.hi} failed (exit {proc.returncode})")
-    return msgspec.msgpack.decode(out, type=Part)
+    """Check a range in a worker process (see the module's docstring). Its answer (32 bytes a leaf) goes to
+    a temporary file, not a pipe: a pipe would stall the worker while this process is busy with its own
+    share of the audit."""
+    with tempfile.TemporaryFile() as answer:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", BOOT, *sys.path,
+                                                    stdin=asyncio.subprocess.PIPE, stdout=answer)
+        try:
+            await proc.communicate(msgspec.msgpack.encode(job))
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"the audit's worker for entries {job.lo}-{job.hi} failed (exit {proc.returncode})")
+        answer.seek(0)
+        return msgspec.msgpack.decode(answer.read(), type=Part)
