@@ -402,7 +402,8 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
         found: list[Part] = await asyncio.gather(*workers)
     except BaseException:
         for w in workers:
-            w.cancel()
+            w.cancel()  # kills its process
+        await asyncio.gather(*workers, return_exceptions=True)
         raise
     for k, part in enumerate(found, start=first_worker):
         if check.broken or check.n != bounds[k] - 1:
@@ -416,6 +417,8 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
         check.keys += part.keys
         levels.append(part.level1)
         check.n, check.prev_hex, check.broken = part.n, part.last, part.broken
+    if not check.broken and check.n != n:
+        raise RuntimeError(f"the audit's ranges cover {check.n} of {n} entries")
     return check, b"".join(levels), stored
 
 
@@ -444,7 +447,7 @@ async def _verify(conn: asyncpg.Connection, report: Report, *, replay: bool, che
     if check.broken:
         report.add("the log has a gap: tree and checkpoints not checked")
     else:
-        expected = expected_tiles(bytes(check.leaf_hashes), level1 if level1 is not None and not check.broken else None)
+        expected = expected_tiles(bytes(check.leaf_hashes), level1)
         check_tiles(stored if stored is not None else await stored_tiles(conn), expected, n, report)
         await check_checkpoints(conn, expected, n, check.keys, report, checkpoints, trusted_keys)
     t2 = time.perf_counter()

@@ -17,7 +17,7 @@ from api.app import create_app
 from exchange.core.database import asyncpg_dsn
 from exchange.core.settings import Settings
 from ledger import commands as c
-from ledger import note, verify
+from ledger import integrity, note, verify
 from tests.helpers import Api, bootstrap_operator
 from tests.ledger_verifiable.helpers import head_seq, world
 from tests.ledger_verifiable.test_tamper import _columns, _flip
@@ -191,6 +191,24 @@ def test_replay_free_audit_reports_a_changed_byte_in_any_column_serial_or_split(
     assert {k for k in caught if k.startswith("ledger_entries.")} >= {
         "ledger_entries.leaf", "ledger_entries.hash", "ledger_entries.meta"}, caught
     assert asyncio.run(verify.verify_database(dsn, replay=False, jobs=3)).ok
+
+
+def test_a_worker_that_fails_or_answers_garbage_fails_the_audit(db_url: str, settings: Settings,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range no worker vouched for is never taken as checked: the audit raises instead of reporting OK."""
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        world(Api(client, bootstrap_operator(client)), transfers=1)
+        rt = client.app.state.rt
+        client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
+                                                       for i in range(600)])  # two ranges of 256 and more
+    dsn = asyncpg_dsn(db_url)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
+    assert asyncio.run(verify.verify_database(dsn, replay=False, jobs=2)).ok
+    for boot in ("import sys; sys.exit(3)", "print('all fine')"):
+        monkeypatch.setattr(integrity, "BOOT", boot)
+        for replay in (False, True):
+            with pytest.raises((RuntimeError, ValueError)):
+                asyncio.run(verify.verify_database(dsn, replay=replay, jobs=2))
 
 
 def test_checkpoints_kept_by_an_auditor_are_checked_against_the_database(db_url: str, settings: Settings) -> None:
