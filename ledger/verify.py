@@ -19,27 +19,26 @@ cannot be recomputed; changing it alters no balance or entry: at worst a retry i
 answered with the entry the log really holds for that client id)
 and ``ledger_checkpoints.created_at`` (wall-clock bookkeeping; a checkpoint's meaning is its note).
 
-Speed: entries stream through a server-side cursor in chunks; the hash and tree work is plain
-hashlib. With ``replay=False`` steps 5-6 are skipped: an integrity audit (every stored byte against
-hashes, chain, tree and signed checkpoints) that does not prove the bytes canonical or the history
-valid (the replay does). A large log (``PARALLEL_MIN`` entries) is split: worker processes importing
-the audit's snapshot check steps 1-2 by seq range while this process replays the whole log (full
-audit) or takes the first range (integrity only); the full audit's speed is then bounded by the state
-machine's replay alone.
+Speed: entries stream through server-side cursors in chunks; steps 1-3 are `ledger.integrity` (plain
+hashlib, the entry's JSON read into a struct, the tree level by level), step 5 decodes each leaf straight
+into the state machine's command (`ledger.replay.request_of_leaf`). With ``replay=False`` steps 5-6 are
+skipped: an integrity audit (every stored byte against hashes, chain, tree and signed checkpoints) that
+does not prove the bytes canonical or the history valid (the replay does). A large log (``PARALLEL_MIN``
+entries) is split into seq ranges on tile boundaries: worker processes (`ledger.integrity`, an interpreter
+each, importing the audit's snapshot) check steps 1-2 and their share of the tree's first tile level,
+while this process replays the whole log (full audit) or takes the first range (integrity only); the full
+audit's speed is then bounded by the state machine's replay alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
-import json
-import multiprocessing
+import operator
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +46,19 @@ import asyncpg
 
 from ledger import merkle, note
 from ledger.checkpoints import key_in_force
-from ledger.encoding import DOMAIN_TAG, VERSIONS, ZERO_HASH, EncodingError
-from ledger.replay import request_of
+from ledger.encoding import EncodingError
+from ledger.integrity import (
+    CHUNK,
+    MAX_PROBLEMS,
+    ROWS,
+    IntegrityPass,
+    Job,
+    Part,
+    check_range,
+    next_tile_row,
+    run_worker,
+)
+from ledger.replay import request_of_leaf
 from ledger.state import (
     NEGATIVE_ALLOWED,
     SINK_KINDS,
@@ -63,18 +73,10 @@ from ledger.state import (
 from ledger.tiles import TILE_WIDTH, Tile, TileKey, tiles_for_size
 from ledger.tree_store import tile_node_getter
 
-_decode_json: Callable[[bytes], Any]
-try:  # msgspec (already installed with Litestar) decodes entries ~5x faster than json; same values
-    from msgspec.json import decode as _decode_json
-except ImportError:  # pragma: no cover - the standalone verifier also runs without it
-    _decode_json = json.loads
-
-MAX_PROBLEMS = 200
-PARALLEL_MIN = 200_000  # below this, starting worker processes costs more than they save
-CHUNK = 20_000
+PARALLEL_MIN = 100_000  # below this, starting worker processes costs more than they save
 _HASH = merkle.HASH_SIZE
-_TAG_LEN = len(DOMAIN_TAG)
-assert all(len(tag) == _TAG_LEN for tag in VERSIONS)  # version 1 and 2 tags: "envx-entry/N\n"
+_REPLAY_ROWS = "SELECT seq, leaf, meta FROM ledger_entries ORDER BY seq"
+_REPLAY_COLUMNS = operator.itemgetter(0, 5, 7)  # seq, leaf, meta of an integrity row (`ledger.integrity.ROWS`)
 
 
 @dataclass
@@ -110,146 +112,56 @@ class Report:
         return "\n".join(lines)
 
 
-class LogAuditor:
-    """Steps 1, 2 and 5 over entries fed in seq order, chunk by chunk; collects leaf hashes and keys.
+class Replayer:
+    """Step 5 over rows ``(seq, leaf, meta)`` fed in seq order: each entry's request, read from its bytes, is
+    applied to the pure state machine, which must reproduce those bytes. Stops at the first entry it cannot
+    reproduce (at a gap in seq too, which the integrity pass reports)."""
 
-    Rows are ``(seq, ts, type, actor, client_id, leaf, hash, meta)``.
-    """
-
-    def __init__(self, report: Report, replay: bool = True, *, start: int = 0,
-                 prev_hex: str | None = ZERO_HASH.hex()) -> None:
-        # A part of the log (parallel audit) starts after `start` with an unknown previous hash:
-        # its first entry's `prev` is kept in `first_prev` for the caller to check at the seam.
+    def __init__(self, report: Report) -> None:
         self.report = report
-        self.n = start
-        self.prev_hex = prev_hex
-        self.first_prev: str | None = None
-        self.leaf_hashes = bytearray()
-        self.keys: list[tuple[int, str]] = []  # (seq, verifier key) of key.register entries
-        self.state: LedgerState | None = LedgerState() if replay else None
-        self.broken = False  # seq gap: nothing after it can be placed in the tree
+        self.state: LedgerState | None = LedgerState()
+        self.n = 0
 
     def feed(self, rows: Iterable[Sequence[Any]]) -> None:
-        if self.broken:
+        state = self.state
+        if state is None:
             return
         add = self.report.add
-        sha = hashlib.sha256
-        loads = _decode_json
-        leaf_hashes = self.leaf_hashes
-        state = self.state
-        i = self.n
-        prev_hex = self.prev_hex
-        for seq, ts, type_, actor, client_id, leaf, stored_hash, meta in rows:
-            i += 1
-            if seq != i:
-                add(f"seq {seq} found where {i} was expected (gap or reorder)")
-                self.broken = True
-                i -= 1
-                break
-            digest = sha(leaf).digest()
-            if digest != stored_hash:
-                add(f"entry {i}: stored hash is not SHA-256 of its bytes")
-            leaf_hashes += sha(b"\x00" + leaf).digest()
-            entry: Any = None
-            version = VERSIONS.get(leaf[:_TAG_LEN])
-            if version is not None:
-                try:
-                    entry = loads(leaf[_TAG_LEN:])
-                except ValueError:
-                    entry = None
-            if not isinstance(entry, dict) or entry.get("v") != version:
-                add(f"entry {i}: bytes are not a version-1 or version-2 envx entry")
-                prev_hex = digest.hex()
-                state = self._stop_replay(state)
-                continue
-            if entry.get("seq") != i:
-                add(f"entry {i}: encodes seq {entry.get('seq')}")
-            if prev_hex is None:
-                self.first_prev = entry.get("prev")
-            elif entry.get("prev") != prev_hex:
-                add(f"entry {i}: chain broken (prev does not match entry {i - 1})")
-            if (entry.get("ts"), entry.get("type"), entry.get("actor"), entry.get("client_id")) != (
-                    ts, type_, actor, client_id):
-                add(f"entry {i}: columns ts/type/actor/client_id differ from the entry bytes")
-            if sha(meta).hexdigest() != entry.get("meta"):
-                add(f"entry {i}: stored metadata does not match the hash committed in the entry")
-            if type_ == "key.register" and isinstance(entry.get("body"), dict):
-                self.keys.append((i, entry["body"].get("key")))
-            if state is not None:
-                try:
-                    replayed = state.apply(request_of(entry, meta), entry["ts"]).leaf
-                except (Rejection, InvariantViolation, EncodingError, ValueError, KeyError, TypeError,
-                        AttributeError) as exc:
-                    add(f"entry {i}: replay refused it: {exc}")
-                    state = self._stop_replay(state)
-                else:
-                    if replayed != leaf:
-                        add(f"entry {i}: replay does not reproduce its bytes (entry or metadata altered)")
-                        state = self._stop_replay(state)
-                    else:
-                        state.forget_journal()
-            prev_hex = digest.hex()
-        self.n, self.prev_hex, self.state = i, prev_hex, state
-        self.report.entries = i
-
-    def feed_replay(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Step 5 alone, over rows ``(seq, leaf, meta)`` in seq order: the split full audit replays in this
-        process while worker processes check steps 1-2 of the same entries (and report any entry this
-        cannot read). Stops at the first entry it cannot reproduce."""
-        state = self.state
-        if state is None or self.broken:
-            return
-        add = self.report.add
-        loads = _decode_json
+        read = request_of_leaf
         apply = state.apply
         forget = state.forget_journal
         i = self.n
         for seq, leaf, meta in rows:
             i += 1
-            entry: Any = None
-            version = VERSIONS.get(leaf[:_TAG_LEN]) if seq == i else None
-            if version is not None:
-                try:
-                    entry = loads(leaf[_TAG_LEN:])
-                except ValueError:
-                    entry = None
-            if not isinstance(entry, dict) or entry.get("v") != version:
-                # a gap, or bytes that are not an entry: the integrity pass reports which
-                i -= 1
-                state = self._stop_replay(state)
+            if seq != i:
                 break
             try:
-                replayed = apply(request_of(entry, meta), entry["ts"]).leaf
+                request, ts = read(leaf, meta)
+                replayed = apply(request, ts).leaf
             except (Rejection, InvariantViolation, EncodingError, ValueError, KeyError, TypeError,
                     AttributeError) as exc:
                 add(f"entry {i}: replay refused it: {exc}")
-                state = self._stop_replay(state)
                 break
             if replayed != leaf:
                 add(f"entry {i}: replay does not reproduce its bytes (entry or metadata altered)")
-                state = self._stop_replay(state)
                 break
             forget()
-        self.n, self.state = i, state
+        else:
+            self.n = i
+            return
+        self.n = i - 1
+        self.stop()
 
-    def _stop_replay(self, state: LedgerState | None) -> LedgerState | None:
-        if state is not None:
+    def stop(self) -> None:
+        if self.state is not None:
             self.report.warnings.append("replay stopped at the first entry it could not reproduce")
-        return None
+        self.state = None
 
     def finish(self) -> LedgerState | None:
         if self.state is not None:
             for p in self.state.check_invariants():
                 self.report.add(f"invariant: {p}")
         return self.state
-
-
-def replay_rows(rows: list[Any], report: Report) -> LedgerState:
-    """Steps 1, 2 and 5 over rows with seq, ts, type, actor, client_id, leaf, hash, meta (in seq order)."""
-    auditor = LogAuditor(report)
-    auditor.feed([(r["seq"], r["ts"], r["type"], r["actor"], r["client_id"], bytes(r["leaf"]), bytes(r["hash"]),
-                   bytes(r["meta"])) for r in rows])
-    return auditor.finish() or LedgerState()
 
 
 async def compare_projections(conn: asyncpg.Connection, state: LedgerState, report: Report) -> None:
@@ -307,25 +219,15 @@ def _diff(report: Report, what: str, expected: dict, found: dict) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _next_row(row: bytes) -> bytes:
-    """Tile-level row above ``row``: the root of each complete group of 256 hashes."""
-    sha = hashlib.sha256
-    out = bytearray()
-    step = TILE_WIDTH * _HASH
-    for start in range(0, len(row) - step + 1, step):
-        hs = [row[o : o + _HASH] for o in range(start, start + step, _HASH)]
-        while len(hs) > 1:
-            hs = [sha(b"\x01" + hs[k] + hs[k + 1]).digest() for k in range(0, len(hs), 2)]
-        out += hs[0]
-    return bytes(out)
-
-
-def expected_tiles(leaf_hashes: bytes) -> dict[TileKey, Tile]:
-    """Every tile of the tree over these leaf hashes, as the writer should have stored them."""
+def expected_tiles(leaf_hashes: bytes, level1: bytes | None = None) -> dict[TileKey, Tile]:
+    """Every tile of the tree over these leaf hashes, as the writer should have stored them. ``level1``: the
+    row above the leaves (the root of each complete group of 256), when the workers have computed it."""
     size = len(leaf_hashes) // _HASH
     rows = [bytes(leaf_hashes)]
+    if len(rows[0]) >= TILE_WIDTH * _HASH:
+        rows.append(next_tile_row(rows[0]) if level1 is None else level1)
     while len(rows[-1]) >= TILE_WIDTH * _HASH:
-        rows.append(_next_row(rows[-1]))
+        rows.append(next_tile_row(rows[-1]))
     out: dict[TileKey, Tile] = {}
     for tid in tiles_for_size(size):
         off = tid.index * TILE_WIDTH * _HASH
@@ -333,10 +235,15 @@ def expected_tiles(leaf_hashes: bytes) -> dict[TileKey, Tile]:
     return out
 
 
-async def check_tiles(conn: asyncpg.Connection, expected: dict[TileKey, Tile], n: int, report: Report) -> None:
+StoredTiles = dict[TileKey, tuple[int, bytes]]
+
+
+async def stored_tiles(conn: asyncpg.Connection) -> StoredTiles:
+    return {(r[0], r[1]): (r[2], r[3]) for r in await conn.fetch("SELECT level, idx, width, hashes FROM ledger_tiles")}
+
+
+def check_tiles(stored: StoredTiles, expected: dict[TileKey, Tile], n: int, report: Report) -> None:
     """Step 3: the stored tiles are exactly the tiles of the tree over the log (or of a prefix of it)."""
-    stored = {(r[0], r[1]): (r[2], bytes(r[3]))
-              for r in await conn.fetch("SELECT level, idx, width, hashes FROM ledger_tiles")}
     level0 = [(idx, width) for (level, idx), (width, _) in stored.items() if level == 0]
     covered = max((idx * TILE_WIDTH + width for idx, width in level0), default=0)
     if covered > n:
@@ -360,7 +267,7 @@ async def check_tiles(conn: asyncpg.Connection, expected: dict[TileKey, Tile], n
 
 
 async def check_checkpoints(conn: asyncpg.Connection, expected: dict[TileKey, Tile], n: int,
-                            keys: list[tuple[int, str]], report: Report,
+                            keys: list[tuple[int, Any]], report: Report,
                             external: Sequence[str] = (), trusted: Sequence[str] = ()) -> None:
     """Step 4, plus checkpoints handed in from outside (`envx verify --checkpoint`)."""
     get = tile_node_getter(expected)
@@ -457,72 +364,62 @@ async def verify_connection(conn: asyncpg.Connection, report: Report, *, replay:
             gc.enable()
 
 
-async def _feed_range(conn: asyncpg.Connection, auditor: LogAuditor, lo: int = 1, hi: int = 2**63 - 1) -> None:
-    cur = await conn.cursor("SELECT seq, ts, type, actor, client_id, leaf, hash, meta FROM ledger_entries "
-                            "WHERE seq BETWEEN $1 AND $2 ORDER BY seq", lo, hi)
+async def _serial(conn: asyncpg.Connection, check: IntegrityPass, replayer: Replayer | None) -> None:
+    """Steps 1-2 and (with `replayer`) 5 in this process, over one cursor."""
+    cur = await conn.cursor(ROWS, 1, 2**63 - 1)
     while rows := await cur.fetch(CHUNK):
-        auditor.feed(rows)
+        check.feed(rows)
+        if replayer is not None:
+            replayer.feed(map(_REPLAY_COLUMNS, rows))
 
 
-async def _part_async(dsn: str, snapshot: str, lo: int, hi: int) -> dict[str, Any]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            # The very snapshot the coordinating transaction reads: one consistent view across processes.
-            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            report = Report()
-            auditor = LogAuditor(report, replay=False, start=lo - 1, prev_hex=None)
-            await _feed_range(conn, auditor, lo, hi)
-    finally:
-        await conn.close()
-    return {"n": auditor.n, "leaf_hashes": bytes(auditor.leaf_hashes), "keys": auditor.keys,
-            "problems": report.problems, "first_prev": auditor.first_prev, "last": auditor.prev_hex,
-            "broken": auditor.broken}
-
-
-def _part(dsn: str, snapshot: str, lo: int, hi: int) -> dict[str, Any]:
-    """One worker process's share of the integrity pass (entries lo..hi, no replay)."""
-    gc.disable()
-    return asyncio.run(_part_async(dsn, snapshot, lo, hi))
-
-
-async def _feed_parallel(conn: asyncpg.Connection, auditor: LogAuditor, dsn: str, jobs: int, n: int,
-                         replayer: LogAuditor | None = None) -> None:
-    """The integrity pass (steps 1-2) split by seq range over processes. Without `replayer`, this process
-    takes the first range itself; with one (the full audit), this process replays the whole log through
-    the state machine while `jobs - 1` (at least one) worker processes check every range."""
+async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, n: int,
+                 replayer: Replayer | None) -> tuple[IntegrityPass, bytes, StoredTiles]:
+    """Steps 1-2 split by seq range over worker processes (`ledger.integrity`). Without `replayer`, this
+    process takes the first range itself; with one (the full audit), this process replays the whole log
+    through the state machine while `jobs - 1` (at least one) workers check every range. Returns the pass
+    over the whole log, the level-1 tile row and the stored tiles."""
     snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
     if not re.fullmatch(r"[0-9A-F-]+", snapshot):
         raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
     parts = max(1, jobs - 1) if replayer is not None else jobs
-    bounds = [1 + n * k // parts for k in range(parts + 1)]
+    # Ranges start on tile boundaries, so each one's groups of 256 leaves are its own (its level-1 hashes).
+    bounds = sorted({1 + n * k // parts // TILE_WIDTH * TILE_WIDTH for k in range(parts)} | {n + 1})
     first_worker = 0 if replayer is not None else 1
-    ctx = multiprocessing.get_context("spawn")  # no forked copy of this process's loop and sockets
-    loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(parts - first_worker, mp_context=ctx) as pool:
-        futures = [loop.run_in_executor(pool, _part, dsn, snapshot, bounds[k], bounds[k + 1] - 1)
-                   for k in range(first_worker, parts)]
+    workers = [asyncio.ensure_future(run_worker(Job(dsn, snapshot, bounds[k], bounds[k + 1] - 1)))
+               for k in range(first_worker, len(bounds) - 1)]
+    check = IntegrityPass(report.add)
+    levels: list[bytes] = []
+    try:
         if replayer is None:
-            await _feed_range(conn, auditor, bounds[0], bounds[1] - 1)
+            await check_range(conn, check, bounds[0], bounds[1] - 1)
+            levels.append(b"" if check.broken else check.level1())
         else:
-            cur = await conn.cursor("SELECT seq, leaf, meta FROM ledger_entries ORDER BY seq")
+            cur = await conn.cursor(_REPLAY_ROWS)
             while rows := await cur.fetch(CHUNK):
-                replayer.feed_replay(rows)
-        results = await asyncio.gather(*futures)
-    for k, part in enumerate(results, start=first_worker):
-        if auditor.broken or auditor.n != bounds[k] - 1:
-            auditor.broken = True
+                replayer.feed(rows)
+        stored = await stored_tiles(conn)
+        found: list[Part] = await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()  # kills its process
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    for k, part in enumerate(found, start=first_worker):
+        if check.broken or check.n != bounds[k] - 1:
+            check.broken = True
             break
-        if part["first_prev"] != auditor.prev_hex:
-            auditor.report.add(f"entry {auditor.n + 1}: chain broken (prev does not match entry {auditor.n})")
-        for p in part["problems"]:
-            auditor.report.add(p)
-        auditor.leaf_hashes += part["leaf_hashes"]
-        auditor.keys += part["keys"]
-        auditor.n, auditor.prev_hex, auditor.broken = part["n"], part["last"], part["broken"]
-    auditor.report.entries = auditor.n
-    if replayer is not None and replayer.state is not None and replayer.n != auditor.n:
-        replayer.state = replayer._stop_replay(replayer.state)
+        if part.first_prev != check.prev_hex:
+            report.add(f"entry {check.n + 1}: chain broken (prev does not match entry {check.n})")
+        for p in part.problems:
+            report.add(p)
+        check.leaf_hashes += part.leaf_hashes
+        check.keys += part.keys
+        levels.append(part.level1)
+        check.n, check.prev_hex, check.broken = part.n, part.last, part.broken
+    if not check.broken and check.n != n:
+        raise RuntimeError(f"the audit's ranges cover {check.n} of {n} entries")
+    return check, b"".join(levels), stored
 
 
 async def _verify(conn: asyncpg.Connection, report: Report, *, replay: bool, checkpoints: Sequence[str],
@@ -530,29 +427,29 @@ async def _verify(conn: asyncpg.Connection, report: Report, *, replay: bool, che
     count = max_seq = 0
     if jobs > 1 and dsn is not None:
         count, max_seq = await conn.fetchrow("SELECT count(*), coalesce(max(seq), 0) FROM ledger_entries")
+    replayer = Replayer(report) if replay else None
+    level1: bytes | None = None
+    stored: StoredTiles | None = None
     if count >= PARALLEL_MIN and count == max_seq:
-        # Split: worker processes check bytes, hashes and chain while this one replays (full audit) or
-        # takes the first range (integrity only).
-        auditor = LogAuditor(report, replay=False)
-        replayer = LogAuditor(report, replay=True) if replay else None
-        await _feed_parallel(conn, auditor, dsn, jobs, count, replayer)  # type: ignore[arg-type]
-        auditor.state = replayer.state if replayer is not None else None
+        check, level1, stored = await _split(conn, report, dsn, jobs, count, replayer)  # type: ignore[arg-type]
     else:  # small, or with a gap (the serial pass reports it exactly)
-        auditor = LogAuditor(report, replay=replay)
-        await _feed_range(conn, auditor)
-    state = auditor.finish()
-    n = auditor.n
+        check = IntegrityPass(report.add)
+        await _serial(conn, check, replayer)
+    n = report.entries = check.n
+    if replayer is not None and replayer.state is not None and replayer.n != n:
+        replayer.stop()
+    state = replayer.finish() if replayer is not None else None
     t1 = time.perf_counter()
     report.timings["log"] = t1 - t0
     report.checks.append(f"bytes, hashes, metadata hashes and chain of {n} entries")
     if replay:
         report.checks.append("replay through the state machine, byte for byte; invariants")
-    if auditor.broken:
+    if check.broken:
         report.add("the log has a gap: tree and checkpoints not checked")
     else:
-        expected = expected_tiles(bytes(auditor.leaf_hashes))
-        await check_tiles(conn, expected, n, report)
-        await check_checkpoints(conn, expected, n, auditor.keys, report, checkpoints, trusted_keys)
+        expected = expected_tiles(bytes(check.leaf_hashes), level1)
+        check_tiles(stored if stored is not None else await stored_tiles(conn), expected, n, report)
+        await check_checkpoints(conn, expected, n, check.keys, report, checkpoints, trusted_keys)
     t2 = time.perf_counter()
     report.timings["tree and checkpoints"] = t2 - t1
     if state is not None:

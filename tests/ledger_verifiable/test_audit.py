@@ -1,8 +1,13 @@
-"""The audit's fast paths report the same as the serial one: replay-free pass, split over processes."""
+"""The audit's fast paths report the same as the serial one: replay-free pass, split over processes.
+
+The split cuts the log on tile boundaries (entries 257, 513, ...): with 800 more accounts the log is long
+enough for three parts, and a byte flipped either side of a seam is found as in the serial pass.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 
 import asyncpg
 import pytest
@@ -12,9 +17,10 @@ from api.app import create_app
 from exchange.core.database import asyncpg_dsn
 from exchange.core.settings import Settings
 from ledger import commands as c
-from ledger import note, verify
+from ledger import integrity, note, verify
 from tests.helpers import Api, bootstrap_operator
 from tests.ledger_verifiable.helpers import head_seq, world
+from tests.ledger_verifiable.test_tamper import _columns, _flip
 
 
 async def _flip_leaf(dsn: str, seq: int) -> bytes:
@@ -46,7 +52,7 @@ def test_replay_free_audit_split_over_processes(db_url: str, settings: Settings,
         world(api, transfers=2)
         rt = client.app.state.rt
         client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
-                                                       for i in range(300)])
+                                                       for i in range(800)])
         n = head_seq(client)
     dsn = asyncpg_dsn(db_url)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
@@ -54,7 +60,8 @@ def test_replay_free_audit_split_over_processes(db_url: str, settings: Settings,
     split = asyncio.run(verify.verify_database(dsn, replay=False, jobs=3))
     assert serial.ok and split.ok and serial.entries == split.entries == n, split.render()
     assert serial.checks == split.checks
-    for seq in (2, n // 3 + 1, n - 1):  # in the first part, at a seam, in the last part
+    assert n > 3 * 256, n
+    for seq in (2, 256, 257, 513, n - 1):  # in the first part, either side of the seams, in the last part
         original = asyncio.run(_flip_leaf(dsn, seq))
         try:
             for jobs in (1, 3):
@@ -73,7 +80,7 @@ def test_full_audit_replays_while_workers_check_integrity(db_url: str, settings:
         world(api, transfers=3)
         rt = client.app.state.rt
         client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
-                                                       for i in range(300)])
+                                                       for i in range(800)])
         n = head_seq(client)
     dsn = asyncpg_dsn(db_url)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
@@ -82,7 +89,7 @@ def test_full_audit_replays_while_workers_check_integrity(db_url: str, settings:
         split = asyncio.run(verify.verify_database(dsn, jobs=jobs))
         assert serial.ok and split.ok and serial.entries == split.entries == n, split.render()
         assert serial.checks == split.checks and split.timings["projections"] > 0
-    for seq in (2, n // 2 + 1, n):  # first, a seam for jobs=3, the last
+    for seq in (2, 256, 257, n):  # first, either side of the seam for jobs=3, the last
         original = asyncio.run(_flip_leaf(dsn, seq))
         try:
             for jobs in (1, 2, 3):
@@ -112,6 +119,96 @@ def test_full_audit_replays_while_workers_check_integrity(db_url: str, settings:
     finally:
         asyncio.run(tamper_balance(-1))
     assert asyncio.run(verify.verify_database(dsn, jobs=2)).ok
+
+
+# What the replay-free audit covers: the log, the tree, the checkpoints, the keys (not the projections).
+INTEGRITY_TABLES = ("ledger_entries", "ledger_tiles", "ledger_checkpoints", "ledger_signing_keys")
+
+
+async def _flip_committed(dsn: str, rng: random.Random) -> tuple[str, str, object, str] | None:
+    """Commit a one-byte change to one value of one integrity table (None if a constraint refused it);
+    returns what to restore: table, column, original value, the row's new ctid."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        columns = await _columns(conn)
+        table = rng.choice(INTEGRITY_TABLES)
+        ctid = rng.choice([r["ctid"] for r in await conn.fetch(f"SELECT ctid FROM {table}")])
+        column, data_type = rng.choice([c for c in columns[table] for _ in range(3 if c[1] == "bytea" else 1)])
+        value = await conn.fetchval(f"SELECT {column} FROM {table} WHERE ctid = $1", ctid)
+        if value is None or value in ("", b""):
+            return None
+        await conn.execute("SET session_replication_role = replica")  # the attacker's powers
+        try:
+            moved = await conn.fetchval(f"UPDATE {table} SET {column} = $1 WHERE ctid = $2 RETURNING ctid",
+                                        _flip(value, data_type, rng), ctid)
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
+            return None
+        return table, column, value, moved
+    finally:
+        await conn.close()
+
+
+async def _restore(dsn: str, table: str, column: str, value: object, ctid: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(f"UPDATE {table} SET {column} = $1 WHERE ctid = $2", value, ctid)
+    finally:
+        await conn.close()
+
+
+def test_replay_free_audit_reports_a_changed_byte_in_any_column_serial_or_split(
+        db_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the replay, every byte of the log's rows (seq, ts, type, actor, client_id, leaf, hash, meta), of
+    the tiles, the checkpoints and the keys is still checked, in this process and in the workers alike."""
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        api = Api(client, bootstrap_operator(client))
+        world(api, transfers=2)
+        rt = client.app.state.rt
+        client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"), f"o{i}")
+                                                       for i in range(800)])
+    dsn = asyncpg_dsn(db_url)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
+    assert asyncio.run(verify.verify_database(dsn, replay=False, jobs=3)).ok
+    rng = random.Random(20261201)
+    caught: dict[str, int] = {}
+    done = attempts = 0
+    while done < 24:
+        attempts += 1
+        assert attempts < 240, "too many mutations refused by constraints"
+        flipped = asyncio.run(_flip_committed(dsn, rng))
+        if flipped is None:
+            continue
+        table, column, value, ctid = flipped
+        try:
+            for jobs in (1, 3):
+                report = asyncio.run(verify.verify_database(dsn, replay=False, jobs=jobs))
+                assert not report.ok, f"{table}.{column} (jobs={jobs}) went unnoticed"
+        finally:
+            asyncio.run(_restore(dsn, table, column, value, ctid))
+        caught[f"{table}.{column}"] = caught.get(f"{table}.{column}", 0) + 1
+        done += 1
+    assert {k for k in caught if k.startswith("ledger_entries.")} >= {
+        "ledger_entries.leaf", "ledger_entries.hash", "ledger_entries.meta"}, caught
+    assert asyncio.run(verify.verify_database(dsn, replay=False, jobs=3)).ok
+
+
+def test_a_worker_that_fails_or_answers_garbage_fails_the_audit(db_url: str, settings: Settings,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range no worker vouched for is never taken as checked: the audit raises instead of reporting OK."""
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        world(Api(client, bootstrap_operator(client)), transfers=1)
+        rt = client.app.state.rt
+        client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
+                                                       for i in range(600)])  # two ranges of 256 and more
+    dsn = asyncpg_dsn(db_url)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
+    assert asyncio.run(verify.verify_database(dsn, replay=False, jobs=2)).ok
+    for boot in ("import sys; sys.exit(3)", "print('all fine')"):
+        monkeypatch.setattr(integrity, "BOOT", boot)
+        for replay in (False, True):
+            with pytest.raises((RuntimeError, ValueError)):
+                asyncio.run(verify.verify_database(dsn, replay=replay, jobs=2))
 
 
 def test_checkpoints_kept_by_an_auditor_are_checked_against_the_database(db_url: str, settings: Settings) -> None:
