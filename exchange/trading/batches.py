@@ -104,8 +104,9 @@ def slot_digest(market_id: str, fp: bytes) -> bytes:
     return hashlib.sha256(_SLOT_DIGEST + market_id.encode() + b"\n" + fp).digest()
 
 
-def _check(seq: MarketSequencer, who: Principal, o: BatchOrder) -> _Checked:
-    """The checks of `orders.place_order` and `orders._submit_new` for one order, without waiting."""
+def _check(seq: MarketSequencer, who: Principal, o: BatchOrder, fp: bytes | None) -> _Checked:
+    """The checks of `orders.place_order` and `orders._submit_new` for one order, without waiting. `fp`: its
+    fingerprint as `_fp_of` found it (None: its numbers do not read, which these checks refuse)."""
     m = seq.market
     qty = to_base(o.quantity, m.decimals)
     hold_price = None
@@ -120,7 +121,7 @@ def _check(seq: MarketSequencer, who: Principal, o: BatchOrder) -> _Checked:
             hold_price = max((lvl[0] for lvl in asks), default=None) or seq.engine.band[1]
     if o.stp is not None and o.stp not in mc.STP_MODES:
         raise Invalid("invalid_stp", f"stp must be one of {', '.join(mc.STP_MODES)}")
-    fp = fingerprint(_fp_payload(m.id, o, price, qty))
+    assert fp is not None  # the numbers read
     orders._gate(seq)
     problem = m.rules.check(price, qty, seq.engine.band)
     if problem is not None:
@@ -176,7 +177,7 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
             slots.append(Slot(o.client_id, answer.status, body=answer.body))
             continue
         try:
-            checked.append((i, _check(seq, who, o)))
+            checked.append((i, _check(seq, who, o, fp)))
             slots.append(None)
         except DomainError as exc:
             slots.append(await _refusal(rt, who, seq, o, fp, exc))

@@ -505,7 +505,8 @@ class MarketSequencer:
         funded = [it for it in items if it.hold is not None]
         if not funded:
             return items
-        outcomes = await asyncio.gather(*(self._enqueue_hold(it.hold) for it in funded if it.hold is not None),
+        # The writer's own futures, awaited together: no task per hold.
+        outcomes = await asyncio.gather(*(self._enqueue([it.hold]) for it in funded if it.hold is not None),
                                         return_exceptions=True)
         refused: set[int] = set()
         for it, out in zip(funded, outcomes, strict=True):
@@ -518,8 +519,15 @@ class MarketSequencer:
                 it.order["hold_id"] = out[0].seq
         return [it for it in items if id(it) not in refused]
 
-    async def _enqueue_hold(self, hold: lc.Request) -> list[Any]:
-        return await self.rt.writer.enqueue([hold])  # enqueue raises at once if the writer is down
+    def _enqueue(self, requests: list[lc.Request]) -> asyncio.Future[list[Any]]:
+        """The writer's future of a linked group; enqueue raises at once if the writer is down: then a future
+        failed with that, so one refusal stays the refusal of its own order."""
+        try:
+            return self.rt.writer.enqueue(requests)
+        except Exception as exc:
+            failed: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
 
     async def _process(self, items: list[Submission]) -> None:
         items = await self._prefund(self._expand_sweeps(items))
