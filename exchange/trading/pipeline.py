@@ -32,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -223,6 +225,9 @@ class MarketSequencer:
         self.stopped: str | None = None
         # Serialises session changes (operator calls and calendar jobs) of this market.
         self.session_lock = asyncio.Lock()
+        # Fresh suffixes of hold client ids (`nonce`): a random prefix per sequencer, then a counter.
+        self._nonce_prefix = secrets.token_hex(8)
+        self._nonces = itertools.count()
 
     @property
     def market(self) -> Market:
@@ -233,6 +238,11 @@ class MarketSequencer:
     def market(self, market: Market) -> None:
         self._market = market
         self.book.venue = Venue.of(market, self.rt.system)
+
+    def nonce(self) -> str:
+        """A suffix no hold client id of this market has had: unique in this sequencer by its counter, across
+        processes and restarts by its random prefix (one draw per sequencer, not one per order)."""
+        return f"{self._nonce_prefix}-{next(self._nonces):x}"
 
     @property
     def orders(self) -> dict[int, OrderState]:
