@@ -299,7 +299,7 @@ class Book:
         # An order the trade completes gives back what is left of its hold in this same event; a buy that
         # rests on, filled below its limit, keeps only what its rest can still cost (`trim`).
         # The holds this event resolves: those of the orders it completes.
-        resolves = tuple(o.hold_id for o in (seller, buyer) if o.open_qty == 0)
+        resolves = tuple(h for h, o in ((seller.hold_id, seller), (buyer.hold_id, buyer)) if o.open_qty == 0)
         reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=seller.hold_id not in resolves)]
         if retire:
             reqs.append(lc.Retire(v.clearing, v.retired, m.instrument, qty, "judicial_restoration",
