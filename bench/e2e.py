@@ -17,6 +17,9 @@ With `--batch N`, the same server then takes the same order mix in batches of N 
 (`POST /v1/markets/{id}/orders/batch`) over `--batch-connections` connections for as long again; it prints
 orders/s (accepted orders: slots answered 201), the p50/p99 latency of a whole batch, and the ratio to the
 single orders and to the empty handler. The ledger is verified after both runs (`envx verify`).
+Per order, for each mode: sequencer steps (journal transactions; distinct journal stamps), transactions that
+wrote (transaction ids taken, the HTTP layer's idempotency records included), writer group commits and
+requests, ledger entries.
 """
 
 from __future__ import annotations
@@ -134,7 +137,13 @@ def db_counts(url: str) -> dict[str, int]:
         try:
             return {"entries": int(await c.fetchval("SELECT count(*) FROM ledger_entries")),
                     "journal": int(await c.fetchval("SELECT coalesce(max(seq), 0) FROM market_journal "
-                                                    "WHERE market_id = $1", MARKET))}
+                                                    "WHERE market_id = $1", MARKET)),
+                    # A sequencer step stamps every command it journals with one ts.
+                    "steps": int(await c.fetchval("SELECT count(DISTINCT ts) FROM market_journal "
+                                                  "WHERE market_id = $1", MARKET)),
+                    # Transactions that wrote (each takes a transaction id; read-only ones take none), this
+                    # look-up's own included: the durable commits of the run, whoever made them.
+                    "xids": int(await c.fetchval("SELECT pg_current_xact_id()::text::bigint"))}
         finally:
             await c.close()
 
@@ -179,6 +188,19 @@ def print_comparison(before: dict[str, float], during: list[dict[str, float]], a
     return ok
 
 
+def print_per_order(label: str, m0: dict[str, float], m1: dict[str, float], db0: dict[str, int],
+                    db1: dict[str, int]) -> None:
+    """Where an order's work goes, counted: sequencer steps (one journal transaction each), transactions that
+    wrote (durable commits, the HTTP layer's included), writer group commits and requests, ledger entries."""
+    n = max(db1["journal"] - db0["journal"], 1)
+    steps = db1["steps"] - db0["steps"]
+    print(f"  {label}: {n:,} orders journaled in {steps:,} sequencer steps ({n / max(steps, 1):.1f} per step); per "
+          f"order: {(db1['xids'] - db0['xids'] - 1) / n:.2f} write transactions, "
+          f"{(m1['writer_batches'] - m0['writer_batches']) / n:.3f} writer group commits, "
+          f"{(m1['writer_requests'] - m0['writer_requests']) / n:.2f} writer requests, "
+          f"{(db1['entries'] - db0['entries']) / n:.2f} ledger entries")
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
     for _ in range(600):
         try:
@@ -200,6 +222,8 @@ def main() -> None:
     ap.add_argument("--batch-connections", type=int, default=16)
     args = ap.parse_args()
     batched: tuple[float, int, list[float], dict] | None = None
+    after_batched: dict[str, float] = {}
+    db2: dict[str, int] = {}
     db = fresh_database(admin_url(), "envx_bench_e2e")
     tmp = Path(tempfile.mkdtemp(prefix="envx-e2e-"))
     env = {**os.environ, "ENVX_DATABASE_URL": db, "ENVX_DATA_DIR": str(tmp), "ENVX_LOG_LEVEL": "WARNING",
@@ -233,6 +257,7 @@ def main() -> None:
         after, db1 = scrape(base, op), db_counts(db)
         if args.batch:
             batched = run_batched(port, tokens, args)
+            after_batched, db2 = scrape(base, op), db_counts(db)
     finally:
         srv.send_signal(signal.SIGTERM)
         srv.wait(timeout=30)
@@ -266,6 +291,10 @@ def main() -> None:
     print(f"ratio envx/empty = {rate / erate:.3f}; trades settled during the run: {trades}")
     print("goal: >= 10,000 orders/s with p99 < 50 ms (reference Python engine with an HTTP front: ~900/s)")
     print_comparison(before, during, after, db0, db1, statuses.get(201, 0))
+    print("\nper order (counted in the database and the writer's metrics):")
+    print_per_order("single ", before, after, db0, db1)
+    if batched is not None:
+        print_per_order("batched", after, after_batched, db1, db2)
 
 
 def run_batched(port: int, tokens: list[str], args: argparse.Namespace) -> tuple[float, int, list[float], dict]:

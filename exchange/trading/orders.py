@@ -8,7 +8,6 @@ voided when the market hub starts.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -199,7 +198,7 @@ async def sequence_funded(rt: Runtime, who: Principal, seq: MarketSequencer, cli
     hold = rt.with_provenance([lc.Request(
         who.actor, lc.CreateHold("order", account, rt.system["clearing"], instrument, amount,
                                  escrow.serials if escrow else ()),
-        f"hold:{market_id}:{client_id}:{secrets.token_hex(4)}",
+        f"hold:{market_id}:{client_id}:{seq.nonce()}",
         {"market": market_id, "client_id": client_id})])[0] if amount and account is not None else None
     # An enforcement sale delivers from the escrow and is paid into it (sequencer.accounts_of after a restart).
     ctx: dict[str, Any] = {"participant_id": who.participant_id, "kind": kind, "side": side, "type": type_, "tif": tif,

@@ -32,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -223,6 +225,9 @@ class MarketSequencer:
         self.stopped: str | None = None
         # Serialises session changes (operator calls and calendar jobs) of this market.
         self.session_lock = asyncio.Lock()
+        # Fresh suffixes of hold client ids (`nonce`): a random prefix per sequencer, then a counter.
+        self._nonce_prefix = secrets.token_hex(8)
+        self._nonces = itertools.count()
 
     @property
     def market(self) -> Market:
@@ -233,6 +238,11 @@ class MarketSequencer:
     def market(self, market: Market) -> None:
         self._market = market
         self.book.venue = Venue.of(market, self.rt.system)
+
+    def nonce(self) -> str:
+        """A suffix no hold client id of this market has had: unique in this sequencer by its counter, across
+        processes and restarts by its random prefix (one draw per sequencer, not one per order)."""
+        return f"{self._nonce_prefix}-{next(self._nonces):x}"
 
     @property
     def orders(self) -> dict[int, OrderState]:
@@ -508,7 +518,8 @@ class MarketSequencer:
         funded = [it for it in items if it.hold is not None]
         if not funded:
             return items
-        outcomes = await asyncio.gather(*(self._enqueue_hold(it.hold) for it in funded if it.hold is not None),
+        # The writer's own futures, awaited together: no task per hold.
+        outcomes = await asyncio.gather(*(self._enqueue([it.hold]) for it in funded if it.hold is not None),
                                         return_exceptions=True)
         refused: set[int] = set()
         for it, out in zip(funded, outcomes, strict=True):
@@ -521,8 +532,15 @@ class MarketSequencer:
                 it.order["hold_id"] = out[0].seq
         return [it for it in items if id(it) not in refused]
 
-    async def _enqueue_hold(self, hold: lc.Request) -> list[Any]:
-        return await self.rt.writer.enqueue([hold])  # enqueue raises at once if the writer is down
+    def _enqueue(self, requests: list[lc.Request]) -> asyncio.Future[list[Any]]:
+        """The writer's future of a linked group; enqueue raises at once if the writer is down: then a future
+        failed with that, so one refusal stays the refusal of its own order."""
+        try:
+            return self.rt.writer.enqueue(requests)
+        except Exception as exc:
+            failed: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
 
     async def _process(self, items: list[Submission]) -> None:
         items = await self._prefund(self._expand_sweeps(items))

@@ -9,7 +9,10 @@ says what the ledger must do, as linked groups (exchange/trading/pipeline.py sub
   the seller paid its notional less its fee, the fees to the fee account, and on a T+1 market a lock on
   what was bought until the next session's open. Term pricing: notional = price × quantity × years;
 - a raised auction bid moves its old hold and the raise's top-up into one hold, as one event;
-- a finished order gives back what is left of its hold (always asked, never computed).
+- a finished order gives back what is left of its hold (always asked, never computed), unless a trade of the
+  same batch posted that hold without keeping a remainder: that trade's own entry gave the rest back.
+  Releases of orders that did not trade in the batch go to the ledger with its trades; those of orders that
+  traded wait for the trades (a refused trade keeps its parties' holds where they are).
 
 Every client id is derived from the market and the trade, bid or hold, so re-settlement after a restart is
 a no-op in the ledger.
@@ -49,6 +52,9 @@ class Group:
     effect: Effect
     requests: list[lc.Request]
     trade: Trade | None = None  # TRADE: the trade's row, which takes the group's first entry's seq
+    # TRADE: the order holds it posts from, and those of them it resolves (posted without keeping a remainder).
+    holds: tuple[int, ...] = ()
+    resolves: tuple[int, ...] = ()
     bid: OrderState | None = None  # RAISE: the raised bid whose one new hold the group's last entry creates
 
 
@@ -183,13 +189,19 @@ class Book:
                     changed[(o.id, o.hold_id)] = o
         # Finished orders give back what is left of their hold. Always asked, never computed: after a
         # restart the ledger may be ahead of the projection, and a fully posted hold just answers
-        # "already resolved", which is what we wanted.
+        # "already resolved", which is what we wanted. Not asked for a hold a trade of this batch posted
+        # without a remainder: that trade's entry resolved it (and a refused trade stops the market before
+        # any release of its parties is sent). The releases of orders that traded here wait for the trades;
+        # the others need not.
+        traded = {h for g in groups for h in g.holds}
+        resolved = {h for g in groups for h in g.resolves}
+        now: list[Group] = []
         releases: list[Group] = []
         for o in changed.values():
             if o.status == "open" and o.open_qty == 0 and o.filled_qty > 0:
                 o.status = "filled"
-            if o.status != "open" and o.hold_id is not None:
-                releases.append(Group(Effect.RELEASE, [self.release(o.hold_id)]))
+            if o.status != "open" and o.hold_id is not None and o.hold_id not in resolved:
+                (releases if o.hold_id in traded else now).append(Group(Effect.RELEASE, [self.release(o.hold_id)]))
             pledge = o.enforcement()
             if o.status != "open" and pledge is not None and not any(
                     x.order_id == o.id and x.ended is not None for x in enforcement):
@@ -203,8 +215,7 @@ class Book:
         raises = [g.bid for g in raising if g.bid is not None]
         for r in results:
             self.created.pop(r[0], None)
-        if not groups:  # nothing traded: the releases need not wait
-            groups, releases = releases, []
+        groups += now
         updates = [o.update() for o in changed.values()]
         for o in changed.values():
             if o.status != "open" and self.orders.get(o.id) is o:
@@ -287,13 +298,15 @@ class Book:
         retire = buyer.purpose is not None and buyer.purpose.get("retire")
         # An order the trade completes gives back what is left of its hold in this same event; a buy that
         # rests on, filled below its limit, keeps only what its rest can still cost (`trim`).
-        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=seller.open_qty > 0)]
+        # The holds this event resolves: those of the orders it completes.
+        resolves = tuple(h for h, o in ((seller.hold_id, seller), (buyer.hold_id, buyer)) if o.open_qty == 0)
+        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=seller.hold_id not in resolves)]
         if retire:
             reqs.append(lc.Retire(v.clearing, v.retired, m.instrument, qty, "judicial_restoration",
                                   str(buyer.purpose.get("beneficiary", "")) if buyer.purpose else ""))
         else:
             reqs.append(lc.Transfer(v.clearing, buyer.holding_account, m.instrument, qty))
-        reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=buyer.open_qty > 0))
+        reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=buyer.hold_id not in resolves))
         # (Not for a restoration purchase: its linked group keeps its shape, the rest is released at its end.)
         if not retire and buyer.open_qty > 0 and buyer.price is not None and price < buyer.price:
             trim = self.trim(buyer)
@@ -329,4 +342,4 @@ class Book:
             group = [lc.Request(v.actor, lc.Event("trade", legs), f"{cid}:0", meta)]
         row = Trade(m.id, e[ev.T_ID], seq, e[ev.T_TS], e[ev.T_MODE], m.instrument, price, qty, n, buyer.id,
                     seller.id, buyer.participant_id, seller.participant_id, fb, fs, m.in_close, day)
-        return Group(Effect.TRADE, group, trade=row)
+        return Group(Effect.TRADE, group, trade=row, holds=(seller.hold_id, buyer.hold_id), resolves=resolves)

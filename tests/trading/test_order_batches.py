@@ -4,7 +4,10 @@ whole-batch refusals of hostile input that apply nothing."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
 
+from exchange.core.units import iso, times_in_iso
+from exchange.trading.batches import encode
 from tests.helpers import Api
 from tests.trading.test_continuous import bal, world
 
@@ -155,3 +158,15 @@ def test_who_may_send_a_batch(api: Api) -> None:
     status, _, doc = _batch(w["b"]["api"], m, one)
     assert status == 200 and doc["results"][0]["problem"]["code"] == "market_halted"
     assert bal(api, w["b"], "CNY")["available"] == "100000.00"
+
+
+def test_a_slot_is_encoded_once_with_times_and_dates_as_everywhere() -> None:
+    at = datetime(2026, 12, 1, 9, 30, 0, 1234, tzinfo=UTC)
+    value = {"b": [at, (1, "é", None)], "a": {"day": date(2026, 12, 1), "at": at, "n": 3}, "t": (at,)}
+    raw = encode(value)
+    # Byte for byte what walking the value with times_in_iso first gives: compact, UTF-8, keys as given.
+    walked = json.dumps(times_in_iso(value), ensure_ascii=False, separators=(",", ":"),
+                        default=lambda d: d.isoformat()).encode()
+    assert raw == walked
+    t = iso(at)
+    assert raw == f'{{"b":["{t}",[1,"é",null]],"a":{{"day":"2026-12-01","at":"{t}","n":3}},"t":["{t}"]}}'.encode()

@@ -60,9 +60,10 @@ def test_a_trade_settles_delivery_versus_payment_in_one_group_with_fees_and_name
     assert request.meta["buyer"] == BUYER and request.meta["trade_id"] == 1
     assert batch.trades() == [Trade("X.continuous", 1, 2, 2, "continuous", "X", 1005, 10, 10050, 2, 1, BUYER,
                                     SELLER, 11, 11, True, DAY)]
-    # Both filled: the releases are still asked, after the trade (a refused trade keeps them); the ledger
-    # answers "already resolved", since the trade gave the remainders back.
-    assert [r.command for g in batch.releases for r in g.requests] == [lc.VoidHold(101), lc.VoidHold(102)]
+    # Both filled: the trade gave the remainders back, so no release is asked (it could only answer
+    # "already resolved"), neither with the trade nor after it.
+    assert group.resolves == (101, 102)
+    assert batch.releases == [] and [g.effect for g in batch.groups] == [Effect.TRADE]
     assert {u.id: (u.status, u.filled_qty, u.fees) for u in batch.updates} == {1: ("filled", 10, 11),
                                                                             2: ("filled", 10, 11)}
     assert book.orders == {}  # finished orders leave the book
@@ -80,7 +81,8 @@ def test_term_pricing_and_the_t_plus_1_lock() -> None:
 
 def test_a_partial_fill_keeps_the_rest_resting_and_its_hold() -> None:
     book, batch = cross(market(), buy_qty=4, sell_qty=10)
-    assert [r.command for g in batch.releases for r in g.requests] == [lc.VoidHold(102)]  # the buyer's only
+    # The buyer's hold is resolved by the trade (no release asked); the seller's rests on.
+    assert batch.releases == [] and [g.effect for g in batch.groups] == [Effect.TRADE]
     assert book.orders[1].open_qty == 6 and book.orders[1].status == "open" and book.orders[1].hold_id == 101
     assert batch.groups[0].requests[0].command.legs[0] == lc.PostHold(101, 4, keep_remainder=True)
 
@@ -123,3 +125,25 @@ def test_a_rejected_command_finishes_only_what_it_brought() -> None:
     assert [(u.id, u.status) for u in batch.updates] == [(1, "rejected")]
     assert batch.refusals and batch.refusals[0][0] == 1
     assert [r.command for g in batch.groups for r in g.requests] == [lc.VoidHold(101)]  # nothing traded: at once
+
+
+def test_a_release_waits_for_the_trades_only_if_its_order_traded_in_the_batch() -> None:
+    m = market()
+    engine, book = ContinuousBook(m.rules), Book(Venue.of(m, SYSTEM))
+    other = 30
+    book.stage([(1, 1, None, engine.process(1, 1, mc.NewOrder(1, SELLER, mc.SELL, 500, 4)),
+                 ctx(SELLER, mc.SELL, 500, 4, 101, 4)),
+                (3, 3, None, engine.process(3, 3, mc.NewOrder(3, other, mc.BUY, 400, 5)),
+                 ctx(other, mc.BUY, 400, 5, 103, 2000))], DAY)
+    # One batch: an IOC buy of 10 takes the 4 offered and ends (its rest cancelled), and the resting bid 3,
+    # which trades nothing here, is cancelled.
+    ioc = engine.process(4, 4, mc.NewOrder(4, BUYER, mc.BUY, 500, 10, mc.LIMIT, mc.IOC))
+    cancel = engine.process(5, 5, mc.Cancel(3, other))
+    batch = book.stage([(4, 4, None, ioc, ctx(BUYER, mc.BUY, 500, 10, 104, 5000)), (5, 5, None, cancel, None)],
+                       DAY)
+    # The seller's hold is resolved by the trade: nothing to release. The IOC's rest waits for its trade (a
+    # refused trade would keep it); the cancelled bid's release goes to the ledger with the trade.
+    assert [g.effect for g in batch.groups] == [Effect.TRADE, Effect.RELEASE]
+    assert batch.groups[0].resolves == (101,) and batch.groups[1].requests[0].command == lc.VoidHold(103)
+    assert [r.command for g in batch.releases for r in g.requests] == [lc.VoidHold(104)]
+    assert {u.id: u.status for u in batch.updates} == {1: "filled", 4: "cancelled", 3: "cancelled"}
