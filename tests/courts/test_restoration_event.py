@@ -26,7 +26,8 @@ def cash(api: Api, who: dict) -> str:
 
 def _order(api: Api, w: dict) -> int:
     return api.ok(w["court"]["api"].post("/v1/restoration-orders", {
-        "case_number": "(2022)闽0627刑初16号", "case_type": "刑事附带民事公益诉讼", "defendants": [{"name": "被告人乙"}],
+        "case_number": "(2022)闽0627刑初16号", "case_type": "刑事附带民事公益诉讼",
+        "defendants": [{"name": "被告人乙"}],
         "payer_id": w["payer"]["id"], "payer_identifier": PAYER_ID, "required_quantity": "96",
         "eligible_kinds": ["ccer"], "deadline": (date.today() + timedelta(days=90)).isoformat()}))["id"]
 

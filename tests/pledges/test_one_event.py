@@ -282,3 +282,25 @@ def test_several_freezes_on_the_lot_one_event_and_one_entry_per_further_freeze(a
     assert (ga["hold_id"], ga["serials"]) == (at + 1, [{"start": 51, "end": 60}])
     assert (gb["hold_id"], gb["serials"]) == (at + 2, [{"start": 71, "end": 80}])
     verify(api, db_url)
+
+
+def test_freeze_renewal_and_deduction_onward_are_one_event_each(api: Api, db_url: str) -> None:
+    w = world(api, "100")
+    court, buyer = w["court"], w["buyer"]
+    f = freeze(court["api"], w["owner"]["id"], [(1, 40)], "协执-16r")
+    at = head(api)
+    g = api.ok(court["api"].post(f"/v1/freezes/{f['id']}/renewals", {"term_end": days(700),
+                                                                     "notice_number": "协执-16r2"}))
+    # Before: the void and the new freeze (2 entries); now one event, whose new hold is the entry itself.
+    assert [shape(e) for e in since(api, at)] == [("event", "relock", ["hold.void", "hold.create"])]
+    assert g["hold_id"] == at + 1 and hold(api, f["hold_id"]) == ("voided", 40, 0, at + 1)
+    at = head(api)
+    d = api.ok(court["api"].post(f"/v1/freezes/{g['id']}/deduction", {"quantity": "30",
+                                                                      "to_participant": buyer["id"]}))
+    # Before: the deduction to the court and the units on to the named account (2); now one.
+    assert [shape(e) for e in since(api, at)] == [("event", "deduction", ["hold.post", "transfer"])]
+    assert (d["deducted_quantity"], d["quantity"]) == ("30", "10")
+    got = api.ok(buyer["api"].get("/v1/holdings"))["blocks"]
+    assert [(b["serial_start"], b["serial_end"]) for b in got] == [(1, 30)]
+    assert api.ok(court["api"].get("/v1/holdings"))["blocks"] == []
+    verify(api, db_url)
