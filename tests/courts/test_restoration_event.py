@@ -100,3 +100,26 @@ def test_a_refused_retirement_leaves_nothing_of_the_trade_event(api: Api) -> Non
                                                            "x"), "test:trade:1", {})
     entries = api.client.blocking_portal.call(rt.writer.submit_linked, group)
     assert [e.type for e in entries] == ["event", "retire"] and hold(api, hold_id) == ("pending", 200, 96, None)
+
+
+def test_a_restoration_bid_filled_below_its_limit_gets_the_excess_back_in_the_trade_event(api: Api) -> None:
+    """The trim rule of every limit buy holds for a restoration purchase too: its trade's event gives back what
+    the rest of the bid can no longer cost (before, the excess waited for the bid's end)."""
+    w = _setup(api)
+    payer = w["payer"]
+    api.ok(api.post("/v1/markets", {"instrument": "CCER", "mode": "continuous", "settings": {"sessions": []}}))
+    m = "CCER.continuous"
+    api.ok(api.post(f"/v1/markets/{m}/session", {"action": "open"}))
+    api.ok(w["seller"]["api"].post(f"/v1/markets/{m}/orders", {"side": "sell", "price": "60.00", "quantity": "50"}))
+    oid = _order(api, w)
+    at = head(api)
+    bid = api.ok(payer["api"].post(f"/v1/restoration-orders/{oid}/purchases", {
+        "market_id": m, "price": "70.00", "quantity": "96"}))["order"]
+    assert (bid["status"], bid["filled_quantity"]) == ("open", "50")
+    settled = [e for e in since(api, at) if (e["client_id"] or "").startswith(f"{m}:trade:")]
+    assert [shape(e) for e in settled] == [
+        ("event", "trade", ["hold.post", "hold.post", "hold.trim", "transfer"]), ("retire", None, ["retire"])]
+    # 50 t x 60.00 = 3,000.00 paid; the 46 t still bid hold 46 x 70.00 = 3,220.00, no more.
+    assert settled[0]["body"]["legs"][2]["body"]["remaining"] == 322_000
+    cny = next(b for b in api.ok(payer["api"].get("/v1/holdings"))["balances"] if b["instrument"] == "CNY")
+    assert (cny["posted"], cny["available"]) == ("7000.00", "3780.00")
