@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
 from exchange.core.idempotency import INTERNAL, check_replay, fingerprint, replay_on_refusal
+from exchange.core.ledger_events import created_holds, event_requests
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, to_base, to_text
@@ -252,16 +253,14 @@ async def renew(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *, 
             hold_id = None
             if blocks:  # a freeze left only with a claim on a pledge sale's surplus renews without units
                 assert f.hold_id is not None  # its blocks are those its hold locks
-                void, hold = await rt.submit_linked([
-                    c.Request(who.actor, c.VoidHold(f.hold_id), f"{INTERNAL}freeze:{freeze_id}:renew-void",
-                              {"freeze": freeze_id, "op": "renew"}),
-                    c.Request(who.actor, c.CreateHold("freeze", hold_debit(blocks, f), court_account(who),
-                                                      f.instrument, f.quantity, serials,
-                                                      values.micros(expires)),
-                              f"{INTERNAL}freeze:{freeze_id}:renew", {"freeze": freeze_id, "op": "renew",
-                                                            "notice_number": notice_number}),
-                ])
-                seqs, hold_id = [void.seq, hold.seq], hold.seq
+                # One ledger event: the old hold voided and the same serials frozen again, never free between.
+                entries = await rt.submit_linked(event_requests(who.actor, "relock", [
+                    c.VoidHold(f.hold_id),
+                    c.CreateHold("freeze", hold_debit(blocks, f), court_account(who), f.instrument, f.quantity,
+                                 serials, values.micros(expires)),
+                ], f"{INTERNAL}freeze:{freeze_id}:renew-relock",
+                    {"freeze": freeze_id, "op": "renew", "notice_number": notice_number}))
+                seqs, (hold_id,) = [e.seq for e in entries], created_holds(entries)
             done = await repo.insert_freeze(
                 conn, court_id=f.court_id, holder_id=f.holder_id, instrument=f.instrument,
                 quantity=f.quantity, requested_serials=None, serials=[list(r) for r in serials],
@@ -317,9 +316,8 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
             # The ledger deducts the lowest frozen serials no pledge holds; name the same ones onward.
             moved = rg.take_lowest(free, amount)
             before = f.deducted_quantity or 0
-            reqs = [c.Request(who.actor, c.PostHold(f.hold_id, amount, keep_remainder=True),
-                              f"{INTERNAL}freeze:{freeze_id}:deduct:{before}",
-                              {"freeze": freeze_id, "op": "deduct", "case_number": f.case_number})]
+            legs: list[c.Leg] = [c.PostHold(f.hold_id, amount, keep_remainder=True)]
+            meta: dict[str, Any] = {"freeze": freeze_id, "op": "deduct", "case_number": f.case_number}
             if dest_id is not None and dest_id != who.participant_id:
                 assert dest_id == onward[0]  # a freeze's deduct_to_id never changes
                 if isinstance(onward[1], DomainError):
@@ -329,11 +327,11 @@ async def deduct(rt: Runtime, who: Principal, client_id: str, freeze_id: int, *,
                 if dest is None:
                     raise DomainError("no_account", f"participant {dest_id} has no holding account")
                 pieces = tuple(rg.split_at(moved, await ledger.block_bounds(conn, f.instrument)))
-                reqs.append(c.Request(who.actor, c.Transfer(court_account(who), dest,
-                                                            f.instrument, amount, pieces),
-                                      f"{INTERNAL}freeze:{freeze_id}:deduct:{before}:onward",
-                                      {"freeze": freeze_id, "op": "deduct", "to_participant": dest_id}))
-            entries = await rt.submit_linked(reqs)
+                legs.append(c.Transfer(court_account(who), dest, f.instrument, amount, pieces))
+                meta["to_participant"] = dest_id
+            # One ledger event: the deduction, and the units on to the account the court names.
+            entries = await rt.submit_linked(event_requests(
+                who.actor, "deduction", legs, f"{INTERNAL}freeze:{freeze_id}:deduct:{before}", meta))
             left = f.quantity - amount
             remaining = rg.minus(f.serials, moved)
             # The rest stays frozen: a partial deduction does not end the freeze.

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Forbidden, Invalid
 from exchange.core.idempotency import fingerprint
+from exchange.core.ledger_events import created_holds, event_requests
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base, to_text
@@ -27,6 +28,7 @@ from exchange.pledging.frozen_lots import (
     courts_on_lot,
     courts_paid,
     handover,
+    handover_meta,
     return_units,
 )
 from exchange.pledging.models import Claim, Pledge, jsonable_deep
@@ -214,10 +216,12 @@ async def enforce(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *
             await _appropriate(conn, rt, who, p, base, price, client_id, fp)
         else:
             courts = await courts_on_lot(conn, rt, p)
-            reqs, plan = await handover(conn, rt, who.actor, p, courts)
-            reqs.append(c.Request(who.actor, c.PostHold(p.hold), ledger_id(p, "post-to-escrow"),
-                                  ledger_meta(p, "enforce-exchange", reason=reason)))
-            entries = await rt.submit_linked(reqs, own=yours(who, await escrow_account(conn, rt, p.pledgee_id)))
+            legs, plan = await handover(conn, rt, p, courts)
+            legs.append(c.PostHold(p.hold))  # the lot to the bank's escrow, for the sale
+            entries = await rt.submit_linked(event_requests(
+                who.actor, "enforcement", legs, ledger_id(p, "enforce-exchange"),
+                ledger_meta(p, "enforce-exchange", reason=reason, **handover_meta(plan))),
+                own=yours(who, await escrow_account(conn, rt, p.pledgee_id)))
             await after_handover(conn, p, plan, entries, who.actor, method)
             enforcement = {**base, "escrow_account": await escrow_account(conn, rt, p.pledgee_id),
                            "lot": p.serials, "lot_quantity": p.quantity, "sold": 0, "received": 0, "paid": {},
@@ -265,13 +269,15 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pl
     payouts, accounts, claims = await distribute_once(conn, rt, p, base, proceeds, courts)
     escrow = await escrow_account(conn, rt, p.pledgee_id)
     bank_holding = await account_of(conn, rt, p.pledgee_id, "holding")
-    reqs, plan = await handover(conn, rt, who.actor, p, courts)
-    reqs += await _deliver(conn, who, p, escrow, bank_holding, "enforce-transfer")
+    legs, plan = await handover(conn, rt, p, courts)
+    legs += await _deliver(conn, p, escrow, bank_holding)
     # The bank's own share is paid in kind; the rest of the value it pays from its cash.
-    reqs += [c.Request(who.actor, c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid),
-                       ledger_id(p, f"pay-{x.key}"), ledger_meta(p, "enforce-transfer", role=x.role))
-             for x in payouts if x.paid and x.party != "pledgee"]
-    entries = await rt.submit_linked(reqs, own=yours(who, escrow))
+    paying = [x for x in payouts if x.paid and x.party != "pledgee"]
+    legs += [c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid) for x in paying]
+    entries = await rt.submit_linked(event_requests(
+        who.actor, "enforcement", legs, ledger_id(p, "enforce-transfer"),
+        ledger_meta(p, "enforce-transfer", payouts=payout_meta(paying), **handover_meta(plan))),
+        own=yours(who, escrow))
     await after_handover(conn, p, plan, entries, who.actor, "transfer")
     await settle_claims(conn, p.id, payouts)
     await courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
@@ -283,20 +289,21 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pl
                   notify=(p.pledgor_id, *(cl.claimant_id for cl in claims)))
 
 
-async def _deliver(conn: AsyncConnection, who: Principal, p: Pledge, escrow: int, to_holding: int, op: str,
-                   **meta: Any) -> list[c.Request]:
+async def _deliver(conn: AsyncConnection, p: Pledge, escrow: int, to_holding: int) -> list[c.Leg]:
     """The lock posted to the escrow and the lot delivered from it to `to_holding` (the bank's or the buyer's)."""
-    return [
-        c.Request(who.actor, c.PostHold(p.hold), ledger_id(p, "post"), ledger_meta(p, op)),
-        c.Request(who.actor, c.Transfer(escrow, to_holding, p.instrument, p.quantity,
-                                        await cut_pieces(conn, p.instrument, ranges_of(p.serials))),
-                  ledger_id(p, "deliver"), ledger_meta(p, op, **meta)),
-    ]
+    return [c.PostHold(p.hold),
+            c.Transfer(escrow, to_holding, p.instrument, p.quantity,
+                       await cut_pieces(conn, p.instrument, ranges_of(p.serials)))]
+
+
+def payout_meta(paid: list[wf.Payout]) -> list[dict[str, Any]]:
+    """Who each payout leg of an enforcement's event pays, in leg order (the ledger metadata)."""
+    return [{"party": x.key, "role": x.role} for x in paid]
 
 
 @translate_refusals
 async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, price: str) -> PledgeView:
-    """The buyer accepts the bank's sale: units against cash in one linked ledger group (DvP)."""
+    """The buyer accepts the bank's sale: units against cash as one ledger event (DvP, one entry)."""
     fp = fingerprint({"op": "accept_sale", "pledge": pledge_id, "price": price})
 
     async def body(conn: AsyncConnection, p: Pledge) -> None:
@@ -314,12 +321,16 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         escrow = await escrow_account(conn, rt, p.pledgee_id)
         buyer_holding = await account_of(conn, rt, who.participant_id, "holding")
         buyer_cash = await account_of(conn, rt, who.participant_id, "cash")
-        reqs, plan = await handover(conn, rt, who.actor, p, courts)
-        reqs += await _deliver(conn, who, p, escrow, buyer_holding, "enforce-sale", buyer=who.participant_id)
-        reqs += [c.Request(who.actor, c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid),
-                           ledger_id(p, f"pay-{x.key}"), ledger_meta(p, "enforce-sale", role=x.role))
-                 for x in payouts if x.paid]
-        entries = await rt.submit_linked(reqs, own=yours(who))  # the buyer: its cash, not the bank's escrow
+        legs, plan = await handover(conn, rt, p, courts)
+        legs += await _deliver(conn, p, escrow, buyer_holding)
+        paying = [x for x in payouts if x.paid]
+        legs += [c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid) for x in paying]
+        # Delivery versus payment, one event: the buyer's cash pays every line of the waterfall, or nothing moves.
+        entries = await rt.submit_linked(event_requests(
+            who.actor, "enforcement", legs, ledger_id(p, "enforce-sale"),
+            ledger_meta(p, "enforce-sale", buyer=who.participant_id, payouts=payout_meta(paying),
+                        **handover_meta(plan))),
+            own=yours(who))  # the buyer: its cash, not the bank's escrow
         await after_handover(conn, p, plan, entries, who.actor, "sale")
         await settle_claims(conn, p.id, payouts)
         await courts_paid(conn, p, payouts, [x.seq for x in entries], who.actor)
@@ -360,8 +371,8 @@ async def cancel_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
                               "pledgor once every secured claim is paid, or at expiry)")
         require_unexpired(p)
         entries = await return_units(conn, rt, p, ranges_of(e["lot"]), relock=True, actor=who.actor)
-        lock = next(x for x in entries if x.type == "hold.create" and x.body.get("kind") == "pledge")
-        await record_event(conn, p, "exchange_sale_cancelled", {"enforcement": None, "hold_id": lock.seq},
+        lock = created_holds(entries)[0]  # the relock is the first hold the return creates
+        await record_event(conn, p, "exchange_sale_cancelled", {"enforcement": None, "hold_id": lock},
                       info={"note": note, "returned": e["lot"], "quantity": rg.total(ranges_of(e["lot"]))},
                       actor=who.actor, seqs=[x.seq for x in entries], client_id=client_id, fp=fp,
                       notify=(p.pledgor_id,))

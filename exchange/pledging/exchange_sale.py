@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Invalid
 from exchange.core.idempotency import fingerprint, internal
+from exchange.core.ledger_events import event_requests
 from exchange.core.principal import SYSTEM_ACTOR, Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, to_base, to_text
@@ -21,6 +22,7 @@ from exchange.pledging.enforcement import (
     claims_paid,
     juniors,
     payee_accounts,
+    payout_meta,
     payout_view,
     pledgee_parts,
 )
@@ -214,17 +216,17 @@ async def _conclude(conn: AsyncConnection, rt: Runtime, p: Pledge, actor: str) -
 async def _proceeds_arrived(conn: AsyncConnection, rt: Runtime, p: Pledge, e: dict[str, Any], amount: int,
                             actor: str) -> tuple[list[dict[str, Any]], list[Entry], list[Claim]]:
     """Cash from selling part of the escrowed lot is in the escrow: pay this part by the waterfall
-    (cumulative: earlier parts count, nothing is clawed back), in one linked group. Updates `e`."""
+    (cumulative: earlier parts count, nothing is clawed back), as one ledger event. Updates `e`."""
     claims = await repo.claims_of(conn, p.id, ("registered", "paid"))
     courts = await courts_in_force(conn, e)
     total = e["received"] + amount
     payouts = wf.increment(e["paid"], total, fee=e["fee"], pledgee=pledgee_parts(e), juniors=juniors(claims),
                            owner="owner", fee_party="fee", courts=courts, lot=e["lot_quantity"])
     accounts = await payee_accounts(conn, rt, p, claims, e.get("courts"))
-    reqs = [c.Request(actor, c.Transfer(e["escrow_account"], accounts[x.party], "CNY", x.paid),
-                      ledger_id(p, f"proceeds-{x.key}"), ledger_meta(p, "proceeds", role=x.role))
-            for x in payouts if x.paid]
-    entries = await rt.submit_linked(reqs) if reqs else []
+    paying = [x for x in payouts if x.paid]
+    entries = await rt.submit_linked(event_requests(
+        actor, "payout", [c.Transfer(e["escrow_account"], accounts[x.party], "CNY", x.paid) for x in paying],
+        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds", payouts=payout_meta(paying)))) if paying else []
     paid = dict(e["paid"])
     for x in payouts:
         if x.paid:

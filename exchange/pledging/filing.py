@@ -3,9 +3,10 @@ release, release and the promotion of the first junior claim into the lock.
 
 The bank files; the pledgor confirms; only the confirmation locks units: a ledger hold of kind "pledge"
 debiting the pledgor's holding account and crediting the bank's pledge escrow account, expiring at the
-end of the term (+ grace). Changes of the lock are `void + new hold` in one linked ledger group, naming
-the exact serials, so no other claim can slip in between. Releasing the senior pledge promotes the first
-live junior claim into the lock (void + new hold to the junior's escrow, linked), keeping its number.
+end of the term (+ grace). Changes of the lock are `void + new hold` as one ledger event (one entry, whose
+legs apply all or none), naming the exact serials, so no other claim can slip in between. Releasing the
+senior pledge promotes the first live junior claim into the lock (void + new hold to the junior's escrow,
+one event), keeping its number.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError, Forbidden, Invalid
 from exchange.core.idempotency import check_replay, fingerprint
-from exchange.core.principal import SYSTEM_ACTOR, Principal
+from exchange.core.ledger_events import created_holds, event_requests
+from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import CNY_DECIMALS, iso, to_base
 from exchange.pledging import repository as repo
@@ -66,15 +68,15 @@ PLEDGOR_KINDS = frozenset({"enterprise", "issuer", "operator"})
 
 async def _relock(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge, *,
                   serials: list[tuple[int, int]], quantity: int, expires_at: datetime, op: str) -> list[Entry]:
-    """Void the lock and lock `serials` again, atomically (one linked ledger group)."""
+    """Void the lock and lock `serials` again, atomically: one ledger event (one entry), whose new hold's id
+    is the entry's seq."""
     escrow = await escrow_account(conn, rt, p.pledgee_id)
     holding = await account_of(conn, rt, p.pledgor_id, "holding")
     pieces = await cut_pieces(conn, p.instrument, serials, holding)
-    return await rt.submit_linked([
-        c.Request(who.actor, c.VoidHold(p.hold), ledger_id(p, f"{op}-void"), ledger_meta(p, op)),
-        c.Request(who.actor, c.CreateHold("pledge", holding, escrow, p.instrument, quantity, pieces,
-                                          micros(expires_at)), ledger_id(p, f"{op}-lock"), ledger_meta(p, op)),
-    ], own=yours(who))
+    return await rt.submit_linked(event_requests(who.actor, "relock", [
+        c.VoidHold(p.hold),
+        c.CreateHold("pledge", holding, escrow, p.instrument, quantity, pieces, micros(expires_at)),
+    ], ledger_id(p, f"{op}-relock"), ledger_meta(p, op)), own=yours(who))
 
 
 # ----------------------------------------------------------------------------------- filing and consent
@@ -337,7 +339,7 @@ async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: i
                                                 serials=change.named) from None
             seqs = [e.seq for e in entries]
             changes = {"quantity": change.quantity, "serials": [list(r) for r in change.serials],
-                       "hold_id": entries[1].seq}
+                       "hold_id": created_holds(entries)[0]}
         p = await record_event(conn, p, change.event, changes, info={**change.info, "previous_hold": p.hold_id},
                                actor=who.actor, seqs=seqs, client_id=client_id, fp=fp)
         if change.serials is not None:
@@ -445,20 +447,21 @@ async def release(rt: Runtime, who: Principal, client_id: str, pledge_id: int, n
 async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge,
                    live: list[Claim], lapsed: list[Claim], note: str | None, client_id: str,
                    fp: bytes) -> None:
-    """Release the senior lock and hand the same units to the first junior, in one linked group."""
+    """Release the senior lock and hand the same units to the first junior: one ledger event (one entry) that
+    voids the senior's hold and locks the units for the junior, so they are never free in between."""
     await require_unfrozen(conn, p, "released while junior claims wait to be promoted")
     first, rest = live[0], live[1:]
     escrow = await escrow_account(conn, rt, first.claimant_id)
     holding = await account_of(conn, rt, p.pledgor_id, "holding")
     expires = val.end_of_day(first.term_end)
-    void, lock = await rt.submit_linked([
-        c.Request(who.actor, c.VoidHold(p.hold), ledger_id(p, "release"), ledger_meta(p, "release")),
-        c.Request(SYSTEM_ACTOR, c.CreateHold("pledge", holding, escrow, p.instrument, p.quantity,
-                                             await cut_pieces(conn, p.instrument, ranges_of(p.serials), holding),
-                                             micros(expires)),
-                  ledger_id(p, f"promote-claim-{first.id}"),
-                  ledger_meta(p, "promote", claim=first.id, new_pledgee=first.claimant_id)),
-    ])
+    entries = await rt.submit_linked(event_requests(who.actor, "promotion", [
+        c.VoidHold(p.hold),
+        c.CreateHold("pledge", holding, escrow, p.instrument, p.quantity,
+                     await cut_pieces(conn, p.instrument, ranges_of(p.serials), holding), micros(expires)),
+    ], ledger_id(p, f"release-promote-claim-{first.id}"),
+        ledger_meta(p, "release", promote=True, claim=first.id, new_pledgee=first.claimant_id)))
+    (lock,) = created_holds(entries)
+    seqs = [e.seq for e in entries]
     new_id = await repo.next_pledge_id(conn)
     number = f"ENVX-ZY-{new_id:08d}"
     changes = {"pledgee_id": first.claimant_id, "pledgor_id": p.pledgor_id, "instrument": p.instrument,
@@ -467,7 +470,7 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge
                "term_start": today().isoformat(), "term_end": first.term_end.isoformat(), "grace_days": 0,
                "expires_at": expires.isoformat(), "haircut_bps": None, "warning_bps": val.DEFAULT_WARNING_BPS,
                "margin_call_bps": val.DEFAULT_MARGIN_CALL_BPS, "liquidation_bps": val.DEFAULT_LIQUIDATION_BPS,
-               "transfer_on_default": False, "margin_level": "ok", "hold_id": lock.seq,
+               "transfer_on_default": False, "margin_level": "ok", "hold_id": lock,
                # Priority is kept: the claim's own registration number and time.
                "registration_no": first.registration_no, "registered_at": jsonable(first.registered_at),
                "promoted_from_claim": first.id}
@@ -476,7 +479,7 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge
     if first.reference:
         await repo.add_references(conn, new_id, [("claim", f"{first.reference}#{first.id}")])
     ev = await repo.add_event(conn, new_id, "promoted", {"set": changes, "from_pledge": p.id,
-                                                         "claim": first.id}, [void.seq, lock.seq],
+                                                         "claim": first.id}, seqs,
                               who.actor, None, None)
     await repo.enqueue_webhook(conn, ev.id, ev.type, {
         first.claimant_id: webhooks.body_of(shown(repo.event_view(ev, number, p.instrument), p.decimals))})
@@ -488,7 +491,7 @@ async def _promote(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pledge
                                                       "promoted_to": new_id,
                                                  "claims_moved": [cl.id for cl in rest],
                                                  "claims_lapsed": [cl.id for cl in lapsed]},
-                  actor=who.actor, seqs=[void.seq, lock.seq], client_id=client_id, fp=fp)
+                  actor=who.actor, seqs=seqs, client_id=client_id, fp=fp)
 
 
 def _scope_in(data: dict[str, Any] | None) -> dict[str, Any] | None:

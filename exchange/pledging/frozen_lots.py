@@ -3,7 +3,7 @@
 A freeze on pledged units is always later than the pledge (the ledger never pledges frozen units),
 so the pledgee's priority survives it (民诉法解释 §157: preservation of pledged property does not affect
 the pledgee's priority): enforcement goes ahead under the freeze. The lot's units leave the freeze
-for the sale (void, and the freeze's other units frozen again, in the sale's linked group); the
+for the sale (void, and the freeze's other units frozen again, in the sale's ledger event); the
 freeze extends to what replaces them (查扣冻规定: the freeze reaches the substitute of frozen
 property), so the surplus that would go to the pledgor is paid, for the frozen share of the lot, to
 the court's designated account (the cash account of its deduct_to participant, else its own), and
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.core.errors import DomainError
+from exchange.core.ledger_events import created_holds, event_requests
 from exchange.core.runtime import Runtime
 from exchange.pledging import repository as repo
 from exchange.pledging.accounts import account_of
@@ -43,7 +44,7 @@ from pledges import waterfall as wf
 # A freeze on pledged units is always later than the pledge (the ledger never pledges frozen units),
 # so the pledgee's priority survives it (民诉法解释 §157: preservation of pledged property does not affect
 # the pledgee's priority): enforcement goes ahead under the freeze. The lot's units leave the freeze
-# for the sale (void, and the freeze's other units frozen again, in the sale's linked group); the
+# for the sale (void, and the freeze's other units frozen again, in the sale's ledger event); the
 # freeze extends to what replaces them (查扣冻规定: the freeze reaches the substitute of frozen
 # property), so the surplus that would go to the pledgor is paid, for the frozen share of the lot, to
 # the court's designated account (the cash account of its deduct_to participant, else its own), and
@@ -83,41 +84,44 @@ async def courts_in_force(conn: AsyncConnection, e: dict[str, Any]) -> list[tupl
     return out
 
 
-async def handover(conn: AsyncConnection, rt: Runtime, who: str, p: Pledge, courts: list[dict[str, Any]]
-                    ) -> tuple[list[c.Request], list[dict[str, Any]]]:
-    """Ledger requests, to go in front of the pledge's post in its linked group, that take the lot's
-    units out of the freezes on them and freeze the rest of each freeze's units again."""
+async def handover(conn: AsyncConnection, rt: Runtime, p: Pledge, courts: list[dict[str, Any]]
+                   ) -> tuple[list[c.Leg], list[dict[str, Any]]]:
+    """Ledger legs, to go in front of the pledge's post in its event, that take the lot's units out of the
+    freezes on them and freeze the rest of each freeze's units again."""
     lot = ranges_of(p.serials)
     holding = await account_of(conn, rt, p.pledgor_id, "holding")
-    reqs: list[c.Request] = []
+    legs: list[c.Leg] = []
     plan = []
     for ct in courts:
         f = ct["_row"]
         frozen = [(b.start_serial, b.end_serial) for b in await ledger.frozen_blocks(conn, f.hold_id)]
         rest = rg.minus(frozen, lot)
         court_holding = await account_of(conn, rt, f.court_id, "holding")
-        meta = ledger_meta(p, "freeze-handover", freeze=f.id, case_number=f.case_number)
-        reqs.append(c.Request(who, c.VoidHold(f.hold_id), ledger_id(p, f"handover-{f.id}"), meta))
+        legs.append(c.VoidHold(f.hold_id))
         if rest:
-            reqs.append(c.Request(who, c.CreateHold("freeze", holding, court_holding, p.instrument, rg.total(rest),
-                                                    tuple(rest), micros(f.expires_at)),
-                                  ledger_id(p, f"handover-{f.id}-rest"), meta))
+            legs.append(c.CreateHold("freeze", holding, court_holding, p.instrument, rg.total(rest), tuple(rest),
+                                     micros(f.expires_at)))
         plan.append({"freeze": f, "rest": rest, "units": ct["units"]})
-    return reqs, plan
+    return legs, plan
+
+
+def handover_meta(plan: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the enforcement's ledger metadata says of the freezes it takes the lot out of."""
+    if not plan:
+        return {}
+    return {"freezes": [{"freeze": x["freeze"].id, "case_number": x["freeze"].case_number,
+                         "still_frozen": rg.total(x["rest"])} for x in plan]}
 
 
 async def after_handover(conn: AsyncConnection, p: Pledge, plan: list[dict[str, Any]],
-                          entries: list[Entry], actor: str, method: str) -> None:
-    i = 0
+                         entries: list[Entry], actor: str, method: str) -> None:
+    """Record on each freeze what the enforcement's event did to it: the new hold of its rest (the creations of
+    the event come in the order `handover` put them, in front of any other)."""
+    holds = iter(created_holds(entries))
+    seqs = [e.seq for e in entries]
     for item in plan:
         f, rest = item["freeze"], item["rest"]
-        seqs = [entries[i].seq]
-        i += 1
-        hold = None
-        if rest:
-            hold = entries[i].seq
-            seqs.append(hold)
-            i += 1
+        hold = next(holds) if rest else None
         await repo.update_freeze(conn, f.id, hold_id=hold, quantity=rg.total(rest), serials=[list(r) for r in rest])
         await repo.add_freeze_event(conn, f.id, "released_to_pledgee", {
             "pledge": p.id, "pledge_number": p.number, "method": method, "units": item["units"],
@@ -142,19 +146,17 @@ async def courts_paid(conn: AsyncConnection, p: Pledge, payouts: list[wf.Payout]
 
 
 async def return_units(conn: AsyncConnection, rt: Runtime, p: Pledge, serials: list[tuple[int, int]], *,
-                        relock: bool, actor: str) -> list[Entry]:
+                       relock: bool, actor: str) -> list[Entry]:
     """Unsold units from the escrow back to the pledgor -- under the lock again (`relock`), or free --
-    and the courts' share of them frozen again (preferring the serials each court froze)."""
+    and the courts' share of them frozen again (preferring the serials each court froze): one ledger event
+    (exchange.core.ledger_events: a further freeze created again is an entry of its own after it)."""
     e = p.running
     holding = await account_of(conn, rt, p.pledgor_id, "holding")
     qty = rg.total(serials)
-    meta = ledger_meta(p, "return")
-    reqs = [c.Request(actor, c.Transfer(e["escrow_account"], holding, p.instrument, qty, tuple(serials)),
-                      ledger_id(p, "return"), meta)]
+    legs: list[c.Leg] = [c.Transfer(e["escrow_account"], holding, p.instrument, qty, tuple(serials))]
     if relock:
-        reqs.append(c.Request(actor, c.CreateHold("pledge", holding, e["escrow_account"], p.instrument, qty,
-                                                  tuple(serials), micros(p.expires_at)),
-                              ledger_id(p, "relock"), meta))
+        legs.append(c.CreateHold("pledge", holding, e["escrow_account"], p.instrument, qty, tuple(serials),
+                                 micros(p.expires_at)))
     standing = []
     for ct in e.get("courts") or []:
         head = await repo.freeze_chain_head(conn, ct["freeze"])
@@ -173,18 +175,16 @@ async def return_units(conn: AsyncConnection, rt: Runtime, p: Pledge, serials: l
         taken = rg.union(taken, mine)
         frozen = rg.union(ranges_of(head.serials), mine)
         court_holding = await account_of(conn, rt, head.court_id, "holding")
-        fmeta = ledger_meta(p, "return-frozen", freeze=head.id, case_number=head.case_number)
         if head.hold_id is not None:
-            reqs.append(c.Request(actor, c.VoidHold(head.hold_id), ledger_id(p, f"refreeze-{head.id}-void"),
-                                  fmeta))
-        reqs.append(c.Request(actor, c.CreateHold("freeze", holding, court_holding, p.instrument, rg.total(frozen),
-                                                  tuple(frozen), micros(head.expires_at)),
-                              ledger_id(p, f"refreeze-{head.id}"), fmeta))
+            legs.append(c.VoidHold(head.hold_id))
+        legs.append(c.CreateHold("freeze", holding, court_holding, p.instrument, rg.total(frozen), tuple(frozen),
+                                 micros(head.expires_at)))
         plan.append((head, frozen, mine))
-    entries = await rt.submit_linked(reqs)
-    for head, frozen, mine in plan:
-        hold = next(x.seq for x in entries if x.type == "hold.create" and x.body.get("kind") == "freeze"
-                    and x.client_id == ledger_id(p, f"refreeze-{head.id}"))
+    meta = ledger_meta(p, "return", relock=relock, **({"refrozen": [
+        {"freeze": head.id, "case_number": head.case_number} for head, _, _ in plan]} if plan else {}))
+    entries = await rt.submit_linked(event_requests(actor, "return", legs, ledger_id(p, "return"), meta))
+    holds = created_holds(entries)[1 if relock else 0:]
+    for (head, frozen, mine), hold in zip(plan, holds, strict=True):
         await repo.update_freeze(conn, head.id, hold_id=hold, quantity=rg.total(frozen),
                                  serials=[list(r) for r in frozen])
         await repo.add_freeze_event(conn, head.id, "frozen_again", {

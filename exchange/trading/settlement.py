@@ -3,9 +3,10 @@
 Pure: no I/O, no clock, no randomness. It moves the sequencer's in-memory order states (fills, ends) and
 says what the ledger must do, as linked groups (exchange/trading/pipeline.py submits them):
 
-- a trade settles delivery versus payment as one event (one ledger entry, version 2; a court's restoration
-  order keeps a linked group): the seller's units from its hold (to the buyer, or retired for a court's
-  restoration order), the buyer's cash from its hold (notional plus its fee),
+- a trade settles delivery versus payment as one event (one ledger entry, version 2; for a court's
+  restoration order the event is followed by the retirement entry, linked): the seller's units from its
+  hold (to the buyer, or retired for a court's restoration order), the buyer's cash from its hold (notional
+  plus its fee),
   the seller paid its notional less its fee, the fees to the fee account, and on a T+1 market a lock on
   what was bought until the next session's open. Term pricing: notional = price × quantity × years;
 - a raised auction bid moves its old hold and the raise's top-up into one hold, as one event;
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
 from exchange.trading import marketdata
 from exchange.trading.markets import Market
@@ -300,15 +301,12 @@ class Book:
         # rests on, filled below its limit, keeps only what its rest can still cost (`trim`).
         # The holds this event resolves: those of the orders it completes.
         resolves = tuple(h for h, o in ((seller.hold_id, seller), (buyer.hold_id, buyer)) if o.open_qty == 0)
-        reqs: list[lc.Command] = [lc.PostHold(seller.hold_id, qty, keep_remainder=seller.hold_id not in resolves)]
-        if retire:
-            reqs.append(lc.Retire(v.clearing, v.retired, m.instrument, qty, "judicial_restoration",
-                                  str(buyer.purpose.get("beneficiary", "")) if buyer.purpose else ""))
-        else:
+        # A restoration purchase's units stay in the clearing account for the retirement right after the event.
+        reqs: list[lc.Leg] = [lc.PostHold(seller.hold_id, qty, keep_remainder=seller.hold_id not in resolves)]
+        if not retire:
             reqs.append(lc.Transfer(v.clearing, buyer.holding_account, m.instrument, qty))
         reqs.append(lc.PostHold(buyer.hold_id, n + fb, keep_remainder=buyer.hold_id not in resolves))
-        # (Not for a restoration purchase: its linked group keeps its shape, the rest is released at its end.)
-        if not retire and buyer.open_qty > 0 and buyer.price is not None and price < buyer.price:
+        if buyer.open_qty > 0 and buyer.price is not None and price < buyer.price:
             trim = self.trim(buyer)
             if trim is not None:
                 reqs.append(trim)
@@ -328,18 +326,18 @@ class Book:
                                        if k not in ("buyer", "seller", "buy_order", "sell_order")}
         if retire and buyer.purpose:
             retire_meta["restoration"] = buyer.purpose
+        # One event, one entry (version 2). Named as the first entry of the linked group that settled
+        # trades before: a trade settled that way and re-settled after an upgrade is found, and refused
+        # as a different request, never settled twice.
+        group = [lc.Request(v.actor, lc.Event("trade", tuple(reqs)), f"{cid}:0", meta)]
         if retire:
-            # A judicial retirement stays an entry of its own (type `retire`): that entry is what the
-            # restoration certificate proves and what the retirement listings find.
-            group = [lc.Request(v.actor, cmd, f"{cid}:{k}",
-                                retire_meta if isinstance(cmd, lc.Retire) else meta if k == 0 else {})
-                     for k, cmd in enumerate(reqs)]
-        else:
-            # One event, one entry (version 2). Named as the first entry of the linked group that settled
-            # trades before: a trade settled that way and re-settled after an upgrade is found, and refused
-            # as a different request, never settled twice.
-            legs = cast(tuple[lc.Leg, ...], tuple(reqs))  # no Retire on this path
-            group = [lc.Request(v.actor, lc.Event("trade", legs), f"{cid}:0", meta)]
+            # A judicial retirement stays an entry of its own (type `retire`), linked right after the trade's
+            # event (all or none): that entry is what the restoration certificate proves -- a public document,
+            # which must not carry the trade's accounts -- and what the retirement listings find. Its client
+            # id is the one it had as request 1 of the older linked group (RestorationTrade.retirement_request).
+            group.append(lc.Request(v.actor, lc.Retire(
+                v.clearing, v.retired, m.instrument, qty, "judicial_restoration",
+                str(buyer.purpose.get("beneficiary", "")) if buyer.purpose else ""), f"{cid}:1", retire_meta))
         row = Trade(m.id, e[ev.T_ID], seq, e[ev.T_TS], e[ev.T_MODE], m.instrument, price, qty, n, buyer.id,
                     seller.id, buyer.participant_id, seller.participant_id, fb, fs, m.in_close, day)
         return Group(Effect.TRADE, group, trade=row, holds=(seller.hold_id, buyer.hold_id), resolves=resolves)

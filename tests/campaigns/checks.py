@@ -98,8 +98,12 @@ async def exchange_consistency(dsn: str) -> list[str]:
                FROM trades t JOIN markets mk ON mk.id = t.market_id
                LEFT JOIN orders o ON o.market_id = t.market_id AND o.id = t.buy_order""")
         for t in trades:
-            want = 1 if (t["market_id"], t["trade_id"]) in events else 3 + (t["notional"] - t["seller_fee"] > 0) + (
-                t["buyer_fee"] + t["seller_fee"] > 0) + (t["t_plus_1"] and not t["retire"])
+            # One event; a restoration purchase's retirement is an entry of its own, right after it.
+            if (t["market_id"], t["trade_id"]) in events:
+                want = 1 + t["retire"]
+            else:
+                want = 3 + (t["notional"] - t["seller_fee"] > 0) + (t["buyer_fee"] + t["seller_fee"] > 0) + (
+                    t["t_plus_1"] and not t["retire"])
             got = sorted(entries.pop((t["market_id"], t["trade_id"]), []))
             if got != list(range(want)):
                 problems.append(f"trade {t['market_id']}#{t['trade_id']}: settlement entries {got}, want 0..{want - 1}")
