@@ -143,8 +143,8 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
         dependencies={"rt": Provide(get_rt, sync_to_thread=False),
                       "principal": Provide(get_principal, sync_to_thread=False)},
         # Requests by operation and status, with latency histograms (api/metrics.py), around everything else.
-        middleware=[metrics.http_config().middleware, refuse_writes, ApiKeyMiddleware(), SecurityMiddleware(settings)]
-        if ro else [metrics.http_config().middleware, ApiKeyMiddleware(), SecurityMiddleware(settings)],
+        middleware=[metrics.http_middleware, refuse_writes, ApiKeyMiddleware(), SecurityMiddleware(settings)]
+        if ro else [metrics.http_middleware, ApiKeyMiddleware(), SecurityMiddleware(settings)],
         # security: after the key, before guards
         guards=[authorize],
         # Bodies are decoded once, strictly, by SecurityMiddleware (api/security/json_body.py); the models then

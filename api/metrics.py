@@ -3,7 +3,8 @@
 Two kinds of series:
 
 - **Counted as things happen** (process-wide, `prometheus_client`'s default registry): HTTP requests by
-  operation, path template and status with latency histograms (Litestar's Prometheus middleware, `http_config`);
+  operation, path template and status with latency histograms (`HttpMetrics`, the series Litestar's
+  Prometheus middleware kept, cheaper per request);
   the ledger writer's batches -- requests per batch, entries written, transaction seconds (`observe_writer`,
   a batch observer on the writer).
 - **Read at scrape time** from the running system (`snapshot`, a fresh registry per scrape, so a series of a
@@ -24,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import ASGIApp, Message, Receive, Send
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from api.authz import operation_of
@@ -38,16 +39,84 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HTTP_BUCKETS: list[str | float] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 
 
-def _operation(request: Any) -> str:
-    handler = request.scope.get("route_handler")
-    return (operation_of(handler) if handler is not None else None) or "-"
+# The request series, as Litestar's Prometheus middleware named and labelled them (dashboards and alerts
+# read these names): method, path template (not the raw path: ids would explode the series), status code,
+# app name, operation.
+_HTTP_LABELS = ("method", "path", "status_code", "app_name", "operation")
+HTTP_REQUESTS = Counter("envx_http_requests_total", "Total requests", _HTTP_LABELS)
+HTTP_SECONDS = Histogram("envx_http_request_duration_seconds", "Request duration, in seconds", _HTTP_LABELS,
+                         buckets=HTTP_BUCKETS)
+HTTP_IN_PROGRESS = Gauge("envx_http_requests_in_progress", "Total requests currently in progress", _HTTP_LABELS,
+                         multiprocess_mode="livesum")
+HTTP_ERRORS = Counter("envx_http_requests_error_total", "Total errors in requests", _HTTP_LABELS)
+_MAX_SERIES = 10_000  # children remembered per series; beyond, each request looks its own up
 
 
-def http_config() -> PrometheusConfig:
-    """Litestar's Prometheus middleware: envx_http_requests_total and envx_http_request_duration_seconds by
-    method, path template (not the raw path: ids would explode the series), status code and operation."""
-    return PrometheusConfig(app_name="envx", prefix="envx_http", group_path=True, buckets=HTTP_BUCKETS,
-                            labels={"operation": _operation})
+class HttpMetrics:
+    """Requests by operation and status with their latency, around everything after routing: the series of
+    Litestar's Prometheus middleware (same names, labels, buckets and meaning: in progress counted under
+    status 200, the duration up to the last body message, errors for status >= 500), each label set's
+    children looked up once instead of on every request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._done: dict[tuple[str, str, int, str], tuple[Any, Any, Any | None]] = {}
+        self._running: dict[tuple[str, str, str], Any] = {}
+
+    def _finished(self, key: tuple[str, str, int, str]) -> tuple[Any, Any, Any | None]:
+        children = self._done.get(key)
+        if children is None:
+            method, path, status, op = key
+            values = (method, path, str(status), "envx", op)
+            children = (HTTP_REQUESTS.labels(*values), HTTP_SECONDS.labels(*values),
+                        HTTP_ERRORS.labels(*values) if status >= 500 else None)
+            if len(self._done) < _MAX_SERIES:
+                self._done[key] = children
+        return children
+
+    def _in_progress(self, key: tuple[str, str, str]) -> Any:
+        child = self._running.get(key)
+        if child is None:
+            child = HTTP_IN_PROGRESS.labels(key[0], key[1], "200", "envx", key[2])
+            if len(self._running) < _MAX_SERIES:
+                self._running[key] = child
+        return child
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        handler = scope.get("route_handler")
+        method = scope["method"] if kind == "http" else kind
+        path = scope["path_template"]
+        op = (operation_of(handler) if handler is not None else None) or "-"
+        started = time.perf_counter()
+        span = [200, 0.0]  # status, duration
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                span[0] = message["status"]
+            elif message["type"] == "http.response.body":
+                span[1] = time.perf_counter() - started
+            await send(message)
+
+        running = self._in_progress((method, path, op))
+        running.inc()
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            running.dec()
+            count, seconds, errors = self._finished((method, path, int(span[0]), op))
+            if errors is not None:
+                errors.inc()
+            count.inc()
+            seconds.observe(span[1])
+
+
+def http_middleware(app: ASGIApp) -> ASGIApp:
+    """The request series (`HttpMetrics`) as the app's outermost middleware."""
+    return HttpMetrics(app)
 
 
 WRITER_BATCH_REQUESTS = Histogram(

@@ -5,7 +5,8 @@ A mutation is keyed when its operation takes an idempotency key (the OpenAPI doc
 valid API key. Its request is identified by (actor, idempotency key, SHA-256 of the
 method, the target as sent and the body bytes). Then:
 
-- a successful (2xx) answer is stored (exchange/core/idempotency.py) before it leaves; the same request again
+- a successful (2xx) answer is stored (exchange/core/idempotency.py) before it leaves (the look-ups and the
+  stores of concurrent requests share their round trips: `AnswerLog`); the same request again
   gets the stored status and bytes, whatever happened since (the order filled, the day changed);
 - unless it shows a secret: an answer with a field named `token`, `first_half`, `second_half` or `secret`
   anywhere in it (an API key minted, a half of an enrollment code on a proposal or its approval, a
@@ -36,8 +37,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.security.signatures import request_target
-from exchange.core import idempotency
-from exchange.core.idempotency import Answer, valid_client_key
+from exchange.core.idempotency import Answer, AnswerLog, valid_client_key
 from exchange.core.principal import Principal
 
 log = logging.getLogger("envx.security")
@@ -93,6 +93,7 @@ class ReplayGate:
     def __init__(self) -> None:
         # (actor, idempotency key) -> (request digest, its answer and headers when it ends)
         self._running: dict[tuple[str, str], tuple[bytes, asyncio.Future[Shared]]] = {}
+        self._log: AnswerLog | None = None
 
     async def run(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp, principal: Principal,
                   key: str, body: bytes) -> None:
@@ -113,11 +114,10 @@ class ReplayGate:
         done: asyncio.Future[Shared] = asyncio.get_running_loop().create_future()
         self._running[slot] = (digest, done)
         try:
-            rt = scope["app"].state.rt
-            async with rt.read() as conn:
-                stored = await idempotency.stored_answer(conn, principal.actor, key, digest)
+            answers = self._answers(scope["app"].state.rt)
+            stored = await answers.find((principal.actor, key, digest))
             shared = (stored, None) if stored is not None else \
-                await self._first(scope, receive, next_app, principal, key, digest)
+                await self._first(scope, receive, next_app, answers, principal, key, digest)
             done.set_result(shared)
         except BaseException as exc:
             done.set_exception(exc)
@@ -127,8 +127,14 @@ class ReplayGate:
             del self._running[slot]
         await send_answer(send, *shared)
 
-    async def _first(self, scope: Scope, receive: Receive, next_app: ASGIApp, principal: Principal, key: str,
-                     digest: bytes) -> Shared:
+    def _answers(self, rt: Any) -> AnswerLog:
+        """The stored answers of the running registry (a new one when the app starts again on another runtime)."""
+        if self._log is None or self._log.engine is not rt.engine:
+            self._log = AnswerLog(rt.engine)
+        return self._log
+
+    async def _first(self, scope: Scope, receive: Receive, next_app: ASGIApp, answers: AnswerLog,
+                     principal: Principal, key: str, digest: bytes) -> Shared:
         messages: list[Message] = []
 
         async def capture(msg: Message) -> None:
@@ -143,8 +149,7 @@ class ReplayGate:
                         b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body"))
         if 200 <= answer.status < 300 and len(answer.body) <= MAX_STORED:
             try:
-                async with scope["app"].state.rt.tx() as conn:
-                    await idempotency.store_answer(conn, principal.actor, key, digest, answer)
+                await answers.keep(principal.actor, key, digest, answer)
             except Exception:  # the effect is done; a retry then gets the service's own replay
                 log.warning("could not store the answer of %s %s for replays", method_of(scope), scope["path"],
                             exc_info=True)

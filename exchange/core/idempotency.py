@@ -8,19 +8,23 @@ Two helpers on top of that:
   answer, so a retry of the same request gets them back unchanged (api/security/replays.py) — except an
   answer that shows a secret (any field named in SECRET_FIELDS, at any depth): the store refuses it, and
   a retry gets the service's own replay, which derives the secret again (exchange/security/keys.py) rather than
-  reading it back from a table.
+  reading it back from a table. `AnswerLog` reads and keeps them for the requests of a moment together:
+  one statement looks up the earlier answers of all the keyed requests that arrived meanwhile, one
+  transaction keeps the new answers of all that finished meanwhile (each request still waits for its own
+  answer's commit before that answer leaves).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exchange.core import store
 from exchange.core.errors import DomainError, Invalid
@@ -35,6 +39,7 @@ _CLIENT_KEY = re.compile(r"[\x20-\x7e]{1,128}")
 # character, which no caller's key may contain: a caller can never name, replay or pre-empt them.
 INTERNAL = "\u00a7"
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
 # The fields in which an answer shows a secret once: an API key's token, a half of an enrollment code, a
 # webhook's signing secret. No table keeps an answer holding one, and the audit trail redacts them.
 SECRET_FIELDS = frozenset({"token", "first_half", "second_half", "secret"})
@@ -116,3 +121,79 @@ async def store_answer(conn: AsyncConnection, actor: str, client_id: str, reques
         return False
     await store.insert_answer(conn, actor, client_id, request_sha256, answer)
     return True
+
+
+Request = tuple[str, str, bytes]  # (actor, client id, request digest)
+
+
+class Grouped(Generic[I, T]):
+    """Calls of one coroutine on lists: each `await grouped(item)` joins the list being gathered, and one task
+    runs `run(list)` for everything that arrived while the previous list ran (at most MAX items each), then
+    hands each caller its own result, or the list's exception. A caller that goes away (cancelled) only stops
+    waiting: its item's work still runs with the others."""
+
+    MAX = 500
+
+    def __init__(self, run: Callable[[list[I]], Awaitable[list[T]]]) -> None:
+        self._run = run
+        self._pending: list[tuple[I, asyncio.Future[T]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: I) -> T:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._pending.append((item, done))
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:self.MAX], self._pending[self.MAX:]
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                except BaseException:
+                    for _, done in [*batch, *self._pending]:
+                        done.cancel()
+                    self._pending = []
+                    raise
+                else:
+                    for (_, done), result in zip(batch, results, strict=True):
+                        if not done.done():
+                            done.set_result(result)
+        finally:
+            self._task = None
+
+
+class AnswerLog:
+    """The stored answers of one runtime's database, looked up and kept in groups (see the module's doc)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # A look-up is one statement: no transaction around it (no BEGIN, no ROLLBACK), same pool.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.find = Grouped[Request, Answer | None](self._find)
+        self._keep = Grouped[tuple[str, str, bytes, Answer], None](self._insert)
+
+    async def _find(self, requests: list[Request]) -> list[Answer | None]:
+        async with self._autocommit.connect() as conn:
+            found = await store.stored_answers_of(conn, requests)
+        return [found.get(r) for r in requests]
+
+    async def _insert(self, rows: list[tuple[str, str, bytes, Answer]]) -> list[None]:
+        async with self.engine.begin() as conn:
+            await store.insert_answers_of(conn, rows)
+        return [None] * len(rows)
+
+    async def keep(self, actor: str, client_id: str, request_sha256: bytes, answer: Answer) -> bool:
+        """Keep the answer for exact replays, committed when this returns; False, and nothing kept, if it
+        shows a secret (as `store_answer`)."""
+        if carries_secret(answer.body):
+            return False
+        await self._keep((actor, client_id, request_sha256, answer))
+        return True

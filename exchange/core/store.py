@@ -69,6 +69,34 @@ async def insert_answers(conn: AsyncConnection, actor: str, answers: list[tuple[
          "b": [x[2].body for x in answers]})
 
 
+async def stored_answers_of(conn: AsyncConnection,
+                            requests: list[tuple[str, str, bytes]]) -> dict[tuple[str, str, bytes], Answer]:
+    """The kept answers of several requests, of any actors, at once, by (actor, client id, request digest)."""
+    if not requests:
+        return {}
+    rows = (await conn.execute(text(
+        """SELECT a.actor, a.client_id, a.request_sha256, a.status, a.media_type, a.body
+           FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]), CAST(:r AS bytea[])) AS k(a, c, r)
+           JOIN answers_by_request a ON a.actor = k.a AND a.client_id = k.c AND a.request_sha256 = k.r"""),
+        {"a": [r[0] for r in requests], "c": [r[1] for r in requests], "r": [r[2] for r in requests]})).all()
+    return {(r.actor, r.client_id, bytes(r.request_sha256)): Answer(r.status, r.media_type, bytes(r.body))
+            for r in rows}
+
+
+async def insert_answers_of(conn: AsyncConnection, rows: list[tuple[str, str, bytes, Answer]]) -> None:
+    """Keep the answers of several requests, of any actors, at once: (actor, client id, digest, answer) each."""
+    if not rows:
+        return
+    await conn.execute(text(
+        """INSERT INTO answers_by_request (actor, client_id, request_sha256, status, media_type, body)
+           SELECT a, c, r, s, m, b
+           FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]), CAST(:r AS bytea[]), CAST(:s AS smallint[]),
+                       CAST(:m AS text[]), CAST(:b AS bytea[])) AS k(a, c, r, s, m, b)
+           ON CONFLICT DO NOTHING"""),
+        {"a": [x[0] for x in rows], "c": [x[1] for x in rows], "r": [x[2] for x in rows],
+         "s": [x[3].status for x in rows], "m": [x[3].media_type for x in rows], "b": [x[3].body for x in rows]})
+
+
 async def claim_run(conn: AsyncConnection, job: str, run_key: str, worker: str) -> bool:
     """True if this call inserted the (job, run_key) claim."""
     row = (await conn.execute(text(

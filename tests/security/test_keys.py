@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from api.app import create_app
 from api.security.ratelimit import TokenBuckets
+from exchange.core.secrets import CACHE_SECONDS, KeyCache
 from exchange.core.settings import Settings
 from tests.helpers import Api, bootstrap_operator, checker_token
 from tests.security.helpers import sql
@@ -203,3 +204,27 @@ def test_a_participant_mints_only_so_many_working_keys_even_at_once(api: Api) ->
     spare = next(k for k in api.ok(ent["api"].get(path)) if k["label"].startswith("k"))
     api.ok(ent["api"].post(f"{path}/{spare['id']}/revoke", {}))
     api.ok(ent["api"].post(path, {"label": "after a revocation"}))
+
+
+def test_a_key_revoked_or_suspended_elsewhere_is_refused_within_the_cache_bound(api: Api, client: TestClient) -> None:
+    """The documented bound (exchange/core/secrets.py CACHE_SECONDS, README "API keys"): a key verified once is
+    served from this process's cache for at most that long. Revoked in the database by another process (a
+    replica, an operator's console) — so this process's cache is not told — it is refused once the bound has
+    passed; likewise a participant suspended elsewhere. Here the runtime's cache lives 1 s, not 5 s."""
+    assert KeyCache().seconds == CACHE_SECONDS == 5.0  # what README promises
+    rt = client.app.state.rt
+    rt.key_cache = KeyCache(seconds=1.0)
+    ent = api.participant("企业", "enterprise")
+    other = api.participant("别的企业", "enterprise")
+    k = api.ok(ent["api"].post(f"/v1/participants/{ent['id']}/keys", {"label": "desk"}))
+    desk, peer = Api(client, k["token"]), Api(client, other["token"])
+    assert desk.get("/v1/whoami").status_code == 200 and peer.get("/v1/whoami").status_code == 200  # cached now
+    sql(client, "UPDATE api_keys SET revoked_at = now() WHERE id = :i", {"i": k["id"]}, write=True)
+    sql(client, "UPDATE participants SET status = 'suspended', suspended_at = now() WHERE id = :i",
+        {"i": other["id"]}, write=True)
+    assert desk.get("/v1/whoami").status_code == 200  # within the bound the cache still answers (it is real)
+    time.sleep(1.2)
+    for caller in (desk, peer):
+        r = caller.get("/v1/whoami")
+        assert (r.status_code, r.json()["code"]) == (401, "unauthenticated")
+    assert ent["api"].get("/v1/whoami").status_code == 200  # the participant's other key is untouched
