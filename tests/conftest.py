@@ -23,6 +23,8 @@ from tests.helpers import Api, bootstrap_operator
 
 # Auctions in tests run for seconds, not the venue's ten minutes; test_auction_window.py checks the default.
 os.environ.setdefault("ENVX_AUCTION_MIN_BIDDING_SECONDS", "1")
+# Likewise an enforcement auction's registration period (15 days): tests/pledges/test_round5_auction.py checks it.
+os.environ.setdefault("ENVX_ENFORCEMENT_REGISTRATION_SECONDS", "1")
 
 _counter = itertools.count()
 

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     auction_min_bidding_seconds: int = Field(
         default=600, ge=1, le=7 * 24 * 3600, description="The shortest bidding window an auction may open: a seller "
         "(or a bank selling collateral) cannot run a window so short that only a bidder told in advance can bid.")
+    enforcement_registration_seconds: int = Field(
+        default=15 * 86400, ge=1, le=90 * 86400, description="How long registration of an enforcement auction (a "
+        "pledged lot sold on the pledgee's behalf) stays open before its bidding may open: the public notice of a "
+        "judicial auction of movables (网络司法拍卖规定 art. 12: 15 days; 30 for other property rights).")
     max_api_keys_per_participant: int = Field(
         default=20, ge=1, le=10_000, description="Working API keys a participant may mint for itself; each key has "
         "its own rate limit, so the cap bounds a participant's rate too.")
