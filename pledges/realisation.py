@@ -28,6 +28,10 @@ from pledges.valuation import SHANGHAI
 
 FLOOR_PCT = 70
 NEGOTIATED = ("sale", "transfer", "listing")
+# 《最高人民法院关于人民法院网络司法拍卖若干问题的规定》 art. 17: the deposit is 5 %-20 % of the starting
+# price. A bidder's cash is held in full here, so no lower bound is needed; the upper one keeps the pledgee
+# from pricing bidders out of its own auction (red team round 5, F1: a deposit 67x the lot).
+DEPOSIT_MAX_PCT = 20
 
 
 def _cny(fen: int) -> str:
@@ -51,6 +55,30 @@ def check_price(how: str, price_fen: int, reference_fen: int | None) -> None:
     if price_fen < floor:
         raise PledgeError("price_below_floor", f"the price is below the floor {_cny(floor)} CNY per unit "
                           f"({FLOOR_PCT} % of the reference price {_cny(reference_fen)} CNY, the latest mark)")
+
+
+def check_auction_terms(reserve_fen: int, deposit_fen: int, lot_value_fen: int, reference_fen: int | None) -> None:
+    """An enforcement auction of a pledged lot (单向竞价 on the pledgee's behalf) is a public sale, but its
+    seller is the pledgee alone, so it may not set terms that make it a negotiated sale in disguise:
+
+    - its reserve (the lowest bid) is at least the floor of a negotiated realisation (FLOOR_PCT % of the
+      reference price), as a court's auction starts from the appraised value (网络司法拍卖规定 art. 10);
+      with no reference price the reserve is the pledgee's, and the public registration period
+      (exchange.trading.auctions, ENVX_ENFORCEMENT_REGISTRATION_SECONDS) is what makes the price a market's;
+    - its registration deposit is at most DEPOSIT_MAX_PCT % of the lot's value at the reserve.
+
+    A lower reserve needs no override here: where the market has fallen, two operators mark the instrument
+    lower (maker-checker; outside the band or with no reference, with a reason) and the floor follows."""
+    if reference_fen is not None:
+        floor = floor_price(reference_fen)
+        if reserve_fen < floor:
+            raise PledgeError("reserve_below_floor", f"the reserve {_cny(reserve_fen)} CNY per unit is below the "
+                              f"floor {_cny(floor)} CNY ({FLOOR_PCT} % of the reference price {_cny(reference_fen)} "
+                              "CNY, the latest mark): an enforcement auction starts at no less than the floor")
+    cap = lot_value_fen * DEPOSIT_MAX_PCT // 100
+    if deposit_fen > cap:
+        raise PledgeError("deposit_above_cap", f"the registration deposit {_cny(deposit_fen)} CNY is above "
+                          f"{DEPOSIT_MAX_PCT} % of the lot's value at the reserve ({_cny(cap)} CNY)")
 
 
 def notice_ends(declared: dict[str, Any], notice_days: int) -> date:
@@ -77,19 +105,34 @@ def require_notice_served(ground: dict[str, Any], today: date, notice_days: int)
 DEFAULT_BAND_BPS = 1_000  # ±10 %, the listing and continuous markets' default band, where no market sets one
 
 
-def outside_band(price_fen: int, last_close_fen: int | None, band_bps: int | None) -> bool:
-    """Whether a manual mark at `price_fen` lies outside the market's price band around the last close
-    (`band_bps` None: DEFAULT_BAND_BPS). With no close yet there is no band to be outside of."""
-    if last_close_fen is None:
+def outside_band(price_fen: int, reference_fen: int | None, band_bps: int | None) -> bool:
+    """Whether a manual mark at `price_fen` lies outside the market's price band around the reference
+    (`band_bps` None: DEFAULT_BAND_BPS). With no reference there is no band to be outside of."""
+    if reference_fen is None:
         return False
     band = DEFAULT_BAND_BPS if band_bps is None else band_bps
-    return abs(price_fen - last_close_fen) * 10_000 > band * last_close_fen
+    return abs(price_fen - reference_fen) * 10_000 > band * reference_fen
 
 
-def require_reason(price_fen: int, last_close_fen: int | None, band_bps: int | None, reason: str | None) -> None:
-    """A manual mark outside the band needs the operator's reason (kept with the valuation's events)."""
-    if outside_band(price_fen, last_close_fen, band_bps) and not (reason or "").strip():
-        assert last_close_fen is not None
+def deviation_text(price_fen: int, reference_fen: int) -> str:
+    """The deviation of `price_fen` from `reference_fen` as a signed percentage to two places."""
+    bps = abs(price_fen - reference_fen) * 10_000 // reference_fen  # toward zero
+    return f"{'-' if price_fen < reference_fen else '+'}{bps // 100}.{bps % 100:02d} %"
+
+
+def require_reason(price_fen: int, reference_fen: int | None, band_bps: int | None, reason: str | None,
+                   reference: str = "the last close") -> None:
+    """A manual mark needs the operator's reason (kept with the valuation's events) outside the band around
+    its reference (`reference` names it: the last close, else the last trade, else the last mark), and
+    always where there is no reference at all: a price nothing can be compared with is a judgement, and it
+    sets margin calls and the floor of a negotiated realisation (red team round 5, F3)."""
+    if (reason or "").strip():
+        return
+    if reference_fen is None:
+        raise PledgeError("mark_reason_required", f"{_cny(price_fen)} CNY cannot be compared with any price: the "
+                          "instrument has no close, no trade and no earlier mark, so a manual mark needs a reason",
+                          422)
+    if outside_band(price_fen, reference_fen, band_bps):
         band = DEFAULT_BAND_BPS if band_bps is None else band_bps
         raise PledgeError("mark_reason_required", f"{_cny(price_fen)} CNY is outside the ±{band / 100:g} % band "
-                          f"around the last close {_cny(last_close_fen)} CNY: a manual mark there needs a reason", 422)
+                          f"around {reference} {_cny(reference_fen)} CNY: a manual mark there needs a reason", 422)

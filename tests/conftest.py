@@ -25,6 +25,8 @@ from tests.helpers import Api, bootstrap_operator
 os.environ.setdefault("ENVX_AUCTION_MIN_BIDDING_SECONDS", "1")
 # ... and are stepped by the tests themselves; tests/trading/test_auction_clock.py runs the venue's clock.
 os.environ.setdefault("ENVX_AUCTION_AUTO_END", "false")
+# Likewise an enforcement auction's registration period (15 days): tests/pledges/test_round5_auction.py checks it.
+os.environ.setdefault("ENVX_ENFORCEMENT_REGISTRATION_SECONDS", "1")
 
 _counter = itertools.count()
 

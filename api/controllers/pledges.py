@@ -97,7 +97,8 @@ class PledgeController(Controller):
             term_end=data.term_end, grace_days=data.grace_days, references=_refs(data.references),
             haircut_bps=data.haircut_bps, warning_bps=data.warning_bps, margin_call_bps=data.margin_call_bps,
             liquidation_bps=data.liquidation_bps, transfer_on_default=data.transfer_on_default,
-            secured_scope=data.secured_scope.model_dump() if data.secured_scope else None))
+            secured_scope=data.secured_scope.model_dump() if data.secured_scope else None),
+            named=(data.pledgor_id, data.pledgor_identifier))
         return PledgeOut.of(answer)
 
     @get("/", operation_id="listPledges", summary="Pledges you hold, gave or have a claim on (operators: all)")
@@ -328,7 +329,7 @@ class FreezeController(Controller):
             holder_identifier=data.holder_identifier, instrument=data.instrument, quantity=data.quantity,
             serials=ranges(data.serials),
             case_number=data.case_number, notice_number=data.notice_number, term_start=data.term_start,
-            term_end=data.term_end, deduct_to_id=data.deduct_to_id))
+            term_end=data.term_end, deduct_to_id=data.deduct_to_id), named=(data.holder_id, data.holder_identifier))
         return FreezeOut.of(answer)
 
     @get("/", operation_id="listFreezes", summary="Freezes: a court its own, a holder those on its units")

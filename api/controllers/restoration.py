@@ -35,7 +35,7 @@ class RestorationController(Controller):
         cid = client_id(idempotency_key, data.client_id)
         return RestorationOrderOut.of(await identified.guarded(
             rt, principal, "createRestorationOrder", "/v1/restoration-orders",
-            lambda: restoration.create(rt, principal, cid, body)))
+            lambda: restoration.create(rt, principal, cid, body), named=(data.payer_id, data.payer_identifier)))
 
     @get("/", operation_id="listRestorationOrders", summary="Orders of your court (or that you pay); all for oversight")
     async def listing(self, rt: Runtime, principal: Principal) -> list[RestorationOrderOut]:

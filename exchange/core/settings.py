@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     auction_auto_end: bool = Field(
         default=True, description="The venue closes and allocates an auction once its bidding window has ended "
         "(exchange/trading/auction_clock.py). Off: the seller or an operator steps it by hand.")
+    enforcement_registration_seconds: int = Field(
+        default=15 * 86400, ge=1, le=90 * 86400, description="How long registration of an enforcement auction (a "
+        "pledged lot sold on the pledgee's behalf) stays open before its bidding may open: the public notice of a "
+        "judicial auction of movables (网络司法拍卖规定 art. 12: 15 days; 30 for other property rights).")
     max_api_keys_per_participant: int = Field(
         default=20, ge=1, le=10_000, description="Working API keys a participant may mint for itself; each key has "
         "its own rate limit, so the cap bounds a participant's rate too.")

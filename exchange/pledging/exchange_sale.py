@@ -115,6 +115,8 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
         if qty > rg.total(free):
             raise DomainError("quantity_exceeds_lot", f"only {to_text(rg.total(free), p.decimals)} unsold units of "
                               "the lot are not on sale yet")
+        if mode == "auction" and auction is not None:  # the pledgee's terms: pledges.realisation
+            await realisation.check_auction(conn, p, seq.market, qty, auction)
         plan.update(serials=tuple(rg.take_lowest(free, qty)), qty=qty, number=p.number,
                     escrow=e["escrow_account"], decimals=p.decimals, mode=mode)
 

@@ -677,6 +677,13 @@ async def add_freeze_proceeds(conn: AsyncConnection, freeze_id: int, amount: int
                        {"a": amount, "i": freeze_id})
 
 
+async def last_trade_price(conn: AsyncConnection, instrument: str) -> int | None:
+    """The price (fen per whole unit) of the instrument's latest trade on any of its markets, or None."""
+    row = (await conn.execute(text("SELECT price FROM trades WHERE instrument = :i ORDER BY ts DESC, trade_id DESC "
+                                   "LIMIT 1"), {"i": instrument})).first()
+    return None if row is None else int(row[0])
+
+
 async def latest_mark(conn: AsyncConnection, instrument: str, *, by: str | None = None) -> Mark | None:
     """The instrument's latest mark (the exchange's close or an approved manual mark): the reference price;
     `by`: the latest one that actor recorded (the exchange's own close)."""

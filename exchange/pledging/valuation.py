@@ -104,9 +104,10 @@ async def _deadline_check(conn: AsyncConnection, p: Pledge, as_of: date, horizon
 
 
 async def _check_mark(conn: AsyncConnection, rt: Runtime, instrument: str, price_fen: int, as_of: date, actor: str,
-                      reason: str | None) -> tuple[Mark | None, bool]:
-    """The refusals of a mark (see `revalue`), on `conn`: the day's existing mark, and whether the mark
-    replaces it (the exchange's close over an operator's manual mark of that day)."""
+                      reason: str | None) -> tuple[Mark | None, bool, str]:
+    """The refusals of a mark (see `revalue`), on `conn`: the day's existing mark, whether the mark
+    replaces it (the exchange's close over an operator's manual mark of that day), and for a new manual
+    mark what it was compared with and how far it deviates (the approver's summary shows it)."""
     if as_of > expiry.today_of(rt):
         raise DomainError("valuation_date_in_future", f"{as_of} is after the registry's today "
                           f"({expiry.today_of(rt)}): no close exists for it yet")
@@ -119,22 +120,26 @@ async def _check_mark(conn: AsyncConnection, rt: Runtime, instrument: str, price
     if replace and not (actor == SYSTEM_ACTOR and existing is not None and existing.recorded_by != SYSTEM_ACTOR):
         assert existing is not None
         raise DomainError("mark_conflict", f"{instrument} is already marked at {cny(existing.price)} for {as_of}")
+    compared = ""
     if actor != SYSTEM_ACTOR and existing is None:
-        close = await repo.latest_mark(conn, instrument, by=SYSTEM_ACTOR) or await repo.latest_mark(conn, instrument)
-        rl.require_reason(price_fen, close.price if close else None, await realisation.band_of(conn, instrument),
-                          reason)
-    return existing, replace
+        ref = await realisation.mark_reference(conn, instrument)
+        rl.require_reason(price_fen, ref[1] if ref else None, await realisation.band_of(conn, instrument), reason,
+                          ref[0] if ref else "")
+        compared = (f"reference {ref[0]} {cny(ref[1])} CNY, deviation {rl.deviation_text(price_fen, ref[1])}"
+                    if ref else "no reference price: the instrument has no close, trade or earlier mark")
+    return existing, replace, compared
 
 
 @translate_refusals
 async def check_manual_mark(rt: Runtime, instrument: str, price_fen: int, as_of: date, actor: str,
-                            reason: str | None) -> None:
-    """What a proposed manual mark would be refused for, at the proposal (maker-checker) already."""
+                            reason: str | None) -> str:
+    """What a proposed manual mark would be refused for, at the proposal (maker-checker) already; else
+    what it is compared with and its deviation, for the approver."""
     if price_fen <= 0:
         raise Invalid("invalid_price", "the price must be positive")
     await instruments.instrument(rt, instrument)
     async with rt.read() as conn:
-        await _check_mark(conn, rt, instrument, price_fen, as_of, actor, reason)
+        return (await _check_mark(conn, rt, instrument, price_fen, as_of, actor, reason))[2]
 
 
 @translate_refusals
@@ -175,7 +180,7 @@ async def revalue(rt: Runtime, instrument: str, price_fen: int, as_of: date, *, 
             prior = await repo.mark_by_client(conn, actor, client_id)
             if prior is not None:
                 check_replay(prior.fingerprint, fp)
-        existing, replace = await _check_mark(conn, rt, instrument, price_fen, as_of, actor, reason)
+        existing, replace, _ = await _check_mark(conn, rt, instrument, price_fen, as_of, actor, reason)
         marked = []
         for pledge_id in await repo.live_pledges_of_instrument(conn, instrument):
             p = await repo.lock_pledge(conn, pledge_id)

@@ -153,6 +153,14 @@ async def party(conn: AsyncConnection, who: Principal, participant_id: int, *, k
     raise (Unidentified if identified else NotFound)("participant", participant_id)
 
 
+async def identified_as(conn: AsyncConnection, participant_id: int, identifier: str | None) -> bool:
+    """Whether participant `participant_id` exists and is registered under `identifier` (a USCC or an
+    identity document number) -- the identifier half of `party` with `identified`, nothing else."""
+    p = await repo.participant(conn, participant_id)
+    return (p is not None and identifier is not None and p.registered_identifier is not None
+            and identifier == p.registered_identifier)
+
+
 class Unidentified(NotFound):
     """The one 404 of a participant named by id and identifier that is not there so (`party` with
     `identified`); the API counts these (exchange/security/identified.py)."""

@@ -78,7 +78,9 @@ Execute = Callable[[Runtime, Principal, Principal, str, Payload], Awaitable[dict
 
 @dataclass(frozen=True, slots=True)
 class Kind:
-    check: Callable[[Runtime, Payload], Awaitable[None]]  # early refusal of what could never execute
+    # Early refusal of what could never execute; what it returns (if anything) is appended to the summary:
+    # what the approver should see beside the payload (a manual mark's reference price and deviation).
+    check: Callable[[Runtime, Payload], Awaitable[str | None]]
     summary: Callable[[Payload], str]
     run: Execute  # (rt, maker, checker, client id, payload) -> result
     # Actions that end in an enrollment code: which participant it enrols, from the payload and result.
@@ -216,9 +218,9 @@ async def _reinstate(rt: Runtime, maker: Principal, checker: Principal, cid: str
     return change.view()
 
 
-async def _check_mark(rt: Runtime, p: Payload) -> None:
-    await valuation.check_manual_mark(rt, p["instrument"], to_base(p["price"], CNY_DECIMALS, field="price"),
-                                      date.fromisoformat(p["as_of"]), "participant:0", p.get("reason"))
+async def _check_mark(rt: Runtime, p: Payload) -> str:
+    return await valuation.check_manual_mark(rt, p["instrument"], to_base(p["price"], CNY_DECIMALS, field="price"),
+                                             date.fromisoformat(p["as_of"]), "participant:0", p.get("reason"))
 
 
 async def _revalue(rt: Runtime, maker: Principal, checker: Principal, cid: str, p: Payload) -> dict[str, Any]:
@@ -314,10 +316,11 @@ async def propose(rt: Runtime, who: Principal, client_id: str, kind: str, payloa
     async with rt.read() as conn:
         prior = await repo.action_by_client(conn, who.actor, client_id)
     if prior is None:
-        await k.check(rt, payload)
+        seen = await k.check(rt, payload)
+        summary = k.summary(payload) + (f"; {seen}" if seen else "")
         expires = datetime.now(UTC) + timedelta(hours=rt.settings.operator_action_ttl_hours)
         async with rt.tx() as conn:
-            new = await repo.insert_action(conn, kind=kind, payload=payload, summary=k.summary(payload),
+            new = await repo.insert_action(conn, kind=kind, payload=payload, summary=summary,
                                            proposed_by=who.actor, client_id=client_id, fingerprint=fp,
                                            expires_at=expires)
             if new is not None and k.enrolls is not None:

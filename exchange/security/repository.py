@@ -406,6 +406,11 @@ async def audit_hash(conn: AsyncConnection, seq: int) -> bytes | None:
     return None if got is None else bytes(got)
 
 
+async def lock_identified(conn: AsyncConnection, actor: str) -> None:
+    """The transaction-scoped advisory lock under which a caller's identified lookups are counted."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('identified'), hashtext(:a))"), {"a": actor})
+
+
 async def audit_count_since(conn: AsyncConnection, operation: str, actor: str, since_us: int) -> int:
     """How many rows of `operation` by `actor` the chain holds from `since_us` (UTC microseconds) on."""
     n = (await conn.execute(text("SELECT count(*) FROM audit_log WHERE actor = :a AND operation = :op "

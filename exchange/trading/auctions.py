@@ -16,12 +16,14 @@ journaled, so a retry under the same Idempotency-Key gets the same problem again
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, Refusal
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
+from exchange.trading import journal
 from exchange.trading.models import Allocation, AuctionStepped, AuctionView, Journaled, Submitted
 from exchange.trading.negotiation import submit_plain
 from exchange.trading.orders import EscrowSale, _reason_error, enforcement_of, stored_refusal, submit_new
@@ -131,6 +133,8 @@ async def step(rt: Runtime, who: Principal, market_id: str, auction_id: int, cli
         if duration_s < shortest:
             raise Invalid(Refusal.BIDDING_TOO_SHORT, f"the bidding window is at least {shortest} seconds here, "
                           f"not {duration_s}")
+        if a["phase"] == REGISTRATION and enforcement_of(seq, auction_id) is not None:
+            await _registration_served(rt, market_id, auction_id)
         end = time.time_ns() // 1000 + duration_s * US
         make = lambda _s: mc.OpenBidding(auction_id, end)  # noqa: E731
     elif action == "close":
@@ -154,6 +158,23 @@ async def step(rt: Runtime, who: Principal, market_id: str, auction_id: int, cli
                              {"op": action, "m": market_id, "auction": auction_id, "d": duration_s,
                               **({"reason": reason} if reason else {})})
     return AuctionStepped(out, view(rt, market_id, auction_id))
+
+
+async def _registration_served(rt: Runtime, market_id: str, auction_id: int) -> None:
+    """A pledged lot's auction (an enforcement sale) keeps its registration open a public period before
+    bidding may open -- ENVX_ENFORCEMENT_REGISTRATION_SECONDS, by default the 15 days' notice of a judicial
+    auction of movables (网络司法拍卖规定 art. 12) -- for seller and operator alike, so the pledgee cannot open
+    bidding while only a buyer it told in advance has registered (red team round 5, F1)."""
+    async with rt.read() as conn:
+        opened = await journal.registration_opened(conn, market_id, auction_id)
+    if opened is None:  # not journaled yet: nothing opened; the engine's phase check speaks
+        return
+    ends = opened + rt.settings.enforcement_registration_seconds * US
+    if time.time_ns() // 1000 < ends:
+        at = datetime.fromtimestamp(ends / US, UTC).isoformat(timespec="seconds")
+        raise DomainError(Refusal.REGISTRATION_PERIOD_RUNNING, f"auction {auction_id} sells a pledged lot: its "
+                          f"registration stays open {rt.settings.enforcement_registration_seconds} seconds before "
+                          f"bidding opens, until {at}")
 
 
 async def register(rt: Runtime, who: Principal, market_id: str, auction_id: int, client_id: str) -> Submitted:

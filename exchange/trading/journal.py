@@ -236,6 +236,15 @@ async def commands(conn: AsyncConnection, market_id: str, after: int, upto: int 
     return [Journaled(r.seq, r.ts, r.command) for r in rows]
 
 
+async def registration_opened(conn: AsyncConnection, market_id: str, auction_id: int) -> int | None:
+    """When (the sequencer's stamp, UTC microseconds) registration of auction `auction_id` opened: its first
+    journaled OpenRegistration (the engine accepts only the first, from the announced phase), or None."""
+    row = (await conn.execute(text(
+        "SELECT ts FROM market_journal WHERE market_id = :m AND command->>'t' = 'OpenRegistration' "
+        "AND command->'f'->>'auction_id' = :a ORDER BY seq LIMIT 1"), {"m": market_id, "a": str(auction_id)})).first()
+    return None if row is None else int(row[0])
+
+
 async def open_orders(conn: AsyncConnection, market_id: str) -> dict[int, OrderState]:
     """The market's open orders with the accounts they deliver from and are paid to."""
     rows = await conn.execute(text(

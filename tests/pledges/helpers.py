@@ -69,6 +69,18 @@ class Receiver:
                              f"{[h.get('X-Envx-Event-Type') for h, _ in self.received]}")
 
 
+def open_bidding(seller: Api, market_id: str, auction_id: int, duration_seconds: int, timeout: float = 30.0) -> Any:
+    """Open the bidding of an enforcement auction once its registration period (tests: 1 s) has run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = seller.post(f"/v1/markets/{market_id}/auctions/{auction_id}/step",
+                        {"action": "bidding", "duration_seconds": duration_seconds})
+        if r.status_code != 409 or r.json().get("code") != "registration_period_running" or \
+                time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)
+
+
 def world(api: Api, quantity: str = "29715") -> dict[str, Any]:
     """三明: a forestry bureau issues tickets to a holder; two banks, a buyer and a court take part."""
     api.instrument("FCT-SM")

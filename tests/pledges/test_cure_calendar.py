@@ -13,7 +13,8 @@ def _margin_call(api: Api, as_of: str) -> dict:
     bank, owner = w["bank"], w["owner"]
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], haircut_bps=2000)))
     api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
-    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "360.00", "as_of": as_of}))
+    r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                     "instrument": "FCT-SM", "price": "360.00", "as_of": as_of}))
     assert r["pledges"][0]["level"] == "margin_call"
     return api.ok(bank["api"].get(f"/v1/pledges/{p['id']}"))
 
@@ -35,7 +36,8 @@ def test_a_market_with_afternoon_hours_and_a_make_up_day_sets_the_deadline(api: 
     bank, owner = w["bank"], w["owner"]
     p = api.ok(bank["api"].post("/v1/pledges", pledge_body(owner["id"], haircut_bps=2000)))
     api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
-    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "360.00",
+    r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                     "instrument": "FCT-SM", "price": "360.00",
                                                      "as_of": "2026-10-09"}))
     assert r["pledges"][0]["level"] == "margin_call"
     # Friday 10/9; Saturday 10/10 is a make-up working day this market trades on, opening at 13:00.

@@ -43,7 +43,8 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     b = another()
     deadline = datetime.now(UTC) + timedelta(seconds=1)
     # 100 t x 10.50 = 1,050.00 = 105 % of 1,000.00: a margin call (below 110 %), not a liquidation.
-    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "10.50", "as_of": days(-2),
+    r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                     "instrument": "FCT-SM", "price": "10.50", "as_of": days(-2),
                                                      "cure_deadline": deadline.isoformat()}))
     assert {x["pledge_id"]: x["level"] for x in r["pledges"]}[b["id"]] == "margin_call"
     r = offer(bank, b["id"], buyer)
@@ -94,7 +95,8 @@ def test_the_secured_scope_caps_what_is_claimed_by_component(api: Api) -> None:
     assert p["secured_scope"] == {"type": "ordinary", "covers": ["realisation_costs", "interest"],
                                   "caps": {"interest": "50000.00"}}
     # 1000 t x 1,200.00 = 1,200,000.00 of proceeds, at the day's close (a negotiated price refers to it).
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "1200.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": "1200.00", "as_of": days(0)}))
     p = api.ok(bank["api"].post(f"/v1/pledges/{p['id']}/enforcement", {
         "method": "sale", "buyer_id": buyer["id"], "price": "1200.00", "reason": "违约", "default_notice": notice,
         "claim": {"principal": "1020000.00", "interest": "80000.00", "penalty": "10000.00",

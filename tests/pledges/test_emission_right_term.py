@@ -35,7 +35,8 @@ def test_emission_right_pledge_is_valued_and_sold_by_its_term(api: Api, db_url: 
     p, q = pledged("10.000", "ER-1"), pledged("2.000", "ER-2")
     # A close of 4,000.00 per t·yr: 10 t/yr for 5 years is worth 200,000.00 -- 133 % of the loan, all
     # well (valued per t/yr alone it would be 40,000.00, a liquidation).
-    out = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "PW-COD-FJ", "price": "4000.00",
+    out = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                       "instrument": "PW-COD-FJ", "price": "4000.00",
                                                        "as_of": TODAY.isoformat()}))
     assert {r["pledge_id"]: (r["value"], r["level"]) for r in out["pledges"]} == {
         p["id"]: ("200000.00", "ok"), q["id"]: ("40000.00", "liquidation")}

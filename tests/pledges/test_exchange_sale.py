@@ -14,7 +14,7 @@ from exchange.core.database import asyncpg_dsn
 from exchange.core.idempotency import internal
 from ledger.verify import verify_database
 from tests.helpers import Api
-from tests.pledges.helpers import Receiver, days, pledge_body, world
+from tests.pledges.helpers import Receiver, days, open_bidding, pledge_body, world
 from tests.security.helpers import sql
 
 NOTICE = {"reference": "兴银三明违通字(2025)第0007号", "notice_date": days(0)}
@@ -99,11 +99,10 @@ def test_auction_pays_costs_interest_principal_junior_and_owner_to_the_fen(api: 
         again = bank["api"].post(f"/v1/pledges/{pid}/enforcement/sales", {
             "market_id": m, "auction": {"min_price": "4500", "increment": "100"}})
         assert (again.status_code, again.json()["code"]) == (409, "lot_on_sale")
-        for step, extra in (("registration", {}), ("bidding", {"duration_seconds": 1})):
-            api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": step, **extra}))
-            if step == "registration":
-                for who in (a, b):
-                    api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
+        api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
+        for who in (a, b):
+            api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
+        api.ok(open_bidding(bank["api"], m, aid, 1))  # after the registration period (tests: 1 s)
         api.ok(a["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "5000", "quantity": "600"}))
         api.ok(b["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "4800", "quantity": "400"}))
         time.sleep(1.1)
@@ -198,7 +197,7 @@ def test_an_auction_on_the_banks_behalf_takes_raises_and_allocates_per_bidder(ap
     api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
     for who in (a, b):
         api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
-    api.ok(bank["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "bidding", "duration_seconds": 2}))
+    api.ok(open_bidding(bank["api"], m, aid, 2))
 
     def bid(who: dict, price: str, qty: str) -> int:
         return int(api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids",
@@ -238,7 +237,8 @@ def test_listing_sold_in_two_fills_after_a_liquidation_level(api: Api, db_url: s
     pid = p["id"]
     # The close at 2,000.00: 500 t x 2,000.00 = 1,000,000.00 < 100 % of 1,500,000.00: liquidation, once the
     # cure (here: until now, instead of the next open) has passed.
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "2000.00", "as_of": days(0),
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": "2000.00", "as_of": days(0),
                                                  "cure_deadline": datetime.now(UTC).isoformat()}))
     p = api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement", {"method": "exchange", "reason": "平仓线"}))
     assert p["enforcement"]["ground"]["type"] == "liquidation"

@@ -59,7 +59,8 @@ def test_free_part_deducted_rest_frozen_bank_enforces_under_the_freeze_court_get
     # The loan defaults: the bank sells the lot under the freeze. 60 t x 10.00 = 600.00: 500.00 to the
     # bank; of the 100.00 surplus, the frozen 30 of 60 t's share (50.00) goes to the court.
     api.ok(api.post("/v1/cash/deposits", {"participant_id": buyer["id"], "amount": "600.00", "bank_reference": "b"}))
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "10.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": "10.00", "as_of": days(0)}))
     p = api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement", {
         "method": "sale", "buyer_id": buyer["id"], "price": "10.00", "reason": "违约", "default_notice": NOTICE}))
     assert [(x["role"], x["paid"]) for x in p["enforcement"]["expected"]] == [

@@ -32,7 +32,8 @@ def test_amend_extend_top_up_partial_release_keep_priority_and_exact_blocks(api:
     reg = first["registration_no"]
 
     # Margin call at 5,000.00 per t: 1000 x 5000 x 90 % = 4,500,000.00 < 110 % of 5,000,000.00.
-    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "5000.00", "as_of": days(0)}))
+    r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                     "instrument": "FCT-SM", "price": "5000.00", "as_of": days(0)}))
     assert {x["pledge_id"]: x["level"] for x in r["pledges"]}[first["id"]] == "liquidation"
     # The pledgor cures by topping up 400 t: 1400 x 4500 = 6,300,000.00 = 126 %: a warning only.
     p = api.ok(owner.post(f"/v1/pledges/{first['id']}/top-up", {"quantity": "400"}))
@@ -116,7 +117,8 @@ def test_transfer_to_the_bank_pays_the_surplus(api: Api, db_url: str) -> None:
     bank = w["bank"]
     # 折价 only where the contract allows it, at no less than the last mark.
     p = active(api, w, "1000", transfer_on_default=True, references=[{"source": "中登网", "reference": "T-1"}])
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "5200.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": "5200.00", "as_of": days(0)}))
     notice = {"reference": "兴银违通字2024-1", "notice_date": days(0)}
     r = bank["api"].post(f"/v1/pledges/{p['id']}/enforcement", {"method": "transfer", "reason": "违约",
                                                                 "price": "5000.00", "default_notice": notice})
@@ -151,12 +153,14 @@ def test_emission_rights_near_their_validity_deadline_warn_the_bank(api: Api) ->
     p = api.ok(owner["api"].post(f"/v1/pledges/{p['id']}/confirm"))
     assert p["quantity"] == "10.000"
     # 10 t at 21,000.00 per t/yr = 210,000.00: fine on value, but the rights lapse in 40 days.
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(-1)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(-1)}))
     events = api.ok(bank["api"].get(f"/v1/pledges/{p['id']}/events"))
     [warn] = [e for e in events if e["type"] == "deadline_warning"]
     assert warn["details"]["deadline"] == days(40) and warn["details"]["before_term_end"] is True
     # Warned once per deadline, not at every close.
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "PW-COD-FJ", "price": "21000.00", "as_of": days(0)}))
     events = api.ok(bank["api"].get(f"/v1/pledges/{p['id']}/events"))
     assert [e["type"] for e in events].count("deadline_warning") == 1
     # Pledging an instrument the pledgor does not hold: nothing to lock.

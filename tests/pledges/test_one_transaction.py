@@ -55,7 +55,8 @@ def test_no_pledge_use_case_checks_out_a_second_connection(api: Api, nesting: Ne
     p = api.ok(bank.post("/v1/pledges", pledge_body(w["owner"]["id"], "1000", transfer_on_default=True)))
     pid = p["id"]
     api.ok(owner.post(f"/v1/pledges/{pid}/confirm"))
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "5000.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": "5000.00", "as_of": days(0)}))
     api.ok(owner.post(f"/v1/pledges/{pid}/top-up", {"quantity": "400"}))
     api.ok(bank.post(f"/v1/pledges/{pid}/amend", {"haircut_bps": 0}))
     api.ok(bank.post(f"/v1/pledges/{pid}/extend", {"term_end": days(730)}))

@@ -72,7 +72,8 @@ def test_concurrent_pledge_transfer_sale_and_freeze_of_the_same_units(api: Api, 
     other = api.participant("另一企业", "enterprise")
     api.ok(api.post("/v1/cash/deposits", {"participant_id": w["buyer"]["id"], "amount": "1000000.00",
                                            "bank_reference": "race"}))
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "10.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": "10.00", "as_of": days(0)}))
     outcomes = []
     for n in range(ROUNDS):
         if n:

@@ -109,7 +109,8 @@ def test_expired_registrations_are_refused_and_swept(api: Api) -> None:
     p = api.ok(owner.post(f"/v1/pledges/{soon['id']}/confirm"))
     assert p["status"] == "active" and api.ok(owner.get("/v1/holdings"))["balances"][0]["available"] == "90"
     # A sale offered but not accepted before the expiry lapses with the registration (at the day's close).
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "1.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": "1.00", "as_of": days(0)}))
     api.ok(bank.post(f"/v1/pledges/{soon['id']}/enforcement", {"method": "sale", "reason": "x", "price": "1.00",
                                                                "buyer_id": w["buyer"]["id"], "default_notice": {
                                                                    "reference": "违通-S", "notice_date": days(0)}}))

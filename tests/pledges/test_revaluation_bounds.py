@@ -27,7 +27,8 @@ def test_an_extreme_revaluation_is_refused_whole_and_leaves_nothing_behind(api: 
     tiny = _pledge(api, w, "100", "0.01", "R-2")  # valued second: the probe left the first one marked
 
     before = sql(client, "SELECT count(*) FROM pledge_events")[0][0]
-    r = api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "90071992547409.91", "as_of": days(0)})
+    r = api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                              "instrument": "FCT-SM", "price": "90071992547409.91", "as_of": days(0)})
     assert (r.status_code, r.json()["code"]) == (422, "valuation_out_of_range"), r.text
     # Nothing of it was kept: no mark, no valuation, no event, no webhook.
     assert sql(client, "SELECT count(*) FROM pledge_marks")[0][0] == 0
@@ -37,7 +38,8 @@ def test_an_extreme_revaluation_is_refused_whole_and_leaves_nothing_behind(api: 
         assert api.ok(api.get(f"/v1/pledges/{p['id']}"))["margin"]["level"] == "ok"
 
     # A correct close for the same day is taken: the refused one marked nothing.
-    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "10.00", "as_of": days(0)}))
+    r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                     "instrument": "FCT-SM", "price": "10.00", "as_of": days(0)}))
     assert {x["pledge_id"] for x in r["pledges"]} == {first["id"], tiny["id"]}
 
 
@@ -46,7 +48,8 @@ def test_a_ratio_beyond_any_threshold_is_capped_and_answers_stay_exact(api: Api,
     tiny = _pledge(api, w, "100", "0.01", "R-3")
     # 100 t at 200 亿 CNY is 2e15 fen before the haircut (within 2^53), against 1 fen: a ratio of ~1e19 bps,
     # beyond PostgreSQL's bigint (the probe's 500).
-    r = api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "20000000000.00", "as_of": days(0)})
+    r = api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                              "instrument": "FCT-SM", "price": "20000000000.00", "as_of": days(0)})
     assert r.status_code in (200, 201), r.text  # 201: the approval of the proposal (maker-checker)
     answers = [r.json(), api.ok(api.get(f"/v1/pledges/{tiny['id']}")),
                api.ok(api.get(f"/v1/pledges/{tiny['id']}/events")),

@@ -86,7 +86,7 @@ def test_the_days_close_replaces_a_manual_mark_of_that_day(api: Api) -> None:
     assert (shown["margin"]["price"], shown["margin"]["level"], shown["margin"]["cure_deadline"]) == (
         "15.00", "ok", None)
     # An operator's second manual mark of the day is still refused: only the close replaces one.
-    r = api.propose("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "15.50",
+    r = api.propose("/v1/pledges/revaluations", {"reason": "valuation report", "instrument": "FCT-SM", "price": "15.50",
                                                  "as_of": TODAY.isoformat()})
     assert (r.status_code, r.json()["code"]) == (409, "mark_conflict"), r.text
 
@@ -97,7 +97,8 @@ def test_maker_checker_off_marks_at_once(db_url: str, settings: Settings) -> Non
         op = Api(c, bootstrap_operator(c))
         w = world(op, "100")
         pledged(op, w, "10", "10.00", "O-1")
-        r = op.propose("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "15.00",
+        r = op.propose("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                    "instrument": "FCT-SM", "price": "15.00",
                                                     "as_of": TODAY.isoformat()})
         assert r.status_code == 200 and r.json()["price"] == "15.00", r.text
         put = c.put("/v1/pledges/haircuts/FCT-SM", json={"haircut_bps": 500},

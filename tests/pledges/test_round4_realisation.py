@@ -33,7 +33,8 @@ def pledged(api: Api, w: dict, quantity: str, ref: str, **extra: Any) -> dict:
 
 
 def mark(api: Api, price: str) -> None:
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": price, "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                 "instrument": "FCT-SM", "price": price, "as_of": days(0)}))
 
 
 def declare(w: dict, pid: int, notice_date: str) -> None:
@@ -79,7 +80,8 @@ def test_declared_default_waits_for_its_notice_unless_the_pledgor_consents(api: 
 def test_liquidation_gives_the_cure_before_the_next_open(api: Api) -> None:
     w = world(api, "1000")
     p = pledged(api, w, "100", "L-1", secured_amount="1000.00")
-    r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "8.00", "as_of": days(0)}))
+    r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                     "instrument": "FCT-SM", "price": "8.00", "as_of": days(0)}))
     [row] = r["pledges"]
     assert row["level"] == "liquidation" and row["cure_deadline"] is not None
     refused(sale(w, p["id"], "8.00"), 409, "cure_period_running")
@@ -115,7 +117,7 @@ def test_negotiated_price_floor_is_seventy_percent_of_the_latest_mark(api: Api) 
     assert claim
 
 
-def test_exchange_listing_has_the_floor_an_auction_has_none(api: Api) -> None:
+def test_exchange_listing_has_the_floor_and_needs_a_reference(api: Api) -> None:
     w = world(api, "1000")
     listing = market(api, "listing")
     p = pledged(api, w, "50", "X-1", secured_amount="100.00")

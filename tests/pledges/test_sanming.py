@@ -47,7 +47,8 @@ def test_sanming_pledge_margin_call_default_and_sale(api: Api, db_url: str) -> N
         assert p["claims"][0]["status"] == "registered" and p["claims"][0]["rank"] == 2
 
         # Close at 450.00: 18294 x 450 x 80 % = 6,585,840.00 -> 131.71 %: above the 130 % warning line.
-        r = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "450.00",
+        r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                         "instrument": "FCT-SM", "price": "450.00",
                                                          "as_of": days(-1)}))
         assert r["pledges"][0]["value"] == "6585840.00" and r["pledges"][0]["level"] == "ok"
         # A lower close at 360.00: 5,268,672.00 -> 105.37 %: below 110 %: margin call, cure before the open.
@@ -67,10 +68,12 @@ def test_sanming_pledge_margin_call_default_and_sale(api: Api, db_url: str) -> N
         assert (event["details"]["value"], event["details"]["secured_amount"]) == ("5268672.00", "5000000.00")
         assert (event["details"]["price"], event["details"]["quantity"]) == ("360.00", "18294")
         # The same close again is a no-op; another price for the same day is refused.
-        again = api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "360.00",
+        again = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                             "instrument": "FCT-SM", "price": "360.00",
                                                              "as_of": days(0)}))
         assert again["pledges"][0]["already_valued"]
-        bad = api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "361.00", "as_of": days(0)})
+        bad = api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                    "instrument": "FCT-SM", "price": "361.00", "as_of": days(0)})
         assert (bad.status_code, bad.json()["code"]) == (409, "mark_conflict")
 
         # The margin call is no default while its cure period runs: envx set the deadline itself.

@@ -82,7 +82,8 @@ def test_a_confirmed_junior_sees_the_lot_not_the_seniors_loan(api: Api) -> None:
         api.ok(third["api"].post(f"/v1/pledges/{pid}/claims", {
             "loan_contract": "海峡借字-9", "amount": "123456.00", "term_end": days(200)}))
         api.ok(w["owner"]["api"].post(f"/v1/pledges/claims/{mine}/confirm"))
-        api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "4000.00", "as_of": days(0)}))
+        api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
+                                                     "instrument": "FCT-SM", "price": "4000.00", "as_of": days(0)}))
         api.ok(w["bank"]["api"].post(f"/v1/pledges/{pid}/amend", {"secured_amount": "4900000.00"}))
         api.ok(w["bank"]["api"].post(f"/v1/pledges/{pid}/extend", {"term_end": days(400)}))
         rx.wait_for("claim_registered")
