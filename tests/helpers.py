@@ -124,12 +124,15 @@ class Api:
 
     def instrument(self, code: str, kind: str = "forest_ticket", decimals: int = 0,
                    attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.ok(self.post("/v1/instruments", {"code": code, "name": code, "kind": kind, "decimals": decimals,
-                                                     "attributes": attributes or {}}))
+        made: dict[str, Any] = self.ok(self.post("/v1/instruments", {
+            "code": code, "name": code, "kind": kind, "decimals": decimals, "attributes": attributes or {}}))
+        return made
 
     def authorise_issuer(self, instrument: str, issuer_id: int) -> dict[str, Any]:
         """Make `issuer_id` an issuing authority of `instrument` (this operator proposes, the checker approves)."""
-        return self.ok(self.post(f"/v1/instruments/{instrument}/issuers", {"participant_id": issuer_id}))
+        granted: dict[str, Any] = self.ok(self.post(f"/v1/instruments/{instrument}/issuers",
+                                                    {"participant_id": issuer_id}))
+        return granted
 
     def issue(self, issuer: Api, holder_id: int, instrument: str, quantity: str,
               attributes: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -142,7 +145,8 @@ class Api:
             self.authorise_issuer(instrument, me)
             resp = issuer.post("/v1/issuances", body)
         req = self.ok(resp)
-        return self.ok(self.post(f"/v1/issuances/{req['id']}/approve", {}))
+        approved: dict[str, Any] = self.ok(self.post(f"/v1/issuances/{req['id']}/approve", {}))
+        return approved
 
 
 def uscc(first17: str) -> str:

@@ -53,7 +53,8 @@ class Server:
         return out.stdout.decode()
 
     def operator_key(self) -> str:
-        return json.loads(self.cli("admin", "create-key", "--name", "crash-test operator"))["api_key"]
+        key: str = json.loads(self.cli("admin", "create-key", "--name", "crash-test operator"))["api_key"]
+        return key
 
     def start(self, *extra: str) -> None:
         """`envx serve` on this port; `extra`: more arguments (e.g. "--demo")."""
