@@ -21,7 +21,9 @@ def _failover(tmp_path: Path) -> None:
     run = failover.one_failover(tmp_path, seed=11, before_seconds=2.0, after_seconds=1.0, workers=4,
                                 replica=True, ledger_only=True, log=lambda _msg: None)
     assert run.problems == []
-    assert run.acked_total > 100 and run.acked_found == run.acked_total  # no acknowledged write lost
+    # No acknowledged write lost. How many were acknowledged in the 3 s depends on the machine's load (tests
+    # never assert speed): 33-76 on a loaded 2-core machine, hundreds when idle; the campaign runs longer.
+    assert run.acked_total >= 10 and run.acked_found == run.acked_total
     assert run.failover_seconds is not None  # writes were acknowledged again without a restart
     assert run.seq_continuous and run.hashes_match  # the chain continues without a fork
     assert run.checkpoint_consistent and run.verify_clean
