@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import msgspec
 
+from ledger import blinding
 from ledger import commands as c
 
 _decode = msgspec.json.decode  # the same values as json.loads for the canonical JSON stored as metadata
@@ -19,8 +20,15 @@ def _ranges(meta: dict[str, Any]) -> tuple[c.Range, ...]:
     return tuple((int(s), int(e)) for s, e in meta.get("serials", []))
 
 
-def request_of(entry: dict[str, Any], meta_bytes: bytes) -> c.Request:
+def request_of(entry: dict[str, Any], meta_bytes: bytes, openings: blinding.Openings | None = None) -> c.Request:
+    """The request behind `entry`; a blinded event (version 3) is rebuilt in the clear with its `openings`
+    (BlindingError if they do not open it)."""
     meta = _decode(meta_bytes)
+    if entry["type"] == "event" and entry.get("v") == 3:
+        clear = {**entry, "v": 2, "body": blinding.unblind(entry["body"], openings)}
+        r = request_of(clear, meta_bytes)
+        assert isinstance(r.command, c.Event)
+        return c.Request(r.actor, c.Event(r.command.kind, r.command.legs, blinded=True), r.client_id, r.meta)
     if entry["type"] == "event" and entry.get("v") == 2:
         # A version-2 entry: each leg is rebuilt as the v1 entry of its type would be, with its own derived
         # metadata (the `legs` of the event's metadata, in leg order).

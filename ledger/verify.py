@@ -45,9 +45,9 @@ from typing import Any
 
 import asyncpg
 
-from ledger import merkle, note
+from ledger import blinding, merkle, note, openings
 from ledger.checkpoints import key_in_force
-from ledger.encoding import DOMAIN_TAG, VERSIONS, ZERO_HASH, EncodingError
+from ledger.encoding import DOMAIN_TAG, VERSION_3, VERSIONS, ZERO_HASH, EncodingError
 from ledger.replay import request_of
 from ledger.state import (
     NEGATIVE_ALLOWED,
@@ -128,6 +128,11 @@ class LogAuditor:
         self.keys: list[tuple[int, str]] = []  # (seq, verifier key) of key.register entries
         self.state: LedgerState | None = LedgerState() if replay else None
         self.broken = False  # seq gap: nothing after it can be placed in the tree
+        # The openings of the blinded entries being fed (by seq; the feeder refills them chunk by chunk): the
+        # replay unblinds with them, and the integrity pass checks that they open every commitment.
+        self.openings: dict[int, blinding.Openings] = {}
+        if self.state is not None:
+            self.state.salts = blinding.StoredSalts(self.openings)
 
     def feed(self, rows: Iterable[Sequence[Any]]) -> None:
         if self.broken:
@@ -158,7 +163,7 @@ class LogAuditor:
                 except ValueError:
                     entry = None
             if not isinstance(entry, dict) or entry.get("v") != version:
-                add(f"entry {i}: bytes are not a version-1 or version-2 envx entry")
+                add(f"entry {i}: bytes are not a version-1, -2 or -3 envx entry")
                 prev_hex = digest.hex()
                 state = self._stop_replay(state)
                 continue
@@ -175,9 +180,12 @@ class LogAuditor:
                 add(f"entry {i}: stored metadata does not match the hash committed in the entry")
             if type_ == "key.register" and isinstance(entry.get("body"), dict):
                 self.keys.append((i, entry["body"].get("key")))
+            if version == VERSION_3:
+                for p in blinding.check(entry.get("body"), self.openings.get(i)):
+                    add(f"entry {i}: {p}")
             if state is not None:
                 try:
-                    replayed = state.apply(request_of(entry, meta), entry["ts"]).leaf
+                    replayed = state.apply(request_of(entry, meta, self.openings.get(i)), entry["ts"]).leaf
                 except (Rejection, InvariantViolation, EncodingError, ValueError, KeyError, TypeError,
                         AttributeError) as exc:
                     add(f"entry {i}: replay refused it: {exc}")
@@ -219,7 +227,7 @@ class LogAuditor:
                 state = self._stop_replay(state)
                 break
             try:
-                replayed = apply(request_of(entry, meta), entry["ts"]).leaf
+                replayed = apply(request_of(entry, meta, self.openings.get(i)), entry["ts"]).leaf
             except (Rejection, InvariantViolation, EncodingError, ValueError, KeyError, TypeError,
                     AttributeError) as exc:
                 add(f"entry {i}: replay refused it: {exc}")
@@ -461,7 +469,14 @@ async def _feed_range(conn: asyncpg.Connection, auditor: LogAuditor, lo: int = 1
     cur = await conn.cursor("SELECT seq, ts, type, actor, client_id, leaf, hash, meta FROM ledger_entries "
                             "WHERE seq BETWEEN $1 AND $2 ORDER BY seq", lo, hi)
     while rows := await cur.fetch(CHUNK):
+        await _refill_openings(conn, auditor, rows[0]["seq"], rows[-1]["seq"])
         auditor.feed(rows)
+
+
+async def _refill_openings(conn: asyncpg.Connection, auditor: LogAuditor, lo: int, hi: int) -> None:
+    """The openings of the blinded entries of the chunk lo..hi, in place of the last chunk's."""
+    auditor.openings.clear()
+    auditor.openings.update(await openings.between(conn, lo, hi))
 
 
 async def _part_async(dsn: str, snapshot: str, lo: int, hi: int) -> dict[str, Any]:
@@ -507,6 +522,7 @@ async def _feed_parallel(conn: asyncpg.Connection, auditor: LogAuditor, dsn: str
         else:
             cur = await conn.cursor("SELECT seq, leaf, meta FROM ledger_entries ORDER BY seq")
             while rows := await cur.fetch(CHUNK):
+                await _refill_openings(conn, replayer, rows[0]["seq"], rows[-1]["seq"])
                 replayer.feed_replay(rows)
         results = await asyncio.gather(*futures)
     for k, part in enumerate(results, start=first_worker):
@@ -545,6 +561,9 @@ async def _verify(conn: asyncpg.Connection, report: Report, *, replay: bool, che
     t1 = time.perf_counter()
     report.timings["log"] = t1 - t0
     report.checks.append(f"bytes, hashes, metadata hashes and chain of {n} entries")
+    report.checks.append("blinded entries: every commitment opened by its stored salt and value")
+    for seq in await openings.orphans(conn):
+        report.add(f"entry {seq}: openings are stored for an entry that blinds nothing")
     if replay:
         report.checks.append("replay through the state machine, byte for byte; invariants")
     if auditor.broken:
