@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import commands as c
 from ledger import blinding
+from ledger import commands as c
 from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, encode_leaf_v2, encode_leaf_v3, entry_hash
 from ledger.note import NoteError, Verifier
 

@@ -1,5 +1,6 @@
-"""A trade's one event entry (version 3 on an anonymous book: ledger/blinding.py) has a receipt like any entry: its parties (through any leg) may fetch it,
-it verifies offline against the signed checkpoint, and anyone else is told there is no such entry."""
+"""A trade's one event entry (version 3 on an anonymous book: ledger/blinding.py) has a receipt like any
+entry: its parties (through any leg) may fetch it, it verifies offline against the signed checkpoint, and
+anyone else is told there is no such entry."""
 
 from __future__ import annotations
 
