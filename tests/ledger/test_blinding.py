@@ -70,7 +70,7 @@ def test_blinding_changes_the_bytes_only() -> None:
 
 def test_a_mixed_v1_v3_log_replays_with_its_openings() -> None:
     data = bw.load()
-    s, outcomes = bw.run(data["seed"])
+    _, outcomes = bw.run(data["seed"])
     entries = [e for out in outcomes if not isinstance(out, Rejection) for e in out]
     assert {e.leaf[:13] for e in entries} == {DOMAIN_TAG, DOMAIN_TAG_V3}
     stored = blinding.StoredSalts({e.seq: e.openings for e in entries if e.openings is not None})
