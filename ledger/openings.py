@@ -48,9 +48,10 @@ async def between(conn: asyncpg.Connection, lo: int, hi: int) -> dict[int, blind
 
 
 async def orphans(conn: asyncpg.Connection) -> list[int]:
-    """Openings stored for an entry that is not a blinded one (version 3)."""
-    rows = await conn.fetch("SELECT o.seq FROM ledger_entry_openings o JOIN ledger_entries e USING (seq) "
-                            "WHERE substring(e.leaf FROM 1 FOR 13) <> $1 ORDER BY o.seq", b"envx-entry/3\n")
+    """Openings stored for no entry, or for an entry that is not a blinded one (version 3)."""
+    rows = await conn.fetch("SELECT o.seq FROM ledger_entry_openings o LEFT JOIN ledger_entries e USING (seq) "
+                            "WHERE e.seq IS NULL OR substring(e.leaf FROM 1 FOR 13) <> $1 ORDER BY o.seq",
+                            b"envx-entry/3\n")
     return [int(r["seq"]) for r in rows]
 
 
