@@ -86,11 +86,12 @@ def test_a_mixed_v1_v3_log_replays_with_its_openings() -> None:
 def _one_trade() -> tuple[Any, dict[str, int]]:
     s, ids = _market()
     s.salts = blinding.KeyedSalts(KEY)
-    e = s.apply(c.Request("exchange:X", dataclasses_replace_blind(_trade(ids)), "X:trade:1:0"), TS)
+    e = s.apply(c.Request("exchange:X", _blind(_trade(ids)), "X:trade:1:0"), TS)
     return e, ids
 
 
-def dataclasses_replace_blind(ev: c.Event) -> c.Event:
+def _blind(ev: c.Event) -> c.Event:
+    """The same event, written blinded (version 3)."""
     return c.Event(ev.kind, ev.legs, blinded=True)
 
 
@@ -133,7 +134,7 @@ def test_no_salts_no_blinded_event() -> None:
     s, ids = _market()
     before = state_rows(s)
     with pytest.raises(Rejection) as refused:
-        s.apply(c.Request("exchange:X", dataclasses_replace_blind(_trade(ids))), TS)
+        s.apply(c.Request("exchange:X", _blind(_trade(ids))), TS)
     assert refused.value.code == "blinding_unavailable" and state_rows(s) == before
 
 
