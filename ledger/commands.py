@@ -125,6 +125,9 @@ class Event:
 
     kind: str
     legs: tuple[Leg, ...]
+    # Written as a version-3 entry: its accounts and holds appear as commitments (ledger/blinding.py), so a
+    # party's receipt does not name the other side of an anonymous trade.
+    blinded: bool = False
 
 
 Command = (
