@@ -438,10 +438,9 @@ async def _check_blinded(conn: asyncpg.Connection, report: Report) -> int:
     """Every blinded entry (version 3) is opened by its stored openings, and no openings are stored for an
     entry that blinds nothing. Its own pass (few entries are blinded), in replay and integrity-only audits."""
     n = 0
-    cur = await conn.cursor("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN ledger_entry_openings o "
-                            "USING (seq) WHERE substring(e.leaf FROM 1 FOR $1) = $2 ORDER BY e.seq",
-                            len(DOMAIN_TAG_V3), DOMAIN_TAG_V3)
-    async for r in cur:
+    async for r in conn.cursor("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN "
+                               "ledger_entry_openings o USING (seq) WHERE substring(e.leaf FROM 1 FOR $1) = $2 "
+                               "ORDER BY e.seq", len(DOMAIN_TAG_V3), DOMAIN_TAG_V3):
         n += 1
         seq = r["seq"]
         try:
