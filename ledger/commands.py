@@ -125,6 +125,12 @@ class Event:
 
     kind: str
     legs: tuple[Leg, ...]
+    # Written as a version-3 entry: its accounts and holds appear as commitments (ledger/blinding.py), so a
+    # party's receipt does not name the other side of an anonymous trade. Not in the repr, so not in the
+    # request's fingerprint (ledger.writer.fingerprint): an event's fingerprint stays what it was before
+    # blinding existed, and a trade settled unblinded before an upgrade and re-settled after it is the same
+    # request (its stored entry answers), not a conflict that would stop the market.
+    blinded: bool = field(default=False, repr=False)
 
 
 Command = (

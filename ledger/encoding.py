@@ -39,8 +39,12 @@ DOMAIN_TAG = b"envx-entry/1\n"
 VERSION = 1
 DOMAIN_TAG_V2 = b"envx-entry/2\n"
 VERSION_2 = 2
+# Version 3: a version-2 event whose legs name accounts and holds by commitment (ledger/blinding.py).
+DOMAIN_TAG_V3 = b"envx-entry/3\n"
+VERSION_3 = 3
 # Every entry version this code reads, by domain tag.
-VERSIONS = {DOMAIN_TAG: VERSION, DOMAIN_TAG_V2: VERSION_2}
+VERSIONS = {DOMAIN_TAG: VERSION, DOMAIN_TAG_V2: VERSION_2, DOMAIN_TAG_V3: VERSION_3}
+EVENT_VERSIONS = (VERSION_2, VERSION_3)
 ZERO_HASH = bytes(32)
 MAX_SAFE_INT = 2**53 - 1
 
@@ -254,6 +258,19 @@ def encode_leaf_v2(seq: int, prev: bytes, ts: int, type_: str, actor: str, clien
                                            "type": type_, "v": VERSION_2})
 
 
+def encode_leaf_v3(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
+                   body: dict[str, Any], meta: bytes) -> bytes:
+    """A version-3 leaf (an event with blinded account references): `DOMAIN_TAG_V3 + canonical_json(entry)`."""
+    if len(prev) != 32:
+        raise EncodingError("prev hash must be 32 bytes")
+    for v in (actor, client_id, seq, ts, type_):
+        if type(v) is not str and type(v) is not int and v is not None:
+            raise EncodingError(f"entry fields must be scalars, not {type(v).__name__}")
+    return DOMAIN_TAG_V3 + canonical_json({"actor": actor, "body": body, "client_id": client_id,
+                                           "meta": sha256(meta).hex(), "prev": prev.hex(), "seq": seq, "ts": ts,
+                                           "type": type_, "v": VERSION_3})
+
+
 def tag_of(leaf: bytes) -> bytes | None:
     """The domain tag a leaf starts with, if it is one this code reads."""
     for tag in VERSIONS:
@@ -280,7 +297,7 @@ def decode_entry(leaf: bytes) -> dict[str, Any]:
 
 def legs_of(entry: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(type, body) of each movement an entry records: its own for version 1, each leg's for version 2."""
-    if entry.get("v") == VERSION_2:
+    if entry.get("v") in EVENT_VERSIONS:
         return [(leg["type"], leg["body"]) for leg in entry["body"]["legs"]]
     return [(entry["type"], entry["body"])]
 

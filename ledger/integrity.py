@@ -1,7 +1,7 @@
 """The audit's integrity pass over one seq range of the log (steps 1-3 of `ledger.verify`), in the
 auditing process or in a worker process of its own.
 
-Per entry: the stored hash is SHA-256(leaf); the bytes are a version-1 or version-2 envx entry whose seq,
+Per entry: the stored hash is SHA-256(leaf); the bytes are a version-1, 2 or 3 envx entry whose seq,
 prev, ts, type, actor, client_id and metadata hash agree with its row and with the entry before it; its
 Merkle leaf hash is SHA-256(0x00 || leaf) (RFC 9162). A range that starts on a tile boundary also yields
 the root of each of its complete groups of 256 leaves: its part of the level-1 tile row.
@@ -33,7 +33,7 @@ TILE_WIDTH = 256  # ledger.tiles.TILE_WIDTH (not imported here: it brings the wh
 TILE_HEIGHT = 8
 HASH_SIZE = 32
 _TAG_LEN = len(DOMAIN_TAG)
-assert all(len(tag) == _TAG_LEN for tag in VERSIONS)  # version 1 and 2 tags: "envx-entry/N\n"
+assert all(len(tag) == _TAG_LEN for tag in VERSIONS)  # version 1, 2 and 3 tags: "envx-entry/N\n"
 
 ROWS = "SELECT seq, ts, type, actor, client_id, leaf, hash, meta FROM ledger_entries WHERE seq BETWEEN $1 AND $2 " \
        "ORDER BY seq"
@@ -110,7 +110,7 @@ class IntegrityPass:
             if entry is None or entry.v != version:
                 if digest != stored_hash:
                     self.add(f"entry {i}: stored hash is not SHA-256 of its bytes")
-                self.add(f"entry {i}: bytes are not a version-1 or version-2 envx entry")
+                self.add(f"entry {i}: bytes are not a version-1, -2 or -3 envx entry")
                 prev_hex = digest.hex()
                 continue
             if prev_hex is None:

@@ -10,14 +10,20 @@ and nothing else (no database, no network). It is a JSON object::
       "tree_size": <size of the tree the proof is against>,
       "inclusion_path": ["<base64 32-byte hash>", ...],   # RFC 9162 inclusion path
       "checkpoint": "<signed C2SP checkpoint note>",
-      "metadata": { ... }                                  # optional, NOT covered by any proof
+      "metadata": { ... },                                 # optional, NOT covered by any proof
+      "openings": [{"leg": i, "field": "debit", "salt": "<hex>", "value": n}, ...]   # optional, see below
     }
+
+A blinded entry (version 3, :mod:`ledger.blinding`) names its accounts and holds by commitment; its receipt
+carries the openings of the caller's own fields, each checked against the commitment in the entry bytes
+(``opening_mismatch`` when it does not open it), so a party can see that the proven entry moves its own
+accounts while the other side's stay commitments.
 
 Verification: the checkpoint signature must verify with a trusted key; its size must equal
 ``tree_size``; ``SHA-256(0x00 || entry)`` with the inclusion path must reproduce its root.
 
 This module deliberately imports only the standard library, ``cryptography`` (via
-:mod:`ledger.note`), :mod:`ledger.merkle` and :mod:`ledger.note`, so the verifier can be
+:mod:`ledger.note`), :mod:`ledger.merkle`, :mod:`ledger.note` and :mod:`ledger.blinding`, so the verifier can be
 handed to outsiders (banks, courts, auditors) and run offline.
 """
 
@@ -32,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import merkle, note
+from ledger import blinding, merkle, note
 
 __all__ = [
     "RECEIPT_FORMAT",
@@ -47,7 +53,8 @@ __all__ = [
 
 RECEIPT_FORMAT = "envx-receipt-v1"
 _REQUIRED = ("format", "entry", "index", "tree_size", "inclusion_path", "checkpoint")
-_ALLOWED = frozenset((*_REQUIRED, "metadata"))
+_ALLOWED = frozenset((*_REQUIRED, "metadata", "openings"))
+_BLINDED_TAG = b"envx-entry/3\n"
 _MAX_SIZE = 1 << 63  # fits a PostgreSQL bigint; far beyond any real ledger
 _MAX_PATH = 64  # a tree below 2**64 leaves is at most 64 levels tall
 _MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -61,7 +68,8 @@ class ReceiptError(Exception):
     signed by any trusted key), ``bad_signature`` (a trusted key's signature does not verify),
     ``wrong_origin`` (checkpoint from another log than the one required), ``size_mismatch``
     (receipt tree size differs from the checkpoint's), ``inclusion_failed`` (the entry and path
-    do not reproduce the signed root), ``unreadable`` (the receipt file cannot be read).
+    do not reproduce the signed root), ``opening_mismatch`` (an opening does not open the commitment
+    of a blinded entry's field), ``unreadable`` (the receipt file cannot be read).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -82,6 +90,8 @@ class VerifiedReceipt:
     checkpoint: note.Checkpoint
     signed_by: tuple[str, ...]  # "name+keyid" of each trusted key whose signature verified
     metadata: Mapping[str, Any] | None  # copied from the receipt as-is; NOT verified
+    # A blinded entry's fields the receipt opened, each checked against its commitment: (leg, field, value).
+    opened: tuple[tuple[int, str, int], ...] = ()
 
 
 def _b64(value: object, what: str) -> bytes:
@@ -154,6 +164,7 @@ def verify_receipt(
     leaf = merkle.leaf_hash(entry)
     if not merkle.verify_inclusion(leaf, index, tree_size, path, checkpoint.root_hash):
         raise ReceiptError("inclusion_failed", f"entry {index} and its inclusion path do not reproduce the signed root")
+    opened = _check_openings(entry, receipt.get("openings"))
     return VerifiedReceipt(
         entry=entry,
         leaf_hash=leaf,
@@ -163,7 +174,41 @@ def verify_receipt(
         checkpoint=checkpoint,
         signed_by=tuple(f"{v.name}+{v.key_id.hex()}" for v in verified.verified_by),
         metadata=metadata,
+        opened=opened,
     )
+
+
+def _check_openings(entry: bytes, given: object) -> tuple[tuple[int, str, int], ...]:
+    """Each opening of a blinded entry's field must open the commitment its bytes hold there."""
+    if given is None or given == []:
+        return ()
+    if not isinstance(given, list) or len(given) > 3 * 64:
+        raise ReceiptError("malformed", "openings must be a list of at most 192 objects")
+    if not entry.startswith(_BLINDED_TAG):
+        raise ReceiptError("malformed", "openings belong to a blinded (version-3) entry only")
+    try:
+        legs = json.loads(entry[len(_BLINDED_TAG):].decode("utf-8"))["body"]["legs"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReceiptError("malformed", f"the entry's legs cannot be read: {exc}") from None
+    out: list[tuple[int, str, int]] = []
+    for k, o in enumerate(given):
+        if not isinstance(o, Mapping) or set(o) != {"leg", "field", "salt", "value"}:
+            raise ReceiptError("malformed", f"openings[{k}] must be {{leg, field, salt, value}}")
+        leg, field, salt, value = o["leg"], o["field"], o["salt"], o["value"]
+        if (type(leg) is not int or not 0 <= leg < len(legs) or field not in blinding.TAGS
+                or type(value) is not int or not isinstance(salt, str) or len(salt) != 64):
+            raise ReceiptError("malformed", f"openings[{k}]: a leg of the entry, a blinded field, a hex salt, "
+                                            "an integer value")
+        try:
+            raw_salt = bytes.fromhex(salt)
+        except ValueError:
+            raise ReceiptError("malformed", f"openings[{k}]: the salt is not hex") from None
+        body = legs[leg].get("body") if isinstance(legs[leg], dict) else None
+        c = body.get(field) if isinstance(body, dict) else None
+        if not isinstance(c, str) or not blinding.opens(c, field, raw_salt, value):
+            raise ReceiptError("opening_mismatch", f"openings[{k}] does not open leg {leg}'s {field}")
+        out.append((leg, field, value))
+    return tuple(out)
 
 
 def make_receipt(
@@ -173,6 +218,7 @@ def make_receipt(
     inclusion_path: Sequence[bytes],
     checkpoint_note: str,
     metadata: Mapping[str, Any] | None = None,
+    openings: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble a receipt object (the issuing side); JSON-serialisable."""
     receipt: dict[str, Any] = {
@@ -185,6 +231,8 @@ def make_receipt(
     }
     if metadata is not None:
         receipt["metadata"] = dict(metadata)
+    if openings is not None:
+        receipt["openings"] = [dict(o) for o in openings]
     return receipt
 
 
@@ -257,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"OK {args.file}: entry {result.index} is in {result.checkpoint.origin} at tree size "
         f"{result.tree_size}, root {base64.b64encode(result.root_hash).decode('ascii')}, "
         f"signed by {', '.join(result.signed_by)}"
+        + ("; opened: " + ", ".join(f"leg {leg} {f} = {v}" for leg, f, v in result.opened) if result.opened else "")
     )
     return 0
 

@@ -33,8 +33,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ledger import blinding
 from ledger import commands as c
-from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, encode_leaf_v2, entry_hash
+from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, encode_leaf_v2, encode_leaf_v3, entry_hash
 from ledger.note import NoteError, Verifier
 
 # Account kinds. Holder-like kinds can never be overdrawn.
@@ -202,6 +203,8 @@ class Entry(NamedTuple):
     hash: bytes
     meta: bytes
     body: dict[str, Any]
+    # A blinded event's openings (ledger/blinding.py): kept privately beside the entry, never in its bytes.
+    openings: blinding.Openings | None = None
 
 
 class Head(NamedTuple):
@@ -274,6 +277,8 @@ class LedgerState:
         self.new_batches: list[int] = []
         self.dirty_instruments: set[str] = set()
         self.new_signing_keys: list[str] = []
+        # Salts of blinded events (ledger/blinding.py): the writer's from its key, a replay's from the openings.
+        self.salts: blinding.Salts | None = None
 
     # ----------------------------------------------------------------- journalled setters
 
@@ -372,12 +377,20 @@ class LedgerState:
             meta_obj = {**meta_obj, **derived}
         meta = canonical_json(meta_obj)
         actor, client_id = request.actor, request.client_id
-        encode = encode_leaf_v2 if type_ == "event" else encode_leaf
+        openings = None
+        if type_ == "event" and request.command.blinded:  # type: ignore[union-attr]
+            # The clear command is applied; only the bytes name its accounts and holds by commitment.
+            if self.salts is None:
+                raise Rejection("blinding_unavailable", "a blinded event needs the ledger's blinding salts")
+            body, openings = blinding.blind(body, self.salts, seq)
+            encode = encode_leaf_v3
+        else:
+            encode = encode_leaf_v2 if type_ == "event" else encode_leaf
         leaf = encode(seq, head.hash, ts, type_, actor, client_id, body, meta)
         h = entry_hash(leaf)
         self._journal.append((_HEAD, None, head))
         self.head = Head(seq, h, ts)
-        return Entry(seq, ts, type_, actor, client_id, leaf, h, meta, body)
+        return Entry(seq, ts, type_, actor, client_id, leaf, h, meta, body, openings)
 
     # ----------------------------------------------------------------- balance primitives
 

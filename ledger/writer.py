@@ -31,8 +31,8 @@ from typing import Any
 
 import asyncpg
 
+from ledger import blinding, openings, store
 from ledger import commands as c
-from ledger import store
 from ledger.encoding import canonical_json, sha256
 from ledger.state import Entry, Head, InvariantViolation, Rejection
 
@@ -129,9 +129,12 @@ class LedgerWriter:
         on_start: Sequence[OnStart] = (),
         gates: Sequence[Gate] = (),
         reconnect_seconds: float = RECONNECT_SECONDS,
+        blinding_key: bytes | None = None,
     ) -> None:
         self._dsn = dsn
         self._reconnect_seconds = reconnect_seconds
+        # Salts of blinded events (ledger/blinding.py): from `blinding_key`, else the database's (made at start).
+        self._salts = blinding.KeyedSalts(blinding_key) if blinding_key is not None else None
         self._max_batch = max_batch
         self._clock = clock
         self._after_commit = list(after_commit)
@@ -170,6 +173,8 @@ class LedgerWriter:
             self._conn = None
             raise SecondWriter("another envx writer holds the ledger lock on this database")
         try:
+            if self._salts is None:
+                self._salts = blinding.KeyedSalts(await openings.blinding_key(self._conn))
             for hook in self._on_start:
                 await hook(self._conn)
         except BaseException:
@@ -427,6 +432,7 @@ class LedgerWriter:
                 for r in items[i].requests:
                     touched.add(r.command)
             state, originals = await store.load_view(conn, head, touched, self.blocks)
+            state.salts = self._salts
             written: list[Entry] = []
             fingerprints: list[bytes | None] = []  # of each written entry's request
             refused: list[int] = []  # items a gate or the state refused
@@ -460,6 +466,7 @@ class LedgerWriter:
                         if replay is not None:
                             results[i] = replay
             changed_blocks = await store.flush(conn, state, originals, written, fingerprints, head)
+            await openings.write(conn, written)  # a blinded event's openings, privately
             if written:
                 for before in self._before_commit:
                     await before(conn, written, head)

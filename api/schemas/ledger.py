@@ -98,6 +98,16 @@ class ConsistencyProofOut(BaseModel):
                    proof=p.proof, checkpoint=p.checkpoint)
 
 
+class OpeningOut(BaseModel):
+    """One field of a blinded entry opened for the caller (ledger/blinding.py): its commitment in the entry
+    bytes is SHA-256(tag || salt || value)."""
+
+    leg: int
+    field: str = Field(description="debit, credit or hold")
+    salt: str = Field(description="32 bytes, hex")
+    value: int = Field(description="the account or hold id the commitment stands for")
+
+
 class ReceiptOut(BaseModel):
     """An offline-verifiable receipt (format in ledger.receipt): verify it with `envx verify-receipt`."""
 
@@ -108,11 +118,15 @@ class ReceiptOut(BaseModel):
     inclusion_path: list[str]
     checkpoint: str
     metadata: dict[str, Any] = Field(description="seq, type, key_id and the committed metadata (meta)")
+    openings: list[OpeningOut] = Field(
+        default_factory=list, description="of a blinded entry (version 3): the caller's own fields opened, each "
+        "checked against its commitment by `envx verify-receipt`; the other side's stay commitments")
 
     @classmethod
     def of(cls, r: dict[str, Any]) -> ReceiptOut:
         return cls(format=r["format"], entry=r["entry"], index=r["index"], tree_size=r["tree_size"],
-                   inclusion_path=r["inclusion_path"], checkpoint=r["checkpoint"], metadata=r["metadata"])
+                   inclusion_path=r["inclusion_path"], checkpoint=r["checkpoint"], metadata=r["metadata"],
+                   openings=[OpeningOut(**o) for o in r.get("openings") or ()])
 
 
 class WitnessOut(BaseModel):

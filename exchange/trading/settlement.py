@@ -74,6 +74,11 @@ class Venue:
         return cls(market, system["clearing"], system["retired"], system["fees"], f"exchange:{market.id}")
 
 
+# The venues whose trades name both parties in their ledger entry: a block deal's parties negotiated it with
+# each other. Every other trade is anonymous (continuous, listing, auction, and a restoration purchase's
+# linked group): its entries name neither party nor their orders (README "Visibility").
+DISCLOSED_MODES = frozenset({ev.BLOCK})
+
 # One journaled command with the engine's events: (seq, ts, command, events, its order context or None).
 Result = tuple[int, int, Any, list[ev.Event], dict[str, Any] | None]
 
@@ -317,8 +322,15 @@ class Book:
         if m.t_plus_1 and not retire:
             # Bought today, sellable tomorrow: a lock released at the next session's open.
             reqs.append(lc.CreateHold("t1", buyer.holding_account, v.clearing, m.instrument, qty))
-        meta = {"market": m.id, "trade_id": e[ev.T_ID], "price": price, "qty": qty, "buyer": buyer.participant_id,
-                "seller": seller.participant_id, "buy_order": buyer.id, "sell_order": seller.id}
+        # Who traded is named in the entry only where the venue discloses it (a block deal's two parties
+        # negotiated with each other). On an anonymous book (continuous, listing, auction) both parties get
+        # the entry's receipt, so it names neither them nor their orders, and its accounts are commitments
+        # (`blinded`); the parties stay in the private trades table, for operators and auditors.
+        disclosed = e[ev.T_MODE] in DISCLOSED_MODES
+        meta: dict[str, Any] = {"market": m.id, "trade_id": e[ev.T_ID], "price": price, "qty": qty}
+        if disclosed:
+            meta |= {"buyer": buyer.participant_id, "seller": seller.participant_id, "buy_order": buyer.id,
+                     "sell_order": seller.id}
         # The trade's terms go on its first entry; a judicial retirement carries them too (with the case),
         # because that entry is what a restoration certificate proves. The certificate is public, so the
         # retirement names the case, not the parties' participant ids (the payer is found from the case).
@@ -329,7 +341,7 @@ class Book:
         # One event, one entry (version 2). Named as the first entry of the linked group that settled
         # trades before: a trade settled that way and re-settled after an upgrade is found, and refused
         # as a different request, never settled twice.
-        group = [lc.Request(v.actor, lc.Event("trade", tuple(reqs)), f"{cid}:0", meta)]
+        group = [lc.Request(v.actor, lc.Event("trade", tuple(reqs), blinded=not disclosed), f"{cid}:0", meta)]
         if retire:
             # A judicial retirement stays an entry of its own (type `retire`), linked right after the trade's
             # event (all or none): that entry is what the restoration certificate proves -- a public document,

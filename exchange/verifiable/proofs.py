@@ -32,10 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.core.errors import DomainError, NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
-from ledger import checkpoints, merkle, queries, tlog_store, tree_store
+from ledger import blinding, checkpoints, merkle, openings, queries, tlog_store, tree_store
 from ledger.checkpoints import Published
 from ledger.cosignature import WitnessPolicy
-from ledger.encoding import decode_entry, legs_of
+from ledger.encoding import VERSION_3, decode_entry, legs_of
 from ledger.receipt import make_receipt
 
 OVERSIGHT = frozenset({"operator", "auditor"})
@@ -186,6 +186,26 @@ async def _sees_by_accounts(conn: AsyncConnection, who: Principal, actor: str, e
     return bool(accounts & {a for a in (who.holding_account, who.cash_account) if a is not None})
 
 
+async def _own_openings(conn: AsyncConnection, who: Principal, actor: str,
+                        opened: blinding.Openings | None) -> tuple[bool, list[dict[str, Any]]]:
+    """Of a blinded entry: whether `who` sees it, and the openings its receipt carries -- every one for
+    oversight and the author, else those of the caller's own fields (its accounts, and the holds on them);
+    the other side's accounts and holds stay commitments."""
+    everything = who.kind in OVERSIGHT or actor == who.actor
+    mine = {a for a in (who.holding_account, who.cash_account) if a is not None}
+    own: list[dict[str, Any]] = []
+    for i, fields in enumerate(opened or ()):
+        for f, (salt, value) in fields.items():
+            if f == "hold" and not everything:
+                found = await queries.hold_accounts(conn, value)
+                ours = found is not None and found[0] in mine
+            else:
+                ours = everything or value in mine
+            if ours:
+                own.append({"leg": i, "field": f, "salt": salt.hex(), "value": value})
+    return everything or any(o["field"] in blinding.ACCOUNT_FIELDS for o in own), own
+
+
 def _restoration_order(body: dict[str, Any], meta: bytes) -> int | None:
     """The restoration order a judicial retirement entry fulfils (named in its committed metadata)."""
     if body.get("purpose") != "judicial_restoration":
@@ -204,6 +224,7 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
 
     Receipts carry the entry bytes (accounts, amounts): oversight, the author, a party, or -- for a
     judicial retirement -- the payer and the court of the restoration order it fulfils (`order_party`).
+    A blinded entry's receipt also carries the openings of the caller's own fields (`_own_openings`).
     Anyone else: 404, as for no entry, before anything is said about checkpoints."""
     async with rt.read() as conn:
         row = await queries.leaf_entry(conn, seq)
@@ -211,7 +232,11 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
             raise NotFound("ledger entry", seq)
         leaf = row.leaf
         entry = decode_entry(leaf)
-        sees = await _sees_by_accounts(conn, who, row.actor, entry)
+        own: list[dict[str, Any]] | None = None
+        if entry.get("v") == VERSION_3:  # accounts by commitment: who is a party is read from the openings
+            sees, own = await _own_openings(conn, who, row.actor, await openings.of_entry(conn, seq))
+        else:
+            sees = await _sees_by_accounts(conn, who, row.actor, entry)
         cp = await checkpoints.at_least(await _raw(conn), seq)
     if not sees:
         order = _restoration_order(entry["body"], row.meta)
@@ -232,7 +257,7 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
         "seq": seq, "type": entry["type"], "key_id": cp.key_id,
         # The committed metadata; its SHA-256 is the entry's "meta" field.
         "meta": row.meta.decode("utf-8"),
-    })
+    }, openings=own)
 
 
 async def cosigned_note(raw: asyncpg.Connection, cp: Published) -> str:

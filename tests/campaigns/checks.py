@@ -217,7 +217,10 @@ async def holds_spent_once(dsn: str) -> tuple[int, list[str]]:
     """Re-derived from the log's bytes, independently of the state machine: every hold is resolved at
     most once, nothing moves after its resolution, and what it moved and released never exceeds what it
     held (no double-spent hold). (holds checked, problems)"""
-    from ledger.encoding import decode_entry, legs_of
+    import msgspec
+
+    from ledger import blinding
+    from ledger.encoding import VERSION_3, decode_entry, legs_of
 
     problems: list[str] = []
     holds: dict[int, dict[str, int]] = {}
@@ -225,10 +228,20 @@ async def holds_spent_once(dsn: str) -> tuple[int, list[str]]:
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # Version-1 hold entries, and the hold legs of version-2 events (a trade's posts, trim, T+1 lock).
-            cur = conn.cursor("SELECT seq, type, leaf FROM ledger_entries WHERE type LIKE 'hold.%' OR type = 'event' "
-                              "ORDER BY seq")
+            # A blinded event (version 3) names its holds by commitment: read in the clear with its openings.
+            cur = conn.cursor("SELECT e.seq, e.type, e.leaf, o.openings FROM ledger_entries e LEFT JOIN "
+                              "ledger_entry_openings o USING (seq) WHERE e.type LIKE 'hold.%' OR e.type = 'event' "
+                              "ORDER BY e.seq")
             async for r in cur:
-                for type_, body in legs_of(decode_entry(bytes(r["leaf"]))):
+                entry = decode_entry(bytes(r["leaf"]))
+                if entry["v"] == VERSION_3:
+                    try:
+                        opened = blinding.decode_openings(msgspec.json.decode(bytes(r["openings"] or b"null")))
+                        entry = {**entry, "body": blinding.unblind(entry["body"], opened)}
+                    except (blinding.BlindingError, msgspec.DecodeError) as exc:
+                        problems.append(f"entry {r['seq']}: its openings do not open it: {exc}")
+                        continue
+                for type_, body in legs_of(entry):
                     if not type_.startswith("hold."):
                         continue
                     if type_ == "hold.create":

@@ -1,4 +1,5 @@
-"""Any single changed byte in the log, the Merkle tiles, the checkpoints or the projections is reported.
+"""Any single changed byte in the log, the Merkle tiles, the checkpoints, the projections or the openings of
+blinded entries is reported.
 
 An attacker with superuser rights (`session_replication_role = replica` switches off the append-only
 triggers and foreign keys) changes one byte of one value; `verify_connection` runs in the same
@@ -27,7 +28,7 @@ from tests.ledger_verifiable.helpers import world
 # Every column of every ledger table, except the two the verifier documents as not covered.
 TABLES = ["ledger_entries", "ledger_tiles", "ledger_checkpoints", "ledger_signing_keys", "ledger_head",
           "ledger_accounts", "ledger_instruments", "ledger_balances", "ledger_batches", "ledger_blocks",
-          "ledger_holds", "ledger_hold_resolutions"]
+          "ledger_holds", "ledger_hold_resolutions", "ledger_entry_openings"]
 NOT_COVERED = {("ledger_entries", "fingerprint"), ("ledger_checkpoints", "created_at")}
 ROUNDS = int(os.environ.get("ENVX_TAMPER_ROUNDS", "200"))
 
@@ -59,6 +60,10 @@ def _build(db_url: str, settings: Settings) -> None:
             await rt.submit_linked([c.Request("t", c.Transfer(seller_acc, buyer_acc, "FCT-SM", 1), f"bulk-{i}")
                                     for i in range(260)])
             await rt.submit(c.Request("t", c.Transfer(buyer_acc, seller_acc, "FCT-SM", 3)))
+            # A blinded event (version 3): its accounts by commitment, its openings kept beside it.
+            await rt.submit(c.Request("t", c.Event("trade", (c.Transfer(seller_acc, buyer_acc, "FCT-SM", 1),
+                                                             c.Transfer(buyer_acc, seller_acc, "FCT-SM", 1)),
+                                                   blinded=True)))
 
         client.blocking_portal.call(more)
 
