@@ -85,7 +85,7 @@ REFUSAL_CODES = frozenset({
     "account_instrument_mismatch", "not_issuable", "not_retirable", "use_retire", "retired_final",
     "instrument_exists", "serial_space_exhausted", "insufficient_available", "serials_not_available",
     "amount_exceeds_hold", "hold_already_resolved", "hold_expired", "hold_not_expired", "frozen", "pledged",
-    "invalid_signing_key", "signing_key_exists", "idempotency_conflict", "invalid_event",
+    "invalid_signing_key", "signing_key_exists", "idempotency_conflict", "invalid_event", "blinding_unavailable",
 })
 
 

@@ -201,6 +201,7 @@ class Refusal(StrEnum):
     INVALID_SIGNING_KEY = "invalid_signing_key", 409, "not a C2SP Ed25519 verifier key in its canonical spelling"
     UNKNOWN_COMMAND = "unknown_command", 409, "the ledger or the engine does not handle this command"
     INVALID_EVENT = "invalid_event", 422, "a ledger event has no legs, too many, or a leg that is not a movement"
+    BLINDING_UNAVAILABLE = "blinding_unavailable", 409, "a blinded ledger event was asked of a state machine given no salts"
 
     # --- markets, sessions, amendments, orders -------------------------------------------------------------
     INVALID_MODE = "invalid_mode", 422, "the trading mode is not one of the known modes"
