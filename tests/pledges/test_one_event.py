@@ -136,7 +136,8 @@ def test_transfer_to_the_bank_is_one_event_and_a_bank_short_of_cash_moves_nothin
     w = world(api, "3000")
     bank = w["bank"]
     p = active(api, w, "1000", "E-4", transfer_on_default=True)
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "5200.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report", "instrument": "FCT-SM",
+                                                 "price": "5200.00", "as_of": days(0)}))
     body = {"method": "transfer", "reason": "违约", "outstanding": "4900000.00", "default_notice": NOTICE}
     # The bank owes the pledgor a 300,000.00 surplus it does not have: the event's post and delivery legs
     # apply, its payout leg is refused, and nothing of it stays.
@@ -172,7 +173,8 @@ def test_negotiated_sale_under_a_freeze_is_one_event_and_a_buyer_short_of_cash_m
     # stays on 61-80.
     f = freeze(court["api"], w["owner"]["id"], [(1, 30), (61, 80)], "协执-16")
     f_hold = f["hold_id"]
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "10.00", "as_of": days(0)}))
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report", "instrument": "FCT-SM",
+                                                 "price": "10.00", "as_of": days(0)}))
     p = api.ok(bank["api"].post(f"/v1/pledges/{pid}/enforcement", {
         "method": "sale", "buyer_id": buyer["id"], "price": "10.00", "reason": "违约", "default_notice": NOTICE}))
     # 60 t x 10.00 = 600.00: 500.00 to the bank; of the 100.00 surplus the frozen 30 of 60 t's share to the court.
