@@ -125,3 +125,16 @@ def test_over_http_an_address_gets_a_few_renders_then_429(api: Api) -> None:
     codes = [api.client.get("/portal/inquiry.pdf", params={"by": "name", "q": f"预算{i}"}).status_code
              for i in range(PER_ADDRESS_BURST + 1)]
     assert codes[:-1] == [200] * PER_ADDRESS_BURST and codes[-1] == 429
+
+
+def test_a_queue_of_addresses_that_never_rendered_does_not_keep_a_visitor_out() -> None:
+    """Round 6, F3: waiters from fresh addresses (each 0 renders) turned away every later fresh visitor."""
+    async def main() -> tuple[list[bytes | str], bytes | str]:
+        pdfs = InquiryPdfs(runner=in_thread)
+        loopers = [asyncio.create_task(_try(pdfs, f"fresh{k}", f"10.0.1.{k}")) for k in range(WAITING)]
+        await asyncio.sleep(0)
+        visitor = await _try(pdfs, "visitor", "192.0.2.8")
+        return list(await asyncio.gather(*loopers)), visitor
+
+    loopers, visitor = asyncio.run(main())
+    assert isinstance(visitor, bytes) and loopers.count("render_busy") == 1
