@@ -5,7 +5,8 @@ negotiated realisation and the notice a declared default gives the pledgor befor
 interpretation of the Contract Book (art. 42) treats a price below 70 % of the market price as 明显不合理的
 低价. So a negotiated realisation -- a sale to a named buyer, a transfer to the pledgee (折价), a listing of
 the escrowed lot on the exchange -- is at no less than FLOOR_PCT % of the reference price (the latest mark
-of the instrument: the exchange's close or an approved manual mark, passed in by the caller). With no
+of the instrument: the exchange's close or an approved manual mark; else a close or the last trade price;
+passed in by the caller, exchange/pledging/realisation.py). With no
 reference price there is no market to refer to: only a public auction (whose reserve and duration follow
 the auction rules) may realise the lot.
 

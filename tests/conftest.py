@@ -25,6 +25,9 @@ from tests.helpers import Api, bootstrap_operator
 os.environ.setdefault("ENVX_AUCTION_MIN_BIDDING_SECONDS", "1")
 # ... and are stepped by the tests themselves; tests/trading/test_auction_clock.py runs the venue's clock.
 os.environ.setdefault("ENVX_AUCTION_AUTO_END", "false")
+# Every test client is one address ("testclient"): the PDF budget per address is shown by
+# tests/api/test_inquiry_pdfs.py with the default; other tests may download as many as they need.
+os.environ.setdefault("ENVX_INQUIRY_PDF_RENDERS_PER_ADDRESS", "10000")
 # Likewise an enforcement auction's registration period (15 days): tests/pledges/test_round5_auction.py checks it.
 os.environ.setdefault("ENVX_ENFORCEMENT_REGISTRATION_SECONDS", "1")
 

@@ -194,7 +194,7 @@ async def inquiry_pdf_file(rt: Runtime, state: State, request: Request, lang: La
     answers = await _search(rt, _records(record), args)  # its refusals are 422 problem documents too
     pdfs = state.get("inquiry_pdfs")
     if pdfs is None:
-        pdfs = state["inquiry_pdfs"] = InquiryPdfs()
+        pdfs = state["inquiry_pdfs"] = InquiryPdfs(burst=rt.settings.inquiry_pdf_renders_per_address)
     body = await pdfs.render(answers, inquiry_pdf.render, request.client.host if request.client else "")
     return Response(body, media_type="application/pdf", headers={
         "Content-Disposition": 'attachment; filename="search-certificate.pdf"', "Cache-Control": "no-store"})

@@ -10,8 +10,8 @@ visitor out and still slowed transfers 0.006 s -> 0.45 s (round 5, F5). So:
 - each client address has one render in flight at most and a small budget (`PER_ADDRESS_BURST` renders,
   then one per `PER_ADDRESS_SECONDS`): beyond it 429 `rate_limited` with Retry-After;
 - the few waiting places go to the addresses that rendered least lately: a newcomer takes the place of
-  the waiter whose address rendered most (that one is told 503 `render_busy`), so a visitor waits for at
-  most the render running, whatever a handful of looping clients do.
+  the waiter whose address rendered most, the newest of those on a tie (that one is told 503
+  `render_busy`); a newcomer is refused only when every waiter's address rendered less than its own.
 """
 
 from __future__ import annotations
@@ -121,7 +121,9 @@ class InquiryPdfs:
         waiter = _Waiter(address, key, answers, draw, self._recent(address, now), next(self._orders))
         if len(self._queue) >= self._most_waiting:
             worst = max(self._queue, key=lambda w: (w.recent, w.order))
-            if (worst.recent, worst.order) <= (waiter.recent, waiter.order):
+            # Equal shares: the newcomer takes the newest waiter's place, so a queue of addresses that never
+            # rendered cannot keep every later visitor out (round 6, F3); the evicted one is told to retry.
+            if worst.recent < waiter.recent:
                 raise _busy()
         else:
             worst = None

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".envx"), description="Embedded database, signing key, demo keys.")
     host: str = "127.0.0.1"
     port: int = 8000
+    inquiry_pdf_renders_per_address: int = Field(
+        default=3, ge=1, le=100_000, description="Search-certificate PDFs one client address may have rendered at "
+        "once before it gets one a minute (api/portal/pdfs.py); a PDF already rendered costs nothing.")
+    trusted_proxies: str = Field(
+        default="", max_length=1000, description="Comma-separated addresses of the reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto the server believes (uvicorn's forwarded_allow_ips). Empty: no proxy "
+        "is believed, so a client cannot pick the address its rate limit, PDF share and audit trail see.")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     origin: str = Field(default="envx.example/registry", description="Checkpoint origin line (log identity).")

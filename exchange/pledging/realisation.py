@@ -27,13 +27,16 @@ from pledges import realisation as rl
 async def reference_price(conn: AsyncConnection, instrument: str) -> int | None:
     """The reference price of `instrument` (fen per whole unit): its latest mark (the exchange's close or
     an approved manual mark); with none, the last close its markets refer their price band to (the
-    highest of them); None when neither exists."""
+    highest of them); with none, the last trade price (a market price too: red team round 6, F1, where a
+    bank set a 0.01 reserve on units that had traded at 10.00 and 15.00 that day); None when none exists."""
     mark = await repo.latest_mark(conn, instrument)
     if mark is not None:
         return mark.price
     closes = [m.reference_price for m in await trading_repo.markets(conn)
               if m.market.instrument == instrument and m.reference_price is not None]
-    return max(closes) if closes else None
+    if closes:
+        return max(closes)
+    return await repo.last_trade_price(conn, instrument)
 
 
 async def last_close(conn: AsyncConnection, instrument: str) -> int | None:

@@ -56,7 +56,10 @@ class AuctionClock:
         steps = 0
         now = time.time_ns() // 1000
         for market_id, seq in list(self.rt.exchange.sequencers.items()):
-            if seq.market.mode != "auction" or market_id in self.rt.exchange.stopped():
+            # A halted market is the venue's pause: nothing ends there until it resumes (round 6, F5). The
+            # window is not lengthened by the halt; a venue that wants to give the bidders their time back
+            # cancels the auction with a reason and announces it again.
+            if seq.market.mode != "auction" or seq.halted or market_id in self.rt.exchange.stopped():
                 continue
             for auction_id, phase in seq.engine.due(now):
                 key = (market_id, auction_id, phase)

@@ -8,10 +8,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from api.portal.pdfs import PER_ADDRESS_BURST, WAITING, InquiryPdfs, in_thread
 from exchange.core.errors import DomainError
+from exchange.core.settings import Settings
 from tests.helpers import Api
 
 # (Here, not in tests/portal: the browser tests keep an event loop running in the main thread once Chromium is
@@ -121,7 +125,28 @@ def test_a_newcomer_takes_the_place_of_the_address_that_rendered_most() -> None:
     assert loopers.count("render_busy") == 1 and loopers[0] == "render_busy"  # 10.0.0.9 gave up its place
 
 
-def test_over_http_an_address_gets_a_few_renders_then_429(api: Api) -> None:
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # The default budget, not the one tests/conftest.py sets through the environment for other tests.
+    default = Settings.model_fields["inquiry_pdf_renders_per_address"].default
+    return Settings(data_dir=tmp_path, database_url=None, scheduler=False, inquiry_pdf_renders_per_address=default)
+
+
+def test_over_http_an_address_gets_a_few_renders_then_429(api: Api, settings: Settings) -> None:
+    assert settings.inquiry_pdf_renders_per_address == PER_ADDRESS_BURST
     codes = [api.client.get("/portal/inquiry.pdf", params={"by": "name", "q": f"预算{i}"}).status_code
              for i in range(PER_ADDRESS_BURST + 1)]
     assert codes[:-1] == [200] * PER_ADDRESS_BURST and codes[-1] == 429
+
+
+def test_a_queue_of_addresses_that_never_rendered_does_not_keep_a_visitor_out() -> None:
+    """Round 6, F3: waiters from fresh addresses (each 0 renders) turned away every later fresh visitor."""
+    async def main() -> tuple[list[bytes | str], bytes | str]:
+        pdfs = InquiryPdfs(runner=in_thread)
+        loopers = [asyncio.create_task(_try(pdfs, f"fresh{k}", f"10.0.1.{k}")) for k in range(WAITING)]
+        await asyncio.sleep(0)
+        visitor = await _try(pdfs, "visitor", "192.0.2.8")
+        return list(await asyncio.gather(*loopers)), visitor
+
+    loopers, visitor = asyncio.run(main())
+    assert isinstance(visitor, bytes) and loopers.count("render_busy") == 1

@@ -97,6 +97,21 @@ def test_with_no_reference_the_reserve_is_free_but_the_registration_period_holds
 
 
 @pytest.mark.parametrize("settings", [HOUR], indirect=True)
+def test_with_no_close_or_mark_the_last_trade_is_the_reference(api: Api) -> None:
+    """Red team round 6, F1: units that traded at 10.00 today, no close, no mark: the reserve was free."""
+    w = world(api, "1000")
+    book = market(api, "continuous")
+    deposit(api, w["buyer"], "5000.00")
+    api.ok(w["owner"]["api"].post(f"/v1/markets/{book}/orders", {"side": "sell", "price": "10.00", "quantity": "1"}))
+    api.ok(w["buyer"]["api"].post(f"/v1/markets/{book}/orders", {"side": "buy", "price": "10.00", "quantity": "1"}))
+    m = market(api, "auction")
+    pid = in_escrow(api, w, mark=None)
+    detail = refused(sell(w, pid, m, min_price="0.01"), "reserve_below_floor")
+    assert "7.00" in detail and "10.00" in detail
+    api.ok(sell(w, pid, m, min_price="7.00"), 201)
+
+
+@pytest.mark.parametrize("settings", [HOUR], indirect=True)
 def test_an_ordinary_auction_keeps_its_own_pace(api: Api) -> None:
     w = world(api, "1000")
     m = market(api, "auction")

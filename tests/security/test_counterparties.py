@@ -154,7 +154,8 @@ def test_a_filing_the_pledgor_never_confirms_lapses(api: Api, client: TestClient
     r = owner.post(f"/v1/pledges/{junk['id']}/confirm")
     assert (r.status_code, r.json()["code"]) == (409, "pledge_expired")
     swept = api.ok(api.post("/v1/pledges/expiry-sweeps", {}))
-    assert swept["pledges_expired"] == [junk["id"]]
+    # This sweep lapses it, unless the pledge worker's own sweep (every fraction of a second here) came first.
+    assert swept["pledges_expired"] in ([junk["id"]], [])
     p = api.ok(bank.get(f"/v1/pledges/{junk['id']}"))
     assert p["status"] == "expired"
     events = api.ok(bank.get(f"/v1/pledges/{junk['id']}/events"))

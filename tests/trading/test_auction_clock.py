@@ -60,3 +60,25 @@ def test_the_venue_closes_and_allocates_when_the_window_ends(api: Api, db_url: s
     late = reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "cancel"})
     assert late.status_code == 409
     verified(api, db_url)
+
+
+def test_a_halted_auction_market_ends_nothing_until_it_resumes(api: Api) -> None:
+    """Red team round 6, F5: the clock closed and allocated an auction while its market was halted."""
+    emission_right(api, "PW-SO2-CL", 5, "四川省", "SO2")
+    reserve = api.participant("储备中心 (示例)", "issuer")
+    api.issue(reserve["api"], reserve["id"], "PW-SO2-CL", "1.000",
+              {"valid_from": "2025-01-01", "valid_until": "2029-12-31"})
+    m = auction_market(api, "PW-SO2-CL")
+    a = api.participant("丙", "enterprise")
+    fund(api, a, "50000.00")
+    aid = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions", {
+        "quantity": "1.000", "min_price": "4000", "increment": "100"}))["order"]["id"]
+    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
+    api.ok(a["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
+    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "bidding", "duration_seconds": 2}))
+    api.ok(a["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "4000", "quantity": "1.000"}))
+    api.ok(api.post(f"/v1/markets/{m}/halt", {"reason": "venue pause"}))
+    time.sleep(4)
+    assert _phase(api, m, aid) == "bidding"  # past its end, but the market is halted
+    api.ok(api.post(f"/v1/markets/{m}/resume", None))
+    assert _until(api, m, aid, "allocated", 10) == "allocated"
