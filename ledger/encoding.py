@@ -245,30 +245,27 @@ def encode_entry_reference(
     return DOMAIN_TAG + text.encode("utf-8")
 
 
-def encode_leaf_v2(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
-                   body: dict[str, Any], meta: bytes) -> bytes:
-    """A version-2 leaf (an event of several legs): `DOMAIN_TAG_V2 + canonical_json(entry)`."""
+def _event_leaf(tag: bytes, version: int, seq: int, prev: bytes, ts: int, type_: str, actor: str,
+                client_id: str | None, body: dict[str, Any], meta: bytes) -> bytes:
     if len(prev) != 32:
         raise EncodingError("prev hash must be 32 bytes")
     for v in (actor, client_id, seq, ts, type_):
         if type(v) is not str and type(v) is not int and v is not None:
             raise EncodingError(f"entry fields must be scalars, not {type(v).__name__}")
-    return DOMAIN_TAG_V2 + canonical_json({"actor": actor, "body": body, "client_id": client_id,
-                                           "meta": sha256(meta).hex(), "prev": prev.hex(), "seq": seq, "ts": ts,
-                                           "type": type_, "v": VERSION_2})
+    return tag + canonical_json({"actor": actor, "body": body, "client_id": client_id, "meta": sha256(meta).hex(),
+                                 "prev": prev.hex(), "seq": seq, "ts": ts, "type": type_, "v": version})
+
+
+def encode_leaf_v2(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
+                   body: dict[str, Any], meta: bytes) -> bytes:
+    """A version-2 leaf (an event of several legs): `DOMAIN_TAG_V2 + canonical_json(entry)`."""
+    return _event_leaf(DOMAIN_TAG_V2, VERSION_2, seq, prev, ts, type_, actor, client_id, body, meta)
 
 
 def encode_leaf_v3(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
                    body: dict[str, Any], meta: bytes) -> bytes:
     """A version-3 leaf (an event with blinded account references): `DOMAIN_TAG_V3 + canonical_json(entry)`."""
-    if len(prev) != 32:
-        raise EncodingError("prev hash must be 32 bytes")
-    for v in (actor, client_id, seq, ts, type_):
-        if type(v) is not str and type(v) is not int and v is not None:
-            raise EncodingError(f"entry fields must be scalars, not {type(v).__name__}")
-    return DOMAIN_TAG_V3 + canonical_json({"actor": actor, "body": body, "client_id": client_id,
-                                           "meta": sha256(meta).hex(), "prev": prev.hex(), "seq": seq, "ts": ts,
-                                           "type": type_, "v": VERSION_3})
+    return _event_leaf(DOMAIN_TAG_V3, VERSION_3, seq, prev, ts, type_, actor, client_id, body, meta)
 
 
 def tag_of(leaf: bytes) -> bytes | None:
