@@ -97,3 +97,21 @@ def client(db_url: str, settings: Settings) -> Iterator[TestClient]:
 def api(client: TestClient) -> Api:
     """The HTTP API, authenticated as a bootstrapped operator."""
     return Api(client, bootstrap_operator(client))
+
+
+# The longest files run first, so that on several workers (pytest-xdist, one file per worker at a time) the
+# suite does not end waiting on one of them; the order inside a file is kept.
+_LONG_FIRST = (
+    "tests/security/test_schemathesis.py", "tests/reliability/", "tests/ops/", "tests/system/",
+    "tests/transparency/", "tests/security/test_four_eyes.py", "tests/security/test_public_answers.py",
+    "tests/portal/", "tests/test_structure.py",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid
+    return next((i for i, prefix in enumerate(_LONG_FIRST) if path.startswith(prefix)), len(_LONG_FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: each file keeps its own order
