@@ -120,7 +120,8 @@ class Replayer:
 
     def __init__(self, report: Report) -> None:
         self.report = report
-        self.state: LedgerState | None = LedgerState()
+        # No undo journal: the replay stops at the first entry that does not apply, so nothing is ever rolled back.
+        self.state: LedgerState | None = LedgerState(undo=False)
         self.n = 0
         # The openings of the blinded entries (version 3) of the rows being fed, by seq: the feeder refills them
         # chunk by chunk (`refill`); the replay unblinds with them and re-blinds with their salts.
@@ -138,7 +139,6 @@ class Replayer:
         add = self.report.add
         read = request_of_leaf
         apply = state.apply
-        forget = state.forget_journal
         i = self.n
         opened = self.openings.get
         for seq, leaf, meta in rows:
@@ -155,7 +155,6 @@ class Replayer:
             if replayed != leaf:
                 add(f"entry {i}: replay does not reproduce its bytes (entry or metadata altered)")
                 break
-            forget()
         else:
             self.n = i
             return
