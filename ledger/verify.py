@@ -37,6 +37,7 @@ import gc
 import operator
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,10 +53,11 @@ from ledger.integrity import (
     CHUNK,
     MAX_PROBLEMS,
     ROWS,
+    Claims,
     IntegrityPass,
     Job,
     Part,
-    check_range,
+    check_claimed,
     next_tile_row,
     run_worker,
 )
@@ -383,41 +385,54 @@ async def _serial(conn: asyncpg.Connection, check: IntegrityPass, replayer: Repl
             replayer.feed(map(_REPLAY_COLUMNS, rows))
 
 
+def audit_ranges(n: int, jobs: int) -> list[tuple[int, int]]:
+    """Entries 1..n cut into ranges that start on tile boundaries (each one's groups of 256 leaves are its own,
+    so it yields its level-1 hashes), about eight per process, from one tile to 256 tiles long."""
+    span = min(max(n // (8 * jobs) // TILE_WIDTH, 1), 256) * TILE_WIDTH
+    return [(lo, min(lo + span - 1, n)) for lo in range(1, n + 1, span)]
+
+
 async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, n: int,
                  replayer: Replayer | None) -> tuple[IntegrityPass, bytes, StoredTiles]:
-    """Steps 1-2 split by seq range over worker processes (`ledger.integrity`). Without `replayer`, this
-    process takes the first range itself; with one (the full audit), this process replays the whole log
-    through the state machine while `jobs - 1` (at least one) workers check every range. Returns the pass
-    over the whole log, the level-1 tile row and the stored tiles."""
+    """Steps 1-2 over tile-aligned seq ranges (`audit_ranges`) that worker processes (`ledger.integrity`) and,
+    without `replayer`, this process claim one at a time; with one (the full audit), this process replays the
+    whole log through the state machine while `jobs - 1` (at least one) workers check every range. Returns the
+    pass over the whole log, the level-1 tile row and the stored tiles."""
     snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
     if not re.fullmatch(r"[0-9A-F-]+", snapshot):
         raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
-    parts = max(1, jobs - 1) if replayer is not None else jobs
-    # Ranges start on tile boundaries, so each one's groups of 256 leaves are its own (its level-1 hashes).
-    bounds = sorted({1 + n * k // parts // TILE_WIDTH * TILE_WIDTH for k in range(parts)} | {n + 1})
-    first_worker = 0 if replayer is not None else 1
-    workers = [asyncio.ensure_future(run_worker(Job(dsn, snapshot, bounds[k], bounds[k + 1] - 1)))
-               for k in range(first_worker, len(bounds) - 1)]
+    ranges = audit_ranges(n, jobs)
+    found: list[Part] = []
+    with tempfile.TemporaryDirectory(prefix="envx-audit-") as tmp:
+        path = os.path.join(tmp, "claims")
+        claims = Claims.create(path)
+        job = Job(dsn, snapshot, ranges, path)
+        workers = [asyncio.ensure_future(run_worker(job)) for _ in range(max(1, jobs - 1))]
+        try:
+            if replayer is None:
+                found += await check_claimed(conn, claims, ranges)
+            else:
+                cur = await conn.cursor(_REPLAY_ROWS)
+                while rows := await cur.fetch(CHUNK):
+                    await replayer.refill(conn, rows[0]["seq"], rows[-1]["seq"])
+                    replayer.feed(rows)
+            stored = await stored_tiles(conn)
+            for parts in await asyncio.gather(*workers):
+                found += parts
+        except BaseException:
+            for w in workers:
+                w.cancel()  # kills its process
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        finally:
+            claims.close()
+    found.sort(key=operator.attrgetter("index"))
+    if [part.index for part in found] != list(range(len(ranges))):
+        raise RuntimeError(f"the audit's processes checked ranges {[p.index for p in found]} of {len(ranges)}")
     check = IntegrityPass(report.add)
     levels: list[bytes] = []
-    try:
-        if replayer is None:
-            await check_range(conn, check, bounds[0], bounds[1] - 1)
-            levels.append(b"" if check.broken else check.level1())
-        else:
-            cur = await conn.cursor(_REPLAY_ROWS)
-            while rows := await cur.fetch(CHUNK):
-                await replayer.refill(conn, rows[0]["seq"], rows[-1]["seq"])
-                replayer.feed(rows)
-        stored = await stored_tiles(conn)
-        found: list[Part] = await asyncio.gather(*workers)
-    except BaseException:
-        for w in workers:
-            w.cancel()  # kills its process
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
-    for k, part in enumerate(found, start=first_worker):
-        if check.broken or check.n != bounds[k] - 1:
+    for part in found:
+        if check.broken or check.n != ranges[part.index][0] - 1:
             check.broken = True
             break
         if part.first_prev != check.prev_hex:
@@ -426,6 +441,7 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
             report.add(p)
         check.leaf_hashes += part.leaf_hashes
         check.keys += part.keys
+        check.blinded += part.blinded
         levels.append(part.level1)
         check.n, check.prev_hex, check.broken = part.n, part.last, part.broken
     if not check.broken and check.n != n:
@@ -433,13 +449,22 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
     return check, b"".join(levels), stored
 
 
-async def _check_blinded(conn: asyncpg.Connection, report: Report) -> int:
+_BLINDED_ROWS = ("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN ledger_entry_openings o USING (seq) "
+                 "WHERE substring(e.leaf FROM 1 FOR $1) = $2 ORDER BY e.seq")
+_BLINDED_ROWS_AT = ("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN ledger_entry_openings o "
+                    "USING (seq) WHERE e.seq = ANY($3::bigint[]) AND substring(e.leaf FROM 1 FOR $1) = $2 "
+                    "ORDER BY e.seq")
+
+
+async def _check_blinded(conn: asyncpg.Connection, report: Report, seqs: list[int] | None = None) -> int:
     """Every blinded entry (version 3) is opened by its stored openings, and no openings are stored for an
-    entry that blinds nothing. Its own pass (few entries are blinded), in replay and integrity-only audits."""
+    entry that blinds nothing. Its own pass (few entries are blinded), in replay and integrity-only audits:
+    over ``seqs`` (those the integrity pass found with the version-3 tag, when it read the whole log), or
+    over a scan of the log for the tag."""
     n = 0
-    async for r in conn.cursor("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN "
-                               "ledger_entry_openings o USING (seq) WHERE substring(e.leaf FROM 1 FOR $1) = $2 "
-                               "ORDER BY e.seq", len(DOMAIN_TAG_V3), DOMAIN_TAG_V3):
+    query = (_BLINDED_ROWS, len(DOMAIN_TAG_V3), DOMAIN_TAG_V3) if seqs is None else \
+        (_BLINDED_ROWS_AT, len(DOMAIN_TAG_V3), DOMAIN_TAG_V3, seqs)
+    async for r in conn.cursor(*query):
         n += 1
         seq = r["seq"]
         try:
@@ -475,7 +500,7 @@ async def _verify(conn: asyncpg.Connection, report: Report, *, replay: bool, che
     t1 = time.perf_counter()
     report.timings["log"] = t1 - t0
     report.checks.append(f"bytes, hashes, metadata hashes and chain of {n} entries")
-    blinded = await _check_blinded(conn, report)
+    blinded = await _check_blinded(conn, report, None if check.broken else check.blinded)
     report.checks.append(f"{blinded} blinded entries: every commitment opened by its stored salt and value")
     if replay:
         report.checks.append("replay through the state machine, byte for byte; invariants")
