@@ -393,11 +393,12 @@ def audit_ranges(n: int, jobs: int) -> list[tuple[int, int]]:
 
 
 async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, n: int,
-                 replayer: Replayer | None) -> tuple[IntegrityPass, bytes, StoredTiles]:
+                 replayer: Replayer | None) -> tuple[IntegrityPass, bytes, StoredTiles] | None:
     """Steps 1-2 over tile-aligned seq ranges (`audit_ranges`) that worker processes (`ledger.integrity`) and,
     without `replayer`, this process claim one at a time; with one (the full audit), this process replays the
     whole log through the state machine while `jobs - 1` (at least one) workers check every range. Returns the
-    pass over the whole log, the level-1 tile row and the stored tiles."""
+    pass over the whole log (seq 1..n), the level-1 tile row and the stored tiles; None if seq has a gap (some
+    range misses an entry), having reported nothing but what the replay found."""
     snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
     if not re.fullmatch(r"[0-9A-F-]+", snapshot):
         raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
@@ -410,13 +411,14 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
         workers = [asyncio.ensure_future(run_worker(job)) for _ in range(max(1, jobs - 1))]
         try:
             if replayer is None:
+                stored = await stored_tiles(conn)  # while the workers start
                 found += await check_claimed(conn, claims, ranges)
             else:
                 cur = await conn.cursor(_REPLAY_ROWS)
                 while rows := await cur.fetch(CHUNK):
                     await replayer.refill(conn, rows[0]["seq"], rows[-1]["seq"])
                     replayer.feed(rows)
-            stored = await stored_tiles(conn)
+                stored = await stored_tiles(conn)
             for parts in await asyncio.gather(*workers):
                 found += parts
         except BaseException:
@@ -429,12 +431,11 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
     found.sort(key=operator.attrgetter("index"))
     if [part.index for part in found] != list(range(len(ranges))):
         raise RuntimeError(f"the audit's processes checked ranges {[p.index for p in found]} of {len(ranges)}")
+    if any(part.broken or part.n != ranges[part.index][1] for part in found):
+        return None
     check = IntegrityPass(report.add)
     levels: list[bytes] = []
     for part in found:
-        if check.broken or check.n != ranges[part.index][0] - 1:
-            check.broken = True
-            break
         if part.first_prev != check.prev_hex:
             report.add(f"entry {check.n + 1}: chain broken (prev does not match entry {check.n})")
         for p in part.problems:
@@ -443,9 +444,7 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
         check.keys += part.keys
         check.blinded += part.blinded
         levels.append(part.level1)
-        check.n, check.prev_hex, check.broken = part.n, part.last, part.broken
-    if not check.broken and check.n != n:
-        raise RuntimeError(f"the audit's ranges cover {check.n} of {n} entries")
+        check.n, check.prev_hex = part.n, part.last
     return check, b"".join(levels), stored
 
 
@@ -482,15 +481,22 @@ async def _check_blinded(conn: asyncpg.Connection, report: Report, seqs: list[in
 
 async def _verify(conn: asyncpg.Connection, report: Report, *, replay: bool, checkpoints: Sequence[str],
                   trusted_keys: Sequence[str], t0: float, dsn: str | None = None, jobs: int = 1) -> None:
-    count = max_seq = 0
+    max_seq = 0
     if jobs > 1 and dsn is not None:
-        count, max_seq = await conn.fetchrow("SELECT count(*), coalesce(max(seq), 0) FROM ledger_entries")
+        max_seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger_entries")  # the index's last key
     replayer = Replayer(report) if replay else None
     level1: bytes | None = None
     stored: StoredTiles | None = None
-    if count >= PARALLEL_MIN and count == max_seq:
-        check, level1, stored = await _split(conn, report, dsn, jobs, count, replayer)  # type: ignore[arg-type]
-    else:  # small, or with a gap (the serial pass reports it exactly)
+    split = None
+    if max_seq >= PARALLEL_MIN:
+        kept = len(report.problems), len(report.warnings)
+        split = await _split(conn, report, dsn, jobs, max_seq, replayer)  # type: ignore[arg-type]
+        if split is None:  # a gap in seq: start again on the serial pass, which reports it exactly
+            del report.problems[kept[0]:], report.warnings[kept[1]:]
+            replayer = Replayer(report) if replay else None
+    if split is not None:
+        check, level1, stored = split
+    else:  # small, or with a gap
         check = IntegrityPass(report.add)
         await _serial(conn, check, replayer)
     n = report.entries = check.n
