@@ -78,8 +78,11 @@ from ledger.tree_store import tile_node_getter
 
 PARALLEL_MIN = 100_000  # below this, starting worker processes costs more than they save
 _HASH = merkle.HASH_SIZE
-_REPLAY_ROWS = "SELECT seq, leaf, meta FROM ledger_entries ORDER BY seq"
 _REPLAY_COLUMNS = operator.itemgetter(0, 5, 7)  # seq, leaf, meta of an integrity row (`ledger.integrity.ROWS`)
+# A chunk of the replay as three arrays: reading them costs this process a third of reading the same rows (the
+# server does more of the work, on the other core).
+_REPLAY_CHUNK = ("SELECT array_agg(seq ORDER BY seq), array_agg(leaf ORDER BY seq), array_agg(meta ORDER BY seq) "
+                 "FROM ledger_entries WHERE seq BETWEEN $1 AND $2")
 
 
 @dataclass
@@ -385,6 +388,34 @@ async def _serial(conn: asyncpg.Connection, check: IntegrityPass, replayer: Repl
             replayer.feed(map(_REPLAY_COLUMNS, rows))
 
 
+async def _replay_ahead(conn: asyncpg.Connection, dsn: str, snapshot: str, replayer: Replayer, n: int) -> None:
+    """Step 5 over entries 1..n, read a chunk ahead on a connection of its own (in the audit's snapshot), so the
+    server reads the next chunk while this process replays the one before."""
+    reader = await asyncpg.connect(dsn)
+    ahead: asyncio.Future[Any] | None = None
+    try:
+        # Read-only, so never committed: the connection is dropped at the end.
+        await reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await reader.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        ahead = asyncio.ensure_future(reader.fetchrow(_REPLAY_CHUNK, 1, CHUNK))
+        for lo in range(1, n + 1, CHUNK):
+            seqs, leaves, metas = await ahead
+            ahead = None
+            if lo + CHUNK <= n:
+                ahead = asyncio.ensure_future(reader.fetchrow(_REPLAY_CHUNK, lo + CHUNK, lo + 2 * CHUNK - 1))
+            if seqs is None:  # no entry in the chunk: a gap, where the replay stops
+                break
+            await replayer.refill(conn, lo, lo + CHUNK - 1)
+            replayer.feed(zip(seqs, leaves, metas, strict=True))
+            if replayer.state is None:
+                break
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+        reader.terminate()
+
+
 def audit_ranges(n: int, jobs: int) -> list[tuple[int, int]]:
     """Entries 1..n cut into ranges that start on tile boundaries (each one's groups of 256 leaves are its own,
     so it yields its level-1 hashes), about eight per process, from one tile to 256 tiles long."""
@@ -414,10 +445,7 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
                 stored = await stored_tiles(conn)  # while the workers start
                 found += await check_claimed(conn, claims, ranges)
             else:
-                cur = await conn.cursor(_REPLAY_ROWS)
-                while rows := await cur.fetch(CHUNK):
-                    await replayer.refill(conn, rows[0]["seq"], rows[-1]["seq"])
-                    replayer.feed(rows)
+                await _replay_ahead(conn, dsn, snapshot, replayer, n)
                 stored = await stored_tiles(conn)
             for parts in await asyncio.gather(*workers):
                 found += parts
