@@ -24,10 +24,13 @@ hashlib, the entry's JSON read into a struct, the tree level by level), step 5 d
 into the state machine's command (`ledger.replay.request_of_leaf`). With ``replay=False`` steps 5-6 are
 skipped: an integrity audit (every stored byte against hashes, chain, tree and signed checkpoints) that
 does not prove the bytes canonical or the history valid (the replay does). A large log (``PARALLEL_MIN``
-entries) is split into seq ranges on tile boundaries: worker processes (`ledger.integrity`, an interpreter
-each, importing the audit's snapshot) check steps 1-2 and their share of the tree's first tile level,
-while this process replays the whole log (full audit) or takes the first range (integrity only); the full
-audit's speed is then bounded by the state machine's replay alone.
+entries) is split into seq ranges on tile boundaries, claimed one at a time: worker processes
+(`ledger.integrity`, an interpreter each, importing the audit's snapshot) check steps 1-2 and their share
+of the tree's first tile level, and so does this process (integrity only), or it replays the whole log (full
+audit), read a chunk ahead on a second connection in the same snapshot, through a state machine that keeps
+no undo journal (the replay stops at the first entry that does not apply); the full audit's speed is then
+bounded by the state machine's replay alone. A range that misses an entry (a gap in seq) sends the audit back
+to the serial pass, which reports the gap exactly.
 """
 
 from __future__ import annotations
