@@ -183,12 +183,24 @@ def next_tile_row(row: bytes) -> bytes:
 
 
 class Job(msgspec.Struct):
-    """The audit's snapshot and its ranges of seq (tile-aligned), claimed one at a time through ``claims``."""
+    """The audit's snapshot and its ranges of seq, 1..n cut every ``span`` entries (`audit_range`), claimed one
+    at a time through ``claims``."""
 
     dsn: str
     snapshot: str
-    ranges: list[tuple[int, int]]
+    n: int
+    span: int
     claims: str
+
+    @property
+    def count(self) -> int:
+        return -(-self.n // self.span)
+
+
+def audit_range(job: Job, k: int) -> tuple[int, int]:
+    """Range ``k`` of the audit: entries lo..hi."""
+    lo = 1 + k * job.span
+    return lo, min(lo + job.span - 1, job.n)
 
 
 class Part(msgspec.Struct):
@@ -205,6 +217,9 @@ class Part(msgspec.Struct):
     first_prev: Any
     last: Any
     broken: bool
+
+
+_DONE = 2**63 - 1  # the claim counter of an abandoned split
 
 
 class Claims:
@@ -225,10 +240,20 @@ class Claims:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
             k = int.from_bytes(os.pread(self.fd, 8, 0), "big")
-            os.pwrite(self.fd, (k + 1).to_bytes(8, "big"), 0)
+            if k < _DONE:
+                os.pwrite(self.fd, (k + 1).to_bytes(8, "big"), 0)
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         return k
+
+    def stop(self) -> None:
+        """No more claims, for anyone: a range missed an entry, so the split is abandoned for the serial pass
+        (without this, a forged entry with a huge seq would make every process walk millions of empty ranges)."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            os.pwrite(self.fd, _DONE.to_bytes(8, "big"), 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -258,11 +283,21 @@ async def check_part(conn: asyncpg.Connection, index: int, lo: int, hi: int) -> 
                 check.blinded, problems, check.first_prev, check.prev_hex, check.broken)
 
 
-async def check_claimed(conn: asyncpg.Connection, claims: Claims, ranges: Sequence[tuple[int, int]]) -> list[Part]:
-    """Claim ranges and check them on `conn` until none is left."""
+def whole(part: Part, job: Job) -> bool:
+    """The part holds every entry of its range: no gap in seq."""
+    return not part.broken and part.n == audit_range(job, part.index)[1]
+
+
+async def check_claimed(conn: asyncpg.Connection, claims: Claims, job: Job) -> list[Part]:
+    """Claim ranges and check them on `conn` until none is left, or until one misses an entry (then nobody
+    claims any more)."""
     parts = []
-    while (k := claims.next()) < len(ranges):
-        parts.append(await check_part(conn, k, *ranges[k]))
+    while (k := claims.next()) < job.count:
+        part = await check_part(conn, k, *audit_range(job, k))
+        parts.append(part)
+        if not whole(part, job):
+            claims.stop()
+            break
     return parts
 
 
@@ -273,7 +308,7 @@ async def _run(job: Job) -> list[Part]:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # The very snapshot the auditing transaction reads: one consistent view across processes.
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{job.snapshot}'")
-            return await check_claimed(conn, claims, job.ranges)
+            return await check_claimed(conn, claims, job)
     finally:
         claims.close()
         await conn.close()

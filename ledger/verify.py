@@ -63,6 +63,7 @@ from ledger.integrity import (
     check_claimed,
     next_tile_row,
     run_worker,
+    whole,
 )
 from ledger.replay import request_of_leaf
 from ledger.state import (
@@ -419,16 +420,15 @@ async def _replay_ahead(conn: asyncpg.Connection, dsn: str, snapshot: str, repla
         reader.terminate()
 
 
-def audit_ranges(n: int, jobs: int) -> list[tuple[int, int]]:
-    """Entries 1..n cut into ranges that start on tile boundaries (each one's groups of 256 leaves are its own,
-    so it yields its level-1 hashes), about eight per process, from one tile to 256 tiles long."""
-    span = min(max(n // (8 * jobs) // TILE_WIDTH, 1), 256) * TILE_WIDTH
-    return [(lo, min(lo + span - 1, n)) for lo in range(1, n + 1, span)]
+def audit_span(n: int, jobs: int) -> int:
+    """The length of the audit's ranges of entries 1..n: whole tiles (each range's groups of 256 leaves are its
+    own, so it yields its level-1 hashes), about eight ranges per process, from one tile to 256 tiles long."""
+    return min(max(n // (8 * jobs) // TILE_WIDTH, 1), 256) * TILE_WIDTH
 
 
 async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, n: int,
                  replayer: Replayer | None) -> tuple[IntegrityPass, bytes, StoredTiles] | None:
-    """Steps 1-2 over tile-aligned seq ranges (`audit_ranges`) that worker processes (`ledger.integrity`) and,
+    """Steps 1-2 over tile-aligned seq ranges (`audit_span`) that worker processes (`ledger.integrity`) and,
     without `replayer`, this process claim one at a time; with one (the full audit), this process replays the
     whole log through the state machine while `jobs - 1` (at least one) workers check every range. Returns the
     pass over the whole log (seq 1..n), the level-1 tile row and the stored tiles; None if seq has a gap (some
@@ -436,17 +436,16 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
     snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
     if not re.fullmatch(r"[0-9A-F-]+", snapshot):
         raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
-    ranges = audit_ranges(n, jobs)
     found: list[Part] = []
     with tempfile.TemporaryDirectory(prefix="envx-audit-") as tmp:
         path = os.path.join(tmp, "claims")
         claims = Claims.create(path)
-        job = Job(dsn, snapshot, ranges, path)
+        job = Job(dsn, snapshot, n, audit_span(n, jobs), path)
         workers = [asyncio.ensure_future(run_worker(job)) for _ in range(max(1, jobs - 1))]
         try:
             if replayer is None:
                 stored = await stored_tiles(conn)  # while the workers start
-                found += await check_claimed(conn, claims, ranges)
+                found += await check_claimed(conn, claims, job)
             else:
                 await _replay_ahead(conn, dsn, snapshot, replayer, n)
                 stored = await stored_tiles(conn)
@@ -460,10 +459,10 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
         finally:
             claims.close()
     found.sort(key=operator.attrgetter("index"))
-    if [part.index for part in found] != list(range(len(ranges))):
-        raise RuntimeError(f"the audit's processes checked ranges {[p.index for p in found]} of {len(ranges)}")
-    if any(part.broken or part.n != ranges[part.index][1] for part in found):
+    if not all(whole(part, job) for part in found):
         return None
+    if [part.index for part in found] != list(range(job.count)):
+        raise RuntimeError(f"the audit's processes checked ranges {[p.index for p in found]} of {job.count}")
     check = IntegrityPass(report.add)
     levels: list[bytes] = []
     for part in found:

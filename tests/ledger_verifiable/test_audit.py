@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 import pytest
@@ -241,7 +243,7 @@ async def _cut_entry(dsn: str, seq: int) -> asyncpg.Record:
         await conn.close()
 
 
-async def _put_entry(dsn: str, row: asyncpg.Record) -> None:
+async def _put_entry(dsn: str, row: Mapping[str, Any]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET session_replication_role = replica")
@@ -264,7 +266,7 @@ def test_a_gap_in_the_log_is_reported_the_same_by_the_split_audit(db_url: str, s
         n = head_seq(client)
     dsn = asyncpg_dsn(db_url)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
-    assert verify.audit_ranges(n, 3)[0] == (1, 256)
+    assert verify.audit_span(n, 3) == 256
     for seq in (300, 256):  # inside the second range; the first range's last entry
         row = asyncio.run(_cut_entry(dsn, seq))
         try:
@@ -278,4 +280,19 @@ def test_a_gap_in_the_log_is_reported_the_same_by_the_split_audit(db_url: str, s
                         serial.problems, serial.warnings, serial.checks, serial.entries), (jobs, split.render())
         finally:
             asyncio.run(_put_entry(dsn, row))
+    # An entry forged far beyond the log: the split stops at the first range that misses an entry instead of
+    # walking the billions of empty ranges up to it, and the serial pass reports the gap.
+    far = 10**12
+    asyncio.run(_put_entry(dsn, {**dict(asyncio.run(_cut_entry(dsn, n))), "seq": far}))
+    try:
+        for replay in (False, True):
+            serial = asyncio.run(verify.verify_database(dsn, replay=replay, jobs=1))
+            assert f"seq {far} found where {n} was expected (gap or reorder)" in serial.problems
+            for jobs in (2, 3):
+                split = asyncio.run(verify.verify_database(dsn, replay=replay, jobs=jobs))
+                assert (split.problems, split.warnings, split.checks) == (
+                    serial.problems, serial.warnings, serial.checks), (jobs, split.render())
+    finally:
+        row = asyncio.run(_cut_entry(dsn, far))
+        asyncio.run(_put_entry(dsn, {**dict(row), "seq": n}))
     assert asyncio.run(verify.verify_database(dsn, jobs=3)).ok
