@@ -401,12 +401,12 @@ async def _replay_ahead(conn: asyncpg.Connection, dsn: str, snapshot: str, repla
         # Read-only, so never committed: the connection is dropped at the end.
         await reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         await reader.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        ahead = asyncio.ensure_future(reader.fetchrow(_REPLAY_CHUNK, 1, CHUNK))
+        ahead = chunk = asyncio.ensure_future(reader.fetchrow(_REPLAY_CHUNK, 1, CHUNK))
         for lo in range(1, n + 1, CHUNK):
-            seqs, leaves, metas = await ahead
+            seqs, leaves, metas = await chunk
             ahead = None
-            if lo + CHUNK <= n:
-                ahead = asyncio.ensure_future(reader.fetchrow(_REPLAY_CHUNK, lo + CHUNK, lo + 2 * CHUNK - 1))
+            if lo + CHUNK <= n:  # the next chunk, read while this one is replayed
+                ahead = chunk = asyncio.ensure_future(reader.fetchrow(_REPLAY_CHUNK, lo + CHUNK, lo + 2 * CHUNK - 1))
             if seqs is None:  # no entry in the chunk: a gap, where the replay stops
                 break
             await replayer.refill(conn, lo, lo + CHUNK - 1)
