@@ -4,8 +4,8 @@ Replay re-encodes every entry and must reproduce its exact bytes: any change to 
 metadata or the order of the log shows up as a mismatch.
 
 The leaf's JSON is decoded straight into the state machine's command (msgspec, no dict per entry; see
-`_BODIES`): the state machine's rules judge the values, the byte comparison judges the rest; nothing here
-adds a rule. An entry read as a dict (`request_of`, the legs of a version-2 event) goes through the same
+`_BODIES`), and the entry as read becomes the request (`_Entry`: every attribute of a `Request`): the state
+machine's rules judge the values, the byte comparison judges the rest; nothing here adds a rule. An entry read as a dict (`request_of`, the legs of a version-2 event) goes through the same
 table (`msgspec.convert`).
 """
 
@@ -25,12 +25,19 @@ _TAG_LEN = len(DOMAIN_TAG_V2)
 
 
 class _Entry(msgspec.Struct):
+    """A leaf's entry as read, and then the request it records: its `command` and `meta` (the stored metadata,
+    decoded) set in place, it has every attribute of a `ledger.commands.Request` (a frozen dataclass, whose
+    construction cost the replay as much as decoding the leaf)."""
+
     ts: Any
     type: Any
     actor: Any
     client_id: Any
     body: msgspec.Raw
     v: Any = None
+    meta: Any = None  # the leaf's metadata hash as read; the metadata itself once `command` is set
+    command: Any = None
+    link: None = None
 
 
 class _Post(msgspec.Struct):
@@ -114,7 +121,8 @@ def request_of_leaf(leaf: bytes, meta_bytes: bytes,
         if read is None:
             raise ValueError(f"unknown entry type {t!r}")
         cmd = read[1](read[0](entry.body), meta)
-    return c.Request(entry.actor, cmd, entry.client_id, meta), entry.ts
+    entry.command, entry.meta = cmd, meta
+    return cast(c.Request, entry), entry.ts
 
 
 def request_of(entry: dict[str, Any], meta_bytes: bytes, openings: blinding.Openings | None = None) -> c.Request:

@@ -29,7 +29,8 @@ import bisect
 import dataclasses
 import itertools
 import operator
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, MutableSequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -220,6 +221,8 @@ _MISSING = object()
 # Stands for the head in the journal. Not the state itself: a journal naming its own state would make every
 # view a reference cycle, left for the cyclic GC (whose passes over a batch's garbage cost the writer ~20 %).
 _HEAD = object()
+# The journal of a state that keeps no undo (`LedgerState(undo=False)`): it drops what is appended to it (in C).
+_NO_UNDO: deque[tuple[Any, Any, Any]] = deque(maxlen=0)
 
 
 def _restore_balance(b: Balance, old: tuple[int, int, int]) -> None:
@@ -256,9 +259,13 @@ class LedgerState:
     Whatever is absent from the view is taken not to exist, so the writer must load every row a
     command could touch (see `ledger.store`). Mutations are journalled so a failing request, or a
     failing member of a linked group, leaves no trace.
+
+    ``undo=False`` (the audit's replay, `ledger.verify`): the same rules decide, but nothing is journalled, so a
+    refused request may leave part of its changes behind. Such a state is for a replay that stops at the first
+    entry that does not apply (``undone`` is then False); it must never decide anything after a refusal.
     """
 
-    def __init__(self, head: Head | None = None) -> None:
+    def __init__(self, head: Head | None = None, *, undo: bool = True) -> None:
         self.head = head or Head()
         self.instruments: dict[str, Instrument] = {}
         self.accounts: dict[int, Account] = {}
@@ -268,7 +275,8 @@ class LedgerState:
         self.batches: dict[int, Batch] = {}
         # Checkpoint signing keys published in the log: verifier key string -> seq of its key.register.
         self.signing_keys: dict[str, int] = {}
-        self._journal: list[tuple[Any, Any, Any]] = []
+        self._journal: MutableSequence[tuple[Any, Any, Any]] = [] if undo else _NO_UNDO
+        self.undone = True  # False once a refusal could not be undone (undo=False)
         # What changed since the last flush, for the store.
         self.dirty_balances: set[BalanceKey] = set()
         self.dirty_blocks: set[BalanceKey] = set()
@@ -291,6 +299,9 @@ class LedgerState:
 
     def rollback(self, mark: int) -> None:
         journal = self._journal
+        if journal is _NO_UNDO:
+            self.undone = False
+            return
         while len(journal) > mark:
             table, key, old = journal.pop()
             if table is _HEAD:
