@@ -370,7 +370,7 @@ class LedgerWriter:
                 if not ready.done() or self._stopping or not self._reader_ok():
                     break
                 base = ready.result()
-                held = await self._take_while(task)
+                held = await self._take_while(task, len(base.items))
                 if not held:
                     break
                 applied: _Applied | None = None
@@ -399,8 +399,10 @@ class LedgerWriter:
             if held:
                 self._queue.extendleft(reversed(held))
 
-    async def _take_while(self, task: asyncio.Task[Any]) -> list[_Item]:
-        """What is queued (at most `max_batch` groups), waiting for it while `task` runs; [] if it ends first."""
+    async def _take_while(self, task: asyncio.Task[Any], in_flight: int) -> list[_Item]:
+        """What is queued (at most `max_batch` groups), waiting for it while `task` (a write of `in_flight` groups)
+        runs; [] if it ends first. Half of it if it is more than twice the write in flight: a crowd that arrived
+        at once is written in two halves, so that one is applied while the other is written."""
         queue = self._queue
         if not queue:
             self._wakeup = wakeup = asyncio.get_running_loop().create_future()
@@ -410,11 +412,15 @@ class LedgerWriter:
                 self._wakeup = None
             if not queue:
                 return []
-        if len(queue) <= self._max_batch:
+        n = len(queue)
+        if n >= 2 * max(PIPELINE_SPLIT, in_flight):
+            n = (n + 1) // 2
+        n = min(n, self._max_batch)
+        if n == len(queue):
             items = list(queue)
             queue.clear()
             return items
-        return [queue.popleft() for _ in range(self._max_batch)]
+        return [queue.popleft() for _ in range(n)]
 
     def _reader_ok(self) -> bool:
         return self._reader is not None and not self._reader.is_closed()
