@@ -187,6 +187,10 @@ class LedgerWriter:
         self.blocks = store.BlockCache()
         self.batches = 0
         self.entries_written = 0
+        # Batches applied in the pipeline (on the result of the batch in flight), and how many of them were
+        # thrown away unwritten because that batch did not commit as applied (its requests applied again).
+        self.pipelined = 0
+        self.pipeline_discarded = 0
         # Called after each committed batch with (requests, entries written, seconds in the transaction).
         self._batch_observers: list[Callable[[int, int, float], None]] = []
 
@@ -380,10 +384,14 @@ class LedgerWriter:
                                                 gate=False, base=base.state)
                 except Exception:  # whatever it was, the serial path meets it again and decides
                     applied = None
+                else:
+                    self.pipelined += 1
                 committed = await task
                 if committed is not base or applied is None or self._stopping:
+                    if applied is not None:
+                        self.pipeline_discarded += 1
                     break
-                held = []
+                items, held = held, []
                 ready = loop.create_future()
                 ready.set_result(applied)
                 task = asyncio.create_task(self._follow(applied))
