@@ -475,6 +475,7 @@ class LedgerWriter:
                 changed = await self._write(conn, applied)
         except Exception as exc:
             self.blocks.clear()
+            self.pipeline_discarded += 1
             if broken_invariant(exc):
                 self._stop_writes(applied.items, exc)
             elif self._lost(exc):

@@ -180,3 +180,85 @@ def test_writer_backend_terminated_before_commit_with_a_pipelined_batch_behind_i
         await _check_store(w, dsn, ids)
 
     asyncio.run(run())
+
+
+def test_gate_of_a_pipelined_batch_runs_in_its_transaction_and_a_refusal_reapplies_it(db_url: str) -> None:
+    """A pipelined batch is applied before its gates could run (they run in the transaction that writes it, where
+    their row locks hold until its commit). A gate refusing one of its requests sends the whole batch back to be
+    applied again, gates first: the refused request leaves no trace, not even in what later requests could
+    spend."""
+    dsn = asyncpg_dsn(db_url)
+
+    async def gate(conn: asyncpg.Connection, requests: list[c.Request]) -> list[Rejection | None]:
+        blocked = {r["actor"] for r in await conn.fetch("SELECT actor FROM blocked_actors FOR KEY SHARE")}
+        return [Rejection("participant_suspended", f"{r.actor} is suspended") if r.actor in blocked else None
+                for r in requests]
+
+    async def run() -> None:
+        admin = await asyncpg.connect(dsn)
+        await admin.execute("CREATE TABLE blocked_actors (actor text PRIMARY KEY)")
+        w = LedgerWriter(dsn, gates=[gate])
+        await w.start()
+        ids = await _world(w)
+        await admin.execute("INSERT INTO blocked_actors VALUES ('mallory')")
+        await admin.close()
+        reqs, _, spenders = _crowd(ids, "g1")
+        # The second half: a suspended actor's transfer credits x, and a later one spends it.
+        half = (CROWD + 1) // 2
+        reqs = [r if not (r.client_id or "").startswith("poison") else
+                c.Request(r.actor, r.command, f"g1-first-{k}") for k, r in enumerate(reqs)]
+        reqs[half + 2] = c.Request("mallory", c.Transfer(ids["a"], ids["x"], "FCT", 10), "g1-mallory")
+        reqs[2] = c.Request("mallory", c.Transfer(ids["cash"][2], ids["cash"][3], "CNY", 7), "g1-mallory-first")
+        # the first half's a->x (10 units) is the only FCT for x now: the spender of the second half takes it,
+        # and a second spender of the same 10 units must be refused
+        reqs[spenders[1]] = c.Request("t", c.Transfer(ids["x"], ids["b"], "FCT", 10), "g1-spend-twice")
+        discarded = w.pipeline_discarded
+        outcomes = await _submit_crowd(w, reqs)
+        by_id = await _check_outcomes(dsn, reqs, outcomes)
+        for cid in ("g1-mallory", "g1-mallory-first"):
+            assert isinstance(by_id[cid], Rejection) and by_id[cid].code == "participant_suspended"
+        assert isinstance(by_id["g1-spend-units"], list)  # spends the first half's credit
+        refused = by_id["g1-spend-twice"]  # mallory's credit never happened
+        assert isinstance(refused, Rejection) and refused.code == "insufficient_available", refused
+        rest = [o for r, o in zip(reqs, outcomes, strict=True)
+                if r.client_id not in ("g1-mallory", "g1-mallory-first", "g1-spend-twice")]
+        assert all(isinstance(o, list) for o in rest), [o for o in rest if not isinstance(o, list)]
+        assert w.pipeline_discarded > discarded  # the second half was applied before its gate, then again
+        await w.stop()
+        await _check_store(w, dsn, ids)
+
+    asyncio.run(run())
+
+
+def test_retries_across_the_pipeline_get_the_original_answer(db_url: str) -> None:
+    """A faithful retry in the batch right behind its original (applied before the original committed) gets the
+    original's entry; a client id reused for another request is refused."""
+    dsn = asyncpg_dsn(db_url)
+
+    async def run() -> None:
+        w = LedgerWriter(dsn)
+        await w.start()
+        ids = await _world(w)
+        reqs, _, _ = _crowd(ids, "i1")
+        half = (CROWD + 1) // 2
+        reqs = [r if not (r.client_id or "").startswith("poison") else
+                c.Request(r.actor, r.command, f"i1-x-{k}") for k, r in enumerate(reqs)]
+        reqs[half + 1] = reqs[3]  # the same request again, in N+1
+        other = reqs[4].command
+        assert isinstance(other, c.Transfer)
+        reqs[half + 4] = c.Request("t", c.Transfer(other.debit, other.credit, "CNY", other.amount + 1),
+                                   reqs[4].client_id)  # same id, another amount
+        pipelined = w.pipelined
+        outcomes = await _submit_crowd(w, reqs)
+        assert w.pipelined > pipelined
+        assert outcomes[half + 1] == outcomes[3] and isinstance(outcomes[3], list)
+        conflict = outcomes[half + 4]
+        assert isinstance(conflict, Rejection) and conflict.code == "idempotency_conflict", conflict
+        durable = await _durable(dsn)
+        assert durable[reqs[3].client_id or ""] == outcomes[3][0].hash
+        ok = [o for i, o in enumerate(outcomes) if i != half + 4]
+        assert all(isinstance(o, list) for o in ok)
+        await w.stop()
+        await _check_store(w, dsn, ids)
+
+    asyncio.run(run())
