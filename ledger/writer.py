@@ -483,7 +483,11 @@ class LedgerWriter:
             else:  # a gate's refusal, a reused client id, one request's own error: decided by the serial path
                 await self._serial(applied.items)
             return None
-        await self._answer(applied, changed)
+        try:
+            await self._answer(applied, changed)
+        except Exception:  # committed: nothing to retry (a failing batch observer); its callers are told below
+            log.exception("answering a committed batch failed")
+            self._fail(applied.items, WriterUnavailable("the batch's answer was lost; retry with its client id"))
         return applied
 
     def _stop_writes(self, items: list[_Item], exc: BaseException) -> None:
