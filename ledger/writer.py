@@ -161,8 +161,11 @@ class LedgerWriter:
         gates: Sequence[Gate] = (),
         reconnect_seconds: float = RECONNECT_SECONDS,
         blinding_key: bytes | None = None,
+        pipeline: bool = True,
     ) -> None:
         self._dsn = dsn
+        # Apply the next batch while one is written (`_pipeline`); False: one batch at a time (bench.ledger compares).
+        self._pipelining = pipeline
         self._reconnect_seconds = reconnect_seconds
         # Salts of blinded events (ledger/blinding.py): from `blinding_key`, else the database's (made at start).
         self._salts = blinding.KeyedSalts(blinding_key) if blinding_key is not None else None
@@ -225,6 +228,8 @@ class LedgerWriter:
         if self._reader is not None:
             self._reader.terminate()
             self._reader = None
+        if not self._pipelining:
+            return
         try:
             self._reader = await asyncpg.connect(self._dsn)
         except Exception as exc:  # without it the writer works, one batch at a time
@@ -359,7 +364,10 @@ class LedgerWriter:
         committed exactly as applied; otherwise (N failed, was redone, or N+1's reads failed) N+1's
         requests go back to the head of the queue, untouched, and are applied again on what the database
         holds. Nobody is answered before their entry is durable."""
-        if len(items) >= 2 * PIPELINE_SPLIT and self._reader_ok():
+        if not self._reader_ok():  # no pipelining (off, or no reader connection)
+            await self._serial(items)
+            return
+        if len(items) >= 2 * PIPELINE_SPLIT:
             # An idle writer handed many requests at once writes the first half while it applies the rest.
             half = (len(items) + 1) // 2
             self._queue.extendleft(reversed(items[half:]))
