@@ -84,6 +84,7 @@ def test_a_reply_lost_after_the_commit_is_answered_byte_for_byte_on_retry(api: A
 
     client.blocking_portal.call(lose_the_reply)
     (status, kept, _), = _kept(client, b["id"], "lost-1")
+    assert status == 201
     retry = _post(client, b["token"], body, "lost-1")
     assert (retry.status_code, retry.content) == (201, bytes(kept))
     answer = json.loads(retry.content)
@@ -125,3 +126,23 @@ def test_a_refused_order_keeps_nothing_and_is_tried_again(api: Api, client: Test
     placed = _post(client, b["token"], body, "poor-1")
     assert placed.status_code == 201, placed.text
     assert [bytes(r[1]) for r in _kept(client, b["id"], "poor-1")] == [placed.content]
+
+
+def test_a_batchs_answers_are_kept_with_its_orders(api: Api, client: TestClient) -> None:
+    """Batch order entry (exchange/trading/batches.py): each slot's bytes are kept in the projection transaction
+    of its orders, and a retry of the batch gets them back."""
+    w = _world(api)
+    s = w["seller"]
+    sent = {"orders": [{"client_id": f"bk{i}", "side": "sell", "price": f"{50 + i}.00", "quantity": "1"}
+                       for i in range(3)]}
+    h = {"Authorization": f"Bearer {s['token']}"}
+    first = client.post(f"{ORDERS}/batch", json=sent, headers=h)
+    assert first.status_code == 200, first.text
+    projected = sql(client, "SELECT xmin::text FROM markets WHERE id = :m", {"m": MARKET})[0][0]
+    kept = sql(client, "SELECT client_id, body, xmin::text FROM answers_by_request WHERE actor = :a ORDER BY client_id",
+               {"a": f"participant:{s['id']}"})
+    assert [(c, x) for c, _, x in kept] == [(f"bk{i}", projected) for i in range(3)]
+    slots = [json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() for r in first.json()["results"]]
+    assert [bytes(b) for _, b, _ in kept] == slots
+    again = client.post(f"{ORDERS}/batch", json=sent, headers=h)
+    assert again.content == first.content
