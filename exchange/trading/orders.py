@@ -253,10 +253,12 @@ async def sequence_funded(rt: Runtime, who: Principal, seq: MarketSequencer, cli
     except Exception as exc:
         await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
         if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
-            if keep is not None:  # a retry of an order answered before gets that answer (the edge left it here)
-                with contextlib.suppress(Exception):
-                    if (first := await journaled_answer(rt, who, client_id, fp, m.decimals, keep)) is not None:
+            if keep is not None:  # a retry of an order answered before gets that answer (the edge left it here),
+                with contextlib.suppress(Exception):  # not a replay of a journaled order nobody was answered
+                    first = await journaled_answer(rt, who, client_id, fp, m.decimals, keep)
+                    if first is not None and keep.answer is not None:
                         return first
+                keep.answer = None
             raise
         if isinstance(exc, WriterStopped):  # the hold met a stopped ledger: a bug elsewhere, never a 4xx
             raise ledger_error(exc) from None
