@@ -146,3 +146,18 @@ def test_a_batchs_answers_are_kept_with_its_orders(api: Api, client: TestClient)
     assert [bytes(b) for _, b, _ in kept] == slots
     again = client.post(f"{ORDERS}/batch", json=sent, headers=h)
     assert again.content == first.content
+
+
+def test_a_slots_bytes_are_what_the_batchs_json_encoder_writes() -> None:
+    """Slot answers are written by msgspec (exchange/trading/batches.py _slot_answer), the rest of a batch's answer
+    by `encode` (the stdlib's JSON): both write the same bytes for what an order's answer holds."""
+    from datetime import date
+
+    from exchange.trading import batches
+
+    weird = "引号\"反斜杠\\ \x00\x1f\x7f\u2028\u2029 \ud7ff \U0001f600 </script> \t\n\r\b\f"
+    for value in ({"client_id": weird, "status": 201, "order": {"id": 2**53 - 1, "price": None, "reason": weird,
+                                                              "trading_day": date(2026, 12, 1), "ok": True},
+                   "events": [{"kind": "trade", "qty": "1.000", "list": [1, "2", None, False]}], "empty": {}},
+                  {"client_id": "", "status": 201, "events": []}):
+        assert batches._SLOT_ENCODER.encode(value) == batches.encode(value)
