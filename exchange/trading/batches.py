@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -196,9 +198,7 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
                 except DomainError as exc:
                     checked.remove((i, c))
                     slots[i] = await _refusal(rt, who, seq, c.order, c.fp, exc, keeps[i])
-    # Queued back to back: each task runs up to the sequencer's queue before the sequencer runs again.
-    tasks = [asyncio.ensure_future(_sequence(rt, who, seq, c, keeps[i])) for i, c in checked]
-    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    outcomes = await _sequence_all(rt, who, seq, [(c, keeps[i]) for i, c in checked])
     fresh: list[tuple[str, bytes, Answer]] = []
     for (i, c), out in zip(checked, outcomes, strict=True):
         if isinstance(out, DomainError):
@@ -236,19 +236,60 @@ def _keep(who: Principal, market_id: str, o: BatchOrder, fp: bytes) -> orders.Ke
                              render=lambda out: _slot_answer(client_id, out))
 
 
-async def _sequence(rt: Runtime, who: Principal, seq: MarketSequencer, c: _Checked,
-                    keep: orders.KeptAnswer | None) -> Submitted:
-    """One checked order through the sequencer, one run per client id (a twin in flight shares it)."""
-    o, pid = c.order, who.participant_id
-    price_fen, qty, side, type_, tif, stp = c.price, c.qty, o.side, o.type, o.tif, o.stp
+async def _sequence_all(rt: Runtime, who: Principal, seq: MarketSequencer,
+                        batch: list[tuple[_Checked, orders.KeptAnswer | None]]) -> list[Submitted | BaseException]:
+    """The checked orders through the sequencer, queued back to back in the order sent (nothing runs between
+    them), one run per client id: an order whose client id is on its way already (a twin in flight, from another
+    request) shares that run's answer. The answers are awaited together; only a failed one takes a coroutine
+    of its own to say why (exchange.trading.orders.Queued)."""
+    pid = who.participant_id
+    runs: list[tuple[tuple[Any, ...], asyncio.Future[tuple[str, Any]]] | None] = []
+    queued: list[orders.Queued | BaseException | asyncio.Future[tuple[str, Any]]] = []
+    for c, keep in batch:
+        key = ("order", pid, c.order.client_id)
+        if (running := rt.inflight.get(key)) is not None:  # a twin's run: its answer, when it ends
+            runs.append(None)
+            queued.append(running)
+            continue
+        runs.append((key, inflight.claim(rt, key)))
+        try:
+            queued.append(orders.queue_funded(
+                rt, who, seq, c.order.client_id, c.fp, kind="order", side=c.order.side, price=c.price, qty=c.qty,
+                make=_maker(pid, c), type_=c.order.type, tif=c.order.tif, purpose=None, parent=None, amount=c.amount,
+                instrument=c.instrument, account=c.account, keep=keep))
+        except DomainError as exc:  # the market is not running: each order is refused alike
+            queued.append(exc)
+    out: list[Submitted | BaseException] = []
+    try:
+        waiting = [q.future for q in queued if isinstance(q, orders.Queued)]
+        if waiting:
+            await asyncio.wait(waiting)
+        for (c, _keep), q in zip(batch, queued, strict=True):
+            try:
+                if isinstance(q, asyncio.Future):  # a twin's run
+                    out.append(await inflight.joined(q, c.fp.hex()))
+                elif isinstance(q, BaseException):
+                    raise q
+                else:
+                    answered = q.settled()
+                    out.append(answered if answered is not None else await q.outcome())
+            except Exception as exc:
+                out.append(exc)
+    finally:
+        for (c, _keep), run, result in itertools.zip_longest(batch, runs, out):
+            if run is not None:
+                key, fut = run
+                if isinstance(result, Submitted):
+                    inflight.release(rt, key, fut, (c.fp.hex(), result))
+                else:
+                    inflight.release(rt, key, fut, error=result if isinstance(result, BaseException) else
+                                     DomainError("market_unavailable", "the batch was not answered; retry", 503))
+    return out
 
-    def make(order_id: int) -> mc.NewOrder:
-        return mc.NewOrder(order_id, pid, side, price_fen or 0, qty, type_, tif, stp)
 
-    return await inflight.once(rt, ("order", pid, o.client_id), c.fp.hex(), lambda: orders.sequence_funded(
-        rt, who, seq, o.client_id, c.fp, kind="order", side=side, price=price_fen, qty=qty, make=make, type_=type_,
-        tif=tif, purpose=None, parent=None, amount=c.amount, instrument=c.instrument, account=c.account,
-        keep=keep))
+def _maker(pid: int, c: _Checked) -> Callable[[int], mc.NewOrder]:
+    o, price = c.order, c.price or 0
+    return lambda order_id: mc.NewOrder(order_id, pid, o.side, price, c.qty, o.type, o.tif, o.stp)
 
 
 async def _refusal(rt: Runtime, who: Principal, seq: MarketSequencer, o: BatchOrder, fp: bytes | None,

@@ -8,6 +8,7 @@ voided when the market hub starts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,9 +211,24 @@ async def sequence_funded(rt: Runtime, who: Principal, seq: MarketSequencer, cli
                           account: int | None, escrow: EscrowSale | None = None,
                           keep: KeptAnswer | None = None) -> Submitted:
     """An order that passed its checks: funded by the sequencer (its hold batched with the other orders the
-    sequencer takes at once), journaled, matched and answered. Its first step, up to the sequencer's queue,
-    does not wait, so orders sequenced back to back are queued in that order (exchange/trading/batches.py).
+    sequencer takes at once), journaled, matched and answered (`queue_funded`, then its `outcome`).
     With `keep`, its answer is kept with its projection (KeptAnswer)."""
+    try:
+        queued = queue_funded(rt, who, seq, client_id, fp, kind=kind, side=side, price=price, qty=qty, make=make,
+                              type_=type_, tif=tif, purpose=purpose, parent=parent, amount=amount,
+                              instrument=instrument, account=account, escrow=escrow, keep=keep)
+    except DomainError as exc:  # the market is not running: as a failure of the queued order
+        return await Queued.failed(rt, who, seq, client_id, fp, keep, exc)
+    return await queued.outcome()
+
+
+def queue_funded(rt: Runtime, who: Principal, seq: MarketSequencer, client_id: str, fp: bytes, *,
+                 kind: str, side: str, price: int | None, qty: int, make: Any, type_: str, tif: str,
+                 purpose: dict[str, Any] | None, parent: int | None, amount: int, instrument: str,
+                 account: int | None, escrow: EscrowSale | None = None,
+                 keep: KeptAnswer | None = None) -> Queued:
+    """Hand a checked order to the market's sequencer, without waiting: orders queued back to back are queued in
+    that order (exchange/trading/batches.py). Raises DomainError if the market is not running."""
     market_id = seq.market.id
     m = seq.market
     # The sequencer looks the client id up and creates the hold, batched with the other orders it takes
@@ -245,33 +261,71 @@ async def sequence_funded(rt: Runtime, who: Principal, seq: MarketSequencer, cli
     if keep is not None:
         render = keep.render
         kept = Keep(keep.actor, keep.client_id, keep.digest, lambda out: render(answer(out)))
-    try:
-        out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id),
-                                      actor=who.participant_id, keep=kept)
-    except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
-        raise refused(rej, own=() if account is None else (account,)) from None
-    except Exception as exc:
-        await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
-        if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
-            if keep is not None:  # a retry of an order answered before gets that answer (the edge left it here),
-                with contextlib.suppress(Exception):  # not a replay of a journaled order nobody was answered
-                    first = await journaled_answer(rt, who, client_id, fp, m.decimals, keep)
-                    if first is not None and keep.answer is not None:
-                        return first
-                keep.answer = None
-            raise
-        if isinstance(exc, WriterStopped):  # the hold met a stopped ledger: a bug elsewhere, never a 4xx
-            raise ledger_error(exc) from None
-        raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
-                          "retry with the same Idempotency-Key", 503) from None
-    if isinstance(out, Replay):
-        replayed = _replayed(out.order, fp, m.decimals)
-        if keep is not None and kept is not None:
-            keep.answer = kept.kept
-        return replayed
-    if keep is not None and kept is not None:
-        keep.answer = kept.kept
-    return answer(out)
+    future = seq.queue_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id),
+                              actor=who.participant_id, keep=kept)
+    return Queued(rt, who, seq, client_id, fp, account, ctx, keep, kept, answer, future)
+
+
+@dataclass(slots=True)
+class Queued:
+    """An order with its market's sequencer (`queue_funded`): `outcome()` awaits its answer; once its future is
+    done, `settled()` gives it without a coroutine (None: it failed -- then `outcome()` says how)."""
+
+    rt: Runtime
+    who: Principal
+    seq: MarketSequencer
+    client_id: str
+    fp: bytes
+    account: int | None
+    ctx: dict[str, Any]
+    keep: KeptAnswer | None
+    kept: Keep | None
+    answer: Callable[[Sequenced], Submitted]
+    future: asyncio.Future[Sequenced | Replay | int | list[Sequenced]]
+
+    def settled(self) -> Submitted | None:
+        """The answer of a done future that did not fail (a new order's, or a retry's replay)."""
+        f = self.future
+        if f.cancelled() or f.exception() is not None:
+            return None
+        out = f.result()
+        assert not isinstance(out, int | list)
+        if self.keep is not None and self.kept is not None:
+            self.keep.answer = self.kept.kept
+        if isinstance(out, Replay):
+            return _replayed(out.order, self.fp, self.seq.market.decimals)
+        return self.answer(out)
+
+    async def outcome(self) -> Submitted:
+        try:
+            await self.future
+        except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
+            raise refused(rej, own=() if self.account is None else (self.account,)) from None
+        except Exception as exc:
+            await _void_unjournaled(self.rt, self.who, self.client_id, self.ctx.get("hold_id"))
+            if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
+                return await Queued.failed(self.rt, self.who, self.seq, self.client_id, self.fp, self.keep, exc)
+            if isinstance(exc, WriterStopped):  # the hold met a stopped ledger: a bug elsewhere, never a 4xx
+                raise ledger_error(exc) from None
+            raise DomainError("market_unavailable", f"market {self.seq.market.id} could not take the order now "
+                              f"({exc}); retry with the same Idempotency-Key", 503) from None
+        answered = self.settled()
+        assert answered is not None
+        return answered
+
+    @staticmethod
+    async def failed(rt: Runtime, who: Principal, seq: MarketSequencer, client_id: str, fp: bytes,
+                     keep: KeptAnswer | None, exc: DomainError) -> Submitted:
+        """The market could not take the order (not running, stopped, unavailable): `exc` -- but a retry of an
+        order answered before gets that answer (the edge left it here), not a replay of a journaled order
+        nobody was answered."""
+        if keep is not None:
+            with contextlib.suppress(Exception):
+                first = await journaled_answer(rt, who, client_id, fp, seq.market.decimals, keep)
+                if first is not None and keep.answer is not None:
+                    return first
+            keep.answer = None
+        raise exc
 
 
 def _refused(code: str, message: str) -> Callable[[int], mc.Refused]:

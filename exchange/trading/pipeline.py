@@ -356,13 +356,23 @@ class MarketSequencer:
         the other orders in its batch), with `lookup` it answers a retry from the journaled row. `actor`:
         the participant asking (exchange/core/suspension.py: it must be active when the command is journaled).
         `keep`: the caller's answer to keep with the projection (see Keep)."""
+        out = await self.queue_funded(make, order, hold=hold, lookup=lookup, client=client, actor=actor,
+                                      reason=reason, keep=keep)
+        assert not isinstance(out, int | list)
+        return out
+
+    def queue_funded(self, make: Callable[[int], Any], order: dict[str, Any] | None = None, *,
+                     hold: lc.Request | None = None, lookup: tuple[int, str] | None = None,
+                     client: dict[str, Any] | None = None, actor: int | None = None,
+                     reason: str | None = None, keep: Keep | None = None,
+                     ) -> asyncio.Future[Answer | Replay | int | list[Answer]]:
+        """`submit_funded` without waiting: the command is queued (behind what was queued before it) and its
+        future returned. Raises DomainError if the market is not running."""
         self._check_running()
         sub = Submission(make, asyncio.get_running_loop().create_future(), order, client, hold, lookup, actor,
                          reason=reason, keep=keep)
         self.queue.put_nowait(sub)
-        out = await sub.future
-        assert not isinstance(out, int | list)
-        return out
+        return sub.future
 
     def _check_running(self) -> None:
         if self.stopped is not None:

@@ -161,3 +161,25 @@ def test_a_slots_bytes_are_what_the_batchs_json_encoder_writes() -> None:
                    "events": [{"kind": "trade", "qty": "1.000", "list": [1, "2", None, False]}], "empty": {}},
                   {"client_id": "", "status": 201, "events": []}):
         assert batches._SLOT_ENCODER.encode(value) == batches.encode(value)
+
+
+def test_identical_batches_at_once_place_each_order_once_and_answer_alike(api: Api, client: TestClient) -> None:
+    """Batches queue their orders without a task each (exchange/trading/batches.py _sequence_all), yet one run per
+    client id: an order whose client id is on its way in another request shares that run's answer."""
+    w = _world(api)
+    s = w["seller"]
+    sent = {"orders": [{"client_id": f"tw{i}", "side": "sell", "price": f"{60 + i}.00", "quantity": "2"}
+                       for i in range(5)]}
+
+    async def storm() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app, client=("testclient", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            h = {"Authorization": f"Bearer {s['token']}"}
+            return list(await asyncio.gather(*(c.post(f"{ORDERS}/batch", json=sent, headers=h) for _ in range(8))))
+
+    out = client.blocking_portal.call(storm)
+    assert {r.status_code for r in out} == {200}, [r.text[:500] for r in out if r.status_code != 200]
+    assert len({r.content for r in out}) == 1, [r.text[:300] for r in out]
+    assert [r["status"] for r in out[0].json()["results"]] == [201] * 5
+    ids = sql(client, "SELECT client_id, count(*) FROM orders WHERE client_id LIKE 'tw%' GROUP BY client_id")
+    assert sorted(ids) == [(f"tw{i}", 1) for i in range(5)]
