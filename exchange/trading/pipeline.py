@@ -46,6 +46,7 @@ import asyncpg
 from exchange.core import store, suspension
 from exchange.core.database import asyncpg_dsn, database_unreachable
 from exchange.core.errors import DomainError
+from exchange.core.idempotency import encoded_carries_secret
 from exchange.core.runtime import Runtime
 from exchange.core.store import Answer as StoredAnswer
 from exchange.trading import journal, marketdata
@@ -750,7 +751,9 @@ class MarketSequencer:
             if k is None:
                 continue
             try:
-                out.append((k, StoredAnswer(k.status, k.media_type, k.encode((seq, events, rows.get(seq))))))
+                body = k.encode((seq, events, rows.get(seq)))
+                if not encoded_carries_secret(body):  # no table keeps an answer showing a secret
+                    out.append((k, StoredAnswer(k.status, k.media_type, body)))
             except Exception:  # the caller keeps its answer its own way; the market goes on
                 log.warning("market %s: could not encode the answer of %s to keep it", self.market.id,
                             k.client_id, exc_info=True)

@@ -183,3 +183,18 @@ def test_identical_batches_at_once_place_each_order_once_and_answer_alike(api: A
     assert [r["status"] for r in out[0].json()["results"]] == [201] * 5
     ids = sql(client, "SELECT client_id, count(*) FROM orders WHERE client_id LIKE 'tw%' GROUP BY client_id")
     assert sorted(ids) == [(f"tw{i}", 1) for i in range(5)]
+
+
+def test_an_answer_showing_a_secret_would_not_be_kept_by_the_sequencer() -> None:
+    """The sequencer keeps an answer only if `encoded_carries_secret` finds no secret field in it; its shortcut (no
+    backslash, no quoted name: not parsed) agrees with `carries_secret` on every JSON body."""
+    from exchange.core.idempotency import SECRET_FIELDS, carries_secret, encoded_carries_secret
+
+    bodies = [b'{"order":{"id":1,"reason":null},"events":[]}', b'{"x":"token","y":["secret"]}']
+    for name in sorted(SECRET_FIELDS):
+        bodies += [b'{"a":[{"%s":1}]}' % name.encode(), b'{"\\u00%x%s":1}' % (ord(name[0]), name[1:].encode()),
+                   b'{"a":"\\"%s\\""}' % name.encode()]
+    for body in bodies:
+        assert encoded_carries_secret(body) == carries_secret(body), body
+    assert [encoded_carries_secret(b) for b in bodies[:2]] == [False, False]
+    assert encoded_carries_secret(b'{"a":[{"token":1}]}') and encoded_carries_secret(b'{"\\u0074oken":1}')
