@@ -339,7 +339,7 @@ class SecurityMiddleware(ASGIMiddleware):
                 return
             with provenance(**({"signed_instruction": req.signed} if req.signed is not None else {})):
                 if key is not None:
-                    await self.replays.run(scope, receive, send, next_app, principal, key, body)
+                    await self.replays.run(scope, receive, send, next_app, principal, key, body, operation)
                 else:
                     await next_app(scope, receive, send)
 

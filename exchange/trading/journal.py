@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 import asyncpg
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -140,13 +141,17 @@ async def journaled_orders(conn: asyncpg.Connection, keys: list[tuple[int, str]]
     return {(r["participant_id"], r["client_id"]): Order.from_row(r) for r in rows}
 
 
+# A journaled command as JSON text for its jsonb column (PostgreSQL parses it: only the value counts, not the bytes).
+_JSON = msgspec.json.Encoder().encode
+
+
 async def append(conn: asyncpg.Connection, market_id: str, records: list[JournalRecord],
                  new_orders: list[NewOrder]) -> None:
     """Journal a batch and the rows of its new orders (inside the caller's transaction)."""
     if records:
         await conn.copy_records_to_table(
             "market_journal", columns=["market_id", "seq", "ts", "command"],
-            records=[(market_id, j.seq, j.ts, json.dumps(j.payload, ensure_ascii=False)) for j in records])
+            records=[(market_id, j.seq, j.ts, _JSON(j.payload).decode()) for j in records])
     if new_orders:
         await conn.copy_records_to_table(
             "orders",
