@@ -1,0 +1,130 @@
+"""A restoration order never retires more than it requires (red team round 7, F1): what its open purchases
+may still fill counts against the requirement, under the order's lock, whether the purchases race or rest."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from typing import Any
+
+from ledger import certificate
+from tests.helpers import Api, person, project_batch, resident_id, ticket
+
+PAYER_ID = resident_id("35062719900101003")
+DEPOSIT = 100_000_00
+
+
+def _world(api: Api, code: str, kind: str, decimals: int, mode: str, required: str) -> dict[str, Any]:
+    api.instrument(code, kind=kind, decimals=decimals)
+    court = api.participant(f"{code} 恢复性司法法院", "court")
+    payer = api.participant(f"{code} 被告人", "enterprise", **person(PAYER_ID))
+    seller = api.participant(f"{code} 项目业主", "enterprise")
+    issuer = api.participant(f"{code} 签发机构", "issuer")
+    batch = ticket(1) if kind == "forest_ticket" else project_batch(f"{code} 项目")
+    api.issue(issuer["api"], seller["id"], code, "100", batch)
+    api.ok(api.post("/v1/cash/deposits", {"participant_id": payer["id"], "amount": f"{DEPOSIT // 100}.00",
+                                           "bank_reference": f"{code}-payer"}))
+    market = f"{code}.{mode}"
+    api.ok(api.post("/v1/markets", {"instrument": code, "mode": mode, "settings": {"sessions": []}}))
+    api.ok(api.post(f"/v1/markets/{market}/session", {"action": "open"}))
+    oid = api.ok(court["api"].post("/v1/restoration-orders", {
+        "case_number": f"(2026){code}刑初7号", "case_type": "刑事附带民事公益诉讼", "defendants": [{"name": "被告人"}],
+        "payer_id": payer["id"], "payer_identifier": PAYER_ID, "required_quantity": required,
+        "eligible_kinds": [kind], "deadline": (date.today() + timedelta(days=30)).isoformat()}))["id"]
+    return {"court": court, "payer": payer, "seller": seller, "market": market, "path": f"/v1/restoration-orders/{oid}"}
+
+
+def _cash(api: Api, who: dict[str, Any]) -> tuple[int, int]:
+    """(available, pending) CNY in fen."""
+    b = next(x for x in api.ok(who["api"].get("/v1/holdings"))["balances"] if x["instrument"] == "CNY")
+    return int(b["available"].replace(".", "")), int(b["pending"].replace(".", ""))
+
+
+def _fen(money: str) -> int:
+    return int(money.replace(".", ""))
+
+
+def _fulfilled_exactly(api: Api, w: dict[str, Any], required: str, units: int) -> None:
+    """Retired is the requirement, the payer paid for that and no more and holds nothing back, and the
+    certificate names exactly that many units."""
+    state = api.ok(w["court"]["api"].get(w["path"]))
+    assert (state["retired_quantity"], state["remaining_quantity"], state["status"]) == (
+        required, "0" if "." not in required else "0.000", "fulfilled"), state
+    available, pending = _cash(api, w["payer"])
+    assert (DEPOSIT - available, pending) == (_fen(state["paid"]), 0), state
+    doc = api.ok(api.client.get(f"{w['path']}/certificate"))
+    keys = [k["verifier_key"] for k in api.ok(api.client.get("/v1/ledger/keys"))]
+    assert certificate.verify(doc, keys).retired == units
+    body = json.loads(doc["note"][len(certificate.HEADER):].split("\n", 1)[0])
+    assert sum(b["serial_end"] - b["serial_start"] + 1 for b in body["blocks"]) == units
+    assert (body["retired_quantity"], body["order"]["required_quantity"], body["status"]) == (
+        required, required, "fulfilled")
+
+
+def test_fifty_parallel_takes_retire_no_more_than_required(api: Api) -> None:
+    """restore7.py: a requirement of 5, a listing of 50, fifty takes of 2 at once: two fill, the rest are
+    refused before anything is held; a take of the last 1 fulfils the order."""
+    w = _world(api, "FCT-RQ", "forest_ticket", 0, "listing", "5")
+    payer = w["payer"]["api"]
+    listing = api.ok(w["seller"]["api"].post(f"/v1/markets/{w['market']}/listings", {
+        "side": "sell", "price": "15.50", "quantity": "50"}))["order"]["id"]
+
+    def take(i: int) -> tuple[int, str]:
+        r = payer.post(f"{w['path']}/takes", {"market_id": w["market"], "listing_id": listing, "quantity": "2"},
+                       key=f"take-{i}")
+        return r.status_code, (r.json()["order"]["status"] if r.status_code == 201 else r.json()["code"])
+
+    with ThreadPoolExecutor(24) as pool:
+        out = Counter(pool.map(take, range(50)))
+    assert out == {(201, "filled"): 2, (409, "exceeds_requirement"): 48}, out
+    state = api.ok(w["court"]["api"].get(w["path"]))
+    assert (state["retired_quantity"], state["remaining_quantity"], state["status"]) == ("4", "1", "open")
+    assert _cash(api, w["payer"])[1] == 0  # no refused take left a hold
+    api.ok(payer.post(f"{w['path']}/takes", {"market_id": w["market"], "listing_id": listing, "quantity": "1"}))
+    _fulfilled_exactly(api, w, "5", 5)
+
+
+def test_resting_purchases_count_against_the_requirement(api: Api) -> None:
+    """restore7b.py A: a resting purchase of the whole requirement leaves nothing for a second one, with
+    no concurrency at all; a cancelled one frees its quantity again."""
+    w = _world(api, "CDCER-RQ", "cdcer", 3, "continuous", "5.000")
+    payer, seller = w["payer"]["api"], w["seller"]["api"]
+    buy = {"market_id": w["market"], "price": "260.00", "quantity": "5.000"}
+    first = api.ok(payer.post(f"{w['path']}/purchases", buy))["order"]
+    assert first["status"] == "open"
+    second = payer.post(f"{w['path']}/purchases", buy)
+    assert (second.status_code, second.json()["code"]) == (409, "exceeds_requirement"), second.text
+    assert "open purchases" in second.json()["detail"]
+    api.ok(payer.post(f"/v1/markets/{w['market']}/orders/{first['id']}/cancel", {}))
+    rest = [api.ok(payer.post(f"{w['path']}/purchases", {**buy, "quantity": q}))["order"] for q in ("3.000", "2.000")]
+    assert [o["status"] for o in rest] == ["open", "open"]
+    one_more = payer.post(f"{w['path']}/purchases", {**buy, "quantity": "0.001"})
+    assert (one_more.status_code, one_more.json()["code"]) == (409, "exceeds_requirement"), one_more.text
+    api.ok(seller.post(f"/v1/markets/{w['market']}/orders", {"side": "sell", "price": "260.00", "quantity": "12.000"}))
+    _fulfilled_exactly(api, w, "5.000", 5000)
+    depth = api.ok(api.client.get(f"/v1/markets/{w['market']}/depth"))
+    assert [lvl["quantity"] for lvl in depth["asks"]] == ["7.000"]  # the seller's rest waits for someone else
+
+
+def test_fifty_parallel_ioc_purchases_retire_no_more_than_required(api: Api) -> None:
+    """restore7b.py B: forty resting offers of 1.000, fifty IOC purchases of 2.000 at once on 5.000."""
+    w = _world(api, "CDCER-IOC", "cdcer", 3, "continuous", "5.000")
+    payer, seller = w["payer"]["api"], w["seller"]["api"]
+    for i in range(40):
+        api.ok(seller.post(f"/v1/markets/{w['market']}/orders", {"side": "sell", "price": "260.00",
+                                                                   "quantity": "1.000"}, key=f"ask-{i}"))
+
+    def buy(i: int) -> tuple[int, str]:
+        r = payer.post(f"{w['path']}/purchases", {"market_id": w["market"], "price": "260.00", "quantity": "2.000",
+                                                  "tif": "ioc"}, key=f"ioc-{i}")
+        return r.status_code, (r.json()["order"]["status"] if r.status_code == 201 else r.json()["code"])
+
+    with ThreadPoolExecutor(24) as pool:
+        out = Counter(pool.map(buy, range(50)))
+    assert out == {(201, "filled"): 2, (409, "exceeds_requirement"): 48}, out
+    assert _cash(api, w["payer"])[1] == 0
+    api.ok(payer.post(f"{w['path']}/purchases", {"market_id": w["market"], "price": "260.00", "quantity": "1.000",
+                                                 "tif": "ioc"}))
+    _fulfilled_exactly(api, w, "5.000", 5000)
