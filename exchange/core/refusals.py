@@ -309,7 +309,7 @@ class Refusal(StrEnum):
     PLEDGE_IN_ENFORCEMENT = "pledge_in_enforcement", 409, "the registration is being enforced"
     INVALID_STATE = "invalid_state", 409, "the registration's status does not allow this"
     INVALID_TRANSITION = "invalid_transition", 409, "this pledge event cannot follow the registration's status"
-    REQUIRES_PLEDGOR_CONSENT = "requires_pledgor_consent", 409, "raising the secured amount needs a new registration the pledgor confirms"
+    REQUIRES_PLEDGOR_CONSENT = "requires_pledgor_consent", 409, "a change of a confirmed pledge not in the pledgor's favour (more secured, a higher haircut or threshold, another loan contract) needs a new registration the pledgor confirms"
     NOTHING_TO_AMEND = "nothing_to_amend", 422, "the amendment changes nothing"
     QUANTITY_REQUIRED = "quantity_required", 422, "name the quantity or the serial ranges"
     USE_RELEASE = "use_release", 422, "releasing every unit is a full release"
