@@ -363,6 +363,7 @@ class Refusal(StrEnum):
     QUANTITY_EXCEEDS_FREEZE = "quantity_exceeds_freeze", 422, "the deduction exceeds the frozen quantity"
     INVALID_ELIGIBLE_KINDS = "invalid_eligible_kinds", 422, "eligible instrument kinds are among the known ones"
     INVALID_DEADLINE = "invalid_deadline", 422, "the deadline has passed"
+    REQUIREMENT_OFF_GRID = "requirement_off_grid", 422, "the required quantity is finer than every eligible instrument's quantity grid: it could never be fulfilled"
     DUPLICATE_ORDER = "duplicate_order", 409, "the case already has a restoration order for this payer"
     ORDER_FULFILLED = "order_fulfilled", 409, "the restoration order is fulfilled or closed"
     EXCEEDS_REQUIREMENT = "exceeds_requirement", 409, "more than the restoration order still requires"

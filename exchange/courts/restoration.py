@@ -55,6 +55,13 @@ class Catalogue:
     def finest(self, kinds: Sequence[str]) -> int:
         return max((d for code, d in self.decimals.items() if self.kinds[code] in kinds), default=0)
 
+    def grid(self, kinds: Sequence[str]) -> int | None:
+        """The finest quantity (kg of CO2e) instruments of these kinds are kept in: what an order's requirement
+        must be a multiple of to be fulfilled; None while no instrument of these kinds exists."""
+        if not any(kind in kinds for kind in self.kinds.values()):
+            return None
+        return int(10 ** (KG_DECIMALS - min(KG_DECIMALS, self.finest(kinds))))
+
 
 async def catalogue(rt: Runtime) -> Catalogue:
     listed = await instruments.catalogue(rt)
@@ -140,6 +147,11 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
     fp = fingerprint({k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()
                       if k != "payer_identifier"})  # how the payer was named is not what was ordered
     known = await catalogue(rt)
+    grid = known.grid(kinds)
+    if grid is not None and required % grid:
+        raise Invalid("requirement_off_grid", f"{data['required_quantity']} {CARBON_UNIT} cannot be bought in "
+                      f"units of {in_t(grid, _needed(grid))} {CARBON_UNIT}, the finest any eligible instrument "
+                      "trades: it could never be fulfilled")
 
     async def replay() -> OrderState | None:
         async with rt.read() as conn:

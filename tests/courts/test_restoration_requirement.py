@@ -128,3 +128,29 @@ def test_fifty_parallel_ioc_purchases_retire_no_more_than_required(api: Api) -> 
     api.ok(payer.post(f"{w['path']}/purchases", {"market_id": w["market"], "price": "260.00", "quantity": "1.000",
                                                  "tif": "ioc"}))
     _fulfilled_exactly(api, w, "5.000", 5000)
+
+
+def test_a_requirement_no_eligible_instrument_can_fill_is_refused_at_creation(api: Api) -> None:
+    """restore7d.py: "5.5" t of whole-unit forest tickets could never be fulfilled: 422 at creation, before
+    anything is registered; with CDCER (kept in kg) eligible too, the same requirement can be met."""
+    api.instrument("FCT-GRID", kind="forest_ticket", decimals=0)
+    api.instrument("CDCER-GRID", kind="cdcer", decimals=3)
+    court = api.participant("网格 法院", "court")
+    payer = api.participant("网格 被告人", "enterprise", **person(PAYER_ID))
+    body = {"case_type": "刑事附带民事公益诉讼", "defendants": [{"name": "被告人"}], "payer_id": payer["id"],
+            "payer_identifier": PAYER_ID, "deadline": (date.today() + timedelta(days=30)).isoformat()}
+    for n, required in enumerate(("5.5", "5.500", "0.001")):
+        r = court["api"].post("/v1/restoration-orders", {**body, "case_number": f"(2026)网格{n}号",
+                                                          "required_quantity": required,
+                                                          "eligible_kinds": ["forest_ticket"]})
+        assert (r.status_code, r.json()["code"]) == (422, "requirement_off_grid"), r.text
+        assert "1 tCO2e" in r.json()["detail"]
+    assert api.ok(court["api"].get("/v1/restoration-orders")) == []
+    whole = api.ok(court["api"].post("/v1/restoration-orders", {**body, "case_number": "(2026)网格A号",
+                                                                 "required_quantity": "5.000",
+                                                                 "eligible_kinds": ["forest_ticket"]}))
+    assert whole["required_quantity"] == "5"
+    mixed = api.ok(court["api"].post("/v1/restoration-orders", {**body, "case_number": "(2026)网格B号",
+                                                                 "required_quantity": "5.5",
+                                                                 "eligible_kinds": ["forest_ticket", "cdcer"]}))
+    assert mixed["required_quantity"] == "5.500"
