@@ -9,6 +9,11 @@ stay above raised (a margin call or liquidation sooner: an enforcement ground), 
 the pledge had none -- or whose effect cannot be told (another loan contract) needs a new registration the
 pledgor confirms (409 `requires_pledgor_consent`). Unchanged values need nothing.
 
+A registration's period is bounded as 中登网 bounds it (《动产和权利担保统一登记办法》: the registrant chooses the
+period of a registration, and of each extension (展期) of it, up to 30 years): a term that ends more than 30
+years after it starts, or an extension that ends more than 30 years after the term it extends, is refused
+(422 `term_too_long`, latest_end).
+
 Pure: the caller gives the terms in force (the haircut as it applies now: the registration's own, else the
 instrument's default) and the changes asked for, in base units and basis points.
 """
@@ -16,6 +21,7 @@ instrument's default) and the changes asked for, in base units and basis points.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 # Terms whose higher value is worse for the pledgor.
@@ -41,3 +47,12 @@ def needing_consent(in_force: Mapping[str, Any], changes: Mapping[str, Any]) -> 
                 key in WORSE_WHEN_HIGHER and new > old):
             out.append(key)
     return out
+
+
+MAX_PERIOD_YEARS = 30
+
+
+def latest_end(start: date) -> date:
+    """The last day a period starting on `start` may end (MAX_PERIOD_YEARS later; 29 February as 28)."""
+    year = start.year + MAX_PERIOD_YEARS
+    return start.replace(year=year, day=28) if (start.month, start.day) == (2, 29) else start.replace(year=year)

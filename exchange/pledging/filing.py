@@ -125,6 +125,9 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
         raise Invalid("invalid_term", "the term must end on or after its start")
     if term_end < today():
         raise Invalid("term_ended", f"the term ended on {term_end}; an expired registration cannot be filed")
+    if term_end > terms.latest_end(term_start):
+        raise Invalid("term_too_long", f"a registration's term is at most {terms.MAX_PERIOD_YEARS} years: from "
+                      f"{term_start} it ends by {terms.latest_end(term_start)}")
     th = val.Thresholds(warning_bps or val.DEFAULT_WARNING_BPS, margin_call_bps or val.DEFAULT_MARGIN_CALL_BPS,
                         liquidation_bps or val.DEFAULT_LIQUIDATION_BPS).check()
     if haircut_bps is not None:
@@ -357,13 +360,17 @@ async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: i
 @translate_refusals
 async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, term_end: date,
                  grace_days: int | None, note: str | None) -> PledgeView:
-    """展期: the bank records the extension (as 中登网 lets the registrant do); the lock gets the new expiry."""
+    """展期: the bank records the extension (as 中登网 lets the registrant do, up to 30 years at a time:
+    pledges/terms.py); the lock gets the new expiry."""
     fp = fingerprint({"op": "extend", "pledge": pledge_id, "term_end": term_end.isoformat(), "grace": grace_days,
                       "note": note})
 
     async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
         if term_end <= p.term_end:
             raise Invalid("invalid_term", f"an extension must end after the current term end {p.term_end}")
+        if term_end > terms.latest_end(p.term_end):
+            raise Invalid("term_too_long", f"an extension is at most {terms.MAX_PERIOD_YEARS} years: from the "
+                          f"current term end {p.term_end} it ends by {terms.latest_end(p.term_end)}")
         grace = p.grace_days if grace_days is None else grace_days
         return _LockChange("extended", val.end_of_day(term_end + timedelta(days=grace)), {"note": note},
                            terms={"term_end": term_end, "grace_days": grace})

@@ -1,11 +1,14 @@
 """After the pledgor confirmed, the bank alone changes the terms only in the pledgor's favour (red team
 round 7, F2: amend7.py, amend7b.py, amend7full.py): a higher haircut or a raised threshold would turn the
-next mark into a liquidation, an enforcement ground with no default and no notice."""
+next mark into a liquidation, an enforcement ground with no default and no notice. A registration's term and
+each extension are at most 30 years (F4, extend7.py)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
+from pledges import terms
 from tests.helpers import Api
 from tests.pledges.helpers import days, pledge_body, world
 
@@ -89,3 +92,25 @@ def test_before_confirmation_the_bank_amends_freely(api: Api) -> None:
     assert (confirmed["haircut_bps"], confirmed["thresholds"]["liquidation_bps"], confirmed["secured_amount"],
             confirmed["transfer_on_default"]) == (3000, 10500, "6000000.00", True)
     assert api.ok(bank.post(f"{path}/amend", {"transfer_on_default": False}))["transfer_on_default"] is False
+
+
+def test_a_registration_and_each_extension_run_at_most_thirty_years(api: Api) -> None:
+    """extend7.py: the bank alone extended a confirmed lock to 2199. As at 中登网, a registration's term and
+    each extension of it are at most 30 years: beyond, 422 `term_too_long` and the lock stays as it was."""
+    w = world(api, "3000")
+    bank = w["bank"]["api"]
+    start = date.today()
+    r = bank.post("/v1/pledges", pledge_body(w["owner"]["id"], "10", term_start=start.isoformat(),
+                                             term_end=(terms.latest_end(start) + timedelta(days=1)).isoformat()))
+    assert (r.status_code, r.json()["code"]) == (422, "term_too_long"), r.text
+    p = _confirmed(api, w)
+    path = f"/v1/pledges/{p['id']}"
+    r = bank.post(f"{path}/extend", {"term_end": "2199-12-31", "grace_days": 365})
+    assert (r.status_code, r.json()["code"]) == (422, "term_too_long"), r.text
+    assert api.ok(bank.get(path))["expires_at"] == p["expires_at"]
+    end = date.fromisoformat(p["term_end"])
+    r = bank.post(f"{path}/extend", {"term_end": (terms.latest_end(end) + timedelta(days=1)).isoformat()})
+    assert (r.status_code, r.json()["code"]) == (422, "term_too_long"), r.text
+    extended = api.ok(bank.post(f"{path}/extend", {"term_end": terms.latest_end(end).isoformat()}))
+    assert extended["term_end"] == terms.latest_end(end).isoformat()
+    assert terms.latest_end(date(2028, 2, 29)) == date(2058, 2, 28)
