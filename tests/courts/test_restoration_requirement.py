@@ -4,9 +4,12 @@ may still fill counts against the requirement, under the order's lock, whether t
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from ledger import certificate
@@ -63,7 +66,7 @@ def _fulfilled_exactly(api: Api, w: dict[str, Any], required: str, units: int) -
         required, required, "fulfilled")
 
 
-def test_fifty_parallel_takes_retire_no_more_than_required(api: Api) -> None:
+def test_fifty_parallel_takes_retire_no_more_than_required(api: Api, tmp_path: Path) -> None:
     """restore7.py: a requirement of 5, a listing of 50, fifty takes of 2 at once: two fill, the rest are
     refused before anything is held; a take of the last 1 fulfils the order."""
     w = _world(api, "FCT-RQ", "forest_ticket", 0, "listing", "5")
@@ -84,6 +87,16 @@ def test_fifty_parallel_takes_retire_no_more_than_required(api: Api) -> None:
     assert _cash(api, w["payer"])[1] == 0  # no refused take left a hold
     api.ok(payer.post(f"{w['path']}/takes", {"market_id": w["market"], "listing_id": listing, "quantity": "1"}))
     _fulfilled_exactly(api, w, "5", 5)
+    # Offline, the CLI refuses the certificate with its receipts repeated (red team 7 F5, forge.py dup_receipts).
+    doc = api.ok(api.client.get(f"{w['path']}/certificate"))
+    key = api.ok(api.client.get("/v1/ledger/keys"))[0]["verifier_key"]
+    for name, receipts, rc in (("as-issued", doc["receipts"], 0), ("dup", doc["receipts"] * 2, 1)):
+        f = tmp_path / f"{name}.json"
+        f.write_text(json.dumps({**doc, "receipts": receipts}, ensure_ascii=False))
+        out = subprocess.run([sys.executable, "-m", "api.cli", "verify-receipt", str(f), "--key", key],
+                             capture_output=True, text=True, timeout=60)
+        assert (out.returncode != 0) == bool(rc), (name, out.stdout + out.stderr)
+        assert ("more than one receipt" in out.stdout + out.stderr) == bool(rc), out.stdout + out.stderr
 
 
 def test_resting_purchases_count_against_the_requirement(api: Api) -> None:
