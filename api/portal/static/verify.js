@@ -279,6 +279,14 @@ window.EnvxVerify = (function () {
       if (!opened.text.startsWith(HEADER)) throw new Error("the signed note is not a restoration certificate");
       const b = JSON.parse(opened.text.slice(HEADER.length));
       if (!Array.isArray(b.blocks) || !b.blocks.length || !b.order) throw new Error("no order or no retired blocks");
+      // Exactly one receipt for each entry the blocks name: no copies, none of other entries.
+      const named = new Set(b.blocks.map(x => Number(x.entry_seq))), seen = new Set();
+      for (const r of (Array.isArray(doc.receipts) ? doc.receipts : [])) {
+        const seq = r && r.metadata && r.metadata.seq;
+        if (seen.has(seq)) throw new Error(`ledger entry ${seq} has more than one receipt`);
+        if (!named.has(seq)) throw new Error(`a receipt for entry ${seq}, which no retired block names`);
+        seen.add(seq);
+      }
       return b;
     });
     list.lastChild.querySelector(".detail").textContent = `${body.order.court} ${body.order.case_number}: ${body.retired_quantity} ${body.unit || "tCO2e"}`;
