@@ -130,7 +130,7 @@ class AuctionController(Controller):
     @get("/{auction_id:int}", operation_id="getAuction",
          summary="Phase, terms, the highest standing price and (once allocated) the results")
     async def get_one(self, rt: Runtime, market_id: str, auction_id: Id) -> AuctionOut:
-        return AuctionOut.of(auctions.view(rt, market_id, auction_id))
+        return AuctionOut.of(await auctions.view(rt, market_id, auction_id))
 
     @post("/{auction_id:int}/step", operation_id="stepAuction", status_code=200,
           summary="Seller or operator: open registration, open bidding, close, allocate, cancel",

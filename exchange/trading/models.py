@@ -122,6 +122,12 @@ class OrderState:
                            self.reason, self.price)
 
 
+def sale_of(purpose: Mapping[str, Any] | None) -> str | None:
+    """The pledge registration an order is the enforcement sale of (its number, public as the register is),
+    or None (exchange.pledging marks the order's purpose so: `purpose.enforcement`)."""
+    return ((purpose or {}).get("enforcement") or {}).get("pledge_number")
+
+
 def accounts_of(purpose: Mapping[str, Any] | None, holding: int, cash: int) -> tuple[int, int]:
     """Where an order delivers from and is paid to: an enforcement sale (exchange.pledging) sells from
     the pledgee's escrow account and is paid there; every other order uses its participant's accounts."""

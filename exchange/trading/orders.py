@@ -21,7 +21,7 @@ from exchange.core.runtime import Runtime, ledger_error
 from exchange.core.units import to_base
 from exchange.registry import expiry, participants
 from exchange.trading import inflight, repository
-from exchange.trading.models import EventView, Listing, Order, ShownOrder, Submitted
+from exchange.trading.models import EventView, Listing, Order, ShownOrder, Submitted, sale_of
 from exchange.trading.pipeline import MarketSequencer, Replay
 from exchange.trading.pricing import buy_hold
 from ledger import commands as lc
@@ -59,7 +59,7 @@ def enforcement_of(seq: MarketSequencer, order_id: int) -> str | None:
     """The pledge registration a resting listing or auction lot is the enforcement sale of (public, as
     the register is), or None."""
     o = seq.orders.get(order_id)
-    return ((o.purpose or {}).get("enforcement") or {}).get("pledge_number") if o is not None else None
+    return sale_of(o.purpose) if o is not None else None
 
 
 def _reason_error(code: str, message: str, decimals: int) -> DomainError:
