@@ -8,9 +8,10 @@ journals them in one journal transaction and answers them in order, instead of N
 
 Idempotent per order: a slot's first successful answer is kept as its exact bytes, keyed by the caller, the
 order's client id and its fingerprint (`answers_by_request`, under a digest no HTTP request can have); the
-same order again, in this batch or any other, gets those bytes back. An order journaled under its client id
-whose bytes were not kept (a crash in between, or placed alone first) is answered from its row, as the
-single-order endpoint replays it (`replayed: true`). The same client id for a different order is 409
+same order again, in any later batch request, gets those bytes back marked `"replayed":true` (`replay_of`);
+the same keyed batch again gets the whole answer back, byte for byte, at the HTTP edge. An order journaled
+under its client id whose bytes were not kept (a crash in between, or placed alone first) is answered from
+its row, as the single-order endpoint replays it (`replayed: true`). The same client id for a different order is 409
 `idempotency_conflict`, in its slot. Refusals are not kept: a refused order sent again is tried again.
 """
 
@@ -104,6 +105,18 @@ def _fp_payload(market_id: str, o: BatchOrder, price: int | None, qty: int) -> d
             "qty": qty, "stp": o.stp, "purpose": None}
 
 
+def replay_of(body: bytes) -> bytes:
+    """A kept slot answered again, in a batch request other than the one that placed it (another batch, the
+    same orders under a new Idempotency-Key or none): its first answer's bytes, marked `"replayed":true` at
+    its end, so the caller is not told of an order placed now that was placed before (and may since have
+    traded or been cancelled). The same keyed batch again is answered whole, byte for byte, at the HTTP edge
+    (api/security/replays.py) and never comes here."""
+    if json.loads(body).get("replayed"):  # first answered as a replay already (its client id was journaled)
+        return body
+    assert body.endswith(b"}"), body
+    return body[:-1] + b',"replayed":true}'
+
+
 def slot_digest(market_id: str, fp: bytes) -> bytes:
     return hashlib.sha256(_SLOT_DIGEST + market_id.encode() + b"\n" + fp).digest()
 
@@ -178,7 +191,7 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
     for i, (o, fp) in enumerate(zip(batch, fps, strict=True)):
         answer = kept.get((o.client_id, slot_digest(market_id, fp))) if fp is not None else None
         if answer is not None:
-            slots.append(Slot(o.client_id, answer.status, body=answer.body))
+            slots.append(Slot(o.client_id, answer.status, body=replay_of(answer.body)))
             continue
         try:
             checked.append((i, _check(seq, who, o, fp)))
