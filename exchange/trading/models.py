@@ -503,7 +503,8 @@ class Quote:
 
 @dataclass(frozen=True, slots=True)
 class Deal:
-    """An open negotiation on a quote: the responder, who stands confirmed on the current terms, the terms."""
+    """A negotiation on a quote: the responder, who stands confirmed on the current terms, the terms; `status`
+    `open`, or how it ended (matching.events: declined, traded, end_of_day, quote_withdrawn, ...)."""
 
     deal_id: int
     quote_id: int
@@ -512,6 +513,31 @@ class Deal:
     price: int
     qty: int
     decimals: int
+    status: str = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockDeal:
+    """A row of `block_deals`: a negotiation as its events left it (exchange/trading/journal.py)."""
+
+    market_id: str
+    deal_id: int
+    quote_id: int
+    quoter_id: int
+    responder_id: int
+    price: int
+    qty: int
+    confirmed: tuple[int, ...]
+    status: str
+    ended_seq: int | None
+
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> BlockDeal:
+        return cls(r["market_id"], r["deal_id"], r["quote_id"], r["quoter_id"], r["responder_id"], r["price"],
+                   r["qty"], tuple(r["confirmed"]), r["status"], r["ended_seq"])
+
+    def party(self, participant_id: int) -> bool:
+        return participant_id in (self.quoter_id, self.responder_id)
 
 
 @dataclass(frozen=True, slots=True)

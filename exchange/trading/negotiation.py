@@ -95,9 +95,13 @@ async def _refuse_traded(rt: Runtime, seq: Any, who: Principal, deal_id: int) ->
     async with rt.read() as conn:
         trade_id = await repo.block_trade_of_deal(conn, seq.market.id, deal_id,
                                                   None if who.kind in OVERSIGHT else who.participant_id)
+        row = await journal.block_deal(conn, seq.market.id, deal_id) if trade_id is None else None
     if trade_id is not None:
         raise DomainError(Refusal.DEAL_NOT_OPEN, f"negotiation {deal_id} is no longer open: it traded "
                           f"(trade {trade_id})", deal_status="traded", trade_id=trade_id)
+    if row is not None and row.status != "open" and (who.kind in OVERSIGHT or row.party(who.participant_id)):
+        raise DomainError(Refusal.DEAL_NOT_OPEN, f"negotiation {deal_id} is no longer open: it ended "
+                          f"({row.status})", deal_status=row.status)
 
 
 def _block(rt: Runtime, market_id: str) -> Any:
@@ -244,8 +248,18 @@ def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[Quote]:
             for q in seq.engine.quotes(account)]
 
 
-def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> Deal:
+async def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> Deal:
+    """A negotiation its two parties (and oversight) may read, open or not: once it ended (declined, its
+    quote withdrawn or used up, the day's end, traded) its last terms and `status`, from its row; anyone else
+    gets 404, as for a deal that does not exist."""
     seq = _block(rt, market_id)
+    if seq.engine.deal(deal_id) is None:
+        async with rt.read() as conn:
+            row = await journal.block_deal(conn, market_id, deal_id)
+        if row is None or (who.kind not in OVERSIGHT and not row.party(who.participant_id)):
+            raise NotFound("negotiation", deal_id)
+        return Deal(row.deal_id, row.quote_id, row.responder_id, row.confirmed, row.price, row.qty,
+                    seq.market.decimals, row.status)
     deal, _ = _deal_seen(seq, who, deal_id)
     return Deal(deal["deal_id"], deal["quote_id"], deal["responder"], tuple(deal["confirmed"]), int(deal["price"]),
                 int(deal["qty"]), seq.market.decimals)

@@ -686,6 +686,8 @@ class MarketSequencer:
         conn = await self._connection("project")
         async with conn.transaction():
             await journal.project(conn, self.market.id, b.trades(), updates, b.raises, b.refusals, st.last)
+            if self.market.mode == "block":  # the negotiations' rows, for their parties after they end
+                await journal.project_deals(conn, self.market.id, journal.deal_changes(st.results))
         before = self.applied_seq
         self.applied_seq = st.last
         if self.applied_seq // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
