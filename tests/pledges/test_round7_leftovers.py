@@ -73,3 +73,28 @@ def test_a_junior_sees_its_own_line_of_an_exchange_sales_distribution(api: Api) 
     assert full["paid"][claim] == "500.00" and full["paid"]["pledgee/principal"] == "1000.00"
     # The buyer of an auction is no party to the pledge: 404, as before.
     assert s["buyer"]["api"].get(f"/v1/pledges/{s['pledge']}").status_code == 404
+
+
+def test_a_negotiated_sale_is_held_to_the_floor_when_the_buyer_accepts(api: Api) -> None:
+    """The floor (70 % of the reference) was checked when the bank offered the sale only: a new mark in
+    between left the buyer accepting below the floor of the day."""
+    w = world(api, "1000")
+    bank, owner, buyer = w["bank"]["api"], w["owner"]["api"], w["buyer"]["api"]
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "15.00", "as_of": days(-1),
+                                                 "reason": "valuation report"}))
+    p = api.ok(bank.post("/v1/pledges", pledge_body(w["owner"]["id"], "100", secured_amount="1000.00")))
+    pid = p["id"]
+    api.ok(owner.post(f"/v1/pledges/{pid}/confirm"))
+    api.ok(bank.post(f"/v1/pledges/{pid}/default", {"reference": "DN-1", "notice_date": days(0)}))
+    offer = {"method": "sale", "reason": "loan default", "price": "10.50", "buyer_id": w["buyer"]["id"]}
+    api.ok(bank.post(f"/v1/pledges/{pid}/enforcement", offer))  # the floor of 15.00: 10.50
+    deposit(api, w["buyer"], "2000.00")
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "16.00", "as_of": days(0),
+                                                 "reason": "valuation report"}))
+    late = buyer.post(f"/v1/pledges/{pid}/enforcement/accept", {"price": "10.50"})
+    assert (late.status_code, late.json()["code"]) == (409, "price_below_floor"), late.text
+    assert "11.20" in late.json()["detail"] and "16.00" in late.json()["detail"]  # the floor of today's mark
+    shown = api.ok(bank.get(f"/v1/pledges/{pid}"))
+    assert (shown["status"], shown["enforcement"]["price"]) == ("enforcing", "10.50")  # nothing moved
+    cash = [b for b in api.ok(buyer.get("/v1/holdings"))["balances"] if b["instrument"] == "CNY"]
+    assert cash[0]["posted"] == "2000.00" and cash[0]["pending"] == "0.00"
