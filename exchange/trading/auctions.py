@@ -23,7 +23,7 @@ from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, Refu
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
-from exchange.trading import journal, repository
+from exchange.trading import journal, repository, running
 from exchange.trading.models import Allocation, AuctionStepped, AuctionView, Journaled, Submitted, sale_of
 from exchange.trading.negotiation import submit_plain
 from exchange.trading.orders import EscrowSale, _reason_error, enforcement_of, stored_refusal, submit_new
@@ -35,8 +35,8 @@ from matching.auction import ANNOUNCED, REGISTRATION, winners
 US = 1_000_000
 
 
-def _auction_market(rt: Runtime, market_id: str) -> Any:
-    seq = rt.exchange.get(market_id)
+def _auction_market(rt: Runtime, market_id: str) -> running.Running:
+    seq = running.market(rt, market_id)
     if seq.market.mode != "auction":
         raise Invalid("wrong_mode", f"market {market_id} trades by {seq.market.mode}, not by auction")
     return seq
@@ -206,7 +206,7 @@ async def bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, clie
     replaces = None if standing is None else int(standing[0])
     held = 0
     if standing is not None:
-        state = seq.orders.get(replaces)
+        state = seq.orders.get(int(standing[0]))
         held = state.hold_amount if state is not None else buy_hold(standing[2], standing[3], m.decimals,
                                                                     m.fee_bps, m.years)
     # Not above the standing bid: nothing to top up, and the engine refuses it (bid_not_above_standing).

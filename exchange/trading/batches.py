@@ -34,7 +34,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.store import Answer
 from exchange.core.units import iso, to_base
 from exchange.registry import expiry
-from exchange.trading import inflight, orders
+from exchange.trading import inflight, orders, running
 from exchange.trading.models import Submitted
 from exchange.trading.pipeline import MarketSequencer
 from exchange.trading.pricing import buy_hold
@@ -172,7 +172,7 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
     client ids) come before anything is looked at; after that, each order stands alone."""
     if who.kind not in orders.TRADERS:
         raise Forbidden("this participant kind does not trade")
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "continuous":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")

@@ -532,7 +532,7 @@ class BlockDeal:
     ended_seq: int | None
 
     @classmethod
-    def from_row(cls, r: Mapping[str, Any]) -> BlockDeal:
+    def from_row(cls, r: Mapping[Any, Any]) -> BlockDeal:
         return cls(r["market_id"], r["deal_id"], r["quote_id"], r["quoter_id"], r["responder_id"], r["price"],
                    r["qty"], tuple(r["confirmed"]), r["status"], r["ended_seq"])
 
