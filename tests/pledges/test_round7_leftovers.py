@@ -5,8 +5,13 @@ distribution in the pledge answer, as it does in the events (F8)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from litestar.testing import TestClient
+
+from api.app import create_app
+from exchange.core.settings import Settings
 from tests.helpers import Api
 from tests.pledges.helpers import days, open_bidding, pledge_body, world
 from tests.pledges.test_exchange_sale import deposit, market
@@ -98,3 +103,26 @@ def test_a_negotiated_sale_is_held_to_the_floor_when_the_buyer_accepts(api: Api)
     assert (shown["status"], shown["enforcement"]["price"]) == ("enforcing", "10.50")  # nothing moved
     cash = [b for b in api.ok(buyer.get("/v1/holdings"))["balances"] if b["instrument"] == "CNY"]
     assert cash[0]["posted"] == "2000.00" and cash[0]["pending"] == "0.00"
+
+
+def test_a_read_replica_tells_an_enforcement_sale_too(api: Api, db_url: str, tmp_path: Path) -> None:
+    """A read replica (ENVX_READ_ONLY) answers listings and auctions from its follower of the journal: a
+    listing's `enforcement_of` read the primary's order states, which a follower has not (500 there)."""
+    w = world(api, "800")
+    bank, owner = w["bank"]["api"], w["owner"]["api"]
+    listing = market(api, "listing", reference_price_fen=400_000)
+    api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report", "instrument": "FCT-SM",
+                                                 "price": "2000.00", "as_of": days(0)}))
+    p = api.ok(bank.post("/v1/pledges", pledge_body(w["owner"]["id"], "500", secured_amount="1500000.00")))
+    api.ok(owner.post(f"/v1/pledges/{p['id']}/confirm"))
+    api.ok(bank.post(f"/v1/pledges/{p['id']}/default", {"reference": "DN-1", "notice_date": days(0)}))
+    api.ok(bank.post(f"/v1/pledges/{p['id']}/enforcement", {"method": "exchange", "reason": "default"}))
+    lid = api.ok(bank.post(f"/v1/pledges/{p['id']}/enforcement/sales", {"market_id": listing, "price": "4000.00"}),
+                 201)["order"]["id"]
+    primary = api.ok(api.client.get(f"/v1/markets/{listing}/listings"))
+    settings = Settings(data_dir=tmp_path / "ro", scheduler=False, read_only=True)
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False) as replica:
+        shown = replica.get(f"/v1/markets/{listing}/listings")
+        assert shown.status_code == 200, shown.text
+        assert shown.json() == primary and primary[0]["listing_id"] == lid
+        assert primary[0]["enforcement_of"] == p["number"]
