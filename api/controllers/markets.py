@@ -39,10 +39,11 @@ from api.schemas.markets import (
 from api.schemas.trading import DepositOut, ListingOut, OrderOut, OrderPlacedOut, shown
 from api.security import replays
 from api.streams import StreamSlots
+from exchange.core.errors import NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import micros
-from exchange.trading import amendments, marketdata, markets, orders, sessions
+from exchange.trading import amendments, marketdata, markets, orders, running, sessions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -108,7 +109,7 @@ class MarketController(Controller):
                  "with reason and end), amendments scheduled and taking effect (cursor paging)")
     async def events(self, rt: Runtime, request: Request, market_id: str, limit: Limit = 200,
                      cursor: Cursor = None) -> Response[list[MarketEventOut]]:
-        rt.exchange.get(market_id)
+        running.market(rt, market_id)  # 404 for a market that does not run here
         after = paging.decode(cursor, f"events:{market_id}", paging.is_int) or 0
         rows = [MarketEventOut.of(e) for e in await sessions.events(rt, market_id, after, limit + 1)]
         return paging.page(request, f"events:{market_id}", rows, limit, lambda e: e.id)
@@ -285,7 +286,10 @@ async def stream(socket: WebSocket, market_id: str) -> None:
 
 
 async def _stream(socket: WebSocket, rt: Runtime, market_id: str) -> None:
-    seq = rt.exchange.sequencers.get(market_id)
+    try:
+        seq = running.market(rt, market_id)
+    except NotFound:
+        seq = None
     if seq is None:
         await socket.send_json({"type": "error", "code": "not_found", "detail": f"market {market_id} not found"})
         await socket.close(code=4404)

@@ -330,6 +330,7 @@ class Refusal(StrEnum):
     PRICE_BELOW_MARK = "price_below_mark", 409, "the price is below the last mark"
     IDENTIFIER_ATTEMPTS_EXCEEDED = "identifier_attempts_exceeded", 409, "too many participants named with a wrong identifier today: such requests are refused until the day ends"
     MARK_REASON_REQUIRED = "mark_reason_required", 422, "a manual mark outside the price band around its reference (the last close, else trade, else mark), or with no reference at all, needs a reason"
+    MARK_REASON_MEANINGLESS = "mark_reason_meaningless", 422, "a manual mark's reason says nothing: fewer than 4 letters or digits (a Chinese character counts as 2), or only spaces and punctuation"
     PRICE_BELOW_FLOOR = "price_below_floor", 409, "a negotiated realisation below 70 % of the reference price (the latest mark)"
     RESERVE_BELOW_FLOOR = "reserve_below_floor", 409, "an enforcement auction's reserve below 70 % of the reference price (the latest mark)"
     DEPOSIT_ABOVE_CAP = "deposit_above_cap", 409, "an enforcement auction's registration deposit above 20 % of the lot's value at the reserve"

@@ -32,7 +32,7 @@ from exchange.core.units import CARBON_UNIT, to_base, to_text
 from exchange.courts import repository as repo
 from exchange.courts.models import Fill, Reminder, RestorationOrder
 from exchange.registry import instruments, participants
-from exchange.trading import inflight, orders
+from exchange.trading import inflight, orders, running
 from exchange.trading import repository as trading
 from exchange.trading.calendars import editing as calendars
 from exchange.trading.models import Submitted
@@ -332,7 +332,7 @@ async def _purpose(rt: Runtime, who: Principal, order_id: int, client_id: str, m
     if r.designated_seller_id is not None and listed_by != r.designated_seller_id:
         raise DomainError(Refusal.NOT_DESIGNATED_SELLER, f"restoration order {order_id} is fulfilled from its "
                           f"designated seller (participant {r.designated_seller_id}) only: take one of its listings")
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     kind = known.kinds.get(seq.market.instrument)
     if kind not in r.eligible_kinds:
         raise DomainError("instrument_not_eligible", f"{seq.market.instrument} ({kind}) is not eligible for this order")

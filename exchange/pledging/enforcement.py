@@ -316,6 +316,8 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         if to_base(price, CNY_DECIMALS, field="price") != e["price"]:
             raise DomainError("price_mismatch", f"the sale is offered at {cny(e['price'])} per unit")
         require_unexpired(p)
+        # The floor as it stands now: a close or mark since the offer moves it (price_below_floor names it).
+        await realisation.check_price(conn, p, "sale", e["price"])
         courts = await courts_on_lot(conn, rt, p)  # as they stand now, not when the sale was offered
         payouts, accounts, claims = await distribute_once(conn, rt, p, e, e["proceeds"], courts)
         escrow = await escrow_account(conn, rt, p.pledgee_id)

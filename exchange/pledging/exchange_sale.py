@@ -50,7 +50,7 @@ from exchange.pledging.views import (
     PledgeView,
     get,
 )
-from exchange.trading import auctions, orders
+from exchange.trading import auctions, orders, running
 from ledger import commands as c
 from ledger import queries as ledger
 from ledger.state import Entry
@@ -95,7 +95,7 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
         if e.get("method") != "exchange":
             raise DomainError("not_exchange_sale", "the lot is not in escrow for an exchange sale (method exchange)")
         require_unexpired(p)
-        seq = rt.exchange.get(market_id)
+        seq = running.sequencer(rt, market_id)
         if seq.market.instrument != p.instrument:
             raise Invalid("wrong_instrument", f"market {market_id} trades {seq.market.instrument}, not "
                           f"{p.instrument}")

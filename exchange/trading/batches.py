@@ -9,12 +9,13 @@ journals them in one journal transaction and answers them in order, instead of N
 Idempotent per order: a slot's first successful answer is kept as its exact bytes, keyed by the caller, the
 order's client id and its fingerprint (`answers_by_request`, under a digest no HTTP request can have), in the
 market's projection transaction that answers it (exchange.trading.pipeline.Keep: no round trip of its own, and
-nothing lost between the commit and the reply); the same order again, in this batch or any other, gets those
-bytes back -- found by the sequencer, which looks every batch's client ids up anyway, or on a refusal path. An
-order journaled under its client id whose bytes were not kept (placed alone first) is answered from its row, as
-the single-order endpoint replays it (`replayed: true`), and that answer is kept. The same client id for a
-different order is 409 `idempotency_conflict`, in its slot. Refusals are not kept: a refused order sent again
-is tried again.
+nothing lost between the commit and the reply); the same order again, in any later batch request, gets those
+bytes back marked `"replayed":true` (`replay_of`) -- found by the sequencer, which looks every batch's client
+ids up anyway, or on a refusal path; the same keyed batch again gets the whole answer back, byte for byte, at
+the HTTP edge. An order journaled under its client id whose bytes were not kept (placed alone first) is
+answered from its row, as the single-order endpoint replays it (`replayed: true`), and that answer is kept.
+The same client id for a different order is 409 `idempotency_conflict`, in its slot. Refusals are not kept: a
+refused order sent again is tried again.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.store import Answer
 from exchange.core.units import iso, to_base
 from exchange.registry import expiry
-from exchange.trading import inflight, orders
+from exchange.trading import inflight, orders, running
 from exchange.trading.models import Submitted
 from exchange.trading.pipeline import MarketSequencer
 from exchange.trading.pricing import buy_hold
@@ -114,6 +115,18 @@ def _fp_payload(market_id: str, o: BatchOrder, price: int | None, qty: int) -> d
             "qty": qty, "stp": o.stp, "purpose": None}
 
 
+def replay_of(body: bytes) -> bytes:
+    """A kept slot answered again, in a batch request other than the one that placed it (another batch, the
+    same orders under a new Idempotency-Key or none): its first answer's bytes, marked `"replayed":true` at
+    its end, so the caller is not told of an order placed now that was placed before (and may since have
+    traded or been cancelled). The same keyed batch again is answered whole, byte for byte, at the HTTP edge
+    (api/security/replays.py) and never comes here."""
+    if json.loads(body).get("replayed"):  # first answered as a replay already (its client id was journaled)
+        return body
+    assert body.endswith(b"}"), body
+    return body[:-1] + b',"replayed":true}'
+
+
 def slot_digest(market_id: str, fp: bytes) -> bytes:
     return hashlib.sha256(_SLOT_DIGEST + market_id.encode() + b"\n" + fp).digest()
 
@@ -169,7 +182,7 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
     client ids) come before anything is looked at; after that, each order stands alone."""
     if who.kind not in orders.TRADERS:
         raise Forbidden("this participant kind does not trade")
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "continuous":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")
@@ -205,8 +218,9 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
             slots[i] = await _refusal(rt, who, seq, c.order, c.fp, out, keeps[i])
         elif isinstance(out, BaseException):
             raise out
-        elif (kept := keeps[i]) is not None and kept.answer is not None:  # kept with it (or before)
-            slots[i] = Slot(c.order.client_id, kept.answer.status, body=kept.answer.body)
+        elif (kept := keeps[i]) is not None and kept.answer is not None:  # kept with it (or before: a replay)
+            body = replay_of(kept.answer.body) if out.replayed else kept.answer.body
+            slots[i] = Slot(c.order.client_id, kept.answer.status, body=body)
         else:  # answered by a twin in flight, or from the row of an order placed alone first: kept here
             body = _slot_answer(c.order.client_id, out)
             slots[i] = Slot(c.order.client_id, 201, body=body)
@@ -247,9 +261,9 @@ async def _sequence_all(rt: Runtime, who: Principal, seq: MarketSequencer,
     queued: list[orders.Queued | BaseException | asyncio.Future[tuple[str, Any]]] = []
     for c, keep in batch:
         key = ("order", pid, c.order.client_id)
-        if (running := rt.inflight.get(key)) is not None:  # a twin's run: its answer, when it ends
+        if (twin := rt.inflight.get(key)) is not None:  # a twin's run: its answer, when it ends
             runs.append(None)
-            queued.append(running)
+            queued.append(twin)
             continue
         runs.append((key, inflight.claim(rt, key)))
         try:
@@ -302,7 +316,7 @@ async def _refusal(rt: Runtime, who: Principal, seq: MarketSequencer, o: BatchOr
         except DomainError as conflict:
             return Slot(o.client_id, conflict.status, error=conflict)
         if keep is not None and keep.answer is not None:
-            return Slot(o.client_id, keep.answer.status, body=keep.answer.body)
+            return Slot(o.client_id, keep.answer.status, body=replay_of(keep.answer.body))
         if answer is not None:
             return Slot(o.client_id, 201, body=_slot_answer(o.client_id, answer))
     return Slot(o.client_id, exc.status, error=exc)

@@ -23,8 +23,8 @@ from exchange.core.runtime import Runtime, ledger_error
 from exchange.core.store import Answer
 from exchange.core.units import to_base
 from exchange.registry import expiry, participants
-from exchange.trading import inflight, repository
-from exchange.trading.models import EventView, Listing, Order, ShownOrder, Submitted
+from exchange.trading import inflight, repository, running
+from exchange.trading.models import EventView, Listing, Order, ShownOrder, Submitted, sale_of
 from exchange.trading.pipeline import Answer as Sequenced
 from exchange.trading.pipeline import Keep, MarketSequencer, Replay
 from exchange.trading.pricing import buy_hold
@@ -33,6 +33,7 @@ from ledger.state import Rejection
 from ledger.writer import WriterStopped
 from matching import commands as mc
 from matching import events as ev
+from matching.listing import ListingBook
 from matching.rules import NO_LIMIT
 
 TRADERS = participants.HOLDER_KINDS
@@ -74,11 +75,12 @@ class KeptAnswer:
     answer: Answer | None = None
 
 
-def enforcement_of(seq: MarketSequencer, order_id: int) -> str | None:
+def enforcement_of(seq: running.Running, order_id: int) -> str | None:
     """The pledge registration a resting listing or auction lot is the enforcement sale of (public, as
-    the register is), or None."""
+    the register is), or None. A read replica's follower keeps the open orders of its listing and auction
+    markets for this (exchange/trading/replica.py)."""
     o = seq.orders.get(order_id)
-    return ((o.purpose or {}).get("enforcement") or {}).get("pledge_number") if o is not None else None
+    return sale_of(o.purpose) if o is not None else None
 
 
 def _reason_error(code: str, message: str, decimals: int) -> DomainError:
@@ -161,7 +163,7 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
                       parent: int | None = None, hold_amount: int | None = None,
                       escrow: EscrowSale | None = None, precheck: Precheck | None = None,
                       keep: KeptAnswer | None = None) -> Submitted:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     fp = fingerprint(fp_payload)
     try:
@@ -372,14 +374,14 @@ async def stored_refusal(rt: Runtime, market_id: str, seq: int) -> DomainError |
     """How the engine refused the journaled command `seq`, as the very problem its first answer was."""
     async with rt.read() as conn:
         row = await repository.refusal(conn, market_id, seq)
-    return None if row is None else _reason_error(*row, rt.exchange.get(market_id).market.decimals)
+    return None if row is None else _reason_error(*row, running.market(rt, market_id).market.decimals)
 
 
 async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, type_: str,
                       tif: str, price: str | None, quantity: str, stp: str | None,
                       purpose: dict[str, Any] | None = None, keep: KeptAnswer | None = None) -> Submitted:
     """A new order of a continuous market. `keep`: its answer to keep with it (KeptAnswer)."""
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "continuous":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")
@@ -417,7 +419,7 @@ async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: s
 
 async def new_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
                       quantity: str, escrow: EscrowSale | None = None) -> Submitted:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
@@ -431,19 +433,26 @@ async def new_listing(rt: Runtime, who: Principal, market_id: str, client_id: st
         make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty), fp_payload=fp_payload, escrow=escrow)
 
 
+def _listings_of(seq: running.Running) -> ListingBook:
+    """The engine of a listing market (its mode checked before)."""
+    book = seq.engine
+    assert isinstance(book, ListingBook), type(book)
+    return book
+
+
 def open_listing(rt: Runtime, market_id: str, listing_id: int) -> dict[str, Any] | None:
     """A live listing of a listing market (`account`: its lister's participant id); None if none is open."""
-    seq = rt.exchange.get(market_id)
-    return None if seq.market.mode != "listing" else seq.engine.listing(listing_id)
+    seq = running.market(rt, market_id)
+    return None if seq.market.mode != "listing" else _listings_of(seq).listing(listing_id)
 
 
 async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,
                        quantity: str, purpose: dict[str, Any] | None = None) -> Submitted:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
-    listing = seq.engine.listing(listing_id)
+    listing = _listings_of(seq).listing(listing_id)
     qty = to_base(quantity, m.decimals)
     fp_payload = {"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}
     if listing is None:  # gone, perhaps taken by this very request before a retry
@@ -472,7 +481,7 @@ async def _change(seq: MarketSequencer, who: Principal, cmd: Any, reason: str | 
 
 
 async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> ShownOrder:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind != "operator"):
         raise NotFound("order", order_id)  # another's order: as if there were none
@@ -490,7 +499,7 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
 
 
 async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> ShownOrder:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)  # another's order: as if there were none, before its state
@@ -513,7 +522,7 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
 
 async def find(rt: Runtime, who: Principal, market_id: str, order_id: int) -> ShownOrder:
     """One order of the caller's (oversight: anyone's); another's is the 404 of an unknown one."""
-    seq = rt.exchange.get(market_id)
+    seq = running.market(rt, market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)
@@ -528,7 +537,7 @@ async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) 
 async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None, after: int | None = None,
                       limit: int = 500) -> list[ShownOrder]:
     """Orders in id order (oldest first), after the order id `after`; one more than `limit` if there are."""
-    seq = rt.exchange.get(market_id)
+    seq = running.market(rt, market_id)
     async with rt.read() as conn:
         rows = await repository.orders(conn, market_id, after=after or 0, limit=limit + 1, status=status,
                                        participant_id=None if who.kind in ("operator", "auditor")
@@ -539,13 +548,14 @@ async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str |
 def listings(rt: Runtime, market_id: str, side: str | None) -> list[Listing]:
     """The open listings of a listing market in their place (Listing.place), public: who listed is not shown (a
     lister finds its own listings among its orders)."""
-    seq = rt.exchange.get(market_id)
+    seq = running.market(rt, market_id)
     if seq.market.mode != "listing":
         raise DomainError("wrong_mode", f"market {market_id} has no listings", 422)
+    book = _listings_of(seq)
     found = [Listing(li["listing_id"], li["side"], int(li["price"]), int(li["qty"]),
                      # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n.
-                     seq.engine.rank(li["listing_id"]) + 1,
+                     book.rank(li["listing_id"]) + 1,
                      # The pledge registration the listing is the enforcement sale of (public, as the register is).
                      enforcement_of(seq, li["listing_id"]), seq.market.decimals)
-             for li in seq.engine.listings(side)]
+             for li in book.listings(side)]
     return sorted(found, key=lambda li: li.place)

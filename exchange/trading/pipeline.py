@@ -731,6 +731,8 @@ class MarketSequencer:
         async with conn.transaction():
             await journal.project(conn, self.market.id, b.trades(), updates, b.raises, b.refusals, st.last)
             await store.keep_answers(conn, [(k.actor, k.client_id, k.digest, a) for k, a in answers])
+            if self.market.mode == "block":  # the negotiations' rows, for their parties after they end
+                await journal.project_deals(conn, self.market.id, journal.deal_changes(st.results))
         for k, a in answers:
             k.kept = a
         before = self.applied_seq
