@@ -47,7 +47,7 @@ import msgspec
 
 from ledger import blinding, merkle, note, openings
 from ledger.checkpoints import key_in_force
-from ledger.encoding import DOMAIN_TAG_V3, EncodingError
+from ledger.encoding import BLINDED_VERSIONS, DOMAIN_TAG_V3, EncodingError
 from ledger.integrity import (
     CHUNK,
     MAX_PROBLEMS,
@@ -435,21 +435,24 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
 
 
 async def _check_blinded(conn: asyncpg.Connection, report: Report) -> int:
-    """Every blinded entry (version 3) is opened by its stored openings, and no openings are stored for an
+    """Every blinded entry (version 3 or 4) is opened by its stored openings, and no openings are stored for an
     entry that blinds nothing. Its own pass (few entries are blinded), in replay and integrity-only audits."""
     n = 0
     async for r in conn.cursor("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN "
-                               "ledger_entry_openings o USING (seq) WHERE substring(e.leaf FROM 1 FOR $1) = $2 "
-                               "ORDER BY e.seq", len(DOMAIN_TAG_V3), DOMAIN_TAG_V3):
+                               "ledger_entry_openings o USING (seq) WHERE substring(e.leaf FROM 1 FOR $1) = "
+                               "ANY($2::bytea[]) ORDER BY e.seq", len(DOMAIN_TAG_V3), list(BLINDED_VERSIONS)):
         n += 1
         seq = r["seq"]
+        leaf = bytes(r["leaf"])
+        # Which fields must be commitments is the entry version's (version 4: the amounts too).
+        fields = blinding.FIELDS[BLINDED_VERSIONS[leaf[:len(DOMAIN_TAG_V3)]]]
         try:
-            body = msgspec.json.decode(bytes(r["leaf"])[len(DOMAIN_TAG_V3):]).get("body")
+            body = msgspec.json.decode(leaf[len(DOMAIN_TAG_V3):]).get("body")
             opened = None if r["openings"] is None else openings.decode(bytes(r["openings"]))
         except (ValueError, AttributeError, msgspec.DecodeError, blinding.BlindingError) as exc:
             report.add(f"entry {seq}: blinded entry or its openings unreadable: {exc}")
             continue
-        for p in blinding.check(body, opened):
+        for p in blinding.check(body, opened, fields):
             report.add(f"entry {seq}: {p}")
     for seq in await openings.orphans(conn):
         report.add(f"entry {seq}: openings are stored for an entry that blinds nothing")
