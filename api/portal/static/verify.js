@@ -271,9 +271,9 @@ window.EnvxVerify = (function () {
 
   /* An entry's bytes: "envx-entry/<version>\n" then its canonical JSON (ledger/encoding.py). */
   function decodeEntry(bytes) {
-    // Version 1 (one movement), 2 (an event of several legs) and 3 (an event whose accounts and holds are
-    // commitments, ledger/blinding.py) differ in their tag only here.
-    const text = V.dec.decode(bytes), m = /^envx-entry\/([123])\n/.exec(text);
+    // Version 1 (one movement), 2 (an event of several legs), 3 (an event whose accounts and holds are
+    // commitments, ledger/blinding.py) and 4 (its amounts too) differ in their tag only here.
+    const text = V.dec.decode(bytes), m = /^envx-entry\/([1234])\n/.exec(text);
     if (!m) throw new Error("not an envx ledger entry");
     const e = JSON.parse(text.slice(m[0].length));
     if (!e || String(e.v) !== m[1]) throw new Error("the entry's version differs from its tag");
