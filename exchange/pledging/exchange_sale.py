@@ -228,7 +228,8 @@ async def _proceeds_arrived(conn: AsyncConnection, rt: Runtime, p: Pledge, e: di
     paying = [x for x in payouts if x.paid]
     entries = await rt.submit_linked(event_requests(
         actor, "payout", [c.Transfer(e["escrow_account"], accounts[x.party], "CNY", x.paid) for x in paying],
-        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds", payouts=payout_meta(paying)))) if paying else []
+        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds", payouts=payout_meta(paying)), blinded=True)) if paying \
+        else []
     paid = dict(e["paid"])
     for x in payouts:
         if x.paid:

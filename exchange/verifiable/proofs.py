@@ -186,14 +186,30 @@ async def _sees_by_accounts(conn: AsyncConnection, who: Principal, actor: str, e
     return bool(accounts & {a for a in (who.holding_account, who.cash_account) if a is not None})
 
 
-async def _own_openings(conn: AsyncConnection, who: Principal, actor: str,
+def _opens_everything(who: Principal, actor: str, meta: bytes) -> bool:
+    """Whose receipt of a blinded entry opens every field: oversight's; for an enforcement's event (its committed
+    metadata names the pledge) the pledgee's and the pledgor's -- the bank that realises the lot and the owner
+    whose lot it is and who owes every line of the waterfall -- and nobody else's (a junior claimant, a court
+    paid its share, a negotiated sale's buyer: their own legs only, see README "Visibility"); for any other
+    event (an anonymous trade, whose author is the market) its author's."""
+    if who.kind in OVERSIGHT:
+        return True
+    try:
+        named = json.loads(meta)
+    except ValueError:
+        named = None
+    if isinstance(named, dict) and "pledge" in named:
+        return who.participant_id in (named.get("pledgee"), named.get("pledgor"))
+    return actor == who.actor
+
+
+async def _own_openings(conn: AsyncConnection, who: Principal, everything: bool,
                         opened: blinding.Openings | None) -> tuple[bool, list[dict[str, Any]]]:
-    """Of a blinded entry: whether `who` sees it, and the openings its receipt carries -- every one for
-    oversight and the author, else those of the caller's own fields: its accounts, the holds on them, and (in
+    """Of a blinded entry: whether `who` sees it, and the openings its receipt carries -- every one if
+    `everything` (`_opens_everything`), else those of the caller's own fields: its accounts, the holds on them, and (in
     a version-4 entry) the amounts of its own legs, those that name one of its accounts or holds. The other
     side's accounts, holds and amounts stay commitments, and so do the system legs' (the fee account's
     transfer carries both sides' fees)."""
-    everything = who.kind in OVERSIGHT or actor == who.actor
     mine = {a for a in (who.holding_account, who.cash_account) if a is not None}
     own: list[dict[str, Any]] = []
     for i, fields in enumerate(opened or ()):
@@ -242,7 +258,8 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
         entry = decode_entry(leaf)
         own: list[dict[str, Any]] | None = None
         if entry.get("v") in (VERSION_3, VERSION_4):  # accounts by commitment: parties are read from the openings
-            sees, own = await _own_openings(conn, who, row.actor, await openings.of_entry(conn, seq))
+            sees, own = await _own_openings(conn, who, _opens_everything(who, row.actor, row.meta),
+                                            await openings.of_entry(conn, seq))
         else:
             sees = await _sees_by_accounts(conn, who, row.actor, entry)
         cp = await checkpoints.at_least(await _raw(conn), seq)
