@@ -67,16 +67,18 @@ class Salts(Protocol):
 class KeyedSalts:
     """The writer's salts: derived from the ledger's blinding key (so a replay with the key gets the same)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
         if type(key) is not bytes or len(key) != KEY_BYTES:
             raise ValueError(f"a blinding key is {KEY_BYTES} bytes")
-        self._key = key
+        # HMAC-SHA256 keyed once; each salt continues a copy (a version-4 trade takes ~30 salts).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def salt(self, seq: int, leg: int, field: str) -> bytes:
-        msg = SALT_TAG + seq.to_bytes(8, "big") + leg.to_bytes(2, "big") + field.encode("ascii")
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        h = self._keyed.copy()
+        h.update(SALT_TAG + seq.to_bytes(8, "big") + leg.to_bytes(2, "big") + field.encode("ascii"))
+        return h.digest()
 
 
 class StoredSalts:

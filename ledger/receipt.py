@@ -186,8 +186,8 @@ def _check_openings(entry: bytes, given: object) -> tuple[tuple[int, str, int], 
     """Each opening of a blinded entry's field must open the commitment its bytes hold there; in a version-4
     entry every field the version blinds must be a commitment, whether the receipt opens it or not."""
     version = _BLINDED_TAGS.get(entry[:_TAG_LEN])
-    if version == 4:
-        legs = _legs(entry)
+    legs = _legs(entry) if version == 4 else None
+    if legs is not None:
         for i, leg in enumerate(legs):
             body = leg.get("body") if isinstance(leg, dict) else None
             if not isinstance(body, dict):
@@ -201,7 +201,8 @@ def _check_openings(entry: bytes, given: object) -> tuple[tuple[int, str, int], 
         raise ReceiptError("malformed", f"openings must be a list of at most {len(blinding.TAGS) * 64} objects")
     if version is None:
         raise ReceiptError("malformed", "openings belong to a blinded (version-3 or -4) entry only")
-    legs = _legs(entry)
+    if legs is None:
+        legs = _legs(entry)
     fields = blinding.FIELDS[version]
     out: list[tuple[int, str, int]] = []
     for k, o in enumerate(given):

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from exchange.core.database import asyncpg_dsn
-from ledger import blinding
+from ledger import blinding, merkle, note, receipt
 from ledger import commands as c
 from ledger.encoding import DOMAIN_TAG, DOMAIN_TAG_V3, DOMAIN_TAG_V4, canonical_json, decode_entry, sha256
 from ledger.replay import request_of, request_of_leaf
@@ -230,3 +230,40 @@ async def _tampered(dsn: str, sql: str, seq: int, what: str) -> None:
         await tr.rollback()
     finally:
         await conn.close()
+
+
+def _signed_receipt(leaf: bytes, opened: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """A receipt of `leaf` as the only entry of a tree, under a freshly made log key."""
+    skey, vkey = note.generate_signer_key("envx.example/v4")
+    signed = note.sign_checkpoint(note.Checkpoint("envx.example/v4", 1, merkle.leaf_hash(leaf)),
+                                  note.Signer.from_key_string(skey))
+    return receipt.make_receipt(leaf, 0, 1, [], signed, openings=opened), vkey
+
+
+def test_the_receipt_verifier_knows_what_version_4_commits_to() -> None:
+    e, _ = _one_trade()
+    opened = [{"leg": i, "field": f, "salt": s.hex(), "value": v}
+              for i, leg in enumerate(e.openings or ()) for f, (s, v) in leg.items() if i == 2]
+    rec, key = _signed_receipt(e.leaf, opened)
+    ok = receipt.verify_receipt(rec, [key])
+    assert {f for _, f, _ in ok.opened} == {"debit", "credit", "hold", "amount", "released", "remaining"}
+    # The buyer's post rest written in clear in a version-4 entry: refused, with or without openings.
+    entry = decode_entry(e.leaf)
+    entry["body"]["legs"][2]["body"]["remaining"] = dict(e.openings[2])["remaining"][1]  # type: ignore[index]
+    clear = DOMAIN_TAG_V4 + canonical_json(entry)
+    for given in ([], [o for o in opened if o["field"] != "remaining"]):
+        rec, key = _signed_receipt(clear, given)
+        with pytest.raises(receipt.ReceiptError) as refused:
+            receipt.verify_receipt(rec, [key])
+        assert refused.value.code == "malformed" and "remaining" in refused.value.message
+    # A version-3 entry has no amount commitments: an amount opening on it is refused.
+    s, ids = _market()
+    s.salts = blinding.KeyedSalts(KEY)
+    v3 = s.apply(c.Request("exchange:X", c.Event("trade", _trade(ids).legs, blinded=True), "X:trade:1:0"), TS)
+    salt, value = v3.openings[2]["hold"]  # type: ignore[index]
+    rec, key = _signed_receipt(v3.leaf, [{"leg": 2, "field": "hold", "salt": salt.hex(), "value": value}])
+    assert receipt.verify_receipt(rec, [key]).opened == ((2, "hold", value),)
+    rec["openings"].append({"leg": 2, "field": "amount", "salt": salt.hex(), "value": 22_022})
+    with pytest.raises(receipt.ReceiptError) as refused:
+        receipt.verify_receipt(rec, [key])
+    assert refused.value.code == "malformed"
