@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ledger.encoding import DOMAIN_TAG, DOMAIN_TAG_V3, VERSIONS, ZERO_HASH
+from ledger.encoding import BLINDED_VERSIONS, DOMAIN_TAG, VERSIONS, ZERO_HASH
 
 MAX_PROBLEMS = 200
 CHUNK = 20_000
@@ -83,7 +83,7 @@ class IntegrityPass:
         self.first_prev: Any = None
         self.leaf_hashes = bytearray()
         self.keys: list[tuple[int, Any]] = []  # (seq, verifier key) of key.register entries
-        self.blinded: list[int] = []  # seq of the entries with the version-3 tag (`ledger.verify._check_blinded`)
+        self.blinded: list[int] = []  # seq of the entries with a blinded version's tag (3, 4) (`ledger.verify._check_blinded`)
         self.broken = False  # seq gap: nothing after it can be placed in the tree
 
     def feed(self, rows: Iterable[Sequence[Any]]) -> None:
@@ -93,7 +93,7 @@ class IntegrityPass:
         leaf_prefix = sha(b"\x00")
         read = _read_fields
         versions = VERSIONS
-        v3 = DOMAIN_TAG_V3
+        blinded_tags = BLINDED_VERSIONS
         blinded = self.blinded
         leaf_hashes = self.leaf_hashes
         i = self.n
@@ -111,7 +111,7 @@ class IntegrityPass:
             leaf_hashes += h.digest()
             tag = leaf[:_TAG_LEN]
             version = versions.get(tag)
-            if tag == v3:
+            if tag in blinded_tags:
                 blinded.append(i)
             entry: _Fields | None = None
             if version is not None:
@@ -122,7 +122,7 @@ class IntegrityPass:
             if entry is None or entry.v != version:
                 if digest != stored_hash:
                     self.add(f"entry {i}: stored hash is not SHA-256 of its bytes")
-                self.add(f"entry {i}: bytes are not a version-1, -2 or -3 envx entry")
+                self.add(f"entry {i}: bytes are not a version-1, -2, -3 or -4 envx entry")
                 prev_hex = digest.hex()
                 continue
             if prev_hex is None:

@@ -18,7 +18,7 @@ import msgspec
 
 from ledger import blinding
 from ledger import commands as c
-from ledger.encoding import DOMAIN_TAG_V2, VERSION_2, VERSION_3, VERSIONS
+from ledger.encoding import DOMAIN_TAG_V2, VERSION_2, VERSION_3, VERSION_4, VERSIONS
 
 _decode = msgspec.json.decode  # the same values as json.loads for the canonical JSON stored as metadata
 _TAG_LEN = len(DOMAIN_TAG_V2)
@@ -102,12 +102,12 @@ _READ_BODY: dict[str, tuple[Callable[[Any], Any], _Build]] = {
 
 def request_of_leaf(leaf: bytes, meta_bytes: bytes,
                     openings: blinding.Openings | None = None) -> tuple[c.Request, int]:
-    """The request behind a stored leaf and its metadata, with the entry's time; a blinded event (version 3)
+    """The request behind a stored leaf and its metadata, with the entry's time; a blinded event (version 3 or 4)
     is rebuilt in the clear with its `openings` (BlindingError if they do not open it)."""
     version = VERSIONS.get(leaf[:_TAG_LEN])
     if version is None:
         raise ValueError("not an envx entry (unknown domain tag)")
-    if version == VERSION_3:
+    if version in (VERSION_3, VERSION_4):
         whole = _decode(leaf[_TAG_LEN:])
         return request_of(whole, meta_bytes, openings), whole["ts"]
     entry = _read_entry(leaf[_TAG_LEN:])
@@ -127,13 +127,15 @@ def request_of_leaf(leaf: bytes, meta_bytes: bytes,
 
 def request_of(entry: dict[str, Any], meta_bytes: bytes, openings: blinding.Openings | None = None) -> c.Request:
     """The request behind an entry already decoded to a dict (`ledger.encoding.decode_entry`); a blinded event
-    (version 3) is rebuilt in the clear with its `openings` (BlindingError if they do not open it)."""
+    (version 3 or 4) is rebuilt in the clear with its `openings` (BlindingError if they do not open it)."""
     meta = _decode(meta_bytes)
-    if entry["type"] == "event" and entry.get("v") == VERSION_3:
-        clear = {**entry, "v": VERSION_2, "body": blinding.unblind(entry["body"], openings)}
+    v = entry.get("v")
+    if entry["type"] == "event" and v in (VERSION_3, VERSION_4):
+        clear = {**entry, "v": VERSION_2, "body": blinding.unblind(entry["body"], openings, blinding.FIELDS[v])}
         r = request_of(clear, meta_bytes)
         assert isinstance(r.command, c.Event)
-        return c.Request(r.actor, c.Event(r.command.kind, r.command.legs, blinded=True), r.client_id, r.meta)
+        return c.Request(r.actor, c.Event(r.command.kind, r.command.legs, blinded=True,
+                                          blind_amounts=v == VERSION_4), r.client_id, r.meta)
     cmd: c.Command
     if entry["type"] == "event" and entry.get("v") == VERSION_2:
         cmd = _event(entry["body"], meta)

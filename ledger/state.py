@@ -36,7 +36,15 @@ from typing import Any, NamedTuple
 
 from ledger import blinding
 from ledger import commands as c
-from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, encode_leaf_v2, encode_leaf_v3, entry_hash
+from ledger.encoding import (
+    ZERO_HASH,
+    canonical_json,
+    encode_leaf,
+    encode_leaf_v2,
+    encode_leaf_v3,
+    encode_leaf_v4,
+    entry_hash,
+)
 from ledger.note import NoteError, Verifier
 
 # Account kinds. Holder-like kinds can never be overdrawn.
@@ -389,12 +397,15 @@ class LedgerState:
         meta = canonical_json(meta_obj)
         actor, client_id = request.actor, request.client_id
         openings = None
-        if type_ == "event" and request.command.blinded:  # type: ignore[union-attr]
-            # The clear command is applied; only the bytes name its accounts and holds by commitment.
+        cmd = request.command
+        if type(cmd) is c.Event and (cmd.blinded or cmd.blind_amounts):
+            # The clear command is applied; only the bytes name its accounts and holds (version 3), and its
+            # amounts too (version 4), by commitment.
             if self.salts is None:
                 raise Rejection("blinding_unavailable", "a blinded event needs the ledger's blinding salts")
-            body, openings = blinding.blind(body, self.salts, seq)
-            encode = encode_leaf_v3
+            v4 = cmd.blind_amounts
+            body, openings = blinding.blind(body, self.salts, seq, blinding.FIELDS[4 if v4 else 3])
+            encode = encode_leaf_v4 if v4 else encode_leaf_v3
         else:
             encode = encode_leaf_v2 if type_ == "event" else encode_leaf
         leaf = encode(seq, head.hash, ts, type_, actor, client_id, body, meta)

@@ -51,7 +51,7 @@ import msgspec
 
 from ledger import blinding, merkle, note, openings
 from ledger.checkpoints import key_in_force
-from ledger.encoding import DOMAIN_TAG_V3, EncodingError
+from ledger.encoding import BLINDED_VERSIONS, DOMAIN_TAG_V3, EncodingError
 from ledger.integrity import (
     CHUNK,
     MAX_PROBLEMS,
@@ -479,30 +479,34 @@ async def _split(conn: asyncpg.Connection, report: Report, dsn: str, jobs: int, 
 
 
 _BLINDED_ROWS = ("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN ledger_entry_openings o USING (seq) "
-                 "WHERE substring(e.leaf FROM 1 FOR $1) = $2 ORDER BY e.seq")
+                 "WHERE substring(e.leaf FROM 1 FOR $1) = ANY($2::bytea[]) ORDER BY e.seq")
 _BLINDED_ROWS_AT = ("SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN ledger_entry_openings o "
-                    "USING (seq) WHERE e.seq = ANY($3::bigint[]) AND substring(e.leaf FROM 1 FOR $1) = $2 "
-                    "ORDER BY e.seq")
+                    "USING (seq) WHERE e.seq = ANY($3::bigint[]) AND substring(e.leaf FROM 1 FOR $1) = "
+                    "ANY($2::bytea[]) ORDER BY e.seq")
 
 
 async def _check_blinded(conn: asyncpg.Connection, report: Report, seqs: list[int] | None = None) -> int:
-    """Every blinded entry (version 3) is opened by its stored openings, and no openings are stored for an
+    """Every blinded entry (version 3 or 4) is opened by its stored openings, and no openings are stored for an
     entry that blinds nothing. Its own pass (few entries are blinded), in replay and integrity-only audits:
-    over ``seqs`` (those the integrity pass found with the version-3 tag, when it read the whole log), or
-    over a scan of the log for the tag."""
+    over ``seqs`` (those the integrity pass found with a blinded version's tag, when it read the whole log), or
+    over a scan of the log for the tags."""
     n = 0
-    query = (_BLINDED_ROWS, len(DOMAIN_TAG_V3), DOMAIN_TAG_V3) if seqs is None else \
-        (_BLINDED_ROWS_AT, len(DOMAIN_TAG_V3), DOMAIN_TAG_V3, seqs)
+    tags = list(BLINDED_VERSIONS)
+    query = (_BLINDED_ROWS, len(DOMAIN_TAG_V3), tags) if seqs is None else \
+        (_BLINDED_ROWS_AT, len(DOMAIN_TAG_V3), tags, seqs)
     async for r in conn.cursor(*query):
         n += 1
         seq = r["seq"]
+        leaf = bytes(r["leaf"])
+        # Which fields must be commitments is the entry version's (version 4: the amounts too).
+        fields = blinding.FIELDS[BLINDED_VERSIONS[leaf[:len(DOMAIN_TAG_V3)]]]
         try:
-            body = msgspec.json.decode(bytes(r["leaf"])[len(DOMAIN_TAG_V3):]).get("body")
+            body = msgspec.json.decode(leaf[len(DOMAIN_TAG_V3):]).get("body")
             opened = None if r["openings"] is None else openings.decode(bytes(r["openings"]))
         except (ValueError, AttributeError, msgspec.DecodeError, blinding.BlindingError) as exc:
             report.add(f"entry {seq}: blinded entry or its openings unreadable: {exc}")
             continue
-        for p in blinding.check(body, opened):
+        for p in blinding.check(body, opened, fields):
             report.add(f"entry {seq}: {p}")
     for seq in await openings.orphans(conn):
         report.add(f"entry {seq}: openings are stored for an entry that blinds nothing")

@@ -276,7 +276,7 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pl
     legs += [c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid) for x in paying]
     entries = await rt.submit_linked(event_requests(
         who.actor, "enforcement", legs, ledger_id(p, "enforce-transfer"),
-        ledger_meta(p, "enforce-transfer", payouts=payout_meta(paying), **handover_meta(plan))),
+        ledger_meta(p, "enforce-transfer", payouts=payout_meta(paying), **handover_meta(plan)), blinded=True),
         own=yours(who, escrow))
     await after_handover(conn, p, plan, entries, who.actor, "transfer")
     await settle_claims(conn, p.id, payouts)
@@ -326,12 +326,16 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         legs, plan = await handover(conn, rt, p, courts)
         legs += await _deliver(conn, p, escrow, buyer_holding)
         paying = [x for x in payouts if x.paid]
-        legs += [c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid) for x in paying]
-        # Delivery versus payment, one event: the buyer's cash pays every line of the waterfall, or nothing moves.
+        # Delivery versus payment, one event: the buyer pays the price into the bank's escrow and the escrow pays
+        # every line of the waterfall, or nothing moves. The buyer is not a creditor: the event is blinded
+        # (version 4) and the buyer's receipt opens its own legs only -- the price it paid, the units it got --,
+        # never a line of the waterfall (the secured loan's principal, interest, a junior's claim), nor, in the
+        # metadata, which lines there are.
+        legs.append(c.Transfer(buyer_cash, escrow, "CNY", sum(x.paid for x in paying)))
+        legs += [c.Transfer(escrow, accounts[x.party], "CNY", x.paid) for x in paying]
         entries = await rt.submit_linked(event_requests(
             who.actor, "enforcement", legs, ledger_id(p, "enforce-sale"),
-            ledger_meta(p, "enforce-sale", buyer=who.participant_id, payouts=payout_meta(paying),
-                        **handover_meta(plan))),
+            ledger_meta(p, "enforce-sale", **handover_meta(plan)), blinded=True),
             own=yours(who))  # the buyer: its cash, not the bank's escrow
         await after_handover(conn, p, plan, entries, who.actor, "sale")
         await settle_claims(conn, p.id, payouts)

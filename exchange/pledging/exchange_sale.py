@@ -226,9 +226,11 @@ async def _proceeds_arrived(conn: AsyncConnection, rt: Runtime, p: Pledge, e: di
                            owner="owner", fee_party="fee", courts=courts, lot=e["lot_quantity"])
     accounts = await payee_accounts(conn, rt, p, claims, e.get("courts"))
     paying = [x for x in payouts if x.paid]
+    # Blinded (version 4): each payee's receipt opens its own line (README "Visibility").
     entries = await rt.submit_linked(event_requests(
         actor, "payout", [c.Transfer(e["escrow_account"], accounts[x.party], "CNY", x.paid) for x in paying],
-        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds", payouts=payout_meta(paying)))) if paying else []
+        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds", payouts=payout_meta(paying)),
+        blinded=True)) if paying else []
     paid = dict(e["paid"])
     for x in payouts:
         if x.paid:
