@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from exchange.core.database import start_embedded, with_database
+from exchange.core.database import start_embedded, stop_embedded, with_database
 from exchange.core.migrate import upgrade
 from exchange.core.settings import Settings
 from tests.helpers import Api, bootstrap_operator
@@ -41,7 +41,10 @@ def pg_admin_url() -> Iterator[str]:
         yield url
         return
     with tempfile.TemporaryDirectory(prefix="envx-test-") as tmp:
-        yield start_embedded(Path(tmp), database="postgres")
+        try:
+            yield start_embedded(Path(tmp), database="postgres")
+        finally:
+            stop_embedded(Path(tmp))  # not left running once its directory is gone
 
 
 def _admin_execute(admin_url: str, sql: str) -> None:

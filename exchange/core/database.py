@@ -47,6 +47,14 @@ def start_embedded(data_dir: Path, database: str = DB_NAME, wal_archive_dir: Pat
     return uri
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server of `data_dir` if this process started it (before its directory is removed:
+    a server whose directory is gone cannot be stopped by its own handle any more)."""
+    server = _servers.pop(str((data_dir / "pg").resolve()), None)
+    if server is not None:
+        server.cleanup()  # type: ignore[attr-defined]
+
+
 def resolve_url(database_url: str | None, data_dir: Path, wal_archive_dir: Path | None = None) -> str:
     return database_url or start_embedded(data_dir, wal_archive_dir=wal_archive_dir)
 
