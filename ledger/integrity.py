@@ -83,7 +83,7 @@ class IntegrityPass:
         self.first_prev: Any = None
         self.leaf_hashes = bytearray()
         self.keys: list[tuple[int, Any]] = []  # (seq, verifier key) of key.register entries
-        self.blinded: list[int] = []  # seq of the entries with a blinded version's tag (3, 4) (`ledger.verify._check_blinded`)
+        self.blinded: list[int] = []  # seq of the blinded entries, versions 3 and 4 (`verify._check_blinded`)
         self.broken = False  # seq gap: nothing after it can be placed in the tree
 
     def feed(self, rows: Iterable[Sequence[Any]]) -> None:

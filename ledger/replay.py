@@ -5,8 +5,8 @@ metadata or the order of the log shows up as a mismatch.
 
 The leaf's JSON is decoded straight into the state machine's command (msgspec, no dict per entry; see
 `_BODIES`), and the entry as read becomes the request (`_Entry`: every attribute of a `Request`): the state
-machine's rules judge the values, the byte comparison judges the rest; nothing here adds a rule. An entry read as a dict (`request_of`, the legs of a version-2 event) goes through the same
-table (`msgspec.convert`).
+machine's rules judge the values, the byte comparison judges the rest; nothing here adds a rule. An entry
+read as a dict (`request_of`, the legs of a version-2 event) goes through the same table (`msgspec.convert`).
 """
 
 from __future__ import annotations
