@@ -82,6 +82,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = make_engine(url, settings.db_pool_size)
         writer = LedgerWriter(asyncpg_dsn(url), max_batch=settings.writer_max_batch,
+                              pipeline=settings.writer_pipeline,
                               reconnect_seconds=settings.writer_reconnect_seconds,
                               gates=[suspension.ledger_gate])  # nothing of a suspended participant's is written
         # Merkle tiles in every batch, checkpoints after it, fork check before the first one.
