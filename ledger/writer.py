@@ -161,10 +161,10 @@ class LedgerWriter:
         gates: Sequence[Gate] = (),
         reconnect_seconds: float = RECONNECT_SECONDS,
         blinding_key: bytes | None = None,
-        pipeline: bool = True,
+        pipeline: bool = False,
     ) -> None:
         self._dsn = dsn
-        # Apply the next batch while one is written (`_pipeline`); False: one batch at a time (bench.ledger compares).
+        # Apply the next batch while one is written (`_pipeline`; ENVX_WRITER_PIPELINE); off: one batch at a time.
         self._pipelining = pipeline
         self._reconnect_seconds = reconnect_seconds
         # Salts of blinded events (ledger/blinding.py): from `blinding_key`, else the database's (made at start).

@@ -96,7 +96,7 @@ async def _submit_crowd(w: LedgerWriter, reqs: list[c.Request]) -> list[Any]:
 def test_commit_refused_by_the_database_with_a_pipelined_batch_behind_it(db_url: str) -> None:
     async def run() -> None:
         dsn = asyncpg_dsn(db_url)
-        w = LedgerWriter(dsn)
+        w = LedgerWriter(dsn, pipeline=True)
         await w.start()
         ids = await _world(w)
         admin = await asyncpg.connect(dsn)
@@ -155,7 +155,7 @@ def test_writer_backend_terminated_before_commit_with_a_pipelined_batch_behind_i
                 await other.close()
 
     async def run() -> None:
-        w = LedgerWriter(dsn, before_commit=[kill_before_commit], reconnect_seconds=20)
+        w = LedgerWriter(dsn, pipeline=True, before_commit=[kill_before_commit], reconnect_seconds=20)
         await w.start()
         ids = await _world(w)
         reqs, _, spenders = _crowd(ids, "k1")
@@ -197,7 +197,7 @@ def test_gate_of_a_pipelined_batch_runs_in_its_transaction_and_a_refusal_reappli
     async def run() -> None:
         admin = await asyncpg.connect(dsn)
         await admin.execute("CREATE TABLE blocked_actors (actor text PRIMARY KEY)")
-        w = LedgerWriter(dsn, gates=[gate])
+        w = LedgerWriter(dsn, pipeline=True, gates=[gate])
         await w.start()
         ids = await _world(w)
         await admin.execute("INSERT INTO blocked_actors VALUES ('mallory')")
@@ -236,7 +236,7 @@ def test_retries_across_the_pipeline_get_the_original_answer(db_url: str) -> Non
     dsn = asyncpg_dsn(db_url)
 
     async def run() -> None:
-        w = LedgerWriter(dsn)
+        w = LedgerWriter(dsn, pipeline=True)
         await w.start()
         ids = await _world(w)
         reqs, _, _ = _crowd(ids, "i1")
