@@ -276,7 +276,7 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pl
     legs += [c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid) for x in paying]
     entries = await rt.submit_linked(event_requests(
         who.actor, "enforcement", legs, ledger_id(p, "enforce-transfer"),
-        ledger_meta(p, "enforce-transfer", payouts=payout_meta(paying), **handover_meta(plan)), blinded=True),
+        ledger_meta(p, "enforce-transfer", **handover_meta(plan)), blinded=True),
         own=yours(who, escrow))
     await after_handover(conn, p, plan, entries, who.actor, "transfer")
     await settle_claims(conn, p.id, payouts)
@@ -294,11 +294,6 @@ async def _deliver(conn: AsyncConnection, p: Pledge, escrow: int, to_holding: in
     return [c.PostHold(p.hold),
             c.Transfer(escrow, to_holding, p.instrument, p.quantity,
                        await cut_pieces(conn, p.instrument, ranges_of(p.serials)))]
-
-
-def payout_meta(paid: list[wf.Payout]) -> list[dict[str, Any]]:
-    """Who each payout leg of an enforcement's event pays, in leg order (the ledger metadata)."""
-    return [{"party": x.key, "role": x.role} for x in paid]
 
 
 @translate_refusals

@@ -22,7 +22,6 @@ from exchange.pledging.enforcement import (
     claims_paid,
     juniors,
     payee_accounts,
-    payout_meta,
     payout_view,
     pledgee_parts,
 )
@@ -226,11 +225,11 @@ async def _proceeds_arrived(conn: AsyncConnection, rt: Runtime, p: Pledge, e: di
                            owner="owner", fee_party="fee", courts=courts, lot=e["lot_quantity"])
     accounts = await payee_accounts(conn, rt, p, claims, e.get("courts"))
     paying = [x for x in payouts if x.paid]
-    # Blinded (version 4): each payee's receipt opens its own line (README "Visibility").
+    # Blinded (version 4): each payee's receipt opens its own line, and the metadata names none (README
+    # "Visibility"); who got what is the pledge's own record (`proceeds_distributed`).
     entries = await rt.submit_linked(event_requests(
         actor, "payout", [c.Transfer(e["escrow_account"], accounts[x.party], "CNY", x.paid) for x in paying],
-        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds", payouts=payout_meta(paying)),
-        blinded=True)) if paying else []
+        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds"), blinded=True)) if paying else []
     paid = dict(e["paid"])
     for x in payouts:
         if x.paid:

@@ -25,6 +25,7 @@ from ledger.receipt import ReceiptError, verify_receipt
 from ledger.verify import Report, verify_connection
 from tests.helpers import Api
 from tests.ledger_verifiable.helpers import log_keys
+from tests.trading.test_auctions import auction_market, emission_right, fund, wait_for_end
 from tests.trading.test_block_settlement import _desk
 from tests.trading.test_continuous import world
 from tests.trading.test_excess_release import _entries
@@ -289,3 +290,55 @@ def test_a_block_deal_stays_disclosed(api: Api, client: TestClient, db_url: str)
     (p,) = _entries(api, db_url, "SELECT cash_account FROM participants WHERE id = $1", seller["id"])
     legs = decode_entry(ok.entry)["body"]["legs"]
     assert any(leg["body"].get("credit") == p["cash_account"] for leg in legs)  # the seller's account in clear
+
+
+def test_an_auction_allocation_s_receipts_keep_each_bid_to_its_bidder(api: Api, client: TestClient,
+                                                                      db_url: str) -> None:
+    # One lot of 1.200 t/yr (5 years) allocated by price: 乙 0.700 @ 4,200 in full, 甲 0.700 @ 4,000 gets the
+    # 0.500 left. 甲's bid (its hold 0.700 x 4,000 x 5 = 14,000.00, the 4,000.00 it gets back) is neither the
+    # reserve's nor 乙's business, and 乙's hold (14,700.00, all of it the price of 乙's own trade) not 甲's.
+    emission_right(api, "PW-SO2-FJ", 5, "福建省", "SO2")
+    reserve = api.participant("福建省排污权储备 (示例)", "issuer")
+    api.issue(reserve["api"], reserve["id"], "PW-SO2-FJ", "1.500",
+              {"valid_from": "2025-01-01", "valid_until": "2029-12-31"})
+    m = auction_market(api, "PW-SO2-FJ")
+    a, b = api.participant("甲", "enterprise"), api.participant("乙", "enterprise")
+    fund(api, a, "50000.00")
+    fund(api, b, "50000.00")
+    aid = api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions", {
+        "quantity": "1.200", "min_price": "4000", "increment": "100", "min_bid_quantity": "0.100"}))["order"]["id"]
+    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "registration"}))
+    for who in (a, b):
+        api.ok(who["api"].post(f"/v1/markets/{m}/auctions/{aid}/register", {}))
+    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "bidding", "duration_seconds": 2}))
+    api.ok(a["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "4000", "quantity": "0.700"}))
+    api.ok(b["api"].post(f"/v1/markets/{m}/auctions/{aid}/bids", {"price": "4200", "quantity": "0.700"}))
+    wait_for_end(api, m, aid)
+    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "close"}))
+    api.ok(reserve["api"].post(f"/v1/markets/{m}/auctions/{aid}/step", {"action": "allocate"}))
+    trades = _entries(api, db_url, "SELECT seq, leaf FROM ledger_entries WHERE client_id LIKE $1 ORDER BY seq",
+                      f"{m}:trade:%:0")
+    assert len(trades) == 2
+    for t in trades:  # every amount of every leg a commitment
+        entry = decode_entry(bytes(t["leaf"]))
+        assert entry["v"] == 4
+        for leg in entry["body"]["legs"]:
+            assert all(isinstance(leg["body"][f], str) for f in blinding.FIELDS[4] if f in leg["body"])
+    keys = log_keys(client)
+    parties = {}
+    for t in trades:
+        for who in (a, b):
+            r = who["api"].get(f"/v1/ledger/entries/{t['seq']}/receipt")
+            if r.status_code == 200:
+                parties[t["seq"]] = who
+    # (甲's 4,000.00 back is not looked for in the seller's receipt: 4,000.00 is also the trade's price.)
+    a_bid, a_back, b_bid = {1_400_000}, {400_000}, {1_470_000}
+    for t in trades:
+        mine = parties[t["seq"]]
+        ints, _ = _everything(api.ok(reserve["api"].get(f"/v1/ledger/entries/{t['seq']}/receipt")))
+        assert not ints & a_bid, ints & a_bid  # the seller: each trade's price, quantity and cash only
+        other = b if mine is a else a
+        assert other["api"].get(f"/v1/ledger/entries/{t['seq']}/receipt").json()["code"] == "not_found"
+        ints, _ = _everything(api.ok(mine["api"].get(f"/v1/ledger/entries/{t['seq']}/receipt")))
+        assert not ints & (b_bid if mine is a else a_bid | a_back)
+        verify_receipt(api.ok(mine["api"].get(f"/v1/ledger/entries/{t['seq']}/receipt")), keys)

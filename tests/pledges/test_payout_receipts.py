@@ -77,6 +77,8 @@ def test_each_payee_of_an_exchange_sale_reads_its_own_line(api: Api, client: Tes
     ints, opened = _receipt(junior["api"], seq, keys)
     assert list(opened.values()) == [lines["junior"]]  # its own line, and nothing of the senior loan or the rest
     assert not ints & {lines["bank"], lines["owner"], 200_000_000}
+    meta = json.loads(junior["api"].get(f"/v1/ledger/entries/{seq}/receipt").json()["metadata"]["meta"])
+    assert "payouts" not in meta  # which lines there are is the pledge's own record, not the entry's
     assert t1["api"].get(f"/v1/ledger/entries/{seq}/receipt").json()["code"] == "not_found"  # the buyer: no payee
 
 
