@@ -9,13 +9,13 @@ journals them in one journal transaction and answers them in order, instead of N
 Idempotent per order: a slot's first successful answer is kept as its exact bytes, keyed by the caller, the
 order's client id and its fingerprint (`answers_by_request`, under a digest no HTTP request can have), in the
 market's projection transaction that answers it (exchange.trading.pipeline.Keep: no round trip of its own, and
-nothing lost between the commit and the reply); the same order again, in any later batch request, gets those
-bytes back marked `"replayed":true` (`replay_of`) -- found by the sequencer, which looks every batch's client
-ids up anyway, or on a refusal path; the same keyed batch again gets the whole answer back, byte for byte, at
-the HTTP edge. An order journaled under its client id whose bytes were not kept (placed alone first) is
-answered from its row, as the single-order endpoint replays it (`replayed: true`), and that answer is kept.
-The same client id for a different order is 409 `idempotency_conflict`, in its slot. Refusals are not kept: a
-refused order sent again is tried again.
+nothing lost between the commit and the reply); the same order again, in any later batch request (a new key,
+none, another batch), gets those bytes back, as a single order's retry does -- found by the sequencer, which
+looks every batch's client ids up anyway, or on a refusal path; the same keyed batch again gets the whole
+answer back, byte for byte, at the HTTP edge. An order journaled under its client id whose bytes were not kept
+(placed alone first) is answered from its row, as the single-order endpoint replays it (`replayed: true`),
+and that answer is kept. The same client id for a different order is 409 `idempotency_conflict`, in its slot.
+Refusals are not kept: a refused order sent again is tried again.
 """
 
 from __future__ import annotations
@@ -115,18 +115,6 @@ def _fp_payload(market_id: str, o: BatchOrder, price: int | None, qty: int) -> d
             "qty": qty, "stp": o.stp, "purpose": None}
 
 
-def replay_of(body: bytes) -> bytes:
-    """A kept slot answered again, in a batch request other than the one that placed it (another batch, the
-    same orders under a new Idempotency-Key or none): its first answer's bytes, marked `"replayed":true` at
-    its end, so the caller is not told of an order placed now that was placed before (and may since have
-    traded or been cancelled). The same keyed batch again is answered whole, byte for byte, at the HTTP edge
-    (api/security/replays.py) and never comes here."""
-    if json.loads(body).get("replayed"):  # first answered as a replay already (its client id was journaled)
-        return body
-    assert body.endswith(b"}"), body
-    return body[:-1] + b',"replayed":true}'
-
-
 def slot_digest(market_id: str, fp: bytes) -> bytes:
     return hashlib.sha256(_SLOT_DIGEST + market_id.encode() + b"\n" + fp).digest()
 
@@ -219,8 +207,7 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
         elif isinstance(out, BaseException):
             raise out
         elif (kept := keeps[i]) is not None and kept.answer is not None:  # kept with it (or before: a replay)
-            body = replay_of(kept.answer.body) if out.replayed else kept.answer.body
-            slots[i] = Slot(c.order.client_id, kept.answer.status, body=body)
+            slots[i] = Slot(c.order.client_id, kept.answer.status, body=kept.answer.body)
         else:  # answered by a twin in flight, or from the row of an order placed alone first: kept here
             body = _slot_answer(c.order.client_id, out)
             slots[i] = Slot(c.order.client_id, 201, body=body)
@@ -316,7 +303,7 @@ async def _refusal(rt: Runtime, who: Principal, seq: MarketSequencer, o: BatchOr
         except DomainError as conflict:
             return Slot(o.client_id, conflict.status, error=conflict)
         if keep is not None and keep.answer is not None:
-            return Slot(o.client_id, keep.answer.status, body=replay_of(keep.answer.body))
+            return Slot(o.client_id, keep.answer.status, body=keep.answer.body)
         if answer is not None:
             return Slot(o.client_id, 201, body=_slot_answer(o.client_id, answer))
     return Slot(o.client_id, exc.status, error=exc)
