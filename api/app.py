@@ -119,7 +119,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
             # sequencers finish the batches they hold, then the writer the ones queued to it, each within
             # ENVX_SHUTDOWN_GRACE_SECONDS; then the publisher signs the last checkpoint.
             grace = settings.shutdown_grace_seconds
-            if scheduler is not None:
+            if scheduler is not None and scheduler.running:  # a failed start must show its own cause
                 scheduler.shutdown(wait=False)
             if rt.exchange is not None:
                 await rt.exchange.stop(grace)

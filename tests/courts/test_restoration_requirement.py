@@ -167,3 +167,17 @@ def test_a_requirement_no_eligible_instrument_can_fill_is_refused_at_creation(ap
                                                                  "required_quantity": "5.5",
                                                                  "eligible_kinds": ["forest_ticket", "cdcer"]}))
     assert mixed["required_quantity"] == "5.500"
+
+
+def test_one_judgment_is_one_order_however_its_case_number_is_typed(api: Api) -> None:
+    """Red team 8 F4: the same case number with full-width brackets (the official spelling of a 案号) or a
+    trailing space registered a second order for the same payer: ordered to buy and retire twice."""
+    w = _world(api, "RSTK", "forest_ticket", 0, "listing", "5")
+    first = api.ok(w["court"]["api"].get(w["path"]))
+    body = {"case_type": "刑事附带民事公益诉讼", "defendants": [{"name": "被告人"}], "payer_id": w["payer"]["id"],
+            "payer_identifier": PAYER_ID, "required_quantity": "5", "eligible_kinds": ["forest_ticket"],
+            "deadline": (date.today() + timedelta(days=30)).isoformat()}
+    for n, spelled in enumerate(["（2026）RSTK刑初7号", "(2026)RSTK刑初7号 ", " (２０２６) RSTK刑初7号"]):
+        r = w["court"]["api"].post("/v1/restoration-orders", {**body, "case_number": spelled}, key=f"dup-{n}")
+        assert (r.status_code, r.json()["code"]) == (409, "duplicate_order"), (spelled, r.text)
+    assert api.ok(w["court"]["api"].get(w["path"]))["id"] == first["id"]
