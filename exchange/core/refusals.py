@@ -312,6 +312,7 @@ class Refusal(StrEnum):
     INVALID_STATE = "invalid_state", 409, "the registration's status does not allow this"
     INVALID_TRANSITION = "invalid_transition", 409, "this pledge event cannot follow the registration's status"
     REQUIRES_PLEDGOR_CONSENT = "requires_pledgor_consent", 409, "a change of a confirmed pledge not in the pledgor's favour (more secured, a higher haircut or threshold, another loan contract) needs a new registration the pledgor confirms"
+    TERMS_CHANGED = "terms_changed", 409, "the filing changed since the version its pledgor confirmed: read it again and confirm what it says now"
     TERM_TOO_LONG = "term_too_long", 422, "a registration's term, or one extension of it, is longer than 30 years (中登网's longest period)"
     NOTHING_TO_AMEND = "nothing_to_amend", 422, "the amendment changes nothing"
     QUANTITY_REQUIRED = "quantity_required", 422, "name the quantity or the serial ranges"

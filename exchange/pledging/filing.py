@@ -178,13 +178,18 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
 
 
 @translate_refusals
-async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -> PledgeView:
-    """The pledgor's consent: only now are the units locked (the registration takes effect)."""
-    fp = fingerprint({"op": "confirm", "pledge": pledge_id})
+async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int,
+                  version: int | None = None) -> PledgeView:
+    """The pledgor's consent: only now are the units locked (the registration takes effect). With `version`,
+    consent to the filing as the pledgor read it: an amendment since is refused, not confirmed unseen."""
+    fp = fingerprint({"op": "confirm", "pledge": pledge_id, **({} if version is None else {"version": version})})
 
     async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgor(who, p)
         lifecycle.require(p.status, "confirm")
+        if version is not None and p.version != version:
+            raise DomainError("terms_changed", f"the filing is at version {p.version}, not the version {version} "
+                              "you read: the bank amended it since; read it again and confirm what it says now")
         if now() >= p.expires_at:
             raise DomainError("pledge_expired", "the registration's term ended before the pledgor confirmed it")
         if now() >= confirm_by(rt, p):

@@ -114,3 +114,24 @@ def test_a_registration_and_each_extension_run_at_most_thirty_years(api: Api) ->
     extended = api.ok(bank.post(f"{path}/extend", {"term_end": terms.latest_end(end).isoformat()}))
     assert extended["term_end"] == terms.latest_end(end).isoformat()
     assert terms.latest_end(date(2028, 2, 29)) == date(2058, 2, 28)
+
+
+def test_the_pledgor_confirms_the_version_it_read(api: Api) -> None:
+    """Red team 8 F1: the bank amended a filing (haircut 9999, thresholds x 100, secured x 10,000) between the
+    pledgor's read and its confirm, and the confirm made the new terms active. A confirm naming the version read
+    is refused once the filing changed, and nothing is locked."""
+    w = world(api, "3000")
+    bank, owner = w["bank"]["api"], w["owner"]["api"]
+    p = api.ok(bank.post("/v1/pledges", pledge_body(w["owner"]["id"], "1000")))
+    path = f"/v1/pledges/{p['id']}"
+    read = api.ok(owner.get(path))
+    holdings = api.ok(owner.get("/v1/holdings"))["balances"]
+    api.ok(bank.post(f"{path}/amend", {"haircut_bps": 9999, "secured_amount": "99999999.00"}))
+    r = owner.post(f"{path}/confirm", {"version": read["version"]})
+    assert (r.status_code, r.json()["code"]) == (409, "terms_changed"), r.text
+    now = api.ok(owner.get(path))
+    assert now["status"] == read["status"] and now["version"] == read["version"] + 1
+    assert api.ok(owner.get("/v1/holdings"))["balances"] == holdings  # nothing locked
+    # What it read now: the pledgor may confirm it (or decline), by its version.
+    ok = api.ok(owner.post(f"{path}/confirm", {"version": now["version"]}))
+    assert ok["status"] == "active" and ok["haircut_bps"] == 9999
