@@ -82,6 +82,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = make_engine(url, settings.db_pool_size)
         writer = LedgerWriter(asyncpg_dsn(url), max_batch=settings.writer_max_batch,
+                              pipeline=settings.writer_pipeline,
                               reconnect_seconds=settings.writer_reconnect_seconds,
                               gates=[suspension.ledger_gate])  # nothing of a suspended participant's is written
         # Merkle tiles in every batch, checkpoints after it, fork check before the first one.
@@ -118,7 +119,7 @@ def create_app(settings: Settings, url: str, on_ready: Sequence[OnReady] = ()) -
             # sequencers finish the batches they hold, then the writer the ones queued to it, each within
             # ENVX_SHUTDOWN_GRACE_SECONDS; then the publisher signs the last checkpoint.
             grace = settings.shutdown_grace_seconds
-            if scheduler is not None:
+            if scheduler is not None and scheduler.running:  # a failed start must show its own cause
                 scheduler.shutdown(wait=False)
             if rt.exchange is not None:
                 await rt.exchange.stop(grace)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Response
+from litestar import Request, Response
+from litestar.enums import MediaType
+from litestar.serialization import get_serializer
 
 from exchange.core.units import times_in_iso
 
@@ -19,3 +21,10 @@ class Answer(Response[Any]):
         if not isinstance(content, bytes | str):
             content = times_in_iso(content)
         return super().render(content, media_type, *(() if enc_hook is None else (enc_hook,)))
+
+
+def render(request: Request[Any, Any, Any], content: Any) -> bytes:
+    """The bytes this request's handler answers `content` with (JSON), as Litestar renders a returned value: the
+    Answer class above, with the handler's type encoders (pydantic models among them)."""
+    return Answer(content).render(content, MediaType.JSON,
+                                  get_serializer(request.route_handler.resolve_type_encoders()))

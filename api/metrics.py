@@ -31,6 +31,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from api.authz import operation_of
 from exchange.core import store
 from exchange.core.runtime import Runtime
+from exchange.trading import running
 from ledger.writer import LedgerWriter
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -153,15 +154,16 @@ async def snapshot(rt: Runtime, witnessing: Any = None) -> CollectorRegistry:
             int(writer.stopped is not None))
         gauge("envx_ledger_writer_batches", "Batches committed since the writer started").set(writer.batches)
 
-    hub = rt.exchange
-    if hub is not None and hasattr(hub, "sequencers"):
+    sequencers = running.sequencers(rt)  # the primary's (a read replica's followers take no commands)
+    if sequencers:
         lag = gauge("envx_market_journal_lag", "Sequence numbers journaled but not yet applied (settled and "
                     "projected)", ("market",))
         open_orders = gauge("envx_market_open_orders", "Open orders and listings resting in the market", ("market",))
         last = gauge("envx_market_last_seq", "Last sequence number journaled", ("market",))
         queued = gauge("envx_market_queue_depth", "Commands waiting for the market's sequencer", ("market",))
         stopped = gauge("envx_market_stopped", "1 if the market stopped taking writes", ("market",))
-        for market_id, seq in list(hub.sequencers.items()):
+        for seq in sequencers:
+            market_id = seq.market.id
             lag.labels(market_id).set(max(0, seq.last_seq - seq.applied_seq))
             open_orders.labels(market_id).set(len(seq.orders))
             last.labels(market_id).set(seq.last_seq)

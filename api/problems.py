@@ -23,7 +23,7 @@ TYPE_BASE = "https://envx.example/problems/"
 _HTTP_CODES = {401: Refusal.UNAUTHENTICATED, 403: Refusal.FORBIDDEN, 404: Refusal.NOT_FOUND,
                405: Refusal.METHOD_NOT_ALLOWED, 413: Refusal.PAYLOAD_TOO_LARGE, 422: Refusal.VALIDATION_ERROR,
                429: Refusal.RATE_LIMITED, 500: Refusal.INTERNAL_ERROR, 503: Refusal.UNAVAILABLE}
-_TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+_TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Conflict", 415: "Unsupported media type",
            422: "Unprocessable request", 503: "Service unavailable", 500: "Internal error"}
 
 

@@ -34,11 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 
 from bench.common import admin_url, fresh_database, pct
+from bench.server import per_order, serve, wait_healthy
 from tests.helpers import ticket
 from tests.system.server import free_port
 
@@ -201,19 +203,6 @@ def print_per_order(label: str, m0: dict[str, float], m1: dict[str, float], db0:
           f"{(db1['entries'] - db0['entries']) / n:.2f} ledger entries")
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(url, timeout=1).status_code in (200, 404, 405):
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError("server exited")
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
@@ -224,18 +213,17 @@ def main() -> None:
     batched: tuple[float, int, list[float], dict] | None = None
     after_batched: dict[str, float] = {}
     db2: dict[str, int] = {}
+    sql2: Counter[str] = Counter()
+    cpu2 = cpu3 = 0.0
     db = fresh_database(admin_url(), "envx_bench_e2e")
     tmp = Path(tempfile.mkdtemp(prefix="envx-e2e-"))
     env = {**os.environ, "ENVX_DATABASE_URL": db, "ENVX_DATA_DIR": str(tmp), "ENVX_LOG_LEVEL": "WARNING",
            "ENVX_SCHEDULER": "false", "ENVX_MAKER_CHECKER": "false"}  # setup by one operator, no second approver
     op = json.loads(subprocess.run([sys.executable, "-m", "api.cli", "admin", "create-key"], env=env,
                                    capture_output=True, check=True).stdout)["api_key"]
-    port = free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))  # noqa: SIM115
+    srv = serve(env, tmp)
+    port, base = srv.port, srv.base
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_healthy(f"{base}/health", srv)
         tokens = setup(base, op, args.connections)
         rng = random.Random(1)
 
@@ -246,7 +234,7 @@ def main() -> None:
             return ("/v1/markets/FCT-SM.continuous/orders", body,
                     f"Authorization: Bearer {tokens[k]}\r\nIdempotency-Key: e{k}-{i}-{time.time_ns()}\r\n")
 
-        before, db0 = scrape(base, op), db_counts(db)
+        before, db0, sql0, cpu0 = scrape(base, op), db_counts(db), srv.statements.read(), srv.cpu_seconds()
 
         async def run_and_watch() -> tuple[tuple[int, list[float], dict], list[dict[str, float]]]:
             driven, seen = await asyncio.gather(drive(port, args.seconds, args.connections, order),
@@ -254,19 +242,21 @@ def main() -> None:
             return driven, seen
 
         (rate, lat, statuses), during = asyncio.run(run_and_watch())
-        after, db1 = scrape(base, op), db_counts(db)
+        cpu1 = srv.cpu_seconds()
+        after, db1, sql1 = scrape(base, op), db_counts(db), srv.statements.read()
         if args.batch:
+            cpu2 = srv.cpu_seconds()
             batched = run_batched(port, tokens, args)
-            after_batched, db2 = scrape(base, op), db_counts(db)
+            cpu3 = srv.cpu_seconds()
+            after_batched, db2, sql2 = scrape(base, op), db_counts(db), srv.statements.read()
     finally:
-        srv.send_signal(signal.SIGTERM)
-        srv.wait(timeout=30)
+        srv.stop()
     trades = verify_after(env)
     port2 = free_port()
     empty = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.empty_app:app", "--port", str(port2),
                               "--log-level", "warning", "--no-access-log"], stdout=subprocess.DEVNULL)
     try:
-        _wait_healthy(f"http://127.0.0.1:{port2}/", empty)
+        wait_healthy(f"http://127.0.0.1:{port2}/", empty)
 
         def empty_req(k: int, i: int) -> tuple[str, bytes, str]:
             return ("/v1/markets/FCT-SM.continuous/orders", b'{"side":"buy","price":"100.00","quantity":"1"}',
@@ -295,6 +285,16 @@ def main() -> None:
     print_per_order("single ", before, after, db0, db1)
     if batched is not None:
         print_per_order("batched", after, after_batched, db1, db2)
+    single_n = max(db1["journal"] - db0["journal"], 1)
+    print(f"\nserver process CPU per order (user + system): single {(cpu1 - cpu0) / single_n * 1000:.2f} ms"
+          + (f", batched {(cpu3 - cpu2) / max(db2['journal'] - db1['journal'], 1) * 1000:.2f} ms"
+             if batched is not None else ""))
+    print("\nSQL statements sent by the server (bench/server.py counts them), per order journaled:")
+    print("\n".join("  single:  " + line if k == 0 else line
+                    for k, line in enumerate(per_order(sql0, sql1, db1["journal"] - db0["journal"]))))
+    if batched is not None:
+        print("\n".join("  batched: " + line if k == 0 else line
+                        for k, line in enumerate(per_order(sql1, sql2, db2["journal"] - db1["journal"]))))
 
 
 def run_batched(port: int, tokens: list[str], args: argparse.Namespace) -> tuple[float, int, list[float], dict]:

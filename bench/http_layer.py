@@ -34,6 +34,7 @@ import httpx
 from litestar import Litestar, get
 
 from bench.common import admin_url, fresh_database, pct
+from bench.server import serve, wait_healthy
 from tests.system.server import free_port
 
 
@@ -82,19 +83,6 @@ async def drive(port: int, seconds: float, requests: list[tuple[str, bytes]]) ->
     return int(len(latencies) / (time.perf_counter() - t0)), latencies, statuses
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(url, timeout=1).status_code in (200, 404, 405):
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError("server exited")
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def enroll(base: str, op: str, n: int) -> list[tuple[str, int]]:
     """n enterprises, each with its first key: [(token, holding account)]."""
     h = {"Authorization": f"Bearer {op}"}
@@ -130,16 +118,15 @@ def main() -> None:
            "ENVX_SCHEDULER": "false", "ENVX_MAKER_CHECKER": "false"}
     op = json.loads(subprocess.run([sys.executable, "-m", "api.cli", "admin", "create-key"], env=env,
                                    capture_output=True, check=True).stdout)["api_key"]
-    port, port2 = free_port(), free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))  # noqa: SIM115
+    port2 = free_port()
+    served = serve(env, tmp)
+    srv, port = served.proc, served.port
     peer = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.http_layer:empty", "--port", str(port2),
                              "--log-level", "warning", "--no-access-log"], stdout=subprocess.DEVNULL)
     figures: dict[str, list[tuple[int, float, float, dict]]] = {"whoami": [], "account": [], "empty": []}
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_healthy(f"{base}/health", srv)
-        _wait_healthy(f"http://127.0.0.1:{port2}/", peer)
+        base = served.base
+        wait_healthy(f"http://127.0.0.1:{port2}/", peer)
         readers = enroll(base, op, args.connections)
         who = [("/v1/whoami", f"Authorization: Bearer {t}\r\n".encode()) for t, _ in readers]
         acct = [(f"/v1/accounts/{a}", f"Authorization: Bearer {t}\r\n".encode()) for t, a in readers]

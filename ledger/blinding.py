@@ -1,17 +1,20 @@
-"""Blinded account references: an anonymous trade's entry (version 3) names its accounts and holds by
-commitment, so each party's receipt proves the whole event without naming the other side.
+"""Blinded account references and amounts: an anonymous trade's entry names its accounts and holds (version 3),
+and since version 4 every amount of its legs too, by commitment, so each party's receipt proves the whole event
+without naming the other side or telling it the other side's order terms (its limit, its size, its rest).
 
 In the entry bytes every `debit`, `credit` and `hold` field of every leg is a commitment (64 lowercase hex
 digits) instead of the integer it stands for::
 
     commitment = hex(SHA-256(tag || salt || value as 8 bytes, big-endian))
     tag        = "envx-acct/1\\n" (debit, credit) | "envx-hold/1\\n" (hold)
+                 | "envx-amt/1\\n" (amount, released, remaining, keep: version 4 only)
     salt       = HMAC-SHA256(key, "envx-salt/1\\n" || seq (8 bytes) || leg (2 bytes) || field name), 32 bytes
 
-one salt per leg and field, derived from the ledger's blinding key. The openings -- each field's salt and
-value, ``[{"debit": [salt hex, value], ...} per leg]`` -- are kept privately beside the entry
-(`ledger.openings`); the audit unblinds with them and checks that every commitment binds. A party's receipt
-carries the openings of its own fields only.
+Which fields are commitments is fixed by the entry version (`FIELDS`): version 3 the accounts and holds,
+version 4 these and the amounts. One salt per leg and field, derived from the ledger's blinding key. The
+openings -- each field's salt and value, ``[{"debit": [salt hex, value], ...} per leg]`` -- are kept privately
+beside the entry (`ledger.openings`); the audit unblinds with them and checks that every commitment binds. A
+party's receipt carries the openings of its own fields only.
 
 Pure: no I/O, clock or randomness; the key is data the writer passes in (`KeyedSalts`), the auditor replays
 with the stored openings instead (`StoredSalts`).
@@ -27,11 +30,21 @@ from typing import Any, Protocol
 
 ACCOUNT_TAG = b"envx-acct/1\n"
 HOLD_TAG = b"envx-hold/1\n"
+AMOUNT_TAG = b"envx-amt/1\n"
 SALT_TAG = b"envx-salt/1\n"
-# The fields of a leg's body that a blinded entry commits to, and the tag of each.
-TAGS = {"debit": ACCOUNT_TAG, "credit": ACCOUNT_TAG, "hold": HOLD_TAG}
-BLINDED_FIELDS = tuple(TAGS)
+# The fields of a leg's body that a blinded entry may commit to, and the tag of each.
+TAGS = {"debit": ACCOUNT_TAG, "credit": ACCOUNT_TAG, "hold": HOLD_TAG,
+        "amount": AMOUNT_TAG, "released": AMOUNT_TAG, "remaining": AMOUNT_TAG, "keep": AMOUNT_TAG}
 ACCOUNT_FIELDS = ("debit", "credit")
+# The fields a version-3 entry commits to (accounts and holds) ...
+BLINDED_FIELDS = ("debit", "credit", "hold")
+# ... and those a version-4 entry adds: every amount a leg can carry (a transfer's or a hold's `amount`, what a
+# post or trim `released`, what a hold has `remaining`, what a trim `keep`s). Together they are each side's
+# order terms beyond the trade itself: a buy's limit and size show in its hold's rest and release.
+AMOUNT_FIELDS = ("amount", "released", "remaining", "keep")
+BLINDED_FIELDS_V4 = BLINDED_FIELDS + AMOUNT_FIELDS
+# Entry version -> the fields of every leg body that are commitments in it (all of them, where present).
+FIELDS = {3: BLINDED_FIELDS, 4: BLINDED_FIELDS_V4}
 KEY_BYTES = 32
 _MAX_VALUE = 2**63 - 1
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -54,16 +67,18 @@ class Salts(Protocol):
 class KeyedSalts:
     """The writer's salts: derived from the ledger's blinding key (so a replay with the key gets the same)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
         if type(key) is not bytes or len(key) != KEY_BYTES:
             raise ValueError(f"a blinding key is {KEY_BYTES} bytes")
-        self._key = key
+        # HMAC-SHA256 keyed once; each salt continues a copy (a version-4 trade takes ~30 salts).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def salt(self, seq: int, leg: int, field: str) -> bytes:
-        msg = SALT_TAG + seq.to_bytes(8, "big") + leg.to_bytes(2, "big") + field.encode("ascii")
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        h = self._keyed.copy()
+        h.update(SALT_TAG + seq.to_bytes(8, "big") + leg.to_bytes(2, "big") + field.encode("ascii"))
+        return h.digest()
 
 
 class StoredSalts:
@@ -88,15 +103,16 @@ def commitment(field: str, salt: bytes, value: int) -> str:
     return hashlib.sha256(TAGS[field] + salt + value.to_bytes(8, "big")).hexdigest()
 
 
-def blind(body: dict[str, Any], salts: Salts, seq: int) -> tuple[dict[str, Any], Openings]:
-    """An event's clear body -> (the body with every blinded field committed, the openings)."""
+def blind(body: dict[str, Any], salts: Salts, seq: int,
+          fields: tuple[str, ...] = BLINDED_FIELDS) -> tuple[dict[str, Any], Openings]:
+    """An event's clear body -> (the body with every one of `fields` committed, the openings)."""
     legs: list[dict[str, Any]] = []
     openings: Openings = []
     for i, leg in enumerate(body["legs"]):
         clear = leg["body"]
         out = dict(clear)
         mine: LegOpenings = {}
-        for f in BLINDED_FIELDS:
+        for f in fields:
             if f in clear:
                 salt = salts.salt(seq, i, f)
                 out[f] = commitment(f, salt, clear[f])
@@ -106,10 +122,11 @@ def blind(body: dict[str, Any], salts: Salts, seq: int) -> tuple[dict[str, Any],
     return {**body, "legs": legs}, openings
 
 
-def unblind(body: dict[str, Any], openings: Openings | None) -> dict[str, Any]:
+def unblind(body: dict[str, Any], openings: Openings | None,
+            fields: tuple[str, ...] = BLINDED_FIELDS) -> dict[str, Any]:
     """A blinded event's body -> its clear body; raise BlindingError unless `openings` open every commitment
-    of it (and nothing else)."""
-    problems = check(body, openings)
+    of it (`fields` of each leg, and nothing else)."""
+    problems = check(body, openings, fields)
     if problems:
         raise BlindingError(problems[0])
     assert openings is not None
@@ -119,9 +136,9 @@ def unblind(body: dict[str, Any], openings: Openings | None) -> dict[str, Any]:
     return {**body, "legs": legs}
 
 
-def check(body: Any, openings: Openings | None) -> list[str]:
-    """What is wrong with `openings` for a blinded event's body: each blinded field must be a commitment and
-    be opened by exactly its salt and value. Empty: they bind."""
+def check(body: Any, openings: Openings | None, fields: tuple[str, ...] = BLINDED_FIELDS) -> list[str]:
+    """What is wrong with `openings` for a blinded event's body: each of `fields` (`FIELDS[version]`) of each
+    leg must be a commitment and be opened by exactly its salt and value. Empty: they bind."""
     if openings is None:
         return ["no openings are stored for its blinded fields"]
     legs = body.get("legs") if isinstance(body, dict) else None
@@ -133,7 +150,7 @@ def check(body: Any, openings: Openings | None) -> list[str]:
         if not isinstance(b, dict):
             problems.append(f"leg {i} has no body")
             continue
-        present = {f for f in BLINDED_FIELDS if f in b}
+        present = {f for f in fields if f in b}
         if present != set(mine):
             problems.append(f"leg {i}: the openings cover {sorted(mine)}, the body blinds {sorted(present)}")
             continue

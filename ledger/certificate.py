@@ -94,10 +94,15 @@ def verify(cert: Mapping[str, Any], verifier_keys: Iterable[str | note.Verifier]
         seq = (r.get("metadata") or {}).get("seq") if isinstance(r, Mapping) else None
         if not isinstance(seq, int):
             raise CertificateError("malformed", "every receipt names its entry's seq in its metadata")
+        if seq in by_seq:  # one receipt per entry: a copy would count for nothing, or pass off as more
+            raise CertificateError("duplicate_receipt", f"ledger entry {seq} has more than one receipt")
         by_seq[seq] = r
     wanted: dict[int, list[Mapping[str, Any]]] = {}
     for b in blocks:
         wanted.setdefault(int(b["entry_seq"]), []).append(b)
+    extra = sorted(set(by_seq) - set(wanted))
+    if extra:  # a certificate carries exactly the receipts of the entries its blocks name
+        raise CertificateError("unexpected_receipt", f"receipts for entries {extra} that no retired block names")
     retired = 0
     for seq, its_blocks in sorted(wanted.items()):
         r = by_seq.get(seq)

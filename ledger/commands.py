@@ -131,6 +131,9 @@ class Event:
     # blinding existed, and a trade settled unblinded before an upgrade and re-settled after it is the same
     # request (its stored entry answers), not a conflict that would stop the market.
     blinded: bool = field(default=False, repr=False)
+    # Written as a version-4 entry (implies `blinded`), whose legs' amounts are commitments too (a buy's hold rest and
+    # release tell its limit and size). Not in the repr either, for the same reason.
+    blind_amounts: bool = field(default=False, repr=False)
 
 
 Command = (

@@ -42,9 +42,14 @@ VERSION_2 = 2
 # Version 3: a version-2 event whose legs name accounts and holds by commitment (ledger/blinding.py).
 DOMAIN_TAG_V3 = b"envx-entry/3\n"
 VERSION_3 = 3
+# Version 4: a version-3 event whose legs' amounts are commitments too (ledger/blinding.py `FIELDS`).
+DOMAIN_TAG_V4 = b"envx-entry/4\n"
+VERSION_4 = 4
 # Every entry version this code reads, by domain tag.
-VERSIONS = {DOMAIN_TAG: VERSION, DOMAIN_TAG_V2: VERSION_2, DOMAIN_TAG_V3: VERSION_3}
-EVENT_VERSIONS = (VERSION_2, VERSION_3)
+VERSIONS = {DOMAIN_TAG: VERSION, DOMAIN_TAG_V2: VERSION_2, DOMAIN_TAG_V3: VERSION_3, DOMAIN_TAG_V4: VERSION_4}
+EVENT_VERSIONS = (VERSION_2, VERSION_3, VERSION_4)
+# The blinded versions, by domain tag: their legs carry commitments the stored openings open.
+BLINDED_VERSIONS = {DOMAIN_TAG_V3: VERSION_3, DOMAIN_TAG_V4: VERSION_4}
 ZERO_HASH = bytes(32)
 MAX_SAFE_INT = 2**53 - 1
 
@@ -266,6 +271,12 @@ def encode_leaf_v3(seq: int, prev: bytes, ts: int, type_: str, actor: str, clien
                    body: dict[str, Any], meta: bytes) -> bytes:
     """A version-3 leaf (an event with blinded account references): `DOMAIN_TAG_V3 + canonical_json(entry)`."""
     return _event_leaf(DOMAIN_TAG_V3, VERSION_3, seq, prev, ts, type_, actor, client_id, body, meta)
+
+
+def encode_leaf_v4(seq: int, prev: bytes, ts: int, type_: str, actor: str, client_id: str | None,
+                   body: dict[str, Any], meta: bytes) -> bytes:
+    """A version-4 leaf (an event with blinded accounts, holds and amounts): `DOMAIN_TAG_V4 + canonical_json(entry)`."""
+    return _event_leaf(DOMAIN_TAG_V4, VERSION_4, seq, prev, ts, type_, actor, client_id, body, meta)
 
 
 def tag_of(leaf: bytes) -> bytes | None:

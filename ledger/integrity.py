@@ -6,6 +6,10 @@ prev, ts, type, actor, client_id and metadata hash agree with its row and with t
 Merkle leaf hash is SHA-256(0x00 || leaf) (RFC 9162). A range that starts on a tile boundary also yields
 the root of each of its complete groups of 256 leaves: its part of the level-1 tile row.
 
+A large log is cut into tile-aligned ranges that the auditing process and its workers claim one at a time
+(`Claims`), whichever is free first: a worker that starts late (an interpreter and its imports take a while on
+a busy machine) or runs slower than the others takes fewer ranges instead of holding up the audit.
+
 This module imports nothing the check does not need: `ledger.verify` runs it as a worker with an
 interpreter of its own (`python -c` with `BOOT`), not through multiprocessing, which would import the
 caller's main module (`envx`'s whole app, a bench) in every worker before any work. The job (DSN,
@@ -15,8 +19,10 @@ snapshot, range) arrives on stdin and the answer leaves on stdout, both msgpack.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
 import hashlib
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +31,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ledger.encoding import DOMAIN_TAG, VERSIONS, ZERO_HASH
+from ledger.encoding import BLINDED_VERSIONS, DOMAIN_TAG, VERSIONS, ZERO_HASH
 
 MAX_PROBLEMS = 200
 CHUNK = 20_000
@@ -77,6 +83,7 @@ class IntegrityPass:
         self.first_prev: Any = None
         self.leaf_hashes = bytearray()
         self.keys: list[tuple[int, Any]] = []  # (seq, verifier key) of key.register entries
+        self.blinded: list[int] = []  # seq of the blinded entries, versions 3 and 4 (`verify._check_blinded`)
         self.broken = False  # seq gap: nothing after it can be placed in the tree
 
     def feed(self, rows: Iterable[Sequence[Any]]) -> None:
@@ -86,6 +93,8 @@ class IntegrityPass:
         leaf_prefix = sha(b"\x00")
         read = _read_fields
         versions = VERSIONS
+        blinded_tags = BLINDED_VERSIONS
+        blinded = self.blinded
         leaf_hashes = self.leaf_hashes
         i = self.n
         prev_hex = self.prev_hex
@@ -100,7 +109,10 @@ class IntegrityPass:
             h = leaf_prefix.copy()
             h.update(leaf)
             leaf_hashes += h.digest()
-            version = versions.get(leaf[:_TAG_LEN])
+            tag = leaf[:_TAG_LEN]
+            version = versions.get(tag)
+            if tag in blinded_tags:
+                blinded.append(i)
             entry: _Fields | None = None
             if version is not None:
                 try:
@@ -110,7 +122,7 @@ class IntegrityPass:
             if entry is None or entry.v != version:
                 if digest != stored_hash:
                     self.add(f"entry {i}: stored hash is not SHA-256 of its bytes")
-                self.add(f"entry {i}: bytes are not a version-1, -2 or -3 envx entry")
+                self.add(f"entry {i}: bytes are not a version-1, -2, -3 or -4 envx entry")
                 prev_hex = digest.hex()
                 continue
             if prev_hex is None:
@@ -171,23 +183,80 @@ def next_tile_row(row: bytes) -> bytes:
 
 
 class Job(msgspec.Struct):
+    """The audit's snapshot and its ranges of seq, 1..n cut every ``span`` entries (`audit_range`), claimed one
+    at a time through ``claims``."""
+
     dsn: str
     snapshot: str
-    lo: int
-    hi: int
+    n: int
+    span: int
+    claims: str
+
+    @property
+    def count(self) -> int:
+        return -(-self.n // self.span)
+
+
+def audit_range(job: Job, k: int) -> tuple[int, int]:
+    """Range ``k`` of the audit: entries lo..hi."""
+    lo = 1 + k * job.span
+    return lo, min(lo + job.span - 1, job.n)
 
 
 class Part(msgspec.Struct):
-    """What a worker found over entries lo..hi: as `IntegrityPass` leaves it, plus the range's level-1 row."""
+    """What a process found over range ``index`` of the audit: as `IntegrityPass` leaves it, plus the range's
+    level-1 row."""
 
+    index: int
     n: int
     leaf_hashes: bytes
     level1: bytes
     keys: list[tuple[int, Any]]
+    blinded: list[int]
     problems: list[str]
     first_prev: Any
     last: Any
     broken: bool
+
+
+_DONE = 2**63 - 1  # the claim counter of an abandoned split
+
+
+class Claims:
+    """The next range nobody has claimed, shared by the auditing process and its workers: a counter in a small
+    file (made by `Claims.create`), read and advanced under an exclusive lock, so each range is checked by
+    exactly one process."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR)
+
+    @staticmethod
+    def create(path: str) -> Claims:
+        with open(path, "wb") as f:
+            f.write(bytes(8))
+        return Claims(path)
+
+    def next(self) -> int:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            k = int.from_bytes(os.pread(self.fd, 8, 0), "big")
+            if k < _DONE:
+                os.pwrite(self.fd, (k + 1).to_bytes(8, "big"), 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return k
+
+    def stop(self) -> None:
+        """No more claims, for anyone: a range missed an entry, so the split is abandoned for the serial pass
+        (without this, a forged entry with a huge seq would make every process walk millions of empty ranges)."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            os.pwrite(self.fd, _DONE.to_bytes(8, "big"), 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _bounded(problems: list[str]) -> Callable[[str], None]:
@@ -205,32 +274,57 @@ async def check_range(conn: asyncpg.Connection, check: IntegrityPass, lo: int, h
         check.feed(rows)
 
 
-async def _run(job: Job) -> Part:
-    conn = await asyncpg.connect(job.dsn)
+async def check_part(conn: asyncpg.Connection, index: int, lo: int, hi: int) -> Part:
+    """Range ``index`` (entries lo..hi, lo on a tile boundary) checked on `conn`, its predecessor unknown."""
     problems: list[str] = []
+    check = IntegrityPass(_bounded(problems), start=lo - 1, prev_hex=None)
+    await check_range(conn, check, lo, hi)
+    return Part(index, check.n, bytes(check.leaf_hashes), b"" if check.broken else check.level1(), check.keys,
+                check.blinded, problems, check.first_prev, check.prev_hex, check.broken)
+
+
+def whole(part: Part, job: Job) -> bool:
+    """The part holds every entry of its range: no gap in seq."""
+    return not part.broken and part.n == audit_range(job, part.index)[1]
+
+
+async def check_claimed(conn: asyncpg.Connection, claims: Claims, job: Job) -> list[Part]:
+    """Claim ranges and check them on `conn` until none is left, or until one misses an entry (then nobody
+    claims any more)."""
+    parts = []
+    while (k := claims.next()) < job.count:
+        part = await check_part(conn, k, *audit_range(job, k))
+        parts.append(part)
+        if not whole(part, job):
+            claims.stop()
+            break
+    return parts
+
+
+async def _run(job: Job) -> list[Part]:
+    conn = await asyncpg.connect(job.dsn)
+    claims = Claims(job.claims)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # The very snapshot the auditing transaction reads: one consistent view across processes.
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{job.snapshot}'")
-            check = IntegrityPass(_bounded(problems), start=job.lo - 1, prev_hex=None)
-            await check_range(conn, check, job.lo, job.hi)
+            return await check_claimed(conn, claims, job)
     finally:
+        claims.close()
         await conn.close()
-    return Part(check.n, bytes(check.leaf_hashes), b"" if check.broken else check.level1(), check.keys, problems,
-                check.first_prev, check.prev_hex, check.broken)
 
 
 def main() -> None:
-    """The worker: one job from stdin, its `Part` to stdout."""
+    """The worker: one job from stdin, the `Part` of each range it claimed to stdout."""
     gc.disable()  # nothing here makes reference cycles; the collector would only rescan the rows
     job = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=Job)
-    part = asyncio.run(_run(job))
-    sys.stdout.buffer.write(msgspec.msgpack.encode(part))
+    parts = asyncio.run(_run(job))
+    sys.stdout.buffer.write(msgspec.msgpack.encode(parts))
     sys.stdout.buffer.flush()
 
 
-async def run_worker(job: Job) -> Part:
-    """Check a range in a worker process (see the module's docstring). Its answer (32 bytes a leaf) goes to
+async def run_worker(job: Job) -> list[Part]:
+    """Check ranges in a worker process (see the module's docstring). Its answer (32 bytes a leaf) goes to
     a temporary file, not a pipe: a pipe would stall the worker while this process is busy with its own
     share of the audit."""
     with tempfile.TemporaryFile() as answer:
@@ -243,6 +337,6 @@ async def run_worker(job: Job) -> Part:
                 proc.kill()
             raise
         if proc.returncode != 0:
-            raise RuntimeError(f"the audit's worker for entries {job.lo}-{job.hi} failed (exit {proc.returncode})")
+            raise RuntimeError(f"an audit worker failed (exit {proc.returncode})")
         answer.seek(0)
-        return msgspec.msgpack.decode(answer.read(), type=Part)
+        return msgspec.msgpack.decode(answer.read(), type=list[Part])

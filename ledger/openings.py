@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger import blinding
-from ledger.encoding import canonical_json
+from ledger.encoding import BLINDED_VERSIONS, canonical_json
 from ledger.state import Entry
 
 
@@ -48,10 +48,10 @@ async def between(conn: asyncpg.Connection, lo: int, hi: int) -> dict[int, blind
 
 
 async def orphans(conn: asyncpg.Connection) -> list[int]:
-    """Openings stored for no entry, or for an entry that is not a blinded one (version 3)."""
+    """Openings stored for no entry, or for an entry that is not a blinded one (version 3 or 4)."""
     rows = await conn.fetch("SELECT o.seq FROM ledger_entry_openings o LEFT JOIN ledger_entries e USING (seq) "
-                            "WHERE e.seq IS NULL OR substring(e.leaf FROM 1 FOR 13) <> $1 ORDER BY o.seq",
-                            b"envx-entry/3\n")
+                            "WHERE e.seq IS NULL OR substring(e.leaf FROM 1 FOR 13) <> ALL($1::bytea[]) "
+                            "ORDER BY o.seq", list(BLINDED_VERSIONS))
     return [int(r["seq"]) for r in rows]
 
 

@@ -14,10 +14,11 @@ and nothing else (no database, no network). It is a JSON object::
       "openings": [{"leg": i, "field": "debit", "salt": "<hex>", "value": n}, ...]   # optional, see below
     }
 
-A blinded entry (version 3, :mod:`ledger.blinding`) names its accounts and holds by commitment; its receipt
-carries the openings of the caller's own fields, each checked against the commitment in the entry bytes
-(``opening_mismatch`` when it does not open it), so a party can see that the proven entry moves its own
-accounts while the other side's stay commitments.
+A blinded entry (:mod:`ledger.blinding`) names its accounts and holds (version 3), and the amounts of its legs
+too (version 4), by commitment; its receipt carries the openings of the caller's own fields, each checked
+against the commitment in the entry bytes (``opening_mismatch`` when it does not open it), so a party can see
+that the proven entry moves its own accounts by its own amounts while the other side's stay commitments. In a
+version-4 entry every field its version blinds must be a commitment (``malformed`` otherwise).
 
 Verification: the checkpoint signature must verify with a trusted key; its size must equal
 ``tree_size``; ``SHA-256(0x00 || entry)`` with the inclusion path must reproduce its root.
@@ -54,7 +55,10 @@ __all__ = [
 RECEIPT_FORMAT = "envx-receipt-v1"
 _REQUIRED = ("format", "entry", "index", "tree_size", "inclusion_path", "checkpoint")
 _ALLOWED = frozenset((*_REQUIRED, "metadata", "openings"))
-_BLINDED_TAG = b"envx-entry/3\n"
+# The blinded entry versions by domain tag (ledger.encoding.BLINDED_VERSIONS, spelled out: this module imports
+# nothing of the ledger but blinding, merkle and note).
+_BLINDED_TAGS = {b"envx-entry/3\n": 3, b"envx-entry/4\n": 4}
+_TAG_LEN = 13
 _MAX_SIZE = 1 << 63  # fits a PostgreSQL bigint; far beyond any real ledger
 _MAX_PATH = 64  # a tree below 2**64 leaves is at most 64 levels tall
 _MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -179,23 +183,33 @@ def verify_receipt(
 
 
 def _check_openings(entry: bytes, given: object) -> tuple[tuple[int, str, int], ...]:
-    """Each opening of a blinded entry's field must open the commitment its bytes hold there."""
+    """Each opening of a blinded entry's field must open the commitment its bytes hold there; in a version-4
+    entry every field the version blinds must be a commitment, whether the receipt opens it or not."""
+    version = _BLINDED_TAGS.get(entry[:_TAG_LEN])
+    legs = _legs(entry) if version == 4 else None
+    if legs is not None:
+        for i, leg in enumerate(legs):
+            body = leg.get("body") if isinstance(leg, dict) else None
+            if not isinstance(body, dict):
+                raise ReceiptError("malformed", f"leg {i} of the entry has no body")
+            for f in blinding.FIELDS[4]:
+                if f in body and not _is_commitment(body[f]):
+                    raise ReceiptError("malformed", f"leg {i}'s {f} is not a commitment in a version-4 entry")
     if given is None or given == []:
         return ()
-    if not isinstance(given, list) or len(given) > 3 * 64:
-        raise ReceiptError("malformed", "openings must be a list of at most 192 objects")
-    if not entry.startswith(_BLINDED_TAG):
-        raise ReceiptError("malformed", "openings belong to a blinded (version-3) entry only")
-    try:
-        legs = json.loads(entry[len(_BLINDED_TAG):].decode("utf-8"))["body"]["legs"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ReceiptError("malformed", f"the entry's legs cannot be read: {exc}") from None
+    if not isinstance(given, list) or len(given) > len(blinding.TAGS) * 64:
+        raise ReceiptError("malformed", f"openings must be a list of at most {len(blinding.TAGS) * 64} objects")
+    if version is None:
+        raise ReceiptError("malformed", "openings belong to a blinded (version-3 or -4) entry only")
+    if legs is None:
+        legs = _legs(entry)
+    fields = blinding.FIELDS[version]
     out: list[tuple[int, str, int]] = []
     for k, o in enumerate(given):
         if not isinstance(o, Mapping) or set(o) != {"leg", "field", "salt", "value"}:
             raise ReceiptError("malformed", f"openings[{k}] must be {{leg, field, salt, value}}")
         leg, field, salt, value = o["leg"], o["field"], o["salt"], o["value"]
-        if (type(leg) is not int or not 0 <= leg < len(legs) or field not in blinding.TAGS
+        if (type(leg) is not int or not 0 <= leg < len(legs) or field not in fields
                 or type(value) is not int or not isinstance(salt, str) or len(salt) != 64):
             raise ReceiptError("malformed", f"openings[{k}]: a leg of the entry, a blinded field, a hex salt, "
                                             "an integer value")
@@ -209,6 +223,20 @@ def _check_openings(entry: bytes, given: object) -> tuple[tuple[int, str, int], 
             raise ReceiptError("opening_mismatch", f"openings[{k}] does not open leg {leg}'s {field}")
         out.append((leg, field, value))
     return tuple(out)
+
+
+def _legs(entry: bytes) -> list[Any]:
+    try:
+        legs = json.loads(entry[_TAG_LEN:].decode("utf-8"))["body"]["legs"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReceiptError("malformed", f"the entry's legs cannot be read: {exc}") from None
+    if not isinstance(legs, list):
+        raise ReceiptError("malformed", "the entry's legs are not a list")
+    return legs
+
+
+def _is_commitment(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(ch in "0123456789abcdef" for ch in value)
 
 
 def make_receipt(

@@ -4,9 +4,9 @@ Replay re-encodes every entry and must reproduce its exact bytes: any change to 
 metadata or the order of the log shows up as a mismatch.
 
 The leaf's JSON is decoded straight into the state machine's command (msgspec, no dict per entry; see
-`_BODIES`): the state machine's rules judge the values, the byte comparison judges the rest; nothing here
-adds a rule. An entry read as a dict (`request_of`, the legs of a version-2 event) goes through the same
-table (`msgspec.convert`).
+`_BODIES`), and the entry as read becomes the request (`_Entry`: every attribute of a `Request`): the state
+machine's rules judge the values, the byte comparison judges the rest; nothing here adds a rule. An entry
+read as a dict (`request_of`, the legs of a version-2 event) goes through the same table (`msgspec.convert`).
 """
 
 from __future__ import annotations
@@ -18,19 +18,26 @@ import msgspec
 
 from ledger import blinding
 from ledger import commands as c
-from ledger.encoding import DOMAIN_TAG_V2, VERSION_2, VERSION_3, VERSIONS
+from ledger.encoding import DOMAIN_TAG_V2, VERSION_2, VERSION_3, VERSION_4, VERSIONS
 
 _decode = msgspec.json.decode  # the same values as json.loads for the canonical JSON stored as metadata
 _TAG_LEN = len(DOMAIN_TAG_V2)
 
 
 class _Entry(msgspec.Struct):
+    """A leaf's entry as read, and then the request it records: its `command` and `meta` (the stored metadata,
+    decoded) set in place, it has every attribute of a `ledger.commands.Request` (a frozen dataclass, whose
+    construction cost the replay as much as decoding the leaf)."""
+
     ts: Any
     type: Any
     actor: Any
     client_id: Any
     body: msgspec.Raw
     v: Any = None
+    meta: Any = None  # the leaf's metadata hash as read; the metadata itself once `command` is set
+    command: Any = None
+    link: None = None
 
 
 class _Post(msgspec.Struct):
@@ -95,12 +102,12 @@ _READ_BODY: dict[str, tuple[Callable[[Any], Any], _Build]] = {
 
 def request_of_leaf(leaf: bytes, meta_bytes: bytes,
                     openings: blinding.Openings | None = None) -> tuple[c.Request, int]:
-    """The request behind a stored leaf and its metadata, with the entry's time; a blinded event (version 3)
+    """The request behind a stored leaf and its metadata, with the entry's time; a blinded event (version 3 or 4)
     is rebuilt in the clear with its `openings` (BlindingError if they do not open it)."""
     version = VERSIONS.get(leaf[:_TAG_LEN])
     if version is None:
         raise ValueError("not an envx entry (unknown domain tag)")
-    if version == VERSION_3:
+    if version in (VERSION_3, VERSION_4):
         whole = _decode(leaf[_TAG_LEN:])
         return request_of(whole, meta_bytes, openings), whole["ts"]
     entry = _read_entry(leaf[_TAG_LEN:])
@@ -114,18 +121,21 @@ def request_of_leaf(leaf: bytes, meta_bytes: bytes,
         if read is None:
             raise ValueError(f"unknown entry type {t!r}")
         cmd = read[1](read[0](entry.body), meta)
-    return c.Request(entry.actor, cmd, entry.client_id, meta), entry.ts
+    entry.command, entry.meta = cmd, meta
+    return cast(c.Request, entry), entry.ts
 
 
 def request_of(entry: dict[str, Any], meta_bytes: bytes, openings: blinding.Openings | None = None) -> c.Request:
     """The request behind an entry already decoded to a dict (`ledger.encoding.decode_entry`); a blinded event
-    (version 3) is rebuilt in the clear with its `openings` (BlindingError if they do not open it)."""
+    (version 3 or 4) is rebuilt in the clear with its `openings` (BlindingError if they do not open it)."""
     meta = _decode(meta_bytes)
-    if entry["type"] == "event" and entry.get("v") == VERSION_3:
-        clear = {**entry, "v": VERSION_2, "body": blinding.unblind(entry["body"], openings)}
+    v = entry.get("v")
+    if entry["type"] == "event" and v in (VERSION_3, VERSION_4):
+        clear = {**entry, "v": VERSION_2, "body": blinding.unblind(entry["body"], openings, blinding.FIELDS[v])}
         r = request_of(clear, meta_bytes)
         assert isinstance(r.command, c.Event)
-        return c.Request(r.actor, c.Event(r.command.kind, r.command.legs, blinded=True), r.client_id, r.meta)
+        return c.Request(r.actor, c.Event(r.command.kind, r.command.legs, blinded=True,
+                                          blind_amounts=v == VERSION_4), r.client_id, r.meta)
     cmd: c.Command
     if entry["type"] == "event" and entry.get("v") == VERSION_2:
         cmd = _event(entry["body"], meta)

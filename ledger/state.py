@@ -29,13 +29,22 @@ import bisect
 import dataclasses
 import itertools
 import operator
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, MutableSequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ledger import blinding
 from ledger import commands as c
-from ledger.encoding import ZERO_HASH, canonical_json, encode_leaf, encode_leaf_v2, encode_leaf_v3, entry_hash
+from ledger.encoding import (
+    ZERO_HASH,
+    canonical_json,
+    encode_leaf,
+    encode_leaf_v2,
+    encode_leaf_v3,
+    encode_leaf_v4,
+    entry_hash,
+)
 from ledger.note import NoteError, Verifier
 
 # Account kinds. Holder-like kinds can never be overdrawn.
@@ -220,6 +229,8 @@ _MISSING = object()
 # Stands for the head in the journal. Not the state itself: a journal naming its own state would make every
 # view a reference cycle, left for the cyclic GC (whose passes over a batch's garbage cost the writer ~20 %).
 _HEAD = object()
+# The journal of a state that keeps no undo (`LedgerState(undo=False)`): it drops what is appended to it (in C).
+_NO_UNDO: deque[tuple[Any, Any, Any]] = deque(maxlen=0)
 
 
 def _restore_balance(b: Balance, old: tuple[int, int, int]) -> None:
@@ -256,9 +267,13 @@ class LedgerState:
     Whatever is absent from the view is taken not to exist, so the writer must load every row a
     command could touch (see `ledger.store`). Mutations are journalled so a failing request, or a
     failing member of a linked group, leaves no trace.
+
+    ``undo=False`` (the audit's replay, `ledger.verify`): the same rules decide, but nothing is journalled, so a
+    refused request may leave part of its changes behind. Such a state is for a replay that stops at the first
+    entry that does not apply (``undone`` is then False); it must never decide anything after a refusal.
     """
 
-    def __init__(self, head: Head | None = None) -> None:
+    def __init__(self, head: Head | None = None, *, undo: bool = True) -> None:
         self.head = head or Head()
         self.instruments: dict[str, Instrument] = {}
         self.accounts: dict[int, Account] = {}
@@ -268,7 +283,8 @@ class LedgerState:
         self.batches: dict[int, Batch] = {}
         # Checkpoint signing keys published in the log: verifier key string -> seq of its key.register.
         self.signing_keys: dict[str, int] = {}
-        self._journal: list[tuple[Any, Any, Any]] = []
+        self._journal: MutableSequence[tuple[Any, Any, Any]] = [] if undo else _NO_UNDO
+        self.undone = True  # False once a refusal could not be undone (undo=False)
         # What changed since the last flush, for the store.
         self.dirty_balances: set[BalanceKey] = set()
         self.dirty_blocks: set[BalanceKey] = set()
@@ -291,6 +307,9 @@ class LedgerState:
 
     def rollback(self, mark: int) -> None:
         journal = self._journal
+        if journal is _NO_UNDO:
+            self.undone = False
+            return
         while len(journal) > mark:
             table, key, old = journal.pop()
             if table is _HEAD:
@@ -378,12 +397,15 @@ class LedgerState:
         meta = canonical_json(meta_obj)
         actor, client_id = request.actor, request.client_id
         openings = None
-        if type_ == "event" and request.command.blinded:  # type: ignore[union-attr]
-            # The clear command is applied; only the bytes name its accounts and holds by commitment.
+        cmd = request.command
+        if type(cmd) is c.Event and (cmd.blinded or cmd.blind_amounts):
+            # The clear command is applied; only the bytes name its accounts and holds (version 3), and its
+            # amounts too (version 4), by commitment.
             if self.salts is None:
                 raise Rejection("blinding_unavailable", "a blinded event needs the ledger's blinding salts")
-            body, openings = blinding.blind(body, self.salts, seq)
-            encode = encode_leaf_v3
+            v4 = cmd.blind_amounts
+            body, openings = blinding.blind(body, self.salts, seq, blinding.FIELDS[4 if v4 else 3])
+            encode = encode_leaf_v4 if v4 else encode_leaf_v3
         else:
             encode = encode_leaf_v2 if type_ == "event" else encode_leaf
         leaf = encode(seq, head.hash, ts, type_, actor, client_id, body, meta)

@@ -6,6 +6,7 @@ whole arrays (unnest / COPY) so a batch costs a fixed number of round trips, not
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -154,53 +155,94 @@ class BlockCache:
         self._pairs.clear()
 
 
+_BALANCES = """SELECT b.* FROM ledger_balances b
+               JOIN unnest($1::bigint[], $2::text[]) AS k(account, instrument)
+                 ON b.account = k.account AND b.instrument = k.instrument
+               ORDER BY b.account, b.instrument"""
+
+
+def _hold_of(r: asyncpg.Record) -> Hold:
+    return Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"], r["amount"], r["expires_at"],
+                r["state"], r["posted_amount"], r["resolved_seq"])
+
+
+def _overlay_holds(state: LedgerState, base: LedgerState | None, wanted: Iterable[int]) -> None:
+    """The holds `base` changed or created, as it left them (copies: `base` is still being written)."""
+    if base is not None:
+        for h in wanted:
+            if h in base.dirty_holds and h in base.holds:
+                state.holds[h] = dataclasses.replace(base.holds[h])
+
+
 async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched,
-                    cache: BlockCache | None = None) -> tuple[LedgerState, Originals]:
+                    cache: BlockCache | None = None, base: LedgerState | None = None,
+                    lock: bool = True) -> tuple[LedgerState, Originals]:
     """Load (and lock, in sorted order) everything the batch touches. Returns the view and the
     original blocks of every holder pair loaded whole (empty ones included), which the flush diffs
-    against."""
+    against.
+
+    `base`: the batch applied just before this one, whose write may not have committed yet (the writer's
+    pipeline): every row it changed is taken from it as it left it, the rest from `conn` (committed rows,
+    which only the single writer changes, and which `base` did not change). Then `lock` is False: the rows
+    are read on another connection than the one that writes them, and a lock there would stop that one."""
     state = LedgerState(head)
     if touched.holds:
         for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])",
                                   sorted(touched.holds)):
-            state.holds[r["id"]] = Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"],
-                                        r["amount"], r["expires_at"], r["state"], r["posted_amount"],
-                                        r["resolved_seq"])
+            state.holds[r["id"]] = _hold_of(r)
+        _overlay_holds(state, base, touched.holds)
         touched.add_hold_rows(state.holds.values())
     if touched.instruments:
         for r in await conn.fetch("SELECT * FROM ledger_instruments WHERE code = ANY($1::text[])",
                                   sorted(touched.instruments)):
             state.instruments[r["code"]] = Instrument(r["code"], r["kind"], r["decimals"], r["next_serial"])
+        if base is not None:
+            for code in touched.instruments & base.dirty_instruments:
+                state.instruments[code] = base.instruments[code]  # immutable
     if touched.accounts:
         for r in await conn.fetch("SELECT * FROM ledger_accounts WHERE id = ANY($1::bigint[])",
                                   sorted(touched.accounts)):
             state.accounts[r["id"]] = Account(r["id"], r["owner"], r["kind"])
+        if base is not None:
+            for a in base.new_accounts:
+                if a in touched.accounts and a in base.accounts:
+                    state.accounts[a] = base.accounts[a]  # immutable
     if touched.signing_keys:
         for r in await conn.fetch("SELECT seq, verifier_key FROM ledger_signing_keys"):
             state.signing_keys[r["verifier_key"]] = r["seq"]
+        if base is not None:
+            for k in base.new_signing_keys:
+                if k in base.signing_keys:
+                    state.signing_keys[k] = base.signing_keys[k]
     originals: Originals = {}
     if touched.pairs:
         pairs = sorted(touched.pairs)
         # Sorted row locks: a second process (there should be none) would queue, never deadlock.
         rows = await conn.fetch(
-            """SELECT b.* FROM ledger_balances b
-               JOIN unnest($1::bigint[], $2::text[]) AS k(account, instrument)
-                 ON b.account = k.account AND b.instrument = k.instrument
-               ORDER BY b.account, b.instrument FOR UPDATE OF b""",
+            _BALANCES + " FOR UPDATE OF b" if lock else _BALANCES,
             [p[0] for p in pairs],
             [p[1] for p in pairs],
         )
         for r in rows:
             state.balances[(r["account"], r["instrument"])] = Balance(r["posted"], r["pending_out"],
                                                                       r["pending_in"])
+        if base is not None:
+            for key in base.dirty_balances.intersection(pairs):
+                b = base.balances.get(key)
+                if b is not None:
+                    state.balances[key] = Balance(b.posted, b.pending_out, b.pending_in)
         # Blocks of every touched holder pair; the retired sink's blocks are never needed (they
         # never move), so retiring stays O(1) however many retirements exist.
         block_pairs = [p for p in pairs
                        if p[0] in state.accounts and state.accounts[p[0]].kind not in SINK_KINDS
                        and p[1] in state.instruments and state.instruments[p[1]].serialised]
-        missing = []
+        missing: list[BalanceKey] = []
         for key in block_pairs:
-            cached = cache.get(key) if cache is not None else None
+            cached: list[Block] | None
+            if base is not None and key in base.dirty_blocks:
+                cached = base.blocks.get(key, [])  # what `base` leaves there (its flush diffs against its own)
+            else:
+                cached = cache.get(key) if cache is not None else None
             if cached is None:
                 missing.append(key)
                 continue
@@ -230,9 +272,8 @@ async def load_view(conn: asyncpg.Connection, head: Head, touched: Touched,
             refs = sorted({ref for bl in state.blocks.values() for b in bl for ref in (b.hold, b.frozen_by)
                            if ref is not None and ref not in state.holds})
             for r in await conn.fetch("SELECT * FROM ledger_holds WHERE id = ANY($1::bigint[])", refs):
-                state.holds[r["id"]] = Hold(r["id"], r["kind"], r["debit"], r["credit"], r["instrument"],
-                                            r["amount"], r["expires_at"], r["state"], r["posted_amount"],
-                                            r["resolved_seq"])
+                state.holds[r["id"]] = _hold_of(r)
+            _overlay_holds(state, base, refs)
     return state, originals
 
 

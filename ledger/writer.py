@@ -34,13 +34,19 @@ import asyncpg
 from ledger import blinding, openings, store
 from ledger import commands as c
 from ledger.encoding import canonical_json, sha256
-from ledger.state import Entry, Head, InvariantViolation, Rejection
+from ledger.state import Entry, Head, InvariantViolation, LedgerState, Rejection
 
 log = logging.getLogger("envx.ledger.writer")
 
 # pg advisory lock key: "envx" in ASCII, the ledger writer's lock.
 WRITER_LOCK_KEY = 0x656E7678
 MAX_BATCH = 2048
+# An idle writer handed at least twice this many requests at once writes the first half while it applies the
+# second (so that database and Python overlap from the first batch on).
+PIPELINE_SPLIT = 64
+# A batch applied while another is written yields to the event loop every this many requests, so that the
+# write in flight can send its next statement meanwhile.
+PIPELINE_YIELD = 256
 # How long the writer keeps trying to reach a server (the same one restarted, or a promoted standby
 # named in a multi-host URL) before it gives up and stops.
 RECONNECT_SECONDS = 60.0
@@ -111,6 +117,31 @@ class _Item:
     requests: list[c.Request]
     future: asyncio.Future[list[Entry]]
     fingerprints: list[bytes | None] = field(default_factory=list)
+    # (actor, client id) of each request that has one, in order.
+    client_ids: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Applied:
+    """A batch applied in memory: what its transaction writes, and what its callers get once it commits."""
+
+    items: list[_Item]
+    lookup: bool  # retries were looked up before it was applied
+    gated: bool  # its gates ran before it was applied, in the transaction that writes it
+    head: Head  # the chain head it starts from
+    results: dict[int, Any]  # by item: its entries, its refusal, or a `_Later`
+    live: list[int]  # the items applied (not answered by a look-up, not a duplicate within the batch)
+    refused: list[int]  # the live items a gate or the state refused
+    state: LedgerState
+    originals: store.Originals
+    written: list[Entry]
+    fingerprints: list[bytes | None]  # of each written entry's request
+    started: float
+
+
+class _GateRefused(Exception):
+    """A gate refused a request of a batch that was applied before its gates ran: the serial path applies it
+    again, gates first."""
 
 
 def _now_us() -> int:
@@ -130,8 +161,11 @@ class LedgerWriter:
         gates: Sequence[Gate] = (),
         reconnect_seconds: float = RECONNECT_SECONDS,
         blinding_key: bytes | None = None,
+        pipeline: bool = False,
     ) -> None:
         self._dsn = dsn
+        # Apply the next batch while one is written (`_pipeline`; ENVX_WRITER_PIPELINE); off: one batch at a time.
+        self._pipelining = pipeline
         self._reconnect_seconds = reconnect_seconds
         # Salts of blinded events (ledger/blinding.py): from `blinding_key`, else the database's (made at start).
         self._salts = blinding.KeyedSalts(blinding_key) if blinding_key is not None else None
@@ -146,6 +180,8 @@ class LedgerWriter:
         self._queue: deque[_Item] = deque()
         self._wakeup: asyncio.Future[None] | None = None
         self._conn: asyncpg.Connection | None = None
+        # Reads of the batch applied while the one before it is written (the pipeline); None: no pipelining.
+        self._reader: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._busy = False  # a batch is being written (a graceful stop lets it commit: `drain`)
@@ -154,6 +190,10 @@ class LedgerWriter:
         self.blocks = store.BlockCache()
         self.batches = 0
         self.entries_written = 0
+        # Batches applied in the pipeline (on the result of the batch in flight), and how many of them were
+        # thrown away unwritten because that batch did not commit as applied (its requests applied again).
+        self.pipelined = 0
+        self.pipeline_discarded = 0
         # Called after each committed batch with (requests, entries written, seconds in the transaction).
         self._batch_observers: list[Callable[[int, int, float], None]] = []
 
@@ -181,7 +221,19 @@ class LedgerWriter:
             await self._conn.close()
             self._conn = None
             raise
+        await self._open_reader()
         self._task = asyncio.create_task(self._run(), name="envx-ledger-writer")
+
+    async def _open_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.terminate()
+            self._reader = None
+        if not self._pipelining:
+            return
+        try:
+            self._reader = await asyncpg.connect(self._dsn)
+        except Exception as exc:  # without it the writer works, one batch at a time
+            log.warning("ledger writer's reader connection failed (%s): no pipelining", exc)
 
     async def drain(self, timeout: float) -> bool:
         """Wait, at most `timeout` seconds, until nothing is queued and no batch is being written: a graceful stop
@@ -207,6 +259,9 @@ class LedgerWriter:
         if self._conn:
             await self._conn.close()
             self._conn = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
 
     def add_after_commit(self, hook: AfterCommit) -> None:
         self._after_commit.append(hook)
@@ -255,7 +310,17 @@ class LedgerWriter:
         if not self.running:
             raise WriterUnavailable("ledger writer is not running")
         fut: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(list(requests), fut, [fingerprint(r) if r.client_id else None for r in requests]))
+        requests = list(requests)
+        if len(requests) == 1:
+            r = requests[0]
+            if r.client_id:
+                item = _Item(requests, fut, [fingerprint(r)], [(r.actor, r.client_id)])
+            else:
+                item = _Item(requests, fut, [None], [])
+        else:
+            item = _Item(requests, fut, [fingerprint(r) if r.client_id else None for r in requests],
+                         [(r.actor, r.client_id) for r in requests if r.client_id])
+        self._queue.append(item)
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
@@ -283,33 +348,7 @@ class LedgerWriter:
             items = await self._next()
             self._busy = True
             try:
-                try:
-                    await self._process(items)
-                except Exception as exc:
-                    if broken_invariant(exc):
-                        self._stop_writes(items, exc)
-                        break
-                    if self._lost(exc):
-                        await self._lost_database(items, exc)
-                        continue
-                    # Neither a bug of the ledger nor an outage (one request's own error, say metadata that
-                    # does not encode): it must not stop the ledger; isolate the culprit.
-                    log.exception("batch of %d failed; retrying one by one", len(items))
-                    if len(items) == 1:
-                        self._fail(items, exc)
-                        continue
-                    for n, item in enumerate(items):
-                        try:
-                            await self._process([item])
-                        except Exception as exc2:
-                            if broken_invariant(exc2):
-                                self._stop_writes(items[n:], exc2)
-                                break
-                            if self._lost(exc2):
-                                await self._lost_database(items[n:], exc2)
-                                break
-                            log.exception("request failed alone")
-                            self._fail([item], exc2)
+                await self._pipeline(items)
             finally:
                 self._busy = False
         # Stopped for good (no database, refused, a broken invariant): nobody may wait forever on a queued
@@ -317,6 +356,147 @@ class LedgerWriter:
         while self._queue:
             self._fail([self._queue.popleft()], WriterStopped(self.stopped) if self.stopped is not None
                        else WriterUnavailable("ledger writer stopped"))
+
+    async def _pipeline(self, items: list[_Item]) -> None:
+        """Write batches with at most one in flight: while batch N is written and committed on the writer's
+        connection, batch N+1 is applied in memory on top of N's result (its rows read on the reader
+        connection). N+1 is written only once N has committed and its callers are answered, and only if N
+        committed exactly as applied; otherwise (N failed, was redone, or N+1's reads failed) N+1's
+        requests go back to the head of the queue, untouched, and are applied again on what the database
+        holds. Nobody is answered before their entry is durable."""
+        if not self._reader_ok():  # no pipelining (off, or no reader connection)
+            await self._serial(items)
+            return
+        if len(items) >= 2 * PIPELINE_SPLIT:
+            # An idle writer handed many requests at once writes the first half while it applies the rest.
+            half = (len(items) + 1) // 2
+            self._queue.extendleft(reversed(items[half:]))
+            items = items[:half]
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[_Applied] = loop.create_future()
+        task: asyncio.Task[_Applied | None] = asyncio.create_task(self._serial(items, ready))
+        held: list[_Item] = []  # taken from the queue, applied, not yet handed to a write
+        try:
+            while True:
+                await asyncio.wait((ready, task), return_when=asyncio.FIRST_COMPLETED)
+                if not ready.done() or self._stopping or not self._reader_ok():
+                    break
+                base = ready.result()
+                held = await self._take_while(task, len(base.items))
+                if not held:
+                    break
+                applied: _Applied | None = None
+                try:
+                    assert self._reader is not None
+                    applied = await self._apply(self._reader, held, lookup=False, head=base.state.head,
+                                                gate=False, base=base.state)
+                except Exception:  # whatever it was, the serial path meets it again and decides
+                    applied = None
+                else:
+                    self.pipelined += 1
+                committed = await task
+                if committed is not base or applied is None or self._stopping:
+                    if applied is not None:
+                        self.pipeline_discarded += 1
+                    break
+                items, held = held, []
+                ready = loop.create_future()
+                ready.set_result(applied)
+                task = asyncio.create_task(self._follow(applied))
+            await task
+        except BaseException:
+            # Cancelled (stop): the write in flight goes with it; nobody is left waiting on its answer.
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            self._fail(items, WriterUnavailable("ledger writer stopped"))
+            raise
+        finally:
+            if held:
+                self._queue.extendleft(reversed(held))
+
+    async def _take_while(self, task: asyncio.Task[Any], in_flight: int) -> list[_Item]:
+        """What is queued (at most `max_batch` groups), waiting for it while `task` (a write of `in_flight` groups)
+        runs; [] if it ends first. Half of it if it is more than twice the write in flight: a crowd that arrived
+        at once is written in two halves, so that one is applied while the other is written."""
+        queue = self._queue
+        if not queue:
+            self._wakeup = wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait((wakeup, task), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._wakeup = None
+            if not queue:
+                return []
+        n = len(queue)
+        if n >= 2 * max(PIPELINE_SPLIT, in_flight):
+            n = (n + 1) // 2
+        n = min(n, self._max_batch)
+        if n == len(queue):
+            items = list(queue)
+            queue.clear()
+            return items
+        return [queue.popleft() for _ in range(n)]
+
+    def _reader_ok(self) -> bool:
+        return self._reader is not None and not self._reader.is_closed()
+
+    async def _serial(self, items: list[_Item], ready: asyncio.Future[_Applied] | None = None) -> _Applied | None:
+        """Write one batch on the writer's connection, reads and all, and deal with its failure; returns what it
+        committed as first applied (the one given to `ready`), else None. Never raises but for cancellation."""
+        try:
+            return await self._process(items, ready)
+        except Exception as exc:
+            if broken_invariant(exc):
+                self._stop_writes(items, exc)
+                return None
+            if self._lost(exc):
+                await self._lost_database(items, exc)
+                return None
+            # Neither a bug of the ledger nor an outage (one request's own error, say metadata that
+            # does not encode): it must not stop the ledger; isolate the culprit.
+            log.exception("batch of %d failed; retrying one by one", len(items))
+            if len(items) == 1:
+                self._fail(items, exc)
+                return None
+            for n, item in enumerate(items):
+                try:
+                    await self._process([item])
+                except Exception as exc2:
+                    if broken_invariant(exc2):
+                        self._stop_writes(items[n:], exc2)
+                        break
+                    if self._lost(exc2):
+                        await self._lost_database(items[n:], exc2)
+                        break
+                    log.exception("request failed alone")
+                    self._fail([item], exc2)
+            return None
+
+    async def _follow(self, applied: _Applied) -> _Applied | None:
+        """Write a batch applied in the pipeline (its gates run now, in its transaction). Any failure but a
+        broken invariant or an outage sends its requests down the serial path, applied again from the database."""
+        conn = self._conn
+        try:
+            assert conn is not None
+            async with conn.transaction():
+                changed = await self._write(conn, applied)
+        except Exception as exc:
+            self.blocks.clear()
+            self.pipeline_discarded += 1
+            if broken_invariant(exc):
+                self._stop_writes(applied.items, exc)
+            elif self._lost(exc):
+                await self._lost_database(applied.items, exc)
+            else:  # a gate's refusal, a reused client id, one request's own error: decided by the serial path
+                await self._serial(applied.items)
+            return None
+        try:
+            await self._answer(applied, changed)
+        except Exception:  # committed: nothing to retry (a failing batch observer); its callers are told below
+            log.exception("answering a committed batch failed")
+            self._fail(applied.items, WriterUnavailable("the batch's answer was lost; retry with its client id"))
+        return applied
 
     def _stop_writes(self, items: list[_Item], exc: BaseException) -> None:
         """A broken invariant: no more writes, no retries; say why (`stopped`, the log) and fail the waiting."""
@@ -376,116 +556,152 @@ class LedgerWriter:
                 break
             log.warning("ledger writer reconnected")
             self._conn = conn
+            await self._open_reader()
             return
         self._stopping = True
 
-    async def _process(self, items: list[_Item]) -> None:
+    async def _process(self, items: list[_Item], ready: asyncio.Future[_Applied] | None = None) -> _Applied | None:
         """Optimistic about idempotency: most client ids are new, so the batch is written without a
-        look-up and the unique index decides; if it fires, the batch is redone with the look-up."""
+        look-up and the unique index decides; if it fires, the batch is redone with the look-up.
+        `ready` is given the batch as applied (before it is written) for the pipeline; returns it if it
+        committed, None if it was redone."""
         try:
             try:
-                await self._process_once(items, lookup=False)
+                return await self._process_once(items, lookup=False, ready=ready)
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "ledger_entries_client_id":
                     raise
                 await self._process_once(items, lookup=True)
+                return None
         except BaseException:
             self.blocks.clear()  # whatever happened, trust only the database from here on
             raise
 
-    async def _process_once(self, items: list[_Item], lookup: bool) -> None:
+    async def _process_once(self, items: list[_Item], lookup: bool,
+                            ready: asyncio.Future[_Applied] | None = None) -> _Applied:
         conn = self._conn
         assert conn is not None
-        # Results decided before the transaction: faithful retries and reused ids.
-        results: dict[int, list[Entry] | BaseException] = {}
-        started = time.perf_counter()
         async with conn.transaction():
             head = await store.read_head(conn)
-            existing: dict[tuple[str, str], tuple[bytes | None, Entry]] = {}
-            if lookup:
-                keys = [(r.actor, r.client_id) for it in items for r in it.requests if r.client_id]
-                existing = await store.find_idempotent(conn, keys)
-            live: list[int] = []
-            seen_in_batch: dict[tuple[str, str], int] = {}
-            for i, it in enumerate(items):
-                if existing:
-                    outcome = self._replay(it, existing)
-                    if outcome is not None:
-                        results[i] = outcome
-                        continue
-                ids = [(r.actor, r.client_id) for r in it.requests if r.client_id]
-                dup = None
-                for k in ids:
+            applied = await self._apply(conn, items, lookup=lookup, head=head, gate=True)
+            if ready is not None and not ready.done():
+                ready.set_result(applied)
+            changed = await self._write(conn, applied)
+        await self._answer(applied, changed)
+        return applied
+
+    async def _apply(self, conn: asyncpg.Connection, items: list[_Item], *, lookup: bool, head: Head, gate: bool,
+                     base: LedgerState | None = None) -> _Applied:
+        """Apply a batch in memory on the rows it touches, as they are after `base` (the batch before it, if
+        still being written; its rows are then read without locks, on `conn` the reader connection).
+        `gate`: run the gates first; otherwise `_write` runs them and any refusal sends the batch back."""
+        # Results decided before the transaction: faithful retries and reused ids.
+        results: dict[int, Any] = {}
+        started = time.perf_counter()
+        existing: dict[tuple[str, str], tuple[bytes | None, Entry]] = {}
+        if lookup:
+            keys = [(r.actor, r.client_id) for it in items for r in it.requests if r.client_id]
+            existing = await store.find_idempotent(conn, keys)
+        live: list[int] = []
+        seen_in_batch: dict[tuple[str, str], int] = {}
+        for i, it in enumerate(items):
+            if existing:
+                outcome = self._replay(it, existing)
+                if outcome is not None:
+                    results[i] = outcome
+                    continue
+            dup = None
+            if it.client_ids:
+                for k in it.client_ids:
                     if k in seen_in_batch:
                         dup = seen_in_batch[k]
                         break
                 if dup is not None:
-                    results[i] = _Later(dup, it)  # type: ignore[assignment]
+                    results[i] = _Later(dup, it)
                     continue
-                for k in ids:
+                for k in it.client_ids:
                     seen_in_batch[k] = i
-                live.append(i)
+            live.append(i)
 
-            gated = await self._gate(conn, items, live)
-            touched = store.Touched()
-            for i in live:
-                for r in items[i].requests:
-                    touched.add(r.command)
-            state, originals = await store.load_view(conn, head, touched, self.blocks)
-            state.salts = self._salts
-            written: list[Entry] = []
-            fingerprints: list[bytes | None] = []  # of each written entry's request
-            refused: list[int] = []  # items a gate or the state refused
-            clock = self._clock
-            for i in live:
-                it = items[i]
-                if gated and i in gated:
-                    results[i] = gated[i]
-                    refused.append(i)
-                    continue
-                try:
-                    entries = state.apply_linked(it.requests, clock())
-                except Rejection as rej:
-                    results[i] = rej
-                    refused.append(i)
-                    continue
-                # An InvariantViolation is not caught: it aborts the transaction and stops the writer.
-                results[i] = entries
-                written += entries
-                fingerprints += it.fingerprints
-            if not lookup:
-                # A retry of something already applied may now be refused by the state (a hold voided
-                # twice) instead of reaching the unique index: a refused request with a client id is
-                # looked up before its refusal is believed.
-                refused = [i for i in refused if any(r.client_id for r in items[i].requests)]
-                if refused:
-                    keys2 = [(r.actor, r.client_id) for i in refused for r in items[i].requests if r.client_id]
-                    found = await store.find_idempotent(conn, keys2)
-                    for i in refused:
-                        replay = self._replay(items[i], found)
-                        if replay is not None:
-                            results[i] = replay
-            changed_blocks = await store.flush(conn, state, originals, written, fingerprints, head)
-            await openings.write(conn, written)  # a blinded event's openings, privately
-            if written:
-                for before in self._before_commit:
-                    await before(conn, written, head)
-        self.blocks.commit(originals, changed_blocks)  # committed: now the cache may learn from it
-        # Durable: answer the callers, then the side effects.
+        gated = await self._gate(conn, items, live) if gate else {}
+        touched = store.Touched()
+        add = touched.add
+        for i in live:
+            for r in items[i].requests:
+                add(r.command)
+        state, originals = await store.load_view(conn, head, touched, self.blocks, base, lock=base is None)
+        state.salts = self._salts
+        written: list[Entry] = []
+        fingerprints: list[bytes | None] = []  # of each written entry's request
+        refused: list[int] = []  # items a gate or the state refused
+        clock = self._clock
+        apply_linked = state.apply_linked
+        for n, i in enumerate(live):
+            it = items[i]
+            if gated and i in gated:
+                results[i] = gated[i]
+                refused.append(i)
+                continue
+            try:
+                entries = apply_linked(it.requests, clock())
+            except Rejection as rej:
+                results[i] = rej
+                refused.append(i)
+                continue
+            # An InvariantViolation is not caught: it aborts the transaction and stops the writer.
+            results[i] = entries
+            written += entries
+            fingerprints += it.fingerprints
+            if base is not None and n % PIPELINE_YIELD == PIPELINE_YIELD - 1:
+                await asyncio.sleep(0)  # let the batch in flight send its next statement
+        return _Applied(items, lookup, gate, head, results, live, refused, state, originals, written, fingerprints,
+                        started)
+
+    async def _write(self, conn: asyncpg.Connection, applied: _Applied) -> store.Originals:
+        """Inside the batch's transaction: what its gates and look-ups decide, then the rows, then the hooks."""
+        items, results, state = applied.items, applied.results, applied.state
+        if not applied.gated and self._gates and applied.live and await self._gate(conn, items, applied.live):
+            raise _GateRefused("a gate refused a request of a pipelined batch")
+        if not applied.lookup:
+            # A retry of something already applied may now be refused by the state (a hold voided
+            # twice) instead of reaching the unique index: a refused request with a client id is
+            # looked up before its refusal is believed.
+            refused = [i for i in applied.refused if items[i].client_ids]
+            if refused:
+                keys2 = [k for i in refused for k in items[i].client_ids]
+                found = await store.find_idempotent(conn, keys2)
+                for i in refused:
+                    replay = self._replay(items[i], found)
+                    if replay is not None:
+                        results[i] = replay
+        written = applied.written
+        changed_blocks = await store.flush(conn, state, applied.originals, written, applied.fingerprints,
+                                           applied.head)
+        await openings.write(conn, written)  # a blinded event's openings, privately
+        if written:
+            for before in self._before_commit:
+                await before(conn, written, applied.head)
+        return changed_blocks
+
+    async def _answer(self, applied: _Applied, changed_blocks: store.Originals) -> None:
+        """After the commit: the block cache learns, the callers are answered, then the side effects."""
+        self.blocks.commit(applied.originals, changed_blocks)  # committed: now the cache may learn from it
+        items, results, written = applied.items, applied.results, applied.written
         self.batches += 1
         self.entries_written += len(written)
         for observe in self._batch_observers:
-            observe(sum(len(it.requests) for it in items), len(written), time.perf_counter() - started)
+            observe(sum(len(it.requests) for it in items), len(written), time.perf_counter() - applied.started)
         for i, it in enumerate(items):
             res = results[i]
-            if isinstance(res, _Later):
+            if type(res) is _Later:
                 res = res.resolve(items, results)
-            if it.future.done():
+            fut = it.future
+            if fut.done():
                 continue
             if isinstance(res, BaseException):
-                it.future.set_exception(res)
+                fut.set_exception(res)
             else:
-                it.future.set_result(res)
+                fut.set_result(res)
         if written:
             for hook in self._after_commit:
                 try:
@@ -508,7 +724,7 @@ class LedgerWriter:
     @staticmethod
     def _replay(it: _Item, existing: dict[tuple[str, str], tuple[bytes | None, Entry]]
                 ) -> list[Entry] | Rejection | None:
-        found = [existing.get((r.actor, r.client_id)) for r in it.requests if r.client_id]
+        found = [existing.get(k) for k in it.client_ids]
         if not found or all(f is None for f in found):
             return None
         fps = [fp for r, fp in zip(it.requests, it.fingerprints, strict=True) if r.client_id]

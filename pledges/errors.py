@@ -9,7 +9,8 @@ CODES = frozenset({
     "serials_not_pledged", "quantity_exceeds_pledge", "insufficient_available", "pledge_expired", "pledge_closed",
     "pledge_not_confirmed", "pledge_in_enforcement", "pledge_not_filed", "invalid_state", "invalid_transition",
     "cure_period_running", "no_default", "valuation_out_of_range", "price_below_floor", "auction_required",
-    "notice_period_running", "mark_reason_required", "reserve_below_floor", "deposit_above_cap",
+    "notice_period_running", "mark_reason_required", "mark_reason_meaningless", "reserve_below_floor",
+    "deposit_above_cap",
 })
 
 

@@ -21,6 +21,7 @@ No I/O, no clock: the caller passes today's date, the reference price and the se
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -121,13 +122,33 @@ def deviation_text(price_fen: int, reference_fen: int) -> str:
     return f"{'-' if price_fen < reference_fen else '+'}{bps // 100}.{bps % 100:02d} %"
 
 
+# A reason says something: at least this much of letters and digits, a CJK ideograph counting twice (估值 is
+# a word, "x" or "..." is not).
+REASON_MIN_WEIGHT = 4
+
+
+def says_something(reason: str) -> bool:
+    """Whether a reason has REASON_MIN_WEIGHT of letters and digits (a CJK ideograph or kana weighs 2):
+    white space, punctuation and symbols alone, or one letter, say nothing."""
+    weight = 0
+    for ch in reason:
+        if ch.isalnum():
+            weight += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return weight >= REASON_MIN_WEIGHT
+
+
 def require_reason(price_fen: int, reference_fen: int | None, band_bps: int | None, reason: str | None,
                    reference: str = "the last close") -> None:
     """A manual mark needs the operator's reason (kept with the valuation's events) outside the band around
     its reference (`reference` names it: the last close, else the last trade, else the last mark), and
     always where there is no reference at all: a price nothing can be compared with is a judgement, and it
-    sets margin calls and the floor of a negotiated realisation (red team round 5, F3)."""
+    sets margin calls and the floor of a negotiated realisation (red team round 5, F3). A reason given, needed
+    or not, must say something (`says_something`); a blank one is no reason."""
     if (reason or "").strip():
+        if not says_something(reason or ""):
+            raise PledgeError("mark_reason_meaningless", "a manual mark's reason must say why: at least "
+                              f"{REASON_MIN_WEIGHT} letters or digits (a Chinese character counts as 2), not "
+                              "only spaces or punctuation", 422)
         return
     if reference_fen is None:
         raise PledgeError("mark_reason_required", f"{_cny(price_fen)} CNY cannot be compared with any price: the "

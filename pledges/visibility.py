@@ -95,16 +95,26 @@ def pledge_view(full: Mapping[str, Any], who: str, own_claims: set[int]) -> dict
     if who == JUNIOR:
         out["claims"] = [cl for cl in full.get("claims", []) if cl["id"] in own_claims]
         if enforcement is not None:
-            mine = {f"claim:{c}" for c in own_claims}
             out["enforcement"] = {"method": enforcement.get("method"), "completed_at": enforcement.get("completed_at"),
-                                  "distribution": [d for d in enforcement.get("distribution") or []
-                                                   if d.get("party") in mine]}
+                                  "distribution": own_lines(enforcement, out["claims"])}
         else:
             out["enforcement"] = None
     else:  # BUYER
         out["claims"] = []
         out["enforcement"] = None if enforcement is None else {k: enforcement.get(k) for k in SALE_FIELDS}
     return out
+
+
+def own_lines(enforcement: Mapping[str, Any], own: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A junior's own lines of an enforcement's distribution (`own`: its claims as the answer shows them). A
+    sale on the exchange pays out trade by trade (each `proceeds_distributed` event has its lines) and keeps
+    what each payee was paid in all in `paid`: the junior's line is its claim's total there."""
+    mine = {f"claim:{cl['id']}": cl for cl in own}
+    if enforcement.get("method") != "exchange":
+        return [dict(d) for d in enforcement.get("distribution") or [] if d.get("party") in mine]
+    paid = enforcement.get("paid") or {}
+    return [{"party": party, "role": "junior", "component": None, "participant_id": cl["claimant_id"],
+             "claimed": cl["amount"], "paid": paid[party]} for party, cl in mine.items() if party in paid]
 
 
 def event_view(ev: Mapping[str, Any], who: str | None, own_claims: set[int]) -> dict[str, Any] | None:

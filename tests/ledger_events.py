@@ -3,8 +3,10 @@ straight from the ledger's own tables of the real app's database."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from ledger import blinding
 from ledger.encoding import decode_entry
 from tests.helpers import Api
 from tests.security.helpers import sql
@@ -15,14 +17,30 @@ def head(api: Api) -> int:
     return int(sql(api.client, "SELECT coalesce(max(seq), 0) FROM ledger_entries")[0][0])
 
 
+def clear(leaf: bytes, openings: bytes | None) -> dict[str, Any]:
+    """An entry as the auditor reads it: a blinded event (version 3 or 4: an anonymous trade) in the clear, with
+    the openings stored beside it."""
+    entry = decode_entry(leaf)
+    fields = blinding.FIELDS.get(entry["v"])
+    if fields is None:
+        return entry
+    opened = blinding.decode_openings(json.loads(openings or b"null"))
+    return {**entry, "body": blinding.unblind(entry["body"], opened, fields)}
+
+
+_CLEAR = "SELECT e.seq, e.leaf, o.openings FROM ledger_entries e LEFT JOIN ledger_entry_openings o USING (seq) "
+
+
 def entries(api: Api, seqs: list[int]) -> list[dict[str, Any]]:
-    rows = sql(api.client, "SELECT seq, leaf FROM ledger_entries WHERE seq = ANY(:s) ORDER BY seq", {"s": seqs})
-    return [decode_entry(bytes(r.leaf)) for r in rows]
+    """The entries `seqs`, blinded events in the clear (`clear`)."""
+    rows = sql(api.client, _CLEAR + "WHERE e.seq = ANY(:s) ORDER BY e.seq", {"s": seqs})
+    return [clear(bytes(r.leaf), r.openings and bytes(r.openings)) for r in rows]
 
 
 def since(api: Api, seq: int) -> list[dict[str, Any]]:
-    rows = sql(api.client, "SELECT leaf FROM ledger_entries WHERE seq > :s ORDER BY seq", {"s": seq})
-    return [decode_entry(bytes(r.leaf)) for r in rows]
+    """The entries after `seq`, blinded events in the clear (`clear`)."""
+    rows = sql(api.client, _CLEAR + "WHERE e.seq > :s ORDER BY e.seq", {"s": seq})
+    return [clear(bytes(r.leaf), r.openings and bytes(r.openings)) for r in rows]
 
 
 def shape(entry: dict[str, Any]) -> tuple[str, str | None, list[str]]:

@@ -28,7 +28,7 @@ from pledges.errors import CODES as PLEDGE_CODES
 from pledges.errors import PledgeError
 from tests.refusal_sites import ROOT, Site, files, scan
 
-STATUSES = {400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503}
+STATUSES = {400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503}
 
 # Sites whose code is an expression, not a literal: (path, function, taker, expression) -> why it can only be a
 # member. A new dynamic site fails test_every_dynamic_site_is_accounted_for until it is listed here.

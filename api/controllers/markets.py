@@ -14,7 +14,7 @@ from litestar.params import Parameter
 from api import paging
 from api.controllers.security import PROPOSED, propose_or_run
 from api.deps import Id, IdempotencyKey, client_id
-from api.encoding import Answer
+from api.encoding import Answer, render
 from api.paging import LINK, Cursor
 from api.schemas.markets import (
     AmendedOut,
@@ -37,11 +37,13 @@ from api.schemas.markets import (
     TradeOut,
 )
 from api.schemas.trading import DepositOut, ListingOut, OrderOut, OrderPlacedOut, shown
+from api.security import replays
 from api.streams import StreamSlots
+from exchange.core.errors import NotFound
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import micros
-from exchange.trading import amendments, marketdata, markets, orders, sessions
+from exchange.trading import amendments, marketdata, markets, orders, running, sessions
 
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0, le=2**53 - 1)]
@@ -107,7 +109,7 @@ class MarketController(Controller):
                  "with reason and end), amendments scheduled and taking effect (cursor paging)")
     async def events(self, rt: Runtime, request: Request, market_id: str, limit: Limit = 200,
                      cursor: Cursor = None) -> Response[list[MarketEventOut]]:
-        rt.exchange.get(market_id)
+        running.market(rt, market_id)  # 404 for a market that does not run here
         after = paging.decode(cursor, f"events:{market_id}", paging.is_int) or 0
         rows = [MarketEventOut.of(e) for e in await sessions.events(rt, market_id, after, limit + 1)]
         return paging.page(request, f"events:{market_id}", rows, limit, lambda e: e.id)
@@ -135,11 +137,22 @@ class MarketController(Controller):
     @post("/{market_id:str}/orders", operation_id="placeOrder",
           summary="Place an order (limit, IOC, FOK, market-to-limit); pre-funded by a ledger hold")
     async def place(self, rt: Runtime, principal: Principal, market_id: str, data: OrderIn,
-                    idempotency_key: IdempotencyKey = None) -> OrderPlacedOut:
+                    request: Request, idempotency_key: IdempotencyKey = None) -> OrderPlacedOut:
         cid = client_id(idempotency_key, data.client_id)
-        return OrderPlacedOut.of(await orders.place_order(rt, principal, market_id, cid, side=data.side,
-                                                          type_=data.type, tif=data.tif, price=data.price,
-                                                          quantity=data.quantity, stp=data.stp))
+        # A keyed request's answer is kept with the order, in its projection's transaction (api/security/replays.py
+        # KEPT_BY_HANDLER): rendered there as it would be here, and answered as those very bytes.
+        slot = replays.answer_slot(request.scope)
+        keep = None if slot is None else orders.KeptAnswer(
+            *slot, render=lambda placed: render(request, OrderPlacedOut.of(placed)))
+        placed = await orders.place_order(rt, principal, market_id, cid, side=data.side, type_=data.type,
+                                          tif=data.tif, price=data.price, quantity=data.quantity, stp=data.stp,
+                                          keep=keep)
+        if keep is not None and keep.answer is not None:
+            replays.answer_kept(request.scope)
+            # Litestar sends a returned Response as it is; the document keeps naming the schema of these bytes.
+            return Answer(keep.answer.body, status_code=keep.answer.status,  # type: ignore[return-value]
+                          media_type=keep.answer.media_type)
+        return OrderPlacedOut.of(placed)
 
     @get("/{market_id:str}/orders", operation_id="listOrders", response_headers=LINK,
          summary="Your orders (operators and auditors: all), oldest first (cursor paging)")
@@ -273,7 +286,10 @@ async def stream(socket: WebSocket, market_id: str) -> None:
 
 
 async def _stream(socket: WebSocket, rt: Runtime, market_id: str) -> None:
-    seq = rt.exchange.sequencers.get(market_id)
+    try:
+        seq = running.market(rt, market_id)
+    except NotFound:
+        seq = None
     if seq is None:
         await socket.send_json({"type": "error", "code": "not_found", "detail": f"market {market_id} not found"})
         await socket.close(code=4404)

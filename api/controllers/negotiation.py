@@ -78,9 +78,10 @@ class BlockController(Controller):
         return JournaledOut.of(await negotiation.withdraw(rt, principal, market_id, quote_id,
                                                           client_id(idempotency_key, data.client_id)))
 
-    @get("/deals/{deal_id:int}", operation_id="getDeal", summary="An open negotiation (its parties only)")
+    @get("/deals/{deal_id:int}", operation_id="getDeal",
+         summary="A negotiation, open or ended, with its status (its parties and oversight only)")
     async def deal(self, rt: Runtime, principal: Principal, market_id: str, deal_id: Id) -> DealOut:
-        return DealOut.of(negotiation.deal_view(rt, principal, market_id, deal_id))
+        return DealOut.of(await negotiation.deal_view(rt, principal, market_id, deal_id))
 
     @post("/deals/{deal_id:int}/counter", operation_id="counterDeal", status_code=200,
           summary="Amend the terms; only you stand confirmed")
@@ -130,7 +131,7 @@ class AuctionController(Controller):
     @get("/{auction_id:int}", operation_id="getAuction",
          summary="Phase, terms, the highest standing price and (once allocated) the results")
     async def get_one(self, rt: Runtime, market_id: str, auction_id: Id) -> AuctionOut:
-        return AuctionOut.of(auctions.view(rt, market_id, auction_id))
+        return AuctionOut.of(await auctions.view(rt, market_id, auction_id))
 
     @post("/{auction_id:int}/step", operation_id="stepAuction", status_code=200,
           summary="Seller or operator: open registration, open bidding, close, allocate, cancel",

@@ -19,6 +19,7 @@ from api.schemas.pledges import (
     AmendIn,
     ClaimAnswerOut,
     ClaimIn,
+    ConfirmIn,
     DeductIn,
     DefaultIn,
     EnforceIn,
@@ -127,9 +128,10 @@ class PledgeController(Controller):
 
     @post("/{pledge_id:int}/confirm", operation_id="confirmPledge", status_code=200,
           summary="Confirm (pledgor): locks the units; the registration takes effect and gets its number")
-    async def confirm(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ActionIn | None = None,
+    async def confirm(self, rt: Runtime, principal: Principal, pledge_id: Id, data: ConfirmIn | None = None,
                       idempotency_key: IdempotencyKey = None) -> PledgeOut:
-        answer = await filing.confirm(rt, principal, _action_id(idempotency_key, data), pledge_id)
+        answer = await filing.confirm(rt, principal, _action_id(idempotency_key, data), pledge_id,
+                                      version=None if data is None else data.version)
         return PledgeOut.of(answer)
 
     @post("/{pledge_id:int}/decline", operation_id="declinePledge", status_code=200, summary="Decline (pledgor)")

@@ -79,12 +79,12 @@ class SigningKeyController(Controller):
           summary="Register an Ed25519 public key for your own signed instructions")
     async def register(self, rt: Runtime, principal: Principal, participant_id: Id,
                        data: SigningKeyIn, idempotency_key: IdempotencyKey = None) -> SigningKeyOut:
-        client_id(idempotency_key, None)  # keyed: a retry is the stored answer (api/security/replays.py)
-        _own(principal, participant_id)
+        cid = client_id(idempotency_key, None)  # a retry: the stored answer (api/security/replays.py), else the
+        _own(principal, participant_id)          # service's own record of it (exchange/security/instruction_keys.py)
         async with rt.read() as conn:
             await participants.find(conn, participant_id)  # 404 for none
         return SigningKeyOut.of(await instruction_keys.register(rt, principal.actor, participant_id,
-                                                                decode_public_key(data.public_key), data.label))
+                                                                decode_public_key(data.public_key), data.label, cid))
 
     @get("/signing-keys", operation_id="listParticipantSigningKeys", summary="Signing keys, revoked ones included")
     async def listing(self, rt: Runtime, principal: Principal, participant_id: Id) -> list[SigningKeyOut]:

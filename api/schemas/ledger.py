@@ -103,9 +103,11 @@ class OpeningOut(BaseModel):
     bytes is SHA-256(tag || salt || value)."""
 
     leg: int
-    field: str = Field(description="debit, credit or hold")
+    field: str = Field(description="debit, credit or hold; in a version-4 entry also amount, released, remaining "
+                       "or keep")
     salt: str = Field(description="32 bytes, hex")
-    value: int = Field(description="the account or hold id the commitment stands for")
+    value: int = Field(description="the account or hold id, or the amount in the entry's base units, the "
+                       "commitment stands for")
 
 
 class ReceiptOut(BaseModel):
@@ -119,7 +121,7 @@ class ReceiptOut(BaseModel):
     checkpoint: str
     metadata: dict[str, Any] = Field(description="seq, type, key_id and the committed metadata (meta)")
     openings: list[OpeningOut] = Field(
-        default_factory=list, description="of a blinded entry (version 3): the caller's own fields opened, each "
+        default_factory=list, description="of a blinded entry (version 3, 4): the caller's own fields opened, each "
         "checked against its commitment by `envx verify-receipt`; the other side's stay commitments")
 
     @classmethod

@@ -109,6 +109,12 @@ class ActionIn(Strict):
     client_id: ClientId = None
 
 
+class ConfirmIn(ActionIn):
+    version: int | None = Field(default=None, ge=1, description="The version of the filing the pledgor read "
+                                "(`version` of its answer): if the bank amended it since, 409 `terms_changed` and "
+                                "nothing is confirmed. Omitted: whatever the filing says now.")
+
+
 class AmendIn(Strict):
     secured_amount: Decimal | None = None
     loan_contract: str | None = Field(default=None, min_length=1, max_length=200)

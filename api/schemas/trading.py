@@ -187,7 +187,7 @@ class QuoteOut(BaseModel):
 
 
 class DealOut(BaseModel):
-    """An open negotiation on a quote (its parties only)."""
+    """A negotiation on a quote (its parties only), open or ended."""
 
     deal_id: int
     quote_id: int
@@ -195,11 +195,13 @@ class DealOut(BaseModel):
     confirmed: list[int] = Field(description="the parties that stand confirmed on the current terms")
     price: Money
     quantity: Quantity
+    status: str = Field(description="`open`, or how it ended: `declined`, `traded`, `end_of_day`, "
+                                    "`quote_withdrawn`, `quote_exhausted`, `rules_amended`")
 
     @classmethod
     def of(cls, d: Deal) -> DealOut:
         return cls(deal_id=d.deal_id, quote_id=d.quote_id, responder=d.responder, confirmed=list(d.confirmed),
-                   price=cny(d.price), quantity=quantity(d.qty, d.decimals))
+                   price=cny(d.price), quantity=quantity(d.qty, d.decimals), status=d.status)
 
 
 class AllocationOut(BaseModel):

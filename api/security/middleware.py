@@ -172,6 +172,25 @@ def _utf8(raw: bytes) -> bool:
     return True
 
 
+def _json_media_type(scope: Scope) -> bool:
+    """Whether a body is declared as JSON: `application/json` or a `+json` type, in UTF-8 if a charset is named;
+    no Content-Type at all is taken as JSON, the one type the API reads. Anything else (a form, `text/plain`)
+    is not read as JSON however it looks (415)."""
+    declared = _header(scope, b"content-type")
+    if declared is None:
+        return True
+    media, *params = (part.strip().lower() for part in declared.split(";"))
+    charsets = [p.split("=", 1)[1].strip().strip('"') for p in params if p.startswith("charset=")]
+    return (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))) and \
+        all(c in ("utf-8", "utf8") for c in charsets)
+
+
+def _declared_too_big(scope: Scope) -> bool:
+    """Whether the request announces a body beyond MAX_BODY (Content-Length): refused before waiting for it."""
+    declared = _header(scope, b"content-length")
+    return declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY
+
+
 def _header_refusal(scope: Scope) -> tuple[str, str] | None:
     """Headers we read besides the signature: an Idempotency-Key is printable ASCII (a key in any other
     bytes is refused here, as the services refuse it in a body's client_id)."""
@@ -221,10 +240,14 @@ def _input_refusal(scope: Scope, operation: str | None) -> tuple[str, str] | Non
     if not _utf8(qs):
         return "invalid_characters", "the query string is not UTF-8 once percent-decoded"
     allowed = _query_parameters(scope["app"]).get(operation, {})
+    seen: set[str] = set()
     for name, value in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
         if name not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
             return "unknown_query_parameter", f"unknown query parameter {name[:50]!r} (this operation takes: {known})"
+        if name in seen:  # every query parameter is one value: which of two would be meant is not for us to guess
+            return "repeated_query_parameter", f"query parameter {name[:50]!r} is given more than once"
+        seen.add(name)
         if len(value) > MAX_QUERY_VALUE:
             return "query_parameter_too_long", f"{name} is longer than {MAX_QUERY_VALUE} characters"
         if "\x00" in value:
@@ -289,7 +312,9 @@ class SecurityMiddleware(ASGIMiddleware):
 
         too_big = False
         if decoding or reading or req.audited:
-            req.body, receive, too_big = await _buffer(receive)
+            too_big = _declared_too_big(scope)  # 413 at once, not after waiting for a body that may never come
+            if not too_big:
+                req.body, receive, too_big = await _buffer(receive)
         body = req.body
 
         refusal: tuple[int, str, str] | None = None
@@ -300,6 +325,9 @@ class SecurityMiddleware(ASGIMiddleware):
             refusal = (422, *bad_input)
         elif (bad_header := _header_refusal(scope)) is not None:
             refusal = (422, *bad_header)
+        elif decoding and body and not _json_media_type(scope):
+            refusal = (415, "unsupported_media_type", "a request body is JSON: send it as Content-Type: "
+                                                      "application/json (UTF-8)")
         elif decoding and body:
             try:
                 req.decoded = json_body.decode(body)
@@ -339,7 +367,7 @@ class SecurityMiddleware(ASGIMiddleware):
                 return
             with provenance(**({"signed_instruction": req.signed} if req.signed is not None else {})):
                 if key is not None:
-                    await self.replays.run(scope, receive, send, next_app, principal, key, body)
+                    await self.replays.run(scope, receive, send, next_app, principal, key, body, operation)
                 else:
                     await next_app(scope, receive, send)
 

@@ -43,6 +43,7 @@ _REASONS = {
     404: "Unknown object",
     409: "Refused by the state of the registry (business rule, idempotency conflict)",
     413: "Body larger than 1 MB",
+    415: "A body not declared as JSON (Content-Type other than application/json)",
     422: "Invalid input (body, path or query), including unknown fields and parameters",
     429: "Rate limit of your key exceeded; see Retry-After",
     503: "Temporarily unavailable (ledger writer, checkpoint pending); retry with the same Idempotency-Key",

@@ -8,6 +8,12 @@ method, the target as sent and the body bytes). Then:
 - a successful (2xx) answer is stored (exchange/core/idempotency.py) before it leaves (the look-ups and the
   stores of concurrent requests share their round trips: `AnswerLog`); the same request again
   gets the stored status and bytes, whatever happened since (the order filled, the day changed);
+- except where the handler keeps the answer itself, with its effect, in the same transaction
+  (KEPT_BY_HANDLER: a new order's answer is kept in its market's projection transaction, see
+  exchange.trading.pipeline.Keep): there the gate neither looks the request up nor stores the answer -- the
+  handler finds the answer kept with the order for a retry and answers it -- so that a crash between the
+  commit and the reply loses nothing, and a new order costs no round trip of its own for this; the gate still
+  stores what the handler answers without having kept it (a retry under other bytes, answered from the row);
 - unless it shows a secret: an answer with a field named `token`, `first_half`, `second_half` or `secret`
   anywhere in it (an API key minted, a half of an enrollment code on a proposal or its approval, a
   webhook's secret) is never stored — the store refuses it (exchange.core.idempotency.SECRET_FIELDS), whatever
@@ -89,6 +95,26 @@ async def send_answer(send: Send, answer: Answer, headers: list[tuple[bytes, byt
     await send({"type": "http.response.body", "body": answer.body, "more_body": False})
 
 
+# Operations whose handler keeps its own answer, with its effect (in the same transaction): the gate neither looks
+# the request up before the handler (the handler finds the answer kept with its order, for a retry) nor keeps
+# the answer after it -- unless the handler says it kept none (`answer_kept` not called): then the gate keeps it.
+KEPT_BY_HANDLER = frozenset({"placeOrder"})
+_SLOT = "envx.answer_slot"
+_KEPT = "envx.answer_kept"
+
+
+def answer_slot(scope: Scope) -> tuple[str, str, bytes] | None:
+    """(actor, idempotency key, request digest) under which the handler of a KEPT_BY_HANDLER operation keeps this
+    request's answer, if the request is keyed; None otherwise."""
+    slot = scope.get("state", {}).get(_SLOT)
+    return slot if isinstance(slot, tuple) else None
+
+
+def answer_kept(scope: Scope) -> None:
+    """The handler kept this request's answer under `answer_slot` (or found it kept), and answers with it."""
+    scope.setdefault("state", {})[_KEPT] = True
+
+
 class ReplayGate:
     def __init__(self) -> None:
         # (actor, idempotency key) -> (request digest, its answer and headers when it ends)
@@ -96,7 +122,7 @@ class ReplayGate:
         self._log: AnswerLog | None = None
 
     async def run(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp, principal: Principal,
-                  key: str, body: bytes) -> None:
+                  key: str, body: bytes, operation: str | None = None) -> None:
         digest = request_digest(scope, body)
         slot = (principal.actor, key)
         while (running := self._running.get(slot)) is not None:
@@ -115,9 +141,13 @@ class ReplayGate:
         self._running[slot] = (digest, done)
         try:
             answers = self._answers(scope["app"].state.rt)
-            stored = await answers.find((principal.actor, key, digest))
-            shared = (stored, None) if stored is not None else \
-                await self._first(scope, receive, next_app, answers, principal, key, digest)
+            if operation in KEPT_BY_HANDLER:
+                scope.setdefault("state", {})[_SLOT] = (principal.actor, key, digest)
+                shared = await self._first(scope, receive, next_app, answers, principal, key, digest)
+            else:
+                stored = await answers.find((principal.actor, key, digest))
+                shared = (stored, None) if stored is not None else \
+                    await self._first(scope, receive, next_app, answers, principal, key, digest)
             done.set_result(shared)
         except BaseException as exc:
             done.set_exception(exc)
@@ -147,7 +177,7 @@ class ReplayGate:
                           "application/json")
         answer = Answer(start["status"], media_type,
                         b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body"))
-        if 200 <= answer.status < 300 and len(answer.body) <= MAX_STORED:
+        if 200 <= answer.status < 300 and len(answer.body) <= MAX_STORED and not scope.get("state", {}).get(_KEPT):
             try:
                 await answers.keep(principal.actor, key, digest, answer)
             except Exception:  # the effect is done; a retry then gets the service's own replay

@@ -19,10 +19,11 @@ from ledger.state import MAX_LEGS, Entry
 
 
 def event_requests(actor: str, kind: str, legs: Sequence[c.Leg], client_id: str,
-                   meta: dict[str, Any]) -> list[c.Request]:
+                   meta: dict[str, Any], *, blinded: bool = False) -> list[c.Request]:
     """The linked group that writes `legs` as one event: one request, unless the step creates more than one
     hold (or has more legs than an event takes); then the event first and what it cannot hold after it,
-    each with a client id derived from the event's."""
+    each with a client id derived from the event's. `blinded`: its events name accounts, holds and amounts
+    by commitment (entry version 4), so each payee's receipt opens its own legs only."""
     assert legs, "an event has at least one leg"
     main: list[c.Leg] = []
     later: list[c.CreateHold] = []
@@ -33,7 +34,8 @@ def event_requests(actor: str, kind: str, legs: Sequence[c.Leg], client_id: str,
         else:
             main.append(leg)
     chunks = [main[i:i + MAX_LEGS] for i in range(0, len(main), MAX_LEGS)]
-    out = [c.Request(actor, c.Event(kind, tuple(chunk)), client_id if n == 0 else f"{client_id}:part-{n}",
+    out = [c.Request(actor, c.Event(kind, tuple(chunk), blinded=blinded, blind_amounts=blinded),
+                     client_id if n == 0 else f"{client_id}:part-{n}",
                      meta if n == 0 else {**meta, "part_of": client_id})
            for n, chunk in enumerate(chunks)]
     out += [c.Request(actor, hold, f"{client_id}:hold-{n}", {**meta, "part_of": client_id})

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -45,19 +45,24 @@ class Markets(Protocol):
     read-only process. Owned here, below trading, so that the runtime names it without importing trading.
 
     A market's sequencer is trading's own type (exchange.trading.pipeline.MarketSequencer; a MarketFollower on a
-    replica), which this layer cannot name without reaching up: `get` and `sequencers` give it untyped."""
+    replica), which this layer cannot name without reaching up: to it a sequencer is an `object`, and trading
+    reaches its sequencers, typed, through exchange/trading/running.py (which checks what it gets)."""
 
     @property
-    def sequencers(self) -> Mapping[str, Any]: ...
+    def sequencers(self) -> Mapping[str, object]: ...
 
-    def get(self, market_id: str) -> Any:
+    def get(self, market_id: str) -> object:
         """The market's sequencer; NotFound (404) for a market that does not run here."""
 
     def stopped(self) -> dict[str, str]:
         """Markets that take no writes, and why."""
 
-    async def start_market(self, market_id: str) -> Any:
+    async def start_market(self, market_id: str) -> object:
         """Start a newly defined market's sequencer (a read-only process refuses)."""
+
+    async def sweep(self, participant_id: int) -> list[str]:
+        """Cancel what the participant has resting in every market that takes writes (a suspension); the
+        markets that could not take it now."""
 
     async def start(self) -> None: ...
 
@@ -68,16 +73,19 @@ class NoMarkets:
     """No market runs in this process (tools that run a bare writer, before the hub starts): every market is
     unknown here."""
 
-    sequencers: Mapping[str, Any] = {}
+    sequencers: Mapping[str, object] = {}
 
-    def get(self, market_id: str) -> Any:
+    def get(self, market_id: str) -> NoReturn:
         raise NotFound("market", market_id)
 
     def stopped(self) -> dict[str, str]:
         return {}
 
-    async def start_market(self, market_id: str) -> Any:
+    async def start_market(self, market_id: str) -> NoReturn:
         raise NotFound("market", market_id)
+
+    async def sweep(self, participant_id: int) -> list[str]:
+        return []
 
     async def start(self) -> None:
         return None
@@ -106,9 +114,8 @@ class Runtime:
     verifiable: Verifiable | None = None
     # The market sequencers (exchange.trading.hub.MarketHub); none in tools that run a bare writer.
     exchange: Markets = field(default_factory=NoMarkets)
-    # Awaited by each sequencer after settling enforcement sales: SettlementHook each. Typed `Any` while
-    # exchange/pledging/worker.py removes its hook through an Optional attribute (list.remove would refuse it).
-    settlement_hooks: list[Any] = field(default_factory=list)
+    # Awaited by each sequencer after settling enforcement sales (exchange/pledging/worker.py adds its own).
+    settlement_hooks: list[SettlementHook] = field(default_factory=list)
     # Awaited after each instrument's close (instrument, close price in fen, trading day): pledge valuations.
     close_hooks: list[Callable[[str, int, date], Awaitable[None]]] = field(default_factory=list)
     # APScheduler (3.x) running the calendar jobs (exchange.trading.sessions); None when ENVX_SCHEDULER is off.

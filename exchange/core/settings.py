@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         default=None, max_length=200, description="The address the public reaches the API at, printed in "
         "certificate PDFs (e.g. https://registry.example); unset: http://<host>:<port>.")
     writer_max_batch: int = Field(default=2048, ge=1, le=100_000)
+    writer_pipeline: bool = Field(
+        default=False, description="The ledger writer applies the next batch in memory while one is written "
+        "(ledger/writer.py `_pipeline`). Off until it is shown to pay: bench.ledger measures both ways.")
     db_pool_size: int = Field(default=10, ge=1, le=200)
     scheduler: bool = Field(default=True, description="Run the calendar jobs: sessions open, pause and close by each "
                             "market's hours. Off: operators do it by hand (always-open markets still come up open).")

@@ -97,6 +97,34 @@ async def insert_answers_of(conn: AsyncConnection, rows: list[tuple[str, str, by
          "s": [x[3].status for x in rows], "m": [x[3].media_type for x in rows], "b": [x[3].body for x in rows]})
 
 
+# The same two on a raw asyncpg connection: a market's projection transaction keeps its orders' answers with them.
+_ANSWERS_OF = """SELECT a.actor, a.client_id, a.request_sha256, a.status, a.media_type, a.body
+    FROM unnest($1::text[], $2::text[], $3::bytea[]) AS k(a, c, r)
+    JOIN answers_by_request a ON a.actor = k.a AND a.client_id = k.c AND a.request_sha256 = k.r"""
+_KEEP_ANSWERS = """INSERT INTO answers_by_request (actor, client_id, request_sha256, status, media_type, body)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6::bytea[])
+    ON CONFLICT DO NOTHING"""
+
+
+async def kept_answers(conn: asyncpg.Connection,
+                       requests: list[tuple[str, str, bytes]]) -> dict[tuple[str, str, bytes], Answer]:
+    """`stored_answers_of` on a raw asyncpg connection."""
+    if not requests:
+        return {}
+    rows = await conn.fetch(_ANSWERS_OF, [r[0] for r in requests], [r[1] for r in requests],
+                            [r[2] for r in requests])
+    return {(r["actor"], r["client_id"], bytes(r["request_sha256"])): Answer(r["status"], r["media_type"],
+                                                                              bytes(r["body"])) for r in rows}
+
+
+async def keep_answers(conn: asyncpg.Connection, rows: list[tuple[str, str, bytes, Answer]]) -> None:
+    """`insert_answers_of` on a raw asyncpg connection, inside the caller's transaction."""
+    if not rows:
+        return
+    await conn.execute(_KEEP_ANSWERS, [x[0] for x in rows], [x[1] for x in rows], [x[2] for x in rows],
+                       [x[3].status for x in rows], [x[3].media_type for x in rows], [x[3].body for x in rows])
+
+
 async def claim_run(conn: AsyncConnection, job: str, run_key: str, worker: str) -> bool:
     """True if this call inserted the (job, run_key) claim."""
     row = (await conn.execute(text(

@@ -123,9 +123,14 @@ async def order_by_client(conn: AsyncConnection, actor: str, client_id: str) -> 
     return None if row is None else (int(row.id), bytes(row.fingerprint))
 
 
+# One judgment's case number however it is typed: full-width or ASCII brackets and digits (NFKC), any spaces.
+_CASE_KEY = "regexp_replace(normalize({}, NFKC), '\\s', '', 'g')"
+
+
 async def order_for_case(conn: AsyncConnection, court_id: int, case_number: str, payer_id: int) -> int | None:
     row = (await conn.execute(text(
-        "SELECT id FROM restoration_orders WHERE court_id = :c AND case_number = :n AND payer_id = :p"),
+        "SELECT id FROM restoration_orders WHERE court_id = :c AND payer_id = :p AND "
+        f"{_CASE_KEY.format('case_number')} = {_CASE_KEY.format('CAST(:n AS text)')}"),
         {"c": court_id, "n": case_number, "p": payer_id})).first()
     return None if row is None else int(row.id)
 

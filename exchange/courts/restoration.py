@@ -16,7 +16,7 @@ decimals as it has, at least the order's ("47.07").
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -32,7 +32,7 @@ from exchange.core.units import CARBON_UNIT, to_base, to_text
 from exchange.courts import repository as repo
 from exchange.courts.models import Fill, Reminder, RestorationOrder
 from exchange.registry import instruments, participants
-from exchange.trading import orders
+from exchange.trading import inflight, orders, running
 from exchange.trading import repository as trading
 from exchange.trading.calendars import editing as calendars
 from exchange.trading.models import Submitted
@@ -54,6 +54,13 @@ class Catalogue:
 
     def finest(self, kinds: Sequence[str]) -> int:
         return max((d for code, d in self.decimals.items() if self.kinds[code] in kinds), default=0)
+
+    def grid(self, kinds: Sequence[str]) -> int | None:
+        """The finest quantity (kg of CO2e) instruments of these kinds are kept in: what an order's requirement
+        must be a multiple of to be fulfilled; None while no instrument of these kinds exists."""
+        if not any(kind in kinds for kind in self.kinds.values()):
+            return None
+        return int(10 ** (KG_DECIMALS - min(KG_DECIMALS, self.finest(kinds))))
 
 
 async def catalogue(rt: Runtime) -> Catalogue:
@@ -140,6 +147,11 @@ async def create(rt: Runtime, who: Principal, client_id: str, data: dict[str, An
     fp = fingerprint({k: (v.isoformat() if isinstance(v, date) else v) for k, v in data.items()
                       if k != "payer_identifier"})  # how the payer was named is not what was ordered
     known = await catalogue(rt)
+    grid = known.grid(kinds)
+    if grid is not None and required % grid:
+        raise Invalid("requirement_off_grid", f"{data['required_quantity']} {CARBON_UNIT} cannot be bought in "
+                      f"units of {in_t(grid, _needed(grid))} {CARBON_UNIT}, the finest any eligible instrument "
+                      "trades: it could never be fulfilled")
 
     async def replay() -> OrderState | None:
         async with rt.read() as conn:
@@ -300,45 +312,67 @@ async def listing(rt: Runtime, who: Principal) -> list[OrderState]:
     return [_state_of(known, who, r, done[r.id]) for r in found]
 
 
-async def _purpose(rt: Runtime, who: Principal, order_id: int, market_id: str, quantity: str, *,
+async def _purpose(rt: Runtime, who: Principal, order_id: int, client_id: str, market_id: str, quantity: str, *,
                    listed_by: int | None) -> dict[str, Any]:
-    """`listed_by`: the seller of the listing taken (None: a bid on the book, whose seller nobody chooses)."""
+    """The purchase's purpose, once the order may take it: `listed_by` is the seller of the listing taken (None:
+    a bid on the book, whose seller nobody chooses). Called under the order's lock (_buying)."""
     known = await catalogue(rt)
     async with rt.read() as conn:
         r = await _visible(conn, who, order_id)  # visibility, then the party, then the state
         if who.participant_id != r.payer_id:
             raise Forbidden("only the payer named in the order buys for it")
+        purpose = {"retire": True, "restoration_order": order_id, "case_number": r.case_number,
+                   "court": r.court, "beneficiary": f"{r.court} {r.case_number} 替代性生态修复"}
+        if await trading.order_by_client(conn, who.participant_id, client_id) is not None:
+            return purpose  # a retry of a purchase already journaled: its first answer (or idempotency_conflict)
         state = _state_of(known, who, r, await fills(conn, order_id))
+        committed = sum(to_kg(q, d) for q, d in await trading.restoration_commitments(conn, order_id))
     if state.status != "open":
         raise DomainError("order_fulfilled", f"restoration order {order_id} is {state.status}")
     if r.designated_seller_id is not None and listed_by != r.designated_seller_id:
         raise DomainError(Refusal.NOT_DESIGNATED_SELLER, f"restoration order {order_id} is fulfilled from its "
                           f"designated seller (participant {r.designated_seller_id}) only: take one of its listings")
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     kind = known.kinds.get(seq.market.instrument)
     if kind not in r.eligible_kinds:
         raise DomainError("instrument_not_eligible", f"{seq.market.instrument} ({kind}) is not eligible for this order")
     wanted = to_kg(to_base(quantity, seq.market.decimals), seq.market.decimals)
-    if wanted > r.required_kg - state.retired_kg:
+    free = max(0, r.required_kg - committed)
+    if wanted > free:
+        in_flight = committed - state.retired_kg
         raise DomainError("exceeds_requirement", f"{quantity} {CARBON_UNIT} is more than the "
-                          f"{state.remaining_quantity} {CARBON_UNIT} still required")
-    return {"retire": True, "restoration_order": order_id, "case_number": r.case_number,
-            "court": r.court, "beneficiary": f"{r.court} {r.case_number} 替代性生态修复"}
+                          f"{in_t(free, state.places)} {CARBON_UNIT} still required"
+                          + (f" beside the {in_t(in_flight, state.places)} {CARBON_UNIT} of its open purchases"
+                             if in_flight else ""))
+    return purpose
+
+
+async def _buying(rt: Runtime, who: Principal, order_id: int, client_id: str, market_id: str, quantity: str,
+                  listed_by: int | None, send: Callable[[dict[str, Any]], Awaitable[Submitted]]) -> Submitted:
+    """The one place that keeps an order's retirements within its requirement: what the payer may still buy
+    is the requirement less what is retired and what its open purchases may still fill (a resting buy, a
+    take being settled), and a purchase is counted from the moment it is checked. So the check and the
+    purchase's journaling happen under the order's lock (one process runs the markets, Runtime.serial_locks),
+    and each purchase's quantity, its most, is within what was free: no fill can go beyond the requirement."""
+    async with inflight.serially(rt, ("restoration", order_id)):
+        purpose = await _purpose(rt, who, order_id, client_id, market_id, quantity, listed_by=listed_by)
+        return await send(purpose)
 
 
 async def purchase(rt: Runtime, who: Principal, order_id: int, client_id: str, *, market_id: str, type_: str,
                    tif: str, price: str | None, quantity: str) -> Submitted:
-    purpose = await _purpose(rt, who, order_id, market_id, quantity, listed_by=None)
-    return await orders.place_order(rt, who, market_id, client_id, side="buy", type_=type_, tif=tif, price=price,
-                                    quantity=quantity, stp=None, purpose=purpose)
+    return await _buying(rt, who, order_id, client_id, market_id, quantity, None, lambda purpose: orders.place_order(
+        rt, who, market_id, client_id, side="buy", type_=type_, tif=tif, price=price, quantity=quantity, stp=None,
+        purpose=purpose))
 
 
 async def take(rt: Runtime, who: Principal, order_id: int, client_id: str, *, market_id: str, listing_id: int,
                quantity: str) -> Submitted:
     listing = orders.open_listing(rt, market_id, listing_id)
-    purpose = await _purpose(rt, who, order_id, market_id, quantity,
-                             listed_by=None if listing is None else int(listing["account"]))
-    return await orders.take_listing(rt, who, market_id, listing_id, client_id, quantity=quantity, purpose=purpose)
+    return await _buying(rt, who, order_id, client_id, market_id, quantity,
+                         None if listing is None else int(listing["account"]),
+                         lambda purpose: orders.take_listing(rt, who, market_id, listing_id, client_id,
+                                                             quantity=quantity, purpose=purpose))
 
 
 async def reminders(rt: Runtime, today: date | None = None) -> int:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from exchange.core.calendar import SHANGHAI
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.courts import restoration
@@ -68,7 +69,9 @@ async def load(rt: Runtime, keys_path: Path | None) -> dict[str, Participant]:
                                  to_participant=people[t["to"]].id, instrument=t["instrument"],
                                  quantity=t["quantity"], serials=None, memo=t.get("memo"))
     await _markets(rt, data, people, op)
-    await _cases(rt, data, people, op)
+    # Terms and deadlines run from the day the demo was first loaded (its operator's admission), so that a
+    # restart on a later day sends the same requests again and is answered as before.
+    await _cases(rt, data, people, op, people["operator"].created_at.astimezone(SHANGHAI).date())
     if keys_path is not None:
         await _write_keys(rt, people, keys_path)
     return people
@@ -92,11 +95,11 @@ async def _markets(rt: Runtime, data: dict[str, Any], people: dict[str, Particip
                                       f"demo:take:{n}", quantity=t["quantity"])
 
 
-async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, Participant], op: Principal) -> None:
+async def _cases(rt: Runtime, data: dict[str, Any], people: dict[str, Participant], op: Principal,
+                 start: date) -> None:
     """The public register's cases with a `load` part: the Sanming pledge (filed by the bank, confirmed by the
     holder) and the Nanjing restoration order (registered by the court, fulfilled by the payer's purchase of
     forest tickets, which are retired for it), so the public inquiry and the certificates have something real."""
-    start = date.today()  # terms and deadlines run from the day the demo is loaded
     for n, pl in enumerate(p for p in data.get("pledges", []) if "load" in p):
         ld, owner, bank = pl["load"], people[pl["load"]["pledgor"]], _principal(people[pl["pledgee"]])
         filed = await filing.file(

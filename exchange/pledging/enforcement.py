@@ -276,7 +276,7 @@ async def _appropriate(conn: AsyncConnection, rt: Runtime, who: Principal, p: Pl
     legs += [c.Transfer(accounts["pledgee"], accounts[x.party], "CNY", x.paid) for x in paying]
     entries = await rt.submit_linked(event_requests(
         who.actor, "enforcement", legs, ledger_id(p, "enforce-transfer"),
-        ledger_meta(p, "enforce-transfer", payouts=payout_meta(paying), **handover_meta(plan))),
+        ledger_meta(p, "enforce-transfer", **handover_meta(plan)), blinded=True),
         own=yours(who, escrow))
     await after_handover(conn, p, plan, entries, who.actor, "transfer")
     await settle_claims(conn, p.id, payouts)
@@ -296,11 +296,6 @@ async def _deliver(conn: AsyncConnection, p: Pledge, escrow: int, to_holding: in
                        await cut_pieces(conn, p.instrument, ranges_of(p.serials)))]
 
 
-def payout_meta(paid: list[wf.Payout]) -> list[dict[str, Any]]:
-    """Who each payout leg of an enforcement's event pays, in leg order (the ledger metadata)."""
-    return [{"party": x.key, "role": x.role} for x in paid]
-
-
 @translate_refusals
 async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, price: str) -> PledgeView:
     """The buyer accepts the bank's sale: units against cash as one ledger event (DvP, one entry)."""
@@ -316,6 +311,8 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         if to_base(price, CNY_DECIMALS, field="price") != e["price"]:
             raise DomainError("price_mismatch", f"the sale is offered at {cny(e['price'])} per unit")
         require_unexpired(p)
+        # The floor as it stands now: a close or mark since the offer moves it (price_below_floor names it).
+        await realisation.check_price(conn, p, "sale", e["price"])
         courts = await courts_on_lot(conn, rt, p)  # as they stand now, not when the sale was offered
         payouts, accounts, claims = await distribute_once(conn, rt, p, e, e["proceeds"], courts)
         escrow = await escrow_account(conn, rt, p.pledgee_id)
@@ -324,12 +321,16 @@ async def accept_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: in
         legs, plan = await handover(conn, rt, p, courts)
         legs += await _deliver(conn, p, escrow, buyer_holding)
         paying = [x for x in payouts if x.paid]
-        legs += [c.Transfer(buyer_cash, accounts[x.party], "CNY", x.paid) for x in paying]
-        # Delivery versus payment, one event: the buyer's cash pays every line of the waterfall, or nothing moves.
+        # Delivery versus payment, one event: the buyer pays the price into the bank's escrow and the escrow pays
+        # every line of the waterfall, or nothing moves. The buyer is not a creditor: the event is blinded
+        # (version 4) and the buyer's receipt opens its own legs only -- the price it paid, the units it got --,
+        # never a line of the waterfall (the secured loan's principal, interest, a junior's claim), nor, in the
+        # metadata, which lines there are.
+        legs.append(c.Transfer(buyer_cash, escrow, "CNY", sum(x.paid for x in paying)))
+        legs += [c.Transfer(escrow, accounts[x.party], "CNY", x.paid) for x in paying]
         entries = await rt.submit_linked(event_requests(
             who.actor, "enforcement", legs, ledger_id(p, "enforce-sale"),
-            ledger_meta(p, "enforce-sale", buyer=who.participant_id, payouts=payout_meta(paying),
-                        **handover_meta(plan))),
+            ledger_meta(p, "enforce-sale", **handover_meta(plan)), blinded=True),
             own=yours(who))  # the buyer: its cash, not the bank's escrow
         await after_handover(conn, p, plan, entries, who.actor, "sale")
         await settle_claims(conn, p.id, payouts)

@@ -22,7 +22,6 @@ from exchange.pledging.enforcement import (
     claims_paid,
     juniors,
     payee_accounts,
-    payout_meta,
     payout_view,
     pledgee_parts,
 )
@@ -50,7 +49,7 @@ from exchange.pledging.views import (
     PledgeView,
     get,
 )
-from exchange.trading import auctions, orders
+from exchange.trading import auctions, orders, running
 from ledger import commands as c
 from ledger import queries as ledger
 from ledger.state import Entry
@@ -95,7 +94,7 @@ async def start_sale(rt: Runtime, who: Principal, client_id: str, pledge_id: int
         if e.get("method") != "exchange":
             raise DomainError("not_exchange_sale", "the lot is not in escrow for an exchange sale (method exchange)")
         require_unexpired(p)
-        seq = rt.exchange.get(market_id)
+        seq = running.sequencer(rt, market_id)
         if seq.market.instrument != p.instrument:
             raise Invalid("wrong_instrument", f"market {market_id} trades {seq.market.instrument}, not "
                           f"{p.instrument}")
@@ -226,9 +225,11 @@ async def _proceeds_arrived(conn: AsyncConnection, rt: Runtime, p: Pledge, e: di
                            owner="owner", fee_party="fee", courts=courts, lot=e["lot_quantity"])
     accounts = await payee_accounts(conn, rt, p, claims, e.get("courts"))
     paying = [x for x in payouts if x.paid]
+    # Blinded (version 4): each payee's receipt opens its own line, and the metadata names none (README
+    # "Visibility"); who got what is the pledge's own record (`proceeds_distributed`).
     entries = await rt.submit_linked(event_requests(
         actor, "payout", [c.Transfer(e["escrow_account"], accounts[x.party], "CNY", x.paid) for x in paying],
-        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds", payouts=payout_meta(paying)))) if paying else []
+        ledger_id(p, "proceeds"), ledger_meta(p, "proceeds"), blinded=True)) if paying else []
     paid = dict(e["paid"])
     for x in payouts:
         if x.paid:

@@ -58,7 +58,7 @@ from exchange.registry import encumbrances, expiry, instruments, participants
 from ledger import commands as c
 from ledger import queries as ledger
 from ledger.state import Entry
-from pledges import lifecycle
+from pledges import lifecycle, terms
 from pledges import ranges as rg
 from pledges import scope as sc
 from pledges import valuation as val
@@ -125,6 +125,9 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
         raise Invalid("invalid_term", "the term must end on or after its start")
     if term_end < today():
         raise Invalid("term_ended", f"the term ended on {term_end}; an expired registration cannot be filed")
+    if term_end > terms.latest_end(term_start):
+        raise Invalid("term_too_long", f"a registration's term is at most {terms.MAX_PERIOD_YEARS} years: from "
+                      f"{term_start} it ends by {terms.latest_end(term_start)}")
     th = val.Thresholds(warning_bps or val.DEFAULT_WARNING_BPS, margin_call_bps or val.DEFAULT_MARGIN_CALL_BPS,
                         liquidation_bps or val.DEFAULT_LIQUIDATION_BPS).check()
     if haircut_bps is not None:
@@ -175,13 +178,18 @@ async def file(rt: Runtime, who: Principal, client_id: str, *, pledgor_id: int, 
 
 
 @translate_refusals
-async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int) -> PledgeView:
-    """The pledgor's consent: only now are the units locked (the registration takes effect)."""
-    fp = fingerprint({"op": "confirm", "pledge": pledge_id})
+async def confirm(rt: Runtime, who: Principal, client_id: str, pledge_id: int,
+                  version: int | None = None) -> PledgeView:
+    """The pledgor's consent: only now are the units locked (the registration takes effect). With `version`,
+    consent to the filing as the pledgor read it: an amendment since is refused, not confirmed unseen."""
+    fp = fingerprint({"op": "confirm", "pledge": pledge_id, **({} if version is None else {"version": version})})
 
     async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgor(who, p)
         lifecycle.require(p.status, "confirm")
+        if version is not None and p.version != version:
+            raise DomainError("terms_changed", f"the filing is at version {p.version}, not the version {version} "
+                              "you read: the bank amended it since; read it again and confirm what it says now")
         if now() >= p.expires_at:
             raise DomainError("pledge_expired", "the registration's term ended before the pledgor confirmed it")
         if now() >= confirm_by(rt, p):
@@ -240,13 +248,21 @@ async def withdraw(rt: Runtime, who: Principal, client_id: str, pledge_id: int, 
 # ----------------------------------------------------------------------------------- changes of terms and lock
 
 
+def terms_in_force(p: Pledge) -> dict[str, Any]:
+    """The terms pledges/terms.py weighs a change against: the haircut as it applies now (the registration's
+    own, else its instrument's default)."""
+    return {"secured_amount": p.secured_amount, "haircut_bps": p.effective_haircut_bps,
+            "warning_bps": p.warning_bps, "margin_call_bps": p.margin_call_bps, "liquidation_bps": p.liquidation_bps,
+            "loan_contract": p.loan_contract, "transfer_on_default": p.transfer_on_default}
+
+
 @translate_refusals
 async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, secured_amount: str | None,
                 loan_contract: str | None, haircut_bps: int | None, warning_bps: int | None,
                 margin_call_bps: int | None, liquidation_bps: int | None, transfer_on_default: bool | None,
                 add_references: list[tuple[str, str]], note: str | None) -> PledgeView:
     """Terms the bank may change alone: anything before confirmation; after it, only what favours the
-    pledgor or is the bank's own risk setting (a lower secured amount, haircut, thresholds, references)."""
+    pledgor (pledges/terms.py: a lower secured amount, haircut or thresholds) and references."""
     fp = fingerprint({"op": "amend", "pledge": pledge_id, "secured": secured_amount, "contract": loan_contract,
                       "haircut": haircut_bps, "th": [warning_bps, margin_call_bps, liquidation_bps],
                       "tod": transfer_on_default, "refs": [list(r) for r in add_references], "note": note})
@@ -254,19 +270,11 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
     async def body(conn: AsyncConnection, p: Pledge) -> None:
         require_pledgee(who, p)
         lifecycle.require(p.status, "amend")
-        filed = p.status == lifecycle.FILED
         changes: dict[str, Any] = {}
         if secured_amount is not None:
-            fen = to_base(secured_amount, CNY_DECIMALS, field="secured_amount")
-            if fen > p.secured_amount and not filed:
-                raise DomainError("requires_pledgor_consent", "raising the secured amount of a confirmed pledge needs "
-                                  "a new registration the pledgor confirms")
-            changes["secured_amount"] = fen
+            changes["secured_amount"] = to_base(secured_amount, CNY_DECIMALS, field="secured_amount")
         for key, value in (("loan_contract", loan_contract), ("transfer_on_default", transfer_on_default)):
             if value is not None:
-                if not filed:
-                    raise DomainError("requires_pledgor_consent", f"{key} of a confirmed pledge cannot be changed "
-                                      "by the bank alone")
                 changes[key] = value
         if haircut_bps is not None:
             changes["haircut_bps"] = val.check_haircut(haircut_bps)
@@ -275,6 +283,12 @@ async def amend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, 
                                 liquidation_bps or p.liquidation_bps).check()
             changes.update(warning_bps=th.warning_bps, margin_call_bps=th.margin_call_bps,
                            liquidation_bps=th.liquidation_bps)
+        if p.status != lifecycle.FILED:  # confirmed: the bank alone only in the pledgor's favour (pledges/terms.py)
+            worse = terms.needing_consent(terms_in_force(p), changes)
+            if worse:
+                raise DomainError("requires_pledgor_consent", f"{', '.join(worse)}: this change of a confirmed "
+                                  "pledge's terms is not in the pledgor's favour; it needs a new registration "
+                                  "the pledgor confirms")
         refs = sorted({(s.strip(), r.strip()) for s, r in add_references})
         if refs:
             taken = await repo.reference_taken(conn, refs)
@@ -351,13 +365,17 @@ async def _change_lock(rt: Runtime, who: Principal, client_id: str, pledge_id: i
 @translate_refusals
 async def extend(rt: Runtime, who: Principal, client_id: str, pledge_id: int, *, term_end: date,
                  grace_days: int | None, note: str | None) -> PledgeView:
-    """展期: the bank records the extension (as 中登网 lets the registrant do); the lock gets the new expiry."""
+    """展期: the bank records the extension (as 中登网 lets the registrant do, up to 30 years at a time:
+    pledges/terms.py); the lock gets the new expiry."""
     fp = fingerprint({"op": "extend", "pledge": pledge_id, "term_end": term_end.isoformat(), "grace": grace_days,
                       "note": note})
 
     async def plan(conn: AsyncConnection, p: Pledge) -> _LockChange:
         if term_end <= p.term_end:
             raise Invalid("invalid_term", f"an extension must end after the current term end {p.term_end}")
+        if term_end > terms.latest_end(p.term_end):
+            raise Invalid("term_too_long", f"an extension is at most {terms.MAX_PERIOD_YEARS} years: from the "
+                          f"current term end {p.term_end} it ends by {terms.latest_end(p.term_end)}")
         grace = p.grace_days if grace_days is None else grace_days
         return _LockChange("extended", val.end_of_day(term_end + timedelta(days=grace)), {"note": note},
                            terms={"term_end": term_end, "grace_days": grace})

@@ -21,9 +21,11 @@ async def set_webhook(rt: Runtime, who: Principal, client_id: str, *, url: str) 
     """Set the bank's webhook URL; the answer (api.schemas.pledges.WebhookOut) shows its signing secret."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises on a malformed port
+        port = parts.port  # raises on a malformed port (or one beyond 65535)
     except ValueError:
         raise Invalid("invalid_webhook_url", "the webhook URL is malformed") from None
+    if port == 0:  # no service listens on port 0: nothing could ever be delivered there
+        raise Invalid("invalid_webhook_url", "the webhook URL names port 0; ports are 1 to 65535")
     allowed = ("https", "http") if rt.settings.pledge_webhook_allow_http else ("https",)
     if parts.scheme not in allowed or not parts.hostname or "@" in parts.netloc or parts.fragment:
         raise Invalid("invalid_webhook_url", f"the webhook URL must be an absolute {' or '.join(allowed)} URL "

@@ -67,7 +67,8 @@ class PledgeWorker:
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
-            self.rt.settlement_hooks.remove(self._hook)
+            if self._hook is not None:
+                self.rt.settlement_hooks.remove(self._hook)
         with contextlib.suppress(ValueError):
             self.rt.close_hooks.remove(self._revalue)
         if self._task:

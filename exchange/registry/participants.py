@@ -13,7 +13,6 @@ read before it) without checking out a second pooled connection.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlalchemy.exc import IntegrityError
@@ -249,12 +248,7 @@ async def _sweep(rt: Runtime, participant_id: int) -> None:
     """Cancel what the suspended participant has resting in every market (exchange.sequencer `sweep`).
     A market that cannot take it now makes the answer a 503: the suspension stands; a retry with the same
     key sweeps again. A market stopped for a bug takes no writes, so nothing of it can trade there."""
-    hub = rt.exchange
-    if hub is None:
-        return
-    markets = [s for s in hub.sequencers.values() if s.stopped is None]
-    outcomes = await asyncio.gather(*(s.sweep(participant_id) for s in markets), return_exceptions=True)
-    failed = [s.market.id for s, out in zip(markets, outcomes, strict=True) if isinstance(out, BaseException)]
+    failed = await rt.exchange.sweep(participant_id)
     if failed:
         raise DomainError("market_unavailable", f"participant {participant_id} is suspended, but its resting orders "
                           f"in {', '.join(failed)} could not be cancelled now: retry the suspension with the same "

@@ -30,7 +30,7 @@ from exchange.core.errors import DomainError, Invalid
 from exchange.core.idempotency import check_replay, fingerprint
 from exchange.core.provenance import LEDGER_META
 from exchange.core.runtime import Runtime
-from exchange.trading import markets, repository, sessions
+from exchange.trading import markets, repository, running, sessions
 from exchange.trading.markets import Market, MarketView
 from exchange.trading.models import Amendment
 
@@ -48,7 +48,7 @@ def _day(p: Payload) -> date:
 async def validate(rt: Runtime, p: Payload) -> tuple[Market, date]:
     """The market as it will trade from the amendment's day, or the refusal."""
     market_id, settings, day = p["market_id"], p.get("settings") or {}, _day(p)
-    seq = rt.exchange.get(market_id)  # 404 for an unknown market
+    seq = running.sequencer(rt, market_id)  # 404 for an unknown market
     if not settings:
         raise Invalid("no_changes", "an amendment changes at least one setting")
     today = trading_day(rt.clock())

@@ -14,16 +14,22 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from exchange.core.errors import DomainError
 from exchange.core.runtime import Runtime
+from exchange.trading import running
 from matching import commands as mc
 from matching import events as ev
-from matching.auction import BIDDING
+from matching.auction import BIDDING, AuctionHouse
 
 log = logging.getLogger("envx.auctions")
 
 TICK_SECONDS = 1.0
+
+
+def _given(cmd: mc.CloseAuction | mc.Allocate) -> Callable[[int], mc.CloseAuction | mc.Allocate]:
+    return lambda _seq: cmd
 
 
 class AuctionClock:
@@ -55,19 +61,22 @@ class AuctionClock:
         """Close every auction whose window has ended and allocate every closed one; how many steps ran."""
         steps = 0
         now = time.time_ns() // 1000
-        for market_id, seq in list(self.rt.exchange.sequencers.items()):
+        for seq in running.sequencers(self.rt):
+            market_id = seq.market.id
             # A halted market is the venue's pause: nothing ends there until it resumes (round 6, F5). The
             # window is not lengthened by the halt; a venue that wants to give the bidders their time back
             # cancels the auction with a reason and announces it again.
             if seq.market.mode != "auction" or seq.halted or market_id in self.rt.exchange.stopped():
                 continue
-            for auction_id, phase in seq.engine.due(now):
+            house = seq.engine
+            assert isinstance(house, AuctionHouse), type(house)  # an auction market's engine
+            for auction_id, phase in house.due(now):
                 key = (market_id, auction_id, phase)
                 if key in self._refused:
                     continue
                 cmd = mc.CloseAuction(auction_id) if phase == BIDDING else mc.Allocate(auction_id)
                 try:
-                    _, events, _ = await seq.submit(lambda _s, c=cmd: c)
+                    _, events, _ = await seq.submit(_given(cmd))
                 except DomainError as exc:  # the market paused or stopped: the next tick tries again
                     log.info("auction %s/%s: %s deferred (%s)", market_id, auction_id, type(cmd).__name__, exc.code)
                     continue

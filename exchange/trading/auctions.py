@@ -23,8 +23,8 @@ from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound, Refu
 from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import to_base, to_text
-from exchange.trading import journal
-from exchange.trading.models import Allocation, AuctionStepped, AuctionView, Journaled, Submitted
+from exchange.trading import journal, repository, running
+from exchange.trading.models import Allocation, AuctionStepped, AuctionView, Journaled, Submitted, sale_of
 from exchange.trading.negotiation import submit_plain
 from exchange.trading.orders import EscrowSale, _reason_error, enforcement_of, stored_refusal, submit_new
 from exchange.trading.pricing import buy_hold, notional
@@ -35,8 +35,8 @@ from matching.auction import ANNOUNCED, REGISTRATION, winners
 US = 1_000_000
 
 
-def _auction_market(rt: Runtime, market_id: str) -> Any:
-    seq = rt.exchange.get(market_id)
+def _auction_market(rt: Runtime, market_id: str) -> running.Running:
+    seq = running.market(rt, market_id)
     if seq.market.mode != "auction":
         raise Invalid("wrong_mode", f"market {market_id} trades by {seq.market.mode}, not by auction")
     return seq
@@ -157,7 +157,7 @@ async def step(rt: Runtime, who: Principal, market_id: str, auction_id: int, cli
     out = await submit_plain(rt, who, market_id, client_id, make,
                              {"op": action, "m": market_id, "auction": auction_id, "d": duration_s,
                               **({"reason": reason} if reason else {})})
-    return AuctionStepped(out, view(rt, market_id, auction_id))
+    return AuctionStepped(out, await view(rt, market_id, auction_id))
 
 
 async def _registration_served(rt: Runtime, market_id: str, auction_id: int) -> None:
@@ -206,7 +206,7 @@ async def bid(rt: Runtime, who: Principal, market_id: str, auction_id: int, clie
     replaces = None if standing is None else int(standing[0])
     held = 0
     if standing is not None:
-        state = seq.orders.get(replaces)
+        state = seq.orders.get(int(standing[0]))
         held = state.hold_amount if state is not None else buy_hold(standing[2], standing[3], m.decimals,
                                                                     m.fee_bps, m.years)
     # Not above the standing bid: nothing to top up, and the engine refuses it (bid_not_above_standing).
@@ -234,10 +234,14 @@ async def withdraw_bid(rt: Runtime, who: Principal, market_id: str, auction_id: 
                               prepare=own_bid)
 
 
-def view(rt: Runtime, market_id: str, auction_id: int) -> AuctionView:
+async def view(rt: Runtime, market_id: str, auction_id: int) -> AuctionView:
     """Public (getAuction has no key): terms, phase, counts and results; no participant ids."""
     seq = _auction_market(rt, market_id)
     a = _auction(seq, auction_id)
+    # The lot's row, not its resting state: an allocated or cancelled lot rests no more, and a read replica
+    # follows the engine without the sequencer's order states.
+    async with rt.read() as conn:
+        lot = await repository.order(conn, market_id, auction_id)
     m = seq.market
     t = a["terms"]
     standing = sorted(a["bids"], key=lambda b: (-b[2], b[0]))  # the ranking: price, then time of the bid
@@ -248,8 +252,9 @@ def view(rt: Runtime, market_id: str, auction_id: int) -> AuctionView:
         allocation=t["allocation"], top_percent=t["top_percent"], irrevocable=t["irrevocable"],
         registered=len(a["registered"]), bidders=len(standing), bids_placed=sum(n for _, n in a["placed"]),
         highest_price=standing[0][2] if standing else None,
-        # The pledge registration this lot is the enforcement sale of (public, as the register is), or None.
-        enforcement_of=enforcement_of(seq, auction_id),
+        # The pledge registration this lot is the enforcement sale of (public, as the register is), or None:
+        # bidders are told they bid in an enforcement sale, before and after its allocation.
+        enforcement_of=sale_of(lot.purpose) if lot is not None else None,
         winners=winners(len(standing), t["top_percent"]) if t["allocation"] == mc.TOP_PERCENT else None,
         allocations=tuple(Allocation(b, p, q, notional(p, q, m.decimals, m.years))
                           for b, _bidder, p, q in a["allocations"]) if a["phase"] == "allocated" else None,

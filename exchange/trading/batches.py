@@ -7,11 +7,15 @@ market's sequencer back to back (no wait between them), so the sequencer funds t
 journals them in one journal transaction and answers them in order, instead of N round trips.
 
 Idempotent per order: a slot's first successful answer is kept as its exact bytes, keyed by the caller, the
-order's client id and its fingerprint (`answers_by_request`, under a digest no HTTP request can have); the
-same order again, in this batch or any other, gets those bytes back. An order journaled under its client id
-whose bytes were not kept (a crash in between, or placed alone first) is answered from its row, as the
-single-order endpoint replays it (`replayed: true`). The same client id for a different order is 409
-`idempotency_conflict`, in its slot. Refusals are not kept: a refused order sent again is tried again.
+order's client id and its fingerprint (`answers_by_request`, under a digest no HTTP request can have), in the
+market's projection transaction that answers it (exchange.trading.pipeline.Keep: no round trip of its own, and
+nothing lost between the commit and the reply); the same order again, in any later batch request (a new key,
+none, another batch), gets those bytes back, as a single order's retry does -- found by the sequencer, which
+looks every batch's client ids up anyway, or on a refusal path; the same keyed batch again gets the whole
+answer back, byte for byte, at the HTTP edge. An order journaled under its client id whose bytes were not kept
+(placed alone first) is answered from its row, as the single-order endpoint replays it (`replayed: true`),
+and that answer is kept. The same client id for a different order is 409 `idempotency_conflict`, in its slot.
+Refusals are not kept: a refused order sent again is tried again.
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+
+import msgspec
 
 from exchange.core import store
 from exchange.core.errors import DomainError, Forbidden, Invalid
@@ -33,7 +41,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.store import Answer
 from exchange.core.units import iso, to_base
 from exchange.registry import expiry
-from exchange.trading import inflight, orders
+from exchange.trading import inflight, orders, running
 from exchange.trading.models import Submitted
 from exchange.trading.pipeline import MarketSequencer
 from exchange.trading.pricing import buy_hold
@@ -87,6 +95,9 @@ def encode(value: Any) -> bytes:
     dates as YYYY-MM-DD. The encoder asks `_default` only for what JSON has no form for, so the answer is not
     walked twice."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default).encode()
+
+
+_SLOT_ENCODER = msgspec.json.Encoder()
 
 
 def _default(value: Any) -> Any:
@@ -159,7 +170,7 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
     client ids) come before anything is looked at; after that, each order stands alone."""
     if who.kind not in orders.TRADERS:
         raise Forbidden("this participant kind does not trade")
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "continuous":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")
@@ -168,23 +179,18 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
     ids = [o.client_id for o in batch]
     if len(set(ids)) != len(ids):
         raise Invalid("validation_error", "each order of a batch needs its own client_id")
-    # The kept answers of orders sent before: their exact bytes, whatever happened since.
+    # Each order's answer is kept with it (or, for an order sent before, found kept: by the sequencer's look-up
+    # of the client ids it journals, or on a refusal path), under its fingerprint's slot digest.
     fps = [_fp_of(seq, o) for o in batch]
-    keys = [(o.client_id, slot_digest(market_id, fp)) for o, fp in zip(batch, fps, strict=True) if fp is not None]
-    async with rt.read() as conn:
-        kept = await store.stored_answers(conn, who.actor, keys)
+    keeps = [None if fp is None else _keep(who, market_id, o, fp) for o, fp in zip(batch, fps, strict=True)]
     slots: list[Slot | None] = []
     checked: list[tuple[int, _Checked]] = []
     for i, (o, fp) in enumerate(zip(batch, fps, strict=True)):
-        answer = kept.get((o.client_id, slot_digest(market_id, fp))) if fp is not None else None
-        if answer is not None:
-            slots.append(Slot(o.client_id, answer.status, body=answer.body))
-            continue
         try:
             checked.append((i, _check(seq, who, o, fp)))
             slots.append(None)
         except DomainError as exc:
-            slots.append(await _refusal(rt, who, seq, o, fp, exc))
+            slots.append(await _refusal(rt, who, seq, o, fp, exc, keeps[i]))
     if m.expires:  # units of a term that ended cannot move (checked before any order is queued: order kept)
         for i, c in list(checked):
             if c.instrument != "CNY" and c.amount:
@@ -192,18 +198,18 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
                     await expiry.refuse_ended(rt, c.account, c.instrument, None, held=False)
                 except DomainError as exc:
                     checked.remove((i, c))
-                    slots[i] = await _refusal(rt, who, seq, c.order, c.fp, exc)
-    # Queued back to back: each task runs up to the sequencer's queue before the sequencer runs again.
-    tasks = [asyncio.ensure_future(_sequence(rt, who, seq, c)) for _, c in checked]
-    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                    slots[i] = await _refusal(rt, who, seq, c.order, c.fp, exc, keeps[i])
+    outcomes = await _sequence_all(rt, who, seq, [(c, keeps[i]) for i, c in checked])
     fresh: list[tuple[str, bytes, Answer]] = []
     for (i, c), out in zip(checked, outcomes, strict=True):
         if isinstance(out, DomainError):
-            slots[i] = await _refusal(rt, who, seq, c.order, c.fp, out)
+            slots[i] = await _refusal(rt, who, seq, c.order, c.fp, out, keeps[i])
         elif isinstance(out, BaseException):
             raise out
-        else:
-            body = encode({"client_id": c.order.client_id, "status": 201, **out.as_dict()})
+        elif (kept := keeps[i]) is not None and kept.answer is not None:  # kept with it (or before: a replay)
+            slots[i] = Slot(c.order.client_id, kept.answer.status, body=kept.answer.body)
+        else:  # answered by a twin in flight, or from the row of an order placed alone first: kept here
+            body = _slot_answer(c.order.client_id, out)
             slots[i] = Slot(c.order.client_id, 201, body=body)
             fresh.append((c.order.client_id, slot_digest(market_id, c.fp), Answer(201, JSON, body)))
     if fresh:  # the effects are done; if this fails, a retry gets the orders' rows (`replayed`)
@@ -217,31 +223,89 @@ async def place_batch(rt: Runtime, who: Principal, market_id: str, batch: list[B
     return out_slots
 
 
-async def _sequence(rt: Runtime, who: Principal, seq: MarketSequencer, c: _Checked) -> Submitted:
-    """One checked order through the sequencer, one run per client id (a twin in flight shares it)."""
-    o, pid = c.order, who.participant_id
-    price_fen, qty, side, type_, tif, stp = c.price, c.qty, o.side, o.type, o.tif, o.stp
+def _slot_answer(client_id: str, out: Submitted) -> bytes:
+    """A slot's answer: the order's answer as it would be alone, with its client id and status. msgspec writes
+    the bytes `encode` would (compact, UTF-8 unescaped, the same escapes; an order's answer holds strings,
+    numbers, dates and nulls, no datetime), as the single-order endpoint's answers are written (by Litestar)."""
+    return _SLOT_ENCODER.encode({"client_id": client_id, "status": 201, **out.as_dict()})
 
-    def make(order_id: int) -> mc.NewOrder:
-        return mc.NewOrder(order_id, pid, side, price_fen or 0, qty, type_, tif, stp)
 
-    return await inflight.once(rt, ("order", pid, o.client_id), c.fp.hex(), lambda: orders.sequence_funded(
-        rt, who, seq, o.client_id, c.fp, kind="order", side=side, price=price_fen, qty=qty, make=make, type_=type_,
-        tif=tif, purpose=None, parent=None, amount=c.amount, instrument=c.instrument, account=c.account))
+def _keep(who: Principal, market_id: str, o: BatchOrder, fp: bytes) -> orders.KeptAnswer:
+    """Where a slot's answer is kept (and found again): the caller, the client id, the fingerprint's slot digest."""
+    client_id = o.client_id
+    return orders.KeptAnswer(who.actor, client_id, slot_digest(market_id, fp),
+                             render=lambda out: _slot_answer(client_id, out))
+
+
+async def _sequence_all(rt: Runtime, who: Principal, seq: MarketSequencer,
+                        batch: list[tuple[_Checked, orders.KeptAnswer | None]]) -> list[Submitted | BaseException]:
+    """The checked orders through the sequencer, queued back to back in the order sent (nothing runs between
+    them), one run per client id: an order whose client id is on its way already (a twin in flight, from another
+    request) shares that run's answer. The answers are awaited together; only a failed one takes a coroutine
+    of its own to say why (exchange.trading.orders.Queued)."""
+    pid = who.participant_id
+    runs: list[tuple[tuple[Any, ...], asyncio.Future[tuple[str, Any]]] | None] = []
+    queued: list[orders.Queued | BaseException | asyncio.Future[tuple[str, Any]]] = []
+    for c, keep in batch:
+        key = ("order", pid, c.order.client_id)
+        if (twin := rt.inflight.get(key)) is not None:  # a twin's run: its answer, when it ends
+            runs.append(None)
+            queued.append(twin)
+            continue
+        runs.append((key, inflight.claim(rt, key)))
+        try:
+            queued.append(orders.queue_funded(
+                rt, who, seq, c.order.client_id, c.fp, kind="order", side=c.order.side, price=c.price, qty=c.qty,
+                make=_maker(pid, c), type_=c.order.type, tif=c.order.tif, purpose=None, parent=None, amount=c.amount,
+                instrument=c.instrument, account=c.account, keep=keep))
+        except DomainError as exc:  # the market is not running: each order is refused alike
+            queued.append(exc)
+    out: list[Submitted | BaseException] = []
+    try:
+        waiting = [q.future for q in queued if isinstance(q, orders.Queued)]
+        if waiting:
+            await asyncio.wait(waiting)
+        for (c, _keep), q in zip(batch, queued, strict=True):
+            try:
+                if isinstance(q, asyncio.Future):  # a twin's run
+                    out.append(await inflight.joined(q, c.fp.hex()))
+                elif isinstance(q, BaseException):
+                    raise q
+                else:
+                    answered = q.settled()
+                    out.append(answered if answered is not None else await q.outcome())
+            except Exception as exc:
+                out.append(exc)
+    finally:
+        for (c, _keep), run, result in itertools.zip_longest(batch, runs, out):
+            if run is not None:
+                key, fut = run
+                if isinstance(result, Submitted):
+                    inflight.release(rt, key, fut, (c.fp.hex(), result))
+                else:
+                    inflight.release(rt, key, fut, error=result if isinstance(result, BaseException) else
+                                     DomainError("market_unavailable", "the batch was not answered; retry", 503))
+    return out
+
+
+def _maker(pid: int, c: _Checked) -> Callable[[int], mc.NewOrder]:
+    o, price = c.order, c.price or 0
+    return lambda order_id: mc.NewOrder(order_id, pid, o.side, price, c.qty, o.type, o.tif, o.stp)
 
 
 async def _refusal(rt: Runtime, who: Principal, seq: MarketSequencer, o: BatchOrder, fp: bytes | None,
-                   exc: DomainError) -> Slot:
-    """A refused order's slot; but an order journaled under its client id before gets its first answer, as a
-    retry of the single-order endpoint does (the market may have closed or moved since)."""
+                   exc: DomainError, keep: orders.KeptAnswer | None) -> Slot:
+    """A refused order's slot; but an order journaled under its client id before gets its first answer (the bytes
+    kept with it), as a retry of the single-order endpoint does (the market may have closed or moved since)."""
     if fp is not None and exc.code != "idempotency_conflict":
         try:
-            answer = await orders.journaled_answer(rt, who, o.client_id, fp, seq.market.decimals)
+            answer = await orders.journaled_answer(rt, who, o.client_id, fp, seq.market.decimals, keep)
         except DomainError as conflict:
             return Slot(o.client_id, conflict.status, error=conflict)
+        if keep is not None and keep.answer is not None:
+            return Slot(o.client_id, keep.answer.status, body=keep.answer.body)
         if answer is not None:
-            return Slot(o.client_id, 201, body=encode({"client_id": o.client_id, "status": 201,
-                                                       **answer.as_dict()}))
+            return Slot(o.client_id, 201, body=_slot_answer(o.client_id, answer))
     return Slot(o.client_id, exc.status, error=exc)
 
 

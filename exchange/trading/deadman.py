@@ -28,7 +28,7 @@ from exchange.core.principal import Principal
 from exchange.core.runtime import Runtime
 from exchange.core.units import iso
 from exchange.registry import participants
-from exchange.trading import inflight, mass_cancel, repository
+from exchange.trading import inflight, mass_cancel, repository, running
 from exchange.trading.models import DeadManSwitch
 from matching import events as ev
 
@@ -62,7 +62,7 @@ async def set_switch(rt: Runtime, watch: DeadManWatch, who: Principal, client_id
     if who.kind not in participants.HOLDER_KINDS:
         raise Forbidden("this participant kind does not trade")
     if market_id is not None:
-        rt.exchange.get(market_id)  # 404 for an unknown market
+        running.sequencer(rt, market_id)  # 404 for an unknown market
     if not 0 <= timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise DomainError("validation_error", f"timeout_seconds is 0 (disarm) to {MAX_TIMEOUT_SECONDS}")
     scope = market_id or ALL

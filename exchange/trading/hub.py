@@ -49,6 +49,14 @@ class MarketHub:
         """Markets that take no writes, and why."""
         return {m: s.stopped for m, s in self.sequencers.items() if s.stopped is not None}
 
+    async def sweep(self, participant_id: int) -> list[str]:
+        """Cancel what the participant has resting in every market that takes writes (MarketSequencer.sweep);
+        the markets that could not take it now. A market stopped for a bug takes no writes, so nothing of it
+        can trade there."""
+        markets = [s for s in self.sequencers.values() if s.stopped is None]
+        outcomes = await asyncio.gather(*(s.sweep(participant_id) for s in markets), return_exceptions=True)
+        return [s.market.id for s, out in zip(markets, outcomes, strict=True) if isinstance(out, BaseException)]
+
     async def _void_orphan_holds(self) -> None:
         """Order holds whose order never reached a journal (a crash in between) go back to their owners.
         A stopped market's own holds (the funding of block deals it could not settle) stay: its journal

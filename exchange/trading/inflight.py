@@ -23,22 +23,45 @@ async def once(rt: Runtime, key: tuple[Any, ...], fingerprint: str, run: Callabl
     """`run()`, unless the same key is running: then its result (or its failure), if `fingerprint` matches."""
     running = rt.inflight.get(key)
     if running is not None:  # the same request is already on its way: answer both with one result
-        fp, result = await asyncio.shield(running)
-        if fp != fingerprint:
-            raise DomainError("idempotency_conflict", "this client id was already used for a different request")
-        return result  # type: ignore[no-any-return]  # the future of this key holds what `run` returns
-    fut: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
-    rt.inflight[key] = fut
+        return await joined(running, fingerprint)  # type: ignore[no-any-return]  # what the first's `run` returns
+    fut = claim(rt, key)
     try:
         result = await run()
-        fut.set_result((fingerprint, result))
-        return result
     except BaseException as exc:
-        fut.set_exception(exc)
-        fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+        release(rt, key, fut, error=exc)
         raise
-    finally:
-        rt.inflight.pop(key, None)
+    release(rt, key, fut, (fingerprint, result))
+    return result
+
+
+async def joined(running: asyncio.Future[tuple[str, Any]], fingerprint: str) -> Any:
+    """The result of a run under way (`rt.inflight[key]` when it was looked at; its failure raised), if
+    `fingerprint` matches."""
+    fp, result = await asyncio.shield(running)
+    if fp != fingerprint:
+        raise DomainError("idempotency_conflict", "this client id was already used for a different request")
+    return result
+
+
+def claim(rt: Runtime, key: tuple[Any, ...]) -> asyncio.Future[tuple[str, Any]]:
+    """Start the run of `key` (nothing of that key may be running: `once` and batches look first); `release` it
+    with its (fingerprint, result) or its error once it ends, whatever happens."""
+    fut: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+    rt.inflight[key] = fut
+    return fut
+
+
+def release(rt: Runtime, key: tuple[Any, ...], fut: asyncio.Future[tuple[str, Any]],
+            result: tuple[str, Any] | None = None, error: BaseException | None = None) -> None:
+    """End the run of `key` claimed as `fut`: those waiting for it get `result`, or `error`."""
+    if rt.inflight.get(key) is fut:
+        del rt.inflight[key]
+    if error is not None:
+        fut.set_exception(error)
+        fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+    else:
+        assert result is not None
+        fut.set_result(result)
 
 
 @contextlib.asynccontextmanager

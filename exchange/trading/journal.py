@@ -16,11 +16,13 @@ from datetime import date
 from typing import Any
 
 import asyncpg
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.trading.models import Order, OrderState, OrderUpdate, Trade
+from exchange.trading.models import BlockDeal, Order, OrderState, OrderUpdate, Trade
 from matching import commands as mc
+from matching import events as ev
 from matching.auction import AuctionHouse
 from matching.base import Engine
 from matching.block import BlockDesk
@@ -140,13 +142,17 @@ async def journaled_orders(conn: asyncpg.Connection, keys: list[tuple[int, str]]
     return {(r["participant_id"], r["client_id"]): Order.from_row(r) for r in rows}
 
 
+# A journaled command as JSON text for its jsonb column (PostgreSQL parses it: only the value counts, not the bytes).
+_JSON = msgspec.json.Encoder().encode
+
+
 async def append(conn: asyncpg.Connection, market_id: str, records: list[JournalRecord],
                  new_orders: list[NewOrder]) -> None:
     """Journal a batch and the rows of its new orders (inside the caller's transaction)."""
     if records:
         await conn.copy_records_to_table(
             "market_journal", columns=["market_id", "seq", "ts", "command"],
-            records=[(market_id, j.seq, j.ts, json.dumps(j.payload, ensure_ascii=False)) for j in records])
+            records=[(market_id, j.seq, j.ts, _JSON(j.payload).decode()) for j in records])
     if new_orders:
         await conn.copy_records_to_table(
             "orders",
@@ -198,6 +204,48 @@ async def project(conn: asyncpg.Connection, market_id: str, trades: list[Trade],
                SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING""",
             market_id, *([r[k] for r in refusals] for k in range(3)))
     await conn.execute("UPDATE markets SET applied_seq = $1 WHERE id = $2", last, market_id)
+
+
+# Events that move a block negotiation's row (migrations 0020, `block_deals`).
+DEAL_EVENTS = frozenset({ev.DEAL_PROPOSED, ev.DEAL_CONFIRMED, ev.DEAL_CLOSED})
+
+
+def deal_changes(results: list[tuple[int, list[Any]]]) -> list[tuple[int, Any]]:
+    """The block negotiation events of a batch's results ((seq, events) each), in order, with their seq."""
+    return [(seq, e) for seq, events in results for e in events if e[0] in DEAL_EVENTS]
+
+
+async def project_deals(conn: asyncpg.Connection, market_id: str, changes: list[tuple[int, Any]]) -> None:
+    """Move the rows of the negotiations a settled batch changed, event by event (inside the caller's
+    transaction; block deals are few). A proposal sets the terms and its proposer as the one confirmed (the
+    engine's rule, matching.block); a confirmation adds its party; a close records the engine's reason. Each
+    step is idempotent, so a batch projected again after a recovery leaves the same row."""
+    for seq, e in changes:
+        if e[0] == ev.DEAL_PROPOSED:
+            _, did, qid, proposer, price, qty = e
+            await conn.execute(
+                """INSERT INTO block_deals (market_id, deal_id, quote_id, quoter_id, responder_id, price, qty,
+                                            confirmed, status)
+                   SELECT $1, $2, $3, (command->'f'->>'account')::bigint, $4, $5, $6, ARRAY[$4::bigint], 'open'
+                   FROM market_journal WHERE market_id = $1 AND seq = $3
+                   ON CONFLICT (market_id, deal_id) DO UPDATE
+                   SET price = excluded.price, qty = excluded.qty, confirmed = ARRAY[$4::bigint]""",
+                market_id, did, qid, proposer, price, qty)
+        elif e[0] == ev.DEAL_CONFIRMED:
+            await conn.execute(
+                """UPDATE block_deals SET confirmed = CASE WHEN $3 = ANY(confirmed) THEN confirmed
+                                                          ELSE confirmed || $3::bigint END
+                   WHERE market_id = $1 AND deal_id = $2""", market_id, e[1], e[2])
+        else:
+            await conn.execute(
+                "UPDATE block_deals SET status = $3, ended_seq = $4 WHERE market_id = $1 AND deal_id = $2",
+                market_id, e[1], e[2], seq)
+
+
+async def block_deal(conn: AsyncConnection, market_id: str, deal_id: int) -> BlockDeal | None:
+    r = (await conn.execute(text("SELECT * FROM block_deals WHERE market_id = :m AND deal_id = :d"),
+                            {"m": market_id, "d": deal_id})).first()
+    return None if r is None else BlockDeal.from_row(r._mapping)
 
 
 # ------------------------------------------------------------------ recovery, snapshots, followers

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from exchange.core.runtime import Runtime
 from exchange.core.units import cny, iso, quantity
 from exchange.registry import repository as registry
 from exchange.trading import repository
-from exchange.trading.models import Candle, ClosePrice, DailyStat, PublicTrade, Trade
+from exchange.trading.models import Candle, ClosePrice, DailyStat, Market, PublicTrade, Trade
 
 INTERVALS = {"1m": 60_000_000, "5m": 300_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
 
@@ -29,10 +29,30 @@ class InUnits(Generic[T]):
 
 
 def depth(rt: Runtime, market_id: str, levels: int = 5) -> dict[str, Any]:
-    return depth_of(rt.exchange.get(market_id), levels)
+    return depth_of(_followed(rt, market_id), levels)
 
 
-def depth_of(seq: Any, levels: int) -> dict[str, Any]:
+@runtime_checkable
+class Followed(Protocol):
+    """What market data reads of a market's sequencer (exchange.trading.pipeline.MarketSequencer) or, on a read
+    replica, of its follower (exchange.trading.replica.MarketFollower): both import this module, so it names
+    neither (exchange/trading/running.py is where trading reaches them by type)."""
+
+    applied_seq: int
+
+    @property
+    def market(self) -> Market: ...
+
+    def depth(self, levels: int = 5) -> dict[str, list[tuple[int, int, int]]]: ...
+
+
+def _followed(rt: Runtime, market_id: str) -> Followed:
+    seq = rt.exchange.get(market_id)  # NotFound (404) for a market that does not run here
+    assert isinstance(seq, Followed), type(seq)
+    return seq
+
+
+def depth_of(seq: Followed, levels: int) -> dict[str, Any]:
     """A sequencer's book by price level, as REST answers and the stream send it (no one is named)."""
     d = seq.market.decimals
     book = seq.depth(levels)
@@ -61,7 +81,7 @@ def trade_message(t: Trade, taker_side: str, decimals: int) -> dict[str, Any]:
 
 async def trades(rt: Runtime, market_id: str, after: int, limit: int) -> InUnits[PublicTrade]:
     """Trades in trade id order, after the trade id `after`."""
-    seq = rt.exchange.get(market_id)
+    seq = _followed(rt, market_id)
     async with rt.read() as conn:
         return InUnits(seq.market.decimals, await repository.public_trades(conn, market_id, after, limit + 1))
 
@@ -69,7 +89,7 @@ async def trades(rt: Runtime, market_id: str, after: int, limit: int) -> InUnits
 async def ohlc(rt: Runtime, market_id: str, interval: str, limit: int, before: int | None = None,
                ) -> InUnits[Candle]:
     """Candles newest first, each starting before `before` (a candle start) when given."""
-    seq = rt.exchange.get(market_id)
+    seq = _followed(rt, market_id)
     async with rt.read() as conn:
         rows = await repository.candles(conn, market_id, INTERVALS[interval],
                                         2**63 - 1 if before is None else before, limit + 1)

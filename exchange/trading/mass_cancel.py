@@ -26,7 +26,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.store import Answer
 from exchange.core.units import to_text
 from exchange.registry import participants
-from exchange.trading import inflight, repository
+from exchange.trading import inflight, repository, running
 from exchange.trading.pipeline import MarketSequencer
 from matching import events as ev
 
@@ -80,7 +80,7 @@ async def mass_cancel(rt: Runtime, who: Principal, client_id: str, market_id: st
     if who.kind not in participants.HOLDER_KINDS:
         raise Forbidden("this participant kind does not trade")
     if market_id is not None:
-        rt.exchange.get(market_id)  # 404 for an unknown market, before anything else
+        running.sequencer(rt, market_id)  # 404 for an unknown market, before anything else
     async with rt.read() as conn:
         kept = await store.stored_answer(conn, who.actor, client_id, _DIGEST)
     if kept is not None:
@@ -109,8 +109,8 @@ def _replayed(kept: Answer, market_id: str | None) -> CancelAll:
 async def cancel_all(rt: Runtime, participant_id: int, market_id: str | None, reason: str,
                      client_id: str | None = None) -> CancelAll:
     """Cancel what the participant has resting in `market_id` (None: every market), with `reason`."""
-    seqs = [rt.exchange.get(market_id)] if market_id is not None else \
-        sorted(rt.exchange.sequencers.values(), key=lambda s: s.market.id)
+    seqs = [running.sequencer(rt, market_id)] if market_id is not None else \
+        sorted(running.sequencers(rt), key=lambda s: s.market.id)
     outcomes = await asyncio.gather(*(_one(s, participant_id, reason) for s in seqs))
     cancelled: list[tuple[str, int, int]] = []  # (market, order id, quantity cancelled)
     not_cancelled: list[NotCancelled] = []

@@ -122,6 +122,12 @@ class OrderState:
                            self.reason, self.price)
 
 
+def sale_of(purpose: Mapping[str, Any] | None) -> str | None:
+    """The pledge registration an order is the enforcement sale of (its number, public as the register is),
+    or None (exchange.pledging marks the order's purpose so: `purpose.enforcement`)."""
+    return ((purpose or {}).get("enforcement") or {}).get("pledge_number")
+
+
 def accounts_of(purpose: Mapping[str, Any] | None, holding: int, cash: int) -> tuple[int, int]:
     """Where an order delivers from and is paid to: an enforcement sale (exchange.pledging) sells from
     the pledgee's escrow account and is paid there; every other order uses its participant's accounts."""
@@ -497,7 +503,8 @@ class Quote:
 
 @dataclass(frozen=True, slots=True)
 class Deal:
-    """An open negotiation on a quote: the responder, who stands confirmed on the current terms, the terms."""
+    """A negotiation on a quote: the responder, who stands confirmed on the current terms, the terms; `status`
+    `open`, or how it ended (matching.events: declined, traded, end_of_day, quote_withdrawn, ...)."""
 
     deal_id: int
     quote_id: int
@@ -506,6 +513,31 @@ class Deal:
     price: int
     qty: int
     decimals: int
+    status: str = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockDeal:
+    """A row of `block_deals`: a negotiation as its events left it (exchange/trading/journal.py)."""
+
+    market_id: str
+    deal_id: int
+    quote_id: int
+    quoter_id: int
+    responder_id: int
+    price: int
+    qty: int
+    confirmed: tuple[int, ...]
+    status: str
+    ended_seq: int | None
+
+    @classmethod
+    def from_row(cls, r: Mapping[Any, Any]) -> BlockDeal:
+        return cls(r["market_id"], r["deal_id"], r["quote_id"], r["quoter_id"], r["responder_id"], r["price"],
+                   r["qty"], tuple(r["confirmed"]), r["status"], r["ended_seq"])
+
+    def party(self, participant_id: int) -> bool:
+        return participant_id in (self.quoter_id, self.responder_id)
 
 
 @dataclass(frozen=True, slots=True)

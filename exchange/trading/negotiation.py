@@ -19,7 +19,7 @@ from exchange.core.runtime import Runtime
 from exchange.core.units import to_base
 from exchange.registry import expiry, participants
 from exchange.registry.models import Participant
-from exchange.trading import inflight, journal
+from exchange.trading import inflight, journal, running
 from exchange.trading import repository as repo
 from exchange.trading.models import Deal, Journaled, Quote
 from exchange.trading.orders import TRADERS, _events_view, _gate, _reason_error, stored_refusal
@@ -28,6 +28,7 @@ from ledger import commands as lc
 from matching import commands as mc
 from matching import events as ev
 from matching import reasons as R
+from matching.block import BlockDesk
 
 
 async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: str, make: Any,
@@ -36,7 +37,7 @@ async def submit_plain(rt: Runtime, who: Principal, market_id: str, client_id: s
     """A command with no order row of its own, made idempotent by the journal's client index."""
     if who.kind not in TRADERS:
         raise Forbidden("this participant kind does not trade")
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     fp = fingerprint(fp_payload).hex()
 
     async def run() -> Journaled:
@@ -95,13 +96,24 @@ async def _refuse_traded(rt: Runtime, seq: Any, who: Principal, deal_id: int) ->
     async with rt.read() as conn:
         trade_id = await repo.block_trade_of_deal(conn, seq.market.id, deal_id,
                                                   None if who.kind in OVERSIGHT else who.participant_id)
+        row = await journal.block_deal(conn, seq.market.id, deal_id) if trade_id is None else None
     if trade_id is not None:
         raise DomainError(Refusal.DEAL_NOT_OPEN, f"negotiation {deal_id} is no longer open: it traded "
                           f"(trade {trade_id})", deal_status="traded", trade_id=trade_id)
+    if row is not None and row.status != "open" and (who.kind in OVERSIGHT or row.party(who.participant_id)):
+        raise DomainError(Refusal.DEAL_NOT_OPEN, f"negotiation {deal_id} is no longer open: it ended "
+                          f"({row.status})", deal_status=row.status)
 
 
-def _block(rt: Runtime, market_id: str) -> Any:
-    seq = rt.exchange.get(market_id)
+def _desk_of(seq: running.Running) -> BlockDesk:
+    """The engine of a block market (its mode checked before)."""
+    desk = seq.engine
+    assert isinstance(desk, BlockDesk), type(desk)
+    return desk
+
+
+def _block(rt: Runtime, market_id: str) -> running.Running:
+    seq = running.market(rt, market_id)
     if seq.market.mode != "block":
         raise Invalid("wrong_mode", f"market {market_id} trades by {seq.market.mode}, not by negotiation")
     return seq
@@ -110,7 +122,7 @@ def _block(rt: Runtime, market_id: str) -> Any:
 async def quote(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
                 quantity: str, audience: str, counterparties: list[int]) -> Journaled:
     seq = _block(rt, market_id)
-    _gate(seq)
+    _gate(running.sequencer(rt, market_id))
     m = seq.market
     p, q = to_base(price, 2, field="price"), to_base(quantity, m.decimals)
     async with rt.read() as conn:
@@ -126,7 +138,7 @@ async def quote(rt: Runtime, who: Principal, market_id: str, client_id: str, *, 
 async def respond(rt: Runtime, who: Principal, market_id: str, quote_id: int, client_id: str, *, price: str,
                   quantity: str) -> Journaled:
     seq = _block(rt, market_id)
-    _gate(seq)
+    _gate(running.sequencer(rt, market_id))
     p, q = to_base(price, 2, field="price"), to_base(quantity, seq.market.decimals)
     pid = who.participant_id
 
@@ -140,7 +152,7 @@ async def respond(rt: Runtime, who: Principal, market_id: str, quote_id: int, cl
 async def counter(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str, *, price: str,
                   quantity: str) -> Journaled:
     seq = _block(rt, market_id)
-    _gate(seq)
+    _gate(running.sequencer(rt, market_id))
     p, q = to_base(price, 2, field="price"), to_base(quantity, seq.market.decimals)
     pid = who.participant_id
 
@@ -179,7 +191,7 @@ async def withdraw(rt: Runtime, who: Principal, market_id: str, quote_id: int, c
 
 async def confirm(rt: Runtime, who: Principal, market_id: str, deal_id: int, client_id: str) -> Journaled:
     seq = _block(rt, market_id)
-    _gate(seq)
+    _gate(running.sequencer(rt, market_id))
     m = seq.market
     pid = who.participant_id
 
@@ -241,11 +253,21 @@ def quotes_view(rt: Runtime, who: Principal, market_id: str) -> list[Quote]:
     account = None if who.kind in OVERSIGHT else who.participant_id
     return [Quote(q["quote_id"], q["account"], q["side"], int(q["price"]), int(q["qty"]), q["audience"],
                   tuple(q["counterparties"]), seq.market.decimals)
-            for q in seq.engine.quotes(account)]
+            for q in _desk_of(seq).quotes(account)]
 
 
-def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> Deal:
+async def deal_view(rt: Runtime, who: Principal, market_id: str, deal_id: int) -> Deal:
+    """A negotiation its two parties (and oversight) may read, open or not: once it ended (declined, its
+    quote withdrawn or used up, the day's end, traded) its last terms and `status`, from its row; anyone else
+    gets 404, as for a deal that does not exist."""
     seq = _block(rt, market_id)
+    if _desk_of(seq).deal(deal_id) is None:
+        async with rt.read() as conn:
+            row = await journal.block_deal(conn, market_id, deal_id)
+        if row is None or (who.kind not in OVERSIGHT and not row.party(who.participant_id)):
+            raise NotFound("negotiation", deal_id)
+        return Deal(row.deal_id, row.quote_id, row.responder_id, row.confirmed, row.price, row.qty,
+                    seq.market.decimals, row.status)
     deal, _ = _deal_seen(seq, who, deal_id)
     return Deal(deal["deal_id"], deal["quote_id"], deal["responder"], tuple(deal["confirmed"]), int(deal["price"]),
                 int(deal["qty"]), seq.market.decimals)

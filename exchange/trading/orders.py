@@ -8,27 +8,32 @@ voided when the market hub starts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from exchange.core import units
 from exchange.core.errors import DomainError, Forbidden, Invalid, NotFound
-from exchange.core.idempotency import fingerprint, internal
+from exchange.core.idempotency import fingerprint, internal, stored_answer
 from exchange.core.principal import Principal
 from exchange.core.refusal_text import refused
 from exchange.core.runtime import Runtime, ledger_error
+from exchange.core.store import Answer
 from exchange.core.units import to_base
 from exchange.registry import expiry, participants
-from exchange.trading import inflight, repository
-from exchange.trading.models import EventView, Listing, Order, ShownOrder, Submitted
-from exchange.trading.pipeline import MarketSequencer, Replay
+from exchange.trading import inflight, repository, running
+from exchange.trading.models import EventView, Listing, Order, ShownOrder, Submitted, sale_of
+from exchange.trading.pipeline import Answer as Sequenced
+from exchange.trading.pipeline import Keep, MarketSequencer, Replay
 from exchange.trading.pricing import buy_hold
 from ledger import commands as lc
 from ledger.state import Rejection
 from ledger.writer import WriterStopped
 from matching import commands as mc
 from matching import events as ev
+from matching.listing import ListingBook
 from matching.rules import NO_LIMIT
 
 TRADERS = participants.HOLDER_KINDS
@@ -55,11 +60,27 @@ class EscrowSale:
                                 "escrow": self.account}}
 
 
-def enforcement_of(seq: MarketSequencer, order_id: int) -> str | None:
+@dataclass(slots=True)
+class KeptAnswer:
+    """A keyed request's answer, kept with its order (exchange.trading.pipeline.Keep: in the projection's own
+    transaction) under (actor, client id, request digest). `render` makes the answer's bytes of the order's
+    answer; `answer` is what was kept once the order is answered -- or, for a retry of an order journaled
+    before, the answer kept then under the same digest. None: nothing was kept for this request (a twin in
+    flight answered it, the answer could not be rendered, an earlier answer was kept under other bytes)."""
+
+    actor: str
+    client_id: str
+    digest: bytes
+    render: Callable[[Submitted], bytes]
+    answer: Answer | None = None
+
+
+def enforcement_of(seq: running.Running, order_id: int) -> str | None:
     """The pledge registration a resting listing or auction lot is the enforcement sale of (public, as
-    the register is), or None."""
+    the register is), or None. A read replica's follower keeps the open orders of its listing and auction
+    markets for this (exchange/trading/replica.py)."""
     o = seq.orders.get(order_id)
-    return ((o.purpose or {}).get("enforcement") or {}).get("pledge_number") if o is not None else None
+    return sale_of(o.purpose) if o is not None else None
 
 
 def _reason_error(code: str, message: str, decimals: int) -> DomainError:
@@ -121,10 +142,11 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
                      hold_price: int | None = None, purpose: dict[str, Any] | None = None,
                      fp_payload: dict[str, Any], check: bool = True, parent: int | None = None,
                      hold_amount: int | None = None, escrow: EscrowSale | None = None,
-                     precheck: Precheck | None = None) -> Submitted:
+                     precheck: Precheck | None = None, keep: KeptAnswer | None = None) -> Submitted:
     """Shared path of orders, listings, takes and auction lots, deposits and bids: idempotency, gates,
     hold, sequencer, answer. With `escrow`, a sell on a pledgee's behalf from its escrow account.
-    `precheck`: the engine's own rules for this command (an auction's), asked before anything is funded."""
+    `precheck`: the engine's own rules for this command (an auction's), asked before anything is funded.
+    `keep`: the answer to keep with the order, or to find kept for a retry (KeptAnswer)."""
     if who.kind not in TRADERS:
         raise Forbidden("this participant kind does not trade")
     return await inflight.once(rt, ("order", who.participant_id, client_id), fingerprint(fp_payload).hex(),
@@ -132,15 +154,16 @@ async def submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str
                                                    qty=qty, make=make, type_=type_, tif=tif, hold_price=hold_price,
                                                    purpose=purpose, fp_payload=fp_payload, check=check,
                                                    parent=parent, hold_amount=hold_amount, escrow=escrow,
-                                                   precheck=precheck))
+                                                   precheck=precheck, keep=keep))
 
 
 async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: str, *, kind: str, side: str,
                       price: int | None, qty: int, make: Any, type_: str, tif: str, hold_price: int | None,
                       purpose: dict[str, Any] | None, fp_payload: dict[str, Any], check: bool = True,
                       parent: int | None = None, hold_amount: int | None = None,
-                      escrow: EscrowSale | None = None, precheck: Precheck | None = None) -> Submitted:
-    seq = rt.exchange.get(market_id)
+                      escrow: EscrowSale | None = None, precheck: Precheck | None = None,
+                      keep: KeptAnswer | None = None) -> Submitted:
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     fp = fingerprint(fp_payload)
     try:
@@ -175,22 +198,39 @@ async def _submit_new(rt: Runtime, who: Principal, market_id: str, client_id: st
                                       held=escrow is not None)
     except DomainError:
         # A retry of an order accepted before the market closed or moved still gets its first answer.
-        answer = await journaled_answer(rt, who, client_id, fp, m.decimals)
+        answer = await journaled_answer(rt, who, client_id, fp, m.decimals, keep)
         if answer is not None:
             return answer
         raise
     return await sequence_funded(rt, who, seq, client_id, fp, kind=kind, side=side, price=price, qty=qty,
                                  make=make, type_=type_, tif=tif, purpose=purpose, parent=parent, amount=amount,
-                                 instrument=instrument, account=account, escrow=escrow)
+                                 instrument=instrument, account=account, escrow=escrow, keep=keep)
 
 
 async def sequence_funded(rt: Runtime, who: Principal, seq: MarketSequencer, client_id: str, fp: bytes, *,
                           kind: str, side: str, price: int | None, qty: int, make: Any, type_: str, tif: str,
                           purpose: dict[str, Any] | None, parent: int | None, amount: int, instrument: str,
-                          account: int | None, escrow: EscrowSale | None = None) -> Submitted:
+                          account: int | None, escrow: EscrowSale | None = None,
+                          keep: KeptAnswer | None = None) -> Submitted:
     """An order that passed its checks: funded by the sequencer (its hold batched with the other orders the
-    sequencer takes at once), journaled, matched and answered. Its first step, up to the sequencer's queue,
-    does not wait, so orders sequenced back to back are queued in that order (exchange/trading/batches.py)."""
+    sequencer takes at once), journaled, matched and answered (`queue_funded`, then its `outcome`).
+    With `keep`, its answer is kept with its projection (KeptAnswer)."""
+    try:
+        queued = queue_funded(rt, who, seq, client_id, fp, kind=kind, side=side, price=price, qty=qty, make=make,
+                              type_=type_, tif=tif, purpose=purpose, parent=parent, amount=amount,
+                              instrument=instrument, account=account, escrow=escrow, keep=keep)
+    except DomainError as exc:  # the market is not running: as a failure of the queued order
+        return await Queued.failed(rt, who, seq, client_id, fp, keep, exc)
+    return await queued.outcome()
+
+
+def queue_funded(rt: Runtime, who: Principal, seq: MarketSequencer, client_id: str, fp: bytes, *,
+                 kind: str, side: str, price: int | None, qty: int, make: Any, type_: str, tif: str,
+                 purpose: dict[str, Any] | None, parent: int | None, amount: int, instrument: str,
+                 account: int | None, escrow: EscrowSale | None = None,
+                 keep: KeptAnswer | None = None) -> Queued:
+    """Hand a checked order to the market's sequencer, without waiting: orders queued back to back are queued in
+    that order (exchange/trading/batches.py). Raises DomainError if the market is not running."""
     market_id = seq.market.id
     m = seq.market
     # The sequencer looks the client id up and creates the hold, batched with the other orders it takes
@@ -206,27 +246,88 @@ async def sequence_funded(rt: Runtime, who: Principal, seq: MarketSequencer, cli
            "holding_account": escrow.account if escrow else who.holding_account,
            "cash_account": escrow.account if escrow else who.cash_account, "client_id": client_id,
            "fingerprint": fp.hex(), "purpose": purpose, "parent": parent}
-    try:
-        out = await seq.submit_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id),
-                                      actor=who.participant_id)
-    except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
-        raise refused(rej, own=() if account is None else (account,)) from None
-    except Exception as exc:
-        await _void_unjournaled(rt, who, client_id, ctx.get("hold_id"))
-        if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
-            raise
-        if isinstance(exc, WriterStopped):  # the hold met a stopped ledger: a bug elsewhere, never a 4xx
-            raise ledger_error(exc) from None
-        raise DomainError("market_unavailable", f"market {market_id} could not take the order now ({exc}); "
-                          "retry with the same Idempotency-Key", 503) from None
-    if isinstance(out, Replay):
-        return _replayed(out.order, fp, m.decimals)
-    order_id, events, changed = out
-    # The projection is committed; build the answer from what the sequencer wrote, not a re-read (a raise's
-    # one hold, once merged, is the update's).
-    row = Order(order_id, market_id, who.participant_id, kind, side, type_, tif, price, qty, qty, 0, 0, 0, "open",
-                None, ctx["hold_id"], amount, seq.trading_day, client_id, parent, purpose, fp).updated(changed)
-    return Submitted(ShownOrder(row, m.decimals), _events_view(events, m.decimals, who))
+    shown: list[Submitted] = []  # the answer, made once: for the bytes kept in the sequencer, and for the caller
+
+    def answer(out: Sequenced) -> Submitted:
+        if not shown:
+            order_id, events, changed = out
+            # The projection is committed (or being committed, when its answer is kept with it): the answer is
+            # what the sequencer wrote, not a re-read (a raise's one hold, once merged, is the update's).
+            row = Order(order_id, market_id, who.participant_id, kind, side, type_, tif, price, qty, qty, 0, 0, 0,
+                        "open", None, ctx["hold_id"], amount, seq.trading_day, client_id, parent, purpose,
+                        fp).updated(changed)
+            shown.append(Submitted(ShownOrder(row, m.decimals), _events_view(events, m.decimals, who)))
+        return shown[0]
+
+    kept = None
+    if keep is not None:
+        render = keep.render
+        kept = Keep(keep.actor, keep.client_id, keep.digest, lambda out: render(answer(out)))
+    future = seq.queue_funded(make, ctx, hold=hold, lookup=(who.participant_id, client_id),
+                              actor=who.participant_id, keep=kept)
+    return Queued(rt, who, seq, client_id, fp, account, ctx, keep, kept, answer, future)
+
+
+@dataclass(slots=True)
+class Queued:
+    """An order with its market's sequencer (`queue_funded`): `outcome()` awaits its answer; once its future is
+    done, `settled()` gives it without a coroutine (None: it failed -- then `outcome()` says how)."""
+
+    rt: Runtime
+    who: Principal
+    seq: MarketSequencer
+    client_id: str
+    fp: bytes
+    account: int | None
+    ctx: dict[str, Any]
+    keep: KeptAnswer | None
+    kept: Keep | None
+    answer: Callable[[Sequenced], Submitted]
+    future: asyncio.Future[Sequenced | Replay | int | list[Sequenced]]
+
+    def settled(self) -> Submitted | None:
+        """The answer of a done future that did not fail (a new order's, or a retry's replay)."""
+        f = self.future
+        if f.cancelled() or f.exception() is not None:
+            return None
+        out = f.result()
+        assert not isinstance(out, int | list)
+        if self.keep is not None and self.kept is not None:
+            self.keep.answer = self.kept.kept
+        if isinstance(out, Replay):
+            return _replayed(out.order, self.fp, self.seq.market.decimals)
+        return self.answer(out)
+
+    async def outcome(self) -> Submitted:
+        try:
+            await self.future
+        except Rejection as rej:  # the hold was refused (insufficient_available, frozen units, ...): the caller's own
+            raise refused(rej, own=() if self.account is None else (self.account,)) from None
+        except Exception as exc:
+            await _void_unjournaled(self.rt, self.who, self.client_id, self.ctx.get("hold_id"))
+            if isinstance(exc, DomainError):  # market_unavailable or market_stopped, from the sequencer
+                return await Queued.failed(self.rt, self.who, self.seq, self.client_id, self.fp, self.keep, exc)
+            if isinstance(exc, WriterStopped):  # the hold met a stopped ledger: a bug elsewhere, never a 4xx
+                raise ledger_error(exc) from None
+            raise DomainError("market_unavailable", f"market {self.seq.market.id} could not take the order now "
+                              f"({exc}); retry with the same Idempotency-Key", 503) from None
+        answered = self.settled()
+        assert answered is not None
+        return answered
+
+    @staticmethod
+    async def failed(rt: Runtime, who: Principal, seq: MarketSequencer, client_id: str, fp: bytes,
+                     keep: KeptAnswer | None, exc: DomainError) -> Submitted:
+        """The market could not take the order (not running, stopped, unavailable): `exc` -- but a retry of an
+        order answered before gets that answer (the edge left it here), not a replay of a journaled order
+        nobody was answered."""
+        if keep is not None:
+            with contextlib.suppress(Exception):
+                first = await journaled_answer(rt, who, client_id, fp, seq.market.decimals, keep)
+                if first is not None and keep.answer is not None:
+                    return first
+            keep.answer = None
+        raise exc
 
 
 def _refused(code: str, message: str) -> Callable[[int], mc.Refused]:
@@ -245,10 +346,14 @@ async def _journaled_row(rt: Runtime, who: Principal, client_id: str) -> Order |
         return await repository.order_by_client(conn, who.participant_id, client_id)
 
 
-async def journaled_answer(rt: Runtime, who: Principal, client_id: str, fp: bytes,
-                           decimals: int) -> Submitted | None:
-    """On refusal paths only: the answer of an order already journaled under this client id, if any."""
-    row = await _journaled_row(rt, who, client_id)
+async def journaled_answer(rt: Runtime, who: Principal, client_id: str, fp: bytes, decimals: int,
+                           keep: KeptAnswer | None = None) -> Submitted | None:
+    """On refusal paths only: the answer of an order already journaled under this client id, if any; with
+    `keep`, also the answer kept with it for this very request (`keep.answer`)."""
+    async with rt.read() as conn:
+        row = await repository.order_by_client(conn, who.participant_id, client_id)
+        if row is not None and keep is not None:
+            keep.answer = await stored_answer(conn, keep.actor, keep.client_id, keep.digest)
     return None if row is None else _replayed(row, fp, decimals)
 
 
@@ -269,13 +374,14 @@ async def stored_refusal(rt: Runtime, market_id: str, seq: int) -> DomainError |
     """How the engine refused the journaled command `seq`, as the very problem its first answer was."""
     async with rt.read() as conn:
         row = await repository.refusal(conn, market_id, seq)
-    return None if row is None else _reason_error(*row, rt.exchange.get(market_id).market.decimals)
+    return None if row is None else _reason_error(*row, running.market(rt, market_id).market.decimals)
 
 
 async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, type_: str,
                       tif: str, price: str | None, quantity: str, stp: str | None,
-                      purpose: dict[str, Any] | None = None) -> Submitted:
-    seq = rt.exchange.get(market_id)
+                      purpose: dict[str, Any] | None = None, keep: KeptAnswer | None = None) -> Submitted:
+    """A new order of a continuous market. `keep`: its answer to keep with it (KeptAnswer)."""
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "continuous":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by order book")
@@ -301,7 +407,7 @@ async def place_order(rt: Runtime, who: Principal, market_id: str, client_id: st
         rt, who, market_id, client_id, kind="order", side=side, price=price_fen, qty=qty, make=make, type_=type_,
         tif=tif, hold_price=hold_price, purpose=purpose,
         fp_payload={"op": "order", "m": market_id, "side": side, "type": type_, "tif": tif, "price": price_fen,
-                    "qty": qty, "stp": stp, "purpose": purpose})
+                    "qty": qty, "stp": stp, "purpose": purpose}, keep=keep)
 
 
 async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
@@ -313,7 +419,7 @@ async def post_listing(rt: Runtime, who: Principal, market_id: str, client_id: s
 
 async def new_listing(rt: Runtime, who: Principal, market_id: str, client_id: str, *, side: str, price: str,
                       quantity: str, escrow: EscrowSale | None = None) -> Submitted:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
@@ -327,19 +433,26 @@ async def new_listing(rt: Runtime, who: Principal, market_id: str, client_id: st
         make=lambda lid: mc.PostListing(lid, pid, side, price_fen, qty), fp_payload=fp_payload, escrow=escrow)
 
 
+def _listings_of(seq: running.Running) -> ListingBook:
+    """The engine of a listing market (its mode checked before)."""
+    book = seq.engine
+    assert isinstance(book, ListingBook), type(book)
+    return book
+
+
 def open_listing(rt: Runtime, market_id: str, listing_id: int) -> dict[str, Any] | None:
     """A live listing of a listing market (`account`: its lister's participant id); None if none is open."""
-    seq = rt.exchange.get(market_id)
-    return None if seq.market.mode != "listing" else seq.engine.listing(listing_id)
+    seq = running.market(rt, market_id)
+    return None if seq.market.mode != "listing" else _listings_of(seq).listing(listing_id)
 
 
 async def take_listing(rt: Runtime, who: Principal, market_id: str, listing_id: int, client_id: str, *,
                        quantity: str, purpose: dict[str, Any] | None = None) -> Submitted:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     m = seq.market
     if m.mode != "listing":
         raise Invalid("wrong_mode", f"market {market_id} trades by {m.mode}, not by listing")
-    listing = seq.engine.listing(listing_id)
+    listing = _listings_of(seq).listing(listing_id)
     qty = to_base(quantity, m.decimals)
     fp_payload = {"op": "take", "m": market_id, "listing": listing_id, "qty": qty, "purpose": purpose}
     if listing is None:  # gone, perhaps taken by this very request before a retry
@@ -368,7 +481,7 @@ async def _change(seq: MarketSequencer, who: Principal, cmd: Any, reason: str | 
 
 
 async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> ShownOrder:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind != "operator"):
         raise NotFound("order", order_id)  # another's order: as if there were none
@@ -386,7 +499,7 @@ async def cancel(rt: Runtime, who: Principal, market_id: str, order_id: int) -> 
 
 
 async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, quantity: str) -> ShownOrder:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)  # another's order: as if there were none, before its state
@@ -409,7 +522,7 @@ async def reduce(rt: Runtime, who: Principal, market_id: str, order_id: int, qua
 
 async def find(rt: Runtime, who: Principal, market_id: str, order_id: int) -> ShownOrder:
     """One order of the caller's (oversight: anyone's); another's is the 404 of an unknown one."""
-    seq = rt.exchange.get(market_id)
+    seq = running.market(rt, market_id)
     row = await _order_row(rt, market_id, order_id)
     if row is None or (row.participant_id != who.participant_id and who.kind not in SEES_ALL):
         raise NotFound("order", order_id)
@@ -424,7 +537,7 @@ async def get_order(rt: Runtime, who: Principal, market_id: str, order_id: int) 
 async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str | None, after: int | None = None,
                       limit: int = 500) -> list[ShownOrder]:
     """Orders in id order (oldest first), after the order id `after`; one more than `limit` if there are."""
-    seq = rt.exchange.get(market_id)
+    seq = running.market(rt, market_id)
     async with rt.read() as conn:
         rows = await repository.orders(conn, market_id, after=after or 0, limit=limit + 1, status=status,
                                        participant_id=None if who.kind in ("operator", "auditor")
@@ -435,13 +548,14 @@ async def list_orders(rt: Runtime, who: Principal, market_id: str, status: str |
 def listings(rt: Runtime, market_id: str, side: str | None) -> list[Listing]:
     """The open listings of a listing market in their place (Listing.place), public: who listed is not shown (a
     lister finds its own listings among its orders)."""
-    seq = rt.exchange.get(market_id)
+    seq = running.market(rt, market_id)
     if seq.market.mode != "listing":
         raise DomainError("wrong_mode", f"market {market_id} has no listings", 422)
+    book = _listings_of(seq)
     found = [Listing(li["listing_id"], li["side"], int(li["price"]), int(li["qty"]),
                      # rank: 1 = the best price level of its side; takes may reach ranks 1..best_n.
-                     seq.engine.rank(li["listing_id"]) + 1,
+                     book.rank(li["listing_id"]) + 1,
                      # The pledge registration the listing is the enforcement sale of (public, as the register is).
                      enforcement_of(seq, li["listing_id"]), seq.market.decimals)
-             for li in seq.engine.listings(side)]
+             for li in book.listings(side)]
     return sorted(found, key=lambda li: li.place)

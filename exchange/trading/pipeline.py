@@ -43,10 +43,12 @@ from typing import Any
 
 import asyncpg
 
-from exchange.core import suspension
+from exchange.core import store, suspension
 from exchange.core.database import asyncpg_dsn, database_unreachable
 from exchange.core.errors import DomainError
+from exchange.core.idempotency import encoded_carries_secret
 from exchange.core.runtime import Runtime
+from exchange.core.store import Answer as StoredAnswer
 from exchange.trading import journal, marketdata
 from exchange.trading.journal import ENGINES, JournalRecord, NewOrder
 from exchange.trading.markets import Market
@@ -93,6 +95,24 @@ class Replay:
     order: Order
 
 
+@dataclass(slots=True)
+class Keep:
+    """A keyed request's answer, kept with its command's projection (in the same transaction): the bytes
+    `encode` makes of what the sequencer answers, with `status` and `media_type`, under (actor, client id,
+    request digest) in answers_by_request, so that a retry gets them back even after a crash between the
+    commit and the reply. `kept` is the answer once kept -- or, for a retry of a journaled order, the one kept
+    before under the same digest (None: none was). `encode` runs in the sequencer: if it raises, nothing is
+    kept (the caller keeps its answer its own way) and the market goes on."""
+
+    actor: str
+    client_id: str
+    digest: bytes
+    encode: Callable[[Answer], bytes]
+    status: int = 201
+    media_type: str = "application/json"
+    kept: StoredAnswer | None = None
+
+
 def _relabel(events: list[ev.Event], reason: str | None) -> list[ev.Event]:
     """The engine's events of a command the exchange gave its own cancel `reason` (a suspension's sweep)."""
     if reason is None:
@@ -126,6 +146,8 @@ class Submission:
     # The reason this command's cancels carry instead of the engine's `requested` (a sweep's: suspended);
     # journaled with it, so a replay after a restart projects the same.
     reason: str | None = None
+    # The caller's answer to keep with the projection (a keyed request's), or to find kept (its retry).
+    keep: Keep | None = None
 
     def participants(self) -> set[int]:
         ids = set() if self.actor is None else {self.actor}
@@ -330,17 +352,28 @@ class MarketSequencer:
     async def submit_funded(self, make: Callable[[int], Any], order: dict[str, Any] | None = None, *,
                             hold: lc.Request | None = None, lookup: tuple[int, str] | None = None,
                             client: dict[str, Any] | None = None, actor: int | None = None,
-                            reason: str | None = None) -> Answer | Replay:
+                            reason: str | None = None, keep: Keep | None = None) -> Answer | Replay:
         """Submit a command; with `hold`, the sequencer creates the hold first (batched with the holds of
         the other orders in its batch), with `lookup` it answers a retry from the journaled row. `actor`:
-        the participant asking (exchange/core/suspension.py: it must be active when the command is journaled)."""
-        self._check_running()
-        sub = Submission(make, asyncio.get_running_loop().create_future(), order, client, hold, lookup, actor,
-                         reason=reason)
-        self.queue.put_nowait(sub)
-        out = await sub.future
+        the participant asking (exchange/core/suspension.py: it must be active when the command is journaled).
+        `keep`: the caller's answer to keep with the projection (see Keep)."""
+        out = await self.queue_funded(make, order, hold=hold, lookup=lookup, client=client, actor=actor,
+                                      reason=reason, keep=keep)
         assert not isinstance(out, int | list)
         return out
+
+    def queue_funded(self, make: Callable[[int], Any], order: dict[str, Any] | None = None, *,
+                     hold: lc.Request | None = None, lookup: tuple[int, str] | None = None,
+                     client: dict[str, Any] | None = None, actor: int | None = None,
+                     reason: str | None = None, keep: Keep | None = None,
+                     ) -> asyncio.Future[Answer | Replay | int | list[Answer]]:
+        """`submit_funded` without waiting: the command is queued (behind what was queued before it) and its
+        future returned. Raises DomainError if the market is not running."""
+        self._check_running()
+        sub = Submission(make, asyncio.get_running_loop().create_future(), order, client, hold, lookup, actor,
+                         reason=reason, keep=keep)
+        self.queue.put_nowait(sub)
+        return sub.future
 
     def _check_running(self) -> None:
         if self.stopped is not None:
@@ -505,14 +538,23 @@ class MarketSequencer:
         when the hub starts."""
         lookups = [it.lookup for it in items if it.lookup is not None]
         if lookups:
-            found = await journal.journaled_orders(await self._connection("journal"), lookups)
+            conn = await self._connection("journal")
+            found = await journal.journaled_orders(conn, lookups)
             if found:
-                keep = []
+                keep, replays = [], []
                 for it in items:
                     row = found.get(it.lookup) if it.lookup is not None else None
                     if row is None:
                         keep.append(it)
-                    elif not it.future.done():
+                    else:
+                        replays.append((it, row))
+                # The answers kept with those orders, for the retries that would find theirs (one statement).
+                kept = await store.kept_answers(conn, [(it.keep.actor, it.keep.client_id, it.keep.digest)
+                                                       for it, _ in replays if it.keep is not None])
+                for it, row in replays:
+                    if it.keep is not None:
+                        it.keep.kept = kept.get((it.keep.actor, it.keep.client_id, it.keep.digest))
+                    if not it.future.done():
                         it.future.set_result(Replay(row))
                 items = keep
         funded = [it for it in items if it.hold is not None]
@@ -683,19 +725,41 @@ class MarketSequencer:
         updates = [dataclasses.replace(u, hold_id=held[u.id]) if u.id in held else u for u in b.updates]
         if b.releases:
             await self._settled(b.releases, [self.rt.writer.enqueue(g.requests) for g in b.releases])
+        rows = {u.id: u for u in updates}
+        answers = self._answers(st, rows)
         conn = await self._connection("project")
         async with conn.transaction():
             await journal.project(conn, self.market.id, b.trades(), updates, b.raises, b.refusals, st.last)
+            await store.keep_answers(conn, [(k.actor, k.client_id, k.digest, a) for k, a in answers])
+            if self.market.mode == "block":  # the negotiations' rows, for their parties after they end
+                await journal.project_deals(conn, self.market.id, journal.deal_changes(st.results))
+        for k, a in answers:
+            k.kept = a
         before = self.applied_seq
         self.applied_seq = st.last
         if self.applied_seq // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
             await self.snapshot()
         self._publish(b.published)
         await self._call_settlement_hooks(b.enforcement)
-        rows = {u.id: u for u in updates}
         for it, (seq, events) in zip(st.callers, st.results, strict=False):
             if not it.future.done():
                 it.future.set_result((seq, events, rows.get(seq)))
+
+    def _answers(self, st: _Staged, rows: dict[int, OrderUpdate]) -> list[tuple[Keep, StoredAnswer]]:
+        """The answers of the batch's callers that asked to keep theirs (Keep), as their callers will hear them."""
+        out = []
+        for it, (seq, events) in zip(st.callers, st.results, strict=False):
+            k = it.keep
+            if k is None:
+                continue
+            try:
+                body = k.encode((seq, events, rows.get(seq)))
+                if not encoded_carries_secret(body):  # no table keeps an answer showing a secret
+                    out.append((k, StoredAnswer(k.status, k.media_type, body)))
+            except Exception:  # the caller keeps its answer its own way; the market goes on
+                log.warning("market %s: could not encode the answer of %s to keep it", self.market.id,
+                            k.client_id, exc_info=True)
+        return out
 
     async def _call_settlement_hooks(self, notes: list[EnforcementNote]) -> None:
         """Tell the settlement hooks (exchange.pledging) about enforcement sales this batch settled or

@@ -25,6 +25,7 @@ from exchange.registry import repository as registry
 from exchange.trading import journal, marketdata, markets, repository
 from exchange.trading.journal import ENGINES
 from exchange.trading.markets import Market
+from exchange.trading.models import OrderState
 from matching import commands as mc
 from matching.base import Engine
 
@@ -87,11 +88,15 @@ class MarketFollower:
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.halted = False
         self.session_open = False
+        # The open orders of a listing or auction market, as the primary's sequencer keeps them: what a listing
+        # or lot answers about itself (exchange.trading.orders.enforcement_of: an enforcement sale's pledge).
+        self.orders: dict[int, OrderState] = {}
 
     async def start(self, conn: AsyncConnection) -> None:
         row = await journal.head(conn, self.market.id)
         self.engine = await replay_engine(conn, self.market, row.applied_seq)
         self.applied_seq = row.applied_seq
+        await self._load_orders(conn)
         self.last_trade = await repository.last_trade_id(conn, self.market.id, row.applied_seq)
         self.halted, self.session_open = row.halted, row.session_open
 
@@ -101,6 +106,7 @@ class MarketFollower:
         if row.applied_seq <= self.applied_seq:
             return
         self.applied_seq = await apply_journal(conn, self.market.id, self.engine, self.applied_seq, row.applied_seq)
+        await self._load_orders(conn)
         # The primary's stream messages, in its order: the trades settled up to here, then the depth (a
         # replica does not know which side took: its trade messages have no `taker_side`).
         messages: list[dict[str, Any]] = []
@@ -123,6 +129,10 @@ class MarketFollower:
 
     def depth(self, levels: int = 5) -> dict[str, list[tuple[int, int, int]]]:
         return book_depth(self.engine, levels)
+
+    async def _load_orders(self, conn: AsyncConnection) -> None:
+        if self.market.mode in ("listing", "auction"):  # where enforcement sales rest
+            self.orders = await journal.open_orders(conn, self.market.id)
 
     async def submit(self, *args: Any, **kwargs: Any) -> Any:
         raise ReadOnly()
@@ -167,6 +177,9 @@ class ReadOnlyHub:
                 await self._sync()
             except Exception:  # the standby restarting, a network blip: keep following
                 log.warning("market follower could not refresh", exc_info=True)
+
+    async def sweep(self, participant_id: int) -> list[str]:
+        raise ReadOnly()  # a suspension is a mutation: the edge refuses it before this
 
     def get(self, market_id: str) -> MarketFollower:
         f = self.sequencers.get(market_id)

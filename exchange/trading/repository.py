@@ -126,6 +126,24 @@ async def restoration_trades(conn: AsyncConnection, restoration_orders: list[int
     return [RestorationTrade.from_row(r) for r in rows]
 
 
+async def restoration_commitments(conn: AsyncConnection, restoration_order: int) -> list[tuple[int, int]]:
+    """What a restoration order has bought or may still buy, as (quantity, the instrument's decimals): each
+    settled trade of its buy orders, and the open quantity of each of them still open. One statement, so one
+    snapshot: a fill moves quantity from an open order to a trade in one projection transaction
+    (exchange/trading/journal.py project), never out of both or into both."""
+    rows = await conn.execute(text(
+        """SELECT t.qty, i.decimals
+           FROM trades t JOIN orders o ON o.market_id = t.market_id AND o.id = t.buy_order
+           JOIN instruments i ON i.code = t.instrument
+           WHERE (o.purpose->>'restoration_order')::bigint = :r
+           UNION ALL
+           SELECT o.open_qty, i.decimals
+           FROM orders o JOIN markets m ON m.id = o.market_id JOIN instruments i ON i.code = m.instrument
+           WHERE (o.purpose->>'restoration_order')::bigint = :r AND o.status = 'open' AND o.open_qty > 0"""),
+        {"r": restoration_order})
+    return [(int(r.qty), int(r.decimals)) for r in rows]
+
+
 def _jsonb(value: Any) -> str:
     """A value for a jsonb parameter (times as `iso` writes them; anything else as its text)."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True,

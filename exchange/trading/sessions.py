@@ -35,7 +35,7 @@ from exchange.core.errors import DomainError, Invalid
 from exchange.core.jobs import claim
 from exchange.core.runtime import Runtime
 from exchange.core.units import cny, iso, quantity
-from exchange.trading import markets, repository
+from exchange.trading import markets, repository, running
 from exchange.trading.models import CLOSED, OPEN, PAUSED, ClosePrice, MarketEvent, SessionState
 from ledger import commands as lc
 from ledger import queries as ledger_queries
@@ -180,19 +180,19 @@ async def _close(rt: Runtime, seq: Any, actor: str) -> SessionAnswer:
 
 async def open_session(rt: Runtime, market_id: str, day: date | None = None, *, actor: str = CALENDAR,
                        override: tuple[datetime, str] | None = None) -> SessionAnswer:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     async with seq.session_lock:
         return await _set(rt, seq, "open", day or trading_day(rt.clock()), actor, override)
 
 
 async def pause_session(rt: Runtime, market_id: str, *, actor: str = CALENDAR) -> SessionAnswer:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     async with seq.session_lock:
         return await _set(rt, seq, "pause", seq.trading_day or trading_day(rt.clock()), actor)
 
 
 async def close_session(rt: Runtime, market_id: str, *, actor: str = CALENDAR) -> SessionAnswer:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     async with seq.session_lock:
         return await _close(rt, seq, actor)
 
@@ -225,9 +225,10 @@ async def compute_close(rt: Runtime, instrument: str, day: date) -> ClosePrice |
         await repository.upsert_close(conn, close)
         await repository.set_reference_price(conn, instrument, price)
     # The close is the next day's reference: every market of the instrument re-centres its band.
-    for s in rt.exchange.sequencers.values():
+    reference = mc.SetReference(price)
+    for s in running.sequencers(rt):
         if s.market.instrument == instrument and getattr(s, "stopped", None) is None:
-            await s.submit(lambda _s, p=price: mc.SetReference(p))
+            await s.submit(lambda _s: reference)
     await _after_close(rt, instrument, price, day)
     return close
 
@@ -248,7 +249,7 @@ class Halted:
 
 
 async def halt(rt: Runtime, market_id: str, reason: str, resume: bool = False) -> Halted:
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     await seq.submit(lambda _s: mc.Resume() if resume else mc.Halt(reason))
     async with rt.tx() as conn:
         await repository.set_halted(conn, market_id, not resume)
@@ -290,7 +291,7 @@ async def sync_engine_rules(seq: Any) -> None:
 
 async def follow(rt: Runtime, market_id: str, now: datetime, actor: str = CALENDAR) -> SessionAnswer | None:
     """Bring the session to what the calendar (or an override in force) says at `now`. Idempotent."""
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     if getattr(seq, "stopped", None) is not None:
         return None  # takes no writes
     async with seq.session_lock:
@@ -305,12 +306,12 @@ async def follow(rt: Runtime, market_id: str, now: datetime, actor: str = CALEND
                 await repository.end_override(conn, market_id)
         state, day = markets.in_force(seq.market, pending, trading_day(now)).scheduled(now)
         kind, was = last if last is not None else ("close", None)
-        running = kind in ("open", "pause")
+        in_session = kind in ("open", "pause")
         if state == CLOSED:
-            return await _close(rt, seq, actor) if running else None
+            return await _close(rt, seq, actor) if in_session else None
         if was == day and (kind == "close" or (kind, state) in (("open", OPEN), ("pause", PAUSED))):
             return None  # already so, or closed for the day
-        if running and was is not None and was < day:
+        if in_session and was is not None and was < day:
             await _close(rt, seq, actor)  # yesterday was never closed (always-open market, missed close)
         return await _set(rt, seq, "open" if state == OPEN else "pause", day, actor)
 
@@ -318,7 +319,7 @@ async def follow(rt: Runtime, market_id: str, now: datetime, actor: str = CALEND
 async def session_action(rt: Runtime, market_id: str, action: str, *, actor: str = CALENDAR,
                          override: bool = False, reason: str | None = None) -> SessionAnswer:
     """An operator's open, pause or close. An open outside the market's hours needs an explicit override."""
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     if getattr(seq, "stopped", None) is not None:
         raise seq.stopped_error()
     if action == "pause":
@@ -358,7 +359,7 @@ async def schedule(rt: Runtime, market_id: str) -> list[str]:
     scheduler = rt.scheduler
     if scheduler is None:
         return []
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     async with rt.read() as conn:
         pending = await repository.pending_amendments(conn, market_id)
     versions, m = [seq.market], seq.market
@@ -387,7 +388,7 @@ async def run_job(rt: Runtime, market_id: str) -> None:
 async def start(rt: Runtime, market_id: str) -> None:
     """A market's sequencer is running (process start, or just defined): give it its calendar. Without a
     scheduler, sessions are opened by hand, except that an always-open market comes up open."""
-    seq = rt.exchange.get(market_id)
+    seq = running.sequencer(rt, market_id)
     if getattr(seq, "stopped", None) is not None:
         return
     await sync_engine_rules(seq)

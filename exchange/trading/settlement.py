@@ -324,8 +324,10 @@ class Book:
             reqs.append(lc.CreateHold("t1", buyer.holding_account, v.clearing, m.instrument, qty))
         # Who traded is named in the entry only where the venue discloses it (a block deal's two parties
         # negotiated with each other). On an anonymous book (continuous, listing, auction) both parties get
-        # the entry's receipt, so it names neither them nor their orders, and its accounts are commitments
-        # (`blinded`); the parties stay in the private trades table, for operators and auditors.
+        # the entry's receipt, so it names neither them nor their orders, and its accounts, holds and amounts
+        # are commitments (entry version 4): a buy's hold rest and release (its limit and size) and a sell's
+        # rest are the other side's business; the parties stay in the private trades table, for operators
+        # and auditors.
         disclosed = e[ev.T_MODE] in DISCLOSED_MODES
         meta: dict[str, Any] = {"market": m.id, "trade_id": e[ev.T_ID], "price": price, "qty": qty}
         if disclosed:
@@ -341,7 +343,8 @@ class Book:
         # One event, one entry (version 2). Named as the first entry of the linked group that settled
         # trades before: a trade settled that way and re-settled after an upgrade is found, and refused
         # as a different request, never settled twice.
-        group = [lc.Request(v.actor, lc.Event("trade", tuple(reqs), blinded=not disclosed), f"{cid}:0", meta)]
+        group = [lc.Request(v.actor, lc.Event("trade", tuple(reqs), blinded=not disclosed,
+                                              blind_amounts=not disclosed), f"{cid}:0", meta)]
         if retire:
             # A judicial retirement stays an entry of its own (type `retire`), linked right after the trade's
             # event (all or none): that entry is what the restoration certificate proves -- a public document,

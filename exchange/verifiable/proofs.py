@@ -35,7 +35,7 @@ from exchange.core.runtime import Runtime
 from ledger import blinding, checkpoints, merkle, openings, queries, tlog_store, tree_store
 from ledger.checkpoints import Published
 from ledger.cosignature import WitnessPolicy
-from ledger.encoding import VERSION_3, decode_entry, legs_of
+from ledger.encoding import VERSION_3, VERSION_4, decode_entry, legs_of
 from ledger.receipt import make_receipt
 
 OVERSIGHT = frozenset({"operator", "auditor"})
@@ -186,23 +186,47 @@ async def _sees_by_accounts(conn: AsyncConnection, who: Principal, actor: str, e
     return bool(accounts & {a for a in (who.holding_account, who.cash_account) if a is not None})
 
 
-async def _own_openings(conn: AsyncConnection, who: Principal, actor: str,
+def _opens_everything(who: Principal, actor: str, meta: bytes) -> bool:
+    """Whose receipt of a blinded entry opens every field: oversight's; for an enforcement's event (its committed
+    metadata names the pledge) the pledgee's and the pledgor's -- the bank that realises the lot and the owner
+    whose lot it is and who owes every line of the waterfall -- and nobody else's (a junior claimant, a court
+    paid its share, a negotiated sale's buyer: their own legs only, see README "Visibility"); for any other
+    event (an anonymous trade, whose author is the market) its author's."""
+    if who.kind in OVERSIGHT:
+        return True
+    try:
+        named = json.loads(meta)
+    except ValueError:
+        named = None
+    if isinstance(named, dict) and "pledge" in named:
+        return who.participant_id in (named.get("pledgee"), named.get("pledgor"))
+    return actor == who.actor
+
+
+async def _own_openings(conn: AsyncConnection, who: Principal, everything: bool,
                         opened: blinding.Openings | None) -> tuple[bool, list[dict[str, Any]]]:
-    """Of a blinded entry: whether `who` sees it, and the openings its receipt carries -- every one for
-    oversight and the author, else those of the caller's own fields (its accounts, and the holds on them);
-    the other side's accounts and holds stay commitments."""
-    everything = who.kind in OVERSIGHT or actor == who.actor
+    """Of a blinded entry: whether `who` sees it, and the openings its receipt carries -- every one if
+    `everything` (`_opens_everything`), else those of the caller's own fields: its accounts, the holds on them, and (in
+    a version-4 entry) the amounts of its own legs, those that name one of its accounts or holds. The other
+    side's accounts, holds and amounts stay commitments, and so do the system legs' (the fee account's
+    transfer carries both sides' fees)."""
     mine = {a for a in (who.holding_account, who.cash_account) if a is not None}
     own: list[dict[str, Any]] = []
     for i, fields in enumerate(opened or ()):
-        for f, (salt, value) in fields.items():
-            if f == "hold" and not everything:
+        ours: set[str] = set()
+        for f, (_salt, value) in fields.items():
+            if everything:
+                ours.add(f)
+            elif f == "hold":
                 found = await queries.hold_accounts(conn, value)
-                ours = found is not None and found[0] in mine
-            else:
-                ours = everything or value in mine
-            if ours:
-                own.append({"leg": i, "field": f, "salt": salt.hex(), "value": value})
+                if found is not None and found[0] in mine:
+                    ours.add(f)
+            elif f in blinding.ACCOUNT_FIELDS and value in mine:
+                ours.add(f)
+        if ours:  # a leg of the caller's: its amounts are the caller's own terms
+            ours |= {f for f in fields if f in blinding.AMOUNT_FIELDS}
+        own += [{"leg": i, "field": f, "salt": salt.hex(), "value": value}
+                for f, (salt, value) in fields.items() if f in ours]
     return everything or any(o["field"] in blinding.ACCOUNT_FIELDS for o in own), own
 
 
@@ -233,8 +257,9 @@ async def receipt(rt: Runtime, who: Principal, seq: int, order_party: OrderParty
         leaf = row.leaf
         entry = decode_entry(leaf)
         own: list[dict[str, Any]] | None = None
-        if entry.get("v") == VERSION_3:  # accounts by commitment: who is a party is read from the openings
-            sees, own = await _own_openings(conn, who, row.actor, await openings.of_entry(conn, seq))
+        if entry.get("v") in (VERSION_3, VERSION_4):  # accounts by commitment: parties are read from the openings
+            sees, own = await _own_openings(conn, who, _opens_everything(who, row.actor, row.meta),
+                                            await openings.of_entry(conn, seq))
         else:
             sees = await _sees_by_accounts(conn, who, row.actor, entry)
         cp = await checkpoints.at_least(await _raw(conn), seq)

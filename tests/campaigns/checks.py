@@ -220,7 +220,7 @@ async def holds_spent_once(dsn: str) -> tuple[int, list[str]]:
     import msgspec
 
     from ledger import blinding
-    from ledger.encoding import VERSION_3, decode_entry, legs_of
+    from ledger.encoding import decode_entry, legs_of
 
     problems: list[str] = []
     holds: dict[int, dict[str, int]] = {}
@@ -228,16 +228,17 @@ async def holds_spent_once(dsn: str) -> tuple[int, list[str]]:
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # Version-1 hold entries, and the hold legs of version-2 events (a trade's posts, trim, T+1 lock).
-            # A blinded event (version 3) names its holds by commitment: read in the clear with its openings.
+            # A blinded event (version 3, 4) names its holds (and amounts) by commitment: read in the clear with
+            # its openings.
             cur = conn.cursor("SELECT e.seq, e.type, e.leaf, o.openings FROM ledger_entries e LEFT JOIN "
                               "ledger_entry_openings o USING (seq) WHERE e.type LIKE 'hold.%' OR e.type = 'event' "
                               "ORDER BY e.seq")
             async for r in cur:
                 entry = decode_entry(bytes(r["leaf"]))
-                if entry["v"] == VERSION_3:
+                if entry["v"] in blinding.FIELDS:
                     try:
                         opened = blinding.decode_openings(msgspec.json.decode(bytes(r["openings"] or b"null")))
-                        entry = {**entry, "body": blinding.unblind(entry["body"], opened)}
+                        entry = {**entry, "body": blinding.unblind(entry["body"], opened, blinding.FIELDS[entry["v"]])}
                     except (blinding.BlindingError, msgspec.DecodeError) as exc:
                         problems.append(f"entry {r['seq']}: its openings do not open it: {exc}")
                         continue

@@ -122,6 +122,12 @@ def _tamper_cases(doc: dict, other_receipt: dict) -> list[tuple[str, dict]]:
     other["metadata"]["seq"] = t["receipts"][0]["metadata"]["seq"]
     t["receipts"][0] = other  # a receipt of some other entry, passed off as the retirement
     out.append(("wrong_entry", t))
+    t = copy.deepcopy(doc)
+    t["receipts"] = doc["receipts"] * 2  # red team 7 F5 (forge.py dup_receipts): one receipt per entry
+    out.append(("duplicate_receipt", t))
+    t = copy.deepcopy(doc)
+    t["receipts"] = [*doc["receipts"], other_receipt]  # a genuine receipt of an entry no block names
+    out.append(("unexpected_receipt", t))
     return out
 
 

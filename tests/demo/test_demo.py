@@ -5,6 +5,7 @@ each acting as that participant only; loading again keeps them."""
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from pathlib import Path
 
 from litestar.testing import TestClient
@@ -47,3 +48,22 @@ def test_demo_keys_work_for_every_demo_participant(db_url: str, settings: Settin
                 first = keys
     assert keys == first  # loading again changed nothing
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_demo_loads_again_on_a_later_day(api: Api, client, monkeypatch) -> None:
+    """Red team 8 F3: `envx serve --demo` restarted the next day re-filed the demo pledge with another term start
+    (the loader took today's date), got idempotency_conflict, and the server did not start. Its terms run from the
+    day the demo was first loaded."""
+    rt = client.app.state.rt
+    client.blocking_portal.call(demo.load, rt, None)
+
+    class Tomorrow(date):
+        @classmethod
+        def today(cls) -> Tomorrow:
+            d = date.today() + timedelta(days=1)
+            return cls(d.year, d.month, d.day)
+
+    monkeypatch.setattr(demo, "date", Tomorrow)  # the clock the loader read its day from
+    client.blocking_portal.call(demo.load, rt, None)  # raised DomainError(idempotency_conflict) before
+    pledges = api.ok(api.get("/v1/pledges"))
+    assert len([p for p in pledges if p["status"] == "active"]) == 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 import pytest
@@ -229,3 +231,68 @@ def test_checkpoints_kept_by_an_auditor_are_checked_against_the_database(db_url:
     other = note.generate_signer_key(cp.origin)[1]
     report = asyncio.run(verify.verify_database(dsn, checkpoints=[kept], trusted_keys=[other]))
     assert any("does not verify" in p for p in report.problems), report.render()
+
+
+async def _cut_entry(dsn: str, seq: int) -> asyncpg.Record:
+    """Delete entry `seq` from the log (as an attacker would); return its row."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        return await conn.fetchrow("DELETE FROM ledger_entries WHERE seq = $1 RETURNING *", seq)
+    finally:
+        await conn.close()
+
+
+async def _put_entry(dsn: str, row: Mapping[str, Any]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        cols = list(row.keys())
+        await conn.execute(f"INSERT INTO ledger_entries ({', '.join(cols)}) "
+                           f"VALUES ({', '.join(f'${k + 1}' for k in range(len(cols)))})", *row.values())
+    finally:
+        await conn.close()
+
+
+def test_a_gap_in_the_log_is_reported_the_same_by_the_split_audit(db_url: str, settings: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split trusts no count of rows: a range that misses an entry sends the audit back to the serial pass,
+    which reports the gap exactly -- in the middle of a range and at a range's last entry alike."""
+    with TestClient(create_app(settings, db_url), raise_server_exceptions=False, timeout=60) as client:
+        world(Api(client, bootstrap_operator(client)), transfers=1)
+        rt = client.app.state.rt
+        client.blocking_portal.call(rt.submit_linked, [c.Request("t", c.OpenAccount(f"a{i}", "holding"))
+                                                       for i in range(700)])
+        n = head_seq(client)
+    dsn = asyncpg_dsn(db_url)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 10)
+    assert verify.audit_span(n, 3) == 256
+    for seq in (300, 256):  # inside the second range; the first range's last entry
+        row = asyncio.run(_cut_entry(dsn, seq))
+        try:
+            for replay in (False, True):
+                serial = asyncio.run(verify.verify_database(dsn, replay=replay, jobs=1))
+                assert f"seq {seq + 1} found where {seq} was expected (gap or reorder)" in serial.problems
+                assert "the log has a gap: tree and checkpoints not checked" in serial.problems
+                for jobs in (2, 3):
+                    split = asyncio.run(verify.verify_database(dsn, replay=replay, jobs=jobs))
+                    assert (split.problems, split.warnings, split.checks, split.entries) == (
+                        serial.problems, serial.warnings, serial.checks, serial.entries), (jobs, split.render())
+        finally:
+            asyncio.run(_put_entry(dsn, row))
+    # An entry forged far beyond the log: the split stops at the first range that misses an entry instead of
+    # walking the billions of empty ranges up to it, and the serial pass reports the gap.
+    far = 10**12
+    asyncio.run(_put_entry(dsn, {**dict(asyncio.run(_cut_entry(dsn, n))), "seq": far}))
+    try:
+        for replay in (False, True):
+            serial = asyncio.run(verify.verify_database(dsn, replay=replay, jobs=1))
+            assert f"seq {far} found where {n} was expected (gap or reorder)" in serial.problems
+            for jobs in (2, 3):
+                split = asyncio.run(verify.verify_database(dsn, replay=replay, jobs=jobs))
+                assert (split.problems, split.warnings, split.checks) == (
+                    serial.problems, serial.warnings, serial.checks), (jobs, split.render())
+    finally:
+        row = asyncio.run(_cut_entry(dsn, far))
+        asyncio.run(_put_entry(dsn, {**dict(row), "seq": n}))
+    assert asyncio.run(verify.verify_database(dsn, jobs=3)).ok

@@ -1,4 +1,4 @@
-"""A trade's one event entry (version 3 on an anonymous book: ledger/blinding.py) has a receipt like any
+"""A trade's one event entry (version 4 on an anonymous book: ledger/blinding.py) has a receipt like any
 entry: its parties (through any leg) may fetch it, it verifies offline against the signed checkpoint, and
 anyone else is told there is no such entry."""
 
@@ -11,7 +11,7 @@ import sys
 from litestar.testing import TestClient
 
 from exchange.demo import loader as demo
-from ledger.encoding import DOMAIN_TAG_V3, decode_entry
+from ledger.encoding import DOMAIN_TAG_V4, decode_entry
 from ledger.receipt import verify_receipt
 from tests.helpers import Api
 from tests.ledger_verifiable.helpers import log_keys
@@ -34,7 +34,7 @@ def test_a_trade_event_has_a_receipt_for_both_parties_and_no_one_else(api: Api, 
         r = who.get(url)
         assert r.status_code == 200, r.text
         ok = verify_receipt(r.json(), keys)
-        assert ok.index == row["seq"] - 1 and ok.entry.startswith(DOMAIN_TAG_V3)
+        assert ok.index == row["seq"] - 1 and ok.entry.startswith(DOMAIN_TAG_V4)
         assert decode_entry(ok.entry)["body"]["kind"] == "trade"
     outsider = api.participant("无关企业", "enterprise")["api"]
     assert outsider.get(url).json()["code"] == "not_found"  # as if there were none

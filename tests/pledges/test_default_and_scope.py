@@ -44,7 +44,7 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     deadline = datetime.now(UTC) + timedelta(seconds=1)
     # 100 t x 10.50 = 1,050.00 = 105 % of 1,000.00: a margin call (below 110 %), not a liquidation.
     r = api.ok(api.post("/v1/pledges/revaluations", {"reason": "valuation report",
-                                                     "instrument": "FCT-SM", "price": "10.50", "as_of": days(-2),
+                                                     "instrument": "FCT-SM", "price": "10.50", "as_of": days(-9),
                                                      "cure_deadline": deadline.isoformat()}))
     assert {x["pledge_id"]: x["level"] for x in r["pledges"]}[b["id"]] == "margin_call"
     r = offer(bank, b["id"], buyer)
@@ -54,7 +54,9 @@ def test_enforcement_needs_a_default(api: Api) -> None:
     assert p["enforcement"]["ground"]["type"] == "cure_deadline_missed"
     # A liquidation level is a default at once.
     c = another()
-    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(-1),
+    # Valued days ago: its cure deadline (the next open after the valuation day) has passed whatever the hour
+    # (valued yesterday, it would run until this morning's open, 01:30 UTC).
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "9.00", "as_of": days(-8),
                                                  "reason": "评估报告"}))
     assert api.ok(bank.get(f"/v1/pledges/{c['id']}"))["margin"]["level"] == "liquidation"
     p = api.ok(offer(bank, c["id"], buyer))

@@ -185,8 +185,8 @@ def test_negotiated_sale_under_a_freeze_is_one_event_and_a_buyer_short_of_cash_m
     before = snapshot(api)
     r = buyer["api"].post(f"/v1/pledges/{pid}/enforcement/accept", {"price": "10.00"})
     assert (r.status_code, r.json()["code"]) == (409, "insufficient_available"), r.text
-    # The freeze's void, its rest frozen again, the post and the delivery all applied before the last
-    # payout leg was refused: none of them stays.
+    # The freeze's void, its rest frozen again, the post and the delivery all applied before the buyer's
+    # payment into the escrow was refused: none of them stays.
     assert snapshot(api) == before
     assert hold(api, f_hold)[0] == "pending" and hold(api, p["hold_id"])[0] == "pending"
     assert api.ok(bank["api"].get(f"/v1/pledges/{pid}"))["status"] == "enforcing"
@@ -195,12 +195,13 @@ def test_negotiated_sale_under_a_freeze_is_one_event_and_a_buyer_short_of_cash_m
     at = head(api)
     api.ok(buyer["api"].post(f"/v1/pledges/{pid}/enforcement/accept", {"price": "10.00"}))
     ev = last_event(api, bank["api"], pid, "enforced")
-    # Before: the freeze's void and new hold, post, delivery and three payouts (7 entries); now one.
+    # Before: the freeze's void and new hold, post, delivery and three payouts (7 entries); now one. The buyer
+    # pays the price into the bank's escrow, the escrow pays the lines (the buyer's receipt opens only its own).
     assert ev["ledger_seqs"] == [at + 1] and head(api) == at + 1
     [e] = entries(api, ev["ledger_seqs"])
     assert shape(e) == ("event", "enforcement", ["hold.void", "hold.create", "hold.post", "transfer", "transfer",
-                                                 "transfer", "transfer"])
-    assert [leg["body"]["amount"] for leg in e["body"]["legs"][4:]] == [50_000, 5_000, 5_000]
+                                                 "transfer", "transfer", "transfer"])
+    assert [leg["body"]["amount"] for leg in e["body"]["legs"][4:]] == [60_000, 50_000, 5_000, 5_000]
     assert (cash(api, bank), cash(api, court), cash(api, owner), cash(api, buyer)) == (
         "500.00", "50.00", "50.00", "0.00")
     g = api.ok(court["api"].get(f"/v1/freezes/{f['id']}"))

@@ -62,3 +62,19 @@ def test_with_no_close_and_no_trade_a_mark_is_compared_with_the_last_mark(api: A
     assert "the last mark 15.00" in detail
     shown = api.ok(propose(api, "15.90", days(0)), 202)
     assert "reference the last mark 15.00 CNY, deviation +6.00 %" in shown["summary"], shown["summary"]
+
+
+def test_a_reason_must_say_something(api: Api) -> None:
+    """Red team round 6 (nit): a reason of one character ("x") made a mark of 0.01 nothing compared with."""
+    world(api, "1000")
+    for junk in ("x", "ab", "...", "—— ！", "x.", "估"):
+        r = propose(api, "0.01", days(0), reason=junk)
+        assert (r.status_code, r.json().get("code")) == (422, "mark_reason_meaningless"), (junk, r.text)
+    # Needed or not: a junk reason is refused inside the band too (here: a reference exists after the first).
+    api.ok(api.post("/v1/pledges/revaluations", {"instrument": "FCT-SM", "price": "15.00", "as_of": days(-1),
+                                                 "reason": "评估报告"}))
+    r = propose(api, "15.10", days(0), reason="x")
+    assert (r.status_code, r.json().get("code")) == (422, "mark_reason_meaningless"), r.text
+    api.ok(propose(api, "15.10", days(0)), 202)  # inside the band no reason is needed
+    api.ok(propose(api, "0.01", days(0), reason="估值"), 202)  # a word of two characters says something
+    api.ok(propose(api, "0.01", days(0), reason="fire"), 202)

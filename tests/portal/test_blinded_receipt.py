@@ -1,6 +1,6 @@
-"""The portal's in-browser receipt check of an anonymous trade's entry (version 3, ledger/blinding.py): the
-receipt's openings are checked against the commitments in the entry bytes with WebCrypto; one changed value
-or salt is red at that step."""
+"""The portal's in-browser receipt check of an anonymous trade's entry (version 4, ledger/blinding.py): the
+receipt's openings -- accounts, holds and amounts -- are checked against the commitments in the entry bytes
+with WebCrypto; one changed value, amount or salt is red at that step."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ STEPS = ["read", "keys", "cp_sig", "size", "leaf", "inclusion", "decode", "openi
 
 
 def _blinded(server: Server, token: str) -> int:
-    """The demo's first anonymous market trade (a version-3 entry)."""
+    """The demo's first anonymous market trade (a version-4 entry)."""
     with httpx.Client(base_url=server.url, timeout=60) as http:
         after = 0
         while True:
@@ -26,12 +26,12 @@ def _blinded(server: Server, token: str) -> int:
                             headers={"Authorization": f"Bearer {token}"}).json()
             assert page, "the demo has no blinded entry"
             for e in page:
-                if e["entry"]["v"] == 3:
+                if e["entry"]["v"] == 4:
                     return int(e["seq"])
             after = page[-1]["seq"]
 
 
-@pytest.mark.parametrize("where", [None, "value", "salt"])
+@pytest.mark.parametrize("where", [None, "value", "salt", "amount"])
 def test_a_blinded_receipt_opens_its_fields_in_the_browser(page: Page, server: Server, keys: dict[str, Any],
                                                           tmp_path: Path, where: str | None) -> None:
     token = keys["operator"]["api_key"]
@@ -46,6 +46,8 @@ def test_a_blinded_receipt_opens_its_fields_in_the_browser(page: Page, server: S
     elif where == "salt":
         s = doc["openings"][-1]["salt"]
         doc["openings"][-1]["salt"] = ("0" if s[0] != "0" else "1") + s[1:]
+    elif where == "amount":  # a leg's amount said to be one more
+        next(o for o in doc["openings"] if o["field"] == "amount")["value"] += 1
     f = tmp_path / f"entry-{seq}.json"
     f.write_text(json.dumps(doc), "utf-8")
     verdict, failed_at = page.verify_file(f)

@@ -77,7 +77,7 @@ def _flip(text: str, at: int) -> str:
 
 
 @pytest.mark.parametrize(("where", "step"), [("note", "cert_sig"), ("entry", "inclusion"), ("path", "inclusion"),
-                                             ("checkpoint", "cp_sig")])
+                                             ("checkpoint", "cp_sig"), ("dup_receipts", "body")])
 def test_a_changed_byte_turns_it_red_at_the_step_that_failed(page: Page, server: Server, tmp_path: Path,
                                                             where: str, step: str) -> None:
     doc = certificate(server)
@@ -89,6 +89,8 @@ def test_a_changed_byte_turns_it_red_at_the_step_that_failed(page: Page, server:
         r["entry"] = _flip(r["entry"], len(r["entry"]) // 2)
     elif where == "path":
         r["inclusion_path"][0] = _flip(r["inclusion_path"][0], 5)
+    elif where == "dup_receipts":  # red team 7 F5 (forge.py): one receipt per entry, no copies
+        doc["receipts"] = doc["receipts"] * 2
     else:  # the checkpoint's root line
         lines = r["checkpoint"].split("\n")
         lines[2] = _flip(lines[2], 3)

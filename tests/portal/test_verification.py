@@ -9,6 +9,7 @@ which hands the page altered answers."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import time
 from pathlib import Path
@@ -206,15 +207,21 @@ def test_the_json_attached_to_the_search_certificate_pdf_is_verified_in_the_brow
     assert page.errors == []
 
 
-def _checkpoint_sizes(server: Server, at_least: int) -> list[int]:
-    """Published checkpoint sizes, oldest first, waiting (bounded) until there are `at_least`."""
+def _checkpoint_sizes(server: Server, keys: dict[str, Any], at_least: int) -> list[int]:
+    """Published checkpoint sizes, oldest first, waiting (bounded) until there are `at_least`: while there are
+    fewer, a one-unit transfer between demo participants, more than the checkpoint interval (1 s) apart, grows
+    the log (the demo's load may fit in one or two checkpoints, by how its writes were batched)."""
     deadline = time.monotonic() + 60
+    owner, to = keys["sanming_owner"]["api_key"], keys["lowcarbon_assoc"]["participant_id"]
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        while True:
+        for n in itertools.count():
             sizes = sorted(c["tree_size"] for c in http.get("/v1/ledger/checkpoints", params={"limit": 200}).json())
             if len(sizes) >= at_least or time.monotonic() > deadline:
                 return sizes
-            time.sleep(0.5)
+            moved = http.post("/v1/transfers", json={"to_participant": to, "instrument": "FCT-SM", "quantity": "1"},
+                              headers={"Authorization": f"Bearer {owner}", "Idempotency-Key": f"grow-{n}"})
+            assert moved.status_code == 201, moved.text
+            time.sleep(1.5)
 
 
 def _consistency(page: Page, first: int, second: int) -> tuple[str | None, str | None]:
@@ -227,8 +234,8 @@ def _consistency(page: Page, first: int, second: int) -> tuple[str | None, str |
 
 
 def test_the_ledger_explorer_checks_consistency_in_the_browser_green_for_a_true_pair_red_for_a_tampered_one(
-        page: Page, server: Server) -> None:
-    sizes = _checkpoint_sizes(server, 3)
+        page: Page, server: Server, keys: dict[str, Any]) -> None:
+    sizes = _checkpoint_sizes(server, keys, 3)
     assert len(sizes) >= 3, sizes
     page.go("/portal/ledger")
     order = ["sizes", "keys", "sig1", "sig2", "proof"]

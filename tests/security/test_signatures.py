@@ -143,3 +143,34 @@ def test_signing_keys_are_managed_by_their_owner_only(api: Api) -> None:
         assert r.status_code == 422, (bad, r.text)
     assert b["api"].get(f"/v1/participants/{a['id']}/signing-keys").status_code == 403
     assert [k["id"] for k in api.ok(a["api"].get(f"/v1/participants/{a['id']}/signing-keys"))] == [key["id"]]
+
+
+def test_a_signing_key_registration_retried_after_its_answer_was_lost_gets_that_answer(api: Api,
+                                                                                         client: TestClient) -> None:
+    """The commit succeeded, the answer was lost (the edge's kept answer gone with a crash, or the retry's
+    bytes differ: the key moved into the body's whitespace): the retry got 409 signing_key_exists."""
+    a = api.participant("甲企业", "enterprise")
+    path = f"/v1/participants/{a['id']}/signing-keys"
+    _, public = generate_key()
+    headers = {"Authorization": f"Bearer {a['token']}", "Idempotency-Key": "sk-1", "Content-Type": "application/json"}
+    body = json.dumps({"public_key": public, "label": "treasury"})
+    first = client.post(path, content=body, headers=headers)
+    assert first.status_code == 201, first.text
+    # The same request with other whitespace: past the edge's exact replay, the service answers it.
+    spaced = client.post(path, content=body.replace(", ", ",   "), headers=headers)
+    assert spaced.status_code == 201 and spaced.json() == first.json(), spaced.text
+    # The edge's kept answer lost (as in a crash between the commit and keeping it): the same bytes again.
+    lost = sql(client, "DELETE FROM answers_by_request WHERE client_id = 'sk-1' AND actor = :a AND "
+               "media_type = 'application/json' RETURNING body", {"a": f"participant:{a['id']}"}, write=True)
+    assert [json.loads(bytes(r.body)) for r in lost] == [first.json()] * 2  # both requests' kept answers, gone
+    again = client.post(path, content=body, headers=headers)
+    assert again.status_code == 201 and again.json() == first.json(), again.text
+    assert [k["id"] for k in api.ok(a["api"].get(path))] == [first.json()["id"]]  # one key registered
+    # The same key for another registration is a conflict, and registers nothing.
+    _, other = generate_key()
+    clash = client.post(path, json={"public_key": other}, headers=headers)
+    assert (clash.status_code, clash.json()["code"]) == (409, "idempotency_conflict"), clash.text
+    # The same public key under a new key is still refused as registered.
+    dup = a["api"].post(path, {"public_key": public})
+    assert (dup.status_code, dup.json()["code"]) == (409, "signing_key_exists")
+    assert len(api.ok(a["api"].get(path))) == 1

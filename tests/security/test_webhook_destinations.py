@@ -69,6 +69,9 @@ def test_non_public_destinations_are_refused_when_set(api: Api) -> None:
         assert (r.status_code, r.json()["code"]) == (422, "webhook_destination_refused"), (url, r.text)  # type: ignore[attr-defined]
     r = _set(api, bank, "http://user@8.8.8.8/hook", "userinfo")
     assert r.json()["code"] == "invalid_webhook_url"  # type: ignore[attr-defined]
+    for i, url in enumerate(("https://8.8.8.8:0/x", "https://8.8.8.8:00/x", "https://[2001:4860:4860::8888]:0/x")):
+        r = _set(api, bank, url, f"port0-{i}")  # red team 7 F5 (webhook7.py): nothing listens on port 0
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_webhook_url"), (url, r.text)  # type: ignore[attr-defined]
     assert bank["api"].get("/v1/pledges/webhook").status_code == 404  # nothing was stored
     # The rule itself, address by address (public ones pass).
     assert not any(webhooks.forbidden_address(a) for a in ("8.8.8.8", "2001:4860:4860::8888", "93.184.216.34"))

@@ -11,6 +11,7 @@ from exchange.core.database import asyncpg_dsn
 from ledger.encoding import decode_entry
 from ledger.verify import verify_database
 from tests.helpers import Api
+from tests.ledger_events import clear
 from tests.trading.test_continuous import bal, world
 
 
@@ -62,10 +63,13 @@ def test_a_better_fill_gives_back_the_excess_in_the_trades_own_entry(api: Api, d
     cash = bal(api, w["b"], "CNY")
     assert (cash["available"], cash["pending"]) == ("41441.50", "0.00")  # 55,956.00 - 14,514.50
     trade = next(e for e in taker["events"] if e["kind"] == "trade")
-    leaf = _entries(api, db_url, "SELECT leaf FROM ledger_entries WHERE client_id = $1",
-                    f"{m}:trade:{trade['trade_id']}:0")[0]["leaf"]
-    buyer_post = decode_entry(bytes(leaf))["body"]["legs"][2]["body"]
+    (row,) = _entries(api, db_url, "SELECT e.leaf, o.openings FROM ledger_entries e JOIN ledger_entry_openings o "
+                      "USING (seq) WHERE e.client_id = $1", f"{m}:trade:{trade['trade_id']}:0")
+    # In the clear for the auditor (with the openings); commitments in the bytes both parties' receipts carry.
+    buyer_post = clear(bytes(row["leaf"]), bytes(row["openings"]))["body"]["legs"][2]["body"]
     assert (buyer_post["amount"], buyer_post["released"], buyer_post["remaining"]) == (1451450, 50050, 0)
+    in_bytes = decode_entry(bytes(row["leaf"]))["body"]["legs"][2]["body"]
+    assert all(isinstance(in_bytes[f], str) and len(in_bytes[f]) == 64 for f in ("amount", "released", "remaining"))
     for order in (bid, taker):
         hold = _entries(api, db_url, "SELECT hold_id FROM orders WHERE id = $1", order["order"]["id"])[0]["hold_id"]
         assert _entries(api, db_url, "SELECT seq FROM ledger_entries WHERE client_id = $1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 from exchange.core.units import iso, times_in_iso
 from exchange.trading.batches import encode
@@ -170,3 +171,27 @@ def test_a_slot_is_encoded_once_with_times_and_dates_as_everywhere() -> None:
     assert raw == walked
     t = iso(at)
     assert raw == f'{{"b":["{t}",[1,"é",null]],"a":{{"day":"2026-12-01","at":"{t}","n":3}},"t":["{t}"]}}'.encode()
+
+
+def test_a_batch_sent_again_under_a_new_key_places_nothing_again_and_answers_as_first(api: Api) -> None:
+    """Red team rounds 5 (F9) and 6 (F7): order a cancelled, the same batch under a new key answers slot a
+    `201 open`, while GET says cancelled. That is the retry rule (by client id, the first answer byte for byte,
+    as single orders are answered): nothing is placed again, and GET tells how each order stands now."""
+    w = world(api)
+    s, m = w["s"]["api"], w["m"]
+    orders = [{"client_id": f"n{i}", "side": "sell", "price": f"{290 + i}.00", "quantity": "10"} for i in range(2)]
+    _, first, doc = _batch(s, m, orders, key="batch-K")
+    oid = doc["results"][0]["order"]["id"]
+    api.ok(s.post(f"/v1/markets/{m}/orders/{oid}/cancel", {}))
+    held = bal(api, w["s"], "CDCER")["available"]
+    _, same, _ = _batch(s, m, orders, key="batch-K")
+    assert same == first  # the same keyed batch: its whole answer, byte for byte
+    status, again, _ = _batch(s, m, orders, key="batch-K2")
+    assert status == 200 and _slots(again) == _slots(first)  # each order's first answer, byte for byte
+    assert api.ok(s.get(f"/v1/markets/{m}/orders/{oid}"))["status"] == "cancelled"
+    assert bal(api, w["s"], "CDCER")["available"] == held  # nothing placed again
+    # A new order beside them in a new batch is placed; the others are their first answers again.
+    _, mixed, doc3 = _batch(s, m, [*orders, {"client_id": "n9", "side": "sell", "price": "299.00", "quantity": "1"}],
+                            key="batch-K3")
+    assert _slots(mixed)[:2] == _slots(first) and doc3["results"][2]["status"] == 201
+    assert Decimal(bal(api, w["s"], "CDCER")["available"]) == Decimal(held) - 1  # only n9's one unit is new

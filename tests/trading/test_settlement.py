@@ -49,14 +49,14 @@ def cross(m: Market, buy_qty: int = 10, sell_qty: int = 10, price: int = 500, bu
 def test_a_trade_settles_delivery_versus_payment_in_one_group_with_fees_and_names_its_parties() -> None:
     book, batch = cross(market(fee_bps=10), price=1005)  # 10 t at 10.05: notional 100.50, fee 0.11 each side
     (group,) = [g for g in batch.groups if g.effect is Effect.TRADE]
-    # One request, one ledger event (entry version 3 on this anonymous book: accounts by commitment) with
-    # every leg; both orders complete, so their holds post without keeping a remainder: what is left goes
-    # back in this same event. Its metadata names neither party (the trade row below does, privately).
+    # One request, one ledger event (entry version 4 on this anonymous book: accounts, holds and amounts by
+    # commitment) with every leg; both orders complete, so their holds post without keeping a remainder: what
+    # is left goes back in this same event. Its metadata names neither party (the trade row below does, privately).
     (request,) = group.requests
     assert request.command == lc.Event("trade", (
         lc.PostHold(101, 10, keep_remainder=False), lc.Transfer(1, BUYER + 1, "X", 10),
         lc.PostHold(102, 10050 + 11, keep_remainder=False), lc.Transfer(1, SELLER + 2, "CNY", 10050 - 11),
-        lc.Transfer(1, 3, "CNY", 22)), blinded=True)
+        lc.Transfer(1, 3, "CNY", 22)), blinded=True, blind_amounts=True)
     assert request.client_id == "X.continuous:trade:1:0"
     assert request.meta == {"market": "X.continuous", "trade_id": 1, "price": 1005, "qty": 10}
     assert batch.trades() == [Trade("X.continuous", 1, 2, 2, "continuous", "X", 1005, 10, 10050, 2, 1, BUYER,

@@ -141,9 +141,14 @@ window.EnvxVerify = (function () {
     return BigInt(i + f.padEnd(d, "0"));
   }
 
-  /* A blinded entry's (version 3) commitment, as ledger/blinding.py: SHA-256(tag ‖ salt ‖ value, 8 bytes
-   * big-endian), hex; tag "envx-acct/1\n" for debit and credit, "envx-hold/1\n" for hold. */
-  const TAGS = {debit: "envx-acct/1\n", credit: "envx-acct/1\n", hold: "envx-hold/1\n"};
+  /* A blinded entry's commitment, as ledger/blinding.py: SHA-256(tag ‖ salt ‖ value, 8 bytes big-endian), hex;
+   * tag "envx-acct/1\n" for debit and credit, "envx-hold/1\n" for hold, "envx-amt/1\n" for the amounts.
+   * Which fields are commitments is the entry version's: version 3 the accounts and holds, version 4 the
+   * amounts too (amount, released, remaining, keep). */
+  const AMT = "envx-amt/1\n";
+  const TAGS = {debit: "envx-acct/1\n", credit: "envx-acct/1\n", hold: "envx-hold/1\n",
+                amount: AMT, released: AMT, remaining: AMT, keep: AMT};
+  const FIELDS = {"3": ["debit", "credit", "hold"], "4": ["debit", "credit", "hold", "amount", "released", "remaining", "keep"]};
   async function commitment(field, saltHex, value) {
     if (!(field in TAGS)) throw new Fail("malformed", `${field} is not a blinded field`);
     if (typeof saltHex !== "string" || !/^[0-9a-f]{64}$/.test(saltHex)) throw new Fail("malformed", "a salt is 32 bytes of hex");
@@ -154,10 +159,17 @@ window.EnvxVerify = (function () {
   }
   /* Each opening of the receipt must open the commitment the entry holds at its leg and field. */
   async function checkOpenings(entry, openings) {
+    const fields = FIELDS[String(entry.v)], legs = entry.body && entry.body.legs, out = [];
+    if (String(entry.v) === "4") {  /* every field version 4 blinds is a commitment, opened or not */
+      for (const [i, leg] of (Array.isArray(legs) ? legs : []).entries())
+        for (const f of fields)
+          if (leg && leg.body && f in leg.body && !(typeof leg.body[f] === "string" && /^[0-9a-f]{64}$/.test(leg.body[f])))
+            throw new Fail("malformed", `leg ${i}'s ${f} is not a commitment in a version-4 entry`);
+    }
     if (!Array.isArray(openings) || !openings.length) return [];
-    if (String(entry.v) !== "3") throw new Fail("malformed", "openings belong to a blinded (version-3) entry only");
-    const legs = entry.body && entry.body.legs, out = [];
+    if (!fields) throw new Fail("malformed", "openings belong to a blinded (version-3 or -4) entry only");
     for (const o of openings) {
+      if (!fields.includes(o.field)) throw new Fail("malformed", `${o.field} is not a blinded field of a version-${entry.v} entry`);
       const leg = legs && Number.isSafeInteger(o.leg) ? legs[o.leg] : undefined;
       const c = leg && leg.body ? leg.body[o.field] : undefined;
       if (typeof c !== "string" || await commitment(o.field, o.salt, o.value) !== c)
@@ -179,7 +191,7 @@ window.EnvxVerify = (function () {
     read: "读取文件", keys: "获取登记机构公布的公钥并核对密钥编号", cert_sig: "证书签名 (Ed25519)", body: "证书内容",
     cp_sig: "检查点签名 (Ed25519)", size: "树大小与检查点一致", leaf: "叶子哈希 SHA-256(0x00 ‖ 条目)",
     inclusion: "包含证明重现签名的根哈希", entry: "条目为本案的司法修复注销", meta: "元数据摘要、序列号与案号",
-    quantity: "数量合计", amounts: "金额合计", digest: "证书摘要 SHA-256 (RFC 8785) 与签名一致", decode: "解读条目（序号、类型、时间）", openings: "本方账户的承诺值与盐值相符（对手方不公开）", pass: "通过", fail: "未通过",
+    quantity: "数量合计", amounts: "金额合计", digest: "证书摘要 SHA-256 (RFC 8785) 与签名一致", decode: "解读条目（序号、类型、时间）", openings: "本方账户与金额的承诺值与盐值相符（对手方不公开）", pass: "通过", fail: "未通过",
     ok_all: "核验通过：每一步都在您的浏览器中完成。", failed_at: "核验未通过，失败步骤：", fetch: "按核验码获取证书",
     entry_n: "条目", nothing: "无法识别的文件（需要证书、查询证明、回执 JSON 或 .tlog-proof）", no_crypto: "此浏览器不支持 WebCrypto Ed25519。"
   } : {
@@ -188,7 +200,7 @@ window.EnvxVerify = (function () {
     leaf: "Leaf hash SHA-256(0x00 ‖ entry)", inclusion: "Inclusion proof reproduces the signed root",
     entry: "The entry is this case's judicial restoration retirement", meta: "Metadata digest, serials and case",
     quantity: "Quantities add up", amounts: "Amounts add up", digest: "Certificate digest SHA-256 (RFC 8785) equals the signed one",
-    decode: "Read the entry (seq, type, time)", openings: "Your own accounts open their commitments (the other side's stay hidden)",
+    decode: "Read the entry (seq, type, time)", openings: "Your own accounts and amounts open their commitments (the other side's stay hidden)",
     pass: "passed",
     fail: "FAILED", ok_all: "Verified: every step ran in your browser.", failed_at: "Verification failed at step: ",
     fetch: "Fetch the certificate by its code", entry_n: "entry", nothing: "Not a file this page knows (certificate, search certificate, receipt JSON or .tlog-proof)",
@@ -259,9 +271,9 @@ window.EnvxVerify = (function () {
 
   /* An entry's bytes: "envx-entry/<version>\n" then its canonical JSON (ledger/encoding.py). */
   function decodeEntry(bytes) {
-    // Version 1 (one movement), 2 (an event of several legs) and 3 (an event whose accounts and holds are
-    // commitments, ledger/blinding.py) differ in their tag only here.
-    const text = V.dec.decode(bytes), m = /^envx-entry\/([123])\n/.exec(text);
+    // Version 1 (one movement), 2 (an event of several legs), 3 (an event whose accounts and holds are
+    // commitments, ledger/blinding.py) and 4 (its amounts too) differ in their tag only here.
+    const text = V.dec.decode(bytes), m = /^envx-entry\/([1234])\n/.exec(text);
     if (!m) throw new Error("not an envx ledger entry");
     const e = JSON.parse(text.slice(m[0].length));
     if (!e || String(e.v) !== m[1]) throw new Error("the entry's version differs from its tag");
@@ -279,6 +291,14 @@ window.EnvxVerify = (function () {
       if (!opened.text.startsWith(HEADER)) throw new Error("the signed note is not a restoration certificate");
       const b = JSON.parse(opened.text.slice(HEADER.length));
       if (!Array.isArray(b.blocks) || !b.blocks.length || !b.order) throw new Error("no order or no retired blocks");
+      // Exactly one receipt for each entry the blocks name: no copies, none of other entries.
+      const named = new Set(b.blocks.map(x => Number(x.entry_seq))), seen = new Set();
+      for (const r of (Array.isArray(doc.receipts) ? doc.receipts : [])) {
+        const seq = r && r.metadata && r.metadata.seq;
+        if (seen.has(seq)) throw new Error(`ledger entry ${seq} has more than one receipt`);
+        if (!named.has(seq)) throw new Error(`a receipt for entry ${seq}, which no retired block names`);
+        seen.add(seq);
+      }
       return b;
     });
     list.lastChild.querySelector(".detail").textContent = `${body.order.court} ${body.order.case_number}: ${body.retired_quantity} ${body.unit || "tCO2e"}`;
@@ -348,7 +368,7 @@ window.EnvxVerify = (function () {
       if (BigInt(e.seq) !== BigInt(doc.index) + 1n) throw new Error(`leaf ${doc.index} holds entry ${e.seq}`);
       return `seq ${e.seq} · ${e.type} · ${e.ts ? new Date(Number(BigInt(e.ts) / 1000n)).toISOString() : ""}`;
     });
-    if (Array.isArray(doc.openings) && doc.openings.length)
+    if ((Array.isArray(doc.openings) && doc.openings.length) || String(decodeEntry(bytes).v) === "4")
       await run("openings", async () => (await V.checkOpenings(decodeEntry(bytes), doc.openings)).join(", "));
   }
 
