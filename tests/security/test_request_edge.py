@@ -28,7 +28,8 @@ def _audit_rows(client: TestClient, operation: str) -> list[tuple[int, str]]:
     b"keyid=1,ts=\xb9\xb2,",                        # superscript one and two
     "keyid=١,ts=%d,".encode() % int(time.time()),   # Arabic-Indic one, as UTF-8
     b"keyid=1,ts=1\xbd,",                            # one and a half
-])
+], ids=["superscript-keyid", "superscript-ts", "arabic-indic-keyid", "fraction-ts"])  # fixed: every worker's ids
+# must be the same (pytest-xdist), and the timestamps change from one second to the next
 def test_a_signature_header_with_other_digits_is_refused_and_audited(api: Api, client: TestClient,
                                                                       fields: bytes) -> None:
     bank = api.participant("兴业银行三明分行", "bank")
