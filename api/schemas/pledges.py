@@ -110,9 +110,9 @@ class ActionIn(Strict):
 
 
 class ConfirmIn(ActionIn):
-    version: int | None = Field(default=None, ge=1, description="The version of the filing the pledgor read "
-                                "(`version` of its answer): if the bank amended it since, 409 `terms_changed` and "
-                                "nothing is confirmed. Omitted: whatever the filing says now.")
+    version: int | None = Field(default=None, ge=1, le=MAX_ID, description="The version of the filing the "
+                                "pledgor read (`version` of its answer): if the bank amended it since, 409 "
+                                "`terms_changed` and nothing is confirmed. Omitted: whatever the filing says now.")
 
 
 class AmendIn(Strict):
