@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import admin_url, fresh_database, pct
+from bench.common import admin_url, fresh_database, pct, read_response
 from bench.server import per_order, serve, wait_healthy
 from tests.helpers import ticket
 from tests.system.server import free_port
@@ -49,19 +49,10 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
                    headers: str, answers: list[bytes] | None = None) -> int:
     writer.write(f"POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n{headers}"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    status_line = await reader.readline()
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        answer = await reader.readexactly(length)
-        if answers is not None:
-            answers.append(answer)
-    return int(status_line.split()[1])
+    status, answer = await read_response(reader)
+    if answers is not None and answer:
+        answers.append(answer)
+    return status
 
 
 async def drive(port: int, seconds: float, connections: int, make: object,

@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 from litestar import Litestar, get
 
-from bench.common import admin_url, fresh_database, pct
+from bench.common import admin_url, fresh_database, pct, read_response
 from bench.server import serve, wait_healthy
 from tests.system.server import free_port
 
@@ -48,17 +48,7 @@ empty = Litestar([_empty_get])  # the peer: `uvicorn bench.http_layer:empty`
 
 async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, headers: bytes) -> int:
     writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: b\r\n" + headers + b"\r\n")
-    status_line = await reader.readline()
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return int(status_line.split()[1])
+    return (await read_response(reader))[0]
 
 
 async def drive(port: int, seconds: float, requests: list[tuple[str, bytes]]) -> tuple[int, list[float], dict]:
